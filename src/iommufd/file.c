@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The /dev/iommu file and its fds: the library's public entry points.
+ *
+ * A struct iommufd_file stands for the kernel's struct file of an open /dev/iommu: one context,
+ * shared by every fd that dup() made from the first. Each fd of the process that refers to it
+ * holds a reference, and so does every ioctl in flight on it, so a close() racing an ioctl on
+ * another thread leaves the context alive until that ioctl returns, as the kernel's fdget()
+ * does. The last reference releases the context (iommufd_ctx_release()).
+ *
+ * The fd numbers are real: each iommufd fd is an open description of /dev/null that we own, so
+ * the number cannot be taken by anything else, and close-on-exec, fork inheritance and the
+ * process's fd limit behave as for any fd. The fd -> file map is a two-level table of atomic
+ * pointers: the ioctl path reads it without a lock under RCU; changes are made under fdt_lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "iommufd/iommufd_private.h"
+#include "lib/fail.h"
+#include "uiommu/uiommu.h"
+
+struct iommufd_file {
+	atomic_long refs;          /* fds referring to it + ioctls in flight */
+	struct iommufd_ctx *ictx;  /* constant */
+	struct rcu_head rcu;
+};
+
+#define FDT_CHUNK_SHIFT 10
+#define FDT_CHUNK (1u << FDT_CHUNK_SHIFT)
+#define FDT_CHUNKS 4096u /* fds up to 4M */
+
+typedef _Atomic(struct iommufd_file *) fdt_slot;
+
+static _Atomic(fdt_slot *) fdt[FDT_CHUNKS];
+static pthread_mutex_t fdt_lock = PTHREAD_MUTEX_INITIALIZER; /* protects fdt updates */
+
+/* The address space of every caller: this process. Taken once and kept. */
+static struct uiommu_mm *file_mm;
+static pthread_once_t file_mm_once = PTHREAD_ONCE_INIT;
+
+static void file_mm_init(void)
+{
+	struct uiommu_mm *mm = uiommu_mm_self();
+
+	if (IS_ERR(mm))
+		return;
+	file_mm = mm;
+}
+
+static struct uiommu_mm *iommufd_caller_mm(void)
+{
+	pthread_once(&file_mm_once, file_mm_init);
+	return file_mm;
+}
+
+static fdt_slot *fdt_slot_get(int fd, bool create)
+{
+	fdt_slot *chunk;
+	unsigned int c;
+
+	if (fd < 0 || (unsigned int)fd >= FDT_CHUNKS * FDT_CHUNK)
+		return NULL;
+	c = (unsigned int)fd >> FDT_CHUNK_SHIFT;
+	chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
+	if (!chunk && create) {
+		chunk = uiommu_calloc(FDT_CHUNK, sizeof(*chunk));
+		if (!chunk)
+			return NULL;
+		/* Chunks live as long as the process; published once, under fdt_lock. */
+		atomic_store_explicit(&fdt[c], chunk, memory_order_release);
+	}
+	return chunk ? &chunk[fd & (FDT_CHUNK - 1)] : NULL;
+}
+
+static void iommufd_file_free_rcu(struct rcu_head *head)
+{
+	uiommu_free(container_of(head, struct iommufd_file, rcu));
+}
+
+static void iommufd_file_put(struct iommufd_file *file)
+{
+	if (atomic_fetch_sub_explicit(&file->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	iommufd_ctx_release(file->ictx);
+	call_rcu(&file->rcu, iommufd_file_free_rcu);
+}
+
+/* The file behind @fd with a reference (pairs with iommufd_file_put()), or NULL. */
+static struct iommufd_file *iommufd_file_get(int fd)
+{
+	struct iommufd_file *file = NULL;
+	fdt_slot *slot;
+
+	rcu_read_lock();
+	slot = fdt_slot_get(fd, false);
+	if (slot)
+		file = atomic_load_explicit(slot, memory_order_acquire);
+	if (file) {
+		long v = atomic_load_explicit(&file->refs, memory_order_relaxed);
+
+		do {
+			if (!v) {
+				file = NULL;
+				break;
+			}
+		} while (!atomic_compare_exchange_weak_explicit(&file->refs, &v, v + 1,
+								memory_order_acquire,
+								memory_order_relaxed));
+	}
+	rcu_read_unlock();
+	return file;
+}
+
+/* Installs @file at @fd (taking a reference); drops whatever was there. fdt_lock held. */
+static int fdt_install(int fd, struct iommufd_file *file)
+{
+	fdt_slot *slot = fdt_slot_get(fd, true);
+	struct iommufd_file *old;
+
+	if (!slot)
+		return -EMFILE;
+	if (file)
+		atomic_fetch_add_explicit(&file->refs, 1, memory_order_relaxed);
+	old = atomic_exchange_explicit(slot, file, memory_order_acq_rel);
+	if (old)
+		iommufd_file_put(old);
+	return 0;
+}
+
+static int uiommu_ret(int rc)
+{
+	if (rc < 0) {
+		errno = -rc;
+		return -1;
+	}
+	return rc;
+}
+
+static int iommufd_raw_open(int flags)
+{
+	return (int)syscall(SYS_openat, AT_FDCWD, "/dev/null",
+			    O_RDWR | (flags & (O_CLOEXEC | O_NONBLOCK)));
+}
+
+UIOMMU_EXPORT int uiommu_open(int flags)
+{
+	struct iommufd_file *file;
+	struct uiommu_mm *mm = iommufd_caller_mm();
+	int fd, rc;
+
+	if (!mm)
+		return uiommu_ret(-ENOMEM);
+	file = uiommu_zalloc(sizeof(*file));
+	if (!file)
+		return uiommu_ret(-ENOMEM);
+	file->ictx = iommufd_ctx_alloc(mm);
+	if (IS_ERR(file->ictx)) {
+		rc = PTR_ERR(file->ictx);
+		goto err_free;
+	}
+	fd = uiommu_should_fail() ? -1 : iommufd_raw_open(flags);
+	if (fd < 0) {
+		rc = fd < 0 && errno ? -errno : -ENOMEM;
+		goto err_release;
+	}
+	pthread_mutex_lock(&fdt_lock);
+	rc = fdt_install(fd, file);
+	pthread_mutex_unlock(&fdt_lock);
+	if (rc) {
+		syscall(SYS_close, fd);
+		goto err_release;
+	}
+	return fd;
+
+err_release:
+	iommufd_ctx_release(file->ictx);
+err_free:
+	uiommu_free(file);
+	return uiommu_ret(rc);
+}
+
+UIOMMU_EXPORT bool uiommu_is_fd(int fd)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	return slot && atomic_load_explicit(slot, memory_order_acquire);
+}
+
+UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	int rc;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
+			       (uint64_t)(uintptr_t)arg);
+	iommufd_file_put(file);
+	return uiommu_ret(rc);
+}
+
+UIOMMU_EXPORT int uiommu_close(int fd)
+{
+	struct iommufd_file *file;
+	fdt_slot *slot;
+	int rc;
+
+	pthread_mutex_lock(&fdt_lock);
+	slot = fdt_slot_get(fd, false);
+	file = slot ? atomic_exchange_explicit(slot, NULL, memory_order_acq_rel) : NULL;
+	if (!file) {
+		pthread_mutex_unlock(&fdt_lock);
+		return uiommu_ret(-EBADF);
+	}
+	rc = (int)syscall(SYS_close, fd);
+	pthread_mutex_unlock(&fdt_lock);
+	iommufd_file_put(file);
+	return rc;
+}
+
+/* dup3()-like: @newfd < 0 means "lowest free >= minfd" (dup, F_DUPFD). */
+static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
+{
+	struct iommufd_file *file;
+	fdt_slot *slot;
+	int fd, rc;
+
+	pthread_mutex_lock(&fdt_lock);
+	slot = fdt_slot_get(oldfd, false);
+	file = slot ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
+	if (!file) {
+		pthread_mutex_unlock(&fdt_lock);
+		return uiommu_ret(-EBADF);
+	}
+	if (newfd < 0)
+		fd = (int)syscall(SYS_fcntl, oldfd,
+				  (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
+	else if (newfd == oldfd)
+		fd = newfd;
+	else
+		fd = (int)syscall(SYS_dup3, oldfd, newfd, flags & O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		pthread_mutex_unlock(&fdt_lock);
+		return uiommu_ret(rc);
+	}
+	if (fd != oldfd) {
+		rc = fdt_install(fd, file);
+		if (rc) {
+			syscall(SYS_close, fd);
+			pthread_mutex_unlock(&fdt_lock);
+			return uiommu_ret(rc);
+		}
+	}
+	pthread_mutex_unlock(&fdt_lock);
+	return fd;
+}
+
+UIOMMU_EXPORT int uiommu_dup(int fd)
+{
+	return uiommu_dup_common(fd, -1, 0, 0);
+}
+
+UIOMMU_EXPORT int uiommu_dup3(int oldfd, int newfd, int flags)
+{
+	if (newfd < 0)
+		return uiommu_ret(-EBADF);
+	if (oldfd == newfd)
+		return uiommu_ret(-EINVAL);
+	return uiommu_dup_common(oldfd, newfd, 0, flags);
+}
+
+UIOMMU_EXPORT int uiommu_dupfd(int fd, int minfd, bool cloexec)
+{
+	if (minfd < 0)
+		return uiommu_ret(-EINVAL);
+	return uiommu_dup_common(fd, -1, minfd, cloexec ? O_CLOEXEC : 0);
+}
+
+/**
+ * uiommu_fd_forget() - @fd was closed or replaced behind our back (dup2() of another file onto
+ * it): drop our reference without closing anything.
+ */
+UIOMMU_EXPORT void uiommu_fd_forget(int fd)
+{
+	pthread_mutex_lock(&fdt_lock);
+	if (fdt_slot_get(fd, false))
+		fdt_install(fd, NULL);
+	pthread_mutex_unlock(&fdt_lock);
+}
+
+UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)
+{
+	struct uiommu_mm *mm = iommufd_caller_mm();
+
+	/* Let every deferred free run so the counters are exact. */
+	rcu_barrier();
+	memset(stats, 0, sizeof(*stats));
+	stats->objects = iommufd_objects_live();
+	stats->contexts = iommufd_contexts_live();
+	stats->allocations = uiommu_alloc_live();
+	stats->pinned_pages = mm ? uiommu_mm_pinned_pages(mm) : 0;
+	return 0;
+}
+
+UIOMMU_EXPORT unsigned int uiommu_page_pin_count(const void *addr)
+{
+	struct uiommu_mm *mm = iommufd_caller_mm();
+
+	if (!mm)
+		return 0;
+	return uiommu_mm_pin_count(mm, (uint64_t)(uintptr_t)addr >> uiommu_page_shift);
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The IO page table engine: what an IOAS is made of.
+ *
+ * Vocabulary: `last` is inclusive, `end` exclusive; a "page" is the host page (PAGE_SIZE).
+ *
+ * struct io_pagetable
+ *   area_itree      the mapped ranges (struct iopt_area), disjoint, ordered by IOVA.
+ *   reserved_itree  IOVA that may never be mapped (struct iopt_reserved), from drivers and the
+ *                   test command; may overlap each other; never overlaps an area or an allowed
+ *                   range.
+ *   allowed_itree   if not empty, the only IOVA automatic allocation may hand out
+ *                   (IOAS_ALLOW_IOVAS); may overlap each other.
+ *   holes           the gaps between areas, one node per gap, embedded in the area that ends
+ *                   the gap (or iopt->tail_hole for the gap after the last area). Gaps of zero
+ *                   length are not in the tree. Automatic IOVA allocation is a first-fit search
+ *                   over this tree, which skips every subtree whose largest gap is too small,
+ *                   so with areas packed together it costs O(log n). The holes never need an
+ *                   allocation of their own, so unmapping never fails for want of memory.
+ *
+ * struct iopt_area maps [node.start, node.last] of IOVA onto bytes [pages_byte,
+ * pages_byte + length) of one struct iopt_pages. Several areas may share one iopt_pages (COPY,
+ * and the pieces of a split area); each holds a reference on it.
+ *
+ * struct iopt_pages is one run of user memory (a VA range of an address space, or a range of a
+ * file). It never touches that memory until somebody needs the pages pinned (a domain or an
+ * access, in later layers): then iopt_pages_pin() pins page ranges on behalf of pin users, and
+ * each user page is pinned once in the mm's ledger for as long as at least one user covers it.
+ *
+ * Locking, in order: iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
+ *   iova_rwsem protects every tree of the io_pagetable, iova_alignment and
+ *   disable_large_pages. Readers (IOVA_RANGES, COPY's source walk) take it shared.
+ *   pages->mutex protects the pin users of one iopt_pages.
+ * An area's node, hole, pages, pages_byte and iommu_prot change only under iova_rwsem held for
+ * write.
+ */
+#ifndef UIOMMU_IOMMUFD_IO_PAGETABLE_H
+#define UIOMMU_IOMMUFD_IO_PAGETABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/interval_tree.h"
+#include "lib/lockdep.h"
+#include "mm/mm.h"
+
+struct io_pagetable {
+	struct uiommu_rwsem iova_rwsem; /* protects everything below; order: 1 */
+	struct interval_tree_root area_itree;     /* struct iopt_area::node */
+	struct interval_tree_root reserved_itree; /* struct iopt_reserved::node */
+	struct interval_tree_root allowed_itree;  /* struct iopt_allowed::node */
+	struct interval_tree_root holes;          /* iopt_area::hole and tail_hole */
+	struct interval_tree_node tail_hole;      /* the gap after the last area */
+	bool tail_hole_in_tree;
+	uint64_t iova_alignment; /* every area's IOVA, length and page offset is aligned to it */
+	bool disable_large_pages; /* IOMMU_OPTION_HUGE_PAGES = 0 */
+};
+
+enum iopt_address_type {
+	IOPT_ADDRESS_USER,
+	IOPT_ADDRESS_FILE,
+};
+
+struct iopt_pages {
+	atomic_int refs;           /* iopt_pages_get()/iopt_pages_put(): areas, in-flight copies */
+	enum iopt_address_type type;
+	bool writable;             /* may be mapped with IOMMU_WRITE */
+	uint64_t length;           /* bytes, from start_byte of the first page */
+	uint64_t start_byte;       /* offset of the first byte in the first page */
+	uint64_t npages;           /* pages spanned */
+	struct uiommu_mm *source_mm; /* whose memory; a reference */
+	uint64_t uptr;             /* USER: page-aligned address of the first page */
+	int file_fd;               /* FILE: our own duplicate of the caller's fd */
+	uint64_t file_start;       /* FILE: page-aligned offset of the first page */
+	struct uiommu_mutex mutex; /* protects pin_users and pinned; order: 2 */
+	struct interval_tree_root pin_users; /* struct iopt_pages_pin: page index ranges */
+	uint64_t pinned;           /* pages covered by at least one pin user */
+};
+
+/* One pin user's hold on [node.start, node.last] page indexes of an iopt_pages. */
+struct iopt_pages_pin {
+	struct interval_tree_node node; /* in pages->pin_users */
+};
+
+struct iopt_area {
+	struct interval_tree_node node; /* IOVA range; in iopt->area_itree */
+	struct interval_tree_node hole; /* the gap before this area; in iopt->holes if non-empty */
+	bool hole_in_tree;
+	struct iopt_pages *pages;       /* a reference, iopt_pages_put() at area free */
+	uint64_t pages_byte;            /* offset in pages (from its first page) of node.start */
+	int iommu_prot;
+};
+
+struct iopt_reserved {
+	struct interval_tree_node node;
+	const void *owner;
+};
+
+struct iopt_allowed {
+	struct interval_tree_node node;
+};
+
+/* IOMMU protections an area may carry. */
+#define IOMMU_READ 1
+#define IOMMU_WRITE 2
+
+/* iopt_map_*() flags. */
+#define IOPT_ALLOC_IOVA 1
+
+static inline uint64_t iopt_area_length(const struct iopt_area *area)
+{
+	return area->node.last - area->node.start + 1;
+}
+
+static inline struct iopt_area *iopt_area_from_node(struct interval_tree_node *n)
+{
+	return n ? (struct iopt_area *)((char *)n - offsetof(struct iopt_area, node)) : NULL;
+}
+
+void iopt_init_table(struct io_pagetable *iopt);
+void iopt_destroy_table(struct io_pagetable *iopt);
+
+int iopt_map_user_pages(struct io_pagetable *iopt, struct uiommu_mm *mm, uint64_t *iova,
+			uint64_t uptr, uint64_t length, int iommu_prot, unsigned int flags);
+int iopt_map_file_pages(struct io_pagetable *iopt, struct uiommu_mm *mm, uint64_t *iova,
+			int fd, uint64_t start, uint64_t length, int iommu_prot,
+			unsigned int flags);
+int iopt_copy_iova(struct io_pagetable *dst, struct io_pagetable *src, uint64_t *dst_iova,
+		   uint64_t src_iova, uint64_t length, int iommu_prot, unsigned int flags);
+int iopt_unmap_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length,
+		    uint64_t *unmapped);
+int iopt_unmap_all(struct io_pagetable *iopt, uint64_t *unmapped);
+int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int num);
+
+int iopt_set_allow_iova(struct io_pagetable *iopt, const struct iopt_allowed *ranges,
+			unsigned int num);
+int iopt_reserve_iova(struct io_pagetable *iopt, uint64_t start, uint64_t last,
+		      const void *owner);
+void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner);
+int iopt_disable_large_pages(struct io_pagetable *iopt);
+void iopt_enable_large_pages(struct io_pagetable *iopt);
+bool iopt_large_pages_disabled(struct io_pagetable *iopt);
+
+/*
+ * The usable IOVA ranges (the complement of the reserved ranges) written into @ranges up to
+ * @max entries; returns how many there are in all. Caller holds iova_rwsem.
+ */
+unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt, struct iopt_allowed *ranges,
+				     unsigned long max);
+/* True if every area is a MAP_FILE area; for IOAS_CHANGE_PROCESS. */
+bool iopt_only_file_areas(struct io_pagetable *iopt);
+
+struct iopt_pages *iopt_alloc_user_pages(struct uiommu_mm *mm, uint64_t uptr, uint64_t length,
+					 bool writable);
+struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t start,
+					 uint64_t length, bool writable);
+struct iopt_pages *iopt_pages_get(struct iopt_pages *pages);
+void iopt_pages_put(struct iopt_pages *pages);
+int iopt_pages_pin(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
+		   uint64_t last);
+void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin);
+
+#endif

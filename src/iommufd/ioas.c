@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The IOAS object and its ioctls: argument checks in the kernel's order, then the io_pagetable
+ * engine does the work. Replies go back through iommufd_ucmd_respond(); a failure to write the
+ * reply does not undo a mapping that was made (the kernel behaves the same way).
+ */
+#include <errno.h>
+
+#include "iommufd/iommufd_private.h"
+#include "lib/fail.h"
+
+IOMMUFD_OBJECT_AT_ZERO(struct iommufd_ioas, obj);
+
+struct iommufd_ioas *iommufd_ioas_alloc(struct iommufd_ctx *ictx)
+{
+	struct iommufd_ioas *ioas = iommufd_object_alloc(ictx, ioas, IOMMUFD_OBJ_IOAS);
+
+	if (IS_ERR(ioas))
+		return ioas;
+	iopt_init_table(&ioas->iopt);
+	return ioas;
+}
+
+void iommufd_ioas_destroy(struct iommufd_object *obj)
+{
+	struct iommufd_ioas *ioas = container_of(obj, struct iommufd_ioas, obj);
+
+	iopt_destroy_table(&ioas->iopt);
+}
+
+int iommufd_ioas_alloc_ioctl(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_alloc *cmd = ucmd->cmd;
+	struct iommufd_ioas *ioas;
+	int rc;
+
+	if (cmd->flags)
+		return -EOPNOTSUPP;
+	ioas = iommufd_ioas_alloc(ucmd->ictx);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	cmd->out_ioas_id = atomic_load_explicit(&ioas->obj.id, memory_order_relaxed);
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto err_abort;
+	iommufd_object_finalize(ucmd->ictx, &ioas->obj);
+	return 0;
+
+err_abort:
+	iommufd_object_abort_and_destroy(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_iova_ranges *cmd = ucmd->cmd;
+	struct iommufd_ioas *ioas;
+	struct iopt_allowed *ranges = NULL;
+	unsigned long total, i, cap;
+	uint32_t max_iovas;
+	int rc = 0;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+
+	max_iovas = cmd->num_iovas;
+	uiommu_down_read(&ioas->iopt.iova_rwsem);
+	total = iopt_get_usable_ranges(&ioas->iopt, NULL, 0);
+	cap = total < max_iovas ? total : max_iovas;
+	if (cap) {
+		ranges = uiommu_calloc(cap, sizeof(*ranges));
+		if (!ranges) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		iopt_get_usable_ranges(&ioas->iopt, ranges, cap);
+	}
+	cmd->num_iovas = (uint32_t)total;
+	cmd->out_iova_alignment = ioas->iopt.iova_alignment;
+out_unlock:
+	uiommu_up_read(&ioas->iopt.iova_rwsem);
+	if (rc)
+		goto out_put;
+
+	for (i = 0; i != cap; i++) {
+		struct iommu_iova_range elm = {
+			.start = ranges[i].node.start,
+			.last = ranges[i].node.last,
+		};
+
+		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas + i * sizeof(elm), &elm,
+					 sizeof(elm));
+		if (rc)
+			goto out_put;
+	}
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto out_put;
+	/* The reply already carries the count the caller needs. */
+	if (total > max_iovas)
+		rc = -EMSGSIZE;
+out_put:
+	uiommu_free(ranges);
+	iommufd_put_object(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+int iommufd_ioas_allow_iovas(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_allow_iovas *cmd = ucmd->cmd;
+	struct iopt_allowed *ranges = NULL;
+	struct iommufd_ioas *ioas;
+	uint32_t i, j;
+	int rc = 0;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	if (cmd->num_iovas) {
+		ranges = uiommu_calloc(cmd->num_iovas, sizeof(*ranges));
+		if (!ranges) {
+			rc = -ENOMEM;
+			goto out_put;
+		}
+	}
+	for (i = 0; i != cmd->num_iovas; i++) {
+		struct iommu_iova_range range;
+
+		rc = uiommu_copy_from_user(ucmd->mm, &range,
+					   cmd->allowed_iovas + (uint64_t)i * sizeof(range),
+					   sizeof(range));
+		if (rc)
+			goto out_free;
+		if (range.start >= range.last) {
+			rc = -EINVAL;
+			goto out_free;
+		}
+		/* Ranges of one request may touch but not overlap. Requests are short. */
+		for (j = 0; j != i; j++) {
+			if (range.start <= ranges[j].node.last && ranges[j].node.start <= range.last) {
+				rc = -EINVAL;
+				goto out_free;
+			}
+		}
+		ranges[i].node.start = range.start;
+		ranges[i].node.last = range.last;
+	}
+	rc = iopt_set_allow_iova(&ioas->iopt, ranges, cmd->num_iovas);
+out_free:
+	uiommu_free(ranges);
+out_put:
+	iommufd_put_object(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+#define IOAS_MAP_FLAGS \
+	(IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)
+
+int iommufd_ioas_map(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_map *cmd = ucmd->cmd;
+	unsigned int flags = 0;
+	struct iommufd_ioas *ioas;
+	uint64_t iova;
+	int rc;
+
+	if ((cmd->flags & ~IOAS_MAP_FLAGS) || cmd->__reserved)
+		return -EOPNOTSUPP;
+	if (cmd->iova >= UINT64_MAX || cmd->length >= UINT64_MAX)
+		return -EOVERFLOW;
+	if (!(cmd->flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
+		return -EINVAL;
+	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
+		flags = IOPT_ALLOC_IOVA;
+	iova = cmd->iova;
+	rc = iopt_map_user_pages(&ioas->iopt, ucmd->mm, &iova, cmd->user_va, cmd->length,
+				 iommufd_conv_map_flags(cmd->flags), flags);
+	if (rc)
+		goto out_put;
+	cmd->iova = iova;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+out_put:
+	iommufd_put_object(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_map_file *cmd = ucmd->cmd;
+	unsigned int flags = 0;
+	struct iommufd_ioas *ioas;
+	uint64_t iova;
+	int rc;
+
+	if (cmd->flags & ~IOAS_MAP_FLAGS)
+		return -EOPNOTSUPP;
+	if (cmd->iova >= UINT64_MAX || cmd->length >= UINT64_MAX)
+		return -EOVERFLOW;
+	if (!(cmd->flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
+		return -EINVAL;
+	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
+		flags = IOPT_ALLOC_IOVA;
+	iova = cmd->iova;
+	rc = iopt_map_file_pages(&ioas->iopt, ucmd->mm, &iova, cmd->fd, cmd->start, cmd->length,
+				 iommufd_conv_map_flags(cmd->flags), flags);
+	if (rc)
+		goto out_put;
+	cmd->iova = iova;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+out_put:
+	iommufd_put_object(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+int iommufd_ioas_copy(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_copy *cmd = ucmd->cmd;
+	struct iommufd_ioas *src_ioas, *dst_ioas;
+	unsigned int flags = 0;
+	uint64_t iova;
+	int rc;
+
+	if (cmd->flags & ~IOAS_MAP_FLAGS)
+		return -EOPNOTSUPP;
+	if (cmd->length >= UINT64_MAX || cmd->src_iova >= UINT64_MAX ||
+	    cmd->dst_iova >= UINT64_MAX)
+		return -EOVERFLOW;
+	if (!(cmd->flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
+		return -EINVAL;
+	src_ioas = iommufd_get_ioas(ucmd->ictx, cmd->src_ioas_id);
+	if (IS_ERR(src_ioas))
+		return PTR_ERR(src_ioas);
+	dst_ioas = iommufd_get_ioas(ucmd->ictx, cmd->dst_ioas_id);
+	if (IS_ERR(dst_ioas)) {
+		rc = PTR_ERR(dst_ioas);
+		goto out_put_src;
+	}
+	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
+		flags = IOPT_ALLOC_IOVA;
+	iova = cmd->dst_iova;
+	rc = iopt_copy_iova(&dst_ioas->iopt, &src_ioas->iopt, &iova, cmd->src_iova, cmd->length,
+			    iommufd_conv_map_flags(cmd->flags), flags);
+	if (rc)
+		goto out_put_dst;
+	cmd->dst_iova = iova;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+out_put_dst:
+	iommufd_put_object(ucmd->ictx, &dst_ioas->obj);
+out_put_src:
+	iommufd_put_object(ucmd->ictx, &src_ioas->obj);
+	return rc;
+}
+
+int iommufd_ioas_unmap(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_unmap *cmd = ucmd->cmd;
+	struct iommufd_ioas *ioas;
+	uint64_t unmapped = 0;
+	int rc;
+
+	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	if (cmd->iova == 0 && cmd->length == UINT64_MAX) {
+		rc = iopt_unmap_all(&ioas->iopt, &unmapped);
+	} else {
+		if (cmd->iova >= UINT64_MAX || cmd->length >= UINT64_MAX) {
+			rc = -EOVERFLOW;
+			goto out_put;
+		}
+		rc = iopt_unmap_iova(&ioas->iopt, cmd->iova, cmd->length, &unmapped);
+		if (!rc && !unmapped)
+			rc = -ENOENT;
+	}
+	if (rc)
+		goto out_put;
+	cmd->length = unmapped;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+out_put:
+	iommufd_put_object(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+int iommufd_ioas_option(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_option *cmd = ucmd->cmd;
+	struct iommufd_ioas *ioas;
+	int rc = 0;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	ioas = iommufd_get_ioas(ucmd->ictx, cmd->object_id);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	if (cmd->op == IOMMU_OPTION_OP_GET) {
+		cmd->val64 = !iopt_large_pages_disabled(&ioas->iopt);
+	} else if (cmd->op == IOMMU_OPTION_OP_SET) {
+		if (cmd->val64 == 0)
+			rc = iopt_disable_large_pages(&ioas->iopt);
+		else if (cmd->val64 == 1)
+			iopt_enable_large_pages(&ioas->iopt);
+		else
+			rc = -EINVAL;
+	} else {
+		rc = -EOPNOTSUPP;
+	}
+	iommufd_put_object(ucmd->ictx, &ioas->obj);
+	return rc;
+}
+
+/*
+ * Moves the pinned-page accounting of every IOAS to the caller. Only file-backed mappings can
+ * move (their memory does not belong to an address space); any plain VA mapping makes it
+ * EINVAL with nothing changed. Within one process the caller is always the process that owns
+ * the accounting, so after the check there is nothing to move.
+ */
+int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_change_process *cmd = ucmd->cmd;
+	struct iommufd_ctx *ictx = ucmd->ictx;
+	struct iommufd_object **held = NULL;
+	unsigned long n = 0, cap = 0, i;
+	struct cds_lfht_iter iter;
+	struct iommufd_object *obj;
+	int rc = 0;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+
+	/* Hold every IOAS so none can be freed under the check. */
+	uiommu_mutex_lock(&ictx->objects_lock);
+	cap = (unsigned long)ictx->nr_objects;
+	if (cap) {
+		held = uiommu_calloc(cap, sizeof(*held));
+		if (!held) {
+			uiommu_mutex_unlock(&ictx->objects_lock);
+			return -ENOMEM;
+		}
+	}
+	rcu_read_lock();
+	cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
+		if (obj->type != IOMMUFD_OBJ_IOAS || n == cap)
+			continue;
+		if (atomic_load_explicit(&obj->users, memory_order_relaxed) == 0)
+			continue;
+		iommufd_object_ref_users(obj);
+		held[n++] = obj;
+	}
+	rcu_read_unlock();
+	uiommu_mutex_unlock(&ictx->objects_lock);
+
+	for (i = 0; i != n; i++) {
+		struct iommufd_ioas *ioas = container_of(held[i], struct iommufd_ioas, obj);
+
+		uiommu_down_read(&ioas->iopt.iova_rwsem);
+		if (!iopt_only_file_areas(&ioas->iopt))
+			rc = -EINVAL;
+		uiommu_up_read(&ioas->iopt.iova_rwsem);
+	}
+	for (i = 0; i != n; i++)
+		iommufd_object_unref_users(held[i]);
+	uiommu_free(held);
+	return rc;
+}

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iommufd internals shared between the object files: the context, the object model and the
+ * ioctl plumbing.
+ *
+ * Objects. Every object starts with struct iommufd_object and lives in its context's object
+ * table under a 31-bit ID. Its life has three phases:
+ *   1. iommufd_object_alloc() reserves the lowest free ID; the object is invisible (lookups
+ *      answer ENOENT) while its constructor can still fail;
+ *   2. iommufd_object_finalize() publishes it once nothing can fail any more, or
+ *      iommufd_object_abort()/_abort_and_destroy() gives the ID back;
+ *   3. iommufd_object_remove() (IOMMU_DESTROY, or the context's teardown) unpublishes it when
+ *      nothing else holds it, waits for in-flight ioctls, destroys and frees it.
+ *
+ * Two counters, as in the kernel:
+ *   users     the table holds 1 (from publication), every long-term reference (an HWPT's IOAS,
+ *             in later layers) 1, and every in-flight ioctl that looked the object up 1.
+ *             Destroy succeeds only by moving users from exactly 1 to 0 (EBUSY otherwise);
+ *             once it is 0 no lookup can succeed again.
+ *   wait_cnt  a bias of 1 while published, plus 1 per in-flight lookup; destroy drops the bias
+ *             and waits for 0, so nobody still inside an ioctl sees the object freed.
+ * Lookups are lock-free: an RCU read-side section around the hash lookup and an
+ * increment-if-not-zero of users. The memory of a removed object is freed after a grace period.
+ *
+ * Locking, in order:
+ *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
+ *                                and account_mode; never held across a destroy.
+ *   iopt->iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h)
+ *   ictx->wait_lock (mutex)      with wait_cond: sleeping for wait_cnt; a leaf.
+ */
+#ifndef UIOMMU_IOMMUFD_PRIVATE_H
+#define UIOMMU_IOMMUFD_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <urcu-bp.h>
+#include <urcu/rculfhash.h>
+
+#include "iommufd/io_pagetable.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/lockdep.h"
+#include "mm/mm.h"
+#include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
+
+enum iommufd_object_type {
+	IOMMUFD_OBJ_NONE,
+	IOMMUFD_OBJ_ANY = IOMMUFD_OBJ_NONE,
+	IOMMUFD_OBJ_DEVICE,
+	IOMMUFD_OBJ_HWPT_PAGING,
+	IOMMUFD_OBJ_HWPT_NESTED,
+	IOMMUFD_OBJ_IOAS,
+	IOMMUFD_OBJ_ACCESS,
+	IOMMUFD_OBJ_FAULT,
+	IOMMUFD_OBJ_VIOMMU,
+	IOMMUFD_OBJ_VDEVICE,
+	IOMMUFD_OBJ_VEVENTQ,
+	IOMMUFD_OBJ_HW_QUEUE,
+	IOMMUFD_OBJ_SELFTEST,
+	IOMMUFD_OBJ_MAX,
+};
+
+#define IOMMUFD_ID_LIMIT 0x7fffffffu /* IDs are 1 .. 2^31 - 1 */
+
+struct iommufd_ctx;
+
+struct iommufd_object {
+	struct cds_lfht_node node;  /* in ictx->objects once published */
+	struct rcu_head rcu;        /* the deferred free */
+	struct iommufd_ctx *ictx;   /* constant */
+	atomic_uint id;             /* constant once allocated; atomic for lock-free readers */
+	enum iommufd_object_type type; /* constant */
+	atomic_int users;           /* see the essay above */
+	atomic_int wait_cnt;
+};
+
+struct iommufd_ctx {
+	struct cds_lfht *objects;      /* id -> published object; readers under RCU */
+	struct uiommu_mutex objects_lock; /* protects ids, nr_ids, id_hint, updates of objects,
+					     vfio_ioas, account_mode; order: 0 (outermost) */
+	uint64_t *ids;                 /* bitmap of IDs in use: reserved, published, tombstones */
+	uint32_t ids_words;
+	uint32_t id_hint;              /* no free ID below this one */
+	long nr_objects;               /* published or reserved, not tombstones */
+	struct iommufd_ioas *vfio_ioas; /* the VFIO-compat IOAS, not a reference */
+	int account_mode;              /* IOPT_PAGES_ACCOUNT_USER or _MM */
+	pthread_mutex_t wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
+	pthread_cond_t wait_cond;
+	struct uiommu_mm *mm;          /* the opener's address space; a reference */
+};
+
+enum {
+	IOPT_PAGES_ACCOUNT_NONE = 0,
+	IOPT_PAGES_ACCOUNT_USER = 1,
+	IOPT_PAGES_ACCOUNT_MM = 2,
+};
+
+/* One ioctl in flight. */
+struct iommufd_ucmd {
+	struct iommufd_ctx *ictx;
+	struct uiommu_mm *mm;  /* the caller's address space: all user memory goes through it */
+	uint64_t ubuffer;      /* the user's argument pointer */
+	uint32_t user_size;
+	void *cmd;             /* our copy of the argument struct */
+};
+
+struct iommufd_object_ops {
+	void (*destroy)(struct iommufd_object *obj); /* never fails; frees what the object owns */
+	void (*abort)(struct iommufd_object *obj);   /* optional: undo a half-built object */
+};
+
+extern const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX];
+
+struct iommufd_object *_iommufd_object_alloc(struct iommufd_ctx *ictx, size_t size,
+					     enum iommufd_object_type type);
+
+/* Typed allocation; the object must sit at offset 0 so the free can use the base pointer. */
+#define iommufd_object_alloc(ictx, ptr, type)                                             \
+	((__typeof__(ptr))_iommufd_object_alloc(ictx, sizeof(*(ptr)), type))
+#define IOMMUFD_OBJECT_AT_ZERO(type, member)                                                \
+	_Static_assert(offsetof(type, member) == 0, #type " must start with its object")
+
+void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *obj);
+void iommufd_object_abort(struct iommufd_ctx *ictx, struct iommufd_object *obj);
+void iommufd_object_abort_and_destroy(struct iommufd_ctx *ictx, struct iommufd_object *obj);
+
+struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
+					  enum iommufd_object_type type);
+/* Pairs with iommufd_get_object(). */
+void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj);
+
+/* A long-term reference of one object on another (counts in users, blocks destroy). */
+static inline void iommufd_object_ref_users(struct iommufd_object *obj)
+{
+	atomic_fetch_add_explicit(&obj->users, 1, memory_order_relaxed);
+}
+
+/* Pairs with iommufd_object_ref_users(). */
+static inline void iommufd_object_unref_users(struct iommufd_object *obj)
+{
+	atomic_fetch_sub_explicit(&obj->users, 1, memory_order_release);
+}
+
+enum {
+	REMOVE_WAIT = 1 << 0,          /* the caller holds users: wait for in-flight ioctls first */
+	REMOVE_OBJ_TOMBSTONE = 1 << 1, /* keep the ID used until the context closes */
+};
+int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
+			  uint32_t id, unsigned int flags);
+
+int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
+
+/* The context's life, used by the fd layer (file.c). */
+struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm);
+void iommufd_ctx_release(struct iommufd_ctx *ictx);
+int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
+		      uint64_t arg);
+long iommufd_objects_live(void);
+long iommufd_contexts_live(void);
+
+/* ---- IOAS ---------------------------------------------------------------------------------- */
+
+struct iommufd_ioas {
+	struct iommufd_object obj;
+	struct io_pagetable iopt;
+};
+
+static inline struct iommufd_ioas *iommufd_get_ioas(struct iommufd_ctx *ictx, uint32_t id)
+{
+	struct iommufd_object *obj = iommufd_get_object(ictx, id, IOMMUFD_OBJ_IOAS);
+
+	return IS_ERR(obj) ? ERR_CAST(obj) : container_of(obj, struct iommufd_ioas, obj);
+}
+
+struct iommufd_ioas *iommufd_ioas_alloc(struct iommufd_ctx *ictx);
+void iommufd_ioas_destroy(struct iommufd_object *obj);
+int iommufd_ioas_alloc_ioctl(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_allow_iovas(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_map(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_copy(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_unmap(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_option(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd);
+int iommufd_option_rlimit_mode(struct iommu_option *cmd, struct iommufd_ctx *ictx);
+
+/* ---- VFIO compat, test command ---------------------------------------------------------- */
+
+int iommufd_vfio_ioas(struct iommufd_ucmd *ucmd);
+int iommufd_vfio_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
+		       uint64_t arg);
+int iommufd_test(struct iommufd_ucmd *ucmd);
+
+static inline int iommufd_conv_map_flags(uint32_t flags)
+{
+	int prot = 0;
+
+	if (flags & IOMMU_IOAS_MAP_WRITEABLE)
+		prot |= IOMMU_WRITE;
+	if (flags & IOMMU_IOAS_MAP_READABLE)
+		prot |= IOMMU_READ;
+	return prot;
+}
+
+#endif

@@ -1,0 +1,813 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The iommufd context: the object table, object lifetimes, and the ioctl dispatch.
+ *
+ * The object model and lock order are described in iommufd_private.h. This file adds:
+ *
+ * The ID table is an RCU hash table (liburcu's rculfhash, urcu-bp flavour so that no caller
+ * thread has to register) mapping an ID to a published object, plus a bitmap of every ID in use
+ * (reserved for an object under construction, published, or a tombstone) from which the lowest
+ * free ID is allocated. The bitmap and all hash updates are under objects_lock; lookups take no
+ * lock at all.
+ *
+ * Publication order matters to lock-free readers: an object is added to the hash while its
+ * users count is still 0 (a lookup that finds it then answers ENOENT, exactly like a reserved
+ * ID), and users is raised to 1 by a release store only afterwards; a reader's acquire
+ * increment-if-not-zero therefore sees every field the constructor wrote.
+ *
+ * Dispatch follows the kernel's order of checks: numbers outside the table go to VFIO compat
+ * (which answers ENOTTY for what it does not know) without reading the argument; then the size
+ * word is read (EFAULT), the full command word compared (ENOTTY), the minimum size checked
+ * (EINVAL), the struct copied in with trailing bytes required to be zero (E2BIG), and only then
+ * does the handler run. Handlers copy replies back with iommufd_ucmd_respond(), which writes
+ * min(user size, our size) bytes.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/capability.h>
+
+#include "iommufd/iommufd_private.h"
+#include "lib/fail.h"
+
+static atomic_long objects_live;  /* across all contexts: for uiommu_stats_get() */
+static atomic_long contexts_live;
+
+/* ---- the ID table ---------------------------------------------------------------------------- */
+
+static unsigned long iommufd_id_hash(uint32_t id)
+{
+	return (unsigned long)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 17);
+}
+
+static int iommufd_id_match(struct cds_lfht_node *node, const void *key)
+{
+	struct iommufd_object *obj = container_of(node, struct iommufd_object, node);
+
+	return atomic_load_explicit(&obj->id, memory_order_relaxed) == *(const uint32_t *)key;
+}
+
+/* The lowest free ID, marked used. Caller holds objects_lock. */
+static int iommufd_id_alloc(struct iommufd_ctx *ictx, uint32_t *out)
+{
+	uint32_t w, id;
+
+	lockdep_assert_held(&ictx->objects_lock);
+	for (;;) {
+		for (w = ictx->id_hint / 64; w < ictx->ids_words; w++) {
+			uint64_t free_bits = ~ictx->ids[w];
+
+			if (w == ictx->id_hint / 64)
+				free_bits &= ~(((uint64_t)1 << (ictx->id_hint % 64)) - 1);
+			if (!free_bits)
+				continue;
+			id = w * 64 + (uint32_t)__builtin_ctzll(free_bits);
+			if (id > IOMMUFD_ID_LIMIT)
+				return -ENOSPC;
+			ictx->ids[w] |= (uint64_t)1 << (id % 64);
+			ictx->id_hint = id + 1;
+			*out = id;
+			return 0;
+		}
+		if ((uint64_t)ictx->ids_words * 64 > IOMMUFD_ID_LIMIT)
+			return -ENOSPC;
+		{
+			uint32_t words = ictx->ids_words ? ictx->ids_words * 2 : 4;
+			uint64_t *ids = uiommu_realloc_array(ictx->ids, words, sizeof(*ids));
+
+			if (!ids)
+				return -ENOMEM;
+			memset(ids + ictx->ids_words, 0, (words - ictx->ids_words) * sizeof(*ids));
+			ictx->ids = ids;
+			ictx->ids_words = words;
+		}
+	}
+}
+
+/* No ID in use at all: no object, none under construction, no tombstone. */
+static bool iommufd_ids_empty(struct iommufd_ctx *ictx)
+{
+	uint32_t w;
+
+	lockdep_assert_held(&ictx->objects_lock);
+	for (w = 0; w < ictx->ids_words; w++)
+		if (ictx->ids[w])
+			return false;
+	return true;
+}
+
+static void iommufd_id_free(struct iommufd_ctx *ictx, uint32_t id)
+{
+	lockdep_assert_held(&ictx->objects_lock);
+	ictx->ids[id / 64] &= ~((uint64_t)1 << (id % 64));
+	/* ID 0 is never used, so the hint never drops below 1. */
+	if (id < ictx->id_hint)
+		ictx->id_hint = id;
+}
+
+/* ---- object lifetime ----------------------------------------------------------------------- */
+
+/**
+ * _iommufd_object_alloc() - allocate @size bytes of object and reserve its ID
+ * The object is invisible to lookups until iommufd_object_finalize().
+ * Return: the object, or ERR_PTR(-ENOMEM / -ENOSPC).
+ */
+struct iommufd_object *_iommufd_object_alloc(struct iommufd_ctx *ictx, size_t size,
+					     enum iommufd_object_type type)
+{
+	struct iommufd_object *obj;
+	uint32_t id;
+	int rc;
+
+	obj = uiommu_zalloc(size);
+	if (!obj)
+		return ERR_PTR(-ENOMEM);
+	obj->ictx = ictx;
+	obj->type = type;
+	atomic_store_explicit(&obj->users, 0, memory_order_relaxed);
+	atomic_store_explicit(&obj->wait_cnt, 0, memory_order_relaxed);
+	cds_lfht_node_init(&obj->node);
+
+	uiommu_mutex_lock(&ictx->objects_lock);
+	rc = iommufd_id_alloc(ictx, &id);
+	if (!rc)
+		ictx->nr_objects++;
+	uiommu_mutex_unlock(&ictx->objects_lock);
+	if (rc) {
+		uiommu_free(obj);
+		return ERR_PTR(rc);
+	}
+	atomic_store_explicit(&obj->id, id, memory_order_relaxed);
+	atomic_fetch_add_explicit(&objects_live, 1, memory_order_relaxed);
+	return obj;
+}
+
+/* Publishes @obj: from now on lookups find it and IOMMU_DESTROY can remove it. */
+void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *obj)
+{
+	uint32_t id = atomic_load_explicit(&obj->id, memory_order_relaxed);
+
+	uiommu_mutex_lock(&ictx->objects_lock);
+	rcu_read_lock();
+	cds_lfht_add(ictx->objects, iommufd_id_hash(id), &obj->node);
+	rcu_read_unlock();
+	atomic_store_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
+	/* Pairs with the acquire in iommufd_lock_obj(): publishes every constructor store. */
+	atomic_store_explicit(&obj->users, 1, memory_order_release);
+	uiommu_mutex_unlock(&ictx->objects_lock);
+}
+
+static void iommufd_object_free_rcu(struct rcu_head *head)
+{
+	uiommu_free(container_of(head, struct iommufd_object, rcu));
+}
+
+/* Gives back the ID of an object that was never published, and frees it. */
+void iommufd_object_abort(struct iommufd_ctx *ictx, struct iommufd_object *obj)
+{
+	uiommu_mutex_lock(&ictx->objects_lock);
+	iommufd_id_free(ictx, atomic_load_explicit(&obj->id, memory_order_relaxed));
+	ictx->nr_objects--;
+	uiommu_mutex_unlock(&ictx->objects_lock);
+	atomic_fetch_sub_explicit(&objects_live, 1, memory_order_relaxed);
+	/* Never published, so no reader can hold it: free at once. */
+	uiommu_free(obj);
+}
+
+/* Undoes a fully constructed but unpublished object. */
+void iommufd_object_abort_and_destroy(struct iommufd_ctx *ictx, struct iommufd_object *obj)
+{
+	const struct iommufd_object_ops *ops = &iommufd_object_ops[obj->type];
+
+	if (ops->abort)
+		ops->abort(obj);
+	else
+		ops->destroy(obj);
+	iommufd_object_abort(ictx, obj);
+}
+
+/* Takes a short-term hold; false once the object is being destroyed or not yet published. */
+static bool iommufd_lock_obj(struct iommufd_object *obj)
+{
+	int v = atomic_load_explicit(&obj->users, memory_order_relaxed);
+
+	do {
+		if (!v)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&obj->users, &v, v + 1,
+							memory_order_acquire,
+							memory_order_relaxed));
+	v = atomic_load_explicit(&obj->wait_cnt, memory_order_relaxed);
+	do {
+		if (!v) {
+			iommufd_object_unref_users(obj);
+			return false;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&obj->wait_cnt, &v, v + 1,
+							memory_order_acquire,
+							memory_order_relaxed));
+	return true;
+}
+
+/**
+ * iommufd_get_object() - look up a published object by ID for the length of one ioctl
+ * @type: the type wanted, or IOMMUFD_OBJ_ANY. Lock-free.
+ * Return: the object with a short-term hold (drop it with iommufd_put_object()), or
+ * ERR_PTR(-ENOENT) for a missing, unpublished, dying or wrong-type ID.
+ */
+struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
+					  enum iommufd_object_type type)
+{
+	struct iommufd_object *obj = NULL;
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+
+	if (uiommu_should_fail())
+		return ERR_PTR(-ENOENT);
+	rcu_read_lock();
+	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	if (node) {
+		obj = container_of(node, struct iommufd_object, node);
+		if (!iommufd_lock_obj(obj))
+			obj = NULL;
+	}
+	rcu_read_unlock();
+	if (!obj)
+		return ERR_PTR(-ENOENT);
+	if (type != IOMMUFD_OBJ_ANY && obj->type != type) {
+		iommufd_put_object(ictx, obj);
+		return ERR_PTR(-ENOENT);
+	}
+	return obj;
+}
+
+void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj)
+{
+	/* users first: a waiter that sees wait_cnt reach 0 must also see users back down. */
+	iommufd_object_unref_users(obj);
+	if (atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_acq_rel) == 1) {
+		pthread_mutex_lock(&ictx->wait_lock);
+		pthread_cond_broadcast(&ictx->wait_cond);
+		pthread_mutex_unlock(&ictx->wait_lock);
+	}
+}
+
+/* Sleeps until every in-flight holder of @obj is gone. */
+static void iommufd_object_wait_shortterm(struct iommufd_ctx *ictx, struct iommufd_object *obj)
+{
+	pthread_mutex_lock(&ictx->wait_lock);
+	while (atomic_load_explicit(&obj->wait_cnt, memory_order_acquire))
+		pthread_cond_wait(&ictx->wait_cond, &ictx->wait_lock);
+	pthread_mutex_unlock(&ictx->wait_lock);
+}
+
+static bool iommufd_users_dec_if_one(struct iommufd_object *obj)
+{
+	int one = 1;
+
+	return atomic_compare_exchange_strong_explicit(&obj->users, &one, 0, memory_order_acq_rel,
+						       memory_order_relaxed);
+}
+
+/* Frees @obj after its removal from the table: destroy now, memory after a grace period. */
+static void iommufd_object_destroy_removed(struct iommufd_object *obj)
+{
+	iommufd_object_ops[obj->type].destroy(obj);
+	atomic_fetch_sub_explicit(&objects_live, 1, memory_order_relaxed);
+	call_rcu(&obj->rcu, iommufd_object_free_rcu);
+}
+
+/**
+ * iommufd_object_remove() - unpublish and destroy an object nobody else holds
+ * @to_destroy: the object, when the caller has it (then @id is ignored), else NULL.
+ * @flags: REMOVE_WAIT when the caller itself holds a users reference that it hands over
+ * (in-flight ioctls are waited for first); REMOVE_OBJ_TOMBSTONE to keep the ID used.
+ * Return: 0, -ENOENT (no such published object), -EBUSY (someone else holds it).
+ */
+int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
+			  uint32_t id, unsigned int flags)
+{
+	struct iommufd_object *obj = NULL;
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+	int rc = 0;
+
+	if (to_destroy) {
+		id = atomic_load_explicit(&to_destroy->id, memory_order_relaxed);
+		if (flags & REMOVE_WAIT) {
+			/* Drop the bias and wait for everyone but the caller to leave. */
+			atomic_fetch_sub_explicit(&to_destroy->wait_cnt, 1, memory_order_acq_rel);
+			iommufd_object_wait_shortterm(ictx, to_destroy);
+		}
+	}
+
+	uiommu_mutex_lock(&ictx->objects_lock);
+	rcu_read_lock();
+	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	if (node)
+		obj = container_of(node, struct iommufd_object, node);
+	if (!obj || (to_destroy && obj != to_destroy)) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (!iommufd_users_dec_if_one(obj)) {
+		rc = -EBUSY;
+		goto out_unlock;
+	}
+	cds_lfht_del(ictx->objects, node);
+	if (!(flags & REMOVE_OBJ_TOMBSTONE))
+		iommufd_id_free(ictx, id);
+	ictx->nr_objects--;
+	if (ictx->vfio_ioas && &ictx->vfio_ioas->obj == obj)
+		ictx->vfio_ioas = NULL;
+out_unlock:
+	rcu_read_unlock();
+	uiommu_mutex_unlock(&ictx->objects_lock);
+
+	if (rc) {
+		if (to_destroy && (flags & REMOVE_WAIT))
+			atomic_fetch_add_explicit(&to_destroy->wait_cnt, 1, memory_order_relaxed);
+		return rc;
+	}
+	if (!(flags & REMOVE_WAIT)) {
+		atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_acq_rel);
+		iommufd_object_wait_shortterm(ictx, obj);
+	}
+	iommufd_object_destroy_removed(obj);
+	return 0;
+}
+
+/* ---- the context --------------------------------------------------------------------------- */
+
+static void iommufd_atfork_prepare(void)
+{
+	call_rcu_before_fork();
+	rcu_bp_before_fork();
+}
+
+static void iommufd_atfork_parent(void)
+{
+	rcu_bp_after_fork_parent();
+	call_rcu_after_fork_parent();
+}
+
+static void iommufd_atfork_child(void)
+{
+	rcu_bp_after_fork_child();
+	call_rcu_after_fork_child();
+}
+
+static pthread_once_t iommufd_atfork_once = PTHREAD_ONCE_INIT;
+
+static void iommufd_atfork_register(void)
+{
+	/* RCU's helper threads do not survive fork(); liburcu re-creates them in the child. */
+	if (pthread_atfork(iommufd_atfork_prepare, iommufd_atfork_parent, iommufd_atfork_child))
+		die("pthread_atfork");
+}
+
+struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
+{
+	struct iommufd_ctx *ictx;
+
+	pthread_once(&iommufd_atfork_once, iommufd_atfork_register);
+	ictx = uiommu_zalloc(sizeof(*ictx));
+	if (!ictx)
+		return ERR_PTR(-ENOMEM);
+	ictx->objects = uiommu_should_fail() ?
+				NULL :
+				cds_lfht_new(16, 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+					     NULL);
+	if (!ictx->objects) {
+		uiommu_free(ictx);
+		return ERR_PTR(-ENOMEM);
+	}
+	uiommu_mutex_init(&ictx->objects_lock);
+	pthread_mutex_init(&ictx->wait_lock, NULL);
+	pthread_cond_init(&ictx->wait_cond, NULL);
+	ictx->id_hint = 1; /* ID 0 is never handed out */
+	ictx->account_mode = IOPT_PAGES_ACCOUNT_USER;
+	ictx->mm = uiommu_mm_get(mm);
+	atomic_fetch_add_explicit(&contexts_live, 1, memory_order_relaxed);
+	return ictx;
+}
+
+/*
+ * The last close: destroy every object, leaves first. Each pass removes the objects nobody else
+ * holds, which releases their hold on their parents for the next pass. Nothing else can reach
+ * the context any more, so there are no in-flight ioctls to wait for.
+ */
+void iommufd_ctx_release(struct iommufd_ctx *ictx)
+{
+	struct cds_lfht_iter iter;
+	struct iommufd_object *obj;
+	bool progress = true;
+
+	while (progress) {
+		progress = false;
+		uiommu_mutex_lock(&ictx->objects_lock);
+		rcu_read_lock();
+		cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
+			if (!iommufd_users_dec_if_one(obj))
+				continue;
+			cds_lfht_del(ictx->objects, &obj->node);
+			ictx->nr_objects--;
+			atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
+			rcu_read_unlock();
+			uiommu_mutex_unlock(&ictx->objects_lock);
+			iommufd_object_destroy_removed(obj);
+			uiommu_mutex_lock(&ictx->objects_lock);
+			rcu_read_lock();
+			progress = true;
+		}
+		rcu_read_unlock();
+		uiommu_mutex_unlock(&ictx->objects_lock);
+	}
+	WARN_ON(ictx->nr_objects);
+
+	cds_lfht_destroy(ictx->objects, NULL);
+	uiommu_mutex_destroy(&ictx->objects_lock);
+	pthread_mutex_destroy(&ictx->wait_lock);
+	pthread_cond_destroy(&ictx->wait_cond);
+	uiommu_mm_put(ictx->mm);
+	uiommu_free(ictx->ids);
+	uiommu_free(ictx);
+	atomic_fetch_sub_explicit(&contexts_live, 1, memory_order_relaxed);
+}
+
+long iommufd_objects_live(void)
+{
+	return atomic_load_explicit(&objects_live, memory_order_relaxed);
+}
+
+long iommufd_contexts_live(void)
+{
+	return atomic_load_explicit(&contexts_live, memory_order_relaxed);
+}
+
+/* ---- ioctls of the context itself --------------------------------------------------------- */
+
+static int iommufd_destroy(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_destroy *cmd = ucmd->cmd;
+
+	return iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
+}
+
+static bool iommufd_capable_sys_resource(void)
+{
+	cap_flag_value_t v = CAP_CLEAR;
+	cap_t caps;
+
+	if (uiommu_should_fail())
+		return false;
+	caps = cap_get_proc();
+	if (!caps)
+		return false;
+	if (cap_get_flag(caps, CAP_SYS_RESOURCE, CAP_EFFECTIVE, &v))
+		v = CAP_CLEAR;
+	cap_free(caps);
+	return v == CAP_SET;
+}
+
+int iommufd_option_rlimit_mode(struct iommu_option *cmd, struct iommufd_ctx *ictx)
+{
+	int rc = 0;
+
+	if (cmd->object_id)
+		return -EOPNOTSUPP;
+	if (cmd->op == IOMMU_OPTION_OP_GET) {
+		uiommu_mutex_lock(&ictx->objects_lock);
+		cmd->val64 = ictx->account_mode == IOPT_PAGES_ACCOUNT_MM;
+		uiommu_mutex_unlock(&ictx->objects_lock);
+		return 0;
+	}
+	if (cmd->op != IOMMU_OPTION_OP_SET)
+		return -EOPNOTSUPP;
+	if (!iommufd_capable_sys_resource())
+		return -EPERM;
+	uiommu_mutex_lock(&ictx->objects_lock);
+	/* The mode is fixed once anything exists that could have pinned under the old one. */
+	if (!iommufd_ids_empty(ictx)) {
+		rc = -EBUSY;
+	} else if (cmd->val64 == 0) {
+		ictx->account_mode = IOPT_PAGES_ACCOUNT_USER;
+	} else if (cmd->val64 == 1) {
+		ictx->account_mode = IOPT_PAGES_ACCOUNT_MM;
+	} else {
+		rc = -EINVAL;
+	}
+	uiommu_mutex_unlock(&ictx->objects_lock);
+	return rc;
+}
+
+static int iommufd_option(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_option *cmd = ucmd->cmd;
+	int rc;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	switch (cmd->option_id) {
+	case IOMMU_OPTION_RLIMIT_MODE:
+		rc = iommufd_option_rlimit_mode(cmd, ucmd->ictx);
+		break;
+	case IOMMU_OPTION_HUGE_PAGES:
+		rc = iommufd_ioas_option(ucmd);
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	if (rc)
+		return rc;
+	/* Only val64 is an output. */
+	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer + offsetof(struct iommu_option, val64),
+				   &cmd->val64, sizeof(cmd->val64));
+}
+
+/*
+ * Commands whose objects belong to devices, page tables and vIOMMUs. No object of those types
+ * can exist before the device layer lands (issue 4), so after the argument checks each answers
+ * as the kernel does for an ID that names nothing: ENOENT.
+ */
+static int iommufd_nodev_lookup(struct iommufd_ucmd *ucmd, uint32_t id,
+				enum iommufd_object_type type)
+{
+	struct iommufd_object *obj = iommufd_get_object(ucmd->ictx, id, type);
+
+	if (IS_ERR(obj))
+		return PTR_ERR(obj);
+	iommufd_put_object(ucmd->ictx, obj);
+	return -ENOENT;
+}
+
+static int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
+
+	if (cmd->flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
+			   IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID))
+		return -EOPNOTSUPP;
+	if (cmd->__reserved || cmd->__reserved2)
+		return -EOPNOTSUPP;
+	if ((cmd->data_type == IOMMU_HWPT_DATA_NONE && cmd->data_len) ||
+	    (cmd->data_type != IOMMU_HWPT_DATA_NONE && (!cmd->data_len || !cmd->data_uptr)))
+		return -EINVAL;
+	return iommufd_nodev_lookup(ucmd, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
+}
+
+static int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hw_info *cmd = ucmd->cmd;
+
+	if (cmd->flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE)
+		return -EOPNOTSUPP;
+	if (cmd->__reserved[0] || cmd->__reserved[1] || cmd->__reserved[2])
+		return -EOPNOTSUPP;
+	return iommufd_nodev_lookup(ucmd, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
+}
+
+static int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hwpt_set_dirty_tracking *cmd = ucmd->cmd;
+
+	if (cmd->flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE)
+		return -EOPNOTSUPP;
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	return iommufd_nodev_lookup(ucmd, cmd->hwpt_id, IOMMUFD_OBJ_HWPT_PAGING);
+}
+
+static int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hwpt_get_dirty_bitmap *cmd = ucmd->cmd;
+
+	if (cmd->flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR)
+		return -EOPNOTSUPP;
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	return iommufd_nodev_lookup(ucmd, cmd->hwpt_id, IOMMUFD_OBJ_HWPT_PAGING);
+}
+
+static int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	if (cmd->entry_num && (!cmd->data_uptr || !cmd->entry_len))
+		return -EINVAL;
+	return iommufd_nodev_lookup(ucmd, cmd->hwpt_id, IOMMUFD_OBJ_ANY);
+}
+
+static int iommufd_viommu_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_viommu_alloc *cmd = ucmd->cmd;
+
+	if (cmd->flags || cmd->__reserved)
+		return -EOPNOTSUPP;
+	return iommufd_nodev_lookup(ucmd, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
+}
+
+static int iommufd_vdevice_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_vdevice_alloc *cmd = ucmd->cmd;
+
+	return iommufd_nodev_lookup(ucmd, cmd->viommu_id, IOMMUFD_OBJ_VIOMMU);
+}
+
+static int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_veventq_alloc *cmd = ucmd->cmd;
+
+	if (cmd->flags || cmd->__reserved || cmd->type == IOMMU_VEVENTQ_TYPE_DEFAULT)
+		return -EOPNOTSUPP;
+	if (!cmd->veventq_depth)
+		return -EINVAL;
+	return iommufd_nodev_lookup(ucmd, cmd->viommu_id, IOMMUFD_OBJ_VIOMMU);
+}
+
+static int iommufd_hw_queue_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hw_queue_alloc *cmd = ucmd->cmd;
+	uint64_t end;
+
+	if (cmd->flags || cmd->type == IOMMU_HW_QUEUE_TYPE_DEFAULT)
+		return -EOPNOTSUPP;
+	if (!cmd->length)
+		return -EINVAL;
+	if (check_add_overflow(cmd->nesting_parent_iova, cmd->length - 1, &end))
+		return -EOVERFLOW;
+	return iommufd_nodev_lookup(ucmd, cmd->viommu_id, IOMMUFD_OBJ_VIOMMU);
+}
+
+/*
+ * A fault queue is an object with its own fd; it arrives with the page-fault layer (issue 5).
+ * Until then the command is understood but not offered.
+ */
+static int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_fault_alloc *cmd = ucmd->cmd;
+
+	if (cmd->flags)
+		return -EOPNOTSUPP;
+	return -EOPNOTSUPP;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+union ucmd_buffer {
+	struct iommu_destroy destroy;
+	struct iommu_fault_alloc fault;
+	struct iommu_hw_info info;
+	struct iommu_hw_queue_alloc hw_queue;
+	struct iommu_hwpt_alloc hwpt;
+	struct iommu_hwpt_get_dirty_bitmap get_dirty_bitmap;
+	struct iommu_hwpt_invalidate cache;
+	struct iommu_hwpt_set_dirty_tracking set_dirty_tracking;
+	struct iommu_ioas_alloc alloc;
+	struct iommu_ioas_allow_iovas allow_iovas;
+	struct iommu_ioas_change_process change_process;
+	struct iommu_ioas_copy ioas_copy;
+	struct iommu_ioas_iova_ranges iova_ranges;
+	struct iommu_ioas_map map;
+	struct iommu_ioas_map_file map_file;
+	struct iommu_ioas_unmap unmap;
+	struct iommu_option option;
+	struct iommu_vdevice_alloc vdev;
+	struct iommu_veventq_alloc veventq;
+	struct iommu_vfio_ioas vfio_ioas;
+	struct iommu_viommu_alloc viommu;
+	struct iommu_test_cmd test;
+};
+
+struct iommufd_ioctl_op {
+	unsigned int size;     /* our struct */
+	unsigned int min_size; /* the end of the last field the first version had */
+	unsigned int ioctl_num;
+	int (*execute)(struct iommufd_ucmd *ucmd);
+};
+
+#define IOCTL_OP(_ioctl, _fn, _struct, _last)                                               \
+	[_IOC_NR(_ioctl) - IOMMUFD_CMD_BASE] = {                                             \
+		.size = sizeof(_struct) +                                                    \
+			0 * sizeof(char[sizeof(_struct) <= sizeof(union ucmd_buffer) ? 1 : -1]), \
+		.min_size = offsetofend(_struct, _last),                                     \
+		.ioctl_num = _ioctl,                                                         \
+		.execute = _fn,                                                              \
+	}
+
+static const struct iommufd_ioctl_op iommufd_ioctl_ops[] = {
+	IOCTL_OP(IOMMU_DESTROY, iommufd_destroy, struct iommu_destroy, id),
+	IOCTL_OP(IOMMU_IOAS_ALLOC, iommufd_ioas_alloc_ioctl, struct iommu_ioas_alloc,
+		 out_ioas_id),
+	IOCTL_OP(IOMMU_IOAS_ALLOW_IOVAS, iommufd_ioas_allow_iovas, struct iommu_ioas_allow_iovas,
+		 allowed_iovas),
+	IOCTL_OP(IOMMU_IOAS_COPY, iommufd_ioas_copy, struct iommu_ioas_copy, src_iova),
+	IOCTL_OP(IOMMU_IOAS_IOVA_RANGES, iommufd_ioas_iova_ranges, struct iommu_ioas_iova_ranges,
+		 out_iova_alignment),
+	IOCTL_OP(IOMMU_IOAS_MAP, iommufd_ioas_map, struct iommu_ioas_map, iova),
+	IOCTL_OP(IOMMU_IOAS_UNMAP, iommufd_ioas_unmap, struct iommu_ioas_unmap, length),
+	IOCTL_OP(IOMMU_OPTION, iommufd_option, struct iommu_option, val64),
+	IOCTL_OP(IOMMU_VFIO_IOAS, iommufd_vfio_ioas, struct iommu_vfio_ioas, __reserved),
+	IOCTL_OP(IOMMU_HWPT_ALLOC, iommufd_hwpt_alloc, struct iommu_hwpt_alloc, __reserved),
+	IOCTL_OP(IOMMU_GET_HW_INFO, iommufd_get_hw_info, struct iommu_hw_info, __reserved),
+	IOCTL_OP(IOMMU_HWPT_SET_DIRTY_TRACKING, iommufd_hwpt_set_dirty_tracking,
+		 struct iommu_hwpt_set_dirty_tracking, __reserved),
+	IOCTL_OP(IOMMU_HWPT_GET_DIRTY_BITMAP, iommufd_hwpt_get_dirty_bitmap,
+		 struct iommu_hwpt_get_dirty_bitmap, data),
+	IOCTL_OP(IOMMU_HWPT_INVALIDATE, iommufd_hwpt_invalidate, struct iommu_hwpt_invalidate,
+		 __reserved),
+	IOCTL_OP(IOMMU_FAULT_QUEUE_ALLOC, iommufd_fault_alloc, struct iommu_fault_alloc,
+		 out_fault_fd),
+	IOCTL_OP(IOMMU_IOAS_MAP_FILE, iommufd_ioas_map_file, struct iommu_ioas_map_file, iova),
+	IOCTL_OP(IOMMU_VIOMMU_ALLOC, iommufd_viommu_alloc, struct iommu_viommu_alloc,
+		 out_viommu_id),
+	IOCTL_OP(IOMMU_VDEVICE_ALLOC, iommufd_vdevice_alloc, struct iommu_vdevice_alloc, virt_id),
+	IOCTL_OP(IOMMU_IOAS_CHANGE_PROCESS, iommufd_ioas_change_process,
+		 struct iommu_ioas_change_process, __reserved),
+	IOCTL_OP(IOMMU_VEVENTQ_ALLOC, iommufd_veventq_alloc, struct iommu_veventq_alloc,
+		 out_veventq_fd),
+	IOCTL_OP(IOMMU_HW_QUEUE_ALLOC, iommufd_hw_queue_alloc, struct iommu_hw_queue_alloc,
+		 length),
+	IOCTL_OP(IOMMU_TEST_CMD, iommufd_test, struct iommu_test_cmd, last),
+};
+
+/*
+ * copy_struct_from_user(): a shorter user struct reads as zero-extended, a longer one must have
+ * nothing but zeros past ours.
+ */
+static int iommufd_copy_struct_from_user(struct uiommu_mm *mm, void *dst, size_t ksize,
+					 uint64_t src, size_t usize)
+{
+	size_t size = usize < ksize ? usize : ksize;
+	int rc;
+
+	if (usize > ksize) {
+		unsigned char tail[64];
+		uint64_t off = ksize;
+
+		while (off < usize) {
+			size_t n = usize - off < sizeof(tail) ? usize - off : sizeof(tail);
+			size_t i;
+
+			rc = uiommu_copy_from_user(mm, tail, src + off, n);
+			if (rc)
+				return rc;
+			for (i = 0; i != n; i++)
+				if (tail[i])
+					return -E2BIG;
+			off += n;
+		}
+	}
+	memset((char *)dst + size, 0, ksize - size);
+	return uiommu_copy_from_user(mm, dst, src, size);
+}
+
+int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
+{
+	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
+
+	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
+}
+
+/**
+ * iommufd_ctx_ioctl() - run one ioctl of /dev/iommu
+ * @mm: the caller's address space; @arg is an address in it.
+ * Return: the ioctl's non-negative result, or -errno.
+ */
+int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
+		      uint64_t arg)
+{
+	const struct iommufd_ioctl_op *op;
+	struct iommufd_ucmd ucmd = { .ictx = ictx, .mm = mm, .ubuffer = arg };
+	union ucmd_buffer buf;
+	unsigned int nr = _IOC_NR(cmd);
+	int rc;
+
+	if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= ARRAY_SIZE(iommufd_ioctl_ops))
+		return iommufd_vfio_ioctl(ictx, mm, cmd, arg);
+
+	rc = uiommu_copy_from_user(mm, &ucmd.user_size, arg, sizeof(ucmd.user_size));
+	if (rc)
+		return rc;
+	op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
+	if (op->ioctl_num != cmd)
+		return -ENOTTY;
+	if (ucmd.user_size < op->min_size)
+		return -EINVAL;
+	ucmd.cmd = &buf;
+	rc = iommufd_copy_struct_from_user(mm, ucmd.cmd, op->size, arg, ucmd.user_size);
+	if (rc)
+		return rc;
+	return op->execute(&ucmd);
+}
+
+/* ---- object types -------------------------------------------------------------------------- */
+
+const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
+	[IOMMUFD_OBJ_IOAS] = {
+		.destroy = iommufd_ioas_destroy,
+	},
+};

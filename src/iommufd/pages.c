@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+/*
+ * struct iopt_pages: a run of user memory, and the pins held on it.
+ *
+ * An iopt_pages names memory without touching it. MAP creates one and hangs it on an area; COPY
+ * and area splits hang more areas on the same one. Only when something needs the pages present
+ * (a domain to fill, an access to read through: later layers) is a range pinned, by a pin user
+ * (struct iopt_pages_pin) that covers a range of page indexes.
+ *
+ * Invariant: a page of the iopt_pages is pinned in its mm's ledger exactly once while at least
+ * one pin user covers it, and not at all otherwise. So two areas sharing one iopt_pages (COPY)
+ * give one pin per page, while two separate MAPs of the same memory give two, as page
+ * refcounts do in the kernel. Pinning computes the gaps in the current coverage and pins only
+ * those; unpinning computes the gaps that open and unpins only those.
+ *
+ * File-backed pages (MAP_FILE) hold their own duplicate of the caller's fd so the file lives as
+ * long as the mapping. They have no user address, so the ledger (which counts user pages) does
+ * not see them; pinning them checks the file still covers the range.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "iommufd/io_pagetable.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+
+static struct iopt_pages *iopt_alloc_pages(struct uiommu_mm *mm, uint64_t start_byte,
+					   uint64_t length, bool writable)
+{
+	struct iopt_pages *pages;
+	uint64_t span;
+
+	/* The span must stay computable in pages after adding the offset into the first page. */
+	if (length == 0 || length > SIZE_MAX - uiommu_page_size)
+		return ERR_PTR(-EINVAL);
+	pages = uiommu_zalloc(sizeof(*pages));
+	if (!pages)
+		return ERR_PTR(-ENOMEM);
+	atomic_init(&pages->refs, 1);
+	pages->writable = writable;
+	pages->length = length;
+	pages->start_byte = start_byte;
+	span = start_byte + length;
+	pages->npages = span / uiommu_page_size + !!(span % uiommu_page_size);
+	pages->source_mm = uiommu_mm_get(mm);
+	pages->file_fd = -1;
+	uiommu_mutex_init(&pages->mutex);
+	interval_tree_init(&pages->pin_users);
+	return pages;
+}
+
+/**
+ * iopt_alloc_user_pages() - name @length bytes of @mm at @uptr, without touching them
+ * Return: the pages with one reference, or ERR_PTR(-EINVAL) for a zero or oversized length,
+ * -EOVERFLOW when the range wraps, -ENOMEM.
+ */
+struct iopt_pages *iopt_alloc_user_pages(struct uiommu_mm *mm, uint64_t uptr, uint64_t length,
+					 bool writable)
+{
+	struct iopt_pages *pages;
+	uint64_t end;
+
+	if (check_add_overflow(uptr, length, &end))
+		return ERR_PTR(-EOVERFLOW);
+	pages = iopt_alloc_pages(mm, uptr % uiommu_page_size, length, writable);
+	if (IS_ERR(pages))
+		return pages;
+	pages->type = IOPT_ADDRESS_USER;
+	pages->uptr = uptr - pages->start_byte;
+	return pages;
+}
+
+/**
+ * iopt_alloc_file_pages() - name @length bytes of the file @fd from byte @start
+ * The file must be a regular file (a memfd) that covers the range now.
+ * Return: the pages with one reference, or ERR_PTR(-EBADF), -EINVAL (zero length, range past
+ * the end of the file), -EOVERFLOW, -ENOMEM.
+ */
+struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t start,
+					 uint64_t length, bool writable)
+{
+	struct iopt_pages *pages;
+	struct stat st;
+	uint64_t end;
+	int flags, dup_fd;
+
+	if (uiommu_should_fail())
+		return ERR_PTR(-EBADF);
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fstat(fd, &st))
+		return ERR_PTR(-EBADF);
+	if (!S_ISREG(st.st_mode))
+		return ERR_PTR(-EOPNOTSUPP);
+	if (check_add_overflow(start, length, &end))
+		return ERR_PTR(-EOVERFLOW);
+	if (!length || end > (uint64_t)st.st_size)
+		return ERR_PTR(-EINVAL);
+	/* A writable mapping of a file opened read-only cannot be honoured. */
+	if (writable && (flags & O_ACCMODE) == O_RDONLY)
+		return ERR_PTR(-EPERM);
+
+	pages = iopt_alloc_pages(mm, start % uiommu_page_size, length, writable);
+	if (IS_ERR(pages))
+		return pages;
+	dup_fd = uiommu_should_fail() ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup_fd < 0) {
+		iopt_pages_put(pages);
+		return ERR_PTR(-ENOMEM);
+	}
+	pages->type = IOPT_ADDRESS_FILE;
+	pages->file_fd = dup_fd;
+	pages->file_start = start - pages->start_byte;
+	return pages;
+}
+
+struct iopt_pages *iopt_pages_get(struct iopt_pages *pages)
+{
+	atomic_fetch_add_explicit(&pages->refs, 1, memory_order_relaxed);
+	return pages;
+}
+
+void iopt_pages_put(struct iopt_pages *pages)
+{
+	if (atomic_fetch_sub_explicit(&pages->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	/* Pin users hold an area, and an area holds a reference: none can be left. */
+	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned);
+	if (pages->file_fd >= 0)
+		close(pages->file_fd);
+	uiommu_mm_put(pages->source_mm);
+	uiommu_mutex_destroy(&pages->mutex);
+	uiommu_free(pages);
+}
+
+/*
+ * Calls @fn on each maximal run of [first, last] that no pin user covers, in order, and stops
+ * at the first error. Caller holds pages->mutex.
+ */
+static int iopt_pages_for_each_gap(struct iopt_pages *pages, uint64_t first, uint64_t last,
+				   int (*fn)(struct iopt_pages *, uint64_t, uint64_t, void *),
+				   void *arg)
+{
+	struct interval_tree_node *n;
+	uint64_t next = first;
+	int rc;
+
+	lockdep_assert_held(&pages->mutex);
+	interval_tree_for_each(n, &pages->pin_users, first, last) {
+		if (n->start > next) {
+			rc = fn(pages, next, n->start - 1, arg);
+			if (rc)
+				return rc;
+		}
+		if (n->last >= last)
+			return 0;
+		if (n->last + 1 > next)
+			next = n->last + 1;
+	}
+	return fn(pages, next, last, arg);
+}
+
+/* Progress of a pin: the last page index pinned so far, if any. */
+struct iopt_pin_progress {
+	bool any;
+	uint64_t upto;
+};
+
+static int iopt_pages_pin_gap(struct iopt_pages *pages, uint64_t first, uint64_t last, void *arg)
+{
+	struct iopt_pin_progress *prog = arg;
+	int rc = 0;
+
+	if (pages->type == IOPT_ADDRESS_USER) {
+		rc = uiommu_mm_pin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
+				   last - first + 1, pages->writable);
+	} else {
+		struct stat st;
+
+		if (uiommu_should_fail() || fstat(pages->file_fd, &st) ||
+		    (uint64_t)st.st_size < pages->file_start + (last + 1) * uiommu_page_size)
+			rc = -EFAULT;
+	}
+	if (rc)
+		return rc;
+	pages->pinned += last - first + 1;
+	prog->any = true;
+	prog->upto = last;
+	return 0;
+}
+
+static int iopt_pages_unpin_gap(struct iopt_pages *pages, uint64_t first, uint64_t last,
+				void *arg)
+{
+	const struct iopt_pin_progress *prog = arg;
+
+	/* Undoing a half-done pin stops after the last gap it pinned. */
+	if (!prog->any || first > prog->upto)
+		return 1;
+	if (pages->type == IOPT_ADDRESS_USER)
+		uiommu_mm_unpin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
+				last - first + 1);
+	pages->pinned -= last - first + 1;
+	return 0;
+}
+
+/**
+ * iopt_pages_pin() - hold page indexes [first, last] of @pages pinned through @pin
+ * Pins the pages no other pin user covers yet. All or nothing.
+ * Return: 0, -EINVAL for a range outside the pages, -EFAULT for memory that cannot be pinned,
+ * -ENOMEM.
+ */
+int iopt_pages_pin(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
+		   uint64_t last)
+{
+	struct iopt_pin_progress prog = { 0 };
+	int rc;
+
+	if (first > last || last >= pages->npages)
+		return -EINVAL;
+	uiommu_mutex_lock(&pages->mutex);
+	rc = iopt_pages_for_each_gap(pages, first, last, iopt_pages_pin_gap, &prog);
+	if (rc) {
+		iopt_pages_for_each_gap(pages, first, last, iopt_pages_unpin_gap, &prog);
+		goto out_unlock;
+	}
+	pin->node.start = first;
+	pin->node.last = last;
+	interval_tree_insert(&pages->pin_users, &pin->node);
+out_unlock:
+	uiommu_mutex_unlock(&pages->mutex);
+	return rc;
+}
+
+/* Drops @pin's hold; unpins what no other user covers. Never fails. */
+void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin)
+{
+	struct iopt_pin_progress all = { .any = true, .upto = UINT64_MAX };
+
+	uiommu_mutex_lock(&pages->mutex);
+	interval_tree_remove(&pages->pin_users, &pin->node);
+	iopt_pages_for_each_gap(pages, pin->node.start, pin->node.last, iopt_pages_unpin_gap,
+				&all);
+	uiommu_mutex_unlock(&pages->mutex);
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault injection and the allocator.
+ *
+ * Every allocation and every other fallible step in uiommu calls uiommu_should_fail() first, the
+ * counterpart of the kernel's should_fail()/fail-nth: a thread arms "fail the Nth point" with
+ * uiommu_fail_nth_arm(), and the Nth check that thread makes returns true once. A sweep arms
+ * 1, 2, 3 ... until a whole operation succeeds with the counter still armed, so each fallible
+ * step is failed exactly once. The state is per thread, so a sweep in one test thread cannot
+ * disturb another.
+ *
+ * Release builds (UIOMMU_FAULT_INJECT undefined) compile the hook to a constant false.
+ *
+ * Allocations go through uiommu_zalloc()/uiommu_free() so the hook covers them and, in
+ * fault-injection builds, a live-allocation counter lets tests prove that a failed ioctl left
+ * nothing behind.
+ */
+#ifndef UIOMMU_LIB_FAIL_H
+#define UIOMMU_LIB_FAIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef UIOMMU_FAULT_INJECT
+bool uiommu_should_fail(void);
+#else
+static inline bool uiommu_should_fail(void)
+{
+	return false;
+}
+#endif
+
+void *uiommu_zalloc(size_t size);
+void *uiommu_calloc(size_t n, size_t size);
+void *uiommu_realloc_array(void *p, size_t n, size_t size);
+void uiommu_free(void *p);
+
+/* Allocations made through uiommu_zalloc() and friends and not yet freed (0 in release). */
+long uiommu_alloc_live(void);
+
+#endif

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The augmented red-black tree behind interval_tree.h. libbsd's tree.h calls RB_AUGMENT(x) on
+ * each node whose children change during a rotation or a removal; we make RB_AUGMENT recompute
+ * x and then every ancestor, so any node touched by the rebalancing leaves correct maxima all the
+ * way to the root. Insertion does not call it for the new leaf's own path, so insert walks that
+ * path itself. Cost is O(log n) per call and a constant number of calls per operation.
+ */
+#include <stddef.h>
+
+#include "interval_tree.h"
+
+static void itree_recompute(struct interval_tree_node *n)
+{
+	struct interval_tree_node *l = RB_LEFT(n, rb), *r = RB_RIGHT(n, rb);
+	uint64_t last = n->last, span = n->last - n->start;
+
+	if (l) {
+		if (l->subtree_last > last)
+			last = l->subtree_last;
+		if (l->subtree_max_span > span)
+			span = l->subtree_max_span;
+	}
+	if (r) {
+		if (r->subtree_last > last)
+			last = r->subtree_last;
+		if (r->subtree_max_span > span)
+			span = r->subtree_max_span;
+	}
+	n->subtree_last = last;
+	n->subtree_max_span = span;
+}
+
+static void itree_propagate(struct interval_tree_node *n)
+{
+	for (; n; n = RB_PARENT(n, rb))
+		itree_recompute(n);
+}
+
+static int itree_cmp(struct interval_tree_node *a, struct interval_tree_node *b)
+{
+	if (a->start != b->start)
+		return a->start < b->start ? -1 : 1;
+	if (a->last != b->last)
+		return a->last < b->last ? -1 : 1;
+	if (a != b)
+		return (uintptr_t)a < (uintptr_t)b ? -1 : 1;
+	return 0;
+}
+
+#undef RB_AUGMENT
+#define RB_AUGMENT(x) itree_propagate(x)
+
+/* libbsd spells the attribute of its static generator the BSD way. */
+#ifndef __unused
+#define __unused __attribute__((unused))
+#endif
+RB_GENERATE_STATIC(interval_tree_rb, interval_tree_node, rb, itree_cmp)
+
+void interval_tree_insert(struct interval_tree_root *root, struct interval_tree_node *node)
+{
+	node->subtree_last = node->last;
+	node->subtree_max_span = node->last - node->start;
+	RB_INSERT(interval_tree_rb, &root->rb, node);
+	itree_propagate(node);
+	root->count++;
+}
+
+void interval_tree_remove(struct interval_tree_root *root, struct interval_tree_node *node)
+{
+	struct interval_tree_node *parent = RB_PARENT(node, rb);
+	struct interval_tree_node *next = NULL;
+
+	/*
+	 * With two children the successor is spliced into node's place; its old parent chain is
+	 * repaired by the library's RB_AUGMENT calls, and its new position is on the path from
+	 * node's parent. Walk both after the removal to be sure.
+	 */
+	if (RB_LEFT(node, rb) && RB_RIGHT(node, rb))
+		next = RB_NEXT(interval_tree_rb, &root->rb, node);
+	RB_REMOVE(interval_tree_rb, &root->rb, node);
+	if (next)
+		itree_propagate(next);
+	itree_propagate(parent);
+	root->count--;
+}
+
+static struct interval_tree_node *itree_subtree_search(struct interval_tree_node *n,
+						       uint64_t start, uint64_t last)
+{
+	for (;;) {
+		struct interval_tree_node *l = RB_LEFT(n, rb);
+
+		/*
+		 * The leftmost node whose `last` reaches start is the only candidate: everything
+		 * after it starts later, so if it starts past `last` so does everything else.
+		 */
+		if (l && l->subtree_last >= start) {
+			n = l;
+			continue;
+		}
+		if (n->start > last)
+			return NULL;
+		if (n->last >= start)
+			return n;
+		n = RB_RIGHT(n, rb);
+		if (!n || n->subtree_last < start)
+			return NULL;
+	}
+}
+
+struct interval_tree_node *interval_tree_iter_first(struct interval_tree_root *root,
+						    uint64_t start, uint64_t last)
+{
+	struct interval_tree_node *n = RB_ROOT(&root->rb);
+
+	if (!n || n->subtree_last < start)
+		return NULL;
+	return itree_subtree_search(n, start, last);
+}
+
+struct interval_tree_node *interval_tree_iter_next(struct interval_tree_node *node,
+						   uint64_t start, uint64_t last)
+{
+	struct interval_tree_node *r = RB_RIGHT(node, rb);
+
+	for (;;) {
+		struct interval_tree_node *prev;
+
+		if (r && r->subtree_last >= start)
+			return itree_subtree_search(r, start, last);
+		/* Climb until we arrive from a left child: that parent is next in order. */
+		do {
+			prev = node;
+			node = RB_PARENT(node, rb);
+			if (!node)
+				return NULL;
+			r = RB_RIGHT(node, rb);
+		} while (prev == r);
+		if (node->start > last)
+			return NULL;
+		if (node->last >= start)
+			return node;
+	}
+}
+
+struct interval_tree_node *interval_tree_first(struct interval_tree_root *root)
+{
+	return RB_MIN(interval_tree_rb, &root->rb);
+}
+
+struct interval_tree_node *interval_tree_last_node(struct interval_tree_root *root)
+{
+	return RB_MAX(interval_tree_rb, &root->rb);
+}
+
+struct interval_tree_node *interval_tree_next(struct interval_tree_node *node)
+{
+	return interval_tree_rb_RB_NEXT(node);
+}
+
+struct interval_tree_node *interval_tree_prev(struct interval_tree_node *node)
+{
+	return interval_tree_rb_RB_PREV(node);
+}
+
+static struct interval_tree_node *
+itree_fit(struct interval_tree_node *n, uint64_t min_span,
+	  bool (*fits)(const struct interval_tree_node *, void *), void *arg)
+{
+	struct interval_tree_node *found;
+
+	if (!n || n->subtree_max_span < min_span)
+		return NULL;
+	found = itree_fit(RB_LEFT(n, rb), min_span, fits, arg);
+	if (found)
+		return found;
+	if (n->last - n->start >= min_span && fits(n, arg))
+		return n;
+	return itree_fit(RB_RIGHT(n, rb), min_span, fits, arg);
+}
+
+struct interval_tree_node *
+interval_tree_find_fit(struct interval_tree_root *root, uint64_t min_span,
+		       bool (*fits)(const struct interval_tree_node *node, void *arg), void *arg)
+{
+	return itree_fit(RB_ROOT(&root->rb), min_span, fits, arg);
+}
+
+static bool itree_verify_node(struct interval_tree_node *n, unsigned long *count)
+{
+	struct interval_tree_node *l, *r;
+	uint64_t last, span;
+
+	if (!n)
+		return true;
+	l = RB_LEFT(n, rb);
+	r = RB_RIGHT(n, rb);
+	if (l && (RB_PARENT(l, rb) != n || itree_cmp(l, n) >= 0))
+		return false;
+	if (r && (RB_PARENT(r, rb) != n || itree_cmp(r, n) <= 0))
+		return false;
+	if (!itree_verify_node(l, count) || !itree_verify_node(r, count))
+		return false;
+	last = n->subtree_last;
+	span = n->subtree_max_span;
+	itree_recompute(n);
+	(*count)++;
+	return last == n->subtree_last && span == n->subtree_max_span;
+}
+
+bool interval_tree_verify(struct interval_tree_root *root)
+{
+	unsigned long count = 0;
+
+	if (!itree_verify_node(RB_ROOT(&root->rb), &count))
+		return false;
+	return count == root->count;
+}
+
+int interval_tree_for_each_span(struct interval_tree_root *root, uint64_t first, uint64_t last,
+				interval_tree_span_fn fn, void *arg)
+{
+	struct interval_tree_node *n = interval_tree_iter_first(root, first, last);
+	uint64_t next = first;
+	int rc;
+
+	while (n) {
+		uint64_t used_first = n->start > next ? n->start : next;
+		uint64_t used_last = n->last;
+
+		if (used_first > next) {
+			rc = fn(arg, true, next, used_first - 1);
+			if (rc)
+				return rc;
+		}
+		/* Extend the covered run over every interval that overlaps or touches it. */
+		for (n = interval_tree_iter_next(n, first, last); n; n = interval_tree_iter_next(n, first, last)) {
+			if (used_last != UINT64_MAX && n->start > used_last + 1)
+				break;
+			if (n->last > used_last)
+				used_last = n->last;
+		}
+		if (used_last > last)
+			used_last = last;
+		rc = fn(arg, false, used_first, used_last);
+		if (rc)
+			return rc;
+		if (used_last == last)
+			return 0;
+		next = used_last + 1;
+	}
+	return fn(arg, true, next, last);
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The calling process's own address space.
+ *
+ * User pointers come from the program we serve and may be anything: NULL, unmapped, read-only.
+ * The kernel answers EFAULT for those; so must we, without a system call on the fast path (an
+ * ioctl through uiommu must cost less than a real one). Copies therefore run as plain loads and
+ * stores under a fault trap: a thread-local jump buffer is armed around the access, and our
+ * SIGSEGV/SIGBUS handler, installed once, jumps back to it when the faulting thread has one
+ * armed. Any other fault is passed to the handler that was installed before ours (or to the
+ * default action), so a program's own crashes still crash as they would.
+ *
+ * The handler is installed with SA_NODEFER so leaving it by siglongjmp() does not leave the
+ * signal blocked, and the jump buffer is taken without saving the signal mask, which keeps the
+ * armed path free of system calls.
+ *
+ * Limitation: a program that installs its own SIGSEGV handler after uiommu starts replaces ours;
+ * a bad pointer passed to uiommu then reaches the program's handler instead of giving EFAULT.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "mm/mm.h"
+
+static _Thread_local sigjmp_buf *uaccess_jmp;
+static struct sigaction uaccess_old_segv, uaccess_old_bus;
+static pthread_once_t uaccess_once = PTHREAD_ONCE_INIT;
+
+static void uaccess_chain(int sig, siginfo_t *info, void *uc)
+{
+	struct sigaction *old = sig == SIGSEGV ? &uaccess_old_segv : &uaccess_old_bus;
+
+	if (old->sa_flags & SA_SIGINFO) {
+		old->sa_sigaction(sig, info, uc);
+		return;
+	}
+	if (old->sa_handler == SIG_IGN)
+		return;
+	if (old->sa_handler != SIG_DFL) {
+		old->sa_handler(sig);
+		return;
+	}
+	/* Default action: restore it and return; the faulting access runs again and kills us. */
+	sigaction(sig, old, NULL);
+}
+
+static void uaccess_handler(int sig, siginfo_t *info, void *uc)
+{
+	sigjmp_buf *jmp = uaccess_jmp;
+
+	if (jmp) {
+		uaccess_jmp = NULL;
+		siglongjmp(*jmp, 1);
+	}
+	uaccess_chain(sig, info, uc);
+}
+
+static void uaccess_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = uaccess_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &uaccess_old_segv) || sigaction(SIGBUS, &sa, &uaccess_old_bus))
+		die("sigaction");
+}
+
+/*
+ * The accesses below must be real loads and stores the compiler cannot move out of the armed
+ * window, and sanitizers must not vet them: a bad user pointer is an expected input here.
+ */
+#define UACCESS_NOSAN __attribute__((no_sanitize("address", "thread", "undefined"), noinline))
+
+UACCESS_NOSAN static void uaccess_copy(volatile unsigned char *dst,
+				       const volatile unsigned char *src, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		dst[i] = src[i];
+}
+
+UACCESS_NOSAN static void uaccess_touch(uint64_t uaddr, size_t npages, bool write)
+{
+	size_t i;
+
+	for (i = 0; i < npages; i++) {
+		unsigned char *p = (unsigned char *)(uintptr_t)(uaddr + i * uiommu_page_size);
+
+		if (write)
+			__atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+		else
+			(void)*(volatile unsigned char *)p;
+	}
+}
+
+/* Addresses no process can map: answer at once instead of taking a fault. */
+static bool uaccess_range_bad(uint64_t uaddr, uint64_t len)
+{
+	uint64_t last;
+
+	if (!len)
+		return false;
+	if (check_add_overflow(uaddr, len - 1, &last))
+		return true;
+	return uaddr < 4096 || last >= ((uint64_t)1 << 47);
+}
+
+static int self_copy(void *dst, const void *src, size_t len, uint64_t uaddr)
+{
+	sigjmp_buf jmp;
+
+	if (uaccess_range_bad(uaddr, len))
+		return -EFAULT;
+	if (!len)
+		return 0;
+	pthread_once(&uaccess_once, uaccess_install);
+	if (sigsetjmp(jmp, 0)) {
+		uaccess_jmp = NULL;
+		return -EFAULT;
+	}
+	uaccess_jmp = &jmp;
+	uaccess_copy(dst, src, len);
+	uaccess_jmp = NULL;
+	return 0;
+}
+
+static int self_copy_from(struct uiommu_mm *mm, void *dst, uint64_t uaddr, size_t len)
+{
+	(void)mm;
+	if (uiommu_should_fail())
+		return -EFAULT;
+	return self_copy(dst, (const void *)(uintptr_t)uaddr, len, uaddr);
+}
+
+static int self_copy_to(struct uiommu_mm *mm, uint64_t uaddr, const void *src, size_t len)
+{
+	(void)mm;
+	if (uiommu_should_fail())
+		return -EFAULT;
+	return self_copy((void *)(uintptr_t)uaddr, src, len, uaddr);
+}
+
+static int self_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+{
+	sigjmp_buf jmp;
+
+	(void)mm;
+	if (uiommu_should_fail())
+		return -EFAULT;
+	if (uaccess_range_bad(uaddr, (uint64_t)npages << uiommu_page_shift))
+		return -EFAULT;
+	pthread_once(&uaccess_once, uaccess_install);
+	if (sigsetjmp(jmp, 0)) {
+		uaccess_jmp = NULL;
+		return -EFAULT;
+	}
+	uaccess_jmp = &jmp;
+	uaccess_touch(uaddr, npages, write);
+	uaccess_jmp = NULL;
+	return 0;
+}
+
+static void *self_host_ptr(struct uiommu_mm *mm, uint64_t uaddr)
+{
+	(void)mm;
+	return (void *)(uintptr_t)uaddr;
+}
+
+static void self_release(struct uiommu_mm *mm);
+
+static const struct uiommu_mm_ops self_ops = {
+	.copy_from = self_copy_from,
+	.copy_to = self_copy_to,
+	.fault_in = self_fault_in,
+	.host_ptr = self_host_ptr,
+	.release = self_release,
+};
+
+/*
+ * One mm for the process, made at first use and kept until the last reference goes; fork gives
+ * the child a copy of it with the parent's ledger, as it gets a copy of every other state.
+ */
+static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER; /* protects self_mm */
+static struct uiommu_mm *self_mm;
+
+static void self_release(struct uiommu_mm *mm)
+{
+	pthread_mutex_lock(&self_lock);
+	/* A racing uiommu_mm_self() may have revived it; only free a dead one. */
+	if (self_mm == mm && atomic_load(&mm->refs) == 0)
+		self_mm = NULL;
+	else if (self_mm == mm) {
+		pthread_mutex_unlock(&self_lock);
+		return;
+	}
+	pthread_mutex_unlock(&self_lock);
+	uiommu_mutex_destroy(&mm->pin_lock);
+	uiommu_free(mm);
+}
+
+struct uiommu_mm *uiommu_mm_self(void)
+{
+	struct uiommu_mm *mm;
+
+	pthread_mutex_lock(&self_lock);
+	mm = self_mm;
+	if (mm) {
+		uiommu_mm_get(mm);
+		goto out_unlock;
+	}
+	mm = uiommu_zalloc(sizeof(*mm));
+	if (!mm) {
+		mm = ERR_PTR(-ENOMEM);
+		goto out_unlock;
+	}
+	mm->ops = &self_ops;
+	atomic_init(&mm->refs, 1);
+	mm->pid = getpid();
+	uiommu_mutex_init(&mm->pin_lock);
+	interval_tree_init(&mm->pinned);
+	self_mm = mm;
+out_unlock:
+	pthread_mutex_unlock(&self_lock);
+	return mm;
+}

@@ -515,11 +515,11 @@ int iopt_unmap_all(struct io_pagetable *iopt, uint64_t *unmapped)
 	return iopt_unmap_iova_range(iopt, 0, UINT64_MAX, unmapped);
 }
 
-/* Splits the area containing @iova so that an area starts at @iova. */
-static int iopt_area_split(struct io_pagetable *iopt, uint64_t iova)
+/* May the area holding @iova be split so that a piece starts at @iova? */
+static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 {
 	struct interval_tree_node *n = interval_tree_iter_first(&iopt->area_itree, iova, iova);
-	struct iopt_area *area, *rhs;
+	struct iopt_area *area;
 
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
 	if (!n || n->start == iova)
@@ -528,9 +528,16 @@ static int iopt_area_split(struct io_pagetable *iopt, uint64_t iova)
 	if ((iova & (iopt->iova_alignment - 1)) ||
 	    ((area->pages_byte + (iova - area->node.start)) & (iopt->iova_alignment - 1)))
 		return -EINVAL;
-	rhs = iopt_area_alloc();
-	if (!rhs)
-		return -ENOMEM;
+	return 1;
+}
+
+/* Splits the area holding @iova so that @rhs, a new area, starts at @iova. Cannot fail. */
+static void iopt_area_split(struct io_pagetable *iopt, uint64_t iova, struct iopt_area *rhs)
+{
+	struct interval_tree_node *n = interval_tree_iter_first(&iopt->area_itree, iova, iova);
+	struct iopt_area *area = iopt_area_from_node(n);
+
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
 	rhs->node.start = iova;
 	rhs->node.last = area->node.last;
 	rhs->pages = iopt_pages_get(area->pages);
@@ -541,22 +548,43 @@ static int iopt_area_split(struct io_pagetable *iopt, uint64_t iova)
 	area->node.last = iova - 1;
 	interval_tree_insert(&iopt->area_itree, &area->node);
 	iopt_area_insert(iopt, rhs);
-	return 0;
 }
 
 /**
  * iopt_cut_iova() - make every IOVA in @iovas the start of an area (VFIO type1 v1 unmap)
- * The mapping itself does not change, only how it is divided into areas.
+ * The mapping itself does not change, only how it is divided into areas. All or nothing.
+ * Return: 0, -EINVAL for a cut off the table's alignment, -ENOMEM.
  */
 int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int num)
 {
-	unsigned int i;
+	struct iopt_area *spare[4] = { NULL };
+	unsigned int i, used = 0;
 	int rc = 0;
 
+	if (num > ARRAY_SIZE(spare))
+		return -EINVAL;
+	for (i = 0; i != num; i++) {
+		spare[i] = iopt_area_alloc();
+		if (!spare[i]) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+	}
 	uiommu_down_write(&iopt->iova_rwsem);
-	for (i = 0; i != num && !rc; i++)
-		rc = iopt_area_split(iopt, iovas[i]);
+	for (i = 0; i != num; i++) {
+		rc = iopt_area_split_check(iopt, iovas[i]);
+		if (rc < 0)
+			goto out_unlock;
+	}
+	for (i = 0; i != num; i++)
+		if (iopt_area_split_check(iopt, iovas[i]) > 0)
+			iopt_area_split(iopt, iovas[i], spare[used++]);
+	rc = 0;
+out_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
+out_free:
+	for (i = used; i != num; i++)
+		uiommu_free(spare[i]);
 	return rc;
 }
 

@@ -178,6 +178,9 @@ int iommufd_ioas_map(struct iommufd_ucmd *ucmd)
 	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
+	rc = iommufd_ucmd_probe_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto out_put;
 	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
 		flags = IOPT_ALLOC_IOVA;
 	iova = cmd->iova;
@@ -186,7 +189,7 @@ int iommufd_ioas_map(struct iommufd_ucmd *ucmd)
 	if (rc)
 		goto out_put;
 	cmd->iova = iova;
-	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	rc = iommufd_ucmd_respond_committed(ucmd, sizeof(*cmd));
 out_put:
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;
@@ -209,6 +212,9 @@ int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd)
 	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
+	rc = iommufd_ucmd_probe_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto out_put;
 	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
 		flags = IOPT_ALLOC_IOVA;
 	iova = cmd->iova;
@@ -217,7 +223,7 @@ int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd)
 	if (rc)
 		goto out_put;
 	cmd->iova = iova;
-	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	rc = iommufd_ucmd_respond_committed(ucmd, sizeof(*cmd));
 out_put:
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;
@@ -246,6 +252,9 @@ int iommufd_ioas_copy(struct iommufd_ucmd *ucmd)
 		rc = PTR_ERR(dst_ioas);
 		goto out_put_src;
 	}
+	rc = iommufd_ucmd_probe_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto out_put_dst;
 	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
 		flags = IOPT_ALLOC_IOVA;
 	iova = cmd->dst_iova;
@@ -254,7 +263,7 @@ int iommufd_ioas_copy(struct iommufd_ucmd *ucmd)
 	if (rc)
 		goto out_put_dst;
 	cmd->dst_iova = iova;
-	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	rc = iommufd_ucmd_respond_committed(ucmd, sizeof(*cmd));
 out_put_dst:
 	iommufd_put_object(ucmd->ictx, &dst_ioas->obj);
 out_put_src:
@@ -272,6 +281,9 @@ int iommufd_ioas_unmap(struct iommufd_ucmd *ucmd)
 	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
+	rc = iommufd_ucmd_probe_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto out_put;
 	if (cmd->iova == 0 && cmd->length == UINT64_MAX) {
 		rc = iopt_unmap_all(&ioas->iopt, &unmapped);
 	} else {
@@ -286,7 +298,7 @@ int iommufd_ioas_unmap(struct iommufd_ucmd *ucmd)
 	if (rc)
 		goto out_put;
 	cmd->length = unmapped;
-	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	rc = iommufd_ucmd_respond_committed(ucmd, sizeof(*cmd));
 out_put:
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;

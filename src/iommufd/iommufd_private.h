@@ -153,6 +153,8 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 			  uint32_t id, unsigned int flags);
 
 int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
+int iommufd_ucmd_probe_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
+int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len);
 
 /* The context's life, used by the fd layer (file.c). */
 struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm);

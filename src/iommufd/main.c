@@ -507,8 +507,14 @@ static int iommufd_option(struct iommufd_ucmd *ucmd)
 	struct iommu_option *cmd = ucmd->cmd;
 	int rc;
 
+	uint64_t val64_addr = ucmd->ubuffer + offsetof(struct iommu_option, val64);
+
 	if (cmd->__reserved)
 		return -EOPNOTSUPP;
+	/* val64 is written back after a SET too: make sure it can be before changing anything. */
+	rc = uiommu_copy_to_user(ucmd->mm, val64_addr, &cmd->val64, sizeof(cmd->val64));
+	if (rc)
+		return rc;
 	switch (cmd->option_id) {
 	case IOMMU_OPTION_RLIMIT_MODE:
 		rc = iommufd_option_rlimit_mode(cmd, ucmd->ictx);
@@ -522,8 +528,7 @@ static int iommufd_option(struct iommufd_ucmd *ucmd)
 	if (rc)
 		return rc;
 	/* Only val64 is an output. */
-	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer + offsetof(struct iommu_option, val64),
-				   &cmd->val64, sizeof(cmd->val64));
+	return __uiommu_copy_to_user(ucmd->mm, val64_addr, &cmd->val64, sizeof(cmd->val64));
 }
 
 /*
@@ -770,6 +775,24 @@ int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
 	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
 
 	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
+}
+
+/*
+ * A handler whose work cannot be undone (an unmap, an option change) first proves that its
+ * reply can be written, by writing back the argument as it came in; a caller with an unwritable
+ * argument then gets EFAULT and nothing changes. The reply itself is written afterwards with
+ * iommufd_ucmd_respond_committed().
+ */
+int iommufd_ucmd_probe_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
+{
+	return iommufd_ucmd_respond(ucmd, cmd_len);
+}
+
+int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len)
+{
+	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
+
+	return __uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
 }
 
 /**

@@ -153,6 +153,10 @@ static int iommufd_vfio_unmap_dma(struct iommufd_ctx *ictx, struct uiommu_mm *mm
 	ioas = iommufd_get_compat_ioas(ictx);
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
+	/* The size is written back after the unmap, which cannot be undone: check first. */
+	rc = uiommu_copy_to_user(mm, arg, &unmap, len);
+	if (rc)
+		goto out_put;
 
 	if (unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL) {
 		if (unmap.iova || unmap.size) {
@@ -178,7 +182,7 @@ static int iommufd_vfio_unmap_dma(struct iommufd_ctx *ictx, struct uiommu_mm *mm
 	}
 	unmap.size = unmapped;
 	/* The size goes back even when the unmap failed. */
-	wrc = uiommu_copy_to_user(mm, arg, &unmap, len);
+	wrc = __uiommu_copy_to_user(mm, arg, &unmap, len);
 	if (wrc)
 		rc = wrc;
 out_put:

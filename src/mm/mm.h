@@ -22,6 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <errno.h>
+
+#include "lib/fail.h"
 #include "lib/interval_tree.h"
 #include "lib/lockdep.h"
 
@@ -54,14 +57,30 @@ struct uiommu_mm *uiommu_mm_self(void);
 struct uiommu_mm *uiommu_mm_get(struct uiommu_mm *mm);
 void uiommu_mm_put(struct uiommu_mm *mm);
 
+/* Every user access is a fallible step for fault injection (lib/fail.h). */
 static inline int uiommu_copy_from_user(struct uiommu_mm *mm, void *dst, uint64_t uaddr,
 					size_t len)
 {
+	if (uiommu_should_fail())
+		return -EFAULT;
 	return mm->ops->copy_from(mm, dst, uaddr, len);
 }
 
 static inline int uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, const void *src,
 				      size_t len)
+{
+	if (uiommu_should_fail())
+		return -EFAULT;
+	return mm->ops->copy_to(mm, uaddr, src, len);
+}
+
+/*
+ * The same copy, not subject to fault injection: only for writing a reply after an
+ * irreversible change, to a place the same ioctl has just written successfully. It fails only
+ * if the caller unmapped its own argument meanwhile.
+ */
+static inline int __uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, const void *src,
+					size_t len)
 {
 	return mm->ops->copy_to(mm, uaddr, src, len);
 }

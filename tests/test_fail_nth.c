@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fault-injection sweep. For each scenario, on a fresh context each time: build a known
+ * state, take a digest of it, arm "fail the Nth fallible step", run one ioctl, and check that
+ * either the ioctl failed and the digest, the live objects and the live allocations are exactly
+ * as before, or no injected failure was reached (the sweep has passed every step) and the ioctl
+ * succeeded. N runs from 1 until the ioctl completes untouched.
+ *
+ * The digest reads the state through the ABI only: the usable ranges, the alignment, and which
+ * probe IOVAs are mapped (a one-byte COPY into a scratch IOAS succeeds exactly when the probe is
+ * mapped).
+ */
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
+#include "uiommu/uiommu.h"
+#include "uiommu/vfio_compat.h"
+
+#define PS 4096ull
+#define NPROBE 40
+
+struct state {
+	int fd;
+	uint32_t a, b, scratch;
+	int memfd;
+	char *buf;
+};
+
+struct digest {
+	long objects, allocations, contexts;
+	uint32_t nranges;
+	uint64_t alignment;
+	struct iommu_iova_range ranges[8];
+	bool mapped_a[NPROBE], mapped_b[NPROBE];
+	uint64_t huge_a;
+};
+
+static char buffer[64 * 4096] __attribute__((aligned(65536)));
+
+static int xioctl(int fd, unsigned long req, void *arg)
+{
+	return uiommu_ioctl(fd, req, arg);
+}
+
+static uint32_t ioas_alloc(int fd)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+
+	if (xioctl(fd, IOMMU_IOAS_ALLOC, &cmd))
+		abort();
+	return cmd.out_ioas_id;
+}
+
+static int map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t len)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas,
+		.user_va = (uintptr_t)va,
+		.length = len,
+		.iova = iova,
+	};
+
+	return xioctl(fd, IOMMU_IOAS_MAP, &cmd);
+}
+
+/* The probes: every 16 KiB from 0 to 640 KiB, and a few auto-allocation spots. */
+static uint64_t probe_iova(int i)
+{
+	return (uint64_t)i * 0x4000;
+}
+
+static bool probe_mapped(struct state *s, uint32_t ioas, uint64_t iova)
+{
+	struct iommu_ioas_copy copy = {
+		.size = sizeof(copy),
+		.flags = IOMMU_IOAS_MAP_READABLE,
+		.dst_ioas_id = s->scratch,
+		.src_ioas_id = ioas,
+		.length = 1,
+		.src_iova = iova,
+	};
+	struct iommu_ioas_unmap unmap = {
+		.size = sizeof(unmap), .ioas_id = s->scratch, .iova = 0, .length = UINT64_MAX,
+	};
+	bool mapped = !xioctl(s->fd, IOMMU_IOAS_COPY, &copy);
+
+	if (xioctl(s->fd, IOMMU_IOAS_UNMAP, &unmap))
+		abort();
+	return mapped;
+}
+
+static void take_digest(struct state *s, struct digest *d)
+{
+	struct iommu_ioas_iova_ranges ranges = {
+		.size = sizeof(ranges), .ioas_id = s->a, .num_iovas = 8,
+	};
+	struct iommu_option opt = {
+		.size = sizeof(opt), .option_id = IOMMU_OPTION_HUGE_PAGES,
+		.op = IOMMU_OPTION_OP_GET, .object_id = s->a,
+	};
+	struct uiommu_stats st;
+	int i;
+
+	memset(d, 0, sizeof(*d));
+	ranges.allowed_iovas = (uintptr_t)d->ranges;
+	if (xioctl(s->fd, IOMMU_IOAS_IOVA_RANGES, &ranges))
+		abort();
+	d->nranges = ranges.num_iovas;
+	d->alignment = ranges.out_iova_alignment;
+	if (xioctl(s->fd, IOMMU_OPTION, &opt))
+		abort();
+	d->huge_a = opt.val64;
+	for (i = 0; i < NPROBE; i++) {
+		d->mapped_a[i] = probe_mapped(s, s->a, probe_iova(i));
+		d->mapped_b[i] = s->b ? probe_mapped(s, s->b, probe_iova(i)) : false;
+	}
+	uiommu_stats_get(&st);
+	d->objects = st.objects;
+	d->allocations = st.allocations;
+	d->contexts = st.contexts;
+}
+
+static void state_setup(struct state *s)
+{
+	struct iommu_test_cmd resv = {
+		.size = sizeof(resv), .op = IOMMU_TEST_OP_ADD_RESERVED,
+		.add_reserved = { .start = 0x80000, .length = 0x10000 },
+	};
+
+	memset(s, 0, sizeof(*s));
+	s->buf = buffer;
+	s->fd = uiommu_open(O_RDWR);
+	if (s->fd < 0)
+		abort();
+	s->a = ioas_alloc(s->fd);
+	s->b = ioas_alloc(s->fd);
+	s->scratch = ioas_alloc(s->fd);
+	if (map_fixed(s->fd, s->a, 0x10000, buffer, 4 * PS) ||
+	    map_fixed(s->fd, s->a, 0x40000, buffer + 8 * PS, 2 * PS) ||
+	    map_fixed(s->fd, s->a, 0x50000, buffer + 16 * PS, PS) ||
+	    map_fixed(s->fd, s->b, 0x10000, buffer, PS))
+		abort();
+	resv.id = s->a;
+	if (xioctl(s->fd, IOMMU_TEST_CMD, &resv))
+		abort();
+	s->memfd = memfd_create("uiommu-fail-nth", MFD_CLOEXEC);
+	if (s->memfd < 0 || ftruncate(s->memfd, 16 * PS))
+		abort();
+}
+
+static void state_teardown(struct state *s)
+{
+	close(s->memfd);
+	if (s->fd >= 0)
+		uiommu_close(s->fd);
+}
+
+/*
+ * The library keeps a few process-lifetime allocations (the fd table's chunks, the process's
+ * address space object) made at first use; make them before taking a baseline.
+ */
+static void warm_up(void)
+{
+	int fd = uiommu_open(O_RDWR);
+
+	if (fd < 0 || uiommu_close(fd))
+		abort();
+}
+
+typedef int (*scenario_fn)(struct state *s);
+typedef void (*prep_fn)(struct state *s);
+
+static int sc_ioas_alloc(struct state *s)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+
+	return xioctl(s->fd, IOMMU_IOAS_ALLOC, &cmd);
+}
+
+static int sc_map_auto(struct state *s)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd), .flags = IOMMU_IOAS_MAP_READABLE, .ioas_id = s->a,
+		.user_va = (uintptr_t)buffer, .length = 3 * PS,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_MAP, &cmd);
+}
+
+static int sc_map_fixed(struct state *s)
+{
+	return map_fixed(s->fd, s->a, 0x20000, buffer + 4 * PS, 2 * PS);
+}
+
+static int sc_map_file(struct state *s)
+{
+	struct iommu_ioas_map_file cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = s->a, .fd = s->memfd, .start = PS, .length = 4 * PS, .iova = 0x30000,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_MAP_FILE, &cmd);
+}
+
+static int sc_copy_auto(struct state *s)
+{
+	struct iommu_ioas_copy cmd = {
+		.size = sizeof(cmd), .flags = IOMMU_IOAS_MAP_READABLE, .dst_ioas_id = s->b,
+		.src_ioas_id = s->a, .length = 4 * PS, .src_iova = 0x10000,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_COPY, &cmd);
+}
+
+static int sc_copy_fixed_two_areas(struct state *s)
+{
+	struct iommu_ioas_copy cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+		.dst_ioas_id = s->b, .src_ioas_id = s->a, .length = 3 * PS,
+		.dst_iova = 0x60000, .src_iova = 0x40000 + PS,
+	};
+
+	/* Spans the end of one area and the whole next one: two pieces. */
+	cmd.length = 2 * PS;
+	return xioctl(s->fd, IOMMU_IOAS_COPY, &cmd);
+}
+
+static void prep_second_area(struct state *s)
+{
+	if (map_fixed(s->fd, s->a, 0x42000, buffer + 20 * PS, PS))
+		abort();
+}
+
+static int sc_unmap(struct state *s)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd), .ioas_id = s->a, .iova = 0x10000, .length = 0x50000,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_UNMAP, &cmd);
+}
+
+static int sc_unmap_all(struct state *s)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd), .ioas_id = s->a, .iova = 0, .length = UINT64_MAX,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_UNMAP, &cmd);
+}
+
+static int sc_allow_iovas(struct state *s)
+{
+	struct iommu_iova_range r[2] = { { 0x100000, 0x1fffff }, { 0x300000, 0x3fffff } };
+	struct iommu_ioas_allow_iovas cmd = {
+		.size = sizeof(cmd), .ioas_id = s->a, .num_iovas = 2, .allowed_iovas = (uintptr_t)r,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd);
+}
+
+static int sc_iova_ranges(struct state *s)
+{
+	struct iommu_iova_range r[4];
+	struct iommu_ioas_iova_ranges cmd = {
+		.size = sizeof(cmd), .ioas_id = s->a, .num_iovas = 4, .allowed_iovas = (uintptr_t)r,
+	};
+
+	return xioctl(s->fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+}
+
+static int sc_huge_pages_off(struct state *s)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd), .option_id = IOMMU_OPTION_HUGE_PAGES,
+		.op = IOMMU_OPTION_OP_SET, .object_id = s->a, .val64 = 0,
+	};
+
+	return xioctl(s->fd, IOMMU_OPTION, &cmd);
+}
+
+static int sc_add_reserved(struct state *s)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd), .op = IOMMU_TEST_OP_ADD_RESERVED, .id = s->a,
+		.add_reserved = { .start = 0x200000, .length = 0x1000 },
+	};
+
+	return xioctl(s->fd, IOMMU_TEST_CMD, &cmd);
+}
+
+static int sc_destroy(struct state *s)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = s->b };
+	int rc = xioctl(s->fd, IOMMU_DESTROY, &cmd);
+
+	if (!rc)
+		s->b = 0;
+	return rc;
+}
+
+static void prep_vfio(struct state *s)
+{
+	struct iommu_vfio_ioas set = {
+		.size = sizeof(set), .ioas_id = s->a, .op = IOMMU_VFIO_IOAS_SET,
+	};
+
+	if (xioctl(s->fd, IOMMU_VFIO_IOAS, &set))
+		abort();
+}
+
+static void prep_vfio_v1(struct state *s)
+{
+	prep_vfio(s);
+	if (xioctl(s->fd, VFIO_SET_IOMMU, (void *)(uintptr_t)VFIO_TYPE1_IOMMU))
+		abort();
+}
+
+static int sc_vfio_get_info(struct state *s)
+{
+	unsigned char info[256];
+	struct vfio_iommu_type1_info *hdr = (void *)info;
+
+	memset(info, 0, sizeof(info));
+	hdr->argsz = sizeof(info);
+	return xioctl(s->fd, VFIO_IOMMU_GET_INFO, info);
+}
+
+static int sc_vfio_v1_unmap(struct state *s)
+{
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap), .iova = 0x11000, .size = 2 * PS,
+	};
+
+	return xioctl(s->fd, VFIO_IOMMU_UNMAP_DMA, &unmap);
+}
+
+static bool digest_equal(struct digest *x, struct digest *y, const char *what, unsigned long nth)
+{
+	if (memcmp(x, y, sizeof(*x)) == 0)
+		return true;
+	fprintf(stderr, "  %s, fail-nth %lu: state changed (objects %ld->%ld, allocations "
+			"%ld->%ld, ranges %u->%u)\n",
+		what, nth, x->objects, y->objects, x->allocations, y->allocations, x->nranges,
+		y->nranges);
+	return false;
+}
+
+/* Returns the number of fallible steps the scenario's ioctl went through. */
+static unsigned long sweep(struct __h_test *_metadata, const char *what, prep_fn prep,
+			   scenario_fn fn)
+{
+	struct uiommu_stats base, after;
+	unsigned long nth;
+
+	warm_up();
+	uiommu_stats_get(&base);
+	for (nth = 1; nth < 500; nth++) {
+		struct digest before, now;
+		struct state s;
+		unsigned long left;
+		int rc, err;
+
+		state_setup(&s);
+		if (prep)
+			prep(&s);
+		take_digest(&s, &before);
+		uiommu_fail_nth_arm(nth);
+		rc = fn(&s);
+		err = errno;
+		left = uiommu_fail_nth_disarm();
+		if (left) {
+			/* Every fallible step passed: the ioctl must have worked. */
+			if (rc < 0)
+				fprintf(stderr, "  %s: failed without injection: %s\n", what,
+					strerror(err));
+			ASSERT_TRUE(rc >= 0);
+			state_teardown(&s);
+			break;
+		}
+		ASSERT_EQ(-1, rc);
+		ASSERT_NE(0, err);
+		take_digest(&s, &now);
+		ASSERT_TRUE(digest_equal(&before, &now, what, nth));
+		state_teardown(&s);
+		uiommu_stats_get(&after);
+		ASSERT_EQ(base.allocations, after.allocations);
+		ASSERT_EQ(base.objects, after.objects);
+		ASSERT_EQ(base.contexts, after.contexts);
+	}
+	uiommu_stats_get(&after);
+	ASSERT_EQ(base.allocations, after.allocations);
+	ASSERT_EQ(0, after.pinned_pages);
+	/* The sweep must have failed something, or it tested nothing. */
+	ASSERT_TRUE(nth > 1);
+	ASSERT_TRUE(nth < 500);
+	return nth - 1;
+}
+
+#define SWEEP_TEST(name, prep, fn)                                                          \
+	TEST(fail_nth_##name)                                                               \
+	{                                                                                   \
+		unsigned long points = sweep(_metadata, #name, prep, fn);                   \
+		printf("# %s: %lu failure points swept\n", #name, points);                  \
+	}
+
+SWEEP_TEST(ioas_alloc, NULL, sc_ioas_alloc)
+SWEEP_TEST(map_auto, NULL, sc_map_auto)
+SWEEP_TEST(map_fixed, NULL, sc_map_fixed)
+SWEEP_TEST(map_file, NULL, sc_map_file)
+SWEEP_TEST(copy_auto, NULL, sc_copy_auto)
+SWEEP_TEST(copy_fixed_two_areas, prep_second_area, sc_copy_fixed_two_areas)
+SWEEP_TEST(unmap, NULL, sc_unmap)
+SWEEP_TEST(unmap_all, NULL, sc_unmap_all)
+SWEEP_TEST(allow_iovas, NULL, sc_allow_iovas)
+SWEEP_TEST(iova_ranges, NULL, sc_iova_ranges)
+SWEEP_TEST(huge_pages_off, NULL, sc_huge_pages_off)
+SWEEP_TEST(add_reserved, NULL, sc_add_reserved)
+SWEEP_TEST(destroy, NULL, sc_destroy)
+SWEEP_TEST(vfio_get_info, prep_vfio, sc_vfio_get_info)
+SWEEP_TEST(vfio_v1_unmap, prep_vfio_v1, sc_vfio_v1_unmap)
+
+/* Opening the device: a failed open leaves no context and no allocation behind. */
+TEST(fail_nth_open)
+{
+	struct uiommu_stats base, after;
+	unsigned long nth;
+
+	warm_up();
+	uiommu_stats_get(&base);
+	for (nth = 1; nth < 100; nth++) {
+		int fd;
+
+		uiommu_fail_nth_arm(nth);
+		fd = uiommu_open(O_RDWR);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_TRUE(fd >= 0);
+			ASSERT_EQ(0, uiommu_close(fd));
+			break;
+		}
+		ASSERT_EQ(-1, fd);
+		uiommu_stats_get(&after);
+		ASSERT_EQ(base.contexts, after.contexts);
+		ASSERT_EQ(base.allocations, after.allocations);
+	}
+	ASSERT_TRUE(nth > 1);
+}
+
+TEST_HARNESS_MAIN

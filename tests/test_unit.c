@@ -1,0 +1,528 @@
+// SPDX-License-Identifier: MIT
+/*
+ * White-box unit tests of the engine's data structures, linked against the library's objects:
+ * the interval tree (against a brute-force model), the object ID table, the pin bookkeeping of
+ * iopt_pages and the mm ledger, and the automatic IOVA allocator (against a brute-force
+ * first-fit).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "iommufd/iommufd_private.h"
+#include "lib/fail.h"
+#include "lib/interval_tree.h"
+#include "uiommu/uiommu.h"
+
+/* ---- interval tree ------------------------------------------------------------------------ */
+
+#define IT_N 600
+
+struct it_model {
+	struct interval_tree_node node[IT_N];
+	bool in[IT_N];
+};
+
+static uint64_t rnd64(unsigned int *seed, uint64_t max)
+{
+	uint64_t v = ((uint64_t)rand_r(seed) << 31) ^ (uint64_t)rand_r(seed);
+
+	return max ? v % max : v;
+}
+
+static void it_check_queries(struct interval_tree_root *root, struct it_model *m,
+			     unsigned int *seed, int *bad)
+{
+	int q;
+
+	for (q = 0; q < 20; q++) {
+		uint64_t s = rnd64(seed, 10000), l = s + rnd64(seed, 500);
+		struct interval_tree_node *n;
+		uint64_t prev_start = 0;
+		int seen = 0, expect = 0, i;
+
+		for (i = 0; i < IT_N; i++)
+			if (m->in[i] && m->node[i].start <= l && m->node[i].last >= s)
+				expect++;
+		interval_tree_for_each(n, root, s, l) {
+			if (n->start > l || n->last < s || n->start < prev_start)
+				(*bad)++;
+			prev_start = n->start;
+			seen++;
+		}
+		if (seen != expect)
+			(*bad)++;
+	}
+}
+
+TEST(interval_tree_matches_model)
+{
+	struct interval_tree_root root;
+	struct it_model *m = calloc(1, sizeof(*m));
+	unsigned int seed = 42;
+	int step, bad = 0;
+
+	ASSERT_TRUE(m != NULL);
+	interval_tree_init(&root);
+	for (step = 0; step < 4000; step++) {
+		int i = rand_r(&seed) % IT_N;
+
+		if (m->in[i]) {
+			interval_tree_remove(&root, &m->node[i]);
+			m->in[i] = false;
+		} else {
+			m->node[i].start = rnd64(&seed, 10000);
+			m->node[i].last = m->node[i].start + rnd64(&seed, 300);
+			interval_tree_insert(&root, &m->node[i]);
+			m->in[i] = true;
+		}
+		if (step % 97 == 0) {
+			ASSERT_TRUE(interval_tree_verify(&root));
+			it_check_queries(&root, m, &seed, &bad);
+		}
+	}
+	ASSERT_TRUE(interval_tree_verify(&root));
+	ASSERT_EQ(0, bad);
+	free(m);
+}
+
+struct fit_arg {
+	uint64_t need;
+};
+
+static bool fit_any(const struct interval_tree_node *n, void *arg)
+{
+	(void)n;
+	(void)arg;
+	return true;
+}
+
+TEST(interval_tree_find_fit_is_first_fit)
+{
+	struct interval_tree_node nodes[64];
+	struct interval_tree_root root;
+	unsigned int seed = 7;
+	int i, round;
+
+	for (round = 0; round < 50; round++) {
+		uint64_t pos = 0;
+
+		interval_tree_init(&root);
+		/* Disjoint intervals of random sizes, like holes. */
+		for (i = 0; i < 64; i++) {
+			nodes[i].start = pos + rnd64(&seed, 5);
+			nodes[i].last = nodes[i].start + rnd64(&seed, 40);
+			pos = nodes[i].last + 1 + rnd64(&seed, 5);
+			interval_tree_insert(&root, &nodes[i]);
+		}
+		for (uint64_t need = 0; need < 45; need++) {
+			struct interval_tree_node *got = interval_tree_find_fit(&root, need, fit_any, NULL);
+			struct interval_tree_node *want = NULL;
+
+			for (i = 0; i < 64 && !want; i++)
+				if (nodes[i].last - nodes[i].start >= need)
+					want = &nodes[i];
+			ASSERT_TRUE(got == want);
+		}
+	}
+}
+
+struct span_rec {
+	int n;
+	bool hole[64];
+	uint64_t s[64], l[64];
+};
+
+static int span_cb(void *arg, bool is_hole, uint64_t s, uint64_t l)
+{
+	struct span_rec *r = arg;
+
+	if (r->n < 64) {
+		r->hole[r->n] = is_hole;
+		r->s[r->n] = s;
+		r->l[r->n] = l;
+	}
+	r->n++;
+	return 0;
+}
+
+TEST(interval_tree_spans_cover_exactly)
+{
+	struct interval_tree_node a = { .start = 10, .last = 20 }, b = { .start = 15, .last = 30 },
+				  c = { .start = 31, .last = 40 }, d = { .start = 50, .last = 50 };
+	struct interval_tree_root root;
+	struct span_rec r = { 0 };
+
+	interval_tree_init(&root);
+	interval_tree_insert(&root, &a);
+	interval_tree_insert(&root, &b);
+	interval_tree_insert(&root, &c);
+	interval_tree_insert(&root, &d);
+	interval_tree_for_each_span(&root, 0, 60, span_cb, &r);
+	/* [0,9] hole, [10,40] used (a, b, c touch), [41,49] hole, [50,50] used, [51,60] hole */
+	ASSERT_EQ(5, r.n);
+	ASSERT_TRUE(r.hole[0]); ASSERT_EQ(0, r.s[0]); ASSERT_EQ(9, r.l[0]);
+	ASSERT_FALSE(r.hole[1]); ASSERT_EQ(10, r.s[1]); ASSERT_EQ(40, r.l[1]);
+	ASSERT_TRUE(r.hole[2]); ASSERT_EQ(41, r.s[2]); ASSERT_EQ(49, r.l[2]);
+	ASSERT_FALSE(r.hole[3]); ASSERT_EQ(50, r.s[3]); ASSERT_EQ(50, r.l[3]);
+	ASSERT_TRUE(r.hole[4]); ASSERT_EQ(51, r.s[4]); ASSERT_EQ(60, r.l[4]);
+
+	/* A window inside one used run, and the full 64-bit range. */
+	memset(&r, 0, sizeof(r));
+	interval_tree_for_each_span(&root, 12, 35, span_cb, &r);
+	ASSERT_EQ(1, r.n);
+	ASSERT_FALSE(r.hole[0]); ASSERT_EQ(12, r.s[0]); ASSERT_EQ(35, r.l[0]);
+	memset(&r, 0, sizeof(r));
+	interval_tree_for_each_span(&root, 0, UINT64_MAX, span_cb, &r);
+	ASSERT_EQ(5, r.n);
+	ASSERT_EQ(UINT64_MAX, r.l[4]);
+}
+
+/* ---- the object ID table -------------------------------------------------------------------- */
+
+static struct uiommu_mm *test_mm(void)
+{
+	struct uiommu_mm *mm = uiommu_mm_self();
+
+	if (IS_ERR(mm))
+		abort();
+	return mm;
+}
+
+static uint32_t obj_id(struct iommufd_ioas *ioas)
+{
+	return atomic_load(&ioas->obj.id);
+}
+
+TEST(id_table_lowest_free_and_publication)
+{
+	struct uiommu_mm *mm = test_mm();
+	struct iommufd_ctx *ictx = iommufd_ctx_alloc(mm);
+	struct iommufd_ioas *a, *b, *c, *d;
+	struct iommufd_object *obj;
+
+	ASSERT_FALSE(IS_ERR(ictx));
+	a = iommufd_ioas_alloc(ictx);
+	b = iommufd_ioas_alloc(ictx);
+	c = iommufd_ioas_alloc(ictx);
+	ASSERT_EQ(1, obj_id(a));
+	ASSERT_EQ(2, obj_id(b));
+	ASSERT_EQ(3, obj_id(c));
+
+	/* Reserved but unpublished: invisible to lookups and to destroy. */
+	obj = iommufd_get_object(ictx, 2, IOMMUFD_OBJ_ANY);
+	ASSERT_EQ(-ENOENT, PTR_ERR(obj));
+	ASSERT_EQ(-ENOENT, iommufd_object_remove(ictx, NULL, 2, 0));
+
+	iommufd_object_finalize(ictx, &a->obj);
+	iommufd_object_finalize(ictx, &c->obj);
+	/* An aborted object gives its ID back, and the lowest free ID is reused. */
+	iommufd_object_abort_and_destroy(ictx, &b->obj);
+	d = iommufd_ioas_alloc(ictx);
+	ASSERT_EQ(2, obj_id(d));
+	iommufd_object_finalize(ictx, &d->obj);
+
+	/* Typed lookups: the wrong type is ENOENT. */
+	obj = iommufd_get_object(ictx, 1, IOMMUFD_OBJ_HWPT_PAGING);
+	ASSERT_EQ(-ENOENT, PTR_ERR(obj));
+	obj = iommufd_get_object(ictx, 1, IOMMUFD_OBJ_IOAS);
+	ASSERT_FALSE(IS_ERR(obj));
+	/* A short-term holder makes destroy EBUSY; after the put it succeeds. */
+	ASSERT_EQ(-EBUSY, iommufd_object_remove(ictx, NULL, 1, 0));
+	iommufd_put_object(ictx, obj);
+	/* So does a long-term reference. */
+	iommufd_object_ref_users(&c->obj);
+	ASSERT_EQ(-EBUSY, iommufd_object_remove(ictx, NULL, 3, 0));
+	iommufd_object_unref_users(&c->obj);
+
+	ASSERT_EQ(0, iommufd_object_remove(ictx, NULL, 1, 0));
+	ASSERT_EQ(-ENOENT, iommufd_object_remove(ictx, NULL, 1, 0));
+	/* A tombstone keeps its ID until the context goes. */
+	ASSERT_EQ(0, iommufd_object_remove(ictx, NULL, 2, REMOVE_OBJ_TOMBSTONE));
+	a = iommufd_ioas_alloc(ictx);
+	ASSERT_EQ(1, obj_id(a));
+	b = iommufd_ioas_alloc(ictx);
+	ASSERT_EQ(4, obj_id(b));
+	iommufd_object_finalize(ictx, &a->obj);
+	iommufd_object_finalize(ictx, &b->obj);
+	iommufd_ctx_release(ictx);
+	uiommu_mm_put(mm);
+}
+
+TEST(id_table_many_ids_grow_and_reuse)
+{
+	struct uiommu_mm *mm = test_mm();
+	struct iommufd_ctx *ictx = iommufd_ctx_alloc(mm);
+	uint32_t i;
+
+	for (i = 1; i <= 1000; i++) {
+		struct iommufd_ioas *ioas = iommufd_ioas_alloc(ictx);
+
+		ASSERT_FALSE(IS_ERR(ioas));
+		ASSERT_EQ(i, obj_id(ioas));
+		iommufd_object_finalize(ictx, &ioas->obj);
+	}
+	for (i = 500; i <= 700; i += 100)
+		ASSERT_EQ(0, iommufd_object_remove(ictx, NULL, i, 0));
+	for (i = 500; i <= 700; i += 100) {
+		struct iommufd_ioas *ioas = iommufd_ioas_alloc(ictx);
+
+		ASSERT_EQ(i, obj_id(ioas));
+		iommufd_object_finalize(ictx, &ioas->obj);
+	}
+	iommufd_ctx_release(ictx);
+	uiommu_mm_put(mm);
+}
+
+/* ---- pin bookkeeping --------------------------------------------------------------------------- */
+
+static uint64_t page_index(const void *p)
+{
+	return (uint64_t)(uintptr_t)p >> uiommu_page_shift;
+}
+
+TEST(pin_ledger_counts_each_pages_object_once)
+{
+	size_t ps = uiommu_page_size;
+	char *buf = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uiommu_mm *mm = test_mm();
+	struct iopt_pages *p1, *p2;
+	struct iopt_pages_pin a, b, c;
+	uint64_t base = page_index(buf);
+	int i;
+
+	ASSERT_TRUE(buf != MAP_FAILED);
+	p1 = iopt_alloc_user_pages(mm, (uint64_t)(uintptr_t)buf, 8 * ps, true);
+	p2 = iopt_alloc_user_pages(mm, (uint64_t)(uintptr_t)buf, 8 * ps, true);
+	ASSERT_FALSE(IS_ERR(p1));
+	ASSERT_FALSE(IS_ERR(p2));
+	/* Lazy: nothing pinned by naming memory. */
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(0, uiommu_mm_pin_count(mm, base + i));
+
+	ASSERT_EQ(0, iopt_pages_pin(p1, &a, 0, 3));
+	ASSERT_EQ(0, iopt_pages_pin(p1, &b, 2, 5));
+	/* Overlapping pin users of one iopt_pages pin each page once. */
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(i <= 5 ? 1u : 0u, uiommu_mm_pin_count(mm, base + i));
+	ASSERT_EQ(6, p1->pinned);
+	/* A second iopt_pages over the same memory counts again, like a second GUP pin. */
+	ASSERT_EQ(0, iopt_pages_pin(p2, &c, 1, 1));
+	ASSERT_EQ(2, uiommu_mm_pin_count(mm, base + 1));
+
+	iopt_pages_unpin(p1, &a);
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(i == 1 ? 1u : (i >= 2 && i <= 5) ? 1u : 0u,
+			  uiommu_mm_pin_count(mm, base + i));
+	iopt_pages_unpin(p1, &b);
+	iopt_pages_unpin(p2, &c);
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(0, uiommu_mm_pin_count(mm, base + i));
+	ASSERT_EQ(0, p1->pinned);
+	iopt_pages_put(p1);
+	iopt_pages_put(p2);
+	munmap(buf, 8 * ps);
+	uiommu_mm_put(mm);
+}
+
+TEST(pin_is_all_or_nothing)
+{
+	size_t ps = uiommu_page_size;
+	char *buf = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uiommu_mm *mm = test_mm();
+	struct iopt_pages *p, *ro;
+	struct iopt_pages_pin a, b;
+	uint64_t base = page_index(buf);
+	unsigned long nth;
+	int i, rc;
+
+	ASSERT_TRUE(buf != MAP_FAILED);
+	/* Page 5 is not accessible: a pin across it fails with EFAULT and pins nothing. */
+	ASSERT_EQ(0, mprotect(buf + 5 * ps, ps, PROT_NONE));
+	p = iopt_alloc_user_pages(mm, (uint64_t)(uintptr_t)buf, 8 * ps, true);
+	ASSERT_EQ(0, iopt_pages_pin(p, &a, 3, 4));
+	ASSERT_EQ(-EFAULT, iopt_pages_pin(p, &b, 0, 7));
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(i == 3 || i == 4 ? 1u : 0u, uiommu_mm_pin_count(mm, base + i));
+	ASSERT_EQ(2, p->pinned);
+
+	/* A writable pin of read-only memory is EFAULT; a read-only one works. */
+	ASSERT_EQ(0, mprotect(buf + 6 * ps, 2 * ps, PROT_READ));
+	ASSERT_EQ(-EFAULT, iopt_pages_pin(p, &b, 6, 7));
+	ro = iopt_alloc_user_pages(mm, (uint64_t)(uintptr_t)buf + 6 * ps, 2 * ps, false);
+	ASSERT_EQ(0, iopt_pages_pin(ro, &b, 0, 1));
+	ASSERT_EQ(1, uiommu_mm_pin_count(mm, base + 6));
+	iopt_pages_unpin(ro, &b);
+	iopt_pages_put(ro);
+
+	/* Fail each fallible step of a pin in turn: the ledger never changes. */
+	for (nth = 1; nth < 50; nth++) {
+		uiommu_fail_nth_arm(nth);
+		rc = iopt_pages_pin(p, &b, 0, 2);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			iopt_pages_unpin(p, &b);
+			break;
+		}
+		ASSERT_NE(0, rc);
+		for (i = 0; i < 8; i++)
+			ASSERT_EQ(i == 3 || i == 4 ? 1u : 0u, uiommu_mm_pin_count(mm, base + i));
+	}
+	ASSERT_TRUE(nth > 1);
+	iopt_pages_unpin(p, &a);
+	ASSERT_EQ(0, uiommu_mm_pinned_pages(mm));
+	iopt_pages_put(p);
+	munmap(buf, 8 * ps);
+	uiommu_mm_put(mm);
+}
+
+TEST(pages_alloc_checks)
+{
+	struct uiommu_mm *mm = test_mm();
+
+	ASSERT_EQ(-EINVAL, PTR_ERR(iopt_alloc_user_pages(mm, 0x1000, 0, true)));
+	ASSERT_EQ(-EOVERFLOW, PTR_ERR(iopt_alloc_user_pages(mm, UINT64_MAX - 10, 100, true)));
+	ASSERT_EQ(-EINVAL, PTR_ERR(iopt_alloc_user_pages(mm, 0, UINT64_MAX - 1, true)));
+	ASSERT_EQ(-EBADF, PTR_ERR(iopt_alloc_file_pages(mm, -1, 0, 4096, true)));
+	uiommu_mm_put(mm);
+}
+
+/* ---- automatic IOVA against a brute-force first fit ----------------------------------------- */
+
+struct area_rec {
+	uint64_t iova, len;
+};
+
+/* The lowest IOVA >= ps whose [iova, iova+len) misses every area, with the same alignment. */
+static uint64_t brute_first_fit(struct area_rec *a, int n, uint64_t len, uint64_t align)
+{
+	uint64_t cand = uiommu_page_size;
+
+	for (;;) {
+		int i;
+		bool clash = false;
+
+		cand = (cand + align - 1) & ~(align - 1);
+		for (i = 0; i < n; i++) {
+			if (a[i].len && cand < a[i].iova + a[i].len && a[i].iova < cand + len) {
+				clash = true;
+				cand = a[i].iova + a[i].len;
+				break;
+			}
+		}
+		if (!clash)
+			return cand;
+	}
+}
+
+TEST(auto_iova_is_lowest_first_fit)
+{
+	struct uiommu_mm *mm = test_mm();
+	struct io_pagetable iopt;
+	struct area_rec recs[200] = { 0 };
+	unsigned int seed = 3;
+	uint64_t ps = uiommu_page_size;
+	int step, live = 0;
+
+	iopt_init_table(&iopt);
+	for (step = 0; step < 1500; step++) {
+		int i = rand_r(&seed) % 200;
+
+		if (recs[i].len) {
+			uint64_t unmapped;
+
+			ASSERT_EQ(0, iopt_unmap_iova(&iopt, recs[i].iova, recs[i].len, &unmapped));
+			ASSERT_EQ(recs[i].len, unmapped);
+			recs[i].len = 0;
+			live--;
+		} else {
+			uint64_t npages = 1 + rand_r(&seed) % 8;
+			uint64_t len = npages * ps, iova = 0;
+			uint64_t align = roundup_pow_of_two(len);
+			/* A page-aligned fake address with exactly 64 KiB alignment. */
+			uint64_t uva = 0x7f0000010000ull;
+
+			if (align > 0x10000)
+				align = 0x10000;
+			ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, len,
+							 IOMMU_READ | IOMMU_WRITE, IOPT_ALLOC_IOVA));
+			ASSERT_EQ(brute_first_fit(recs, 200, len, align), iova);
+			recs[i].iova = iova;
+			recs[i].len = len;
+			live++;
+		}
+		if (step % 101 == 0) {
+			ASSERT_TRUE(interval_tree_verify(&iopt.area_itree));
+			ASSERT_TRUE(interval_tree_verify(&iopt.holes));
+		}
+	}
+	ASSERT_EQ((unsigned long)live, iopt.area_itree.count);
+	iopt_destroy_table(&iopt);
+	uiommu_mm_put(mm);
+}
+
+TEST(holes_track_gaps_between_areas)
+{
+	struct uiommu_mm *mm = test_mm();
+	struct io_pagetable iopt;
+	struct interval_tree_node *n;
+	uint64_t iova, unmapped, ps = uiommu_page_size;
+	int count = 0;
+
+	iopt_init_table(&iopt);
+	iova = 4 * ps;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
+	iova = 10 * ps;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
+	/* Gaps: [0, 4ps-1], [5ps, 10ps-1], [11ps, max]. */
+	for (n = interval_tree_first(&iopt.holes); n; n = interval_tree_next(n)) {
+		if (count == 0) { ASSERT_EQ(0, n->start); ASSERT_EQ(4 * ps - 1, n->last); }
+		if (count == 1) { ASSERT_EQ(5 * ps, n->start); ASSERT_EQ(10 * ps - 1, n->last); }
+		if (count == 2) { ASSERT_EQ(11 * ps, n->start); ASSERT_EQ(UINT64_MAX, n->last); }
+		count++;
+	}
+	ASSERT_EQ(3, count);
+	/* An area at the very top leaves no tail gap; removing everything leaves one. */
+	iova = UINT64_MAX - ps + 1;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
+	ASSERT_FALSE(iopt.tail_hole_in_tree);
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	ASSERT_EQ(3 * ps, unmapped);
+	ASSERT_EQ(1, iopt.holes.count);
+	ASSERT_TRUE(iopt.tail_hole_in_tree);
+	ASSERT_EQ(0, iopt.tail_hole.start);
+	iopt_destroy_table(&iopt);
+	uiommu_mm_put(mm);
+}
+
+TEST(area_split_keeps_the_mapping)
+{
+	struct uiommu_mm *mm = test_mm();
+	struct io_pagetable iopt;
+	uint64_t iova = 0x100000, ps = uiommu_page_size, unmapped;
+	uint64_t cuts[2] = { 0x100000 + 2 * ps, 0x100000 + 5 * ps };
+	struct interval_tree_node *n;
+
+	iopt_init_table(&iopt);
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x7f0000000000ull, 8 * ps,
+					 IOMMU_READ, 0));
+	ASSERT_EQ(0, iopt_cut_iova(&iopt, cuts, 2));
+	ASSERT_EQ(3, iopt.area_itree.count);
+	n = interval_tree_iter_first(&iopt.area_itree, 0x100000 + 3 * ps, 0x100000 + 3 * ps);
+	ASSERT_EQ(0x100000 + 2 * ps, n->start);
+	ASSERT_EQ(0x100000 + 5 * ps - 1, n->last);
+	/* The middle piece maps the middle of the same pages. */
+	ASSERT_EQ(2 * ps, iopt_area_from_node(n)->pages_byte);
+	ASSERT_EQ(0, iopt_unmap_iova(&iopt, 0x100000 + 2 * ps, 3 * ps, &unmapped));
+	ASSERT_EQ(3 * ps, unmapped);
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	ASSERT_EQ(5 * ps, unmapped);
+	ASSERT_TRUE(interval_tree_verify(&iopt.holes));
+	iopt_destroy_table(&iopt);
+	uiommu_mm_put(mm);
+}
+
+TEST_HARNESS_MAIN

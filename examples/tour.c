@@ -1,0 +1,752 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tour: a guided walk through /dev/iommu (iommufd), one chapter at a time.
+ *
+ * This program is a plain Linux client. It only uses open("/dev/iommu"), ioctl() and close()
+ * with the structs of <linux/iommufd.h> (our copy: <uiommu/iommufd.h>) and never calls into
+ * libuiommu, so it runs unchanged on a kernel built with CONFIG_IOMMUFD_TEST or under
+ *
+ *     uiommu-run ./tour
+ *
+ * Every step checks its result. Anything unexpected is reported and the program exits with
+ * status 1, so the tour doubles as an end-to-end test. To add a chapter, write a function
+ * taking a struct tour and list it in chapters[] at the bottom.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#include <uiommu/iommufd.h>
+#include <uiommu/iommufd_test.h>
+#include <uiommu/vfio_compat.h>
+
+#define KiB (UINT64_C(1) << 10)
+#define MiB (UINT64_C(1) << 20)
+#define BUF_SIZE (64 * KiB)
+
+/* An x86-style MSI doorbell window: what a platform driver would reserve in every IOAS. */
+#define MSI_START UINT64_C(0xfee00000)
+#define MSI_LEN (1 * MiB)
+
+/* What the chapters share. */
+struct tour {
+	int fd;			/* our /dev/iommu */
+	uint32_t ioas_a, ioas_b;
+	void *buf;		/* 64 KiB of our memory, 64 KiB aligned */
+	uint64_t page;		/* the CPU page size */
+};
+
+static int chapter_no;
+
+/* ---- printing -------------------------------------------------------------------------- */
+
+static const char *errname(int e)
+{
+#define NAME(x) case x: return #x
+	static char other[32];
+
+	switch (e) {
+	NAME(EPERM); NAME(ENOENT); NAME(EBADF); NAME(ENOMEM); NAME(EFAULT); NAME(EBUSY);
+	NAME(EEXIST); NAME(ENODEV); NAME(EINVAL); NAME(ENOTTY); NAME(ENOSPC); NAME(E2BIG);
+	NAME(EMSGSIZE); NAME(EOPNOTSUPP); NAME(EADDRINUSE); NAME(EOVERFLOW);
+	}
+#undef NAME
+	snprintf(other, sizeof(other), "errno %d", e);
+	return other;
+}
+
+/* "64 KiB", "1 MiB", "4096 bytes": sizes the way people say them. */
+static const char *human(uint64_t n)
+{
+	static char bufs[4][32];
+	static unsigned int next;
+	char *s = bufs[next++ % 4];
+
+	if (n && n % MiB == 0)
+		snprintf(s, 32, "%" PRIu64 " MiB", n / MiB);
+	else if (n && n % KiB == 0)
+		snprintf(s, 32, "%" PRIu64 " KiB", n / KiB);
+	else
+		snprintf(s, 32, "%" PRIu64 " bytes", n);
+	return s;
+}
+
+static void vprint(const char *prefix, const char *fmt, va_list ap)
+{
+	fputs(prefix, stdout);
+	vprintf(fmt, ap);
+	putchar('\n');
+}
+
+/* A step: what we are about to do. */
+__attribute__((format(printf, 1, 2))) static void step(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint("  * ", fmt, ap);
+	va_end(ap);
+}
+
+/* What happened, and what it means. */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint("      ", fmt, ap);
+	va_end(ap);
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	va_start(ap, fmt);
+	fprintf(stderr, "\nUNEXPECTED (chapter %d): ", chapter_no);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nThe tour stops here (exit status 1).\n", stderr);
+	exit(1);
+}
+
+/* ---- checking -------------------------------------------------------------------------- */
+
+/* ioctl() returning its result, or -errno. */
+static long xioctl(int fd, unsigned long req, void *arg)
+{
+	long rc = ioctl(fd, req, arg);
+
+	return rc < 0 ? -errno : rc;
+}
+
+static void expect_ok(long rc, const char *what)
+{
+	if (rc == -ENOTTY)
+		die("%s failed with ENOTTY: this iommufd lacks the feature (on a real kernel:"
+		    " CONFIG_IOMMUFD_TEST, CONFIG_IOMMUFD_VFIO_CONTAINER)", what);
+	if (rc < 0)
+		die("%s failed with %s (%s)", what, errname((int)-rc), strerror((int)-rc));
+}
+
+static void expect_errno(long rc, int want, const char *what, const char *why)
+{
+	if (rc >= 0)
+		die("%s succeeded, but %s was expected", what, errname(want));
+	if (-rc != want)
+		die("%s failed with %s, but %s was expected", what, errname((int)-rc),
+		    errname(want));
+	say("-> %s, as expected: %s", errname(want), why);
+}
+
+static void expect_u64(uint64_t got, uint64_t want, const char *what)
+{
+	if (got != want)
+		die("%s is 0x%" PRIx64 ", expected 0x%" PRIx64, what, got, want);
+}
+
+/* ---- thin wrappers around the ioctls --------------------------------------------------- */
+
+static long ioas_alloc(int fd, uint32_t *id)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	long rc = xioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
+
+	*id = cmd.out_ioas_id;
+	return rc;
+}
+
+static long destroy(int fd, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return xioctl(fd, IOMMU_DESTROY, &cmd);
+}
+
+/* IOMMU_IOAS_MAP; *iova is the input with FIXED_IOVA and the output otherwise. */
+static long map(int fd, uint32_t ioas, uint32_t flags, const void *va, uint64_t len,
+		uint64_t *iova)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd), .flags = flags, .ioas_id = ioas,
+		.user_va = (uintptr_t)va, .length = len, .iova = *iova,
+	};
+	long rc = xioctl(fd, IOMMU_IOAS_MAP, &cmd);
+
+	if (rc == 0)
+		*iova = cmd.iova;
+	return rc;
+}
+
+static long unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len, uint64_t *unmapped)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd), .ioas_id = ioas, .iova = iova, .length = len,
+	};
+	long rc = xioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
+
+	if (unmapped)
+		*unmapped = rc == 0 ? cmd.length : 0;
+	return rc;
+}
+
+static long allow_iovas(int fd, uint32_t ioas, struct iommu_iova_range *r, uint32_t n)
+{
+	struct iommu_ioas_allow_iovas cmd = {
+		.size = sizeof(cmd), .ioas_id = ioas, .num_iovas = n,
+		.allowed_iovas = (uintptr_t)r,
+	};
+
+	return xioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd);
+}
+
+static long add_reserved(int fd, uint32_t ioas, uint64_t start, uint64_t len)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd), .op = IOMMU_TEST_OP_ADD_RESERVED, .id = ioas,
+		.add_reserved = { .start = start, .length = len },
+	};
+
+	return xioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+static long option(int fd, uint32_t id, uint32_t object, uint16_t op, uint64_t *val)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd), .option_id = id, .op = op, .object_id = object,
+		.val64 = *val,
+	};
+	long rc = xioctl(fd, IOMMU_OPTION, &cmd);
+
+	if (rc == 0)
+		*val = cmd.val64;
+	return rc;
+}
+
+/* IOMMU_IOAS_IOVA_RANGES with the retry protocol: ask how many, then ask with room. */
+static uint32_t show_ranges(int fd, uint32_t ioas, struct iommu_iova_range *out, uint32_t max)
+{
+	struct iommu_ioas_iova_ranges cmd = { .size = sizeof(cmd), .ioas_id = ioas };
+	long rc = xioctl(fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+
+	expect_errno(rc, EMSGSIZE, "IOVA_RANGES with num_iovas 0",
+		     "there was no room for even one range.");
+	say("   The kernel still wrote back num_iovas = %u: that is how many ranges there are.",
+	    cmd.num_iovas);
+	if (cmd.num_iovas > max)
+		die("IOVA_RANGES reports %u ranges, more than the %u this tour expects",
+		    cmd.num_iovas, max);
+	cmd.allowed_iovas = (uintptr_t)out;
+	rc = xioctl(fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+	expect_ok(rc, "IOVA_RANGES with room");
+	say("Asked again with room for %u: success.", cmd.num_iovas);
+	for (uint32_t i = 0; i < cmd.num_iovas; i++)
+		say("   usable range %u: 0x%" PRIx64 " .. 0x%" PRIx64, i,
+		    (uint64_t)out[i].start, (uint64_t)out[i].last);
+	say("   IOVAs and lengths must be multiples of %" PRIu64 " (out_iova_alignment).",
+	    (uint64_t)cmd.out_iova_alignment);
+	return cmd.num_iovas;
+}
+
+/* ---- chapters -------------------------------------------------------------------------- */
+
+static void ch_open(struct tour *t)
+{
+	step("open(\"/dev/iommu\", O_RDWR)");
+	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (t->fd < 0)
+		die("open(/dev/iommu) failed: %s (%s). On a real kernel you need CONFIG_IOMMUFD;"
+		    " otherwise run the tour under uiommu-run.", errname(errno), strerror(errno));
+	say("Got fd %d. This fd is a private context: every object we create lives in it.", t->fd);
+
+	step("IOMMU_IOAS_ALLOC, twice");
+	expect_ok(ioas_alloc(t->fd, &t->ioas_a), "IOMMU_IOAS_ALLOC");
+	expect_ok(ioas_alloc(t->fd, &t->ioas_b), "IOMMU_IOAS_ALLOC");
+	say("Created IO address spaces (IOAS) %u and %u. An IOAS is the address space a device",
+	    t->ioas_a, t->ioas_b);
+	say("sees: it maps IO virtual addresses (IOVAs) to our memory. We call them A and B.");
+	expect_u64(t->ioas_a, 1, "the first object ID");
+	expect_u64(t->ioas_b, 2, "the second object ID");
+	say("Object IDs start at 1 in each new context; 0 never names an object.");
+}
+
+static void ch_ranges(struct tour *t)
+{
+	struct iommu_iova_range r[4];
+
+	step("IOMMU_IOAS_IOVA_RANGES on A, first with num_iovas = 0");
+	expect_u64(show_ranges(t->fd, t->ioas_a, r, 4), 1, "the number of ranges");
+	expect_u64(r[0].start, 0, "the start of the range");
+	expect_u64(r[0].last, UINT64_MAX, "the end of the range");
+	say("With no device attached and nothing reserved, all 2^64 addresses are usable.");
+}
+
+static void ch_reserved(struct tour *t)
+{
+	struct iommu_iova_range r[4];
+
+	step("IOMMU_TEST_CMD ADD_RESERVED on A: 0x%" PRIx64 " .. 0x%" PRIx64 " (%s)", MSI_START,
+	     MSI_START + MSI_LEN - 1, human(MSI_LEN));
+	expect_ok(add_reserved(t->fd, t->ioas_a, MSI_START, MSI_LEN), "ADD_RESERVED");
+	say("Reserved. Drivers reserve ranges a device must not use for DMA, for example the");
+	say("window where writes become MSI interrupts. This test-only command does the same.");
+
+	step("IOMMU_IOAS_IOVA_RANGES on A again");
+	expect_u64(show_ranges(t->fd, t->ioas_a, r, 4), 2, "the number of ranges");
+	expect_u64(r[0].last, MSI_START - 1, "the end of the first range");
+	expect_u64(r[1].start, MSI_START + MSI_LEN, "the start of the second range");
+	say("Two ranges now: the reserved window cut the address space in two.");
+}
+
+static void ch_allow(struct tour *t)
+{
+	struct iommu_iova_range allowed = { .start = 1ULL << 30, .last = (2ULL << 30) - 1 };
+	struct iommu_iova_range r[4];
+	uint64_t iova = 0, len;
+
+	step("IOMMU_IOAS_ALLOW_IOVAS on A: only 0x%" PRIx64 " .. 0x%" PRIx64, (uint64_t)allowed.start,
+	     (uint64_t)allowed.last);
+	expect_ok(allow_iovas(t->fd, t->ioas_a, &allowed, 1), "ALLOW_IOVAS");
+	say("Done. Automatic IOVA allocation now stays inside this range (1 GiB .. 2 GiB).");
+
+	step("IOMMU_IOAS_MAP of our %s buffer, letting the kernel pick the IOVA", human(BUF_SIZE));
+	expect_ok(map(t->fd, t->ioas_a, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, t->buf,
+		      BUF_SIZE, &iova), "IOMMU_IOAS_MAP");
+	expect_u64(iova, allowed.start, "the automatic IOVA");
+	say("Mapped at IOVA 0x%" PRIx64 ": the lowest suitable address of the allowed range.", iova);
+
+	step("IOMMU_IOAS_IOVA_RANGES on A");
+	expect_u64(show_ranges(t->fd, t->ioas_a, r, 4), 2, "the number of ranges");
+	say("Unchanged: the allowed list steers allocation, it does not hide the other IOVAs.");
+
+	step("IOMMU_IOAS_UNMAP of that mapping, then ALLOW_IOVAS with an empty list");
+	expect_ok(unmap(t->fd, t->ioas_a, iova, BUF_SIZE, &len), "IOMMU_IOAS_UNMAP");
+	expect_u64(len, BUF_SIZE, "the unmapped length");
+	expect_ok(allow_iovas(t->fd, t->ioas_a, NULL, 0), "ALLOW_IOVAS with 0 ranges");
+	say("Unmapped %s; an empty list lifts the restriction again.", human(len));
+}
+
+static void ch_map(struct tour *t)
+{
+	const uint32_t rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+	void *nowhere = (void *)(uintptr_t)0x80000000UL;
+	uint64_t iova = 0;
+
+	step("IOMMU_IOAS_MAP of our %s buffer at %p, automatic IOVA", human(BUF_SIZE), t->buf);
+	expect_ok(map(t->fd, t->ioas_a, rw, t->buf, BUF_SIZE, &iova), "IOMMU_IOAS_MAP");
+	expect_u64(iova, 0x10000, "the automatic IOVA");
+	say("Mapped %s of our buffer at IOVA 0x%" PRIx64 " (the kernel chose it: aligned to the",
+	    human(BUF_SIZE), iova);
+	say("buffer's %s alignment; the first page of IOVA space is never handed out).",
+	    human(BUF_SIZE));
+
+	step("IOMMU_IOAS_MAP with FIXED_IOVA: the first 16 KiB, read-only, at IOVA 0x200000");
+	iova = 0x200000;
+	expect_ok(map(t->fd, t->ioas_a, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+		      t->buf, 16 * KiB, &iova), "IOMMU_IOAS_MAP (fixed)");
+	say("Mapped where we asked. Devices may read it but not write it (no WRITEABLE flag).");
+	say("The same memory may be mapped several times, at several IOVAs.");
+
+	step("IOMMU_IOAS_MAP of 1 MiB at address %p, automatic IOVA", nowhere);
+	if (msync(nowhere, 1 * MiB, MS_ASYNC) < 0 && errno == ENOMEM)
+		say("Nothing is mapped at %p in this process (msync says ENOMEM).", nowhere);
+	iova = 0;
+	expect_ok(map(t->fd, t->ioas_a, rw, nowhere, 1 * MiB, &iova), "IOMMU_IOAS_MAP (lazy)");
+	expect_u64(iova, 0x100000, "the automatic IOVA");
+	say("It worked anyway, at IOVA 0x%" PRIx64 " (1 MiB aligned, just below the fixed map).",
+	    iova);
+	say("Pinning is lazy: pages are looked up and pinned only when a device is attached to");
+	say("the IOAS. With no device, a map only records \"these IOVAs mean those addresses\".");
+}
+
+static void ch_copy(struct tour *t)
+{
+	struct iommu_ioas_copy cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.dst_ioas_id = t->ioas_b, .src_ioas_id = t->ioas_a,
+		.length = BUF_SIZE, .src_iova = 0x10000,
+	};
+	uint64_t len;
+
+	step("IOMMU_IOAS_COPY of A's IOVAs 0x10000 .. 0x1ffff into B, automatic IOVA");
+	expect_ok(xioctl(t->fd, IOMMU_IOAS_COPY, &cmd), "IOMMU_IOAS_COPY");
+	say("B now maps the same %s at IOVA 0x%" PRIx64 ". A copy shares the pages of the",
+	    human(BUF_SIZE), (uint64_t)cmd.dst_iova);
+	say("source (once pinned, they would not be pinned twice), so it is cheaper than a map.");
+
+	step("IOMMU_IOAS_UNMAP of the source in A");
+	expect_ok(unmap(t->fd, t->ioas_a, 0x10000, BUF_SIZE, &len), "IOMMU_IOAS_UNMAP of the source");
+	expect_u64(len, BUF_SIZE, "the unmapped length");
+	say("Unmapped %s from A.", human(len));
+
+	step("IOMMU_IOAS_UNMAP of the copy in B");
+	expect_ok(unmap(t->fd, t->ioas_b, cmd.dst_iova, BUF_SIZE, &len),
+		  "IOMMU_IOAS_UNMAP of the copy");
+	expect_u64(len, BUF_SIZE, "the unmapped length");
+	say("Unmapped %s from B: the copy had survived its source. Both were equal owners.",
+	    human(len));
+}
+
+static void ch_errors(struct tour *t)
+{
+	const uint32_t rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+	struct iommu_iova_range tiny = { .start = 16 * MiB, .last = 16 * MiB + 16 * KiB - 1 };
+	struct iommu_iova_range over_msi = { .start = 0xfe000000, .last = 0xfeffffff };
+	struct {
+		struct iommu_destroy cmd;
+		uint32_t extra[2];
+	} big = { .cmd = { .size = sizeof(big) }, .extra = { 0, 1 } };
+	uint64_t iova;
+
+	step("EEXIST: a fixed map of 4 KiB at IOVA 0x202000");
+	iova = 0x202000;
+	expect_errno(map(t->fd, t->ioas_a, IOMMU_IOAS_MAP_FIXED_IOVA | rw, t->buf, 4 * KiB, &iova),
+		     EEXIST, "fixed map over a used range",
+		     "that IOVA is inside the 16 KiB mapping at 0x200000.");
+
+	step("EINVAL: a fixed map of 4 KiB at IOVA 0x%" PRIx64 ", in the reserved window",
+	     MSI_START);
+	iova = MSI_START;
+	expect_errno(map(t->fd, t->ioas_a, IOMMU_IOAS_MAP_FIXED_IOVA | rw, t->buf, 4 * KiB, &iova),
+		     EINVAL, "fixed map in a reserved range", "reserved IOVAs can never be mapped.");
+
+	step("ENOENT: unmap the first 8 KiB of the 16 KiB mapping at 0x200000");
+	expect_errno(unmap(t->fd, t->ioas_a, 0x200000, 8 * KiB, NULL), ENOENT,
+		     "unmap of half a mapping", "an unmap must cover whole mappings, never split one.");
+
+	step("ENOENT: unmap 64 KiB at 0x10000, where nothing is mapped any more");
+	expect_errno(unmap(t->fd, t->ioas_a, 0x10000, BUF_SIZE, NULL), ENOENT,
+		     "unmap of an empty range", "there was nothing to unmap.");
+
+	step("EINVAL: IOMMU_IOAS_MAP with neither READABLE nor WRITEABLE");
+	iova = 0;
+	expect_errno(map(t->fd, t->ioas_a, 0, t->buf, BUF_SIZE, &iova), EINVAL,
+		     "map without access rights", "a mapping a device can neither read nor write "
+		     "is useless.");
+
+	step("EOPNOTSUPP: IOMMU_IOAS_MAP with an unknown flag (1 << 7)");
+	iova = 0;
+	expect_errno(map(t->fd, t->ioas_a, rw | 1u << 7, t->buf, BUF_SIZE, &iova), EOPNOTSUPP,
+		     "map with an unknown flag", "unknown flags are refused, not ignored.");
+
+	step("E2BIG: IOMMU_DESTROY with a %zu-byte struct whose byte past the known %zu is not 0",
+	     sizeof(big), sizeof(big.cmd));
+	expect_errno(xioctl(t->fd, IOMMU_DESTROY, &big), E2BIG, "oversized struct",
+		     "the bytes past the struct this kernel knows must be 0.");
+	big.extra[1] = 0;
+	expect_errno(xioctl(t->fd, IOMMU_DESTROY, &big), ENOENT, "oversized zeroed struct",
+		     "with a zero tail it is accepted (and ID 0 names nothing).");
+
+	step("ENOTTY: an ioctl number nobody knows, _IO(';', 0x7f)");
+	expect_errno(xioctl(t->fd, _IO(IOMMUFD_TYPE, 0x7f), NULL), ENOTTY, "unknown ioctl",
+		     "the usual answer to a request nobody handles.");
+
+	step("EFAULT: IOMMU_DESTROY with a NULL argument");
+	expect_errno(xioctl(t->fd, IOMMU_DESTROY, NULL), EFAULT, "NULL argument",
+		     "the kernel could not read the struct from our memory.");
+
+	step("EBUSY: skipped. It needs an object still in use by another, e.g. an IOAS with a");
+	say("device attached; this tour has no devices yet.");
+
+	step("ENOSPC: ALLOW_IOVAS on B of just 16 KiB, then an automatic map of 64 KiB");
+	expect_ok(allow_iovas(t->fd, t->ioas_b, &tiny, 1), "ALLOW_IOVAS (tiny)");
+	iova = 0;
+	expect_errno(map(t->fd, t->ioas_b, rw, t->buf, BUF_SIZE, &iova), ENOSPC,
+		     "automatic map that cannot fit", "no allowed hole is large enough.");
+	expect_ok(allow_iovas(t->fd, t->ioas_b, NULL, 0), "ALLOW_IOVAS with 0 ranges");
+	say("(B's allowed list is empty again.)");
+
+	step("EADDRINUSE: ALLOW_IOVAS on A of 0x%" PRIx64 " .. 0x%" PRIx64,
+	     (uint64_t)over_msi.start, (uint64_t)over_msi.last);
+	expect_errno(allow_iovas(t->fd, t->ioas_a, &over_msi, 1), EADDRINUSE,
+		     "ALLOW_IOVAS over a reserved range",
+		     "IOVAs cannot be both promised usable and reserved.");
+
+	step("EMSGSIZE: shown in chapter 2 (a result array that is too small).");
+}
+
+/* Turn CAP_SYS_RESOURCE on or off in our effective set; returns whether we had it. */
+static bool cap_sys_resource(int on)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = { 0 };
+	const uint32_t bit = 1u << CAP_SYS_RESOURCE;
+	bool had;
+
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	had = data[0].effective & bit;
+	if (on >= 0 && (data[0].permitted & bit)) {
+		data[0].effective = on ? data[0].effective | bit : data[0].effective & ~bit;
+		if (syscall(SYS_capset, &hdr, data))
+			die("capset failed: %s", strerror(errno));
+	}
+	return had;
+}
+
+static void ch_options(struct tour *t)
+{
+	uint64_t val = 0;
+	long rc;
+	int fd2;
+
+	step("IOMMU_OPTION HUGE_PAGES, GET on A");
+	expect_ok(option(t->fd, IOMMU_OPTION_HUGE_PAGES, t->ioas_a, IOMMU_OPTION_OP_GET, &val),
+		  "HUGE_PAGES GET");
+	expect_u64(val, 1, "HUGE_PAGES");
+	say("1: contiguous memory may be mapped with large IOMMU pages (the default).");
+
+	step("HUGE_PAGES SET 0 on A, then GET");
+	val = 0;
+	expect_ok(option(t->fd, IOMMU_OPTION_HUGE_PAGES, t->ioas_a, IOMMU_OPTION_OP_SET, &val),
+		  "HUGE_PAGES SET 0");
+	expect_ok(option(t->fd, IOMMU_OPTION_HUGE_PAGES, t->ioas_a, IOMMU_OPTION_OP_GET, &val),
+		  "HUGE_PAGES GET");
+	expect_u64(val, 0, "HUGE_PAGES");
+	say("0: A now uses only %s IOMMU pages, so any page-aligned piece of a mapping could",
+	    human(t->page));
+	say("be unmapped alone. That is what VFIO type1 (v1) needs. We set it back to 1.");
+	val = 1;
+	expect_ok(option(t->fd, IOMMU_OPTION_HUGE_PAGES, t->ioas_a, IOMMU_OPTION_OP_SET, &val),
+		  "HUGE_PAGES SET 1");
+
+	step("IOMMU_OPTION RLIMIT_MODE, GET (a global option: object_id 0)");
+	expect_ok(option(t->fd, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_GET, &val),
+		  "RLIMIT_MODE GET");
+	expect_u64(val, 0, "RLIMIT_MODE");
+	say("0: pinned pages count against the user's RLIMIT_MEMLOCK (1 would charge the process,");
+	say("as VFIO does).");
+
+	step("RLIMIT_MODE SET 1 on our fd");
+	val = 1;
+	rc = option(t->fd, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_SET, &val);
+	if (rc == -EPERM) {
+		expect_errno(rc, EPERM, "RLIMIT_MODE SET without privilege",
+			     "we lack CAP_SYS_RESOURCE, which changing the mode needs.");
+		return;
+	}
+	expect_errno(rc, EBUSY, "RLIMIT_MODE SET with objects",
+		     "we are privileged, but the mode can only change while the context");
+	say("   holds no objects, and ours holds two IOASes.");
+
+	step("RLIMIT_MODE SET 1 on a second, empty /dev/iommu fd, then GET");
+	fd2 = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (fd2 < 0)
+		die("second open(/dev/iommu) failed: %s", strerror(errno));
+	val = 1;
+	expect_ok(option(fd2, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_SET, &val),
+		  "RLIMIT_MODE SET 1");
+	expect_ok(option(fd2, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_GET, &val),
+		  "RLIMIT_MODE GET");
+	expect_u64(val, 1, "RLIMIT_MODE of the second fd");
+	expect_ok(option(t->fd, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_GET, &val),
+		  "RLIMIT_MODE GET");
+	expect_u64(val, 0, "RLIMIT_MODE of our fd");
+	say("1 there, still 0 on our fd: each open of /dev/iommu has its own options.");
+
+	if (cap_sys_resource(-1)) {
+		step("The same SET with CAP_SYS_RESOURCE dropped from our effective set");
+		cap_sys_resource(0);
+		rc = option(fd2, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_SET, &val);
+		cap_sys_resource(1);
+		expect_errno(rc, EPERM, "RLIMIT_MODE SET without privilege",
+			     "changing the mode needs CAP_SYS_RESOURCE.");
+	}
+	if (close(fd2))
+		die("close of the second fd failed: %s", strerror(errno));
+}
+
+/* VFIO_IOMMU_GET_INFO: learn the size, fetch everything, walk the capability chain. */
+static void vfio_info(struct tour *t)
+{
+	struct vfio_iommu_type1_info probe = { .argsz = sizeof(probe) };
+	struct vfio_iommu_type1_info *info;
+	uint32_t off, hops = 0;
+
+	step("VFIO_IOMMU_GET_INFO with argsz = %zu (just the fixed part)", sizeof(probe));
+	expect_ok(xioctl(t->fd, VFIO_IOMMU_GET_INFO, &probe), "VFIO_IOMMU_GET_INFO");
+	if (probe.argsz <= sizeof(probe) || probe.cap_offset != 0 ||
+	    !(probe.flags & VFIO_IOMMU_INFO_CAPS))
+		die("GET_INFO: argsz %u, cap_offset %u, flags 0x%x; expected a larger argsz, "
+		    "cap_offset 0 and the CAPS flag", probe.argsz, probe.cap_offset, probe.flags);
+	say("IOMMU page sizes: 0x%" PRIx64 " (any power of two from %s).",
+	    (uint64_t)probe.iova_pgsizes, human(probe.iova_pgsizes & -probe.iova_pgsizes));
+	say("The capabilities did not fit: cap_offset is 0, and argsz came back as %u,",
+	    probe.argsz);
+	say("the size needed for everything.");
+
+	step("VFIO_IOMMU_GET_INFO again with argsz = %u", probe.argsz);
+	info = calloc(1, probe.argsz);
+	if (!info)
+		die("out of memory");
+	info->argsz = probe.argsz;
+	expect_ok(xioctl(t->fd, VFIO_IOMMU_GET_INFO, info), "VFIO_IOMMU_GET_INFO");
+	if (!info->cap_offset)
+		die("GET_INFO with argsz %u still reports no capabilities", info->argsz);
+	say("The capability chain starts at offset %u:", info->cap_offset);
+	for (off = info->cap_offset; off; hops++) {
+		const struct vfio_info_cap_header *h = (const void *)((char *)info + off);
+
+		if (hops > 8 || off < sizeof(*info) || off + sizeof(*h) > info->argsz)
+			die("bad capability chain link at offset %u", off);
+		if (h->id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL) {
+			const struct vfio_iommu_type1_info_dma_avail *c = (const void *)h;
+
+			say("   DMA_AVAIL: %u more mappings allowed.", c->avail);
+		} else if (h->id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
+			const struct vfio_iommu_type1_info_cap_iova_range *c = (const void *)h;
+
+			say("   IOVA_RANGE: %u usable ranges, the same as IOMMU_IOAS_IOVA_RANGES:",
+			    c->nr_iovas);
+			expect_u64(c->nr_iovas, 2, "IOVA_RANGE nr_iovas");
+			for (uint32_t i = 0; i < c->nr_iovas; i++)
+				say("      0x%" PRIx64 " .. 0x%" PRIx64,
+				    (uint64_t)c->iova_ranges[i].start, (uint64_t)c->iova_ranges[i].end);
+			expect_u64(c->iova_ranges[0].end, MSI_START - 1, "the first range's end");
+		} else {
+			say("   capability %u (version %u), not described here.", h->id, h->version);
+		}
+		off = h->next;
+	}
+	free(info);
+}
+
+static void ch_vfio(struct tour *t)
+{
+	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .op = IOMMU_VFIO_IOAS_GET };
+	struct vfio_iommu_type1_dma_map dm = {
+		.argsz = sizeof(dm), .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)t->buf, .iova = 0x300000, .size = BUF_SIZE,
+	};
+	struct vfio_iommu_type1_dma_unmap du = {
+		.argsz = sizeof(du), .iova = 0x300000, .size = BUF_SIZE,
+	};
+	uint64_t iova = 0x300000;
+	long rc;
+
+	say("Programs written for VFIO's /dev/vfio/vfio container can use this fd as-is.");
+	step("IOMMU_VFIO_IOAS SET A: the IOAS the VFIO calls will act on");
+	vi.op = IOMMU_VFIO_IOAS_SET;
+	vi.ioas_id = t->ioas_a;
+	expect_ok(xioctl(t->fd, IOMMU_VFIO_IOAS, &vi), "IOMMU_VFIO_IOAS SET");
+	vi.op = IOMMU_VFIO_IOAS_GET;
+	vi.ioas_id = 0;
+	expect_ok(xioctl(t->fd, IOMMU_VFIO_IOAS, &vi), "IOMMU_VFIO_IOAS GET");
+	expect_u64(vi.ioas_id, t->ioas_a, "the VFIO IOAS");
+	say("GET confirms IOAS %u.", vi.ioas_id);
+
+	step("VFIO_GET_API_VERSION");
+	rc = xioctl(t->fd, VFIO_GET_API_VERSION, NULL);
+	expect_ok(rc, "VFIO_GET_API_VERSION");
+	expect_u64((uint64_t)rc, VFIO_API_VERSION, "the VFIO API version");
+	say("Returned %ld, VFIO_API_VERSION.", rc);
+
+	step("VFIO_CHECK_EXTENSION(VFIO_TYPE1v2_IOMMU)");
+	rc = ioctl(t->fd, VFIO_CHECK_EXTENSION, (unsigned long)VFIO_TYPE1v2_IOMMU);
+	expect_u64((uint64_t)rc, 1, "CHECK_EXTENSION(TYPE1v2)");
+	say("Returned 1: the type1 v2 IOMMU model is supported.");
+
+	step("VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU)");
+	rc = ioctl(t->fd, VFIO_SET_IOMMU, (unsigned long)VFIO_TYPE1v2_IOMMU);
+	expect_ok(rc < 0 ? -errno : rc, "VFIO_SET_IOMMU");
+	say("Done: the container now speaks type1 v2.");
+
+	vfio_info(t);
+
+	step("VFIO_IOMMU_MAP_DMA of our buffer at IOVA 0x%" PRIx64, (uint64_t)dm.iova);
+	expect_ok(xioctl(t->fd, VFIO_IOMMU_MAP_DMA, &dm), "VFIO_IOMMU_MAP_DMA");
+	say("Mapped. VFIO maps always use a fixed IOVA.");
+	step("IOMMU_IOAS_MAP with FIXED_IOVA at the same IOVA in A");
+	expect_errno(map(t->fd, t->ioas_a, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+			 t->buf, BUF_SIZE, &iova), EEXIST, "native map over a VFIO map",
+		     "the VFIO mapping lives in A like any other.");
+
+	step("VFIO_IOMMU_UNMAP_DMA of the same range");
+	expect_ok(xioctl(t->fd, VFIO_IOMMU_UNMAP_DMA, &du), "VFIO_IOMMU_UNMAP_DMA");
+	expect_u64(du.size, BUF_SIZE, "the unmapped size");
+	say("Unmapped; size came back as %s, the bytes removed.", human(du.size));
+}
+
+static void ch_teardown(struct tour *t)
+{
+	uint32_t id;
+	int rc;
+
+	step("IOMMU_DESTROY of B (IOAS %u)", t->ioas_b);
+	expect_ok(destroy(t->fd, t->ioas_b), "IOMMU_DESTROY");
+	say("Destroyed.");
+
+	step("IOMMU_DESTROY of B again");
+	expect_errno(destroy(t->fd, t->ioas_b), ENOENT, "second destroy",
+		     "that ID names nothing any more.");
+
+	step("close() of the fd, with A still holding its reserved window and two mappings");
+	rc = close(t->fd);
+	if (rc)
+		die("close failed: %s", strerror(errno));
+	t->fd = -1;
+	say("Closed. Closing destroys every object left in the context, in a safe order.");
+
+	step("A fresh open(\"/dev/iommu\") and IOMMU_IOAS_ALLOC");
+	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (t->fd < 0)
+		die("open(/dev/iommu) failed: %s", strerror(errno));
+	expect_ok(ioas_alloc(t->fd, &id), "IOMMU_IOAS_ALLOC");
+	expect_u64(id, 1, "the first ID of a new context");
+	say("The new context starts from scratch: its first IOAS is %u again.", id);
+	if (close(t->fd))
+		die("close failed: %s", strerror(errno));
+	t->fd = -1;
+}
+
+/* ---- the table of contents ------------------------------------------------------------- */
+
+static const struct chapter {
+	const char *title;
+	void (*run)(struct tour *t);
+} chapters[] = {
+	{ "Opening /dev/iommu and creating IO address spaces", ch_open },
+	{ "Which IOVAs can be used? (IOMMU_IOAS_IOVA_RANGES)", ch_ranges },
+	{ "Reserved ranges (IOMMU_TEST_CMD ADD_RESERVED)", ch_reserved },
+	{ "Steering automatic allocation (IOMMU_IOAS_ALLOW_IOVAS)", ch_allow },
+	{ "Mapping memory (IOMMU_IOAS_MAP)", ch_map },
+	{ "Sharing mappings between IOASes (IOMMU_IOAS_COPY)", ch_copy },
+	{ "When things go wrong: the errors and what they mean", ch_errors },
+	{ "Options (IOMMU_OPTION)", ch_options },
+	{ "VFIO type1 compatibility on the same fd", ch_vfio },
+	{ "Teardown (IOMMU_DESTROY and close)", ch_teardown },
+};
+
+int main(void)
+{
+	struct tour t = { .fd = -1, .page = (uint64_t)sysconf(_SC_PAGESIZE) };
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	t.buf = aligned_alloc(BUF_SIZE, BUF_SIZE);
+	if (!t.buf)
+		die("cannot allocate the %s buffer", human(BUF_SIZE));
+	memset(t.buf, 0x5a, BUF_SIZE);
+
+	printf("A tour of /dev/iommu (iommufd). Every step checks its result.\n");
+	for (size_t i = 0; i < sizeof(chapters) / sizeof(chapters[0]); i++) {
+		chapter_no = (int)i + 1;
+		printf("\n%d. %s\n", chapter_no, chapters[i].title);
+		chapters[i].run(&t);
+	}
+	printf("\nThe tour is over: every step behaved as the kernel's iommufd does.\n");
+	free(t.buf);
+	return 0;
+}

@@ -43,7 +43,8 @@ static int iommufd_id_match(struct cds_lfht_node *node, const void *key)
 {
 	struct iommufd_object *obj = container_of(node, struct iommufd_object, node);
 
-	return atomic_load_explicit(&obj->id, memory_order_relaxed) == *(const uint32_t *)key;
+	/* Pairs with the release store of the ID: a reader that matches sees the whole object. */
+	return atomic_load_explicit(&obj->id, memory_order_acquire) == *(const uint32_t *)key;
 }
 
 /* The lowest free ID, marked used. Caller holds objects_lock. */
@@ -136,7 +137,7 @@ struct iommufd_object *_iommufd_object_alloc(struct iommufd_ctx *ictx, size_t si
 		uiommu_free(obj);
 		return ERR_PTR(rc);
 	}
-	atomic_store_explicit(&obj->id, id, memory_order_relaxed);
+	atomic_store_explicit(&obj->id, id, memory_order_release);
 	atomic_fetch_add_explicit(&objects_live, 1, memory_order_relaxed);
 	return obj;
 }
@@ -188,7 +189,8 @@ void iommufd_object_abort_and_destroy(struct iommufd_ctx *ictx, struct iommufd_o
 /* Takes a short-term hold; false once the object is being destroyed or not yet published. */
 static bool iommufd_lock_obj(struct iommufd_object *obj)
 {
-	int v = atomic_load_explicit(&obj->users, memory_order_relaxed);
+	/* Acquire: pairs with the release store of users in iommufd_object_finalize(). */
+	int v = atomic_load_explicit(&obj->users, memory_order_acquire);
 
 	do {
 		if (!v)

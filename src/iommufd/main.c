@@ -23,6 +23,7 @@
  * min(user size, our size) bytes.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
 
@@ -457,12 +458,33 @@ static int iommufd_destroy(struct iommufd_ucmd *ucmd)
 	return iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
 }
 
+/*
+ * The kernel's capable() asks for the capability in the initial user namespace: root inside an
+ * unprivileged container does not have it. The initial namespace maps the whole uid range
+ * onto itself.
+ */
+static bool iommufd_in_initial_userns(void)
+{
+	unsigned long inner, outer, count;
+	bool initial = false;
+	FILE *f = fopen("/proc/self/uid_map", "re");
+
+	if (!f)
+		return true; /* no user namespaces in this kernel */
+	if (fscanf(f, "%lu %lu %lu", &inner, &outer, &count) == 3)
+		initial = inner == 0 && outer == 0 && count == 4294967295ul;
+	fclose(f);
+	return initial;
+}
+
 static bool iommufd_capable_sys_resource(void)
 {
 	cap_flag_value_t v = CAP_CLEAR;
 	cap_t caps;
 
 	if (uiommu_should_fail())
+		return false;
+	if (!iommufd_in_initial_userns())
 		return false;
 	caps = cap_get_proc();
 	if (!caps)

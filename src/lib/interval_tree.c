@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * The augmented red-black tree behind interval_tree.h. libbsd's tree.h calls RB_AUGMENT(x) on
- * each node whose children change during a rotation or a removal; we make RB_AUGMENT recompute
- * x and then every ancestor, so any node touched by the rebalancing leaves correct maxima all the
- * way to the root. Insertion does not call it for the new leaf's own path, so insert walks that
- * path itself. Cost is O(log n) per call and a constant number of calls per operation.
+ * The augmented red-black tree behind interval_tree.h.
+ *
+ * libbsd's tree.h calls RB_AUGMENT(x) on each node whose children change during a rotation or a
+ * splice; we make it recompute x alone from its children. That is enough for every node whose
+ * subtree did not gain or lose the inserted or removed node: its children are correct when it
+ * is recomputed. Every node whose subtree did change is an ancestor of the deepest point the
+ * operation touched, so after the library returns we walk from that point to the root once:
+ * from the new node after an insert, and after a removal from the successor's old parent (or
+ * the removed node's parent). One walk of O(log n) per operation.
  */
 #include <stddef.h>
 
@@ -49,7 +53,7 @@ static int itree_cmp(struct interval_tree_node *a, struct interval_tree_node *b)
 }
 
 #undef RB_AUGMENT
-#define RB_AUGMENT(x) itree_propagate(x)
+#define RB_AUGMENT(x) itree_recompute(x)
 
 /* libbsd spells the attribute of its static generator the BSD way. */
 #ifndef __unused
@@ -68,20 +72,21 @@ void interval_tree_insert(struct interval_tree_root *root, struct interval_tree_
 
 void interval_tree_remove(struct interval_tree_root *root, struct interval_tree_node *node)
 {
-	struct interval_tree_node *parent = RB_PARENT(node, rb);
-	struct interval_tree_node *next = NULL;
+	struct interval_tree_node *deepest = RB_PARENT(node, rb);
 
 	/*
-	 * With two children the successor is spliced into node's place; its old parent chain is
-	 * repaired by the library's RB_AUGMENT calls, and its new position is on the path from
-	 * node's parent. Walk both after the removal to be sure.
+	 * With two children the successor moves into node's place, and the subtree of its old
+	 * parent lost it: that parent is the deepest node whose subtree changed (or the successor
+	 * itself when it was node's own child). Otherwise node's child moves up and node's parent
+	 * is the deepest.
 	 */
-	if (RB_LEFT(node, rb) && RB_RIGHT(node, rb))
-		next = RB_NEXT(interval_tree_rb, &root->rb, node);
+	if (RB_LEFT(node, rb) && RB_RIGHT(node, rb)) {
+		struct interval_tree_node *next = RB_NEXT(interval_tree_rb, &root->rb, node);
+
+		deepest = RB_PARENT(next, rb) == node ? next : RB_PARENT(next, rb);
+	}
 	RB_REMOVE(interval_tree_rb, &root->rb, node);
-	if (next)
-		itree_propagate(next);
-	itree_propagate(parent);
+	itree_propagate(deepest);
 	root->count--;
 }
 

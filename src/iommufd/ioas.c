@@ -55,7 +55,7 @@ int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_ioas_iova_ranges *cmd = ucmd->cmd;
 	struct iommufd_ioas *ioas;
-	struct iopt_allowed *ranges = NULL;
+	struct iopt_allowed few[8], *ranges = few;
 	unsigned long total, i, cap;
 	uint32_t max_iovas;
 	int rc = 0;
@@ -68,9 +68,10 @@ int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd)
 
 	max_iovas = cmd->num_iovas;
 	uiommu_down_read(&ioas->iopt.iova_rwsem);
-	total = iopt_get_usable_ranges(&ioas->iopt, NULL, 0);
+	/* Usually a handful of ranges: count and collect them in one pass into `few`. */
+	total = iopt_get_usable_ranges(&ioas->iopt, few, ARRAY_SIZE(few));
 	cap = total < max_iovas ? total : max_iovas;
-	if (cap) {
+	if (cap > ARRAY_SIZE(few)) {
 		ranges = uiommu_calloc(cap, sizeof(*ranges));
 		if (!ranges) {
 			rc = -ENOMEM;
@@ -103,7 +104,8 @@ out_unlock:
 	if (total > max_iovas)
 		rc = -EMSGSIZE;
 out_put:
-	uiommu_free(ranges);
+	if (ranges != few)
+		uiommu_free(ranges);
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;
 }

@@ -36,6 +36,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Inline RCU read-side primitives (liburcu is LGPL; inlining is permitted with this define). */
+#define _LGPL_SOURCE
 #include <urcu-bp.h>
 #include <urcu/rculfhash.h>
 

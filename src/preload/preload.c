@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +23,21 @@
 #include "lib/compiler.h"
 #include "uiommu/uiommu.h"
 
+/*
+ * Declares _name, the next definition of libc's `name`, looked up on first use. Threads may race
+ * to look it up: they all find the same pointer, and the atomic keeps the race well defined.
+ */
 #define libc_func(name, rettype, ...)                                                      \
-	static rettype (*_##name)(__VA_ARGS__);                                            \
+	static _Atomic(rettype(*)(__VA_ARGS__)) _##name##_ptr;                              \
+	rettype (*_##name)(__VA_ARGS__) =                                                  \
+		atomic_load_explicit(&_##name##_ptr, memory_order_relaxed);                \
 	if (!_##name) {                                                                    \
 		_##name = (rettype(*)(__VA_ARGS__))dlsym(RTLD_NEXT, #name);                \
 		if (!_##name) {                                                            \
 			fprintf(stderr, "uiommu-preload: cannot find libc's %s\n", #name); \
 			abort();                                                           \
 		}                                                                          \
+		atomic_store_explicit(&_##name##_ptr, _##name, memory_order_relaxed);      \
 	}
 
 static const char iommu_path[] = "/dev/iommu";

@@ -1,0 +1,85 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Quick start, command 2: build and run every test.
+#
+#   1. the default build (debug checks and fault injection on): every test, the tour, and a
+#      quick run of the benchmarks so they cannot rot;
+#   2. the same suite built with AddressSanitizer and UBSan;
+#   3. the concurrency and unit tests built with ThreadSanitizer;
+#   4. a release build (fault injection compiled out) with its tests, and the public headers
+#      compiled as C++.
+# UIOMMU_STRESS_SECONDS sets the length of the concurrency test (default 3 s per build).
+set -eu
+cd "$(dirname "$0")/.."
+. tools/deps.sh
+uiommu_install_deps g++
+
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# Runs `meson test` in build dir $1 with the remaining arguments; adds up its counts.
+run_suite() {
+	dir=$1
+	shift
+	echo "== meson test -C $dir $*"
+	if meson test -C "$dir" --print-errorlogs "$@" >"$log" 2>&1; then :; fi
+	grep -E '^ *[0-9]+/[0-9]+ ' "$log" || true
+	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+	bad=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+	to=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+	ok=${ok:-0}; bad=${bad:-0}; to=${to:-0}
+	if [ "$ok" = 0 ] && [ "$bad" = 0 ]; then
+		cat "$log"
+		bad=1
+	fi
+	if [ "$bad" != 0 ] || [ "$to" != 0 ]; then
+		sed -n '/^=* *[0-9]*\/[0-9]* .*FAIL/,/^=*$/p' "$log" | head -n 200
+		grep -E 'not ok|check failed|ERROR|WARNING: ThreadSanitizer|SUMMARY' "$log" | head -n 60 || true
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + bad + to))
+}
+
+setup() {
+	dir=$1
+	shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+	ninja -C "$dir" >/dev/null
+}
+
+setup build
+run_suite build
+echo "== benchmarks (quick)"
+if bench/run build --quick >"$log" 2>&1; then
+	tail -n 30 "$log"
+	passed=$((passed + 1))
+else
+	cat "$log"
+	failed=$((failed + 1))
+fi
+
+setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+run_suite build-asan
+
+setup build-tsan -Db_sanitize=thread -Db_lundef=false
+run_suite build-tsan --suite unit --suite abi --suite preload
+
+setup build-release --buildtype=release
+run_suite build-release
+
+echo "== public headers as C++"
+for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h; do
+	if printf '#include <uiommu/%s>\nint main() { return 0; }\n' "$h" |
+		g++ -std=c++17 -Wall -Werror -Iinclude -x c++ -fsyntax-only -; then
+		passed=$((passed + 1))
+	else
+		echo "  $h does not compile as C++"
+		failed=$((failed + 1))
+	fi
+done
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,10 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Quick start, command 1: build uiommu and run the tour client under the drop-in /dev/iommu.
+set -eu
+cd "$(dirname "$0")/.."
+. tools/deps.sh
+uiommu_install_deps
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+exec build/tools/uiommu-run build/examples/tour

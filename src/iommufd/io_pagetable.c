@@ -337,6 +337,23 @@ err_free_areas:
 	return rc;
 }
 
+/* Maps all of freshly made @pages (its reference moves into the area on success). */
+static int iopt_map_new_pages(struct io_pagetable *iopt, struct iopt_pages *pages,
+			      uint64_t *iova, int iommu_prot, unsigned int flags)
+{
+	struct iopt_pages_elm elm = {
+		.pages = pages,
+		.start_byte = pages->start_byte,
+		.length = pages->length,
+	};
+	int rc;
+
+	rc = iopt_map_pages(iopt, &elm, 1, pages->length, iova, iommu_prot, flags);
+	if (rc)
+		iopt_pages_put(pages);
+	return rc;
+}
+
 /**
  * iopt_map_user_pages() - map @length bytes of @mm at @uptr
  * Pinning is lazy: nothing reads the memory here.
@@ -344,36 +361,24 @@ err_free_areas:
 int iopt_map_user_pages(struct io_pagetable *iopt, struct uiommu_mm *mm, uint64_t *iova,
 			uint64_t uptr, uint64_t length, int iommu_prot, unsigned int flags)
 {
-	struct iopt_pages_elm elm = { 0 };
-	int rc;
+	struct iopt_pages *pages = iopt_alloc_user_pages(mm, uptr, length, iommu_prot & IOMMU_WRITE);
 
-	elm.pages = iopt_alloc_user_pages(mm, uptr, length, iommu_prot & IOMMU_WRITE);
-	if (IS_ERR(elm.pages))
-		return PTR_ERR(elm.pages);
-	elm.start_byte = elm.pages->start_byte;
-	elm.length = length;
-	rc = iopt_map_pages(iopt, &elm, 1, length, iova, iommu_prot, flags);
-	if (rc)
-		iopt_pages_put(elm.pages);
-	return rc;
+	if (IS_ERR(pages))
+		return PTR_ERR(pages);
+	return iopt_map_new_pages(iopt, pages, iova, iommu_prot, flags);
 }
 
+/* iopt_map_file_pages() - map @length bytes of the file @fd from byte @start */
 int iopt_map_file_pages(struct io_pagetable *iopt, struct uiommu_mm *mm, uint64_t *iova,
 			int fd, uint64_t start, uint64_t length, int iommu_prot,
 			unsigned int flags)
 {
-	struct iopt_pages_elm elm = { 0 };
-	int rc;
+	struct iopt_pages *pages =
+		iopt_alloc_file_pages(mm, fd, start, length, iommu_prot & IOMMU_WRITE);
 
-	elm.pages = iopt_alloc_file_pages(mm, fd, start, length, iommu_prot & IOMMU_WRITE);
-	if (IS_ERR(elm.pages))
-		return PTR_ERR(elm.pages);
-	elm.start_byte = elm.pages->start_byte;
-	elm.length = length;
-	rc = iopt_map_pages(iopt, &elm, 1, length, iova, iommu_prot, flags);
-	if (rc)
-		iopt_pages_put(elm.pages);
-	return rc;
+	if (IS_ERR(pages))
+		return PTR_ERR(pages);
+	return iopt_map_new_pages(iopt, pages, iova, iommu_prot, flags);
 }
 
 static void iopt_elms_put(struct iopt_pages_elm *elms, unsigned int num)

@@ -163,72 +163,76 @@ out_put:
 #define IOAS_MAP_FLAGS \
 	(IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)
 
-int iommufd_ioas_map(struct iommufd_ucmd *ucmd)
+/* What MAP and MAP_FILE map: user memory, or a file. */
+struct iommufd_map_source {
+	uint64_t user_va; /* MAP */
+	int fd;           /* MAP_FILE, with start */
+	uint64_t start;
+	bool file;
+};
+
+/*
+ * MAP and MAP_FILE share everything but the source: the checks in the kernel's order, the IOVA
+ * choice and the reply. @cmd_iova is the struct's iova field (in: fixed IOVA, out: the IOVA).
+ */
+static int iommufd_ioas_map_common(struct iommufd_ucmd *ucmd, size_t cmd_len, uint32_t ioas_id,
+				   uint32_t cmd_flags, uint64_t length, __u64 *cmd_iova,
+				   const struct iommufd_map_source *src)
 {
-	struct iommu_ioas_map *cmd = ucmd->cmd;
 	unsigned int flags = 0;
 	struct iommufd_ioas *ioas;
 	uint64_t iova;
-	int rc;
+	int prot, rc;
 
-	if ((cmd->flags & ~IOAS_MAP_FLAGS) || cmd->__reserved)
+	if (cmd_flags & ~IOAS_MAP_FLAGS)
 		return -EOPNOTSUPP;
-	if (cmd->iova >= UINT64_MAX || cmd->length >= UINT64_MAX)
+	if (*cmd_iova >= UINT64_MAX || length >= UINT64_MAX)
 		return -EOVERFLOW;
-	if (!(cmd->flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
+	if (!(cmd_flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
 		return -EINVAL;
-	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
+	ioas = iommufd_get_ioas(ucmd->ictx, ioas_id);
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
-	rc = iommufd_ucmd_probe_respond(ucmd, sizeof(*cmd));
+	rc = iommufd_ucmd_probe_respond(ucmd, cmd_len);
 	if (rc)
 		goto out_put;
-	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
+	if (!(cmd_flags & IOMMU_IOAS_MAP_FIXED_IOVA))
 		flags = IOPT_ALLOC_IOVA;
-	iova = cmd->iova;
-	rc = iopt_map_user_pages(&ioas->iopt, ucmd->mm, &iova, cmd->user_va, cmd->length,
-				 iommufd_conv_map_flags(cmd->flags), flags);
+	iova = *cmd_iova;
+	prot = iommufd_conv_map_flags(cmd_flags);
+	if (src->file)
+		rc = iopt_map_file_pages(&ioas->iopt, ucmd->mm, &iova, src->fd, src->start, length,
+					 prot, flags);
+	else
+		rc = iopt_map_user_pages(&ioas->iopt, ucmd->mm, &iova, src->user_va, length, prot,
+					 flags);
 	if (rc)
 		goto out_put;
-	cmd->iova = iova;
-	rc = iommufd_ucmd_respond_committed(ucmd, sizeof(*cmd));
+	*cmd_iova = iova;
+	rc = iommufd_ucmd_respond_committed(ucmd, cmd_len);
 out_put:
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;
 }
 
+int iommufd_ioas_map(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_map *cmd = ucmd->cmd;
+	struct iommufd_map_source src = { .user_va = cmd->user_va };
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	return iommufd_ioas_map_common(ucmd, sizeof(*cmd), cmd->ioas_id, cmd->flags, cmd->length,
+				       &cmd->iova, &src);
+}
+
 int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_ioas_map_file *cmd = ucmd->cmd;
-	unsigned int flags = 0;
-	struct iommufd_ioas *ioas;
-	uint64_t iova;
-	int rc;
+	struct iommufd_map_source src = { .fd = cmd->fd, .start = cmd->start, .file = true };
 
-	if (cmd->flags & ~IOAS_MAP_FLAGS)
-		return -EOPNOTSUPP;
-	if (cmd->iova >= UINT64_MAX || cmd->length >= UINT64_MAX)
-		return -EOVERFLOW;
-	if (!(cmd->flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
-		return -EINVAL;
-	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
-	if (IS_ERR(ioas))
-		return PTR_ERR(ioas);
-	rc = iommufd_ucmd_probe_respond(ucmd, sizeof(*cmd));
-	if (rc)
-		goto out_put;
-	if (!(cmd->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
-		flags = IOPT_ALLOC_IOVA;
-	iova = cmd->iova;
-	rc = iopt_map_file_pages(&ioas->iopt, ucmd->mm, &iova, cmd->fd, cmd->start, cmd->length,
-				 iommufd_conv_map_flags(cmd->flags), flags);
-	if (rc)
-		goto out_put;
-	cmd->iova = iova;
-	rc = iommufd_ucmd_respond_committed(ucmd, sizeof(*cmd));
-out_put:
-	iommufd_put_object(ucmd->ictx, &ioas->obj);
-	return rc;
+	return iommufd_ioas_map_common(ucmd, sizeof(*cmd), cmd->ioas_id, cmd->flags, cmd->length,
+				       &cmd->iova, &src);
 }
 
 int iommufd_ioas_copy(struct iommufd_ucmd *ucmd)

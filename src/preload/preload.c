@@ -182,30 +182,20 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 	return rc;
 }
 
-UIOMMU_EXPORT int fcntl(int fd, int cmd, ...)
-{
-	va_list ap;
-	long arg;
+/* Only the dup commands concern us; every other fcntl goes to libc with its argument. */
+#define WRAP_FCNTL(name)                                                                  \
+	UIOMMU_EXPORT int name(int fd, int cmd, ...)                                      \
+	{                                                                                 \
+		va_list ap;                                                               \
+		long arg;                                                                 \
+		libc_func(name, int, int, int, ...);                                      \
+		va_start(ap, cmd);                                                        \
+		arg = va_arg(ap, long);                                                   \
+		va_end(ap);                                                               \
+		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_is_fd(fd))      \
+			return uiommu_dupfd(fd, (int)arg, cmd == F_DUPFD_CLOEXEC);        \
+		return _##name(fd, cmd, arg);                                             \
+	}
 
-	libc_func(fcntl, int, int, int, ...);
-	va_start(ap, cmd);
-	arg = va_arg(ap, long);
-	va_end(ap);
-	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_is_fd(fd))
-		return uiommu_dupfd(fd, (int)arg, cmd == F_DUPFD_CLOEXEC);
-	return _fcntl(fd, cmd, arg);
-}
-
-UIOMMU_EXPORT int fcntl64(int fd, int cmd, ...)
-{
-	va_list ap;
-	long arg;
-
-	libc_func(fcntl64, int, int, int, ...);
-	va_start(ap, cmd);
-	arg = va_arg(ap, long);
-	va_end(ap);
-	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_is_fd(fd))
-		return uiommu_dupfd(fd, (int)arg, cmd == F_DUPFD_CLOEXEC);
-	return _fcntl64(fd, cmd, arg);
-}
+WRAP_FCNTL(fcntl)
+WRAP_FCNTL(fcntl64)

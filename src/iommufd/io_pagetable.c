@@ -48,6 +48,16 @@ static struct iopt_area *iopt_area_prev(struct iopt_area *area)
 static void iopt_hole_set(struct io_pagetable *iopt, struct interval_tree_node *hole,
 			  bool *in_tree, bool exists, uint64_t start, uint64_t last)
 {
+	/*
+	 * A gap that only grows or shrinks keeps its place among the others (gaps are disjoint
+	 * and in IOVA order), so its node can be updated where it is.
+	 */
+	if (*in_tree && exists) {
+		hole->start = start;
+		hole->last = last;
+		interval_tree_changed_in_place(hole);
+		return;
+	}
 	if (*in_tree)
 		interval_tree_remove(&iopt->holes, hole);
 	*in_tree = exists;

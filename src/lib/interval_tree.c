@@ -11,6 +11,7 @@
  * the removed node's parent). One walk of O(log n) per operation.
  */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "interval_tree.h"
 
@@ -68,6 +69,18 @@ void interval_tree_insert(struct interval_tree_root *root, struct interval_tree_
 	RB_INSERT(interval_tree_rb, &root->rb, node);
 	itree_propagate(node);
 	root->count++;
+}
+
+void interval_tree_changed_in_place(struct interval_tree_node *node)
+{
+#ifdef UIOMMU_DEBUG
+	struct interval_tree_node *prev = interval_tree_rb_RB_PREV(node);
+	struct interval_tree_node *next = interval_tree_rb_RB_NEXT(node);
+
+	if ((prev && itree_cmp(prev, node) >= 0) || (next && itree_cmp(node, next) >= 0))
+		abort();
+#endif
+	itree_propagate(node);
 }
 
 void interval_tree_remove(struct interval_tree_root *root, struct interval_tree_node *node)

@@ -48,6 +48,11 @@ static inline bool interval_tree_empty(const struct interval_tree_root *root)
 }
 
 void interval_tree_insert(struct interval_tree_root *root, struct interval_tree_node *node);
+/*
+ * @node's start or last changed without moving it past a neighbour in the order: fix the
+ * augmented maxima without rebalancing. O(log n), no rotations.
+ */
+void interval_tree_changed_in_place(struct interval_tree_node *node);
 void interval_tree_remove(struct interval_tree_root *root, struct interval_tree_node *node);
 
 /* The overlapping node with the lowest start, or NULL. */

@@ -359,7 +359,7 @@ TEST(pin_is_all_or_nothing)
 	iopt_pages_put(ro);
 
 	/* Fail each fallible step of a pin in turn: the ledger never changes. */
-	for (nth = 1; nth < 50; nth++) {
+	for (nth = 1; uiommu_fail_nth_available() && nth < 50; nth++) {
 		uiommu_fail_nth_arm(nth);
 		rc = iopt_pages_pin(p, &b, 0, 2);
 		if (uiommu_fail_nth_disarm()) {
@@ -371,7 +371,7 @@ TEST(pin_is_all_or_nothing)
 		for (i = 0; i < 8; i++)
 			ASSERT_EQ(i == 3 || i == 4 ? 1u : 0u, uiommu_mm_pin_count(mm, base + i));
 	}
-	ASSERT_TRUE(nth > 1);
+	ASSERT_TRUE(nth > 1 || !uiommu_fail_nth_available());
 	iopt_pages_unpin(p, &a);
 	ASSERT_EQ(0, uiommu_mm_pinned_pages(mm));
 	iopt_pages_put(p);

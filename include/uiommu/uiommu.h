@@ -58,6 +58,7 @@ void uiommu_fd_forget(int fd);
  * returns how many steps were still to go (0 means the armed failure happened).
  * uiommu_fail_points_seen(): fallible steps this thread passed since the last arm.
  */
+bool uiommu_fail_nth_available(void); /* false in release builds: the hook is compiled out */
 void uiommu_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_fail_nth_disarm(void);
 unsigned long uiommu_fail_points_seen(void);

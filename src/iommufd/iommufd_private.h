@@ -85,6 +85,7 @@ struct iommufd_object {
 	enum iommufd_object_type type; /* constant */
 	atomic_int users;           /* see the essay above */
 	atomic_int wait_cnt;
+	struct iommufd_object *next_victim; /* context teardown's batch; owned by the teardown */
 };
 
 struct iommufd_ctx {

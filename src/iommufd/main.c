@@ -397,18 +397,20 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 }
 
 /*
- * The last close: destroy every object, leaves first. Each pass removes the objects nobody else
- * holds, which releases their hold on their parents for the next pass. Nothing else can reach
- * the context any more, so there are no in-flight ioctls to wait for.
+ * The last close: destroy every object, leaves first. Each pass unpublishes, under the lock,
+ * every object nobody else holds, chaining them through next_victim; then, with no lock and
+ * outside the RCU read side (a destroy may sleep, and the iteration must not outlive the nodes
+ * it walks), destroys them, which releases their holds on their parents for the next pass.
+ * Nothing else can reach the context any more, so there are no in-flight ioctls to wait for.
  */
 void iommufd_ctx_release(struct iommufd_ctx *ictx)
 {
 	struct cds_lfht_iter iter;
-	struct iommufd_object *obj;
-	bool progress = true;
+	struct iommufd_object *obj, *victims;
+	bool progress;
 
-	while (progress) {
-		progress = false;
+	do {
+		victims = NULL;
 		uiommu_mutex_lock(&ictx->objects_lock);
 		rcu_read_lock();
 		cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
@@ -417,16 +419,18 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 			cds_lfht_del(ictx->objects, &obj->node);
 			ictx->nr_objects--;
 			atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
-			rcu_read_unlock();
-			uiommu_mutex_unlock(&ictx->objects_lock);
-			iommufd_object_destroy_removed(obj);
-			uiommu_mutex_lock(&ictx->objects_lock);
-			rcu_read_lock();
-			progress = true;
+			obj->next_victim = victims;
+			victims = obj;
 		}
 		rcu_read_unlock();
 		uiommu_mutex_unlock(&ictx->objects_lock);
-	}
+		progress = victims != NULL;
+		while (victims) {
+			obj = victims;
+			victims = obj->next_victim;
+			iommufd_object_destroy_removed(obj);
+		}
+	} while (progress);
 	WARN_ON(ictx->nr_objects);
 
 	cds_lfht_destroy(ictx->objects, NULL);

@@ -46,6 +46,11 @@ UIOMMU_EXPORT unsigned long uiommu_fail_points_seen(void)
 	return fail_seen;
 }
 
+UIOMMU_EXPORT bool uiommu_fail_nth_available(void)
+{
+	return true;
+}
+
 long uiommu_alloc_live(void)
 {
 	return atomic_load_explicit(&alloc_live, memory_order_relaxed);
@@ -69,6 +74,11 @@ UIOMMU_EXPORT unsigned long uiommu_fail_nth_disarm(void)
 UIOMMU_EXPORT unsigned long uiommu_fail_points_seen(void)
 {
 	return 0;
+}
+
+UIOMMU_EXPORT bool uiommu_fail_nth_available(void)
+{
+	return false;
 }
 
 long uiommu_alloc_live(void)

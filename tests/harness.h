@@ -254,6 +254,22 @@ static __H_UNUSED const char *__h_errname(int e)
 		}                                                                              \
 	} while (0)
 
+/* String equality; both strings are printed on failure. */
+#define __H_STREQ(a, b, fatal)                                                                 \
+	do {                                                                                   \
+		const char *__h_a = (a), *__h_b = (b);                                         \
+		if (!__h_a || !__h_b || strcmp(__h_a, __h_b)) {                               \
+			printf("#   %s:%d: expected %s == %s\n#     left  \"%s\"\n#     right \"%s\"\n", \
+			       __FILE__, __LINE__, #a, #b, __h_a ? __h_a : "(null)",          \
+			       __h_b ? __h_b : "(null)");                                      \
+			_metadata->failed = true;                                              \
+			if (fatal)                                                             \
+				__h_abort(_metadata);                                          \
+		}                                                                              \
+	} while (0)
+#define ASSERT_STREQ(a, b) __H_STREQ(a, b, 1)
+#define EXPECT_STREQ(a, b) __H_STREQ(a, b, 0)
+
 #define ASSERT_EQ(a, b) __H_CMP(a, b, __H_EQ, "==", 1)
 #define ASSERT_NE(a, b) __H_CMP(a, b, __H_NE, "!=", 1)
 #define ASSERT_LT(a, b) __H_CMP(a, b, __H_LT, "<", 1)

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Installs the Debian 12 packages uiommu needs, if any is missing. Sourced by the Quick start
 # scripts; safe to run again.
-UIOMMU_DEPS="gcc meson ninja-build pkg-config liburcu-dev libbsd-dev libcap-dev"
+UIOMMU_DEPS="gcc meson ninja-build pkg-config liburcu-dev libbsd-dev libcap-dev libjson-c-dev"
 uiommu_install_deps() {
 	missing=""
 	for p in $UIOMMU_DEPS "$@"; do

@@ -101,9 +101,11 @@ struct iopt_allowed {
 	struct interval_tree_node node;
 };
 
-/* IOMMU protections an area may carry. */
-#define IOMMU_READ 1
-#define IOMMU_WRITE 2
+/* IOMMU protections an area may carry (the same values as iommu/iommu.h). */
+#ifndef IOMMU_READ
+#define IOMMU_READ (1 << 0)
+#define IOMMU_WRITE (1 << 1)
+#endif
 
 /* iopt_map_*() flags. */
 #define IOPT_ALLOC_IOVA 1

@@ -1,0 +1,1399 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The IOMMU core: groups, default domains, attach and detach, DMA ownership, the sysfs `type`
+ * switch, and device probe and release.
+ *
+ * Data model (semantics: ../shared/spec/iommu-core.md, mainline v6.17).
+ *
+ *   struct iommu_group   one or more devices that the IOMMU cannot tell apart, so they always
+ *                        share a translation. Its refcount is held by each member device and by
+ *                        whoever looked it up; it is freed at the last put, and by then its
+ *                        default and blocking domains are already gone.
+ *   group->domain        what every member is attached to now. NULL only before the first
+ *                        default-domain setup and after the last member left.
+ *   group->default_domain  the domain the kernel's DMA API uses (DMA, DMA-FQ or IDENTITY).
+ *   group->blocking_domain the "no DMA" domain used while the group is owned by a user
+ *                        (VFIO/iommufd) that has attached nothing of its own; made on first need.
+ *   group->owner_cnt     with owner NULL: the number of bound DMA-API drivers; with owner set:
+ *                        the number of ownership claims made with that one cookie. Never both.
+ *
+ * Invariants kept here (numbers from the spec's list):
+ *  - every change to a group's devices, domains and ownership is made under group->mutex (2);
+ *  - a device's release_device runs once, under group->mutex, after the device left the list,
+ *    so no attach can reach it afterwards (3, 11); the last device out frees the default and
+ *    blocking domains in the same critical section (4);
+ *  - changing the group domain is all or nothing: a failing member puts every member already
+ *    moved back where it was, and group->domain changes only on success (5).
+ *
+ * Locks, outermost first:
+ *   iommu_probe_device_lock  serialises probes (a device is probed once).
+ *   group->mutex             everything about one group (above).
+ *   iommu_groups_lock        the list of live groups and their ids (a leaf).
+ *   iommu_device_lock        the list of registered IOMMU instances (a leaf).
+ * No group mutex is ever taken while another is held, and none is taken in a loop over
+ * devices: a group's members are reached through the group's own list, under its own mutex.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "iommu/iommu.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+
+struct group_device {
+	TAILQ_ENTRY(group_device) list; /* in group->devices; group->mutex */
+	struct device *dev;
+};
+
+struct iommu_group {
+	atomic_int refs;                /* iommu_group_ref_get()/iommu_group_put() */
+	int id;                         /* the sysfs directory name; constant */
+	struct uiommu_mutex mutex;      /* protects everything below; order: after the probe lock */
+	TAILQ_HEAD(, group_device) devices;
+	unsigned int nr_devices;
+	struct iommu_domain *default_domain;
+	struct iommu_domain *blocking_domain;
+	struct iommu_domain *domain;
+	unsigned int owner_cnt;
+	void *owner;
+	unsigned int nr_pasids;         /* PASID attachments (the PASID layer, later) */
+	TAILQ_ENTRY(iommu_group) node;  /* in iommu_groups; iommu_groups_lock */
+};
+
+/* ---- global state ------------------------------------------------------------------------ */
+
+static pthread_mutex_t iommu_probe_device_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t iommu_groups_lock = PTHREAD_MUTEX_INITIALIZER; /* iommu_groups; a leaf */
+static TAILQ_HEAD(, iommu_group) iommu_groups = TAILQ_HEAD_INITIALIZER(iommu_groups);
+static pthread_mutex_t iommu_device_lock = PTHREAD_MUTEX_INITIALIZER; /* iommu_device_list */
+static struct iommu_device *iommu_device_list;
+static atomic_uint iommu_domain_ids;
+
+/*
+ * The boot policy: translated and lazy (DMA-FQ) unless told otherwise, as a distribution
+ * kernel. Written before devices are probed; read under the group mutex of each setup.
+ */
+static _Atomic unsigned int iommu_def_domain_type = IOMMU_DOMAIN_DMA_FQ;
+static atomic_bool iommu_dma_strict;
+
+unsigned int iommu_default_domain_type(void)
+{
+	return atomic_load(&iommu_def_domain_type);
+}
+
+void iommu_set_default_policy(bool passthrough, bool strict)
+{
+	atomic_store(&iommu_dma_strict, strict);
+	if (passthrough)
+		atomic_store(&iommu_def_domain_type, IOMMU_DOMAIN_IDENTITY);
+	else
+		atomic_store(&iommu_def_domain_type,
+			     strict ? IOMMU_DOMAIN_DMA : IOMMU_DOMAIN_DMA_FQ);
+}
+
+/* A driver that cannot defer invalidations turns a lazy global default back into strict. */
+void iommu_set_dma_strict(void)
+{
+	unsigned int fq = IOMMU_DOMAIN_DMA_FQ;
+
+	atomic_store(&iommu_dma_strict, true);
+	atomic_compare_exchange_strong(&iommu_def_domain_type, &fq, IOMMU_DOMAIN_DMA);
+}
+
+/*
+ * The DMA layer (dma-iommu.c) provides these. Weak defaults keep the core usable alone (unit
+ * tests of the core link no DMA layer): no IOVA cookie is needed, and no flush queue can start.
+ */
+__attribute__((weak)) int iommu_get_dma_cookie(struct iommu_domain *domain)
+{
+	(void)domain;
+	return 0;
+}
+
+__attribute__((weak)) void iommu_put_dma_cookie(struct iommu_domain *domain)
+{
+	(void)domain;
+}
+
+__attribute__((weak)) int iommu_dma_init_fq(struct iommu_domain *domain)
+{
+	(void)domain;
+	return 0;
+}
+
+__attribute__((weak)) void iommu_setup_dma_ops(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+	struct iommu_domain *dom = group ? group->default_domain : NULL;
+
+	/* Without a DMA layer a lazy domain cannot get a flush queue: it stays strict. */
+	if (dom && dom->type == IOMMU_DOMAIN_DMA_FQ && !dev->iommu->deferred_flush)
+		dom->type = IOMMU_DOMAIN_DMA;
+}
+
+/* ---- IOMMU instances and devices ----------------------------------------------------------- */
+
+int iommu_device_register(struct iommu_device *iommu, const struct iommu_ops *ops)
+{
+	iommu->ops = ops;
+	pthread_mutex_lock(&iommu_device_lock);
+	iommu->next = iommu_device_list;
+	iommu_device_list = iommu;
+	pthread_mutex_unlock(&iommu_device_lock);
+	return 0;
+}
+
+void iommu_device_unregister(struct iommu_device *iommu)
+{
+	struct iommu_device **p;
+
+	pthread_mutex_lock(&iommu_device_lock);
+	for (p = &iommu_device_list; *p; p = &(*p)->next) {
+		if (*p == iommu) {
+			*p = iommu->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&iommu_device_lock);
+}
+
+struct device *device_alloc(const char *bdf)
+{
+	struct device *dev = uiommu_zalloc(sizeof(*dev));
+
+	if (!dev)
+		return NULL;
+	snprintf(dev->name, sizeof(dev->name), "%s", bdf);
+	atomic_init(&dev->refs, 1);
+	return dev;
+}
+
+void device_get(struct device *dev)
+{
+	atomic_fetch_add(&dev->refs, 1);
+}
+
+void device_put(struct device *dev)
+{
+	if (atomic_fetch_sub(&dev->refs, 1) != 1)
+		return;
+	WARN_ON(dev->iommu_group);
+	uiommu_free(dev);
+}
+
+static const struct iommu_ops *dev_iommu_ops(struct device *dev)
+{
+	return dev->iommu->ops;
+}
+
+/* ---- groups --------------------------------------------------------------------------------- */
+
+struct iommu_group *iommu_group_alloc(void)
+{
+	struct iommu_group *group, *pos;
+	int id = 0;
+
+	group = uiommu_zalloc(sizeof(*group));
+	if (!group)
+		return ERR_PTR(-ENOMEM);
+	atomic_init(&group->refs, 1);
+	uiommu_mutex_init(&group->mutex);
+	TAILQ_INIT(&group->devices);
+
+	/* The lowest free id, as the kernel's IDA; the list is kept in id order. */
+	pthread_mutex_lock(&iommu_groups_lock);
+	TAILQ_FOREACH(pos, &iommu_groups, node) {
+		if (pos->id != id)
+			break;
+		id++;
+	}
+	group->id = id;
+	if (pos)
+		TAILQ_INSERT_BEFORE(pos, group, node);
+	else
+		TAILQ_INSERT_TAIL(&iommu_groups, group, node);
+	pthread_mutex_unlock(&iommu_groups_lock);
+	return group;
+}
+
+struct iommu_group *iommu_group_ref_get(struct iommu_group *group)
+{
+	atomic_fetch_add(&group->refs, 1);
+	return group;
+}
+
+/* Pairs with iommu_group_get(), iommu_group_ref_get(), iommu_group_get_by_id(). */
+void iommu_group_put(struct iommu_group *group)
+{
+	if (!group)
+		return;
+	if (atomic_fetch_sub(&group->refs, 1) != 1)
+		return;
+	/* Domains are freed by the last device's release, never here. */
+	WARN_ON(group->default_domain || group->blocking_domain || group->nr_devices);
+	pthread_mutex_lock(&iommu_groups_lock);
+	TAILQ_REMOVE(&iommu_groups, group, node);
+	pthread_mutex_unlock(&iommu_groups_lock);
+	uiommu_mutex_destroy(&group->mutex);
+	uiommu_free(group);
+}
+
+struct iommu_group *iommu_group_get(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+
+	return group ? iommu_group_ref_get(group) : NULL;
+}
+
+struct iommu_group *iommu_group_get_by_id(int id)
+{
+	struct iommu_group *group, *found = NULL;
+
+	pthread_mutex_lock(&iommu_groups_lock);
+	TAILQ_FOREACH(group, &iommu_groups, node) {
+		if (group->id == id) {
+			/* A group whose last put is under way is not found. */
+			int refs = atomic_load(&group->refs);
+
+			while (refs && !atomic_compare_exchange_weak(&group->refs, &refs, refs + 1))
+				;
+			if (refs)
+				found = group;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&iommu_groups_lock);
+	return found;
+}
+
+int iommu_group_next_id(int after)
+{
+	struct iommu_group *group;
+	int id = -1;
+
+	pthread_mutex_lock(&iommu_groups_lock);
+	TAILQ_FOREACH(group, &iommu_groups, node) {
+		if (group->id > after) {
+			id = group->id;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&iommu_groups_lock);
+	return id;
+}
+
+int iommu_group_id(struct iommu_group *group)
+{
+	return group->id;
+}
+
+unsigned int iommu_group_device_count(struct iommu_group *group)
+{
+	unsigned int n;
+
+	uiommu_mutex_lock(&group->mutex);
+	n = group->nr_devices;
+	uiommu_mutex_unlock(&group->mutex);
+	return n;
+}
+
+int iommu_group_for_each_dev(struct iommu_group *group, void *data,
+			     int (*fn)(struct device *dev, void *data))
+{
+	struct group_device *gdev;
+	int ret = 0;
+
+	uiommu_mutex_lock(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		ret = fn(gdev->dev, data);
+		if (ret)
+			break;
+	}
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+void iommu_group_mutex_assert(struct device *dev)
+{
+	lockdep_assert_held(&dev->iommu_group->mutex);
+}
+
+void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *info)
+{
+	uiommu_mutex_lock(&group->mutex);
+	memset(info, 0, sizeof(*info));
+	info->id = group->id;
+	info->nr_devices = group->nr_devices;
+	info->default_type = group->default_domain ? group->default_domain->type : UINT32_MAX;
+	info->domain_type = group->domain ? group->domain->type : UINT32_MAX;
+	info->domain_is_default = group->domain && group->domain == group->default_domain;
+	info->domain_is_blocking = group->domain && group->domain == group->blocking_domain;
+	info->has_blocking_domain = group->blocking_domain != NULL;
+	info->owner_cnt = group->owner_cnt;
+	info->owned = group->owner != NULL;
+	info->default_domain_id = group->default_domain ? group->default_domain->id : 0;
+	info->domain_id = group->domain ? group->domain->id : 0;
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/* ---- domains -------------------------------------------------------------------------------- */
+
+bool iommu_is_dma_domain(struct iommu_domain *domain)
+{
+	return domain->type & __IOMMU_DOMAIN_DMA_API;
+}
+
+static void iommu_domain_init(struct iommu_domain *domain, unsigned int type,
+			      const struct iommu_ops *ops)
+{
+	domain->type = type;
+	domain->owner = ops;
+	domain->id = atomic_fetch_add(&iommu_domain_ids, 1) + 1;
+}
+
+struct iommu_domain *iommu_paging_domain_alloc(struct device *dev)
+{
+	const struct iommu_ops *ops;
+	struct iommu_domain *domain;
+
+	if (!dev->iommu || !dev->iommu_group)
+		return ERR_PTR(-ENODEV);
+	ops = dev_iommu_ops(dev);
+	if (!ops->domain_alloc_paging)
+		return ERR_PTR(-EOPNOTSUPP);
+	domain = ops->domain_alloc_paging(dev);
+	if (IS_ERR_OR_NULL(domain))
+		return domain ? domain : ERR_PTR(-ENOMEM);
+	iommu_domain_init(domain, IOMMU_DOMAIN_UNMANAGED, ops);
+	return domain;
+}
+
+void iommu_domain_free(struct iommu_domain *domain)
+{
+	if (!domain)
+		return;
+	if (domain->iova_cookie)
+		iommu_put_dma_cookie(domain);
+	/* The drivers' static identity and blocked domains have no free. */
+	if (domain->ops->free)
+		domain->ops->free(domain);
+}
+
+/*
+ * Chooses the largest page size the domain supports that @iova and @paddr are aligned to and
+ * that fits in @size, and how many of them to map in one call.
+ */
+static size_t iommu_pgsize(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr,
+			   size_t size, size_t *count)
+{
+	uint64_t addr_merge = iova | paddr, pgsizes = domain->pgsize_bitmap, bigger;
+	uint64_t pgsize;
+
+	/* Sizes up to @size, and aligned to the addresses. */
+	pgsizes &= ((uint64_t)2 << (uiommu_fls64(size) - 1)) - 1;
+	if (addr_merge)
+		pgsizes &= ((uint64_t)2 << __builtin_ctzll(addr_merge)) - 1;
+	if (!pgsizes)
+		return 0;
+	pgsize = (uint64_t)1 << (uiommu_fls64(pgsizes) - 1);
+	*count = size / pgsize;
+	/* Stop where a bigger page would become possible, so it is used there. */
+	bigger = domain->pgsize_bitmap & ~((pgsize << 1) - 1);
+	if (bigger) {
+		uint64_t next = (uint64_t)1 << __builtin_ctzll(bigger);
+		uint64_t to_boundary = (ALIGN_UP(iova + 1, next) - iova) / pgsize;
+
+		if (to_boundary && to_boundary < *count)
+			*count = to_boundary;
+	}
+	return pgsize;
+}
+
+int iommu_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr, size_t size,
+	      int prot)
+{
+	uint64_t min_pagesz, orig_iova = iova;
+	size_t orig_size = size;
+	int ret = 0;
+
+	if (!(domain->type & __IOMMU_DOMAIN_PAGING) || !domain->ops->map_pages)
+		return -EINVAL;
+	if (!domain->pgsize_bitmap || !size)
+		return -EINVAL;
+	min_pagesz = (uint64_t)1 << __builtin_ctzll(domain->pgsize_bitmap);
+	if (!IS_ALIGNED(iova | paddr | size, min_pagesz))
+		return -EINVAL;
+
+	while (size) {
+		size_t count = 0, mapped = 0, pgsize = iommu_pgsize(domain, iova, paddr, size, &count);
+
+		if (!pgsize)
+			return -EINVAL;
+		ret = domain->ops->map_pages(domain, iova, paddr, pgsize, count, prot, &mapped);
+		size -= mapped;
+		iova += mapped;
+		paddr += mapped;
+		if (ret)
+			break;
+	}
+	if (ret)
+		iommu_unmap(domain, orig_iova, orig_size - size);
+	return ret;
+}
+
+size_t iommu_unmap_fast(struct iommu_domain *domain, uint64_t iova, size_t size,
+			struct iommu_iotlb_gather *gather)
+{
+	size_t unmapped = 0;
+	uint64_t min_pagesz;
+
+	if (!(domain->type & __IOMMU_DOMAIN_PAGING) || !domain->ops->unmap_pages)
+		return 0;
+	min_pagesz = (uint64_t)1 << __builtin_ctzll(domain->pgsize_bitmap);
+	if (!IS_ALIGNED(iova | size, min_pagesz))
+		return 0;
+	while (unmapped < size) {
+		size_t count = 0, pgsize, done;
+
+		pgsize = iommu_pgsize(domain, iova, 0, size - unmapped, &count);
+		if (!pgsize)
+			break;
+		done = domain->ops->unmap_pages(domain, iova, pgsize, count, gather);
+		if (!done)
+			break;
+		iova += done;
+		unmapped += done;
+	}
+	return unmapped;
+}
+
+size_t iommu_unmap(struct iommu_domain *domain, uint64_t iova, size_t size)
+{
+	struct iommu_iotlb_gather gather;
+	size_t ret;
+
+	iommu_iotlb_gather_init(&gather);
+	ret = iommu_unmap_fast(domain, iova, size, &gather);
+	iommu_iotlb_sync(domain, &gather);
+	return ret;
+}
+
+void iommu_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
+{
+	if (gather->start != UINT64_MAX && domain->ops->iotlb_sync)
+		domain->ops->iotlb_sync(domain, gather);
+	iommu_iotlb_gather_init(gather);
+}
+
+void iommu_flush_iotlb_all(struct iommu_domain *domain)
+{
+	if (domain->ops->flush_iotlb_all)
+		domain->ops->flush_iotlb_all(domain);
+}
+
+phys_addr_t iommu_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
+{
+	if (domain->type == IOMMU_DOMAIN_IDENTITY)
+		return iova;
+	if (domain->type == IOMMU_DOMAIN_BLOCKED || !domain->ops->iova_to_phys)
+		return 0;
+	return domain->ops->iova_to_phys(domain, iova);
+}
+
+/* The 1:1 mappings a device's firmware needs (RESV_DIRECT), made in a paging domain. */
+static int iommu_create_device_direct_mappings(struct iommu_domain *domain, struct device *dev)
+{
+	uint64_t pg_size;
+	unsigned int i;
+
+	if (!(domain->type & __IOMMU_DOMAIN_PAGING) || !domain->pgsize_bitmap)
+		return 0;
+	pg_size = (uint64_t)1 << __builtin_ctzll(domain->pgsize_bitmap);
+	for (i = 0; i < dev->nr_resv; i++) {
+		struct iommu_resv_region *r = &dev->resv[i];
+		uint64_t start = ALIGN_DOWN(r->start, pg_size);
+		uint64_t end = ALIGN_UP(r->start + r->length, pg_size);
+		uint64_t addr;
+
+		if (r->type != IOMMU_RESV_DIRECT && r->type != IOMMU_RESV_DIRECT_RELAXABLE)
+			continue;
+		for (addr = start; addr < end; addr += pg_size) {
+			int ret;
+
+			/* Another device of the group may share the region. */
+			if (iommu_iova_to_phys(domain, addr))
+				continue;
+			ret = iommu_map(domain, addr, addr, pg_size, r->prot);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* ---- switching a group's domain ------------------------------------------------------------- */
+
+enum {
+	IOMMU_SET_DOMAIN_MUST_SUCCEED = 1 << 0,
+};
+
+static int __iommu_group_alloc_blocking_domain(struct iommu_group *group);
+
+static int __iommu_device_set_domain(struct iommu_group *group, struct device *dev,
+				     struct iommu_domain *new_domain, unsigned int flags)
+{
+	int ret;
+
+	lockdep_assert_held(&group->mutex);
+	/* Firmware still DMAs into its direct regions: such a device can never be blocked. */
+	if (dev->iommu_data->require_direct &&
+	    (new_domain->type == IOMMU_DOMAIN_BLOCKED || new_domain == group->blocking_domain)) {
+		fprintf(stderr, "uiommu: %s: firmware has requested this device have a 1:1 IOMMU "
+				"mapping, rejecting configuring the device without one\n",
+			dev->name);
+		return -EINVAL;
+	}
+	if (uiommu_should_fail())
+		ret = -ENOMEM;
+	else
+		ret = new_domain->ops->attach_dev(new_domain, dev, group->domain);
+	if (!ret)
+		return 0;
+	if (flags & IOMMU_SET_DOMAIN_MUST_SUCCEED) {
+		/*
+		 * The device cannot stay on a domain that may be freed next: park it on the blocking
+		 * domain, which every driver must accept.
+		 */
+		WARN_ON(1);
+		if (!__iommu_group_alloc_blocking_domain(group) &&
+		    group->blocking_domain != new_domain)
+			group->blocking_domain->ops->attach_dev(group->blocking_domain, dev,
+								group->domain);
+	}
+	return ret;
+}
+
+/*
+ * Moves every member to @new_domain, or none: on the first failure the members already moved
+ * go back to group->domain. With MUST_SUCCEED the failures are parked and the switch completes.
+ */
+static int __iommu_group_set_domain_internal(struct iommu_group *group,
+					     struct iommu_domain *new_domain, unsigned int flags)
+{
+	struct group_device *last_gdev, *gdev;
+	int result = 0, ret;
+
+	lockdep_assert_held(&group->mutex);
+	if (group->domain == new_domain)
+		return 0;
+	if (WARN_ON(!new_domain))
+		return -EINVAL;
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		ret = __iommu_device_set_domain(group, gdev->dev, new_domain, flags);
+		if (ret) {
+			result = ret;
+			if (flags & IOMMU_SET_DOMAIN_MUST_SUCCEED)
+				continue;
+			goto err_revert;
+		}
+	}
+	group->domain = new_domain;
+	return result;
+
+err_revert:
+	last_gdev = gdev;
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		if (gdev == last_gdev)
+			break;
+		/* Only at first setup is there no old domain; release cleans that up. */
+		if (group->domain)
+			WARN_ON(__iommu_device_set_domain(group, gdev->dev, group->domain,
+							  IOMMU_SET_DOMAIN_MUST_SUCCEED));
+	}
+	return ret;
+}
+
+static int __iommu_group_set_domain(struct iommu_group *group, struct iommu_domain *new_domain)
+{
+	return __iommu_group_set_domain_internal(group, new_domain, 0);
+}
+
+static void __iommu_group_set_domain_nofail(struct iommu_group *group,
+					    struct iommu_domain *new_domain)
+{
+	WARN_ON(__iommu_group_set_domain_internal(group, new_domain,
+						  IOMMU_SET_DOMAIN_MUST_SUCCEED));
+}
+
+static struct device *iommu_group_first_dev(struct iommu_group *group)
+{
+	return TAILQ_FIRST(&group->devices)->dev;
+}
+
+static int __iommu_group_alloc_blocking_domain(struct iommu_group *group)
+{
+	struct device *dev = iommu_group_first_dev(group);
+	const struct iommu_ops *ops = dev_iommu_ops(dev);
+	struct iommu_domain *domain;
+
+	lockdep_assert_held(&group->mutex);
+	if (group->blocking_domain)
+		return 0;
+	if (ops->blocked_domain) {
+		group->blocking_domain = ops->blocked_domain;
+		return 0;
+	}
+	/* A driver without a blocked domain blocks with an empty paging domain. */
+	domain = ops->domain_alloc_paging ? ops->domain_alloc_paging(dev) : NULL;
+	if (IS_ERR_OR_NULL(domain))
+		return domain ? PTR_ERR(domain) : -EINVAL;
+	iommu_domain_init(domain, IOMMU_DOMAIN_BLOCKED, ops);
+	group->blocking_domain = domain;
+	return 0;
+}
+
+/* Where a group goes when its user lets go: blocked while owned, else its default. */
+static void __iommu_group_set_core_domain(struct iommu_group *group)
+{
+	struct iommu_domain *new_domain = group->owner ? group->blocking_domain :
+							 group->default_domain;
+
+	__iommu_group_set_domain_nofail(group, new_domain);
+}
+
+/* ---- default domains ----------------------------------------------------------------------- */
+
+static int iommu_get_def_domain_type(struct device *dev, int cur_type)
+{
+	const struct iommu_ops *ops = dev_iommu_ops(dev);
+	int type;
+
+	if (!ops->def_domain_type)
+		return cur_type;
+	type = ops->def_domain_type(dev);
+	if (!type || cur_type == type)
+		return cur_type;
+	if (!cur_type)
+		return type;
+	fprintf(stderr, "uiommu: %s: IOMMU driver error, requesting conflicting def_domain_type "
+			"%d and %d for devices in one group\n",
+		dev->name, cur_type, type);
+	/* Drivers may force IDENTITY or DMA; IDENTITY wins the conflict. */
+	return type == (int)IOMMU_DOMAIN_IDENTITY ? type : cur_type;
+}
+
+/*
+ * The type the group's default domain must have: the drivers' preference, DMA when a member is
+ * untrusted, @target_type when asked for one (sysfs). 0 means "the global default"; -1 means a
+ * conflict (the caller answers EINVAL).
+ */
+static int iommu_get_default_domain_type(struct iommu_group *group, int target_type)
+{
+	struct device *untrusted = NULL;
+	struct group_device *gdev;
+	int driver_type = 0;
+
+	lockdep_assert_held(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		driver_type = iommu_get_def_domain_type(gdev->dev, driver_type);
+		if (gdev->dev->untrusted)
+			untrusted = gdev->dev;
+	}
+	if (untrusted) {
+		if (driver_type && driver_type != (int)IOMMU_DOMAIN_DMA) {
+			fprintf(stderr, "uiommu: %s: device is not trusted, but driver is "
+					"overriding its group's type, refusing to probe\n",
+				untrusted->name);
+			return -1;
+		}
+		driver_type = IOMMU_DOMAIN_DMA;
+	}
+	if (target_type) {
+		if (driver_type && target_type != driver_type)
+			return -1;
+		return target_type;
+	}
+	return driver_type;
+}
+
+static struct iommu_domain *__iommu_group_domain_alloc(struct iommu_group *group,
+						       unsigned int type)
+{
+	struct device *dev = iommu_group_first_dev(group);
+	const struct iommu_ops *ops = dev_iommu_ops(dev);
+	struct iommu_domain *domain;
+
+	if (type == IOMMU_DOMAIN_IDENTITY) {
+		if (!ops->identity_domain)
+			return ERR_PTR(-EOPNOTSUPP);
+		return ops->identity_domain;
+	}
+	if (!(type & __IOMMU_DOMAIN_PAGING) || !ops->domain_alloc_paging)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (uiommu_should_fail())
+		return ERR_PTR(-ENOMEM);
+	domain = ops->domain_alloc_paging(dev);
+	if (IS_ERR_OR_NULL(domain))
+		return domain ? domain : ERR_PTR(-ENOMEM);
+	iommu_domain_init(domain, type, ops);
+	return domain;
+}
+
+static struct iommu_domain *iommu_group_alloc_default_domain(struct iommu_group *group,
+							     unsigned int req_type)
+{
+	unsigned int def_type = iommu_default_domain_type();
+	struct iommu_domain *dom;
+
+	/* Asking for what the default already is keeps the same domain: a no-op switch. */
+	if (req_type && group->default_domain && group->default_domain->type == req_type)
+		return group->default_domain;
+	if (req_type)
+		return __iommu_group_domain_alloc(group, req_type);
+	dom = __iommu_group_domain_alloc(group, def_type);
+	if (!IS_ERR(dom) || def_type == IOMMU_DOMAIN_DMA)
+		return dom;
+	fprintf(stderr, "uiommu: group %d: failed to allocate default domain type %u, "
+			"falling back to DMA\n",
+		group->id, def_type);
+	return __iommu_group_domain_alloc(group, IOMMU_DOMAIN_DMA);
+}
+
+/* Creates (or re-creates, for the sysfs switch) the group's default domain and moves to it. */
+static int iommu_setup_default_domain(struct iommu_group *group, int target_type)
+{
+	struct iommu_domain *old_dom = group->default_domain;
+	struct group_device *gdev;
+	struct iommu_domain *dom;
+	bool direct_failed = false;
+	int req_type, ret;
+
+	lockdep_assert_held(&group->mutex);
+	req_type = iommu_get_default_domain_type(group, target_type);
+	if (req_type < 0)
+		return -EINVAL;
+	dom = iommu_group_alloc_default_domain(group, (unsigned int)req_type);
+	if (IS_ERR(dom))
+		return PTR_ERR(dom);
+	if (group->default_domain == dom)
+		return 0;
+	if (iommu_is_dma_domain(dom)) {
+		ret = iommu_get_dma_cookie(dom);
+		if (ret) {
+			iommu_domain_free(dom);
+			return ret;
+		}
+	}
+
+	/* Map what firmware needs before attaching, so its DMA never sees a gap. */
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		if (iommu_create_device_direct_mappings(dom, gdev->dev)) {
+			direct_failed = true;
+			fprintf(stderr, "uiommu: %s: IOMMU direct mappings failed, will retry\n",
+				gdev->dev->name);
+		}
+	}
+
+	group->default_domain = dom;
+	if (!group->domain) {
+		/* The first setup: there is nothing to go back to. */
+		__iommu_group_set_domain_nofail(group, dom);
+	} else {
+		ret = __iommu_group_set_domain(group, dom);
+		if (ret)
+			goto err_restore_def_domain;
+	}
+
+	if (direct_failed) {
+		TAILQ_FOREACH(gdev, &group->devices, list) {
+			ret = iommu_create_device_direct_mappings(dom, gdev->dev);
+			if (ret)
+				goto err_restore_domain;
+		}
+	}
+	if (old_dom)
+		iommu_domain_free(old_dom);
+	return 0;
+
+err_restore_domain:
+	if (old_dom)
+		__iommu_group_set_domain_nofail(group, old_dom);
+err_restore_def_domain:
+	if (old_dom) {
+		iommu_domain_free(dom);
+		group->default_domain = old_dom;
+	}
+	return ret;
+}
+
+/* ---- probe and release ------------------------------------------------------------------------ */
+
+/* Frees what probe gave the device; the last member out frees the group's domains too. */
+static void iommu_deinit_device(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+	const struct iommu_ops *ops = dev_iommu_ops(dev);
+
+	lockdep_assert_held(&group->mutex);
+	/* The driver must forget every domain pointer of this device here. */
+	ops->release_device(dev);
+
+	if (!group->nr_devices) {
+		iommu_domain_free(group->default_domain);
+		group->default_domain = NULL;
+		if (group->blocking_domain)
+			iommu_domain_free(group->blocking_domain);
+		group->blocking_domain = NULL;
+		group->domain = NULL;
+	}
+	dev->iommu_group = NULL;
+	uiommu_mutex_destroy(&dev->iommu_data->lock);
+	uiommu_free(dev->iommu_data);
+	dev->iommu_data = NULL;
+}
+
+static int iommu_init_device(struct device *dev)
+{
+	const struct iommu_ops *ops;
+	struct iommu_device *iommu_dev;
+	struct iommu_group *group;
+	uint32_t dev_pasids;
+	unsigned int i;
+	int ret;
+
+	if (!dev->iommu)
+		return -ENODEV;
+	ops = dev_iommu_ops(dev);
+	dev->iommu_data = uiommu_zalloc(sizeof(*dev->iommu_data));
+	if (!dev->iommu_data)
+		return -ENOMEM;
+	uiommu_mutex_init(&dev->iommu_data->lock);
+
+	iommu_dev = uiommu_should_fail() ? ERR_PTR(-ENOMEM) : ops->probe_device(dev);
+	if (IS_ERR(iommu_dev)) {
+		ret = PTR_ERR(iommu_dev);
+		goto err_free;
+	}
+	dev->iommu_data->iommu_dev = iommu_dev;
+
+	group = uiommu_should_fail() ? ERR_PTR(-ENOMEM) : ops->device_group(dev);
+	if (IS_ERR_OR_NULL(group)) {
+		ret = group ? PTR_ERR(group) : -EINVAL;
+		goto err_release;
+	}
+	dev->iommu_group = group;
+
+	dev_pasids = dev->pasid_bits ? (uint32_t)1 << dev->pasid_bits : 0;
+	dev->iommu_data->max_pasids = dev_pasids < iommu_dev->max_pasids ? dev_pasids :
+									   iommu_dev->max_pasids;
+	for (i = 0; i < dev->nr_resv; i++)
+		if (dev->resv[i].type == IOMMU_RESV_DIRECT)
+			dev->iommu_data->require_direct = true;
+	return 0;
+
+err_release:
+	ops->release_device(dev);
+err_free:
+	uiommu_mutex_destroy(&dev->iommu_data->lock);
+	uiommu_free(dev->iommu_data);
+	dev->iommu_data = NULL;
+	return ret;
+}
+
+/**
+ * iommu_probe_device() - a device appeared: put it in its group and on the group's domain
+ * Return: 0 (also when it was probed already), -ENODEV without an IOMMU, -EINVAL when the
+ * group's default type conflicts with what its devices need, -ENOMEM.
+ */
+int iommu_probe_device(struct device *dev)
+{
+	struct group_device *gdev;
+	struct iommu_group *group;
+	int ret;
+
+	pthread_mutex_lock(&iommu_probe_device_lock);
+	if (dev->iommu_group) {
+		ret = 0;
+		goto out_unlock_probe;
+	}
+	ret = iommu_init_device(dev);
+	if (ret)
+		goto out_unlock_probe;
+	group = dev->iommu_group;
+
+	gdev = uiommu_zalloc(sizeof(*gdev));
+	if (!gdev) {
+		ret = -ENOMEM;
+		goto err_deinit_unlocked;
+	}
+	gdev->dev = dev;
+	device_get(dev); /* the group's reference to its member; put at release */
+
+	uiommu_mutex_lock(&group->mutex);
+	/* In the list before the default domain is chosen: the choice looks at every member. */
+	TAILQ_INSERT_TAIL(&group->devices, gdev, list);
+	group->nr_devices++;
+
+	if (group->default_domain) {
+		ret = iommu_create_device_direct_mappings(group->default_domain, dev);
+		if (ret)
+			goto err_remove_gdev;
+	}
+	if (group->domain)
+		ret = __iommu_device_set_domain(group, dev, group->domain, 0);
+	else
+		ret = iommu_setup_default_domain(group, 0);
+	if (ret)
+		goto err_remove_gdev;
+	if (group->default_domain)
+		iommu_setup_dma_ops(dev);
+	uiommu_mutex_unlock(&group->mutex);
+	pthread_mutex_unlock(&iommu_probe_device_lock);
+	return 0;
+
+err_remove_gdev:
+	TAILQ_REMOVE(&group->devices, gdev, list);
+	group->nr_devices--;
+	uiommu_free(gdev);
+	device_put(dev);
+	iommu_deinit_device(dev);
+	uiommu_mutex_unlock(&group->mutex);
+	iommu_group_put(group);
+	goto out_unlock_probe;
+err_deinit_unlocked:
+	uiommu_mutex_lock(&group->mutex);
+	iommu_deinit_device(dev);
+	uiommu_mutex_unlock(&group->mutex);
+	iommu_group_put(group);
+out_unlock_probe:
+	pthread_mutex_unlock(&iommu_probe_device_lock);
+	return ret;
+}
+
+/**
+ * iommu_release_device() - a device went away
+ * Under the group mutex, in one critical section: the device leaves the list, the driver's
+ * release_device runs, and if it was the last member the group's domains are freed. Nothing
+ * that takes the group mutex (attach, ownership, the type switch) can see it half gone.
+ */
+void iommu_release_device(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+	struct group_device *gdev;
+
+	if (!group)
+		return;
+	uiommu_mutex_lock(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list)
+		if (gdev->dev == dev)
+			break;
+	if (WARN_ON(!gdev)) {
+		uiommu_mutex_unlock(&group->mutex);
+		return;
+	}
+	TAILQ_REMOVE(&group->devices, gdev, list);
+	group->nr_devices--;
+	if (!group->nr_devices)
+		WARN_ON(group->owner_cnt || group->domain != group->default_domain);
+	iommu_deinit_device(dev);
+	uiommu_mutex_unlock(&group->mutex);
+	uiommu_free(gdev);
+	device_put(dev);
+	/* Pairs with the reference device_group() gave at probe. */
+	iommu_group_put(group);
+}
+
+/* ---- attach and detach -------------------------------------------------------------------- */
+
+static bool iommu_domain_compatible(struct iommu_domain *domain, struct device *dev)
+{
+	const struct iommu_ops *ops = dev_iommu_ops(dev);
+
+	return domain->owner == ops || domain == ops->blocked_domain ||
+	       domain == ops->identity_domain;
+}
+
+static int __iommu_attach_group(struct iommu_domain *domain, struct iommu_group *group)
+{
+	lockdep_assert_held(&group->mutex);
+	if (group->domain && group->domain != group->default_domain &&
+	    group->domain != group->blocking_domain)
+		return -EBUSY;
+	if (!group->nr_devices || !iommu_domain_compatible(domain, iommu_group_first_dev(group)))
+		return -EINVAL;
+	return __iommu_group_set_domain(group, domain);
+}
+
+/* Attaches @domain to every member; -EBUSY if the group is already on a domain of someone's. */
+int iommu_attach_group(struct iommu_domain *domain, struct iommu_group *group)
+{
+	int ret;
+
+	uiommu_mutex_lock(&group->mutex);
+	ret = __iommu_attach_group(domain, group);
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+void iommu_detach_group(struct iommu_domain *domain, struct iommu_group *group)
+{
+	uiommu_mutex_lock(&group->mutex);
+	if (!WARN_ON(domain != group->domain))
+		__iommu_group_set_core_domain(group);
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/* The single-device form: -EINVAL when the device shares its group. */
+int iommu_attach_device(struct iommu_domain *domain, struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+	int ret;
+
+	if (!group)
+		return -ENODEV;
+	uiommu_mutex_lock(&group->mutex);
+	if (group->nr_devices != 1)
+		ret = -EINVAL;
+	else
+		ret = __iommu_attach_group(domain, group);
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+void iommu_detach_device(struct iommu_domain *domain, struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+
+	if (!group)
+		return;
+	uiommu_mutex_lock(&group->mutex);
+	if (!WARN_ON(domain != group->domain) && !WARN_ON(group->nr_devices != 1))
+		__iommu_group_set_core_domain(group);
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/*
+ * iommufd's replace: from whatever the group is on straight to @new_domain, without passing
+ * through the blocking domain. The caller owns the group.
+ */
+int iommu_group_replace_domain(struct iommu_group *group, struct iommu_domain *new_domain)
+{
+	int ret;
+
+	if (!new_domain)
+		return -EINVAL;
+	uiommu_mutex_lock(&group->mutex);
+	if (!group->nr_devices || !iommu_domain_compatible(new_domain, iommu_group_first_dev(group)))
+		ret = -EINVAL;
+	else
+		ret = __iommu_group_set_domain(group, new_domain);
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+struct iommu_domain *iommu_get_domain_for_dev(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+	struct iommu_domain *domain;
+
+	if (!group)
+		return NULL;
+	uiommu_mutex_lock(&group->mutex);
+	domain = group->domain;
+	uiommu_mutex_unlock(&group->mutex);
+	return domain;
+}
+
+/* ---- DMA ownership -------------------------------------------------------------------------- */
+
+/**
+ * iommu_device_use_default_domain() - a DMA-API driver is about to bind to @dev
+ * Return: 0; -EPROBE_DEFER before the group has a default domain; -EBUSY when the group is
+ * owned by a user, is on another domain, or has PASIDs attached.
+ */
+int iommu_device_use_default_domain(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+	int ret = 0;
+
+	if (!group)
+		return 0;
+	uiommu_mutex_lock(&group->mutex);
+	if (!group->default_domain) {
+		ret = -EPROBE_DEFER;
+		goto out_unlock;
+	}
+	if (group->owner_cnt) {
+		if (group->domain != group->default_domain || group->owner || group->nr_pasids) {
+			ret = -EBUSY;
+			goto out_unlock;
+		}
+	}
+	group->owner_cnt++;
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+/* Pairs with a successful iommu_device_use_default_domain(). */
+void iommu_device_unuse_default_domain(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+
+	if (!group)
+		return;
+	uiommu_mutex_lock(&group->mutex);
+	if (!WARN_ON(!group->owner_cnt || group->nr_pasids))
+		group->owner_cnt--;
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+static int __iommu_take_dma_ownership(struct iommu_group *group, void *owner)
+{
+	int ret;
+
+	lockdep_assert_held(&group->mutex);
+	if ((group->domain && group->domain != group->default_domain) || group->nr_pasids)
+		return -EBUSY;
+	ret = __iommu_group_alloc_blocking_domain(group);
+	if (ret)
+		return ret;
+	ret = __iommu_group_set_domain(group, group->blocking_domain);
+	if (ret)
+		return ret;
+	group->owner = owner;
+	group->owner_cnt++;
+	return 0;
+}
+
+/**
+ * iommu_group_claim_dma_owner() - a user (the legacy VFIO group path) takes the whole group
+ * Return: 0; -EINVAL for a NULL cookie; -EPERM when drivers or another owner hold it; -EBUSY
+ * when it is on a non-default domain or has PASIDs.
+ */
+int iommu_group_claim_dma_owner(struct iommu_group *group, void *owner)
+{
+	int ret;
+
+	if (WARN_ON(!owner))
+		return -EINVAL;
+	uiommu_mutex_lock(&group->mutex);
+	if (group->owner_cnt) {
+		ret = -EPERM;
+		goto out_unlock;
+	}
+	ret = __iommu_take_dma_ownership(group, owner);
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+/**
+ * iommu_device_claim_dma_owner() - a user (VFIO cdev, iommufd) takes the group of @dev
+ * Several devices of one group may be claimed with the same cookie; each claim counts.
+ * Return: 0; -ENODEV without a group; -EINVAL for a NULL cookie; -EPERM for another cookie or
+ * bound drivers; -EBUSY as for the group claim.
+ */
+int iommu_device_claim_dma_owner(struct device *dev, void *owner)
+{
+	struct iommu_group *group = dev->iommu_group;
+	int ret = 0;
+
+	if (!group)
+		return -ENODEV;
+	if (WARN_ON(!owner))
+		return -EINVAL;
+	uiommu_mutex_lock(&group->mutex);
+	if (group->owner_cnt) {
+		if (group->owner != owner) {
+			ret = -EPERM;
+			goto out_unlock;
+		}
+		group->owner_cnt++;
+		goto out_unlock;
+	}
+	ret = __iommu_take_dma_ownership(group, owner);
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+static void __iommu_release_dma_ownership(struct iommu_group *group)
+{
+	lockdep_assert_held(&group->mutex);
+	if (WARN_ON(!group->owner_cnt || !group->owner || group->nr_pasids))
+		return;
+	group->owner_cnt = 0;
+	group->owner = NULL;
+	__iommu_group_set_domain_nofail(group, group->default_domain);
+}
+
+void iommu_group_release_dma_owner(struct iommu_group *group)
+{
+	uiommu_mutex_lock(&group->mutex);
+	__iommu_release_dma_ownership(group);
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/* Pairs with a successful iommu_device_claim_dma_owner(). */
+void iommu_device_release_dma_owner(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+
+	if (!group)
+		return;
+	uiommu_mutex_lock(&group->mutex);
+	if (group->owner_cnt > 1)
+		group->owner_cnt--;
+	else
+		__iommu_release_dma_ownership(group);
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+bool iommu_group_dma_owner_claimed(struct iommu_group *group)
+{
+	bool claimed;
+
+	uiommu_mutex_lock(&group->mutex);
+	claimed = group->owner_cnt != 0;
+	uiommu_mutex_unlock(&group->mutex);
+	return claimed;
+}
+
+/* ---- sysfs attributes ------------------------------------------------------------------------ */
+
+static const char *iommu_domain_type_str(unsigned int type)
+{
+	switch (type) {
+	case IOMMU_DOMAIN_BLOCKED:
+		return "blocked";
+	case IOMMU_DOMAIN_IDENTITY:
+		return "identity";
+	case IOMMU_DOMAIN_UNMANAGED:
+		return "unmanaged";
+	case IOMMU_DOMAIN_DMA:
+		return "DMA";
+	case IOMMU_DOMAIN_DMA_FQ:
+		return "DMA-FQ";
+	default:
+		return "unknown";
+	}
+}
+
+ssize_t iommu_group_type_show(struct iommu_group *group, char *buf, size_t len)
+{
+	const char *type = "unknown";
+	int n;
+
+	uiommu_mutex_lock(&group->mutex);
+	if (group->default_domain)
+		type = iommu_domain_type_str(group->default_domain->type);
+	uiommu_mutex_unlock(&group->mutex);
+	n = snprintf(buf, len, "%s\n", type);
+	return n < 0 ? -EINVAL : (ssize_t)((size_t)n < len ? (size_t)n : len ? len - 1 : 0);
+}
+
+/* sysfs_streq(): equal, allowing one trailing newline on either side. */
+static bool sysfs_streq(const char *s1, size_t n1, const char *s2)
+{
+	size_t n2 = strlen(s2);
+
+	if (n1 && s1[n1 - 1] == '\n')
+		n1--;
+	return n1 == n2 && !memcmp(s1, s2, n1);
+}
+
+/**
+ * iommu_group_type_store() - the sysfs `type` write
+ * DMA -> DMA-FQ happens live on the same domain, with drivers bound. Every other change needs
+ * a group with members and no bound driver and no owner, and replaces the default domain.
+ * Return: @count, or -EACCES (not privileged), -EINVAL (bad string, no default domain, or a
+ * type the devices cannot take), -EPERM (drivers bound or owned, or no device).
+ */
+ssize_t iommu_group_type_store(struct iommu_group *group, const char *buf, size_t count,
+			       bool privileged)
+{
+	struct group_device *gdev;
+	unsigned int req_type;
+	int ret;
+
+	if (!privileged)
+		return -EACCES;
+	uiommu_mutex_lock(&group->mutex);
+	ret = group->default_domain ? 0 : -EINVAL;
+	uiommu_mutex_unlock(&group->mutex);
+	if (ret)
+		return ret;
+
+	if (sysfs_streq(buf, count, "identity"))
+		req_type = IOMMU_DOMAIN_IDENTITY;
+	else if (sysfs_streq(buf, count, "DMA"))
+		req_type = IOMMU_DOMAIN_DMA;
+	else if (sysfs_streq(buf, count, "DMA-FQ"))
+		req_type = IOMMU_DOMAIN_DMA_FQ;
+	else if (sysfs_streq(buf, count, "auto"))
+		req_type = 0;
+	else
+		return -EINVAL;
+
+	uiommu_mutex_lock(&group->mutex);
+	/* The one live change: a flush queue starts on the domain in use, drivers and all. */
+	if (req_type == IOMMU_DOMAIN_DMA_FQ && group->default_domain &&
+	    group->default_domain->type == IOMMU_DOMAIN_DMA) {
+		ret = iommu_dma_init_fq(group->default_domain);
+		if (!ret)
+			group->default_domain->type = IOMMU_DOMAIN_DMA_FQ;
+		goto out_unlock;
+	}
+	if (!group->nr_devices || group->owner_cnt) {
+		ret = -EPERM;
+		goto out_unlock;
+	}
+	ret = iommu_setup_default_domain(group, (int)req_type);
+	if (ret)
+		goto out_unlock;
+	TAILQ_FOREACH(gdev, &group->devices, list)
+		iommu_setup_dma_ops(gdev->dev);
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret ? ret : (ssize_t)count;
+}
+
+static const char *const iommu_resv_type_str[] = {
+	[IOMMU_RESV_DIRECT] = "direct",
+	[IOMMU_RESV_DIRECT_RELAXABLE] = "direct-relaxable",
+	[IOMMU_RESV_RESERVED] = "reserved",
+	[IOMMU_RESV_MSI] = "msi",
+	[IOMMU_RESV_SW_MSI] = "msi",
+};
+
+/* One line per reserved region of every member: "0x<start> 0x<end> <type>", end inclusive. */
+ssize_t iommu_group_reserved_regions_show(struct iommu_group *group, char *buf, size_t len)
+{
+	struct group_device *gdev;
+	size_t off = 0;
+
+	uiommu_mutex_lock(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		const struct iommu_ops *ops = dev_iommu_ops(gdev->dev);
+		struct iommu_resv_region regions[8];
+		unsigned int n, i;
+
+		n = ops->get_resv_regions ? ops->get_resv_regions(gdev->dev, regions, 8) : 0;
+		for (i = 0; i < n && off < len; i++) {
+			int w = snprintf(buf + off, len - off, "0x%016llx 0x%016llx %s\n",
+					 (unsigned long long)regions[i].start,
+					 (unsigned long long)(regions[i].start + regions[i].length - 1),
+					 iommu_resv_type_str[regions[i].type]);
+
+			if (w < 0)
+				break;
+			off += (size_t)w < len - off ? (size_t)w : len - off - 1;
+		}
+	}
+	uiommu_mutex_unlock(&group->mutex);
+	return (ssize_t)off;
+}

@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The IOMMU core's internal API: devices, IOMMU instances and their drivers, groups, domains,
+ * DMA ownership, and the default-domain machinery. This is the counterpart of the kernel's
+ * include/linux/iommu.h; the semantics are those of ../shared/spec/iommu-core.md (mainline
+ * v6.17), and the numeric values (domain types, caps) are the kernel's.
+ *
+ * The model in one paragraph. An IOMMU instance (struct iommu_device) is registered with a
+ * driver (struct iommu_ops). A device (struct device, a PCI-style function named by its BDF) sits
+ * behind one instance; probing it puts it in exactly one group (struct iommu_group) chosen by the
+ * driver, and gives the group a default domain, the one the kernel's DMA API uses. A domain
+ * (struct iommu_domain) is a translation: blocked, identity, or a paging page table. The group's
+ * `domain` is what its devices are attached to now. DMA ownership (VFIO/iommufd) switches a group
+ * to its blocking domain until the owner attaches its own domain. Everything about a group is
+ * under group->mutex, and so is device release.
+ *
+ * Addresses: an "IOVA" is what a device emits; a "physical address" is, in this userspace model,
+ * a host virtual address of the emulator's process (the memory a DMA reaches).
+ *
+ * Lock order: iommu_probe_device_lock -> group->mutex -> (driver locks) -> iommu_device_lock.
+ */
+#ifndef UIOMMU_IOMMU_IOMMU_H
+#define UIOMMU_IOMMU_IOMMU_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/lockdep.h"
+
+typedef uint64_t dma_addr_t;
+typedef uint64_t phys_addr_t;
+
+/* ---- domain types (values are the kernel's) ------------------------------------------------ */
+
+#define __IOMMU_DOMAIN_PAGING (1u << 0)
+#define __IOMMU_DOMAIN_DMA_API (1u << 1)
+#define __IOMMU_DOMAIN_PT (1u << 2)
+#define __IOMMU_DOMAIN_DMA_FQ (1u << 3)
+#define __IOMMU_DOMAIN_SVA (1u << 4)
+#define __IOMMU_DOMAIN_PLATFORM (1u << 5)
+#define __IOMMU_DOMAIN_NESTED (1u << 6)
+
+#define IOMMU_DOMAIN_BLOCKED 0u
+#define IOMMU_DOMAIN_IDENTITY __IOMMU_DOMAIN_PT
+#define IOMMU_DOMAIN_UNMANAGED __IOMMU_DOMAIN_PAGING
+#define IOMMU_DOMAIN_DMA (__IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API)
+#define IOMMU_DOMAIN_DMA_FQ (__IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API | __IOMMU_DOMAIN_DMA_FQ)
+#define IOMMU_DOMAIN_SVA __IOMMU_DOMAIN_SVA
+#define IOMMU_DOMAIN_PLATFORM __IOMMU_DOMAIN_PLATFORM
+#define IOMMU_DOMAIN_NESTED __IOMMU_DOMAIN_NESTED
+
+/* Mapping protections. */
+#define IOMMU_READ (1 << 0)
+#define IOMMU_WRITE (1 << 1)
+#define IOMMU_CACHE (1 << 2)
+#define IOMMU_NOEXEC (1 << 3)
+#define IOMMU_MMIO (1 << 4)
+#define IOMMU_PRIV (1 << 5)
+
+enum iommu_cap {
+	IOMMU_CAP_CACHE_COHERENCY,
+	IOMMU_CAP_NOEXEC,
+	IOMMU_CAP_PRE_BOOT_PROTECTION,
+	IOMMU_CAP_ENFORCE_CACHE_COHERENCY,
+	IOMMU_CAP_DEFERRED_FLUSH,
+	IOMMU_CAP_DIRTY_TRACKING,
+};
+
+enum iommu_resv_type {
+	IOMMU_RESV_DIRECT,
+	IOMMU_RESV_DIRECT_RELAXABLE,
+	IOMMU_RESV_RESERVED,
+	IOMMU_RESV_MSI,
+	IOMMU_RESV_SW_MSI,
+};
+
+struct iommu_resv_region {
+	uint64_t start;
+	uint64_t length;
+	int prot;
+	enum iommu_resv_type type;
+};
+
+struct iommu_domain;
+struct iommu_group;
+struct iommu_device;
+struct device;
+
+/* Pages an unmap released, to invalidate in one go (iommu_iotlb_gather in the kernel). */
+struct iommu_iotlb_gather {
+	uint64_t start; /* UINT64_MAX while empty */
+	uint64_t end;   /* inclusive */
+	uint64_t pgsize;
+	bool queued;    /* the flush is deferred to a flush queue */
+};
+
+static inline void iommu_iotlb_gather_init(struct iommu_iotlb_gather *g)
+{
+	g->start = UINT64_MAX;
+	g->end = 0;
+	g->pgsize = 0;
+	g->queued = false;
+}
+
+struct iommu_domain_geometry {
+	uint64_t aperture_start;
+	uint64_t aperture_end;  /* inclusive */
+	bool force_aperture;
+};
+
+/**
+ * struct iommu_domain_ops - what a driver does with one of its domains
+ * @attach_dev: point @dev at @domain (@old is what it was on). -EINVAL means "incompatible".
+ * @map_pages: map @pgcount pages of @pgsize at @iova to @paddr; *@mapped gets the bytes done.
+ * @unmap_pages: returns the bytes unmapped; adds the range to @gather for a later sync.
+ * @flush_iotlb_all: invalidate everything this domain may have in an IOTLB.
+ * @iotlb_sync: invalidate what @gather collected.
+ * @iova_to_phys: a software walk of the page table; 0 when unmapped.
+ * @free: release the domain (the core calls it once, after the last user).
+ */
+struct iommu_domain_ops {
+	int (*attach_dev)(struct iommu_domain *domain, struct device *dev,
+			  struct iommu_domain *old);
+	int (*map_pages)(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr,
+			 size_t pgsize, size_t pgcount, int prot, size_t *mapped);
+	size_t (*unmap_pages)(struct iommu_domain *domain, uint64_t iova, size_t pgsize,
+			      size_t pgcount, struct iommu_iotlb_gather *gather);
+	void (*flush_iotlb_all)(struct iommu_domain *domain);
+	void (*iotlb_sync)(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
+	phys_addr_t (*iova_to_phys)(struct iommu_domain *domain, uint64_t iova);
+	void (*free)(struct iommu_domain *domain);
+};
+
+struct iommu_dma_cookie;
+
+struct iommu_domain {
+	unsigned int type;
+	const struct iommu_domain_ops *ops;
+	const struct iommu_ops *owner;  /* the driver that made it */
+	uint64_t pgsize_bitmap;
+	struct iommu_domain_geometry geometry;
+	struct iommu_dma_cookie *iova_cookie; /* DMA-API domains: the IOVA allocator, flush queue */
+	uint32_t id;                    /* unique, for IOTLB tags and tools */
+};
+
+/**
+ * struct iommu_ops - an IOMMU driver
+ * @capable: does this IOMMU (for @dev) have @cap?
+ * @domain_alloc_paging: a new empty paging domain usable by @dev.
+ * @probe_device: take @dev on; returns its IOMMU instance or an ERR_PTR.
+ * @release_device: let @dev go. Called with the group mutex held, once per probe.
+ * @device_group: the group @dev belongs in, with a reference (iommu_group_alloc() or an
+ *                existing group's iommu_group_ref_get()).
+ * @def_domain_type: IOMMU_DOMAIN_IDENTITY or _DMA when the driver insists, 0 otherwise.
+ * @get_resv_regions: fill @regions (up to @max) with @dev's reserved regions; returns the count.
+ * @identity_domain, @blocked_domain: static domains of the driver, always attachable.
+ */
+struct iommu_ops {
+	const char *name;
+	bool (*capable)(struct device *dev, enum iommu_cap cap);
+	struct iommu_domain *(*domain_alloc_paging)(struct device *dev);
+	struct iommu_device *(*probe_device)(struct device *dev);
+	void (*release_device)(struct device *dev);
+	struct iommu_group *(*device_group)(struct device *dev);
+	int (*def_domain_type)(struct device *dev);
+	unsigned int (*get_resv_regions)(struct device *dev, struct iommu_resv_region *regions,
+					 unsigned int max);
+	struct iommu_domain *identity_domain;
+	struct iommu_domain *blocked_domain;
+};
+
+/* An IOMMU instance. */
+struct iommu_device {
+	const struct iommu_ops *ops;
+	char name[32];
+	uint32_t max_pasids;      /* PASIDs this instance supports, 0 for none */
+	bool deferred_flush;      /* IOMMU_CAP_DEFERRED_FLUSH */
+	bool dirty_tracking;
+	void *priv;               /* the driver's */
+	struct iommu_device *next; /* in the registered list; iommu_device_lock */
+};
+
+/* What the core keeps per probed device (dev->iommu). */
+struct dev_iommu {
+	struct uiommu_mutex lock;     /* protects fault_param publication (later layers) */
+	struct iommu_device *iommu_dev;
+	void *priv;                   /* the driver's */
+	uint32_t max_pasids;
+	bool require_direct;          /* has IOMMU_RESV_DIRECT regions */
+	bool attach_deferred;
+};
+
+/* A PCI-style function, as the topology describes it. */
+struct device {
+	char name[32];                /* the BDF, "0000:00:03.0" */
+	char group_key[32];           /* same non-empty key: same group (no ACS isolation) */
+	struct iommu_device *iommu;   /* the instance it sits behind (its fwspec) */
+	bool untrusted;               /* external-facing: the core forces DMA */
+	uint32_t pasid_bits;          /* PCI PASID capability width, 0 for none */
+	bool pri;                     /* page request interface */
+	bool dirty;                   /* the IOMMU can track dirty bits for it */
+	int driver_pref;              /* the emulated driver's def_domain_type preference */
+	struct iommu_resv_region resv[4];
+	unsigned int nr_resv;
+
+	/* The core's, under the probe lock / group mutex. */
+	struct iommu_group *iommu_group;
+	struct dev_iommu *iommu_data;
+	bool driver_bound;            /* an emulated kernel DMA-API driver is bound */
+	atomic_int refs;
+};
+
+/* ---- global policy --------------------------------------------------------------------------- */
+
+/* IOMMU_DOMAIN_IDENTITY (passthrough), IOMMU_DOMAIN_DMA or IOMMU_DOMAIN_DMA_FQ. */
+unsigned int iommu_default_domain_type(void);
+/* Set at "boot" (before any probe): passthrough or translated, strict or lazy. */
+void iommu_set_default_policy(bool passthrough, bool strict);
+void iommu_set_dma_strict(void);
+
+/* ---- instances and devices ------------------------------------------------------------------ */
+
+int iommu_device_register(struct iommu_device *iommu, const struct iommu_ops *ops);
+void iommu_device_unregister(struct iommu_device *iommu);
+
+struct device *device_alloc(const char *bdf);
+void device_get(struct device *dev);
+void device_put(struct device *dev);
+
+/* Bus notifications: a device appears (probe) or goes away (release). */
+int iommu_probe_device(struct device *dev);
+void iommu_release_device(struct device *dev);
+
+/* ---- groups ------------------------------------------------------------------------------- */
+
+struct iommu_group *iommu_group_alloc(void);
+struct iommu_group *iommu_group_get(struct device *dev);
+struct iommu_group *iommu_group_ref_get(struct iommu_group *group);
+void iommu_group_put(struct iommu_group *group);
+int iommu_group_id(struct iommu_group *group);
+int iommu_group_for_each_dev(struct iommu_group *group, void *data,
+			     int (*fn)(struct device *dev, void *data));
+void iommu_group_mutex_assert(struct device *dev);
+
+/* The group with sysfs id @id, with a reference; NULL if none. */
+struct iommu_group *iommu_group_get_by_id(int id);
+/* The lowest group id above @after (-1 to start), or -1 when there is none. */
+int iommu_group_next_id(int after);
+/* Number of devices in the group now. */
+unsigned int iommu_group_device_count(struct iommu_group *group);
+
+/* Snapshot for tools and tests, under the group mutex. */
+struct iommu_group_info {
+	int id;
+	unsigned int nr_devices;
+	unsigned int default_type;   /* UINT32_MAX: no default domain */
+	unsigned int domain_type;    /* UINT32_MAX: no domain */
+	bool domain_is_default;
+	bool domain_is_blocking;
+	bool has_blocking_domain;
+	unsigned int owner_cnt;
+	bool owned;                  /* owner set */
+	uint32_t default_domain_id;
+	uint32_t domain_id;
+};
+void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *info);
+
+/* ---- domains ------------------------------------------------------------------------------ */
+
+struct iommu_domain *iommu_paging_domain_alloc(struct device *dev);
+void iommu_domain_free(struct iommu_domain *domain);
+int iommu_attach_device(struct iommu_domain *domain, struct device *dev);
+void iommu_detach_device(struct iommu_domain *domain, struct device *dev);
+int iommu_attach_group(struct iommu_domain *domain, struct iommu_group *group);
+void iommu_detach_group(struct iommu_domain *domain, struct iommu_group *group);
+/* The iommufd way: switch from whatever is attached straight to @new_domain. */
+int iommu_group_replace_domain(struct iommu_group *group, struct iommu_domain *new_domain);
+struct iommu_domain *iommu_get_domain_for_dev(struct device *dev);
+
+int iommu_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr, size_t size,
+	      int prot);
+size_t iommu_unmap(struct iommu_domain *domain, uint64_t iova, size_t size);
+size_t iommu_unmap_fast(struct iommu_domain *domain, uint64_t iova, size_t size,
+			struct iommu_iotlb_gather *gather);
+void iommu_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
+void iommu_flush_iotlb_all(struct iommu_domain *domain);
+phys_addr_t iommu_iova_to_phys(struct iommu_domain *domain, uint64_t iova);
+bool iommu_is_dma_domain(struct iommu_domain *domain);
+
+/* ---- DMA ownership and driver binding ------------------------------------------------------ */
+
+/* The kernel-internal "try again later" of a driver probe (EPROBE_DEFER). */
+#define EPROBE_DEFER 517
+
+int iommu_device_use_default_domain(struct device *dev);
+void iommu_device_unuse_default_domain(struct device *dev);
+int iommu_group_claim_dma_owner(struct iommu_group *group, void *owner);
+void iommu_group_release_dma_owner(struct iommu_group *group);
+int iommu_device_claim_dma_owner(struct device *dev, void *owner);
+void iommu_device_release_dma_owner(struct device *dev);
+bool iommu_group_dma_owner_claimed(struct iommu_group *group);
+
+/* ---- sysfs attributes (the virtual sysfs serves these) -------------------------------------- */
+
+/* `type`: returns the bytes written into @buf (at most @len), e.g. "DMA-FQ\n". */
+ssize_t iommu_group_type_show(struct iommu_group *group, char *buf, size_t len);
+/* Returns @count or -errno, as the kernel's store. @privileged: CAP_SYS_ADMIN and CAP_SYS_RAWIO. */
+ssize_t iommu_group_type_store(struct iommu_group *group, const char *buf, size_t count,
+			       bool privileged);
+ssize_t iommu_group_reserved_regions_show(struct iommu_group *group, char *buf, size_t len);
+
+/* ---- hooks the DMA layer provides (dma-iommu.c) --------------------------------------------- */
+
+/* Sets up a DMA-API domain's IOVA allocator; -errno. */
+int iommu_get_dma_cookie(struct iommu_domain *domain);
+void iommu_put_dma_cookie(struct iommu_domain *domain);
+/* Starts a flush queue on a DMA domain (the live DMA -> DMA-FQ switch); -errno. */
+int iommu_dma_init_fq(struct iommu_domain *domain);
+/* The device's DMA ops now follow its group's default domain. */
+void iommu_setup_dma_ops(struct device *dev);
+
+#endif

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * "tdrv": a small IOMMU driver for the core's tests. Every callback checks what the core
+ * promises it: attach_dev and release_device assert that the group mutex is held (debug builds
+ * abort otherwise), no callback ever sees a released device, and the driver counts probes,
+ * releases, domain allocations and frees so leaks and double releases show. Its counters are
+ * atomic and its group table has a lock, so the stress test can use it from many threads.
+ * Include it once per test program.
+ */
+#ifndef UIOMMU_TESTS_TDRV_H
+#define UIOMMU_TESTS_TDRV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iommu/iommu.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+
+/* ---- the test driver ---------------------------------------------------------------------- */
+
+#define TDRV_MAP_SLOTS 64
+
+struct tdrv_domain {
+	struct iommu_domain domain;
+	uint64_t iova[TDRV_MAP_SLOTS]; /* 4 KiB pages mapped; paddr[i] for iova[i]; 0 = free */
+	uint64_t paddr[TDRV_MAP_SLOTS];
+	bool used[TDRV_MAP_SLOTS];
+};
+
+struct tdrv_dev {
+	struct iommu_domain *cur;  /* what the "hardware" translates with */
+	int fail_next_attach;      /* errno for the next attach_dev, 0 for none */
+	unsigned int attaches;
+	bool released;
+};
+
+static struct {
+	atomic_int probes, releases, domain_allocs, domain_frees;
+	bool fail_alloc;
+} tdrv;
+
+static struct tdrv_dev *tdev(struct device *dev)
+{
+	return dev->iommu_data->priv;
+}
+
+static int tdrv_attach(struct iommu_domain *domain, struct device *dev, struct iommu_domain *old)
+{
+	struct tdrv_dev *d = tdev(dev);
+	int err;
+
+	(void)old;
+	iommu_group_mutex_assert(dev);
+	if (d->released)
+		abort();
+	if (domain->owner && domain->owner != dev->iommu->ops)
+		return -EINVAL;
+	err = d->fail_next_attach;
+	if (err) {
+		d->fail_next_attach = 0;
+		return err;
+	}
+	d->cur = domain;
+	d->attaches++;
+	return 0;
+}
+
+static int tdrv_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr, size_t pgsize,
+		    size_t pgcount, int prot, size_t *mapped)
+{
+	struct tdrv_domain *td = container_of(domain, struct tdrv_domain, domain);
+	size_t n;
+	int i;
+
+	(void)prot;
+	for (n = 0; n < pgcount; n++) {
+		for (i = 0; i < TDRV_MAP_SLOTS && td->used[i]; i++)
+			;
+		if (i == TDRV_MAP_SLOTS)
+			return -ENOMEM;
+		td->used[i] = true;
+		td->iova[i] = iova + n * pgsize;
+		td->paddr[i] = paddr + n * pgsize;
+		*mapped += pgsize;
+	}
+	return 0;
+}
+
+static size_t tdrv_unmap(struct iommu_domain *domain, uint64_t iova, size_t pgsize, size_t pgcount,
+			 struct iommu_iotlb_gather *gather)
+{
+	struct tdrv_domain *td = container_of(domain, struct tdrv_domain, domain);
+	size_t n, done = 0;
+	int i;
+
+	(void)gather;
+	for (n = 0; n < pgcount; n++)
+		for (i = 0; i < TDRV_MAP_SLOTS; i++)
+			if (td->used[i] && td->iova[i] == iova + n * pgsize) {
+				td->used[i] = false;
+				done += pgsize;
+			}
+	return done;
+}
+
+static phys_addr_t tdrv_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
+{
+	struct tdrv_domain *td = container_of(domain, struct tdrv_domain, domain);
+	int i;
+
+	for (i = 0; i < TDRV_MAP_SLOTS; i++)
+		if (td->used[i] && td->iova[i] == (iova & ~4095ull))
+			return td->paddr[i] + (iova & 4095);
+	return 0;
+}
+
+static void tdrv_domain_free(struct iommu_domain *domain)
+{
+	tdrv.domain_frees++;
+	free(container_of(domain, struct tdrv_domain, domain));
+}
+
+static const struct iommu_domain_ops tdrv_paging_ops = {
+	.attach_dev = tdrv_attach,
+	.map_pages = tdrv_map,
+	.unmap_pages = tdrv_unmap,
+	.iova_to_phys = tdrv_iova_to_phys,
+	.free = tdrv_domain_free,
+};
+
+static const struct iommu_domain_ops tdrv_static_ops = {
+	.attach_dev = tdrv_attach,
+};
+
+static struct iommu_domain tdrv_identity = { .type = IOMMU_DOMAIN_IDENTITY, .ops = &tdrv_static_ops };
+static struct iommu_domain tdrv_blocked = { .type = IOMMU_DOMAIN_BLOCKED, .ops = &tdrv_static_ops };
+
+static struct iommu_domain *tdrv_alloc_paging(struct device *dev)
+{
+	struct tdrv_domain *td;
+
+	(void)dev;
+	if (tdrv.fail_alloc)
+		return ERR_PTR(-ENOMEM);
+	td = calloc(1, sizeof(*td));
+	td->domain.ops = &tdrv_paging_ops;
+	td->domain.pgsize_bitmap = 4096;
+	td->domain.geometry.aperture_end = (1ull << 48) - 1;
+	tdrv.domain_allocs++;
+	return &td->domain;
+}
+
+static struct iommu_device *tdrv_probe(struct device *dev)
+{
+	dev->iommu_data->priv = calloc(1, sizeof(struct tdrv_dev));
+	tdrv.probes++;
+	return dev->iommu;
+}
+
+/* Groups by key: devices with the same key share one. */
+static pthread_mutex_t tdrv_groups_lock = PTHREAD_MUTEX_INITIALIZER; /* tdrv_groups; a leaf */
+static struct {
+	char key[32];
+	struct iommu_group *group;
+	int members;
+} tdrv_groups[16];
+
+static void tdrv_release(struct device *dev)
+{
+	int i;
+
+	iommu_group_mutex_assert(dev);
+	if (tdev(dev)->released)
+		abort();
+	tdev(dev)->released = true;
+	free(dev->iommu_data->priv);
+	dev->iommu_data->priv = NULL;
+	tdrv.releases++;
+	pthread_mutex_lock(&tdrv_groups_lock);
+	for (i = 0; i < 16; i++)
+		if (tdrv_groups[i].group == dev->iommu_group && !--tdrv_groups[i].members)
+			memset(&tdrv_groups[i], 0, sizeof(tdrv_groups[i]));
+	pthread_mutex_unlock(&tdrv_groups_lock);
+}
+
+static struct iommu_group *tdrv_device_group(struct device *dev)
+{
+	struct iommu_group *group;
+	int i, free_slot = -1;
+
+	pthread_mutex_lock(&tdrv_groups_lock);
+	for (i = 0; i < 16; i++) {
+		if (dev->group_key[0] && tdrv_groups[i].group &&
+		    !strcmp(tdrv_groups[i].key, dev->group_key)) {
+			tdrv_groups[i].members++;
+			group = iommu_group_ref_get(tdrv_groups[i].group);
+			goto out_unlock;
+		}
+		if (!tdrv_groups[i].group && free_slot < 0)
+			free_slot = i;
+	}
+	group = iommu_group_alloc();
+	if (!IS_ERR(group) && free_slot >= 0) {
+		strcpy(tdrv_groups[free_slot].key, dev->group_key);
+		tdrv_groups[free_slot].group = group;
+		tdrv_groups[free_slot].members = 1;
+	}
+out_unlock:
+	pthread_mutex_unlock(&tdrv_groups_lock);
+	return group;
+}
+
+static int tdrv_def_domain_type(struct device *dev)
+{
+	return dev->driver_pref;
+}
+
+static bool tdrv_capable(struct device *dev, enum iommu_cap cap)
+{
+	return cap == IOMMU_CAP_DEFERRED_FLUSH ? dev->iommu->deferred_flush : true;
+}
+
+static unsigned int tdrv_resv(struct device *dev, struct iommu_resv_region *r, unsigned int max)
+{
+	unsigned int n = dev->nr_resv < max ? dev->nr_resv : max;
+
+	memcpy(r, dev->resv, n * sizeof(*r));
+	return n;
+}
+
+static struct iommu_ops tdrv_ops = {
+	.name = "tdrv",
+	.capable = tdrv_capable,
+	.domain_alloc_paging = tdrv_alloc_paging,
+	.probe_device = tdrv_probe,
+	.release_device = tdrv_release,
+	.device_group = tdrv_device_group,
+	.def_domain_type = tdrv_def_domain_type,
+	.get_resv_regions = tdrv_resv,
+	.identity_domain = &tdrv_identity,
+	.blocked_domain = &tdrv_blocked,
+};
+
+/* The same driver with no static domains: blocking falls back to an empty paging domain. */
+static struct iommu_ops tdrv_bare_ops;
+
+static struct iommu_device iommu_lazy = { .name = "lazy", .deferred_flush = true };
+static struct iommu_device iommu_strict = { .name = "strict", .deferred_flush = false };
+static struct iommu_device iommu_bare = { .name = "bare", .deferred_flush = true };
+
+static struct device *mkdev(const char *bdf, struct iommu_device *iommu, const char *key)
+{
+	struct device *dev = device_alloc(bdf);
+
+	dev->iommu = iommu;
+	if (key)
+		snprintf(dev->group_key, sizeof(dev->group_key), "%s", key);
+	return dev;
+}
+
+static void setup_drivers(void)
+{
+	tdrv_bare_ops = tdrv_ops;
+	tdrv_bare_ops.name = "bare";
+	tdrv_bare_ops.identity_domain = NULL;
+	tdrv_bare_ops.blocked_domain = NULL;
+	iommu_set_default_policy(false, false);
+	iommu_device_register(&iommu_lazy, &tdrv_ops);
+	iommu_device_register(&iommu_strict, &tdrv_ops);
+	iommu_device_register(&iommu_bare, &tdrv_bare_ops);
+}
+
+static struct iommu_group_info ginfo(struct device *dev)
+{
+	struct iommu_group_info info;
+
+	iommu_group_get_info(dev->iommu_group, &info);
+	return info;
+}
+
+static ssize_t store(struct device *dev, const char *s)
+{
+	return iommu_group_type_store(dev->iommu_group, s, strlen(s), true);
+}
+
+static const char *show(struct device *dev)
+{
+	static char buf[32];
+
+	iommu_group_type_show(dev->iommu_group, buf, sizeof(buf));
+	return buf;
+}
+
+static void unplug(struct device *dev)
+{
+	iommu_release_device(dev);
+	device_put(dev);
+}
+
+
+#endif

@@ -251,7 +251,7 @@ static struct iommu_device iommu_lazy = { .name = "lazy", .deferred_flush = true
 static struct iommu_device iommu_strict = { .name = "strict", .deferred_flush = false };
 static struct iommu_device iommu_bare = { .name = "bare", .deferred_flush = true };
 
-static struct device *mkdev(const char *bdf, struct iommu_device *iommu, const char *key)
+__attribute__((unused)) static struct device *mkdev(const char *bdf, struct iommu_device *iommu, const char *key)
 {
 	struct device *dev = device_alloc(bdf);
 
@@ -261,7 +261,7 @@ static struct device *mkdev(const char *bdf, struct iommu_device *iommu, const c
 	return dev;
 }
 
-static void setup_drivers(void)
+__attribute__((unused)) static void setup_drivers(void)
 {
 	tdrv_bare_ops = tdrv_ops;
 	tdrv_bare_ops.name = "bare";
@@ -273,7 +273,7 @@ static void setup_drivers(void)
 	iommu_device_register(&iommu_bare, &tdrv_bare_ops);
 }
 
-static struct iommu_group_info ginfo(struct device *dev)
+__attribute__((unused)) static struct iommu_group_info ginfo(struct device *dev)
 {
 	struct iommu_group_info info;
 
@@ -281,12 +281,12 @@ static struct iommu_group_info ginfo(struct device *dev)
 	return info;
 }
 
-static ssize_t store(struct device *dev, const char *s)
+__attribute__((unused)) static ssize_t store(struct device *dev, const char *s)
 {
 	return iommu_group_type_store(dev->iommu_group, s, strlen(s), true);
 }
 
-static const char *show(struct device *dev)
+__attribute__((unused)) static const char *show(struct device *dev)
 {
 	static char buf[32];
 
@@ -294,7 +294,7 @@ static const char *show(struct device *dev)
 	return buf;
 }
 
-static void unplug(struct device *dev)
+__attribute__((unused)) static void unplug(struct device *dev)
 {
 	iommu_release_device(dev);
 	device_put(dev);

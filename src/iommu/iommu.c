@@ -131,7 +131,7 @@ __attribute__((weak)) void iommu_setup_dma_ops(struct device *dev)
 
 	/* Without a DMA layer a lazy domain cannot get a flush queue: it stays strict. */
 	if (dom && dom->type == IOMMU_DOMAIN_DMA_FQ && !dev->iommu->deferred_flush)
-		dom->type = IOMMU_DOMAIN_DMA;
+		iommu_domain_set_type(dom, IOMMU_DOMAIN_DMA);
 }
 
 /* ---- IOMMU instances and devices ----------------------------------------------------------- */
@@ -343,7 +343,7 @@ void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *in
 
 bool iommu_is_dma_domain(struct iommu_domain *domain)
 {
-	return domain->type & __IOMMU_DOMAIN_DMA_API;
+	return iommu_domain_type(domain) & __IOMMU_DOMAIN_DMA_API;
 }
 
 static void iommu_domain_init(struct iommu_domain *domain, unsigned int type,
@@ -419,7 +419,7 @@ int iommu_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr, siz
 	size_t orig_size = size;
 	int ret = 0;
 
-	if (!(domain->type & __IOMMU_DOMAIN_PAGING) || !domain->ops->map_pages)
+	if (!(iommu_domain_type(domain) & __IOMMU_DOMAIN_PAGING) || !domain->ops->map_pages)
 		return -EINVAL;
 	if (!domain->pgsize_bitmap || !size)
 		return -EINVAL;
@@ -450,7 +450,7 @@ size_t iommu_unmap_fast(struct iommu_domain *domain, uint64_t iova, size_t size,
 	size_t unmapped = 0;
 	uint64_t min_pagesz;
 
-	if (!(domain->type & __IOMMU_DOMAIN_PAGING) || !domain->ops->unmap_pages)
+	if (!(iommu_domain_type(domain) & __IOMMU_DOMAIN_PAGING) || !domain->ops->unmap_pages)
 		return 0;
 	min_pagesz = (uint64_t)1 << __builtin_ctzll(domain->pgsize_bitmap);
 	if (!IS_ALIGNED(iova | size, min_pagesz))
@@ -496,9 +496,11 @@ void iommu_flush_iotlb_all(struct iommu_domain *domain)
 
 phys_addr_t iommu_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
 {
-	if (domain->type == IOMMU_DOMAIN_IDENTITY)
+	unsigned int type = iommu_domain_type(domain);
+
+	if (type == IOMMU_DOMAIN_IDENTITY)
 		return iova;
-	if (domain->type == IOMMU_DOMAIN_BLOCKED || !domain->ops->iova_to_phys)
+	if (type == IOMMU_DOMAIN_BLOCKED || !domain->ops->iova_to_phys)
 		return 0;
 	return domain->ops->iova_to_phys(domain, iova);
 }
@@ -1345,7 +1347,7 @@ ssize_t iommu_group_type_store(struct iommu_group *group, const char *buf, size_
 	    group->default_domain->type == IOMMU_DOMAIN_DMA) {
 		ret = iommu_dma_init_fq(group->default_domain);
 		if (!ret)
-			group->default_domain->type = IOMMU_DOMAIN_DMA_FQ;
+			iommu_domain_set_type(group->default_domain, IOMMU_DOMAIN_DMA_FQ);
 		goto out_unlock;
 	}
 	if (!group->nr_devices || group->owner_cnt) {

@@ -137,6 +137,10 @@ struct iommu_domain_ops {
 struct iommu_dma_cookie;
 
 struct iommu_domain {
+	/*
+	 * Changes only under the group mutex, and only once a domain is in use for the live
+	 * DMA -> DMA-FQ switch; lock-free readers (the DMA path) use iommu_domain_type().
+	 */
 	unsigned int type;
 	const struct iommu_domain_ops *ops;
 	const struct iommu_ops *owner;  /* the driver that made it */
@@ -145,6 +149,16 @@ struct iommu_domain {
 	struct iommu_dma_cookie *iova_cookie; /* DMA-API domains: the IOVA allocator, flush queue */
 	uint32_t id;                    /* unique, for IOTLB tags and tools */
 };
+
+static inline unsigned int iommu_domain_type(const struct iommu_domain *domain)
+{
+	return __atomic_load_n(&domain->type, __ATOMIC_RELAXED);
+}
+
+static inline void iommu_domain_set_type(struct iommu_domain *domain, unsigned int type)
+{
+	__atomic_store_n(&domain->type, type, __ATOMIC_RELAXED);
+}
 
 /**
  * struct iommu_ops - an IOMMU driver

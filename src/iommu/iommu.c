@@ -558,7 +558,8 @@ static int __iommu_device_set_domain(struct iommu_group *group, struct device *d
 			dev->name);
 		return -EINVAL;
 	}
-	if (uiommu_should_fail())
+	/* An attach that must succeed is not an injection point: it has no way back. */
+	if (!(flags & IOMMU_SET_DOMAIN_MUST_SUCCEED) && uiommu_should_fail())
 		ret = -ENOMEM;
 	else
 		ret = new_domain->ops->attach_dev(new_domain, dev, group->domain);

@@ -1,0 +1,521 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The mock IOMMU driver.
+ *
+ * This is the driver behind every IOMMU instance of the emulated machine (topology.c), the
+ * counterpart of a hardware driver such as intel-iommu or arm-smmu-v3, but with nothing to
+ * program: its "hardware" is the io_pgtable of each paging domain, which the IOTLB model of the
+ * DMA layer walks, and an invalidation hook that stands in for the invalidation queue.
+ *
+ * What it models, callback by callback:
+ *
+ *  - probe_device / release_device: per-device driver data in dev->iommu_data->priv, made at
+ *    probe and freed at release. The core calls release_device exactly once per successful
+ *    probe, under the group mutex (invariant 3); the driver checks that (a second release, or
+ *    a release without a probe, is a WARN that stops debug builds) and counts the calls where
+ *    tests can read them, mock_release_count().
+ *  - device_group: PCI-style isolation. Devices behind the same IOMMU instance with the same
+ *    non-empty group_key cannot be told apart (functions behind a PCIe switch without ACS) and
+ *    share a group; any other device gets a group of its own. The driver remembers the group of
+ *    each key, weakly: the table holds no group reference (the member devices do), only a count
+ *    of the devices of that key, and the entry goes when release_device sees the last of them
+ *    leave. The next device with that key then gets a new group, as in the kernel, where the
+ *    group dies with its last device.
+ *  - domain_alloc_paging: a struct mock_domain, an iommu_domain with a 48-bit io_pgtable,
+ *    page sizes 4K|2M|1G and the aperture [0, 2^48 - 1].
+ *  - attach_dev: records the domain in the driver data (what a driver would write into a
+ *    context entry or STE), after refusing another driver's domain with -EINVAL. A test can
+ *    make the next attach of a device fail, mock_fail_attach(), to exercise the core's
+ *    all-or-nothing group switch.
+ *  - map/unmap/iova_to_phys: the page table. unmap adds what it removed to the gather;
+ *    iotlb_sync and flush_iotlb_all report the range to mock_iotlb_invalidate_hook.
+ *  - identity_domain, blocked_domain: static, shared by every device, attach only.
+ *  - capable: cache coherency always; deferred flush as the instance says; dirty tracking when
+ *    the device can and its instance does.
+ *  - def_domain_type: the bound driver's preference, dev->driver_pref.
+ *  - get_resv_regions: the device's firmware-described regions, dev->resv.
+ *
+ * Locking. mock_lock (a leaf below the core's probe lock and group mutexes; nothing is called
+ * with it held except iommu_group_ref_get(), an atomic increment) protects the key table and
+ * the test bookkeeping. The per-device driver data needs no lock of its own: the core creates
+ * and destroys it under its probe lock and group mutex, and attach_dev runs under the group
+ * mutex; its domain pointer is atomic only so that tests may peek at it.
+ *
+ * Allocations of the driver proper go through uiommu_zalloc() (fault injection, the leak
+ * ledger). The test bookkeeping (counters that must outlive a release) uses plain calloc: it is
+ * not part of the driver's state, and a fail-nth sweep must not see it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "drivers/mock/mock.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+
+_Atomic(mock_iotlb_flush_fn) mock_iotlb_invalidate_hook;
+
+struct mock_domain {
+	struct iommu_domain domain;
+	struct io_pgtable *pgt; /* immutable after alloc */
+};
+
+/* A group_key's group. Head at mock_group_keys; mock_lock. */
+struct mock_group_key {
+	LIST_ENTRY(mock_group_key) node;
+	const struct iommu_device *iommu;
+	char key[sizeof(((struct device *)0)->group_key)];
+	struct iommu_group *group;  /* weak: alive while nr_devices > 0 (they hold references) */
+	int group_id;               /* for debugging */
+	unsigned int nr_devices;    /* devices of this key between device_group and release */
+};
+
+/* The driver data of a probed device: dev->iommu_data->priv. */
+struct mock_dev {
+	_Atomic(struct iommu_domain *) domain; /* last successful attach; group mutex */
+	struct mock_group_key *key;            /* counted in key->nr_devices; mock_lock */
+};
+
+/* Test bookkeeping of a device, across probes. Head at mock_dev_states; mock_lock. */
+struct mock_dev_state {
+	LIST_ENTRY(mock_dev_state) node;
+	const struct device *dev;
+	unsigned int probes;
+	unsigned int releases;
+	int fail_attach; /* the next attach_dev's errno, 0 for none */
+};
+
+static pthread_mutex_t mock_lock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, mock_group_key) mock_group_keys = LIST_HEAD_INITIALIZER(mock_group_keys);
+static LIST_HEAD(, mock_dev_state) mock_dev_states = LIST_HEAD_INITIALIZER(mock_dev_states);
+
+static const struct iommu_domain_ops mock_paging_domain_ops;
+
+static struct mock_domain *to_mock_domain(struct iommu_domain *domain)
+{
+	return container_of(domain, struct mock_domain, domain);
+}
+
+static struct mock_dev *dev_to_mock(struct device *dev)
+{
+	return dev->iommu_data ? dev->iommu_data->priv : NULL;
+}
+
+/* mock_lock held. @create: make the entry if missing (NULL if that fails). */
+static struct mock_dev_state *mock_dev_state_find(const struct device *dev, bool create)
+{
+	struct mock_dev_state *st;
+
+	LIST_FOREACH(st, &mock_dev_states, node)
+		if (st->dev == dev)
+			return st;
+	if (!create)
+		return NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->dev = dev;
+	LIST_INSERT_HEAD(&mock_dev_states, st, node);
+	return st;
+}
+
+/* ---- domains ----------------------------------------------------------------------------- */
+
+static int mock_attach_dev(struct iommu_domain *domain, struct device *dev,
+			   struct iommu_domain *old)
+{
+	const struct iommu_ops *ops = &mock_iommu_ops;
+	struct mock_dev *mdev = dev_to_mock(dev);
+	struct mock_dev_state *st;
+	int err = 0;
+
+	/* Another driver's domain: "incompatible", silently, as the kernel's contract asks. */
+	if (domain->owner != ops && domain != ops->identity_domain &&
+	    domain != ops->blocked_domain)
+		return -EINVAL;
+	/* After release_device nothing may attach the device any more (invariant 3). */
+	if (WARN_ON(!mdev))
+		return -ENODEV;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, false);
+	if (st && st->fail_attach) {
+		err = st->fail_attach;
+		st->fail_attach = 0;
+	}
+	pthread_mutex_unlock(&mock_lock);
+	if (err)
+		return err;
+
+	atomic_store_explicit(&mdev->domain, domain, memory_order_release);
+	return 0;
+}
+
+static int mock_map_pages(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr,
+			  size_t pgsize, size_t pgcount, int prot, size_t *mapped)
+{
+	return io_pgtable_map_pages(to_mock_domain(domain)->pgt, iova, paddr, pgsize, pgcount,
+				    prot, mapped);
+}
+
+static size_t mock_unmap_pages(struct iommu_domain *domain, uint64_t iova, size_t pgsize,
+			       size_t pgcount, struct iommu_iotlb_gather *gather)
+{
+	size_t size = io_pgtable_unmap_pages(to_mock_domain(domain)->pgt, iova, pgsize, pgcount);
+
+	/*
+	 * Grow the gathered range over what went. Merging disjoint ranges over-invalidates,
+	 * which is always safe, and keeps one invalidation per sync.
+	 */
+	if (size && gather) {
+		if (iova < gather->start)
+			gather->start = iova;
+		if (iova + size - 1 > gather->end)
+			gather->end = iova + size - 1;
+		gather->pgsize = pgsize;
+	}
+	return size;
+}
+
+static void mock_iotlb_invalidate(struct iommu_domain *domain, uint64_t start, uint64_t last)
+{
+	mock_iotlb_flush_fn fn = atomic_load_explicit(&mock_iotlb_invalidate_hook,
+						      memory_order_acquire);
+
+	if (fn)
+		fn(domain, start, last);
+}
+
+static void mock_flush_iotlb_all(struct iommu_domain *domain)
+{
+	mock_iotlb_invalidate(domain, 0, UINT64_MAX);
+}
+
+static void mock_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
+{
+	/* An empty gather (nothing unmapped since init) needs nothing. */
+	if (gather->start > gather->end)
+		return;
+	mock_iotlb_invalidate(domain, gather->start, gather->end);
+}
+
+static phys_addr_t mock_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
+{
+	return io_pgtable_iova_to_phys(to_mock_domain(domain)->pgt, iova);
+}
+
+static void mock_domain_free(struct iommu_domain *domain)
+{
+	struct mock_domain *mdom = to_mock_domain(domain);
+
+	io_pgtable_free(mdom->pgt);
+	uiommu_free(mdom);
+}
+
+static const struct iommu_domain_ops mock_paging_domain_ops = {
+	.attach_dev = mock_attach_dev,
+	.map_pages = mock_map_pages,
+	.unmap_pages = mock_unmap_pages,
+	.flush_iotlb_all = mock_flush_iotlb_all,
+	.iotlb_sync = mock_iotlb_sync,
+	.iova_to_phys = mock_iova_to_phys,
+	.free = mock_domain_free,
+};
+
+/* Identity and blocked translate nothing that needs a table: attach is all they do. */
+static const struct iommu_domain_ops mock_static_domain_ops = {
+	.attach_dev = mock_attach_dev,
+};
+
+static struct iommu_domain mock_identity_domain = {
+	.type = IOMMU_DOMAIN_IDENTITY,
+	.ops = &mock_static_domain_ops,
+	.owner = &mock_iommu_ops,
+};
+
+static struct iommu_domain mock_blocked_domain = {
+	.type = IOMMU_DOMAIN_BLOCKED,
+	.ops = &mock_static_domain_ops,
+	.owner = &mock_iommu_ops,
+};
+
+static struct iommu_domain *mock_domain_alloc_paging(struct device *dev)
+{
+	struct mock_domain *mdom;
+	struct io_pgtable *pgt;
+
+	mdom = uiommu_zalloc(sizeof(*mdom));
+	if (!mdom)
+		return ERR_PTR(-ENOMEM);
+	pgt = io_pgtable_alloc(MOCK_IAS);
+	if (IS_ERR(pgt))
+		goto err_free_domain;
+	mdom->pgt = pgt;
+	/* The core sets type, owner and id after we return; these are the driver's. */
+	mdom->domain.type = IOMMU_DOMAIN_UNMANAGED;
+	mdom->domain.owner = &mock_iommu_ops;
+	mdom->domain.ops = &mock_paging_domain_ops;
+	mdom->domain.pgsize_bitmap = IO_PGTABLE_PGSIZE_BITMAP;
+	mdom->domain.geometry.aperture_start = 0;
+	mdom->domain.geometry.aperture_end = (UINT64_C(1) << MOCK_IAS) - 1;
+	mdom->domain.geometry.force_aperture = true;
+	return &mdom->domain;
+
+err_free_domain:
+	uiommu_free(mdom);
+	return ERR_CAST(pgt);
+}
+
+/* ---- devices ------------------------------------------------------------------------------- */
+
+static bool mock_capable(struct device *dev, enum iommu_cap cap)
+{
+	switch (cap) {
+	case IOMMU_CAP_CACHE_COHERENCY:
+		return true;
+	case IOMMU_CAP_DEFERRED_FLUSH:
+		return dev->iommu && dev->iommu->deferred_flush;
+	case IOMMU_CAP_DIRTY_TRACKING:
+		/* The device's ATS/PRI path and the instance's page-table walker both need it. */
+		return dev->dirty && dev->iommu && dev->iommu->dirty_tracking;
+	default:
+		return false;
+	}
+}
+
+static struct iommu_device *mock_probe_device(struct device *dev)
+{
+	struct mock_dev_state *st;
+	struct mock_dev *mdev;
+
+	if (!dev->iommu || dev->iommu->ops != &mock_iommu_ops)
+		return ERR_PTR(-ENODEV);
+	/* A probe of a probed device would leak the first driver data. */
+	if (WARN_ON(dev->iommu_data->priv))
+		return ERR_PTR(-EBUSY);
+	mdev = uiommu_zalloc(sizeof(*mdev));
+	if (!mdev)
+		return ERR_PTR(-ENOMEM);
+	atomic_init(&mdev->domain, NULL);
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, true);
+	if (st)
+		st->probes++;
+	pthread_mutex_unlock(&mock_lock);
+	if (!st)
+		goto err_free_mdev;
+
+	dev->iommu_data->priv = mdev;
+	return dev->iommu;
+
+err_free_mdev:
+	uiommu_free(mdev);
+	return ERR_PTR(-ENOMEM);
+}
+
+static void mock_release_device(struct device *dev)
+{
+	struct mock_dev *mdev = dev_to_mock(dev);
+	struct mock_group_key *key_to_free = NULL;
+	struct mock_dev_state *st;
+
+	/* Under the group mutex; a probe that failed before it had a group releases under the
+	 * core's probe lock instead. */
+	if (dev->iommu_group)
+		iommu_group_mutex_assert(dev);
+	/* Exactly once per probe: a second call finds the driver data gone. */
+	if (WARN_ON(!mdev))
+		return;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, false);
+	if (!WARN_ON(!st || st->releases >= st->probes))
+		st->releases++;
+	/* The last device of a key: forget its group, which dies with the device's reference. */
+	if (mdev->key && --mdev->key->nr_devices == 0) {
+		key_to_free = mdev->key;
+		LIST_REMOVE(key_to_free, node);
+	}
+	pthread_mutex_unlock(&mock_lock);
+
+	uiommu_free(key_to_free);
+	atomic_store_explicit(&mdev->domain, NULL, memory_order_relaxed);
+	uiommu_free(mdev);
+	dev->iommu_data->priv = NULL;
+}
+
+/* mock_lock held. */
+static struct mock_group_key *mock_group_key_find(const struct device *dev)
+{
+	struct mock_group_key *k;
+
+	LIST_FOREACH(k, &mock_group_keys, node)
+		if (k->iommu == dev->iommu && !strcmp(k->key, dev->group_key))
+			return k;
+	return NULL;
+}
+
+/*
+ * The group of @dev, with a reference for the device. Runs under the core's probe lock, so
+ * two device_group calls never race; a release_device of a device of the same key can.
+ */
+static struct iommu_group *mock_device_group(struct device *dev)
+{
+	struct mock_dev *mdev = dev_to_mock(dev);
+	struct mock_group_key *k, *new_key;
+	struct iommu_group *group;
+
+	if (!dev->group_key[0])
+		return iommu_group_alloc();
+
+	pthread_mutex_lock(&mock_lock);
+	k = mock_group_key_find(dev);
+	if (k) {
+		/* Safe: k->nr_devices > 0, so a member still holds a reference. */
+		group = iommu_group_ref_get(k->group);
+		k->nr_devices++;
+		mdev->key = k;
+		pthread_mutex_unlock(&mock_lock);
+		return group;
+	}
+	pthread_mutex_unlock(&mock_lock);
+
+	/* A new key: allocate outside mock_lock, the core's group allocation takes its own. */
+	new_key = uiommu_zalloc(sizeof(*new_key));
+	if (!new_key)
+		return ERR_PTR(-ENOMEM);
+	group = iommu_group_alloc();
+	if (IS_ERR(group))
+		goto err_free_key;
+	new_key->iommu = dev->iommu;
+	snprintf(new_key->key, sizeof(new_key->key), "%s", dev->group_key);
+	new_key->group = group;
+	new_key->group_id = iommu_group_id(group);
+	new_key->nr_devices = 1;
+
+	pthread_mutex_lock(&mock_lock);
+	LIST_INSERT_HEAD(&mock_group_keys, new_key, node);
+	mdev->key = new_key;
+	pthread_mutex_unlock(&mock_lock);
+	return group;
+
+err_free_key:
+	uiommu_free(new_key);
+	return group;
+}
+
+static int mock_def_domain_type(struct device *dev)
+{
+	return dev->driver_pref;
+}
+
+static unsigned int mock_get_resv_regions(struct device *dev, struct iommu_resv_region *regions,
+					  unsigned int max)
+{
+	unsigned int i, n = dev->nr_resv < max ? dev->nr_resv : max;
+
+	for (i = 0; i < n; i++)
+		regions[i] = dev->resv[i];
+	return n;
+}
+
+const struct iommu_ops mock_iommu_ops = {
+	.name = "mock",
+	.capable = mock_capable,
+	.domain_alloc_paging = mock_domain_alloc_paging,
+	.probe_device = mock_probe_device,
+	.release_device = mock_release_device,
+	.device_group = mock_device_group,
+	.def_domain_type = mock_def_domain_type,
+	.get_resv_regions = mock_get_resv_regions,
+	.identity_domain = &mock_identity_domain,
+	.blocked_domain = &mock_blocked_domain,
+};
+
+int mock_iommu_register(struct iommu_device *iommu)
+{
+	return iommu_device_register(iommu, &mock_iommu_ops);
+}
+
+void mock_iommu_unregister(struct iommu_device *iommu)
+{
+	iommu_device_unregister(iommu);
+}
+
+struct io_pgtable *mock_domain_pgtable(struct iommu_domain *domain)
+{
+	if (!domain || domain->ops != &mock_paging_domain_ops)
+		return NULL;
+	return to_mock_domain(domain)->pgt;
+}
+
+int mock_domain_walk(struct iommu_domain *domain, uint64_t iova, struct io_pgtable_leaf *leaf)
+{
+	struct io_pgtable *pgt = mock_domain_pgtable(domain);
+
+	if (!pgt)
+		return -EINVAL;
+	return io_pgtable_walk(pgt, iova, leaf);
+}
+
+/* ---- test hooks --------------------------------------------------------------------------- */
+
+void mock_fail_attach(struct device *dev, int err)
+{
+	struct mock_dev_state *st;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, true);
+	if (st)
+		st->fail_attach = err;
+	pthread_mutex_unlock(&mock_lock);
+	if (!st)
+		die("mock_fail_attach: out of memory");
+}
+
+unsigned int mock_release_count(struct device *dev)
+{
+	struct mock_dev_state *st;
+	unsigned int n;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, false);
+	n = st ? st->releases : 0;
+	pthread_mutex_unlock(&mock_lock);
+	return n;
+}
+
+unsigned int mock_probe_count(struct device *dev)
+{
+	struct mock_dev_state *st;
+	unsigned int n;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, false);
+	n = st ? st->probes : 0;
+	pthread_mutex_unlock(&mock_lock);
+	return n;
+}
+
+struct iommu_domain *mock_attached_domain(struct device *dev)
+{
+	struct mock_dev *mdev = dev_to_mock(dev);
+
+	return mdev ? atomic_load_explicit(&mdev->domain, memory_order_acquire) : NULL;
+}
+
+void mock_device_forget(struct device *dev)
+{
+	struct mock_dev_state *st;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, false);
+	if (st)
+		LIST_REMOVE(st, node);
+	pthread_mutex_unlock(&mock_lock);
+	free(st);
+}

@@ -1,0 +1,1078 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The emulated machine: which IOMMU instances exist and which PCI functions sit behind them.
+ *
+ * A topology is data, not code. It is parsed (json-c) into a plain description first, checked
+ * field by field, and only then instantiated, so a malformed file changes nothing and its
+ * error names the field ("devices[3].resv_direct[0].length: ..."). The embedded default is a
+ * JSON text too, read by the same parser: one schema, one code path, and the example file in
+ * examples/topology.json is that same text (a test checks it).
+ *
+ * Instantiation mirrors a boot: every IOMMU instance is registered with its driver (the mock
+ * driver for now; "driver" in the file selects it), a struct device is made for every
+ * function, each present function is probed into the core (groups, default domains), and the
+ * functions marked "bound" get the emulated DMA-API driver (iommu_device_use_default_domain(),
+ * the step the kernel's driver core runs before a driver's probe). Any failure unwinds the
+ * whole load. The kernel probes device by device and keeps going past a failing one; a test
+ * wants all or nothing, and a device meant to fail its probe can be described "present": false
+ * and plugged by hand to see the errno.
+ *
+ * Hot-plug keeps the struct device: unplug unbinds and releases it from the core (the group
+ * may die with it), plug probes it again. Pointers handed out stay valid until unload.
+ *
+ * Locking. topology_lock protects everything in struct topology (the arrays, each device's
+ * present/bound state, the source string). It is the outermost lock of the IOMMU side:
+ * topology_lock -> iommu_probe_device_lock -> group->mutex -> driver locks, because plug and
+ * unplug call into the core with it held so that two of them on one device cannot interleave.
+ * Nothing of the core calls back into the topology.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "drivers/mock/mock.h"
+#include "iommu/topology.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "lib/lockdep.h"
+
+#define TOPOLOGY_MAX_FILE (4u << 20) /* a topology file is small; refuse anything silly */
+#define TOPOLOGY_MAX_PASID_BITS 20u
+#define TOPOLOGY_MAX_PASIDS (1u << TOPOLOGY_MAX_PASID_BITS)
+
+/* ---- the description ------------------------------------------------------------------------ */
+
+struct topo_iommu_desc {
+	char name[sizeof(((struct iommu_device *)0)->name)];
+	uint32_t max_pasids;
+	bool deferred_flush;
+	bool dirty_tracking;
+};
+
+struct topo_device_desc {
+	char bdf[sizeof(((struct device *)0)->name)];
+	unsigned int iommu;            /* index in the iommus array */
+	char group_key[sizeof(((struct device *)0)->group_key)];
+	bool untrusted;
+	struct iommu_resv_region resv[ARRAY_SIZE(((struct device *)0)->resv)];
+	unsigned int nr_resv;
+	uint32_t pasid_bits;
+	bool pri;
+	bool dirty;
+	int driver_pref;
+	bool bound;
+	bool present;
+};
+
+struct topo_desc {
+	struct topo_iommu_desc *iommus;
+	unsigned int nr_iommus;
+	struct topo_device_desc *devices;
+	unsigned int nr_devices;
+	bool has_policy;
+	bool passthrough;
+	bool strict;
+};
+
+/* ---- the live topology ------------------------------------------------------------------------ */
+
+struct topo_device {
+	struct device *dev;
+	unsigned int iommu;
+	bool bind_on_plug;
+	bool present;   /* probed into the core now */
+	bool bound;     /* use_default_domain() succeeded and is not yet undone */
+};
+
+/*
+ * The process's machine. topology_lock protects every field; the device and iommu arrays are
+ * immutable between load and unload (only present/bound change).
+ */
+struct topology {
+	bool loaded;
+	char source[256];
+	struct iommu_device *iommus;    /* nr_iommus, registered */
+	unsigned int nr_iommus;
+	unsigned int nr_registered;     /* how many of them are registered (for unwinding) */
+	struct topo_device *devices;
+	unsigned int nr_devices;
+};
+
+static struct uiommu_mutex topology_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+static struct topology topo;
+
+/* ---- the embedded default ------------------------------------------------------------------- */
+
+/* Identical to examples/topology.json (test_topology checks it). */
+static const char topology_default[] =
+	"{\n"
+	"  \"description\": \"The default machine: two IOMMU instances and every kind of device the IOMMU core tells apart.\",\n"
+	"  \"iommus\": [\n"
+	"    { \"name\": \"iommu0\", \"driver\": \"mock\", \"max_pasids\": 1048576,\n"
+	"      \"deferred_flush\": true, \"dirty_tracking\": true },\n"
+	"    { \"name\": \"iommu1\", \"driver\": \"mock\", \"max_pasids\": 0,\n"
+	"      \"deferred_flush\": false, \"dirty_tracking\": false }\n"
+	"  ],\n"
+	"  \"devices\": [\n"
+	"    { \"bdf\": \"0000:00:02.0\", \"iommu\": \"iommu0\", \"driver\": \"identity\", \"bound\": true,\n"
+	"      \"comment\": \"integrated GPU: its driver insists on an identity domain\" },\n"
+	"    { \"bdf\": \"0000:00:03.0\", \"iommu\": \"iommu0\", \"bound\": true,\n"
+	"      \"comment\": \"NIC alone in its group: the global default (DMA-FQ, deferred flush)\" },\n"
+	"    { \"bdf\": \"0000:00:14.0\", \"iommu\": \"iommu0\", \"bound\": true,\n"
+	"      \"resv_direct\": [ { \"start\": \"0x7c000000\", \"length\": \"0x200000\" } ],\n"
+	"      \"comment\": \"USB controller with an RMRR: a RESV_DIRECT region, never blocked\" },\n"
+	"    { \"bdf\": \"0000:01:00.0\", \"iommu\": \"iommu1\", \"group\": \"switch1\", \"bound\": true,\n"
+	"      \"comment\": \"three functions behind a switch without ACS: one group\" },\n"
+	"    { \"bdf\": \"0000:01:00.1\", \"iommu\": \"iommu1\", \"group\": \"switch1\", \"bound\": true },\n"
+	"    { \"bdf\": \"0000:01:00.2\", \"iommu\": \"iommu1\", \"group\": \"switch1\" },\n"
+	"    { \"bdf\": \"0000:02:00.0\", \"iommu\": \"iommu1\", \"untrusted\": true, \"bound\": true,\n"
+	"      \"comment\": \"behind an external port: untrusted, so DMA and strict\" },\n"
+	"    { \"bdf\": \"0000:03:00.0\", \"iommu\": \"iommu0\", \"pasid_bits\": 20, \"pri\": true,\n"
+	"      \"driver\": \"dma\",\n"
+	"      \"comment\": \"accelerator for SVA: PASID and PRI, its driver wants a DMA domain\" },\n"
+	"    { \"bdf\": \"0000:04:00.0\", \"iommu\": \"iommu0\", \"dirty\": true,\n"
+	"      \"comment\": \"function to migrate: dirty tracking\" }\n"
+	"  ]\n"
+	"}\n";
+
+const char *topology_default_json(void)
+{
+	return topology_default;
+}
+
+/* ---- parsing ---------------------------------------------------------------------------------- */
+
+/* Parse state: where we are, for the error message. */
+struct topo_parser {
+	const char *source;
+	char path[128]; /* the field being read, "devices[3].bdf" */
+};
+
+static int __attribute__((format(printf, 2, 3))) parse_error(struct topo_parser *p,
+							      const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "uiommu: topology %s: %s%s", p->source, p->path, p->path[0] ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -EINVAL;
+}
+
+static void parser_at(struct topo_parser *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void parser_at(struct topo_parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->path, sizeof(p->path), fmt, ap);
+	va_end(ap);
+}
+
+/* Every key of @obj must be one of @allowed (a typo must not silently mean "default"). */
+static int check_keys(struct topo_parser *p, struct json_object *obj,
+		      const char *const *allowed, const char *where)
+{
+	json_object_object_foreach(obj, key, val) {
+		const char *const *a;
+
+		(void)val;
+		for (a = allowed; *a; a++)
+			if (!strcmp(*a, key))
+				break;
+		if (!*a) {
+			parser_at(p, "%s%s%s", where, where[0] ? "." : "", key);
+			return parse_error(p, "unknown field");
+		}
+	}
+	return 0;
+}
+
+static int get_bool(struct topo_parser *p, struct json_object *obj, const char *where,
+		    const char *key, bool def, bool *out)
+{
+	struct json_object *v;
+
+	*out = def;
+	if (!json_object_object_get_ex(obj, key, &v))
+		return 0;
+	parser_at(p, "%s.%s", where, key);
+	if (!json_object_is_type(v, json_type_boolean))
+		return parse_error(p, "must be true or false");
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+/* A JSON integer, or a string in C notation ("0x7c000000") for values JSON users prefer hex. */
+static int get_u64_value(struct topo_parser *p, struct json_object *v, uint64_t *out)
+{
+	if (json_object_is_type(v, json_type_int)) {
+		int64_t x;
+
+		errno = 0;
+		x = json_object_get_int64(v);
+		if (x < 0 || errno)
+			return parse_error(p, "must be a non-negative integer");
+		*out = (uint64_t)x;
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_string)) {
+		const char *s = json_object_get_string(v);
+		char *end;
+
+		if (!*s || *s == '-' || *s == '+' || *s == ' ')
+			return parse_error(p, "must be a non-negative integer");
+		errno = 0;
+		*out = strtoull(s, &end, 0);
+		if (errno || *end)
+			return parse_error(p, "\"%s\" is not an integer", s);
+		return 0;
+	}
+	return parse_error(p, "must be an integer (or a string such as \"0x1000\")");
+}
+
+static int get_u64(struct topo_parser *p, struct json_object *obj, const char *where,
+		   const char *key, bool required, uint64_t def, uint64_t max, uint64_t *out)
+{
+	struct json_object *v;
+	int rc;
+
+	*out = def;
+	parser_at(p, "%s.%s", where, key);
+	if (!json_object_object_get_ex(obj, key, &v))
+		return required ? parse_error(p, "missing") : 0;
+	rc = get_u64_value(p, v, out);
+	if (rc)
+		return rc;
+	if (*out > max)
+		return parse_error(p, "%llu is more than %llu", (unsigned long long)*out,
+				   (unsigned long long)max);
+	return 0;
+}
+
+/* A string of at most @size - 1 characters; a missing optional one is "". */
+static int get_string(struct topo_parser *p, struct json_object *obj, const char *where,
+		      const char *key, bool required, char *buf, size_t size)
+{
+	struct json_object *v;
+	const char *s;
+
+	buf[0] = 0;
+	parser_at(p, "%s.%s", where, key);
+	if (!json_object_object_get_ex(obj, key, &v))
+		return required ? parse_error(p, "missing") : 0;
+	if (!json_object_is_type(v, json_type_string))
+		return parse_error(p, "must be a string");
+	s = json_object_get_string(v);
+	if (strlen(s) >= size)
+		return parse_error(p, "longer than %zu characters", size - 1);
+	memcpy(buf, s, strlen(s) + 1);
+	return 0;
+}
+
+/* "DDDD:BB:DD.F", lower-case hex, as Linux names PCI functions: domain, bus, device < 32, fn < 8. */
+static bool bdf_valid(const char *s)
+{
+	static const char shape[] = "hhhh:hh:hh.h";
+	unsigned int dev, fn;
+
+	if (strlen(s) != sizeof(shape) - 1)
+		return false;
+	for (size_t i = 0; shape[i]; i++) {
+		if (shape[i] == 'h' ? !strchr("0123456789abcdef", s[i]) || !s[i] : s[i] != shape[i])
+			return false;
+	}
+	if (sscanf(s + 8, "%2x.%1x", &dev, &fn) != 2)
+		return false;
+	return dev < 32 && fn < 8;
+}
+
+static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned int i,
+		       struct topo_desc *d)
+{
+	static const char *const keys[] = { "name", "driver", "max_pasids", "deferred_flush",
+					    "dirty_tracking", "comment", NULL };
+	struct topo_iommu_desc *io = &d->iommus[i];
+	char where[32], driver[16];
+	uint64_t v;
+	int rc;
+
+	snprintf(where, sizeof(where), "iommus[%u]", i);
+	parser_at(p, "%s", where);
+	if (!json_object_is_type(obj, json_type_object))
+		return parse_error(p, "must be an object");
+	rc = check_keys(p, obj, keys, where);
+	if (!rc)
+		rc = get_string(p, obj, where, "name", true, io->name, sizeof(io->name));
+	if (!rc && !io->name[0])
+		rc = parse_error(p, "must not be empty");
+	for (unsigned int j = 0; !rc && j < i; j++)
+		if (!strcmp(d->iommus[j].name, io->name))
+			rc = parse_error(p, "\"%s\" is also iommus[%u]", io->name, j);
+	if (!rc)
+		rc = get_string(p, obj, where, "driver", false, driver, sizeof(driver));
+	if (!rc && driver[0] && strcmp(driver, "mock"))
+		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\")", driver);
+	if (!rc)
+		rc = get_u64(p, obj, where, "max_pasids", false, 0, TOPOLOGY_MAX_PASIDS, &v);
+	if (rc)
+		return rc;
+	io->max_pasids = (uint32_t)v;
+	rc = get_bool(p, obj, where, "deferred_flush", false, &io->deferred_flush);
+	if (!rc)
+		rc = get_bool(p, obj, where, "dirty_tracking", false, &io->dirty_tracking);
+	return rc;
+}
+
+static int parse_resv(struct topo_parser *p, struct json_object *arr, const char *where,
+		      struct topo_device_desc *dd)
+{
+	static const char *const keys[] = { "start", "length", "comment", NULL };
+	size_t n, i;
+
+	parser_at(p, "%s.resv_direct", where);
+	if (!json_object_is_type(arr, json_type_array))
+		return parse_error(p, "must be an array");
+	n = json_object_array_length(arr);
+	if (n > ARRAY_SIZE(dd->resv))
+		return parse_error(p, "at most %zu regions", ARRAY_SIZE(dd->resv));
+	for (i = 0; i < n; i++) {
+		struct json_object *r = json_object_array_get_idx(arr, i);
+		uint64_t start, length, last;
+		char rwhere[64];
+		int rc;
+
+		snprintf(rwhere, sizeof(rwhere), "%s.resv_direct[%zu]", where, i);
+		parser_at(p, "%s", rwhere);
+		if (!json_object_is_type(r, json_type_object))
+			return parse_error(p, "must be an object with start and length");
+		rc = check_keys(p, r, keys, rwhere);
+		if (!rc)
+			rc = get_u64(p, r, rwhere, "start", true, 0, UINT64_MAX, &start);
+		if (!rc && !IS_ALIGNED(start, IO_PGTABLE_SZ_4K))
+			rc = parse_error(p, "not aligned to 4 KiB");
+		if (!rc)
+			rc = get_u64(p, r, rwhere, "length", true, 0, UINT64_MAX, &length);
+		if (!rc && (!length || !IS_ALIGNED(length, IO_PGTABLE_SZ_4K)))
+			rc = parse_error(p, "must be a non-zero multiple of 4 KiB");
+		if (!rc && (check_add_overflow(start, length - 1, &last) || last >> MOCK_IAS))
+			rc = parse_error(p, "the region ends beyond the 48-bit IOVA space");
+		if (rc)
+			return rc;
+		dd->resv[i] = (struct iommu_resv_region){
+			.start = start,
+			.length = length,
+			.prot = IOMMU_READ | IOMMU_WRITE,
+			.type = IOMMU_RESV_DIRECT,
+		};
+	}
+	dd->nr_resv = (unsigned int)n;
+	return 0;
+}
+
+static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned int i,
+			struct topo_desc *d)
+{
+	static const char *const keys[] = { "bdf", "iommu", "group", "untrusted", "resv_direct",
+					    "pasid_bits", "pri", "dirty", "driver", "bound",
+					    "present", "comment", NULL };
+	struct topo_device_desc *dd = &d->devices[i];
+	char where[32], iommu[sizeof(d->iommus[0].name)];
+	struct json_object *v;
+	uint64_t bits;
+	int rc;
+
+	snprintf(where, sizeof(where), "devices[%u]", i);
+	parser_at(p, "%s", where);
+	if (!json_object_is_type(obj, json_type_object))
+		return parse_error(p, "must be an object");
+	rc = check_keys(p, obj, keys, where);
+	if (!rc)
+		rc = get_string(p, obj, where, "bdf", true, dd->bdf, sizeof(dd->bdf));
+	if (!rc && !bdf_valid(dd->bdf))
+		rc = parse_error(p, "\"%s\" is not a PCI address like \"0000:00:03.0\"", dd->bdf);
+	for (unsigned int j = 0; !rc && j < i; j++)
+		if (!strcmp(d->devices[j].bdf, dd->bdf))
+			rc = parse_error(p, "\"%s\" is also devices[%u]", dd->bdf, j);
+	if (!rc)
+		rc = get_string(p, obj, where, "iommu", true, iommu, sizeof(iommu));
+	if (rc)
+		return rc;
+	for (dd->iommu = 0; dd->iommu < d->nr_iommus; dd->iommu++)
+		if (!strcmp(d->iommus[dd->iommu].name, iommu))
+			break;
+	if (dd->iommu == d->nr_iommus)
+		return parse_error(p, "no IOMMU is named \"%s\"", iommu);
+
+	rc = get_string(p, obj, where, "group", false, dd->group_key, sizeof(dd->group_key));
+	/* A group is what one IOMMU cannot tell apart: it never spans two instances. */
+	for (unsigned int j = 0; !rc && dd->group_key[0] && j < i; j++)
+		if (!strcmp(d->devices[j].group_key, dd->group_key) &&
+		    d->devices[j].iommu != dd->iommu)
+			rc = parse_error(p, "group \"%s\" is behind %s in devices[%u], here %s",
+					 dd->group_key, d->iommus[d->devices[j].iommu].name, j,
+					 iommu);
+	if (!rc)
+		rc = get_bool(p, obj, where, "untrusted", false, &dd->untrusted);
+	if (!rc && json_object_object_get_ex(obj, "resv_direct", &v))
+		rc = parse_resv(p, v, where, dd);
+	if (!rc)
+		rc = get_u64(p, obj, where, "pasid_bits", false, 0, TOPOLOGY_MAX_PASID_BITS, &bits);
+	if (rc)
+		return rc;
+	dd->pasid_bits = (uint32_t)bits;
+	rc = get_bool(p, obj, where, "pri", false, &dd->pri);
+	if (!rc)
+		rc = get_bool(p, obj, where, "dirty", false, &dd->dirty);
+	if (!rc)
+		rc = get_bool(p, obj, where, "bound", false, &dd->bound);
+	if (!rc)
+		rc = get_bool(p, obj, where, "present", true, &dd->present);
+	if (rc)
+		return rc;
+
+	dd->driver_pref = 0;
+	parser_at(p, "%s.driver", where);
+	if (json_object_object_get_ex(obj, "driver", &v) && !json_object_is_type(v, json_type_null)) {
+		const char *s = json_object_is_type(v, json_type_string) ?
+					json_object_get_string(v) : NULL;
+
+		if (s && !strcmp(s, "identity"))
+			dd->driver_pref = IOMMU_DOMAIN_IDENTITY;
+		else if (s && !strcmp(s, "dma"))
+			dd->driver_pref = IOMMU_DOMAIN_DMA;
+		else
+			return parse_error(p, "must be \"identity\", \"dma\" or null");
+	}
+	return 0;
+}
+
+static int parse_policy(struct topo_parser *p, struct json_object *obj, struct topo_desc *d)
+{
+	static const char *const keys[] = { "passthrough", "strict", "comment", NULL };
+	int rc;
+
+	parser_at(p, "policy");
+	if (!json_object_is_type(obj, json_type_object))
+		return parse_error(p, "must be an object");
+	rc = check_keys(p, obj, keys, "policy");
+	if (!rc)
+		rc = get_bool(p, obj, "policy", "passthrough", false, &d->passthrough);
+	if (!rc)
+		rc = get_bool(p, obj, "policy", "strict", false, &d->strict);
+	d->has_policy = true;
+	return rc;
+}
+
+static void topo_desc_free(struct topo_desc *d)
+{
+	uiommu_free(d->iommus);
+	uiommu_free(d->devices);
+	memset(d, 0, sizeof(*d));
+}
+
+static int topo_desc_parse(struct topo_parser *p, struct json_object *root, struct topo_desc *d)
+{
+	static const char *const keys[] = { "iommus", "devices", "policy", "description",
+					    "comment", NULL };
+	struct json_object *iommus, *devices, *policy;
+	size_t n;
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	p->path[0] = 0;
+	if (!json_object_is_type(root, json_type_object))
+		return parse_error(p, "the top level must be an object");
+	rc = check_keys(p, root, keys, "");
+	if (rc)
+		return rc;
+
+	parser_at(p, "iommus");
+	if (!json_object_object_get_ex(root, "iommus", &iommus))
+		return parse_error(p, "missing");
+	if (!json_object_is_type(iommus, json_type_array) || !json_object_array_length(iommus))
+		return parse_error(p, "must be a non-empty array");
+	parser_at(p, "devices");
+	if (!json_object_object_get_ex(root, "devices", &devices))
+		return parse_error(p, "missing");
+	if (!json_object_is_type(devices, json_type_array))
+		return parse_error(p, "must be an array");
+
+	n = json_object_array_length(iommus);
+	if (n > 64)
+		return parse_error(p, "more than 64 IOMMU instances");
+	d->iommus = uiommu_calloc(n, sizeof(*d->iommus));
+	if (!d->iommus)
+		return -ENOMEM;
+	d->nr_iommus = (unsigned int)n;
+	n = json_object_array_length(devices);
+	if (n > 4096) {
+		parser_at(p, "devices");
+		rc = parse_error(p, "more than 4096 devices");
+		goto err_free_desc;
+	}
+	/* One more than needed so that an empty "devices" still gets a real allocation. */
+	d->devices = uiommu_calloc(n + 1, sizeof(*d->devices));
+	if (!d->devices) {
+		rc = -ENOMEM;
+		goto err_free_desc;
+	}
+	d->nr_devices = (unsigned int)n;
+
+	for (unsigned int i = 0; i < d->nr_iommus; i++) {
+		rc = parse_iommu(p, json_object_array_get_idx(iommus, i), i, d);
+		if (rc)
+			goto err_free_desc;
+	}
+	for (unsigned int i = 0; i < d->nr_devices; i++) {
+		rc = parse_device(p, json_object_array_get_idx(devices, i), i, d);
+		if (rc)
+			goto err_free_desc;
+	}
+	if (json_object_object_get_ex(root, "policy", &policy)) {
+		rc = parse_policy(p, policy, d);
+		if (rc)
+			goto err_free_desc;
+	}
+	return 0;
+
+err_free_desc:
+	topo_desc_free(d);
+	return rc;
+}
+
+/* Parses @text (of @len bytes) from @source into @d. */
+static int topo_desc_parse_text(const char *source, const char *text, size_t len,
+				struct topo_desc *d)
+{
+	struct topo_parser p = { .source = source };
+	struct json_tokener *tok;
+	struct json_object *root;
+	int rc;
+
+	tok = json_tokener_new();
+	if (!tok)
+		return -ENOMEM;
+	root = json_tokener_parse_ex(tok, text, (int)len);
+	if (!root || json_tokener_get_parse_end(tok) < len) {
+		enum json_tokener_error jerr = json_tokener_get_error(tok);
+		size_t end = json_tokener_get_parse_end(tok), line = 1;
+
+		/* Trailing blanks after a complete document are fine; text is not. */
+		if (root) {
+			end += strspn(text + end, " \t\r\n");
+			if (end == len)
+				goto parsed;
+		}
+		for (size_t i = 0; i < end && i < len; i++)
+			line += text[i] == '\n';
+		fprintf(stderr, "uiommu: topology %s: line %zu: not valid JSON (%s)\n", source,
+			line, root ? "text after the document" :
+			jerr == json_tokener_continue ? "unexpected end of file" :
+			json_tokener_error_desc(jerr));
+		json_object_put(root);
+		json_tokener_free(tok);
+		return -EINVAL;
+	}
+parsed:
+	json_tokener_free(tok);
+	rc = topo_desc_parse(&p, root, d);
+	json_object_put(root);
+	return rc;
+}
+
+static int topo_read_file(const char *path, char **text, size_t *len)
+{
+	struct stat st;
+	ssize_t n;
+	size_t got = 0;
+	char *buf;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		fprintf(stderr, "uiommu: topology %s: %s\n", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > TOPOLOGY_MAX_FILE) {
+		fprintf(stderr, "uiommu: topology %s: not a regular file of at most %u bytes\n",
+			path, TOPOLOGY_MAX_FILE);
+		rc = -EINVAL;
+		goto out_close;
+	}
+	buf = uiommu_zalloc((size_t)st.st_size + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	*text = buf;
+	*len = got;
+	rc = 0;
+out_close:
+	close(fd);
+	return rc;
+}
+
+/* ---- instantiation ---------------------------------------------------------------------------- */
+
+static struct topo_device *topo_find(const char *bdf)
+{
+	lockdep_assert_held(&topology_lock);
+	for (unsigned int i = 0; i < topo.nr_devices; i++)
+		if (!strcmp(topo.devices[i].dev->name, bdf))
+			return &topo.devices[i];
+	return NULL;
+}
+
+static int topo_device_bind(struct topo_device *td)
+{
+	int rc;
+
+	lockdep_assert_held(&topology_lock);
+	rc = iommu_device_use_default_domain(td->dev);
+	if (rc)
+		return rc;
+	td->bound = true;
+	td->dev->driver_bound = true;
+	return 0;
+}
+
+static void topo_device_unbind(struct topo_device *td)
+{
+	lockdep_assert_held(&topology_lock);
+	td->dev->driver_bound = false;
+	td->bound = false;
+	/* Pairs with topo_device_bind(). */
+	iommu_device_unuse_default_domain(td->dev);
+}
+
+/* Tears down whatever of the topology exists; every step checks how far the load got. */
+static void topo_teardown(void)
+{
+	lockdep_assert_held(&topology_lock);
+	for (unsigned int i = topo.nr_devices; i-- > 0;) {
+		struct topo_device *td = &topo.devices[i];
+
+		if (!td->dev)
+			continue;
+		if (td->bound)
+			topo_device_unbind(td);
+		if (td->present)
+			iommu_release_device(td->dev);
+		td->present = false;
+		mock_device_forget(td->dev);
+		/* Pairs with device_alloc(); other holders (the DMA layer) keep theirs. */
+		device_put(td->dev);
+		td->dev = NULL;
+	}
+	while (topo.nr_registered)
+		mock_iommu_unregister(&topo.iommus[--topo.nr_registered]);
+	uiommu_free(topo.devices);
+	uiommu_free(topo.iommus);
+	memset(&topo, 0, sizeof(topo));
+}
+
+static int topo_instantiate(const struct topo_desc *d)
+{
+	unsigned int i;
+	int rc;
+
+	lockdep_assert_held(&topology_lock);
+	topo.iommus = uiommu_calloc(d->nr_iommus, sizeof(*topo.iommus));
+	topo.devices = uiommu_calloc(d->nr_devices + 1, sizeof(*topo.devices));
+	if (!topo.iommus || !topo.devices)
+		return -ENOMEM;
+	topo.nr_iommus = d->nr_iommus;
+	topo.nr_devices = d->nr_devices;
+
+	/* The boot command line comes before any probe. */
+	if (d->has_policy)
+		iommu_set_default_policy(d->passthrough, d->strict);
+
+	for (i = 0; i < d->nr_iommus; i++) {
+		struct iommu_device *iommu = &topo.iommus[i];
+
+		snprintf(iommu->name, sizeof(iommu->name), "%s", d->iommus[i].name);
+		iommu->max_pasids = d->iommus[i].max_pasids;
+		iommu->deferred_flush = d->iommus[i].deferred_flush;
+		iommu->dirty_tracking = d->iommus[i].dirty_tracking;
+		rc = mock_iommu_register(iommu);
+		if (rc)
+			return rc;
+		topo.nr_registered++;
+	}
+
+	for (i = 0; i < d->nr_devices; i++) {
+		const struct topo_device_desc *dd = &d->devices[i];
+		struct topo_device *td = &topo.devices[i];
+		struct device *dev = device_alloc(dd->bdf);
+
+		if (IS_ERR_OR_NULL(dev))
+			return dev ? (int)PTR_ERR(dev) : -ENOMEM;
+		td->dev = dev;
+		td->iommu = dd->iommu;
+		td->bind_on_plug = dd->bound;
+		snprintf(dev->group_key, sizeof(dev->group_key), "%s", dd->group_key);
+		dev->iommu = &topo.iommus[dd->iommu];
+		dev->untrusted = dd->untrusted;
+		dev->pasid_bits = dd->pasid_bits;
+		dev->pri = dd->pri;
+		dev->dirty = dd->dirty;
+		dev->driver_pref = dd->driver_pref;
+		memcpy(dev->resv, dd->resv, sizeof(dev->resv));
+		dev->nr_resv = dd->nr_resv;
+	}
+
+	/* Boot: probe every present device, then bind drivers, as the driver core would. */
+	for (i = 0; i < d->nr_devices; i++) {
+		struct topo_device *td = &topo.devices[i];
+
+		if (!d->devices[i].present)
+			continue;
+		rc = iommu_probe_device(td->dev);
+		if (rc) {
+			fprintf(stderr, "uiommu: topology: probe of %s failed: %s\n",
+				td->dev->name, strerror(-rc));
+			return rc;
+		}
+		td->present = true;
+	}
+	for (i = 0; i < d->nr_devices; i++) {
+		struct topo_device *td = &topo.devices[i];
+
+		if (!td->present || !td->bind_on_plug)
+			continue;
+		rc = topo_device_bind(td);
+		if (rc) {
+			fprintf(stderr, "uiommu: topology: binding the driver of %s failed: %s\n",
+				td->dev->name, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int topology_load(const char *json_path)
+{
+	const char *source, *text;
+	char *file_text = NULL;
+	struct topo_desc d;
+	size_t len = 0;
+	int rc;
+
+	if (!json_path) {
+		const char *env = getenv(TOPOLOGY_ENV);
+
+		if (env && *env)
+			json_path = env;
+	}
+	if (json_path) {
+		rc = topo_read_file(json_path, &file_text, &len);
+		if (rc)
+			return rc;
+		source = json_path;
+		text = file_text;
+	} else {
+		source = "(default)";
+		text = topology_default;
+		len = sizeof(topology_default) - 1;
+	}
+
+	/* Parse before taking the lock: a bad file touches nothing. */
+	rc = topo_desc_parse_text(source, text, len, &d);
+	uiommu_free(file_text);
+	if (rc)
+		return rc;
+
+	uiommu_mutex_lock(&topology_lock);
+	if (topo.loaded) {
+		rc = -EBUSY;
+		goto out_unlock;
+	}
+	rc = topo_instantiate(&d);
+	if (rc) {
+		topo_teardown();
+		goto out_unlock;
+	}
+	snprintf(topo.source, sizeof(topo.source), "%s", source);
+	topo.loaded = true;
+out_unlock:
+	uiommu_mutex_unlock(&topology_lock);
+	topo_desc_free(&d);
+	return rc;
+}
+
+void topology_unload(void)
+{
+	uiommu_mutex_lock(&topology_lock);
+	if (topo.loaded)
+		topo_teardown();
+	uiommu_mutex_unlock(&topology_lock);
+}
+
+bool topology_loaded(void)
+{
+	bool loaded;
+
+	uiommu_mutex_lock(&topology_lock);
+	loaded = topo.loaded;
+	uiommu_mutex_unlock(&topology_lock);
+	return loaded;
+}
+
+int topology_source(char *buf, size_t len)
+{
+	int rc = -ENOENT;
+
+	uiommu_mutex_lock(&topology_lock);
+	if (topo.loaded) {
+		snprintf(buf, len, "%s", topo.source);
+		rc = 0;
+	}
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+/* ---- lookups and iteration ---------------------------------------------------------------- */
+
+struct device *topology_find_device(const char *bdf)
+{
+	struct topo_device *td;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	uiommu_mutex_unlock(&topology_lock);
+	return td ? td->dev : NULL;
+}
+
+struct iommu_device *topology_find_iommu(const char *name)
+{
+	struct iommu_device *found = NULL;
+
+	uiommu_mutex_lock(&topology_lock);
+	for (unsigned int i = 0; i < topo.nr_iommus; i++)
+		if (!strcmp(topo.iommus[i].name, name))
+			found = &topo.iommus[i];
+	uiommu_mutex_unlock(&topology_lock);
+	return found;
+}
+
+unsigned int topology_nr_devices(void)
+{
+	unsigned int n;
+
+	uiommu_mutex_lock(&topology_lock);
+	n = topo.nr_devices;
+	uiommu_mutex_unlock(&topology_lock);
+	return n;
+}
+
+unsigned int topology_nr_iommus(void)
+{
+	unsigned int n;
+
+	uiommu_mutex_lock(&topology_lock);
+	n = topo.nr_iommus;
+	uiommu_mutex_unlock(&topology_lock);
+	return n;
+}
+
+struct device *topology_device_at(unsigned int i)
+{
+	struct device *dev = NULL;
+
+	uiommu_mutex_lock(&topology_lock);
+	if (i < topo.nr_devices)
+		dev = topo.devices[i].dev;
+	uiommu_mutex_unlock(&topology_lock);
+	return dev;
+}
+
+struct iommu_device *topology_iommu_at(unsigned int i)
+{
+	struct iommu_device *iommu = NULL;
+
+	uiommu_mutex_lock(&topology_lock);
+	if (i < topo.nr_iommus)
+		iommu = &topo.iommus[i];
+	uiommu_mutex_unlock(&topology_lock);
+	return iommu;
+}
+
+static void topo_fill_info(struct topo_device *td, struct topology_device_info *info)
+{
+	lockdep_assert_held(&topology_lock);
+	info->dev = td->dev;
+	info->bdf = td->dev->name;
+	info->iommu = topo.iommus[td->iommu].name;
+	info->present = td->present;
+	info->bound = td->bound;
+	info->bind_on_plug = td->bind_on_plug;
+}
+
+int topology_device_get_info(const char *bdf, struct topology_device_info *info)
+{
+	struct topo_device *td;
+	int rc = -ENOENT;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	if (td) {
+		topo_fill_info(td, info);
+		rc = 0;
+	}
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+int topology_for_each_device(int (*fn)(const struct topology_device_info *info, void *arg),
+			     void *arg)
+{
+	struct topology_device_info info;
+	int rc = 0;
+
+	uiommu_mutex_lock(&topology_lock);
+	for (unsigned int i = 0; !rc && i < topo.nr_devices; i++) {
+		topo_fill_info(&topo.devices[i], &info);
+		rc = fn(&info, arg);
+	}
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+int topology_for_each_iommu(int (*fn)(struct iommu_device *iommu, void *arg), void *arg)
+{
+	int rc = 0;
+
+	uiommu_mutex_lock(&topology_lock);
+	for (unsigned int i = 0; !rc && i < topo.nr_iommus; i++)
+		rc = fn(&topo.iommus[i], arg);
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+/* ---- hot-plug and driver binding ------------------------------------------------------------ */
+
+int topology_unplug(const char *bdf)
+{
+	struct iommu_group_info ginfo;
+	struct iommu_group *group;
+	struct topo_device *td;
+	int rc = 0;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	if (!td) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (!td->present) {
+		rc = -EBUSY;
+		goto out_unlock;
+	}
+	/*
+	 * The last device of a group a user owns would leave the group owned and empty (the
+	 * core warns). Best effort: a claim racing in after this check is the claimer's bug, as
+	 * in the kernel, where a user must hold a driver (vfio-pci) on a device it owns.
+	 */
+	group = iommu_group_get(td->dev);
+	if (group) {
+		iommu_group_get_info(group, &ginfo);
+		iommu_group_put(group);
+		if (ginfo.owned && ginfo.nr_devices == 1) {
+			rc = -EBUSY;
+			goto out_unlock;
+		}
+	}
+	if (td->bound)
+		topo_device_unbind(td);
+	iommu_release_device(td->dev);
+	td->present = false;
+out_unlock:
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+int topology_plug(const char *bdf)
+{
+	struct topo_device *td;
+	int rc;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	if (!td) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (td->present) {
+		rc = -EBUSY;
+		goto out_unlock;
+	}
+	rc = iommu_probe_device(td->dev);
+	if (rc)
+		goto out_unlock;
+	td->present = true;
+	/* A driver that cannot bind leaves the device plugged and driverless. */
+	if (td->bind_on_plug)
+		topo_device_bind(td);
+out_unlock:
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+int topology_bind(const char *bdf)
+{
+	struct topo_device *td;
+	int rc;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	if (!td)
+		rc = -ENOENT;
+	else if (!td->present)
+		rc = -ENODEV;
+	else if (td->bound)
+		rc = -EBUSY;
+	else
+		rc = topo_device_bind(td);
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+int topology_unbind(const char *bdf)
+{
+	struct topo_device *td;
+	int rc = 0;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	if (!td)
+		rc = -ENOENT;
+	else if (!td->present)
+		rc = -ENODEV;
+	else if (!td->bound)
+		rc = -EINVAL;
+	else
+		topo_device_unbind(td);
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}

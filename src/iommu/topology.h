@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The emulated machine: IOMMU instances and the PCI functions behind them, described by a JSON
+ * topology (docs/topology.md) or by the embedded default, instantiated into the IOMMU core.
+ *
+ * One topology per process. topology_load() registers the instances (mock driver), allocates a
+ * struct device per function, probes the present ones and binds the emulated DMA-API driver
+ * where the topology says so; topology_unload() undoes all of it. In between, devices can be
+ * unplugged and plugged again (the struct device stays, so pointers from topology_find_device()
+ * remain valid until topology_unload()).
+ *
+ * Lock order: topology_lock -> iommu_probe_device_lock -> group->mutex -> driver locks.
+ * Every function here takes topology_lock; none may be called from a topology_for_each_*()
+ * callback (which runs with it held) or with any core lock held.
+ */
+#ifndef UIOMMU_IOMMU_TOPOLOGY_H
+#define UIOMMU_IOMMU_TOPOLOGY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iommu/iommu.h"
+
+/* The environment variable naming a topology file when topology_load() gets NULL. */
+#define TOPOLOGY_ENV "UIOMMU_TOPOLOGY"
+
+/* What the topology says about a device, and its state now. */
+struct topology_device_info {
+	struct device *dev;
+	const char *bdf;          /* == dev->name */
+	const char *iommu;        /* the instance's name */
+	bool present;             /* probed (plugged) now */
+	bool bound;               /* the emulated DMA-API driver is bound now */
+	bool bind_on_plug;        /* the topology's "bound": bind at boot and at every plug */
+};
+
+/**
+ * topology_load() - build the emulated machine
+ * @json_path: a topology file; NULL: the file named by $UIOMMU_TOPOLOGY if set and not empty,
+ *             else the embedded default (topology_default_json())
+ *
+ * All or nothing: any failure tears down what was built.
+ *
+ * Return: 0; -EBUSY when a topology is loaded already; -ENOENT (or another errno of open/read)
+ * for an unreadable file; -EINVAL for malformed JSON or a schema violation, with a message on
+ * stderr naming the field; an errno of the core (a probe or bind that failed), -ENOMEM.
+ */
+int topology_load(const char *json_path);
+
+/**
+ * topology_unload() - unbind, release and free everything topology_load() made
+ *
+ * Every DMA owner must have released its claims and every domain attached by a user must be
+ * detached first (the core warns when the last device of an owned group goes). A no-op when
+ * nothing is loaded.
+ */
+void topology_unload(void);
+
+/** topology_loaded() - is a topology loaded? */
+bool topology_loaded(void);
+
+/**
+ * topology_source() - where the loaded topology came from: a path, or "(default)"
+ * Copies into @buf (truncating); returns -ENOENT when nothing is loaded.
+ */
+int topology_source(char *buf, size_t len);
+
+/** topology_default_json() - the text of the embedded default topology */
+const char *topology_default_json(void);
+
+/**
+ * topology_find_device() - the device named @bdf ("0000:00:03.0"), present or not
+ * Return: the device (valid until topology_unload()), or NULL if the topology has none.
+ */
+struct device *topology_find_device(const char *bdf);
+
+/** topology_find_iommu() - the IOMMU instance named @name, or NULL */
+struct iommu_device *topology_find_iommu(const char *name);
+
+/** topology_nr_devices(), topology_nr_iommus() - sizes of the loaded topology (0 if none) */
+unsigned int topology_nr_devices(void);
+unsigned int topology_nr_iommus(void);
+
+/**
+ * topology_device_at(), topology_iommu_at() - the @i-th device / instance in file order, or
+ * NULL past the end. Valid until topology_unload().
+ */
+struct device *topology_device_at(unsigned int i);
+struct iommu_device *topology_iommu_at(unsigned int i);
+
+/**
+ * topology_device_get_info() - the topology's view of @bdf
+ * Return: 0, or -ENOENT for an unknown BDF.
+ */
+int topology_device_get_info(const char *bdf, struct topology_device_info *info);
+
+/**
+ * topology_for_each_device() - call @fn for each device in file order, under topology_lock
+ *
+ * @fn may call the core (its locks come after topology_lock) but no topology_*() function.
+ * A non-zero return from @fn stops the walk and is returned.
+ */
+int topology_for_each_device(int (*fn)(const struct topology_device_info *info, void *arg),
+			     void *arg);
+
+/** topology_for_each_iommu() - the same for the IOMMU instances */
+int topology_for_each_iommu(int (*fn)(struct iommu_device *iommu, void *arg), void *arg);
+
+/**
+ * topology_unplug() - hot-unplug @bdf: unbind its driver if bound, then iommu_release_device()
+ *
+ * Return: 0; -ENOENT for an unknown BDF; -EBUSY when the device is not present, or when it is
+ * the last device of a group a user owns (the kernel's VFIO driver would hold the remove until
+ * the user lets go; we refuse instead of waiting).
+ */
+int topology_unplug(const char *bdf);
+
+/**
+ * topology_plug() - hot-plug @bdf again: iommu_probe_device(), then bind the DMA-API driver if
+ * the topology marks it bound. A bind that fails (the group is owned, -EBUSY) leaves the
+ * device present without a driver, as a failing driver probe does in the kernel.
+ *
+ * Return: 0; -ENOENT for an unknown BDF; -EBUSY when already present; the probe's errno.
+ */
+int topology_plug(const char *bdf);
+
+/**
+ * topology_bind(), topology_unbind() - bind or unbind the emulated DMA-API driver of a present
+ * device (iommu_device_use_default_domain() / iommu_device_unuse_default_domain()).
+ *
+ * Return: 0; -ENOENT unknown BDF; -ENODEV not present; bind: -EBUSY already bound or the
+ * core's -EBUSY / -EPROBE_DEFER; unbind: -EINVAL when not bound.
+ */
+int topology_bind(const char *bdf);
+int topology_unbind(const char *bdf);
+
+#endif

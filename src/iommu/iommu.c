@@ -800,7 +800,8 @@ static int iommu_setup_default_domain(struct iommu_group *group, int target_type
 		}
 	}
 
-	group->default_domain = dom;
+	/* Release: a lock-free iommu_get_dma_domain() sees the cookie and mappings made above. */
+	__atomic_store_n(&group->default_domain, dom, __ATOMIC_RELEASE);
 	if (!group->domain) {
 		/* The first setup: there is nothing to go back to. */
 		__iommu_group_set_domain_nofail(group, dom);
@@ -827,7 +828,7 @@ err_restore_domain:
 err_restore_def_domain:
 	if (old_dom) {
 		iommu_domain_free(dom);
-		group->default_domain = old_dom;
+		__atomic_store_n(&group->default_domain, old_dom, __ATOMIC_RELEASE);
 	}
 	return ret;
 }
@@ -846,7 +847,7 @@ static void iommu_deinit_device(struct device *dev)
 
 	if (!group->nr_devices) {
 		iommu_domain_free(group->default_domain);
-		group->default_domain = NULL;
+		__atomic_store_n(&group->default_domain, NULL, __ATOMIC_RELEASE);
 		if (group->blocking_domain)
 			iommu_domain_free(group->blocking_domain);
 		group->blocking_domain = NULL;
@@ -1095,6 +1096,13 @@ int iommu_group_replace_domain(struct iommu_group *group, struct iommu_domain *n
 		ret = __iommu_group_set_domain(group, new_domain);
 	uiommu_mutex_unlock(&group->mutex);
 	return ret;
+}
+
+struct iommu_domain *iommu_get_dma_domain(struct device *dev)
+{
+	struct iommu_group *group = dev->iommu_group;
+
+	return group ? __atomic_load_n(&group->default_domain, __ATOMIC_ACQUIRE) : NULL;
 }
 
 struct iommu_domain *iommu_get_domain_for_dev(struct device *dev)

@@ -293,6 +293,12 @@ void iommu_detach_group(struct iommu_domain *domain, struct iommu_group *group);
 /* The iommufd way: switch from whatever is attached straight to @new_domain. */
 int iommu_group_replace_domain(struct iommu_group *group, struct iommu_domain *new_domain);
 struct iommu_domain *iommu_get_domain_for_dev(struct device *dev);
+/*
+ * The group's default domain, without the group mutex: for the DMA API of a bound driver,
+ * which the core never leaves without its domain (a type change that replaces the default
+ * domain needs the driver unbound; the live DMA -> DMA-FQ change keeps it).
+ */
+struct iommu_domain *iommu_get_dma_domain(struct device *dev);
 
 int iommu_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr, size_t size,
 	      int prot);

@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The IOTLB model.
+ *
+ * What it models. A real IOMMU caches translations: a device's DMA to an IOVA is translated by
+ * the IOTLB when it hits, and the page table is walked only on a miss. Until software sends an
+ * invalidation, a cached translation survives any change to the page table. That is the whole
+ * difference between the DMA API's strict mode (invalidate before unmap returns) and its lazy
+ * flush-queue mode (invalidate later, in batches): under DMA-FQ a device can still reach an
+ * unmapped buffer until the flush. The model makes that window real and testable.
+ *
+ * Data model. One `struct iotlb` per IOMMU instance, found through a small table keyed by the
+ * iommu_device (created on first use; the core's struct iommu_device has no field for it). An
+ * IOTLB is IOTLB_SETS sets of IOTLB_WAYS entries, like the hardware's: an entry is tagged with
+ * (domain id, IOVA page number) and holds (physical page number, prot). The set is chosen by the
+ * low bits of the page number mixed with the domain id, so consecutive pages of one domain
+ * spread over consecutive sets. A fill replaces an invalid way, else the way under the set's
+ * round-robin hand. The capacity is fixed: memory is bounded by construction and nothing is ever
+ * allocated or freed after creation.
+ *
+ * Concurrency, and why not liburcu. Lookups come from every DMA thread at once and must not
+ * serialise; fills and invalidations are rarer and may. Two designs fit:
+ *
+ *   - an RCU hash table (rculfhash, urcu-bp): lock-free lookups, but every fill allocates a node
+ *     and every eviction or invalidation frees one through call_rcu(). An IOTLB churns by
+ *     nature (a bounded cache under a working set bigger than itself evicts on every fill), so
+ *     the deferred frees and the allocator would dominate, and the bound on memory would depend
+ *     on the grace-period thread keeping up. A hit also costs the hash table's bucket-chain walk
+ *     and the reader registration check of urcu-bp.
+ *   - a fixed array of sets, each with a sequence counter (a seqlock per set, i.e. a striped
+ *     lock whose readers take nothing). A hit reads the set's counter, compares WAYS tags on
+ *     one or two cache lines, and reads the counter again: no store, so DMA threads hitting the
+ *     same sets do not bounce lines between CPUs, and nothing is allocated or freed.
+ *
+ * We use the second. Writers (fill, invalidate) take a set by moving its counter from even to
+ * odd with a compare-and-swap (the counter is the lock), write the entries with relaxed atomic
+ * stores after a release fence, and release the set by storing the next even value. Readers
+ * load the counter (acquire), the entries (relaxed), fence (acquire), and load the counter
+ * again; if it was odd or changed they retry. Every shared field is a C11 atomic, so the
+ * sanitizers see no data race.
+ *
+ * The fill race. A fill walks the page table and then writes the entry. Unmap + invalidate may
+ * run between the two: the walk saw the old mapping, the invalidation found nothing to remove,
+ * and the fill would then plant a stale entry that no invalidation covers (real hardware avoids
+ * this because an invalidation waits for walks in flight). So each IOTLB has an invalidation
+ * generation: an invalidation increments it (seq_cst) before it takes any set; a fill reads it
+ * before the walk, and writes the entry only if, once it holds the set, the generation is
+ * unchanged. If an invalidation's increment came first, the fill sees it (the set lock orders
+ * the two), and if the fill held the set first, the invalidation takes the set after it and
+ * removes the entry. The translation the walk found is still used once: that access was in
+ * flight before the invalidation completed, as on hardware.
+ *
+ * The drivers. struct iommu_domain_ops has no walk that reports permissions, and no way for a
+ * driver to reach our IOTLB; each driver with an IOTLB therefore has two hooks, wired here once,
+ * when the first IOTLB is created (before that no entry exists, so nothing needs invalidating):
+ * the mock driver's mock_iotlb_invalidate_hook (its iotlb_sync and flush_iotlb_all call it) and
+ * its mock_domain_walk() as the walker of its domains.
+ *
+ * Lock order: iotlb_table_lock (global, creation and release of IOTLBs, walker registration)
+ * is never held while a set is. A set lock is a leaf: nothing is taken inside it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#include "drivers/mock/mock.h"
+#include "iommu/iotlb.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+
+#define IOTLB_VALID 1u
+#define IOTLB_PROT_SHIFT 1
+
+struct iotlb_entry {
+	_Atomic uint64_t pfn;      /* IOVA page number */
+	_Atomic uint64_t phys_pfn; /* physical page number */
+	_Atomic uint32_t domid;
+	_Atomic uint32_t flags;    /* IOTLB_VALID | prot << IOTLB_PROT_SHIFT */
+};
+
+struct iotlb_set {
+	_Atomic uint32_t seq;      /* odd: a writer holds the set; the set's lock */
+	uint32_t hand;             /* the next victim way; seq held */
+	struct iotlb_entry e[IOTLB_WAYS];
+} __attribute__((aligned(128)));
+
+struct iotlb {
+	struct iommu_device *iommu;
+	_Atomic uint64_t inv_gen;  /* invalidations so far; see "the fill race" */
+	_Atomic uint64_t fills;
+	struct iotlb_set sets[IOTLB_SETS];
+};
+
+/* The instance table and the walker table; iotlb_table_lock serialises their writers. */
+static pthread_mutex_t iotlb_table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	_Atomic(struct iommu_device *) iommu; /* published last, with release */
+	_Atomic(struct iotlb *) tlb;
+} iotlb_table[IOTLB_MAX_INSTANCES];
+static _Atomic unsigned int iotlb_table_used; /* high-water mark of iotlb_table */
+
+#define IOTLB_MAX_WALKERS 8
+static struct {
+	_Atomic(const struct iommu_ops *) owner; /* published last, with release */
+	iotlb_walk_fn walk;
+} iotlb_walkers[IOTLB_MAX_WALKERS];
+static _Atomic unsigned int iotlb_walkers_used;
+
+static void iotlb_inv_all_instances(uint32_t domid, uint64_t first, uint64_t last);
+
+/* ---- the table of instances ----------------------------------------------------------------- */
+
+int iotlb_register_walker(const struct iommu_ops *owner, iotlb_walk_fn walk)
+{
+	unsigned int i, n;
+	int ret = 0;
+
+	pthread_mutex_lock(&iotlb_table_lock);
+	n = atomic_load_explicit(&iotlb_walkers_used, memory_order_relaxed);
+	for (i = 0; i < n; i++)
+		if (atomic_load_explicit(&iotlb_walkers[i].owner, memory_order_relaxed) == owner)
+			goto out_unlock;
+	if (n == IOTLB_MAX_WALKERS) {
+		ret = -ENOSPC;
+		goto out_unlock;
+	}
+	iotlb_walkers[n].walk = walk;
+	/* Pairs with the acquire in iotlb_walk(): a reader that sees @owner sees @walk. */
+	atomic_store_explicit(&iotlb_walkers[n].owner, owner, memory_order_release);
+	atomic_store_explicit(&iotlb_walkers_used, n + 1, memory_order_release);
+out_unlock:
+	pthread_mutex_unlock(&iotlb_table_lock);
+	return ret;
+}
+
+static struct iotlb *iotlb_find(struct iommu_device *iommu)
+{
+	unsigned int i, n = atomic_load_explicit(&iotlb_table_used, memory_order_acquire);
+
+	for (i = 0; i < n; i++)
+		if (atomic_load_explicit(&iotlb_table[i].iommu, memory_order_acquire) == iommu)
+			return atomic_load_explicit(&iotlb_table[i].tlb, memory_order_relaxed);
+	return NULL;
+}
+
+/* The mock driver's walk, with the leaf's permissions (the same bits as IOMMU_READ/WRITE). */
+static phys_addr_t iotlb_mock_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+{
+	struct io_pgtable_leaf leaf;
+
+	if (mock_domain_walk(domain, iova, &leaf))
+		return 0;
+	*prot = leaf.prot & (IOMMU_READ | IOMMU_WRITE);
+	return leaf.phys + (iova - leaf.iova);
+}
+
+/* The mock driver's invalidation commands: [@start, @last] inclusive, bytes. */
+static void iotlb_mock_invalidate(struct iommu_domain *domain, uint64_t start, uint64_t last)
+{
+	if (start > last)
+		return;
+	iotlb_inv_all_instances(domain->id, start >> IOTLB_PAGE_SHIFT, last >> IOTLB_PAGE_SHIFT);
+}
+
+static pthread_once_t iotlb_drivers_once = PTHREAD_ONCE_INIT;
+
+static void iotlb_wire_drivers(void)
+{
+	if (iotlb_register_walker(&mock_iommu_ops, iotlb_mock_walk))
+		die("iotlb: walker table full");
+	atomic_store_explicit(&mock_iotlb_invalidate_hook, iotlb_mock_invalidate,
+			      memory_order_release);
+}
+
+struct iotlb *iotlb_for_iommu(struct iommu_device *iommu)
+{
+	struct iotlb *tlb = iotlb_find(iommu);
+	unsigned int i, n;
+
+	if (likely(tlb))
+		return tlb;
+	/* Before the first entry can exist, the drivers' invalidations must reach us. */
+	pthread_once(&iotlb_drivers_once, iotlb_wire_drivers);
+	pthread_mutex_lock(&iotlb_table_lock);
+	tlb = iotlb_find(iommu);
+	if (tlb)
+		goto out_unlock;
+	n = atomic_load_explicit(&iotlb_table_used, memory_order_relaxed);
+	for (i = 0; i < n; i++)
+		if (!atomic_load_explicit(&iotlb_table[i].iommu, memory_order_relaxed))
+			break;
+	if (i == IOTLB_MAX_INSTANCES) {
+		tlb = ERR_PTR(-ENOSPC);
+		goto out_unlock;
+	}
+	/* Zeroed memory is an empty IOTLB: every counter even, every entry invalid. */
+	tlb = uiommu_zalloc(sizeof(*tlb));
+	if (!tlb) {
+		tlb = ERR_PTR(-ENOMEM);
+		goto out_unlock;
+	}
+	tlb->iommu = iommu;
+	atomic_store_explicit(&iotlb_table[i].tlb, tlb, memory_order_relaxed);
+	/* Pairs with the acquire in iotlb_find(): who finds @iommu finds the whole IOTLB. */
+	atomic_store_explicit(&iotlb_table[i].iommu, iommu, memory_order_release);
+	if (i == n)
+		atomic_store_explicit(&iotlb_table_used, n + 1, memory_order_release);
+out_unlock:
+	pthread_mutex_unlock(&iotlb_table_lock);
+	return tlb;
+}
+
+void iotlb_release(struct iommu_device *iommu)
+{
+	struct iotlb *tlb = NULL;
+	unsigned int i, n;
+
+	pthread_mutex_lock(&iotlb_table_lock);
+	n = atomic_load_explicit(&iotlb_table_used, memory_order_relaxed);
+	for (i = 0; i < n; i++) {
+		if (atomic_load_explicit(&iotlb_table[i].iommu, memory_order_relaxed) == iommu) {
+			tlb = atomic_load_explicit(&iotlb_table[i].tlb, memory_order_relaxed);
+			atomic_store_explicit(&iotlb_table[i].iommu, NULL, memory_order_relaxed);
+			atomic_store_explicit(&iotlb_table[i].tlb, NULL, memory_order_relaxed);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&iotlb_table_lock);
+	uiommu_free(tlb);
+}
+
+/* ---- sets ----------------------------------------------------------------------------------- */
+
+static inline struct iotlb_set *iotlb_set_of(struct iotlb *tlb, uint32_t domid, uint64_t pfn)
+{
+	uint64_t mix = ((uint64_t)domid * UINT64_C(0x9e3779b97f4a7c15)) >> 40;
+
+	return &tlb->sets[(pfn ^ mix) & (IOTLB_SETS - 1)];
+}
+
+static void iotlb_set_lock(struct iotlb_set *set)
+{
+	unsigned int spins = 0;
+
+	for (;;) {
+		uint32_t s = atomic_load_explicit(&set->seq, memory_order_relaxed);
+
+		if (!(s & 1) && atomic_compare_exchange_weak_explicit(&set->seq, &s, s + 1,
+								      memory_order_seq_cst,
+								      memory_order_relaxed))
+			break;
+		if (++spins % 64 == 0)
+			sched_yield();
+	}
+	/* The entry stores below must not become visible before the odd counter. */
+	atomic_thread_fence(memory_order_release);
+}
+
+static void iotlb_set_unlock(struct iotlb_set *set)
+{
+	uint32_t s = atomic_load_explicit(&set->seq, memory_order_relaxed);
+
+	/* Pairs with the readers' acquire load: a reader of the even value sees our entries. */
+	atomic_store_explicit(&set->seq, s + 1, memory_order_release);
+}
+
+static inline void iotlb_entry_clear(struct iotlb_entry *e)
+{
+	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
+}
+
+bool iotlb_lookup(struct iotlb *tlb, uint32_t domid, uint64_t iova, phys_addr_t *phys, int *prot)
+{
+	uint64_t pfn = iova >> IOTLB_PAGE_SHIFT, phys_pfn = 0;
+	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
+	uint32_t s1, s2, flags = 0;
+	unsigned int w;
+	bool hit;
+
+	do {
+		s1 = atomic_load_explicit(&set->seq, memory_order_acquire);
+		if (unlikely(s1 & 1)) {
+			s2 = s1 + 1; /* a writer holds the set: read again */
+			continue;
+		}
+		hit = false;
+		for (w = 0; w < IOTLB_WAYS; w++) {
+			struct iotlb_entry *e = &set->e[w];
+
+			flags = atomic_load_explicit(&e->flags, memory_order_relaxed);
+			if ((flags & IOTLB_VALID) &&
+			    atomic_load_explicit(&e->pfn, memory_order_relaxed) == pfn &&
+			    atomic_load_explicit(&e->domid, memory_order_relaxed) == domid) {
+				phys_pfn = atomic_load_explicit(&e->phys_pfn, memory_order_relaxed);
+				hit = true;
+				break;
+			}
+		}
+		/* The loads above complete before the counter is read again. */
+		atomic_thread_fence(memory_order_acquire);
+		s2 = atomic_load_explicit(&set->seq, memory_order_relaxed);
+	} while (unlikely(s1 != s2));
+	if (!hit)
+		return false;
+	*phys = (phys_pfn << IOTLB_PAGE_SHIFT) | (iova & (IOTLB_PAGE_SIZE - 1));
+	*prot = (int)(flags >> IOTLB_PROT_SHIFT);
+	return true;
+}
+
+/* Adds the translation unless an invalidation ran since @gen was read. */
+static void iotlb_fill(struct iotlb *tlb, uint32_t domid, uint64_t pfn, uint64_t phys_pfn,
+		       int prot, uint64_t gen)
+{
+	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
+	struct iotlb_entry *victim = NULL;
+	unsigned int w;
+
+	if (uiommu_should_fail())
+		return; /* a fill that does not happen is only a later miss */
+	iotlb_set_lock(set);
+	if (atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst) != gen)
+		goto out_unlock;
+	for (w = 0; w < IOTLB_WAYS; w++) {
+		struct iotlb_entry *e = &set->e[w];
+		uint32_t flags = atomic_load_explicit(&e->flags, memory_order_relaxed);
+
+		if (!(flags & IOTLB_VALID)) {
+			if (!victim)
+				victim = e;
+			continue;
+		}
+		if (atomic_load_explicit(&e->pfn, memory_order_relaxed) == pfn &&
+		    atomic_load_explicit(&e->domid, memory_order_relaxed) == domid) {
+			victim = e;
+			break;
+		}
+	}
+	if (!victim)
+		victim = &set->e[set->hand++ % IOTLB_WAYS];
+	atomic_store_explicit(&victim->pfn, pfn, memory_order_relaxed);
+	atomic_store_explicit(&victim->domid, domid, memory_order_relaxed);
+	atomic_store_explicit(&victim->phys_pfn, phys_pfn, memory_order_relaxed);
+	atomic_store_explicit(&victim->flags, IOTLB_VALID | ((uint32_t)prot << IOTLB_PROT_SHIFT),
+			      memory_order_relaxed);
+	atomic_fetch_add_explicit(&tlb->fills, 1, memory_order_relaxed);
+out_unlock:
+	iotlb_set_unlock(set);
+}
+
+static phys_addr_t iotlb_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+{
+	unsigned int i, n = atomic_load_explicit(&iotlb_walkers_used, memory_order_acquire);
+
+	for (i = 0; i < n; i++)
+		if (atomic_load_explicit(&iotlb_walkers[i].owner, memory_order_acquire) ==
+		    domain->owner)
+			return iotlb_walkers[i].walk(domain, iova, prot);
+	*prot = IOMMU_READ | IOMMU_WRITE;
+	return domain->ops->iova_to_phys ? domain->ops->iova_to_phys(domain, iova) : 0;
+}
+
+int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
+		    phys_addr_t *phys)
+{
+	uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1), gen;
+	phys_addr_t pa;
+	int prot = 0;
+
+	if (!iotlb_lookup(tlb, domain->id, iova, phys, &prot)) {
+		/* Read before the walk; see "the fill race". */
+		gen = atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
+		pa = iotlb_walk(domain, page, &prot);
+		if (!pa)
+			return -EFAULT;
+		iotlb_fill(tlb, domain->id, page >> IOTLB_PAGE_SHIFT, pa >> IOTLB_PAGE_SHIFT, prot,
+			   gen);
+		*phys = (pa & ~(IOTLB_PAGE_SIZE - 1)) | (iova & (IOTLB_PAGE_SIZE - 1));
+	}
+	if ((prot & access) != access)
+		return -EFAULT;
+	return 0;
+}
+
+/* ---- invalidation --------------------------------------------------------------------------- */
+
+static void iotlb_set_inv(struct iotlb_set *set, uint32_t domid, uint64_t first, uint64_t last)
+{
+	unsigned int w;
+
+	iotlb_set_lock(set);
+	for (w = 0; w < IOTLB_WAYS; w++) {
+		struct iotlb_entry *e = &set->e[w];
+		uint64_t pfn;
+
+		if (!(atomic_load_explicit(&e->flags, memory_order_relaxed) & IOTLB_VALID) ||
+		    atomic_load_explicit(&e->domid, memory_order_relaxed) != domid)
+			continue;
+		pfn = atomic_load_explicit(&e->pfn, memory_order_relaxed);
+		if (pfn >= first && pfn <= last)
+			iotlb_entry_clear(e);
+	}
+	iotlb_set_unlock(set);
+}
+
+static void iotlb_inv_one(struct iotlb *tlb, uint32_t domid, uint64_t first, uint64_t last)
+{
+	uint64_t pfn;
+	unsigned int i;
+
+	/* Before any set is taken: a fill that walked before us now cannot add its entry. */
+	atomic_fetch_add_explicit(&tlb->inv_gen, 1, memory_order_seq_cst);
+	if (last - first < IOTLB_SETS) {
+		for (pfn = first;; pfn++) {
+			iotlb_set_inv(iotlb_set_of(tlb, domid, pfn), domid, pfn, pfn);
+			if (pfn == last)
+				break;
+		}
+		return;
+	}
+	for (i = 0; i < IOTLB_SETS; i++)
+		iotlb_set_inv(&tlb->sets[i], domid, first, last);
+}
+
+static void iotlb_inv_all_instances(uint32_t domid, uint64_t first, uint64_t last)
+{
+	unsigned int i, n = atomic_load_explicit(&iotlb_table_used, memory_order_acquire);
+
+	for (i = 0; i < n; i++) {
+		struct iotlb *tlb;
+
+		if (!atomic_load_explicit(&iotlb_table[i].iommu, memory_order_acquire))
+			continue;
+		tlb = atomic_load_explicit(&iotlb_table[i].tlb, memory_order_relaxed);
+		if (tlb)
+			iotlb_inv_one(tlb, domid, first, last);
+	}
+}
+
+void iotlb_inv_range(struct iommu_domain *domain, uint64_t iova, uint64_t size)
+{
+	uint64_t last;
+
+	if (!size)
+		return;
+	if (check_add_overflow(iova, size - 1, &last))
+		last = UINT64_MAX;
+	iotlb_inv_all_instances(domain->id, iova >> IOTLB_PAGE_SHIFT, last >> IOTLB_PAGE_SHIFT);
+}
+
+void iotlb_inv_domain(struct iommu_domain *domain)
+{
+	iotlb_inv_all_instances(domain->id, 0, UINT64_MAX);
+}
+
+unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid)
+{
+	unsigned int i, w, n = 0;
+
+	for (i = 0; i < IOTLB_SETS; i++)
+		for (w = 0; w < IOTLB_WAYS; w++) {
+			struct iotlb_entry *e = &tlb->sets[i].e[w];
+
+			if ((atomic_load_explicit(&e->flags, memory_order_relaxed) & IOTLB_VALID) &&
+			    atomic_load_explicit(&e->domid, memory_order_relaxed) == domid)
+				n++;
+		}
+	return n;
+}
+
+void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations)
+{
+	*fills = atomic_load_explicit(&tlb->fills, memory_order_relaxed);
+	*invalidations = atomic_load_explicit(&tlb->inv_gen, memory_order_relaxed);
+}

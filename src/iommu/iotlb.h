@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The IOTLB model: per IOMMU instance, a bounded set-associative cache of translations tagged
+ * (domain id, IOVA page) -> (physical page, prot). See iotlb.c for the design and its
+ * concurrency.
+ *
+ * Who calls what:
+ *   - the device emulator (dma_device_read/write in dma-iommu.c) translates through
+ *     iotlb_translate(): a hit is used as it is (even if the page table changed since: that is
+ *     the point), a miss walks the domain's page table and fills;
+ *   - a driver's invalidation ops call iotlb_inv_range() (iotlb_sync) and iotlb_inv_domain()
+ *     (flush_iotlb_all): the IOTLB is the driver's hardware, and these are its invalidation
+ *     commands (the mock driver reaches them through its mock_iotlb_invalidate_hook, which
+ *     iotlb.c sets). They act on every instance's IOTLB, as a driver invalidates on every IOMMU
+ *     the domain is attached through.
+ *
+ * Pages are IOTLB_PAGE_SIZE (4 KiB) whatever the domain's page sizes.
+ */
+#ifndef UIOMMU_IOMMU_IOTLB_H
+#define UIOMMU_IOMMU_IOTLB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iommu/iommu.h"
+
+#define IOTLB_PAGE_SHIFT 12
+#define IOTLB_PAGE_SIZE (UINT64_C(1) << IOTLB_PAGE_SHIFT)
+#define IOTLB_SETS 256u /* a power of two */
+#define IOTLB_WAYS 4u
+/* IOMMU instances with an IOTLB at once. */
+#define IOTLB_MAX_INSTANCES 32u
+
+struct iotlb;
+
+/**
+ * typedef iotlb_walk_fn - a page-table walk that also reports the leaf's permissions
+ * @iova: page-aligned
+ * @prot: out, IOMMU_READ | IOMMU_WRITE of the leaf
+ *
+ * Return: the physical address of @iova, 0 when unmapped.
+ */
+typedef phys_addr_t (*iotlb_walk_fn)(struct iommu_domain *domain, uint64_t iova, int *prot);
+
+/**
+ * iotlb_register_walker() - how to walk the domains of driver @owner, permissions included
+ *
+ * struct iommu_domain_ops has only iova_to_phys(), which says nothing of permissions; a driver
+ * registers a walker here at init so that the IOTLB can refuse a write through a read-only
+ * mapping (the mock driver's is wired in iotlb.c). Domains without one are walked with
+ * iova_to_phys() and get IOMMU_READ | IOMMU_WRITE.
+ *
+ * Return: 0, -ENOSPC when the table is full.
+ */
+int iotlb_register_walker(const struct iommu_ops *owner, iotlb_walk_fn walk);
+
+/**
+ * iotlb_for_iommu() - the IOTLB of @iommu, created on first use
+ *
+ * Return: the IOTLB, or ERR_PTR(-ENOMEM) / ERR_PTR(-ENOSPC) (too many instances).
+ */
+struct iotlb *iotlb_for_iommu(struct iommu_device *iommu);
+
+/**
+ * iotlb_release() - forget @iommu's IOTLB (at iommu_device_unregister())
+ *
+ * No translation through @iommu may be running or start afterwards.
+ */
+void iotlb_release(struct iommu_device *iommu);
+
+/**
+ * iotlb_lookup() - the hit path alone: is (@domid, @iova's page) cached?
+ * @phys: out, the physical address of @iova (the page offset included)
+ * @prot: out, IOMMU_READ | IOMMU_WRITE
+ *
+ * Lock-free and store-free; callable from any thread.
+ *
+ * Return: true on a hit.
+ */
+bool iotlb_lookup(struct iotlb *tlb, uint32_t domid, uint64_t iova, phys_addr_t *phys, int *prot);
+
+/**
+ * iotlb_translate() - what a device's access to @iova goes through
+ * @access: IOMMU_READ (the device reads memory) or IOMMU_WRITE (it writes memory)
+ * @phys: out, the physical address of @iova
+ *
+ * A hit is used whatever the page table now says; a miss walks @domain's page table and fills
+ * the entry, unless an invalidation ran meanwhile (then the walk's result is used once and not
+ * cached: it may already be stale).
+ *
+ * Return: 0; -EFAULT for an unmapped IOVA or an access the mapping does not permit.
+ */
+int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
+		    phys_addr_t *phys);
+
+/**
+ * iotlb_inv_range() - invalidate @domain's entries for [@iova, @iova + @size) everywhere
+ *
+ * When it returns, no lookup on any instance finds such an entry, and no fill that walked the
+ * page table before the call can add one.
+ */
+void iotlb_inv_range(struct iommu_domain *domain, uint64_t iova, uint64_t size);
+
+/** iotlb_inv_domain() - invalidate all of @domain's entries everywhere, as iotlb_inv_range() */
+void iotlb_inv_domain(struct iommu_domain *domain);
+
+/** iotlb_count() - valid entries of @domid in @tlb (tests; a racy snapshot) */
+unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid);
+
+/** iotlb_stats() - fills and invalidation commands so far (tests) */
+void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations);
+
+#endif

@@ -21,10 +21,12 @@
 
 /* ---- the test driver ---------------------------------------------------------------------- */
 
-#define TDRV_MAP_SLOTS 64
+#define TDRV_MAP_SLOTS 1024
 
+/* The "page table": a slot array under a lock, enough for DMA-API traffic from threads. */
 struct tdrv_domain {
 	struct iommu_domain domain;
+	pthread_mutex_t lock; /* protects the slots */
 	uint64_t iova[TDRV_MAP_SLOTS]; /* 4 KiB pages mapped; paddr[i] for iova[i]; 0 = free */
 	uint64_t paddr[TDRV_MAP_SLOTS];
 	bool used[TDRV_MAP_SLOTS];
@@ -76,16 +78,20 @@ static int tdrv_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t padd
 	int i;
 
 	(void)prot;
+	pthread_mutex_lock(&td->lock);
 	for (n = 0; n < pgcount; n++) {
 		for (i = 0; i < TDRV_MAP_SLOTS && td->used[i]; i++)
 			;
-		if (i == TDRV_MAP_SLOTS)
+		if (i == TDRV_MAP_SLOTS) {
+			pthread_mutex_unlock(&td->lock);
 			return -ENOMEM;
+		}
 		td->used[i] = true;
 		td->iova[i] = iova + n * pgsize;
 		td->paddr[i] = paddr + n * pgsize;
 		*mapped += pgsize;
 	}
+	pthread_mutex_unlock(&td->lock);
 	return 0;
 }
 
@@ -97,30 +103,38 @@ static size_t tdrv_unmap(struct iommu_domain *domain, uint64_t iova, size_t pgsi
 	int i;
 
 	(void)gather;
+	pthread_mutex_lock(&td->lock);
 	for (n = 0; n < pgcount; n++)
 		for (i = 0; i < TDRV_MAP_SLOTS; i++)
 			if (td->used[i] && td->iova[i] == iova + n * pgsize) {
 				td->used[i] = false;
 				done += pgsize;
 			}
+	pthread_mutex_unlock(&td->lock);
 	return done;
 }
 
 static phys_addr_t tdrv_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
 {
 	struct tdrv_domain *td = container_of(domain, struct tdrv_domain, domain);
+	phys_addr_t pa = 0;
 	int i;
 
+	pthread_mutex_lock(&td->lock);
 	for (i = 0; i < TDRV_MAP_SLOTS; i++)
 		if (td->used[i] && td->iova[i] == (iova & ~4095ull))
-			return td->paddr[i] + (iova & 4095);
-	return 0;
+			pa = td->paddr[i] + (iova & 4095);
+	pthread_mutex_unlock(&td->lock);
+	return pa;
 }
 
 static void tdrv_domain_free(struct iommu_domain *domain)
 {
+	struct tdrv_domain *td = container_of(domain, struct tdrv_domain, domain);
+
 	tdrv.domain_frees++;
-	free(container_of(domain, struct tdrv_domain, domain));
+	pthread_mutex_destroy(&td->lock);
+	free(td);
 }
 
 static const struct iommu_domain_ops tdrv_paging_ops = {
@@ -146,6 +160,7 @@ static struct iommu_domain *tdrv_alloc_paging(struct device *dev)
 	if (tdrv.fail_alloc)
 		return ERR_PTR(-ENOMEM);
 	td = calloc(1, sizeof(*td));
+	pthread_mutex_init(&td->lock, NULL);
 	td->domain.ops = &tdrv_paging_ops;
 	td->domain.pgsize_bitmap = 4096;
 	td->domain.geometry.aperture_end = (1ull << 48) - 1;

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "iommu/dma-iommu.h"
 #include "tdrv.h"
 
 #define NDEV 5
@@ -33,6 +34,7 @@ struct sdev {
 };
 
 static struct sdev sdevs[NDEV];
+static char dma_buf[4096] __attribute__((aligned(4096)));
 static atomic_bool stop;
 static atomic_long nops;
 static atomic_int unexpected;
@@ -149,15 +151,30 @@ static void *dma_user(void *arg)
 		EXPECT_ONE_OF("bind", rc, 0, -EBUSY);
 		if (rc)
 			goto next;
-		/* While bound, the group stays on its default domain: translate through it. */
+		/*
+		 * While bound, the group stays on its default domain: map a buffer with the DMA
+		 * API and check the device's view of it through the domain.
+		 */
 		for (i = 0; i < 16; i++) {
+			dma_addr_t addr;
+
 			dom = iommu_get_domain_for_dev(s->dev);
 			if (!dom) {
 				printf("# bound device without a domain\n");
 				atomic_fetch_add(&unexpected, 1);
 				break;
 			}
-			(void)iommu_iova_to_phys(dom, 0x1000);
+			addr = dma_map_single(s->dev, dma_buf, 4096, DMA_BIDIRECTIONAL);
+			if (dma_mapping_error(s->dev, addr)) {
+				printf("# dma_map_single failed\n");
+				atomic_fetch_add(&unexpected, 1);
+				break;
+			}
+			if (iommu_iova_to_phys(dom, addr) != (phys_addr_t)(uintptr_t)dma_buf) {
+				printf("# the device does not see the mapping\n");
+				atomic_fetch_add(&unexpected, 1);
+			}
+			dma_unmap_single(s->dev, addr, 4096, DMA_BIDIRECTIONAL);
 		}
 		iommu_device_unuse_default_domain(s->dev);
 next:

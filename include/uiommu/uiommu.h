@@ -21,6 +21,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -75,6 +78,64 @@ int uiommu_stats_get(struct uiommu_stats *stats);
 
 /* Pin count of the user page holding @addr, as the kernel selftest's MD_CHECK_REFS reads it. */
 unsigned int uiommu_page_pin_count(const void *addr);
+
+
+/* ==== virtual sysfs =============================================================================
+ *
+ * The IOMMU part of /sys (/sys/kernel/iommu_groups, /sys/bus/pci/devices, /sys/class/iommu and
+ * the device directories they link to) as the kernel lays it out, for the emulated machine
+ * (the topology: $UIOMMU_TOPOLOGY or the embedded default, loaded on first use). The preload
+ * layer forwards every libc call naming such a path here, so that cat, ls, readlink and
+ * `echo DMA-FQ > /sys/kernel/iommu_groups/N/type` work under uiommu-run; a program linking
+ * libuiommu may call these directly. Same convention as above: -1 and errno on failure.
+ *
+ * The tree is written to a private directory and the paths are redirected there; only writes to
+ * a group's `type` are intercepted: the fd uiommu_sysfs_open() returns for writing is tracked,
+ * and uiommu_sysfs_write() on it runs the kernel's type store (EACCES without CAP_SYS_ADMIN and
+ * CAP_SYS_RAWIO, EINVAL, EPERM ...). $UIOMMU_SYSFS_PRIVILEGED=1 (or 0) overrides the capability
+ * check: a test hook. The processes of one uiommu-run share a machine ($UIOMMU_SYSFS_DIR).
+ */
+
+/* Is @path (absolute) inside the virtual sysfs? No I/O, no lock: cheap enough for every call. */
+bool uiommu_sysfs_claims(const char *path);
+
+/* Brings the tree up to date and writes into @buf the real path that stands for @path. */
+int uiommu_sysfs_redirect(const char *path, char *buf, size_t len);
+
+/* open(2) of a virtual sysfs path. */
+int uiommu_sysfs_open(const char *path, int flags, mode_t mode);
+/* fopen(3) of a virtual sysfs path; a `type` opened for writing stores at fflush/fclose. */
+FILE *uiommu_sysfs_fopen(const char *path, const char *mode);
+
+/* Is @fd a `type` opened for writing? (The write() and close() wrappers ask on every call.) */
+bool uiommu_sysfs_is_fd(int fd);
+/* write(2) on such an fd: the type store; returns @count or -1 with the kernel's errno. */
+ssize_t uiommu_sysfs_write(int fd, const void *buf, size_t count);
+/* close(2) of such an fd. */
+int uiommu_sysfs_close(int fd);
+/* After a successful dup of @oldfd to @newfd: @newfd writes to the same attribute. */
+int uiommu_sysfs_fd_dup(int oldfd, int newfd);
+/* @fd is about to be replaced (dup2 onto it) or was closed behind the library's back. */
+void uiommu_sysfs_fd_forget(int fd);
+
+/* stat(2), lstat(2), readlink(2) and access(2) of virtual sysfs paths. */
+int uiommu_sysfs_stat(const char *path, struct stat *st);
+int uiommu_sysfs_lstat(const char *path, struct stat *st);
+ssize_t uiommu_sysfs_readlink(const char *path, char *buf, size_t len);
+int uiommu_sysfs_access(const char *path, int mode);
+
+/* Called by the preload layer before main(): names the session directory that the processes
+ * started from this one share ($UIOMMU_SYSFS_DIR), made on first use, removed at exit. */
+void uiommu_sysfs_session_begin(void);
+
+/* ==== control socket ============================================================================
+ *
+ * With $UIOMMU_CTL_SOCKET set, the preload layer starts a listener on that Unix socket path
+ * (uiommu_ctl_start_env()); `uiommuctl --socket PATH ...` then shows and changes this
+ * process's machine. uiommu_ctl_start() does the same for a given path. 0 or -1 and errno.
+ */
+int uiommu_ctl_start(const char *path);
+int uiommu_ctl_start_env(void);
 
 #ifdef __cplusplus
 }

@@ -5,19 +5,30 @@
  * /dev/iommu becomes uiommu_open(), and calls on an fd that uiommu_is_fd() claims go to the
  * matching uiommu_*() call. Every other call goes to the real libc function untouched.
  *
+ * The virtual sysfs (the library's iommu/sysfs.c) is forwarded the same way: a call naming a
+ * path that uiommu_sysfs_claims() (/sys/kernel/iommu_groups, /sys/bus/pci/devices, ...) gets
+ * the library's redirected path (uiommu_sysfs_redirect()) and goes on to libc with it; opens
+ * go to uiommu_sysfs_open()/uiommu_sysfs_fopen(), and write, close and the dups of an fd that
+ * uiommu_sysfs_is_fd() claims go to the library. The constructor lets the library name the
+ * session directory before main() and start the control socket if $UIOMMU_CTL_SOCKET is set.
+ *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
 /* We define both the plain and the 64 names ourselves: no redirection of one to the other. */
 #undef _FILE_OFFSET_BITS
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
@@ -54,12 +65,35 @@ static int open_flags_mode(int flags)
 	return flags & O_CLOEXEC;
 }
 
+/*
+ * Replaces @path by its place in the virtual sysfs tree when the library claims it; on failure
+ * returns @err from the wrapper with the library's errno. errno is kept on success.
+ */
+#define SYSFS_REDIRECT(path, err)                                                         \
+	char _sysfs_buf[PATH_MAX];                                                        \
+	if (uiommu_sysfs_claims(path)) {                                                  \
+		int _saved_errno = errno;                                                 \
+		if (uiommu_sysfs_redirect(path, _sysfs_buf, sizeof(_sysfs_buf)))          \
+			return err;                                                       \
+		errno = _saved_errno;                                                     \
+		path = _sysfs_buf;                                                        \
+	}
+
 /* glibc's fortified open entry points, which its headers do not declare. */
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
 int fcntl64(int fd, int cmd, ...);
+/* The pre-2.33 stat entry points, still called by programs built against older glibc. */
+int __xstat(int ver, const char *path, struct stat *st);
+int __xstat64(int ver, const char *path, struct stat64 *st);
+int __lxstat(int ver, const char *path, struct stat *st);
+int __lxstat64(int ver, const char *path, struct stat64 *st);
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
+ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen);
+ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen);
 
 /* ---- Overridden libc wrappers -------------------------------------------------------------- */
 
@@ -76,6 +110,8 @@ int fcntl64(int fd, int cmd, ...);
 		}                                                                         \
 		if (is_iommu_path(AT_FDCWD, path))                                        \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_sysfs_claims(path))                                            \
+			return uiommu_sysfs_open(path, flags, mode);                      \
 		return _##name(path, flags, mode);                                        \
 	}
 
@@ -92,6 +128,8 @@ int fcntl64(int fd, int cmd, ...);
 		}                                                                         \
 		if (is_iommu_path(dirfd, path))                                           \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_sysfs_claims(path))                                            \
+			return uiommu_sysfs_open(path, flags, mode);                      \
 		return _##name(dirfd, path, flags, mode);                                 \
 	}
 
@@ -101,6 +139,8 @@ int fcntl64(int fd, int cmd, ...);
 		libc_func(name, int, const char *, int);                                  \
 		if (is_iommu_path(AT_FDCWD, path))                                        \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_sysfs_claims(path))                                            \
+			return uiommu_sysfs_open(path, flags, 0);                         \
 		return _##name(path, flags);                                              \
 	}
 
@@ -110,6 +150,8 @@ int fcntl64(int fd, int cmd, ...);
 		libc_func(name, int, int, const char *, int);                             \
 		if (is_iommu_path(dirfd, path))                                           \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_sysfs_claims(path))                                            \
+			return uiommu_sysfs_open(path, flags, 0);                         \
 		return _##name(dirfd, path, flags);                                       \
 	}
 
@@ -141,15 +183,22 @@ UIOMMU_EXPORT int close(int fd)
 	libc_func(close, int, int);
 	if (uiommu_is_fd(fd))
 		return uiommu_close(fd);
+	if (uiommu_sysfs_is_fd(fd))
+		return uiommu_sysfs_close(fd);
 	return _close(fd);
 }
 
 UIOMMU_EXPORT int dup(int fd)
 {
+	int rc;
+
 	libc_func(dup, int, int);
 	if (uiommu_is_fd(fd))
 		return uiommu_dup(fd);
-	return _dup(fd);
+	rc = _dup(fd);
+	if (rc >= 0 && uiommu_sysfs_is_fd(fd))
+		uiommu_sysfs_fd_dup(fd, rc);
+	return rc;
 }
 
 UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -159,10 +208,14 @@ UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
 	libc_func(dup3, int, int, int, int);
 	if (uiommu_is_fd(oldfd))
 		return uiommu_dup3(oldfd, newfd, flags);
+	if (oldfd != newfd && uiommu_sysfs_is_fd(newfd))
+		uiommu_sysfs_fd_forget(newfd);
 	rc = _dup3(oldfd, newfd, flags);
 	/* Another file now sits on what was an iommufd fd. */
 	if (rc >= 0 && uiommu_is_fd(newfd))
 		uiommu_fd_forget(newfd);
+	if (rc >= 0 && uiommu_sysfs_is_fd(oldfd))
+		uiommu_sysfs_fd_dup(oldfd, newfd);
 	return rc;
 }
 
@@ -176,9 +229,13 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 			return newfd;
 		return uiommu_dup3(oldfd, newfd, 0);
 	}
+	if (oldfd != newfd && uiommu_sysfs_is_fd(newfd))
+		uiommu_sysfs_fd_forget(newfd);
 	rc = _dup2(oldfd, newfd);
 	if (rc >= 0 && uiommu_is_fd(newfd))
 		uiommu_fd_forget(newfd);
+	if (rc >= 0 && oldfd != newfd && uiommu_sysfs_is_fd(oldfd))
+		uiommu_sysfs_fd_dup(oldfd, newfd);
 	return rc;
 }
 
@@ -194,8 +251,124 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 		va_end(ap);                                                               \
 		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_is_fd(fd))      \
 			return uiommu_dupfd(fd, (int)arg, cmd == F_DUPFD_CLOEXEC);        \
+		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_sysfs_is_fd(fd)) { \
+			int rc = _##name(fd, cmd, arg);                                   \
+			if (rc >= 0)                                                      \
+				uiommu_sysfs_fd_dup(fd, rc);                              \
+			return rc;                                                        \
+		}                                                                         \
 		return _##name(fd, cmd, arg);                                             \
 	}
 
 WRAP_FCNTL(fcntl)
 WRAP_FCNTL(fcntl64)
+
+/* ---- the virtual sysfs: paths ---------------------------------------------------------------- */
+
+UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
+{
+	libc_func(write, ssize_t, int, const void *, size_t);
+	if (uiommu_sysfs_is_fd(fd))
+		return uiommu_sysfs_write(fd, buf, count);
+	return _write(fd, buf, count);
+}
+
+#define WRAP_FOPEN(name)                                                                  \
+	UIOMMU_EXPORT FILE *name(const char *path, const char *mode)                      \
+	{                                                                                 \
+		libc_func(name, FILE *, const char *, const char *);                      \
+		if (uiommu_sysfs_claims(path))                                            \
+			return uiommu_sysfs_fopen(path, mode);                            \
+		return _##name(path, mode);                                               \
+	}
+
+WRAP_FOPEN(fopen)
+WRAP_FOPEN(fopen64)
+
+/* A call that names a path (the parameter `path`): redirect it, then libc. */
+#define WRAP_PATH(name, rettype, err, args, ...)                                          \
+	UIOMMU_EXPORT rettype name(__VA_ARGS__)                                           \
+	{                                                                                 \
+		libc_func(name, rettype, __VA_ARGS__);                                    \
+		SYSFS_REDIRECT(path, err);                                                \
+		return _##name args;                                                      \
+	}
+
+WRAP_PATH(opendir, DIR *, NULL, (path),
+	  const char *path)
+WRAP_PATH(chdir, int, -1, (path),
+	  const char *path)
+WRAP_PATH(stat, int, -1, (path, st),
+	  const char *path, struct stat *st)
+WRAP_PATH(stat64, int, -1, (path, st),
+	  const char *path, struct stat64 *st)
+WRAP_PATH(lstat, int, -1, (path, st),
+	  const char *path, struct stat *st)
+WRAP_PATH(lstat64, int, -1, (path, st),
+	  const char *path, struct stat64 *st)
+WRAP_PATH(access, int, -1, (path, mode),
+	  const char *path, int mode)
+WRAP_PATH(euidaccess, int, -1, (path, mode),
+	  const char *path, int mode)
+WRAP_PATH(eaccess, int, -1, (path, mode),
+	  const char *path, int mode)
+WRAP_PATH(readlink, ssize_t, -1, (path, buf, len),
+	  const char *path, char *buf, size_t len)
+WRAP_PATH(__readlink_chk, ssize_t, -1, (path, buf, len, buflen),
+	  const char *path, char *buf, size_t len, size_t buflen)
+WRAP_PATH(getxattr, ssize_t, -1, (path, name, value, size),
+	  const char *path, const char *name, void *value, size_t size)
+WRAP_PATH(lgetxattr, ssize_t, -1, (path, name, value, size),
+	  const char *path, const char *name, void *value, size_t size)
+WRAP_PATH(listxattr, ssize_t, -1, (path, list, size),
+	  const char *path, char *list, size_t size)
+WRAP_PATH(llistxattr, ssize_t, -1, (path, list, size),
+	  const char *path, char *list, size_t size)
+WRAP_PATH(scandir, int, -1, (path, list, sel, cmp),
+	  const char *path, struct dirent ***list, int (*sel)(const struct dirent *),
+	  int (*cmp)(const struct dirent **, const struct dirent **))
+WRAP_PATH(scandir64, int, -1, (path, list, sel, cmp),
+	  const char *path, struct dirent64 ***list, int (*sel)(const struct dirent64 *),
+	  int (*cmp)(const struct dirent64 **, const struct dirent64 **))
+WRAP_PATH(fstatat, int, -1, (dirfd, path, st, flags),
+	  int dirfd, const char *path, struct stat *st, int flags)
+WRAP_PATH(fstatat64, int, -1, (dirfd, path, st, flags),
+	  int dirfd, const char *path, struct stat64 *st, int flags)
+WRAP_PATH(statx, int, -1, (dirfd, path, flags, mask, st),
+	  int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
+WRAP_PATH(faccessat, int, -1, (dirfd, path, mode, flags),
+	  int dirfd, const char *path, int mode, int flags)
+WRAP_PATH(readlinkat, ssize_t, -1, (dirfd, path, buf, len),
+	  int dirfd, const char *path, char *buf, size_t len)
+WRAP_PATH(__readlinkat_chk, ssize_t, -1, (dirfd, path, buf, len, buflen),
+	  int dirfd, const char *path, char *buf, size_t len, size_t buflen)
+WRAP_PATH(__xstat, int, -1, (ver, path, st),
+	  int ver, const char *path, struct stat *st)
+WRAP_PATH(__xstat64, int, -1, (ver, path, st),
+	  int ver, const char *path, struct stat64 *st)
+WRAP_PATH(__lxstat, int, -1, (ver, path, st),
+	  int ver, const char *path, struct stat *st)
+WRAP_PATH(__lxstat64, int, -1, (ver, path, st),
+	  int ver, const char *path, struct stat64 *st)
+
+#define WRAP_FXSTATAT(name, stattype)                                                     \
+	UIOMMU_EXPORT int name(int ver, int dirfd, const char *path, stattype *st, int flags) \
+	{                                                                                 \
+		libc_func(name, int, int, int, const char *, stattype *, int);            \
+		SYSFS_REDIRECT(path, -1);                                                 \
+		return _##name(ver, dirfd, path, st, flags);                              \
+	}
+
+WRAP_FXSTATAT(__fxstatat, struct stat)
+WRAP_FXSTATAT(__fxstatat64, struct stat64)
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+
+static void __attribute__((constructor)) preload_init(void)
+{
+	int saved_errno = errno;
+
+	uiommu_sysfs_session_begin();
+	uiommu_ctl_start_env();
+	errno = saved_errno;
+}

@@ -1,0 +1,664 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The control interface: show and change the emulated machine from outside the program.
+ *
+ * One command language serves two transports. uiommuctl runs commands in its own process on a
+ * topology it loads (ctl_execute() writing to stdout), or sends them to a running program that
+ * listens on a Unix socket. The listener starts only when asked: the preload layer's
+ * constructor calls uiommu_ctl_start_env(), which does nothing unless $UIOMMU_CTL_SOCKET is
+ * set; a program linking the library may call uiommu_ctl_start(path) itself.
+ *
+ * The protocol is a line protocol, one command per line, as a human would type it:
+ *
+ *   -> show json
+ *   <- { ... }                 any number of reply lines
+ *   <- ok                      or: error <errno> <message>
+ *
+ * Commands: show [text|json|dot], set-type GROUP TYPE, bind BDF, unbind BDF, plug BDF,
+ * unplug BDF. They map one to one to the core and topology API (iommu_group_get_info(),
+ * sysfs_type_store(), topology_bind/unbind/plug/unplug()), so the semantics and errnos are
+ * the core's. A type set here is the type store with privilege (whoever can reach the socket,
+ * mode 0600, is the machine's administrator) and is shared with the other processes of a
+ * uiommu-run session like a write to the sysfs `type` file.
+ *
+ * "show" first builds one snapshot as a json-c object (the --json output), and the text and
+ * Graphviz renderings are drawn from that object, so the three never disagree. A snapshot is
+ * not atomic across groups: each group is read under its own mutex, as sysfs reads them.
+ *
+ * The listener is one detached thread with all signals blocked, serving one connection at a
+ * time (commands are short). It holds no lock while it waits. ctl_lock protects the
+ * listener's state (started, the socket path to unlink at exit); it is a leaf.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "iommu/ctl.h"
+#include "iommu/sysfs.h"
+#include "iommu/topology.h"
+#include "lib/compiler.h"
+#include "lib/fail.h"
+#include "lib/lockdep.h"
+#include "uiommu/uiommu.h"
+
+/* ---- the snapshot ---------------------------------------------------------------------------- */
+
+static const char *domain_type_name(unsigned int type)
+{
+	switch (type) {
+	case IOMMU_DOMAIN_BLOCKED:
+		return "blocked";
+	case IOMMU_DOMAIN_IDENTITY:
+		return "identity";
+	case IOMMU_DOMAIN_UNMANAGED:
+		return "unmanaged";
+	case IOMMU_DOMAIN_DMA:
+		return "DMA";
+	case IOMMU_DOMAIN_DMA_FQ:
+		return "DMA-FQ";
+	default:
+		return "unknown";
+	}
+}
+
+static struct json_object *domain_json(unsigned int type, uint32_t id)
+{
+	struct json_object *o;
+
+	if (type == UINT32_MAX)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string(domain_type_name(type)));
+	json_object_object_add(o, "id", json_object_new_int64(id));
+	return o;
+}
+
+static int iommu_cb(struct iommu_device *iommu, void *arg)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(iommu->name));
+	json_object_object_add(o, "driver",
+			       json_object_new_string(iommu->ops ? iommu->ops->name : "none"));
+	json_object_object_add(o, "max_pasids", json_object_new_int64(iommu->max_pasids));
+	json_object_object_add(o, "deferred_flush", json_object_new_boolean(iommu->deferred_flush));
+	json_object_object_add(o, "dirty_tracking", json_object_new_boolean(iommu->dirty_tracking));
+	json_object_array_add(arg, o);
+	return 0;
+}
+
+static int device_cb(const struct topology_device_info *info, void *arg)
+{
+	struct json_object *o = json_object_new_object();
+	struct iommu_group *group = info->present ? iommu_group_get(info->dev) : NULL;
+
+	json_object_object_add(o, "bdf", json_object_new_string(info->bdf));
+	json_object_object_add(o, "iommu", json_object_new_string(info->iommu));
+	json_object_object_add(o, "present", json_object_new_boolean(info->present));
+	json_object_object_add(o, "bound", json_object_new_boolean(info->bound));
+	json_object_object_add(o, "group",
+			       group ? json_object_new_int(iommu_group_id(group)) : NULL);
+	json_object_object_add(o, "untrusted", json_object_new_boolean(info->dev->untrusted));
+	json_object_object_add(o, "pasid_bits", json_object_new_int(info->dev->pasid_bits));
+	json_object_object_add(o, "pri", json_object_new_boolean(info->dev->pri));
+	json_object_object_add(o, "dirty", json_object_new_boolean(info->dev->dirty));
+	if (group)
+		iommu_group_put(group);
+	json_object_array_add(arg, o);
+	return 0;
+}
+
+struct group_devs {
+	struct json_object *bdfs;
+	struct json_object *bound;
+};
+
+static int group_dev_cb(struct device *dev, void *data)
+{
+	struct group_devs *g = data;
+
+	json_object_array_add(g->bdfs, json_object_new_string(dev->name));
+	if (dev->driver_bound)
+		json_object_array_add(g->bound, json_object_new_string(dev->name));
+	return 0;
+}
+
+static struct json_object *group_json(struct iommu_group *group)
+{
+	struct json_object *o = json_object_new_object(), *dom;
+	struct group_devs g = { json_object_new_array(), json_object_new_array() };
+	struct iommu_group_info info;
+
+	iommu_group_get_info(group, &info);
+	iommu_group_for_each_dev(group, &g, group_dev_cb);
+	json_object_object_add(o, "id", json_object_new_int(info.id));
+	json_object_object_add(o, "type", json_object_new_string(
+		info.default_type == UINT32_MAX ? "unknown" : domain_type_name(info.default_type)));
+	json_object_object_add(o, "default_domain",
+			       domain_json(info.default_type, info.default_domain_id));
+	dom = domain_json(info.domain_type, info.domain_id);
+	if (dom) {
+		json_object_object_add(dom, "is_default",
+				       json_object_new_boolean(info.domain_is_default));
+		json_object_object_add(dom, "is_blocking",
+				       json_object_new_boolean(info.domain_is_blocking));
+	}
+	json_object_object_add(o, "domain", dom);
+	json_object_object_add(o, "owner_cnt", json_object_new_int64(info.owner_cnt));
+	json_object_object_add(o, "owned", json_object_new_boolean(info.owned));
+	json_object_object_add(o, "devices", g.bdfs);
+	json_object_object_add(o, "bound", g.bound);
+	return o;
+}
+
+/* The whole machine, as --json shows it. */
+static int ctl_snapshot(struct json_object **out)
+{
+	struct json_object *root, *iommus, *groups, *devices;
+	char source[256] = "(none)";
+	int id;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	root = json_object_new_object();
+	if (!root)
+		return -ENOMEM;
+	iommus = json_object_new_array();
+	groups = json_object_new_array();
+	devices = json_object_new_array();
+	topology_source(source, sizeof(source));
+	topology_for_each_iommu(iommu_cb, iommus);
+	topology_for_each_device(device_cb, devices);
+	for (id = iommu_group_next_id(-1); id >= 0; id = iommu_group_next_id(id)) {
+		struct iommu_group *group = iommu_group_get_by_id(id);
+
+		if (!group)
+			continue;
+		json_object_array_add(groups, group_json(group));
+		iommu_group_put(group);
+	}
+	json_object_object_add(root, "topology", json_object_new_string(source));
+	json_object_object_add(root, "default_domain_type",
+			       json_object_new_string(domain_type_name(iommu_default_domain_type())));
+	json_object_object_add(root, "iommus", iommus);
+	json_object_object_add(root, "groups", groups);
+	json_object_object_add(root, "devices", devices);
+	*out = root;
+	return 0;
+}
+
+/* ---- renderings ------------------------------------------------------------------------------ */
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int64_t jint(struct json_object *o, const char *key, int64_t dflt)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return dflt;
+	return json_object_get_int64(v);
+}
+
+static bool jbool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v && json_object_get_boolean(v);
+}
+
+static struct json_object *jget(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
+static void render_domain(FILE *out, const char *what, struct json_object *d)
+{
+	if (!d) {
+		fprintf(out, "%s none", what);
+		return;
+	}
+	fprintf(out, "%s %s #%lld", what, jstr(d, "type"), (long long)jint(d, "id", 0));
+}
+
+static void render_text(struct json_object *root, FILE *out)
+{
+	struct json_object *iommus = jget(root, "iommus"), *groups = jget(root, "groups");
+	struct json_object *devices = jget(root, "devices");
+	size_t i, j, n;
+
+	fprintf(out, "topology %s, global default %s\n", jstr(root, "topology"),
+		jstr(root, "default_domain_type"));
+	n = json_object_array_length(iommus);
+	for (i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(iommus, i);
+
+		fprintf(out, "iommu %s: driver %s, max_pasids %lld%s%s\n", jstr(o, "name"),
+			jstr(o, "driver"), (long long)jint(o, "max_pasids", 0),
+			jbool(o, "deferred_flush") ? ", deferred_flush" : "",
+			jbool(o, "dirty_tracking") ? ", dirty_tracking" : "");
+	}
+	n = json_object_array_length(groups);
+	for (i = 0; i < n; i++) {
+		struct json_object *g = json_object_array_get_idx(groups, i);
+		struct json_object *dom = jget(g, "domain"), *bdfs = jget(g, "devices");
+
+		fprintf(out, "group %lld: type %s, ", (long long)jint(g, "id", -1), jstr(g, "type"));
+		render_domain(out, "default", jget(g, "default_domain"));
+		fprintf(out, ", ");
+		render_domain(out, "attached", dom);
+		if (dom && jbool(dom, "is_blocking"))
+			fprintf(out, " (blocking)");
+		else if (dom && !jbool(dom, "is_default"))
+			fprintf(out, " (owner's)");
+		fprintf(out, ", owner_cnt %lld%s\n", (long long)jint(g, "owner_cnt", 0),
+			jbool(g, "owned") ? ", DMA owner" : "");
+		for (j = 0; j < json_object_array_length(bdfs); j++) {
+			const char *bdf = json_object_get_string(json_object_array_get_idx(bdfs, j));
+			size_t k;
+			bool bound = false;
+
+			for (k = 0; k < json_object_array_length(devices); k++) {
+				struct json_object *d = json_object_array_get_idx(devices, k);
+
+				if (!strcmp(jstr(d, "bdf"), bdf))
+					bound = jbool(d, "bound");
+			}
+			fprintf(out, "  %s%s\n", bdf, bound ? " (driver bound)" : "");
+		}
+	}
+	n = json_object_array_length(devices);
+	for (i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(devices, i);
+
+		fprintf(out, "device %s: iommu %s, ", jstr(d, "bdf"), jstr(d, "iommu"));
+		if (!jbool(d, "present"))
+			fprintf(out, "unplugged");
+		else if (jget(d, "group"))
+			fprintf(out, "group %lld", (long long)jint(d, "group", -1));
+		else
+			fprintf(out, "no group");
+		fprintf(out, "%s%s%s%s\n", jbool(d, "bound") ? ", driver bound" : "",
+			jbool(d, "untrusted") ? ", untrusted" : "", jbool(d, "pri") ? ", pri" : "",
+			jbool(d, "dirty") ? ", dirty" : "");
+	}
+}
+
+static void render_dot(struct json_object *root, FILE *out)
+{
+	struct json_object *iommus = jget(root, "iommus"), *groups = jget(root, "groups");
+	struct json_object *devices = jget(root, "devices");
+	size_t i, j;
+
+	fprintf(out, "digraph uiommu {\n\trankdir=LR;\n\tnode [shape=box, fontname=\"monospace\"];\n");
+	for (i = 0; i < json_object_array_length(iommus); i++) {
+		struct json_object *o = json_object_array_get_idx(iommus, i);
+
+		fprintf(out, "\t\"%s\" [shape=ellipse, label=\"%s\\n(%s)\"];\n", jstr(o, "name"),
+			jstr(o, "name"), jstr(o, "driver"));
+	}
+	for (i = 0; i < json_object_array_length(groups); i++) {
+		struct json_object *g = json_object_array_get_idx(groups, i);
+		struct json_object *dom = jget(g, "domain"), *bdfs = jget(g, "devices");
+		long long id = (long long)jint(g, "id", -1);
+
+		fprintf(out, "\tsubgraph cluster_group%lld {\n\t\tlabel=\"group %lld\\ntype %s",
+			id, id, jstr(g, "type"));
+		if (dom)
+			fprintf(out, "\\nattached %s #%lld", jstr(dom, "type"),
+				(long long)jint(dom, "id", 0));
+		if (jint(g, "owner_cnt", 0))
+			fprintf(out, "\\nowner_cnt %lld", (long long)jint(g, "owner_cnt", 0));
+		fprintf(out, "\";\n");
+		for (j = 0; j < json_object_array_length(bdfs); j++)
+			fprintf(out, "\t\t\"%s\";\n",
+				json_object_get_string(json_object_array_get_idx(bdfs, j)));
+		fprintf(out, "\t}\n");
+	}
+	for (i = 0; i < json_object_array_length(devices); i++) {
+		struct json_object *d = json_object_array_get_idx(devices, i);
+
+		fprintf(out, "\t\"%s\" [label=\"%s%s\"%s];\n", jstr(d, "bdf"), jstr(d, "bdf"),
+			jbool(d, "bound") ? "\\ndriver bound" : "",
+			jbool(d, "present") ? "" : ", style=dashed");
+		fprintf(out, "\t\"%s\" -> \"%s\";\n", jstr(d, "bdf"), jstr(d, "iommu"));
+	}
+	fprintf(out, "}\n");
+}
+
+/* ---- commands -------------------------------------------------------------------------------- */
+
+static int ctl_show(const char *format, FILE *out)
+{
+	struct json_object *root;
+	int rc;
+
+	if (format && strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "dot")) {
+		fprintf(out, "show: unknown format \"%s\" (text, json or dot)\n", format);
+		return -EINVAL;
+	}
+	rc = ctl_snapshot(&root);
+	if (rc)
+		return rc;
+	if (format && !strcmp(format, "json"))
+		fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+								       JSON_C_TO_STRING_SPACED));
+	else if (format && !strcmp(format, "dot"))
+		render_dot(root, out);
+	else
+		render_text(root, out);
+	json_object_put(root);
+	return 0;
+}
+
+static int ctl_set_type(const char *group_str, const char *type)
+{
+	struct iommu_group *group;
+	char *end;
+	long id;
+	ssize_t ret;
+
+	id = strtol(group_str, &end, 10);
+	if (*end || end == group_str || id < 0 || id > INT32_MAX)
+		return -EINVAL;
+	group = iommu_group_get_by_id((int)id);
+	if (!group)
+		return -ENOENT;
+	ret = sysfs_type_store(group, type, strlen(type), true);
+	iommu_group_put(group);
+	return ret < 0 ? (int)ret : 0;
+}
+
+static const struct {
+	const char *name;
+	int arity;
+	int (*bdf_op)(const char *bdf);
+} ctl_commands[] = {
+	{ "show", 1, NULL },
+	{ "set-type", 2, NULL },
+	{ "bind", 1, topology_bind },
+	{ "unbind", 1, topology_unbind },
+	{ "plug", 1, topology_plug },
+	{ "unplug", 1, topology_unplug },
+};
+
+int ctl_command_arity(const char *cmd)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(ctl_commands); i++)
+		if (!strcmp(cmd, ctl_commands[i].name))
+			return ctl_commands[i].arity;
+	return -1;
+}
+
+int ctl_execute(const char *line, FILE *out)
+{
+	char buf[CTL_LINE_MAX], *argv[4], *save = NULL, *tok;
+	int argc = 0, arity;
+	size_t i;
+
+	if (strlen(line) >= sizeof(buf))
+		return -E2BIG;
+	strcpy(buf, line);
+	for (tok = strtok_r(buf, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+		if (argc == ARRAY_SIZE(argv))
+			return -E2BIG;
+		argv[argc++] = tok;
+	}
+	if (!argc) {
+		fprintf(out, "empty command\n");
+		return -EINVAL;
+	}
+	arity = ctl_command_arity(argv[0]);
+	if (arity < 0 || argc - 1 > arity || (argc - 1 < arity && strcmp(argv[0], "show"))) {
+		fprintf(out, "usage: show [text|json|dot] | set-type GROUP TYPE | "
+			"bind|unbind|plug|unplug BDF\n");
+		return -EINVAL;
+	}
+	sysfs_machine_boot(); /* a failed boot shows an empty machine */
+	if (!strcmp(argv[0], "show"))
+		return ctl_show(argc > 1 ? argv[1] : NULL, out);
+	if (!strcmp(argv[0], "set-type"))
+		return ctl_set_type(argv[1], argv[2]);
+	for (i = 0; i < ARRAY_SIZE(ctl_commands); i++)
+		if (ctl_commands[i].bdf_op && !strcmp(argv[0], ctl_commands[i].name))
+			return ctl_commands[i].bdf_op(argv[1]);
+	return -EINVAL;
+}
+
+/* ---- the listener ---------------------------------------------------------------------------- */
+
+struct ctl_listener {
+	bool started;
+	pid_t pid;                          /* the process that bound the path */
+	int fd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+/* Protects ctl; a leaf. */
+static struct uiommu_mutex ctl_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+static struct ctl_listener ctl;
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static const char *ctl_strerror(int err)
+{
+	/* The kernel-internal errno the core may return for a driver bind. */
+	if (err == EPROBE_DEFER)
+		return "Probe deferred";
+	return strerror(err);
+}
+
+/* Runs @line and sends its reply, ending with the status line. */
+static int ctl_reply(int fd, const char *line)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem;
+	int rc, err;
+
+	mem = open_memstream(&buf, &len);
+	if (!mem)
+		return -ENOMEM;
+	rc = ctl_execute(line, mem);
+	if (rc)
+		fprintf(mem, "error %d %s\n", -rc, ctl_strerror(-rc));
+	else
+		fprintf(mem, "ok\n");
+	fclose(mem);
+	err = write_all(fd, buf, len);
+	free(buf); /* open_memstream's buffer is libc's */
+	return err;
+}
+
+static void ctl_serve(int fd)
+{
+	char line[CTL_LINE_MAX + 1];
+	size_t used = 0;
+
+	for (;;) {
+		char *nl;
+		ssize_t n = recv(fd, line + used, sizeof(line) - 1 - used, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		used += (size_t)n;
+		line[used] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (ctl_reply(fd, line))
+				return;
+			used -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, used + 1);
+		}
+		if (used == sizeof(line) - 1) {
+			static const char msg[] = "error 7 command line too long\n";
+
+			write_all(fd, msg, sizeof(msg) - 1);
+			return;
+		}
+	}
+}
+
+static void *ctl_thread(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				continue;
+			return NULL;
+		}
+		ctl_serve(fd);
+		close(fd);
+	}
+}
+
+static void ctl_atexit(void)
+{
+	if (ctl.started && ctl.pid == getpid())
+		unlink(ctl.path);
+}
+
+static pthread_once_t ctl_atexit_once = PTHREAD_ONCE_INIT;
+
+static void ctl_register_atexit(void)
+{
+	atexit(ctl_atexit);
+}
+
+static int ctl_listen(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t thread;
+	struct stat st;
+	int fd, rc;
+
+	lockdep_assert_held(&ctl_lock);
+	if (ctl.started && ctl.pid == getpid())
+		return -EBUSY;
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, path);
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Someone serves this path already (the parent of this process): leave it to them. */
+	if (!connect(fd, (struct sockaddr *)&addr, sizeof(addr))) {
+		rc = -EADDRINUSE;
+		goto err_close;
+	}
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A stale socket of a dead process: replace it, but never another kind of file. */
+	if (!lstat(path, &st) && S_ISSOCK(st.st_mode))
+		unlink(path);
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr))) {
+		rc = -errno;
+		goto err_close;
+	}
+	chmod(path, 0600);
+	if (listen(fd, 8)) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* The thread inherits the mask: signals stay with the program's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&thread, &attr, ctl_thread, (void *)(intptr_t)fd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc)
+		goto err_unlink;
+	ctl.started = true;
+	ctl.pid = getpid();
+	ctl.fd = fd;
+	strcpy(ctl.path, path);
+	pthread_once(&ctl_atexit_once, ctl_register_atexit);
+	return 0;
+
+err_unlink:
+	unlink(path);
+err_close:
+	close(fd);
+	return rc;
+}
+
+UIOMMU_EXPORT int uiommu_ctl_start(const char *path)
+{
+	int rc;
+
+	if (!path || !*path) {
+		errno = EINVAL;
+		return -1;
+	}
+	uiommu_mutex_lock(&ctl_lock);
+	rc = ctl_listen(path);
+	uiommu_mutex_unlock(&ctl_lock);
+	if (rc) {
+		errno = -rc;
+		return -1;
+	}
+	return 0;
+}
+
+UIOMMU_EXPORT int uiommu_ctl_start_env(void)
+{
+	const char *path = getenv(CTL_SOCKET_ENV);
+
+	if (!path || !*path)
+		return 0;
+	if (uiommu_ctl_start(path)) {
+		/* EADDRINUSE: a parent process of the session serves it; say nothing. */
+		if (errno != EADDRINUSE)
+			fprintf(stderr, "uiommu: control socket %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,1340 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The virtual sysfs: the IOMMU part of /sys as the kernel lays it out, served to programs that
+ * run under uiommu-run.
+ *
+ *   /sys/kernel/iommu_groups/<N>/type               rw  "DMA-FQ\n"; a write is the type store
+ *   /sys/kernel/iommu_groups/<N>/reserved_regions   r   "0x... 0x... direct\n" per region
+ *   /sys/kernel/iommu_groups/<N>/devices/<BDF>      ->  ../../../../devices/pci0000:00/<BDF>
+ *   /sys/devices/pci0000:00/<BDF>/iommu_group       ->  ../../../kernel/iommu_groups/<N>
+ *   /sys/devices/pci0000:00/<BDF>/iommu             ->  ../../virtual/iommu/<name>
+ *   /sys/bus/pci/devices/<BDF>                      ->  ../../../devices/pci0000:00/<BDF>
+ *   /sys/class/iommu/<name>                         ->  ../../devices/virtual/iommu/<name>
+ *   /sys/devices/virtual/iommu/<name>/devices/<BDF> ->  ../../../../pci0000:00/<BDF>
+ *
+ * (The kernel nests a function on bus 01 under its bridge; we put every function of a PCI
+ * domain directly under pci<domain>:00, which keeps each relative link the same shape.)
+ *
+ * Design: materialise, redirect, intercept only the store.
+ *
+ * A virtual file system can be served in two ways from LD_PRELOAD: emulate every call that can
+ * touch a path (open, read, fstat on the fd, opendir, readdir, seekdir, readlink, stat in all its
+ * glibc spellings, access, chdir, getcwd ...), or write the tree to a real directory and send
+ * the calls there. umockdev does the second with $UMOCKDEV_DIR, and so do we: the first is a
+ * reimplementation of a VFS in a preload shim, the second is a path prefix. Every process that
+ * uses the virtual sysfs owns a private tree (<session>/tree.<pid>.XXXXXX, holding "sys/...")
+ * of real directories, regular files and relative symlinks identical to the kernel's, so
+ * readdir, readlink, stat, access, relative paths after chdir, and the resolution of `..`
+ * through the links all work through libc and the real kernel, with nothing to emulate.
+ *
+ * The tree is brought up to date ("synced") at every call that names a /sys path: the desired
+ * tree is generated from the core (groups, their devices and attributes) and the topology
+ * (instances, present devices) as a sorted list of entries, and compared with the list last
+ * written; only the differences touch the disk. A file's new content goes to a temporary file
+ * renamed over the old one, so a reader that opened it earlier keeps its snapshot, as sysfs
+ * gives a reader the content of its first read. A failure half-way leaves the disk unknown: the
+ * next sync wipes the tree and writes it whole.
+ *
+ * Only writes need interception. Opening a group's `type` for writing returns a memfd that
+ * stands for the attribute (the tree's file is never written) and is recorded in a table
+ * fd -> struct sysfs_file, which holds a reference on the group. The preload write() wrapper
+ * sends writes on such an fd to uiommu_sysfs_write(), which runs the core's store and fails
+ * with the kernel's errno (EACCES, EINVAL, EPERM ...). dup/dup2/dup3/F_DUPFD share the record
+ * and close drops it. Some writes bypass the wrapper: libc's stdio calls its internal write, so
+ * bash's builtin echo, which prints through stdio, reaches the memfd directly. Those bytes are
+ * found and stored when the last fd of the record goes (bash restores its stdout with dup2) or
+ * at the next sync, without an errno to give back: the best a preload library can do.
+ * Every other write open of the tree fails as sysfs does: EACCES for a read-only attribute or a
+ * new file, EISDIR for a directory.
+ *
+ * One machine per session. State is per process in uiommu (the core runs inside each program),
+ * but a shell line such as `echo DMA-FQ > type; cat type` runs cat in another process, which
+ * must see the new type. The preload layer's constructor therefore names a session directory
+ * ($UIOMMU_SYSFS_DIR, with $UIOMMU_SYSFS_OWNER the pid that removes it at exit) before main(),
+ * so a shell exports it to everything it starts; processes that use the library without the
+ * preload layer get a private session. Each successful type store is appended to the session's
+ * journal ("type <BDF> <value>"), under an exclusive flock; every process replays the entries
+ * it has not seen yet (privileged: they were checked where they were written) at boot and at
+ * each sync, so the processes of a session converge on one machine. Replays that the local
+ * state refuses (a driver bound only here) are skipped; plug, unplug and bind stay per process.
+ *
+ * Known differences from sysfs, for the record: files and directories belong to the user, not
+ * root; an attribute's st_size is its length, not 4096; writes made by libc internally (stdio)
+ * report no errno, as said above.
+ *
+ * Locking. sysfs_lock protects struct sysfs_state (the session, the tree, the entries on disk,
+ * the journal offset) and serialises syncs and journaled stores. sysfs_fd_lock protects the
+ * fd table's updates and the records' reference counts; sysfs_fds[] is read locklessly by
+ * uiommu_sysfs_is_fd(), which the preload write() and close() wrappers call on every fd.
+ * Order: sysfs_lock -> topology_lock -> core locks; sysfs_fd_lock is a leaf, never held across
+ * a call that can do I/O (the library's own write() and close() come back through the wrappers,
+ * which take it).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "iommu/sysfs.h"
+#include "iommu/topology.h"
+#include "lib/compiler.h"
+#include "lib/fail.h"
+#include "lib/lockdep.h"
+#include "uiommu/uiommu.h"
+
+/* ---- the tree as a list of entries ---------------------------------------------------------- */
+
+enum sysfs_kind { SYSFS_DIR, SYSFS_FILE, SYSFS_LINK };
+
+struct sysfs_entry {
+	enum sysfs_kind kind;
+	mode_t mode;
+	const char *path;  /* relative to the tree root: "sys/kernel/iommu_groups/0/type" */
+	const char *data;  /* a file's content or a link's target ("" for a directory) */
+	size_t len;        /* of data */
+	/* path and data follow in the same allocation */
+};
+
+struct sysfs_entries {
+	struct sysfs_entry **v;
+	size_t nr;
+	size_t alloc;
+};
+
+/* ---- state --------------------------------------------------------------------------------- */
+
+struct sysfs_state {
+	pid_t pid;                   /* the process the tree below belongs to; 0: none yet */
+	char session[PATH_MAX];      /* the session directory */
+	char tree[PATH_MAX];         /* this process's tree root, holding sys/ */
+	char tree_real[PATH_MAX];    /* the same, with symlinks resolved */
+	off_t journal_off;           /* journal bytes already replayed or written here */
+	struct sysfs_entries cur;    /* what is on disk (valid unless dirty) */
+	bool dirty;                  /* the disk may differ from cur: rebuild from scratch */
+	bool atfork_done;
+};
+
+/* Protects sysfs_state; see the design note for the order. */
+static struct uiommu_mutex sysfs_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+static struct sysfs_state sysfs;
+
+/* An open `type` attribute: one per open(), shared by the fds dup'ed from it. */
+struct sysfs_file {
+	int refs;                    /* fds in sysfs_fds[] pointing here; sysfs_fd_lock */
+	struct iommu_group *group;   /* a reference, dropped with the last fd */
+	char bdf[32];                /* a member at open time, for messages */
+	/* The memfd's identity: an fd in the table is checked against it before it is read,
+	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
+	dev_t dev;
+	ino_t ino;
+	off_t consumed;              /* memfd bytes already stored (bypassing writes) */
+};
+
+#define SYSFS_MAX_FDS 4096
+/* fd -> the `type` record it writes to; written under sysfs_fd_lock, read locklessly. */
+static _Atomic(struct sysfs_file *) sysfs_fds[SYSFS_MAX_FDS];
+static atomic_int sysfs_nr_fds; /* entries in sysfs_fds: a fast "none" for the wrappers */
+static struct uiommu_mutex sysfs_fd_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+
+/* The session this process removes at exit, set by uiommu_sysfs_session_begin() or on use. */
+static pid_t sysfs_session_owner;
+static char sysfs_session_owned[PATH_MAX];
+
+static const char *const sysfs_prefixes[] = {
+	"/sys/kernel/iommu_groups",
+	"/sys/bus/pci/devices",
+	"/sys/class/iommu",
+	"/sys/devices/virtual/iommu",
+};
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static int rc_errno(int rc)
+{
+	errno = -rc;
+	return -1;
+}
+
+static int remove_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static void remove_tree(const char *path)
+{
+	nftw(path, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void sysfs_pci_root_name(const char *bdf, char *buf, size_t len)
+{
+	/* "0000:01:00.0" -> "pci0000:00"; a bare "01:00.0" is in domain 0000. */
+	const char *colon = strchr(bdf, ':');
+	bool has_domain = colon && strchr(colon + 1, ':');
+
+	if (has_domain)
+		snprintf(buf, len, "pci%.*s:00", (int)(colon - bdf), bdf);
+	else
+		snprintf(buf, len, "pci0000:00");
+}
+
+/* ---- building the desired tree -------------------------------------------------------------- */
+
+static void entries_free(struct sysfs_entries *es)
+{
+	size_t i;
+
+	for (i = 0; i < es->nr; i++)
+		uiommu_free(es->v[i]);
+	uiommu_free(es->v);
+	es->v = NULL;
+	es->nr = es->alloc = 0;
+}
+
+static int __attribute__((format(printf, 5, 6)))
+entries_add(struct sysfs_entries *es, enum sysfs_kind kind, mode_t mode, const char *data,
+	    const char *fmt, ...)
+{
+	struct sysfs_entry *e;
+	char path[PATH_MAX];
+	size_t plen, dlen = strlen(data);
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	plen = (size_t)n;
+	if (es->nr == es->alloc) {
+		size_t alloc = es->alloc ? es->alloc * 2 : 64;
+		struct sysfs_entry **v = uiommu_realloc_array(es->v, alloc, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		es->v = v;
+		es->alloc = alloc;
+	}
+	e = uiommu_zalloc(sizeof(*e) + plen + 1 + dlen + 1);
+	if (!e)
+		return -ENOMEM;
+	e->kind = kind;
+	e->mode = mode;
+	e->path = memcpy((char *)(e + 1), path, plen + 1);
+	e->data = memcpy((char *)(e + 1) + plen + 1, data, dlen + 1);
+	e->len = dlen;
+	es->v[es->nr++] = e;
+	return 0;
+}
+
+#define add_dir(es, ...) entries_add(es, SYSFS_DIR, 0755, "", __VA_ARGS__)
+#define add_link(es, target, ...) entries_add(es, SYSFS_LINK, 0777, target, __VA_ARGS__)
+
+/* The entries of one device: its directory, bus and class links, and its group link. */
+static int entries_add_device(struct sysfs_entries *es, struct device *dev, const char *iommu,
+			      int group_id)
+{
+	char root[48], target[PATH_MAX];
+	int rc;
+
+	sysfs_pci_root_name(dev->name, root, sizeof(root));
+	rc = add_dir(es, "sys/devices/%s", root);
+	rc = rc ?: add_dir(es, "sys/devices/%s/%s", root, dev->name);
+	snprintf(target, sizeof(target), "../../../devices/%s/%s", root, dev->name);
+	rc = rc ?: add_link(es, target, "sys/bus/pci/devices/%s", dev->name);
+	if (!rc && iommu) {
+		snprintf(target, sizeof(target), "../../virtual/iommu/%s", iommu);
+		rc = add_link(es, target, "sys/devices/%s/%s/iommu", root, dev->name);
+		snprintf(target, sizeof(target), "../../../../%s/%s", root, dev->name);
+		rc = rc ?: add_link(es, target, "sys/devices/virtual/iommu/%s/devices/%s", iommu,
+				    dev->name);
+	}
+	if (!rc && group_id >= 0) {
+		snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group_id);
+		rc = add_link(es, target, "sys/devices/%s/%s/iommu_group", root, dev->name);
+		snprintf(target, sizeof(target), "../../../../devices/%s/%s", root, dev->name);
+		rc = rc ?: add_link(es, target, "sys/kernel/iommu_groups/%d/devices/%s", group_id,
+				    dev->name);
+	}
+	return rc;
+}
+
+static int entries_add_iommu(struct sysfs_entries *es, const char *name)
+{
+	char target[PATH_MAX];
+	int rc;
+
+	snprintf(target, sizeof(target), "../../devices/virtual/iommu/%s", name);
+	rc = add_dir(es, "sys/devices/virtual/iommu/%s", name);
+	rc = rc ?: add_dir(es, "sys/devices/virtual/iommu/%s/devices", name);
+	rc = rc ?: add_link(es, target, "sys/class/iommu/%s", name);
+	return rc;
+}
+
+struct group_walk {
+	struct sysfs_entries *es;
+	int id;
+};
+
+static int group_dev_cb(struct device *dev, void *data)
+{
+	struct group_walk *w = data;
+
+	return entries_add_device(w->es, dev, dev->iommu ? dev->iommu->name : NULL, w->id);
+}
+
+static int entries_add_group(struct sysfs_entries *es, struct iommu_group *group, int id)
+{
+	struct group_walk w = { .es = es, .id = id };
+	char buf[4096];
+	ssize_t n;
+	int rc;
+
+	rc = add_dir(es, "sys/kernel/iommu_groups/%d", id);
+	rc = rc ?: add_dir(es, "sys/kernel/iommu_groups/%d/devices", id);
+	if (rc)
+		return rc;
+	n = iommu_group_type_show(group, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	buf[n] = '\0';
+	rc = entries_add(es, SYSFS_FILE, 0644, buf, "sys/kernel/iommu_groups/%d/type", id);
+	if (rc)
+		return rc;
+	n = iommu_group_reserved_regions_show(group, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	buf[n] = '\0';
+	rc = entries_add(es, SYSFS_FILE, 0444, buf, "sys/kernel/iommu_groups/%d/reserved_regions",
+			 id);
+	return rc ?: iommu_group_for_each_dev(group, &w, group_dev_cb);
+}
+
+/* Present devices without a group (a failed probe) and instances without devices. */
+static int topo_dev_cb(const struct topology_device_info *info, void *arg)
+{
+	if (!info->present)
+		return 0;
+	return entries_add_device(arg, info->dev, info->iommu, -1);
+}
+
+static int topo_iommu_cb(struct iommu_device *iommu, void *arg)
+{
+	return entries_add_iommu(arg, iommu->name);
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct sysfs_entry *const *x = a, *const *y = b;
+
+	return strcmp((*x)->path, (*y)->path);
+}
+
+static bool entry_same(const struct sysfs_entry *a, const struct sysfs_entry *b)
+{
+	return a->kind == b->kind && a->mode == b->mode && a->len == b->len &&
+	       !memcmp(a->data, b->data, a->len);
+}
+
+/* Sort and drop duplicates (a device seen through its group and through the topology). */
+static void entries_sort(struct sysfs_entries *es)
+{
+	size_t i, out = 0;
+
+	qsort(es->v, es->nr, sizeof(*es->v), entry_cmp);
+	for (i = 0; i < es->nr; i++) {
+		if (out && !strcmp(es->v[out - 1]->path, es->v[i]->path)) {
+			/* The group's view (with the group link) and the topology's agree on
+			 * everything both produce; keep the first. */
+			uiommu_free(es->v[i]);
+			continue;
+		}
+		es->v[out++] = es->v[i];
+	}
+	es->nr = out;
+}
+
+static int entries_build(struct sysfs_entries *es)
+{
+	static const char *const fixed[] = {
+		"sys", "sys/kernel", "sys/kernel/iommu_groups", "sys/bus", "sys/bus/pci",
+		"sys/bus/pci/devices", "sys/class", "sys/class/iommu", "sys/devices",
+		"sys/devices/virtual", "sys/devices/virtual/iommu",
+	};
+	size_t i;
+	int id, rc = 0;
+
+	for (i = 0; i < ARRAY_SIZE(fixed) && !rc; i++)
+		rc = add_dir(es, "%s", fixed[i]);
+	for (id = iommu_group_next_id(-1); id >= 0 && !rc; id = iommu_group_next_id(id)) {
+		struct iommu_group *group = iommu_group_get_by_id(id);
+
+		if (!group)
+			continue; /* went away since next_id() */
+		rc = entries_add_group(es, group, id);
+		iommu_group_put(group);
+	}
+	if (!rc && topology_loaded()) {
+		rc = topology_for_each_iommu(topo_iommu_cb, es);
+		rc = rc ?: topology_for_each_device(topo_dev_cb, es);
+	}
+	if (rc)
+		return rc;
+	/* Instances known only through a probed device (a machine built without a topology). */
+	for (i = 0, rc = 0; i < es->nr && !rc; i++) {
+		const char *p = es->v[i]->path;
+		const char *pfx = "sys/devices/virtual/iommu/";
+
+		if (!strncmp(p, pfx, strlen(pfx)) && es->v[i]->kind == SYSFS_LINK) {
+			char name[64];
+
+			if (sscanf(p + strlen(pfx), "%63[^/]", name) == 1)
+				rc = entries_add_iommu(es, name);
+		}
+	}
+	entries_sort(es);
+	return rc;
+}
+
+/* ---- writing the tree ------------------------------------------------------------------------ */
+
+static int tree_path(char *buf, size_t len, const char *rel)
+{
+	int n = snprintf(buf, len, "%s/%s", sysfs.tree, rel);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int tree_remove(const struct sysfs_entry *e)
+{
+	char path[PATH_MAX];
+	int rc = tree_path(path, sizeof(path), e->path);
+
+	if (rc)
+		return rc;
+	if ((e->kind == SYSFS_DIR ? rmdir(path) : unlink(path)) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+/* Creates @e, or replaces what is there; a file or link appears whole (rename). */
+static int tree_create(const struct sysfs_entry *e)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	int rc, fd;
+
+	rc = tree_path(path, sizeof(path), e->path);
+	rc = rc ?: tree_path(tmp, sizeof(tmp), ".new");
+	if (rc)
+		return rc;
+	if (uiommu_should_fail())
+		return -EIO;
+	if (e->kind == SYSFS_DIR) {
+		if (mkdir(path, e->mode) && errno != EEXIST)
+			return -errno;
+		return 0;
+	}
+	unlink(tmp);
+	if (e->kind == SYSFS_LINK) {
+		if (symlink(e->data, tmp))
+			return -errno;
+	} else {
+		ssize_t n;
+
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, e->mode);
+		if (fd < 0)
+			return -errno;
+		n = e->len ? write(fd, e->data, e->len) : 0;
+		rc = n < 0 ? -errno : (size_t)n != e->len ? -EIO : 0;
+		close(fd);
+		if (rc) {
+			unlink(tmp);
+			return rc;
+		}
+	}
+	if (rename(tmp, path)) {
+		rc = -errno;
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
+/* Brings the disk from sysfs.cur to @want (both sorted); takes @want's entries on success. */
+static int tree_apply(struct sysfs_entries *want)
+{
+	struct sysfs_entries *cur = &sysfs.cur;
+	size_t i, j;
+	int rc;
+
+	lockdep_assert_held(&sysfs_lock);
+	if (sysfs.dirty) {
+		char sys[PATH_MAX];
+
+		rc = tree_path(sys, sizeof(sys), "sys");
+		if (rc)
+			return rc;
+		remove_tree(sys);
+		entries_free(cur);
+		sysfs.dirty = false;
+	}
+	/* Removals, children first (a child sorts after its parent): what is gone or changed kind. */
+	for (i = cur->nr, j = want->nr; i-- > 0;) {
+		const struct sysfs_entry *e = cur->v[i];
+		int c = 1;
+
+		while (j > 0 && (c = strcmp(want->v[j - 1]->path, e->path)) > 0)
+			j--;
+		if (j > 0 && c == 0 && want->v[j - 1]->kind == e->kind)
+			continue;
+		rc = tree_remove(e);
+		if (rc)
+			goto err_dirty;
+	}
+	/* Creations and updates, parents first. */
+	for (i = 0, j = 0; i < want->nr; i++) {
+		const struct sysfs_entry *e = want->v[i];
+		int c = 1;
+
+		while (j < cur->nr && (c = strcmp(cur->v[j]->path, e->path)) < 0)
+			j++;
+		if (j < cur->nr && c == 0 && entry_same(cur->v[j], e))
+			continue;
+		rc = tree_create(e);
+		if (rc)
+			goto err_dirty;
+	}
+	entries_free(cur);
+	*cur = *want;
+	memset(want, 0, sizeof(*want));
+	return 0;
+
+err_dirty:
+	sysfs.dirty = true;
+	return rc;
+}
+
+/* ---- the session and its journal ------------------------------------------------------------ */
+
+static void sysfs_atexit(void)
+{
+	pid_t pid = getpid();
+
+	/* No lock: other threads may be gone or stuck; exit is single-threaded enough here. */
+	if (sysfs.pid == pid && sysfs.tree[0])
+		remove_tree(sysfs.tree);
+	if (sysfs_session_owner == pid && sysfs_session_owned[0])
+		remove_tree(sysfs_session_owned);
+}
+
+static void sysfs_atfork_prepare(void)
+{
+	uiommu_mutex_lock(&sysfs_lock);
+	uiommu_mutex_lock(&sysfs_fd_lock);
+}
+
+static void sysfs_atfork_parent(void)
+{
+	uiommu_mutex_unlock(&sysfs_fd_lock);
+	uiommu_mutex_unlock(&sysfs_lock);
+}
+
+static pthread_once_t sysfs_atexit_once = PTHREAD_ONCE_INIT;
+
+static void sysfs_register_atexit(void)
+{
+	atexit(sysfs_atexit);
+}
+
+/* Is @path a directory of ours, safe to put files in (not someone else's planted one)? */
+static int session_check(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st))
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077))
+		return -EPERM;
+	return 0;
+}
+
+/*
+ * Removes the sessions of dead owners. Exit handlers do not run when a process leaves with
+ * _exit() (dash does) or dies, so a new session sweeps up what earlier ones left behind:
+ * "<tmpdir>/uiommu-sysfs.<pid>.<suffix>" directories of ours whose <pid> is gone.
+ */
+static void sysfs_session_gc(const char *tmpdir, const char *keep)
+{
+	struct dirent *de;
+	DIR *dir = opendir(tmpdir);
+
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		char path[PATH_MAX];
+		int pid;
+
+		if (sscanf(de->d_name, "uiommu-sysfs.%d.", &pid) != 1 || pid <= 0)
+			continue;
+		if (!kill(pid, 0) || errno != ESRCH)
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name) >= (int)sizeof(path) ||
+		    !strcmp(path, keep) || session_check(path))
+			continue;
+		remove_tree(path);
+	}
+	closedir(dir);
+}
+
+/* The session directory exists, and this process has its own tree in it. */
+static int sysfs_setup(void)
+{
+	const char *env = getenv(SYSFS_DIR_ENV);
+	const char *tmpdir = getenv("TMPDIR");
+	pid_t pid = getpid();
+	int rc;
+
+	lockdep_assert_held(&sysfs_lock);
+	if (sysfs.pid == pid)
+		return 0;
+	/*
+	 * First use, or a forked child: the tree and the entries on disk are the parent's. The
+	 * journal offset stays: the child's machine is a copy of the parent's, journal included.
+	 */
+	entries_free(&sysfs.cur);
+	sysfs.tree[0] = sysfs.tree_real[0] = '\0';
+	sysfs.dirty = false;
+	if (!tmpdir || !*tmpdir)
+		tmpdir = "/tmp";
+	if (env && *env) {
+		if (snprintf(sysfs.session, sizeof(sysfs.session), "%s", env) >=
+		    (int)sizeof(sysfs.session))
+			return -ENAMETOOLONG;
+		if (!mkdir(sysfs.session, 0700))
+			sysfs_session_gc(tmpdir, sysfs.session);
+		else if (errno != EEXIST)
+			return -errno;
+		rc = session_check(sysfs.session);
+		if (rc)
+			return rc;
+	} else if (sysfs_session_owned[0]) {
+		/* A private session made earlier by this process or the parent it forked from. */
+		snprintf(sysfs.session, sizeof(sysfs.session), "%s", sysfs_session_owned);
+		if (mkdir(sysfs.session, 0700) && errno != EEXIST)
+			return -errno;
+	} else {
+		/* Used without the preload layer: a private session, removed at exit. */
+		snprintf(sysfs.session, sizeof(sysfs.session), "%s/uiommu-sysfs.%d.XXXXXX", tmpdir,
+			 (int)pid);
+		if (!mkdtemp(sysfs.session))
+			return -errno;
+		sysfs_session_gc(tmpdir, sysfs.session);
+		snprintf(sysfs_session_owned, sizeof(sysfs_session_owned), "%s", sysfs.session);
+		sysfs_session_owner = pid;
+	}
+	if (snprintf(sysfs.tree, sizeof(sysfs.tree), "%s/tree.%d.XXXXXX", sysfs.session,
+		     (int)pid) >= (int)sizeof(sysfs.tree))
+		return -ENAMETOOLONG;
+	if (!mkdtemp(sysfs.tree))
+		return -errno;
+	if (!realpath(sysfs.tree, sysfs.tree_real)) {
+		rc = -errno;
+		rmdir(sysfs.tree);
+		return rc;
+	}
+	sysfs.pid = pid;
+	if (!sysfs.atfork_done) {
+		pthread_atfork(sysfs_atfork_prepare, sysfs_atfork_parent, sysfs_atfork_parent);
+		sysfs.atfork_done = true;
+	}
+	pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
+	return 0;
+}
+
+static int journal_open(int flags)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/journal", sysfs.session) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	return open(path, flags | O_CLOEXEC, 0600);
+}
+
+/* The group of the device named @bdf, with a reference, or NULL. */
+static struct iommu_group *group_by_bdf(const char *bdf)
+{
+	struct device *dev = topology_loaded() ? topology_find_device(bdf) : NULL;
+
+	return dev ? iommu_group_get(dev) : NULL;
+}
+
+/* Replays the journal entries after sysfs.journal_off; @fd is the journal, locked. */
+static void journal_replay(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+
+	lockdep_assert_held(&sysfs_lock);
+	for (;;) {
+		char *line, *end;
+
+		n = pread(fd, buf, sizeof(buf) - 1, sysfs.journal_off);
+		if (n <= 0)
+			return;
+		buf[n] = '\0';
+		for (line = buf; (end = strchr(line, '\n')); line = end + 1) {
+			char bdf[33], value[33];
+
+			*end = '\0';
+			if (sscanf(line, "type %32s %32s", bdf, value) == 2) {
+				struct iommu_group *group = group_by_bdf(bdf);
+
+				if (group) {
+					/* Checked where it was written; a refusal here is local. */
+					iommu_group_type_store(group, value, strlen(value), true);
+					iommu_group_put(group);
+				}
+			}
+		}
+		if (line == buf)
+			return; /* a partial line: its writer is still at it */
+		sysfs.journal_off += line - buf;
+	}
+}
+
+static void journal_catch_up(void)
+{
+	struct stat st;
+	int fd;
+
+	lockdep_assert_held(&sysfs_lock);
+	fd = journal_open(O_RDONLY);
+	if (fd < 0)
+		return;
+	if (!fstat(fd, &st) && st.st_size > sysfs.journal_off && !flock(fd, LOCK_SH)) {
+		journal_replay(fd);
+		flock(fd, LOCK_UN);
+	}
+	close(fd);
+}
+
+static pthread_mutex_t sysfs_boot_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool sysfs_boot_tried; /* sysfs_boot_lock */
+
+/*
+ * One attempt per process: a topology that fails to load said why on stderr already; the
+ * virtual sysfs then shows what the core has (nothing, or what the program built itself).
+ */
+int sysfs_machine_boot(void)
+{
+	int rc = 0;
+
+	if (topology_loaded())
+		return 0;
+	pthread_mutex_lock(&sysfs_boot_lock);
+	if (!topology_loaded() && !sysfs_boot_tried) {
+		sysfs_boot_tried = true;
+		rc = topology_load(NULL);
+		if (rc == -EBUSY) /* the program itself, or another thread, won */
+			rc = 0;
+	}
+	pthread_mutex_unlock(&sysfs_boot_lock);
+	return rc;
+}
+
+/* Brings this process's tree up to date. */
+static int sysfs_sync(void)
+{
+	struct sysfs_entries want = {};
+	int rc;
+
+	lockdep_assert_held(&sysfs_lock);
+	rc = sysfs_setup();
+	if (rc)
+		return rc;
+	sysfs_machine_boot(); /* a failed boot leaves an empty machine, still served */
+	journal_catch_up();
+	rc = entries_build(&want);
+	rc = rc ?: tree_apply(&want);
+	entries_free(&want);
+	return rc;
+}
+
+int sysfs_tree_root(char *buf, size_t len)
+{
+	int rc = 0;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	if (sysfs.pid != getpid())
+		rc = -ENOENT;
+	else
+		snprintf(buf, len, "%s", sysfs.tree);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
+/* ---- the type store, shared through the journal ---------------------------------------------- */
+
+static bool in_initial_userns(void)
+{
+	unsigned long inner, outer, count;
+	bool initial = false;
+	FILE *f = fopen("/proc/self/uid_map", "re");
+
+	if (!f)
+		return true; /* a kernel without user namespaces */
+	if (fscanf(f, "%lu %lu %lu", &inner, &outer, &count) == 3)
+		initial = inner == 0 && outer == 0 && count == 4294967295ul;
+	fclose(f);
+	return initial;
+}
+
+bool sysfs_type_capable(void)
+{
+	cap_flag_value_t admin = CAP_CLEAR, rawio = CAP_CLEAR;
+	const char *env = getenv(SYSFS_PRIVILEGED_ENV);
+	cap_t caps;
+
+	if (env && *env)
+		return !strcmp(env, "1");
+	if (uiommu_should_fail())
+		return false;
+	if (!in_initial_userns())
+		return false;
+	caps = cap_get_proc();
+	if (!caps)
+		return false;
+	if (cap_get_flag(caps, CAP_SYS_ADMIN, CAP_EFFECTIVE, &admin))
+		admin = CAP_CLEAR;
+	if (cap_get_flag(caps, CAP_SYS_RAWIO, CAP_EFFECTIVE, &rawio))
+		rawio = CAP_CLEAR;
+	cap_free(caps);
+	return admin == CAP_SET && rawio == CAP_SET;
+}
+
+static int first_dev_cb(struct device *dev, void *data)
+{
+	snprintf(data, 32, "%s", dev->name);
+	return 1;
+}
+
+ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t count,
+			 bool privileged)
+{
+	char bdf[32] = "", line[96];
+	size_t vlen = count;
+	ssize_t ret;
+	int fd = -1;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	/* Only a process serving a virtual sysfs shares its machine. */
+	if (sysfs.pid == getpid()) {
+		fd = journal_open(O_RDWR | O_CREAT | O_APPEND);
+		if (fd >= 0 && flock(fd, LOCK_EX)) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd >= 0)
+			journal_replay(fd);
+	}
+	ret = iommu_group_type_store(group, buf, count, privileged);
+	if (ret >= 0 && fd >= 0) {
+		iommu_group_for_each_dev(group, bdf, first_dev_cb);
+		if (vlen && buf[vlen - 1] == '\n')
+			vlen--;
+		/* The store accepted it, so it is one of a few short words. */
+		if (bdf[0] && vlen < 32) {
+			int n = snprintf(line, sizeof(line), "type %s %.*s\n", bdf, (int)vlen, buf);
+
+			if (write(fd, line, (size_t)n) == n)
+				sysfs.journal_off = lseek(fd, 0, SEEK_END);
+		}
+	}
+	if (fd >= 0) {
+		flock(fd, LOCK_UN);
+		close(fd);
+	}
+	uiommu_mutex_unlock(&sysfs_lock);
+	return ret;
+}
+
+/* ---- the fd table --------------------------------------------------------------------------- */
+
+static struct sysfs_file *sysfs_file_get(int fd)
+{
+	struct sysfs_file *f;
+
+	if (fd < 0 || fd >= SYSFS_MAX_FDS)
+		return NULL;
+	uiommu_mutex_lock(&sysfs_fd_lock);
+	f = atomic_load_explicit(&sysfs_fds[fd], memory_order_relaxed);
+	if (f)
+		f->refs++;
+	uiommu_mutex_unlock(&sysfs_fd_lock);
+	return f;
+}
+
+/*
+ * Stores what was written to the memfd behind the wrapper's back (stdio inside libc), reading
+ * it through @fd, one of the record's fds that is still open.
+ */
+static ssize_t sysfs_file_flush_bypassed(struct sysfs_file *f, int fd, bool privileged)
+{
+	char buf[256];
+	struct stat st;
+	ssize_t n, ret = 0;
+
+	if (fstat(fd, &st) || st.st_dev != f->dev || st.st_ino != f->ino ||
+	    st.st_size <= f->consumed)
+		return 0;
+	n = pread(fd, buf, sizeof(buf), f->consumed);
+	if (n > 0) {
+		ret = sysfs_type_store(f->group, buf, (size_t)n, privileged);
+		f->consumed = st.st_size;
+	}
+	return ret;
+}
+
+static void sysfs_file_put(struct sysfs_file *f)
+{
+	bool last;
+
+	uiommu_mutex_lock(&sysfs_fd_lock);
+	last = --f->refs == 0;
+	uiommu_mutex_unlock(&sysfs_fd_lock);
+	if (!last)
+		return;
+	iommu_group_put(f->group);
+	uiommu_free(f);
+}
+
+/* Makes @fd point at @f (a reference moves in from the caller). */
+static int sysfs_fd_install(int fd, struct sysfs_file *f)
+{
+	struct sysfs_file *old;
+
+	if (fd < 0 || fd >= SYSFS_MAX_FDS)
+		return -EMFILE;
+	uiommu_mutex_lock(&sysfs_fd_lock);
+	old = atomic_load_explicit(&sysfs_fds[fd], memory_order_relaxed);
+	atomic_store_explicit(&sysfs_fds[fd], f, memory_order_release);
+	if (!old)
+		atomic_fetch_add(&sysfs_nr_fds, 1);
+	uiommu_mutex_unlock(&sysfs_fd_lock);
+	if (old)
+		sysfs_file_put(old);
+	return 0;
+}
+
+static struct sysfs_file *sysfs_fd_remove(int fd)
+{
+	struct sysfs_file *f;
+
+	if (fd < 0 || fd >= SYSFS_MAX_FDS)
+		return NULL;
+	uiommu_mutex_lock(&sysfs_fd_lock);
+	f = atomic_exchange_explicit(&sysfs_fds[fd], NULL, memory_order_acq_rel);
+	if (f)
+		atomic_fetch_sub(&sysfs_nr_fds, 1);
+	uiommu_mutex_unlock(&sysfs_fd_lock);
+	return f;
+}
+
+static void sysfs_flush_bypassed_all(void)
+{
+	bool privileged;
+	int fd;
+
+	if (!atomic_load_explicit(&sysfs_nr_fds, memory_order_relaxed))
+		return;
+	privileged = sysfs_type_capable();
+	for (fd = 0; fd < SYSFS_MAX_FDS; fd++) {
+		struct sysfs_file *f;
+
+		if (!atomic_load_explicit(&sysfs_fds[fd], memory_order_relaxed))
+			continue;
+		f = sysfs_file_get(fd);
+		if (!f)
+			continue;
+		sysfs_file_flush_bypassed(f, fd, privileged);
+		sysfs_file_put(f);
+	}
+}
+
+/* ---- public entry points --------------------------------------------------------------------- */
+
+UIOMMU_EXPORT bool uiommu_sysfs_claims(const char *path)
+{
+	size_t i;
+
+	if (!path || strncmp(path, "/sys/", 5))
+		return false;
+	for (i = 0; i < ARRAY_SIZE(sysfs_prefixes); i++) {
+		size_t n = strlen(sysfs_prefixes[i]);
+
+		if (!strncmp(path, sysfs_prefixes[i], n) && (path[n] == '\0' || path[n] == '/'))
+			return true;
+	}
+	/* The PCI host bridges: /sys/devices/pci0000:00 and below. */
+	return !strncmp(path, "/sys/devices/pci", 16);
+}
+
+/* The tree's path for @path, after a sync. */
+static int sysfs_redirect_locked(const char *path, char *buf, size_t len)
+{
+	int rc, n;
+
+	lockdep_assert_held(&sysfs_lock);
+	rc = sysfs_sync();
+	if (rc)
+		return rc;
+	n = snprintf(buf, len, "%s%s", sysfs.tree, path);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_redirect(const char *path, char *buf, size_t len)
+{
+	int rc;
+
+	if (!uiommu_sysfs_claims(path))
+		return rc_errno(-ENOENT);
+	/* Bytes a shell's stdio wrote to a `type` fd count before anything reads the tree. */
+	sysfs_flush_bypassed_all();
+	uiommu_mutex_lock(&sysfs_lock);
+	rc = sysfs_redirect_locked(path, buf, len);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc ? rc_errno(rc) : 0;
+}
+
+/* If @real (a resolved tree path) is a group's `type`, its group id; else -1. */
+static int type_file_group(const char *real)
+{
+	size_t n = strlen(sysfs.tree_real);
+	char tail[16];
+	int id, end = 0;
+
+	if (strncmp(real, sysfs.tree_real, n))
+		return -1;
+	real += n;
+	if (sscanf(real, "/sys/kernel/iommu_groups/%d/%15s%n", &id, tail, &end) != 2 ||
+	    real[end] || strcmp(tail, "type") || id < 0)
+		return -1;
+	return id;
+}
+
+/* A write open of the tree: a `type` gets a tracked memfd, everything else sysfs's errno. */
+static int sysfs_open_write(const char *path, int flags)
+{
+	char redirected[PATH_MAX], real[PATH_MAX];
+	struct iommu_group *group;
+	struct sysfs_file *f;
+	struct stat st;
+	int rc, id, fd;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	rc = sysfs_redirect_locked(path, redirected, sizeof(redirected));
+	if (rc)
+		goto out_unlock;
+	if (stat(redirected, &st)) {
+		rc = errno == ENOENT && (flags & O_CREAT) ? -EACCES : -errno;
+		goto out_unlock;
+	}
+	if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		rc = -EISDIR;
+		goto out_unlock;
+	}
+	id = realpath(redirected, real) ? type_file_group(real) : -1;
+	if (id < 0) {
+		rc = -EACCES; /* an attribute without a store */
+		goto out_unlock;
+	}
+	group = iommu_group_get_by_id(id);
+	if (!group) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	uiommu_mutex_unlock(&sysfs_lock);
+
+	f = uiommu_zalloc(sizeof(*f));
+	if (!f) {
+		rc = -ENOMEM;
+		goto err_put_group;
+	}
+	f->refs = 1;
+	f->group = group;
+	iommu_group_for_each_dev(group, f->bdf, first_dev_cb);
+	if (uiommu_should_fail()) {
+		rc = -EMFILE;
+		goto err_free;
+	}
+	fd = memfd_create("uiommu-sysfs-type", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto err_free;
+	}
+	if ((flags & O_ACCMODE) == O_RDWR) {
+		/* Readable too: the attribute's content, as a read would show it. */
+		char buf[64];
+		ssize_t n = iommu_group_type_show(group, buf, sizeof(buf));
+
+		if (n > 0 && pwrite(fd, buf, (size_t)n, 0) == n)
+			f->consumed = n;
+	}
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		close(fd);
+		goto err_free;
+	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	rc = sysfs_fd_install(fd, f);
+	if (rc) {
+		close(fd);
+		goto err_free;
+	}
+	return fd;
+
+err_free:
+	uiommu_free(f);
+err_put_group:
+	iommu_group_put(group);
+	return rc;
+out_unlock:
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_open(const char *path, int flags, mode_t mode)
+{
+	char redirected[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
+		rc = sysfs_open_write(path, flags);
+		return rc < 0 ? rc_errno(rc) : rc;
+	}
+	if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
+		return -1;
+	if (flags & O_CREAT) {
+		/* sysfs cannot create: never let the tree grow a file. */
+		if (stat(redirected, &st))
+			return rc_errno(errno == ENOENT ? -EACCES : -errno);
+		if (flags & O_EXCL)
+			return rc_errno(-EEXIST);
+		flags &= ~O_CREAT;
+	}
+	return open(redirected, flags, mode);
+}
+
+UIOMMU_EXPORT bool uiommu_sysfs_is_fd(int fd)
+{
+	if (!atomic_load_explicit(&sysfs_nr_fds, memory_order_relaxed))
+		return false;
+	return fd >= 0 && fd < SYSFS_MAX_FDS &&
+	       atomic_load_explicit(&sysfs_fds[fd], memory_order_acquire);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_sysfs_write(int fd, const void *buf, size_t count)
+{
+	struct sysfs_file *f = sysfs_file_get(fd);
+	bool privileged;
+	ssize_t ret;
+
+	if (!f)
+		return rc_errno(-EBADF);
+	privileged = sysfs_type_capable();
+	sysfs_file_flush_bypassed(f, fd, privileged);
+	/* sysfs hands a store at most a page, from offset 0, whatever the file position. */
+	if (count > 4096)
+		count = 4096;
+	ret = sysfs_type_store(f->group, buf, count, privileged);
+	sysfs_file_put(f);
+	return ret < 0 ? rc_errno((int)ret) : ret;
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_fd_dup(int oldfd, int newfd)
+{
+	struct sysfs_file *f = sysfs_file_get(oldfd);
+	int rc;
+
+	if (!f)
+		return rc_errno(-EBADF);
+	rc = sysfs_fd_install(newfd, f); /* our reference moves into the table */
+	if (rc) {
+		sysfs_file_put(f);
+		return rc_errno(rc);
+	}
+	return 0;
+}
+
+UIOMMU_EXPORT void uiommu_sysfs_fd_forget(int fd)
+{
+	struct sysfs_file *f = sysfs_fd_remove(fd);
+
+	if (f) {
+		/* @fd is still open (the caller replaces it next): a last look for bytes. */
+		sysfs_file_flush_bypassed(f, fd, sysfs_type_capable());
+		sysfs_file_put(f);
+	}
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_close(int fd)
+{
+	uiommu_sysfs_fd_forget(fd);
+	return close(fd);
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_stat(const char *path, struct stat *st)
+{
+	char redirected[PATH_MAX];
+
+	if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
+		return -1;
+	return stat(redirected, st);
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_lstat(const char *path, struct stat *st)
+{
+	char redirected[PATH_MAX];
+
+	if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
+		return -1;
+	return lstat(redirected, st);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_sysfs_readlink(const char *path, char *buf, size_t len)
+{
+	char redirected[PATH_MAX];
+
+	if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
+		return -1;
+	return readlink(redirected, buf, len);
+}
+
+UIOMMU_EXPORT int uiommu_sysfs_access(const char *path, int mode)
+{
+	char redirected[PATH_MAX];
+
+	if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
+		return -1;
+	return access(redirected, mode);
+}
+
+/* stdio on a `type` opened for writing: the cookie is the tracked fd. */
+static ssize_t cookie_read(void *c, char *buf, size_t size)
+{
+	return read((int)(intptr_t)c, buf, size);
+}
+
+static ssize_t cookie_write(void *c, const char *buf, size_t size)
+{
+	ssize_t n = uiommu_sysfs_write((int)(intptr_t)c, buf, size);
+
+	/* glibc's file streams see a failed write as 0 bytes done (with errno); a cookie that
+	 * says -1 makes fwrite() count it as a success. */
+	return n < 0 ? 0 : n;
+}
+
+static int cookie_seek(void *c, off64_t *off, int whence)
+{
+	off_t r = lseek((int)(intptr_t)c, (off_t)*off, whence);
+
+	if (r < 0)
+		return -1;
+	*off = r;
+	return 0;
+}
+
+static int cookie_close(void *c)
+{
+	return uiommu_sysfs_close((int)(intptr_t)c);
+}
+
+UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
+{
+	static const cookie_io_functions_t io = {
+		.read = cookie_read, .write = cookie_write, .seek = cookie_seek,
+		.close = cookie_close,
+	};
+	char redirected[PATH_MAX];
+	int flags, fd;
+	FILE *f;
+
+	if (!strchr(mode, 'w') && !strchr(mode, 'a') && !strchr(mode, '+')) {
+		if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
+			return NULL;
+		return fopen(redirected, mode);
+	}
+	flags = strchr(mode, '+') ? O_RDWR : O_WRONLY;
+	if (strchr(mode, 'w'))
+		flags |= O_CREAT | O_TRUNC;
+	if (strchr(mode, 'e'))
+		flags |= O_CLOEXEC;
+	fd = uiommu_sysfs_open(path, flags, 0666);
+	if (fd < 0)
+		return NULL;
+	f = fopencookie((void *)(intptr_t)fd, mode, io);
+	if (!f) {
+		int err = errno;
+
+		uiommu_sysfs_close(fd);
+		errno = err;
+	}
+	return f;
+}
+
+UIOMMU_EXPORT void uiommu_sysfs_session_begin(void)
+{
+	const char *env = getenv(SYSFS_DIR_ENV), *owner = getenv(SYSFS_OWNER_ENV);
+	const char *tmpdir = getenv("TMPDIR");
+	unsigned long long rnd = 0;
+	char path[PATH_MAX], pid[16];
+	pid_t self = getpid();
+
+	if (env && *env) {
+		/* The owner exec'd another program: the new image inherits the cleanup. */
+		if (owner && atoi(owner) == self) {
+			snprintf(sysfs_session_owned, sizeof(sysfs_session_owned), "%s", env);
+			sysfs_session_owner = self;
+			pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
+		}
+		return;
+	}
+	if (!tmpdir || !*tmpdir)
+		tmpdir = "/tmp";
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd ^= (unsigned long long)(uintptr_t)&rnd ^ (unsigned long long)self << 32;
+	/* Named now, made on first use: a process that never reads /sys costs nothing. */
+	snprintf(path, sizeof(path), "%s/uiommu-sysfs.%d.%016llx", tmpdir, (int)self, rnd);
+	snprintf(pid, sizeof(pid), "%d", (int)self);
+	if (setenv(SYSFS_DIR_ENV, path, 1) || setenv(SYSFS_OWNER_ENV, pid, 1))
+		return;
+	snprintf(sysfs_session_owned, sizeof(sysfs_session_owned), "%s", path);
+	sysfs_session_owner = self;
+	pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The virtual sysfs, library side (see sysfs.c for the design). The public entry points the
+ * preload layer forwards to are in include/uiommu/uiommu.h ("virtual sysfs"); this header holds
+ * what other parts of the library (the control socket, ctl.c) and white-box tests use.
+ *
+ * Lock order: sysfs_lock -> topology_lock -> iommu_probe_device_lock -> group->mutex. Nothing
+ * below the sysfs calls back into it.
+ */
+#ifndef UIOMMU_IOMMU_SYSFS_H
+#define UIOMMU_IOMMU_SYSFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "iommu/iommu.h"
+
+/* Environment: the session directory shared by the processes of one uiommu-run, and its owner. */
+#define SYSFS_DIR_ENV "UIOMMU_SYSFS_DIR"
+#define SYSFS_OWNER_ENV "UIOMMU_SYSFS_OWNER"
+/* Test hook: "1" grants the type store's privilege, "0" denies it, unset: the real check. */
+#define SYSFS_PRIVILEGED_ENV "UIOMMU_SYSFS_PRIVILEGED"
+
+/**
+ * sysfs_machine_boot() - make sure the emulated machine exists
+ *
+ * Loads the topology (topology_load(NULL): $UIOMMU_TOPOLOGY or the embedded default) unless one
+ * is loaded already. Called on first use of the virtual sysfs and by the control socket.
+ *
+ * Return: 0, or the -errno of topology_load().
+ */
+int sysfs_machine_boot(void);
+
+/**
+ * sysfs_type_capable() - may this process change a group's type?
+ *
+ * The kernel's rule: CAP_SYS_ADMIN and CAP_SYS_RAWIO, in the initial user namespace. The test
+ * hook $UIOMMU_SYSFS_PRIVILEGED ("1" / "0") overrides the answer.
+ */
+bool sysfs_type_capable(void);
+
+/**
+ * sysfs_type_store() - iommu_group_type_store(), shared with the other processes of the session
+ * @group: the group (a reference held by the caller)
+ *
+ * A successful store is appended to the session journal when this process serves a virtual
+ * sysfs, so that every process of the session (a shell and the programs it starts) sees the
+ * same machine. Takes sysfs_lock: not to be called with a topology or core lock held.
+ *
+ * Return: @count, or the store's -errno.
+ */
+ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t count,
+			 bool privileged);
+
+/**
+ * sysfs_tree_root() - the directory this process materialises /sys into (it holds "sys/")
+ * Copies into @buf; -ENOENT when the virtual sysfs has not been used in this process.
+ */
+int sysfs_tree_root(char *buf, size_t len);
+
+/* Device-tree names, shared with uiommuctl's output: "pci0000:00" for "0000:01:00.0". */
+void sysfs_pci_root_name(const char *bdf, char *buf, size_t len);
+
+#endif

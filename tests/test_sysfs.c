@@ -1,0 +1,605 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The virtual sysfs (src/iommu/sysfs.c), uiommuctl (tools/uiommuctl.c) and the control socket
+ * (src/iommu/ctl.c), on the embedded default topology:
+ *
+ *   group 0  0000:00:02.0                          identity (driver wants it), bound
+ *   group 1  0000:00:03.0                          DMA-FQ, bound
+ *   group 2  0000:00:14.0                          DMA-FQ, RESV_DIRECT, bound
+ *   group 3  0000:01:00.0 .1 .2 (iommu1)           DMA (iommu1 has no deferred flush), 2 bound
+ *   group 4  0000:02:00.0 (iommu1)                 DMA (untrusted), bound
+ *   group 5  0000:03:00.0                          DMA (driver wants it), not bound
+ *   group 6  0000:04:00.0                          DMA-FQ, not bound
+ *
+ * The library is called directly, as the preload layer calls it (the shell-level check of the
+ * same paths through ls, cat and echo is the sysfs_shell test in tools/meson.build). Each case
+ * runs in its own forked process, so each boots its own machine.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "iommu/ctl.h"
+#include "iommu/iommu.h"
+#include "iommu/sysfs.h"
+#include "iommu/topology.h"
+#include "uiommu/uiommu.h"
+
+#define G "/sys/kernel/iommu_groups"
+
+static void machine(void)
+{
+	unsetenv("UIOMMU_TOPOLOGY");
+	unsetenv(SYSFS_DIR_ENV);
+	setenv(SYSFS_PRIVILEGED_ENV, "1", 1);
+	if (sysfs_machine_boot())
+		abort();
+}
+
+/* The content of @path read through the virtual sysfs, "" on error. */
+static const char *cat(const char *path)
+{
+	static char buf[4096];
+	int fd = uiommu_sysfs_open(path, O_RDONLY, 0);
+	ssize_t n;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return buf;
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return buf;
+}
+
+static const char *rdlink(const char *path)
+{
+	static char buf[PATH_MAX];
+	ssize_t n = uiommu_sysfs_readlink(path, buf, sizeof(buf) - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* "uiommu_sysfs_write(open(path), s)": the byte count or -1 with errno. */
+static ssize_t store(const char *path, const char *s)
+{
+	int fd = uiommu_sysfs_open(path, O_WRONLY | O_TRUNC | O_CREAT, 0644);
+	ssize_t n;
+	int err;
+
+	if (fd < 0)
+		return -1;
+	n = uiommu_sysfs_write(fd, s, strlen(s));
+	err = errno;
+	uiommu_sysfs_close(fd);
+	errno = err;
+	return n;
+}
+
+/* The directory listing of @path (sorted, space-separated). */
+static const char *ls(const char *path)
+{
+	static char out[4096];
+	char real[PATH_MAX];
+	struct dirent **list;
+	int n, i;
+
+	out[0] = '\0';
+	if (uiommu_sysfs_redirect(path, real, sizeof(real)))
+		return out;
+	n = scandir(real, &list, NULL, alphasort);
+	for (i = 0; i < n; i++) {
+		if (list[i]->d_name[0] != '.') {
+			if (out[0])
+				strcat(out, " ");
+			strcat(out, list[i]->d_name);
+		}
+		free(list[i]);
+	}
+	if (n >= 0)
+		free(list);
+	return out;
+}
+
+/* ---- layout ------------------------------------------------------------------------------ */
+
+TEST(claims_only_the_iommu_part_of_sys)
+{
+	ASSERT_TRUE(uiommu_sysfs_claims(G));
+	ASSERT_TRUE(uiommu_sysfs_claims(G "/3/type"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/pci/devices/0000:00:03.0/iommu_group"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/class/iommu"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/devices/pci0000:00/0000:00:03.0"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/devices/virtual/iommu/iommu0"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/kernel/iommu_groupsX"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/kernel/mm"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/class/net"));
+	ASSERT_FALSE(uiommu_sysfs_claims("sys/kernel/iommu_groups"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/dev/iommu"));
+	ASSERT_FALSE(uiommu_sysfs_claims(NULL));
+}
+
+TEST(layout_entries_and_link_targets)
+{
+	machine();
+	ASSERT_STREQ("0 1 2 3 4 5 6", ls(G));
+	ASSERT_STREQ("devices reserved_regions type", ls(G "/3"));
+	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2", ls(G "/3/devices"));
+	ASSERT_STREQ("../../../../devices/pci0000:00/0000:01:00.1",
+		     rdlink(G "/3/devices/0000:01:00.1"));
+	ASSERT_STREQ("../../../devices/pci0000:00/0000:00:03.0",
+		     rdlink("/sys/bus/pci/devices/0000:00:03.0"));
+	/* Through the bus link, as the kernel resolves it. */
+	ASSERT_STREQ("../../../kernel/iommu_groups/1",
+		     rdlink("/sys/bus/pci/devices/0000:00:03.0/iommu_group"));
+	ASSERT_STREQ("DMA-FQ\n", cat("/sys/bus/pci/devices/0000:00:03.0/iommu_group/type"));
+	ASSERT_STREQ("iommu0 iommu1", ls("/sys/class/iommu"));
+	ASSERT_STREQ("../../devices/virtual/iommu/iommu1", rdlink("/sys/class/iommu/iommu1"));
+	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2 0000:02:00.0",
+		     ls("/sys/class/iommu/iommu1/devices"));
+	ASSERT_STREQ("../../../../pci0000:00/0000:02:00.0",
+		     rdlink("/sys/class/iommu/iommu1/devices/0000:02:00.0"));
+	ASSERT_STREQ("iommu iommu_group", ls("/sys/devices/pci0000:00/0000:02:00.0"));
+	ASSERT_STREQ("../../virtual/iommu/iommu1",
+		     rdlink("/sys/devices/pci0000:00/0000:02:00.0/iommu"));
+	ASSERT_EQ(9, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);
+}
+
+TEST(type_and_reserved_regions_read_strings)
+{
+	static const char *const want[] = {
+		"identity\n", "DMA-FQ\n", "DMA-FQ\n", "DMA\n", "DMA\n", "DMA\n", "DMA-FQ\n",
+	};
+	char path[64], buf[64];
+	unsigned int i;
+
+	machine();
+	for (i = 0; i < ARRAY_SIZE(want); i++) {
+		struct iommu_group *group = iommu_group_get_by_id((int)i);
+		ssize_t n;
+
+		ASSERT_TRUE(group != NULL);
+		n = iommu_group_type_show(group, buf, sizeof(buf));
+		iommu_group_put(group);
+		buf[n] = '\0';
+		snprintf(path, sizeof(path), G "/%u/type", i);
+		EXPECT_STREQ(want[i], cat(path));
+		EXPECT_STREQ(buf, cat(path));
+	}
+	ASSERT_STREQ("0x000000007c000000 0x000000007c1fffff direct\n",
+		     cat(G "/2/reserved_regions"));
+	ASSERT_STREQ("", cat(G "/1/reserved_regions"));
+}
+
+TEST(stat_access_readlink_results)
+{
+	struct stat st;
+
+	machine();
+	ASSERT_EQ(0, uiommu_sysfs_stat(G "/4/type", &st));
+	ASSERT_TRUE(S_ISREG(st.st_mode));
+	ASSERT_EQ(0644, st.st_mode & 07777);
+	ASSERT_EQ(4, st.st_size); /* "DMA\n" */
+	ASSERT_EQ(0, uiommu_sysfs_stat(G "/4/reserved_regions", &st));
+	ASSERT_EQ(0444, st.st_mode & 07777);
+	ASSERT_EQ(0, uiommu_sysfs_stat(G "/4/devices", &st));
+	ASSERT_TRUE(S_ISDIR(st.st_mode));
+	ASSERT_EQ(0, uiommu_sysfs_lstat(G "/4/devices/0000:02:00.0", &st));
+	ASSERT_TRUE(S_ISLNK(st.st_mode));
+	ASSERT_EQ(0, uiommu_sysfs_stat(G "/4/devices/0000:02:00.0", &st));
+	ASSERT_TRUE(S_ISDIR(st.st_mode));
+	ASSERT_EQ(0, uiommu_sysfs_access(G "/4/type", R_OK | W_OK));
+	ASSERT_EQ(0, uiommu_sysfs_access("/sys/bus/pci/devices/0000:02:00.0/iommu_group", F_OK));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_stat(G "/7", &st));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_access(G "/4/nothing", F_OK));
+	ASSERT_ERRNO(EINVAL, uiommu_sysfs_readlink(G "/4/type", (char[8]){ 0 }, 8));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_open(G "/9/type", O_RDONLY, 0));
+}
+
+/* ---- the type store ----------------------------------------------------------------------- */
+
+TEST(type_store_needs_the_capabilities)
+{
+	cap_value_t admin = CAP_SYS_ADMIN;
+	cap_t caps;
+
+	machine();
+	setenv(SYSFS_PRIVILEGED_ENV, "0", 1);
+	ASSERT_ERRNO(EACCES, store(G "/4/type", "DMA-FQ"));
+	ASSERT_STREQ("DMA\n", cat(G "/4/type"));
+	setenv(SYSFS_PRIVILEGED_ENV, "1", 1);
+	ASSERT_EQ(6, store(G "/4/type", "DMA-FQ"));
+
+	/* The real check: without CAP_SYS_ADMIN in the effective set, EACCES. */
+	unsetenv(SYSFS_PRIVILEGED_ENV);
+	caps = cap_get_proc();
+	ASSERT_TRUE(caps != NULL);
+	if (cap_set_flag(caps, CAP_EFFECTIVE, 1, &admin, CAP_CLEAR) || cap_set_proc(caps)) {
+		cap_free(caps);
+		SKIP("cannot drop CAP_SYS_ADMIN here");
+	}
+	cap_free(caps);
+	ASSERT_FALSE(sysfs_type_capable());
+	ASSERT_ERRNO(EACCES, store(G "/5/type", "identity"));
+	ASSERT_STREQ("DMA\n", cat(G "/5/type"));
+}
+
+TEST(type_store_errnos_through_write)
+{
+	machine();
+	/* A bad string, with or without the newline sysfs_streq allows. */
+	ASSERT_ERRNO(EINVAL, store(G "/5/type", "dma"));
+	ASSERT_ERRNO(EINVAL, store(G "/5/type", "DMA-FQ\n\n"));
+	ASSERT_ERRNO(EINVAL, store(G "/5/type", ""));
+	/* A driver is bound: only the live DMA -> DMA-FQ switch. */
+	ASSERT_ERRNO(EPERM, store(G "/0/type", "DMA"));
+	ASSERT_ERRNO(EPERM, store(G "/3/type", "identity\n"));
+	ASSERT_STREQ("identity\n", cat(G "/0/type"));
+	/* No driver bound, but its driver insists on DMA: identity conflicts. */
+	ASSERT_ERRNO(EINVAL, store(G "/5/type", "identity"));
+	ASSERT_EQ(3, store(G "/5/type", "DMA")); /* the current type: a no-op */
+	/* No driver and no preference: every change. */
+	ASSERT_EQ(9, store(G "/6/type", "identity\n"));
+	ASSERT_STREQ("identity\n", cat(G "/6/type"));
+	ASSERT_EQ(3, store(G "/6/type", "DMA"));
+	ASSERT_STREQ("DMA\n", cat(G "/6/type"));
+	ASSERT_EQ(4, store(G "/6/type", "auto"));
+	ASSERT_STREQ("DMA-FQ\n", cat(G "/6/type")); /* the global default again */
+}
+
+TEST(live_dma_to_dma_fq_with_a_driver_bound)
+{
+	struct iommu_group_info before, after;
+	struct iommu_group *group;
+
+	machine();
+	group = iommu_group_get_by_id(4);
+	ASSERT_TRUE(group != NULL);
+	iommu_group_get_info(group, &before);
+	ASSERT_EQ(1, before.owner_cnt);
+	ASSERT_STREQ("DMA\n", cat(G "/4/type"));
+	ASSERT_EQ(7, store(G "/4/type", "DMA-FQ\n"));
+	ASSERT_STREQ("DMA-FQ\n", cat(G "/4/type"));
+	iommu_group_get_info(group, &after);
+	/* The same domain, flipped in place. */
+	ASSERT_EQ(before.default_domain_id, after.default_domain_id);
+	ASSERT_EQ(IOMMU_DOMAIN_DMA_FQ, after.default_type);
+	/* The way back is not live. */
+	ASSERT_ERRNO(EPERM, store(G "/4/type", "DMA"));
+	ASSERT_EQ(0, topology_unbind("0000:02:00.0"));
+	ASSERT_EQ(3, store(G "/4/type", "DMA"));
+	ASSERT_STREQ("DMA\n", cat(G "/4/type"));
+	iommu_group_put(group);
+}
+
+TEST(write_opens_other_than_type_fail_as_sysfs)
+{
+	machine();
+	ASSERT_ERRNO(EACCES, uiommu_sysfs_open(G "/2/reserved_regions", O_WRONLY, 0));
+	ASSERT_ERRNO(EACCES, uiommu_sysfs_open(G "/2/new", O_WRONLY | O_CREAT, 0644));
+	ASSERT_ERRNO(EACCES, uiommu_sysfs_open(G "/2/new", O_RDONLY | O_CREAT, 0644));
+	ASSERT_ERRNO(EISDIR, uiommu_sysfs_open(G "/2", O_WRONLY, 0));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_open(G "/2/new", O_WRONLY, 0));
+	ASSERT_ERRNO(EEXIST, uiommu_sysfs_open(G "/2/type", O_WRONLY | O_CREAT | O_EXCL, 0644));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_access(G "/2/new", F_OK));
+}
+
+TEST(fd_table_dup_close_and_bypassing_writes)
+{
+	int fd, fd2;
+
+	machine();
+	fd = uiommu_sysfs_open(G "/6/type", O_WRONLY, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(uiommu_sysfs_is_fd(fd));
+	/* A shell's redirection: dup2 to stdout's place, close the original, write. */
+	fd2 = dup(fd);
+	ASSERT_EQ(0, uiommu_sysfs_fd_dup(fd, fd2));
+	ASSERT_EQ(0, uiommu_sysfs_close(fd));
+	ASSERT_FALSE(uiommu_sysfs_is_fd(fd));
+	ASSERT_TRUE(uiommu_sysfs_is_fd(fd2));
+	ASSERT_EQ(9, uiommu_sysfs_write(fd2, "identity\n", 9));
+	ASSERT_STREQ("identity\n", cat(G "/6/type"));
+	/* A write that bypasses the wrapper (stdio inside libc) lands in the memfd... */
+	ASSERT_EQ(4, write(fd2, "DMA\n", 4));
+	ASSERT_STREQ("DMA\n", cat(G "/6/type")); /* ...and is stored at the next sync */
+	ASSERT_EQ(7, write(fd2, "DMA-FQ\n", 7));
+	ASSERT_EQ(0, uiommu_sysfs_close(fd2)); /* or at the last close */
+	ASSERT_FALSE(uiommu_sysfs_is_fd(fd2));
+	ASSERT_STREQ("DMA-FQ\n", cat(G "/6/type"));
+	ASSERT_ERRNO(EBADF, uiommu_sysfs_write(fd2, "DMA", 3));
+}
+
+TEST(fopen_stores_at_flush_with_the_errno)
+{
+	FILE *f;
+
+	machine();
+	f = uiommu_sysfs_fopen(G "/6/type", "r");
+	ASSERT_TRUE(f != NULL);
+	ASSERT_EQ('D', fgetc(f));
+	fclose(f);
+	f = uiommu_sysfs_fopen(G "/6/type", "w");
+	ASSERT_TRUE(f != NULL);
+	fputs("bogus\n", f);
+	errno = 0;
+	ASSERT_EQ(EOF, fflush(f));
+	ASSERT_EQ(EINVAL, errno);
+	fclose(f);
+	f = uiommu_sysfs_fopen(G "/6/type", "we");
+	ASSERT_TRUE(f != NULL);
+	fputs("identity\n", f);
+	ASSERT_EQ(0, fclose(f));
+	ASSERT_STREQ("identity\n", cat(G "/6/type"));
+}
+
+TEST(open_fd_keeps_its_snapshot)
+{
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	machine();
+	fd = uiommu_sysfs_open(G "/6/type", O_RDONLY, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(9, store(G "/6/type", "identity\n"));
+	n = read(fd, buf, sizeof(buf) - 1);
+	ASSERT_EQ(7, n);
+	buf[n] = '\0';
+	ASSERT_STREQ("DMA-FQ\n", buf);
+	close(fd);
+	ASSERT_STREQ("identity\n", cat(G "/6/type"));
+}
+
+TEST(tree_follows_unplug_and_plug)
+{
+	struct stat st;
+
+	machine();
+	ASSERT_EQ(0, topology_unplug("0000:04:00.0"));
+	ASSERT_STREQ("0 1 2 3 4 5", ls(G));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_lstat("/sys/bus/pci/devices/0000:04:00.0", &st));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_lstat("/sys/class/iommu/iommu0/devices/0000:04:00.0",
+						&st));
+	ASSERT_EQ(0, topology_unplug("0000:01:00.1"));
+	ASSERT_STREQ("0000:01:00.0 0000:01:00.2", ls(G "/3/devices"));
+	ASSERT_EQ(0, topology_plug("0000:04:00.0"));
+	ASSERT_EQ(0, topology_plug("0000:01:00.1"));
+	ASSERT_STREQ("0 1 2 3 4 5 6", ls(G));
+	ASSERT_STREQ("../../../kernel/iommu_groups/6",
+		     rdlink("/sys/bus/pci/devices/0000:04:00.0/iommu_group"));
+	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2", ls(G "/3/devices"));
+}
+
+TEST(processes_of_a_session_share_the_machine)
+{
+	pid_t pid;
+	int status;
+
+	machine();
+	ASSERT_STREQ("DMA\n", cat(G "/4/type"));
+	/* Another process of the session (a fork: the same session directory) writes... */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(store(G "/4/type", "DMA-FQ") == 6 && !strcmp(cat(G "/4/type"), "DMA-FQ\n") ?
+			      0 : 1);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, status);
+	/* ...and this one sees it at its next access, though its own machine is separate. */
+	ASSERT_STREQ("DMA-FQ\n", cat(G "/4/type"));
+}
+
+/* ---- uiommuctl and the control socket ----------------------------------------------------- */
+
+static char ctl_out[1 << 16];
+
+/* Runs build/tools/uiommuctl with @args (a shell word list); its stdout in ctl_out. */
+static int uiommuctl(const char *args)
+{
+	char exe[PATH_MAX], cmd[PATH_MAX + 512], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	size_t len;
+	FILE *p;
+	int status;
+
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	*slash = '\0';
+	snprintf(cmd, sizeof(cmd), "env -u UIOMMU_TOPOLOGY %s/../tools/uiommuctl %s 2>&1", exe,
+		 args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	len = fread(ctl_out, 1, sizeof(ctl_out) - 1, p);
+	ctl_out[len] = '\0';
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static struct json_object *jpath(struct json_object *o, const char *key, int idx)
+{
+	struct json_object *v = NULL;
+
+	json_object_object_get_ex(o, key, &v);
+	if (idx >= 0)
+		v = json_object_array_get_idx(v, (size_t)idx);
+	return v;
+}
+
+TEST(uiommuctl_text_and_json)
+{
+	struct json_object *root, *g3, *d;
+
+	ASSERT_EQ(0, uiommuctl(""));
+	ASSERT_TRUE(strstr(ctl_out, "iommu iommu1: driver mock, max_pasids 0\n") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "group 3: type DMA, default DMA #") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "  0000:01:00.2\n") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "device 0000:02:00.0: iommu iommu1, group 4, driver bound, "
+				    "untrusted\n") != NULL);
+
+	ASSERT_EQ(0, uiommuctl("--json"));
+	root = json_tokener_parse(ctl_out);
+	ASSERT_TRUE(root != NULL);
+	ASSERT_STREQ("(default)", json_object_get_string(jpath(root, "topology", -1)));
+	ASSERT_EQ(2, json_object_array_length(jpath(root, "iommus", -1)));
+	ASSERT_EQ(7, json_object_array_length(jpath(root, "groups", -1)));
+	ASSERT_EQ(9, json_object_array_length(jpath(root, "devices", -1)));
+	g3 = jpath(root, "groups", 3);
+	ASSERT_EQ(3, json_object_get_int(jpath(g3, "id", -1)));
+	ASSERT_STREQ("DMA", json_object_get_string(jpath(g3, "type", -1)));
+	ASSERT_EQ(3, json_object_array_length(jpath(g3, "devices", -1)));
+	ASSERT_EQ(2, json_object_array_length(jpath(g3, "bound", -1)));
+	ASSERT_EQ(2, json_object_get_int(jpath(g3, "owner_cnt", -1)));
+	ASSERT_TRUE(json_object_get_boolean(jpath(jpath(g3, "domain", -1), "is_default", -1)));
+	d = jpath(root, "devices", 8);
+	ASSERT_STREQ("0000:04:00.0", json_object_get_string(jpath(d, "bdf", -1)));
+	ASSERT_EQ(6, json_object_get_int(jpath(d, "group", -1)));
+	ASSERT_FALSE(json_object_get_boolean(jpath(d, "bound", -1)));
+	json_object_put(root);
+
+	ASSERT_EQ(0, uiommuctl("--dot"));
+	ASSERT_TRUE(strstr(ctl_out, "digraph uiommu {") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "subgraph cluster_group3 {") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "\"0000:01:00.0\" -> \"iommu1\";") != NULL);
+}
+
+TEST(uiommuctl_operations_and_exit_codes)
+{
+	char path[] = "/tmp/uiommu-test-topo.XXXXXX";
+	const char *json = "{ \"iommus\": [ { \"name\": \"only\", \"driver\": \"mock\" } ],\n"
+			   "  \"devices\": [ { \"bdf\": \"0000:05:00.0\", \"iommu\": \"only\","
+			   " \"bound\": true } ] }\n";
+	char args[256];
+	int fd;
+
+	/* Commands run in order in the tool's own process. */
+	ASSERT_EQ(0, uiommuctl("unbind 0000:00:03.0 set-type 1 identity show"));
+	ASSERT_TRUE(strstr(ctl_out, "group 1: type identity") != NULL);
+	ASSERT_EQ(2, uiommuctl("unplug 0000:04:00.0 --json")); /* options come first */
+	ASSERT_EQ(0, uiommuctl("--json unplug 0000:04:00.0 show"));
+	ASSERT_TRUE(strstr(ctl_out, "\"present\": false") != NULL);
+	ASSERT_EQ(0, uiommuctl("unbind 0000:00:03.0 bind 0000:00:03.0"));
+	/* Failures: 1 with the errno's message. */
+	ASSERT_EQ(1, uiommuctl("set-type 0 DMA"));
+	ASSERT_TRUE(strstr(ctl_out, "uiommuctl: set-type 0 DMA: Operation not permitted") != NULL);
+	ASSERT_EQ(1, uiommuctl("set-type 5 bogus"));
+	ASSERT_TRUE(strstr(ctl_out, "Invalid argument") != NULL);
+	ASSERT_EQ(1, uiommuctl("set-type 42 DMA"));
+	ASSERT_EQ(1, uiommuctl("plug 0000:00:03.0"));
+	ASSERT_TRUE(strstr(ctl_out, "Device or resource busy") != NULL);
+	ASSERT_EQ(1, uiommuctl("bind 0000:99:00.0"));
+	ASSERT_EQ(1, uiommuctl("--topology /nonexistent.json"));
+	/* Usage: 2. */
+	ASSERT_EQ(2, uiommuctl("frob"));
+	ASSERT_EQ(2, uiommuctl("bind"));
+	ASSERT_EQ(2, uiommuctl("--bogus"));
+	ASSERT_EQ(2, uiommuctl("--topology x --socket y"));
+	ASSERT_EQ(0, uiommuctl("--help"));
+	ASSERT_TRUE(strstr(ctl_out, "Usage: uiommuctl") != NULL);
+
+	/* A topology file. */
+	fd = mkstemp(path);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)strlen(json), write(fd, json, strlen(json)));
+	close(fd);
+	snprintf(args, sizeof(args), "--topology %s", path);
+	ASSERT_EQ(0, uiommuctl(args));
+	unlink(path);
+	ASSERT_TRUE(strstr(ctl_out, "iommu only: driver mock") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "group 0: type DMA,") != NULL); /* no deferred flush */
+	ASSERT_TRUE(strstr(ctl_out, "  0000:05:00.0 (driver bound)\n") != NULL);
+}
+
+/* Sends @cmds over the socket and returns everything read until the last status line. */
+static const char *ctl_raw(const char *path, const char *cmds, int nr_cmds)
+{
+	static char out[1 << 16];
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	size_t len = 0;
+	int fd, done = 0;
+
+	strcpy(addr.sun_path, path);
+	out[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
+		return out;
+	if (write(fd, cmds, strlen(cmds)) != (ssize_t)strlen(cmds))
+		return out;
+	while (done < nr_cmds && len < sizeof(out) - 1) {
+		ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
+		char *p;
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		out[len] = '\0';
+		for (done = 0, p = out; (p = strstr(p, "\n")); p++)
+			if (!strncmp(p + 1, "ok\n", 3) || !strncmp(p + 1, "error ", 6))
+				done++;
+		if (!strncmp(out, "ok\n", 3) || !strncmp(out, "error ", 6))
+			done++;
+	}
+	close(fd);
+	return out;
+}
+
+TEST(control_socket_round_trip)
+{
+	char dir[] = "/tmp/uiommu-test-ctl.XXXXXX", sock[64], args[128];
+	struct iommu_group *group;
+	const char *out;
+
+	machine();
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/ctl", dir);
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	ASSERT_ERRNO(EBUSY, uiommu_ctl_start(sock));
+
+	/* uiommuctl changes this process's machine through the listener thread. */
+	snprintf(args, sizeof(args), "--socket %s set-type 4 DMA-FQ", sock);
+	ASSERT_EQ(0, uiommuctl(args));
+	group = iommu_group_get_by_id(4);
+	ASSERT_TRUE(group != NULL);
+	ASSERT_EQ(IOMMU_DOMAIN_DMA_FQ, iommu_domain_type(iommu_get_domain_for_dev(
+		topology_find_device("0000:02:00.0"))));
+	iommu_group_put(group);
+	ASSERT_STREQ("DMA-FQ\n", cat(G "/4/type"));
+	snprintf(args, sizeof(args), "--socket %s unplug 0000:04:00.0", sock);
+	ASSERT_EQ(0, uiommuctl(args));
+	ASSERT_TRUE(iommu_group_get_by_id(6) == NULL);
+	snprintf(args, sizeof(args), "--socket %s --json", sock);
+	ASSERT_EQ(0, uiommuctl(args));
+	ASSERT_TRUE(strstr(ctl_out, "\"present\": false") != NULL);
+	snprintf(args, sizeof(args), "--socket %s set-type 0 DMA", sock);
+	ASSERT_EQ(1, uiommuctl(args));
+	ASSERT_TRUE(strstr(ctl_out, "Operation not permitted") != NULL);
+
+	/* The raw protocol: reply lines, then ok or error <errno> <message>. */
+	out = ctl_raw(sock, "plug 0000:04:00.0\nplug 0000:04:00.0\nfrob\nshow text\n", 4);
+	ASSERT_TRUE(!strncmp(out, "ok\nerror 16 Device or resource busy\n", 36));
+	ASSERT_TRUE(strstr(out, "\nerror 22 Invalid argument\n") != NULL);
+	ASSERT_TRUE(strstr(out, "group 6: type DMA-FQ") != NULL);
+	ASSERT_TRUE(strstr(out, "\nok\n") != NULL);
+
+	snprintf(args, sizeof(args), "--socket %s/nothing show", dir);
+	ASSERT_EQ(1, uiommuctl(args));
+	unlink(sock);
+	rmdir(dir);
+}
+
+TEST_HARNESS_MAIN

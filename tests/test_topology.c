@@ -12,6 +12,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "drivers/mock/mock.h"
@@ -819,6 +820,47 @@ TEST(fail_nth_plug)
 	}
 	ASSERT_GT(nth, 2);
 	topology_unload();
+}
+
+/*
+ * The emulated driver's DMA engine keeps transferring while its group switches DMA -> DMA-FQ
+ * live and while its device is hot-unplugged: unplug quiesces the DMA before the release, and
+ * no transfer ever fails.
+ */
+TEST(driver_dma_runs_across_live_switch_and_unplug)
+{
+	static const struct timespec t = { 0, 60 * 1000 * 1000 };
+	unsigned long ops0, ops1, ops2, errs;
+	struct device *dev;
+	char type[16];
+
+	setenv("UIOMMU_DRIVER_DMA", "1", 1);
+	ASSERT_EQ(0, topology_load(NULL));
+	dev = topology_find_device("0000:01:00.0");
+	ASSERT_TRUE(dev && dev->driver_bound);
+	nanosleep(&t, NULL);
+	ASSERT_EQ(0, topology_dma_stats("0000:01:00.0", &ops0, &errs));
+	ASSERT_GT(ops0, 0);
+	/* Strict DMA (iommu1 cannot defer) switched live: drivers stay bound and keep going. */
+	iommu_group_type_show(dev->iommu_group, type, sizeof(type));
+	ASSERT_STREQ("DMA\n", type);
+	ASSERT_EQ(6, iommu_group_type_store(dev->iommu_group, "DMA-FQ", 6, true));
+	nanosleep(&t, NULL);
+	ASSERT_EQ(0, topology_dma_stats("0000:01:00.0", &ops1, &errs));
+	ASSERT_GT(ops1, ops0);
+	/* Unplug while the DMA runs: the driver stops its DMA, then the device goes. */
+	ASSERT_EQ(0, topology_unplug("0000:01:00.0"));
+	ASSERT_FALSE(dev->driver_bound);
+	ASSERT_EQ(0, topology_dma_stats("0000:01:00.0", &ops2, &errs));
+	nanosleep(&t, NULL);
+	ASSERT_EQ(0, topology_dma_stats("0000:01:00.0", &ops1, &errs));
+	ASSERT_EQ(ops2, ops1);
+	ASSERT_EQ(0, errs);
+	ASSERT_EQ(0, topology_plug("0000:01:00.0"));
+	ASSERT_EQ(0, topology_dma_stats("0000:03:00.0", &ops0, &errs));
+	ASSERT_EQ(0, errs);
+	topology_unload();
+	unsetenv("UIOMMU_DRIVER_DMA");
 }
 
 TEST_HARNESS_MAIN

@@ -34,9 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "drivers/mock/mock.h"
+#include "iommu/dma-iommu.h"
 #include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -89,6 +91,12 @@ struct topo_device {
 	bool bind_on_plug;
 	bool present;   /* probed into the core now */
 	bool bound;     /* use_default_domain() succeeded and is not yet undone */
+	/* The emulated driver's DMA engine, while bound and $UIOMMU_DRIVER_DMA is set. */
+	bool dma_running;
+	atomic_bool dma_stop;
+	pthread_t dma_thread;
+	atomic_ulong dma_ops;
+	atomic_ulong dma_errors;
 };
 
 /*
@@ -643,8 +651,46 @@ static struct topo_device *topo_find(const char *bdf)
 	return NULL;
 }
 
+/*
+ * The emulated driver's DMA engine: what a NIC's driver does all day, paced to a thousand
+ * transfers a second. Each round maps a buffer with the DMA API, lets the device write a
+ * pattern through its IOMMU and read it back, checks it, and unmaps. The thread runs only while
+ * the driver is bound; unbinding stops and joins it before the driver lets go of the default
+ * domain, as a driver's remove() quiesces DMA before returning. It takes no topology lock.
+ */
+static void *topo_dma_engine(void *arg)
+{
+	struct topo_device *td = arg;
+	static const struct timespec pace = { 0, 1000000 };
+	unsigned char *buf = aligned_alloc(4096, 4096);
+	unsigned char pattern[64], check[64];
+	unsigned long round = 0;
+
+	if (!buf)
+		return NULL;
+	while (!atomic_load_explicit(&td->dma_stop, memory_order_acquire)) {
+		dma_addr_t addr = dma_map_single(td->dev, buf, 4096, DMA_BIDIRECTIONAL);
+
+		if (dma_mapping_error(td->dev, addr)) {
+			atomic_fetch_add(&td->dma_errors, 1);
+		} else {
+			memset(pattern, (int)(round++ & 0xff), sizeof(pattern));
+			if (dma_device_write(td->dev, addr, pattern, sizeof(pattern)) ||
+			    dma_device_read(td->dev, addr, check, sizeof(check)) ||
+			    memcmp(pattern, check, sizeof(check)))
+				atomic_fetch_add(&td->dma_errors, 1);
+			dma_unmap_single(td->dev, addr, 4096, DMA_BIDIRECTIONAL);
+			atomic_fetch_add(&td->dma_ops, 1);
+		}
+		nanosleep(&pace, NULL);
+	}
+	free(buf);
+	return NULL;
+}
+
 static int topo_device_bind(struct topo_device *td)
 {
+	const char *dma = getenv("UIOMMU_DRIVER_DMA");
 	int rc;
 
 	lockdep_assert_held(&topology_lock);
@@ -653,16 +699,47 @@ static int topo_device_bind(struct topo_device *td)
 		return rc;
 	td->bound = true;
 	td->dev->driver_bound = true;
+	if (dma && *dma && strcmp(dma, "0")) {
+		atomic_store(&td->dma_stop, false);
+		/* A driver without its DMA thread is still a bound driver: no error. */
+		td->dma_running = !uiommu_should_fail() &&
+				  !pthread_create(&td->dma_thread, NULL, topo_dma_engine, td);
+	}
 	return 0;
 }
 
 static void topo_device_unbind(struct topo_device *td)
 {
 	lockdep_assert_held(&topology_lock);
+	if (td->dma_running) {
+		atomic_store_explicit(&td->dma_stop, true, memory_order_release);
+		pthread_join(td->dma_thread, NULL);
+		td->dma_running = false;
+		if (atomic_load(&td->dma_errors))
+			fprintf(stderr, "uiommu: %s: the driver's DMA saw %lu errors in %lu transfers\n",
+				td->dev->name, atomic_load(&td->dma_errors), atomic_load(&td->dma_ops));
+	}
 	td->dev->driver_bound = false;
 	td->bound = false;
 	/* Pairs with topo_device_bind(). */
 	iommu_device_unuse_default_domain(td->dev);
+}
+
+int topology_dma_stats(const char *bdf, unsigned long *ops, unsigned long *errors)
+{
+	struct topo_device *td;
+	int rc = 0;
+
+	uiommu_mutex_lock(&topology_lock);
+	td = topo_find(bdf);
+	if (!td) {
+		rc = -ENOENT;
+	} else {
+		*ops = atomic_load(&td->dma_ops);
+		*errors = atomic_load(&td->dma_errors);
+	}
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
 }
 
 /* Tears down whatever of the topology exists; every step checks how far the load got. */

@@ -133,6 +133,12 @@ int topology_plug(const char *bdf);
  * core's -EBUSY / -EPROBE_DEFER; unbind: -EINVAL when not bound.
  */
 int topology_bind(const char *bdf);
+/*
+ * With $UIOMMU_DRIVER_DMA set (and not "0"), the emulated driver of a bound device runs a DMA
+ * engine thread (map, device write, device read, check, unmap; about 1000 a second) until it is
+ * unbound, so DMA runs across type switches and hot unplug. Its counters, since load.
+ */
+int topology_dma_stats(const char *bdf, unsigned long *ops, unsigned long *errors);
 int topology_unbind(const char *bdf);
 
 #endif

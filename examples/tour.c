@@ -12,6 +12,7 @@
  * status 1, so the tour doubles as an end-to-end test. To add a chapter, write a function
  * taking a struct tour and list it in chapters[] at the bottom.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -712,6 +713,195 @@ static void ch_teardown(struct tour *t)
 	t->fd = -1;
 }
 
+/* ---- chapter 11: groups, through sysfs ------------------------------------------------- */
+
+#define GROUPS "/sys/kernel/iommu_groups"
+#define PCI "/sys/bus/pci"
+
+/* A small sysfs file: its content without the newline, or NULL with errno set. */
+static const char *sysfs_read(const char *path)
+{
+	static char buf[4][256];
+	static unsigned int next;
+	char *s = buf[next++ % 4];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	n = read(fd, s, 255);
+	close(fd);
+	if (n < 0)
+		return NULL;
+	s[n] = 0;
+	if (n && s[n - 1] == '\n')
+		s[n - 1] = 0;
+	return s;
+}
+
+/* A sysfs store: 0, or -errno as the kernel's store returned it. */
+static long sysfs_write(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	long rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* The group number of a PCI function, from its iommu_group link; -1 if it has none. */
+static int pci_group(const char *bdf)
+{
+	char path[256], target[256];
+	ssize_t n;
+	const char *slash;
+
+	snprintf(path, sizeof(path), PCI "/devices/%s/iommu_group", bdf);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -1;
+	target[n] = 0;
+	slash = strrchr(target, '/');
+	return slash ? atoi(slash + 1) : -1;
+}
+
+static bool group_has(int group, const char *bdf)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), GROUPS "/%d/devices/%s", group, bdf);
+	return access(path, F_OK) == 0;
+}
+
+static void list_groups(void)
+{
+	struct dirent *de;
+	DIR *d = opendir(GROUPS);
+	int ids[64], n = 0, i, j;
+
+	if (!d)
+		die("opendir(" GROUPS ") failed: %s", strerror(errno));
+	while ((de = readdir(d)) && n < 64)
+		if (de->d_name[0] != '.')
+			ids[n++] = atoi(de->d_name);
+	closedir(d);
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+			int x = ids[j];
+
+			ids[j] = ids[j - 1];
+			ids[j - 1] = x;
+		}
+	for (i = 0; i < n; i++) {
+		char path[256], devs[256] = "";
+		DIR *dd;
+
+		snprintf(path, sizeof(path), GROUPS "/%d/devices", ids[i]);
+		dd = opendir(path);
+		if (!dd)
+			die("opendir(%s) failed: %s", path, strerror(errno));
+		while ((de = readdir(dd)))
+			if (de->d_name[0] != '.') {
+				strncat(devs, " ", sizeof(devs) - strlen(devs) - 1);
+				strncat(devs, de->d_name, sizeof(devs) - strlen(devs) - 1);
+			}
+		closedir(dd);
+		snprintf(path, sizeof(path), GROUPS "/%d/type", ids[i]);
+		say("group %-2d %-9s devices:%s", ids[i], sysfs_read(path), devs);
+	}
+}
+
+static void ch_groups(struct tour *t)
+{
+	const char *shared = "0000:01:00.0", *nic = "0000:00:03.0", *spare = "0000:00:14.0";
+	char type[256], path[256];
+	int g, g2;
+
+	(void)t;
+	if (access(GROUPS, F_OK)) {
+		say("There is no " GROUPS " on this machine (no IOMMU, or not under uiommu-run):");
+		say("this chapter needs one and is skipped.");
+		return;
+	}
+	step("The groups: ls " GROUPS ", and each group's devices/ and type");
+	list_groups();
+	say("A group is the unit of isolation: devices the IOMMU cannot tell apart (here the");
+	say("three functions behind a switch without ACS) always share one translation. Each");
+	say("group's `type` is its default domain, the one the kernel's DMA API uses: identity");
+	say("(no translation), DMA (strict: unmap invalidates at once) or DMA-FQ (lazy: batched).");
+
+	/*
+	 * Everything below changes the machine. Only on uiommu's emulated one (its emulated
+	 * driver is registered): on a real machine these addresses are real devices.
+	 */
+	if (access(PCI "/drivers/uiommu-dma", F_OK)) {
+		say("This is not uiommu's emulated machine: the chapter changes nothing here.");
+		return;
+	}
+	g = pci_group(shared);
+	if (g < 0)
+		die("%s has no iommu_group link", shared);
+	step("readlink " PCI "/devices/%s/iommu_group", shared);
+	say("-> ../../../kernel/iommu_groups/%d: the function's group.", g);
+	snprintf(type, sizeof(type), GROUPS "/%d/type", g);
+
+	step("echo identity > %s (its drivers are bound)", type);
+	expect_errno(sysfs_write(type, "identity"), EPERM, "the identity switch",
+		     "a new default domain would pull the translation from under bound drivers.");
+
+	step("echo DMA-FQ > %s", type);
+	if (strcmp(sysfs_read(type), "DMA"))
+		die("group %d is %s, expected DMA", g, sysfs_read(type));
+	expect_ok(sysfs_write(type, "DMA-FQ"), "the DMA-FQ switch");
+	say("Accepted, drivers and all: DMA -> DMA-FQ is the one change made live. The same");
+	say("domain gets a flush queue; nothing is re-attached. The type now reads %s.",
+	    sysfs_read(type));
+
+	g2 = pci_group(spare);
+	snprintf(path, sizeof(path), GROUPS "/%d/type", g2);
+	step("echo %s > " PCI "/drivers/uiommu-dma/unbind, then echo identity > %s", spare,
+	     path);
+	{
+		char was[64];
+
+		snprintf(was, sizeof(was), "%s", sysfs_read(path));
+		expect_errno(sysfs_write(path, "identity"), EPERM, "the identity switch",
+			     "its driver is still bound.");
+		expect_ok(sysfs_write(PCI "/drivers/uiommu-dma/unbind", spare), "unbind");
+		expect_ok(sysfs_write(path, "identity"), "the identity switch");
+		say("With no driver bound the group may change: %s -> %s, a new default domain.",
+		    was, sysfs_read(path));
+		expect_ok(sysfs_write(path, "auto"), "the auto switch");
+		say("`auto` recomputes it from the driver's wishes and the global policy: %s.",
+		    sysfs_read(path));
+		expect_ok(sysfs_write(PCI "/drivers/uiommu-dma/bind", spare), "bind");
+		say("echo %s > " PCI "/drivers/uiommu-dma/bind: the driver is back.", spare);
+	}
+
+	g = pci_group(nic);
+	step("echo 1 > " PCI "/devices/%s/remove, while its driver does DMA", nic);
+	snprintf(path, sizeof(path), PCI "/devices/%s/remove", nic);
+	expect_ok(sysfs_write(path, "1"), "remove");
+	if (pci_group(nic) >= 0 || group_has(g, nic))
+		die("%s is still in group %d after its removal", nic, g);
+	say("Gone. The driver stopped its DMA first; then the core released the device under");
+	say("its group's mutex, so no attach or type switch could see it half gone. It was the");
+	say("group's only member, so group %d went too:", g);
+	list_groups();
+
+	step("echo 1 > " PCI "/rescan");
+	expect_ok(sysfs_write(PCI "/rescan", "1"), "rescan");
+	g = pci_group(nic);
+	if (g < 0)
+		die("%s did not come back", nic);
+	snprintf(path, sizeof(path), GROUPS "/%d/type", g);
+	say("%s is back, in group %d, type %s, its driver bound again.", nic, g, sysfs_read(path));
+}
+
 /* ---- the table of contents ------------------------------------------------------------- */
 
 static const struct chapter {
@@ -728,6 +918,7 @@ static const struct chapter {
 	{ "Options (IOMMU_OPTION)", ch_options },
 	{ "VFIO type1 compatibility on the same fd", ch_vfio },
 	{ "Teardown (IOMMU_DESTROY and close)", ch_teardown },
+	{ "IOMMU groups, their types, and hot unplug (sysfs)", ch_groups },
 };
 
 int main(void)

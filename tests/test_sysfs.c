@@ -37,6 +37,8 @@
 #include "uiommu/uiommu.h"
 
 #define G "/sys/kernel/iommu_groups"
+#define PCI "/sys/bus/pci"
+#define DRV PCI "/drivers/" SYSFS_PCI_DRIVER
 
 static void machine(void)
 {
@@ -123,6 +125,10 @@ TEST(claims_only_the_iommu_part_of_sys)
 	ASSERT_TRUE(uiommu_sysfs_claims("/sys/class/iommu"));
 	ASSERT_TRUE(uiommu_sysfs_claims("/sys/devices/pci0000:00/0000:00:03.0"));
 	ASSERT_TRUE(uiommu_sysfs_claims("/sys/devices/virtual/iommu/iommu0"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/pci/rescan"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/pci/drivers/uiommu-dma/bind"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/bus/pci/rescanX"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/bus/pci/slots"));
 	ASSERT_FALSE(uiommu_sysfs_claims("/sys/kernel/iommu_groupsX"));
 	ASSERT_FALSE(uiommu_sysfs_claims("/sys/kernel/mm"));
 	ASSERT_FALSE(uiommu_sysfs_claims("/sys/class/net"));
@@ -151,7 +157,8 @@ TEST(layout_entries_and_link_targets)
 		     ls("/sys/class/iommu/iommu1/devices"));
 	ASSERT_STREQ("../../../../pci0000:00/0000:02:00.0",
 		     rdlink("/sys/class/iommu/iommu1/devices/0000:02:00.0"));
-	ASSERT_STREQ("iommu iommu_group", ls("/sys/devices/pci0000:00/0000:02:00.0"));
+	ASSERT_STREQ("driver iommu iommu_group remove", ls("/sys/devices/pci0000:00/0000:02:00.0"));
+	ASSERT_STREQ("iommu iommu_group remove", ls("/sys/devices/pci0000:00/0000:04:00.0"));
 	ASSERT_STREQ("../../virtual/iommu/iommu1",
 		     rdlink("/sys/devices/pci0000:00/0000:02:00.0/iommu"));
 	ASSERT_EQ(9, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);
@@ -400,6 +407,270 @@ TEST(processes_of_a_session_share_the_machine)
 	ASSERT_EQ(0, status);
 	/* ...and this one sees it at its next access, though its own machine is separate. */
 	ASSERT_STREQ("DMA-FQ\n", cat(G "/4/type"));
+}
+
+/* ---- the PCI attributes: remove, rescan, bind, unbind --------------------------------------- */
+
+#define DEV(bdf) "/sys/devices/pci0000:00/" bdf
+
+/* The emulated driver's directory on the default topology: the bound devices and the files. */
+#define DRV_BOOT "0000:00:02.0 0000:00:03.0 0000:00:14.0 0000:01:00.0 0000:01:00.1 " \
+		 "0000:02:00.0 bind unbind"
+
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+
+	return uiommu_sysfs_stat(path, &st) ? (mode_t)-1 : st.st_mode;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return !uiommu_sysfs_lstat(path, &st);
+}
+
+TEST(pci_attributes_layout_and_modes)
+{
+	machine();
+	/* /sys/bus/pci itself stays the host's: only these three are claimed under it. */
+	ASSERT_FALSE(uiommu_sysfs_claims(PCI));
+	ASSERT_STREQ(SYSFS_PCI_DRIVER, ls(PCI "/drivers"));
+	ASSERT_STREQ(DRV_BOOT, ls(DRV));
+	ASSERT_EQ(S_IFREG | 0200, mode_of(PCI "/rescan"));
+	ASSERT_EQ(S_IFREG | 0200, mode_of(DRV "/bind"));
+	ASSERT_EQ(S_IFREG | 0200, mode_of(DRV "/unbind"));
+	ASSERT_EQ(S_IFREG | 0200, mode_of(DEV("0000:00:03.0") "/remove"));
+	ASSERT_EQ(S_IFREG | 0200, mode_of(PCI "/devices/0000:04:00.0/remove"));
+	ASSERT_TRUE(S_ISDIR(mode_of(DRV)));
+	ASSERT_STREQ("../../../bus/pci/drivers/uiommu-dma", rdlink(DEV("0000:00:03.0") "/driver"));
+	ASSERT_STREQ("../../../../devices/pci0000:00/0000:01:00.1", rdlink(DRV "/0000:01:00.1"));
+	/* Through the links, as the kernel resolves them. */
+	ASSERT_TRUE(S_ISDIR(mode_of(PCI "/devices/0000:02:00.0/driver")));
+	ASSERT_TRUE(S_ISDIR(mode_of(DRV "/0000:02:00.0/iommu_group")));
+	ASSERT_EQ(S_IFREG | 0200, mode_of(DRV "/0000:02:00.0/driver/bind"));
+	/* No driver, no links. */
+	ASSERT_FALSE(exists(DEV("0000:04:00.0") "/driver"));
+	ASSERT_FALSE(exists(DRV "/0000:04:00.0"));
+	ASSERT_FALSE(exists(DRV "/0000:01:00.2"));
+}
+
+TEST(pci_attributes_are_write_only)
+{
+	static const char *const paths[] = {
+		PCI "/rescan", DRV "/bind", DRV "/unbind", PCI "/devices/0000:00:03.0/remove",
+	};
+	unsigned int i;
+
+	machine();
+	for (i = 0; i < ARRAY_SIZE(paths); i++) {
+		int fd;
+
+		/* kernfs refuses a read open of an attribute without show, root included. */
+		EXPECT_ERRNO(EACCES, uiommu_sysfs_open(paths[i], O_RDONLY, 0));
+		EXPECT_ERRNO(EACCES, uiommu_sysfs_open(paths[i], O_RDWR, 0));
+		EXPECT_ERRNO(EACCES, uiommu_sysfs_open(paths[i], O_RDONLY | O_TRUNC, 0));
+		errno = 0;
+		EXPECT_TRUE(uiommu_sysfs_fopen(paths[i], "r") == NULL);
+		EXPECT_EQ(EACCES, errno);
+		EXPECT_ERRNO(EEXIST,
+			     uiommu_sysfs_open(paths[i], O_WRONLY | O_CREAT | O_EXCL, 0644));
+		EXPECT_EQ(0, uiommu_sysfs_access(paths[i], W_OK));
+		fd = uiommu_sysfs_open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		EXPECT_GE(fd, 0);
+		EXPECT_TRUE(uiommu_sysfs_is_fd(fd));
+		if (fd >= 0)
+			uiommu_sysfs_close(fd);
+	}
+	/* The directory and a file that is not there. */
+	ASSERT_ERRNO(EISDIR, uiommu_sysfs_open(DRV, O_WRONLY, 0));
+	ASSERT_ERRNO(EACCES, uiommu_sysfs_open(DRV "/new_id", O_WRONLY | O_CREAT, 0644));
+}
+
+TEST(remove_unplugs_and_the_tree_follows)
+{
+	struct topology_device_info info;
+
+	machine();
+	/* kstrtoul: base 0, one newline, nothing else. */
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", "yes"));
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", "-1"));
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", " 1"));
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", "1\n\n"));
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", "0x"));
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", ""));
+	ASSERT_ERRNO(EINVAL, store(DEV("0000:00:03.0") "/remove", "99999999999999999999999"));
+	ASSERT_EQ(2, store(DEV("0000:00:03.0") "/remove", "0\n")); /* nothing to do */
+	ASSERT_TRUE(exists(PCI "/devices/0000:00:03.0"));
+
+	/* The last member: the device, its links and its group go. */
+	ASSERT_EQ(2, store(PCI "/devices/0000:00:03.0/remove", "1\n"));
+	ASSERT_EQ(0, topology_device_get_info("0000:00:03.0", &info));
+	ASSERT_FALSE(info.present);
+	ASSERT_FALSE(info.bound);
+	ASSERT_STREQ("0 2 3 4 5 6", ls(G));
+	ASSERT_FALSE(exists(PCI "/devices/0000:00:03.0"));
+	ASSERT_FALSE(exists(DEV("0000:00:03.0")));
+	ASSERT_FALSE(exists(DRV "/0000:00:03.0"));
+	ASSERT_FALSE(exists("/sys/class/iommu/iommu0/devices/0000:00:03.0"));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_open(DEV("0000:00:03.0") "/remove", O_WRONLY, 0));
+
+	/* One of three: the group stays, without it. A hex value is non-zero too. */
+	ASSERT_EQ(3, store(PCI "/devices/0000:01:00.1/remove", "0x1"));
+	ASSERT_STREQ("0000:01:00.0 0000:01:00.2", ls(G "/3/devices"));
+	ASSERT_STREQ("0000:00:02.0 0000:00:14.0 0000:01:00.0 0000:02:00.0 bind unbind", ls(DRV));
+	ASSERT_EQ(7, (int)strlen(ls(PCI "/devices")) / 13 + 1);
+}
+
+TEST(remove_errnos_through_write)
+{
+	struct iommu_group *group;
+	int fd, fd2;
+
+	machine();
+	/* An fd opened before the device went: the attribute is gone, ENODEV. */
+	fd = uiommu_sysfs_open(DEV("0000:04:00.0") "/remove", O_WRONLY, 0);
+	fd2 = uiommu_sysfs_open(DEV("0000:04:00.0") "/remove", O_WRONLY, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(fd2, 0);
+	ASSERT_EQ(1, uiommu_sysfs_write(fd, "1", 1));
+	ASSERT_FALSE(exists(PCI "/devices/0000:04:00.0"));
+	ASSERT_ERRNO(ENODEV, uiommu_sysfs_write(fd2, "1", 1));
+	ASSERT_ERRNO(ENODEV, uiommu_sysfs_write(fd2, "bogus", 5));
+	uiommu_sysfs_close(fd);
+	uiommu_sysfs_close(fd2);
+
+	/* The last device of a group a user owns: the kernel would wait for the user. */
+	group = iommu_group_get_by_id(5);
+	ASSERT_TRUE(group != NULL);
+	ASSERT_EQ(0, iommu_group_claim_dma_owner(group, (void *)&group));
+	ASSERT_ERRNO(EBUSY, store(DEV("0000:03:00.0") "/remove", "1"));
+	ASSERT_TRUE(exists(PCI "/devices/0000:03:00.0"));
+	iommu_group_release_dma_owner(group);
+	iommu_group_put(group);
+	ASSERT_EQ(1, store(DEV("0000:03:00.0") "/remove", "1"));
+	ASSERT_FALSE(exists(PCI "/devices/0000:03:00.0"));
+}
+
+TEST(rescan_plugs_every_absent_device)
+{
+	machine();
+	ASSERT_EQ(1, store(DEV("0000:00:03.0") "/remove", "1"));
+	ASSERT_EQ(1, store(DEV("0000:01:00.1") "/remove", "1"));
+	ASSERT_EQ(1, store(DEV("0000:04:00.0") "/remove", "1"));
+	ASSERT_STREQ("0 2 3 4 5", ls(G));
+	ASSERT_ERRNO(EINVAL, store(PCI "/rescan", "please"));
+	ASSERT_ERRNO(EINVAL, store(PCI "/rescan", ""));
+	ASSERT_EQ(2, store(PCI "/rescan", "0\n"));
+	ASSERT_STREQ("0 2 3 4 5", ls(G));
+	ASSERT_EQ(2, store(PCI "/rescan", "1\n"));
+	ASSERT_EQ(9, (int)strlen(ls(PCI "/devices")) / 13 + 1);
+	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2", ls(G "/3/devices"));
+	ASSERT_EQ(7, (int)strlen(ls(G)) / 2 + 1);
+	ASSERT_TRUE(exists(DEV("0000:04:00.0") "/iommu_group"));
+	/* The topology's "bound": the driver binds at every plug. */
+	ASSERT_STREQ(DRV_BOOT, ls(DRV));
+	ASSERT_STREQ("../../../bus/pci/drivers/uiommu-dma", rdlink(DEV("0000:00:03.0") "/driver"));
+	/* Nothing absent: a rescan does nothing and succeeds. */
+	ASSERT_EQ(1, store(PCI "/rescan", "1"));
+	ASSERT_STREQ(DRV_BOOT, ls(DRV));
+}
+
+TEST(bind_and_unbind_errnos_and_links)
+{
+	struct iommu_group *group;
+
+	machine();
+	/* The driver core's errnos. */
+	ASSERT_ERRNO(EBUSY, store(DRV "/bind", "0000:00:03.0"));      /* bound already */
+	ASSERT_ERRNO(ENODEV, store(DRV "/bind", "0000:99:00.0"));     /* unknown */
+	ASSERT_ERRNO(ENODEV, store(DRV "/bind", "00:03.0"));          /* not its name */
+	ASSERT_ERRNO(ENODEV, store(DRV "/bind", "0000:04:00.0\n\n"));
+	ASSERT_ERRNO(ENODEV, store(DRV "/bind", ""));
+	ASSERT_ERRNO(ENODEV, store(DRV "/unbind", "0000:04:00.0"));   /* not bound */
+	ASSERT_ERRNO(ENODEV, store(DRV "/unbind", "0000:99:00.0"));
+	ASSERT_EQ(1, store(DEV("0000:03:00.0") "/remove", "1"));
+	ASSERT_ERRNO(ENODEV, store(DRV "/bind", "0000:03:00.0"));     /* absent */
+	ASSERT_ERRNO(ENODEV, store(DRV "/unbind", "0000:03:00.0"));
+
+	/* unbind, with the newline echo adds: the links go. */
+	ASSERT_EQ(13, store(DRV "/unbind", "0000:00:03.0\n"));
+	ASSERT_FALSE(exists(DEV("0000:00:03.0") "/driver"));
+	ASSERT_FALSE(exists(DRV "/0000:00:03.0"));
+	ASSERT_ERRNO(ENODEV, store(DRV "/unbind", "0000:00:03.0"));
+	ASSERT_STREQ("DMA-FQ\n", cat(G "/1/type"));
+	ASSERT_EQ(8, store(G "/1/type", "identity")); /* no driver: any type */
+
+	/* bind: the links come back. */
+	ASSERT_EQ(12, store(DRV "/bind", "0000:04:00.0"));
+	ASSERT_STREQ("../../../bus/pci/drivers/uiommu-dma", rdlink(DEV("0000:04:00.0") "/driver"));
+	ASSERT_STREQ("../../../../devices/pci0000:00/0000:04:00.0", rdlink(DRV "/0000:04:00.0"));
+	ASSERT_EQ(13, store(DRV "/bind", "0000:00:03.0\n"));
+	ASSERT_TRUE(exists(DRV "/0000:00:03.0"));
+
+	/* The IOMMU core refuses a driver on a group a user owns: EBUSY. */
+	ASSERT_EQ(12, store(DRV "/unbind", "0000:04:00.0"));
+	group = iommu_group_get_by_id(6);
+	ASSERT_TRUE(group != NULL);
+	ASSERT_EQ(0, iommu_group_claim_dma_owner(group, (void *)&group));
+	ASSERT_ERRNO(EBUSY, store(DRV "/bind", "0000:04:00.0"));
+	ASSERT_FALSE(exists(DEV("0000:04:00.0") "/driver"));
+	iommu_group_release_dma_owner(group);
+	iommu_group_put(group);
+	ASSERT_EQ(12, store(DRV "/bind", "0000:04:00.0"));
+}
+
+TEST(pci_stores_through_a_shells_redirection)
+{
+	int fd, fd2;
+
+	machine();
+	/* dup2 to stdout's place, then bytes that bypass the wrapper: stored at the last close. */
+	fd = uiommu_sysfs_open(DRV "/unbind", O_WRONLY | O_CREAT | O_TRUNC, 0666);
+	ASSERT_GE(fd, 0);
+	fd2 = dup(fd);
+	ASSERT_EQ(0, uiommu_sysfs_fd_dup(fd, fd2));
+	ASSERT_EQ(0, uiommu_sysfs_close(fd));
+	ASSERT_EQ(13, write(fd2, "0000:02:00.0\n", 13));
+	ASSERT_EQ(0, uiommu_sysfs_close(fd2));
+	ASSERT_FALSE(exists(DRV "/0000:02:00.0"));
+}
+
+TEST(pci_stores_are_shared_by_the_session)
+{
+	pid_t pid;
+	int status;
+
+	machine();
+	ASSERT_TRUE(exists(PCI "/devices/0000:00:03.0"));
+	/* Another process of the session removes, unbinds and rescans... */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(store(DEV("0000:00:03.0") "/remove", "1") == 1 &&
+		      store(DEV("0000:04:00.0") "/remove", "1") == 1 &&
+		      store(DRV "/unbind", "0000:02:00.0") == 12 ? 0 : 1);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, status);
+	/* ...and this one's machine follows at its next access. */
+	ASSERT_FALSE(exists(PCI "/devices/0000:00:03.0"));
+	ASSERT_FALSE(exists(PCI "/devices/0000:04:00.0"));
+	ASSERT_FALSE(exists(DEV("0000:02:00.0") "/driver"));
+	ASSERT_STREQ("0 2 3 4 5", ls(G));
+	ASSERT_EQ(0, topology_unbind("0000:00:02.0"));
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(store(PCI "/rescan", "1") == 1 && store(DRV "/bind", "0000:02:00.0") == 12 ?
+			      0 : 1);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, status);
+	ASSERT_EQ(9, (int)strlen(ls(PCI "/devices")) / 13 + 1);
+	ASSERT_TRUE(exists(DEV("0000:02:00.0") "/driver"));
+	/* A local unbind (the library's API) is this process's own. */
+	ASSERT_FALSE(exists(DEV("0000:00:02.0") "/driver"));
 }
 
 /* ---- uiommuctl and the control socket ----------------------------------------------------- */

@@ -90,10 +90,13 @@ unsigned int uiommu_page_pin_count(const void *addr);
  * libuiommu may call these directly. Same convention as above: -1 and errno on failure.
  *
  * The tree is written to a private directory and the paths are redirected there; only writes to
- * a group's `type` are intercepted: the fd uiommu_sysfs_open() returns for writing is tracked,
- * and uiommu_sysfs_write() on it runs the kernel's type store (EACCES without CAP_SYS_ADMIN and
- * CAP_SYS_RAWIO, EINVAL, EPERM ...). $UIOMMU_SYSFS_PRIVILEGED=1 (or 0) overrides the capability
- * check: a test hook. The processes of one uiommu-run share a machine ($UIOMMU_SYSFS_DIR).
+ * the writable attributes are intercepted: a group's `type` (the kernel's type store: EACCES
+ * without CAP_SYS_ADMIN and CAP_SYS_RAWIO, EINVAL, EPERM ...), a device's `remove`,
+ * /sys/bus/pci/rescan, and the emulated driver's /sys/bus/pci/drivers/uiommu-dma/{bind,unbind}.
+ * The fd uiommu_sysfs_open() returns for writing one of them is tracked, and
+ * uiommu_sysfs_write() on it runs the store with the kernel's errnos. $UIOMMU_SYSFS_PRIVILEGED=1
+ * (or 0) overrides the capability check: a test hook. The processes of one uiommu-run share a
+ * machine ($UIOMMU_SYSFS_DIR): their stores are journalled and replayed by each.
  */
 
 /* Is @path (absolute) inside the virtual sysfs? No I/O, no lock: cheap enough for every call. */
@@ -107,9 +110,9 @@ int uiommu_sysfs_open(const char *path, int flags, mode_t mode);
 /* fopen(3) of a virtual sysfs path; a `type` opened for writing stores at fflush/fclose. */
 FILE *uiommu_sysfs_fopen(const char *path, const char *mode);
 
-/* Is @fd a `type` opened for writing? (The write() and close() wrappers ask on every call.) */
+/* Is @fd a writable attribute opened for writing? (write() and close() wrappers ask each call.) */
 bool uiommu_sysfs_is_fd(int fd);
-/* write(2) on such an fd: the type store; returns @count or -1 with the kernel's errno. */
+/* write(2) on such an fd: the attribute's store; returns @count or -1 with the kernel's errno. */
 ssize_t uiommu_sysfs_write(int fd, const void *buf, size_t count);
 /* close(2) of such an fd. */
 int uiommu_sysfs_close(int fd);

@@ -8,12 +8,33 @@
  *   /sys/kernel/iommu_groups/<N>/devices/<BDF>      ->  ../../../../devices/pci0000:00/<BDF>
  *   /sys/devices/pci0000:00/<BDF>/iommu_group       ->  ../../../kernel/iommu_groups/<N>
  *   /sys/devices/pci0000:00/<BDF>/iommu             ->  ../../virtual/iommu/<name>
+ *   /sys/devices/pci0000:00/<BDF>/remove            w   "1": hot-unplug (topology_unplug)
+ *   /sys/devices/pci0000:00/<BDF>/driver            ->  ../../../bus/pci/drivers/uiommu-dma
  *   /sys/bus/pci/devices/<BDF>                      ->  ../../../devices/pci0000:00/<BDF>
+ *   /sys/bus/pci/rescan                             w   "1": plug every absent device
+ *   /sys/bus/pci/drivers/uiommu-dma/bind            w   "<BDF>": bind the DMA-API driver
+ *   /sys/bus/pci/drivers/uiommu-dma/unbind          w   "<BDF>": unbind it
+ *   /sys/bus/pci/drivers/uiommu-dma/<BDF>           ->  ../../../../devices/pci0000:00/<BDF>
  *   /sys/class/iommu/<name>                         ->  ../../devices/virtual/iommu/<name>
  *   /sys/devices/virtual/iommu/<name>/devices/<BDF> ->  ../../../../pci0000:00/<BDF>
  *
  * (The kernel nests a function on bus 01 under its bridge; we put every function of a PCI
  * domain directly under pci<domain>:00, which keeps each relative link the same shape.)
+ *
+ * The PCI attributes are those a program uses to hot-unplug, rescan and (un)bind, with the
+ * kernel's modes (0200: write-only, so an open for reading fails with EACCES, for root too, as
+ * kernfs refuses a read open of an attribute without show) and the errnos of its stores:
+ *   remove   kstrtoul (base 0, one trailing newline): EINVAL if it does not parse; 0 does
+ *            nothing; otherwise topology_unplug(): EBUSY for the last device of a group a user
+ *            owns (the kernel would wait for the user; we refuse), ENODEV through an fd opened
+ *            before the device went (kernfs's errno for a removed attribute).
+ *   rescan   kstrtoul as remove; non-zero: topology_plug() of every absent device, a device
+ *            whose probe fails staying absent, as a rescan does; always the byte count.
+ *   bind     the driver core's bind_store: ENODEV for an unknown or absent device (the name
+ *            compared as sysfs_streq does), EBUSY when already bound or when the IOMMU core
+ *            refuses (an owned group), EAGAIN for a deferred probe.
+ *   unbind   unbind_store: ENODEV for an unknown or absent device and for one not bound.
+ * The device's `driver` link and the driver's <BDF> link exist while the driver is bound.
  *
  * Design: materialise, redirect, intercept only the store.
  *
@@ -35,12 +56,13 @@
  * gives a reader the content of its first read. A failure half-way leaves the disk unknown: the
  * next sync wipes the tree and writes it whole.
  *
- * Only writes need interception. Opening a group's `type` for writing returns a memfd that
- * stands for the attribute (the tree's file is never written) and is recorded in a table
- * fd -> struct sysfs_file, which holds a reference on the group. The preload write() wrapper
- * sends writes on such an fd to uiommu_sysfs_write(), which runs the core's store and fails
- * with the kernel's errno (EACCES, EINVAL, EPERM ...). dup/dup2/dup3/F_DUPFD share the record
- * and close drops it. Some writes bypass the wrapper: libc's stdio calls its internal write, so
+ * Only writes need interception. Opening an attribute with a store (a group's `type`, and the
+ * PCI attributes above) for writing returns a memfd that stands for the attribute (the tree's
+ * file is never written) and is recorded in a table fd -> struct sysfs_file, which names the
+ * attribute (and holds a reference on the group of a `type`). The preload write() wrapper
+ * sends writes on such an fd to uiommu_sysfs_write(), which runs the store and fails with
+ * the kernel's errno (EACCES, EINVAL, EPERM, ENODEV, EBUSY ...). dup/dup2/dup3/F_DUPFD share
+ * the record and close drops it. Some writes bypass the wrapper: libc's stdio calls its internal write, so
  * bash's builtin echo, which prints through stdio, reaches the memfd directly. Those bytes are
  * found and stored when the last fd of the record goes (bash restores its stdout with dup2) or
  * at the next sync, without an errno to give back: the best a preload library can do.
@@ -52,15 +74,23 @@
  * must see the new type. The preload layer's constructor therefore names a session directory
  * ($UIOMMU_SYSFS_DIR, with $UIOMMU_SYSFS_OWNER the pid that removes it at exit) before main(),
  * so a shell exports it to everything it starts; processes that use the library without the
- * preload layer get a private session. Each successful type store is appended to the session's
- * journal ("type <BDF> <value>"), under an exclusive flock; every process replays the entries
- * it has not seen yet (privileged: they were checked where they were written) at boot and at
- * each sync, so the processes of a session converge on one machine. Replays that the local
- * state refuses (a driver bound only here) are skipped; plug, unplug and bind stay per process.
+ * preload layer get a private session. Each successful store through the virtual sysfs is
+ * appended to the session's journal under an exclusive flock: "type <BDF> <value>",
+ * "unplug <BDF>" (remove), "rescan", "bind <BDF>", "unbind <BDF>". Every process replays the
+ * entries it has not seen yet (privileged: they were checked where they were written) at boot
+ * and at each sync, so the processes of a session converge on one machine: after
+ * `echo 1 > .../remove`, the `ls` the shell starts next replays the unplug at its boot and does
+ * not list the device. Replays that the local state refuses (a driver bound only here, the last
+ * device of a group a user owns here, a device absent already) are skipped. Replaying a
+ * hot-unplug or an unbind in a running program is what the control socket does already: the
+ * topology stops the emulated driver's DMA before letting go, and struct device stays valid.
+ * What the library's API or the control socket does (topology_plug(), uiommuctl) stays per
+ * process: only the sysfs ABI is a session's machine.
  *
  * Known differences from sysfs, for the record: files and directories belong to the user, not
- * root; an attribute's st_size is its length, not 4096; writes made by libc internally (stdio)
- * report no errno, as said above.
+ * root, so the 0200 PCI attributes are the user's to write (only `type` checks capabilities,
+ * as the kernel's store does); an attribute's st_size is its length, not 4096; writes made by
+ * libc internally (stdio) report no errno, as said above.
  *
  * Locking. sysfs_lock protects struct sysfs_state (the session, the tree, the entries on disk,
  * the journal offset) and serialises syncs and journaled stores. sysfs_fd_lock protects the
@@ -132,11 +162,22 @@ struct sysfs_state {
 static struct uiommu_mutex sysfs_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
 static struct sysfs_state sysfs;
 
-/* An open `type` attribute: one per open(), shared by the fds dup'ed from it. */
+/* The attributes with a store. */
+enum sysfs_attr {
+	SYSFS_ATTR_NONE,
+	SYSFS_ATTR_TYPE,             /* iommu_groups/<N>/type */
+	SYSFS_ATTR_REMOVE,           /* devices/pci<D>:00/<BDF>/remove */
+	SYSFS_ATTR_RESCAN,           /* bus/pci/rescan */
+	SYSFS_ATTR_BIND,             /* bus/pci/drivers/uiommu-dma/bind */
+	SYSFS_ATTR_UNBIND,           /* bus/pci/drivers/uiommu-dma/unbind */
+};
+
+/* An attribute opened for writing: one per open(), shared by the fds dup'ed from it. */
 struct sysfs_file {
 	int refs;                    /* fds in sysfs_fds[] pointing here; sysfs_fd_lock */
-	struct iommu_group *group;   /* a reference, dropped with the last fd */
-	char bdf[32];                /* a member at open time, for messages */
+	enum sysfs_attr attr;
+	struct iommu_group *group;   /* TYPE: a reference, dropped with the last fd */
+	char bdf[32];                /* TYPE: a member at open time; REMOVE: the device */
 	/* The memfd's identity: an fd in the table is checked against it before it is read,
 	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
 	dev_t dev;
@@ -145,7 +186,7 @@ struct sysfs_file {
 };
 
 #define SYSFS_MAX_FDS 4096
-/* fd -> the `type` record it writes to; written under sysfs_fd_lock, read locklessly. */
+/* fd -> the record of the attribute it writes to; written under sysfs_fd_lock, read locklessly. */
 static _Atomic(struct sysfs_file *) sysfs_fds[SYSFS_MAX_FDS];
 static atomic_int sysfs_nr_fds; /* entries in sysfs_fds: a fast "none" for the wrappers */
 static struct uiommu_mutex sysfs_fd_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
@@ -157,6 +198,8 @@ static char sysfs_session_owned[PATH_MAX];
 static const char *const sysfs_prefixes[] = {
 	"/sys/kernel/iommu_groups",
 	"/sys/bus/pci/devices",
+	"/sys/bus/pci/drivers",
+	"/sys/bus/pci/rescan",
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
 };
@@ -330,12 +373,30 @@ static int entries_add_group(struct sysfs_entries *es, struct iommu_group *group
 	return rc ?: iommu_group_for_each_dev(group, &w, group_dev_cb);
 }
 
-/* Present devices without a group (a failed probe) and instances without devices. */
+/*
+ * Present devices without a group (a failed probe) and instances without devices; and what
+ * only the topology knows: the `remove` attribute and the emulated driver's links.
+ */
 static int topo_dev_cb(const struct topology_device_info *info, void *arg)
 {
+	struct sysfs_entries *es = arg;
+	char root[48], target[PATH_MAX];
+	int rc;
+
 	if (!info->present)
 		return 0;
-	return entries_add_device(arg, info->dev, info->iommu, -1);
+	rc = entries_add_device(es, info->dev, info->iommu, -1);
+	sysfs_pci_root_name(info->bdf, root, sizeof(root));
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0200, "", "sys/devices/%s/%s/remove", root,
+			       info->bdf);
+	if (!rc && info->bound) {
+		rc = add_link(es, "../../../bus/pci/drivers/" SYSFS_PCI_DRIVER,
+			      "sys/devices/%s/%s/driver", root, info->bdf);
+		snprintf(target, sizeof(target), "../../../../devices/%s/%s", root, info->bdf);
+		rc = rc ?: add_link(es, target, "sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/%s",
+				    info->bdf);
+	}
+	return rc;
 }
 
 static int topo_iommu_cb(struct iommu_device *iommu, void *arg)
@@ -379,13 +440,20 @@ static int entries_build(struct sysfs_entries *es)
 	static const char *const fixed[] = {
 		"sys", "sys/kernel", "sys/kernel/iommu_groups", "sys/bus", "sys/bus/pci",
 		"sys/bus/pci/devices", "sys/class", "sys/class/iommu", "sys/devices",
-		"sys/devices/virtual", "sys/devices/virtual/iommu",
+		"sys/devices/virtual", "sys/devices/virtual/iommu", "sys/bus/pci/drivers",
+		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER,
+	};
+	static const char *const wo[] = {
+		"sys/bus/pci/rescan", "sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind",
+		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind",
 	};
 	size_t i;
 	int id, rc = 0;
 
 	for (i = 0; i < ARRAY_SIZE(fixed) && !rc; i++)
 		rc = add_dir(es, "%s", fixed[i]);
+	for (i = 0; i < ARRAY_SIZE(wo) && !rc; i++)
+		rc = entries_add(es, SYSFS_FILE, 0200, "", "%s", wo[i]);
 	for (id = iommu_group_next_id(-1); id >= 0 && !rc; id = iommu_group_next_id(id)) {
 		struct iommu_group *group = iommu_group_get_by_id(id);
 
@@ -688,6 +756,51 @@ static struct iommu_group *group_by_bdf(const char *bdf)
 	return dev ? iommu_group_get(dev) : NULL;
 }
 
+/* The kernel's rescan: plugs every device of the topology that is absent. */
+static void rescan_all(void)
+{
+	unsigned int i, nr = topology_nr_devices();
+
+	for (i = 0; i < nr; i++) {
+		struct topology_device_info info;
+		struct device *dev = topology_device_at(i);
+		char bdf[32];
+
+		if (!dev)
+			break;
+		snprintf(bdf, sizeof(bdf), "%s", dev->name);
+		if (!topology_device_get_info(bdf, &info) && !info.present)
+			topology_plug(bdf); /* a probe that fails leaves it absent */
+	}
+}
+
+/* Applies one journal line (NUL-terminated); what the local state refuses is skipped. */
+static void journal_apply(const char *line)
+{
+	char bdf[33], value[33];
+
+	if (sscanf(line, "type %32s %32s", bdf, value) == 2) {
+		struct iommu_group *group = group_by_bdf(bdf);
+
+		if (group) {
+			/* Checked where it was written; a refusal here is local. */
+			iommu_group_type_store(group, value, strlen(value), true);
+			iommu_group_put(group);
+		}
+		return;
+	}
+	if (!topology_loaded())
+		return;
+	if (sscanf(line, "unplug %32s", bdf) == 1)
+		topology_unplug(bdf);
+	else if (sscanf(line, "bind %32s", bdf) == 1)
+		topology_bind(bdf);
+	else if (sscanf(line, "unbind %32s", bdf) == 1)
+		topology_unbind(bdf);
+	else if (!strcmp(line, "rescan"))
+		rescan_all();
+}
+
 /* Replays the journal entries after sysfs.journal_off; @fd is the journal, locked. */
 static void journal_replay(int fd)
 {
@@ -703,18 +816,8 @@ static void journal_replay(int fd)
 			return;
 		buf[n] = '\0';
 		for (line = buf; (end = strchr(line, '\n')); line = end + 1) {
-			char bdf[33], value[33];
-
 			*end = '\0';
-			if (sscanf(line, "type %32s %32s", bdf, value) == 2) {
-				struct iommu_group *group = group_by_bdf(bdf);
-
-				if (group) {
-					/* Checked where it was written; a refusal here is local. */
-					iommu_group_type_store(group, value, strlen(value), true);
-					iommu_group_put(group);
-				}
-			}
+			journal_apply(line);
 		}
 		if (line == buf)
 			return; /* a partial line: its writer is still at it */
@@ -838,25 +941,55 @@ static int first_dev_cb(struct device *dev, void *data)
 	return 1;
 }
 
+/*
+ * A journaled store begins: the journal, locked, with what others wrote replayed, so the store
+ * sees the session's machine. -1 when this process serves no virtual sysfs (only such a
+ * process shares its machine) or the journal cannot be had (the store is then local).
+ */
+static int journal_begin(void)
+{
+	int fd;
+
+	lockdep_assert_held(&sysfs_lock);
+	if (sysfs.pid != getpid())
+		return -1;
+	fd = journal_open(O_RDWR | O_CREAT | O_APPEND);
+	if (fd >= 0 && flock(fd, LOCK_EX)) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd >= 0)
+		journal_replay(fd);
+	return fd;
+}
+
+/* ... and ends, appending @line ("...\n") if the store succeeded, NULL if not. */
+static void journal_end(int fd, const char *line)
+{
+	lockdep_assert_held(&sysfs_lock);
+	if (fd < 0)
+		return;
+	if (line) {
+		ssize_t n = (ssize_t)strlen(line);
+
+		if (write(fd, line, (size_t)n) == n)
+			sysfs.journal_off = lseek(fd, 0, SEEK_END);
+	}
+	flock(fd, LOCK_UN);
+	close(fd);
+}
+
 ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t count,
 			 bool privileged)
 {
 	char bdf[32] = "", line[96];
+	const char *journal = NULL;
 	size_t vlen = count;
 	ssize_t ret;
-	int fd = -1;
+	int fd;
 
 	uiommu_mutex_lock(&sysfs_lock);
-	/* Only a process serving a virtual sysfs shares its machine. */
-	if (sysfs.pid == getpid()) {
-		fd = journal_open(O_RDWR | O_CREAT | O_APPEND);
-		if (fd >= 0 && flock(fd, LOCK_EX)) {
-			close(fd);
-			fd = -1;
-		}
-		if (fd >= 0)
-			journal_replay(fd);
-	}
+	fd = journal_begin();
 	ret = iommu_group_type_store(group, buf, count, privileged);
 	if (ret >= 0 && fd >= 0) {
 		iommu_group_for_each_dev(group, bdf, first_dev_cb);
@@ -864,18 +997,125 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
 			vlen--;
 		/* The store accepted it, so it is one of a few short words. */
 		if (bdf[0] && vlen < 32) {
-			int n = snprintf(line, sizeof(line), "type %s %.*s\n", bdf, (int)vlen, buf);
-
-			if (write(fd, line, (size_t)n) == n)
-				sysfs.journal_off = lseek(fd, 0, SEEK_END);
+			snprintf(line, sizeof(line), "type %s %.*s\n", bdf, (int)vlen, buf);
+			journal = line;
 		}
 	}
-	if (fd >= 0) {
-		flock(fd, LOCK_UN);
-		close(fd);
-	}
+	journal_end(fd, journal);
 	uiommu_mutex_unlock(&sysfs_lock);
 	return ret;
+}
+
+/* ---- the PCI stores ------------------------------------------------------------------------- */
+
+/* kstrtoul(s, 0, &val): an optional '+', a C integer literal, one optional newline, the end. */
+static int parse_ulong(const char *s, unsigned long *val)
+{
+	char *end;
+
+	if (*s == '+')
+		s++;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*val = strtoul(s, &end, 0);
+	if (errno)
+		return -EINVAL; /* -ERANGE, which remove_store and rescan_store report as -EINVAL */
+	if (*end == '\n')
+		end++;
+	return *end ? -EINVAL : 0;
+}
+
+/* The device named @name (sysfs_streq: one trailing newline allowed) if present, into @bdf. */
+static int find_present(const char *name, char *bdf, size_t len)
+{
+	struct topology_device_info info;
+	size_t n = strlen(name);
+
+	if (n && name[n - 1] == '\n')
+		n--;
+	if (!n || n >= len)
+		return -ENODEV;
+	memcpy(bdf, name, n);
+	bdf[n] = '\0';
+	if (!topology_loaded() || topology_device_get_info(bdf, &info) || !info.present)
+		return -ENODEV;
+	return 0;
+}
+
+/* @s: the bytes written, NUL-terminated; @line gets the journal entry of a success. */
+static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, char *line,
+		     size_t len)
+{
+	unsigned long val;
+	char bdf[32];
+	int rc;
+
+	lockdep_assert_held(&sysfs_lock);
+	switch (attr) {
+	case SYSFS_ATTR_REMOVE:
+		/* Through an fd opened before the device went: kernfs's removed attribute. */
+		if (find_present(dev_bdf, bdf, sizeof(bdf)))
+			return -ENODEV;
+		if (parse_ulong(s, &val))
+			return -EINVAL;
+		if (!val)
+			return 0;
+		rc = topology_unplug(bdf);
+		if (rc)
+			return rc == -ENOENT ? -ENODEV : rc;
+		snprintf(line, len, "unplug %s\n", bdf);
+		return 0;
+	case SYSFS_ATTR_RESCAN:
+		if (parse_ulong(s, &val))
+			return -EINVAL;
+		if (!val)
+			return 0;
+		if (topology_loaded())
+			rescan_all();
+		snprintf(line, len, "rescan\n");
+		return 0;
+	case SYSFS_ATTR_BIND:
+		rc = find_present(s, bdf, sizeof(bdf));
+		rc = rc ?: topology_bind(bdf);
+		if (rc == -ENOENT)
+			rc = -ENODEV;
+		else if (rc == -EPROBE_DEFER)
+			rc = -EAGAIN; /* device_driver_attach() */
+		if (!rc)
+			snprintf(line, len, "bind %s\n", bdf);
+		return rc;
+	case SYSFS_ATTR_UNBIND:
+		rc = find_present(s, bdf, sizeof(bdf));
+		rc = rc ?: topology_unbind(bdf);
+		if (rc)
+			return -ENODEV; /* unknown, absent, or not bound to this driver */
+		snprintf(line, len, "unbind %s\n", bdf);
+		return 0;
+	default:
+		return -EIO;
+	}
+}
+
+/* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
+static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
+				bool privileged)
+{
+	char s[4097], line[64] = "";
+	int rc, fd;
+
+	if (f->attr == SYSFS_ATTR_TYPE)
+		return sysfs_type_store(f->group, buf, count, privileged);
+	if (count >= sizeof(s))
+		count = sizeof(s) - 1;
+	memcpy(s, buf, count);
+	s[count] = '\0';
+	uiommu_mutex_lock(&sysfs_lock);
+	fd = journal_begin();
+	rc = pci_store(f->attr, f->bdf, s, line, sizeof(line));
+	journal_end(fd, !rc && line[0] ? line : NULL);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc ? rc : (ssize_t)count;
 }
 
 /* ---- the fd table --------------------------------------------------------------------------- */
@@ -909,7 +1149,7 @@ static ssize_t sysfs_file_flush_bypassed(struct sysfs_file *f, int fd, bool priv
 		return 0;
 	n = pread(fd, buf, sizeof(buf), f->consumed);
 	if (n > 0) {
-		ret = sysfs_type_store(f->group, buf, (size_t)n, privileged);
+		ret = sysfs_attr_store(f, buf, (size_t)n, privileged);
 		f->consumed = st.st_size;
 	}
 	return ret;
@@ -924,7 +1164,8 @@ static void sysfs_file_put(struct sysfs_file *f)
 	uiommu_mutex_unlock(&sysfs_fd_lock);
 	if (!last)
 		return;
-	iommu_group_put(f->group);
+	if (f->group)
+		iommu_group_put(f->group);
 	uiommu_free(f);
 }
 
@@ -1018,7 +1259,7 @@ UIOMMU_EXPORT int uiommu_sysfs_redirect(const char *path, char *buf, size_t len)
 
 	if (!uiommu_sysfs_claims(path))
 		return rc_errno(-ENOENT);
-	/* Bytes a shell's stdio wrote to a `type` fd count before anything reads the tree. */
+	/* Bytes a shell's stdio wrote to an attribute's fd count before anything reads the tree. */
 	sysfs_flush_bypassed_all();
 	uiommu_mutex_lock(&sysfs_lock);
 	rc = sysfs_redirect_locked(path, buf, len);
@@ -1026,30 +1267,58 @@ UIOMMU_EXPORT int uiommu_sysfs_redirect(const char *path, char *buf, size_t len)
 	return rc ? rc_errno(rc) : 0;
 }
 
-/* If @real (a resolved tree path) is a group's `type`, its group id; else -1. */
-static int type_file_group(const char *real)
+/*
+ * The attribute @real (a resolved tree path) is, if it has a store: a group's `type` (its id
+ * in @id), a device's `remove` (its BDF in @bdf), rescan, bind or unbind.
+ */
+static enum sysfs_attr attr_of(const char *real, int *id, char *bdf, size_t len)
 {
 	size_t n = strlen(sysfs.tree_real);
-	char tail[16];
-	int id, end = 0;
+	char root[64], name[64], tail[16];
+	int end = 0;
 
 	if (strncmp(real, sysfs.tree_real, n))
-		return -1;
+		return SYSFS_ATTR_NONE;
 	real += n;
-	if (sscanf(real, "/sys/kernel/iommu_groups/%d/%15s%n", &id, tail, &end) != 2 ||
-	    real[end] || strcmp(tail, "type") || id < 0)
-		return -1;
-	return id;
+	if (!strcmp(real, "/sys/bus/pci/rescan"))
+		return SYSFS_ATTR_RESCAN;
+	if (!strcmp(real, "/sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind"))
+		return SYSFS_ATTR_BIND;
+	if (!strcmp(real, "/sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind"))
+		return SYSFS_ATTR_UNBIND;
+	if (sscanf(real, "/sys/kernel/iommu_groups/%d/%15s%n", id, tail, &end) == 2 &&
+	    !real[end] && !strcmp(tail, "type") && *id >= 0)
+		return SYSFS_ATTR_TYPE;
+	end = 0;
+	if (sscanf(real, "/sys/devices/%63[^/]/%63[^/]/%15s%n", root, name, tail, &end) == 3 &&
+	    !real[end] && !strcmp(tail, "remove") && !strncmp(root, "pci", 3) &&
+	    strlen(name) < len) {
+		snprintf(bdf, len, "%s", name);
+		return SYSFS_ATTR_REMOVE;
+	}
+	return SYSFS_ATTR_NONE;
 }
 
-/* A write open of the tree: a `type` gets a tracked memfd, everything else sysfs's errno. */
+/* Is @path (in the tree) a write-only attribute? kernfs refuses to open one for reading. */
+static bool write_only_attr(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && S_ISREG(st.st_mode) && !(st.st_mode & 0444);
+}
+
+/*
+ * A write open of the tree: an attribute with a store gets a tracked memfd, everything else
+ * sysfs's errno.
+ */
 static int sysfs_open_write(const char *path, int flags)
 {
-	char redirected[PATH_MAX], real[PATH_MAX];
-	struct iommu_group *group;
+	char redirected[PATH_MAX], real[PATH_MAX], bdf[32] = "";
+	struct iommu_group *group = NULL;
+	enum sysfs_attr attr;
 	struct sysfs_file *f;
 	struct stat st;
-	int rc, id, fd;
+	int rc, id = -1, fd;
 
 	uiommu_mutex_lock(&sysfs_lock);
 	rc = sysfs_redirect_locked(path, redirected, sizeof(redirected));
@@ -1067,15 +1336,22 @@ static int sysfs_open_write(const char *path, int flags)
 		rc = -EISDIR;
 		goto out_unlock;
 	}
-	id = realpath(redirected, real) ? type_file_group(real) : -1;
-	if (id < 0) {
+	attr = realpath(redirected, real) ? attr_of(real, &id, bdf, sizeof(bdf)) : SYSFS_ATTR_NONE;
+	if (attr == SYSFS_ATTR_NONE) {
 		rc = -EACCES; /* an attribute without a store */
 		goto out_unlock;
 	}
-	group = iommu_group_get_by_id(id);
-	if (!group) {
-		rc = -ENOENT;
+	/* Write-only: a read open fails, O_RDWR (and O_RDONLY | O_TRUNC) included. */
+	if (attr != SYSFS_ATTR_TYPE && (flags & O_ACCMODE) != O_WRONLY) {
+		rc = -EACCES;
 		goto out_unlock;
+	}
+	if (attr == SYSFS_ATTR_TYPE) {
+		group = iommu_group_get_by_id(id);
+		if (!group) {
+			rc = -ENOENT;
+			goto out_unlock;
+		}
 	}
 	uiommu_mutex_unlock(&sysfs_lock);
 
@@ -1085,18 +1361,23 @@ static int sysfs_open_write(const char *path, int flags)
 		goto err_put_group;
 	}
 	f->refs = 1;
+	f->attr = attr;
 	f->group = group;
-	iommu_group_for_each_dev(group, f->bdf, first_dev_cb);
+	if (group)
+		iommu_group_for_each_dev(group, f->bdf, first_dev_cb);
+	else
+		snprintf(f->bdf, sizeof(f->bdf), "%s", bdf);
 	if (uiommu_should_fail()) {
 		rc = -EMFILE;
 		goto err_free;
 	}
-	fd = memfd_create("uiommu-sysfs-type", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	fd = memfd_create(attr == SYSFS_ATTR_TYPE ? "uiommu-sysfs-type" : "uiommu-sysfs-pci",
+			  (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0) {
 		rc = -errno;
 		goto err_free;
 	}
-	if ((flags & O_ACCMODE) == O_RDWR) {
+	if (group && (flags & O_ACCMODE) == O_RDWR) {
 		/* Readable too: the attribute's content, as a read would show it. */
 		char buf[64];
 		ssize_t n = iommu_group_type_show(group, buf, sizeof(buf));
@@ -1121,7 +1402,8 @@ static int sysfs_open_write(const char *path, int flags)
 err_free:
 	uiommu_free(f);
 err_put_group:
-	iommu_group_put(group);
+	if (group)
+		iommu_group_put(group);
 	return rc;
 out_unlock:
 	uiommu_mutex_unlock(&sysfs_lock);
@@ -1148,6 +1430,9 @@ UIOMMU_EXPORT int uiommu_sysfs_open(const char *path, int flags, mode_t mode)
 			return rc_errno(-EEXIST);
 		flags &= ~O_CREAT;
 	}
+	/* Not even root reads a 0200 attribute (the tree's file would let root in). */
+	if (!(flags & O_PATH) && write_only_attr(redirected))
+		return rc_errno(-EACCES);
 	return open(redirected, flags, mode);
 }
 
@@ -1172,7 +1457,7 @@ UIOMMU_EXPORT ssize_t uiommu_sysfs_write(int fd, const void *buf, size_t count)
 	/* sysfs hands a store at most a page, from offset 0, whatever the file position. */
 	if (count > 4096)
 		count = 4096;
-	ret = sysfs_type_store(f->group, buf, count, privileged);
+	ret = sysfs_attr_store(f, buf, count, privileged);
 	sysfs_file_put(f);
 	return ret < 0 ? rc_errno((int)ret) : ret;
 }
@@ -1245,7 +1530,7 @@ UIOMMU_EXPORT int uiommu_sysfs_access(const char *path, int mode)
 	return access(redirected, mode);
 }
 
-/* stdio on a `type` opened for writing: the cookie is the tracked fd. */
+/* stdio on an attribute opened for writing: the cookie is the tracked fd. */
 static ssize_t cookie_read(void *c, char *buf, size_t size)
 {
 	return read((int)(intptr_t)c, buf, size);
@@ -1288,6 +1573,10 @@ UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
 	if (!strchr(mode, 'w') && !strchr(mode, 'a') && !strchr(mode, '+')) {
 		if (uiommu_sysfs_redirect(path, redirected, sizeof(redirected)))
 			return NULL;
+		if (write_only_attr(redirected)) {
+			errno = EACCES;
+			return NULL;
+		}
 		return fopen(redirected, mode);
 	}
 	flags = strchr(mode, '+') ? O_RDWR : O_WRONLY;

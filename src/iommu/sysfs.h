@@ -19,6 +19,8 @@
 /* Environment: the session directory shared by the processes of one uiommu-run, and its owner. */
 #define SYSFS_DIR_ENV "UIOMMU_SYSFS_DIR"
 #define SYSFS_OWNER_ENV "UIOMMU_SYSFS_OWNER"
+/* The emulated DMA-API driver's name on the PCI bus: /sys/bus/pci/drivers/<name>. */
+#define SYSFS_PCI_DRIVER "uiommu-dma"
 /* Test hook: "1" grants the type store's privilege, "0" denies it, unset: the real check. */
 #define SYSFS_PRIVILEGED_ENV "UIOMMU_SYSFS_PRIVILEGED"
 

@@ -1064,6 +1064,12 @@ err_unreserve:
 err_restore_alignment:
 	WARN_ON(iopt_calculate_iova_alignment(iopt));
 out_unlock:
+	/* A failed first attach leaves no array behind. */
+	if (rc && !iopt->nr_domains) {
+		uiommu_free(iopt->domains);
+		iopt->domains = NULL;
+		iopt->domains_cap = 0;
+	}
 	uiommu_up_write(&iopt->iova_rwsem);
 	uiommu_up_write(&iopt->domains_rwsem);
 out_free:

@@ -153,8 +153,13 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	cds_lfht_add(ictx->objects, iommufd_id_hash(id), &obj->node);
 	rcu_read_unlock();
 	atomic_store_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
-	/* Pairs with the acquire in iommufd_lock_obj(): publishes every constructor store. */
-	atomic_store_explicit(&obj->users, 1, memory_order_release);
+	/*
+	 * Pairs with the acquire in iommufd_lock_obj(): publishes every constructor store. An add,
+	 * not a store: a constructor may already have taken a long-term reference on its object
+	 * (an automatic HWPT is attached before it is published), and the node's publication in
+	 * the hash already orders the constructor's stores for a reader that finds it.
+	 */
+	atomic_fetch_add_explicit(&obj->users, 1, memory_order_release);
 	uiommu_mutex_unlock(&ictx->objects_lock);
 }
 

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "iommu/io_pgtable.h"
+#include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
 #include "lib/interval_tree.h"
@@ -522,6 +524,191 @@ TEST(area_split_keeps_the_mapping)
 	ASSERT_EQ(5 * ps, unmapped);
 	ASSERT_TRUE(interval_tree_verify(&iopt.holes));
 	iopt_destroy_table(&iopt);
+	uiommu_mm_put(mm);
+}
+
+/* ---- domains in the engine ------------------------------------------------------------------ */
+
+/* A paging domain over the 4-level io_pgtable, with an aperture of [1 MiB, 4 GiB - 1]. */
+struct test_domain {
+	struct iommu_domain domain;
+	struct io_pgtable *pgt;
+};
+
+static int test_domain_map(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr,
+			   size_t pgsize, size_t pgcount, int prot, size_t *mapped)
+{
+	struct test_domain *td = container_of(domain, struct test_domain, domain);
+
+	return io_pgtable_map_pages(td->pgt, iova, paddr, pgsize, pgcount, prot, mapped);
+}
+
+static size_t test_domain_unmap(struct iommu_domain *domain, uint64_t iova, size_t pgsize,
+				size_t pgcount, struct iommu_iotlb_gather *gather)
+{
+	struct test_domain *td = container_of(domain, struct test_domain, domain);
+
+	(void)gather;
+	return io_pgtable_unmap_pages(td->pgt, iova, pgsize, pgcount);
+}
+
+static phys_addr_t test_domain_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
+{
+	return io_pgtable_iova_to_phys(container_of(domain, struct test_domain, domain)->pgt, iova);
+}
+
+static const struct iommu_domain_ops test_domain_ops = {
+	.map_pages = test_domain_map,
+	.unmap_pages = test_domain_unmap,
+	.iova_to_phys = test_domain_iova_to_phys,
+};
+
+static void test_domain_init(struct test_domain *td)
+{
+	memset(td, 0, sizeof(*td));
+	td->pgt = io_pgtable_alloc(48);
+	td->domain.type = IOMMU_DOMAIN_UNMANAGED;
+	td->domain.ops = &test_domain_ops;
+	td->domain.pgsize_bitmap = IO_PGTABLE_SZ_4K | IO_PGTABLE_SZ_2M;
+	td->domain.geometry.aperture_start = 1ull << 20;
+	td->domain.geometry.aperture_end = (4ull << 30) - 1;
+}
+
+static unsigned int pins_of(struct uiommu_mm *mm, const char *buf, unsigned int npages)
+{
+	unsigned int i, sum = 0;
+
+	for (i = 0; i < npages; i++)
+		sum += uiommu_mm_pin_count(mm, page_index(buf) + i);
+	return sum;
+}
+
+TEST(domains_pin_map_reserve_and_align)
+{
+	size_t ps = uiommu_page_size;
+	char *buf = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *hole = mmap(NULL, 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t uva = (uint64_t)(uintptr_t)buf, iova, unmapped;
+	struct uiommu_mm *mm = test_mm();
+	struct iopt_allowed ranges[4];
+	struct test_domain d1, d2;
+	struct io_pagetable iopt;
+	unsigned int i;
+
+	ASSERT_TRUE(buf != MAP_FAILED && hole != MAP_FAILED);
+	test_domain_init(&d1);
+	test_domain_init(&d2);
+	iopt_init_table(&iopt);
+
+	/* An area outside the aperture, or off the domain's page size, keeps the domain out. */
+	iova = 0x1000;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, ps, IOMMU_READ, 0));
+	ASSERT_EQ(-EADDRINUSE, iopt_table_add_domain(&iopt, &d1.domain));
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	iova = 0x200000;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, 100, IOMMU_READ, 0));
+	ASSERT_EQ(-EADDRINUSE, iopt_table_add_domain(&iopt, &d1.domain));
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	ASSERT_EQ(0, iopt.reserved_itree.count);
+	ASSERT_EQ(1, iopt.iova_alignment);
+
+	/* Lazy until a domain arrives; then every page is pinned once and mapped. */
+	iova = 0x200000;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, 8 * ps,
+					 IOMMU_READ | IOMMU_WRITE, 0));
+	ASSERT_EQ(0, pins_of(mm, buf, 8));
+	ASSERT_EQ(0, iopt_table_add_domain(&iopt, &d1.domain));
+	ASSERT_EQ(8, pins_of(mm, buf, 8));
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(uva + i * ps, io_pgtable_iova_to_phys(d1.pgt, 0x200000 + i * ps));
+	ASSERT_EQ(ps, iopt.iova_alignment);
+	uiommu_down_read(&iopt.iova_rwsem);
+	ASSERT_EQ(1, iopt_get_usable_ranges(&iopt, ranges, 4));
+	uiommu_up_read(&iopt.iova_rwsem);
+	ASSERT_EQ(1ull << 20, ranges[0].node.start);
+	ASSERT_EQ((4ull << 30) - 1, ranges[0].node.last);
+
+	/* A second domain shares the pins. */
+	ASSERT_EQ(0, iopt_table_add_domain(&iopt, &d2.domain));
+	ASSERT_EQ(8, pins_of(mm, buf, 8));
+	ASSERT_EQ(uva + 3 * ps, io_pgtable_iova_to_phys(d2.pgt, 0x200000 + 3 * ps));
+
+	/* Eager MAP: a bad page is EFAULT and leaves nothing; a good one pins at once. */
+	iova = 0x400000;
+	ASSERT_EQ(-EFAULT, iopt_map_user_pages(&iopt, mm, &iova, (uint64_t)(uintptr_t)hole,
+					       2 * ps, IOMMU_READ, IOPT_ALLOC_IOVA));
+	ASSERT_EQ(1, iopt.area_itree.count);
+	ASSERT_EQ(0, io_pgtable_iova_to_phys(d1.pgt, 0x400000));
+	iova = 0x400000;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, 2 * ps, IOMMU_READ, 0));
+	ASSERT_EQ(10, pins_of(mm, buf, 8));
+	ASSERT_EQ(uva + ps, io_pgtable_iova_to_phys(d2.pgt, 0x400000 + ps));
+	/* Outside the aperture, or misaligned: refused. */
+	iova = 0x1000;
+	ASSERT_EQ(-EINVAL, iopt_map_user_pages(&iopt, mm, &iova, uva, ps, IOMMU_READ, 0));
+	iova = 0x600000;
+	ASSERT_EQ(-EINVAL, iopt_map_user_pages(&iopt, mm, &iova, uva, 100, IOMMU_READ, 0));
+
+	/* COPY shares the pages: no new pin. */
+	iova = 0x800000;
+	ASSERT_EQ(0, iopt_copy_iova(&iopt, &iopt, &iova, 0x200000, 4 * ps, IOMMU_READ, 0));
+	ASSERT_EQ(10, pins_of(mm, buf, 8));
+	ASSERT_EQ(uva + 2 * ps, io_pgtable_iova_to_phys(d1.pgt, 0x800000 + 2 * ps));
+
+	/* UNMAP empties every domain and unpins. */
+	ASSERT_EQ(0, iopt_unmap_iova(&iopt, 0x400000, 2 * ps, &unmapped));
+	ASSERT_EQ(8, pins_of(mm, buf, 8));
+	ASSERT_EQ(0, io_pgtable_iova_to_phys(d2.pgt, 0x400000));
+
+	/* The last domain out unpins everything and gives back the IOVA space. */
+	iopt_table_remove_domain(&iopt, &d1.domain);
+	ASSERT_EQ(8, pins_of(mm, buf, 8));
+	ASSERT_EQ(0, io_pgtable_iova_to_phys(d1.pgt, 0x200000));
+	iopt_table_remove_domain(&iopt, &d2.domain);
+	ASSERT_EQ(0, pins_of(mm, buf, 8));
+	ASSERT_EQ(0, iopt.reserved_itree.count);
+	ASSERT_EQ(1, iopt.iova_alignment);
+	ASSERT_EQ(0, io_pgtable_iova_to_phys(d2.pgt, 0x200000));
+
+	/* A page that cannot be pinned keeps the domain out, with nothing left behind. */
+	iova = 0x600000;
+	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, (uint64_t)(uintptr_t)hole, ps,
+					 IOMMU_READ, 0));
+	ASSERT_EQ(-EFAULT, iopt_table_add_domain(&iopt, &d1.domain));
+	ASSERT_EQ(0, pins_of(mm, buf, 8));
+	ASSERT_EQ(0, io_pgtable_iova_to_phys(d1.pgt, 0x200000));
+	ASSERT_EQ(0, iopt.reserved_itree.count);
+	ASSERT_EQ(0, iopt_unmap_iova(&iopt, 0x600000, ps, &unmapped));
+
+	/* Every fallible step of an attach fails cleanly. */
+	for (i = 1; uiommu_fail_nth_available() && i < 200; i++) {
+		long live = uiommu_alloc_live();
+		int rc;
+
+		uiommu_fail_nth_arm(i);
+		rc = iopt_table_add_domain(&iopt, &d1.domain);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		ASSERT_NE(0, rc);
+		ASSERT_EQ(0, pins_of(mm, buf, 8));
+		ASSERT_EQ(0, io_pgtable_iova_to_phys(d1.pgt, 0x200000));
+		ASSERT_EQ(0, iopt.reserved_itree.count);
+		ASSERT_EQ(1, iopt.iova_alignment);
+		ASSERT_TRUE(uiommu_alloc_live() <= live);
+	}
+	if (uiommu_fail_nth_available()) {
+		ASSERT_EQ(8, pins_of(mm, buf, 8));
+		iopt_table_remove_domain(&iopt, &d1.domain);
+	}
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	ASSERT_EQ(0, uiommu_mm_pinned_pages(mm));
+	iopt_destroy_table(&iopt);
+	io_pgtable_free(d1.pgt);
+	io_pgtable_free(d2.pgt);
+	munmap(buf, 8 * ps);
+	munmap(hole, 2 * ps);
 	uiommu_mm_put(mm);
 }
 

@@ -371,6 +371,50 @@ struct iommu_domain *iommu_paging_domain_alloc(struct device *dev)
 	return domain;
 }
 
+/**
+ * iommu_paging_domain_alloc_flags() - a paging domain for a user (iommufd) of @dev
+ * Without flags or data this is iommu_paging_domain_alloc(); otherwise the driver must offer
+ * domain_alloc_paging_flags.
+ * Return: the domain, or ERR_PTR(-ENODEV), -EOPNOTSUPP, -ENOMEM, or the driver's error.
+ */
+struct iommu_domain *iommu_paging_domain_alloc_flags(struct device *dev, uint32_t flags,
+						     const struct iommu_user_data *user_data)
+{
+	const struct iommu_ops *ops;
+	struct iommu_domain *domain;
+
+	if (!dev->iommu || !dev->iommu_group)
+		return ERR_PTR(-ENODEV);
+	ops = dev_iommu_ops(dev);
+	if (!ops->domain_alloc_paging_flags) {
+		if (flags || user_data)
+			return ERR_PTR(-EOPNOTSUPP);
+		return iommu_paging_domain_alloc(dev);
+	}
+	if (uiommu_should_fail())
+		return ERR_PTR(-ENOMEM);
+	domain = ops->domain_alloc_paging_flags(dev, flags, user_data);
+	if (IS_ERR_OR_NULL(domain))
+		return domain ? domain : ERR_PTR(-ENOMEM);
+	iommu_domain_init(domain, IOMMU_DOMAIN_UNMANAGED, ops);
+	return domain;
+}
+
+bool iommu_device_capable(struct device *dev, enum iommu_cap cap)
+{
+	const struct iommu_ops *ops;
+
+	if (!dev->iommu)
+		return false;
+	ops = dev_iommu_ops(dev);
+	return ops->capable && ops->capable(dev, cap);
+}
+
+const struct iommu_ops *iommu_device_ops(struct device *dev)
+{
+	return dev->iommu ? dev_iommu_ops(dev) : NULL;
+}
+
 void iommu_domain_free(struct iommu_domain *domain)
 {
 	if (!domain)

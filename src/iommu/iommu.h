@@ -160,6 +160,21 @@ static inline void iommu_domain_set_type(struct iommu_domain *domain, unsigned i
 	__atomic_store_n(&domain->type, type, __ATOMIC_RELAXED);
 }
 
+/*
+ * Driver-specific data a user (iommufd's HWPT_ALLOC) passes to a domain allocation, already
+ * copied out of user memory: @type is the uAPI data type, @data/@len its bytes.
+ */
+struct iommu_user_data {
+	uint32_t type;
+	const void *data;
+	size_t len;
+};
+
+/* Flags of domain_alloc_paging_flags(): the values of the uAPI's IOMMU_HWPT_ALLOC_*. */
+#define IOMMU_DOMAIN_ALLOC_NEST_PARENT (1u << 0)
+#define IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING (1u << 1)
+#define IOMMU_DOMAIN_ALLOC_PASID (1u << 3)
+
 /**
  * struct iommu_ops - an IOMMU driver
  * @capable: does this IOMMU (for @dev) have @cap?
@@ -170,6 +185,12 @@ static inline void iommu_domain_set_type(struct iommu_domain *domain, unsigned i
  *                existing group's iommu_group_ref_get()).
  * @def_domain_type: IOMMU_DOMAIN_IDENTITY or _DMA when the driver insists, 0 otherwise.
  * @get_resv_regions: fill @regions (up to @max) with @dev's reserved regions; returns the count.
+ * @domain_alloc_paging_flags: optional; a paging domain for a user with IOMMU_DOMAIN_ALLOC_*
+ *                  @flags and optional driver data @user_data (NULL for none). -EOPNOTSUPP for
+ *                  flags or data it does not support.
+ * @hw_info: optional; the driver's hardware description for @dev, in a uiommu_zalloc'd buffer
+ *           the caller frees, with *@length set. *@type is in/out: 0 (default) or the wanted
+ *           uAPI info type in, the type of the data out; -EOPNOTSUPP for a type it lacks.
  * @identity_domain, @blocked_domain: static domains of the driver, always attachable.
  */
 struct iommu_ops {
@@ -182,6 +203,9 @@ struct iommu_ops {
 	int (*def_domain_type)(struct device *dev);
 	unsigned int (*get_resv_regions)(struct device *dev, struct iommu_resv_region *regions,
 					 unsigned int max);
+	struct iommu_domain *(*domain_alloc_paging_flags)(struct device *dev, uint32_t flags,
+							  const struct iommu_user_data *user_data);
+	void *(*hw_info)(struct device *dev, uint32_t *length, uint32_t *type);
 	struct iommu_domain *identity_domain;
 	struct iommu_domain *blocked_domain;
 };
@@ -285,6 +309,11 @@ void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *in
 /* ---- domains ------------------------------------------------------------------------------ */
 
 struct iommu_domain *iommu_paging_domain_alloc(struct device *dev);
+struct iommu_domain *iommu_paging_domain_alloc_flags(struct device *dev, uint32_t flags,
+						     const struct iommu_user_data *user_data);
+/* Can the driver of @dev do @cap for it? */
+bool iommu_device_capable(struct device *dev, enum iommu_cap cap);
+const struct iommu_ops *iommu_device_ops(struct device *dev);
 void iommu_domain_free(struct iommu_domain *domain);
 int iommu_attach_device(struct iommu_domain *domain, struct device *dev);
 void iommu_detach_device(struct iommu_domain *domain, struct device *dev);

@@ -11,10 +11,19 @@
  * [PAGE_SIZE, U64_MAX - PAGE_SIZE] when there are none) and outside reserved ranges and areas,
  * that is aligned to the smaller of the length rounded up to a power of two and the alignment
  * of the user address, keeping the user address's offset within its page.
+ *
+ * Domains (see io_pagetable.h). An area is "filled" when the table has domains: its pin user
+ * holds its pages and each domain maps it. Filling a new area (MAP, COPY) happens under
+ * iova_rwsem before the area enters the tree, so a failure leaves nothing; attaching a domain
+ * fills it with every existing area and undoes its own progress on the first failure.
+ * Translations go to the host address of each pinned page (iopt_pages_host_addr()); runs of
+ * pages that are contiguous in the host are mapped in one iommu_map() call so the domain can
+ * use its large pages.
  */
 #include <errno.h>
 #include <string.h>
 
+#include "iommu/iommu.h"
 #include "iommufd/io_pagetable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -23,6 +32,7 @@
 void iopt_init_table(struct io_pagetable *iopt)
 {
 	memset(iopt, 0, sizeof(*iopt));
+	uiommu_rwsem_init(&iopt->domains_rwsem);
 	uiommu_rwsem_init(&iopt->iova_rwsem);
 	interval_tree_init(&iopt->area_itree);
 	interval_tree_init(&iopt->reserved_itree);
@@ -115,6 +125,7 @@ static struct iopt_area *iopt_area_alloc(void)
 
 static void iopt_area_free(struct iopt_area *area)
 {
+	WARN_ON(area->pinned);
 	if (area->pages)
 		iopt_pages_put(area->pages);
 	uiommu_free(area);
@@ -140,7 +151,124 @@ void iopt_destroy_table(struct io_pagetable *iopt)
 		uiommu_free(container_of(n, struct iopt_allowed, node));
 	}
 	uiommu_up_write(&iopt->iova_rwsem);
+	/* Every domain holds its IOAS: none can be left when the table goes. */
+	WARN_ON(iopt->nr_domains);
+	uiommu_free(iopt->domains);
 	uiommu_rwsem_destroy(&iopt->iova_rwsem);
+	uiommu_rwsem_destroy(&iopt->domains_rwsem);
+}
+
+/* ---- filling domains ----------------------------------------------------------------------- */
+
+static uint64_t iopt_area_first_index(const struct iopt_area *area)
+{
+	return area->pages_byte / uiommu_page_size;
+}
+
+static uint64_t iopt_area_last_index(const struct iopt_area *area)
+{
+	return (area->pages_byte + iopt_area_length(area) - 1) / uiommu_page_size;
+}
+
+/*
+ * Maps all of @area (whose pages are pinned) into @domain. All or nothing.
+ * Caller holds iova_rwsem for write.
+ */
+static int iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *domain)
+{
+	uint64_t iova = area->node.start, byte = area->pages_byte;
+	uint64_t remaining = iopt_area_length(area);
+	int rc;
+
+	while (remaining) {
+		uint64_t index = byte / uiommu_page_size, offset = byte % uiommu_page_size;
+		uint64_t host, next, run;
+
+		rc = iopt_pages_host_addr(area->pages, index, &host);
+		if (rc)
+			goto err_unmap;
+		host += offset;
+		run = uiommu_page_size - offset;
+		if (run > remaining)
+			run = remaining;
+		/* Extend the run while the next page follows in the host. */
+		while (run < remaining) {
+			rc = iopt_pages_host_addr(area->pages, ++index, &next);
+			if (rc)
+				goto err_unmap;
+			if (next != host + run)
+				break;
+			run += remaining - run < uiommu_page_size ? remaining - run :
+								     uiommu_page_size;
+		}
+		rc = iommu_map(domain, iova, host, run, area->iommu_prot);
+		if (rc)
+			goto err_unmap;
+		iova += run;
+		byte += run;
+		remaining -= run;
+	}
+	return 0;
+
+err_unmap:
+	if (iova != area->node.start)
+		iommu_unmap(domain, area->node.start, iova - area->node.start);
+	return rc;
+}
+
+static void iopt_area_unmap_domain(struct iopt_area *area, struct iommu_domain *domain)
+{
+	size_t done = iommu_unmap(domain, area->node.start, iopt_area_length(area));
+
+	WARN_ON(done != iopt_area_length(area));
+}
+
+/*
+ * Pins @area and maps it into every domain of the table, for an area about to be inserted.
+ * All or nothing. Caller holds domains_rwsem and iova_rwsem for write.
+ */
+static int iopt_area_fill_domains(struct io_pagetable *iopt, struct iopt_area *area)
+{
+	unsigned int i;
+	int rc;
+
+	lockdep_assert_rwsem_held(&iopt->domains_rwsem);
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
+	if (!iopt->nr_domains)
+		return 0;
+	rc = iopt_pages_pin(area->pages, &area->pin, iopt_area_first_index(area),
+			    iopt_area_last_index(area));
+	if (rc)
+		return rc;
+	area->pinned = true;
+	for (i = 0; i != iopt->nr_domains; i++) {
+		rc = iopt_area_map_domain(area, iopt->domains[i]);
+		if (rc)
+			goto err_unmap_domains;
+	}
+	return 0;
+
+err_unmap_domains:
+	while (i--)
+		iopt_area_unmap_domain(area, iopt->domains[i]);
+	iopt_pages_unpin(area->pages, &area->pin);
+	area->pinned = false;
+	return rc;
+}
+
+/* The reverse of iopt_area_fill_domains(), for an area leaving the table. Never fails. */
+static void iopt_area_unfill_domains(struct io_pagetable *iopt, struct iopt_area *area)
+{
+	unsigned int i;
+
+	lockdep_assert_rwsem_held(&iopt->domains_rwsem);
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
+	for (i = 0; i != iopt->nr_domains; i++)
+		iopt_area_unmap_domain(area, iopt->domains[i]);
+	if (area->pinned) {
+		iopt_pages_unpin(area->pages, &area->pin);
+		area->pinned = false;
+	}
 }
 
 /* ---- automatic IOVA ---------------------------------------------------------------------- */
@@ -293,6 +421,7 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 		made++;
 	}
 
+	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
 	if (!length || (length & (iopt->iova_alignment - 1))) {
 		rc = -EINVAL;
@@ -319,7 +448,7 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 		}
 	}
 
-	/* Nothing can fail from here on. */
+	/* With domains attached the pages are pinned and mapped now (eager), all or nothing. */
 	cur = *iova;
 	for (i = 0; i != num; i++) {
 		struct iopt_area *area = elms[i].area;
@@ -329,16 +458,28 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 		area->pages = elms[i].pages;
 		area->pages_byte = elms[i].start_byte;
 		area->iommu_prot = iommu_prot;
-		iopt_area_insert(iopt, area);
-		elms[i].pages = NULL;
-		elms[i].area = NULL;
+		rc = iopt_area_fill_domains(iopt, area);
+		if (rc)
+			goto err_unfill;
 		cur += elms[i].length;
 	}
+
+	/* Nothing can fail from here on. */
+	for (i = 0; i != num; i++) {
+		iopt_area_insert(iopt, elms[i].area);
+		elms[i].pages = NULL;
+		elms[i].area = NULL;
+	}
 	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 	return 0;
 
+err_unfill:
+	while (i--)
+		iopt_area_unfill_domains(iopt, elms[i].area);
 err_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 err_free_areas:
 	for (i = 0; i != made; i++) {
 		uiommu_free(elms[i].area);
@@ -485,10 +626,12 @@ static int iopt_unmap_iova_range(struct io_pagetable *iopt, uint64_t start, uint
 	struct interval_tree_node *n;
 	uint64_t bytes = 0;
 
+	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
 	interval_tree_for_each(n, &iopt->area_itree, start, last) {
 		if (n->start < start || n->last > last) {
 			uiommu_up_write(&iopt->iova_rwsem);
+			uiommu_up_read(&iopt->domains_rwsem);
 			*unmapped = 0;
 			return -ENOENT;
 		}
@@ -497,10 +640,12 @@ static int iopt_unmap_iova_range(struct io_pagetable *iopt, uint64_t start, uint
 		struct iopt_area *area = iopt_area_from_node(n);
 
 		bytes += iopt_area_length(area);
+		iopt_area_unfill_domains(iopt, area);
 		iopt_area_remove(iopt, area);
 		iopt_area_free(area);
 	}
 	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 	*unmapped = bytes;
 	return 0;
 }
@@ -540,6 +685,9 @@ static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 	if (!n || n->start == iova)
 		return 0;
 	area = iopt_area_from_node(n);
+	/* A domain may map the area with a page that spans the cut. */
+	if (area->pinned && !iopt->disable_large_pages)
+		return -EINVAL;
 	if ((iova & (iopt->iova_alignment - 1)) ||
 	    ((area->pages_byte + (iova - area->node.start)) & (iopt->iova_alignment - 1)))
 		return -EINVAL;
@@ -562,6 +710,17 @@ static void iopt_area_split(struct io_pagetable *iopt, uint64_t iova, struct iop
 	interval_tree_remove(&iopt->area_itree, &area->node);
 	area->node.last = iova - 1;
 	interval_tree_insert(&iopt->area_itree, &area->node);
+	if (area->pinned) {
+		/*
+		 * The cut is page aligned (large pages are disabled), so the halves cover disjoint
+		 * pages; the new half's pages are pinned already, which makes its pin unable to fail.
+		 */
+		WARN_ON(iopt_pages_pin(rhs->pages, &rhs->pin, iopt_area_first_index(rhs),
+				       iopt_area_last_index(rhs)));
+		rhs->pinned = true;
+		iopt_pages_pin_shrink(area->pages, &area->pin, iopt_area_first_index(area),
+				      iopt_area_last_index(area));
+	}
 	iopt_area_insert(iopt, rhs);
 }
 
@@ -585,6 +744,7 @@ int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int
 			goto out_free;
 		}
 	}
+	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
 	for (i = 0; i != num; i++) {
 		rc = iopt_area_split_check(iopt, iovas[i]);
@@ -597,6 +757,7 @@ int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int
 	rc = 0;
 out_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 out_free:
 	for (i = used; i != num; i++)
 		uiommu_free(spare[i]);
@@ -652,6 +813,24 @@ out_free:
 	return rc;
 }
 
+/*
+ * Inserts @reserved as [start, last] for @owner. Caller holds iova_rwsem for write.
+ * Return: 0, or -EADDRINUSE when the range meets an allowed range or an area.
+ */
+static int __iopt_reserve_iova(struct io_pagetable *iopt, struct iopt_reserved *reserved,
+			       uint64_t start, uint64_t last, const void *owner)
+{
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
+	if (interval_tree_iter_first(&iopt->allowed_itree, start, last) ||
+	    interval_tree_iter_first(&iopt->area_itree, start, last))
+		return -EADDRINUSE;
+	reserved->node.start = start;
+	reserved->node.last = last;
+	reserved->owner = owner;
+	interval_tree_insert(&iopt->reserved_itree, &reserved->node);
+	return 0;
+}
+
 /**
  * iopt_reserve_iova() - forbid [start, last] to mappings, on behalf of @owner
  * The driver-facing API: a domain's or device's reserved regions go in here.
@@ -661,7 +840,7 @@ int iopt_reserve_iova(struct io_pagetable *iopt, uint64_t start, uint64_t last,
 		      const void *owner)
 {
 	struct iopt_reserved *reserved;
-	int rc = 0;
+	int rc;
 
 	if (start > last)
 		return -EINVAL;
@@ -669,28 +848,18 @@ int iopt_reserve_iova(struct io_pagetable *iopt, uint64_t start, uint64_t last,
 	if (!reserved)
 		return -ENOMEM;
 	uiommu_down_write(&iopt->iova_rwsem);
-	if (interval_tree_iter_first(&iopt->allowed_itree, start, last) ||
-	    interval_tree_iter_first(&iopt->area_itree, start, last)) {
-		rc = -EADDRINUSE;
-		goto out_unlock;
-	}
-	reserved->node.start = start;
-	reserved->node.last = last;
-	reserved->owner = owner;
-	interval_tree_insert(&iopt->reserved_itree, &reserved->node);
-	reserved = NULL;
-out_unlock:
+	rc = __iopt_reserve_iova(iopt, reserved, start, last, owner);
 	uiommu_up_write(&iopt->iova_rwsem);
-	uiommu_free(reserved);
+	if (rc)
+		uiommu_free(reserved);
 	return rc;
 }
 
-/* Drops every reserved range @owner added. */
-void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner)
+static void __iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner)
 {
 	struct interval_tree_node *n, *next;
 
-	uiommu_down_write(&iopt->iova_rwsem);
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
 	for (n = interval_tree_first(&iopt->reserved_itree); n; n = next) {
 		next = interval_tree_next(n);
 		if (container_of(n, struct iopt_reserved, node)->owner != owner)
@@ -698,6 +867,13 @@ void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner)
 		interval_tree_remove(&iopt->reserved_itree, n);
 		uiommu_free(container_of(n, struct iopt_reserved, node));
 	}
+}
+
+/* Drops every reserved range @owner added. */
+void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner)
+{
+	uiommu_down_write(&iopt->iova_rwsem);
+	__iopt_remove_reserved_iova(iopt, owner);
 	uiommu_up_write(&iopt->iova_rwsem);
 }
 
@@ -719,17 +895,32 @@ static int iopt_check_iova_alignment(struct io_pagetable *iopt, uint64_t alignme
 	return 0;
 }
 
+/* The smallest page a domain maps: the alignment it needs of every area. */
+static uint64_t iopt_domain_alignment(const struct iommu_domain *domain)
+{
+	return domain->pgsize_bitmap ? (uint64_t)1 << __builtin_ctzll(domain->pgsize_bitmap) : 1;
+}
+
 /*
- * The table's alignment: the largest of its users' (domains and accesses, in later layers), and
- * PAGE_SIZE while large pages are disabled.
+ * The table's alignment: the largest of its users' (the domains' smallest page sizes, and
+ * @extra, a domain about to join), and PAGE_SIZE while large pages are disabled. Raising it
+ * fails with EADDRINUSE when an existing area would break it.
  */
-static int iopt_calculate_iova_alignment(struct io_pagetable *iopt)
+static int __iopt_calculate_iova_alignment(struct io_pagetable *iopt,
+					   struct iommu_domain *extra)
 {
 	uint64_t alignment = 1;
+	unsigned int i;
 	int rc;
 
+	lockdep_assert_rwsem_held(&iopt->domains_rwsem);
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	if (iopt->disable_large_pages)
+	for (i = 0; i != iopt->nr_domains; i++)
+		if (iopt_domain_alignment(iopt->domains[i]) > alignment)
+			alignment = iopt_domain_alignment(iopt->domains[i]);
+	if (extra && iopt_domain_alignment(extra) > alignment)
+		alignment = iopt_domain_alignment(extra);
+	if (iopt->disable_large_pages && uiommu_page_size > alignment)
 		alignment = uiommu_page_size;
 	if (alignment > iopt->iova_alignment) {
 		rc = iopt_check_iova_alignment(iopt, alignment);
@@ -740,6 +931,192 @@ static int iopt_calculate_iova_alignment(struct io_pagetable *iopt)
 	return 0;
 }
 
+static int iopt_calculate_iova_alignment(struct io_pagetable *iopt)
+{
+	return __iopt_calculate_iova_alignment(iopt, NULL);
+}
+
+/* ---- attaching domains ---------------------------------------------------------------------- */
+
+/*
+ * Fills @domain with every area, pinning them first when the table had no domain. Undoes its
+ * own progress on failure. Caller holds domains_rwsem and iova_rwsem for write.
+ */
+static int iopt_fill_domain(struct io_pagetable *iopt, struct iommu_domain *domain)
+{
+	bool pin = !iopt->nr_domains;
+	struct interval_tree_node *n, *done;
+	int rc = 0;
+
+	lockdep_assert_rwsem_held_write(&iopt->domains_rwsem);
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
+	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n)) {
+		struct iopt_area *area = iopt_area_from_node(n);
+
+		if (pin) {
+			rc = iopt_pages_pin(area->pages, &area->pin, iopt_area_first_index(area),
+					    iopt_area_last_index(area));
+			if (rc)
+				goto err_unfill;
+			area->pinned = true;
+		}
+		rc = iopt_area_map_domain(area, domain);
+		if (rc) {
+			if (pin) {
+				iopt_pages_unpin(area->pages, &area->pin);
+				area->pinned = false;
+			}
+			goto err_unfill;
+		}
+	}
+	return 0;
+
+err_unfill:
+	done = n;
+	for (n = interval_tree_first(&iopt->area_itree); n != done; n = interval_tree_next(n)) {
+		struct iopt_area *area = iopt_area_from_node(n);
+
+		iopt_area_unmap_domain(area, domain);
+		if (pin) {
+			iopt_pages_unpin(area->pages, &area->pin);
+			area->pinned = false;
+		}
+	}
+	return rc;
+}
+
+/**
+ * iopt_table_add_domain() - mirror the table into @domain from now on
+ * @domain: a paging domain, empty, not attached to this table yet
+ *
+ * Reserves the IOVA outside the domain's aperture, raises the table's alignment to the domain's
+ * smallest page, pins every area (when it is the first domain) and maps it. All or nothing.
+ *
+ * Return: 0; -EADDRINUSE when an area lies outside the aperture or breaks the new alignment,
+ * or an allowed range lies outside the aperture; -EFAULT at the first page that cannot be
+ * pinned; -ENOMEM; an error of the domain's map.
+ */
+int iopt_table_add_domain(struct io_pagetable *iopt, struct iommu_domain *domain)
+{
+	const struct iommu_domain_geometry *geo = &domain->geometry;
+	struct iopt_reserved *below = NULL, *above = NULL;
+	unsigned int i;
+	int rc;
+
+	if (geo->aperture_start > geo->aperture_end)
+		return -EINVAL;
+	if (geo->aperture_start) {
+		below = uiommu_zalloc(sizeof(*below));
+		if (!below)
+			return -ENOMEM;
+	}
+	if (geo->aperture_end != UINT64_MAX) {
+		above = uiommu_zalloc(sizeof(*above));
+		if (!above) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+	}
+
+	uiommu_down_write(&iopt->domains_rwsem);
+	uiommu_down_write(&iopt->iova_rwsem);
+	for (i = 0; i != iopt->nr_domains; i++) {
+		if (WARN_ON(iopt->domains[i] == domain)) {
+			rc = -EEXIST;
+			goto out_unlock;
+		}
+	}
+	if (iopt->nr_domains == iopt->domains_cap) {
+		unsigned int cap = iopt->domains_cap ? iopt->domains_cap * 2 : 2;
+		struct iommu_domain **domains =
+			uiommu_realloc_array(iopt->domains, cap, sizeof(*domains));
+
+		if (!domains) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		iopt->domains = domains;
+		iopt->domains_cap = cap;
+	}
+	rc = __iopt_calculate_iova_alignment(iopt, domain);
+	if (rc)
+		goto out_unlock;
+	if (below) {
+		rc = __iopt_reserve_iova(iopt, below, 0, geo->aperture_start - 1, domain);
+		if (rc)
+			goto err_restore_alignment;
+		below = NULL;
+	}
+	if (above) {
+		rc = __iopt_reserve_iova(iopt, above, geo->aperture_end + 1, UINT64_MAX, domain);
+		if (rc)
+			goto err_unreserve;
+		above = NULL;
+	}
+	rc = iopt_fill_domain(iopt, domain);
+	if (rc)
+		goto err_unreserve;
+	iopt->domains[iopt->nr_domains++] = domain;
+	goto out_unlock;
+
+err_unreserve:
+	__iopt_remove_reserved_iova(iopt, domain);
+err_restore_alignment:
+	WARN_ON(iopt_calculate_iova_alignment(iopt));
+out_unlock:
+	/* A failed first attach leaves no array behind. */
+	if (rc && !iopt->nr_domains) {
+		uiommu_free(iopt->domains);
+		iopt->domains = NULL;
+		iopt->domains_cap = 0;
+	}
+	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_write(&iopt->domains_rwsem);
+out_free:
+	uiommu_free(below);
+	uiommu_free(above);
+	return rc;
+}
+
+/**
+ * iopt_table_remove_domain() - stop mirroring the table into @domain, and empty it
+ * Unpins every area when it was the last domain; the alignment falls back. Never fails.
+ */
+void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *domain)
+{
+	struct interval_tree_node *n;
+	unsigned int i;
+
+	uiommu_down_write(&iopt->domains_rwsem);
+	uiommu_down_write(&iopt->iova_rwsem);
+	for (i = 0; i != iopt->nr_domains; i++)
+		if (iopt->domains[i] == domain)
+			break;
+	if (WARN_ON(i == iopt->nr_domains))
+		goto out_unlock;
+	iopt->domains[i] = iopt->domains[--iopt->nr_domains];
+	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n)) {
+		struct iopt_area *area = iopt_area_from_node(n);
+
+		iopt_area_unmap_domain(area, domain);
+		if (!iopt->nr_domains && area->pinned) {
+			iopt_pages_unpin(area->pages, &area->pin);
+			area->pinned = false;
+		}
+	}
+	__iopt_remove_reserved_iova(iopt, domain);
+	/* Only falls: cannot fail. */
+	WARN_ON(iopt_calculate_iova_alignment(iopt));
+	if (!iopt->nr_domains) {
+		uiommu_free(iopt->domains);
+		iopt->domains = NULL;
+		iopt->domains_cap = 0;
+	}
+out_unlock:
+	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_write(&iopt->domains_rwsem);
+}
+
 /**
  * iopt_disable_large_pages() - IOMMU_OPTION_HUGE_PAGES = 0: map in PAGE_SIZE units only
  * Return: 0, or -EADDRINUSE when an existing area is not page aligned (nothing changes).
@@ -748,6 +1125,7 @@ int iopt_disable_large_pages(struct io_pagetable *iopt)
 {
 	int rc = 0;
 
+	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
 	if (iopt->disable_large_pages)
 		goto out_unlock;
@@ -757,15 +1135,18 @@ int iopt_disable_large_pages(struct io_pagetable *iopt)
 		iopt->disable_large_pages = false;
 out_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 	return rc;
 }
 
 void iopt_enable_large_pages(struct io_pagetable *iopt)
 {
+	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
 	iopt->disable_large_pages = false;
 	WARN_ON(iopt_calculate_iova_alignment(iopt));
 	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 }
 
 bool iopt_large_pages_disabled(struct io_pagetable *iopt)

@@ -24,15 +24,27 @@
  *
  * struct iopt_pages is one run of user memory (a VA range of an address space, or a range of a
  * file). It never touches that memory until somebody needs the pages pinned (a domain or an
- * access, in later layers): then iopt_pages_pin() pins page ranges on behalf of pin users, and
- * each user page is pinned once in the mm's ledger for as long as at least one user covers it.
+ * access): then iopt_pages_pin() pins page ranges on behalf of pin users, and each user page is
+ * pinned once in the mm's ledger for as long as at least one user covers it.
  *
- * Locking, in order: iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
+ * Domains. Paging domains (struct iommu_domain of the IOMMU core) attached to the table with
+ * iopt_table_add_domain() mirror every area: while at least one domain is attached, every area
+ * holds its pages pinned through its own pin user (area->pin) and is mapped in every domain at
+ * its IOVA, to the host address of the pinned memory. The pins belong to the iopt_pages, not to
+ * the domains, so two domains pin a page once. Attaching fills the new domain with every area
+ * (all or nothing); MAP then pins and maps eagerly, UNMAP unmaps from every domain and unpins.
+ * Each domain's aperture becomes reserved IOVA (owner: the domain) and the table's alignment
+ * rises to the largest of the domains' smallest page sizes.
+ *
+ * Locking, in order: iopt->domains_rwsem -> iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
+ *   domains_rwsem protects domains and nr_domains. Writers: adding and removing a domain.
+ *   Readers: MAP, COPY and UNMAP, which must see one stable set of domains to fill or empty.
  *   iova_rwsem protects every tree of the io_pagetable, iova_alignment and
  *   disable_large_pages. Readers (IOVA_RANGES, COPY's source walk) take it shared.
- *   pages->mutex protects the pin users of one iopt_pages.
- * An area's node, hole, pages, pages_byte and iommu_prot change only under iova_rwsem held for
- * write.
+ *   pages->mutex protects the pin users of one iopt_pages and its file mapping.
+ * An area's node, hole, pages, pages_byte, iommu_prot and pin change only under iova_rwsem held
+ * for write. The IOMMU core's group->mutex is never held together with these locks: iommufd
+ * calls the core's attach paths with no iopt lock held, and the core never calls iommufd.
  */
 #ifndef UIOMMU_IOMMUFD_IO_PAGETABLE_H
 #define UIOMMU_IOMMUFD_IO_PAGETABLE_H
@@ -45,7 +57,13 @@
 #include "lib/lockdep.h"
 #include "mm/mm.h"
 
+struct iommu_domain;
+
 struct io_pagetable {
+	struct uiommu_rwsem domains_rwsem; /* protects domains, nr_domains; order: 0 */
+	struct iommu_domain **domains;     /* attached paging domains, not references */
+	unsigned int nr_domains;
+	unsigned int domains_cap;          /* allocated slots of domains */
 	struct uiommu_rwsem iova_rwsem; /* protects everything below; order: 1 */
 	struct interval_tree_root area_itree;     /* struct iopt_area::node */
 	struct interval_tree_root reserved_itree; /* struct iopt_reserved::node */
@@ -73,9 +91,10 @@ struct iopt_pages {
 	uint64_t uptr;             /* USER: page-aligned address of the first page */
 	int file_fd;               /* FILE: our own duplicate of the caller's fd */
 	uint64_t file_start;       /* FILE: page-aligned offset of the first page */
-	struct uiommu_mutex mutex; /* protects pin_users and pinned; order: 2 */
+	struct uiommu_mutex mutex; /* protects pin_users, pinned, file_map; order: 2 */
 	struct interval_tree_root pin_users; /* struct iopt_pages_pin: page index ranges */
 	uint64_t pinned;           /* pages covered by at least one pin user */
+	void *file_map;            /* FILE: our shared mapping of the span while pinned, or NULL */
 };
 
 /* One pin user's hold on [node.start, node.last] page indexes of an iopt_pages. */
@@ -90,6 +109,8 @@ struct iopt_area {
 	struct iopt_pages *pages;       /* a reference, iopt_pages_put() at area free */
 	uint64_t pages_byte;            /* offset in pages (from its first page) of node.start */
 	int iommu_prot;
+	struct iopt_pages_pin pin;      /* held while the table has domains */
+	bool pinned;                    /* pin is in pages->pin_users */
 };
 
 struct iopt_reserved {
@@ -135,6 +156,9 @@ int iopt_unmap_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length,
 int iopt_unmap_all(struct io_pagetable *iopt, uint64_t *unmapped);
 int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int num);
 
+int iopt_table_add_domain(struct io_pagetable *iopt, struct iommu_domain *domain);
+void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *domain);
+
 int iopt_set_allow_iova(struct io_pagetable *iopt, const struct iopt_allowed *ranges,
 			unsigned int num);
 int iopt_reserve_iova(struct io_pagetable *iopt, uint64_t start, uint64_t last,
@@ -162,5 +186,8 @@ void iopt_pages_put(struct iopt_pages *pages);
 int iopt_pages_pin(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
 		   uint64_t last);
 void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin);
+void iopt_pages_pin_shrink(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
+			   uint64_t last);
+int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *addr);
 
 #endif

@@ -18,6 +18,7 @@ struct iommufd_ioas *iommufd_ioas_alloc(struct iommufd_ctx *ictx)
 	if (IS_ERR(ioas))
 		return ioas;
 	iopt_init_table(&ioas->iopt);
+	uiommu_mutex_init(&ioas->mutex);
 	return ioas;
 }
 
@@ -25,7 +26,10 @@ void iommufd_ioas_destroy(struct iommufd_object *obj)
 {
 	struct iommufd_ioas *ioas = container_of(obj, struct iommufd_ioas, obj);
 
+	/* Every HWPT holds its IOAS: none is left. */
+	WARN_ON(ioas->auto_hwpts);
 	iopt_destroy_table(&ioas->iopt);
+	uiommu_mutex_destroy(&ioas->mutex);
 }
 
 int iommufd_ioas_alloc_ioctl(struct iommufd_ucmd *ucmd)

@@ -23,10 +23,18 @@
  * increment-if-not-zero of users. The memory of a removed object is freed after a grace period.
  *
  * Locking, in order:
+ *   ioas->mutex                  the IOAS's automatic HWPTs (auto_hwpts) and the choice among
+ *                                them; held across an automatic attach.
+ *   idev->lock                   what the device is attached to.
+ *   group->mutex (the core)      taken by the core's attach paths, inside idev->lock; never
+ *                                together with the iopt locks.
  *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
  *                                and account_mode; never held across a destroy.
- *   iopt->iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h)
+ *   iopt->domains_rwsem -> iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h), inside
+ *                                ioas->mutex when an automatic HWPT is made.
  *   ictx->wait_lock (mutex)      with wait_cond: sleeping for wait_cnt; a leaf.
+ * A HWPT's last reference is never dropped under any of these locks: an automatic HWPT is
+ * destroyed at its last detach, and its destroy takes its IOAS's mutex.
  */
 #ifndef UIOMMU_IOMMUFD_PRIVATE_H
 #define UIOMMU_IOMMUFD_PRIVATE_H
@@ -179,6 +187,8 @@ long iommufd_contexts_live(void);
 struct iommufd_ioas {
 	struct iommufd_object obj;
 	struct io_pagetable iopt;
+	struct uiommu_mutex mutex; /* protects auto_hwpts; order: before idev->lock */
+	struct iommufd_hwpt_paging *auto_hwpts; /* automatic HWPTs, linked by auto_next */
 };
 
 static inline struct iommufd_ioas *iommufd_get_ioas(struct iommufd_ctx *ictx, uint32_t id)
@@ -200,6 +210,74 @@ int iommufd_ioas_unmap(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_option(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd);
 int iommufd_option_rlimit_mode(struct iommu_option *cmd, struct iommufd_ctx *ictx);
+
+/* ---- devices and hardware page tables ----------------------------------------------------- */
+
+struct device;
+struct iommu_domain;
+struct iommu_user_data;
+
+struct iommufd_hw_pagetable {
+	struct iommufd_object obj;
+	struct iommu_domain *domain; /* owned; constant */
+};
+
+struct iommufd_hwpt_paging {
+	struct iommufd_hw_pagetable common;
+	struct iommufd_ioas *ioas;   /* a users reference; constant */
+	uint32_t flags;              /* IOMMU_HWPT_ALLOC_*; constant */
+	bool auto_domain;            /* made by an attach to the IOAS; dies at its last detach */
+	bool auto_linked;            /* in ioas->auto_hwpts; set under ioas->mutex */
+	struct iommufd_hwpt_paging *auto_next; /* ioas->mutex */
+};
+
+struct iommufd_device {
+	struct iommufd_object obj;
+	struct iommufd_ctx *ictx;
+	struct device *dev;          /* a reference; constant */
+	struct uiommu_mutex lock;    /* protects hwpt; order: after ioas->mutex */
+	struct iommufd_hw_pagetable *hwpt; /* attached (a users reference), or NULL */
+};
+
+static inline uint32_t iommufd_object_id(struct iommufd_object *obj)
+{
+	return atomic_load_explicit(&obj->id, memory_order_relaxed);
+}
+
+static inline struct iommufd_device *iommufd_get_device(struct iommufd_ctx *ictx, uint32_t id)
+{
+	struct iommufd_object *obj = iommufd_get_object(ictx, id, IOMMUFD_OBJ_DEVICE);
+
+	return IS_ERR(obj) ? ERR_CAST(obj) : container_of(obj, struct iommufd_device, obj);
+}
+
+static inline struct iommufd_hwpt_paging *iommufd_get_hwpt_paging(struct iommufd_ctx *ictx,
+								   uint32_t id)
+{
+	struct iommufd_object *obj = iommufd_get_object(ictx, id, IOMMUFD_OBJ_HWPT_PAGING);
+
+	return IS_ERR(obj) ? ERR_CAST(obj) :
+			     container_of(obj, struct iommufd_hwpt_paging, common.obj);
+}
+
+struct iommufd_device *iommufd_device_bind(struct iommufd_ctx *ictx, struct device *dev,
+					   uint32_t *id);
+void iommufd_device_unbind(struct iommufd_device *idev);
+int iommufd_device_attach(struct iommufd_device *idev, uint32_t *pt_id);
+int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id);
+void iommufd_device_detach(struct iommufd_device *idev);
+void iommufd_device_destroy(struct iommufd_object *obj);
+int iommufd_get_hw_info(struct iommufd_ucmd *ucmd);
+
+struct iommufd_hwpt_paging *iommufd_hwpt_paging_alloc(struct iommufd_ctx *ictx,
+						      struct iommufd_ioas *ioas,
+						      struct iommufd_device *idev, uint32_t flags,
+						      const struct iommu_user_data *user_data);
+void iommufd_hwpt_paging_destroy(struct iommufd_object *obj);
+void iommufd_hw_pagetable_put(struct iommufd_ctx *ictx, struct iommufd_hw_pagetable *hwpt);
+int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd);
+
+void iommufd_selftest_destroy(struct iommufd_object *obj);
 
 /* ---- VFIO compat, test command ---------------------------------------------------------- */
 

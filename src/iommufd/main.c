@@ -153,8 +153,13 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	cds_lfht_add(ictx->objects, iommufd_id_hash(id), &obj->node);
 	rcu_read_unlock();
 	atomic_store_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
-	/* Pairs with the acquire in iommufd_lock_obj(): publishes every constructor store. */
-	atomic_store_explicit(&obj->users, 1, memory_order_release);
+	/*
+	 * Pairs with the acquire in iommufd_lock_obj(): publishes every constructor store. An add,
+	 * not a store: a constructor may already have taken a long-term reference on its object
+	 * (an automatic HWPT is attached before it is published), and the node's publication in
+	 * the hash already orders the constructor's stores for a reader that finds it.
+	 */
+	atomic_fetch_add_explicit(&obj->users, 1, memory_order_release);
 	uiommu_mutex_unlock(&ictx->objects_lock);
 }
 
@@ -282,7 +287,9 @@ static void iommufd_object_destroy_removed(struct iommufd_object *obj)
 
 /**
  * iommufd_object_remove() - unpublish and destroy an object nobody else holds
- * @to_destroy: the object, when the caller has it (then @id is ignored), else NULL.
+ * @to_destroy: the object, when the caller has it, else NULL. With @to_destroy and @id 0 the ID
+ * is read from the object; with both, @id is used and the object is only compared, so a caller
+ * that no longer holds @to_destroy (it dropped its last reference) may still ask.
  * @flags: REMOVE_WAIT when the caller itself holds a users reference that it hands over
  * (in-flight ioctls are waited for first); REMOVE_OBJ_TOMBSTONE to keep the ID used.
  * Return: 0, -ENOENT (no such published object), -EBUSY (someone else holds it).
@@ -296,7 +303,8 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 	int rc = 0;
 
 	if (to_destroy) {
-		id = atomic_load_explicit(&to_destroy->id, memory_order_relaxed);
+		if (!id)
+			id = atomic_load_explicit(&to_destroy->id, memory_order_relaxed);
 		if (flags & REMOVE_WAIT) {
 			/* Drop the bias and wait for everyone but the caller to leave. */
 			atomic_fetch_sub_explicit(&to_destroy->wait_cnt, 1, memory_order_acq_rel);
@@ -560,9 +568,10 @@ static int iommufd_option(struct iommufd_ucmd *ucmd)
 }
 
 /*
- * Commands whose objects belong to devices, page tables and vIOMMUs. No object of those types
- * can exist before the device layer lands (issue 4), so after the argument checks each answers
- * as the kernel does for an ID that names nothing: ENOENT.
+ * Commands whose objects (nested HWPTs, vIOMMUs, dirty tracking) arrive in later layers. After
+ * the argument checks each answers as the kernel does for an ID that names nothing of the kind
+ * it can act on: ENOENT when the ID names nothing, and for an object that exists but cannot do
+ * the operation yet, ENOENT too (the kernel's wrong-type answer).
  */
 static int iommufd_nodev_lookup(struct iommufd_ucmd *ucmd, uint32_t id,
 				enum iommufd_object_type type)
@@ -573,32 +582,6 @@ static int iommufd_nodev_lookup(struct iommufd_ucmd *ucmd, uint32_t id,
 		return PTR_ERR(obj);
 	iommufd_put_object(ucmd->ictx, obj);
 	return -ENOENT;
-}
-
-static int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
-
-	if (cmd->flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
-			   IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID))
-		return -EOPNOTSUPP;
-	if (cmd->__reserved || cmd->__reserved2)
-		return -EOPNOTSUPP;
-	if ((cmd->data_type == IOMMU_HWPT_DATA_NONE && cmd->data_len) ||
-	    (cmd->data_type != IOMMU_HWPT_DATA_NONE && (!cmd->data_len || !cmd->data_uptr)))
-		return -EINVAL;
-	return iommufd_nodev_lookup(ucmd, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
-}
-
-static int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_hw_info *cmd = ucmd->cmd;
-
-	if (cmd->flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE)
-		return -EOPNOTSUPP;
-	if (cmd->__reserved[0] || cmd->__reserved[1] || cmd->__reserved[2])
-		return -EOPNOTSUPP;
-	return iommufd_nodev_lookup(ucmd, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
 }
 
 static int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd)
@@ -858,7 +841,16 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 /* ---- object types -------------------------------------------------------------------------- */
 
 const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
+	[IOMMUFD_OBJ_DEVICE] = {
+		.destroy = iommufd_device_destroy,
+	},
+	[IOMMUFD_OBJ_HWPT_PAGING] = {
+		.destroy = iommufd_hwpt_paging_destroy,
+	},
 	[IOMMUFD_OBJ_IOAS] = {
 		.destroy = iommufd_ioas_destroy,
+	},
+	[IOMMUFD_OBJ_SELFTEST] = {
+		.destroy = iommufd_selftest_destroy,
 	},
 };

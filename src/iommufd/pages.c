@@ -15,10 +15,14 @@
  *
  * File-backed pages (MAP_FILE) hold their own duplicate of the caller's fd so the file lives as
  * long as the mapping. They have no user address, so the ledger (which counts user pages) does
- * not see them; pinning them checks the file still covers the range.
+ * not see them; pinning them checks the file still covers the range. While anything of them is
+ * pinned the library keeps its own shared mapping of the whole span (file_map): that is the
+ * "physical" address a domain translates to, as the host address of a user page is for user
+ * memory (iopt_pages_host_addr()).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,7 +131,7 @@ void iopt_pages_put(struct iopt_pages *pages)
 	if (atomic_fetch_sub_explicit(&pages->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Pin users hold an area, and an area holds a reference: none can be left. */
-	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned);
+	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned || pages->file_map);
 	if (pages->file_fd >= 0)
 		close(pages->file_fd);
 	uiommu_mm_put(pages->source_mm);
@@ -206,6 +210,35 @@ static int iopt_pages_unpin_gap(struct iopt_pages *pages, uint64_t first, uint64
 	return 0;
 }
 
+/* Maps the file's span into the library before the first pin. Caller holds pages->mutex. */
+static int iopt_pages_file_map(struct iopt_pages *pages)
+{
+	void *p;
+
+	lockdep_assert_held(&pages->mutex);
+	if (pages->type != IOPT_ADDRESS_FILE || pages->file_map)
+		return 0;
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	p = mmap(NULL, pages->npages * uiommu_page_size,
+		 PROT_READ | (pages->writable ? PROT_WRITE : 0), MAP_SHARED, pages->file_fd,
+		 (off_t)pages->file_start);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	pages->file_map = p;
+	return 0;
+}
+
+/* Drops the file mapping once nothing is pinned any more. Caller holds pages->mutex. */
+static void iopt_pages_file_unmap(struct iopt_pages *pages)
+{
+	lockdep_assert_held(&pages->mutex);
+	if (!pages->file_map || pages->pinned)
+		return;
+	munmap(pages->file_map, pages->npages * uiommu_page_size);
+	pages->file_map = NULL;
+}
+
 /**
  * iopt_pages_pin() - hold page indexes [first, last] of @pages pinned through @pin
  * Pins the pages no other pin user covers yet. All or nothing.
@@ -221,9 +254,13 @@ int iopt_pages_pin(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_
 	if (first > last || last >= pages->npages)
 		return -EINVAL;
 	uiommu_mutex_lock(&pages->mutex);
+	rc = iopt_pages_file_map(pages);
+	if (rc)
+		goto out_unlock;
 	rc = iopt_pages_for_each_gap(pages, first, last, iopt_pages_pin_gap, &prog);
 	if (rc) {
 		iopt_pages_for_each_gap(pages, first, last, iopt_pages_unpin_gap, &prog);
+		iopt_pages_file_unmap(pages);
 		goto out_unlock;
 	}
 	pin->node.start = first;
@@ -243,5 +280,54 @@ void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin)
 	interval_tree_remove(&pages->pin_users, &pin->node);
 	iopt_pages_for_each_gap(pages, pin->node.start, pin->node.last, iopt_pages_unpin_gap,
 				&all);
+	iopt_pages_file_unmap(pages);
 	uiommu_mutex_unlock(&pages->mutex);
+}
+
+/**
+ * iopt_pages_pin_shrink() - narrow @pin to [first, last], a subrange of what it holds
+ * Unpins what no other user covers any more. Never fails (an area split uses it after the other
+ * half took its own pin).
+ */
+void iopt_pages_pin_shrink(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
+			   uint64_t last)
+{
+	struct iopt_pin_progress all = { .any = true, .upto = UINT64_MAX };
+	uint64_t old_first = pin->node.start, old_last = pin->node.last;
+
+	if (WARN_ON(first < old_first || last > old_last || first > last))
+		return;
+	uiommu_mutex_lock(&pages->mutex);
+	interval_tree_remove(&pages->pin_users, &pin->node);
+	pin->node.start = first;
+	pin->node.last = last;
+	interval_tree_insert(&pages->pin_users, &pin->node);
+	if (old_first < first)
+		iopt_pages_for_each_gap(pages, old_first, first - 1, iopt_pages_unpin_gap, &all);
+	if (last < old_last)
+		iopt_pages_for_each_gap(pages, last + 1, old_last, iopt_pages_unpin_gap, &all);
+	uiommu_mutex_unlock(&pages->mutex);
+}
+
+/**
+ * iopt_pages_host_addr() - the host address of page @index, which a pin user holds pinned
+ * The pin keeps the answer valid (the file mapping stays while anything is pinned).
+ * Return: 0, or -EFAULT when the memory is not addressable from this process.
+ */
+int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *addr)
+{
+	void *p;
+
+	if (pages->type == IOPT_ADDRESS_FILE) {
+		if (WARN_ON(!pages->file_map))
+			return -EFAULT;
+		*addr = (uint64_t)(uintptr_t)pages->file_map + index * uiommu_page_size;
+		return 0;
+	}
+	p = pages->source_mm->ops->host_ptr(pages->source_mm,
+					    pages->uptr + index * uiommu_page_size);
+	if (!p)
+		return -EFAULT;
+	*addr = (uint64_t)(uintptr_t)p;
+	return 0;
 }

@@ -1,15 +1,36 @@
 // SPDX-License-Identifier: MIT
 /*
- * IOMMU_TEST_CMD, the kernel selftest's back door (CONFIG_IOMMUFD_TEST).
+ * IOMMU_TEST_CMD, the kernel selftest's back door (CONFIG_IOMMUFD_TEST), and its object,
+ * IOMMUFD_OBJ_SELFTEST.
  *
- * This layer serves ADD_RESERVED, which needs nothing but an IOAS: it is the test route into the
- * reserved-range API that drivers use. Every other op needs the mock IOMMU driver and its
- * devices, which arrive with issue 4; until then they answer EOPNOTSUPP, the kernel's answer for
- * an op it does not know.
+ * MOCK_DOMAIN and MOCK_DOMAIN_FLAGS stand in for a driver that finds a device and binds it to
+ * iommufd: a mock device appears behind the selftest mock IOMMU (drivers/mock/selftest_mock.c),
+ * is bound to the context (an idev, which claims DMA ownership) and attached to the page table
+ * named by the command's id (an IOAS, giving an automatic HWPT, or a paging HWPT). The selftest
+ * object ("stdev") stands for that driver: destroying it detaches, unbinds and removes the
+ * device, and the context's close does the same.
+ *
+ * The check ops read the emulator's stand-ins for kernel page state: MD_CHECK_MAP walks a mock
+ * domain and compares each MOCK_PAGE_SIZE step with the host address of the user's buffer;
+ * MD_CHECK_REFS compares the mm's pin ledger, page by page, with the expected count.
+ *
+ * Ops not listed answer EOPNOTSUPP, the kernel's answer for an op it does not know; they arrive
+ * with the access, dirty, nesting, PASID and fault layers.
  */
 #include <errno.h>
 
+#include "drivers/mock/selftest_mock.h"
+#include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
+#include "lib/fail.h"
+
+struct selftest_obj {
+	struct iommufd_object obj;
+	struct device *dev;           /* the mock device; ours */
+	struct iommufd_device *idev;  /* bound by us; constant */
+};
+
+IOMMUFD_OBJECT_AT_ZERO(struct selftest_obj, obj);
 
 static int iommufd_test_add_reserved(struct iommufd_ucmd *ucmd, uint32_t ioas_id,
 				     uint64_t start, uint64_t length)
@@ -30,6 +51,136 @@ static int iommufd_test_add_reserved(struct iommufd_ucmd *ucmd, uint32_t ioas_id
 	return rc;
 }
 
+void iommufd_selftest_destroy(struct iommufd_object *obj)
+{
+	struct selftest_obj *sobj = container_of(obj, struct selftest_obj, obj);
+
+	if (sobj->idev) {
+		iommufd_device_detach(sobj->idev);
+		iommufd_device_unbind(sobj->idev);
+	}
+	if (sobj->dev)
+		mock_selftest_dev_destroy(sobj->dev);
+}
+
+/* MOCK_DOMAIN and MOCK_DOMAIN_FLAGS: a device appears, is bound, and attaches to pt @id. */
+static int iommufd_test_mock_domain(struct iommufd_ucmd *ucmd, struct iommu_test_cmd *cmd)
+{
+	uint32_t dev_flags = 0, pt_id = cmd->id, idev_id;
+	struct selftest_obj *sobj;
+	struct device *dev;
+	int rc;
+
+	if (cmd->op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS)
+		dev_flags = cmd->mock_domain_flags.dev_flags;
+	if (dev_flags & ~MOCK_SELFTEST_DEV_FLAGS)
+		return -EINVAL;
+
+	sobj = iommufd_object_alloc(ucmd->ictx, sobj, IOMMUFD_OBJ_SELFTEST);
+	if (IS_ERR(sobj))
+		return PTR_ERR(sobj);
+	dev = mock_selftest_dev_create(dev_flags);
+	if (IS_ERR(dev)) {
+		rc = PTR_ERR(dev);
+		goto err_abort;
+	}
+	sobj->dev = dev;
+	sobj->idev = iommufd_device_bind(ucmd->ictx, dev, &idev_id);
+	if (IS_ERR(sobj->idev)) {
+		rc = PTR_ERR(sobj->idev);
+		sobj->idev = NULL;
+		goto err_abort;
+	}
+	rc = iommufd_device_attach(sobj->idev, &pt_id);
+	if (rc)
+		goto err_abort;
+
+	cmd->mock_domain.out_stdev_id = iommufd_object_id(&sobj->obj);
+	cmd->mock_domain.out_hwpt_id = pt_id;
+	cmd->mock_domain.out_idev_id = idev_id;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto err_abort;
+	iommufd_object_finalize(ucmd->ictx, &sobj->obj);
+	return 0;
+
+err_abort:
+	/* The destroy undoes whatever was done: detach, unbind, device removal. */
+	iommufd_object_abort_and_destroy(ucmd->ictx, &sobj->obj);
+	return rc;
+}
+
+static int iommufd_test_mock_domain_replace(struct iommufd_ucmd *ucmd,
+					    struct iommu_test_cmd *cmd)
+{
+	struct iommufd_object *obj;
+	struct selftest_obj *sobj;
+	uint32_t pt_id = cmd->mock_domain_replace.pt_id;
+	int rc;
+
+	obj = iommufd_get_object(ucmd->ictx, cmd->id, IOMMUFD_OBJ_SELFTEST);
+	if (IS_ERR(obj))
+		return PTR_ERR(obj);
+	sobj = container_of(obj, struct selftest_obj, obj);
+	rc = iommufd_device_replace(sobj->idev, &pt_id);
+	if (rc)
+		goto out_put;
+	cmd->mock_domain_replace.pt_id = pt_id;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+out_put:
+	iommufd_put_object(ucmd->ictx, obj);
+	return rc;
+}
+
+/* Each MOCK_PAGE_SIZE step of [iova, iova + length) must translate to the buffer at uptr. */
+static int iommufd_test_md_check_map(struct iommufd_ucmd *ucmd, uint32_t hwpt_id, uint64_t iova,
+				     uint64_t length, uint64_t uptr)
+{
+	struct iommufd_hwpt_paging *hwpt;
+	struct iommu_domain *domain;
+	uint64_t end, off;
+	int rc = 0;
+
+	if ((iova | length | uptr) % MOCK_SELFTEST_PAGE_SIZE ||
+	    check_add_overflow(uptr, length, &end))
+		return -EINVAL;
+	hwpt = iommufd_get_hwpt_paging(ucmd->ictx, hwpt_id);
+	if (IS_ERR(hwpt))
+		return PTR_ERR(hwpt);
+	domain = hwpt->common.domain;
+	if (!mock_selftest_domain_is(domain)) {
+		rc = -EINVAL;
+		goto out_put;
+	}
+	for (off = 0; off < length; off += MOCK_SELFTEST_PAGE_SIZE) {
+		void *want = ucmd->mm->ops->host_ptr(ucmd->mm, uptr + off);
+		phys_addr_t got = iommu_iova_to_phys(domain, iova + off);
+
+		if (!want || !got || got != (phys_addr_t)(uintptr_t)want) {
+			rc = -EINVAL;
+			break;
+		}
+	}
+out_put:
+	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
+	return rc;
+}
+
+/* Every user page of [uptr, uptr + length) must be pinned exactly @refs times. */
+static int iommufd_test_md_check_refs(struct iommufd_ucmd *ucmd, uint64_t uptr, uint64_t length,
+				      unsigned int refs)
+{
+	uint64_t end, page;
+
+	if (length % uiommu_page_size || uptr % uiommu_page_size ||
+	    check_add_overflow(uptr, length, &end))
+		return -EINVAL;
+	for (page = uptr >> uiommu_page_shift; page < end >> uiommu_page_shift; page++)
+		if (uiommu_mm_pin_count(ucmd->mm, page) != refs)
+			return -EIO;
+	return 0;
+}
+
 int iommufd_test(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_test_cmd *cmd = ucmd->cmd;
@@ -38,6 +189,17 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 	case IOMMU_TEST_OP_ADD_RESERVED:
 		return iommufd_test_add_reserved(ucmd, cmd->id, cmd->add_reserved.start,
 						 cmd->add_reserved.length);
+	case IOMMU_TEST_OP_MOCK_DOMAIN:
+	case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+		return iommufd_test_mock_domain(ucmd, cmd);
+	case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
+		return iommufd_test_mock_domain_replace(ucmd, cmd);
+	case IOMMU_TEST_OP_MD_CHECK_MAP:
+		return iommufd_test_md_check_map(ucmd, cmd->id, cmd->check_map.iova,
+						 cmd->check_map.length, cmd->check_map.uptr);
+	case IOMMU_TEST_OP_MD_CHECK_REFS:
+		return iommufd_test_md_check_refs(ucmd, cmd->check_refs.uptr,
+						  cmd->check_refs.length, cmd->check_refs.refs);
 	default:
 		return -EOPNOTSUPP;
 	}

@@ -1,0 +1,533 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The selftest mock IOMMU.
+ *
+ * The kernel's iommufd selftest does not drive real hardware: CONFIG_IOMMUFD_TEST adds a mock
+ * IOMMU on a private bus, and IOMMU_TEST_CMD's MOCK_DOMAIN creates devices behind it. The suite
+ * checks the mock's model exactly (granule, aperture, alignment reporting), so this driver has
+ * that model rather than the emulated machine's (mock.c, 4 KiB pages over a 48-bit table):
+ *
+ *  - paging domains translate with a 2 KiB granule (MOCK_SELFTEST_PAGE_SIZE) inside the aperture
+ *    [16 MiB, 2 GiB - 1]; a domain allocated with the HUGE page-table type (HWPT data
+ *    IOMMU_HWPT_DATA_SELFTEST, pagetable_type 1) may also use 1 MiB leaves;
+ *  - devices are created on demand, each in a group of its own, with the identity domain as
+ *    default domain; flags NO_DIRTY (no dirty tracking: a dirty-tracking domain cannot be
+ *    allocated for it, EOPNOTSUPP, nor attached to it, EINVAL) and PASID (20-bit PASIDs);
+ *  - hw_info answers type IOMMU_HW_INFO_TYPE_SELFTEST (0xfeedbeef) with {flags 0,
+ *    test_reg 0xdeadbeef}, for the default type or that type only;
+ *  - the IOMMU instance registers with the core at the first device (no device, no instance).
+ *
+ * The page table is real and multi-level: three levels of 512 64-bit entries. A level-2 entry
+ * translates 2 KiB, a level-1 entry 1 MiB (a leaf only in HUGE domains), a level-0 entry
+ * 512 MiB (always a table). Entries:
+ *   0                                   empty
+ *   table address | PTE_VALID           the next level (tables are 16-byte aligned)
+ *   output address | PTE_VALID | PTE_LEAF | PTE_READ? | PTE_WRITE?   a translation
+ * The output address (a host address of the emulator, see iommu.h) is aligned to the leaf size,
+ * so the low bits are free for the flags. Tables are freed with the domain, and a 1 MiB map over
+ * an emptied table frees that table first.
+ *
+ * Locking: each domain's lock (a leaf, taken inside whatever the core holds) protects its table;
+ * map, unmap and walks may come from several threads. mock_selftest_once registers the instance.
+ * Allocations go through uiommu_zalloc() (fault injection, the leak ledger).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "drivers/mock/selftest_mock.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "lib/lockdep.h"
+
+#define PT_LEVELS 3u
+#define PT_ENTRIES 512u
+#define PT_LEAF_LEVEL 2u
+#define PT_HUGE_LEVEL 1u
+
+#define PTE_VALID (1ull << 0)
+#define PTE_LEAF (1ull << 1)
+#define PTE_READ (1ull << 2)
+#define PTE_WRITE (1ull << 3)
+#define PTE_FLAGS 0xfull
+
+/* Selftest HWPT data: the paging format, as iommufd_test.h defines it. */
+#define MOCK_SELFTEST_DATA_TYPE 0xdeadu
+#define MOCK_SELFTEST_PT_DEFAULT 0u
+#define MOCK_SELFTEST_PT_HUGE 1u
+
+#define MOCK_SELFTEST_HW_INFO_TYPE 0xfeedbeefu
+#define MOCK_SELFTEST_HW_INFO_REGVAL 0xdeadbeefu
+
+struct mock_selftest_domain {
+	struct iommu_domain domain;
+	struct uiommu_mutex lock; /* protects root and everything below it; a leaf */
+	uint64_t *root;           /* level 0 */
+	long nr_tables;           /* tables allocated, the root included */
+	uint32_t flags;           /* IOMMU_DOMAIN_ALLOC_* it was made with; constant */
+};
+
+/* A device's driver data (dev->iommu_data->priv); attach runs under the group mutex. */
+struct mock_selftest_dev {
+	struct iommu_domain *domain; /* last successful attach */
+};
+
+static const struct iommu_ops mock_selftest_ops;
+static const struct iommu_domain_ops mock_selftest_paging_ops;
+
+static struct iommu_device mock_selftest_iommu = {
+	.name = "iommufd_selftest",
+	.max_pasids = 1u << MOCK_SELFTEST_PASID_WIDTH,
+	.dirty_tracking = true,
+};
+
+static pthread_once_t mock_selftest_once = PTHREAD_ONCE_INIT;
+static atomic_uint mock_selftest_dev_seq;
+
+static struct mock_selftest_domain *to_mock_selftest_domain(struct iommu_domain *domain)
+{
+	return container_of(domain, struct mock_selftest_domain, domain);
+}
+
+/* ---- the page table ------------------------------------------------------------------------ */
+
+static unsigned int pt_shift(unsigned int level)
+{
+	return 11 + 9 * (PT_LEAF_LEVEL - level);
+}
+
+static unsigned int pt_index(uint64_t iova, unsigned int level)
+{
+	return (iova >> pt_shift(level)) & (PT_ENTRIES - 1);
+}
+
+static uint64_t *pt_table(uint64_t pte)
+{
+	return (uint64_t *)(uintptr_t)(pte & ~PTE_FLAGS);
+}
+
+static uint64_t *pt_table_alloc(struct mock_selftest_domain *md)
+{
+	uint64_t *table = uiommu_zalloc(PT_ENTRIES * sizeof(uint64_t));
+
+	if (table)
+		md->nr_tables++;
+	return table;
+}
+
+static void pt_table_free(struct mock_selftest_domain *md, uint64_t *table, unsigned int level)
+{
+	unsigned int i;
+
+	if (level < PT_LEAF_LEVEL)
+		for (i = 0; i != PT_ENTRIES; i++)
+			if ((table[i] & PTE_VALID) && !(table[i] & PTE_LEAF))
+				pt_table_free(md, pt_table(table[i]), level + 1);
+	uiommu_free(table);
+	md->nr_tables--;
+}
+
+static bool pt_table_empty(const uint64_t *table)
+{
+	unsigned int i;
+
+	for (i = 0; i != PT_ENTRIES; i++)
+		if (table[i])
+			return false;
+	return true;
+}
+
+/*
+ * The entry of @level for @iova, allocating missing tables on the way with @alloc. NULL with
+ * *@err: -ENOENT (a table is missing), -EEXIST (a larger leaf is in the way), -ENOMEM.
+ */
+static uint64_t *pt_entry(struct mock_selftest_domain *md, uint64_t iova, unsigned int level,
+			  bool alloc, int *err)
+{
+	uint64_t *table = md->root;
+	unsigned int l;
+
+	lockdep_assert_held(&md->lock);
+	for (l = 0; l != level; l++) {
+		uint64_t *pte = &table[pt_index(iova, l)];
+
+		if (!*pte) {
+			uint64_t *next;
+
+			if (!alloc) {
+				*err = -ENOENT;
+				return NULL;
+			}
+			next = pt_table_alloc(md);
+			if (!next) {
+				*err = -ENOMEM;
+				return NULL;
+			}
+			*pte = (uint64_t)(uintptr_t)next | PTE_VALID;
+		} else if (*pte & PTE_LEAF) {
+			*err = -EEXIST;
+			return NULL;
+		}
+		table = pt_table(*pte);
+	}
+	return &table[pt_index(iova, level)];
+}
+
+static unsigned int pt_level_of(size_t pgsize)
+{
+	if (pgsize == MOCK_SELFTEST_PAGE_SIZE)
+		return PT_LEAF_LEVEL;
+	if (pgsize == MOCK_SELFTEST_HUGE_PAGE_SIZE)
+		return PT_HUGE_LEVEL;
+	return PT_LEVELS;
+}
+
+static bool mock_selftest_in_aperture(uint64_t iova, uint64_t length)
+{
+	uint64_t last;
+
+	return length && !check_add_overflow(iova, length - 1, &last) &&
+	       iova >= MOCK_SELFTEST_APERTURE_START && last <= MOCK_SELFTEST_APERTURE_LAST;
+}
+
+/* ---- paging domains --------------------------------------------------------------------------- */
+
+static int mock_selftest_map_pages(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr,
+				   size_t pgsize, size_t pgcount, int prot, size_t *mapped)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	unsigned int level = pt_level_of(pgsize);
+	uint64_t bits = PTE_VALID | PTE_LEAF;
+	size_t i;
+	int rc = 0;
+
+	*mapped = 0;
+	if (level == PT_LEVELS || !(domain->pgsize_bitmap & pgsize) || !pgcount ||
+	    ((iova | paddr) & (pgsize - 1)) || pgcount > UINT64_MAX / pgsize ||
+	    !mock_selftest_in_aperture(iova, pgsize * pgcount))
+		return -EINVAL;
+	if (prot & IOMMU_READ)
+		bits |= PTE_READ;
+	if (prot & IOMMU_WRITE)
+		bits |= PTE_WRITE;
+
+	uiommu_mutex_lock(&md->lock);
+	for (i = 0; i != pgcount; i++) {
+		uint64_t *pte = pt_entry(md, iova, level, true, &rc);
+
+		if (!pte)
+			break;
+		/* An emptied table where a huge leaf goes: drop it. */
+		if (*pte && !(*pte & PTE_LEAF) && level == PT_HUGE_LEVEL &&
+		    pt_table_empty(pt_table(*pte))) {
+			pt_table_free(md, pt_table(*pte), level + 1);
+			*pte = 0;
+		}
+		if (*pte) {
+			rc = -EEXIST;
+			break;
+		}
+		*pte = paddr | bits;
+		*mapped += pgsize;
+		iova += pgsize;
+		paddr += pgsize;
+	}
+	uiommu_mutex_unlock(&md->lock);
+	return rc;
+}
+
+static size_t mock_selftest_unmap_pages(struct iommu_domain *domain, uint64_t iova, size_t pgsize,
+					size_t pgcount, struct iommu_iotlb_gather *gather)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	unsigned int level = pt_level_of(pgsize);
+	size_t i, done = 0;
+	int err;
+
+	(void)gather; /* no IOTLB to invalidate */
+	if (level == PT_LEVELS || (iova & (pgsize - 1)))
+		return 0;
+	uiommu_mutex_lock(&md->lock);
+	for (i = 0; i != pgcount; i++) {
+		uint64_t *pte = pt_entry(md, iova, level, false, &err);
+
+		if (!pte || !*pte)
+			break;
+		/* A table where a leaf of this size would be goes with everything below it. */
+		if (!(*pte & PTE_LEAF))
+			pt_table_free(md, pt_table(*pte), level + 1);
+		*pte = 0;
+		done += pgsize;
+		iova += pgsize;
+	}
+	uiommu_mutex_unlock(&md->lock);
+	return done;
+}
+
+static phys_addr_t mock_selftest_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	uint64_t *table, phys = 0;
+	unsigned int l;
+
+	if (!mock_selftest_in_aperture(iova, 1))
+		return 0;
+	uiommu_mutex_lock(&md->lock);
+	table = md->root;
+	for (l = 0; l != PT_LEVELS; l++) {
+		uint64_t pte = table[pt_index(iova, l)];
+
+		if (!pte)
+			break;
+		if (pte & PTE_LEAF) {
+			phys = (pte & ~PTE_FLAGS) + (iova & ((1ull << pt_shift(l)) - 1));
+			break;
+		}
+		table = pt_table(pte);
+	}
+	uiommu_mutex_unlock(&md->lock);
+	return phys;
+}
+
+static void mock_selftest_domain_free(struct iommu_domain *domain)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+
+	pt_table_free(md, md->root, 0);
+	WARN_ON(md->nr_tables);
+	uiommu_mutex_destroy(&md->lock);
+	uiommu_free(md);
+}
+
+static int mock_selftest_attach_dev(struct iommu_domain *domain, struct device *dev,
+				    struct iommu_domain *old)
+{
+	struct mock_selftest_dev *mdev = dev->iommu_data ? dev->iommu_data->priv : NULL;
+
+	(void)old;
+	if (WARN_ON(!mdev))
+		return -ENODEV;
+	if (domain->owner != &mock_selftest_ops)
+		return -EINVAL;
+	/* A device that cannot track dirty pages cannot sit in a domain that tracks them. */
+	if (domain->ops == &mock_selftest_paging_ops &&
+	    (to_mock_selftest_domain(domain)->flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) &&
+	    !dev->dirty)
+		return -EINVAL;
+	mdev->domain = domain;
+	return 0;
+}
+
+static const struct iommu_domain_ops mock_selftest_paging_ops = {
+	.attach_dev = mock_selftest_attach_dev,
+	.map_pages = mock_selftest_map_pages,
+	.unmap_pages = mock_selftest_unmap_pages,
+	.iova_to_phys = mock_selftest_iova_to_phys,
+	.free = mock_selftest_domain_free,
+};
+
+static const struct iommu_domain_ops mock_selftest_static_ops = {
+	.attach_dev = mock_selftest_attach_dev,
+};
+
+static struct iommu_domain mock_selftest_identity_domain = {
+	.type = IOMMU_DOMAIN_IDENTITY,
+	.ops = &mock_selftest_static_ops,
+	.owner = &mock_selftest_ops,
+};
+
+static struct iommu_domain mock_selftest_blocked_domain = {
+	.type = IOMMU_DOMAIN_BLOCKED,
+	.ops = &mock_selftest_static_ops,
+	.owner = &mock_selftest_ops,
+};
+
+static struct iommu_domain *
+mock_selftest_domain_alloc_paging_flags(struct device *dev, uint32_t flags,
+					const struct iommu_user_data *user_data)
+{
+	uint64_t pgsize_bitmap = MOCK_SELFTEST_PAGE_SIZE;
+	struct mock_selftest_domain *md;
+
+	if (flags & ~(IOMMU_DOMAIN_ALLOC_NEST_PARENT | IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING |
+		      IOMMU_DOMAIN_ALLOC_PASID))
+		return ERR_PTR(-EOPNOTSUPP);
+	if ((flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) && !dev->dirty)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (user_data) {
+		uint32_t pt_type = MOCK_SELFTEST_PT_DEFAULT;
+
+		if (user_data->type != MOCK_SELFTEST_DATA_TYPE)
+			return ERR_PTR(-EOPNOTSUPP);
+		/* Older layouts stop after the 4-byte iotlb field: the default format. */
+		if (user_data->len >= 8)
+			memcpy(&pt_type, (const char *)user_data->data + 4, sizeof(pt_type));
+		if (pt_type == MOCK_SELFTEST_PT_HUGE)
+			pgsize_bitmap |= MOCK_SELFTEST_HUGE_PAGE_SIZE;
+		else if (pt_type != MOCK_SELFTEST_PT_DEFAULT)
+			return ERR_PTR(-EOPNOTSUPP);
+	}
+
+	md = uiommu_zalloc(sizeof(*md));
+	if (!md)
+		return ERR_PTR(-ENOMEM);
+	md->root = pt_table_alloc(md);
+	if (!md->root) {
+		uiommu_free(md);
+		return ERR_PTR(-ENOMEM);
+	}
+	uiommu_mutex_init(&md->lock);
+	md->flags = flags;
+	md->domain.ops = &mock_selftest_paging_ops;
+	md->domain.pgsize_bitmap = pgsize_bitmap;
+	md->domain.geometry.aperture_start = MOCK_SELFTEST_APERTURE_START;
+	md->domain.geometry.aperture_end = MOCK_SELFTEST_APERTURE_LAST;
+	md->domain.geometry.force_aperture = true;
+	return &md->domain;
+}
+
+static struct iommu_domain *mock_selftest_domain_alloc_paging(struct device *dev)
+{
+	return mock_selftest_domain_alloc_paging_flags(dev, 0, NULL);
+}
+
+/* ---- devices ----------------------------------------------------------------------------------- */
+
+static bool mock_selftest_capable(struct device *dev, enum iommu_cap cap)
+{
+	switch (cap) {
+	case IOMMU_CAP_CACHE_COHERENCY:
+		return true;
+	case IOMMU_CAP_DIRTY_TRACKING:
+		return dev->dirty;
+	default:
+		return false;
+	}
+}
+
+static struct iommu_device *mock_selftest_probe_device(struct device *dev)
+{
+	struct mock_selftest_dev *mdev;
+
+	if (dev->iommu != &mock_selftest_iommu)
+		return ERR_PTR(-ENODEV);
+	mdev = uiommu_zalloc(sizeof(*mdev));
+	if (!mdev)
+		return ERR_PTR(-ENOMEM);
+	dev->iommu_data->priv = mdev;
+	return dev->iommu;
+}
+
+static void mock_selftest_release_device(struct device *dev)
+{
+	uiommu_free(dev->iommu_data->priv);
+	dev->iommu_data->priv = NULL;
+}
+
+/* Every mock device is isolated: a group of its own. */
+static struct iommu_group *mock_selftest_device_group(struct device *dev)
+{
+	(void)dev;
+	return iommu_group_alloc();
+}
+
+static int mock_selftest_def_domain_type(struct device *dev)
+{
+	(void)dev;
+	return IOMMU_DOMAIN_IDENTITY;
+}
+
+static void *mock_selftest_hw_info(struct device *dev, uint32_t *length, uint32_t *type)
+{
+	struct {
+		uint32_t flags;
+		uint32_t test_reg;
+	} *info;
+
+	(void)dev;
+	if (*type != 0 && *type != MOCK_SELFTEST_HW_INFO_TYPE)
+		return ERR_PTR(-EOPNOTSUPP);
+	info = uiommu_zalloc(sizeof(*info));
+	if (!info)
+		return ERR_PTR(-ENOMEM);
+	info->test_reg = MOCK_SELFTEST_HW_INFO_REGVAL;
+	*length = sizeof(*info);
+	*type = MOCK_SELFTEST_HW_INFO_TYPE;
+	return info;
+}
+
+static const struct iommu_ops mock_selftest_ops = {
+	.name = "iommufd_selftest",
+	.capable = mock_selftest_capable,
+	.domain_alloc_paging = mock_selftest_domain_alloc_paging,
+	.domain_alloc_paging_flags = mock_selftest_domain_alloc_paging_flags,
+	.probe_device = mock_selftest_probe_device,
+	.release_device = mock_selftest_release_device,
+	.device_group = mock_selftest_device_group,
+	.def_domain_type = mock_selftest_def_domain_type,
+	.hw_info = mock_selftest_hw_info,
+	.identity_domain = &mock_selftest_identity_domain,
+	.blocked_domain = &mock_selftest_blocked_domain,
+};
+
+static void mock_selftest_register(void)
+{
+	if (iommu_device_register(&mock_selftest_iommu, &mock_selftest_ops))
+		die("mock_selftest: iommu_device_register");
+}
+
+struct device *mock_selftest_dev_create(uint32_t dev_flags)
+{
+	char name[32];
+	struct device *dev;
+	int rc;
+
+	if (dev_flags & ~MOCK_SELFTEST_DEV_FLAGS)
+		return ERR_PTR(-EINVAL);
+	pthread_once(&mock_selftest_once, mock_selftest_register);
+	snprintf(name, sizeof(name), "iommufd_mock%u",
+		 atomic_fetch_add_explicit(&mock_selftest_dev_seq, 1, memory_order_relaxed));
+	dev = device_alloc(name);
+	if (!dev)
+		return ERR_PTR(-ENOMEM);
+	dev->iommu = &mock_selftest_iommu;
+	dev->dirty = !(dev_flags & MOCK_SELFTEST_DEV_NO_DIRTY);
+	if (dev_flags & MOCK_SELFTEST_DEV_PASID)
+		dev->pasid_bits = MOCK_SELFTEST_PASID_WIDTH;
+	rc = iommu_probe_device(dev);
+	if (rc) {
+		device_put(dev);
+		return ERR_PTR(rc);
+	}
+	return dev;
+}
+
+void mock_selftest_dev_destroy(struct device *dev)
+{
+	iommu_release_device(dev);
+	device_put(dev);
+}
+
+uint32_t mock_selftest_dev_flags(struct device *dev)
+{
+	return (dev->dirty ? 0 : MOCK_SELFTEST_DEV_NO_DIRTY) |
+	       (dev->pasid_bits ? MOCK_SELFTEST_DEV_PASID : 0);
+}
+
+bool mock_selftest_domain_is(struct iommu_domain *domain)
+{
+	return domain->ops == &mock_selftest_paging_ops;
+}
+
+long mock_selftest_nr_tables(struct iommu_domain *domain)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	long n;
+
+	uiommu_mutex_lock(&md->lock);
+	n = md->nr_tables;
+	uiommu_mutex_unlock(&md->lock);
+	return n;
+}

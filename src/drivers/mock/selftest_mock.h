@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The selftest mock IOMMU: the driver behind the devices of IOMMU_TEST_CMD's MOCK_DOMAIN, with
+ * the model the kernel selftest expects of iommufd's mock (see selftest_mock.c for the design).
+ *
+ * What iommufd reaches directly:
+ *  - mock_selftest_dev_create() / mock_selftest_dev_destroy(): a mock device appears on the
+ *    private bus (probed into a group of its own) or goes away;
+ *  - mock_selftest_domain_is(): is a domain one of this driver's paging domains (MD_CHECK_MAP);
+ *  - mock_selftest_dev_flags(): the MOCK_FLAGS_DEVICE_* a device was made with.
+ */
+#ifndef UIOMMU_DRIVERS_MOCK_SELFTEST_MOCK_H
+#define UIOMMU_DRIVERS_MOCK_SELFTEST_MOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iommu/iommu.h"
+
+/* The model's constants (the same values as uiommu/iommufd_test.h). */
+#define MOCK_SELFTEST_PAGE_SIZE 2048ull
+#define MOCK_SELFTEST_HUGE_PAGE_SIZE (512 * MOCK_SELFTEST_PAGE_SIZE)
+#define MOCK_SELFTEST_APERTURE_START (1ull << 24)
+#define MOCK_SELFTEST_APERTURE_LAST ((1ull << 31) - 1)
+#define MOCK_SELFTEST_PASID_WIDTH 20u
+
+/* Device flags (MOCK_FLAGS_DEVICE_*). */
+#define MOCK_SELFTEST_DEV_NO_DIRTY (1u << 0)
+#define MOCK_SELFTEST_DEV_PASID (1u << 2)
+#define MOCK_SELFTEST_DEV_FLAGS (MOCK_SELFTEST_DEV_NO_DIRTY | MOCK_SELFTEST_DEV_PASID)
+
+/**
+ * mock_selftest_dev_create() - a new mock device, probed behind the selftest IOMMU
+ * @dev_flags: MOCK_SELFTEST_DEV_* (others: -EINVAL)
+ *
+ * The IOMMU instance is registered with the core on first use. The device gets a group of its
+ * own and the identity domain as its default domain.
+ *
+ * Return: the device with one reference (give it back with mock_selftest_dev_destroy()), or
+ * ERR_PTR(-EINVAL / -ENOMEM / a probe error).
+ */
+struct device *mock_selftest_dev_create(uint32_t dev_flags);
+
+/** mock_selftest_dev_destroy() - the device leaves the bus (release) and is freed */
+void mock_selftest_dev_destroy(struct device *dev);
+
+/** mock_selftest_dev_flags() - the flags @dev was created with */
+uint32_t mock_selftest_dev_flags(struct device *dev);
+
+/** mock_selftest_domain_is() - is @domain a paging domain of the selftest mock? */
+bool mock_selftest_domain_is(struct iommu_domain *domain);
+
+/** mock_selftest_nr_tables() - table pages a mock paging domain holds now (tests) */
+long mock_selftest_nr_tables(struct iommu_domain *domain);
+
+#endif

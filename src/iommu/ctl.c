@@ -51,24 +51,6 @@
 
 /* ---- the snapshot ---------------------------------------------------------------------------- */
 
-static const char *domain_type_name(unsigned int type)
-{
-	switch (type) {
-	case IOMMU_DOMAIN_BLOCKED:
-		return "blocked";
-	case IOMMU_DOMAIN_IDENTITY:
-		return "identity";
-	case IOMMU_DOMAIN_UNMANAGED:
-		return "unmanaged";
-	case IOMMU_DOMAIN_DMA:
-		return "DMA";
-	case IOMMU_DOMAIN_DMA_FQ:
-		return "DMA-FQ";
-	default:
-		return "unknown";
-	}
-}
-
 static struct json_object *domain_json(unsigned int type, uint32_t id)
 {
 	struct json_object *o;
@@ -76,7 +58,7 @@ static struct json_object *domain_json(unsigned int type, uint32_t id)
 	if (type == UINT32_MAX)
 		return NULL;
 	o = json_object_new_object();
-	json_object_object_add(o, "type", json_object_new_string(domain_type_name(type)));
+	json_object_object_add(o, "type", json_object_new_string(iommu_domain_type_str(type)));
 	json_object_object_add(o, "id", json_object_new_int64(id));
 	return o;
 }
@@ -141,7 +123,7 @@ static struct json_object *group_json(struct iommu_group *group)
 	iommu_group_for_each_dev(group, &g, group_dev_cb);
 	json_object_object_add(o, "id", json_object_new_int(info.id));
 	json_object_object_add(o, "type", json_object_new_string(
-		info.default_type == UINT32_MAX ? "unknown" : domain_type_name(info.default_type)));
+		info.default_type == UINT32_MAX ? "unknown" : iommu_domain_type_str(info.default_type)));
 	json_object_object_add(o, "default_domain",
 			       domain_json(info.default_type, info.default_domain_id));
 	dom = domain_json(info.domain_type, info.domain_id);
@@ -187,7 +169,7 @@ static int ctl_snapshot(struct json_object **out)
 	}
 	json_object_object_add(root, "topology", json_object_new_string(source));
 	json_object_object_add(root, "default_domain_type",
-			       json_object_new_string(domain_type_name(iommu_default_domain_type())));
+			       json_object_new_string(iommu_domain_type_str(iommu_default_domain_type())));
 	json_object_object_add(root, "iommus", iommus);
 	json_object_object_add(root, "groups", groups);
 	json_object_object_add(root, "devices", devices);

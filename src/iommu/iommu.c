@@ -1320,7 +1320,8 @@ bool iommu_group_dma_owner_claimed(struct iommu_group *group)
 
 /* ---- sysfs attributes ------------------------------------------------------------------------ */
 
-static const char *iommu_domain_type_str(unsigned int type)
+/* The name sysfs gives a domain type ("DMA-FQ"; "unknown" for what it does not name). */
+const char *iommu_domain_type_str(unsigned int type)
 {
 	switch (type) {
 	case IOMMU_DOMAIN_BLOCKED:

@@ -354,6 +354,8 @@ bool iommu_group_dma_owner_claimed(struct iommu_group *group);
 
 /* ---- sysfs attributes (the virtual sysfs serves these) -------------------------------------- */
 
+const char *iommu_domain_type_str(unsigned int type);
+
 /* `type`: returns the bytes written into @buf (at most @len), e.g. "DMA-FQ\n". */
 ssize_t iommu_group_type_show(struct iommu_group *group, char *buf, size_t len);
 /* Returns @count or -errno, as the kernel's store. @privileged: CAP_SYS_ADMIN and CAP_SYS_RAWIO. */

@@ -289,6 +289,9 @@ struct iommufd_hwpt_paging *iommufd_hwpt_paging_alloc(struct iommufd_ctx *ictx,
 void iommufd_hwpt_paging_destroy(struct iommufd_object *obj);
 void iommufd_hw_pagetable_put(struct iommufd_ctx *ictx, struct iommufd_hw_pagetable *hwpt);
 int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd);
+int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd); /* dirty.c */
+int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd);
+int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
 
 void iommufd_selftest_destroy(struct iommufd_object *obj);
 

@@ -134,6 +134,29 @@ struct iommu_domain_ops {
 	void (*free)(struct iommu_domain *domain);
 };
 
+/*
+ * Dirty tracking. A driver reports each dirty leaf it finds with record(), whole: a dirty 1 MiB
+ * leaf is one record of 1 MiB, whatever part of it the caller asked about.
+ */
+struct iommu_dirty_bitmap {
+	void (*record)(struct iommu_dirty_bitmap *dirty, uint64_t iova, uint64_t length);
+};
+
+#define IOMMU_DIRTY_NO_CLEAR (1u << 0) /* report, but leave the dirty bits set */
+
+/**
+ * struct iommu_dirty_ops - a domain's dirty tracking (domain->dirty_ops; NULL: none)
+ * @set_dirty_tracking: start (clearing what was dirty) or stop tracking; -EINVAL when the
+ *                      domain was not made for it.
+ * @read_and_clear_dirty: report the dirty leaves that meet [iova, iova + size) and clear them
+ *                        unless IOMMU_DIRTY_NO_CLEAR; -EINVAL while tracking is off.
+ */
+struct iommu_dirty_ops {
+	int (*set_dirty_tracking)(struct iommu_domain *domain, bool enabled);
+	int (*read_and_clear_dirty)(struct iommu_domain *domain, uint64_t iova, uint64_t size,
+				    unsigned int flags, struct iommu_dirty_bitmap *dirty);
+};
+
 struct iommu_dma_cookie;
 
 struct iommu_domain {
@@ -143,6 +166,7 @@ struct iommu_domain {
 	 */
 	unsigned int type;
 	const struct iommu_domain_ops *ops;
+	const struct iommu_dirty_ops *dirty_ops; /* NULL: no dirty tracking; constant */
 	const struct iommu_ops *owner;  /* the driver that made it */
 	uint64_t pgsize_bitmap;
 	struct iommu_domain_geometry geometry;

@@ -12,6 +12,15 @@
  * the number cannot be taken by anything else, and close-on-exec, fork inheritance and the
  * process's fd limit behave as for any fd. The fd -> file map is a two-level table of atomic
  * pointers: the ioctl path reads it without a lock under RCU; changes are made under fdt_lock.
+ *
+ * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, later vEVENTQ and
+ * dma-buf fds). Such a file is an iommufd_file too, with ops: it lives in the same table (so
+ * close() through the preload layer or uiommu_close() finds it, and dup() shares it), holds a
+ * reference on the file of the context it was made in (the context outlives it, as the
+ * kernel's sub-files pin the iommufd file), answers ENOTTY to ioctls, and at its last reference
+ * calls ops->release() on what it stands for. Making one is split so that nothing can fail
+ * after the ioctl's reply is written: iommufd_subfd_alloc() reserves the fd number and every
+ * allocation, iommufd_subfd_install() only publishes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +34,10 @@
 
 struct iommufd_file {
 	atomic_long refs;          /* fds referring to it + ioctls in flight */
-	struct iommufd_ctx *ictx;  /* constant */
+	struct iommufd_ctx *ictx;  /* constant; NULL for a sub-fd */
+	const struct iommufd_subfd_ops *ops; /* a sub-fd's; NULL for /dev/iommu; constant */
+	void *priv;                /* a sub-fd's object; constant */
+	struct iommufd_file *parent; /* a sub-fd: its context's file, a reference; constant */
 	struct rcu_head rcu;
 };
 
@@ -83,9 +95,15 @@ static void iommufd_file_free_rcu(struct rcu_head *head)
 
 static void iommufd_file_put(struct iommufd_file *file)
 {
+	/* A sub-fd's release puts its parent: the recursion is one level deep. */
 	if (atomic_fetch_sub_explicit(&file->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	iommufd_ctx_release(file->ictx);
+	if (file->ops) {
+		file->ops->release(file->priv);
+		iommufd_file_put(file->parent);
+	} else {
+		iommufd_ctx_release(file->ictx);
+	}
 	call_rcu(&file->rcu, iommufd_file_free_rcu);
 }
 
@@ -167,6 +185,7 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 		rc = fd < 0 && errno ? -errno : -ENOMEM;
 		goto err_release;
 	}
+	file->ictx->file = file;
 	pthread_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
 	pthread_mutex_unlock(&fdt_lock);
@@ -197,6 +216,10 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 
 	if (!file)
 		return uiommu_ret(-EBADF);
+	if (file->ops) {
+		iommufd_file_put(file);
+		return uiommu_ret(-ENOTTY);
+	}
 	rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
 			       (uint64_t)(uintptr_t)arg);
 	iommufd_file_put(file);
@@ -220,6 +243,92 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	pthread_mutex_unlock(&fdt_lock);
 	iommufd_file_put(file);
 	return rc;
+}
+
+/* ---- sub-fds -------------------------------------------------------------------------------- */
+
+/**
+ * iommufd_subfd_alloc() - reserve a new fd (O_CLOEXEC) that will stand for @priv
+ * @ictx: the context whose ioctl makes it; called from inside that ioctl, so its file is alive
+ * @ops: ops->release(@priv) runs at the fd's last close
+ *
+ * Nothing is visible yet: publish with iommufd_subfd_install(), or undo with
+ * iommufd_subfd_abort() (which does not call release).
+ * Return: the file with *@fd set, or ERR_PTR(-ENOMEM / -EMFILE / the open's error).
+ */
+struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
+					 const struct iommufd_subfd_ops *ops, void *priv, int *fd)
+{
+	struct iommufd_file *file;
+	int rc;
+
+	if (WARN_ON(!ictx->file))
+		return ERR_PTR(-EINVAL);
+	file = uiommu_zalloc(sizeof(*file));
+	if (!file)
+		return ERR_PTR(-ENOMEM);
+	*fd = uiommu_should_fail() ? -1 : iommufd_raw_open(O_CLOEXEC);
+	if (*fd < 0) {
+		rc = errno ? -errno : -ENOMEM;
+		goto err_free;
+	}
+	/* The slot's chunk now, so that the install cannot fail. */
+	pthread_mutex_lock(&fdt_lock);
+	rc = fdt_slot_get(*fd, true) ? 0 : -EMFILE;
+	pthread_mutex_unlock(&fdt_lock);
+	if (rc)
+		goto err_close;
+	file->ops = ops;
+	file->priv = priv;
+	atomic_fetch_add_explicit(&ictx->file->refs, 1, memory_order_relaxed);
+	file->parent = ictx->file;
+	return file;
+
+err_close:
+	syscall(SYS_close, *fd);
+err_free:
+	uiommu_free(file);
+	return ERR_PTR(rc);
+}
+
+/* Publishes a sub-fd made by iommufd_subfd_alloc(); the fd's reference is the only one. */
+void iommufd_subfd_install(struct iommufd_file *file, int fd)
+{
+	pthread_mutex_lock(&fdt_lock);
+	WARN_ON(fdt_install(fd, file));
+	pthread_mutex_unlock(&fdt_lock);
+}
+
+/* Undoes iommufd_subfd_alloc(): closes the fd; ops->release is not called. */
+void iommufd_subfd_abort(struct iommufd_file *file, int fd)
+{
+	syscall(SYS_close, fd);
+	iommufd_file_put(file->parent);
+	uiommu_free(file);
+}
+
+/**
+ * iommufd_subfd_get() - what the sub-fd @fd of kind @ops stands for, held for one ioctl
+ * Return: its priv with *@filep set (drop with iommufd_subfd_put()), or ERR_PTR(-EBADFD) for
+ * an fd that is not such a sub-fd, as the kernel answers.
+ */
+void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (!file)
+		return ERR_PTR(-EBADFD);
+	if (file->ops != ops) {
+		iommufd_file_put(file);
+		return ERR_PTR(-EBADFD);
+	}
+	*filep = file;
+	return file->priv;
+}
+
+void iommufd_subfd_put(struct iommufd_file *file)
+{
+	iommufd_file_put(file);
 }
 
 /* dup3()-like: @newfd < 0 means "lowest free >= minfd" (dup, F_DUPFD). */

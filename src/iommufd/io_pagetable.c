@@ -151,9 +151,10 @@ void iopt_destroy_table(struct io_pagetable *iopt)
 		uiommu_free(container_of(n, struct iopt_allowed, node));
 	}
 	uiommu_up_write(&iopt->iova_rwsem);
-	/* Every domain holds its IOAS: none can be left when the table goes. */
-	WARN_ON(iopt->nr_domains);
+	/* Every domain and access holds its IOAS: none can be left when the table goes. */
+	WARN_ON(iopt->nr_domains || iopt->nr_accesses);
 	uiommu_free(iopt->domains);
+	uiommu_free(iopt->accesses);
 	uiommu_rwsem_destroy(&iopt->iova_rwsem);
 	uiommu_rwsem_destroy(&iopt->domains_rwsem);
 }
@@ -620,21 +621,45 @@ int iopt_copy_iova(struct io_pagetable *dst, struct io_pagetable *src, uint64_t 
 
 /* ---- unmap, split ------------------------------------------------------------------------ */
 
+/* Give up after this many rounds of asking accesses to unpin: one of them does not listen. */
+#define IOPT_UNMAP_NOTIFY_TRIES 100
+
 static int iopt_unmap_iova_range(struct io_pagetable *iopt, uint64_t start, uint64_t last,
 				 uint64_t *unmapped)
 {
 	struct interval_tree_node *n;
+	unsigned int tries = 0;
 	uint64_t bytes = 0;
+	bool pinned;
 
+again:
 	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
+	pinned = false;
 	interval_tree_for_each(n, &iopt->area_itree, start, last) {
+		struct iopt_area *area = iopt_area_from_node(n);
+
 		if (n->start < start || n->last > last) {
 			uiommu_up_write(&iopt->iova_rwsem);
 			uiommu_up_read(&iopt->domains_rwsem);
 			*unmapped = 0;
 			return -ENOENT;
 		}
+		if (atomic_load_explicit(&area->num_accesses, memory_order_acquire)) {
+			area->prevent_access = true;
+			pinned = true;
+		}
+	}
+	if (pinned) {
+		/* The accesses unpin with our locks dropped; then look again. */
+		uiommu_up_write(&iopt->iova_rwsem);
+		uiommu_up_read(&iopt->domains_rwsem);
+		if (++tries > IOPT_UNMAP_NOTIFY_TRIES) {
+			*unmapped = 0;
+			return -EDEADLK;
+		}
+		iommufd_access_notify_unmap(iopt, start, last);
+		goto again;
 	}
 	while ((n = interval_tree_iter_first(&iopt->area_itree, start, last))) {
 		struct iopt_area *area = iopt_area_from_node(n);
@@ -685,6 +710,9 @@ static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 	if (!n || n->start == iova)
 		return 0;
 	area = iopt_area_from_node(n);
+	/* Access pins are kept per area: they cannot be divided. */
+	if (atomic_load_explicit(&area->num_accesses, memory_order_acquire))
+		return -EINVAL;
 	/* A domain may map the area with a page that spans the cut. */
 	if (area->pinned && !iopt->disable_large_pages)
 		return -EINVAL;
@@ -903,7 +931,7 @@ static uint64_t iopt_domain_alignment(const struct iommu_domain *domain)
 
 /*
  * The table's alignment: the largest of its users' (the domains' smallest page sizes, and
- * @extra, a domain about to join), and PAGE_SIZE while large pages are disabled. Raising it
+ * @extra, a domain about to join; the accesses' alignments), and PAGE_SIZE while large pages are disabled. Raising it
  * fails with EADDRINUSE when an existing area would break it.
  */
 static int __iopt_calculate_iova_alignment(struct io_pagetable *iopt,
@@ -920,6 +948,9 @@ static int __iopt_calculate_iova_alignment(struct io_pagetable *iopt,
 			alignment = iopt_domain_alignment(iopt->domains[i]);
 	if (extra && iopt_domain_alignment(extra) > alignment)
 		alignment = iopt_domain_alignment(extra);
+	for (i = 0; i != iopt->nr_accesses; i++)
+		if (iopt->accesses[i]->iova_alignment > alignment)
+			alignment = iopt->accesses[i]->iova_alignment;
 	if (iopt->disable_large_pages && uiommu_page_size > alignment)
 		alignment = uiommu_page_size;
 	if (alignment > iopt->iova_alignment) {
@@ -1115,6 +1146,70 @@ void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *do
 out_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
 	uiommu_up_write(&iopt->domains_rwsem);
+}
+
+/* ---- accesses ------------------------------------------------------------------------------ */
+
+/**
+ * iopt_add_access() - list @access in the table; its alignment joins the table's
+ * Return: 0, -EADDRINUSE when an area breaks the access's alignment, -ENOMEM.
+ */
+int iopt_add_access(struct io_pagetable *iopt, struct iopt_access *access)
+{
+	int rc = 0;
+
+	uiommu_down_read(&iopt->domains_rwsem);
+	uiommu_down_write(&iopt->iova_rwsem);
+	if (iopt->nr_accesses == iopt->accesses_cap) {
+		unsigned int cap = iopt->accesses_cap ? iopt->accesses_cap * 2 : 2;
+		struct iopt_access **accesses =
+			uiommu_realloc_array(iopt->accesses, cap, sizeof(*accesses));
+
+		if (!accesses) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		iopt->accesses = accesses;
+		iopt->accesses_cap = cap;
+	}
+	iopt->accesses[iopt->nr_accesses++] = access;
+	rc = iopt_calculate_iova_alignment(iopt);
+	if (rc)
+		iopt->accesses[--iopt->nr_accesses] = NULL;
+out_unlock:
+	/* A failed first add leaves no array behind. */
+	if (rc && !iopt->nr_accesses) {
+		uiommu_free(iopt->accesses);
+		iopt->accesses = NULL;
+		iopt->accesses_cap = 0;
+	}
+	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
+	return rc;
+}
+
+/* Unlists @access (which holds no pins in the table any more); the alignment may fall. */
+void iopt_remove_access(struct io_pagetable *iopt, struct iopt_access *access)
+{
+	unsigned int i;
+
+	uiommu_down_read(&iopt->domains_rwsem);
+	uiommu_down_write(&iopt->iova_rwsem);
+	for (i = 0; i != iopt->nr_accesses; i++)
+		if (iopt->accesses[i] == access)
+			break;
+	if (!WARN_ON(i == iopt->nr_accesses)) {
+		iopt->accesses[i] = iopt->accesses[--iopt->nr_accesses];
+		/* Only falls: cannot fail. */
+		WARN_ON(iopt_calculate_iova_alignment(iopt));
+	}
+	if (!iopt->nr_accesses) {
+		uiommu_free(iopt->accesses);
+		iopt->accesses = NULL;
+		iopt->accesses_cap = 0;
+	}
+	uiommu_up_write(&iopt->iova_rwsem);
+	uiommu_up_read(&iopt->domains_rwsem);
 }
 
 /**

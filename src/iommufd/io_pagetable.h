@@ -36,6 +36,13 @@
  * Each domain's aperture becomes reserved IOVA (owner: the domain) and the table's alignment
  * rises to the largest of the domains' smallest page sizes.
  *
+ * Accesses (iommufd_access, access.c) are the other kind of pinning user: each attached access
+ * is listed in accesses (its iova_alignment counts into the table's alignment) and pins ranges
+ * of areas through pin users of its own, counted in area->num_accesses. An unmap that meets an
+ * area with access pins marks it prevent_access, drops its locks and tells every access to
+ * let go of the range (iommufd_access_notify_unmap()), then tries again; an area with access
+ * pins is never split.
+ *
  * Locking, in order: iopt->domains_rwsem -> iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
  *   domains_rwsem protects domains and nr_domains. Writers: adding and removing a domain.
  *   Readers: MAP, COPY and UNMAP, which must see one stable set of domains to fill or empty.
@@ -73,6 +80,15 @@ struct io_pagetable {
 	bool tail_hole_in_tree;
 	uint64_t iova_alignment; /* every area's IOVA, length and page offset is aligned to it */
 	bool disable_large_pages; /* IOMMU_OPTION_HUGE_PAGES = 0 */
+	struct iopt_access **accesses; /* attached accesses, not references */
+	unsigned int nr_accesses;
+	unsigned int accesses_cap;
+};
+
+/* An access's membership of tables: what the table needs to know of it. */
+struct iopt_access {
+	uint64_t iova_alignment; /* constant */
+	uint32_t obj_id;         /* the access object's ID, to take a hold on it; constant */
 };
 
 enum iopt_address_type {
@@ -111,6 +127,8 @@ struct iopt_area {
 	int iommu_prot;
 	struct iopt_pages_pin pin;      /* held while the table has domains */
 	bool pinned;                    /* pin is in pages->pin_users */
+	atomic_uint num_accesses;       /* access pins through this area */
+	bool prevent_access;            /* being unmapped: no new access pins or rw (iova_rwsem) */
 };
 
 struct iopt_reserved {
@@ -189,5 +207,10 @@ void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin);
 void iopt_pages_pin_shrink(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
 			   uint64_t last);
 int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *addr);
+
+int iopt_add_access(struct io_pagetable *iopt, struct iopt_access *access);
+void iopt_remove_access(struct io_pagetable *iopt, struct iopt_access *access);
+/* access.c: ask every access of @iopt to unpin what it holds in [iova, last]. No lock held. */
+void iommufd_access_notify_unmap(struct io_pagetable *iopt, uint64_t iova, uint64_t last);
 
 #endif

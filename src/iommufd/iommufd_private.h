@@ -109,6 +109,7 @@ struct iommufd_ctx {
 	pthread_mutex_t wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
 	pthread_cond_t wait_cond;
 	struct uiommu_mm *mm;          /* the opener's address space; a reference */
+	struct iommufd_file *file;     /* the /dev/iommu file that owns us (file.c); constant */
 };
 
 enum {
@@ -181,6 +182,18 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 		      uint64_t arg);
 long iommufd_objects_live(void);
 long iommufd_contexts_live(void);
+
+/* Sub-fds: fds made by an ioctl that stand for an object of the context (file.c). */
+struct iommufd_file;
+struct iommufd_subfd_ops {
+	void (*release)(void *priv); /* the last close */
+};
+struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
+					 const struct iommufd_subfd_ops *ops, void *priv, int *fd);
+void iommufd_subfd_install(struct iommufd_file *file, int fd);
+void iommufd_subfd_abort(struct iommufd_file *file, int fd);
+void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
+void iommufd_subfd_put(struct iommufd_file *file);
 
 /* ---- IOAS ---------------------------------------------------------------------------------- */
 
@@ -276,6 +289,9 @@ struct iommufd_hwpt_paging *iommufd_hwpt_paging_alloc(struct iommufd_ctx *ictx,
 void iommufd_hwpt_paging_destroy(struct iommufd_object *obj);
 void iommufd_hw_pagetable_put(struct iommufd_ctx *ictx, struct iommufd_hw_pagetable *hwpt);
 int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd);
+int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd); /* dirty.c */
+int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd);
+int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
 
 void iommufd_selftest_destroy(struct iommufd_object *obj);
 
@@ -285,6 +301,8 @@ int iommufd_vfio_ioas(struct iommufd_ucmd *ucmd);
 int iommufd_vfio_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
 		       uint64_t arg);
 int iommufd_test(struct iommufd_ucmd *ucmd);
+int iommufd_test_access(struct iommufd_ucmd *ucmd);
+void iommufd_access_destroy_object(struct iommufd_object *obj);
 
 static inline int iommufd_conv_map_flags(uint32_t flags)
 {

@@ -568,7 +568,7 @@ static int iommufd_option(struct iommufd_ucmd *ucmd)
 }
 
 /*
- * Commands whose objects (nested HWPTs, vIOMMUs, dirty tracking) arrive in later layers. After
+ * Commands whose objects (nested HWPTs, vIOMMUs) arrive in later layers. After
  * the argument checks each answers as the kernel does for an ID that names nothing of the kind
  * it can act on: ENOENT when the ID names nothing, and for an object that exists but cannot do
  * the operation yet, ENOENT too (the kernel's wrong-type answer).
@@ -582,28 +582,6 @@ static int iommufd_nodev_lookup(struct iommufd_ucmd *ucmd, uint32_t id,
 		return PTR_ERR(obj);
 	iommufd_put_object(ucmd->ictx, obj);
 	return -ENOENT;
-}
-
-static int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_hwpt_set_dirty_tracking *cmd = ucmd->cmd;
-
-	if (cmd->flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE)
-		return -EOPNOTSUPP;
-	if (cmd->__reserved)
-		return -EOPNOTSUPP;
-	return iommufd_nodev_lookup(ucmd, cmd->hwpt_id, IOMMUFD_OBJ_HWPT_PAGING);
-}
-
-static int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_hwpt_get_dirty_bitmap *cmd = ucmd->cmd;
-
-	if (cmd->flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR)
-		return -EOPNOTSUPP;
-	if (cmd->__reserved)
-		return -EOPNOTSUPP;
-	return iommufd_nodev_lookup(ucmd, cmd->hwpt_id, IOMMUFD_OBJ_HWPT_PAGING);
 }
 
 static int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
@@ -849,6 +827,9 @@ const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
 	},
 	[IOMMUFD_OBJ_IOAS] = {
 		.destroy = iommufd_ioas_destroy,
+	},
+	[IOMMUFD_OBJ_ACCESS] = {
+		.destroy = iommufd_access_destroy_object,
 	},
 	[IOMMUFD_OBJ_SELFTEST] = {
 		.destroy = iommufd_selftest_destroy,

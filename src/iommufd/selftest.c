@@ -14,8 +14,10 @@
  * domain and compares each MOCK_PAGE_SIZE step with the host address of the user's buffer;
  * MD_CHECK_REFS compares the mm's pin ledger, page by page, with the expected count.
  *
- * Ops not listed answer EOPNOTSUPP, the kernel's answer for an op it does not know; they arrive
- * with the access, dirty, nesting, PASID and fault layers.
+ * The access ops live with the access objects (access.c), DIRTY with
+ * dirty tracking (dirty.c). Ops not listed answer EOPNOTSUPP, the
+ * kernel's answer for an op it does not know; they arrive with the nesting, PASID and fault
+ * layers.
  */
 #include <errno.h>
 
@@ -200,6 +202,15 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 	case IOMMU_TEST_OP_MD_CHECK_REFS:
 		return iommufd_test_md_check_refs(ucmd, cmd->check_refs.uptr,
 						  cmd->check_refs.length, cmd->check_refs.refs);
+	case IOMMU_TEST_OP_CREATE_ACCESS:
+	case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES:
+	case IOMMU_TEST_OP_ACCESS_PAGES:
+	case IOMMU_TEST_OP_ACCESS_RW:
+	case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
+	case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
+		return iommufd_test_access(ucmd); /* access.c */
+	case IOMMU_TEST_OP_DIRTY:
+		return iommufd_test_dirty(ucmd); /* dirty.c */
 	default:
 		return -EOPNOTSUPP;
 	}

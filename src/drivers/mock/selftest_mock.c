@@ -23,8 +23,16 @@
  *   0                                   empty
  *   table address | PTE_VALID           the next level (tables are 16-byte aligned)
  *   output address | PTE_VALID | PTE_LEAF | PTE_READ? | PTE_WRITE?   a translation
+ *   ... | PTE_DIRTY                     a translation written through since its dirty bit
+ *                                       was last cleared (leaves only)
  * The output address (a host address of the emulator, see iommu.h) is aligned to the leaf size,
- * so the low bits are free for the flags. Tables are freed with the domain, and a 1 MiB map over
+ * so the low bits are free for the flags.
+ *
+ * Dirty tracking. Every paging domain has dirty ops, as the kernel's mock does; enabling them
+ * on a domain not allocated with DIRTY_TRACKING is EINVAL. There is no DMA through these
+ * domains, so the test command's DIRTY op plays the hardware (mock_selftest_mark_dirty()): it
+ * sets the dirty bit of the leaf that translates an IOVA, and the bit stands for the whole leaf,
+ * so a dirty 1 MiB leaf reads back as 512 dirty 2 KiB pages. Tables are freed with the domain, and a 1 MiB map over
  * an emptied table frees that table first.
  *
  * Locking: each domain's lock (a leaf, taken inside whatever the core holds) protects its table;
@@ -52,6 +60,8 @@
 #define PTE_READ (1ull << 2)
 #define PTE_WRITE (1ull << 3)
 #define PTE_FLAGS 0xfull
+#define PTE_DIRTY (1ull << 4) /* leaves only: tables are only 16-byte aligned */
+#define PTE_LEAF_FLAGS (MOCK_SELFTEST_PAGE_SIZE - 1)
 
 /* Selftest HWPT data: the paging format, as iommufd_test.h defines it. */
 #define MOCK_SELFTEST_DATA_TYPE 0xdeadu
@@ -67,6 +77,7 @@ struct mock_selftest_domain {
 	uint64_t *root;           /* level 0 */
 	long nr_tables;           /* tables allocated, the root included */
 	uint32_t flags;           /* IOMMU_DOMAIN_ALLOC_* it was made with; constant */
+	bool dirty_tracking;      /* dirty tracking is on; under lock */
 };
 
 /* A device's driver data (dev->iommu_data->priv); attach runs under the group mutex. */
@@ -282,13 +293,134 @@ static phys_addr_t mock_selftest_iova_to_phys(struct iommu_domain *domain, uint6
 		if (!pte)
 			break;
 		if (pte & PTE_LEAF) {
-			phys = (pte & ~PTE_FLAGS) + (iova & ((1ull << pt_shift(l)) - 1));
+			phys = (pte & ~PTE_LEAF_FLAGS) + (iova & ((1ull << pt_shift(l)) - 1));
 			break;
 		}
 		table = pt_table(pte);
 	}
 	uiommu_mutex_unlock(&md->lock);
 	return phys;
+}
+
+/*
+ * The leaf that translates @iova, or NULL; *@level is the level where the walk stopped (the
+ * leaf's, or the first empty entry's). Caller holds md->lock.
+ */
+static uint64_t *pt_leaf(struct mock_selftest_domain *md, uint64_t iova, unsigned int *level)
+{
+	uint64_t *table = md->root;
+	unsigned int l;
+
+	lockdep_assert_held(&md->lock);
+	for (l = 0; l != PT_LEVELS; l++) {
+		uint64_t *pte = &table[pt_index(iova, l)];
+
+		*level = l;
+		if (!*pte)
+			return NULL;
+		if (*pte & PTE_LEAF)
+			return pte;
+		table = pt_table(*pte);
+	}
+	return NULL;
+}
+
+/*
+ * Calls @fn on each leaf that meets [iova, last], in IOVA order, with the leaf's first IOVA and
+ * size. Caller holds md->lock.
+ */
+static void pt_for_each_leaf(struct mock_selftest_domain *md, uint64_t iova, uint64_t last,
+			     void (*fn)(uint64_t *pte, uint64_t leaf_iova, uint64_t size, void *arg),
+			     void *arg)
+{
+	while (iova <= last) {
+		unsigned int level;
+		uint64_t *pte = pt_leaf(md, iova, &level);
+		uint64_t size = 1ull << pt_shift(level), start = iova & ~(size - 1);
+
+		if (pte)
+			fn(pte, start, size, arg);
+		if (start + size - 1 >= last || start + size < start)
+			return;
+		iova = start + size;
+	}
+}
+
+struct mock_selftest_dirty_walk {
+	unsigned int flags;
+	struct iommu_dirty_bitmap *dirty;
+};
+
+static void mock_selftest_dirty_leaf(uint64_t *pte, uint64_t leaf_iova, uint64_t size, void *arg)
+{
+	struct mock_selftest_dirty_walk *walk = arg;
+
+	if (!(*pte & PTE_DIRTY))
+		return;
+	if (walk->dirty)
+		walk->dirty->record(walk->dirty, leaf_iova, size);
+	if (!(walk->flags & IOMMU_DIRTY_NO_CLEAR))
+		*pte &= ~PTE_DIRTY;
+}
+
+static int mock_selftest_set_dirty_tracking(struct iommu_domain *domain, bool enabled)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	struct mock_selftest_dirty_walk walk = { 0 };
+
+	if (enabled && !(md->flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING))
+		return -EINVAL;
+	uiommu_mutex_lock(&md->lock);
+	/* Tracking starts clean. */
+	if (enabled && !md->dirty_tracking)
+		pt_for_each_leaf(md, MOCK_SELFTEST_APERTURE_START, MOCK_SELFTEST_APERTURE_LAST,
+				 mock_selftest_dirty_leaf, &walk);
+	md->dirty_tracking = enabled;
+	uiommu_mutex_unlock(&md->lock);
+	return 0;
+}
+
+static int mock_selftest_read_and_clear_dirty(struct iommu_domain *domain, uint64_t iova,
+					      uint64_t size, unsigned int flags,
+					      struct iommu_dirty_bitmap *dirty)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	struct mock_selftest_dirty_walk walk = { .flags = flags, .dirty = dirty };
+	uint64_t last;
+	int rc = 0;
+
+	if (!size || check_add_overflow(iova, size - 1, &last))
+		return -EINVAL;
+	uiommu_mutex_lock(&md->lock);
+	if (!md->dirty_tracking)
+		rc = -EINVAL;
+	else
+		pt_for_each_leaf(md, iova, last, mock_selftest_dirty_leaf, &walk);
+	uiommu_mutex_unlock(&md->lock);
+	return rc;
+}
+
+static const struct iommu_dirty_ops mock_selftest_dirty_ops = {
+	.set_dirty_tracking = mock_selftest_set_dirty_tracking,
+	.read_and_clear_dirty = mock_selftest_read_and_clear_dirty,
+};
+
+int mock_selftest_mark_dirty(struct iommu_domain *domain, uint64_t iova)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	unsigned int level;
+	uint64_t *pte;
+	int rc = 0;
+
+	uiommu_mutex_lock(&md->lock);
+	if (!md->dirty_tracking) {
+		rc = -EINVAL;
+	} else if (mock_selftest_in_aperture(iova, 1) && (pte = pt_leaf(md, iova, &level))) {
+		*pte |= PTE_DIRTY;
+		rc = 1;
+	}
+	uiommu_mutex_unlock(&md->lock);
+	return rc;
 }
 
 static void mock_selftest_domain_free(struct iommu_domain *domain)
@@ -381,6 +513,7 @@ mock_selftest_domain_alloc_paging_flags(struct device *dev, uint32_t flags,
 	uiommu_mutex_init(&md->lock);
 	md->flags = flags;
 	md->domain.ops = &mock_selftest_paging_ops;
+	md->domain.dirty_ops = &mock_selftest_dirty_ops;
 	md->domain.pgsize_bitmap = pgsize_bitmap;
 	md->domain.geometry.aperture_start = MOCK_SELFTEST_APERTURE_START;
 	md->domain.geometry.aperture_end = MOCK_SELFTEST_APERTURE_LAST;

@@ -50,6 +50,13 @@ uint32_t mock_selftest_dev_flags(struct device *dev);
 /** mock_selftest_domain_is() - is @domain a paging domain of the selftest mock? */
 bool mock_selftest_domain_is(struct iommu_domain *domain);
 
+/**
+ * mock_selftest_mark_dirty() - the "hardware" writes through @iova of a mock paging domain
+ * Return: 1 when a leaf translates @iova (its dirty bit is now set), 0 when none does,
+ * -EINVAL while dirty tracking is off.
+ */
+int mock_selftest_mark_dirty(struct iommu_domain *domain, uint64_t iova);
+
 /** mock_selftest_nr_tables() - table pages a mock paging domain holds now (tests) */
 long mock_selftest_nr_tables(struct iommu_domain *domain);
 

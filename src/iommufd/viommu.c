@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "drivers/mock/selftest_mock.h"
 #include "iommu/iommu.h"
@@ -263,6 +262,7 @@ out_put_viommu:
 
 void iommufd_device_remove_vdev(struct iommufd_device *idev)
 {
+	struct iommufd_device *unlinked = NULL;
 	struct iommufd_vdevice *vdev;
 	uint32_t id = 0;
 	int rc;
@@ -286,15 +286,19 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 	} while (rc == -EBUSY);
 	if (rc != -ENOENT)
 		return;
-	/* The concurrent destroy may not have reached the unlink yet: wait for it. */
-	for (;;) {
-		uiommu_mutex_lock(&idev->lock);
-		vdev = idev->vdev;
-		uiommu_mutex_unlock(&idev->lock);
-		if (!vdev)
-			break;
-		usleep(100);
+	/*
+	 * Someone else is destroying it, perhaps later on this very thread (the context's close
+	 * unpublishes a batch, then destroys it): unlink it now rather than wait. While
+	 * idev->vdev still names it, its destroy has not passed the unlink, so it is alive.
+	 */
+	uiommu_mutex_lock(&idev->lock);
+	if (idev->vdev == vdev) {
+		idev->vdev = NULL;
+		unlinked = atomic_exchange(&vdev->idev, NULL);
 	}
+	uiommu_mutex_unlock(&idev->lock);
+	if (unlinked)
+		iommufd_object_unref_users(&idev->obj);
 }
 
 bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev)

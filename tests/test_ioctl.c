@@ -525,8 +525,11 @@ TEST_F(iommufd, reserved_and_flags_eopnotsupp)
 
 		ASSERT_ERRNO(EOPNOTSUPP, ioc(self->fd, IOMMU_HWPT_INVALIDATE, &c));
 		c.__reserved = 0;
-		c.hwpt_id = ioas;
+		c.hwpt_id = 9999;
 		ASSERT_ERRNO(ENOENT, ioc(self->fd, IOMMU_HWPT_INVALIDATE, &c));
+		/* Neither a nested HWPT nor a vIOMMU: EINVAL (the newest kernel's answer). */
+		c.hwpt_id = ioas;
+		ASSERT_ERRNO(EINVAL, ioc(self->fd, IOMMU_HWPT_INVALIDATE, &c));
 	}
 	{
 		struct iommu_fault_alloc c = { .size = sizeof(c), .flags = 1 };

@@ -48,6 +48,14 @@ int uiommu_dupfd(int fd, int minfd, bool cloexec);
 /* Is @fd an iommufd fd of this library? */
 bool uiommu_is_fd(int fd);
 
+/*
+ * Event fds that iommufd ioctls return (VEVENTQ_ALLOC's out_veventq_fd): real eventfds, so
+ * poll/select/epoll work as they are; read through these, close with uiommu_close().
+ */
+bool uiommu_event_is_fd(int fd);
+ssize_t uiommu_event_read(int fd, void *buf, size_t count);
+ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset);
+
 /* @fd no longer refers to the iommufd (it was closed or replaced without uiommu_close(), e.g.
  * dup2() of another file onto it): drop the library's reference without closing anything. */
 void uiommu_fd_forget(int fd);

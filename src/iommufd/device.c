@@ -78,6 +78,7 @@ struct iommufd_device *iommufd_device_bind(struct iommufd_ctx *ictx, struct devi
 /* Pairs with iommufd_device_bind(); the device must be detached. */
 void iommufd_device_unbind(struct iommufd_device *idev)
 {
+	iommufd_device_remove_vdev(idev);
 	iommufd_object_unref_users(&idev->obj);
 	WARN_ON(iommufd_object_remove(idev->ictx, &idev->obj, 0, REMOVE_WAIT));
 }
@@ -176,6 +177,18 @@ int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id)
 	if (IS_ERR(pt))
 		return PTR_ERR(pt);
 	switch (pt->type) {
+	case IOMMUFD_OBJ_HWPT_NESTED: {
+		struct iommufd_hwpt_nested *nested =
+			container_of(pt, struct iommufd_hwpt_nested, common.obj);
+
+		/* A vIOMMU's nested HWPT takes only devices with a vDEVICE in that vIOMMU. */
+		if (nested->viommu && !iommufd_viommu_has_vdev(nested->viommu, idev)) {
+			rc = -ENOENT;
+			break;
+		}
+		rc = iommufd_device_do_replace(idev, &nested->common, &old);
+		break;
+	}
 	case IOMMUFD_OBJ_HWPT_PAGING:
 		rc = iommufd_device_do_replace(
 			idev, container_of(pt, struct iommufd_hw_pagetable, obj), &old);

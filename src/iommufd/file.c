@@ -107,6 +107,16 @@ static void iommufd_file_put(struct iommufd_file *file)
 	call_rcu(&file->rcu, iommufd_file_free_rcu);
 }
 
+void iommufd_ctx_file_get(struct iommufd_ctx *ictx)
+{
+	atomic_fetch_add_explicit(&ictx->file->refs, 1, memory_order_relaxed);
+}
+
+void iommufd_ctx_file_put(struct iommufd_ctx *ictx)
+{
+	iommufd_file_put(ictx->file);
+}
+
 /* The file behind @fd with a reference (pairs with iommufd_file_put()), or NULL. */
 static struct iommufd_file *iommufd_file_get(int fd)
 {
@@ -180,6 +190,7 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 		rc = PTR_ERR(file->ictx);
 		goto err_free;
 	}
+	file->ictx->file = file;
 	fd = uiommu_should_fail() ? -1 : iommufd_raw_open(flags);
 	if (fd < 0) {
 		rc = fd < 0 && errno ? -errno : -ENOMEM;
@@ -237,7 +248,8 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	file = slot ? atomic_exchange_explicit(slot, NULL, memory_order_acq_rel) : NULL;
 	if (!file) {
 		pthread_mutex_unlock(&fdt_lock);
-		return uiommu_ret(-EBADF);
+		/* Not /dev/iommu: perhaps an fd one of its ioctls made. */
+		return uiommu_ret(iommufd_event_fd_close(fd));
 	}
 	rc = (int)syscall(SYS_close, fd);
 	pthread_mutex_unlock(&fdt_lock);

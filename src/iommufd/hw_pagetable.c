@@ -16,17 +16,27 @@
  *    driver accepts, and it is destroyed at its last detach (iommufd_hw_pagetable_put()), so its
  *    ID then names nothing.
  *
- * Nested HWPTs, fault queues, dirty tracking and invalidation arrive in later layers: HWPT_ALLOC
- * with a paging parent answers EINVAL or EOPNOTSUPP as the kernel does for what it cannot build.
+ * Nested HWPTs (IOMMUFD_OBJ_HWPT_NESTED) are user-managed stage-1 tables: HWPT_ALLOC with pt_id
+ * a NEST_PARENT paging HWPT, or a vIOMMU (whose parent HWPT is then used), and driver data. The
+ * driver builds the domain from the data; iommufd keeps the parent alive with a users reference
+ * (on the vIOMMU instead, when made from one, which itself holds the parent), so destroying the
+ * parent while a nested child exists is EBUSY. The user keeps the stage-1 caches coherent with
+ * IOMMU_HWPT_INVALIDATE: an array of driver entries, handed to the driver one at a time, with the
+ * count done reported back even when an entry fails. Only the selftest mock nests today, so the
+ * driver calls are its own (drivers/mock/selftest_mock.h); another driver answers EOPNOTSUPP.
+ *
+ * Fault queues and dirty tracking arrive in later layers.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "iommu/iommu.h"
+#include "drivers/mock/selftest_mock.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_hwpt_paging, common.obj);
+IOMMUFD_OBJECT_AT_ZERO(struct iommufd_hwpt_nested, common.obj);
 
 #define IOMMUFD_HWPT_PAGING_FLAGS                                                            \
 	(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID)
@@ -127,6 +137,208 @@ void iommufd_hw_pagetable_put(struct iommufd_ctx *ictx, struct iommufd_hw_pageta
 		iommufd_object_remove(ictx, &hwpt->obj, id, 0);
 }
 
+/* ---- nested HWPTs ---------------------------------------------------------------------------- */
+
+void iommufd_hwpt_nested_destroy(struct iommufd_object *obj)
+{
+	struct iommufd_hwpt_nested *hwpt = container_of(obj, struct iommufd_hwpt_nested, common.obj);
+
+	iommu_domain_free(hwpt->common.domain);
+	/* Pairs with the reference taken in iommufd_hwpt_nested_alloc(). */
+	if (hwpt->viommu)
+		iommufd_object_unref_users((struct iommufd_object *)hwpt->viommu);
+	else
+		iommufd_object_unref_users(&hwpt->parent->common.obj);
+}
+
+/*
+ * A new, unpublished nested HWPT of @idev's driver over @parent (or over @viommu's parent).
+ * Return: the HWPT, or ERR_PTR(-EOPNOTSUPP) (flags, data type or driver), -EINVAL (the parent
+ * is not a user-made NEST_PARENT HWPT of the device's driver, or short data), -ENOMEM.
+ */
+static struct iommufd_hwpt_nested *
+iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *parent,
+			  struct iommufd_viommu *viommu, struct iommufd_device *idev, uint32_t flags,
+			  uint32_t data_type, const void *data, uint32_t len)
+{
+	struct iommufd_hwpt_nested *hwpt;
+	struct iommu_domain *domain;
+	int rc;
+
+	if (flags & ~IOMMU_HWPT_ALLOC_PASID)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (parent->auto_domain || !(parent->flags & IOMMU_HWPT_ALLOC_NEST_PARENT))
+		return ERR_PTR(-EINVAL);
+	if (!mock_selftest_dev_is(idev->dev))
+		return ERR_PTR(-EOPNOTSUPP);
+	if (!mock_selftest_domain_is(parent->common.domain))
+		return ERR_PTR(-EINVAL);
+
+	hwpt = iommufd_object_alloc(ictx, hwpt, IOMMUFD_OBJ_HWPT_NESTED);
+	if (IS_ERR(hwpt))
+		return hwpt;
+	domain = uiommu_should_fail() ?
+			 ERR_PTR(-ENOMEM) :
+			 mock_selftest_nested_alloc(parent->common.domain, idev->dev,
+						    flags & IOMMU_HWPT_ALLOC_PASID ?
+							    IOMMU_DOMAIN_ALLOC_PASID :
+							    0,
+						    data_type, data, len);
+	if (IS_ERR(domain)) {
+		rc = PTR_ERR(domain);
+		iommufd_object_abort(ictx, &hwpt->common.obj);
+		return ERR_PTR(rc);
+	}
+	hwpt->common.domain = domain;
+	hwpt->parent = parent;
+	hwpt->viommu = viommu;
+	/* Pairs with the put in iommufd_hwpt_nested_destroy(). */
+	if (viommu)
+		iommufd_object_ref_users((struct iommufd_object *)viommu);
+	else
+		iommufd_object_ref_users(&parent->common.obj);
+	return hwpt;
+}
+
+/* HWPT_ALLOC with pt_id = a paging HWPT or a vIOMMU: a nested HWPT. */
+static int iommufd_hwpt_nested_alloc_ioctl(struct iommufd_ucmd *ucmd, struct iommufd_device *idev,
+					   struct iommufd_object *pt)
+{
+	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
+	unsigned char data[IOMMUFD_HWPT_DATA_MAX];
+	struct iommufd_viommu *viommu = NULL;
+	struct iommufd_hwpt_paging *parent;
+	struct iommufd_hwpt_nested *hwpt;
+	uint32_t len;
+	int rc;
+
+	if (cmd->data_type == IOMMU_HWPT_DATA_NONE)
+		return -EINVAL;
+	if (pt->type == IOMMUFD_OBJ_VIOMMU) {
+		viommu = (struct iommufd_viommu *)pt;
+		parent = iommufd_viommu_parent(viommu);
+	} else {
+		parent = container_of(pt, struct iommufd_hwpt_paging, common.obj);
+	}
+	if (cmd->flags & ~(IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID))
+		return -EOPNOTSUPP;
+	/* No fault queue exists before the fault layer: every fault ID names nothing. */
+	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID)
+		return -ENOENT;
+	len = cmd->data_len < sizeof(data) ? cmd->data_len : (uint32_t)sizeof(data);
+	rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, len);
+	if (rc)
+		return rc;
+
+	hwpt = iommufd_hwpt_nested_alloc(ucmd->ictx, parent, viommu, idev, cmd->flags,
+					 cmd->data_type, data, len);
+	if (IS_ERR(hwpt))
+		return PTR_ERR(hwpt);
+	cmd->out_hwpt_id = iommufd_object_id(&hwpt->common.obj);
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	if (rc) {
+		iommufd_object_abort_and_destroy(ucmd->ictx, &hwpt->common.obj);
+		return rc;
+	}
+	iommufd_object_finalize(ucmd->ictx, &hwpt->common.obj);
+	return 0;
+}
+
+/* Bounds of an invalidation array (the newest kernel's). */
+#define IOMMUFD_INVALIDATE_ENTRY_LEN_MAX 4096u
+#define IOMMUFD_INVALIDATE_ENTRY_NUM_MAX (1u << 19)
+
+/**
+ * iommufd_user_array_entry() - copy entry @index of an invalidation array into @dst
+ * @ksize: our entry size; @min_len: the end of the entry's first-version fields
+ * A shorter entry_len than @min_len is EINVAL; bytes past @ksize must be zero (E2BIG).
+ */
+int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize, size_t min_len,
+			     uint32_t index)
+{
+	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+	uint64_t src = cmd->data_uptr + (uint64_t)index * cmd->entry_len;
+	size_t n = cmd->entry_len < ksize ? cmd->entry_len : ksize;
+	unsigned char byte;
+	size_t off;
+	int rc;
+
+	if (cmd->entry_len < min_len)
+		return -EINVAL;
+	memset(dst, 0, ksize);
+	rc = uiommu_copy_from_user(ucmd->mm, dst, src, n);
+	if (rc)
+		return rc;
+	for (off = ksize; off < cmd->entry_len; off++) {
+		rc = uiommu_copy_from_user(ucmd->mm, &byte, src + off, 1);
+		if (rc)
+			return rc;
+		if (byte)
+			return -E2BIG;
+	}
+	return 0;
+}
+
+static int iommufd_hwpt_nested_invalidate(struct iommufd_ucmd *ucmd,
+					  struct iommufd_hwpt_nested *hwpt)
+{
+	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+	struct iommu_hwpt_invalidate_selftest inv;
+	uint32_t i;
+	int rc = 0;
+
+	if (!mock_selftest_nested_is(hwpt->common.domain))
+		return -EOPNOTSUPP;
+	if (cmd->data_type != MOCK_SELFTEST_INVALIDATE_TYPE) {
+		cmd->entry_num = 0;
+		return -EINVAL;
+	}
+	for (i = 0; i != cmd->entry_num; i++) {
+		rc = iommufd_user_array_entry(ucmd, &inv, sizeof(inv),
+					      offsetofend(struct iommu_hwpt_invalidate_selftest,
+							  iotlb_id),
+					      i);
+		if (rc)
+			break;
+		rc = mock_selftest_nested_invalidate(hwpt->common.domain, inv.flags, inv.iotlb_id);
+		if (rc)
+			break;
+	}
+	cmd->entry_num = i;
+	return rc;
+}
+
+int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+	struct iommufd_object *obj;
+	int rc, rc_respond;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	if (cmd->entry_num && (!cmd->data_uptr || !cmd->entry_len))
+		return -EINVAL;
+	if (cmd->entry_len > IOMMUFD_INVALIDATE_ENTRY_LEN_MAX ||
+	    cmd->entry_num > IOMMUFD_INVALIDATE_ENTRY_NUM_MAX)
+		return -EINVAL;
+	obj = iommufd_get_object(ucmd->ictx, cmd->hwpt_id, IOMMUFD_OBJ_ANY);
+	if (IS_ERR(obj))
+		return PTR_ERR(obj);
+	if (obj->type == IOMMUFD_OBJ_HWPT_NESTED) {
+		rc = iommufd_hwpt_nested_invalidate(
+			ucmd, container_of(obj, struct iommufd_hwpt_nested, common.obj));
+	} else if (obj->type == IOMMUFD_OBJ_VIOMMU) {
+		rc = iommufd_viommu_invalidate(ucmd, (struct iommufd_viommu *)obj);
+	} else {
+		rc = -EINVAL;
+		cmd->entry_num = 0;
+	}
+	/* entry_num tells how far it got, also on failure. */
+	rc_respond = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	iommufd_put_object(ucmd->ictx, obj);
+	return rc ? rc : rc_respond;
+}
+
 int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
@@ -142,7 +354,7 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 	if (cmd->__reserved || cmd->__reserved2)
 		return -EOPNOTSUPP;
 	if ((cmd->data_type == IOMMU_HWPT_DATA_NONE && cmd->data_len) ||
-	    (cmd->data_type != IOMMU_HWPT_DATA_NONE && (!cmd->data_len || !cmd->data_uptr)))
+	    (cmd->data_type != IOMMU_HWPT_DATA_NONE && !cmd->data_len))
 		return -EINVAL;
 
 	idev = iommufd_get_device(ucmd->ictx, cmd->dev_id);
@@ -153,16 +365,8 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 		rc = PTR_ERR(pt);
 		goto out_put_idev;
 	}
-	if (pt->type == IOMMUFD_OBJ_HWPT_PAGING) {
-		struct iommufd_hwpt_paging *parent =
-			container_of(pt, struct iommufd_hwpt_paging, common.obj);
-
-		/* A nested HWPT needs driver data and a NEST_PARENT parent; none is built yet. */
-		if (cmd->data_type == IOMMU_HWPT_DATA_NONE ||
-		    !(parent->flags & IOMMU_HWPT_ALLOC_NEST_PARENT))
-			rc = -EINVAL;
-		else
-			rc = -EOPNOTSUPP;
+	if (pt->type == IOMMUFD_OBJ_HWPT_PAGING || pt->type == IOMMUFD_OBJ_VIOMMU) {
+		rc = iommufd_hwpt_nested_alloc_ioctl(ucmd, idev, pt);
 		goto out_put_pt;
 	}
 	if (pt->type != IOMMUFD_OBJ_IOAS) {

@@ -180,6 +180,10 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm);
 void iommufd_ctx_release(struct iommufd_ctx *ictx);
 int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
 		      uint64_t arg);
+/* Sub-fds (vEVENTQ) keep the context's file open, as the kernel's fds pin its struct file. */
+void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
+void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
+int iommufd_event_fd_close(int fd);
 long iommufd_objects_live(void);
 long iommufd_contexts_live(void);
 
@@ -244,12 +248,23 @@ struct iommufd_hwpt_paging {
 	struct iommufd_hwpt_paging *auto_next; /* ioas->mutex */
 };
 
+struct iommufd_vdevice;
+struct iommufd_viommu;
+
 struct iommufd_device {
 	struct iommufd_object obj;
 	struct iommufd_ctx *ictx;
 	struct device *dev;          /* a reference; constant */
-	struct uiommu_mutex lock;    /* protects hwpt; order: after ioas->mutex */
+	struct uiommu_mutex lock;    /* protects hwpt, vdev; order: after ioas->mutex */
 	struct iommufd_hw_pagetable *hwpt; /* attached (a users reference), or NULL */
+	struct iommufd_vdevice *vdev; /* its vDEVICE (not a reference), or NULL */
+};
+
+/* A user-managed stage-1 HWPT over a NEST_PARENT paging HWPT (hw_pagetable.c). */
+struct iommufd_hwpt_nested {
+	struct iommufd_hw_pagetable common;
+	struct iommufd_hwpt_paging *parent; /* a users reference unless viommu; constant */
+	struct iommufd_viommu *viommu;      /* made from a vIOMMU: a users reference; or NULL */
 };
 
 static inline uint32_t iommufd_object_id(struct iommufd_object *obj)
@@ -292,6 +307,30 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd);
 int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd); /* dirty.c */
 int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd);
 int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
+
+void iommufd_hwpt_nested_destroy(struct iommufd_object *obj);
+int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd);
+int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize, size_t min_len,
+			     uint32_t index);
+
+/* ---- vIOMMU, vDEVICE, vEVENTQ, HW queue (viommu.c, eventq.c) -------------------------------- */
+
+int iommufd_viommu_alloc_ioctl(struct iommufd_ucmd *ucmd);
+int iommufd_vdevice_alloc_ioctl(struct iommufd_ucmd *ucmd);
+int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd);
+void iommufd_viommu_destroy(struct iommufd_object *obj);
+void iommufd_vdevice_destroy(struct iommufd_object *obj);
+void iommufd_veventq_destroy(struct iommufd_object *obj);
+struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu);
+int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu);
+/* The vDEVICE of @idev goes with it, leaving a tombstone (device unbind). */
+void iommufd_device_remove_vdev(struct iommufd_device *idev);
+/* May @idev attach to a nested HWPT of @viommu (it has a vDEVICE there)? */
+bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev);
+/* TRIGGER_VEVENT: one selftest event for @idev through its vIOMMU's vEVENTQ. */
+int iommufd_viommu_trigger_vevent(struct iommufd_device *idev);
+int iommufd_veventq_report(struct iommufd_viommu *viommu, uint32_t type, const void *data,
+			   uint32_t len);
 
 void iommufd_selftest_destroy(struct iommufd_object *obj);
 

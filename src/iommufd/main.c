@@ -584,44 +584,6 @@ static int iommufd_nodev_lookup(struct iommufd_ucmd *ucmd, uint32_t id,
 	return -ENOENT;
 }
 
-static int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
-
-	if (cmd->__reserved)
-		return -EOPNOTSUPP;
-	if (cmd->entry_num && (!cmd->data_uptr || !cmd->entry_len))
-		return -EINVAL;
-	return iommufd_nodev_lookup(ucmd, cmd->hwpt_id, IOMMUFD_OBJ_ANY);
-}
-
-static int iommufd_viommu_alloc(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_viommu_alloc *cmd = ucmd->cmd;
-
-	if (cmd->flags || cmd->__reserved)
-		return -EOPNOTSUPP;
-	return iommufd_nodev_lookup(ucmd, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
-}
-
-static int iommufd_vdevice_alloc(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_vdevice_alloc *cmd = ucmd->cmd;
-
-	return iommufd_nodev_lookup(ucmd, cmd->viommu_id, IOMMUFD_OBJ_VIOMMU);
-}
-
-static int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_veventq_alloc *cmd = ucmd->cmd;
-
-	if (cmd->flags || cmd->__reserved || cmd->type == IOMMU_VEVENTQ_TYPE_DEFAULT)
-		return -EOPNOTSUPP;
-	if (!cmd->veventq_depth)
-		return -EINVAL;
-	return iommufd_nodev_lookup(ucmd, cmd->viommu_id, IOMMUFD_OBJ_VIOMMU);
-}
-
 static int iommufd_hw_queue_alloc(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_hw_queue_alloc *cmd = ucmd->cmd;
@@ -716,9 +678,9 @@ static const struct iommufd_ioctl_op iommufd_ioctl_ops[] = {
 	IOCTL_OP(IOMMU_FAULT_QUEUE_ALLOC, iommufd_fault_alloc, struct iommu_fault_alloc,
 		 out_fault_fd),
 	IOCTL_OP(IOMMU_IOAS_MAP_FILE, iommufd_ioas_map_file, struct iommu_ioas_map_file, iova),
-	IOCTL_OP(IOMMU_VIOMMU_ALLOC, iommufd_viommu_alloc, struct iommu_viommu_alloc,
+	IOCTL_OP(IOMMU_VIOMMU_ALLOC, iommufd_viommu_alloc_ioctl, struct iommu_viommu_alloc,
 		 out_viommu_id),
-	IOCTL_OP(IOMMU_VDEVICE_ALLOC, iommufd_vdevice_alloc, struct iommu_vdevice_alloc, virt_id),
+	IOCTL_OP(IOMMU_VDEVICE_ALLOC, iommufd_vdevice_alloc_ioctl, struct iommu_vdevice_alloc, virt_id),
 	IOCTL_OP(IOMMU_IOAS_CHANGE_PROCESS, iommufd_ioas_change_process,
 		 struct iommu_ioas_change_process, __reserved),
 	IOCTL_OP(IOMMU_VEVENTQ_ALLOC, iommufd_veventq_alloc, struct iommu_veventq_alloc,
@@ -824,6 +786,18 @@ const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
 	},
 	[IOMMUFD_OBJ_HWPT_PAGING] = {
 		.destroy = iommufd_hwpt_paging_destroy,
+	},
+	[IOMMUFD_OBJ_HWPT_NESTED] = {
+		.destroy = iommufd_hwpt_nested_destroy,
+	},
+	[IOMMUFD_OBJ_VIOMMU] = {
+		.destroy = iommufd_viommu_destroy,
+	},
+	[IOMMUFD_OBJ_VDEVICE] = {
+		.destroy = iommufd_vdevice_destroy,
+	},
+	[IOMMUFD_OBJ_VEVENTQ] = {
+		.destroy = iommufd_veventq_destroy,
 	},
 	[IOMMUFD_OBJ_IOAS] = {
 		.destroy = iommufd_ioas_destroy,

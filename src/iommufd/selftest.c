@@ -183,6 +183,57 @@ static int iommufd_test_md_check_refs(struct iommufd_ucmd *ucmd, uint64_t uptr, 
 	return 0;
 }
 
+/* MD_CHECK_IOTLB: entry @id of mock nested HWPT @hwpt_id holds @iotlb. */
+static int iommufd_test_md_check_iotlb(struct iommufd_ucmd *ucmd, uint32_t hwpt_id, uint32_t id,
+				       uint32_t iotlb)
+{
+	struct iommufd_object *obj;
+	struct iommu_domain *domain;
+	int rc = 0;
+
+	if (id >= MOCK_SELFTEST_NESTED_IOTLB_NUM)
+		return -EINVAL;
+	obj = iommufd_get_object(ucmd->ictx, hwpt_id, IOMMUFD_OBJ_HWPT_NESTED);
+	if (IS_ERR(obj))
+		return PTR_ERR(obj);
+	domain = container_of(obj, struct iommufd_hw_pagetable, obj)->domain;
+	if (!mock_selftest_nested_is(domain) || mock_selftest_nested_iotlb(domain, id) != iotlb)
+		rc = -EINVAL;
+	iommufd_put_object(ucmd->ictx, obj);
+	return rc;
+}
+
+/* DEV_CHECK_CACHE: cache word @id of mock device @idev_id holds @cache. */
+static int iommufd_test_dev_check_cache(struct iommufd_ucmd *ucmd, uint32_t idev_id, uint32_t id,
+					uint32_t cache)
+{
+	struct iommufd_device *idev;
+	int rc = 0;
+
+	if (id >= MOCK_SELFTEST_DEV_CACHE_NUM)
+		return -EINVAL;
+	idev = iommufd_get_device(ucmd->ictx, idev_id);
+	if (IS_ERR(idev))
+		return PTR_ERR(idev);
+	if (!mock_selftest_dev_is(idev->dev) || mock_selftest_dev_cache(idev->dev)[id] != cache)
+		rc = -EINVAL;
+	iommufd_put_object(ucmd->ictx, &idev->obj);
+	return rc;
+}
+
+static int iommufd_test_trigger_vevent(struct iommufd_ucmd *ucmd, uint32_t idev_id)
+{
+	struct iommufd_device *idev;
+	int rc;
+
+	idev = iommufd_get_device(ucmd->ictx, idev_id);
+	if (IS_ERR(idev))
+		return PTR_ERR(idev);
+	rc = iommufd_viommu_trigger_vevent(idev);
+	iommufd_put_object(ucmd->ictx, &idev->obj);
+	return rc;
+}
+
 int iommufd_test(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_test_cmd *cmd = ucmd->cmd;
@@ -211,6 +262,14 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 		return iommufd_test_access(ucmd); /* access.c */
 	case IOMMU_TEST_OP_DIRTY:
 		return iommufd_test_dirty(ucmd); /* dirty.c */
+	case IOMMU_TEST_OP_MD_CHECK_IOTLB:
+		return iommufd_test_md_check_iotlb(ucmd, cmd->id, cmd->check_iotlb.id,
+						   cmd->check_iotlb.iotlb);
+	case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+		return iommufd_test_dev_check_cache(ucmd, cmd->id, cmd->check_dev_cache.id,
+						    cmd->check_dev_cache.cache);
+	case IOMMU_TEST_OP_TRIGGER_VEVENT:
+		return iommufd_test_trigger_vevent(ucmd, cmd->trigger_vevent.dev_id);
 	default:
 		return -EOPNOTSUPP;
 	}

@@ -181,7 +181,7 @@ UIOMMU_EXPORT int ioctl(int fd, unsigned long request, ...)
 UIOMMU_EXPORT int close(int fd)
 {
 	libc_func(close, int, int);
-	if (uiommu_is_fd(fd))
+	if (uiommu_is_fd(fd) || uiommu_event_is_fd(fd))
 		return uiommu_close(fd);
 	if (uiommu_sysfs_is_fd(fd))
 		return uiommu_sysfs_close(fd);
@@ -272,6 +272,27 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 		return uiommu_sysfs_write(fd, buf, count);
 	return _write(fd, buf, count);
 }
+
+/* Event fds of iommufd (vEVENTQ): reads are ours, poll works on the real eventfd. */
+UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
+{
+	libc_func(read, ssize_t, int, void *, size_t);
+	if (uiommu_event_is_fd(fd))
+		return uiommu_event_read(fd, buf, count);
+	return _read(fd, buf, count);
+}
+
+#define WRAP_PREAD(name, offtype)                                                         \
+	UIOMMU_EXPORT ssize_t name(int fd, void *buf, size_t count, offtype offset)       \
+	{                                                                                 \
+		libc_func(name, ssize_t, int, void *, size_t, offtype);                   \
+		if (uiommu_event_is_fd(fd))                                               \
+			return uiommu_event_pread(fd, buf, count, (off_t)offset);         \
+		return _##name(fd, buf, count, offset);                                   \
+	}
+
+WRAP_PREAD(pread, off_t)
+WRAP_PREAD(pread64, off64_t)
 
 #define WRAP_FOPEN(name)                                                                  \
 	UIOMMU_EXPORT FILE *name(const char *path, const char *mode)                      \

@@ -83,6 +83,7 @@ struct mock_selftest_domain {
 /* A device's driver data (dev->iommu_data->priv); attach runs under the group mutex. */
 struct mock_selftest_dev {
 	struct iommu_domain *domain; /* last successful attach */
+	_Atomic uint32_t cache[MOCK_SELFTEST_DEV_CACHE_NUM]; /* invalidated through a vIOMMU */
 };
 
 static const struct iommu_ops mock_selftest_ops;
@@ -549,6 +550,8 @@ static struct iommu_device *mock_selftest_probe_device(struct device *dev)
 	mdev = uiommu_zalloc(sizeof(*mdev));
 	if (!mdev)
 		return ERR_PTR(-ENOMEM);
+	for (unsigned int i = 0; i != MOCK_SELFTEST_DEV_CACHE_NUM; i++)
+		atomic_init(&mdev->cache[i], MOCK_SELFTEST_DEV_CACHE_DEFAULT);
 	dev->iommu_data->priv = mdev;
 	return dev->iommu;
 }
@@ -647,6 +650,23 @@ uint32_t mock_selftest_dev_flags(struct device *dev)
 {
 	return (dev->dirty ? 0 : MOCK_SELFTEST_DEV_NO_DIRTY) |
 	       (dev->pasid_bits ? MOCK_SELFTEST_DEV_PASID : 0);
+}
+
+bool mock_selftest_dev_is(struct device *dev)
+{
+	return dev->iommu == &mock_selftest_iommu && dev->iommu_data && dev->iommu_data->priv;
+}
+
+const struct iommu_ops *mock_selftest_iommu_ops(void)
+{
+	return &mock_selftest_ops;
+}
+
+_Atomic uint32_t *mock_selftest_dev_cache(struct device *dev)
+{
+	struct mock_selftest_dev *mdev = dev->iommu_data->priv;
+
+	return mdev->cache;
 }
 
 bool mock_selftest_domain_is(struct iommu_domain *domain)

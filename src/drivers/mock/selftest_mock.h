@@ -47,6 +47,47 @@ void mock_selftest_dev_destroy(struct device *dev);
 /** mock_selftest_dev_flags() - the flags @dev was created with */
 uint32_t mock_selftest_dev_flags(struct device *dev);
 
+/* Device cache words (MOCK_DEV_CACHE_*), cleared by vIOMMU invalidation. */
+#define MOCK_SELFTEST_DEV_CACHE_NUM 4u
+#define MOCK_SELFTEST_DEV_CACHE_DEFAULT 0xbaddadu
+
+/** mock_selftest_dev_is() - is @dev a probed mock device of this driver? */
+bool mock_selftest_dev_is(struct device *dev);
+
+/** mock_selftest_iommu_ops() - the driver's ops (the owner of its domains) */
+const struct iommu_ops *mock_selftest_iommu_ops(void);
+
+/** mock_selftest_dev_cache() - @dev's MOCK_SELFTEST_DEV_CACHE_NUM cache words; a mock device */
+_Atomic uint32_t *mock_selftest_dev_cache(struct device *dev);
+
+/*
+ * Nested domains (selftest_mock_nested.c): a stage-1 domain on top of a NEST_PARENT paging
+ * domain, described by HWPT data type MOCK_SELFTEST_DATA_TYPE (struct iommu_hwpt_selftest,
+ * whose iotlb word loads all four IOTLB entries). They translate nothing themselves; the IOTLB
+ * entries are what user invalidation acts on and MD_CHECK_IOTLB reads.
+ */
+#define MOCK_SELFTEST_DATA_TYPE 0xdeadu
+#define MOCK_SELFTEST_NESTED_IOTLB_NUM 4u
+#define MOCK_SELFTEST_INVALIDATE_TYPE 0xdeadbeefu
+#define MOCK_SELFTEST_INVALIDATE_ALL 1u
+
+/**
+ * mock_selftest_nested_alloc() - a nested domain over @parent for @dev
+ * @flags: IOMMU_HWPT_ALLOC_PASID only (others: -EOPNOTSUPP)
+ * @data_type, @data, @len: the user's data, already copied in
+ * Return: the domain, or ERR_PTR(-EOPNOTSUPP) (another type or driver), -EINVAL (data too
+ * short, or @parent is not a nesting parent of this driver), -ENOMEM.
+ */
+struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent, struct device *dev,
+						uint32_t flags, uint32_t data_type,
+						const void *data, uint32_t len);
+bool mock_selftest_nested_is(struct iommu_domain *domain);
+/** mock_selftest_nested_invalidate() - one entry: ALL, or IOTLB entry @iotlb_id cleared */
+int mock_selftest_nested_invalidate(struct iommu_domain *domain, uint32_t flags,
+				    uint32_t iotlb_id);
+/** mock_selftest_nested_iotlb() - IOTLB entry @id (< MOCK_SELFTEST_NESTED_IOTLB_NUM) */
+uint32_t mock_selftest_nested_iotlb(struct iommu_domain *domain, uint32_t id);
+
 /** mock_selftest_domain_is() - is @domain a paging domain of the selftest mock? */
 bool mock_selftest_domain_is(struct iommu_domain *domain);
 

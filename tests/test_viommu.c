@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The vIOMMU family through the ABI: VIOMMU_ALLOC and its data, VDEVICE_ALLOC and tombstones,
+ * nested HWPTs made from a vIOMMU, vIOMMU invalidation of the mock device cache, VEVENTQ_ALLOC
+ * with its fd (read protocol, poll, overflow, close), the destroy graph, and fault-injection
+ * sweeps over VIOMMU_ALLOC and VDEVICE_ALLOC. Written from the ABI description; no kernel code.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "nested_utils.h"
+
+FIXTURE(viommu) {
+	int fd;
+	uint32_t ioas, stdev, idev, parent, viommu;
+};
+
+FIXTURE_SETUP(viommu)
+{
+	self->fd = uiommu_open(O_RDWR);
+	ASSERT_GE(self->fd, 0);
+	self->ioas = ioas_alloc(self->fd);
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &self->stdev, NULL, &self->idev));
+	ASSERT_EQ(0, parent_alloc(self->fd, self->idev, self->ioas, &self->parent));
+	ASSERT_EQ(0, viommu_alloc(self->fd, self->idev, self->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
+				  NULL, 0, &self->viommu));
+}
+
+FIXTURE_TEARDOWN(viommu)
+{
+	uiommu_close(self->fd);
+}
+
+TEST_F(viommu, alloc_errors_and_data)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xcafe };
+	uint32_t plain, v;
+
+	ASSERT_EQ(0, hwpt_alloc_data(self->fd, self->idev, self->ioas, 0, 0, NULL, 0, &plain));
+	ASSERT_ERRNO(ENOENT, viommu_alloc(self->fd, self->idev, 0, IOMMU_VIOMMU_TYPE_SELFTEST,
+					  NULL, 0, &v));
+	ASSERT_ERRNO(EINVAL, viommu_alloc(self->fd, self->idev, plain,
+					  IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0, &v));
+	ASSERT_ERRNO(EOPNOTSUPP, viommu_alloc(self->fd, self->idev, self->parent,
+					      IOMMU_VIOMMU_TYPE_DEFAULT, NULL, 0, &v));
+	ASSERT_ERRNO(EOPNOTSUPP, viommu_alloc(self->fd, self->idev, self->parent,
+					      IOMMU_VIOMMU_TYPE_ARM_SMMUV3, NULL, 0, &v));
+	ASSERT_ERRNO(ENOENT, viommu_alloc(self->fd, 9999, self->parent,
+					  IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0, &v));
+	ASSERT_EQ(0, viommu_alloc(self->fd, self->idev, self->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
+				  &data, sizeof(data), &v));
+	ASSERT_EQ(0xcafeu, data.out_data);
+	ASSERT_EQ((uint64_t)2 * sysconf(_SC_PAGESIZE), data.out_mmap_length);
+	ASSERT_EQ(0ull, data.out_mmap_offset % (uint64_t)sysconf(_SC_PAGESIZE));
+	/* A parent with a vIOMMU is held. */
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, self->parent));
+	ASSERT_EQ(0, destroy(self->fd, v));
+}
+
+TEST_F(viommu, vdevice_and_nested)
+{
+	uint32_t vdev, vdev2, nested, idev2, stdev2, other;
+
+	ASSERT_ERRNO(ENOENT, vdevice_alloc(self->fd, 9999, self->idev, 0x99, &vdev));
+	ASSERT_ERRNO(ENOENT, vdevice_alloc(self->fd, self->viommu, 9999, 0x99, &vdev));
+	ASSERT_EQ(0, nested_alloc(self->fd, self->idev, self->viommu, IOMMU_TEST_IOTLB_DEFAULT,
+				  &nested));
+	/* No vDEVICE yet: the device cannot use the vIOMMU's nested HWPT. */
+	ASSERT_ERRNO(ENOENT, mock_replace(self->fd, self->stdev, nested));
+	ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, self->idev, 0x99, &vdev));
+	ASSERT_ERRNO(EEXIST, vdevice_alloc(self->fd, self->viommu, self->idev, 0x98, &vdev2));
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev2, NULL, &idev2));
+	ASSERT_ERRNO(EEXIST, vdevice_alloc(self->fd, self->viommu, idev2, 0x99, &vdev2));
+	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, nested));
+	/* The graph: the vIOMMU is held by its nested HWPT and vDEVICE. */
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, self->viommu));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, self->parent));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, nested));
+	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, self->ioas));
+	ASSERT_EQ(0, destroy(self->fd, nested));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, self->viommu));
+	ASSERT_EQ(0, destroy(self->fd, vdev));
+	/* Gone: the device may get another. */
+	ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, self->idev, 0x77, &other));
+	ASSERT_EQ(0, destroy(self->fd, other));
+	ASSERT_EQ(0, destroy(self->fd, self->viommu));
+	ASSERT_EQ(0, destroy(self->fd, self->parent));
+}
+
+TEST_F(viommu, vdevice_tombstone)
+{
+	uint32_t vdev, next;
+
+	ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, self->idev, 0x99, &vdev));
+	/* The device goes first: its vDEVICE goes with it, the ID stays taken. */
+	ASSERT_EQ(0, destroy(self->fd, self->stdev));
+	ASSERT_ERRNO(ENOENT, destroy(self->fd, vdev));
+	next = ioas_alloc(self->fd);
+	ASSERT_NE(vdev, next);
+	/* The vIOMMU is free again. */
+	ASSERT_EQ(0, destroy(self->fd, self->viommu));
+}
+
+TEST_F(viommu, vdevice_cache_invalidate)
+{
+	struct iommu_viommu_invalidate_selftest reqs[2];
+	uint32_t vdev, num, i;
+
+	ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, self->idev, 0x99, &vdev));
+	for (i = 0; i != MOCK_DEV_CACHE_NUM; i++)
+		ASSERT_EQ(0, check_dev_cache(self->fd, self->idev, i, IOMMU_TEST_DEV_CACHE_DEFAULT));
+	ASSERT_ERRNO(EINVAL, check_dev_cache(self->fd, self->idev, 0, 0));
+	ASSERT_ERRNO(EINVAL, check_dev_cache(self->fd, self->idev, 4, 0));
+	memset(reqs, 0, sizeof(reqs));
+	num = 0;
+	ASSERT_EQ(0, invalidate(self->fd, self->viommu, reqs,
+				IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, sizeof(reqs[0]), &num));
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, self->viommu, reqs,
+					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID,
+					sizeof(reqs[0]), &num));
+	/* One entry, then an unknown virtual ID. */
+	reqs[0] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x99, .cache_id = 1 };
+	reqs[1] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x98, .cache_id = 2 };
+	num = 2;
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, self->viommu, reqs,
+					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, sizeof(reqs[0]),
+					&num));
+	ASSERT_EQ(1u, num);
+	ASSERT_EQ(0, check_dev_cache(self->fd, self->idev, 1, 0));
+	ASSERT_EQ(0, check_dev_cache(self->fd, self->idev, 2, IOMMU_TEST_DEV_CACHE_DEFAULT));
+	reqs[1] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x99, .cache_id = 4 };
+	num = 2;
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, self->viommu, reqs,
+					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, sizeof(reqs[0]),
+					&num));
+	ASSERT_EQ(1u, num);
+	reqs[1] = (struct iommu_viommu_invalidate_selftest){ .flags = 4, .vdev_id = 0x99 };
+	num = 2;
+	ASSERT_ERRNO(EOPNOTSUPP, invalidate(self->fd, self->viommu, reqs,
+					    IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+					    sizeof(reqs[0]), &num));
+	ASSERT_EQ(1u, num);
+	reqs[0] = (struct iommu_viommu_invalidate_selftest){
+		.flags = IOMMU_TEST_INVALIDATE_FLAG_ALL, .vdev_id = 0x99 };
+	num = 1;
+	ASSERT_EQ(0, invalidate(self->fd, self->viommu, reqs,
+				IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, sizeof(reqs[0]), &num));
+	for (i = 0; i != MOCK_DEV_CACHE_NUM; i++)
+		ASSERT_EQ(0, check_dev_cache(self->fd, self->idev, i, 0));
+}
+
+struct vevent {
+	struct iommufd_vevent_header hdr;
+	struct iommu_viommu_event_selftest data;
+};
+
+TEST_F(viommu, veventq)
+{
+	struct pollfd pfd;
+	struct vevent ev[4];
+	uint32_t vdev, nested, q, q2;
+	char small[8];
+	int efd, efd2;
+
+	ASSERT_ERRNO(EINVAL, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 0,
+					   &q, &efd));
+	ASSERT_ERRNO(EINVAL, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST,
+					   (1u << 19) + 1, &q, &efd));
+	ASSERT_ERRNO(EOPNOTSUPP, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_DEFAULT,
+					       2, &q, &efd));
+	ASSERT_ERRNO(ENOENT, veventq_alloc(self->fd, 9999, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, &q,
+					   &efd));
+	{
+		struct iommu_veventq_alloc cmd = { .size = sizeof(cmd), .flags = 1,
+						   .viommu_id = self->viommu,
+						   .type = IOMMU_VEVENTQ_TYPE_SELFTEST,
+						   .veventq_depth = 2 };
+
+		ASSERT_ERRNO(EOPNOTSUPP, ioc(self->fd, IOMMU_VEVENTQ_ALLOC, &cmd));
+		cmd.flags = 0;
+		cmd.__reserved = 1;
+		ASSERT_ERRNO(EOPNOTSUPP, ioc(self->fd, IOMMU_VEVENTQ_ALLOC, &cmd));
+	}
+	ASSERT_EQ(0, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, &q,
+				   &efd));
+	ASSERT_TRUE(uiommu_event_is_fd(efd));
+	ASSERT_ERRNO(EEXIST, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2,
+					   &q2, &efd2));
+	ASSERT_EQ(0, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, 2, &q2,
+				   &efd2));
+
+	/* Nothing to report until the device sits on the vIOMMU's nested HWPT. */
+	ASSERT_ERRNO(ENOENT, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, self->idev, 0x99, &vdev));
+	ASSERT_ERRNO(ENOENT, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(0, nested_alloc(self->fd, self->idev, self->viommu, 0, &nested));
+	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, nested));
+
+	/* Empty: no POLLIN, a read returns 0 at once. */
+	pfd = (struct pollfd){ .fd = efd, .events = POLLIN };
+	ASSERT_EQ(0, poll(&pfd, 1, 0));
+	ASSERT_EQ(0, uiommu_event_read(efd, ev, sizeof(ev)));
+
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(1, poll(&pfd, 1, 1000));
+	ASSERT_TRUE(pfd.revents & POLLIN);
+	/* Too small for the next event: EINVAL; an offset: ESPIPE. */
+	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, 0));
+	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, 7));
+	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, 8));
+	ASSERT_ERRNO(ESPIPE, uiommu_event_pread(efd, ev, sizeof(ev), 1));
+	ASSERT_EQ((ssize_t)sizeof(ev[0]), uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(0u, ev[0].hdr.flags);
+	ASSERT_EQ(0u, ev[0].hdr.sequence);
+	ASSERT_EQ(0x99u, ev[0].data.virt_id);
+	pfd.revents = 0;
+	ASSERT_EQ(0, poll(&pfd, 1, 0));
+
+	/* Depth 2, three events: two, then one LOST_EVENTS header; the sequence counts on. */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	/* Only whole events: a buffer for one and a half gets one. */
+	ASSERT_EQ((ssize_t)sizeof(ev[0]), uiommu_event_read(efd, ev, sizeof(ev[0]) + 6));
+	ASSERT_EQ(1u, ev[0].hdr.sequence);
+	memset(ev, 0, sizeof(ev));
+	ASSERT_EQ((ssize_t)(sizeof(ev[0]) + sizeof(struct iommufd_vevent_header)),
+		  uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(2u, ev[0].hdr.sequence);
+	{
+		struct iommufd_vevent_header *lost = (void *)&ev[1];
+
+		ASSERT_EQ((uint32_t)IOMMU_VEVENTQ_FLAG_LOST_EVENTS, lost->flags);
+		ASSERT_EQ(4u, lost->sequence);
+	}
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ((ssize_t)sizeof(ev[0]), uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(0u, ev[0].hdr.flags);
+	ASSERT_EQ(5u, ev[0].hdr.sequence);
+
+	/* The graph: the queue holds the vIOMMU; the open fd holds the queue. */
+	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, self->ioas));
+	ASSERT_EQ(0, destroy(self->fd, nested));
+	ASSERT_EQ(0, destroy(self->fd, vdev));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, self->viommu));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, q));
+	ASSERT_EQ(0, uiommu_close(efd));
+	ASSERT_FALSE(uiommu_event_is_fd(efd));
+	ASSERT_EQ(0, destroy(self->fd, q));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, self->viommu));
+	ASSERT_EQ(0, uiommu_close(efd2));
+	ASSERT_EQ(0, destroy(self->fd, q2));
+	ASSERT_EQ(0, destroy(self->fd, self->viommu));
+}
+
+/* The event fd keeps the context: closing /dev/iommu first releases it only at the fd's close. */
+TEST(veventq_fd_outlives_iommufd)
+{
+	struct uiommu_stats before, mid, after;
+	uint32_t ioas, idev, parent, viommu, q;
+	int fd, efd;
+
+	/* The first open of the process sets up tables that live as long as it. */
+	uiommu_close(uiommu_open(O_RDWR));
+	ASSERT_EQ(0, uiommu_stats_get(&before));
+	fd = uiommu_open(O_RDWR);
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_EQ(0, mock_domain(fd, ioas, NULL, NULL, &idev));
+	ASSERT_EQ(0, parent_alloc(fd, idev, ioas, &parent));
+	ASSERT_EQ(0, viommu_alloc(fd, idev, parent, IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0,
+				  &viommu));
+	ASSERT_EQ(0, veventq_alloc(fd, viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 4, &q, &efd));
+	ASSERT_EQ(0, uiommu_close(fd));
+	ASSERT_EQ(0, uiommu_stats_get(&mid));
+	ASSERT_EQ(before.contexts + 1, mid.contexts);
+	ASSERT_EQ(0, uiommu_close(efd));
+	ASSERT_EQ(0, uiommu_stats_get(&after));
+	ASSERT_EQ(before.contexts, after.contexts);
+	ASSERT_EQ(before.objects, after.objects);
+	ASSERT_EQ(before.allocations, after.allocations);
+}
+
+/* Fail the Nth step of VIOMMU_ALLOC or VDEVICE_ALLOC: nothing may be left behind. */
+static void sweep(struct __h_test *_metadata, bool vdevice)
+{
+	unsigned long nth;
+
+	if (!uiommu_fail_nth_available())
+		return;
+	for (nth = 1; nth < 1000; nth++) {
+		struct iommu_viommu_selftest data = { .in_data = 7 };
+		struct uiommu_stats before, after;
+		uint32_t ioas, idev, parent, viommu = 0, out;
+		unsigned long left;
+		int fd = uiommu_open(O_RDWR), rc;
+
+		ioas = ioas_alloc(fd);
+		ASSERT_EQ(0, mock_domain(fd, ioas, NULL, NULL, &idev));
+		ASSERT_EQ(0, parent_alloc(fd, idev, ioas, &parent));
+		if (vdevice)
+			ASSERT_EQ(0, viommu_alloc(fd, idev, parent, IOMMU_VIOMMU_TYPE_SELFTEST, NULL,
+						  0, &viommu));
+		ASSERT_EQ(0, uiommu_stats_get(&before));
+		uiommu_fail_nth_arm(nth);
+		if (vdevice)
+			rc = vdevice_alloc(fd, viommu, idev, 5, &out);
+		else
+			rc = viommu_alloc(fd, idev, parent, IOMMU_VIOMMU_TYPE_SELFTEST, &data,
+					  sizeof(data), &out);
+		left = uiommu_fail_nth_disarm();
+		if (left) {
+			ASSERT_EQ(0, rc);
+			uiommu_close(fd);
+			break;
+		}
+		ASSERT_NE(0, rc);
+		ASSERT_EQ(0, uiommu_stats_get(&after));
+		ASSERT_EQ(before.objects, after.objects);
+		ASSERT_EQ(before.allocations, after.allocations);
+		/* Nothing holds the parent or the vIOMMU after the failure. */
+		if (vdevice)
+			ASSERT_EQ(0, destroy(fd, viommu));
+		ASSERT_EQ(0, destroy(fd, parent));
+		uiommu_close(fd);
+	}
+	ASSERT_TRUE(nth > 1 && nth < 1000);
+}
+
+TEST(fail_nth_viommu_alloc)
+{
+	sweep(_metadata, false);
+}
+
+TEST(fail_nth_vdevice_alloc)
+{
+	sweep(_metadata, true);
+}
+
+TEST_HARNESS_MAIN

@@ -314,16 +314,22 @@ int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
 	struct iommufd_object *obj;
 	int rc, rc_respond;
 
+	/* Every answer, errors included, tells the caller how many entries were done. */
 	if (cmd->__reserved)
-		return -EOPNOTSUPP;
-	if (cmd->entry_num && (!cmd->data_uptr || !cmd->entry_len))
-		return -EINVAL;
-	if (cmd->entry_len > IOMMUFD_INVALIDATE_ENTRY_LEN_MAX ||
-	    cmd->entry_num > IOMMUFD_INVALIDATE_ENTRY_NUM_MAX)
-		return -EINVAL;
-	obj = iommufd_get_object(ucmd->ictx, cmd->hwpt_id, IOMMUFD_OBJ_ANY);
-	if (IS_ERR(obj))
-		return PTR_ERR(obj);
+		rc = -EOPNOTSUPP;
+	else if (cmd->entry_num && (!cmd->data_uptr || !cmd->entry_len))
+		rc = -EINVAL;
+	else if (cmd->entry_len > IOMMUFD_INVALIDATE_ENTRY_LEN_MAX ||
+		 cmd->entry_num > IOMMUFD_INVALIDATE_ENTRY_NUM_MAX)
+		rc = -EINVAL;
+	else
+		rc = 0;
+	obj = rc ? ERR_PTR(rc) : iommufd_get_object(ucmd->ictx, cmd->hwpt_id, IOMMUFD_OBJ_ANY);
+	if (IS_ERR(obj)) {
+		cmd->entry_num = 0;
+		rc_respond = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+		return rc_respond ? rc_respond : PTR_ERR(obj);
+	}
 	if (obj->type == IOMMUFD_OBJ_HWPT_NESTED) {
 		rc = iommufd_hwpt_nested_invalidate(
 			ucmd, container_of(obj, struct iommufd_hwpt_nested, common.obj));
@@ -371,6 +377,12 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 	}
 	if (pt->type != IOMMUFD_OBJ_IOAS) {
 		rc = -EINVAL;
+		goto out_put_pt;
+	}
+	/* A paging domain that can fault cannot also be a nesting parent. */
+	if ((cmd->flags & IOMMU_HWPT_FAULT_ID_VALID) &&
+	    (cmd->flags & IOMMU_HWPT_ALLOC_NEST_PARENT)) {
+		rc = -EOPNOTSUPP;
 		goto out_put_pt;
 	}
 	/* No fault queue exists before the fault layer: every fault ID names nothing. */

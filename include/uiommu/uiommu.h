@@ -56,6 +56,14 @@ bool uiommu_event_is_fd(int fd);
 ssize_t uiommu_event_read(int fd, void *buf, size_t count);
 ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset);
 
+/*
+ * The VFIO device cdev, /dev/vfio/devices/vfioN (include/uiommu/vfio_compat.h): open() of such
+ * a path, as the preload layer forwards it. The fd is one of uiommu_is_fd(): ioctl, dup and
+ * close go through uiommu_ioctl(), uiommu_dup*() and uiommu_close().
+ */
+bool uiommu_vfio_claims(const char *path);
+int uiommu_vfio_open(const char *path, int flags);
+
 /* @fd no longer refers to the iommufd (it was closed or replaced without uiommu_close(), e.g.
  * dup2() of another file onto it): drop the library's reference without closing anything. */
 void uiommu_fd_forget(int fd);

@@ -153,4 +153,94 @@ struct vfio_iommu_type1_dma_unmap {
 
 #endif /* UIOMMU_HAVE_LINUX_VFIO_H */
 
+/* ==== The VFIO device cdev: /dev/vfio/devices/vfioN ======================================== */
+/*
+ * Served by the library's VFIO cdev emulation (src/iommufd/vfio_cdev.c). Kernels before 6.6
+ * (like the 6.1 header some systems ship) lack the iommufd ioctls of the device cdev, so each
+ * block below is declared only when the header included above did not declare it; the numbers
+ * and layouts are those of the kernel uAPI. Written by us, checked against the kernel's
+ * include/uapi/linux/vfio.h.
+ */
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#ifndef VFIO_DEVICE_GET_INFO
+/**
+ * struct vfio_device_info - argument of VFIO_DEVICE_GET_INFO
+ * @argsz: size of the caller's buffer (at least up to @num_irqs)
+ * @flags: VFIO_DEVICE_FLAGS_*
+ * @num_regions: how many regions the device has
+ * @num_irqs: how many IRQ indexes it has
+ * @cap_offset: offset of the first capability (with VFIO_DEVICE_FLAGS_CAPS)
+ * @pad: zero
+ */
+struct vfio_device_info {
+	__u32 argsz;
+	__u32 flags;
+#define VFIO_DEVICE_FLAGS_RESET	(1 << 0)	/* the device supports reset */
+#define VFIO_DEVICE_FLAGS_PCI	(1 << 1)	/* a PCI function */
+#define VFIO_DEVICE_FLAGS_CAPS	(1 << 7)	/* @cap_offset is valid */
+	__u32 num_regions;
+	__u32 num_irqs;
+	__u32 cap_offset;
+	__u32 pad;
+};
+
+#define VFIO_DEVICE_GET_INFO	_IO(VFIO_TYPE, VFIO_BASE + 7)
+#endif /* VFIO_DEVICE_GET_INFO */
+
+#ifndef VFIO_DEVICE_BIND_IOMMUFD
+/**
+ * struct vfio_device_bind_iommufd - argument of VFIO_DEVICE_BIND_IOMMUFD
+ * @argsz: sizeof the struct, at least up to @out_devid
+ * @flags: zero
+ * @iommufd: an open /dev/iommu fd to bind the device to
+ * @out_devid: the iommufd DEVICE object's ID, for IOMMU_* ioctls on that iommufd
+ */
+struct vfio_device_bind_iommufd {
+	__u32 argsz;
+	__u32 flags;
+	__s32 iommufd;
+	__u32 out_devid;
+};
+
+#define VFIO_DEVICE_BIND_IOMMUFD	_IO(VFIO_TYPE, VFIO_BASE + 18)
+#endif /* VFIO_DEVICE_BIND_IOMMUFD */
+
+#ifndef VFIO_DEVICE_ATTACH_IOMMUFD_PT
+/**
+ * struct vfio_device_attach_iommufd_pt - argument of VFIO_DEVICE_ATTACH_IOMMUFD_PT
+ * @argsz: sizeof the struct, at least up to @pt_id (up to @pasid with the PASID flag)
+ * @flags: VFIO_DEVICE_ATTACH_PASID or zero
+ * @pt_id: in: an IOAS or HWPT ID of the bound iommufd; out: the HWPT now attached
+ * @pasid: the PASID to attach, with VFIO_DEVICE_ATTACH_PASID
+ *
+ * Attaching an attached device replaces its page table.
+ */
+struct vfio_device_attach_iommufd_pt {
+	__u32 argsz;
+	__u32 flags;
+#define VFIO_DEVICE_ATTACH_PASID	(1 << 0)
+	__u32 pt_id;
+	__u32 pasid;
+};
+
+#define VFIO_DEVICE_ATTACH_IOMMUFD_PT	_IO(VFIO_TYPE, VFIO_BASE + 19)
+
+/**
+ * struct vfio_device_detach_iommufd_pt - argument of VFIO_DEVICE_DETACH_IOMMUFD_PT
+ * @argsz: sizeof the struct, at least up to @flags (up to @pasid with the PASID flag)
+ * @flags: VFIO_DEVICE_DETACH_PASID or zero
+ * @pasid: the PASID to detach, with VFIO_DEVICE_DETACH_PASID
+ */
+struct vfio_device_detach_iommufd_pt {
+	__u32 argsz;
+	__u32 flags;
+#define VFIO_DEVICE_DETACH_PASID	(1 << 0)
+	__u32 pasid;
+};
+
+#define VFIO_DEVICE_DETACH_IOMMUFD_PT	_IO(VFIO_TYPE, VFIO_BASE + 20)
+#endif /* VFIO_DEVICE_ATTACH_IOMMUFD_PT */
+
 #endif /* UIOMMU_VFIO_COMPAT_H */

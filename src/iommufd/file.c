@@ -100,7 +100,8 @@ static void iommufd_file_put(struct iommufd_file *file)
 		return;
 	if (file->ops) {
 		file->ops->release(file->priv);
-		iommufd_file_put(file->parent);
+		if (file->parent)
+			iommufd_file_put(file->parent);
 	} else {
 		iommufd_ctx_release(file->ictx);
 	}
@@ -228,8 +229,12 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 	if (!file)
 		return uiommu_ret(-EBADF);
 	if (file->ops) {
+		rc = file->ops->ioctl ? file->ops->ioctl(file->priv, iommufd_caller_mm(),
+							(unsigned int)request,
+							(uint64_t)(uintptr_t)arg) :
+					-ENOTTY;
 		iommufd_file_put(file);
-		return uiommu_ret(-ENOTTY);
+		return uiommu_ret(rc);
 	}
 	rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
 			       (uint64_t)(uintptr_t)arg);
@@ -341,6 +346,61 @@ void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iomm
 void iommufd_subfd_put(struct iommufd_file *file)
 {
 	iommufd_file_put(file);
+}
+
+/**
+ * iommufd_file_open_ops() - a new fd standing for @priv, made by an open() of a device node
+ * (the VFIO device cdev) rather than by an ioctl: no parent context. ops->release(@priv) runs at
+ * its last close; on failure nothing is called.
+ * Return: the fd, or -ENOMEM / -EMFILE / the open's -errno.
+ */
+int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags)
+{
+	struct iommufd_file *file;
+	int fd, rc;
+
+	if (!iommufd_caller_mm())
+		return -ENOMEM;
+	file = uiommu_zalloc(sizeof(*file));
+	if (!file)
+		return -ENOMEM;
+	fd = uiommu_should_fail() ? -1 : iommufd_raw_open(flags);
+	if (fd < 0) {
+		rc = errno ? -errno : -ENOMEM;
+		goto err_free;
+	}
+	file->ops = ops;
+	file->priv = priv;
+	pthread_mutex_lock(&fdt_lock);
+	rc = fdt_install(fd, file);
+	pthread_mutex_unlock(&fdt_lock);
+	if (rc)
+		goto err_close;
+	return fd;
+
+err_close:
+	syscall(SYS_close, fd);
+err_free:
+	uiommu_free(file);
+	return rc;
+}
+
+/**
+ * iommufd_ctx_from_fd() - the context of the /dev/iommu fd @fd, as the kernel's
+ * iommufd_ctx_from_fd(): the file is held until iommufd_ctx_file_put().
+ * Return: the context, ERR_PTR(-EBADF) when @fd is not open, -EBADFD when it is another file.
+ */
+struct iommufd_ctx *iommufd_ctx_from_fd(int fd)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (!file)
+		return ERR_PTR(syscall(SYS_fcntl, fd, F_GETFD) < 0 ? -EBADF : -EBADFD);
+	if (file->ops) {
+		iommufd_file_put(file);
+		return ERR_PTR(-EBADFD);
+	}
+	return file->ictx;
 }
 
 /* dup3()-like: @newfd < 0 means "lowest free >= minfd" (dup, F_DUPFD). */

@@ -191,6 +191,8 @@ long iommufd_contexts_live(void);
 struct iommufd_file;
 struct iommufd_subfd_ops {
 	void (*release)(void *priv); /* the last close */
+	/* Optional: ioctl(2) on the fd (the VFIO device cdev); without it, ENOTTY. */
+	int (*ioctl)(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg);
 };
 struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 					 const struct iommufd_subfd_ops *ops, void *priv, int *fd);
@@ -198,6 +200,10 @@ void iommufd_subfd_install(struct iommufd_file *file, int fd);
 void iommufd_subfd_abort(struct iommufd_file *file, int fd);
 void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
 void iommufd_subfd_put(struct iommufd_file *file);
+/* A file of its own, made by open() rather than by an ioctl (vfio_cdev.c); no parent. */
+int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags);
+/* The context behind a /dev/iommu fd, its file held (iommufd_ctx_file_put()); -EBADF/-EBADFD. */
+struct iommufd_ctx *iommufd_ctx_from_fd(int fd);
 
 /* ---- IOAS ---------------------------------------------------------------------------------- */
 

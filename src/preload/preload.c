@@ -12,6 +12,9 @@
  * uiommu_sysfs_is_fd() claims go to the library. The constructor lets the library name the
  * session directory before main() and start the control socket if $UIOMMU_CTL_SOCKET is set.
  *
+ * The VFIO device cdev goes the same way: an open of a path uiommu_vfio_claims()
+ * (/dev/vfio/devices/...) becomes uiommu_vfio_open(), and its fds are uiommu_is_fd() fds.
+ *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
 /* We define both the plain and the 64 names ourselves: no redirection of one to the other. */
@@ -110,6 +113,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 		}                                                                         \
 		if (is_iommu_path(AT_FDCWD, path))                                        \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_vfio_claims(path))                                             \
+			return uiommu_vfio_open(path, flags);                             \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
 		return _##name(path, flags, mode);                                        \
@@ -128,6 +133,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 		}                                                                         \
 		if (is_iommu_path(dirfd, path))                                           \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_vfio_claims(path))                                             \
+			return uiommu_vfio_open(path, flags);                             \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
 		return _##name(dirfd, path, flags, mode);                                 \
@@ -139,6 +146,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 		libc_func(name, int, const char *, int);                                  \
 		if (is_iommu_path(AT_FDCWD, path))                                        \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_vfio_claims(path))                                             \
+			return uiommu_vfio_open(path, flags);                             \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
 		return _##name(path, flags);                                              \
@@ -150,6 +159,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 		libc_func(name, int, int, const char *, int);                             \
 		if (is_iommu_path(dirfd, path))                                           \
 			return uiommu_open(open_flags_mode(flags));                       \
+		if (uiommu_vfio_claims(path))                                             \
+			return uiommu_vfio_open(path, flags);                             \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
 		return _##name(dirfd, path, flags);                                       \

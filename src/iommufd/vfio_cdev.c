@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The VFIO device cdev, /dev/vfio/devices/vfioN, limited to what iommufd clients use: bind the
+ * device to an iommufd, attach it to a page table of that iommufd, replace and detach, and
+ * VFIO_DEVICE_GET_INFO. Semantics follow the kernel's drivers/vfio/device_cdev.c and
+ * drivers/vfio/iommufd.c (vfio-pci's "physical" device ops); the code is ours.
+ *
+ * Which devices. Every PCI function of the emulated machine (iommu/topology.h) that the
+ * topology does not mark "bound" is a vfio device: the topology hands the unbound ones to vfio,
+ * as an administrator binds a function to vfio-pci. They are numbered vfio0, vfio1, ... in
+ * topology order, so the names do not change when devices come and go. Opening one answers
+ * ENOENT when there is no such number, and also when the function is unplugged now or the
+ * emulated DMA-API driver was bound to it since (through sysfs): its node is gone, as the
+ * kernel's is when vfio-pci lets go of the function. The machine is booted on first use, as the
+ * virtual sysfs boots it (sysfs_machine_boot()).
+ *
+ * The fd. open() hands out a real fd in the library's fd table (file.c), like /dev/iommu fds:
+ * ioctl and close reach us through the preload layer, dup() shares the open file. Each open()
+ * is a file of its own (the kernel's vfio_device_file); ioctls other than BIND_IOMMUFD answer
+ * EINVAL until the file is bound. Only one file of a device may be bound at a time (the cdev
+ * path cannot open a device twice: EINVAL), and a file binds once (EINVAL).
+ *
+ * Binding (VFIO_DEVICE_BIND_IOMMUFD) takes the iommufd fd's context (EBADF for an fd that is
+ * not open, EBADFD for one that is not /dev/iommu), holds its file until unbind (the kernel's
+ * iommufd_ctx_get()), and makes an iommufd DEVICE object there with iommufd_device_bind(),
+ * which claims DMA ownership of the device's group through the core with the context as the
+ * owner cookie. The core's rules decide (iommu-core spec, section 3): EPERM when a DMA-API
+ * driver is bound to any device of the group or another context owns it, EBUSY when the group
+ * sits on a domain that is neither its default nor its blocking domain. Devices of one group
+ * bound to the same iommufd share the claim. That is all of the kernel's group viability rule
+ * we need: a group whose other devices have a kernel driver cannot be owned. (Attaching a
+ * device of a group of several devices answers EINVAL today: see device.c.)
+ *
+ * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
+ * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
+ * table without a stop on the blocking domain. Detaching an unattached device is no error.
+ * The PASID forms (VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_DETACH_PASID) answer EOPNOTSUPP, the
+ * kernel's answer for a device without pasid_attach_ioas: PASID attach is not wired yet.
+ *
+ * VFIO_DEVICE_GET_INFO reports a PCI device with no regions and no IRQs (region and IRQ info,
+ * reset and the rest of vfio-pci are not emulated: other ioctls of a bound file are ENOTTY).
+ *
+ * The last close of the file unbinds: detach, destroy the DEVICE object (the group's ownership
+ * goes with it, and the group returns to its default domain), put the iommufd.
+ *
+ * Locking: vfio_cdev_lock (the kernel's dev_set->lock, one for all) -> ioas->mutex ->
+ * idev->lock -> the core's locks. Nothing is called with it held that could take it again.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "iommu/iommu.h"
+#include "iommu/sysfs.h"
+#include "iommu/topology.h"
+#include "iommufd/iommufd_private.h"
+#include "lib/fail.h"
+#include "uiommu/uiommu.h"
+
+#define VFIO_CDEV_DIR "/dev/vfio/devices/"
+#define VFIO_CDEV_PREFIX VFIO_CDEV_DIR "vfio"
+
+/* The uAPI layouts (include/uiommu/vfio_compat.h), private so that any host header works. */
+#define VFIO_CDEV_TYPE ';'
+#define VFIO_CDEV_BASE 100
+#define VFIO_CDEV_GET_INFO _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 7)
+#define VFIO_CDEV_BIND_IOMMUFD _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 18)
+#define VFIO_CDEV_ATTACH_PT _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 19)
+#define VFIO_CDEV_DETACH_PT _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 20)
+#define VFIO_CDEV_PASID_FLAG (1u << 0)
+#define VFIO_CDEV_INFO_PCI (1u << 1)
+
+struct vfio_cdev_bind {
+	uint32_t argsz, flags;
+	int32_t iommufd;
+	uint32_t out_devid;
+};
+
+struct vfio_cdev_attach {
+	uint32_t argsz, flags, pt_id, pasid;
+};
+
+struct vfio_cdev_detach {
+	uint32_t argsz, flags, pasid;
+};
+
+struct vfio_cdev_info {
+	uint32_t argsz, flags, num_regions, num_irqs, cap_offset, pad;
+};
+
+#define vfio_cdev_minsz(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+/* One open() of a device node: the kernel's struct vfio_device_file. */
+struct vfio_cdev_file {
+	struct device *dev;           /* a reference; constant */
+	/* The rest under vfio_cdev_lock. */
+	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
+	struct iommufd_device *idev;  /* bound: the DEVICE object */
+	bool attached;                /* idev has a page table */
+	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
+};
+
+static pthread_mutex_t vfio_cdev_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The bound files: at most one per device (the kernel's open_count). */
+static struct vfio_cdev_file *vfio_cdev_bound;
+
+static bool vfio_cdev_device_bound(struct device *dev)
+{
+	for (struct vfio_cdev_file *vf = vfio_cdev_bound; vf; vf = vf->next)
+		if (vf->dev == dev)
+			return true;
+	return false;
+}
+
+static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
+{
+	struct vfio_cdev_file **p;
+
+	for (p = &vfio_cdev_bound; *p; p = &(*p)->next) {
+		if (*p == vf) {
+			*p = vf->next;
+			vf->next = NULL;
+			return;
+		}
+	}
+}
+
+/* ---- BIND_IOMMUFD --------------------------------------------------------------------------- */
+
+static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
+{
+	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
+	struct vfio_cdev_bind bind;
+	struct iommufd_device *idev;
+	struct iommufd_ctx *ictx;
+	uint32_t devid;
+	int rc;
+
+	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
+	if (rc)
+		return rc;
+	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0)
+		return -EINVAL;
+
+	pthread_mutex_lock(&vfio_cdev_lock);
+	if (vf->idev) { /* this file is bound already */
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	ictx = iommufd_ctx_from_fd(bind.iommufd);
+	if (IS_ERR(ictx)) {
+		rc = PTR_ERR(ictx);
+		goto out_unlock;
+	}
+	if (vfio_cdev_device_bound(vf->dev)) { /* another file of the device is */
+		rc = -EINVAL;
+		goto err_put_ctx;
+	}
+	idev = iommufd_device_bind(ictx, vf->dev, &devid);
+	if (IS_ERR(idev)) {
+		rc = PTR_ERR(idev);
+		goto err_put_ctx;
+	}
+	rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_bind, out_devid), &devid,
+				 sizeof(devid));
+	if (rc)
+		goto err_unbind;
+	vf->ictx = ictx;
+	vf->idev = idev;
+	vf->attached = false;
+	vf->next = vfio_cdev_bound;
+	vfio_cdev_bound = vf;
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	return 0;
+
+err_unbind:
+	iommufd_device_unbind(idev);
+err_put_ctx:
+	iommufd_ctx_file_put(ictx);
+out_unlock:
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	return rc;
+}
+
+/* Undoes a bind; vfio_cdev_lock held. The context's file is the caller's to put. */
+static struct iommufd_ctx *vfio_cdev_unbind(struct vfio_cdev_file *vf)
+{
+	struct iommufd_ctx *ictx = vf->ictx;
+
+	if (!vf->idev)
+		return NULL;
+	if (vf->attached)
+		iommufd_device_detach(vf->idev);
+	iommufd_device_unbind(vf->idev);
+	vfio_cdev_unlink(vf);
+	vf->idev = NULL;
+	vf->ictx = NULL;
+	vf->attached = false;
+	return ictx;
+}
+
+/* ---- ATTACH / DETACH ------------------------------------------------------------------------ */
+
+/* vfio_cdev_lock held, @vf bound. */
+static int vfio_cdev_attach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
+{
+	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_attach, pt_id);
+	struct vfio_cdev_attach attach;
+	int rc;
+
+	rc = uiommu_copy_from_user(mm, &attach, arg, minsz);
+	if (rc)
+		return rc;
+	if (attach.argsz < minsz || (attach.flags & ~VFIO_CDEV_PASID_FLAG))
+		return -EINVAL;
+	if (attach.flags & VFIO_CDEV_PASID_FLAG)
+		return -EOPNOTSUPP; /* no pasid_attach_ioas yet */
+
+	/* A second attach is a replace (the kernel's vfio_iommufd_physical_attach_ioas()). */
+	rc = vf->attached ? iommufd_device_replace(vf->idev, &attach.pt_id) :
+			    iommufd_device_attach(vf->idev, &attach.pt_id);
+	if (rc)
+		return rc;
+	vf->attached = true;
+	rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_attach, pt_id),
+				 &attach.pt_id, sizeof(attach.pt_id));
+	if (rc) {
+		/* As the kernel: the device ends up detached, even after a replace. */
+		iommufd_device_detach(vf->idev);
+		vf->attached = false;
+	}
+	return rc;
+}
+
+static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
+{
+	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_detach, flags);
+	struct vfio_cdev_detach detach;
+	int rc;
+
+	rc = uiommu_copy_from_user(mm, &detach, arg, minsz);
+	if (rc)
+		return rc;
+	if (detach.argsz < minsz || (detach.flags & ~VFIO_CDEV_PASID_FLAG))
+		return -EINVAL;
+	if (detach.flags & VFIO_CDEV_PASID_FLAG)
+		return -EOPNOTSUPP;
+	if (vf->attached)
+		iommufd_device_detach(vf->idev);
+	vf->attached = false;
+	return 0;
+}
+
+/* ---- GET_INFO ------------------------------------------------------------------------------- */
+
+static int vfio_cdev_get_info(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
+{
+	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_info, num_irqs);
+	struct vfio_cdev_info info;
+	int rc;
+
+	(void)vf;
+	rc = uiommu_copy_from_user(mm, &info, arg, minsz);
+	if (rc)
+		return rc;
+	if (info.argsz < minsz)
+		return -EINVAL;
+	/* No capabilities: only the fields up to num_irqs are written, as vfio-pci does. */
+	info.flags = VFIO_CDEV_INFO_PCI;
+	info.num_regions = 0;
+	info.num_irqs = 0;
+	return uiommu_copy_to_user(mm, arg, &info, minsz);
+}
+
+/* ---- the file ------------------------------------------------------------------------------- */
+
+static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg)
+{
+	struct vfio_cdev_file *vf = priv;
+	int rc;
+
+	if (!mm)
+		return -ENOMEM;
+	if (cmd == VFIO_CDEV_BIND_IOMMUFD)
+		return vfio_cdev_bind_iommufd(vf, mm, arg);
+
+	pthread_mutex_lock(&vfio_cdev_lock);
+	if (!vf->idev) {
+		/* No access before bind: the kernel's access_granted check. */
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	switch (cmd) {
+	case VFIO_CDEV_ATTACH_PT:
+		rc = vfio_cdev_attach_pt(vf, mm, arg);
+		break;
+	case VFIO_CDEV_DETACH_PT:
+		rc = vfio_cdev_detach_pt(vf, mm, arg);
+		break;
+	case VFIO_CDEV_GET_INFO:
+		rc = vfio_cdev_get_info(vf, mm, arg);
+		break;
+	default:
+		rc = -ENOTTY;
+		break;
+	}
+out_unlock:
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	return rc;
+}
+
+static void vfio_cdev_release(void *priv)
+{
+	struct vfio_cdev_file *vf = priv;
+	struct iommufd_ctx *ictx;
+
+	pthread_mutex_lock(&vfio_cdev_lock);
+	ictx = vfio_cdev_unbind(vf);
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	/* Perhaps the context's last reference: it must not run under our lock. */
+	if (ictx)
+		iommufd_ctx_file_put(ictx);
+	device_put(vf->dev);
+	uiommu_free(vf);
+}
+
+static const struct iommufd_subfd_ops vfio_cdev_fops = {
+	.release = vfio_cdev_release,
+	.ioctl = vfio_cdev_ioctl,
+};
+
+/* ---- finding vfioN -------------------------------------------------------------------------- */
+
+struct vfio_cdev_lookup {
+	unsigned int want, seen;
+	struct device *dev; /* a reference when found and usable */
+};
+
+static int vfio_cdev_lookup_fn(const struct topology_device_info *info, void *arg)
+{
+	struct vfio_cdev_lookup *l = arg;
+
+	if (info->bind_on_plug)
+		return 0; /* the topology gives it to the DMA-API driver: not vfio's */
+	if (l->seen++ != l->want)
+		return 0;
+	if (info->present && !info->bound) {
+		device_get(info->dev);
+		l->dev = info->dev;
+	}
+	return 1;
+}
+
+/* "vfioN" -> N; -ENOENT for any other name (no leading zeros, as the kernel names them). */
+static int vfio_cdev_parse(const char *path, unsigned int *index)
+{
+	const char *s = path + strlen(VFIO_CDEV_PREFIX);
+	unsigned long n;
+	char *end;
+
+	if (strncmp(path, VFIO_CDEV_PREFIX, strlen(VFIO_CDEV_PREFIX)) || *s < '0' || *s > '9' ||
+	    (s[0] == '0' && s[1]))
+		return -ENOENT;
+	n = strtoul(s, &end, 10);
+	if (*end || n > 0xffff)
+		return -ENOENT;
+	*index = (unsigned int)n;
+	return 0;
+}
+
+static int vfio_cdev_ret(int rc)
+{
+	if (rc < 0) {
+		errno = -rc;
+		return -1;
+	}
+	return rc;
+}
+
+UIOMMU_EXPORT bool uiommu_vfio_claims(const char *path)
+{
+	return path && !strncmp(path, VFIO_CDEV_DIR, strlen(VFIO_CDEV_DIR)) &&
+	       path[strlen(VFIO_CDEV_DIR)];
+}
+
+UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
+{
+	struct vfio_cdev_lookup lookup = {};
+	struct vfio_cdev_file *vf;
+	int fd, rc;
+
+	if (!uiommu_vfio_claims(path))
+		return vfio_cdev_ret(-ENOENT);
+	rc = vfio_cdev_parse(path, &lookup.want);
+	if (rc)
+		return vfio_cdev_ret(rc);
+	rc = sysfs_machine_boot();
+	if (rc)
+		return vfio_cdev_ret(-ENOENT); /* no machine, no devices */
+	topology_for_each_device(vfio_cdev_lookup_fn, &lookup);
+	if (!lookup.dev)
+		return vfio_cdev_ret(-ENOENT);
+
+	vf = uiommu_zalloc(sizeof(*vf));
+	if (!vf) {
+		rc = -ENOMEM;
+		goto err_put_dev;
+	}
+	vf->dev = lookup.dev;
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
+	if (fd < 0) {
+		rc = fd;
+		goto err_free;
+	}
+	return fd;
+
+err_free:
+	uiommu_free(vf);
+err_put_dev:
+	device_put(lookup.dev);
+	return vfio_cdev_ret(rc);
+}

@@ -124,19 +124,21 @@ int iommufd_test_dmabuf_get(struct iommufd_ucmd *ucmd, uint32_t length, uint32_t
 	atomic_init(&dmabuf->refs, 1);
 	atomic_init(&dmabuf->revoked, false);
 	dmabuf->length = len;
-	dmabuf->memfd = uiommu_should_fail() ? -1 : memfd_create("uiommu-dmabuf", MFD_CLOEXEC);
-	if (dmabuf->memfd < 0) {
-		rc = -ENOMEM;
-		goto err_put;
-	}
-	if (uiommu_should_fail() || ftruncate(dmabuf->memfd, (off_t)len)) {
-		rc = -ENOMEM;
-		goto err_put;
-	}
+	dmabuf->memfd = -1;
+	/* The fd first, so that it is the lowest free number, as the kernel's is. */
 	file = iommufd_subfd_alloc(ucmd->ictx, &iommufd_dmabuf_fops, dmabuf, &fd);
 	if (IS_ERR(file)) {
 		rc = PTR_ERR(file);
 		goto err_put;
+	}
+	dmabuf->memfd = uiommu_should_fail() ? -1 : memfd_create("uiommu-dmabuf", MFD_CLOEXEC);
+	if (dmabuf->memfd < 0) {
+		rc = -ENOMEM;
+		goto err_abort;
+	}
+	if (uiommu_should_fail() || ftruncate(dmabuf->memfd, (off_t)len)) {
+		rc = -ENOMEM;
+		goto err_abort;
 	}
 	/* Sub-fds are born close-on-exec; F_SETFD on our own open fd cannot fail. */
 	if (!(open_flags & O_CLOEXEC))
@@ -145,6 +147,8 @@ int iommufd_test_dmabuf_get(struct iommufd_ucmd *ucmd, uint32_t length, uint32_t
 	iommufd_subfd_install(file, fd);
 	return fd;
 
+err_abort:
+	iommufd_subfd_abort(file, fd);
 err_put:
 	iommufd_dmabuf_put(dmabuf);
 	return rc;

@@ -291,6 +291,11 @@ static int iommufd_access_pin_pages(struct iommufd_access *access, uint64_t iova
 			rc = -EPERM;
 			goto err_unpin;
 		}
+		/* Nothing but a domain may reach a dma-buf's memory, as in the kernel. */
+		if (area->pages->dmabuf) {
+			rc = -EINVAL;
+			goto err_unpin;
+		}
 		rc = iopt_pages_pin(area->pages, &p->pin, iopt_area_index(area, first),
 				    iopt_area_index(area, end));
 		if (rc)
@@ -443,6 +448,10 @@ static int iommufd_access_rw(struct iommufd_access *access, uint64_t iova, void 
 		}
 		if ((flags & IOMMUFD_ACCESS_RW_WRITE) && !(area->iommu_prot & IOMMU_WRITE)) {
 			rc = -EPERM;
+			goto out_unlock_iova;
+		}
+		if (area->pages->dmabuf) {
+			rc = -EINVAL;
 			goto out_unlock_iova;
 		}
 		rc = iopt_pages_rw(area->pages, area->pages_byte + (cur - n->start),

@@ -710,6 +710,9 @@ static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 	if (!n || n->start == iova)
 		return 0;
 	area = iopt_area_from_node(n);
+	/* The kernel maps a dma-buf as a whole and never divides it. */
+	if (area->pages->dmabuf)
+		return -EOPNOTSUPP;
 	/* Access pins are kept per area: they cannot be divided. */
 	if (atomic_load_explicit(&area->num_accesses, memory_order_acquire))
 		return -EINVAL;

@@ -65,6 +65,7 @@
 #include "mm/mm.h"
 
 struct iommu_domain;
+struct iommufd_dmabuf;
 
 struct io_pagetable {
 	struct uiommu_rwsem domains_rwsem; /* protects domains, nr_domains; order: 0 */
@@ -111,6 +112,7 @@ struct iopt_pages {
 	struct interval_tree_root pin_users; /* struct iopt_pages_pin: page index ranges */
 	uint64_t pinned;           /* pages covered by at least one pin user */
 	void *file_map;            /* FILE: our shared mapping of the span while pinned, or NULL */
+	struct iommufd_dmabuf *dmabuf; /* FILE: the dma-buf whose memfd it is (a reference), or NULL */
 };
 
 /* One pin user's hold on [node.start, node.last] page indexes of an iopt_pages. */

@@ -18,7 +18,8 @@
  * not see them; pinning them checks the file still covers the range. While anything of them is
  * pinned the library keeps its own shared mapping of the whole span (file_map): that is the
  * "physical" address a domain translates to, as the host address of a user page is for user
- * memory (iopt_pages_host_addr()).
+ * memory (iopt_pages_host_addr()). A dma-buf (dmabuf.c) maps as its memfd; the pages also hold
+ * a reference on the dma-buf, so that its memory outlives its fd while mapped.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "iommufd/dmabuf.h"
 #include "iommufd/io_pagetable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -86,38 +88,59 @@ struct iopt_pages *iopt_alloc_user_pages(struct uiommu_mm *mm, uint64_t uptr, ui
 struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t start,
 					 uint64_t length, bool writable)
 {
+	struct iommufd_dmabuf *dmabuf = iommufd_dmabuf_get(fd);
 	struct iopt_pages *pages;
 	struct stat st;
 	uint64_t end;
-	int flags, dup_fd;
+	int flags, dup_fd, rc;
 
+	/* A dma-buf of ours: its own checks, then its memfd is the file (dmabuf.c). */
+	if (dmabuf) {
+		rc = iommufd_dmabuf_check_map(dmabuf, start, length);
+		if (rc)
+			goto err_put_dmabuf;
+		fd = iommufd_dmabuf_memfd(dmabuf);
+	}
+	rc = -EBADF;
 	if (uiommu_should_fail())
-		return ERR_PTR(-EBADF);
+		goto err_put_dmabuf;
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fstat(fd, &st))
-		return ERR_PTR(-EBADF);
+		goto err_put_dmabuf;
+	rc = -EOPNOTSUPP;
 	if (!S_ISREG(st.st_mode))
-		return ERR_PTR(-EOPNOTSUPP);
+		goto err_put_dmabuf;
+	rc = -EOVERFLOW;
 	if (check_add_overflow(start, length, &end))
-		return ERR_PTR(-EOVERFLOW);
+		goto err_put_dmabuf;
+	rc = -EINVAL;
 	if (!length || end > (uint64_t)st.st_size)
-		return ERR_PTR(-EINVAL);
+		goto err_put_dmabuf;
 	/* A writable mapping of a file opened read-only cannot be honoured. */
+	rc = -EPERM;
 	if (writable && (flags & O_ACCMODE) == O_RDONLY)
-		return ERR_PTR(-EPERM);
+		goto err_put_dmabuf;
 
 	pages = iopt_alloc_pages(mm, start % uiommu_page_size, length, writable);
-	if (IS_ERR(pages))
-		return pages;
+	if (IS_ERR(pages)) {
+		rc = PTR_ERR(pages);
+		goto err_put_dmabuf;
+	}
+	pages->type = IOPT_ADDRESS_FILE;
+	pages->dmabuf = dmabuf; /* the pages own the reference now */
 	dup_fd = uiommu_should_fail() ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dup_fd < 0) {
 		iopt_pages_put(pages);
 		return ERR_PTR(-ENOMEM);
 	}
-	pages->type = IOPT_ADDRESS_FILE;
 	pages->file_fd = dup_fd;
 	pages->file_start = start - pages->start_byte;
 	return pages;
+
+err_put_dmabuf:
+	if (dmabuf)
+		iommufd_dmabuf_put(dmabuf);
+	return ERR_PTR(rc);
 }
 
 struct iopt_pages *iopt_pages_get(struct iopt_pages *pages)
@@ -134,6 +157,8 @@ void iopt_pages_put(struct iopt_pages *pages)
 	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned || pages->file_map);
 	if (pages->file_fd >= 0)
 		close(pages->file_fd);
+	if (pages->dmabuf)
+		iommufd_dmabuf_put(pages->dmabuf);
 	uiommu_mm_put(pages->source_mm);
 	uiommu_mutex_destroy(&pages->mutex);
 	uiommu_free(pages);

@@ -15,7 +15,7 @@
  * MD_CHECK_REFS compares the mm's pin ledger, page by page, with the expected count.
  *
  * The access ops live with the access objects (access.c), DIRTY with
- * dirty tracking (dirty.c). Ops not listed answer EOPNOTSUPP, the
+ * dirty tracking (dirty.c), the dma-buf ops with the test dma-buf (dmabuf.c). Ops not listed answer EOPNOTSUPP, the
  * kernel's answer for an op it does not know; they arrive with the nesting, PASID and fault
  * layers.
  */
@@ -23,6 +23,7 @@
 
 #include "drivers/mock/selftest_mock.h"
 #include "iommu/iommu.h"
+#include "iommufd/dmabuf.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
 
@@ -270,6 +271,12 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 						    cmd->check_dev_cache.cache);
 	case IOMMU_TEST_OP_TRIGGER_VEVENT:
 		return iommufd_test_trigger_vevent(ucmd, cmd->trigger_vevent.dev_id);
+	case IOMMU_TEST_OP_DMABUF_GET:
+		return iommufd_test_dmabuf_get(ucmd, cmd->dmabuf_get.length,
+					       cmd->dmabuf_get.open_flags); /* dmabuf.c */
+	case IOMMU_TEST_OP_DMABUF_REVOKE:
+		return iommufd_test_dmabuf_revoke(cmd->dmabuf_revoke.dmabuf_fd,
+						  cmd->dmabuf_revoke.revoked);
 	default:
 		return -EOPNOTSUPP;
 	}

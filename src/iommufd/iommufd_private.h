@@ -321,6 +321,8 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd);
 void iommufd_viommu_destroy(struct iommufd_object *obj);
 void iommufd_vdevice_destroy(struct iommufd_object *obj);
 void iommufd_veventq_destroy(struct iommufd_object *obj);
+int iommufd_hw_queue_alloc_ioctl(struct iommufd_ucmd *ucmd); /* hw_queue.c */
+void iommufd_hw_queue_destroy(struct iommufd_object *obj);
 struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu);
 int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu);
 /* The vDEVICE of @idev goes with it, leaving a tombstone (device unbind). */

@@ -2,8 +2,9 @@
 /*
  * HW queues and the vIOMMU's mmap region through the ABI: HW_QUEUE_ALLOC with every errno of
  * its fields, of the IOVA range and of the mock's index rules; the IOVA lock (UNMAP EBUSY
- * until the queue goes); the destroy graph (vIOMMU and queue n - 1 held); a fault-injection
- * sweep over HW_QUEUE_ALLOC. Written from the ABI description; no kernel code.
+ * until the queue goes); the destroy graph (vIOMMU and queue n - 1 held); uiommu_mmap() of
+ * the region (its rules, sharing, the vIOMMU held while mapped, the context kept after
+ * close); a fault-injection sweep over HW_QUEUE_ALLOC. Written from the ABI description; no kernel code.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -170,6 +171,96 @@ TEST_F(hwq, close_with_queues)
 	ASSERT_EQ(before.objects, after.objects);
 	ASSERT_EQ(before.allocations, after.allocations);
 	ASSERT_EQ(before.pinned_pages, after.pinned_pages);
+}
+
+static void *map_region(int fd, size_t len, int prot, int flags, uint64_t off)
+{
+	return uiommu_mmap(NULL, len, prot, flags, fd, (off_t)off);
+}
+
+#define ASSERT_MAP_ERRNO(en, expr)                                                        \
+	do {                                                                              \
+		errno = 0;                                                                \
+		ASSERT_EQ(MAP_FAILED, (expr));                                            \
+		ASSERT_EQ(en, errno);                                                     \
+	} while (0)
+
+TEST_F(hwq, mmap_rules)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xfeedcafe };
+	const int RWP = PROT_READ | PROT_WRITE;
+	uint64_t off, len;
+	uint32_t v, *a, *b;
+
+	ASSERT_EQ(0, viommu_alloc(self->fd, self->idev, self->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
+				  &data, sizeof(data), &v));
+	off = data.out_mmap_offset;
+	len = data.out_mmap_length;
+	ASSERT_MAP_ERRNO(EINVAL, map_region(self->fd, len, RWP, MAP_PRIVATE, off));
+	ASSERT_MAP_ERRNO(EPERM, map_region(self->fd, len, RWP | PROT_EXEC, MAP_SHARED, off));
+	ASSERT_MAP_ERRNO(EINVAL, map_region(self->fd, len, RWP, MAP_SHARED, off + 1));
+	ASSERT_MAP_ERRNO(EINVAL, map_region(self->fd, 0, RWP, MAP_SHARED, off));
+	ASSERT_MAP_ERRNO(ENXIO, map_region(self->fd, len, RWP, MAP_SHARED, off + psize()));
+	ASSERT_MAP_ERRNO(ENXIO, map_region(self->fd, len - psize(), RWP, MAP_SHARED, off));
+	ASSERT_MAP_ERRNO(ENXIO, map_region(self->fd, len + psize(), RWP, MAP_SHARED, off));
+	/* The offset of something without a region. */
+	ASSERT_MAP_ERRNO(ENXIO, map_region(self->fd, len, RWP, MAP_SHARED,
+					   (uint64_t)self->ioas << 20));
+	ASSERT_MAP_ERRNO(ENXIO, map_region(self->fd, len, RWP, MAP_SHARED,
+					   (uint64_t)self->viommu << 20));
+	ASSERT_MAP_ERRNO(EBADF, map_region(9999, len, RWP, MAP_SHARED, off));
+
+	a = map_region(self->fd, len, RWP, MAP_SHARED, off);
+	ASSERT_NE(MAP_FAILED, a);
+	ASSERT_EQ(0xfeedcafeu, a[0]);
+	/* A length inside the last page counts as the page. */
+	b = map_region(self->fd, len - 100, PROT_READ, MAP_SHARED_VALIDATE, off);
+	ASSERT_NE(MAP_FAILED, b);
+	ASSERT_TRUE(uiommu_mmap_claims(b, 1));
+	a[psize() / 4] = 0x5a5a;
+	ASSERT_EQ(0x5a5au, b[psize() / 4]);
+	/* Each mapping holds the vIOMMU, all of its pages until the last. */
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, v));
+	ASSERT_EQ(0, uiommu_munmap(a, len));
+	ASSERT_FALSE(uiommu_mmap_claims(a, len));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, v));
+	ASSERT_EQ(0, uiommu_munmap(b, psize()));
+	ASSERT_EQ(0, uiommu_munmap(b, psize()));
+	ASSERT_ERRNO(EBUSY, destroy(self->fd, v));
+	ASSERT_EQ(0, uiommu_munmap((char *)b + psize(), psize()));
+	ASSERT_EQ(0, destroy(self->fd, v));
+	ASSERT_MAP_ERRNO(ENXIO, map_region(self->fd, len, RWP, MAP_SHARED, off));
+}
+
+/* A mapping keeps the context alive after the fd's close, as a VMA keeps its file. */
+TEST(mmap_outlives_close)
+{
+	struct iommu_viommu_selftest data = { .in_data = 42 };
+	struct uiommu_stats before, mid, after;
+	uint32_t ioas, idev, parent, v, *p;
+	int fd;
+
+	/* What the first open of the process sets up for good is not counted. */
+	ASSERT_EQ(0, uiommu_close(uiommu_open(O_RDWR)));
+	ASSERT_EQ(0, uiommu_stats_get(&before));
+	fd = uiommu_open(O_RDWR);
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_EQ(0, mock_domain(fd, ioas, NULL, NULL, &idev));
+	ASSERT_EQ(0, parent_alloc(fd, idev, ioas, &parent));
+	ASSERT_EQ(0, viommu_alloc(fd, idev, parent, IOMMU_VIOMMU_TYPE_SELFTEST, &data,
+				  sizeof(data), &v));
+	p = map_region(fd, data.out_mmap_length, PROT_READ, MAP_SHARED, data.out_mmap_offset);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, uiommu_close(fd));
+	ASSERT_EQ(0, uiommu_stats_get(&mid));
+	ASSERT_EQ(before.contexts + 1, mid.contexts);
+	ASSERT_EQ(42u, p[0]);
+	ASSERT_EQ(0, uiommu_munmap(p, data.out_mmap_length));
+	ASSERT_EQ(0, uiommu_stats_get(&after));
+	ASSERT_EQ(before.contexts, after.contexts);
+	ASSERT_EQ(before.objects, after.objects);
+	ASSERT_EQ(before.allocations, after.allocations);
 }
 
 /* Fail the Nth step of HW_QUEUE_ALLOC (index 1): nothing may be left behind. */

@@ -15,7 +15,8 @@ struct iommufd_viommu {
 	struct iommufd_ctx *ictx;          /* constant */
 	struct iommufd_hwpt_paging *hwpt;  /* the parent; a users reference; constant */
 	uint32_t type;                     /* constant */
-	void *region;                      /* the driver's mmap region; constant */
+	void *region;                      /* the driver's mmap region (our mapping), or NULL */
+	int region_fd;                     /* its memfd (mmap.c); constant */
 	size_t region_len;
 	struct uiommu_mutex lock;          /* protects vdevs, veventqs, hw_queues; after idev->lock */
 	struct iommufd_vdevice *vdevs;     /* linked by next */

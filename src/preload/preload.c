@@ -295,13 +295,17 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 WRAP_PREAD(pread, off_t)
 WRAP_PREAD(pread64, off64_t)
 
-/* mmap of an iommufd fd, and the munmap of what it mapped: the library's. */
+/*
+ * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings
+ * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
+ * instrumented code may run.
+ */
 #define WRAP_MMAP(name, offtype)                                                          \
 	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
 				 offtype off)                                             \
 	{                                                                                 \
 		libc_func(name, void *, void *, size_t, int, int, int, offtype);          \
-		if (uiommu_is_fd(fd))                                                     \
+		if (fd >= 0 && uiommu_is_fd(fd))                                          \
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
 		return _##name(addr, len, prot, flags, fd, off);                          \
 	}

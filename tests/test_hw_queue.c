@@ -4,7 +4,7 @@
  * its fields, of the IOVA range and of the mock's index rules; the IOVA lock (UNMAP EBUSY
  * until the queue goes); the destroy graph (vIOMMU and queue n - 1 held); uiommu_mmap() of
  * the region (its rules, sharing, the vIOMMU held while mapped, the context kept after
- * close); a fault-injection sweep over HW_QUEUE_ALLOC. Written from the ABI description; no kernel code.
+ * close); fault-injection sweeps over HW_QUEUE_ALLOC and the mmap. Written from the ABI description; no kernel code.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -261,6 +261,40 @@ TEST(mmap_outlives_close)
 	ASSERT_EQ(before.contexts, after.contexts);
 	ASSERT_EQ(before.objects, after.objects);
 	ASSERT_EQ(before.allocations, after.allocations);
+}
+
+/* Fail the Nth step of an mmap of the region: nothing recorded, the vIOMMU free. */
+TEST_F(hwq, fail_nth_mmap)
+{
+	struct iommu_viommu_selftest data = { .in_data = 1 };
+	unsigned long nth;
+	uint32_t v;
+
+	if (!uiommu_fail_nth_available())
+		return;
+	ASSERT_EQ(0, viommu_alloc(self->fd, self->idev, self->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
+				  &data, sizeof(data), &v));
+	for (nth = 1; nth < 100; nth++) {
+		struct uiommu_stats before, after;
+		unsigned long left;
+		void *p;
+
+		ASSERT_EQ(0, uiommu_stats_get(&before));
+		uiommu_fail_nth_arm(nth);
+		p = map_region(self->fd, data.out_mmap_length, PROT_READ, MAP_SHARED,
+			       data.out_mmap_offset);
+		left = uiommu_fail_nth_disarm();
+		if (left) {
+			ASSERT_NE(MAP_FAILED, p);
+			ASSERT_EQ(0, uiommu_munmap(p, data.out_mmap_length));
+			break;
+		}
+		ASSERT_EQ(MAP_FAILED, p);
+		ASSERT_EQ(0, uiommu_stats_get(&after));
+		ASSERT_EQ(before.allocations, after.allocations);
+	}
+	ASSERT_TRUE(nth > 1 && nth < 100);
+	ASSERT_EQ(0, destroy(self->fd, v));
 }
 
 /* Fail the Nth step of HW_QUEUE_ALLOC (index 1): nothing may be left behind. */

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The drop-in path. This program runs under uiommu-run (meson runs it so) and reaches
- * /dev/iommu only through libc: open/openat/open64, ioctl, dup/dup2/dup3/fcntl, close. It links
- * libuiommu only to read its counters, which are the same instance the preload layer uses.
+ * /dev/iommu only through libc: open/openat/open64, ioctl, dup/dup2/dup3/fcntl, mmap, munmap,
+ * close. It links libuiommu only to read its counters, which are the same instance the preload
+ * layer uses.
  */
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -14,6 +15,7 @@
 
 #include "harness.h"
 #include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 
 int __open_2(const char *path, int flags);
@@ -189,6 +191,43 @@ TEST(bad_argument_pointer_is_efault)
 	ASSERT_EQ(0, mprotect(ro, 4096, PROT_READ));
 	ASSERT_ERRNO(EFAULT, ioctl(fd, IOMMU_IOAS_ALLOC, ro));
 	ASSERT_EQ(1, ioas_alloc(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/* mmap(2) of the iommufd fd reaches the library, and munmap(2) lets the vIOMMU go. */
+TEST(mmap_of_the_viommu_region)
+{
+	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
+					 .flags = IOMMU_HWPT_ALLOC_NEST_PARENT };
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST,
+					 .data_len = sizeof(data),
+					 .data_uptr = (uintptr_t)&data };
+	int fd = open("/dev/iommu", O_RDWR);
+	uint32_t *p;
+
+	ASSERT_GE(fd, 0);
+	md.id = ioas_alloc(fd);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &md));
+	hwpt.dev_id = md.mock_domain.out_idev_id;
+	hwpt.pt_id = md.id;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_HWPT_ALLOC, &hwpt));
+	va.dev_id = md.mock_domain.out_idev_id;
+	va.hwpt_id = hwpt.out_hwpt_id;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_VIOMMU_ALLOC, &va));
+	errno = 0;
+	ASSERT_EQ(MAP_FAILED, mmap(NULL, data.out_mmap_length, PROT_READ, MAP_PRIVATE, fd,
+				   (off_t)data.out_mmap_offset));
+	ASSERT_EQ(EINVAL, errno);
+	p = mmap(NULL, data.out_mmap_length, PROT_READ, MAP_SHARED, fd,
+		 (off_t)data.out_mmap_offset);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0xabcdu, p[0]);
+	ASSERT_NE(0, ioas_destroy(fd, va.out_viommu_id));
+	ASSERT_EQ(EBUSY, errno);
+	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
+	ASSERT_EQ(0, ioas_destroy(fd, va.out_viommu_id));
 	ASSERT_EQ(0, close(fd));
 }
 

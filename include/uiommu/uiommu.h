@@ -69,6 +69,17 @@ int uiommu_vfio_open(const char *path, int flags);
 void uiommu_fd_forget(int fd);
 
 /*
+ * mmap(2) of an iommufd fd: a region an object shares with user space (the vIOMMU's
+ * out_mmap_offset/length). MAP_SHARED only (EINVAL), never PROT_EXEC (EPERM), the exact
+ * offset and length of a live region (ENXIO). A live mapping holds its object (IOMMU_DESTROY
+ * answers EBUSY) until uiommu_munmap() of all of it. uiommu_munmap() is munmap(2) that also
+ * forgets such mappings; uiommu_mmap_claims() says whether a range meets one of them.
+ */
+void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int uiommu_munmap(void *addr, size_t len);
+bool uiommu_mmap_claims(const void *addr, size_t len);
+
+/*
  * Test support (meaningful in builds with fault injection, the default for debug builds;
  * no-ops in release builds).
  *

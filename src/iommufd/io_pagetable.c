@@ -639,11 +639,11 @@ again:
 	interval_tree_for_each(n, &iopt->area_itree, start, last) {
 		struct iopt_area *area = iopt_area_from_node(n);
 
-		if (n->start < start || n->last > last) {
+		if (area->num_locks || n->start < start || n->last > last) {
 			uiommu_up_write(&iopt->iova_rwsem);
 			uiommu_up_read(&iopt->domains_rwsem);
 			*unmapped = 0;
-			return -ENOENT;
+			return area->num_locks ? -EBUSY : -ENOENT;
 		}
 		if (atomic_load_explicit(&area->num_accesses, memory_order_acquire)) {
 			area->prevent_access = true;
@@ -713,8 +713,8 @@ static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 	/* The kernel maps a dma-buf as a whole and never divides it. */
 	if (area->pages->dmabuf)
 		return -EOPNOTSUPP;
-	/* Access pins are kept per area: they cannot be divided. */
-	if (atomic_load_explicit(&area->num_accesses, memory_order_acquire))
+	/* Access pins and locks are kept per area: they cannot be divided. */
+	if (atomic_load_explicit(&area->num_accesses, memory_order_acquire) || area->num_locks)
 		return -EINVAL;
 	/* A domain may map the area with a page that spans the cut. */
 	if (area->pinned && !iopt->disable_large_pages)
@@ -793,6 +793,65 @@ out_free:
 	for (i = used; i != num; i++)
 		uiommu_free(spare[i]);
 	return rc;
+}
+
+/* ---- locks ------------------------------------------------------------------------------- */
+
+/* Applies @delta to num_locks of every area of [start, last]. Caller holds iova_rwsem for write. */
+static void iopt_lock_areas(struct io_pagetable *iopt, uint64_t start, uint64_t last, int delta)
+{
+	struct interval_tree_node *n;
+
+	interval_tree_for_each(n, &iopt->area_itree, start, last) {
+		struct iopt_area *area = iopt_area_from_node(n);
+
+		WARN_ON(delta < 0 && !area->num_locks);
+		area->num_locks += delta;
+	}
+}
+
+/**
+ * iopt_lock_iova() - keep [iova, iova + length) mapped as it is: no unmap, no split
+ * Return: 0; -ENOENT when an IOVA of the range is not mapped (nothing is locked then);
+ * -EINVAL, -EOVERFLOW for a bad range. Undo with iopt_unlock_iova() on the same range.
+ */
+int iopt_lock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
+{
+	struct interval_tree_node *n;
+	uint64_t last, next = iova;
+	int rc = 0;
+
+	if (!length)
+		return -EINVAL;
+	if (check_add_overflow(iova, length - 1, &last))
+		return -EOVERFLOW;
+	uiommu_down_write(&iopt->iova_rwsem);
+	/* The areas of the range must follow each other without a gap. */
+	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
+		if (n->start > next) {
+			rc = -ENOENT;
+			goto out_unlock;
+		}
+		if (n->last >= last)
+			break;
+		next = n->last + 1;
+	}
+	if (!n) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	iopt_lock_areas(iopt, iova, last, 1);
+out_unlock:
+	uiommu_up_write(&iopt->iova_rwsem);
+	return rc;
+}
+
+/* Pairs with a successful iopt_lock_iova() of the same range. */
+void iopt_unlock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
+{
+	uiommu_down_write(&iopt->iova_rwsem);
+	iopt_lock_areas(iopt, iova, iova + length - 1, -1);
+	uiommu_up_write(&iopt->iova_rwsem);
 }
 
 /* ---- allowed and reserved ranges, alignment ------------------------------------------------ */

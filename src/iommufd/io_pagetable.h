@@ -43,6 +43,11 @@
  * let go of the range (iommufd_access_notify_unmap()), then tries again; an area with access
  * pins is never split.
  *
+ * Locks (iopt_lock_iova()) are the HW queues' hold on IOVA: a locked area (num_locks) may be
+ * neither unmapped (EBUSY) nor split, so the host address behind the IOVA stays what the queue
+ * was given for as long as it lives. A lock does not pin by itself: the queue's parent domain
+ * does (every area is pinned while a domain is attached).
+ *
  * Locking, in order: iopt->domains_rwsem -> iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
  *   domains_rwsem protects domains and nr_domains. Writers: adding and removing a domain.
  *   Readers: MAP, COPY and UNMAP, which must see one stable set of domains to fill or empty.
@@ -130,6 +135,7 @@ struct iopt_area {
 	struct iopt_pages_pin pin;      /* held while the table has domains */
 	bool pinned;                    /* pin is in pages->pin_users */
 	atomic_uint num_accesses;       /* access pins through this area */
+	unsigned int num_locks;         /* HW queues holding this IOVA (iova_rwsem): no unmap */
 	bool prevent_access;            /* being unmapped: no new access pins or rw (iova_rwsem) */
 };
 
@@ -175,6 +181,8 @@ int iopt_unmap_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length,
 		    uint64_t *unmapped);
 int iopt_unmap_all(struct io_pagetable *iopt, uint64_t *unmapped);
 int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int num);
+int iopt_lock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length);
+void iopt_unlock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length);
 
 int iopt_table_add_domain(struct io_pagetable *iopt, struct iommu_domain *domain);
 void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *domain);

@@ -184,6 +184,13 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
 int iommufd_event_fd_close(int fd);
+/* The context of the /dev/iommu fd @fd with a reference on its file (iommufd_ctx_file_put()). */
+struct iommufd_ctx *iommufd_ctx_from_fd(int fd);
+
+/* mmap regions of objects (mmap.c): an offset is the owner's ID << IOMMUFD_MMAP_ID_SHIFT. */
+#define IOMMUFD_MMAP_ID_SHIFT 20
+int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp);
+void iommufd_mmap_region_free(int fd, void *map, size_t len);
 long iommufd_objects_live(void);
 long iommufd_contexts_live(void);
 
@@ -327,6 +334,8 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd);
 void iommufd_viommu_destroy(struct iommufd_object *obj);
 void iommufd_vdevice_destroy(struct iommufd_object *obj);
 void iommufd_veventq_destroy(struct iommufd_object *obj);
+int iommufd_hw_queue_alloc_ioctl(struct iommufd_ucmd *ucmd); /* hw_queue.c */
+void iommufd_hw_queue_destroy(struct iommufd_object *obj);
 struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu);
 int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu);
 /* The vDEVICE of @idev goes with it, leaving a tombstone (device unbind). */

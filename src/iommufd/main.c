@@ -568,37 +568,6 @@ static int iommufd_option(struct iommufd_ucmd *ucmd)
 }
 
 /*
- * Commands whose objects (nested HWPTs, vIOMMUs) arrive in later layers. After
- * the argument checks each answers as the kernel does for an ID that names nothing of the kind
- * it can act on: ENOENT when the ID names nothing, and for an object that exists but cannot do
- * the operation yet, ENOENT too (the kernel's wrong-type answer).
- */
-static int iommufd_nodev_lookup(struct iommufd_ucmd *ucmd, uint32_t id,
-				enum iommufd_object_type type)
-{
-	struct iommufd_object *obj = iommufd_get_object(ucmd->ictx, id, type);
-
-	if (IS_ERR(obj))
-		return PTR_ERR(obj);
-	iommufd_put_object(ucmd->ictx, obj);
-	return -ENOENT;
-}
-
-static int iommufd_hw_queue_alloc(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_hw_queue_alloc *cmd = ucmd->cmd;
-	uint64_t end;
-
-	if (cmd->flags || cmd->type == IOMMU_HW_QUEUE_TYPE_DEFAULT)
-		return -EOPNOTSUPP;
-	if (!cmd->length)
-		return -EINVAL;
-	if (check_add_overflow(cmd->nesting_parent_iova, cmd->length - 1, &end))
-		return -EOVERFLOW;
-	return iommufd_nodev_lookup(ucmd, cmd->viommu_id, IOMMUFD_OBJ_VIOMMU);
-}
-
-/*
  * A fault queue is an object with its own fd; it arrives with the page-fault layer (issue 5).
  * Until then the command is understood but not offered.
  */
@@ -685,7 +654,7 @@ static const struct iommufd_ioctl_op iommufd_ioctl_ops[] = {
 		 struct iommu_ioas_change_process, __reserved),
 	IOCTL_OP(IOMMU_VEVENTQ_ALLOC, iommufd_veventq_alloc, struct iommu_veventq_alloc,
 		 out_veventq_fd),
-	IOCTL_OP(IOMMU_HW_QUEUE_ALLOC, iommufd_hw_queue_alloc, struct iommu_hw_queue_alloc,
+	IOCTL_OP(IOMMU_HW_QUEUE_ALLOC, iommufd_hw_queue_alloc_ioctl, struct iommu_hw_queue_alloc,
 		 length),
 	IOCTL_OP(IOMMU_TEST_CMD, iommufd_test, struct iommu_test_cmd, last),
 };
@@ -798,6 +767,9 @@ const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
 	},
 	[IOMMUFD_OBJ_VEVENTQ] = {
 		.destroy = iommufd_veventq_destroy,
+	},
+	[IOMMUFD_OBJ_HW_QUEUE] = {
+		.destroy = iommufd_hw_queue_destroy,
 	},
 	[IOMMUFD_OBJ_IOAS] = {
 		.destroy = iommufd_ioas_destroy,

@@ -6,8 +6,8 @@
  * A vIOMMU (IOMMUFD_OBJ_VIOMMU) is the host's view of one IOMMU instance as a guest sees it:
  * it is made over a NEST_PARENT paging HWPT (the stage-2 the guest's nested tables sit on),
  * holds that HWPT with a users reference, and is the thing nested HWPTs, vDEVICEs, vEVENTQs and
- * (later) HW queues hang from, each holding the vIOMMU in turn. So the destroy graph runs
- * leaves first: a vIOMMU with a nested HWPT, vDEVICE or vEVENTQ is EBUSY.
+ * HW queues (hw_queue.c) hang from, each holding the vIOMMU in turn. So the destroy graph runs
+ * leaves first: a vIOMMU with a nested HWPT, vDEVICE, vEVENTQ, HW queue or live mmap is EBUSY.
  *
  * A vDEVICE (IOMMUFD_OBJ_VDEVICE) gives one bound device a virtual ID inside a vIOMMU (what the
  * guest calls it: a vSID, a vRID). A device has at most one (EEXIST), and a virtual ID names at
@@ -23,8 +23,8 @@
  *
  * The driver side is the selftest mock's (type IOMMU_VIOMMU_TYPE_SELFTEST): optional data
  * struct iommu_viommu_selftest whose in_data comes back as out_data, with the offset and
- * length of a 2-page region whose first word is in_data. The region is kept (mmap of it
- * through the iommufd fd is not offered yet). Its invalidation entries clear the cache words
+ * length of a 2-page region whose first word is in_data. The region is a shared memfd that
+ * uiommu_mmap() maps for the program (mmap.c); a live mapping holds the vIOMMU. Its invalidation entries clear the cache words
  * of a device named by virtual ID.
  *
  * Locking: viommu->lock protects the vdevs list and the veventqs list (eventq.c); order: after
@@ -55,13 +55,14 @@ void iommufd_viommu_destroy(struct iommufd_object *obj)
 	struct iommufd_viommu *viommu = container_of(obj, struct iommufd_viommu, obj);
 
 	WARN_ON(viommu->vdevs || viommu->veventqs);
-	uiommu_free(viommu->region);
+	if (viommu->region)
+		iommufd_mmap_region_free(viommu->region_fd, viommu->region, viommu->region_len);
 	uiommu_mutex_destroy(&viommu->lock);
 	/* Pairs with the reference taken in iommufd_viommu_alloc_ioctl(). */
 	iommufd_object_unref_users(&viommu->hwpt->common.obj);
 }
 
-/* The mock's driver data: in_data echoed, the region described. */
+/* The mock's driver data: in_data echoed, a region made and described. */
 static int iommufd_viommu_mock_init(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu)
 {
 	struct iommu_viommu_alloc *cmd = ucmd->cmd;
@@ -69,14 +70,15 @@ static int iommufd_viommu_mock_init(struct iommufd_ucmd *ucmd, struct iommufd_vi
 	size_t n;
 	int rc;
 
-	viommu->region_len = VIOMMU_MOCK_REGION_PAGES * uiommu_page_size;
-	viommu->region = uiommu_zalloc(viommu->region_len);
-	if (!viommu->region)
-		return -ENOMEM;
+	/* The region comes with the data, as the kernel mock's does. */
 	if (!cmd->data_len)
 		return 0;
 	if (cmd->data_len < offsetofend(struct iommu_viommu_selftest, out_data))
 		return -EINVAL;
+	viommu->region_len = VIOMMU_MOCK_REGION_PAGES * uiommu_page_size;
+	rc = iommufd_mmap_region_alloc(viommu->region_len, &viommu->region_fd, &viommu->region);
+	if (rc)
+		return rc;
 	memset(&data, 0, sizeof(data));
 	n = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data);
 	rc = uiommu_copy_from_user(ucmd->mm, &data, cmd->data_uptr, n);
@@ -85,7 +87,7 @@ static int iommufd_viommu_mock_init(struct iommufd_ucmd *ucmd, struct iommufd_vi
 	memcpy(viommu->region, &data.in_data, sizeof(data.in_data));
 	data.out_data = data.in_data;
 	/* Offsets are per context and page aligned: the object ID keeps them distinct. */
-	data.out_mmap_offset = (uint64_t)iommufd_object_id(&viommu->obj) << 20;
+	data.out_mmap_offset = (uint64_t)iommufd_object_id(&viommu->obj) << IOMMUFD_MMAP_ID_SHIFT;
 	data.out_mmap_length = viommu->region_len;
 	return uiommu_copy_to_user(ucmd->mm, cmd->data_uptr, &data, n);
 }

@@ -7,6 +7,7 @@
 
 #include "iommufd/iommufd_private.h"
 
+struct iommufd_hw_queue;
 struct iommufd_veventq;
 
 struct iommufd_viommu {
@@ -14,11 +15,13 @@ struct iommufd_viommu {
 	struct iommufd_ctx *ictx;          /* constant */
 	struct iommufd_hwpt_paging *hwpt;  /* the parent; a users reference; constant */
 	uint32_t type;                     /* constant */
-	void *region;                      /* the driver's mmap region; constant */
+	void *region;                      /* the driver's mmap region (our mapping), or NULL */
+	int region_fd;                     /* its memfd (mmap.c); constant */
 	size_t region_len;
-	struct uiommu_mutex lock;          /* protects vdevs, veventqs; after idev->lock */
+	struct uiommu_mutex lock;          /* protects vdevs, veventqs, hw_queues; after idev->lock */
 	struct iommufd_vdevice *vdevs;     /* linked by next */
 	struct iommufd_veventq *veventqs;  /* linked by next */
+	struct iommufd_hw_queue *hw_queues[IOMMU_TEST_HW_QUEUE_MAX]; /* by index (hw_queue.c) */
 };
 
 struct iommufd_vdevice {

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -304,6 +305,32 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 
 WRAP_PREAD(pread, off_t)
 WRAP_PREAD(pread64, off64_t)
+
+/*
+ * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings
+ * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
+ * instrumented code may run.
+ */
+#define WRAP_MMAP(name, offtype)                                                          \
+	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
+				 offtype off)                                             \
+	{                                                                                 \
+		libc_func(name, void *, void *, size_t, int, int, int, offtype);          \
+		if (fd >= 0 && uiommu_is_fd(fd))                                          \
+			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
+		return _##name(addr, len, prot, flags, fd, off);                          \
+	}
+
+WRAP_MMAP(mmap, off_t)
+WRAP_MMAP(mmap64, off64_t)
+
+UIOMMU_EXPORT int munmap(void *addr, size_t len)
+{
+	libc_func(munmap, int, void *, size_t);
+	if (uiommu_mmap_claims(addr, len))
+		return uiommu_munmap(addr, len);
+	return _munmap(addr, len);
+}
 
 #define WRAP_FOPEN(name)                                                                  \
 	UIOMMU_EXPORT FILE *name(const char *path, const char *mode)                      \

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mmap on the iommufd fd: uiommu_mmap() and uiommu_munmap(), the library's side of a program's
+ * mmap(2) of /dev/iommu (the preload layer forwards to them).
+ *
+ * Some objects own a region of memory a driver shares with user space (the selftest vIOMMU's
+ * 2-page page; a real vIOMMU's command-queue window). The region is a memfd of ours, mapped
+ * MAP_SHARED in the library too (iommufd_mmap_region_alloc()), so the driver's writes and the
+ * program's are the same bytes. The object hands out an offset and a length (VIOMMU_ALLOC's
+ * out_mmap_offset/length); an offset is the owner's object ID shifted by
+ * IOMMUFD_MMAP_ID_SHIFT, so it names the owner without a table of its own and two live
+ * objects never share one (an ID is not reused while its object lives).
+ *
+ * uiommu_mmap() applies the kernel's rules, in its order: a zero length or an offset off a
+ * page is EINVAL (mmap(2)'s own checks), the mapping must be MAP_SHARED (EINVAL) and not
+ * executable (EPERM), and offset and length (rounded up to pages) must be exactly a live
+ * region's (ENXIO). It then maps the region's memfd where the program asked, and records the
+ * mapping (struct iommufd_mmap). As the kernel's VMA does, a live mapping holds a users
+ * reference on its owner (IOMMU_DESTROY of it answers EBUSY until the munmap) and a reference
+ * on the context's file (closing the fd does not free the context under the mapping).
+ *
+ * uiommu_munmap() unmaps, then forgets the pages of every recorded mapping inside the range;
+ * a mapping whose last page is gone drops its references. A partial munmap leaves the rest
+ * recorded, as a split VMA keeps its reference. uiommu_mmap() with MAP_FIXED over one of our
+ * mappings forgets the pages it replaces the same way. The program's own mmap(MAP_FIXED) of
+ * another file over one of our mappings is not seen: that mapping stays recorded until an
+ * munmap of its range.
+ *
+ * The library maps and unmaps with raw syscalls: its own mmap()/munmap() calls would come back
+ * through the preload layer.
+ *
+ * Locking: mmap_lock (a leaf) protects the list of mappings. References are dropped outside
+ * it.
+ */
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "iommufd/iommufd_private.h"
+#include "iommufd/viommu.h"
+#include "lib/fail.h"
+#include "uiommu/uiommu.h"
+
+#define IOMMUFD_MMAP_MAX_PAGES 64u /* the live-page bitmap of one mapping */
+
+struct iommufd_mmap {
+	struct iommufd_mmap *next;    /* mmap_list; mmap_lock */
+	uintptr_t addr;               /* constant */
+	size_t len;                   /* bytes, whole pages; constant */
+	uint64_t live;                /* pages still mapped, bit per page; mmap_lock */
+	struct iommufd_object *owner; /* a users reference */
+	struct iommufd_ctx *ictx;     /* its file: a reference */
+};
+
+static pthread_mutex_t mmap_lock = PTHREAD_MUTEX_INITIALIZER; /* protects mmap_list */
+static struct iommufd_mmap *mmap_list;
+static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
+
+/**
+ * iommufd_mmap_region_alloc() - a shared region of @len bytes (whole pages, at most 64)
+ * Return: 0 with *@fdp (the memfd) and *@mapp (our own shared mapping of it, zeroed), or
+ * -ENOMEM / the failing call's errno. Free with iommufd_mmap_region_free().
+ */
+int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp)
+{
+	void *map;
+	int fd, rc;
+
+	if (WARN_ON(!len || len % uiommu_page_size ||
+		    len / uiommu_page_size > IOMMUFD_MMAP_MAX_PAGES))
+		return -EINVAL;
+	fd = uiommu_should_fail() ? -1 : (int)syscall(SYS_memfd_create, "uiommu-mmap-region",
+							MFD_CLOEXEC);
+	if (fd < 0)
+		return errno && fd != -1 ? -errno : -ENOMEM;
+	if (uiommu_should_fail() || ftruncate(fd, (off_t)len)) {
+		rc = -ENOMEM;
+		goto err_close;
+	}
+	map = uiommu_should_fail() ? MAP_FAILED :
+				     (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+						     MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		rc = -ENOMEM;
+		goto err_close;
+	}
+	*fdp = fd;
+	*mapp = map;
+	return 0;
+
+err_close:
+	syscall(SYS_close, fd);
+	return rc;
+}
+
+void iommufd_mmap_region_free(int fd, void *map, size_t len)
+{
+	syscall(SYS_munmap, map, len);
+	syscall(SYS_close, fd);
+}
+
+static void *iommufd_mmap_ret(int rc)
+{
+	errno = -rc;
+	return MAP_FAILED;
+}
+
+/* The region behind @off: its owner held for the caller (iommufd_put_object()), memfd, length. */
+static struct iommufd_object *iommufd_mmap_region_find(struct iommufd_ctx *ictx, uint64_t off,
+						       int *fdp, size_t *lenp)
+{
+	struct iommufd_viommu *viommu;
+	struct iommufd_object *obj;
+
+	if (off & ((1ull << IOMMUFD_MMAP_ID_SHIFT) - 1) ||
+	    (off >> IOMMUFD_MMAP_ID_SHIFT) > IOMMUFD_ID_LIMIT)
+		return ERR_PTR(-ENXIO);
+	obj = iommufd_get_object(ictx, (uint32_t)(off >> IOMMUFD_MMAP_ID_SHIFT),
+				 IOMMUFD_OBJ_VIOMMU);
+	if (IS_ERR(obj))
+		return ERR_PTR(-ENXIO);
+	viommu = container_of(obj, struct iommufd_viommu, obj);
+	if (!viommu->region) {
+		iommufd_put_object(ictx, obj);
+		return ERR_PTR(-ENXIO);
+	}
+	*fdp = viommu->region_fd;
+	*lenp = viommu->region_len;
+	return obj;
+}
+
+/* Forgets the pages of [addr, addr + len) in every recorded mapping; drops emptied ones. */
+static void iommufd_mmap_forget(uintptr_t addr, size_t len)
+{
+	struct iommufd_mmap *dead = NULL, **pos, *m;
+	uintptr_t end = addr + len;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&mmap_lock);
+	for (pos = &mmap_list; (m = *pos);) {
+		uintptr_t s = addr > m->addr ? addr : m->addr;
+		uintptr_t e = end < m->addr + m->len ? end : m->addr + m->len;
+
+		for (; s < e; s += uiommu_page_size)
+			m->live &= ~(1ull << ((s - m->addr) / uiommu_page_size));
+		if (m->live) {
+			pos = &m->next;
+			continue;
+		}
+		*pos = m->next;
+		m->next = dead;
+		dead = m;
+		atomic_fetch_sub_explicit(&mmap_count, 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&mmap_lock);
+	while ((m = dead)) {
+		dead = m->next;
+		/* Pairs with the references taken in uiommu_mmap(). */
+		iommufd_object_unref_users(m->owner);
+		iommufd_ctx_file_put(m->ictx);
+		uiommu_free(m);
+	}
+}
+
+UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct iommufd_object *owner;
+	struct iommufd_ctx *ictx;
+	struct iommufd_mmap *m;
+	size_t region_len;
+	int region_fd, rc;
+	void *p;
+
+	ictx = iommufd_ctx_from_fd(fd);
+	if (IS_ERR(ictx))
+		return iommufd_mmap_ret(PTR_ERR(ictx));
+	if (!len || off < 0 || (uint64_t)off % uiommu_page_size) {
+		rc = -EINVAL;
+		goto out_put_file;
+	}
+	if ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE) {
+		rc = -EINVAL;
+		goto out_put_file;
+	}
+	if (prot & PROT_EXEC) {
+		rc = -EPERM;
+		goto out_put_file;
+	}
+	owner = iommufd_mmap_region_find(ictx, (uint64_t)off, &region_fd, &region_len);
+	if (IS_ERR(owner)) {
+		rc = PTR_ERR(owner);
+		goto out_put_file;
+	}
+	if ((len + uiommu_page_size - 1) / uiommu_page_size * uiommu_page_size != region_len) {
+		rc = -ENXIO;
+		goto out_put_owner;
+	}
+	m = uiommu_zalloc(sizeof(*m));
+	if (!m) {
+		rc = -ENOMEM;
+		goto out_put_owner;
+	}
+	p = uiommu_should_fail() ? (errno = ENOMEM, MAP_FAILED) :
+				   (void *)syscall(SYS_mmap, addr, len, prot, flags, region_fd, 0);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		goto err_free;
+	}
+	/* MAP_FIXED may have replaced pages of ours. */
+	iommufd_mmap_forget((uintptr_t)p, region_len);
+	m->addr = (uintptr_t)p;
+	m->len = region_len;
+	m->live = region_len / uiommu_page_size == 64 ?
+			  ~0ull : (1ull << (region_len / uiommu_page_size)) - 1;
+	m->owner = owner;
+	m->ictx = ictx;
+	/* Pair with the puts in iommufd_mmap_forget(). */
+	iommufd_object_ref_users(owner);
+	iommufd_ctx_file_get(ictx);
+	pthread_mutex_lock(&mmap_lock);
+	m->next = mmap_list;
+	mmap_list = m;
+	atomic_fetch_add_explicit(&mmap_count, 1, memory_order_release);
+	pthread_mutex_unlock(&mmap_lock);
+	iommufd_put_object(ictx, owner);
+	iommufd_ctx_file_put(ictx);
+	return p;
+
+err_free:
+	uiommu_free(m);
+out_put_owner:
+	iommufd_put_object(ictx, owner);
+out_put_file:
+	iommufd_ctx_file_put(ictx);
+	return iommufd_mmap_ret(rc);
+}
+
+UIOMMU_EXPORT int uiommu_munmap(void *addr, size_t len)
+{
+	if (syscall(SYS_munmap, addr, len))
+		return -1;
+	iommufd_mmap_forget((uintptr_t)addr, (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1));
+	return 0;
+}
+
+UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
+{
+	uintptr_t s = (uintptr_t)addr, e = s + len;
+	struct iommufd_mmap *m;
+	bool found = false;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return false;
+	pthread_mutex_lock(&mmap_lock);
+	for (m = mmap_list; m && !found; m = m->next)
+		found = s < m->addr + m->len && m->addr < e;
+	pthread_mutex_unlock(&mmap_lock);
+	return found;
+}

@@ -242,20 +242,6 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 	return uiommu_ret(rc);
 }
 
-struct iommufd_ctx *iommufd_ctx_from_fd(int fd)
-{
-	struct iommufd_file *file = iommufd_file_get(fd);
-
-	if (!file)
-		return ERR_PTR(-EBADF);
-	if (file->ops) {
-		/* A sub-fd has no mmap. */
-		iommufd_file_put(file);
-		return ERR_PTR(-ENODEV);
-	}
-	return file->ictx;
-}
-
 UIOMMU_EXPORT int uiommu_close(int fd)
 {
 	struct iommufd_file *file;

@@ -174,8 +174,9 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	void *p;
 
 	ictx = iommufd_ctx_from_fd(fd);
+	/* One of our other files (an access, event or dma-buf fd) has nothing to map: ENODEV. */
 	if (IS_ERR(ictx))
-		return iommufd_mmap_ret(PTR_ERR(ictx));
+		return iommufd_mmap_ret(PTR_ERR(ictx) == -EBADFD ? -ENODEV : PTR_ERR(ictx));
 	if (!len || off < 0 || (uint64_t)off % uiommu_page_size) {
 		rc = -EINVAL;
 		goto out_put_file;

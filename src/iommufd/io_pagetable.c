@@ -640,10 +640,13 @@ again:
 		struct iopt_area *area = iopt_area_from_node(n);
 
 		if (area->num_locks || n->start < start || n->last > last) {
+			/* Decide before unlocking: the area may be gone the moment we do. */
+			int rc = area->num_locks ? -EBUSY : -ENOENT;
+
 			uiommu_up_write(&iopt->iova_rwsem);
 			uiommu_up_read(&iopt->domains_rwsem);
 			*unmapped = 0;
-			return area->num_locks ? -EBUSY : -ENOENT;
+			return rc;
 		}
 		if (atomic_load_explicit(&area->num_accesses, memory_order_acquire)) {
 			area->prevent_access = true;

@@ -163,8 +163,13 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	uiommu_mutex_unlock(&ictx->objects_lock);
 }
 
+#ifdef __SANITIZE_THREAD__
+char iommufd_tsan_rcu_sync;
+#endif
+
 static void iommufd_object_free_rcu(struct rcu_head *head)
 {
+	iommufd_rcu_callback_begin();
 	uiommu_free(container_of(head, struct iommufd_object, rcu));
 }
 

@@ -713,7 +713,209 @@ static void ch_teardown(struct tour *t)
 	t->fd = -1;
 }
 
-/* ---- chapter 11: groups, through sysfs ------------------------------------------------- */
+/* ---- devices and page tables, on the selftest's mock IOMMU ------------------------------ */
+
+static long test_cmd(int fd, struct iommu_test_cmd *cmd)
+{
+	cmd->size = sizeof(*cmd);
+	return xioctl(fd, IOMMU_TEST_CMD, cmd);
+}
+
+/* A 64-bit dirty bitmap, one character per bit: "1" dirty, "." clean. */
+static const char *bits(uint64_t map, unsigned int n)
+{
+	static char s[65];
+
+	for (unsigned int i = 0; i < n && i < 64; i++)
+		s[i] = map & (UINT64_C(1) << i) ? '1' : '.';
+	s[n < 64 ? n : 64] = '\0';
+	return s;
+}
+
+static void ch_devices(struct tour *t)
+{
+	const uint32_t rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+	const uint64_t iova = MOCK_APERTURE_START;
+	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	uint32_t ioas, stdev, auto_hwpt, idev, hwpt, n;
+	struct iommu_iova_range r[4];
+	char text[32] = "";
+	uint64_t map_iova, marks, dirty;
+	void *gone;
+	long rc;
+	int afd;
+
+	step("A fresh open(\"/dev/iommu\"), IOMMU_IOAS_ALLOC, IOMMU_TEST_CMD MOCK_DOMAIN on it");
+	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (t->fd < 0)
+		die("open(/dev/iommu) failed: %s", strerror(errno));
+	expect_ok(ioas_alloc(t->fd, &ioas), "IOMMU_IOAS_ALLOC");
+	cmd.id = ioas;
+	rc = test_cmd(t->fd, &cmd);
+	if (rc == -ENOTTY) {
+		say("-> ENOTTY: this kernel has no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST). The mock");
+		say("IOMMU lives behind it, so this chapter is skipped.");
+		goto out_close;
+	}
+	expect_ok(rc, "MOCK_DOMAIN");
+	stdev = cmd.mock_domain.out_stdev_id;
+	auto_hwpt = cmd.mock_domain.out_hwpt_id;
+	idev = cmd.mock_domain.out_idev_id;
+	say("A device is bound to our context and attached to IOAS %u. On a real machine this",
+	    ioas);
+	say("is VFIO: open /dev/vfio/devices/vfioN, VFIO_DEVICE_BIND_IOMMUFD, then");
+	say("VFIO_DEVICE_ATTACH_IOMMUFD_PT. The kernel selftest's mock device stands in for it:");
+	say("   device object (idev) %u, the test's handle on the device (stdev) %u,", idev, stdev);
+	say("   hardware page table (HWPT) %u: an IOMMU domain made for the IOAS on the spot.",
+	    auto_hwpt);
+
+	step("IOMMU_IOAS_IOVA_RANGES on the IOAS, now that a device is attached");
+	n = show_ranges(t->fd, ioas, r, 4);
+	expect_u64(n, 1, "the number of ranges");
+	expect_u64(r[0].start, MOCK_APERTURE_START, "the start of the range");
+	expect_u64(r[0].last, MOCK_APERTURE_LAST, "the end of the range");
+	{
+		struct iommu_ioas_iova_ranges q = { .size = sizeof(q), .ioas_id = ioas,
+						    .num_iovas = 4, .allowed_iovas = (uintptr_t)r };
+
+		expect_ok(xioctl(t->fd, IOMMU_IOAS_IOVA_RANGES, &q), "IOVA_RANGES");
+		expect_u64(q.out_iova_alignment, MOCK_PAGE_SIZE, "the IOVA alignment");
+	}
+	say("Only the mock IOMMU's aperture (16 MiB .. 2 GiB) is usable now, in steps of its");
+	say("2 KiB page: the IOAS takes on the limits of every domain attached to it.");
+
+	step("IOMMU_IOAS_MAP of our %s buffer at IOVA 0x%" PRIx64, human(BUF_SIZE), iova);
+	memset(t->buf, 0, BUF_SIZE);
+	strcpy(t->buf, "hello from the CPU");
+	map_iova = iova;
+	expect_ok(map(t->fd, ioas, rw | IOMMU_IOAS_MAP_FIXED_IOVA, t->buf, BUF_SIZE, &map_iova),
+		  "IOMMU_IOAS_MAP");
+	say("Mapped, and this time pinned at once: the domain needs the physical pages now.");
+
+	gone = mmap(NULL, 1 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (gone == MAP_FAILED || munmap(gone, 1 * MiB))
+		die("mmap/munmap of a scratch range failed: %s", strerror(errno));
+	step("IOMMU_IOAS_MAP of 1 MiB at %p, an address we just munmap()ed", gone);
+	map_iova = 0;
+	expect_errno(map(t->fd, ioas, rw, gone, 1 * MiB, &map_iova), EFAULT,
+		     "map of unmapped memory",
+		     "with a domain attached, pinning is eager and there is nothing to pin.");
+	say("In the mapping chapter this kind of map worked: with no device, pinning was lazy.");
+
+	step("IOMMU_TEST_CMD CREATE_ACCESS on the IOAS, then ACCESS_RW: read 32 bytes at IOVA"
+	     " 0x%" PRIx64, iova);
+	cmd = (struct iommu_test_cmd){ .op = IOMMU_TEST_OP_CREATE_ACCESS, .id = ioas };
+	expect_ok(test_cmd(t->fd, &cmd), "CREATE_ACCESS");
+	afd = (int)cmd.create_access.out_access_fd;
+	say("An access object (fd %d) reads and writes IOVAs the way an emulated device", afd);
+	say("(vfio-mdev, a kernel driver) would: through the IOAS, without an IOMMU.");
+	cmd = (struct iommu_test_cmd){
+		.op = IOMMU_TEST_OP_ACCESS_RW, .id = (uint32_t)afd,
+		.access_rw = { .iova = iova, .length = sizeof(text), .uptr = (uintptr_t)text },
+	};
+	expect_ok(test_cmd(t->fd, &cmd), "ACCESS_RW (read)");
+	if (strcmp(text, "hello from the CPU"))
+		die("ACCESS_RW read \"%.32s\", expected what the CPU wrote", text);
+	say("Read back: \"%s\". IOVA 0x%" PRIx64 " is our buffer.", text, iova);
+	cmd = (struct iommu_test_cmd){
+		.op = IOMMU_TEST_OP_ACCESS_RW, .id = (uint32_t)afd,
+		.access_rw = { .iova = iova + 64, .length = sizeof("hello from the device"),
+			       .uptr = (uintptr_t)"hello from the device",
+			       .flags = MOCK_ACCESS_RW_WRITE },
+	};
+	expect_ok(test_cmd(t->fd, &cmd), "ACCESS_RW (write)");
+	if (strcmp((char *)t->buf + 64, "hello from the device"))
+		die("the write through the access did not reach our buffer");
+	say("And written: at buf + 64 the CPU now reads \"%s\".", (char *)t->buf + 64);
+	if (close(afd))
+		die("close of the access fd failed: %s", strerror(errno));
+	say("close(%d): the access fd was a real fd; closing it destroyed the access.", afd);
+
+	step("IOMMU_HWPT_ALLOC for idev %u over the IOAS, with DIRTY_TRACKING", idev);
+	{
+		struct iommu_hwpt_alloc a = {
+			.size = sizeof(a), .flags = IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+			.dev_id = idev, .pt_id = ioas,
+		};
+
+		expect_ok(xioctl(t->fd, IOMMU_HWPT_ALLOC, &a), "IOMMU_HWPT_ALLOC");
+		hwpt = a.out_hwpt_id;
+	}
+	say("HWPT %u: a second page table for the same IOAS, asked for explicitly, able to", hwpt);
+	say("record which pages the device writes. It holds the same mappings already.");
+
+	step("IOMMU_TEST_CMD MOCK_DOMAIN_REPLACE: move the device to HWPT %u", hwpt);
+	cmd = (struct iommu_test_cmd){ .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = stdev,
+				       .mock_domain_replace = { .pt_id = hwpt } };
+	expect_ok(test_cmd(t->fd, &cmd), "MOCK_DOMAIN_REPLACE");
+	expect_u64(cmd.mock_domain_replace.pt_id, hwpt, "the HWPT attached");
+	say("Replaced in one step, with no moment without translation (on a real machine:");
+	say("VFIO_DEVICE_ATTACH_IOMMUFD_PT again).");
+
+	step("IOMMU_DESTROY of HWPT %u, the one made at the first attach", auto_hwpt);
+	expect_errno(destroy(t->fd, auto_hwpt), ENOENT, "IOMMU_DESTROY of the first HWPT",
+		     "the automatic HWPT went away with its last device.");
+
+	step("IOMMU_HWPT_SET_DIRTY_TRACKING: enable on HWPT %u", hwpt);
+	{
+		struct iommu_hwpt_set_dirty_tracking d = {
+			.size = sizeof(d), .flags = IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
+			.hwpt_id = hwpt,
+		};
+
+		expect_ok(xioctl(t->fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &d),
+			  "SET_DIRTY_TRACKING");
+	}
+	say("From now on the IOMMU sets a dirty bit in each page-table entry the device writes.");
+
+	/* 2 KiB mock pages 0, 5, 6 and 31 of the buffer: 4 KiB pages 0, 2, 3 and 15. */
+	marks = UINT64_C(1) << 0 | UINT64_C(1) << 5 | UINT64_C(1) << 6 | UINT64_C(1) << 31;
+	step("IOMMU_TEST_CMD DIRTY: the device writes 2 KiB pages 0, 5, 6 and 31 of the buffer");
+	cmd = (struct iommu_test_cmd){
+		.op = IOMMU_TEST_OP_DIRTY, .id = hwpt,
+		.dirty = { .iova = iova, .length = BUF_SIZE, .page_size = MOCK_PAGE_SIZE,
+			   .uptr = (uintptr_t)&marks },
+	};
+	expect_ok(test_cmd(t->fd, &cmd), "DIRTY");
+	expect_u64(cmd.dirty.out_nr_dirty, 4, "the number of entries marked");
+	say("Marked %" PRIu64 " entries dirty, as the hardware would on DMA writes.",
+	    (uint64_t)cmd.dirty.out_nr_dirty);
+
+	step("IOMMU_HWPT_GET_DIRTY_BITMAP over the %s, one bit per 4 KiB", human(BUF_SIZE));
+	{
+		struct iommu_hwpt_get_dirty_bitmap g = {
+			.size = sizeof(g), .hwpt_id = hwpt, .iova = iova, .length = BUF_SIZE,
+			.page_size = 4 * KiB, .data = (uintptr_t)&dirty,
+		};
+
+		dirty = 0;
+		expect_ok(xioctl(t->fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), "GET_DIRTY_BITMAP");
+		say("   pages 0..15: %s", bits(dirty, 16));
+		expect_u64(dirty, UINT64_C(1) << 0 | UINT64_C(1) << 2 | UINT64_C(1) << 3 |
+					  UINT64_C(1) << 15, "the dirty bitmap");
+		say("4 KiB pages 0, 2, 3 and 15 are dirty: live migration would copy them again.");
+		dirty = 0;
+		expect_ok(xioctl(t->fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), "GET_DIRTY_BITMAP");
+		say("   pages 0..15: %s  (read again)", bits(dirty, 16));
+		expect_u64(dirty, 0, "the dirty bitmap read a second time");
+		say("Reading cleared the bits (IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR keeps them).");
+	}
+
+	step("Teardown: IOMMU_DESTROY of HWPT %u, of the device (stdev %u), then of HWPT %u", hwpt,
+	     stdev, hwpt);
+	expect_errno(destroy(t->fd, hwpt), EBUSY, "IOMMU_DESTROY of the HWPT",
+		     "a device is attached to it.");
+	expect_ok(destroy(t->fd, stdev), "IOMMU_DESTROY of the stdev");
+	say("The device is detached and unbound (VFIO: close the device fd).");
+	expect_ok(destroy(t->fd, hwpt), "IOMMU_DESTROY of the HWPT");
+	say("Now the HWPT goes too; the close below takes the IOAS and unpins the buffer.");
+out_close:
+	if (close(t->fd))
+		die("close failed: %s", strerror(errno));
+	t->fd = -1;
+}
+
+/* ---- groups, through sysfs ---------------------------------------------------------------- */
 
 #define GROUPS "/sys/kernel/iommu_groups"
 #define PCI "/sys/bus/pci"
@@ -918,6 +1120,7 @@ static const struct chapter {
 	{ "Options (IOMMU_OPTION)", ch_options },
 	{ "VFIO type1 compatibility on the same fd", ch_vfio },
 	{ "Teardown (IOMMU_DESTROY and close)", ch_teardown },
+	{ "Devices and page tables (mock IOMMU)", ch_devices },
 	{ "IOMMU groups, their types, and hot unplug (sysfs)", ch_groups },
 };
 

@@ -103,9 +103,12 @@ static struct iommufd_access *iommufd_access_create(struct iommufd_ctx *ictx,
 	access->iopt_access.iova_alignment = ops->needs_pin_pages ? uiommu_page_size : 1;
 	access->iopt_access.obj_id = iommufd_object_id(&access->obj);
 	uiommu_mutex_init(&access->ioas_lock);
-	iommufd_object_finalize(ictx, &access->obj);
-	/* The owner's hold: IOMMU_DESTROY answers EBUSY. Dropped by iommufd_access_destroy(). */
+	/*
+	 * The owner's hold: IOMMU_DESTROY answers EBUSY. Dropped by iommufd_access_destroy().
+	 * Taken before publication, so that no racing IOMMU_DESTROY finds users at one.
+	 */
 	iommufd_object_ref_users(&access->obj);
+	iommufd_object_finalize(ictx, &access->obj);
 	return access;
 }
 
@@ -167,7 +170,6 @@ static int iommufd_access_replace(struct iommufd_access *access, uint32_t ioas_i
 static void iommufd_access_destroy(struct iommufd_access *access)
 {
 	WARN_ON(iommufd_access_change_ioas(access, NULL));
-	iommufd_object_unref_users(&access->obj);
 	WARN_ON(iommufd_object_remove(access->ictx, &access->obj, 0, REMOVE_WAIT));
 }
 

@@ -69,9 +69,13 @@ struct iommufd_device *iommufd_device_bind(struct iommufd_ctx *ictx, struct devi
 	idev->ictx = ictx;
 	uiommu_mutex_init(&idev->lock);
 	*id = iommufd_object_id(&idev->obj);
-	iommufd_object_finalize(ictx, &idev->obj);
-	/* The binder's hold: IOMMU_DESTROY of a device is EBUSY. Dropped by unbind. */
+	/*
+	 * The binder's hold: IOMMU_DESTROY of a device is EBUSY. Dropped by unbind. Taken before
+	 * the object is published, or a racing IOMMU_DESTROY of the new ID could find users at
+	 * one and destroy the device under the binder.
+	 */
 	iommufd_object_ref_users(&idev->obj);
+	iommufd_object_finalize(ictx, &idev->obj);
 	return idev;
 }
 
@@ -79,7 +83,6 @@ struct iommufd_device *iommufd_device_bind(struct iommufd_ctx *ictx, struct devi
 void iommufd_device_unbind(struct iommufd_device *idev)
 {
 	iommufd_device_remove_vdev(idev);
-	iommufd_object_unref_users(&idev->obj);
 	WARN_ON(iommufd_object_remove(idev->ictx, &idev->obj, 0, REMOVE_WAIT));
 }
 

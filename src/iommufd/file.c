@@ -90,6 +90,7 @@ static fdt_slot *fdt_slot_get(int fd, bool create)
 
 static void iommufd_file_free_rcu(struct rcu_head *head)
 {
+	iommufd_rcu_callback_begin();
 	uiommu_free(container_of(head, struct iommufd_file, rcu));
 }
 

@@ -163,8 +163,13 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	uiommu_mutex_unlock(&ictx->objects_lock);
 }
 
+#ifdef __SANITIZE_THREAD__
+char iommufd_tsan_rcu_sync;
+#endif
+
 static void iommufd_object_free_rcu(struct rcu_head *head)
 {
+	iommufd_rcu_callback_begin();
 	uiommu_free(container_of(head, struct iommufd_object, rcu));
 }
 
@@ -193,24 +198,40 @@ void iommufd_object_abort_and_destroy(struct iommufd_ctx *ictx, struct iommufd_o
 }
 
 /* Takes a short-term hold; false once the object is being destroyed or not yet published. */
-static bool iommufd_lock_obj(struct iommufd_object *obj)
+static void iommufd_object_wait_put(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 {
-	/* Acquire: pairs with the release store of users in iommufd_object_finalize(). */
-	int v = atomic_load_explicit(&obj->users, memory_order_acquire);
+	if (atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_acq_rel) == 1) {
+		pthread_mutex_lock(&ictx->wait_lock);
+		pthread_cond_broadcast(&ictx->wait_cond);
+		pthread_mutex_unlock(&ictx->wait_lock);
+	}
+}
+
+/*
+ * wait_cnt first, then users. The kernel takes both under the xarray lock, so an owner's
+ * iommufd_object_remove() never sees a lookup's transient users reference; this lookup is
+ * lock-free, and once an owner has dropped the wait bias (REMOVE_WAIT) and waited, a late
+ * lookup must fail at wait_cnt without touching users, or the owner's "users == 1" check
+ * could meet its passing increment and fail with EBUSY.
+ */
+static bool iommufd_lock_obj(struct iommufd_ctx *ictx, struct iommufd_object *obj)
+{
+	int v = atomic_load_explicit(&obj->wait_cnt, memory_order_relaxed);
 
 	do {
 		if (!v)
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&obj->users, &v, v + 1,
+	} while (!atomic_compare_exchange_weak_explicit(&obj->wait_cnt, &v, v + 1,
 							memory_order_acquire,
 							memory_order_relaxed));
-	v = atomic_load_explicit(&obj->wait_cnt, memory_order_relaxed);
+	/* Acquire: pairs with the release store of users in iommufd_object_finalize(). */
+	v = atomic_load_explicit(&obj->users, memory_order_acquire);
 	do {
 		if (!v) {
-			iommufd_object_unref_users(obj);
+			iommufd_object_wait_put(ictx, obj);
 			return false;
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&obj->wait_cnt, &v, v + 1,
+	} while (!atomic_compare_exchange_weak_explicit(&obj->users, &v, v + 1,
 							memory_order_acquire,
 							memory_order_relaxed));
 	return true;
@@ -236,7 +257,7 @@ struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
 	node = cds_lfht_iter_get_node(&iter);
 	if (node) {
 		obj = container_of(node, struct iommufd_object, node);
-		if (!iommufd_lock_obj(obj))
+		if (!iommufd_lock_obj(ictx, obj))
 			obj = NULL;
 	}
 	rcu_read_unlock();
@@ -253,11 +274,7 @@ void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 {
 	/* users first: a waiter that sees wait_cnt reach 0 must also see users back down. */
 	iommufd_object_unref_users(obj);
-	if (atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_acq_rel) == 1) {
-		pthread_mutex_lock(&ictx->wait_lock);
-		pthread_cond_broadcast(&ictx->wait_cond);
-		pthread_mutex_unlock(&ictx->wait_lock);
-	}
+	iommufd_object_wait_put(ictx, obj);
 }
 
 /* Sleeps until every in-flight holder of @obj is gone. */
@@ -291,7 +308,8 @@ static void iommufd_object_destroy_removed(struct iommufd_object *obj)
  * is read from the object; with both, @id is used and the object is only compared, so a caller
  * that no longer holds @to_destroy (it dropped its last reference) may still ask.
  * @flags: REMOVE_WAIT when the caller itself holds a users reference that it hands over
- * (in-flight ioctls are waited for first); REMOVE_OBJ_TOMBSTONE to keep the ID used.
+ * (in-flight ioctls are waited for first; the reference is consumed, on failure too);
+ * REMOVE_OBJ_TOMBSTONE to keep the ID used.
  * Return: 0, -ENOENT (no such published object), -EBUSY (someone else holds it).
  */
 int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
@@ -313,6 +331,13 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 	}
 
 	uiommu_mutex_lock(&ictx->objects_lock);
+	/*
+	 * The caller's users reference goes under objects_lock, as in the kernel: an
+	 * IOMMU_DESTROY of the same ID (which decrements users only under this lock) must see it
+	 * and answer EBUSY, never find users at one and destroy the object under its owner.
+	 */
+	if (to_destroy && (flags & REMOVE_WAIT))
+		iommufd_object_unref_users(to_destroy);
 	rcu_read_lock();
 	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
 	node = cds_lfht_iter_get_node(&iter);

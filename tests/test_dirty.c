@@ -14,75 +14,11 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "iommufd_utils.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 
-#define BUF_LEN (1ull << 20)
-#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
-
-static char *buf; /* BUF_LEN, 1 MiB aligned, faulted in */
-static uint64_t PS;
-
-static void __attribute__((constructor)) init_buf(void)
-{
-	char *p = mmap(NULL, 2 * BUF_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-
-	if (p == MAP_FAILED)
-		abort();
-	buf = (char *)(((uintptr_t)p + BUF_LEN - 1) & ~(uintptr_t)(BUF_LEN - 1));
-	memset(buf, 0x5a, BUF_LEN);
-	PS = (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-static int ioc(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (ioc(fd, IOMMU_IOAS_ALLOC, &cmd))
-		abort();
-	return cmd.out_ioas_id;
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioc(fd, IOMMU_DESTROY, &cmd);
-}
-
-static int map_fixed(int fd, uint32_t ioas, uint64_t iova, const void *va, uint64_t len)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd), .flags = RW | IOMMU_IOAS_MAP_FIXED_IOVA, .ioas_id = ioas,
-		.user_va = (uintptr_t)va, .length = len, .iova = iova,
-	};
-
-	return ioc(fd, IOMMU_IOAS_MAP, &cmd);
-}
-
-static int mock_domain(int fd, uint32_t pt, uint32_t *stdev, uint32_t *hwpt, uint32_t *idev)
-{
-	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = IOMMU_TEST_OP_MOCK_DOMAIN,
-				      .id = pt };
-	int rc = ioc(fd, IOMMU_TEST_CMD, &cmd);
-
-	if (!rc) {
-		if (stdev)
-			*stdev = cmd.mock_domain.out_stdev_id;
-		if (hwpt)
-			*hwpt = cmd.mock_domain.out_hwpt_id;
-		if (idev)
-			*idev = cmd.mock_domain.out_idev_id;
-	}
-	return rc;
-}
 
 
 static int hwpt_alloc(int fd, uint32_t dev, uint32_t pt, uint32_t flags, bool huge,

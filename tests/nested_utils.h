@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Thin wrappers around the ioctls of nested HWPTs and the vIOMMU family, shared by
- * test_nested.c and test_viommu.c. Each returns the ioctl's result (0, or -1 with errno).
+ * test_nested.c, test_viommu.c and test_hw_queue.c, on top of iommufd_utils.h. Each returns the ioctl's result (0, or -1 with errno).
  */
 #ifndef UIOMMU_TESTS_NESTED_UTILS_H
 #define UIOMMU_TESTS_NESTED_UTILS_H
@@ -9,48 +9,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 
-#include "uiommu/iommufd.h"
-#include "uiommu/iommufd_test.h"
-#include "uiommu/uiommu.h"
-
-static inline int ioc(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
-static inline uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (ioc(fd, IOMMU_IOAS_ALLOC, &cmd))
-		abort();
-	return cmd.out_ioas_id;
-}
-
-static inline int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioc(fd, IOMMU_DESTROY, &cmd);
-}
-
-static inline int mock_domain(int fd, uint32_t pt, uint32_t *stdev, uint32_t *hwpt,
-			      uint32_t *idev)
-{
-	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = IOMMU_TEST_OP_MOCK_DOMAIN,
-				      .id = pt };
-	int rc = ioc(fd, IOMMU_TEST_CMD, &cmd);
-
-	if (!rc) {
-		if (stdev)
-			*stdev = cmd.mock_domain.out_stdev_id;
-		if (hwpt)
-			*hwpt = cmd.mock_domain.out_hwpt_id;
-		if (idev)
-			*idev = cmd.mock_domain.out_idev_id;
-	}
-	return rc;
-}
+#include "iommufd_utils.h"
 
 static inline int mock_replace(int fd, uint32_t stdev, uint32_t pt)
 {

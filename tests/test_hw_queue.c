@@ -16,32 +16,12 @@
 #include "harness.h"
 #include "nested_utils.h"
 
-#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
 #define BUF_IOVA (1ull << 24)
 #define BUF_PAGES 8u
 
 static size_t psize(void)
 {
 	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static int map_fixed(int fd, uint32_t ioas, uint64_t iova, const void *va, uint64_t len)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd), .flags = RW | IOMMU_IOAS_MAP_FIXED_IOVA, .ioas_id = ioas,
-		.user_va = (uintptr_t)va, .length = len, .iova = iova,
-	};
-
-	return ioc(fd, IOMMU_IOAS_MAP, &cmd);
-}
-
-static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = ioas, .iova = iova, .length = len,
-	};
-
-	return ioc(fd, IOMMU_IOAS_UNMAP, &cmd);
 }
 
 static int hw_queue_alloc(int fd, uint32_t viommu, uint32_t type, uint32_t index, uint64_t iova,
@@ -302,13 +282,13 @@ TEST(fail_nth_hw_queue_alloc)
 {
 	const uint32_t T = IOMMU_HW_QUEUE_TYPE_SELFTEST;
 	size_t len = 4 * psize();
-	void *buf;
+	void *qbuf;
 	unsigned long nth;
 
 	if (!uiommu_fail_nth_available())
 		return;
-	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, buf);
+	qbuf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, qbuf);
 	for (nth = 1; nth < 1000; nth++) {
 		struct uiommu_stats before, after;
 		uint32_t ioas, idev, parent, viommu, q0, q1;
@@ -321,7 +301,7 @@ TEST(fail_nth_hw_queue_alloc)
 		ASSERT_EQ(0, parent_alloc(fd, idev, ioas, &parent));
 		ASSERT_EQ(0, viommu_alloc(fd, idev, parent, IOMMU_VIOMMU_TYPE_SELFTEST, NULL, 0,
 					  &viommu));
-		ASSERT_EQ(0, map_fixed(fd, ioas, BUF_IOVA, buf, len));
+		ASSERT_EQ(0, map_fixed(fd, ioas, BUF_IOVA, qbuf, len));
 		ASSERT_EQ(0, hw_queue_alloc(fd, viommu, T, 0, BUF_IOVA, psize(), &q0));
 		ASSERT_EQ(0, uiommu_stats_get(&before));
 		uiommu_fail_nth_arm(nth);
@@ -345,7 +325,7 @@ TEST(fail_nth_hw_queue_alloc)
 		uiommu_close(fd);
 	}
 	ASSERT_TRUE(nth > 1 && nth < 1000);
-	munmap(buf, len);
+	munmap(qbuf, len);
 }
 
 TEST_HARNESS_MAIN

@@ -88,6 +88,11 @@ struct iommu_domain;
 struct iommu_group;
 struct iommu_device;
 struct device;
+struct iopf_group;
+struct iopf_fault;
+struct iommu_page_response;
+struct iommu_fault_param;
+struct uiommu_mm;
 
 /* Pages an unmap released, to invalidate in one go (iommu_iotlb_gather in the kernel). */
 struct iommu_iotlb_gather {
@@ -119,6 +124,8 @@ struct iommu_domain_geometry {
  * @flush_iotlb_all: invalidate everything this domain may have in an IOTLB.
  * @iotlb_sync: invalidate what @gather collected.
  * @iova_to_phys: a software walk of the page table; 0 when unmapped.
+ * @set_dev_pasid: point (@dev, @pasid) at @domain; @old is what that PASID was on (NULL: nothing).
+ *                 The driver's blocked domain's set_dev_pasid removes a PASID attachment.
  * @free: release the domain (the core calls it once, after the last user).
  */
 struct iommu_domain_ops {
@@ -131,6 +138,8 @@ struct iommu_domain_ops {
 	void (*flush_iotlb_all)(struct iommu_domain *domain);
 	void (*iotlb_sync)(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
 	phys_addr_t (*iova_to_phys)(struct iommu_domain *domain, uint64_t iova);
+	int (*set_dev_pasid)(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			     struct iommu_domain *old);
 	void (*free)(struct iommu_domain *domain);
 };
 
@@ -172,6 +181,16 @@ struct iommu_domain {
 	struct iommu_domain_geometry geometry;
 	struct iommu_dma_cookie *iova_cookie; /* DMA-API domains: the IOVA allocator, flush queue */
 	uint32_t id;                    /* unique, for IOTLB tags and tools */
+	/*
+	 * Fault routing: a domain with an iopf_handler is fault-capable; the I/O page fault layer
+	 * hands it every complete fault group reported on a (device, PASID) attached to it.
+	 * Set once before the domain is first attached; constant afterwards.
+	 */
+	int (*iopf_handler)(struct iopf_group *group);
+	void *fault_data;               /* the handler owner's (iommufd: its fault object) */
+	/* SVA domains: the address space translated, and the devices sharing it (iommu_sva_lock). */
+	struct uiommu_mm *mm;
+	unsigned int users;
 };
 
 static inline unsigned int iommu_domain_type(const struct iommu_domain *domain)
@@ -215,6 +234,10 @@ struct iommu_user_data {
  * @hw_info: optional; the driver's hardware description for @dev, in a uiommu_zalloc'd buffer
  *           the caller frees, with *@length set. *@type is in/out: 0 (default) or the wanted
  *           uAPI info type in, the type of the data out; -EOPNOTSUPP for a type it lacks.
+ * @domain_alloc_sva: optional; an SVA domain translating through @mm for @dev.
+ * @page_response: optional; deliver a page response for the request @evt (the last fault of a
+ *                 group) to @dev. iopf_queue_add_device() needs it.
+ * @user_pasid_table: faults with a PASID the core does not know go to the RID's NESTED handle.
  * @identity_domain, @blocked_domain: static domains of the driver, always attachable.
  */
 struct iommu_ops {
@@ -230,6 +253,10 @@ struct iommu_ops {
 	struct iommu_domain *(*domain_alloc_paging_flags)(struct device *dev, uint32_t flags,
 							  const struct iommu_user_data *user_data);
 	void *(*hw_info)(struct device *dev, uint32_t *length, uint32_t *type);
+	struct iommu_domain *(*domain_alloc_sva)(struct device *dev, struct uiommu_mm *mm);
+	void (*page_response)(struct device *dev, struct iopf_fault *evt,
+			      struct iommu_page_response *msg);
+	bool user_pasid_table;
 	struct iommu_domain *identity_domain;
 	struct iommu_domain *blocked_domain;
 };
@@ -247,7 +274,16 @@ struct iommu_device {
 
 /* What the core keeps per probed device (dev->iommu). */
 struct dev_iommu {
-	struct uiommu_mutex lock;     /* protects fault_param publication (later layers) */
+	/*
+	 * Protects the publication and clearing of fault_param. Lock order:
+	 * iopf_queue->lock -> dev_iommu->lock -> fault_param->lock.
+	 */
+	struct uiommu_mutex lock;
+	/*
+	 * The device's I/O page fault state: RCU-published by iopf_queue_add_device(), read by
+	 * reporters under rcu_read_lock() plus a reference taken only if the count is not zero.
+	 */
+	struct iommu_fault_param *fault_param;
 	struct iommu_device *iommu_dev;
 	void *priv;                   /* the driver's */
 	uint32_t max_pasids;
@@ -375,6 +411,160 @@ void iommu_group_release_dma_owner(struct iommu_group *group);
 int iommu_device_claim_dma_owner(struct device *dev, void *owner);
 void iommu_device_release_dma_owner(struct device *dev);
 bool iommu_group_dma_owner_claimed(struct iommu_group *group);
+
+/* ---- PASIDs and attach handles (iommu.c) ---------------------------------------------------- */
+
+#define IOMMU_NO_PASID 0u             /* the RID: the device's requests without a PASID */
+#define IOMMU_FIRST_GLOBAL_PASID 1u
+#define IOMMU_PASID_INVALID (~0u)
+
+/*
+ * struct iommu_attach_handle - what an attachment of a domain to (group, PASID) is, for
+ * lookups that run without the group mutex (fault reporting). Users embed it in their own
+ * struct (iommufd: with its device; SVA: struct iommu_sva with the bond's refcount). The core
+ * sets @domain when it publishes the handle. A handle is valid from its attach until the detach
+ * or replace that removes it returns; every attach and every replace takes a new one.
+ */
+struct iommu_attach_handle {
+	struct iommu_domain *domain;
+};
+
+/*
+ * Attach @domain to every PASID-capable device of @dev's group at @pasid. @handle may be NULL
+ * (a bare-domain entry, invisible to handle lookups). -EINVAL for PASID 0, a PASID beyond a
+ * member's max_pasids or an incompatible domain; -EBUSY when the PASID is taken; -EOPNOTSUPP
+ * without driver support; -ENODEV without a group. The entry becomes visible only once every
+ * device accepted it.
+ */
+int iommu_attach_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			      struct iommu_attach_handle *handle);
+void iommu_detach_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid);
+/* iommufd's replace: @handle is required and must not be the current one (-EINVAL). */
+int iommu_replace_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			       struct iommu_attach_handle *handle);
+/* The domain attached at (@dev's group, @pasid) now, or NULL. Takes no group mutex. */
+struct iommu_domain *iommu_get_domain_for_dev_pasid(struct device *dev, uint32_t pasid,
+						    unsigned int type);
+/*
+ * The handle at (@group, @pasid): ERR_PTR(-ENOENT) when there is none or the entry is a bare
+ * domain, ERR_PTR(-EBUSY) when @type is not 0 and the handle's domain is of another type.
+ * Takes only the PASID table's own lock; the caller synchronises with attach and detach.
+ */
+struct iommu_attach_handle *iommu_attach_handle_get(struct iommu_group *group, uint32_t pasid,
+						    unsigned int type);
+/* The RID attachment with a handle (iommufd's fault-capable HWPTs). */
+int iommu_attach_group_handle(struct iommu_domain *domain, struct iommu_group *group,
+			      struct iommu_attach_handle *handle);
+void iommu_detach_group_handle(struct iommu_domain *domain, struct iommu_group *group);
+int iommu_replace_group_handle(struct iommu_group *group, struct iommu_domain *new_domain,
+			       struct iommu_attach_handle *handle);
+/* A PASID from the global space [1, max_pasids - 1] of @dev, or IOMMU_PASID_INVALID. */
+uint32_t iommu_alloc_global_pasid(struct device *dev);
+void iommu_free_global_pasid(uint32_t pasid);
+
+/* ---- SVA (iommu-sva.c) ----------------------------------------------------------------------- */
+
+/*
+ * A bond of a device to an address space: the attach handle at the mm's PASID, plus the number
+ * of binds that returned it (iommu_sva_lock).
+ */
+struct iommu_sva {
+	struct iommu_attach_handle handle;
+	struct device *dev;
+	unsigned int users;
+};
+
+/* Binds @dev to @mm (the calling process's, for the public API). ERR_PTR(-errno). */
+struct iommu_sva *iommu_sva_bind_device(struct device *dev, struct uiommu_mm *mm);
+void iommu_sva_unbind_device(struct iommu_sva *handle);
+uint32_t iommu_sva_get_pasid(struct iommu_sva *handle);
+
+/* ---- I/O page faults (io-pgfault.c) ---------------------------------------------------------- */
+
+/* Values are the kernel's (include/linux/iommu.h). */
+#define IOMMU_FAULT_PAGE_REQ 1u
+
+#define IOMMU_FAULT_PERM_READ (1u << 0)
+#define IOMMU_FAULT_PERM_WRITE (1u << 1)
+#define IOMMU_FAULT_PERM_EXEC (1u << 2)
+#define IOMMU_FAULT_PERM_PRIV (1u << 3)
+
+#define IOMMU_FAULT_PAGE_REQUEST_PASID_VALID (1u << 0)
+#define IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE (1u << 1)
+#define IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID (1u << 2)
+
+enum iommu_page_response_code {
+	IOMMU_PAGE_RESP_SUCCESS = 0,
+	IOMMU_PAGE_RESP_INVALID = 1,
+	IOMMU_PAGE_RESP_FAILURE = 2,
+};
+
+struct iommu_fault_page_request {
+	uint32_t flags;   /* IOMMU_FAULT_PAGE_REQUEST_* */
+	uint32_t pasid;
+	uint32_t grpid;
+	uint32_t perm;    /* IOMMU_FAULT_PERM_* */
+	uint64_t addr;
+	uint64_t private_data[2];
+};
+
+struct iommu_fault {
+	uint32_t type;    /* IOMMU_FAULT_PAGE_REQ */
+	struct iommu_fault_page_request prm;
+};
+
+struct iommu_page_response {
+	uint32_t pasid;
+	uint32_t grpid;
+	uint32_t code;    /* enum iommu_page_response_code */
+};
+
+struct iopf_fault {
+	struct iommu_fault fault;
+	struct iopf_fault *next;          /* partial list / group list; fault_param->lock */
+};
+
+/*
+ * struct iopf_group - the faults of one page request group, from the last (LAST_PAGE) one's
+ * report until its handler's owner answers it with iopf_group_response() and frees it with
+ * iopf_free_group(). It holds a reference on the device's fault_param all that time.
+ */
+struct iopf_group {
+	struct iopf_fault last_fault;
+	struct iopf_fault *faults;        /* the partials, in arrival order, then &last_fault */
+	unsigned int fault_count;
+	bool pending;                     /* not answered yet; fault_param->lock */
+	struct iopf_group *pending_next;  /* in fault_param's pending list; fault_param->lock */
+	struct iommu_attach_handle *attach_handle;
+	struct iommu_fault_param *fault_param;
+	struct device *dev;
+	/* For the handler's owner (iommufd: its deliver list and the response cookie). */
+	struct iopf_group *node_next;
+	uint32_t cookie;
+	/* For work-queued handlers (SVA): run by the queue's worker thread. */
+	void (*work_fn)(struct iopf_group *group);
+	struct iopf_group *work_next;
+};
+
+struct iopf_queue;
+
+struct iopf_queue *iopf_queue_alloc(const char *name);
+void iopf_queue_free(struct iopf_queue *queue);
+/* -ENODEV without the driver's page_response, -EBUSY if @dev already has fault data. */
+int iopf_queue_add_device(struct iopf_queue *queue, struct device *dev);
+/* Discards partials, answers INVALID to and frees every pending group, unpublishes. */
+void iopf_queue_remove_device(struct iopf_queue *queue, struct device *dev);
+/* Waits for the work-queued handlers of @dev's queue; -ENODEV if @dev has no fault data. */
+int iopf_queue_flush_dev(struct device *dev);
+int iopf_queue_discard_partial(struct iopf_queue *queue);
+/* Runs @fn(group) on @group's queue worker; -EBUSY if it is already queued. */
+int iopf_group_queue_work(struct iopf_group *group, void (*fn)(struct iopf_group *group));
+
+/* Called by a driver for each page request its hardware reports; 0 or -errno (see the spec). */
+int iommu_report_device_fault(struct device *dev, struct iopf_fault *evt);
+/* Answers @group once (a second answer is dropped), with its last fault's PASID and grpid. */
+void iopf_group_response(struct iopf_group *group, enum iommu_page_response_code status);
+void iopf_free_group(struct iopf_group *group);
 
 /* ---- sysfs attributes (the virtual sysfs serves these) -------------------------------------- */
 

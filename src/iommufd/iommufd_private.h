@@ -44,39 +44,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/*
- * Inline RCU read-side primitives (liburcu is LGPL; inlining is permitted with this define):
- * two out-of-line calls per lookup were a quarter of an ioctl's cost. Not under UBSan: liburcu
- * places its per-thread reader records without the 128-byte alignment their type declares,
- * which the inlined code would then report.
- */
-#ifdef UIOMMU_RCU_INLINE
-#define _LGPL_SOURCE
-#endif
-#include <urcu-bp.h>
-#include <urcu/rculfhash.h>
-
-#ifdef __SANITIZE_THREAD__
-/*
- * ThreadSanitizer cannot see liburcu's grace periods (liburcu is not instrumented). Model them
- * with one sync object: every read-side section ends with a release on it, so does every
- * call_rcu(), and our RCU callbacks start with an acquire. That orders the readers and the
- * remover before the free, as the grace period does. Without it every object freed after a
- * grace period gave a (suppressed) report, and TSan's handling of suppressed reports searches
- * every racy address seen so far: quadratic, minutes for a few ten thousand objects.
- */
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-extern char iommufd_tsan_rcu_sync;
-#undef rcu_read_unlock
-#define rcu_read_unlock() (__tsan_release(&iommufd_tsan_rcu_sync), urcu_bp_read_unlock())
-#undef call_rcu
-#define call_rcu(head, fn) (__tsan_release(&iommufd_tsan_rcu_sync), urcu_bp_call_rcu(head, fn))
-#define iommufd_rcu_callback_begin() __tsan_acquire(&iommufd_tsan_rcu_sync)
-#else
-#define iommufd_rcu_callback_begin() do { } while (0)
-#endif
-
+#include "lib/rcu.h"
 #include "iommufd/io_pagetable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"

@@ -164,7 +164,7 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 }
 
 #ifdef __SANITIZE_THREAD__
-char iommufd_tsan_rcu_sync;
+char uiommu_tsan_rcu_sync;
 #endif
 
 static void iommufd_object_free_rcu(struct rcu_head *head)

@@ -28,6 +28,8 @@
 #include "iommu/iommu.h"
 #include "iommu/topology.h"
 #include "lib/err.h"
+#include "lib/fail.h"
+#include "uiommu/uiommu.h"
 
 #define GIB (UINT64_C(1) << 30)
 #define MIB (UINT64_C(1) << 20)
@@ -317,6 +319,72 @@ TEST(dma_api_translates_through_the_driver_walker)
 	dma_unmap_single(dev, rw, sizeof(buf), DMA_FROM_DEVICE);
 	ASSERT_EQ(-EFAULT, dma_device_read(dev, rw, out, 1));
 	iommu_device_unuse_default_domain(dev);
+	iommu_release_device(dev);
+	zdev_free(dev);
+	s390_iommu_unregister(&zpci);
+}
+
+/* Every fallible step of probe, domain allocation and map fails once: no leak, no change. */
+TEST(fail_nth_probe_alloc_map_leave_nothing)
+{
+	const uint64_t iova = 2 * GIB - 2 * SZ_4K; /* across a region boundary: two new paths */
+	phys_addr_t pa = (phys_addr_t)(uintptr_t)page_buf;
+	struct s390_zdev_info info;
+	struct iommu_domain *dom;
+	struct device *dev;
+	long live;
+	int rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_EQ(0, s390_iommu_register(&zpci, 0, S390_TABLE_SIZE_RT - 1));
+	dev = zdev_make("0000:00:07.0", NULL);
+	/* The function exists before its probe (firmware made it). */
+	ASSERT_EQ(0, s390_zdev_set_dma_range(dev, 0, S390_TABLE_SIZE_RT - 1));
+	live = uiommu_alloc_live();
+	for (unsigned long n = 1;; n++) {
+		uiommu_fail_nth_arm(n);
+		rc = iommu_probe_device(dev);
+		if (!rc && uiommu_fail_nth_disarm())
+			break;
+		uiommu_fail_nth_disarm();
+		if (!rc) {
+			iommu_release_device(dev);
+		} else {
+			ASSERT_EQ(-ENOMEM, rc);
+			ASSERT_TRUE(dev->iommu_group == NULL);
+		}
+		ASSERT_EQ(live, uiommu_alloc_live());
+		ASSERT_EQ(0, s390_zdev_get_info(dev, &info));
+		ASSERT_EQ(info.probes, info.releases);
+		ASSERT_TRUE(info.platform_dma);
+	}
+	for (unsigned long n = 1;; n++) {
+		uiommu_fail_nth_arm(n);
+		dom = iommu_paging_domain_alloc(dev);
+		if (!IS_ERR(dom) && uiommu_fail_nth_disarm())
+			break;
+		uiommu_fail_nth_disarm();
+		if (!IS_ERR(dom))
+			iommu_domain_free(dom);
+	}
+	for (unsigned long n = 1;; n++) {
+		uiommu_fail_nth_arm(n);
+		rc = iommu_map(dom, iova, pa, 4 * SZ_4K, IOMMU_READ | IOMMU_WRITE);
+		if (!rc && uiommu_fail_nth_disarm())
+			break;
+		uiommu_fail_nth_disarm();
+		if (!rc) {
+			ASSERT_EQ(4 * SZ_4K, iommu_unmap(dom, iova, 4 * SZ_4K));
+			continue;
+		}
+		ASSERT_EQ(-ENOMEM, rc);
+		for (unsigned int k = 0; k < 4; k++)
+			ASSERT_EQ(0, iommu_iova_to_phys(dom, iova + k * SZ_4K));
+	}
+	for (unsigned int k = 0; k < 4; k++)
+		ASSERT_EQ(pa + k * SZ_4K, iommu_iova_to_phys(dom, iova + k * SZ_4K));
+	iommu_domain_free(dom);
 	iommu_release_device(dev);
 	zdev_free(dev);
 	s390_iommu_unregister(&zpci);

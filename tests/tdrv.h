@@ -32,8 +32,14 @@ struct tdrv_domain {
 	bool used[TDRV_MAP_SLOTS];
 };
 
+#define TDRV_PASID_SLOTS 8
+
 struct tdrv_dev {
 	struct iommu_domain *cur;  /* what the "hardware" translates with */
+	struct {
+		uint32_t pasid;    /* 0: free slot */
+		struct iommu_domain *domain;
+	} pasids[TDRV_PASID_SLOTS]; /* what each PASID translates with; group mutex */
 	int fail_next_attach;      /* errno for the next attach_dev, 0 for none */
 	unsigned int attaches;
 	bool released;
@@ -42,6 +48,14 @@ struct tdrv_dev {
 static struct {
 	atomic_int probes, releases, domain_allocs, domain_frees;
 	bool fail_alloc;
+	/*
+	 * set_dev_pasid to a non-blocked domain fails with -EIO when this counts down to 0 (so 2
+	 * fails the second call: on the second device of a group); 0 disarms.
+	 */
+	atomic_int pasid_fail_nth;
+	atomic_int set_dev_pasid_calls;
+	/* Called inside each successful set_dev_pasid, under the group mutex (a slow attach). */
+	void (*pasid_hook)(struct device *dev, uint32_t pasid);
 } tdrv;
 
 static struct tdrv_dev *tdev(struct device *dev)
@@ -67,6 +81,58 @@ static int tdrv_attach(struct iommu_domain *domain, struct device *dev, struct i
 	}
 	d->cur = domain;
 	d->attaches++;
+	return 0;
+}
+
+/* The domain @dev's @pasid translates with in the "hardware", NULL for none. */
+__attribute__((unused)) static struct iommu_domain *tdrv_pasid_domain(struct device *dev,
+								      uint32_t pasid)
+{
+	for (int i = 0; i < TDRV_PASID_SLOTS; i++)
+		if (tdev(dev)->pasids[i].pasid == pasid)
+			return tdev(dev)->pasids[i].domain;
+	return NULL;
+}
+
+static int tdrv_set_dev_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			      struct iommu_domain *old)
+{
+	struct tdrv_dev *d = tdev(dev);
+	int i, slot = -1;
+
+	iommu_group_mutex_assert(dev);
+	if (d->released || !pasid || !dev->iommu_data->max_pasids)
+		abort();
+	/* The core says what the PASID was on: it must match the hardware. */
+	if (tdrv_pasid_domain(dev, pasid) != old)
+		abort();
+	atomic_fetch_add(&tdrv.set_dev_pasid_calls, 1);
+	if (domain->type != IOMMU_DOMAIN_BLOCKED) {
+		if (domain->owner && domain->owner != dev->iommu->ops)
+			return -EINVAL;
+		if (atomic_load(&tdrv.pasid_fail_nth) > 0 &&
+		    atomic_fetch_sub(&tdrv.pasid_fail_nth, 1) == 1)
+			return -EIO;
+	}
+	for (i = 0; i < TDRV_PASID_SLOTS; i++) {
+		if (d->pasids[i].pasid == pasid) {
+			slot = i;
+			break;
+		}
+		if (!d->pasids[i].pasid && slot < 0)
+			slot = i;
+	}
+	if (slot < 0)
+		return -ENOSPC;
+	if (domain->type == IOMMU_DOMAIN_BLOCKED) {
+		d->pasids[slot].pasid = 0;
+		d->pasids[slot].domain = NULL;
+		return 0;
+	}
+	if (tdrv.pasid_hook)
+		tdrv.pasid_hook(dev, pasid);
+	d->pasids[slot].pasid = pasid;
+	d->pasids[slot].domain = domain;
 	return 0;
 }
 
@@ -142,11 +208,13 @@ static const struct iommu_domain_ops tdrv_paging_ops = {
 	.map_pages = tdrv_map,
 	.unmap_pages = tdrv_unmap,
 	.iova_to_phys = tdrv_iova_to_phys,
+	.set_dev_pasid = tdrv_set_dev_pasid,
 	.free = tdrv_domain_free,
 };
 
 static const struct iommu_domain_ops tdrv_static_ops = {
 	.attach_dev = tdrv_attach,
+	.set_dev_pasid = tdrv_set_dev_pasid,
 };
 
 static struct iommu_domain tdrv_identity = { .type = IOMMU_DOMAIN_IDENTITY, .ops = &tdrv_static_ops };
@@ -265,6 +333,9 @@ static struct iommu_ops tdrv_bare_ops;
 static struct iommu_device iommu_lazy = { .name = "lazy", .deferred_flush = true };
 static struct iommu_device iommu_strict = { .name = "strict", .deferred_flush = false };
 static struct iommu_device iommu_bare = { .name = "bare", .deferred_flush = true };
+/* PASID-capable: a device behind it with pasid_bits N gets min(2^N, 2^20) PASIDs. */
+static struct iommu_device iommu_pasid = { .name = "pasid", .deferred_flush = true,
+					   .max_pasids = 1u << 20 };
 
 __attribute__((unused)) static struct device *mkdev(const char *bdf, struct iommu_device *iommu, const char *key)
 {
@@ -286,6 +357,7 @@ __attribute__((unused)) static void setup_drivers(void)
 	iommu_device_register(&iommu_lazy, &tdrv_ops);
 	iommu_device_register(&iommu_strict, &tdrv_ops);
 	iommu_device_register(&iommu_bare, &tdrv_bare_ops);
+	iommu_device_register(&iommu_pasid, &tdrv_ops);
 }
 
 __attribute__((unused)) static struct iommu_group_info ginfo(struct device *dev)

@@ -16,6 +16,10 @@
  *                        (VFIO/iommufd) that has attached nothing of its own; made on first need.
  *   group->owner_cnt     with owner NULL: the number of bound DMA-API drivers; with owner set:
  *                        the number of ownership claims made with that one cookie. Never both.
+ *   group->pasid_array   what is attached at each PASID (a domain, or an attach handle that
+ *                        carries one), and at IOMMU_NO_PASID the RID attachment made through
+ *                        the handle API. Any slot in it blocks DMA ownership claims and a second
+ *                        DMA-API driver (13, 15). See "PASIDs and attach handles" below.
  *
  * Invariants kept here (numbers from the spec's list):
  *  - every change to a group's devices, domains and ownership is made under group->mutex (2);
@@ -28,6 +32,10 @@
  * Locks, outermost first:
  *   iommu_probe_device_lock  serialises probes (a device is probed once).
  *   group->mutex             everything about one group (above).
+ *   group->pasid_lock        the PASID table; every store also holds group->mutex, lock-free
+ *                            lookups (iommu_attach_handle_get(), fault routing) take it alone.
+ *                            A leaf.
+ *   iommu_global_pasid_lock  the global PASID space (a leaf).
  *   iommu_groups_lock        the list of live groups and their ids (a leaf).
  *   iommu_device_lock        the list of registered IOMMU instances (a leaf).
  * No group mutex is ever taken while another is held, and none is taken in a loop over
@@ -38,10 +46,40 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "lib/interval_tree.h" /* <bsd/sys/tree.h>, as the library includes it */
+
 #include "iommu/iommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+
+/*
+ * One slot of a group's PASID table. @entry is a tagged pointer: NULL while the slot is only
+ * reserved (an attach is in progress: invisible to lookups), else a domain (tag
+ * PASID_ENTRY_DOMAIN) or an attach handle (tag PASID_ENTRY_HANDLE). Allocated when the slot is
+ * reserved, so the later store cannot fail.
+ */
+struct group_pasid {
+	RB_ENTRY(group_pasid) node; /* in group->pasid_array; group->pasid_lock */
+	uint32_t pasid;             /* constant */
+	uintptr_t entry;            /* group->pasid_lock; changed only under group->mutex too */
+};
+
+#define PASID_ENTRY_DOMAIN 0u
+#define PASID_ENTRY_HANDLE 1u
+#define PASID_ENTRY_TAG_MASK 1u
+
+static int group_pasid_cmp(struct group_pasid *a, struct group_pasid *b)
+{
+	return a->pasid < b->pasid ? -1 : a->pasid > b->pasid;
+}
+
+RB_HEAD(group_pasid_tree, group_pasid);
+/* libbsd spells the attribute of its static generator the BSD way. */
+#ifndef __unused
+#define __unused __attribute__((unused))
+#endif
+RB_GENERATE_STATIC(group_pasid_tree, group_pasid, node, group_pasid_cmp)
 
 struct group_device {
 	TAILQ_ENTRY(group_device) list; /* in group->devices; group->mutex */
@@ -59,7 +97,15 @@ struct iommu_group {
 	struct iommu_domain *domain;
 	unsigned int owner_cnt;
 	void *owner;
-	unsigned int nr_pasids;         /* PASID attachments (the PASID layer, later) */
+	/*
+	 * The PASID table (the kernel's pasid_array xarray): what is attached at each PASID, and
+	 * at IOMMU_NO_PASID the RID attachment made through the handle API. Every store happens
+	 * under group->mutex *and* pasid_lock; lookups that must not take the group mutex (fault
+	 * routing, iommu_attach_handle_get()) take pasid_lock alone, a leaf.
+	 */
+	pthread_mutex_t pasid_lock;
+	struct group_pasid_tree pasid_array;
+	unsigned int nr_pasid_entries;  /* reserved or published slots; both locks to change */
 	TAILQ_ENTRY(iommu_group) node;  /* in iommu_groups; iommu_groups_lock */
 };
 
@@ -202,6 +248,8 @@ struct iommu_group *iommu_group_alloc(void)
 	atomic_init(&group->refs, 1);
 	uiommu_mutex_init(&group->mutex);
 	TAILQ_INIT(&group->devices);
+	pthread_mutex_init(&group->pasid_lock, NULL);
+	RB_INIT(&group->pasid_array);
 
 	/* The lowest free id, as the kernel's IDA; the list is kept in id order. */
 	pthread_mutex_lock(&iommu_groups_lock);
@@ -234,9 +282,11 @@ void iommu_group_put(struct iommu_group *group)
 		return;
 	/* Domains are freed by the last device's release, never here. */
 	WARN_ON(group->default_domain || group->blocking_domain || group->nr_devices);
+	WARN_ON(group->nr_pasid_entries);
 	pthread_mutex_lock(&iommu_groups_lock);
 	TAILQ_REMOVE(&iommu_groups, group, node);
 	pthread_mutex_unlock(&iommu_groups_lock);
+	pthread_mutex_destroy(&group->pasid_lock);
 	uiommu_mutex_destroy(&group->mutex);
 	uiommu_free(group);
 }
@@ -336,7 +386,121 @@ void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *in
 	info->owned = group->owner != NULL;
 	info->default_domain_id = group->default_domain ? group->default_domain->id : 0;
 	info->domain_id = group->domain ? group->domain->id : 0;
+	info->nr_pasid_entries = group->nr_pasid_entries;
 	uiommu_mutex_unlock(&group->mutex);
+}
+
+/* ---- the PASID table ------------------------------------------------------------------------ */
+
+/* Any slot, reserved or published (the kernel's !xa_empty()); group->mutex held. */
+static bool pasid_array_empty(struct iommu_group *group)
+{
+	lockdep_assert_held(&group->mutex);
+	return group->nr_pasid_entries == 0;
+}
+
+/* pasid_lock held. */
+static struct group_pasid *pasid_array_find(struct iommu_group *group, uint32_t pasid)
+{
+	struct group_pasid key = { .pasid = pasid };
+
+	return RB_FIND(group_pasid_tree, &group->pasid_array, &key);
+}
+
+/*
+ * Reserves @pasid's slot: it exists but lookups see nothing there. -EBUSY when the slot is
+ * taken (reserved or published), -ENOMEM. With @keep, an existing slot is no error (*@created
+ * tells which happened): the kernel's xa_reserve() for the RID replace.
+ */
+static int pasid_array_reserve(struct iommu_group *group, uint32_t pasid, bool keep,
+			       bool *created)
+{
+	struct group_pasid *gp, *old;
+
+	lockdep_assert_held(&group->mutex);
+	*created = false;
+	pthread_mutex_lock(&group->pasid_lock);
+	old = pasid_array_find(group, pasid);
+	pthread_mutex_unlock(&group->pasid_lock);
+	if (old)
+		return keep ? 0 : -EBUSY;
+	gp = uiommu_zalloc(sizeof(*gp));
+	if (!gp)
+		return -ENOMEM;
+	gp->pasid = pasid;
+	pthread_mutex_lock(&group->pasid_lock);
+	RB_INSERT(group_pasid_tree, &group->pasid_array, gp);
+	group->nr_pasid_entries++;
+	pthread_mutex_unlock(&group->pasid_lock);
+	*created = true;
+	return 0;
+}
+
+/* Publishes @entry in @pasid's slot, which must exist (reserved or published). */
+static void pasid_array_store(struct iommu_group *group, uint32_t pasid, uintptr_t entry)
+{
+	struct group_pasid *gp;
+
+	lockdep_assert_held(&group->mutex);
+	pthread_mutex_lock(&group->pasid_lock);
+	gp = pasid_array_find(group, pasid);
+	if (!WARN_ON(!gp))
+		gp->entry = entry;
+	pthread_mutex_unlock(&group->pasid_lock);
+}
+
+/* The entry at @pasid (0: none, or only reserved); group->mutex or pasid_lock held. */
+static uintptr_t pasid_array_load_locked(struct iommu_group *group, uint32_t pasid)
+{
+	struct group_pasid *gp = pasid_array_find(group, pasid);
+
+	return gp ? gp->entry : 0;
+}
+
+static uintptr_t pasid_array_load(struct iommu_group *group, uint32_t pasid)
+{
+	uintptr_t entry;
+
+	lockdep_assert_held(&group->mutex);
+	pthread_mutex_lock(&group->pasid_lock);
+	entry = pasid_array_load_locked(group, pasid);
+	pthread_mutex_unlock(&group->pasid_lock);
+	return entry;
+}
+
+/* Removes @pasid's slot, whatever it holds; after this no lookup can return its handle. */
+static void pasid_array_erase(struct iommu_group *group, uint32_t pasid)
+{
+	struct group_pasid *gp;
+
+	lockdep_assert_held(&group->mutex);
+	pthread_mutex_lock(&group->pasid_lock);
+	gp = pasid_array_find(group, pasid);
+	if (gp) {
+		RB_REMOVE(group_pasid_tree, &group->pasid_array, gp);
+		group->nr_pasid_entries--;
+	}
+	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_free(gp);
+}
+
+static uintptr_t pasid_entry_make(struct iommu_domain *domain, struct iommu_attach_handle *handle)
+{
+	if (handle) {
+		handle->domain = domain;
+		return (uintptr_t)handle | PASID_ENTRY_HANDLE;
+	}
+	return (uintptr_t)domain | PASID_ENTRY_DOMAIN;
+}
+
+static struct iommu_domain *pasid_entry_to_domain(uintptr_t entry)
+{
+	if (!entry)
+		return NULL;
+	if ((entry & PASID_ENTRY_TAG_MASK) == PASID_ENTRY_HANDLE)
+		return ((struct iommu_attach_handle *)(entry & ~(uintptr_t)PASID_ENTRY_TAG_MASK))
+			->domain;
+	return (struct iommu_domain *)entry;
 }
 
 /* ---- domains -------------------------------------------------------------------------------- */
@@ -1045,7 +1209,8 @@ void iommu_release_device(struct device *dev)
 	TAILQ_REMOVE(&group->devices, gdev, list);
 	group->nr_devices--;
 	if (!group->nr_devices)
-		WARN_ON(group->owner_cnt || group->domain != group->default_domain);
+		WARN_ON(group->owner_cnt || group->domain != group->default_domain ||
+			!pasid_array_empty(group));
 	iommu_deinit_device(dev);
 	uiommu_mutex_unlock(&group->mutex);
 	uiommu_free(gdev);
@@ -1184,6 +1349,408 @@ struct iommu_domain *iommu_get_domain_for_dev(struct device *dev)
 	return domain;
 }
 
+/* ---- PASIDs and attach handles --------------------------------------------------------------- */
+
+/*
+ * The PASID layer. A PASID attachment points one PASID of every PASID-capable member of a
+ * group at a domain (set_dev_pasid); members without PASID support (max_pasids 0) cannot emit
+ * PASID-tagged requests and are skipped. Removing one is attaching the driver's blocked domain
+ * to the PASID, which is why a driver without a blocked domain that can do set_dev_pasid
+ * cannot attach PASIDs at all.
+ *
+ * Publication (invariant 19). An attach first reserves the PASID's slot (invisible: lookups
+ * answer -ENOENT), programs every device, and only then stores the entry: a fault that comes
+ * in meanwhile finds no handler rather than a half-attached domain. A failure puts the devices
+ * already done back where they were and frees the slot.
+ *
+ * Handles (invariant 20). A handle stored in the table is what lock-free readers get; they may
+ * use it until the detach or replace that removes it returns. So a replace must bring a new
+ * handle: reusing the published one would change it under a reader.
+ */
+
+/* -EOPNOTSUPP unless both @domain and the driver's blocked domain can be set on a PASID. */
+static int iommu_pasid_supported(const struct iommu_ops *ops, struct iommu_domain *domain)
+{
+	if (!domain->ops->set_dev_pasid || !ops->blocked_domain ||
+	    !ops->blocked_domain->ops->set_dev_pasid)
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+static bool group_device_has_pasid(struct group_device *gdev)
+{
+	return gdev->dev->iommu_data->max_pasids > 0;
+}
+
+/* Takes @pasid of @dev off whatever it is on (the blocked domain's set_dev_pasid). */
+static void iommu_remove_dev_pasid(struct device *dev, uint32_t pasid,
+				   struct iommu_domain *domain)
+{
+	struct iommu_domain *blocked = dev_iommu_ops(dev)->blocked_domain;
+
+	WARN_ON(blocked->ops->set_dev_pasid(blocked, dev, pasid, domain));
+}
+
+/*
+ * Sets @domain on @pasid of every PASID-capable member; @old is what the PASID is on now (NULL:
+ * nothing). All or nothing: on failure the members done go back to @old, or off the PASID.
+ */
+static int __iommu_set_group_pasid(struct iommu_domain *domain, struct iommu_group *group,
+				   uint32_t pasid, struct iommu_domain *old)
+{
+	struct group_device *gdev, *last_gdev;
+	int ret = 0;
+
+	lockdep_assert_held(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		if (!group_device_has_pasid(gdev))
+			continue;
+		ret = uiommu_should_fail() ? -ENOMEM :
+					     domain->ops->set_dev_pasid(domain, gdev->dev, pasid, old);
+		if (ret)
+			goto err_revert;
+	}
+	return 0;
+
+err_revert:
+	last_gdev = gdev;
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		if (gdev == last_gdev)
+			break;
+		if (!group_device_has_pasid(gdev))
+			continue;
+		/* A driver must take back a domain that worked a moment ago. */
+		if (!old || WARN_ON(old->ops->set_dev_pasid(old, gdev->dev, pasid, domain)))
+			iommu_remove_dev_pasid(gdev->dev, pasid, domain);
+	}
+	return ret;
+}
+
+static void __iommu_remove_group_pasid(struct iommu_group *group, uint32_t pasid,
+				       struct iommu_domain *domain)
+{
+	struct group_device *gdev;
+
+	lockdep_assert_held(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list)
+		if (group_device_has_pasid(gdev))
+			iommu_remove_dev_pasid(gdev->dev, pasid, domain);
+}
+
+/*
+ * -EINVAL when @pasid is beyond a PASID-capable member's range, or when no member can use
+ * PASIDs at all (the kernel would "attach" to nobody; we refuse).
+ */
+static int iommu_group_check_pasid(struct iommu_group *group, uint32_t pasid)
+{
+	struct group_device *gdev;
+	bool any = false;
+
+	lockdep_assert_held(&group->mutex);
+	TAILQ_FOREACH(gdev, &group->devices, list) {
+		uint32_t max = gdev->dev->iommu_data->max_pasids;
+
+		if (!max)
+			continue;
+		if (pasid >= max)
+			return -EINVAL;
+		any = true;
+	}
+	return any ? 0 : -EINVAL;
+}
+
+/* The argument checks shared by attach and replace; no lock needed. */
+static int iommu_pasid_check_args(struct iommu_domain *domain, struct device *dev,
+				  uint32_t pasid)
+{
+	const struct iommu_ops *ops;
+	int ret;
+
+	if (!dev->iommu_group || !dev->iommu_data)
+		return -ENODEV;
+	ops = dev_iommu_ops(dev);
+	ret = iommu_pasid_supported(ops, domain);
+	if (ret)
+		return ret;
+	if (!iommu_domain_compatible(domain, dev) || pasid == IOMMU_NO_PASID)
+		return -EINVAL;
+	return 0;
+}
+
+/**
+ * iommu_attach_device_pasid() - attach @domain to @pasid of @dev's group
+ * @handle: published with the entry (its @domain set), or NULL for a bare-domain entry
+ *
+ * Return: 0; -ENODEV (no group), -EOPNOTSUPP (no set_dev_pasid, or no blocked domain with one),
+ * -EINVAL (PASID 0, out of a member's range, no PASID-capable member, incompatible domain),
+ * -EBUSY (the PASID is taken), -ENOMEM, or the driver's error. On error nothing changed.
+ */
+int iommu_attach_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			      struct iommu_attach_handle *handle)
+{
+	struct iommu_group *group = dev->iommu_group;
+	bool created;
+	int ret;
+
+	ret = iommu_pasid_check_args(domain, dev, pasid);
+	if (ret)
+		return ret;
+
+	uiommu_mutex_lock(&group->mutex);
+	ret = iommu_group_check_pasid(group, pasid);
+	if (ret)
+		goto out_unlock;
+	ret = pasid_array_reserve(group, pasid, false, &created);
+	if (ret)
+		goto out_unlock;
+	ret = __iommu_set_group_pasid(domain, group, pasid, NULL);
+	if (ret) {
+		pasid_array_erase(group, pasid);
+		goto out_unlock;
+	}
+	/* Only now may a lookup see it: every device accepted the domain. */
+	pasid_array_store(group, pasid, pasid_entry_make(domain, handle));
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+/**
+ * iommu_detach_device_pasid() - the reverse of iommu_attach_device_pasid()
+ * Every PASID-capable member goes to the blocked domain at @pasid, then the entry goes. Once
+ * this returns, the handle that was published there is the caller's to free.
+ */
+void iommu_detach_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid)
+{
+	struct iommu_group *group = dev->iommu_group;
+
+	if (!group)
+		return;
+	uiommu_mutex_lock(&group->mutex);
+	if (!WARN_ON(pasid_entry_to_domain(pasid_array_load(group, pasid)) != domain)) {
+		__iommu_remove_group_pasid(group, pasid, domain);
+		pasid_array_erase(group, pasid);
+	}
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/**
+ * iommu_replace_device_pasid() - move an attached @pasid of @dev's group to @domain
+ * @handle: required, and never the one published now (lock-free readers may hold that one)
+ *
+ * Return: 0; -EINVAL (no handle, the PASID is not attached, the handle is the current one, PASID
+ * 0 or an incompatible domain), -EOPNOTSUPP, -ENODEV, -ENOMEM, or the driver's error. On error
+ * the PASID keeps its old domain and handle.
+ */
+int iommu_replace_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			       struct iommu_attach_handle *handle)
+{
+	struct iommu_group *group = dev->iommu_group;
+	struct iommu_domain *old;
+	uintptr_t curr;
+	int ret;
+
+	if (!handle)
+		return -EINVAL;
+	ret = iommu_pasid_check_args(domain, dev, pasid);
+	if (ret)
+		return ret;
+
+	uiommu_mutex_lock(&group->mutex);
+	curr = pasid_array_load(group, pasid);
+	if (!curr) {
+		ret = -EINVAL;
+		goto out_unlock;
+	}
+	if (WARN_ON(curr == ((uintptr_t)handle | PASID_ENTRY_HANDLE))) {
+		ret = -EINVAL;
+		goto out_unlock;
+	}
+	old = pasid_entry_to_domain(curr);
+	if (old != domain) {
+		ret = __iommu_set_group_pasid(domain, group, pasid, old);
+		if (ret)
+			goto out_unlock;
+	}
+	pasid_array_store(group, pasid, pasid_entry_make(domain, handle));
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+/**
+ * iommu_get_domain_for_dev_pasid() - the domain at (@dev's group, @pasid)
+ * Return: the domain, NULL when nothing is published there, ERR_PTR(-EBUSY) when @type is not
+ * 0 and the domain is of another type. Takes only the table's lock.
+ */
+struct iommu_domain *iommu_get_domain_for_dev_pasid(struct device *dev, uint32_t pasid,
+						    unsigned int type)
+{
+	struct iommu_group *group = dev->iommu_group;
+	struct iommu_domain *domain;
+
+	if (!group)
+		return NULL;
+	pthread_mutex_lock(&group->pasid_lock);
+	domain = pasid_entry_to_domain(pasid_array_load_locked(group, pasid));
+	if (type && domain && iommu_domain_type(domain) != type)
+		domain = ERR_PTR(-EBUSY);
+	pthread_mutex_unlock(&group->pasid_lock);
+	return domain;
+}
+
+/**
+ * iommu_attach_handle_get() - the handle published at (@group, @pasid)
+ * Takes only the table's own lock (never the group mutex): fault reporting calls it. The handle
+ * stays valid until the detach or replace that removes it returns; the caller synchronises
+ * with those (iommufd: its own locks; io-pgfault: the driver's fault flush before detach).
+ * Return: the handle, ERR_PTR(-ENOENT) (nothing, only reserved, or a bare domain), or
+ * ERR_PTR(-EBUSY) (@type not 0 and the handle's domain is of another type).
+ */
+struct iommu_attach_handle *iommu_attach_handle_get(struct iommu_group *group, uint32_t pasid,
+						    unsigned int type)
+{
+	struct iommu_attach_handle *handle;
+	uintptr_t entry;
+
+	pthread_mutex_lock(&group->pasid_lock);
+	entry = pasid_array_load_locked(group, pasid);
+	if (!entry || (entry & PASID_ENTRY_TAG_MASK) != PASID_ENTRY_HANDLE) {
+		handle = ERR_PTR(-ENOENT);
+	} else {
+		handle = (struct iommu_attach_handle *)(entry & ~(uintptr_t)PASID_ENTRY_TAG_MASK);
+		if (type && iommu_domain_type(handle->domain) != type)
+			handle = ERR_PTR(-EBUSY);
+	}
+	pthread_mutex_unlock(&group->pasid_lock);
+	return handle;
+}
+
+/**
+ * iommu_attach_group_handle() - iommu_attach_group() that also publishes @handle at the RID
+ * (IOMMU_NO_PASID), so faults without a PASID find it.
+ * Return: as iommu_attach_group(); -EBUSY too when a handle is already there; -ENOMEM.
+ */
+int iommu_attach_group_handle(struct iommu_domain *domain, struct iommu_group *group,
+			      struct iommu_attach_handle *handle)
+{
+	bool created;
+	int ret;
+
+	if (!handle)
+		return -EINVAL;
+	uiommu_mutex_lock(&group->mutex);
+	ret = pasid_array_reserve(group, IOMMU_NO_PASID, false, &created);
+	if (ret)
+		goto out_unlock;
+	ret = __iommu_attach_group(domain, group);
+	if (ret) {
+		pasid_array_erase(group, IOMMU_NO_PASID);
+		goto out_unlock;
+	}
+	pasid_array_store(group, IOMMU_NO_PASID, pasid_entry_make(domain, handle));
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+/* Pairs with iommu_attach_group_handle() (or the replace that published the handle). */
+void iommu_detach_group_handle(struct iommu_domain *domain, struct iommu_group *group)
+{
+	uiommu_mutex_lock(&group->mutex);
+	if (!WARN_ON(domain != group->domain))
+		__iommu_group_set_core_domain(group);
+	pasid_array_erase(group, IOMMU_NO_PASID);
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/**
+ * iommu_replace_group_handle() - switch the group straight to @new_domain (no stop on the
+ * blocking domain) and publish @handle at the RID. While the switch runs, lookups still see the
+ * previous handle, if any; on failure it stays.
+ * Return: 0; -EINVAL (no domain or handle, an incompatible domain), -ENOMEM, the driver's error.
+ */
+int iommu_replace_group_handle(struct iommu_group *group, struct iommu_domain *new_domain,
+			       struct iommu_attach_handle *handle)
+{
+	bool created;
+	int ret;
+
+	if (!new_domain || !handle)
+		return -EINVAL;
+	uiommu_mutex_lock(&group->mutex);
+	if (!group->nr_devices ||
+	    !iommu_domain_compatible(new_domain, iommu_group_first_dev(group))) {
+		ret = -EINVAL;
+		goto out_unlock;
+	}
+	ret = pasid_array_reserve(group, IOMMU_NO_PASID, true, &created);
+	if (ret)
+		goto out_unlock;
+	ret = __iommu_group_set_domain(group, new_domain);
+	if (ret) {
+		if (created)
+			pasid_array_erase(group, IOMMU_NO_PASID);
+		goto out_unlock;
+	}
+	pasid_array_store(group, IOMMU_NO_PASID, pasid_entry_make(new_domain, handle));
+out_unlock:
+	uiommu_mutex_unlock(&group->mutex);
+	return ret;
+}
+
+/*
+ * The global PASID space (the kernel's iommu_global_pasid_ida): PASIDs handed to address spaces
+ * (SVA) and to kernel users, unique across all devices so one PASID means one address space
+ * everywhere. A bitmap over [0, 2^20); iommu_global_pasid_lock, a leaf.
+ */
+#define IOMMU_GLOBAL_PASID_MAX (1u << 20)
+static pthread_mutex_t iommu_global_pasid_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t iommu_global_pasids[IOMMU_GLOBAL_PASID_MAX / 64];
+
+/**
+ * iommu_alloc_global_pasid() - the lowest free PASID in [1, max_pasids - 1] of @dev
+ * Return: the PASID, or IOMMU_PASID_INVALID (no PASID support, none free, or an injected
+ * failure).
+ */
+uint32_t iommu_alloc_global_pasid(struct device *dev)
+{
+	uint32_t max, pasid, ret = IOMMU_PASID_INVALID;
+
+	if (!dev->iommu_data || !dev->iommu_data->max_pasids || uiommu_should_fail())
+		return IOMMU_PASID_INVALID;
+	max = dev->iommu_data->max_pasids;
+	if (max > IOMMU_GLOBAL_PASID_MAX)
+		max = IOMMU_GLOBAL_PASID_MAX;
+	pthread_mutex_lock(&iommu_global_pasid_lock);
+	for (pasid = IOMMU_FIRST_GLOBAL_PASID; pasid < max; pasid++) {
+		uint64_t *word = &iommu_global_pasids[pasid / 64];
+
+		if (*word == UINT64_MAX) {
+			pasid |= 63;
+			continue;
+		}
+		if (!(*word & (1ull << (pasid % 64)))) {
+			*word |= 1ull << (pasid % 64);
+			ret = pasid;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&iommu_global_pasid_lock);
+	return ret;
+}
+
+/* Pairs with iommu_alloc_global_pasid(); IOMMU_PASID_INVALID is ignored. */
+void iommu_free_global_pasid(uint32_t pasid)
+{
+	if (pasid == IOMMU_PASID_INVALID || WARN_ON(pasid >= IOMMU_GLOBAL_PASID_MAX))
+		return;
+	pthread_mutex_lock(&iommu_global_pasid_lock);
+	WARN_ON(!(iommu_global_pasids[pasid / 64] & (1ull << (pasid % 64))));
+	iommu_global_pasids[pasid / 64] &= ~(1ull << (pasid % 64));
+	pthread_mutex_unlock(&iommu_global_pasid_lock);
+}
+
 /* ---- DMA ownership -------------------------------------------------------------------------- */
 
 /**
@@ -1204,7 +1771,8 @@ int iommu_device_use_default_domain(struct device *dev)
 		goto out_unlock;
 	}
 	if (group->owner_cnt) {
-		if (group->domain != group->default_domain || group->owner || group->nr_pasids) {
+		if (group->domain != group->default_domain || group->owner ||
+		    !pasid_array_empty(group)) {
 			ret = -EBUSY;
 			goto out_unlock;
 		}
@@ -1223,7 +1791,7 @@ void iommu_device_unuse_default_domain(struct device *dev)
 	if (!group)
 		return;
 	uiommu_mutex_lock(&group->mutex);
-	if (!WARN_ON(!group->owner_cnt || group->nr_pasids))
+	if (!WARN_ON(!group->owner_cnt || !pasid_array_empty(group)))
 		group->owner_cnt--;
 	uiommu_mutex_unlock(&group->mutex);
 }
@@ -1233,7 +1801,7 @@ static int __iommu_take_dma_ownership(struct iommu_group *group, void *owner)
 	int ret;
 
 	lockdep_assert_held(&group->mutex);
-	if ((group->domain && group->domain != group->default_domain) || group->nr_pasids)
+	if ((group->domain && group->domain != group->default_domain) || !pasid_array_empty(group))
 		return -EBUSY;
 	ret = __iommu_group_alloc_blocking_domain(group);
 	if (ret)
@@ -1301,7 +1869,7 @@ out_unlock:
 static void __iommu_release_dma_ownership(struct iommu_group *group)
 {
 	lockdep_assert_held(&group->mutex);
-	if (WARN_ON(!group->owner_cnt || !group->owner || group->nr_pasids))
+	if (WARN_ON(!group->owner_cnt || !group->owner || !pasid_array_empty(group)))
 		return;
 	group->owner_cnt = 0;
 	group->owner = NULL;

@@ -363,6 +363,7 @@ struct iommu_group_info {
 	bool owned;                  /* owner set */
 	uint32_t default_domain_id;
 	uint32_t domain_id;
+	unsigned int nr_pasid_entries; /* slots of the PASID table, IOMMU_NO_PASID's included */
 };
 void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *info);
 
@@ -450,7 +451,10 @@ void iommu_detach_device_pasid(struct iommu_domain *domain, struct device *dev, 
 /* iommufd's replace: @handle is required and must not be the current one (-EINVAL). */
 int iommu_replace_device_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
 			       struct iommu_attach_handle *handle);
-/* The domain attached at (@dev's group, @pasid) now, or NULL. Takes no group mutex. */
+/*
+ * The domain attached at (@dev's group, @pasid) now, NULL when none is published there,
+ * ERR_PTR(-EBUSY) when @type is not 0 and differs. Takes no group mutex.
+ */
 struct iommu_domain *iommu_get_domain_for_dev_pasid(struct device *dev, uint32_t pasid,
 						    unsigned int type);
 /*

@@ -1,0 +1,573 @@
+// SPDX-License-Identifier: MIT
+/*
+ * PASID attach handles in the core against invariants 18 to 20 (and 13/15 where PASIDs meet
+ * DMA ownership and driver binding), plus a bounded ThreadSanitizer stress of attach, replace
+ * and detach racing the lock-free handle lookup. SVA (invariant 21) has its own section.
+ *
+ * The devices sit behind tdrv's PASID-capable instance (tests/tdrv.h): tdrv's set_dev_pasid
+ * checks that the core always tells it the domain the PASID really is on (the "old" argument),
+ * can fail its N-th call (tdrv.pasid_fail_nth) and can be slowed down (tdrv.pasid_hook).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "iommu/iommu.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+
+#include "tdrv.h"
+
+static struct device *mkpasid(const char *bdf, const char *key, uint32_t bits)
+{
+	struct device *dev = mkdev(bdf, &iommu_pasid, key);
+
+	dev->pasid_bits = bits;
+	return dev;
+}
+
+static struct iommu_attach_handle *lookup(struct device *dev, uint32_t pasid, unsigned int type)
+{
+	return iommu_attach_handle_get(dev->iommu_group, pasid, type);
+}
+
+/* ---- invariant 18: the errnos of a PASID attach ------------------------------------------------ */
+
+TEST(inv18_pasid_attach_errnos)
+{
+	struct device *a, *narrow, *bare, *nopasid, *unprobed;
+	struct iommu_domain *dom, *dom_narrow, *dom_bare, *dom2;
+
+	setup_drivers();
+	a = mkpasid("0000:01:00.0", NULL, 20);
+	narrow = mkpasid("0000:01:01.0", NULL, 4);      /* 16 PASIDs */
+	bare = mkdev("0000:01:02.0", &iommu_bare, NULL); /* a driver without a blocked domain */
+	bare->pasid_bits = 20;
+	nopasid = mkpasid("0000:01:03.0", NULL, 0);
+	unprobed = mkpasid("0000:01:04.0", NULL, 20);
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(narrow));
+	ASSERT_EQ(0, iommu_probe_device(bare));
+	ASSERT_EQ(0, iommu_probe_device(nopasid));
+	ASSERT_EQ(1u << 20, a->iommu_data->max_pasids);
+	ASSERT_EQ(16, narrow->iommu_data->max_pasids);
+	dom = iommu_paging_domain_alloc(a);
+	dom2 = iommu_paging_domain_alloc(a);
+	dom_narrow = iommu_paging_domain_alloc(narrow);
+	dom_bare = iommu_paging_domain_alloc(bare);
+
+	ASSERT_EQ(-ENODEV, iommu_attach_device_pasid(dom, unprobed, 1, NULL));
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom, a, IOMMU_NO_PASID, NULL));
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom, a, 1u << 20, NULL));
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom, a, IOMMU_PASID_INVALID, NULL));
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom_narrow, narrow, 16, NULL));
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom_narrow, narrow, 15, NULL));
+	/* The blocked domain of that driver cannot remove a PASID: no PASID attach at all. */
+	ASSERT_EQ(-EOPNOTSUPP, iommu_attach_device_pasid(dom_bare, bare, 1, NULL));
+	/* Another driver's domain. */
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom_bare, a, 1, NULL));
+	/* A group where nobody can emit a PASID. */
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom, nopasid, 1, NULL));
+	ASSERT_EQ(0, ginfo(nopasid).nr_pasid_entries);
+
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 7, NULL));
+	ASSERT_TRUE(tdrv_pasid_domain(a, 7) == dom);
+	ASSERT_EQ(-EBUSY, iommu_attach_device_pasid(dom, a, 7, NULL));
+	ASSERT_EQ(-EBUSY, iommu_attach_device_pasid(dom2, a, 7, NULL));
+	/* The failed attempts changed nothing. */
+	ASSERT_TRUE(tdrv_pasid_domain(a, 7) == dom);
+	ASSERT_EQ(1, ginfo(a).nr_pasid_entries);
+	ASSERT_TRUE(iommu_get_domain_for_dev_pasid(a, 7, 0) == dom);
+	ASSERT_TRUE(iommu_get_domain_for_dev_pasid(a, 7, IOMMU_DOMAIN_UNMANAGED) == dom);
+	ASSERT_TRUE(iommu_get_domain_for_dev_pasid(a, 7, IOMMU_DOMAIN_SVA) == ERR_PTR(-EBUSY));
+	ASSERT_TRUE(iommu_get_domain_for_dev_pasid(a, 8, 0) == NULL);
+
+	iommu_detach_device_pasid(dom, a, 7);
+	ASSERT_TRUE(tdrv_pasid_domain(a, 7) == NULL);
+	ASSERT_EQ(0, ginfo(a).nr_pasid_entries);
+	iommu_detach_device_pasid(dom_narrow, narrow, 15);
+	iommu_domain_free(dom);
+	iommu_domain_free(dom2);
+	iommu_domain_free(dom_narrow);
+	iommu_domain_free(dom_bare);
+	unplug(a);
+	unplug(narrow);
+	unplug(bare);
+	unplug(nopasid);
+	device_put(unprobed);
+	ASSERT_EQ(tdrv.domain_allocs, tdrv.domain_frees);
+}
+
+TEST(inv18_members_without_pasid_are_skipped)
+{
+	struct device *a = mkpasid("0000:02:00.0", "sw", 20);
+	struct device *b = mkpasid("0000:02:00.1", "sw", 0);
+	struct device *c = mkpasid("0000:02:00.2", "sw", 4);
+	struct iommu_domain *dom;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(b));
+	ASSERT_EQ(0, iommu_probe_device(c));
+	ASSERT_TRUE(a->iommu_group == b->iommu_group && b->iommu_group == c->iommu_group);
+	dom = iommu_paging_domain_alloc(a);
+	/* c has 16 PASIDs: the group's range is the smallest of its PASID-capable members. */
+	ASSERT_EQ(-EINVAL, iommu_attach_device_pasid(dom, b, 16, NULL));
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, b, 3, NULL));
+	ASSERT_TRUE(tdrv_pasid_domain(a, 3) == dom);
+	ASSERT_TRUE(tdrv_pasid_domain(c, 3) == dom);
+	/* tdrv aborts on a set_dev_pasid to a device without PASIDs: b was never called. */
+	ASSERT_EQ(2, tdrv.set_dev_pasid_calls);
+	iommu_detach_device_pasid(dom, a, 3);
+	ASSERT_EQ(4, tdrv.set_dev_pasid_calls);
+	iommu_domain_free(dom);
+	unplug(a);
+	unplug(b);
+	unplug(c);
+}
+
+/* ---- invariant 19: visible only once every device accepted it ---------------------------------- */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct iommu_group *group;
+	uint32_t pasid;
+	int in_attach;         /* the driver is inside set_dev_pasid */
+	int looked;            /* the lookup thread has answered */
+	long lookup_err;       /* what it saw while the attach was in progress */
+	bool domain_seen;      /* iommu_get_domain_for_dev_pasid() returned a domain meanwhile */
+} slow = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+
+static void slow_hook(struct device *dev, uint32_t pasid)
+{
+	struct timespec deadline;
+
+	(void)dev;
+	(void)pasid;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	pthread_mutex_lock(&slow.lock);
+	slow.in_attach++;
+	pthread_cond_broadcast(&slow.cond);
+	/* Hold the attach (and the group mutex) until the reader has looked. */
+	while (slow.looked < slow.in_attach)
+		if (pthread_cond_timedwait(&slow.cond, &slow.lock, &deadline))
+			break;
+	pthread_mutex_unlock(&slow.lock);
+}
+
+static void *slow_reader(void *arg)
+{
+	struct device *dev = arg;
+	struct iommu_attach_handle *h;
+	struct iommu_domain *d;
+
+	pthread_mutex_lock(&slow.lock);
+	while (!slow.in_attach)
+		pthread_cond_wait(&slow.cond, &slow.lock);
+	pthread_mutex_unlock(&slow.lock);
+	/* Only the table's lock: the group mutex is held by the attach right now. */
+	h = iommu_attach_handle_get(slow.group, slow.pasid, 0);
+	d = iommu_get_domain_for_dev_pasid(dev, slow.pasid, 0);
+	pthread_mutex_lock(&slow.lock);
+	slow.lookup_err = IS_ERR(h) ? PTR_ERR(h) : 0;
+	slow.domain_seen = d != NULL;
+	slow.looked++;
+	pthread_cond_broadcast(&slow.cond);
+	pthread_mutex_unlock(&slow.lock);
+	return NULL;
+}
+
+TEST(inv19_lookup_during_a_slow_attach_sees_enoent_then_the_handle)
+{
+	struct device *a = mkpasid("0000:03:00.0", NULL, 20);
+	struct iommu_attach_handle handle = { 0 };
+	struct iommu_domain *dom;
+	pthread_t t;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	dom = iommu_paging_domain_alloc(a);
+	slow.group = a->iommu_group;
+	slow.pasid = 42;
+	tdrv.pasid_hook = slow_hook;
+	ASSERT_EQ(0, pthread_create(&t, NULL, slow_reader, a));
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 42, &handle));
+	pthread_join(t, NULL);
+	tdrv.pasid_hook = NULL;
+	ASSERT_EQ(1, slow.looked);
+	ASSERT_EQ(-ENOENT, slow.lookup_err);
+	ASSERT_FALSE(slow.domain_seen);
+	/* Published now, with the domain set in the handle. */
+	ASSERT_TRUE(lookup(a, 42, 0) == &handle);
+	ASSERT_TRUE(handle.domain == dom);
+	iommu_detach_device_pasid(dom, a, 42);
+	ASSERT_TRUE(lookup(a, 42, 0) == ERR_PTR(-ENOENT));
+	iommu_domain_free(dom);
+	unplug(a);
+}
+
+TEST(inv19_failed_attach_leaves_no_entry_and_no_device_attached)
+{
+	struct device *a = mkpasid("0000:04:00.0", "sw", 20);
+	struct device *b = mkpasid("0000:04:00.1", "sw", 20);
+	struct device *c = mkpasid("0000:04:00.2", "sw", 20);
+	struct iommu_attach_handle h1 = { 0 }, h2 = { 0 };
+	struct iommu_domain *dom;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(b));
+	ASSERT_EQ(0, iommu_probe_device(c));
+	dom = iommu_paging_domain_alloc(a);
+	for (int nth = 1; nth <= 3; nth++) {
+		tdrv.pasid_fail_nth = nth;
+		ASSERT_EQ(-EIO, iommu_attach_device_pasid(dom, a, 9, &h1));
+		ASSERT_TRUE(tdrv_pasid_domain(a, 9) == NULL);
+		ASSERT_TRUE(tdrv_pasid_domain(b, 9) == NULL);
+		ASSERT_TRUE(tdrv_pasid_domain(c, 9) == NULL);
+		ASSERT_EQ(0, ginfo(a).nr_pasid_entries);
+		ASSERT_TRUE(lookup(a, 9, 0) == ERR_PTR(-ENOENT));
+	}
+	tdrv.pasid_fail_nth = 0;
+	/* Nothing was left behind: the same attach now works. */
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, b, 9, &h1));
+	ASSERT_TRUE(tdrv_pasid_domain(c, 9) == dom);
+	ASSERT_TRUE(lookup(c, 9, 0) == &h1);
+	/* A replace that fails on the third device leaves the two others on the old domain. */
+	{
+		struct iommu_domain *dom2 = iommu_paging_domain_alloc(a);
+
+		tdrv.pasid_fail_nth = 3;
+		ASSERT_EQ(-EIO, iommu_replace_device_pasid(dom2, a, 9, &h2));
+		ASSERT_TRUE(tdrv_pasid_domain(a, 9) == dom);
+		ASSERT_TRUE(tdrv_pasid_domain(b, 9) == dom);
+		ASSERT_TRUE(tdrv_pasid_domain(c, 9) == dom);
+		ASSERT_TRUE(lookup(a, 9, 0) == &h1);
+		tdrv.pasid_fail_nth = 0;
+		ASSERT_EQ(0, iommu_replace_device_pasid(dom2, a, 9, &h2));
+		ASSERT_TRUE(tdrv_pasid_domain(b, 9) == dom2);
+		ASSERT_TRUE(lookup(a, 9, 0) == &h2);
+		ASSERT_TRUE(h2.domain == dom2);
+		iommu_detach_device_pasid(dom2, a, 9);
+		iommu_domain_free(dom2);
+	}
+	iommu_domain_free(dom);
+	unplug(a);
+	unplug(b);
+	unplug(c);
+	ASSERT_EQ(tdrv.domain_allocs, tdrv.domain_frees);
+}
+
+/* ---- invariant 20: attach handles --------------------------------------------------------------- */
+
+TEST(inv20_handles_replace_rules_and_lookup_filters)
+{
+	struct device *a = mkpasid("0000:05:00.0", NULL, 20);
+	struct iommu_attach_handle h1 = { 0 }, h2 = { 0 }, h3 = { 0 };
+	struct iommu_domain *dom, *dom2;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	dom = iommu_paging_domain_alloc(a);
+	dom2 = iommu_paging_domain_alloc(a);
+
+	/* A bare-domain entry is no handle. */
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 5, NULL));
+	ASSERT_TRUE(lookup(a, 5, 0) == ERR_PTR(-ENOENT));
+	ASSERT_TRUE(iommu_get_domain_for_dev_pasid(a, 5, 0) == dom);
+	iommu_detach_device_pasid(dom, a, 5);
+
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 5, &h1));
+	ASSERT_TRUE(lookup(a, 5, 0) == &h1);
+	ASSERT_TRUE(lookup(a, 5, IOMMU_DOMAIN_UNMANAGED) == &h1);
+	ASSERT_TRUE(lookup(a, 5, IOMMU_DOMAIN_SVA) == ERR_PTR(-EBUSY));
+	ASSERT_TRUE(lookup(a, 6, 0) == ERR_PTR(-ENOENT));
+
+	/* Replace needs a handle, a new one, and an attached PASID. */
+	ASSERT_EQ(-EINVAL, iommu_replace_device_pasid(dom2, a, 5, NULL));
+	ASSERT_EQ(-EINVAL, iommu_replace_device_pasid(dom2, a, 6, &h2));
+	ASSERT_EQ(1, ginfo(a).nr_pasid_entries); /* PASID 6 left no slot behind */
+	ASSERT_EQ(-EINVAL, iommu_replace_device_pasid(dom, a, 0, &h2));
+	ASSERT_TRUE(lookup(a, 5, 0) == &h1);
+	ASSERT_TRUE(tdrv_pasid_domain(a, 5) == dom);
+
+	/* Same domain, new handle: only the handle changes (no driver call). */
+	{
+		int calls = tdrv.set_dev_pasid_calls;
+
+		ASSERT_EQ(0, iommu_replace_device_pasid(dom, a, 5, &h2));
+		ASSERT_EQ(calls, tdrv.set_dev_pasid_calls);
+		ASSERT_TRUE(lookup(a, 5, 0) == &h2);
+	}
+	ASSERT_EQ(0, iommu_replace_device_pasid(dom2, a, 5, &h3));
+	ASSERT_TRUE(lookup(a, 5, 0) == &h3);
+	ASSERT_TRUE(tdrv_pasid_domain(a, 5) == dom2);
+	iommu_detach_device_pasid(dom2, a, 5);
+	ASSERT_TRUE(lookup(a, 5, 0) == ERR_PTR(-ENOENT));
+	ASSERT_TRUE(tdrv_pasid_domain(a, 5) == NULL);
+	iommu_domain_free(dom);
+	iommu_domain_free(dom2);
+	unplug(a);
+}
+
+TEST(inv20_replace_with_the_current_handle_is_rejected)
+{
+	/* The core WARNs (a debug build stops): run it in a child and expect that. */
+	struct device *a = mkpasid("0000:05:01.0", NULL, 20);
+	struct iommu_attach_handle h1 = { 0 };
+	struct iommu_domain *dom, *dom2;
+	pid_t pid;
+	int status;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	dom = iommu_paging_domain_alloc(a);
+	dom2 = iommu_paging_domain_alloc(a);
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 5, &h1));
+	pid = fork();
+	if (!pid) {
+		int rc = iommu_replace_device_pasid(dom2, a, 5, &h1);
+
+		/* Release builds carry on past the WARN: the answer and the state must be right. */
+		_exit(rc == -EINVAL && lookup(a, 5, 0) == &h1 && tdrv_pasid_domain(a, 5) == dom ?
+			      0 : 1);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+#ifdef UIOMMU_DEBUG
+	ASSERT_TRUE(WIFSIGNALED(status));
+#else
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#endif
+	ASSERT_TRUE(lookup(a, 5, 0) == &h1);
+	iommu_detach_device_pasid(dom, a, 5);
+	iommu_domain_free(dom);
+	iommu_domain_free(dom2);
+	unplug(a);
+}
+
+TEST(inv20_rid_handles_live_at_no_pasid)
+{
+	struct device *a = mkpasid("0000:06:00.0", NULL, 20);
+	struct iommu_attach_handle h1 = { 0 }, h2 = { 0 };
+	struct iommu_domain *dom, *dom2;
+	struct iommu_group *group;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	group = a->iommu_group;
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(a, &h1));
+	dom = iommu_paging_domain_alloc(a);
+	dom2 = iommu_paging_domain_alloc(a);
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == ERR_PTR(-ENOENT));
+	ASSERT_EQ(-EINVAL, iommu_attach_group_handle(dom, group, NULL));
+	ASSERT_EQ(0, iommu_attach_group_handle(dom, group, &h1));
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == &h1);
+	ASSERT_TRUE(h1.domain == dom);
+	ASSERT_TRUE(iommu_get_domain_for_dev(a) == dom);
+	/* The RID is taken (a second attach is the kernel's EBUSY). */
+	ASSERT_EQ(-EBUSY, iommu_attach_group_handle(dom2, group, &h2));
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == &h1);
+	/* A failing replace keeps the old handle published and the old domain attached. */
+	tdev(a)->fail_next_attach = -EIO;
+	ASSERT_EQ(-EIO, iommu_replace_group_handle(group, dom2, &h2));
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == &h1);
+	ASSERT_TRUE(iommu_get_domain_for_dev(a) == dom);
+	ASSERT_EQ(0, iommu_replace_group_handle(group, dom2, &h2));
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == &h2);
+	ASSERT_TRUE(iommu_get_domain_for_dev(a) == dom2);
+	/* PASIDs and the RID handle share the table but not their slots. */
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 1, &h1));
+	ASSERT_EQ(2, ginfo(a).nr_pasid_entries);
+	iommu_detach_device_pasid(dom, a, 1);
+	iommu_detach_group_handle(dom2, group);
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == ERR_PTR(-ENOENT));
+	ASSERT_TRUE(ginfo(a).domain_is_blocking);
+	/* A replace from nothing publishes too, and a failed one from nothing leaves no slot. */
+	tdev(a)->fail_next_attach = -EIO;
+	ASSERT_EQ(-EIO, iommu_replace_group_handle(group, dom, &h1));
+	ASSERT_EQ(0, ginfo(a).nr_pasid_entries);
+	ASSERT_EQ(0, iommu_replace_group_handle(group, dom, &h1));
+	ASSERT_TRUE(lookup(a, IOMMU_NO_PASID, 0) == &h1);
+	iommu_detach_group_handle(dom, group);
+	iommu_device_release_dma_owner(a);
+	iommu_domain_free(dom);
+	iommu_domain_free(dom2);
+	unplug(a);
+}
+
+/* ---- invariants 13 and 15: PASID entries against ownership and driver binding ---------------- */
+
+TEST(inv13_15_pasid_entries_block_ownership_and_a_second_driver)
+{
+	struct device *a = mkpasid("0000:07:00.0", "sw", 20);
+	struct device *b = mkpasid("0000:07:00.1", "sw", 20);
+	struct iommu_domain *dom;
+	int cookie;
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(b));
+	dom = iommu_paging_domain_alloc(a);
+	/* A kernel user's PASID on the default-domain group (no ownership is needed). */
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, a, 11, NULL));
+	ASSERT_EQ(-EBUSY, iommu_device_claim_dma_owner(a, &cookie));
+	ASSERT_EQ(-EBUSY, iommu_group_claim_dma_owner(a->iommu_group, &cookie));
+	/* The first driver binds (owner_cnt was 0); a second one is refused while PASIDs exist. */
+	ASSERT_EQ(0, iommu_device_use_default_domain(a));
+	ASSERT_EQ(-EBUSY, iommu_device_use_default_domain(b));
+	ASSERT_EQ(1, ginfo(a).owner_cnt);
+	iommu_detach_device_pasid(dom, a, 11);
+	ASSERT_EQ(0, iommu_device_use_default_domain(b));
+	iommu_device_unuse_default_domain(b);
+	iommu_device_unuse_default_domain(a);
+	/* With the PASID gone, ownership can be claimed, and PASIDs work under it too. */
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(a, &cookie));
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, b, 11, NULL));
+	ASSERT_EQ(-EBUSY, iommu_device_use_default_domain(a));
+	iommu_detach_device_pasid(dom, b, 11);
+	iommu_device_release_dma_owner(a);
+	ASSERT_TRUE(ginfo(a).domain_is_default);
+	iommu_domain_free(dom);
+	unplug(a);
+	unplug(b);
+}
+
+/* ---- the global PASID space ------------------------------------------------------------------- */
+
+TEST(global_pasid_allocator)
+{
+	struct device *a = mkpasid("0000:08:00.0", NULL, 4); /* PASIDs 1..15 */
+	struct device *none = mkpasid("0000:08:01.0", NULL, 0);
+	uint32_t got[15];
+
+	setup_drivers();
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(none));
+	ASSERT_EQ(IOMMU_PASID_INVALID, iommu_alloc_global_pasid(none));
+	for (int i = 0; i < 15; i++) {
+		got[i] = iommu_alloc_global_pasid(a);
+		ASSERT_EQ(i + 1, got[i]);
+	}
+	ASSERT_EQ(IOMMU_PASID_INVALID, iommu_alloc_global_pasid(a));
+	iommu_free_global_pasid(got[6]);
+	ASSERT_EQ(7, iommu_alloc_global_pasid(a));
+	for (int i = 0; i < 15; i++)
+		iommu_free_global_pasid(got[i]);
+	ASSERT_EQ(1, iommu_alloc_global_pasid(a));
+	iommu_free_global_pasid(1);
+	unplug(a);
+	unplug(none);
+}
+
+/* ---- stress: attach/replace/detach racing lock-free lookups (run it under TSan) --------------- */
+
+#define STRESS_PASIDS 4
+#define STRESS_HANDLES 200000
+
+static struct {
+	struct device *dev;
+	struct iommu_domain *dom[2];
+	struct iommu_attach_handle *handles; /* each used once, never reused, freed at the end */
+	atomic_int next_handle;
+	atomic_bool stop;
+	atomic_long lookups, hits, bad;
+} st;
+
+static struct iommu_attach_handle *stress_new_handle(void)
+{
+	int i = atomic_fetch_add(&st.next_handle, 1);
+
+	return i < STRESS_HANDLES ? &st.handles[i] : NULL;
+}
+
+static void *stress_writer(void *arg)
+{
+	uint32_t pasid = (uint32_t)(uintptr_t)arg; /* each writer owns one PASID */
+	unsigned int n = 0;
+
+	while (!atomic_load(&st.stop)) {
+		struct iommu_attach_handle *h = stress_new_handle();
+		struct iommu_domain *d = st.dom[n++ & 1];
+
+		if (!h)
+			break;
+		if (iommu_attach_device_pasid(d, st.dev, pasid, h)) {
+			atomic_fetch_add(&st.bad, 1);
+			break;
+		}
+		for (int r = 0; r < 3; r++) {
+			struct iommu_attach_handle *h2 = stress_new_handle();
+
+			d = st.dom[n++ & 1];
+			if (!h2 || iommu_replace_device_pasid(d, st.dev, pasid, h2))
+				break;
+		}
+		iommu_detach_device_pasid(iommu_get_domain_for_dev_pasid(st.dev, pasid, 0), st.dev,
+					  pasid);
+	}
+	return NULL;
+}
+
+static void *stress_reader(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&st.stop)) {
+		for (uint32_t pasid = 1; pasid <= STRESS_PASIDS; pasid++) {
+			struct iommu_attach_handle *h =
+				iommu_attach_handle_get(st.dev->iommu_group, pasid, 0);
+
+			atomic_fetch_add(&st.lookups, 1);
+			if (IS_ERR(h)) {
+				if (PTR_ERR(h) != -ENOENT)
+					atomic_fetch_add(&st.bad, 1);
+				continue;
+			}
+			/* A published handle always carries one of the two domains. */
+			if (h->domain != st.dom[0] && h->domain != st.dom[1])
+				atomic_fetch_add(&st.bad, 1);
+			atomic_fetch_add(&st.hits, 1);
+		}
+	}
+	return NULL;
+}
+
+TEST(stress_attach_replace_detach_racing_handle_lookups)
+{
+	pthread_t w[STRESS_PASIDS], r[2];
+	struct timespec ts = { .tv_sec = 2 };
+
+	setup_drivers();
+	st.dev = mkpasid("0000:09:00.0", NULL, 20);
+	ASSERT_EQ(0, iommu_probe_device(st.dev));
+	st.dom[0] = iommu_paging_domain_alloc(st.dev);
+	st.dom[1] = iommu_paging_domain_alloc(st.dev);
+	st.handles = calloc(STRESS_HANDLES, sizeof(*st.handles));
+	ASSERT_TRUE(st.handles != NULL);
+	for (uintptr_t i = 0; i < STRESS_PASIDS; i++)
+		ASSERT_EQ(0, pthread_create(&w[i], NULL, stress_writer, (void *)(i + 1)));
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&r[i], NULL, stress_reader, NULL));
+	nanosleep(&ts, NULL);
+	atomic_store(&st.stop, true);
+	for (int i = 0; i < STRESS_PASIDS; i++)
+		pthread_join(w[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(r[i], NULL);
+	ASSERT_EQ(0, st.bad);
+	ASSERT_GT(st.lookups, 0);
+	ASSERT_GT(st.hits, 0);
+	ASSERT_EQ(0, ginfo(st.dev).nr_pasid_entries);
+	fprintf(stderr, "  %ld lookups (%ld hits), %d handles\n", (long)st.lookups,
+		(long)st.hits, atomic_load(&st.next_handle));
+	iommu_domain_free(st.dom[0]);
+	iommu_domain_free(st.dom[1]);
+	unplug(st.dev);
+	free(st.handles);
+}
+
+TEST_HARNESS_MAIN

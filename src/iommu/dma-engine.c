@@ -336,10 +336,13 @@ static struct iommu_domain *dma_engine_domain(struct uiommu_dma_dev *e, uint32_t
 {
 	struct iommu_domain *rid = __iommu_group_domain_for_dev(e->group, e->dev);
 
+	struct iommu_domain *domain;
+
 	if (!rid || pasid == IOMMU_NO_PASID)
 		return rid;
-	/* PASID attachments arrive with the core's PASID table (iommu_get_domain_for_dev_pasid). */
-	return NULL;
+	/* PASID attach and detach run under the group mutex too: stable while we hold it. */
+	domain = iommu_get_domain_for_dev_pasid(e->dev, pasid, 0);
+	return IS_ERR(domain) ? NULL : domain;
 }
 
 static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iommu_domain *domain,

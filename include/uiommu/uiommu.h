@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -166,6 +167,102 @@ void uiommu_sysfs_session_begin(void);
  */
 int uiommu_ctl_start(const char *path);
 int uiommu_ctl_start_env(void);
+
+/* ==== device DMA engine (docs/dma-engine.md) =====================================================
+ *
+ * For device emulators: a device's DMA through the emulated IOMMU, as the hardware does it. A
+ * request names (PASID, IOVA, length); the IOMMU translates it through the domain attached to
+ * the device at that PASID (its IOTLB first, then a page-table walk), checks the mapping's
+ * permissions and copies to or from the memory mapped there (in this model a "physical
+ * address" is an address of this process). No byte ever lands outside mapped memory, and a
+ * read-only mapping is never written: every page is translated and checked before any byte of
+ * it moves, and pages move in IOVA order, so a transfer that faults has moved exactly the pages
+ * before the faulting one (req->done says how many bytes) and nothing after.
+ *
+ * A miss in a fault-capable domain (one with an I/O page fault handler, e.g. an iommufd HWPT
+ * allocated with a fault object, or an SVA domain) raises a page request and waits for its
+ * response (uiommu_dma_dev_set_timeout()); SUCCESS retries the page once, a second miss faults.
+ *
+ * Errors (errno, and req->error): EFAULT an unmapped IOVA, a blocked device, an INVALID page
+ * response, or memory behind a mapping that this process no longer has; EACCES an access the
+ * mapping does not permit (a write through a read-only mapping, a read through a write-only
+ * one); ENODEV nothing attached at that PASID, or the device is gone (unplugged, unbound);
+ * ETIMEDOUT a page request not answered in time; EIO a FAILURE page response; EINVAL bad
+ * arguments (unknown op or flags, a PASID the device cannot emit, a range that wraps);
+ * ECANCELED an asynchronous request still waiting at uiommu_dma_dev_close(). Each fault is also
+ * recorded in the device's fault log (uiommu_dma_dev_read_faults()).
+ */
+struct uiommu_dma_dev;
+
+/* Opens the DMA engine of the emulated machine's device @bdf ("0000:00:03.0"); NULL + errno
+ * (ENOENT: no such device in the topology; ENODEV: not plugged). */
+struct uiommu_dma_dev *uiommu_dma_dev_open(const char *bdf);
+/* ... of the device bound to iommufd @iommufd as @dev_id (selftest mock devices, VFIO cdev
+ * devices); EBADF / ENOENT. The handle stays valid after unbind; its DMA then fails ENODEV. */
+struct uiommu_dma_dev *uiommu_dma_dev_open_iommufd(int iommufd, uint32_t dev_id);
+/* Waits for the asynchronous requests (those waiting for a page response complete with
+ * ECANCELED) and frees @dev. No other call on @dev may be running or start. */
+int uiommu_dma_dev_close(struct uiommu_dma_dev *dev);
+/* How long a request waits for a page response; 0: forever. Default 1000 ms. */
+int uiommu_dma_dev_set_timeout(struct uiommu_dma_dev *dev, unsigned int timeout_ms);
+
+#define UIOMMU_DMA_OP_READ 0u  /* the device reads memory into @buf */
+#define UIOMMU_DMA_OP_WRITE 1u /* the device writes @buf to memory */
+
+#define UIOMMU_DMA_NO_PASID (1u << 0) /* a request without PASID (the RID): @pasid is ignored */
+#define UIOMMU_DMA_NO_PRI (1u << 1)   /* never raise a page request: a miss faults at once */
+
+struct uiommu_dma_req {
+	unsigned int op;        /* UIOMMU_DMA_OP_* */
+	unsigned int flags;     /* UIOMMU_DMA_* */
+	uint32_t pasid;         /* 0 (IOMMU_NO_PASID): the RID */
+	uint64_t iova;
+	void *buf;
+	size_t len;
+	void (*complete)(struct uiommu_dma_req *req); /* uiommu_dma_submit() only */
+	void *priv;             /* the caller's */
+	/* Results. */
+	size_t done;            /* bytes moved, all of them before the faulting page */
+	int error;              /* 0 or an errno as above */
+};
+
+/* Synchronous: returns @len, or -1 with errno (the pages before the faulting one were moved;
+ * uiommu_dma_xfer() says how many bytes). A PASID of 0 means the RID. */
+ssize_t uiommu_dma_read(struct uiommu_dma_dev *dev, uint32_t pasid, uint64_t iova, void *buf,
+			size_t len, unsigned int flags);
+ssize_t uiommu_dma_write(struct uiommu_dma_dev *dev, uint32_t pasid, uint64_t iova,
+			 const void *buf, size_t len, unsigned int flags);
+/* Synchronous, with the exact result in @req: 0, or -1 with errno == req->error. */
+int uiommu_dma_xfer(struct uiommu_dma_dev *dev, struct uiommu_dma_req *req);
+/* Asynchronous: 0 and req->complete(req) runs exactly once, later, on the engine's thread (it
+ * may submit again); or -1 with errno (EINVAL, ENOMEM) and it never runs. @req and @buf must
+ * stay valid until then. A request waiting for a page response does not hold up the others. */
+int uiommu_dma_submit(struct uiommu_dma_dev *dev, struct uiommu_dma_req *req);
+
+/* Fault reasons. */
+#define UIOMMU_DMA_FAULT_UNMAPPED 1u    /* no translation (EFAULT) */
+#define UIOMMU_DMA_FAULT_PERM 2u        /* the mapping does not permit the access (EACCES) */
+#define UIOMMU_DMA_FAULT_BLOCKED 3u     /* the device is on a blocking domain (EFAULT) */
+#define UIOMMU_DMA_FAULT_NO_DOMAIN 4u   /* nothing attached at the PASID, device gone (ENODEV) */
+#define UIOMMU_DMA_FAULT_PRQ_INVALID 5u /* page response INVALID (EFAULT) */
+#define UIOMMU_DMA_FAULT_PRQ_FAILURE 6u /* page response FAILURE, or none could be sent (EIO) */
+#define UIOMMU_DMA_FAULT_PRQ_TIMEOUT 7u /* no page response in time (ETIMEDOUT) */
+#define UIOMMU_DMA_FAULT_HOST 8u        /* the memory behind the mapping is gone (EFAULT) */
+
+#define UIOMMU_DMA_FAULT_PASID_VALID (1u << 0) /* the request had a PASID */
+#define UIOMMU_DMA_FAULT_LOST (1u << 1)        /* older events were overwritten before this one */
+
+struct uiommu_dma_fault {
+	uint64_t iova;          /* the first byte of the access the IOMMU refused */
+	uint32_t pasid;
+	uint32_t op;            /* UIOMMU_DMA_OP_* */
+	uint32_t reason;        /* UIOMMU_DMA_FAULT_* */
+	uint32_t flags;         /* UIOMMU_DMA_FAULT_PASID_VALID | _LOST */
+};
+
+/* Takes up to @n recorded faults, oldest first, out of @dev's log (it keeps the last 64). */
+ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *dev, struct uiommu_dma_fault *buf,
+				   size_t n);
 
 #ifdef __cplusplus
 }

@@ -1314,6 +1314,28 @@ struct iommu_domain *iommu_get_dma_domain(struct device *dev)
 	return group ? __atomic_load_n(&group->default_domain, __ATOMIC_ACQUIRE) : NULL;
 }
 
+/*
+ * A device's DMA holds its group's mutex over each transfer (dma-engine.c), so that no attach,
+ * detach or replace (and so no free of the domain it reads through) completes under it: the
+ * drain of in-flight DMA a hardware detach implies.
+ */
+void iommu_group_mutex_lock(struct iommu_group *group)
+{
+	uiommu_mutex_lock(&group->mutex);
+}
+
+void iommu_group_mutex_unlock(struct iommu_group *group)
+{
+	uiommu_mutex_unlock(&group->mutex);
+}
+
+/* The group's current domain, with its mutex held; NULL when @dev left @group. */
+struct iommu_domain *__iommu_group_domain_for_dev(struct iommu_group *group, struct device *dev)
+{
+	lockdep_assert_held(&group->mutex);
+	return dev->iommu_group == group ? group->domain : NULL;
+}
+
 struct iommu_domain *iommu_get_domain_for_dev(struct device *dev)
 {
 	struct iommu_group *group = dev->iommu_group;

@@ -385,6 +385,14 @@ void iommu_detach_group(struct iommu_domain *domain, struct iommu_group *group);
 int iommu_group_replace_domain(struct iommu_group *group, struct iommu_domain *new_domain);
 struct iommu_domain *iommu_get_domain_for_dev(struct device *dev);
 /*
+ * For a device's DMA (dma-engine.c): hold the group's mutex over a transfer so that its domain
+ * stays attached (detach waits for in-flight DMA), and read the domain under it: NULL when
+ * @dev is no longer a member of @group (released).
+ */
+void iommu_group_mutex_lock(struct iommu_group *group);
+void iommu_group_mutex_unlock(struct iommu_group *group);
+struct iommu_domain *__iommu_group_domain_for_dev(struct iommu_group *group, struct device *dev);
+/*
  * The group's default domain, without the group mutex: for the DMA API of a bound driver,
  * which the core never leaves without its domain (a type change that replaces the default
  * domain needs the driver unbound; the live DMA -> DMA-FQ change keeps it).

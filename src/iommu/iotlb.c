@@ -361,23 +361,33 @@ static phys_addr_t iotlb_walk(struct iommu_domain *domain, uint64_t iova, int *p
 	return domain->ops->iova_to_phys ? domain->ops->iova_to_phys(domain, iova) : 0;
 }
 
-int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
-		    phys_addr_t *phys)
+int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, phys_addr_t *phys,
+		int *prot)
 {
 	uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1), gen;
 	phys_addr_t pa;
-	int prot = 0;
 
-	if (!iotlb_lookup(tlb, domain->id, iova, phys, &prot)) {
-		/* Read before the walk; see "the fill race". */
-		gen = atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
-		pa = iotlb_walk(domain, page, &prot);
-		if (!pa)
-			return -EFAULT;
-		iotlb_fill(tlb, domain->id, page >> IOTLB_PAGE_SHIFT, pa >> IOTLB_PAGE_SHIFT, prot,
-			   gen);
-		*phys = (pa & ~(IOTLB_PAGE_SIZE - 1)) | (iova & (IOTLB_PAGE_SIZE - 1));
-	}
+	*prot = 0;
+	if (likely(iotlb_lookup(tlb, domain->id, iova, phys, prot)))
+		return 0;
+	/* Read before the walk; see "the fill race". */
+	gen = atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
+	pa = iotlb_walk(domain, page, prot);
+	if (!pa)
+		return -EFAULT;
+	iotlb_fill(tlb, domain->id, page >> IOTLB_PAGE_SHIFT, pa >> IOTLB_PAGE_SHIFT, *prot, gen);
+	*phys = (pa & ~(IOTLB_PAGE_SIZE - 1)) | (iova & (IOTLB_PAGE_SIZE - 1));
+	return 0;
+}
+
+int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
+		    phys_addr_t *phys)
+{
+	int prot, ret;
+
+	ret = iotlb_fetch(tlb, domain, iova, phys, &prot);
+	if (ret)
+		return ret;
 	if ((prot & access) != access)
 		return -EFAULT;
 	return 0;

@@ -94,6 +94,18 @@ int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iov
 		    phys_addr_t *phys);
 
 /**
+ * iotlb_fetch() - iotlb_translate() without the permission check: the translation and its prot
+ * @phys: out, the physical address of @iova
+ * @prot: out, IOMMU_READ | IOMMU_WRITE of the entry (or of the walk, on a miss)
+ *
+ * For a device that must tell an unmapped IOVA from a forbidden access (the DMA engine).
+ *
+ * Return: 0; -EFAULT for an unmapped IOVA.
+ */
+int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, phys_addr_t *phys,
+		int *prot);
+
+/**
  * iotlb_inv_range() - invalidate @domain's entries for [@iova, @iova + @size) everywhere
  *
  * When it returns, no lookup on any instance finds such an entry, and no fill that walked the

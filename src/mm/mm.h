@@ -96,6 +96,15 @@ void uiommu_mm_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
 unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index);
 uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);
 
+/*
+ * A device's DMA in this model: copy @len bytes between two host addresses of this process,
+ * either of which may be unmapped or (for @dst) read-only; 0 or -EFAULT, never a crash. A fault
+ * part way may leave a prefix of @dst written, so callers that must not write a byte of a
+ * read-only page check permissions first (the IOMMU's mapping does that, not this). memcpy
+ * speed: no system call on the fast path (ThreadSanitizer builds: process_vm_readv()).
+ */
+int uiommu_host_copy(void *dst, const void *src, size_t len);
+
 /* The host page size (the kernel's PAGE_SIZE), read once. */
 extern uint64_t uiommu_page_size;
 extern unsigned int uiommu_page_shift;

@@ -55,6 +55,7 @@
 #include <sys/queue.h>
 
 #include "drivers/mock/mock.h"
+#include "iommu/dma-engine.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -342,7 +343,6 @@ static void mock_page_response(struct device *dev, struct iopf_fault *evt,
 	mock_page_response_fn hook = atomic_load(&mock_page_response_hook);
 	struct mock_dev_state *st;
 
-	(void)evt;
 	pthread_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, true);
 	if (st) {
@@ -352,6 +352,8 @@ static void mock_page_response(struct device *dev, struct iopf_fault *evt,
 	pthread_mutex_unlock(&mock_lock);
 	if (hook)
 		hook(dev, msg);
+	/* The device itself: a DMA waiting on this request retries or fails. */
+	dma_engine_page_response(dev, evt, msg);
 }
 
 static struct iommu_device *mock_probe_device(struct device *dev)

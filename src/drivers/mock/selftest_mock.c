@@ -303,6 +303,46 @@ static phys_addr_t mock_selftest_iova_to_phys(struct iommu_domain *domain, uint6
 	return phys;
 }
 
+/**
+ * mock_selftest_walk() - the device's page walk: @iova's leaf, with its permissions
+ * @write: the access writes memory; a writable leaf then gets its dirty bit while dirty
+ *         tracking is on, as the hardware would set it
+ *
+ * Return: the output address of @iova, 0 when unmapped; *@prot gets IOMMU_READ | IOMMU_WRITE of
+ * the leaf and *@size its size (2 KiB or 1 MiB).
+ */
+phys_addr_t mock_selftest_walk(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
+			       uint64_t *size)
+{
+	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
+	uint64_t *table, phys = 0;
+	unsigned int l;
+
+	*prot = 0;
+	if (!mock_selftest_in_aperture(iova, 1))
+		return 0;
+	uiommu_mutex_lock(&md->lock);
+	table = md->root;
+	for (l = 0; l != PT_LEVELS; l++) {
+		uint64_t *ptep = &table[pt_index(iova, l)], pte = *ptep;
+
+		if (!pte)
+			break;
+		if (pte & PTE_LEAF) {
+			*size = 1ull << pt_shift(l);
+			phys = (pte & ~PTE_LEAF_FLAGS) + (iova & (*size - 1));
+			*prot = ((pte & PTE_READ) ? IOMMU_READ : 0) |
+				((pte & PTE_WRITE) ? IOMMU_WRITE : 0);
+			if (write && (pte & PTE_WRITE) && md->dirty_tracking)
+				*ptep = pte | PTE_DIRTY;
+			break;
+		}
+		table = pt_table(pte);
+	}
+	uiommu_mutex_unlock(&md->lock);
+	return phys;
+}
+
 /*
  * The leaf that translates @iova, or NULL; *@level is the level where the walk stopped (the
  * leaf's, or the first empty entry's). Caller holds md->lock.

@@ -1,0 +1,988 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The device DMA engine: a device emulator's DMA through the emulated IOMMU.
+ *
+ * What it models. A PCIe function emits memory requests tagged with its RID and, optionally, a
+ * PASID. The IOMMU picks the domain attached at (RID, PASID), translates the address (its IOTLB
+ * first, the page table on a miss), checks the leaf's permissions and either lets the request
+ * through or faults. A device with PRI, behind a domain that can take I/O page faults, answers a
+ * translation fault by sending a page request and waiting for the page response; SUCCESS means
+ * "try again". Here the request is uiommu_dma_{read,write,xfer,submit}(), the memory is this
+ * process's (a "physical address" is a host address), and the copy runs under the fault trap of
+ * src/mm/ so that memory the emulator has since unmapped gives EFAULT instead of a crash.
+ *
+ * Data model. A handle (struct uiommu_dma_dev) holds a reference on a core struct device and
+ * on the group it was in when opened; after the device leaves that group (unplug, selftest mock
+ * destroy) every request fails ENODEV. A handle keeps its outstanding page requests, its fault
+ * log (a ring of DMA_ENGINE_FAULT_LOG events, newest kept) and, from its first asynchronous
+ * request on, a worker thread with a run queue.
+ *
+ * A transfer, step by step (dma_xfer_run()). Under the group mutex (so that no detach, replace
+ * or domain free completes while the transfer reads through the domain: the drain of in-flight
+ * DMA a real detach implies; the DMA never calls the core's attach paths, so this cannot
+ * deadlock), the domain at the request's PASID is resolved, then pages are taken in IOVA order:
+ * each page is translated and its permission checked before any byte of it is copied, and
+ * physically contiguous pages are gathered into one run copied with one memcpy. A page that
+ * fails stops the transfer there: the run before it is copied first, so `done` counts exactly
+ * the bytes of every page before the faulting one, and no byte of the faulting page or beyond
+ * moves. The translation itself:
+ *   - paging domains with pages of 4 KiB or more: the IOTLB model of the device's instance
+ *     (iotlb.c): a hit needs no walk, even if stale (that is the IOTLB's semantics, and what
+ *     strict invalidation prevents); a miss walks and fills;
+ *   - the selftest mock's 2 KiB-page domains: its own walk (an IOTLB of 4 KiB entries cannot
+ *     hold a 2 KiB translation), which also reports the leaf's permissions and size;
+ *   - other paging domains: iova_to_phys() per smallest page, read-write;
+ *   - identity: the IOVA is the address; SVA: likewise, the process's own address space (a
+ *     trap while copying is then a translation miss, which the SVA handler may resolve);
+ *   - blocked and anything else: every access faults.
+ *
+ * Page requests. A miss (or a permission miss) in a domain with an iopf_handler, unless the
+ * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
+ * group (LAST_PAGE, PASID_VALID when it has a PASID, the access's permission, a grpid unique
+ * among the device's outstanding requests) through iommu_report_device_fault(). The driver's
+ * page_response op calls dma_engine_page_response(), which finds the request by (device, PASID,
+ * grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
+ * condition variable, or, for an asynchronous request, the worker (the request goes back on its
+ * run queue). SUCCESS retries from the faulting page; the same page missing again after a
+ * SUCCESS is a fault, so a handler that answers SUCCESS without mapping cannot make us loop.
+ * INVALID gives EFAULT, FAILURE EIO, no answer before the deadline ETIMEDOUT (the request is
+ * then forgotten: a late answer matches nothing). The request is registered before it is
+ * reported, so an answer given inside iommu_report_device_fault() (a handler that responds at
+ * once) is not lost.
+ *
+ * Locking. dma_engine_lock (global, a plain mutex because condition variables wait on it) is a
+ * leaf: it protects the list of handles and, in each handle, the page requests, the fault log,
+ * the run queue and the worker's state; nothing is called with it held except the condition
+ * variables. The group mutex is held over a transfer's translation and copy, never with
+ * dma_engine_lock and never while waiting for a page response. Order where both appear:
+ * group->mutex -> (driver and IOTLB locks); dma_engine_lock alone.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "drivers/mock/selftest_mock.h"
+#include "iommu/dma-engine.h"
+#include "iommu/iotlb.h"
+#include "iommu/sysfs.h"
+#include "iommu/topology.h"
+#include "iommufd/iommufd_private.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "mm/mm.h"
+
+enum dma_prq_state {
+	DMA_PRQ_NONE,
+	DMA_PRQ_WAITING,   /* sent, in the handle's prqs list */
+	DMA_PRQ_ANSWERED,  /* code holds the response */
+	DMA_PRQ_TIMEDOUT,
+	DMA_PRQ_CANCELLED, /* the handle is closing */
+};
+
+struct dma_xfer;
+
+/* A page request in flight. Everything under dma_engine_lock. */
+struct dma_prq {
+	TAILQ_ENTRY(dma_prq) node; /* in uiommu_dma_dev::prqs while WAITING */
+	uint32_t pasid;
+	uint32_t grpid;
+	enum dma_prq_state state;
+	uint32_t code;             /* enum iommu_page_response_code, once ANSWERED */
+	uint64_t deadline_ns;      /* CLOCK_MONOTONIC; 0: none */
+	struct dma_xfer *async;    /* requeued on an answer; NULL: a synchronous waiter */
+};
+
+/* A transfer in progress: the caller's request and where it stands. */
+struct dma_xfer {
+	struct uiommu_dma_req *req;
+	struct uiommu_dma_dev *e;
+	uint32_t pasid;            /* IOMMU_NO_PASID for the RID */
+	uint64_t retry_page;       /* answered SUCCESS: a second miss here faults; or UINT64_MAX */
+	uint64_t miss_iova;        /* where the page request was for */
+	unsigned int miss_reason;  /* UIOMMU_DMA_FAULT_UNMAPPED or _PERM */
+	struct dma_prq prq;
+	TAILQ_ENTRY(dma_xfer) node; /* in uiommu_dma_dev::runq; dma_engine_lock */
+};
+
+struct uiommu_dma_dev {
+	struct device *dev;          /* device_get() at open; constant */
+	struct iommu_group *group;   /* iommu_group_get() at open; constant */
+	_Atomic unsigned int timeout_ms;
+	LIST_ENTRY(uiommu_dma_dev) node; /* in dma_engine_devs; dma_engine_lock */
+	/* dma_engine_lock protects everything below. */
+	pthread_cond_t cond;         /* page responses, run queue changes, completions */
+	TAILQ_HEAD(, dma_prq) prqs;
+	unsigned int nr_prqs;
+	struct uiommu_dma_fault faults[DMA_ENGINE_FAULT_LOG];
+	unsigned int fault_head;     /* oldest; free-running, modulo DMA_ENGINE_FAULT_LOG */
+	unsigned int fault_tail;
+	bool fault_lost;
+	TAILQ_HEAD(, dma_xfer) runq;
+	unsigned int nr_async;       /* submitted and not yet completed */
+	bool worker_started;
+	bool stopping;
+	pthread_t worker;
+};
+
+static pthread_mutex_t dma_engine_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf; see the top */
+static LIST_HEAD(, uiommu_dma_dev) dma_engine_devs = LIST_HEAD_INITIALIZER(dma_engine_devs);
+static uint32_t dma_engine_next_grpid; /* dma_engine_lock */
+
+#define DMA_PRQ_GRPID_MASK 0x1ffu /* PCIe PRI: 9-bit page request group index */
+
+static uint64_t dma_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- handles ------------------------------------------------------------------------------ */
+
+struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
+{
+	struct uiommu_dma_dev *e;
+	struct iommu_group *group;
+	pthread_condattr_t attr;
+	int ret;
+
+	group = iommu_group_get(dev);
+	if (!group)
+		return ERR_PTR(-ENODEV);
+	e = uiommu_zalloc(sizeof(*e));
+	if (!e) {
+		ret = -ENOMEM;
+		goto err_put_group;
+	}
+	if (uiommu_should_fail() || pthread_condattr_init(&attr)) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	ret = -pthread_cond_init(&e->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (ret)
+		goto err_free;
+	device_get(dev); /* Pairs with device_put() in uiommu_dma_dev_close(). */
+	e->dev = dev;
+	e->group = group; /* The reference moves into the handle. */
+	atomic_init(&e->timeout_ms, DMA_ENGINE_DEFAULT_TIMEOUT_MS);
+	TAILQ_INIT(&e->prqs);
+	TAILQ_INIT(&e->runq);
+	pthread_mutex_lock(&dma_engine_lock);
+	LIST_INSERT_HEAD(&dma_engine_devs, e, node);
+	pthread_mutex_unlock(&dma_engine_lock);
+	return e;
+
+err_free:
+	uiommu_free(e);
+err_put_group:
+	iommu_group_put(group);
+	return ERR_PTR(ret);
+}
+
+static struct uiommu_dma_dev *dma_engine_ret_ptr(struct uiommu_dma_dev *e)
+{
+	if (IS_ERR(e)) {
+		errno = (int)-PTR_ERR(e);
+		return NULL;
+	}
+	return e;
+}
+
+UIOMMU_EXPORT struct uiommu_dma_dev *uiommu_dma_dev_open(const char *bdf)
+{
+	struct device *dev;
+	int ret;
+
+	if (!bdf) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ret = sysfs_machine_boot();
+	if (ret) {
+		errno = -ret;
+		return NULL;
+	}
+	dev = topology_find_device(bdf);
+	if (!dev) {
+		errno = ENOENT;
+		return NULL;
+	}
+	return dma_engine_ret_ptr(dma_engine_dev_open(dev));
+}
+
+UIOMMU_EXPORT struct uiommu_dma_dev *uiommu_dma_dev_open_iommufd(int iommufd, uint32_t dev_id)
+{
+	struct iommufd_device *idev;
+	struct iommufd_ctx *ictx;
+	struct uiommu_dma_dev *e;
+
+	ictx = iommufd_ctx_from_fd(iommufd);
+	if (IS_ERR(ictx)) {
+		errno = (int)-PTR_ERR(ictx);
+		return NULL;
+	}
+	idev = iommufd_get_device(ictx, dev_id);
+	if (IS_ERR(idev)) {
+		e = ERR_CAST(idev);
+		goto out_put_ctx;
+	}
+	e = dma_engine_dev_open(idev->dev);
+	iommufd_put_object(ictx, &idev->obj);
+out_put_ctx:
+	iommufd_ctx_file_put(ictx);
+	return dma_engine_ret_ptr(e);
+}
+
+UIOMMU_EXPORT int uiommu_dma_dev_set_timeout(struct uiommu_dma_dev *e, unsigned int timeout_ms)
+{
+	if (!e) {
+		errno = EINVAL;
+		return -1;
+	}
+	atomic_store_explicit(&e->timeout_ms, timeout_ms, memory_order_relaxed);
+	return 0;
+}
+
+/* ---- the fault log ------------------------------------------------------------------------ */
+
+static int dma_fault_errno(unsigned int reason)
+{
+	switch (reason) {
+	case UIOMMU_DMA_FAULT_PERM:
+		return EACCES;
+	case UIOMMU_DMA_FAULT_NO_DOMAIN:
+		return ENODEV;
+	case UIOMMU_DMA_FAULT_PRQ_FAILURE:
+		return EIO;
+	case UIOMMU_DMA_FAULT_PRQ_TIMEOUT:
+		return ETIMEDOUT;
+	default:
+		return EFAULT;
+	}
+}
+
+/* The transfer stops at @iova for @reason: the request's error, and an event in the log. */
+static void dma_xfer_fault(struct dma_xfer *x, uint64_t iova, unsigned int reason)
+{
+	struct uiommu_dma_dev *e = x->e;
+	struct uiommu_dma_fault *f;
+
+	x->req->error = dma_fault_errno(reason);
+	pthread_mutex_lock(&dma_engine_lock);
+	if (e->fault_tail - e->fault_head == DMA_ENGINE_FAULT_LOG) {
+		e->fault_head++;
+		e->fault_lost = true;
+	}
+	f = &e->faults[e->fault_tail++ % DMA_ENGINE_FAULT_LOG];
+	*f = (struct uiommu_dma_fault){
+		.iova = iova,
+		.pasid = x->pasid,
+		.op = x->req->op,
+		.reason = reason,
+		.flags = x->pasid != IOMMU_NO_PASID ? UIOMMU_DMA_FAULT_PASID_VALID : 0,
+	};
+	pthread_mutex_unlock(&dma_engine_lock);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
+						 struct uiommu_dma_fault *buf, size_t n)
+{
+	size_t i = 0;
+
+	if (!e || (n && !buf) || n > SSIZE_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&dma_engine_lock);
+	for (; i < n && e->fault_head != e->fault_tail; i++) {
+		buf[i] = e->faults[e->fault_head++ % DMA_ENGINE_FAULT_LOG];
+		if (e->fault_lost) {
+			buf[i].flags |= UIOMMU_DMA_FAULT_LOST;
+			e->fault_lost = false;
+		}
+	}
+	pthread_mutex_unlock(&dma_engine_lock);
+	return (ssize_t)i;
+}
+
+/* ---- translation and copy ----------------------------------------------------------------- */
+
+enum dma_mode {
+	DMA_MODE_IOTLB,    /* paging, pages >= 4 KiB: the instance's IOTLB */
+	DMA_MODE_SELFTEST, /* the selftest mock's domains: its walk */
+	DMA_MODE_WALK,     /* other paging domains: iova_to_phys() */
+	DMA_MODE_DIRECT,   /* identity, SVA: the IOVA is the address */
+	DMA_MODE_BLOCKED,
+};
+
+struct dma_ctx {
+	struct iommu_domain *domain;
+	struct iotlb *tlb;
+	enum dma_mode mode;
+	uint64_t granule;          /* DMA_MODE_WALK */
+	bool write;
+};
+
+/* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
+static struct iommu_domain *dma_engine_domain(struct uiommu_dma_dev *e, uint32_t pasid)
+{
+	struct iommu_domain *rid = __iommu_group_domain_for_dev(e->group, e->dev);
+
+	struct iommu_domain *domain;
+
+	if (!rid || pasid == IOMMU_NO_PASID)
+		return rid;
+	/* PASID attach and detach run under the group mutex too: stable while we hold it. */
+	domain = iommu_get_domain_for_dev_pasid(e->dev, pasid, 0);
+	return IS_ERR(domain) ? NULL : domain;
+}
+
+static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iommu_domain *domain,
+			 bool write)
+{
+	unsigned int type = iommu_domain_type(domain);
+	uint64_t min_pg = domain->pgsize_bitmap & -domain->pgsize_bitmap;
+
+	c->domain = domain;
+	c->write = write;
+	c->tlb = NULL;
+	if (type == IOMMU_DOMAIN_IDENTITY || (type & __IOMMU_DOMAIN_SVA)) {
+		c->mode = DMA_MODE_DIRECT;
+		return;
+	}
+	if (!(type & __IOMMU_DOMAIN_PAGING)) {
+		c->mode = DMA_MODE_BLOCKED; /* blocked, or a nested stage that translates nothing */
+		return;
+	}
+	if (domain->owner == mock_selftest_iommu_ops()) {
+		c->mode = DMA_MODE_SELFTEST;
+		return;
+	}
+	if (e->dev->iommu && min_pg >= IOTLB_PAGE_SIZE) {
+		c->tlb = iotlb_for_iommu(e->dev->iommu);
+		if (!IS_ERR(c->tlb)) {
+			c->mode = DMA_MODE_IOTLB;
+			return;
+		}
+		c->tlb = NULL; /* no IOTLB to cache in: walk every time */
+	}
+	c->mode = DMA_MODE_WALK;
+	c->granule = min_pg ? min_pg : IOTLB_PAGE_SIZE;
+}
+
+/*
+ * One translation: *@phys for @iova, *@span the bytes from @iova that it covers (to the end of
+ * its page), *@prot the mapping's IOMMU_READ | IOMMU_WRITE. -EFAULT when unmapped.
+ */
+static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_addr_t *phys,
+			 uint64_t *span, int *prot)
+{
+	uint64_t size;
+
+	switch (c->mode) {
+	case DMA_MODE_IOTLB:
+		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
+		return iotlb_fetch(c->tlb, c->domain, iova, phys, prot);
+	case DMA_MODE_SELFTEST:
+		*phys = mock_selftest_walk(c->domain, iova, c->write, prot, &size);
+		if (!*phys)
+			return -EFAULT;
+		*span = size - (iova & (size - 1));
+		return 0;
+	case DMA_MODE_WALK:
+		*phys = iommu_iova_to_phys(c->domain, iova);
+		*prot = IOMMU_READ | IOMMU_WRITE;
+		*span = c->granule - (iova & (c->granule - 1));
+		return *phys ? 0 : -EFAULT;
+	case DMA_MODE_DIRECT:
+		*phys = iova;
+		*prot = IOMMU_READ | IOMMU_WRITE;
+		*span = left; /* one run; a trap is narrowed down to its page afterwards */
+		return 0;
+	default:
+		return -EFAULT;
+	}
+}
+
+/* A run of IOVA-contiguous, physically contiguous bytes checked and ready to copy. */
+struct dma_run {
+	uint64_t iova;
+	phys_addr_t phys;
+	size_t len;
+};
+
+static int dma_copy(struct dma_xfer *x, phys_addr_t phys, size_t off, size_t len)
+{
+	char *buf = (char *)x->req->buf + off;
+
+	if (x->req->op == UIOMMU_DMA_OP_WRITE)
+		return uiommu_host_copy((void *)(uintptr_t)phys, buf, len);
+	return uiommu_host_copy(buf, (const void *)(uintptr_t)phys, len);
+}
+
+/*
+ * Copies @run and advances req->done past it. On a trap, copies it again host page by host page
+ * to find the first page that traps: done then ends exactly there and *@bad is its IOVA.
+ */
+static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
+{
+	struct uiommu_dma_req *req = x->req;
+	size_t off = 0;
+
+	if (!run->len)
+		return 0;
+	if (likely(!dma_copy(x, run->phys, req->done, run->len))) {
+		req->done += run->len;
+		run->len = 0;
+		return 0;
+	}
+	while (off < run->len) {
+		phys_addr_t phys = run->phys + off;
+		size_t chunk = uiommu_page_size - (phys & (uiommu_page_size - 1));
+
+		if (chunk > run->len - off)
+			chunk = run->len - off;
+		if (dma_copy(x, phys, req->done, chunk)) {
+			*bad = run->iova + off;
+			run->len = 0;
+			return -EFAULT;
+		}
+		req->done += chunk;
+		off += chunk;
+	}
+	run->len = 0;
+	return 0; /* the trap was transient (the memory came back) */
+}
+
+/* May a miss at @iova raise a page request? (Else it is a fault.) */
+static bool dma_xfer_may_prq(struct dma_xfer *x, struct iommu_domain *domain, uint64_t iova)
+{
+	return domain->iopf_handler && !(x->req->flags & UIOMMU_DMA_NO_PRI) &&
+	       (iova & ~(IOTLB_PAGE_SIZE - 1)) != x->retry_page;
+}
+
+/*
+ * Moves what it can of the request, from req->done on. Return: 0 when finished (req->error set
+ * on a fault), 1 when a page request must be sent for x->miss_iova first.
+ */
+static int dma_xfer_run(struct dma_xfer *x)
+{
+	struct uiommu_dma_req *req = x->req;
+	struct uiommu_dma_dev *e = x->e;
+	bool write = req->op == UIOMMU_DMA_OP_WRITE;
+	int access = write ? IOMMU_WRITE : IOMMU_READ;
+	struct dma_run run = { .len = 0 };
+	unsigned int reason = 0;
+	struct iommu_domain *domain;
+	uint64_t iova, bad;
+	struct dma_ctx c;
+	size_t left;
+	int ret = 0;
+
+	iommu_group_mutex_lock(e->group);
+	domain = dma_engine_domain(e, x->pasid);
+	if (!domain) {
+		dma_xfer_fault(x, req->iova + req->done, UIOMMU_DMA_FAULT_NO_DOMAIN);
+		goto out_unlock;
+	}
+	dma_ctx_init(&c, e, domain, write);
+	if (c.mode == DMA_MODE_BLOCKED) {
+		dma_xfer_fault(x, req->iova + req->done, UIOMMU_DMA_FAULT_BLOCKED);
+		goto out_unlock;
+	}
+	iova = req->iova + req->done;
+	left = req->len - req->done;
+	while (left) {
+		phys_addr_t phys;
+		uint64_t span;
+		int prot;
+
+		if (dma_translate(&c, iova, left, &phys, &span, &prot))
+			reason = UIOMMU_DMA_FAULT_UNMAPPED;
+		else if ((prot & access) != access)
+			reason = UIOMMU_DMA_FAULT_PERM;
+		if (unlikely(reason))
+			break;
+		if (span > left)
+			span = left;
+		if (run.len && run.phys + run.len == phys) {
+			run.len += span;
+		} else {
+			if (dma_run_flush(x, &run, &bad)) {
+				iova = bad;
+				reason = UIOMMU_DMA_FAULT_HOST;
+				break;
+			}
+			run = (struct dma_run){ .iova = iova, .phys = phys, .len = span };
+		}
+		iova += span;
+		left -= span;
+	}
+	/* Every page before the faulting one moves; nothing from it on. */
+	if (dma_run_flush(x, &run, &bad)) {
+		iova = bad;
+		reason = UIOMMU_DMA_FAULT_HOST;
+	}
+	if (!reason)
+		goto out_unlock;
+	/* In the process's own address space (SVA), a trap is the CPU page table's miss. */
+	if (reason == UIOMMU_DMA_FAULT_HOST && (iommu_domain_type(domain) & __IOMMU_DOMAIN_SVA))
+		reason = UIOMMU_DMA_FAULT_UNMAPPED;
+	if (reason != UIOMMU_DMA_FAULT_HOST && dma_xfer_may_prq(x, domain, iova)) {
+		x->miss_iova = iova;
+		x->miss_reason = reason;
+		ret = 1;
+		goto out_unlock;
+	}
+	dma_xfer_fault(x, iova, reason);
+out_unlock:
+	iommu_group_mutex_unlock(e->group);
+	return ret;
+}
+
+/* ---- page requests ------------------------------------------------------------------------ */
+
+/* A grpid no outstanding request of @dev uses. dma_engine_lock held. */
+static int dma_prq_grpid_alloc(struct device *dev, uint32_t *grpid)
+{
+	unsigned int tries;
+
+	for (tries = 0; tries <= DMA_PRQ_GRPID_MASK; tries++) {
+		uint32_t id = dma_engine_next_grpid++ & DMA_PRQ_GRPID_MASK;
+		struct uiommu_dma_dev *e;
+		bool used = false;
+
+		LIST_FOREACH(e, &dma_engine_devs, node) {
+			struct dma_prq *p;
+
+			if (e->dev != dev)
+				continue;
+			TAILQ_FOREACH(p, &e->prqs, node)
+				used |= p->grpid == id;
+		}
+		if (!used) {
+			*grpid = id;
+			return 0;
+		}
+	}
+	return -EBUSY;
+}
+
+/*
+ * Registers the page request for x->miss_iova, then reports it. Once this returns 0 an async
+ * transfer may already be running again on the worker: the caller must not touch it.
+ */
+static int dma_prq_send(struct dma_xfer *x, bool async)
+{
+	struct uiommu_dma_dev *e = x->e;
+	unsigned int timeout = atomic_load_explicit(&e->timeout_ms, memory_order_relaxed);
+	struct iopf_fault evt = { 0 };
+	struct dma_prq *p = &x->prq;
+	int ret;
+
+	pthread_mutex_lock(&dma_engine_lock);
+	if (e->stopping) {
+		ret = -ECANCELED;
+		goto out_unlock;
+	}
+	if (e->nr_prqs == DMA_ENGINE_MAX_PRQ) {
+		ret = -EBUSY;
+		goto out_unlock;
+	}
+	ret = dma_prq_grpid_alloc(e->dev, &p->grpid);
+	if (ret)
+		goto out_unlock;
+	p->pasid = x->pasid;
+	p->state = DMA_PRQ_WAITING;
+	p->deadline_ns = timeout ? dma_now_ns() + (uint64_t)timeout * 1000000u : 0;
+	p->async = async ? x : NULL;
+	TAILQ_INSERT_TAIL(&e->prqs, p, node);
+	e->nr_prqs++;
+	if (async)
+		pthread_cond_broadcast(&e->cond); /* the worker's next deadline */
+out_unlock:
+	pthread_mutex_unlock(&dma_engine_lock);
+	if (ret)
+		return ret;
+
+	evt.fault.type = IOMMU_FAULT_PAGE_REQ;
+	evt.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	if (x->pasid != IOMMU_NO_PASID)
+		evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+	evt.fault.prm.pasid = x->pasid;
+	evt.fault.prm.grpid = p->grpid;
+	evt.fault.prm.perm = x->req->op == UIOMMU_DMA_OP_WRITE ? IOMMU_FAULT_PERM_WRITE :
+								  IOMMU_FAULT_PERM_READ;
+	evt.fault.prm.addr = x->miss_iova & ~(IOTLB_PAGE_SIZE - 1);
+	ret = iommu_report_device_fault(e->dev, &evt);
+	if (!ret)
+		return 0;
+	/*
+	 * Not sent: nobody will answer, forget it. If it was answered all the same, the answer
+	 * stands (and an async transfer is on the run queue already, the worker's now).
+	 */
+	pthread_mutex_lock(&dma_engine_lock);
+	if (p->state == DMA_PRQ_WAITING) {
+		TAILQ_REMOVE(&e->prqs, p, node);
+		e->nr_prqs--;
+		p->state = DMA_PRQ_NONE;
+	} else {
+		ret = 0;
+	}
+	pthread_mutex_unlock(&dma_engine_lock);
+	return ret;
+}
+
+/* No page request could be sent (dma_prq_send()'s @err): the transfer ends at the miss. */
+static void dma_prq_send_failed(struct dma_xfer *x, int err)
+{
+	if (err == -ECANCELED)
+		x->req->error = ECANCELED; /* closing: not a fault of the device */
+	else
+		dma_xfer_fault(x, x->miss_iova, UIOMMU_DMA_FAULT_PRQ_FAILURE);
+}
+
+/* A WAITING request leaves the list as @state. dma_engine_lock held. */
+static void dma_prq_finish(struct uiommu_dma_dev *e, struct dma_prq *p, enum dma_prq_state state)
+{
+	TAILQ_REMOVE(&e->prqs, p, node);
+	e->nr_prqs--;
+	p->state = state;
+	if (p->async)
+		TAILQ_INSERT_TAIL(&e->runq, p->async, node);
+}
+
+void dma_engine_page_response(struct device *dev, struct iopf_fault *evt,
+			      struct iommu_page_response *msg)
+{
+	struct uiommu_dma_dev *e;
+
+	(void)evt;
+	pthread_mutex_lock(&dma_engine_lock);
+	LIST_FOREACH(e, &dma_engine_devs, node) {
+		struct dma_prq *p;
+
+		if (e->dev != dev)
+			continue;
+		TAILQ_FOREACH(p, &e->prqs, node) {
+			if (p->grpid != msg->grpid || p->pasid != msg->pasid)
+				continue;
+			p->code = msg->code;
+			dma_prq_finish(e, p, DMA_PRQ_ANSWERED);
+			pthread_cond_broadcast(&e->cond);
+			goto out_unlock;
+		}
+	}
+out_unlock:
+	pthread_mutex_unlock(&dma_engine_lock);
+}
+
+/*
+ * The page request of @x has its outcome: true to run again from the faulting page, false when
+ * the transfer ends here (req->error set).
+ */
+static bool dma_prq_outcome(struct dma_xfer *x)
+{
+	struct dma_prq *p = &x->prq;
+	enum dma_prq_state state = p->state;
+
+	p->state = DMA_PRQ_NONE;
+	switch (state) {
+	case DMA_PRQ_ANSWERED:
+		if (p->code == IOMMU_PAGE_RESP_SUCCESS) {
+			x->retry_page = x->miss_iova & ~(IOTLB_PAGE_SIZE - 1);
+			return true;
+		}
+		dma_xfer_fault(x, x->miss_iova, p->code == IOMMU_PAGE_RESP_INVALID ?
+							UIOMMU_DMA_FAULT_PRQ_INVALID :
+							UIOMMU_DMA_FAULT_PRQ_FAILURE);
+		return false;
+	case DMA_PRQ_TIMEDOUT:
+		dma_xfer_fault(x, x->miss_iova, UIOMMU_DMA_FAULT_PRQ_TIMEOUT);
+		return false;
+	case DMA_PRQ_CANCELLED:
+		x->req->error = ECANCELED;
+		return false;
+	default:
+		return true; /* nothing was pending */
+	}
+}
+
+/* The synchronous wait: until answered or the deadline. */
+static void dma_prq_wait(struct dma_xfer *x)
+{
+	struct uiommu_dma_dev *e = x->e;
+	struct dma_prq *p = &x->prq;
+
+	pthread_mutex_lock(&dma_engine_lock);
+	while (p->state == DMA_PRQ_WAITING) {
+		struct timespec ts;
+
+		if (!p->deadline_ns) {
+			pthread_cond_wait(&e->cond, &dma_engine_lock);
+			continue;
+		}
+		ts.tv_sec = (time_t)(p->deadline_ns / 1000000000u);
+		ts.tv_nsec = (long)(p->deadline_ns % 1000000000u);
+		if (pthread_cond_timedwait(&e->cond, &dma_engine_lock, &ts) == ETIMEDOUT &&
+		    p->state == DMA_PRQ_WAITING)
+			dma_prq_finish(e, p, DMA_PRQ_TIMEDOUT);
+	}
+	pthread_mutex_unlock(&dma_engine_lock);
+}
+
+/* ---- transfers ---------------------------------------------------------------------------- */
+
+static int dma_req_check(struct uiommu_dma_dev *e, struct uiommu_dma_req *req, uint32_t *pasid)
+{
+	uint64_t last;
+
+	if (!e || !req || req->op > UIOMMU_DMA_OP_WRITE ||
+	    (req->flags & ~(UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI)) || req->len > SSIZE_MAX ||
+	    (req->len && !req->buf))
+		return -EINVAL;
+	if (req->len && check_add_overflow(req->iova, (uint64_t)req->len - 1, &last))
+		return -EINVAL;
+	*pasid = (req->flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : req->pasid;
+	if (*pasid != IOMMU_NO_PASID &&
+	    (!e->dev->pasid_bits || e->dev->pasid_bits > 20 ||
+	     *pasid >= (UINT32_C(1) << e->dev->pasid_bits)))
+		return -EINVAL;
+	return 0;
+}
+
+static void dma_xfer_init(struct dma_xfer *x, struct uiommu_dma_dev *e,
+			  struct uiommu_dma_req *req, uint32_t pasid)
+{
+	*x = (struct dma_xfer){ .req = req, .e = e, .pasid = pasid, .retry_page = UINT64_MAX };
+	req->done = 0;
+	req->error = 0;
+}
+
+UIOMMU_EXPORT int uiommu_dma_xfer(struct uiommu_dma_dev *e, struct uiommu_dma_req *req)
+{
+	struct dma_xfer x;
+	uint32_t pasid;
+	int ret;
+
+	ret = dma_req_check(e, req, &pasid);
+	if (ret) {
+		if (req)
+			req->error = -ret;
+		errno = -ret;
+		return -1;
+	}
+	dma_xfer_init(&x, e, req, pasid);
+	while (dma_xfer_run(&x)) {
+		ret = dma_prq_send(&x, false);
+		if (ret) {
+			dma_prq_send_failed(&x, ret);
+			break;
+		}
+		dma_prq_wait(&x);
+		if (!dma_prq_outcome(&x))
+			break;
+	}
+	if (req->error) {
+		errno = req->error;
+		return -1;
+	}
+	return 0;
+}
+
+static ssize_t dma_rw(struct uiommu_dma_dev *e, unsigned int op, uint32_t pasid, uint64_t iova,
+		      void *buf, size_t len, unsigned int flags)
+{
+	struct uiommu_dma_req req = {
+		.op = op, .flags = flags, .pasid = pasid, .iova = iova, .buf = buf, .len = len,
+	};
+
+	if (uiommu_dma_xfer(e, &req))
+		return -1;
+	return (ssize_t)req.done;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_dma_read(struct uiommu_dma_dev *e, uint32_t pasid, uint64_t iova,
+				      void *buf, size_t len, unsigned int flags)
+{
+	return dma_rw(e, UIOMMU_DMA_OP_READ, pasid, iova, buf, len, flags);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_dma_write(struct uiommu_dma_dev *e, uint32_t pasid, uint64_t iova,
+				       const void *buf, size_t len, unsigned int flags)
+{
+	return dma_rw(e, UIOMMU_DMA_OP_WRITE, pasid, iova, (void *)(uintptr_t)buf, len, flags);
+}
+
+/* ---- the asynchronous engine -------------------------------------------------------------- */
+
+static void dma_async_complete(struct dma_xfer *x)
+{
+	struct uiommu_dma_dev *e = x->e;
+	struct uiommu_dma_req *req = x->req;
+
+	uiommu_free(x);
+	if (req->complete)
+		req->complete(req);
+	/* After the callback: close waits for it too. */
+	pthread_mutex_lock(&dma_engine_lock);
+	e->nr_async--;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&dma_engine_lock);
+}
+
+/* Runs @x until it completes or parks on a page request. Worker thread, no lock held. */
+static void dma_async_step(struct dma_xfer *x)
+{
+	int ret;
+
+	if (!dma_prq_outcome(x))
+		goto complete;
+	if (!dma_xfer_run(x))
+		goto complete;
+	ret = dma_prq_send(x, true);
+	if (!ret)
+		return; /* parked (or already requeued): no longer ours */
+	dma_prq_send_failed(x, ret);
+complete:
+	dma_async_complete(x);
+}
+
+/*
+ * Times out what passed its deadline, cancels what waits when closing; returns the earliest
+ * deadline still pending (0: none). dma_engine_lock held.
+ */
+static uint64_t dma_async_expire(struct uiommu_dma_dev *e)
+{
+	uint64_t now = dma_now_ns(), next = 0;
+	struct dma_prq *p, *tmp;
+
+	for (p = TAILQ_FIRST(&e->prqs); p; p = tmp) {
+		tmp = TAILQ_NEXT(p, node);
+		if (!p->async)
+			continue;
+		if (e->stopping) {
+			dma_prq_finish(e, p, DMA_PRQ_CANCELLED);
+		} else if (p->deadline_ns && p->deadline_ns <= now) {
+			dma_prq_finish(e, p, DMA_PRQ_TIMEDOUT);
+		} else if (p->deadline_ns && (!next || p->deadline_ns < next)) {
+			next = p->deadline_ns;
+		}
+	}
+	return next;
+}
+
+static void *dma_async_worker(void *arg)
+{
+	struct uiommu_dma_dev *e = arg;
+
+	pthread_mutex_lock(&dma_engine_lock);
+	for (;;) {
+		struct dma_xfer *x = TAILQ_FIRST(&e->runq);
+		uint64_t next;
+
+		if (x) {
+			TAILQ_REMOVE(&e->runq, x, node);
+			pthread_mutex_unlock(&dma_engine_lock);
+			dma_async_step(x);
+			pthread_mutex_lock(&dma_engine_lock);
+			continue;
+		}
+		next = dma_async_expire(e);
+		if (!TAILQ_EMPTY(&e->runq))
+			continue;
+		if (e->stopping && !e->nr_async)
+			break;
+		if (next) {
+			struct timespec ts = {
+				.tv_sec = (time_t)(next / 1000000000u),
+				.tv_nsec = (long)(next % 1000000000u),
+			};
+
+			pthread_cond_timedwait(&e->cond, &dma_engine_lock, &ts);
+		} else {
+			pthread_cond_wait(&e->cond, &dma_engine_lock);
+		}
+	}
+	pthread_mutex_unlock(&dma_engine_lock);
+	return NULL;
+}
+
+UIOMMU_EXPORT int uiommu_dma_submit(struct uiommu_dma_dev *e, struct uiommu_dma_req *req)
+{
+	struct dma_xfer *x;
+	uint32_t pasid;
+	int ret;
+
+	ret = dma_req_check(e, req, &pasid);
+	if (ret)
+		goto err;
+	x = uiommu_zalloc(sizeof(*x));
+	if (!x) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	dma_xfer_init(x, e, req, pasid);
+	pthread_mutex_lock(&dma_engine_lock);
+	if (e->stopping) {
+		ret = -EINVAL;
+		goto err_unlock;
+	}
+	if (!e->worker_started) {
+		if (uiommu_should_fail()) {
+			ret = -ENOMEM;
+			goto err_unlock;
+		}
+		ret = -pthread_create(&e->worker, NULL, dma_async_worker, e);
+		if (ret)
+			goto err_unlock;
+		e->worker_started = true;
+	}
+	e->nr_async++;
+	TAILQ_INSERT_TAIL(&e->runq, x, node);
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&dma_engine_lock);
+	return 0;
+
+err_unlock:
+	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_free(x);
+err:
+	errno = -ret;
+	return -1;
+}
+
+UIOMMU_EXPORT int uiommu_dma_dev_close(struct uiommu_dma_dev *e)
+{
+	bool started;
+
+	if (!e) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&dma_engine_lock);
+	e->stopping = true;
+	pthread_cond_broadcast(&e->cond);
+	started = e->worker_started;
+	pthread_mutex_unlock(&dma_engine_lock);
+	if (started)
+		pthread_join(e->worker, NULL);
+
+	pthread_mutex_lock(&dma_engine_lock);
+	WARN_ON(e->nr_async || !TAILQ_EMPTY(&e->prqs));
+	LIST_REMOVE(e, node);
+	pthread_mutex_unlock(&dma_engine_lock);
+	pthread_cond_destroy(&e->cond);
+	iommu_group_put(e->group);
+	device_put(e->dev);
+	uiommu_free(e);
+	return 0;
+}

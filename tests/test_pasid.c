@@ -20,6 +20,7 @@
 #include "harness.h"
 #include "iommu/iommu.h"
 #include "mm/mm.h"
+#include "uiommu/uiommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 
@@ -594,6 +595,43 @@ TEST(inv21_sva_errnos)
 	unplug(none);
 	unplug(t);
 	device_put(unprobed);
+}
+
+/* Each fallible step of a bind (handle, domain, driver, PASID slot) fails once: no leak, no bond. */
+TEST(sva_bind_fail_nth_sweep)
+{
+	struct device *a = mksva("0000:0c:00.0", 20);
+	struct uiommu_mm *mm;
+	struct iommu_sva *h;
+	unsigned long nth;
+	long live;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	mock_iommu_register(&sva_iommu);
+	ASSERT_EQ(0, iommu_probe_device(a));
+	mm = uiommu_mm_self();
+	/* The mm's PASID data is made once and kept: make it before counting. */
+	h = iommu_sva_bind_device(a, mm);
+	ASSERT_FALSE(IS_ERR(h));
+	iommu_sva_unbind_device(h);
+	live = uiommu_alloc_live();
+	for (nth = 1; nth < 100; nth++) {
+		uiommu_fail_nth_arm(nth);
+		h = iommu_sva_bind_device(a, mm);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_FALSE(IS_ERR(h));
+			break;
+		}
+		ASSERT_TRUE(IS_ERR(h));
+		ASSERT_EQ(live, uiommu_alloc_live());
+		ASSERT_EQ(0, ginfo(a).nr_pasid_entries);
+	}
+	ASSERT_GT(nth, 2);
+	iommu_sva_unbind_device(h);
+	ASSERT_EQ(live, uiommu_alloc_live());
+	uiommu_mm_put(mm);
+	unplug(a);
 }
 
 TEST(sva_fault_resolution_follows_the_mappings)

@@ -15,7 +15,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "drivers/mock/mock.h"
 #include "harness.h"
+#include "iommu/iommu.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "lib/rcu.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
@@ -540,6 +545,89 @@ TEST(fail_nth_open)
 		ASSERT_EQ(base.allocations, after.allocations);
 	}
 	ASSERT_TRUE(nth > 1);
+}
+
+/*
+ * Cover io-pgfault.c: a device joins a queue, reports a partial and the last request of a
+ * group, and the handler's owner answers. Whichever step fails, the device gets exactly one
+ * answer for the group (FAILURE when the group could not be made, SUCCESS otherwise), or, when
+ * it could not join, INVALID for each request; once it left nothing is left allocated.
+ */
+static struct iopf_group *fnth_group;
+
+static int fnth_keep_handler(struct iopf_group *group)
+{
+	fnth_group = group;
+	return 0;
+}
+
+TEST(fail_nth_iopf_report)
+{
+	static struct iommu_device inst = { .name = "fnth-iopf", .max_pasids = 1u << 20 };
+	struct iommu_attach_handle handle = { 0 };
+	struct iommu_page_response last;
+	struct iopf_fault partial = { .fault.type = IOMMU_FAULT_PAGE_REQ };
+	struct iopf_fault lastf = { .fault.type = IOMMU_FAULT_PAGE_REQ };
+	struct iommu_domain *dom;
+	struct iopf_queue *queue;
+	struct device *dev;
+	unsigned long nth;
+	unsigned int answers;
+	bool joined;
+	long base;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	ASSERT_EQ(0, mock_iommu_register(&inst));
+	dev = device_alloc("0000:7f:00.0");
+	dev->iommu = &inst;
+	ASSERT_EQ(0, iommu_probe_device(dev));
+	dom = iommu_paging_domain_alloc(dev);
+	ASSERT_FALSE(IS_ERR(dom));
+	dom->iopf_handler = fnth_keep_handler;
+	ASSERT_EQ(0, iommu_attach_group_handle(dom, dev->iommu_group, &handle));
+	queue = iopf_queue_alloc("fnth");
+	ASSERT_TRUE(queue != NULL);
+	partial.fault.prm.grpid = lastf.fault.prm.grpid = 9;
+	lastf.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	rcu_barrier_bp();
+	base = uiommu_alloc_live();
+
+	for (nth = 1; nth < 100; nth++) {
+		fnth_group = NULL;
+		answers = mock_page_responses(dev, NULL);
+		uiommu_fail_nth_arm(nth);
+		joined = !iopf_queue_add_device(queue, dev);
+		iommu_report_device_fault(dev, &partial);
+		iommu_report_device_fault(dev, &lastf);
+		if (fnth_group) {
+			ASSERT_TRUE(joined);
+			ASSERT_LE(fnth_group->fault_count, 2u);
+			iopf_group_response(fnth_group, IOMMU_PAGE_RESP_SUCCESS);
+			iopf_free_group(fnth_group);
+		}
+		/* Joined: one answer for the group. Not: each request answered INVALID. */
+		ASSERT_EQ(answers + (joined ? 1u : 2u), mock_page_responses(dev, &last));
+		if (fnth_group)
+			ASSERT_EQ(IOMMU_PAGE_RESP_SUCCESS, last.code);
+		else
+			ASSERT_NE(IOMMU_PAGE_RESP_SUCCESS, last.code);
+		if (joined)
+			iopf_queue_remove_device(queue, dev);
+		rcu_barrier_bp();
+		ASSERT_EQ(base, uiommu_alloc_live());
+		if (uiommu_fail_nth_disarm())
+			break;
+	}
+	ASSERT_TRUE(nth > 1);
+	ASSERT_TRUE(fnth_group != NULL);
+	iommu_detach_group_handle(dom, dev->iommu_group);
+	iommu_domain_free(dom);
+	iopf_queue_free(queue);
+	iommu_release_device(dev);
+	mock_device_forget(dev);
+	device_put(dev);
+	mock_iommu_unregister(&inst);
 }
 
 TEST_HARNESS_MAIN

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "lib/lockdep.h"
@@ -551,18 +552,22 @@ struct iopf_group {
 	struct iopf_fault last_fault;
 	struct iopf_fault *faults;        /* the partials, in arrival order, then &last_fault */
 	unsigned int fault_count;
-	bool pending;                     /* not answered yet; fault_param->lock */
-	struct iopf_group *pending_next;  /* in fault_param's pending list; fault_param->lock */
+	/* Not answered yet: linked in fault_param's pending list. Both under fault_param->lock. */
+	bool pending;
+	TAILQ_ENTRY(iopf_group) pending_node;
 	struct iommu_attach_handle *attach_handle;
 	struct iommu_fault_param *fault_param;
 	struct device *dev;
 	/* For the handler's owner (iommufd: its deliver list and the response cookie). */
-	struct iopf_group *node_next;
+	TAILQ_ENTRY(iopf_group) node;
 	uint32_t cookie;
-	/* For work-queued handlers (SVA): run by the queue's worker thread. */
+	/* For work-queued handlers (SVA): run by the queue's worker thread; the queue's lock. */
 	void (*work_fn)(struct iopf_group *group);
-	struct iopf_group *work_next;
+	TAILQ_ENTRY(iopf_group) work_node;
+	bool on_stack;                    /* the report path's abort group: never freed */
 };
+
+TAILQ_HEAD(iopf_group_list, iopf_group);
 
 struct iopf_queue;
 
@@ -572,17 +577,35 @@ void iopf_queue_free(struct iopf_queue *queue);
 int iopf_queue_add_device(struct iopf_queue *queue, struct device *dev);
 /* Discards partials, answers INVALID to and frees every pending group, unpublishes. */
 void iopf_queue_remove_device(struct iopf_queue *queue, struct device *dev);
-/* Waits for the work-queued handlers of @dev's queue; -ENODEV if @dev has no fault data. */
+/*
+ * Waits until no report of @dev is in flight and for the work-queued handlers of its queue;
+ * -ENODEV (a WARN) if @dev has no fault data.
+ */
 int iopf_queue_flush_dev(struct device *dev);
+/*
+ * Waits until no report of @dev is in flight (the kernel driver's drain of its page request
+ * queue and IRQ thread); nothing to do without fault data. A detach calls it after the core
+ * retired the old attach handle: afterwards no reporter still holds that handle.
+ */
+void iopf_drain_dev(struct device *dev);
 int iopf_queue_discard_partial(struct iopf_queue *queue);
 /* Runs @fn(group) on @group's queue worker; -EBUSY if it is already queued. */
 int iopf_group_queue_work(struct iopf_group *group, void (*fn)(struct iopf_group *group));
 
-/* Called by a driver for each page request its hardware reports; 0 or -errno (see the spec). */
+/*
+ * Called by a driver for each page request its hardware reports: 0, or -EINVAL when there is
+ * no handler (the request was answered INVALID), -ENOMEM for a partial that could not be kept.
+ */
 int iommu_report_device_fault(struct device *dev, struct iopf_fault *evt);
 /* Answers @group once (a second answer is dropped), with its last fault's PASID and grpid. */
 void iopf_group_response(struct iopf_group *group, enum iommu_page_response_code status);
 void iopf_free_group(struct iopf_group *group);
+
+/* For tests: the fault_param's reference count (-1: no fault data), its pending groups. */
+int iopf_dev_fault_param_users(struct device *dev);
+unsigned int iopf_dev_pending_groups(struct device *dev);
+/* For benchmarks: the report path's lookup alone (take a reference as a reporter, drop it). */
+bool iopf_dev_fault_param_probe(struct device *dev);
 
 /* ---- sysfs attributes (the virtual sysfs serves these) -------------------------------------- */
 

@@ -8,14 +8,14 @@
  * JSON text too, read by the same parser: one schema, one code path, and the example file in
  * examples/topology.json is that same text (a test checks it).
  *
- * Instantiation mirrors a boot: every IOMMU instance is registered with its driver (the mock
- * driver for now; "driver" in the file selects it), a struct device is made for every
- * function, each present function is probed into the core (groups, default domains), and the
- * functions marked "bound" get the emulated DMA-API driver (iommu_device_use_default_domain(),
- * the step the kernel's driver core runs before a driver's probe). Any failure unwinds the
- * whole load. The kernel probes device by device and keeps going past a failing one; a test
- * wants all or nothing, and a device meant to fail its probe can be described "present": false
- * and plugged by hand to see the errno.
+ * Instantiation mirrors a boot: every IOMMU instance is registered with its driver (the mock,
+ * or the s390-style driver with its DMA range; "driver" in the file selects it), a struct
+ * device is made for every function, each present function is probed into the core (groups,
+ * default domains), and the functions marked "bound" get the emulated DMA-API driver
+ * (iommu_device_use_default_domain(), the step the kernel's driver core runs before a
+ * driver's probe). Any failure unwinds the whole load. The kernel probes device by device and
+ * keeps going past a failing one; a test wants all or nothing, and a device meant to fail its
+ * probe can be described "present": false and plugged by hand to see the errno.
  *
  * Hot-plug keeps the struct device: unplug unbinds and releases it from the core (the group
  * may die with it), plug probes it again. Pointers handed out stay valid until unload.
@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "drivers/mock/mock.h"
+#include "drivers/s390/s390-iommu.h"
 #include "iommu/dma-iommu.h"
 #include "iommu/topology.h"
 #include "lib/compiler.h"
@@ -56,6 +57,8 @@ struct topo_iommu_desc {
 	uint32_t max_pasids;
 	bool deferred_flush;
 	bool dirty_tracking;
+	bool s390;                     /* "driver": "s390" (else the mock) */
+	uint64_t start_dma, end_dma;   /* s390: the functions' DMA range */
 };
 
 struct topo_device_desc {
@@ -305,11 +308,37 @@ static bool bdf_valid(const char *s)
 	return dev < 32 && fn < 8;
 }
 
+/* The s390 driver's DMA range (start_dma, end_dma), refused for any other driver. */
+static int parse_iommu_s390(struct topo_parser *p, struct json_object *obj, const char *where,
+			    bool s390, struct topo_iommu_desc *io)
+{
+	int rc;
+
+	io->s390 = s390;
+	if (!s390) {
+		if (json_object_object_get_ex(obj, "start_dma", NULL) ||
+		    json_object_object_get_ex(obj, "end_dma", NULL)) {
+			parser_at(p, "%s", where);
+			return parse_error(p, "start_dma and end_dma need \"driver\": \"s390\"");
+		}
+		return 0;
+	}
+	rc = get_u64(p, obj, where, "start_dma", false, S390_DEFAULT_START_DMA,
+		     S390_TABLE_SIZE_RT - 1, &io->start_dma);
+	if (!rc)
+		rc = get_u64(p, obj, where, "end_dma", false, S390_DEFAULT_END_DMA,
+			     S390_TABLE_SIZE_RT - 1, &io->end_dma);
+	if (!rc && io->start_dma > io->end_dma)
+		rc = parse_error(p, "must not be below start_dma");
+	return rc;
+}
+
 static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned int i,
 		       struct topo_desc *d)
 {
 	static const char *const keys[] = { "name", "driver", "max_pasids", "deferred_flush",
-					    "dirty_tracking", "comment", NULL };
+					    "dirty_tracking", "start_dma", "end_dma", "comment",
+					    NULL };
 	struct topo_iommu_desc *io = &d->iommus[i];
 	char where[32], driver[16];
 	uint64_t v;
@@ -329,8 +358,10 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 			rc = parse_error(p, "\"%s\" is also iommus[%u]", io->name, j);
 	if (!rc)
 		rc = get_string(p, obj, where, "driver", false, driver, sizeof(driver));
-	if (!rc && driver[0] && strcmp(driver, "mock"))
-		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\")", driver);
+	if (!rc && driver[0] && strcmp(driver, "mock") && strcmp(driver, "s390"))
+		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\", \"s390\")", driver);
+	if (!rc)
+		rc = parse_iommu_s390(p, obj, where, !strcmp(driver, "s390"), io);
 	if (!rc)
 		rc = get_u64(p, obj, where, "max_pasids", false, 0, TOPOLOGY_MAX_PASIDS, &v);
 	if (rc)
@@ -757,12 +788,19 @@ static void topo_teardown(void)
 			iommu_release_device(td->dev);
 		td->present = false;
 		mock_device_forget(td->dev);
+		s390_device_forget(td->dev);
 		/* Pairs with device_alloc(); other holders (the DMA layer) keep theirs. */
 		device_put(td->dev);
 		td->dev = NULL;
 	}
-	while (topo.nr_registered)
-		mock_iommu_unregister(&topo.iommus[--topo.nr_registered]);
+	while (topo.nr_registered) {
+		struct iommu_device *iommu = &topo.iommus[--topo.nr_registered];
+
+		if (s390_iommu_is_instance(iommu))
+			s390_iommu_unregister(iommu);
+		else
+			mock_iommu_unregister(iommu);
+	}
 	uiommu_free(topo.devices);
 	uiommu_free(topo.iommus);
 	memset(&topo, 0, sizeof(topo));
@@ -792,7 +830,11 @@ static int topo_instantiate(const struct topo_desc *d)
 		iommu->max_pasids = d->iommus[i].max_pasids;
 		iommu->deferred_flush = d->iommus[i].deferred_flush;
 		iommu->dirty_tracking = d->iommus[i].dirty_tracking;
-		rc = mock_iommu_register(iommu);
+		if (d->iommus[i].s390)
+			rc = s390_iommu_register(iommu, d->iommus[i].start_dma,
+						 d->iommus[i].end_dma);
+		else
+			rc = mock_iommu_register(iommu);
 		if (rc)
 			return rc;
 		topo.nr_registered++;

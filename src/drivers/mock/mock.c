@@ -38,6 +38,9 @@
  *    the device can and its instance does.
  *  - def_domain_type: the bound driver's preference, dev->driver_pref.
  *  - get_resv_regions: the device's firmware-described regions, dev->resv.
+ *  - page requests: a PRI device (dev->pri) joins its instance's iopf queue (made at the first
+ *    one, iommu->priv) at probe and leaves it at release; page_response records each answer
+ *    (mock_page_responses(), mock_page_response_hook) where tests check them.
  *
  * Locking. mock_lock (a leaf below the core's probe lock and group mutexes; nothing is called
  * with it held except iommu_group_ref_get(), an atomic increment) protects the key table and
@@ -62,6 +65,7 @@
 #include "mm/mm.h"
 
 _Atomic(mock_iotlb_flush_fn) mock_iotlb_invalidate_hook;
+_Atomic(mock_page_response_fn) mock_page_response_hook;
 
 struct mock_domain {
 	struct iommu_domain domain;
@@ -104,6 +108,8 @@ struct mock_dev_state {
 	unsigned int probes;
 	unsigned int releases;
 	int fail_attach; /* the next attach_dev's errno, 0 for none */
+	unsigned int page_responses;            /* page_response calls */
+	struct iommu_page_response last_response;
 };
 
 static pthread_mutex_t mock_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -419,10 +425,73 @@ static bool mock_capable(struct device *dev, enum iommu_cap cap)
 	}
 }
 
+/* ---- page requests (PRI) ------------------------------------------------------------------- */
+
+/*
+ * The instance's fault queue (iommu->priv), made at the first PRI device and freed when the
+ * instance is unregistered. mock_lock protects the pointer.
+ */
+static struct iopf_queue *mock_iopf_queue_get(struct iommu_device *iommu)
+{
+	struct iopf_queue *queue;
+
+	pthread_mutex_lock(&mock_lock);
+	if (!iommu->priv)
+		iommu->priv = iopf_queue_alloc(iommu->name);
+	queue = iommu->priv;
+	pthread_mutex_unlock(&mock_lock);
+	return queue;
+}
+
+/* Probe of a PRI-capable device: its page requests go through the instance's queue. */
+static int mock_iopf_enable(struct device *dev)
+{
+	struct iopf_queue *queue;
+
+	if (!dev->pri)
+		return 0;
+	queue = mock_iopf_queue_get(dev->iommu);
+	if (!queue)
+		return -ENOMEM;
+	return iopf_queue_add_device(queue, dev);
+}
+
+/*
+ * Release, in the order of the kernel's drivers: the IOMMU stops taking the device's page
+ * requests (the mock has no hardware queue to drain: its reports come from callers, which
+ * the removal waits for), the core discards and answers what is left, then PRI would be
+ * disabled in the device.
+ */
+static void mock_iopf_disable(struct device *dev)
+{
+	if (dev->pri && dev->iommu->priv && iopf_dev_fault_param_users(dev) > 0)
+		iopf_queue_remove_device(dev->iommu->priv, dev);
+}
+
+/* The answer to a page request group reaches the "device": recorded for tests. */
+static void mock_page_response(struct device *dev, struct iopf_fault *evt,
+			       struct iommu_page_response *msg)
+{
+	mock_page_response_fn hook = atomic_load(&mock_page_response_hook);
+	struct mock_dev_state *st;
+
+	(void)evt;
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, true);
+	if (st) {
+		st->page_responses++;
+		st->last_response = *msg;
+	}
+	pthread_mutex_unlock(&mock_lock);
+	if (hook)
+		hook(dev, msg);
+}
+
 static struct iommu_device *mock_probe_device(struct device *dev)
 {
 	struct mock_dev_state *st;
 	struct mock_dev *mdev;
+	int rc;
 
 	if (!dev->iommu || dev->iommu->ops != &mock_iommu_ops)
 		return ERR_PTR(-ENODEV);
@@ -433,21 +502,27 @@ static struct iommu_device *mock_probe_device(struct device *dev)
 	if (!mdev)
 		return ERR_PTR(-ENOMEM);
 	atomic_init(&mdev->domain, NULL);
+	rc = mock_iopf_enable(dev);
+	if (rc)
+		goto err_free_mdev;
 
 	pthread_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, true);
 	if (st)
 		st->probes++;
 	pthread_mutex_unlock(&mock_lock);
+	rc = -ENOMEM;
 	if (!st)
-		goto err_free_mdev;
+		goto err_iopf_disable;
 
 	dev->iommu_data->priv = mdev;
 	return dev->iommu;
 
+err_iopf_disable:
+	mock_iopf_disable(dev);
 err_free_mdev:
 	uiommu_free(mdev);
-	return ERR_PTR(-ENOMEM);
+	return ERR_PTR(rc);
 }
 
 static void mock_release_device(struct device *dev)
@@ -463,6 +538,7 @@ static void mock_release_device(struct device *dev)
 	/* Exactly once per probe: a second call finds the driver data gone. */
 	if (WARN_ON(!mdev))
 		return;
+	mock_iopf_disable(dev);
 
 	pthread_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
@@ -575,6 +651,7 @@ const struct iommu_ops mock_iommu_ops = {
 	.get_resv_regions = mock_get_resv_regions,
 	.domain_alloc_paging_flags = mock_domain_alloc_paging_flags,
 	.domain_alloc_sva = mock_domain_alloc_sva,
+	.page_response = mock_page_response,
 	.identity_domain = &mock_identity_domain,
 	.blocked_domain = &mock_blocked_domain,
 };
@@ -587,6 +664,8 @@ int mock_iommu_register(struct iommu_device *iommu)
 void mock_iommu_unregister(struct iommu_device *iommu)
 {
 	iommu_device_unregister(iommu);
+	iopf_queue_free(iommu->priv);
+	iommu->priv = NULL;
 }
 
 struct io_pgtable *mock_domain_pgtable(struct iommu_domain *domain)
@@ -673,4 +752,20 @@ void mock_device_forget(struct device *dev)
 		LIST_REMOVE(st, node);
 	pthread_mutex_unlock(&mock_lock);
 	free(st);
+}
+
+unsigned int mock_page_responses(struct device *dev, struct iommu_page_response *last)
+{
+	struct mock_dev_state *st;
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&mock_lock);
+	st = mock_dev_state_find(dev, false);
+	if (st) {
+		n = st->page_responses;
+		if (last)
+			*last = st->last_response;
+	}
+	pthread_mutex_unlock(&mock_lock);
+	return n;
 }

@@ -60,6 +60,15 @@ int mock_domain_walk(struct iommu_domain *domain, uint64_t iova, struct io_pgtab
 /** mock_domain_pgtable() - the page table of a mock paging domain, NULL for any other */
 struct io_pgtable *mock_domain_pgtable(struct iommu_domain *domain);
 
+/**
+ * mock_page_response_fn - a page response the driver sends to @dev (after recording it)
+ *
+ * Called under the core's fault-data lock of @dev: the hook must not report faults or answer
+ * groups. Set by tests that count answers (NULL by default).
+ */
+typedef void (*mock_page_response_fn)(struct device *dev, const struct iommu_page_response *msg);
+extern _Atomic(mock_page_response_fn) mock_page_response_hook;
+
 /* ---- test hooks ----------------------------------------------------------------------------- */
 
 /**
@@ -93,5 +102,11 @@ struct iommu_domain *mock_pasid_domain(struct device *dev, uint32_t pasid);
  * the struct device is freed, so that a new device at the same address starts from zero.
  */
 void mock_device_forget(struct device *dev);
+
+/**
+ * mock_page_responses() - how many page responses the driver sent to @dev (since it was first
+ * seen); *@last (if not NULL) gets the latest one
+ */
+unsigned int mock_page_responses(struct device *dev, struct iommu_page_response *last);
 
 #endif

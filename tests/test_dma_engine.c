@@ -391,6 +391,247 @@ TEST_F(dma, fault_capable_without_handle)
 	self->dom->iopf_handler = NULL;
 }
 
+/*
+ * ---- page requests, end to end -------------------------------------------------------------
+ *
+ * A fault-capable domain attached with an attach handle, so io-pgfault finds the handler. The
+ * handler plays the fault's owner (iommufd, a VMM): per the test's mode it maps the faulting
+ * page and answers SUCCESS, answers INVALID, answers SUCCESS without mapping, or keeps the group
+ * for a later answer from another thread.
+ */
+enum prq_mode { PRQ_MAP_SUCCESS, PRQ_INVALID, PRQ_SUCCESS_NOMAP, PRQ_KEEP };
+
+static struct {
+	enum prq_mode mode;
+	struct iommu_domain *dom;
+	char *host;                   /* what PRQ_MAP_SUCCESS maps the faulting page to */
+	atomic_int calls;
+	_Atomic(struct iopf_group *) kept;
+	uint32_t last_perm, last_flags, last_pasid;
+} prq;
+
+static int prq_handler(struct iopf_group *group)
+{
+	struct iommu_fault_page_request *f = &group->last_fault.fault.prm;
+
+	atomic_fetch_add(&prq.calls, 1);
+	prq.last_perm = f->perm;
+	prq.last_flags = f->flags;
+	prq.last_pasid = f->pasid;
+	switch (prq.mode) {
+	case PRQ_MAP_SUCCESS:
+		if (iommu_map(prq.dom, f->addr & ~(PAGE - 1), (phys_addr_t)(uintptr_t)prq.host, PAGE,
+			      IOMMU_READ | IOMMU_WRITE))
+			return -EINVAL;
+		/* fallthrough */
+	case PRQ_SUCCESS_NOMAP:
+		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
+		break;
+	case PRQ_INVALID:
+		iopf_group_response(group, IOMMU_PAGE_RESP_INVALID);
+		break;
+	case PRQ_KEEP:
+		atomic_store(&prq.kept, group);
+		return 0;
+	}
+	iopf_free_group(group);
+	return 0;
+}
+
+FIXTURE(prq)
+{
+	struct device *dev;
+	struct iommu_group *group;
+	struct iommu_domain *dom;
+	struct iommu_attach_handle handle;
+	struct uiommu_dma_dev *e;
+	char *mem;
+	int owner;
+};
+
+FIXTURE_SETUP(prq)
+{
+	ASSERT_EQ(0, topology_load(NULL));
+	self->dev = topology_find_device(BDF);
+	ASSERT_TRUE(self->dev != NULL);
+	ASSERT_TRUE(self->dev->pri);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(self->dev, &self->owner));
+	self->group = iommu_group_get(self->dev);
+	self->dom = iommu_paging_domain_alloc(self->dev);
+	ASSERT_FALSE(IS_ERR_OR_NULL(self->dom));
+	self->dom->iopf_handler = prq_handler;
+	ASSERT_EQ(0, iommu_attach_group_handle(self->dom, self->group, &self->handle));
+	self->e = dma_engine_dev_open(self->dev);
+	ASSERT_FALSE(IS_ERR(self->e));
+	self->mem = pages(4);
+	ASSERT_TRUE(self->mem != NULL);
+	memset((void *)&prq, 0, sizeof(prq));
+	prq.dom = self->dom;
+	prq.host = self->mem;
+}
+
+FIXTURE_TEARDOWN(prq)
+{
+	struct iopf_group *kept = atomic_exchange(&prq.kept, NULL);
+
+	if (kept) {
+		iopf_group_response(kept, IOMMU_PAGE_RESP_INVALID);
+		iopf_free_group(kept);
+	}
+	uiommu_dma_dev_close(self->e);
+	iommu_detach_group_handle(self->dom, self->group);
+	iommu_domain_free(self->dom);
+	iommu_group_put(self->group);
+	iommu_device_release_dma_owner(self->dev);
+	munmap(self->mem, 4 * PAGE);
+}
+
+/* A miss raises one page request; the owner maps the page and answers SUCCESS; the DMA retries
+ * and completes with the data of the page it mapped. */
+TEST_F(prq, success_after_mapping_completes_the_dma)
+{
+	char buf[64];
+
+	prq.mode = PRQ_MAP_SUCCESS;
+	fill(self->mem, PAGE, 3);
+	ASSERT_EQ(64, uiommu_dma_read(self->e, 0, IOVA + 128, buf, 64, 0));
+	ASSERT_EQ(0, memcmp(buf, self->mem + 128, 64));
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(IOMMU_FAULT_PERM_READ, prq.last_perm);
+	/* A RID request: LAST_PAGE, no PASID_VALID. */
+	ASSERT_EQ(IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, prq.last_flags);
+	ASSERT_EQ(0, read_faults(self->e, (struct uiommu_dma_fault[1]){}, 1));
+	/* Mapped now: no second request. A write asks for WRITE permission. */
+	ASSERT_EQ(1, uiommu_dma_write(self->e, 0, IOVA + 128, "x", 1, 0));
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ('x', self->mem[128]);
+	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev)); /* answered and freed */
+}
+
+/* INVALID: the DMA fails EFAULT with nothing moved, and the log says why. */
+TEST_F(prq, invalid_fails_the_dma)
+{
+	struct uiommu_dma_fault f;
+	char buf[8] = "keepme!";
+
+	prq.mode = PRQ_INVALID;
+	ASSERT_EQ(-1, uiommu_dma_write(self->e, 0, IOVA, buf, 8, 0));
+	ASSERT_EQ(EFAULT, errno);
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(IOMMU_FAULT_PERM_WRITE, prq.last_perm);
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_PRQ_INVALID, f.reason);
+	ASSERT_EQ(IOVA, f.iova);
+	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev));
+}
+
+/* SUCCESS without mapping: the retry misses again and faults; the engine does not loop. */
+TEST_F(prq, success_without_mapping_faults_once)
+{
+	struct uiommu_dma_req req = { .op = UIOMMU_DMA_OP_READ, .iova = IOVA, .len = 2 * PAGE };
+	char buf[2 * PAGE];
+	struct uiommu_dma_fault f;
+
+	/* The first page is mapped: it moves; the second one faults after one request. */
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)self->mem, PAGE,
+			       IOMMU_READ));
+	prq.mode = PRQ_SUCCESS_NOMAP;
+	req.buf = buf;
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->e, &req));
+	ASSERT_EQ(EFAULT, req.error);
+	ASSERT_EQ(PAGE, req.done);
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(IOVA + PAGE, f.iova);
+	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, f.reason);
+}
+
+/* No answer in time: ETIMEDOUT; the late answer is harmless (answered once, matches nothing). */
+TEST_F(prq, unanswered_request_times_out)
+{
+	struct uiommu_dma_fault f;
+	struct iopf_group *kept;
+	char buf[8];
+
+	prq.mode = PRQ_KEEP;
+	ASSERT_EQ(0, uiommu_dma_dev_set_timeout(self->e, 50));
+	ASSERT_EQ(-1, uiommu_dma_read(self->e, 0, IOVA, buf, 8, 0));
+	ASSERT_EQ(ETIMEDOUT, errno);
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_PRQ_TIMEOUT, f.reason);
+	kept = atomic_exchange(&prq.kept, NULL);
+	ASSERT_TRUE(kept != NULL);
+	ASSERT_EQ(1u, iopf_dev_pending_groups(self->dev));
+	iopf_group_response(kept, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_free_group(kept);
+	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev));
+}
+
+static void *prq_answer_later(void *arg)
+{
+	struct iopf_group *g;
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 5000 && !(g = atomic_exchange(&prq.kept, NULL)); i++)
+		usleep(1000);
+	if (!g)
+		return NULL;
+	usleep(20000);
+	if (!iommu_map(prq.dom, g->last_fault.fault.prm.addr & ~(PAGE - 1),
+		       (phys_addr_t)(uintptr_t)prq.host, PAGE, IOMMU_READ | IOMMU_WRITE))
+		iopf_group_response(g, IOMMU_PAGE_RESP_SUCCESS);
+	else
+		iopf_group_response(g, IOMMU_PAGE_RESP_INVALID);
+	iopf_free_group(g);
+	return g;
+}
+
+static atomic_int prq_async_done;
+
+static void prq_async_complete(struct uiommu_dma_req *req)
+{
+	(void)req;
+	atomic_fetch_add(&prq_async_done, 1);
+}
+
+/* Asynchronous: the request parks on its page request, another (mapped) one completes first,
+ * and the parked one completes once another thread answers SUCCESS. */
+TEST_F(prq, async_request_completes_after_a_late_answer)
+{
+	struct uiommu_dma_req fault_req, ok_req;
+	char fbuf[32], obuf[32];
+	pthread_t t;
+	void *answered;
+	int i;
+
+	prq.mode = PRQ_KEEP;
+	fill(self->mem, 2 * PAGE, 5);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)(self->mem + PAGE),
+			       PAGE, IOMMU_READ));
+	atomic_store(&prq_async_done, 0);
+	fault_req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA + 32,
+					     .buf = fbuf, .len = 32, .complete = prq_async_complete };
+	ok_req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA + PAGE,
+					  .buf = obuf, .len = 32, .complete = prq_async_complete };
+	ASSERT_EQ(0, pthread_create(&t, NULL, prq_answer_later, NULL));
+	ASSERT_EQ(0, uiommu_dma_submit(self->e, &fault_req));
+	ASSERT_EQ(0, uiommu_dma_submit(self->e, &ok_req));
+	for (i = 0; i < 5000 && atomic_load(&prq_async_done) < 1; i++)
+		usleep(1000);
+	/* The mapped one did not wait behind the parked one (the answer comes 20 ms later). */
+	ASSERT_EQ(0, ok_req.error);
+	ASSERT_EQ(0, memcmp(obuf, self->mem + PAGE, 32));
+	ASSERT_EQ(0, pthread_join(t, &answered));
+	ASSERT_TRUE(answered != NULL);
+	for (i = 0; i < 5000 && atomic_load(&prq_async_done) < 2; i++)
+		usleep(1000);
+	ASSERT_EQ(2, atomic_load(&prq_async_done));
+	ASSERT_EQ(0, fault_req.error);
+	ASSERT_EQ(32u, fault_req.done);
+	ASSERT_EQ(0, memcmp(fbuf, self->mem + 32, 32));
+}
+
 /* ---- asynchronous requests ---------------------------------------------------------------- */
 
 static atomic_int async_done;

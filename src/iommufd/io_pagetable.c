@@ -183,25 +183,18 @@ static int iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *dom
 
 	while (remaining) {
 		uint64_t index = byte / uiommu_page_size, offset = byte % uiommu_page_size;
-		uint64_t host, next, run;
+		uint64_t host, run, npages;
 
-		rc = iopt_pages_host_addr(area->pages, index, &host);
-		if (rc)
+		/* One iommu_map() per run of pages that are contiguous in the host. */
+		npages = (offset + remaining + uiommu_page_size - 1) / uiommu_page_size;
+		npages = iopt_pages_host_contig(area->pages, index, npages);
+		rc = -EFAULT;
+		if (!npages || iopt_pages_host_addr(area->pages, index, &host))
 			goto err_unmap;
 		host += offset;
-		run = uiommu_page_size - offset;
+		run = npages * uiommu_page_size - offset;
 		if (run > remaining)
 			run = remaining;
-		/* Extend the run while the next page follows in the host. */
-		while (run < remaining) {
-			rc = iopt_pages_host_addr(area->pages, ++index, &next);
-			if (rc)
-				goto err_unmap;
-			if (next != host + run)
-				break;
-			run += remaining - run < uiommu_page_size ? remaining - run :
-								     uiommu_page_size;
-		}
 		rc = iommu_map(domain, iova, host, run, area->iommu_prot);
 		if (rc)
 			goto err_unmap;

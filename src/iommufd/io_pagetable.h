@@ -217,6 +217,7 @@ void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin);
 void iopt_pages_pin_shrink(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
 			   uint64_t last);
 int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *addr);
+uint64_t iopt_pages_host_contig(struct iopt_pages *pages, uint64_t index, uint64_t max);
 
 int iopt_add_access(struct io_pagetable *iopt, struct iopt_access *access);
 void iopt_remove_access(struct io_pagetable *iopt, struct iopt_access *access);

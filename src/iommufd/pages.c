@@ -356,3 +356,27 @@ int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *add
 	*addr = (uint64_t)(uintptr_t)p;
 	return 0;
 }
+
+/**
+ * iopt_pages_host_contig() - how many pages from @index on (at most @max, all pinned by the
+ * caller's pin user) lie one after the other in host memory
+ * A file's pages are one mapping, and so are user pages of an mm whose host pointers are the
+ * user addresses; only other mms need a look at each page.
+ * Return: at least 1 when page @index is addressable, 0 when it is not.
+ */
+uint64_t iopt_pages_host_contig(struct iopt_pages *pages, uint64_t index, uint64_t max)
+{
+	uint64_t first, next, n;
+
+	if (!max)
+		return 0;
+	if (pages->type == IOPT_ADDRESS_FILE || pages->source_mm->ops->host_linear)
+		return iopt_pages_host_addr(pages, index, &first) ? 0 : max;
+	if (iopt_pages_host_addr(pages, index, &first))
+		return 0;
+	for (n = 1; n != max; n++)
+		if (iopt_pages_host_addr(pages, index + n, &next) ||
+		    next != first + n * uiommu_page_size)
+			break;
+	return n;
+}

@@ -40,6 +40,8 @@ struct uiommu_mm_ops {
 	/* A host pointer for an address that fault_in accepted, or NULL when the address space is
 	 * not directly addressable (another process). */
 	void *(*host_ptr)(struct uiommu_mm *mm, uint64_t uaddr);
+	/* host_ptr(uaddr) is uaddr itself, so a run of user pages is a run of host memory. */
+	bool host_linear;
 	void (*release)(struct uiommu_mm *mm);
 };
 

@@ -113,6 +113,7 @@ struct iopt_pages {
 	uint64_t uptr;             /* USER: page-aligned address of the first page */
 	int file_fd;               /* FILE: our own duplicate of the caller's fd */
 	uint64_t file_start;       /* FILE: page-aligned offset of the first page */
+	struct uiommu_file_pins *file_pins; /* FILE: the file's pin ledger (a reference) */
 	struct uiommu_mutex mutex; /* protects pin_users, pinned, file_map; order: 2 */
 	struct interval_tree_root pin_users; /* struct iopt_pages_pin: page index ranges */
 	uint64_t pinned;           /* pages covered by at least one pin user */

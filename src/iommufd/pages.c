@@ -14,8 +14,9 @@
  * those; unpinning computes the gaps that open and unpins only those.
  *
  * File-backed pages (MAP_FILE) hold their own duplicate of the caller's fd so the file lives as
- * long as the mapping. They have no user address, so the ledger (which counts user pages) does
- * not see them; pinning them checks the file still covers the range. While anything of them is
+ * long as the mapping. They have no user address, so the mm's ledger (which counts user pages)
+ * does not see them; pinning them checks the file still covers the range and counts them in
+ * the file's own ledger (mm.c), where a check of the caller's mmap of the file finds them. While anything of them is
  * pinned the library keeps its own shared mapping of the whole span (file_map): that is the
  * "physical" address a domain translates to, as the host address of a user page is for user
  * memory (iopt_pages_host_addr()). A dma-buf (dmabuf.c) maps as its memfd; the pages also hold
@@ -128,13 +129,19 @@ struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t 
 	}
 	pages->type = IOPT_ADDRESS_FILE;
 	pages->dmabuf = dmabuf; /* the pages own the reference now */
+	pages->file_start = start - pages->start_byte;
+	pages->file_pins = uiommu_file_pins_get(uiommu_maps_dev(st.st_dev), st.st_ino);
+	if (IS_ERR(pages->file_pins)) {
+		pages->file_pins = NULL;
+		iopt_pages_put(pages);
+		return ERR_PTR(-ENOMEM);
+	}
 	dup_fd = uiommu_should_fail() ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dup_fd < 0) {
 		iopt_pages_put(pages);
 		return ERR_PTR(-ENOMEM);
 	}
 	pages->file_fd = dup_fd;
-	pages->file_start = start - pages->start_byte;
 	return pages;
 
 err_put_dmabuf:
@@ -157,6 +164,8 @@ void iopt_pages_put(struct iopt_pages *pages)
 	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned || pages->file_map);
 	if (pages->file_fd >= 0)
 		close(pages->file_fd);
+	if (pages->file_pins)
+		uiommu_file_pins_put(pages->file_pins);
 	if (pages->dmabuf)
 		iommufd_dmabuf_put(pages->dmabuf);
 	uiommu_mm_put(pages->source_mm);
@@ -211,6 +220,10 @@ static int iopt_pages_pin_gap(struct iopt_pages *pages, uint64_t first, uint64_t
 		if (uiommu_should_fail() || fstat(pages->file_fd, &st) ||
 		    (uint64_t)st.st_size < pages->file_start + (last + 1) * uiommu_page_size)
 			rc = -EFAULT;
+		else
+			rc = uiommu_file_pin(pages->file_pins,
+					     (pages->file_start >> uiommu_page_shift) + first,
+					     last - first + 1);
 	}
 	if (rc)
 		return rc;
@@ -231,6 +244,10 @@ static int iopt_pages_unpin_gap(struct iopt_pages *pages, uint64_t first, uint64
 	if (pages->type == IOPT_ADDRESS_USER)
 		uiommu_mm_unpin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
 				last - first + 1);
+	else
+		uiommu_file_unpin(pages->file_pins,
+				  (pages->file_start >> uiommu_page_shift) + first,
+				  last - first + 1);
 	pages->pinned -= last - first + 1;
 	return 0;
 }

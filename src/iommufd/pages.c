@@ -129,6 +129,13 @@ struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t 
 	}
 	pages->type = IOPT_ADDRESS_FILE;
 	pages->dmabuf = dmabuf; /* the pages own the reference now */
+	if (dmabuf) {
+		rc = iommufd_dmabuf_attach_pages(dmabuf, pages);
+		if (rc) {
+			iopt_pages_put(pages);
+			return ERR_PTR(rc);
+		}
+	}
 	pages->file_start = start - pages->start_byte;
 	pages->file_pins = uiommu_file_pins_get(uiommu_maps_dev(st.st_dev), st.st_ino);
 	if (IS_ERR(pages->file_pins)) {
@@ -166,8 +173,12 @@ void iopt_pages_put(struct iopt_pages *pages)
 		close(pages->file_fd);
 	if (pages->file_pins)
 		uiommu_file_pins_put(pages->file_pins);
-	if (pages->dmabuf)
+	/* Every area that mapped it has untracked itself on its way out. */
+	WARN_ON(pages->dmabuf_tracks);
+	if (pages->dmabuf) {
+		iommufd_dmabuf_detach_pages(pages->dmabuf, pages);
 		iommufd_dmabuf_put(pages->dmabuf);
+	}
 	uiommu_mm_put(pages->source_mm);
 	uiommu_mutex_destroy(&pages->mutex);
 	uiommu_free(pages);

@@ -317,6 +317,11 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 	case IOMMU_TEST_OP_DMABUF_REVOKE:
 		return iommufd_test_dmabuf_revoke(cmd->dmabuf_revoke.dmabuf_fd,
 						  cmd->dmabuf_revoke.revoked);
+	case IOMMU_TEST_OP_MD_CHECK_DMABUF:
+		return iommufd_test_md_check_dmabuf(ucmd, cmd->id, cmd->check_dmabuf.dmabuf_fd,
+						    cmd->check_dmabuf.iova,
+						    cmd->check_dmabuf.length,
+						    cmd->check_dmabuf.offset); /* dmabuf.c */
 	default:
 		return -EOPNOTSUPP;
 	}

@@ -212,6 +212,40 @@ TEST_F(access, pages_errors)
 	ASSERT_EQ(0, uiommu_close(afd));
 }
 
+/*
+ * ACCESS_PAGES of a MAP_FILE area: the pinned pages are the file's, so the caller's shared
+ * mmap of the file at the same offset passes the uptr check; another offset is EBADE.
+ */
+TEST_F(access, file_pages_uptr_check)
+{
+	int mfd = memfd_create("access-file", MFD_CLOEXEC), afd;
+	struct iommu_ioas_map_file map = {
+		.size = sizeof(map), .flags = RW | IOMMU_IOAS_MAP_FIXED_IOVA, .ioas_id = self->ioas,
+		.start = 2 * PS, .length = 4 * PS, .iova = IOVA,
+	};
+	uint32_t item;
+	char *va;
+
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, 8 * PS));
+	va = mmap(NULL, 8 * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(va != MAP_FAILED);
+	map.fd = mfd;
+	ASSERT_EQ(0, ioc(self->fd, IOMMU_IOAS_MAP_FILE, &map));
+	ASSERT_EQ(0, create_access(self->fd, self->ioas, PIN, &afd));
+	ASSERT_EQ(0, access_pages(self->fd, afd, IOVA, 4 * PS, va + 2 * PS, 0, &item));
+	ASSERT_EQ(0, check_refs(self->fd, va + 2 * PS, 4 * PS, 1));
+	ASSERT_EQ(0, check_refs(self->fd, va, 2 * PS, 0));
+	ASSERT_EQ(0, destroy_pages(self->fd, afd, item));
+	ASSERT_EQ(0, check_refs(self->fd, va + 2 * PS, 4 * PS, 0));
+	ASSERT_ERRNO(EBADE, access_pages(self->fd, afd, IOVA, PS, va, 0, &item));
+	ASSERT_ERRNO(EBADE, access_pages(self->fd, afd, IOVA, PS, buf, 0, &item));
+	ASSERT_EQ(0, check_refs(self->fd, va, 8 * PS, 0));
+	ASSERT_EQ(0, uiommu_close(afd));
+	munmap(va, 8 * PS);
+	close(mfd);
+}
+
 TEST_F(access, read_only_area)
 {
 	struct iommu_ioas_map cmd = {

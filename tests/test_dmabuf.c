@@ -146,6 +146,17 @@ static int check_map(int fd, uint32_t hwpt, uint64_t iova, const void *va, uint6
 	return ioc(fd, IOMMU_TEST_CMD, &cmd);
 }
 
+static int check_dmabuf(int fd, uint32_t hwpt, int dfd, uint64_t iova, uint64_t len,
+			uint64_t offset)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd), .op = IOMMU_TEST_OP_MD_CHECK_DMABUF, .id = hwpt,
+		.check_dmabuf = { .dmabuf_fd = dfd, .iova = iova, .length = len, .offset = offset },
+	};
+
+	return ioc(fd, IOMMU_TEST_CMD, &cmd);
+}
+
 static int hwpt_alloc(int fd, uint32_t dev, uint32_t pt, uint32_t *out)
 {
 	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .dev_id = dev, .pt_id = pt };
@@ -299,25 +310,82 @@ TEST_F(dmabuf, map_simple)
 	ASSERT_EQ(0, uiommu_close(dfd));
 }
 
+/* MD_CHECK_DMABUF: the translation of a dma-buf's pages, and the op's errnos. */
+TEST_F(dmabuf, check_dmabuf)
+{
+	uint64_t len = 16 * PS, iova, iova2;
+	int dfd = dmabuf_get(self->fd, len, O_CLOEXEC), other = dmabuf_get(self->fd, len, 0);
+	int memfd = memfd_create("not-a-dmabuf", MFD_CLOEXEC);
+
+	ASSERT_GE(dfd, 0);
+	ASSERT_GE(other, 0);
+	ASSERT_GE(memfd, 0);
+	ASSERT_EQ(0, map_file(self->fd, self->ioas, dfd, 4 * PS, 8 * PS, &iova));
+	ASSERT_EQ(0, map_file(self->fd, self->ioas, dfd, 12 * PS, 2 * PS, &iova2));
+	if (!variant->mock_domain) {
+		/* No mock HWPT to check: the IOAS is no paging HWPT. */
+		ASSERT_ERRNO(ENOENT, check_dmabuf(self->fd, self->ioas, dfd, iova, PS, 4 * PS));
+		goto out;
+	}
+	ASSERT_EQ(0, check_dmabuf(self->fd, self->hwpt, dfd, iova, 8 * PS, 4 * PS));
+	ASSERT_EQ(0, check_dmabuf(self->fd, self->hwpt, dfd, iova + 2 * PS, PS, 6 * PS));
+	ASSERT_EQ(0, check_dmabuf(self->fd, self->hwpt, dfd, iova2, 2 * PS, 12 * PS));
+	ASSERT_EQ(0, check_dmabuf(self->fd, self->hwpt, dfd, iova + 2048, 2048, 4 * PS + 2048));
+	/* Another offset, another buffer, an IOVA not mapped. */
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova, PS, 0));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, other, iova, PS, 4 * PS));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova2, PS, 4 * PS));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, IOVA + (1ull << 30), PS,
+					  4 * PS));
+	/* Alignment to the mock page, and the buffer's end. */
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova + 1, PS, 4 * PS));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova, PS + 1, 4 * PS));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova, PS, 4 * PS + 1));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova2, 4 * PS, 14 * PS));
+	/* The HWPT and the fd. */
+	ASSERT_ERRNO(ENOENT, check_dmabuf(self->fd, self->ioas, dfd, iova, PS, 4 * PS));
+	ASSERT_ERRNO(ENOENT, check_dmabuf(self->fd, 9999, dfd, iova, PS, 4 * PS));
+	ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, memfd, iova, PS, 4 * PS));
+	ASSERT_ERRNO(EBADF, check_dmabuf(self->fd, self->hwpt, next_fd(), iova, PS, 4 * PS));
+out:
+	close(memfd);
+	ASSERT_EQ(0, uiommu_close(other));
+	ASSERT_EQ(0, uiommu_close(dfd));
+}
+
 /* The kernel selftest's dmabuf_revoke, and what a revoked buffer still allows. */
 TEST_F(dmabuf, revoke)
 {
 	uint64_t len = 4 * PS, iova, iova2, uiova;
-	uint32_t hwpt, hwpt2, idev2;
+	uint32_t hwpt = 0, stdev2 = 0;
 	int dfd = dmabuf_get(self->fd, len, O_CLOEXEC);
 
 	ASSERT_GE(dfd, 0);
 	ASSERT_EQ(0, map_file(self->fd, self->ioas, dfd, 0, len, &iova));
 	ASSERT_EQ(0, map_user(self->fd, self->ioas, ubuf, 4 * PS, &uiova));
+	if (variant->mock_domain)
+		ASSERT_EQ(0, check_dmabuf(self->fd, self->hwpt, dfd, iova, len, 0));
 	ASSERT_EQ(0, dmabuf_revoke(self->fd, dfd, true));
-
-	/* Page tables still come and go with the revoked buffer mapped. */
+	/* Revoked: out of every domain at once; the user memory's mapping stays. */
 	if (variant->mock_domain) {
+		ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova, len, 0));
+		ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova + len - PS, PS,
+						  len - PS));
+		ASSERT_EQ(0, check_map(self->fd, self->hwpt, uiova, ubuf, 4 * PS));
+	}
+
+	/* Page tables still come and go with the revoked buffer mapped; none maps it. */
+	if (variant->mock_domain) {
+		struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+
 		ASSERT_EQ(0, hwpt_alloc(self->fd, self->idev, self->ioas, &hwpt));
-		ASSERT_EQ(0, mock_domain(self->fd, hwpt, &hwpt2, &idev2));
-		ASSERT_EQ(hwpt, hwpt2);
+		md.id = hwpt;
+		ASSERT_EQ(0, ioc(self->fd, IOMMU_TEST_CMD, &md));
+		ASSERT_EQ(hwpt, md.mock_domain.out_hwpt_id);
+		stdev2 = md.mock_domain.out_stdev_id;
 		ASSERT_EQ(0, check_map(self->fd, hwpt, uiova, ubuf, 4 * PS));
 		ASSERT_EQ(0, check_map(self->fd, self->hwpt, uiova, ubuf, 4 * PS));
+		ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, hwpt, dfd, iova, PS, 0));
 	}
 	ASSERT_ERRNO(ENODEV, map_file(self->fd, self->ioas, dfd, 0, len, NULL));
 	ASSERT_ERRNO(ENODEV, map_file(self->fd, self->ioas, dfd, PS, PS, NULL));
@@ -328,14 +396,30 @@ TEST_F(dmabuf, revoke)
 	ASSERT_EQ(0, dmabuf_revoke(self->fd, dfd, false));
 	ASSERT_EQ(0, map_file(self->fd, self->ioas, dfd, 0, len, &iova2));
 	ASSERT_NE(iova, iova2);
+	/* Un-revoking lets new maps in; the mapping revoked before stays empty. */
+	if (variant->mock_domain) {
+		ASSERT_EQ(0, check_dmabuf(self->fd, self->hwpt, dfd, iova2, len, 0));
+		ASSERT_EQ(0, check_dmabuf(self->fd, hwpt, dfd, iova2, len, 0));
+		ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova, PS, 0));
+	}
 
 	/* The old mapping was kept: unmap it and map again at its IOVA. */
 	ASSERT_ERRNO(EEXIST, map_file_fixed(self->fd, self->ioas, dfd, 0, len, iova));
 	ASSERT_EQ(len, unmap(self->fd, self->ioas, iova, len));
 	ASSERT_EQ(0, map_file_fixed(self->fd, self->ioas, dfd, 0, len, iova));
+	if (variant->mock_domain)
+		ASSERT_EQ(0, check_dmabuf(self->fd, hwpt, dfd, iova, len, 0));
 
 	/* Revoked again, a fixed map fails with nothing left behind. */
 	ASSERT_EQ(0, dmabuf_revoke(self->fd, dfd, true));
+	if (variant->mock_domain) {
+		ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, hwpt, dfd, iova, PS, 0));
+		ASSERT_ERRNO(EINVAL, check_dmabuf(self->fd, self->hwpt, dfd, iova2, PS, 0));
+		/* A domain that leaves after the revoke has nothing of the buffer to unmap. */
+		ASSERT_EQ(0, destroy(self->fd, stdev2));
+		ASSERT_EQ(0, destroy(self->fd, hwpt));
+		ASSERT_EQ(0, check_map(self->fd, self->hwpt, uiova, ubuf, 4 * PS));
+	}
 	ASSERT_EQ(len, unmap(self->fd, self->ioas, iova, len));
 	ASSERT_ERRNO(ENODEV, map_file_fixed(self->fd, self->ioas, dfd, 0, len, iova));
 	ASSERT_ERRNO(ENOENT, (int)unmap(self->fd, self->ioas, iova, len));

@@ -90,6 +90,17 @@ static int iova_ranges(int fd, uint32_t ioas, struct iommu_iova_range *r, uint32
 	return rc;
 }
 
+static int map_file_fixed(int fd, uint32_t ioas, uint64_t iova, int mfd, uint64_t start,
+			  uint64_t len)
+{
+	struct iommu_ioas_map_file cmd = {
+		.size = sizeof(cmd), .flags = RW | IOMMU_IOAS_MAP_FIXED_IOVA, .ioas_id = ioas,
+		.fd = mfd, .start = start, .length = len, .iova = iova,
+	};
+
+	return ioc(fd, IOMMU_IOAS_MAP_FILE, &cmd);
+}
+
 FIXTURE(hwpt) {
 	int fd;
 	uint32_t ioas;
@@ -214,6 +225,77 @@ TEST_F(hwpt, eager_pinning_check_map_and_refs)
 	ASSERT_EQ(0, map_fixed(self->fd, self->ioas, iova, buf, BUF_LEN));
 	ASSERT_EQ(0, check_refs(self->fd, buf, BUF_LEN, 1));
 	munmap(hole, 4 * PS);
+}
+
+/*
+ * A MAP_FILE area translates to the file's pages: MD_CHECK_MAP and MD_CHECK_REFS against any
+ * shared mmap of the same file at the same offset see them, as the kernel's page-frame checks
+ * do; another offset, another file with the same bytes, a private mapping or anonymous memory
+ * does not.
+ */
+TEST_F(hwpt, file_pages_check_map_and_refs)
+{
+	uint64_t iova = MOCK_APERTURE_START;
+	int mfd = memfd_create("hwpt-file", MFD_CLOEXEC), other = memfd_create("other", 0);
+	char *va1, *va2, *priv, *oth;
+	uint32_t hwpt;
+
+	ASSERT_GE(mfd, 0);
+	ASSERT_GE(other, 0);
+	ASSERT_EQ(0, ftruncate(mfd, 8 * PS));
+	ASSERT_EQ(0, ftruncate(other, 8 * PS));
+	va1 = mmap(NULL, 8 * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	va2 = mmap(NULL, 8 * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	priv = mmap(NULL, 8 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+	oth = mmap(NULL, 8 * PS, PROT_READ | PROT_WRITE, MAP_SHARED, other, 0);
+	ASSERT_TRUE(va1 != MAP_FAILED && va2 != MAP_FAILED && priv != MAP_FAILED &&
+		    oth != MAP_FAILED);
+	memset(priv, 1, 8 * PS); /* its own copies now */
+
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, NULL, &hwpt, NULL));
+	ASSERT_EQ(0, map_file_fixed(self->fd, self->ioas, iova, mfd, PS, 4 * PS));
+	ASSERT_EQ(0, check_map(self->fd, hwpt, iova, va1 + PS, 4 * PS));
+	ASSERT_EQ(0, check_map(self->fd, hwpt, iova, va2 + PS, 4 * PS));
+	ASSERT_EQ(0, check_map(self->fd, hwpt, iova + 2 * PS, va1 + 3 * PS, PS));
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, va1, PS));
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, va1 + 2 * PS, PS));
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, oth + PS, PS));
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, priv + PS, PS));
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, buf, PS));
+	/* The last page checked is past the area. */
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, va1 + PS, 5 * PS));
+
+	/* One pin per file page, seen through every shared mapping of it. */
+	ASSERT_EQ(0, check_refs(self->fd, va1 + PS, 4 * PS, 1));
+	ASSERT_EQ(0, check_refs(self->fd, va2 + PS, 4 * PS, 1));
+	ASSERT_EQ(0, check_refs(self->fd, va1, PS, 0));
+	ASSERT_EQ(0, check_refs(self->fd, va1 + 5 * PS, 3 * PS, 0));
+	ASSERT_EQ(0, check_refs(self->fd, oth, 8 * PS, 0));
+	ASSERT_EQ(0, check_refs(self->fd, priv, 8 * PS, 0));
+	/* A second MAP_FILE pins again; a MAP of the mmap pins the same pages as user pages. */
+	ASSERT_EQ(0, map_file_fixed(self->fd, self->ioas, iova + 8 * PS, mfd, 2 * PS, PS));
+	ASSERT_EQ(0, map_fixed(self->fd, self->ioas, iova + 16 * PS, va2 + 2 * PS, PS));
+	/*
+	 * The user pin counts at the address it was taken through (va2); the kernel would also
+	 * count it through va1 (one page frame), see docs/status.md.
+	 */
+	ASSERT_EQ(0, check_refs(self->fd, va2 + 2 * PS, PS, 3));
+	ASSERT_EQ(0, check_refs(self->fd, va1 + 2 * PS, PS, 2));
+	ASSERT_EQ(0, check_refs(self->fd, va1 + 3 * PS, 2 * PS, 1));
+	ASSERT_EQ(0, check_map(self->fd, hwpt, iova + 16 * PS, va1 + 2 * PS, PS));
+
+	ASSERT_EQ(0, unmap(self->fd, self->ioas, iova, 4 * PS));
+	ASSERT_EQ(0, check_refs(self->fd, va2 + 2 * PS, PS, 2));
+	ASSERT_EQ(0, check_refs(self->fd, va1 + 3 * PS, 2 * PS, 0));
+	ASSERT_ERRNO(EINVAL, check_map(self->fd, hwpt, iova, va1 + PS, PS));
+	ASSERT_EQ(0, unmap(self->fd, self->ioas, 0, UINT64_MAX));
+	ASSERT_EQ(0, check_refs(self->fd, va1, 8 * PS, 0));
+	munmap(va1, 8 * PS);
+	munmap(va2, 8 * PS);
+	munmap(priv, 8 * PS);
+	munmap(oth, 8 * PS);
+	close(mfd);
+	close(other);
 }
 
 TEST_F(hwpt, two_domains_share_pins)
@@ -376,12 +458,15 @@ TEST_F(hwpt, close_releases_everything)
  * The sweep: fail the Nth fallible step of one ioctl, for N = 1, 2, ... until it succeeds; every
  * failure must leave the objects, the allocations and the pins as they were.
  */
-enum sweep_op { SWEEP_HWPT_ALLOC, SWEEP_ATTACH, SWEEP_MAP };
+enum sweep_op { SWEEP_HWPT_ALLOC, SWEEP_ATTACH, SWEEP_MAP, SWEEP_MAP_FILE };
 
 static void sweep(struct __h_test *_metadata, enum sweep_op op)
 {
+	int mfd = memfd_create("sweep", MFD_CLOEXEC);
 	unsigned long nth;
 
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, 8 * PS));
 	if (!uiommu_fail_nth_available())
 		return;
 	for (nth = 1; nth < 1000; nth++) {
@@ -400,8 +485,11 @@ static void sweep(struct __h_test *_metadata, enum sweep_op op)
 			rc = hwpt_alloc(fd, idev, ioas, 0, &hwpt);
 		else if (op == SWEEP_ATTACH)
 			rc = mock_domain(fd, ioas, NULL, NULL, &idev);
-		else
+		else if (op == SWEEP_MAP)
 			rc = map_fixed(fd, ioas, MOCK_APERTURE_START + BUF_LEN, buf, BUF_LEN);
+		else
+			rc = map_file_fixed(fd, ioas, MOCK_APERTURE_START + BUF_LEN, mfd, PS,
+					    4 * PS);
 		left = uiommu_fail_nth_disarm();
 		if (left) {
 			ASSERT_EQ(0, rc);
@@ -423,6 +511,7 @@ static void sweep(struct __h_test *_metadata, enum sweep_op op)
 		uiommu_close(fd);
 	}
 	ASSERT_TRUE(nth > 1 && nth < 1000);
+	close(mfd);
 }
 
 TEST_F(hwpt, fail_nth_hwpt_alloc)
@@ -438,6 +527,11 @@ TEST_F(hwpt, fail_nth_attach)
 TEST_F(hwpt, fail_nth_map_with_domain)
 {
 	sweep(_metadata, SWEEP_MAP);
+}
+
+TEST_F(hwpt, fail_nth_map_file_with_domain)
+{
+	sweep(_metadata, SWEEP_MAP_FILE);
 }
 
 TEST_HARNESS_MAIN

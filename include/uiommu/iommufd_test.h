@@ -39,6 +39,7 @@ enum {
 	IOMMU_TEST_OP_PASID_CHECK_HWPT = 21,
 	IOMMU_TEST_OP_DMABUF_GET = 22,
 	IOMMU_TEST_OP_DMABUF_REVOKE = 23,
+	IOMMU_TEST_OP_MD_CHECK_DMABUF = 24,
 };
 
 /* Mock page-table formats, chosen by iommu_hwpt_selftest.pagetable_type. */
@@ -135,6 +136,9 @@ enum {
  * dmabuf_get (DMABUF_GET): create a test dma-buf; the new fd is the ioctl's
  *   return value.
  * dmabuf_revoke (DMABUF_REVOKE): set or clear the revoked state.
+ * check_dmabuf (MD_CHECK_DMABUF): each mock page of [@iova, @iova + @length)
+ *   in mock HWPT @id translates to byte @offset onwards of dma-buf @dmabuf_fd
+ *   (a later addition of the kernel's selftest, not in every tree).
  */
 struct iommu_test_cmd {
 	__u32 size;
@@ -245,6 +249,12 @@ struct iommu_test_cmd {
 			__s32 dmabuf_fd;
 			__u32 revoked;
 		} dmabuf_revoke;
+		struct {
+			__s32 dmabuf_fd;
+			__aligned_u64 iova;
+			__aligned_u64 length;
+			__aligned_u64 offset;
+		} check_dmabuf;
 	};
 	__u32 last;
 };

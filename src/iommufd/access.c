@@ -613,10 +613,14 @@ static int iommufd_test_access_replace_ioas(struct iommufd_ucmd *ucmd,
 	return rc;
 }
 
-/* The pinned pages must be the user's pages from @arg onwards, one page at a time. */
+/*
+ * The pinned pages must be the user's pages from @arg onwards, one page at a time: the same
+ * host address, or the same page of the same file (mm/maps.c; loaded at the first mismatch).
+ */
 struct selftest_check_pages {
 	struct uiommu_mm *mm;
 	uint64_t uptr;
+	struct uiommu_maps *maps;
 };
 
 static int selftest_check_page(uint64_t host, void *arg)
@@ -631,8 +635,14 @@ static int selftest_check_page(uint64_t host, void *arg)
 	want = chk->mm->ops->host_ptr(chk->mm, chk->uptr);
 	if (!want)
 		return -EFAULT;
-	if ((uint64_t)(uintptr_t)want != host)
-		return -EBADE;
+	if ((uint64_t)(uintptr_t)want != host) {
+		int rc = chk->maps ? 0 : uiommu_maps_load(&chk->maps);
+
+		if (rc)
+			return rc;
+		if (!uiommu_maps_same_page(chk->maps, host, (uint64_t)(uintptr_t)want))
+			return -EBADE;
+	}
 	chk->uptr += uiommu_page_size;
 	return 0;
 }
@@ -679,6 +689,7 @@ static int iommufd_test_access_pages(struct iommufd_ucmd *ucmd, struct iommu_tes
 		};
 
 		rc = iommufd_access_pins_for_each_page(pins, selftest_check_page, &chk);
+		uiommu_maps_free(chk.maps);
 		if (rc)
 			goto err_unpin;
 	}

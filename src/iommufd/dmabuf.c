@@ -15,19 +15,30 @@
  * buffer, EINVAL; a revoked buffer, ENODEV. After the checks the buffer is mapped exactly as a
  * memfd is (pages.c), so pinning and domain fill need nothing new.
  *
- * Revocation stops new maps only. The kernel also takes a revoked buffer out of the domains
- * that map it (its importer's move_notify) and puts it back on un-revoke; uiommu keeps the
- * existing translations (docs/status.md lists the difference). A domain attached while the
- * buffer is revoked fills from the memfd as usual, so HWPT allocation and attach succeed, as
- * they do in the kernel.
+ * Revocation is the kernel's: the buffer's memory is gone for the importers. Every iopt_pages
+ * made from the buffer is on its list (pages_list); DMABUF_REVOKE marks each one revoked for
+ * good and takes it out of every domain that maps it (iopt_pages_dmabuf_revoke()), as the
+ * kernel's importer does at move_notify. The areas stay in their IOAS and can be unmapped; a
+ * domain attached later does not map a revoked area (HWPT allocation and attach succeed, with
+ * nothing behind those IOVAs); MAP_FILE of a revoked buffer is ENODEV. Un-revoking lets new
+ * maps in; the areas revoked before stay empty until they are unmapped and mapped again, as in
+ * the kernel, where un-revoke does not reach importers that were invalidated.
+ *
+ * Locking: lock protects pages_list and the writes of revoked; it nests outside each pages'
+ * mutex (revocation walks the list under it) and inside the IOAS locks (an area freed under
+ * iova_rwsem puts its pages, which leave the list).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "drivers/mock/selftest_mock.h"
+#include "iommu/iommu.h"
 #include "iommufd/dmabuf.h"
+#include "iommufd/io_pagetable.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
 
@@ -36,7 +47,9 @@
 
 struct iommufd_dmabuf {
 	atomic_int refs;     /* the fd, and each iopt_pages made from it */
+	struct uiommu_mutex lock; /* protects pages_list and writes of revoked */
 	atomic_bool revoked; /* DMABUF_REVOKE; read by MAP_FILE */
+	struct iopt_pages *pages_list; /* the pages made from it (iopt_pages::dmabuf_next) */
 	int memfd;           /* the memory; ours */
 	uint64_t length;     /* bytes, a multiple of the page size */
 };
@@ -54,9 +67,51 @@ void iommufd_dmabuf_put(struct iommufd_dmabuf *dmabuf)
 {
 	if (atomic_fetch_sub_explicit(&dmabuf->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	/* Each pages on the list holds a reference: the list is empty. */
+	WARN_ON(dmabuf->pages_list);
 	if (dmabuf->memfd >= 0)
 		close(dmabuf->memfd);
+	uiommu_mutex_destroy(&dmabuf->lock);
 	uiommu_free(dmabuf);
+}
+
+/**
+ * iommufd_dmabuf_attach_pages() - list @pages, made from @dmabuf, for revocation
+ * Checked again under the lock, so that a revoke racing the MAP_FILE either sees the pages or
+ * refuses them.
+ * Return: 0, or -ENODEV while the buffer is revoked.
+ */
+int iommufd_dmabuf_attach_pages(struct iommufd_dmabuf *dmabuf, struct iopt_pages *pages)
+{
+	int rc = 0;
+
+	uiommu_mutex_lock(&dmabuf->lock);
+	if (atomic_load_explicit(&dmabuf->revoked, memory_order_relaxed)) {
+		rc = -ENODEV;
+		goto out_unlock;
+	}
+	pages->dmabuf_next = dmabuf->pages_list;
+	if (pages->dmabuf_next)
+		pages->dmabuf_next->dmabuf_pprev = &pages->dmabuf_next;
+	pages->dmabuf_pprev = &dmabuf->pages_list;
+	dmabuf->pages_list = pages;
+out_unlock:
+	uiommu_mutex_unlock(&dmabuf->lock);
+	return rc;
+}
+
+/* Takes @pages off @dmabuf's list, if it is on it. */
+void iommufd_dmabuf_detach_pages(struct iommufd_dmabuf *dmabuf, struct iopt_pages *pages)
+{
+	uiommu_mutex_lock(&dmabuf->lock);
+	if (pages->dmabuf_pprev) {
+		*pages->dmabuf_pprev = pages->dmabuf_next;
+		if (pages->dmabuf_next)
+			pages->dmabuf_next->dmabuf_pprev = pages->dmabuf_pprev;
+		pages->dmabuf_pprev = NULL;
+		pages->dmabuf_next = NULL;
+	}
+	uiommu_mutex_unlock(&dmabuf->lock);
 }
 
 /**
@@ -123,6 +178,7 @@ int iommufd_test_dmabuf_get(struct iommufd_ucmd *ucmd, uint32_t length, uint32_t
 		return -ENOMEM;
 	atomic_init(&dmabuf->refs, 1);
 	atomic_init(&dmabuf->revoked, false);
+	uiommu_mutex_init(&dmabuf->lock);
 	dmabuf->length = len;
 	dmabuf->memfd = -1;
 	/* The fd first, so that it is the lowest free number, as the kernel's is. */
@@ -156,16 +212,89 @@ err_put:
 
 /**
  * iommufd_test_dmabuf_revoke() - DMABUF_REVOKE: set or clear @fd's revoked state
+ * Revoking takes every mapping of the buffer out of every domain; un-revoking only lets new
+ * maps in. Never fails for a dma-buf.
  * Return: 0, or what the kernel's dma_buf_get() answers for an fd that is not a dma-buf:
  * -EBADF for an fd that is not open, -EINVAL for any other file.
  */
 int iommufd_test_dmabuf_revoke(int fd, bool revoked)
 {
 	struct iommufd_dmabuf *dmabuf = iommufd_dmabuf_get(fd);
+	struct iopt_pages *pages;
 
 	if (!dmabuf)
 		return fcntl(fd, F_GETFD) < 0 ? -EBADF : -EINVAL;
+	uiommu_mutex_lock(&dmabuf->lock);
 	atomic_store_explicit(&dmabuf->revoked, revoked, memory_order_release);
+	if (revoked)
+		for (pages = dmabuf->pages_list; pages; pages = pages->dmabuf_next)
+			iopt_pages_dmabuf_revoke(pages);
+	uiommu_mutex_unlock(&dmabuf->lock);
 	iommufd_dmabuf_put(dmabuf);
 	return 0;
+}
+
+/**
+ * iommufd_test_md_check_dmabuf() - MD_CHECK_DMABUF: does each mock page of [iova, iova +
+ * length) in mock HWPT @hwpt_id translate to the dma-buf @fd from byte @offset on?
+ * A translation goes to a host address (the library's mapping of the buffer's memfd), so it is
+ * compared by the file page it shows (mm/maps.c).
+ * Return: 0; -ENOENT for the HWPT; -EINVAL for a HWPT not of the mock, a range not aligned to
+ * its page or past the buffer, or a page that does not translate there (none does once the
+ * buffer was revoked); -EBADF/-EINVAL for an fd that is no dma-buf; -ENOMEM, -EIO.
+ */
+int iommufd_test_md_check_dmabuf(struct iommufd_ucmd *ucmd, uint32_t hwpt_id, int fd,
+				 uint64_t iova, uint64_t length, uint64_t offset)
+{
+	struct uiommu_maps *maps = NULL;
+	struct iommufd_hwpt_paging *hwpt;
+	struct iommufd_dmabuf *dmabuf;
+	struct iommu_domain *domain;
+	uint64_t end, i, psize;
+	struct stat st;
+	int rc;
+
+	hwpt = iommufd_get_hwpt_paging(ucmd->ictx, hwpt_id);
+	if (IS_ERR(hwpt))
+		return PTR_ERR(hwpt);
+	domain = hwpt->common.domain;
+	rc = -EINVAL;
+	if (!mock_selftest_domain_is(domain))
+		goto out_put_hwpt;
+	dmabuf = iommufd_dmabuf_get(fd);
+	if (!dmabuf) {
+		rc = fcntl(fd, F_GETFD) < 0 ? -EBADF : -EINVAL;
+		goto out_put_hwpt;
+	}
+	psize = domain->pgsize_bitmap & -domain->pgsize_bitmap;
+	if ((iova | length | offset) % psize || check_add_overflow(offset, length, &end) ||
+	    end > dmabuf->length)
+		goto out_put_dmabuf;
+	rc = -EIO;
+	if (uiommu_should_fail() || fstat(dmabuf->memfd, &st))
+		goto out_put_dmabuf;
+	for (i = 0; i < length; i += psize) {
+		phys_addr_t got = iommu_iova_to_phys(domain, iova + i);
+		uint64_t dev, ino, foff;
+
+		rc = -EINVAL;
+		if (!got)
+			break;
+		if (!maps) {
+			rc = uiommu_maps_load(&maps);
+			if (rc)
+				break;
+		}
+		rc = -EINVAL;
+		if (!uiommu_maps_file_of(maps, got, &dev, &ino, &foff) ||
+		    dev != uiommu_maps_dev(st.st_dev) || ino != st.st_ino || foff != offset + i)
+			break;
+		rc = 0;
+	}
+	uiommu_maps_free(maps);
+out_put_dmabuf:
+	iommufd_dmabuf_put(dmabuf);
+out_put_hwpt:
+	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
+	return rc;
 }

@@ -175,7 +175,7 @@ static uint64_t iopt_area_last_index(const struct iopt_area *area)
  * Maps all of @area (whose pages are pinned) into @domain. All or nothing.
  * Caller holds iova_rwsem for write.
  */
-static int iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *domain)
+static int __iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *domain)
 {
 	uint64_t iova = area->node.start, byte = area->pages_byte;
 	uint64_t remaining = iopt_area_length(area);
@@ -183,25 +183,18 @@ static int iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *dom
 
 	while (remaining) {
 		uint64_t index = byte / uiommu_page_size, offset = byte % uiommu_page_size;
-		uint64_t host, next, run;
+		uint64_t host, run, npages;
 
-		rc = iopt_pages_host_addr(area->pages, index, &host);
-		if (rc)
+		/* One iommu_map() per run of pages that are contiguous in the host. */
+		npages = (offset + remaining + uiommu_page_size - 1) / uiommu_page_size;
+		npages = iopt_pages_host_contig(area->pages, index, npages);
+		rc = -EFAULT;
+		if (!npages || iopt_pages_host_addr(area->pages, index, &host))
 			goto err_unmap;
 		host += offset;
-		run = uiommu_page_size - offset;
+		run = npages * uiommu_page_size - offset;
 		if (run > remaining)
 			run = remaining;
-		/* Extend the run while the next page follows in the host. */
-		while (run < remaining) {
-			rc = iopt_pages_host_addr(area->pages, ++index, &next);
-			if (rc)
-				goto err_unmap;
-			if (next != host + run)
-				break;
-			run += remaining - run < uiommu_page_size ? remaining - run :
-								     uiommu_page_size;
-		}
 		rc = iommu_map(domain, iova, host, run, area->iommu_prot);
 		if (rc)
 			goto err_unmap;
@@ -217,11 +210,98 @@ err_unmap:
 	return rc;
 }
 
-static void iopt_area_unmap_domain(struct iopt_area *area, struct iommu_domain *domain)
+static void __iopt_area_unmap_domain(struct iopt_area *area, struct iommu_domain *domain)
 {
 	size_t done = iommu_unmap(domain, area->node.start, iopt_area_length(area));
 
 	WARN_ON(done != iopt_area_length(area));
+}
+
+/*
+ * A dma-buf's mappings. Revocation (dmabuf.c) must find every domain that maps an area of the
+ * buffer without the IOAS locks, which it may not take (they come before pages->mutex), so each
+ * (area, domain) pair that maps a dma-buf's pages is tracked on the pages, under pages->mutex:
+ * added when the map succeeds, removed at unmap. Revocation unmaps and drops them all; from
+ * then on the pages map nowhere and unmapping them finds nothing to do. A dma-buf area is
+ * never split (its IOVA range is constant while tracked).
+ */
+struct iopt_pages_dmabuf_track {
+	struct iopt_pages_dmabuf_track *next; /* in pages->dmabuf_tracks */
+	struct iopt_area *area;
+	struct iommu_domain *domain;
+};
+
+static int iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *domain)
+{
+	struct iopt_pages *pages = area->pages;
+	struct iopt_pages_dmabuf_track *track;
+	int rc;
+
+	if (!pages->dmabuf)
+		return __iopt_area_map_domain(area, domain);
+	track = uiommu_zalloc(sizeof(*track));
+	if (!track)
+		return -ENOMEM;
+	uiommu_mutex_lock(&pages->mutex);
+	/* Revoked: nothing to map, and success, as the kernel's fill of a revoked buffer. */
+	if (pages->dmabuf_revoked) {
+		rc = 0;
+		goto err_free;
+	}
+	rc = __iopt_area_map_domain(area, domain);
+	if (rc)
+		goto err_free;
+	track->area = area;
+	track->domain = domain;
+	track->next = pages->dmabuf_tracks;
+	pages->dmabuf_tracks = track;
+	uiommu_mutex_unlock(&pages->mutex);
+	return 0;
+
+err_free:
+	uiommu_mutex_unlock(&pages->mutex);
+	uiommu_free(track);
+	return rc;
+}
+
+static void iopt_area_unmap_domain(struct iopt_area *area, struct iommu_domain *domain)
+{
+	struct iopt_pages *pages = area->pages;
+	struct iopt_pages_dmabuf_track **pos, *track;
+
+	if (!pages->dmabuf) {
+		__iopt_area_unmap_domain(area, domain);
+		return;
+	}
+	uiommu_mutex_lock(&pages->mutex);
+	for (pos = &pages->dmabuf_tracks; (track = *pos); pos = &track->next)
+		if (track->area == area && track->domain == domain)
+			break;
+	/* Not tracked: revoked, and unmapped then. */
+	if (track) {
+		*pos = track->next;
+		__iopt_area_unmap_domain(area, domain);
+		uiommu_free(track);
+	}
+	uiommu_mutex_unlock(&pages->mutex);
+}
+
+/**
+ * iopt_pages_dmabuf_revoke() - take @pages, a dma-buf's, out of every domain, for good
+ * Called by the dma-buf's revocation, with its lock held and no IOAS lock. Never fails.
+ */
+void iopt_pages_dmabuf_revoke(struct iopt_pages *pages)
+{
+	struct iopt_pages_dmabuf_track *track;
+
+	uiommu_mutex_lock(&pages->mutex);
+	pages->dmabuf_revoked = true;
+	while ((track = pages->dmabuf_tracks)) {
+		pages->dmabuf_tracks = track->next;
+		__iopt_area_unmap_domain(track->area, track->domain);
+		uiommu_free(track);
+	}
+	uiommu_mutex_unlock(&pages->mutex);
 }
 
 /*

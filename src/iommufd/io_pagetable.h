@@ -71,6 +71,7 @@
 
 struct iommu_domain;
 struct iommufd_dmabuf;
+struct iopt_pages_dmabuf_track;
 
 struct io_pagetable {
 	struct uiommu_rwsem domains_rwsem; /* protects domains, nr_domains; order: 0 */
@@ -113,11 +114,18 @@ struct iopt_pages {
 	uint64_t uptr;             /* USER: page-aligned address of the first page */
 	int file_fd;               /* FILE: our own duplicate of the caller's fd */
 	uint64_t file_start;       /* FILE: page-aligned offset of the first page */
+	struct uiommu_file_pins *file_pins; /* FILE: the file's pin ledger (a reference) */
 	struct uiommu_mutex mutex; /* protects pin_users, pinned, file_map; order: 2 */
 	struct interval_tree_root pin_users; /* struct iopt_pages_pin: page index ranges */
 	uint64_t pinned;           /* pages covered by at least one pin user */
 	void *file_map;            /* FILE: our shared mapping of the span while pinned, or NULL */
 	struct iommufd_dmabuf *dmabuf; /* FILE: the dma-buf whose memfd it is (a reference), or NULL */
+	/* dmabuf: on the dma-buf's list of pages (dmabuf.c; under the dma-buf's lock) */
+	struct iopt_pages *dmabuf_next, **dmabuf_pprev;
+	/* dmabuf: revoked (no domain maps it, none will; pages->mutex); forever once set */
+	bool dmabuf_revoked;
+	/* dmabuf: the (area, domain) pairs that map it now, for revocation (pages->mutex) */
+	struct iopt_pages_dmabuf_track *dmabuf_tracks;
 };
 
 /* One pin user's hold on [node.start, node.last] page indexes of an iopt_pages. */
@@ -217,6 +225,8 @@ void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin);
 void iopt_pages_pin_shrink(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
 			   uint64_t last);
 int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *addr);
+void iopt_pages_dmabuf_revoke(struct iopt_pages *pages);
+uint64_t iopt_pages_host_contig(struct iopt_pages *pages, uint64_t index, uint64_t max);
 
 int iopt_add_access(struct io_pagetable *iopt, struct iopt_access *access);
 void iopt_remove_access(struct io_pagetable *iopt, struct iopt_access *access);

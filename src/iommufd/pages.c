@@ -14,8 +14,9 @@
  * those; unpinning computes the gaps that open and unpins only those.
  *
  * File-backed pages (MAP_FILE) hold their own duplicate of the caller's fd so the file lives as
- * long as the mapping. They have no user address, so the ledger (which counts user pages) does
- * not see them; pinning them checks the file still covers the range. While anything of them is
+ * long as the mapping. They have no user address, so the mm's ledger (which counts user pages)
+ * does not see them; pinning them checks the file still covers the range and counts them in
+ * the file's own ledger (mm.c), where a check of the caller's mmap of the file finds them. While anything of them is
  * pinned the library keeps its own shared mapping of the whole span (file_map): that is the
  * "physical" address a domain translates to, as the host address of a user page is for user
  * memory (iopt_pages_host_addr()). A dma-buf (dmabuf.c) maps as its memfd; the pages also hold
@@ -128,13 +129,26 @@ struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t 
 	}
 	pages->type = IOPT_ADDRESS_FILE;
 	pages->dmabuf = dmabuf; /* the pages own the reference now */
+	if (dmabuf) {
+		rc = iommufd_dmabuf_attach_pages(dmabuf, pages);
+		if (rc) {
+			iopt_pages_put(pages);
+			return ERR_PTR(rc);
+		}
+	}
+	pages->file_start = start - pages->start_byte;
+	pages->file_pins = uiommu_file_pins_get(uiommu_maps_dev(st.st_dev), st.st_ino);
+	if (IS_ERR(pages->file_pins)) {
+		pages->file_pins = NULL;
+		iopt_pages_put(pages);
+		return ERR_PTR(-ENOMEM);
+	}
 	dup_fd = uiommu_should_fail() ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dup_fd < 0) {
 		iopt_pages_put(pages);
 		return ERR_PTR(-ENOMEM);
 	}
 	pages->file_fd = dup_fd;
-	pages->file_start = start - pages->start_byte;
 	return pages;
 
 err_put_dmabuf:
@@ -157,8 +171,14 @@ void iopt_pages_put(struct iopt_pages *pages)
 	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned || pages->file_map);
 	if (pages->file_fd >= 0)
 		close(pages->file_fd);
-	if (pages->dmabuf)
+	if (pages->file_pins)
+		uiommu_file_pins_put(pages->file_pins);
+	/* Every area that mapped it has untracked itself on its way out. */
+	WARN_ON(pages->dmabuf_tracks);
+	if (pages->dmabuf) {
+		iommufd_dmabuf_detach_pages(pages->dmabuf, pages);
 		iommufd_dmabuf_put(pages->dmabuf);
+	}
 	uiommu_mm_put(pages->source_mm);
 	uiommu_mutex_destroy(&pages->mutex);
 	uiommu_free(pages);
@@ -211,6 +231,10 @@ static int iopt_pages_pin_gap(struct iopt_pages *pages, uint64_t first, uint64_t
 		if (uiommu_should_fail() || fstat(pages->file_fd, &st) ||
 		    (uint64_t)st.st_size < pages->file_start + (last + 1) * uiommu_page_size)
 			rc = -EFAULT;
+		else
+			rc = uiommu_file_pin(pages->file_pins,
+					     (pages->file_start >> uiommu_page_shift) + first,
+					     last - first + 1);
 	}
 	if (rc)
 		return rc;
@@ -231,6 +255,10 @@ static int iopt_pages_unpin_gap(struct iopt_pages *pages, uint64_t first, uint64
 	if (pages->type == IOPT_ADDRESS_USER)
 		uiommu_mm_unpin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
 				last - first + 1);
+	else
+		uiommu_file_unpin(pages->file_pins,
+				  (pages->file_start >> uiommu_page_shift) + first,
+				  last - first + 1);
 	pages->pinned -= last - first + 1;
 	return 0;
 }
@@ -355,4 +383,28 @@ int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *add
 		return -EFAULT;
 	*addr = (uint64_t)(uintptr_t)p;
 	return 0;
+}
+
+/**
+ * iopt_pages_host_contig() - how many pages from @index on (at most @max, all pinned by the
+ * caller's pin user) lie one after the other in host memory
+ * A file's pages are one mapping, and so are user pages of an mm whose host pointers are the
+ * user addresses; only other mms need a look at each page.
+ * Return: at least 1 when page @index is addressable, 0 when it is not.
+ */
+uint64_t iopt_pages_host_contig(struct iopt_pages *pages, uint64_t index, uint64_t max)
+{
+	uint64_t first, next, n;
+
+	if (!max)
+		return 0;
+	if (pages->type == IOPT_ADDRESS_FILE || pages->source_mm->ops->host_linear)
+		return iopt_pages_host_addr(pages, index, &first) ? 0 : max;
+	if (iopt_pages_host_addr(pages, index, &first))
+		return 0;
+	for (n = 1; n != max; n++)
+		if (iopt_pages_host_addr(pages, index + n, &next) ||
+		    next != first + n * uiommu_page_size)
+			break;
+	return n;
 }

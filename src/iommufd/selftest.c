@@ -11,7 +11,8 @@
  * device, and the context's close does the same.
  *
  * The check ops read the emulator's stand-ins for kernel page state: MD_CHECK_MAP walks a mock
- * domain and compares each MOCK_PAGE_SIZE step with the host address of the user's buffer;
+ * domain and compares each MOCK_PAGE_SIZE step with the host address of the user's buffer (or,
+ * for file pages, with the file page the buffer shows: mm/maps.c);
  * MD_CHECK_REFS compares the mm's pin ledger, page by page, with the expected count.
  *
  * The access ops live with the access objects (access.c), DIRTY with
@@ -136,10 +137,15 @@ out_put:
 	return rc;
 }
 
-/* Each MOCK_PAGE_SIZE step of [iova, iova + length) must translate to the buffer at uptr. */
+/*
+ * Each MOCK_PAGE_SIZE step of [iova, iova + length) must translate to the memory at uptr: the
+ * same host address, or the same page of the same file (a MAP_FILE area checked against the
+ * caller's own mmap of the file, maps.c).
+ */
 static int iommufd_test_md_check_map(struct iommufd_ucmd *ucmd, uint32_t hwpt_id, uint64_t iova,
 				     uint64_t length, uint64_t uptr)
 {
+	struct uiommu_maps *maps = NULL;
 	struct iommufd_hwpt_paging *hwpt;
 	struct iommu_domain *domain;
 	uint64_t end, off;
@@ -160,29 +166,63 @@ static int iommufd_test_md_check_map(struct iommufd_ucmd *ucmd, uint32_t hwpt_id
 		void *want = ucmd->mm->ops->host_ptr(ucmd->mm, uptr + off);
 		phys_addr_t got = iommu_iova_to_phys(domain, iova + off);
 
-		if (!want || !got || got != (phys_addr_t)(uintptr_t)want) {
+		if (!want || !got) {
+			rc = -EINVAL;
+			break;
+		}
+		if (got == (phys_addr_t)(uintptr_t)want)
+			continue;
+		if (!maps) {
+			rc = uiommu_maps_load(&maps);
+			if (rc)
+				break;
+		}
+		if (!uiommu_maps_same_page(maps, got, (uint64_t)(uintptr_t)want)) {
 			rc = -EINVAL;
 			break;
 		}
 	}
+	uiommu_maps_free(maps);
 out_put:
 	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
 	return rc;
 }
 
-/* Every user page of [uptr, uptr + length) must be pinned exactly @refs times. */
+/*
+ * Every user page of [uptr, uptr + length) must be pinned exactly @refs times: its pins as a
+ * user page, plus, when it shows a page of a file (the caller's mmap of a file it also mapped
+ * with MAP_FILE), that file page's pins (mm.c).
+ */
 static int iommufd_test_md_check_refs(struct iommufd_ucmd *ucmd, uint64_t uptr, uint64_t length,
 				      unsigned int refs)
 {
+	struct uiommu_maps *maps = NULL;
 	uint64_t end, page;
+	int rc = 0;
 
 	if (length % uiommu_page_size || uptr % uiommu_page_size ||
 	    check_add_overflow(uptr, length, &end))
 		return -EINVAL;
-	for (page = uptr >> uiommu_page_shift; page < end >> uiommu_page_shift; page++)
-		if (uiommu_mm_pin_count(ucmd->mm, page) != refs)
-			return -EIO;
-	return 0;
+	if (uiommu_file_pins_any()) {
+		rc = uiommu_maps_load(&maps);
+		if (rc)
+			return rc;
+	}
+	for (page = uptr >> uiommu_page_shift; page < end >> uiommu_page_shift; page++) {
+		unsigned int cnt = uiommu_mm_pin_count(ucmd->mm, page);
+		void *host = ucmd->mm->ops->host_ptr(ucmd->mm, page << uiommu_page_shift);
+		uint64_t dev, ino, offset;
+
+		if (maps && host &&
+		    uiommu_maps_file_of(maps, (uint64_t)(uintptr_t)host, &dev, &ino, &offset))
+			cnt += uiommu_file_pin_count(dev, ino, offset >> uiommu_page_shift);
+		if (cnt != refs) {
+			rc = -EIO;
+			break;
+		}
+	}
+	uiommu_maps_free(maps);
+	return rc;
 }
 
 /* MD_CHECK_IOTLB: entry @id of mock nested HWPT @hwpt_id holds @iotlb. */
@@ -363,6 +403,11 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 	case IOMMU_TEST_OP_DMABUF_REVOKE:
 		return iommufd_test_dmabuf_revoke(cmd->dmabuf_revoke.dmabuf_fd,
 						  cmd->dmabuf_revoke.revoked);
+	case IOMMU_TEST_OP_MD_CHECK_DMABUF:
+		return iommufd_test_md_check_dmabuf(ucmd, cmd->id, cmd->check_dmabuf.dmabuf_fd,
+						    cmd->check_dmabuf.iova,
+						    cmd->check_dmabuf.length,
+						    cmd->check_dmabuf.offset); /* dmabuf.c */
 	default:
 		return -EOPNOTSUPP;
 	}

@@ -564,6 +564,7 @@ UAPI_VAL(IOMMU_TEST_OP_PASID_DETACH, 20);
 UAPI_VAL(IOMMU_TEST_OP_PASID_CHECK_HWPT, 21);
 UAPI_VAL(IOMMU_TEST_OP_DMABUF_GET, 22);
 UAPI_VAL(IOMMU_TEST_OP_DMABUF_REVOKE, 23);
+UAPI_VAL(IOMMU_TEST_OP_MD_CHECK_DMABUF, 24);
 
 /* struct iommu_test_cmd: header, the union at 16 (48 bytes), last at 64 */
 UAPI_FIELD(struct iommu_test_cmd, size, 0, 4);
@@ -650,6 +651,10 @@ UAPI_FIELD(struct iommu_test_cmd, dmabuf_get.length, 16, 4);
 UAPI_FIELD(struct iommu_test_cmd, dmabuf_get.open_flags, 20, 4);
 UAPI_FIELD(struct iommu_test_cmd, dmabuf_revoke.dmabuf_fd, 16, 4);
 UAPI_FIELD(struct iommu_test_cmd, dmabuf_revoke.revoked, 20, 4);
+UAPI_FIELD(struct iommu_test_cmd, check_dmabuf.dmabuf_fd, 16, 4);
+UAPI_FIELD(struct iommu_test_cmd, check_dmabuf.iova, 24, 8);
+UAPI_FIELD(struct iommu_test_cmd, check_dmabuf.length, 32, 8);
+UAPI_FIELD(struct iommu_test_cmd, check_dmabuf.offset, 40, 8);
 
 /* Constants */
 UAPI_VAL(MOCK_APERTURE_START, 1UL << 24);

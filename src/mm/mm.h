@@ -43,6 +43,8 @@ struct uiommu_mm_ops {
 	/* Optional: the PROT_READ/WRITE/EXEC bits of the mapping that holds @uaddr in *@prot;
 	 * -EFAULT when nothing is mapped there (SVA's permission check, the kernel's vma). */
 	int (*vma_prot)(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *prot);
+	/* host_ptr(uaddr) is uaddr itself, so a run of user pages is a run of host memory. */
+	bool host_linear;
 	void (*release)(struct uiommu_mm *mm);
 };
 
@@ -117,6 +119,32 @@ uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);
  * speed: no system call on the fast path (ThreadSanitizer builds: process_vm_readv()).
  */
 int uiommu_host_copy(void *dst, const void *src, size_t len);
+
+/*
+ * File pages' pins (MAP_FILE): one ledger per file (device and inode, as stat() gives them and
+ * /proc/self/maps shows them), indexed by page of the file. Locking: each ledger's lock is a
+ * leaf; the list's lock is taken only around lookups, never under a ledger's lock.
+ */
+struct uiommu_file_pins;
+struct uiommu_file_pins *uiommu_file_pins_get(uint64_t dev, uint64_t ino);
+void uiommu_file_pins_put(struct uiommu_file_pins *fp);
+int uiommu_file_pin(struct uiommu_file_pins *fp, uint64_t page_index, uint64_t npages);
+void uiommu_file_unpin(struct uiommu_file_pins *fp, uint64_t page_index, uint64_t npages);
+unsigned int uiommu_file_pin_count(uint64_t dev, uint64_t ino, uint64_t page_index);
+bool uiommu_file_pins_any(void);
+
+/*
+ * What backs a host address (maps.c): a snapshot of this process's shared file mappings, for
+ * the selftest's checks that a translation shows the same page as a user address.
+ */
+struct uiommu_maps;
+int uiommu_maps_load(struct uiommu_maps **out);
+bool uiommu_maps_same_page(const struct uiommu_maps *maps, uint64_t a, uint64_t b);
+bool uiommu_maps_file_of(const struct uiommu_maps *maps, uint64_t addr, uint64_t *dev,
+			 uint64_t *ino, uint64_t *offset);
+/* A device number as /proc/self/maps shows it (major << 32 | minor), from a stat() st_dev. */
+uint64_t uiommu_maps_dev(uint64_t st_dev);
+void uiommu_maps_free(struct uiommu_maps *maps);
 
 /* The host page size (the kernel's PAGE_SIZE), read once. */
 extern uint64_t uiommu_page_size;

@@ -190,6 +190,25 @@ static uint64_t *pt_entry(struct mock_selftest_domain *md, uint64_t iova, unsign
 	return &table[pt_index(iova, level)];
 }
 
+/*
+ * pt_entry() for a loop that advances @iova one entry of @level at a time: *@table is the table
+ * of the previous entry (NULL at the start), used until the index wraps into the next table, so
+ * a run of entries walks from the root once per table instead of once per entry. The loop must
+ * not free the table of the entries it walks (freeing tables below them is fine).
+ */
+static uint64_t *pt_entry_next(struct mock_selftest_domain *md, uint64_t **table, uint64_t iova,
+			       unsigned int level, bool alloc, int *err)
+{
+	unsigned int idx = pt_index(iova, level);
+	uint64_t *pte;
+
+	if (*table && idx)
+		return &(*table)[idx];
+	pte = pt_entry(md, iova, level, alloc, err);
+	*table = pte ? pte - idx : NULL;
+	return pte;
+}
+
 static unsigned int pt_level_of(size_t pgsize)
 {
 	if (pgsize == MOCK_SELFTEST_PAGE_SIZE)
@@ -214,7 +233,7 @@ static int mock_selftest_map_pages(struct iommu_domain *domain, uint64_t iova, p
 {
 	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
 	unsigned int level = pt_level_of(pgsize);
-	uint64_t bits = PTE_VALID | PTE_LEAF;
+	uint64_t bits = PTE_VALID | PTE_LEAF, *table = NULL;
 	size_t i;
 	int rc = 0;
 
@@ -230,7 +249,7 @@ static int mock_selftest_map_pages(struct iommu_domain *domain, uint64_t iova, p
 
 	uiommu_mutex_lock(&md->lock);
 	for (i = 0; i != pgcount; i++) {
-		uint64_t *pte = pt_entry(md, iova, level, true, &rc);
+		uint64_t *pte = pt_entry_next(md, &table, iova, level, true, &rc);
 
 		if (!pte)
 			break;
@@ -258,6 +277,7 @@ static size_t mock_selftest_unmap_pages(struct iommu_domain *domain, uint64_t io
 {
 	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
 	unsigned int level = pt_level_of(pgsize);
+	uint64_t *table = NULL;
 	size_t i, done = 0;
 	int err;
 
@@ -266,7 +286,7 @@ static size_t mock_selftest_unmap_pages(struct iommu_domain *domain, uint64_t io
 		return 0;
 	uiommu_mutex_lock(&md->lock);
 	for (i = 0; i != pgcount; i++) {
-		uint64_t *pte = pt_entry(md, iova, level, false, &err);
+		uint64_t *pte = pt_entry_next(md, &table, iova, level, false, &err);
 
 		if (!pte || !*pte)
 			break;

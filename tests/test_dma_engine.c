@@ -795,3 +795,68 @@ TEST(device_gone)
 }
 
 TEST_HARNESS_MAIN
+
+/*
+ * ---- shared virtual addressing -----------------------------------------------------------
+ *
+ * The device bound to this process: its PASID's IOVAs are our own virtual addresses, with our
+ * mappings' permissions. A write to a read-only page of ours traps, becomes a page request, and
+ * the SVA handler answers INVALID (the mapping does not allow it): EFAULT, the page unchanged.
+ */
+TEST(sva_dma_uses_the_process_address_space)
+{
+	struct device *dev;
+	struct uiommu_dma_dev *e;
+	struct uiommu_dma_fault f;
+	uint32_t pasid, pasid2;
+	char *rw, *ro, buf[16];
+
+	ASSERT_EQ(0, topology_load(NULL));
+	dev = topology_find_device(BDF);
+	ASSERT_TRUE(dev != NULL);
+	e = dma_engine_dev_open(dev);
+	ASSERT_FALSE(IS_ERR(e));
+	rw = pages(1);
+	ro = pages(1);
+	ASSERT_TRUE(rw && ro);
+	strcpy(rw, "shared virtual!");
+	strcpy(ro, "read only page!");
+	ASSERT_EQ(0, mprotect(ro, PAGE, PROT_READ));
+
+	/* Nothing bound: nothing at any PASID yet. */
+	ASSERT_EQ(-1, uiommu_dma_dev_sva_unbind(e));
+	ASSERT_EQ(ENOENT, errno);
+	ASSERT_EQ(0, uiommu_dma_dev_sva_bind(e, &pasid));
+	ASSERT_NE(0u, pasid);
+	ASSERT_EQ(0, uiommu_dma_dev_sva_bind(e, &pasid2));
+	ASSERT_EQ(pasid, pasid2);
+
+	ASSERT_EQ(16, uiommu_dma_read(e, pasid, (uintptr_t)rw, buf, 16, 0));
+	ASSERT_STREQ("shared virtual!", buf);
+	ASSERT_EQ(6, uiommu_dma_write(e, pasid, (uintptr_t)rw, "device", 6, 0));
+	ASSERT_EQ(0, memcmp(rw, "device virtual!", 16));
+	ASSERT_EQ(16, uiommu_dma_read(e, pasid, (uintptr_t)ro, buf, 16, 0));
+	ASSERT_STREQ("read only page!", buf);
+	ASSERT_EQ(-1, uiommu_dma_write(e, pasid, (uintptr_t)ro, "x", 1, 0));
+	ASSERT_EQ(EFAULT, errno);
+	ASSERT_STREQ("read only page!", ro);
+	ASSERT_EQ(1, read_faults(e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_PRQ_INVALID, f.reason);
+	ASSERT_EQ(pasid, f.pasid);
+	/* The RID is not the process's address space. */
+	ASSERT_EQ(-1, uiommu_dma_read(e, 0, (uintptr_t)rw, buf, 16, UIOMMU_DMA_NO_PRI));
+
+	ASSERT_EQ(0, uiommu_dma_dev_sva_unbind(e));
+	ASSERT_EQ(16, uiommu_dma_read(e, pasid, (uintptr_t)rw, buf, 16, 0)); /* one bind left */
+	ASSERT_EQ(0, uiommu_dma_dev_sva_unbind(e));
+	ASSERT_EQ(-1, uiommu_dma_read(e, pasid, (uintptr_t)rw, buf, 16, 0));
+	ASSERT_EQ(ENODEV, errno);
+	ASSERT_EQ(-1, uiommu_dma_dev_sva_unbind(e));
+	ASSERT_EQ(ENOENT, errno);
+	/* A bind left in place goes with the handle. */
+	ASSERT_EQ(0, uiommu_dma_dev_sva_bind(e, &pasid2));
+	ASSERT_EQ(0, uiommu_dma_dev_close(e));
+	ASSERT_EQ(NULL, iommu_get_domain_for_dev_pasid(dev, pasid2, 0));
+	munmap(rw, PAGE);
+	munmap(ro, PAGE);
+}

@@ -264,6 +264,19 @@ struct uiommu_dma_fault {
 ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *dev, struct uiommu_dma_fault *buf,
 				   size_t n);
 
+/*
+ * Shared virtual addressing: bind the device to this process's address space. *@pasid gets the
+ * process's PASID (the same for every device and every bind, for the life of the process); DMA
+ * at that PASID then uses this process's virtual addresses as IOVAs, with its mappings'
+ * permissions, and a page the process has not touched yet is brought in through a page request
+ * the core answers itself. Each bind is undone by one unbind (or by closing the handle).
+ * Errors: EBUSY (another address space or a non-SVA domain holds that PASID on the device),
+ * EOVERFLOW (the process's PASID is beyond the device's PASID width), EINVAL (the device has no
+ * PASIDs), EOPNOTSUPP (its IOMMU cannot do SVA), ENOSPC; unbind without a bind: ENOENT.
+ */
+int uiommu_dma_dev_sva_bind(struct uiommu_dma_dev *dev, uint32_t *pasid);
+int uiommu_dma_dev_sva_unbind(struct uiommu_dma_dev *dev);
+
 #ifdef __cplusplus
 }
 #endif

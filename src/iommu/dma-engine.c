@@ -127,6 +127,14 @@ struct uiommu_dma_dev {
 	bool worker_started;
 	bool stopping;
 	pthread_t worker;
+	/*
+	 * The device's SVA bond with this process (uiommu_dma_dev_sva_bind()) and the binds made
+	 * through this handle. sva_lock protects both; order: sva_lock -> iommu_sva_lock ->
+	 * group->mutex. Never taken with dma_engine_lock.
+	 */
+	pthread_mutex_t sva_lock;
+	struct iommu_sva *sva;
+	unsigned int sva_binds;
 };
 
 static pthread_mutex_t dma_engine_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf; see the top */
@@ -170,6 +178,7 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 	if (ret)
 		goto err_free;
 	device_get(dev); /* Pairs with device_put() in uiommu_dma_dev_close(). */
+	pthread_mutex_init(&e->sva_lock, NULL);
 	e->dev = dev;
 	e->group = group; /* The reference moves into the handle. */
 	atomic_init(&e->timeout_ms, DMA_ENGINE_DEFAULT_TIMEOUT_MS);
@@ -980,9 +989,67 @@ UIOMMU_EXPORT int uiommu_dma_dev_close(struct uiommu_dma_dev *e)
 	WARN_ON(e->nr_async || !TAILQ_EMPTY(&e->prqs));
 	LIST_REMOVE(e, node);
 	pthread_mutex_unlock(&dma_engine_lock);
+	/* Binds the caller did not undo go with the handle. */
+	while (e->sva_binds) {
+		e->sva_binds--;
+		iommu_sva_unbind_device(e->sva);
+	}
+	pthread_mutex_destroy(&e->sva_lock);
 	pthread_cond_destroy(&e->cond);
 	iommu_group_put(e->group);
 	device_put(e->dev);
 	uiommu_free(e);
+	return 0;
+}
+
+/* ---- shared virtual addressing -------------------------------------------------------------- */
+
+UIOMMU_EXPORT int uiommu_dma_dev_sva_bind(struct uiommu_dma_dev *e, uint32_t *pasid)
+{
+	struct iommu_sva *sva;
+	struct uiommu_mm *mm;
+
+	if (!e || !pasid) {
+		errno = EINVAL;
+		return -1;
+	}
+	mm = uiommu_mm_self();
+	if (IS_ERR(mm)) {
+		errno = (int)-PTR_ERR(mm);
+		return -1;
+	}
+	pthread_mutex_lock(&e->sva_lock);
+	sva = iommu_sva_bind_device(e->dev, mm);
+	uiommu_mm_put(mm); /* The SVA domain holds its own reference. */
+	if (IS_ERR(sva)) {
+		pthread_mutex_unlock(&e->sva_lock);
+		errno = (int)-PTR_ERR(sva);
+		return -1;
+	}
+	/* Every bind of this (device, mm) returns the same bond, its count raised. */
+	WARN_ON(e->sva && e->sva != sva);
+	e->sva = sva;
+	e->sva_binds++;
+	*pasid = iommu_sva_get_pasid(sva);
+	pthread_mutex_unlock(&e->sva_lock);
+	return 0;
+}
+
+UIOMMU_EXPORT int uiommu_dma_dev_sva_unbind(struct uiommu_dma_dev *e)
+{
+	if (!e) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&e->sva_lock);
+	if (!e->sva_binds) {
+		pthread_mutex_unlock(&e->sva_lock);
+		errno = ENOENT;
+		return -1;
+	}
+	iommu_sva_unbind_device(e->sva);
+	if (!--e->sva_binds)
+		e->sva = NULL;
+	pthread_mutex_unlock(&e->sva_lock);
 	return 0;
 }

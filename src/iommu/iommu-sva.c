@@ -220,6 +220,7 @@ void iommu_sva_unbind_device(struct iommu_sva *handle)
 	struct iommu_domain *domain = handle->handle.domain;
 	struct iommu_mm_data *iommu_mm;
 	struct device *dev = handle->dev;
+	struct uiommu_mm *mm;
 
 	iommu_sva_lock_take();
 	iommu_mm = domain->mm->iommu_mm;
@@ -227,6 +228,12 @@ void iommu_sva_unbind_device(struct iommu_sva *handle)
 		uiommu_mutex_unlock(&iommu_sva_lock);
 		return;
 	}
+	/*
+	 * Freeing the domain drops its reference on the mm; if that were the last one, the mm's
+	 * release would give its PASID back under iommu_sva_lock, which we hold. Keep the mm until
+	 * the lock is released. Put below.
+	 */
+	mm = uiommu_mm_get(domain->mm);
 	iommu_detach_device_pasid(domain, dev, iommu_mm->pasid);
 	if (--domain->users == 0) {
 		struct iommu_domain **pos;
@@ -241,6 +248,7 @@ void iommu_sva_unbind_device(struct iommu_sva *handle)
 	}
 	uiommu_free(handle);
 	uiommu_mutex_unlock(&iommu_sva_lock);
+	uiommu_mm_put(mm);
 }
 
 uint32_t iommu_sva_get_pasid(struct iommu_sva *handle)

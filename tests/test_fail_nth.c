@@ -351,6 +351,81 @@ static int sc_vfio_v1_unmap(struct state *s)
 	return xioctl(s->fd, VFIO_IOMMU_UNMAP_DMA, &unmap);
 }
 
+/*
+ * PASIDs (device.c, iommu.c): a PASID-capable mock device (its stdev in pasid_stdev) whose RID
+ * sits on a PASID-compatible HWPT (pasid_s2), and a second such HWPT (pasid_s2b); the state's own IDs stay untouched.
+ */
+static uint32_t pasid_stdev, pasid_ioas, pasid_s2, pasid_s2b; /* its IOAS: the state's maps are outside the mock's
+					    aperture */
+
+static int pasid_test_op(struct state *s, uint32_t op, uint32_t pasid, uint32_t pt)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = op, .id = pasid_stdev };
+
+	(void)s;
+	cmd.pasid_attach.pasid = pasid;
+	cmd.pasid_attach.pt_id = pt;
+	return xioctl(s->fd, IOMMU_TEST_CMD, &cmd);
+}
+
+static uint32_t pasid_hwpt_alloc(struct state *s, uint32_t idev)
+{
+	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .flags = IOMMU_HWPT_ALLOC_PASID,
+					.dev_id = idev, .pt_id = pasid_ioas };
+
+	if (xioctl(s->fd, IOMMU_HWPT_ALLOC, &cmd))
+		abort();
+	return cmd.out_hwpt_id;
+}
+
+static void prep_pasid(struct state *s)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+				       .mock_domain_flags = { .dev_flags = 4 } };
+	struct iommu_test_cmd replace = { .size = sizeof(replace),
+					  .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE };
+
+	pasid_ioas = ioas_alloc(s->fd);
+	mock.id = pasid_ioas;
+	if (xioctl(s->fd, IOMMU_TEST_CMD, &mock))
+		abort();
+	pasid_stdev = mock.mock_domain_flags.out_stdev_id;
+	pasid_s2 = pasid_hwpt_alloc(s, mock.mock_domain_flags.out_idev_id);
+	pasid_s2b = pasid_hwpt_alloc(s, mock.mock_domain_flags.out_idev_id);
+	replace.id = pasid_stdev;
+	replace.mock_domain_replace.pt_id = pasid_s2;
+	if (xioctl(s->fd, IOMMU_TEST_CMD, &replace))
+		abort();
+}
+
+static void prep_pasid_attached(struct state *s)
+{
+	prep_pasid(s);
+	if (pasid_test_op(s, IOMMU_TEST_OP_PASID_ATTACH, 100, pasid_s2))
+		abort();
+}
+
+/* Cover device.c and iommu.c: the handle, the PASID slot, the driver's set_dev_pasid. */
+static int sc_pasid_attach(struct state *s)
+{
+	return pasid_test_op(s, IOMMU_TEST_OP_PASID_ATTACH, 100, pasid_s2);
+}
+
+static int sc_pasid_replace(struct state *s)
+{
+	return pasid_test_op(s, IOMMU_TEST_OP_PASID_REPLACE, 100, pasid_s2b);
+}
+
+/* Cover the RID through the handle API: a new handle, the NO_PASID slot. */
+static int sc_rid_replace(struct state *s)
+{
+	struct iommu_test_cmd replace = { .size = sizeof(replace),
+					  .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = pasid_stdev,
+					  .mock_domain_replace = { .pt_id = pasid_s2b } };
+
+	return xioctl(s->fd, IOMMU_TEST_CMD, &replace);
+}
+
 static bool digest_equal(struct digest *x, struct digest *y, const char *what, unsigned long nth)
 {
 	if (memcmp(x, y, sizeof(*x)) == 0)
@@ -440,6 +515,9 @@ SWEEP_TEST(add_reserved, NULL, sc_add_reserved)
 SWEEP_TEST(destroy, NULL, sc_destroy)
 SWEEP_TEST(vfio_get_info, prep_vfio, sc_vfio_get_info)
 SWEEP_TEST(vfio_v1_unmap, prep_vfio_v1, sc_vfio_v1_unmap)
+SWEEP_TEST(pasid_attach, prep_pasid, sc_pasid_attach)
+SWEEP_TEST(pasid_replace, prep_pasid_attached, sc_pasid_replace)
+SWEEP_TEST(rid_replace_handle, prep_pasid, sc_rid_replace)
 
 /* Opening the device: a failed open leaves no context and no allocation behind. */
 TEST(fail_nth_open)

@@ -14,8 +14,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/mman.h>
+
+#include "drivers/mock/mock.h"
 #include "harness.h"
 #include "iommu/iommu.h"
+#include "mm/mm.h"
+#include "uiommu/uiommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 
@@ -462,6 +467,218 @@ TEST(global_pasid_allocator)
 	iommu_free_global_pasid(1);
 	unplug(a);
 	unplug(none);
+}
+
+
+/* ---- invariant 21: SVA -------------------------------------------------------------------------- */
+
+static struct iommu_device sva_iommu = { .name = "sva", .max_pasids = 1u << 20 };
+
+static struct device *mksva(const char *bdf, uint32_t bits)
+{
+	struct device *dev = device_alloc(bdf);
+
+	dev->iommu = &sva_iommu;
+	dev->pasid_bits = bits;
+	return dev;
+}
+
+TEST(inv21_sva_bind_twice_share_domain_keep_pasid)
+{
+	struct device *a = mksva("0000:0a:00.0", 20), *b = mksva("0000:0a:01.0", 20);
+	struct iommu_sva *h, *h2, *hb;
+	struct uiommu_mm *mm;
+	struct iommu_domain *dom;
+	uint32_t pasid;
+	int refs;
+
+	mock_iommu_register(&sva_iommu);
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(b));
+	mm = uiommu_mm_self();
+	refs = atomic_load(&mm->refs);
+
+	h = iommu_sva_bind_device(a, mm);
+	ASSERT_FALSE(IS_ERR(h));
+	pasid = iommu_sva_get_pasid(h);
+	ASSERT_GE(pasid, IOMMU_FIRST_GLOBAL_PASID);
+	dom = h->handle.domain;
+	ASSERT_EQ(IOMMU_DOMAIN_SVA, dom->type);
+	ASSERT_TRUE(dom->mm == mm);
+	ASSERT_TRUE(dom->iopf_handler != NULL);
+	ASSERT_EQ(refs + 1, atomic_load(&mm->refs)); /* the domain holds the mm */
+	ASSERT_TRUE(iommu_attach_handle_get(a->iommu_group, pasid, IOMMU_DOMAIN_SVA) ==
+		    &h->handle);
+	/* The same (device, mm): the same bond, one more user. */
+	h2 = iommu_sva_bind_device(a, mm);
+	ASSERT_TRUE(h2 == h);
+	ASSERT_EQ(2, h->users);
+	/* Another device of the same driver shares the domain. */
+	hb = iommu_sva_bind_device(b, mm);
+	ASSERT_FALSE(IS_ERR(hb));
+	ASSERT_TRUE(hb != h);
+	ASSERT_TRUE(hb->handle.domain == dom);
+	ASSERT_EQ(2, dom->users);
+	ASSERT_EQ(pasid, iommu_sva_get_pasid(hb));
+
+	iommu_sva_unbind_device(h);
+	ASSERT_TRUE(iommu_attach_handle_get(a->iommu_group, pasid, 0) == &h->handle);
+	iommu_sva_unbind_device(h);
+	ASSERT_TRUE(iommu_attach_handle_get(a->iommu_group, pasid, 0) == ERR_PTR(-ENOENT));
+	ASSERT_EQ(1, dom->users);
+	ASSERT_EQ(refs + 1, atomic_load(&mm->refs));
+	iommu_sva_unbind_device(hb);
+	/* The last user freed the domain, and with it its hold on the mm. */
+	ASSERT_EQ(refs, atomic_load(&mm->refs));
+	ASSERT_TRUE(iommu_attach_handle_get(b->iommu_group, pasid, 0) == ERR_PTR(-ENOENT));
+	/* The mm keeps its PASID across binds. */
+	h = iommu_sva_bind_device(b, mm);
+	ASSERT_FALSE(IS_ERR(h));
+	ASSERT_EQ(pasid, iommu_sva_get_pasid(h));
+	iommu_sva_unbind_device(h);
+	uiommu_mm_put(mm);
+	unplug(a);
+	unplug(b);
+}
+
+TEST(inv21_sva_errnos)
+{
+	struct device *a = mksva("0000:0b:00.0", 20), *small = mksva("0000:0b:01.0", 1);
+	struct device *none = mksva("0000:0b:02.0", 0), *unprobed = mksva("0000:0b:03.0", 20);
+	struct device *t = mkpasid("0000:0b:04.0", NULL, 20); /* tdrv: no SVA */
+	struct iommu_attach_handle other = { 0 };
+	struct uiommu_mm *mm, *mm2;
+	struct iommu_domain *dom;
+	struct iommu_sva *h;
+	uint32_t pasid;
+
+	setup_drivers();
+	mock_iommu_register(&sva_iommu);
+	ASSERT_EQ(0, iommu_probe_device(a));
+	ASSERT_EQ(0, iommu_probe_device(small));
+	ASSERT_EQ(0, iommu_probe_device(none));
+	ASSERT_EQ(0, iommu_probe_device(t));
+	mm = uiommu_mm_self();
+	ASSERT_TRUE(iommu_sva_bind_device(unprobed, mm) == ERR_PTR(-ENODEV));
+	/* A device without PASIDs gives the mm no PASID. */
+	ASSERT_TRUE(iommu_sva_bind_device(none, mm) == ERR_PTR(-ENOSPC));
+	/* PASIDs 1 and 2 go elsewhere: the mm gets 3, beyond small's range [1, 1]. */
+	ASSERT_EQ(1, iommu_alloc_global_pasid(a));
+	ASSERT_EQ(2, iommu_alloc_global_pasid(a));
+	h = iommu_sva_bind_device(a, mm);
+	ASSERT_FALSE(IS_ERR(h));
+	pasid = iommu_sva_get_pasid(h);
+	ASSERT_EQ(3, pasid);
+	ASSERT_TRUE(iommu_sva_bind_device(small, mm) == ERR_PTR(-EOVERFLOW));
+	ASSERT_TRUE(iommu_sva_bind_device(none, mm) == ERR_PTR(-EOVERFLOW));
+	/* A driver without SVA domains. */
+	ASSERT_TRUE(iommu_sva_bind_device(t, mm) == ERR_PTR(-EOPNOTSUPP));
+	ASSERT_EQ(0, ginfo(t).nr_pasid_entries);
+	/* A non-SVA domain on the mm's PASID: EBUSY. */
+	dom = iommu_paging_domain_alloc(t);
+	ASSERT_EQ(0, iommu_attach_device_pasid(dom, t, pasid, &other));
+	ASSERT_TRUE(iommu_sva_bind_device(t, mm) == ERR_PTR(-EBUSY));
+	iommu_detach_device_pasid(dom, t, pasid);
+	iommu_domain_free(dom);
+	/* Another address space sharing that PASID finds this mm's bond there: EBUSY. */
+	mm2 = calloc(1, sizeof(*mm2));
+	mm2->ops = mm->ops;
+	atomic_init(&mm2->refs, 1);
+	mm2->iommu_mm = mm->iommu_mm;
+	ASSERT_TRUE(iommu_sva_bind_device(a, mm2) == ERR_PTR(-EBUSY));
+	mm2->iommu_mm = NULL;
+	free(mm2);
+	iommu_sva_unbind_device(h);
+	uiommu_mm_put(mm);
+	unplug(a);
+	unplug(small);
+	unplug(none);
+	unplug(t);
+	device_put(unprobed);
+}
+
+/* Each fallible step of a bind (handle, domain, driver, PASID slot) fails once: no leak, no bond. */
+TEST(sva_bind_fail_nth_sweep)
+{
+	struct device *a = mksva("0000:0c:00.0", 20);
+	struct uiommu_mm *mm;
+	struct iommu_sva *h;
+	unsigned long nth;
+	long live;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	mock_iommu_register(&sva_iommu);
+	ASSERT_EQ(0, iommu_probe_device(a));
+	mm = uiommu_mm_self();
+	/* The mm's PASID data is made once and kept: make it before counting. */
+	h = iommu_sva_bind_device(a, mm);
+	ASSERT_FALSE(IS_ERR(h));
+	iommu_sva_unbind_device(h);
+	live = uiommu_alloc_live();
+	for (nth = 1; nth < 100; nth++) {
+		uiommu_fail_nth_arm(nth);
+		h = iommu_sva_bind_device(a, mm);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_FALSE(IS_ERR(h));
+			break;
+		}
+		ASSERT_TRUE(IS_ERR(h));
+		ASSERT_EQ(live, uiommu_alloc_live());
+		ASSERT_EQ(0, ginfo(a).nr_pasid_entries);
+	}
+	ASSERT_GT(nth, 2);
+	iommu_sva_unbind_device(h);
+	ASSERT_EQ(live, uiommu_alloc_live());
+	uiommu_mm_put(mm);
+	unplug(a);
+}
+
+TEST(sva_fault_resolution_follows_the_mappings)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	struct uiommu_mm *mm = uiommu_mm_self();
+	struct iommu_fault f = { .type = IOMMU_FAULT_PAGE_REQ };
+	unsigned char *rw, *ro, *none, vec;
+
+	rw = mmap(NULL, psz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro = mmap(NULL, psz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	none = mmap(NULL, 2 * psz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(rw != MAP_FAILED && ro != MAP_FAILED && none != MAP_FAILED);
+	ASSERT_EQ(0, munmap(none + psz, psz)); /* a hole */
+	f.prm.flags = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID | IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	f.prm.pasid = 1;
+
+	/* A write fault brings the page in, writable. */
+	ASSERT_EQ(0, mincore(rw, psz, &vec));
+	ASSERT_EQ(0, vec & 1);
+	f.prm.addr = (uintptr_t)rw + 8;
+	f.prm.perm = IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE;
+	ASSERT_EQ(IOMMU_PAGE_RESP_SUCCESS, iommu_sva_resolve_fault(mm, &f));
+	ASSERT_EQ(0, mincore(rw, psz, &vec));
+	ASSERT_EQ(1, vec & 1);
+	/* Read-only: reads resolve, writes and execution do not. */
+	f.prm.addr = (uintptr_t)ro;
+	f.prm.perm = IOMMU_FAULT_PERM_READ;
+	ASSERT_EQ(IOMMU_PAGE_RESP_SUCCESS, iommu_sva_resolve_fault(mm, &f));
+	f.prm.perm = IOMMU_FAULT_PERM_WRITE;
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, iommu_sva_resolve_fault(mm, &f));
+	f.prm.perm = IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_EXEC;
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, iommu_sva_resolve_fault(mm, &f));
+	/* No access at all, and nothing mapped. */
+	f.prm.addr = (uintptr_t)none;
+	f.prm.perm = IOMMU_FAULT_PERM_READ;
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, iommu_sva_resolve_fault(mm, &f));
+	f.prm.addr = (uintptr_t)none + psz;
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, iommu_sva_resolve_fault(mm, &f));
+	/* A request without a PASID is no SVA fault. */
+	f.prm.addr = (uintptr_t)rw;
+	f.prm.flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, iommu_sva_resolve_fault(mm, &f));
+	munmap(rw, psz);
+	munmap(ro, psz);
+	munmap(none, psz);
+	uiommu_mm_put(mm);
 }
 
 /* ---- stress: attach/replace/detach racing lock-free lookups (run it under TSan) --------------- */

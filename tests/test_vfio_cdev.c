@@ -253,7 +253,12 @@ TEST(attach_map_replace_detach)
 	attach.flags = 2;
 	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach));
 	attach.flags = VFIO_DEVICE_ATTACH_PASID;
-	ASSERT_ERRNO(EOPNOTSUPP, ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach));
+	attach.pasid = 0; /* the RID is no PASID */
+	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach));
+	/* An IOAS's automatic HWPT is not PASID-compatible. */
+	attach.pasid = 1;
+	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach));
+	attach.flags = 0;
 	pt = 9999;
 	ASSERT_ERRNO(ENOENT, attach_pt(vfd, &pt));
 	pt = devid; /* a DEVICE is no page table */
@@ -300,7 +305,12 @@ TEST(attach_map_replace_detach)
 	detach.flags = 4;
 	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach));
 	detach.flags = VFIO_DEVICE_DETACH_PASID;
-	ASSERT_ERRNO(EOPNOTSUPP, ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach));
+	detach.pasid = 0; /* the RID is no PASID */
+	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach));
+	/* A PASID that is not attached: no error, and the RID stays attached. */
+	detach.pasid = 5;
+	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach));
+	ASSERT_GT(uiommu_page_pin_count(buf), 0);
 	ASSERT_EQ(0, detach_pt(vfd));
 	ASSERT_EQ(0, detach_pt(vfd));
 	/* No domain holds the pages any more. */

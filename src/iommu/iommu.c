@@ -52,6 +52,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "mm/mm.h"
 
 /*
  * One slot of a group's PASID table. @entry is a tagged pointer: NULL while the slot is only
@@ -510,8 +511,8 @@ bool iommu_is_dma_domain(struct iommu_domain *domain)
 	return iommu_domain_type(domain) & __IOMMU_DOMAIN_DMA_API;
 }
 
-static void iommu_domain_init(struct iommu_domain *domain, unsigned int type,
-			      const struct iommu_ops *ops)
+void __iommu_domain_init(struct iommu_domain *domain, unsigned int type,
+			 const struct iommu_ops *ops)
 {
 	domain->type = type;
 	domain->owner = ops;
@@ -531,7 +532,7 @@ struct iommu_domain *iommu_paging_domain_alloc(struct device *dev)
 	domain = ops->domain_alloc_paging(dev);
 	if (IS_ERR_OR_NULL(domain))
 		return domain ? domain : ERR_PTR(-ENOMEM);
-	iommu_domain_init(domain, IOMMU_DOMAIN_UNMANAGED, ops);
+	__iommu_domain_init(domain, IOMMU_DOMAIN_UNMANAGED, ops);
 	return domain;
 }
 
@@ -560,7 +561,7 @@ struct iommu_domain *iommu_paging_domain_alloc_flags(struct device *dev, uint32_
 	domain = ops->domain_alloc_paging_flags(dev, flags, user_data);
 	if (IS_ERR_OR_NULL(domain))
 		return domain ? domain : ERR_PTR(-ENOMEM);
-	iommu_domain_init(domain, IOMMU_DOMAIN_UNMANAGED, ops);
+	__iommu_domain_init(domain, IOMMU_DOMAIN_UNMANAGED, ops);
 	return domain;
 }
 
@@ -581,13 +582,19 @@ const struct iommu_ops *iommu_device_ops(struct device *dev)
 
 void iommu_domain_free(struct iommu_domain *domain)
 {
+	struct uiommu_mm *mm;
+
 	if (!domain)
 		return;
 	if (domain->iova_cookie)
 		iommu_put_dma_cookie(domain);
+	/* An SVA domain holds its address space (the kernel's mmgrab()/mmdrop()). */
+	mm = iommu_domain_type(domain) == IOMMU_DOMAIN_SVA ? domain->mm : NULL;
 	/* The drivers' static identity and blocked domains have no free. */
 	if (domain->ops->free)
 		domain->ops->free(domain);
+	if (mm)
+		uiommu_mm_put(mm);
 }
 
 /*
@@ -861,7 +868,7 @@ static int __iommu_group_alloc_blocking_domain(struct iommu_group *group)
 	domain = ops->domain_alloc_paging ? ops->domain_alloc_paging(dev) : NULL;
 	if (IS_ERR_OR_NULL(domain))
 		return domain ? PTR_ERR(domain) : -EINVAL;
-	iommu_domain_init(domain, IOMMU_DOMAIN_BLOCKED, ops);
+	__iommu_domain_init(domain, IOMMU_DOMAIN_BLOCKED, ops);
 	group->blocking_domain = domain;
 	return 0;
 }
@@ -949,7 +956,7 @@ static struct iommu_domain *__iommu_group_domain_alloc(struct iommu_group *group
 	domain = ops->domain_alloc_paging(dev);
 	if (IS_ERR_OR_NULL(domain))
 		return domain ? domain : ERR_PTR(-ENOMEM);
-	iommu_domain_init(domain, type, ops);
+	__iommu_domain_init(domain, type, ops);
 	return domain;
 }
 

@@ -189,9 +189,13 @@ struct iommu_domain {
 	 */
 	int (*iopf_handler)(struct iopf_group *group);
 	void *fault_data;               /* the handler owner's (iommufd: its fault object) */
-	/* SVA domains: the address space translated, and the devices sharing it (iommu_sva_lock). */
+	/*
+	 * SVA domains: the address space translated (a reference, put by iommu_domain_free()), and
+	 * under iommu_sva_lock the devices sharing it and the link in the mm's SVA domain list.
+	 */
 	struct uiommu_mm *mm;
 	unsigned int users;
+	struct iommu_domain *sva_next;
 };
 
 static inline unsigned int iommu_domain_type(const struct iommu_domain *domain)
@@ -377,6 +381,9 @@ struct iommu_domain *iommu_paging_domain_alloc_flags(struct device *dev, uint32_
 bool iommu_device_capable(struct device *dev, enum iommu_cap cap);
 const struct iommu_ops *iommu_device_ops(struct device *dev);
 void iommu_domain_free(struct iommu_domain *domain);
+/* For the core's own files (iommu-sva.c): a driver's new domain gets its type, owner and id. */
+void __iommu_domain_init(struct iommu_domain *domain, unsigned int type,
+			 const struct iommu_ops *ops);
 int iommu_attach_device(struct iommu_domain *domain, struct device *dev);
 void iommu_detach_device(struct iommu_domain *domain, struct device *dev);
 int iommu_attach_group(struct iommu_domain *domain, struct iommu_group *group);
@@ -483,6 +490,13 @@ struct iommu_sva {
 struct iommu_sva *iommu_sva_bind_device(struct device *dev, struct uiommu_mm *mm);
 void iommu_sva_unbind_device(struct iommu_sva *handle);
 uint32_t iommu_sva_get_pasid(struct iommu_sva *handle);
+/*
+ * How an SVA domain answers one fault of @mm: IOMMU_PAGE_RESP_SUCCESS once the page is present
+ * with the access asked for, IOMMU_PAGE_RESP_INVALID otherwise (no PASID, a dead mm, nothing
+ * mapped there, or a permission the mapping lacks).
+ */
+struct iommu_fault;
+int iommu_sva_resolve_fault(struct uiommu_mm *mm, const struct iommu_fault *fault);
 
 /* ---- I/O page faults (io-pgfault.c) ---------------------------------------------------------- */
 

@@ -38,8 +38,10 @@ void iommufd_device_destroy(struct iommufd_object *obj)
 {
 	struct iommufd_device *idev = container_of(obj, struct iommufd_device, obj);
 
-	/* The owner detaches before it unbinds. */
+	/* The owner detaches the RID before it unbinds; PASIDs left over go here. */
 	WARN_ON(idev->hwpt);
+	while (idev->pasids)
+		iommufd_device_pasid_detach(idev, idev->pasids->pasid);
 	iommu_device_release_dma_owner(idev->dev);
 	device_put(idev->dev);
 	uiommu_mutex_destroy(&idev->lock);
@@ -86,41 +88,181 @@ void iommufd_device_unbind(struct iommufd_device *idev)
 	WARN_ON(iommufd_object_remove(idev->ictx, &idev->obj, 0, REMOVE_WAIT));
 }
 
+/* ---- attach, replace, detach (RID and PASID) -------------------------------------------------- */
+
+/* idev->lock held. The HWPT at @pasid (IOMMU_NO_PASID: the RID), or NULL. */
+static struct iommufd_pasid_attach **iommufd_device_pasid_slot(struct iommufd_device *idev,
+								uint32_t pasid)
+{
+	struct iommufd_pasid_attach **pos;
+
+	lockdep_assert_held(&idev->lock);
+	for (pos = &idev->pasids; *pos; pos = &(*pos)->next)
+		if ((*pos)->pasid == pasid)
+			break;
+	return pos;
+}
+
+static struct iommufd_hw_pagetable *iommufd_device_pt_at(struct iommufd_device *idev,
+							  uint32_t pasid)
+{
+	struct iommufd_pasid_attach *pa;
+
+	if (pasid == IOMMU_NO_PASID)
+		return idev->hwpt;
+	pa = *iommufd_device_pasid_slot(idev, pasid);
+	return pa ? pa->hwpt : NULL;
+}
+
+bool iommufd_device_pasid_attached(struct iommufd_device *idev, uint32_t pasid)
+{
+	bool attached;
+
+	uiommu_mutex_lock(&idev->lock);
+	attached = iommufd_device_pt_at(idev, pasid) != NULL;
+	uiommu_mutex_unlock(&idev->lock);
+	return attached;
+}
+
 /*
- * Moves @idev to @hwpt, taking an attachment reference on it. *@old gets the HWPT left (its
- * reference now the caller's to put), or NULL. Caller holds no idev lock.
- * Return: 0, -EINVAL (the driver refuses the domain, or a group of several devices), -ENOMEM.
+ * The kernel's PASID compatibility: a PASID takes only a HWPT made with IOMMU_HWPT_ALLOC_PASID,
+ * and while any PASID is attached the RID must stay on such a HWPT too (a domain format that
+ * cannot live beside PASID tables could not be set at the RID then). idev->lock held.
  */
-static int iommufd_device_do_replace(struct iommufd_device *idev,
-				     struct iommufd_hw_pagetable *hwpt,
+static int iommufd_hwpt_pasid_compat(struct iommufd_hw_pagetable *hwpt,
+				     struct iommufd_device *idev, uint32_t pasid)
+{
+	lockdep_assert_held(&idev->lock);
+	if (pasid == IOMMU_NO_PASID)
+		return !hwpt->pasid_compat && idev->pasids ? -EINVAL : 0;
+	if (!hwpt->pasid_compat)
+		return -EINVAL;
+	if (idev->hwpt && !idev->hwpt->pasid_compat)
+		return -EINVAL;
+	return 0;
+}
+
+/* The handle the core publishes at (@idev's group, @pasid) now; idev->lock held. */
+static struct iommufd_attach_handle *iommufd_device_get_attach_handle(struct iommufd_device *idev,
+								       uint32_t pasid)
+{
+	struct iommu_attach_handle *handle;
+
+	lockdep_assert_held(&idev->lock);
+	handle = iommu_attach_handle_get(idev->dev->iommu_group, pasid, 0);
+	return IS_ERR(handle) ? NULL : to_iommufd_handle(handle);
+}
+
+/*
+ * The old attachment's handle is gone from the core's table: answer its pending faults, then
+ * free it. Only fault-capable HWPTs can have faults routed through a handle.
+ */
+static void iommufd_attach_handle_retire(struct iommufd_hw_pagetable *old,
+					 struct iommufd_attach_handle *handle)
+{
+	if (old->fault && handle)
+		iommufd_auto_response_faults(old, handle);
+	uiommu_free(handle);
+}
+
+/*
+ * Points @pasid of @idev at @hwpt with a new handle. @replace: the PASID must be attached (it
+ * moves without a stop on the blocked domain), else it must not be (-EBUSY). Takes a users
+ * reference on @hwpt for the attachment; *@old gets the HWPT left (its reference now the
+ * caller's to put), or NULL. Caller holds no idev lock.
+ * Return: 0, -EBUSY (attach of an attached PASID), -EINVAL (replace of a detached one, PASID
+ * incompatibility, the driver refuses, a group of several devices), -EOPNOTSUPP, -ENOMEM.
+ */
+static int iommufd_device_do_replace(struct iommufd_device *idev, uint32_t pasid,
+				     struct iommufd_hw_pagetable *hwpt, bool replace,
 				     struct iommufd_hw_pagetable **old)
 {
 	struct iommu_group *group = idev->dev->iommu_group;
-	int rc = 0;
+	struct iommufd_attach_handle *handle, *old_handle = NULL;
+	struct iommufd_pasid_attach *pa = NULL;
+	struct iommufd_hw_pagetable *cur;
+	int rc;
 
 	*old = NULL;
 	uiommu_mutex_lock(&idev->lock);
-	if (idev->hwpt == hwpt)
+	cur = iommufd_device_pt_at(idev, pasid);
+	if (!replace && cur) {
+		rc = -EBUSY;
 		goto out_unlock;
+	}
+	if (replace && !cur) {
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	if (cur == hwpt) {
+		rc = 0;
+		goto out_unlock;
+	}
 	if (iommu_group_device_count(group) != 1) {
 		rc = -EINVAL;
 		goto out_unlock;
 	}
-	rc = iommu_group_replace_domain(group, hwpt->domain);
+	rc = iommufd_hwpt_pasid_compat(hwpt, idev, pasid);
 	if (rc)
 		goto out_unlock;
+	handle = uiommu_zalloc(sizeof(*handle));
+	if (!handle) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	handle->idev = idev;
+	if (pasid != IOMMU_NO_PASID && !cur) {
+		pa = uiommu_zalloc(sizeof(*pa));
+		if (!pa) {
+			rc = -ENOMEM;
+			goto err_free_handle;
+		}
+	}
+	if (cur)
+		old_handle = iommufd_device_get_attach_handle(idev, pasid);
+
+	if (pasid == IOMMU_NO_PASID)
+		rc = cur ? iommu_replace_group_handle(group, hwpt->domain, &handle->handle) :
+			   iommu_attach_group_handle(hwpt->domain, group, &handle->handle);
+	else
+		rc = cur ? iommu_replace_device_pasid(hwpt->domain, idev->dev, pasid,
+						      &handle->handle) :
+			   iommu_attach_device_pasid(hwpt->domain, idev->dev, pasid,
+						     &handle->handle);
+	if (rc)
+		goto err_free_pa;
+
 	/* Pairs with iommufd_hw_pagetable_put() at the next replace or detach. */
 	iommufd_object_ref_users(&hwpt->obj);
-	*old = idev->hwpt;
-	idev->hwpt = hwpt;
+	if (pasid == IOMMU_NO_PASID) {
+		idev->hwpt = hwpt;
+	} else if (pa) {
+		pa->pasid = pasid;
+		pa->hwpt = hwpt;
+		pa->next = idev->pasids;
+		idev->pasids = pa;
+	} else {
+		(*iommufd_device_pasid_slot(idev, pasid))->hwpt = hwpt;
+	}
+	*old = cur;
+	if (cur)
+		iommufd_attach_handle_retire(cur, old_handle);
+	uiommu_mutex_unlock(&idev->lock);
+	return 0;
+
+err_free_pa:
+	uiommu_free(pa);
+err_free_handle:
+	uiommu_free(handle);
 out_unlock:
 	uiommu_mutex_unlock(&idev->lock);
 	return rc;
 }
 
 /* Attach to an IOAS: reuse an automatic HWPT the driver accepts, else make one. */
-static int iommufd_device_auto_get_domain(struct iommufd_device *idev, struct iommufd_ioas *ioas,
-					  uint32_t *pt_id, struct iommufd_hw_pagetable **old)
+static int iommufd_device_auto_get_domain(struct iommufd_device *idev, uint32_t pasid,
+					  struct iommufd_ioas *ioas, bool replace, uint32_t *pt_id,
+					  struct iommufd_hw_pagetable **old)
 {
 	struct iommufd_hwpt_paging *hwpt;
 	int rc;
@@ -134,7 +276,7 @@ static int iommufd_device_auto_get_domain(struct iommufd_device *idev, struct io
 					 IOMMUFD_OBJ_HWPT_PAGING);
 		if (IS_ERR(obj))
 			continue;
-		rc = iommufd_device_do_replace(idev, &hwpt->common, old);
+		rc = iommufd_device_do_replace(idev, pasid, &hwpt->common, replace, old);
 		iommufd_put_object(idev->ictx, obj);
 		if (rc == -EINVAL)
 			continue; /* incompatible: try the next one */
@@ -149,7 +291,7 @@ static int iommufd_device_auto_get_domain(struct iommufd_device *idev, struct io
 		goto out_unlock;
 	}
 	hwpt->auto_domain = true;
-	rc = iommufd_device_do_replace(idev, &hwpt->common, old);
+	rc = iommufd_device_do_replace(idev, pasid, &hwpt->common, replace, old);
 	if (rc) {
 		iommufd_object_abort_and_destroy(idev->ictx, &hwpt->common.obj);
 		goto out_unlock;
@@ -164,13 +306,9 @@ out_unlock:
 	return rc;
 }
 
-/**
- * iommufd_device_replace() - point @idev at the page table *@pt_id (a paging HWPT or an IOAS)
- * On success *@pt_id is the HWPT now attached. Works whether or not @idev was attached.
- * Return: 0, -ENOENT (no such object), -EINVAL (another type, or the driver refuses),
- * -EADDRINUSE / -EFAULT / -ENOMEM from making an automatic HWPT.
- */
-int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id)
+/* Attach (@replace false) or replace at @pasid, to the page table *@pt_id. */
+static int iommufd_device_change_pt(struct iommufd_device *idev, uint32_t pasid, uint32_t *pt_id,
+				    bool replace)
 {
 	struct iommufd_hw_pagetable *old = NULL;
 	struct iommufd_object *pt;
@@ -189,16 +327,18 @@ int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id)
 			rc = -ENOENT;
 			break;
 		}
-		rc = iommufd_device_do_replace(idev, &nested->common, &old);
+		rc = iommufd_device_do_replace(idev, pasid, &nested->common, replace, &old);
 		break;
 	}
 	case IOMMUFD_OBJ_HWPT_PAGING:
 		rc = iommufd_device_do_replace(
-			idev, container_of(pt, struct iommufd_hw_pagetable, obj), &old);
+			idev, pasid, container_of(pt, struct iommufd_hw_pagetable, obj), replace,
+			&old);
 		break;
 	case IOMMUFD_OBJ_IOAS:
-		rc = iommufd_device_auto_get_domain(idev, container_of(pt, struct iommufd_ioas, obj),
-						    pt_id, &old);
+		rc = iommufd_device_auto_get_domain(idev, pasid,
+						    container_of(pt, struct iommufd_ioas, obj),
+						    replace, pt_id, &old);
 		break;
 	default:
 		rc = -EINVAL;
@@ -210,25 +350,88 @@ int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id)
 	return rc;
 }
 
-/* The first attach; the same as a replace (the kernel's EBUSY for an attached device aside). */
-int iommufd_device_attach(struct iommufd_device *idev, uint32_t *pt_id)
+/**
+ * iommufd_device_pasid_attach() - attach @pasid of @idev (IOMMU_NO_PASID: its RID) to the page
+ * table *@pt_id (a paging or nested HWPT, or an IOAS: an automatic HWPT); on success *@pt_id is
+ * the HWPT attached.
+ * Return: 0, -EBUSY (already attached there), -ENOENT (no such object), -EINVAL (another
+ * type, PASID rules, the driver refuses), -EOPNOTSUPP, -EADDRINUSE / -EFAULT / -ENOMEM.
+ */
+int iommufd_device_pasid_attach(struct iommufd_device *idev, uint32_t pasid, uint32_t *pt_id)
 {
-	return iommufd_device_replace(idev, pt_id);
+	return iommufd_device_change_pt(idev, pasid, pt_id, false);
 }
 
-/* Back to the blocking domain; drops the attachment's reference. Never fails. */
-void iommufd_device_detach(struct iommufd_device *idev)
+/**
+ * iommufd_device_pasid_replace() - move an attached @pasid of @idev (IOMMU_NO_PASID: its RID)
+ * to *@pt_id without a stop on the blocked domain; the same HWPT again is a no-op.
+ * Return: as iommufd_device_pasid_attach(), and -EINVAL when @pasid is not attached. On error
+ * the old HWPT stays attached.
+ */
+int iommufd_device_pasid_replace(struct iommufd_device *idev, uint32_t pasid, uint32_t *pt_id)
 {
+	return iommufd_device_change_pt(idev, pasid, pt_id, true);
+}
+
+/* The RID forms. */
+int iommufd_device_attach(struct iommufd_device *idev, uint32_t *pt_id)
+{
+	return iommufd_device_pasid_attach(idev, IOMMU_NO_PASID, pt_id);
+}
+
+int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id)
+{
+	return iommufd_device_pasid_replace(idev, IOMMU_NO_PASID, pt_id);
+}
+
+/**
+ * iommufd_device_pasid_detach() - @pasid of @idev (IOMMU_NO_PASID: the RID) goes back to the
+ * blocked domain and its attachment's reference is dropped. Never fails; nothing attached there
+ * is no error.
+ */
+void iommufd_device_pasid_detach(struct iommufd_device *idev, uint32_t pasid)
+{
+	struct iommufd_attach_handle *handle;
+	struct iommufd_pasid_attach *pa = NULL;
 	struct iommufd_hw_pagetable *old;
 
 	uiommu_mutex_lock(&idev->lock);
-	old = idev->hwpt;
-	if (old)
-		iommu_detach_group(old->domain, idev->dev->iommu_group);
-	idev->hwpt = NULL;
+	old = iommufd_device_pt_at(idev, pasid);
+	if (!old) {
+		uiommu_mutex_unlock(&idev->lock);
+		return;
+	}
+	handle = iommufd_device_get_attach_handle(idev, pasid);
+	if (pasid == IOMMU_NO_PASID) {
+		iommu_detach_group_handle(old->domain, idev->dev->iommu_group);
+		idev->hwpt = NULL;
+	} else {
+		struct iommufd_pasid_attach **pos = iommufd_device_pasid_slot(idev, pasid);
+
+		iommu_detach_device_pasid(old->domain, idev->dev, pasid);
+		pa = *pos;
+		*pos = pa->next;
+	}
+	iommufd_attach_handle_retire(old, handle);
 	uiommu_mutex_unlock(&idev->lock);
-	if (old)
-		iommufd_hw_pagetable_put(idev->ictx, old);
+	uiommu_free(pa);
+	iommufd_hw_pagetable_put(idev->ictx, old);
+}
+
+void iommufd_device_detach(struct iommufd_device *idev)
+{
+	iommufd_device_pasid_detach(idev, IOMMU_NO_PASID);
+}
+
+/*
+ * The fault queue's hook (see iommufd_private.h): eventq.c's fault object fills it. Until then
+ * no HWPT has a fault queue, so there is nothing to answer.
+ */
+__attribute__((weak)) void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
+							 struct iommufd_attach_handle *handle)
+{
+	(void)hwpt;
+	(void)handle;
 }
 
 /* ---- IOMMU_GET_HW_INFO --------------------------------------------------------------------- */

@@ -25,7 +25,9 @@
  * count done reported back even when an entry fails. Only the selftest mock nests today, so the
  * driver calls are its own (drivers/mock/selftest_mock.h); another driver answers EOPNOTSUPP.
  *
- * Fault queues and dirty tracking arrive in later layers.
+ * A HWPT made with IOMMU_HWPT_ALLOC_PASID is "PASID-compatible" (pasid_compat): only such a
+ * HWPT may be attached at a PASID, and while a device has PASIDs attached its RID may only take
+ * such a HWPT (device.c). Fault queues (hwpt->fault) arrive in a later layer.
  */
 #include <errno.h>
 #include <string.h>
@@ -99,6 +101,7 @@ struct iommufd_hwpt_paging *iommufd_hwpt_paging_alloc(struct iommufd_ctx *ictx,
 	iommufd_object_ref_users(&ioas->obj);
 	hwpt->ioas = ioas;
 	hwpt->flags = flags;
+	hwpt->common.pasid_compat = flags & IOMMU_HWPT_ALLOC_PASID;
 
 	domain = iommu_paging_domain_alloc_flags(idev->dev, flags, user_data);
 	if (IS_ERR(domain)) {
@@ -190,6 +193,7 @@ iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *
 		return ERR_PTR(rc);
 	}
 	hwpt->common.domain = domain;
+	hwpt->common.pasid_compat = flags & IOMMU_HWPT_ALLOC_PASID;
 	hwpt->parent = parent;
 	hwpt->viommu = viommu;
 	/* Pairs with the put in iommufd_hwpt_nested_destroy(). */

@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "lib/rcu.h"
+#include "iommu/iommu.h"
 #include "iommufd/io_pagetable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -234,9 +235,14 @@ struct device;
 struct iommu_domain;
 struct iommu_user_data;
 
+struct iommufd_fault;
+
 struct iommufd_hw_pagetable {
 	struct iommufd_object obj;
 	struct iommu_domain *domain; /* owned; constant */
+	bool pasid_compat;           /* allocated with IOMMU_HWPT_ALLOC_PASID; constant */
+	/* The fault queue its domain's faults go to (the kernel's hwpt->fault), or NULL; constant. */
+	struct iommufd_fault *fault;
 };
 
 struct iommufd_hwpt_paging {
@@ -251,12 +257,36 @@ struct iommufd_hwpt_paging {
 struct iommufd_vdevice;
 struct iommufd_viommu;
 
+/*
+ * What the core publishes for an iommufd attachment (RID or PASID): a new one for every attach
+ * and every replace, so that fault routing can tell groups reported before a replace from those
+ * after it. Freed after the detach or replace that removed it, once its faults are answered
+ * (iommufd_auto_response_faults()).
+ */
+struct iommufd_attach_handle {
+	struct iommu_attach_handle handle;
+	struct iommufd_device *idev; /* the device the fault came from; constant */
+};
+
+static inline struct iommufd_attach_handle *to_iommufd_handle(struct iommu_attach_handle *h)
+{
+	return container_of(h, struct iommufd_attach_handle, handle);
+}
+
+/* One attached PASID of a device. Head at iommufd_device::pasids; idev->lock. */
+struct iommufd_pasid_attach {
+	uint32_t pasid;
+	struct iommufd_hw_pagetable *hwpt; /* a users reference */
+	struct iommufd_pasid_attach *next;
+};
+
 struct iommufd_device {
 	struct iommufd_object obj;
 	struct iommufd_ctx *ictx;
 	struct device *dev;          /* a reference; constant */
-	struct uiommu_mutex lock;    /* protects hwpt, vdev; order: after ioas->mutex */
-	struct iommufd_hw_pagetable *hwpt; /* attached (a users reference), or NULL */
+	struct uiommu_mutex lock;    /* protects hwpt, pasids, vdev; order: after ioas->mutex */
+	struct iommufd_hw_pagetable *hwpt; /* attached at the RID (a users reference), or NULL */
+	struct iommufd_pasid_attach *pasids; /* attached PASIDs */
 	struct iommufd_vdevice *vdev; /* its vDEVICE (not a reference), or NULL */
 };
 
@@ -294,6 +324,18 @@ void iommufd_device_unbind(struct iommufd_device *idev);
 int iommufd_device_attach(struct iommufd_device *idev, uint32_t *pt_id);
 int iommufd_device_replace(struct iommufd_device *idev, uint32_t *pt_id);
 void iommufd_device_detach(struct iommufd_device *idev);
+/* The same at a PASID (IOMMU_NO_PASID: the RID forms above). */
+int iommufd_device_pasid_attach(struct iommufd_device *idev, uint32_t pasid, uint32_t *pt_id);
+int iommufd_device_pasid_replace(struct iommufd_device *idev, uint32_t pasid, uint32_t *pt_id);
+void iommufd_device_pasid_detach(struct iommufd_device *idev, uint32_t pasid);
+bool iommufd_device_pasid_attached(struct iommufd_device *idev, uint32_t pasid);
+/*
+ * The fault queue's hook (eventq.c fills it): after @handle was taken off a fault-capable
+ * @hwpt's attachment (detach or replace) and before @handle is freed, answer INVALID to every
+ * fault group of @hwpt->fault that was routed through @handle, delivered or not.
+ */
+void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
+				  struct iommufd_attach_handle *handle);
 void iommufd_device_destroy(struct iommufd_object *obj);
 int iommufd_get_hw_info(struct iommufd_ucmd *ucmd);
 

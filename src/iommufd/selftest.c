@@ -16,8 +16,9 @@
  *
  * The access ops live with the access objects (access.c), DIRTY with
  * dirty tracking (dirty.c), the dma-buf ops with the test dma-buf (dmabuf.c). Ops not listed answer EOPNOTSUPP, the
- * kernel's answer for an op it does not know; they arrive with the nesting, PASID and fault
- * layers.
+ * kernel's answer for an op it does not know (the fault layer's TRIGGER_IOPF arrives with it).
+ * The PASID ops attach, replace and detach a PASID of the stdev's device (device.c), and
+ * PASID_CHECK_HWPT reads what the core publishes there.
  */
 #include <errno.h>
 
@@ -222,6 +223,84 @@ static int iommufd_test_dev_check_cache(struct iommufd_ucmd *ucmd, uint32_t idev
 	return rc;
 }
 
+/* The selftest object @id, with a short-term hold (iommufd_put_object()). */
+static struct selftest_obj *iommufd_test_get_sobj(struct iommufd_ucmd *ucmd, uint32_t id)
+{
+	struct iommufd_object *obj = iommufd_get_object(ucmd->ictx, id, IOMMUFD_OBJ_SELFTEST);
+
+	return IS_ERR(obj) ? ERR_CAST(obj) : container_of(obj, struct selftest_obj, obj);
+}
+
+/*
+ * PASID_ATTACH / PASID_REPLACE / PASID_DETACH on stdev @id's device. An attach whose answer
+ * cannot be written back is undone; a replace is not (as the kernel's). Detach never fails.
+ */
+static int iommufd_test_pasid_op(struct iommufd_ucmd *ucmd, struct iommu_test_cmd *cmd)
+{
+	struct selftest_obj *sobj = iommufd_test_get_sobj(ucmd, cmd->id);
+	int rc = 0;
+
+	if (IS_ERR(sobj))
+		return PTR_ERR(sobj);
+	switch (cmd->op) {
+	case IOMMU_TEST_OP_PASID_ATTACH:
+		rc = iommufd_device_pasid_attach(sobj->idev, cmd->pasid_attach.pasid,
+						 &cmd->pasid_attach.pt_id);
+		if (rc)
+			break;
+		rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+		if (rc)
+			iommufd_device_pasid_detach(sobj->idev, cmd->pasid_attach.pasid);
+		break;
+	case IOMMU_TEST_OP_PASID_REPLACE:
+		rc = iommufd_device_pasid_replace(sobj->idev, cmd->pasid_replace.pasid,
+						  &cmd->pasid_replace.pt_id);
+		if (!rc)
+			rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+		break;
+	default: /* IOMMU_TEST_OP_PASID_DETACH */
+		iommufd_device_pasid_detach(sobj->idev, cmd->pasid_detach.pasid);
+		break;
+	}
+	iommufd_put_object(ucmd->ictx, &sobj->obj);
+	return rc;
+}
+
+/*
+ * PASID_CHECK_HWPT: the domain the core publishes at stdev @id's @pasid is HWPT @hwpt_id's
+ * (hwpt_id 0: nothing may be published there). A mismatch is EINVAL.
+ */
+static int iommufd_test_pasid_check_hwpt(struct iommufd_ucmd *ucmd, uint32_t id, uint32_t pasid,
+					 uint32_t hwpt_id)
+{
+	struct selftest_obj *sobj = iommufd_test_get_sobj(ucmd, id);
+	struct iommu_attach_handle *handle;
+	struct iommu_domain *attached;
+	struct iommufd_object *obj;
+	int rc = 0;
+
+	if (IS_ERR(sobj))
+		return PTR_ERR(sobj);
+	handle = iommu_attach_handle_get(sobj->dev->iommu_group, pasid, 0);
+	attached = IS_ERR(handle) ? NULL : handle->domain;
+	if (!hwpt_id) {
+		rc = attached ? -EINVAL : 0;
+		goto out_put_sobj;
+	}
+	obj = iommufd_get_object(ucmd->ictx, hwpt_id, IOMMUFD_OBJ_ANY);
+	if (IS_ERR(obj)) {
+		rc = PTR_ERR(obj);
+		goto out_put_sobj;
+	}
+	if ((obj->type != IOMMUFD_OBJ_HWPT_PAGING && obj->type != IOMMUFD_OBJ_HWPT_NESTED) ||
+	    !attached || attached != container_of(obj, struct iommufd_hw_pagetable, obj)->domain)
+		rc = -EINVAL;
+	iommufd_put_object(ucmd->ictx, obj);
+out_put_sobj:
+	iommufd_put_object(ucmd->ictx, &sobj->obj);
+	return rc;
+}
+
 static int iommufd_test_trigger_vevent(struct iommufd_ucmd *ucmd, uint32_t idev_id)
 {
 	struct iommufd_device *idev;
@@ -271,6 +350,13 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 						    cmd->check_dev_cache.cache);
 	case IOMMU_TEST_OP_TRIGGER_VEVENT:
 		return iommufd_test_trigger_vevent(ucmd, cmd->trigger_vevent.dev_id);
+	case IOMMU_TEST_OP_PASID_ATTACH:
+	case IOMMU_TEST_OP_PASID_REPLACE:
+	case IOMMU_TEST_OP_PASID_DETACH:
+		return iommufd_test_pasid_op(ucmd, cmd);
+	case IOMMU_TEST_OP_PASID_CHECK_HWPT:
+		return iommufd_test_pasid_check_hwpt(ucmd, cmd->id, cmd->pasid_check.pasid,
+						     cmd->pasid_check.hwpt_id);
 	case IOMMU_TEST_OP_DMABUF_GET:
 		return iommufd_test_dmabuf_get(ucmd, cmd->dmabuf_get.length,
 					       cmd->dmabuf_get.open_flags); /* dmabuf.c */

@@ -34,8 +34,10 @@
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
  * table without a stop on the blocking domain. Detaching an unattached device is no error.
- * The PASID forms (VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_DETACH_PASID) answer EOPNOTSUPP, the
- * kernel's answer for a device without pasid_attach_ioas: PASID attach is not wired yet.
+ * The PASID forms (flag VFIO_DEVICE_ATTACH_PASID / _DETACH_PASID, with the pasid field) do the
+ * same at a PASID, as vfio-pci's pasid_attach_ioas: attaching an attached PASID replaces its
+ * page table, detaching one that is not attached is no error; iommufd decides the rest (a HWPT
+ * made with IOMMU_HWPT_ALLOC_PASID only, a PASID-capable device, EBUSY/EINVAL as its rules say).
  *
  * VFIO_DEVICE_GET_INFO reports a PCI device with no regions and no IRQs (region and IRQ info,
  * reset and the rest of vfio-pci are not emulated: other ioctls of a bound file are ENOTTY).
@@ -207,47 +209,81 @@ static struct iommufd_ctx *vfio_cdev_unbind(struct vfio_cdev_file *vf)
 /* vfio_cdev_lock held, @vf bound. */
 static int vfio_cdev_attach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
 {
-	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_attach, pt_id);
+	size_t minsz = vfio_cdev_minsz(struct vfio_cdev_attach, pt_id);
 	struct vfio_cdev_attach attach;
+	bool pasid;
 	int rc;
 
 	rc = uiommu_copy_from_user(mm, &attach, arg, minsz);
 	if (rc)
 		return rc;
-	if (attach.argsz < minsz || (attach.flags & ~VFIO_CDEV_PASID_FLAG))
+	if (attach.flags & ~VFIO_CDEV_PASID_FLAG)
 		return -EINVAL;
-	if (attach.flags & VFIO_CDEV_PASID_FLAG)
-		return -EOPNOTSUPP; /* no pasid_attach_ioas yet */
+	pasid = attach.flags & VFIO_CDEV_PASID_FLAG;
+	if (pasid) {
+		/* The PASID form is longer: read it whole. */
+		minsz = vfio_cdev_minsz(struct vfio_cdev_attach, pasid);
+		rc = uiommu_copy_from_user(mm, &attach, arg, minsz);
+		if (rc)
+			return rc;
+	}
+	if (attach.argsz < minsz || (pasid && attach.pasid == IOMMU_NO_PASID))
+		return -EINVAL;
 
-	/* A second attach is a replace (the kernel's vfio_iommufd_physical_attach_ioas()). */
-	rc = vf->attached ? iommufd_device_replace(vf->idev, &attach.pt_id) :
-			    iommufd_device_attach(vf->idev, &attach.pt_id);
+	if (pasid) {
+		/* vfio-pci's pasid_attach_ioas: an attached PASID is replaced. */
+		rc = iommufd_device_pasid_attached(vf->idev, attach.pasid) ?
+			     iommufd_device_pasid_replace(vf->idev, attach.pasid, &attach.pt_id) :
+			     iommufd_device_pasid_attach(vf->idev, attach.pasid, &attach.pt_id);
+	} else {
+		/* A second attach is a replace (the kernel's vfio_iommufd_physical_attach_ioas()). */
+		rc = vf->attached ? iommufd_device_replace(vf->idev, &attach.pt_id) :
+				    iommufd_device_attach(vf->idev, &attach.pt_id);
+	}
 	if (rc)
 		return rc;
-	vf->attached = true;
+	if (!pasid)
+		vf->attached = true;
 	rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_attach, pt_id),
 				 &attach.pt_id, sizeof(attach.pt_id));
 	if (rc) {
-		/* As the kernel: the device ends up detached, even after a replace. */
-		iommufd_device_detach(vf->idev);
-		vf->attached = false;
+		/* As the kernel: the device (or PASID) ends up detached, even after a replace. */
+		if (pasid) {
+			iommufd_device_pasid_detach(vf->idev, attach.pasid);
+		} else {
+			iommufd_device_detach(vf->idev);
+			vf->attached = false;
+		}
 	}
 	return rc;
 }
 
 static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
 {
-	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_detach, flags);
+	size_t minsz = vfio_cdev_minsz(struct vfio_cdev_detach, flags);
 	struct vfio_cdev_detach detach;
 	int rc;
 
 	rc = uiommu_copy_from_user(mm, &detach, arg, minsz);
 	if (rc)
 		return rc;
-	if (detach.argsz < minsz || (detach.flags & ~VFIO_CDEV_PASID_FLAG))
+	if (detach.flags & ~VFIO_CDEV_PASID_FLAG)
 		return -EINVAL;
-	if (detach.flags & VFIO_CDEV_PASID_FLAG)
-		return -EOPNOTSUPP;
+	if (detach.flags & VFIO_CDEV_PASID_FLAG) {
+		minsz = vfio_cdev_minsz(struct vfio_cdev_detach, pasid);
+		rc = uiommu_copy_from_user(mm, &detach, arg, minsz);
+		if (rc)
+			return rc;
+	}
+	if (detach.argsz < minsz)
+		return -EINVAL;
+	if (detach.flags & VFIO_CDEV_PASID_FLAG) {
+		if (detach.pasid == IOMMU_NO_PASID)
+			return -EINVAL; /* the RID is no PASID */
+		/* Detaching a PASID that is not attached is no error. */
+		iommufd_device_pasid_detach(vf->idev, detach.pasid);
+		return 0;
+	}
 	if (vf->attached)
 		iommufd_device_detach(vf->idev);
 	vf->attached = false;

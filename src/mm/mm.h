@@ -40,8 +40,13 @@ struct uiommu_mm_ops {
 	/* A host pointer for an address that fault_in accepted, or NULL when the address space is
 	 * not directly addressable (another process). */
 	void *(*host_ptr)(struct uiommu_mm *mm, uint64_t uaddr);
+	/* Optional: the PROT_READ/WRITE/EXEC bits of the mapping that holds @uaddr in *@prot;
+	 * -EFAULT when nothing is mapped there (SVA's permission check, the kernel's vma). */
+	int (*vma_prot)(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *prot);
 	void (*release)(struct uiommu_mm *mm);
 };
+
+struct iommu_mm_data;
 
 struct uiommu_mm {
 	const struct uiommu_mm_ops *ops;
@@ -50,7 +55,15 @@ struct uiommu_mm {
 	struct uiommu_mutex pin_lock; /* protects pinned; leaf lock */
 	struct interval_tree_root pinned; /* struct mm_pin_extent by page index; disjoint */
 	uint64_t pinned_pages;    /* pages with a non-zero pin count */
+	/*
+	 * SVA (iommu/iommu-sva.c): the address space's PASID and SVA domains, made at its first
+	 * bind and kept until the mm is freed (mm_pasid_drop()); iommu_sva_lock.
+	 */
+	struct iommu_mm_data *iommu_mm;
 };
+
+/* The mm is being freed: give its PASID back (iommu-sva.c; the kernel's mm_pasid_drop()). */
+void mm_pasid_drop(struct uiommu_mm *mm);
 
 /* The calling process's address space; a new reference each call. */
 struct uiommu_mm *uiommu_mm_self(void);

@@ -26,6 +26,8 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
@@ -221,6 +223,34 @@ static void *self_host_ptr(struct uiommu_mm *mm, uint64_t uaddr)
 	return (void *)(uintptr_t)uaddr;
 }
 
+/* The mapping that holds @uaddr, from /proc/self/maps (what the kernel's vma_lookup() sees). */
+static int self_vma_prot(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *prot)
+{
+	char line[512];
+	int rc = -EFAULT;
+	FILE *f;
+
+	(void)mm;
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -EFAULT;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end;
+		char perms[8];
+
+		if (sscanf(line, "%llx-%llx %7s", &start, &end, perms) != 3)
+			continue;
+		if (uaddr < start || uaddr >= end)
+			continue;
+		*prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+			(perms[2] == 'x' ? PROT_EXEC : 0);
+		rc = 0;
+		break;
+	}
+	fclose(f);
+	return rc;
+}
+
 static void self_release(struct uiommu_mm *mm);
 
 static const struct uiommu_mm_ops self_ops = {
@@ -228,6 +258,7 @@ static const struct uiommu_mm_ops self_ops = {
 	.copy_to = self_copy_to,
 	.fault_in = self_fault_in,
 	.host_ptr = self_host_ptr,
+	.vma_prot = self_vma_prot,
 	.release = self_release,
 };
 
@@ -249,6 +280,7 @@ static void self_release(struct uiommu_mm *mm)
 		return;
 	}
 	pthread_mutex_unlock(&self_lock);
+	mm_pasid_drop(mm);
 	uiommu_mutex_destroy(&mm->pin_lock);
 	uiommu_free(mm);
 }

@@ -29,7 +29,11 @@
  *    all-or-nothing group switch.
  *  - map/unmap/iova_to_phys: the page table. unmap adds what it removed to the gather;
  *    iotlb_sync and flush_iotlb_all report the range to mock_iotlb_invalidate_hook.
- *  - identity_domain, blocked_domain: static, shared by every device, attach only.
+ *  - set_dev_pasid (every domain): a per-device PASID table, pasid -> domain; the blocked
+ *    domain clears an entry. domain_alloc_paging_flags understands IOMMU_DOMAIN_ALLOC_PASID.
+ *  - domain_alloc_sva: an SVA domain, whose translation is the bound process's own mappings
+ *    (domain->mm; see mock_sva_iova_to_phys()); it goes on PASIDs only.
+ *  - identity_domain, blocked_domain: static, shared by every device.
  *  - capable: cache coherency always; deferred flush as the instance says; dirty tracking when
  *    the device can and its instance does.
  *  - def_domain_type: the bound driver's preference, dev->driver_pref.
@@ -58,6 +62,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "mm/mm.h"
 
 _Atomic(mock_iotlb_flush_fn) mock_iotlb_invalidate_hook;
 _Atomic(mock_page_response_fn) mock_page_response_hook;
@@ -77,9 +82,22 @@ struct mock_group_key {
 	unsigned int nr_devices;    /* devices of this key between device_group and release */
 };
 
+/* One PASID of a device and the domain it is on. Head at mock_dev::pasids; group mutex. */
+struct mock_pasid {
+	uint32_t pasid;
+	struct iommu_domain *domain;
+	struct mock_pasid *next;
+};
+
+/* An SVA domain: it translates through the process's own mappings (its mm). */
+struct mock_sva_domain {
+	struct iommu_domain domain; /* domain.mm: the address space, the core's reference */
+};
+
 /* The driver data of a probed device: dev->iommu_data->priv. */
 struct mock_dev {
 	_Atomic(struct iommu_domain *) domain; /* last successful attach; group mutex */
+	struct mock_pasid *pasids;             /* PASID table entries; group mutex */
 	struct mock_group_key *key;            /* counted in key->nr_devices; mock_lock */
 };
 
@@ -160,6 +178,58 @@ static int mock_attach_dev(struct iommu_domain *domain, struct device *dev,
 	return 0;
 }
 
+static struct mock_pasid **mock_pasid_slot(struct mock_dev *mdev, uint32_t pasid)
+{
+	struct mock_pasid **pos;
+
+	for (pos = &mdev->pasids; *pos; pos = &(*pos)->next)
+		if ((*pos)->pasid == pasid)
+			break;
+	return pos;
+}
+
+/*
+ * Writes (@dev, @pasid) -> @domain into the device's PASID table (a PASID-table entry of real
+ * hardware); the blocked domain clears the entry. A new entry is allocated, so attaching can
+ * fail (-ENOMEM) while replacing and removing cannot.
+ */
+static int mock_set_dev_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+			      struct iommu_domain *old)
+{
+	const struct iommu_ops *ops = &mock_iommu_ops;
+	struct mock_dev *mdev = dev_to_mock(dev);
+	struct mock_pasid **pos, *entry;
+
+	iommu_group_mutex_assert(dev);
+	if (WARN_ON(!mdev))
+		return -ENODEV;
+	pos = mock_pasid_slot(mdev, pasid);
+	/* The core's idea of the old domain is the table's. */
+	WARN_ON((*pos ? (*pos)->domain : NULL) != old);
+	if (domain == ops->blocked_domain) {
+		entry = *pos;
+		if (entry) {
+			*pos = entry->next;
+			uiommu_free(entry);
+		}
+		return 0;
+	}
+	if (domain->owner != ops && domain != ops->identity_domain)
+		return -EINVAL;
+	if (*pos) {
+		(*pos)->domain = domain;
+		return 0;
+	}
+	entry = uiommu_zalloc(sizeof(*entry));
+	if (!entry)
+		return -ENOMEM;
+	entry->pasid = pasid;
+	entry->domain = domain;
+	entry->next = mdev->pasids;
+	mdev->pasids = entry;
+	return 0;
+}
+
 static int mock_map_pages(struct iommu_domain *domain, uint64_t iova, phys_addr_t paddr,
 			  size_t pgsize, size_t pgcount, int prot, size_t *mapped)
 {
@@ -228,13 +298,67 @@ static const struct iommu_domain_ops mock_paging_domain_ops = {
 	.flush_iotlb_all = mock_flush_iotlb_all,
 	.iotlb_sync = mock_iotlb_sync,
 	.iova_to_phys = mock_iova_to_phys,
+	.set_dev_pasid = mock_set_dev_pasid,
 	.free = mock_domain_free,
 };
 
 /* Identity and blocked translate nothing that needs a table: attach is all they do. */
 static const struct iommu_domain_ops mock_static_domain_ops = {
 	.attach_dev = mock_attach_dev,
+	.set_dev_pasid = mock_set_dev_pasid,
 };
+
+/* ---- SVA domains ---------------------------------------------------------------------------- */
+
+/* An SVA domain goes on PASIDs only. */
+static int mock_sva_attach_dev(struct iommu_domain *domain, struct device *dev,
+			       struct iommu_domain *old)
+{
+	(void)domain;
+	(void)dev;
+	(void)old;
+	return -EINVAL;
+}
+
+/*
+ * The translation of an SVA domain is the process's: an address translates (to itself: this
+ * process's addresses are the emulator's "physical" ones) exactly when the mm maps it.
+ */
+static phys_addr_t mock_sva_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
+{
+	struct uiommu_mm *mm = domain->mm;
+	unsigned int prot;
+
+	if (!mm->ops->vma_prot || mm->ops->vma_prot(mm, iova, &prot) || !prot)
+		return 0;
+	return (phys_addr_t)(uintptr_t)mm->ops->host_ptr(mm, iova);
+}
+
+static void mock_sva_domain_free(struct iommu_domain *domain)
+{
+	uiommu_free(container_of(domain, struct mock_sva_domain, domain));
+}
+
+static const struct iommu_domain_ops mock_sva_domain_ops = {
+	.attach_dev = mock_sva_attach_dev,
+	.iova_to_phys = mock_sva_iova_to_phys,
+	.set_dev_pasid = mock_set_dev_pasid,
+	.free = mock_sva_domain_free,
+};
+
+/* The core sets type, owner, mm (its reference) and the fault handler after we return. */
+static struct iommu_domain *mock_domain_alloc_sva(struct device *dev, struct uiommu_mm *mm)
+{
+	struct mock_sva_domain *sdom;
+
+	(void)dev;
+	(void)mm;
+	sdom = uiommu_zalloc(sizeof(*sdom));
+	if (!sdom)
+		return ERR_PTR(-ENOMEM);
+	sdom->domain.ops = &mock_sva_domain_ops;
+	return &sdom->domain;
+}
 
 static struct iommu_domain mock_identity_domain = {
 	.type = IOMMU_DOMAIN_IDENTITY,
@@ -273,6 +397,15 @@ static struct iommu_domain *mock_domain_alloc_paging(struct device *dev)
 err_free_domain:
 	uiommu_free(mdom);
 	return ERR_CAST(pgt);
+}
+
+/* A user's paging domain (iommufd): only IOMMU_DOMAIN_ALLOC_PASID is understood, no data. */
+static struct iommu_domain *mock_domain_alloc_paging_flags(struct device *dev, uint32_t flags,
+							   const struct iommu_user_data *user_data)
+{
+	if ((flags & ~IOMMU_DOMAIN_ALLOC_PASID) || user_data)
+		return ERR_PTR(-EOPNOTSUPP);
+	return mock_domain_alloc_paging(dev);
 }
 
 /* ---- devices ------------------------------------------------------------------------------- */
@@ -419,6 +552,14 @@ static void mock_release_device(struct device *dev)
 	pthread_mutex_unlock(&mock_lock);
 
 	uiommu_free(key_to_free);
+	/* The core removed every PASID before release; a leftover is a core bug. */
+	WARN_ON(mdev->pasids);
+	while (mdev->pasids) {
+		struct mock_pasid *entry = mdev->pasids;
+
+		mdev->pasids = entry->next;
+		uiommu_free(entry);
+	}
 	atomic_store_explicit(&mdev->domain, NULL, memory_order_relaxed);
 	uiommu_free(mdev);
 	dev->iommu_data->priv = NULL;
@@ -509,6 +650,8 @@ const struct iommu_ops mock_iommu_ops = {
 	.def_domain_type = mock_def_domain_type,
 	.get_resv_regions = mock_get_resv_regions,
 	.page_response = mock_page_response,
+	.domain_alloc_paging_flags = mock_domain_alloc_paging_flags,
+	.domain_alloc_sva = mock_domain_alloc_sva,
 	.identity_domain = &mock_identity_domain,
 	.blocked_domain = &mock_blocked_domain,
 };
@@ -578,6 +721,18 @@ unsigned int mock_probe_count(struct device *dev)
 	n = st ? st->probes : 0;
 	pthread_mutex_unlock(&mock_lock);
 	return n;
+}
+
+struct iommu_domain *mock_pasid_domain(struct device *dev, uint32_t pasid)
+{
+	struct mock_dev *mdev = dev_to_mock(dev);
+	struct mock_pasid *entry;
+
+	if (!mdev)
+		return NULL;
+	iommu_group_mutex_assert(dev);
+	entry = *mock_pasid_slot(mdev, pasid);
+	return entry ? entry->domain : NULL;
 }
 
 struct iommu_domain *mock_attached_domain(struct device *dev)

@@ -92,6 +92,12 @@ unsigned int mock_probe_count(struct device *dev);
 struct iommu_domain *mock_attached_domain(struct device *dev);
 
 /**
+ * mock_pasid_domain() - the domain the driver's PASID table has for (@dev, @pasid), or NULL.
+ * Call with @dev's group mutex held (iommu_group_for_each_dev()).
+ */
+struct iommu_domain *mock_pasid_domain(struct device *dev, uint32_t pasid);
+
+/**
  * mock_device_forget() - drop the test bookkeeping of @dev (counters, pending failure) before
  * the struct device is freed, so that a new device at the same address starts from zero.
  */

@@ -11,7 +11,8 @@
  *    [16 MiB, 2 GiB - 1]; a domain allocated with the HUGE page-table type (HWPT data
  *    IOMMU_HWPT_DATA_SELFTEST, pagetable_type 1) may also use 1 MiB leaves;
  *  - devices are created on demand, each in a group of its own, with the identity domain as
- *    default domain; flags NO_DIRTY (no dirty tracking: a dirty-tracking domain cannot be
+ *    default domain, and set_dev_pasid on every domain (mock_selftest_set_dev_pasid(), with
+ *    the kernel mock's PASID-1024 fake failure); flags NO_DIRTY (no dirty tracking: a dirty-tracking domain cannot be
  *    allocated for it, EOPNOTSUPP, nor attached to it, EINVAL) and PASID (20-bit PASIDs);
  *  - hw_info answers type IOMMU_HW_INFO_TYPE_SELFTEST (0xfeedbeef) with {flags 0,
  *    test_reg 0xdeadbeef}, for the default type or that type only;
@@ -83,6 +84,8 @@ struct mock_selftest_domain {
 /* A device's driver data (dev->iommu_data->priv); attach runs under the group mutex. */
 struct mock_selftest_dev {
 	struct iommu_domain *domain; /* last successful attach */
+	/* The PASID-1024 trick: the next non-blocking set on PASID 1024 fails (group mutex). */
+	bool pasid_1024_fake_error;
 	_Atomic uint32_t cache[MOCK_SELFTEST_DEV_CACHE_NUM]; /* invalidated through a vIOMMU */
 };
 
@@ -453,8 +456,45 @@ static int mock_selftest_attach_dev(struct iommu_domain *domain, struct device *
 	return 0;
 }
 
+/*
+ * set_dev_pasid of every domain of the mock, the blocked one included. The mock programs no
+ * PASID table; what it models is the kernel mock's checks and its PASID-1024 trick: the first
+ * non-blocking set on PASID 1024 arms a fake failure that the next one takes (ENOMEM), so a
+ * replace there fails once and the core must roll back; the blocked domain disarms it.
+ */
+int mock_selftest_set_dev_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+				struct iommu_domain *old)
+{
+	struct mock_selftest_dev *mdev = dev->iommu_data ? dev->iommu_data->priv : NULL;
+
+	(void)old;
+	if (WARN_ON(!mdev))
+		return -ENODEV;
+	iommu_group_mutex_assert(dev);
+	if (domain->type != IOMMU_DOMAIN_BLOCKED) {
+		if (domain->owner != &mock_selftest_ops)
+			return -EINVAL;
+		if (domain->ops == &mock_selftest_paging_ops &&
+		    (to_mock_selftest_domain(domain)->flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) &&
+		    !dev->dirty)
+			return -EINVAL;
+	}
+	if (pasid == MOCK_SELFTEST_PASID_FAKE_ERROR) {
+		if (domain->type == IOMMU_DOMAIN_BLOCKED) {
+			mdev->pasid_1024_fake_error = false;
+		} else if (mdev->pasid_1024_fake_error) {
+			mdev->pasid_1024_fake_error = false;
+			return -ENOMEM;
+		} else {
+			mdev->pasid_1024_fake_error = true;
+		}
+	}
+	return 0;
+}
+
 static const struct iommu_domain_ops mock_selftest_paging_ops = {
 	.attach_dev = mock_selftest_attach_dev,
+	.set_dev_pasid = mock_selftest_set_dev_pasid,
 	.map_pages = mock_selftest_map_pages,
 	.unmap_pages = mock_selftest_unmap_pages,
 	.iova_to_phys = mock_selftest_iova_to_phys,
@@ -463,6 +503,7 @@ static const struct iommu_domain_ops mock_selftest_paging_ops = {
 
 static const struct iommu_domain_ops mock_selftest_static_ops = {
 	.attach_dev = mock_selftest_attach_dev,
+	.set_dev_pasid = mock_selftest_set_dev_pasid,
 };
 
 static struct iommu_domain mock_selftest_identity_domain = {

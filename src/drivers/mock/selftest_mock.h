@@ -23,6 +23,12 @@
 #define MOCK_SELFTEST_APERTURE_START (1ull << 24)
 #define MOCK_SELFTEST_APERTURE_LAST ((1ull << 31) - 1)
 #define MOCK_SELFTEST_PASID_WIDTH 20u
+/* IOMMU_TEST_PASID_RESERVED: every second non-blocking set_dev_pasid on it fails, ENOMEM. */
+#define MOCK_SELFTEST_PASID_FAKE_ERROR 1024u
+
+/** mock_selftest_set_dev_pasid() - the set_dev_pasid of every mock domain (nested ones too) */
+int mock_selftest_set_dev_pasid(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
+				struct iommu_domain *old);
 
 /* Device flags (MOCK_FLAGS_DEVICE_*). */
 #define MOCK_SELFTEST_DEV_NO_DIRTY (1u << 0)

@@ -54,6 +54,7 @@ static void mock_selftest_nested_free(struct iommu_domain *domain)
 
 static const struct iommu_domain_ops mock_selftest_nested_ops = {
 	.attach_dev = mock_selftest_nested_attach_dev,
+	.set_dev_pasid = mock_selftest_set_dev_pasid,
 	.free = mock_selftest_nested_free,
 };
 

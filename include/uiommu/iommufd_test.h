@@ -39,6 +39,11 @@ enum {
 	IOMMU_TEST_OP_PASID_CHECK_HWPT = 21,
 	IOMMU_TEST_OP_DMABUF_GET = 22,
 	IOMMU_TEST_OP_DMABUF_REVOKE = 23,
+	/*
+	 * uiommu only, not in the kernel: what the selftest mock's page_response sent to a
+	 * device (struct page_responses below), so tests can count the answers to faults.
+	 */
+	IOMMU_TEST_OP_UIOMMU_PAGE_RESPONSES = 0x1000,
 };
 
 /* Mock page-table formats, chosen by iommu_hwpt_selftest.pagetable_type. */
@@ -135,6 +140,9 @@ enum {
  * dmabuf_get (DMABUF_GET): create a test dma-buf; the new fd is the ioctl's
  *   return value.
  * dmabuf_revoke (DMABUF_REVOKE): set or clear the revoked state.
+ * page_responses (UIOMMU_PAGE_RESPONSES, uiommu only): the page responses the
+ *   mock sent to idev @dev_id so far, counted by code, and the last one's
+ *   grpid and code (0 when none).
  */
 struct iommu_test_cmd {
 	__u32 size;
@@ -245,6 +253,14 @@ struct iommu_test_cmd {
 			__s32 dmabuf_fd;
 			__u32 revoked;
 		} dmabuf_revoke;
+		struct {
+			__u32 dev_id;
+			__u32 out_success;
+			__u32 out_invalid;
+			__u32 out_failure;
+			__u32 out_last_grpid;
+			__u32 out_last_code;
+		} page_responses;
 	};
 	__u32 last;
 };

@@ -423,17 +423,6 @@ void iommufd_device_detach(struct iommufd_device *idev)
 	iommufd_device_pasid_detach(idev, IOMMU_NO_PASID);
 }
 
-/*
- * The fault queue's hook (see iommufd_private.h): eventq.c's fault object fills it. Until then
- * no HWPT has a fault queue, so there is nothing to answer.
- */
-__attribute__((weak)) void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
-							 struct iommufd_attach_handle *handle)
-{
-	(void)hwpt;
-	(void)handle;
-}
-
 /* ---- IOMMU_GET_HW_INFO --------------------------------------------------------------------- */
 
 int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)

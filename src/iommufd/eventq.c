@@ -593,6 +593,23 @@ found:
 	return 0;
 }
 
+/*
+ * A read that failed leaves no trace: a table it grew for nothing goes again when it holds no
+ * group. Caller holds fault->mutex.
+ */
+static void iommufd_fault_resp_trim(struct iommufd_fault *fault)
+{
+	uint32_t i;
+
+	lockdep_assert_held(&fault->mutex);
+	for (i = 0; i != fault->nr_resp; i++)
+		if (fault->resp[i])
+			return;
+	uiommu_free(fault->resp);
+	fault->resp = NULL;
+	fault->nr_resp = 0;
+}
+
 /**
  * iommufd_fault_iopf_handler() - the iopf_handler of a fault-capable HWPT's domain
  *
@@ -843,6 +860,8 @@ restore:
 		uiommu_mutex_unlock(&fault->lock);
 		break;
 	}
+	if (!done && rc)
+		iommufd_fault_resp_trim(fault);
 	uiommu_mutex_lock(&fault->lock);
 	iommufd_eventfd_set(fault->fd, !TAILQ_EMPTY(&fault->deliver));
 	uiommu_mutex_unlock(&fault->lock);

@@ -634,6 +634,57 @@ TEST(sva_bind_fail_nth_sweep)
 	unplug(a);
 }
 
+/* A page request on an SVA bond goes through the I/O page fault queue to the SVA handler. */
+TEST(sva_page_request_end_to_end)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	struct device *a = mksva("0000:0d:00.0", 20);
+	struct iommu_page_response last;
+	struct iopf_fault evt = { .fault = { .type = IOMMU_FAULT_PAGE_REQ } };
+	unsigned char *rw, *ro;
+	struct uiommu_mm *mm;
+	struct iommu_sva *h;
+
+	a->pri = true;
+	mock_iommu_register(&sva_iommu);
+	ASSERT_EQ(0, iommu_probe_device(a));
+	mm = uiommu_mm_self();
+	h = iommu_sva_bind_device(a, mm);
+	ASSERT_FALSE(IS_ERR(h));
+	rw = mmap(NULL, psz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro = mmap(NULL, psz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(rw != MAP_FAILED && ro != MAP_FAILED);
+
+	evt.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID |
+			      IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	evt.fault.prm.pasid = iommu_sva_get_pasid(h);
+	evt.fault.prm.grpid = 7;
+	evt.fault.prm.perm = IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE;
+	evt.fault.prm.addr = (uintptr_t)rw;
+	ASSERT_EQ(0, iommu_report_device_fault(a, &evt));
+	ASSERT_EQ(0, iopf_queue_flush_dev(a));
+	ASSERT_EQ(1, mock_page_responses(a, &last));
+	ASSERT_EQ(IOMMU_PAGE_RESP_SUCCESS, last.code);
+	ASSERT_EQ(7, last.grpid);
+	/* A partial that fails makes the whole group INVALID (errors are sticky). */
+	evt.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+	evt.fault.prm.grpid = 8;
+	evt.fault.prm.addr = (uintptr_t)ro; /* written: not allowed */
+	ASSERT_EQ(0, iommu_report_device_fault(a, &evt));
+	evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	evt.fault.prm.addr = (uintptr_t)rw;
+	ASSERT_EQ(0, iommu_report_device_fault(a, &evt));
+	ASSERT_EQ(0, iopf_queue_flush_dev(a));
+	ASSERT_EQ(2, mock_page_responses(a, &last));
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, last.code);
+	ASSERT_EQ(8, last.grpid);
+	iommu_sva_unbind_device(h);
+	munmap(rw, psz);
+	munmap(ro, psz);
+	uiommu_mm_put(mm);
+	unplug(a);
+}
+
 TEST(sva_fault_resolution_follows_the_mappings)
 {
 	long psz = sysconf(_SC_PAGESIZE);

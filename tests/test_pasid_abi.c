@@ -268,8 +268,8 @@ TEST_F(pasid, destroying_the_device_detaches_its_pasids)
 TEST_F(pasid, rid_replace_moves_the_reference)
 {
 	/*
-	 * A second RID attach of one idev (EBUSY) is not reachable through these ops: MOCK_DOMAIN
-	 * attaches a fresh device and the VFIO cdev replaces (test_pasid.c tests it white box).
+	 * The second RID attach of one idev (EBUSY) is PASID_ATTACH with PASID 0, in the errnos
+	 * case; MOCK_DOMAIN attaches a fresh device and the VFIO cdev replaces.
 	 */
 	ASSERT_EQ(0, rid_replace(self->fd, self->stdev, self->plain));
 	ASSERT_EQ(0, destroy(self->fd, self->s2));

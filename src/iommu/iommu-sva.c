@@ -319,29 +319,3 @@ static int iommu_sva_iopf_handler(struct iopf_group *group)
 {
 	return iopf_group_queue_work(group, iommu_sva_handle_iopf);
 }
-
-/*
- * TEMPORARY weak stand-ins for the I/O page fault layer (src/iommu/io-pgfault.c, being written
- * on branch iopf). They let this file link alone and are overridden by the real ones; REMOVE
- * THEM AT MERGE. Without a queue the work cannot be queued (-ENODEV: the reporter answers
- * FAILURE), and nothing else can be reached.
- */
-__attribute__((weak)) int iopf_group_queue_work(struct iopf_group *group,
-						void (*fn)(struct iopf_group *group))
-{
-	(void)group;
-	(void)fn;
-	return -ENODEV;
-}
-
-__attribute__((weak)) void iopf_group_response(struct iopf_group *group,
-					       enum iommu_page_response_code status)
-{
-	(void)group;
-	(void)status;
-}
-
-__attribute__((weak)) void iopf_free_group(struct iopf_group *group)
-{
-	(void)group;
-}

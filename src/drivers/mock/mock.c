@@ -649,9 +649,9 @@ const struct iommu_ops mock_iommu_ops = {
 	.device_group = mock_device_group,
 	.def_domain_type = mock_def_domain_type,
 	.get_resv_regions = mock_get_resv_regions,
-	.page_response = mock_page_response,
 	.domain_alloc_paging_flags = mock_domain_alloc_paging_flags,
 	.domain_alloc_sva = mock_domain_alloc_sva,
+	.page_response = mock_page_response,
 	.identity_domain = &mock_identity_domain,
 	.blocked_domain = &mock_blocked_domain,
 };

@@ -40,6 +40,11 @@ enum {
 	IOMMU_TEST_OP_DMABUF_GET = 22,
 	IOMMU_TEST_OP_DMABUF_REVOKE = 23,
 	IOMMU_TEST_OP_MD_CHECK_DMABUF = 24,
+	/*
+	 * uiommu only, not in the kernel: what the selftest mock's page_response sent to a
+	 * device (struct page_responses below), so tests can count the answers to faults.
+	 */
+	IOMMU_TEST_OP_UIOMMU_PAGE_RESPONSES = 0x1000,
 };
 
 /* Mock page-table formats, chosen by iommu_hwpt_selftest.pagetable_type. */
@@ -139,6 +144,11 @@ enum {
  * check_dmabuf (MD_CHECK_DMABUF): each mock page of [@iova, @iova + @length)
  *   in mock HWPT @id translates to byte @offset onwards of dma-buf @dmabuf_fd
  *   (a later addition of the kernel's selftest, not in every tree).
+		} check_dmabuf;
+		struct {
+ * page_responses (UIOMMU_PAGE_RESPONSES, uiommu only): the page responses the
+ *   mock sent to idev @dev_id so far, counted by code, and the last one's
+ *   grpid and code (0 when none).
  */
 struct iommu_test_cmd {
 	__u32 size;
@@ -255,6 +265,14 @@ struct iommu_test_cmd {
 			__aligned_u64 length;
 			__aligned_u64 offset;
 		} check_dmabuf;
+		struct {
+			__u32 dev_id;
+			__u32 out_success;
+			__u32 out_invalid;
+			__u32 out_failure;
+			__u32 out_last_grpid;
+			__u32 out_last_code;
+		} page_responses;
 	};
 	__u32 last;
 };

@@ -50,12 +50,17 @@ int uiommu_dupfd(int fd, int minfd, bool cloexec);
 bool uiommu_is_fd(int fd);
 
 /*
- * Event fds that iommufd ioctls return (VEVENTQ_ALLOC's out_veventq_fd): real eventfds, so
- * poll/select/epoll work as they are; read through these, close with uiommu_close().
+ * Event fds that iommufd ioctls return (VEVENTQ_ALLOC's out_veventq_fd, FAULT_QUEUE_ALLOC's
+ * out_fault_fd): real eventfds, so poll/select/epoll work as they are (POLLIN while something
+ * waits; a fault fd is always POLLOUT); read and write through these, close with
+ * uiommu_close(). A fault fd reads 40-byte struct iommu_hwpt_pgfault records and takes 8-byte
+ * struct iommu_hwpt_page_response records; a vEVENTQ fd cannot be written (EINVAL).
  */
 bool uiommu_event_is_fd(int fd);
 ssize_t uiommu_event_read(int fd, void *buf, size_t count);
 ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset);
+ssize_t uiommu_event_write(int fd, const void *buf, size_t count);
+ssize_t uiommu_event_pwrite(int fd, const void *buf, size_t count, off_t offset);
 
 /*
  * The VFIO device cdev, /dev/vfio/devices/vfioN (include/uiommu/vfio_compat.h): open() of such

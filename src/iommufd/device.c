@@ -155,13 +155,20 @@ static struct iommufd_attach_handle *iommufd_device_get_attach_handle(struct iom
 
 /*
  * The old attachment's handle is gone from the core's table: answer its pending faults, then
- * free it. Only fault-capable HWPTs can have faults routed through a handle.
+ * free it. Only fault-capable HWPTs can have faults routed through a handle, but a reporter
+ * may have looked up any handle (to learn that its domain takes no faults) just before the
+ * core unpublished it: the drain waits for such reporters before the free, with or without
+ * faults (iommufd_auto_response_faults() drains first itself).
  */
 static void iommufd_attach_handle_retire(struct iommufd_hw_pagetable *old,
 					 struct iommufd_attach_handle *handle)
 {
-	if (old->fault && handle)
+	if (!handle)
+		return;
+	if (old->fault)
 		iommufd_auto_response_faults(old, handle);
+	else
+		iopf_drain_dev(handle->idev->dev);
 	uiommu_free(handle);
 }
 
@@ -421,17 +428,6 @@ void iommufd_device_pasid_detach(struct iommufd_device *idev, uint32_t pasid)
 void iommufd_device_detach(struct iommufd_device *idev)
 {
 	iommufd_device_pasid_detach(idev, IOMMU_NO_PASID);
-}
-
-/*
- * The fault queue's hook (see iommufd_private.h): eventq.c's fault object fills it. Until then
- * no HWPT has a fault queue, so there is nothing to answer.
- */
-__attribute__((weak)) void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
-							 struct iommufd_attach_handle *handle)
-{
-	(void)hwpt;
-	(void)handle;
 }
 
 /* ---- IOMMU_GET_HW_INFO --------------------------------------------------------------------- */

@@ -1,30 +1,65 @@
 // SPDX-License-Identifier: MIT
 /*
- * vEVENTQs: IOMMU_VEVENTQ_ALLOC, the queue, and its fd.
+ * Event queues with an fd of their own: vEVENTQs (IOMMU_VEVENTQ_ALLOC) and I/O page fault
+ * queues (IOMMU_FAULT_QUEUE_ALLOC), the queues themselves and their fds.
  *
- * A vEVENTQ (IOMMUFD_OBJ_VEVENTQ) carries events a vIOMMU's hardware raises about the guest's
- * devices (for the selftest mock, TRIGGER_VEVENT's {virt_id}) to the VMM, which reads them
- * from an fd that VEVENTQ_ALLOC returns beside the object ID. One queue per type per vIOMMU
- * (EEXIST); the queue holds its vIOMMU with a users reference.
+ * vEVENTQs. A vEVENTQ (IOMMUFD_OBJ_VEVENTQ) carries events a vIOMMU's hardware raises about the
+ * guest's devices (for the selftest mock, TRIGGER_VEVENT's {virt_id}) to the VMM, which reads
+ * them from an fd that VEVENTQ_ALLOC returns beside the object ID. One queue per type per
+ * vIOMMU (EEXIST); the queue holds its vIOMMU with a users reference.
  *
- * The queue. Each event is an 8-byte struct iommufd_vevent_header {flags, sequence} followed
- * by the driver's payload. Every event offered gets the next sequence number (0 .. INT_MAX, then
- * 0 again), whether it is queued or not. Once veventq_depth events wait, new ones are dropped and
- * a single header with IOMMU_VEVENTQ_FLAG_LOST_EVENTS and no payload stands at the tail instead,
- * carrying the sequence of the last event dropped; so a reader sees either the flag or a gap.
+ * The vEVENTQ itself. Each event is an 8-byte struct iommufd_vevent_header {flags, sequence}
+ * followed by the driver's payload. Every event offered gets the next sequence number
+ * (0 .. INT_MAX, then 0 again), whether it is queued or not. Once veventq_depth events wait,
+ * new ones are dropped and a single header with IOMMU_VEVENTQ_FLAG_LOST_EVENTS and no payload
+ * stands at the tail instead, carrying the sequence of the last event dropped; so a reader sees
+ * either the flag or a gap.
  *
- * The fd is a real fd of the process: an eventfd we own, non-blocking, whose counter is 1
- * exactly while the queue holds something. poll(), select() and epoll therefore work on it
- * without any interception (POLLIN while events wait). read() and close() are ours (the
- * preload layer forwards them, and uiommu_event_read()/uiommu_close() are the direct calls):
- *  - read returns whole events only, as many as fit; a buffer too small for the next event is
- *    EINVAL, an empty queue reads 0 at once (never blocks), a non-zero offset (pread) ESPIPE;
+ * Fault queues. A fault queue (IOMMUFD_OBJ_FAULT) is where the I/O page faults of the HWPTs
+ * allocated with IOMMU_HWPT_FAULT_ID_VALID go: such a HWPT holds the queue (users) and its
+ * domain's iopf_handler is iommufd_fault_iopf_handler(). The core (io-pgfault.c) hands the
+ * handler each complete fault group reported through an attach handle of that domain; the
+ * handler appends it to `deliver` and signals the fd. The group stays pending in io-pgfault
+ * until it is answered here, once:
+ *  - read moves whole groups from the head of `deliver` to the response table, giving each a
+ *    cookie (the lowest free index from 1, as an allocating xarray would) and writing one
+ *    40-byte struct iommu_hwpt_pgfault per fault, all with that cookie;
+ *  - write takes 8-byte {cookie, code} records, takes the group out of the table, answers it
+ *    (SUCCESS or INVALID) through iopf_group_response() and frees it;
+ *  - iommufd_auto_response_faults() answers INVALID to every group of an attach handle that a
+ *    detach or replace retired, queued or read alike (invariant 26), after iopf_drain_dev() so
+ *    that no reporter still holds the handle; device.c frees the handle afterwards;
+ *  - destroying the queue answers INVALID to everything left in it.
+ * A group is therefore in exactly one place at a time: on `deliver`, in the response table, or
+ * answered and freed. Groups hold what their records need: the attach handle (and through it
+ * the idev, whose ID is dev_id) stays alive until the group is answered.
+ *
+ * The fds are real fds of the process: an eventfd we own per queue, whose counter is 1 exactly
+ * while the queue holds something to read. poll(), select() and epoll therefore work on it
+ * without interception: POLLIN while something waits, and POLLOUT always (an eventfd is
+ * writable until its counter nears 2^64), which is the fault fd's contract. read(), write() and
+ * close() are ours (the preload layer forwards them; uiommu_event_read()/_write() and
+ * uiommu_close() are the direct calls):
+ *  - vEVENTQ read returns whole events only, as many as fit; a buffer too small for the next
+ *    event is EINVAL, an empty queue reads 0 at once (never blocks), a non-zero offset (pread)
+ *    ESPIPE; write is EINVAL (the kernel's file has no write);
+ *  - fault read/write: a non-zero offset or a length that is not a multiple of the record is
+ *    ESPIPE; see iommufd_fault_read() and iommufd_fault_write();
  *  - close drops the fd's users reference on the object (IOMMU_DESTROY is EBUSY until then)
  *    and its reference on the context, which the fd keeps open like the kernel's file does.
- * The fd -> queue table is a short list: event fds are few.
+ * A read or write in progress holds the same two references, as the kernel's fdget() holds the
+ * file, so a close racing it destroys nothing under it. The fd -> queue table is a short list:
+ * event fds are few. The eventfd carries the name "[eventfd]", not the kernel's
+ * "[iommufd-pgfault]"; its flags add O_NONBLOCK (our own reads of the counter must not block).
  *
- * Locking: event_fds_lock (the fd table) -> veventq->lock (the queue and the eventfd counter).
- * viommu->lock (the veventqs list) -> veventq->lock, for reports.
+ * Locking:
+ *  - event_fds_lock (the fd table), held only to find an fd and take its references, and
+ *    across close -> veventq->lock / fault->lock (to retire the eventfd number);
+ *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its eventfd counter);
+ *  - idev->lock (a detach) -> fault->mutex (serialises read, write and auto-response; protects
+ *    the response table) -> fault_param->lock (io-pgfault, via iopf_group_response()) ;
+ *  - fault->mutex -> fault->lock (deliver, the eventfd counter and number; a leaf, which the
+ *    handler takes from the reporter's thread with no other lock held).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -66,9 +101,23 @@ struct iommufd_veventq {
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_veventq, obj);
 
+struct iommufd_fault {
+	struct iommufd_object obj;
+	/* Serialises read, write and auto-response; protects resp, nr_resp. Order: after idev->lock. */
+	struct uiommu_mutex mutex;
+	struct iopf_group **resp;          /* read, not answered: resp[cookie - 1]; NULL = free */
+	uint32_t nr_resp;                  /* slots in resp */
+	struct uiommu_mutex lock;          /* protects deliver and fd; a leaf */
+	struct iopf_group_list deliver;    /* handed over by the handler, not read yet */
+	int fd;                            /* the eventfd; -1 once the user closed it */
+};
+
+IOMMUFD_OBJECT_AT_ZERO(struct iommufd_fault, obj);
+
+/* An open event fd: a vEVENTQ's or a fault queue's (obj->type says which). */
 struct event_fd {
 	int fd;
-	struct iommufd_veventq *veventq; /* a users reference */
+	struct iommufd_object *obj;      /* the queue; a users reference */
 	struct iommufd_ctx *ictx;        /* a context reference (iommufd_ctx_file_get()) */
 	struct event_fd *next;
 };
@@ -77,25 +126,52 @@ static pthread_mutex_t event_fds_lock = PTHREAD_MUTEX_INITIALIZER; /* protects e
 static struct event_fd *event_fds;
 static atomic_int event_fds_nr; /* a lock-free "none at all" for every close() of the process */
 
-/* Sets the eventfd counter to (queue not empty). Caller holds veventq->lock. */
-static void iommufd_veventq_signal(struct iommufd_veventq *veventq)
+/*
+ * Sets the counter of the eventfd @fd to @ready (0 or 1), so that poll() reports POLLIN exactly
+ * while a queue holds something. The caller holds the queue's lock, which also keeps @fd from
+ * being closed (and its number reused) meanwhile; @fd < 0: the user closed it, nothing to do.
+ */
+static void iommufd_eventfd_set(int fd, bool ready)
 {
 	uint64_t v = 1;
 
-	lockdep_assert_held(&veventq->lock);
-	if (veventq->fd < 0)
-		return; /* the user closed it */
-	if (veventq->head) {
-		if (syscall(SYS_write, veventq->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	if (fd < 0)
+		return;
+	if (ready) {
+		if (syscall(SYS_write, fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			WARN_ON(1);
 		/* Keep it at 1: drain the extra, if any, and put one back. */
-		if (syscall(SYS_read, veventq->fd, &v, sizeof(v)) == sizeof(v)) {
+		if (syscall(SYS_read, fd, &v, sizeof(v)) == sizeof(v)) {
 			v = 1;
-			WARN_ON(syscall(SYS_write, veventq->fd, &v, sizeof(v)) != sizeof(v));
+			WARN_ON(syscall(SYS_write, fd, &v, sizeof(v)) != sizeof(v));
 		}
 	} else {
-		syscall(SYS_read, veventq->fd, &v, sizeof(v)); /* EAGAIN when already 0 */
+		syscall(SYS_read, fd, &v, sizeof(v)); /* EAGAIN when already 0 */
 	}
+}
+
+/* Sets the eventfd counter to (queue not empty). Caller holds veventq->lock. */
+static void iommufd_veventq_signal(struct iommufd_veventq *veventq)
+{
+	lockdep_assert_held(&veventq->lock);
+	iommufd_eventfd_set(veventq->fd, veventq->head != NULL);
+}
+
+/* Publishes @efd standing for @obj; takes the fd's references (dropped at its close). */
+static void event_fd_install(struct event_fd *efd, int fd, struct iommufd_object *obj,
+			     struct iommufd_ctx *ictx)
+{
+	efd->fd = fd;
+	efd->obj = obj;
+	efd->ictx = ictx;
+	/* Pairs with the puts in iommufd_event_fd_close(). */
+	iommufd_object_ref_users(obj);
+	iommufd_ctx_file_get(ictx);
+	pthread_mutex_lock(&event_fds_lock);
+	efd->next = event_fds;
+	event_fds = efd;
+	atomic_fetch_add(&event_fds_nr, 1);
+	pthread_mutex_unlock(&event_fds_lock);
 }
 
 void iommufd_veventq_destroy(struct iommufd_object *obj)
@@ -242,17 +318,7 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 	iommufd_object_ref_users(&viommu->obj);
 	uiommu_mutex_unlock(&viommu->lock);
 
-	/* The fd's references, dropped by iommufd_veventq_fd_close(). */
-	efd->fd = fd;
-	efd->veventq = veventq;
-	efd->ictx = ucmd->ictx;
-	iommufd_object_ref_users(&veventq->obj);
-	iommufd_ctx_file_get(ucmd->ictx);
-	pthread_mutex_lock(&event_fds_lock);
-	efd->next = event_fds;
-	event_fds = efd;
-	atomic_fetch_add(&event_fds_nr, 1);
-	pthread_mutex_unlock(&event_fds_lock);
+	event_fd_install(efd, fd, &veventq->obj, ucmd->ictx);
 	iommufd_object_finalize(ucmd->ictx, &veventq->obj);
 	goto out_put_viommu;
 
@@ -333,25 +399,43 @@ static ssize_t iommufd_veventq_read(struct iommufd_veventq *veventq, struct uiom
 	return done ? (ssize_t)done : rc;
 }
 
-UIOMMU_EXPORT ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset)
+/*
+ * The entry of @fd with its references taken for one call (event_fd_put()), as the kernel's
+ * fdget() holds the file: a close meanwhile cannot destroy the queue or the context under it.
+ */
+static int event_fd_get(int fd, struct iommufd_object **obj, struct iommufd_ctx **ictx)
 {
 	struct event_fd **pos;
-	ssize_t rc;
+	int rc = 0;
 
 	pthread_mutex_lock(&event_fds_lock);
 	pos = event_fd_find(fd);
 	if (!pos) {
 		rc = -EBADF;
-	} else if (offset) {
-		rc = -ESPIPE;
 	} else {
-		struct iommufd_veventq *veventq = (*pos)->veventq;
-
-		uiommu_mutex_lock(&veventq->lock);
-		rc = iommufd_veventq_read(veventq, (*pos)->ictx->mm, buf, count);
-		uiommu_mutex_unlock(&veventq->lock);
+		*obj = (*pos)->obj;
+		*ictx = (*pos)->ictx;
+		iommufd_object_ref_users(*obj);
+		iommufd_ctx_file_get(*ictx);
 	}
 	pthread_mutex_unlock(&event_fds_lock);
+	return rc;
+}
+
+static void event_fd_put(struct iommufd_object *obj, struct iommufd_ctx *ictx)
+{
+	/* Pairs with event_fd_get(). */
+	iommufd_object_unref_users(obj);
+	iommufd_ctx_file_put(ictx);
+}
+
+static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm *mm, char *buf,
+				  size_t count);
+static ssize_t iommufd_fault_write(struct iommufd_fault *fault, struct uiommu_mm *mm,
+				   const char *buf, size_t count);
+
+static ssize_t event_ret(ssize_t rc)
+{
 	if (rc < 0) {
 		errno = (int)-rc;
 		return -1;
@@ -359,9 +443,59 @@ UIOMMU_EXPORT ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t 
 	return rc;
 }
 
+UIOMMU_EXPORT ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	struct iommufd_object *obj;
+	struct iommufd_ctx *ictx;
+	ssize_t rc;
+
+	rc = event_fd_get(fd, &obj, &ictx);
+	if (rc)
+		return event_ret(rc);
+	if (offset) {
+		rc = -ESPIPE;
+	} else if (obj->type == IOMMUFD_OBJ_FAULT) {
+		rc = iommufd_fault_read(container_of(obj, struct iommufd_fault, obj), ictx->mm, buf,
+					count);
+	} else {
+		struct iommufd_veventq *veventq = container_of(obj, struct iommufd_veventq, obj);
+
+		uiommu_mutex_lock(&veventq->lock);
+		rc = iommufd_veventq_read(veventq, ictx->mm, buf, count);
+		uiommu_mutex_unlock(&veventq->lock);
+	}
+	event_fd_put(obj, ictx);
+	return event_ret(rc);
+}
+
 UIOMMU_EXPORT ssize_t uiommu_event_read(int fd, void *buf, size_t count)
 {
 	return uiommu_event_pread(fd, buf, count, 0);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_event_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	struct iommufd_object *obj;
+	struct iommufd_ctx *ictx;
+	ssize_t rc;
+
+	rc = event_fd_get(fd, &obj, &ictx);
+	if (rc)
+		return event_ret(rc);
+	if (obj->type != IOMMUFD_OBJ_FAULT)
+		rc = -EINVAL; /* a vEVENTQ's file has no write */
+	else if (offset)
+		rc = -ESPIPE;
+	else
+		rc = iommufd_fault_write(container_of(obj, struct iommufd_fault, obj), ictx->mm,
+					 buf, count);
+	event_fd_put(obj, ictx);
+	return event_ret(rc);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_event_write(int fd, const void *buf, size_t count)
+{
+	return uiommu_event_pwrite(fd, buf, count, 0);
 }
 
 /**
@@ -381,14 +515,397 @@ int iommufd_event_fd_close(int fd)
 	efd = *pos;
 	*pos = efd->next;
 	atomic_fetch_sub(&event_fds_nr, 1);
-	uiommu_mutex_lock(&efd->veventq->lock);
-	efd->veventq->fd = -1; /* reports stop signalling a number that may be reused */
-	uiommu_mutex_unlock(&efd->veventq->lock);
+	/* Signals stop using a number that may be reused once it is closed. */
+	if (efd->obj->type == IOMMUFD_OBJ_FAULT) {
+		struct iommufd_fault *fault = container_of(efd->obj, struct iommufd_fault, obj);
+
+		uiommu_mutex_lock(&fault->lock);
+		fault->fd = -1;
+		uiommu_mutex_unlock(&fault->lock);
+	} else {
+		struct iommufd_veventq *veventq =
+			container_of(efd->obj, struct iommufd_veventq, obj);
+
+		uiommu_mutex_lock(&veventq->lock);
+		veventq->fd = -1;
+		uiommu_mutex_unlock(&veventq->lock);
+	}
 	syscall(SYS_close, fd);
 	pthread_mutex_unlock(&event_fds_lock);
-	/* Pairs with the references taken in iommufd_veventq_alloc(). */
-	iommufd_object_unref_users(&efd->veventq->obj);
+	/* Pairs with the references taken in event_fd_install(). */
+	iommufd_object_unref_users(efd->obj);
 	iommufd_ctx_file_put(efd->ictx);
 	uiommu_free(efd);
 	return 0;
+}
+
+/* ---- fault queues ---------------------------------------------------------------------------- */
+
+/* Answers @group with @code and frees it: the end of every group we were handed. */
+static void iommufd_fault_group_answer(struct iopf_group *group,
+				       enum iommu_page_response_code code)
+{
+	iopf_group_response(group, code);
+	iopf_free_group(group);
+}
+
+/*
+ * Takes the group of @cookie out of the response table, or NULL when no read group has it.
+ * Caller holds fault->mutex.
+ */
+static struct iopf_group *iommufd_fault_cookie_take(struct iommufd_fault *fault, uint32_t cookie)
+{
+	struct iopf_group *group;
+
+	lockdep_assert_held(&fault->mutex);
+	if (!cookie || cookie > fault->nr_resp)
+		return NULL;
+	group = fault->resp[cookie - 1];
+	fault->resp[cookie - 1] = NULL;
+	return group;
+}
+
+/*
+ * Puts @group in the response table under the lowest free cookie (from 1), growing the table
+ * when it is full. Caller holds fault->mutex. Return: 0 with group->cookie set, -ENOMEM.
+ */
+static int iommufd_fault_cookie_alloc(struct iommufd_fault *fault, struct iopf_group *group)
+{
+	struct iopf_group **resp;
+	uint32_t i, nr;
+
+	lockdep_assert_held(&fault->mutex);
+	for (i = 0; i != fault->nr_resp; i++)
+		if (!fault->resp[i])
+			goto found;
+	if (fault->nr_resp >= UINT32_MAX / 2)
+		return -ENOMEM; /* the cookie space (u32) is exhausted */
+	nr = fault->nr_resp ? fault->nr_resp * 2 : 16;
+	resp = uiommu_realloc_array(fault->resp, nr, sizeof(*resp));
+	if (!resp)
+		return -ENOMEM;
+	memset(resp + fault->nr_resp, 0, (nr - fault->nr_resp) * sizeof(*resp));
+	fault->resp = resp;
+	fault->nr_resp = nr;
+found:
+	fault->resp[i] = group;
+	group->cookie = i + 1;
+	return 0;
+}
+
+/*
+ * A read that failed leaves no trace: a table it grew for nothing goes again when it holds no
+ * group. Caller holds fault->mutex.
+ */
+static void iommufd_fault_resp_trim(struct iommufd_fault *fault)
+{
+	uint32_t i;
+
+	lockdep_assert_held(&fault->mutex);
+	for (i = 0; i != fault->nr_resp; i++)
+		if (fault->resp[i])
+			return;
+	uiommu_free(fault->resp);
+	fault->resp = NULL;
+	fault->nr_resp = 0;
+}
+
+/**
+ * iommufd_fault_iopf_handler() - the iopf_handler of a fault-capable HWPT's domain
+ *
+ * Runs in the reporter's thread with no lock held (io-pgfault.c). The group goes to the tail of
+ * its fault queue's deliver list and the fd becomes readable; it stays pending in io-pgfault
+ * until read, answered and freed here. The queue outlives the call: the HWPT holds it, and a
+ * detach drains reports (iopf_drain_dev()) before the HWPT can go.
+ * Return: 0, always: the group is ours now.
+ */
+int iommufd_fault_iopf_handler(struct iopf_group *group)
+{
+	struct iommufd_fault *fault = group->attach_handle->domain->fault_data;
+	bool was_empty;
+
+	uiommu_mutex_lock(&fault->lock);
+	was_empty = TAILQ_EMPTY(&fault->deliver);
+	TAILQ_INSERT_TAIL(&fault->deliver, group, node);
+	if (was_empty)
+		iommufd_eventfd_set(fault->fd, true);
+	uiommu_mutex_unlock(&fault->lock);
+	return 0;
+}
+
+/*
+ * The retired handle's groups, answered INVALID (invariant 26); see iommufd_private.h. The
+ * drain first: a reporter that looked the old handle up before the core retired it may still
+ * be on its way to the handler, and its group must be on deliver before we look.
+ */
+void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
+				  struct iommufd_attach_handle *handle)
+{
+	struct iopf_group_list answer = TAILQ_HEAD_INITIALIZER(answer);
+	struct iommufd_fault *fault = hwpt->fault;
+	struct iopf_group *group, *next;
+	uint32_t i;
+
+	if (!fault || !handle)
+		return;
+	iopf_drain_dev(handle->idev->dev);
+
+	uiommu_mutex_lock(&fault->mutex);
+	uiommu_mutex_lock(&fault->lock);
+	for (group = TAILQ_FIRST(&fault->deliver); group; group = next) {
+		next = TAILQ_NEXT(group, node);
+		if (group->attach_handle != &handle->handle)
+			continue;
+		TAILQ_REMOVE(&fault->deliver, group, node);
+		TAILQ_INSERT_TAIL(&answer, group, node);
+	}
+	iommufd_eventfd_set(fault->fd, !TAILQ_EMPTY(&fault->deliver));
+	uiommu_mutex_unlock(&fault->lock);
+
+	/* Outside the leaf lock: an answer takes io-pgfault's locks and calls the driver. */
+	while ((group = TAILQ_FIRST(&answer))) {
+		TAILQ_REMOVE(&answer, group, node);
+		iommufd_fault_group_answer(group, IOMMU_PAGE_RESP_INVALID);
+	}
+	for (i = 0; i != fault->nr_resp; i++) {
+		group = fault->resp[i];
+		if (!group || group->attach_handle != &handle->handle)
+			continue;
+		fault->resp[i] = NULL; /* the cookie is dead before the answer goes */
+		iommufd_fault_group_answer(group, IOMMU_PAGE_RESP_INVALID);
+	}
+	uiommu_mutex_unlock(&fault->mutex);
+}
+
+/*
+ * Nothing else holds the queue any more (users went from 1 to 0): no HWPT, no fd, no call in
+ * progress. Whatever is left is answered INVALID; normally nothing is, since every detach
+ * answered its handle's groups already.
+ */
+void iommufd_fault_destroy(struct iommufd_object *obj)
+{
+	struct iommufd_fault *fault = container_of(obj, struct iommufd_fault, obj);
+	struct iopf_group *group;
+	uint32_t i;
+
+	while ((group = TAILQ_FIRST(&fault->deliver))) {
+		TAILQ_REMOVE(&fault->deliver, group, node);
+		iommufd_fault_group_answer(group, IOMMU_PAGE_RESP_INVALID);
+	}
+	for (i = 0; i != fault->nr_resp; i++)
+		if (fault->resp[i])
+			iommufd_fault_group_answer(fault->resp[i], IOMMU_PAGE_RESP_INVALID);
+	uiommu_free(fault->resp);
+	uiommu_mutex_destroy(&fault->lock);
+	uiommu_mutex_destroy(&fault->mutex);
+}
+
+/* IOMMU_FAULT_QUEUE_ALLOC: a fault queue and its fd. */
+int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_fault_alloc *cmd = ucmd->cmd;
+	struct iommufd_fault *fault;
+	struct event_fd *efd;
+	int fd, rc;
+
+	if (cmd->flags)
+		return -EOPNOTSUPP;
+	fault = iommufd_object_alloc(ucmd->ictx, fault, IOMMUFD_OBJ_FAULT);
+	if (IS_ERR(fault))
+		return PTR_ERR(fault);
+	uiommu_mutex_init(&fault->mutex);
+	uiommu_mutex_init(&fault->lock);
+	TAILQ_INIT(&fault->deliver);
+
+	efd = uiommu_zalloc(sizeof(*efd));
+	if (!efd) {
+		rc = -ENOMEM;
+		goto err_abort;
+	}
+	if (uiommu_should_fail()) {
+		rc = -ENOMEM;
+		goto err_free_efd;
+	}
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0) {
+		rc = -errno;
+		goto err_free_efd;
+	}
+	fault->fd = fd;
+	cmd->out_fault_id = iommufd_object_id(&fault->obj);
+	cmd->out_fault_fd = fd;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		goto err_close_fd;
+
+	event_fd_install(efd, fd, &fault->obj, ucmd->ictx);
+	iommufd_object_finalize(ucmd->ictx, &fault->obj);
+	return 0;
+
+err_close_fd:
+	syscall(SYS_close, fd);
+err_free_efd:
+	uiommu_free(efd);
+err_abort:
+	uiommu_mutex_destroy(&fault->lock);
+	uiommu_mutex_destroy(&fault->mutex);
+	iommufd_object_abort(ucmd->ictx, &fault->obj);
+	return rc;
+}
+
+/**
+ * iommufd_hwpt_set_fault() - HWPT_ALLOC's fault_id: @hwpt's faults go to fault queue @fault_id
+ *
+ * Called before the HWPT is published, so no attach can see it half set. The HWPT holds the
+ * queue (users: IOMMU_DESTROY of the queue is EBUSY) until iommufd_hwpt_put_fault().
+ * Return: 0, or -ENOENT when @fault_id names no fault queue.
+ */
+int iommufd_hwpt_set_fault(struct iommufd_ctx *ictx, struct iommufd_hw_pagetable *hwpt,
+			   uint32_t fault_id)
+{
+	struct iommufd_object *obj = iommufd_get_object(ictx, fault_id, IOMMUFD_OBJ_FAULT);
+	struct iommufd_fault *fault;
+
+	if (IS_ERR(obj))
+		return PTR_ERR(obj);
+	fault = container_of(obj, struct iommufd_fault, obj);
+	/* Pairs with iommufd_hwpt_put_fault() in the HWPT's destroy. */
+	iommufd_object_ref_users(&fault->obj);
+	hwpt->fault = fault;
+	hwpt->domain->fault_data = fault;
+	hwpt->domain->iopf_handler = iommufd_fault_iopf_handler;
+	iommufd_put_object(ictx, obj);
+	return 0;
+}
+
+/* The HWPT's destroy: it stops holding its fault queue (every attachment is gone). */
+void iommufd_hwpt_put_fault(struct iommufd_hw_pagetable *hwpt)
+{
+	if (hwpt->fault)
+		iommufd_object_unref_users(&hwpt->fault->obj);
+}
+
+/* One group's records (one per fault, all with its cookie) at @uaddr. */
+static int iommufd_fault_copy_group(struct uiommu_mm *mm, uint64_t uaddr,
+				    struct iopf_group *group)
+{
+	struct iommufd_device *idev = to_iommufd_handle(group->attach_handle)->idev;
+	struct iommu_hwpt_pgfault rec;
+	struct iopf_fault *f;
+	int rc;
+
+	for (f = group->faults; f; f = f->next) {
+		const struct iommu_fault_page_request *prm = &f->fault.prm;
+
+		memset(&rec, 0, sizeof(rec));
+		rec.flags = prm->flags;
+		rec.dev_id = iommufd_object_id(&idev->obj);
+		rec.pasid = prm->pasid;
+		rec.grpid = prm->grpid;
+		rec.perm = prm->perm;
+		rec.addr = prm->addr;
+		rec.length = 0; /* no length hint from the requests */
+		rec.cookie = group->cookie;
+		rc = uiommu_copy_to_user(mm, uaddr, &rec, sizeof(rec));
+		if (rc)
+			return rc;
+		uaddr += sizeof(rec);
+	}
+	return 0;
+}
+
+/*
+ * read(2) of a fault fd: whole groups from the head of deliver while they fit in @count, each
+ * given a cookie. A group that does not fit, or whose cookie or copy fails, goes back to the
+ * head and ends the read; an error is reported only when nothing was read before it. An empty
+ * queue reads 0 at once.
+ */
+static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm *mm, char *buf,
+				  size_t count)
+{
+	const size_t rec_size = sizeof(struct iommu_hwpt_pgfault);
+	struct iopf_group *group;
+	size_t done = 0, len;
+	int rc = 0;
+
+	if (count % rec_size)
+		return -ESPIPE;
+	uiommu_mutex_lock(&fault->mutex);
+	for (;;) {
+		uiommu_mutex_lock(&fault->lock);
+		group = TAILQ_FIRST(&fault->deliver);
+		if (group)
+			TAILQ_REMOVE(&fault->deliver, group, node);
+		uiommu_mutex_unlock(&fault->lock);
+		if (!group)
+			break;
+		len = (size_t)group->fault_count * rec_size;
+		if (len > count - done)
+			goto restore;
+		rc = iommufd_fault_cookie_alloc(fault, group);
+		if (rc)
+			goto restore;
+		rc = iommufd_fault_copy_group(mm, (uint64_t)(uintptr_t)(buf + done), group);
+		if (rc) {
+			/* The records already copied do not count: whole groups only. */
+			iommufd_fault_cookie_take(fault, group->cookie);
+			goto restore;
+		}
+		done += len;
+		continue;
+restore:
+		/* Back at the head: the handler only appends, so it is still the oldest. */
+		uiommu_mutex_lock(&fault->lock);
+		TAILQ_INSERT_HEAD(&fault->deliver, group, node);
+		uiommu_mutex_unlock(&fault->lock);
+		break;
+	}
+	if (!done && rc)
+		iommufd_fault_resp_trim(fault);
+	uiommu_mutex_lock(&fault->lock);
+	iommufd_eventfd_set(fault->fd, !TAILQ_EMPTY(&fault->deliver));
+	uiommu_mutex_unlock(&fault->lock);
+	uiommu_mutex_unlock(&fault->mutex);
+	return done ? (ssize_t)done : rc;
+}
+
+/*
+ * write(2) of a fault fd: {cookie, code} records, each answering the read group of that cookie
+ * and freeing it. A code other than SUCCESS or INVALID, or a cookie of no read group, is
+ * EINVAL and ends the write; the answers before it stand, and their bytes are returned.
+ */
+static ssize_t iommufd_fault_write(struct iommufd_fault *fault, struct uiommu_mm *mm,
+				   const char *buf, size_t count)
+{
+	const size_t rec_size = sizeof(struct iommu_hwpt_page_response);
+	struct iommu_hwpt_page_response resp;
+	struct iopf_group *group;
+	size_t done = 0;
+	int rc = 0;
+
+	_Static_assert((int)IOMMUFD_PAGE_RESP_SUCCESS == (int)IOMMU_PAGE_RESP_SUCCESS &&
+			       (int)IOMMUFD_PAGE_RESP_INVALID == (int)IOMMU_PAGE_RESP_INVALID,
+		       "the uAPI codes are the core's");
+	if (count % rec_size)
+		return -ESPIPE;
+	uiommu_mutex_lock(&fault->mutex);
+	while (done < count) {
+		rc = uiommu_copy_from_user(mm, &resp, (uint64_t)(uintptr_t)(buf + done), rec_size);
+		if (rc)
+			break;
+		if (resp.code != IOMMUFD_PAGE_RESP_SUCCESS &&
+		    resp.code != IOMMUFD_PAGE_RESP_INVALID) {
+			rc = -EINVAL;
+			break;
+		}
+		group = iommufd_fault_cookie_take(fault, resp.cookie);
+		if (!group) {
+			rc = -EINVAL;
+			break;
+		}
+		iommufd_fault_group_answer(group, (enum iommu_page_response_code)resp.code);
+		done += rec_size;
+	}
+	uiommu_mutex_unlock(&fault->mutex);
+	return done ? (ssize_t)done : rc;
 }

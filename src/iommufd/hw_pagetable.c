@@ -27,7 +27,12 @@
  *
  * A HWPT made with IOMMU_HWPT_ALLOC_PASID is "PASID-compatible" (pasid_compat): only such a
  * HWPT may be attached at a PASID, and while a device has PASIDs attached its RID may only take
- * such a HWPT (device.c). Fault queues (hwpt->fault) arrive in a later layer.
+ * such a HWPT (device.c).
+ *
+ * A HWPT allocated with IOMMU_HWPT_FAULT_ID_VALID (paging or nested, never a nesting parent)
+ * sends its domain's I/O page faults to that fault queue (eventq.c): it holds the queue with a
+ * users reference until its destroy, and its domain's iopf_handler is iommufd's. Attaches go
+ * through the core's handle calls (device.c) so that the faults find the attachment.
  */
 #include <errno.h>
 #include <string.h>
@@ -68,6 +73,7 @@ void iommufd_hwpt_paging_destroy(struct iommufd_object *obj)
 		iopt_table_remove_domain(&ioas->iopt, hwpt->common.domain);
 		iommu_domain_free(hwpt->common.domain);
 	}
+	iommufd_hwpt_put_fault(&hwpt->common);
 	/* Pairs with the reference taken in iommufd_hwpt_paging_alloc(). */
 	iommufd_object_unref_users(&ioas->obj);
 }
@@ -147,6 +153,7 @@ void iommufd_hwpt_nested_destroy(struct iommufd_object *obj)
 	struct iommufd_hwpt_nested *hwpt = container_of(obj, struct iommufd_hwpt_nested, common.obj);
 
 	iommu_domain_free(hwpt->common.domain);
+	iommufd_hwpt_put_fault(&hwpt->common);
 	/* Pairs with the reference taken in iommufd_hwpt_nested_alloc(). */
 	if (hwpt->viommu)
 		iommufd_object_unref_users((struct iommufd_object *)hwpt->viommu);
@@ -226,26 +233,31 @@ static int iommufd_hwpt_nested_alloc_ioctl(struct iommufd_ucmd *ucmd, struct iom
 	}
 	if (cmd->flags & ~(IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID))
 		return -EOPNOTSUPP;
-	/* No fault queue exists before the fault layer: every fault ID names nothing. */
-	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID)
-		return -ENOENT;
 	len = cmd->data_len < sizeof(data) ? cmd->data_len : (uint32_t)sizeof(data);
 	rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, len);
 	if (rc)
 		return rc;
 
-	hwpt = iommufd_hwpt_nested_alloc(ucmd->ictx, parent, viommu, idev, cmd->flags,
-					 cmd->data_type, data, len);
+	hwpt = iommufd_hwpt_nested_alloc(ucmd->ictx, parent, viommu, idev,
+					 cmd->flags & ~IOMMU_HWPT_FAULT_ID_VALID, cmd->data_type,
+					 data, len);
 	if (IS_ERR(hwpt))
 		return PTR_ERR(hwpt);
+	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID) {
+		rc = iommufd_hwpt_set_fault(ucmd->ictx, &hwpt->common, cmd->fault_id);
+		if (rc)
+			goto err_abort;
+	}
 	cmd->out_hwpt_id = iommufd_object_id(&hwpt->common.obj);
 	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
-	if (rc) {
-		iommufd_object_abort_and_destroy(ucmd->ictx, &hwpt->common.obj);
-		return rc;
-	}
+	if (rc)
+		goto err_abort;
 	iommufd_object_finalize(ucmd->ictx, &hwpt->common.obj);
 	return 0;
+
+err_abort:
+	iommufd_object_abort_and_destroy(ucmd->ictx, &hwpt->common.obj);
+	return rc;
 }
 
 /* Bounds of an invalidation array (the newest kernel's). */
@@ -389,11 +401,6 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 		rc = -EOPNOTSUPP;
 		goto out_put_pt;
 	}
-	/* No fault queue exists before the fault layer: every fault ID names nothing. */
-	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID) {
-		rc = -ENOENT;
-		goto out_put_pt;
-	}
 	if (cmd->data_type != IOMMU_HWPT_DATA_NONE) {
 		uint32_t len = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data);
 
@@ -412,8 +419,13 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 		rc = PTR_ERR(hwpt);
 		goto out_put_pt;
 	}
-	cmd->out_hwpt_id = iommufd_object_id(&hwpt->common.obj);
-	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	rc = 0;
+	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID)
+		rc = iommufd_hwpt_set_fault(ucmd->ictx, &hwpt->common, cmd->fault_id);
+	if (!rc) {
+		cmd->out_hwpt_id = iommufd_object_id(&hwpt->common.obj);
+		rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	}
 	if (rc) {
 		iommufd_object_abort_and_destroy(ucmd->ictx, &hwpt->common.obj);
 		goto out_put_pt;

@@ -170,7 +170,7 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm);
 void iommufd_ctx_release(struct iommufd_ctx *ictx);
 int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
 		      uint64_t arg);
-/* Sub-fds (vEVENTQ) keep the context's file open, as the kernel's fds pin its struct file. */
+/* Event fds (vEVENTQ, fault) keep the context's file open, as the kernel's fds pin its file. */
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
 int iommufd_event_fd_close(int fd);
@@ -330,9 +330,10 @@ int iommufd_device_pasid_replace(struct iommufd_device *idev, uint32_t pasid, ui
 void iommufd_device_pasid_detach(struct iommufd_device *idev, uint32_t pasid);
 bool iommufd_device_pasid_attached(struct iommufd_device *idev, uint32_t pasid);
 /*
- * The fault queue's hook (eventq.c fills it): after @handle was taken off a fault-capable
- * @hwpt's attachment (detach or replace) and before @handle is freed, answer INVALID to every
- * fault group of @hwpt->fault that was routed through @handle, delivered or not.
+ * The fault queue's part of a detach or replace (eventq.c): after @handle was taken off a
+ * fault-capable @hwpt's attachment and before @handle is freed, wait for the device's reports
+ * in flight (iopf_drain_dev()), then answer INVALID to and free every fault group of
+ * @hwpt->fault routed through @handle, read or not. Caller holds idev->lock.
  */
 void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
 				  struct iommufd_attach_handle *handle);
@@ -375,6 +376,14 @@ bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_devic
 int iommufd_viommu_trigger_vevent(struct iommufd_device *idev);
 int iommufd_veventq_report(struct iommufd_viommu *viommu, uint32_t type, const void *data,
 			   uint32_t len);
+
+/* Fault queues (eventq.c). */
+int iommufd_fault_alloc(struct iommufd_ucmd *ucmd);
+void iommufd_fault_destroy(struct iommufd_object *obj);
+int iommufd_fault_iopf_handler(struct iopf_group *group);
+int iommufd_hwpt_set_fault(struct iommufd_ctx *ictx, struct iommufd_hw_pagetable *hwpt,
+			   uint32_t fault_id);
+void iommufd_hwpt_put_fault(struct iommufd_hw_pagetable *hwpt);
 
 void iommufd_selftest_destroy(struct iommufd_object *obj);
 

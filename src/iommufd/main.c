@@ -592,19 +592,6 @@ static int iommufd_option(struct iommufd_ucmd *ucmd)
 	return __uiommu_copy_to_user(ucmd->mm, val64_addr, &cmd->val64, sizeof(cmd->val64));
 }
 
-/*
- * A fault queue is an object with its own fd; it arrives with the page-fault layer (issue 5).
- * Until then the command is understood but not offered.
- */
-static int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
-{
-	struct iommu_fault_alloc *cmd = ucmd->cmd;
-
-	if (cmd->flags)
-		return -EOPNOTSUPP;
-	return -EOPNOTSUPP;
-}
-
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
 union ucmd_buffer {
@@ -792,6 +779,9 @@ const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
 	},
 	[IOMMUFD_OBJ_VEVENTQ] = {
 		.destroy = iommufd_veventq_destroy,
+	},
+	[IOMMUFD_OBJ_FAULT] = {
+		.destroy = iommufd_fault_destroy,
 	},
 	[IOMMUFD_OBJ_HW_QUEUE] = {
 		.destroy = iommufd_hw_queue_destroy,

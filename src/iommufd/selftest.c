@@ -17,7 +17,11 @@
  *
  * The access ops live with the access objects (access.c), DIRTY with
  * dirty tracking (dirty.c), the dma-buf ops with the test dma-buf (dmabuf.c). Ops not listed answer EOPNOTSUPP, the
- * kernel's answer for an op it does not know (the fault layer's TRIGGER_IOPF arrives with it).
+ * kernel's answer for an op it does not know.
+ * TRIGGER_IOPF plays the mock IOMMU's page request queue: it reports a one-page request (the
+ * last of its group) for an idev to the core, which routes it to the fault queue of the HWPT
+ * attached there (eventq.c); answers come back to the mock's page_response, which
+ * UIOMMU_PAGE_RESPONSES (ours, not the kernel's) reads.
  * The PASID ops attach, replace and detach a PASID of the stdev's device (device.c), and
  * PASID_CHECK_HWPT reads what the core publishes there.
  */
@@ -354,6 +358,57 @@ static int iommufd_test_trigger_vevent(struct iommufd_ucmd *ucmd, uint32_t idev_
 	return rc;
 }
 
+/*
+ * TRIGGER_IOPF: a one-page request of @idev_id's device, as the kernel mock reports it: the
+ * last of its group, with PASID_VALID for any PASID but 0. What becomes of it (a fault queue,
+ * or an INVALID answer when nothing takes faults there) is the core's business: 0 either way.
+ */
+static int iommufd_test_trigger_iopf(struct iommufd_ucmd *ucmd, struct iommu_test_cmd *cmd)
+{
+	struct iopf_fault event = { .fault.type = IOMMU_FAULT_PAGE_REQ };
+	struct iommufd_device *idev;
+
+	idev = iommufd_get_device(ucmd->ictx, cmd->trigger_iopf.dev_id);
+	if (IS_ERR(idev))
+		return PTR_ERR(idev);
+	event.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	if (cmd->trigger_iopf.pasid != IOMMU_NO_PASID)
+		event.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+	event.fault.prm.pasid = cmd->trigger_iopf.pasid;
+	event.fault.prm.grpid = cmd->trigger_iopf.grpid;
+	event.fault.prm.perm = cmd->trigger_iopf.perm;
+	event.fault.prm.addr = cmd->trigger_iopf.addr;
+	iommu_report_device_fault(idev->dev, &event);
+	iommufd_put_object(ucmd->ictx, &idev->obj);
+	return 0;
+}
+
+/* UIOMMU_PAGE_RESPONSES: the mock's record of answers to @dev_id's device (EINVAL: no mock). */
+static int iommufd_test_page_responses(struct iommufd_ucmd *ucmd, struct iommu_test_cmd *cmd)
+{
+	struct iommufd_device *idev;
+	uint32_t counts[3], grpid, code;
+	int rc;
+
+	idev = iommufd_get_device(ucmd->ictx, cmd->page_responses.dev_id);
+	if (IS_ERR(idev))
+		return PTR_ERR(idev);
+	if (!mock_selftest_dev_is(idev->dev)) {
+		rc = -EINVAL;
+		goto out_put;
+	}
+	mock_selftest_page_responses(idev->dev, counts, &grpid, &code);
+	cmd->page_responses.out_success = counts[IOMMU_PAGE_RESP_SUCCESS];
+	cmd->page_responses.out_invalid = counts[IOMMU_PAGE_RESP_INVALID];
+	cmd->page_responses.out_failure = counts[IOMMU_PAGE_RESP_FAILURE];
+	cmd->page_responses.out_last_grpid = grpid;
+	cmd->page_responses.out_last_code = code;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+out_put:
+	iommufd_put_object(ucmd->ictx, &idev->obj);
+	return rc;
+}
+
 int iommufd_test(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_test_cmd *cmd = ucmd->cmd;
@@ -388,6 +443,10 @@ int iommufd_test(struct iommufd_ucmd *ucmd)
 	case IOMMU_TEST_OP_DEV_CHECK_CACHE:
 		return iommufd_test_dev_check_cache(ucmd, cmd->id, cmd->check_dev_cache.id,
 						    cmd->check_dev_cache.cache);
+	case IOMMU_TEST_OP_TRIGGER_IOPF:
+		return iommufd_test_trigger_iopf(ucmd, cmd);
+	case IOMMU_TEST_OP_UIOMMU_PAGE_RESPONSES:
+		return iommufd_test_page_responses(ucmd, cmd);
 	case IOMMU_TEST_OP_TRIGGER_VEVENT:
 		return iommufd_test_trigger_vevent(ucmd, cmd->trigger_vevent.dev_id);
 	case IOMMU_TEST_OP_PASID_ATTACH:

@@ -282,10 +282,24 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 	libc_func(write, ssize_t, int, const void *, size_t);
 	if (uiommu_sysfs_is_fd(fd))
 		return uiommu_sysfs_write(fd, buf, count);
+	if (uiommu_event_is_fd(fd))
+		return uiommu_event_write(fd, buf, count);
 	return _write(fd, buf, count);
 }
 
-/* Event fds of iommufd (vEVENTQ): reads are ours, poll works on the real eventfd. */
+#define WRAP_PWRITE(name, offtype)                                                        \
+	UIOMMU_EXPORT ssize_t name(int fd, const void *buf, size_t count, offtype offset) \
+	{                                                                                 \
+		libc_func(name, ssize_t, int, const void *, size_t, offtype);             \
+		if (uiommu_event_is_fd(fd))                                               \
+			return uiommu_event_pwrite(fd, buf, count, (off_t)offset);        \
+		return _##name(fd, buf, count, offset);                                   \
+	}
+
+WRAP_PWRITE(pwrite, off_t)
+WRAP_PWRITE(pwrite64, off64_t)
+
+/* Event fds of iommufd (vEVENTQ, fault): reads and writes are ours, poll works on the eventfd. */
 UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 {
 	libc_func(read, ssize_t, int, void *, size_t);

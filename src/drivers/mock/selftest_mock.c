@@ -16,7 +16,11 @@
  *    allocated for it, EOPNOTSUPP, nor attached to it, EINVAL) and PASID (20-bit PASIDs);
  *  - hw_info answers type IOMMU_HW_INFO_TYPE_SELFTEST (0xfeedbeef) with {flags 0,
  *    test_reg 0xdeadbeef}, for the default type or that type only;
- *  - the IOMMU instance registers with the core at the first device (no device, no instance).
+ *  - the IOMMU instance registers with the core at the first device (no device, no instance);
+ *  - page requests (TRIGGER_IOPF): every device joins the instance's I/O page fault queue (made
+ *    at the first probe, freed at the last release) and leaves it at release; the kernel mock's user_pasid_table is set,
+ *    so a PASID with nothing attached routes to a nested domain at the RID; page_response
+ *    counts each answer by code and keeps the last (mock_selftest_page_responses()).
  *
  * The page table is real and multi-level: three levels of 512 64-bit entries. A level-2 entry
  * translates 2 KiB, a level-1 entry 1 MiB (a leaf only in HUGE domains), a level-0 entry
@@ -87,6 +91,10 @@ struct mock_selftest_dev {
 	/* The PASID-1024 trick: the next non-blocking set on PASID 1024 fails (group mutex). */
 	bool pasid_1024_fake_error;
 	_Atomic uint32_t cache[MOCK_SELFTEST_DEV_CACHE_NUM]; /* invalidated through a vIOMMU */
+	/* page_response's record, under the core's fault_param->lock; read with atomics. */
+	_Atomic uint32_t responses[3];     /* by code: SUCCESS, INVALID, FAILURE */
+	_Atomic uint32_t last_grpid;
+	_Atomic uint32_t last_code;
 };
 
 static const struct iommu_ops mock_selftest_ops;
@@ -99,6 +107,14 @@ static struct iommu_device mock_selftest_iommu = {
 };
 
 static pthread_once_t mock_selftest_once = PTHREAD_ONCE_INIT;
+/*
+ * The instance's fault queue, made at the first probe and freed at the last release, so that a
+ * process without mock devices holds nothing of it (the leak checks count on that). The lock
+ * protects both; it is taken outside the core's fault locks.
+ */
+static struct iopf_queue *mock_selftest_iopf_queue;
+static unsigned int mock_selftest_iopf_devices;
+static pthread_mutex_t mock_selftest_iopf_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_uint mock_selftest_dev_seq;
 
 static struct mock_selftest_domain *to_mock_selftest_domain(struct iommu_domain *domain)
@@ -642,9 +658,59 @@ static bool mock_selftest_capable(struct device *dev, enum iommu_cap cap)
 	}
 }
 
+/* @dev joins the instance's fault queue, which is made for the first device. */
+static int mock_selftest_iopf_add(struct device *dev)
+{
+	int rc = -ENOMEM;
+
+	pthread_mutex_lock(&mock_selftest_iopf_lock);
+	if (!mock_selftest_iopf_queue)
+		mock_selftest_iopf_queue = iopf_queue_alloc(mock_selftest_iommu.name);
+	if (mock_selftest_iopf_queue)
+		rc = iopf_queue_add_device(mock_selftest_iopf_queue, dev);
+	if (!rc)
+		mock_selftest_iopf_devices++;
+	if (!mock_selftest_iopf_devices) {
+		iopf_queue_free(mock_selftest_iopf_queue);
+		mock_selftest_iopf_queue = NULL;
+	}
+	pthread_mutex_unlock(&mock_selftest_iopf_lock);
+	return rc;
+}
+
+/*
+ * The driver order of removal: iommufd detached and answered what its fault queues held before
+ * the device goes; the core answers what is left and @dev leaves the queue, freed with the last.
+ */
+static void mock_selftest_iopf_remove(struct device *dev)
+{
+	pthread_mutex_lock(&mock_selftest_iopf_lock);
+	iopf_queue_remove_device(mock_selftest_iopf_queue, dev);
+	if (!--mock_selftest_iopf_devices) {
+		iopf_queue_free(mock_selftest_iopf_queue);
+		mock_selftest_iopf_queue = NULL;
+	}
+	pthread_mutex_unlock(&mock_selftest_iopf_lock);
+}
+
+/* An answer to a page request group reaches the "device": counted for the tests. */
+static void mock_selftest_page_response(struct device *dev, struct iopf_fault *evt,
+					struct iommu_page_response *msg)
+{
+	struct mock_selftest_dev *mdev = dev->iommu_data ? dev->iommu_data->priv : NULL;
+
+	(void)evt;
+	if (!mdev || msg->code > IOMMU_PAGE_RESP_FAILURE)
+		return;
+	atomic_store(&mdev->last_grpid, msg->grpid);
+	atomic_store(&mdev->last_code, msg->code);
+	atomic_fetch_add(&mdev->responses[msg->code], 1);
+}
+
 static struct iommu_device *mock_selftest_probe_device(struct device *dev)
 {
 	struct mock_selftest_dev *mdev;
+	int rc;
 
 	if (dev->iommu != &mock_selftest_iommu)
 		return ERR_PTR(-ENODEV);
@@ -653,12 +719,20 @@ static struct iommu_device *mock_selftest_probe_device(struct device *dev)
 		return ERR_PTR(-ENOMEM);
 	for (unsigned int i = 0; i != MOCK_SELFTEST_DEV_CACHE_NUM; i++)
 		atomic_init(&mdev->cache[i], MOCK_SELFTEST_DEV_CACHE_DEFAULT);
+	/* page_response finds the record through priv, so it is set before faults can come. */
 	dev->iommu_data->priv = mdev;
+	rc = mock_selftest_iopf_add(dev);
+	if (rc) {
+		dev->iommu_data->priv = NULL;
+		uiommu_free(mdev);
+		return ERR_PTR(rc);
+	}
 	return dev->iommu;
 }
 
 static void mock_selftest_release_device(struct device *dev)
 {
+	mock_selftest_iopf_remove(dev);
 	uiommu_free(dev->iommu_data->priv);
 	dev->iommu_data->priv = NULL;
 }
@@ -705,6 +779,8 @@ static const struct iommu_ops mock_selftest_ops = {
 	.device_group = mock_selftest_device_group,
 	.def_domain_type = mock_selftest_def_domain_type,
 	.hw_info = mock_selftest_hw_info,
+	.page_response = mock_selftest_page_response,
+	.user_pasid_table = true,
 	.identity_domain = &mock_selftest_identity_domain,
 	.blocked_domain = &mock_selftest_blocked_domain,
 };
@@ -784,4 +860,15 @@ long mock_selftest_nr_tables(struct iommu_domain *domain)
 	n = md->nr_tables;
 	uiommu_mutex_unlock(&md->lock);
 	return n;
+}
+
+void mock_selftest_page_responses(struct device *dev, uint32_t counts[3], uint32_t *last_grpid,
+				  uint32_t *last_code)
+{
+	struct mock_selftest_dev *mdev = dev->iommu_data->priv;
+
+	for (unsigned int i = 0; i != 3; i++)
+		counts[i] = atomic_load(&mdev->responses[i]);
+	*last_grpid = atomic_load(&mdev->last_grpid);
+	*last_code = atomic_load(&mdev->last_code);
 }

@@ -57,6 +57,13 @@ uint32_t mock_selftest_dev_flags(struct device *dev);
 #define MOCK_SELFTEST_DEV_CACHE_NUM 4u
 #define MOCK_SELFTEST_DEV_CACHE_DEFAULT 0xbaddadu
 
+/**
+ * mock_selftest_page_responses() - the page responses the driver sent to @dev (a mock device):
+ * @counts by code (SUCCESS, INVALID, FAILURE), and the last one's grpid and code (0 if none)
+ */
+void mock_selftest_page_responses(struct device *dev, uint32_t counts[3], uint32_t *last_grpid,
+				  uint32_t *last_code);
+
 /** mock_selftest_dev_is() - is @dev a probed mock device of this driver? */
 bool mock_selftest_dev_is(struct device *dev);
 

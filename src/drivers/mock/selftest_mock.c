@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "drivers/mock/selftest_mock.h"
+#include "iommu/dma-engine.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -699,12 +700,13 @@ static void mock_selftest_page_response(struct device *dev, struct iopf_fault *e
 {
 	struct mock_selftest_dev *mdev = dev->iommu_data ? dev->iommu_data->priv : NULL;
 
-	(void)evt;
 	if (!mdev || msg->code > IOMMU_PAGE_RESP_FAILURE)
 		return;
 	atomic_store(&mdev->last_grpid, msg->grpid);
 	atomic_store(&mdev->last_code, msg->code);
 	atomic_fetch_add(&mdev->responses[msg->code], 1);
+	/* The device itself: a DMA waiting on this request (dma-engine.c) retries or fails. */
+	dma_engine_page_response(dev, evt, msg);
 }
 
 static struct iommu_device *mock_selftest_probe_device(struct device *dev)

@@ -13,9 +13,12 @@
  * taking a struct tour and list it in chapters[] at the bottom.
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,7 +63,7 @@ static const char *errname(int e)
 	switch (e) {
 	NAME(EPERM); NAME(ENOENT); NAME(EBADF); NAME(ENOMEM); NAME(EFAULT); NAME(EBUSY);
 	NAME(EEXIST); NAME(ENODEV); NAME(EINVAL); NAME(ENOTTY); NAME(ENOSPC); NAME(E2BIG);
-	NAME(EMSGSIZE); NAME(EOPNOTSUPP); NAME(EADDRINUSE); NAME(EOVERFLOW);
+	NAME(EMSGSIZE); NAME(EOPNOTSUPP); NAME(EADDRINUSE); NAME(EOVERFLOW); NAME(ESPIPE);
 	}
 #undef NAME
 	snprintf(other, sizeof(other), "errno %d", e);
@@ -1104,6 +1107,209 @@ static void ch_groups(struct tour *t)
 	say("%s is back, in group %d, type %s, its driver bound again.", nic, g, sysfs_read(path));
 }
 
+/* ---- I/O page faults ------------------------------------------------------------------------ */
+
+/*
+ * The device's side of this chapter. Under uiommu-run the device is emulated and libuiommu's
+ * DMA engine is in the process: found with dlsym(), so this program still links nothing of
+ * uiommu's and still runs on a real kernel, where the mock device's fault is made with
+ * IOMMU_TEST_OP_TRIGGER_IOPF instead (there is no DMA to complete there).
+ */
+struct tour_dma_api {
+	void *(*open_iommufd)(int iommufd, uint32_t dev_id);
+	long (*write)(void *dev, uint32_t pasid, uint64_t iova, const void *buf, size_t len,
+		      unsigned int flags);
+	int (*close)(void *dev);
+};
+
+struct tour_dma_job {
+	const struct tour_dma_api *api;
+	void *dev;
+	uint64_t iova;
+	const char *text;
+	long ret;
+	int err;
+};
+
+static void *tour_device_dma(void *arg)
+{
+	struct tour_dma_job *job = arg;
+
+	job->ret = job->api->write(job->dev, 0, job->iova, job->text, strlen(job->text) + 1, 0);
+	job->err = job->ret < 0 ? errno : 0;
+	return NULL;
+}
+
+static void ch_faults(struct tour *t)
+{
+	const uint32_t rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+	const uint64_t iova = MOCK_APERTURE_START + 4 * MiB;
+	const char *text = "written by the device, after its page fault";
+	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	struct iommu_hwpt_alloc ha = { .size = sizeof(ha) };
+	struct iommu_hwpt_pgfault rec;
+	struct iommu_hwpt_page_response resp;
+	struct tour_dma_api api = { 0 };
+	struct tour_dma_job job = { 0 };
+	struct pollfd pfd;
+	uint32_t ioas, stdev, idev;
+	uint64_t map_iova = iova;
+	pthread_t device_thread;
+	bool emulated;
+	long rc;
+	int ffd;
+
+	step("A mock device on a fresh context, and IOMMU_FAULT_QUEUE_ALLOC");
+	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (t->fd < 0)
+		die("open(/dev/iommu) failed: %s", strerror(errno));
+	expect_ok(ioas_alloc(t->fd, &ioas), "IOMMU_IOAS_ALLOC");
+	cmd.id = ioas;
+	rc = test_cmd(t->fd, &cmd);
+	if (rc == -ENOTTY) {
+		say("-> ENOTTY: no IOMMU_TEST_CMD on this kernel; the chapter is skipped.");
+		goto out_close;
+	}
+	expect_ok(rc, "MOCK_DOMAIN");
+	stdev = cmd.mock_domain.out_stdev_id;
+	idev = cmd.mock_domain.out_idev_id;
+	expect_ok(xioctl(t->fd, IOMMU_FAULT_QUEUE_ALLOC, &fq), "IOMMU_FAULT_QUEUE_ALLOC");
+	ffd = (int)fq.out_fault_fd;
+	say("Fault queue %u, read through its own fd %d: one 40-byte record per fault, and",
+	    fq.out_fault_id, ffd);
+	say("8-byte answers written back. A VMM forwards these to its guest (PCI PRI).");
+
+	step("IOMMU_HWPT_ALLOC with IOMMU_HWPT_FAULT_ID_VALID, and the device moves onto it");
+	ha.flags = IOMMU_HWPT_FAULT_ID_VALID;
+	ha.dev_id = idev;
+	ha.pt_id = ioas;
+	ha.fault_id = fq.out_fault_id;
+	expect_ok(xioctl(t->fd, IOMMU_HWPT_ALLOC, &ha), "IOMMU_HWPT_ALLOC");
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
+	cmd.id = stdev;
+	cmd.mock_domain_replace.pt_id = ha.out_hwpt_id;
+	expect_ok(test_cmd(t->fd, &cmd), "MOCK_DOMAIN_REPLACE");
+	say("Page table %u is fault-capable: a miss in it is a page request, not an error.",
+	    ha.out_hwpt_id);
+
+	*(void **)&api.open_iommufd = dlsym(RTLD_DEFAULT, "uiommu_dma_dev_open_iommufd");
+	*(void **)&api.write = dlsym(RTLD_DEFAULT, "uiommu_dma_write");
+	*(void **)&api.close = dlsym(RTLD_DEFAULT, "uiommu_dma_dev_close");
+	/* TOUR_NO_DEVICE_DMA=1 takes the real kernel's path under uiommu-run too (a test runs it). */
+	emulated = api.open_iommufd && api.write && api.close && !getenv("TOUR_NO_DEVICE_DMA");
+	memset(t->buf, 0, BUF_SIZE);
+	if (emulated) {
+		step("The device writes to IOVA 0x%" PRIx64 ", where nothing is mapped yet", iova);
+		job.api = &api;
+		job.dev = api.open_iommufd(t->fd, idev);
+		if (!job.dev)
+			die("uiommu_dma_dev_open_iommufd: %s", strerror(errno));
+		job.iova = iova;
+		job.text = text;
+		if (pthread_create(&device_thread, NULL, tour_device_dma, &job))
+			die("pthread_create failed");
+		say("(uiommu's emulated device does real DMA: it now waits for our answer.)");
+	} else {
+		step("IOMMU_TEST_OP_TRIGGER_IOPF: the mock device faults at IOVA 0x%" PRIx64, iova);
+		memset(&cmd, 0, sizeof(cmd));
+		cmd.op = IOMMU_TEST_OP_TRIGGER_IOPF;
+		cmd.trigger_iopf.dev_id = idev;
+		cmd.trigger_iopf.grpid = 1;
+		cmd.trigger_iopf.perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE;
+		cmd.trigger_iopf.addr = iova;
+		expect_ok(test_cmd(t->fd, &cmd), "TRIGGER_IOPF");
+	}
+
+	step("poll() and read() on the fault fd");
+	pfd = (struct pollfd){ .fd = ffd, .events = POLLIN };
+	if (poll(&pfd, 1, 5000) != 1 || !(pfd.revents & POLLIN))
+		die("no fault arrived on the fault fd within 5 s");
+	rc = read(ffd, &rec, sizeof(rec));
+	if (rc != (long)sizeof(rec))
+		die("read of the fault fd gave %ld (%s)", rc, strerror(errno));
+	expect_u64(rec.dev_id, idev, "the faulting device");
+	expect_u64(rec.addr & ~(uint64_t)(t->page - 1), iova, "the faulting address");
+	expect_u64(!!(rec.perm & IOMMU_PGFAULT_PERM_WRITE), 1, "write permission asked");
+	say("Fault: device %u, address 0x%" PRIx64 ", perm %#x, group %u, cookie %u.", rec.dev_id,
+	    (uint64_t)rec.addr, rec.perm, rec.grpid, rec.cookie);
+	expect_errno(read(ffd, &rec, 8) < 0 ? -errno : 0, ESPIPE, "a read of 8 bytes",
+		     "only whole 40-byte records");
+
+	step("IOMMU_IOAS_MAP our buffer there, then write {cookie %u, SUCCESS} to the fault fd",
+	     rec.cookie);
+	expect_ok(map(t->fd, ioas, rw | IOMMU_IOAS_MAP_FIXED_IOVA, t->buf, BUF_SIZE, &map_iova),
+		  "IOMMU_IOAS_MAP");
+	resp = (struct iommu_hwpt_page_response){ .cookie = rec.cookie,
+						  .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	rc = write(ffd, &resp, sizeof(resp));
+	if (rc != (long)sizeof(resp))
+		die("write of the answer gave %ld (%s)", rc, strerror(errno));
+	rc = write(ffd, &resp, sizeof(resp));
+	expect_errno(rc < 0 ? -errno : 0, EINVAL, "answering the same cookie twice",
+		     "a group is answered once; its cookie is gone");
+	if (emulated) {
+		pthread_join(device_thread, NULL);
+		if (job.ret != (long)strlen(text) + 1)
+			die("the device's DMA gave %ld (%s)", job.ret, strerror(job.err));
+		if (strcmp(t->buf, text))
+			die("our buffer says \"%s\"", (char *)t->buf);
+		say("The device's DMA resumed and completed. Our buffer now says:");
+		say("   \"%s\"", (char *)t->buf);
+		api.close(job.dev);
+	} else {
+		say("Answered. (On a real kernel the mock device has no DMA to resume.)");
+	}
+
+	step("Another fault, read and left unanswered; then the device goes back to the IOAS");
+	if (emulated) {
+		job.dev = api.open_iommufd(t->fd, idev);
+		if (!job.dev)
+			die("uiommu_dma_dev_open_iommufd: %s", strerror(errno));
+		job.iova = iova + 1 * MiB; /* beyond our 64 KiB buffer: nothing there */
+		if (pthread_create(&device_thread, NULL, tour_device_dma, &job))
+			die("pthread_create failed");
+	} else {
+		memset(&cmd, 0, sizeof(cmd));
+		cmd.op = IOMMU_TEST_OP_TRIGGER_IOPF;
+		cmd.trigger_iopf.dev_id = idev;
+		cmd.trigger_iopf.grpid = 2;
+		cmd.trigger_iopf.perm = IOMMU_PGFAULT_PERM_WRITE;
+		cmd.trigger_iopf.addr = iova + 1 * MiB;
+		expect_ok(test_cmd(t->fd, &cmd), "TRIGGER_IOPF");
+	}
+	if (poll(&pfd, 1, 5000) != 1 || read(ffd, &rec, sizeof(rec)) != (long)sizeof(rec))
+		die("the second fault did not arrive");
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
+	cmd.id = stdev;
+	cmd.mock_domain_replace.pt_id = ioas;
+	expect_ok(test_cmd(t->fd, &cmd), "MOCK_DOMAIN_REPLACE back to the IOAS");
+	resp = (struct iommu_hwpt_page_response){ .cookie = rec.cookie,
+						  .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	rc = write(ffd, &resp, sizeof(resp));
+	expect_errno(rc < 0 ? -errno : 0, EINVAL, "answering it after the replace",
+		     "the replace already answered it INVALID");
+	if (emulated) {
+		pthread_join(device_thread, NULL);
+		if (job.ret != -1 || job.err != EFAULT)
+			die("the device's DMA gave %ld (%s), not EFAULT", job.ret, strerror(job.err));
+		say("The device's DMA failed with EFAULT: nobody is left to answer a page table that");
+		say("is gone, so iommufd answers INVALID for us (so does detach, or destroying the");
+		say("queue). No device ever waits forever. docs/faults.md has the rules.");
+		api.close(job.dev);
+	} else {
+		say("Replace answered the pending fault INVALID (so do detach and destroying the");
+		say("queue). docs/faults.md has the rules.");
+	}
+	close(ffd);
+out_close:
+	if (close(t->fd))
+		die("close failed: %s", strerror(errno));
+	t->fd = -1;
+}
+
 /* ---- the table of contents ------------------------------------------------------------- */
 
 static const struct chapter {
@@ -1122,6 +1328,7 @@ static const struct chapter {
 	{ "Teardown (IOMMU_DESTROY and close)", ch_teardown },
 	{ "Devices and page tables (mock IOMMU)", ch_devices },
 	{ "IOMMU groups, their types, and hot unplug (sysfs)", ch_groups },
+	{ "I/O page faults: a device faults, we map and answer, its DMA completes", ch_faults },
 };
 
 int main(void)

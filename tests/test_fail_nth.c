@@ -18,6 +18,7 @@
 #include "drivers/mock/mock.h"
 #include "harness.h"
 #include "iommu/iommu.h"
+#include "iommufd/iommufd_private.h"
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/rcu.h"
@@ -632,6 +633,247 @@ SWEEP_TEST(fault_queue_alloc, prep_fault_dev, sc_fault_alloc)
 SWEEP_TEST(fault_hwpt_alloc, prep_fault_queue, sc_fault_hwpt_alloc)
 SWEEP_TEST(fault_read, prep_fault_pending, sc_fault_read)
 SWEEP_TEST(fault_write, prep_fault_read, sc_fault_write)
+
+/*
+ * Cover device.c's igroup: two devices of one group bound to one context. Each step of a scenario
+ * runs on a fresh context; a failed step must leave the group's domain, its PASID table, the
+ * devices' attachments, the live objects and the live allocations as they were.
+ */
+static struct iommu_device fnth_ginst = { .name = "fnth-igroup", .max_pasids = 1024 };
+static struct device *fnth_gdev[2];
+
+struct gstate {
+	int fd;
+	struct iommufd_ctx *ictx;
+	struct iommufd_device *idev[2];
+	uint32_t devid[2], ioas, hp, manual;
+};
+
+struct gdigest {
+	long objects, allocations;
+	uint32_t domain_id;
+	bool blocking;
+	unsigned int nr_pasid_entries;
+	bool attached[2][2]; /* [device][RID, PASID 5] */
+};
+
+enum { G_BOUND0, G_BOUND, G_ATT0, G_ATT, G_PASID0 };
+
+static void gmachine_up(struct __h_test *_metadata)
+{
+	ASSERT_EQ(0, mock_iommu_register(&fnth_ginst));
+	for (int i = 0; i < 2; i++) {
+		char bdf[16];
+
+		snprintf(bdf, sizeof(bdf), "0000:7e:00.%d", i);
+		fnth_gdev[i] = device_alloc(bdf);
+		ASSERT_FALSE(IS_ERR_OR_NULL(fnth_gdev[i]));
+		fnth_gdev[i]->iommu = &fnth_ginst;
+		fnth_gdev[i]->pasid_bits = 10;
+		snprintf(fnth_gdev[i]->group_key, sizeof(fnth_gdev[i]->group_key), "fnth");
+		ASSERT_EQ(0, iommu_probe_device(fnth_gdev[i]));
+	}
+	ASSERT_TRUE(fnth_gdev[0]->iommu_group == fnth_gdev[1]->iommu_group);
+}
+
+static void gmachine_down(void)
+{
+	for (int i = 0; i < 2; i++) {
+		iommu_release_device(fnth_gdev[i]);
+		mock_device_forget(fnth_gdev[i]);
+		device_put(fnth_gdev[i]);
+	}
+	mock_iommu_unregister(&fnth_ginst);
+}
+
+static uint32_t ghwpt_alloc(struct gstate *g, uint32_t flags)
+{
+	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .flags = flags,
+					.dev_id = g->devid[0], .pt_id = g->ioas };
+
+	if (xioctl(g->fd, IOMMU_HWPT_ALLOC, &cmd))
+		abort();
+	return cmd.out_hwpt_id;
+}
+
+static void gstate_setup(struct gstate *g, int level)
+{
+	uint32_t pt;
+
+	memset(g, 0, sizeof(*g));
+	g->fd = uiommu_open(O_RDWR);
+	if (g->fd < 0)
+		abort();
+	g->ictx = iommufd_ctx_from_fd(g->fd);
+	if (IS_ERR(g->ictx))
+		abort();
+	g->ioas = ioas_alloc(g->fd);
+	g->idev[0] = iommufd_device_bind(g->ictx, fnth_gdev[0], &g->devid[0]);
+	if (IS_ERR(g->idev[0]))
+		abort();
+	if (level == G_BOUND0)
+		return;
+	g->idev[1] = iommufd_device_bind(g->ictx, fnth_gdev[1], &g->devid[1]);
+	if (IS_ERR(g->idev[1]))
+		abort();
+	if (level == G_PASID0) {
+		g->hp = ghwpt_alloc(g, IOMMU_HWPT_ALLOC_PASID);
+		pt = g->hp;
+		if (iommufd_device_pasid_attach(g->idev[0], 5, &pt))
+			abort();
+		return;
+	}
+	g->manual = ghwpt_alloc(g, 0);
+	if (level == G_BOUND)
+		return;
+	pt = g->ioas;
+	if (iommufd_device_attach(g->idev[0], &pt))
+		abort();
+	if (level == G_ATT0)
+		return;
+	pt = g->ioas;
+	if (iommufd_device_attach(g->idev[1], &pt))
+		abort();
+}
+
+static void gstate_teardown(struct gstate *g)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!g->idev[i])
+			continue;
+		iommufd_device_pasid_detach(g->idev[i], 5);
+		iommufd_device_detach(g->idev[i]);
+		iommufd_device_unbind(g->idev[i]);
+	}
+	iommufd_ctx_file_put(g->ictx);
+	if (uiommu_close(g->fd))
+		abort();
+}
+
+static void gtake_digest(struct gstate *g, struct gdigest *d)
+{
+	struct iommu_group_info info;
+
+	memset(d, 0, sizeof(*d));
+	rcu_barrier_bp();
+	d->allocations = uiommu_alloc_live();
+	d->objects = iommufd_objects_live();
+	iommu_group_get_info(fnth_gdev[0]->iommu_group, &info);
+	d->domain_id = info.domain_id;
+	d->blocking = info.domain_is_blocking;
+	d->nr_pasid_entries = info.nr_pasid_entries;
+	for (int i = 0; i < 2; i++) {
+		if (!g->idev[i])
+			continue;
+		d->attached[i][0] = iommufd_device_pasid_attached(g->idev[i], IOMMU_NO_PASID);
+		d->attached[i][1] = iommufd_device_pasid_attached(g->idev[i], 5);
+	}
+}
+
+typedef int (*gscenario_fn)(struct gstate *g);
+
+static int gsc_bind_join(struct gstate *g)
+{
+	struct iommufd_device *idev = iommufd_device_bind(g->ictx, fnth_gdev[1], &g->devid[1]);
+
+	if (IS_ERR(idev))
+		return (int)PTR_ERR(idev);
+	g->idev[1] = idev;
+	return 0;
+}
+
+static int gsc_attach_first(struct gstate *g)
+{
+	uint32_t pt = g->ioas;
+
+	return iommufd_device_attach(g->idev[0], &pt);
+}
+
+static int gsc_attach_join(struct gstate *g)
+{
+	uint32_t pt = g->ioas;
+
+	return iommufd_device_attach(g->idev[1], &pt);
+}
+
+static int gsc_replace_group(struct gstate *g)
+{
+	uint32_t pt = g->manual;
+
+	return iommufd_device_replace(g->idev[1], &pt);
+}
+
+static int gsc_pasid_join(struct gstate *g)
+{
+	uint32_t pt = g->hp;
+
+	return iommufd_device_pasid_attach(g->idev[1], 5, &pt);
+}
+
+/* The device the published handle names leaves; the other's handle is published: no failure. */
+static int gsc_detach_publisher(struct gstate *g)
+{
+	iommufd_device_detach(g->idev[0]);
+	return 0;
+}
+
+static unsigned long gsweep(struct __h_test *_metadata, int level, gscenario_fn fn)
+{
+	struct gdigest before, now;
+	long base;
+	unsigned long nth;
+
+	gmachine_up(_metadata);
+	warm_up();
+	rcu_barrier_bp();
+	base = uiommu_alloc_live();
+	for (nth = 1; nth < 500; nth++) {
+		struct gstate g;
+		unsigned long left;
+		int rc;
+
+		gstate_setup(&g, level);
+		gtake_digest(&g, &before);
+		uiommu_fail_nth_arm(nth);
+		rc = fn(&g);
+		left = uiommu_fail_nth_disarm();
+		if (left) {
+			ASSERT_EQ(0, rc);
+			gstate_teardown(&g);
+			break;
+		}
+		ASSERT_NE(0, rc);
+		gtake_digest(&g, &now);
+		ASSERT_EQ(0, memcmp(&before, &now, sizeof(before)));
+		gstate_teardown(&g);
+		rcu_barrier_bp();
+		ASSERT_EQ(base, uiommu_alloc_live());
+	}
+	rcu_barrier_bp();
+	ASSERT_EQ(base, uiommu_alloc_live());
+	ASSERT_TRUE(nth < 500);
+	gmachine_down();
+	return nth - 1;
+}
+
+#define GSWEEP_TEST(name, level, fn, fallible)                                           \
+	TEST(fail_nth_igroup_##name)                                                        \
+	{                                                                                   \
+		unsigned long points;                                                       \
+		if (!uiommu_fail_nth_available())                                           \
+			SKIP("fault injection is compiled out of release builds");          \
+		points = gsweep(_metadata, level, fn);                                      \
+		printf("# igroup_%s: %lu failure points swept\n", #name, points);          \
+		/* A fallible step was swept, or (detach) none was met at all. */         \
+		ASSERT_TRUE((fallible) ? points > 0 : points == 0);                        \
+	}
+
+GSWEEP_TEST(bind_join, G_BOUND0, gsc_bind_join, true)
+GSWEEP_TEST(attach_first, G_BOUND, gsc_attach_first, true)
+GSWEEP_TEST(attach_join, G_ATT0, gsc_attach_join, true)
+GSWEEP_TEST(replace_group, G_ATT, gsc_replace_group, true)
+GSWEEP_TEST(pasid_join, G_PASID0, gsc_pasid_join, true)
+GSWEEP_TEST(detach_publisher, G_ATT, gsc_detach_publisher, false)
 
 /* Opening the device: a failed open leaves no context and no allocation behind. */
 TEST(fail_nth_open)

@@ -8,7 +8,8 @@
  * The default topology gives vfio three devices (those it does not mark "bound"):
  *   vfio0 = 0000:01:00.2, in group "switch1" with two functions the DMA-API driver holds;
  *   vfio1 = 0000:03:00.0 and vfio2 = 0000:04:00.0, each alone in its group.
- * One case loads a topology of its own (a group of two vfio devices) before the machine boots.
+ * The shared_group and group_* cases load a topology of their own (a group of two vfio devices)
+ * before the machine boots: the devices of one group share its domain (device.c's igroup).
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -421,10 +422,10 @@ TEST(shared_group)
 	ASSERT_ERRNO(EPERM, bind_dev(v1, b, NULL));
 	/* The same iommufd shares the claim. */
 	ASSERT_EQ(0, bind_dev(v1, a, NULL));
-	/* Attaching a device of a group of two is not supported yet (device.c). */
+	/* A device of a group of two attaches (group_* below go further); closing detaches. */
 	ioas = ioas_alloc(a);
 	pt = ioas;
-	ASSERT_ERRNO(EINVAL, attach_pt(v0, &pt));
+	ASSERT_EQ(0, attach_pt(v0, &pt));
 	/* The claim is the group's until its last device lets go. */
 	ASSERT_EQ(0, close(v0));
 	v0 = open(VFIO(0), O_RDWR);
@@ -435,6 +436,338 @@ TEST(shared_group)
 	ASSERT_EQ(0, close(v0));
 	ASSERT_EQ(0, close(a));
 	ASSERT_EQ(0, close(b));
+}
+
+/*
+ * A group of two PASID-capable vfio devices (vfio0, vfio1) and one device alone (vfio2). Each
+ * case is a fresh child: the machine boots at its first open.
+ */
+static const char group_topology[] =
+	"{ \"iommus\": [ { \"name\": \"iommu0\", \"max_pasids\": 1024 } ],\n"
+	"  \"devices\": [\n"
+	"    { \"bdf\": \"0000:05:00.0\", \"iommu\": \"iommu0\", \"group\": \"g\", \"pasid_bits\": 10 },\n"
+	"    { \"bdf\": \"0000:05:00.1\", \"iommu\": \"iommu0\", \"group\": \"g\", \"pasid_bits\": 10 },\n"
+	"    { \"bdf\": \"0000:06:00.0\", \"iommu\": \"iommu0\", \"pasid_bits\": 10 } ] }\n";
+
+#define GIOVA (1ULL << 24)
+#define GLEN (4 * 4096)
+
+struct gmachine {
+	int fd, v[2];
+	uint32_t devid[2];
+	struct uiommu_dma_dev *dma[2];
+	char *buf, *buf2;
+};
+
+static int gboot(struct gmachine *m)
+{
+	char path[] = "/tmp/uiommu-vfio-topo-XXXXXX";
+	int tfd = mkstemp(path), i;
+
+	if (tfd < 0 || write(tfd, group_topology, strlen(group_topology)) !=
+			       (ssize_t)strlen(group_topology))
+		return -1;
+	close(tfd);
+	setenv("UIOMMU_TOPOLOGY", path, 1);
+	m->v[0] = open(VFIO(0), O_RDWR);
+	unlink(path);
+	m->v[1] = open(VFIO(1), O_RDWR);
+	m->fd = open("/dev/iommu", O_RDWR);
+	if (m->v[0] < 0 || m->v[1] < 0 || m->fd < 0)
+		return -1;
+	for (i = 0; i < 2; i++) {
+		if (bind_dev(m->v[i], m->fd, &m->devid[i]))
+			return -1;
+		m->dma[i] = uiommu_dma_dev_open_iommufd(m->fd, m->devid[i]);
+		if (!m->dma[i])
+			return -1;
+		uiommu_dma_dev_set_timeout(m->dma[i], 100);
+	}
+	m->buf = mmap(NULL, 2 * GLEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m->buf == MAP_FAILED)
+		return -1;
+	m->buf2 = m->buf + GLEN;
+	memset(m->buf, 0x11, GLEN);
+	memset(m->buf2, 0x22, GLEN);
+	return 0;
+}
+
+static void gshutdown(struct gmachine *m)
+{
+	uiommu_dma_dev_close(m->dma[0]);
+	uiommu_dma_dev_close(m->dma[1]);
+	close(m->v[0]);
+	close(m->v[1]);
+	close(m->fd);
+	munmap(m->buf, 2 * GLEN);
+}
+
+/* The first byte device @i reads at @iova through @pasid (0: the RID), or -errno. */
+static int gread(struct gmachine *m, int i, uint32_t pasid, uint64_t iova)
+{
+	unsigned char c;
+
+	if (uiommu_dma_read(m->dma[i], pasid, iova, &c, 1,
+			    (pasid ? 0 : UIOMMU_DMA_NO_PASID) | UIOMMU_DMA_NO_PRI) != 1)
+		return -errno;
+	return c;
+}
+
+/* The reason of device @i's last recorded fault, or 0. */
+static unsigned int glast_fault(struct gmachine *m, int i)
+{
+	struct uiommu_dma_fault f[64];
+	ssize_t n = uiommu_dma_dev_read_faults(m->dma[i], f, 64);
+
+	return n > 0 ? f[n - 1].reason : 0;
+}
+
+static uint32_t ghwpt_alloc(struct gmachine *m, uint32_t ioas, uint32_t flags)
+{
+	struct iommu_hwpt_alloc alloc = {
+		.size = sizeof(alloc), .flags = flags, .dev_id = m->devid[0], .pt_id = ioas,
+	};
+
+	if (ioctl(m->fd, IOMMU_HWPT_ALLOC, &alloc))
+		return 0;
+	return alloc.out_hwpt_id;
+}
+
+static int gattach_pasid(int vfd, uint32_t pasid, uint32_t *pt_id)
+{
+	struct vfio_device_attach_iommufd_pt attach = {
+		.argsz = sizeof(attach), .flags = VFIO_DEVICE_ATTACH_PASID, .pt_id = *pt_id,
+		.pasid = pasid,
+	};
+	int rc = ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach);
+
+	*pt_id = attach.pt_id;
+	return rc;
+}
+
+static int gdetach_pasid(int vfd, uint32_t pasid)
+{
+	struct vfio_device_detach_iommufd_pt detach = {
+		.argsz = sizeof(detach), .flags = VFIO_DEVICE_DETACH_PASID, .pasid = pasid,
+	};
+
+	return ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach);
+}
+
+/* Two devices of a group, one IOAS: one automatic HWPT, one domain for the group. */
+TEST(group_attach_detach)
+{
+	struct gmachine m;
+	uint32_t ioas, pt0, pt1, other;
+
+	ASSERT_EQ(0, gboot(&m));
+	ioas = ioas_alloc(m.fd);
+	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	/* Bound, nothing attached: the group is on its blocking domain. */
+	ASSERT_EQ(-EFAULT, gread(&m, 1, 0, GIOVA));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_BLOCKED, glast_fault(&m, 1));
+
+	pt0 = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[0], &pt0));
+	ASSERT_NE(ioas, pt0);
+	/* The group moved as a whole: the device not attached yet translates too. */
+	ASSERT_EQ(0x11, gread(&m, 0, 0, GIOVA));
+	ASSERT_EQ(0x11, gread(&m, 1, 0, GIOVA));
+	/* The second device joins the same automatic HWPT. */
+	pt1 = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[1], &pt1));
+	ASSERT_EQ(pt0, pt1);
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, pt0));
+
+	/* Another HWPT while the group is on one: EINVAL, nothing changes. */
+	other = ghwpt_alloc(&m, ioas, 0);
+	ASSERT_NE(0, other);
+	ASSERT_EQ(0, detach_pt(m.v[1]));
+	pt1 = other;
+	ASSERT_ERRNO(EINVAL, attach_pt(m.v[1], &pt1));
+	/* Another IOAS too: its automatic HWPT cannot be joined, and the new one goes again. */
+	{
+		uint32_t ioas2 = ioas_alloc(m.fd);
+
+		pt1 = ioas2;
+		ASSERT_ERRNO(EINVAL, attach_pt(m.v[1], &pt1));
+		ASSERT_EQ(0, destroy(m.fd, ioas2));
+	}
+	ASSERT_EQ(0x11, gread(&m, 1, 0, GIOVA));
+	pt1 = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[1], &pt1));
+	ASSERT_EQ(pt0, pt1);
+
+	/* Detach of one: the other's DMA is still translated (so is the detached one's: the
+	 * group has one domain). */
+	ASSERT_EQ(0, detach_pt(m.v[0]));
+	ASSERT_EQ(0x11, gread(&m, 1, 0, GIOVA));
+	ASSERT_EQ(0x11, gread(&m, 0, 0, GIOVA));
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, pt0));
+	/* Detach of both: the blocking domain, and the automatic HWPT is gone. */
+	ASSERT_EQ(0, detach_pt(m.v[1]));
+	ASSERT_EQ(-EFAULT, gread(&m, 0, 0, GIOVA));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_BLOCKED, glast_fault(&m, 0));
+	ASSERT_EQ(-EFAULT, gread(&m, 1, 0, GIOVA));
+	ASSERT_ERRNO(ENOENT, destroy(m.fd, pt0));
+	ASSERT_EQ(0, destroy(m.fd, other));
+	gshutdown(&m);
+}
+
+/* Replace by one member moves the group and every member's reference. */
+TEST(group_replace)
+{
+	struct gmachine m;
+	uint32_t ioas, ioas2, pt, auto_hwpt, manual;
+
+	ASSERT_EQ(0, gboot(&m));
+	ioas = ioas_alloc(m.fd);
+	ioas2 = ioas_alloc(m.fd);
+	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	ASSERT_EQ(0, map_fixed(m.fd, ioas2, GIOVA, m.buf2, GLEN));
+	manual = ghwpt_alloc(&m, ioas2, 0);
+	ASSERT_NE(0, manual);
+
+	pt = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
+	auto_hwpt = pt;
+	pt = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[1], &pt));
+	/* A second attach of vfio1 is a replace: the whole group moves. */
+	pt = manual;
+	ASSERT_EQ(0, attach_pt(m.v[1], &pt));
+	ASSERT_EQ(manual, pt);
+	ASSERT_EQ(0x22, gread(&m, 0, 0, GIOVA));
+	ASSERT_EQ(0x22, gread(&m, 1, 0, GIOVA));
+	/* Both references moved: the automatic HWPT died, the manual one is held twice. */
+	ASSERT_ERRNO(ENOENT, destroy(m.fd, auto_hwpt));
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, manual));
+	ASSERT_EQ(0, detach_pt(m.v[1]));
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, manual));
+	ASSERT_EQ(0x22, gread(&m, 0, 0, GIOVA));
+	/* The member left re-attaches to the page table the group is on, as an IOAS too. */
+	pt = ioas2;
+	ASSERT_ERRNO(EINVAL, attach_pt(m.v[1], &pt));
+	pt = manual;
+	ASSERT_EQ(0, attach_pt(m.v[1], &pt));
+	/* And the other member moves the group back to an IOAS. */
+	pt = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
+	ASSERT_NE(manual, pt);
+	ASSERT_EQ(0x11, gread(&m, 1, 0, GIOVA));
+	ASSERT_EQ(0, destroy(m.fd, manual));
+	auto_hwpt = pt;
+	ASSERT_EQ(0, detach_pt(m.v[0]));
+	ASSERT_EQ(0, detach_pt(m.v[1]));
+	ASSERT_ERRNO(ENOENT, destroy(m.fd, auto_hwpt));
+	ASSERT_EQ(-EFAULT, gread(&m, 1, 0, GIOVA));
+	gshutdown(&m);
+}
+
+/* Unbinding one member (closing its cdev) leaves the other attached and translating. */
+TEST(group_unbind_order)
+{
+	long objects = live_objects();
+	struct gmachine m;
+	uint32_t ioas, pt, auto_hwpt;
+	int b;
+
+	ASSERT_EQ(0, gboot(&m));
+	ioas = ioas_alloc(m.fd);
+	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	pt = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
+	auto_hwpt = pt;
+	pt = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[1], &pt));
+	/* The first device, whose attach moved the group, goes first. */
+	ASSERT_EQ(0, close(m.v[0]));
+	ASSERT_EQ(0x11, gread(&m, 1, 0, GIOVA));
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, auto_hwpt));
+	/* Another iommufd still cannot have the group. */
+	b = open("/dev/iommu", O_RDWR);
+	m.v[0] = open(VFIO(0), O_RDWR);
+	ASSERT_GE(m.v[0], 0);
+	ASSERT_ERRNO(EPERM, bind_dev(m.v[0], b, NULL));
+	/* Bound again to ours, it joins. */
+	ASSERT_EQ(0, bind_dev(m.v[0], m.fd, &m.devid[0]));
+	pt = ioas;
+	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
+	ASSERT_EQ(auto_hwpt, pt);
+	ASSERT_EQ(0, close(m.v[1]));
+	m.v[1] = -1;
+	ASSERT_EQ(0, detach_pt(m.v[0]));
+	ASSERT_ERRNO(ENOENT, destroy(m.fd, auto_hwpt));
+	ASSERT_EQ(0, close(m.v[0]));
+	m.v[0] = -1;
+	/* The group is free now. */
+	m.v[1] = open(VFIO(1), O_RDWR);
+	ASSERT_EQ(0, bind_dev(m.v[1], b, NULL));
+	ASSERT_EQ(0, close(b));
+	gshutdown(&m);
+	ASSERT_EQ(objects, live_objects());
+}
+
+/* PASID attachments are the group's: a device of it joins the same HWPT at that PASID. */
+TEST(group_pasid)
+{
+	struct gmachine m;
+	uint32_t ioas, hp, hp2, pt;
+
+	ASSERT_EQ(0, gboot(&m));
+	ioas = ioas_alloc(m.fd);
+	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	hp = ghwpt_alloc(&m, ioas, IOMMU_HWPT_ALLOC_PASID);
+	hp2 = ghwpt_alloc(&m, ioas, IOMMU_HWPT_ALLOC_PASID);
+	ASSERT_NE(0, hp);
+	ASSERT_NE(0, hp2);
+
+	pt = hp;
+	ASSERT_EQ(0, gattach_pasid(m.v[0], 5, &pt));
+	/* The PASID is set on every device of the group. */
+	ASSERT_EQ(0x11, gread(&m, 1, 5, GIOVA));
+	pt = hp2;
+	ASSERT_ERRNO(EINVAL, gattach_pasid(m.v[1], 5, &pt));
+	pt = hp;
+	ASSERT_EQ(0, gattach_pasid(m.v[1], 5, &pt));
+	ASSERT_EQ(hp, pt);
+	/* While a PASID is attached the RID takes only a PASID-capable HWPT. */
+	pt = ioas;
+	ASSERT_ERRNO(EINVAL, attach_pt(m.v[0], &pt));
+	pt = hp2;
+	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
+	ASSERT_EQ(0, detach_pt(m.v[0]));
+
+	/* A member's replace moves the group's PASID, both references with it. */
+	pt = hp2;
+	ASSERT_EQ(0, gattach_pasid(m.v[1], 5, &pt));
+	ASSERT_EQ(0, destroy(m.fd, hp));
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, hp2));
+	/* One member leaves: the PASID stays for the group. */
+	ASSERT_EQ(0, gdetach_pasid(m.v[1], 5));
+	ASSERT_EQ(0x11, gread(&m, 1, 5, GIOVA));
+	ASSERT_EQ(0x11, gread(&m, 0, 5, GIOVA));
+	/* A member leaving twice is no error and changes nothing. */
+	ASSERT_EQ(0, gdetach_pasid(m.v[1], 5));
+	ASSERT_EQ(0x11, gread(&m, 0, 5, GIOVA));
+	/* The last leaves: nothing at that PASID any more. */
+	ASSERT_EQ(0, gdetach_pasid(m.v[0], 5));
+	ASSERT_EQ(-ENODEV, gread(&m, 1, 5, GIOVA));
+	ASSERT_EQ(0, destroy(m.fd, hp2));
+	/* A PASID attached at unbind is detached with the device. */
+	hp = ghwpt_alloc(&m, ioas, IOMMU_HWPT_ALLOC_PASID);
+	pt = hp;
+	ASSERT_EQ(0, gattach_pasid(m.v[0], 7, &pt));
+	pt = hp;
+	ASSERT_EQ(0, gattach_pasid(m.v[1], 7, &pt));
+	ASSERT_EQ(0, close(m.v[0]));
+	m.v[0] = -1;
+	ASSERT_EQ(0x11, gread(&m, 1, 7, GIOVA));
+	ASSERT_ERRNO(EBUSY, destroy(m.fd, hp));
+	ASSERT_EQ(0, close(m.v[1]));
+	m.v[1] = -1;
+	ASSERT_EQ(0, destroy(m.fd, hp));
+	gshutdown(&m);
 }
 
 TEST_HARNESS_MAIN

@@ -25,8 +25,10 @@
  * Locking, in order:
  *   ioas->mutex                  the IOAS's automatic HWPTs (auto_hwpts) and the choice among
  *                                them; held across an automatic attach.
- *   idev->lock                   what the device is attached to.
- *   group->mutex (the core)      taken by the core's attach paths, inside idev->lock; never
+ *   igroup->lock                 what the device's group is attached to, at the RID and at each
+ *                                PASID, and by which of its devices (device.c).
+ *   idev->lock                   the device's copy of its RID attachment, its vDEVICE.
+ *   group->mutex (the core)      taken by the core's attach paths, inside igroup->lock; never
  *                                together with the iopt locks.
  *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
  *                                and account_mode; never held across a destroy.
@@ -205,7 +207,7 @@ struct iommufd_ctx *iommufd_ctx_from_fd(int fd);
 struct iommufd_ioas {
 	struct iommufd_object obj;
 	struct io_pagetable iopt;
-	struct uiommu_mutex mutex; /* protects auto_hwpts; order: before idev->lock */
+	struct uiommu_mutex mutex; /* protects auto_hwpts; order: before igroup->lock */
 	struct iommufd_hwpt_paging *auto_hwpts; /* automatic HWPTs, linked by auto_next */
 };
 
@@ -273,20 +275,58 @@ static inline struct iommufd_attach_handle *to_iommufd_handle(struct iommu_attac
 	return container_of(h, struct iommufd_attach_handle, handle);
 }
 
-/* One attached PASID of a device. Head at iommufd_device::pasids; idev->lock. */
-struct iommufd_pasid_attach {
+/*
+ * One device's membership in an attachment of its group (device.c): the device and a handle of
+ * its own. Exactly one member's handle is the one published in the core (iommufd_attach::handle);
+ * the others are spares, never published, so that the published handle can always name an
+ * attached device (see device.c). Head at iommufd_attach::devices; igroup->lock.
+ */
+struct iommufd_attach_dev {
+	struct iommufd_device *idev;
+	struct iommufd_attach_handle *handle; /* owned */
+	struct iommufd_attach_dev *next;
+};
+
+/*
+ * What one PASID (IOMMU_NO_PASID: the RID) of a group is attached to, and which of the group's
+ * devices asked for it: the kernel's struct iommufd_attach. Made by the first device's attach,
+ * freed by the last one's detach. Head at iommufd_group::attaches; igroup->lock.
+ */
+struct iommufd_attach {
 	uint32_t pasid;
-	struct iommufd_hw_pagetable *hwpt; /* a users reference */
-	struct iommufd_pasid_attach *next;
+	struct iommufd_hw_pagetable *hwpt;    /* a users reference per member */
+	struct iommufd_attach_handle *handle; /* published in the core; a member's */
+	struct iommufd_attach_dev *devices;   /* never empty */
+	struct iommufd_attach *next;
+};
+
+/*
+ * The kernel's iommufd_group ("igroup"): one per (context, iommu_group) with a device bound,
+ * shared by the idevs of that group bound to that context, freed with the last of them. The
+ * core's group has one domain per PASID, so attachments are kept here, not per device.
+ */
+struct iommufd_group {
+	struct iommufd_ctx *ictx;      /* not a reference: every idev holding us holds the ctx */
+	struct iommu_group *group;     /* a reference (iommu_group_get()); constant */
+	unsigned int refs;             /* one per bound idev; iommufd_groups_lock (device.c) */
+	struct uiommu_mutex lock;      /* protects attaches; order: after ioas->mutex, before
+					  idev->lock */
+	struct iommufd_attach *attaches;
+	struct iommufd_group *next;    /* in device.c's table; iommufd_groups_lock */
 };
 
 struct iommufd_device {
 	struct iommufd_object obj;
 	struct iommufd_ctx *ictx;
 	struct device *dev;          /* a reference; constant */
-	struct uiommu_mutex lock;    /* protects hwpt, pasids, vdev; order: after ioas->mutex */
-	struct iommufd_hw_pagetable *hwpt; /* attached at the RID (a users reference), or NULL */
-	struct iommufd_pasid_attach *pasids; /* attached PASIDs */
+	struct iommufd_group *igroup; /* a reference (iommufd_group_put()); constant */
+	struct uiommu_mutex lock;    /* protects hwpt, vdev; order: after igroup->lock */
+	/*
+	 * The HWPT the group's RID is on while this device is a member of that attachment (a copy
+	 * of igroup's, written under igroup->lock and this lock), or NULL. Readers under this lock
+	 * may use it: the device's own users reference keeps it.
+	 */
+	struct iommufd_hw_pagetable *hwpt;
 	struct iommufd_vdevice *vdev; /* its vDEVICE (not a reference), or NULL */
 };
 

@@ -46,7 +46,7 @@
  * goes with it, and the group returns to its default domain), put the iommufd.
  *
  * Locking: vfio_cdev_lock (the kernel's dev_set->lock, one for all) -> ioas->mutex ->
- * idev->lock -> the core's locks. Nothing is called with it held that could take it again.
+ * igroup->lock -> idev->lock -> the core's locks. Nothing is called with it held that could take it again.
  */
 #include <errno.h>
 #include <pthread.h>

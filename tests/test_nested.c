@@ -146,16 +146,20 @@ TEST_F(nested, invalidate)
 	ASSERT_ERRNO(ENOENT, invalidate(self->fd, 9999, reqs,
 					IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, sizeof(reqs[0]),
 					&num));
-	/* A longer entry is fine while its tail is zero. */
+	/*
+	 * An entry longer than the mock's struct is EINVAL, zero tail or not: the nested domain
+	 * copies entry by entry with the kernel's iommu_copy_struct_from_user_array(), which
+	 * refuses user data longer than the kernel's struct. Nothing is invalidated.
+	 */
 	num = 1;
-	ASSERT_EQ(0, invalidate(self->fd, nested, &big, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
-				sizeof(big), &num));
-	ASSERT_EQ(1u, num);
-	ASSERT_EQ(0, check_iotlb(self->fd, nested, 2, 0));
-	ASSERT_EQ(0, check_iotlb(self->fd, nested, 1, IOMMU_TEST_IOTLB_DEFAULT));
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, nested, &big, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+					sizeof(big), &num));
+	ASSERT_EQ(0u, num);
+	ASSERT_EQ(0, check_iotlb(self->fd, nested, 2, IOMMU_TEST_IOTLB_DEFAULT));
 	big.tail = 1;
-	ASSERT_ERRNO(E2BIG, invalidate(self->fd, nested, &big,
-				       IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, sizeof(big), &num));
+	num = 1;
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, nested, &big,
+					IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, sizeof(big), &num));
 	ASSERT_EQ(0u, num);
 
 	/* The second entry fails: one done. Bad flags EOPNOTSUPP, bad index EINVAL. */

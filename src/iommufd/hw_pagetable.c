@@ -267,10 +267,14 @@ err_abort:
 /**
  * iommufd_user_array_entry() - copy entry @index of an invalidation array into @dst
  * @ksize: our entry size; @min_len: the end of the entry's first-version fields
- * A shorter entry_len than @min_len is EINVAL; bytes past @ksize must be zero (E2BIG).
+ * @no_longer: the driver copies entry by entry with the kernel's
+ *             iommu_copy_struct_from_user_array(), which refuses an entry longer than its
+ *             struct (EINVAL); without it, the full-array copy's rule: bytes past @ksize must
+ *             be zero (E2BIG).
+ * A shorter entry_len than @min_len is EINVAL either way.
  */
 int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize, size_t min_len,
-			     uint32_t index)
+			     uint32_t index, bool no_longer)
 {
 	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
 	uint64_t src = cmd->data_uptr + (uint64_t)index * cmd->entry_len;
@@ -279,7 +283,7 @@ int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize,
 	size_t off;
 	int rc;
 
-	if (cmd->entry_len < min_len)
+	if (cmd->entry_len < min_len || (no_longer && cmd->entry_len > ksize))
 		return -EINVAL;
 	memset(dst, 0, ksize);
 	rc = uiommu_copy_from_user(ucmd->mm, dst, src, n);
@@ -313,7 +317,7 @@ static int iommufd_hwpt_nested_invalidate(struct iommufd_ucmd *ucmd,
 		rc = iommufd_user_array_entry(ucmd, &inv, sizeof(inv),
 					      offsetofend(struct iommu_hwpt_invalidate_selftest,
 							  iotlb_id),
-					      i);
+					      i, true);
 		if (rc)
 			break;
 		rc = mock_selftest_nested_invalidate(hwpt->common.domain, inv.flags, inv.iotlb_id);

@@ -394,7 +394,7 @@ int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
 void iommufd_hwpt_nested_destroy(struct iommufd_object *obj);
 int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd);
 int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize, size_t min_len,
-			     uint32_t index);
+			     uint32_t index, bool no_longer);
 
 /* ---- vIOMMU, vDEVICE, vEVENTQ, HW queue (viommu.c, eventq.c) -------------------------------- */
 

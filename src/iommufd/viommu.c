@@ -363,7 +363,7 @@ int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *
 		rc = iommufd_user_array_entry(ucmd, &inv, sizeof(inv),
 					      offsetofend(struct iommu_viommu_invalidate_selftest,
 							  cache_id),
-					      i);
+					      i, false);
 		if (rc)
 			break;
 		rc = iommufd_viommu_mock_invalidate_one(viommu, &inv);

@@ -112,6 +112,9 @@ struct dma_xfer {
 struct uiommu_dma_dev {
 	struct device *dev;          /* device_get() at open; constant */
 	struct iommu_group *group;   /* iommu_group_get() at open; constant */
+	/* The IOTLB of the device's IOMMU instance (NULL: none could be had); constant. IOTLBs
+	 * live as long as the process, so the handle may keep the pointer. */
+	struct iotlb *tlb;
 	_Atomic unsigned int timeout_ms;
 	LIST_ENTRY(uiommu_dma_dev) node; /* in dma_engine_devs; dma_engine_lock */
 	/* dma_engine_lock protects everything below. */
@@ -180,6 +183,11 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 	device_get(dev); /* Pairs with device_put() in uiommu_dma_dev_close(). */
 	pthread_mutex_init(&e->sva_lock, NULL);
 	e->dev = dev;
+	if (dev->iommu) {
+		e->tlb = iotlb_for_iommu(dev->iommu);
+		if (IS_ERR(e->tlb))
+			e->tlb = NULL; /* translations then walk every time */
+	}
 	e->group = group; /* The reference moves into the handle. */
 	atomic_init(&e->timeout_ms, DMA_ENGINE_DEFAULT_TIMEOUT_MS);
 	TAILQ_INIT(&e->prqs);
@@ -371,17 +379,15 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 		c->mode = DMA_MODE_BLOCKED; /* blocked, or a nested stage that translates nothing */
 		return;
 	}
+	/* The common case first: a paging domain whose pages an IOTLB entry can hold. */
+	if (min_pg >= IOTLB_PAGE_SIZE && e->tlb) {
+		c->tlb = e->tlb;
+		c->mode = DMA_MODE_IOTLB;
+		return;
+	}
 	if (domain->owner == mock_selftest_iommu_ops()) {
 		c->mode = DMA_MODE_SELFTEST;
 		return;
-	}
-	if (e->dev->iommu && min_pg >= IOTLB_PAGE_SIZE) {
-		c->tlb = iotlb_for_iommu(e->dev->iommu);
-		if (!IS_ERR(c->tlb)) {
-			c->mode = DMA_MODE_IOTLB;
-			return;
-		}
-		c->tlb = NULL; /* no IOTLB to cache in: walk every time */
 	}
 	c->mode = DMA_MODE_WALK;
 	c->granule = min_pg ? min_pg : IOTLB_PAGE_SIZE;

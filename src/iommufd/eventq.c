@@ -157,6 +157,31 @@ static void iommufd_veventq_signal(struct iommufd_veventq *veventq)
 	iommufd_eventfd_set(veventq->fd, veventq->head != NULL);
 }
 
+/*
+ * The fd of a new queue, before anything is published: the eventfd and its table entry.
+ * Return: the entry with *@fd set, or ERR_PTR(-ENOMEM, or -EMFILE when no fd can be had).
+ * Undo with event_fd_abort(); publish with event_fd_install().
+ */
+static struct event_fd *event_fd_prepare(int *fd)
+{
+	struct event_fd *efd = uiommu_zalloc(sizeof(*efd));
+
+	if (!efd)
+		return ERR_PTR(-ENOMEM);
+	*fd = uiommu_should_fail() ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (*fd < 0) {
+		uiommu_free(efd);
+		return ERR_PTR(-EMFILE);
+	}
+	return efd;
+}
+
+static void event_fd_abort(struct event_fd *efd, int fd)
+{
+	syscall(SYS_close, fd);
+	uiommu_free(efd);
+}
+
 /* Publishes @efd standing for @obj; takes the fd's references (dropped at its close). */
 static void event_fd_install(struct event_fd *efd, int fd, struct iommufd_object *obj,
 			     struct iommufd_ctx *ictx)
@@ -289,15 +314,10 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 	veventq->lost.header.flags = IOMMU_VEVENTQ_FLAG_LOST_EVENTS;
 	uiommu_mutex_init(&veventq->lock);
 
-	efd = uiommu_zalloc(sizeof(*efd));
-	if (!efd) {
-		rc = -ENOMEM;
+	efd = event_fd_prepare(&fd);
+	if (IS_ERR(efd)) {
+		rc = PTR_ERR(efd);
 		goto err_abort;
-	}
-	fd = uiommu_should_fail() ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (fd < 0) {
-		rc = -EMFILE;
-		goto err_free_efd;
 	}
 	veventq->fd = fd;
 	cmd->out_veventq_id = iommufd_object_id(&veventq->obj);
@@ -323,9 +343,7 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 	goto out_put_viommu;
 
 err_close_fd:
-	syscall(SYS_close, fd);
-err_free_efd:
-	uiommu_free(efd);
+	event_fd_abort(efd, fd);
 err_abort:
 	uiommu_mutex_destroy(&veventq->lock);
 	iommufd_object_abort(ucmd->ictx, &veventq->obj);
@@ -717,19 +735,10 @@ int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
 	uiommu_mutex_init(&fault->lock);
 	TAILQ_INIT(&fault->deliver);
 
-	efd = uiommu_zalloc(sizeof(*efd));
-	if (!efd) {
-		rc = -ENOMEM;
+	efd = event_fd_prepare(&fd);
+	if (IS_ERR(efd)) {
+		rc = PTR_ERR(efd);
 		goto err_abort;
-	}
-	if (uiommu_should_fail()) {
-		rc = -ENOMEM;
-		goto err_free_efd;
-	}
-	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (fd < 0) {
-		rc = -errno;
-		goto err_free_efd;
 	}
 	fault->fd = fd;
 	cmd->out_fault_id = iommufd_object_id(&fault->obj);
@@ -743,9 +752,7 @@ int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
 	return 0;
 
 err_close_fd:
-	syscall(SYS_close, fd);
-err_free_efd:
-	uiommu_free(efd);
+	event_fd_abort(efd, fd);
 err_abort:
 	uiommu_mutex_destroy(&fault->lock);
 	uiommu_mutex_destroy(&fault->mutex);

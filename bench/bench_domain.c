@@ -31,6 +31,7 @@
 #include "uiommu/uiommu.h"
 
 #include "bench.h"
+#include "bench_uiommu.h"
 
 #define BIG_PAGES 256
 #define IOVA ((uint64_t)MOCK_APERTURE_START)
@@ -44,79 +45,14 @@ struct map_case {
 	uint64_t length;
 };
 
-static void fail(const char *what)
-{
-	fprintf(stderr, "bench_domain: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
-static uint32_t ioas_alloc(void)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (uiommu_ioctl(fd, IOMMU_IOAS_ALLOC, &cmd))
-		fail("IOMMU_IOAS_ALLOC");
-	return cmd.out_ioas_id;
-}
-
-static void map(uint32_t ioas_id, uint64_t iova, uint64_t length)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
-			 IOMMU_IOAS_MAP_FIXED_IOVA,
-		.ioas_id = ioas_id,
-		.user_va = (uintptr_t)buf,
-		.length = length,
-		.iova = iova,
-	};
-
-	if (uiommu_ioctl(fd, IOMMU_IOAS_MAP, &cmd))
-		fail("IOMMU_IOAS_MAP");
-}
-
-static void unmap(uint32_t ioas_id, uint64_t iova, uint64_t length)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = ioas_id, .iova = iova, .length = length,
-	};
-
-	if (uiommu_ioctl(fd, IOMMU_IOAS_UNMAP, &cmd))
-		fail("IOMMU_IOAS_UNMAP");
-	if (cmd.length != length) {
-		errno = EIO;
-		fail("IOMMU_IOAS_UNMAP unmapped a different length");
-	}
-}
-
-/* A mock device bound and attached to @pt; returns its selftest object's ID. */
-static uint32_t mock_domain(uint32_t pt)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = pt,
-	};
-
-	if (uiommu_ioctl(fd, IOMMU_TEST_CMD, &cmd))
-		fail("IOMMU_TEST_CMD MOCK_DOMAIN");
-	return cmd.mock_domain.out_stdev_id;
-}
-
-static void destroy(uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	if (uiommu_ioctl(fd, IOMMU_DESTROY, &cmd))
-		fail("IOMMU_DESTROY");
-}
-
 static void run_map_unmap(void *ctx, unsigned long iters)
 {
 	const struct map_case *mc = ctx;
 	unsigned long i;
 
 	for (i = 0; i != iters; i++) {
-		map(mc->ioas_id, IOVA, mc->length);
-		unmap(mc->ioas_id, IOVA, mc->length);
+		bench_ioas_map(fd, mc->ioas_id, buf, IOVA, mc->length, 1);
+		bench_ioas_unmap(fd, mc->ioas_id, IOVA, mc->length);
 	}
 }
 
@@ -126,7 +62,7 @@ static void run_attach_detach(void *ctx, unsigned long iters)
 	unsigned long i;
 
 	for (i = 0; i != iters; i++)
-		destroy(mock_domain(ioas_id));
+		bench_destroy(fd, bench_mock_domain(fd, ioas_id).mock_domain.out_stdev_id);
 }
 
 static const char usage[] =
@@ -145,22 +81,23 @@ int main(int argc, char **argv)
 	struct uiommu_stats st;
 	unsigned int i;
 
+	bench_prog = "bench_domain";
 	page = (uint64_t)sysconf(_SC_PAGESIZE);
 	fd = uiommu_open(O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		fail("uiommu_open");
+		bench_fail("uiommu_open");
 	buf = mmap(NULL, BIG_PAGES * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		   -1, 0);
 	if (buf == MAP_FAILED)
-		fail("mmap");
+		bench_fail("mmap");
 	memset(buf, 0x5a, BIG_PAGES * page);
 
-	plain = ioas_alloc();
-	dom = ioas_alloc();
-	mock_domain(dom);
-	empty = ioas_alloc();
-	mapped = ioas_alloc();
-	map(mapped, IOVA, BIG_PAGES * page);
+	plain = bench_ioas_alloc(fd);
+	dom = bench_ioas_alloc(fd);
+	bench_mock_domain(fd, dom);
+	empty = bench_ioas_alloc(fd);
+	mapped = bench_ioas_alloc(fd);
+	bench_ioas_map(fd, mapped, buf, IOVA, BIG_PAGES * page, 1);
 
 	struct map_case mc[] = {
 		{ plain, page },
@@ -196,14 +133,14 @@ int main(int argc, char **argv)
 	       cases[3].median / BIG_PAGES);
 
 	if (uiommu_stats_get(&st))
-		fail("uiommu_stats_get");
+		bench_fail("uiommu_stats_get");
 	/* The domain's IOAS is empty again and the mapped one has no device left. */
 	if (st.pinned_pages) {
 		errno = EIO;
-		fail("pages still pinned after the run");
+		bench_fail("pages still pinned after the run");
 	}
 	if (uiommu_close(fd))
-		fail("uiommu_close");
+		bench_fail("uiommu_close");
 	munmap(buf, BIG_PAGES * page);
 	return 0;
 }

@@ -32,14 +32,9 @@
 #include "uiommu/uiommu.h"
 
 #include "bench.h"
+#include "bench_uiommu.h"
 
 #define IOVA_UNMAPPED UINT64_C(0x4000000)
-
-static void fail(const char *what)
-{
-	fprintf(stderr, "bench_fault: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
 
 /* ---- the fault round trip ------------------------------------------------------------------ */
 
@@ -59,12 +54,12 @@ static void *fault_server(void *arg)
 
 	for (i = 0; i < c->iters; i++) {
 		if (poll(&pfd, 1, 10000) != 1)
-			fail("poll on the fault fd");
+			bench_fail("poll on the fault fd");
 		if (uiommu_event_read(c->fault_fd, &rec, sizeof(rec)) != (ssize_t)sizeof(rec))
-			fail("read of the fault fd");
+			bench_fail("read of the fault fd");
 		resp.cookie = rec.cookie;
 		if (uiommu_event_write(c->fault_fd, &resp, sizeof(resp)) != (ssize_t)sizeof(resp))
-			fail("write of the answer");
+			bench_fail("write of the answer");
 	}
 	return NULL;
 }
@@ -78,12 +73,12 @@ static void run_fault(void *ctx, unsigned long iters)
 
 	c->iters = iters;
 	if (pthread_create(&t, NULL, fault_server, c))
-		fail("pthread_create");
+		bench_fail("pthread_create");
 	for (i = 0; i < iters; i++) {
 		/* SUCCESS, then the retry misses again: EFAULT, one request per iteration. */
 		if (uiommu_dma_read(c->dev, 0, IOVA_UNMAPPED, buf, sizeof(buf), 0) != -1 ||
 		    errno != EFAULT)
-			fail("the device's DMA did not fault as expected");
+			bench_fail("the device's DMA did not fault as expected");
 	}
 	pthread_join(t, NULL);
 	/* Keep the device's fault log from mattering: it is a ring, but drain it anyway. */
@@ -97,37 +92,34 @@ static void run_fault(void *ctx, unsigned long iters)
 
 static void fault_setup(struct fault_ctx *c)
 {
-	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
-	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	struct iommu_test_cmd mock;
 	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
 	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt) };
 	struct iommu_test_cmd replace = { .size = sizeof(replace),
 					  .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE };
+	uint32_t ioas_id;
 
 	c->fd = uiommu_open(O_RDWR | O_CLOEXEC);
 	if (c->fd < 0)
-		fail("uiommu_open");
-	if (uiommu_ioctl(c->fd, IOMMU_IOAS_ALLOC, &ioas))
-		fail("IOMMU_IOAS_ALLOC");
-	mock.id = ioas.out_ioas_id;
-	if (uiommu_ioctl(c->fd, IOMMU_TEST_CMD, &mock))
-		fail("MOCK_DOMAIN");
+		bench_fail("uiommu_open");
+	ioas_id = bench_ioas_alloc(c->fd);
+	mock = bench_mock_domain(c->fd, ioas_id);
 	if (uiommu_ioctl(c->fd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
-		fail("IOMMU_FAULT_QUEUE_ALLOC");
+		bench_fail("IOMMU_FAULT_QUEUE_ALLOC");
 	c->fault_fd = (int)fault.out_fault_fd;
 	hwpt.flags = IOMMU_HWPT_FAULT_ID_VALID;
 	hwpt.dev_id = mock.mock_domain.out_idev_id;
-	hwpt.pt_id = ioas.out_ioas_id;
+	hwpt.pt_id = ioas_id;
 	hwpt.fault_id = fault.out_fault_id;
 	if (uiommu_ioctl(c->fd, IOMMU_HWPT_ALLOC, &hwpt))
-		fail("IOMMU_HWPT_ALLOC");
+		bench_fail("IOMMU_HWPT_ALLOC");
 	replace.id = mock.mock_domain.out_stdev_id;
 	replace.mock_domain_replace.pt_id = hwpt.out_hwpt_id;
 	if (uiommu_ioctl(c->fd, IOMMU_TEST_CMD, &replace))
-		fail("MOCK_DOMAIN_REPLACE");
+		bench_fail("MOCK_DOMAIN_REPLACE");
 	c->dev = uiommu_dma_dev_open_iommufd(c->fd, mock.mock_domain.out_idev_id);
 	if (!c->dev)
-		fail("uiommu_dma_dev_open_iommufd");
+		bench_fail("uiommu_dma_dev_open_iommufd");
 	uiommu_dma_dev_set_timeout(c->dev, 10000);
 }
 
@@ -146,7 +138,7 @@ static void *pipe_server(void *arg)
 
 	for (i = 0; i < c->iters; i++) {
 		if (read(c->to_server[0], &b, 1) != 1 || write(c->to_device[1], &b, 1) != 1)
-			fail("pipe server");
+			bench_fail("pipe server");
 	}
 	return NULL;
 }
@@ -160,10 +152,10 @@ static void run_pipe(void *ctx, unsigned long iters)
 
 	c->iters = iters;
 	if (pthread_create(&t, NULL, pipe_server, c))
-		fail("pthread_create");
+		bench_fail("pthread_create");
 	for (i = 0; i < iters; i++) {
 		if (write(c->to_server[1], &b, 1) != 1 || read(c->to_device[0], &b, 1) != 1)
-			fail("pipe device");
+			bench_fail("pipe device");
 	}
 	pthread_join(t, NULL);
 }
@@ -182,9 +174,10 @@ int main(int argc, char **argv)
 	struct fault_ctx fc;
 	struct pipe_ctx pc;
 
+	bench_prog = "bench_fault";
 	fault_setup(&fc);
 	if (pipe(pc.to_server) || pipe(pc.to_device))
-		fail("pipe");
+		bench_fail("pipe");
 
 	struct bench_case cases[] = {
 		{ "pipe ping-pong, 1 byte each way (baseline)", run_pipe, &pc, iters },

@@ -36,6 +36,7 @@
 #include "uiommu/uiommu.h"
 
 #include "bench.h"
+#include "bench_uiommu.h"
 
 #define BIG_PAGES 256
 #define POP_SMALL 1000
@@ -52,64 +53,15 @@ struct map_case {
 	bool fixed;
 };
 
-static void fail(const char *what)
-{
-	fprintf(stderr, "bench_map: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
-static uint32_t ioas_alloc(void)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (uiommu_ioctl(fd, IOMMU_IOAS_ALLOC, &cmd))
-		fail("IOMMU_IOAS_ALLOC");
-	return cmd.out_ioas_id;
-}
-
-static uint64_t map(uint32_t ioas_id, uint64_t iova, uint64_t length, bool fixed)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
-			 (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
-		.ioas_id = ioas_id,
-		.user_va = (uintptr_t)buf,
-		.length = length,
-		.iova = iova,
-	};
-
-	if (uiommu_ioctl(fd, IOMMU_IOAS_MAP, &cmd))
-		fail("IOMMU_IOAS_MAP");
-	return cmd.iova;
-}
-
-static void unmap(uint32_t ioas_id, uint64_t iova, uint64_t length)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd),
-		.ioas_id = ioas_id,
-		.iova = iova,
-		.length = length,
-	};
-
-	if (uiommu_ioctl(fd, IOMMU_IOAS_UNMAP, &cmd))
-		fail("IOMMU_IOAS_UNMAP");
-	if (cmd.length != length) {
-		errno = EIO;
-		fail("IOMMU_IOAS_UNMAP unmapped a different length");
-	}
-}
-
 static void run_map_unmap(void *ctx, unsigned long iters)
 {
 	const struct map_case *mc = ctx;
 	unsigned long i;
 
 	for (i = 0; i != iters; i++) {
-		uint64_t iova = map(mc->ioas_id, mc->iova, mc->length, mc->fixed);
+		uint64_t iova = bench_ioas_map(fd, mc->ioas_id, buf, mc->iova, mc->length, mc->fixed);
 
-		unmap(mc->ioas_id, iova, mc->length);
+		bench_ioas_unmap(fd, mc->ioas_id, iova, mc->length);
 	}
 }
 
@@ -121,12 +73,12 @@ static uint64_t filler_iova(unsigned long i)
 /* An IOAS with @n one-page areas, each followed by a one-page gap. */
 static uint32_t ioas_populated(unsigned long n, double *ns_per_map)
 {
-	uint32_t id = ioas_alloc();
+	uint32_t id = bench_ioas_alloc(fd);
 	double t0 = bench_now_ns();
 	unsigned long i;
 
 	for (i = 0; i != n; i++)
-		map(id, filler_iova(i), page, true);
+		bench_ioas_map(fd, id, buf, filler_iova(i), page, true);
 	if (ns_per_map)
 		*ns_per_map = (bench_now_ns() - t0) / (double)(n ? n : 1);
 	return id;
@@ -146,16 +98,17 @@ int main(int argc, char **argv)
 	double fill_ns, t0;
 	unsigned int i;
 
+	bench_prog = "bench_map";
 	page = (uint64_t)sysconf(_SC_PAGESIZE);
 	fd = uiommu_open(O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		fail("uiommu_open");
+		bench_fail("uiommu_open");
 	buf = mmap(NULL, BIG_PAGES * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		   -1, 0);
 	if (buf == MAP_FAILED)
-		fail("mmap");
+		bench_fail("mmap");
 
-	empty = ioas_alloc();
+	empty = bench_ioas_alloc(fd);
 	pop_small = ioas_populated(POP_SMALL, NULL);
 	pop_large = ioas_populated(POP_LARGE, &fill_ns);
 
@@ -197,12 +150,12 @@ int main(int argc, char **argv)
 	bench_print_ratio("auto 2 pages: 100,000 live areas vs empty", &cases[7], &cases[6], 1.5);
 
 	if (uiommu_stats_get(&st))
-		fail("uiommu_stats_get");
+		bench_fail("uiommu_stats_get");
 	printf("\n  info: filling %d areas: %.1f ns per MAP; pinned pages: %lu (lazy pinning)\n",
 	       POP_LARGE, fill_ns, st.pinned_pages);
 	t0 = bench_now_ns();
 	if (uiommu_close(fd))
-		fail("uiommu_close");
+		bench_fail("uiommu_close");
 	printf("  info: close of the context (destroys %d areas): %.1f ms\n",
 	       POP_LARGE + POP_SMALL, (bench_now_ns() - t0) / 1e6);
 	munmap(buf, BIG_PAGES * page);

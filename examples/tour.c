@@ -735,6 +735,29 @@ static const char *bits(uint64_t map, unsigned int n)
 	return s;
 }
 
+/*
+ * A fresh open("/dev/iommu") with an IOAS and a mock device attached to it, for the chapters
+ * that need a device. False (and the chapter skips) on a kernel without IOMMU_TEST_CMD.
+ */
+static bool tour_mock_device(struct tour *t, uint32_t *ioas, struct iommu_test_cmd *cmd)
+{
+	long rc;
+
+	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (t->fd < 0)
+		die("open(/dev/iommu) failed: %s", strerror(errno));
+	expect_ok(ioas_alloc(t->fd, ioas), "IOMMU_IOAS_ALLOC");
+	*cmd = (struct iommu_test_cmd){ .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = *ioas };
+	rc = test_cmd(t->fd, cmd);
+	if (rc == -ENOTTY) {
+		say("-> ENOTTY: this kernel has no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST). The mock");
+		say("IOMMU lives behind it, so this chapter is skipped.");
+		return false;
+	}
+	expect_ok(rc, "MOCK_DOMAIN");
+	return true;
+}
+
 static void ch_devices(struct tour *t)
 {
 	const uint32_t rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
@@ -745,22 +768,11 @@ static void ch_devices(struct tour *t)
 	char text[32] = "";
 	uint64_t map_iova, marks, dirty;
 	void *gone;
-	long rc;
 	int afd;
 
 	step("A fresh open(\"/dev/iommu\"), IOMMU_IOAS_ALLOC, IOMMU_TEST_CMD MOCK_DOMAIN on it");
-	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	if (t->fd < 0)
-		die("open(/dev/iommu) failed: %s", strerror(errno));
-	expect_ok(ioas_alloc(t->fd, &ioas), "IOMMU_IOAS_ALLOC");
-	cmd.id = ioas;
-	rc = test_cmd(t->fd, &cmd);
-	if (rc == -ENOTTY) {
-		say("-> ENOTTY: this kernel has no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST). The mock");
-		say("IOMMU lives behind it, so this chapter is skipped.");
+	if (!tour_mock_device(t, &ioas, &cmd))
 		goto out_close;
-	}
-	expect_ok(rc, "MOCK_DOMAIN");
 	stdev = cmd.mock_domain.out_stdev_id;
 	auto_hwpt = cmd.mock_domain.out_hwpt_id;
 	idev = cmd.mock_domain.out_idev_id;
@@ -1161,17 +1173,8 @@ static void ch_faults(struct tour *t)
 	int ffd;
 
 	step("A mock device on a fresh context, and IOMMU_FAULT_QUEUE_ALLOC");
-	t->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	if (t->fd < 0)
-		die("open(/dev/iommu) failed: %s", strerror(errno));
-	expect_ok(ioas_alloc(t->fd, &ioas), "IOMMU_IOAS_ALLOC");
-	cmd.id = ioas;
-	rc = test_cmd(t->fd, &cmd);
-	if (rc == -ENOTTY) {
-		say("-> ENOTTY: no IOMMU_TEST_CMD on this kernel; the chapter is skipped.");
+	if (!tour_mock_device(t, &ioas, &cmd))
 		goto out_close;
-	}
-	expect_ok(rc, "MOCK_DOMAIN");
 	stdev = cmd.mock_domain.out_stdev_id;
 	idev = cmd.mock_domain.out_idev_id;
 	expect_ok(xioctl(t->fd, IOMMU_FAULT_QUEUE_ALLOC, &fq), "IOMMU_FAULT_QUEUE_ALLOC");

@@ -39,9 +39,9 @@
  * Page requests. A miss (or a permission miss) in a domain with an iopf_handler, unless the
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
  * group (LAST_PAGE, PASID_VALID when it has a PASID, the access's permission, a grpid unique
- * among the device's outstanding requests) through iommu_report_device_fault(). The driver's
- * page_response op calls dma_engine_page_response(), which finds the request by (device, PASID,
- * grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
+ * among the device's outstanding requests) through iommu_report_device_fault(). The fault layer
+ * hands every page response to dma_engine_page_response(), which finds the request by (device,
+ * PASID, grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
  * condition variable, or, for an asynchronous request, the worker (the request goes back on its
  * run queue). SUCCESS retries from the faulting page; the same page missing again after a
  * SUCCESS is a fault, so a handler that answers SUCCESS without mapping cannot make us loop.

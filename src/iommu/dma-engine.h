@@ -3,8 +3,8 @@
  * The device DMA engine (dma-engine.c): a device emulator's DMA through the IOMMU, the public
  * uiommu_dma_* API of include/uiommu/uiommu.h. What the rest of the library reaches:
  *
- *  - dma_engine_page_response(): every driver's page_response op calls it, so that the page
- *    response of a request an engine raised wakes the request's waiter;
+ *  - dma_engine_page_response(): the fault layer calls it with every page response it has a
+ *    driver send, so that the response to a request an engine raised wakes its waiter;
  *  - dma_engine_dev_open(): a handle on a core device, for white-box tests and benchmarks.
  */
 #ifndef UIOMMU_IOMMU_DMA_ENGINE_H
@@ -24,8 +24,8 @@
  * @evt: the last fault of the request group being answered
  * @msg: the response (its PASID, grpid and code)
  *
- * Called from a driver's page_response op, in whatever context that runs (possibly under the
- * fault layer's locks): it only takes the engine's own leaf locks and wakes a waiter. A
+ * Called by the fault layer right after the driver's page_response op, in the same context
+ * (possibly under the fault layer's locks): it only takes the engine's own leaf locks and wakes a waiter. A
  * response that matches no outstanding request of ours (another device model's, or one that
  * timed out) is ignored.
  */

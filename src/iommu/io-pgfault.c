@@ -61,6 +61,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "iommu/dma-engine.h"
 #include "iommu/iommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -205,7 +206,11 @@ static const struct iommu_ops *iopf_dev_ops(struct device *dev)
 	return dev->iommu->ops;
 }
 
-/* The answer the driver sends for @evt's group. */
+/*
+ * The answer the driver sends for @evt's group, and its arrival at the device: when the
+ * request came from the device DMA engine, the engine's waiter retries or fails. Every answer
+ * passes here, so no driver has to remember the device side.
+ */
 static void iopf_send_response(struct device *dev, struct iopf_fault *evt,
 			       enum iommu_page_response_code code)
 {
@@ -216,6 +221,7 @@ static void iopf_send_response(struct device *dev, struct iopf_fault *evt,
 	};
 
 	iopf_dev_ops(dev)->page_response(dev, evt, &resp);
+	dma_engine_page_response(dev, evt, &resp);
 }
 
 /* ---- groups ---------------------------------------------------------------------------------- */

@@ -59,7 +59,6 @@
 #include <sys/queue.h>
 
 #include "drivers/mock/mock.h"
-#include "iommu/dma-engine.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -485,8 +484,6 @@ static void mock_page_response(struct device *dev, struct iopf_fault *evt,
 	pthread_mutex_unlock(&mock_lock);
 	if (hook)
 		hook(dev, msg);
-	/* The device itself: a DMA waiting on this request retries or fails. */
-	dma_engine_page_response(dev, evt, msg);
 }
 
 static struct iommu_device *mock_probe_device(struct device *dev)

@@ -50,7 +50,6 @@
 #include <string.h>
 
 #include "drivers/mock/selftest_mock.h"
-#include "iommu/dma-engine.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -689,8 +688,6 @@ static void mock_selftest_page_response(struct device *dev, struct iopf_fault *e
 	atomic_store(&mdev->last_grpid, msg->grpid);
 	atomic_store(&mdev->last_code, msg->code);
 	atomic_fetch_add(&mdev->responses[msg->code], 1);
-	/* The device itself: a DMA waiting on this request (dma-engine.c) retries or fails. */
-	dma_engine_page_response(dev, evt, msg);
 }
 
 static struct iommu_device *mock_selftest_probe_device(struct device *dev)

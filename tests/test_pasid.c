@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -753,31 +754,46 @@ static struct iommu_attach_handle *stress_new_handle(void)
 	return i < STRESS_HANDLES ? &st.handles[i] : NULL;
 }
 
+/*
+ * Each writer cycles attach/replace/detach on its own PASID until the shared handle pool runs
+ * dry; from then on it keeps one attachment (its reserved last handle) until told to stop. So
+ * the readers always have published handles to find, however fast the writers were: a fast
+ * machine cannot make the test vacuous.
+ */
 static void *stress_writer(void *arg)
 {
 	uint32_t pasid = (uint32_t)(uintptr_t)arg; /* each writer owns one PASID */
+	struct iommu_attach_handle *last = &st.handles[STRESS_HANDLES + pasid - 1];
 	unsigned int n = 0;
 
 	while (!atomic_load(&st.stop)) {
 		struct iommu_attach_handle *h = stress_new_handle();
 		struct iommu_domain *d = st.dom[n++ & 1];
 
-		if (!h)
-			break;
-		if (iommu_attach_device_pasid(d, st.dev, pasid, h)) {
+		if (iommu_attach_device_pasid(d, st.dev, pasid, h ? h : last)) {
 			atomic_fetch_add(&st.bad, 1);
-			break;
+			return NULL;
 		}
+		if (!h)
+			goto hold;
 		for (int r = 0; r < 3; r++) {
 			struct iommu_attach_handle *h2 = stress_new_handle();
 
+			if (!h2)
+				goto hold;
 			d = st.dom[n++ & 1];
-			if (!h2 || iommu_replace_device_pasid(d, st.dev, pasid, h2))
-				break;
+			if (iommu_replace_device_pasid(d, st.dev, pasid, h2))
+				atomic_fetch_add(&st.bad, 1);
 		}
 		iommu_detach_device_pasid(iommu_get_domain_for_dev_pasid(st.dev, pasid, 0), st.dev,
 					  pasid);
 	}
+	return NULL;
+
+hold:
+	while (!atomic_load(&st.stop))
+		sched_yield();
+	iommu_detach_device_pasid(iommu_get_domain_for_dev_pasid(st.dev, pasid, 0), st.dev, pasid);
 	return NULL;
 }
 
@@ -814,13 +830,20 @@ TEST(stress_attach_replace_detach_racing_handle_lookups)
 	ASSERT_EQ(0, iommu_probe_device(st.dev));
 	st.dom[0] = iommu_paging_domain_alloc(st.dev);
 	st.dom[1] = iommu_paging_domain_alloc(st.dev);
-	st.handles = calloc(STRESS_HANDLES, sizeof(*st.handles));
+	/* The pool, then one reserved last handle per writer. */
+	st.handles = calloc(STRESS_HANDLES + STRESS_PASIDS, sizeof(*st.handles));
 	ASSERT_TRUE(st.handles != NULL);
 	for (uintptr_t i = 0; i < STRESS_PASIDS; i++)
 		ASSERT_EQ(0, pthread_create(&w[i], NULL, stress_writer, (void *)(i + 1)));
 	for (int i = 0; i < 2; i++)
 		ASSERT_EQ(0, pthread_create(&r[i], NULL, stress_reader, NULL));
 	nanosleep(&ts, NULL);
+	/*
+	 * Past the race window, wait for the readers to have found a handle at all: once the
+	 * pool is dry every PASID stays attached, so this ends (bounded all the same).
+	 */
+	for (int i = 0; i < 6000 && !atomic_load(&st.hits); i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 	atomic_store(&st.stop, true);
 	for (int i = 0; i < STRESS_PASIDS; i++)
 		pthread_join(w[i], NULL);

@@ -19,6 +19,12 @@ uiommu_install_deps() {
 		echo "Need root (or sudo) to install:$missing" >&2
 		return 1
 	fi
-	$SUDO apt-get update -qq || true
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+	# sudo resets the environment: the frontend goes on apt-get's own command line.
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq || true
+	if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing \
+		>"${TMPDIR:-/tmp}/uiommu-apt.log" 2>&1; then
+		cat "${TMPDIR:-/tmp}/uiommu-apt.log" >&2
+		echo "apt-get install$missing failed (log above)" >&2
+		return 1
+	fi
 }

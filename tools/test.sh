@@ -35,8 +35,15 @@ run_suite() {
 		bad=1
 	fi
 	if [ "$bad" != 0 ] || [ "$to" != 0 ]; then
-		sed -n '/^=* *[0-9]*\/[0-9]* .*FAIL/,/^=*$/p' "$log" | head -n 200
-		grep -E 'not ok|check failed|ERROR|WARNING: ThreadSanitizer|SUMMARY' "$log" | head -n 60 || true
+		# Each failed test's own output (meson's --print-errorlogs section, passing cases
+		# left out), then where everything is kept.
+		awk '/^Summary of Failures/ { exit }
+		     /^ *[0-9]+\/[0-9]+ .* (FAIL|TIMEOUT) / { keep = 1 }
+		     keep && /^―/ && !/✀/ { print; keep = 0; next }
+		     keep && !/^ok [0-9]/ { print }' "$log" | head -n 400
+		cp "$log" "$dir/test-output.txt"
+		echo "-- failed in $dir; full output: $dir/test-output.txt," \
+			"every test's log: $dir/meson-logs/testlog.txt"
 	fi
 	passed=$((passed + ok))
 	failed=$((failed + bad + to))
@@ -45,8 +52,17 @@ run_suite() {
 setup() {
 	dir=$1
 	shift
-	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
-	ninja -C "$dir" >/dev/null
+	# Quiet when it works; the whole compiler output when it does not.
+	if [ ! -f "$dir/build.ninja" ] && ! meson setup "$dir" "$@" >"$log" 2>&1; then
+		cat "$log"
+		echo "meson setup $dir failed" >&2
+		exit 1
+	fi
+	if ! ninja -C "$dir" >"$log" 2>&1; then
+		cat "$log"
+		echo "building $dir failed" >&2
+		exit 1
+	fi
 }
 
 setup build

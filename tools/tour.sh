@@ -5,7 +5,15 @@ set -eu
 cd "$(dirname "$0")/.."
 . tools/deps.sh
 uiommu_install_deps
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Quiet when it builds; the whole compiler output when it does not.
+if { [ -f build/build.ninja ] || meson setup build >"$log" 2>&1; } && ninja -C build >"$log" 2>&1; then
+	:
+else
+	cat "$log"
+	echo "tour.sh: building uiommu failed (output above)" >&2
+	exit 1
+fi
 # The emulated drivers keep doing DMA through the whole tour (type switches, hot unplug).
-UIOMMU_DRIVER_DMA=1 exec build/tools/uiommu-run build/examples/tour
+UIOMMU_DRIVER_DMA=1 build/tools/uiommu-run build/examples/tour

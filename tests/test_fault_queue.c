@@ -251,6 +251,7 @@ TEST_F(fq, protocol_bytes)
 	uint64_t u64;
 
 	ASSERT_EQ(0, uiommu_event_read(self->ffd, raw, REC)); /* empty: 0 at once */
+	ASSERT_EQ(0, uiommu_event_read(self->ffd, raw, 0));
 	ASSERT_EQ(POLLOUT, poll_events(self->ffd));
 	ASSERT_EQ(0, trigger(self->fd, self->idev, 0, 5));
 	ASSERT_EQ(POLLIN | POLLOUT, poll_events(self->ffd));
@@ -259,7 +260,8 @@ TEST_F(fq, protocol_bytes)
 	ASSERT_ERRNO(ESPIPE, uiommu_event_read(self->ffd, raw, REC + 1));
 	ASSERT_ERRNO(ESPIPE, uiommu_event_read(self->ffd, raw, 1));
 	ASSERT_ERRNO(ESPIPE, uiommu_event_pread(self->ffd, raw, REC, REC));
-	ASSERT_EQ(0, uiommu_event_read(self->ffd, raw, 0));
+	/* A count that fits not even the first group: EINVAL, and the group stays. */
+	ASSERT_ERRNO(EINVAL, uiommu_event_read(self->ffd, raw, 0));
 	ASSERT_EQ(POLLIN | POLLOUT, poll_events(self->ffd));
 
 	memset(raw, 0xa5, sizeof(raw));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -201,10 +202,13 @@ TEST_F(viommu, veventq)
 	ASSERT_EQ(0, nested_alloc(self->fd, self->idev, self->viommu, 0, &nested));
 	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, nested));
 
-	/* Empty: no POLLIN, a read returns 0 at once. */
+	/* Empty: no POLLIN, a read returns 0 at once, but never of less than a header. */
 	pfd = (struct pollfd){ .fd = efd, .events = POLLIN };
 	ASSERT_EQ(0, poll(&pfd, 1, 0));
 	ASSERT_EQ(0, uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(0, uiommu_event_read(efd, small, sizeof(struct iommufd_vevent_header)));
+	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, 0));
+	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, sizeof(struct iommufd_vevent_header) - 1));
 
 	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
 	ASSERT_EQ(1, poll(&pfd, 1, 1000));
@@ -257,6 +261,132 @@ TEST_F(viommu, veventq)
 	ASSERT_EQ(0, uiommu_close(efd2));
 	ASSERT_EQ(0, destroy(self->fd, q2));
 	ASSERT_EQ(0, destroy(self->fd, self->viommu));
+}
+
+/* A vEVENTQ of depth 2 with the device on a nested HWPT of the fixture's vIOMMU. */
+static void veventq_setup(struct __h_test *_metadata, FIXTURE_DATA(viommu) *self, int *efd)
+{
+	uint32_t vdev, nested, q;
+
+	ASSERT_EQ(0, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, &q,
+				   efd));
+	ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, self->idev, 0x77, &vdev));
+	ASSERT_EQ(0, nested_alloc(self->fd, self->idev, self->viommu, 0, &nested));
+	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, nested));
+}
+
+/*
+ * The LOST_EVENTS header only ever ends the queue: an event offered after it, queued or
+ * dropped, takes its place, so the reader sees the gap in the sequence instead.
+ */
+TEST_F(viommu, veventq_lost_header_only_at_tail)
+{
+	struct vevent ev[4];
+	int efd;
+
+	veventq_setup(_metadata, self, &efd);
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 0 */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 1 */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 2: full, lost */
+	ASSERT_EQ((ssize_t)sizeof(ev[0]), uiommu_event_read(efd, ev, sizeof(ev[0])));
+	ASSERT_EQ(0u, ev[0].hdr.sequence);
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 3: queued, the header goes */
+	memset(ev, 0, sizeof(ev));
+	ASSERT_EQ((ssize_t)(2 * sizeof(ev[0])), uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(0u, ev[0].hdr.flags);
+	ASSERT_EQ(1u, ev[0].hdr.sequence);
+	ASSERT_EQ(0u, ev[1].hdr.flags);
+	ASSERT_EQ(3u, ev[1].hdr.sequence);
+	ASSERT_EQ(0x77u, ev[1].data.virt_id);
+	ASSERT_EQ(0, uiommu_event_read(efd, ev, sizeof(ev)));
+
+	/* A lost header alone: it fits any count of a header, whatever the payloads' size. */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 4 */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 5 */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 6: lost */
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev)); /* 7: lost, the header moves on */
+	ASSERT_EQ((ssize_t)(2 * sizeof(ev[0])), uiommu_event_read(efd, ev, 2 * sizeof(ev[0])));
+	ASSERT_EQ(5u, ev[1].hdr.sequence);
+	memset(ev, 0, sizeof(ev));
+	ASSERT_EQ((ssize_t)sizeof(ev[0].hdr), uiommu_event_read(efd, ev, sizeof(ev[0].hdr)));
+	ASSERT_EQ((uint32_t)IOMMU_VEVENTQ_FLAG_LOST_EVENTS, ev[0].hdr.flags);
+	ASSERT_EQ(7u, ev[0].hdr.sequence);
+	ASSERT_EQ(0, uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(0, uiommu_close(efd));
+}
+
+/*
+ * A copy that fails leaves the event queued, header and all: EFAULT when nothing was read, the
+ * bytes of the whole events before it otherwise.
+ */
+TEST_F(viommu, veventq_read_efault)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	const size_t evsz = sizeof(struct vevent);
+	struct vevent ev[2];
+	char *map;
+	int efd;
+
+	veventq_setup(_metadata, self, &efd);
+	map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(map != MAP_FAILED);
+	ASSERT_EQ(0, mprotect(map + pg, pg, PROT_NONE));
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_EQ(0, trigger_vevent(self->fd, self->idev));
+	ASSERT_ERRNO(EFAULT, uiommu_event_read(efd, map + pg, evsz));
+	/* The header fits before the hole, the payload does not: the header is taken back. */
+	ASSERT_ERRNO(EFAULT, uiommu_event_read(efd, map + pg - sizeof(ev[0].hdr), evsz));
+	/* One whole event before the hole, the second straddles it: one event. */
+	ASSERT_EQ((ssize_t)evsz, uiommu_event_read(efd, map + pg - evsz - 4, 2 * evsz));
+	memcpy(ev, map + pg - evsz - 4, evsz);
+	ASSERT_EQ(0u, ev[0].hdr.sequence);
+	ASSERT_EQ((ssize_t)evsz, uiommu_event_read(efd, ev, sizeof(ev)));
+	ASSERT_EQ(1u, ev[0].hdr.sequence);
+	ASSERT_EQ(0x77u, ev[0].data.virt_id);
+	munmap(map, 2 * pg);
+	ASSERT_EQ(0, uiommu_close(efd));
+}
+
+/*
+ * Fail each step of TRIGGER_VEVENT in turn: an event that cannot be allocated is lost (ENOMEM,
+ * and the LOST_EVENTS header with its sequence), any other failure leaves the queue as it was.
+ */
+TEST_F(viommu, veventq_report_fail_nth)
+{
+	unsigned long nth;
+	struct vevent ev[2];
+	uint32_t seq = 0;
+	bool lost_seen = false;
+	ssize_t n;
+	int efd, rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	veventq_setup(_metadata, self, &efd);
+	for (nth = 1; nth < 100; nth++) {
+		uiommu_fail_nth_arm(nth);
+		rc = trigger_vevent(self->fd, self->idev);
+		uiommu_fail_nth_disarm();
+		memset(ev, 0, sizeof(ev));
+		n = uiommu_event_read(efd, ev, sizeof(ev));
+		if (!rc) {
+			ASSERT_EQ((ssize_t)sizeof(ev[0]), n);
+			ASSERT_EQ(0u, ev[0].hdr.flags);
+			ASSERT_EQ(seq, ev[0].hdr.sequence);
+			break;
+		}
+		if (n == 0)
+			continue; /* failed before the queue: nothing offered, no sequence used */
+		ASSERT_EQ(ENOMEM, errno);
+		ASSERT_EQ((ssize_t)sizeof(ev[0].hdr), n);
+		ASSERT_EQ((uint32_t)IOMMU_VEVENTQ_FLAG_LOST_EVENTS, ev[0].hdr.flags);
+		ASSERT_EQ(seq, ev[0].hdr.sequence);
+		seq++;
+		lost_seen = true;
+	}
+	ASSERT_LT(nth, 100ul);
+	ASSERT_TRUE(lost_seen);
+	ASSERT_EQ(0, uiommu_close(efd));
 }
 
 /* The event fd keeps the context: closing /dev/iommu first releases it only at the fd's close. */

@@ -13,7 +13,12 @@
  * (0 .. INT_MAX, then 0 again), whether it is queued or not. Once veventq_depth events wait,
  * new ones are dropped and a single header with IOMMU_VEVENTQ_FLAG_LOST_EVENTS and no payload
  * stands at the tail instead, carrying the sequence of the last event dropped; so a reader sees
- * either the flag or a gap.
+ * either the flag or a gap. The lost header only ever stands at the tail: the next event
+ * offered, queued or dropped, takes its place there (the reader then sees the gap), so it never
+ * separates two queued events. An event we cannot allocate memory for is dropped the same way.
+ * A read takes whole events only: a count smaller than a header is EINVAL even on an empty
+ * queue, a count the next event does not fit is EINVAL when nothing was read before it, and a
+ * failed copy leaves the event (header included) queued: EFAULT, or the bytes read before it.
  *
  * Fault queues. A fault queue (IOMMUFD_OBJ_FAULT) is where the I/O page faults of the HWPTs
  * allocated with IOMMU_HWPT_FAULT_ID_VALID go: such a HWPT holds the queue (users) and its
@@ -41,7 +46,8 @@
  * close() are ours (the preload layer forwards them; uiommu_event_read()/_write() and
  * uiommu_close() are the direct calls):
  *  - vEVENTQ read returns whole events only, as many as fit; a buffer too small for the next
- *    event is EINVAL, an empty queue reads 0 at once (never blocks), a non-zero offset (pread)
+ *    event is EINVAL, so is a count below a header's 8 bytes; an empty queue otherwise reads 0
+ *    at once (never blocks), a non-zero offset (pread)
  *    ESPIPE; write is EINVAL (the kernel's file has no write);
  *  - fault read/write: a non-zero offset or a length that is not a multiple of the record is
  *    ESPIPE; see iommufd_fault_read() and iommufd_fault_write();
@@ -95,7 +101,8 @@ struct iommufd_veventq {
 	uint32_t num_events;               /* queued, the lost header not counted */
 	uint32_t sequence;                 /* the next event's */
 	struct iommufd_vevent lost;        /* the LOST_EVENTS header, queued at most once */
-	bool lost_queued;
+	bool lost_queued;                  /* then it is the last event, and ... */
+	struct iommufd_vevent **lost_link; /* ... this link (the former tail) points to it */
 	struct iommufd_veventq *next;      /* viommu->veventqs; viommu->lock */
 };
 
@@ -238,7 +245,8 @@ static struct iommufd_veventq *iommufd_viommu_find_veventq(struct iommufd_viommu
 
 /**
  * iommufd_veventq_report() - a driver's event for @viommu's queue of @type
- * Return: 0 (queued, or counted as lost), -EOPNOTSUPP (no such queue), -ENOMEM.
+ * Return: 0 (queued, or counted as lost), -EOPNOTSUPP (no such queue), -ENOMEM (no memory for
+ * the event: it counts as lost, as if the queue were full).
  */
 int iommufd_veventq_report(struct iommufd_viommu *viommu, uint32_t type, const void *data,
 			   uint32_t len)
@@ -254,30 +262,35 @@ int iommufd_veventq_report(struct iommufd_viommu *viommu, uint32_t type, const v
 		goto out_unlock_viommu;
 	}
 	uiommu_mutex_lock(&veventq->lock);
-	if (veventq->num_events >= veventq->depth) {
-		ev = &veventq->lost;
-		if (!veventq->lost_queued) {
-			veventq->lost_queued = true;
-			ev->next = NULL;
-			*veventq->tail = ev;
-			veventq->tail = &ev->next;
-		}
-	} else {
+	ev = NULL;
+	if (veventq->num_events < veventq->depth) {
 		ev = uiommu_zalloc(sizeof(*ev) + len);
-		if (!ev) {
-			rc = -ENOMEM;
-			goto out_unlock_veventq;
-		}
+		if (!ev)
+			rc = -ENOMEM; /* dropped: the lost header says so, as when full */
+	}
+	if (ev) {
 		ev->data_len = len;
 		memcpy(ev->data, data, len);
-		*veventq->tail = ev;
-		veventq->tail = &ev->next;
 		veventq->num_events++;
+	} else {
+		ev = &veventq->lost;
 	}
+	/* The lost header stands only at the tail: whatever comes next takes its place. */
+	if (veventq->lost_queued) {
+		*veventq->lost_link = NULL;
+		veventq->tail = veventq->lost_link;
+		veventq->lost_queued = false;
+	}
+	if (ev == &veventq->lost) {
+		veventq->lost_link = veventq->tail;
+		veventq->lost_queued = true;
+	}
+	ev->next = NULL;
+	*veventq->tail = ev;
+	veventq->tail = &ev->next;
 	ev->header.sequence = veventq->sequence;
 	veventq->sequence = (veventq->sequence + 1) & VEVENT_SEQ_MASK;
 	iommufd_veventq_signal(veventq);
-out_unlock_veventq:
 	uiommu_mutex_unlock(&veventq->lock);
 out_unlock_viommu:
 	uiommu_mutex_unlock(&viommu->lock);
@@ -386,6 +399,9 @@ static ssize_t iommufd_veventq_read(struct iommufd_veventq *veventq, struct uiom
 	int rc = 0;
 
 	lockdep_assert_held(&veventq->lock);
+	/* A header is the least a read can take, whether anything waits or not. */
+	if (count < sizeof(ev->header))
+		return -EINVAL;
 	while ((ev = veventq->head)) {
 		size_t len = sizeof(ev->header) + ev->data_len;
 
@@ -824,8 +840,9 @@ static int iommufd_fault_copy_group(struct uiommu_mm *mm, uint64_t uaddr,
 /*
  * read(2) of a fault fd: whole groups from the head of deliver while they fit in @count, each
  * given a cookie. A group that does not fit, or whose cookie or copy fails, goes back to the
- * head and ends the read; an error is reported only when nothing was read before it. An empty
- * queue reads 0 at once.
+ * head and ends the read; an error (EINVAL for the first group not fitting, even in a count of
+ * 0; ENOMEM; EFAULT) is reported only when nothing was read before it. An empty queue reads 0
+ * at once.
  */
 static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm *mm, char *buf,
 				  size_t count)
@@ -847,8 +864,12 @@ static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm 
 		if (!group)
 			break;
 		len = (size_t)group->fault_count * rec_size;
-		if (len > count - done)
+		if (len > count - done) {
+			/* Never part of a group; a count that fits not even the first is wrong. */
+			if (!done)
+				rc = -EINVAL;
 			goto restore;
+		}
 		rc = iommufd_fault_cookie_alloc(fault, group);
 		if (rc)
 			goto restore;

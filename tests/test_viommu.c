@@ -124,6 +124,36 @@ TEST_F(viommu, vdevice_cache_invalidate)
 	ASSERT_ERRNO(EINVAL, invalidate(self->fd, self->viommu, reqs,
 					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID,
 					sizeof(reqs[0]), &num));
+	/* v7.2's bounds, with entries only: at most 2^19 of them, at most a page long. */
+	num = (1u << 19) + 1;
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, self->viommu, reqs,
+					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, sizeof(reqs[0]),
+					&num));
+	ASSERT_EQ(0u, num);
+	num = 1;
+	ASSERT_ERRNO(EINVAL, invalidate(self->fd, self->viommu, reqs,
+					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+					(uint32_t)sysconf(_SC_PAGESIZE) + 1, &num));
+	ASSERT_EQ(0u, num);
+	num = 0;
+	ASSERT_EQ(0, invalidate(self->fd, self->viommu, NULL,
+				IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+				(uint32_t)sysconf(_SC_PAGESIZE) + 1, &num));
+	{
+		/* A page-long entry with a zero tail is one entry, as the full-array copy has it. */
+		size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+		struct iommu_viommu_invalidate_selftest *e = calloc(1, pg);
+
+		ASSERT_TRUE(e != NULL);
+		e->vdev_id = 0x99;
+		e->cache_id = 3;
+		num = 1;
+		ASSERT_EQ(0, invalidate(self->fd, self->viommu, e,
+					IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, (uint32_t)pg, &num));
+		ASSERT_EQ(1u, num);
+		ASSERT_EQ(0, check_dev_cache(self->fd, self->idev, 3, 0));
+		free(e);
+	}
 	/* One entry, then an unknown virtual ID. */
 	reqs[0] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x99, .cache_id = 1 };
 	reqs[1] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x98, .cache_id = 2 };
@@ -387,6 +417,52 @@ TEST_F(viommu, veventq_report_fail_nth)
 	ASSERT_LT(nth, 100ul);
 	ASSERT_TRUE(lost_seen);
 	ASSERT_EQ(0, uiommu_close(efd));
+}
+
+/*
+ * Fail each step of a two-entry vIOMMU invalidation on a fresh device: entry_num comes back as
+ * the number of entries handled, and exactly those took effect. Only a failed copy of the
+ * answer itself (EFAULT, entry_num as given) cannot say.
+ */
+TEST_F(viommu, invalidate_fail_nth)
+{
+	struct iommu_viommu_invalidate_selftest reqs[2] = {
+		{ .vdev_id = 0x55, .cache_id = 1 },
+		{ .vdev_id = 0x55, .cache_id = 2 },
+	};
+	unsigned long nth;
+	uint32_t stdev, idev, vdev, num;
+	int rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	for (nth = 1; nth < 100; nth++) {
+		ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev, NULL, &idev));
+		ASSERT_EQ(0, vdevice_alloc(self->fd, self->viommu, idev, 0x55, &vdev));
+		num = 2;
+		uiommu_fail_nth_arm(nth);
+		rc = invalidate(self->fd, self->viommu, reqs, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+				sizeof(reqs[0]), &num);
+		uiommu_fail_nth_disarm();
+		if (rc) {
+			/* A copy, or the lookup of the vIOMMU (ENOENT, as a failed xa_load would). */
+			ASSERT_TRUE(errno == EFAULT || errno == ENOMEM || errno == ENOENT);
+			ASSERT_LE(num, 2u);
+		} else {
+			ASSERT_EQ(2u, num);
+		}
+		if (!rc || num < 2) {
+			ASSERT_EQ(0, check_dev_cache(self->fd, idev, 1,
+						     num >= 1 ? 0 : IOMMU_TEST_DEV_CACHE_DEFAULT));
+			ASSERT_EQ(0, check_dev_cache(self->fd, idev, 2,
+						     num >= 2 ? 0 : IOMMU_TEST_DEV_CACHE_DEFAULT));
+		}
+		ASSERT_EQ(0, destroy(self->fd, vdev));
+		ASSERT_EQ(0, destroy(self->fd, stdev));
+		if (!rc)
+			break;
+	}
+	ASSERT_LT(nth, 100ul);
 }
 
 /* The event fd keeps the context: closing /dev/iommu first releases it only at the fd's close. */

@@ -260,21 +260,23 @@ err_abort:
 	return rc;
 }
 
-/* Bounds of an invalidation array (the newest kernel's). */
-#define IOMMUFD_INVALIDATE_ENTRY_LEN_MAX 4096u
-#define IOMMUFD_INVALIDATE_ENTRY_NUM_MAX (1u << 19)
-
-/**
- * iommufd_user_array_entry() - copy entry @index of an invalidation array into @dst
- * @ksize: our entry size; @min_len: the end of the entry's first-version fields
- * @no_longer: the driver copies entry by entry with the kernel's
- *             iommu_copy_struct_from_user_array(), which refuses an entry longer than its
- *             struct (EINVAL); without it, the full-array copy's rule: bytes past @ksize must
- *             be zero (E2BIG).
- * A shorter entry_len than @min_len is EINVAL either way.
+/*
+ * Bounds of an invalidation array, v7.2's: one call must not keep a CPU for long, and the
+ * entry length also bounds the scan of an entry's tail for non-zero bytes. They apply only
+ * when there are entries (entry_num 0 checks the type and nothing else).
  */
-int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize, size_t min_len,
-			     uint32_t index, bool no_longer)
+#define IOMMUFD_INVALIDATE_ENTRY_NUM_MAX (1u << 19)
+#define IOMMUFD_INVALIDATE_ENTRY_LEN_MAX uiommu_page_size
+
+/*
+ * Entry @index of the invalidation array into @dst (@ksize bytes, zero-filled past a shorter
+ * entry). @min_len: the end of the entry's first-version fields; a shorter entry_len is
+ * EINVAL. @no_longer: the driver copies entry by entry as the kernel's
+ * iommu_copy_struct_from_user_array() does, which refuses an entry longer than its struct
+ * (EINVAL); without it, the full-array copy's rule: bytes past @ksize must be zero (E2BIG).
+ */
+static int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize,
+				    size_t min_len, uint32_t index, bool no_longer)
 {
 	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
 	uint64_t src = cmd->data_uptr + (uint64_t)index * cmd->entry_len;
@@ -299,13 +301,47 @@ int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize,
 	return 0;
 }
 
+/**
+ * iommufd_user_array_for_each() - the one loop over an invalidation array's entries
+ * @entry: @ksize bytes each entry is copied into in turn (see iommufd_user_array_entry())
+ * @handle: the driver's work for one entry, given @arg
+ *
+ * Stops at the first entry that cannot be copied or handled. cmd->entry_num becomes the number
+ * of entries handled: the ABI's answer, on failure as on success.
+ * Return: 0, or the failed entry's error.
+ */
+int iommufd_user_array_for_each(struct iommufd_ucmd *ucmd, void *entry, size_t ksize,
+				size_t min_len, bool no_longer,
+				int (*handle)(void *arg, const void *entry), void *arg)
+{
+	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+	uint32_t i;
+	int rc = 0;
+
+	for (i = 0; i != cmd->entry_num; i++) {
+		rc = iommufd_user_array_entry(ucmd, entry, ksize, min_len, i, no_longer);
+		if (rc)
+			break;
+		rc = handle(arg, entry);
+		if (rc)
+			break;
+	}
+	cmd->entry_num = i;
+	return rc;
+}
+
+static int iommufd_hwpt_nested_invalidate_one(void *domain, const void *entry)
+{
+	const struct iommu_hwpt_invalidate_selftest *inv = entry;
+
+	return mock_selftest_nested_invalidate(domain, inv->flags, inv->iotlb_id);
+}
+
 static int iommufd_hwpt_nested_invalidate(struct iommufd_ucmd *ucmd,
 					  struct iommufd_hwpt_nested *hwpt)
 {
 	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
 	struct iommu_hwpt_invalidate_selftest inv;
-	uint32_t i;
-	int rc = 0;
 
 	if (!mock_selftest_nested_is(hwpt->common.domain))
 		return -EOPNOTSUPP;
@@ -313,19 +349,10 @@ static int iommufd_hwpt_nested_invalidate(struct iommufd_ucmd *ucmd,
 		cmd->entry_num = 0;
 		return -EINVAL;
 	}
-	for (i = 0; i != cmd->entry_num; i++) {
-		rc = iommufd_user_array_entry(ucmd, &inv, sizeof(inv),
-					      offsetofend(struct iommu_hwpt_invalidate_selftest,
-							  iotlb_id),
-					      i, true);
-		if (rc)
-			break;
-		rc = mock_selftest_nested_invalidate(hwpt->common.domain, inv.flags, inv.iotlb_id);
-		if (rc)
-			break;
-	}
-	cmd->entry_num = i;
-	return rc;
+	return iommufd_user_array_for_each(
+		ucmd, &inv, sizeof(inv),
+		offsetofend(struct iommu_hwpt_invalidate_selftest, iotlb_id), true,
+		iommufd_hwpt_nested_invalidate_one, hwpt->common.domain);
 }
 
 int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
@@ -337,10 +364,10 @@ int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
 	/* Every answer, errors included, tells the caller how many entries were done. */
 	if (cmd->__reserved)
 		rc = -EOPNOTSUPP;
-	else if (cmd->entry_num && (!cmd->data_uptr || !cmd->entry_len))
-		rc = -EINVAL;
-	else if (cmd->entry_len > IOMMUFD_INVALIDATE_ENTRY_LEN_MAX ||
-		 cmd->entry_num > IOMMUFD_INVALIDATE_ENTRY_NUM_MAX)
+	else if (cmd->entry_num &&
+		 (!cmd->data_uptr || !cmd->entry_len ||
+		  cmd->entry_len > IOMMUFD_INVALIDATE_ENTRY_LEN_MAX ||
+		  cmd->entry_num > IOMMUFD_INVALIDATE_ENTRY_NUM_MAX))
 		rc = -EINVAL;
 	else
 		rc = 0;

@@ -393,8 +393,9 @@ int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
 
 void iommufd_hwpt_nested_destroy(struct iommufd_object *obj);
 int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd);
-int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t ksize, size_t min_len,
-			     uint32_t index, bool no_longer);
+int iommufd_user_array_for_each(struct iommufd_ucmd *ucmd, void *entry, size_t ksize,
+				size_t min_len, bool no_longer,
+				int (*handle)(void *arg, const void *entry), void *arg);
 
 /* ---- vIOMMU, vDEVICE, vEVENTQ, HW queue (viommu.c, eventq.c) -------------------------------- */
 

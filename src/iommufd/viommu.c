@@ -315,9 +315,10 @@ bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_devic
 
 /* ---- vIOMMU invalidation --------------------------------------------------------------------- */
 
-static int iommufd_viommu_mock_invalidate_one(struct iommufd_viommu *viommu,
-					      const struct iommu_viommu_invalidate_selftest *inv)
+static int iommufd_viommu_mock_invalidate_one(void *arg, const void *entry)
 {
+	const struct iommu_viommu_invalidate_selftest *inv = entry;
+	struct iommufd_viommu *viommu = arg;
 	_Atomic uint32_t *cache;
 	struct iommufd_vdevice *vdev;
 	struct iommufd_device *idev;
@@ -352,26 +353,15 @@ int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *
 {
 	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
 	struct iommu_viommu_invalidate_selftest inv;
-	uint32_t i;
-	int rc = 0;
 
 	if (cmd->data_type != IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST) {
 		cmd->entry_num = 0;
 		return -EINVAL;
 	}
-	for (i = 0; i != cmd->entry_num; i++) {
-		rc = iommufd_user_array_entry(ucmd, &inv, sizeof(inv),
-					      offsetofend(struct iommu_viommu_invalidate_selftest,
-							  cache_id),
-					      i, false);
-		if (rc)
-			break;
-		rc = iommufd_viommu_mock_invalidate_one(viommu, &inv);
-		if (rc)
-			break;
-	}
-	cmd->entry_num = i;
-	return rc;
+	return iommufd_user_array_for_each(
+		ucmd, &inv, sizeof(inv),
+		offsetofend(struct iommu_viommu_invalidate_selftest, cache_id), false,
+		iommufd_viommu_mock_invalidate_one, viommu);
 }
 
 /* ---- TRIGGER_VEVENT -------------------------------------------------------------------------- */

@@ -236,4 +236,38 @@ TEST(mmap_of_the_viommu_region)
 	ASSERT_EQ(0, close(fd));
 }
 
+/*
+ * DMABUF_GET answers with the new fd as ioctl(2)'s own return value, which the preload layer
+ * must pass through unchanged (the v7.2 selftest's helper takes it from there).
+ */
+TEST(dmabuf_get_returns_the_fd)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = IOMMU_TEST_OP_DMABUF_GET,
+				      .dmabuf_get = { .length = 4096, .open_flags = O_CLOEXEC } };
+	int fd = open("/dev/iommu", O_RDWR), dfd;
+	struct stat st;
+
+	ASSERT_GE(fd, 0);
+	dfd = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+	ASSERT_GE(dfd, 0);
+	ASSERT_NE(fd, dfd);
+	ASSERT_EQ(0, fstat(dfd, &st));
+	ASSERT_EQ(FD_CLOEXEC, fcntl(dfd, F_GETFD) & FD_CLOEXEC);
+	cmd.dmabuf_get.length = 0;
+	ASSERT_ERRNO(EINVAL, ioctl(fd, IOMMU_TEST_CMD, &cmd));
+	ASSERT_EQ(0, close(dfd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/* The selftest mock's bus is there, as the selftests since v7.3 check before every case. */
+TEST(iommufd_mock_bus_exists)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, access("/sys/bus/iommufd_mock", F_OK));
+	ASSERT_EQ(0, stat("/sys/bus/iommufd_mock/devices", &st));
+	ASSERT_TRUE(S_ISDIR(st.st_mode));
+	ASSERT_ERRNO(ENOENT, access("/sys/bus/iommufd_mock/nothing", F_OK));
+}
+
 TEST_HARNESS_MAIN

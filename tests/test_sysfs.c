@@ -127,6 +127,10 @@ TEST(claims_only_the_iommu_part_of_sys)
 	ASSERT_TRUE(uiommu_sysfs_claims("/sys/devices/virtual/iommu/iommu0"));
 	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/pci/rescan"));
 	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/pci/drivers/uiommu-dma/bind"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/iommufd_mock"));
+	ASSERT_TRUE(uiommu_sysfs_claims("/sys/bus/iommufd_mock/devices"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/bus/iommufd_mockX"));
+	ASSERT_FALSE(uiommu_sysfs_claims("/sys/bus/platform"));
 	ASSERT_FALSE(uiommu_sysfs_claims("/sys/bus/pci/rescanX"));
 	ASSERT_FALSE(uiommu_sysfs_claims("/sys/bus/pci/slots"));
 	ASSERT_FALSE(uiommu_sysfs_claims("/sys/kernel/iommu_groupsX"));
@@ -162,6 +166,9 @@ TEST(layout_entries_and_link_targets)
 	ASSERT_STREQ("../../virtual/iommu/iommu1",
 		     rdlink("/sys/devices/pci0000:00/0000:02:00.0/iommu"));
 	ASSERT_EQ(9, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);
+	/* The selftest mock's bus, as CONFIG_IOMMUFD_TEST registers it. */
+	ASSERT_STREQ("devices drivers", ls("/sys/bus/iommufd_mock"));
+	ASSERT_STREQ("", ls("/sys/bus/iommufd_mock/devices"));
 }
 
 TEST(type_and_reserved_regions_read_strings)

@@ -17,7 +17,12 @@
  *   /sys/bus/pci/drivers/uiommu-dma/<BDF>           ->  ../../../../devices/pci0000:00/<BDF>
  *   /sys/class/iommu/<name>                         ->  ../../devices/virtual/iommu/<name>
  *   /sys/devices/virtual/iommu/<name>/devices/<BDF> ->  ../../../../pci0000:00/<BDF>
+ *   /sys/bus/iommufd_mock/{devices,drivers}/        the selftest mock's bus, always empty
  *
+ * The selftest mock is always built in (src/iommufd/selftest.c), and the kernel registers the
+ * bus `iommufd_mock` whenever CONFIG_IOMMUFD_TEST is; the selftests since v7.3 skip every case
+ * unless access("/sys/bus/iommufd_mock") succeeds. Only its directories are there: the mock's
+ * devices are per context here, not the machine's, and nothing reads the bus attributes.
  * (The kernel nests a function on bus 01 under its bridge; we put every function of a PCI
  * domain directly under pci<domain>:00, which keeps each relative link the same shape.)
  *
@@ -202,6 +207,7 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/bus/pci/rescan",
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
+	"/sys/bus/" SYSFS_MOCK_BUS,
 };
 
 /* ---- small helpers --------------------------------------------------------------------------- */
@@ -441,7 +447,8 @@ static int entries_build(struct sysfs_entries *es)
 		"sys", "sys/kernel", "sys/kernel/iommu_groups", "sys/bus", "sys/bus/pci",
 		"sys/bus/pci/devices", "sys/class", "sys/class/iommu", "sys/devices",
 		"sys/devices/virtual", "sys/devices/virtual/iommu", "sys/bus/pci/drivers",
-		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER,
+		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER, "sys/bus/" SYSFS_MOCK_BUS,
+		"sys/bus/" SYSFS_MOCK_BUS "/devices", "sys/bus/" SYSFS_MOCK_BUS "/drivers",
 	};
 	static const char *const wo[] = {
 		"sys/bus/pci/rescan", "sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind",

@@ -21,6 +21,8 @@
 #define SYSFS_OWNER_ENV "UIOMMU_SYSFS_OWNER"
 /* The emulated DMA-API driver's name on the PCI bus: /sys/bus/pci/drivers/<name>. */
 #define SYSFS_PCI_DRIVER "uiommu-dma"
+/* The selftest mock's bus, /sys/bus/<name>: the kernel's name, which selftests look for. */
+#define SYSFS_MOCK_BUS "iommufd_mock"
 /* Test hook: "1" grants the type store's privilege, "0" denies it, unset: the real check. */
 #define SYSFS_PRIVILEGED_ENV "UIOMMU_SYSFS_PRIVILEGED"
 

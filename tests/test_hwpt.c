@@ -409,7 +409,9 @@ TEST_F(hwpt, get_hw_info)
 	ASSERT_EQ(0u, data.flags);
 	ASSERT_EQ(IOMMU_HW_INFO_SELFTEST_REGVAL, data.test_reg);
 	ASSERT_EQ(0ull, data.tail);
-	ASSERT_EQ((uint64_t)IOMMU_HW_CAP_DIRTY_TRACKING, info.out_capabilities);
+	/* The selftest mock serves no ATS (it never answers IOMMU_CAP_PCI_ATS_SUPPORTED). */
+	ASSERT_EQ((uint64_t)(IOMMU_HW_CAP_DIRTY_TRACKING | IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED),
+		  info.out_capabilities);
 	ASSERT_EQ(0, info.out_max_pasid_log2);
 	/* Shorter buffers are truncated; none at all is fine. */
 	memset(&data, 0xff, sizeof(data));
@@ -432,7 +434,7 @@ TEST_F(hwpt, get_hw_info)
 	ASSERT_EQ(20, info.out_max_pasid_log2);
 	info = (struct iommu_hw_info){ .size = sizeof(info), .dev_id = nodirty_idev };
 	ASSERT_EQ(0, ioc(self->fd, IOMMU_GET_HW_INFO, &info));
-	ASSERT_EQ(0ull, info.out_capabilities);
+	ASSERT_EQ((uint64_t)IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED, info.out_capabilities);
 }
 
 TEST_F(hwpt, close_releases_everything)

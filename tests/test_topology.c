@@ -228,6 +228,11 @@ TEST(default_topology)
 	ASSERT_TRUE(mock_iommu_ops.capable(dev, IOMMU_CAP_DIRTY_TRACKING));
 	ASSERT_FALSE(mock_iommu_ops.capable(topology_find_device(BDF_NIC),
 					    IOMMU_CAP_DIRTY_TRACKING));
+	/* ATS: the PRI device has it (PRI implies it), the others do not. */
+	ASSERT_TRUE(topology_find_device(BDF_SVA)->ats);
+	ASSERT_TRUE(mock_iommu_ops.capable(topology_find_device(BDF_SVA),
+					   IOMMU_CAP_PCI_ATS_SUPPORTED));
+	ASSERT_FALSE(mock_iommu_ops.capable(dev, IOMMU_CAP_PCI_ATS_SUPPORTED));
 	ASSERT_TRUE(mock_iommu_ops.capable(dev, IOMMU_CAP_DEFERRED_FLUSH));
 	ASSERT_FALSE(mock_iommu_ops.capable(topology_find_device(BDF_TBT),
 					    IOMMU_CAP_DEFERRED_FLUSH));
@@ -441,6 +446,8 @@ static const struct {
 	{ DEV(", \"pasid_bits\": 21"), "devices[0].pasid_bits" },
 	{ DEV(", \"pasid_bits\": 1.5"), "devices[0].pasid_bits" },
 	{ DEV(", \"pri\": null"), "devices[0].pri" },
+	{ DEV(", \"ats\": 1"), "devices[0].ats" },
+	{ DEV(", \"pri\": true, \"ats\": false"), "devices[0].ats: \"pri\" needs \"ats\"" },
 	{ DEV(", \"dirty\": 0"), "devices[0].dirty" },
 	{ DEV(", \"driver\": \"passthrough\""), "devices[0].driver" },
 	{ DEV(", \"driver\": 4"), "devices[0].driver" },

@@ -389,6 +389,34 @@ TEST(ownership)
 }
 
 /* A machine of its own: one group of two functions, both vfio's. */
+/*
+ * GET_HW_INFO through a bound cdev: IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED for a device without
+ * ATS (vfio2, 0000:04:00.0), not for one with it (vfio1, 0000:03:00.0, PRI and so ATS).
+ */
+TEST(hw_info_ats)
+{
+	struct iommu_hw_info info = { .size = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR), v1 = open(VFIO(1), O_RDWR), v2 = open(VFIO(2), O_RDWR);
+	uint32_t d1, d2;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(v1, 0);
+	ASSERT_GE(v2, 0);
+	ASSERT_EQ(0, bind_dev(v1, fd, &d1));
+	ASSERT_EQ(0, bind_dev(v2, fd, &d2));
+	info.dev_id = d1;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_GET_HW_INFO, &info));
+	ASSERT_EQ(0ull, info.out_capabilities & IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
+	ASSERT_EQ(20, info.out_max_pasid_log2);
+	info = (struct iommu_hw_info){ .size = sizeof(info), .dev_id = d2 };
+	ASSERT_EQ(0, ioctl(fd, IOMMU_GET_HW_INFO, &info));
+	ASSERT_EQ((uint64_t)(IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED | IOMMU_HW_CAP_DIRTY_TRACKING),
+		  info.out_capabilities);
+	ASSERT_EQ(0, close(v2));
+	ASSERT_EQ(0, close(v1));
+	ASSERT_EQ(0, close(fd));
+}
+
 static const char shared_topology[] =
 	"{ \"iommus\": [ { \"name\": \"iommu0\" } ],\n"
 	"  \"devices\": [\n"

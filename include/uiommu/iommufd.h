@@ -535,11 +535,15 @@ enum iommu_hw_info_type {
  *                               (meaningless when out_max_pasid_log2 is 0)
  * @IOMMU_HW_CAP_PCI_PASID_PRIV: PCI PASID Privileged mode supported
  *                               (meaningless when out_max_pasid_log2 is 0)
+ * @IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED: the device cannot use ATS (it has none,
+ *                                      or its IOMMU cannot serve it); its
+ *                                      absence means ATS may be enabled
  */
 enum iommufd_hw_capabilities {
 	IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0,
 	IOMMU_HW_CAP_PCI_PASID_EXEC = 1 << 1,
 	IOMMU_HW_CAP_PCI_PASID_PRIV = 1 << 2,
+	IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED = 1 << 3,
 };
 
 /**

@@ -68,6 +68,7 @@ enum iommu_cap {
 	IOMMU_CAP_ENFORCE_CACHE_COHERENCY,
 	IOMMU_CAP_DEFERRED_FLUSH,
 	IOMMU_CAP_DIRTY_TRACKING,
+	IOMMU_CAP_PCI_ATS_SUPPORTED,  /* the device can use ATS behind this IOMMU */
 };
 
 enum iommu_resv_type {
@@ -303,7 +304,8 @@ struct device {
 	struct iommu_device *iommu;   /* the instance it sits behind (its fwspec) */
 	bool untrusted;               /* external-facing: the core forces DMA */
 	uint32_t pasid_bits;          /* PCI PASID capability width, 0 for none */
-	bool pri;                     /* page request interface */
+	bool ats;                     /* PCI Address Translation Services capability */
+	bool pri;                     /* page request interface (an ATS extension: implies ats) */
 	bool dirty;                   /* the IOMMU can track dirty bits for it */
 	int driver_pref;              /* the emulated driver's def_domain_type preference */
 	struct iommu_resv_region resv[4];

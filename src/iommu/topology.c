@@ -69,6 +69,7 @@ struct topo_device_desc {
 	struct iommu_resv_region resv[ARRAY_SIZE(((struct device *)0)->resv)];
 	unsigned int nr_resv;
 	uint32_t pasid_bits;
+	bool ats;
 	bool pri;
 	bool dirty;
 	int driver_pref;
@@ -423,7 +424,7 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 			struct topo_desc *d)
 {
 	static const char *const keys[] = { "bdf", "iommu", "group", "untrusted", "resv_direct",
-					    "pasid_bits", "pri", "dirty", "driver", "bound",
+					    "pasid_bits", "ats", "pri", "dirty", "driver", "bound",
 					    "present", "comment", NULL };
 	struct topo_device_desc *dd = &d->devices[i];
 	char where[32], iommu[sizeof(d->iommus[0].name)];
@@ -471,6 +472,11 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 		return rc;
 	dd->pasid_bits = (uint32_t)bits;
 	rc = get_bool(p, obj, where, "pri", false, &dd->pri);
+	/* PRI is an extension of ATS: a device with it has ATS, unless said otherwise. */
+	if (!rc)
+		rc = get_bool(p, obj, where, "ats", dd->pri, &dd->ats);
+	if (!rc && dd->pri && !dd->ats)
+		rc = parse_error(p, "\"pri\" needs \"ats\": PRI is an extension of ATS");
 	if (!rc)
 		rc = get_bool(p, obj, where, "dirty", false, &dd->dirty);
 	if (!rc)
@@ -854,6 +860,7 @@ static int topo_instantiate(const struct topo_desc *d)
 		dev->iommu = &topo.iommus[dd->iommu];
 		dev->untrusted = dd->untrusted;
 		dev->pasid_bits = dd->pasid_bits;
+		dev->ats = dd->ats;
 		dev->pri = dd->pri;
 		dev->dirty = dd->dirty;
 		dev->driver_pref = dd->driver_pref;

@@ -790,6 +790,9 @@ int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)
 	cmd->out_capabilities = 0;
 	if (iommu_device_capable(idev->dev, IOMMU_CAP_DIRTY_TRACKING))
 		cmd->out_capabilities |= IOMMU_HW_CAP_DIRTY_TRACKING;
+	/* Said when ATS cannot be used: a driver that does not know the cap answers false. */
+	if (!iommu_device_capable(idev->dev, IOMMU_CAP_PCI_ATS_SUPPORTED))
+		cmd->out_capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
 	cmd->out_max_pasid_log2 = 0;
 	if (idev->dev->iommu_data && idev->dev->iommu_data->max_pasids)
 		cmd->out_max_pasid_log2 =

@@ -420,6 +420,8 @@ static bool mock_capable(struct device *dev, enum iommu_cap cap)
 	case IOMMU_CAP_DIRTY_TRACKING:
 		/* The device's ATS/PRI path and the instance's page-table walker both need it. */
 		return dev->dirty && dev->iommu && dev->iommu->dirty_tracking;
+	case IOMMU_CAP_PCI_ATS_SUPPORTED:
+		return dev->ats; /* every mock instance serves ATS (its PRI path needs it) */
 	default:
 		return false;
 	}

@@ -490,4 +490,48 @@ TEST_F(access, fail_nth_access_pages)
 	ASSERT_TRUE(nth > 1 && nth < 1000);
 }
 
+/*
+ * The kernel takes any user address at MAP time (only uptr + length must not wrap): NULL and
+ * non-canonical addresses are refused where the pages are pinned or copied, with EFAULT: at
+ * MAP itself when a domain is attached, else at the first attach, ACCESS_PAGES or ACCESS_RW.
+ */
+TEST_F(access, map_of_unbacked_user_addresses)
+{
+	static const uint64_t bad[] = { 0, 0x8000000000000000ull, 0xffff800000000000ull - 0x10000 };
+	const uint64_t len = 0x4000;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint32_t ioas = ioas_alloc(self->fd), stdev, ioas2;
+		char out[16];
+		int afd;
+
+		ASSERT_NE(0u, ioas);
+		ASSERT_EQ(0, map_fixed(self->fd, ioas, IOVA, (void *)(uintptr_t)bad[i], len));
+		ASSERT_EQ(0, create_access(self->fd, ioas, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+					   &afd));
+		ASSERT_ERRNO(EFAULT, access_rw(self->fd, afd, IOVA, out, sizeof(out),
+					       MOCK_ACCESS_RW_SLOW_PATH));
+		ASSERT_ERRNO(EFAULT, access_rw(self->fd, afd, IOVA, out, sizeof(out), 0));
+		ASSERT_ERRNO(EFAULT, access_pages(self->fd, afd, IOVA, len,
+						  (void *)(uintptr_t)bad[i], 0, NULL));
+		ASSERT_EQ(0, uiommu_close(afd));
+		ASSERT_ERRNO(EFAULT, mock_domain(self->fd, ioas, &stdev, NULL, NULL));
+		ASSERT_EQ(0, unmap(self->fd, ioas, IOVA, len));
+
+		/* With a domain the pages are pinned at MAP: EFAULT there, nothing mapped. */
+		ioas2 = ioas_alloc(self->fd);
+		ASSERT_EQ(0, mock_domain(self->fd, ioas2, &stdev, NULL, NULL));
+		ASSERT_ERRNO(EFAULT, map_fixed(self->fd, ioas2, IOVA,
+					       (void *)(uintptr_t)bad[i], len));
+		ASSERT_ERRNO(ENOENT, unmap(self->fd, ioas2, IOVA, len));
+		ASSERT_EQ(0, destroy(self->fd, stdev));
+		ASSERT_EQ(0, destroy(self->fd, ioas2));
+		ASSERT_EQ(0, destroy(self->fd, ioas));
+	}
+	/* Only a range that wraps is refused at MAP. */
+	ASSERT_ERRNO(EOVERFLOW, map_fixed(self->fd, self->ioas, IOVA,
+					  (void *)(uintptr_t)(0ull - 0x1000), 0x2000));
+}
+
 TEST_HARNESS_MAIN

@@ -404,15 +404,25 @@ struct iommu_hwpt_arm_smmuv3 {
 };
 
 /**
+ * struct iommu_hwpt_amd_guest - AMD guest Device Table Entry (IOMMU_HWPT_DATA_AMD_GUEST)
+ * @dte: the guest's 256-bit DTE, four 64-bit words, pointing at its I/O page table
+ */
+struct iommu_hwpt_amd_guest {
+	__aligned_u64 dte[4];
+};
+
+/**
  * enum iommu_hwpt_data_type - driver data formats of IOMMU_HWPT_ALLOC
  * @IOMMU_HWPT_DATA_NONE: no data; allocates a kernel-managed paging HWPT
  * @IOMMU_HWPT_DATA_VTD_S1: struct iommu_hwpt_vtd_s1
  * @IOMMU_HWPT_DATA_ARM_SMMUV3: struct iommu_hwpt_arm_smmuv3
+ * @IOMMU_HWPT_DATA_AMD_GUEST: struct iommu_hwpt_amd_guest
  */
 enum iommu_hwpt_data_type {
 	IOMMU_HWPT_DATA_NONE = 0,
 	IOMMU_HWPT_DATA_VTD_S1 = 1,
 	IOMMU_HWPT_DATA_ARM_SMMUV3 = 2,
+	IOMMU_HWPT_DATA_AMD_GUEST = 3,
 };
 
 /**
@@ -511,12 +521,24 @@ struct iommu_hw_info_tegra241_cmdqv {
 };
 
 /**
+ * struct iommu_hw_info_amd - AMD IOMMU information (IOMMU_HW_INFO_TYPE_AMD)
+ * @efr: the raw Extended Feature Register (MMIO offset 0x30)
+ * @efr2: the raw Extended Feature 2 Register (MMIO offset 0x1a0)
+ * The values are the hardware's; the VMM decides which features its guest sees.
+ */
+struct iommu_hw_info_amd {
+	__aligned_u64 efr;
+	__aligned_u64 efr2;
+};
+
+/**
  * enum iommu_hw_info_type - formats of the IOMMU_GET_HW_INFO driver data
  * @IOMMU_HW_INFO_TYPE_NONE: output: the driver reports no data
  * @IOMMU_HW_INFO_TYPE_DEFAULT: input: let the driver pick its format
  * @IOMMU_HW_INFO_TYPE_INTEL_VTD: struct iommu_hw_info_vtd
  * @IOMMU_HW_INFO_TYPE_ARM_SMMUV3: struct iommu_hw_info_arm_smmuv3
  * @IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV: struct iommu_hw_info_tegra241_cmdqv
+ * @IOMMU_HW_INFO_TYPE_AMD: struct iommu_hw_info_amd
  */
 enum iommu_hw_info_type {
 	IOMMU_HW_INFO_TYPE_NONE = 0,
@@ -524,6 +546,7 @@ enum iommu_hw_info_type {
 	IOMMU_HW_INFO_TYPE_INTEL_VTD = 1,
 	IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2,
 	IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV = 3,
+	IOMMU_HW_INFO_TYPE_AMD = 4,
 };
 
 /**

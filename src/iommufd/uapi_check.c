@@ -245,6 +245,7 @@ UAPI_VAL(IOMMU_HWPT_ALLOC_PASID, 8);
 UAPI_VAL(IOMMU_HWPT_DATA_NONE, 0);
 UAPI_VAL(IOMMU_HWPT_DATA_VTD_S1, 1);
 UAPI_VAL(IOMMU_HWPT_DATA_ARM_SMMUV3, 2);
+UAPI_VAL(IOMMU_HWPT_DATA_AMD_GUEST, 3);
 
 /* iommu_hwpt_alloc */
 UAPI_FIELD(struct iommu_hwpt_alloc, size, 0, 4);
@@ -269,6 +270,9 @@ UAPI_FIELD(struct iommu_hwpt_vtd_s1, pgtbl_addr, 8, 8);
 UAPI_FIELD(struct iommu_hwpt_vtd_s1, addr_width, 16, 4);
 UAPI_FIELD(struct iommu_hwpt_vtd_s1, __reserved, 20, 4);
 
+/* iommu_hwpt_amd_guest */
+UAPI_SIZE(struct iommu_hwpt_amd_guest, 32);
+UAPI_FIELD(struct iommu_hwpt_amd_guest, dte, 0, 32);
 /* iommu_hwpt_arm_smmuv3 */
 UAPI_SIZE(struct iommu_hwpt_arm_smmuv3, 16);
 UAPI_FIELD(struct iommu_hwpt_arm_smmuv3, ste, 0, 16);
@@ -280,6 +284,7 @@ UAPI_VAL(IOMMU_HW_INFO_TYPE_DEFAULT, 0);
 UAPI_VAL(IOMMU_HW_INFO_TYPE_INTEL_VTD, 1);
 UAPI_VAL(IOMMU_HW_INFO_TYPE_ARM_SMMUV3, 2);
 UAPI_VAL(IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV, 3);
+UAPI_VAL(IOMMU_HW_INFO_TYPE_AMD, 4);
 
 /* enum iommufd_hw_capabilities, iommufd_hw_info_flags, iommu_hw_info_vtd_flags */
 UAPI_VAL(IOMMU_HW_CAP_DIRTY_TRACKING, 1);
@@ -316,6 +321,10 @@ UAPI_FIELD(struct iommu_hw_info_arm_smmuv3, idr, 8, 24);
 UAPI_FIELD(struct iommu_hw_info_arm_smmuv3, iidr, 32, 4);
 UAPI_FIELD(struct iommu_hw_info_arm_smmuv3, aidr, 36, 4);
 
+/* iommu_hw_info_amd */
+UAPI_SIZE(struct iommu_hw_info_amd, 16);
+UAPI_FIELD(struct iommu_hw_info_amd, efr, 0, 8);
+UAPI_FIELD(struct iommu_hw_info_amd, efr2, 8, 8);
 /* iommu_hw_info_tegra241_cmdqv */
 UAPI_SIZE(struct iommu_hw_info_tegra241_cmdqv, 8);
 UAPI_FIELD(struct iommu_hw_info_tegra241_cmdqv, flags, 0, 4);

@@ -6,9 +6,11 @@
  * and what removal answers and unpublishes.
  *
  * The driver is tdrv (tests/tdrv.h) with a page_response that records every answer; its
- * devices join a queue of the test's own. The last test checks the mock driver's PRI plumbing.
+ * devices join a queue of the test's own. The last tests check the mock driver's PRI plumbing
+ * and that a group of two requests reaches an iommufd fault fd whole.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,10 @@
 	} while (0)
 
 #include "tdrv.h"
+
+#include "iommufd/iommufd_private.h"
+#include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
 
 /* ---- a PRI-capable tdrv and a handler that keeps the groups ------------------------------- */
 
@@ -559,6 +565,86 @@ TEST(mock_driver_pri_devices)
 	device_put(dev);
 	device_put(nopri);
 	mock_iommu_unregister(&inst);
+}
+
+/* The uAPI call @req on @fd: 0 or -errno. */
+static int fq_ioctl(int fd, unsigned long req, void *arg)
+{
+	return uiommu_ioctl(fd, req, arg) ? -errno : 0;
+}
+
+/*
+ * A group of two page requests reaches an iommufd fault fd whole: a read whose count fits one
+ * record only is EINVAL (never half a group), one that fits both gives both with one cookie,
+ * and the one answer goes to the device. The selftest's TRIGGER_IOPF only makes one-page
+ * groups, so the two requests are reported here through the core, to the mock device the ABI
+ * made.
+ */
+TEST(fault_fd_reads_whole_groups)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+				       .mock_domain_flags = { .dev_flags = MOCK_FLAGS_DEVICE_PASID } };
+	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
+	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
+					 .flags = IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID };
+	struct iopf_fault f = { .fault.type = IOMMU_FAULT_PAGE_REQ };
+	struct iommu_hwpt_pgfault rec[3];
+	struct iommu_hwpt_page_response resp = { .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	struct iommu_test_cmd resps = { .size = sizeof(resps),
+					  .op = IOMMU_TEST_OP_UIOMMU_PAGE_RESPONSES };
+	struct iommufd_device *idev;
+	struct iommufd_ctx *ictx;
+	int fd, ffd;
+
+	fd = uiommu_open(O_RDWR);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, fq_ioctl(fd, IOMMU_IOAS_ALLOC, &ioas));
+	mock.id = ioas.out_ioas_id;
+	ASSERT_EQ(0, fq_ioctl(fd, IOMMU_TEST_CMD, &mock));
+	ASSERT_EQ(0, fq_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fault));
+	ffd = (int)fault.out_fault_fd;
+	hwpt.dev_id = mock.mock_domain_flags.out_idev_id;
+	hwpt.pt_id = ioas.out_ioas_id;
+	hwpt.fault_id = fault.out_fault_id;
+	ASSERT_EQ(0, fq_ioctl(fd, IOMMU_HWPT_ALLOC, &hwpt));
+	mock = (struct iommu_test_cmd){ .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+					.id = mock.mock_domain_flags.out_stdev_id,
+					.mock_domain_replace = { .pt_id = hwpt.out_hwpt_id } };
+	ASSERT_EQ(0, fq_ioctl(fd, IOMMU_TEST_CMD, &mock));
+
+	ictx = iommufd_ctx_from_fd(fd);
+	ASSERT_FALSE(IS_ERR(ictx));
+	idev = iommufd_get_device(ictx, hwpt.dev_id);
+	ASSERT_FALSE(IS_ERR(idev));
+	f.fault.prm.grpid = 7;
+	f.fault.prm.addr = 0x10000;
+	ASSERT_EQ(0, iommu_report_device_fault(idev->dev, &f));
+	f.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	f.fault.prm.addr = 0x11000;
+	ASSERT_EQ(0, iommu_report_device_fault(idev->dev, &f));
+	iommufd_put_object(ictx, &idev->obj);
+	iommufd_ctx_file_put(ictx);
+
+	ASSERT_EQ(-1, uiommu_event_read(ffd, rec, sizeof(rec[0])));
+	ASSERT_EQ(EINVAL, errno);
+	memset(rec, 0, sizeof(rec));
+	ASSERT_EQ((ssize_t)(2 * sizeof(rec[0])), uiommu_event_read(ffd, rec, sizeof(rec)));
+	ASSERT_EQ(7u, rec[0].grpid);
+	ASSERT_EQ(7u, rec[1].grpid);
+	ASSERT_EQ(rec[0].cookie, rec[1].cookie);
+	ASSERT_EQ(0x10000ull, rec[0].addr);
+	ASSERT_EQ(0x11000ull, rec[1].addr);
+	ASSERT_EQ(0u, rec[2].cookie); /* nothing past the group */
+	ASSERT_EQ(0, uiommu_event_read(ffd, rec, sizeof(rec)));
+	resp.cookie = rec[0].cookie;
+	ASSERT_EQ((ssize_t)sizeof(resp), uiommu_event_write(ffd, &resp, sizeof(resp)));
+	resps.page_responses.dev_id = hwpt.dev_id;
+	ASSERT_EQ(0, fq_ioctl(fd, IOMMU_TEST_CMD, &resps));
+	ASSERT_EQ(1u, resps.page_responses.out_success);
+	ASSERT_EQ(7u, resps.page_responses.out_last_grpid);
+	ASSERT_EQ(0, uiommu_close(ffd));
+	ASSERT_EQ(0, uiommu_close(fd));
 }
 
 TEST_HARNESS_MAIN

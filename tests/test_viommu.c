@@ -202,6 +202,11 @@ TEST_F(viommu, veventq)
 					   &q, &efd));
 	ASSERT_ERRNO(EINVAL, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST,
 					   (1u << 19) + 1, &q, &efd));
+	/* The bound itself is allowed (v7.2's VEVENTQ_MAX_DEPTH). */
+	ASSERT_EQ(0, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 1u << 19,
+				   &q, &efd));
+	ASSERT_EQ(0, uiommu_close(efd));
+	ASSERT_EQ(0, destroy(self->fd, q));
 	ASSERT_ERRNO(EOPNOTSUPP, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_DEFAULT,
 					       2, &q, &efd));
 	ASSERT_ERRNO(ENOENT, veventq_alloc(self->fd, 9999, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, &q,

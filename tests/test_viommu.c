@@ -229,6 +229,22 @@ TEST_F(viommu, veventq)
 					   &q2, &efd2));
 	ASSERT_EQ(0, veventq_alloc(self->fd, self->viommu, IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, 2, &q2,
 				   &efd2));
+	{
+		/* EEXIST writes nothing back and makes no fd. */
+		struct iommu_veventq_alloc cmd = { .size = sizeof(cmd), .viommu_id = self->viommu,
+						   .type = IOMMU_VEVENTQ_TYPE_SELFTEST,
+						   .veventq_depth = 2, .out_veventq_id = 0x5a5a,
+						   .out_veventq_fd = 0x6b6b };
+		struct uiommu_stats before, after;
+
+		ASSERT_EQ(0, uiommu_stats_get(&before));
+		ASSERT_ERRNO(EEXIST, ioc(self->fd, IOMMU_VEVENTQ_ALLOC, &cmd));
+		ASSERT_EQ(0x5a5au, cmd.out_veventq_id);
+		ASSERT_EQ(0x6b6bu, cmd.out_veventq_fd);
+		ASSERT_EQ(0, uiommu_stats_get(&after));
+		ASSERT_EQ(before.objects, after.objects);
+		ASSERT_EQ(before.allocations, after.allocations);
+	}
 
 	/* Nothing to report until the device sits on the vIOMMU's nested HWPT. */
 	ASSERT_ERRNO(ENOENT, trigger_vevent(self->fd, self->idev));

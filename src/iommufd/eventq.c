@@ -315,6 +315,16 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 		return PTR_ERR(obj);
 	viommu = container_of(obj, struct iommufd_viommu, obj);
 
+	/*
+	 * A queue of the type already there: EEXIST before anything is made or written back, as
+	 * the kernel answers it. Checked again where the queue is published, for a racing alloc.
+	 */
+	uiommu_mutex_lock(&viommu->lock);
+	rc = iommufd_viommu_find_veventq(viommu, cmd->type) ? -EEXIST : 0;
+	uiommu_mutex_unlock(&viommu->lock);
+	if (rc)
+		goto out_put_viommu;
+
 	veventq = iommufd_object_alloc(ucmd->ictx, veventq, IOMMUFD_OBJ_VEVENTQ);
 	if (IS_ERR(veventq)) {
 		rc = PTR_ERR(veventq);

@@ -580,6 +580,9 @@ static int iopt_map_new_pages(struct io_pagetable *iopt, struct iopt_pages *page
 	};
 	int rc;
 
+	/* Nothing shares the new pages yet, so their account can still change. */
+	if ((flags & IOPT_ACCOUNT_MM) && pages->account_mode == UIOMMU_ACCOUNT_USER)
+		pages->account_mode = UIOMMU_ACCOUNT_MM;
 	rc = iopt_map_pages(iopt, &elm, 1, pages->length, iova, iommu_prot, flags);
 	if (rc)
 		iopt_pages_put(pages);
@@ -1435,7 +1438,28 @@ bool iopt_only_file_areas(struct io_pagetable *iopt)
 
 	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
 	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n))
-		if (iopt_area_from_node(n)->pages->type != IOPT_ADDRESS_FILE)
+		if (iopt_area_from_node(n)->pages->type != IOPT_ADDRESS_FILE ||
+		    iopt_area_from_node(n)->pages->dmabuf)
 			return false;
 	return true;
+}
+
+int iopt_collect_pages(struct io_pagetable *iopt, struct iopt_pages ***list, size_t *num)
+{
+	struct interval_tree_node *n;
+	struct iopt_pages **grown;
+	size_t count = 0;
+
+	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
+	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n))
+		count++;
+	if (!count)
+		return 0;
+	grown = uiommu_realloc_array(*list, *num + count, sizeof(**list));
+	if (!grown)
+		return -ENOMEM;
+	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n))
+		grown[(*num)++] = iopt_area_from_node(n)->pages;
+	*list = grown;
+	return 0;
 }

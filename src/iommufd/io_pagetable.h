@@ -67,6 +67,7 @@
 
 #include "lib/interval_tree.h"
 #include "lib/lockdep.h"
+#include "mm/account.h"
 #include "mm/mm.h"
 
 struct iommu_domain;
@@ -115,6 +116,13 @@ struct iopt_pages {
 	int file_fd;               /* FILE: our own duplicate of the caller's fd */
 	uint64_t file_start;       /* FILE: page-aligned offset of the first page */
 	struct uiommu_file_pins *file_pins; /* FILE: the file's pin ledger (a reference) */
+	/*
+	 * Whom the pins are charged to (pages.c): account_mode, source_user (a reference) and
+	 * source_mm. Changed only by IOAS_CHANGE_PROCESS, which holds every IOAS's iova_rwsem
+	 * for write and pages->mutex; every pin and unpin holds an iova_rwsem and pages->mutex.
+	 */
+	enum uiommu_account_mode account_mode;
+	struct uiommu_user *source_user;
 	struct uiommu_mutex mutex; /* protects pin_users, pinned, file_map; order: 2 */
 	struct interval_tree_root pin_users; /* struct iopt_pages_pin: page index ranges */
 	uint64_t pinned;           /* pages covered by at least one pin user */
@@ -164,6 +172,7 @@ struct iopt_allowed {
 
 /* iopt_map_*() flags. */
 #define IOPT_ALLOC_IOVA 1
+#define IOPT_ACCOUNT_MM 2 /* new pages charge the mm, not the user (RLIMIT_MODE = 1) */
 
 static inline uint64_t iopt_area_length(const struct iopt_area *area)
 {
@@ -210,8 +219,13 @@ bool iopt_large_pages_disabled(struct io_pagetable *iopt);
  */
 unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt, struct iopt_allowed *ranges,
 				     unsigned long max);
-/* True if every area is a MAP_FILE area; for IOAS_CHANGE_PROCESS. */
+/* True if every area is a MAP_FILE area of a file (a dma-buf is not); IOAS_CHANGE_PROCESS. */
 bool iopt_only_file_areas(struct io_pagetable *iopt);
+/*
+ * Appends the iopt_pages of every area (not references) to *@list of *@num entries, growing
+ * it; 0 or -ENOMEM with the list as it was. Caller holds iova_rwsem.
+ */
+int iopt_collect_pages(struct io_pagetable *iopt, struct iopt_pages ***list, size_t *num);
 
 struct iopt_pages *iopt_alloc_user_pages(struct uiommu_mm *mm, uint64_t uptr, uint64_t length,
 					 bool writable);
@@ -225,6 +239,11 @@ void iopt_pages_unpin(struct iopt_pages *pages, struct iopt_pages_pin *pin);
 void iopt_pages_pin_shrink(struct iopt_pages *pages, struct iopt_pages_pin *pin, uint64_t first,
 			   uint64_t last);
 int iopt_pages_host_addr(struct iopt_pages *pages, uint64_t index, uint64_t *addr);
+bool iopt_pages_account_differs(struct iopt_pages *pages, struct uiommu_user *user,
+				struct uiommu_mm *mm);
+uint64_t iopt_pages_npinned(struct iopt_pages *pages);
+void iopt_pages_account_move(struct iopt_pages *pages, struct uiommu_user *user,
+			     struct uiommu_mm *mm);
 void iopt_pages_dmabuf_revoke(struct iopt_pages *pages);
 uint64_t iopt_pages_host_contig(struct iopt_pages *pages, uint64_t index, uint64_t max);
 

@@ -5,6 +5,7 @@
  * reply does not undo a mapping that was made (the kernel behaves the same way).
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
@@ -40,18 +41,24 @@ int iommufd_ioas_alloc_ioctl(struct iommufd_ucmd *ucmd)
 
 	if (cmd->flags)
 		return -EOPNOTSUPP;
+	/* IOAS_CHANGE_PROCESS must see every IOAS that can pin: none appears while it runs. */
+	uiommu_down_read(&ucmd->ictx->ioas_creation_rwsem);
 	ioas = iommufd_ioas_alloc(ucmd->ictx);
-	if (IS_ERR(ioas))
-		return PTR_ERR(ioas);
+	if (IS_ERR(ioas)) {
+		rc = PTR_ERR(ioas);
+		goto out_unlock;
+	}
 	cmd->out_ioas_id = atomic_load_explicit(&ioas->obj.id, memory_order_relaxed);
 	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 	if (rc)
 		goto err_abort;
 	iommufd_object_finalize(ucmd->ictx, &ioas->obj);
-	return 0;
+	goto out_unlock;
 
 err_abort:
 	iommufd_object_abort_and_destroy(ucmd->ictx, &ioas->obj);
+out_unlock:
+	uiommu_up_read(&ucmd->ictx->ioas_creation_rwsem);
 	return rc;
 }
 
@@ -202,6 +209,9 @@ static int iommufd_ioas_map_common(struct iommufd_ucmd *ucmd, size_t cmd_len, ui
 		goto out_put;
 	if (!(cmd_flags & IOMMU_IOAS_MAP_FIXED_IOVA))
 		flags = IOPT_ALLOC_IOVA;
+	/* Set before the IOAS existed and fixed while it does (RLIMIT_MODE): no lock needed. */
+	if (ucmd->ictx->account_mode == IOPT_PAGES_ACCOUNT_MM)
+		flags |= IOPT_ACCOUNT_MM;
 	iova = *cmd_iova;
 	prot = iommufd_conv_map_flags(cmd_flags);
 	if (src->file)
@@ -342,25 +352,39 @@ int iommufd_ioas_option(struct iommufd_ucmd *ucmd)
 }
 
 /*
- * Moves the pinned-page accounting of every IOAS to the caller. Only file-backed mappings can
- * move (their memory does not belong to an address space); any plain VA mapping makes it
- * EINVAL with nothing changed. Within one process the caller is always the process that owns
- * the accounting, so after the check there is nothing to move.
+ * IOAS_CHANGE_PROCESS: the charges of every IOAS's pinned pages move to the caller (its real
+ * uid and its mm). Only file-backed mappings can move (their memory belongs to no address
+ * space); any VA mapping makes it EINVAL with nothing changed. All or nothing, as the kernel
+ * does it: with IOAS creation held off and every IOAS's iova_rwsem held for write (in ID
+ * order, the one place they nest), no page can be pinned or unpinned, so the pinned counts
+ * are stable; the caller is charged the sum per mode first (ENOMEM past its limit, nothing
+ * changed), then each iopt_pages gives its old charge back and names the caller.
  */
-int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd)
+static int ioas_obj_cmp_id(const void *a, const void *b)
 {
-	struct iommu_ioas_change_process *cmd = ucmd->cmd;
-	struct iommufd_ctx *ictx = ucmd->ictx;
-	struct iommufd_object **held = NULL;
-	unsigned long n = 0, cap = 0, i;
+	uint32_t ia = atomic_load_explicit(&(*(struct iommufd_object *const *)a)->id,
+					   memory_order_relaxed);
+	uint32_t ib = atomic_load_explicit(&(*(struct iommufd_object *const *)b)->id,
+					   memory_order_relaxed);
+
+	return (ia > ib) - (ia < ib);
+}
+
+static int ioas_pages_cmp(const void *a, const void *b)
+{
+	uintptr_t pa = (uintptr_t)*(struct iopt_pages *const *)a;
+	uintptr_t pb = (uintptr_t)*(struct iopt_pages *const *)b;
+
+	return (pa > pb) - (pa < pb);
+}
+
+/* Holds every published IOAS of @ictx in *@out (sorted by ID). Caller holds ioas_creation. */
+static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out, unsigned long *num)
+{
+	struct iommufd_object **held = NULL, *obj;
+	unsigned long n = 0, cap;
 	struct cds_lfht_iter iter;
-	struct iommufd_object *obj;
-	int rc = 0;
 
-	if (cmd->__reserved)
-		return -EOPNOTSUPP;
-
-	/* Hold every IOAS so none can be freed under the check. */
 	uiommu_mutex_lock(&ictx->objects_lock);
 	cap = (unsigned long)ictx->nr_objects;
 	if (cap) {
@@ -381,17 +405,99 @@ int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd)
 	}
 	rcu_read_unlock();
 	uiommu_mutex_unlock(&ictx->objects_lock);
+	qsort(held, n, sizeof(*held), ioas_obj_cmp_id);
+	*out = held;
+	*num = n;
+	return 0;
+}
 
-	for (i = 0; i != n; i++) {
+/* Charges the caller @npinned pages per mode; all or nothing. */
+static int ioas_charge_caller(const uint64_t *npinned, struct uiommu_user *user,
+			      struct uiommu_mm *mm)
+{
+	int mode, rc;
+
+	for (mode = 0; mode != UIOMMU_ACCOUNT_MODES; mode++) {
+		rc = uiommu_account_charge(mode, user, mm, npinned[mode]);
+		if (rc)
+			goto err_uncharge;
+	}
+	return 0;
+
+err_uncharge:
+	while (mode--)
+		uiommu_account_uncharge(mode, user, mm, npinned[mode]);
+	return rc;
+}
+
+int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd)
+{
+	struct iommu_ioas_change_process *cmd = ucmd->cmd;
+	struct iommufd_ctx *ictx = ucmd->ictx;
+	uint64_t npinned[UIOMMU_ACCOUNT_MODES] = { 0 };
+	struct iopt_pages **pages = NULL;
+	struct iommufd_object **held;
+	unsigned long n, i, locked = 0;
+	size_t npages = 0, nuniq = 0, j;
+	struct uiommu_user *user;
+	int rc = 0;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	user = uiommu_user_current();
+	if (IS_ERR(user))
+		return PTR_ERR(user);
+
+	uiommu_down_write(&ictx->ioas_creation_rwsem);
+	rc = ioas_hold_all(ictx, &held, &n);
+	if (rc)
+		goto out_unlock_creation;
+	for (locked = 0; locked != n; locked++) {
+		struct iommufd_ioas *ioas = container_of(held[locked], struct iommufd_ioas, obj);
+
+		uiommu_down_write(&ioas->iopt.iova_rwsem);
+	}
+	for (i = 0; i != n && !rc; i++) {
 		struct iommufd_ioas *ioas = container_of(held[i], struct iommufd_ioas, obj);
 
-		uiommu_down_read(&ioas->iopt.iova_rwsem);
 		if (!iopt_only_file_areas(&ioas->iopt))
 			rc = -EINVAL;
-		uiommu_up_read(&ioas->iopt.iova_rwsem);
+	}
+	for (i = 0; i != n && !rc; i++) {
+		struct iommufd_ioas *ioas = container_of(held[i], struct iommufd_ioas, obj);
+
+		rc = iopt_collect_pages(&ioas->iopt, &pages, &npages);
+	}
+	if (rc)
+		goto out_unlock_iopts;
+
+	/* COPY shares one iopt_pages between areas: count each once. */
+	qsort(pages, npages, sizeof(*pages), ioas_pages_cmp);
+	for (j = 0; j != npages; j++)
+		if (!nuniq || pages[nuniq - 1] != pages[j])
+			pages[nuniq++] = pages[j];
+	for (j = 0; j != nuniq; j++)
+		if (iopt_pages_account_differs(pages[j], user, ucmd->mm))
+			npinned[pages[j]->account_mode] += iopt_pages_npinned(pages[j]);
+	rc = ioas_charge_caller(npinned, user, ucmd->mm);
+	if (rc)
+		goto out_unlock_iopts;
+	for (j = 0; j != nuniq; j++)
+		if (iopt_pages_account_differs(pages[j], user, ucmd->mm))
+			iopt_pages_account_move(pages[j], user, ucmd->mm);
+
+out_unlock_iopts:
+	while (locked--) {
+		struct iommufd_ioas *ioas = container_of(held[locked], struct iommufd_ioas, obj);
+
+		uiommu_up_write(&ioas->iopt.iova_rwsem);
 	}
 	for (i = 0; i != n; i++)
 		iommufd_object_unref_users(held[i]);
 	uiommu_free(held);
+	uiommu_free(pages);
+out_unlock_creation:
+	uiommu_up_write(&ictx->ioas_creation_rwsem);
+	uiommu_user_put(user);
 	return rc;
 }

@@ -30,6 +30,9 @@
  *   idev->lock                   the device's copy of its RID attachment, its vDEVICE.
  *   group->mutex (the core)      taken by the core's attach paths, inside igroup->lock; never
  *                                together with the iopt locks.
+ *   ictx->ioas_creation_rwsem    IOAS_ALLOC holds it for read from reserve to publish,
+ *                                IOAS_CHANGE_PROCESS for write throughout, so that no IOAS
+ *                                appears while it holds them all; outside every other lock.
  *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
  *                                and account_mode; never held across a destroy.
  *   iopt->domains_rwsem -> iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h), inside
@@ -97,18 +100,19 @@ struct iommufd_ctx {
 	uint32_t id_hint;              /* no free ID below this one */
 	long nr_objects;               /* published or reserved, not tombstones */
 	struct iommufd_ioas *vfio_ioas; /* the VFIO-compat IOAS, not a reference */
-	int account_mode;              /* IOPT_PAGES_ACCOUNT_USER or _MM */
+	struct uiommu_rwsem ioas_creation_rwsem; /* new IOASes (read) against CHANGE_PROCESS
+						    (write); order: before objects_lock */
+	enum uiommu_account_mode account_mode; /* IOPT_PAGES_ACCOUNT_USER or _MM */
 	pthread_mutex_t wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
 	pthread_cond_t wait_cond;
 	struct uiommu_mm *mm;          /* the opener's address space; a reference */
 	struct iommufd_file *file;     /* the /dev/iommu file that owns us (file.c); constant */
 };
 
-enum {
-	IOPT_PAGES_ACCOUNT_NONE = 0,
-	IOPT_PAGES_ACCOUNT_USER = 1,
-	IOPT_PAGES_ACCOUNT_MM = 2,
-};
+/* The kernel's names for the accounting modes (mm/account.h). */
+#define IOPT_PAGES_ACCOUNT_NONE UIOMMU_ACCOUNT_NONE
+#define IOPT_PAGES_ACCOUNT_USER UIOMMU_ACCOUNT_USER
+#define IOPT_PAGES_ACCOUNT_MM UIOMMU_ACCOUNT_MM
 
 /* One ioctl in flight. */
 struct iommufd_ucmd {

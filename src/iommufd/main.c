@@ -28,6 +28,7 @@
 #include <sys/capability.h>
 
 #include "iommufd/iommufd_private.h"
+#include "lib/capable.h"
 #include "lib/fail.h"
 
 static atomic_long objects_live;  /* across all contexts: for uiommu_stats_get() */
@@ -420,6 +421,7 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 		return ERR_PTR(-ENOMEM);
 	}
 	uiommu_mutex_init(&ictx->objects_lock);
+	uiommu_rwsem_init(&ictx->ioas_creation_rwsem);
 	pthread_mutex_init(&ictx->wait_lock, NULL);
 	pthread_cond_init(&ictx->wait_cond, NULL);
 	ictx->id_hint = 1; /* ID 0 is never handed out */
@@ -468,6 +470,7 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 
 	cds_lfht_destroy(ictx->objects, NULL);
 	uiommu_mutex_destroy(&ictx->objects_lock);
+	uiommu_rwsem_destroy(&ictx->ioas_creation_rwsem);
 	pthread_mutex_destroy(&ictx->wait_lock);
 	pthread_cond_destroy(&ictx->wait_cond);
 	uiommu_mm_put(ictx->mm);
@@ -495,41 +498,12 @@ static int iommufd_destroy(struct iommufd_ucmd *ucmd)
 	return iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
 }
 
-/*
- * The kernel's capable() asks for the capability in the initial user namespace: root inside an
- * unprivileged container does not have it. The initial namespace maps the whole uid range
- * onto itself.
- */
-static bool iommufd_in_initial_userns(void)
-{
-	unsigned long inner, outer, count;
-	bool initial = false;
-	FILE *f = fopen("/proc/self/uid_map", "re");
-
-	if (!f)
-		return true; /* no user namespaces in this kernel */
-	if (fscanf(f, "%lu %lu %lu", &inner, &outer, &count) == 3)
-		initial = inner == 0 && outer == 0 && count == 4294967295ul;
-	fclose(f);
-	return initial;
-}
-
+/* CAP_SYS_RESOURCE, for RLIMIT_MODE; the query is a fallible step, as it always was here. */
 static bool iommufd_capable_sys_resource(void)
 {
-	cap_flag_value_t v = CAP_CLEAR;
-	cap_t caps;
-
 	if (uiommu_should_fail())
 		return false;
-	if (!iommufd_in_initial_userns())
-		return false;
-	caps = cap_get_proc();
-	if (!caps)
-		return false;
-	if (cap_get_flag(caps, CAP_SYS_RESOURCE, CAP_EFFECTIVE, &v))
-		v = CAP_CLEAR;
-	cap_free(caps);
-	return v == CAP_SET;
+	return uiommu_capable(CAP_SYS_RESOURCE);
 }
 
 int iommufd_option_rlimit_mode(struct iommu_option *cmd, struct iommufd_ctx *ictx)

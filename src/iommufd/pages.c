@@ -21,6 +21,15 @@
  * "physical" address a domain translates to, as the host address of a user page is for user
  * memory (iopt_pages_host_addr()). A dma-buf (dmabuf.c) maps as its memfd; the pages also hold
  * a reference on the dma-buf, so that its memory outlives its fd while mapped.
+ *
+ * Accounting (mm/account.h). Every page the iopt_pages pins is charged once, when it becomes
+ * pinned (after the pin succeeded: bad memory is EFAULT before it is ENOMEM), and uncharged when
+ * it stops being pinned, to the account the pages name: account_mode, source_user and
+ * source_mm. The mode is fixed at creation (NONE for a creator with CAP_IPC_LOCK and for
+ * dma-bufs, else USER, which the map turns into MM when the context asks for it) and so is
+ * the account, except that IOAS_CHANGE_PROCESS moves it (ioas.c). So the charge of an
+ * iopt_pages is always exactly its `pinned` count, and every path that undoes a pin (unpin,
+ * shrink, the unwind of a failed pin) undoes its charge with it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,8 +37,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/capability.h>
+
 #include "iommufd/dmabuf.h"
 #include "iommufd/io_pagetable.h"
+#include "lib/capable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -46,6 +58,14 @@ static struct iopt_pages *iopt_alloc_pages(struct uiommu_mm *mm, uint64_t start_
 	pages = uiommu_zalloc(sizeof(*pages));
 	if (!pages)
 		return ERR_PTR(-ENOMEM);
+	pages->source_user = uiommu_user_current();
+	if (IS_ERR(pages->source_user)) {
+		uiommu_free(pages);
+		return ERR_PTR(-ENOMEM);
+	}
+	/* The kernel's rule: CAP_IPC_LOCK pins without a charge against RLIMIT_MEMLOCK. */
+	pages->account_mode = uiommu_capable(CAP_IPC_LOCK) ? UIOMMU_ACCOUNT_NONE :
+							     UIOMMU_ACCOUNT_USER;
 	atomic_init(&pages->refs, 1);
 	pages->writable = writable;
 	pages->length = length;
@@ -129,6 +149,9 @@ struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t 
 	}
 	pages->type = IOPT_ADDRESS_FILE;
 	pages->dmabuf = dmabuf; /* the pages own the reference now */
+	/* A dma-buf's memory is the exporter's: its pins are charged to nobody, as in the kernel. */
+	if (dmabuf)
+		pages->account_mode = UIOMMU_ACCOUNT_NONE;
 	if (dmabuf) {
 		rc = iommufd_dmabuf_attach_pages(dmabuf, pages);
 		if (rc) {
@@ -179,6 +202,7 @@ void iopt_pages_put(struct iopt_pages *pages)
 		iommufd_dmabuf_detach_pages(pages->dmabuf, pages);
 		iommufd_dmabuf_put(pages->dmabuf);
 	}
+	uiommu_user_put(pages->source_user);
 	uiommu_mm_put(pages->source_mm);
 	uiommu_mutex_destroy(&pages->mutex);
 	uiommu_free(pages);
@@ -217,6 +241,18 @@ struct iopt_pin_progress {
 	uint64_t upto;
 };
 
+/* Gives back the ledger's pins of [first, last], which nobody covers any more. */
+static void iopt_pages_release_gap(struct iopt_pages *pages, uint64_t first, uint64_t last)
+{
+	if (pages->type == IOPT_ADDRESS_USER)
+		uiommu_mm_unpin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
+				last - first + 1);
+	else
+		uiommu_file_unpin(pages->file_pins,
+				  (pages->file_start >> uiommu_page_shift) + first,
+				  last - first + 1);
+}
+
 static int iopt_pages_pin_gap(struct iopt_pages *pages, uint64_t first, uint64_t last, void *arg)
 {
 	struct iopt_pin_progress *prog = arg;
@@ -238,6 +274,12 @@ static int iopt_pages_pin_gap(struct iopt_pages *pages, uint64_t first, uint64_t
 	}
 	if (rc)
 		return rc;
+	rc = uiommu_account_charge(pages->account_mode, pages->source_user, pages->source_mm,
+				   last - first + 1);
+	if (rc) {
+		iopt_pages_release_gap(pages, first, last);
+		return rc;
+	}
 	pages->pinned += last - first + 1;
 	prog->any = true;
 	prog->upto = last;
@@ -252,13 +294,9 @@ static int iopt_pages_unpin_gap(struct iopt_pages *pages, uint64_t first, uint64
 	/* Undoing a half-done pin stops after the last gap it pinned. */
 	if (!prog->any || first > prog->upto)
 		return 1;
-	if (pages->type == IOPT_ADDRESS_USER)
-		uiommu_mm_unpin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
+	iopt_pages_release_gap(pages, first, last);
+	uiommu_account_uncharge(pages->account_mode, pages->source_user, pages->source_mm,
 				last - first + 1);
-	else
-		uiommu_file_unpin(pages->file_pins,
-				  (pages->file_start >> uiommu_page_shift) + first,
-				  last - first + 1);
 	pages->pinned -= last - first + 1;
 	return 0;
 }
@@ -407,4 +445,56 @@ uint64_t iopt_pages_host_contig(struct iopt_pages *pages, uint64_t index, uint64
 		    next != first + n * uiommu_page_size)
 			break;
 	return n;
+}
+
+/*
+ * Would IOAS_CHANGE_PROCESS by @user in @mm move the charge of @pages? Not for the uncharged;
+ * for the MM mode when the mm differs; for the USER mode when the user or the mm differs (the
+ * mm's pinned_vm counts every mode's pins). Caller holds an iova_rwsem of every IOAS.
+ */
+bool iopt_pages_account_differs(struct iopt_pages *pages, struct uiommu_user *user,
+				struct uiommu_mm *mm)
+{
+	switch (pages->account_mode) {
+	case UIOMMU_ACCOUNT_MM:
+		return pages->source_mm != mm;
+	case UIOMMU_ACCOUNT_USER:
+		return pages->source_user != user || pages->source_mm != mm;
+	default:
+		return false;
+	}
+}
+
+/* The pages @pages holds pinned, each charged once. */
+uint64_t iopt_pages_npinned(struct iopt_pages *pages)
+{
+	uint64_t n;
+
+	uiommu_mutex_lock(&pages->mutex);
+	n = pages->pinned;
+	uiommu_mutex_unlock(&pages->mutex);
+	return n;
+}
+
+/*
+ * Gives the old charge back and names @user and @mm as whom @pages charges from now on. The
+ * caller charged them the same count already, and holds every IOAS's iova_rwsem for write so
+ * the count cannot change in between. Never fails.
+ */
+void iopt_pages_account_move(struct iopt_pages *pages, struct uiommu_user *user,
+			     struct uiommu_mm *mm)
+{
+	struct uiommu_user *old_user;
+	struct uiommu_mm *old_mm;
+
+	uiommu_mutex_lock(&pages->mutex);
+	uiommu_account_uncharge(pages->account_mode, pages->source_user, pages->source_mm,
+				pages->pinned);
+	old_user = pages->source_user;
+	old_mm = pages->source_mm;
+	pages->source_user = uiommu_user_get(user);
+	pages->source_mm = uiommu_mm_get(mm);
+	uiommu_mutex_unlock(&pages->mutex);
+	uiommu_user_put(old_user);
+	uiommu_mm_put(old_mm);
 }

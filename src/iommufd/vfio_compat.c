@@ -132,7 +132,8 @@ static int iommufd_vfio_map_dma(struct iommufd_ctx *ictx, struct uiommu_mm *mm, 
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
 	iova = map.iova;
-	rc = iopt_map_user_pages(&ioas->iopt, mm, &iova, map.vaddr, map.size, iommu_prot, 0);
+	rc = iopt_map_user_pages(&ioas->iopt, mm, &iova, map.vaddr, map.size, iommu_prot,
+				 ictx->account_mode == IOPT_PAGES_ACCOUNT_MM ? IOPT_ACCOUNT_MM : 0);
 	iommufd_put_object(ictx, &ioas->obj);
 	return rc;
 }

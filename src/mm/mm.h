@@ -57,6 +57,8 @@ struct uiommu_mm {
 	struct uiommu_mutex pin_lock; /* protects pinned; leaf lock */
 	struct interval_tree_root pinned; /* struct mm_pin_extent by page index; disjoint */
 	uint64_t pinned_pages;    /* pages with a non-zero pin count */
+	_Atomic uint64_t locked_vm; /* pages charged in the MM mode (account.h); VmLck's share */
+	_Atomic uint64_t pinned_vm; /* pages pinned through any mode (account.h); VmPin */
 	/*
 	 * SVA (iommu/iommu-sva.c): the address space's PASID and SVA domains, made at its first
 	 * bind and kept until the mm is freed (mm_pasid_drop()); iommu_sva_lock.
@@ -69,6 +71,8 @@ void mm_pasid_drop(struct uiommu_mm *mm);
 
 /* The calling process's address space; a new reference each call. */
 struct uiommu_mm *uiommu_mm_self(void);
+/* The calling process's mm counters (account.h), 0 while it has no mm; takes no reference. */
+void uiommu_mm_self_vm(uint64_t *pinned_vm, uint64_t *locked_vm);
 struct uiommu_mm *uiommu_mm_get(struct uiommu_mm *mm);
 void uiommu_mm_put(struct uiommu_mm *mm);
 

@@ -327,9 +327,19 @@ static void self_release(struct uiommu_mm *mm)
 		return;
 	}
 	pthread_mutex_unlock(&self_lock);
+	/* Every pin was uncharged by the iopt_pages that held a reference. */
+	WARN_ON(atomic_load(&mm->pinned_vm) || atomic_load(&mm->locked_vm));
 	mm_pasid_drop(mm);
 	uiommu_mutex_destroy(&mm->pin_lock);
 	uiommu_free(mm);
+}
+
+void uiommu_mm_self_vm(uint64_t *pinned_vm, uint64_t *locked_vm)
+{
+	pthread_mutex_lock(&self_lock);
+	*pinned_vm = self_mm ? atomic_load_explicit(&self_mm->pinned_vm, memory_order_relaxed) : 0;
+	*locked_vm = self_mm ? atomic_load_explicit(&self_mm->locked_vm, memory_order_relaxed) : 0;
+	pthread_mutex_unlock(&self_lock);
 }
 
 struct uiommu_mm *uiommu_mm_self(void)

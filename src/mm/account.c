@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Pinned-memory accounting (account.h has the model). The limit is read at each charge, as
+ * the kernel reads task_rlimit() at each charge: lowering RLIMIT_MEMLOCK refuses new pins and
+ * leaves the pins already charged alone. A charge checks and adds in one compare-and-swap, so
+ * two racing charges can never both slip under the limit.
+ */
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "mm/account.h"
+#include "mm/mm.h"
+
+static pthread_mutex_t users_lock = PTHREAD_MUTEX_INITIALIZER; /* protects users; a leaf */
+static struct uiommu_user *users;
+
+struct uiommu_user *uiommu_user_current(void)
+{
+	uid_t uid = getuid();
+	struct uiommu_user *user;
+
+	pthread_mutex_lock(&users_lock);
+	for (user = users; user; user = user->next)
+		if (user->uid == uid)
+			break;
+	if (user) {
+		atomic_fetch_add_explicit(&user->refs, 1, memory_order_relaxed);
+		goto out_unlock;
+	}
+	user = uiommu_zalloc(sizeof(*user));
+	if (!user) {
+		user = ERR_PTR(-ENOMEM);
+		goto out_unlock;
+	}
+	user->uid = uid;
+	atomic_init(&user->refs, 1);
+	atomic_init(&user->locked_vm, 0);
+	user->next = users;
+	users = user;
+out_unlock:
+	pthread_mutex_unlock(&users_lock);
+	return user;
+}
+
+struct uiommu_user *uiommu_user_get(struct uiommu_user *user)
+{
+	atomic_fetch_add_explicit(&user->refs, 1, memory_order_relaxed);
+	return user;
+}
+
+void uiommu_user_put(struct uiommu_user *user)
+{
+	struct uiommu_user **p;
+
+	/* The list finds users by uid, so the last put unlinks under the lock a lookup takes. */
+	pthread_mutex_lock(&users_lock);
+	if (atomic_fetch_sub_explicit(&user->refs, 1, memory_order_acq_rel) != 1) {
+		pthread_mutex_unlock(&users_lock);
+		return;
+	}
+	for (p = &users; *p != user; p = &(*p)->next)
+		;
+	*p = user->next;
+	pthread_mutex_unlock(&users_lock);
+	/* Every charge was undone by the iopt_pages that held this reference. */
+	WARN_ON(atomic_load_explicit(&user->locked_vm, memory_order_relaxed));
+	uiommu_free(user);
+}
+
+uint64_t uiommu_user_locked_vm(uid_t uid)
+{
+	struct uiommu_user *user;
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&users_lock);
+	for (user = users; user; user = user->next)
+		if (user->uid == uid)
+			n = atomic_load_explicit(&user->locked_vm, memory_order_relaxed);
+	pthread_mutex_unlock(&users_lock);
+	return n;
+}
+
+/* RLIMIT_MEMLOCK's soft limit in pages; unlimited is every page there can be. */
+static uint64_t account_limit_pages(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return UINT64_MAX;
+	return (uint64_t)rl.rlim_cur >> uiommu_page_shift;
+}
+
+/* Adds @npages to @counter unless that passes the limit: 0 or -ENOMEM. */
+static int account_counter_add(_Atomic uint64_t *counter, uint64_t npages)
+{
+	uint64_t limit = account_limit_pages();
+	uint64_t cur = atomic_load_explicit(counter, memory_order_relaxed), next;
+
+	do {
+		if (check_add_overflow(cur, npages, &next) || next > limit)
+			return -ENOMEM;
+	} while (!atomic_compare_exchange_weak_explicit(counter, &cur, next, memory_order_relaxed,
+							memory_order_relaxed));
+	return 0;
+}
+
+static void account_counter_sub(_Atomic uint64_t *counter, uint64_t npages)
+{
+	uint64_t cur = atomic_load_explicit(counter, memory_order_relaxed);
+
+	/* An uncharge larger than the charges is a bookkeeping bug: never wrap below zero. */
+	do {
+		if (WARN_ON(cur < npages))
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(counter, &cur, cur - npages,
+							memory_order_relaxed, memory_order_relaxed));
+}
+
+int uiommu_account_charge(enum uiommu_account_mode mode, struct uiommu_user *user,
+			  struct uiommu_mm *mm, uint64_t npages)
+{
+	int rc = 0;
+
+	if (!npages)
+		return 0;
+	if (mode == UIOMMU_ACCOUNT_USER)
+		rc = account_counter_add(&user->locked_vm, npages);
+	else if (mode == UIOMMU_ACCOUNT_MM)
+		rc = account_counter_add(&mm->locked_vm, npages);
+	if (rc)
+		return rc;
+	atomic_fetch_add_explicit(&mm->pinned_vm, npages, memory_order_relaxed);
+	return 0;
+}
+
+void uiommu_account_uncharge(enum uiommu_account_mode mode, struct uiommu_user *user,
+			     struct uiommu_mm *mm, uint64_t npages)
+{
+	if (!npages)
+		return;
+	if (mode == UIOMMU_ACCOUNT_USER)
+		account_counter_sub(&user->locked_vm, npages);
+	else if (mode == UIOMMU_ACCOUNT_MM)
+		account_counter_sub(&mm->locked_vm, npages);
+	account_counter_sub(&mm->pinned_vm, npages);
+}

@@ -104,6 +104,10 @@ struct uiommu_stats {
 	long contexts;       /* live iommufd contexts */
 	long allocations;    /* live internal allocations (fault-injection builds only) */
 	unsigned long pinned_pages; /* user pages pinned in this process (the pin ledger) */
+	/* RLIMIT_MEMLOCK accounting, in pages (the kernel's counters of the same names): */
+	unsigned long pinned_vm;      /* every pin of this process's mm, any mode (VmPin) */
+	unsigned long mm_locked_vm;   /* charged to the mm: RLIMIT_MODE 1 (part of VmLck) */
+	unsigned long user_locked_vm; /* charged to the caller's real uid: RLIMIT_MODE 0 */
 };
 
 /* A snapshot of the library's counters, after every deferred free has run. */
@@ -112,6 +116,17 @@ int uiommu_stats_get(struct uiommu_stats *stats);
 /* Pin count of the user page holding @addr, as the kernel selftest's MD_CHECK_REFS reads it. */
 unsigned int uiommu_page_pin_count(const void *addr);
 
+
+/* ==== /proc/<pid>/status ========================================================================
+ *
+ * The calling process's status file with VmPin (and VmLck) counting the pages uiommu pins, as
+ * the kernel's would (mm->pinned_vm, mm->locked_vm). The preload layer forwards opens of
+ * /proc/self/status, /proc/thread-self/status, /proc/<own pid>/status and their task/<tid>
+ * forms here; the fd is a snapshot of the real file taken at open, with those lines corrected.
+ */
+bool uiommu_proc_status_claims(const char *path);
+int uiommu_proc_status_open(const char *path, int flags);
+FILE *uiommu_proc_status_fopen(const char *path, const char *mode);
 
 /* ==== virtual sysfs =============================================================================
  *

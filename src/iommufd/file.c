@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
+#include "mm/account.h"
 #include "lib/fail.h"
 #include "uiommu/uiommu.h"
 
@@ -486,6 +487,9 @@ UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)
 	stats->contexts = iommufd_contexts_live();
 	stats->allocations = uiommu_alloc_live();
 	stats->pinned_pages = mm ? uiommu_mm_pinned_pages(mm) : 0;
+	stats->pinned_vm = mm ? atomic_load_explicit(&mm->pinned_vm, memory_order_relaxed) : 0;
+	stats->mm_locked_vm = mm ? atomic_load_explicit(&mm->locked_vm, memory_order_relaxed) : 0;
+	stats->user_locked_vm = uiommu_user_locked_vm(getuid());
 	return 0;
 }
 

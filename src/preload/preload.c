@@ -12,6 +12,9 @@
  * uiommu_sysfs_is_fd() claims go to the library. The constructor lets the library name the
  * session directory before main() and start the control socket if $UIOMMU_CTL_SOCKET is set.
  *
+ * The calling process's /proc status file goes the same way: an open or fopen of a path
+ * uiommu_proc_status_claims() becomes uiommu_proc_status_open()/_fopen() (VmPin, VmLck).
+ *
  * The VFIO device cdev goes the same way: an open of a path uiommu_vfio_claims()
  * (/dev/vfio/devices/...) becomes uiommu_vfio_open(), and its fds are uiommu_is_fd() fds.
  *
@@ -116,6 +119,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 			return uiommu_open(open_flags_mode(flags));                       \
 		if (uiommu_vfio_claims(path))                                             \
 			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_proc_status_claims(path))                                      \
+			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
 		return _##name(path, flags, mode);                                        \
@@ -136,6 +141,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 			return uiommu_open(open_flags_mode(flags));                       \
 		if (uiommu_vfio_claims(path))                                             \
 			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_proc_status_claims(path))                                      \
+			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
 		return _##name(dirfd, path, flags, mode);                                 \
@@ -149,6 +156,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 			return uiommu_open(open_flags_mode(flags));                       \
 		if (uiommu_vfio_claims(path))                                             \
 			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_proc_status_claims(path))                                      \
+			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
 		return _##name(path, flags);                                              \
@@ -162,6 +171,8 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 			return uiommu_open(open_flags_mode(flags));                       \
 		if (uiommu_vfio_claims(path))                                             \
 			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_proc_status_claims(path))                                      \
+			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
 		return _##name(dirfd, path, flags);                                       \
@@ -352,6 +363,8 @@ UIOMMU_EXPORT int munmap(void *addr, size_t len)
 		libc_func(name, FILE *, const char *, const char *);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_fopen(path, mode);                            \
+		if (uiommu_proc_status_claims(path))                                      \
+			return uiommu_proc_status_fopen(path, mode);                      \
 		return _##name(path, mode);                                               \
 	}
 

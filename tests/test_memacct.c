@@ -24,6 +24,7 @@
 #include "iommufd_utils.h"
 #include "lib/fail.h"
 #include "mm/account.h"
+#include "mm/proc_status.h"
 
 #define LIMIT 16ull        /* RLIMIT_MEMLOCK in pages during each case */
 #define IOVA (1ull << 24)  /* inside the selftest mock's aperture */
@@ -610,6 +611,34 @@ TEST_F(memacct, fail_nth_sweep_undoes_charges)
 		ASSERT_GT(failures, 0);
 	}
 	close(c.mfd);
+}
+
+/* The status rewrite: host values raised, a missing VmPin made after VmLck, the rest kept. */
+static void rewrite(const char *in, uint64_t pinned_kb, uint64_t locked_kb, char *out, size_t len)
+{
+	FILE *f = fmemopen(out, len, "w");
+
+	if (!f)
+		abort();
+	proc_status_rewrite(f, in, pinned_kb, locked_kb);
+	fclose(f);
+}
+
+TEST(proc_status_rewrite_lines)
+{
+	char out[512];
+
+	rewrite("Name:\tx\nVmLck:\t       4 kB\nVmPin:\t       8 kB\nVmHWM:\t 12 kB\n", 16, 32,
+		out, sizeof(out));
+	ASSERT_STREQ("Name:\tx\nVmLck:\t      36 kB\nVmPin:\t      24 kB\nVmHWM:\t 12 kB\n", out);
+	/* A host without VmPin: the line appears where the kernel has it. */
+	rewrite("VmSize:\t 1 kB\nVmLck:\t       0 kB\nVmHWM:\t 2 kB\n", 123456789, 0, out,
+		sizeof(out));
+	ASSERT_STREQ("VmSize:\t 1 kB\nVmLck:\t       0 kB\nVmPin:\t123456789 kB\nVmHWM:\t 2 kB\n",
+		     out);
+	/* Nothing to add: the text is the host's byte for byte, a last line without \n too. */
+	rewrite("Name:\ty\nVmPin:\t       0 kB\nTail", 0, 0, out, sizeof(out));
+	ASSERT_STREQ("Name:\ty\nVmPin:\t       0 kB\nTail", out);
 }
 
 TEST_HARNESS_MAIN

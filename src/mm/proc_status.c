@@ -35,6 +35,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "mm/mm.h"
+#include "mm/proc_status.h"
 #include "uiommu/uiommu.h"
 
 static int proc_status_errno(int rc)
@@ -137,11 +138,7 @@ static bool proc_status_line_is(const char *line, const char *tag)
 	return !strncmp(line, tag, strlen(tag));
 }
 
-/*
- * Writes @in to @f with VmLck raised by @locked_kb and VmPin by @pinned_kb (a VmPin line made
- * after VmLck when @in has none).
- */
-static void proc_status_rewrite(FILE *f, const char *in, uint64_t pinned_kb, uint64_t locked_kb)
+void proc_status_rewrite(FILE *f, const char *in, uint64_t pinned_kb, uint64_t locked_kb)
 {
 	bool has_pin = strstr(in, "\nVmPin:") != NULL;
 	const char *line = in, *next;

@@ -29,10 +29,9 @@ static long page_size(void)
 	return sysconf(_SC_PAGESIZE);
 }
 
-/* The host's own file, read with the system call so that nothing of ours is in the way. */
-static size_t host_status(const char *path, char *out, size_t len)
+/* Reads all of @fd (closing it) into @out; 0 for an fd that could not be opened. */
+static size_t fd_read_all(int fd, char *out, size_t len)
 {
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	size_t n = 0;
 	ssize_t got;
 
@@ -43,6 +42,13 @@ static size_t host_status(const char *path, char *out, size_t len)
 	out[n] = '\0';
 	close(fd);
 	return n;
+}
+
+/* The host's own file, read with the system call so that nothing of ours is in the way. */
+static size_t host_status(const char *path, char *out, size_t len)
+{
+	return fd_read_all((int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC), out,
+			   len);
 }
 
 /* The kB value of @tag in @text, or -1 when the line is missing. */
@@ -60,17 +66,7 @@ static long status_value(const char *text, const char *tag)
 /* Reads @path with open and read (through the preload layer). */
 static size_t status_read(const char *path, char *out, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t n = 0;
-	ssize_t got;
-
-	if (fd < 0)
-		return 0;
-	while (n + 1 < len && (got = read(fd, out + n, len - n - 1)) > 0)
-		n += (size_t)got;
-	out[n] = '\0';
-	close(fd);
-	return n;
+	return fd_read_all(open(path, O_RDONLY | O_CLOEXEC), out, len);
 }
 
 /* The same with fopen, as the kernel selftest reads it. */

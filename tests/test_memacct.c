@@ -12,6 +12,7 @@
  * ioctl answered EPERM, which is the kernel's answer there.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/capability.h>
@@ -611,6 +612,67 @@ TEST_F(memacct, fail_nth_sweep_undoes_charges)
 		ASSERT_GT(failures, 0);
 	}
 	close(c.mfd);
+}
+
+/*
+ * CHANGE_PROCESS racing MAP_FILE/UNMAP on two IOASes and IOAS creation: every call answers 0
+ * (only file areas, all within the limit: neither EINVAL nor ENOMEM), nothing deadlocks, and
+ * when the racers are done every charge has been given back. Bounded by iterations.
+ */
+struct race {
+	int fd, mfd;
+	uint32_t ioas;
+	int errors;
+};
+
+static void *race_mapper(void *arg)
+{
+	struct race *r = arg;
+	int i;
+
+	for (i = 0; i != 300; i++) {
+		if (map_file(r->fd, r->ioas, IOVA, r->mfd, 4 * PS) ||
+		    unmap(r->fd, r->ioas, IOVA, 4 * PS))
+			r->errors++;
+	}
+	return NULL;
+}
+
+static void *race_changer(void *arg)
+{
+	struct race *r = arg;
+	int i;
+
+	for (i = 0; i != 300; i++) {
+		uint32_t ioas = ioas_alloc(r->fd);
+
+		if (change_process(r->fd) || destroy(r->fd, ioas))
+			r->errors++;
+	}
+	return NULL;
+}
+
+TEST_F(memacct, change_process_races_map_unmap)
+{
+	struct race a = { .fd = self->fd, .mfd = memfd_sized(4 * PS), .ioas = self->ioas };
+	struct race b = a, c = a;
+	pthread_t ta, tb, tc;
+
+	ASSERT_GE(a.mfd, 0);
+	b.ioas = ioas_alloc(self->fd);
+	ASSERT_EQ(0, mock_domain(self->fd, a.ioas, NULL, NULL, NULL));
+	ASSERT_EQ(0, mock_domain(self->fd, b.ioas, NULL, NULL, NULL));
+	ASSERT_EQ(0, pthread_create(&ta, NULL, race_mapper, &a));
+	ASSERT_EQ(0, pthread_create(&tb, NULL, race_mapper, &b));
+	ASSERT_EQ(0, pthread_create(&tc, NULL, race_changer, &c));
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pthread_join(tc, NULL);
+	ASSERT_EQ(0, a.errors);
+	ASSERT_EQ(0, b.errors);
+	ASSERT_EQ(0, c.errors);
+	ASSERT_PINNED(0);
+	close(a.mfd);
 }
 
 /* The status rewrite: host values raised, a missing VmPin made after VmLck, the rest kept. */

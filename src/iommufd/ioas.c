@@ -405,7 +405,8 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 	}
 	rcu_read_unlock();
 	uiommu_mutex_unlock(&ictx->objects_lock);
-	qsort(held, n, sizeof(*held), ioas_obj_cmp_id);
+	if (n) /* qsort() of a NULL array is undefined even for no element */
+		qsort(held, n, sizeof(*held), ioas_obj_cmp_id);
 	*out = held;
 	*num = n;
 	return 0;
@@ -472,7 +473,8 @@ int iommufd_ioas_change_process(struct iommufd_ucmd *ucmd)
 		goto out_unlock_iopts;
 
 	/* COPY shares one iopt_pages between areas: count each once. */
-	qsort(pages, npages, sizeof(*pages), ioas_pages_cmp);
+	if (npages)
+		qsort(pages, npages, sizeof(*pages), ioas_pages_cmp);
 	for (j = 0; j != npages; j++)
 		if (!nuniq || pages[nuniq - 1] != pages[j])
 			pages[nuniq++] = pages[j];

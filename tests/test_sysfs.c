@@ -91,29 +91,41 @@ static ssize_t store(const char *path, const char *s)
 	return n;
 }
 
-/* The directory listing of @path (sorted, space-separated). */
-static const char *ls(const char *path)
+/*
+ * The listing of the real directory @real (sorted, space-separated), without "." and "..",
+ * and without the other dot files unless @dot_files; "" if it cannot be read.
+ */
+static const char *ls_real(const char *real, bool dot_files)
 {
 	static char out[4096];
-	char real[PATH_MAX];
 	struct dirent **list;
 	int n, i;
 
 	out[0] = '\0';
-	if (uiommu_sysfs_redirect(path, real, sizeof(real)))
-		return out;
 	n = scandir(real, &list, NULL, alphasort);
 	for (i = 0; i < n; i++) {
-		if (list[i]->d_name[0] != '.') {
+		const char *name = list[i]->d_name;
+
+		if (name[0] != '.' || (dot_files && strcmp(name, ".") && strcmp(name, ".."))) {
 			if (out[0])
 				strcat(out, " ");
-			strcat(out, list[i]->d_name);
+			strcat(out, name);
 		}
 		free(list[i]);
 	}
 	if (n >= 0)
 		free(list);
 	return out;
+}
+
+/* The directory listing of @path in the virtual sysfs (sorted, space-separated). */
+static const char *ls(const char *path)
+{
+	char real[PATH_MAX];
+
+	if (uiommu_sysfs_redirect(path, real, sizeof(real)))
+		return "";
+	return ls_real(real, false);
 }
 
 /* ---- layout ------------------------------------------------------------------------------ */
@@ -415,6 +427,80 @@ TEST(processes_of_a_session_share_the_machine)
 	ASSERT_EQ(0, status);
 	/* ...and this one sees it at its next access, though its own machine is separate. */
 	ASSERT_STREQ("DMA-FQ\n", cat(G "/4/type"));
+}
+
+/*
+ * A process that owns the session at @dir (as uiommu-run's first process does, or a program
+ * given both variables), boots, stores (the journal) and exits; @stray: a file of someone
+ * else's that appears in the directory meanwhile. Its exit status.
+ */
+static int session_owner_exits(const char *dir, const char *stray)
+{
+	char pid[16], path[PATH_MAX];
+	int status, fd;
+	pid_t child = fork();
+
+	if (child < 0)
+		return -1;
+	if (!child) {
+		snprintf(pid, sizeof(pid), "%d", (int)getpid());
+		setenv(SYSFS_DIR_ENV, dir, 1);
+		setenv(SYSFS_OWNER_ENV, pid, 1);
+		unsetenv("UIOMMU_TOPOLOGY");
+		setenv(SYSFS_PRIVILEGED_ENV, "1", 1);
+		uiommu_sysfs_session_begin();
+		if (sysfs_machine_boot() || store(G "/4/type", "DMA-FQ") != 6)
+			_exit(2);
+		if (stray) {
+			snprintf(path, sizeof(path), "%s/%s", dir, stray);
+			fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+			if (fd < 0)
+				_exit(3);
+			close(fd);
+		}
+		exit(0); /* the exit handlers clean up */
+	}
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+TEST(session_exit_removes_only_what_it_made)
+{
+	char dir[] = "/tmp/uiommu-test-session.XXXXXX", path[PATH_MAX];
+	int fd;
+
+	/* A directory the session did not make, with things in it that look like ours. */
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/precious", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_GE(fd, 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/tree.1.abcdef", dir);
+	ASSERT_EQ(0, mkdir(path, 0700));
+	ASSERT_EQ(0, session_owner_exits(dir, NULL));
+	/* Its own tree went; the journal it cannot tell from someone else's stays. */
+	ASSERT_STREQ("journal precious tree.1.abcdef", ls_real(dir, true));
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/precious", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	unlink(path);
+
+	/* A directory the session made goes whole... */
+	snprintf(path, sizeof(path), "%s/session", dir);
+	ASSERT_EQ(0, session_owner_exits(path, NULL));
+	ASSERT_STREQ("", ls_real(dir, true));
+	/* ...unless something not of a session's making is in it: that stays, marked. */
+	ASSERT_EQ(0, session_owner_exits(path, "stray"));
+	ASSERT_STREQ(".uiommu-session stray", ls_real(path, true));
+	snprintf(path, sizeof(path), "%s/session/stray", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/session/.uiommu-session", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/session", dir);
+	rmdir(path);
+	rmdir(dir);
 }
 
 /* ---- the PCI attributes: remove, rescan, bind, unbind --------------------------------------- */
@@ -1250,6 +1336,32 @@ TEST(control_socket_caps_its_clients)
 	ASSERT_TRUE(ctl_closed(fds[CTL_CLIENTS_MAX]));
 	for (int i = 0; i <= CTL_CLIENTS_MAX; i++)
 		close(fds[i]);
+	ctl_paths_remove(dir, sock);
+}
+
+/* The one unchecked name, the topology file's path, cannot forge a line of the protocol. */
+TEST(control_socket_show_keeps_a_path_on_one_line)
+{
+	const char *json = "{ \"iommus\": [ { \"name\": \"only\" } ],\n"
+			   "  \"devices\": [ { \"bdf\": \"0000:05:00.0\", \"iommu\": \"only\" } ] }\n";
+	char dir[64], sock[96], topo[128], want[160];
+	const char *out;
+	int fd;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	snprintf(topo, sizeof(topo), "%s/a\nok\nb.json", dir);
+	fd = open(topo, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)strlen(json), write(fd, json, strlen(json)));
+	close(fd);
+	topology_unload();
+	ASSERT_EQ(0, topology_load(topo));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	out = ctl_raw(sock, "show text\n", 1);
+	snprintf(want, sizeof(want), "topology %s/a?ok?b.json, global default", dir);
+	ASSERT_TRUE(!strncmp(out, want, strlen(want)));
+	ASSERT_TRUE(strstr(out, "\nok\n") == out + strlen(out) - 4);
+	unlink(topo);
 	ctl_paths_remove(dir, sock);
 }
 

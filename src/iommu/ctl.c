@@ -172,6 +172,13 @@ static int ctl_snapshot(struct json_object **out)
 	groups = json_object_new_array();
 	devices = json_object_new_array();
 	topology_source(source, sizeof(source));
+	/*
+	 * The file's path is the one name not checked at load: a control byte in it (a newline
+	 * above all) would split the text rendering into lines of the protocol.
+	 */
+	for (char *c = source; *c; c++)
+		if ((unsigned char)*c < ' ' || *c == 0x7f)
+			*c = '?';
 	topology_for_each_iommu(iommu_cb, iommus);
 	topology_for_each_device(device_cb, devices);
 	for (id = iommu_group_next_id(-1); id >= 0; id = iommu_group_next_id(id)) {

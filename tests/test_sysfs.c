@@ -1365,4 +1365,36 @@ TEST(control_socket_show_keeps_a_path_on_one_line)
 	ctl_paths_remove(dir, sock);
 }
 
+/* Each fallible step of the start fails cleanly: no socket, no directory left behind. */
+TEST(fail_nth_control_socket_start)
+{
+	char dir[64], sock[96], sub[80];
+	unsigned long nth;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ctl_paths(dir, sock, sizeof(sock));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", sub);
+	for (nth = 1; nth < 100; nth++) {
+		int rc, err;
+
+		uiommu_fail_nth_arm(nth);
+		rc = uiommu_ctl_start(sock);
+		err = errno;
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		ASSERT_EQ(-1, rc);
+		ASSERT_EQ(ENOMEM, err);
+		ASSERT_EQ(-1, access(sub, F_OK));
+	}
+	ASSERT_GT(nth, 1);
+	ASSERT_TRUE(strstr(ctl_raw(sock, "show\n", 1), "\nok\n") != NULL);
+	unlink(sock);
+	rmdir(sub);
+	rmdir(dir);
+}
+
 TEST_HARNESS_MAIN

@@ -1322,12 +1322,21 @@ TEST(control_socket_caps_its_clients)
 
 	ctl_paths(dir, sock, sizeof(sock));
 	ASSERT_EQ(0, uiommu_ctl_start(sock));
-	/* Each one answered holds its slot while it stays connected. */
+	/*
+	 * Each one answered holds its slot while it stays connected. All ask before any reply is
+	 * read, so their threads run the commands at the same time (TSan watches).
+	 */
 	for (int i = 0; i < CTL_CLIENTS_MAX; i++) {
 		fds[i] = ctl_open(sock);
 		ASSERT_GE(fds[i], 0);
-		ASSERT_EQ(5, write(fds[i], "show\n", 5));
-		ASSERT_TRUE(strstr(ctl_read(fds[i], 1), "\nok\n") != NULL);
+		ASSERT_EQ(15, write(fds[i], "show json\nshow\n", 15));
+	}
+	for (int i = 0; i < CTL_CLIENTS_MAX; i++) {
+		const char *out = ctl_read(fds[i], 2);
+
+		ASSERT_TRUE(strstr(out, "}\nok\ntopology (default)") != NULL);
+		ASSERT_STREQ("\nok\n", out + strlen(out) - 4);
+		ASSERT_TRUE(strstr(out, "error") == NULL);
 	}
 	fds[CTL_CLIENTS_MAX] = ctl_open(sock);
 	ASSERT_GE(fds[CTL_CLIENTS_MAX], 0);

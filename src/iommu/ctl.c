@@ -809,6 +809,8 @@ static int ctl_listen(const char *path)
 		rc = -errno;
 		goto err_unlink;
 	}
+	/* A forked child starts afresh: the client threads counted were its parent's. */
+	atomic_store(&ctl_clients, 0);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/* The thread inherits the mask: signals stay with the program's threads. */

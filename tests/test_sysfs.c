@@ -1085,6 +1085,37 @@ TEST(control_socket_directory_and_file_are_private)
 	rmdir(dir);
 }
 
+/* A child process starts the listener on @sock and exits; its exit status (0: started). */
+static int ctl_start_and_exit(const char *sock)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (!pid)
+		exit(uiommu_ctl_start(sock) ? 1 : 0); /* the exit handlers clean up */
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+TEST(control_socket_exit_removes_the_directory_it_made)
+{
+	char dir[64], sock[96], sub[80];
+
+	ctl_paths(dir, sock, sizeof(sock));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", sub);
+	ASSERT_EQ(0, ctl_start_and_exit(sock));
+	ASSERT_EQ(-1, access(sub, F_OK));
+	/* A directory it did not make stays; only the socket goes. */
+	ASSERT_EQ(0, mkdir(sub, 0700));
+	ASSERT_EQ(0, ctl_start_and_exit(sock));
+	ASSERT_EQ(0, access(sub, F_OK));
+	ASSERT_EQ(-1, access(sock, F_OK));
+	rmdir(sub);
+	rmdir(dir);
+}
+
 TEST(control_socket_refuses_an_open_directory)
 {
 	char dir[64], sock[96];

@@ -16,6 +16,7 @@
  * runs in its own forked process, so each boots its own machine.
  */
 #include <dirent.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -90,29 +91,41 @@ static ssize_t store(const char *path, const char *s)
 	return n;
 }
 
-/* The directory listing of @path (sorted, space-separated). */
-static const char *ls(const char *path)
+/*
+ * The listing of the real directory @real (sorted, space-separated), without "." and "..",
+ * and without the other dot files unless @dot_files; "" if it cannot be read.
+ */
+static const char *ls_real(const char *real, bool dot_files)
 {
 	static char out[4096];
-	char real[PATH_MAX];
 	struct dirent **list;
 	int n, i;
 
 	out[0] = '\0';
-	if (uiommu_sysfs_redirect(path, real, sizeof(real)))
-		return out;
 	n = scandir(real, &list, NULL, alphasort);
 	for (i = 0; i < n; i++) {
-		if (list[i]->d_name[0] != '.') {
+		const char *name = list[i]->d_name;
+
+		if (name[0] != '.' || (dot_files && strcmp(name, ".") && strcmp(name, ".."))) {
 			if (out[0])
 				strcat(out, " ");
-			strcat(out, list[i]->d_name);
+			strcat(out, name);
 		}
 		free(list[i]);
 	}
 	if (n >= 0)
 		free(list);
 	return out;
+}
+
+/* The directory listing of @path in the virtual sysfs (sorted, space-separated). */
+static const char *ls(const char *path)
+{
+	char real[PATH_MAX];
+
+	if (uiommu_sysfs_redirect(path, real, sizeof(real)))
+		return "";
+	return ls_real(real, false);
 }
 
 /* ---- layout ------------------------------------------------------------------------------ */
@@ -414,6 +427,80 @@ TEST(processes_of_a_session_share_the_machine)
 	ASSERT_EQ(0, status);
 	/* ...and this one sees it at its next access, though its own machine is separate. */
 	ASSERT_STREQ("DMA-FQ\n", cat(G "/4/type"));
+}
+
+/*
+ * A process that owns the session at @dir (as uiommu-run's first process does, or a program
+ * given both variables), boots, stores (the journal) and exits; @stray: a file of someone
+ * else's that appears in the directory meanwhile. Its exit status.
+ */
+static int session_owner_exits(const char *dir, const char *stray)
+{
+	char pid[16], path[PATH_MAX];
+	int status, fd;
+	pid_t child = fork();
+
+	if (child < 0)
+		return -1;
+	if (!child) {
+		snprintf(pid, sizeof(pid), "%d", (int)getpid());
+		setenv(SYSFS_DIR_ENV, dir, 1);
+		setenv(SYSFS_OWNER_ENV, pid, 1);
+		unsetenv("UIOMMU_TOPOLOGY");
+		setenv(SYSFS_PRIVILEGED_ENV, "1", 1);
+		uiommu_sysfs_session_begin();
+		if (sysfs_machine_boot() || store(G "/4/type", "DMA-FQ") != 6)
+			_exit(2);
+		if (stray) {
+			snprintf(path, sizeof(path), "%s/%s", dir, stray);
+			fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+			if (fd < 0)
+				_exit(3);
+			close(fd);
+		}
+		exit(0); /* the exit handlers clean up */
+	}
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+TEST(session_exit_removes_only_what_it_made)
+{
+	char dir[] = "/tmp/uiommu-test-session.XXXXXX", path[PATH_MAX];
+	int fd;
+
+	/* A directory the session did not make, with things in it that look like ours. */
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/precious", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_GE(fd, 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/tree.1.abcdef", dir);
+	ASSERT_EQ(0, mkdir(path, 0700));
+	ASSERT_EQ(0, session_owner_exits(dir, NULL));
+	/* Its own tree went; the journal it cannot tell from someone else's stays. */
+	ASSERT_STREQ("journal precious tree.1.abcdef", ls_real(dir, true));
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/precious", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	unlink(path);
+
+	/* A directory the session made goes whole... */
+	snprintf(path, sizeof(path), "%s/session", dir);
+	ASSERT_EQ(0, session_owner_exits(path, NULL));
+	ASSERT_STREQ("", ls_real(dir, true));
+	/* ...unless something not of a session's making is in it: that stays, marked. */
+	ASSERT_EQ(0, session_owner_exits(path, "stray"));
+	ASSERT_STREQ(".uiommu-session stray", ls_real(path, true));
+	snprintf(path, sizeof(path), "%s/session/stray", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/session/.uiommu-session", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/session", dir);
+	rmdir(path);
+	rmdir(dir);
 }
 
 /* ---- the PCI attributes: remove, rescan, bind, unbind --------------------------------------- */
@@ -803,21 +890,37 @@ TEST(uiommuctl_operations_and_exit_codes)
 	ASSERT_TRUE(strstr(ctl_out, "  0000:05:00.0 (driver bound)\n") != NULL);
 }
 
-/* Sends @cmds over the socket and returns everything read until the last status line. */
-static const char *ctl_raw(const char *path, const char *cmds, int nr_cmds)
+/* A client connected to the control socket at @path, or -1. */
+static int ctl_open(const char *path)
 {
-	static char out[1 << 16];
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	size_t len = 0;
-	int fd, done = 0;
+	int fd;
 
 	strcpy(addr.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static bool status_line(const char *p)
+{
+	return !strncmp(p, "ok\n", 3) || (!strncmp(p, "error ", 6) && strchr(p, '\n'));
+}
+
+/*
+ * Reads from @fd until @nr_cmds status lines ("ok", "error ...") came, or the end of the
+ * stream (EOF, or ECONNRESET when the server left bytes of ours unread); all of it.
+ */
+static const char *ctl_read(int fd, int nr_cmds)
+{
+	static char out[1 << 16];
+	size_t len = 0;
+	int done = 0;
+
 	out[0] = '\0';
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
-		return out;
-	if (write(fd, cmds, strlen(cmds)) != (ssize_t)strlen(cmds))
-		return out;
 	while (done < nr_cmds && len < sizeof(out) - 1) {
 		ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
 		char *p;
@@ -826,14 +929,32 @@ static const char *ctl_raw(const char *path, const char *cmds, int nr_cmds)
 			break;
 		len += (size_t)n;
 		out[len] = '\0';
-		for (done = 0, p = out; (p = strstr(p, "\n")); p++)
-			if (!strncmp(p + 1, "ok\n", 3) || !strncmp(p + 1, "error ", 6))
-				done++;
-		if (!strncmp(out, "ok\n", 3) || !strncmp(out, "error ", 6))
-			done++;
+		for (done = status_line(out), p = out; (p = strchr(p, '\n')); p++)
+			done += status_line(p + 1);
 	}
+	return out;
+}
+
+/* Sends @cmds over the socket and returns everything read until the last status line. */
+static const char *ctl_raw(const char *path, const char *cmds, int nr_cmds)
+{
+	int fd = ctl_open(path);
+	const char *out = "";
+
+	if (fd < 0)
+		return out;
+	if (write(fd, cmds, strlen(cmds)) == (ssize_t)strlen(cmds))
+		out = ctl_read(fd, nr_cmds);
 	close(fd);
 	return out;
+}
+
+/* True once the server has closed @fd: its next read gives nothing. */
+static bool ctl_closed(int fd)
+{
+	char c;
+
+	return read(fd, &c, 1) <= 0;
 }
 
 TEST(control_socket_round_trip)
@@ -877,6 +998,442 @@ TEST(control_socket_round_trip)
 	snprintf(args, sizeof(args), "--socket %s/nothing show", dir);
 	ASSERT_EQ(1, uiommuctl(args));
 	unlink(sock);
+	rmdir(dir);
+}
+
+/* ---- the control socket: who may talk, and how ------------------------------------------- */
+
+/* The machine booted, a fresh private directory and the socket path in it ("<dir>/ctl"). */
+static void ctl_paths(char *dir, char *sock, size_t len)
+{
+	machine();
+	strcpy(dir, "/tmp/uiommu-test-ctl.XXXXXX");
+	if (!mkdtemp(dir))
+		abort();
+	snprintf(sock, len, "%s/ctl", dir);
+}
+
+static void ctl_paths_remove(const char *dir, const char *sock)
+{
+	unlink(sock);
+	rmdir(dir);
+}
+
+static char stderr_text[4096];
+static int stderr_saved = -1;
+
+/* Until stderr_end(), what goes to stderr is kept (for the library's loud refusals). */
+static void stderr_begin(void)
+{
+	FILE *f = tmpfile();
+
+	if (!f)
+		abort();
+	fflush(stderr);
+	stderr_saved = dup(2);
+	dup2(fileno(f), 2);
+	fclose(f); /* fd 2 keeps the file */
+}
+
+static const char *stderr_end(void)
+{
+	ssize_t n;
+
+	fflush(stderr);
+	n = pread(2, stderr_text, sizeof(stderr_text) - 1, 0);
+	stderr_text[n > 0 ? n : 0] = '\0';
+	dup2(stderr_saved, 2);
+	close(stderr_saved);
+	return stderr_text;
+}
+
+/* Drops to the nobody user in a child; false where this process may not (not root). */
+static bool become_nobody(void)
+{
+	return !setgroups(0, NULL) && !setgid(65534) && !setuid(65534) && geteuid() == 65534;
+}
+
+/* Can a forked child become another user here? Children only: the test process stays root. */
+static bool can_become_nobody(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (!pid)
+		_exit(become_nobody() ? 0 : 1);
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	       !WEXITSTATUS(status);
+}
+
+TEST(control_socket_directory_and_file_are_private)
+{
+	char dir[64], sock[96], sub[80];
+	struct stat st;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	/* A directory that does not exist is made, 0700; the socket is 0600. */
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", sub);
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	ASSERT_EQ(0, stat(sub, &st));
+	ASSERT_EQ(S_IFDIR | 0700, st.st_mode & (S_IFMT | 07777));
+	ASSERT_EQ(0, lstat(sock, &st));
+	ASSERT_EQ(S_IFSOCK | 0600, st.st_mode & (S_IFMT | 07777));
+	ASSERT_TRUE(strstr(ctl_raw(sock, "show\n", 1), "\nok\n") != NULL);
+	unlink(sock);
+	rmdir(sub);
+	rmdir(dir);
+}
+
+/* A child process starts the listener on @sock and exits; its exit status (0: started). */
+static int ctl_start_and_exit(const char *sock)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (!pid)
+		exit(uiommu_ctl_start(sock) ? 1 : 0); /* the exit handlers clean up */
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+TEST(control_socket_exit_removes_the_directory_it_made)
+{
+	char dir[64], sock[96], sub[80];
+
+	ctl_paths(dir, sock, sizeof(sock));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", sub);
+	ASSERT_EQ(0, ctl_start_and_exit(sock));
+	ASSERT_EQ(-1, access(sub, F_OK));
+	/* A directory it did not make stays; only the socket goes. */
+	ASSERT_EQ(0, mkdir(sub, 0700));
+	ASSERT_EQ(0, ctl_start_and_exit(sock));
+	ASSERT_EQ(0, access(sub, F_OK));
+	ASSERT_EQ(-1, access(sock, F_OK));
+	rmdir(sub);
+	rmdir(dir);
+}
+
+TEST(control_socket_refuses_an_open_directory)
+{
+	char dir[64], sock[96];
+
+	ctl_paths(dir, sock, sizeof(sock));
+	/* Writable by others and not sticky: someone could swap the socket under us. */
+	ASSERT_EQ(0, chmod(dir, 0777));
+	stderr_begin();
+	ASSERT_ERRNO(EPERM, uiommu_ctl_start(sock));
+	ASSERT_TRUE(strstr(stderr_end(), "is writable by others; not listening\n") != NULL);
+	ASSERT_EQ(-1, access(sock, F_OK));
+	/* Sticky, as /tmp is: others cannot rename what is ours. */
+	ASSERT_EQ(0, chmod(dir, 01777));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	ctl_paths_remove(dir, sock);
+}
+
+TEST(control_socket_replaces_only_its_users_stale_socket)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char dir[64], sock[96];
+	int fd;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	strcpy(addr.sun_path, sock);
+	/* Our user serves the path (a parent of this process would): leave it, quietly. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ASSERT_EQ(0, bind(fd, (struct sockaddr *)&addr, sizeof(addr)));
+	ASSERT_EQ(0, listen(fd, 1));
+	stderr_begin();
+	ASSERT_ERRNO(EADDRINUSE, uiommu_ctl_start(sock));
+	ASSERT_STREQ("", stderr_end());
+	/* Nobody listens any more: a stale socket of ours, replaced. */
+	close(fd);
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	ASSERT_TRUE(strstr(ctl_raw(sock, "show\n", 1), "\nok\n") != NULL);
+	ctl_paths_remove(dir, sock);
+}
+
+TEST(control_socket_never_replaces_another_file)
+{
+	char dir[64], sock[96];
+	int fd;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	fd = open(sock, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_GE(fd, 0);
+	close(fd);
+	ASSERT_ERRNO(EEXIST, uiommu_ctl_start(sock));
+	ASSERT_EQ(0, access(sock, F_OK));
+	ctl_paths_remove(dir, sock);
+}
+
+/*
+ * Another user binds the path first and answers with forged replies. The program must not
+ * start, say why on stderr, and uiommuctl must not believe the squatter.
+ */
+TEST(control_socket_squatted_by_another_user)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char dir[64], sock[96], args[160], ready;
+	int sync[2], status;
+	pid_t pid;
+
+	if (!can_become_nobody())
+		SKIP("cannot run a process as another user here (needs root)");
+	ctl_paths(dir, sock, sizeof(sock));
+	ASSERT_EQ(0, chmod(dir, 01777)); /* a /tmp of our own, where nobody may bind */
+	strcpy(addr.sun_path, sock);
+	ASSERT_EQ(0, pipe(sync));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		int lfd, fd;
+
+		if (!become_nobody())
+			_exit(1);
+		lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) ||
+		    chmod(sock, 0777) || listen(lfd, 8) || write(sync[1], "r", 1) != 1)
+			_exit(1);
+		while ((fd = accept(lfd, NULL, NULL)) >= 0) {
+			static const char forged[] = "forged reply\nok\n";
+
+			/* The program's probe hangs up at once: no SIGPIPE for that. */
+			send(fd, forged, sizeof(forged) - 1, MSG_NOSIGNAL);
+			close(fd);
+		}
+		_exit(0);
+	}
+	close(sync[1]);
+	ASSERT_EQ(1, read(sync[0], &ready, 1));
+	close(sync[0]);
+
+	stderr_begin();
+	ASSERT_ERRNO(EPERM, uiommu_ctl_start(sock));
+	ASSERT_TRUE(strstr(stderr_end(), "served by uid 65534, not by this user (uid 0); "
+					 "not listening\n") != NULL);
+	snprintf(args, sizeof(args), "--socket %s show", sock);
+	ASSERT_EQ(1, uiommuctl(args));
+	ASSERT_TRUE(strstr(ctl_out, "served by uid 65534, not by you (uid 0); refusing") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "forged") == NULL);
+
+	/* Gone, its socket left behind: still not ours to replace. */
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	stderr_begin();
+	ASSERT_ERRNO(EPERM, uiommu_ctl_start(sock));
+	ASSERT_TRUE(strstr(stderr_end(), "a socket of uid 65534, not of this user (uid 0); "
+					 "not listening\n") != NULL);
+	ctl_paths_remove(dir, sock);
+}
+
+/* A client of another user is turned away, even when the file modes would let it in. */
+TEST(control_socket_refuses_clients_of_other_users)
+{
+	char dir[64], sock[96];
+	int status;
+	pid_t pid;
+
+	if (!can_become_nobody())
+		SKIP("cannot run a process as another user here (needs root)");
+	ctl_paths(dir, sock, sizeof(sock));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	ASSERT_EQ(0, chmod(dir, 0711));
+	ASSERT_EQ(0, chmod(sock, 0666));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		int fd;
+
+		if (!become_nobody())
+			_exit(1);
+		fd = ctl_open(sock);
+		if (fd < 0)
+			_exit(2);
+		/* The server may have hung up already: what it said is still there to read. */
+		send(fd, "show\n", 5, MSG_NOSIGNAL);
+		if (strcmp(ctl_read(fd, 1), "error 1 uid 65534 may not control this program "
+					    "(uid 0)\n"))
+			_exit(3);
+		_exit(ctl_closed(fd) ? 0 : 4);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	/* Root and the program's own user get in. */
+	ASSERT_TRUE(strstr(ctl_raw(sock, "show\n", 1), "\nok\n") != NULL);
+	ctl_paths_remove(dir, sock);
+}
+
+TEST(control_socket_serves_a_client_while_another_idles)
+{
+	char dir[64], sock[96];
+	int idle, busy;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	/* Half a line, then silence. */
+	idle = ctl_open(sock);
+	ASSERT_GE(idle, 0);
+	ASSERT_EQ(3, write(idle, "sho", 3));
+	busy = ctl_open(sock);
+	ASSERT_GE(busy, 0);
+	ASSERT_EQ(10, write(busy, "show json\n", 10));
+	ASSERT_TRUE(strstr(ctl_read(busy, 1), "\"iommus\"") != NULL);
+	close(busy);
+	/* The idle one was kept waiting, not dropped. */
+	ASSERT_EQ(7, write(idle, "w text\n", 7));
+	ASSERT_TRUE(strstr(ctl_read(idle, 1), "group 3: type DMA") != NULL);
+	close(idle);
+	ctl_paths_remove(dir, sock);
+}
+
+TEST(control_socket_lets_an_idle_client_go)
+{
+	char dir[64], sock[96];
+	int fd;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	ctl_set_idle_timeout(50);
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	fd = ctl_open(sock);
+	ASSERT_GE(fd, 0);
+	ASSERT_STREQ("error 110 idle for 50 ms\n", ctl_read(fd, 1));
+	ASSERT_TRUE(ctl_closed(fd));
+	close(fd);
+	ctl_paths_remove(dir, sock);
+}
+
+TEST(control_socket_nul_garbage_and_overlong_lines)
+{
+	char dir[64], sock[96], big[CTL_LINE_MAX + 64];
+	const char *out;
+	int fd;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	/* A NUL would cut the command short ("show" of "show\0json"): an error, and goodbye. */
+	fd = ctl_open(sock);
+	ASSERT_EQ(10, write(fd, "show\0json\n", 10));
+	ASSERT_STREQ("error 22 NUL byte in the command line\n", ctl_read(fd, 1));
+	ASSERT_TRUE(ctl_closed(fd));
+	close(fd);
+	/* Lines before the NUL are served; a NUL without a newline yet ends it at once. */
+	fd = ctl_open(sock);
+	ASSERT_EQ(16, write(fd, "show text\nsh\0ow", 16));
+	out = ctl_read(fd, 2);
+	ASSERT_TRUE(strstr(out, "\nok\nerror 22 NUL byte in the command line\n") != NULL);
+	ASSERT_TRUE(ctl_closed(fd));
+	close(fd);
+	/* Garbage is a usage error; the conversation goes on. */
+	fd = ctl_open(sock);
+	ASSERT_EQ(17, write(fd, "\x01\x7f\xff garbage\n\x1b[2J\n", 17));
+	out = ctl_read(fd, 2);
+	ASSERT_TRUE(!strncmp(out, "usage: ", 7));
+	ASSERT_TRUE(strstr(out, "\nerror 22 Invalid argument\n") != NULL);
+	ASSERT_EQ(5, write(fd, "show\n", 5));
+	ASSERT_TRUE(strstr(ctl_read(fd, 1), "\nok\n") != NULL);
+	close(fd);
+	/* A line that does not fit: E2BIG, and goodbye. */
+	fd = ctl_open(sock);
+	memset(big, 'a', sizeof(big));
+	ASSERT_EQ((ssize_t)sizeof(big), write(fd, big, sizeof(big)));
+	ASSERT_STREQ("error 7 command line too long\n", ctl_read(fd, 1));
+	ASSERT_TRUE(ctl_closed(fd));
+	close(fd);
+	ctl_paths_remove(dir, sock);
+}
+
+TEST(control_socket_caps_its_clients)
+{
+	char dir[64], sock[96];
+	int fds[CTL_CLIENTS_MAX + 1];
+
+	ctl_paths(dir, sock, sizeof(sock));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	/*
+	 * Each one answered holds its slot while it stays connected. All ask before any reply is
+	 * read, so their threads run the commands at the same time (TSan watches).
+	 */
+	for (int i = 0; i < CTL_CLIENTS_MAX; i++) {
+		fds[i] = ctl_open(sock);
+		ASSERT_GE(fds[i], 0);
+		ASSERT_EQ(15, write(fds[i], "show json\nshow\n", 15));
+	}
+	for (int i = 0; i < CTL_CLIENTS_MAX; i++) {
+		const char *out = ctl_read(fds[i], 2);
+
+		ASSERT_TRUE(strstr(out, "}\nok\ntopology (default)") != NULL);
+		ASSERT_STREQ("\nok\n", out + strlen(out) - 4);
+		ASSERT_TRUE(strstr(out, "error") == NULL);
+	}
+	fds[CTL_CLIENTS_MAX] = ctl_open(sock);
+	ASSERT_GE(fds[CTL_CLIENTS_MAX], 0);
+	ASSERT_STREQ("error 11 8 clients connected already\n",
+		     ctl_read(fds[CTL_CLIENTS_MAX], 1));
+	ASSERT_TRUE(ctl_closed(fds[CTL_CLIENTS_MAX]));
+	for (int i = 0; i <= CTL_CLIENTS_MAX; i++)
+		close(fds[i]);
+	ctl_paths_remove(dir, sock);
+}
+
+/* The one unchecked name, the topology file's path, cannot forge a line of the protocol. */
+TEST(control_socket_show_keeps_a_path_on_one_line)
+{
+	const char *json = "{ \"iommus\": [ { \"name\": \"only\" } ],\n"
+			   "  \"devices\": [ { \"bdf\": \"0000:05:00.0\", \"iommu\": \"only\" } ] }\n";
+	char dir[64], sock[96], topo[128], want[160];
+	const char *out;
+	int fd;
+
+	ctl_paths(dir, sock, sizeof(sock));
+	snprintf(topo, sizeof(topo), "%s/a\nok\nb.json", dir);
+	fd = open(topo, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)strlen(json), write(fd, json, strlen(json)));
+	close(fd);
+	topology_unload();
+	ASSERT_EQ(0, topology_load(topo));
+	ASSERT_EQ(0, uiommu_ctl_start(sock));
+	out = ctl_raw(sock, "show text\n", 1);
+	snprintf(want, sizeof(want), "topology %s/a?ok?b.json, global default", dir);
+	ASSERT_TRUE(!strncmp(out, want, strlen(want)));
+	ASSERT_TRUE(strstr(out, "\nok\n") == out + strlen(out) - 4);
+	unlink(topo);
+	ctl_paths_remove(dir, sock);
+}
+
+/* Each fallible step of the start fails cleanly: no socket, no directory left behind. */
+TEST(fail_nth_control_socket_start)
+{
+	char dir[64], sock[96], sub[80];
+	unsigned long nth;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ctl_paths(dir, sock, sizeof(sock));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", sub);
+	for (nth = 1; nth < 100; nth++) {
+		int rc, err;
+
+		uiommu_fail_nth_arm(nth);
+		rc = uiommu_ctl_start(sock);
+		err = errno;
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		ASSERT_EQ(-1, rc);
+		ASSERT_EQ(ENOMEM, err);
+		ASSERT_EQ(-1, access(sub, F_OK));
+	}
+	ASSERT_GT(nth, 1);
+	ASSERT_TRUE(strstr(ctl_raw(sock, "show\n", 1), "\nok\n") != NULL);
+	unlink(sock);
+	rmdir(sub);
 	rmdir(dir);
 }
 

@@ -12,6 +12,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -394,6 +395,24 @@ static const struct {
 	  "iommus[1].name" },
 	{ "{ \"iommus\": [ { \"name\": \"0123456789012345678901234567890123\" } ], "
 	  "\"devices\": [] }", "iommus[0].name: longer" },
+	{ "{ \"iommus\": [ { \"name\": \"..\" } ], \"devices\": [] }", "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \".\" } ], \"devices\": [] }", "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"../../etc\" } ], \"devices\": [] }",
+	  "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"a/b\" } ], \"devices\": [] }", "iommus[0].name: not a dev" },
+	/* A newline would forge a line of the control protocol ("ok") or of the journal. */
+	{ "{ \"iommus\": [ { \"name\": \"i0\\nok\" } ], \"devices\": [] }",
+	  "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"i 0\" } ], \"devices\": [] }", "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"i\\t0\" } ], \"devices\": [] }",
+	  "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"i\\u007f\" } ], \"devices\": [] }",
+	  "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"\\u00e9t\\u00e9\" } ], \"devices\": [] }",
+	  "iommus[0].name: not a dev" },
+	{ "{ \"iommus\": [ { \"name\": \"i0\\u0000/..\" } ], \"devices\": [] }",
+	  "iommus[0].name: holds a NUL" },
+	{ DEV(", \"group\": \"g\\u0000h\""), "devices[0].group: holds a NUL" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"intel\" } ], \"devices\": [] }",
 	  "iommus[0].driver" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"max_pasids\": -1 } ], \"devices\": [] }",
@@ -481,6 +500,18 @@ TEST(malformed_files)
 	}
 	/* A directory is not a topology file. */
 	ASSERT_EQ(load_capturing("/tmp", msg, sizeof(msg)), -EINVAL);
+	ASSERT_TRUE(strstr(msg, "not a regular file") != NULL);
+	/* Nor is a FIFO, which must not block the load waiting for a writer. */
+	char fifo_dir[] = "/tmp/uiommu-test-fifo.XXXXXX", fifo[64];
+
+	ASSERT_TRUE(mkdtemp(fifo_dir) != NULL);
+	snprintf(fifo, sizeof(fifo), "%s/f", fifo_dir);
+	ASSERT_EQ(0, mkfifo(fifo, 0600));
+	ASSERT_EQ(load_capturing(fifo, msg, sizeof(msg)), -EINVAL);
+	ASSERT_TRUE(strstr(msg, "not a regular file") != NULL);
+	ASSERT_FALSE(topology_loaded());
+	unlink(fifo);
+	rmdir(fifo_dir);
 	/* The well-formed neighbour of the cases above loads. */
 	const char *path = write_temp(DEV(", \"resv_direct\": [ { \"start\": \"0x1000\", "
 					  "\"length\": 4096 } ], \"driver\": \"dma\""), 0);

@@ -3,10 +3,15 @@
  * The vIOMMU family through the ABI: VIOMMU_ALLOC and its data, VDEVICE_ALLOC and tombstones,
  * nested HWPTs made from a vIOMMU, vIOMMU invalidation of the mock device cache, VEVENTQ_ALLOC
  * with its fd (read protocol, poll, overflow, close), the destroy graph, and fault-injection
- * sweeps over VIOMMU_ALLOC and VDEVICE_ALLOC. Written from the ABI description; no kernel code.
+ * sweeps over VIOMMU_ALLOC and VDEVICE_ALLOC, and lookups racing the publication of new
+ * devices (meant for TSan: a lookup that wins the race must see the whole device). Written
+ * from the ABI description; no kernel code.
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,6 +520,110 @@ TEST(veventq_fd_outlives_iommufd)
 }
 
 /* Fail the Nth step of VIOMMU_ALLOC or VDEVICE_ALLOC: nothing may be left behind. */
+/*
+ * Lookups racing a device's publication. One thread binds and destroys mock devices; a new
+ * object takes the lowest free ID, so the readers can aim at the IDs about to appear and hit
+ * each device while IOMMU_TEST_OP_MOCK_DOMAIN is still publishing it. A lookup that finds the
+ * device reads its struct device (DEV_CHECK_CACHE in the selftest, VDEVICE_ALLOC in the vIOMMU
+ * code), and under TSan that read must be ordered after the bind's stores.
+ */
+#define PUBLISH_ROUNDS 3000
+#define PUBLISH_READERS 2
+#define PUBLISH_SPAN 4 /* IDs probed above the binder's last one: stdev, idev, hwpt, spare */
+
+struct publish_race {
+	int fd;
+	uint32_t ioas, viommu;
+	atomic_uint base;    /* the binder's last stdev ID: the next ones appear just around it */
+	atomic_bool done;
+	atomic_long found;   /* lookups that found a device */
+	atomic_int bad;      /* an errno outside the documented ones, or a failed bind */
+};
+
+/* IOMMU_DESTROY, again while a lookup's transient hold makes it EBUSY (as in the kernel). */
+static int destroy_busy(int fd, uint32_t id)
+{
+	int rc;
+
+	while ((rc = destroy(fd, id)) && errno == EBUSY)
+		sched_yield();
+	return rc;
+}
+
+static void *publish_binder(void *arg)
+{
+	struct publish_race *r = arg;
+	uint32_t stdev;
+
+	for (int i = 0; i < PUBLISH_ROUNDS; i++) {
+		if (mock_domain(r->fd, r->ioas, &stdev, NULL, NULL)) {
+			atomic_store(&r->bad, errno);
+			break;
+		}
+		/* The first device lives until a reader has found it: the race surely ran. */
+		while (!i && !atomic_load(&r->found) && !atomic_load(&r->bad))
+			sched_yield();
+		if (destroy_busy(r->fd, stdev)) {
+			atomic_store(&r->bad, errno ? errno : -1);
+			break;
+		}
+		atomic_store(&r->base, stdev);
+	}
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static void *publish_reader(void *arg)
+{
+	struct publish_race *r = arg;
+	uint64_t virt = (uint64_t)(uintptr_t)pthread_self() << 16;
+
+	while (!atomic_load(&r->done)) {
+		uint32_t base = atomic_load(&r->base);
+
+		for (uint32_t id = base; id < base + PUBLISH_SPAN; id++) {
+			uint32_t vdev;
+
+			/* 0: found; ENOENT: not (yet, or no longer) a device. */
+			if (!check_dev_cache(r->fd, id, 0, IOMMU_TEST_DEV_CACHE_DEFAULT))
+				atomic_fetch_add(&r->found, 1);
+			else if (errno != ENOENT)
+				atomic_store(&r->bad, errno);
+			/* EEXIST: the other reader's vDEVICE holds this device. */
+			if (!vdevice_alloc(r->fd, r->viommu, id, ++virt, &vdev)) {
+				atomic_fetch_add(&r->found, 1);
+				/* ENOENT: the device went first and took its vDEVICE along. */
+				if (destroy_busy(r->fd, vdev) && errno != ENOENT)
+					atomic_store(&r->bad, errno);
+			} else if (errno != ENOENT && errno != EEXIST) {
+				atomic_store(&r->bad, errno);
+			}
+		}
+	}
+	return NULL;
+}
+
+TEST_F(viommu, lookups_race_device_publication)
+{
+	struct publish_race r = { .fd = self->fd, .ioas = self->ioas, .viommu = self->viommu };
+	pthread_t binder, readers[PUBLISH_READERS];
+	uint32_t stdev;
+
+	/* The first ID the binder will get: what the readers aim at from the start. */
+	ASSERT_EQ(0, mock_domain(self->fd, self->ioas, &stdev, NULL, NULL));
+	ASSERT_EQ(0, destroy(self->fd, stdev));
+	atomic_store(&r.base, stdev);
+	for (int i = 0; i < PUBLISH_READERS; i++)
+		ASSERT_EQ(0, pthread_create(&readers[i], NULL, publish_reader, &r));
+	ASSERT_EQ(0, pthread_create(&binder, NULL, publish_binder, &r));
+	pthread_join(binder, NULL);
+	for (int i = 0; i < PUBLISH_READERS; i++)
+		pthread_join(readers[i], NULL);
+	ASSERT_EQ(0, atomic_load(&r.bad));
+	/* The readers did meet live devices, so the race was run, not just the loops. */
+	ASSERT_GT(atomic_load(&r.found), 0);
+}
+
 static void sweep(struct __h_test *_metadata, bool vdevice)
 {
 	unsigned long nth;

@@ -8,7 +8,8 @@
  * there, in order: useful to see what a topology gives and which operations its rules allow
  * ("unbind 0000:00:03.0 set-type 1 identity show"). With --socket PATH, the commands go to a
  * running program started with UIOMMU_CTL_SOCKET=PATH under uiommu-run, whose machine they show
- * and change (see src/iommu/ctl.c for the line protocol).
+ * and change (see src/iommu/ctl.c for the line protocol). A socket served by another user is
+ * refused before a word is sent: whoever bound the path first would otherwise answer.
  *
  * The command language and the renderings are the library's (ctl_execute()), so both modes
  * print the same thing. Exit status: 0 success, 1 an operation failed (the errno's message on
@@ -64,6 +65,8 @@ struct session {
 static int remote_connect(struct session *s, const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	uid_t uid = (uid_t)-1;
+	int rc;
 
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		fprintf(stderr, "uiommuctl: %s: socket path too long\n", path);
@@ -73,6 +76,18 @@ static int remote_connect(struct session *s, const char *path)
 	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s->fd < 0 || connect(s->fd, (struct sockaddr *)&addr, sizeof(addr))) {
 		fprintf(stderr, "uiommuctl: %s: %s\n", path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	/* Anyone may bind a path first: answers count only from a program of our own user. */
+	rc = ctl_peer_uid(s->fd, &uid);
+	if (rc) {
+		fprintf(stderr, "uiommuctl: %s: whose socket: %s\n", path, strerror(-rc));
+		return EXIT_FAIL;
+	}
+	if (uid != geteuid()) {
+		fprintf(stderr, "uiommuctl: %s: served by uid %u, not by you (uid %u); "
+			"refusing to talk to it\n", path, (unsigned int)uid,
+			(unsigned int)geteuid());
 		return EXIT_FAIL;
 	}
 	s->in = fdopen(s->fd, "r");

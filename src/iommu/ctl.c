@@ -17,22 +17,37 @@
  * Commands: show [text|json|dot], set-type GROUP TYPE, bind BDF, unbind BDF, plug BDF,
  * unplug BDF. They map one to one to the core and topology API (iommu_group_get_info(),
  * sysfs_type_store(), topology_bind/unbind/plug/unplug()), so the semantics and errnos are
- * the core's. A type set here is the type store with privilege (whoever can reach the socket,
- * mode 0600, is the machine's administrator) and is shared with the other processes of a
- * uiommu-run session like a write to the sysfs `type` file.
+ * the core's. A type set here is the type store with privilege (whoever may talk on the
+ * socket, the program's own user or root, is the machine's administrator) and is shared with
+ * the other processes of a uiommu-run session like a write to the sysfs `type` file.
  *
  * "show" first builds one snapshot as a json-c object (the --json output), and the text and
  * Graphviz renderings are drawn from that object, so the three never disagree. A snapshot is
  * not atomic across groups: each group is read under its own mutex, as sysfs reads them.
  *
- * The listener is one detached thread with all signals blocked, serving one connection at a
- * time (commands are short). It holds no lock while it waits. ctl_lock protects the
- * listener's state (started, the socket path to unlink at exit); it is a leaf.
+ * Who may talk to it. The socket is 0600, in a directory we make 0700 when it does not exist
+ * (an existing one must be ours or root's, and writable by others only if sticky), and every
+ * client's credentials are checked (SO_PEERCRED): only this program's user and root get in,
+ * others are told "error 1 ..." and let go. Before binding, a path that someone already
+ * serves is left alone: quietly (EADDRINUSE) when it is our user's (a parent process of the
+ * session), loudly on stderr (EPERM) when it is another user's, who could otherwise squat the
+ * path and answer in our stead; a stale socket is replaced only if it is ours. uiommuctl does
+ * the same check the other way and refuses a server of another user.
+ *
+ * The listener is one detached acceptor thread with all signals blocked; each admitted client
+ * gets a detached thread of its own (at most CTL_CLIENTS_MAX; more are refused with EAGAIN),
+ * with read and write timeouts (CTL_IDLE_TIMEOUT_MS), so an idle, slow or hostile client
+ * holds only its own slot and only for so long. A line with a NUL byte, or one longer than
+ * CTL_LINE_MAX, ends the conversation with an error line. No thread holds a lock while it
+ * waits. ctl_lock protects the listener's state (started, the socket path to unlink and the
+ * directory to remove at exit); it is a leaf. ctl_clients (atomic) counts the client threads.
  */
 #include <errno.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +172,13 @@ static int ctl_snapshot(struct json_object **out)
 	groups = json_object_new_array();
 	devices = json_object_new_array();
 	topology_source(source, sizeof(source));
+	/*
+	 * The file's path is the one name not checked at load: a control byte in it (a newline
+	 * above all) would split the text rendering into lines of the protocol.
+	 */
+	for (char *c = source; *c; c++)
+		if ((unsigned char)*c < ' ' || *c == 0x7f)
+			*c = '?';
 	topology_for_each_iommu(iommu_cb, iommus);
 	topology_for_each_device(device_cb, devices);
 	for (id = iommu_group_next_id(-1); id >= 0; id = iommu_group_next_id(id)) {
@@ -431,14 +453,36 @@ int ctl_execute(const char *line, FILE *out)
 
 struct ctl_listener {
 	bool started;
+	bool made_dir;                      /* we created the socket's directory: remove it too */
 	pid_t pid;                          /* the process that bound the path */
 	int fd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
 /* Protects ctl; a leaf. */
 static struct uiommu_mutex ctl_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
 static struct ctl_listener ctl;
+static atomic_int ctl_clients;                          /* client threads alive */
+static atomic_uint ctl_idle_ms = CTL_IDLE_TIMEOUT_MS;   /* read and write timeout per client */
+
+void ctl_set_idle_timeout(unsigned int ms)
+{
+	atomic_store(&ctl_idle_ms, ms);
+}
+
+int ctl_peer_uid(int fd, uid_t *uid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		return -errno;
+	if (len != sizeof(cred))
+		return -EPROTO;
+	*uid = cred.uid;
+	return 0;
+}
 
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -453,6 +497,23 @@ static int write_all(int fd, const char *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* The last word to a client that is let go: "error <errno> <why>". */
+static void __attribute__((format(printf, 3, 4)))
+ctl_refuse(int fd, int err, const char *fmt, ...)
+{
+	char msg[160];
+	int n = snprintf(msg, sizeof(msg), "error %d ", err);
+	va_list ap;
+
+	va_start(ap, fmt);
+	n += vsnprintf(msg + n, sizeof(msg) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(msg) - 2)
+		n = (int)sizeof(msg) - 2;
+	msg[n++] = '\n';
+	write_all(fd, msg, (size_t)n);
 }
 
 static const char *ctl_strerror(int err)
@@ -485,6 +546,11 @@ static int ctl_reply(int fd, const char *line)
 	return err;
 }
 
+/*
+ * One client's conversation. A line with a NUL, an overlong line or an idle read ends it with
+ * an error line (the NUL would cut the command short where the client did not, so the server
+ * would run something else than what was sent).
+ */
 static void ctl_serve(int fd)
 {
 	char line[CTL_LINE_MAX + 1];
@@ -496,48 +562,120 @@ static void ctl_serve(int fd)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ctl_refuse(fd, ETIMEDOUT, "idle for %u ms", atomic_load(&ctl_idle_ms));
+			return;
+		}
 		if (n <= 0)
 			return;
 		used += (size_t)n;
 		line[used] = '\0';
-		while ((nl = strchr(line, '\n'))) {
+		while ((nl = memchr(line, '\n', used))) {
+			size_t len = (size_t)(nl - line);
+
+			if (memchr(line, '\0', len))
+				break;
 			*nl = '\0';
 			if (ctl_reply(fd, line))
 				return;
-			used -= (size_t)(nl + 1 - line);
+			used -= len + 1;
 			memmove(line, nl + 1, used + 1);
 		}
+		if (memchr(line, '\0', used)) {
+			ctl_refuse(fd, EINVAL, "NUL byte in the command line");
+			return;
+		}
 		if (used == sizeof(line) - 1) {
-			static const char msg[] = "error 7 command line too long\n";
-
-			write_all(fd, msg, sizeof(msg) - 1);
+			ctl_refuse(fd, E2BIG, "command line too long");
 			return;
 		}
 	}
 }
 
+static void *ctl_client_thread(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+
+	ctl_serve(fd);
+	close(fd);
+	atomic_fetch_sub(&ctl_clients, 1);
+	return NULL;
+}
+
+/* Lets @fd in if its peer is this program's user (or root) and a client slot is free. */
+static int ctl_admit(int fd)
+{
+	unsigned int ms = atomic_load(&ctl_idle_ms);
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	uid_t uid = (uid_t)-1;
+	int rc;
+
+	rc = ctl_peer_uid(fd, &uid);
+	if (rc)
+		return rc;
+	if (uid != geteuid() && uid != 0) {
+		ctl_refuse(fd, EPERM, "uid %u may not control this program (uid %u)",
+			   (unsigned int)uid, (unsigned int)geteuid());
+		return -EPERM;
+	}
+	if (atomic_fetch_add(&ctl_clients, 1) >= CTL_CLIENTS_MAX) {
+		atomic_fetch_sub(&ctl_clients, 1);
+		ctl_refuse(fd, EAGAIN, "%d clients connected already", CTL_CLIENTS_MAX);
+		return -EAGAIN;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
+		rc = -errno;
+		atomic_fetch_sub(&ctl_clients, 1);
+		return rc;
+	}
+	return 0;
+}
+
+/*
+ * The acceptor: each admitted client gets a detached thread of its own (they inherit the
+ * acceptor's full signal mask), so an idle or slow client holds only its own slot until its
+ * timeout.
+ */
 static void *ctl_thread(void *arg)
 {
 	int lfd = (int)(intptr_t)arg;
+	pthread_attr_t attr;
 
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	for (;;) {
+		pthread_t thread;
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
 			    errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
 				continue;
-			return NULL;
+			break;
 		}
-		ctl_serve(fd);
-		close(fd);
+		if (ctl_admit(fd)) {
+			close(fd);
+			continue;
+		}
+		if (uiommu_should_fail() ||
+		    pthread_create(&thread, &attr, ctl_client_thread, (void *)(intptr_t)fd)) {
+			ctl_refuse(fd, ENOMEM, "%s", strerror(ENOMEM));
+			close(fd);
+			atomic_fetch_sub(&ctl_clients, 1);
+		}
 	}
+	pthread_attr_destroy(&attr);
+	return NULL;
 }
 
 static void ctl_atexit(void)
 {
-	if (ctl.started && ctl.pid == getpid())
+	if (ctl.started && ctl.pid == getpid()) {
 		unlink(ctl.path);
+		if (ctl.made_dir)
+			rmdir(ctl.dir); /* only if empty: nothing but our socket was ever ours */
+	}
 }
 
 static pthread_once_t ctl_atexit_once = PTHREAD_ONCE_INIT;
@@ -547,13 +685,102 @@ static void ctl_register_atexit(void)
 	atexit(ctl_atexit);
 }
 
+/* Refuses to listen, loudly: someone else's file sits where the socket should be. */
+static int __attribute__((format(printf, 2, 3)))
+ctl_foreign(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "uiommu: control socket %s: ", path);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "; not listening\n");
+	return -EPERM;
+}
+
+/*
+ * The directory that will hold the socket: made private (0700) if it does not exist, else it
+ * must be ours or root's and not open to others' renames (writable by others only if sticky),
+ * or another user could swap the socket after we bound it.
+ */
+static int ctl_dir_prepare(const char *path, char *dir, size_t len, bool *made)
+{
+	char *slash;
+	struct stat st;
+
+	snprintf(dir, len, "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, len, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	*made = false;
+	if (!mkdir(dir, 0700)) {
+		*made = true;
+		return 0;
+	}
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st))
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return ctl_foreign(path, "directory %s belongs to uid %u", dir,
+				   (unsigned int)st.st_uid);
+	if ((st.st_mode & 0022) && !(st.st_mode & S_ISVTX))
+		return ctl_foreign(path, "directory %s is writable by others", dir);
+	return 0;
+}
+
+/* The socket at @path, if there is one: 0 when it may be replaced, else why not. */
+static int ctl_path_check(const char *path, const struct sockaddr_un *addr)
+{
+	struct stat st;
+	uid_t uid = (uid_t)-1;
+	int fd, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (!connect(fd, (const struct sockaddr *)addr, sizeof(*addr))) {
+		rc = ctl_peer_uid(fd, &uid);
+		close(fd);
+		if (rc)
+			return rc;
+		/* Our own user serves it (the parent of this process): leave it to them. */
+		if (uid == geteuid())
+			return -EADDRINUSE;
+		return ctl_foreign(path, "served by uid %u, not by this user (uid %u)",
+				   (unsigned int)uid, (unsigned int)geteuid());
+	}
+	close(fd);
+	if (lstat(path, &st))
+		return errno == ENOENT ? 0 : -errno;
+	/* Nobody listens: a stale socket of ours is replaced, anything else stays. */
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	if (st.st_uid != geteuid())
+		return ctl_foreign(path, "a socket of uid %u, not of this user (uid %u)",
+				   (unsigned int)st.st_uid, (unsigned int)geteuid());
+	if (unlink(path) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 static int ctl_listen(const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char dir[sizeof(addr.sun_path)];
 	sigset_t all, old;
 	pthread_attr_t attr;
 	pthread_t thread;
-	struct stat st;
+	bool made_dir;
 	int fd, rc;
 
 	lockdep_assert_held(&ctl_lock);
@@ -562,32 +789,28 @@ static int ctl_listen(const char *path)
 	if (strlen(path) >= sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(addr.sun_path, path);
-	if (uiommu_should_fail())
-		return -ENOMEM;
+	rc = ctl_dir_prepare(path, dir, sizeof(dir), &made_dir);
+	if (rc)
+		return rc;
+	rc = ctl_path_check(path, &addr);
+	if (rc)
+		goto err_rmdir;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	/* Someone serves this path already (the parent of this process): leave it to them. */
-	if (!connect(fd, (struct sockaddr *)&addr, sizeof(addr))) {
-		rc = -EADDRINUSE;
-		goto err_close;
+	if (fd < 0) {
+		rc = -errno;
+		goto err_rmdir;
 	}
-	close(fd);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	/* A stale socket of a dead process: replace it, but never another kind of file. */
-	if (!lstat(path, &st) && S_ISSOCK(st.st_mode))
-		unlink(path);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr))) {
 		rc = -errno;
 		goto err_close;
 	}
-	chmod(path, 0600);
-	if (listen(fd, 8)) {
+	/* Until this chmod others may connect; ctl_admit() turns them away by their uid. */
+	if (chmod(path, 0600) || listen(fd, 8)) {
 		rc = -errno;
 		goto err_unlink;
 	}
+	/* A forked child starts afresh: the client threads counted were its parent's. */
+	atomic_store(&ctl_clients, 0);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/* The thread inherits the mask: signals stay with the program's threads. */
@@ -599,9 +822,11 @@ static int ctl_listen(const char *path)
 	if (rc)
 		goto err_unlink;
 	ctl.started = true;
+	ctl.made_dir = made_dir;
 	ctl.pid = getpid();
 	ctl.fd = fd;
 	strcpy(ctl.path, path);
+	strcpy(ctl.dir, dir);
 	pthread_once(&ctl_atexit_once, ctl_register_atexit);
 	return 0;
 
@@ -609,6 +834,9 @@ err_unlink:
 	unlink(path);
 err_close:
 	close(fd);
+err_rmdir:
+	if (made_dir)
+		rmdir(dir);
 	return rc;
 }
 
@@ -637,9 +865,13 @@ UIOMMU_EXPORT int uiommu_ctl_start_env(void)
 	if (!path || !*path)
 		return 0;
 	if (uiommu_ctl_start(path)) {
-		/* EADDRINUSE: a parent process of the session serves it; say nothing. */
-		if (errno != EADDRINUSE)
-			fprintf(stderr, "uiommu: control socket %s: %s\n", path, strerror(errno));
+		/*
+		 * EADDRINUSE: a parent process of the session serves it; say nothing. EPERM: a
+		 * foreign socket or directory, said already with the reason.
+		 */
+		if (errno != EADDRINUSE && errno != EPERM)
+			fprintf(stderr, "uiommu: control socket %s: %s; not listening\n", path,
+				strerror(errno));
 		return -1;
 	}
 	return 0;

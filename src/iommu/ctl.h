@@ -7,6 +7,7 @@
 #define UIOMMU_IOMMU_CTL_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 #define CTL_SOCKET_ENV "UIOMMU_CTL_SOCKET"
 
@@ -27,6 +28,18 @@
  * the operation.
  */
 int ctl_execute(const char *line, FILE *out);
+
+/* Clients served at once; one more is told "error 11 ..." (EAGAIN) and let go. */
+#define CTL_CLIENTS_MAX 8
+
+/* A client that sends (or reads) nothing for this long is told "error 110 ..." and let go. */
+#define CTL_IDLE_TIMEOUT_MS 30000
+
+/* Changes the idle timeout of clients admitted from now on (tests shorten it). */
+void ctl_set_idle_timeout(unsigned int ms);
+
+/* The uid of the process at the other end of the Unix socket @fd (SO_PEERCRED); 0 or -errno. */
+int ctl_peer_uid(int fd, uid_t *uid);
 
 /* Number of arguments @cmd takes, or -1 for an unknown command ("show" takes 0 or 1). */
 int ctl_command_arity(const char *cmd);

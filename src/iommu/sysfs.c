@@ -79,7 +79,11 @@
  * must see the new type. The preload layer's constructor therefore names a session directory
  * ($UIOMMU_SYSFS_DIR, with $UIOMMU_SYSFS_OWNER the pid that removes it at exit) before main(),
  * so a shell exports it to everything it starts; processes that use the library without the
- * preload layer get a private session. Each successful store through the virtual sysfs is
+ * preload layer get a private session. The environment proves nothing about who made the
+ * directory (it may name any directory, and a pid is reused), so the process that creates a
+ * session directory marks it (SESSION_MARK), and the owner's exit, like the sweep of dead
+ * sessions, removes only a marked directory and in it only what sessions put there (the
+ * journal, the per-process trees, the mark); never a directory it did not make. Each successful store through the virtual sysfs is
  * appended to the session's journal under an exclusive flock: "type <BDF> <value>",
  * "unplug <BDF>" (remove), "rescan", "bind <BDF>", "unbind <BDF>". Every process replays the
  * entries it has not seen yet (privileged: they were checked where they were written) at boot
@@ -199,6 +203,9 @@ static struct uiommu_mutex sysfs_fd_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
 /* The session this process removes at exit, set by uiommu_sysfs_session_begin() or on use. */
 static pid_t sysfs_session_owner;
 static char sysfs_session_owned[PATH_MAX];
+
+/* The file that marks a session directory as made by a session (see session_mark()). */
+#define SESSION_MARK ".uiommu-session"
 
 static const char *const sysfs_prefixes[] = {
 	"/sys/kernel/iommu_groups",
@@ -611,6 +618,8 @@ err_dirty:
 
 /* ---- the session and its journal ------------------------------------------------------------ */
 
+static void session_remove(const char *path);
+
 static void sysfs_atexit(void)
 {
 	pid_t pid = getpid();
@@ -619,7 +628,7 @@ static void sysfs_atexit(void)
 	if (sysfs.pid == pid && sysfs.tree[0])
 		remove_tree(sysfs.tree);
 	if (sysfs_session_owner == pid && sysfs_session_owned[0])
-		remove_tree(sysfs_session_owned);
+		session_remove(sysfs_session_owned);
 }
 
 static void sysfs_atfork_prepare(void)
@@ -654,6 +663,81 @@ static int session_check(const char *path)
 }
 
 /*
+ * Marks @path, a directory this process has just made, as a session's own: only then may the
+ * session's owner (or a later session's sweep) remove it. $UIOMMU_SYSFS_DIR may name any
+ * directory, and the owner's pid in $UIOMMU_SYSFS_OWNER proves nothing about who made it.
+ */
+static void session_mark(const char *path)
+{
+	char mark[PATH_MAX];
+	int fd;
+
+	if (snprintf(mark, sizeof(mark), "%s/" SESSION_MARK, path) >= (int)sizeof(mark))
+		return;
+	fd = open(mark, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Makes the session directory @path, marked, unless it exists; either way it must be ours. */
+static int session_make(const char *path, bool *made)
+{
+	*made = !mkdir(path, 0700);
+	if (*made)
+		session_mark(path);
+	else if (errno != EEXIST)
+		return -errno;
+	return session_check(path);
+}
+
+/* Is @name, an entry of a session directory, one that sessions make ("tree.<pid>.XXXXXX")? */
+static bool session_tree_name(const char *name)
+{
+	int pid, end = 0;
+
+	return sscanf(name, "tree.%d.%n", &pid, &end) == 1 && end && strlen(name + end) == 6;
+}
+
+/*
+ * Removes a session directory made by a session (marked), and only what sessions put in it:
+ * the journal, the process trees, the mark. Anything else stays, and with it the directory.
+ */
+static void session_remove(const char *path)
+{
+	char entry[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+
+	if (session_check(path) ||
+	    snprintf(entry, sizeof(entry), "%s/" SESSION_MARK, path) >= (int)sizeof(entry) ||
+	    lstat(entry, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		return;
+	dir = opendir(path);
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		bool tree = session_tree_name(de->d_name);
+
+		if (!tree && strcmp(de->d_name, "journal"))
+			continue;
+		if (snprintf(entry, sizeof(entry), "%s/%s", path, de->d_name) >=
+			    (int)sizeof(entry) || lstat(entry, &st) || st.st_uid != geteuid())
+			continue;
+		if (tree && S_ISDIR(st.st_mode))
+			remove_tree(entry);
+		else if (!tree && S_ISREG(st.st_mode))
+			unlink(entry);
+	}
+	closedir(dir);
+	snprintf(entry, sizeof(entry), "%s/" SESSION_MARK, path);
+	unlink(entry);
+	/* Left non-empty by something not ours: keep it, and the mark, for a later sweep. */
+	if (rmdir(path))
+		session_mark(path);
+}
+
+/*
  * Removes the sessions of dead owners. Exit handlers do not run when a process leaves with
  * _exit() (dash does) or dies, so a new session sweeps up what earlier ones left behind:
  * "<tmpdir>/uiommu-sysfs.<pid>.<suffix>" directories of ours whose <pid> is gone.
@@ -674,9 +758,9 @@ static void sysfs_session_gc(const char *tmpdir, const char *keep)
 		if (!kill(pid, 0) || errno != ESRCH)
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name) >= (int)sizeof(path) ||
-		    !strcmp(path, keep) || session_check(path))
+		    !strcmp(path, keep))
 			continue;
-		remove_tree(path);
+		session_remove(path);
 	}
 	closedir(dir);
 }
@@ -687,6 +771,7 @@ static int sysfs_setup(void)
 	const char *env = getenv(SYSFS_DIR_ENV);
 	const char *tmpdir = getenv("TMPDIR");
 	pid_t pid = getpid();
+	bool made;
 	int rc;
 
 	lockdep_assert_held(&sysfs_lock);
@@ -705,24 +790,24 @@ static int sysfs_setup(void)
 		if (snprintf(sysfs.session, sizeof(sysfs.session), "%s", env) >=
 		    (int)sizeof(sysfs.session))
 			return -ENAMETOOLONG;
-		if (!mkdir(sysfs.session, 0700))
-			sysfs_session_gc(tmpdir, sysfs.session);
-		else if (errno != EEXIST)
-			return -errno;
-		rc = session_check(sysfs.session);
+		rc = session_make(sysfs.session, &made);
 		if (rc)
 			return rc;
+		if (made)
+			sysfs_session_gc(tmpdir, sysfs.session);
 	} else if (sysfs_session_owned[0]) {
 		/* A private session made earlier by this process or the parent it forked from. */
 		snprintf(sysfs.session, sizeof(sysfs.session), "%s", sysfs_session_owned);
-		if (mkdir(sysfs.session, 0700) && errno != EEXIST)
-			return -errno;
+		rc = session_make(sysfs.session, &made);
+		if (rc)
+			return rc;
 	} else {
 		/* Used without the preload layer: a private session, removed at exit. */
 		snprintf(sysfs.session, sizeof(sysfs.session), "%s/uiommu-sysfs.%d.XXXXXX", tmpdir,
 			 (int)pid);
 		if (!mkdtemp(sysfs.session))
 			return -errno;
+		session_mark(sysfs.session);
 		sysfs_session_gc(tmpdir, sysfs.session);
 		snprintf(sysfs_session_owned, sizeof(sysfs_session_owned), "%s", sysfs.session);
 		sysfs_session_owner = pid;

@@ -286,6 +286,9 @@ static int get_string(struct topo_parser *p, struct json_object *obj, const char
 	if (!json_object_is_type(v, json_type_string))
 		return parse_error(p, "must be a string");
 	s = json_object_get_string(v);
+	/* "\u0000" is valid JSON: a name cut short at it would be another name. */
+	if (strlen(s) != (size_t)json_object_get_string_len(v))
+		return parse_error(p, "holds a NUL character");
 	if (strlen(s) >= size)
 		return parse_error(p, "longer than %zu characters", size - 1);
 	memcpy(buf, s, strlen(s) + 1);
@@ -307,6 +310,23 @@ static bool bdf_valid(const char *s)
 	if (sscanf(s + 8, "%2x.%1x", &dev, &fn) != 2)
 		return false;
 	return dev < 32 && fn < 8;
+}
+
+/*
+ * An IOMMU instance's name, as the kernel's device naming allows it: it becomes a directory
+ * of /sys/class/iommu and a word of the control protocol and the session journal, so no
+ * '/', not "." or "..", and only visible ASCII (no blank, no newline, no control byte, which
+ * could forge a line of either protocol). The length is bounded by the field already.
+ */
+static bool iommu_name_valid(const char *s)
+{
+	if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (; *s; s++) {
+		if (*s <= ' ' || *s > '~' || *s == '/')
+			return false;
+	}
+	return true;
 }
 
 /* The s390 driver's DMA range (start_dma, end_dma), refused for any other driver. */
@@ -354,6 +374,9 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 		rc = get_string(p, obj, where, "name", true, io->name, sizeof(io->name));
 	if (!rc && !io->name[0])
 		rc = parse_error(p, "must not be empty");
+	if (!rc && !iommu_name_valid(io->name))
+		rc = parse_error(p, "not a device name: visible ASCII only, no '/', "
+				 "not \".\" or \"..\"");
 	for (unsigned int j = 0; !rc && j < i; j++)
 		if (!strcmp(d->iommus[j].name, io->name))
 			rc = parse_error(p, "\"%s\" is also iommus[%u]", io->name, j);
@@ -644,7 +667,8 @@ static int topo_read_file(const char *path, char **text, size_t *len)
 	char *buf;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Non-blocking: opening a FIFO for reading would wait for a writer, forever. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
 		fprintf(stderr, "uiommu: topology %s: %s\n", path, strerror(-rc));

@@ -242,7 +242,8 @@ struct iommufd_device *iommufd_device_bind(struct iommufd_ctx *ictx, struct devi
 	/*
 	 * The binder's hold: IOMMU_DESTROY of a device is EBUSY. Dropped by unbind. Taken before
 	 * the object is published, or a racing IOMMU_DESTROY of the new ID could find users at
-	 * one and destroy the device under the binder.
+	 * one and destroy the device under the binder. A lookup that meets this early count is
+	 * still ordered after the stores above: iommufd_object_finalize() publishes by wait_cnt.
 	 */
 	iommufd_object_ref_users(&idev->obj);
 	iommufd_object_finalize(ictx, &idev->obj);

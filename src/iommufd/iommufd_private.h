@@ -324,7 +324,7 @@ struct iommufd_device {
 	struct iommufd_ctx *ictx;
 	struct device *dev;          /* a reference; constant */
 	struct iommufd_group *igroup; /* a reference (iommufd_group_put()); constant */
-	struct uiommu_mutex lock;    /* protects hwpt, vdev; order: after igroup->lock */
+	struct uiommu_mutex lock;    /* protects hwpt, vdev, destroying; order: after igroup->lock */
 	/*
 	 * The HWPT the group's RID is on while this device is a member of that attachment (a copy
 	 * of igroup's, written under igroup->lock and this lock), or NULL. Readers under this lock
@@ -332,6 +332,7 @@ struct iommufd_device {
 	 */
 	struct iommufd_hw_pagetable *hwpt;
 	struct iommufd_vdevice *vdev; /* its vDEVICE (not a reference), or NULL */
+	bool destroying;              /* unbind began: no new vDEVICE may link to it */
 };
 
 /* A user-managed stage-1 HWPT over a NEST_PARENT paging HWPT (hw_pagetable.c). */

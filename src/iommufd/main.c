@@ -153,14 +153,17 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	rcu_read_lock();
 	cds_lfht_add(ictx->objects, iommufd_id_hash(id), &obj->node);
 	rcu_read_unlock();
-	atomic_store_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
 	/*
-	 * Pairs with the acquire in iommufd_lock_obj(): publishes every constructor store. An add,
-	 * not a store: a constructor may already have taken a long-term reference on its object
-	 * (an automatic HWPT is attached before it is published), and the node's publication in
-	 * the hash already orders the constructor's stores for a reader that finds it.
+	 * An add, not a store: a constructor may already have taken a long-term reference on its
+	 * object (an automatic HWPT is attached before it is published, a bound device holds
+	 * itself), so a lookup may read users above 0 from before this point. users therefore
+	 * cannot be what orders the constructor's stores for a lookup; wait_cnt is: every lookup
+	 * takes it first (iommufd_lock_obj(), acquire) and none gets past 0, so this release
+	 * store of the bias, the last step of the publication, is what a successful lookup
+	 * synchronises with, and every later RMW of wait_cnt continues its release sequence.
 	 */
-	atomic_fetch_add_explicit(&obj->users, 1, memory_order_release);
+	atomic_fetch_add_explicit(&obj->users, 1, memory_order_relaxed);
+	atomic_store_explicit(&obj->wait_cnt, 1, memory_order_release);
 	uiommu_mutex_unlock(&ictx->objects_lock);
 }
 
@@ -225,8 +228,12 @@ static bool iommufd_lock_obj(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	} while (!atomic_compare_exchange_weak_explicit(&obj->wait_cnt, &v, v + 1,
 							memory_order_acquire,
 							memory_order_relaxed));
-	/* Acquire: pairs with the release store of users in iommufd_object_finalize(). */
-	v = atomic_load_explicit(&obj->users, memory_order_acquire);
+	/*
+	 * The acquire above pairs with the release store of wait_cnt in
+	 * iommufd_object_finalize(): the object is complete from here on. users may have been
+	 * raised before the publication, so its value orders nothing.
+	 */
+	v = atomic_load_explicit(&obj->users, memory_order_relaxed);
 	do {
 		if (!v) {
 			iommufd_object_wait_put(ictx, obj);

@@ -19,7 +19,10 @@
  *
  * Who unlinks a vDEVICE from its device is decided by an atomic exchange of vdev->idev: the
  * vDEVICE's destroy and the device's unbind may race, and whichever takes the pointer clears
- * idev->vdev and drops the device reference; the other sees NULL and leaves it.
+ * idev->vdev and drops the device reference (both under idev->lock); the other sees NULL and
+ * leaves it. The unbind first marks the device destroying (under idev->lock), after which
+ * VDEVICE_ALLOC answers ENOENT for it, as the kernel does: a vDEVICE linked after the unbind
+ * removed the last one would hold the device past its unbind.
  *
  * The driver side is the selftest mock's (type IOMMU_VIOMMU_TYPE_SELFTEST): optional data
  * struct iommu_viommu_selftest whose in_data comes back as out_data, with the offset and
@@ -161,9 +164,14 @@ static void iommufd_vdevice_unlink_idev(struct iommufd_vdevice *vdev)
 	uiommu_mutex_lock(&idev->lock);
 	if (idev->vdev == vdev)
 		idev->vdev = NULL;
-	uiommu_mutex_unlock(&idev->lock);
-	/* Pairs with the reference taken in iommufd_vdevice_alloc_ioctl(). */
+	/*
+	 * Pairs with the reference taken in iommufd_vdevice_alloc_ioctl(). Dropped under the
+	 * lock: an unbind that then finds idev->vdev cleared must also find users back down,
+	 * or its removal of the device meets this reference and fails with EBUSY. The unbind
+	 * waits for this lock, so the device outlives the unlock.
+	 */
 	iommufd_object_unref_users(&idev->obj);
+	uiommu_mutex_unlock(&idev->lock);
 }
 
 void iommufd_vdevice_destroy(struct iommufd_object *obj)
@@ -234,6 +242,11 @@ int iommufd_vdevice_alloc_ioctl(struct iommufd_ucmd *ucmd)
 
 	uiommu_mutex_lock(&idev->lock);
 	uiommu_mutex_lock(&viommu->lock);
+	/* Being unbound: a vDEVICE linked now would hold the device past its unbind. */
+	if (idev->destroying) {
+		rc = -ENOENT;
+		goto err_unlock;
+	}
 	if (idev->vdev || iommufd_viommu_find_vdev(viommu, cmd->virt_id)) {
 		rc = -EEXIST;
 		goto err_unlock;
@@ -270,6 +283,8 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 	int rc;
 
 	uiommu_mutex_lock(&idev->lock);
+	/* From here on VDEVICE_ALLOC answers ENOENT: the vDEVICE removed below is the last. */
+	idev->destroying = true;
 	vdev = idev->vdev;
 	if (vdev)
 		id = iommufd_object_id(&vdev->obj);
@@ -292,15 +307,28 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 	 * Someone else is destroying it, perhaps later on this very thread (the context's close
 	 * unpublishes a batch, then destroys it): unlink it now rather than wait. While
 	 * idev->vdev still names it, its destroy has not passed the unlink, so it is alive.
+	 * If that destroy took the link already, wait for it to drop its device reference:
+	 * the caller removes the device next and must find it unreferenced.
 	 */
-	uiommu_mutex_lock(&idev->lock);
-	if (idev->vdev == vdev) {
-		idev->vdev = NULL;
+	for (;;) {
+		uiommu_mutex_lock(&idev->lock);
+		/* Cleared: whoever did it dropped the device reference with it, under this lock. */
+		if (idev->vdev != vdev)
+			break;
 		unlinked = atomic_exchange(&vdev->idev, NULL);
+		if (unlinked) {
+			idev->vdev = NULL;
+			iommufd_object_unref_users(&idev->obj);
+			break;
+		}
+		/*
+		 * The destroy took the link and is on its way to this lock to drop the reference;
+		 * the device's removal must not begin before it has.
+		 */
+		uiommu_mutex_unlock(&idev->lock);
+		sched_yield();
 	}
 	uiommu_mutex_unlock(&idev->lock);
-	if (unlinked)
-		iommufd_object_unref_users(&idev->obj);
 }
 
 bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev)

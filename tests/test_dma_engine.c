@@ -18,14 +18,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "drivers/mock/selftest_mock.h"
-#include "iommu/dma-engine.h"
+#include "harness.h"
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
+#include "machine/dma-engine.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define PAGE 4096ul

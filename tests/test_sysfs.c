@@ -30,10 +30,10 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "iommu/ctl.h"
 #include "iommu/iommu.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
+#include "machine/ctl.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define G "/sys/kernel/iommu_groups"

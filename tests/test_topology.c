@@ -18,9 +18,9 @@
 #include "drivers/mock/mock.h"
 #include "harness.h"
 #include "iommu/iommu.h"
-#include "iommu/topology.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define BDF_GPU "0000:00:02.0"

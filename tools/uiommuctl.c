@@ -23,8 +23,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "iommu/ctl.h"
-#include "iommu/topology.h"
+#include "machine/ctl.h"
+#include "machine/topology.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2

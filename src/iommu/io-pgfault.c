@@ -61,12 +61,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "iommu/dma-engine.h"
 #include "iommu/iommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/rcu.h"
+#include "machine/dma-engine.h"
 
 struct iommu_fault_param {
 	/* Protects everything below but the list node; order: after dev_iommu->lock. */

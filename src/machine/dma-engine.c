@@ -66,14 +66,14 @@
 #include <time.h>
 
 #include "drivers/mock/selftest_mock.h"
-#include "iommu/dma-engine.h"
 #include "iommu/iotlb.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/dma-engine.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "mm/mm.h"
 
 enum dma_prq_state {

@@ -56,10 +56,10 @@
 #include <sys/ioctl.h>
 
 #include "iommu/iommu.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define VFIO_CDEV_DIR "/dev/vfio/devices/"

@@ -794,6 +794,43 @@ TEST(device_gone)
 	ASSERT_EQ(ENODEV, errno);
 }
 
+/* The engine hears page responses through a sink of the fault layer; no room, no handle. */
+static void other_sink1(struct device *dev, const struct iommu_page_response *msg)
+{
+	(void)dev;
+	(void)msg;
+}
+
+static void other_sink2(struct device *dev, const struct iommu_page_response *msg)
+{
+	other_sink1(dev, msg);
+}
+
+static void other_sink3(struct device *dev, const struct iommu_page_response *msg)
+{
+	other_sink1(dev, msg);
+}
+
+static void other_sink4(struct device *dev, const struct iommu_page_response *msg)
+{
+	other_sink1(dev, msg);
+}
+
+TEST(no_room_for_the_response_sink)
+{
+	_Static_assert(IOPF_RESPONSE_SINKS_MAX == 4, "four others fill the table");
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink1));
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink2));
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink3));
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink4));
+	ASSERT_EQ(0, topology_load(NULL));
+	ASSERT_TRUE(uiommu_dma_dev_open(BDF) == NULL);
+	ASSERT_EQ(ENOSPC, errno);
+	/* The outcome is kept: a second open does not retry. */
+	ASSERT_TRUE(PTR_ERR(dma_engine_dev_open(topology_find_device(BDF))) == -ENOSPC);
+	topology_unload();
+}
+
 TEST_HARNESS_MAIN
 
 /*

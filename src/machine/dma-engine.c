@@ -40,7 +40,8 @@
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
  * group (LAST_PAGE, PASID_VALID when it has a PASID, the access's permission, a grpid unique
  * among the device's outstanding requests) through iommu_report_device_fault(). The fault layer
- * hands every page response to dma_engine_page_response(), which finds the request by (device,
+ * hands every page response to the sink we register with it (iopf_response_sink_register(),
+ * at the first open), dma_engine_page_response(), which finds the request by (device,
  * PASID, grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
  * condition variable, or, for an asynchronous request, the worker (the request goes back on its
  * run queue). SUCCESS retries from the faulting page; the same page missing again after a
@@ -156,6 +157,16 @@ static uint64_t dma_now_ns(void)
 
 /* ---- handles ------------------------------------------------------------------------------ */
 
+static void dma_engine_page_response(struct device *dev, const struct iommu_page_response *msg);
+
+static pthread_once_t dma_engine_sink_once = PTHREAD_ONCE_INIT;
+static int dma_engine_sink_err;
+
+static void dma_engine_sink_register(void)
+{
+	dma_engine_sink_err = iopf_response_sink_register(dma_engine_page_response);
+}
+
 struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 {
 	struct uiommu_dma_dev *e;
@@ -163,6 +174,10 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 	pthread_condattr_t attr;
 	int ret;
 
+	/* Before the first handle, so before any page request of ours: no answer is missed. */
+	pthread_once(&dma_engine_sink_once, dma_engine_sink_register);
+	if (dma_engine_sink_err)
+		return ERR_PTR(dma_engine_sink_err);
 	group = iommu_group_get(dev);
 	if (!group)
 		return ERR_PTR(-ENODEV);
@@ -675,12 +690,14 @@ static void dma_prq_finish(struct uiommu_dma_dev *e, struct dma_prq *p, enum dma
 		TAILQ_INSERT_TAIL(&e->runq, p->async, node);
 }
 
-void dma_engine_page_response(struct device *dev, struct iopf_fault *evt,
-			      struct iommu_page_response *msg)
+/*
+ * The engine's page-response sink (iopf_response_sink_register()): the fault layer calls it with
+ * every answer a driver sends, possibly under its own locks; we take only our leaf lock.
+ */
+static void dma_engine_page_response(struct device *dev, const struct iommu_page_response *msg)
 {
 	struct uiommu_dma_dev *e;
 
-	(void)evt;
 	pthread_mutex_lock(&dma_engine_lock);
 	LIST_FOREACH(e, &dma_engine_devs, node) {
 		struct dma_prq *p;

@@ -18,6 +18,7 @@
 #include "drivers/mock/mock.h"
 #include "harness.h"
 #include "iommu/iommu.h"
+#include "iommu/iotlb.h"
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "machine/topology.h"
@@ -762,6 +763,28 @@ TEST(mock_invalidation_hook)
 	mock_iotlb_invalidate_hook = NULL;
 	iommu_domain_free(dom);
 	topology_unload();
+}
+
+/* The driver gives the IOTLB model its walk with its first instance; no room, no instance. */
+static phys_addr_t other_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+{
+	(void)domain;
+	(void)iova;
+	*prot = 0;
+	return 0;
+}
+
+TEST(mock_walker_needs_room)
+{
+	static const struct iommu_ops others[16];
+	struct iommu_device iommu = { .name = "full" };
+	unsigned int n = 0;
+
+	while (n < 16 && !iotlb_register_walker(&others[n], other_walk))
+		n++;
+	ASSERT_TRUE(n > 0 && n < 16); /* the table filled */
+	ASSERT_EQ(-ENOSPC, mock_iommu_register(&iommu));
+	ASSERT_EQ(-ENOSPC, topology_load(NULL));
 }
 
 /* ---- fault injection ---------------------------------------------------------------------- */

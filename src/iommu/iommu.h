@@ -140,6 +140,15 @@ struct iommu_domain_ops {
 	void (*flush_iotlb_all)(struct iommu_domain *domain);
 	void (*iotlb_sync)(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
 	phys_addr_t (*iova_to_phys)(struct iommu_domain *domain, uint64_t iova);
+	/*
+	 * Optional: what an emulated device's access to @iova meets, as the hardware's walk would
+	 * (no kernel counterpart: there the walk is silicon). The output address (0: unmapped), the
+	 * leaf's IOMMU_READ | IOMMU_WRITE in *@prot, its size in *@size; a @write access sets the
+	 * leaf's dirty bit while dirty tracking is on. The machine's DMA engine uses it for domains
+	 * whose pages are smaller than an IOTLB entry; the domain's own locks only.
+	 */
+	phys_addr_t (*dma_walk)(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
+				uint64_t *size);
 	int (*set_dev_pasid)(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
 			     struct iommu_domain *old);
 	void (*free)(struct iommu_domain *domain);

@@ -29,8 +29,9 @@
  *   - paging domains with pages of 4 KiB or more: the IOTLB model of the device's instance
  *     (iotlb.c): a hit needs no walk, even if stale (that is the IOTLB's semantics, and what
  *     strict invalidation prevents); a miss walks and fills;
- *   - the selftest mock's 2 KiB-page domains: its own walk (an IOTLB of 4 KiB entries cannot
- *     hold a 2 KiB translation), which also reports the leaf's permissions and size;
+ *   - paging domains with smaller pages whose driver walks for devices (the dma_walk domain
+ *     op; the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries cannot hold): that
+ *     walk, which also reports the leaf's permissions and size and marks it dirty on a write;
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
  *   - identity: the IOVA is the address; SVA: likewise, the process's own address space (a
  *     trap while copying is then a translation miss, which the SVA handler may resolve);
@@ -66,7 +67,6 @@
 #include <sys/queue.h>
 #include <time.h>
 
-#include "drivers/mock/selftest_mock.h"
 #include "iommu/iotlb.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/compiler.h"
@@ -349,7 +349,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
 
 enum dma_mode {
 	DMA_MODE_IOTLB,    /* paging, pages >= 4 KiB: the instance's IOTLB */
-	DMA_MODE_SELFTEST, /* the selftest mock's domains: its walk */
+	DMA_MODE_DMA_WALK, /* smaller pages: the domain's dma_walk op */
 	DMA_MODE_WALK,     /* other paging domains: iova_to_phys() */
 	DMA_MODE_DIRECT,   /* identity, SVA: the IOVA is the address */
 	DMA_MODE_BLOCKED,
@@ -400,8 +400,8 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 		c->mode = DMA_MODE_IOTLB;
 		return;
 	}
-	if (domain->owner == mock_selftest_iommu_ops()) {
-		c->mode = DMA_MODE_SELFTEST;
+	if (domain->ops->dma_walk) {
+		c->mode = DMA_MODE_DMA_WALK;
 		return;
 	}
 	c->mode = DMA_MODE_WALK;
@@ -421,8 +421,8 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	case DMA_MODE_IOTLB:
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
 		return iotlb_fetch(c->tlb, c->domain, iova, phys, prot);
-	case DMA_MODE_SELFTEST:
-		*phys = mock_selftest_walk(c->domain, iova, c->write, prot, &size);
+	case DMA_MODE_DMA_WALK:
+		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)
 			return -EFAULT;
 		*span = size - (iova & (size - 1));

@@ -68,7 +68,6 @@
 #include <time.h>
 
 #include "iommu/iotlb.h"
-#include "iommufd/iommufd_private.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -248,29 +247,6 @@ UIOMMU_EXPORT struct uiommu_dma_dev *uiommu_dma_dev_open(const char *bdf)
 		return NULL;
 	}
 	return dma_engine_ret_ptr(dma_engine_dev_open(dev));
-}
-
-UIOMMU_EXPORT struct uiommu_dma_dev *uiommu_dma_dev_open_iommufd(int iommufd, uint32_t dev_id)
-{
-	struct iommufd_device *idev;
-	struct iommufd_ctx *ictx;
-	struct uiommu_dma_dev *e;
-
-	ictx = iommufd_ctx_from_fd(iommufd);
-	if (IS_ERR(ictx)) {
-		errno = (int)-PTR_ERR(ictx);
-		return NULL;
-	}
-	idev = iommufd_get_device(ictx, dev_id);
-	if (IS_ERR(idev)) {
-		e = ERR_CAST(idev);
-		goto out_put_ctx;
-	}
-	e = dma_engine_dev_open(idev->dev);
-	iommufd_put_object(ictx, &idev->obj);
-out_put_ctx:
-	iommufd_ctx_file_put(ictx);
-	return dma_engine_ret_ptr(e);
 }
 
 UIOMMU_EXPORT int uiommu_dma_dev_set_timeout(struct uiommu_dma_dev *e, unsigned int timeout_ms)

@@ -2,7 +2,8 @@
 /*
  * The device DMA engine (dma-engine.c): a device emulator's DMA through the IOMMU, the public
  * uiommu_dma_* API of include/uiommu/uiommu.h. What the rest of the library reaches:
- * dma_engine_dev_open(), a handle on a core device, for white-box tests and benchmarks. The
+ * dma_engine_dev_open(), a handle on a core device, for iommufd (uiommu_dma_dev_open_iommufd()
+ * resolves its device IDs there, iommufd/device_dma.c), white-box tests and benchmarks. The
  * engine hears page responses through the sink it registers with the fault layer
  * (iopf_response_sink_register()); the core never names it.
  */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * White-box tests of the device DMA engine (src/iommu/dma-engine.c, the public uiommu_dma_*).
+ * White-box tests of the device DMA engine (src/machine/dma-engine.c, the public uiommu_dma_*).
  *
  * The fixture takes the emulated machine's 0000:03:00.0 (behind the mock IOMMU iommu0, 20-bit
  * PASIDs, PRI), claims its DMA ownership as VFIO would (the group goes to its blocking domain),

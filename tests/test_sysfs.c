@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The virtual sysfs (src/iommu/sysfs.c), uiommuctl (tools/uiommuctl.c) and the control socket
- * (src/iommu/ctl.c), on the embedded default topology:
+ * The virtual sysfs (src/machine/sysfs.c), uiommuctl (tools/uiommuctl.c) and the control socket
+ * (src/machine/ctl.c), on the embedded default topology:
  *
  *   group 0  0000:00:02.0                          identity (driver wants it), bound
  *   group 1  0000:00:03.0                          DMA-FQ, bound

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * White-box tests of the emulated machine (src/iommu/topology.c) and of the mock driver under
+ * White-box tests of the emulated machine (src/machine/topology.c) and of the mock driver under
  * it (src/drivers/mock/mock.c): what the embedded default builds in the core, that
  * examples/topology.json is that default, the $UIOMMU_TOPOLOGY path, a malformed file per
  * schema rule (-EINVAL, and the message names the field), hot-unplug and re-plug cycles with

@@ -8,7 +8,7 @@
  * there, in order: useful to see what a topology gives and which operations its rules allow
  * ("unbind 0000:00:03.0 set-type 1 identity show"). With --socket PATH, the commands go to a
  * running program started with UIOMMU_CTL_SOCKET=PATH under uiommu-run, whose machine they show
- * and change (see src/iommu/ctl.c for the line protocol).
+ * and change (see src/machine/ctl.c for the line protocol).
  *
  * The command language and the renderings are the library's (ctl_execute()), so both modes
  * print the same thing. Exit status: 0 success, 1 an operation failed (the errno's message on

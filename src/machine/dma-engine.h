@@ -7,8 +7,8 @@
  * engine hears page responses through the sink it registers with the fault layer
  * (iopf_response_sink_register()); the core never names it.
  */
-#ifndef UIOMMU_IOMMU_DMA_ENGINE_H
-#define UIOMMU_IOMMU_DMA_ENGINE_H
+#ifndef UIOMMU_MACHINE_DMA_ENGINE_H
+#define UIOMMU_MACHINE_DMA_ENGINE_H
 
 #include "iommu/iommu.h"
 #include "uiommu/uiommu.h"

@@ -36,9 +36,9 @@
 #include "iommu/dma-iommu.h"
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
+#include "machine/topology.h"
 
 #include "bench.h"
 

@@ -20,11 +20,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "iommu/dma-engine.h"
 #include "iommu/iommu.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
+#include "machine/dma-engine.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #include "bench.h"

@@ -23,10 +23,10 @@
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
 #include "iommu/iova.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define PAGE 4096ul

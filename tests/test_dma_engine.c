@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * White-box tests of the device DMA engine (src/iommu/dma-engine.c, the public uiommu_dma_*).
+ * White-box tests of the device DMA engine (src/machine/dma-engine.c, the public uiommu_dma_*).
  *
  * The fixture takes the emulated machine's 0000:03:00.0 (behind the mock IOMMU iommu0, 20-bit
  * PASIDs, PRI), claims its DMA ownership as VFIO would (the group goes to its blocking domain),
@@ -18,14 +18,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "drivers/mock/selftest_mock.h"
-#include "iommu/dma-engine.h"
+#include "harness.h"
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
+#include "machine/dma-engine.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define PAGE 4096ul
@@ -775,6 +775,61 @@ TEST(selftest_mock_2k_pages)
 	munmap(mem, 4 * PAGE);
 }
 
+/* The driver's dma_walk marks what the device writes: dirty tracking sees DMA, not reads. */
+struct dirty_log {
+	struct iommu_dirty_bitmap bitmap;
+	uint64_t iova[4], len[4];
+	unsigned int nr;
+};
+
+static void dirty_log_record(struct iommu_dirty_bitmap *dirty, uint64_t iova, uint64_t length)
+{
+	struct dirty_log *log = (struct dirty_log *)dirty;
+
+	if (log->nr < 4) {
+		log->iova[log->nr] = iova;
+		log->len[log->nr] = length;
+	}
+	log->nr++;
+}
+
+TEST(selftest_mock_dma_writes_mark_dirty)
+{
+	struct device *dev = mock_selftest_dev_create(0);
+	struct dirty_log log = { .bitmap.record = dirty_log_record };
+	const uint64_t iova = 1ull << 24, half = 2048;
+	struct iommu_domain *dom;
+	struct uiommu_dma_dev *e;
+	char *mem = pages(1), buf[64] = { 1 };
+	int owner;
+
+	ASSERT_FALSE(IS_ERR(dev));
+	ASSERT_TRUE(mem != NULL);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(dev, &owner));
+	dom = iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING, NULL);
+	ASSERT_FALSE(IS_ERR_OR_NULL(dom));
+	ASSERT_EQ(0, iommu_attach_device(dom, dev));
+	ASSERT_EQ(0, iommu_map(dom, iova, (phys_addr_t)(uintptr_t)mem, 2 * half,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, dom->dirty_ops->set_dirty_tracking(dom, true));
+	e = dma_engine_dev_open(dev);
+	ASSERT_FALSE(IS_ERR(e));
+	ASSERT_EQ((ssize_t)sizeof(buf), uiommu_dma_read(e, 0, iova, buf, sizeof(buf), 0));
+	ASSERT_EQ((ssize_t)sizeof(buf), uiommu_dma_write(e, 0, iova + half + 8, buf, sizeof(buf), 0));
+	ASSERT_EQ(0, dom->dirty_ops->read_and_clear_dirty(dom, iova, 2 * half, 0, &log.bitmap));
+	ASSERT_EQ(1u, log.nr); /* the written 2 KiB leaf only */
+	ASSERT_EQ(iova + half, log.iova[0]);
+	ASSERT_EQ(half, log.len[0]);
+
+	uiommu_dma_dev_close(e);
+	ASSERT_EQ(0, dom->dirty_ops->set_dirty_tracking(dom, false));
+	iommu_detach_device(dom, dev);
+	iommu_domain_free(dom);
+	iommu_device_release_dma_owner(dev);
+	mock_selftest_dev_destroy(dev);
+	munmap(mem, PAGE);
+}
+
 /* A handle outlives its device's membership: unplug, and every request says ENODEV. */
 TEST(device_gone)
 {
@@ -792,6 +847,43 @@ TEST(device_gone)
 	ASSERT_EQ(ENOENT, errno);
 	ASSERT_TRUE(uiommu_dma_dev_open("0000:04:00.0") == NULL);
 	ASSERT_EQ(ENODEV, errno);
+}
+
+/* The engine hears page responses through a sink of the fault layer; no room, no handle. */
+static void other_sink1(struct device *dev, const struct iommu_page_response *msg)
+{
+	(void)dev;
+	(void)msg;
+}
+
+static void other_sink2(struct device *dev, const struct iommu_page_response *msg)
+{
+	other_sink1(dev, msg);
+}
+
+static void other_sink3(struct device *dev, const struct iommu_page_response *msg)
+{
+	other_sink1(dev, msg);
+}
+
+static void other_sink4(struct device *dev, const struct iommu_page_response *msg)
+{
+	other_sink1(dev, msg);
+}
+
+TEST(no_room_for_the_response_sink)
+{
+	_Static_assert(IOPF_RESPONSE_SINKS_MAX == 4, "four others fill the table");
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink1));
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink2));
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink3));
+	ASSERT_EQ(0, iopf_response_sink_register(other_sink4));
+	ASSERT_EQ(0, topology_load(NULL));
+	ASSERT_TRUE(uiommu_dma_dev_open(BDF) == NULL);
+	ASSERT_EQ(ENOSPC, errno);
+	/* The outcome is kept: a second open does not retry. */
+	ASSERT_TRUE(PTR_ERR(dma_engine_dev_open(topology_find_device(BDF))) == -ENOSPC);
+	topology_unload();
 }
 
 TEST_HARNESS_MAIN

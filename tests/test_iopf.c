@@ -364,6 +364,100 @@ TEST(inv24_no_handler_is_answered_invalid_at_once)
 	iopf_queue_free(queue);
 }
 
+/* ---- the device side: response sinks ------------------------------------------------------- */
+
+static struct {
+	struct device *dev;
+	struct iommu_page_response resp;
+	unsigned int nr;
+} sink_a, sink_b;
+
+static void record_sink_a(struct device *dev, const struct iommu_page_response *msg)
+{
+	sink_a.dev = dev;
+	sink_a.resp = *msg;
+	sink_a.nr++;
+}
+
+static void record_sink_b(struct device *dev, const struct iommu_page_response *msg)
+{
+	sink_b.dev = dev;
+	sink_b.resp = *msg;
+	sink_b.nr++;
+}
+
+static void sink_noop1(struct device *dev, const struct iommu_page_response *msg)
+{
+	(void)dev;
+	(void)msg;
+}
+
+static void sink_noop2(struct device *dev, const struct iommu_page_response *msg)
+{
+	sink_noop1(dev, msg);
+}
+
+static void sink_noop3(struct device *dev, const struct iommu_page_response *msg)
+{
+	sink_noop1(dev, msg);
+}
+
+TEST(response_sinks_hear_every_answer_after_the_driver)
+{
+	struct iommu_attach_handle handle = { 0 };
+	struct iommu_domain *dom;
+	struct device *dev;
+
+	setup_pri();
+	dev = pri_dev("0000:01:00.0", &tpri_iommu);
+	/* Before any sink: the driver alone answers. */
+	ASSERT_EQ(-EINVAL, report(dev, 4, 0x1000, true, -1));
+	ASSERT_EQ(1u, answers.nr);
+	ASSERT_EQ(0, iopf_response_sink_register(record_sink_a));
+	ASSERT_EQ(0, iopf_response_sink_register(record_sink_a)); /* again: no second call */
+	ASSERT_EQ(0, iopf_response_sink_register(record_sink_b));
+
+	/* A forced answer (no handler) reaches both, once each, with what the driver sent. */
+	ASSERT_EQ(-EINVAL, report(dev, 5, 0x1000, true, 9));
+	ASSERT_EQ(2u, answers.nr);
+	ASSERT_EQ(1u, sink_a.nr);
+	ASSERT_EQ(1u, sink_b.nr);
+	ASSERT_TRUE(sink_a.dev == dev);
+	ASSERT_EQ(5u, sink_a.resp.grpid);
+	ASSERT_EQ(9u, sink_a.resp.pasid);
+	ASSERT_EQ(IOMMU_PAGE_RESP_INVALID, sink_a.resp.code);
+	ASSERT_EQ(0, memcmp(&sink_a.resp, &answers.resp[1], sizeof(sink_a.resp)));
+	ASSERT_EQ(0, memcmp(&sink_b.resp, &sink_a.resp, sizeof(sink_a.resp)));
+
+	/* A handler's answer too. */
+	dom = attach_fault_domain(dev, &handle);
+	ASSERT_EQ(0, report(dev, 7, 0x2000, true, -1));
+	ASSERT_EQ(1u, nr_kept);
+	ASSERT_EQ(1u, sink_a.nr); /* not answered yet */
+	iopf_group_response(kept[0], IOMMU_PAGE_RESP_SUCCESS);
+	ASSERT_EQ(2u, sink_a.nr);
+	ASSERT_EQ(2u, sink_b.nr);
+	ASSERT_EQ(7u, sink_b.resp.grpid);
+	ASSERT_EQ(IOMMU_PAGE_RESP_SUCCESS, sink_b.resp.code);
+	iopf_free_group(kept[0]);
+	iommu_detach_group_handle(dom, dev->iommu_group);
+	iommu_domain_free(dom);
+
+	/* The table is bounded; a sink already in it still registers. */
+	_Static_assert(IOPF_RESPONSE_SINKS_MAX == 4, "two more fill the table");
+	ASSERT_EQ(0, iopf_response_sink_register(sink_noop1));
+	ASSERT_EQ(0, iopf_response_sink_register(sink_noop2));
+	ASSERT_EQ(-ENOSPC, iopf_response_sink_register(sink_noop3));
+	ASSERT_EQ(0, iopf_response_sink_register(record_sink_b));
+	/* Every registered sink still hears. */
+	ASSERT_EQ(-EINVAL, report(dev, 8, 0x1000, true, -1));
+	ASSERT_EQ(3u, sink_a.nr);
+	ASSERT_EQ(3u, sink_b.nr);
+	iopf_queue_remove_device(queue, dev);
+	unplug(dev);
+	iopf_queue_free(queue);
+}
+
 TEST(inv24_group_alloc_or_handler_failure_is_answered_failure)
 {
 	struct iommu_attach_handle handle = { 0 };

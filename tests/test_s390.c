@@ -26,9 +26,9 @@
 #include "harness.h"
 #include "iommu/dma-iommu.h"
 #include "iommu/iommu.h"
-#include "iommu/topology.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define GIB (UINT64_C(1) << 30)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The virtual sysfs (src/iommu/sysfs.c), uiommuctl (tools/uiommuctl.c) and the control socket
- * (src/iommu/ctl.c), on the embedded default topology:
+ * The virtual sysfs (src/machine/sysfs.c), uiommuctl (tools/uiommuctl.c) and the control socket
+ * (src/machine/ctl.c), on the embedded default topology:
  *
  *   group 0  0000:00:02.0                          identity (driver wants it), bound
  *   group 1  0000:00:03.0                          DMA-FQ, bound
@@ -31,10 +31,10 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "iommu/ctl.h"
 #include "iommu/iommu.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
+#include "machine/ctl.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define G "/sys/kernel/iommu_groups"

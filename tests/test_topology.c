@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * White-box tests of the emulated machine (src/iommu/topology.c) and of the mock driver under
+ * White-box tests of the emulated machine (src/machine/topology.c) and of the mock driver under
  * it (src/drivers/mock/mock.c): what the embedded default builds in the core, that
  * examples/topology.json is that default, the $UIOMMU_TOPOLOGY path, a malformed file per
  * schema rule (-EINVAL, and the message names the field), hot-unplug and re-plug cycles with
@@ -19,9 +19,10 @@
 #include "drivers/mock/mock.h"
 #include "harness.h"
 #include "iommu/iommu.h"
-#include "iommu/topology.h"
+#include "iommu/iotlb.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define BDF_GPU "0000:00:02.0"
@@ -793,6 +794,28 @@ TEST(mock_invalidation_hook)
 	mock_iotlb_invalidate_hook = NULL;
 	iommu_domain_free(dom);
 	topology_unload();
+}
+
+/* The driver gives the IOTLB model its walk with its first instance; no room, no instance. */
+static phys_addr_t other_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+{
+	(void)domain;
+	(void)iova;
+	*prot = 0;
+	return 0;
+}
+
+TEST(mock_walker_needs_room)
+{
+	static const struct iommu_ops others[16];
+	struct iommu_device iommu = { .name = "full" };
+	unsigned int n = 0;
+
+	while (n < 16 && !iotlb_register_walker(&others[n], other_walk))
+		n++;
+	ASSERT_TRUE(n > 0 && n < 16); /* the table filled */
+	ASSERT_EQ(-ENOSPC, mock_iommu_register(&iommu));
+	ASSERT_EQ(-ENOSPC, topology_load(NULL));
 }
 
 /* ---- fault injection ---------------------------------------------------------------------- */

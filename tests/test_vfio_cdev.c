@@ -227,6 +227,37 @@ TEST(bind_errnos)
 	syscall(SYS_close, other);
 }
 
+/* The DMA engine of a device known as (iommufd, dev_id): iommufd resolves it for the machine. */
+TEST(dma_open_iommufd)
+{
+	int fd = open("/dev/iommu", O_RDWR), vfd = open(VFIO(2), O_RDWR);
+	int other = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+	struct uiommu_dma_dev *e;
+	uint32_t devid = 0, ioas;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	ASSERT_GE(other, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(-1, 1) == NULL);
+	ASSERT_EQ(EBADF, errno);
+	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(other, 1) == NULL);
+	ASSERT_EQ(EBADFD, errno);
+	ASSERT_EQ(0, bind_dev(vfd, fd, &devid));
+	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(fd, devid + 100) == NULL);
+	ASSERT_EQ(ENOENT, errno);
+	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(fd, ioas) == NULL); /* not a device */
+	ASSERT_EQ(ENOENT, errno);
+
+	e = uiommu_dma_dev_open_iommufd(fd, devid);
+	ASSERT_TRUE(e != NULL);
+	/* The handle outlives the binding. */
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, uiommu_dma_dev_close(e));
+	ASSERT_EQ(0, close(fd));
+	syscall(SYS_close, other);
+}
+
 TEST(attach_map_replace_detach)
 {
 	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };

@@ -8,7 +8,7 @@
  * there, in order: useful to see what a topology gives and which operations its rules allow
  * ("unbind 0000:00:03.0 set-type 1 identity show"). With --socket PATH, the commands go to a
  * running program started with UIOMMU_CTL_SOCKET=PATH under uiommu-run, whose machine they show
- * and change (see src/iommu/ctl.c for the line protocol). A socket served by another user is
+ * and change (see src/machine/ctl.c for the line protocol). A socket served by another user is
  * refused before a word is sent: whoever bound the path first would otherwise answer.
  *
  * The command language and the renderings are the library's (ctl_execute()), so both modes
@@ -24,8 +24,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "iommu/ctl.h"
-#include "iommu/topology.h"
+#include "machine/ctl.h"
+#include "machine/topology.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2

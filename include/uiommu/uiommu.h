@@ -218,10 +218,10 @@ struct uiommu_dma_dev;
  * (ENOENT: no such device in the topology; ENODEV: not plugged). */
 struct uiommu_dma_dev *uiommu_dma_dev_open(const char *bdf);
 /* ... of the device bound to iommufd @iommufd as @dev_id (selftest mock devices, VFIO cdev
- * devices); EBADF / ENOENT. The handle stays valid after unbind: the device then translates
- * through whatever its IOMMU group is attached to, as hardware would (the blocking or default
- * domain, or the domain a remaining member of its group holds), and its DMA fails ENODEV once
- * the device itself is gone (unplugged, or a mock device destroyed). */
+ * devices); EBADF / EBADFD (not an iommufd) / ENOENT. The handle stays valid after unbind: the
+ * device then translates through whatever its IOMMU group is attached to, as hardware would
+ * (the blocking or default domain, or the domain a remaining member of its group holds), and
+ * its DMA fails ENODEV once the device itself is gone (unplugged, or a mock device destroyed). */
 struct uiommu_dma_dev *uiommu_dma_dev_open_iommufd(int iommufd, uint32_t dev_id);
 /* Waits for the asynchronous requests (those waiting for a page response complete with
  * ECANCELED) and frees @dev. No other call on @dev may be running or start. */

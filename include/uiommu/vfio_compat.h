@@ -155,7 +155,7 @@ struct vfio_iommu_type1_dma_unmap {
 
 /* ==== The VFIO device cdev: /dev/vfio/devices/vfioN ======================================== */
 /*
- * Served by the library's VFIO cdev emulation (src/iommufd/vfio_cdev.c). Kernels before 6.6
+ * Served by the library's VFIO cdev emulation (src/vfio/device_cdev.c). Kernels before 6.6
  * (like the 6.1 header some systems ship) lack the iommufd ioctls of the device cdev, so each
  * block below is declared only when the header included above did not declare it; the numbers
  * and layouts are those of the kernel uAPI. Written by us, checked against the kernel's

@@ -61,7 +61,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "iommu/dma-engine.h"
 #include "iommu/iommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -207,8 +206,33 @@ static const struct iommu_ops *iopf_dev_ops(struct device *dev)
 }
 
 /*
- * The answer the driver sends for @evt's group, and its arrival at the device: when the
- * request came from the device DMA engine, the engine's waiter retries or fails. Every answer
+ * The device side of an answer. On hardware the IOMMU sends the page response to the function
+ * that raised the request; here the function is emulated above the core (the machine's DMA
+ * engine), so it registers a sink, and every answer the fault layer has a driver send reaches
+ * every sink. Slots are filled in order and never emptied: a sink is code that lives as long
+ * as the process, so a reader needs neither RCU nor a reference, only the acquire load that
+ * pairs with the registration's compare-and-swap (it then calls a complete function).
+ */
+static _Atomic(iopf_response_sink_fn) iopf_response_sinks[IOPF_RESPONSE_SINKS_MAX];
+
+int iopf_response_sink_register(iopf_response_sink_fn fn)
+{
+	unsigned int i;
+
+	for (i = 0; i < IOPF_RESPONSE_SINKS_MAX; i++) {
+		iopf_response_sink_fn cur = NULL;
+
+		if (atomic_compare_exchange_strong_explicit(&iopf_response_sinks[i], &cur, fn,
+							    memory_order_release,
+							    memory_order_acquire) ||
+		    cur == fn)
+			return 0;
+	}
+	return -ENOSPC;
+}
+
+/*
+ * The answer the driver sends for @evt's group, and its arrival at the device. Every answer
  * passes here, so no driver has to remember the device side.
  */
 static void iopf_send_response(struct device *dev, struct iopf_fault *evt,
@@ -219,9 +243,17 @@ static void iopf_send_response(struct device *dev, struct iopf_fault *evt,
 		.grpid = evt->fault.prm.grpid,
 		.code = code,
 	};
+	unsigned int i;
 
 	iopf_dev_ops(dev)->page_response(dev, evt, &resp);
-	dma_engine_page_response(dev, evt, &resp);
+	for (i = 0; i < IOPF_RESPONSE_SINKS_MAX; i++) {
+		iopf_response_sink_fn sink = atomic_load_explicit(&iopf_response_sinks[i],
+								  memory_order_acquire);
+
+		if (!sink)
+			break;
+		sink(dev, &resp);
+	}
 }
 
 /* ---- groups ---------------------------------------------------------------------------------- */

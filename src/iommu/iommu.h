@@ -140,6 +140,15 @@ struct iommu_domain_ops {
 	void (*flush_iotlb_all)(struct iommu_domain *domain);
 	void (*iotlb_sync)(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
 	phys_addr_t (*iova_to_phys)(struct iommu_domain *domain, uint64_t iova);
+	/*
+	 * Optional: what an emulated device's access to @iova meets, as the hardware's walk would
+	 * (no kernel counterpart: there the walk is silicon). The output address (0: unmapped), the
+	 * leaf's IOMMU_READ | IOMMU_WRITE in *@prot, its size in *@size; a @write access sets the
+	 * leaf's dirty bit while dirty tracking is on. The machine's DMA engine uses it for domains
+	 * whose pages are smaller than an IOTLB entry; the domain's own locks only.
+	 */
+	phys_addr_t (*dma_walk)(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
+				uint64_t *size);
 	int (*set_dev_pasid)(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
 			     struct iommu_domain *old);
 	void (*free)(struct iommu_domain *domain);
@@ -609,6 +618,30 @@ int iopf_group_queue_work(struct iopf_group *group, void (*fn)(struct iopf_group
 int iommu_report_device_fault(struct device *dev, struct iopf_fault *evt);
 /* Answers @group once (a second answer is dropped), with its last fault's PASID and grpid. */
 void iopf_group_response(struct iopf_group *group, enum iommu_page_response_code status);
+
+/**
+ * typedef iopf_response_sink_fn - the device side of a page response
+ *
+ * Called with every answer the fault layer has a driver send (after the driver's page_response),
+ * in the same context: under @dev's fault-data lock, so it may take only leaf locks of its own
+ * and must not report faults or answer groups. An answer to a request the sink's owner did not
+ * raise is for it to ignore.
+ */
+typedef void (*iopf_response_sink_fn)(struct device *dev, const struct iommu_page_response *msg);
+
+#define IOPF_RESPONSE_SINKS_MAX 4u
+
+/**
+ * iopf_response_sink_register() - @fn hears every page response from now on
+ *
+ * How an emulated device that raises page requests (the machine's DMA engine) learns of their
+ * answers without the core naming it, as the hardware's response message reaches the function
+ * that asked. A sink stays registered for the life of the process; register it before the
+ * first request whose answer it must see. Registering the same @fn again does nothing.
+ *
+ * Return: 0, -ENOSPC when IOPF_RESPONSE_SINKS_MAX others are registered.
+ */
+int iopf_response_sink_register(iopf_response_sink_fn fn);
 void iopf_free_group(struct iopf_group *group);
 
 /* For tests: the fault_param's reference count (-1: no fault data), its pending groups. */

@@ -50,11 +50,11 @@
  * removes the entry. The translation the walk found is still used once: that access was in
  * flight before the invalidation completed, as on hardware.
  *
- * The drivers. struct iommu_domain_ops has no walk that reports permissions, and no way for a
- * driver to reach our IOTLB; each driver with an IOTLB therefore has two hooks, wired here once,
- * when the first IOTLB is created (before that no entry exists, so nothing needs invalidating):
- * the mock driver's mock_iotlb_invalidate_hook (its iotlb_sync and flush_iotlb_all call it) and
- * its mock_domain_walk() as the walker of its domains.
+ * The drivers. The IOTLB is a driver's hardware, so the drivers come to it: struct
+ * iommu_domain_ops has no walk that reports permissions, so a driver registers its walker
+ * (iotlb_register_walker()) when it registers its first instance, before any of its devices
+ * can fill an entry; and its iotlb_sync and flush_iotlb_all send their invalidation commands
+ * here (iotlb_inv_range(), iotlb_inv_domain()). The core never names a driver.
  *
  * Lock order: iotlb_table_lock (global, creation and release of IOTLBs, walker registration)
  * is never held while a set is. A set lock is a leaf: nothing is taken inside it.
@@ -64,7 +64,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#include "drivers/mock/mock.h"
 #include "iommu/iotlb.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -108,8 +107,6 @@ static struct {
 } iotlb_walkers[IOTLB_MAX_WALKERS];
 static _Atomic unsigned int iotlb_walkers_used;
 
-static void iotlb_inv_all_instances(uint32_t domid, uint64_t first, uint64_t last);
-
 /* ---- the table of instances ----------------------------------------------------------------- */
 
 int iotlb_register_walker(const struct iommu_ops *owner, iotlb_walk_fn walk)
@@ -145,35 +142,6 @@ static struct iotlb *iotlb_find(struct iommu_device *iommu)
 	return NULL;
 }
 
-/* The mock driver's walk, with the leaf's permissions (the same bits as IOMMU_READ/WRITE). */
-static phys_addr_t iotlb_mock_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
-{
-	struct io_pgtable_leaf leaf;
-
-	if (mock_domain_walk(domain, iova, &leaf))
-		return 0;
-	*prot = leaf.prot & (IOMMU_READ | IOMMU_WRITE);
-	return leaf.phys + (iova - leaf.iova);
-}
-
-/* The mock driver's invalidation commands: [@start, @last] inclusive, bytes. */
-static void iotlb_mock_invalidate(struct iommu_domain *domain, uint64_t start, uint64_t last)
-{
-	if (start > last)
-		return;
-	iotlb_inv_all_instances(domain->id, start >> IOTLB_PAGE_SHIFT, last >> IOTLB_PAGE_SHIFT);
-}
-
-static pthread_once_t iotlb_drivers_once = PTHREAD_ONCE_INIT;
-
-static void iotlb_wire_drivers(void)
-{
-	if (iotlb_register_walker(&mock_iommu_ops, iotlb_mock_walk))
-		die("iotlb: walker table full");
-	atomic_store_explicit(&mock_iotlb_invalidate_hook, iotlb_mock_invalidate,
-			      memory_order_release);
-}
-
 struct iotlb *iotlb_for_iommu(struct iommu_device *iommu)
 {
 	struct iotlb *tlb = iotlb_find(iommu);
@@ -181,8 +149,6 @@ struct iotlb *iotlb_for_iommu(struct iommu_device *iommu)
 
 	if (likely(tlb))
 		return tlb;
-	/* Before the first entry can exist, the drivers' invalidations must reach us. */
-	pthread_once(&iotlb_drivers_once, iotlb_wire_drivers);
 	pthread_mutex_lock(&iotlb_table_lock);
 	tlb = iotlb_find(iommu);
 	if (tlb)

@@ -10,9 +10,8 @@
  *     the point), a miss walks the domain's page table and fills;
  *   - a driver's invalidation ops call iotlb_inv_range() (iotlb_sync) and iotlb_inv_domain()
  *     (flush_iotlb_all): the IOTLB is the driver's hardware, and these are its invalidation
- *     commands (the mock driver reaches them through its mock_iotlb_invalidate_hook, which
- *     iotlb.c sets). They act on every instance's IOTLB, as a driver invalidates on every IOMMU
- *     the domain is attached through.
+ *     commands. They act on every instance's IOTLB, as a driver invalidates on every IOMMU the
+ *     domain is attached through.
  *
  * Pages are IOTLB_PAGE_SIZE (4 KiB) whatever the domain's page sizes.
  */
@@ -47,8 +46,8 @@ typedef phys_addr_t (*iotlb_walk_fn)(struct iommu_domain *domain, uint64_t iova,
  *
  * struct iommu_domain_ops has only iova_to_phys(), which says nothing of permissions; a driver
  * registers a walker here at init so that the IOTLB can refuse a write through a read-only
- * mapping (the mock driver's is wired in iotlb.c). Domains without one are walked with
- * iova_to_phys() and get IOMMU_READ | IOMMU_WRITE.
+ * mapping (the mock and s390 drivers register theirs with their first instance). Domains
+ * without one are walked with iova_to_phys() and get IOMMU_READ | IOMMU_WRITE.
  *
  * Return: 0, -ENOSPC when the table is full.
  */

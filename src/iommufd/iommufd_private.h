@@ -201,7 +201,7 @@ void iommufd_subfd_install(struct iommufd_file *file, int fd);
 void iommufd_subfd_abort(struct iommufd_file *file, int fd);
 void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
 void iommufd_subfd_put(struct iommufd_file *file);
-/* A file of its own, made by open() rather than by an ioctl (vfio_cdev.c); no parent. */
+/* A file of its own, made by open() rather than by an ioctl (vfio/device_cdev.c); no parent. */
 int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags);
 /* The context behind a /dev/iommu fd, its file held (iommufd_ctx_file_put()); -EBADF/-EBADFD. */
 struct iommufd_ctx *iommufd_ctx_from_fd(int fd);

@@ -5,7 +5,7 @@
  * /dev/iommu becomes uiommu_open(), and calls on an fd that uiommu_is_fd() claims go to the
  * matching uiommu_*() call. Every other call goes to the real libc function untouched.
  *
- * The virtual sysfs (the library's iommu/sysfs.c) is forwarded the same way: a call naming a
+ * The virtual sysfs (the library's machine/sysfs.c) is forwarded the same way: a call naming a
  * path that uiommu_sysfs_claims() (/sys/kernel/iommu_groups, /sys/bus/pci/devices, ...) gets
  * the library's redirected path (uiommu_sysfs_redirect()) and goes on to libc with it; opens
  * go to uiommu_sysfs_open()/uiommu_sysfs_fopen(), and write, close and the dups of an fd that

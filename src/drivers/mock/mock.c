@@ -28,7 +28,9 @@
  *    make the next attach of a device fail, mock_fail_attach(), to exercise the core's
  *    all-or-nothing group switch.
  *  - map/unmap/iova_to_phys: the page table. unmap adds what it removed to the gather;
- *    iotlb_sync and flush_iotlb_all report the range to mock_iotlb_invalidate_hook.
+ *    iotlb_sync and flush_iotlb_all invalidate the range in the IOTLB model (iotlb.c, our
+ *    hardware's IOTLB), then tell mock_iotlb_invalidate_hook (tests watch the commands). The
+ *    IOTLB walks our domains with mock_domain_walk(), registered with the first instance.
  *  - set_dev_pasid (every domain): a per-device PASID table, pasid -> domain; the blocked
  *    domain clears an entry. domain_alloc_paging_flags understands IOMMU_DOMAIN_ALLOC_PASID.
  *  - domain_alloc_sva: an SVA domain, whose translation is the bound process's own mappings
@@ -59,6 +61,7 @@
 #include <sys/queue.h>
 
 #include "drivers/mock/mock.h"
+#include "iommu/iotlb.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -256,7 +259,9 @@ static size_t mock_unmap_pages(struct iommu_domain *domain, uint64_t iova, size_
 	return size;
 }
 
-static void mock_iotlb_invalidate(struct iommu_domain *domain, uint64_t start, uint64_t last)
+/* Tells the test hook of an invalidation command, [@start, @last] inclusive. */
+static void mock_iotlb_invalidate_notify(struct iommu_domain *domain, uint64_t start,
+					 uint64_t last)
 {
 	mock_iotlb_flush_fn fn = atomic_load_explicit(&mock_iotlb_invalidate_hook,
 						      memory_order_acquire);
@@ -267,7 +272,8 @@ static void mock_iotlb_invalidate(struct iommu_domain *domain, uint64_t start, u
 
 static void mock_flush_iotlb_all(struct iommu_domain *domain)
 {
-	mock_iotlb_invalidate(domain, 0, UINT64_MAX);
+	iotlb_inv_domain(domain);
+	mock_iotlb_invalidate_notify(domain, 0, UINT64_MAX);
 }
 
 static void mock_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
@@ -275,7 +281,8 @@ static void mock_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gath
 	/* An empty gather (nothing unmapped since init) needs nothing. */
 	if (gather->start > gather->end)
 		return;
-	mock_iotlb_invalidate(domain, gather->start, gather->end);
+	iotlb_inv_range(domain, gather->start, gather->end - gather->start + 1);
+	mock_iotlb_invalidate_notify(domain, gather->start, gather->end);
 }
 
 static phys_addr_t mock_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
@@ -657,8 +664,31 @@ const struct iommu_ops mock_iommu_ops = {
 	.blocked_domain = &mock_blocked_domain,
 };
 
+/* The IOTLB model's walk of our domains, with the leaf's permissions. */
+static phys_addr_t mock_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+{
+	struct io_pgtable_leaf leaf;
+
+	if (mock_domain_walk(domain, iova, &leaf))
+		return 0;
+	*prot = leaf.prot & (IOMMU_READ | IOMMU_WRITE);
+	return leaf.phys + (iova - leaf.iova);
+}
+
+static pthread_once_t mock_walker_once = PTHREAD_ONCE_INIT;
+static int mock_walker_err;
+
+static void mock_register_walker(void)
+{
+	mock_walker_err = iotlb_register_walker(&mock_iommu_ops, mock_iotlb_walk);
+}
+
 int mock_iommu_register(struct iommu_device *iommu)
 {
+	/* Before the instance has devices, so before its IOTLB can hold an entry. */
+	pthread_once(&mock_walker_once, mock_register_walker);
+	if (mock_walker_err)
+		return mock_walker_err;
 	return iommu_device_register(iommu, &mock_iommu_ops);
 }
 

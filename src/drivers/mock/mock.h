@@ -5,8 +5,8 @@
  *
  * What tests and the layers above reach directly:
  *  - mock_iommu_register(): an IOMMU instance joins the core with the mock ops;
- *  - mock_iotlb_invalidate_hook: the DMA layer's IOTLB model hears every invalidation;
- *  - mock_domain_walk(): the IOTLB model's page walk;
+ *  - mock_domain_walk(): the page walk the driver gives the IOTLB model;
+ *  - mock_iotlb_invalidate_hook: tests hear every invalidation command;
  *  - mock_fail_attach(), mock_release_count(), mock_attached_domain(): test hooks.
  */
 #ifndef UIOMMU_DRIVERS_MOCK_MOCK_H
@@ -32,8 +32,9 @@ extern const struct iommu_ops mock_iommu_ops;
 typedef void (*mock_iotlb_flush_fn)(struct iommu_domain *domain, uint64_t start, uint64_t last);
 
 /*
- * Set by the DMA layer (NULL by default: no IOTLB model, nothing to invalidate). Atomic so
- * that it may be set while other threads map and unmap: plain assignment and reads work.
+ * Set by tests that watch the driver's invalidation commands (NULL by default); called after
+ * the IOTLB model was invalidated. Atomic so that it may be set while other threads map and
+ * unmap: plain assignment and reads work.
  */
 extern _Atomic(mock_iotlb_flush_fn) mock_iotlb_invalidate_hook;
 
@@ -41,7 +42,10 @@ extern _Atomic(mock_iotlb_flush_fn) mock_iotlb_invalidate_hook;
  * mock_iommu_register() - register @iommu (name, max_pasids, deferred_flush, dirty_tracking
  * filled in by the caller) with the core, driven by the mock driver
  *
- * Return: 0 or -errno from iommu_device_register().
+ * The first one also registers the driver's walker with the IOTLB model.
+ *
+ * Return: 0, -ENOSPC (the IOTLB model's walker table is full) or -errno from
+ * iommu_device_register().
  */
 int mock_iommu_register(struct iommu_device *iommu);
 
@@ -49,7 +53,7 @@ int mock_iommu_register(struct iommu_device *iommu);
 void mock_iommu_unregister(struct iommu_device *iommu);
 
 /**
- * mock_domain_walk() - the page walk the IOTLB model does on a miss
+ * mock_domain_walk() - the page walk the IOTLB model does on a miss (the driver registers it)
  * @domain: a mock paging domain
  *
  * Return: 0 with *@leaf filled, -ENOENT when unmapped, -ERANGE outside the aperture, -EINVAL

@@ -317,6 +317,9 @@ static size_t mock_selftest_unmap_pages(struct iommu_domain *domain, uint64_t io
 	return done;
 }
 
+static phys_addr_t mock_selftest_walk(struct iommu_domain *domain, uint64_t iova, bool write,
+				      int *prot, uint64_t *size);
+
 static phys_addr_t mock_selftest_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
 {
 	uint64_t size;
@@ -326,16 +329,13 @@ static phys_addr_t mock_selftest_iova_to_phys(struct iommu_domain *domain, uint6
 	return mock_selftest_walk(domain, iova, false, &prot, &size);
 }
 
-/**
- * mock_selftest_walk() - the device's page walk: @iova's leaf, with its permissions
- * @write: the access writes memory; a writable leaf then gets its dirty bit while dirty
- *         tracking is on, as the hardware would set it
- *
- * Return: the output address of @iova, 0 when unmapped; *@prot gets IOMMU_READ | IOMMU_WRITE of
- * the leaf and *@size its size (2 KiB or 1 MiB).
+/*
+ * The device's page walk (our dma_walk op): @iova's leaf, with its permissions; a @write access
+ * sets a writable leaf's dirty bit while dirty tracking is on, as the hardware would. Leaves are
+ * 2 KiB or 1 MiB.
  */
-phys_addr_t mock_selftest_walk(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
-			       uint64_t *size)
+static phys_addr_t mock_selftest_walk(struct iommu_domain *domain, uint64_t iova, bool write,
+				      int *prot, uint64_t *size)
 {
 	struct mock_selftest_domain *md = to_mock_selftest_domain(domain);
 	uint64_t *table, phys = 0;
@@ -558,6 +558,7 @@ static const struct iommu_domain_ops mock_selftest_paging_ops = {
 	.map_pages = mock_selftest_map_pages,
 	.unmap_pages = mock_selftest_unmap_pages,
 	.iova_to_phys = mock_selftest_iova_to_phys,
+	.dma_walk = mock_selftest_walk,
 	.free = mock_selftest_domain_free,
 };
 

@@ -111,14 +111,6 @@ bool mock_selftest_domain_is(struct iommu_domain *domain);
  */
 int mock_selftest_mark_dirty(struct iommu_domain *domain, uint64_t iova);
 
-/**
- * mock_selftest_walk() - a device's page walk of a mock paging domain: the output address of
- * @iova (0: unmapped), the leaf's IOMMU_READ/IOMMU_WRITE in *@prot and its size in *@size; a
- * @write access sets the leaf's dirty bit while dirty tracking is on
- */
-phys_addr_t mock_selftest_walk(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
-			       uint64_t *size);
-
 /** mock_selftest_nr_tables() - table pages a mock paging domain holds now (tests) */
 long mock_selftest_nr_tables(struct iommu_domain *domain);
 

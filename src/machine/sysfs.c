@@ -128,11 +128,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 /* ---- the tree as a list of entries ---------------------------------------------------------- */

@@ -40,11 +40,11 @@
 #include "drivers/mock/mock.h"
 #include "drivers/s390/s390-iommu.h"
 #include "iommu/dma-iommu.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "machine/topology.h"
 
 #define TOPOLOGY_MAX_FILE (4u << 20) /* a topology file is small; refuse anything silly */
 #define TOPOLOGY_MAX_PASID_BITS 20u

@@ -7,8 +7,8 @@
  * Lock order: sysfs_lock -> topology_lock -> iommu_probe_device_lock -> group->mutex. Nothing
  * below the sysfs calls back into it.
  */
-#ifndef UIOMMU_IOMMU_SYSFS_H
-#define UIOMMU_IOMMU_SYSFS_H
+#ifndef UIOMMU_MACHINE_SYSFS_H
+#define UIOMMU_MACHINE_SYSFS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -56,12 +56,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "iommu/ctl.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "machine/ctl.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 /* ---- the snapshot ---------------------------------------------------------------------------- */

@@ -3,8 +3,8 @@
  * The control interface of the emulated machine (see ctl.c): one command language, spoken by
  * uiommuctl in its own process and by the listener on $UIOMMU_CTL_SOCKET in a running program.
  */
-#ifndef UIOMMU_IOMMU_CTL_H
-#define UIOMMU_IOMMU_CTL_H
+#ifndef UIOMMU_MACHINE_CTL_H
+#define UIOMMU_MACHINE_CTL_H
 
 #include <stdio.h>
 #include <sys/types.h>

@@ -29,8 +29,9 @@
  *   - paging domains with pages of 4 KiB or more: the IOTLB model of the device's instance
  *     (iotlb.c): a hit needs no walk, even if stale (that is the IOTLB's semantics, and what
  *     strict invalidation prevents); a miss walks and fills;
- *   - the selftest mock's 2 KiB-page domains: its own walk (an IOTLB of 4 KiB entries cannot
- *     hold a 2 KiB translation), which also reports the leaf's permissions and size;
+ *   - paging domains with smaller pages whose driver walks for devices (the dma_walk domain
+ *     op; the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries cannot hold): that
+ *     walk, which also reports the leaf's permissions and size and marks it dirty on a write;
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
  *   - identity: the IOVA is the address; SVA: likewise, the process's own address space (a
  *     trap while copying is then a translation miss, which the SVA handler may resolve);
@@ -40,8 +41,9 @@
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
  * group (LAST_PAGE, PASID_VALID when it has a PASID, the access's permission, a grpid unique
  * among the device's outstanding requests) through iommu_report_device_fault(). The fault layer
- * hands every page response to dma_engine_page_response(), which finds the request by (device,
- * PASID, grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
+ * hands every page response to the sink we register with it (iopf_response_sink_register(),
+ * at the first open), dma_engine_page_response(), which finds the request by (device, PASID,
+ * grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
  * condition variable, or, for an asynchronous request, the worker (the request goes back on its
  * run queue). SUCCESS retries from the faulting page; the same page missing again after a
  * SUCCESS is a fault, so a handler that answers SUCCESS without mapping cannot make us loop.
@@ -65,15 +67,13 @@
 #include <sys/queue.h>
 #include <time.h>
 
-#include "drivers/mock/selftest_mock.h"
-#include "iommu/dma-engine.h"
 #include "iommu/iotlb.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
-#include "iommufd/iommufd_private.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/dma-engine.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "mm/mm.h"
 
 enum dma_prq_state {
@@ -156,6 +156,16 @@ static uint64_t dma_now_ns(void)
 
 /* ---- handles ------------------------------------------------------------------------------ */
 
+static void dma_engine_page_response(struct device *dev, const struct iommu_page_response *msg);
+
+static pthread_once_t dma_engine_sink_once = PTHREAD_ONCE_INIT;
+static int dma_engine_sink_err;
+
+static void dma_engine_sink_register(void)
+{
+	dma_engine_sink_err = iopf_response_sink_register(dma_engine_page_response);
+}
+
 struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 {
 	struct uiommu_dma_dev *e;
@@ -163,6 +173,10 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 	pthread_condattr_t attr;
 	int ret;
 
+	/* Before the first handle, so before any page request of ours: no answer is missed. */
+	pthread_once(&dma_engine_sink_once, dma_engine_sink_register);
+	if (dma_engine_sink_err)
+		return ERR_PTR(dma_engine_sink_err);
 	group = iommu_group_get(dev);
 	if (!group)
 		return ERR_PTR(-ENODEV);
@@ -233,29 +247,6 @@ UIOMMU_EXPORT struct uiommu_dma_dev *uiommu_dma_dev_open(const char *bdf)
 		return NULL;
 	}
 	return dma_engine_ret_ptr(dma_engine_dev_open(dev));
-}
-
-UIOMMU_EXPORT struct uiommu_dma_dev *uiommu_dma_dev_open_iommufd(int iommufd, uint32_t dev_id)
-{
-	struct iommufd_device *idev;
-	struct iommufd_ctx *ictx;
-	struct uiommu_dma_dev *e;
-
-	ictx = iommufd_ctx_from_fd(iommufd);
-	if (IS_ERR(ictx)) {
-		errno = (int)-PTR_ERR(ictx);
-		return NULL;
-	}
-	idev = iommufd_get_device(ictx, dev_id);
-	if (IS_ERR(idev)) {
-		e = ERR_CAST(idev);
-		goto out_put_ctx;
-	}
-	e = dma_engine_dev_open(idev->dev);
-	iommufd_put_object(ictx, &idev->obj);
-out_put_ctx:
-	iommufd_ctx_file_put(ictx);
-	return dma_engine_ret_ptr(e);
 }
 
 UIOMMU_EXPORT int uiommu_dma_dev_set_timeout(struct uiommu_dma_dev *e, unsigned int timeout_ms)
@@ -334,7 +325,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
 
 enum dma_mode {
 	DMA_MODE_IOTLB,    /* paging, pages >= 4 KiB: the instance's IOTLB */
-	DMA_MODE_SELFTEST, /* the selftest mock's domains: its walk */
+	DMA_MODE_DMA_WALK, /* smaller pages: the domain's dma_walk op */
 	DMA_MODE_WALK,     /* other paging domains: iova_to_phys() */
 	DMA_MODE_DIRECT,   /* identity, SVA: the IOVA is the address */
 	DMA_MODE_BLOCKED,
@@ -385,8 +376,8 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 		c->mode = DMA_MODE_IOTLB;
 		return;
 	}
-	if (domain->owner == mock_selftest_iommu_ops()) {
-		c->mode = DMA_MODE_SELFTEST;
+	if (domain->ops->dma_walk) {
+		c->mode = DMA_MODE_DMA_WALK;
 		return;
 	}
 	c->mode = DMA_MODE_WALK;
@@ -406,8 +397,8 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	case DMA_MODE_IOTLB:
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
 		return iotlb_fetch(c->tlb, c->domain, iova, phys, prot);
-	case DMA_MODE_SELFTEST:
-		*phys = mock_selftest_walk(c->domain, iova, c->write, prot, &size);
+	case DMA_MODE_DMA_WALK:
+		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)
 			return -EFAULT;
 		*span = size - (iova & (size - 1));
@@ -675,12 +666,14 @@ static void dma_prq_finish(struct uiommu_dma_dev *e, struct dma_prq *p, enum dma
 		TAILQ_INSERT_TAIL(&e->runq, p->async, node);
 }
 
-void dma_engine_page_response(struct device *dev, struct iopf_fault *evt,
-			      struct iommu_page_response *msg)
+/*
+ * The engine's page-response sink (iopf_response_sink_register()): the fault layer calls it with
+ * every answer a driver sends, possibly under its own locks; we take only our leaf lock.
+ */
+static void dma_engine_page_response(struct device *dev, const struct iommu_page_response *msg)
 {
 	struct uiommu_dma_dev *e;
 
-	(void)evt;
 	pthread_mutex_lock(&dma_engine_lock);
 	LIST_FOREACH(e, &dma_engine_devs, node) {
 		struct dma_prq *p;

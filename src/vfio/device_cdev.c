@@ -5,7 +5,7 @@
  * VFIO_DEVICE_GET_INFO. Semantics follow the kernel's drivers/vfio/device_cdev.c and
  * drivers/vfio/iommufd.c (vfio-pci's "physical" device ops); the code is ours.
  *
- * Which devices. Every PCI function of the emulated machine (iommu/topology.h) that the
+ * Which devices. Every PCI function of the emulated machine (machine/topology.h) that the
  * topology does not mark "bound" is a vfio device: the topology hands the unbound ones to vfio,
  * as an administrator binds a function to vfio-pci. They are numbered vfio0, vfio1, ... in
  * topology order, so the names do not change when devices come and go. Opening one answers
@@ -56,10 +56,10 @@
 #include <sys/ioctl.h>
 
 #include "iommu/iommu.h"
-#include "iommu/sysfs.h"
-#include "iommu/topology.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
+#include "machine/sysfs.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define VFIO_CDEV_DIR "/dev/vfio/devices/"

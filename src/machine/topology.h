@@ -13,8 +13,8 @@
  * Every function here takes topology_lock; none may be called from a topology_for_each_*()
  * callback (which runs with it held) or with any core lock held.
  */
-#ifndef UIOMMU_IOMMU_TOPOLOGY_H
-#define UIOMMU_IOMMU_TOPOLOGY_H
+#ifndef UIOMMU_MACHINE_TOPOLOGY_H
+#define UIOMMU_MACHINE_TOPOLOGY_H
 
 #include <stdbool.h>
 #include <stddef.h>

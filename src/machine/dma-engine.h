@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device DMA engine (dma-engine.c): a device emulator's DMA through the IOMMU, the public
+ * uiommu_dma_* API of include/uiommu/uiommu.h. What the rest of the library reaches:
+ * dma_engine_dev_open(), a handle on a core device, for iommufd (uiommu_dma_dev_open_iommufd()
+ * resolves its device IDs there, iommufd/device_dma.c), white-box tests and benchmarks. The
+ * engine hears page responses through the sink it registers with the fault layer
+ * (iopf_response_sink_register()); the core never names it.
+ */
+#ifndef UIOMMU_MACHINE_DMA_ENGINE_H
+#define UIOMMU_MACHINE_DMA_ENGINE_H
+
+#include "iommu/iommu.h"
+#include "uiommu/uiommu.h"
+
+/* Outstanding page requests per device handle (PCIe PRI's Outstanding Page Request Capacity). */
+#define DMA_ENGINE_MAX_PRQ 512u
+/* Fault events a handle keeps; older ones are overwritten. */
+#define DMA_ENGINE_FAULT_LOG 64u
+#define DMA_ENGINE_DEFAULT_TIMEOUT_MS 1000u
+
+/**
+ * dma_engine_dev_open() - a DMA engine handle on @dev (probed), as uiommu_dma_dev_open()
+ *
+ * Takes a reference on @dev and on its group. Close with uiommu_dma_dev_close().
+ *
+ * Return: the handle, or ERR_PTR(-ENODEV) (not probed), -ENOMEM, -ENOSPC (the fault layer has
+ * no room for the engine's page-response sink).
+ */
+struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev);
+
+#endif

@@ -230,16 +230,17 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 
 	if (!file)
 		return uiommu_ret(-EBADF);
-	if (file->ops) {
+	/* One fault-safe window for every user access of the ioctl (mm/mm.h). */
+	uiommu_uaccess_begin();
+	if (file->ops)
 		rc = file->ops->ioctl ? file->ops->ioctl(file->priv, iommufd_caller_mm(),
 							(unsigned int)request,
 							(uint64_t)(uintptr_t)arg) :
 					-ENOTTY;
-		iommufd_file_put(file);
-		return uiommu_ret(rc);
-	}
-	rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
-			       (uint64_t)(uintptr_t)arg);
+	else
+		rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
+				       (uint64_t)(uintptr_t)arg);
+	uiommu_uaccess_end();
 	iommufd_file_put(file);
 	return uiommu_ret(rc);
 }

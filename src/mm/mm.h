@@ -116,6 +116,15 @@ unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index);
 uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);
 
 /*
+ * A window in which this thread's user accesses may fault safely (mm_self.c): the outermost one
+ * unblocks SIGSEGV/SIGBUS with one system call and blocks again at its end what was blocked.
+ * Every access opens one itself; an ioctl opens one around its whole run so that its copies
+ * share that one call. Nests; balanced on every path.
+ */
+void uiommu_uaccess_begin(void);
+void uiommu_uaccess_end(void);
+
+/*
  * A device's DMA in this model: copy @len bytes between two host addresses of this process,
  * either of which may be unmapped or (for @dst) read-only; 0 or -EFAULT, never a crash. A fault
  * part way may leave a prefix of @dst written, so callers that must not write a byte of a

@@ -3,19 +3,47 @@
  * The calling process's own address space.
  *
  * User pointers come from the program we serve and may be anything: NULL, unmapped, read-only.
- * The kernel answers EFAULT for those; so must we, without a system call on the fast path (an
- * ioctl through uiommu must cost less than a real one). Copies therefore run as plain loads and
- * stores under a fault trap: a thread-local jump buffer is armed around the access, and our
- * SIGSEGV/SIGBUS handler, installed once, jumps back to it when the faulting thread has one
- * armed. Any other fault is passed to the handler that was installed before ours (or to the
- * default action), so a program's own crashes still crash as they would.
+ * The kernel answers EFAULT for those; so must we, cheaply (an ioctl through uiommu should cost
+ * less than a real one). Copies therefore run as plain loads and stores under a fault trap: a
+ * thread-local jump buffer is armed around the access, and our SIGSEGV/SIGBUS handler,
+ * installed once, jumps back to it when the fault is the trap's own. Every other signal goes on
+ * as it would without us, so a program's own faults behave exactly as they would.
  *
- * The handler is installed with SA_NODEFER so leaving it by siglongjmp() does not leave the
- * signal blocked, and the jump buffer is taken without saving the signal mask, which keeps the
- * armed path free of system calls.
+ * What makes a fault the trap's own (uaccess_fault_is_ours()): the thread has a jump buffer
+ * armed, the kernel raised the signal for a fault (si_code > 0, not a kill()), and the faulting
+ * instruction is in the section "uiommu_uaccess" that holds only the access loops. A signal
+ * handler of the program that runs on top of an armed access and faults by itself is therefore
+ * not mistaken for a bad user pointer.
  *
- * Limitation: a program that installs its own SIGSEGV handler after uiommu starts replaces ours;
- * a bad pointer passed to uiommu then reaches the program's handler instead of giving EFAULT.
+ * The windows around an access (uaccess_window_begin()/end()): a synchronous SIGSEGV on a
+ * thread that blocks it kills the process whatever the handler (the kernel forces the default
+ * action), and threads of programs such as QEMU block most signals. So the first window of a
+ * thread's nest unblocks SIGSEGV and SIGBUS with one rt_sigprocmask() and blocks again at its
+ * end only what was blocked before. An ioctl opens one window around its whole run
+ * (uiommu_uaccess_begin()), so it pays that one call however many copies it makes. The jump
+ * buffer is saved and restored around each armed access, so a signal handler that calls uiommu
+ * while an access of the same thread is armed nests correctly.
+ *
+ * Chaining (uaccess_chain()): a fault that is not ours gets what the kernel would have done
+ * with the disposition found at installation: the program's handler is called with the signal
+ * mask the kernel would set (its sa_mask plus the signal unless SA_NODEFER), SA_RESETHAND
+ * makes that disposition SIG_DFL from then on; SIG_DFL and SIG_IGN take the default action for
+ * a fault (the kernel does not let a fault be ignored): the default disposition is restored and
+ * the faulting instruction runs again, now fatal with the same siginfo. A signal sent with
+ * kill() is re-raised under the default action, or dropped when the program ignored it.
+ *
+ * The compiler must not sink or drop the stores to the jump pointer: it is volatile, and a
+ * signal fence orders it against the accesses (clang otherwise deletes the store, as the
+ * pointer is read only by the handler).
+ *
+ * Measured (2-CPU VM, see docs/running.md): an armed 16-byte copy costs ~10 ns, the window's
+ * rt_sigprocmask() ~100-150 ns (about one null ioctl into the kernel), process_vm_readv() of
+ * 16 bytes ~450-700 ns. process_vm_readv() would need no signal handling at all, but would cost
+ * each copy several real system calls; one call per ioctl is the price taken for exactness.
+ *
+ * Limitation: a program that installs its own SIGSEGV handler after uiommu starts replaces
+ * ours; a bad pointer passed to uiommu then reaches the program's handler instead of giving
+ * EFAULT.
  *
  * ThreadSanitizer builds cannot leave a signal handler by siglongjmp() (its runtime defers and
  * wraps handlers), so there every access goes through process_vm_readv()/process_vm_writev()
@@ -23,11 +51,15 @@
  * byte it read, but the semantics are the same.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
@@ -35,36 +67,96 @@
 #include "lib/fail.h"
 #include "mm/mm.h"
 
-static _Thread_local sigjmp_buf *uaccess_jmp;
+#if defined(__SANITIZE_THREAD__)
+#define UACCESS_VIA_SYSCALL 1
+#endif
+
+#ifndef UACCESS_VIA_SYSCALL
+/* The armed access's return point; NULL when none. Read by the handler only. */
+static _Thread_local sigjmp_buf *volatile uaccess_jmp;
+/* Nesting depth of windows, and what the outermost one unblocked (to block again). */
+static _Thread_local unsigned int uaccess_depth;
+static _Thread_local sigset_t uaccess_reblock;
+static _Thread_local bool uaccess_reblock_any;
+
+/* The dispositions found at installation; written once, before our handler is installed. */
 static struct sigaction uaccess_old_segv, uaccess_old_bus;
+/* An SA_RESETHAND disposition fired: it is SIG_DFL from then on. */
+static atomic_bool uaccess_reset_segv, uaccess_reset_bus;
+static sigset_t uaccess_fault_set; /* {SIGSEGV, SIGBUS}; constant after installation */
 static pthread_once_t uaccess_once = PTHREAD_ONCE_INIT;
 
+/* The access loops, alone in their section: a fault there with a jump armed is ours. */
+#define UACCESS_SECTION __attribute__((section("uiommu_uaccess")))
+extern const char __start_uiommu_uaccess[], __stop_uiommu_uaccess[];
+
+static bool uaccess_pc_is_ours(const void *ucv)
+{
+	const ucontext_t *uc = ucv;
+	uintptr_t pc;
+
+#if defined(__x86_64__)
+	pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	pc = (uintptr_t)uc->uc_mcontext.pc;
+#else
+	/* No way to read the PC here: every kernel-raised fault under an armed jump is ours. */
+	(void)uc;
+	return true;
+#endif
+	return pc >= (uintptr_t)__start_uiommu_uaccess && pc < (uintptr_t)__stop_uiommu_uaccess;
+}
+
+static bool uaccess_fault_is_ours(const siginfo_t *info, const void *uc)
+{
+	return uaccess_jmp && info->si_code > 0 && uaccess_pc_is_ours(uc);
+}
+
+static void uaccess_default(int sig)
+{
+	struct sigaction dfl;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(sig, &dfl, NULL);
+}
+
+/* The program's own signal: what the kernel would have done with the program's disposition. */
 static void uaccess_chain(int sig, siginfo_t *info, void *uc)
 {
-	struct sigaction *old = sig == SIGSEGV ? &uaccess_old_segv : &uaccess_old_bus;
+	const struct sigaction *old = sig == SIGSEGV ? &uaccess_old_segv : &uaccess_old_bus;
+	atomic_bool *reset = sig == SIGSEGV ? &uaccess_reset_segv : &uaccess_reset_bus;
+	bool sent = info->si_code <= 0;
+	sigset_t mask;
 
-	if (old->sa_flags & SA_SIGINFO) {
+	if (atomic_load(reset) || old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
+		/* A signal someone sent to a program that ignores it is dropped. */
+		if (sent && !atomic_load(reset) && old->sa_handler == SIG_IGN)
+			return;
+		/* The default action: for a fault, run the instruction again, now fatal. */
+		uaccess_default(sig);
+		if (sent)
+			raise(sig);
+		return;
+	}
+	if (old->sa_flags & SA_RESETHAND)
+		atomic_store(reset, true);
+	/* Our handler runs with nothing blocked (SA_NODEFER); the return restores the mask. */
+	mask = old->sa_mask;
+	if (!(old->sa_flags & (SA_NODEFER | SA_RESETHAND)))
+		sigaddset(&mask, sig);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	if (old->sa_flags & SA_SIGINFO)
 		old->sa_sigaction(sig, info, uc);
-		return;
-	}
-	if (old->sa_handler == SIG_IGN)
-		return;
-	if (old->sa_handler != SIG_DFL) {
+	else
 		old->sa_handler(sig);
-		return;
-	}
-	/* Default action: restore it and return; the faulting access runs again and kills us. */
-	sigaction(sig, old, NULL);
 }
 
 static void uaccess_handler(int sig, siginfo_t *info, void *uc)
 {
-	sigjmp_buf *jmp = uaccess_jmp;
-
-	if (jmp) {
-		uaccess_jmp = NULL;
-		siglongjmp(*jmp, 1);
-	}
+	if (uaccess_fault_is_ours(info, uc))
+		siglongjmp(*uaccess_jmp, 1);
 	uaccess_chain(sig, info, uc);
 }
 
@@ -72,12 +164,42 @@ static void uaccess_install(void)
 {
 	struct sigaction sa;
 
+	sigemptyset(&uaccess_fault_set);
+	sigaddset(&uaccess_fault_set, SIGSEGV);
+	sigaddset(&uaccess_fault_set, SIGBUS);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = uaccess_handler;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+	/* SA_NODEFER: leaving by siglongjmp() must not leave the signal blocked. */
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, &uaccess_old_segv) || sigaction(SIGBUS, &sa, &uaccess_old_bus))
+	if (sigaction(SIGSEGV, NULL, &uaccess_old_segv) || sigaction(SIGBUS, NULL, &uaccess_old_bus))
 		die("sigaction");
+	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
+		die("sigaction");
+}
+
+void uiommu_uaccess_begin(void)
+{
+	sigset_t old;
+
+	if (uaccess_depth++)
+		return;
+	pthread_once(&uaccess_once, uaccess_install);
+	pthread_sigmask(SIG_UNBLOCK, &uaccess_fault_set, &old);
+	sigemptyset(&uaccess_reblock);
+	if (sigismember(&old, SIGSEGV))
+		sigaddset(&uaccess_reblock, SIGSEGV);
+	if (sigismember(&old, SIGBUS))
+		sigaddset(&uaccess_reblock, SIGBUS);
+	uaccess_reblock_any = sigismember(&old, SIGSEGV) || sigismember(&old, SIGBUS);
+}
+
+void uiommu_uaccess_end(void)
+{
+	if (--uaccess_depth)
+		return;
+	if (uaccess_reblock_any)
+		pthread_sigmask(SIG_BLOCK, &uaccess_reblock, NULL);
 }
 
 /*
@@ -85,7 +207,8 @@ static void uaccess_install(void)
  * window, and sanitizers must not vet them: a bad user pointer is an expected input here.
  */
 #define UACCESS_NOSAN \
-	__attribute__((no_sanitize("address", "thread", "undefined"), noinline, unused))
+	__attribute__((no_sanitize("address", "thread", "undefined"), noinline, unused)) \
+	UACCESS_SECTION
 
 /* Any alignment, no aliasing assumptions: what an unaligned 8-byte user access needs. */
 typedef uint64_t __attribute__((may_alias, aligned(1))) uaccess_u64;
@@ -93,6 +216,10 @@ typedef uint64_t __attribute__((may_alias, aligned(1))) uaccess_u64;
 UACCESS_NOSAN static void uaccess_copy(volatile unsigned char *dst,
 				       const volatile unsigned char *src, size_t len)
 {
+#if defined(__x86_64__)
+	/* The faulting instruction stays in this section, at memcpy speed for DMA-sized copies. */
+	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(len) : : "memory");
+#else
 	size_t i = 0;
 
 	/* Word at a time: ioctl structs are a few words, and this is the ioctl's hot path. */
@@ -100,6 +227,7 @@ UACCESS_NOSAN static void uaccess_copy(volatile unsigned char *dst,
 		*(volatile uaccess_u64 *)(dst + i) = *(const volatile uaccess_u64 *)(src + i);
 	for (; i < len; i++)
 		dst[i] = src[i];
+#endif
 }
 
 /*
@@ -126,6 +254,16 @@ UACCESS_NOSAN static void uaccess_touch(uint64_t uaddr, size_t npages, bool writ
 	}
 }
 
+#else /* UACCESS_VIA_SYSCALL: no trap, nothing to unblock */
+void uiommu_uaccess_begin(void)
+{
+}
+
+void uiommu_uaccess_end(void)
+{
+}
+#endif
+
 /* Addresses no process can map: answer at once instead of taking a fault. */
 static bool uaccess_range_bad(uint64_t uaddr, uint64_t len)
 {
@@ -138,8 +276,7 @@ static bool uaccess_range_bad(uint64_t uaddr, uint64_t len)
 	return uaddr < 4096 || last >= ((uint64_t)1 << 47);
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define UACCESS_VIA_SYSCALL 1
+#ifdef UACCESS_VIA_SYSCALL
 #include <sys/uio.h>
 
 /* @to_user: copy @len bytes from @kbuf to user @uaddr, else from @uaddr to @kbuf. */
@@ -155,40 +292,57 @@ static int uaccess_syscall(void *kbuf, uint64_t uaddr, size_t len, bool to_user)
 }
 #endif
 
+#ifndef UACCESS_VIA_SYSCALL
+/* One armed access: a copy of @len bytes, or a probe of @npages pages from @uaddr. */
+struct uaccess_op {
+	void *dst;
+	const void *src;
+	size_t len;
+	uint64_t uaddr;
+	size_t npages;
+	bool touch, write;
+};
+
+static int uaccess_run(const struct uaccess_op *op)
+{
+	sigjmp_buf jmp;
+	sigjmp_buf *prev;
+	volatile int rc = 0; /* live across sigsetjmp() */
+
+	uiommu_uaccess_begin();
+	/* A signal handler that interrupted an armed access of this thread may be calling us. */
+	prev = uaccess_jmp;
+	if (sigsetjmp(jmp, 0)) {
+		rc = -EFAULT;
+		goto out_disarm;
+	}
+	uaccess_jmp = &jmp;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (op->touch)
+		uaccess_touch(op->uaddr, op->npages, op->write);
+	else
+		uaccess_copy(op->dst, op->src, op->len);
+	atomic_signal_fence(memory_order_seq_cst);
+out_disarm:
+	uaccess_jmp = prev;
+	uiommu_uaccess_end();
+	return rc;
+}
+#endif
+
 static int self_copy(void *dst, const void *src, size_t len, uint64_t uaddr)
 {
-#ifdef UACCESS_VIA_SYSCALL
 	if (uaccess_range_bad(uaddr, len))
 		return -EFAULT;
 	if (!len)
 		return 0;
+#ifdef UACCESS_VIA_SYSCALL
 	if ((uintptr_t)src == uaddr)
 		return uaccess_syscall(dst, uaddr, len, false);
 	return uaccess_syscall((void *)src, uaddr, len, true);
 #else
-	sigjmp_buf jmp;
-
-	if (uaccess_range_bad(uaddr, len))
-		return -EFAULT;
-	if (!len)
-		return 0;
-	pthread_once(&uaccess_once, uaccess_install);
-	if (sigsetjmp(jmp, 0)) {
-		uaccess_jmp = NULL;
-		return -EFAULT;
-	}
-	uaccess_jmp = &jmp;
-	uaccess_copy(dst, src, len);
-	uaccess_jmp = NULL;
-	return 0;
+	return uaccess_run(&(struct uaccess_op){ .dst = dst, .src = src, .len = len });
 #endif
-}
-
-/* memcpy(), kept out of line so the armed window holds the whole copy. */
-UACCESS_NOSAN static void uaccess_memcpy(void *dst, const void *src, size_t len)
-{
-	memcpy(dst, src, len);
-	__asm__ volatile("" ::: "memory");
 }
 
 int uiommu_host_copy(void *dst, const void *src, size_t len)
@@ -202,21 +356,11 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 	/* Both sides are ours: a fault on either one is EFAULT, not a signal. */
 	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
 #else
-	sigjmp_buf jmp;
-
 	if (!len)
 		return 0;
 	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
-	pthread_once(&uaccess_once, uaccess_install);
-	if (sigsetjmp(jmp, 0)) {
-		uaccess_jmp = NULL;
-		return -EFAULT;
-	}
-	uaccess_jmp = &jmp;
-	uaccess_memcpy(dst, src, len);
-	uaccess_jmp = NULL;
-	return 0;
+	return uaccess_run(&(struct uaccess_op){ .dst = dst, .src = src, .len = len });
 #endif
 }
 
@@ -234,8 +378,6 @@ static int self_copy_to(struct uiommu_mm *mm, uint64_t uaddr, const void *src, s
 
 static int self_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
 {
-	sigjmp_buf jmp;
-
 	(void)mm;
 	if (uiommu_should_fail())
 		return -EFAULT;
@@ -251,16 +393,10 @@ static int self_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bo
 			return -EFAULT;
 	}
 	return 0;
+#else
+	return uaccess_run(&(struct uaccess_op){
+		.uaddr = uaddr, .npages = npages, .touch = true, .write = write });
 #endif
-	pthread_once(&uaccess_once, uaccess_install);
-	if (sigsetjmp(jmp, 0)) {
-		uaccess_jmp = NULL;
-		return -EFAULT;
-	}
-	uaccess_jmp = &jmp;
-	uaccess_touch(uaddr, npages, write);
-	uaccess_jmp = NULL;
-	return 0;
 }
 
 static void *self_host_ptr(struct uiommu_mm *mm, uint64_t uaddr)

@@ -6,6 +6,7 @@
  * layer uses.
  */
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -268,6 +269,97 @@ TEST(iommufd_mock_bus_exists)
 	ASSERT_EQ(0, stat("/sys/bus/iommufd_mock/devices", &st));
 	ASSERT_TRUE(S_ISDIR(st.st_mode));
 	ASSERT_ERRNO(ENOENT, access("/sys/bus/iommufd_mock/nothing", F_OK));
+}
+
+/* A close that bypasses the preload frees the number; the next file there is not ours. */
+TEST(bypassed_close_never_misroutes_the_next_file)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	int other = open("/dev/null", O_RDONLY);
+
+	ASSERT_TRUE(fd >= 0 && other >= 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	ASSERT_EQ(0, (int)syscall(SYS_close, fd));
+	/* A foreign file on the number, placed behind the preload's back too. */
+	ASSERT_EQ(fd, (int)syscall(SYS_dup3, other, fd, 0));
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_ERRNO(ENOTTY, ioctl(fd, IOMMU_IOAS_ALLOC, NULL)); /* /dev/null's own answer */
+	/* Our slot was dropped as at a close: the context went with its last fd. */
+	ASSERT_EQ(0, live_contexts());
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, close(other));
+}
+
+static int fault_queue_alloc(int fd, uint32_t *id)
+{
+	struct iommu_fault_alloc cmd = { .size = sizeof(cmd) };
+
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd))
+		return -1;
+	*id = cmd.out_fault_id;
+	return (int)cmd.out_fault_fd;
+}
+
+TEST(close_range_closes_ours)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	int d, qfd;
+	uint32_t qid;
+
+	ASSERT_TRUE(fd >= 0);
+	d = dup(fd);
+	ASSERT_TRUE(d >= 0);
+	qfd = fault_queue_alloc(fd, &qid);
+	ASSERT_TRUE(qfd >= 0);
+	ASSERT_TRUE(uiommu_event_is_fd(qfd));
+	ASSERT_ERRNO(EBUSY, ioas_destroy(fd, qid)); /* its fd holds it */
+	/* Refused arguments close nothing. */
+	ASSERT_ERRNO(EINVAL, close_range((unsigned int)fd, (unsigned int)fd - 1, 0));
+	ASSERT_ERRNO(EINVAL, close_range((unsigned int)fd, (unsigned int)fd, 0x80));
+	ASSERT_TRUE(uiommu_is_fd(fd));
+	ASSERT_EQ(0, close_range((unsigned int)fd, (unsigned int)fd, 0));
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_EQ(1, live_contexts()); /* d still holds it */
+	ASSERT_EQ(0, close_range((unsigned int)qfd, (unsigned int)qfd, 0));
+	ASSERT_FALSE(uiommu_event_is_fd(qfd));
+	ASSERT_EQ(0, ioas_destroy(d, qid));
+	/* CLOSE_RANGE_CLOEXEC only marks: the fd stays ours. */
+	ASSERT_EQ(0, close_range((unsigned int)d, (unsigned int)d, CLOSE_RANGE_CLOEXEC));
+	ASSERT_TRUE(uiommu_is_fd(d));
+	ASSERT_EQ(FD_CLOEXEC, fcntl(d, F_GETFD) & FD_CLOEXEC);
+	ASSERT_NE(0, ioas_alloc(d));
+	/* The raw system call, as programs built for an older libc make it. */
+	ASSERT_EQ(0, (int)syscall(SYS_close_range, (unsigned int)d, (unsigned int)d, 0));
+	ASSERT_FALSE(uiommu_is_fd(d));
+	ASSERT_EQ(0, live_contexts());
+}
+
+TEST(closefrom_closes_ours)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	int status;
+	pid_t pid;
+
+	ASSERT_TRUE(fd >= 0);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int sfd = open("/sys/kernel/iommu_groups/0/type", O_RDWR);
+		int high = dup(fd);
+
+		if (sfd < 0 || !uiommu_sysfs_is_fd(sfd) || high <= fd || live_contexts() != 1)
+			_exit(1);
+		closefrom(fd);
+		if (uiommu_is_fd(fd) || uiommu_is_fd(high) || uiommu_sysfs_is_fd(sfd))
+			_exit(2);
+		if (live_contexts() != 0)
+			_exit(3);
+		_exit(fcntl(fd, F_GETFD) < 0 && errno == EBADF ? 0 : 4);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, close(fd));
 }
 
 TEST_HARNESS_MAIN

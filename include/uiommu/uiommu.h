@@ -75,6 +75,14 @@ int uiommu_vfio_open(const char *path, int flags);
 void uiommu_fd_forget(int fd);
 
 /*
+ * To call just before close_range(2) (or closefrom(3), as [lowfd, ~0U]): closes the library's
+ * fds in [first, last] (iommufd fds, the fds its ioctls made, virtual sysfs fds) as close()
+ * would, unless @flags has CLOSE_RANGE_CLOEXEC (they stay ours). Arguments close_range()
+ * refuses give -1/EINVAL and close nothing. The real call is the caller's.
+ */
+int uiommu_fd_close_range(unsigned int first, unsigned int last, int flags);
+
+/*
  * mmap(2) of an iommufd fd: a region an object shares with user space (the vIOMMU's
  * out_mmap_offset/length). MAP_SHARED only (EINVAL), never PROT_EXEC (EPERM), the exact
  * offset and length of a live region (ENXIO). A live mapping holds its object (IOMMU_DESTROY

@@ -583,6 +583,29 @@ int iommufd_event_fd_close(int fd)
 	return 0;
 }
 
+/* Closes every event fd of ours in [@first, @last]: a close_range() of them is about to run. */
+void iommufd_event_fds_close_range(unsigned int first, unsigned int last)
+{
+	for (;;) {
+		struct event_fd *efd;
+		int fd = -1;
+
+		if (!atomic_load_explicit(&event_fds_nr, memory_order_relaxed))
+			return;
+		pthread_mutex_lock(&event_fds_lock);
+		for (efd = event_fds; efd; efd = efd->next) {
+			if ((unsigned int)efd->fd >= first && (unsigned int)efd->fd <= last) {
+				fd = efd->fd;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&event_fds_lock);
+		if (fd < 0)
+			return;
+		iommufd_event_fd_close(fd);
+	}
+}
+
 /* ---- fault queues ---------------------------------------------------------------------------- */
 
 /* Answers @group with @code and frees it: the end of every group we were handed. */

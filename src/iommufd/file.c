@@ -8,9 +8,17 @@
  * another thread leaves the context alive until that ioctl returns, as the kernel's fdget()
  * does. The last reference releases the context (iommufd_ctx_release()).
  *
- * The fd numbers are real: each iommufd fd is an open description of /dev/null that we own, so
- * the number cannot be taken by anything else, and close-on-exec, fork inheritance and the
- * process's fd limit behave as for any fd. The fd -> file map is a two-level table of atomic
+ * The fd numbers are real: each iommufd fd is an open description of a memfd that we own, so
+ * the number cannot be taken by anything else while it is open, and close-on-exec, fork
+ * inheritance and the process's fd limit behave as for any fd.
+ *
+ * Identity. A close that bypasses us (close_range() from an old libc, fclose() of an fdopen()ed
+ * iommufd, a raw system call) frees the number, and the next file given it must not have its
+ * ioctls answered by us. Each backing memfd has an inode of its own, recorded in the file
+ * (dev, ino); uiommu_is_fd(), the preload layer's gate, compares it with fstat() of the fd and
+ * drops a slot whose fd now names another file, as if that fd had been closed. One fstat() per
+ * call on an fd the table holds (about two null system calls); fds the table does not hold
+ * cost nothing. close_range() and closefrom() through uiommu_close_range() close ours first. The fd -> file map is a two-level table of atomic
  * pointers: the ioctl path reads it without a lock under RCU; changes are made under fdt_lock.
  *
  * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, later vEVENTQ and
@@ -24,10 +32,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "iommu/sysfs.h"
 #include "iommufd/iommufd_private.h"
 #include "mm/account.h"
 #include "lib/fail.h"
@@ -39,6 +51,8 @@ struct iommufd_file {
 	const struct iommufd_subfd_ops *ops; /* a sub-fd's; NULL for /dev/iommu; constant */
 	void *priv;                /* a sub-fd's object; constant */
 	struct iommufd_file *parent; /* a sub-fd: its context's file, a reference; constant */
+	dev_t dev;                 /* the backing memfd's identity (fstat()); constant */
+	ino_t ino;
 	struct rcu_head rcu;
 };
 
@@ -171,10 +185,25 @@ static int uiommu_ret(int rc)
 	return rc;
 }
 
-static int iommufd_raw_open(int flags)
+/* A new backing fd for @file (O_CLOEXEC and O_NONBLOCK of @flags); records its identity. */
+static int iommufd_raw_open(struct iommufd_file *file, int flags)
 {
-	return (int)syscall(SYS_openat, AT_FDCWD, "/dev/null",
-			    O_RDWR | (flags & (O_CLOEXEC | O_NONBLOCK)));
+	struct stat st;
+	int fd, err;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = memfd_create("iommufd", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	if (fd < 0)
+		return -errno;
+	if (((flags & O_NONBLOCK) && fcntl(fd, F_SETFL, O_NONBLOCK)) || fstat(fd, &st)) {
+		err = errno;
+		syscall(SYS_close, fd);
+		return -err;
+	}
+	file->dev = st.st_dev;
+	file->ino = st.st_ino;
+	return fd;
 }
 
 UIOMMU_EXPORT int uiommu_open(int flags)
@@ -194,12 +223,11 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 		goto err_free;
 	}
 	file->ictx->file = file;
-	fd = uiommu_should_fail() ? -1 : iommufd_raw_open(flags);
+	fd = iommufd_raw_open(file, flags);
 	if (fd < 0) {
-		rc = fd < 0 && errno ? -errno : -ENOMEM;
+		rc = fd;
 		goto err_release;
 	}
-	file->ictx->file = file;
 	pthread_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
 	pthread_mutex_unlock(&fdt_lock);
@@ -216,11 +244,35 @@ err_free:
 	return uiommu_ret(rc);
 }
 
+/* @fd no longer names @file (closed behind our back): drop the slot if it still holds @file. */
+static void fdt_forget_stale(int fd, struct iommufd_file *file)
+{
+	fdt_slot *slot;
+
+	pthread_mutex_lock(&fdt_lock);
+	slot = fdt_slot_get(fd, false);
+	if (slot && atomic_load_explicit(slot, memory_order_relaxed) == file)
+		fdt_install(fd, NULL);
+	pthread_mutex_unlock(&fdt_lock);
+}
+
 UIOMMU_EXPORT bool uiommu_is_fd(int fd)
 {
 	fdt_slot *slot = fdt_slot_get(fd, false);
+	struct iommufd_file *file;
+	struct stat st;
+	bool same;
 
-	return slot && atomic_load_explicit(slot, memory_order_acquire);
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
+		return false;
+	file = iommufd_file_get(fd);
+	if (!file)
+		return false;
+	same = !fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
+	if (!same)
+		fdt_forget_stale(fd, file);
+	iommufd_file_put(file);
+	return same;
 }
 
 UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
@@ -265,6 +317,44 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	return rc;
 }
 
+/* close()s every /dev/iommu fd and sub-fd of ours in [@first, @last]. */
+static void fdt_close_range(unsigned int first, unsigned int last)
+{
+	unsigned int c, i;
+
+	if (first >= FDT_CHUNKS * FDT_CHUNK)
+		return;
+	if (last >= FDT_CHUNKS * FDT_CHUNK)
+		last = FDT_CHUNKS * FDT_CHUNK - 1;
+	for (c = first >> FDT_CHUNK_SHIFT; c <= last >> FDT_CHUNK_SHIFT; c++) {
+		fdt_slot *chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
+
+		if (!chunk)
+			continue;
+		for (i = 0; i < FDT_CHUNK; i++) {
+			unsigned int fd = (c << FDT_CHUNK_SHIFT) | i;
+
+			if (fd >= first && fd <= last &&
+			    atomic_load_explicit(&chunk[i], memory_order_relaxed))
+				uiommu_close((int)fd);
+		}
+	}
+}
+
+UIOMMU_EXPORT int uiommu_fd_close_range(unsigned int first, unsigned int last, int flags)
+{
+	/* What close_range() refuses closes nothing. */
+	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
+		return uiommu_ret(-EINVAL);
+	/* Marking them close-on-exec leaves them ours. */
+	if (flags & CLOSE_RANGE_CLOEXEC)
+		return 0;
+	fdt_close_range(first, last);
+	iommufd_event_fds_close_range(first, last);
+	sysfs_fds_forget_range(first, last);
+	return 0;
+}
+
 /* ---- sub-fds -------------------------------------------------------------------------------- */
 
 /**
@@ -287,9 +377,9 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
-	*fd = uiommu_should_fail() ? -1 : iommufd_raw_open(O_CLOEXEC);
+	*fd = iommufd_raw_open(file, O_CLOEXEC);
 	if (*fd < 0) {
-		rc = errno ? -errno : -ENOMEM;
+		rc = *fd;
 		goto err_free;
 	}
 	/* The slot's chunk now, so that the install cannot fail. */
@@ -367,9 +457,9 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return -ENOMEM;
-	fd = uiommu_should_fail() ? -1 : iommufd_raw_open(flags);
+	fd = iommufd_raw_open(file, flags);
 	if (fd < 0) {
-		rc = errno ? -errno : -ENOMEM;
+		rc = fd;
 		goto err_free;
 	}
 	file->ops = ops;

@@ -180,6 +180,7 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
 int iommufd_event_fd_close(int fd);
+void iommufd_event_fds_close_range(unsigned int first, unsigned int last);
 
 /* mmap regions of objects (mmap.c): an offset is the owner's ID << IOMMUFD_MMAP_ID_SHIFT. */
 #define IOMMUFD_MMAP_ID_SHIFT 20

@@ -1580,6 +1580,18 @@ UIOMMU_EXPORT void uiommu_sysfs_fd_forget(int fd)
 	}
 }
 
+/* A close_range() of [@first, @last] is about to run: forget our fds in it, each as a close. */
+void sysfs_fds_forget_range(unsigned int first, unsigned int last)
+{
+	unsigned int fd;
+
+	if (!atomic_load_explicit(&sysfs_nr_fds, memory_order_relaxed))
+		return;
+	for (fd = first; fd <= last && fd < SYSFS_MAX_FDS; fd++)
+		if (atomic_load_explicit(&sysfs_fds[fd], memory_order_relaxed))
+			uiommu_sysfs_fd_forget((int)fd);
+}
+
 UIOMMU_EXPORT int uiommu_sysfs_close(int fd)
 {
 	uiommu_sysfs_fd_forget(fd);

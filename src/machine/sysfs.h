@@ -63,6 +63,9 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
  */
 int sysfs_tree_root(char *buf, size_t len);
 
+/* A close_range() of [first, last] is about to run: forget the virtual sysfs's fds in it. */
+void sysfs_fds_forget_range(unsigned int first, unsigned int last);
+
 /* Device-tree names, shared with uiommuctl's output: "pci0000:00" for "0000:01:00.0". */
 void sysfs_pci_root_name(const char *bdf, char *buf, size_t len);
 

@@ -35,6 +35,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -260,6 +261,44 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 	if (rc >= 0 && oldfd != newfd && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
 	return rc;
+}
+
+/* close_range() and closefrom() close our fds too: the library's go first, then libc's call. */
+UIOMMU_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	libc_func(close_range, int, unsigned int, unsigned int, int);
+	if (uiommu_fd_close_range(first, last, flags))
+		return -1;
+	return _close_range(first, last, flags);
+}
+
+UIOMMU_EXPORT void closefrom(int lowfd)
+{
+	libc_func(closefrom, void, int);
+	uiommu_fd_close_range(lowfd < 0 ? 0 : (unsigned int)lowfd, ~0u, 0);
+	_closefrom(lowfd);
+}
+
+/*
+ * syscall(SYS_close_range, ...), what programs built for a libc without the wrapper call. Every
+ * other number goes on untouched with the six argument registers as they came (the library
+ * itself calls syscall(), and must not come back here for anything else).
+ */
+UIOMMU_EXPORT long syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+	int i;
+
+	libc_func(syscall, long, long, ...);
+	va_start(ap, nr);
+	for (i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (nr == SYS_close_range &&
+	    uiommu_fd_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]))
+		return -1;
+	return _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 /* Only the dup commands concern us; every other fcntl goes to libc with its argument. */

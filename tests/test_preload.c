@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -360,6 +361,137 @@ TEST(closefrom_closes_ours)
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(0, WEXITSTATUS(status));
 	ASSERT_EQ(0, close(fd));
+}
+
+/* fs/ioctl.c answers these for every file before the driver sees them. */
+TEST(generic_fd_ioctls)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	int on = 1, off = 0, bsz = 0;
+	loff_t qsize;
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(0, ioctl(fd, FIOCLEX));
+	ASSERT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	ASSERT_EQ(0, ioctl(fd, FIONCLEX));
+	ASSERT_EQ(0, fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	ASSERT_EQ(0, ioctl(fd, FIONBIO, &on));
+	ASSERT_EQ(O_NONBLOCK, fcntl(fd, F_GETFL) & O_NONBLOCK);
+	ASSERT_EQ(0, ioctl(fd, FIONBIO, &off));
+	ASSERT_EQ(0, fcntl(fd, F_GETFL) & O_NONBLOCK);
+	ASSERT_ERRNO(EFAULT, ioctl(fd, FIONBIO, NULL));
+	/* No fasync in the driver: turning it on is ENOTTY, leaving it off is fine. */
+	ASSERT_EQ(0, ioctl(fd, FIOASYNC, &off));
+	ASSERT_ERRNO(ENOTTY, ioctl(fd, FIOASYNC, &on));
+	ASSERT_ERRNO(EFAULT, ioctl(fd, FIOASYNC, NULL));
+	ASSERT_EQ(0, fcntl(fd, F_GETFL) & O_ASYNC);
+	/* A character device has no size; the file system's block size it has. */
+	ASSERT_ERRNO(ENOTTY, ioctl(fd, FIOQSIZE, &qsize));
+	ASSERT_EQ(0, ioctl(fd, FIGETBSZ, &bsz));
+	ASSERT_EQ(sysconf(_SC_PAGESIZE), bsz);
+	/* Still the driver's for everything else, FIONREAD included. */
+	ASSERT_ERRNO(ENOTTY, ioctl(fd, FIONREAD, &on));
+	ASSERT_EQ(1, ioas_alloc(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+TEST(read_write_are_einval)
+{
+	int rw = open("/dev/iommu", O_RDWR), ro = open("/dev/iommu", O_RDONLY);
+	int wo = open("/dev/iommu", O_WRONLY), none = open("/dev/iommu", O_ACCMODE);
+	char b[8] = { 0 };
+
+	ASSERT_TRUE(rw >= 0 && ro >= 0 && wo >= 0 && none >= 0);
+	ASSERT_ERRNO(EINVAL, read(rw, b, sizeof(b)));
+	ASSERT_ERRNO(EINVAL, write(rw, b, sizeof(b)));
+	ASSERT_ERRNO(EINVAL, pread(rw, b, sizeof(b), 0));
+	ASSERT_ERRNO(EINVAL, pwrite(rw, b, sizeof(b), 0));
+	ASSERT_ERRNO(EINVAL, pread(rw, b, sizeof(b), -1));
+	/* Without the access mode: EBADF first. */
+	ASSERT_ERRNO(EINVAL, read(ro, b, sizeof(b)));
+	ASSERT_ERRNO(EBADF, write(ro, b, sizeof(b)));
+	ASSERT_ERRNO(EBADF, read(wo, b, sizeof(b)));
+	ASSERT_ERRNO(EINVAL, write(wo, b, sizeof(b)));
+	ASSERT_ERRNO(EBADF, read(none, b, sizeof(b)));
+	ASSERT_ERRNO(EBADF, write(none, b, sizeof(b)));
+	/* Every mode still has its ioctls. */
+	ASSERT_EQ(1, ioas_alloc(none));
+	ASSERT_EQ(0, close(rw));
+	ASSERT_EQ(0, close(ro));
+	ASSERT_EQ(0, close(wo));
+	ASSERT_EQ(0, close(none));
+}
+
+/* Opens @path, checks it is an iommufd, closes it. */
+static bool opens_iommufd(int dirfd, const char *path)
+{
+	int fd = openat(dirfd, path, O_RDWR);
+	bool ok = fd >= 0 && uiommu_is_fd(fd) && ioas_alloc(fd) == 1;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+TEST(every_name_of_the_node)
+{
+	char link[64], rel[80];
+	int dev = open("/dev", O_RDONLY | O_DIRECTORY);
+
+	ASSERT_TRUE(dev >= 0);
+	ASSERT_TRUE(opens_iommufd(AT_FDCWD, "//dev/iommu"));
+	ASSERT_TRUE(opens_iommufd(AT_FDCWD, "/dev/./iommu"));
+	ASSERT_TRUE(opens_iommufd(AT_FDCWD, "/dev/../dev/iommu"));
+	ASSERT_TRUE(opens_iommufd(AT_FDCWD, "/dev//iommu"));
+	ASSERT_TRUE(opens_iommufd(dev, "iommu"));
+	ASSERT_TRUE(opens_iommufd(dev, "./iommu"));
+	ASSERT_TRUE(opens_iommufd(dev, "/dev/iommu")); /* absolute: the dirfd does not count */
+	/* A symlink of another name: the host says ENOENT for it, the library knows better. */
+	snprintf(link, sizeof(link), "/tmp/uiommu-test-link-%d", getpid());
+	ASSERT_EQ(0, symlink("/dev/iommu", link));
+	ASSERT_TRUE(opens_iommufd(AT_FDCWD, link));
+	ASSERT_ERRNO(ELOOP, open(link, O_RDWR | O_NOFOLLOW));
+	snprintf(rel, sizeof(rel), "%s-rel", link);
+	ASSERT_EQ(0, symlink("../dev/iommu", rel));
+	ASSERT_TRUE(opens_iommufd(AT_FDCWD, rel));
+	ASSERT_EQ(0, unlink(rel));
+	ASSERT_EQ(0, unlink(link));
+	/* Below the node, the walk meets a character device. */
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu/", O_RDWR));
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu/.", O_RDWR));
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu/x", O_RDWR));
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu/../iommu", O_RDWR));
+	ASSERT_ERRNO(EISDIR, open("/dev/iommu/", O_RDWR | O_CREAT, 0600));
+	/* Names that only look alike stay the host's. */
+	ASSERT_ERRNO(ENOENT, open("/dev/iommu0", O_RDWR));
+	ASSERT_ERRNO(ENOENT, openat(dev, "iommu-not", O_RDWR));
+	ASSERT_EQ(0, close(dev));
+}
+
+TEST(open_flags_a_character_device_refuses)
+{
+	struct stat st;
+	int fd;
+
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu", O_RDWR | O_DIRECTORY));
+	ASSERT_ERRNO(EEXIST, open("/dev/iommu", O_RDWR | O_CREAT | O_EXCL, 0600));
+	ASSERT_ERRNO(EINVAL, open("/dev/iommu", O_RDWR | O_CREAT | O_DIRECTORY, 0600));
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu", O_RDWR | O_TMPFILE, 0600));
+	ASSERT_ERRNO(EINVAL, open("/dev/iommu", O_RDONLY | O_TMPFILE, 0600));
+	/* O_CREAT alone opens the existing node. */
+	fd = open("/dev/iommu", O_RDWR | O_CREAT, 0600);
+	ASSERT_TRUE(fd >= 0 && uiommu_is_fd(fd));
+	ASSERT_EQ(0, close(fd));
+	/* O_PATH: a path-only fd, on which ioctl is EBADF. */
+	fd = open("/dev/iommu", O_PATH | O_CLOEXEC);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_ERRNO(EBADF, ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
+	ASSERT_EQ(0, fstat(fd, &st));
+	ASSERT_TRUE(S_ISCHR(st.st_mode));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu", O_PATH | O_DIRECTORY));
+	ASSERT_EQ(0, live_contexts());
 }
 
 TEST_HARNESS_MAIN

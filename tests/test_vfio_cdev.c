@@ -829,4 +829,34 @@ TEST(group_pasid)
 	gshutdown(&m);
 }
 
+/* The cdev by any name the path walk accepts, with a character device's answers to flags. */
+TEST(node_names_and_flags)
+{
+	int dev = open("/dev", O_RDONLY | O_DIRECTORY), fd;
+	char b[4];
+
+	ASSERT_GE(dev, 0);
+	fd = open("//dev/vfio/./devices/../devices/vfio0", O_RDWR);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(uiommu_is_fd(fd));
+	ASSERT_ERRNO(EINVAL, read(fd, b, sizeof(b)));
+	ASSERT_ERRNO(EINVAL, write(fd, b, sizeof(b)));
+	ASSERT_EQ(0, close(fd));
+	fd = openat(dev, "vfio/devices/vfio0", O_RDWR);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(uiommu_is_fd(fd));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_ERRNO(ENOTDIR, open(VFIO(0), O_RDWR | O_DIRECTORY));
+	ASSERT_ERRNO(EEXIST, open(VFIO(0), O_RDWR | O_CREAT | O_EXCL, 0600));
+	ASSERT_ERRNO(ENOTDIR, open(VFIO(0) "/", O_RDWR));
+	/* A device that does not exist stays ENOENT whatever the flags. */
+	ASSERT_ERRNO(ENOENT, openat(dev, "vfio/devices/vfio3", O_RDWR | O_DIRECTORY));
+	fd = open(VFIO(0), O_PATH);
+	ASSERT_GE(fd, 0);
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_ERRNO(EBADF, ioctl(fd, VFIO_DEVICE_GET_INFO, NULL));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, close(dev));
+}
+
 TEST_HARNESS_MAIN

@@ -30,9 +30,9 @@
 extern "C" {
 #endif
 
-/* Opens a new iommufd context, as open("/dev/iommu", flags). Only O_CLOEXEC, O_RDWR,
- * O_RDONLY, O_WRONLY, O_NONBLOCK and O_NOCTTY are meaningful; others are ignored as the
- * character device ignores them. */
+/* Opens a new iommufd context, as open("/dev/iommu", flags). Only O_CLOEXEC, the access mode
+ * and O_NONBLOCK are meaningful; others are ignored as the character device ignores them
+ * (uiommu_dev_open() answers the flags a character device refuses). */
 int uiommu_open(int flags);
 
 /* ioctl(2) on an iommufd fd. The request and argument are those of <linux/iommufd.h>. */
@@ -69,6 +69,28 @@ ssize_t uiommu_event_pwrite(int fd, const void *buf, size_t count, off_t offset)
  */
 bool uiommu_vfio_claims(const char *path);
 int uiommu_vfio_open(const char *path, int flags);
+
+/*
+ * open()/openat() of the device nodes by any name the kernel's path walk accepts ("//dev/iommu",
+ * "/dev/./iommu", openat() in a directory fd of /dev, a symlink to the node, the same for
+ * /dev/vfio/devices/vfioN), with the kernel's answers to flags that do not fit a character
+ * device. uiommu_dev_claims() is cheap for names that contain neither "iommu" nor "vfio"
+ * (false); uiommu_dev_claims_link() resolves any name, for after the host said ENOENT (a
+ * symlink of another name). Both keep errno. uiommu_dev_open() opens a claimed name.
+ */
+bool uiommu_dev_claims(int dirfd, const char *path, int flags);
+bool uiommu_dev_claims_link(int dirfd, const char *path, int flags);
+int uiommu_dev_open(int dirfd, const char *path, int flags);
+
+/*
+ * read(2)/write(2) and their p* forms on an fd of uiommu_is_fd(): the kernel's files behind them
+ * have no read or write, so EINVAL (EBADF when the fd was not opened for it; pread/pwrite with a
+ * negative offset EINVAL).
+ */
+ssize_t uiommu_read(int fd, void *buf, size_t count);
+ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset);
+ssize_t uiommu_write(int fd, const void *buf, size_t count);
+ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset);
 
 /* @fd no longer refers to the iommufd (it was closed or replaced without uiommu_close(), e.g.
  * dup2() of another file onto it): drop the library's reference without closing anything. */

@@ -34,12 +34,14 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "iommu/sysfs.h"
+#include "machine/sysfs.h"
 #include "iommufd/iommufd_private.h"
 #include "mm/account.h"
 #include "lib/fail.h"
@@ -53,6 +55,7 @@ struct iommufd_file {
 	struct iommufd_file *parent; /* a sub-fd: its context's file, a reference; constant */
 	dev_t dev;                 /* the backing memfd's identity (fstat()); constant */
 	ino_t ino;
+	bool readable, writable;   /* the open's access mode, as the kernel's f_mode; constant */
 	struct rcu_head rcu;
 };
 
@@ -203,6 +206,9 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	}
 	file->dev = st.st_dev;
 	file->ino = st.st_ino;
+	/* The kernel's OPEN_FMODE(): O_RDONLY reads, O_WRONLY writes, 3 does neither. */
+	file->readable = ((flags & O_ACCMODE) + 1) & 1;
+	file->writable = ((flags & O_ACCMODE) + 1) & 2;
 	return fd;
 }
 
@@ -275,6 +281,45 @@ UIOMMU_EXPORT bool uiommu_is_fd(int fd)
 	return same;
 }
 
+/*
+ * The requests fs/ioctl.c's do_vfs_ioctl() answers for every file before its driver sees them,
+ * as they come out for a character device; VFS_IOCTL_DRIVER for the driver's.
+ */
+#define VFS_IOCTL_DRIVER 1
+
+static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
+{
+	struct uiommu_mm *mm = iommufd_caller_mm();
+	int on, flags, rc;
+
+	switch (cmd) {
+	case FIOCLEX:
+	case FIONCLEX:
+		return fcntl(fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
+	case FIONBIO:
+	case FIOASYNC:
+		rc = uiommu_copy_from_user(mm, &on, arg, sizeof(on));
+		if (rc)
+			return rc;
+		flags = fcntl(fd, F_GETFL);
+		if (flags < 0)
+			return -errno;
+		if (cmd == FIOASYNC)
+			/* No fasync in the driver: only a request that changes nothing succeeds. */
+			return !!on != !!(flags & O_ASYNC) ? -ENOTTY : 0;
+		flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+		return fcntl(fd, F_SETFL, flags) ? -errno : 0;
+	case FIOQSIZE:
+		return -ENOTTY; /* only directories, regular files and symlinks have a size */
+	case FIGETBSZ:
+		/* The block size of the file system the node lives on (devtmpfs: a page). */
+		on = (int)uiommu_page_size;
+		return uiommu_copy_to_user(mm, arg, &on, sizeof(on));
+	default:
+		return VFS_IOCTL_DRIVER;
+	}
+}
+
 UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 {
 	struct iommufd_file *file = iommufd_file_get(fd);
@@ -284,6 +329,9 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 		return uiommu_ret(-EBADF);
 	/* One fault-safe window for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
+	rc = iommufd_file_vfs_ioctl(fd, (unsigned int)request, (uint64_t)(uintptr_t)arg);
+	if (rc != VFS_IOCTL_DRIVER)
+		goto out_end;
 	if (file->ops)
 		rc = file->ops->ioctl ? file->ops->ioctl(file->priv, iommufd_caller_mm(),
 							(unsigned int)request,
@@ -292,9 +340,50 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 	else
 		rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
 				       (uint64_t)(uintptr_t)arg);
+out_end:
 	uiommu_uaccess_end();
 	iommufd_file_put(file);
 	return uiommu_ret(rc);
+}
+
+/*
+ * read()/write() and their p* forms: none of the kernel's files we stand for has the op, so
+ * fs/read_write.c answers EBADF without the access mode, else EINVAL; the p* forms check the
+ * offset first.
+ */
+static ssize_t iommufd_file_rw(int fd, bool write, off_t offset, bool positioned)
+{
+	struct iommufd_file *file;
+	bool allowed;
+
+	if (positioned && offset < 0)
+		return uiommu_ret(-EINVAL);
+	file = iommufd_file_get(fd);
+	if (!file)
+		return uiommu_ret(-EBADF);
+	allowed = write ? file->writable : file->readable;
+	iommufd_file_put(file);
+	return uiommu_ret(allowed ? -EINVAL : -EBADF);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_read(int fd, void *buf, size_t count)
+{
+	return iommufd_file_rw(fd, false, 0, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	return iommufd_file_rw(fd, false, offset, true);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_write(int fd, const void *buf, size_t count)
+{
+	return iommufd_file_rw(fd, true, 0, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	return iommufd_file_rw(fd, true, offset, true);
 }
 
 UIOMMU_EXPORT int uiommu_close(int fd)
@@ -377,7 +466,7 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
-	*fd = iommufd_raw_open(file, O_CLOEXEC);
+	*fd = iommufd_raw_open(file, O_CLOEXEC | O_RDWR); /* as anon_inode_getfile() */
 	if (*fd < 0) {
 		rc = *fd;
 		goto err_free;

@@ -15,8 +15,10 @@
  * The calling process's /proc status file goes the same way: an open or fopen of a path
  * uiommu_proc_status_claims() becomes uiommu_proc_status_open()/_fopen() (VmPin, VmLck).
  *
- * The VFIO device cdev goes the same way: an open of a path uiommu_vfio_claims()
- * (/dev/vfio/devices/...) becomes uiommu_vfio_open(), and its fds are uiommu_is_fd() fds.
+ * The device nodes (/dev/iommu and the VFIO device cdevs /dev/vfio/devices/vfioN), by any name:
+ * an open that uiommu_dev_claims() becomes uiommu_dev_open(), and one the host answers ENOENT
+ * gets a second look with uiommu_dev_claims_link() (a symlink to a node). Their fds are
+ * uiommu_is_fd() fds; read and write on them go to the library too.
  *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
@@ -59,20 +61,6 @@
 		atomic_store_explicit(&_##name##_ptr, _##name, memory_order_relaxed);      \
 	}
 
-static const char iommu_path[] = "/dev/iommu";
-
-static int is_iommu_path(int dirfd, const char *path)
-{
-	/* Only the absolute path: the device has no other name a program would use. */
-	(void)dirfd;
-	return path && !strcmp(path, iommu_path);
-}
-
-static int open_flags_mode(int flags)
-{
-	return flags & O_CLOEXEC;
-}
-
 /*
  * Replaces @path by its place in the virtual sysfs tree when the library claims it; on failure
  * returns @err from the wrapper with the library's errno. errno is kept on success.
@@ -105,6 +93,17 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 
 /* ---- Overridden libc wrappers -------------------------------------------------------------- */
 
+/*
+ * @fd is what the host's open answered: on ENOENT for a name the library resolves to one of its
+ * device nodes (a symlink of another name), the library's open instead.
+ */
+static int open_or_link(int fd, int dirfd, const char *path, int flags)
+{
+	if (fd < 0 && errno == ENOENT && uiommu_dev_claims_link(dirfd, path, flags))
+		return uiommu_dev_open(dirfd, path, flags);
+	return fd;
+}
+
 #define WRAP_OPEN(name)                                                                   \
 	UIOMMU_EXPORT int name(const char *path, int flags, ...)                          \
 	{                                                                                 \
@@ -116,15 +115,13 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 			mode = va_arg(ap, mode_t);                                        \
 			va_end(ap);                                                       \
 		}                                                                         \
-		if (is_iommu_path(AT_FDCWD, path))                                        \
-			return uiommu_open(open_flags_mode(flags));                       \
-		if (uiommu_vfio_claims(path))                                             \
-			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
+			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
-		return _##name(path, flags, mode);                                        \
+		return open_or_link(_##name(path, flags, mode), AT_FDCWD, path, flags);   \
 	}
 
 #define WRAP_OPENAT(name)                                                                 \
@@ -138,45 +135,39 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, siz
 			mode = va_arg(ap, mode_t);                                        \
 			va_end(ap);                                                       \
 		}                                                                         \
-		if (is_iommu_path(dirfd, path))                                           \
-			return uiommu_open(open_flags_mode(flags));                       \
-		if (uiommu_vfio_claims(path))                                             \
-			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_dev_claims(dirfd, path, flags))                                \
+			return uiommu_dev_open(dirfd, path, flags);                       \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
-		return _##name(dirfd, path, flags, mode);                                 \
+		return open_or_link(_##name(dirfd, path, flags, mode), dirfd, path, flags); \
 	}
 
 #define WRAP_OPEN_2(name)                                                                 \
 	UIOMMU_EXPORT int name(const char *path, int flags)                               \
 	{                                                                                 \
 		libc_func(name, int, const char *, int);                                  \
-		if (is_iommu_path(AT_FDCWD, path))                                        \
-			return uiommu_open(open_flags_mode(flags));                       \
-		if (uiommu_vfio_claims(path))                                             \
-			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
+			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
-		return _##name(path, flags);                                              \
+		return open_or_link(_##name(path, flags), AT_FDCWD, path, flags);         \
 	}
 
 #define WRAP_OPENAT_2(name)                                                               \
 	UIOMMU_EXPORT int name(int dirfd, const char *path, int flags)                    \
 	{                                                                                 \
 		libc_func(name, int, int, const char *, int);                             \
-		if (is_iommu_path(dirfd, path))                                           \
-			return uiommu_open(open_flags_mode(flags));                       \
-		if (uiommu_vfio_claims(path))                                             \
-			return uiommu_vfio_open(path, flags);                             \
+		if (uiommu_dev_claims(dirfd, path, flags))                                \
+			return uiommu_dev_open(dirfd, path, flags);                       \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
-		return _##name(dirfd, path, flags);                                       \
+		return open_or_link(_##name(dirfd, path, flags), dirfd, path, flags);     \
 	}
 
 WRAP_OPEN(open)
@@ -334,6 +325,8 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 		return uiommu_sysfs_write(fd, buf, count);
 	if (uiommu_event_is_fd(fd))
 		return uiommu_event_write(fd, buf, count);
+	if (uiommu_is_fd(fd))
+		return uiommu_write(fd, buf, count);
 	return _write(fd, buf, count);
 }
 
@@ -343,6 +336,8 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 		libc_func(name, ssize_t, int, const void *, size_t, offtype);             \
 		if (uiommu_event_is_fd(fd))                                               \
 			return uiommu_event_pwrite(fd, buf, count, (off_t)offset);        \
+		if (uiommu_is_fd(fd))                                                     \
+			return uiommu_pwrite(fd, buf, count, (off_t)offset);              \
 		return _##name(fd, buf, count, offset);                                   \
 	}
 
@@ -355,6 +350,8 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 	libc_func(read, ssize_t, int, void *, size_t);
 	if (uiommu_event_is_fd(fd))
 		return uiommu_event_read(fd, buf, count);
+	if (uiommu_is_fd(fd))
+		return uiommu_read(fd, buf, count);
 	return _read(fd, buf, count);
 }
 
@@ -364,6 +361,8 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 		libc_func(name, ssize_t, int, void *, size_t, offtype);                   \
 		if (uiommu_event_is_fd(fd))                                               \
 			return uiommu_event_pread(fd, buf, count, (off_t)offset);         \
+		if (uiommu_is_fd(fd))                                                     \
+			return uiommu_pread(fd, buf, count, (off_t)offset);               \
 		return _##name(fd, buf, count, offset);                                   \
 	}
 

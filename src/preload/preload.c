@@ -15,7 +15,8 @@
  * The calling process's /proc status file goes the same way: an open or fopen of a path
  * uiommu_proc_status_claims() becomes uiommu_proc_status_open()/_fopen() (VmPin, VmLck).
  *
- * The device nodes (/dev/iommu and the VFIO device cdevs /dev/vfio/devices/vfioN), by any name:
+ * The device nodes (/dev/iommu and the VFIO device cdevs /dev/vfio/devices/vfioN), by any name
+ * (asked after the virtual sysfs, whose paths contain "iommu" but never name a node):
  * an open that uiommu_dev_claims() becomes uiommu_dev_open(), and one the host answers ENOENT
  * gets a second look with uiommu_dev_claims_link() (a symlink to a node). Their fds are
  * uiommu_is_fd() fds; read and write on them go to the library too.
@@ -115,12 +116,12 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			mode = va_arg(ap, mode_t);                                        \
 			va_end(ap);                                                       \
 		}                                                                         \
-		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
-			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
+		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
+			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		return open_or_link(_##name(path, flags, mode), AT_FDCWD, path, flags);   \
 	}
 
@@ -135,12 +136,12 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			mode = va_arg(ap, mode_t);                                        \
 			va_end(ap);                                                       \
 		}                                                                         \
-		if (uiommu_dev_claims(dirfd, path, flags))                                \
-			return uiommu_dev_open(dirfd, path, flags);                       \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
+		if (uiommu_dev_claims(dirfd, path, flags))                                \
+			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags, mode), dirfd, path, flags); \
 	}
 
@@ -148,12 +149,12 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 	UIOMMU_EXPORT int name(const char *path, int flags)                               \
 	{                                                                                 \
 		libc_func(name, int, const char *, int);                                  \
-		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
-			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
+		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
+			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		return open_or_link(_##name(path, flags), AT_FDCWD, path, flags);         \
 	}
 
@@ -161,12 +162,12 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 	UIOMMU_EXPORT int name(int dirfd, const char *path, int flags)                    \
 	{                                                                                 \
 		libc_func(name, int, int, const char *, int);                             \
-		if (uiommu_dev_claims(dirfd, path, flags))                                \
-			return uiommu_dev_open(dirfd, path, flags);                       \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
+		if (uiommu_dev_claims(dirfd, path, flags))                                \
+			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags), dirfd, path, flags);     \
 	}
 

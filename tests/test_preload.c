@@ -383,6 +383,13 @@ TEST(generic_fd_ioctls)
 	ASSERT_EQ(0, ioctl(fd, FIONBIO, &off));
 	ASSERT_EQ(0, fcntl(fd, F_GETFL) & O_NONBLOCK);
 	ASSERT_ERRNO(EFAULT, ioctl(fd, FIONBIO, NULL));
+	if (uiommu_fail_nth_available()) {
+		/* The copy of the argument is the request's one fallible step: nothing changes. */
+		uiommu_fail_nth_arm(1);
+		ASSERT_ERRNO(EFAULT, ioctl(fd, FIONBIO, &on));
+		ASSERT_EQ(0, uiommu_fail_nth_disarm());
+		ASSERT_EQ(0, fcntl(fd, F_GETFL) & O_NONBLOCK);
+	}
 	/* No fasync in the driver: turning it on is ENOTTY, leaving it off is fine. */
 	ASSERT_EQ(0, ioctl(fd, FIOASYNC, &off));
 	ASSERT_ERRNO(ENOTTY, ioctl(fd, FIOASYNC, &on));

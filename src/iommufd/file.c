@@ -18,8 +18,15 @@
  * (dev, ino); uiommu_is_fd(), the preload layer's gate, compares it with fstat() of the fd and
  * drops a slot whose fd now names another file, as if that fd had been closed. One fstat() per
  * call on an fd the table holds (about two null system calls); fds the table does not hold
- * cost nothing. close_range() and closefrom() through uiommu_close_range() close ours first. The fd -> file map is a two-level table of atomic
- * pointers: the ioctl path reads it without a lock under RCU; changes are made under fdt_lock.
+ * cost nothing. close_range() and closefrom() go through uiommu_fd_close_range(), which closes
+ * ours in the range first.
+ *
+ * What the VFS answers before any driver (fs/ioctl.c's generic requests such as FIOCLEX and
+ * FIONBIO, read/write on a file without those ops, fs/read_write.c's EBADF for the wrong access
+ * mode) is answered here for every file of the table, on the backing fd where it takes effect.
+ *
+ * The fd -> file map is a two-level table of atomic pointers: the ioctl path reads it without a
+ * lock under RCU; changes are made under fdt_lock.
  *
  * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, later vEVENTQ and
  * dma-buf fds). Such a file is an iommufd_file too, with ops: it lives in the same table (so
@@ -32,14 +39,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <string.h>
-#include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/close_range.h>
+#include <linux/fs.h>
 
 #include "machine/sysfs.h"
 #include "iommufd/iommufd_private.h"

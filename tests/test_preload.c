@@ -504,4 +504,61 @@ TEST(open_flags_a_character_device_refuses)
 	ASSERT_EQ(0, live_contexts());
 }
 
+static char *own_page;
+static volatile sig_atomic_t own_faults;
+
+static void own_handler(int sig, siginfo_t *info, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	if (info->si_addr == own_page)
+		own_faults++;
+	mprotect(own_page, 4096, PROT_READ | PROT_WRITE);
+}
+
+/* The program's SIGSEGV handler set after uiommu's trap: the trap stays in front of it. */
+TEST(own_handler_set_after_the_trap)
+{
+	struct sigaction sa, old, before;
+	int fd = open("/dev/iommu", O_RDWR), status;
+	pid_t pid;
+
+	ASSERT_TRUE(fd >= 0);
+	/* What the program had (SIG_DFL, or a sanitizer runtime's handler). */
+	ASSERT_EQ(0, sigaction(SIGSEGV, NULL, &before));
+	own_page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(own_page != MAP_FAILED);
+	ASSERT_ERRNO(EFAULT, ioctl(fd, IOMMU_IOAS_ALLOC, own_page)); /* the trap is in place */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = own_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGSEGV, &sa, &old));
+	ASSERT_TRUE(old.sa_handler == before.sa_handler); /* not the trap's */
+	ASSERT_EQ(before.sa_flags & SA_SIGINFO, old.sa_flags & SA_SIGINFO);
+	/* The program reads back its own handler. */
+	ASSERT_EQ(0, sigaction(SIGSEGV, NULL, &old));
+	ASSERT_TRUE((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == own_handler);
+	/* A bad pointer is still EFAULT, and the program's own fault reaches its handler. */
+	ASSERT_ERRNO(EFAULT, ioctl(fd, IOMMU_IOAS_ALLOC, own_page));
+	ASSERT_EQ(0, own_faults);
+	*(volatile char *)own_page = 1;
+	ASSERT_EQ(1, own_faults);
+	/* signal() back to SIG_DFL: the next own fault is fatal, EFAULT still works before it. */
+	ASSERT_EQ(0, mprotect(own_page, 4096, PROT_NONE));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		if (ioctl(fd, IOMMU_IOAS_ALLOC, own_page) != -1 || errno != EFAULT)
+			_exit(3);
+		*(volatile char *)own_page = 1;
+		_exit(4);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFSIGNALED(status));
+	ASSERT_EQ(SIGSEGV, WTERMSIG(status));
+	ASSERT_EQ(0, close(fd));
+}
+
 TEST_HARNESS_MAIN

@@ -19,6 +19,7 @@
 #ifndef UIOMMU_UIOMMU_H
 #define UIOMMU_UIOMMU_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -95,6 +96,15 @@ ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset);
 /* @fd no longer refers to the iommufd (it was closed or replaced without uiommu_close(), e.g.
  * dup2() of another file onto it): drop the library's reference without closing anything. */
 void uiommu_fd_forget(int fd);
+
+/*
+ * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed
+ * (the preload layer forwards it): the trap's handler stays in front, @act becomes the
+ * program's disposition, which the trap applies to every fault that is not its own, and
+ * *@oldact is the program's previous one. Returns false when the call is libc's to make
+ * (another signal, or no trap installed yet).
+ */
+bool uiommu_fault_sigaction(int sig, const struct sigaction *act, struct sigaction *oldact);
 
 /*
  * To call just before close_range(2) (or closefrom(3), as [lowfd, ~0U]): closes the library's

@@ -41,9 +41,12 @@
  * 16 bytes ~450-700 ns. process_vm_readv() would need no signal handling at all, but would cost
  * each copy several real system calls; one call per ioctl is the price taken for exactness.
  *
- * Limitation: a program that installs its own SIGSEGV handler after uiommu starts replaces
- * ours; a bad pointer passed to uiommu then reaches the program's handler instead of giving
- * EFAULT.
+ * A program that sets its own disposition of SIGSEGV or SIGBUS after the trap is installed
+ * does so through the preload layer's sigaction()/signal(), which hand it to
+ * uiommu_fault_sigaction(): ours stays in front, the program's becomes the one chained to, and
+ * the program reads back its own. A raw rt_sigaction() system call (or a program using the
+ * library without the preload layer) still replaces ours: a bad pointer then reaches the
+ * program's handler instead of giving EFAULT.
  *
  * ThreadSanitizer builds cannot leave a signal handler by siglongjmp() (its runtime defers and
  * wraps handlers), so there every access goes through process_vm_readv()/process_vm_writev()
@@ -66,6 +69,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "mm/mm.h"
+#include "uiommu/uiommu.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define UACCESS_VIA_SYSCALL 1
@@ -79,12 +83,28 @@ static _Thread_local unsigned int uaccess_depth;
 static _Thread_local sigset_t uaccess_reblock;
 static _Thread_local bool uaccess_reblock_any;
 
-/* The dispositions found at installation; written once, before our handler is installed. */
-static struct sigaction uaccess_old_segv, uaccess_old_bus;
-/* An SA_RESETHAND disposition fired: it is SIG_DFL from then on. */
-static atomic_bool uaccess_reset_segv, uaccess_reset_bus;
+/*
+ * The program's dispositions of SIGSEGV ([0]) and SIGBUS ([1]), which our handler stands in
+ * front of: those found at installation, then what the program sets through the preload
+ * layer's sigaction()/signal() (uiommu_fault_sigaction()). Writers hold uaccess_prog_lock and
+ * make uaccess_prog_seq odd while they write, with every signal blocked so that a handler
+ * cannot wait for a writer it interrupted; the handler copies under the sequence.
+ */
+static struct sigaction uaccess_prog[2];
+static atomic_uint uaccess_prog_seq;
+/* An SA_RESETHAND disposition fired: it is SIG_DFL until the program sets another. */
+static atomic_bool uaccess_prog_reset[2];
+static bool uaccess_installed; /* our handler is in place; uaccess_prog_lock */
+/* protects uaccess_prog writes and uaccess_installed; a leaf */
+static pthread_mutex_t uaccess_prog_lock = PTHREAD_MUTEX_INITIALIZER;
 static sigset_t uaccess_fault_set; /* {SIGSEGV, SIGBUS}; constant after installation */
 static pthread_once_t uaccess_once = PTHREAD_ONCE_INIT;
+/*
+ * This thread's own sigaction() calls, which the preload layer must pass to libc. Volatile:
+ * glibc declares sigaction() a leaf (it never calls back into this file), so the compiler
+ * would drop the store before the call, but it does call back, through the preload layer.
+ */
+static _Thread_local volatile bool uaccess_self;
 
 /* The access loops, alone in their section: a fault there with a jump armed is ours. */
 #define UACCESS_SECTION __attribute__((section("uiommu_uaccess")))
@@ -119,16 +139,33 @@ static void uaccess_default(int sig)
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	sigemptyset(&dfl.sa_mask);
+	uaccess_self = true;
 	sigaction(sig, &dfl, NULL);
+	uaccess_self = false;
+}
+
+/* A consistent copy of the program's disposition of @sig. */
+static void uaccess_prog_read(int sig, struct sigaction *out)
+{
+	const struct sigaction *src = &uaccess_prog[sig == SIGBUS];
+	unsigned int seq;
+
+	do {
+		seq = atomic_load_explicit(&uaccess_prog_seq, memory_order_acquire);
+		memcpy(out, src, sizeof(*out));
+		atomic_thread_fence(memory_order_acquire);
+	} while ((seq & 1) || seq != atomic_load_explicit(&uaccess_prog_seq, memory_order_relaxed));
 }
 
 /* The program's own signal: what the kernel would have done with the program's disposition. */
 static void uaccess_chain(int sig, siginfo_t *info, void *uc)
 {
-	const struct sigaction *old = sig == SIGSEGV ? &uaccess_old_segv : &uaccess_old_bus;
-	atomic_bool *reset = sig == SIGSEGV ? &uaccess_reset_segv : &uaccess_reset_bus;
+	atomic_bool *reset = &uaccess_prog_reset[sig == SIGBUS];
 	bool sent = info->si_code <= 0;
+	struct sigaction prog, *old = &prog;
 	sigset_t mask;
+
+	uaccess_prog_read(sig, &prog);
 
 	if (atomic_load(reset) || old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
 		/* A signal someone sent to a program that ignores it is dropped. */
@@ -172,10 +209,56 @@ static void uaccess_install(void)
 	/* SA_NODEFER: leaving by siglongjmp() must not leave the signal blocked. */
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, NULL, &uaccess_old_segv) || sigaction(SIGBUS, NULL, &uaccess_old_bus))
+	pthread_mutex_lock(&uaccess_prog_lock);
+	uaccess_self = true;
+	if (sigaction(SIGSEGV, NULL, &uaccess_prog[0]) || sigaction(SIGBUS, NULL, &uaccess_prog[1]))
 		die("sigaction");
 	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
 		die("sigaction");
+	uaccess_self = false;
+	uaccess_installed = true;
+	pthread_mutex_unlock(&uaccess_prog_lock);
+}
+
+/*
+ * The program's sigaction() of SIGSEGV or SIGBUS once our handler is installed: ours stays,
+ * @act becomes the disposition the handler chains to, *@oldact the program's previous one.
+ * Return: false when the call is libc's to make (another signal, no trap yet, our own call).
+ */
+UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
+					 struct sigaction *oldact)
+{
+	struct sigaction *prog = &uaccess_prog[sig == SIGBUS];
+	sigset_t all, saved;
+	bool ours;
+
+	if ((sig != SIGSEGV && sig != SIGBUS) || uaccess_self)
+		return false;
+	/*
+	 * sigaction() is async-signal-safe: no handler of this thread may run while it holds the
+	 * lock, and none may wait for a half-written disposition.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &saved);
+	pthread_mutex_lock(&uaccess_prog_lock);
+	ours = uaccess_installed;
+	if (ours && oldact) {
+		*oldact = *prog;
+		if (atomic_load(&uaccess_prog_reset[sig == SIGBUS])) {
+			oldact->sa_handler = SIG_DFL;
+			oldact->sa_flags &= ~SA_SIGINFO;
+		}
+	}
+	if (ours && act) {
+		atomic_fetch_add_explicit(&uaccess_prog_seq, 1, memory_order_relaxed);
+		atomic_thread_fence(memory_order_release);
+		*prog = *act;
+		atomic_store(&uaccess_prog_reset[sig == SIGBUS], false);
+		atomic_fetch_add_explicit(&uaccess_prog_seq, 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&uaccess_prog_lock);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	return ours;
 }
 
 void uiommu_uaccess_begin(void)
@@ -254,9 +337,18 @@ UACCESS_NOSAN static void uaccess_touch(uint64_t uaddr, size_t npages, bool writ
 	}
 }
 
-#else /* UACCESS_VIA_SYSCALL: no trap, nothing to unblock */
+#else /* UACCESS_VIA_SYSCALL: no trap, nothing to unblock, no disposition to stand in for */
 void uiommu_uaccess_begin(void)
 {
+}
+
+UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
+					 struct sigaction *oldact)
+{
+	(void)sig;
+	(void)act;
+	(void)oldact;
+	return false;
 }
 
 void uiommu_uaccess_end(void)

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -291,6 +292,34 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 	    uiommu_fd_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]))
 		return -1;
 	return _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/*
+ * The program's own dispositions of SIGSEGV and SIGBUS, once the library's fault trap is in
+ * place, are the library's to keep (uiommu_fault_sigaction()): the trap stays in front of them.
+ */
+UIOMMU_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
+{
+	libc_func(sigaction, int, int, const struct sigaction *, struct sigaction *);
+	if (uiommu_fault_sigaction(sig, act, oldact))
+		return 0;
+	return _sigaction(sig, act, oldact);
+}
+
+/* glibc's signal(): BSD semantics (SA_RESTART, the signal blocked in its handler). */
+UIOMMU_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+	struct sigaction act, old;
+
+	libc_func(signal, sighandler_t, int, sighandler_t);
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = handler;
+	sigemptyset(&act.sa_mask);
+	sigaddset(&act.sa_mask, sig);
+	act.sa_flags = SA_RESTART;
+	if (uiommu_fault_sigaction(sig, &act, &old))
+		return old.sa_handler;
+	return _signal(sig, handler);
 }
 
 /* Only the dup commands concern us; every other fcntl goes to libc with its argument. */

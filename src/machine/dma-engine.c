@@ -892,6 +892,8 @@ static void *dma_async_worker(void *arg)
 {
 	struct uiommu_dma_dev *e = arg;
 
+	/* Our own thread: one fault-safe window for its life, not one system call per copy. */
+	uiommu_uaccess_begin();
 	pthread_mutex_lock(&dma_engine_lock);
 	for (;;) {
 		struct dma_xfer *x = TAILQ_FIRST(&e->runq);

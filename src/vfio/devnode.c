@@ -19,6 +19,9 @@
  * pointing at our node). A host that has a real /dev/iommu therefore serves a symlink of
  * another name to it itself.
  *
+ * It sits with the VFIO device cdev, the top of the library: it opens both kinds of node, the
+ * iommufd one through iommufd's entry point below it.
+ *
  * Flags, as fs/open.c and fs/namei.c check them on an existing character device (in their
  * order): O_DIRECTORY|O_CREAT and O_TMPFILE without write access are EINVAL, O_TMPFILE is
  * ENOTDIR (it names a directory), O_PATH gives a path-only fd (every ioctl, read or write on it
@@ -35,7 +38,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "iommufd/iommufd_private.h"
+#include "lib/compiler.h"
 #include "uiommu/uiommu.h"
 
 #define DEVNODE_IOMMU "/dev/iommu"

@@ -207,7 +207,7 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	fd = memfd_create("iommufd", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0)
 		return -errno;
-	if (((flags & O_NONBLOCK) && fcntl(fd, F_SETFL, O_NONBLOCK)) || fstat(fd, &st)) {
+	if (((flags & O_NONBLOCK) && syscall(SYS_fcntl, fd, F_SETFL, O_NONBLOCK)) || fstat(fd, &st)) {
 		err = errno;
 		syscall(SYS_close, fd);
 		return -err;
@@ -303,20 +303,20 @@ static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 	switch (cmd) {
 	case FIOCLEX:
 	case FIONCLEX:
-		return fcntl(fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
+		return syscall(SYS_fcntl, fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
 	case FIONBIO:
 	case FIOASYNC:
 		rc = uiommu_copy_from_user(mm, &on, arg, sizeof(on));
 		if (rc)
 			return rc;
-		flags = fcntl(fd, F_GETFL);
+		flags = (int)syscall(SYS_fcntl, fd, F_GETFL);
 		if (flags < 0)
 			return -errno;
 		if (cmd == FIOASYNC)
 			/* No fasync in the driver: only a request that changes nothing succeeds. */
 			return !!on != !!(flags & O_ASYNC) ? -ENOTTY : 0;
 		flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
-		return fcntl(fd, F_SETFL, flags) ? -errno : 0;
+		return syscall(SYS_fcntl, fd, F_SETFL, flags) ? -errno : 0;
 	case FIOQSIZE:
 		return -ENOTTY; /* only directories, regular files and symlinks have a size */
 	case FIGETBSZ:

@@ -10,7 +10,8 @@
  * the absolute name the rest of the library compares: relative paths are joined to the cwd or
  * to the directory fd's path (/proc/self/fd), "." and ".." and repeated slashes fold away, and
  * the symlinks among the components that exist on the host are followed as the kernel would
- * (40 at most: ELOOP). The nodes themselves usually do not exist on the host, so once a
+ * (40 at most: ELOOP), with raw system calls (the preload layer wraps lstat() and readlink()
+ * to redirect /sys). The nodes themselves usually do not exist on the host, so once a
  * component is missing the rest of the name is folded without looking.
  *
  * Cost. A program's other opens must not pay for this. uiommu_dev_claims() looks further only
@@ -92,7 +93,7 @@ static int devnode_base(int dirfd, char *out)
 	if (dirfd == AT_FDCWD)
 		return getcwd(out, PATH_MAX) ? 0 : -errno;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
-	n = readlink(link, out, PATH_MAX - 1);
+	n = syscall(SYS_readlinkat, AT_FDCWD, link, out, PATH_MAX - 1);
 	if (n <= 0 || out[0] != '/')
 		return -EBADF;
 	out[n] = '\0';
@@ -151,7 +152,7 @@ static int devnode_canonical(int dirfd, const char *path, bool follow_last,
 		p = *end ? end + 1 : end;
 		if (missing || !n || dots || (last && !follow_last))
 			continue;
-		if (lstat(name->path, &st)) {
+		if (syscall(SYS_newfstatat, AT_FDCWD, name->path, &st, AT_SYMLINK_NOFOLLOW)) {
 			missing = true; /* from here on, names the host does not have */
 			continue;
 		}
@@ -159,7 +160,7 @@ static int devnode_canonical(int dirfd, const char *path, bool follow_last,
 			continue;
 		if (++links > DEVNODE_MAX_LINKS)
 			return -ELOOP;
-		tn = readlink(name->path, target, sizeof(target) - 1);
+		tn = syscall(SYS_readlinkat, AT_FDCWD, name->path, target, sizeof(target) - 1);
 		if (tn <= 0)
 			return -ENOENT;
 		target[tn] = '\0';

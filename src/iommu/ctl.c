@@ -437,7 +437,7 @@ struct ctl_listener {
 };
 
 /* Protects ctl; a leaf. */
-static struct uiommu_mutex ctl_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(ctl_lock);
 static struct ctl_listener ctl;
 
 static int write_all(int fd, const char *buf, size_t len)

@@ -116,7 +116,7 @@ struct topology {
 	unsigned int nr_devices;
 };
 
-static struct uiommu_mutex topology_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(topology_lock);
 static struct topology topo;
 
 /* ---- the embedded default ------------------------------------------------------------------- */

@@ -122,7 +122,7 @@ struct event_fd {
 	struct event_fd *next;
 };
 
-static pthread_mutex_t event_fds_lock = PTHREAD_MUTEX_INITIALIZER; /* protects event_fds */
+UIOMMU_MUTEX_DEFINE(event_fds_lock); /* protects event_fds */
 static struct event_fd *event_fds;
 static atomic_int event_fds_nr; /* a lock-free "none at all" for every close() of the process */
 
@@ -192,11 +192,11 @@ static void event_fd_install(struct event_fd *efd, int fd, struct iommufd_object
 	/* Pairs with the puts in iommufd_event_fd_close(). */
 	iommufd_object_ref_users(obj);
 	iommufd_ctx_file_get(ictx);
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	efd->next = event_fds;
 	event_fds = efd;
 	atomic_fetch_add(&event_fds_nr, 1);
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 }
 
 void iommufd_veventq_destroy(struct iommufd_object *obj)
@@ -371,9 +371,9 @@ UIOMMU_EXPORT bool uiommu_event_is_fd(int fd)
 
 	if (!atomic_load_explicit(&event_fds_nr, memory_order_relaxed))
 		return false;
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	found = event_fd_find(fd) != NULL;
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 	return found;
 }
 
@@ -426,7 +426,7 @@ static int event_fd_get(int fd, struct iommufd_object **obj, struct iommufd_ctx 
 	struct event_fd **pos;
 	int rc = 0;
 
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	pos = event_fd_find(fd);
 	if (!pos) {
 		rc = -EBADF;
@@ -436,7 +436,7 @@ static int event_fd_get(int fd, struct iommufd_object **obj, struct iommufd_ctx 
 		iommufd_object_ref_users(*obj);
 		iommufd_ctx_file_get(*ictx);
 	}
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 	return rc;
 }
 
@@ -524,10 +524,10 @@ int iommufd_event_fd_close(int fd)
 {
 	struct event_fd **pos, *efd;
 
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	pos = event_fd_find(fd);
 	if (!pos) {
-		pthread_mutex_unlock(&event_fds_lock);
+		uiommu_mutex_unlock(&event_fds_lock);
 		return -EBADF;
 	}
 	efd = *pos;
@@ -549,7 +549,7 @@ int iommufd_event_fd_close(int fd)
 		uiommu_mutex_unlock(&veventq->lock);
 	}
 	syscall(SYS_close, fd);
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 	/* Pairs with the references taken in event_fd_install(). */
 	iommufd_object_unref_users(efd->obj);
 	iommufd_ctx_file_put(efd->ictx);

@@ -98,8 +98,8 @@ struct iommufd_ctx {
 	long nr_objects;               /* published or reserved, not tombstones */
 	struct iommufd_ioas *vfio_ioas; /* the VFIO-compat IOAS, not a reference */
 	int account_mode;              /* IOPT_PAGES_ACCOUNT_USER or _MM */
-	pthread_mutex_t wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
-	pthread_cond_t wait_cond;
+	struct uiommu_mutex wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
+	struct uiommu_cond wait_cond;
 	struct uiommu_mm *mm;          /* the opener's address space; a reference */
 	struct iommufd_file *file;     /* the /dev/iommu file that owns us (file.c); constant */
 };

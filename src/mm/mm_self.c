@@ -313,20 +313,20 @@ static const struct uiommu_mm_ops self_ops = {
  * One mm for the process, made at first use and kept until the last reference goes; fork gives
  * the child a copy of it with the parent's ledger, as it gets a copy of every other state.
  */
-static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER; /* protects self_mm */
+UIOMMU_MUTEX_DEFINE(self_lock); /* protects self_mm */
 static struct uiommu_mm *self_mm;
 
 static void self_release(struct uiommu_mm *mm)
 {
-	pthread_mutex_lock(&self_lock);
+	uiommu_mutex_lock(&self_lock);
 	/* A racing uiommu_mm_self() may have revived it; only free a dead one. */
 	if (self_mm == mm && atomic_load(&mm->refs) == 0)
 		self_mm = NULL;
 	else if (self_mm == mm) {
-		pthread_mutex_unlock(&self_lock);
+		uiommu_mutex_unlock(&self_lock);
 		return;
 	}
-	pthread_mutex_unlock(&self_lock);
+	uiommu_mutex_unlock(&self_lock);
 	mm_pasid_drop(mm);
 	uiommu_mutex_destroy(&mm->pin_lock);
 	uiommu_free(mm);
@@ -336,7 +336,7 @@ struct uiommu_mm *uiommu_mm_self(void)
 {
 	struct uiommu_mm *mm;
 
-	pthread_mutex_lock(&self_lock);
+	uiommu_mutex_lock(&self_lock);
 	mm = self_mm;
 	if (mm) {
 		uiommu_mm_get(mm);
@@ -354,6 +354,6 @@ struct uiommu_mm *uiommu_mm_self(void)
 	interval_tree_init(&mm->pinned);
 	self_mm = mm;
 out_unlock:
-	pthread_mutex_unlock(&self_lock);
+	uiommu_mutex_unlock(&self_lock);
 	return mm;
 }

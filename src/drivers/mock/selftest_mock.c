@@ -114,7 +114,7 @@ static pthread_once_t mock_selftest_once = PTHREAD_ONCE_INIT;
  */
 static struct iopf_queue *mock_selftest_iopf_queue;
 static unsigned int mock_selftest_iopf_devices;
-static pthread_mutex_t mock_selftest_iopf_lock = PTHREAD_MUTEX_INITIALIZER;
+UIOMMU_MUTEX_DEFINE(mock_selftest_iopf_lock);
 static atomic_uint mock_selftest_dev_seq;
 
 static struct mock_selftest_domain *to_mock_selftest_domain(struct iommu_domain *domain)
@@ -647,7 +647,7 @@ static int mock_selftest_iopf_add(struct device *dev)
 {
 	int rc = -ENOMEM;
 
-	pthread_mutex_lock(&mock_selftest_iopf_lock);
+	uiommu_mutex_lock(&mock_selftest_iopf_lock);
 	if (!mock_selftest_iopf_queue)
 		mock_selftest_iopf_queue = iopf_queue_alloc(mock_selftest_iommu.name);
 	if (mock_selftest_iopf_queue)
@@ -658,7 +658,7 @@ static int mock_selftest_iopf_add(struct device *dev)
 		iopf_queue_free(mock_selftest_iopf_queue);
 		mock_selftest_iopf_queue = NULL;
 	}
-	pthread_mutex_unlock(&mock_selftest_iopf_lock);
+	uiommu_mutex_unlock(&mock_selftest_iopf_lock);
 	return rc;
 }
 
@@ -668,13 +668,13 @@ static int mock_selftest_iopf_add(struct device *dev)
  */
 static void mock_selftest_iopf_remove(struct device *dev)
 {
-	pthread_mutex_lock(&mock_selftest_iopf_lock);
+	uiommu_mutex_lock(&mock_selftest_iopf_lock);
 	iopf_queue_remove_device(mock_selftest_iopf_queue, dev);
 	if (!--mock_selftest_iopf_devices) {
 		iopf_queue_free(mock_selftest_iopf_queue);
 		mock_selftest_iopf_queue = NULL;
 	}
-	pthread_mutex_unlock(&mock_selftest_iopf_lock);
+	uiommu_mutex_unlock(&mock_selftest_iopf_lock);
 }
 
 /* An answer to a page request group reaches the "device": counted for the tests. */

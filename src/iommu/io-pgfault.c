@@ -97,7 +97,8 @@ struct iommu_fault_param {
 };
 
 struct iopf_queue {
-	struct uiommu_mutex lock;        /* protects devices; the outermost fault lock */
+	struct uiommu_mutex lock;        /* protects devices; the outermost fault lock, inside
+					    group->mutex and mock_selftest_iopf_lock */
 	LIST_HEAD(, iommu_fault_param) devices;
 	char name[32];
 

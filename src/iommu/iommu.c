@@ -90,7 +90,8 @@ struct group_device {
 struct iommu_group {
 	atomic_int refs;                /* iommu_group_ref_get()/iommu_group_put() */
 	int id;                         /* the sysfs directory name; constant */
-	struct uiommu_mutex mutex;      /* protects everything below; order: after the probe lock */
+	struct uiommu_mutex mutex;      /* protects everything below; order: after the probe lock and
+					   iommu_sva_lock, before the fault and driver locks */
 	TAILQ_HEAD(, group_device) devices;
 	unsigned int nr_devices;
 	struct iommu_domain *default_domain;
@@ -112,10 +113,14 @@ struct iommu_group {
 
 /* ---- global state ------------------------------------------------------------------------ */
 
+/*
+ * Serialises probe and release of devices. Order: inside topology_lock and the sysfs locks,
+ * outside mock_selftest_iopf_lock and group->mutex (docs/design.md, "Locks").
+ */
 UIOMMU_MUTEX_DEFINE(iommu_probe_device_lock);
 UIOMMU_MUTEX_DEFINE(iommu_groups_lock); /* iommu_groups; a leaf */
 static TAILQ_HEAD(, iommu_group) iommu_groups = TAILQ_HEAD_INITIALIZER(iommu_groups);
-UIOMMU_MUTEX_DEFINE(iommu_device_lock); /* iommu_device_list */
+UIOMMU_MUTEX_DEFINE(iommu_device_lock); /* iommu_device_list; a leaf */
 static struct iommu_device *iommu_device_list;
 static atomic_uint iommu_domain_ids;
 

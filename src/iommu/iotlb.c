@@ -93,7 +93,7 @@ struct iotlb {
 	struct iotlb_set sets[IOTLB_SETS];
 };
 
-/* The instance table and the walker table; iotlb_table_lock serialises their writers. */
+/* The instance table and the walker table; iotlb_table_lock serialises their writers, a leaf. */
 UIOMMU_MUTEX_DEFINE(iotlb_table_lock);
 static struct {
 	_Atomic(struct iommu_device *) iommu; /* published last, with release */

@@ -158,7 +158,7 @@ struct sysfs_state {
 	bool atfork_done;
 };
 
-/* Protects sysfs_state; see the design note for the order. */
+/* Protects sysfs_state; order: outermost of the core, before topology_lock and the probe lock. */
 UIOMMU_MUTEX_DEFINE(sysfs_lock);
 static struct sysfs_state sysfs;
 
@@ -189,7 +189,7 @@ struct sysfs_file {
 /* fd -> the record of the attribute it writes to; written under sysfs_fd_lock, read locklessly. */
 static _Atomic(struct sysfs_file *) sysfs_fds[SYSFS_MAX_FDS];
 static atomic_int sysfs_nr_fds; /* entries in sysfs_fds: a fast "none" for the wrappers */
-UIOMMU_MUTEX_DEFINE(sysfs_fd_lock);
+UIOMMU_MUTEX_DEFINE(sysfs_fd_lock); /* serialises the writers of sysfs_fds; a leaf */
 
 /* The session this process removes at exit, set by uiommu_sysfs_session_begin() or on use. */
 static pid_t sysfs_session_owner;
@@ -841,6 +841,7 @@ static void journal_catch_up(void)
 	close(fd);
 }
 
+/* Serialises the tree's first build; order: outermost of the core, like sysfs_lock. */
 UIOMMU_MUTEX_DEFINE(sysfs_boot_lock);
 static bool sysfs_boot_tried; /* sysfs_boot_lock */
 

@@ -116,6 +116,7 @@ struct topology {
 	unsigned int nr_devices;
 };
 
+/* Protects the loaded topology; order: after the sysfs locks, before the probe lock. */
 UIOMMU_MUTEX_DEFINE(topology_lock);
 static struct topology topo;
 

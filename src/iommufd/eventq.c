@@ -89,7 +89,7 @@ struct iommufd_veventq {
 	uint32_t type;                     /* constant */
 	uint32_t depth;                    /* constant */
 	int fd;                            /* the eventfd; ours until the user closes it */
-	struct uiommu_mutex lock;          /* protects everything below */
+	struct uiommu_mutex lock;          /* protects everything below; a leaf */
 	struct iommufd_vevent *head;       /* queued events, oldest first */
 	struct iommufd_vevent **tail;
 	uint32_t num_events;               /* queued, the lost header not counted */
@@ -122,7 +122,7 @@ struct event_fd {
 	struct event_fd *next;
 };
 
-UIOMMU_MUTEX_DEFINE(event_fds_lock); /* protects event_fds */
+UIOMMU_MUTEX_DEFINE(event_fds_lock); /* protects event_fds; before veventq->lock, fault->lock */
 static struct event_fd *event_fds;
 static atomic_int event_fds_nr; /* a lock-free "none at all" for every close() of the process */
 

@@ -48,7 +48,7 @@ struct iommufd_file {
 typedef _Atomic(struct iommufd_file *) fdt_slot;
 
 static _Atomic(fdt_slot *) fdt[FDT_CHUNKS];
-UIOMMU_MUTEX_DEFINE(fdt_lock); /* protects fdt updates */
+UIOMMU_MUTEX_DEFINE(fdt_lock); /* protects fdt updates; before ictx->objects_lock */
 
 /* The address space of every caller: this process. Taken once and kept. */
 static struct uiommu_mm *file_mm;

@@ -91,14 +91,15 @@ struct iommufd_object {
 struct iommufd_ctx {
 	struct cds_lfht *objects;      /* id -> published object; readers under RCU */
 	struct uiommu_mutex objects_lock; /* protects ids, nr_ids, id_hint, updates of objects,
-					     vfio_ioas, account_mode; order: 0 (outermost) */
+					     vfio_ioas, account_mode; a leaf (taken inside
+					     ioas->mutex, idev->lock, viommu->lock, fdt_lock) */
 	uint64_t *ids;                 /* bitmap of IDs in use: reserved, published, tombstones */
 	uint32_t ids_words;
 	uint32_t id_hint;              /* no free ID below this one */
 	long nr_objects;               /* published or reserved, not tombstones */
 	struct iommufd_ioas *vfio_ioas; /* the VFIO-compat IOAS, not a reference */
 	int account_mode;              /* IOPT_PAGES_ACCOUNT_USER or _MM */
-	struct uiommu_mutex wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
+	struct uiommu_mutex wait_lock;     /* with wait_cond: waiting for wait_cnt to drain; a leaf */
 	struct uiommu_cond wait_cond;
 	struct uiommu_mm *mm;          /* the opener's address space; a reference */
 	struct iommufd_file *file;     /* the /dev/iommu file that owns us (file.c); constant */

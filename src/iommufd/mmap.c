@@ -53,7 +53,7 @@ struct iommufd_mmap {
 	struct iommufd_ctx *ictx;     /* its file: a reference */
 };
 
-UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list */
+UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list; a leaf */
 static struct iommufd_mmap *mmap_list;
 static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
 

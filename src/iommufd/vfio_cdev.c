@@ -105,6 +105,7 @@ struct vfio_cdev_file {
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
 };
 
+/* Protects every file's binding state; the outermost lock of all (before ioas->mutex). */
 UIOMMU_MUTEX_DEFINE(vfio_cdev_lock);
 /* The bound files: at most one per device (the kernel's open_count). */
 static struct vfio_cdev_file *vfio_cdev_bound;

@@ -313,7 +313,7 @@ static const struct uiommu_mm_ops self_ops = {
  * One mm for the process, made at first use and kept until the last reference goes; fork gives
  * the child a copy of it with the parent's ledger, as it gets a copy of every other state.
  */
-UIOMMU_MUTEX_DEFINE(self_lock); /* protects self_mm */
+UIOMMU_MUTEX_DEFINE(self_lock); /* protects self_mm; a leaf */
 static struct uiommu_mm *self_mm;
 
 static void self_release(struct uiommu_mm *mm)

@@ -112,6 +112,7 @@ struct mock_dev_state {
 	struct iommu_page_response last_response;
 };
 
+/* Protects the mock's bookkeeping lists; a leaf. */
 UIOMMU_MUTEX_DEFINE(mock_lock);
 static LIST_HEAD(, mock_group_key) mock_group_keys = LIST_HEAD_INITIALIZER(mock_group_keys);
 static LIST_HEAD(, mock_dev_state) mock_dev_states = LIST_HEAD_INITIALIZER(mock_dev_states);

@@ -110,7 +110,7 @@ static pthread_once_t mock_selftest_once = PTHREAD_ONCE_INIT;
 /*
  * The instance's fault queue, made at the first probe and freed at the last release, so that a
  * process without mock devices holds nothing of it (the leak checks count on that). The lock
- * protects both; it is taken outside the core's fault locks.
+ * protects both; order: inside the probe lock and group->mutex, outside the core's fault locks.
  */
 static struct iopf_queue *mock_selftest_iopf_queue;
 static unsigned int mock_selftest_iopf_devices;

@@ -98,11 +98,12 @@ struct zpci_dev {
 struct s390_domain {
 	struct iommu_domain domain;
 	uint64_t *dma_table;                /* the region table; immutable */
-	struct uiommu_mutex list_lock;          /* protects devices, nr_devices */
+	struct uiommu_mutex list_lock;          /* protects devices, nr_devices; a leaf */
 	LIST_HEAD(, zpci_dev) devices;
 	unsigned int nr_devices;
 };
 
+/* Protects the driver's device bookkeeping; a leaf. */
 UIOMMU_MUTEX_DEFINE(s390_lock);
 static LIST_HEAD(, zpci_dev) s390_zdevs = LIST_HEAD_INITIALIZER(s390_zdevs);
 static LIST_HEAD(, s390_group_key) s390_group_keys = LIST_HEAD_INITIALIZER(s390_group_keys);

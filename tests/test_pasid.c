@@ -18,6 +18,7 @@
 
 #include "drivers/mock/mock.h"
 #include "harness.h"
+#include "stress.h"
 #include "iommu/iommu.h"
 #include "mm/mm.h"
 #include "uiommu/uiommu.h"
@@ -742,7 +743,6 @@ static struct {
 	struct iommu_domain *dom[2];
 	struct iommu_attach_handle *handles; /* each used once, never reused, freed at the end */
 	atomic_int next_handle;
-	atomic_bool stop;
 	atomic_long lookups, hits, bad;
 } st;
 
@@ -758,7 +758,7 @@ static void *stress_writer(void *arg)
 	uint32_t pasid = (uint32_t)(uintptr_t)arg; /* each writer owns one PASID */
 	unsigned int n = 0;
 
-	while (!atomic_load(&st.stop)) {
+	while (stress_running()) {
 		struct iommu_attach_handle *h = stress_new_handle();
 		struct iommu_domain *d = st.dom[n++ & 1];
 
@@ -784,7 +784,7 @@ static void *stress_writer(void *arg)
 static void *stress_reader(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&st.stop)) {
+	while (stress_running()) {
 		for (uint32_t pasid = 1; pasid <= STRESS_PASIDS; pasid++) {
 			struct iommu_attach_handle *h =
 				iommu_attach_handle_get(st.dev->iommu_group, pasid, 0);
@@ -806,8 +806,7 @@ static void *stress_reader(void *arg)
 
 TEST(stress_attach_replace_detach_racing_handle_lookups)
 {
-	pthread_t w[STRESS_PASIDS], r[2];
-	struct timespec ts = { .tv_sec = 2 };
+	struct stress_worker w[STRESS_PASIDS + 2];
 
 	setup_drivers();
 	st.dev = mkpasid("0000:09:00.0", NULL, 20);
@@ -817,15 +816,9 @@ TEST(stress_attach_replace_detach_racing_handle_lookups)
 	st.handles = calloc(STRESS_HANDLES, sizeof(*st.handles));
 	ASSERT_TRUE(st.handles != NULL);
 	for (uintptr_t i = 0; i < STRESS_PASIDS; i++)
-		ASSERT_EQ(0, pthread_create(&w[i], NULL, stress_writer, (void *)(i + 1)));
-	for (int i = 0; i < 2; i++)
-		ASSERT_EQ(0, pthread_create(&r[i], NULL, stress_reader, NULL));
-	nanosleep(&ts, NULL);
-	atomic_store(&st.stop, true);
-	for (int i = 0; i < STRESS_PASIDS; i++)
-		pthread_join(w[i], NULL);
-	for (int i = 0; i < 2; i++)
-		pthread_join(r[i], NULL);
+		w[i] = (struct stress_worker){ stress_writer, (void *)(i + 1) };
+	w[STRESS_PASIDS] = w[STRESS_PASIDS + 1] = (struct stress_worker){ stress_reader, NULL };
+	ASSERT_EQ(0, stress_run(w, STRESS_PASIDS + 2, stress_seconds(2.0)));
 	ASSERT_EQ(0, st.bad);
 	ASSERT_GT(st.lookups, 0);
 	ASSERT_GT(st.hits, 0);

@@ -167,6 +167,23 @@ out_unlock:
 	pthread_mutex_unlock(&graph_lock);
 }
 
+/* A fork() while another thread records an edge must not leave the child's graph_lock held. */
+static void lockdep_fork_prepare(void)
+{
+	pthread_mutex_lock(&graph_lock);
+}
+
+static void lockdep_fork_done(void)
+{
+	pthread_mutex_unlock(&graph_lock);
+}
+
+__attribute__((constructor)) static void lockdep_init(void)
+{
+	if (pthread_atfork(lockdep_fork_prepare, lockdep_fork_done, lockdep_fork_done))
+		die("pthread_atfork");
+}
+
 void lockdep_acquire(struct uiommu_lock_class *cls, const void *lock)
 {
 	int id;

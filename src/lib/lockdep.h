@@ -65,7 +65,11 @@ struct uiommu_rwsem {
 #endif
 };
 
-/* Waited on with a uiommu_mutex; timed waits use CLOCK_MONOTONIC. */
+/*
+ * Waited on with a uiommu_mutex; timed waits take a CLOCK_MONOTONIC deadline
+ * (pthread_cond_clockwait(), so no clock attribute: a condition variable initialised with
+ * attributes fails under a sanitizer runtime loaded late, as in a preloaded program).
+ */
 struct uiommu_cond {
 	pthread_cond_t c;
 };
@@ -205,12 +209,8 @@ static inline void uiommu_up_write(struct uiommu_rwsem *s)
 
 static inline void uiommu_cond_init(struct uiommu_cond *c)
 {
-	pthread_condattr_t attr;
-
-	if (pthread_condattr_init(&attr) || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) ||
-	    pthread_cond_init(&c->c, &attr))
+	if (pthread_cond_init(&c->c, NULL))
 		die("pthread_cond_init");
-	pthread_condattr_destroy(&attr);
 }
 
 static inline void uiommu_cond_destroy(struct uiommu_cond *c)
@@ -254,9 +254,9 @@ static inline int uiommu_cond_timedwait(struct uiommu_cond *c, struct uiommu_mut
 #ifdef UIOMMU_DEBUG
 	atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
 #endif
-	ret = pthread_cond_timedwait(&c->c, &m->m, deadline);
+	ret = pthread_cond_clockwait(&c->c, &m->m, CLOCK_MONOTONIC, deadline);
 	if (ret && ret != ETIMEDOUT)
-		die("pthread_cond_timedwait");
+		die("pthread_cond_clockwait");
 #ifdef UIOMMU_DEBUG
 	atomic_store_explicit(&m->owner, (unsigned long)pthread_self(), memory_order_relaxed);
 #endif

@@ -5,8 +5,9 @@
  * checker: a consistent order is silent, an inversion, direct or through a third class, kills
  * the process naming the classes of both stacks, before it can deadlock.
  *
- * The inversions run in a forked child whose stderr is read back; every case starts from a
- * fresh order graph because the harness forks each case.
+ * The inversions run in a forked child whose stderr is read back. The order graph is shared
+ * by every process forked from the program (the harness forks each case), so the cases use
+ * distinct classes where they must not see each other's orders.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -90,6 +91,19 @@ static void transitive_inversion(void)
 	take_pair(&lk_outer, &lk_middle);
 	take_pair(&lk_middle, &lk_inner);
 	take_pair(&lk_inner, &lk_outer);
+}
+
+UIOMMU_MUTEX_DEFINE(lk_first);
+UIOMMU_MUTEX_DEFINE(lk_second);
+
+static void first_then_second(void)
+{
+	take_pair(&lk_first, &lk_second);
+}
+
+static void second_then_first(void)
+{
+	take_pair(&lk_second, &lk_first);
 }
 
 static struct uiommu_rwsem sem;
@@ -183,6 +197,23 @@ TEST(lockdep_rwsem_read_side_counts)
 	if (!order_checked)
 		SKIP("the order checker exists in debug builds only");
 	expect_report(_metadata, rwsem_inversion, "&sem", "lk_inner");
+}
+
+/* One process records first -> second and exits; a later one takes them the other way. */
+TEST(lockdep_inversion_across_forked_processes_dies)
+{
+	char err[4096];
+	int status;
+
+	if (!order_checked)
+		SKIP("the order checker exists in debug builds only");
+#if defined(UIOMMU_LOCKDEP_PER_PROCESS) && UIOMMU_LOCKDEP_PER_PROCESS
+	SKIP("ThreadSanitizer builds keep a graph per process");
+#endif
+	status = run_child(first_then_second, err, sizeof(err));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	expect_report(_metadata, second_then_first, "lk_first", "lk_second");
 }
 
 /* ---- the condition variable --------------------------------------------------------------- */

@@ -9,12 +9,21 @@
  *    relaxed load per held lock, without any lock;
  *  - each new edge keeps the stack of classes its thread held then, for the report;
  *  - each thread has its stack of held locks (class id and address), in acquisition order.
- * A new edge a->b is accepted only if b cannot already reach a; graph_lock serialises the
- * search with the insertion, so two threads racing to record a->b and b->a cannot both succeed.
+ * A new edge a->b is accepted only if b cannot already reach a; the graph's lock serialises
+ * the search with the insertion, so two threads racing to record a->b and b->a cannot both
+ * succeed.
  *
- * graph_lock is a bare pthread mutex, the checker's own and never order-checked; nothing here
- * allocates or goes through the should-fail hook: the tables are static and an overflow dies
- * (raise the limit).
+ * The graph lives in a shared anonymous mapping, made at load (or at an earlier first lock,
+ * from another constructor) and so before any fork: a process and the children it forks (each
+ * test case of the harness is one) build one graph, and an order seen in one case and its
+ * inverse in another are caught. Its lock is a process-shared, robust pthread mutex (a child
+ * may die holding it: the report aborts), the checker's own and never order-checked. A class
+ * id is cached in the class, per process; a process that has not cached it finds its class in
+ * the shared table (a forked child has the same addresses). Nothing here goes through the
+ * should-fail hook; an overflow of the tables dies (raise the limit).
+ *
+ * ThreadSanitizer does not follow a lock across processes (a child sees the parent's lock as
+ * its own, held): its builds keep a graph per process, the child's lock released after fork.
  */
 #include "lockdep.h"
 
@@ -22,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #ifdef UIOMMU_DEBUG
 
@@ -41,15 +51,79 @@ struct lockdep_held {
 	const void *lock;
 };
 
-static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER; /* classes, edges; see the top */
-static struct uiommu_lock_class *classes[LOCKDEP_MAX_CLASSES];
-static int nr_classes;
-static _Atomic uint64_t after[LOCKDEP_MAX_CLASSES][LOCKDEP_WORDS];
-static struct lockdep_edge edges[LOCKDEP_MAX_EDGES];
-static int nr_edges;
+struct lockdep_graph {
+	pthread_mutex_t lock; /* classes, nr_classes, edges, nr_edges, writers of after */
+	struct uiommu_lock_class *classes[LOCKDEP_MAX_CLASSES];
+	int nr_classes;
+	_Atomic uint64_t after[LOCKDEP_MAX_CLASSES][LOCKDEP_WORDS];
+	struct lockdep_edge edges[LOCKDEP_MAX_EDGES];
+	int nr_edges;
+};
+
+static struct lockdep_graph *graph; /* shared with forked children; set once */
+static pthread_once_t graph_once = PTHREAD_ONCE_INIT;
+#define classes (graph->classes)
+#define nr_classes (graph->nr_classes)
+#define after (graph->after)
+#define edges (graph->edges)
+#define nr_edges (graph->nr_edges)
 
 static _Thread_local struct lockdep_held held[LOCKDEP_MAX_HELD];
 static _Thread_local int held_depth;
+
+static void graph_lock(void)
+{
+	int ret = pthread_mutex_lock(&graph->lock);
+
+	/* A process died holding it (a report aborts): the tables are consistent at any abort. */
+	if (ret == EOWNERDEAD)
+		ret = pthread_mutex_consistent(&graph->lock);
+	if (ret)
+		die("lockdep: graph lock");
+}
+
+static void graph_unlock(void)
+{
+	pthread_mutex_unlock(&graph->lock);
+}
+
+/* A fork() while another thread records an edge must wait for it: the lock is shared. */
+static void lockdep_fork_prepare(void)
+{
+	graph_lock();
+}
+
+static void lockdep_fork_parent(void)
+{
+	graph_unlock();
+}
+
+static void lockdep_graph_init(void)
+{
+	pthread_mutexattr_t attr;
+
+	graph = mmap(NULL, sizeof(*graph), PROT_READ | PROT_WRITE,
+		     (UIOMMU_LOCKDEP_PER_PROCESS ? MAP_PRIVATE : MAP_SHARED) | MAP_ANONYMOUS, -1, 0);
+	if (graph == MAP_FAILED)
+		die("lockdep: mmap");
+	if (pthread_mutexattr_init(&attr) ||
+	    (!UIOMMU_LOCKDEP_PER_PROCESS &&
+	     (pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) ||
+	      pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST))) ||
+	    pthread_mutex_init(&graph->lock, &attr))
+		die("lockdep: graph lock");
+	pthread_mutexattr_destroy(&attr);
+	/* A shared lock is the parent's to release; a per-process one each side's own. */
+	if (pthread_atfork(lockdep_fork_prepare, lockdep_fork_parent,
+			   UIOMMU_LOCKDEP_PER_PROCESS ? lockdep_fork_parent : NULL))
+		die("pthread_atfork");
+}
+
+/* At load, so that the processes forked before the first lock is taken share the graph too. */
+__attribute__((constructor)) static void lockdep_init(void)
+{
+	pthread_once(&graph_once, lockdep_graph_init);
+}
 
 static int lockdep_class_id(struct uiommu_lock_class *cls)
 {
@@ -57,16 +131,20 @@ static int lockdep_class_id(struct uiommu_lock_class *cls)
 
 	if (id)
 		return id;
-	pthread_mutex_lock(&graph_lock);
+	pthread_once(&graph_once, lockdep_graph_init);
+	graph_lock();
 	id = atomic_load_explicit(&cls->id, memory_order_relaxed);
+	for (int i = 1; !id && i <= nr_classes; i++)
+		if (classes[i] == cls)
+			id = i; /* registered by a process of this fork tree */
 	if (!id) {
 		if (nr_classes + 1 >= LOCKDEP_MAX_CLASSES)
 			die("lockdep: too many lock classes");
 		id = ++nr_classes;
 		classes[id] = cls;
-		atomic_store_explicit(&cls->id, id, memory_order_release);
 	}
-	pthread_mutex_unlock(&graph_lock);
+	atomic_store_explicit(&cls->id, id, memory_order_release);
+	graph_unlock();
 	return id;
 }
 
@@ -75,7 +153,7 @@ static bool lockdep_edge_known(int a, int b)
 	return atomic_load_explicit(&after[a][b / 64], memory_order_relaxed) & (1ULL << (b % 64));
 }
 
-/* graph_lock held. A path from -> ... -> to through recorded edges, in path[] (to first). */
+/* the graph's lock held. A path from -> ... -> to through recorded edges, in path[] (to first). */
 static int lockdep_path(int from, int to, int *path)
 {
 	uint64_t seen[LOCKDEP_WORDS] = { 0 };
@@ -120,7 +198,7 @@ static const struct lockdep_edge *lockdep_edge_find(int from, int to)
 	return NULL;
 }
 
-/* graph_lock held. Taking b while holding a closes the cycle a -> b -> ... -> a: say so, die. */
+/* the graph's lock held. Taking b while holding a closes the cycle a -> b -> ... -> a: say so, die. */
 static _Noreturn void lockdep_report(int a, int b, const int *path, int n)
 {
 	fprintf(stderr, "uiommu: lockdep: possible deadlock: taking %s while holding %s\n",
@@ -148,7 +226,7 @@ static void lockdep_edge_add(int a, int b)
 	struct lockdep_edge *e;
 	int n;
 
-	pthread_mutex_lock(&graph_lock);
+	graph_lock();
 	if (lockdep_edge_known(a, b))
 		goto out_unlock;
 	n = lockdep_path(b, a, path);
@@ -164,24 +242,7 @@ static void lockdep_edge_add(int a, int b)
 		e->stack[i] = held[i].id;
 	atomic_fetch_or_explicit(&after[a][b / 64], 1ULL << (b % 64), memory_order_relaxed);
 out_unlock:
-	pthread_mutex_unlock(&graph_lock);
-}
-
-/* A fork() while another thread records an edge must not leave the child's graph_lock held. */
-static void lockdep_fork_prepare(void)
-{
-	pthread_mutex_lock(&graph_lock);
-}
-
-static void lockdep_fork_done(void)
-{
-	pthread_mutex_unlock(&graph_lock);
-}
-
-__attribute__((constructor)) static void lockdep_init(void)
-{
-	if (pthread_atfork(lockdep_fork_prepare, lockdep_fork_done, lockdep_fork_done))
-		die("pthread_atfork");
+	graph_unlock();
 }
 
 void lockdep_acquire(struct uiommu_lock_class *cls, const void *lock)
@@ -227,13 +288,13 @@ __attribute__((destructor)) static void lockdep_dump(void)
 {
 	const char *env = getenv("UIOMMU_LOCKDEP_DUMP");
 
-	if (!env || !*env || !strcmp(env, "0"))
+	if (!env || !*env || !strcmp(env, "0") || !graph)
 		return;
-	pthread_mutex_lock(&graph_lock);
+	graph_lock();
 	for (int i = 0; i < nr_edges; i++)
 		fprintf(stderr, "uiommu: lockdep: %s -> %s\n", classes[edges[i].from]->name,
 			classes[edges[i].to]->name);
-	pthread_mutex_unlock(&graph_lock);
+	graph_unlock();
 }
 
 #endif

@@ -15,7 +15,7 @@
  *    UIOMMU_MUTEX_DEFINE();
  *  - each thread keeps the stack of the classes it holds;
  *  - the first time a thread takes class B while holding A, the edge A->B is recorded with the
- *    holder's stack; taking a class that can already reach a held class through the recorded
+ *    holder's stack, in a graph shared with the processes forked from this one; taking a class that can already reach a held class through the recorded
  *    edges (B then A, or B->C->A) is a potential deadlock: lockdep dies, naming the classes of
  *    both stacks, before it blocks.
  * Taking a second lock of a class already held (two groups' mutexes) is not checked: the code
@@ -35,6 +35,18 @@
 #include "compiler.h"
 
 #ifdef UIOMMU_DEBUG
+/* 1 where the order graph cannot be shared with forked children (lockdep.c says why). */
+#if defined(__SANITIZE_THREAD__)
+#define UIOMMU_LOCKDEP_PER_PROCESS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UIOMMU_LOCKDEP_PER_PROCESS 1
+#endif
+#endif
+#ifndef UIOMMU_LOCKDEP_PER_PROCESS
+#define UIOMMU_LOCKDEP_PER_PROCESS 0
+#endif
+
 struct uiommu_lock_class {
 	const char *name; /* the lock's expression at its definition or initialisation */
 	const char *file;

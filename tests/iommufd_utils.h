@@ -16,6 +16,7 @@
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
+#include "uiommu_test.h"
 
 #define __U __attribute__((unused))
 
@@ -35,27 +36,6 @@ static void __attribute__((constructor)) init_buf(void)
 	buf = (char *)(((uintptr_t)p + BUF_LEN - 1) & ~(uintptr_t)(BUF_LEN - 1));
 	memset(buf, 0x5a, BUF_LEN);
 	PS = (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-__U static int ioc(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
-__U static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (ioc(fd, IOMMU_IOAS_ALLOC, &cmd))
-		abort();
-	return cmd.out_ioas_id;
-}
-
-__U static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioc(fd, IOMMU_DESTROY, &cmd);
 }
 
 __U static int map_fixed(int fd, uint32_t ioas, uint64_t iova, const void *va, uint64_t len)

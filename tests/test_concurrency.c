@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "stress.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 
@@ -26,14 +27,6 @@ static atomic_int bad;
 static atomic_long ops;
 static pthread_mutex_t reopen_lock = PTHREAD_MUTEX_INITIALIZER;
 static char buffer[256 * 4096] __attribute__((aligned(4096)));
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* A call lost a race in an allowed way, or it is a bug. */
 static void check(const char *what, int rc, int err, const int *allowed)
@@ -59,16 +52,14 @@ static void check(const char *what, int rc, int err, const int *allowed)
 
 struct stress_arg {
 	unsigned int seed;
-	unsigned int seconds;
 };
 
 static void *stress_thread(void *p)
 {
 	struct stress_arg *arg = p;
 	unsigned int seed = arg->seed;
-	double end = now() + arg->seconds;
 
-	while (now() < end) {
+	while (stress_running()) {
 		int slot = rand_r(&seed) % NSLOTS;
 		int fd = atomic_load(&fds[slot]);
 		uint32_t id = 1 + rand_r(&seed) % 6;
@@ -161,10 +152,9 @@ static void *stress_thread(void *p)
 
 TEST(threads_race_on_shared_ids)
 {
-	pthread_t th[NTHREADS];
 	struct stress_arg args[NTHREADS];
-	const char *env = getenv("UIOMMU_STRESS_SECONDS");
-	unsigned int seconds = env ? (unsigned int)atoi(env) : 3;
+	struct stress_worker w[NTHREADS];
+	double seconds = stress_seconds(3.0);
 	struct uiommu_stats st;
 	int i;
 
@@ -176,15 +166,13 @@ TEST(threads_race_on_shared_ids)
 	}
 	for (i = 0; i < NTHREADS; i++) {
 		args[i].seed = 7919u * (unsigned int)i + 1;
-		args[i].seconds = seconds;
-		ASSERT_EQ(0, pthread_create(&th[i], NULL, stress_thread, &args[i]));
+		w[i] = (struct stress_worker){ stress_thread, &args[i] };
 	}
-	for (i = 0; i < NTHREADS; i++)
-		pthread_join(th[i], NULL);
+	ASSERT_EQ(0, stress_run(w, NTHREADS, seconds));
 	for (i = 0; i < NSLOTS; i++)
 		ASSERT_EQ(0, uiommu_close(atomic_load(&fds[i])));
 
-	printf("# %ld operations in %u s on %d threads\n", atomic_load(&ops), seconds, NTHREADS);
+	printf("# %ld operations in %g s on %d threads\n", atomic_load(&ops), seconds, NTHREADS);
 	ASSERT_EQ(0, atomic_load(&bad));
 	ASSERT_TRUE(atomic_load(&ops) > 1000);
 	ASSERT_EQ(0, uiommu_stats_get(&st));

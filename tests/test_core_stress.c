@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "stress.h"
 #include "iommu/dma-iommu.h"
 #include "tdrv.h"
 
@@ -35,7 +36,6 @@ struct sdev {
 
 static struct sdev sdevs[NDEV];
 static char dma_buf[4096] __attribute__((aligned(4096)));
-static atomic_bool stop;
 static atomic_long nops;
 static atomic_int unexpected;
 
@@ -62,7 +62,7 @@ static void *type_switcher(void *arg)
 	static const char *const types[] = { "identity", "DMA", "DMA-FQ", "auto" };
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		struct sdev *s = &sdevs[rand_r(&seed) % NDEV];
 		const char *t = types[rand_r(&seed) % 4];
 		struct iommu_group *g;
@@ -87,7 +87,7 @@ static void *plugger(void *arg)
 {
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		struct sdev *s = &sdevs[rand_r(&seed) % NDEV];
 
 		pthread_mutex_lock(&s->bind);
@@ -108,7 +108,7 @@ static void *owner(void *arg)
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 	int cookie;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		struct sdev *s = &sdevs[rand_r(&seed) % NDEV];
 		struct iommu_domain *d1, *d2;
 		int rc;
@@ -139,7 +139,7 @@ static void *dma_user(void *arg)
 {
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		struct sdev *s = &sdevs[rand_r(&seed) % NDEV];
 		struct iommu_domain *dom;
 		int rc, i;
@@ -211,8 +211,7 @@ static int check_invariants(void)
 TEST(threads_race_type_switch_plug_ownership_and_dma)
 {
 	void *(*fns[])(void *) = { type_switcher, plugger, owner, dma_user };
-	const char *env = getenv("UIOMMU_STRESS_SECONDS");
-	double seconds = env ? atof(env) : 3.0;
+	double seconds = stress_seconds(3.0);
 	int rounds = 6, r, i;
 
 	setup_drivers();
@@ -227,17 +226,11 @@ TEST(threads_race_type_switch_plug_ownership_and_dma)
 		sdevs[i].present = true;
 	}
 	for (r = 0; r < rounds; r++) {
-		pthread_t th[4];
-		struct timespec ts = { 0, (long)(seconds / rounds * 1e9) };
+		struct stress_worker w[4];
 
-		atomic_store(&stop, false);
 		for (i = 0; i < 4; i++)
-			ASSERT_EQ(0, pthread_create(&th[i], NULL, fns[i],
-						    (void *)(uintptr_t)(r * 4 + i + 1)));
-		nanosleep(&ts, NULL);
-		atomic_store(&stop, true);
-		for (i = 0; i < 4; i++)
-			pthread_join(th[i], NULL);
+			w[i] = (struct stress_worker){ fns[i], (void *)(uintptr_t)(r * 4 + i + 1) };
+		ASSERT_EQ(0, stress_run(w, 4, seconds / rounds));
 		ASSERT_EQ(0, check_invariants());
 	}
 	printf("# %ld operations in %d rounds\n", atomic_load(&nops), rounds);

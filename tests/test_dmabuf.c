@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "uiommu_test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
@@ -34,20 +35,6 @@ static void __attribute__((constructor)) init_page_size(void)
 	if (ubuf == MAP_FAILED)
 		abort();
 	memset(ubuf, 0x3c, 16 * PS);
-}
-
-static int ioc(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (ioc(fd, IOMMU_IOAS_ALLOC, &cmd))
-		abort();
-	return cmd.out_ioas_id;
 }
 
 /* DMABUF_GET: the fd, or -1 with errno. */
@@ -165,13 +152,6 @@ static int hwpt_alloc(int fd, uint32_t dev, uint32_t pt, uint32_t *out)
 	if (!rc)
 		*out = cmd.out_hwpt_id;
 	return rc;
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioc(fd, IOMMU_DESTROY, &cmd);
 }
 
 /* The lowest free fd number right now. */

@@ -17,6 +17,7 @@
 
 #include "drivers/mock/mock.h"
 #include "harness.h"
+#include "uiommu_test.h"
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/err.h"
@@ -49,20 +50,6 @@ struct digest {
 
 static char buffer[64 * 4096] __attribute__((aligned(65536)));
 
-static int xioctl(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (xioctl(fd, IOMMU_IOAS_ALLOC, &cmd))
-		abort();
-	return cmd.out_ioas_id;
-}
-
 static int map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t len)
 {
 	struct iommu_ioas_map cmd = {
@@ -75,7 +62,7 @@ static int map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t le
 		.iova = iova,
 	};
 
-	return xioctl(fd, IOMMU_IOAS_MAP, &cmd);
+	return ioc(fd, IOMMU_IOAS_MAP, &cmd);
 }
 
 /* The probes: every 16 KiB from 0 to 640 KiB, and a few auto-allocation spots. */
@@ -97,9 +84,9 @@ static bool probe_mapped(struct state *s, uint32_t ioas, uint64_t iova)
 	struct iommu_ioas_unmap unmap = {
 		.size = sizeof(unmap), .ioas_id = s->scratch, .iova = 0, .length = UINT64_MAX,
 	};
-	bool mapped = !xioctl(s->fd, IOMMU_IOAS_COPY, &copy);
+	bool mapped = !ioc(s->fd, IOMMU_IOAS_COPY, &copy);
 
-	if (xioctl(s->fd, IOMMU_IOAS_UNMAP, &unmap))
+	if (ioc(s->fd, IOMMU_IOAS_UNMAP, &unmap))
 		abort();
 	return mapped;
 }
@@ -118,11 +105,11 @@ static void take_digest(struct state *s, struct digest *d)
 
 	memset(d, 0, sizeof(*d));
 	ranges.allowed_iovas = (uintptr_t)d->ranges;
-	if (xioctl(s->fd, IOMMU_IOAS_IOVA_RANGES, &ranges))
+	if (ioc(s->fd, IOMMU_IOAS_IOVA_RANGES, &ranges))
 		abort();
 	d->nranges = ranges.num_iovas;
 	d->alignment = ranges.out_iova_alignment;
-	if (xioctl(s->fd, IOMMU_OPTION, &opt))
+	if (ioc(s->fd, IOMMU_OPTION, &opt))
 		abort();
 	d->huge_a = opt.val64;
 	for (i = 0; i < NPROBE; i++) {
@@ -156,7 +143,7 @@ static void state_setup(struct state *s)
 	    map_fixed(s->fd, s->b, 0x10000, buffer, PS))
 		abort();
 	resv.id = s->a;
-	if (xioctl(s->fd, IOMMU_TEST_CMD, &resv))
+	if (ioc(s->fd, IOMMU_TEST_CMD, &resv))
 		abort();
 	s->memfd = memfd_create("uiommu-fail-nth", MFD_CLOEXEC);
 	if (s->memfd < 0 || ftruncate(s->memfd, 16 * PS))
@@ -191,7 +178,7 @@ static int sc_ioas_alloc(struct state *s)
 {
 	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
 
-	return xioctl(s->fd, IOMMU_IOAS_ALLOC, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_ALLOC, &cmd);
 }
 
 static int sc_map_auto(struct state *s)
@@ -201,7 +188,7 @@ static int sc_map_auto(struct state *s)
 		.user_va = (uintptr_t)buffer, .length = 3 * PS,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_MAP, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_MAP, &cmd);
 }
 
 static int sc_map_fixed(struct state *s)
@@ -218,7 +205,7 @@ static int sc_map_file(struct state *s)
 		.ioas_id = s->a, .fd = s->memfd, .start = PS, .length = 4 * PS, .iova = 0x30000,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_MAP_FILE, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_MAP_FILE, &cmd);
 }
 
 static int sc_copy_auto(struct state *s)
@@ -228,7 +215,7 @@ static int sc_copy_auto(struct state *s)
 		.src_ioas_id = s->a, .length = 4 * PS, .src_iova = 0x10000,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_COPY, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_COPY, &cmd);
 }
 
 static int sc_copy_fixed_two_areas(struct state *s)
@@ -242,7 +229,7 @@ static int sc_copy_fixed_two_areas(struct state *s)
 
 	/* Spans the end of one area and the whole next one: two pieces. */
 	cmd.length = 2 * PS;
-	return xioctl(s->fd, IOMMU_IOAS_COPY, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_COPY, &cmd);
 }
 
 static void prep_second_area(struct state *s)
@@ -257,7 +244,7 @@ static int sc_unmap(struct state *s)
 		.size = sizeof(cmd), .ioas_id = s->a, .iova = 0x10000, .length = 0x50000,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_UNMAP, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_UNMAP, &cmd);
 }
 
 static int sc_unmap_all(struct state *s)
@@ -266,7 +253,7 @@ static int sc_unmap_all(struct state *s)
 		.size = sizeof(cmd), .ioas_id = s->a, .iova = 0, .length = UINT64_MAX,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_UNMAP, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_UNMAP, &cmd);
 }
 
 static int sc_allow_iovas(struct state *s)
@@ -276,7 +263,7 @@ static int sc_allow_iovas(struct state *s)
 		.size = sizeof(cmd), .ioas_id = s->a, .num_iovas = 2, .allowed_iovas = (uintptr_t)r,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd);
 }
 
 static int sc_iova_ranges(struct state *s)
@@ -286,7 +273,7 @@ static int sc_iova_ranges(struct state *s)
 		.size = sizeof(cmd), .ioas_id = s->a, .num_iovas = 4, .allowed_iovas = (uintptr_t)r,
 	};
 
-	return xioctl(s->fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+	return ioc(s->fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
 }
 
 static int sc_huge_pages_off(struct state *s)
@@ -296,7 +283,7 @@ static int sc_huge_pages_off(struct state *s)
 		.op = IOMMU_OPTION_OP_SET, .object_id = s->a, .val64 = 0,
 	};
 
-	return xioctl(s->fd, IOMMU_OPTION, &cmd);
+	return ioc(s->fd, IOMMU_OPTION, &cmd);
 }
 
 static int sc_add_reserved(struct state *s)
@@ -306,13 +293,13 @@ static int sc_add_reserved(struct state *s)
 		.add_reserved = { .start = 0x200000, .length = 0x1000 },
 	};
 
-	return xioctl(s->fd, IOMMU_TEST_CMD, &cmd);
+	return ioc(s->fd, IOMMU_TEST_CMD, &cmd);
 }
 
 static int sc_destroy(struct state *s)
 {
 	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = s->b };
-	int rc = xioctl(s->fd, IOMMU_DESTROY, &cmd);
+	int rc = ioc(s->fd, IOMMU_DESTROY, &cmd);
 
 	if (!rc)
 		s->b = 0;
@@ -325,14 +312,14 @@ static void prep_vfio(struct state *s)
 		.size = sizeof(set), .ioas_id = s->a, .op = IOMMU_VFIO_IOAS_SET,
 	};
 
-	if (xioctl(s->fd, IOMMU_VFIO_IOAS, &set))
+	if (ioc(s->fd, IOMMU_VFIO_IOAS, &set))
 		abort();
 }
 
 static void prep_vfio_v1(struct state *s)
 {
 	prep_vfio(s);
-	if (xioctl(s->fd, VFIO_SET_IOMMU, (void *)(uintptr_t)VFIO_TYPE1_IOMMU))
+	if (ioc(s->fd, VFIO_SET_IOMMU, (void *)(uintptr_t)VFIO_TYPE1_IOMMU))
 		abort();
 }
 
@@ -343,7 +330,7 @@ static int sc_vfio_get_info(struct state *s)
 
 	memset(info, 0, sizeof(info));
 	hdr->argsz = sizeof(info);
-	return xioctl(s->fd, VFIO_IOMMU_GET_INFO, info);
+	return ioc(s->fd, VFIO_IOMMU_GET_INFO, info);
 }
 
 static int sc_vfio_v1_unmap(struct state *s)
@@ -352,7 +339,7 @@ static int sc_vfio_v1_unmap(struct state *s)
 		.argsz = sizeof(unmap), .iova = 0x11000, .size = 2 * PS,
 	};
 
-	return xioctl(s->fd, VFIO_IOMMU_UNMAP_DMA, &unmap);
+	return ioc(s->fd, VFIO_IOMMU_UNMAP_DMA, &unmap);
 }
 
 /*
@@ -369,7 +356,7 @@ static int pasid_test_op(struct state *s, uint32_t op, uint32_t pasid, uint32_t 
 	(void)s;
 	cmd.pasid_attach.pasid = pasid;
 	cmd.pasid_attach.pt_id = pt;
-	return xioctl(s->fd, IOMMU_TEST_CMD, &cmd);
+	return ioc(s->fd, IOMMU_TEST_CMD, &cmd);
 }
 
 static uint32_t pasid_hwpt_alloc(struct state *s, uint32_t idev)
@@ -377,7 +364,7 @@ static uint32_t pasid_hwpt_alloc(struct state *s, uint32_t idev)
 	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .flags = IOMMU_HWPT_ALLOC_PASID,
 					.dev_id = idev, .pt_id = pasid_ioas };
 
-	if (xioctl(s->fd, IOMMU_HWPT_ALLOC, &cmd))
+	if (ioc(s->fd, IOMMU_HWPT_ALLOC, &cmd))
 		abort();
 	return cmd.out_hwpt_id;
 }
@@ -391,14 +378,14 @@ static void prep_pasid(struct state *s)
 
 	pasid_ioas = ioas_alloc(s->fd);
 	mock.id = pasid_ioas;
-	if (xioctl(s->fd, IOMMU_TEST_CMD, &mock))
+	if (ioc(s->fd, IOMMU_TEST_CMD, &mock))
 		abort();
 	pasid_stdev = mock.mock_domain_flags.out_stdev_id;
 	pasid_s2 = pasid_hwpt_alloc(s, mock.mock_domain_flags.out_idev_id);
 	pasid_s2b = pasid_hwpt_alloc(s, mock.mock_domain_flags.out_idev_id);
 	replace.id = pasid_stdev;
 	replace.mock_domain_replace.pt_id = pasid_s2;
-	if (xioctl(s->fd, IOMMU_TEST_CMD, &replace))
+	if (ioc(s->fd, IOMMU_TEST_CMD, &replace))
 		abort();
 }
 
@@ -427,7 +414,7 @@ static int sc_rid_replace(struct state *s)
 					  .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = pasid_stdev,
 					  .mock_domain_replace = { .pt_id = pasid_s2b } };
 
-	return xioctl(s->fd, IOMMU_TEST_CMD, &replace);
+	return ioc(s->fd, IOMMU_TEST_CMD, &replace);
 }
 
 /*
@@ -443,7 +430,7 @@ static void prep_fault_dev(struct state *s)
 
 	fq_ioas = ioas_alloc(s->fd);
 	mock.id = fq_ioas;
-	if (xioctl(s->fd, IOMMU_TEST_CMD, &mock))
+	if (ioc(s->fd, IOMMU_TEST_CMD, &mock))
 		abort();
 	fq_stdev = mock.mock_domain.out_stdev_id;
 	fq_idev = mock.mock_domain.out_idev_id;
@@ -452,7 +439,7 @@ static void prep_fault_dev(struct state *s)
 static int fault_queue_alloc(struct state *s)
 {
 	struct iommu_fault_alloc cmd = { .size = sizeof(cmd) };
-	int rc = xioctl(s->fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd);
+	int rc = ioc(s->fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd);
 
 	if (!rc) {
 		fq_fault = cmd.out_fault_id;
@@ -465,7 +452,7 @@ static int fault_hwpt_alloc(struct state *s, uint32_t *out)
 {
 	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .flags = IOMMU_HWPT_FAULT_ID_VALID,
 					.dev_id = fq_idev, .pt_id = fq_ioas, .fault_id = fq_fault };
-	int rc = xioctl(s->fd, IOMMU_HWPT_ALLOC, &cmd);
+	int rc = ioc(s->fd, IOMMU_HWPT_ALLOC, &cmd);
 
 	if (!rc && out)
 		*out = cmd.out_hwpt_id;
@@ -495,7 +482,7 @@ static void prep_fault_pending(struct state *s)
 	replace.mock_domain_replace.pt_id = hwpt;
 	trigger.trigger_iopf.dev_id = fq_idev;
 	trigger.trigger_iopf.grpid = 3;
-	if (xioctl(s->fd, IOMMU_TEST_CMD, &replace) || xioctl(s->fd, IOMMU_TEST_CMD, &trigger))
+	if (ioc(s->fd, IOMMU_TEST_CMD, &replace) || ioc(s->fd, IOMMU_TEST_CMD, &trigger))
 		abort();
 }
 
@@ -691,7 +678,7 @@ static uint32_t ghwpt_alloc(struct gstate *g, uint32_t flags)
 	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .flags = flags,
 					.dev_id = g->devid[0], .pt_id = g->ioas };
 
-	if (xioctl(g->fd, IOMMU_HWPT_ALLOC, &cmd))
+	if (ioc(g->fd, IOMMU_HWPT_ALLOC, &cmd))
 		abort();
 	return cmd.out_hwpt_id;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "stress.h"
 #include "nested_utils.h"
 
 #define REC 40u /* sizeof(struct iommu_hwpt_pgfault) */
@@ -623,7 +624,6 @@ TEST(teardown_with_pending_faults)
 struct race {
 	int fd, ffd;
 	uint32_t stdev, idev, h1, h2, plain;
-	atomic_bool stop;
 	atomic_uint triggered;
 };
 
@@ -632,7 +632,7 @@ static void *race_trigger(void *arg)
 	struct race *r = arg;
 	uint32_t g = 0;
 
-	while (!atomic_load(&r->stop)) {
+	while (stress_running()) {
 		if (trigger(r->fd, r->idev, (g & 1) ? PASID_A : 0, g & 0xff))
 			abort();
 		atomic_fetch_add(&r->triggered, 1);
@@ -646,7 +646,7 @@ static void *race_reader(void *arg)
 	struct race *r = arg;
 	struct iommu_hwpt_pgfault rec[4];
 
-	while (!atomic_load(&r->stop)) {
+	while (stress_running()) {
 		ssize_t n = uiommu_event_read(r->ffd, rec, sizeof(rec));
 
 		for (ssize_t i = 0; i < n / (ssize_t)REC; i++) {
@@ -664,7 +664,7 @@ static void *race_replacer(void *arg)
 	uint32_t pts[3] = { r->h1, r->h2, r->plain };
 	unsigned int i = 0;
 
-	while (!atomic_load(&r->stop)) {
+	while (stress_running()) {
 		if (mock_replace(r->fd, r->stdev, pts[i++ % 3]))
 			abort();
 		if (pasid_op(r->fd, IOMMU_TEST_OP_PASID_ATTACH, r->stdev, PASID_A, r->h1))
@@ -684,16 +684,11 @@ TEST_F_TIMEOUT(fq, race_faults_detach, 60)
 	struct race r = { .fd = self->fd, .ffd = self->ffd, .stdev = self->stdev,
 			  .idev = self->idev, .h1 = self->hwpt, .plain = self->plain };
 	struct answers a0 = answers(self->fd, self->idev), a;
-	pthread_t t[3];
+	struct stress_worker w[] = { { race_trigger, &r }, { race_reader, &r },
+				     { race_replacer, &r } };
 
 	ASSERT_EQ(0, hwpt_alloc_fault(self->fd, self->idev, self->ioas, self->fault, &r.h2));
-	ASSERT_EQ(0, pthread_create(&t[0], NULL, race_trigger, &r));
-	ASSERT_EQ(0, pthread_create(&t[1], NULL, race_reader, &r));
-	ASSERT_EQ(0, pthread_create(&t[2], NULL, race_replacer, &r));
-	usleep(200 * 1000);
-	atomic_store(&r.stop, true);
-	for (int i = 0; i < 3; i++)
-		pthread_join(t[i], NULL);
+	ASSERT_EQ(0, stress_run(w, 3, 0.2));
 	/* What is left unanswered goes with the last replace onto the plain HWPT. */
 	ASSERT_EQ(0, mock_replace(self->fd, self->stdev, self->plain));
 	a = answers(self->fd, self->idev);

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "stress.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
@@ -79,14 +80,6 @@ static _Atomic uint32_t hints[NTYPES][NHINTS];
 static atomic_long done[NOPS], succeeded[NOPS];
 static atomic_int bad;
 static char buffer[BUF_PAGES * 4096] __attribute__((aligned(4096)));
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* A call succeeded, lost a race in an allowed way, or it is a bug. */
 static void check(enum op op, int rc, int err)
@@ -227,16 +220,14 @@ static void do_destroy(unsigned int *seed)
 
 struct stress_arg {
 	unsigned int seed;
-	unsigned int seconds;
 };
 
 static void *stress_thread(void *p)
 {
 	struct stress_arg *arg = p;
 	unsigned int seed = arg->seed;
-	double end = now() + arg->seconds;
 
-	while (now() < end) {
+	while (stress_running()) {
 		switch (rand_r(&seed) % 12) {
 		case 0: {
 			struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
@@ -290,10 +281,9 @@ static int check_refs(int cfd, const void *va, uint64_t len, uint32_t refs)
 
 TEST(devices_and_page_tables_race_map_and_destroy)
 {
-	pthread_t th[NTHREADS];
 	struct stress_arg args[NTHREADS];
-	const char *env = getenv("UIOMMU_STRESS_SECONDS");
-	unsigned int seconds = env ? (unsigned int)atoi(env) : 3;
+	struct stress_worker w[NTHREADS];
+	double seconds = stress_seconds(3.0);
 	struct uiommu_stats st;
 	long total = 0;
 	int i, cfd;
@@ -302,14 +292,12 @@ TEST(devices_and_page_tables_race_map_and_destroy)
 	ASSERT_TRUE(fd >= 0);
 	for (i = 0; i < NTHREADS; i++) {
 		args[i].seed = 104729u * (unsigned int)i + 3;
-		args[i].seconds = seconds;
-		ASSERT_EQ(0, pthread_create(&th[i], NULL, stress_thread, &args[i]));
+		w[i] = (struct stress_worker){ stress_thread, &args[i] };
 	}
-	for (i = 0; i < NTHREADS; i++)
-		pthread_join(th[i], NULL);
+	ASSERT_EQ(0, stress_run(w, NTHREADS, seconds));
 
 	ASSERT_EQ(0, uiommu_stats_get(&st));
-	printf("# %u s on %d threads; left at the end: %ld objects, %ld pinned pages\n", seconds,
+	printf("# %g s on %d threads; left at the end: %ld objects, %ld pinned pages\n", seconds,
 	       NTHREADS, st.objects, (long)st.pinned_pages);
 	for (i = 0; i < NOPS; i++) {
 		printf("#   %-20s %8ld calls, %8ld succeeded\n", op_names[i], atomic_load(&done[i]),

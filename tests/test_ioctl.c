@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "uiommu_test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
@@ -35,28 +36,6 @@ static void __attribute__((constructor)) init_globals(void)
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static int ioc(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
-static int ioas_alloc(int fd, uint32_t *id)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-	int rc = ioc(fd, IOMMU_IOAS_ALLOC, &cmd);
-
-	if (!rc)
-		*id = cmd.out_ioas_id;
-	return rc;
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioc(fd, IOMMU_DESTROY, &cmd);
-}
 
 #define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
 
@@ -402,7 +381,7 @@ TEST_F(iommufd, reserved_and_flags_eopnotsupp)
 		c.flags = 1u << 31;
 		ASSERT_ERRNO(EOPNOTSUPP, ioc(self->fd, IOMMU_IOAS_ALLOC, &c));
 	}
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	{
 		struct iommu_ioas_map c = { .size = sizeof(c), .flags = RW | (1u << 3),
 					    .ioas_id = ioas, .user_va = (uintptr_t)g_base,
@@ -597,7 +576,7 @@ TEST_F(iommufd, ids_start_at_one_and_reuse_lowest)
 	uint32_t id[5];
 
 	for (int i = 0; i < 5; i++) {
-		ASSERT_EQ(ioas_alloc(self->fd, &id[i]), 0);
+		ASSERT_EQ(ioas_alloc_id(self->fd, &id[i]), 0);
 		ASSERT_EQ(id[i], (uint32_t)i + 1);
 	}
 	ASSERT_EQ(destroy(self->fd, 2), 0);
@@ -606,11 +585,11 @@ TEST_F(iommufd, ids_start_at_one_and_reuse_lowest)
 	ASSERT_ERRNO(ENOENT, destroy(self->fd, 0));
 	ASSERT_ERRNO(ENOENT, destroy(self->fd, 6));
 	ASSERT_ERRNO(ENOENT, destroy(self->fd, 0xffffffff));
-	ASSERT_EQ(ioas_alloc(self->fd, &id[0]), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &id[0]), 0);
 	ASSERT_EQ(id[0], 2);
-	ASSERT_EQ(ioas_alloc(self->fd, &id[0]), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &id[0]), 0);
 	ASSERT_EQ(id[0], 4);
-	ASSERT_EQ(ioas_alloc(self->fd, &id[0]), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &id[0]), 0);
 	ASSERT_EQ(id[0], 6);
 }
 
@@ -619,7 +598,7 @@ TEST_F(iommufd, destroy_sizes)
 	uint8_t buf[24] = { 0 };
 	uint32_t ioas;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	*(uint32_t *)buf = 16;
 	*(uint32_t *)(buf + 4) = ioas + 1;
 	ASSERT_ERRNO(ENOENT, ioc(self->fd, IOMMU_DESTROY, buf));
@@ -670,7 +649,7 @@ TEST_F(iommufd, wrong_type_lookups)
 	uint32_t ioas;
 	struct iommu_vfio_ioas v = { .size = sizeof(v), .op = IOMMU_VFIO_IOAS_SET };
 
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	/* Every IOAS command on ids that do not name an IOAS. */
 	ASSERT_ERRNO(ENOENT, map_fixed(self->fd, ioas + 1, PS, g_base, PS));
 	ASSERT_ERRNO(ENOENT, map_fixed(self->fd, 0, PS, g_base, PS));
@@ -714,7 +693,7 @@ TEST_F(iommufd, global_options)
 	v = 7;
 	ASSERT_EQ(option(self->fd, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_GET, &v), 0);
 	ASSERT_EQ(v, 1);
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	/* Busy is checked before the value. */
 	v = 0;
 	ASSERT_ERRNO(EBUSY, option(self->fd, IOMMU_OPTION_RLIMIT_MODE, 0, IOMMU_OPTION_OP_SET,
@@ -738,7 +717,7 @@ TEST_F(iommufd, test_cmd_add_reserved)
 {
 	uint32_t ioas;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	ASSERT_ERRNO(EINVAL, add_reserved(self->fd, ioas, PS, 0));
 	ASSERT_ERRNO(EOVERFLOW, add_reserved(self->fd, ioas, U64_MAX - PS + 1, 2 * PS));
 	ASSERT_ERRNO(ENOENT, add_reserved(self->fd, 0, PS, PS));
@@ -761,7 +740,7 @@ TEST_F(iommufd, change_process)
 	int mfd;
 
 	ASSERT_EQ(ioc(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &c), 0);
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	ASSERT_EQ(ioc(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &c), 0);
 
 	mfd = memfd_create("uiommu-test", 0);
@@ -792,7 +771,7 @@ TEST_F(iommufd, map_file)
 	struct iommu_ioas_map_file m = { .size = sizeof(m) };
 	uint64_t len;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	mfd = memfd_create("uiommu-test", 0);
 	ASSERT_GE(mfd, 0);
 	ASSERT_EQ(ftruncate(mfd, 8 * PS), 0);
@@ -864,7 +843,7 @@ TEST_F(iommufd, bad_user_pointers)
 	struct uiommu_stats a, b;
 
 	ASSERT_NE(page, MAP_FAILED);
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	{
 		struct iommu_ioas_iova_ranges c = { .size = sizeof(c), .ioas_id = ioas,
 						    .num_iovas = 0, .allowed_iovas = 0 };
@@ -890,7 +869,7 @@ TEST_F(iommufd, bad_user_pointers)
 	ASSERT_EQ(uiommu_stats_get(&b), 0);
 	ASSERT_EQ(b.objects, a.objects);
 	ASSERT_ERRNO(ENOENT, destroy(self->fd, ioas + 1));
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	ASSERT_EQ(ioas, 2);
 	munmap(page, PS);
 }
@@ -900,7 +879,7 @@ TEST_F(iommufd, option_val64_only_written_back)
 	uint32_t ioas;
 	struct iommu_option c;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	c = (struct iommu_option){ .size = sizeof(c), .option_id = IOMMU_OPTION_HUGE_PAGES,
 				   .op = IOMMU_OPTION_OP_GET, .object_id = ioas, .val64 = 77 };
 	ASSERT_EQ(ioc(self->fd, IOMMU_OPTION, &c), 0);
@@ -944,7 +923,7 @@ FIXTURE_SETUP(ioas)
 {
 	self->fd = uiommu_open(O_RDWR);
 	ASSERT_GE(self->fd, 0);
-	ASSERT_EQ(ioas_alloc(self->fd, &self->ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &self->ioas), 0);
 	ASSERT_EQ(self->ioas, 1);
 	self->buf = g_base + variant->offset;
 	self->align = 1;
@@ -1287,7 +1266,7 @@ TEST_F(ioas, copy_shares_pages)
 	uint32_t dst;
 	uint64_t d, len, src_iova = 0x100000;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &dst), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &dst), 0);
 	if (!variant->huge)
 		ASSERT_EQ(huge_set(self->fd, dst, 0), 0);
 	ASSERT_EQ(map_fixed(self->fd, self->ioas, src_iova, self->buf, 8 * PS), 0);
@@ -1313,7 +1292,7 @@ TEST_F(ioas, copy_subrange_and_auto)
 	uint32_t dst;
 	uint64_t d, len, src_iova = 0x100000;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &dst), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &dst), 0);
 	if (!variant->huge)
 		ASSERT_EQ(huge_set(self->fd, dst, 0), 0);
 	ASSERT_EQ(map_fixed(self->fd, self->ioas, src_iova, self->buf, 16 * PS), 0);
@@ -1338,7 +1317,7 @@ TEST_F(ioas, copy_two_areas)
 	uint32_t dst;
 	uint64_t d, len;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &dst), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &dst), 0);
 	ASSERT_EQ(map_fixed(self->fd, self->ioas, 0x100000, self->buf, 4 * PS), 0);
 	ASSERT_EQ(map_fixed(self->fd, self->ioas, 0x100000 + 4 * PS, self->buf + 8 * PS, 4 * PS),
 		  0);
@@ -1370,7 +1349,7 @@ TEST_F(ioas, copy_sweep)
 	uint64_t start = 0x1000000, area = 16 * PS, step, clen;
 	uint64_t len;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &dst), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &dst), 0);
 	if (!variant->huge)
 		ASSERT_EQ(huge_set(self->fd, dst, 0), 0);
 	ASSERT_EQ(map_fixed(self->fd, self->ioas, start, self->buf, area), 0);
@@ -1398,7 +1377,7 @@ TEST_F(ioas, copy_errors)
 	uint32_t dst;
 	uint64_t d, len;
 
-	ASSERT_EQ(ioas_alloc(self->fd, &dst), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &dst), 0);
 	d = 0x100000;
 	ASSERT_EQ(map_ex(self->fd, self->ioas, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
 			 self->buf, 4 * PS, &d), 0);
@@ -1549,7 +1528,7 @@ TEST(close_returns_stats)
 
 	fd = uiommu_open(O_RDWR);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(ioas_alloc(fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(fd, &ioas), 0);
 	ASSERT_EQ(uiommu_close(fd), 0);
 	ASSERT_EQ(uiommu_stats_get(&before), 0);
 
@@ -1558,7 +1537,7 @@ TEST(close_returns_stats)
 	ASSERT_EQ(uiommu_stats_get(&mid), 0);
 	ASSERT_EQ(mid.contexts, before.contexts + 1);
 	for (int i = 0; i < 20; i++) {
-		ASSERT_EQ(ioas_alloc(fd, &ioas), 0);
+		ASSERT_EQ(ioas_alloc_id(fd, &ioas), 0);
 		for (int j = 0; j < 10; j++)
 			ASSERT_EQ(map_auto(fd, ioas, g_base + j * PS, (j + 1) * PS, &iova), 0);
 		ASSERT_EQ(add_reserved(fd, ioas, 0x40000000000ull, PS), 0);
@@ -1598,8 +1577,8 @@ TEST(dup_shares_context)
 	ASSERT_NE(fd2, fd);
 	ASSERT_EQ(uiommu_stats_get(&st), 0);
 	ASSERT_EQ(st.contexts, base.contexts + 1);
-	ASSERT_EQ(ioas_alloc(fd, &ioas), 0);
-	ASSERT_EQ(ioas_alloc(fd2, &id), 0);
+	ASSERT_EQ(ioas_alloc_id(fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(fd2, &id), 0);
 	ASSERT_EQ(id, ioas + 1);
 	ASSERT_EQ(map_fixed(fd, ioas, PS, g_base, PS), 0);
 	ASSERT_ERRNO(EEXIST, map_fixed(fd2, ioas, PS, g_base, PS));
@@ -1617,8 +1596,8 @@ TEST(dup_shares_context)
 	/* A separate open is a separate context. */
 	fd = uiommu_open(O_RDWR);
 	fd2 = uiommu_open(O_RDWR);
-	ASSERT_EQ(ioas_alloc(fd, &ioas), 0);
-	ASSERT_EQ(ioas_alloc(fd2, &id), 0);
+	ASSERT_EQ(ioas_alloc_id(fd, &ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(fd2, &id), 0);
 	ASSERT_EQ(ioas, 1);
 	ASSERT_EQ(id, 1);
 	ASSERT_EQ(uiommu_close(fd), 0);

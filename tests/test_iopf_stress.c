@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "stress.h"
 #include "iommu/iommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -51,7 +52,6 @@ static pthread_mutex_t owner_lock = PTHREAD_MUTEX_INITIALIZER; /* all below; bef
 static struct iopf_group_list owned = TAILQ_HEAD_INITIALIZER(owned);
 static bool accepting;
 static struct iommu_attach_handle *cur_handle;
-static _Atomic bool stop;
 
 static int owner_handler(struct iopf_group *group)
 {
@@ -118,7 +118,7 @@ static void *reporter(void *arg)
 static void *responder(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		pthread_mutex_lock(&owner_lock);
 		owner_answer_all(IOMMU_PAGE_RESP_SUCCESS);
 		pthread_mutex_unlock(&owner_lock);
@@ -135,7 +135,7 @@ static void *churner(void *arg)
 {
 	unsigned int *rounds = arg;
 
-	for (unsigned int i = 0; !atomic_load(&stop); i++) {
+	for (unsigned int i = 0; stress_running(); i++) {
 		/* The owner stops taking groups and answers what it holds... */
 		pthread_mutex_lock(&owner_lock);
 		accepting = false;
@@ -162,7 +162,7 @@ static void *churner(void *arg)
 
 TEST(reporters_race_response_remove_and_detach)
 {
-	pthread_t rep[REPORTERS], resp, churn;
+	struct stress_worker w[REPORTERS + 2];
 	unsigned int rounds = 0, i, n_answered = 0;
 
 	setup_drivers();
@@ -182,15 +182,12 @@ TEST(reporters_race_response_remove_and_detach)
 	ASSERT_EQ(0, iommu_attach_group_handle(dom, dev->iommu_group, cur_handle));
 	accepting = true;
 
-	ASSERT_EQ(0, pthread_create(&resp, NULL, responder, NULL));
-	ASSERT_EQ(0, pthread_create(&churn, NULL, churner, &rounds));
+	/* The reporters' faults are the work; the responder and the churner race them. */
 	for (i = 0; i < REPORTERS; i++)
-		ASSERT_EQ(0, pthread_create(&rep[i], NULL, reporter, (void *)(uintptr_t)i));
-	for (i = 0; i < REPORTERS; i++)
-		pthread_join(rep[i], NULL);
-	atomic_store(&stop, true);
-	pthread_join(resp, NULL);
-	pthread_join(churn, NULL);
+		w[i] = (struct stress_worker){ reporter, (void *)(uintptr_t)i };
+	w[REPORTERS] = (struct stress_worker){ responder, NULL };
+	w[REPORTERS + 1] = (struct stress_worker){ churner, &rounds };
+	ASSERT_EQ(0, stress_run_work(w, REPORTERS + 2, REPORTERS));
 
 	/* Whatever is still held is answered; the device leaves. */
 	pthread_mutex_lock(&owner_lock);

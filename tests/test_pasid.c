@@ -19,6 +19,7 @@
 
 #include "drivers/mock/mock.h"
 #include "harness.h"
+#include "stress.h"
 #include "iommu/iommu.h"
 #include "mm/mm.h"
 #include "uiommu/uiommu.h"
@@ -743,7 +744,6 @@ static struct {
 	struct iommu_domain *dom[2];
 	struct iommu_attach_handle *handles; /* each used once, never reused, freed at the end */
 	atomic_int next_handle;
-	atomic_bool stop;
 	atomic_long lookups, hits, bad;
 } st;
 
@@ -766,7 +766,7 @@ static void *stress_writer(void *arg)
 	struct iommu_attach_handle *last = &st.handles[STRESS_HANDLES + pasid - 1];
 	unsigned int n = 0;
 
-	while (!atomic_load(&st.stop)) {
+	while (stress_running()) {
 		struct iommu_attach_handle *h = stress_new_handle();
 		struct iommu_domain *d = st.dom[n++ & 1];
 
@@ -791,7 +791,7 @@ static void *stress_writer(void *arg)
 	return NULL;
 
 hold:
-	while (!atomic_load(&st.stop))
+	while (stress_running())
 		sched_yield();
 	iommu_detach_device_pasid(iommu_get_domain_for_dev_pasid(st.dev, pasid, 0), st.dev, pasid);
 	return NULL;
@@ -800,7 +800,7 @@ hold:
 static void *stress_reader(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&st.stop)) {
+	while (stress_running()) {
 		for (uint32_t pasid = 1; pasid <= STRESS_PASIDS; pasid++) {
 			struct iommu_attach_handle *h =
 				iommu_attach_handle_get(st.dev->iommu_group, pasid, 0);
@@ -822,8 +822,7 @@ static void *stress_reader(void *arg)
 
 TEST(stress_attach_replace_detach_racing_handle_lookups)
 {
-	pthread_t w[STRESS_PASIDS], r[2];
-	struct timespec ts = { .tv_sec = 2 };
+	struct stress_worker w[STRESS_PASIDS + 2];
 
 	setup_drivers();
 	st.dev = mkpasid("0000:09:00.0", NULL, 20);
@@ -834,21 +833,9 @@ TEST(stress_attach_replace_detach_racing_handle_lookups)
 	st.handles = calloc(STRESS_HANDLES + STRESS_PASIDS, sizeof(*st.handles));
 	ASSERT_TRUE(st.handles != NULL);
 	for (uintptr_t i = 0; i < STRESS_PASIDS; i++)
-		ASSERT_EQ(0, pthread_create(&w[i], NULL, stress_writer, (void *)(i + 1)));
-	for (int i = 0; i < 2; i++)
-		ASSERT_EQ(0, pthread_create(&r[i], NULL, stress_reader, NULL));
-	nanosleep(&ts, NULL);
-	/*
-	 * Past the race window, wait for the readers to have found a handle at all: once the
-	 * pool is dry every PASID stays attached, so this ends (bounded all the same).
-	 */
-	for (int i = 0; i < 6000 && !atomic_load(&st.hits); i++)
-		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
-	atomic_store(&st.stop, true);
-	for (int i = 0; i < STRESS_PASIDS; i++)
-		pthread_join(w[i], NULL);
-	for (int i = 0; i < 2; i++)
-		pthread_join(r[i], NULL);
+		w[i] = (struct stress_worker){ stress_writer, (void *)(i + 1) };
+	w[STRESS_PASIDS] = w[STRESS_PASIDS + 1] = (struct stress_worker){ stress_reader, NULL };
+	ASSERT_EQ(0, stress_run(w, STRESS_PASIDS + 2, stress_seconds(2.0)));
 	ASSERT_EQ(0, st.bad);
 	ASSERT_GT(st.lookups, 0);
 	ASSERT_GT(st.hits, 0);

@@ -16,27 +16,13 @@
 #include <unistd.h>
 
 #include "harness.h"
+#define TEST_IOCTL ioctl /* through libc: the preload path */
+#include "uiommu_test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 
 int __open_2(const char *path, int flags);
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (ioctl(fd, IOMMU_IOAS_ALLOC, &cmd))
-		return 0;
-	return cmd.out_ioas_id;
-}
-
-static int ioas_destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioctl(fd, IOMMU_DESTROY, &cmd);
-}
 
 static long live_contexts(void)
 {
@@ -122,7 +108,7 @@ TEST(dups_share_the_context)
 	ASSERT_EQ(FD_CLOEXEC, fcntl(d2, F_GETFD) & FD_CLOEXEC);
 	/* Objects made through one fd are seen through the others. */
 	ASSERT_EQ(2, ioas_alloc(d1));
-	ASSERT_EQ(0, ioas_destroy(d2, 1));
+	ASSERT_EQ(0, destroy(d2, 1));
 	ASSERT_EQ(1, ioas_alloc(d3));
 	ASSERT_EQ(1, live_contexts());
 	/* The context lives until the last fd that refers to it is closed. */
@@ -131,7 +117,7 @@ TEST(dups_share_the_context)
 	ASSERT_EQ(0, close(d2));
 	ASSERT_EQ(0, close(d3));
 	ASSERT_EQ(1, live_contexts());
-	ASSERT_EQ(0, ioas_destroy(d4, 2));
+	ASSERT_EQ(0, destroy(d4, 2));
 	ASSERT_EQ(0, close(d4));
 	ASSERT_EQ(0, live_contexts());
 }
@@ -168,7 +154,7 @@ TEST(fork_gives_the_child_a_copy)
 	ASSERT_TRUE(pid >= 0);
 	if (pid == 0) {
 		/* The child sees the parent's objects as of the fork, and changes only its copy. */
-		int ok = ioas_alloc(fd) == 2 && ioas_destroy(fd, 1) == 0 && close(fd) == 0;
+		int ok = ioas_alloc(fd) == 2 && destroy(fd, 1) == 0 && close(fd) == 0;
 
 		_exit(ok ? 0 : 1);
 	}
@@ -177,7 +163,7 @@ TEST(fork_gives_the_child_a_copy)
 	ASSERT_EQ(0, WEXITSTATUS(status));
 	/* The parent still has IOAS 1, and its next ID is 2. */
 	ASSERT_EQ(2, ioas_alloc(fd));
-	ASSERT_EQ(0, ioas_destroy(fd, 1));
+	ASSERT_EQ(0, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
 }
 
@@ -231,10 +217,10 @@ TEST(mmap_of_the_viommu_region)
 		 (off_t)data.out_mmap_offset);
 	ASSERT_NE(MAP_FAILED, p);
 	ASSERT_EQ(0xabcdu, p[0]);
-	ASSERT_NE(0, ioas_destroy(fd, va.out_viommu_id));
+	ASSERT_NE(0, destroy(fd, va.out_viommu_id));
 	ASSERT_EQ(EBUSY, errno);
 	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
-	ASSERT_EQ(0, ioas_destroy(fd, va.out_viommu_id));
+	ASSERT_EQ(0, destroy(fd, va.out_viommu_id));
 	ASSERT_EQ(0, close(fd));
 }
 
@@ -313,7 +299,7 @@ TEST(close_range_closes_ours)
 	qfd = fault_queue_alloc(fd, &qid);
 	ASSERT_TRUE(qfd >= 0);
 	ASSERT_TRUE(uiommu_event_is_fd(qfd));
-	ASSERT_ERRNO(EBUSY, ioas_destroy(fd, qid)); /* its fd holds it */
+	ASSERT_ERRNO(EBUSY, destroy(fd, qid)); /* its fd holds it */
 	/* Refused arguments close nothing. */
 	ASSERT_ERRNO(EINVAL, close_range((unsigned int)fd, (unsigned int)fd - 1, 0));
 	ASSERT_ERRNO(EINVAL, close_range((unsigned int)fd, (unsigned int)fd, 0x80));
@@ -323,7 +309,7 @@ TEST(close_range_closes_ours)
 	ASSERT_EQ(1, live_contexts()); /* d still holds it */
 	ASSERT_EQ(0, close_range((unsigned int)qfd, (unsigned int)qfd, 0));
 	ASSERT_FALSE(uiommu_event_is_fd(qfd));
-	ASSERT_EQ(0, ioas_destroy(d, qid));
+	ASSERT_EQ(0, destroy(d, qid));
 	/* CLOSE_RANGE_CLOEXEC only marks: the fd stays ours. */
 	ASSERT_EQ(0, close_range((unsigned int)d, (unsigned int)d, CLOSE_RANGE_CLOEXEC));
 	ASSERT_TRUE(uiommu_is_fd(d));

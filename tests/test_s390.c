@@ -24,6 +24,7 @@
 
 #include "drivers/s390/s390-iommu.h"
 #include "harness.h"
+#include "stress.h"
 #include "iommu/dma-iommu.h"
 #include "iommu/iommu.h"
 #include "lib/err.h"
@@ -494,7 +495,6 @@ struct sdev {
 
 static struct sdev mf[NMF], single[NSINGLE];
 static struct iommu_group *mf_group;
-static atomic_bool stop;
 static atomic_long nops, plugs, owned_attaches, dma_rounds;
 static atomic_int unexpected;
 
@@ -511,7 +511,7 @@ static void *plugger(void *arg)
 {
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		unsigned int i = (unsigned int)rand_r(&seed) % (NMF - 1 + NSINGLE);
 		struct sdev *s = i < NMF - 1 ? &mf[i + 1] : &single[i - (NMF - 1)];
 
@@ -535,7 +535,7 @@ static void *group_owner(void *arg)
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 	int cookie;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		struct iommu_domain *d1, *d2;
 		int rc;
 
@@ -569,7 +569,7 @@ static void *single_owner(void *arg)
 	unsigned int seed = (unsigned int)(uintptr_t)arg;
 	int cookie;
 
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		struct sdev *s = &single[(unsigned int)rand_r(&seed) % NSINGLE];
 		struct iommu_domain *d;
 		int rc;
@@ -602,7 +602,7 @@ static void *dma_user(void *arg)
 	struct device *dev = mf[0].dev;
 
 	(void)arg;
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		dma_addr_t addr;
 		char c = 0;
 		int rc = iommu_device_use_default_domain(dev);
@@ -661,13 +661,6 @@ static int check_round(void)
 	return bad;
 }
 
-static double stress_seconds(void)
-{
-	const char *env = getenv("UIOMMU_STRESS_SECONDS");
-
-	return env && atof(env) > 0 ? atof(env) : 3.0;
-}
-
 static void sdev_init(struct sdev *s, const char *bdf, const char *key)
 {
 	s->dev = zdev_make(bdf, key);
@@ -679,7 +672,7 @@ TEST(race_release_against_attach_through_the_core)
 {
 	void *(*fns[])(void *) = { plugger, group_owner, group_owner, single_owner, dma_user };
 	const unsigned int nth = sizeof(fns) / sizeof(fns[0]);
-	double seconds = stress_seconds();
+	double seconds = stress_seconds(3.0);
 	int rounds = 6;
 
 	ASSERT_EQ(0, s390_iommu_register(&zpci, START, END));
@@ -698,18 +691,11 @@ TEST(race_release_against_attach_through_the_core)
 	mf_group = iommu_group_get(mf[0].dev);
 
 	for (int r = 0; r < rounds; r++) {
-		struct timespec ts = { (time_t)(seconds / rounds),
-				       (long)((seconds / rounds - (time_t)(seconds / rounds)) * 1e9) };
-		pthread_t th[8];
+		struct stress_worker w[8];
 
-		atomic_store(&stop, false);
 		for (unsigned int i = 0; i < nth; i++)
-			ASSERT_EQ(0, pthread_create(&th[i], NULL, fns[i],
-						    (void *)(uintptr_t)(r * 8 + i + 1)));
-		nanosleep(&ts, NULL);
-		atomic_store(&stop, true);
-		for (unsigned int i = 0; i < nth; i++)
-			pthread_join(th[i], NULL);
+			w[i] = (struct stress_worker){ fns[i], (void *)(uintptr_t)(r * 8 + i + 1) };
+		ASSERT_EQ(0, stress_run(w, nth, seconds / rounds));
 		ASSERT_EQ(0, check_round());
 	}
 	printf("# %ld operations in %d rounds: %ld hot-plugs, %ld owned attaches, %ld DMA rounds\n",
@@ -744,7 +730,7 @@ static atomic_long legacy_attaches;
 static void *legacy_plugger(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		if (legacy.present)
 			iommu_release_device(legacy.dev);
 		else
@@ -758,7 +744,7 @@ static void *legacy_plugger(void *arg)
 static void *legacy_user(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&stop)) {
+	while (stress_running()) {
 		expect_rc("legacy attach", s390_iommu_legacy_attach_dev(legacy_dom, legacy.dev),
 			  0, 0, 0);
 		expect_rc("legacy detach", s390_iommu_legacy_detach_dev(legacy_dom, legacy.dev),
@@ -772,7 +758,7 @@ TEST(race_release_against_legacy_attach_detach)
 {
 	void *(*fns[])(void *) = { legacy_plugger, legacy_user, legacy_user };
 	const unsigned int nth = sizeof(fns) / sizeof(fns[0]);
-	double seconds = stress_seconds();
+	double seconds = stress_seconds(3.0);
 	struct s390_zdev_info info;
 	int rounds = 6;
 
@@ -786,17 +772,11 @@ TEST(race_release_against_legacy_attach_detach)
 	s390_iommu_set_legacy_entry(true);
 
 	for (int r = 0; r < rounds; r++) {
-		struct timespec ts = { (time_t)(seconds / rounds),
-				       (long)((seconds / rounds - (time_t)(seconds / rounds)) * 1e9) };
-		pthread_t th[4];
+		struct stress_worker w[4];
 
-		atomic_store(&stop, false);
 		for (unsigned int i = 0; i < nth; i++)
-			ASSERT_EQ(0, pthread_create(&th[i], NULL, fns[i], NULL));
-		nanosleep(&ts, NULL);
-		atomic_store(&stop, true);
-		for (unsigned int i = 0; i < nth; i++)
-			pthread_join(th[i], NULL);
+			w[i] = (struct stress_worker){ fns[i], NULL };
+		ASSERT_EQ(0, stress_run(w, nth, seconds / rounds));
 
 		/* Quiesce: release, then nothing may keep the function. */
 		if (legacy.present)

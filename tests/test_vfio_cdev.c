@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#define TEST_IOCTL ioctl /* through libc: the preload path */
+#include "uiommu_test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -51,22 +53,6 @@ static int detach_pt(int vfd)
 	struct vfio_device_detach_iommufd_pt detach = { .argsz = sizeof(detach) };
 
 	return ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach);
-}
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	if (ioctl(fd, IOMMU_IOAS_ALLOC, &cmd))
-		return 0;
-	return cmd.out_ioas_id;
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioctl(fd, IOMMU_DESTROY, &cmd);
 }
 
 static int map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t len)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "uiommu_test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
@@ -36,24 +37,9 @@ static void __attribute__((constructor)) init_globals(void)
 		abort();
 }
 
-static int ioc(int fd, unsigned long req, void *arg)
-{
-	return uiommu_ioctl(fd, req, arg);
-}
-
 static int ioc_int(int fd, unsigned long req, unsigned long v)
 {
 	return uiommu_ioctl(fd, req, (void *)(uintptr_t)v);
-}
-
-static int ioas_alloc(int fd, uint32_t *id)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-	int rc = ioc(fd, IOMMU_IOAS_ALLOC, &cmd);
-
-	if (!rc)
-		*id = cmd.out_ioas_id;
-	return rc;
 }
 
 static int vfio_ioas(int fd, uint16_t op, uint32_t *id)
@@ -64,13 +50,6 @@ static int vfio_ioas(int fd, uint16_t op, uint32_t *id)
 	if (!rc && id)
 		*id = cmd.ioas_id;
 	return rc;
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioc(fd, IOMMU_DESTROY, &cmd);
 }
 
 static int map_dma(int fd, uint32_t flags, uint64_t iova, const void *va, uint64_t size)
@@ -213,8 +192,8 @@ TEST_F(vfio, vfio_ioas_ops)
 	ASSERT_ERRNO(ENOENT, vfio_ioas(self->fd, IOMMU_VFIO_IOAS_SET, &id));
 	ASSERT_EQ(vfio_ioas(self->fd, IOMMU_VFIO_IOAS_CLEAR, NULL), 0);
 
-	ASSERT_EQ(ioas_alloc(self->fd, &a), 0);
-	ASSERT_EQ(ioas_alloc(self->fd, &b), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &a), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &b), 0);
 	id = a;
 	ASSERT_EQ(vfio_ioas(self->fd, IOMMU_VFIO_IOAS_SET, &id), 0);
 	id = 0;
@@ -245,7 +224,7 @@ TEST_F(vfio, vfio_ioas_ops)
 	ASSERT_ERRNO(ENODEV, vfio_ioas(self->fd, IOMMU_VFIO_IOAS_GET, &id));
 	ASSERT_ERRNO(ENODEV, map_dma(self->fd, DMA_RW, 0, g_buf, PS));
 	/* A new IOAS reusing the id does not become the compat IOAS. */
-	ASSERT_EQ(ioas_alloc(self->fd, &id), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &id), 0);
 	ASSERT_EQ(id, a);
 	ASSERT_ERRNO(ENODEV, vfio_ioas(self->fd, IOMMU_VFIO_IOAS_GET, &id));
 
@@ -317,7 +296,7 @@ FIXTURE_SETUP(compat)
 
 	self->fd = uiommu_open(O_RDWR);
 	ASSERT_GE(self->fd, 0);
-	ASSERT_EQ(ioas_alloc(self->fd, &self->ioas), 0);
+	ASSERT_EQ(ioas_alloc_id(self->fd, &self->ioas), 0);
 	id = self->ioas;
 	ASSERT_EQ(vfio_ioas(self->fd, IOMMU_VFIO_IOAS_SET, &id), 0);
 	ASSERT_EQ(ioc_int(self->fd, VFIO_SET_IOMMU, variant->type), 0);

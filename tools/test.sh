@@ -16,20 +16,31 @@ uiommu_install_deps g++
 
 passed=0
 failed=0
+skipped=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# Runs `meson test` in build dir $1 with the remaining arguments; adds up its counts.
+# Runs `meson test` in build dir $1 with the remaining arguments; adds up its counts. The test
+# programs speak TAP, so a result line reads "OK ... 76 subtests passed" or "FAIL ... 70/76
+# subtests passed" and every case counts; a program without subtests (or one that crashed or
+# timed out) counts once. Skipped cases are the "# SKIP" lines of the full log.
 run_suite() {
 	dir=$1
 	shift
 	echo "== meson test -C $dir $*"
 	if meson test -C "$dir" --print-errorlogs "$@" >"$log" 2>&1; then :; fi
 	grep -E '^ *[0-9]+/[0-9]+ ' "$log" || true
-	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
-	bad=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
-	to=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
-	ok=${ok:-0}; bad=${bad:-0}; to=${to:-0}
+	counts=$(awk '/^ *[0-9]+\/[0-9]+ / {
+		if (match($0, /[0-9]+\/[0-9]+ subtests passed/)) {
+			split(substr($0, RSTART, RLENGTH), n, /[\/ ]/); ok += n[1]; bad += n[2] - n[1]
+		} else if (match($0, /[0-9]+ subtests passed/)) {
+			split(substr($0, RSTART, RLENGTH), n, / /); ok += n[1]
+		} else if ($0 ~ / OK /) ok++
+		else if ($0 !~ / SKIP /) bad++
+	} END { print ok + 0, bad + 0 }' "$log")
+	ok=${counts% *}; bad=${counts#* }; to=0
+	skip=$(grep -Ec '^ok [0-9]+ .*# SKIP' "$dir/meson-logs/testlog.txt" || true)
+	skipped=$((skipped + ${skip:-0}))
 	if [ "$ok" = 0 ] && [ "$bad" = 0 ]; then
 		cat "$log"
 		bad=1
@@ -53,7 +64,7 @@ setup() {
 	dir=$1
 	shift
 	# Quiet when it works; the whole compiler output when it does not.
-	if [ ! -f "$dir/build.ninja" ] && ! meson setup "$dir" "$@" >"$log" 2>&1; then
+	if [ ! -f "$dir/build.ninja" ] && ! meson setup "$dir" -Dwerror=true "$@" >"$log" 2>&1; then
 		cat "$log"
 		echo "meson setup $dir failed" >&2
 		exit 1
@@ -97,5 +108,5 @@ for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h; do
 done
 
 echo
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

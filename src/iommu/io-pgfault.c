@@ -70,7 +70,7 @@
 struct iommu_fault_param {
 	/* Protects everything below but the list node; order: after dev_iommu->lock. */
 	struct uiommu_mutex lock;
-	pthread_cond_t drained;          /* reporting dropped to 0; waited on with lock */
+	struct uiommu_cond drained;          /* reporting dropped to 0; waited on with lock */
 	struct iopf_fault *partial;      /* newest first */
 	struct iopf_group_list pending;  /* groups not answered yet */
 	/*
@@ -96,14 +96,15 @@ struct iommu_fault_param {
 };
 
 struct iopf_queue {
-	struct uiommu_mutex lock;        /* protects devices; the outermost fault lock */
+	struct uiommu_mutex lock;        /* protects devices; the outermost fault lock, inside
+					    group->mutex and mock_selftest_iopf_lock */
 	LIST_HEAD(, iommu_fault_param) devices;
 	char name[32];
 
 	/* The worker for work-queued handlers. work_lock protects all of it; a leaf. */
-	pthread_mutex_t work_lock;
-	pthread_cond_t work_cond;        /* new work or stop (the worker waits) */
-	pthread_cond_t work_done_cond;   /* work_done advanced (flushers wait) */
+	struct uiommu_mutex work_lock;
+	struct uiommu_cond work_cond;        /* new work or stop (the worker waits) */
+	struct uiommu_cond work_done_cond;   /* work_done advanced (flushers wait) */
 	struct iopf_group_list work;
 	unsigned long work_queued;       /* works ever queued */
 	unsigned long work_done;         /* works ever finished: FIFO, one worker */
@@ -119,7 +120,7 @@ static void iopf_fault_param_free_rcu(struct rcu_head *head)
 	struct iommu_fault_param *param = container_of(head, struct iommu_fault_param, rcu);
 
 	uiommu_rcu_callback_begin();
-	pthread_cond_destroy(&param->drained);
+	uiommu_cond_destroy(&param->drained);
 	uiommu_mutex_destroy(&param->lock);
 	uiommu_free(param);
 }
@@ -386,7 +387,7 @@ static void iopf_report_exit(struct iommu_fault_param *param, unsigned int phase
 {
 	uiommu_mutex_lock(&param->lock);
 	if (!--param->reporting[phase])
-		pthread_cond_broadcast(&param->drained);
+		uiommu_cond_broadcast(&param->drained);
 	uiommu_mutex_unlock(&param->lock);
 	/* Pairs with iopf_get_dev_fault_param() in iommu_report_device_fault(). */
 	iopf_put_dev_fault_param(param);
@@ -478,24 +479,24 @@ static void *iopf_queue_worker(void *arg)
 	void (*fn)(struct iopf_group *group);
 	struct iopf_group *group;
 
-	pthread_mutex_lock(&queue->work_lock);
+	uiommu_mutex_lock(&queue->work_lock);
 	for (;;) {
 		while (TAILQ_EMPTY(&queue->work) && !queue->stopping)
-			pthread_cond_wait(&queue->work_cond, &queue->work_lock);
+			uiommu_cond_wait(&queue->work_cond, &queue->work_lock);
 		group = TAILQ_FIRST(&queue->work);
 		if (!group)
 			break; /* stopping, and nothing left */
 		TAILQ_REMOVE(&queue->work, group, work_node);
 		fn = group->work_fn;
 		group->work_fn = NULL;
-		pthread_mutex_unlock(&queue->work_lock);
+		uiommu_mutex_unlock(&queue->work_lock);
 		/* The work owns the group now and may free it: no touching it afterwards. */
 		fn(group);
-		pthread_mutex_lock(&queue->work_lock);
+		uiommu_mutex_lock(&queue->work_lock);
 		queue->work_done++;
-		pthread_cond_broadcast(&queue->work_done_cond);
+		uiommu_cond_broadcast(&queue->work_done_cond);
 	}
-	pthread_mutex_unlock(&queue->work_lock);
+	uiommu_mutex_unlock(&queue->work_lock);
 	return NULL;
 }
 
@@ -513,7 +514,7 @@ int iopf_group_queue_work(struct iopf_group *group, void (*fn)(struct iopf_group
 	struct iopf_queue *queue = group->fault_param->queue;
 	int rc = 0;
 
-	pthread_mutex_lock(&queue->work_lock);
+	uiommu_mutex_lock(&queue->work_lock);
 	if (group->work_fn) {
 		rc = -EBUSY;
 		goto out_unlock;
@@ -531,9 +532,9 @@ int iopf_group_queue_work(struct iopf_group *group, void (*fn)(struct iopf_group
 	group->work_fn = fn;
 	TAILQ_INSERT_TAIL(&queue->work, group, work_node);
 	queue->work_queued++;
-	pthread_cond_signal(&queue->work_cond);
+	uiommu_cond_signal(&queue->work_cond);
 out_unlock:
-	pthread_mutex_unlock(&queue->work_lock);
+	uiommu_mutex_unlock(&queue->work_lock);
 	return rc;
 }
 
@@ -542,26 +543,19 @@ static void iopf_queue_flush_work(struct iopf_queue *queue)
 {
 	unsigned long target;
 
-	pthread_mutex_lock(&queue->work_lock);
+	uiommu_mutex_lock(&queue->work_lock);
 	WARN_ON(queue->worker_started && pthread_equal(pthread_self(), queue->worker));
 	target = queue->work_queued;
 	while (queue->work_done < target)
-		pthread_cond_wait(&queue->work_done_cond, &queue->work_lock);
-	pthread_mutex_unlock(&queue->work_lock);
+		uiommu_cond_wait(&queue->work_done_cond, &queue->work_lock);
+	uiommu_mutex_unlock(&queue->work_lock);
 }
 
-/* fault_param->lock held. pthread_cond_wait() on drained, keeping the lock tracker honest. */
+/* fault_param->lock held. */
 static void iopf_wait_drained(struct iommu_fault_param *param)
 {
 	lockdep_assert_held(&param->lock);
-#ifdef UIOMMU_DEBUG
-	atomic_store_explicit(&param->lock.owner, 0, memory_order_relaxed);
-#endif
-	pthread_cond_wait(&param->drained, &param->lock.m);
-#ifdef UIOMMU_DEBUG
-	atomic_store_explicit(&param->lock.owner, (unsigned long)pthread_self(),
-			      memory_order_relaxed);
-#endif
+	uiommu_cond_wait(&param->drained, &param->lock);
 }
 
 /* Waits for the reports of @param's device that are in flight now (not for later ones). */
@@ -578,7 +572,7 @@ static void iopf_drain_param(struct iommu_fault_param *param)
 	while (param->reporting[old])
 		iopf_wait_drained(param);
 	param->draining = false;
-	pthread_cond_broadcast(&param->drained);
+	uiommu_cond_broadcast(&param->drained);
 	uiommu_mutex_unlock(&param->lock);
 }
 
@@ -674,8 +668,7 @@ int iopf_queue_add_device(struct iopf_queue *queue, struct device *dev)
 		goto out_unlock;
 	}
 	uiommu_mutex_init(&param->lock);
-	if (pthread_cond_init(&param->drained, NULL))
-		die("pthread_cond_init");
+	uiommu_cond_init(&param->drained);
 	TAILQ_INIT(&param->pending);
 	atomic_init(&param->users, 1); /* the queue's: put by iopf_queue_remove_device() */
 	param->dev = dev;
@@ -765,9 +758,9 @@ struct iopf_queue *iopf_queue_alloc(const char *name)
 	uiommu_mutex_init(&queue->lock);
 	LIST_INIT(&queue->devices);
 	snprintf(queue->name, sizeof(queue->name), "%s", name ? name : "");
-	pthread_mutex_init(&queue->work_lock, NULL);
-	pthread_cond_init(&queue->work_cond, NULL);
-	pthread_cond_init(&queue->work_done_cond, NULL);
+	uiommu_mutex_init(&queue->work_lock);
+	uiommu_cond_init(&queue->work_cond);
+	uiommu_cond_init(&queue->work_done_cond);
 	TAILQ_INIT(&queue->work);
 	return queue;
 }
@@ -791,10 +784,10 @@ void iopf_queue_free(struct iopf_queue *queue)
 		iopf_queue_remove_device(queue, param->dev);
 	}
 
-	pthread_mutex_lock(&queue->work_lock);
+	uiommu_mutex_lock(&queue->work_lock);
 	queue->stopping = true;
-	pthread_cond_signal(&queue->work_cond);
-	pthread_mutex_unlock(&queue->work_lock);
+	uiommu_cond_signal(&queue->work_cond);
+	uiommu_mutex_unlock(&queue->work_lock);
 	if (queue->worker_started)
 		pthread_join(queue->worker, NULL);
 
@@ -804,9 +797,9 @@ void iopf_queue_free(struct iopf_queue *queue)
 	 */
 	rcu_barrier();
 
-	pthread_cond_destroy(&queue->work_done_cond);
-	pthread_cond_destroy(&queue->work_cond);
-	pthread_mutex_destroy(&queue->work_lock);
+	uiommu_cond_destroy(&queue->work_done_cond);
+	uiommu_cond_destroy(&queue->work_cond);
+	uiommu_mutex_destroy(&queue->work_lock);
 	uiommu_mutex_destroy(&queue->lock);
 	uiommu_free(queue);
 }

@@ -40,6 +40,7 @@ struct iommu_mm_data {
 	struct iommu_domain *sva_domains; /* linked by sva_next; iommu_sva_lock */
 };
 
+/* Protects every iommu_mm_data; order: after a DMA handle's sva_lock, before group->mutex. */
 static struct uiommu_mutex iommu_sva_lock;
 static pthread_once_t iommu_sva_once = PTHREAD_ONCE_INIT;
 

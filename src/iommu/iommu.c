@@ -90,7 +90,8 @@ struct group_device {
 struct iommu_group {
 	atomic_int refs;                /* iommu_group_ref_get()/iommu_group_put() */
 	int id;                         /* the sysfs directory name; constant */
-	struct uiommu_mutex mutex;      /* protects everything below; order: after the probe lock */
+	struct uiommu_mutex mutex;      /* protects everything below; order: after the probe lock and
+					   iommu_sva_lock, before the fault and driver locks */
 	TAILQ_HEAD(, group_device) devices;
 	unsigned int nr_devices;
 	struct iommu_domain *default_domain;
@@ -104,7 +105,7 @@ struct iommu_group {
 	 * under group->mutex *and* pasid_lock; lookups that must not take the group mutex (fault
 	 * routing, iommu_attach_handle_get()) take pasid_lock alone, a leaf.
 	 */
-	pthread_mutex_t pasid_lock;
+	struct uiommu_mutex pasid_lock;
 	struct group_pasid_tree pasid_array;
 	unsigned int nr_pasid_entries;  /* reserved or published slots; both locks to change */
 	TAILQ_ENTRY(iommu_group) node;  /* in iommu_groups; iommu_groups_lock */
@@ -112,10 +113,14 @@ struct iommu_group {
 
 /* ---- global state ------------------------------------------------------------------------ */
 
-static pthread_mutex_t iommu_probe_device_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t iommu_groups_lock = PTHREAD_MUTEX_INITIALIZER; /* iommu_groups; a leaf */
+/*
+ * Serialises probe and release of devices. Order: inside topology_lock and the sysfs locks,
+ * outside mock_selftest_iopf_lock and group->mutex (docs/design.md, "Locks").
+ */
+UIOMMU_MUTEX_DEFINE(iommu_probe_device_lock);
+UIOMMU_MUTEX_DEFINE(iommu_groups_lock); /* iommu_groups; a leaf */
 static TAILQ_HEAD(, iommu_group) iommu_groups = TAILQ_HEAD_INITIALIZER(iommu_groups);
-static pthread_mutex_t iommu_device_lock = PTHREAD_MUTEX_INITIALIZER; /* iommu_device_list */
+UIOMMU_MUTEX_DEFINE(iommu_device_lock); /* iommu_device_list; a leaf */
 static struct iommu_device *iommu_device_list;
 static atomic_uint iommu_domain_ids;
 
@@ -186,10 +191,10 @@ __attribute__((weak)) void iommu_setup_dma_ops(struct device *dev)
 int iommu_device_register(struct iommu_device *iommu, const struct iommu_ops *ops)
 {
 	iommu->ops = ops;
-	pthread_mutex_lock(&iommu_device_lock);
+	uiommu_mutex_lock(&iommu_device_lock);
 	iommu->next = iommu_device_list;
 	iommu_device_list = iommu;
-	pthread_mutex_unlock(&iommu_device_lock);
+	uiommu_mutex_unlock(&iommu_device_lock);
 	return 0;
 }
 
@@ -197,14 +202,14 @@ void iommu_device_unregister(struct iommu_device *iommu)
 {
 	struct iommu_device **p;
 
-	pthread_mutex_lock(&iommu_device_lock);
+	uiommu_mutex_lock(&iommu_device_lock);
 	for (p = &iommu_device_list; *p; p = &(*p)->next) {
 		if (*p == iommu) {
 			*p = iommu->next;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&iommu_device_lock);
+	uiommu_mutex_unlock(&iommu_device_lock);
 }
 
 struct device *device_alloc(const char *bdf)
@@ -249,11 +254,11 @@ struct iommu_group *iommu_group_alloc(void)
 	atomic_init(&group->refs, 1);
 	uiommu_mutex_init(&group->mutex);
 	TAILQ_INIT(&group->devices);
-	pthread_mutex_init(&group->pasid_lock, NULL);
+	uiommu_mutex_init(&group->pasid_lock);
 	RB_INIT(&group->pasid_array);
 
 	/* The lowest free id, as the kernel's IDA; the list is kept in id order. */
-	pthread_mutex_lock(&iommu_groups_lock);
+	uiommu_mutex_lock(&iommu_groups_lock);
 	TAILQ_FOREACH(pos, &iommu_groups, node) {
 		if (pos->id != id)
 			break;
@@ -264,7 +269,7 @@ struct iommu_group *iommu_group_alloc(void)
 		TAILQ_INSERT_BEFORE(pos, group, node);
 	else
 		TAILQ_INSERT_TAIL(&iommu_groups, group, node);
-	pthread_mutex_unlock(&iommu_groups_lock);
+	uiommu_mutex_unlock(&iommu_groups_lock);
 	return group;
 }
 
@@ -284,10 +289,10 @@ void iommu_group_put(struct iommu_group *group)
 	/* Domains are freed by the last device's release, never here. */
 	WARN_ON(group->default_domain || group->blocking_domain || group->nr_devices);
 	WARN_ON(group->nr_pasid_entries);
-	pthread_mutex_lock(&iommu_groups_lock);
+	uiommu_mutex_lock(&iommu_groups_lock);
 	TAILQ_REMOVE(&iommu_groups, group, node);
-	pthread_mutex_unlock(&iommu_groups_lock);
-	pthread_mutex_destroy(&group->pasid_lock);
+	uiommu_mutex_unlock(&iommu_groups_lock);
+	uiommu_mutex_destroy(&group->pasid_lock);
 	uiommu_mutex_destroy(&group->mutex);
 	uiommu_free(group);
 }
@@ -303,7 +308,7 @@ struct iommu_group *iommu_group_get_by_id(int id)
 {
 	struct iommu_group *group, *found = NULL;
 
-	pthread_mutex_lock(&iommu_groups_lock);
+	uiommu_mutex_lock(&iommu_groups_lock);
 	TAILQ_FOREACH(group, &iommu_groups, node) {
 		if (group->id == id) {
 			/* A group whose last put is under way is not found. */
@@ -316,7 +321,7 @@ struct iommu_group *iommu_group_get_by_id(int id)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&iommu_groups_lock);
+	uiommu_mutex_unlock(&iommu_groups_lock);
 	return found;
 }
 
@@ -325,14 +330,14 @@ int iommu_group_next_id(int after)
 	struct iommu_group *group;
 	int id = -1;
 
-	pthread_mutex_lock(&iommu_groups_lock);
+	uiommu_mutex_lock(&iommu_groups_lock);
 	TAILQ_FOREACH(group, &iommu_groups, node) {
 		if (group->id > after) {
 			id = group->id;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&iommu_groups_lock);
+	uiommu_mutex_unlock(&iommu_groups_lock);
 	return id;
 }
 
@@ -420,19 +425,19 @@ static int pasid_array_reserve(struct iommu_group *group, uint32_t pasid, bool k
 
 	lockdep_assert_held(&group->mutex);
 	*created = false;
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	old = pasid_array_find(group, pasid);
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 	if (old)
 		return keep ? 0 : -EBUSY;
 	gp = uiommu_zalloc(sizeof(*gp));
 	if (!gp)
 		return -ENOMEM;
 	gp->pasid = pasid;
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	RB_INSERT(group_pasid_tree, &group->pasid_array, gp);
 	group->nr_pasid_entries++;
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 	*created = true;
 	return 0;
 }
@@ -443,11 +448,11 @@ static void pasid_array_store(struct iommu_group *group, uint32_t pasid, uintptr
 	struct group_pasid *gp;
 
 	lockdep_assert_held(&group->mutex);
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	gp = pasid_array_find(group, pasid);
 	if (!WARN_ON(!gp))
 		gp->entry = entry;
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 }
 
 /* The entry at @pasid (0: none, or only reserved); group->mutex or pasid_lock held. */
@@ -463,9 +468,9 @@ static uintptr_t pasid_array_load(struct iommu_group *group, uint32_t pasid)
 	uintptr_t entry;
 
 	lockdep_assert_held(&group->mutex);
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	entry = pasid_array_load_locked(group, pasid);
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 	return entry;
 }
 
@@ -475,13 +480,13 @@ static void pasid_array_erase(struct iommu_group *group, uint32_t pasid)
 	struct group_pasid *gp;
 
 	lockdep_assert_held(&group->mutex);
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	gp = pasid_array_find(group, pasid);
 	if (gp) {
 		RB_REMOVE(group_pasid_tree, &group->pasid_array, gp);
 		group->nr_pasid_entries--;
 	}
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 	uiommu_free(gp);
 }
 
@@ -1133,7 +1138,7 @@ int iommu_probe_device(struct device *dev)
 	struct iommu_group *group;
 	int ret;
 
-	pthread_mutex_lock(&iommu_probe_device_lock);
+	uiommu_mutex_lock(&iommu_probe_device_lock);
 	if (dev->iommu_group) {
 		ret = 0;
 		goto out_unlock_probe;
@@ -1170,7 +1175,7 @@ int iommu_probe_device(struct device *dev)
 	if (group->default_domain)
 		iommu_setup_dma_ops(dev);
 	uiommu_mutex_unlock(&group->mutex);
-	pthread_mutex_unlock(&iommu_probe_device_lock);
+	uiommu_mutex_unlock(&iommu_probe_device_lock);
 	return 0;
 
 err_remove_gdev:
@@ -1188,7 +1193,7 @@ err_deinit_unlocked:
 	uiommu_mutex_unlock(&group->mutex);
 	iommu_group_put(group);
 out_unlock_probe:
-	pthread_mutex_unlock(&iommu_probe_device_lock);
+	uiommu_mutex_unlock(&iommu_probe_device_lock);
 	return ret;
 }
 
@@ -1598,11 +1603,11 @@ struct iommu_domain *iommu_get_domain_for_dev_pasid(struct device *dev, uint32_t
 
 	if (!group)
 		return NULL;
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	domain = pasid_entry_to_domain(pasid_array_load_locked(group, pasid));
 	if (type && domain && iommu_domain_type(domain) != type)
 		domain = ERR_PTR(-EBUSY);
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 	return domain;
 }
 
@@ -1620,7 +1625,7 @@ struct iommu_attach_handle *iommu_attach_handle_get(struct iommu_group *group, u
 	struct iommu_attach_handle *handle;
 	uintptr_t entry;
 
-	pthread_mutex_lock(&group->pasid_lock);
+	uiommu_mutex_lock(&group->pasid_lock);
 	entry = pasid_array_load_locked(group, pasid);
 	if (!entry || (entry & PASID_ENTRY_TAG_MASK) != PASID_ENTRY_HANDLE) {
 		handle = ERR_PTR(-ENOENT);
@@ -1629,7 +1634,7 @@ struct iommu_attach_handle *iommu_attach_handle_get(struct iommu_group *group, u
 		if (type && iommu_domain_type(handle->domain) != type)
 			handle = ERR_PTR(-EBUSY);
 	}
-	pthread_mutex_unlock(&group->pasid_lock);
+	uiommu_mutex_unlock(&group->pasid_lock);
 	return handle;
 }
 
@@ -1712,7 +1717,7 @@ out_unlock:
  * everywhere. A bitmap over [0, 2^20); iommu_global_pasid_lock, a leaf.
  */
 #define IOMMU_GLOBAL_PASID_MAX (1u << 20)
-static pthread_mutex_t iommu_global_pasid_lock = PTHREAD_MUTEX_INITIALIZER;
+UIOMMU_MUTEX_DEFINE(iommu_global_pasid_lock);
 static uint64_t iommu_global_pasids[IOMMU_GLOBAL_PASID_MAX / 64];
 
 /**
@@ -1729,7 +1734,7 @@ uint32_t iommu_alloc_global_pasid(struct device *dev)
 	max = dev->iommu_data->max_pasids;
 	if (max > IOMMU_GLOBAL_PASID_MAX)
 		max = IOMMU_GLOBAL_PASID_MAX;
-	pthread_mutex_lock(&iommu_global_pasid_lock);
+	uiommu_mutex_lock(&iommu_global_pasid_lock);
 	for (pasid = IOMMU_FIRST_GLOBAL_PASID; pasid < max; pasid++) {
 		uint64_t *word = &iommu_global_pasids[pasid / 64];
 
@@ -1743,7 +1748,7 @@ uint32_t iommu_alloc_global_pasid(struct device *dev)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&iommu_global_pasid_lock);
+	uiommu_mutex_unlock(&iommu_global_pasid_lock);
 	return ret;
 }
 
@@ -1752,10 +1757,10 @@ void iommu_free_global_pasid(uint32_t pasid)
 {
 	if (pasid == IOMMU_PASID_INVALID || WARN_ON(pasid >= IOMMU_GLOBAL_PASID_MAX))
 		return;
-	pthread_mutex_lock(&iommu_global_pasid_lock);
+	uiommu_mutex_lock(&iommu_global_pasid_lock);
 	WARN_ON(!(iommu_global_pasids[pasid / 64] & (1ull << (pasid % 64))));
 	iommu_global_pasids[pasid / 64] &= ~(1ull << (pasid % 64));
-	pthread_mutex_unlock(&iommu_global_pasid_lock);
+	uiommu_mutex_unlock(&iommu_global_pasid_lock);
 }
 
 /* ---- DMA ownership -------------------------------------------------------------------------- */

@@ -92,8 +92,8 @@ struct iotlb {
 	struct iotlb_set sets[IOTLB_SETS];
 };
 
-/* The instance table and the walker table; iotlb_table_lock serialises their writers. */
-static pthread_mutex_t iotlb_table_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The instance table and the walker table; iotlb_table_lock serialises their writers, a leaf. */
+UIOMMU_MUTEX_DEFINE(iotlb_table_lock);
 static struct {
 	_Atomic(struct iommu_device *) iommu; /* published last, with release */
 	_Atomic(struct iotlb *) tlb;
@@ -114,7 +114,7 @@ int iotlb_register_walker(const struct iommu_ops *owner, iotlb_walk_fn walk)
 	unsigned int i, n;
 	int ret = 0;
 
-	pthread_mutex_lock(&iotlb_table_lock);
+	uiommu_mutex_lock(&iotlb_table_lock);
 	n = atomic_load_explicit(&iotlb_walkers_used, memory_order_relaxed);
 	for (i = 0; i < n; i++)
 		if (atomic_load_explicit(&iotlb_walkers[i].owner, memory_order_relaxed) == owner)
@@ -128,7 +128,7 @@ int iotlb_register_walker(const struct iommu_ops *owner, iotlb_walk_fn walk)
 	atomic_store_explicit(&iotlb_walkers[n].owner, owner, memory_order_release);
 	atomic_store_explicit(&iotlb_walkers_used, n + 1, memory_order_release);
 out_unlock:
-	pthread_mutex_unlock(&iotlb_table_lock);
+	uiommu_mutex_unlock(&iotlb_table_lock);
 	return ret;
 }
 
@@ -149,7 +149,7 @@ struct iotlb *iotlb_for_iommu(struct iommu_device *iommu)
 
 	if (likely(tlb))
 		return tlb;
-	pthread_mutex_lock(&iotlb_table_lock);
+	uiommu_mutex_lock(&iotlb_table_lock);
 	tlb = iotlb_find(iommu);
 	if (tlb)
 		goto out_unlock;
@@ -174,7 +174,7 @@ struct iotlb *iotlb_for_iommu(struct iommu_device *iommu)
 	if (i == n)
 		atomic_store_explicit(&iotlb_table_used, n + 1, memory_order_release);
 out_unlock:
-	pthread_mutex_unlock(&iotlb_table_lock);
+	uiommu_mutex_unlock(&iotlb_table_lock);
 	return tlb;
 }
 
@@ -183,7 +183,7 @@ void iotlb_release(struct iommu_device *iommu)
 	struct iotlb *tlb = NULL;
 	unsigned int i, n;
 
-	pthread_mutex_lock(&iotlb_table_lock);
+	uiommu_mutex_lock(&iotlb_table_lock);
 	n = atomic_load_explicit(&iotlb_table_used, memory_order_relaxed);
 	for (i = 0; i < n; i++) {
 		if (atomic_load_explicit(&iotlb_table[i].iommu, memory_order_relaxed) == iommu) {
@@ -193,7 +193,7 @@ void iotlb_release(struct iommu_device *iommu)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&iotlb_table_lock);
+	uiommu_mutex_unlock(&iotlb_table_lock);
 	uiommu_free(tlb);
 }
 

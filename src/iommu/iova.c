@@ -394,7 +394,7 @@ static unsigned long iova_magazine_pop(struct iova_magazine *mag, unsigned long 
 /* ---- thread slots --------------------------------------------------------------------------- */
 
 /* Order 1: the slot bitmap and the list of live domains. */
-static struct uiommu_mutex iova_slots_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(iova_slots_lock);
 static uint64_t iova_slots_used;                  /* iova_slots_lock */
 static struct iova_domain *iova_live_domains;     /* iova_slots_lock */
 static pthread_key_t iova_slot_key;

@@ -67,7 +67,7 @@ IOMMUFD_OBJECT_AT_ZERO(struct iommufd_device, obj);
 /* ---- the igroup ----------------------------------------------------------------------------- */
 
 /* Protects iommufd_groups and every igroup's refs; a leaf. */
-static pthread_mutex_t iommufd_groups_lock = PTHREAD_MUTEX_INITIALIZER;
+UIOMMU_MUTEX_DEFINE(iommufd_groups_lock);
 static struct iommufd_group *iommufd_groups; /* linked by next */
 
 /*
@@ -82,19 +82,19 @@ static struct iommufd_group *iommufd_get_group(struct iommufd_ctx *ictx, struct 
 	group = iommu_group_get(dev);
 	if (!group)
 		return ERR_PTR(-ENODEV);
-	pthread_mutex_lock(&iommufd_groups_lock);
+	uiommu_mutex_lock(&iommufd_groups_lock);
 	for (igroup = iommufd_groups; igroup; igroup = igroup->next) {
 		if (igroup->ictx == ictx && igroup->group == group) {
 			/* Pairs with iommufd_group_put(). */
 			igroup->refs++;
-			pthread_mutex_unlock(&iommufd_groups_lock);
+			uiommu_mutex_unlock(&iommufd_groups_lock);
 			iommu_group_put(group);
 			return igroup;
 		}
 	}
 	igroup = uiommu_zalloc(sizeof(*igroup));
 	if (!igroup) {
-		pthread_mutex_unlock(&iommufd_groups_lock);
+		uiommu_mutex_unlock(&iommufd_groups_lock);
 		iommu_group_put(group);
 		return ERR_PTR(-ENOMEM);
 	}
@@ -105,7 +105,7 @@ static struct iommufd_group *iommufd_get_group(struct iommufd_ctx *ictx, struct 
 	uiommu_mutex_init(&igroup->lock);
 	igroup->next = iommufd_groups;
 	iommufd_groups = igroup;
-	pthread_mutex_unlock(&iommufd_groups_lock);
+	uiommu_mutex_unlock(&iommufd_groups_lock);
 	return igroup;
 }
 
@@ -115,14 +115,14 @@ static void iommufd_group_put(struct iommufd_group *igroup)
 	struct iommufd_group **pos;
 	bool last;
 
-	pthread_mutex_lock(&iommufd_groups_lock);
+	uiommu_mutex_lock(&iommufd_groups_lock);
 	last = --igroup->refs == 0;
 	if (last) {
 		for (pos = &iommufd_groups; *pos != igroup; pos = &(*pos)->next)
 			;
 		*pos = igroup->next;
 	}
-	pthread_mutex_unlock(&iommufd_groups_lock);
+	uiommu_mutex_unlock(&iommufd_groups_lock);
 	if (!last)
 		return;
 	/* Its devices detached before they went. */

@@ -47,7 +47,8 @@
 
 struct iommufd_dmabuf {
 	atomic_int refs;     /* the fd, and each iopt_pages made from it */
-	struct uiommu_mutex lock; /* protects pages_list and writes of revoked */
+	struct uiommu_mutex lock; /* protects pages_list, writes of revoked; after iova_rwsem, before
+				     pages->mutex */
 	atomic_bool revoked; /* DMABUF_REVOKE; read by MAP_FILE */
 	struct iopt_pages *pages_list; /* the pages made from it (iopt_pages::dmabuf_next) */
 	int memfd;           /* the memory; ours */

@@ -95,7 +95,7 @@ struct iommufd_veventq {
 	uint32_t type;                     /* constant */
 	uint32_t depth;                    /* constant */
 	int fd;                            /* the eventfd; ours until the user closes it */
-	struct uiommu_mutex lock;          /* protects everything below */
+	struct uiommu_mutex lock;          /* protects everything below; a leaf */
 	struct iommufd_vevent *head;       /* queued events, oldest first */
 	struct iommufd_vevent **tail;
 	uint32_t num_events;               /* queued, the lost header not counted */
@@ -129,7 +129,7 @@ struct event_fd {
 	struct event_fd *next;
 };
 
-static pthread_mutex_t event_fds_lock = PTHREAD_MUTEX_INITIALIZER; /* protects event_fds */
+UIOMMU_MUTEX_DEFINE(event_fds_lock); /* protects event_fds; before veventq->lock, fault->lock */
 static struct event_fd *event_fds;
 static atomic_int event_fds_nr; /* a lock-free "none at all" for every close() of the process */
 
@@ -199,11 +199,11 @@ static void event_fd_install(struct event_fd *efd, int fd, struct iommufd_object
 	/* Pairs with the puts in iommufd_event_fd_close(). */
 	iommufd_object_ref_users(obj);
 	iommufd_ctx_file_get(ictx);
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	efd->next = event_fds;
 	event_fds = efd;
 	atomic_fetch_add(&event_fds_nr, 1);
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 }
 
 void iommufd_veventq_destroy(struct iommufd_object *obj)
@@ -394,9 +394,9 @@ UIOMMU_EXPORT bool uiommu_event_is_fd(int fd)
 
 	if (!atomic_load_explicit(&event_fds_nr, memory_order_relaxed))
 		return false;
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	found = event_fd_find(fd) != NULL;
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 	return found;
 }
 
@@ -452,7 +452,7 @@ static int event_fd_get(int fd, struct iommufd_object **obj, struct iommufd_ctx 
 	struct event_fd **pos;
 	int rc = 0;
 
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	pos = event_fd_find(fd);
 	if (!pos) {
 		rc = -EBADF;
@@ -462,7 +462,7 @@ static int event_fd_get(int fd, struct iommufd_object **obj, struct iommufd_ctx 
 		iommufd_object_ref_users(*obj);
 		iommufd_ctx_file_get(*ictx);
 	}
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 	return rc;
 }
 
@@ -550,10 +550,10 @@ int iommufd_event_fd_close(int fd)
 {
 	struct event_fd **pos, *efd;
 
-	pthread_mutex_lock(&event_fds_lock);
+	uiommu_mutex_lock(&event_fds_lock);
 	pos = event_fd_find(fd);
 	if (!pos) {
-		pthread_mutex_unlock(&event_fds_lock);
+		uiommu_mutex_unlock(&event_fds_lock);
 		return -EBADF;
 	}
 	efd = *pos;
@@ -575,7 +575,7 @@ int iommufd_event_fd_close(int fd)
 		uiommu_mutex_unlock(&veventq->lock);
 	}
 	syscall(SYS_close, fd);
-	pthread_mutex_unlock(&event_fds_lock);
+	uiommu_mutex_unlock(&event_fds_lock);
 	/* Pairs with the references taken in event_fd_install(). */
 	iommufd_object_unref_users(efd->obj);
 	iommufd_ctx_file_put(efd->ictx);
@@ -592,14 +592,14 @@ void iommufd_event_fds_close_range(unsigned int first, unsigned int last)
 
 		if (!atomic_load_explicit(&event_fds_nr, memory_order_relaxed))
 			return;
-		pthread_mutex_lock(&event_fds_lock);
+		uiommu_mutex_lock(&event_fds_lock);
 		for (efd = event_fds; efd; efd = efd->next) {
 			if ((unsigned int)efd->fd >= first && (unsigned int)efd->fd <= last) {
 				fd = efd->fd;
 				break;
 			}
 		}
-		pthread_mutex_unlock(&event_fds_lock);
+		uiommu_mutex_unlock(&event_fds_lock);
 		if (fd < 0)
 			return;
 		iommufd_event_fd_close(fd);

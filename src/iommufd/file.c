@@ -74,7 +74,7 @@ struct iommufd_file {
 typedef _Atomic(struct iommufd_file *) fdt_slot;
 
 static _Atomic(fdt_slot *) fdt[FDT_CHUNKS];
-static pthread_mutex_t fdt_lock = PTHREAD_MUTEX_INITIALIZER; /* protects fdt updates */
+UIOMMU_MUTEX_DEFINE(fdt_lock); /* protects fdt updates; before ictx->objects_lock */
 
 /* The address space of every caller: this process. Taken once and kept. */
 static struct uiommu_mm *file_mm;
@@ -242,9 +242,9 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 		rc = fd;
 		goto err_release;
 	}
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 	if (rc) {
 		syscall(SYS_close, fd);
 		goto err_release;
@@ -263,11 +263,11 @@ static void fdt_forget_stale(int fd, struct iommufd_file *file)
 {
 	fdt_slot *slot;
 
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	slot = fdt_slot_get(fd, false);
 	if (slot && atomic_load_explicit(slot, memory_order_relaxed) == file)
 		fdt_install(fd, NULL);
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 }
 
 UIOMMU_EXPORT bool uiommu_is_fd(int fd)
@@ -400,16 +400,16 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	fdt_slot *slot;
 	int rc;
 
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	slot = fdt_slot_get(fd, false);
 	file = slot ? atomic_exchange_explicit(slot, NULL, memory_order_acq_rel) : NULL;
 	if (!file) {
-		pthread_mutex_unlock(&fdt_lock);
+		uiommu_mutex_unlock(&fdt_lock);
 		/* Not /dev/iommu: perhaps an fd one of its ioctls made. */
 		return uiommu_ret(iommufd_event_fd_close(fd));
 	}
 	rc = (int)syscall(SYS_close, fd);
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 	iommufd_file_put(file);
 	return rc;
 }
@@ -480,9 +480,9 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 		goto err_free;
 	}
 	/* The slot's chunk now, so that the install cannot fail. */
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	rc = fdt_slot_get(*fd, true) ? 0 : -EMFILE;
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 	if (rc)
 		goto err_close;
 	file->ops = ops;
@@ -501,9 +501,9 @@ err_free:
 /* Publishes a sub-fd made by iommufd_subfd_alloc(); the fd's reference is the only one. */
 void iommufd_subfd_install(struct iommufd_file *file, int fd)
 {
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	WARN_ON(fdt_install(fd, file));
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 }
 
 /* Undoes iommufd_subfd_alloc(): closes the fd; ops->release is not called. */
@@ -561,9 +561,9 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	}
 	file->ops = ops;
 	file->priv = priv;
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 	if (rc)
 		goto err_close;
 	return fd;
@@ -600,11 +600,11 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 	fdt_slot *slot;
 	int fd, rc;
 
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	slot = fdt_slot_get(oldfd, false);
 	file = slot ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
 	if (!file) {
-		pthread_mutex_unlock(&fdt_lock);
+		uiommu_mutex_unlock(&fdt_lock);
 		return uiommu_ret(-EBADF);
 	}
 	if (newfd < 0)
@@ -616,18 +616,18 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 		fd = (int)syscall(SYS_dup3, oldfd, newfd, flags & O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		pthread_mutex_unlock(&fdt_lock);
+		uiommu_mutex_unlock(&fdt_lock);
 		return uiommu_ret(rc);
 	}
 	if (fd != oldfd) {
 		rc = fdt_install(fd, file);
 		if (rc) {
 			syscall(SYS_close, fd);
-			pthread_mutex_unlock(&fdt_lock);
+			uiommu_mutex_unlock(&fdt_lock);
 			return uiommu_ret(rc);
 		}
 	}
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 	return fd;
 }
 
@@ -658,10 +658,10 @@ UIOMMU_EXPORT int uiommu_dupfd(int fd, int minfd, bool cloexec)
  */
 UIOMMU_EXPORT void uiommu_fd_forget(int fd)
 {
-	pthread_mutex_lock(&fdt_lock);
+	uiommu_mutex_lock(&fdt_lock);
 	if (fdt_slot_get(fd, false))
 		fdt_install(fd, NULL);
-	pthread_mutex_unlock(&fdt_lock);
+	uiommu_mutex_unlock(&fdt_lock);
 }
 
 UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)

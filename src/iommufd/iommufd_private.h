@@ -94,7 +94,8 @@ struct iommufd_object {
 struct iommufd_ctx {
 	struct cds_lfht *objects;      /* id -> published object; readers under RCU */
 	struct uiommu_mutex objects_lock; /* protects ids, nr_ids, id_hint, updates of objects,
-					     vfio_ioas, account_mode; order: 0 (outermost) */
+					     vfio_ioas, account_mode; a leaf (taken inside
+					     ioas->mutex, idev->lock, viommu->lock, fdt_lock) */
 	uint64_t *ids;                 /* bitmap of IDs in use: reserved, published, tombstones */
 	uint32_t ids_words;
 	uint32_t id_hint;              /* no free ID below this one */
@@ -103,8 +104,8 @@ struct iommufd_ctx {
 	struct uiommu_rwsem ioas_creation_rwsem; /* new IOASes (read) against CHANGE_PROCESS
 						    (write); order: before objects_lock */
 	enum uiommu_account_mode account_mode; /* IOPT_PAGES_ACCOUNT_USER or _MM */
-	pthread_mutex_t wait_lock;     /* with wait_cond: waiting for wait_cnt to drain */
-	pthread_cond_t wait_cond;
+	struct uiommu_mutex wait_lock;     /* with wait_cond: waiting for wait_cnt to drain; a leaf */
+	struct uiommu_cond wait_cond;
 	struct uiommu_mm *mm;          /* the opener's address space; a reference */
 	struct iommufd_file *file;     /* the /dev/iommu file that owns us (file.c); constant */
 };

@@ -205,9 +205,9 @@ void iommufd_object_abort_and_destroy(struct iommufd_ctx *ictx, struct iommufd_o
 static void iommufd_object_wait_put(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 {
 	if (atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_acq_rel) == 1) {
-		pthread_mutex_lock(&ictx->wait_lock);
-		pthread_cond_broadcast(&ictx->wait_cond);
-		pthread_mutex_unlock(&ictx->wait_lock);
+		uiommu_mutex_lock(&ictx->wait_lock);
+		uiommu_cond_broadcast(&ictx->wait_cond);
+		uiommu_mutex_unlock(&ictx->wait_lock);
 	}
 }
 
@@ -288,10 +288,10 @@ void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 /* Sleeps until every in-flight holder of @obj is gone. */
 static void iommufd_object_wait_shortterm(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 {
-	pthread_mutex_lock(&ictx->wait_lock);
+	uiommu_mutex_lock(&ictx->wait_lock);
 	while (atomic_load_explicit(&obj->wait_cnt, memory_order_acquire))
-		pthread_cond_wait(&ictx->wait_cond, &ictx->wait_lock);
-	pthread_mutex_unlock(&ictx->wait_lock);
+		uiommu_cond_wait(&ictx->wait_cond, &ictx->wait_lock);
+	uiommu_mutex_unlock(&ictx->wait_lock);
 }
 
 static bool iommufd_users_dec_if_one(struct iommufd_object *obj)
@@ -429,8 +429,8 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 	}
 	uiommu_mutex_init(&ictx->objects_lock);
 	uiommu_rwsem_init(&ictx->ioas_creation_rwsem);
-	pthread_mutex_init(&ictx->wait_lock, NULL);
-	pthread_cond_init(&ictx->wait_cond, NULL);
+	uiommu_mutex_init(&ictx->wait_lock);
+	uiommu_cond_init(&ictx->wait_cond);
 	ictx->id_hint = 1; /* ID 0 is never handed out */
 	ictx->account_mode = IOPT_PAGES_ACCOUNT_USER;
 	ictx->mm = uiommu_mm_get(mm);
@@ -478,8 +478,8 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 	cds_lfht_destroy(ictx->objects, NULL);
 	uiommu_mutex_destroy(&ictx->objects_lock);
 	uiommu_rwsem_destroy(&ictx->ioas_creation_rwsem);
-	pthread_mutex_destroy(&ictx->wait_lock);
-	pthread_cond_destroy(&ictx->wait_cond);
+	uiommu_mutex_destroy(&ictx->wait_lock);
+	uiommu_cond_destroy(&ictx->wait_cond);
 	uiommu_mm_put(ictx->mm);
 	uiommu_free(ictx->ids);
 	uiommu_free(ictx);

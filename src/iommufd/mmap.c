@@ -53,7 +53,7 @@ struct iommufd_mmap {
 	struct iommufd_ctx *ictx;     /* its file: a reference */
 };
 
-static pthread_mutex_t mmap_lock = PTHREAD_MUTEX_INITIALIZER; /* protects mmap_list */
+UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list; a leaf */
 static struct iommufd_mmap *mmap_list;
 static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
 
@@ -138,7 +138,7 @@ static void iommufd_mmap_forget(uintptr_t addr, size_t len)
 
 	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
 		return;
-	pthread_mutex_lock(&mmap_lock);
+	uiommu_mutex_lock(&mmap_lock);
 	for (pos = &mmap_list; (m = *pos);) {
 		uintptr_t s = addr > m->addr ? addr : m->addr;
 		uintptr_t e = end < m->addr + m->len ? end : m->addr + m->len;
@@ -154,7 +154,7 @@ static void iommufd_mmap_forget(uintptr_t addr, size_t len)
 		dead = m;
 		atomic_fetch_sub_explicit(&mmap_count, 1, memory_order_relaxed);
 	}
-	pthread_mutex_unlock(&mmap_lock);
+	uiommu_mutex_unlock(&mmap_lock);
 	while ((m = dead)) {
 		dead = m->next;
 		/* Pairs with the references taken in uiommu_mmap(). */
@@ -220,11 +220,11 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	/* Pair with the puts in iommufd_mmap_forget(). */
 	iommufd_object_ref_users(owner);
 	iommufd_ctx_file_get(ictx);
-	pthread_mutex_lock(&mmap_lock);
+	uiommu_mutex_lock(&mmap_lock);
 	m->next = mmap_list;
 	mmap_list = m;
 	atomic_fetch_add_explicit(&mmap_count, 1, memory_order_release);
-	pthread_mutex_unlock(&mmap_lock);
+	uiommu_mutex_unlock(&mmap_lock);
 	iommufd_put_object(ictx, owner);
 	iommufd_ctx_file_put(ictx);
 	return p;
@@ -254,9 +254,9 @@ UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
 
 	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
 		return false;
-	pthread_mutex_lock(&mmap_lock);
+	uiommu_mutex_lock(&mmap_lock);
 	for (m = mmap_list; m && !found; m = m->next)
 		found = s < m->addr + m->len && m->addr < e;
-	pthread_mutex_unlock(&mmap_lock);
+	uiommu_mutex_unlock(&mmap_lock);
 	return found;
 }

@@ -1,25 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Owner-tracking lock wrappers, so that a function with a lock precondition can assert it on its
- * first line (lockdep_assert_held() and friends), as the kernel does. The tracking costs one
- * atomic store per lock operation and exists only in debug builds (UIOMMU_DEBUG); release
- * builds get bare pthread locks and the assertions compile to nothing.
+ * The lock wrappers every lock of the library goes through: a mutex, a reader-writer semaphore
+ * and a condition variable, so that a function with a lock precondition can assert it on its
+ * first line (lockdep_assert_held() and friends), as the kernel does, and so that debug builds
+ * (UIOMMU_DEBUG) can check the lock order.
+ *
+ * Release builds get bare pthread objects: no field, no call and no assertion is added.
+ *
+ * Debug builds track, per lock, its holder (one relaxed atomic store per operation), and run a
+ * light lockdep (lockdep.c):
+ *  - every lock belongs to a class, a static struct uiommu_lock_class named after the lock: one
+ *    per initialisation site for locks set up by uiommu_mutex_init()/uiommu_rwsem_init() (all
+ *    the groups' mutexes are one class), one per lock for the static locks defined with
+ *    UIOMMU_MUTEX_DEFINE();
+ *  - each thread keeps the stack of the classes it holds;
+ *  - the first time a thread takes class B while holding A, the edge A->B is recorded with the
+ *    holder's stack, in a graph shared with the processes forked from this one; taking a class that can already reach a held class through the recorded
+ *    edges (B then A, or B->C->A) is a potential deadlock: lockdep dies, naming the classes of
+ *    both stacks, before it blocks.
+ * Taking a second lock of a class already held (two groups' mutexes) is not checked: the code
+ * orders such locks by other means.
  *
  * A failing pthread lock call means memory corruption or a double unlock: we die().
  */
 #ifndef UIOMMU_LIB_LOCKDEP_H
 #define UIOMMU_LIB_LOCKDEP_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "compiler.h"
+
+#ifdef UIOMMU_DEBUG
+/* 1 where the order graph cannot be shared with forked children (lockdep.c says why). */
+#if defined(__SANITIZE_THREAD__)
+#define UIOMMU_LOCKDEP_PER_PROCESS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UIOMMU_LOCKDEP_PER_PROCESS 1
+#endif
+#endif
+#ifndef UIOMMU_LOCKDEP_PER_PROCESS
+#define UIOMMU_LOCKDEP_PER_PROCESS 0
+#endif
+
+struct uiommu_lock_class {
+	const char *name; /* the lock's expression at its definition or initialisation */
+	const char *file;
+	int line;
+	atomic_int id;    /* 1-based index in the order graph once first taken, 0 before */
+};
+
+#define UIOMMU_LOCK_CLASS_INIT(n) { .name = (n), .file = __FILE__, .line = __LINE__ }
+
+void lockdep_acquire(struct uiommu_lock_class *cls, const void *lock);
+void lockdep_release(struct uiommu_lock_class *cls, const void *lock);
+#endif
 
 struct uiommu_mutex {
 	pthread_mutex_t m;
 #ifdef UIOMMU_DEBUG
-	_Atomic(unsigned long) owner; /* pthread_self() of the holder, 0 when free */
+	_Atomic(unsigned long) owner;    /* pthread_self() of the holder, 0 when free */
+	struct uiommu_lock_class *cls;   /* NULL: not order-checked (never initialised by us) */
 #endif
 };
 
@@ -28,17 +73,69 @@ struct uiommu_rwsem {
 #ifdef UIOMMU_DEBUG
 	_Atomic(unsigned long) writer; /* pthread_self() of the write holder */
 	atomic_int readers;            /* read holders, all threads together */
+	struct uiommu_lock_class *cls;
 #endif
 };
 
-static inline void uiommu_mutex_init(struct uiommu_mutex *m)
+/*
+ * Waited on with a uiommu_mutex; timed waits take a CLOCK_MONOTONIC deadline
+ * (pthread_cond_clockwait(), so no clock attribute: a condition variable initialised with
+ * attributes fails under a sanitizer runtime loaded late, as in a preloaded program).
+ */
+struct uiommu_cond {
+	pthread_cond_t c;
+};
+
+/*
+ * A file-scope lock: `UIOMMU_MUTEX_DEFINE(name); /+ protects ...; order: ... +/` defines
+ * `static struct uiommu_mutex name` with its own class.
+ */
+#ifdef UIOMMU_DEBUG
+#define UIOMMU_MUTEX_DEFINE(name)                                                               \
+	static struct uiommu_lock_class name##_lock_class = UIOMMU_LOCK_CLASS_INIT(#name);    \
+	static struct uiommu_mutex name = { .m = PTHREAD_MUTEX_INITIALIZER,                    \
+					    .cls = &name##_lock_class }
+#else
+#define UIOMMU_MUTEX_DEFINE(name) static struct uiommu_mutex name = { .m = PTHREAD_MUTEX_INITIALIZER }
+#endif
+
+static inline void uiommu_mutex_init_class(struct uiommu_mutex *m, void *cls)
 {
 	if (pthread_mutex_init(&m->m, NULL))
 		die("pthread_mutex_init");
 #ifdef UIOMMU_DEBUG
 	atomic_init(&m->owner, 0);
+	m->cls = cls;
 #endif
 }
+
+static inline void uiommu_rwsem_init_class(struct uiommu_rwsem *s, void *cls)
+{
+	if (pthread_rwlock_init(&s->rw, NULL))
+		die("pthread_rwlock_init");
+#ifdef UIOMMU_DEBUG
+	atomic_init(&s->writer, 0);
+	atomic_init(&s->readers, 0);
+	s->cls = cls;
+#endif
+}
+
+/* Every lock initialised at one place is one class, named after the expression. */
+#ifdef UIOMMU_DEBUG
+#define uiommu_mutex_init(mtx)                                                                  \
+	do {                                                                                    \
+		static struct uiommu_lock_class init_lock_class = UIOMMU_LOCK_CLASS_INIT(#mtx); \
+		uiommu_mutex_init_class((mtx), &init_lock_class);                               \
+	} while (0)
+#define uiommu_rwsem_init(sem)                                                                  \
+	do {                                                                                    \
+		static struct uiommu_lock_class init_lock_class = UIOMMU_LOCK_CLASS_INIT(#sem); \
+		uiommu_rwsem_init_class((sem), &init_lock_class);                               \
+	} while (0)
+#else
+#define uiommu_mutex_init(mtx) uiommu_mutex_init_class((mtx), NULL)
+#define uiommu_rwsem_init(sem) uiommu_rwsem_init_class((sem), NULL)
+#endif
 
 static inline void uiommu_mutex_destroy(struct uiommu_mutex *m)
 {
@@ -47,6 +144,9 @@ static inline void uiommu_mutex_destroy(struct uiommu_mutex *m)
 
 static inline void uiommu_mutex_lock(struct uiommu_mutex *m)
 {
+#ifdef UIOMMU_DEBUG
+	lockdep_acquire(m->cls, m);
+#endif
 	if (pthread_mutex_lock(&m->m))
 		die("pthread_mutex_lock");
 #ifdef UIOMMU_DEBUG
@@ -61,15 +161,8 @@ static inline void uiommu_mutex_unlock(struct uiommu_mutex *m)
 #endif
 	if (pthread_mutex_unlock(&m->m))
 		die("pthread_mutex_unlock");
-}
-
-static inline void uiommu_rwsem_init(struct uiommu_rwsem *s)
-{
-	if (pthread_rwlock_init(&s->rw, NULL))
-		die("pthread_rwlock_init");
 #ifdef UIOMMU_DEBUG
-	atomic_init(&s->writer, 0);
-	atomic_init(&s->readers, 0);
+	lockdep_release(m->cls, m);
 #endif
 }
 
@@ -80,6 +173,9 @@ static inline void uiommu_rwsem_destroy(struct uiommu_rwsem *s)
 
 static inline void uiommu_down_read(struct uiommu_rwsem *s)
 {
+#ifdef UIOMMU_DEBUG
+	lockdep_acquire(s->cls, s);
+#endif
 	if (pthread_rwlock_rdlock(&s->rw))
 		die("pthread_rwlock_rdlock");
 #ifdef UIOMMU_DEBUG
@@ -94,10 +190,16 @@ static inline void uiommu_up_read(struct uiommu_rwsem *s)
 #endif
 	if (pthread_rwlock_unlock(&s->rw))
 		die("pthread_rwlock_unlock");
+#ifdef UIOMMU_DEBUG
+	lockdep_release(s->cls, s);
+#endif
 }
 
 static inline void uiommu_down_write(struct uiommu_rwsem *s)
 {
+#ifdef UIOMMU_DEBUG
+	lockdep_acquire(s->cls, s);
+#endif
 	if (pthread_rwlock_wrlock(&s->rw))
 		die("pthread_rwlock_wrlock");
 #ifdef UIOMMU_DEBUG
@@ -112,6 +214,65 @@ static inline void uiommu_up_write(struct uiommu_rwsem *s)
 #endif
 	if (pthread_rwlock_unlock(&s->rw))
 		die("pthread_rwlock_unlock");
+#ifdef UIOMMU_DEBUG
+	lockdep_release(s->cls, s);
+#endif
+}
+
+static inline void uiommu_cond_init(struct uiommu_cond *c)
+{
+	if (pthread_cond_init(&c->c, NULL))
+		die("pthread_cond_init");
+}
+
+static inline void uiommu_cond_destroy(struct uiommu_cond *c)
+{
+	pthread_cond_destroy(&c->c);
+}
+
+static inline void uiommu_cond_signal(struct uiommu_cond *c)
+{
+	pthread_cond_signal(&c->c);
+}
+
+static inline void uiommu_cond_broadcast(struct uiommu_cond *c)
+{
+	pthread_cond_broadcast(&c->c);
+}
+
+/*
+ * m held. The mutex stays on the thread's held stack while it sleeps (it is retaken before the
+ * wait returns); only the owner field follows the real state, so another thread's assertion
+ * during the wait sees the mutex free.
+ */
+static inline void uiommu_cond_wait(struct uiommu_cond *c, struct uiommu_mutex *m)
+{
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
+#endif
+	if (pthread_cond_wait(&c->c, &m->m))
+		die("pthread_cond_wait");
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&m->owner, (unsigned long)pthread_self(), memory_order_relaxed);
+#endif
+}
+
+/* As uiommu_cond_wait() until the CLOCK_MONOTONIC time *deadline: 0, or -ETIMEDOUT. */
+static inline int uiommu_cond_timedwait(struct uiommu_cond *c, struct uiommu_mutex *m,
+					const struct timespec *deadline)
+{
+	int ret;
+
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
+#endif
+	ret = pthread_cond_clockwait(&c->c, &m->m, CLOCK_MONOTONIC, deadline);
+	if (ret && ret != ETIMEDOUT)
+		die("pthread_cond_clockwait");
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&m->owner, (unsigned long)pthread_self(), memory_order_relaxed);
+#endif
+	return -ret;
 }
 
 #ifdef UIOMMU_DEBUG

@@ -461,7 +461,7 @@ struct ctl_listener {
 };
 
 /* Protects ctl; a leaf. */
-static struct uiommu_mutex ctl_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(ctl_lock);
 static struct ctl_listener ctl;
 static atomic_int ctl_clients;                          /* client threads alive */
 static atomic_uint ctl_idle_ms = CTL_IDLE_TIMEOUT_MS;   /* read and write timeout per client */

@@ -118,7 +118,7 @@ struct uiommu_dma_dev {
 	_Atomic unsigned int timeout_ms;
 	LIST_ENTRY(uiommu_dma_dev) node; /* in dma_engine_devs; dma_engine_lock */
 	/* dma_engine_lock protects everything below. */
-	pthread_cond_t cond;         /* page responses, run queue changes, completions */
+	struct uiommu_cond cond;         /* page responses, run queue changes, completions */
 	TAILQ_HEAD(, dma_prq) prqs;
 	unsigned int nr_prqs;
 	struct uiommu_dma_fault faults[DMA_ENGINE_FAULT_LOG];
@@ -135,12 +135,12 @@ struct uiommu_dma_dev {
 	 * through this handle. sva_lock protects both; order: sva_lock -> iommu_sva_lock ->
 	 * group->mutex. Never taken with dma_engine_lock.
 	 */
-	pthread_mutex_t sva_lock;
+	struct uiommu_mutex sva_lock;
 	struct iommu_sva *sva;
 	unsigned int sva_binds;
 };
 
-static pthread_mutex_t dma_engine_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf; see the top */
+UIOMMU_MUTEX_DEFINE(dma_engine_lock); /* a leaf; see the top */
 static LIST_HEAD(, uiommu_dma_dev) dma_engine_devs = LIST_HEAD_INITIALIZER(dma_engine_devs);
 static uint32_t dma_engine_next_grpid; /* dma_engine_lock */
 
@@ -170,7 +170,6 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 {
 	struct uiommu_dma_dev *e;
 	struct iommu_group *group;
-	pthread_condattr_t attr;
 	int ret;
 
 	/* Before the first handle, so before any page request of ours: no answer is missed. */
@@ -185,17 +184,13 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 		ret = -ENOMEM;
 		goto err_put_group;
 	}
-	if (uiommu_should_fail() || pthread_condattr_init(&attr)) {
+	if (uiommu_should_fail()) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	ret = -pthread_cond_init(&e->cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (ret)
-		goto err_free;
+	uiommu_cond_init(&e->cond);
 	device_get(dev); /* Pairs with device_put() in uiommu_dma_dev_close(). */
-	pthread_mutex_init(&e->sva_lock, NULL);
+	uiommu_mutex_init(&e->sva_lock);
 	e->dev = dev;
 	if (dev->iommu) {
 		e->tlb = iotlb_for_iommu(dev->iommu);
@@ -206,9 +201,9 @@ struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev)
 	atomic_init(&e->timeout_ms, DMA_ENGINE_DEFAULT_TIMEOUT_MS);
 	TAILQ_INIT(&e->prqs);
 	TAILQ_INIT(&e->runq);
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	LIST_INSERT_HEAD(&dma_engine_devs, e, node);
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	return e;
 
 err_free:
@@ -284,7 +279,7 @@ static void dma_xfer_fault(struct dma_xfer *x, uint64_t iova, unsigned int reaso
 	struct uiommu_dma_fault *f;
 
 	x->req->error = dma_fault_errno(reason);
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	if (e->fault_tail - e->fault_head == DMA_ENGINE_FAULT_LOG) {
 		e->fault_head++;
 		e->fault_lost = true;
@@ -297,7 +292,7 @@ static void dma_xfer_fault(struct dma_xfer *x, uint64_t iova, unsigned int reaso
 		.reason = reason,
 		.flags = x->pasid != IOMMU_NO_PASID ? UIOMMU_DMA_FAULT_PASID_VALID : 0,
 	};
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 }
 
 UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
@@ -309,7 +304,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
 		errno = EINVAL;
 		return -1;
 	}
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	for (; i < n && e->fault_head != e->fault_tail; i++) {
 		buf[i] = e->faults[e->fault_head++ % DMA_ENGINE_FAULT_LOG];
 		if (e->fault_lost) {
@@ -317,7 +312,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
 			e->fault_lost = false;
 		}
 	}
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	return (ssize_t)i;
 }
 
@@ -594,7 +589,7 @@ static int dma_prq_send(struct dma_xfer *x, bool async)
 	struct dma_prq *p = &x->prq;
 	int ret;
 
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	if (e->stopping) {
 		ret = -ECANCELED;
 		goto out_unlock;
@@ -613,9 +608,9 @@ static int dma_prq_send(struct dma_xfer *x, bool async)
 	TAILQ_INSERT_TAIL(&e->prqs, p, node);
 	e->nr_prqs++;
 	if (async)
-		pthread_cond_broadcast(&e->cond); /* the worker's next deadline */
+		uiommu_cond_broadcast(&e->cond); /* the worker's next deadline */
 out_unlock:
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	if (ret)
 		return ret;
 
@@ -635,7 +630,7 @@ out_unlock:
 	 * Not sent: nobody will answer, forget it. If it was answered all the same, the answer
 	 * stands (and an async transfer is on the run queue already, the worker's now).
 	 */
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	if (p->state == DMA_PRQ_WAITING) {
 		TAILQ_REMOVE(&e->prqs, p, node);
 		e->nr_prqs--;
@@ -643,7 +638,7 @@ out_unlock:
 	} else {
 		ret = 0;
 	}
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	return ret;
 }
 
@@ -674,7 +669,7 @@ static void dma_engine_page_response(struct device *dev, const struct iommu_page
 {
 	struct uiommu_dma_dev *e;
 
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	LIST_FOREACH(e, &dma_engine_devs, node) {
 		struct dma_prq *p;
 
@@ -685,12 +680,12 @@ static void dma_engine_page_response(struct device *dev, const struct iommu_page
 				continue;
 			p->code = msg->code;
 			dma_prq_finish(e, p, DMA_PRQ_ANSWERED);
-			pthread_cond_broadcast(&e->cond);
+			uiommu_cond_broadcast(&e->cond);
 			goto out_unlock;
 		}
 	}
 out_unlock:
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 }
 
 /*
@@ -730,21 +725,21 @@ static void dma_prq_wait(struct dma_xfer *x)
 	struct uiommu_dma_dev *e = x->e;
 	struct dma_prq *p = &x->prq;
 
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	while (p->state == DMA_PRQ_WAITING) {
 		struct timespec ts;
 
 		if (!p->deadline_ns) {
-			pthread_cond_wait(&e->cond, &dma_engine_lock);
+			uiommu_cond_wait(&e->cond, &dma_engine_lock);
 			continue;
 		}
 		ts.tv_sec = (time_t)(p->deadline_ns / 1000000000u);
 		ts.tv_nsec = (long)(p->deadline_ns % 1000000000u);
-		if (pthread_cond_timedwait(&e->cond, &dma_engine_lock, &ts) == ETIMEDOUT &&
+		if (uiommu_cond_timedwait(&e->cond, &dma_engine_lock, &ts) == -ETIMEDOUT &&
 		    p->state == DMA_PRQ_WAITING)
 			dma_prq_finish(e, p, DMA_PRQ_TIMEDOUT);
 	}
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 }
 
 /* ---- transfers ---------------------------------------------------------------------------- */
@@ -841,10 +836,10 @@ static void dma_async_complete(struct dma_xfer *x)
 	if (req->complete)
 		req->complete(req);
 	/* After the callback: close waits for it too. */
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	e->nr_async--;
-	pthread_cond_broadcast(&e->cond);
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_cond_broadcast(&e->cond);
+	uiommu_mutex_unlock(&dma_engine_lock);
 }
 
 /* Runs @x until it completes or parks on a page request. Worker thread, no lock held. */
@@ -894,16 +889,16 @@ static void *dma_async_worker(void *arg)
 
 	/* Our own thread: one fault-safe window for its life, not one system call per copy. */
 	uiommu_uaccess_begin();
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	for (;;) {
 		struct dma_xfer *x = TAILQ_FIRST(&e->runq);
 		uint64_t next;
 
 		if (x) {
 			TAILQ_REMOVE(&e->runq, x, node);
-			pthread_mutex_unlock(&dma_engine_lock);
+			uiommu_mutex_unlock(&dma_engine_lock);
 			dma_async_step(x);
-			pthread_mutex_lock(&dma_engine_lock);
+			uiommu_mutex_lock(&dma_engine_lock);
 			continue;
 		}
 		next = dma_async_expire(e);
@@ -917,12 +912,12 @@ static void *dma_async_worker(void *arg)
 				.tv_nsec = (long)(next % 1000000000u),
 			};
 
-			pthread_cond_timedwait(&e->cond, &dma_engine_lock, &ts);
+			uiommu_cond_timedwait(&e->cond, &dma_engine_lock, &ts);
 		} else {
-			pthread_cond_wait(&e->cond, &dma_engine_lock);
+			uiommu_cond_wait(&e->cond, &dma_engine_lock);
 		}
 	}
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	return NULL;
 }
 
@@ -941,7 +936,7 @@ UIOMMU_EXPORT int uiommu_dma_submit(struct uiommu_dma_dev *e, struct uiommu_dma_
 		goto err;
 	}
 	dma_xfer_init(x, e, req, pasid);
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	if (e->stopping) {
 		ret = -EINVAL;
 		goto err_unlock;
@@ -958,12 +953,12 @@ UIOMMU_EXPORT int uiommu_dma_submit(struct uiommu_dma_dev *e, struct uiommu_dma_
 	}
 	e->nr_async++;
 	TAILQ_INSERT_TAIL(&e->runq, x, node);
-	pthread_cond_broadcast(&e->cond);
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_cond_broadcast(&e->cond);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	return 0;
 
 err_unlock:
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	uiommu_free(x);
 err:
 	errno = -ret;
@@ -978,25 +973,25 @@ UIOMMU_EXPORT int uiommu_dma_dev_close(struct uiommu_dma_dev *e)
 		errno = EINVAL;
 		return -1;
 	}
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	e->stopping = true;
-	pthread_cond_broadcast(&e->cond);
+	uiommu_cond_broadcast(&e->cond);
 	started = e->worker_started;
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	if (started)
 		pthread_join(e->worker, NULL);
 
-	pthread_mutex_lock(&dma_engine_lock);
+	uiommu_mutex_lock(&dma_engine_lock);
 	WARN_ON(e->nr_async || !TAILQ_EMPTY(&e->prqs));
 	LIST_REMOVE(e, node);
-	pthread_mutex_unlock(&dma_engine_lock);
+	uiommu_mutex_unlock(&dma_engine_lock);
 	/* Binds the caller did not undo go with the handle. */
 	while (e->sva_binds) {
 		e->sva_binds--;
 		iommu_sva_unbind_device(e->sva);
 	}
-	pthread_mutex_destroy(&e->sva_lock);
-	pthread_cond_destroy(&e->cond);
+	uiommu_mutex_destroy(&e->sva_lock);
+	uiommu_cond_destroy(&e->cond);
 	iommu_group_put(e->group);
 	device_put(e->dev);
 	uiommu_free(e);
@@ -1019,11 +1014,11 @@ UIOMMU_EXPORT int uiommu_dma_dev_sva_bind(struct uiommu_dma_dev *e, uint32_t *pa
 		errno = (int)-PTR_ERR(mm);
 		return -1;
 	}
-	pthread_mutex_lock(&e->sva_lock);
+	uiommu_mutex_lock(&e->sva_lock);
 	sva = iommu_sva_bind_device(e->dev, mm);
 	uiommu_mm_put(mm); /* The SVA domain holds its own reference. */
 	if (IS_ERR(sva)) {
-		pthread_mutex_unlock(&e->sva_lock);
+		uiommu_mutex_unlock(&e->sva_lock);
 		errno = (int)-PTR_ERR(sva);
 		return -1;
 	}
@@ -1032,7 +1027,7 @@ UIOMMU_EXPORT int uiommu_dma_dev_sva_bind(struct uiommu_dma_dev *e, uint32_t *pa
 	e->sva = sva;
 	e->sva_binds++;
 	*pasid = iommu_sva_get_pasid(sva);
-	pthread_mutex_unlock(&e->sva_lock);
+	uiommu_mutex_unlock(&e->sva_lock);
 	return 0;
 }
 
@@ -1042,15 +1037,15 @@ UIOMMU_EXPORT int uiommu_dma_dev_sva_unbind(struct uiommu_dma_dev *e)
 		errno = EINVAL;
 		return -1;
 	}
-	pthread_mutex_lock(&e->sva_lock);
+	uiommu_mutex_lock(&e->sva_lock);
 	if (!e->sva_binds) {
-		pthread_mutex_unlock(&e->sva_lock);
+		uiommu_mutex_unlock(&e->sva_lock);
 		errno = ENOENT;
 		return -1;
 	}
 	iommu_sva_unbind_device(e->sva);
 	if (!--e->sva_binds)
 		e->sva = NULL;
-	pthread_mutex_unlock(&e->sva_lock);
+	uiommu_mutex_unlock(&e->sva_lock);
 	return 0;
 }

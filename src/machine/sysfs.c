@@ -167,8 +167,8 @@ struct sysfs_state {
 	bool atfork_done;
 };
 
-/* Protects sysfs_state; see the design note for the order. */
-static struct uiommu_mutex sysfs_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+/* Protects sysfs_state; order: outermost of the core, before topology_lock and the probe lock. */
+UIOMMU_MUTEX_DEFINE(sysfs_lock);
 static struct sysfs_state sysfs;
 
 /* The attributes with a store. */
@@ -198,7 +198,7 @@ struct sysfs_file {
 /* fd -> the record of the attribute it writes to; written under sysfs_fd_lock, read locklessly. */
 static _Atomic(struct sysfs_file *) sysfs_fds[SYSFS_MAX_FDS];
 static atomic_int sysfs_nr_fds; /* entries in sysfs_fds: a fast "none" for the wrappers */
-static struct uiommu_mutex sysfs_fd_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(sysfs_fd_lock); /* serialises the writers of sysfs_fds; a leaf */
 
 /* The session this process removes at exit, set by uiommu_sysfs_session_begin() or on use. */
 static pid_t sysfs_session_owner;
@@ -933,7 +933,8 @@ static void journal_catch_up(void)
 	close(fd);
 }
 
-static pthread_mutex_t sysfs_boot_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises the tree's first build; order: outermost of the core, like sysfs_lock. */
+UIOMMU_MUTEX_DEFINE(sysfs_boot_lock);
 static bool sysfs_boot_tried; /* sysfs_boot_lock */
 
 /*
@@ -946,14 +947,14 @@ int sysfs_machine_boot(void)
 
 	if (topology_loaded())
 		return 0;
-	pthread_mutex_lock(&sysfs_boot_lock);
+	uiommu_mutex_lock(&sysfs_boot_lock);
 	if (!topology_loaded() && !sysfs_boot_tried) {
 		sysfs_boot_tried = true;
 		rc = topology_load(NULL);
 		if (rc == -EBUSY) /* the program itself, or another thread, won */
 			rc = 0;
 	}
-	pthread_mutex_unlock(&sysfs_boot_lock);
+	uiommu_mutex_unlock(&sysfs_boot_lock);
 	return rc;
 }
 

@@ -117,7 +117,8 @@ struct topology {
 	unsigned int nr_devices;
 };
 
-static struct uiommu_mutex topology_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+/* Protects the loaded topology; order: after the sysfs locks, before the probe lock. */
+UIOMMU_MUTEX_DEFINE(topology_lock);
 static struct topology topo;
 
 /* ---- the embedded default ------------------------------------------------------------------- */

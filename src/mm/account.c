@@ -12,10 +12,11 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/lockdep.h"
 #include "mm/account.h"
 #include "mm/mm.h"
 
-static pthread_mutex_t users_lock = PTHREAD_MUTEX_INITIALIZER; /* protects users; a leaf */
+UIOMMU_MUTEX_DEFINE(users_lock); /* protects users; a leaf */
 static struct uiommu_user *users;
 
 struct uiommu_user *uiommu_user_current(void)
@@ -23,7 +24,7 @@ struct uiommu_user *uiommu_user_current(void)
 	uid_t uid = getuid();
 	struct uiommu_user *user;
 
-	pthread_mutex_lock(&users_lock);
+	uiommu_mutex_lock(&users_lock);
 	for (user = users; user; user = user->next)
 		if (user->uid == uid)
 			break;
@@ -42,7 +43,7 @@ struct uiommu_user *uiommu_user_current(void)
 	user->next = users;
 	users = user;
 out_unlock:
-	pthread_mutex_unlock(&users_lock);
+	uiommu_mutex_unlock(&users_lock);
 	return user;
 }
 
@@ -57,15 +58,15 @@ void uiommu_user_put(struct uiommu_user *user)
 	struct uiommu_user **p;
 
 	/* The list finds users by uid, so the last put unlinks under the lock a lookup takes. */
-	pthread_mutex_lock(&users_lock);
+	uiommu_mutex_lock(&users_lock);
 	if (atomic_fetch_sub_explicit(&user->refs, 1, memory_order_acq_rel) != 1) {
-		pthread_mutex_unlock(&users_lock);
+		uiommu_mutex_unlock(&users_lock);
 		return;
 	}
 	for (p = &users; *p != user; p = &(*p)->next)
 		;
 	*p = user->next;
-	pthread_mutex_unlock(&users_lock);
+	uiommu_mutex_unlock(&users_lock);
 	/* Every charge was undone by the iopt_pages that held this reference. */
 	WARN_ON(atomic_load_explicit(&user->locked_vm, memory_order_relaxed));
 	uiommu_free(user);
@@ -76,11 +77,11 @@ uint64_t uiommu_user_locked_vm(uid_t uid)
 	struct uiommu_user *user;
 	uint64_t n = 0;
 
-	pthread_mutex_lock(&users_lock);
+	uiommu_mutex_lock(&users_lock);
 	for (user = users; user; user = user->next)
 		if (user->uid == uid)
 			n = atomic_load_explicit(&user->locked_vm, memory_order_relaxed);
-	pthread_mutex_unlock(&users_lock);
+	uiommu_mutex_unlock(&users_lock);
 	return n;
 }
 

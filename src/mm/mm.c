@@ -222,7 +222,7 @@ struct uiommu_file_pins {
 };
 
 /* Protects file_pins_list and each entry's next and refs; only the ledger locks nest inside. */
-static pthread_mutex_t file_pins_lock = PTHREAD_MUTEX_INITIALIZER;
+UIOMMU_MUTEX_DEFINE(file_pins_lock);
 static struct uiommu_file_pins *file_pins_list;
 
 /**
@@ -233,7 +233,7 @@ struct uiommu_file_pins *uiommu_file_pins_get(uint64_t dev, uint64_t ino)
 {
 	struct uiommu_file_pins *fp;
 
-	pthread_mutex_lock(&file_pins_lock);
+	uiommu_mutex_lock(&file_pins_lock);
 	for (fp = file_pins_list; fp; fp = fp->next)
 		if (fp->dev == dev && fp->ino == ino)
 			break;
@@ -254,7 +254,7 @@ struct uiommu_file_pins *uiommu_file_pins_get(uint64_t dev, uint64_t ino)
 	fp->next = file_pins_list;
 	file_pins_list = fp;
 out_unlock:
-	pthread_mutex_unlock(&file_pins_lock);
+	uiommu_mutex_unlock(&file_pins_lock);
 	return fp;
 }
 
@@ -262,15 +262,15 @@ void uiommu_file_pins_put(struct uiommu_file_pins *fp)
 {
 	struct uiommu_file_pins **pos;
 
-	pthread_mutex_lock(&file_pins_lock);
+	uiommu_mutex_lock(&file_pins_lock);
 	if (--fp->refs) {
-		pthread_mutex_unlock(&file_pins_lock);
+		uiommu_mutex_unlock(&file_pins_lock);
 		return;
 	}
 	for (pos = &file_pins_list; *pos != fp; pos = &(*pos)->next)
 		;
 	*pos = fp->next;
-	pthread_mutex_unlock(&file_pins_lock);
+	uiommu_mutex_unlock(&file_pins_lock);
 	/* Every pin holder holds a reference: the ledger is empty. */
 	WARN_ON(!interval_tree_empty(&fp->pinned));
 	uiommu_mutex_destroy(&fp->lock);
@@ -303,7 +303,7 @@ unsigned int uiommu_file_pin_count(uint64_t dev, uint64_t ino, uint64_t page_ind
 	struct uiommu_file_pins *fp;
 	unsigned int cnt = 0;
 
-	pthread_mutex_lock(&file_pins_lock);
+	uiommu_mutex_lock(&file_pins_lock);
 	for (fp = file_pins_list; fp; fp = fp->next) {
 		if (fp->dev != dev || fp->ino != ino)
 			continue;
@@ -312,7 +312,7 @@ unsigned int uiommu_file_pin_count(uint64_t dev, uint64_t ino, uint64_t page_ind
 		uiommu_mutex_unlock(&fp->lock);
 		break;
 	}
-	pthread_mutex_unlock(&file_pins_lock);
+	uiommu_mutex_unlock(&file_pins_lock);
 	return cnt;
 }
 
@@ -321,8 +321,8 @@ bool uiommu_file_pins_any(void)
 {
 	bool any;
 
-	pthread_mutex_lock(&file_pins_lock);
+	uiommu_mutex_lock(&file_pins_lock);
 	any = file_pins_list != NULL;
-	pthread_mutex_unlock(&file_pins_lock);
+	uiommu_mutex_unlock(&file_pins_lock);
 	return any;
 }

@@ -96,7 +96,7 @@ static atomic_uint uaccess_prog_seq;
 static atomic_bool uaccess_prog_reset[2];
 static bool uaccess_installed; /* our handler is in place; uaccess_prog_lock */
 /* protects uaccess_prog writes and uaccess_installed; a leaf */
-static pthread_mutex_t uaccess_prog_lock = PTHREAD_MUTEX_INITIALIZER;
+UIOMMU_MUTEX_DEFINE(uaccess_prog_lock);
 static sigset_t uaccess_fault_set; /* {SIGSEGV, SIGBUS}; constant after installation */
 static pthread_once_t uaccess_once = PTHREAD_ONCE_INIT;
 /*
@@ -209,7 +209,7 @@ static void uaccess_install(void)
 	/* SA_NODEFER: leaving by siglongjmp() must not leave the signal blocked. */
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	pthread_mutex_lock(&uaccess_prog_lock);
+	uiommu_mutex_lock(&uaccess_prog_lock);
 	uaccess_self = true;
 	if (sigaction(SIGSEGV, NULL, &uaccess_prog[0]) || sigaction(SIGBUS, NULL, &uaccess_prog[1]))
 		die("sigaction");
@@ -217,7 +217,7 @@ static void uaccess_install(void)
 		die("sigaction");
 	uaccess_self = false;
 	uaccess_installed = true;
-	pthread_mutex_unlock(&uaccess_prog_lock);
+	uiommu_mutex_unlock(&uaccess_prog_lock);
 }
 
 /*
@@ -240,7 +240,7 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 	 */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &saved);
-	pthread_mutex_lock(&uaccess_prog_lock);
+	uiommu_mutex_lock(&uaccess_prog_lock);
 	ours = uaccess_installed;
 	if (ours && oldact) {
 		*oldact = *prog;
@@ -256,7 +256,7 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 		atomic_store(&uaccess_prog_reset[sig == SIGBUS], false);
 		atomic_fetch_add_explicit(&uaccess_prog_seq, 1, memory_order_release);
 	}
-	pthread_mutex_unlock(&uaccess_prog_lock);
+	uiommu_mutex_unlock(&uaccess_prog_lock);
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	return ours;
 }
@@ -541,20 +541,20 @@ static const struct uiommu_mm_ops self_ops = {
  * One mm for the process, made at first use and kept until the last reference goes; fork gives
  * the child a copy of it with the parent's ledger, as it gets a copy of every other state.
  */
-static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER; /* protects self_mm */
+UIOMMU_MUTEX_DEFINE(self_lock); /* protects self_mm; a leaf */
 static struct uiommu_mm *self_mm;
 
 static void self_release(struct uiommu_mm *mm)
 {
-	pthread_mutex_lock(&self_lock);
+	uiommu_mutex_lock(&self_lock);
 	/* A racing uiommu_mm_self() may have revived it; only free a dead one. */
 	if (self_mm == mm && atomic_load(&mm->refs) == 0)
 		self_mm = NULL;
 	else if (self_mm == mm) {
-		pthread_mutex_unlock(&self_lock);
+		uiommu_mutex_unlock(&self_lock);
 		return;
 	}
-	pthread_mutex_unlock(&self_lock);
+	uiommu_mutex_unlock(&self_lock);
 	/* Every pin was uncharged by the iopt_pages that held a reference. */
 	WARN_ON(atomic_load(&mm->pinned_vm) || atomic_load(&mm->locked_vm));
 	mm_pasid_drop(mm);
@@ -564,17 +564,17 @@ static void self_release(struct uiommu_mm *mm)
 
 void uiommu_mm_self_vm(uint64_t *pinned_vm, uint64_t *locked_vm)
 {
-	pthread_mutex_lock(&self_lock);
+	uiommu_mutex_lock(&self_lock);
 	*pinned_vm = self_mm ? atomic_load_explicit(&self_mm->pinned_vm, memory_order_relaxed) : 0;
 	*locked_vm = self_mm ? atomic_load_explicit(&self_mm->locked_vm, memory_order_relaxed) : 0;
-	pthread_mutex_unlock(&self_lock);
+	uiommu_mutex_unlock(&self_lock);
 }
 
 struct uiommu_mm *uiommu_mm_self(void)
 {
 	struct uiommu_mm *mm;
 
-	pthread_mutex_lock(&self_lock);
+	uiommu_mutex_lock(&self_lock);
 	mm = self_mm;
 	if (mm) {
 		uiommu_mm_get(mm);
@@ -592,6 +592,6 @@ struct uiommu_mm *uiommu_mm_self(void)
 	interval_tree_init(&mm->pinned);
 	self_mm = mm;
 out_unlock:
-	pthread_mutex_unlock(&self_lock);
+	uiommu_mutex_unlock(&self_lock);
 	return mm;
 }

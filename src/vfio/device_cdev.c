@@ -105,7 +105,8 @@ struct vfio_cdev_file {
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
 };
 
-static pthread_mutex_t vfio_cdev_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Protects every file's binding state; the outermost lock of all (before ioas->mutex). */
+UIOMMU_MUTEX_DEFINE(vfio_cdev_lock);
 /* The bound files: at most one per device (the kernel's open_count). */
 static struct vfio_cdev_file *vfio_cdev_bound;
 
@@ -147,7 +148,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0)
 		return -EINVAL;
 
-	pthread_mutex_lock(&vfio_cdev_lock);
+	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vf->idev) { /* this file is bound already */
 		rc = -EINVAL;
 		goto out_unlock;
@@ -175,7 +176,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	vf->attached = false;
 	vf->next = vfio_cdev_bound;
 	vfio_cdev_bound = vf;
-	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return 0;
 
 err_unbind:
@@ -183,7 +184,7 @@ err_unbind:
 err_put_ctx:
 	iommufd_ctx_file_put(ictx);
 out_unlock:
-	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return rc;
 }
 
@@ -323,7 +324,7 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 	if (cmd == VFIO_CDEV_BIND_IOMMUFD)
 		return vfio_cdev_bind_iommufd(vf, mm, arg);
 
-	pthread_mutex_lock(&vfio_cdev_lock);
+	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (!vf->idev) {
 		/* No access before bind: the kernel's access_granted check. */
 		rc = -EINVAL;
@@ -344,7 +345,7 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		break;
 	}
 out_unlock:
-	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return rc;
 }
 
@@ -353,9 +354,9 @@ static void vfio_cdev_release(void *priv)
 	struct vfio_cdev_file *vf = priv;
 	struct iommufd_ctx *ictx;
 
-	pthread_mutex_lock(&vfio_cdev_lock);
+	uiommu_mutex_lock(&vfio_cdev_lock);
 	ictx = vfio_cdev_unbind(vf);
-	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_mutex_unlock(&vfio_cdev_lock);
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);

@@ -115,7 +115,8 @@ struct mock_dev_state {
 	struct iommu_page_response last_response;
 };
 
-static pthread_mutex_t mock_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Protects the mock's bookkeeping lists; a leaf. */
+UIOMMU_MUTEX_DEFINE(mock_lock);
 static LIST_HEAD(, mock_group_key) mock_group_keys = LIST_HEAD_INITIALIZER(mock_group_keys);
 static LIST_HEAD(, mock_dev_state) mock_dev_states = LIST_HEAD_INITIALIZER(mock_dev_states);
 
@@ -167,13 +168,13 @@ static int mock_attach_dev(struct iommu_domain *domain, struct device *dev,
 	if (WARN_ON(!mdev))
 		return -ENODEV;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
 	if (st && st->fail_attach) {
 		err = st->fail_attach;
 		st->fail_attach = 0;
 	}
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	if (err)
 		return err;
 
@@ -444,11 +445,11 @@ static struct iopf_queue *mock_iopf_queue_get(struct iommu_device *iommu)
 {
 	struct iopf_queue *queue;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	if (!iommu->priv)
 		iommu->priv = iopf_queue_alloc(iommu->name);
 	queue = iommu->priv;
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	return queue;
 }
 
@@ -484,13 +485,13 @@ static void mock_page_response(struct device *dev, struct iopf_fault *evt,
 	mock_page_response_fn hook = atomic_load(&mock_page_response_hook);
 	struct mock_dev_state *st;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, true);
 	if (st) {
 		st->page_responses++;
 		st->last_response = *msg;
 	}
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	if (hook)
 		hook(dev, msg);
 }
@@ -514,11 +515,11 @@ static struct iommu_device *mock_probe_device(struct device *dev)
 	if (rc)
 		goto err_free_mdev;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, true);
 	if (st)
 		st->probes++;
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	rc = -ENOMEM;
 	if (!st)
 		goto err_iopf_disable;
@@ -548,7 +549,7 @@ static void mock_release_device(struct device *dev)
 		return;
 	mock_iopf_disable(dev);
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
 	if (!WARN_ON(!st || st->releases >= st->probes))
 		st->releases++;
@@ -557,7 +558,7 @@ static void mock_release_device(struct device *dev)
 		key_to_free = mdev->key;
 		LIST_REMOVE(key_to_free, node);
 	}
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 
 	uiommu_free(key_to_free);
 	/* The core removed every PASID before release; a leftover is a core bug. */
@@ -597,17 +598,17 @@ static struct iommu_group *mock_device_group(struct device *dev)
 	if (!dev->group_key[0])
 		return iommu_group_alloc();
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	k = mock_group_key_find(dev);
 	if (k) {
 		/* Safe: k->nr_devices > 0, so a member still holds a reference. */
 		group = iommu_group_ref_get(k->group);
 		k->nr_devices++;
 		mdev->key = k;
-		pthread_mutex_unlock(&mock_lock);
+		uiommu_mutex_unlock(&mock_lock);
 		return group;
 	}
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 
 	/* A new key: allocate outside mock_lock, the core's group allocation takes its own. */
 	new_key = uiommu_zalloc(sizeof(*new_key));
@@ -622,10 +623,10 @@ static struct iommu_group *mock_device_group(struct device *dev)
 	new_key->group_id = iommu_group_id(group);
 	new_key->nr_devices = 1;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	LIST_INSERT_HEAD(&mock_group_keys, new_key, node);
 	mdev->key = new_key;
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	return group;
 
 err_free_key:
@@ -721,11 +722,11 @@ void mock_fail_attach(struct device *dev, int err)
 {
 	struct mock_dev_state *st;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, true);
 	if (st)
 		st->fail_attach = err;
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	if (!st)
 		die("mock_fail_attach: out of memory");
 }
@@ -735,10 +736,10 @@ unsigned int mock_release_count(struct device *dev)
 	struct mock_dev_state *st;
 	unsigned int n;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
 	n = st ? st->releases : 0;
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	return n;
 }
 
@@ -747,10 +748,10 @@ unsigned int mock_probe_count(struct device *dev)
 	struct mock_dev_state *st;
 	unsigned int n;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
 	n = st ? st->probes : 0;
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	return n;
 }
 
@@ -777,11 +778,11 @@ void mock_device_forget(struct device *dev)
 {
 	struct mock_dev_state *st;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
 	if (st)
 		LIST_REMOVE(st, node);
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	free(st);
 }
 
@@ -790,13 +791,13 @@ unsigned int mock_page_responses(struct device *dev, struct iommu_page_response 
 	struct mock_dev_state *st;
 	unsigned int n = 0;
 
-	pthread_mutex_lock(&mock_lock);
+	uiommu_mutex_lock(&mock_lock);
 	st = mock_dev_state_find(dev, false);
 	if (st) {
 		n = st->page_responses;
 		if (last)
 			*last = st->last_response;
 	}
-	pthread_mutex_unlock(&mock_lock);
+	uiommu_mutex_unlock(&mock_lock);
 	return n;
 }

@@ -110,11 +110,11 @@ static pthread_once_t mock_selftest_once = PTHREAD_ONCE_INIT;
 /*
  * The instance's fault queue, made at the first probe and freed at the last release, so that a
  * process without mock devices holds nothing of it (the leak checks count on that). The lock
- * protects both; it is taken outside the core's fault locks.
+ * protects both; order: inside the probe lock and group->mutex, outside the core's fault locks.
  */
 static struct iopf_queue *mock_selftest_iopf_queue;
 static unsigned int mock_selftest_iopf_devices;
-static pthread_mutex_t mock_selftest_iopf_lock = PTHREAD_MUTEX_INITIALIZER;
+UIOMMU_MUTEX_DEFINE(mock_selftest_iopf_lock);
 static atomic_uint mock_selftest_dev_seq;
 
 static struct mock_selftest_domain *to_mock_selftest_domain(struct iommu_domain *domain)
@@ -648,7 +648,7 @@ static int mock_selftest_iopf_add(struct device *dev)
 {
 	int rc = -ENOMEM;
 
-	pthread_mutex_lock(&mock_selftest_iopf_lock);
+	uiommu_mutex_lock(&mock_selftest_iopf_lock);
 	if (!mock_selftest_iopf_queue)
 		mock_selftest_iopf_queue = iopf_queue_alloc(mock_selftest_iommu.name);
 	if (mock_selftest_iopf_queue)
@@ -659,7 +659,7 @@ static int mock_selftest_iopf_add(struct device *dev)
 		iopf_queue_free(mock_selftest_iopf_queue);
 		mock_selftest_iopf_queue = NULL;
 	}
-	pthread_mutex_unlock(&mock_selftest_iopf_lock);
+	uiommu_mutex_unlock(&mock_selftest_iopf_lock);
 	return rc;
 }
 
@@ -669,13 +669,13 @@ static int mock_selftest_iopf_add(struct device *dev)
  */
 static void mock_selftest_iopf_remove(struct device *dev)
 {
-	pthread_mutex_lock(&mock_selftest_iopf_lock);
+	uiommu_mutex_lock(&mock_selftest_iopf_lock);
 	iopf_queue_remove_device(mock_selftest_iopf_queue, dev);
 	if (!--mock_selftest_iopf_devices) {
 		iopf_queue_free(mock_selftest_iopf_queue);
 		mock_selftest_iopf_queue = NULL;
 	}
-	pthread_mutex_unlock(&mock_selftest_iopf_lock);
+	uiommu_mutex_unlock(&mock_selftest_iopf_lock);
 }
 
 /* An answer to a page request group reaches the "device": counted for the tests. */

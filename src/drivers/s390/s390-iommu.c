@@ -98,12 +98,13 @@ struct zpci_dev {
 struct s390_domain {
 	struct iommu_domain domain;
 	uint64_t *dma_table;                /* the region table; immutable */
-	pthread_mutex_t list_lock;          /* protects devices, nr_devices */
+	struct uiommu_mutex list_lock;          /* protects devices, nr_devices; a leaf */
 	LIST_HEAD(, zpci_dev) devices;
 	unsigned int nr_devices;
 };
 
-static pthread_mutex_t s390_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Protects the driver's device bookkeeping; a leaf. */
+UIOMMU_MUTEX_DEFINE(s390_lock);
 static LIST_HEAD(, zpci_dev) s390_zdevs = LIST_HEAD_INITIALIZER(s390_zdevs);
 static LIST_HEAD(, s390_group_key) s390_group_keys = LIST_HEAD_INITIALIZER(s390_group_keys);
 static atomic_bool s390_legacy_entry;
@@ -431,10 +432,10 @@ static void s390_domain_free(struct iommu_domain *domain)
 	struct s390_domain *sdom = to_s390_domain(domain);
 
 	/* The core frees a domain after its last device moved off it; release unlinks too. */
-	pthread_mutex_lock(&sdom->list_lock);
+	uiommu_mutex_lock(&sdom->list_lock);
 	WARN_ON(sdom->nr_devices || !LIST_EMPTY(&sdom->devices));
-	pthread_mutex_unlock(&sdom->list_lock);
-	pthread_mutex_destroy(&sdom->list_lock);
+	uiommu_mutex_unlock(&sdom->list_lock);
+	uiommu_mutex_destroy(&sdom->list_lock);
 	s390_tables_free(sdom->dma_table);
 	uiommu_free(sdom);
 }
@@ -481,11 +482,11 @@ static struct zpci_dev *s390_zdev_get(const struct device *dev)
 {
 	struct zpci_dev *zdev;
 
-	pthread_mutex_lock(&s390_lock);
+	uiommu_mutex_lock(&s390_lock);
 	zdev = s390_zdev_find_locked(dev);
 	if (zdev)
 		atomic_fetch_add(&zdev->refs, 1);
-	pthread_mutex_unlock(&s390_lock);
+	uiommu_mutex_unlock(&s390_lock);
 	return zdev;
 }
 
@@ -527,13 +528,13 @@ static struct zpci_dev *s390_zdev_get_or_create(struct device *dev)
 				 S390_IOTA_DT_RT);
 	atomic_init(&zdev->refs, 2); /* the registry's and the caller's */
 
-	pthread_mutex_lock(&s390_lock);
+	uiommu_mutex_lock(&s390_lock);
 	found = s390_zdev_find_locked(dev);
 	if (found)
 		atomic_fetch_add(&found->refs, 1);
 	else
 		LIST_INSERT_HEAD(&s390_zdevs, zdev, reg_node);
-	pthread_mutex_unlock(&s390_lock);
+	uiommu_mutex_unlock(&s390_lock);
 	if (found) {
 		/* Never published: free it directly. */
 		uiommu_mutex_destroy(&zdev->dma_domain_lock);
@@ -586,10 +587,10 @@ static void s390_zdev_unlink(struct zpci_dev *zdev)
 	zdev->domain = NULL;
 	if (!sdom)
 		return;
-	pthread_mutex_lock(&sdom->list_lock);
+	uiommu_mutex_lock(&sdom->list_lock);
 	LIST_REMOVE(zdev, domain_node);
 	sdom->nr_devices--;
-	pthread_mutex_unlock(&sdom->list_lock);
+	uiommu_mutex_unlock(&sdom->list_lock);
 	zdev->s390_domain = NULL;
 	s390_zdev_set_iota(zdev, NULL);
 }
@@ -622,10 +623,10 @@ static int s390_zdev_attach(struct zpci_dev *zdev, struct iommu_domain *domain, 
 	s390_zdev_unlink(zdev);
 	zdev->domain = domain;
 	if (sdom) {
-		pthread_mutex_lock(&sdom->list_lock);
+		uiommu_mutex_lock(&sdom->list_lock);
 		LIST_INSERT_HEAD(&sdom->devices, zdev, domain_node);
 		sdom->nr_devices++;
-		pthread_mutex_unlock(&sdom->list_lock);
+		uiommu_mutex_unlock(&sdom->list_lock);
 		zdev->s390_domain = sdom;
 		s390_zdev_set_iota(zdev, sdom->dma_table);
 	}
@@ -687,8 +688,7 @@ static struct iommu_domain *s390_domain_alloc_paging(struct device *dev)
 	sdom->dma_table = s390_region_table_alloc();
 	if (!sdom->dma_table)
 		goto err_free_domain;
-	if (pthread_mutex_init(&sdom->list_lock, NULL))
-		die("pthread_mutex_init");
+	uiommu_mutex_init(&sdom->list_lock);
 	LIST_INIT(&sdom->devices);
 	/* The core sets type, owner and id after we return; these are the driver's. */
 	sdom->domain.type = IOMMU_DOMAIN_UNMANAGED;
@@ -763,14 +763,14 @@ static void s390_release_device(struct device *dev)
 		s390_zdev_dma_init(zdev);
 	uiommu_mutex_unlock(&zdev->dma_domain_lock);
 
-	pthread_mutex_lock(&s390_lock);
+	uiommu_mutex_lock(&s390_lock);
 	/* The last device of a key: forget its group, which dies with the device's reference. */
 	if (zdev->key && --zdev->key->nr_devices == 0) {
 		key_to_free = zdev->key;
 		LIST_REMOVE(key_to_free, node);
 	}
 	zdev->key = NULL;
-	pthread_mutex_unlock(&s390_lock);
+	uiommu_mutex_unlock(&s390_lock);
 	uiommu_free(key_to_free);
 	/* Pairs with the reference probe moved into the private pointer. */
 	s390_zdev_put(zdev);
@@ -801,17 +801,17 @@ static struct iommu_group *s390_device_group(struct device *dev)
 	if (!dev->group_key[0])
 		return iommu_group_alloc();
 
-	pthread_mutex_lock(&s390_lock);
+	uiommu_mutex_lock(&s390_lock);
 	k = s390_group_key_find(dev);
 	if (k) {
 		/* Safe: k->nr_devices > 0, so a member still holds a reference. */
 		group = iommu_group_ref_get(k->group);
 		k->nr_devices++;
 		zdev->key = k;
-		pthread_mutex_unlock(&s390_lock);
+		uiommu_mutex_unlock(&s390_lock);
 		return group;
 	}
-	pthread_mutex_unlock(&s390_lock);
+	uiommu_mutex_unlock(&s390_lock);
 
 	new_key = uiommu_zalloc(sizeof(*new_key));
 	if (!new_key)
@@ -826,10 +826,10 @@ static struct iommu_group *s390_device_group(struct device *dev)
 	new_key->group = group;
 	new_key->nr_devices = 1;
 
-	pthread_mutex_lock(&s390_lock);
+	uiommu_mutex_lock(&s390_lock);
 	LIST_INSERT_HEAD(&s390_group_keys, new_key, node);
 	zdev->key = new_key;
-	pthread_mutex_unlock(&s390_lock);
+	uiommu_mutex_unlock(&s390_lock);
 	return group;
 }
 
@@ -942,11 +942,11 @@ void s390_device_forget(struct device *dev)
 {
 	struct zpci_dev *zdev;
 
-	pthread_mutex_lock(&s390_lock);
+	uiommu_mutex_lock(&s390_lock);
 	zdev = s390_zdev_find_locked(dev);
 	if (zdev)
 		LIST_REMOVE(zdev, reg_node);
-	pthread_mutex_unlock(&s390_lock);
+	uiommu_mutex_unlock(&s390_lock);
 	if (!zdev)
 		return;
 	WARN_ON(zdev->probed);
@@ -985,9 +985,9 @@ unsigned int s390_domain_nr_devices(struct iommu_domain *domain)
 	if (!s390_is_paging_domain(domain))
 		return 0;
 	sdom = to_s390_domain(domain);
-	pthread_mutex_lock(&sdom->list_lock);
+	uiommu_mutex_lock(&sdom->list_lock);
 	n = sdom->nr_devices;
-	pthread_mutex_unlock(&sdom->list_lock);
+	uiommu_mutex_unlock(&sdom->list_lock);
 	return n;
 }
 

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The iommufd calls every ABI test makes, written once: ioc(), ioas_alloc(), ioas_alloc_id()
+ * and destroy(). They return what the ioctl does (0, or -1 with errno) unless they say
+ * otherwise.
+ *
+ * The calls go through uiommu_ioctl(); a program run under uiommu-run, which tests the drop-in
+ * path through libc, defines TEST_IOCTL as ioctl before including this header.
+ */
+#ifndef UIOMMU_TESTS_UIOMMU_TEST_H
+#define UIOMMU_TESTS_UIOMMU_TEST_H
+
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#include "uiommu/iommufd.h"
+#include "uiommu/uiommu.h"
+
+#ifndef TEST_IOCTL
+#define TEST_IOCTL uiommu_ioctl
+#endif
+
+__attribute__((unused)) static int ioc(int fd, unsigned long req, void *arg)
+{
+	return TEST_IOCTL(fd, req, arg);
+}
+
+/* IOAS_ALLOC: 0 with *id set, or -1 with errno. */
+__attribute__((unused)) static int ioas_alloc_id(int fd, uint32_t *id)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	int rc = ioc(fd, IOMMU_IOAS_ALLOC, &cmd);
+
+	if (!rc)
+		*id = cmd.out_ioas_id;
+	return rc;
+}
+
+/* IOAS_ALLOC where it cannot fail: the new ID, or 0 (never an ID) if it did. */
+__attribute__((unused)) static uint32_t ioas_alloc(int fd)
+{
+	uint32_t id;
+
+	return ioas_alloc_id(fd, &id) ? 0 : id;
+}
+
+__attribute__((unused)) static int destroy(int fd, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return ioc(fd, IOMMU_DESTROY, &cmd);
+}
+
+#endif

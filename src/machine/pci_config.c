@@ -286,7 +286,7 @@ void pci_config_write_locked(struct uiommu_pci_fn *fn, unsigned int off, const u
 		unsigned int mmc = (flags & PCI_MSI_FLAGS_QMASK) >> 1;
 
 		/* A Multiple Message Enable beyond the capable count gets the capable count. */
-		if (((flags & PCI_MSI_FLAGS_QSIZE) >> 4) > mmc)
+		if ((unsigned int)((flags & PCI_MSI_FLAGS_QSIZE) >> 4) > mmc)
 			pci_config_set16(fn, c + PCI_MSI_FLAGS,
 					 (uint16_t)((flags & ~PCI_MSI_FLAGS_QSIZE) | mmc << 4));
 		if (pci_config_overlaps(off, len, c + PCI_MSI_FLAGS, 2) ||

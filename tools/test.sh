@@ -97,7 +97,7 @@ setup build-release --buildtype=release
 run_suite build-release
 
 echo "== public headers as C++"
-for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h; do
+for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h device.h; do
 	if printf '#include <uiommu/%s>\nint main() { return 0; }\n' "$h" |
 		g++ -std=c++17 -Wall -Werror -Iinclude -x c++ -fsyntax-only -; then
 		passed=$((passed + 1))

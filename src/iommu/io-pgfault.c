@@ -551,7 +551,7 @@ static void iopf_queue_flush_work(struct iopf_queue *queue)
 	uiommu_mutex_unlock(&queue->work_lock);
 }
 
-/* fault_param->lock held. */
+/* fault_param->lock held: waits for a drain to progress. */
 static void iopf_wait_drained(struct iommu_fault_param *param)
 {
 	lockdep_assert_held(&param->lock);

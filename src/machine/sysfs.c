@@ -131,6 +131,7 @@
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "machine/fault_inject.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
@@ -179,6 +180,7 @@ enum sysfs_attr {
 	SYSFS_ATTR_RESCAN,           /* bus/pci/rescan */
 	SYSFS_ATTR_BIND,             /* bus/pci/drivers/uiommu-dma/bind */
 	SYSFS_ATTR_UNBIND,           /* bus/pci/drivers/uiommu-dma/unbind */
+	SYSFS_ATTR_DEBUGFS,          /* kernel/debug/fail<...>/<attr> (fault_inject.c) */
 };
 
 /* An attribute opened for writing: one per open(), shared by the fds dup'ed from it. */
@@ -187,6 +189,7 @@ struct sysfs_file {
 	enum sysfs_attr attr;
 	struct iommu_group *group;   /* TYPE: a reference, dropped with the last fd */
 	char bdf[32];                /* TYPE: a member at open time; REMOVE: the device */
+	char debugfs[64];            /* DEBUGFS: the attribute below kernel/debug */
 	/* The memfd's identity: an fd in the table is checked against it before it is read,
 	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
 	dev_t dev;
@@ -215,7 +218,10 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
 	"/sys/bus/" SYSFS_MOCK_BUS,
+	"/sys/kernel/debug",
 };
+
+#define SYSFS_DEBUGFS "sys/kernel/debug"
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
@@ -448,6 +454,22 @@ static void entries_sort(struct sysfs_entries *es)
 	es->nr = out;
 }
 
+/* The fault-injection attributes of debugfs (mode 0600, as fault_create_debugfs_attr()). */
+static int entries_add_debugfs(struct sysfs_entries *es)
+{
+	char path[128], value[32];
+	const char *dir;
+	size_t i;
+	int rc;
+
+	rc = add_dir(es, "%s", SYSFS_DEBUGFS);
+	for (i = 0; !rc && (dir = fault_debugfs_dir(i)); i++)
+		rc = add_dir(es, SYSFS_DEBUGFS "/%s", dir);
+	for (i = 0; !rc && fault_debugfs_attr(i, path, sizeof(path), value, sizeof(value)); i++)
+		rc = entries_add(es, SYSFS_FILE, 0600, value, SYSFS_DEBUGFS "/%s", path);
+	return rc;
+}
+
 static int entries_build(struct sysfs_entries *es)
 {
 	static const char *const fixed[] = {
@@ -468,6 +490,7 @@ static int entries_build(struct sysfs_entries *es)
 		rc = add_dir(es, "%s", fixed[i]);
 	for (i = 0; i < ARRAY_SIZE(wo) && !rc; i++)
 		rc = entries_add(es, SYSFS_FILE, 0200, "", "%s", wo[i]);
+	rc = rc ?: entries_add_debugfs(es);
 	for (id = iommu_group_next_id(-1); id >= 0 && !rc; id = iommu_group_next_id(id)) {
 		struct iommu_group *group = iommu_group_get_by_id(id);
 
@@ -869,8 +892,12 @@ static void rescan_all(void)
 /* Applies one journal line (NUL-terminated); what the local state refuses is skipped. */
 static void journal_apply(const char *line)
 {
-	char bdf[33], value[33];
+	char bdf[33], value[33], attr[64];
 
+	if (sscanf(line, "debugfs %63s %32s", attr, value) == 2) {
+		fault_debugfs_store(attr, value, strlen(value));
+		return;
+	}
 	if (sscanf(line, "type %32s %32s", bdf, value) == 2) {
 		struct iommu_group *group = group_by_bdf(bdf);
 
@@ -1190,6 +1217,23 @@ static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, c
 	}
 }
 
+/* A debugfs attribute's store, journalled as the value it now shows. */
+static ssize_t sysfs_debugfs_store(struct sysfs_file *f, const char *buf, size_t count)
+{
+	char line[128] = "", value[32];
+	ssize_t ret;
+	int fd;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	fd = journal_begin();
+	ret = fault_debugfs_store(f->debugfs, buf, count);
+	if (ret >= 0 && !fault_debugfs_show(f->debugfs, value, sizeof(value)))
+		snprintf(line, sizeof(line), "debugfs %s %s", f->debugfs, value);
+	journal_end(fd, line[0] ? line : NULL);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return ret;
+}
+
 /* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
@@ -1199,6 +1243,8 @@ static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t co
 
 	if (f->attr == SYSFS_ATTR_TYPE)
 		return sysfs_type_store(f->group, buf, count, privileged);
+	if (f->attr == SYSFS_ATTR_DEBUGFS)
+		return sysfs_debugfs_store(f, buf, count);
 	if (count >= sizeof(s))
 		count = sizeof(s) - 1;
 	memcpy(s, buf, count);
@@ -1373,6 +1419,12 @@ static enum sysfs_attr attr_of(const char *real, int *id, char *bdf, size_t len)
 	if (strncmp(real, sysfs.tree_real, n))
 		return SYSFS_ATTR_NONE;
 	real += n;
+	if (!strncmp(real, "/" SYSFS_DEBUGFS "/", strlen(SYSFS_DEBUGFS) + 2) &&
+	    fault_debugfs_is_attr(real + strlen(SYSFS_DEBUGFS) + 2) &&
+	    strlen(real + strlen(SYSFS_DEBUGFS) + 2) < len) {
+		snprintf(bdf, len, "%s", real + strlen(SYSFS_DEBUGFS) + 2);
+		return SYSFS_ATTR_DEBUGFS;
+	}
 	if (!strcmp(real, "/sys/bus/pci/rescan"))
 		return SYSFS_ATTR_RESCAN;
 	if (!strcmp(real, "/sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind"))
@@ -1406,7 +1458,7 @@ static bool write_only_attr(const char *path)
  */
 static int sysfs_open_write(const char *path, int flags)
 {
-	char redirected[PATH_MAX], real[PATH_MAX], bdf[32] = "";
+	char redirected[PATH_MAX], real[PATH_MAX], bdf[64] = "";
 	struct iommu_group *group = NULL;
 	enum sysfs_attr attr;
 	struct sysfs_file *f;
@@ -1435,7 +1487,8 @@ static int sysfs_open_write(const char *path, int flags)
 		goto out_unlock;
 	}
 	/* Write-only: a read open fails, O_RDWR (and O_RDONLY | O_TRUNC) included. */
-	if (attr != SYSFS_ATTR_TYPE && (flags & O_ACCMODE) != O_WRONLY) {
+	if (attr != SYSFS_ATTR_TYPE && attr != SYSFS_ATTR_DEBUGFS &&
+	    (flags & O_ACCMODE) != O_WRONLY) {
 		rc = -EACCES;
 		goto out_unlock;
 	}
@@ -1458,13 +1511,16 @@ static int sysfs_open_write(const char *path, int flags)
 	f->group = group;
 	if (group)
 		iommu_group_for_each_dev(group, f->bdf, first_dev_cb);
+	else if (attr == SYSFS_ATTR_DEBUGFS)
+		snprintf(f->debugfs, sizeof(f->debugfs), "%s", bdf);
 	else
 		snprintf(f->bdf, sizeof(f->bdf), "%s", bdf);
 	if (uiommu_should_fail()) {
 		rc = -EMFILE;
 		goto err_free;
 	}
-	fd = memfd_create(attr == SYSFS_ATTR_TYPE ? "uiommu-sysfs-type" : "uiommu-sysfs-pci",
+	fd = memfd_create(attr == SYSFS_ATTR_TYPE      ? "uiommu-sysfs-type" :
+			  attr == SYSFS_ATTR_DEBUGFS ? "uiommu-debugfs" : "uiommu-sysfs-pci",
 			  (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0) {
 		rc = -errno;

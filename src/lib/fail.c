@@ -65,6 +65,9 @@ static void fail_thread_exit(void *arg)
 {
 	struct fail_thread *t = arg;
 
+	/* A later destructor of this thread that reaches the hook registers afresh. */
+	if (fail_self == t)
+		fail_self = NULL;
 	uiommu_mutex_lock(&fail_threads_lock);
 	fail_thread_unlink_locked(t);
 	uiommu_mutex_unlock(&fail_threads_lock);

@@ -130,15 +130,11 @@ TEST(fail_nth_read_follows_the_file_position)
 	char buf[16];
 	int fd, dupfd;
 
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
 	fd = open("/proc/thread-self/fail-nth", O_RDWR);
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_EQ(2, nth_store(fd, "42"));
-	if (!uiommu_fail_nth_available()) {
-		ASSERT_EQ(2, read(fd, buf, sizeof(buf)));
-		ASSERT_EQ(0, memcmp(buf, "0\n", 2));
-		ASSERT_EQ(0, close(fd));
-		return;
-	}
 	/* simple_read_from_buffer(): the rest from the position, then end of file. */
 	ASSERT_EQ(2, read(fd, buf, 2));
 	ASSERT_EQ(0, memcmp(buf, "42", 2));
@@ -185,6 +181,8 @@ TEST(fail_nth_bad_writes_get_the_kernels_errnos)
 	size_t i;
 	int fd, ro, wo;
 
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
 	fd = open("/proc/thread-self/fail-nth", O_RDWR);
 	ASSERT_TRUE(fd >= 0);
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -194,8 +192,7 @@ TEST(fail_nth_bad_writes_get_the_kernels_errnos)
 			continue;
 		}
 		ASSERT_EQ((ssize_t)strlen(cases[i].s), nth_store(fd, cases[i].s));
-		if (uiommu_fail_nth_available())
-			ASSERT_EQ(cases[i].shows, nth_show(fd));
+		ASSERT_EQ(cases[i].shows, nth_show(fd));
 	}
 	ASSERT_EQ(1, nth_store(fd, "0"));
 	ASSERT_ERRNO(EFAULT, write(fd, bad_ptr, 2));
@@ -358,6 +355,8 @@ TEST(debugfs_fail_directories)
 	size_t i;
 	DIR *d;
 
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
 	d = opendir("/sys/kernel/debug/");
 	ASSERT_TRUE(d != NULL);
 	while ((de = readdir(d))) {
@@ -409,6 +408,26 @@ TEST(debugfs_fail_directories)
 	ASSERT_EQ(1, debugfs_write("fail_page_alloc/ignore-gfp-wait", "Y"));
 	ASSERT_EQ(1, debugfs_write("fail_iommufd/verbose", "2"));
 	ASSERT_EQ(1, debugfs_write("fail_iommufd/times", "1"));
+}
+
+/* As a kernel without CONFIG_FAULT_INJECTION, a release build has none of these files. */
+TEST(fault_injection_files_exist_only_with_the_hook)
+{
+	static const char *const paths[] = {
+		"/proc/self/fail-nth", "/proc/thread-self/fail-nth", "/sys/kernel/debug",
+		"/sys/kernel/debug/failslab/verbose", "/sys/kernel/debug/fail_iommufd",
+	};
+	bool hook = uiommu_fail_nth_available();
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(paths); i++)
+		EXPECT_EQ(hook, uiommu_fail_nth_claims(paths[i]) || uiommu_sysfs_claims(paths[i]));
+	/* The rest of the host's debugfs and other processes' files are never ours. */
+	EXPECT_FALSE(uiommu_sysfs_claims("/sys/kernel/debug/tracing"));
+	EXPECT_FALSE(uiommu_sysfs_claims("/sys/kernel/debugfoo"));
+	EXPECT_FALSE(uiommu_fail_nth_claims("/proc/1/fail-nth"));
+	EXPECT_FALSE(uiommu_fail_nth_claims("/proc/self/task/1x/fail-nth"));
+	EXPECT_FALSE(uiommu_fail_nth_claims("/proc/self/fail-nth/x"));
 }
 
 TEST_HARNESS_MAIN

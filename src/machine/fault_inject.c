@@ -34,6 +34,11 @@
  * fallible step of uiommu is one kind of point, with no slab/page/usercopy distinction to
  * filter on. The virtual sysfs (sysfs.c) materialises them under sys/kernel/debug and sends
  * their stores here; it journals them, so the processes of a session see the same values.
+ * Only /sys/kernel/debug itself and these directories are claimed: the rest of the host's
+ * debugfs stays reachable, though a listing of /sys/kernel/debug shows only ours.
+ *
+ * Release builds, which have no hook, serve none of this, as a kernel built without
+ * CONFIG_FAULT_INJECTION: the paths go to the host (the kernel's selftest then skips).
  *
  * Locking: fault_attr_lock protects the attribute values (a leaf). fail_nth_fd_lock serialises
  * the fd table's updates (a leaf, never held across I/O).
@@ -130,7 +135,27 @@ static bool fault_attr_lookup(const char *path, size_t *d, size_t *a)
 
 const char *fault_debugfs_dir(size_t i)
 {
-	return i < FAULT_NR_DIRS ? fault_dirs[i] : NULL;
+	return uiommu_fail_nth_available() && i < FAULT_NR_DIRS ? fault_dirs[i] : NULL;
+}
+
+bool fault_debugfs_claims(const char *path)
+{
+	static const char root[] = "/sys/kernel/debug";
+	const char *p;
+	size_t i, n;
+
+	if (!uiommu_fail_nth_available() || strncmp(path, root, sizeof(root) - 1))
+		return false;
+	p = path + sizeof(root) - 1;
+	if (!strcmp(p, "") || !strcmp(p, "/"))
+		return true;
+	for (i = 0; i < FAULT_NR_DIRS; i++) {
+		n = strlen(fault_dirs[i]);
+		if (p[0] == '/' && !strncmp(p + 1, fault_dirs[i], n) &&
+		    (p[1 + n] == '\0' || p[1 + n] == '/'))
+			return true;
+	}
+	return false;
 }
 
 static void fault_attr_format(size_t d, size_t a, char *buf, size_t len)
@@ -157,6 +182,8 @@ bool fault_debugfs_attr(size_t i, char *path, size_t plen, char *buf, size_t ble
 {
 	size_t d, a;
 
+	if (!uiommu_fail_nth_available())
+		return false;
 	for (d = 0; d < FAULT_NR_DIRS; d++) {
 		for (a = 0; a < FAULT_NR_ATTRS; a++) {
 			if (!fault_attr_in(&fault_attrs[a], fault_dirs[d]) || i--)
@@ -347,7 +374,8 @@ static pid_t fail_nth_path_tid(const char *path)
 
 UIOMMU_EXPORT bool uiommu_fail_nth_claims(const char *path)
 {
-	return fail_nth_path_tid(path) != 0;
+	/* Like a kernel without CONFIG_FAULT_INJECTION, a release build has no such files. */
+	return uiommu_fail_nth_available() && fail_nth_path_tid(path) != 0;
 }
 
 /* ---- /proc fail-nth: the fd table ------------------------------------------------------------- */

@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Is @path /sys/kernel/debug itself or in one of our directories? (Fault-injection builds.) */
+bool fault_debugfs_claims(const char *path);
+
 /* The @i-th directory under /sys/kernel/debug ("failslab"); NULL past the last. */
 const char *fault_debugfs_dir(size_t i);
 

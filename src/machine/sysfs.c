@@ -218,7 +218,6 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
 	"/sys/bus/" SYSFS_MOCK_BUS,
-	"/sys/kernel/debug",
 };
 
 #define SYSFS_DEBUGFS "sys/kernel/debug"
@@ -462,6 +461,8 @@ static int entries_add_debugfs(struct sysfs_entries *es)
 	size_t i;
 	int rc;
 
+	if (!fault_debugfs_dir(0))
+		return 0; /* a release build */
 	rc = add_dir(es, "%s", SYSFS_DEBUGFS);
 	for (i = 0; !rc && (dir = fault_debugfs_dir(i)); i++)
 		rc = add_dir(es, SYSFS_DEBUGFS "/%s", dir);
@@ -1376,7 +1377,7 @@ UIOMMU_EXPORT bool uiommu_sysfs_claims(const char *path)
 			return true;
 	}
 	/* The PCI host bridges: /sys/devices/pci0000:00 and below. */
-	return !strncmp(path, "/sys/devices/pci", 16);
+	return !strncmp(path, "/sys/devices/pci", 16) || fault_debugfs_claims(path);
 }
 
 /* The tree's path for @path, after a sync. */

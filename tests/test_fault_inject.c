@@ -352,7 +352,9 @@ TEST(debugfs_fail_directories)
 	};
 	struct dirent *de;
 	unsigned int seen = 0;
+	char buf[16];
 	size_t i;
+	int rw;
 	DIR *d;
 
 	if (!uiommu_fail_nth_available())
@@ -380,6 +382,12 @@ TEST(debugfs_fail_directories)
 	}
 	ASSERT_DEBUGFS("failslab/ignore-gfp-wait", "Y\n");
 	ASSERT_DEBUGFS("fail_page_alloc/ignore-gfp-highmem", "Y\n");
+	/* Opened for reading and writing, the value reads back too. */
+	rw = open("/sys/kernel/debug/fail_usercopy/interval", O_RDWR);
+	ASSERT_TRUE(rw >= 0);
+	ASSERT_EQ(2, read(rw, buf, sizeof(buf)));
+	ASSERT_EQ(0, memcmp(buf, "1\n", 2));
+	ASSERT_EQ(0, close(rw));
 	ASSERT_DEBUGFS("fail_page_alloc/min-order", "1\n");
 	ASSERT_ERRNO(ENOENT, open("/sys/kernel/debug/fail_usercopy/ignore-gfp-wait", O_RDONLY));
 

@@ -1527,10 +1527,15 @@ static int sysfs_open_write(const char *path, int flags)
 		rc = -errno;
 		goto err_free;
 	}
-	if (group && (flags & O_ACCMODE) == O_RDWR) {
+	if ((flags & O_ACCMODE) == O_RDWR) {
 		/* Readable too: the attribute's content, as a read would show it. */
 		char buf[64];
-		ssize_t n = iommu_group_type_show(group, buf, sizeof(buf));
+		ssize_t n = 0;
+
+		if (group)
+			n = iommu_group_type_show(group, buf, sizeof(buf));
+		else if (!fault_debugfs_show(f->debugfs, buf, sizeof(buf)))
+			n = (ssize_t)strlen(buf);
 
 		if (n > 0 && pwrite(fd, buf, (size_t)n, 0) == n)
 			f->consumed = n;

@@ -412,6 +412,18 @@ TEST(debugfs_fail_directories)
 	/* debugfs creates nothing. */
 	ASSERT_ERRNO(EACCES, open("/sys/kernel/debug/failslab/new", O_WRONLY | O_CREAT, 0600));
 
+	/* Relative to the directory's fd, as the selftest writes: the store runs (EINVAL). */
+	d = opendir("/sys/kernel/debug/");
+	ASSERT_TRUE(d != NULL);
+	rw = openat(dirfd(d), "failslab/verbose", O_WRONLY);
+	ASSERT_TRUE(rw >= 0);
+	ASSERT_ERRNO(EINVAL, write(rw, "x", 1));
+	ASSERT_EQ(1, write(rw, "0", 1));
+	ASSERT_EQ(0, close(rw));
+	closedir(d);
+	ASSERT_DEBUGFS("failslab/verbose", "0\n");
+	ASSERT_EQ(1, debugfs_write("failslab/verbose", "2"));
+
 	ASSERT_EQ(1, debugfs_write("failslab/ignore-gfp-wait", "Y"));
 	ASSERT_EQ(1, debugfs_write("fail_page_alloc/ignore-gfp-wait", "Y"));
 	ASSERT_EQ(1, debugfs_write("fail_iommufd/verbose", "2"));

@@ -189,6 +189,13 @@ FILE *uiommu_proc_status_fopen(const char *path, const char *mode);
 
 /* Is @path (absolute) inside the virtual sysfs? No I/O, no lock: cheap enough for every call. */
 bool uiommu_sysfs_claims(const char *path);
+/*
+ * openat(@dirfd, @path) with @path relative and @dirfd a directory of the virtual sysfs (from
+ * an earlier opendir or O_DIRECTORY open): writes the /sys path it names into @buf and says
+ * whether it is ours. One readlink of the fd: the preload layer asks only for write opens, the
+ * ones a store must see.
+ */
+bool uiommu_sysfs_claims_at(int dirfd, const char *path, char *buf, size_t len);
 
 /* Brings the tree up to date and writes into @buf the real path that stands for @path. */
 int uiommu_sysfs_redirect(const char *path, char *buf, size_t len);

@@ -72,7 +72,9 @@
  * found and stored when the last fd of the record goes (bash restores its stdout with dup2) or
  * at the next sync, without an errno to give back: the best a preload library can do.
  * Every other write open of the tree fails as sysfs does: EACCES for a read-only attribute or a
- * new file, EISDIR for a directory.
+ * new file, EISDIR for a directory. A write open relative to a directory fd of the tree
+ * (openat(dirfd(opendir("/sys/kernel/debug")), "failslab/verbose")) is brought back to its /sys
+ * path by uiommu_sysfs_claims_at(), so it meets the same store.
  *
  * One machine per session. State is per process in uiommu (the core runs inside each program),
  * but a shell line such as `echo DMA-FQ > type; cat type` runs cat in another process, which
@@ -1378,6 +1380,32 @@ UIOMMU_EXPORT bool uiommu_sysfs_claims(const char *path)
 	}
 	/* The PCI host bridges: /sys/devices/pci0000:00 and below. */
 	return !strncmp(path, "/sys/devices/pci", 16) || fault_debugfs_claims(path);
+}
+
+UIOMMU_EXPORT bool uiommu_sysfs_claims_at(int dirfd, const char *path, char *buf, size_t len)
+{
+	char link[64], dir[PATH_MAX], root[PATH_MAX] = "";
+	ssize_t n;
+	size_t t;
+
+	if (!path || path[0] == '/' || dirfd < 0)
+		return false;
+	uiommu_mutex_lock(&sysfs_lock);
+	if (sysfs.pid == getpid())
+		snprintf(root, sizeof(root), "%s", sysfs.tree_real);
+	uiommu_mutex_unlock(&sysfs_lock);
+	t = strlen(root);
+	if (!t)
+		return false; /* no tree here: no fd can be one of its directories */
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+	n = readlink(link, dir, sizeof(dir) - 1);
+	if (n <= 0)
+		return false;
+	dir[n] = '\0';
+	if (strncmp(dir, root, t) || dir[t] != '/')
+		return false;
+	n = snprintf(buf, len, "%s/%s", dir + t, path);
+	return n > 0 && (size_t)n < len && uiommu_sysfs_claims(buf);
 }
 
 /* The tree's path for @path, after a sync. */

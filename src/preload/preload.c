@@ -81,6 +81,19 @@
 		path = _sysfs_buf;                                                        \
 	}
 
+/*
+ * A write open relative to a directory fd (openat(dirfd(opendir("/sys/kernel/debug")), ...),
+ * as the kernel's iommufd_fail_nth does): the library says whether the directory is in the
+ * virtual sysfs, so that the store runs instead of a write to the tree's file. Read opens go
+ * to the tree directly: its files hold the attributes' content.
+ */
+static bool sysfs_write_open_at(int dirfd, const char *path, int flags, char *buf, size_t len)
+{
+	if (dirfd == AT_FDCWD || (!(flags & (O_WRONLY | O_RDWR | O_TRUNC | O_CREAT))))
+		return false;
+	return uiommu_sysfs_claims_at(dirfd, path, buf, len);
+}
+
 /* glibc's fortified open entry points, which its headers do not declare. */
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
@@ -135,6 +148,7 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 #define WRAP_OPENAT(name)                                                                 \
 	UIOMMU_EXPORT int name(int dirfd, const char *path, int flags, ...)               \
 	{                                                                                 \
+		char _at[PATH_MAX];                                                       \
 		mode_t mode = 0;                                                          \
 		libc_func(name, int, int, const char *, int, ...);                        \
 		if (flags & (O_CREAT | O_TMPFILE)) {                                      \
@@ -149,6 +163,8 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			return uiommu_fail_nth_open(path, flags);                         \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
+		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
+			return uiommu_sysfs_open(_at, flags, mode);                       \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags, mode), dirfd, path, flags); \
@@ -172,6 +188,7 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 #define WRAP_OPENAT_2(name)                                                               \
 	UIOMMU_EXPORT int name(int dirfd, const char *path, int flags)                    \
 	{                                                                                 \
+		char _at[PATH_MAX];                                                       \
 		libc_func(name, int, int, const char *, int);                             \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
@@ -179,6 +196,8 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			return uiommu_fail_nth_open(path, flags);                         \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
+		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
+			return uiommu_sysfs_open(_at, flags, 0);                          \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags), dirfd, path, flags);     \

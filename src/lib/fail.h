@@ -8,7 +8,7 @@
  * 1, 2, 3 ... until a whole operation succeeds with the counter still armed, so each fallible
  * step is failed exactly once. The state is per thread, so a sweep in one test thread cannot
  * disturb another; fail_nth_store()/fail_nth_show() reach another thread's countdown by its id,
- * which is what the kernel's /proc fail-nth files do (served by iommu/fault_inject.c).
+ * which is what the kernel's /proc fail-nth files do (served by machine/fault_inject.c).
  *
  * Release builds (UIOMMU_FAULT_INJECT undefined) compile the hook to a constant false.
  *

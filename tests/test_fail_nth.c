@@ -908,12 +908,12 @@ static unsigned long access_pages_points(int fd, int afd, uint64_t len)
 	unsigned long points;
 
 	uiommu_fail_nth_arm(1000000);
-	if (xioctl(fd, IOMMU_TEST_CMD, &cmd))
+	if (ioc(fd, IOMMU_TEST_CMD, &cmd))
 		abort();
 	points = uiommu_fail_points_seen();
 	uiommu_fail_nth_disarm();
 	destroy.destroy_access_pages.access_pages_id = cmd.access_pages.out_access_pages_id;
-	if (xioctl(fd, IOMMU_TEST_CMD, &destroy))
+	if (ioc(fd, IOMMU_TEST_CMD, &destroy))
 		abort();
 	return points;
 }
@@ -935,7 +935,7 @@ TEST(fail_nth_access_pages_check_per_range)
 	ASSERT_TRUE(fd >= 0);
 	create.id = ioas_alloc(fd);
 	ASSERT_EQ(0, map_fixed(fd, create.id, 0x100000, buffer, sizeof(buffer)));
-	ASSERT_EQ(0, xioctl(fd, IOMMU_TEST_CMD, &create));
+	ASSERT_EQ(0, ioc(fd, IOMMU_TEST_CMD, &create));
 	afd = (int)create.create_access.out_access_fd;
 	/* 16 pages from the 64 KiB-aligned buffer: one chunk of the pin ledger, as one page. */
 	one = access_pages_points(fd, afd, 4096);

@@ -39,7 +39,7 @@ struct fail_thread {
 };
 
 /* Protects the fail_threads list and every record's tid and next; a leaf lock. */
-static struct uiommu_mutex fail_threads_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(fail_threads_lock);
 static struct fail_thread *fail_threads;
 static _Thread_local struct fail_thread *fail_self;
 static pthread_key_t fail_thread_key;

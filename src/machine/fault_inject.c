@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
@@ -101,7 +102,7 @@ static const struct fault_attr_desc fault_attrs[] = {
 #define FAULT_NR_ATTRS ARRAY_SIZE(fault_attrs)
 
 /* Protects fault_attr_vals and fault_attr_set; a leaf lock. */
-static struct uiommu_mutex fault_attr_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(fault_attr_lock);
 static long long fault_attr_vals[FAULT_NR_DIRS][FAULT_NR_ATTRS];
 static bool fault_attr_set[FAULT_NR_DIRS][FAULT_NR_ATTRS]; /* false: still the default */
 
@@ -322,7 +323,8 @@ static bool fail_nth_thread_alive(pid_t tid)
 	if (tid == getpid())
 		return true;
 	snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
-	return !stat(path, &st);
+	/* The raw call: stat() is the preload layer's. */
+	return !syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0);
 }
 
 /* A decimal pid at @s, ended by '/'; *end after it. */
@@ -390,7 +392,7 @@ UIOMMU_EXPORT bool uiommu_fail_nth_claims(const char *path)
 static atomic_long fail_nth_fds[FAIL_NTH_MAX_FDS];
 static atomic_int fail_nth_nr_fds;
 /* Serialises updates of fail_nth_fds and fail_nth_nr_fds; a leaf lock. */
-static struct uiommu_mutex fail_nth_fd_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
+UIOMMU_MUTEX_DEFINE(fail_nth_fd_lock);
 
 static int rc_errno(int rc)
 {
@@ -449,7 +451,7 @@ UIOMMU_EXPORT int uiommu_fail_nth_open(const char *path, int flags)
 	if (fd < 0)
 		return -1;
 	if (fd >= FAIL_NTH_MAX_FDS) {
-		close(fd);
+		syscall(SYS_close, fd);
 		return rc_errno(-EMFILE);
 	}
 	fail_nth_fd_set(fd, (long)tid << FAIL_NTH_SHIFT | mode);
@@ -574,5 +576,5 @@ UIOMMU_EXPORT void uiommu_fail_nth_fd_forget(int fd)
 UIOMMU_EXPORT int uiommu_fail_nth_close(int fd)
 {
 	uiommu_fail_nth_fd_forget(fd);
-	return close(fd);
+	return (int)syscall(SYS_close, fd);
 }

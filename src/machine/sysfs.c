@@ -128,6 +128,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
@@ -1398,7 +1399,7 @@ UIOMMU_EXPORT bool uiommu_sysfs_claims_at(int dirfd, const char *path, char *buf
 	if (!t)
 		return false; /* no tree here: no fd can be one of its directories */
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
-	n = readlink(link, dir, sizeof(dir) - 1);
+	n = syscall(SYS_readlinkat, AT_FDCWD, link, dir, sizeof(dir) - 1); /* not the wrapper */
 	if (n <= 0)
 		return false;
 	dir[n] = '\0';

@@ -891,6 +891,62 @@ TEST(fail_nth_open)
 }
 
 /*
+ * ACCESS_PAGES checks what it pinned against the user's pages; that check must not spend
+ * fallible steps per page. It did (two per page), so the kernel's iommufd_fail_nth
+ * access_pin sweep of 2 MiB needed over a thousand runs and hit the selftest's cap.
+ */
+static unsigned long access_pages_points(int fd, int afd, uint64_t len)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd), .op = IOMMU_TEST_OP_ACCESS_PAGES, .id = (uint32_t)afd,
+		.access_pages = { .iova = 0x100000, .length = len, .uptr = (uintptr_t)buffer },
+	};
+	struct iommu_test_cmd destroy = {
+		.size = sizeof(destroy), .op = IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
+		.id = (uint32_t)afd,
+	};
+	unsigned long points;
+
+	uiommu_fail_nth_arm(1000000);
+	if (ioc(fd, IOMMU_TEST_CMD, &cmd))
+		abort();
+	points = uiommu_fail_points_seen();
+	uiommu_fail_nth_disarm();
+	destroy.destroy_access_pages.access_pages_id = cmd.access_pages.out_access_pages_id;
+	if (ioc(fd, IOMMU_TEST_CMD, &destroy))
+		abort();
+	return points;
+}
+
+TEST(fail_nth_access_pages_check_per_range)
+{
+	struct iommu_test_cmd create = {
+		.size = sizeof(create), .op = IOMMU_TEST_OP_CREATE_ACCESS,
+		.create_access = { .flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES },
+	};
+	unsigned long one, all;
+	int fd, afd;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	if (sysconf(_SC_PAGESIZE) != 4096)
+		SKIP("the buffer's layout assumes 4 KiB pages");
+	fd = uiommu_open(O_RDWR);
+	ASSERT_TRUE(fd >= 0);
+	create.id = ioas_alloc(fd);
+	ASSERT_EQ(0, map_fixed(fd, create.id, 0x100000, buffer, sizeof(buffer)));
+	ASSERT_EQ(0, ioc(fd, IOMMU_TEST_CMD, &create));
+	afd = (int)create.create_access.out_access_fd;
+	/* 16 pages from the 64 KiB-aligned buffer: one chunk of the pin ledger, as one page. */
+	one = access_pages_points(fd, afd, 4096);
+	all = access_pages_points(fd, afd, 16 * 4096);
+	ASSERT_TRUE(one > 0);
+	ASSERT_EQ(one, all);
+	ASSERT_EQ(0, uiommu_close(afd));
+	ASSERT_EQ(0, uiommu_close(fd));
+}
+
+/*
  * Cover io-pgfault.c: a device joins a queue, reports a partial and the last request of a
  * group, and the handler's owner answers. Whichever step fails, the device gets exactly one
  * answer for the group (FAILURE when the group could not be made, SUCCESS otherwise), or, when

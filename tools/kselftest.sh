@@ -1,36 +1,44 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Builds the kernel's own iommufd selftest (tools/testing/selftests/iommu/iommufd.c) from a
-# kernel tree you supply, against uiommu's uAPI header instead of the host's, and runs it
-# under uiommu-run. Nothing from the kernel tree is copied into this repository: the program
-# and its private include directory go to a scratch directory (see docs/kselftest.md).
+# Builds the kernel's own iommufd selftests (tools/testing/selftests/iommu/iommufd.c and
+# iommufd_fail_nth.c) against uiommu's uAPI header instead of the host's, runs them under
+# uiommu-run, and compares the failures with tools/kselftest-expected.txt. Nothing from the
+# kernel tree is copied into this repository: the programs, their private include directory
+# and the logs go to a scratch directory, the fetched sources to a cache (see docs/kselftest.md).
 #
-#   tools/kselftest.sh [-k] [-o DIR] KERNEL_TREE [BUILD_DIR] [-- HARNESS_ARGS...]
+#   tools/kselftest.sh [-k] [-o DIR] [-p PROG] [KERNEL_TREE] [BUILD_DIR] [-- HARNESS_ARGS...]
 #
-#   KERNEL_TREE   a Linux source tree of the v7.0 era (only the selftest directory, the two
-#                 kselftest headers and drivers/iommu/iommufd/iommufd_test.h are read)
+#   KERNEL_TREE   a Linux source tree (only the selftest directory, the two kselftest headers
+#                 and drivers/iommu/iommufd/iommufd_test.h are read). Without it, the newest
+#                 linux-source-X.Y package of Debian (sid and experimental) is fetched with a
+#                 private apt state into $UIOMMU_CACHE_DIR (default:
+#                 ${XDG_CACHE_HOME:-$HOME/.cache}/uiommu) and reused by later runs; a first
+#                 argument without tools/testing/selftests is taken as BUILD_DIR
 #   BUILD_DIR     a uiommu meson build directory (default: build, next to this script's parent)
-#   -o DIR        where to put the program, its include directory and the log (default: a new
-#                 directory under ${TMPDIR:-/tmp}, printed at the end)
+#   -o DIR        where to put the programs, their include directory and the logs (default: a
+#                 new directory under ${TMPDIR:-/tmp}, printed at the end)
+#   -p PROG       run only PROG: iommufd or iommufd_fail_nth (default: both)
 #   -k            compile only; do not run
-#   HARNESS_ARGS  passed to the harness: -l lists the cases, -r FIXTURE.VARIANT.TEST runs one,
-#                 -f/-v/-t include and -F/-V/-T exclude a fixture/variant/test (the first
-#                 filter that matches a case decides)
+#   HARNESS_ARGS  passed to each harness: -l lists the cases, -r FIXTURE.VARIANT.TEST runs one
+#                 (with -p), -f/-v/-t include and -F/-V/-T exclude a fixture/variant/test
 #
-# The exit status is the harness's (0 when every case passed or was skipped), 2 on a usage
-# error and 3 when the program does not compile.
+# The exit status is 0 when every case that failed (or skipped) is listed as expected for this
+# host in tools/kselftest-expected.txt, 1 otherwise, 2 on a usage error, 3 when a program does
+# not compile and 4 when the kernel sources cannot be fetched.
 set -eu
 
 usage() {
-	sed -n '/^#   tools/,/^# The exit/p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '/^#   tools/,/^# not compile/p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
 out=""
 compile_only=0
+progs="iommufd iommufd_fail_nth"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-o) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+	-p) [ $# -ge 2 ] || usage; progs=$2; shift 2 ;;
 	-k) compile_only=1; shift ;;
 	-h|--help) usage ;;
 	--) break ;;
@@ -38,19 +46,108 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-[ $# -ge 1 ] && [ "$1" != "--" ] || usage
-ktree=$(cd "$1" && pwd)
-shift
+for p in $progs; do
+	case "$p" in iommufd|iommufd_fail_nth) ;; *) usage ;; esac
+done
 repo=$(cd "$(dirname "$0")/.." && pwd)
+ktree=""
+if [ $# -ge 1 ] && [ "$1" != "--" ] && [ -d "$1/tools/testing/selftests" ]; then
+	ktree=$(cd "$1" && pwd)
+	shift
+fi
 build="$repo/build"
 if [ $# -ge 1 ] && [ "$1" != "--" ]; then
+	[ -d "$1" ] || usage
 	build=$(cd "$1" && pwd)
 	shift
 fi
 [ $# -ge 1 ] && [ "$1" = "--" ] && shift
 
-src="$ktree/tools/testing/selftests/iommu/iommufd.c"
-for f in "$src" \
+# ---- fetching the kernel sources ---------------------------------------------------------------
+#
+# A private apt state (its own sources.list, lists, cache and an empty dpkg status) under the
+# cache directory: the system's apt configuration and package state are not touched and no
+# root is needed. The newest linux-source-X.Y by version wins; its tarball is streamed out of
+# the .deb (which is then deleted) and only the files the selftests read are extracted, into a
+# directory named after the package version that later runs reuse. Each run refreshes the lists
+# (a few seconds when nothing changed), so a new version is picked up the day it appears.
+cache=${UIOMMU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uiommu}
+
+fetch_fail() {
+	echo "kselftest.sh: FETCH FAILED: $*" >&2
+	echo "kselftest.sh: the kernel sources come from Debian's archive (deb.debian.org); run with a" >&2
+	echo "kselftest.sh: network, or pass a kernel tree: tools/kselftest.sh KERNEL_TREE [BUILD_DIR]" >&2
+	exit 4
+}
+
+papt() {
+	cmd=$1
+	shift
+	"$cmd" -q -o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+		-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null \
+		-o Dir::State::Lists="$apt/lists" -o Dir::State::status="$apt/status" \
+		-o Dir::Cache="$apt/cache" -o Acquire::Languages=none \
+		-o APT::Sandbox::User="$(id -un)" "$@"
+}
+
+fetch_tree() {
+	apt="$cache/apt"
+	mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" ||
+		fetch_fail "cannot create $cache"
+	cat >"$apt/sources.list" <<-EOF
+	deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
+	deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian experimental main
+	EOF
+	: >"$apt/status"
+	[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] ||
+		fetch_fail "/usr/share/keyrings/debian-archive-keyring.gpg is missing (apt-get install debian-archive-keyring)"
+	echo "# fetching the package lists of Debian sid and experimental (private apt state: $apt)"
+	papt apt-get update >"$cache/apt-update.log" 2>&1 ||
+		{ cat "$cache/apt-update.log" >&2; fetch_fail "apt-get update (log: $cache/apt-update.log)"; }
+	if grep -q '^[WE]:' "$cache/apt-update.log"; then
+		cat "$cache/apt-update.log" >&2
+		fetch_fail "apt-get update could not fetch every list (log: $cache/apt-update.log)"
+	fi
+	pkg="" ver=""
+	for p in $(papt apt-cache pkgnames linux-source- | grep -E '^linux-source-[0-9]+\.[0-9]+$'); do
+		v=$(papt apt-cache show --no-all-versions "$p" | sed -n 's/^Version: //p' | head -n 1)
+		[ -n "$v" ] || continue
+		if [ -z "$ver" ] || dpkg --compare-versions "$v" gt "$ver"; then
+			pkg=$p ver=$v
+		fi
+	done
+	[ -n "$pkg" ] || fetch_fail "no linux-source-X.Y package in the lists"
+	tree="$cache/$pkg-$ver"
+	ktree="$tree/$pkg"
+	if [ -f "$tree/.complete" ]; then
+		echo "# kernel sources: $pkg $ver (cached in $tree)"
+		return 0
+	fi
+	echo "# downloading $pkg $ver"
+	rm -rf "$cache/deb"
+	mkdir -p "$cache/deb"
+	(cd "$cache/deb" && papt apt-get download "$pkg=$ver") >"$cache/apt-download.log" 2>&1 ||
+		{ cat "$cache/apt-download.log" >&2; fetch_fail "apt-get download $pkg=$ver"; }
+	deb=$(ls "$cache/deb/${pkg}_"*.deb | head -n 1)
+	echo "# extracting the selftest files of $pkg $ver into $tree"
+	rm -rf "$tree"
+	mkdir -p "$tree"
+	# The package holds usr/src/linux-source-X.Y.tar.xz; only the files read are kept.
+	if ! dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$pkg.tar.xz" | tar -xJ -C "$tree" \
+		"$pkg/tools/testing/selftests/iommu" \
+		"$pkg/tools/testing/selftests/kselftest_harness.h" \
+		"$pkg/tools/testing/selftests/kselftest.h" \
+		"$pkg/drivers/iommu/iommufd/iommufd_test.h"; then
+		rm -rf "$tree"
+		fetch_fail "cannot extract the selftest files from $deb"
+	fi
+	rm -rf "$cache/deb"
+	touch "$tree/.complete"
+}
+
+[ -n "$ktree" ] || fetch_tree
+
+for f in $(for p in $progs; do echo "$ktree/tools/testing/selftests/iommu/$p.c"; done) \
 	"$ktree/tools/testing/selftests/iommu/iommufd_utils.h" \
 	"$ktree/tools/testing/selftests/kselftest_harness.h" \
 	"$ktree/tools/testing/selftests/kselftest.h" \
@@ -66,7 +163,7 @@ if [ "$compile_only" = 0 ] && [ ! -x "$runner" ]; then
 	exit 2
 fi
 
-# The selftest links libcap (it drops CAP_IPC_LOCK in the change_process fixture).
+# The selftests link libcap (the change_process fixture drops CAP_IPC_LOCK).
 if ! dpkg-query -W -f='${Status}' libcap-dev 2>/dev/null | grep -q "ok installed"; then
 	. "$repo/tools/deps.sh"
 	uiommu_install_deps libcap-dev
@@ -89,54 +186,109 @@ ln -sf "$repo/include/uiommu/iommufd.h" "$out/include/linux/iommufd.h"
 # are used before the harness defines it) and the selftests directory on the include path
 # (newer trees include "kselftest_harness.h" without the ../).
 cc=${CC:-cc}
-echo "# building $src"
-echo "#   against $repo/include/uiommu/iommufd.h"
-if ! $cc -Wall -O2 -Wno-unused-function -D_GNU_SOURCE= \
-	-I"$out/include" -I"$ktree/tools/testing/selftests" \
-	-o "$out/iommufd" "$src" -lcap 2>"$out/compile.log"; then
-	cat "$out/compile.log" >&2
-	echo "kselftest.sh: the selftest does not compile against uiommu's header (log: $out/compile.log)" >&2
-	exit 3
-fi
-if [ -s "$out/compile.log" ]; then
-	echo "# compiler warnings: $(grep -c 'warning:' "$out/compile.log" || true) (see $out/compile.log)"
-fi
-echo "# built $out/iommufd"
+echo "# kernel tree: $ktree"
+echo "# building against $repo/include/uiommu/iommufd.h"
+for p in $progs; do
+	src="$ktree/tools/testing/selftests/iommu/$p.c"
+	if ! $cc -Wall -O2 -Wno-unused-function -D_GNU_SOURCE= \
+		-I"$out/include" -I"$ktree/tools/testing/selftests" \
+		-o "$out/$p" "$src" -lcap 2>"$out/$p.compile.log"; then
+		cat "$out/$p.compile.log" >&2
+		echo "kselftest.sh: $p does not compile against uiommu's header (log: $out/$p.compile.log)" >&2
+		exit 3
+	fi
+	if [ -s "$out/$p.compile.log" ]; then
+		echo "# $p: compiler warnings: $(grep -c 'warning:' "$out/$p.compile.log" || true) (see $out/$p.compile.log)"
+	fi
+	echo "# built $out/$p"
+done
 [ "$compile_only" = 1 ] && exit 0
 
-hp=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-if [ "$hp" -lt 64 ]; then
-	echo "# note: vm.nr_hugepages is $hp; the MAP_HUGETLB cases fail without about 64 free 2 MiB pages"
-fi
+# ---- the host, for the expected list -----------------------------------------------------------
+cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+if [ $(( 0x${cap_eff:-0} >> 24 & 1 )) = 1 ]; then has_sys_resource=1; else has_sys_resource=0; fi
+hp_free=$(sed -n 's/^HugePages_Free:[[:space:]]*//p' /proc/meminfo)
+hp_free=${hp_free:-0}
+# The largest MAP_HUGETLB user is the 128 MiB dirty-tracking variant: 64 pages of 2 MiB.
+if [ "$hp_free" -ge 64 ]; then has_hugepages=1; else has_hugepages=0; fi
+echo "# host: CAP_SYS_RESOURCE $has_sys_resource, free hugetlb pages $hp_free"
+[ "$has_hugepages" = 1 ] ||
+	echo "# note: fewer than 64 free hugetlb pages: the MAP_HUGETLB cases are expected to fail"
 
-# Run the harness. Every case runs in a forked child with the harness's own timeout (30 s).
-log="$out/iommufd.tap"
-status=0
-"$runner" "$out/iommufd" "$@" >"$log" 2>&1 || status=$?
-cat "$log"
+# Run each harness. Every case runs in a forked child with the harness's own timeout (30 s).
+for p in $progs; do
+	echo "# ---- running $p under uiommu-run"
+	"$runner" "$out/$p" "$@" >"$out/$p.tap" 2>&1 || true
+	cat "$out/$p.tap"
+done
 
-# Summary: totals, then per fixture and variant.
+# A listing (-l) has no results to judge.
+for a in "$@"; do
+	[ "$a" = "-l" ] && exit 0
+done
+
+# ---- summary -----------------------------------------------------------------------------------
+# Per fixture and variant, then each failed or skipped case checked against the expected list:
+# "fail|skip GLOB CONDITION REASON", CONDITION one of always, no-cap-sys-resource, no-hugepages.
 echo "#"
 echo "# ---- uiommu kselftest summary ----"
-awk '
-/^ok [0-9]+ / || /^not ok [0-9]+ / {
-	bad = ($1 == "not")
-	name = bad ? $4 : $3
-	skip = (!bad && $0 ~ /# SKIP/)
-	n = split(name, p, ".")
-	key = (n >= 3) ? p[1] "." p[2] : p[1]
-	if (!(key in seen)) { seen[key] = 1; order[++k] = key }
-	if (bad) { fail[key]++; F++; fl[key] = fl[key] " " p[n] }
-	else if (skip) { sk[key]++; S++ }
-	else { pass[key]++; P++ }
-}
-END {
-	for (i = 1; i <= k; i++) {
-		key = order[i]
-		printf "# %-45s pass %3d  fail %3d  skip %3d\n", key, pass[key], fail[key], sk[key]
-		if (fail[key]) printf "#     failed:%s\n", fl[key]
+status=0
+for p in $progs; do
+	echo "# $p:"
+	awk -v expected="$repo/tools/kselftest-expected.txt" -v cap="$has_sys_resource" \
+		-v huge="$has_hugepages" '
+	BEGIN {
+		while ((getline line < expected) > 0) {
+			if (line ~ /^[[:space:]]*(#|$)/) continue
+			split(line, f, /[[:space:]]+/)
+			n++; kind[n] = f[1]; glob[n] = f[2]; cond[n] = f[3]
+			re = f[2]; gsub(/\./, "\\.", re); gsub(/\*/, "[^.]*", re); rx[n] = "^" re "$"
+		}
 	}
-	printf "# total: pass %d, fail %d, skip %d (of %d run)\n", P, F, S, P + F + S
-}' "$log"
-echo "# TAP log: $log"
+	function active(i) {
+		return cond[i] == "always" || (cond[i] == "no-cap-sys-resource" && !cap) ||
+		       (cond[i] == "no-hugepages" && !huge)
+	}
+	function expected_as(name, k,   i) {
+		for (i = 1; i <= n; i++)
+			if (kind[i] == k && name ~ rx[i] && active(i)) return 1
+		return 0
+	}
+	/^#  RUN / { body = ""; next }
+	/^#/ { body = body "\n#     > " substr($0, 3); next }
+	/^ok [0-9]+ / || /^not ok [0-9]+ / {
+		bad = ($1 == "not")
+		name = bad ? $4 : $3
+		skip = (!bad && $0 ~ /# SKIP/)
+		m = split(name, q, ".")
+		key = (m >= 3) ? q[1] "." q[2] : q[1]
+		if (!(key in seen)) { seen[key] = 1; order[++k] = key }
+		if (bad) { fail[key]++; F++; fl[key] = fl[key] " " q[m] }
+		else if (skip) { sk[key]++; S++ }
+		else { pass[key]++; P++ }
+		if (bad && !expected_as(name, "fail")) unexp[++U] = "unexpected failure: " name body
+		else if (bad) XF++
+		if (skip && !expected_as(name, "skip")) unexp[++U] = "unexpected skip: " name body
+		if (!bad && !skip && expected_as(name, "fail")) xpass[++X] = name
+		body = ""
+	}
+	END {
+		for (i = 1; i <= k; i++) {
+			key = order[i]
+			printf "#   %-45s pass %3d  fail %3d  skip %3d\n", key, pass[key], fail[key], sk[key]
+			if (fail[key]) printf "#       failed:%s\n", fl[key]
+		}
+		for (i = 1; i <= X; i++) printf "#   note: listed as expected to fail but passed: %s\n", xpass[i]
+		for (i = 1; i <= U; i++) printf "#   %s\n", unexp[i]
+		if (P + F + S == 0) { print "#   no case ran"; U++ }
+		printf "#   total: pass %d, fail %d (%d expected), skip %d (of %d run)\n", P, F, XF, S, P + F + S
+		exit U ? 1 : 0
+	}' "$out/$p.tap" || status=1
+done
+if [ "$status" = 0 ]; then
+	echo "# KSELFTEST OK: every failure and skip is listed in tools/kselftest-expected.txt for this host"
+else
+	echo "# KSELFTEST FAILED: unexpected failures or skips above (logs: $out/*.tap)"
+fi
+echo "# logs: $out"
 exit "$status"

@@ -107,6 +107,30 @@ for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h device.h; do
 	fi
 done
 
+# ---- the kernel's iommufd selftests --------------------------------------------------------------
+# Needs the network. tools/kselftest.sh fetches Debian's newest linux-source (cached; see
+# docs/kselftest.md), builds `iommufd` and `iommufd_fail_nth` against our header and runs both on
+# the default build; it fails on any case outside tools/kselftest-expected.txt, and when the
+# sources cannot be fetched. As root, 128 hugetlb pages are reserved for the MAP_HUGETLB cases
+# (the old count is put back); otherwise those cases run without and are expected to fail.
+echo "== kernel selftests (tools/kselftest.sh)"
+hp_old=""
+if [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+	hp_old=$(cat /proc/sys/vm/nr_hugepages)
+	[ "$hp_old" -ge 128 ] || echo 128 >/proc/sys/vm/nr_hugepages || true
+fi
+if tools/kselftest.sh -o build/kselftest build >"$log" 2>&1; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+sed -n '/^# kernel sources/p;/^# host:/p;/kselftest summary/,$p' "$log" |
+	grep -E '^# (kernel sources|host:|iommufd[a-z_]*:$|KSELFTEST|logs)|^#   (total|unexpected|note)|^#     > ' ||
+	tail -n 30 "$log" # no summary: the fetch or the build failed
+if [ -n "$hp_old" ] && [ "$hp_old" -lt 128 ]; then
+	echo "$hp_old" >/proc/sys/vm/nr_hugepages || true
+fi
+
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -189,6 +189,13 @@ FILE *uiommu_proc_status_fopen(const char *path, const char *mode);
 
 /* Is @path (absolute) inside the virtual sysfs? No I/O, no lock: cheap enough for every call. */
 bool uiommu_sysfs_claims(const char *path);
+/*
+ * openat(@dirfd, @path) with @path relative and @dirfd a directory of the virtual sysfs (from
+ * an earlier opendir or O_DIRECTORY open): writes the /sys path it names into @buf and says
+ * whether it is ours. One readlink of the fd: the preload layer asks only for write opens, the
+ * ones a store must see.
+ */
+bool uiommu_sysfs_claims_at(int dirfd, const char *path, char *buf, size_t len);
 
 /* Brings the tree up to date and writes into @buf the real path that stands for @path. */
 int uiommu_sysfs_redirect(const char *path, char *buf, size_t len);
@@ -218,6 +225,27 @@ int uiommu_sysfs_access(const char *path, int mode);
 /* Called by the preload layer before main(): names the session directory that the processes
  * started from this one share ($UIOMMU_SYSFS_DIR), made on first use, removed at exit. */
 void uiommu_sysfs_session_begin(void);
+
+/* ==== the kernel's fault-injection files ========================================================
+ *
+ * /proc/self/task/<tid>/fail-nth (also /proc/thread-self/fail-nth, /proc/self/fail-nth and the
+ * same under /proc/<pid> for this process) over the fault-injection hook: a write of N arms
+ * the N-th fallible step of that thread (0 disarms), a read shows what is left ("0\n" once it
+ * failed), with the kernel's errnos. The preload layer forwards opens of such paths and the
+ * read/write/close/dup calls on their fds here. (The debugfs side, /sys/kernel/debug/fail*,
+ * is part of the virtual sysfs.) Same convention as above: -1 and errno on failure.
+ */
+bool uiommu_fail_nth_claims(const char *path);
+int uiommu_fail_nth_open(const char *path, int flags);
+bool uiommu_fail_nth_is_fd(int fd);
+ssize_t uiommu_fail_nth_read(int fd, void *buf, size_t count);
+ssize_t uiommu_fail_nth_pread(int fd, void *buf, size_t count, off_t off);
+ssize_t uiommu_fail_nth_write(int fd, const void *buf, size_t count);
+ssize_t uiommu_fail_nth_pwrite(int fd, const void *buf, size_t count, off_t off);
+int uiommu_fail_nth_close(int fd);
+/* After a successful dup of @oldfd to @newfd; and before @fd is replaced by another file. */
+int uiommu_fail_nth_fd_dup(int oldfd, int newfd);
+void uiommu_fail_nth_fd_forget(int fd);
 
 /* ==== control socket ============================================================================
  *

@@ -616,6 +616,8 @@ static int iommufd_test_access_replace_ioas(struct iommufd_ucmd *ucmd,
 /*
  * The pinned pages must be the user's pages from @arg onwards, one page at a time: the same
  * host address, or the same page of the same file (mm/maps.c; loaded at the first mismatch).
+ * The caller faults the whole user range in once beforehand: a check is not allowed a fallible
+ * step per page (a fail-nth sweep of a 2 MiB ACCESS_PAGES would need over a thousand runs).
  */
 struct selftest_check_pages {
 	struct uiommu_mm *mm;
@@ -628,10 +630,6 @@ static int selftest_check_page(uint64_t host, void *arg)
 	struct selftest_check_pages *chk = arg;
 	void *want;
 
-	if (uiommu_should_fail())
-		return -EFAULT;
-	if (chk->mm->ops->fault_in(chk->mm, chk->uptr, 1, false))
-		return -EFAULT;
 	want = chk->mm->ops->host_ptr(chk->mm, chk->uptr);
 	if (!want)
 		return -EFAULT;
@@ -687,8 +685,13 @@ static int iommufd_test_access_pages(struct iommufd_ucmd *ucmd, struct iommu_tes
 			.uptr = (cmd->access_pages.uptr - iova % uiommu_page_size) &
 				~(uiommu_page_size - 1),
 		};
+		uint64_t npages = (iova + length - 1) / uiommu_page_size -
+				  iova / uiommu_page_size + 1;
 
-		rc = iommufd_access_pins_for_each_page(pins, selftest_check_page, &chk);
+		/* One fallible step for the range, none per page. */
+		rc = chk.mm->ops->fault_in(chk.mm, chk.uptr, npages, false);
+		if (!rc)
+			rc = iommufd_access_pins_for_each_page(pins, selftest_check_page, &chk);
 		uiommu_maps_free(chk.maps);
 		if (rc)
 			goto err_unpin;

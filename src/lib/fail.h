@@ -7,7 +7,8 @@
  * uiommu_fail_nth_arm(), and the Nth check that thread makes returns true once. A sweep arms
  * 1, 2, 3 ... until a whole operation succeeds with the counter still armed, so each fallible
  * step is failed exactly once. The state is per thread, so a sweep in one test thread cannot
- * disturb another.
+ * disturb another; fail_nth_store()/fail_nth_show() reach another thread's countdown by its id,
+ * which is what the kernel's /proc fail-nth files do (served by machine/fault_inject.c).
  *
  * Release builds (UIOMMU_FAULT_INJECT undefined) compile the hook to a constant false.
  *
@@ -20,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #ifdef UIOMMU_FAULT_INJECT
 bool uiommu_should_fail(void);
@@ -29,6 +31,14 @@ static inline bool uiommu_should_fail(void)
 	return false;
 }
 #endif
+
+/*
+ * The countdown of thread @tid (of this process), as /proc/<pid>/task/<tid>/fail-nth stores and
+ * shows it: store arms (0 disarms); show is what is left, 0 once the failure happened or when
+ * never armed. Release builds store nothing and show 0. fail_nth_store() is 0 or -ENOMEM.
+ */
+int fail_nth_store(pid_t tid, unsigned long nth);
+unsigned long fail_nth_show(pid_t tid);
 
 void *uiommu_zalloc(size_t size);
 void *uiommu_calloc(size_t n, size_t size);

@@ -72,7 +72,9 @@
  * found and stored when the last fd of the record goes (bash restores its stdout with dup2) or
  * at the next sync, without an errno to give back: the best a preload library can do.
  * Every other write open of the tree fails as sysfs does: EACCES for a read-only attribute or a
- * new file, EISDIR for a directory.
+ * new file, EISDIR for a directory. A write open relative to a directory fd of the tree
+ * (openat(dirfd(opendir("/sys/kernel/debug")), "failslab/verbose")) is brought back to its /sys
+ * path by uiommu_sysfs_claims_at(), so it meets the same store.
  *
  * One machine per session. State is per process in uiommu (the core runs inside each program),
  * but a shell line such as `echo DMA-FQ > type; cat type` runs cat in another process, which
@@ -126,11 +128,13 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "machine/fault_inject.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
@@ -179,6 +183,7 @@ enum sysfs_attr {
 	SYSFS_ATTR_RESCAN,           /* bus/pci/rescan */
 	SYSFS_ATTR_BIND,             /* bus/pci/drivers/uiommu-dma/bind */
 	SYSFS_ATTR_UNBIND,           /* bus/pci/drivers/uiommu-dma/unbind */
+	SYSFS_ATTR_DEBUGFS,          /* kernel/debug/fail<...>/<attr> (fault_inject.c) */
 };
 
 /* An attribute opened for writing: one per open(), shared by the fds dup'ed from it. */
@@ -187,6 +192,7 @@ struct sysfs_file {
 	enum sysfs_attr attr;
 	struct iommu_group *group;   /* TYPE: a reference, dropped with the last fd */
 	char bdf[32];                /* TYPE: a member at open time; REMOVE: the device */
+	char debugfs[64];            /* DEBUGFS: the attribute below kernel/debug */
 	/* The memfd's identity: an fd in the table is checked against it before it is read,
 	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
 	dev_t dev;
@@ -216,6 +222,8 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/devices/virtual/iommu",
 	"/sys/bus/" SYSFS_MOCK_BUS,
 };
+
+#define SYSFS_DEBUGFS "sys/kernel/debug"
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
@@ -448,6 +456,24 @@ static void entries_sort(struct sysfs_entries *es)
 	es->nr = out;
 }
 
+/* The fault-injection attributes of debugfs (mode 0600, as fault_create_debugfs_attr()). */
+static int entries_add_debugfs(struct sysfs_entries *es)
+{
+	char path[128], value[32];
+	const char *dir;
+	size_t i;
+	int rc;
+
+	if (!fault_debugfs_dir(0))
+		return 0; /* a release build */
+	rc = add_dir(es, "%s", SYSFS_DEBUGFS);
+	for (i = 0; !rc && (dir = fault_debugfs_dir(i)); i++)
+		rc = add_dir(es, SYSFS_DEBUGFS "/%s", dir);
+	for (i = 0; !rc && fault_debugfs_attr(i, path, sizeof(path), value, sizeof(value)); i++)
+		rc = entries_add(es, SYSFS_FILE, 0600, value, SYSFS_DEBUGFS "/%s", path);
+	return rc;
+}
+
 static int entries_build(struct sysfs_entries *es)
 {
 	static const char *const fixed[] = {
@@ -468,6 +494,7 @@ static int entries_build(struct sysfs_entries *es)
 		rc = add_dir(es, "%s", fixed[i]);
 	for (i = 0; i < ARRAY_SIZE(wo) && !rc; i++)
 		rc = entries_add(es, SYSFS_FILE, 0200, "", "%s", wo[i]);
+	rc = rc ?: entries_add_debugfs(es);
 	for (id = iommu_group_next_id(-1); id >= 0 && !rc; id = iommu_group_next_id(id)) {
 		struct iommu_group *group = iommu_group_get_by_id(id);
 
@@ -869,8 +896,12 @@ static void rescan_all(void)
 /* Applies one journal line (NUL-terminated); what the local state refuses is skipped. */
 static void journal_apply(const char *line)
 {
-	char bdf[33], value[33];
+	char bdf[33], value[33], attr[64];
 
+	if (sscanf(line, "debugfs %63s %32s", attr, value) == 2) {
+		fault_debugfs_store(attr, value, strlen(value));
+		return;
+	}
 	if (sscanf(line, "type %32s %32s", bdf, value) == 2) {
 		struct iommu_group *group = group_by_bdf(bdf);
 
@@ -1190,6 +1221,23 @@ static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, c
 	}
 }
 
+/* A debugfs attribute's store, journalled as the value it now shows. */
+static ssize_t sysfs_debugfs_store(struct sysfs_file *f, const char *buf, size_t count)
+{
+	char line[128] = "", value[32];
+	ssize_t ret;
+	int fd;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	fd = journal_begin();
+	ret = fault_debugfs_store(f->debugfs, buf, count);
+	if (ret >= 0 && !fault_debugfs_show(f->debugfs, value, sizeof(value)))
+		snprintf(line, sizeof(line), "debugfs %s %s", f->debugfs, value);
+	journal_end(fd, line[0] ? line : NULL);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return ret;
+}
+
 /* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
@@ -1199,6 +1247,8 @@ static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t co
 
 	if (f->attr == SYSFS_ATTR_TYPE)
 		return sysfs_type_store(f->group, buf, count, privileged);
+	if (f->attr == SYSFS_ATTR_DEBUGFS)
+		return sysfs_debugfs_store(f, buf, count);
 	if (count >= sizeof(s))
 		count = sizeof(s) - 1;
 	memcpy(s, buf, count);
@@ -1330,7 +1380,33 @@ UIOMMU_EXPORT bool uiommu_sysfs_claims(const char *path)
 			return true;
 	}
 	/* The PCI host bridges: /sys/devices/pci0000:00 and below. */
-	return !strncmp(path, "/sys/devices/pci", 16);
+	return !strncmp(path, "/sys/devices/pci", 16) || fault_debugfs_claims(path);
+}
+
+UIOMMU_EXPORT bool uiommu_sysfs_claims_at(int dirfd, const char *path, char *buf, size_t len)
+{
+	char link[64], dir[PATH_MAX], root[PATH_MAX] = "";
+	ssize_t n;
+	size_t t;
+
+	if (!path || path[0] == '/' || dirfd < 0)
+		return false;
+	uiommu_mutex_lock(&sysfs_lock);
+	if (sysfs.pid == getpid())
+		snprintf(root, sizeof(root), "%s", sysfs.tree_real);
+	uiommu_mutex_unlock(&sysfs_lock);
+	t = strlen(root);
+	if (!t)
+		return false; /* no tree here: no fd can be one of its directories */
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+	n = syscall(SYS_readlinkat, AT_FDCWD, link, dir, sizeof(dir) - 1); /* not the wrapper */
+	if (n <= 0)
+		return false;
+	dir[n] = '\0';
+	if (strncmp(dir, root, t) || dir[t] != '/')
+		return false;
+	n = snprintf(buf, len, "%s/%s", dir + t, path);
+	return n > 0 && (size_t)n < len && uiommu_sysfs_claims(buf);
 }
 
 /* The tree's path for @path, after a sync. */
@@ -1373,6 +1449,12 @@ static enum sysfs_attr attr_of(const char *real, int *id, char *bdf, size_t len)
 	if (strncmp(real, sysfs.tree_real, n))
 		return SYSFS_ATTR_NONE;
 	real += n;
+	if (!strncmp(real, "/" SYSFS_DEBUGFS "/", strlen(SYSFS_DEBUGFS) + 2) &&
+	    fault_debugfs_is_attr(real + strlen(SYSFS_DEBUGFS) + 2) &&
+	    strlen(real + strlen(SYSFS_DEBUGFS) + 2) < len) {
+		snprintf(bdf, len, "%s", real + strlen(SYSFS_DEBUGFS) + 2);
+		return SYSFS_ATTR_DEBUGFS;
+	}
 	if (!strcmp(real, "/sys/bus/pci/rescan"))
 		return SYSFS_ATTR_RESCAN;
 	if (!strcmp(real, "/sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind"))
@@ -1406,7 +1488,7 @@ static bool write_only_attr(const char *path)
  */
 static int sysfs_open_write(const char *path, int flags)
 {
-	char redirected[PATH_MAX], real[PATH_MAX], bdf[32] = "";
+	char redirected[PATH_MAX], real[PATH_MAX], bdf[64] = "";
 	struct iommu_group *group = NULL;
 	enum sysfs_attr attr;
 	struct sysfs_file *f;
@@ -1435,7 +1517,8 @@ static int sysfs_open_write(const char *path, int flags)
 		goto out_unlock;
 	}
 	/* Write-only: a read open fails, O_RDWR (and O_RDONLY | O_TRUNC) included. */
-	if (attr != SYSFS_ATTR_TYPE && (flags & O_ACCMODE) != O_WRONLY) {
+	if (attr != SYSFS_ATTR_TYPE && attr != SYSFS_ATTR_DEBUGFS &&
+	    (flags & O_ACCMODE) != O_WRONLY) {
 		rc = -EACCES;
 		goto out_unlock;
 	}
@@ -1458,22 +1541,30 @@ static int sysfs_open_write(const char *path, int flags)
 	f->group = group;
 	if (group)
 		iommu_group_for_each_dev(group, f->bdf, first_dev_cb);
+	else if (attr == SYSFS_ATTR_DEBUGFS)
+		snprintf(f->debugfs, sizeof(f->debugfs), "%s", bdf);
 	else
 		snprintf(f->bdf, sizeof(f->bdf), "%s", bdf);
 	if (uiommu_should_fail()) {
 		rc = -EMFILE;
 		goto err_free;
 	}
-	fd = memfd_create(attr == SYSFS_ATTR_TYPE ? "uiommu-sysfs-type" : "uiommu-sysfs-pci",
+	fd = memfd_create(attr == SYSFS_ATTR_TYPE      ? "uiommu-sysfs-type" :
+			  attr == SYSFS_ATTR_DEBUGFS ? "uiommu-debugfs" : "uiommu-sysfs-pci",
 			  (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0) {
 		rc = -errno;
 		goto err_free;
 	}
-	if (group && (flags & O_ACCMODE) == O_RDWR) {
+	if ((flags & O_ACCMODE) == O_RDWR) {
 		/* Readable too: the attribute's content, as a read would show it. */
 		char buf[64];
-		ssize_t n = iommu_group_type_show(group, buf, sizeof(buf));
+		ssize_t n = 0;
+
+		if (group)
+			n = iommu_group_type_show(group, buf, sizeof(buf));
+		else if (!fault_debugfs_show(f->debugfs, buf, sizeof(buf)))
+			n = (ssize_t)strlen(buf);
 
 		if (n > 0 && pwrite(fd, buf, (size_t)n, 0) == n)
 			f->consumed = n;

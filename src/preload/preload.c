@@ -21,6 +21,10 @@
  * gets a second look with uiommu_dev_claims_link() (a symlink to a node). Their fds are
  * uiommu_is_fd() fds; read and write on them go to the library too.
  *
+ * The kernel's fault-injection files go the same way: an open of a path uiommu_fail_nth_claims()
+ * (/proc/self/task/<tid>/fail-nth ...) becomes uiommu_fail_nth_open(), and read, pread, write,
+ * pwrite, close and the dups of an fd uiommu_fail_nth_is_fd() claims go to the library.
+ *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
 /* We define both the plain and the 64 names ourselves: no redirection of one to the other. */
@@ -77,6 +81,19 @@
 		path = _sysfs_buf;                                                        \
 	}
 
+/*
+ * A write open relative to a directory fd (openat(dirfd(opendir("/sys/kernel/debug")), ...),
+ * as the kernel's iommufd_fail_nth does): the library says whether the directory is in the
+ * virtual sysfs, so that the store runs instead of a write to the tree's file. Read opens go
+ * to the tree directly: its files hold the attributes' content.
+ */
+static bool sysfs_write_open_at(int dirfd, const char *path, int flags, char *buf, size_t len)
+{
+	if (dirfd == AT_FDCWD || (!(flags & (O_WRONLY | O_RDWR | O_TRUNC | O_CREAT))))
+		return false;
+	return uiommu_sysfs_claims_at(dirfd, path, buf, len);
+}
+
 /* glibc's fortified open entry points, which its headers do not declare. */
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
@@ -119,6 +136,8 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 		}                                                                         \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
+		if (uiommu_fail_nth_claims(path))                                         \
+			return uiommu_fail_nth_open(path, flags);                         \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
 		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
@@ -129,6 +148,7 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 #define WRAP_OPENAT(name)                                                                 \
 	UIOMMU_EXPORT int name(int dirfd, const char *path, int flags, ...)               \
 	{                                                                                 \
+		char _at[PATH_MAX];                                                       \
 		mode_t mode = 0;                                                          \
 		libc_func(name, int, int, const char *, int, ...);                        \
 		if (flags & (O_CREAT | O_TMPFILE)) {                                      \
@@ -139,8 +159,12 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 		}                                                                         \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
+		if (uiommu_fail_nth_claims(path))                                         \
+			return uiommu_fail_nth_open(path, flags);                         \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, mode);                      \
+		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
+			return uiommu_sysfs_open(_at, flags, mode);                       \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags, mode), dirfd, path, flags); \
@@ -152,6 +176,8 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 		libc_func(name, int, const char *, int);                                  \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
+		if (uiommu_fail_nth_claims(path))                                         \
+			return uiommu_fail_nth_open(path, flags);                         \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
 		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
@@ -162,11 +188,16 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 #define WRAP_OPENAT_2(name)                                                               \
 	UIOMMU_EXPORT int name(int dirfd, const char *path, int flags)                    \
 	{                                                                                 \
+		char _at[PATH_MAX];                                                       \
 		libc_func(name, int, int, const char *, int);                             \
 		if (uiommu_proc_status_claims(path))                                      \
 			return uiommu_proc_status_open(path, flags);                      \
+		if (uiommu_fail_nth_claims(path))                                         \
+			return uiommu_fail_nth_open(path, flags);                         \
 		if (uiommu_sysfs_claims(path))                                            \
 			return uiommu_sysfs_open(path, flags, 0);                         \
+		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
+			return uiommu_sysfs_open(_at, flags, 0);                          \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags), dirfd, path, flags);     \
@@ -202,6 +233,8 @@ UIOMMU_EXPORT int close(int fd)
 		return uiommu_close(fd);
 	if (uiommu_sysfs_is_fd(fd))
 		return uiommu_sysfs_close(fd);
+	if (uiommu_fail_nth_is_fd(fd))
+		return uiommu_fail_nth_close(fd);
 	return _close(fd);
 }
 
@@ -215,6 +248,8 @@ UIOMMU_EXPORT int dup(int fd)
 	rc = _dup(fd);
 	if (rc >= 0 && uiommu_sysfs_is_fd(fd))
 		uiommu_sysfs_fd_dup(fd, rc);
+	if (rc >= 0 && uiommu_fail_nth_is_fd(fd))
+		uiommu_fail_nth_fd_dup(fd, rc);
 	return rc;
 }
 
@@ -227,12 +262,16 @@ UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
 		return uiommu_dup3(oldfd, newfd, flags);
 	if (oldfd != newfd && uiommu_sysfs_is_fd(newfd))
 		uiommu_sysfs_fd_forget(newfd);
+	if (oldfd != newfd && uiommu_fail_nth_is_fd(newfd))
+		uiommu_fail_nth_fd_forget(newfd);
 	rc = _dup3(oldfd, newfd, flags);
 	/* Another file now sits on what was an iommufd fd. */
 	if (rc >= 0 && uiommu_is_fd(newfd))
 		uiommu_fd_forget(newfd);
 	if (rc >= 0 && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
+	if (rc >= 0 && uiommu_fail_nth_is_fd(oldfd))
+		uiommu_fail_nth_fd_dup(oldfd, newfd);
 	return rc;
 }
 
@@ -248,11 +287,15 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 	}
 	if (oldfd != newfd && uiommu_sysfs_is_fd(newfd))
 		uiommu_sysfs_fd_forget(newfd);
+	if (oldfd != newfd && uiommu_fail_nth_is_fd(newfd))
+		uiommu_fail_nth_fd_forget(newfd);
 	rc = _dup2(oldfd, newfd);
 	if (rc >= 0 && uiommu_is_fd(newfd))
 		uiommu_fd_forget(newfd);
 	if (rc >= 0 && oldfd != newfd && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
+	if (rc >= 0 && oldfd != newfd && uiommu_fail_nth_is_fd(oldfd))
+		uiommu_fail_nth_fd_dup(oldfd, newfd);
 	return rc;
 }
 
@@ -334,10 +377,13 @@ UIOMMU_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 		va_end(ap);                                                               \
 		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_is_fd(fd))      \
 			return uiommu_dupfd(fd, (int)arg, cmd == F_DUPFD_CLOEXEC);        \
-		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uiommu_sysfs_is_fd(fd)) { \
+		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) &&                          \
+		    (uiommu_sysfs_is_fd(fd) || uiommu_fail_nth_is_fd(fd))) {              \
 			int rc = _##name(fd, cmd, arg);                                   \
-			if (rc >= 0)                                                      \
+			if (rc >= 0 && uiommu_sysfs_is_fd(fd))                            \
 				uiommu_sysfs_fd_dup(fd, rc);                              \
+			if (rc >= 0 && uiommu_fail_nth_is_fd(fd))                         \
+				uiommu_fail_nth_fd_dup(fd, rc);                           \
 			return rc;                                                        \
 		}                                                                         \
 		return _##name(fd, cmd, arg);                                             \
@@ -357,6 +403,8 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 		return uiommu_event_write(fd, buf, count);
 	if (uiommu_is_fd(fd))
 		return uiommu_write(fd, buf, count);
+	if (uiommu_fail_nth_is_fd(fd))
+		return uiommu_fail_nth_write(fd, buf, count);
 	return _write(fd, buf, count);
 }
 
@@ -368,6 +416,8 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 			return uiommu_event_pwrite(fd, buf, count, (off_t)offset);        \
 		if (uiommu_is_fd(fd))                                                     \
 			return uiommu_pwrite(fd, buf, count, (off_t)offset);              \
+		if (uiommu_fail_nth_is_fd(fd))                                            \
+			return uiommu_fail_nth_pwrite(fd, buf, count, (off_t)offset);     \
 		return _##name(fd, buf, count, offset);                                   \
 	}
 
@@ -382,6 +432,8 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 		return uiommu_event_read(fd, buf, count);
 	if (uiommu_is_fd(fd))
 		return uiommu_read(fd, buf, count);
+	if (uiommu_fail_nth_is_fd(fd))
+		return uiommu_fail_nth_read(fd, buf, count);
 	return _read(fd, buf, count);
 }
 
@@ -393,6 +445,8 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 			return uiommu_event_pread(fd, buf, count, (off_t)offset);         \
 		if (uiommu_is_fd(fd))                                                     \
 			return uiommu_pread(fd, buf, count, (off_t)offset);               \
+		if (uiommu_fail_nth_is_fd(fd))                                            \
+			return uiommu_fail_nth_pread(fd, buf, count, (off_t)offset);      \
 		return _##name(fd, buf, count, offset);                                   \
 	}
 

@@ -68,6 +68,8 @@ static struct pci_model_entry pci_models[PCI_MAX_MODELS];
 
 static const struct uiommu_pci_model *const pci_builtin_models[] = {
 	&pci_model_dma_test,
+	&pci_model_virtio_rng,
+	&pci_model_virtio_blk,
 };
 
 /* Every function from creation to destroy. pci_fns_lock (a leaf) protects the list. */

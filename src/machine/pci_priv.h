@@ -142,5 +142,7 @@ unsigned int pci_config_find_ext_cap_locked(const struct uiommu_pci_fn *fn, uint
 
 /* models/ */
 extern const struct uiommu_pci_model pci_model_dma_test;
+extern const struct uiommu_pci_model pci_model_virtio_rng;
+extern const struct uiommu_pci_model pci_model_virtio_blk;
 
 #endif

@@ -82,7 +82,7 @@ static PT_UNUSED unsigned long pt_fail_nth_boot(int (*load)(void))
 	return ULONG_MAX;
 }
 
-/* ---- an interrupt recorder -------------------------------------------------------------------- */
+/* ---- an interrupt recorder ------------------------------------------------------------------- */
 
 struct pt_irqs {
 	pthread_mutex_t lock;

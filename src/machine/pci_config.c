@@ -191,7 +191,8 @@ static void pci_config_init_ext(struct uiommu_pci_fn *fn)
 	if (dev->pri) {
 		fn->cap_pri = off;
 		pci_config_ext_cap(fn, off, PCI_EXT_CAP_ID_PRI, &prev);
-		pci_config_wmask16(fn, off + PCI_PRI_CTRL, 0x0001); /* enable (reset is an action) */
+		/* Enable (Reset is an action, not storage). */
+		pci_config_wmask16(fn, off + PCI_PRI_CTRL, 0x0001);
 		/* Status: stopped while disabled; PRG responses need a PASID when it has them. */
 		pci_config_set16(fn, off + 6, (uint16_t)(0x0100 | (dev->pasid_bits ? 0x8000 : 0)));
 		pci_config_w1c16(fn, off + 6, 0x0003);
@@ -226,7 +227,8 @@ static void pci_config_init_vendor(struct uiommu_pci_fn *fn, unsigned int *next)
 /**
  * pci_config_init() - the function's power-on config space, from its model and its device
  *
- * Also what a function level reset returns to. Sets the capability offsets.
+ * Also what a function level reset returns to. Sets the capability offsets (the same ones
+ * every time); the config size is the creator's, fixed for the function's life.
  */
 void pci_config_init(struct uiommu_pci_fn *fn)
 {
@@ -238,7 +240,6 @@ void pci_config_init(struct uiommu_pci_fn *fn)
 	memset(fn->cfg_w1c, 0, sizeof(fn->cfg_w1c));
 	fn->cap_pm = fn->cap_msi = fn->cap_msix = fn->cap_exp = 0;
 	fn->cap_ats = fn->cap_pri = fn->cap_pasid = 0;
-	fn->cfg_size = m->caps & UIOMMU_PCI_CAP_PCIE ? PCI_CFG_SPACE_EXP_SIZE : PCI_CFG_SPACE_SIZE;
 
 	pci_config_init_header(fn);
 	if (m->caps & UIOMMU_PCI_CAP_PM) {
@@ -291,7 +292,8 @@ void pci_config_write_locked(struct uiommu_pci_fn *fn, unsigned int off, const u
 	for (size_t i = 0; i < len; i++) {
 		unsigned int o = off + (unsigned int)i;
 
-		fn->cfg[o] = (uint8_t)((fn->cfg[o] & ~fn->cfg_wmask[o]) | (buf[i] & fn->cfg_wmask[o]));
+		fn->cfg[o] = (uint8_t)((fn->cfg[o] & ~fn->cfg_wmask[o]) |
+				       (buf[i] & fn->cfg_wmask[o]));
 		fn->cfg[o] &= (uint8_t)~(buf[i] & fn->cfg_w1c[o]);
 		if (o == flr_byte && (buf[i] & (PCI_EXP_DEVCTL_BCR_FLR >> 8)))
 			eff->flr = true;

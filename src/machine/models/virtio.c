@@ -31,7 +31,10 @@
  * Locking: `lock` protects all of struct vio and is held across a queue's processing, so a
  * device reset (status 0) or a FLR waits for the request in flight, and the driver's read of
  * status 0 means no request runs any more. Order: the library's model_lock (around our
- * callbacks) -> lock -> the function's lock (DMA gate, interrupts: leaves).
+ * callbacks) -> vios_lock -> lock -> the function's lock (DMA gate, interrupts: leaves).
+ *
+ * Fork: a forked child gets a copy of every instance; a pthread_atfork handler takes every
+ * instance's lock around the fork, so no copy is of a lock held by a thread the child lacks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +44,9 @@
 #include <linux/virtio_ring.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,7 +109,39 @@ struct vio {
 	uint8_t *bounce;               /* VIO_CHUNK */
 	int backing_fd;                /* virtio-blk: -1 otherwise */
 	uint64_t capacity;             /* virtio-blk: 512-byte sectors */
+	LIST_ENTRY(vio) node;          /* in vios; vios_lock */
 };
+
+/* Every instance of the process, for fork(). vios_lock protects the list; it comes before any
+ * instance's lock. */
+static pthread_mutex_t vios_lock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, vio) vios = LIST_HEAD_INITIALIZER(vios);
+static pthread_once_t vio_atfork_once = PTHREAD_ONCE_INIT;
+
+static void vio_atfork_prepare(void)
+{
+	struct vio *v;
+
+	pthread_mutex_lock(&vios_lock);
+	LIST_FOREACH(v, &vios, node)
+		pthread_mutex_lock(&v->lock);
+}
+
+/* Parent and child alike: no thread of ours to restart, the registers are whole. */
+static void vio_atfork_release(void)
+{
+	struct vio *v;
+
+	LIST_FOREACH(v, &vios, node)
+		pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&vios_lock);
+}
+
+static void vio_atfork_register(void)
+{
+	if (pthread_atfork(vio_atfork_prepare, vio_atfork_release, vio_atfork_release))
+		abort();
+}
 
 static struct vio *to_vio(struct uiommu_pci_fn *fn)
 {
@@ -694,6 +731,10 @@ static int vio_realize(struct uiommu_pci_fn *fn, const struct vio_type *type)
 			goto err_free;
 	}
 	vio_reset_locked(v);
+	pthread_once(&vio_atfork_once, vio_atfork_register);
+	pthread_mutex_lock(&vios_lock);
+	LIST_INSERT_HEAD(&vios, v, node);
+	pthread_mutex_unlock(&vios_lock);
 	uiommu_pci_fn_set_priv(fn, v);
 	return 0;
 
@@ -716,6 +757,9 @@ static void vio_unrealize(struct uiommu_pci_fn *fn)
 {
 	struct vio *v = to_vio(fn);
 
+	pthread_mutex_lock(&vios_lock);
+	LIST_REMOVE(v, node);
+	pthread_mutex_unlock(&vios_lock);
 	uiommu_pci_fn_set_priv(fn, NULL);
 	vio_free(v);
 }

@@ -824,18 +824,15 @@ TEST_F_TIMEOUT(vio, reset_races_notifications, 120)
 	ASSERT_EQ(1, used_idx(d));
 }
 
-/* Forks while another thread notifies: each child's copy of the device works, from reset to a
- * used buffer. Whether a fork lands inside a notification is chance (the atfork handler makes
- * it harmless); a child that hangs on a copied lock is killed by its alarm and fails. */
+/* A forked child's copy of the device works on its own, from reset to a used buffer, and the
+ * parent's is untouched by it. (The library's own locks are not taken around fork, so a fork
+ * racing an access from another thread is not tested: see docs/virtio.md.) */
 TEST_F_TIMEOUT(vio, forked_child_uses_its_copy, 120)
 {
 	struct vdrv *d = &self->rng;
-	struct racer r = { .d = d };
-	pthread_t t;
 
 	ASSERT_EQ(0, bring_up(d, 0, QSZ, RING_IOVA + 4096));
-	ASSERT_EQ(0, pthread_create(&t, NULL, notifier_thread, &r));
-	for (unsigned int i = 0; i < 20; i++) {
+	for (unsigned int i = 0; i < 4; i++) {
 		int st = -1;
 		pid_t pid = fork();
 
@@ -852,8 +849,12 @@ TEST_F_TIMEOUT(vio, forked_child_uses_its_copy, 120)
 		ASSERT_TRUE(WIFEXITED(st));
 		ASSERT_EQ(0, WEXITSTATUS(st));
 	}
-	atomic_store(&r.stop, true);
-	pthread_join(t, NULL);
+	/* The parent's device is where it was: up, nothing used. */
+	ASSERT_EQ(VIRTIO_CONFIG_S_DRIVER_OK, status(d) & VIRTIO_CONFIG_S_DRIVER_OK);
+	ASSERT_EQ(0, used_idx(d));
+	post(d, 0, (struct seg[]){ { BUF_IOVA, 32, true } }, 1);
+	notify(d);
+	ASSERT_EQ(1, used_idx(d));
 }
 
 /* ---- fault injection ------------------------------------------------------------------------ */

@@ -7,6 +7,7 @@
 #ifndef UIOMMU_TESTS_PCI_TEST_H
 #define UIOMMU_TESTS_PCI_TEST_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "iommu/iommu.h"
 #include "lib/err.h"
+#include "lib/fail.h"
 #include "machine/models/dma-test.h"
 #include "machine/pci.h"
 #include "machine/topology.h"
@@ -54,6 +56,30 @@ static PT_UNUSED int pt_load(const char *json)
 		rc = topology_load(path);
 	unlink(path);
 	return rc;
+}
+
+/*
+ * Boots with @load, failing the 1st, 2nd, ... fallible step, until a boot needs no failure (the
+ * topology is then left loaded). Every failed boot must leave no topology and no allocation.
+ * Returns 0, or the nth after which that did not hold (ULONG_MAX: no end in sight).
+ */
+static PT_UNUSED unsigned long pt_fail_nth_boot(int (*load)(void))
+{
+	long live0 = uiommu_alloc_live();
+
+	for (unsigned long nth = 1; nth < 5000; nth++) {
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = load();
+		if (uiommu_fail_nth_disarm())
+			return rc || !topology_loaded() ? nth : 0;
+		if (!rc && topology_loaded())
+			topology_unload();
+		if (topology_loaded() || uiommu_alloc_live() != live0)
+			return nth;
+	}
+	return ULONG_MAX;
 }
 
 /* ---- an interrupt recorder ------------------------------------------------------------------- */

@@ -58,8 +58,11 @@ extern "C" {
 /* A PCI function of the emulated machine, as its model sees it. Opaque. */
 struct uiommu_pci_fn;
 
-/* The version of struct uiommu_pci_model a model is written against (its `version` field). */
+/* The version of struct uiommu_pci_model a model is written against (its `version` field).
+ * V2 adds the vendor-specific capabilities at the end of the struct; the library reads them only
+ * from a V2 description, so a V1 model built against an older header keeps working. */
 #define UIOMMU_PCI_MODEL_V1 1u
+#define UIOMMU_PCI_MODEL_V2 2u
 
 #define UIOMMU_PCI_NUM_BARS 6u
 #define UIOMMU_PCI_MAX_AREAS 4u          /* shared-memory areas per BAR */
@@ -86,6 +89,18 @@ struct uiommu_pci_bar {
 	unsigned int nr_areas;            /* memory BARs only; areas must not overlap each other
 					   * or the MSI-X table and PBA */
 	struct uiommu_pci_area areas[UIOMMU_PCI_MAX_AREAS];
+};
+
+/*
+ * A vendor-specific capability (ID 0x09) of the standard list. The library writes its ID, its
+ * next pointer and its length byte (PCI's vendor-specific capabilities keep their length at
+ * offset 2: 3 + @len); @data are the bytes from offset 3 on, read-only to config writes. The
+ * vendor-specific capabilities follow the PCIe one at 4-byte aligned offsets from 0xa4, in the
+ * order given, and must all fit below 0x100 (92 bytes, headers included).
+ */
+struct uiommu_pci_vendor_cap {
+	const void *data;
+	unsigned int len;                 /* 1 to 89 */
 };
 
 /* struct uiommu_pci_model::caps: the standard capabilities the function has. PCIe functions
@@ -165,6 +180,10 @@ struct uiommu_pci_model {
 	 */
 	void (*area_written)(struct uiommu_pci_fn *fn, unsigned int bar, uint64_t offset,
 			     unsigned int width);
+
+	/* V2: vendor-specific capabilities (virtio-pci's, for one), linked after the others. */
+	unsigned int nr_vendor_caps;
+	const struct uiommu_pci_vendor_cap *vendor_caps;
 };
 
 /*
@@ -174,7 +193,8 @@ struct uiommu_pci_model {
  * that are not powers of two or out of range, a 64-bit BAR in slot 5 or followed by a used
  * slot, areas that are not page aligned, overlap or lie outside their BAR, MSI/MSI-X vector
  * counts out of range, an MSI-X table or PBA outside a memory BAR or overlapping an area,
- * interrupt_pin > 4). EEXIST: the name is taken (a built-in model's too). ENOMEM. @model must
+ * interrupt_pin > 4, vendor-specific capabilities that are empty or do not fit below 0x100).
+ * EEXIST: the name is taken (a built-in model's too). ENOMEM. @model must
  * stay valid and unchanged until it is unregistered. Register before the machine boots: a
  * topology naming an unknown model fails to load.
  */
@@ -193,6 +213,9 @@ const struct uiommu_pci_model *uiommu_pci_fn_model(const struct uiommu_pci_fn *f
 uint16_t uiommu_pci_fn_command(const struct uiommu_pci_fn *fn);
 /* The function's PASID capability width (0: none), from the topology. */
 unsigned int uiommu_pci_fn_pasid_bits(const struct uiommu_pci_fn *fn);
+/* The topology function's "backing" option (a path, e.g. a disk image), NULL when it has none.
+ * Valid from realize() until unrealize() returns. */
+const char *uiommu_pci_fn_backing(const struct uiommu_pci_fn *fn);
 
 /*
  * uiommu_pci_fn_area() - the model's view of shared-memory area @index of @bar: a mapping of

@@ -68,6 +68,8 @@ static struct pci_model_entry pci_models[PCI_MAX_MODELS];
 
 static const struct uiommu_pci_model *const pci_builtin_models[] = {
 	&pci_model_dma_test,
+	&pci_model_virtio_rng,
+	&pci_model_virtio_blk,
 };
 
 /* Every function from creation to destroy. pci_fns_lock (a leaf) protects the list. */
@@ -143,12 +145,32 @@ static bool pci_model_range_ok(const struct uiommu_pci_model *m, unsigned int ba
 	return true;
 }
 
+/* V2's vendor-specific capabilities: each non-empty, all of them below 0x100. */
+static int pci_model_check_vendor_caps(const struct uiommu_pci_model *m)
+{
+	unsigned int off = PCI_CFG_OFF_VNDR;
+
+	if (m->version < UIOMMU_PCI_MODEL_V2)
+		return 0;
+	if (m->nr_vendor_caps && !m->vendor_caps)
+		return -EINVAL;
+	for (unsigned int i = 0; i < m->nr_vendor_caps; i++) {
+		const struct uiommu_pci_vendor_cap *c = &m->vendor_caps[i];
+
+		if (!c->len || !c->data || off + 3 + c->len > PCI_CFG_SPACE_SIZE)
+			return -EINVAL;
+		off = ALIGN_UP(off + 3 + c->len, 4u);
+	}
+	return 0;
+}
+
 static int pci_model_check(const struct uiommu_pci_model *m)
 {
 	unsigned int caps = UIOMMU_PCI_CAP_PM | UIOMMU_PCI_CAP_MSI | UIOMMU_PCI_CAP_MSIX |
 			    UIOMMU_PCI_CAP_PCIE;
 
-	if (!m || m->version != UIOMMU_PCI_MODEL_V1 || !m->name || !m->name[0] ||
+	if (!m || (m->version != UIOMMU_PCI_MODEL_V1 && m->version != UIOMMU_PCI_MODEL_V2) ||
+	    !m->name || !m->name[0] ||
 	    strlen(m->name) > 31 || m->caps & ~caps || m->interrupt_pin > 4 ||
 	    m->class_code >> 24)
 		return -EINVAL;
@@ -158,7 +180,7 @@ static int pci_model_check(const struct uiommu_pci_model *m)
 	} else if (m->msi_vectors) {
 		return -EINVAL;
 	}
-	if (pci_model_check_bars(m))
+	if (pci_model_check_bars(m) || pci_model_check_vendor_caps(m))
 		return -EINVAL;
 	if (m->caps & UIOMMU_PCI_CAP_MSIX) {
 		uint64_t table = 16ull * m->msix_vectors;
@@ -1268,6 +1290,11 @@ UIOMMU_EXPORT unsigned int uiommu_pci_fn_pasid_bits(const struct uiommu_pci_fn *
 	return fn->dev->pasid_bits;
 }
 
+UIOMMU_EXPORT const char *uiommu_pci_fn_backing(const struct uiommu_pci_fn *fn)
+{
+	return fn->backing;
+}
+
 UIOMMU_EXPORT void *uiommu_pci_fn_area(struct uiommu_pci_fn *fn, unsigned int bar,
 				       unsigned int index)
 {
@@ -1293,6 +1320,7 @@ static void pci_fn_free(struct uiommu_pci_fn *fn)
 		syscall(SYS_close, fn->memfd);
 	uiommu_free(fn->msix_table);
 	uiommu_free(fn->msix_pba);
+	uiommu_free(fn->backing);
 	uiommu_cond_destroy(&fn->cond);
 	uiommu_mutex_destroy(&fn->lock);
 	uiommu_rwsem_destroy(&fn->model_lock);
@@ -1421,7 +1449,22 @@ static int pci_fn_msix_alloc(struct uiommu_pci_fn *fn)
 	return 0;
 }
 
-struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint32_t class_code)
+static int pci_fn_backing_copy(struct uiommu_pci_fn *fn, const char *backing)
+{
+	size_t len;
+
+	if (!backing || !*backing)
+		return 0;
+	len = strlen(backing);
+	fn->backing = uiommu_zalloc(len + 1);
+	if (!fn->backing)
+		return -ENOMEM;
+	memcpy(fn->backing, backing, len);
+	return 0;
+}
+
+struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint32_t class_code,
+				    const char *backing)
 {
 	struct uiommu_pci_fn *fn;
 	int rc;
@@ -1454,6 +1497,8 @@ struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint3
 	rc = pci_fn_shm_alloc(fn);
 	if (!rc)
 		rc = pci_fn_msix_alloc(fn);
+	if (!rc)
+		rc = pci_fn_backing_copy(fn, backing);
 	if (rc)
 		goto err_free;
 

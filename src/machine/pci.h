@@ -66,6 +66,7 @@
 /* Standard capability IDs; extended capability IDs. */
 #define PCI_CAP_ID_PM 0x01
 #define PCI_CAP_ID_MSI 0x05
+#define PCI_CAP_ID_VNDR 0x09
 #define PCI_CAP_ID_EXP 0x10
 #define PCI_CAP_ID_MSIX 0x11
 #define PCI_EXT_CAP_ID_ATS 0x0f
@@ -220,11 +221,13 @@ bool pci_fn_irq_pending(struct uiommu_pci_fn *fn, enum pci_irq_type type, unsign
 
 /*
  * pci_fn_create() - make and realize the function of @dev running model @model ("" or NULL:
- * the generic function, with @class_code). Return: the function (one reference, the
+ * the generic function, with @class_code); @backing is the topology's "backing" option (NULL:
+ * none), copied for uiommu_pci_fn_backing(). Return: the function (one reference, the
  * topology's), or ERR_PTR(-EINVAL) for an unknown model, -ENOMEM, or the model's realize()
  * errno.
  */
-struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint32_t class_code);
+struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint32_t class_code,
+				    const char *backing);
 /* pci_fn_destroy() - unrealize (DMA fenced first) and drop the topology's reference. */
 void pci_fn_destroy(struct uiommu_pci_fn *fn);
 /* Hot plug: unplug fences DMA and lets the DMA handle go; plug resets the function. */

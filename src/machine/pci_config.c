@@ -18,7 +18,8 @@
  *
  * Layout. The standard header is a type 0 header; the capabilities sit at fixed offsets
  * (pci_priv.h) and are linked in that order: PM, MSI (64-bit, per-vector masking), MSI-X,
- * PCI Express v2 endpoint (with FLR). PCIe functions have 4 KiB of config space and an
+ * PCI Express v2 endpoint (with FLR), then the model's vendor-specific ones (read-only bytes
+ * packed from 0xa4). PCIe functions have 4 KiB of config space and an
  * extended list at 0x100 with, as the topology gives the function those features, ATS, PRI
  * and PASID; with none the dword at 0x100 is 0, which software reads as "no extended list".
  *
@@ -207,6 +208,22 @@ static void pci_config_init_ext(struct uiommu_pci_fn *fn)
 	}
 }
 
+/* The model's vendor-specific capabilities, packed from 0xa4 (registration checked the fit). */
+static void pci_config_init_vendor(struct uiommu_pci_fn *fn, unsigned int *next)
+{
+	const struct uiommu_pci_model *m = fn->model;
+	unsigned int off = PCI_CFG_OFF_VNDR;
+
+	for (unsigned int i = 0; i < m->nr_vendor_caps; i++) {
+		const struct uiommu_pci_vendor_cap *c = &m->vendor_caps[i];
+
+		pci_config_cap(fn, off, PCI_CAP_ID_VNDR, next);
+		fn->cfg[off + 2] = (uint8_t)(3 + c->len);
+		memcpy(&fn->cfg[off + 3], c->data, c->len);
+		off = ALIGN_UP(off + 3 + c->len, 4u);
+	}
+}
+
 /**
  * pci_config_init() - the function's power-on config space, from its model and its device
  *
@@ -248,6 +265,8 @@ void pci_config_init(struct uiommu_pci_fn *fn)
 		pci_config_init_exp(fn, PCI_CFG_OFF_EXP);
 		pci_config_init_ext(fn);
 	}
+	if (m->version >= UIOMMU_PCI_MODEL_V2)
+		pci_config_init_vendor(fn, &next);
 	if (next != PCI_CFG_CAP_PTR)
 		pci_config_set16(fn, PCI_CFG_STATUS, PCI_STS_CAP_LIST);
 }

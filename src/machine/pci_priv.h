@@ -21,6 +21,7 @@
 #define PCI_CFG_OFF_MSI 0x48    /* 24 bytes: 64-bit address, per-vector masking */
 #define PCI_CFG_OFF_MSIX 0x60   /* 12 bytes */
 #define PCI_CFG_OFF_EXP 0x70    /* 0x34 bytes: PCIe v2 endpoint */
+#define PCI_CFG_OFF_VNDR 0xa4   /* the model's vendor-specific capabilities, up to 0x100 */
 #define PCI_CFG_OFF_EXT 0x100   /* the first extended capability */
 
 /* Register offsets inside the capabilities (as <linux/pci_regs.h> names them). */
@@ -105,6 +106,7 @@ struct uiommu_pci_fn {
 	unsigned int cfg_size;              /* immutable: 256, or 4096 for PCIe */
 	unsigned int cap_pm, cap_msi, cap_msix, cap_exp; /* offsets, 0: absent */
 	unsigned int cap_ats, cap_pri, cap_pasid;
+	char *backing;                      /* the topology's "backing" option, or NULL */
 
 	/* MSI-X structures [lock]. */
 	uint8_t *msix_table;                /* 16 bytes a vector */
@@ -140,5 +142,7 @@ unsigned int pci_config_find_ext_cap_locked(const struct uiommu_pci_fn *fn, uint
 
 /* models/ */
 extern const struct uiommu_pci_model pci_model_dma_test;
+extern const struct uiommu_pci_model pci_model_virtio_rng;
+extern const struct uiommu_pci_model pci_model_virtio_blk;
 
 #endif

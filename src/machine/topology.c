@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ struct topo_device_desc {
 	bool bound;
 	bool present;
 	char model[32];                /* the PCI function's device model; "": generic */
+	char backing[PATH_MAX];        /* the model's "backing" file; "": none */
 	uint32_t class_code;           /* the generic function's class */
 };
 
@@ -464,6 +466,10 @@ static int parse_device_model(struct topo_parser *p, struct json_object *obj, co
 			     &class_code);
 	if (!rc && dd->model[0] && json_object_object_get_ex(obj, "class", NULL))
 		rc = parse_error(p, "a device model has its own class");
+	if (!rc)
+		rc = get_string(p, obj, where, "backing", false, dd->backing, sizeof(dd->backing));
+	if (!rc && dd->backing[0] && !dd->model[0])
+		rc = parse_error(p, "\"backing\" is an option of a device model");
 	dd->class_code = (uint32_t)class_code;
 	return rc;
 }
@@ -473,7 +479,7 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 {
 	static const char *const keys[] = { "bdf", "iommu", "group", "untrusted", "resv_direct",
 					    "pasid_bits", "ats", "pri", "dirty", "driver", "bound",
-					    "present", "model", "class", "comment", NULL };
+					    "present", "model", "class", "backing", "comment", NULL };
 	struct topo_device_desc *dd = &d->devices[i];
 	char where[32], iommu[sizeof(d->iommus[0].name)];
 	struct json_object *v;
@@ -941,7 +947,8 @@ static int topo_instantiate(const struct topo_desc *d)
 		struct topo_device *td = &topo.devices[i];
 		struct uiommu_pci_fn *fn;
 
-		fn = pci_fn_create(td->dev, d->devices[i].model, d->devices[i].class_code);
+		fn = pci_fn_create(td->dev, d->devices[i].model, d->devices[i].class_code,
+				   d->devices[i].backing);
 		if (IS_ERR(fn)) {
 			fprintf(stderr, "uiommu: topology: the PCI function of %s failed: %s\n",
 				td->dev->name, strerror((int)-PTR_ERR(fn)));

@@ -100,10 +100,11 @@ struct iommufd_veventq {
 	struct iommufd_vevent **tail;
 	uint32_t num_events;               /* queued, the lost header not counted */
 	uint32_t sequence;                 /* the next event's */
-	struct iommufd_vevent lost;        /* the LOST_EVENTS header, queued at most once */
 	bool lost_queued;                  /* then it is the last event, and ... */
 	struct iommufd_vevent **lost_link; /* ... this link (the former tail) points to it */
 	struct iommufd_veventq *next;      /* viommu->veventqs; viommu->lock */
+	/* The LOST_EVENTS header, queued at most once; last: it ends in an empty flexible array. */
+	struct iommufd_vevent lost;
 };
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_veventq, obj);

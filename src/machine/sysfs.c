@@ -454,12 +454,13 @@ static int entries_build(struct sysfs_entries *es)
 		"sys", "sys/kernel", "sys/kernel/iommu_groups", "sys/bus", "sys/bus/pci",
 		"sys/bus/pci/devices", "sys/class", "sys/class/iommu", "sys/devices",
 		"sys/devices/virtual", "sys/devices/virtual/iommu", "sys/bus/pci/drivers",
-		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER, "sys/bus/" SYSFS_MOCK_BUS,
-		"sys/bus/" SYSFS_MOCK_BUS "/devices", "sys/bus/" SYSFS_MOCK_BUS "/drivers",
+		("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER), ("sys/bus/" SYSFS_MOCK_BUS),
+		("sys/bus/" SYSFS_MOCK_BUS "/devices"), ("sys/bus/" SYSFS_MOCK_BUS "/drivers"),
 	};
 	static const char *const wo[] = {
-		"sys/bus/pci/rescan", "sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind",
-		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind",
+		/* Parenthesised: each is one path built from pieces, not two missing a comma. */
+		"sys/bus/pci/rescan", ("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind"),
+		("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind"),
 	};
 	size_t i;
 	int id, rc = 0;

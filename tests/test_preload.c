@@ -46,7 +46,7 @@ TEST(every_open_entry_point)
 	fds[1] = openat(AT_FDCWD, "/dev/iommu", O_RDWR | O_CLOEXEC);
 	fds[2] = open64("/dev/iommu", O_RDWR);
 	fds[3] = __open_2("/dev/iommu", O_RDWR);
-	fds[4] = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY); /* not ours */
+	fds[4] = (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY); /* not ours */
 	for (i = 0; i < 4; i++) {
 		ASSERT_TRUE(fds[i] >= 0);
 		ASSERT_TRUE(uiommu_is_fd(fds[i]));

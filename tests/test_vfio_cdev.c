@@ -158,7 +158,7 @@ TEST(bind_errnos)
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
 	struct vfio_device_info info = { .argsz = sizeof(info), .cap_offset = 77 };
 	int fd = open("/dev/iommu", O_RDWR), vfd = open(VFIO(2), O_RDWR), vfd2;
-	int other = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+	int other = (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
 	long objects = live_objects();
 	uint32_t devid = 0;
 
@@ -210,7 +210,7 @@ TEST(bind_errnos)
 	ASSERT_EQ(0, close(vfd2));
 	ASSERT_EQ(objects, live_objects());
 	ASSERT_EQ(0, close(fd));
-	syscall(SYS_close, other);
+	syscall(SYS_close, (long)other);
 }
 
 /* The DMA engine of a device known as (iommufd, dev_id): iommufd resolves it for the machine. */

@@ -71,12 +71,12 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
 #define VEVENTQ_DEPTH_MAX (1u << 19)
@@ -146,15 +146,15 @@ static void iommufd_eventfd_set(int fd, bool ready)
 	if (fd < 0)
 		return;
 	if (ready) {
-		if (syscall(SYS_write, fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		if (sys_write(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			WARN_ON(1);
 		/* Keep it at 1: drain the extra, if any, and put one back. */
-		if (syscall(SYS_read, fd, &v, sizeof(v)) == sizeof(v)) {
+		if (sys_read(fd, &v, sizeof(v)) == sizeof(v)) {
 			v = 1;
-			WARN_ON(syscall(SYS_write, fd, &v, sizeof(v)) != sizeof(v));
+			WARN_ON(sys_write(fd, &v, sizeof(v)) != sizeof(v));
 		}
 	} else {
-		syscall(SYS_read, fd, &v, sizeof(v)); /* EAGAIN when already 0 */
+		sys_read(fd, &v, sizeof(v)); /* EAGAIN when already 0 */
 	}
 }
 
@@ -186,7 +186,7 @@ static struct event_fd *event_fd_prepare(int *fd)
 
 static void event_fd_abort(struct event_fd *efd, int fd)
 {
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	uiommu_free(efd);
 }
 
@@ -575,7 +575,7 @@ int iommufd_event_fd_close(int fd)
 		veventq->fd = -1;
 		uiommu_mutex_unlock(&veventq->lock);
 	}
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	uiommu_mutex_unlock(&event_fds_lock);
 	/* Pairs with the references taken in event_fd_install(). */
 	iommufd_object_unref_users(efd->obj);

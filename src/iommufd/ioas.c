@@ -384,6 +384,7 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 	struct iommufd_object **held = NULL, *obj;
 	unsigned long n = 0, cap;
 	struct cds_lfht_iter iter;
+	struct cds_lfht_node *hnode;
 
 	uiommu_mutex_lock(&ictx->objects_lock);
 	cap = (unsigned long)ictx->nr_objects;
@@ -395,7 +396,9 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 		}
 	}
 	rcu_read_lock();
-	cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
+	/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
+	cds_lfht_for_each(ictx->objects, &iter, hnode) {
+		obj = container_of(hnode, struct iommufd_object, node);
 		if (obj->type != IOMMUFD_OBJ_IOAS || n == cap)
 			continue;
 		if (atomic_load_explicit(&obj->users, memory_order_relaxed) == 0)

@@ -448,6 +448,7 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 void iommufd_ctx_release(struct iommufd_ctx *ictx)
 {
 	struct cds_lfht_iter iter;
+	struct cds_lfht_node *hnode;
 	struct iommufd_object *obj, *victims;
 	bool progress;
 
@@ -455,7 +456,9 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 		victims = NULL;
 		uiommu_mutex_lock(&ictx->objects_lock);
 		rcu_read_lock();
-		cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
+		/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
+		cds_lfht_for_each(ictx->objects, &iter, hnode) {
+			obj = container_of(hnode, struct iommufd_object, node);
 			if (!iommufd_users_dec_if_one(obj))
 				continue;
 			cds_lfht_del(ictx->objects, &obj->node);

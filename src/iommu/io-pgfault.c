@@ -122,7 +122,7 @@ static void iopf_fault_param_free_rcu(struct rcu_head *head)
 	uiommu_rcu_callback_begin();
 	uiommu_cond_destroy(&param->drained);
 	uiommu_mutex_destroy(&param->lock);
-	uiommu_free(param);
+	uiommu_free_deferred(param);
 }
 
 /*

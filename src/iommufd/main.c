@@ -174,7 +174,7 @@ char uiommu_tsan_rcu_sync;
 static void iommufd_object_free_rcu(struct rcu_head *head)
 {
 	iommufd_rcu_callback_begin();
-	uiommu_free(container_of(head, struct iommufd_object, rcu));
+	uiommu_free_deferred(container_of(head, struct iommufd_object, rcu));
 }
 
 /* Gives back the ID of an object that was never published, and frees it. */

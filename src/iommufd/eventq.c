@@ -421,11 +421,11 @@ static ssize_t iommufd_veventq_read(struct iommufd_veventq *veventq, struct uiom
 				rc = -EINVAL;
 			break;
 		}
-		rc = uiommu_copy_to_user(mm, (uint64_t)(uintptr_t)(buf + done), &ev->header,
+		rc = uiommu_copy_to_user(mm, (uint64_t)(uintptr_t)buf + done, &ev->header,
 					 sizeof(ev->header));
 		if (!rc && ev->data_len)
 			rc = uiommu_copy_to_user(mm,
-						 (uint64_t)(uintptr_t)(buf + done + sizeof(ev->header)),
+						 (uint64_t)(uintptr_t)buf + done + sizeof(ev->header),
 						 ev->data, ev->data_len);
 		if (rc)
 			break;
@@ -907,7 +907,7 @@ static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm 
 		rc = iommufd_fault_cookie_alloc(fault, group);
 		if (rc)
 			goto restore;
-		rc = iommufd_fault_copy_group(mm, (uint64_t)(uintptr_t)(buf + done), group);
+		rc = iommufd_fault_copy_group(mm, (uint64_t)(uintptr_t)buf + done, group);
 		if (rc) {
 			/* The records already copied do not count: whole groups only. */
 			iommufd_fault_cookie_take(fault, group->cookie);
@@ -952,7 +952,7 @@ static ssize_t iommufd_fault_write(struct iommufd_fault *fault, struct uiommu_mm
 		return -ESPIPE;
 	uiommu_mutex_lock(&fault->mutex);
 	while (done < count) {
-		rc = uiommu_copy_from_user(mm, &resp, (uint64_t)(uintptr_t)(buf + done), rec_size);
+		rc = uiommu_copy_from_user(mm, &resp, (uint64_t)(uintptr_t)buf + done, rec_size);
 		if (rc)
 			break;
 		if (resp.code != IOMMUFD_PAGE_RESP_SUCCESS &&

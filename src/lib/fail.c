@@ -16,7 +16,7 @@
 static _Thread_local unsigned long fail_nth;
 static _Thread_local unsigned long fail_seen;
 static atomic_long alloc_live;
-static atomic_long alloc_queued; /* handed to call_rcu(), not yet freed */
+static atomic_long alloc_settled; /* alloc_live, less those handed to call_rcu() */
 
 bool uiommu_should_fail(void)
 {
@@ -60,35 +60,24 @@ long uiommu_alloc_live(void)
 static void alloc_count(long delta)
 {
 	atomic_fetch_add_explicit(&alloc_live, delta, memory_order_relaxed);
+	atomic_fetch_add_explicit(&alloc_settled, delta, memory_order_relaxed);
 }
 
 void uiommu_free_queued(void)
 {
-	atomic_fetch_add_explicit(&alloc_queued, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&alloc_settled, 1, memory_order_relaxed);
 }
 
 void uiommu_free_deferred(void *p)
 {
-	/* Freed, then dequeued: at every moment it is counted live, queued, or both. */
-	uiommu_free(p);
-	atomic_fetch_sub_explicit(&alloc_queued, 1, memory_order_seq_cst);
+	/* Left the settled count when it was queued. */
+	atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
+	free(p);
 }
 
 long uiommu_alloc_live_settled(void)
 {
-	long queued, live;
-
-	/*
-	 * A callback running between the reads would be counted in one and not the other; a
-	 * queue count that did not change around the read of the live count rules that out
-	 * except for a callback still between its two steps, which can only make the result
-	 * one too low per callback in flight (never hide a leak for good: the next call sees it).
-	 */
-	do {
-		queued = atomic_load_explicit(&alloc_queued, memory_order_seq_cst);
-		live = atomic_load_explicit(&alloc_live, memory_order_seq_cst);
-	} while (queued != atomic_load_explicit(&alloc_queued, memory_order_seq_cst));
-	return live - queued;
+	return atomic_load_explicit(&alloc_settled, memory_order_relaxed);
 }
 #else
 UIOMMU_EXPORT void uiommu_fail_nth_arm(unsigned long nth)

@@ -404,11 +404,23 @@ static void iommufd_atfork_child(void)
 
 static pthread_once_t iommufd_atfork_once = PTHREAD_ONCE_INIT;
 
+/*
+ * liburcu runs one resize worker thread for every table made with CDS_LFHT_AUTO_RESIZE,
+ * started with the first such table and joined with the last. With one context at a time
+ * (a test, a fuzz input, a program that opens and closes /dev/iommu) every open started a
+ * thread and every close joined one: a third of an open/close cycle's CPU, more on a loaded
+ * machine. This empty table, kept for the life of the process, keeps the worker; it is only
+ * reachable from here (and liburcu pauses the worker across fork, as for any table).
+ */
+static struct cds_lfht *iommufd_resize_worker_keeper;
+
 static void iommufd_atfork_register(void)
 {
 	/* RCU's helper threads do not survive fork(); liburcu re-creates them in the child. */
 	if (pthread_atfork(iommufd_atfork_prepare, iommufd_atfork_parent, iommufd_atfork_child))
 		die("pthread_atfork");
+	/* Without it (no memory) each context starts the worker itself, as before. */
+	iommufd_resize_worker_keeper = cds_lfht_new(1, 1, 0, CDS_LFHT_AUTO_RESIZE, NULL);
 }
 
 struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)

@@ -916,4 +916,15 @@ static void seeds_dump(const char *dir)
 	eword(&sd, 0);
 	eioctl_end(&sd);
 	seed_write(dir, "repro_check_refs_huge", &sd);
+
+	memset(&sd, 0, sizeof(sd));
+	s_ioas(&sd); /* ALLOW_IOVAS claiming 2^32-1 ranges: it allocated 64 GB up front */
+	eioctl(&sd, 0x82, 6);
+	eword(&sd, sizeof(struct iommu_ioas_allow_iovas));
+	eid(&sd, 0);
+	eword(&sd, UINT32_MAX);
+	eword(&sd, 0);
+	eptr(&sd, P_CROSS);
+	eioctl_end(&sd);
+	seed_write(dir, "repro_allow_iovas_huge", &sd);
 }

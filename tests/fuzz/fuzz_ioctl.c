@@ -6,10 +6,10 @@
  *
  *   ioctl     an iommufd ioctl (0x80-0x94, IOMMU_TEST_CMD 0xa0), a VFIO compat request or a
  *             generic fd request, on the context or on an fd an earlier operation created
- *   read      read() of an fd the sequence created (fault and vEVENTQ fds, dma-bufs...)
+ *   read      read() of an event fd the sequence created (fault and vEVENTQ fds)
  *   write     write() of one
- *   mmap      mmap of the context at an offset a reply handed out (the vIOMMU region), a
- *             touch of its pages, munmap
+ *   mmap      mmap of the context at an offset a reply handed out or an object's (the
+ *             vIOMMU region), a touch of its pages, maybe a DESTROY, munmap
  *   close     close of an fd the sequence created
  *
  * An ioctl's argument is built a 32-bit word at a time, each word by a selector byte: raw
@@ -17,8 +17,8 @@
  * constant, the argument's own size, or a pointer (two words) into the scratch area: good
  * memory, NULL, a guard page, a read-only page, a range that runs into the guard page, an
  * unmapped or a non-canonical address. After a successful ioctl every word the call changed
- * that looks like an ID is remembered as one, every new fd as an fd, every changed
- * page-aligned 64-bit value as an mmap offset. So a seed that allocates an IOAS, a mock
+ * that looks like an ID is remembered as one, every new fd of the library's as an fd, every
+ * changed page-aligned 64-bit value as an mmap offset. So a seed that allocates an IOAS, a mock
  * device, a vIOMMU... lets the fuzzer reach every object with IDs that exist.
  *
  * At the end of each input every fd the sequence created and the context are closed, and the
@@ -26,7 +26,8 @@
  * frees counted, uiommu_alloc_live_settled()), no fd. A difference aborts, which libFuzzer
  * reports with the input.
  *
- * `fuzz_ioctl -dump=DIR` writes the seed corpus (the scenarios in seeds[] below) into DIR.
+ * `fuzz_ioctl -dump=DIR` writes the seed corpus (seeds_dump() below) into DIR; FUZZ_TRACE=1
+ * prints each operation and its result. docs/fuzzing.md has how to run it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -54,7 +55,7 @@ enum { OP_IOCTL, OP_IOCTL_FD, OP_READ, OP_WRITE, OP_MMAP, OP_CLOSE, OP_NR };
 enum { W_RAW, W_ID, W_SMALL, W_SIZE, W_PTR, W_NR };
 
 enum {
-	P_GOOD,      /* + 64 * byte into the good area */
+	P_GOOD,      /* + 256 * (byte / P_NR) into the good area */
 	P_NULL,
 	P_GUARD,     /* a PROT_NONE page */
 	P_RDONLY,    /* a read-only page: output structs must give EFAULT */

@@ -14,6 +14,7 @@
 #define UIOMMU_LIB_SYS_H
 
 #include <stddef.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -44,9 +45,9 @@ static inline ssize_t sys_write(int fd, const void *buf, size_t len)
 	return syscall(SYS_write, (long)fd, buf, (long)len);
 }
 
-static inline int sys_openat(int dirfd, const char *path, int flags)
+static inline int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	return (int)syscall(SYS_openat, (long)dirfd, path, (long)flags, 0L);
+	return (int)syscall(SYS_openat, (long)dirfd, path, (long)flags, (long)mode);
 }
 
 static inline int sys_fcntl(int fd, int cmd, long arg)

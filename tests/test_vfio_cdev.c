@@ -217,7 +217,7 @@ TEST(bind_errnos)
 TEST(dma_open_iommufd)
 {
 	int fd = open("/dev/iommu", O_RDWR), vfd = open(VFIO(2), O_RDWR);
-	int other = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+	int other = (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
 	struct uiommu_dma_dev *e;
 	uint32_t devid = 0, ioas;
 
@@ -241,7 +241,7 @@ TEST(dma_open_iommufd)
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_EQ(0, uiommu_dma_dev_close(e));
 	ASSERT_EQ(0, close(fd));
-	syscall(SYS_close, other);
+	syscall(SYS_close, (long)other);
 }
 
 TEST(attach_map_replace_detach)

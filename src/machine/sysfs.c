@@ -214,7 +214,7 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/bus/pci/rescan",
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
-	"/sys/bus/" SYSFS_MOCK_BUS,
+	("/sys/bus/" SYSFS_MOCK_BUS), /* one path from pieces (clang -Wstring-concatenation) */
 };
 
 /* ---- small helpers --------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -58,6 +59,16 @@ static inline int sys_fcntl(int fd, int cmd, long arg)
 static inline int sys_dup3(int oldfd, int newfd, int flags)
 {
 	return (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags);
+}
+
+static inline ssize_t sys_readlinkat(int dirfd, const char *path, char *buf, size_t len)
+{
+	return syscall(SYS_readlinkat, (long)dirfd, path, buf, (long)len);
+}
+
+static inline int sys_fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	return (int)syscall(SYS_newfstatat, (long)dirfd, path, st, (long)flags);
 }
 
 static inline int sys_memfd_create(const char *name, unsigned int flags)

@@ -266,9 +266,9 @@ TEST(bypassed_close_never_misroutes_the_next_file)
 
 	ASSERT_TRUE(fd >= 0 && other >= 0);
 	ASSERT_EQ(1, ioas_alloc(fd));
-	ASSERT_EQ(0, (int)syscall(SYS_close, fd));
+	ASSERT_EQ(0, (int)syscall(SYS_close, (long)fd));
 	/* A foreign file on the number, placed behind the preload's back too. */
-	ASSERT_EQ(fd, (int)syscall(SYS_dup3, other, fd, 0));
+	ASSERT_EQ(fd, (int)syscall(SYS_dup3, (long)other, (long)fd, 0L));
 	ASSERT_FALSE(uiommu_is_fd(fd));
 	ASSERT_ERRNO(ENOTTY, ioctl(fd, IOMMU_IOAS_ALLOC, NULL)); /* /dev/null's own answer */
 	/* Our slot was dropped as at a close: the context went with its last fd. */
@@ -316,7 +316,7 @@ TEST(close_range_closes_ours)
 	ASSERT_EQ(FD_CLOEXEC, fcntl(d, F_GETFD) & FD_CLOEXEC);
 	ASSERT_NE(0, ioas_alloc(d));
 	/* The raw system call, as programs built for an older libc make it. */
-	ASSERT_EQ(0, (int)syscall(SYS_close_range, (unsigned int)d, (unsigned int)d, 0));
+	ASSERT_EQ(0, (int)syscall(SYS_close_range, (long)d, (long)d, 0L));
 	ASSERT_FALSE(uiommu_is_fd(d));
 	ASSERT_EQ(0, live_contexts());
 }

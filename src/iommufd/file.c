@@ -117,7 +117,7 @@ static fdt_slot *fdt_slot_get(int fd, bool create)
 static void iommufd_file_free_rcu(struct rcu_head *head)
 {
 	iommufd_rcu_callback_begin();
-	uiommu_free(container_of(head, struct iommufd_file, rcu));
+	uiommu_free_deferred(container_of(head, struct iommufd_file, rcu));
 }
 
 static void iommufd_file_put(struct iommufd_file *file)
@@ -608,8 +608,7 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 		return uiommu_ret(-EBADF);
 	}
 	if (newfd < 0)
-		fd = sys_fcntl(oldfd,
-				  (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
+		fd = sys_fcntl(oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
 	else if (newfd == oldfd)
 		fd = newfd;
 	else

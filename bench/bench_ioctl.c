@@ -90,7 +90,7 @@ static void run_null_syscall(void *ctx, unsigned long iters)
 
 	(void)ctx;
 	for (i = 0; i != iters; i++)
-		if (syscall(SYS_ioctl, null_fd, FIONREAD, &n) != -1)
+		if (syscall(SYS_ioctl, (long)null_fd, (long)FIONREAD, &n) != -1)
 			unexpected++;
 }
 

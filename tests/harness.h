@@ -213,11 +213,16 @@ static __H_UNUSED const char *__h_errname(int e)
 }
 
 #define __H_SIGNED(x) (((__typeof__(x))-1) < (__typeof__(x))1)
+/*
+ * The operand's type after lvalue conversion: an _Atomic or const operand gives a plain copy
+ * (clang rejects casts to an _Atomic type, which __H_SIGNED() would otherwise make).
+ */
+#define __H_TYPEOF(x) __typeof__(((void)0, (x)))
 
 #define __H_CMP(a, b, op, opstr, fatal)                                                        \
 	do {                                                                                   \
-		__typeof__(a) __h_a = (a);                                                     \
-		__typeof__(b) __h_b = (b);                                                     \
+		__H_TYPEOF(a) __h_a = (a);                                                     \
+		__H_TYPEOF(b) __h_b = (b);                                                     \
 		if (!__h_cmp_ok(op, __h_cmp3(__H_SIGNED(__h_a), (uintmax_t)__h_a,              \
 					     __H_SIGNED(__h_b), (uintmax_t)__h_b))) {          \
 			printf("#   %s:%d: check failed: %s %s %s\n", __FILE__, __LINE__, #a,      \

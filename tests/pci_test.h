@@ -65,7 +65,7 @@ static PT_UNUSED int pt_load(const char *json)
  */
 static PT_UNUSED unsigned long pt_fail_nth_boot(int (*load)(void))
 {
-	long live0 = uiommu_alloc_live();
+	long live0 = uiommu_alloc_live_settled();
 
 	for (unsigned long nth = 1; nth < 5000; nth++) {
 		int rc;
@@ -76,7 +76,7 @@ static PT_UNUSED unsigned long pt_fail_nth_boot(int (*load)(void))
 			return rc || !topology_loaded() ? nth : 0;
 		if (!rc && topology_loaded())
 			topology_unload();
-		if (topology_loaded() || uiommu_alloc_live() != live0)
+		if (topology_loaded() || uiommu_alloc_live_settled() != live0)
 			return nth;
 	}
 	return ULONG_MAX;

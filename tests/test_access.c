@@ -185,6 +185,27 @@ TEST_F(access, access_fd_keeps_the_context)
 	ASSERT_EQ(0, check_refs(self->fd, buf, BUF_LEN, 0));
 }
 
+/*
+ * The slow path copies through the pinned page without judging what the program keeps there:
+ * memory it freed to its allocator is still its memory (ASan builds reported the library's
+ * copy as a use-after-free: found by fuzzing).
+ */
+TEST_F(access, rw_slow_path_reads_freed_user_memory)
+{
+	char *heap = malloc(4 * PS), *page, c[16];
+	int afd;
+
+	ASSERT_TRUE(heap != NULL);
+	page = (char *)(((uintptr_t)heap + PS - 1) & ~((uintptr_t)PS - 1));
+	memset(page, 0x3c, PS);
+	free(heap);
+	ASSERT_EQ(0, map_fixed(self->fd, self->ioas, IOVA, page, PS));
+	ASSERT_EQ(0, create_access(self->fd, self->ioas, PIN, &afd));
+	ASSERT_EQ(0, access_rw(self->fd, afd, IOVA, c, sizeof(c), MOCK_ACCESS_RW_SLOW_PATH));
+	ASSERT_EQ(0, uiommu_close(afd));
+	ASSERT_EQ(0, unmap(self->fd, self->ioas, IOVA, PS));
+}
+
 TEST_F(access, pages_errors)
 {
 	int afd, nopin;

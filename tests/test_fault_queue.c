@@ -379,6 +379,9 @@ TEST_F(fq, read_efault)
 	ASSERT_EQ(0, trigger(self->fd, self->idev, 0, 1));
 	ASSERT_EQ(0, trigger(self->fd, self->idev, 0, 2));
 	ASSERT_ERRNO(EFAULT, uiommu_event_read(self->ffd, map + pg, REC));
+	/* NULL is a user address like any other (no pointer arithmetic on it: found by fuzzing). */
+	ASSERT_ERRNO(EFAULT, uiommu_event_read(self->ffd, NULL, REC));
+	ASSERT_ERRNO(EFAULT, uiommu_event_write(self->ffd, NULL, RESP));
 	/* The first record fits before the hole, the second does not: 40 bytes. */
 	ASSERT_EQ((ssize_t)REC, uiommu_event_read(self->ffd, map + pg - REC, 2 * REC));
 	memcpy(rec, map + pg - REC, REC);

@@ -124,6 +124,27 @@ FIXTURE_TEARDOWN(hwpt)
 	uiommu_close(fd);
 }
 
+/*
+ * MD_CHECK_REFS reads each page as the kernel's get_user_pages_fast() does: an unmapped one is
+ * EFAULT, so a huge length ends at the first hole (it used to walk 2^50 pages: a hang found
+ * by fuzzing).
+ */
+TEST_F(hwpt, check_refs_stops_at_unmapped_pages)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_TRUE(map != MAP_FAILED);
+	ASSERT_EQ(0, munmap(map + pg, pg));
+	ASSERT_EQ(0, check_refs(self->fd, map, pg, 0));
+	ASSERT_ERRNO(EFAULT, check_refs(self->fd, map, 2 * pg, 0));
+	ASSERT_ERRNO(EFAULT, check_refs(self->fd, map, (uint64_t)1 << 50, 0));
+	ASSERT_ERRNO(EFAULT, check_refs(self->fd, (void *)((uintptr_t)1 << 46), (uint64_t)1 << 50, 0));
+	/* A mismatch before the hole is EIO, as the kernel checks page by page. */
+	ASSERT_ERRNO(EIO, check_refs(self->fd, map, 2 * pg, 1));
+	munmap(map, pg);
+}
+
 TEST_F(hwpt, mock_domain_reports_aperture_and_alignment)
 {
 	struct iommu_iova_range r[4];

@@ -1429,6 +1429,27 @@ TEST_F(ioas, allow_iovas)
 	r[1] = (struct iommu_iova_range){ .start = 20 * PS, .last = 30 * PS };
 	ASSERT_ERRNO(EINVAL, allow(self->fd, self->ioas, r, 2));
 	ASSERT_ERRNO(ENOENT, allow(self->fd, self->ioas + 1, r, 1));
+	/*
+	 * num_iovas is only a claim: the ranges are read one by one, so 2^32-1 of them over two
+	 * readable ones and a guard page is EFAULT at the third (it was ENOMEM, or an attempt to
+	 * allocate 64 GB: found by fuzzing); an overlap before the hole is EINVAL, per range.
+	 */
+	{
+		long pg = sysconf(_SC_PAGESIZE);
+		char *map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct iommu_iova_range *two;
+
+		ASSERT_TRUE(map != MAP_FAILED);
+		ASSERT_EQ(0, mprotect(map + pg, pg, PROT_NONE));
+		two = (struct iommu_iova_range *)(map + pg) - 2;
+		two[0] = (struct iommu_iova_range){ .start = 100 * PS, .last = 200 * PS - 1 };
+		two[1] = (struct iommu_iova_range){ .start = 300 * PS, .last = 400 * PS - 1 };
+		ASSERT_ERRNO(EFAULT, allow(self->fd, self->ioas, two, UINT32_MAX));
+		two[1].start = 150 * PS;
+		ASSERT_ERRNO(EINVAL, allow(self->fd, self->ioas, two, UINT32_MAX));
+		munmap(map, 2 * pg);
+	}
 	/* Adjacent is fine, order does not matter. */
 	r[0] = (struct iommu_iova_range){ .start = 200 * PS, .last = 300 * PS - 1 };
 	r[1] = (struct iommu_iova_range){ .start = 100 * PS, .last = 200 * PS - 1 };

@@ -23,9 +23,13 @@
 #include "lib/rcu.h"
 #include "uiommu/uiommu.h"
 
-/* Live allocations are counted only where fault injection is compiled in (not release). */
+/*
+ * Live allocations are counted only where fault injection is compiled in (not release), and
+ * after the deferred (RCU) frees have run.
+ */
 #define ASSERT_LIVE(n)                                                                          \
 	do {                                                                                    \
+		rcu_barrier_bp();                                                               \
 		if (uiommu_fail_nth_available())                                                \
 			ASSERT_EQ((n), uiommu_alloc_live());                                    \
 	} while (0)

@@ -46,7 +46,7 @@ TEST(every_open_entry_point)
 	fds[1] = openat(AT_FDCWD, "/dev/iommu", O_RDWR | O_CLOEXEC);
 	fds[2] = open64("/dev/iommu", O_RDWR);
 	fds[3] = __open_2("/dev/iommu", O_RDWR);
-	fds[4] = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY); /* not ours */
+	fds[4] = (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY); /* not ours */
 	for (i = 0; i < 4; i++) {
 		ASSERT_TRUE(fds[i] >= 0);
 		ASSERT_TRUE(uiommu_is_fd(fds[i]));
@@ -266,9 +266,9 @@ TEST(bypassed_close_never_misroutes_the_next_file)
 
 	ASSERT_TRUE(fd >= 0 && other >= 0);
 	ASSERT_EQ(1, ioas_alloc(fd));
-	ASSERT_EQ(0, (int)syscall(SYS_close, fd));
+	ASSERT_EQ(0, (int)syscall(SYS_close, (long)fd));
 	/* A foreign file on the number, placed behind the preload's back too. */
-	ASSERT_EQ(fd, (int)syscall(SYS_dup3, other, fd, 0));
+	ASSERT_EQ(fd, (int)syscall(SYS_dup3, (long)other, (long)fd, 0L));
 	ASSERT_FALSE(uiommu_is_fd(fd));
 	ASSERT_ERRNO(ENOTTY, ioctl(fd, IOMMU_IOAS_ALLOC, NULL)); /* /dev/null's own answer */
 	/* Our slot was dropped as at a close: the context went with its last fd. */
@@ -316,7 +316,7 @@ TEST(close_range_closes_ours)
 	ASSERT_EQ(FD_CLOEXEC, fcntl(d, F_GETFD) & FD_CLOEXEC);
 	ASSERT_NE(0, ioas_alloc(d));
 	/* The raw system call, as programs built for an older libc make it. */
-	ASSERT_EQ(0, (int)syscall(SYS_close_range, (unsigned int)d, (unsigned int)d, 0));
+	ASSERT_EQ(0, (int)syscall(SYS_close_range, (long)d, (long)d, 0L));
 	ASSERT_FALSE(uiommu_is_fd(d));
 	ASSERT_EQ(0, live_contexts());
 }

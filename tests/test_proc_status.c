@@ -47,8 +47,9 @@ static size_t fd_read_all(int fd, char *out, size_t len)
 /* The host's own file, read with the system call so that nothing of ours is in the way. */
 static size_t host_status(const char *path, char *out, size_t len)
 {
-	return fd_read_all((int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC), out,
-			   len);
+	int fd = (int)syscall(SYS_openat, (long)AT_FDCWD, path, (long)(O_RDONLY | O_CLOEXEC));
+
+	return fd_read_all(fd, out, len);
 }
 
 /* The kB value of @tag in @text, or -1 when the line is missing. */
@@ -219,7 +220,7 @@ TEST_F(proc_status, foreign_and_writable_opens_are_the_hosts)
 	ASSERT_GT(host_status(parent, host, sizeof(host)), 0);
 	ASSERT_EQ(status_value(host, "VmPin:"), status_value(text, "VmPin:"));
 
-	fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_WRONLY);
+	fd = (int)syscall(SYS_openat, (long)AT_FDCWD, "/proc/self/status", (long)O_WRONLY);
 	host_errno = fd < 0 ? errno : 0;
 	if (fd >= 0)
 		close(fd);

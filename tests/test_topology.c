@@ -480,7 +480,8 @@ static const struct {
 
 TEST(malformed_files)
 {
-	long live0 = uiommu_alloc_live();
+	/* Settled: deferred (RCU) frees still queued count as freed. */
+	long live0 = uiommu_alloc_live_settled();
 	char msg[1024];
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(malformed); i++) {
@@ -497,7 +498,7 @@ TEST(malformed_files)
 			ASSERT_TRUE(false);
 		}
 		ASSERT_FALSE(topology_loaded());
-		ASSERT_EQ(uiommu_alloc_live(), live0);
+		ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 	}
 	/* A directory is not a topology file. */
 	ASSERT_EQ(load_capturing("/tmp", msg, sizeof(msg)), -EINVAL);
@@ -520,7 +521,7 @@ TEST(malformed_files)
 	ASSERT_EQ(topology_load(path), 0);
 	unlink(path);
 	topology_unload();
-	ASSERT_EQ(uiommu_alloc_live(), live0);
+	ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 }
 
 TEST(failing_probe_unwinds_the_load)
@@ -531,7 +532,7 @@ TEST(failing_probe_unwinds_the_load)
 		"  { \"bdf\": \"0000:00:01.0\", \"iommu\": \"i0\", \"bound\": true },\n"
 		"  { \"bdf\": \"0000:00:02.0\", \"iommu\": \"i0\", \"untrusted\": true,\n"
 		"    \"driver\": \"identity\", \"present\": %s } ] }\n";
-	long live0 = uiommu_alloc_live();
+	long live0 = uiommu_alloc_live_settled();
 	char buf[512], msg[512];
 	const char *path;
 
@@ -540,7 +541,7 @@ TEST(failing_probe_unwinds_the_load)
 	ASSERT_EQ(load_capturing(path, msg, sizeof(msg)), -EINVAL);
 	ASSERT_TRUE(strstr(msg, "0000:00:02.0") != NULL);
 	ASSERT_FALSE(topology_loaded());
-	ASSERT_EQ(uiommu_alloc_live(), live0);
+	ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 	unlink(path);
 
 	/* Absent at boot, the load works and the plug reports the probe's errno. */
@@ -552,7 +553,7 @@ TEST(failing_probe_unwinds_the_load)
 	ASSERT_TRUE(topology_find_device("0000:00:02.0")->iommu_group == NULL);
 	ASSERT_EQ(topology_unplug("0000:00:02.0"), -EBUSY); /* still absent */
 	topology_unload();
-	ASSERT_EQ(uiommu_alloc_live(), live0);
+	ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 }
 
 /* ---- hot-plug ---------------------------------------------------------------------------------- */
@@ -575,7 +576,7 @@ TEST(plug_unplug_errors)
 TEST(plug_unplug_cycles)
 {
 	struct device *devs[ARRAY_SIZE(default_bdfs)];
-	long live0 = uiommu_alloc_live();
+	long live0 = uiommu_alloc_live_settled();
 	struct iommu_group_info gi;
 
 	ASSERT_EQ(topology_load(NULL), 0);
@@ -622,7 +623,7 @@ TEST(plug_unplug_cycles)
 		}
 	}
 	topology_unload();
-	ASSERT_EQ(uiommu_alloc_live(), live0);
+	ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 }
 
 TEST(bind_unbind)
@@ -822,7 +823,7 @@ TEST(mock_walker_needs_room)
 
 TEST(fail_nth_load)
 {
-	long live0 = uiommu_alloc_live();
+	long live0 = uiommu_alloc_live_settled();
 	unsigned long nth;
 
 	if (!uiommu_fail_nth_available())
@@ -844,12 +845,12 @@ TEST(fail_nth_load)
 			topology_unload();
 		}
 		ASSERT_FALSE(topology_loaded());
-		ASSERT_EQ(uiommu_alloc_live(), live0);
+		ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 	}
 	ASSERT_TRUE(topology_loaded());
 	ASSERT_GT(nth, 20);
 	topology_unload();
-	ASSERT_EQ(uiommu_alloc_live(), live0);
+	ASSERT_EQ(uiommu_alloc_live_settled(), live0);
 }
 
 TEST(fail_nth_plug)
@@ -865,7 +866,7 @@ TEST(fail_nth_plug)
 		int rc;
 
 		ASSERT_EQ(topology_unplug(BDF_SW2), 0);
-		live = uiommu_alloc_live();
+		live = uiommu_alloc_live_settled();
 		uiommu_fail_nth_arm(nth);
 		rc = topology_plug(BDF_SW2);
 		if (uiommu_fail_nth_disarm()) {
@@ -875,7 +876,7 @@ TEST(fail_nth_plug)
 		if (!rc)
 			continue; /* absorbed by a fallback; unplugged again above */
 		ASSERT_TRUE(dev->iommu_group == NULL);
-		ASSERT_EQ(uiommu_alloc_live(), live);
+		ASSERT_EQ(uiommu_alloc_live_settled(), live);
 		ASSERT_EQ(mock_probe_count(dev), mock_release_count(dev));
 		ASSERT_EQ(topology_plug(BDF_SW2), 0);
 	}

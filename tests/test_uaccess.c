@@ -306,7 +306,7 @@ static void *uffd_thread(void *arg)
 	n = read(uffd, &msg, sizeof(msg));
 	if (n != sizeof(msg) || msg.event != UFFD_EVENT_PAGEFAULT)
 		return NULL;
-	syscall(SYS_tgkill, getpid(), main_tid, SIGUSR1);
+	syscall(SYS_tgkill, (long)getpid(), (long)main_tid, (long)SIGUSR1);
 	while (sem_wait(&usr1_done) && errno == EINTR)
 		;
 	memset(&copy, 0, sizeof(copy));
@@ -336,7 +336,7 @@ TEST(fault_in_own_handler_while_armed)
 	SKIP("ThreadSanitizer builds copy with process_vm_readv()");
 #endif
 	map_noaccess();
-	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	uffd = (int)syscall(SYS_userfaultfd, (long)(O_CLOEXEC | UFFD_USER_MODE_ONLY));
 	if (uffd < 0)
 		SKIP("userfaultfd: %s", strerror(errno));
 	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));

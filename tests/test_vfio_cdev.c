@@ -158,7 +158,7 @@ TEST(bind_errnos)
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
 	struct vfio_device_info info = { .argsz = sizeof(info), .cap_offset = 77 };
 	int fd = open("/dev/iommu", O_RDWR), vfd = open(VFIO(2), O_RDWR), vfd2;
-	int other = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+	int other = (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
 	long objects = live_objects();
 	uint32_t devid = 0;
 
@@ -210,14 +210,14 @@ TEST(bind_errnos)
 	ASSERT_EQ(0, close(vfd2));
 	ASSERT_EQ(objects, live_objects());
 	ASSERT_EQ(0, close(fd));
-	syscall(SYS_close, other);
+	syscall(SYS_close, (long)other);
 }
 
 /* The DMA engine of a device known as (iommufd, dev_id): iommufd resolves it for the machine. */
 TEST(dma_open_iommufd)
 {
 	int fd = open("/dev/iommu", O_RDWR), vfd = open(VFIO(2), O_RDWR);
-	int other = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+	int other = (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
 	struct uiommu_dma_dev *e;
 	uint32_t devid = 0, ioas;
 
@@ -241,7 +241,7 @@ TEST(dma_open_iommufd)
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_EQ(0, uiommu_dma_dev_close(e));
 	ASSERT_EQ(0, close(fd));
-	syscall(SYS_close, other);
+	syscall(SYS_close, (long)other);
 }
 
 TEST(attach_map_replace_detach)

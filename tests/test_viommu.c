@@ -274,6 +274,8 @@ TEST_F(viommu, veventq)
 	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, 7));
 	ASSERT_ERRNO(EINVAL, uiommu_event_read(efd, small, 8));
 	ASSERT_ERRNO(ESPIPE, uiommu_event_pread(efd, ev, sizeof(ev), 1));
+	/* A NULL buffer is EFAULT and the event stays (found by fuzzing: NULL + n in the copy). */
+	ASSERT_ERRNO(EFAULT, uiommu_event_read(efd, NULL, sizeof(ev)));
 	ASSERT_EQ((ssize_t)sizeof(ev[0]), uiommu_event_read(efd, ev, sizeof(ev)));
 	ASSERT_EQ(0u, ev[0].hdr.flags);
 	ASSERT_EQ(0u, ev[0].hdr.sequence);

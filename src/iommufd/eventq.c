@@ -71,12 +71,12 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
 #define VEVENTQ_DEPTH_MAX (1u << 19)
@@ -100,10 +100,11 @@ struct iommufd_veventq {
 	struct iommufd_vevent **tail;
 	uint32_t num_events;               /* queued, the lost header not counted */
 	uint32_t sequence;                 /* the next event's */
-	struct iommufd_vevent lost;        /* the LOST_EVENTS header, queued at most once */
 	bool lost_queued;                  /* then it is the last event, and ... */
 	struct iommufd_vevent **lost_link; /* ... this link (the former tail) points to it */
 	struct iommufd_veventq *next;      /* viommu->veventqs; viommu->lock */
+	/* The LOST_EVENTS header, queued at most once; last: it ends in an empty flexible array. */
+	struct iommufd_vevent lost;
 };
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_veventq, obj);
@@ -145,15 +146,15 @@ static void iommufd_eventfd_set(int fd, bool ready)
 	if (fd < 0)
 		return;
 	if (ready) {
-		if (syscall(SYS_write, fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		if (sys_write(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			WARN_ON(1);
 		/* Keep it at 1: drain the extra, if any, and put one back. */
-		if (syscall(SYS_read, fd, &v, sizeof(v)) == sizeof(v)) {
+		if (sys_read(fd, &v, sizeof(v)) == sizeof(v)) {
 			v = 1;
-			WARN_ON(syscall(SYS_write, fd, &v, sizeof(v)) != sizeof(v));
+			WARN_ON(sys_write(fd, &v, sizeof(v)) != sizeof(v));
 		}
 	} else {
-		syscall(SYS_read, fd, &v, sizeof(v)); /* EAGAIN when already 0 */
+		sys_read(fd, &v, sizeof(v)); /* EAGAIN when already 0 */
 	}
 }
 
@@ -185,7 +186,7 @@ static struct event_fd *event_fd_prepare(int *fd)
 
 static void event_fd_abort(struct event_fd *efd, int fd)
 {
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	uiommu_free(efd);
 }
 
@@ -420,11 +421,11 @@ static ssize_t iommufd_veventq_read(struct iommufd_veventq *veventq, struct uiom
 				rc = -EINVAL;
 			break;
 		}
-		rc = uiommu_copy_to_user(mm, (uint64_t)(uintptr_t)(buf + done), &ev->header,
+		rc = uiommu_copy_to_user(mm, (uint64_t)(uintptr_t)buf + done, &ev->header,
 					 sizeof(ev->header));
 		if (!rc && ev->data_len)
 			rc = uiommu_copy_to_user(mm,
-						 (uint64_t)(uintptr_t)(buf + done + sizeof(ev->header)),
+						 (uint64_t)(uintptr_t)buf + done + sizeof(ev->header),
 						 ev->data, ev->data_len);
 		if (rc)
 			break;
@@ -574,7 +575,7 @@ int iommufd_event_fd_close(int fd)
 		veventq->fd = -1;
 		uiommu_mutex_unlock(&veventq->lock);
 	}
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	uiommu_mutex_unlock(&event_fds_lock);
 	/* Pairs with the references taken in event_fd_install(). */
 	iommufd_object_unref_users(efd->obj);
@@ -906,7 +907,7 @@ static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm 
 		rc = iommufd_fault_cookie_alloc(fault, group);
 		if (rc)
 			goto restore;
-		rc = iommufd_fault_copy_group(mm, (uint64_t)(uintptr_t)(buf + done), group);
+		rc = iommufd_fault_copy_group(mm, (uint64_t)(uintptr_t)buf + done, group);
 		if (rc) {
 			/* The records already copied do not count: whole groups only. */
 			iommufd_fault_cookie_take(fault, group->cookie);
@@ -951,7 +952,7 @@ static ssize_t iommufd_fault_write(struct iommufd_fault *fault, struct uiommu_mm
 		return -ESPIPE;
 	uiommu_mutex_lock(&fault->mutex);
 	while (done < count) {
-		rc = uiommu_copy_from_user(mm, &resp, (uint64_t)(uintptr_t)(buf + done), rec_size);
+		rc = uiommu_copy_from_user(mm, &resp, (uint64_t)(uintptr_t)buf + done, rec_size);
 		if (rc)
 			break;
 		if (resp.code != IOMMUFD_PAGE_RESP_SUCCESS &&

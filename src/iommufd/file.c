@@ -43,7 +43,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/close_range.h>
@@ -53,6 +52,7 @@
 #include "iommufd/iommufd_private.h"
 #include "mm/account.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
 struct iommufd_file {
@@ -117,7 +117,7 @@ static fdt_slot *fdt_slot_get(int fd, bool create)
 static void iommufd_file_free_rcu(struct rcu_head *head)
 {
 	iommufd_rcu_callback_begin();
-	uiommu_free(container_of(head, struct iommufd_file, rcu));
+	uiommu_free_deferred(container_of(head, struct iommufd_file, rcu));
 }
 
 static void iommufd_file_put(struct iommufd_file *file)
@@ -207,9 +207,9 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	fd = memfd_create("iommufd", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0)
 		return -errno;
-	if (((flags & O_NONBLOCK) && syscall(SYS_fcntl, fd, F_SETFL, O_NONBLOCK)) || fstat(fd, &st)) {
+	if (((flags & O_NONBLOCK) && sys_fcntl(fd, F_SETFL, O_NONBLOCK)) || fstat(fd, &st)) {
 		err = errno;
-		syscall(SYS_close, fd);
+		sys_close(fd);
 		return -err;
 	}
 	file->dev = st.st_dev;
@@ -246,7 +246,7 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 	rc = fdt_install(fd, file);
 	uiommu_mutex_unlock(&fdt_lock);
 	if (rc) {
-		syscall(SYS_close, fd);
+		sys_close(fd);
 		goto err_release;
 	}
 	return fd;
@@ -303,20 +303,20 @@ static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 	switch (cmd) {
 	case FIOCLEX:
 	case FIONCLEX:
-		return syscall(SYS_fcntl, fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
+		return sys_fcntl(fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
 	case FIONBIO:
 	case FIOASYNC:
 		rc = uiommu_copy_from_user(mm, &on, arg, sizeof(on));
 		if (rc)
 			return rc;
-		flags = (int)syscall(SYS_fcntl, fd, F_GETFL);
+		flags = sys_fcntl(fd, F_GETFL, 0);
 		if (flags < 0)
 			return -errno;
 		if (cmd == FIOASYNC)
 			/* No fasync in the driver: only a request that changes nothing succeeds. */
 			return !!on != !!(flags & O_ASYNC) ? -ENOTTY : 0;
 		flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
-		return syscall(SYS_fcntl, fd, F_SETFL, flags) ? -errno : 0;
+		return sys_fcntl(fd, F_SETFL, flags) ? -errno : 0;
 	case FIOQSIZE:
 		return -ENOTTY; /* only directories, regular files and symlinks have a size */
 	case FIGETBSZ:
@@ -408,7 +408,7 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 		/* Not /dev/iommu: perhaps an fd one of its ioctls made. */
 		return uiommu_ret(iommufd_event_fd_close(fd));
 	}
-	rc = (int)syscall(SYS_close, fd);
+	rc = sys_close(fd);
 	uiommu_mutex_unlock(&fdt_lock);
 	iommufd_file_put(file);
 	return rc;
@@ -492,7 +492,7 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 	return file;
 
 err_close:
-	syscall(SYS_close, *fd);
+	sys_close(*fd);
 err_free:
 	uiommu_free(file);
 	return ERR_PTR(rc);
@@ -509,7 +509,7 @@ void iommufd_subfd_install(struct iommufd_file *file, int fd)
 /* Undoes iommufd_subfd_alloc(): closes the fd; ops->release is not called. */
 void iommufd_subfd_abort(struct iommufd_file *file, int fd)
 {
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	iommufd_file_put(file->parent);
 	uiommu_free(file);
 }
@@ -569,7 +569,7 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	return fd;
 
 err_close:
-	syscall(SYS_close, fd);
+	sys_close(fd);
 err_free:
 	uiommu_free(file);
 	return rc;
@@ -585,7 +585,7 @@ struct iommufd_ctx *iommufd_ctx_from_fd(int fd)
 	struct iommufd_file *file = iommufd_file_get(fd);
 
 	if (!file)
-		return ERR_PTR(syscall(SYS_fcntl, fd, F_GETFD) < 0 ? -EBADF : -EBADFD);
+		return ERR_PTR(sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF : -EBADFD);
 	if (file->ops) {
 		iommufd_file_put(file);
 		return ERR_PTR(-EBADFD);
@@ -608,12 +608,11 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 		return uiommu_ret(-EBADF);
 	}
 	if (newfd < 0)
-		fd = (int)syscall(SYS_fcntl, oldfd,
-				  (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
+		fd = sys_fcntl(oldfd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
 	else if (newfd == oldfd)
 		fd = newfd;
 	else
-		fd = (int)syscall(SYS_dup3, oldfd, newfd, flags & O_CLOEXEC);
+		fd = sys_dup3(oldfd, newfd, flags & O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
 		uiommu_mutex_unlock(&fdt_lock);
@@ -622,7 +621,7 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 	if (fd != oldfd) {
 		rc = fdt_install(fd, file);
 		if (rc) {
-			syscall(SYS_close, fd);
+			sys_close(fd);
 			uiommu_mutex_unlock(&fdt_lock);
 			return uiommu_ret(rc);
 		}

@@ -146,10 +146,7 @@ void iopt_destroy_table(struct io_pagetable *iopt)
 		interval_tree_remove(&iopt->reserved_itree, n);
 		uiommu_free(container_of(n, struct iopt_reserved, node));
 	}
-	while ((n = interval_tree_first(&iopt->allowed_itree))) {
-		interval_tree_remove(&iopt->allowed_itree, n);
-		uiommu_free(container_of(n, struct iopt_allowed, node));
-	}
+	iopt_allowed_free(&iopt->allowed_itree);
 	uiommu_up_write(&iopt->iova_rwsem);
 	/* Every domain and access holds its IOAS: none can be left when the table goes. */
 	WARN_ON(iopt->nr_domains || iopt->nr_accesses);
@@ -942,33 +939,30 @@ void iopt_unlock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
 
 /* ---- allowed and reserved ranges, alignment ------------------------------------------------ */
 
-/**
- * iopt_set_allow_iova() - replace the allowed ranges with copies of @ranges
- * Return: 0, -EADDRINUSE when one meets a reserved range (nothing changes), -ENOMEM.
- */
-int iopt_set_allow_iova(struct io_pagetable *iopt, const struct iopt_allowed *ranges,
-			unsigned int num)
+/* Frees the struct iopt_allowed nodes of @root. */
+void iopt_allowed_free(struct interval_tree_root *root)
 {
-	struct interval_tree_root fresh, old;
 	struct interval_tree_node *n;
-	unsigned int i;
+
+	while ((n = interval_tree_first(root))) {
+		interval_tree_remove(root, n);
+		uiommu_free(container_of(n, struct iopt_allowed, node));
+	}
+}
+
+/**
+ * iopt_set_allow_iova() - make the ranges of @fresh (struct iopt_allowed nodes) the allowed ones
+ * Return: 0, and @fresh holds the old ranges; -EADDRINUSE when one meets a reserved range
+ * (nothing changes). Either way the caller frees what @fresh holds (iopt_allowed_free()).
+ */
+int iopt_set_allow_iova(struct io_pagetable *iopt, struct interval_tree_root *fresh)
+{
+	struct interval_tree_root old;
+	struct interval_tree_node *n;
 	int rc = 0;
 
-	interval_tree_init(&fresh);
-	for (i = 0; i != num; i++) {
-		struct iopt_allowed *allowed = uiommu_zalloc(sizeof(*allowed));
-
-		if (!allowed) {
-			rc = -ENOMEM;
-			goto out_free;
-		}
-		allowed->node.start = ranges[i].node.start;
-		allowed->node.last = ranges[i].node.last;
-		interval_tree_insert(&fresh, &allowed->node);
-	}
-
 	uiommu_down_write(&iopt->iova_rwsem);
-	for (n = interval_tree_first(&fresh); n; n = interval_tree_next(n)) {
+	for (n = interval_tree_first(fresh); n; n = interval_tree_next(n)) {
 		if (interval_tree_iter_first(&iopt->reserved_itree, n->start, n->last)) {
 			rc = -EADDRINUSE;
 			break;
@@ -976,16 +970,10 @@ int iopt_set_allow_iova(struct io_pagetable *iopt, const struct iopt_allowed *ra
 	}
 	if (!rc) {
 		old = iopt->allowed_itree;
-		iopt->allowed_itree = fresh;
-		fresh = old;
+		iopt->allowed_itree = *fresh;
+		*fresh = old;
 	}
 	uiommu_up_write(&iopt->iova_rwsem);
-
-out_free:
-	while ((n = interval_tree_first(&fresh))) {
-		interval_tree_remove(&fresh, n);
-		uiommu_free(container_of(n, struct iopt_allowed, node));
-	}
 	return rc;
 }
 

@@ -204,8 +204,8 @@ void iopt_unlock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
 int iopt_table_add_domain(struct io_pagetable *iopt, struct iommu_domain *domain);
 void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *domain);
 
-int iopt_set_allow_iova(struct io_pagetable *iopt, const struct iopt_allowed *ranges,
-			unsigned int num);
+int iopt_set_allow_iova(struct io_pagetable *iopt, struct interval_tree_root *fresh);
+void iopt_allowed_free(struct interval_tree_root *root);
 int iopt_reserve_iova(struct io_pagetable *iopt, uint64_t start, uint64_t last,
 		      const void *owner);
 void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner);

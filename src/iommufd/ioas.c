@@ -121,12 +121,18 @@ out_put:
 	return rc;
 }
 
+/*
+ * The ranges are read one at a time into a tree of their own, as the kernel's
+ * iommufd_ioas_load_iovas() does: memory grows with what was read (num_iovas is the caller's
+ * claim: allocating it up front tried 64 GB for 2^32-1, found by fuzzing) and the overlap
+ * check is a tree lookup (it was quadratic). Errors come in the kernel's order per range.
+ */
 int iommufd_ioas_allow_iovas(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_ioas_allow_iovas *cmd = ucmd->cmd;
-	struct iopt_allowed *ranges = NULL;
+	struct interval_tree_root fresh;
 	struct iommufd_ioas *ioas;
-	uint32_t i, j;
+	uint32_t i;
 	int rc = 0;
 
 	if (cmd->__reserved)
@@ -134,39 +140,34 @@ int iommufd_ioas_allow_iovas(struct iommufd_ucmd *ucmd)
 	ioas = iommufd_get_ioas(ucmd->ictx, cmd->ioas_id);
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
-	if (cmd->num_iovas) {
-		ranges = uiommu_calloc(cmd->num_iovas, sizeof(*ranges));
-		if (!ranges) {
-			rc = -ENOMEM;
-			goto out_put;
-		}
-	}
+	interval_tree_init(&fresh);
 	for (i = 0; i != cmd->num_iovas; i++) {
 		struct iommu_iova_range range;
+		struct iopt_allowed *allowed;
 
 		rc = uiommu_copy_from_user(ucmd->mm, &range,
 					   cmd->allowed_iovas + (uint64_t)i * sizeof(range),
 					   sizeof(range));
 		if (rc)
 			goto out_free;
-		if (range.start >= range.last) {
+		/* Ranges of one request may touch but not overlap. */
+		if (range.start >= range.last ||
+		    interval_tree_iter_first(&fresh, range.start, range.last)) {
 			rc = -EINVAL;
 			goto out_free;
 		}
-		/* Ranges of one request may touch but not overlap. Requests are short. */
-		for (j = 0; j != i; j++) {
-			if (range.start <= ranges[j].node.last && ranges[j].node.start <= range.last) {
-				rc = -EINVAL;
-				goto out_free;
-			}
+		allowed = uiommu_zalloc(sizeof(*allowed));
+		if (!allowed) {
+			rc = -ENOMEM;
+			goto out_free;
 		}
-		ranges[i].node.start = range.start;
-		ranges[i].node.last = range.last;
+		allowed->node.start = range.start;
+		allowed->node.last = range.last;
+		interval_tree_insert(&fresh, &allowed->node);
 	}
-	rc = iopt_set_allow_iova(&ioas->iopt, ranges, cmd->num_iovas);
+	rc = iopt_set_allow_iova(&ioas->iopt, &fresh);
 out_free:
-	uiommu_free(ranges);
-out_put:
+	iopt_allowed_free(&fresh);
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;
 }
@@ -384,6 +385,7 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 	struct iommufd_object **held = NULL, *obj;
 	unsigned long n = 0, cap;
 	struct cds_lfht_iter iter;
+	struct cds_lfht_node *hnode;
 
 	uiommu_mutex_lock(&ictx->objects_lock);
 	cap = (unsigned long)ictx->nr_objects;
@@ -395,7 +397,9 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 		}
 	}
 	rcu_read_lock();
-	cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
+	/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
+	cds_lfht_for_each(ictx->objects, &iter, hnode) {
+		obj = container_of(hnode, struct iommufd_object, node);
 		if (obj->type != IOMMUFD_OBJ_IOAS || n == cap)
 			continue;
 		if (atomic_load_explicit(&obj->users, memory_order_relaxed) == 0)

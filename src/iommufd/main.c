@@ -174,7 +174,7 @@ char uiommu_tsan_rcu_sync;
 static void iommufd_object_free_rcu(struct rcu_head *head)
 {
 	iommufd_rcu_callback_begin();
-	uiommu_free(container_of(head, struct iommufd_object, rcu));
+	uiommu_free_deferred(container_of(head, struct iommufd_object, rcu));
 }
 
 /* Gives back the ID of an object that was never published, and frees it. */
@@ -404,11 +404,23 @@ static void iommufd_atfork_child(void)
 
 static pthread_once_t iommufd_atfork_once = PTHREAD_ONCE_INIT;
 
+/*
+ * liburcu runs one resize worker thread for every table made with CDS_LFHT_AUTO_RESIZE,
+ * started with the first such table and joined with the last. With one context at a time
+ * (a test, a fuzz input, a program that opens and closes /dev/iommu) every open started a
+ * thread and every close joined one: a third of an open/close cycle's CPU, more on a loaded
+ * machine. This empty table, kept for the life of the process, keeps the worker; it is only
+ * reachable from here (and liburcu pauses the worker across fork, as for any table).
+ */
+static struct cds_lfht *iommufd_resize_worker_keeper;
+
 static void iommufd_atfork_register(void)
 {
 	/* RCU's helper threads do not survive fork(); liburcu re-creates them in the child. */
 	if (pthread_atfork(iommufd_atfork_prepare, iommufd_atfork_parent, iommufd_atfork_child))
 		die("pthread_atfork");
+	/* Without it (no memory) each context starts the worker itself, as before. */
+	iommufd_resize_worker_keeper = cds_lfht_new(1, 1, 0, CDS_LFHT_AUTO_RESIZE, NULL);
 }
 
 struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
@@ -448,6 +460,7 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 void iommufd_ctx_release(struct iommufd_ctx *ictx)
 {
 	struct cds_lfht_iter iter;
+	struct cds_lfht_node *hnode;
 	struct iommufd_object *obj, *victims;
 	bool progress;
 
@@ -455,7 +468,9 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 		victims = NULL;
 		uiommu_mutex_lock(&ictx->objects_lock);
 		rcu_read_lock();
-		cds_lfht_for_each_entry(ictx->objects, &iter, obj, node) {
+		/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
+		cds_lfht_for_each(ictx->objects, &iter, hnode) {
+			obj = container_of(hnode, struct iommufd_object, node);
 			if (!iommufd_users_dec_if_one(obj))
 				continue;
 			cds_lfht_del(ictx->objects, &obj->node);

@@ -34,12 +34,12 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
 #define IOMMUFD_MMAP_MAX_PAGES 64u /* the live-page bitmap of one mapping */
@@ -70,8 +70,7 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp)
 	if (WARN_ON(!len || len % uiommu_page_size ||
 		    len / uiommu_page_size > IOMMUFD_MMAP_MAX_PAGES))
 		return -EINVAL;
-	fd = uiommu_should_fail() ? -1 : (int)syscall(SYS_memfd_create, "uiommu-mmap-region",
-							MFD_CLOEXEC);
+	fd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-mmap-region", MFD_CLOEXEC);
 	if (fd < 0)
 		return errno && fd != -1 ? -errno : -ENOMEM;
 	if (uiommu_should_fail() || ftruncate(fd, (off_t)len)) {
@@ -79,8 +78,7 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp)
 		goto err_close;
 	}
 	map = uiommu_should_fail() ? MAP_FAILED :
-				     (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-						     MAP_SHARED, fd, 0);
+				     sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		rc = -ENOMEM;
 		goto err_close;
@@ -90,14 +88,14 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp)
 	return 0;
 
 err_close:
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	return rc;
 }
 
 void iommufd_mmap_region_free(int fd, void *map, size_t len)
 {
-	syscall(SYS_munmap, map, len);
-	syscall(SYS_close, fd);
+	sys_munmap(map, len);
+	sys_close(fd);
 }
 
 static void *iommufd_mmap_ret(int rc)
@@ -204,7 +202,7 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 		goto out_put_owner;
 	}
 	p = uiommu_should_fail() ? (errno = ENOMEM, MAP_FAILED) :
-				   (void *)syscall(SYS_mmap, addr, len, prot, flags, region_fd, 0);
+				   sys_mmap(addr, len, prot, flags, region_fd, 0);
 	if (p == MAP_FAILED) {
 		rc = -errno;
 		goto err_free;
@@ -240,7 +238,7 @@ out_put_file:
 
 UIOMMU_EXPORT int uiommu_munmap(void *addr, size_t len)
 {
-	if (syscall(SYS_munmap, addr, len))
+	if (sys_munmap(addr, len))
 		return -1;
 	iommufd_mmap_forget((uintptr_t)addr, (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1));
 	return 0;

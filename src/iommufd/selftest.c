@@ -195,7 +195,9 @@ out_put:
 /*
  * Every user page of [uptr, uptr + length) must be pinned exactly @refs times: its pins as a
  * user page, plus, when it shows a page of a file (the caller's mmap of a file it also mapped
- * with MAP_FILE), that file page's pins (mm.c).
+ * with MAP_FILE), that file page's pins (mm.c). Page by page, each must be readable first
+ * (EFAULT), as the kernel's get_user_pages_fast() of each: without that, a length of 2^50
+ * over unmapped memory with @refs 0 walked the pin ledger for days (found by fuzzing).
  */
 static int iommufd_test_md_check_refs(struct iommufd_ucmd *ucmd, uint64_t uptr, uint64_t length,
 				      unsigned int refs)
@@ -213,9 +215,17 @@ static int iommufd_test_md_check_refs(struct iommufd_ucmd *ucmd, uint64_t uptr, 
 			return rc;
 	}
 	for (page = uptr >> uiommu_page_shift; page < end >> uiommu_page_shift; page++) {
-		unsigned int cnt = uiommu_mm_pin_count(ucmd->mm, page);
-		void *host = ucmd->mm->ops->host_ptr(ucmd->mm, page << uiommu_page_shift);
+		unsigned int cnt;
+		void *host;
 		uint64_t dev, ino, offset;
+		unsigned char byte;
+
+		/* The op, not uiommu_copy_from_user(): a check spends no fail point per page. */
+		rc = ucmd->mm->ops->copy_from(ucmd->mm, &byte, page << uiommu_page_shift, 1);
+		if (rc)
+			break;
+		cnt = uiommu_mm_pin_count(ucmd->mm, page);
+		host = ucmd->mm->ops->host_ptr(ucmd->mm, page << uiommu_page_shift);
 
 		if (maps && host &&
 		    uiommu_maps_file_of(maps, (uint64_t)(uintptr_t)host, &dev, &ino, &offset))

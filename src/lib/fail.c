@@ -46,6 +46,7 @@ static pthread_key_t fail_thread_key;
 static pthread_once_t fail_thread_once = PTHREAD_ONCE_INIT;
 static bool fail_thread_key_ok;
 static atomic_long alloc_live;
+static atomic_long alloc_settled; /* alloc_live, less those handed to call_rcu() */
 
 static void fail_thread_unlink_locked(struct fail_thread *t)
 {
@@ -234,6 +235,24 @@ long uiommu_alloc_live(void)
 static void alloc_count(long delta)
 {
 	atomic_fetch_add_explicit(&alloc_live, delta, memory_order_relaxed);
+	atomic_fetch_add_explicit(&alloc_settled, delta, memory_order_relaxed);
+}
+
+void uiommu_free_queued(void)
+{
+	atomic_fetch_sub_explicit(&alloc_settled, 1, memory_order_relaxed);
+}
+
+void uiommu_free_deferred(void *p)
+{
+	/* Left the settled count when it was queued. */
+	atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
+	free(p);
+}
+
+long uiommu_alloc_live_settled(void)
+{
+	return atomic_load_explicit(&alloc_settled, memory_order_relaxed);
 }
 #else
 UIOMMU_EXPORT void uiommu_fail_nth_arm(unsigned long nth)
@@ -277,6 +296,20 @@ long uiommu_alloc_live(void)
 static inline void alloc_count(long delta)
 {
 	(void)delta;
+}
+
+void uiommu_free_queued(void)
+{
+}
+
+void uiommu_free_deferred(void *p)
+{
+	uiommu_free(p);
+}
+
+long uiommu_alloc_live_settled(void)
+{
+	return 0;
 }
 #endif
 

@@ -48,4 +48,15 @@ void uiommu_free(void *p);
 /* Allocations made through uiommu_zalloc() and friends and not yet freed (0 in release). */
 long uiommu_alloc_live(void);
 
+/*
+ * Deferred frees. An allocation handed to call_rcu() is counted as queued (lib/rcu.h does it),
+ * and its callback frees it with uiommu_free_deferred(). uiommu_alloc_live_settled() is then
+ * uiommu_alloc_live() without the queued ones: what will be live once every grace period has
+ * ended, known without waiting for them (rcu_barrier() waits 10 ms, liburcu's batching delay,
+ * too long for a leak check after each of thousands of fuzz inputs).
+ */
+void uiommu_free_queued(void);
+void uiommu_free_deferred(void *p);
+long uiommu_alloc_live_settled(void);
+
 #endif

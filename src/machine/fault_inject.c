@@ -58,6 +58,7 @@
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "lib/sys.h"
 #include "machine/fault_inject.h"
 #include "mm/mm.h"
 #include "uiommu/uiommu.h"
@@ -324,7 +325,7 @@ static bool fail_nth_thread_alive(pid_t tid)
 		return true;
 	snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
 	/* The raw call: stat() is the preload layer's. */
-	return !syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0);
+	return !sys_fstatat(AT_FDCWD, path, &st, 0);
 }
 
 /* A decimal pid at @s, ended by '/'; *end after it. */
@@ -451,7 +452,7 @@ UIOMMU_EXPORT int uiommu_fail_nth_open(const char *path, int flags)
 	if (fd < 0)
 		return -1;
 	if (fd >= FAIL_NTH_MAX_FDS) {
-		syscall(SYS_close, fd);
+		sys_close(fd);
 		return rc_errno(-EMFILE);
 	}
 	fail_nth_fd_set(fd, (long)tid << FAIL_NTH_SHIFT | mode);
@@ -576,5 +577,5 @@ UIOMMU_EXPORT void uiommu_fail_nth_fd_forget(int fd)
 UIOMMU_EXPORT int uiommu_fail_nth_close(int fd)
 {
 	uiommu_fail_nth_fd_forget(fd);
-	return (int)syscall(SYS_close, fd);
+	return (int)sys_close(fd);
 }

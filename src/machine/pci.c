@@ -45,12 +45,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "machine/dma-engine.h"
 #include "machine/pci_priv.h"
 
@@ -1315,9 +1315,9 @@ void pci_fn_ref(struct uiommu_pci_fn *fn)
 static void pci_fn_free(struct uiommu_pci_fn *fn)
 {
 	if (fn->shm)
-		syscall(SYS_munmap, fn->shm, fn->shm_size);
+		sys_munmap(fn->shm, fn->shm_size);
 	if (fn->memfd >= 0)
-		syscall(SYS_close, fn->memfd);
+		sys_close(fn->memfd);
 	uiommu_free(fn->msix_table);
 	uiommu_free(fn->msix_pba);
 	uiommu_free(fn->backing);
@@ -1416,15 +1416,13 @@ static int pci_fn_shm_alloc(struct uiommu_pci_fn *fn)
 		}
 	if (!total)
 		return 0;
-	fd = uiommu_should_fail() ? -1 : (int)syscall(SYS_memfd_create, "uiommu-pci-bar",
-						      MFD_CLOEXEC);
+	fd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-pci-bar", MFD_CLOEXEC);
 	if (fd < 0)
 		return -ENOMEM;
 	if (uiommu_should_fail() || ftruncate(fd, (off_t)total))
 		goto err_close;
 	map = uiommu_should_fail() ? MAP_FAILED :
-				     (void *)syscall(SYS_mmap, NULL, total, PROT_READ | PROT_WRITE,
-						     MAP_SHARED, fd, 0);
+				     sys_mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		goto err_close;
 	fn->memfd = fd;
@@ -1433,7 +1431,7 @@ static int pci_fn_shm_alloc(struct uiommu_pci_fn *fn)
 	return 0;
 
 err_close:
-	syscall(SYS_close, fd);
+	sys_close(fd);
 	return -ENOMEM;
 }
 

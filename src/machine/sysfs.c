@@ -134,6 +134,7 @@
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "lib/sys.h"
 #include "machine/fault_inject.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
@@ -220,7 +221,7 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/bus/pci/rescan",
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
-	"/sys/bus/" SYSFS_MOCK_BUS,
+	("/sys/bus/" SYSFS_MOCK_BUS), /* one path from pieces (clang -Wstring-concatenation) */
 };
 
 #define SYSFS_DEBUGFS "sys/kernel/debug"
@@ -480,12 +481,13 @@ static int entries_build(struct sysfs_entries *es)
 		"sys", "sys/kernel", "sys/kernel/iommu_groups", "sys/bus", "sys/bus/pci",
 		"sys/bus/pci/devices", "sys/class", "sys/class/iommu", "sys/devices",
 		"sys/devices/virtual", "sys/devices/virtual/iommu", "sys/bus/pci/drivers",
-		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER, "sys/bus/" SYSFS_MOCK_BUS,
-		"sys/bus/" SYSFS_MOCK_BUS "/devices", "sys/bus/" SYSFS_MOCK_BUS "/drivers",
+		("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER), ("sys/bus/" SYSFS_MOCK_BUS),
+		("sys/bus/" SYSFS_MOCK_BUS "/devices"), ("sys/bus/" SYSFS_MOCK_BUS "/drivers"),
 	};
 	static const char *const wo[] = {
-		"sys/bus/pci/rescan", "sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind",
-		"sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind",
+		/* Parenthesised: each is one path built from pieces, not two missing a comma. */
+		"sys/bus/pci/rescan", ("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind"),
+		("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind"),
 	};
 	size_t i;
 	int id, rc = 0;
@@ -1399,7 +1401,7 @@ UIOMMU_EXPORT bool uiommu_sysfs_claims_at(int dirfd, const char *path, char *buf
 	if (!t)
 		return false; /* no tree here: no fd can be one of its directories */
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
-	n = syscall(SYS_readlinkat, AT_FDCWD, link, dir, sizeof(dir) - 1); /* not the wrapper */
+	n = sys_readlinkat(AT_FDCWD, link, dir, sizeof(dir) - 1); /* not the wrapper */
 	if (n <= 0)
 		return false;
 	dir[n] = '\0';

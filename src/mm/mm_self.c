@@ -330,10 +330,21 @@ UACCESS_NOSAN static void uaccess_touch(uint64_t uaddr, size_t npages, bool writ
 				 uaddr;
 		unsigned char *p = (unsigned char *)(uintptr_t)a;
 
-		if (write)
-			__atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
-		else
+		if (write) {
+			/*
+			 * A write that changes nothing, even if another thread writes the byte
+			 * meanwhile. Not an atomic add of 0: compilers turn that idempotent RMW
+			 * into a plain load (clang does, even volatile), and a load does not
+			 * fault on a read-only page. A compare-exchange always writes.
+			 */
+			volatile unsigned char *vp = p;
+			unsigned char v = __atomic_load_n(vp, __ATOMIC_RELAXED);
+
+			__atomic_compare_exchange_n(vp, &v, v, false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+		} else {
 			(void)*(volatile unsigned char *)p;
+		}
 	}
 }
 

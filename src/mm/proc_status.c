@@ -28,12 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "mm/mm.h"
 #include "mm/proc_status.h"
 #include "uiommu/uiommu.h"
@@ -46,7 +46,7 @@ static int proc_status_errno(int rc)
 
 static int proc_status_sys_open(const char *path, int flags, mode_t mode)
 {
-	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+	return sys_openat(AT_FDCWD, path, flags, mode);
 }
 
 /* Skips a run of decimal digits; NULL if there is none. */

@@ -36,10 +36,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
+#include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
 #define DEVNODE_IOMMU "/dev/iommu"
@@ -93,7 +93,7 @@ static int devnode_base(int dirfd, char *out)
 	if (dirfd == AT_FDCWD)
 		return getcwd(out, PATH_MAX) ? 0 : -errno;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
-	n = syscall(SYS_readlinkat, AT_FDCWD, link, out, PATH_MAX - 1);
+	n = sys_readlinkat(AT_FDCWD, link, out, PATH_MAX - 1);
 	if (n <= 0 || out[0] != '/')
 		return -EBADF;
 	out[n] = '\0';
@@ -152,7 +152,7 @@ static int devnode_canonical(int dirfd, const char *path, bool follow_last,
 		p = *end ? end + 1 : end;
 		if (missing || !n || dots || (last && !follow_last))
 			continue;
-		if (syscall(SYS_newfstatat, AT_FDCWD, name->path, &st, AT_SYMLINK_NOFOLLOW)) {
+		if (sys_fstatat(AT_FDCWD, name->path, &st, AT_SYMLINK_NOFOLLOW)) {
 			missing = true; /* from here on, names the host does not have */
 			continue;
 		}
@@ -160,7 +160,7 @@ static int devnode_canonical(int dirfd, const char *path, bool follow_last,
 			continue;
 		if (++links > DEVNODE_MAX_LINKS)
 			return -ELOOP;
-		tn = syscall(SYS_readlinkat, AT_FDCWD, name->path, target, sizeof(target) - 1);
+		tn = sys_readlinkat(AT_FDCWD, name->path, target, sizeof(target) - 1);
 		if (tn <= 0)
 			return -ENOENT;
 		target[tn] = '\0';
@@ -273,7 +273,7 @@ static int devnode_check_node(int flags, bool trailing)
 /* An O_PATH fd standing for the node: nothing can be done through it but what O_PATH allows. */
 static int devnode_open_path(int flags)
 {
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_PATH | (flags & O_CLOEXEC));
+	int fd = sys_openat(AT_FDCWD, "/dev/null", O_PATH | (flags & O_CLOEXEC), 0);
 
 	return fd < 0 ? -errno : fd;
 }

@@ -116,8 +116,9 @@ static void sd_flush_iotlb_all(struct iommu_domain *d)
 	iotlb_inv_domain(d);
 }
 
-static phys_addr_t sd_walk(struct iommu_domain *d, uint64_t iova, int *prot)
+static phys_addr_t sd_walk(struct iommu_domain *d, uint64_t iova, int access, int *prot)
 {
+	(void)access;
 	struct sd_domain *sd = to_sd(d);
 	uint64_t pfn = iova / PAGE, pte;
 
@@ -134,7 +135,7 @@ static phys_addr_t sd_iova_to_phys(struct iommu_domain *d, uint64_t iova)
 {
 	int prot;
 
-	return sd_walk(d, iova, &prot);
+	return sd_walk(d, iova, IOMMU_READ, &prot);
 }
 
 static const struct iommu_domain_ops sd_domain_ops = {

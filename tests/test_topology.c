@@ -798,10 +798,11 @@ TEST(mock_invalidation_hook)
 }
 
 /* The driver gives the IOTLB model its walk with its first instance; no room, no instance. */
-static phys_addr_t other_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+static phys_addr_t other_walk(struct iommu_domain *domain, uint64_t iova, int access, int *prot)
 {
 	(void)domain;
 	(void)iova;
+	(void)access;
 	*prot = 0;
 	return 0;
 }

@@ -155,12 +155,42 @@ struct iommu_domain_ops {
 };
 
 /*
- * Dirty tracking. A driver reports each dirty leaf it finds with record(), whole: a dirty 1 MiB
- * leaf is one record of 1 MiB, whatever part of it the caller asked about.
+ * Dirty tracking. A driver reports each dirty leaf it finds with iommu_dirty_bitmap_record(),
+ * whole: a dirty 1 MiB leaf is one record of 1 MiB, whatever part of it the caller asked about.
+ * Every recorded range also goes into @gather (when the caller gave one): an IOTLB may still
+ * hold the leaf's translation with its dirty bit set, and a write through that entry would not
+ * set the bit again, so a caller that cleared the bits syncs @gather before it trusts the next
+ * read (the kernel's iommu_dirty_bitmap and iommu_read_and_clear_dirty()).
  */
 struct iommu_dirty_bitmap {
 	void (*record)(struct iommu_dirty_bitmap *dirty, uint64_t iova, uint64_t length);
+	struct iommu_iotlb_gather *gather; /* NULL: nothing to invalidate */
 };
+
+/* Grows @gather over [@iova, @iova + @size): one range, merged over any gap (over-invalidates). */
+static inline void iommu_iotlb_gather_add_range(struct iommu_iotlb_gather *gather, uint64_t iova,
+						uint64_t size)
+{
+	uint64_t last = iova + size - 1;
+
+	if (!size)
+		return;
+	if (last < iova)
+		last = UINT64_MAX;
+	if (iova < gather->start)
+		gather->start = iova;
+	if (last > gather->end)
+		gather->end = last;
+}
+
+static inline void iommu_dirty_bitmap_record(struct iommu_dirty_bitmap *dirty, uint64_t iova,
+					     uint64_t length)
+{
+	if (dirty->record)
+		dirty->record(dirty, iova, length);
+	if (dirty->gather)
+		iommu_iotlb_gather_add_range(dirty->gather, iova, length);
+}
 
 #define IOMMU_DIRTY_NO_CLEAR (1u << 0) /* report, but leave the dirty bits set */
 

@@ -56,6 +56,13 @@
  * can fill an entry; and its iotlb_sync and flush_iotlb_all send their invalidation commands
  * here (iotlb_inv_range(), iotlb_inv_domain()). The core never names a driver.
  *
+ * Dirty bits. A walk for a write sets the leaf's dirty bit in a domain that tracks them (the
+ * walker does, as the page-table walker of real hardware does). An entry remembers whether the
+ * bit was clear when it was filled (IOTLB_PROT_CLEAN): a write that hits such an entry walks
+ * and refills, so no write gets past a clear bit. An entry filled with the bit set lets writes
+ * through until it is invalidated, which is why whoever clears dirty bits must invalidate what
+ * it cleared (the gather of a read_and_clear_dirty), and why turning tracking on flushes.
+ *
  * Lock order: iotlb_table_lock (global, creation and release of IOTLBs, walker registration)
  * is never held while a set is. A set lock is a leaf: nothing is taken inside it.
  */
@@ -315,33 +322,39 @@ out_unlock:
 	iotlb_set_unlock(set);
 }
 
-static phys_addr_t iotlb_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+/* The registered walk of @domain's driver. */
+static phys_addr_t iotlb_walk(struct iommu_domain *domain, uint64_t iova, int access, int *prot)
 {
 	unsigned int i, n = atomic_load_explicit(&iotlb_walkers_used, memory_order_acquire);
 
 	for (i = 0; i < n; i++)
 		if (atomic_load_explicit(&iotlb_walkers[i].owner, memory_order_acquire) ==
 		    domain->owner)
-			return iotlb_walkers[i].walk(domain, iova, prot);
+			return iotlb_walkers[i].walk(domain, iova, access, prot);
 	*prot = IOMMU_READ | IOMMU_WRITE;
 	return domain->ops->iova_to_phys ? domain->ops->iova_to_phys(domain, iova) : 0;
 }
 
-int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, phys_addr_t *phys,
-		int *prot)
+int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
+		phys_addr_t *phys, int *prot)
 {
 	uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1), gen;
 	phys_addr_t pa;
 
 	*prot = 0;
-	if (likely(iotlb_lookup(tlb, domain->id, iova, phys, prot)))
+	/* A write through an entry cached clean must reach the page table's dirty bit. */
+	if (likely(iotlb_lookup(tlb, domain->id, iova, phys, prot)) &&
+	    !((access & IOMMU_WRITE) && (*prot & IOTLB_PROT_CLEAN))) {
+		*prot &= IOMMU_READ | IOMMU_WRITE;
 		return 0;
+	}
 	/* Read before the walk; see "the fill race". */
 	gen = atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
-	pa = iotlb_walk(domain, page, prot);
+	pa = iotlb_walk(domain, page, access, prot);
 	if (!pa)
 		return -EFAULT;
 	iotlb_fill(tlb, domain->id, page >> IOTLB_PAGE_SHIFT, pa >> IOTLB_PAGE_SHIFT, *prot, gen);
+	*prot &= IOMMU_READ | IOMMU_WRITE;
 	*phys = (pa & ~(IOTLB_PAGE_SIZE - 1)) | (iova & (IOTLB_PAGE_SIZE - 1));
 	return 0;
 }
@@ -351,7 +364,7 @@ int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iov
 {
 	int prot, ret;
 
-	ret = iotlb_fetch(tlb, domain, iova, phys, &prot);
+	ret = iotlb_fetch(tlb, domain, iova, access, phys, &prot);
 	if (ret)
 		return ret;
 	if ((prot & access) != access)

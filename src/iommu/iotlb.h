@@ -32,14 +32,24 @@
 
 struct iotlb;
 
+/*
+ * A prot bit of the walk and of a cached entry, beside IOMMU_READ | IOMMU_WRITE: the domain
+ * tracks dirty pages and the leaf's dirty bit was clear. A write through such an entry walks
+ * again (which sets the bit), as hardware does for a D bit its IOTLB entry does not have.
+ */
+#define IOTLB_PROT_CLEAN (1 << 8)
+
 /**
  * typedef iotlb_walk_fn - a page-table walk that also reports the leaf's permissions
  * @iova: page-aligned
- * @prot: out, IOMMU_READ | IOMMU_WRITE of the leaf
+ * @access: IOMMU_READ or IOMMU_WRITE, the access that missed: a driver that tracks dirty
+ *          pages sets the leaf's dirty bit on a write
+ * @prot: out, IOMMU_READ | IOMMU_WRITE of the leaf, | IOTLB_PROT_CLEAN (see there)
  *
  * Return: the physical address of @iova, 0 when unmapped.
  */
-typedef phys_addr_t (*iotlb_walk_fn)(struct iommu_domain *domain, uint64_t iova, int *prot);
+typedef phys_addr_t (*iotlb_walk_fn)(struct iommu_domain *domain, uint64_t iova, int access,
+				     int *prot);
 
 /**
  * iotlb_register_walker() - how to walk the domains of driver @owner, permissions included
@@ -70,7 +80,7 @@ void iotlb_release(struct iommu_device *iommu);
 /**
  * iotlb_lookup() - the hit path alone: is (@domid, @iova's page) cached?
  * @phys: out, the physical address of @iova (the page offset included)
- * @prot: out, IOMMU_READ | IOMMU_WRITE
+ * @prot: out, IOMMU_READ | IOMMU_WRITE, and IOTLB_PROT_CLEAN for an entry cached clean
  *
  * Lock-free and store-free; callable from any thread.
  *
@@ -94,6 +104,7 @@ int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iov
 
 /**
  * iotlb_fetch() - iotlb_translate() without the permission check: the translation and its prot
+ * @access: IOMMU_READ or IOMMU_WRITE: a write hit on an entry cached IOTLB_PROT_CLEAN walks
  * @phys: out, the physical address of @iova
  * @prot: out, IOMMU_READ | IOMMU_WRITE of the entry (or of the walk, on a miss)
  *
@@ -101,8 +112,8 @@ int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iov
  *
  * Return: 0; -EFAULT for an unmapped IOVA.
  */
-int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, phys_addr_t *phys,
-		int *prot);
+int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
+		phys_addr_t *phys, int *prot);
 
 /**
  * iotlb_inv_range() - invalidate @domain's entries for [@iova, @iova + @size) everywhere

@@ -11,6 +11,10 @@
  * 1 MiB leaf sets 512 bits of a 2 KiB bitmap. Bits are only ever set, never cleared, as the
  * kernel does: the caller starts from a zeroed bitmap.
  *
+ * Clearing (no NO_CLEAR) ends with an IOTLB sync of every range the driver reported, as the
+ * kernel's iommu_read_and_clear_dirty(): an IOTLB entry filled while a leaf's bit was set lets
+ * the device's next write through without setting it again.
+ *
  * The user's bitmap may sit at any address (the selftest uses odd offsets). It is written
  * through a window of bytes: the window is read from the user, bits are set in it, and it is
  * written back when a record falls outside it or at the end. Records come in IOVA order, so
@@ -119,6 +123,7 @@ int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_hwpt_get_dirty_bitmap *cmd = ucmd->cmd;
 	struct iommufd_hwpt_paging *hwpt;
+	struct iommu_iotlb_gather gather;
 	struct iommufd_dirty_bitmap *b;
 	struct iommu_domain *domain;
 	struct io_pagetable *iopt;
@@ -146,7 +151,9 @@ int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd)
 		rc = -ENOMEM;
 		goto out_put;
 	}
+	iommu_iotlb_gather_init(&gather);
 	b->dirty.record = iommufd_dirty_record;
+	b->dirty.gather = &gather;
 	b->mm = ucmd->mm;
 	b->iova = cmd->iova;
 	b->last = cmd->iova + cmd->length - 1;
@@ -160,6 +167,9 @@ int iommufd_hwpt_get_dirty_bitmap(struct iommufd_ucmd *ucmd)
 		domain, cmd->iova, cmd->length,
 		(cmd->flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) ? IOMMU_DIRTY_NO_CLEAR : 0,
 		&b->dirty);
+	/* What was cleared may sit in an IOTLB with its dirty bit: drop it (see iommu.h). */
+	if (!(cmd->flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR))
+		iommu_iotlb_sync(domain, &gather);
 	uiommu_up_read(&iopt->iova_rwsem);
 	if (!rc)
 		rc = b->rc;

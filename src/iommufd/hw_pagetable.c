@@ -100,6 +100,10 @@ struct iommufd_hwpt_paging *iommufd_hwpt_paging_alloc(struct iommufd_ctx *ictx,
 
 	if (flags & ~IOMMUFD_HWPT_PAGING_FLAGS)
 		return ERR_PTR(-EOPNOTSUPP);
+	/* Whatever the driver would allow: the device must be trackable (the kernel's check). */
+	if ((flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) &&
+	    !iommu_device_capable(idev->dev, IOMMU_CAP_DIRTY_TRACKING))
+		return ERR_PTR(-EOPNOTSUPP);
 	hwpt = iommufd_object_alloc(ictx, hwpt, IOMMUFD_OBJ_HWPT_PAGING);
 	if (IS_ERR(hwpt))
 		return hwpt;

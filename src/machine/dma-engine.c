@@ -391,7 +391,8 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	switch (c->mode) {
 	case DMA_MODE_IOTLB:
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
-		return iotlb_fetch(c->tlb, c->domain, iova, phys, prot);
+		return iotlb_fetch(c->tlb, c->domain, iova, c->write ? IOMMU_WRITE : IOMMU_READ,
+				   phys, prot);
 	case DMA_MODE_DMA_WALK:
 		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)

@@ -23,6 +23,17 @@
  *    group dies with its last device.
  *  - domain_alloc_paging: a struct mock_domain, an iommu_domain with a 48-bit io_pgtable,
  *    page sizes 4K|2M|1G and the aperture [0, 2^48 - 1].
+ *  - dirty tracking (domain_alloc_paging_flags with IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING, for a
+ *    device whose capable() says IOMMU_CAP_DIRTY_TRACKING): such a domain has dirty_ops and
+ *    accepts only devices that can be tracked (-EINVAL otherwise, as intel's and AMD's
+ *    compatibility checks). While tracking is on, the walk of a device's write sets the leaf's
+ *    dirty bit (mock_domain_access_walk(): the hardware's D bit, which the IOTLB model asks
+ *    for on every miss and on every write through an entry cached clean, and the dma_walk op
+ *    a device without an IOTLB uses); read_and_clear_dirty
+ *    reports and clears the bits and puts every reported range in the caller's gather, so the
+ *    caller's sync drops the IOTLB entries that remember the bit set. Turning tracking on
+ *    starts clean (every bit cleared) and flushes the domain's IOTLB entries, which were
+ *    filled while nothing was tracked.
  *  - attach_dev: records the domain in the driver data (what a driver would write into a
  *    context entry or STE), after refusing another driver's domain with -EINVAL. A test can
  *    make the next attach of a device fail, mock_fail_attach(), to exercise the core's
@@ -73,6 +84,11 @@ _Atomic(mock_page_response_fn) mock_page_response_hook;
 struct mock_domain {
 	struct iommu_domain domain;
 	struct io_pgtable *pgt; /* immutable after alloc */
+	/*
+	 * Dirty tracking is on (domains with dirty_ops only). Changed by set_dirty_tracking,
+	 * which iommufd serialises per HWPT; read by every DMA walk without a lock.
+	 */
+	atomic_bool dirty_tracking;
 };
 
 /* A group_key's group. Head at mock_group_keys; mock_lock. */
@@ -121,6 +137,14 @@ static LIST_HEAD(, mock_group_key) mock_group_keys = LIST_HEAD_INITIALIZER(mock_
 static LIST_HEAD(, mock_dev_state) mock_dev_states = LIST_HEAD_INITIALIZER(mock_dev_states);
 
 static const struct iommu_domain_ops mock_paging_domain_ops;
+static const struct iommu_dirty_ops mock_dirty_ops;
+static bool mock_capable(struct device *dev, enum iommu_cap cap);
+
+/* A domain that tracks dirty pages takes only devices whose DMA can be tracked. */
+static bool mock_domain_compatible(struct iommu_domain *domain, struct device *dev)
+{
+	return domain->dirty_ops != &mock_dirty_ops || mock_capable(dev, IOMMU_CAP_DIRTY_TRACKING);
+}
 
 static struct mock_domain *to_mock_domain(struct iommu_domain *domain)
 {
@@ -163,6 +187,8 @@ static int mock_attach_dev(struct iommu_domain *domain, struct device *dev,
 	/* Another driver's domain: "incompatible", silently, as the kernel's contract asks. */
 	if (domain->owner != ops && domain != ops->identity_domain &&
 	    domain != ops->blocked_domain)
+		return -EINVAL;
+	if (!mock_domain_compatible(domain, dev))
 		return -EINVAL;
 	/* After release_device nothing may attach the device any more (invariant 3). */
 	if (WARN_ON(!mdev))
@@ -219,6 +245,8 @@ static int mock_set_dev_pasid(struct iommu_domain *domain, struct device *dev, u
 		return 0;
 	}
 	if (domain->owner != ops && domain != ops->identity_domain)
+		return -EINVAL;
+	if (!mock_domain_compatible(domain, dev))
 		return -EINVAL;
 	if (*pos) {
 		(*pos)->domain = domain;
@@ -291,12 +319,106 @@ static phys_addr_t mock_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
 	return io_pgtable_iova_to_phys(to_mock_domain(domain)->pgt, iova);
 }
 
+/* ---- dirty tracking ------------------------------------------------------------------------- */
+
+struct mock_dirty_walk {
+	struct iommu_dirty_bitmap *dirty;
+};
+
+static void mock_dirty_record(void *arg, uint64_t iova, uint64_t length)
+{
+	struct mock_dirty_walk *walk = arg;
+
+	if (walk->dirty)
+		iommu_dirty_bitmap_record(walk->dirty, iova, length);
+}
+
+static int mock_set_dirty_tracking(struct iommu_domain *domain, bool enabled)
+{
+	struct mock_domain *mdom = to_mock_domain(domain);
+	struct mock_dirty_walk walk = { NULL };
+
+	if (enabled == atomic_load(&mdom->dirty_tracking))
+		return 0;
+	if (enabled)
+		/* Tracking starts clean: bits left from an earlier period mean nothing. */
+		io_pgtable_read_and_clear_dirty(mdom->pgt, 0, UINT64_C(1) << MOCK_IAS, true,
+						mock_dirty_record, &walk);
+	atomic_store(&mdom->dirty_tracking, enabled);
+	/*
+	 * The hardware reloads its context (intel's PASID entry, AMD's DTE) and drops what it
+	 * cached: entries filled while nothing was tracked do not know a write must set a bit.
+	 * After the store, so that a fill racing us either saw it or is dropped by the flush.
+	 */
+	mock_flush_iotlb_all(domain);
+	return 0;
+}
+
+static int mock_read_and_clear_dirty(struct iommu_domain *domain, uint64_t iova, uint64_t size,
+				     unsigned int flags, struct iommu_dirty_bitmap *dirty)
+{
+	struct mock_domain *mdom = to_mock_domain(domain);
+	struct mock_dirty_walk walk = { dirty };
+
+	/* As the selftest mock (and dirty.c's callers expect): nothing to read while off. */
+	if (!atomic_load(&mdom->dirty_tracking))
+		return -EINVAL;
+	return io_pgtable_read_and_clear_dirty(mdom->pgt, iova, size,
+					       !(flags & IOMMU_DIRTY_NO_CLEAR), mock_dirty_record,
+					       &walk);
+}
+
+static const struct iommu_dirty_ops mock_dirty_ops = {
+	.set_dirty_tracking = mock_set_dirty_tracking,
+	.read_and_clear_dirty = mock_read_and_clear_dirty,
+};
+
 static void mock_domain_free(struct iommu_domain *domain)
 {
 	struct mock_domain *mdom = to_mock_domain(domain);
 
 	io_pgtable_free(mdom->pgt);
 	uiommu_free(mdom);
+}
+
+/*
+ * The hardware's walk for a device's access: @iova's leaf. @write: in a domain that tracks dirty
+ * pages, a writable leaf gets its dirty bit on the way (the D bit). *@clean: the domain tracks
+ * and the leaf's bit is clear, so a later write through this translation must walk again.
+ */
+static int mock_domain_access_walk(struct iommu_domain *domain, uint64_t iova, bool write,
+				   struct io_pgtable_leaf *leaf, bool *clean)
+{
+	struct io_pgtable *pgt = to_mock_domain(domain)->pgt;
+	int rc;
+
+	*clean = false;
+	rc = io_pgtable_walk(pgt, iova, leaf);
+	if (rc || !atomic_load(&to_mock_domain(domain)->dirty_tracking) || leaf->dirty)
+		return rc;
+	if (write && (leaf->prot & IO_PGTABLE_PROT_WRITE)) {
+		/* -ENOENT: unmapped since the walk, which the caller's translation already used. */
+		if (!io_pgtable_mark_dirty(pgt, iova))
+			leaf->dirty = true;
+	} else {
+		*clean = true;
+	}
+	return 0;
+}
+
+/* The dma_walk op: the machine's DMA engine without an IOTLB walks as the IOTLB's miss does. */
+static phys_addr_t mock_dma_walk(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
+				 uint64_t *size)
+{
+	struct io_pgtable_leaf leaf;
+	bool clean;
+
+	*prot = 0;
+	if (mock_domain_access_walk(domain, iova, write, &leaf, &clean))
+		return 0;
+	*prot = leaf.prot & (IOMMU_READ | IOMMU_WRITE);
+	*size = leaf.size;
+	return leaf.phys + (iova - leaf.iova);
 }
 
 static const struct iommu_domain_ops mock_paging_domain_ops = {
@@ -306,6 +428,7 @@ static const struct iommu_domain_ops mock_paging_domain_ops = {
 	.flush_iotlb_all = mock_flush_iotlb_all,
 	.iotlb_sync = mock_iotlb_sync,
 	.iova_to_phys = mock_iova_to_phys,
+	.dma_walk = mock_dma_walk,
 	.set_dev_pasid = mock_set_dev_pasid,
 	.free = mock_domain_free,
 };
@@ -400,6 +523,7 @@ static struct iommu_domain *mock_domain_alloc_paging(struct device *dev)
 	mdom->domain.geometry.aperture_start = 0;
 	mdom->domain.geometry.aperture_end = (UINT64_C(1) << MOCK_IAS) - 1;
 	mdom->domain.geometry.force_aperture = true;
+	atomic_init(&mdom->dirty_tracking, false);
 	return &mdom->domain;
 
 err_free_domain:
@@ -407,13 +531,24 @@ err_free_domain:
 	return ERR_CAST(pgt);
 }
 
-/* A user's paging domain (iommufd): only IOMMU_DOMAIN_ALLOC_PASID is understood, no data. */
+/*
+ * A user's paging domain (iommufd): IOMMU_DOMAIN_ALLOC_PASID, and _DIRTY_TRACKING for a
+ * device that can be tracked; no driver data.
+ */
 static struct iommu_domain *mock_domain_alloc_paging_flags(struct device *dev, uint32_t flags,
 							   const struct iommu_user_data *user_data)
 {
-	if ((flags & ~IOMMU_DOMAIN_ALLOC_PASID) || user_data)
+	struct iommu_domain *domain;
+
+	if ((flags & ~(IOMMU_DOMAIN_ALLOC_PASID | IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING)) || user_data)
 		return ERR_PTR(-EOPNOTSUPP);
-	return mock_domain_alloc_paging(dev);
+	if ((flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) &&
+	    !mock_capable(dev, IOMMU_CAP_DIRTY_TRACKING))
+		return ERR_PTR(-EOPNOTSUPP);
+	domain = mock_domain_alloc_paging(dev);
+	if (!IS_ERR(domain) && (flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING))
+		domain->dirty_ops = &mock_dirty_ops;
+	return domain;
 }
 
 /* ---- devices ------------------------------------------------------------------------------- */
@@ -665,14 +800,20 @@ const struct iommu_ops mock_iommu_ops = {
 	.blocked_domain = &mock_blocked_domain,
 };
 
-/* The IOTLB model's walk of our domains, with the leaf's permissions. */
-static phys_addr_t mock_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+/*
+ * The IOTLB model's walk of our domains, with the leaf's permissions, its dirty bit set by a
+ * write while the domain tracks, and IOTLB_PROT_CLEAN while it is clear.
+ */
+static phys_addr_t mock_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int access,
+				   int *prot)
 {
 	struct io_pgtable_leaf leaf;
+	bool clean;
 
-	if (mock_domain_walk(domain, iova, &leaf))
+	if (!mock_domain_pgtable(domain) ||
+	    mock_domain_access_walk(domain, iova, access & IOMMU_WRITE, &leaf, &clean))
 		return 0;
-	*prot = leaf.prot & (IOMMU_READ | IOMMU_WRITE);
+	*prot = (leaf.prot & (IOMMU_READ | IOMMU_WRITE)) | (clean ? IOTLB_PROT_CLEAN : 0);
 	return leaf.phys + (iova - leaf.iova);
 }
 

@@ -422,7 +422,7 @@ static void mock_selftest_dirty_leaf(uint64_t *pte, uint64_t leaf_iova, uint64_t
 	if (!(*pte & PTE_DIRTY))
 		return;
 	if (walk->dirty)
-		walk->dirty->record(walk->dirty, leaf_iova, size);
+		iommu_dirty_bitmap_record(walk->dirty, leaf_iova, size);
 	if (!(walk->flags & IOMMU_DIRTY_NO_CLEAR))
 		*pte &= ~PTE_DIRTY;
 }

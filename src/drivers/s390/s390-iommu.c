@@ -870,9 +870,12 @@ const struct iommu_ops s390_iommu_ops = {
 
 /* ---- instances ---------------------------------------------------------------------------- */
 
-static phys_addr_t s390_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int *prot)
+static phys_addr_t s390_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int access,
+				   int *prot)
 {
 	phys_addr_t phys;
+
+	(void)access; /* no dirty tracking: s390_capable() never claims it */
 
 	return s390_domain_walk(domain, iova, &phys, prot) ? 0 : phys;
 }

@@ -221,6 +221,17 @@ TEST(default_topology)
 	ASSERT_EQ(dev->resv[0].length, 0x200000u);
 	ASSERT_EQ(dev->resv[0].type, IOMMU_RESV_DIRECT);
 	ASSERT_TRUE(dev->iommu_data->require_direct);
+	/* The driver reports the RMRR, then the mock instance's MSI window (on by default). */
+	{
+		struct iommu_resv_region r[4];
+
+		ASSERT_EQ(iommu_get_resv_regions(dev, r, 4), 2u);
+		ASSERT_EQ(r[0].type, IOMMU_RESV_DIRECT);
+		ASSERT_EQ(r[1].start, 0xfee00000u);
+		ASSERT_EQ(r[1].length, 0x100000u);
+		ASSERT_EQ(r[1].type, IOMMU_RESV_MSI);
+		ASSERT_EQ(iommu_get_resv_regions(dev, r, 1), 1u);
+	}
 	dev = topology_find_device(BDF_SVA);
 	ASSERT_EQ(dev->pasid_bits, 20);
 	ASSERT_TRUE(dev->pri);
@@ -426,6 +437,10 @@ static const struct {
 	  "iommus[0].deferred_flush" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"dirty\": true } ], \"devices\": [] }",
 	  "iommus[0].dirty: unknown field" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"msi_window\": 1 } ], \"devices\": [] }",
+	  "iommus[0].msi_window" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"s390\", \"msi_window\": true } ], "
+	  "\"devices\": [] }", "iommus[0].msi_window: the s390 driver has no MSI window" },
 	{ "{ " IO0 ", \"devices\": [ 1 ] }", "devices[0]: must be an object" },
 	{ "{ " IO0 ", \"devices\": [ { \"iommu\": \"i0\" } ] }", "devices[0].bdf: missing" },
 	{ "{ " IO0 ", \"devices\": [ { \"bdf\": \"00:01.0\", \"iommu\": \"i0\" } ] }",

@@ -382,8 +382,9 @@ void iommu_setup_dma_ops(struct device *dev)
 	struct iommu_domain *domain;
 	struct iommu_dma_cookie *cookie;
 	struct iommu_device *iommu = dev->iommu;
+	struct iommu_resv_region regions[8];
+	unsigned int i, nr;
 	bool can_defer;
-	unsigned int i;
 
 	domain = iommu_get_dma_domain(dev);
 	if (!domain || !domain->iova_cookie)
@@ -396,11 +397,13 @@ void iommu_setup_dma_ops(struct device *dev)
 		iommu_dma_stop_fq(cookie);
 		iommu_domain_set_type(domain, IOMMU_DOMAIN_DMA);
 	}
-	for (i = 0; i < dev->nr_resv && i < ARRAY_SIZE(dev->resv); i++) {
-		const struct iommu_resv_region *r = &dev->resv[i];
+	nr = iommu_get_resv_regions(dev, regions, ARRAY_SIZE(regions));
+	for (i = 0; i < nr; i++) {
+		const struct iommu_resv_region *r = &regions[i];
 		struct iova_domain *iovad = &cookie->iovad;
 
-		if (!r->length)
+		/* SW_MSI is ours to manage (the kernel maps MSI doorbells there); none here. */
+		if (!r->length || r->type == IOMMU_RESV_SW_MSI)
 			continue;
 		/* Best effort, as the kernel's: a failure only risks a clash with a later map. */
 		iova_reserve(iovad, iova_pfn(iovad, r->start),

@@ -2020,6 +2020,47 @@ out_unlock:
 	return ret ? ret : (ssize_t)count;
 }
 
+unsigned int iommu_get_resv_regions(struct device *dev, struct iommu_resv_region *regions,
+				    unsigned int max)
+{
+	const struct iommu_ops *ops = dev->iommu ? dev->iommu->ops : NULL;
+
+	return ops && ops->get_resv_regions ? ops->get_resv_regions(dev, regions, max) : 0;
+}
+
+/*
+ * Adds @r to the @n regions of @list, kept sorted by start, merging it into a region of the
+ * same type it overlaps or touches (the kernel's iommu_insert_resv_region()); drops it when
+ * the list is full. Returns the new count.
+ */
+static unsigned int iommu_resv_list_insert(struct iommu_resv_region *list, unsigned int n,
+					   unsigned int max, const struct iommu_resv_region *r)
+{
+	uint64_t last = r->start + r->length - 1;
+	unsigned int i, j;
+
+	for (i = 0; i < n; i++) {
+		uint64_t ilast = list[i].start + list[i].length - 1;
+
+		if (list[i].type != r->type || r->start > ilast + 1 || last + 1 < list[i].start)
+			continue;
+		if (r->start < list[i].start)
+			list[i].start = r->start;
+		if (last > ilast)
+			ilast = last;
+		list[i].length = ilast - list[i].start + 1;
+		return n;
+	}
+	if (n == max)
+		return n;
+	for (i = 0; i < n && list[i].start <= r->start; i++)
+		;
+	for (j = n; j > i; j--)
+		list[j] = list[j - 1];
+	list[i] = *r;
+	return n + 1;
+}
+
 static const char *const iommu_resv_type_str[] = {
 	[IOMMU_RESV_DIRECT] = "direct",
 	[IOMMU_RESV_DIRECT_RELAXABLE] = "direct-relaxable",
@@ -2028,30 +2069,37 @@ static const char *const iommu_resv_type_str[] = {
 	[IOMMU_RESV_SW_MSI] = "msi",
 };
 
-/* One line per reserved region of every member: "0x<start> 0x<end> <type>", end inclusive. */
+/*
+ * One line per reserved region of the group, "0x<start> 0x<end> <type>" (end inclusive), sorted
+ * by start, the regions of one type that members share or that touch merged into one, as the
+ * kernel's iommu_get_group_resv_regions() makes them.
+ */
 ssize_t iommu_group_reserved_regions_show(struct iommu_group *group, char *buf, size_t len)
 {
+	struct iommu_resv_region list[32];
 	struct group_device *gdev;
+	unsigned int n = 0, i;
 	size_t off = 0;
 
 	uiommu_mutex_lock(&group->mutex);
 	TAILQ_FOREACH(gdev, &group->devices, list) {
-		const struct iommu_ops *ops = dev_iommu_ops(gdev->dev);
 		struct iommu_resv_region regions[8];
-		unsigned int n, i;
+		unsigned int nr = iommu_get_resv_regions(gdev->dev, regions, 8);
 
-		n = ops->get_resv_regions ? ops->get_resv_regions(gdev->dev, regions, 8) : 0;
-		for (i = 0; i < n && off < len; i++) {
-			int w = snprintf(buf + off, len - off, "0x%016llx 0x%016llx %s\n",
-					 (unsigned long long)regions[i].start,
-					 (unsigned long long)(regions[i].start + regions[i].length - 1),
-					 iommu_resv_type_str[regions[i].type]);
-
-			if (w < 0)
-				break;
-			off += (size_t)w < len - off ? (size_t)w : len - off - 1;
-		}
+		for (i = 0; i < nr; i++)
+			if (regions[i].length)
+				n = iommu_resv_list_insert(list, n, ARRAY_SIZE(list), &regions[i]);
 	}
 	uiommu_mutex_unlock(&group->mutex);
+	for (i = 0; i < n && off < len; i++) {
+		int w = snprintf(buf + off, len - off, "0x%016llx 0x%016llx %s\n",
+				 (unsigned long long)list[i].start,
+				 (unsigned long long)(list[i].start + list[i].length - 1),
+				 iommu_resv_type_str[list[i].type]);
+
+		if (w < 0)
+			break;
+		off += (size_t)w < len - off ? (size_t)w : len - off - 1;
+	}
 	return (ssize_t)off;
 }

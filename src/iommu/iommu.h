@@ -313,6 +313,7 @@ struct iommu_device {
 	uint32_t max_pasids;      /* PASIDs this instance supports, 0 for none */
 	bool deferred_flush;      /* IOMMU_CAP_DEFERRED_FLUSH */
 	bool dirty_tracking;
+	bool msi_window;          /* mock: x86's MSI window is reserved for every device */
 	void *priv;               /* the driver's */
 	struct iommu_device *next; /* in the registered list; iommu_device_lock */
 };
@@ -418,6 +419,12 @@ void iommu_group_get_info(struct iommu_group *group, struct iommu_group_info *in
 struct iommu_domain *iommu_paging_domain_alloc(struct device *dev);
 struct iommu_domain *iommu_paging_domain_alloc_flags(struct device *dev, uint32_t flags,
 						     const struct iommu_user_data *user_data);
+/*
+ * @dev's reserved regions as its driver reports them (get_resv_regions: firmware's direct
+ * regions, the MSI window, what lies outside the aperture), up to @max; returns the count.
+ */
+unsigned int iommu_get_resv_regions(struct device *dev, struct iommu_resv_region *regions,
+				    unsigned int max);
 /* Can the driver of @dev do @cap for it? */
 bool iommu_device_capable(struct device *dev, enum iommu_cap cap);
 const struct iommu_ops *iommu_device_ops(struct device *dev);

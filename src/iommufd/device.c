@@ -47,9 +47,13 @@
  * place (a replace by the same domain, which cannot fail) and the leaving device's handle is
  * retired as above. The spare makes that detach infallible.
  *
- * Reserved regions: the kernel adds each attaching device's reserved regions to the IOAS
- * (iopt_table_enforce_dev_resv_regions()); uiommu does not do that yet, per device or per
- * group (the mock devices' RESV_DIRECT regions are mapped by the core in the domain).
+ * Reserved regions, as the kernel: a device attaching its RID to a paging HWPT (or a nested
+ * one, through its parent) adds its reserved regions (the MSI window, firmware's) to that
+ * HWPT's IOAS, owned by the device (iopt_table_enforce_dev_resv_regions()): every member, not
+ * only the first, since each has regions of its own. An area already there answers EADDRINUSE
+ * and the attach fails. The member's detach removes its regions; a replace onto another IOAS
+ * adds every member's regions there first (all or nothing) and removes them from the old IOAS
+ * once the group moved. PASID attachments add nothing.
  *
  * Locking: ioas->mutex (automatic attach) -> igroup->lock -> idev->lock (the device's copy of
  * its RID attachment) -> the core's group->mutex. iommufd_groups_lock is a leaf.
@@ -346,6 +350,29 @@ static void iommufd_attach_dev_free(struct iommufd_attach_dev *adev)
 	uiommu_free(adev);
 }
 
+/* The IOAS whose IOVA a RID attachment to @hwpt takes reserved regions from, or NULL. */
+static struct io_pagetable *iommufd_hwpt_resv_iopt(struct iommufd_hw_pagetable *hwpt)
+{
+	struct iommufd_hwpt_paging *paging;
+
+	if (hwpt->obj.type == IOMMUFD_OBJ_HWPT_PAGING)
+		paging = container_of(hwpt, struct iommufd_hwpt_paging, common);
+	else if (hwpt->obj.type == IOMMUFD_OBJ_HWPT_NESTED)
+		paging = container_of(hwpt, struct iommufd_hwpt_nested, common)->parent;
+	else
+		paging = NULL;
+	return paging ? &paging->ioas->iopt : NULL;
+}
+
+/* Removes the reserved regions of every member of @attach from @iopt. igroup->lock held. */
+static void iommufd_attach_remove_resv(struct iommufd_attach *attach, struct io_pagetable *iopt)
+{
+	struct iommufd_attach_dev *cur;
+
+	for (cur = attach->devices; cur; cur = cur->next)
+		iopt_remove_reserved_iova(iopt, cur->idev->dev);
+}
+
 /*
  * @idev joins its group's attachment at @pasid to @hwpt; the first member attaches the group
  * (at that PASID) in the core. Takes a users reference on @hwpt for the membership.
@@ -357,6 +384,7 @@ static int iommufd_hw_pagetable_attach(struct iommufd_hw_pagetable *hwpt,
 {
 	struct iommufd_group *igroup = idev->igroup;
 	struct iommufd_attach *attach, *new_attach = NULL;
+	struct io_pagetable *resv_iopt = NULL;
 	struct iommufd_attach_dev *adev;
 	int rc;
 
@@ -375,10 +403,17 @@ static int iommufd_hw_pagetable_attach(struct iommufd_hw_pagetable *hwpt,
 		if (rc)
 			goto out_unlock;
 	}
+	if (pasid == IOMMU_NO_PASID)
+		resv_iopt = iommufd_hwpt_resv_iopt(hwpt);
+	if (resv_iopt) {
+		rc = iopt_table_enforce_dev_resv_regions(resv_iopt, idev->dev);
+		if (rc)
+			goto out_unlock;
+	}
 	adev = iommufd_attach_dev_alloc(idev);
 	if (!adev) {
 		rc = -ENOMEM;
-		goto out_unlock;
+		goto err_unresv;
 	}
 	if (!attach) {
 		new_attach = uiommu_zalloc(sizeof(*new_attach));
@@ -414,6 +449,9 @@ err_free_attach:
 	uiommu_free(new_attach);
 err_free_adev:
 	iommufd_attach_dev_free(adev);
+err_unresv:
+	if (resv_iopt)
+		iopt_remove_reserved_iova(resv_iopt, idev->dev);
 out_unlock:
 	uiommu_mutex_unlock(&igroup->lock);
 	return rc;
@@ -481,8 +519,13 @@ static struct iommufd_hw_pagetable *iommufd_hw_pagetable_detach(struct iommufd_d
 		/* A spare, never published: no fault was routed through it. */
 		uiommu_free(adev->handle);
 	}
-	if (pasid == IOMMU_NO_PASID)
+	if (pasid == IOMMU_NO_PASID) {
+		struct io_pagetable *resv_iopt = iommufd_hwpt_resv_iopt(hwpt);
+
 		iommufd_device_set_hwpt(idev, NULL);
+		if (resv_iopt)
+			iopt_remove_reserved_iova(resv_iopt, idev->dev);
+	}
 	if (retired)
 		iommufd_attach_handle_retire(hwpt, retired);
 	uiommu_mutex_unlock(&igroup->lock);
@@ -502,6 +545,7 @@ static int iommufd_device_do_replace(struct iommufd_device *idev, uint32_t pasid
 				     struct iommufd_hw_pagetable **old)
 {
 	struct iommufd_group *igroup = idev->igroup;
+	struct io_pagetable *resv_iopt = NULL, *old_resv_iopt = NULL;
 	struct iommufd_attach_handle *handle, *retired;
 	struct iommufd_attach_dev *adev, *cur;
 	struct iommufd_hw_pagetable *old_hwpt;
@@ -527,10 +571,22 @@ static int iommufd_device_do_replace(struct iommufd_device *idev, uint32_t pasid
 	rc = iommufd_hwpt_pasid_compat(hwpt, igroup, pasid);
 	if (rc)
 		goto out_unlock;
+	if (pasid == IOMMU_NO_PASID) {
+		resv_iopt = iommufd_hwpt_resv_iopt(hwpt);
+		old_resv_iopt = iommufd_hwpt_resv_iopt(attach->hwpt);
+		/* The same IOAS keeps the members' regions: nothing moves. */
+		if (resv_iopt == old_resv_iopt)
+			resv_iopt = old_resv_iopt = NULL;
+	}
+	for (cur = resv_iopt ? attach->devices : NULL; cur; cur = cur->next) {
+		rc = iopt_table_enforce_dev_resv_regions(resv_iopt, cur->idev->dev);
+		if (rc)
+			goto err_unresv;
+	}
 	handle = uiommu_zalloc(sizeof(*handle));
 	if (!handle) {
 		rc = -ENOMEM;
-		goto out_unlock;
+		goto err_unresv;
 	}
 	handle->idev = idev;
 	if (pasid == IOMMU_NO_PASID)
@@ -563,12 +619,17 @@ static int iommufd_device_do_replace(struct iommufd_device *idev, uint32_t pasid
 	while (--members)
 		iommufd_object_unref_users(&old_hwpt->obj);
 	iommufd_attach_handle_retire(old_hwpt, retired);
+	if (old_resv_iopt)
+		iommufd_attach_remove_resv(attach, old_resv_iopt);
 	*old = old_hwpt;
 	uiommu_mutex_unlock(&igroup->lock);
 	return 0;
 
 err_free_handle:
 	uiommu_free(handle);
+err_unresv:
+	if (resv_iopt)
+		iommufd_attach_remove_resv(attach, resv_iopt);
 out_unlock:
 	uiommu_mutex_unlock(&igroup->lock);
 	return rc;

@@ -1041,6 +1041,70 @@ void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner)
 	uiommu_up_write(&iopt->iova_rwsem);
 }
 
+#define IOPT_DEV_RESV_MAX 8 /* regions of one device; more than any driver reports */
+
+/**
+ * iopt_table_enforce_dev_resv_regions() - reserve @dev's reserved regions in @iopt
+ *
+ * What the device's driver reports (iommu_get_resv_regions()) becomes reserved IOVA owned by
+ * @dev, every type but DIRECT_RELAXABLE (firmware memory the device may lose), as the kernel
+ * does when a device attaches its RID to a paging HWPT of the IOAS: a MAP there then fails, and
+ * IOVA_RANGES shows the hole. All or nothing; the caller undoes it with
+ * iopt_remove_reserved_iova(@iopt, @dev).
+ *
+ * Return: 0; -EADDRINUSE when a region meets a mapped area or an allowed range; -EINVAL for a
+ * driver that offers both hardware and software MSI regions, or two software ones; -ENOMEM.
+ */
+int iopt_table_enforce_dev_resv_regions(struct io_pagetable *iopt, struct device *dev)
+{
+	struct iopt_reserved *nodes[IOPT_DEV_RESV_MAX] = { NULL };
+	struct iommu_resv_region regions[IOPT_DEV_RESV_MAX];
+	unsigned int n, i, hw_msi = 0, sw_msi = 0;
+	int rc = 0;
+
+	n = iommu_get_resv_regions(dev, regions, IOPT_DEV_RESV_MAX);
+	/* Allocate first: nothing can fail once the table is locked but a clash. */
+	for (i = 0; i < n; i++) {
+		uint64_t last;
+
+		if (regions[i].type == IOMMU_RESV_DIRECT_RELAXABLE || !regions[i].length)
+			continue;
+		if (check_add_overflow(regions[i].start, regions[i].length - 1, &last)) {
+			rc = -EINVAL;
+			goto out_free;
+		}
+		hw_msi += regions[i].type == IOMMU_RESV_MSI;
+		sw_msi += regions[i].type == IOMMU_RESV_SW_MSI;
+		nodes[i] = uiommu_zalloc(sizeof(*nodes[i]));
+		if (!nodes[i]) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+	}
+	/* A driver's bug, refused as the kernel does: one kind of MSI window, at most one. */
+	if ((sw_msi && hw_msi) || sw_msi > 1) {
+		rc = -EINVAL;
+		goto out_free;
+	}
+
+	uiommu_down_write(&iopt->iova_rwsem);
+	for (i = 0; i < n && !rc; i++) {
+		if (!nodes[i])
+			continue;
+		rc = __iopt_reserve_iova(iopt, nodes[i], regions[i].start,
+					 regions[i].start + regions[i].length - 1, dev);
+		if (!rc)
+			nodes[i] = NULL; /* the tree's now */
+	}
+	if (rc)
+		__iopt_remove_reserved_iova(iopt, dev);
+	uiommu_up_write(&iopt->iova_rwsem);
+out_free:
+	for (i = 0; i < n; i++)
+		uiommu_free(nodes[i]);
+	return rc;
+}
+
 /* Would every area stay aligned to @alignment? */
 static int iopt_check_iova_alignment(struct io_pagetable *iopt, uint64_t alignment)
 {

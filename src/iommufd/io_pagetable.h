@@ -70,6 +70,8 @@
 #include "mm/account.h"
 #include "mm/mm.h"
 
+struct device;
+
 struct iommu_domain;
 struct iommufd_dmabuf;
 struct iopt_pages_dmabuf_track;
@@ -209,6 +211,7 @@ void iopt_allowed_free(struct interval_tree_root *root);
 int iopt_reserve_iova(struct io_pagetable *iopt, uint64_t start, uint64_t last,
 		      const void *owner);
 void iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *owner);
+int iopt_table_enforce_dev_resv_regions(struct io_pagetable *iopt, struct device *dev);
 int iopt_disable_large_pages(struct io_pagetable *iopt);
 void iopt_enable_large_pages(struct io_pagetable *iopt);
 bool iopt_large_pages_disabled(struct io_pagetable *iopt);

@@ -60,6 +60,7 @@ struct topo_iommu_desc {
 	uint32_t max_pasids;
 	bool deferred_flush;
 	bool dirty_tracking;
+	bool msi_window;               /* mock: x86's interrupt window is reserved */
 	bool s390;                     /* "driver": "s390" (else the mock) */
 	uint64_t start_dma, end_dma;   /* s390: the functions' DMA range */
 };
@@ -366,8 +367,8 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 		       struct topo_desc *d)
 {
 	static const char *const keys[] = { "name", "driver", "max_pasids", "deferred_flush",
-					    "dirty_tracking", "start_dma", "end_dma", "comment",
-					    NULL };
+					    "dirty_tracking", "msi_window", "start_dma", "end_dma",
+					    "comment", NULL };
 	struct topo_iommu_desc *io = &d->iommus[i];
 	char where[32], driver[16];
 	uint64_t v;
@@ -402,6 +403,13 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 	rc = get_bool(p, obj, where, "deferred_flush", false, &io->deferred_flush);
 	if (!rc)
 		rc = get_bool(p, obj, where, "dirty_tracking", false, &io->dirty_tracking);
+	/* x86 IOMMUs (intel, AMD) reserve the interrupt window for every device; s390 has none. */
+	if (!rc)
+		rc = get_bool(p, obj, where, "msi_window", !io->s390, &io->msi_window);
+	if (!rc && io->s390 && io->msi_window) {
+		parser_at(p, "%s.msi_window", where);
+		rc = parse_error(p, "the s390 driver has no MSI window");
+	}
 	return rc;
 }
 
@@ -896,6 +904,7 @@ static int topo_instantiate(const struct topo_desc *d)
 		iommu->max_pasids = d->iommus[i].max_pasids;
 		iommu->deferred_flush = d->iommus[i].deferred_flush;
 		iommu->dirty_tracking = d->iommus[i].dirty_tracking;
+		iommu->msi_window = d->iommus[i].msi_window;
 		if (d->iommus[i].s390)
 			rc = s390_iommu_register(iommu, d->iommus[i].start_dma,
 						 d->iommus[i].end_dma);

@@ -50,7 +50,9 @@
  *  - capable: cache coherency always; deferred flush as the instance says; dirty tracking when
  *    the device can and its instance does.
  *  - def_domain_type: the bound driver's preference, dev->driver_pref.
- *  - get_resv_regions: the device's firmware-described regions, dev->resv.
+ *  - get_resv_regions: the device's firmware-described regions, dev->resv, then x86's MSI
+ *    window (IOMMU_RESV_MSI, 0xfee00000-0xfeefffff) when the instance has one (the topology's
+ *    "msi_window", on by default), as intel-iommu and amd-iommu report it.
  *  - page requests: a PRI device (dev->pri) joins its instance's iopf queue (made at the first
  *    one, iommu->priv) at probe and leaves it at release; page_response records each answer
  *    (mock_page_responses(), mock_page_response_hook) where tests check them.
@@ -781,6 +783,14 @@ static unsigned int mock_get_resv_regions(struct device *dev, struct iommu_resv_
 
 	for (i = 0; i < n; i++)
 		regions[i] = dev->resv[i];
+	/* After the firmware's regions, as intel-iommu lists its RMRRs before the IOAPIC range. */
+	if (dev->iommu && dev->iommu->msi_window && n < max)
+		regions[n++] = (struct iommu_resv_region){
+			.start = MOCK_MSI_WINDOW_START,
+			.length = MOCK_MSI_WINDOW_LENGTH,
+			.prot = IOMMU_WRITE | IOMMU_MMIO,
+			.type = IOMMU_RESV_MSI,
+		};
 	return n;
 }
 

@@ -17,6 +17,13 @@
 #include "iommu/io_pgtable.h"
 #include "iommu/iommu.h"
 
+/*
+ * The interrupt window of x86 (the IOAPIC/MSI address range intel-iommu and amd-iommu report
+ * as IOMMU_RESV_MSI): a device's DMA there is an interrupt, never memory.
+ */
+#define MOCK_MSI_WINDOW_START UINT64_C(0xfee00000)
+#define MOCK_MSI_WINDOW_LENGTH UINT64_C(0x100000)
+
 /* Input address width of every mock paging domain (aperture [0, 2^48 - 1]). */
 #define MOCK_IAS 48u
 

@@ -40,6 +40,11 @@
  *    empty table was). Everything under that table belongs to the caller's own range, so no
  *    disjoint caller can be inside it. Walkers of the same range are the caller's business, as
  *    with real hardware where the IOTLB flush comes before the free.
+ *  - Dirty bits are the exception to "disjoint ranges": the hardware's side, a device's write
+ *    (io_pgtable_mark_dirty()), may hit a leaf while the owner of its range reads and clears it
+ *    (io_pgtable_read_and_clear_dirty()). The bit is set with a compare-and-exchange that
+ *    never revives an entry cleared meanwhile and cleared with an atomic and, so a bit set
+ *    after the read looked at the leaf stays for the next read, and none is lost.
  *  - Tables never shrink otherwise: an unmap of the last 4K page of a table leaves the empty
  *    table in place (freeing it would need a lock against a racing mapper of a neighbouring
  *    page). They go at io_pgtable_free().

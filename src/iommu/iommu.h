@@ -145,7 +145,8 @@ struct iommu_domain_ops {
 	 * (no kernel counterpart: there the walk is silicon). The output address (0: unmapped), the
 	 * leaf's IOMMU_READ | IOMMU_WRITE in *@prot, its size in *@size; a @write access sets the
 	 * leaf's dirty bit while dirty tracking is on. The machine's DMA engine uses it for domains
-	 * whose pages are smaller than an IOTLB entry; the domain's own locks only.
+	 * the IOTLB model cannot serve (pages smaller than an IOTLB entry, or an instance without
+	 * an IOTLB); the domain's own locks only.
 	 */
 	phys_addr_t (*dma_walk)(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
 				uint64_t *size);

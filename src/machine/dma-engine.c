@@ -28,10 +28,12 @@
  * moves. The translation itself:
  *   - paging domains with pages of 4 KiB or more: the IOTLB model of the device's instance
  *     (iotlb.c): a hit needs no walk, even if stale (that is the IOTLB's semantics, and what
- *     strict invalidation prevents); a miss walks and fills;
- *   - paging domains with smaller pages whose driver walks for devices (the dma_walk domain
- *     op; the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries cannot hold): that
- *     walk, which also reports the leaf's permissions and size and marks it dirty on a write;
+ *     strict invalidation prevents); a miss walks and fills (a write's walk sets the leaf's
+ *     dirty bit in a tracking domain, and a write through an entry cached clean walks again);
+ *   - paging domains whose driver walks for devices (the dma_walk domain op) and that the
+ *     IOTLB cannot serve (the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries
+ *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
+ *     reports the leaf's permissions and size and marks it dirty on a write;
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
  *   - identity: the IOVA is the address; SVA: likewise, the process's own address space (a
  *     trap while copying is then a translation miss, which the SVA handler may resolve);
@@ -320,7 +322,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
 
 enum dma_mode {
 	DMA_MODE_IOTLB,    /* paging, pages >= 4 KiB: the instance's IOTLB */
-	DMA_MODE_DMA_WALK, /* smaller pages: the domain's dma_walk op */
+	DMA_MODE_DMA_WALK, /* the IOTLB cannot serve: the domain's dma_walk op */
 	DMA_MODE_WALK,     /* other paging domains: iova_to_phys() */
 	DMA_MODE_DIRECT,   /* identity, SVA: the IOVA is the address */
 	DMA_MODE_BLOCKED,

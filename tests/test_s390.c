@@ -831,9 +831,11 @@ TEST(topology_puts_functions_behind_an_s390_instance)
 {
 	static const char good[] =
 		"{ \"iommus\": [ { \"name\": \"zpci\", \"driver\": \"s390\",\n"
-		"                  \"start_dma\": \"0x100000000\", \"end_dma\": \"0x1ffffffff\" },\n"
+		"                  \"start_dma\": \"0x100000000\", \"end_dma\": \"0x1ffffffff\",\n"
+		"                  \"dirty_tracking\": true },\n"
 		"                { \"name\": \"m\" } ],\n"
-		"  \"devices\": [ { \"bdf\": \"0000:00:01.0\", \"iommu\": \"zpci\", \"bound\": true },\n"
+		"  \"devices\": [ { \"bdf\": \"0000:00:01.0\", \"iommu\": \"zpci\", \"bound\": true,\n"
+		"                   \"dirty\": true },\n"
 		"                 { \"bdf\": \"0000:00:02.0\", \"iommu\": \"m\" } ] }\n";
 	static const char bad[] =
 		"{ \"iommus\": [ { \"name\": \"m\", \"start_dma\": 0 } ], \"devices\": [] }\n";
@@ -852,6 +854,17 @@ TEST(topology_puts_functions_behind_an_s390_instance)
 	ASSERT_TRUE(info.probed);
 	ASSERT_EQ(UINT64_C(0x100000000), info.start_dma);
 	ASSERT_EQ(UINT64_C(0x1ffffffff), info.end_dma);
+	/* The driver never claims dirty tracking, whatever the topology says of the instance. */
+	ASSERT_FALSE(iommu_device_capable(dev, IOMMU_CAP_DIRTY_TRACKING));
+	/* Its reserved regions are what lies outside the DMA range: no MSI window. */
+	{
+		struct iommu_resv_region r[4];
+
+		ASSERT_EQ(2u, iommu_get_resv_regions(dev, r, 4));
+		ASSERT_EQ(IOMMU_RESV_RESERVED, r[0].type);
+		ASSERT_EQ(IOMMU_RESV_RESERVED, r[1].type);
+		ASSERT_EQ(UINT64_C(0x200000000), r[1].start);
+	}
 	ASSERT_EQ(0, topology_unplug("0000:00:01.0"));
 	ASSERT_EQ(0, s390_zdev_get_info(dev, &info));
 	ASSERT_FALSE(info.probed);

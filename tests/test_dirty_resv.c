@@ -425,6 +425,19 @@ TEST(resv_hole_after_attach_gone_after_detach)
 	ASSERT_ERRNO(EINVAL, map_fixed(m.fd, ioas, MSI_LAST + 1 - PG, m.buf, PG));
 	ASSERT_EQ(0, map_fixed(m.fd, ioas, MSI_START - PG, m.buf, PG));
 	ASSERT_EQ(0, map_fixed(m.fd, ioas, MSI_LAST + 1, m.buf, PG));
+	/* Nor may the user allow IOVA there. */
+	{
+		struct iommu_iova_range allow = { .start = 0, .last = MSI_START };
+		struct iommu_ioas_allow_iovas cmd = { .size = sizeof(cmd), .ioas_id = ioas,
+						      .num_iovas = 1,
+						      .allowed_iovas = (uintptr_t)&allow };
+
+		ASSERT_ERRNO(EADDRINUSE, uiommu_ioctl(m.fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd));
+		allow.last = MSI_START - 1;
+		ASSERT_EQ(0, uiommu_ioctl(m.fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd));
+		cmd.num_iovas = 0;
+		ASSERT_EQ(0, uiommu_ioctl(m.fd, IOMMU_IOAS_ALLOW_IOVAS, &cmd));
+	}
 	/* A second device of the same IOAS adds its own (same) window; one detach keeps it. */
 	pt = ioas;
 	ASSERT_EQ(0, attach(&m, 1, &pt));

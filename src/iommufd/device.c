@@ -56,7 +56,9 @@
  * once the group moved. PASID attachments add nothing.
  *
  * Locking: ioas->mutex (automatic attach) -> igroup->lock -> idev->lock (the device's copy of
- * its RID attachment) -> the core's group->mutex. iommufd_groups_lock is a leaf.
+ * its RID attachment) -> the core's group->mutex; igroup->lock -> an IOAS's iova_rwsem (the
+ * reserved regions, taken and dropped before the core is called). iommufd_groups_lock is a
+ * leaf.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -36,7 +36,8 @@
  *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
  *                                and account_mode; never held across a destroy.
  *   iopt->domains_rwsem -> iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h), inside
- *                                ioas->mutex when an automatic HWPT is made.
+ *                                ioas->mutex when an automatic HWPT is made, and iova_rwsem
+ *                                inside igroup->lock for a device's reserved regions.
  *   ictx->wait_lock (mutex)      with wait_cond: sleeping for wait_cnt; a leaf.
  * A HWPT's last reference is never dropped under any of these locks: an automatic HWPT is
  * destroyed at its last detach, and its destroy takes its IOAS's mutex.

@@ -319,7 +319,12 @@ UIOMMU_EXPORT void closefrom(int lowfd)
  * syscall(SYS_close_range, ...), what programs built for a libc without the wrapper call. Every
  * other number goes on untouched with the six argument registers as they came (the library
  * itself calls syscall(), and must not come back here for anything else).
+ *
+ * Not instrumented: liburcu's constructor calls syscall() (membarrier) before a sanitizer
+ * runtime loaded beside an uninstrumented program has set up its shadow memory, and an
+ * instrumented stack access here would fault.
  */
+__attribute__((no_sanitize_address, no_sanitize("undefined")))
 UIOMMU_EXPORT long syscall(long nr, ...)
 {
 	long a[6];

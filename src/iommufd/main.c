@@ -423,6 +423,13 @@ static void iommufd_atfork_register(void)
 	iommufd_resize_worker_keeper = cds_lfht_new(1, 1, 0, CDS_LFHT_AUTO_RESIZE, NULL);
 }
 
+/* At exit the keeper goes, so the worker is joined and a leak checker sees nothing left. */
+__attribute__((destructor)) static void iommufd_resize_worker_keeper_free(void)
+{
+	if (iommufd_resize_worker_keeper && !cds_lfht_destroy(iommufd_resize_worker_keeper, NULL))
+		iommufd_resize_worker_keeper = NULL;
+}
+
 struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 {
 	struct iommufd_ctx *ictx;

@@ -207,7 +207,7 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	fd = memfd_create("iommufd", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0)
 		return -errno;
-	if (((flags & O_NONBLOCK) && sys_fcntl(fd, F_SETFL, O_NONBLOCK)) || fstat(fd, &st)) {
+	if (((flags & O_NONBLOCK) && sys_fcntl(fd, F_SETFL, O_NONBLOCK)) || sys_fstat(fd, &st)) {
 		err = errno;
 		sys_close(fd);
 		return -err;
@@ -282,7 +282,7 @@ UIOMMU_EXPORT bool uiommu_is_fd(int fd)
 	file = iommufd_file_get(fd);
 	if (!file)
 		return false;
-	same = !fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
+	same = !sys_fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
 	if (!same)
 		fdt_forget_stale(fd, file);
 	iommufd_file_put(file);

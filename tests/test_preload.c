@@ -668,6 +668,10 @@ static int mask_run(int (*child)(void))
 
 TEST(fault_mask_cache_follows_every_mask_change)
 {
+#if defined(__SANITIZE_THREAD__)
+	/* Its runtime defers handlers (the steps' raise()), and the trap is not built there. */
+	SKIP("no fault trap under ThreadSanitizer (user accesses via process_vm_*)");
+#endif
 	mask_fd = open("/dev/iommu", O_RDWR);
 	ASSERT_TRUE(mask_fd >= 0);
 	mask_bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -701,6 +701,7 @@ WRAP_FXSTATAT(__fxstatat64, struct stat64)
 static void __attribute__((constructor)) preload_init(void)
 {
 	int saved_errno = errno;
+	sigset_t mask;
 
 	uiommu_sysfs_session_begin();
 	uiommu_ctl_start_env();
@@ -716,6 +717,12 @@ static void __attribute__((constructor)) preload_init(void)
 		fprintf(stderr, "uiommu-preload: cannot find libc's siglongjmp/setcontext\n");
 		abort();
 	}
+	/*
+	 * Look the mask wrappers' libc functions up now: a signal handler (the trap's chaining,
+	 * or the program's) may be the first to call them, and dlsym() is no call for a handler.
+	 */
+	sigprocmask(SIG_BLOCK, NULL, &mask);
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
 	/* From here on every change of a thread's mask comes through the wrappers above. */
 	uiommu_fault_mask_track();
 	errno = saved_errno;

@@ -611,6 +611,14 @@ static int mask_child(void)
 		return 16;
 	if (pthread_sigmask(SIG_UNBLOCK, &segv, NULL) || !mask_efault())
 		return 17;
+	/* The System V calls, which change the mask inside libc. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	if (sighold(SIGSEGV) || !mask_efault() || !mask_blocks(SIGSEGV))
+		return 25;
+	if (sigrelse(SIGSEGV) || !mask_efault() || mask_blocks(SIGSEGV))
+		return 26;
+#pragma GCC diagnostic pop
 	/* A handler whose sa_mask blocks SIGSEGV, entered while the cache says open. */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = mask_handler;

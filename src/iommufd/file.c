@@ -16,9 +16,10 @@
  * iommufd, a raw system call) frees the number, and the next file given it must not have its
  * ioctls answered by us. Each backing memfd has an inode of its own, recorded in the file
  * (dev, ino); uiommu_is_fd(), the preload layer's gate, compares it with fstat() of the fd and
- * drops a slot whose fd now names another file, as if that fd had been closed. One fstat() per
- * call on an fd the table holds (about two null system calls); fds the table does not hold
- * cost nothing. close_range() and closefrom() go through uiommu_fd_close_range(), which closes
+ * drops a slot whose fd now names another file, as if that fd had been closed. One fstat
+ * system call per call on an fd the table holds (~1.9x a null ioctl, the one system call left
+ * on an ioctl's path; kcmp() is dearer, lseek()/fcntl() do not name the file: bench/README.md);
+ * fds the table does not hold cost nothing. close_range() and closefrom() go through uiommu_fd_close_range(), which closes
  * ours in the range first.
  *
  * What the VFS answers before any driver (fs/ioctl.c's generic requests such as FIOCLEX and

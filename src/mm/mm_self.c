@@ -29,7 +29,8 @@
  * no system call. It is cleared before each change (a handler in between sees it cleared) and
  * by every call that changes the mask behind libc's wrappers: siglongjmp()/longjmp() to a
  * buffer with a saved mask, setcontext()/swapcontext(), and sigsuspend()/pselect()/ppoll()/
- * epoll_pwait() (handlers run under their temporary mask). A new thread starts with it clear
+ * epoll_pwait() (handlers run under their temporary mask), and the System V/BSD calls that
+ * change it inside libc (sighold(), sigset(), sigblock() ...). A new thread starts with it clear
  * and learns its mask from its first window's call. A signal handler runs with its sa_mask
  * added by the kernel, unseen: a handler whose sa_mask holds SIGSEGV or SIGBUS (seen in
  * uiommu_fault_sigaction(), which the layer calls for every sigaction()) turns the cache off

@@ -28,7 +28,8 @@
  * The fault trap's mask cache (the library's mm/mm_self.c): every call that changes a thread's
  * signal mask (sigprocmask, pthread_sigmask) is reported with uiommu_fault_mask_note(), and
  * those that change it where libc's wrappers do not see it (siglongjmp/longjmp with a saved
- * mask, setcontext, swapcontext, sigsuspend, pselect, ppoll, epoll_pwait) clear the cache
+ * mask, setcontext, swapcontext, sigsuspend, pselect, ppoll, epoll_pwait, the System V and BSD
+ * sighold, sigrelse, sigset, sigblock, sigsetmask, sigpause) clear the cache
  * with uiommu_fault_mask_forget(); the constructor says the reports are complete
  * (uiommu_fault_mask_track()).
  *
@@ -113,6 +114,10 @@ int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
 int fcntl64(int fd, int cmd, ...);
 void __longjmp_chk(struct __jmp_buf_tag env[1], int val);
+int __sigpause(int sig_or_mask, int is_sig);
+int __xpg_sigpause(int sig);
+int sigblock(int mask);
+int sigsetmask(int mask);
 /* The pre-2.33 stat entry points, still called by programs built against older glibc. */
 int __xstat(int ver, const char *path, struct stat *st);
 int __xstat64(int ver, const char *path, struct stat64 *st);
@@ -450,6 +455,36 @@ UIOMMU_EXPORT int swapcontext(ucontext_t *oucp, const ucontext_t *ucp)
 {
 	/* Back here by a later swap or set of @oucp: its saved mask is in force again. */
 	return UNDER_TEMPORARY_MASK(libc_swapcontext(oucp, ucp));
+}
+
+/*
+ * The System V and BSD calls change the mask through libc's internal sigprocmask(), unseen:
+ * what the thread knows is cleared on both sides (__sigpause and __xpg_sigpause are also
+ * temporary masks, as sigsuspend()).
+ */
+#define WRAP_SIGMASK_INT(name)                                                            \
+	UIOMMU_EXPORT int name(int arg)                                                   \
+	{                                                                                 \
+		libc_func(name, int, int);                                                \
+		return UNDER_TEMPORARY_MASK(_##name(arg));                                \
+	}
+
+WRAP_SIGMASK_INT(sighold)
+WRAP_SIGMASK_INT(sigrelse)
+WRAP_SIGMASK_INT(sigblock)
+WRAP_SIGMASK_INT(sigsetmask)
+WRAP_SIGMASK_INT(__xpg_sigpause)
+
+UIOMMU_EXPORT sighandler_t sigset(int sig, sighandler_t disp)
+{
+	libc_func(sigset, sighandler_t, int, sighandler_t);
+	return UNDER_TEMPORARY_MASK(_sigset(sig, disp));
+}
+
+UIOMMU_EXPORT int __sigpause(int sig_or_mask, int is_sig)
+{
+	libc_func(__sigpause, int, int, int);
+	return UNDER_TEMPORARY_MASK(___sigpause(sig_or_mask, is_sig));
 }
 
 UIOMMU_EXPORT int sigsuspend(const sigset_t *mask)

@@ -107,6 +107,18 @@ void uiommu_fd_forget(int fd);
 bool uiommu_fault_sigaction(int sig, const struct sigaction *act, struct sigaction *oldact);
 
 /*
+ * The fault trap's mask cache (the preload layer's calls): once uiommu_fault_mask_track() says
+ * every change of a thread's signal mask is reported, an ioctl skips the two rt_sigprocmask()
+ * calls that open the trap's window while SIGSEGV and SIGBUS are known unblocked.
+ * uiommu_fault_mask_note(): a successful sigprocmask(@how, @set) on this thread found the mask
+ * *@old. uiommu_fault_mask_forget(): this thread's mask changed in a way not worth computing
+ * (siglongjmp() with a saved mask, setcontext(), sigsuspend() and the like).
+ */
+void uiommu_fault_mask_track(void);
+void uiommu_fault_mask_note(int how, const sigset_t *set, const sigset_t *old);
+void uiommu_fault_mask_forget(void);
+
+/*
  * To call just before close_range(2) (or closefrom(3), as [lowfd, ~0U]): closes the library's
  * fds in [first, last] (iommufd fds, the fds its ioctls made, virtual sysfs fds) as close()
  * would, unless @flags has CLOSE_RANGE_CLOEXEC (they stay ours). Arguments close_range()

@@ -71,6 +71,19 @@ static inline int sys_fstatat(int dirfd, const char *path, struct stat *st, int 
 	return (int)syscall(SYS_newfstatat, (long)dirfd, path, st, (long)flags);
 }
 
+/*
+ * The fstat system call itself: glibc's fstat() is fstatat(fd, "", AT_EMPTY_PATH), which reads
+ * the empty path from user memory first (~10% dearer; the fd identity check runs per ioctl).
+ */
+static inline int sys_fstat(int fd, struct stat *st)
+{
+#ifdef SYS_fstat
+	return (int)syscall(SYS_fstat, (long)fd, st);
+#else
+	return sys_fstatat(fd, "", st, AT_EMPTY_PATH);
+#endif
+}
+
 static inline int sys_memfd_create(const char *name, unsigned int flags)
 {
 	return (int)syscall(SYS_memfd_create, name, (long)flags);

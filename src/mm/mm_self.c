@@ -20,7 +20,28 @@
  * action), and threads of programs such as QEMU block most signals. So the first window of a
  * thread's nest unblocks SIGSEGV and SIGBUS with one rt_sigprocmask() and blocks again at its
  * end only what was blocked before. An ioctl opens one window around its whole run
- * (uiommu_uaccess_begin()), so it pays that one call however many copies it makes. The jump
+ * (uiommu_uaccess_begin()), so it pays that one call however many copies it makes.
+ *
+ * The mask cache: under the preload layer a window usually costs no call at all. The layer
+ * wraps every libc call that changes a thread's mask for good (sigprocmask(),
+ * pthread_sigmask()) and reports the new mask (uiommu_fault_mask_note()); a thread-local flag
+ * says "SIGSEGV and SIGBUS are known to be unblocked here", and while it holds, a window makes
+ * no system call. It is cleared before each change (a handler in between sees it cleared) and
+ * by every call that changes the mask behind libc's wrappers: siglongjmp()/longjmp() to a
+ * buffer with a saved mask, setcontext()/swapcontext(), and sigsuspend()/pselect()/ppoll()/
+ * epoll_pwait() (handlers run under their temporary mask), and the System V/BSD calls that
+ * change it inside libc (sighold(), sigset(), sigblock() ...). A new thread starts with it clear
+ * and learns its mask from its first window's call. A signal handler runs with its sa_mask
+ * added by the kernel, unseen: a handler whose sa_mask holds SIGSEGV or SIGBUS (seen in
+ * uiommu_fault_sigaction(), which the layer calls for every sigaction()) turns the cache off
+ * for good. Otherwise a handler's mask only adds to the one it interrupted, so a flag set
+ * outside holds inside, and one learnt inside holds outside. Holes, documented: a raw
+ * rt_sigprocmask()/rt_sigaction() system call, a handler that edits its ucontext's
+ * uc_sigmask, and a handler that itself unblocks SIGSEGV/SIGBUS with pthread_sigmask() and then
+ * returns into code that had them blocked (the return restores the mask unseen). Without the
+ * preload layer (uiommu_fault_mask_track() never called) every window makes the calls.
+ *
+ * The jump
  * buffer is saved and restored around each armed access, so a signal handler that calls uiommu
  * while an access of the same thread is armed nests correctly.
  *
@@ -39,7 +60,8 @@
  * Measured (2-CPU VM, see docs/running.md): an armed 16-byte copy costs ~10 ns, the window's
  * rt_sigprocmask() ~100-150 ns (about one null ioctl into the kernel), process_vm_readv() of
  * 16 bytes ~450-700 ns. process_vm_readv() would need no signal handling at all, but would cost
- * each copy several real system calls; one call per ioctl is the price taken for exactness.
+ * each copy several real system calls; the window's two calls (none with the mask cache) are
+ * the price taken for exactness.
  *
  * A program that sets its own disposition of SIGSEGV or SIGBUS after the trap is installed
  * does so through the preload layer's sigaction()/signal(), which hand it to
@@ -82,6 +104,20 @@ static _Thread_local sigjmp_buf *volatile uaccess_jmp;
 static _Thread_local unsigned int uaccess_depth;
 static _Thread_local sigset_t uaccess_reblock;
 static _Thread_local bool uaccess_reblock_any;
+
+/*
+ * The mask cache (see the essay): true when this thread's signal mask is known to let SIGSEGV
+ * and SIGBUS through, so a window needs no system call. Only ever true while
+ * uaccess_mask_tracked; every mask change the preload layer sees rewrites or clears it.
+ */
+static _Thread_local volatile bool uaccess_mask_open;
+/* The preload layer reports every sigprocmask()-like call (uiommu_fault_mask_track()). */
+static atomic_bool uaccess_mask_tracked;
+/*
+ * Some handler the program installed blocks SIGSEGV or SIGBUS while it runs (its sa_mask):
+ * a window opened inside it cannot trust a mask seen outside. Sticky.
+ */
+static atomic_bool uaccess_mask_untrusted;
 
 /*
  * The program's dispositions of SIGSEGV ([0]) and SIGBUS ([1]), which our handler stands in
@@ -232,6 +268,15 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 	sigset_t all, saved;
 	bool ours;
 
+	/*
+	 * A handler of another signal that blocks the fault signals while it runs: the kernel
+	 * changes the mask on its entry without a call we see. (Those of SIGSEGV and SIGBUS run
+	 * behind ours, which blocks nothing, and are chained through pthread_sigmask().)
+	 */
+	if (sig != SIGSEGV && sig != SIGBUS && act && act->sa_handler != SIG_DFL &&
+	    act->sa_handler != SIG_IGN &&
+	    (sigismember(&act->sa_mask, SIGSEGV) == 1 || sigismember(&act->sa_mask, SIGBUS) == 1))
+		atomic_store_explicit(&uaccess_mask_untrusted, true, memory_order_relaxed);
 	if ((sig != SIGSEGV && sig != SIGBUS) || uaccess_self)
 		return false;
 	/*
@@ -261,6 +306,37 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 	return ours;
 }
 
+UIOMMU_EXPORT void uiommu_fault_mask_track(void)
+{
+	atomic_store_explicit(&uaccess_mask_tracked, true, memory_order_relaxed);
+}
+
+UIOMMU_EXPORT void uiommu_fault_mask_forget(void)
+{
+	uaccess_mask_open = false;
+}
+
+UIOMMU_EXPORT void uiommu_fault_mask_note(int how, const sigset_t *set, const sigset_t *old)
+{
+	bool blocked[2];
+	int i, sig;
+
+	for (i = 0; i < 2; i++) {
+		sig = i ? SIGBUS : SIGSEGV;
+		blocked[i] = sigismember(old, sig) == 1;
+		if (!set)
+			continue;
+		if (how == SIG_BLOCK)
+			blocked[i] |= sigismember(set, sig) == 1;
+		else if (how == SIG_UNBLOCK)
+			blocked[i] &= sigismember(set, sig) != 1;
+		else
+			blocked[i] = sigismember(set, sig) == 1;
+	}
+	uaccess_mask_open = atomic_load_explicit(&uaccess_mask_tracked, memory_order_relaxed) &&
+			    !blocked[0] && !blocked[1];
+}
+
 void uiommu_uaccess_begin(void)
 {
 	sigset_t old;
@@ -268,6 +344,11 @@ void uiommu_uaccess_begin(void)
 	if (uaccess_depth++)
 		return;
 	pthread_once(&uaccess_once, uaccess_install);
+	if (uaccess_mask_open &&
+	    !atomic_load_explicit(&uaccess_mask_untrusted, memory_order_relaxed)) {
+		uaccess_reblock_any = false;
+		return;
+	}
 	pthread_sigmask(SIG_UNBLOCK, &uaccess_fault_set, &old);
 	sigemptyset(&uaccess_reblock);
 	if (sigismember(&old, SIGSEGV))
@@ -275,6 +356,15 @@ void uiommu_uaccess_begin(void)
 	if (sigismember(&old, SIGBUS))
 		sigaddset(&uaccess_reblock, SIGBUS);
 	uaccess_reblock_any = sigismember(&old, SIGSEGV) || sigismember(&old, SIGBUS);
+	/*
+	 * Learnt with the call: the next window is free while nothing changes the mask. (The
+	 * pthread_sigmask() above went through the preload layer, which noted it as open.)
+	 */
+	if (uaccess_reblock_any)
+		uaccess_mask_open = false;
+	else
+		uaccess_mask_open = atomic_load_explicit(&uaccess_mask_tracked,
+							 memory_order_relaxed);
 }
 
 void uiommu_uaccess_end(void)
@@ -364,6 +454,21 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 
 void uiommu_uaccess_end(void)
 {
+}
+
+UIOMMU_EXPORT void uiommu_fault_mask_track(void)
+{
+}
+
+UIOMMU_EXPORT void uiommu_fault_mask_forget(void)
+{
+}
+
+UIOMMU_EXPORT void uiommu_fault_mask_note(int how, const sigset_t *set, const sigset_t *old)
+{
+	(void)how;
+	(void)set;
+	(void)old;
 }
 #endif
 

@@ -25,6 +25,14 @@
  * (/proc/self/task/<tid>/fail-nth ...) becomes uiommu_fail_nth_open(), and read, pread, write,
  * pwrite, close and the dups of an fd uiommu_fail_nth_is_fd() claims go to the library.
  *
+ * The fault trap's mask cache (the library's mm/mm_self.c): every call that changes a thread's
+ * signal mask (sigprocmask, pthread_sigmask) is reported with uiommu_fault_mask_note(), and
+ * those that change it where libc's wrappers do not see it (siglongjmp/longjmp with a saved
+ * mask, setcontext, swapcontext, sigsuspend, pselect, ppoll, epoll_pwait, the System V and BSD
+ * sighold, sigrelse, sigset, sigblock, sigsetmask, sigpause) clear the cache
+ * with uiommu_fault_mask_forget(); the constructor says the reports are complete
+ * (uiommu_fault_mask_track()).
+ *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
 /* We define both the plain and the 64 names ourselves: no redirection of one to the other. */
@@ -34,6 +42,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -41,10 +51,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
@@ -100,6 +113,11 @@ int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
 int fcntl64(int fd, int cmd, ...);
+void __longjmp_chk(struct __jmp_buf_tag env[1], int val);
+int __sigpause(int sig_or_mask, int is_sig);
+int __xpg_sigpause(int sig);
+int sigblock(int mask);
+int sigsetmask(int mask);
 /* The pre-2.33 stat entry points, still called by programs built against older glibc. */
 int __xstat(int ver, const char *path, struct stat *st);
 int __xstat64(int ver, const char *path, struct stat64 *st);
@@ -370,6 +388,149 @@ UIOMMU_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 	return _signal(sig, handler);
 }
 
+/*
+ * The thread's signal mask, for the fault trap's mask cache: every call that changes it for
+ * good is reported to the library (uiommu_fault_mask_note()). The cache is cleared before the
+ * call, so that a handler running in between cannot use what the call is about to change.
+ */
+#define WRAP_SIGMASK(name)                                                                \
+	UIOMMU_EXPORT int name(int how, const sigset_t *set, sigset_t *oldset)            \
+	{                                                                                 \
+		sigset_t _prev;                                                           \
+		int _rc;                                                                  \
+		libc_func(name, int, int, const sigset_t *, sigset_t *);                  \
+		uiommu_fault_mask_forget();                                               \
+		_rc = _##name(how, set, &_prev);                                          \
+		if (_rc == 0) {                                                           \
+			uiommu_fault_mask_note(how, set, &_prev);                         \
+			if (oldset)                                                       \
+				*oldset = _prev;                                          \
+		}                                                                         \
+		return _rc;                                                               \
+	}
+
+WRAP_SIGMASK(sigprocmask)
+WRAP_SIGMASK(pthread_sigmask)
+
+/*
+ * Calls that run handlers under a temporary mask and restore the thread's on return: a handler
+ * in between may have seen (and noted) the temporary one. (Clearing the flag keeps errno.)
+ */
+#define UNDER_TEMPORARY_MASK(call)                                                        \
+	({                                                                                \
+		__typeof__(call) _rc;                                                     \
+		uiommu_fault_mask_forget();                                               \
+		_rc = (call);                                                             \
+		uiommu_fault_mask_forget();                                               \
+		_rc;                                                                      \
+	})
+
+/*
+ * Calls that leave the thread with a mask the library did not see set: siglongjmp() to a
+ * sigsetjmp(env, 1) restores the saved mask, setcontext() the context's. The real functions
+ * are found in the constructor: the fault trap's own siglongjmp() leaves a signal handler,
+ * where dlsym() must not run.
+ */
+static void (*libc_siglongjmp)(struct __jmp_buf_tag *, int);
+static void (*libc_longjmp)(struct __jmp_buf_tag *, int);
+static void (*libc___longjmp_chk)(struct __jmp_buf_tag *, int); /* _FORTIFY_SOURCE's longjmp */
+static int (*libc_setcontext)(const ucontext_t *);
+static int (*libc_swapcontext)(ucontext_t *, const ucontext_t *);
+
+#define WRAP_LONGJMP(name)                                                                \
+	UIOMMU_EXPORT void name(struct __jmp_buf_tag env[1], int val)                     \
+	{                                                                                 \
+		if (env[0].__mask_was_saved)                                              \
+			uiommu_fault_mask_forget();                                       \
+		libc_##name(env, val);                                                    \
+		abort();                                                                  \
+	}
+
+WRAP_LONGJMP(siglongjmp)
+WRAP_LONGJMP(longjmp)
+WRAP_LONGJMP(__longjmp_chk)
+
+UIOMMU_EXPORT int setcontext(const ucontext_t *ucp)
+{
+	uiommu_fault_mask_forget();
+	return libc_setcontext(ucp);
+}
+
+UIOMMU_EXPORT int swapcontext(ucontext_t *oucp, const ucontext_t *ucp)
+{
+	/* Back here by a later swap or set of @oucp: its saved mask is in force again. */
+	return UNDER_TEMPORARY_MASK(libc_swapcontext(oucp, ucp));
+}
+
+/*
+ * The System V and BSD calls change the mask through libc's internal sigprocmask(), unseen:
+ * what the thread knows is cleared on both sides (__sigpause and __xpg_sigpause are also
+ * temporary masks, as sigsuspend()).
+ */
+#define WRAP_SIGMASK_INT(name)                                                            \
+	UIOMMU_EXPORT int name(int arg)                                                   \
+	{                                                                                 \
+		libc_func(name, int, int);                                                \
+		return UNDER_TEMPORARY_MASK(_##name(arg));                                \
+	}
+
+WRAP_SIGMASK_INT(sighold)
+WRAP_SIGMASK_INT(sigrelse)
+WRAP_SIGMASK_INT(sigblock)
+WRAP_SIGMASK_INT(sigsetmask)
+WRAP_SIGMASK_INT(__xpg_sigpause)
+
+UIOMMU_EXPORT sighandler_t sigset(int sig, sighandler_t disp)
+{
+	libc_func(sigset, sighandler_t, int, sighandler_t);
+	return UNDER_TEMPORARY_MASK(_sigset(sig, disp));
+}
+
+UIOMMU_EXPORT int __sigpause(int sig_or_mask, int is_sig)
+{
+	libc_func(__sigpause, int, int, int);
+	return UNDER_TEMPORARY_MASK(___sigpause(sig_or_mask, is_sig));
+}
+
+UIOMMU_EXPORT int sigsuspend(const sigset_t *mask)
+{
+	libc_func(sigsuspend, int, const sigset_t *);
+	return UNDER_TEMPORARY_MASK(_sigsuspend(mask));
+}
+
+UIOMMU_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t,
+			  const sigset_t *mask)
+{
+	libc_func(pselect, int, int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		  const sigset_t *);
+	return mask ? UNDER_TEMPORARY_MASK(_pselect(nfds, r, w, e, t, mask)) :
+		      _pselect(nfds, r, w, e, t, mask);
+}
+
+UIOMMU_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
+			const sigset_t *mask)
+{
+	libc_func(ppoll, int, struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	return mask ? UNDER_TEMPORARY_MASK(_ppoll(fds, n, t, mask)) : _ppoll(fds, n, t, mask);
+}
+
+UIOMMU_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+			      const sigset_t *mask)
+{
+	libc_func(epoll_pwait, int, int, struct epoll_event *, int, int, const sigset_t *);
+	return mask ? UNDER_TEMPORARY_MASK(_epoll_pwait(epfd, ev, max, timeout, mask)) :
+		      _epoll_pwait(epfd, ev, max, timeout, mask);
+}
+
+UIOMMU_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
+			       const struct timespec *t, const sigset_t *mask)
+{
+	libc_func(epoll_pwait2, int, int, struct epoll_event *, int, const struct timespec *,
+		  const sigset_t *);
+	return mask ? UNDER_TEMPORARY_MASK(_epoll_pwait2(epfd, ev, max, t, mask)) :
+		      _epoll_pwait2(epfd, ev, max, t, mask);
+}
+
 /* Only the dup commands concern us; every other fcntl goes to libc with its argument. */
 #define WRAP_FCNTL(name)                                                                  \
 	UIOMMU_EXPORT int name(int fd, int cmd, ...)                                      \
@@ -580,8 +741,29 @@ WRAP_FXSTATAT(__fxstatat64, struct stat64)
 static void __attribute__((constructor)) preload_init(void)
 {
 	int saved_errno = errno;
+	sigset_t mask;
 
 	uiommu_sysfs_session_begin();
 	uiommu_ctl_start_env();
+	libc_siglongjmp = (void (*)(struct __jmp_buf_tag *, int))dlsym(RTLD_NEXT, "siglongjmp");
+	libc_longjmp = (void (*)(struct __jmp_buf_tag *, int))dlsym(RTLD_NEXT, "longjmp");
+	libc___longjmp_chk = (void (*)(struct __jmp_buf_tag *, int))dlsym(RTLD_NEXT,
+									  "__longjmp_chk");
+	libc_setcontext = (int (*)(const ucontext_t *))dlsym(RTLD_NEXT, "setcontext");
+	libc_swapcontext = (int (*)(ucontext_t *, const ucontext_t *))dlsym(RTLD_NEXT,
+									    "swapcontext");
+	if (!libc_siglongjmp || !libc_longjmp || !libc___longjmp_chk || !libc_setcontext ||
+	    !libc_swapcontext) {
+		fprintf(stderr, "uiommu-preload: cannot find libc's siglongjmp/setcontext\n");
+		abort();
+	}
+	/*
+	 * Look the mask wrappers' libc functions up now: a signal handler (the trap's chaining,
+	 * or the program's) may be the first to call them, and dlsym() is no call for a handler.
+	 */
+	sigprocmask(SIG_BLOCK, NULL, &mask);
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	/* From here on every change of a thread's mask comes through the wrappers above. */
+	uiommu_fault_mask_track();
 	errno = saved_errno;
 }

@@ -84,6 +84,12 @@ void uiommu_fd_forget(int fd);
 void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int uiommu_munmap(void *addr, size_t len);
 bool uiommu_mmap_claims(const void *addr, size_t len);
+/*
+ * pread(2)/pwrite(2) of our fds: a VFIO device fd's regions (index << 40, docs/vfio.md);
+ * EINVAL for fds that have no read or write (/dev/iommu). -1 and errno on failure.
+ */
+ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t off);
+ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t off);
 
 /*
  * Test support (meaningful in builds with fault injection, the default for debug builds;

@@ -263,6 +263,91 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	return rc;
 }
 
+/*
+ * pread(2) and pwrite(2) of our fds: a sub-fd's rw op (the VFIO device fd's regions) through a
+ * bounce buffer, so that a bad user buffer is EFAULT as in the kernel; EINVAL for fds that
+ * cannot be read or written (/dev/iommu has no read or write). Long accesses are cut to
+ * RW_MAX bytes: a short count, as a device file may return.
+ */
+#define RW_MAX (1u << 20)
+
+static ssize_t uiommu_rw(int fd, void *ubuf, size_t count, off_t off, bool write)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	struct uiommu_mm *mm = iommufd_caller_mm();
+	void *buf = NULL;
+	ssize_t rc;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	if (!file->ops || !file->ops->rw) {
+		rc = -EINVAL;
+		goto out_put;
+	}
+	if (off < 0) {
+		rc = -EINVAL;
+		goto out_put;
+	}
+	if (!mm) {
+		rc = -ENOMEM;
+		goto out_put;
+	}
+	if (count > RW_MAX)
+		count = RW_MAX;
+	buf = uiommu_zalloc(count ? count : 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_put;
+	}
+	if (write && count) {
+		rc = uiommu_copy_from_user(mm, buf, (uintptr_t)ubuf, count);
+		if (rc)
+			goto out_free;
+	}
+	rc = file->ops->rw(file->priv, buf, count, (uint64_t)off, write);
+	if (rc > 0 && !write) {
+		int err = uiommu_copy_to_user(mm, (uintptr_t)ubuf, buf, (size_t)rc);
+
+		if (err)
+			rc = err;
+	}
+out_free:
+	uiommu_free(buf);
+out_put:
+	iommufd_file_put(file);
+	if (rc < 0) {
+		errno = (int)-rc;
+		return -1;
+	}
+	return rc;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t off)
+{
+	return uiommu_rw(fd, buf, count, off, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t off)
+{
+	return uiommu_rw(fd, (void *)(uintptr_t)buf, count, off, true);
+}
+
+bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
+			void **ret)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (!file)
+		return false;
+	if (!file->ops || !file->ops->mmap) {
+		iommufd_file_put(file);
+		return false;
+	}
+	*ret = file->ops->mmap(file->priv, addr, len, prot, flags, off);
+	iommufd_file_put(file);
+	return true;
+}
+
 /* ---- sub-fds -------------------------------------------------------------------------------- */
 
 /**

@@ -190,7 +190,15 @@ struct iommufd_subfd_ops {
 	void (*release)(void *priv); /* the last close */
 	/* Optional: ioctl(2) on the fd (the VFIO device cdev); without it, ENOTTY. */
 	int (*ioctl)(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg);
+	/* Optional: pread(2)/pwrite(2) at @off into/from the library's buffer @buf; without it,
+	 * EINVAL. Return: bytes done or -errno. */
+	ssize_t (*rw)(void *priv, void *buf, size_t count, uint64_t off, bool write);
+	/* Optional: mmap(2) of the fd; MAP_FAILED with errno. Without it, uiommu_mmap()'s rules. */
+	void *(*mmap)(void *priv, void *addr, size_t len, int prot, int flags, uint64_t off);
 };
+/* The sub-fd @fd has an mmap op: *@ret is its answer. false: not such an fd. */
+bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
+			void **ret);
 struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 					 const struct iommufd_subfd_ops *ops, void *priv, int *fd);
 void iommufd_subfd_install(struct iommufd_file *file, int fd);

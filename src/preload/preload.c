@@ -293,6 +293,8 @@ UIOMMU_EXPORT ssize_t write(int fd, const void *buf, size_t count)
 		libc_func(name, ssize_t, int, const void *, size_t, offtype);             \
 		if (uiommu_event_is_fd(fd))                                               \
 			return uiommu_event_pwrite(fd, buf, count, (off_t)offset);        \
+		if (uiommu_is_fd(fd))                                                     \
+			return uiommu_pwrite(fd, buf, count, (off_t)offset);              \
 		return _##name(fd, buf, count, offset);                                   \
 	}
 
@@ -314,6 +316,8 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 		libc_func(name, ssize_t, int, void *, size_t, offtype);                   \
 		if (uiommu_event_is_fd(fd))                                               \
 			return uiommu_event_pread(fd, buf, count, (off_t)offset);         \
+		if (uiommu_is_fd(fd))                                                     \
+			return uiommu_pread(fd, buf, count, (off_t)offset);               \
 		return _##name(fd, buf, count, offset);                                   \
 	}
 

@@ -39,11 +39,14 @@
  * page table, detaching one that is not attached is no error; iommufd decides the rest (a HWPT
  * made with IOMMU_HWPT_ALLOC_PASID only, a PASID-capable device, EBUSY/EINVAL as its rules say).
  *
- * VFIO_DEVICE_GET_INFO reports a PCI device with no regions and no IRQs (region and IRQ info,
- * reset and the rest of vfio-pci are not emulated: other ioctls of a bound file are ENOTTY).
+ * Binding also opens the device for vfio-pci (vfio_pci_core_open()): every other ioctl of a
+ * bound file, pread/pwrite and mmap go to vfio_pci.c. The same file object serves the legacy
+ * group's device fds (vfio_device_open_group(), vfio.h): opened at once, BIND answers EINVAL and
+ * ATTACH/DETACH ENOTTY there, and the group may refuse use (ops->usable).
  *
- * The last close of the file unbinds: detach, destroy the DEVICE object (the group's ownership
- * goes with it, and the group returns to its default domain), put the iommufd.
+ * The last close of the file closes the device for vfio-pci (interrupts off, a reset), then
+ * unbinds: detach, destroy the DEVICE object (the group's ownership goes with it, and the
+ * group returns to its default domain), put the iommufd.
  *
  * Locking: vfio_cdev_lock (the kernel's dev_set->lock, one for all) -> ioas->mutex ->
  * igroup->lock -> idev->lock -> the core's locks. Nothing is called with it held that could take it again.
@@ -54,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
@@ -61,6 +65,7 @@
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
+#include "vfio/vfio.h"
 
 #define VFIO_CDEV_DIR "/dev/vfio/devices/"
 #define VFIO_CDEV_PREFIX VFIO_CDEV_DIR "vfio"
@@ -68,12 +73,10 @@
 /* The uAPI layouts (include/uiommu/vfio_compat.h), private so that any host header works. */
 #define VFIO_CDEV_TYPE ';'
 #define VFIO_CDEV_BASE 100
-#define VFIO_CDEV_GET_INFO _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 7)
 #define VFIO_CDEV_BIND_IOMMUFD _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 18)
 #define VFIO_CDEV_ATTACH_PT _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 19)
 #define VFIO_CDEV_DETACH_PT _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 20)
 #define VFIO_CDEV_PASID_FLAG (1u << 0)
-#define VFIO_CDEV_INFO_PCI (1u << 1)
 
 struct vfio_cdev_bind {
 	uint32_t argsz, flags;
@@ -89,20 +92,21 @@ struct vfio_cdev_detach {
 	uint32_t argsz, flags, pasid;
 };
 
-struct vfio_cdev_info {
-	uint32_t argsz, flags, num_regions, num_irqs, cap_offset, pad;
-};
-
 #define vfio_cdev_minsz(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
 
 /* One open() of a device node: the kernel's struct vfio_device_file. */
 struct vfio_cdev_file {
 	struct device *dev;           /* a reference; constant */
+	enum vfio_file_mode mode;     /* constant */
+	const struct vfio_group_ops *gops; /* group mode: the group's; constant */
+	void *group;                  /* group mode: its argument; constant */
 	/* The rest under vfio_cdev_lock. */
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
 	bool attached;                /* idev has a page table */
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
+	/* Opened for vfio-pci (bound, or group mode); once set, constant until release. */
+	struct vfio_pci_core *core;
 };
 
 static pthread_mutex_t vfio_cdev_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -136,6 +140,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 {
 	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
 	struct vfio_cdev_bind bind;
+	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
 	struct iommufd_ctx *ictx;
 	uint32_t devid;
@@ -144,7 +149,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
 	if (rc)
 		return rc;
-	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0)
+	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
 		return -EINVAL;
 
 	pthread_mutex_lock(&vfio_cdev_lock);
@@ -157,7 +162,8 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		rc = PTR_ERR(ictx);
 		goto out_unlock;
 	}
-	if (vfio_cdev_device_bound(vf->dev)) { /* another file of the device is */
+	/* Another file of the device is bound, or a group opened it. */
+	if (vfio_cdev_device_bound(vf->dev) || vfio_device_is_open(vf->dev)) {
 		rc = -EINVAL;
 		goto err_put_ctx;
 	}
@@ -166,10 +172,16 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		rc = PTR_ERR(idev);
 		goto err_put_ctx;
 	}
+	core = vfio_pci_core_open(vf->dev, ictx, devid);
+	if (IS_ERR(core)) {
+		rc = PTR_ERR(core);
+		goto err_unbind;
+	}
 	rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_bind, out_devid), &devid,
 				 sizeof(devid));
 	if (rc)
-		goto err_unbind;
+		goto err_close;
+	vf->core = core;
 	vf->ictx = ictx;
 	vf->idev = idev;
 	vf->attached = false;
@@ -178,6 +190,8 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	pthread_mutex_unlock(&vfio_cdev_lock);
 	return 0;
 
+err_close:
+	vfio_pci_core_close(core);
 err_unbind:
 	iommufd_device_unbind(idev);
 err_put_ctx:
@@ -194,6 +208,9 @@ static struct iommufd_ctx *vfio_cdev_unbind(struct vfio_cdev_file *vf)
 
 	if (!vf->idev)
 		return NULL;
+	/* vfio-pci's close first: interrupts off, DMA fenced, a reset; then the IOMMU side. */
+	vfio_pci_core_close(vf->core);
+	vf->core = NULL;
 	if (vf->attached)
 		iommufd_device_detach(vf->idev);
 	iommufd_device_unbind(vf->idev);
@@ -290,32 +307,13 @@ static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, 
 	return 0;
 }
 
-/* ---- GET_INFO ------------------------------------------------------------------------------- */
-
-static int vfio_cdev_get_info(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
-{
-	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_info, num_irqs);
-	struct vfio_cdev_info info;
-	int rc;
-
-	(void)vf;
-	rc = uiommu_copy_from_user(mm, &info, arg, minsz);
-	if (rc)
-		return rc;
-	if (info.argsz < minsz)
-		return -EINVAL;
-	/* No capabilities: only the fields up to num_irqs are written, as vfio-pci does. */
-	info.flags = VFIO_CDEV_INFO_PCI;
-	info.num_regions = 0;
-	info.num_irqs = 0;
-	return uiommu_copy_to_user(mm, arg, &info, minsz);
-}
-
 /* ---- the file ------------------------------------------------------------------------------- */
 
 static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg)
 {
 	struct vfio_cdev_file *vf = priv;
+	struct vfio_pci_caller caller = { .mode = vf->mode };
+	struct vfio_pci_core *core;
 	int rc;
 
 	if (!mm)
@@ -324,28 +322,81 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		return vfio_cdev_bind_iommufd(vf, mm, arg);
 
 	pthread_mutex_lock(&vfio_cdev_lock);
-	if (!vf->idev) {
+	core = vf->core;
+	if (!core) {
 		/* No access before bind: the kernel's access_granted check. */
 		rc = -EINVAL;
 		goto out_unlock;
 	}
 	switch (cmd) {
 	case VFIO_CDEV_ATTACH_PT:
-		rc = vfio_cdev_attach_pt(vf, mm, arg);
-		break;
+		rc = vf->mode == VFIO_FILE_GROUP ? -ENOTTY : vfio_cdev_attach_pt(vf, mm, arg);
+		goto out_unlock;
 	case VFIO_CDEV_DETACH_PT:
-		rc = vfio_cdev_detach_pt(vf, mm, arg);
-		break;
-	case VFIO_CDEV_GET_INFO:
-		rc = vfio_cdev_get_info(vf, mm, arg);
-		break;
+		rc = vf->mode == VFIO_FILE_GROUP ? -ENOTTY : vfio_cdev_detach_pt(vf, mm, arg);
+		goto out_unlock;
 	default:
-		rc = -ENOTTY;
 		break;
 	}
+	caller.ictx = vf->ictx;
+	pthread_mutex_unlock(&vfio_cdev_lock);
+
+	/* The core stays while this ioctl holds the file: only the last close drops it. */
+	if (vf->mode == VFIO_FILE_GROUP) {
+		caller.group_of_fd = vf->gops->group_of_fd;
+		if (vf->gops->usable) {
+			rc = vf->gops->usable(vf->group);
+			if (rc)
+				return rc;
+		}
+	}
+	return vfio_pci_ioctl(core, &caller, mm, cmd, arg);
+
 out_unlock:
 	pthread_mutex_unlock(&vfio_cdev_lock);
 	return rc;
+}
+
+/* The opened core, or NULL (not bound, or the group refuses use: *@rc says why). */
+static struct vfio_pci_core *vfio_cdev_core(struct vfio_cdev_file *vf, int *rc)
+{
+	struct vfio_pci_core *core;
+
+	pthread_mutex_lock(&vfio_cdev_lock);
+	core = vf->core;
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	*rc = -EINVAL;
+	if (core && vf->mode == VFIO_FILE_GROUP && vf->gops->usable) {
+		*rc = vf->gops->usable(vf->group);
+		if (*rc)
+			core = NULL;
+	}
+	return core;
+}
+
+static ssize_t vfio_cdev_rw(void *priv, void *buf, size_t count, uint64_t off, bool write)
+{
+	struct vfio_pci_core *core;
+	int rc;
+
+	core = vfio_cdev_core(priv, &rc);
+	if (!core)
+		return rc;
+	return vfio_pci_rw(core, buf, count, off, write);
+}
+
+static void *vfio_cdev_mmap(void *priv, void *addr, size_t len, int prot, int flags,
+			    uint64_t off)
+{
+	struct vfio_pci_core *core;
+	int rc;
+
+	core = vfio_cdev_core(priv, &rc);
+	if (!core) {
+		errno = -rc;
+		return MAP_FAILED;
+	}
+	return vfio_pci_mmap(core, addr, len, prot, flags, off);
 }
 
 static void vfio_cdev_release(void *priv)
@@ -355,10 +406,16 @@ static void vfio_cdev_release(void *priv)
 
 	pthread_mutex_lock(&vfio_cdev_lock);
 	ictx = vfio_cdev_unbind(vf);
+	if (vf->core) { /* group mode */
+		vfio_pci_core_close(vf->core);
+		vf->core = NULL;
+	}
 	pthread_mutex_unlock(&vfio_cdev_lock);
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
+	if (vf->mode == VFIO_FILE_GROUP && vf->gops->release)
+		vf->gops->release(vf->group);
 	device_put(vf->dev);
 	uiommu_free(vf);
 }
@@ -366,7 +423,56 @@ static void vfio_cdev_release(void *priv)
 static const struct iommufd_subfd_ops vfio_cdev_fops = {
 	.release = vfio_cdev_release,
 	.ioctl = vfio_cdev_ioctl,
+	.rw = vfio_cdev_rw,
+	.mmap = vfio_cdev_mmap,
 };
+
+/* ---- group mode ----------------------------------------------------------------------------- */
+
+int vfio_device_open_group(struct device *dev, const struct vfio_group_ops *ops, void *group,
+			   struct iommufd_ctx *ictx, uint32_t devid, int flags)
+{
+	struct vfio_cdev_file *vf;
+	struct vfio_pci_core *core;
+	int fd, rc;
+
+	vf = uiommu_zalloc(sizeof(*vf));
+	if (!vf)
+		return -ENOMEM;
+	pthread_mutex_lock(&vfio_cdev_lock);
+	if (vfio_cdev_device_bound(dev)) { /* the cdev has it: the group cannot */
+		rc = -EBUSY;
+		goto err_unlock;
+	}
+	core = vfio_pci_core_open(dev, ictx, devid);
+	if (IS_ERR(core)) {
+		rc = PTR_ERR(core);
+		goto err_unlock;
+	}
+	device_get(dev);
+	vf->dev = dev;
+	vf->mode = VFIO_FILE_GROUP;
+	vf->gops = ops;
+	vf->group = group;
+	vf->core = core;
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
+	if (fd < 0) {
+		rc = fd;
+		goto err_close;
+	}
+	return fd;
+
+err_close:
+	vfio_pci_core_close(core);
+	device_put(dev);
+	uiommu_free(vf);
+	return rc;
+err_unlock:
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_free(vf);
+	return rc;
+}
 
 /* ---- finding vfioN -------------------------------------------------------------------------- */
 

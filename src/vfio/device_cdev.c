@@ -49,8 +49,10 @@
  * igroup->lock -> idev->lock -> the core's locks. Nothing is called with it held that could take it again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -61,8 +63,8 @@
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
+#include "vfio/group.h"
 
-#define VFIO_CDEV_DIR "/dev/vfio/devices/"
 #define VFIO_CDEV_PREFIX VFIO_CDEV_DIR "vfio"
 
 /* The uAPI layouts (include/uiommu/vfio_compat.h), private so that any host header works. */
@@ -97,7 +99,8 @@ struct vfio_cdev_info {
 
 /* One open() of a device node: the kernel's struct vfio_device_file. */
 struct vfio_cdev_file {
-	struct device *dev;           /* a reference; constant */
+	struct device *dev;           /* a reference, and a topology_vfio_get(); constant */
+	bool group_mode;              /* made by a group's GET_DEVICE_FD; constant */
 	/* The rest under vfio_cdev_lock. */
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
@@ -109,12 +112,27 @@ static pthread_mutex_t vfio_cdev_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The bound files: at most one per device (the kernel's open_count). */
 static struct vfio_cdev_file *vfio_cdev_bound;
 
+void vfio_lock(void)
+{
+	pthread_mutex_lock(&vfio_cdev_lock);
+}
+
+void vfio_unlock(void)
+{
+	pthread_mutex_unlock(&vfio_cdev_lock);
+}
+
 static bool vfio_cdev_device_bound(struct device *dev)
 {
 	for (struct vfio_cdev_file *vf = vfio_cdev_bound; vf; vf = vf->next)
 		if (vf->dev == dev)
 			return true;
 	return false;
+}
+
+bool vfio_cdev_device_bound_locked(struct device *dev)
+{
+	return vfio_cdev_device_bound(dev);
 }
 
 static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
@@ -148,8 +166,12 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		return -EINVAL;
 
 	pthread_mutex_lock(&vfio_cdev_lock);
-	if (vf->idev) { /* this file is bound already */
+	if (vf->idev || vf->group_mode) { /* bound already, or a group's device fd */
 		rc = -EINVAL;
+		goto out_unlock;
+	}
+	if (vfio_group_node_is_open(vf->dev)) { /* the group path owns the device */
+		rc = -EBUSY;
 		goto out_unlock;
 	}
 	ictx = iommufd_ctx_from_fd(bind.iommufd);
@@ -330,11 +352,12 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		goto out_unlock;
 	}
 	switch (cmd) {
+	/* The cdev's own; a group's device fd hands them to vfio-pci, which knows neither. */
 	case VFIO_CDEV_ATTACH_PT:
-		rc = vfio_cdev_attach_pt(vf, mm, arg);
+		rc = vf->group_mode ? -ENOTTY : vfio_cdev_attach_pt(vf, mm, arg);
 		break;
 	case VFIO_CDEV_DETACH_PT:
-		rc = vfio_cdev_detach_pt(vf, mm, arg);
+		rc = vf->group_mode ? -ENOTTY : vfio_cdev_detach_pt(vf, mm, arg);
 		break;
 	case VFIO_CDEV_GET_INFO:
 		rc = vfio_cdev_get_info(vf, mm, arg);
@@ -359,6 +382,7 @@ static void vfio_cdev_release(void *priv)
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
+	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
 	uiommu_free(vf);
 }
@@ -371,7 +395,7 @@ static const struct iommufd_subfd_ops vfio_cdev_fops = {
 /* ---- finding vfioN -------------------------------------------------------------------------- */
 
 struct vfio_cdev_lookup {
-	unsigned int want, seen;
+	unsigned int want;
 	struct device *dev; /* a reference when found and usable */
 };
 
@@ -379,14 +403,10 @@ static int vfio_cdev_lookup_fn(const struct topology_device_info *info, void *ar
 {
 	struct vfio_cdev_lookup *l = arg;
 
-	if (info->bind_on_plug)
-		return 0; /* the topology gives it to the DMA-API driver: not vfio's */
-	if (l->seen++ != l->want)
+	if (!info->present || !info->vfio || info->vfio_index != (int)l->want)
 		return 0;
-	if (info->present && !info->bound) {
-		device_get(info->dev);
-		l->dev = info->dev;
-	}
+	device_get(info->dev);
+	l->dev = info->dev;
 	return 1;
 }
 
@@ -407,43 +427,36 @@ static int vfio_cdev_parse(const char *path, unsigned int *index)
 	return 0;
 }
 
-static int vfio_cdev_ret(int rc)
+/**
+ * vfio_cdev_open() - open /dev/vfio/devices/vfio@index
+ * Return: the fd, or -ENOENT (no such node now: the function is not bound to vfio-pci),
+ * -ENOMEM, -EMFILE.
+ */
+int vfio_cdev_open(unsigned int index, int flags)
 {
-	if (rc < 0) {
-		errno = -rc;
-		return -1;
-	}
-	return rc;
-}
-
-UIOMMU_EXPORT bool uiommu_vfio_claims(const char *path)
-{
-	return path && !strncmp(path, VFIO_CDEV_DIR, strlen(VFIO_CDEV_DIR)) &&
-	       path[strlen(VFIO_CDEV_DIR)];
-}
-
-UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
-{
-	struct vfio_cdev_lookup lookup = {};
+	static const struct iommufd_node node_tmpl = { .major = SYSFS_VFIO_CDEV_MAJOR,
+						       .mode = S_IFCHR | 0600 };
+	struct vfio_cdev_lookup lookup = { .want = index };
+	struct iommufd_node node = node_tmpl;
 	struct vfio_cdev_file *vf;
 	int fd, rc;
 
-	if (!uiommu_vfio_claims(path))
-		return vfio_cdev_ret(-ENOENT);
-	rc = vfio_cdev_parse(path, &lookup.want);
-	if (rc)
-		return vfio_cdev_ret(rc);
 	rc = sysfs_machine_boot();
 	if (rc)
-		return vfio_cdev_ret(-ENOENT); /* no machine, no devices */
+		return -ENOENT; /* no machine, no devices */
 	topology_for_each_device(vfio_cdev_lookup_fn, &lookup);
 	if (!lookup.dev)
-		return vfio_cdev_ret(-ENOENT);
-
+		return -ENOENT;
+	/* Unbound since the lookup: the node is gone. */
+	rc = topology_vfio_get(lookup.dev);
+	if (rc) {
+		rc = -ENOENT;
+		goto err_put_dev;
+	}
 	vf = uiommu_zalloc(sizeof(*vf));
 	if (!vf) {
 		rc = -ENOMEM;
-		goto err_put_dev;
+		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
 	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
@@ -451,11 +464,106 @@ UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
 		rc = fd;
 		goto err_free;
 	}
+	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
+	node.minor = index;
+	iommufd_file_set_node(fd, &node);
 	return fd;
 
 err_free:
 	uiommu_free(vf);
+err_vfio_put:
+	topology_vfio_put(lookup.dev);
 err_put_dev:
 	device_put(lookup.dev);
-	return vfio_cdev_ret(rc);
+	return rc;
+}
+
+/* Parses "vfioN" after /dev/vfio/devices/ and opens it. */
+int vfio_cdev_open_path(const char *path, int flags)
+{
+	unsigned int index;
+	int rc = vfio_cdev_parse(path, &index);
+
+	return rc ?: vfio_cdev_open(index, flags);
+}
+
+bool vfio_cdev_is_fd(int fd)
+{
+	struct iommufd_file *file;
+	void *vf = iommufd_subfd_get(fd, &vfio_cdev_fops, &file);
+
+	if (IS_ERR(vf))
+		return false;
+	iommufd_subfd_put(file);
+	return true;
+}
+
+/**
+ * vfio_cdev_open_group_mode() - the device fd a group's GET_DEVICE_FD hands out: a file of
+ * @dev bound to @ictx (the group's container) and attached to its compat IOAS, as the kernel's
+ * vfio_df_group_open() with an iommufd does. It answers no BIND_IOMMUFD (EINVAL), ATTACH or
+ * DETACH (ENOTTY); it is an anonymous file ("anon_inode:[vfio-device]"), close-on-exec.
+ * Return: the fd; -EBUSY when the device is open already (through its cdev, or an earlier
+ * GET_DEVICE_FD: the kernel shares that open, we refuse); -ENODEV no compat IOAS or the
+ * device left vfio-pci; the bind's -EPERM (the group is not viable) and the attach's errnos.
+ */
+int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx)
+{
+	static const struct iommufd_node node = { .path = "anon_inode:[vfio-device]",
+						  .mode = 0600 };
+	struct vfio_cdev_file *vf;
+	uint32_t devid, pt_id;
+	int fd, rc;
+
+	rc = topology_vfio_get(dev);
+	if (rc)
+		return rc;
+	device_get(dev);
+	vf = uiommu_zalloc(sizeof(*vf));
+	if (!vf) {
+		rc = -ENOMEM;
+		goto err_vfio_put;
+	}
+	vf->dev = dev;
+	vf->group_mode = true;
+	pthread_mutex_lock(&vfio_cdev_lock);
+	if (vfio_cdev_device_bound(dev)) {
+		rc = -EBUSY;
+		goto err_unlock;
+	}
+	vf->idev = iommufd_device_bind(ictx, dev, &devid);
+	if (IS_ERR(vf->idev)) {
+		rc = PTR_ERR(vf->idev);
+		goto err_unlock;
+	}
+	rc = iommufd_vfio_compat_ioas_get_id(ictx, &pt_id);
+	rc = rc ?: iommufd_device_attach(vf->idev, &pt_id);
+	if (rc)
+		goto err_unbind;
+	vf->attached = true;
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = fd;
+		goto err_detach;
+	}
+	iommufd_file_set_node(fd, &node);
+	/* The file now holds the context, as a bound cdev file does. */
+	iommufd_ctx_file_get(ictx);
+	vf->ictx = ictx;
+	vf->next = vfio_cdev_bound;
+	vfio_cdev_bound = vf;
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	return fd;
+
+err_detach:
+	iommufd_device_detach(vf->idev);
+err_unbind:
+	iommufd_device_unbind(vf->idev);
+err_unlock:
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_free(vf);
+err_vfio_put:
+	topology_vfio_put(dev);
+	device_put(dev);
+	return rc;
 }

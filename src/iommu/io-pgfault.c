@@ -550,18 +550,11 @@ static void iopf_queue_flush_work(struct iopf_queue *queue)
 	pthread_mutex_unlock(&queue->work_lock);
 }
 
-/* fault_param->lock held. pthread_cond_wait() on drained, keeping the lock tracker honest. */
+/* fault_param->lock held: waits for a drain to progress. */
 static void iopf_wait_drained(struct iommu_fault_param *param)
 {
 	lockdep_assert_held(&param->lock);
-#ifdef UIOMMU_DEBUG
-	atomic_store_explicit(&param->lock.owner, 0, memory_order_relaxed);
-#endif
-	pthread_cond_wait(&param->drained, &param->lock.m);
-#ifdef UIOMMU_DEBUG
-	atomic_store_explicit(&param->lock.owner, (unsigned long)pthread_self(),
-			      memory_order_relaxed);
-#endif
+	uiommu_cond_wait(&param->drained, &param->lock);
 }
 
 /* Waits for the reports of @param's device that are in flight now (not for later ones). */

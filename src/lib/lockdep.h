@@ -114,6 +114,18 @@ static inline void uiommu_up_write(struct uiommu_rwsem *s)
 		die("pthread_rwlock_unlock");
 }
 
+/* pthread_cond_wait() on a held uiommu_mutex, keeping the owner tracker honest across it. */
+static inline void uiommu_cond_wait(pthread_cond_t *cond, struct uiommu_mutex *m)
+{
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
+#endif
+	pthread_cond_wait(cond, &m->m);
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&m->owner, (unsigned long)pthread_self(), memory_order_relaxed);
+#endif
+}
+
 #ifdef UIOMMU_DEBUG
 static inline bool uiommu_mutex_held(struct uiommu_mutex *m)
 {

@@ -44,11 +44,13 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "machine/pci.h"
 #include "machine/topology.h"
 
 #define TOPOLOGY_MAX_FILE (4u << 20) /* a topology file is small; refuse anything silly */
 #define TOPOLOGY_MAX_PASID_BITS 20u
 #define TOPOLOGY_MAX_PASIDS (1u << TOPOLOGY_MAX_PASID_BITS)
+#define TOPOLOGY_DEFAULT_CLASS 0xff0000u /* a function without a model: "unassigned class" */
 
 /* ---- the description ------------------------------------------------------------------------ */
 
@@ -76,6 +78,8 @@ struct topo_device_desc {
 	bool bound;
 	bool vfio;                     /* "driver": "vfio-pci", or unbound and not "none" */
 	bool present;
+	char model[32];                /* the PCI function's device model; "": generic */
+	uint32_t class_code;           /* the generic function's class */
 };
 
 struct topo_desc {
@@ -92,6 +96,7 @@ struct topo_desc {
 
 struct topo_device {
 	struct device *dev;
+	struct uiommu_pci_fn *fn;      /* its PCI function (config space, model), from boot */
 	unsigned int iommu;
 	bool bind_on_plug;
 	bool present;   /* probed into the core now */
@@ -431,12 +436,31 @@ static int parse_resv(struct topo_parser *p, struct json_object *arr, const char
 	return 0;
 }
 
+/* "model" (a registered or built-in device model) and "class" (the generic function's). */
+static int parse_device_model(struct topo_parser *p, struct json_object *obj, const char *where,
+			      struct topo_device_desc *dd)
+{
+	uint64_t class_code = TOPOLOGY_DEFAULT_CLASS;
+	int rc;
+
+	rc = get_string(p, obj, where, "model", false, dd->model, sizeof(dd->model));
+	if (!rc && dd->model[0] && !pci_model_exists(dd->model))
+		rc = parse_error(p, "no device model is named \"%s\"", dd->model);
+	if (!rc)
+		rc = get_u64(p, obj, where, "class", false, TOPOLOGY_DEFAULT_CLASS, 0xffffff,
+			     &class_code);
+	if (!rc && dd->model[0] && json_object_object_get_ex(obj, "class", NULL))
+		rc = parse_error(p, "a device model has its own class");
+	dd->class_code = (uint32_t)class_code;
+	return rc;
+}
+
 static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned int i,
 			struct topo_desc *d)
 {
 	static const char *const keys[] = { "bdf", "iommu", "group", "untrusted", "resv_direct",
 					    "pasid_bits", "ats", "pri", "dirty", "driver", "bound",
-					    "present", "comment", NULL };
+					    "present", "model", "class", "comment", NULL };
 	struct topo_device_desc *dd = &d->devices[i];
 	char where[32], iommu[sizeof(d->iommus[0].name)];
 	struct json_object *v;
@@ -494,6 +518,8 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 		rc = get_bool(p, obj, where, "bound", false, &dd->bound);
 	if (!rc)
 		rc = get_bool(p, obj, where, "present", true, &dd->present);
+	if (!rc)
+		rc = parse_device_model(p, obj, where, dd);
 	if (rc)
 		return rc;
 
@@ -885,6 +911,9 @@ static void topo_teardown(void)
 			topo_device_unbind(td);
 		if (td->vfio_index >= 0)
 			topo_vfio_unbind(td);
+		if (td->fn)
+			pci_fn_destroy(td->fn);
+		td->fn = NULL;
 		if (td->present)
 			iommu_release_device(td->dev);
 		td->present = false;
@@ -979,6 +1008,21 @@ static int topo_instantiate(const struct topo_desc *d)
 			return rc;
 		}
 		td->present = true;
+	}
+	/* Every function gets its config space (and its model) before any driver binds. */
+	for (i = 0; i < d->nr_devices; i++) {
+		struct topo_device *td = &topo.devices[i];
+		struct uiommu_pci_fn *fn;
+
+		fn = pci_fn_create(td->dev, d->devices[i].model, d->devices[i].class_code);
+		if (IS_ERR(fn)) {
+			fprintf(stderr, "uiommu: topology: the PCI function of %s failed: %s\n",
+				td->dev->name, strerror((int)-PTR_ERR(fn)));
+			return (int)PTR_ERR(fn);
+		}
+		td->fn = fn;
+		if (td->present)
+			pci_fn_plug(fn);
 	}
 	for (i = 0; i < d->nr_devices; i++) {
 		struct topo_device *td = &topo.devices[i];
@@ -1250,6 +1294,8 @@ int topology_unplug(const char *bdf)
 		topo_device_unbind(td);
 	if (td->vfio_index >= 0)
 		topo_vfio_unbind(td);
+	/* The function stops its DMA and lets its DMA handle go before it leaves the core. */
+	pci_fn_unplug(td->fn);
 	iommu_release_device(td->dev);
 	td->present = false;
 out_unlock:
@@ -1276,6 +1322,7 @@ int topology_plug(const char *bdf)
 	if (rc)
 		goto out_unlock;
 	td->present = true;
+	pci_fn_plug(td->fn);
 	/* A driver that cannot bind leaves the device plugged and driverless. */
 	if (td->bind_on_plug)
 		topo_device_bind(td);

@@ -1,0 +1,606 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dma-test: a DMA engine with descriptor rings, the built-in device model for drivers and
+ * tests (docs/dma-test.md has the programming interface; dma-test.h the constants).
+ *
+ * What it models. A simple copy engine as a data-mover accelerator presents itself: queues,
+ * each a ring of 64-byte descriptors in host memory that the device fetches by DMA, a tail
+ * doorbell the driver writes, a head the device advances, a completion record the device
+ * writes back by DMA, and an MSI-X vector per queue. Every byte it touches goes through the
+ * function's DMA (uiommu_pci_dma_*(), so through the IOMMU's translation and permissions, and
+ * only while Bus Master is on). An access the IOMMU refuses stops the queue as hardware stops
+ * it: STATUS.ERROR, the error code, the errno and the IOVA in the queue's registers, the head
+ * left at the descriptor that faulted, and the queue's interrupt raised.
+ *
+ * It is written against include/uiommu/device.h only, as an out-of-tree model would be.
+ *
+ * Data model. struct dma_test hangs off the function (uiommu_pci_fn_set_priv()). Registers
+ * live in it, except the tails: those are the doorbell page (BAR0 0x1000, a shared-memory area
+ * a driver may mmap), read with atomic loads. One worker thread per function runs the
+ * descriptors of all queues round-robin. It sleeps on `cond`, woken by a doorbell write that
+ * goes through the library (the TAIL register, or a pwrite into the doorbell page: both reach
+ * us), a Command write, or a reset; with a queue enabled it also wakes every
+ * DMA_TEST_POLL_US to look at the doorbell page, because a store through a driver's mmap
+ * cannot tell us (the documented polling doorbell).
+ *
+ * The worker takes a descriptor under `lock` (snapshot of the queue, busy = true), runs it
+ * with the lock dropped (DMA may wait for a page response), and applies the result under the
+ * lock only if the queue's generation has not moved: disabling the queue and resetting the
+ * function bump it, and both wait until the worker is not busy before returning, so after a
+ * reset or a disable no descriptor of the old life completes or raises anything. DMA that
+ * fails EPERM (Bus Master off, a reset starting) is not an error: the descriptor is retried
+ * when the function may master the bus again (it is idempotent: the same bytes are moved).
+ *
+ * Locking: `lock` protects everything in struct dma_test but the bounce buffers (the worker's
+ * own). Order: the library's model_lock (held around our callbacks) -> lock -> the function's
+ * lock (uiommu_pci_fn_command()); interrupts are raised with `lock` dropped.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/compiler.h"
+#include "lib/fail.h"
+#include "machine/models/dma-test.h"
+#include "uiommu/device.h"
+
+#define DMA_TEST_CHUNK (64u << 10)     /* bytes moved per DMA transfer */
+#define DMA_TEST_POLL_US 500u          /* doorbell page polling while a queue is enabled */
+#define DMA_TEST_CMD_MASTER 0x0004     /* Command: Bus Master Enable */
+
+/* The built-in models' table (machine/pci.c) names this one. */
+extern const struct uiommu_pci_model pci_model_dma_test;
+
+struct dma_test_queue {
+	uint64_t ring_base;
+	uint32_t ring_size;
+	uint32_t ctrl;
+	uint32_t pasid;
+	uint32_t head;
+	uint32_t error;
+	uint32_t err_errno;
+	uint64_t error_iova;
+	uint32_t completed;
+	unsigned long gen;             /* bumped by disable and reset: results of older runs drop */
+};
+
+struct dma_test {
+	struct uiommu_pci_fn *fn;
+	uint32_t *doorbells;           /* the doorbell page (shared memory) */
+	pthread_mutex_t lock;          /* protects everything below but the bounce buffers */
+	pthread_cond_t cond;           /* work may be there; the worker is no longer busy */
+	struct dma_test_queue q[DMA_TEST_NR_QUEUES];
+	uint64_t scratch;
+	uint32_t io_scratch;
+	uint32_t int_status;
+	bool stop;                     /* unrealize: the worker exits */
+	bool busy;                     /* the worker runs a descriptor of queue busy_q */
+	unsigned int busy_q;
+	unsigned int next_q;           /* round-robin start */
+	pthread_t worker;
+	uint8_t *bounce[2];            /* the worker's */
+};
+
+/* The outcome of one descriptor. */
+struct dma_test_result {
+	int err;                       /* 0, or an errno of the DMA; EPERM: retry later */
+	uint32_t code;                 /* DMA_TEST_ERR_* when stopping */
+	uint64_t iova;                 /* the refused IOVA */
+	uint32_t flags;                /* the descriptor's */
+};
+
+static struct dma_test *to_dt(struct uiommu_pci_fn *fn)
+{
+	return uiommu_pci_fn_priv(fn);
+}
+
+static uint32_t dma_test_tail(struct dma_test *dt, unsigned int q)
+{
+	return __atomic_load_n(&dt->doorbells[2 * q], __ATOMIC_ACQUIRE);
+}
+
+static bool dma_test_queue_has_work(struct dma_test *dt, unsigned int q)
+{
+	struct dma_test_queue *dq = &dt->q[q];
+
+	/* A ring resized while enabled is the driver's bug; it must not become ours. */
+	if (dq->ring_size < 2 || dq->ring_size & (dq->ring_size - 1))
+		return false;
+	return (dq->ctrl & DMA_TEST_CTRL_ENABLE) && !dq->error &&
+	       dq->head != (dma_test_tail(dt, q) & (dq->ring_size - 1));
+}
+
+/* ---- running a descriptor ---------------------------------------------------------------- */
+
+/* One transfer; on a refusal fills @r (the IOVA the IOMMU refused). Return: 0 or the errno. */
+static int dma_test_xfer(struct dma_test *dt, unsigned int op, uint32_t pasid, unsigned int flags,
+			 uint64_t iova, void *buf, size_t len, struct dma_test_result *r)
+{
+	struct uiommu_dma_req req = {
+		.op = op, .flags = flags, .pasid = pasid, .iova = iova, .buf = buf, .len = len,
+	};
+
+	if (!uiommu_pci_dma_xfer(dt->fn, &req))
+		return 0;
+	r->err = req.error;
+	r->code = DMA_TEST_ERR_DMA;
+	r->iova = iova + req.done;
+	return req.error;
+}
+
+static int dma_test_run_op(struct dma_test *dt, const struct dma_test_desc *d, uint32_t pasid,
+			   unsigned int flags, struct dma_test_completion *c,
+			   struct dma_test_result *r)
+{
+	uint8_t *a = dt->bounce[0], *b = dt->bounce[1];
+
+	if (d->op == DMA_TEST_OP_FILL)
+		for (size_t i = 0; i < DMA_TEST_CHUNK; i++)
+			a[i] = (uint8_t)(d->pattern >> (8 * (i % 8)));
+	c->bytes = d->len;
+	for (uint64_t off = 0; off < d->len; off += DMA_TEST_CHUNK) {
+		size_t n = d->len - off < DMA_TEST_CHUNK ? (size_t)(d->len - off) : DMA_TEST_CHUNK;
+
+		switch (d->op) {
+		case DMA_TEST_OP_COPY:
+			if (dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags, d->src + off, a, n, r) ||
+			    dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d->dst + off, a, n, r))
+				return r->err;
+			break;
+		case DMA_TEST_OP_FILL:
+			if (dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d->dst + off, a, n, r))
+				return r->err;
+			break;
+		case DMA_TEST_OP_COMPARE:
+			if (dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags, d->src + off, a, n, r) ||
+			    dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags, d->dst + off, b, n, r))
+				return r->err;
+			if (memcmp(a, b, n)) {
+				size_t i = 0;
+
+				while (a[i] == b[i])
+					i++;
+				c->result = 1;
+				c->bytes = off + i;
+				return 0;
+			}
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Runs descriptor @head of a queue snapshot; the lock is not held. */
+static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
+			 struct dma_test_result *r)
+{
+	struct dma_test_completion c = { .status = DMA_TEST_COMP_DONE };
+	uint32_t pasid = snap->pasid & DMA_TEST_PASID_MASK;
+	unsigned int flags = snap->pasid & DMA_TEST_PASID_VALID ? 0 : UIOMMU_DMA_NO_PASID;
+	struct dma_test_desc d;
+
+	memset(r, 0, sizeof(*r));
+	if (dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags,
+			  snap->ring_base + 64ull * snap->head, &d, sizeof(d), r))
+		return;
+	r->flags = d.flags;
+	if (d.op > DMA_TEST_OP_COMPARE || d.flags & ~DMA_TEST_DESC_IRQ || d.len > DMA_TEST_MAX_LEN) {
+		r->code = DMA_TEST_ERR_DESC;
+		return;
+	}
+	if (d.op != DMA_TEST_OP_NOP && dma_test_run_op(dt, &d, pasid, flags, &c, r))
+		return;
+	if (d.completion) {
+		c.cookie = d.cookie;
+		dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d.completion, &c, sizeof(c), r);
+	}
+}
+
+/* Raises queue @q's interrupt: its MSI-X vector, or vector 0 when fewer are enabled. */
+static void dma_test_raise(struct dma_test *dt, unsigned int q)
+{
+	if (uiommu_pci_irq_raise(dt->fn, q) && errno == EINVAL && q)
+		uiommu_pci_irq_raise(dt->fn, 0);
+}
+
+/* lock held: the worker's result for queue @q. Return: raise the queue's interrupt? */
+static bool dma_test_apply(struct dma_test *dt, unsigned int q, const struct dma_test_result *r)
+{
+	struct dma_test_queue *dq = &dt->q[q];
+	bool irq;
+
+	if (r->err == EPERM)
+		return false; /* no bus mastering now: the same descriptor runs again later */
+	if (r->code) {
+		dq->error = r->code;
+		dq->err_errno = r->code == DMA_TEST_ERR_DMA ? (uint32_t)r->err : 0;
+		dq->error_iova = r->code == DMA_TEST_ERR_DMA ? r->iova : 0;
+		irq = true;
+	} else {
+		dq->head = (dq->head + 1) & (dq->ring_size - 1);
+		dq->completed++;
+		irq = r->flags & DMA_TEST_DESC_IRQ;
+	}
+	if (!irq || !(dq->ctrl & DMA_TEST_CTRL_IRQ))
+		return false;
+	dt->int_status |= 1u << q;
+	return true;
+}
+
+/* lock held: the queue with work to take next, or -1. */
+static int dma_test_pick(struct dma_test *dt, bool *any_enabled)
+{
+	*any_enabled = false;
+	for (unsigned int i = 0; i < DMA_TEST_NR_QUEUES; i++) {
+		unsigned int q = (dt->next_q + i) % DMA_TEST_NR_QUEUES;
+
+		*any_enabled |= dt->q[q].ctrl & DMA_TEST_CTRL_ENABLE;
+		if (dma_test_queue_has_work(dt, q)) {
+			dt->next_q = (q + 1) % DMA_TEST_NR_QUEUES;
+			return (int)q;
+		}
+	}
+	return -1;
+}
+
+static void dma_test_poll_wait(struct dma_test *dt)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += DMA_TEST_POLL_US * 1000l;
+	if (ts.tv_nsec >= 1000000000l) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000l;
+	}
+	pthread_cond_timedwait(&dt->cond, &dt->lock, &ts);
+}
+
+static void *dma_test_worker(void *arg)
+{
+	struct dma_test *dt = arg;
+	bool stalled = false;
+
+	pthread_mutex_lock(&dt->lock);
+	while (!dt->stop) {
+		struct dma_test_result r;
+		struct dma_test_queue snap;
+		bool any_enabled = false, master, irq;
+		int q;
+
+		master = uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER;
+		q = master && !stalled ? dma_test_pick(dt, &any_enabled) : -1;
+		if (q < 0) {
+			if (!master || stalled || any_enabled)
+				dma_test_poll_wait(dt);
+			else
+				pthread_cond_wait(&dt->cond, &dt->lock);
+			stalled = false;
+			continue;
+		}
+		snap = dt->q[q];
+		dt->busy = true;
+		dt->busy_q = (unsigned int)q;
+		pthread_mutex_unlock(&dt->lock);
+
+		dma_test_run(dt, &snap, &r);
+
+		pthread_mutex_lock(&dt->lock);
+		dt->busy = false;
+		pthread_cond_broadcast(&dt->cond);
+		if (snap.gen != dt->q[q].gen)
+			continue; /* disabled or reset meanwhile: the result is void */
+		stalled = r.err == EPERM;
+		irq = dma_test_apply(dt, (unsigned int)q, &r);
+		if (irq) {
+			pthread_mutex_unlock(&dt->lock);
+			dma_test_raise(dt, (unsigned int)q);
+			pthread_mutex_lock(&dt->lock);
+		}
+	}
+	pthread_mutex_unlock(&dt->lock);
+	return NULL;
+}
+
+/* lock held: waits until the worker is not running a descriptor of @q (any queue: -1). */
+static void dma_test_wait_idle(struct dma_test *dt, int q)
+{
+	while (dt->busy && (q < 0 || dt->busy_q == (unsigned int)q))
+		pthread_cond_wait(&dt->cond, &dt->lock);
+}
+
+/* ---- registers ------------------------------------------------------------------------------ */
+
+/* lock held: the 8 bytes of register space at @off (8-byte aligned). */
+static uint64_t dma_test_block(struct dma_test *dt, uint64_t off)
+{
+	unsigned int caps = DMA_TEST_CAP_COPY | DMA_TEST_CAP_FILL | DMA_TEST_CAP_COMPARE;
+
+	if (uiommu_pci_fn_pasid_bits(dt->fn))
+		caps |= DMA_TEST_CAP_PASID;
+	switch (off) {
+	case DMA_TEST_REG_ID:
+		return DMA_TEST_ID | (uint64_t)DMA_TEST_VERSION << 32;
+	case DMA_TEST_REG_NR_QUEUES:
+		return DMA_TEST_NR_QUEUES | (uint64_t)caps << 32;
+	case DMA_TEST_REG_SCRATCH:
+		return dt->scratch;
+	case DMA_TEST_REG_INT_STATUS:
+		return dt->int_status;
+	}
+	if (off >= DMA_TEST_QUEUE(0) && off < DMA_TEST_QUEUE(DMA_TEST_NR_QUEUES)) {
+		unsigned int q = (unsigned int)(off - DMA_TEST_QUEUE(0)) / 0x40;
+		struct dma_test_queue *dq = &dt->q[q];
+		uint32_t status = 0;
+
+		if ((dq->ctrl & DMA_TEST_CTRL_ENABLE) && !dq->error)
+			status |= DMA_TEST_STATUS_RUNNING;
+		if (!dq->ring_size || dq->head == (dma_test_tail(dt, q) & (dq->ring_size - 1)))
+			status |= DMA_TEST_STATUS_IDLE;
+		if (dq->error)
+			status |= DMA_TEST_STATUS_ERROR;
+		switch (off - DMA_TEST_QUEUE(q)) {
+		case DMA_TEST_Q_RING_BASE:
+			return dq->ring_base;
+		case DMA_TEST_Q_RING_SIZE:
+			return dq->ring_size | (uint64_t)dq->ctrl << 32;
+		case DMA_TEST_Q_PASID:
+			return dq->pasid | (uint64_t)dq->head << 32;
+		case DMA_TEST_Q_TAIL:
+			return dma_test_tail(dt, q) | (uint64_t)status << 32;
+		case DMA_TEST_Q_ERROR:
+			return dq->error | (uint64_t)dq->err_errno << 32;
+		case DMA_TEST_Q_ERROR_IOVA:
+			return dq->error_iova;
+		case DMA_TEST_Q_COMPLETED:
+			return dq->completed;
+		}
+	}
+	return 0;
+}
+
+/* Merges a write of @width bytes at byte @lane of an 8-byte block into @old. */
+static uint64_t dma_test_merge(uint64_t old, unsigned int lane, unsigned int width, uint64_t val)
+{
+	uint64_t mask = (width == 8 ? UINT64_MAX : (1ull << (8 * width)) - 1) << (8 * lane);
+
+	return (old & ~mask) | ((val << (8 * lane)) & mask);
+}
+
+/* lock held: a queue's CTRL takes @ctrl. */
+static void dma_test_ctrl(struct dma_test *dt, unsigned int q, uint32_t ctrl)
+{
+	struct dma_test_queue *dq = &dt->q[q];
+	bool was = dq->ctrl & DMA_TEST_CTRL_ENABLE, on = ctrl & DMA_TEST_CTRL_ENABLE;
+
+	ctrl &= DMA_TEST_CTRL_ENABLE | DMA_TEST_CTRL_IRQ;
+	if (was && !on) {
+		/* Stop: nothing of the old run may complete after this write returns. */
+		dq->gen++;
+		dma_test_wait_idle(dt, (int)q);
+		dq->head = 0;
+		__atomic_store_n(&dt->doorbells[2 * q], 0, __ATOMIC_RELEASE);
+		dq->error = dq->err_errno = 0;
+		dq->error_iova = 0;
+	} else if (!was && on) {
+		dq->head = 0;
+		dq->error = dq->err_errno = 0;
+		dq->error_iova = 0;
+		if (dq->ring_size < 2 || dq->ring_size > DMA_TEST_MAX_RING ||
+		    dq->ring_size & (dq->ring_size - 1) || dq->ring_base % 64)
+			dq->error = DMA_TEST_ERR_RING;
+	}
+	dq->ctrl = ctrl;
+	pthread_cond_broadcast(&dt->cond);
+}
+
+/* lock held: a write of @new over block @off, @wmask the bits written. Return: INT_STATUS
+ * became 0 (lower INTx). */
+static bool dma_test_block_write(struct dma_test *dt, uint64_t off, uint64_t new, uint64_t wmask)
+{
+	bool lo = wmask & 0xffffffffu, hi = wmask >> 32;
+
+	if (off == DMA_TEST_REG_SCRATCH) {
+		dt->scratch = new;
+		return false;
+	}
+	if (off == DMA_TEST_REG_INT_STATUS) {
+		uint32_t clear = (uint32_t)(new & wmask);
+
+		if (!(dt->int_status & clear))
+			return false;
+		dt->int_status &= ~clear;
+		return !dt->int_status;
+	}
+	if (off >= DMA_TEST_QUEUE(0) && off < DMA_TEST_QUEUE(DMA_TEST_NR_QUEUES)) {
+		unsigned int q = (unsigned int)(off - DMA_TEST_QUEUE(0)) / 0x40;
+		struct dma_test_queue *dq = &dt->q[q];
+
+		switch (off - DMA_TEST_QUEUE(q)) {
+		case DMA_TEST_Q_RING_BASE:
+			dq->ring_base = new;
+			break;
+		case DMA_TEST_Q_RING_SIZE:
+			if (lo)
+				dq->ring_size = (uint32_t)new;
+			if (hi)
+				dma_test_ctrl(dt, q, (uint32_t)(new >> 32));
+			break;
+		case DMA_TEST_Q_PASID:
+			if (lo)
+				dq->pasid = (uint32_t)new & (DMA_TEST_PASID_VALID | DMA_TEST_PASID_MASK);
+			break;
+		case DMA_TEST_Q_TAIL:
+			if (lo) {
+				__atomic_store_n(&dt->doorbells[2 * q], (uint32_t)new, __ATOMIC_RELEASE);
+				pthread_cond_broadcast(&dt->cond);
+			}
+			break;
+		}
+	}
+	return false;
+}
+
+static uint64_t dma_test_bar_read(struct uiommu_pci_fn *fn, unsigned int bar, uint64_t offset,
+				  unsigned int width)
+{
+	struct dma_test *dt = to_dt(fn);
+	uint64_t v;
+
+	pthread_mutex_lock(&dt->lock);
+	if (bar == 2)
+		v = (uint64_t)DMA_TEST_ID | (uint64_t)dt->io_scratch << 32;
+	else
+		v = dma_test_block(dt, offset & ~7ull);
+	pthread_mutex_unlock(&dt->lock);
+	return v >> (8 * (offset & 7));
+}
+
+static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint64_t offset,
+			       unsigned int width, uint64_t value)
+{
+	struct dma_test *dt = to_dt(fn);
+	unsigned int lane = (unsigned int)(offset & 7);
+	uint64_t wmask = dma_test_merge(0, lane, width, UINT64_MAX);
+	bool lower = false;
+
+	pthread_mutex_lock(&dt->lock);
+	if (bar == 2) {
+		uint64_t v = dma_test_merge((uint64_t)dt->io_scratch << 32, lane, width, value);
+
+		if (wmask >> 32)
+			dt->io_scratch = (uint32_t)(v >> 32);
+	} else {
+		uint64_t old = dma_test_block(dt, offset & ~7ull);
+
+		lower = dma_test_block_write(dt, offset & ~7ull,
+					     dma_test_merge(old, lane, width, value), wmask);
+	}
+	pthread_mutex_unlock(&dt->lock);
+	if (lower)
+		uiommu_pci_irq_lower(fn);
+}
+
+/* A doorbell stored through the library (a pwrite into the page): look at once. */
+static void dma_test_area_written(struct uiommu_pci_fn *fn, unsigned int bar, uint64_t offset,
+				  unsigned int width)
+{
+	struct dma_test *dt = to_dt(fn);
+
+	pthread_mutex_lock(&dt->lock);
+	pthread_cond_broadcast(&dt->cond);
+	pthread_mutex_unlock(&dt->lock);
+}
+
+/* Bus Master may be back: a stalled descriptor may run. */
+static void dma_test_command_written(struct uiommu_pci_fn *fn, uint16_t old_cmd, uint16_t new_cmd)
+{
+	dma_test_area_written(fn, 0, 0, 0);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+static void dma_test_reset(struct uiommu_pci_fn *fn)
+{
+	struct dma_test *dt = to_dt(fn);
+
+	pthread_mutex_lock(&dt->lock);
+	for (unsigned int q = 0; q < DMA_TEST_NR_QUEUES; q++) {
+		unsigned long gen = dt->q[q].gen + 1;
+
+		memset(&dt->q[q], 0, sizeof(dt->q[q]));
+		dt->q[q].gen = gen;
+	}
+	dt->scratch = 0;
+	dt->io_scratch = 0;
+	dt->int_status = 0;
+	dma_test_wait_idle(dt, -1);
+	pthread_mutex_unlock(&dt->lock);
+}
+
+static void dma_test_free(struct dma_test *dt)
+{
+	uiommu_free(dt->bounce[0]);
+	uiommu_free(dt->bounce[1]);
+	pthread_cond_destroy(&dt->cond);
+	pthread_mutex_destroy(&dt->lock);
+	uiommu_free(dt);
+}
+
+static int dma_test_realize(struct uiommu_pci_fn *fn)
+{
+	struct dma_test *dt;
+
+	dt = uiommu_zalloc(sizeof(*dt));
+	if (!dt)
+		return -ENOMEM;
+	dt->fn = fn;
+	pthread_mutex_init(&dt->lock, NULL);
+	pthread_cond_init(&dt->cond, NULL);
+	dt->bounce[0] = uiommu_zalloc(DMA_TEST_CHUNK);
+	dt->bounce[1] = uiommu_zalloc(DMA_TEST_CHUNK);
+	dt->doorbells = uiommu_pci_fn_area(fn, 0, 0);
+	if (!dt->bounce[0] || !dt->bounce[1] || !dt->doorbells)
+		goto err_free;
+	uiommu_pci_fn_set_priv(fn, dt);
+	if (uiommu_should_fail() || pthread_create(&dt->worker, NULL, dma_test_worker, dt))
+		goto err_clear_priv;
+	return 0;
+
+err_clear_priv:
+	uiommu_pci_fn_set_priv(fn, NULL);
+err_free:
+	dma_test_free(dt);
+	return -ENOMEM;
+}
+
+static void dma_test_unrealize(struct uiommu_pci_fn *fn)
+{
+	struct dma_test *dt = to_dt(fn);
+
+	pthread_mutex_lock(&dt->lock);
+	dt->stop = true;
+	pthread_cond_broadcast(&dt->cond);
+	pthread_mutex_unlock(&dt->lock);
+	pthread_join(dt->worker, NULL);
+	uiommu_pci_fn_set_priv(fn, NULL);
+	dma_test_free(dt);
+}
+
+const struct uiommu_pci_model pci_model_dma_test = {
+	.version = UIOMMU_PCI_MODEL_V1,
+	.name = "dma-test",
+	.vendor_id = DMA_TEST_VENDOR_ID,
+	.device_id = DMA_TEST_DEVICE_ID,
+	.subsystem_vendor_id = DMA_TEST_VENDOR_ID,
+	.subsystem_id = DMA_TEST_DEVICE_ID,
+	.class_code = DMA_TEST_CLASS,
+	.revision = DMA_TEST_REVISION,
+	.interrupt_pin = 1,
+	.caps = UIOMMU_PCI_CAP_PM | UIOMMU_PCI_CAP_MSI | UIOMMU_PCI_CAP_MSIX | UIOMMU_PCI_CAP_PCIE,
+	.msi_vectors = DMA_TEST_NR_QUEUES,
+	.msix_vectors = DMA_TEST_NR_QUEUES,
+	.msix_table_bar = 0,
+	.msix_table_offset = DMA_TEST_MSIX_TABLE,
+	.msix_pba_bar = 0,
+	.msix_pba_offset = DMA_TEST_MSIX_PBA,
+	.bars = {
+		[0] = {
+			.size = DMA_TEST_BAR0_SIZE,
+			.flags = UIOMMU_PCI_BAR_64,
+			.nr_areas = 1,
+			.areas = { { .offset = DMA_TEST_DOORBELL_PAGE, .size = 0x1000 } },
+		},
+		[2] = { .size = DMA_TEST_BAR2_SIZE, .flags = UIOMMU_PCI_BAR_IO },
+	},
+	.realize = dma_test_realize,
+	.unrealize = dma_test_unrealize,
+	.reset = dma_test_reset,
+	.command_written = dma_test_command_written,
+	.bar_read = dma_test_bar_read,
+	.bar_write = dma_test_bar_write,
+	.area_written = dma_test_area_written,
+};

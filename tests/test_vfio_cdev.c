@@ -26,6 +26,9 @@
 #define VFIO(n) "/dev/vfio/devices/vfio" #n
 #define DMA_BIND "/sys/bus/pci/drivers/uiommu-dma/bind"
 #define DMA_UNBIND "/sys/bus/pci/drivers/uiommu-dma/unbind"
+#define VFIO_BIND "/sys/bus/pci/drivers/vfio-pci/bind"
+#define VFIO_UNBIND "/sys/bus/pci/drivers/vfio-pci/unbind"
+#define OVERRIDE(bdf) "/sys/bus/pci/devices/" bdf "/driver_override"
 
 static int bind_dev(int vfd, int iommufd, uint32_t *devid)
 {
@@ -393,13 +396,19 @@ TEST(ownership)
 	ASSERT_EQ(0, bind_dev(v1, a, NULL));
 	ASSERT_EQ(0, bind_dev(v2, b, NULL));
 
-	/* An owned group refuses the DMA-API driver; closing gives the group back. */
+	/* vfio-pci holds the function: no other driver, and no unbind while it is open. */
 	ASSERT_ERRNO(EBUSY, sysfs_write(DMA_BIND, "0000:04:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_write(VFIO_UNBIND, "0000:04:00.0"));
 	ASSERT_EQ(0, close(v2));
+	ASSERT_EQ(0, sysfs_write(VFIO_UNBIND, "0000:04:00.0"));
 	ASSERT_EQ(0, sysfs_write(DMA_BIND, "0000:04:00.0"));
 	/* Bound to a kernel driver, the function is no longer vfio's. */
 	ASSERT_ERRNO(ENOENT, open(VFIO(2), O_RDWR));
 	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:04:00.0"));
+	/* vfio-pci binds only what driver_override gives it; vfio2 is the lowest free index. */
+	ASSERT_ERRNO(ENODEV, sysfs_write(VFIO_BIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_write(OVERRIDE("0000:04:00.0"), "vfio-pci\n"));
+	ASSERT_EQ(0, sysfs_write(VFIO_BIND, "0000:04:00.0"));
 	v2 = open(VFIO(2), O_RDWR);
 	ASSERT_GE(v2, 0);
 	ASSERT_EQ(0, bind_dev(v2, a, NULL));

@@ -24,8 +24,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
@@ -38,6 +42,10 @@ struct iommufd_file {
 	const struct iommufd_subfd_ops *ops; /* a sub-fd's; NULL for /dev/iommu; constant */
 	void *priv;                /* a sub-fd's object; constant */
 	struct iommufd_file *parent; /* a sub-fd: its context's file, a reference; constant */
+	/* Set once before the fd is handed out (iommufd_file_set_node()), then constant. */
+	struct iommufd_node node;
+	bool has_node;
+	_Atomic off_t pos;         /* read(2)/write(2) position (the kernel's f_pos) */
 	struct rcu_head rcu;
 };
 
@@ -63,7 +71,7 @@ static void file_mm_init(void)
 	file_mm = mm;
 }
 
-static struct uiommu_mm *iommufd_caller_mm(void)
+struct uiommu_mm *iommufd_caller_mm(void)
 {
 	pthread_once(&file_mm_once, file_mm_init);
 	return file_mm;
@@ -193,6 +201,9 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 		goto err_free;
 	}
 	file->ictx->file = file;
+	file->node = (struct iommufd_node){ .path = "/dev/iommu", .major = IOMMUFD_NODE_MAJOR,
+					    .minor = IOMMUFD_NODE_MINOR, .mode = S_IFCHR | 0660 };
+	file->has_node = true;
 	fd = uiommu_should_fail() ? -1 : iommufd_raw_open(flags);
 	if (fd < 0) {
 		rc = fd < 0 && errno ? -errno : -ENOMEM;
@@ -261,75 +272,6 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	pthread_mutex_unlock(&fdt_lock);
 	iommufd_file_put(file);
 	return rc;
-}
-
-/*
- * pread(2) and pwrite(2) of our fds: a sub-fd's rw op (the VFIO device fd's regions) through a
- * bounce buffer, so that a bad user buffer is EFAULT as in the kernel; EINVAL for fds that
- * cannot be read or written (/dev/iommu has no read or write). Long accesses are cut to
- * RW_MAX bytes: a short count, as a device file may return.
- */
-#define RW_MAX (1u << 20)
-
-static ssize_t uiommu_rw(int fd, void *ubuf, size_t count, off_t off, bool write)
-{
-	struct iommufd_file *file = iommufd_file_get(fd);
-	struct uiommu_mm *mm = iommufd_caller_mm();
-	void *buf = NULL;
-	ssize_t rc;
-
-	if (!file)
-		return uiommu_ret(-EBADF);
-	if (!file->ops || !file->ops->rw) {
-		rc = -EINVAL;
-		goto out_put;
-	}
-	if (off < 0) {
-		rc = -EINVAL;
-		goto out_put;
-	}
-	if (!mm) {
-		rc = -ENOMEM;
-		goto out_put;
-	}
-	if (count > RW_MAX)
-		count = RW_MAX;
-	buf = uiommu_zalloc(count ? count : 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out_put;
-	}
-	if (write && count) {
-		rc = uiommu_copy_from_user(mm, buf, (uintptr_t)ubuf, count);
-		if (rc)
-			goto out_free;
-	}
-	rc = file->ops->rw(file->priv, buf, count, (uint64_t)off, write);
-	if (rc > 0 && !write) {
-		int err = uiommu_copy_to_user(mm, (uintptr_t)ubuf, buf, (size_t)rc);
-
-		if (err)
-			rc = err;
-	}
-out_free:
-	uiommu_free(buf);
-out_put:
-	iommufd_file_put(file);
-	if (rc < 0) {
-		errno = (int)-rc;
-		return -1;
-	}
-	return rc;
-}
-
-UIOMMU_EXPORT ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t off)
-{
-	return uiommu_rw(fd, buf, count, off, false);
-}
-
-UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t off)
-{
-	return uiommu_rw(fd, (void *)(uintptr_t)buf, count, off, true);
 }
 
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
@@ -581,4 +523,157 @@ UIOMMU_EXPORT unsigned int uiommu_page_pin_count(const void *addr)
 	if (!mm)
 		return 0;
 	return uiommu_mm_pin_count(mm, (uint64_t)(uintptr_t)addr >> uiommu_page_shift);
+}
+
+/* ---- what the fd looks like, and read/write ------------------------------------------------ */
+
+int iommufd_file_set_node(int fd, const struct iommufd_node *node)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (!file)
+		return -EBADF;
+	file->node = *node;
+	file->has_node = true;
+	iommufd_file_put(file);
+	return 0;
+}
+
+/*
+ * The times a node shows: the library's first look, as devtmpfs shows the time a node was
+ * made at boot. Owner: the caller, as a udev rule hands VFIO nodes to the user of a VM.
+ */
+static void iommufd_node_fill_stat(const struct iommufd_node *node, struct stat *st)
+{
+	static _Atomic time_t boot;
+	time_t t = atomic_load_explicit(&boot, memory_order_relaxed), expected = 0;
+
+	if (!t) {
+		t = time(NULL);
+		if (!atomic_compare_exchange_strong(&boot, &expected, t))
+			t = expected;
+	}
+	memset(st, 0, sizeof(*st));
+	st->st_mode = node->mode;
+	st->st_nlink = 1;
+	st->st_uid = geteuid();
+	st->st_gid = getegid();
+	st->st_blksize = 4096;
+	st->st_atime = st->st_mtime = st->st_ctime = t;
+	if (S_ISCHR(node->mode)) {
+		st->st_dev = makedev(0, 5); /* devtmpfs */
+		st->st_rdev = makedev(node->major, node->minor);
+		/* A stable inode number per node, as devtmpfs keeps one per node. */
+		st->st_ino = 1000 + ((unsigned long)node->major << 20 | node->minor);
+	} else {
+		st->st_dev = makedev(0, 14); /* the anon_inode mount */
+		st->st_ino = 1;              /* every anonymous file shares its one inode */
+	}
+}
+
+void iommufd_node_stat(const struct iommufd_node *node, struct stat *st)
+{
+	iommufd_node_fill_stat(node, st);
+}
+
+UIOMMU_EXPORT int uiommu_fstat(int fd, struct stat *st)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	int rc = 0;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	if (file->has_node)
+		iommufd_node_fill_stat(&file->node, st);
+	else
+		rc = (int)syscall(SYS_fstat, fd, st);
+	iommufd_file_put(file);
+	return rc;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	char path[64];
+	size_t n;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	if (file->has_node) {
+		snprintf(path, sizeof(path), "%s", file->node.path);
+	} else {
+		char proc[32];
+		ssize_t r;
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		r = syscall(SYS_readlinkat, AT_FDCWD, proc, path, sizeof(path) - 1);
+		if (r < 0) {
+			iommufd_file_put(file);
+			return -1;
+		}
+		path[r] = '\0';
+	}
+	iommufd_file_put(file);
+	/* readlink(2): no NUL, truncated to @len. */
+	n = strlen(path);
+	if (n > len)
+		n = len;
+	memcpy(buf, path, n);
+	return (ssize_t)n;
+}
+
+/* @pos NULL: the file's position, advanced by what was done. */
+static ssize_t uiommu_rw(int fd, void *buf, size_t count, const off_t *pos, bool write)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	ssize_t ret;
+	off_t off;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	off = pos ? *pos : atomic_load(&file->pos);
+	if (pos && *pos < 0)
+		ret = -EINVAL;
+	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
+		ret = -EINVAL; /* no read or write in the file's operations */
+	else if (write)
+		ret = file->ops->write(file->priv, iommufd_caller_mm(), buf, count, off);
+	else
+		ret = file->ops->read(file->priv, iommufd_caller_mm(), buf, count, off);
+	if (!pos && ret > 0)
+		atomic_fetch_add(&file->pos, ret);
+	iommufd_file_put(file);
+	return ret < 0 ? uiommu_ret((int)ret) : ret;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_read(int fd, void *buf, size_t count)
+{
+	return uiommu_rw(fd, buf, count, NULL, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_write(int fd, const void *buf, size_t count)
+{
+	return uiommu_rw(fd, (void *)buf, count, NULL, true);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	return uiommu_rw(fd, buf, count, &offset, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	return uiommu_rw(fd, (void *)buf, count, &offset, true);
+}
+
+/* A reference on the file behind @fd (the kernel's fget()), or NULL; drop it with
+ * iommufd_file_unhold(). */
+struct iommufd_file *iommufd_file_hold(int fd)
+{
+	return iommufd_file_get(fd);
+}
+
+void iommufd_file_unhold(struct iommufd_file *file)
+{
+	iommufd_file_put(file);
 }

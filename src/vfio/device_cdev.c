@@ -41,8 +41,8 @@
  *
  * Binding also opens the device for vfio-pci (vfio_pci_core_open()): every other ioctl of a
  * bound file, pread/pwrite and mmap go to vfio_pci.c. The same file object serves the legacy
- * group's device fds (vfio_device_open_group(), vfio.h): opened at once, BIND answers EINVAL and
- * ATTACH/DETACH ENOTTY there, and the group may refuse use (ops->usable).
+ * group's device fds (vfio_cdev_open_group_mode(), group.h and vfio.h): bound and opened at
+ * once, BIND answers EINVAL and ATTACH/DETACH ENOTTY there.
  *
  * The last close of the file closes the device for vfio-pci (interrupts off, a reset), then
  * unbinds: detach, destroy the DEVICE object (the group's ownership goes with it, and the
@@ -52,8 +52,10 @@
  * igroup->lock -> idev->lock -> the core's locks. Nothing is called with it held that could take it again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -65,9 +67,9 @@
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
+#include "vfio/group.h"
 #include "vfio/vfio.h"
 
-#define VFIO_CDEV_DIR "/dev/vfio/devices/"
 #define VFIO_CDEV_PREFIX VFIO_CDEV_DIR "vfio"
 
 /* The uAPI layouts (include/uiommu/vfio_compat.h), private so that any host header works. */
@@ -96,10 +98,8 @@ struct vfio_cdev_detach {
 
 /* One open() of a device node: the kernel's struct vfio_device_file. */
 struct vfio_cdev_file {
-	struct device *dev;           /* a reference; constant */
-	enum vfio_file_mode mode;     /* constant */
-	const struct vfio_group_ops *gops; /* group mode: the group's; constant */
-	void *group;                  /* group mode: its argument; constant */
+	struct device *dev;           /* a reference, and a topology_vfio_get(); constant */
+	enum vfio_file_mode mode;     /* a cdev's, or made by a group's GET_DEVICE_FD; constant */
 	/* The rest under vfio_cdev_lock. */
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
@@ -113,12 +113,27 @@ static pthread_mutex_t vfio_cdev_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The bound files: at most one per device (the kernel's open_count). */
 static struct vfio_cdev_file *vfio_cdev_bound;
 
+void vfio_lock(void)
+{
+	pthread_mutex_lock(&vfio_cdev_lock);
+}
+
+void vfio_unlock(void)
+{
+	pthread_mutex_unlock(&vfio_cdev_lock);
+}
+
 static bool vfio_cdev_device_bound(struct device *dev)
 {
 	for (struct vfio_cdev_file *vf = vfio_cdev_bound; vf; vf = vf->next)
 		if (vf->dev == dev)
 			return true;
 	return false;
+}
+
+bool vfio_cdev_device_bound_locked(struct device *dev)
+{
+	return vfio_cdev_device_bound(dev);
 }
 
 static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
@@ -153,8 +168,12 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		return -EINVAL;
 
 	pthread_mutex_lock(&vfio_cdev_lock);
-	if (vf->idev) { /* this file is bound already */
+	if (vf->idev) { /* bound already */
 		rc = -EINVAL;
+		goto out_unlock;
+	}
+	if (vfio_group_node_is_open(vf->dev)) { /* the group path owns the device */
+		rc = -EBUSY;
 		goto out_unlock;
 	}
 	ictx = iommufd_ctx_from_fd(bind.iommufd);
@@ -329,6 +348,7 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		goto out_unlock;
 	}
 	switch (cmd) {
+	/* The cdev's own; a group's device fd hands them to vfio-pci, which knows neither. */
 	case VFIO_CDEV_ATTACH_PT:
 		rc = vf->mode == VFIO_FILE_GROUP ? -ENOTTY : vfio_cdev_attach_pt(vf, mm, arg);
 		goto out_unlock;
@@ -342,14 +362,8 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 	pthread_mutex_unlock(&vfio_cdev_lock);
 
 	/* The core stays while this ioctl holds the file: only the last close drops it. */
-	if (vf->mode == VFIO_FILE_GROUP) {
-		caller.group_of_fd = vf->gops->group_of_fd;
-		if (vf->gops->usable) {
-			rc = vf->gops->usable(vf->group);
-			if (rc)
-				return rc;
-		}
-	}
+	if (vf->mode == VFIO_FILE_GROUP)
+		caller.group_of_fd = vfio_group_fd_iommu_group;
 	return vfio_pci_ioctl(core, &caller, mm, cmd, arg);
 
 out_unlock:
@@ -357,43 +371,75 @@ out_unlock:
 	return rc;
 }
 
-/* The opened core, or NULL (not bound, or the group refuses use: *@rc says why). */
-static struct vfio_pci_core *vfio_cdev_core(struct vfio_cdev_file *vf, int *rc)
+/* The opened core, or NULL (the file is not bound). */
+static struct vfio_pci_core *vfio_cdev_core(struct vfio_cdev_file *vf)
 {
 	struct vfio_pci_core *core;
 
 	pthread_mutex_lock(&vfio_cdev_lock);
 	core = vf->core;
 	pthread_mutex_unlock(&vfio_cdev_lock);
-	*rc = -EINVAL;
-	if (core && vf->mode == VFIO_FILE_GROUP && vf->gops->usable) {
-		*rc = vf->gops->usable(vf->group);
-		if (*rc)
-			core = NULL;
-	}
 	return core;
 }
 
-static ssize_t vfio_cdev_rw(void *priv, void *buf, size_t count, uint64_t off, bool write)
-{
-	struct vfio_pci_core *core;
-	int rc;
+/*
+ * pread/pwrite of the regions through a bounce buffer, so that a bad user buffer is EFAULT.
+ * Long accesses are cut to VFIO_CDEV_RW_MAX bytes: a short count, as a device file may return.
+ */
+#define VFIO_CDEV_RW_MAX (1u << 20)
 
-	core = vfio_cdev_core(priv, &rc);
-	if (!core)
-		return rc;
-	return vfio_pci_rw(core, buf, count, off, write);
+static ssize_t vfio_cdev_rw(struct vfio_cdev_file *vf, struct uiommu_mm *mm, void *ubuf,
+			    size_t count, off_t off, bool write)
+{
+	struct vfio_pci_core *core = vfio_cdev_core(vf);
+	void *buf;
+	ssize_t rc;
+
+	if (!core || off < 0)
+		return -EINVAL;
+	if (!mm)
+		return -ENOMEM;
+	if (count > VFIO_CDEV_RW_MAX)
+		count = VFIO_CDEV_RW_MAX;
+	buf = uiommu_zalloc(count ? count : 1);
+	if (!buf)
+		return -ENOMEM;
+	if (write && count) {
+		rc = uiommu_copy_from_user(mm, buf, (uintptr_t)ubuf, count);
+		if (rc)
+			goto out_free;
+	}
+	rc = vfio_pci_rw(core, buf, count, (uint64_t)off, write);
+	if (rc > 0 && !write) {
+		int err = uiommu_copy_to_user(mm, (uintptr_t)ubuf, buf, (size_t)rc);
+
+		if (err)
+			rc = err;
+	}
+out_free:
+	uiommu_free(buf);
+	return rc;
+}
+
+static ssize_t vfio_cdev_read(void *priv, struct uiommu_mm *mm, void *buf, size_t count,
+			      off_t off)
+{
+	return vfio_cdev_rw(priv, mm, buf, count, off, false);
+}
+
+static ssize_t vfio_cdev_write(void *priv, struct uiommu_mm *mm, const void *buf, size_t count,
+			       off_t off)
+{
+	return vfio_cdev_rw(priv, mm, (void *)(uintptr_t)buf, count, off, true);
 }
 
 static void *vfio_cdev_mmap(void *priv, void *addr, size_t len, int prot, int flags,
 			    uint64_t off)
 {
-	struct vfio_pci_core *core;
-	int rc;
+	struct vfio_pci_core *core = vfio_cdev_core(priv);
 
-	core = vfio_cdev_core(priv, &rc);
 	if (!core) {
-		errno = -rc;
+		errno = EINVAL;
 		return MAP_FAILED;
 	}
 	return vfio_pci_mmap(core, addr, len, prot, flags, off);
@@ -414,8 +460,7 @@ static void vfio_cdev_release(void *priv)
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
-	if (vf->mode == VFIO_FILE_GROUP && vf->gops->release)
-		vf->gops->release(vf->group);
+	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
 	uiommu_free(vf);
 }
@@ -423,61 +468,15 @@ static void vfio_cdev_release(void *priv)
 static const struct iommufd_subfd_ops vfio_cdev_fops = {
 	.release = vfio_cdev_release,
 	.ioctl = vfio_cdev_ioctl,
-	.rw = vfio_cdev_rw,
+	.read = vfio_cdev_read,
+	.write = vfio_cdev_write,
 	.mmap = vfio_cdev_mmap,
 };
-
-/* ---- group mode ----------------------------------------------------------------------------- */
-
-int vfio_device_open_group(struct device *dev, const struct vfio_group_ops *ops, void *group,
-			   struct iommufd_ctx *ictx, uint32_t devid, int flags)
-{
-	struct vfio_cdev_file *vf;
-	struct vfio_pci_core *core;
-	int fd, rc;
-
-	vf = uiommu_zalloc(sizeof(*vf));
-	if (!vf)
-		return -ENOMEM;
-	pthread_mutex_lock(&vfio_cdev_lock);
-	if (vfio_cdev_device_bound(dev)) { /* the cdev has it: the group cannot */
-		rc = -EBUSY;
-		goto err_unlock;
-	}
-	core = vfio_pci_core_open(dev, ictx, devid);
-	if (IS_ERR(core)) {
-		rc = PTR_ERR(core);
-		goto err_unlock;
-	}
-	device_get(dev);
-	vf->dev = dev;
-	vf->mode = VFIO_FILE_GROUP;
-	vf->gops = ops;
-	vf->group = group;
-	vf->core = core;
-	pthread_mutex_unlock(&vfio_cdev_lock);
-	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
-	if (fd < 0) {
-		rc = fd;
-		goto err_close;
-	}
-	return fd;
-
-err_close:
-	vfio_pci_core_close(core);
-	device_put(dev);
-	uiommu_free(vf);
-	return rc;
-err_unlock:
-	pthread_mutex_unlock(&vfio_cdev_lock);
-	uiommu_free(vf);
-	return rc;
-}
 
 /* ---- finding vfioN -------------------------------------------------------------------------- */
 
 struct vfio_cdev_lookup {
-	unsigned int want, seen;
+	unsigned int want;
 	struct device *dev; /* a reference when found and usable */
 };
 
@@ -485,14 +484,10 @@ static int vfio_cdev_lookup_fn(const struct topology_device_info *info, void *ar
 {
 	struct vfio_cdev_lookup *l = arg;
 
-	if (info->bind_on_plug)
-		return 0; /* the topology gives it to the DMA-API driver: not vfio's */
-	if (l->seen++ != l->want)
+	if (!info->present || !info->vfio || info->vfio_index != (int)l->want)
 		return 0;
-	if (info->present && !info->bound) {
-		device_get(info->dev);
-		l->dev = info->dev;
-	}
+	device_get(info->dev);
+	l->dev = info->dev;
 	return 1;
 }
 
@@ -513,43 +508,36 @@ static int vfio_cdev_parse(const char *path, unsigned int *index)
 	return 0;
 }
 
-static int vfio_cdev_ret(int rc)
+/**
+ * vfio_cdev_open() - open /dev/vfio/devices/vfio@index
+ * Return: the fd, or -ENOENT (no such node now: the function is not bound to vfio-pci),
+ * -ENOMEM, -EMFILE.
+ */
+int vfio_cdev_open(unsigned int index, int flags)
 {
-	if (rc < 0) {
-		errno = -rc;
-		return -1;
-	}
-	return rc;
-}
-
-UIOMMU_EXPORT bool uiommu_vfio_claims(const char *path)
-{
-	return path && !strncmp(path, VFIO_CDEV_DIR, strlen(VFIO_CDEV_DIR)) &&
-	       path[strlen(VFIO_CDEV_DIR)];
-}
-
-UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
-{
-	struct vfio_cdev_lookup lookup = {};
+	static const struct iommufd_node node_tmpl = { .major = SYSFS_VFIO_CDEV_MAJOR,
+						       .mode = S_IFCHR | 0600 };
+	struct vfio_cdev_lookup lookup = { .want = index };
+	struct iommufd_node node = node_tmpl;
 	struct vfio_cdev_file *vf;
 	int fd, rc;
 
-	if (!uiommu_vfio_claims(path))
-		return vfio_cdev_ret(-ENOENT);
-	rc = vfio_cdev_parse(path, &lookup.want);
-	if (rc)
-		return vfio_cdev_ret(rc);
 	rc = sysfs_machine_boot();
 	if (rc)
-		return vfio_cdev_ret(-ENOENT); /* no machine, no devices */
+		return -ENOENT; /* no machine, no devices */
 	topology_for_each_device(vfio_cdev_lookup_fn, &lookup);
 	if (!lookup.dev)
-		return vfio_cdev_ret(-ENOENT);
-
+		return -ENOENT;
+	/* Unbound since the lookup: the node is gone. */
+	rc = topology_vfio_get(lookup.dev);
+	if (rc) {
+		rc = -ENOENT;
+		goto err_put_dev;
+	}
 	vf = uiommu_zalloc(sizeof(*vf));
 	if (!vf) {
 		rc = -ENOMEM;
-		goto err_put_dev;
+		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
 	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
@@ -557,11 +545,115 @@ UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
 		rc = fd;
 		goto err_free;
 	}
+	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
+	node.minor = index;
+	iommufd_file_set_node(fd, &node);
 	return fd;
 
 err_free:
 	uiommu_free(vf);
+err_vfio_put:
+	topology_vfio_put(lookup.dev);
 err_put_dev:
 	device_put(lookup.dev);
-	return vfio_cdev_ret(rc);
+	return rc;
+}
+
+/* Parses "vfioN" after /dev/vfio/devices/ and opens it. */
+int vfio_cdev_open_path(const char *path, int flags)
+{
+	unsigned int index;
+	int rc = vfio_cdev_parse(path, &index);
+
+	return rc ?: vfio_cdev_open(index, flags);
+}
+
+bool vfio_cdev_is_fd(int fd)
+{
+	struct iommufd_file *file;
+	void *vf = iommufd_subfd_get(fd, &vfio_cdev_fops, &file);
+
+	if (IS_ERR(vf))
+		return false;
+	iommufd_subfd_put(file);
+	return true;
+}
+
+/**
+ * vfio_cdev_open_group_mode() - the device fd a group's GET_DEVICE_FD hands out: a file of
+ * @dev bound to @ictx (the group's container) and attached to its compat IOAS, as the kernel's
+ * vfio_df_group_open() with an iommufd does. It answers no BIND_IOMMUFD (EINVAL), ATTACH or
+ * DETACH (ENOTTY); it is an anonymous file ("anon_inode:[vfio-device]"), close-on-exec.
+ * Return: the fd; -EBUSY when the device is open already (through its cdev, or an earlier
+ * GET_DEVICE_FD: the kernel shares that open, we refuse); -ENODEV no compat IOAS or the
+ * device left vfio-pci; the bind's -EPERM (the group is not viable) and the attach's errnos.
+ */
+int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx)
+{
+	static const struct iommufd_node node = { .path = "anon_inode:[vfio-device]",
+						  .mode = 0600 };
+	struct vfio_cdev_file *vf;
+	uint32_t devid, pt_id;
+	int fd, rc;
+
+	rc = topology_vfio_get(dev);
+	if (rc)
+		return rc;
+	device_get(dev);
+	vf = uiommu_zalloc(sizeof(*vf));
+	if (!vf) {
+		rc = -ENOMEM;
+		goto err_vfio_put;
+	}
+	vf->dev = dev;
+	vf->mode = VFIO_FILE_GROUP;
+	pthread_mutex_lock(&vfio_cdev_lock);
+	if (vfio_cdev_device_bound(dev)) {
+		rc = -EBUSY;
+		goto err_unlock;
+	}
+	vf->idev = iommufd_device_bind(ictx, dev, &devid);
+	if (IS_ERR(vf->idev)) {
+		rc = PTR_ERR(vf->idev);
+		goto err_unlock;
+	}
+	rc = iommufd_vfio_compat_ioas_get_id(ictx, &pt_id);
+	rc = rc ?: iommufd_device_attach(vf->idev, &pt_id);
+	if (rc)
+		goto err_unbind;
+	vf->attached = true;
+	/* vfio-pci's open (vfio.h): the device fd serves regions, interrupts and reset. */
+	vf->core = vfio_pci_core_open(dev, ictx, devid);
+	if (IS_ERR(vf->core)) {
+		rc = PTR_ERR(vf->core);
+		vf->core = NULL;
+		goto err_detach;
+	}
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = fd;
+		goto err_close;
+	}
+	iommufd_file_set_node(fd, &node);
+	/* The file now holds the context, as a bound cdev file does. */
+	iommufd_ctx_file_get(ictx);
+	vf->ictx = ictx;
+	vf->next = vfio_cdev_bound;
+	vfio_cdev_bound = vf;
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	return fd;
+
+err_close:
+	vfio_pci_core_close(vf->core);
+err_detach:
+	iommufd_device_detach(vf->idev);
+err_unbind:
+	iommufd_device_unbind(vf->idev);
+err_unlock:
+	pthread_mutex_unlock(&vfio_cdev_lock);
+	uiommu_free(vf);
+err_vfio_put:
+	topology_vfio_put(dev);
+	device_put(dev);
+	return rc;
 }

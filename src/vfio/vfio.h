@@ -4,25 +4,26 @@
  * legacy group (group.c) share with the vfio-pci device fd (vfio_pci.c, pci_config.c).
  *
  * One device fd implementation, two ways in. A device fd is a file of the library's fd table
- * (iommufd_file_open_ops()) standing for one struct vfio_device_file; the file reaches the
- * device's vfio-pci state (struct vfio_pci_core, one per opened struct device, shared by every
- * file that has the device open) once it is "opened":
+ * standing for one struct vfio_cdev_file (device_cdev.c); the file reaches the device's
+ * vfio-pci state (struct vfio_pci_core, one per opened struct device) once it is "opened":
  *   - cdev mode (/dev/vfio/devices/vfioN): the file is unusable until VFIO_DEVICE_BIND_IOMMUFD;
- *     the bind opens the device (device_cdev.c). BIND/ATTACH/DETACH_IOMMUFD_PT exist only here;
- *   - group mode (VFIO_GROUP_GET_DEVICE_FD): vfio_device_open_group() opens the device at once
- *     and returns a file in which BIND answers EINVAL and ATTACH/DETACH answer ENOTTY, as the
- *     kernel's group-obtained fds do. Every vfio-pci operation first asks the group whether its
- *     container still allows use (ops->usable), and PCI_HOT_RESET's group form resolves the
- *     caller's group fds through ops->group_of_fd.
+ *     the bind opens the device. BIND/ATTACH/DETACH_IOMMUFD_PT exist only here;
+ *   - group mode (VFIO_GROUP_GET_DEVICE_FD): vfio_cdev_open_group_mode(dev, ictx) (group.h)
+ *     binds the device to the container's iommufd, attaches it to the compat IOAS, opens it for
+ *     vfio-pci and returns an anonymous fd in which BIND answers EINVAL and ATTACH/DETACH
+ *     ENOTTY, as the kernel's group-obtained fds do. PCI_HOT_RESET's group form resolves the
+ *     caller's group fds with vfio_group_fd_iommu_group() (group.c).
+ * Either way, every other ioctl, pread/pwrite and mmap go to vfio_pci_ioctl(), vfio_pci_rw()
+ * and vfio_pci_mmap() below.
  *
  * The first open of a device (either way) does vfio-pci's open: Bus Master cleared, a function
  * reset (whose success is the RESET flag), decode enabled for the BARs, the virtual config
  * space built, the interrupt notifier registered. The last close disables interrupts, stops
  * DMA logging, resets the function and drops everything. See vfio_pci.c.
  *
- * Lock order: vfio_cdev_lock (device_cdev.c) and the group's locks -> vfio_pci_lock (the open
- * devices) -> core->lock -> the machine's function lock -> core->irq_lock / core->log_lock
- * (leaves, taken by the machine's notifier and the DMA engine's log hook).
+ * Lock order: vfio_cdev_lock (group.h) -> vfio_pci_lock (the open devices) -> core->lock ->
+ * core->irq_lock -> the machine's function lock; core->log_lock is a leaf (the DMA engine's
+ * log hook takes it under the group mutex).
  */
 #ifndef UIOMMU_VFIO_VFIO_H
 #define UIOMMU_VFIO_VFIO_H
@@ -37,44 +38,9 @@ struct iommufd_ctx;
 struct uiommu_mm;
 struct vfio_pci_core;
 
-/* What a group tells the device fds it made (group.c implements it). */
-struct vfio_group_ops {
-	/*
-	 * usable() - may the device fd be used now? 0, or the errno every vfio-pci operation of
-	 * the fd then fails with (the kernel's fds stay usable while the group keeps its
-	 * container, so the usual answer is 0). Optional.
-	 */
-	int (*usable)(void *group);
-	/*
-	 * group_of_fd() - the IOMMU group of the VFIO group fd @fd (for PCI_HOT_RESET's group
-	 * form), referenced (iommu_group_put()); ERR_PTR(-EBADF) for a closed fd, -EINVAL for an
-	 * fd that is not a VFIO group. Optional: without it every fd is -EINVAL.
-	 */
-	struct iommu_group *(*group_of_fd)(int fd);
-	/* release() - the device fd's last close: the group may let go of it. Optional. */
-	void (*release)(void *group);
-};
-
 /**
- * vfio_device_open_group() - a device fd for @dev in group mode (VFIO_GROUP_GET_DEVICE_FD)
- * @dev: a VFIO device (a PCI function of the machine handed to vfio-pci); referenced here
- * @ops, @group: the group's callbacks and their argument; @group must stay valid until
- *               ops->release(@group) (or, when this fails, until it returns)
- * @ictx: the iommufd context the group's container is (an iommufd-backed container), or NULL;
- *        used only for GET_PCI_HOT_RESET_INFO's ownership (not referenced: the group keeps it)
- * @devid: @dev's DEVICE object id in @ictx, if any (0 otherwise)
- * @flags: open flags of the fd (O_CLOEXEC as the kernel's)
- *
- * Opens the device (vfio-pci's first-open work when no other file has it open) and returns a
- * new fd for it. ops->release is called at the fd's last close, not on failure.
- * Return: the fd, or -ENODEV (the function is gone), -ENOMEM, -EMFILE, the open's errno.
- */
-int vfio_device_open_group(struct device *dev, const struct vfio_group_ops *ops, void *group,
-			   struct iommufd_ctx *ictx, uint32_t devid, int flags);
-
-/**
- * vfio_device_is_open() - is @dev open through any device fd (cdev bound, or group mode)?
- * For the group's UNSET_CONTAINER (type1: EBUSY while a device is open) and status.
+ * vfio_device_is_open() - is @dev open for vfio-pci through any device fd (cdev bound, or
+ * group mode)?
  */
 bool vfio_device_is_open(struct device *dev);
 

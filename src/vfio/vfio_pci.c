@@ -1003,7 +1003,7 @@ static int hot_reset_collect(const struct topology_device_info *info, void *arg)
 	device_get(info->dev);
 	set->fns[set->n++] = (struct hot_reset_fn){
 		.dev = info->dev,
-		.vfio = !info->bind_on_plug && !info->bound,
+		.vfio = info->vfio,
 		.segment = (uint16_t)seg, .bus = (uint8_t)bus, .devfn = (uint8_t)devfn,
 	};
 	return 0;

@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: MIT
+/*
+ * White-box tests of the dma-test device model (src/machine/models/dma-test.c) driven as a
+ * driver drives it: through its BAR (the machine's "physical" accessors VFIO uses), with its
+ * memory mapped in a real IOMMU domain, its MSI-X vectors delivered to a notifier standing in
+ * for VFIO's. Copy, fill and compare; the register doorbell and the mmap-able doorbell page
+ * (polled by the device); completion records; an IOMMU fault stopping the queue with the
+ * faulting IOVA; a read-only mapping; Bus Master off holding descriptors back; disable and
+ * reset while DMA is in flight (run under TSan too).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pci_test.h"
+#include "uiommu/device.h"
+#include "uiommu/uiommu.h"
+
+#define RING_IOVA 0x100000ull   /* 4 pages: a ring of 64 descriptors per queue */
+#define COMP_IOVA 0x200000ull   /* 1 page of completion records */
+#define SRC_IOVA 0x400000ull    /* 64 pages */
+#define DST_IOVA 0x800000ull    /* 64 pages */
+#define RO_IOVA 0xc00000ull     /* 1 page, read-only */
+#define BUF_PAGES 64
+#define RING 64u
+
+FIXTURE(dt)
+{
+	struct uiommu_pci_fn *fn;
+	struct pt_domain d;
+	struct pt_irqs irqs;
+	struct dma_test_desc *ring;          /* 4 rings of RING descriptors */
+	struct dma_test_completion *comp;    /* 128 records */
+	uint8_t *src, *dst, *ro;
+};
+
+static void reg_write(struct uiommu_pci_fn *fn, uint64_t off, unsigned int width, uint64_t v)
+{
+	if (pci_fn_bar_write(fn, 0, off, width, v))
+		abort();
+}
+
+static uint64_t reg(struct uiommu_pci_fn *fn, uint64_t off, unsigned int width)
+{
+	return pt_bar(fn, 0, off, width);
+}
+
+static uint64_t qreg(struct uiommu_pci_fn *fn, unsigned int q, unsigned int r, unsigned int width)
+{
+	return reg(fn, DMA_TEST_QUEUE(q) + r, width);
+}
+
+/* Programs queue @q: its ring in the fixture's ring pages, interrupts on, enabled. */
+static void queue_start(struct uiommu_pci_fn *fn, unsigned int q, uint32_t pasid)
+{
+	reg_write(fn, DMA_TEST_QUEUE(q) + DMA_TEST_Q_RING_BASE, 8,
+		  RING_IOVA + (uint64_t)q * RING * sizeof(struct dma_test_desc));
+	reg_write(fn, DMA_TEST_QUEUE(q) + DMA_TEST_Q_RING_SIZE, 4, RING);
+	reg_write(fn, DMA_TEST_QUEUE(q) + DMA_TEST_Q_PASID, 4, pasid);
+	reg_write(fn, DMA_TEST_QUEUE(q) + DMA_TEST_Q_CTRL, 4,
+		  DMA_TEST_CTRL_ENABLE | DMA_TEST_CTRL_IRQ);
+}
+
+static struct dma_test_desc *desc(FIXTURE_DATA(dt) *self, unsigned int q, unsigned int i)
+{
+	return &self->ring[q * RING + i];
+}
+
+static void fill(uint8_t *p, size_t len, unsigned int seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed + i * 13 + (i >> 9));
+}
+
+FIXTURE_SETUP(dt)
+{
+	ASSERT_EQ(0, pt_load(pt_topology));
+	self->fn = pci_fn_get_by_bdf(PT_DMA_TEST);
+	ASSERT_TRUE(self->fn != NULL);
+	pt_irqs_init(&self->irqs);
+	ASSERT_EQ(0, pci_fn_irq_register(self->fn, &pt_irq_ops, &self->irqs));
+	ASSERT_EQ(0, pt_domain_attach(&self->d, pci_fn_device(self->fn)));
+	self->ring = pt_pages(4);
+	self->comp = pt_pages(1);
+	self->src = pt_pages(BUF_PAGES);
+	self->dst = pt_pages(BUF_PAGES);
+	self->ro = pt_pages(1);
+	ASSERT_TRUE(self->ring && self->comp && self->src && self->dst && self->ro);
+	ASSERT_EQ(0, pt_map(&self->d, RING_IOVA, self->ring, 4 * 4096, IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&self->d, COMP_IOVA, self->comp, 4096, IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&self->d, SRC_IOVA, self->src, BUF_PAGES * 4096,
+			    IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&self->d, DST_IOVA, self->dst, BUF_PAGES * 4096,
+			    IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&self->d, RO_IOVA, self->ro, 4096, IOMMU_READ));
+	/* What a driver does at probe: decode on, bus master on, a vector per queue. */
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+					     PCI_CMD_MEMORY | PCI_CMD_IO | PCI_CMD_MASTER));
+	ASSERT_EQ(0, pci_fn_irq_enable(self->fn, PCI_IRQ_MSIX, DMA_TEST_NR_QUEUES));
+}
+
+FIXTURE_TEARDOWN(dt)
+{
+	pci_fn_reset(self->fn);
+	pci_fn_irq_unregister(self->fn);
+	pt_domain_detach(&self->d);
+	pci_fn_put(self->fn);
+	topology_unload();
+}
+
+TEST_F(dt, identity_registers)
+{
+	ASSERT_EQ(DMA_TEST_ID, reg(self->fn, DMA_TEST_REG_ID, 4));
+	ASSERT_EQ(DMA_TEST_VERSION, reg(self->fn, DMA_TEST_REG_VERSION, 4));
+	ASSERT_EQ(DMA_TEST_NR_QUEUES, reg(self->fn, DMA_TEST_REG_NR_QUEUES, 4));
+	ASSERT_EQ(DMA_TEST_CAP_COPY | DMA_TEST_CAP_FILL | DMA_TEST_CAP_COMPARE | DMA_TEST_CAP_PASID,
+		  reg(self->fn, DMA_TEST_REG_CAPS, 4));
+	ASSERT_EQ((uint64_t)DMA_TEST_VERSION << 32 | DMA_TEST_ID, reg(self->fn, DMA_TEST_REG_ID, 8));
+	ASSERT_EQ(DMA_TEST_ID, pt_bar(self->fn, 2, DMA_TEST_IO_ID, 4));
+	/* A queue at power-on: idle, not running, no error. */
+	ASSERT_EQ(DMA_TEST_STATUS_IDLE, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	/* Registers past the queues read 0 and ignore writes. */
+	reg_write(self->fn, 0x800, 4, 0xffffffff);
+	ASSERT_EQ(0u, reg(self->fn, 0x800, 4));
+}
+
+TEST_F(dt, copy_with_register_doorbell_and_msix)
+{
+	struct dma_test_desc *d = desc(self, 0, 0);
+	size_t len = 3 * 4096 + 100;
+
+	fill(self->src, len, 5);
+	*d = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .flags = DMA_TEST_DESC_IRQ, .src = SRC_IOVA + 7,
+		.dst = DST_IOVA + 4096, .len = len - 7, .completion = COMP_IOVA, .cookie = 0xc0ffee,
+	};
+	queue_start(self->fn, 0, 0);
+	ASSERT_EQ(DMA_TEST_STATUS_RUNNING | DMA_TEST_STATUS_IDLE,
+		  qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(0, memcmp(self->dst + 4096, self->src + 7, len - 7));
+	ASSERT_EQ(0, self->dst[4095]);
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[0].status);
+	ASSERT_EQ(0u, self->comp[0].result);
+	ASSERT_EQ(len - 7, self->comp[0].bytes);
+	ASSERT_EQ(0xc0ffeeu, self->comp[0].cookie);
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(DMA_TEST_STATUS_RUNNING | DMA_TEST_STATUS_IDLE,
+		  qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(1u, reg(self->fn, DMA_TEST_REG_INT_STATUS, 4));
+	reg_write(self->fn, DMA_TEST_REG_INT_STATUS, 4, 1);
+	ASSERT_EQ(0u, reg(self->fn, DMA_TEST_REG_INT_STATUS, 4));
+	/* Only queue 0's vector fired. */
+	ASSERT_EQ(0u, pt_irqs_msix(&self->irqs, 1));
+}
+
+/* Several descriptors, fill and compare, and the doorbell page written through a driver's
+ * mmap of it: nothing tells the device, it finds the new tail by polling. */
+TEST_F(dt, fill_compare_through_the_mmapped_doorbell)
+{
+	struct pci_fn_bar_info info;
+	volatile uint32_t *db;
+
+	ASSERT_EQ(0, pci_fn_bar_info(self->fn, 0, &info));
+	db = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, info.areas[0].fd,
+		  (off_t)info.areas[0].fd_offset);
+	ASSERT_TRUE(db != MAP_FAILED);
+	fill(self->src, 8192, 1);
+	memcpy(self->dst + 8192, self->src, 8192);
+	self->dst[8192 + 5000] ^= 1;
+	*desc(self, 1, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .dst = DST_IOVA, .len = 5000,
+		.pattern = 0x0807060504030201ull, .completion = COMP_IOVA,
+	};
+	*desc(self, 1, 1) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COMPARE, .src = SRC_IOVA, .dst = DST_IOVA + 8192, .len = 8192,
+		.completion = COMP_IOVA + 32, .cookie = 2,
+	};
+	*desc(self, 1, 2) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COMPARE, .src = SRC_IOVA, .dst = DST_IOVA + 8192, .len = 5000,
+		.completion = COMP_IOVA + 64, .cookie = 3,
+	};
+	*desc(self, 1, 3) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ,
+		.completion = COMP_IOVA + 96, .cookie = 4 };
+	queue_start(self->fn, 1, 0);
+	db[2] = 4; /* queue 1's tail, straight into the shared page */
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 1, 1));
+	for (size_t i = 0; i < 5000; i++)
+		ASSERT_EQ((uint8_t)(i % 8 + 1), self->dst[i]);
+	ASSERT_EQ(0, self->dst[5000]);
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[1].status);
+	ASSERT_EQ(1u, self->comp[1].result);
+	ASSERT_EQ(5000u, self->comp[1].bytes);
+	ASSERT_EQ(2u, self->comp[1].cookie);
+	ASSERT_EQ(0u, self->comp[2].result);
+	ASSERT_EQ(5000u, self->comp[2].bytes);
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[3].status);
+	ASSERT_EQ(4u, self->comp[3].cookie);
+	ASSERT_EQ(4u, qreg(self->fn, 1, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(4u, qreg(self->fn, 1, DMA_TEST_Q_TAIL, 4));
+	/* Only the one descriptor asked for an interrupt. */
+	ASSERT_EQ(1u, pt_irqs_msix(&self->irqs, 1));
+	munmap((void *)db, 4096);
+}
+
+/* The ring wraps: 3 rounds of a 64-entry ring, the tail written through a pwrite-like BAR
+ * access into the doorbell page (the device is told at once). */
+TEST_F(dt, ring_wraps)
+{
+	unsigned int n = 0;
+
+	queue_start(self->fn, 2, 0);
+	for (unsigned int round = 0; round < 3; round++) {
+		for (unsigned int i = 0; i < RING - 1; i++) {
+			unsigned int slot = (n + i) % RING;
+
+			*desc(self, 2, slot) = (struct dma_test_desc){
+				.op = DMA_TEST_OP_FILL, .dst = DST_IOVA + 8 * slot, .len = 8,
+				.pattern = 0x100 + n + i,
+				.flags = i == RING - 2 ? DMA_TEST_DESC_IRQ : 0,
+			};
+		}
+		n += RING - 1;
+		ASSERT_EQ(0, pci_fn_bar_write(self->fn, 0, DMA_TEST_DOORBELL(2), 4, n % RING));
+		ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 2, round + 1));
+		ASSERT_EQ(n % RING, qreg(self->fn, 2, DMA_TEST_Q_HEAD, 4));
+	}
+	ASSERT_EQ(n, qreg(self->fn, 2, DMA_TEST_Q_COMPLETED, 4));
+	for (unsigned int slot = 0; slot < RING; slot++) {
+		/* The last descriptor that used this slot, of the n written in order. */
+		uint64_t v, k = slot + RING * ((n - 1 - slot) / RING);
+
+		memcpy(&v, self->dst + 8 * slot, 8);
+		ASSERT_EQ(0x100 + k, v);
+	}
+}
+
+TEST_F(dt, iommu_fault_stops_the_queue)
+{
+	uint64_t bad = DST_IOVA + BUF_PAGES * 4096; /* just past the mapping */
+
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .src = SRC_IOVA, .dst = bad - 4096, .len = 8192,
+		.completion = COMP_IOVA,
+	};
+	*desc(self, 0, 1) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .completion = COMP_IOVA + 32 };
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(DMA_TEST_STATUS_ERROR, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(DMA_TEST_ERR_DMA, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(EFAULT, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	ASSERT_EQ(bad, qreg(self->fn, 0, DMA_TEST_Q_ERROR_IOVA, 8));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));  /* stopped at the faulting one */
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0u, self->comp[0].status);                  /* no completion written */
+	/* The page before the fault was written, as the transfer rule says. */
+	ASSERT_EQ(0, memcmp(self->dst + (BUF_PAGES - 1) * 4096, self->src, 4096));
+	/* The IOMMU saw it. */
+	{
+		struct uiommu_dma_fault f;
+
+		ASSERT_EQ(1, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+		ASSERT_EQ(bad, f.iova);
+		ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, f.reason);
+	}
+	/* A doorbell does not restart a stopped queue; disable + enable does, from 0. */
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
+	ASSERT_EQ(DMA_TEST_STATUS_ERROR, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
+	ASSERT_EQ(DMA_TEST_STATUS_IDLE, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_TAIL, 4));
+	desc(self, 0, 0)->dst = DST_IOVA;
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
+	while (qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4) < 2 &&
+	       !(qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4) & DMA_TEST_STATUS_ERROR))
+		sched_yield();
+	ASSERT_EQ(2u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0, memcmp(self->dst, self->src, 8192));
+}
+
+TEST_F(dt, fault_fetching_the_ring_and_read_only_memory)
+{
+	/* A ring base nobody mapped: the fetch itself faults. */
+	reg_write(self->fn, DMA_TEST_QUEUE(1) + DMA_TEST_Q_RING_BASE, 8, 0x7000000);
+	reg_write(self->fn, DMA_TEST_QUEUE(1) + DMA_TEST_Q_RING_SIZE, 4, 8);
+	reg_write(self->fn, DMA_TEST_QUEUE(1) + DMA_TEST_Q_CTRL, 4,
+		  DMA_TEST_CTRL_ENABLE | DMA_TEST_CTRL_IRQ);
+	reg_write(self->fn, DMA_TEST_QUEUE(1) + DMA_TEST_Q_TAIL, 4, 3);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 1, 1));
+	ASSERT_EQ(DMA_TEST_ERR_DMA, qreg(self->fn, 1, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(0x7000000u, qreg(self->fn, 1, DMA_TEST_Q_ERROR_IOVA, 8));
+
+	/* A write through a read-only mapping: EACCES, nothing written. */
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .dst = RO_IOVA + 64, .len = 64, .pattern = ~0ull,
+	};
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(EACCES, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	ASSERT_EQ(RO_IOVA + 64, qreg(self->fn, 0, DMA_TEST_Q_ERROR_IOVA, 8));
+	for (unsigned int i = 0; i < 4096; i++)
+		ASSERT_EQ(0, self->ro[i]);
+	/* Both queues raised their own vector and INT_STATUS bit. */
+	ASSERT_EQ(3u, reg(self->fn, DMA_TEST_REG_INT_STATUS, 4));
+}
+
+TEST_F(dt, bad_descriptor_and_bad_ring)
+{
+	*desc(self, 0, 0) = (struct dma_test_desc){ .op = 9 };
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(DMA_TEST_ERR_DESC, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	/* Too long, unknown flag. */
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
+	*desc(self, 0, 0) = (struct dma_test_desc){ .op = DMA_TEST_OP_FILL, .len = DMA_TEST_MAX_LEN + 1 };
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 2));
+	ASSERT_EQ(DMA_TEST_ERR_DESC, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	/* A ring that is not a power of two, or misaligned: refused at enable. */
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_RING_SIZE, 4, 6);
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_CTRL, 4, DMA_TEST_CTRL_ENABLE);
+	ASSERT_EQ(DMA_TEST_ERR_RING, qreg(self->fn, 3, DMA_TEST_Q_ERROR, 4));
+	ASSERT_TRUE(qreg(self->fn, 3, DMA_TEST_Q_STATUS, 4) & DMA_TEST_STATUS_ERROR);
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_CTRL, 4, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_RING_SIZE, 4, 8);
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_RING_BASE, 8, RING_IOVA + 32);
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_CTRL, 4, DMA_TEST_CTRL_ENABLE);
+	ASSERT_EQ(DMA_TEST_ERR_RING, qreg(self->fn, 3, DMA_TEST_Q_ERROR, 4));
+}
+
+/* Bus Master off: the device may not fetch; the descriptor waits and runs once it is back. */
+TEST_F(dt, bus_master_off_holds_descriptors)
+{
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .flags = DMA_TEST_DESC_IRQ, .dst = DST_IOVA, .len = 4096,
+		.pattern = 0x5a5a5a5a5a5a5a5aull,
+	};
+	queue_start(self->fn, 0, 0);
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY));
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(0, self->dst[0]);
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+					     PCI_CMD_MEMORY | PCI_CMD_MASTER));
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(0x5a, self->dst[4095]);
+	ASSERT_EQ(DMA_TEST_ERR_NONE, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+}
+
+/* INTx instead of MSI-X: the line follows INT_STATUS. */
+TEST_F(dt, intx_follows_int_status)
+{
+	ASSERT_EQ(0, pci_fn_irq_enable(self->fn, PCI_IRQ_INTX, 1));
+	*desc(self, 3, 0) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ,
+		.completion = COMP_IOVA };
+	queue_start(self->fn, 3, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_TAIL, 4, 1);
+	while (!self->comp[0].status)
+		sched_yield();
+	/* The line goes up right after the completion record is written. */
+	while (reg(self->fn, DMA_TEST_REG_INT_STATUS, 4) != 8)
+		sched_yield();
+	pthread_mutex_lock(&self->irqs.lock);
+	while (!self->irqs.intx_level)
+		pthread_cond_wait(&self->irqs.cond, &self->irqs.lock);
+	pthread_mutex_unlock(&self->irqs.lock);
+	reg_write(self->fn, DMA_TEST_REG_INT_STATUS, 1, 8);
+	ASSERT_FALSE(self->irqs.intx_level);
+	ASSERT_EQ(2u, self->irqs.intx_changes);
+}
+
+TEST_F(dt, pasid_tagged_queue)
+{
+	struct iommu_domain *pd = iommu_paging_domain_alloc(self->d.dev);
+	uint8_t *mem = pt_pages(1);
+	int rc;
+
+	ASSERT_FALSE(IS_ERR_OR_NULL(pd));
+	ASSERT_TRUE(mem != NULL);
+	ASSERT_EQ(0, iommu_map(pd, DST_IOVA, (phys_addr_t)(uintptr_t)mem, 4096,
+			       IOMMU_READ | IOMMU_WRITE));
+	/* The ring is at RING_IOVA in the PASID's domain too. */
+	ASSERT_EQ(0, iommu_map(pd, RING_IOVA, (phys_addr_t)(uintptr_t)self->ring, 4 * 4096,
+			       IOMMU_READ | IOMMU_WRITE));
+	rc = iommu_attach_device_pasid(pd, self->d.dev, 7, NULL);
+	if (rc == -EOPNOTSUPP) {
+		iommu_domain_free(pd);
+		SKIP("no PASID attach in this driver");
+	}
+	ASSERT_EQ(0, rc);
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .flags = DMA_TEST_DESC_IRQ, .dst = DST_IOVA, .len = 16,
+		.pattern = 0x7777777777777777ull,
+	};
+	queue_start(self->fn, 0, DMA_TEST_PASID_VALID | 7);
+	ASSERT_EQ(DMA_TEST_PASID_VALID | 7, qreg(self->fn, 0, DMA_TEST_Q_PASID, 4));
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(DMA_TEST_ERR_NONE, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(0x77, mem[15]);
+	ASSERT_EQ(0, self->dst[0]); /* not the RID's domain */
+	iommu_detach_device_pasid(pd, self->d.dev, 7);
+	iommu_domain_free(pd);
+	munmap(mem, 4096);
+}
+
+/* ---- disable and reset racing DMA in flight ------------------------------------------------ */
+
+struct racer {
+	FIXTURE_DATA(dt) *self;
+	atomic_bool stop;
+	unsigned int rounds;
+};
+
+/* Keeps queue 0 busy with 256 KiB copies. */
+static void *feeder(void *arg)
+{
+	struct racer *r = arg;
+	struct uiommu_pci_fn *fn = r->self->fn;
+	unsigned int tail = 0;
+
+	while (!atomic_load(&r->stop)) {
+		uint32_t head = (uint32_t)qreg(fn, 0, DMA_TEST_Q_HEAD, 4);
+
+		if (!(qreg(fn, 0, DMA_TEST_Q_STATUS, 4) & DMA_TEST_STATUS_RUNNING)) {
+			/* Reset or disabled under us: start over, as a driver would. */
+			reg_write(fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
+			queue_start(fn, 0, 0);
+			tail = 0;
+			continue;
+		}
+		if (((tail + 1) % RING) == head)
+			continue;
+		tail = (tail + 1) % RING;
+		reg_write(fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, tail);
+		r->rounds++;
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(dt, reset_and_disable_racing_dma, 120)
+{
+	struct racer r = { .self = self };
+	pthread_t t;
+
+	for (unsigned int i = 0; i < RING; i++)
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .src = SRC_IOVA, .dst = DST_IOVA,
+			.len = BUF_PAGES * 4096, .completion = COMP_IOVA + 32 * (i % 64),
+		};
+	fill(self->src, BUF_PAGES * 4096, 3);
+	queue_start(self->fn, 0, 0);
+	ASSERT_EQ(0, pthread_create(&t, NULL, feeder, &r));
+	for (unsigned int i = 0; i < 40; i++) {
+		uint8_t cfg[64];
+
+		if (i % 2) {
+			/* FLR: when it returns the function is at power-on and nothing runs. */
+			ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, 0x70 + 8, 2, 0x8000));
+			ASSERT_EQ(0, pci_fn_config_read(self->fn, 0, cfg, sizeof(cfg)));
+			ASSERT_EQ(0, cfg[4] | cfg[5] << 8);
+			ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+							     PCI_CMD_MEMORY | PCI_CMD_MASTER));
+			ASSERT_EQ(0, pci_fn_irq_enable(self->fn, PCI_IRQ_MSIX, 4));
+		} else {
+			/* Bus Master off and on again: the transfers past the gate drained. */
+			ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+							     PCI_CMD_MEMORY));
+			ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+							     PCI_CMD_MEMORY | PCI_CMD_MASTER));
+		}
+		/* The queue errs only if something went wrong (nothing here faults). */
+		ASSERT_EQ(DMA_TEST_ERR_NONE, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	TH_LOG("%u doorbells", r.rounds);
+	/* After a final reset nothing of the old runs completes: a fresh queue works. */
+	ASSERT_EQ(0, pci_fn_reset(self->fn));
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+					     PCI_CMD_MEMORY | PCI_CMD_MASTER));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(DMA_TEST_STATUS_IDLE, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(0, pci_fn_irq_enable(self->fn, PCI_IRQ_MSIX, 4));
+	memset(self->comp, 0, 4096);
+	desc(self, 0, 0)->flags = DMA_TEST_DESC_IRQ;
+	desc(self, 0, 0)->completion = COMP_IOVA;
+	queue_start(self->fn, 0, 0);
+	{
+		unsigned int before = pt_irqs_msix(&self->irqs, 0);
+
+		reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+		ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, before + 1));
+	}
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[0].status);
+	ASSERT_EQ(0, memcmp(self->dst, self->src, BUF_PAGES * 4096));
+}
+
+/* Unplug while a queue runs: the DMA stops (ENODEV at once), replug gives a fresh function. */
+TEST_F(dt, unplug_and_replug)
+{
+	*desc(self, 0, 0) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ };
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	pt_domain_detach(&self->d);
+	ASSERT_EQ(0, topology_unplug(PT_DMA_TEST));
+	ASSERT_EQ(0, topology_plug(PT_DMA_TEST));
+	ASSERT_EQ(0, pt_cfg16(self->fn, PCI_CFG_COMMAND));
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY));
+	ASSERT_EQ(DMA_TEST_STATUS_IDLE, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+}
+
+TEST_HARNESS_MAIN

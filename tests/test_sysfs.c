@@ -161,11 +161,11 @@ TEST(layout_entries_and_link_targets)
 		     ls("/sys/class/iommu/iommu1/devices"));
 	ASSERT_STREQ("../../../../pci0000:00/0000:02:00.0",
 		     rdlink("/sys/class/iommu/iommu1/devices/0000:02:00.0"));
-	ASSERT_STREQ("driver driver_override iommu iommu_group remove",
-		     ls("/sys/devices/pci0000:00/0000:02:00.0"));
+#define PCI_ATTRS "class config device driver driver_override iommu iommu_group irq numa_node " \
+		  "remove resource revision subsystem_device subsystem_vendor vendor"
+	ASSERT_STREQ(PCI_ATTRS, ls("/sys/devices/pci0000:00/0000:02:00.0"));
 	/* Not bound to the DMA-API driver: vfio-pci's (the topology's default). */
-	ASSERT_STREQ("driver driver_override iommu iommu_group remove vfio-dev",
-		     ls("/sys/devices/pci0000:00/0000:04:00.0"));
+	ASSERT_STREQ(PCI_ATTRS " vfio-dev", ls("/sys/devices/pci0000:00/0000:04:00.0"));
 	ASSERT_STREQ("../../virtual/iommu/iommu1",
 		     rdlink("/sys/devices/pci0000:00/0000:02:00.0/iommu"));
 	ASSERT_EQ(9, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);

@@ -18,12 +18,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/pci_regs.h>
@@ -212,16 +212,6 @@ static uint64_t efd_wait(int efd, int ms)
 	if (poll(&p, 1, ms) != 1 || read(efd, &v, sizeof(v)) != sizeof(v))
 		return 0;
 	return v;
-}
-
-static bool completion_wait(struct machine *m, unsigned int i, int ms)
-{
-	for (int t = 0; t < ms; t++) {
-		if (__atomic_load_n(&completion(m, i)->status, __ATOMIC_ACQUIRE) == DMA_TEST_COMP_DONE)
-			return true;
-		usleep(1000);
-	}
-	return false;
 }
 
 TEST(preloaded)
@@ -721,8 +711,9 @@ TEST(msix_dma)
 		m.buf[8 * 4096 + i] = (uint8_t)(i * 7);
 	desc_copy(&m, 0, 8 * 4096, 16 * 4096, 4096);
 	ASSERT_EQ(0, bar_write(m.vfd, 0, DMA_TEST_DOORBELL(0), 4, 1));
+	/* The interrupt comes after the completion record: nothing to poll for. */
 	ASSERT_EQ(1ull, efd_wait(efd, 5000));
-	ASSERT_TRUE(completion_wait(&m, 0, 1000));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, completion(&m, 0)->status);
 	ASSERT_EQ(0xc0c0ull, completion(&m, 0)->cookie);
 	ASSERT_EQ(0, memcmp(m.buf + 8 * 4096, m.buf + 16 * 4096, 4096));
 }
@@ -739,16 +730,21 @@ TEST(reset_stops_dma)
 	ASSERT_EQ(0, queue_start(&m));
 	desc_copy(&m, 0, 8 * 4096, 16 * 4096, 4096);
 	ASSERT_EQ(0, bar_write(m.vfd, 0, DMA_TEST_DOORBELL(0), 4, 1));
-	ASSERT_TRUE(completion_wait(&m, 0, 5000));
+	ASSERT_EQ(1ull, efd_wait(efd, 5000));
+	ASSERT_EQ(1ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_COMPLETED, 4));
 	ASSERT_EQ(0, ioctl(m.vfd, VFIO_DEVICE_RESET));
 	/* The queue's registers are back at zero, the doorbell page too. */
 	ASSERT_EQ(0ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_RING_BASE, 8));
 	ASSERT_EQ(0ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4));
 	ASSERT_EQ(0ull, bar_read(m.vfd, 0, DMA_TEST_DOORBELL(0), 4));
-	/* A doorbell now finds no ring: no completion is written. */
+	/* A doorbell now finds the queue disabled: it stays stopped, nothing is taken. */
 	desc_copy(&m, 1, 8 * 4096, 24 * 4096, 4096);
 	ASSERT_EQ(0, bar_write(m.vfd, 0, DMA_TEST_DOORBELL(0), 4, 2));
-	ASSERT_FALSE(completion_wait(&m, 1, 50));
+	ASSERT_EQ(0ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_STATUS, 4) &
+			     DMA_TEST_STATUS_RUNNING);
+	ASSERT_EQ(0ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(0ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0u, completion(&m, 1)->status);
 	/* The interrupt setup survives the reset (the kernel restores it): loopback works. */
 	while (efd_wait(efd, 0))
 		;
@@ -922,15 +918,17 @@ TEST(dma_logging)
 	struct vfio_device_feature_dma_logging_range r = { .iova = IOVA, .length = BUFLEN };
 	struct machine m;
 	uint64_t bm[1] = { 0 };
+	int32_t efd = eventfd(0, EFD_CLOEXEC);
 
 	ASSERT_EQ(0, setup(&m));
+	ASSERT_EQ(0, set_irqs(m.vfd, TRIG_EFD, 2, 0, 1, &efd));
 	ASSERT_EQ(0, log_start(m.vfd, 4096, &r, 1));
 	ASSERT_EQ(0, master_on(m.vfd));
 	ASSERT_EQ(0, queue_start(&m));
 	/* Copy 2 pages from 8-9 to 20-21; the completion record lands in page 1. */
 	desc_copy(&m, 0, 8 * 4096, 20 * 4096, 8192);
 	ASSERT_EQ(0, bar_write(m.vfd, 0, DMA_TEST_DOORBELL(0), 4, 1));
-	ASSERT_TRUE(completion_wait(&m, 0, 5000));
+	ASSERT_EQ(1ull, efd_wait(efd, 5000));
 	ASSERT_EQ(0, log_report(m.vfd, IOVA, BUFLEN, 4096, bm));
 	ASSERT_EQ((1ull << 1) | (1ull << 20) | (1ull << 21), bm[0]);
 	/* Read and clear: a second report adds nothing. */
@@ -940,12 +938,111 @@ TEST(dma_logging)
 	/* A coarser page size folds pages together. */
 	desc_copy(&m, 1, 8 * 4096, 33 * 4096, 4096);
 	ASSERT_EQ(0, bar_write(m.vfd, 0, DMA_TEST_DOORBELL(0), 4, 2));
-	ASSERT_TRUE(completion_wait(&m, 1, 5000));
+	ASSERT_EQ(1ull, efd_wait(efd, 5000));
 	bm[0] = 0;
 	ASSERT_EQ(0, log_report(m.vfd, IOVA, BUFLEN, 4 * 4096, bm));
 	ASSERT_EQ((1ull << 0) | (1ull << 8), bm[0]);
 	ASSERT_EQ(0, feature(m.vfd, VFIO_DEVICE_FEATURE_SET | 7, NULL, 0));
 	ASSERT_ERRNO(EINVAL, log_report(m.vfd, IOVA, BUFLEN, 4096, bm));
+}
+
+/* ---- the legacy group's device fd: the same vfio-pci behind VFIO_GROUP_GET_DEVICE_FD -------- */
+
+static int group_open(const char *bdf, int container)
+{
+	char path[96], link[96];
+	ssize_t n;
+	int gid, g;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -1;
+	link[n] = 0;
+	if (sscanf(strrchr(link, '/') + 1, "%d", &gid) != 1)
+		return -1;
+	snprintf(path, sizeof(path), "/dev/vfio/%d", gid);
+	g = open(path, O_RDWR);
+	if (g < 0 || ioctl(g, VFIO_GROUP_SET_CONTAINER, &container))
+		return -1;
+	return g;
+}
+
+TEST(group_device_fd)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map), .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.iova = IOVA, .size = BUFLEN,
+	};
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	uint8_t raw[12 + 8 * 4];
+	struct vfio_pci_hot_reset_info *hi = (struct vfio_pci_hot_reset_info *)raw;
+	struct vfio_pci_dependent_device *dd = (struct vfio_pci_dependent_device *)(raw + 12);
+	struct { struct vfio_pci_hot_reset h; int32_t fds[2]; } hr = {
+		.h = { .argsz = sizeof(hr) } };
+	int32_t efd = eventfd(0, EFD_CLOEXEC);
+	int c, g0, g1, d, v;
+	struct machine m;
+
+	v = boot(); /* the machine, then the legacy way in */
+	ASSERT_GE(v, 0);
+	ASSERT_EQ(0, close(v));
+	c = open("/dev/vfio/vfio", O_RDWR);
+	ASSERT_GE(c, 0);
+	g0 = group_open("0000:07:00.0", c);
+	ASSERT_GE(g0, 0);
+	ASSERT_EQ(0, ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	m.buf = mmap(NULL, BUFLEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(m.buf != MAP_FAILED);
+	memset(m.buf, 0, BUFLEN);
+	map.vaddr = (uintptr_t)m.buf;
+	ASSERT_EQ(0, ioctl(c, VFIO_IOMMU_MAP_DMA, &map));
+	d = ioctl(g0, VFIO_GROUP_GET_DEVICE_FD, "0000:07:00.0");
+	ASSERT_GE(d, 0);
+	m.vfd = d;
+	/* vfio-pci answers; the cdev's own ioctls do not exist here. */
+	ASSERT_EQ(0, ioctl(d, VFIO_DEVICE_GET_INFO, &info));
+	ASSERT_EQ(9u, info.num_regions);
+	ASSERT_EQ(DMA_TEST_VENDOR_ID, cfg_read(d, PCI_VENDOR_ID, 2));
+	ASSERT_ERRNO(EINVAL, bind_dev(d, c, NULL));
+	ASSERT_ERRNO(ENOTTY, ioctl(d, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at));
+	/* DMA through the container's mappings, the MSI-X eventfd fires. */
+	ASSERT_EQ(0, set_irqs(d, TRIG_EFD, 2, 0, 1, &efd));
+	ASSERT_EQ(0, master_on(d));
+	ASSERT_EQ(0, queue_start(&m));
+	memset(m.buf + 8 * 4096, 0x5c, 4096);
+	desc_copy(&m, 0, 8 * 4096, 16 * 4096, 4096);
+	ASSERT_EQ(0, bar_write(d, 0, DMA_TEST_DOORBELL(0), 4, 1));
+	ASSERT_EQ(1ull, efd_wait(efd, 5000));
+	ASSERT_EQ(0, memcmp(m.buf + 8 * 4096, m.buf + 16 * 4096, 4096));
+	/* Hot reset, group form: group numbers, no flags; every group of the bus is needed. */
+	hi->argsz = sizeof(raw);
+	ASSERT_EQ(0, ioctl(d, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, hi));
+	ASSERT_EQ(0u, hi->flags);
+	ASSERT_EQ(2u, hi->count);
+	ASSERT_NE(dd[0].group_id, dd[1].group_id);
+	ASSERT_ERRNO(EINVAL, ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, &hr));
+	hr.h.count = 1;
+	hr.fds[0] = g0;
+	ASSERT_ERRNO(EINVAL, ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, &hr)); /* 07:00.1 not owned */
+	hr.fds[0] = c;
+	ASSERT_ERRNO(EINVAL, ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, &hr)); /* not a group */
+	hr.fds[0] = -1;
+	ASSERT_ERRNO(EBADF, ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, &hr));
+	hr.h.count = 3;
+	ASSERT_ERRNO(EINVAL, ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, &hr)); /* more than the set */
+	g1 = group_open("0000:07:00.1", c);
+	ASSERT_GE(g1, 0);
+	hr.h.count = 2;
+	hr.fds[0] = g0;
+	hr.fds[1] = g1;
+	ASSERT_EQ(0, ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, &hr));
+	ASSERT_EQ(0ull, bar_read(d, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_RING_BASE, 8));
+	ASSERT_EQ(0, close(d));
+	ASSERT_EQ(0, close(g1));
+	ASSERT_EQ(0, close(g0));
+	ASSERT_EQ(0, close(c));
 }
 
 /* ---- stress: DMA racing unmap, detach, reset and close ------------------------------------- */

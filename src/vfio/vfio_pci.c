@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -159,42 +160,45 @@ static LIST_HEAD(, vfio_pci_core) vfio_pci_cores = LIST_HEAD_INITIALIZER(vfio_pc
 
 /*
  * Our own reference on the caller's eventfd @fd (the kernel's eventfd_ctx_fdget()): a
- * duplicate made with raw system calls, so that the caller's close does not end it.
+ * duplicate, so that the caller's close does not end it. These are the user's eventfds, not
+ * files of the library, so dup(), eventfd_write() and close() of libc are right here: through
+ * them ThreadSanitizer sees the signal as the release the reader's read() acquires.
  * Return: the duplicate, -EBADF, -EINVAL (not an eventfd), -EMFILE.
  */
 static int efd_get(int fd)
 {
 	char path[32], link[32];
 	ssize_t n;
-	int dup;
+	int dup_fd;
 
 	if (fd < 0)
 		return -EBADF;
-	dup = uiommu_should_fail() ? (errno = EMFILE, -1) :
-				     (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
-	if (dup < 0)
+	dup_fd = uiommu_should_fail() ? (errno = EMFILE, -1) : dup(fd);
+	if (dup_fd < 0)
 		return -errno;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", dup);
+	if (syscall(SYS_fcntl, dup_fd, F_SETFD, FD_CLOEXEC) < 0)
+		goto err_close;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", dup_fd);
 	n = syscall(SYS_readlinkat, AT_FDCWD, path, link, sizeof(link) - 1);
-	if (n < 0 || (link[n] = 0, strcmp(link, "anon_inode:[eventfd]"))) {
-		syscall(SYS_close, dup);
-		return -EINVAL;
-	}
-	return dup;
+	if (n < 0 || (link[n] = 0, strcmp(link, "anon_inode:[eventfd]")))
+		goto err_close;
+	return dup_fd;
+
+err_close:
+	close(dup_fd);
+	return -EINVAL;
 }
 
 static void efd_put(int fd)
 {
 	if (fd >= 0)
-		syscall(SYS_close, fd);
+		close(fd);
 }
 
 static void efd_signal(int fd)
 {
-	uint64_t one = 1;
-
 	if (fd >= 0)
-		(void)!syscall(SYS_write, fd, &one, sizeof(one));
+		eventfd_write(fd, 1);
 }
 
 /* ---- the function's interrupts ---------------------------------------------------------------- */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vfio_utils.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -39,16 +40,7 @@ static const char topology[] =
 
 static void machine(void)
 {
-	char path[] = "/tmp/uiommu-vfio-group-XXXXXX";
-	int fd = mkstemp(path);
-
-	if (fd < 0 || write(fd, topology, strlen(topology)) != (ssize_t)strlen(topology))
-		abort();
-	close(fd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
-	if (access(DEV("0000:07:00.0"), F_OK))
-		abort();
-	unlink(path);
+	vfio_machine(topology, DEV("0000:07:00.0"));
 }
 
 /* /dev/vfio/<G> of @bdf's group, as QEMU finds it: the basename of the iommu_group link. */
@@ -104,16 +96,6 @@ static int unmap_dma(int c, uint32_t flags, uint64_t iova, uint64_t *size)
 	return rc;
 }
 
-static int store(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), rc;
-
-	if (fd < 0)
-		return -1;
-	rc = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
-	close(fd);
-	return rc;
-}
 
 TEST(container_is_an_iommufd)
 {
@@ -230,16 +212,16 @@ TEST(viability_follows_the_drivers_of_the_group)
 	ASSERT_ERRNO(EPERM, ioctl(g, VFIO_GROUP_GET_DEVICE_FD, "0000:0a:00.0"));
 	ASSERT_EQ(0, ioctl(g, VFIO_GROUP_UNSET_CONTAINER));
 	/* Unbound (no driver at all), 0a:00.1 no longer counts. */
-	ASSERT_EQ(0, store("/sys/bus/pci/drivers/uiommu-dma/unbind", "0000:0a:00.1"));
+	ASSERT_EQ(0, sysfs_store("/sys/bus/pci/drivers/uiommu-dma/unbind", "0000:0a:00.1"));
 	ASSERT_EQ(0, status(g, &flags));
 	ASSERT_EQ(VFIO_GROUP_FLAGS_VIABLE, flags);
 	ASSERT_EQ(0, set_container(g, c));
 	d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, "0000:0a:00.0");
 	ASSERT_GE(d, 0);
 	/* Owned by the container's context now: the DMA-API driver cannot come back. */
-	ASSERT_EQ(-1, store("/sys/bus/pci/drivers/uiommu-dma/bind", "0000:0a:00.1"));
+	ASSERT_EQ(-1, sysfs_store("/sys/bus/pci/drivers/uiommu-dma/bind", "0000:0a:00.1"));
 	ASSERT_EQ(0, close(d));
-	ASSERT_EQ(0, store("/sys/bus/pci/drivers/uiommu-dma/bind", "0000:0a:00.1"));
+	ASSERT_EQ(0, sysfs_store("/sys/bus/pci/drivers/uiommu-dma/bind", "0000:0a:00.1"));
 	ASSERT_EQ(0, ioctl(g, VFIO_GROUP_UNSET_CONTAINER));
 	ASSERT_EQ(0, status(g, &flags));
 	ASSERT_EQ(0u, flags);

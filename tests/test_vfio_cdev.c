@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vfio_utils.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -94,22 +95,6 @@ static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
 }
 
 /* Writes @bdf into a sysfs attribute: 0, or -1 with errno. */
-static int sysfs_write(const char *path, const char *bdf)
-{
-	int fd = open(path, O_WRONLY), rc;
-
-	if (fd < 0)
-		return -1;
-	rc = write(fd, bdf, strlen(bdf)) == (ssize_t)strlen(bdf) ? 0 : -1;
-	if (rc) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return close(fd);
-}
 
 static long live_objects(void)
 {
@@ -397,31 +382,31 @@ TEST(ownership)
 	ASSERT_EQ(0, bind_dev(v2, b, NULL));
 
 	/* vfio-pci holds the function: no other driver, and no unbind while it is open. */
-	ASSERT_ERRNO(EBUSY, sysfs_write(DMA_BIND, "0000:04:00.0"));
-	ASSERT_ERRNO(EBUSY, sysfs_write(VFIO_UNBIND, "0000:04:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(DMA_BIND, "0000:04:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(VFIO_UNBIND, "0000:04:00.0"));
 	ASSERT_EQ(0, close(v2));
-	ASSERT_EQ(0, sysfs_write(VFIO_UNBIND, "0000:04:00.0"));
-	ASSERT_EQ(0, sysfs_write(DMA_BIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(VFIO_UNBIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_BIND, "0000:04:00.0"));
 	/* Bound to a kernel driver, the function is no longer vfio's. */
 	ASSERT_ERRNO(ENOENT, open(VFIO(2), O_RDWR));
-	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_UNBIND, "0000:04:00.0"));
 	/* vfio-pci binds only what driver_override gives it; vfio2 is the lowest free index. */
-	ASSERT_ERRNO(ENODEV, sysfs_write(VFIO_BIND, "0000:04:00.0"));
-	ASSERT_EQ(0, sysfs_write(OVERRIDE("0000:04:00.0"), "vfio-pci\n"));
-	ASSERT_EQ(0, sysfs_write(VFIO_BIND, "0000:04:00.0"));
+	ASSERT_ERRNO(ENODEV, sysfs_store(VFIO_BIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(OVERRIDE("0000:04:00.0"), "vfio-pci\n"));
+	ASSERT_EQ(0, sysfs_store(VFIO_BIND, "0000:04:00.0"));
 	v2 = open(VFIO(2), O_RDWR);
 	ASSERT_GE(v2, 0);
 	ASSERT_EQ(0, bind_dev(v2, a, NULL));
 
 	/* With the switch's drivers unbound, its third function can be owned. */
-	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:01:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_UNBIND, "0000:01:00.0"));
 	ASSERT_ERRNO(EPERM, bind_dev(v0, a, NULL));
-	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:01:00.1"));
+	ASSERT_EQ(0, sysfs_store(DMA_UNBIND, "0000:01:00.1"));
 	ASSERT_EQ(0, bind_dev(v0, a, NULL));
 	/* ... and then a DMA-API driver cannot come back into the group. */
-	ASSERT_ERRNO(EBUSY, sysfs_write(DMA_BIND, "0000:01:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(DMA_BIND, "0000:01:00.0"));
 	ASSERT_EQ(0, close(v0));
-	ASSERT_EQ(0, sysfs_write(DMA_BIND, "0000:01:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_BIND, "0000:01:00.0"));
 
 	ASSERT_EQ(0, close(v1));
 	ASSERT_EQ(0, close(v2));

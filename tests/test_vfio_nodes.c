@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vfio_utils.h"
 #include "uiommu/vfio_compat.h"
 
 #define DEV(bdf) "/sys/bus/pci/devices/" bdf
@@ -42,17 +43,7 @@ static const char topology[] =
 /* This case's machine: written to a file the first look at /sys or /dev/vfio loads. */
 static void machine(void)
 {
-	char path[] = "/tmp/uiommu-vfio-nodes-XXXXXX";
-	int fd = mkstemp(path);
-
-	if (fd < 0 || write(fd, topology, strlen(topology)) != (ssize_t)strlen(topology))
-		abort();
-	close(fd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
-	/* Boot now, then the file can go. */
-	if (access(DEV("0000:07:00.0"), F_OK))
-		abort();
-	unlink(path);
+	vfio_machine(topology, DEV("0000:07:00.0"));
 }
 
 static const char *cat(const char *path)
@@ -117,22 +108,6 @@ static const char *rdlink(const char *path)
 	return buf;
 }
 
-static int store(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), rc;
-
-	if (fd < 0)
-		return -1;
-	rc = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
-	if (rc) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return close(fd);
-}
 
 TEST(discovery_as_libvfn_and_qemu_do_it)
 {
@@ -370,13 +345,13 @@ TEST(driver_override_bind_and_unbind_move_functions)
 	ASSERT_STREQ("(null)\n", cat(DEV("0000:09:00.0") "/driver_override"));
 
 	/* vfio-pci matches only a function whose driver_override asks for it. */
-	ASSERT_ERRNO(ENODEV, store(VFIO_DRV "/bind", "0000:09:00.0"));
-	ASSERT_EQ(0, store(DEV("0000:09:00.0") "/driver_override", "vfio-pci\n"));
+	ASSERT_ERRNO(ENODEV, sysfs_store(VFIO_DRV "/bind", "0000:09:00.0"));
+	ASSERT_EQ(0, sysfs_store(DEV("0000:09:00.0") "/driver_override", "vfio-pci\n"));
 	ASSERT_STREQ("vfio-pci\n", cat(DEV("0000:09:00.0") "/driver_override"));
-	ASSERT_ERRNO(ENODEV, store(DMA_DRV "/bind", "0000:09:00.0"));
-	ASSERT_EQ(0, store(VFIO_DRV "/bind", "0000:09:00.0"));
-	ASSERT_ERRNO(EBUSY, store(VFIO_DRV "/bind", "0000:09:00.0"));
-	ASSERT_ERRNO(ENODEV, store(VFIO_DRV "/bind", "0000:99:00.0"));
+	ASSERT_ERRNO(ENODEV, sysfs_store(DMA_DRV "/bind", "0000:09:00.0"));
+	ASSERT_EQ(0, sysfs_store(VFIO_DRV "/bind", "0000:09:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(VFIO_DRV "/bind", "0000:09:00.0"));
+	ASSERT_ERRNO(ENODEV, sysfs_store(VFIO_DRV "/bind", "0000:99:00.0"));
 	/* The lowest free index, its node and its dev file. */
 	ASSERT_STREQ("vfio2", readdir_first_vfio(DEV("0000:09:00.0") "/vfio-dev"));
 	ASSERT_STREQ("vfio0 vfio1 vfio2", ls("/dev/vfio/devices"));
@@ -386,23 +361,23 @@ TEST(driver_override_bind_and_unbind_move_functions)
 	/* No unbind while VFIO has it open (the kernel would wait). */
 	fd = open("/dev/vfio/devices/vfio2", O_RDWR);
 	ASSERT_GE(fd, 0);
-	ASSERT_ERRNO(EBUSY, store(VFIO_DRV "/unbind", "0000:09:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(VFIO_DRV "/unbind", "0000:09:00.0"));
 	ASSERT_EQ(0, close(fd));
-	ASSERT_EQ(0, store(VFIO_DRV "/unbind", "0000:09:00.0\n"));
-	ASSERT_ERRNO(ENODEV, store(VFIO_DRV "/unbind", "0000:09:00.0"));
+	ASSERT_EQ(0, sysfs_store(VFIO_DRV "/unbind", "0000:09:00.0\n"));
+	ASSERT_ERRNO(ENODEV, sysfs_store(VFIO_DRV "/unbind", "0000:09:00.0"));
 	ASSERT_ERRNO(ENOENT, stat("/dev/vfio/devices/vfio2", &st));
 	ASSERT_ERRNO(ENOENT, open("/dev/vfio/devices/vfio2", O_RDWR));
 	ASSERT_ERRNO(ENOENT, stat(DEV("0000:09:00.0") "/vfio-dev", &st));
 
 	/* Cleared, the override lets the DMA-API driver match again. */
-	ASSERT_EQ(0, store(DEV("0000:09:00.0") "/driver_override", "\n"));
+	ASSERT_EQ(0, sysfs_store(DEV("0000:09:00.0") "/driver_override", "\n"));
 	ASSERT_STREQ("(null)\n", cat(DEV("0000:09:00.0") "/driver_override"));
-	ASSERT_EQ(0, store(DMA_DRV "/bind", "0000:09:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_DRV "/bind", "0000:09:00.0"));
 	/* vfio0 moved to the DMA-API driver frees index 0 for the next bind. */
-	ASSERT_EQ(0, store(VFIO_DRV "/unbind", "0000:07:00.0"));
-	ASSERT_EQ(0, store(DEV("0000:09:00.0") "/driver_override", "vfio-pci"));
-	ASSERT_EQ(0, store(DMA_DRV "/unbind", "0000:09:00.0"));
-	ASSERT_EQ(0, store(VFIO_DRV "/bind", "0000:09:00.0"));
+	ASSERT_EQ(0, sysfs_store(VFIO_DRV "/unbind", "0000:07:00.0"));
+	ASSERT_EQ(0, sysfs_store(DEV("0000:09:00.0") "/driver_override", "vfio-pci"));
+	ASSERT_EQ(0, sysfs_store(DMA_DRV "/unbind", "0000:09:00.0"));
+	ASSERT_EQ(0, sysfs_store(VFIO_DRV "/bind", "0000:09:00.0"));
 	ASSERT_STREQ("vfio0", readdir_first_vfio(DEV("0000:09:00.0") "/vfio-dev"));
 }
 

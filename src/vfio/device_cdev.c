@@ -100,6 +100,7 @@ struct vfio_cdev_detach {
 struct vfio_cdev_file {
 	struct device *dev;           /* a reference, and a topology_vfio_get(); constant */
 	enum vfio_file_mode mode;     /* a cdev's, or made by a group's GET_DEVICE_FD; constant */
+	void *group;                  /* group mode: the group file, a reference; constant */
 	/* The rest under vfio_cdev_lock. */
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
@@ -462,6 +463,8 @@ static void vfio_cdev_release(void *priv)
 		iommufd_ctx_file_put(ictx);
 	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
+	if (vf->group)
+		vfio_group_file_put(vf->group); /* pairs with the group's GET_DEVICE_FD */
 	uiommu_free(vf);
 }
 
@@ -583,12 +586,13 @@ bool vfio_cdev_is_fd(int fd)
  * vfio_cdev_open_group_mode() - the device fd a group's GET_DEVICE_FD hands out: a file of
  * @dev bound to @ictx (the group's container) and attached to its compat IOAS, as the kernel's
  * vfio_df_group_open() with an iommufd does. It answers no BIND_IOMMUFD (EINVAL), ATTACH or
- * DETACH (ENOTTY); it is an anonymous file ("anon_inode:[vfio-device]"), close-on-exec.
+ * DETACH (ENOTTY); it is an anonymous file ("anon_inode:[vfio-device]"), close-on-exec. It
+ * keeps the reference on @group its caller took, on success only.
  * Return: the fd; -EBUSY when the device is open already (through its cdev, or an earlier
  * GET_DEVICE_FD: the kernel shares that open, we refuse); -ENODEV no compat IOAS or the
  * device left vfio-pci; the bind's -EPERM (the group is not viable) and the attach's errnos.
  */
-int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx)
+int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void *group)
 {
 	static const struct iommufd_node node = { .path = "anon_inode:[vfio-device]",
 						  .mode = 0600 };
@@ -607,6 +611,7 @@ int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx)
 	}
 	vf->dev = dev;
 	vf->mode = VFIO_FILE_GROUP;
+	vf->group = group;
 	pthread_mutex_lock(&vfio_cdev_lock);
 	if (vfio_cdev_device_bound(dev)) {
 		rc = -EBUSY;

@@ -64,6 +64,7 @@ struct vfio_group_file {
 	int id;                        /* the IOMMU group's number; constant */
 	struct iommu_group *group;     /* a reference; constant */
 	/* Under vfio_cdev_lock: */
+	unsigned int refs;             /* the fd's file, and each device fd made from it */
 	struct iommufd_ctx *ictx;      /* the container (an iommufd context), its file held */
 	struct vfio_group_file *next;  /* in vfio_groups_open */
 };
@@ -223,7 +224,13 @@ static int vfio_group_get_device_fd(struct vfio_group_file *g, struct uiommu_mm 
 		rc = -ENODEV;
 		goto out_put_ctx;
 	}
-	rc = vfio_cdev_open_group_mode(match.dev, ictx);
+	/* The device fd holds the group, as the kernel's holds the group's file. */
+	vfio_lock();
+	g->refs++;
+	vfio_unlock();
+	rc = vfio_cdev_open_group_mode(match.dev, ictx, g);
+	if (rc < 0)
+		vfio_group_file_put(g);
 	device_put(match.dev);
 out_put_ctx:
 	iommufd_ctx_file_put(ictx);
@@ -252,12 +259,20 @@ static int vfio_group_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, 
 	}
 }
 
-static void vfio_group_release(void *priv)
+/*
+ * The last of the group's fd and the device fds made from it: the group closes (the kernel's
+ * vfio_group_fops_release(), which device fds hold off), and its container goes.
+ */
+void vfio_group_file_put(void *priv)
 {
 	struct vfio_group_file *g = priv, **p;
 	struct iommufd_ctx *ictx;
 
 	vfio_lock();
+	if (--g->refs) {
+		vfio_unlock();
+		return;
+	}
 	for (p = &vfio_groups_open; *p; p = &(*p)->next) {
 		if (*p == g) {
 			*p = g->next;
@@ -271,6 +286,11 @@ static void vfio_group_release(void *priv)
 		iommufd_ctx_file_put(ictx);
 	iommu_group_put(g->group);
 	uiommu_free(g);
+}
+
+static void vfio_group_release(void *priv)
+{
+	vfio_group_file_put(priv);
 }
 
 static const struct iommufd_subfd_ops vfio_group_fops = {
@@ -350,6 +370,7 @@ int vfio_group_open(int group_id, int flags)
 	snprintf(node.path, sizeof(node.path), VFIO_DEV_DIR "/%d", group_id);
 	node.minor = (unsigned int)minor;
 	iommufd_file_set_node(fd, &node);
+	g->refs = 1;
 	g->next = vfio_groups_open;
 	vfio_groups_open = g;
 	vfio_unlock();

@@ -30,10 +30,13 @@ int vfio_cdev_open(unsigned int index, int flags);
 int vfio_cdev_open_path(const char *path, int flags);
 /* Is a file of @dev bound (a cdev BIND_IOMMUFD, or a group's device fd)? vfio_cdev_lock held. */
 bool vfio_cdev_device_bound_locked(struct device *dev);
-int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx);
+/* @group: a reference on the group file, which the device fd keeps (put at its release). */
+int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void *group);
 
 /* group.c */
 int vfio_group_open(int group_id, int flags);
+/* Drops a reference on a group file (vfio_group_open()'s, or a device fd's). */
+void vfio_group_file_put(void *group);
 /* Is the group node of @dev's group open? vfio_cdev_lock held. */
 bool vfio_group_node_is_open(struct device *dev);
 /* Is @fd a VFIO group node's fd (for KVM's FILE_ADD)? */

@@ -29,6 +29,7 @@
 #include <linux/pci_regs.h>
 
 #include "harness.h"
+#include "vfio_utils.h"
 #include "machine/models/dma-test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
@@ -65,26 +66,8 @@ struct machine {
 
 static int boot(void)
 {
-	char path[] = "/tmp/uiommu-vfio-pci-XXXXXX";
-	int tfd = mkstemp(path), vfd;
-
-	if (tfd < 0 || write(tfd, topology, strlen(topology)) != (ssize_t)strlen(topology))
-		return -1;
-	close(tfd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
-	vfd = open(VFIO(0), O_RDWR);
-	unlink(path);
-	return vfd;
-}
-
-static int bind_dev(int vfd, int iommufd, uint32_t *devid)
-{
-	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
-	int rc = ioctl(vfd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
-
-	if (!rc && devid)
-		*devid = bind.out_devid;
-	return rc;
+	vfio_machine(topology, "/sys/bus/pci/devices/0000:07:00.0");
+	return open(VFIO(0), O_RDWR);
 }
 
 static int attach_ioas(int vfd, uint32_t ioas)
@@ -94,26 +77,6 @@ static int attach_ioas(int vfd, uint32_t ioas)
 	return ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a);
 }
 
-static int map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t len)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
-			 IOMMU_IOAS_MAP_FIXED_IOVA,
-		.ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
-}
-
-static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = ioas, .iova = iova, .length = len,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
-}
 
 /* Boots, binds vfio0, attaches it to a fresh IOAS with BUFLEN bytes mapped at IOVA. */
 static int setup(struct machine *m)
@@ -124,7 +87,7 @@ static int setup(struct machine *m)
 	m->v1 = -1;
 	m->vfd = boot();
 	m->iommufd = open("/dev/iommu", O_RDWR);
-	if (m->vfd < 0 || m->iommufd < 0 || bind_dev(m->vfd, m->iommufd, &m->devid) ||
+	if (m->vfd < 0 || m->iommufd < 0 || vfio_bind(m->vfd, m->iommufd, &m->devid) ||
 	    ioctl(m->iommufd, IOMMU_IOAS_ALLOC, &alloc))
 		return -1;
 	m->ioas = alloc.out_ioas_id;
@@ -134,7 +97,7 @@ static int setup(struct machine *m)
 	if (m->buf == MAP_FAILED)
 		return -1;
 	memset(m->buf, 0, BUFLEN);
-	return map_fixed(m->iommufd, m->ioas, IOVA, m->buf, BUFLEN);
+	return ioas_map_fixed(m->iommufd, m->ioas, IOVA, m->buf, BUFLEN);
 }
 
 static uint32_t cfg_read(int vfd, unsigned int off, unsigned int width)
@@ -811,7 +774,7 @@ TEST(hot_reset)
 	/* Bind vfio1 to the same iommufd: both owned, the bus resets. */
 	m.v1 = open(VFIO(1), O_RDWR);
 	ASSERT_GE(m.v1, 0);
-	ASSERT_EQ(0, bind_dev(m.v1, m.iommufd, &devid1));
+	ASSERT_EQ(0, vfio_bind(m.v1, m.iommufd, &devid1));
 	ASSERT_EQ(0, ioctl(m.vfd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, hi));
 	ASSERT_EQ((uint32_t)(VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED),
 		  hi->flags);
@@ -1005,7 +968,7 @@ TEST(group_device_fd)
 	ASSERT_EQ(0, ioctl(d, VFIO_DEVICE_GET_INFO, &info));
 	ASSERT_EQ(9u, info.num_regions);
 	ASSERT_EQ(DMA_TEST_VENDOR_ID, cfg_read(d, PCI_VENDOR_ID, 2));
-	ASSERT_ERRNO(EINVAL, bind_dev(d, c, NULL));
+	ASSERT_ERRNO(EINVAL, vfio_bind(d, c, NULL));
 	ASSERT_ERRNO(ENOTTY, ioctl(d, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at));
 	/* DMA through the container's mappings, the MSI-X eventfd fires. */
 	ASSERT_EQ(0, set_irqs(d, TRIG_EFD, 2, 0, 1, &efd));
@@ -1065,7 +1028,7 @@ TEST(fail_nth_open_irqs_logging)
 	ASSERT_GE(iommufd, 0);
 	/* One bind first: what the context makes once and keeps is not counted as a leak. */
 	v = open(VFIO(0), O_RDWR);
-	ASSERT_EQ(0, bind_dev(v, iommufd, NULL));
+	ASSERT_EQ(0, vfio_bind(v, iommufd, NULL));
 	ASSERT_EQ(0, close(v));
 	for (nth = 1; nth < 5000; nth++) {
 		struct uiommu_stats before, after;
@@ -1078,7 +1041,7 @@ TEST(fail_nth_open_irqs_logging)
 		v = open(VFIO(0), O_RDWR);
 		ASSERT_GE(v, 0);
 		uiommu_fail_nth_arm(nth);
-		rc = bind_dev(v, iommufd, NULL);
+		rc = vfio_bind(v, iommufd, NULL);
 		rc = rc ?: set_irqs(v, TRIG_EFD, 2, 0, 1, &efd);
 		rc = rc ?: log_start(v, 4096, &r, 1);
 		rc = rc ?: (pread(v, &id, 4, (off_t)CFG) == 4 ? 0 : -1);
@@ -1126,8 +1089,8 @@ static void *stress_unmap(void *arg)
 	struct vfio_device_detach_iommufd_pt d = { .argsz = sizeof(d) };
 
 	for (int i = 0; i < 200 && !atomic_load(&s->stop); i++) {
-		unmap(s->m->iommufd, s->m->ioas, IOVA + 16 * 4096, 16 * 4096);
-		map_fixed(s->m->iommufd, s->m->ioas, IOVA + 16 * 4096, s->m->buf + 16 * 4096,
+		ioas_unmap(s->m->iommufd, s->m->ioas, IOVA + 16 * 4096, 16 * 4096);
+		ioas_map_fixed(s->m->iommufd, s->m->ioas, IOVA + 16 * 4096, s->m->buf + 16 * 4096,
 			  16 * 4096);
 		if (i % 16 == 0) {
 			ioctl(s->m->vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d);

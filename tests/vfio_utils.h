@@ -8,9 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+#include "uiommu/iommufd.h"
+#include "uiommu/vfio_compat.h"
 
 /*
  * Boots the machine of @topology (JSON) in this process: written to a file that
@@ -46,6 +51,39 @@ static inline int sysfs_store(const char *path, const char *s)
 		return -1;
 	}
 	return close(fd);
+}
+
+/* VFIO_DEVICE_BIND_IOMMUFD of the cdev fd @vfd to @iommufd; *@devid (if given) on success. */
+static inline int vfio_bind(int vfd, int iommufd, uint32_t *devid)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
+	int rc = ioctl(vfd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+
+	if (!rc && devid)
+		*devid = bind.out_devid;
+	return rc;
+}
+
+/* IOMMU_IOAS_MAP at a fixed IOVA, readable and writable. */
+static inline int ioas_map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t len)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
+			 IOMMU_IOAS_MAP_FIXED_IOVA,
+		.ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova,
+	};
+
+	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
+}
+
+static inline int ioas_unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd), .ioas_id = ioas, .iova = iova, .length = len,
+	};
+
+	return ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
 }
 
 #endif

@@ -25,6 +25,9 @@
  * concurrently with each other and with the model's own threads: a model protects its state
  * itself. The library serialises realize, reset and unrealize of a function against each
  * other, and never calls a BAR callback before realize returned or after unrealize began.
+ * A model may raise and lower interrupts with its own locks held (the notifier behind them
+ * only signals), but must not wait in a callback for its own thread while that thread waits
+ * for the callback's lock.
  *
  * Shared memory. A BAR may have sub-areas backed by shared memory (a memfd the library makes):
  * a driver that mmaps that part of the BAR through VFIO maps the very pages the model sees
@@ -176,8 +179,8 @@ struct uiommu_pci_model {
  * topology naming an unknown model fails to load.
  */
 int uiommu_pci_model_register(const struct uiommu_pci_model *model);
-/* ENOENT: no such registered model (built-ins cannot be unregistered); EBUSY: a function of
- * the loaded machine uses it. */
+/* ENOENT: no such registered model (built-ins cannot be unregistered); EBUSY: a function runs
+ * it (one of the loaded machine, or one a VFIO user still holds after the machine unloaded). */
 int uiommu_pci_model_unregister(const char *name);
 
 /* The model's state, as set by the model (NULL until set). */

@@ -42,8 +42,8 @@
  * group (LAST_PAGE, PASID_VALID when it has a PASID, the access's permission, a grpid unique
  * among the device's outstanding requests) through iommu_report_device_fault(). The fault layer
  * hands every page response to the sink we register with it (iopf_response_sink_register(),
- * at the first open), dma_engine_page_response(), which finds the request by (device,
- * PASID, grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
+ * at the first open), dma_engine_page_response(), which finds the request by (device, PASID,
+ * grpid), records the code and wakes the waiter: a synchronous caller sleeping on the handle's
  * condition variable, or, for an asynchronous request, the worker (the request goes back on its
  * run queue). SUCCESS retries from the faulting page; the same page missing again after a
  * SUCCESS is a fault, so a handler that answers SUCCESS without mapping cannot make us loop.

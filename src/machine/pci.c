@@ -883,8 +883,9 @@ static void pci_fn_reset_state(struct uiommu_pci_fn *fn)
 	pci_config_init(fn);
 	pci_fn_msix_init(fn);
 	fn->intx_asserted = false;
-	if (fn->shm)
-		memset(fn->shm, 0, fn->shm_size);
+	/* Word by word, atomically: a driver's mapping and the model may be reading. */
+	for (size_t i = 0; i < fn->shm_size; i += sizeof(uint64_t))
+		__atomic_store_n((uint64_t *)(fn->shm + i), 0, __ATOMIC_RELAXED);
 	fn->resetting = false;
 	pci_fn_gate_update(fn);
 	uiommu_mutex_unlock(&fn->lock);
@@ -1450,6 +1451,8 @@ struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint3
 	if (rc)
 		goto err_free;
 
+	fn->cfg_size = fn->model->caps & UIOMMU_PCI_CAP_PCIE ? PCI_CFG_SPACE_EXP_SIZE :
+							       PCI_CFG_SPACE_SIZE;
 	uiommu_mutex_lock(&fn->lock);
 	pci_config_init(fn);
 	pci_fn_msix_init(fn);

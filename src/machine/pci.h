@@ -175,7 +175,9 @@ enum pci_irq_type {
 
 /*
  * What the function's interrupts reach. Called from the thread that raised or unmasked, with
- * no function lock held; never concurrently with pci_fn_irq_unregister() returning.
+ * no function lock held; never concurrently with pci_fn_irq_unregister() returning. That
+ * thread may be a model's worker, which a reset joins while holding the function's model lock:
+ * a callback only signals (an eventfd, a condition) and never accesses the function.
  *   msi(): a message for @vector was sent (MSI or MSI-X, @type says which);
  *   intx(): the INTx line as the interrupt controller sees it (asserted and not disabled by
  *           Command INTx Disable) changed to @asserted.

@@ -209,7 +209,8 @@ static void pci_config_init_ext(struct uiommu_pci_fn *fn)
 /**
  * pci_config_init() - the function's power-on config space, from its model and its device
  *
- * Also what a function level reset returns to. Sets the capability offsets.
+ * Also what a function level reset returns to. Sets the capability offsets (the same ones
+ * every time); the config size is the creator's, fixed for the function's life.
  */
 void pci_config_init(struct uiommu_pci_fn *fn)
 {
@@ -221,7 +222,6 @@ void pci_config_init(struct uiommu_pci_fn *fn)
 	memset(fn->cfg_w1c, 0, sizeof(fn->cfg_w1c));
 	fn->cap_pm = fn->cap_msi = fn->cap_msix = fn->cap_exp = 0;
 	fn->cap_ats = fn->cap_pri = fn->cap_pasid = 0;
-	fn->cfg_size = m->caps & UIOMMU_PCI_CAP_PCIE ? PCI_CFG_SPACE_EXP_SIZE : PCI_CFG_SPACE_SIZE;
 
 	pci_config_init_header(fn);
 	if (m->caps & UIOMMU_PCI_CAP_PM) {
@@ -286,7 +286,7 @@ void pci_config_write_locked(struct uiommu_pci_fn *fn, unsigned int off, const u
 		unsigned int mmc = (flags & PCI_MSI_FLAGS_QMASK) >> 1;
 
 		/* A Multiple Message Enable beyond the capable count gets the capable count. */
-		if (((flags & PCI_MSI_FLAGS_QSIZE) >> 4) > mmc)
+		if ((unsigned int)((flags & PCI_MSI_FLAGS_QSIZE) >> 4) > mmc)
 			pci_config_set16(fn, c + PCI_MSI_FLAGS,
 					 (uint16_t)((flags & ~PCI_MSI_FLAGS_QSIZE) | mmc << 4));
 		if (pci_config_overlaps(off, len, c + PCI_MSI_FLAGS, 2) ||

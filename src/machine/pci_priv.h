@@ -102,7 +102,7 @@ struct uiommu_pci_fn {
 	uint8_t cfg[PCI_CFG_SPACE_EXP_SIZE];
 	uint8_t cfg_wmask[PCI_CFG_SPACE_EXP_SIZE];
 	uint8_t cfg_w1c[PCI_CFG_SPACE_EXP_SIZE];
-	unsigned int cfg_size;
+	unsigned int cfg_size;              /* immutable: 256, or 4096 for PCIe */
 	unsigned int cap_pm, cap_msi, cap_msix, cap_exp; /* offsets, 0: absent */
 	unsigned int cap_ats, cap_pri, cap_pasid;
 

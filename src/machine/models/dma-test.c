@@ -33,7 +33,9 @@
  *
  * Locking: `lock` protects everything in struct dma_test but the bounce buffers (the worker's
  * own). Order: the library's model_lock (held around our callbacks) -> lock -> the function's
- * lock (uiommu_pci_fn_command()); interrupts are raised with `lock` dropped.
+ * lock (uiommu_pci_fn_command(), raising and lowering interrupts). Interrupts are raised and
+ * lowered with `lock` held, so that a reset or a disable (which take it) comes wholly before
+ * or after, and an INT_STATUS clear cannot lower the line over a newer raise.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -295,11 +297,9 @@ static void *dma_test_worker(void *arg)
 			continue; /* disabled or reset meanwhile: the result is void */
 		stalled = r.err == EPERM;
 		irq = dma_test_apply(dt, (unsigned int)q, &r);
-		if (irq) {
-			pthread_mutex_unlock(&dt->lock);
+		/* Under the lock: a reset or an INT_STATUS clear is either before or after it. */
+		if (irq)
 			dma_test_raise(dt, (unsigned int)q);
-			pthread_mutex_lock(&dt->lock);
-		}
 	}
 	pthread_mutex_unlock(&dt->lock);
 	return NULL;
@@ -465,8 +465,6 @@ static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint6
 	struct dma_test *dt = to_dt(fn);
 	unsigned int lane = (unsigned int)(offset & 7);
 	uint64_t wmask = dma_test_merge(0, lane, width, UINT64_MAX);
-	bool lower = false;
-
 	pthread_mutex_lock(&dt->lock);
 	if (bar == 2) {
 		uint64_t v = dma_test_merge((uint64_t)dt->io_scratch << 32, lane, width, value);
@@ -476,12 +474,12 @@ static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint6
 	} else {
 		uint64_t old = dma_test_block(dt, offset & ~7ull);
 
-		lower = dma_test_block_write(dt, offset & ~7ull,
-					     dma_test_merge(old, lane, width, value), wmask);
+		/* Lowered under the lock, so a raise of a new bit cannot slip in between. */
+		if (dma_test_block_write(dt, offset & ~7ull, dma_test_merge(old, lane, width, value),
+					 wmask))
+			uiommu_pci_irq_lower(fn);
 	}
 	pthread_mutex_unlock(&dt->lock);
-	if (lower)
-		uiommu_pci_irq_lower(fn);
 }
 
 /* A doorbell stored through the library (a pwrite into the page): look at once. */

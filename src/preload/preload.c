@@ -334,8 +334,12 @@ UIOMMU_EXPORT void closefrom(int lowfd)
 /*
  * syscall(SYS_close_range, ...), what programs built for a libc without the wrapper call. Every
  * other number goes on untouched with the six argument registers as they came (the library
- * itself calls syscall(), and must not come back here for anything else).
+ * itself calls syscall(), and must not come back here for anything else). Not instrumented by
+ * AddressSanitizer: liburcu's constructor calls syscall() before the sanitizer's runtime is up
+ * in a program that is not itself instrumented (a shell under uiommu-run), and the
+ * instrumented prologue of a variadic function touches shadow memory that is not mapped yet.
  */
+__attribute__((no_sanitize("address")))
 UIOMMU_EXPORT long syscall(long nr, ...)
 {
 	long a[6];

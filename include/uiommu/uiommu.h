@@ -66,8 +66,8 @@ ssize_t uiommu_event_pwrite(int fd, const void *buf, size_t count, off_t offset)
 /*
  * The VFIO nodes (include/uiommu/vfio_compat.h): /dev/vfio/vfio (the container: an iommufd
  * context), /dev/vfio/<G> (a group), /dev/vfio/devices/vfioN (a device cdev), and the
- * directories /dev/vfio and /dev/vfio/devices: open() of such a path, as the preload layer
- * forwards it. A node's fd is one of uiommu_is_fd(): ioctl, dup and close go through
+ * directories /dev/vfio and /dev/vfio/devices: open() of such a path by its canonical name,
+ * as uiommu_dev_open() hands it on (the preload layer forwards every spelling there). A node's fd is one of uiommu_is_fd(): ioctl, dup and close go through
  * uiommu_ioctl(), uiommu_dup*() and uiommu_close(); a directory's is a plain fd.
  */
 bool uiommu_vfio_claims(const char *path);
@@ -79,7 +79,8 @@ int uiommu_vfio_open(const char *path, int flags);
  * /dev/vfio/devices/vfioN), with the kernel's answers to flags that do not fit a character
  * device. uiommu_dev_claims() is cheap for names that contain neither "iommu" nor "vfio"
  * (false); uiommu_dev_claims_link() resolves any name, for after the host said ENOENT (a
- * symlink of another name). Both keep errno. uiommu_dev_open() opens a claimed name.
+ * symlink of another name). Both keep errno. uiommu_dev_open() opens a claimed name. The VFIO
+ * nodes and directories below /dev/vfio are claimed the same way.
  */
 bool uiommu_dev_claims(int dirfd, const char *path, int flags);
 bool uiommu_dev_claims_link(int dirfd, const char *path, int flags);

@@ -472,6 +472,8 @@ TEST(open_flags_a_character_device_refuses)
 	int fd;
 
 	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu", O_RDWR | O_DIRECTORY));
+	/* O_DIRECTORY alone is no O_TMPFILE (glibc's O_TMPFILE includes it): ENOTDIR too. */
+	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu", O_RDONLY | O_DIRECTORY));
 	ASSERT_ERRNO(EEXIST, open("/dev/iommu", O_RDWR | O_CREAT | O_EXCL, 0600));
 	ASSERT_ERRNO(EINVAL, open("/dev/iommu", O_RDWR | O_CREAT | O_DIRECTORY, 0600));
 	ASSERT_ERRNO(ENOTDIR, open("/dev/iommu", O_RDWR | O_TMPFILE, 0600));

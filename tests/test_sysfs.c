@@ -174,8 +174,11 @@ TEST(layout_entries_and_link_targets)
 		     ls("/sys/class/iommu/iommu1/devices"));
 	ASSERT_STREQ("../../../../pci0000:00/0000:02:00.0",
 		     rdlink("/sys/class/iommu/iommu1/devices/0000:02:00.0"));
-	ASSERT_STREQ("driver iommu iommu_group remove", ls("/sys/devices/pci0000:00/0000:02:00.0"));
-	ASSERT_STREQ("iommu iommu_group remove", ls("/sys/devices/pci0000:00/0000:04:00.0"));
+#define PCI_ATTRS "class config device driver driver_override iommu iommu_group irq numa_node " \
+		  "remove resource revision subsystem_device subsystem_vendor vendor"
+	ASSERT_STREQ(PCI_ATTRS, ls("/sys/devices/pci0000:00/0000:02:00.0"));
+	/* Not bound to the DMA-API driver: vfio-pci's (the topology's default). */
+	ASSERT_STREQ(PCI_ATTRS " vfio-dev", ls("/sys/devices/pci0000:00/0000:04:00.0"));
 	ASSERT_STREQ("../../virtual/iommu/iommu1",
 		     rdlink("/sys/devices/pci0000:00/0000:02:00.0/iommu"));
 	ASSERT_EQ(9, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);
@@ -534,7 +537,7 @@ TEST(pci_attributes_layout_and_modes)
 	machine();
 	/* /sys/bus/pci itself stays the host's: only these three are claimed under it. */
 	ASSERT_FALSE(uiommu_sysfs_claims(PCI));
-	ASSERT_STREQ(SYSFS_PCI_DRIVER, ls(PCI "/drivers"));
+	ASSERT_STREQ(SYSFS_PCI_DRIVER " " TOPOLOGY_VFIO_DRIVER, ls(PCI "/drivers"));
 	ASSERT_STREQ(DRV_BOOT, ls(DRV));
 	ASSERT_EQ(S_IFREG | 0200, mode_of(PCI "/rescan"));
 	ASSERT_EQ(S_IFREG | 0200, mode_of(DRV "/bind"));
@@ -548,8 +551,8 @@ TEST(pci_attributes_layout_and_modes)
 	ASSERT_TRUE(S_ISDIR(mode_of(PCI "/devices/0000:02:00.0/driver")));
 	ASSERT_TRUE(S_ISDIR(mode_of(DRV "/0000:02:00.0/iommu_group")));
 	ASSERT_EQ(S_IFREG | 0200, mode_of(DRV "/0000:02:00.0/driver/bind"));
-	/* No driver, no links. */
-	ASSERT_FALSE(exists(DEV("0000:04:00.0") "/driver"));
+	/* vfio-pci's functions link to it, not to the DMA-API driver. */
+	ASSERT_STREQ("../../../bus/pci/drivers/vfio-pci", rdlink(DEV("0000:04:00.0") "/driver"));
 	ASSERT_FALSE(exists(DRV "/0000:04:00.0"));
 	ASSERT_FALSE(exists(DRV "/0000:01:00.2"));
 }
@@ -700,7 +703,9 @@ TEST(bind_and_unbind_errnos_and_links)
 	ASSERT_STREQ("DMA-FQ\n", cat(G "/1/type"));
 	ASSERT_EQ(8, store(G "/1/type", "identity")); /* no driver: any type */
 
-	/* bind: the links come back. */
+	/* bind: the links come back (once vfio-pci lets go of the function). */
+	ASSERT_ERRNO(EBUSY, store(DRV "/bind", "0000:04:00.0"));
+	ASSERT_EQ(12, store(PCI "/drivers/vfio-pci/unbind", "0000:04:00.0"));
 	ASSERT_EQ(12, store(DRV "/bind", "0000:04:00.0"));
 	ASSERT_STREQ("../../../bus/pci/drivers/uiommu-dma", rdlink(DEV("0000:04:00.0") "/driver"));
 	ASSERT_STREQ("../../../../devices/pci0000:00/0000:04:00.0", rdlink(DRV "/0000:04:00.0"));
@@ -820,6 +825,8 @@ TEST(uiommuctl_text_and_json)
 	ASSERT_TRUE(strstr(ctl_out, "  0000:01:00.2\n") != NULL);
 	ASSERT_TRUE(strstr(ctl_out, "device 0000:02:00.0: iommu iommu1, group 4, driver bound, "
 				    "untrusted\n") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "device 0000:04:00.0: iommu iommu0, group 6, vfio-pci (vfio2), "
+				    "dirty\n") != NULL);
 
 	ASSERT_EQ(0, uiommuctl("--json"));
 	root = json_tokener_parse(ctl_out);
@@ -839,6 +846,8 @@ TEST(uiommuctl_text_and_json)
 	ASSERT_STREQ("0000:04:00.0", json_object_get_string(jpath(d, "bdf", -1)));
 	ASSERT_EQ(6, json_object_get_int(jpath(d, "group", -1)));
 	ASSERT_FALSE(json_object_get_boolean(jpath(d, "bound", -1)));
+	ASSERT_EQ(2, json_object_get_int(jpath(d, "vfio", -1)));
+	ASSERT_TRUE(jpath(jpath(root, "devices", 0), "vfio", -1) == NULL);
 	json_object_put(root);
 
 	ASSERT_EQ(0, uiommuctl("--dot"));

@@ -650,6 +650,9 @@ TEST(bind_unbind)
 	ASSERT_EQ(topology_unbind("0000:00:09.0"), -ENOENT);
 	ASSERT_EQ(topology_bind(BDF_SW0), -EBUSY);
 	ASSERT_EQ(topology_unbind(BDF_SW2), -EINVAL);
+	/* vfio-pci has it (the topology's default for a function not "bound"). */
+	ASSERT_EQ(topology_bind(BDF_SW2), -EBUSY);
+	ASSERT_EQ(topology_vfio_unbind(BDF_SW2), 0);
 	ASSERT_EQ(topology_bind(BDF_SW2), 0);
 	group_info(BDF_SW2, &gi);
 	ASSERT_EQ(gi.owner_cnt, 3);

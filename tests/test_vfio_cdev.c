@@ -21,6 +21,7 @@
 #include "harness.h"
 #define TEST_IOCTL ioctl /* through libc: the preload path */
 #include "uiommu_test.h"
+#include "vfio_utils.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -28,16 +29,9 @@
 #define VFIO(n) "/dev/vfio/devices/vfio" #n
 #define DMA_BIND "/sys/bus/pci/drivers/uiommu-dma/bind"
 #define DMA_UNBIND "/sys/bus/pci/drivers/uiommu-dma/unbind"
-
-static int bind_dev(int vfd, int iommufd, uint32_t *devid)
-{
-	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
-	int rc = ioctl(vfd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
-
-	if (!rc && devid)
-		*devid = bind.out_devid;
-	return rc;
-}
+#define VFIO_BIND "/sys/bus/pci/drivers/vfio-pci/bind"
+#define VFIO_UNBIND "/sys/bus/pci/drivers/vfio-pci/unbind"
+#define OVERRIDE(bdf) "/sys/bus/pci/devices/" bdf "/driver_override"
 
 static int attach_pt(int vfd, uint32_t *pt_id)
 {
@@ -55,44 +49,6 @@ static int detach_pt(int vfd)
 	return ioctl(vfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach);
 }
 
-static int map_fixed(int fd, uint32_t ioas, uint64_t iova, void *va, uint64_t len)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
-			 IOMMU_IOAS_MAP_FIXED_IOVA,
-		.ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_MAP, &cmd);
-}
-
-static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = ioas, .iova = iova, .length = len,
-	};
-
-	return ioctl(fd, IOMMU_IOAS_UNMAP, &cmd);
-}
-
-/* Writes @bdf into a sysfs attribute: 0, or -1 with errno. */
-static int sysfs_write(const char *path, const char *bdf)
-{
-	int fd = open(path, O_WRONLY), rc;
-
-	if (fd < 0)
-		return -1;
-	rc = write(fd, bdf, strlen(bdf)) == (ssize_t)strlen(bdf) ? 0 : -1;
-	if (rc) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return close(fd);
-}
 
 static long live_objects(void)
 {
@@ -175,29 +131,30 @@ TEST(bind_errnos)
 	bind.flags = 0;
 	bind.iommufd = -1;
 	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_BIND_IOMMUFD, &bind));
-	ASSERT_ERRNO(EBADF, bind_dev(vfd, 1000, NULL));
-	ASSERT_ERRNO(EBADFD, bind_dev(vfd, other, NULL));
-	ASSERT_ERRNO(EBADFD, bind_dev(vfd, vfd, NULL));
+	ASSERT_ERRNO(EBADF, vfio_bind(vfd, 1000, NULL));
+	ASSERT_ERRNO(EBADFD, vfio_bind(vfd, other, NULL));
+	ASSERT_ERRNO(EBADFD, vfio_bind(vfd, vfd, NULL));
 	ASSERT_ERRNO(EFAULT, ioctl(vfd, VFIO_DEVICE_BIND_IOMMUFD, (void *)8));
 	ASSERT_EQ(objects, live_objects());
 
-	ASSERT_EQ(0, bind_dev(vfd, fd, &devid));
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
 	ASSERT_NE(0, devid);
 	ASSERT_EQ(objects + 1, live_objects());
 	/* The file is bound once; another file of the device cannot bind. */
-	ASSERT_ERRNO(EINVAL, bind_dev(vfd, fd, NULL));
+	ASSERT_ERRNO(EINVAL, vfio_bind(vfd, fd, NULL));
 	vfd2 = open(VFIO(2), O_RDWR);
 	ASSERT_GE(vfd2, 0);
-	ASSERT_ERRNO(EINVAL, bind_dev(vfd2, fd, NULL));
+	ASSERT_ERRNO(EINVAL, vfio_bind(vfd2, fd, NULL));
 	ASSERT_EQ(0, close(vfd2));
 	/* The DEVICE object belongs to the cdev: IOMMU_DESTROY cannot take it. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, devid));
 
 	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
-	ASSERT_EQ(VFIO_DEVICE_FLAGS_PCI, info.flags);
-	ASSERT_EQ(0, info.num_regions);
-	ASSERT_EQ(0, info.num_irqs);
-	ASSERT_EQ(77, info.cap_offset); /* not written without capabilities */
+	/* vfio-pci's answer (test_vfio_pci.c goes further); min(argsz, 24) bytes are written. */
+	ASSERT_EQ(VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET, info.flags);
+	ASSERT_EQ(9, info.num_regions);
+	ASSERT_EQ(5, info.num_irqs);
+	ASSERT_EQ(0, info.cap_offset);
 	info.argsz = 12;
 	ASSERT_ERRNO(EINVAL, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
 	ASSERT_ERRNO(ENOTTY, ioctl(vfd, _IO(';', 100 + 60), NULL));
@@ -229,7 +186,7 @@ TEST(dma_open_iommufd)
 	ASSERT_EQ(EBADF, errno);
 	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(other, 1) == NULL);
 	ASSERT_EQ(EBADFD, errno);
-	ASSERT_EQ(0, bind_dev(vfd, fd, &devid));
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
 	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(fd, devid + 100) == NULL);
 	ASSERT_EQ(ENOENT, errno);
 	ASSERT_TRUE(uiommu_dma_dev_open_iommufd(fd, ioas) == NULL); /* not a device */
@@ -261,7 +218,7 @@ TEST(attach_map_replace_detach)
 	memset(buf, 0x5a, len);
 	ioas = ioas_alloc(fd);
 	ASSERT_NE(0, ioas);
-	ASSERT_EQ(0, bind_dev(vfd, fd, &devid));
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
 
 	/* Argument checks of attach. */
 	attach.pt_id = ioas;
@@ -291,7 +248,7 @@ TEST(attach_map_replace_detach)
 	ASSERT_ERRNO(EBUSY, destroy(fd, ioas));
 
 	/* Mapping reaches the attached domain: the pages are pinned for it. */
-	ASSERT_EQ(0, map_fixed(fd, ioas, 1ULL << 24, buf, len));
+	ASSERT_EQ(0, ioas_map_fixed(fd, ioas, 1ULL << 24, buf, len));
 	ASSERT_GT(uiommu_page_pin_count(buf), 0);
 
 	/* A second attach replaces: a HWPT of our own. */
@@ -333,7 +290,7 @@ TEST(attach_map_replace_detach)
 	ASSERT_EQ(0, detach_pt(vfd));
 	/* No domain holds the pages any more. */
 	ASSERT_EQ(0, uiommu_page_pin_count(buf));
-	ASSERT_EQ(0, unmap(fd, ioas, 1ULL << 24, len));
+	ASSERT_EQ(0, ioas_unmap(fd, ioas, 1ULL << 24, len));
 
 	/* Close while attached: the device is detached and unbound. */
 	pt = ioas;
@@ -354,7 +311,7 @@ TEST(iommufd_closed_first)
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(vfd, 0);
 	ioas = ioas_alloc(fd);
-	ASSERT_EQ(0, bind_dev(vfd, fd, NULL));
+	ASSERT_EQ(0, vfio_bind(vfd, fd, NULL));
 	/* The bound device holds the iommufd, as the kernel's cdev holds its file. */
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(contexts, live_contexts());
@@ -373,31 +330,37 @@ TEST(ownership)
 	ASSERT_GE(b, 0);
 	ASSERT_GE(v0, 0);
 	/* 01:00.2 shares its group with two functions the DMA-API driver holds. */
-	ASSERT_ERRNO(EPERM, bind_dev(v0, a, NULL));
+	ASSERT_ERRNO(EPERM, vfio_bind(v0, a, NULL));
 	/* Two groups, two owners. */
-	ASSERT_EQ(0, bind_dev(v1, a, NULL));
-	ASSERT_EQ(0, bind_dev(v2, b, NULL));
+	ASSERT_EQ(0, vfio_bind(v1, a, NULL));
+	ASSERT_EQ(0, vfio_bind(v2, b, NULL));
 
-	/* An owned group refuses the DMA-API driver; closing gives the group back. */
-	ASSERT_ERRNO(EBUSY, sysfs_write(DMA_BIND, "0000:04:00.0"));
+	/* vfio-pci holds the function: no other driver, and no unbind while it is open. */
+	ASSERT_ERRNO(EBUSY, sysfs_store(DMA_BIND, "0000:04:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(VFIO_UNBIND, "0000:04:00.0"));
 	ASSERT_EQ(0, close(v2));
-	ASSERT_EQ(0, sysfs_write(DMA_BIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(VFIO_UNBIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_BIND, "0000:04:00.0"));
 	/* Bound to a kernel driver, the function is no longer vfio's. */
 	ASSERT_ERRNO(ENOENT, open(VFIO(2), O_RDWR));
-	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_UNBIND, "0000:04:00.0"));
+	/* vfio-pci binds only what driver_override gives it; vfio2 is the lowest free index. */
+	ASSERT_ERRNO(ENODEV, sysfs_store(VFIO_BIND, "0000:04:00.0"));
+	ASSERT_EQ(0, sysfs_store(OVERRIDE("0000:04:00.0"), "vfio-pci\n"));
+	ASSERT_EQ(0, sysfs_store(VFIO_BIND, "0000:04:00.0"));
 	v2 = open(VFIO(2), O_RDWR);
 	ASSERT_GE(v2, 0);
-	ASSERT_EQ(0, bind_dev(v2, a, NULL));
+	ASSERT_EQ(0, vfio_bind(v2, a, NULL));
 
 	/* With the switch's drivers unbound, its third function can be owned. */
-	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:01:00.0"));
-	ASSERT_ERRNO(EPERM, bind_dev(v0, a, NULL));
-	ASSERT_EQ(0, sysfs_write(DMA_UNBIND, "0000:01:00.1"));
-	ASSERT_EQ(0, bind_dev(v0, a, NULL));
+	ASSERT_EQ(0, sysfs_store(DMA_UNBIND, "0000:01:00.0"));
+	ASSERT_ERRNO(EPERM, vfio_bind(v0, a, NULL));
+	ASSERT_EQ(0, sysfs_store(DMA_UNBIND, "0000:01:00.1"));
+	ASSERT_EQ(0, vfio_bind(v0, a, NULL));
 	/* ... and then a DMA-API driver cannot come back into the group. */
-	ASSERT_ERRNO(EBUSY, sysfs_write(DMA_BIND, "0000:01:00.0"));
+	ASSERT_ERRNO(EBUSY, sysfs_store(DMA_BIND, "0000:01:00.0"));
 	ASSERT_EQ(0, close(v0));
-	ASSERT_EQ(0, sysfs_write(DMA_BIND, "0000:01:00.0"));
+	ASSERT_EQ(0, sysfs_store(DMA_BIND, "0000:01:00.0"));
 
 	ASSERT_EQ(0, close(v1));
 	ASSERT_EQ(0, close(v2));
@@ -419,8 +382,8 @@ TEST(hw_info_ats)
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(v1, 0);
 	ASSERT_GE(v2, 0);
-	ASSERT_EQ(0, bind_dev(v1, fd, &d1));
-	ASSERT_EQ(0, bind_dev(v2, fd, &d2));
+	ASSERT_EQ(0, vfio_bind(v1, fd, &d1));
+	ASSERT_EQ(0, vfio_bind(v2, fd, &d2));
 	info.dev_id = d1;
 	ASSERT_EQ(0, ioctl(fd, IOMMU_GET_HW_INFO, &info));
 	ASSERT_EQ(0ull, info.out_capabilities & IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
@@ -462,11 +425,11 @@ TEST(shared_group)
 	a = open("/dev/iommu", O_RDWR);
 	b = open("/dev/iommu", O_RDWR);
 
-	ASSERT_EQ(0, bind_dev(v0, a, NULL));
+	ASSERT_EQ(0, vfio_bind(v0, a, NULL));
 	/* Another iommufd is another owner: the group is taken. */
-	ASSERT_ERRNO(EPERM, bind_dev(v1, b, NULL));
+	ASSERT_ERRNO(EPERM, vfio_bind(v1, b, NULL));
 	/* The same iommufd shares the claim. */
-	ASSERT_EQ(0, bind_dev(v1, a, NULL));
+	ASSERT_EQ(0, vfio_bind(v1, a, NULL));
 	/* A device of a group of two attaches (group_* below go further); closing detaches. */
 	ioas = ioas_alloc(a);
 	pt = ioas;
@@ -475,9 +438,9 @@ TEST(shared_group)
 	ASSERT_EQ(0, close(v0));
 	v0 = open(VFIO(0), O_RDWR);
 	ASSERT_GE(v0, 0);
-	ASSERT_ERRNO(EPERM, bind_dev(v0, b, NULL));
+	ASSERT_ERRNO(EPERM, vfio_bind(v0, b, NULL));
 	ASSERT_EQ(0, close(v1));
-	ASSERT_EQ(0, bind_dev(v0, b, NULL));
+	ASSERT_EQ(0, vfio_bind(v0, b, NULL));
 	ASSERT_EQ(0, close(v0));
 	ASSERT_EQ(0, close(a));
 	ASSERT_EQ(0, close(b));
@@ -521,7 +484,7 @@ static int gboot(struct gmachine *m)
 	if (m->v[0] < 0 || m->v[1] < 0 || m->fd < 0)
 		return -1;
 	for (i = 0; i < 2; i++) {
-		if (bind_dev(m->v[i], m->fd, &m->devid[i]))
+		if (vfio_bind(m->v[i], m->fd, &m->devid[i]))
 			return -1;
 		m->dma[i] = uiommu_dma_dev_open_iommufd(m->fd, m->devid[i]);
 		if (!m->dma[i])
@@ -607,7 +570,7 @@ TEST(group_attach_detach)
 
 	ASSERT_EQ(0, gboot(&m));
 	ioas = ioas_alloc(m.fd);
-	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	ASSERT_EQ(0, ioas_map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
 	/* Bound, nothing attached: the group is on its blocking domain. */
 	ASSERT_EQ(-EFAULT, gread(&m, 1, 0, GIOVA));
 	ASSERT_EQ(UIOMMU_DMA_FAULT_BLOCKED, glast_fault(&m, 1));
@@ -668,8 +631,8 @@ TEST(group_replace)
 	ASSERT_EQ(0, gboot(&m));
 	ioas = ioas_alloc(m.fd);
 	ioas2 = ioas_alloc(m.fd);
-	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
-	ASSERT_EQ(0, map_fixed(m.fd, ioas2, GIOVA, m.buf2, GLEN));
+	ASSERT_EQ(0, ioas_map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	ASSERT_EQ(0, ioas_map_fixed(m.fd, ioas2, GIOVA, m.buf2, GLEN));
 	manual = ghwpt_alloc(&m, ioas2, 0);
 	ASSERT_NE(0, manual);
 
@@ -719,7 +682,7 @@ TEST(group_unbind_order)
 
 	ASSERT_EQ(0, gboot(&m));
 	ioas = ioas_alloc(m.fd);
-	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	ASSERT_EQ(0, ioas_map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
 	pt = ioas;
 	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
 	auto_hwpt = pt;
@@ -733,9 +696,9 @@ TEST(group_unbind_order)
 	b = open("/dev/iommu", O_RDWR);
 	m.v[0] = open(VFIO(0), O_RDWR);
 	ASSERT_GE(m.v[0], 0);
-	ASSERT_ERRNO(EPERM, bind_dev(m.v[0], b, NULL));
+	ASSERT_ERRNO(EPERM, vfio_bind(m.v[0], b, NULL));
 	/* Bound again to ours, it joins. */
-	ASSERT_EQ(0, bind_dev(m.v[0], m.fd, &m.devid[0]));
+	ASSERT_EQ(0, vfio_bind(m.v[0], m.fd, &m.devid[0]));
 	pt = ioas;
 	ASSERT_EQ(0, attach_pt(m.v[0], &pt));
 	ASSERT_EQ(auto_hwpt, pt);
@@ -747,7 +710,7 @@ TEST(group_unbind_order)
 	m.v[0] = -1;
 	/* The group is free now. */
 	m.v[1] = open(VFIO(1), O_RDWR);
-	ASSERT_EQ(0, bind_dev(m.v[1], b, NULL));
+	ASSERT_EQ(0, vfio_bind(m.v[1], b, NULL));
 	ASSERT_EQ(0, close(b));
 	gshutdown(&m);
 	ASSERT_EQ(objects, live_objects());
@@ -761,7 +724,7 @@ TEST(group_pasid)
 
 	ASSERT_EQ(0, gboot(&m));
 	ioas = ioas_alloc(m.fd);
-	ASSERT_EQ(0, map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
+	ASSERT_EQ(0, ioas_map_fixed(m.fd, ioas, GIOVA, m.buf, GLEN));
 	hp = ghwpt_alloc(&m, ioas, IOMMU_HWPT_ALLOC_PASID);
 	hp2 = ghwpt_alloc(&m, ioas, IOMMU_HWPT_ALLOC_PASID);
 	ASSERT_NE(0, hp);

@@ -64,9 +64,11 @@ ssize_t uiommu_event_write(int fd, const void *buf, size_t count);
 ssize_t uiommu_event_pwrite(int fd, const void *buf, size_t count, off_t offset);
 
 /*
- * The VFIO device cdev, /dev/vfio/devices/vfioN (include/uiommu/vfio_compat.h): open() of such
- * a path, as the preload layer forwards it. The fd is one of uiommu_is_fd(): ioctl, dup and
- * close go through uiommu_ioctl(), uiommu_dup*() and uiommu_close().
+ * The VFIO nodes (include/uiommu/vfio_compat.h): /dev/vfio/vfio (the container: an iommufd
+ * context), /dev/vfio/<G> (a group), /dev/vfio/devices/vfioN (a device cdev), and the
+ * directories /dev/vfio and /dev/vfio/devices: open() of such a path by its canonical name,
+ * as uiommu_dev_open() hands it on (the preload layer forwards every spelling there). A node's fd is one of uiommu_is_fd(): ioctl, dup and close go through
+ * uiommu_ioctl(), uiommu_dup*() and uiommu_close(); a directory's is a plain fd.
  */
 bool uiommu_vfio_claims(const char *path);
 int uiommu_vfio_open(const char *path, int flags);
@@ -77,21 +79,56 @@ int uiommu_vfio_open(const char *path, int flags);
  * /dev/vfio/devices/vfioN), with the kernel's answers to flags that do not fit a character
  * device. uiommu_dev_claims() is cheap for names that contain neither "iommu" nor "vfio"
  * (false); uiommu_dev_claims_link() resolves any name, for after the host said ENOENT (a
- * symlink of another name). Both keep errno. uiommu_dev_open() opens a claimed name.
+ * symlink of another name). Both keep errno. uiommu_dev_open() opens a claimed name. The VFIO
+ * nodes and directories below /dev/vfio are claimed the same way.
  */
 bool uiommu_dev_claims(int dirfd, const char *path, int flags);
 bool uiommu_dev_claims_link(int dirfd, const char *path, int flags);
 int uiommu_dev_open(int dirfd, const char *path, int flags);
 
 /*
- * read(2)/write(2) and their p* forms on an fd of uiommu_is_fd(): the kernel's files behind them
- * have no read or write, so EINVAL (EBADF when the fd was not opened for it; pread/pwrite with a
- * negative offset EINVAL).
+ * What the nodes look like. uiommu_node_claims(): @path is a VFIO node or directory,
+ * /dev/iommu, or /proc/self/fd/N (/dev/fd/N, /proc/<own pid>/fd/N) of an fd of ours. For such
+ * paths: uiommu_node_stat() (@flags: AT_SYMLINK_NOFOLLOW or 0) and uiommu_node_statx() (also
+ * AT_EMPTY_PATH with @dirfd one of ours) report character devices with the kernel's numbers,
+ * as the sysfs `dev` files show them; uiommu_node_access(), uiommu_node_readlink() (the node a
+ * /proc/self/fd link names), uiommu_node_realpath() (also for virtual sysfs paths),
+ * uiommu_node_redirect() (a directory's real place, for opendir and friends).
+ * uiommu_fstat() and uiommu_fd_path() are fstat(2) and readlink("/proc/self/fd/N") of an fd
+ * of ours. uiommu_read() and friends are read(2)/write(2) of one: the file's own read/write
+ * where it has them (a VFIO device fd's regions), else EINVAL as the kernel's files without
+ * them (a container, a group, /dev/iommu); EBADF when the fd was not opened for it first;
+ * pread/pwrite with a negative offset EINVAL before anything.
  */
+struct statx;
+bool uiommu_node_claims(const char *path);
+int uiommu_node_stat(const char *path, struct stat *st, int flags);
+int uiommu_node_statx(int dirfd, const char *path, int flags, unsigned int mask,
+		      struct statx *stx);
+int uiommu_node_access(const char *path, int mode);
+ssize_t uiommu_node_readlink(const char *path, char *buf, size_t len);
+char *uiommu_node_realpath(const char *path, char *resolved);
+int uiommu_node_redirect(const char *path, char *buf, size_t len);
+int uiommu_fstat(int fd, struct stat *st);
+ssize_t uiommu_fd_path(int fd, char *buf, size_t len);
 ssize_t uiommu_read(int fd, void *buf, size_t count);
-ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset);
 ssize_t uiommu_write(int fd, const void *buf, size_t count);
+ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset);
 ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset);
+
+/*
+ * KVM's VFIO pseudo-device: KVM_SET_DEVICE_ATTR on a kvm-vfio device fd (KVM_CREATE_DEVICE of
+ * KVM_DEV_TYPE_VFIO) naming one of our fds in KVM_DEV_VFIO_FILE_ADD/DEL: the kernel would
+ * refuse our fds, so uiommu_kvm_ioctl() answers as it does for real VFIO files. It returns
+ * UIOMMU_KVM_PASS when the call is not such a one (the caller hands it to the kernel).
+ * uiommu_kvm_close() forgets what was added through a kvm-vfio fd about to be closed;
+ * uiommu_kvm_close_range() does so for a close_range() (its arguments; nothing for what
+ * close_range() refuses or for CLOSE_RANGE_CLOEXEC).
+ */
+#define UIOMMU_KVM_PASS (-2)
+int uiommu_kvm_ioctl(int fd, unsigned long request, void *arg);
+void uiommu_kvm_close(int fd);
+void uiommu_kvm_close_range(unsigned int first, unsigned int last, int flags);
 
 /* @fd no longer refers to the iommufd (it was closed or replaced without uiommu_close(), e.g.
  * dup2() of another file onto it): drop the library's reference without closing anything. */

@@ -61,6 +61,24 @@ struct vfio_info_cap_header {
 #define VFIO_SET_IOMMU		_IO(VFIO_TYPE, VFIO_BASE + 2)
 
 /**
+ * struct vfio_group_status - argument of VFIO_GROUP_GET_STATUS
+ * @argsz: at least 8
+ * @flags: out: VFIO_GROUP_FLAGS_*
+ */
+struct vfio_group_status {
+	__u32 argsz;
+	__u32 flags;
+#define VFIO_GROUP_FLAGS_VIABLE		(1 << 0)	/* no kernel driver holds the group's DMA */
+#define VFIO_GROUP_FLAGS_CONTAINER_SET	(1 << 1)
+};
+
+/* Group ioctls: a status, a pointer to the container's int fd, none, a pointer to a name. */
+#define VFIO_GROUP_GET_STATUS		_IO(VFIO_TYPE, VFIO_BASE + 3)
+#define VFIO_GROUP_SET_CONTAINER	_IO(VFIO_TYPE, VFIO_BASE + 4)
+#define VFIO_GROUP_UNSET_CONTAINER	_IO(VFIO_TYPE, VFIO_BASE + 5)
+#define VFIO_GROUP_GET_DEVICE_FD	_IO(VFIO_TYPE, VFIO_BASE + 6)
+
+/**
  * struct vfio_iommu_type1_info - argument of VFIO_IOMMU_GET_INFO
  * @argsz: size of the caller's buffer; raised on return when the capability
  *         chain did not fit (and @cap_offset is then 0)

@@ -25,6 +25,13 @@
  * What the VFS answers before any driver (fs/ioctl.c's generic requests such as FIOCLEX and
  * FIONBIO, read/write on a file without those ops, fs/read_write.c's EBADF for the wrong access
  * mode) is answered here for every file of the table, on the backing fd where it takes effect.
+ * A file whose ops have read/write (a VFIO device fd: its regions) gets them after those
+ * checks, at the file's own position for read()/write().
+ *
+ * Nodes. A file opened through a device node carries that node (struct iommufd_node: path,
+ * numbers, mode) for uiommu_fstat() and uiommu_fd_path(); the identity check above looks at
+ * the backing memfd with the raw system call, since the preload layer's fstat() answers our
+ * fds with their node.
  *
  * The fd -> file map is a two-level table of atomic pointers: the ioctl path reads it without a
  * lock under RCU; changes are made under fdt_lock.
@@ -40,10 +47,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/close_range.h>
@@ -65,6 +75,10 @@ struct iommufd_file {
 	dev_t dev;                 /* the backing memfd's identity (fstat()); constant */
 	ino_t ino;
 	bool readable, writable;   /* the open's access mode, as the kernel's f_mode; constant */
+	/* Set once before the fd is handed out (iommufd_file_set_node()), then constant. */
+	struct iommufd_node node;
+	bool has_node;
+	_Atomic off_t pos;         /* read(2)/write(2) position (the kernel's f_pos) */
 	struct rcu_head rcu;
 };
 
@@ -90,7 +104,7 @@ static void file_mm_init(void)
 	file_mm = mm;
 }
 
-static struct uiommu_mm *iommufd_caller_mm(void)
+struct uiommu_mm *iommufd_caller_mm(void)
 {
 	pthread_once(&file_mm_once, file_mm_init);
 	return file_mm;
@@ -238,6 +252,9 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 		goto err_free;
 	}
 	file->ictx->file = file;
+	file->node = (struct iommufd_node){ .path = "/dev/iommu", .major = IOMMUFD_NODE_MAJOR,
+					    .minor = IOMMUFD_NODE_MINOR, .mode = S_IFCHR | 0660 };
+	file->has_node = true;
 	fd = iommufd_raw_open(file, flags);
 	if (fd < 0) {
 		rc = fd;
@@ -283,6 +300,7 @@ UIOMMU_EXPORT bool uiommu_is_fd(int fd)
 	file = iommufd_file_get(fd);
 	if (!file)
 		return false;
+	/* Raw: the preload layer's fstat() answers our fds with their node. */
 	same = !sys_fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
 	if (!same)
 		fdt_forget_stale(fd, file);
@@ -355,46 +373,6 @@ out_end:
 	return uiommu_ret(rc);
 }
 
-/*
- * read()/write() and their p* forms: none of the kernel's files we stand for has the op, so
- * fs/read_write.c answers EBADF without the access mode, else EINVAL; the p* forms check the
- * offset first.
- */
-static ssize_t iommufd_file_rw(int fd, bool write, off_t offset, bool positioned)
-{
-	struct iommufd_file *file;
-	bool allowed;
-
-	if (positioned && offset < 0)
-		return uiommu_ret(-EINVAL);
-	file = iommufd_file_get(fd);
-	if (!file)
-		return uiommu_ret(-EBADF);
-	allowed = write ? file->writable : file->readable;
-	iommufd_file_put(file);
-	return uiommu_ret(allowed ? -EINVAL : -EBADF);
-}
-
-UIOMMU_EXPORT ssize_t uiommu_read(int fd, void *buf, size_t count)
-{
-	return iommufd_file_rw(fd, false, 0, false);
-}
-
-UIOMMU_EXPORT ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset)
-{
-	return iommufd_file_rw(fd, false, offset, true);
-}
-
-UIOMMU_EXPORT ssize_t uiommu_write(int fd, const void *buf, size_t count)
-{
-	return iommufd_file_rw(fd, true, 0, false);
-}
-
-UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset)
-{
-	return iommufd_file_rw(fd, true, offset, true);
-}
-
 UIOMMU_EXPORT int uiommu_close(int fd)
 {
 	struct iommufd_file *file;
@@ -451,6 +429,22 @@ UIOMMU_EXPORT int uiommu_fd_close_range(unsigned int first, unsigned int last, i
 	iommufd_event_fds_close_range(first, last);
 	sysfs_fds_forget_range(first, last);
 	return 0;
+}
+
+bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
+			void **ret)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (!file)
+		return false;
+	if (!file->ops || !file->ops->mmap) {
+		iommufd_file_put(file);
+		return false;
+	}
+	*ret = file->ops->mmap(file->priv, addr, len, prot, flags, off);
+	iommufd_file_put(file);
+	return true;
 }
 
 /* ---- sub-fds -------------------------------------------------------------------------------- */
@@ -688,4 +682,166 @@ UIOMMU_EXPORT unsigned int uiommu_page_pin_count(const void *addr)
 	if (!mm)
 		return 0;
 	return uiommu_mm_pin_count(mm, (uint64_t)(uintptr_t)addr >> uiommu_page_shift);
+}
+
+/* ---- what the fd looks like, and read/write ------------------------------------------------ */
+
+int iommufd_file_set_node(int fd, const struct iommufd_node *node)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (!file)
+		return -EBADF;
+	file->node = *node;
+	file->has_node = true;
+	iommufd_file_put(file);
+	return 0;
+}
+
+/*
+ * The times a node shows: the library's first look, as devtmpfs shows the time a node was
+ * made at boot. Owner: the caller, as a udev rule hands VFIO nodes to the user of a VM.
+ */
+static void iommufd_node_fill_stat(const struct iommufd_node *node, struct stat *st)
+{
+	static _Atomic time_t boot;
+	time_t t = atomic_load_explicit(&boot, memory_order_relaxed), expected = 0;
+
+	if (!t) {
+		t = time(NULL);
+		if (!atomic_compare_exchange_strong(&boot, &expected, t))
+			t = expected;
+	}
+	memset(st, 0, sizeof(*st));
+	st->st_mode = node->mode;
+	st->st_nlink = 1;
+	st->st_uid = geteuid();
+	st->st_gid = getegid();
+	st->st_blksize = 4096;
+	st->st_atime = st->st_mtime = st->st_ctime = t;
+	if (S_ISCHR(node->mode)) {
+		st->st_dev = makedev(0, 5); /* devtmpfs */
+		st->st_rdev = makedev(node->major, node->minor);
+		/* A stable inode number per node, as devtmpfs keeps one per node. */
+		st->st_ino = 1000 + ((unsigned long)node->major << 20 | node->minor);
+	} else {
+		st->st_dev = makedev(0, 14); /* the anon_inode mount */
+		st->st_ino = 1;              /* every anonymous file shares its one inode */
+	}
+}
+
+void iommufd_node_stat(const struct iommufd_node *node, struct stat *st)
+{
+	iommufd_node_fill_stat(node, st);
+}
+
+UIOMMU_EXPORT int uiommu_fstat(int fd, struct stat *st)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	int rc = 0;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	if (file->has_node)
+		iommufd_node_fill_stat(&file->node, st);
+	else
+		rc = sys_fstat(fd, st);
+	iommufd_file_put(file);
+	return rc;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	char path[64];
+	size_t n;
+
+	if (!file)
+		return uiommu_ret(-EBADF);
+	if (file->has_node) {
+		snprintf(path, sizeof(path), "%s", file->node.path);
+	} else {
+		char proc[32];
+		ssize_t r;
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		r = sys_readlinkat(AT_FDCWD, proc, path, sizeof(path) - 1);
+		if (r < 0) {
+			iommufd_file_put(file);
+			return -1;
+		}
+		path[r] = '\0';
+	}
+	iommufd_file_put(file);
+	/* readlink(2): no NUL, truncated to @len. */
+	n = strlen(path);
+	if (n > len)
+		n = len;
+	memcpy(buf, path, n);
+	return (ssize_t)n;
+}
+
+/*
+ * read()/write() and their p* forms, as fs/read_write.c orders its checks: the p* forms refuse
+ * a negative offset before looking at the fd; then EBADF without the access mode; then EINVAL
+ * for a file without the op (/dev/iommu, a container, a group, a sub-fd without it); else the
+ * file's own op (a VFIO device fd's regions). @pos NULL: the file's position, advanced by what
+ * was done.
+ */
+static ssize_t uiommu_rw(int fd, void *buf, size_t count, const off_t *pos, bool write)
+{
+	struct iommufd_file *file;
+	ssize_t ret;
+	off_t off;
+
+	if (pos && *pos < 0)
+		return uiommu_ret(-EINVAL);
+	file = iommufd_file_get(fd);
+	if (!file)
+		return uiommu_ret(-EBADF);
+	off = pos ? *pos : atomic_load(&file->pos);
+	if (!(write ? file->writable : file->readable))
+		ret = -EBADF;
+	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
+		ret = -EINVAL; /* no read or write in the file's operations */
+	else if (write)
+		ret = file->ops->write(file->priv, iommufd_caller_mm(), buf, count, off);
+	else
+		ret = file->ops->read(file->priv, iommufd_caller_mm(), buf, count, off);
+	if (!pos && ret > 0)
+		atomic_fetch_add(&file->pos, ret);
+	iommufd_file_put(file);
+	return ret < 0 ? uiommu_ret((int)ret) : ret;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_read(int fd, void *buf, size_t count)
+{
+	return uiommu_rw(fd, buf, count, NULL, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_write(int fd, const void *buf, size_t count)
+{
+	return uiommu_rw(fd, (void *)buf, count, NULL, true);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	return uiommu_rw(fd, buf, count, &offset, false);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	return uiommu_rw(fd, (void *)buf, count, &offset, true);
+}
+
+/* A reference on the file behind @fd (the kernel's fget()), or NULL; drop it with
+ * iommufd_file_unhold(). */
+struct iommufd_file *iommufd_file_hold(int fd)
+{
+	return iommufd_file_get(fd);
+}
+
+void iommufd_file_unhold(struct iommufd_file *file)
+{
+	iommufd_file_put(file);
 }

@@ -49,6 +49,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "lib/rcu.h"
 #include "iommu/iommu.h"
@@ -197,7 +198,43 @@ struct iommufd_subfd_ops {
 	void (*release)(void *priv); /* the last close */
 	/* Optional: ioctl(2) on the fd (the VFIO device cdev); without it, ENOTTY. */
 	int (*ioctl)(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg);
+	/*
+	 * Optional: read(2)/pread(2) and write(2)/pwrite(2) at @off (plain read and write use
+	 * and advance the file's position); without them, EINVAL, as a kernel file whose
+	 * file_operations have no read or write answers.
+	 */
+	ssize_t (*read)(void *priv, struct uiommu_mm *mm, void *buf, size_t count, off_t off);
+	ssize_t (*write)(void *priv, struct uiommu_mm *mm, const void *buf, size_t count,
+			 off_t off);
+	/* Optional: mmap(2) of the fd; MAP_FAILED with errno. Without it, uiommu_mmap()'s rules. */
+	void *(*mmap)(void *priv, void *addr, size_t len, int prot, int flags, uint64_t off);
 };
+/* The sub-fd @fd has an mmap op: *@ret is its answer. false: not such an fd. */
+bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
+			void **ret);
+
+/*
+ * What fstat(2) and readlink("/proc/self/fd/N") show of a file: the device node it was opened
+ * through (S_IFCHR and its numbers), or an anonymous inode ("anon_inode:[vfio-device]", mode
+ * 0600 with no file type bits, rdev 0). A file without one shows the /dev/null it sits on.
+ */
+struct iommufd_node {
+	char path[48];
+	unsigned int major, minor;
+	mode_t mode;
+};
+/* /dev/iommu: misc, a dynamic minor (256 and up on this kernel). */
+#define IOMMUFD_NODE_MAJOR 10
+#define IOMMUFD_NODE_MINOR 257
+/* Sets the node of the file behind @fd (before the fd is handed out). -EBADF if none. */
+int iommufd_file_set_node(int fd, const struct iommufd_node *node);
+/* The caller's address space (this process), for entry points outside an ioctl. */
+struct uiommu_mm *iommufd_caller_mm(void);
+/* fget()/fput() of the file behind one of our fds, for holders outside iommufd (KVM). */
+struct iommufd_file *iommufd_file_hold(int fd);
+void iommufd_file_unhold(struct iommufd_file *file);
+/* The struct stat of @node, as fstat() of a file opened through it shows. */
+void iommufd_node_stat(const struct iommufd_node *node, struct stat *st);
 struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 					 const struct iommufd_subfd_ops *ops, void *priv, int *fd);
 void iommufd_subfd_install(struct iommufd_file *file, int fd);
@@ -439,6 +476,8 @@ void iommufd_selftest_destroy(struct iommufd_object *obj);
 /* ---- VFIO compat, test command ---------------------------------------------------------- */
 
 int iommufd_vfio_ioas(struct iommufd_ucmd *ucmd);
+int iommufd_vfio_compat_ioas_create(struct iommufd_ctx *ictx);
+int iommufd_vfio_compat_ioas_get_id(struct iommufd_ctx *ictx, uint32_t *ioas_id);
 int iommufd_vfio_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
 		       uint64_t arg);
 int iommufd_test(struct iommufd_ucmd *ucmd);

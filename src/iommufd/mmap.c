@@ -171,6 +171,9 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	int region_fd, rc;
 	void *p;
 
+	/* A sub-fd that maps on its own (the VFIO device fd's BAR areas). */
+	if (off >= 0 && iommufd_subfd_mmap(fd, addr, len, prot, flags, (uint64_t)off, &p))
+		return p;
 	ictx = iommufd_ctx_from_fd(fd);
 	/* One of our other files (an access, event or dma-buf fd) has nothing to map: ENODEV. */
 	if (IS_ERR(ictx))

@@ -37,6 +37,46 @@ static struct iommufd_ioas *iommufd_get_compat_ioas(struct iommufd_ctx *ictx)
 	return container_of(obj, struct iommufd_ioas, obj);
 }
 
+/**
+ * iommufd_vfio_compat_ioas_create() - make the context's compat IOAS if it has none, as a VFIO
+ * group's SET_CONTAINER does with an iommufd (the kernel's function of the same name).
+ * Return: 0 (also when one exists already), -ENOMEM.
+ */
+int iommufd_vfio_compat_ioas_create(struct iommufd_ctx *ictx)
+{
+	struct iommufd_ioas *ioas;
+
+	ioas = iommufd_ioas_alloc(ictx);
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	uiommu_mutex_lock(&ictx->objects_lock);
+	if (ictx->vfio_ioas) {
+		/* Somebody has one (a racing SET_CONTAINER, or IOMMU_VFIO_IOAS): keep theirs. */
+		uiommu_mutex_unlock(&ictx->objects_lock);
+		iommufd_object_abort_and_destroy(ictx, &ioas->obj);
+		return 0;
+	}
+	ictx->vfio_ioas = ioas;
+	uiommu_mutex_unlock(&ictx->objects_lock);
+	iommufd_object_finalize(ictx, &ioas->obj);
+	return 0;
+}
+
+/**
+ * iommufd_vfio_compat_ioas_get_id() - the ID of the context's compat IOAS
+ * Return: 0 with *@ioas_id set, -ENODEV when there is none.
+ */
+int iommufd_vfio_compat_ioas_get_id(struct iommufd_ctx *ictx, uint32_t *ioas_id)
+{
+	struct iommufd_ioas *ioas = iommufd_get_compat_ioas(ictx);
+
+	if (IS_ERR(ioas))
+		return PTR_ERR(ioas);
+	*ioas_id = atomic_load_explicit(&ioas->obj.id, memory_order_relaxed);
+	iommufd_put_object(ictx, &ioas->obj);
+	return 0;
+}
+
 int iommufd_vfio_ioas(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_vfio_ioas *cmd = ucmd->cmd;

@@ -88,15 +88,20 @@ struct uiommu_cond {
 
 /*
  * A file-scope lock: `UIOMMU_MUTEX_DEFINE(name); /+ protects ...; order: ... +/` defines
- * `static struct uiommu_mutex name` with its own class.
+ * `static struct uiommu_mutex name` with its own class (UIOMMU_RWSEM_DEFINE: a uiommu_rwsem).
  */
 #ifdef UIOMMU_DEBUG
 #define UIOMMU_MUTEX_DEFINE(name)                                                               \
 	static struct uiommu_lock_class name##_lock_class = UIOMMU_LOCK_CLASS_INIT(#name);    \
 	static struct uiommu_mutex name = { .m = PTHREAD_MUTEX_INITIALIZER,                    \
 					    .cls = &name##_lock_class }
+#define UIOMMU_RWSEM_DEFINE(name)                                                               \
+	static struct uiommu_lock_class name##_lock_class = UIOMMU_LOCK_CLASS_INIT(#name);    \
+	static struct uiommu_rwsem name = { .rw = PTHREAD_RWLOCK_INITIALIZER,                 \
+					    .cls = &name##_lock_class }
 #else
 #define UIOMMU_MUTEX_DEFINE(name) static struct uiommu_mutex name = { .m = PTHREAD_MUTEX_INITIALIZER }
+#define UIOMMU_RWSEM_DEFINE(name) static struct uiommu_rwsem name = { .rw = PTHREAD_RWLOCK_INITIALIZER }
 #endif
 
 static inline void uiommu_mutex_init_class(struct uiommu_mutex *m, void *cls)

@@ -72,6 +72,7 @@
 #include "iommu/iotlb.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
+#include "lib/lockdep.h"
 #include "lib/fail.h"
 #include "machine/dma-engine.h"
 #include "machine/sysfs.h"
@@ -423,6 +424,72 @@ struct dma_run {
 	size_t len;
 };
 
+/*
+ * The write-log hooks (dma_engine_write_log_set()). dma_log_lock, a reader-writer lock, protects
+ * the table: a DMA write reads it (and calls the hook) under the read side, so clearing a hook
+ * under the write side waits for the calls in flight. dma_log_count lets writes skip the lock
+ * while no hook is set. Order: group->mutex -> dma_log_lock -> the hook's own leaf lock.
+ */
+struct dma_log_hook {
+	struct device *dev;
+	dma_engine_write_log_fn fn;
+	void *priv;
+};
+
+/* Protects dma_log_hooks; the hooks run under it, so it comes before their locks. */
+UIOMMU_RWSEM_DEFINE(dma_log_lock);
+static struct dma_log_hook dma_log_hooks[DMA_ENGINE_MAX_LOG_HOOKS];
+static atomic_uint dma_log_count;
+
+int dma_engine_write_log_set(struct device *dev, dma_engine_write_log_fn fn, void *priv)
+{
+	struct dma_log_hook *free_slot = NULL;
+	int rc = 0;
+
+	uiommu_down_write(&dma_log_lock);
+	for (unsigned int i = 0; i < DMA_ENGINE_MAX_LOG_HOOKS; i++) {
+		if (dma_log_hooks[i].dev == dev) {
+			rc = -EBUSY;
+			goto out_unlock;
+		}
+		if (!dma_log_hooks[i].dev && !free_slot)
+			free_slot = &dma_log_hooks[i];
+	}
+	if (!free_slot) {
+		rc = -ENOSPC;
+		goto out_unlock;
+	}
+	*free_slot = (struct dma_log_hook){ .dev = dev, .fn = fn, .priv = priv };
+	atomic_fetch_add_explicit(&dma_log_count, 1, memory_order_release);
+out_unlock:
+	uiommu_up_write(&dma_log_lock);
+	return rc;
+}
+
+void dma_engine_write_log_clear(struct device *dev)
+{
+	uiommu_down_write(&dma_log_lock);
+	for (unsigned int i = 0; i < DMA_ENGINE_MAX_LOG_HOOKS; i++) {
+		if (dma_log_hooks[i].dev == dev) {
+			dma_log_hooks[i] = (struct dma_log_hook){};
+			atomic_fetch_sub_explicit(&dma_log_count, 1, memory_order_relaxed);
+		}
+	}
+	uiommu_up_write(&dma_log_lock);
+}
+
+/* Tells @dev's hook, if any, that [@iova, @iova + @len) was written. */
+static void dma_log_written(struct device *dev, uint32_t pasid, uint64_t iova, uint64_t len)
+{
+	if (likely(!atomic_load_explicit(&dma_log_count, memory_order_acquire)))
+		return;
+	uiommu_down_read(&dma_log_lock);
+	for (unsigned int i = 0; i < DMA_ENGINE_MAX_LOG_HOOKS; i++)
+		if (dma_log_hooks[i].dev == dev)
+			dma_log_hooks[i].fn(dma_log_hooks[i].priv, pasid, iova, len);
+	uiommu_up_read(&dma_log_lock);
+}
+
 static int dma_copy(struct dma_xfer *x, phys_addr_t phys, size_t off, size_t len)
 {
 	char *buf = (char *)x->req->buf + off;
@@ -444,6 +511,8 @@ static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
 	if (!run->len)
 		return 0;
 	if (likely(!dma_copy(x, run->phys, req->done, run->len))) {
+		if (req->op == UIOMMU_DMA_OP_WRITE)
+			dma_log_written(x->e->dev, x->pasid, run->iova, run->len);
 		req->done += run->len;
 		run->len = 0;
 		return 0;
@@ -459,6 +528,8 @@ static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
 			run->len = 0;
 			return -EFAULT;
 		}
+		if (req->op == UIOMMU_DMA_OP_WRITE)
+			dma_log_written(x->e->dev, x->pasid, run->iova + off, chunk);
 		req->done += chunk;
 		off += chunk;
 	}

@@ -29,4 +29,21 @@
  */
 struct uiommu_dma_dev *dma_engine_dev_open(struct device *dev);
 
+/*
+ * The write-log hook: an upper layer (VFIO's device DMA logging) asks to be told of every range
+ * a device's DMA wrote, after the bytes moved. @fn runs on the DMA's thread with the device's
+ * group mutex held: it may take only leaf locks of its own.
+ */
+typedef void (*dma_engine_write_log_fn)(void *priv, uint32_t pasid, uint64_t iova, uint64_t len);
+
+/**
+ * dma_engine_write_log_set() - register @fn for the writes of @dev (one hook per device)
+ * Return: 0, -EBUSY (a hook is set for @dev), -ENOSPC (DMA_ENGINE_MAX_LOG_HOOKS devices have
+ * one).
+ */
+#define DMA_ENGINE_MAX_LOG_HOOKS 64u
+int dma_engine_write_log_set(struct device *dev, dma_engine_write_log_fn fn, void *priv);
+/* dma_engine_write_log_clear() - remove @dev's hook; when it returns, no call of it runs. */
+void dma_engine_write_log_clear(struct device *dev);
+
 #endif

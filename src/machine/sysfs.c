@@ -136,6 +136,7 @@
 #include "lib/lockdep.h"
 #include "lib/sys.h"
 #include "machine/fault_inject.h"
+#include "machine/pci.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
@@ -185,6 +186,9 @@ enum sysfs_attr {
 	SYSFS_ATTR_BIND,             /* bus/pci/drivers/uiommu-dma/bind */
 	SYSFS_ATTR_UNBIND,           /* bus/pci/drivers/uiommu-dma/unbind */
 	SYSFS_ATTR_DEBUGFS,          /* kernel/debug/fail<...>/<attr> (fault_inject.c) */
+	SYSFS_ATTR_VFIO_BIND,        /* bus/pci/drivers/vfio-pci/bind */
+	SYSFS_ATTR_VFIO_UNBIND,      /* bus/pci/drivers/vfio-pci/unbind */
+	SYSFS_ATTR_OVERRIDE,         /* devices/pci<D>:00/<BDF>/driver_override */
 };
 
 /* An attribute opened for writing: one per open(), shared by the fds dup'ed from it. */
@@ -192,7 +196,7 @@ struct sysfs_file {
 	int refs;                    /* fds in sysfs_fds[] pointing here; sysfs_fd_lock */
 	enum sysfs_attr attr;
 	struct iommu_group *group;   /* TYPE: a reference, dropped with the last fd */
-	char bdf[32];                /* TYPE: a member at open time; REMOVE: the device */
+	char bdf[32];                /* TYPE: a member at open time; REMOVE, OVERRIDE: the device */
 	char debugfs[64];            /* DEBUGFS: the attribute below kernel/debug */
 	/* The memfd's identity: an fd in the table is checked against it before it is read,
 	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
@@ -222,6 +226,15 @@ static const char *const sysfs_prefixes[] = {
 	"/sys/class/iommu",
 	"/sys/devices/virtual/iommu",
 	("/sys/bus/" SYSFS_MOCK_BUS), /* one path from pieces (clang -Wstring-concatenation) */
+	"/sys/class/vfio",
+	"/sys/class/vfio-dev",
+	"/sys/class/misc/vfio",
+	"/sys/devices/virtual/vfio",
+	"/sys/devices/virtual/misc/vfio",
+	"/sys/module/vfio",
+	"/sys/module/vfio_pci",
+	"/sys/module/vfio_pci_core",
+	"/sys/module/iommufd",
 };
 
 #define SYSFS_DEBUGFS "sys/kernel/debug"
@@ -275,19 +288,15 @@ static void entries_free(struct sysfs_entries *es)
 	es->nr = es->alloc = 0;
 }
 
-static int __attribute__((format(printf, 5, 6)))
-entries_add(struct sysfs_entries *es, enum sysfs_kind kind, mode_t mode, const char *data,
-	    const char *fmt, ...)
+static int entries_vadd(struct sysfs_entries *es, enum sysfs_kind kind, mode_t mode,
+			const void *data, size_t dlen, const char *fmt, va_list ap)
 {
 	struct sysfs_entry *e;
 	char path[PATH_MAX];
-	size_t plen, dlen = strlen(data);
-	va_list ap;
+	size_t plen;
 	int n;
 
-	va_start(ap, fmt);
 	n = vsnprintf(path, sizeof(path), fmt, ap);
-	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
 	plen = (size_t)n;
@@ -306,10 +315,38 @@ entries_add(struct sysfs_entries *es, enum sysfs_kind kind, mode_t mode, const c
 	e->kind = kind;
 	e->mode = mode;
 	e->path = memcpy((char *)(e + 1), path, plen + 1);
-	e->data = memcpy((char *)(e + 1) + plen + 1, data, dlen + 1);
+	e->data = memcpy((char *)(e + 1) + plen + 1, data, dlen);
+	((char *)e->data)[dlen] = '\0';
 	e->len = dlen;
 	es->v[es->nr++] = e;
 	return 0;
+}
+
+static int __attribute__((format(printf, 5, 6)))
+entries_add(struct sysfs_entries *es, enum sysfs_kind kind, mode_t mode, const char *data,
+	    const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = entries_vadd(es, kind, mode, data, strlen(data), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* A binary attribute (config): @len bytes, NULs included. */
+static int __attribute__((format(printf, 5, 6)))
+entries_add_bin(struct sysfs_entries *es, mode_t mode, const void *data, size_t len,
+		const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = entries_vadd(es, SYSFS_FILE, mode, data, len, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 #define add_dir(es, ...) entries_add(es, SYSFS_DIR, 0755, "", __VA_ARGS__)
@@ -395,14 +432,139 @@ static int entries_add_group(struct sysfs_entries *es, struct iommu_group *group
 	return rc ?: iommu_group_for_each_dev(group, &w, group_dev_cb);
 }
 
+/* "0x%016llx 0x%016llx 0x%016llx\n" resource lines: BARs 0-5, the ROM, 6 SR-IOV VF BARs. */
+static void pci_resource_text(struct uiommu_pci_fn *fn, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	for (unsigned int i = 0; i < 13; i++) {
+		uint64_t start = 0, end = 0, flags = 0;
+		struct pci_fn_bar_info bar;
+		uint32_t lo = 0, hi = 0;
+
+		if (i < 6 && !pci_fn_bar_info(fn, i, &bar) && bar.size) {
+			pci_fn_config_read_reg(fn, PCI_CFG_BAR0 + 4 * i, 4, &lo);
+			if (bar.flags & UIOMMU_PCI_BAR_IO) {
+				start = lo & ~0x3ull;
+				flags = 0x40101; /* IORESOURCE_IO | SIZEALIGN, PCI I/O space */
+			} else {
+				if (bar.flags & UIOMMU_PCI_BAR_64)
+					pci_fn_config_read_reg(fn, PCI_CFG_BAR0 + 4 * i + 4, 4, &hi);
+				start = ((uint64_t)hi << 32 | lo) & ~0xfull;
+				flags = 0x40200; /* IORESOURCE_MEM | SIZEALIGN */
+				if (bar.flags & UIOMMU_PCI_BAR_64)
+					flags |= 0x100004; /* MEM_64, type 64 */
+				if (bar.flags & UIOMMU_PCI_BAR_PREFETCH)
+					flags |= 0x2008; /* PREFETCH, the BAR's prefetchable bit */
+			}
+			/* An unassigned BAR shows at 0, as the kernel shows a resource it left free. */
+			end = start + bar.size - 1;
+		}
+		off += (size_t)snprintf(buf + off, off < len ? len - off : 0,
+					"0x%016llx 0x%016llx 0x%016llx\n", (unsigned long long)start,
+					(unsigned long long)end, (unsigned long long)flags);
+	}
+}
+
+/*
+ * The attributes a driver reads from a function's config space (pci-sysfs.c's formats), from
+ * the machine's PCI function; a device without one shows none of them.
+ */
+static int entries_add_pci_attrs(struct sysfs_entries *es, const char *root,
+				 const struct topology_device_info *info)
+{
+	struct uiommu_pci_fn *fn = pci_fn_get(info->dev);
+	unsigned char config[PCI_CFG_SPACE_EXP_SIZE];
+	char dir[PATH_MAX], buf[16 * 64];
+	struct pci_fn_ids ids;
+	unsigned int size, slot = 0, func = 0;
+	int rc;
+
+	if (!fn)
+		return 0;
+	pci_fn_get_ids(fn, &ids);
+	snprintf(dir, sizeof(dir), "sys/devices/%s/%s", root, info->bdf);
+#define PCI_ATTR(name, fmt, val)                                                          \
+	snprintf(buf, sizeof(buf), fmt "\n", val);                                         \
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0444, buf, "%s/" name, dir)
+	rc = 0;
+	PCI_ATTR("vendor", "0x%04x", ids.vendor);
+	PCI_ATTR("device", "0x%04x", ids.device);
+	PCI_ATTR("subsystem_vendor", "0x%04x", ids.subsystem_vendor);
+	PCI_ATTR("subsystem_device", "0x%04x", ids.subsystem_device);
+	PCI_ATTR("class", "0x%06x", ids.class_code);
+	PCI_ATTR("revision", "0x%02x", ids.revision);
+	PCI_ATTR("numa_node", "%d", -1);
+	/* The legacy IRQ: the IO-APIC pin of INTA-INTD swizzled by slot, as x86 firmware routes. */
+	sscanf(info->bdf, "%*x:%*x:%x.%x", &slot, &func);
+	PCI_ATTR("irq", "%u", ids.interrupt_pin ? 16 + ((slot + ids.interrupt_pin - 1) & 3) : 0);
+#undef PCI_ATTR
+	size = pci_fn_config_size(fn);
+	if (!rc && size <= sizeof(config) && !pci_fn_config_read(fn, 0, config, size))
+		rc = entries_add_bin(es, 0644, config, size, "%s/config", dir);
+	if (!rc) {
+		pci_resource_text(fn, buf, sizeof(buf));
+		rc = entries_add(es, SYSFS_FILE, 0444, buf, "%s/resource", dir);
+	}
+	pci_fn_put(fn);
+	return rc;
+}
+
+/* A function bound to vfio-pci: its vfio-dev class device, its group's node, the /dev nodes. */
+static int entries_add_vfio(struct sysfs_entries *es, const char *root,
+			    const struct topology_device_info *info)
+{
+	struct iommu_group *group = iommu_group_get(info->dev);
+	char dir[PATH_MAX], target[PATH_MAX], buf[128];
+	int rc, id, n = info->vfio_index, minor = info->vfio_group_minor;
+
+	if (!group)
+		return 0;
+	id = iommu_group_id(group);
+	iommu_group_put(group);
+	snprintf(dir, sizeof(dir), "sys/devices/%s/%s/vfio-dev/vfio%d", root, info->bdf, n);
+	rc = add_dir(es, "sys/devices/%s/%s/vfio-dev", root, info->bdf);
+	rc = rc ?: add_dir(es, "%s", dir);
+	snprintf(buf, sizeof(buf), "%d:%d\n", SYSFS_VFIO_CDEV_MAJOR, n);
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0444, buf, "%s/dev", dir);
+	snprintf(buf, sizeof(buf), "MAJOR=%d\nMINOR=%d\nDEVNAME=vfio/devices/vfio%d\n",
+		 SYSFS_VFIO_CDEV_MAJOR, n, n);
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0644, buf, "%s/uevent", dir);
+	snprintf(target, sizeof(target), "../../../%s", info->bdf);
+	rc = rc ?: add_link(es, target, "%s/device", dir);
+	rc = rc ?: add_link(es, "../../../../../class/vfio-dev", "%s/subsystem", dir);
+	snprintf(target, sizeof(target), "../../devices/%s/%s/vfio-dev/vfio%d", root, info->bdf, n);
+	rc = rc ?: add_link(es, target, "sys/class/vfio-dev/vfio%d", n);
+	snprintf(target, sizeof(target), "../../../../devices/%s/%s", root, info->bdf);
+	rc = rc ?: add_link(es, target, "sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER "/%s",
+			    info->bdf);
+
+	rc = rc ?: add_dir(es, "sys/devices/virtual/vfio/%d", id);
+	snprintf(buf, sizeof(buf), "%d:%d\n", SYSFS_VFIO_GROUP_MAJOR, minor);
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0444, buf, "sys/devices/virtual/vfio/%d/dev", id);
+	snprintf(buf, sizeof(buf), "MAJOR=%d\nMINOR=%d\nDEVNAME=vfio/%d\n",
+		 SYSFS_VFIO_GROUP_MAJOR, minor, id);
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0644, buf, "sys/devices/virtual/vfio/%d/uevent", id);
+	rc = rc ?: add_link(es, "../../../../class/vfio", "sys/devices/virtual/vfio/%d/subsystem",
+			    id);
+	snprintf(target, sizeof(target), "../../devices/virtual/vfio/%d", id);
+	rc = rc ?: add_link(es, target, "sys/class/vfio/%d", id);
+
+	/* devtmpfs: the nodes, for listings; stat() and open() of them are the VFIO layer's. */
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0600, "", "dev/vfio/devices/vfio%d", n);
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0600, "", "dev/vfio/%d", id);
+	return rc;
+}
+
 /*
  * Present devices without a group (a failed probe) and instances without devices; and what
- * only the topology knows: the `remove` attribute and the emulated driver's links.
+ * only the topology knows: the `remove` attribute, the drivers' links, driver_override, and
+ * what vfio-pci shows of the functions bound to it.
  */
 static int topo_dev_cb(const struct topology_device_info *info, void *arg)
 {
 	struct sysfs_entries *es = arg;
-	char root[48], target[PATH_MAX];
+	char root[48], target[PATH_MAX], buf[TOPOLOGY_DRIVER_NAME_MAX + 8];
 	int rc;
 
 	if (!info->present)
@@ -411,12 +573,22 @@ static int topo_dev_cb(const struct topology_device_info *info, void *arg)
 	sysfs_pci_root_name(info->bdf, root, sizeof(root));
 	rc = rc ?: entries_add(es, SYSFS_FILE, 0200, "", "sys/devices/%s/%s/remove", root,
 			       info->bdf);
+	snprintf(buf, sizeof(buf), "%s\n", info->driver_override[0] ? info->driver_override :
+								   "(null)");
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0644, buf, "sys/devices/%s/%s/driver_override",
+			       root, info->bdf);
+	rc = rc ?: entries_add_pci_attrs(es, root, info);
 	if (!rc && info->bound) {
 		rc = add_link(es, "../../../bus/pci/drivers/" SYSFS_PCI_DRIVER,
 			      "sys/devices/%s/%s/driver", root, info->bdf);
 		snprintf(target, sizeof(target), "../../../../devices/%s/%s", root, info->bdf);
 		rc = rc ?: add_link(es, target, "sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/%s",
 				    info->bdf);
+	}
+	if (!rc && info->vfio) {
+		rc = add_link(es, "../../../bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER,
+			      "sys/devices/%s/%s/driver", root, info->bdf);
+		rc = rc ?: entries_add_vfio(es, root, info);
 	}
 	return rc;
 }
@@ -483,11 +655,40 @@ static int entries_build(struct sysfs_entries *es)
 		"sys/devices/virtual", "sys/devices/virtual/iommu", "sys/bus/pci/drivers",
 		("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER), ("sys/bus/" SYSFS_MOCK_BUS),
 		("sys/bus/" SYSFS_MOCK_BUS "/devices"), ("sys/bus/" SYSFS_MOCK_BUS "/drivers"),
+		("sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER), "sys/class/vfio", "sys/class/vfio-dev",
+		"sys/class/misc", "sys/devices/virtual/misc", "sys/devices/virtual/misc/vfio",
+		"sys/devices/virtual/vfio", "sys/module",
+		"sys/module/vfio", "sys/module/vfio/parameters", "sys/module/vfio_pci",
+		"sys/module/vfio_pci/parameters", "sys/module/vfio_pci_core",
+		"sys/module/vfio_pci_core/parameters", "sys/module/iommufd",
+		"sys/module/iommufd/parameters", "dev", "dev/vfio", "dev/vfio/devices",
 	};
 	static const char *const wo[] = {
 		/* Parenthesised: each is one path built from pieces, not two missing a comma. */
 		"sys/bus/pci/rescan", ("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/bind"),
 		("sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind"),
+		("sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER "/bind"),
+		("sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER "/unbind"),
+	};
+	/* Module versions and the parameters clients read (bools read "Y" or "N"). */
+	static const char *const ro[][2] = {
+		{ "sys/module/vfio/version", "0.3\n" },
+		{ "sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "N\n" },
+		{ "sys/module/vfio_pci/parameters/nointxmask", "N\n" },
+		{ "sys/module/vfio_pci/parameters/disable_idle_d3", "N\n" },
+		{ "sys/module/vfio_pci/parameters/disable_denylist", "N\n" },
+		{ "sys/module/vfio_pci/parameters/enable_sriov", "N\n" },
+		{ "sys/module/vfio_pci/parameters/disable_vga", "N\n" },
+		{ "sys/module/vfio_pci_core/parameters/nointxmask", "N\n" },
+		{ "sys/module/vfio_pci_core/parameters/disable_idle_d3", "N\n" },
+		{ "sys/module/vfio_pci_core/parameters/disable_vga", "N\n" },
+		{ "sys/module/iommufd/parameters/allow_unsafe_interrupts", "N\n" },
+		{ "sys/devices/virtual/misc/vfio/dev", "10:196\n" },
+		{ "sys/devices/virtual/misc/vfio/uevent", "MAJOR=10\nMINOR=196\nDEVNAME=vfio/vfio\n" },
+	};
+	static const char *const links[][2] = {
+		{ "sys/class/misc/vfio", "../../devices/virtual/misc/vfio" },
+		{ ("sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER "/module"), "../../../../module/vfio_pci" },
 	};
 	size_t i;
 	int id, rc = 0;
@@ -496,6 +697,11 @@ static int entries_build(struct sysfs_entries *es)
 		rc = add_dir(es, "%s", fixed[i]);
 	for (i = 0; i < ARRAY_SIZE(wo) && !rc; i++)
 		rc = entries_add(es, SYSFS_FILE, 0200, "", "%s", wo[i]);
+	for (i = 0; i < ARRAY_SIZE(ro) && !rc; i++)
+		rc = entries_add(es, SYSFS_FILE, 0444, ro[i][1], "%s", ro[i][0]);
+	for (i = 0; i < ARRAY_SIZE(links) && !rc; i++)
+		rc = add_link(es, links[i][1], "%s", links[i][0]);
+	rc = rc ?: entries_add(es, SYSFS_FILE, 0666, "", "dev/vfio/vfio");
 	rc = rc ?: entries_add_debugfs(es);
 	for (id = iommu_group_next_id(-1); id >= 0 && !rc; id = iommu_group_next_id(id)) {
 		struct iommu_group *group = iommu_group_get_by_id(id);
@@ -603,6 +809,10 @@ static int tree_apply(struct sysfs_entries *want)
 		char sys[PATH_MAX];
 
 		rc = tree_path(sys, sizeof(sys), "sys");
+		if (rc)
+			return rc;
+		remove_tree(sys);
+		rc = tree_path(sys, sizeof(sys), "dev");
 		if (rc)
 			return rc;
 		remove_tree(sys);
@@ -898,7 +1108,7 @@ static void rescan_all(void)
 /* Applies one journal line (NUL-terminated); what the local state refuses is skipped. */
 static void journal_apply(const char *line)
 {
-	char bdf[33], value[33], attr[64];
+	char bdf[33], value[33] = "", attr[64];
 
 	if (sscanf(line, "debugfs %63s %32s", attr, value) == 2) {
 		fault_debugfs_store(attr, value, strlen(value));
@@ -922,6 +1132,12 @@ static void journal_apply(const char *line)
 		topology_bind(bdf);
 	else if (sscanf(line, "unbind %32s", bdf) == 1)
 		topology_unbind(bdf);
+	else if (sscanf(line, "vfio-bind %32s", bdf) == 1)
+		topology_vfio_bind(bdf);
+	else if (sscanf(line, "vfio-unbind %32s", bdf) == 1)
+		topology_vfio_unbind(bdf);
+	else if ((value[0] = '\0', sscanf(line, "override %32s %32s", bdf, value) >= 1))
+		topology_set_driver_override(bdf, value);
 	else if (!strcmp(line, "rescan"))
 		rescan_all();
 }
@@ -1218,6 +1434,38 @@ static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, c
 			return -ENODEV; /* unknown, absent, or not bound to this driver */
 		snprintf(line, len, "unbind %s\n", bdf);
 		return 0;
+	case SYSFS_ATTR_VFIO_BIND:
+		rc = find_present(s, bdf, sizeof(bdf));
+		rc = rc ?: topology_vfio_bind(bdf);
+		if (rc == -ENOENT)
+			rc = -ENODEV;
+		if (!rc)
+			snprintf(line, len, "vfio-bind %s\n", bdf);
+		return rc;
+	case SYSFS_ATTR_VFIO_UNBIND:
+		rc = find_present(s, bdf, sizeof(bdf));
+		rc = rc ?: topology_vfio_unbind(bdf);
+		if (rc == -ENOENT)
+			rc = -ENODEV;
+		if (!rc)
+			snprintf(line, len, "vfio-unbind %s\n", bdf);
+		return rc;
+	case SYSFS_ATTR_OVERRIDE: {
+		/* driver_set_override(): one trailing newline dropped, "" clears. */
+		size_t n = strlen(s);
+
+		if (n && s[n - 1] == '\n')
+			n--;
+		if (n >= TOPOLOGY_DRIVER_NAME_MAX || memchr(s, ' ', n))
+			return -EINVAL; /* longer than any driver's name: matches none anyway */
+		memcpy(bdf, s, n);
+		bdf[n] = '\0';
+		rc = topology_set_driver_override(dev_bdf, bdf);
+		if (rc)
+			return rc == -ENOENT ? -ENODEV : rc;
+		snprintf(line, len, "override %s %s\n", dev_bdf, bdf);
+		return 0;
+	}
 	default:
 		return -EIO;
 	}
@@ -1244,7 +1492,7 @@ static ssize_t sysfs_debugfs_store(struct sysfs_file *f, const char *buf, size_t
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
 {
-	char s[4097], line[64] = "";
+	char s[4097], line[96] = "";
 	int rc, fd;
 
 	if (f->attr == SYSFS_ATTR_TYPE)
@@ -1424,6 +1672,32 @@ static int sysfs_redirect_locked(const char *path, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+int sysfs_dev_redirect(const char *path, char *buf, size_t len)
+{
+	int rc;
+
+	if (strncmp(path, "/dev/", 5))
+		return -ENOENT;
+	uiommu_mutex_lock(&sysfs_lock);
+	rc = sysfs_redirect_locked(path, buf, len);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
+int sysfs_unredirect(const char *real, char *buf, size_t len)
+{
+	size_t n;
+	int rc = -ENOENT;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	n = strlen(sysfs.tree_real);
+	if (sysfs.pid == getpid() && n && !strncmp(real, sysfs.tree_real, n) && real[n] == '/') {
+		rc = snprintf(buf, len, "%s", real + n) >= (int)len ? -ENAMETOOLONG : 0;
+	}
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
 UIOMMU_EXPORT int uiommu_sysfs_redirect(const char *path, char *buf, size_t len)
 {
 	int rc;
@@ -1463,15 +1737,19 @@ static enum sysfs_attr attr_of(const char *real, int *id, char *bdf, size_t len)
 		return SYSFS_ATTR_BIND;
 	if (!strcmp(real, "/sys/bus/pci/drivers/" SYSFS_PCI_DRIVER "/unbind"))
 		return SYSFS_ATTR_UNBIND;
+	if (!strcmp(real, "/sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER "/bind"))
+		return SYSFS_ATTR_VFIO_BIND;
+	if (!strcmp(real, "/sys/bus/pci/drivers/" TOPOLOGY_VFIO_DRIVER "/unbind"))
+		return SYSFS_ATTR_VFIO_UNBIND;
 	if (sscanf(real, "/sys/kernel/iommu_groups/%d/%15s%n", id, tail, &end) == 2 &&
 	    !real[end] && !strcmp(tail, "type") && *id >= 0)
 		return SYSFS_ATTR_TYPE;
 	end = 0;
 	if (sscanf(real, "/sys/devices/%63[^/]/%63[^/]/%15s%n", root, name, tail, &end) == 3 &&
-	    !real[end] && !strcmp(tail, "remove") && !strncmp(root, "pci", 3) &&
-	    strlen(name) < len) {
+	    !real[end] && !strncmp(root, "pci", 3) && strlen(name) < len &&
+	    (!strcmp(tail, "remove") || !strcmp(tail, "driver_override"))) {
 		snprintf(bdf, len, "%s", name);
-		return SYSFS_ATTR_REMOVE;
+		return tail[0] == 'r' ? SYSFS_ATTR_REMOVE : SYSFS_ATTR_OVERRIDE;
 	}
 	return SYSFS_ATTR_NONE;
 }
@@ -1520,7 +1798,7 @@ static int sysfs_open_write(const char *path, int flags)
 	}
 	/* Write-only: a read open fails, O_RDWR (and O_RDONLY | O_TRUNC) included. */
 	if (attr != SYSFS_ATTR_TYPE && attr != SYSFS_ATTR_DEBUGFS &&
-	    (flags & O_ACCMODE) != O_WRONLY) {
+	    attr != SYSFS_ATTR_OVERRIDE && (flags & O_ACCMODE) != O_WRONLY) {
 		rc = -EACCES;
 		goto out_unlock;
 	}

@@ -21,6 +21,19 @@
 #define SYSFS_OWNER_ENV "UIOMMU_SYSFS_OWNER"
 /* The emulated DMA-API driver's name on the PCI bus: /sys/bus/pci/drivers/<name>. */
 #define SYSFS_PCI_DRIVER "uiommu-dma"
+/*
+ * The character devices of VFIO, as a real machine numbers them: the misc major 10 with vfio's
+ * fixed minor 196 (/dev/vfio/vfio), and two
+ * dynamic majors (taken from 254 downward in registration order on a machine whose drivers
+ * took 254-244 before): "vfio" for the group nodes (/dev/vfio/<G>, minor = the group's slot)
+ * and "vfio-dev" for the device cdevs (/dev/vfio/devices/vfioN, minor = N). The sysfs `dev`
+ * files show these, and the VFIO layer's stat() and fstat() answer them.
+ */
+#define SYSFS_MISC_MAJOR 10
+#define SYSFS_VFIO_MISC_MINOR 196
+#define SYSFS_VFIO_GROUP_MAJOR 243
+#define SYSFS_VFIO_CDEV_MAJOR 242
+
 /* The selftest mock's bus, /sys/bus/<name>: the kernel's name, which selftests look for. */
 #define SYSFS_MOCK_BUS "iommufd_mock"
 /* Test hook: "1" grants the type store's privilege, "0" denies it, unset: the real check. */
@@ -65,6 +78,19 @@ int sysfs_tree_root(char *buf, size_t len);
 
 /* A close_range() of [first, last] is about to run: forget the virtual sysfs's fds in it. */
 void sysfs_fds_forget_range(unsigned int first, unsigned int last);
+
+/**
+ * sysfs_dev_redirect() - the tree's place for a /dev path (/dev/vfio, /dev/vfio/devices and
+ * their entries, which the tree holds as empty files so that a listing shows the nodes), after
+ * a sync. Return: 0, -ENOENT (not a /dev path), the sync's errno.
+ */
+int sysfs_dev_redirect(const char *path, char *buf, size_t len);
+
+/**
+ * sysfs_unredirect() - @real (a resolved path inside this process's tree) as the program names
+ * it: "/sys/..." or "/dev/...". Return: 0, -ENOENT (not in the tree), -ENAMETOOLONG.
+ */
+int sysfs_unredirect(const char *real, char *buf, size_t len);
 
 /* Device-tree names, shared with uiommuctl's output: "pci0000:00" for "0000:01:00.0". */
 void sysfs_pci_root_name(const char *bdf, char *buf, size_t len);

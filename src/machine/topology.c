@@ -78,6 +78,7 @@ struct topo_device_desc {
 	bool dirty;
 	int driver_pref;
 	bool bound;
+	bool vfio;                     /* "driver": "vfio-pci", or unbound and not "none" */
 	bool present;
 	char model[32];                /* the PCI function's device model; "": generic */
 	char backing[PATH_MAX];        /* the model's "backing" file; "": none */
@@ -103,6 +104,16 @@ struct topo_device {
 	bool bind_on_plug;
 	bool present;   /* probed into the core now */
 	bool bound;     /* use_default_domain() succeeded and is not yet undone */
+	/*
+	 * vfio-pci: bound now (vfio_index >= 0), the topology's choice at boot and plug, the
+	 * users VFIO counts on it (open files: unbind and unplug refuse while there are any),
+	 * the group node's minor, and driver_override ("" when unset).
+	 */
+	bool vfio_on_plug;
+	int vfio_index;
+	int vfio_group_minor;
+	unsigned int vfio_users;
+	char driver_override[TOPOLOGY_DRIVER_NAME_MAX];
 	/* The emulated driver's DMA engine, while bound and $UIOMMU_DRIVER_DMA is set. */
 	bool dma_running;
 	atomic_bool dma_stop;
@@ -492,7 +503,7 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 	char where[32], iommu[sizeof(d->iommus[0].name)];
 	struct json_object *v;
 	uint64_t bits;
-	int rc;
+	int rc, vfio;
 
 	snprintf(where, sizeof(where), "devices[%u]", i);
 	parser_at(p, "%s", where);
@@ -551,6 +562,7 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 		return rc;
 
 	dd->driver_pref = 0;
+	vfio = -1;
 	parser_at(p, "%s.driver", where);
 	if (json_object_object_get_ex(obj, "driver", &v) && !json_object_is_type(v, json_type_null)) {
 		const char *s = json_object_is_type(v, json_type_string) ?
@@ -560,9 +572,18 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 			dd->driver_pref = IOMMU_DOMAIN_IDENTITY;
 		else if (s && !strcmp(s, "dma"))
 			dd->driver_pref = IOMMU_DOMAIN_DMA;
+		else if (s && !strcmp(s, TOPOLOGY_VFIO_DRIVER))
+			vfio = 1;
+		else if (s && !strcmp(s, "none"))
+			vfio = 0;
 		else
-			return parse_error(p, "must be \"identity\", \"dma\" or null");
+			return parse_error(p, "must be \"identity\", \"dma\", \"" TOPOLOGY_VFIO_DRIVER
+					   "\", \"none\" or null");
 	}
+	if (vfio == 1 && dd->bound)
+		return parse_error(p, "\"" TOPOLOGY_VFIO_DRIVER "\" and \"bound\": one driver only");
+	/* vfio-pci takes the functions the emulated DMA-API driver does not (the model default). */
+	dd->vfio = vfio == 1 || (vfio < 0 && !dd->bound);
 	return 0;
 }
 
@@ -827,6 +848,78 @@ static void topo_device_unbind(struct topo_device *td)
 	iommu_device_unuse_default_domain(td->dev);
 }
 
+/*
+ * vfio-pci's probe: the lowest free vfioN (one global index, as the kernel's vfio device IDA),
+ * and the group node's minor: the one another vfio-pci function of the group has, else the
+ * lowest free (the kernel's vfio group minors, a slot per group that has a VFIO device).
+ * vfio-pci binds no DMA API: it claims nothing in the core (driver_managed_dma).
+ */
+static int topo_vfio_bind(struct topo_device *td)
+{
+	struct iommu_group *group;
+	int index = 0, minor = -1, free_minor = 0;
+	bool again;
+
+	lockdep_assert_held(&topology_lock);
+	group = iommu_group_get(td->dev);
+	if (!group)
+		return -EINVAL; /* vfio-pci refuses a function without an IOMMU group */
+	do {
+		again = false;
+		for (unsigned int i = 0; i < topo.nr_devices; i++) {
+			if (topo.devices[i].vfio_index == index) {
+				index++;
+				again = true;
+			}
+		}
+	} while (again);
+	for (unsigned int i = 0; i < topo.nr_devices && minor < 0; i++) {
+		struct topo_device *o = &topo.devices[i];
+		struct iommu_group *og;
+
+		if (o->vfio_index < 0 || !o->present)
+			continue;
+		og = iommu_group_get(o->dev);
+		if (og == group)
+			minor = o->vfio_group_minor;
+		if (og)
+			iommu_group_put(og);
+	}
+	iommu_group_put(group);
+	if (minor < 0) {
+		do {
+			again = false;
+			for (unsigned int i = 0; i < topo.nr_devices; i++) {
+				if (topo.devices[i].vfio_index >= 0 &&
+				    topo.devices[i].vfio_group_minor == free_minor) {
+					free_minor++;
+					again = true;
+				}
+			}
+		} while (again);
+		minor = free_minor;
+	}
+	td->vfio_index = index;
+	td->vfio_group_minor = minor;
+	return 0;
+}
+
+static void topo_vfio_unbind(struct topo_device *td)
+{
+	lockdep_assert_held(&topology_lock);
+	td->vfio_index = -1;
+	td->vfio_group_minor = -1;
+}
+
+/* Would the driver core match @td to @driver? driver_override, when set, decides alone. */
+static bool topo_driver_matches(const struct topo_device *td, const char *driver)
+{
+	if (td->driver_override[0])
+		return !strcmp(td->driver_override, driver);
+	/* vfio-pci's ID table matches only functions whose override asks for it. */
+	return strcmp(driver, TOPOLOGY_VFIO_DRIVER) != 0;
+}
+
 int topology_dma_stats(const char *bdf, unsigned long *ops, unsigned long *errors)
 {
 	struct topo_device *td;
@@ -855,6 +948,8 @@ static void topo_teardown(void)
 			continue;
 		if (td->bound)
 			topo_device_unbind(td);
+		if (td->vfio_index >= 0)
+			topo_vfio_unbind(td);
 		if (td->fn)
 			pci_fn_destroy(td->fn);
 		td->fn = NULL;
@@ -925,6 +1020,9 @@ static int topo_instantiate(const struct topo_desc *d)
 		td->dev = dev;
 		td->iommu = dd->iommu;
 		td->bind_on_plug = dd->bound;
+		td->vfio_on_plug = dd->vfio;
+		td->vfio_index = -1;
+		td->vfio_group_minor = -1;
 		snprintf(dev->group_key, sizeof(dev->group_key), "%s", dd->group_key);
 		dev->iommu = &topo.iommus[dd->iommu];
 		dev->untrusted = dd->untrusted;
@@ -970,6 +1068,14 @@ static int topo_instantiate(const struct topo_desc *d)
 	for (i = 0; i < d->nr_devices; i++) {
 		struct topo_device *td = &topo.devices[i];
 
+		if (td->present && td->vfio_on_plug) {
+			rc = topo_vfio_bind(td);
+			if (rc) {
+				fprintf(stderr, "uiommu: topology: binding vfio-pci to %s failed: %s\n",
+					td->dev->name, strerror(-rc));
+				return rc;
+			}
+		}
 		if (!td->present || !td->bind_on_plug)
 			continue;
 		rc = topo_device_bind(td);
@@ -1138,6 +1244,12 @@ static void topo_fill_info(struct topo_device *td, struct topology_device_info *
 	info->present = td->present;
 	info->bound = td->bound;
 	info->bind_on_plug = td->bind_on_plug;
+	info->vfio = td->vfio_index >= 0;
+	info->vfio_on_plug = td->vfio_on_plug;
+	info->vfio_index = td->vfio_index;
+	info->vfio_group_minor = td->vfio_group_minor;
+	info->vfio_users = td->vfio_users;
+	snprintf(info->driver_override, sizeof(info->driver_override), "%s", td->driver_override);
 }
 
 int topology_device_get_info(const char *bdf, struct topology_device_info *info)
@@ -1214,8 +1326,15 @@ int topology_unplug(const char *bdf)
 			goto out_unlock;
 		}
 	}
+	/* VFIO's remove waits for the device's users to close; we refuse instead of waiting. */
+	if (td->vfio_users) {
+		rc = -EBUSY;
+		goto out_unlock;
+	}
 	if (td->bound)
 		topo_device_unbind(td);
+	if (td->vfio_index >= 0)
+		topo_vfio_unbind(td);
 	/* The function stops its DMA and lets its DMA handle go before it leaves the core. */
 	pci_fn_unplug(td->fn);
 	iommu_release_device(td->dev);
@@ -1248,45 +1367,125 @@ int topology_plug(const char *bdf)
 	/* A driver that cannot bind leaves the device plugged and driverless. */
 	if (td->bind_on_plug)
 		topo_device_bind(td);
+	else if (td->vfio_on_plug)
+		topo_vfio_bind(td);
 out_unlock:
 	uiommu_mutex_unlock(&topology_lock);
 	return rc;
 }
 
-int topology_bind(const char *bdf)
+/* Runs @op on the device @bdf under topology_lock: -ENOENT for an unknown BDF. */
+static int topo_device_op(const char *bdf, int (*op)(struct topo_device *td))
 {
 	struct topo_device *td;
 	int rc;
 
 	uiommu_mutex_lock(&topology_lock);
 	td = topo_find(bdf);
-	if (!td)
-		rc = -ENOENT;
-	else if (!td->present)
-		rc = -ENODEV;
-	else if (td->bound)
-		rc = -EBUSY;
-	else
-		rc = topo_device_bind(td);
+	rc = td ? op(td) : -ENOENT;
 	uiommu_mutex_unlock(&topology_lock);
 	return rc;
 }
 
+static int topo_bind_op(struct topo_device *td)
+{
+	if (!td->present)
+		return -ENODEV;
+	if (td->bound || td->vfio_index >= 0)
+		return -EBUSY;
+	if (!topo_driver_matches(td, TOPOLOGY_DMA_DRIVER))
+		return -ENODEV;
+	return topo_device_bind(td);
+}
+
+static int topo_unbind_op(struct topo_device *td)
+{
+	if (!td->present)
+		return -ENODEV;
+	if (!td->bound)
+		return -EINVAL;
+	topo_device_unbind(td);
+	return 0;
+}
+
+static int topo_vfio_bind_op(struct topo_device *td)
+{
+	if (!td->present || !topo_driver_matches(td, TOPOLOGY_VFIO_DRIVER))
+		return -ENODEV;
+	if (td->bound || td->vfio_index >= 0)
+		return -EBUSY;
+	return topo_vfio_bind(td);
+}
+
+static int topo_vfio_unbind_op(struct topo_device *td)
+{
+	if (!td->present || td->vfio_index < 0)
+		return -ENODEV;
+	if (td->vfio_users)
+		return -EBUSY; /* the kernel waits for the users to close */
+	topo_vfio_unbind(td);
+	return 0;
+}
+
+int topology_bind(const char *bdf)
+{
+	return topo_device_op(bdf, topo_bind_op);
+}
+
 int topology_unbind(const char *bdf)
+{
+	return topo_device_op(bdf, topo_unbind_op);
+}
+
+int topology_vfio_bind(const char *bdf)
+{
+	return topo_device_op(bdf, topo_vfio_bind_op);
+}
+
+int topology_vfio_unbind(const char *bdf)
+{
+	return topo_device_op(bdf, topo_vfio_unbind_op);
+}
+
+int topology_vfio_get(struct device *dev)
+{
+	int rc = -ENODEV;
+
+	uiommu_mutex_lock(&topology_lock);
+	for (unsigned int i = 0; i < topo.nr_devices; i++) {
+		struct topo_device *td = &topo.devices[i];
+
+		if (td->dev == dev && td->present && td->vfio_index >= 0) {
+			td->vfio_users++;
+			rc = 0;
+		}
+	}
+	uiommu_mutex_unlock(&topology_lock);
+	return rc;
+}
+
+void topology_vfio_put(struct device *dev)
+{
+	uiommu_mutex_lock(&topology_lock);
+	for (unsigned int i = 0; i < topo.nr_devices; i++)
+		if (topo.devices[i].dev == dev && !WARN_ON(!topo.devices[i].vfio_users))
+			topo.devices[i].vfio_users--;
+	uiommu_mutex_unlock(&topology_lock);
+}
+
+int topology_set_driver_override(const char *bdf, const char *driver)
 {
 	struct topo_device *td;
 	int rc = 0;
 
+	if (strlen(driver) >= TOPOLOGY_DRIVER_NAME_MAX)
+		return -EINVAL;
 	uiommu_mutex_lock(&topology_lock);
 	td = topo_find(bdf);
 	if (!td)
 		rc = -ENOENT;
-	else if (!td->present)
-		rc = -ENODEV;
-	else if (!td->bound)
-		rc = -EINVAL;
 	else
-		topo_device_unbind(td);
+		snprintf(td->driver_override, sizeof(td->driver_override), "%s", driver);
 	uiommu_mutex_unlock(&topology_lock);
 	return rc;
 }

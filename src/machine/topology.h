@@ -25,6 +25,11 @@
 /* The environment variable naming a topology file when topology_load() gets NULL. */
 #define TOPOLOGY_ENV "UIOMMU_TOPOLOGY"
 
+/* The drivers of the machine's PCI bus, as /sys/bus/pci/drivers/ names them. */
+#define TOPOLOGY_DMA_DRIVER "uiommu-dma"
+#define TOPOLOGY_VFIO_DRIVER "vfio-pci"
+#define TOPOLOGY_DRIVER_NAME_MAX 32
+
 /* What the topology says about a device, and its state now. */
 struct topology_device_info {
 	struct device *dev;
@@ -33,6 +38,12 @@ struct topology_device_info {
 	bool present;             /* probed (plugged) now */
 	bool bound;               /* the emulated DMA-API driver is bound now */
 	bool bind_on_plug;        /* the topology's "bound": bind at boot and at every plug */
+	bool vfio;                /* vfio-pci is bound now */
+	bool vfio_on_plug;        /* the topology gives it to vfio-pci at boot and at every plug */
+	int vfio_index;           /* bound to vfio-pci: N of vfioN; else -1 */
+	int vfio_group_minor;     /* bound to vfio-pci: its group node's minor; else -1 */
+	unsigned int vfio_users;  /* VFIO's open files of it (topology_vfio_get()) */
+	char driver_override[TOPOLOGY_DRIVER_NAME_MAX]; /* "" when unset */
 };
 
 /**
@@ -129,8 +140,9 @@ int topology_plug(const char *bdf);
  * topology_bind(), topology_unbind() - bind or unbind the emulated DMA-API driver of a present
  * device (iommu_device_use_default_domain() / iommu_device_unuse_default_domain()).
  *
- * Return: 0; -ENOENT unknown BDF; -ENODEV not present; bind: -EBUSY already bound or the
- * core's -EBUSY / -EPROBE_DEFER; unbind: -EINVAL when not bound.
+ * Return: 0; -ENOENT unknown BDF; -ENODEV not present; bind: -ENODEV when driver_override
+ * names another driver, -EBUSY already bound (to it or to vfio-pci) or the core's -EBUSY /
+ * -EPROBE_DEFER; unbind: -EINVAL when not bound.
  */
 int topology_bind(const char *bdf);
 /*
@@ -140,5 +152,32 @@ int topology_bind(const char *bdf);
  */
 int topology_dma_stats(const char *bdf, unsigned long *ops, unsigned long *errors);
 int topology_unbind(const char *bdf);
+
+/**
+ * topology_vfio_bind(), topology_vfio_unbind() - bind or unbind vfio-pci (the sysfs bind and
+ * unbind of /sys/bus/pci/drivers/vfio-pci). vfio-pci claims nothing in the core; it gives the
+ * function the lowest free vfioN and its group a node minor.
+ *
+ * Return: 0; -ENOENT unknown BDF; bind: -ENODEV absent or not matched (vfio-pci matches only a
+ * function whose driver_override is "vfio-pci"), -EBUSY bound to a driver already, -EINVAL no
+ * IOMMU group; unbind: -ENODEV absent or not bound to vfio-pci, -EBUSY while VFIO has it open
+ * (the kernel's unbind waits for the users; we refuse).
+ */
+int topology_vfio_bind(const char *bdf);
+int topology_vfio_unbind(const char *bdf);
+
+/*
+ * topology_vfio_get(), topology_vfio_put() - VFIO holds a function it has open: unbind and
+ * unplug answer -EBUSY meanwhile. get: -ENODEV unless present and bound to vfio-pci.
+ */
+int topology_vfio_get(struct device *dev);
+void topology_vfio_put(struct device *dev);
+
+/**
+ * topology_set_driver_override() - the function's driver_override ("" clears it). It decides
+ * which driver a later bind may match, as the kernel's does (topology_bind(): -ENODEV when it
+ * names another driver). Return: 0, -ENOENT unknown BDF, -EINVAL too long.
+ */
+int topology_set_driver_override(const char *bdf, const char *driver);
 
 #endif

@@ -92,6 +92,12 @@
 			return err;                                                       \
 		errno = _saved_errno;                                                     \
 		path = _sysfs_buf;                                                        \
+	} else if (uiommu_node_claims(path)) {                                            \
+		int _saved_errno = errno;                                                 \
+		if (uiommu_node_redirect(path, _sysfs_buf, sizeof(_sysfs_buf)))           \
+			return err;                                                       \
+		errno = _saved_errno;                                                     \
+		path = _sysfs_buf;                                                        \
 	}
 
 /*
@@ -125,6 +131,8 @@ int __lxstat(int ver, const char *path, struct stat *st);
 int __lxstat64(int ver, const char *path, struct stat64 *st);
 int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
 int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
+int __fxstat(int ver, int fd, struct stat *st);
+int __fxstat64(int ver, int fd, struct stat64 *st);
 ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen);
 ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen);
 
@@ -234,6 +242,7 @@ UIOMMU_EXPORT int ioctl(int fd, unsigned long request, ...)
 {
 	va_list ap;
 	void *arg;
+	int rc;
 
 	libc_func(ioctl, int, int, unsigned long, ...);
 	va_start(ap, request);
@@ -241,6 +250,10 @@ UIOMMU_EXPORT int ioctl(int fd, unsigned long request, ...)
 	va_end(ap);
 	if (uiommu_is_fd(fd))
 		return uiommu_ioctl(fd, request, arg);
+	/* KVM's VFIO device told of one of our fds: the library answers for the kernel. */
+	rc = uiommu_kvm_ioctl(fd, request, arg);
+	if (rc != UIOMMU_KVM_PASS)
+		return rc;
 	return _ioctl(fd, request, arg);
 }
 
@@ -253,6 +266,7 @@ UIOMMU_EXPORT int close(int fd)
 		return uiommu_sysfs_close(fd);
 	if (uiommu_fail_nth_is_fd(fd))
 		return uiommu_fail_nth_close(fd);
+	uiommu_kvm_close(fd);
 	return _close(fd);
 }
 
@@ -323,6 +337,7 @@ UIOMMU_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 	libc_func(close_range, int, unsigned int, unsigned int, int);
 	if (uiommu_fd_close_range(first, last, flags))
 		return -1;
+	uiommu_kvm_close_range(first, last, flags);
 	return _close_range(first, last, flags);
 }
 
@@ -330,6 +345,7 @@ UIOMMU_EXPORT void closefrom(int lowfd)
 {
 	libc_func(closefrom, void, int);
 	uiommu_fd_close_range(lowfd < 0 ? 0 : (unsigned int)lowfd, ~0u, 0);
+	uiommu_kvm_close_range(lowfd < 0 ? 0 : (unsigned int)lowfd, ~0u, 0);
 	_closefrom(lowfd);
 }
 
@@ -354,9 +370,11 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 	for (i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
-	if (nr == SYS_close_range &&
-	    uiommu_fd_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]))
-		return -1;
+	if (nr == SYS_close_range) {
+		if (uiommu_fd_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]))
+			return -1;
+		uiommu_kvm_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]);
+	}
 	return _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
@@ -672,24 +690,174 @@ WRAP_PATH(opendir, DIR *, NULL, (path),
 	  const char *path)
 WRAP_PATH(chdir, int, -1, (path),
 	  const char *path)
-WRAP_PATH(stat, int, -1, (path, st),
-	  const char *path, struct stat *st)
-WRAP_PATH(stat64, int, -1, (path, st),
-	  const char *path, struct stat64 *st)
-WRAP_PATH(lstat, int, -1, (path, st),
-	  const char *path, struct stat *st)
-WRAP_PATH(lstat64, int, -1, (path, st),
-	  const char *path, struct stat64 *st)
-WRAP_PATH(access, int, -1, (path, mode),
-	  const char *path, int mode)
-WRAP_PATH(euidaccess, int, -1, (path, mode),
-	  const char *path, int mode)
-WRAP_PATH(eaccess, int, -1, (path, mode),
-	  const char *path, int mode)
-WRAP_PATH(readlink, ssize_t, -1, (path, buf, len),
-	  const char *path, char *buf, size_t len)
-WRAP_PATH(__readlink_chk, ssize_t, -1, (path, buf, len, buflen),
-	  const char *path, char *buf, size_t len, size_t buflen)
+/*
+ * Calls that look at a node (stat in all its spellings, access, readlink): the library answers
+ * for the VFIO nodes, /dev/iommu and /proc/self/fd/N of our fds; the rest as WRAP_PATH.
+ */
+#define WRAP_STAT(name, stattype, nofollow)                                               \
+	UIOMMU_EXPORT int name(const char *path, stattype *st)                            \
+	{                                                                                 \
+		libc_func(name, int, const char *, stattype *);                           \
+		if (uiommu_node_claims(path))                                             \
+			return uiommu_node_stat(path, (struct stat *)st, nofollow);       \
+		SYSFS_REDIRECT(path, -1);                                                 \
+		return _##name(path, st);                                                 \
+	}
+
+WRAP_STAT(stat, struct stat, 0)
+WRAP_STAT(stat64, struct stat64, 0)
+WRAP_STAT(lstat, struct stat, AT_SYMLINK_NOFOLLOW)
+WRAP_STAT(lstat64, struct stat64, AT_SYMLINK_NOFOLLOW)
+
+#define WRAP_XSTAT(name, stattype, nofollow)                                              \
+	UIOMMU_EXPORT int name(int ver, const char *path, stattype *st)                   \
+	{                                                                                 \
+		libc_func(name, int, int, const char *, stattype *);                      \
+		if (uiommu_node_claims(path))                                             \
+			return uiommu_node_stat(path, (struct stat *)st, nofollow);       \
+		SYSFS_REDIRECT(path, -1);                                                 \
+		return _##name(ver, path, st);                                            \
+	}
+
+WRAP_XSTAT(__xstat, struct stat, 0)
+WRAP_XSTAT(__xstat64, struct stat64, 0)
+WRAP_XSTAT(__lxstat, struct stat, AT_SYMLINK_NOFOLLOW)
+WRAP_XSTAT(__lxstat64, struct stat64, AT_SYMLINK_NOFOLLOW)
+
+#define WRAP_FSTAT(name, stattype)                                                        \
+	UIOMMU_EXPORT int name(int fd, stattype *st)                                      \
+	{                                                                                 \
+		libc_func(name, int, int, stattype *);                                    \
+		if (uiommu_is_fd(fd))                                                     \
+			return uiommu_fstat(fd, (struct stat *)st);                       \
+		return _##name(fd, st);                                                   \
+	}
+
+WRAP_FSTAT(fstat, struct stat)
+WRAP_FSTAT(fstat64, struct stat64)
+
+#define WRAP_FXSTAT(name, stattype)                                                       \
+	UIOMMU_EXPORT int name(int ver, int fd, stattype *st)                             \
+	{                                                                                 \
+		libc_func(name, int, int, int, stattype *);                               \
+		if (uiommu_is_fd(fd))                                                     \
+			return uiommu_fstat(fd, (struct stat *)st);                       \
+		return _##name(ver, fd, st);                                              \
+	}
+
+WRAP_FXSTAT(__fxstat, struct stat)
+WRAP_FXSTAT(__fxstat64, struct stat64)
+
+/* fstatat(fd, "", st, AT_EMPTY_PATH) of one of our fds is its fstat. */
+#define IS_EMPTY_PATH_FD(dirfd, path, flags)                                              \
+	(((flags) & AT_EMPTY_PATH) && !*(path) && uiommu_is_fd(dirfd))
+
+/* The library's answer for an fstatat() of a node or of one of our fds, if it is one. */
+#define NODE_STATAT(dirfd, path, st, flags)                                               \
+	if (IS_EMPTY_PATH_FD(dirfd, path, flags))                                         \
+		return uiommu_fstat(dirfd, (struct stat *)(st));                          \
+	if (uiommu_node_claims(path))                                                     \
+		return uiommu_node_stat(path, (struct stat *)(st), (flags) & AT_SYMLINK_NOFOLLOW)
+
+#define WRAP_FSTATAT(name, stattype)                                                      \
+	UIOMMU_EXPORT int name(int dirfd, const char *path, stattype *st, int flags)      \
+	{                                                                                 \
+		libc_func(name, int, int, const char *, stattype *, int);                 \
+		NODE_STATAT(dirfd, path, st, flags);                                      \
+		SYSFS_REDIRECT(path, -1);                                                 \
+		return _##name(dirfd, path, st, flags);                                   \
+	}
+
+WRAP_FSTATAT(fstatat, struct stat)
+WRAP_FSTATAT(fstatat64, struct stat64)
+
+UIOMMU_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask,
+			struct statx *st)
+{
+	libc_func(statx, int, int, const char *, int, unsigned int, struct statx *);
+	if (IS_EMPTY_PATH_FD(dirfd, path, flags) || uiommu_node_claims(path))
+		return uiommu_node_statx(dirfd, path, flags, mask, st);
+	SYSFS_REDIRECT(path, -1);
+	return _statx(dirfd, path, flags, mask, st);
+}
+
+#define WRAP_ACCESS(name)                                                                 \
+	UIOMMU_EXPORT int name(const char *path, int mode)                                \
+	{                                                                                 \
+		libc_func(name, int, const char *, int);                                  \
+		if (uiommu_node_claims(path))                                             \
+			return uiommu_node_access(path, mode);                            \
+		SYSFS_REDIRECT(path, -1);                                                 \
+		return _##name(path, mode);                                               \
+	}
+
+WRAP_ACCESS(access)
+WRAP_ACCESS(euidaccess)
+WRAP_ACCESS(eaccess)
+
+UIOMMU_EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	libc_func(faccessat, int, int, const char *, int, int);
+	if (uiommu_node_claims(path))
+		return uiommu_node_access(path, mode);
+	SYSFS_REDIRECT(path, -1);
+	return _faccessat(dirfd, path, mode, flags);
+}
+
+UIOMMU_EXPORT ssize_t readlink(const char *path, char *buf, size_t len)
+{
+	libc_func(readlink, ssize_t, const char *, char *, size_t);
+	if (uiommu_node_claims(path))
+		return uiommu_node_readlink(path, buf, len);
+	SYSFS_REDIRECT(path, -1);
+	return _readlink(path, buf, len);
+}
+
+UIOMMU_EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen)
+{
+	libc_func(__readlink_chk, ssize_t, const char *, char *, size_t, size_t);
+	if (uiommu_node_claims(path))
+		return uiommu_node_readlink(path, buf, len < buflen ? len : buflen);
+	SYSFS_REDIRECT(path, -1);
+	return ___readlink_chk(path, buf, len, buflen);
+}
+
+UIOMMU_EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t len)
+{
+	libc_func(readlinkat, ssize_t, int, const char *, char *, size_t);
+	if (uiommu_node_claims(path))
+		return uiommu_node_readlink(path, buf, len);
+	SYSFS_REDIRECT(path, -1);
+	return _readlinkat(dirfd, path, buf, len);
+}
+
+UIOMMU_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len,
+				       size_t buflen)
+{
+	libc_func(__readlinkat_chk, ssize_t, int, const char *, char *, size_t, size_t);
+	if (uiommu_node_claims(path))
+		return uiommu_node_readlink(path, buf, len < buflen ? len : buflen);
+	SYSFS_REDIRECT(path, -1);
+	return ___readlinkat_chk(dirfd, path, buf, len, buflen);
+}
+
+/* realpath resolves inside libc, out of our reach: the library resolves our paths whole. */
+UIOMMU_EXPORT char *realpath(const char *path, char *resolved)
+{
+	libc_func(realpath, char *, const char *, char *);
+	if (uiommu_node_claims(path) || uiommu_sysfs_claims(path))
+		return uiommu_node_realpath(path, resolved);
+	return _realpath(path, resolved);
+}
+
+UIOMMU_EXPORT char *canonicalize_file_name(const char *path)
+{
+	libc_func(canonicalize_file_name, char *, const char *);
+	if (uiommu_node_claims(path) || uiommu_sysfs_claims(path))
+		return uiommu_node_realpath(path, NULL);
+	return _canonicalize_file_name(path);
+}
+
 WRAP_PATH(getxattr, ssize_t, -1, (path, name, value, size),
 	  const char *path, const char *name, void *value, size_t size)
 WRAP_PATH(lgetxattr, ssize_t, -1, (path, name, value, size),
@@ -704,31 +872,12 @@ WRAP_PATH(scandir, int, -1, (path, list, sel, cmp),
 WRAP_PATH(scandir64, int, -1, (path, list, sel, cmp),
 	  const char *path, struct dirent64 ***list, int (*sel)(const struct dirent64 *),
 	  int (*cmp)(const struct dirent64 **, const struct dirent64 **))
-WRAP_PATH(fstatat, int, -1, (dirfd, path, st, flags),
-	  int dirfd, const char *path, struct stat *st, int flags)
-WRAP_PATH(fstatat64, int, -1, (dirfd, path, st, flags),
-	  int dirfd, const char *path, struct stat64 *st, int flags)
-WRAP_PATH(statx, int, -1, (dirfd, path, flags, mask, st),
-	  int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
-WRAP_PATH(faccessat, int, -1, (dirfd, path, mode, flags),
-	  int dirfd, const char *path, int mode, int flags)
-WRAP_PATH(readlinkat, ssize_t, -1, (dirfd, path, buf, len),
-	  int dirfd, const char *path, char *buf, size_t len)
-WRAP_PATH(__readlinkat_chk, ssize_t, -1, (dirfd, path, buf, len, buflen),
-	  int dirfd, const char *path, char *buf, size_t len, size_t buflen)
-WRAP_PATH(__xstat, int, -1, (ver, path, st),
-	  int ver, const char *path, struct stat *st)
-WRAP_PATH(__xstat64, int, -1, (ver, path, st),
-	  int ver, const char *path, struct stat64 *st)
-WRAP_PATH(__lxstat, int, -1, (ver, path, st),
-	  int ver, const char *path, struct stat *st)
-WRAP_PATH(__lxstat64, int, -1, (ver, path, st),
-	  int ver, const char *path, struct stat64 *st)
 
 #define WRAP_FXSTATAT(name, stattype)                                                     \
 	UIOMMU_EXPORT int name(int ver, int dirfd, const char *path, stattype *st, int flags) \
 	{                                                                                 \
 		libc_func(name, int, int, int, const char *, stattype *, int);            \
+		NODE_STATAT(dirfd, path, st, flags);                                      \
 		SYSFS_REDIRECT(path, -1);                                                 \
 		return _##name(ver, dirfd, path, st, flags);                              \
 	}

@@ -39,21 +39,27 @@
  * page table, detaching one that is not attached is no error; iommufd decides the rest (a HWPT
  * made with IOMMU_HWPT_ALLOC_PASID only, a PASID-capable device, EBUSY/EINVAL as its rules say).
  *
- * VFIO_DEVICE_GET_INFO reports a PCI device with no regions and no IRQs (region and IRQ info,
- * reset and the rest of vfio-pci are not emulated: other ioctls of a bound file are ENOTTY).
+ * Binding also opens the device for vfio-pci (vfio_pci_core_open()): every other ioctl of a
+ * bound file, pread/pwrite and mmap go to vfio_pci.c. The same file object serves the legacy
+ * group's device fds (vfio_cdev_open_group_mode(), group.h and vfio.h): bound and opened at
+ * once, BIND answers EINVAL and ATTACH/DETACH ENOTTY there.
  *
- * The last close of the file unbinds: detach, destroy the DEVICE object (the group's ownership
- * goes with it, and the group returns to its default domain), put the iommufd.
+ * The last close of the file closes the device for vfio-pci (interrupts off, a reset), then
+ * unbinds: detach, destroy the DEVICE object (the group's ownership goes with it, and the
+ * group returns to its default domain), put the iommufd.
  *
  * Locking: vfio_cdev_lock (the kernel's dev_set->lock, one for all) -> ioas->mutex ->
  * igroup->lock -> idev->lock -> the core's locks. Nothing is called with it held that could take it again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
@@ -61,19 +67,18 @@
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
+#include "vfio/group.h"
+#include "vfio/vfio.h"
 
-#define VFIO_CDEV_DIR "/dev/vfio/devices/"
 #define VFIO_CDEV_PREFIX VFIO_CDEV_DIR "vfio"
 
 /* The uAPI layouts (include/uiommu/vfio_compat.h), private so that any host header works. */
 #define VFIO_CDEV_TYPE ';'
 #define VFIO_CDEV_BASE 100
-#define VFIO_CDEV_GET_INFO _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 7)
 #define VFIO_CDEV_BIND_IOMMUFD _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 18)
 #define VFIO_CDEV_ATTACH_PT _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 19)
 #define VFIO_CDEV_DETACH_PT _IO(VFIO_CDEV_TYPE, VFIO_CDEV_BASE + 20)
 #define VFIO_CDEV_PASID_FLAG (1u << 0)
-#define VFIO_CDEV_INFO_PCI (1u << 1)
 
 struct vfio_cdev_bind {
 	uint32_t argsz, flags;
@@ -89,20 +94,20 @@ struct vfio_cdev_detach {
 	uint32_t argsz, flags, pasid;
 };
 
-struct vfio_cdev_info {
-	uint32_t argsz, flags, num_regions, num_irqs, cap_offset, pad;
-};
-
 #define vfio_cdev_minsz(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
 
 /* One open() of a device node: the kernel's struct vfio_device_file. */
 struct vfio_cdev_file {
-	struct device *dev;           /* a reference; constant */
+	struct device *dev;           /* a reference, and a topology_vfio_get(); constant */
+	enum vfio_file_mode mode;     /* a cdev's, or made by a group's GET_DEVICE_FD; constant */
+	void *group;                  /* group mode: the group file, a reference; constant */
 	/* The rest under vfio_cdev_lock. */
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
 	bool attached;                /* idev has a page table */
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
+	/* Opened for vfio-pci (bound, or group mode); once set, constant until release. */
+	struct vfio_pci_core *core;
 };
 
 /* Protects every file's binding state; the outermost lock of all (before ioas->mutex). */
@@ -110,12 +115,27 @@ UIOMMU_MUTEX_DEFINE(vfio_cdev_lock);
 /* The bound files: at most one per device (the kernel's open_count). */
 static struct vfio_cdev_file *vfio_cdev_bound;
 
+void vfio_lock(void)
+{
+	uiommu_mutex_lock(&vfio_cdev_lock);
+}
+
+void vfio_unlock(void)
+{
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+}
+
 static bool vfio_cdev_device_bound(struct device *dev)
 {
 	for (struct vfio_cdev_file *vf = vfio_cdev_bound; vf; vf = vf->next)
 		if (vf->dev == dev)
 			return true;
 	return false;
+}
+
+bool vfio_cdev_device_bound_locked(struct device *dev)
+{
+	return vfio_cdev_device_bound(dev);
 }
 
 static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
@@ -137,6 +157,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 {
 	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
 	struct vfio_cdev_bind bind;
+	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
 	struct iommufd_ctx *ictx;
 	uint32_t devid;
@@ -145,12 +166,16 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
 	if (rc)
 		return rc;
-	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0)
+	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
 		return -EINVAL;
 
 	uiommu_mutex_lock(&vfio_cdev_lock);
-	if (vf->idev) { /* this file is bound already */
+	if (vf->idev) { /* bound already */
 		rc = -EINVAL;
+		goto out_unlock;
+	}
+	if (vfio_group_node_is_open(vf->dev)) { /* the group path owns the device */
+		rc = -EBUSY;
 		goto out_unlock;
 	}
 	ictx = iommufd_ctx_from_fd(bind.iommufd);
@@ -158,7 +183,8 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		rc = PTR_ERR(ictx);
 		goto out_unlock;
 	}
-	if (vfio_cdev_device_bound(vf->dev)) { /* another file of the device is */
+	/* Another file of the device is bound, or a group opened it. */
+	if (vfio_cdev_device_bound(vf->dev) || vfio_device_is_open(vf->dev)) {
 		rc = -EINVAL;
 		goto err_put_ctx;
 	}
@@ -167,10 +193,16 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		rc = PTR_ERR(idev);
 		goto err_put_ctx;
 	}
+	core = vfio_pci_core_open(vf->dev, ictx, devid);
+	if (IS_ERR(core)) {
+		rc = PTR_ERR(core);
+		goto err_unbind;
+	}
 	rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_bind, out_devid), &devid,
 				 sizeof(devid));
 	if (rc)
-		goto err_unbind;
+		goto err_close;
+	vf->core = core;
 	vf->ictx = ictx;
 	vf->idev = idev;
 	vf->attached = false;
@@ -179,6 +211,8 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return 0;
 
+err_close:
+	vfio_pci_core_close(core);
 err_unbind:
 	iommufd_device_unbind(idev);
 err_put_ctx:
@@ -195,6 +229,9 @@ static struct iommufd_ctx *vfio_cdev_unbind(struct vfio_cdev_file *vf)
 
 	if (!vf->idev)
 		return NULL;
+	/* vfio-pci's close first: interrupts off, DMA fenced, a reset; then the IOMMU side. */
+	vfio_pci_core_close(vf->core);
+	vf->core = NULL;
 	if (vf->attached)
 		iommufd_device_detach(vf->idev);
 	iommufd_device_unbind(vf->idev);
@@ -291,32 +328,13 @@ static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, 
 	return 0;
 }
 
-/* ---- GET_INFO ------------------------------------------------------------------------------- */
-
-static int vfio_cdev_get_info(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
-{
-	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_info, num_irqs);
-	struct vfio_cdev_info info;
-	int rc;
-
-	(void)vf;
-	rc = uiommu_copy_from_user(mm, &info, arg, minsz);
-	if (rc)
-		return rc;
-	if (info.argsz < minsz)
-		return -EINVAL;
-	/* No capabilities: only the fields up to num_irqs are written, as vfio-pci does. */
-	info.flags = VFIO_CDEV_INFO_PCI;
-	info.num_regions = 0;
-	info.num_irqs = 0;
-	return uiommu_copy_to_user(mm, arg, &info, minsz);
-}
-
 /* ---- the file ------------------------------------------------------------------------------- */
 
 static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg)
 {
 	struct vfio_cdev_file *vf = priv;
+	struct vfio_pci_caller caller = { .mode = vf->mode };
+	struct vfio_pci_core *core;
 	int rc;
 
 	if (!mm)
@@ -325,28 +343,108 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		return vfio_cdev_bind_iommufd(vf, mm, arg);
 
 	uiommu_mutex_lock(&vfio_cdev_lock);
-	if (!vf->idev) {
+	core = vf->core;
+	if (!core) {
 		/* No access before bind: the kernel's access_granted check. */
 		rc = -EINVAL;
 		goto out_unlock;
 	}
 	switch (cmd) {
+	/* The cdev's own; a group's device fd hands them to vfio-pci, which knows neither. */
 	case VFIO_CDEV_ATTACH_PT:
-		rc = vfio_cdev_attach_pt(vf, mm, arg);
-		break;
+		rc = vf->mode == VFIO_FILE_GROUP ? -ENOTTY : vfio_cdev_attach_pt(vf, mm, arg);
+		goto out_unlock;
 	case VFIO_CDEV_DETACH_PT:
-		rc = vfio_cdev_detach_pt(vf, mm, arg);
-		break;
-	case VFIO_CDEV_GET_INFO:
-		rc = vfio_cdev_get_info(vf, mm, arg);
-		break;
+		rc = vf->mode == VFIO_FILE_GROUP ? -ENOTTY : vfio_cdev_detach_pt(vf, mm, arg);
+		goto out_unlock;
 	default:
-		rc = -ENOTTY;
 		break;
 	}
+	caller.ictx = vf->ictx;
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+
+	/* The core stays while this ioctl holds the file: only the last close drops it. */
+	if (vf->mode == VFIO_FILE_GROUP)
+		caller.group_of_fd = vfio_group_fd_iommu_group;
+	return vfio_pci_ioctl(core, &caller, mm, cmd, arg);
+
 out_unlock:
 	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return rc;
+}
+
+/* The opened core, or NULL (the file is not bound). */
+static struct vfio_pci_core *vfio_cdev_core(struct vfio_cdev_file *vf)
+{
+	struct vfio_pci_core *core;
+
+	uiommu_mutex_lock(&vfio_cdev_lock);
+	core = vf->core;
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+	return core;
+}
+
+/*
+ * pread/pwrite of the regions through a bounce buffer, so that a bad user buffer is EFAULT.
+ * Long accesses are cut to VFIO_CDEV_RW_MAX bytes: a short count, as a device file may return.
+ */
+#define VFIO_CDEV_RW_MAX (1u << 20)
+
+static ssize_t vfio_cdev_rw(struct vfio_cdev_file *vf, struct uiommu_mm *mm, void *ubuf,
+			    size_t count, off_t off, bool write)
+{
+	struct vfio_pci_core *core = vfio_cdev_core(vf);
+	void *buf;
+	ssize_t rc;
+
+	if (!core || off < 0)
+		return -EINVAL;
+	if (!mm)
+		return -ENOMEM;
+	if (count > VFIO_CDEV_RW_MAX)
+		count = VFIO_CDEV_RW_MAX;
+	buf = uiommu_zalloc(count ? count : 1);
+	if (!buf)
+		return -ENOMEM;
+	if (write && count) {
+		rc = uiommu_copy_from_user(mm, buf, (uintptr_t)ubuf, count);
+		if (rc)
+			goto out_free;
+	}
+	rc = vfio_pci_rw(core, buf, count, (uint64_t)off, write);
+	if (rc > 0 && !write) {
+		int err = uiommu_copy_to_user(mm, (uintptr_t)ubuf, buf, (size_t)rc);
+
+		if (err)
+			rc = err;
+	}
+out_free:
+	uiommu_free(buf);
+	return rc;
+}
+
+static ssize_t vfio_cdev_read(void *priv, struct uiommu_mm *mm, void *buf, size_t count,
+			      off_t off)
+{
+	return vfio_cdev_rw(priv, mm, buf, count, off, false);
+}
+
+static ssize_t vfio_cdev_write(void *priv, struct uiommu_mm *mm, const void *buf, size_t count,
+			       off_t off)
+{
+	return vfio_cdev_rw(priv, mm, (void *)(uintptr_t)buf, count, off, true);
+}
+
+static void *vfio_cdev_mmap(void *priv, void *addr, size_t len, int prot, int flags,
+			    uint64_t off)
+{
+	struct vfio_pci_core *core = vfio_cdev_core(priv);
+
+	if (!core) {
+		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	return vfio_pci_mmap(core, addr, len, prot, flags, off);
 }
 
 static void vfio_cdev_release(void *priv)
@@ -356,23 +454,33 @@ static void vfio_cdev_release(void *priv)
 
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	ictx = vfio_cdev_unbind(vf);
+	if (vf->core) { /* group mode */
+		vfio_pci_core_close(vf->core);
+		vf->core = NULL;
+	}
 	uiommu_mutex_unlock(&vfio_cdev_lock);
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
+	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
+	if (vf->group)
+		vfio_group_file_put(vf->group); /* pairs with the group's GET_DEVICE_FD */
 	uiommu_free(vf);
 }
 
 static const struct iommufd_subfd_ops vfio_cdev_fops = {
 	.release = vfio_cdev_release,
 	.ioctl = vfio_cdev_ioctl,
+	.read = vfio_cdev_read,
+	.write = vfio_cdev_write,
+	.mmap = vfio_cdev_mmap,
 };
 
 /* ---- finding vfioN -------------------------------------------------------------------------- */
 
 struct vfio_cdev_lookup {
-	unsigned int want, seen;
+	unsigned int want;
 	struct device *dev; /* a reference when found and usable */
 };
 
@@ -380,14 +488,10 @@ static int vfio_cdev_lookup_fn(const struct topology_device_info *info, void *ar
 {
 	struct vfio_cdev_lookup *l = arg;
 
-	if (info->bind_on_plug)
-		return 0; /* the topology gives it to the DMA-API driver: not vfio's */
-	if (l->seen++ != l->want)
+	if (!info->present || !info->vfio || info->vfio_index != (int)l->want)
 		return 0;
-	if (info->present && !info->bound) {
-		device_get(info->dev);
-		l->dev = info->dev;
-	}
+	device_get(info->dev);
+	l->dev = info->dev;
 	return 1;
 }
 
@@ -408,43 +512,36 @@ static int vfio_cdev_parse(const char *path, unsigned int *index)
 	return 0;
 }
 
-static int vfio_cdev_ret(int rc)
+/**
+ * vfio_cdev_open() - open /dev/vfio/devices/vfio@index
+ * Return: the fd, or -ENOENT (no such node now: the function is not bound to vfio-pci),
+ * -ENOMEM, -EMFILE.
+ */
+int vfio_cdev_open(unsigned int index, int flags)
 {
-	if (rc < 0) {
-		errno = -rc;
-		return -1;
-	}
-	return rc;
-}
-
-UIOMMU_EXPORT bool uiommu_vfio_claims(const char *path)
-{
-	return path && !strncmp(path, VFIO_CDEV_DIR, strlen(VFIO_CDEV_DIR)) &&
-	       path[strlen(VFIO_CDEV_DIR)];
-}
-
-UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
-{
-	struct vfio_cdev_lookup lookup = {};
+	static const struct iommufd_node node_tmpl = { .major = SYSFS_VFIO_CDEV_MAJOR,
+						       .mode = S_IFCHR | 0600 };
+	struct vfio_cdev_lookup lookup = { .want = index };
+	struct iommufd_node node = node_tmpl;
 	struct vfio_cdev_file *vf;
 	int fd, rc;
 
-	if (!uiommu_vfio_claims(path))
-		return vfio_cdev_ret(-ENOENT);
-	rc = vfio_cdev_parse(path, &lookup.want);
-	if (rc)
-		return vfio_cdev_ret(rc);
 	rc = sysfs_machine_boot();
 	if (rc)
-		return vfio_cdev_ret(-ENOENT); /* no machine, no devices */
+		return -ENOENT; /* no machine, no devices */
 	topology_for_each_device(vfio_cdev_lookup_fn, &lookup);
 	if (!lookup.dev)
-		return vfio_cdev_ret(-ENOENT);
-
+		return -ENOENT;
+	/* Unbound since the lookup: the node is gone. */
+	rc = topology_vfio_get(lookup.dev);
+	if (rc) {
+		rc = -ENOENT;
+		goto err_put_dev;
+	}
 	vf = uiommu_zalloc(sizeof(*vf));
 	if (!vf) {
 		rc = -ENOMEM;
-		goto err_put_dev;
+		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
 	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
@@ -452,11 +549,117 @@ UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
 		rc = fd;
 		goto err_free;
 	}
+	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
+	node.minor = index;
+	iommufd_file_set_node(fd, &node);
 	return fd;
 
 err_free:
 	uiommu_free(vf);
+err_vfio_put:
+	topology_vfio_put(lookup.dev);
 err_put_dev:
 	device_put(lookup.dev);
-	return vfio_cdev_ret(rc);
+	return rc;
+}
+
+/* Parses "vfioN" after /dev/vfio/devices/ and opens it. */
+int vfio_cdev_open_path(const char *path, int flags)
+{
+	unsigned int index;
+	int rc = vfio_cdev_parse(path, &index);
+
+	return rc ?: vfio_cdev_open(index, flags);
+}
+
+bool vfio_cdev_is_fd(int fd)
+{
+	struct iommufd_file *file;
+	void *vf = iommufd_subfd_get(fd, &vfio_cdev_fops, &file);
+
+	if (IS_ERR(vf))
+		return false;
+	iommufd_subfd_put(file);
+	return true;
+}
+
+/**
+ * vfio_cdev_open_group_mode() - the device fd a group's GET_DEVICE_FD hands out: a file of
+ * @dev bound to @ictx (the group's container) and attached to its compat IOAS, as the kernel's
+ * vfio_df_group_open() with an iommufd does. It answers no BIND_IOMMUFD (EINVAL), ATTACH or
+ * DETACH (ENOTTY); it is an anonymous file ("anon_inode:[vfio-device]"), close-on-exec. It
+ * keeps the reference on @group its caller took, on success only.
+ * Return: the fd; -EBUSY when the device is open already (through its cdev, or an earlier
+ * GET_DEVICE_FD: the kernel shares that open, we refuse); -ENODEV no compat IOAS or the
+ * device left vfio-pci; the bind's -EPERM (the group is not viable) and the attach's errnos.
+ */
+int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void *group)
+{
+	static const struct iommufd_node node = { .path = "anon_inode:[vfio-device]",
+						  .mode = 0600 };
+	struct vfio_cdev_file *vf;
+	uint32_t devid, pt_id;
+	int fd, rc;
+
+	rc = topology_vfio_get(dev);
+	if (rc)
+		return rc;
+	device_get(dev);
+	vf = uiommu_zalloc(sizeof(*vf));
+	if (!vf) {
+		rc = -ENOMEM;
+		goto err_vfio_put;
+	}
+	vf->dev = dev;
+	vf->mode = VFIO_FILE_GROUP;
+	vf->group = group;
+	uiommu_mutex_lock(&vfio_cdev_lock);
+	if (vfio_cdev_device_bound(dev)) {
+		rc = -EBUSY;
+		goto err_unlock;
+	}
+	vf->idev = iommufd_device_bind(ictx, dev, &devid);
+	if (IS_ERR(vf->idev)) {
+		rc = PTR_ERR(vf->idev);
+		goto err_unlock;
+	}
+	rc = iommufd_vfio_compat_ioas_get_id(ictx, &pt_id);
+	rc = rc ?: iommufd_device_attach(vf->idev, &pt_id);
+	if (rc)
+		goto err_unbind;
+	vf->attached = true;
+	/* vfio-pci's open (vfio.h): the device fd serves regions, interrupts and reset. */
+	vf->core = vfio_pci_core_open(dev, ictx, devid);
+	if (IS_ERR(vf->core)) {
+		rc = PTR_ERR(vf->core);
+		vf->core = NULL;
+		goto err_detach;
+	}
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = fd;
+		goto err_close;
+	}
+	iommufd_file_set_node(fd, &node);
+	/* The file now holds the context, as a bound cdev file does. */
+	iommufd_ctx_file_get(ictx);
+	vf->ictx = ictx;
+	vf->next = vfio_cdev_bound;
+	vfio_cdev_bound = vf;
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+	return fd;
+
+err_close:
+	vfio_pci_core_close(vf->core);
+err_detach:
+	iommufd_device_detach(vf->idev);
+err_unbind:
+	iommufd_device_unbind(vf->idev);
+err_unlock:
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+	uiommu_free(vf);
+err_vfio_put:
+	topology_vfio_put(dev);
+	device_put(dev);
+	return rc;
 }

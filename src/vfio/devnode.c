@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * The device nodes we serve, /dev/iommu and /dev/vfio/devices/vfioN, by whatever name a
- * program opens them, with the kernel's answers to open() flags that do not fit a character
- * device.
+ * The device nodes we serve, /dev/iommu and the VFIO nodes (/dev/vfio/vfio, /dev/vfio/<G>,
+ * /dev/vfio/devices/vfioN and their directories), by whatever name a program opens them, with
+ * the kernel's answers to open() flags that do not fit a character device. What a canonical
+ * name stands for is nodes.c's to say (vfio_node_parse(), which stat() and readlink() use
+ * too); this file only turns a program's name into the canonical one.
  *
  * Names. The kernel reaches the node through path walk, so "//dev/iommu", "/dev/./iommu",
  * "/dev/../dev/iommu", openat() of "iommu" in a directory fd of /dev and a symlink to
@@ -41,16 +43,19 @@
 #include "lib/compiler.h"
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
+#include "vfio/group.h"
 
 #define DEVNODE_IOMMU "/dev/iommu"
-#define DEVNODE_VFIO_DIR "/dev/vfio/devices/"
 #define DEVNODE_MAX_LINKS 40 /* the kernel's MAXSYMLINKS */
+/* The kernel's __O_TMPFILE: glibc's includes O_DIRECTORY, which alone is no O_TMPFILE. */
+#define DEVNODE_O_TMPFILE (O_TMPFILE & ~O_DIRECTORY)
 
 enum devnode_kind {
 	DEVNODE_NONE,
 	DEVNODE_IOMMU_NODE,
 	DEVNODE_VFIO_NODE,
 	DEVNODE_BELOW, /* a name under one of the nodes: the walk meets a non-directory */
+	DEVNODE_VFIO_OTHER, /* /dev/vfio, /dev/vfio/devices, or a missing name below them */
 };
 
 struct devnode_name {
@@ -180,15 +185,29 @@ static int devnode_canonical(int dirfd, const char *path, bool follow_last,
 	return 0;
 }
 
+/*
+ * What a canonical name is: the VFIO nodes' own parser (nodes.c) decides for every name under
+ * /dev/vfio and for /dev/iommu, so that open() and stat() agree on what exists; only "a name
+ * below /dev/iommu" is this file's.
+ */
 static enum devnode_kind devnode_kind_of(const char *path)
 {
-	size_t n = strlen(DEVNODE_IOMMU), v = strlen(DEVNODE_VFIO_DIR);
+	size_t n = strlen(DEVNODE_IOMMU);
+	unsigned int num;
 
-	if (!strncmp(path, DEVNODE_IOMMU, n) && (!path[n] || path[n] == '/'))
-		return path[n] ? DEVNODE_BELOW : DEVNODE_IOMMU_NODE;
-	if (!strncmp(path, DEVNODE_VFIO_DIR, v) && path[v] && !strchr(path + v, '/'))
+	if (!strncmp(path, DEVNODE_IOMMU, n) && path[n] == '/')
+		return DEVNODE_BELOW;
+	switch (vfio_node_parse(path, &num)) {
+	case VFIO_NODE_IOMMU:
+		return DEVNODE_IOMMU_NODE;
+	case VFIO_NODE_CONTAINER:
+	case VFIO_NODE_GROUP:
+	case VFIO_NODE_CDEV:
 		return DEVNODE_VFIO_NODE;
-	return DEVNODE_NONE;
+	default:
+		/* A directory, or no such entry: uiommu_vfio_open() answers. */
+		return uiommu_vfio_claims(path) ? DEVNODE_VFIO_OTHER : DEVNODE_NONE;
+	}
 }
 
 static enum devnode_kind devnode_resolve(int dirfd, const char *path, int flags,
@@ -248,7 +267,7 @@ static int devnode_check_flags(int flags)
 		return 0; /* O_PATH beats everything else; only O_DIRECTORY still counts */
 	if ((flags & (O_DIRECTORY | O_CREAT)) == (O_DIRECTORY | O_CREAT))
 		return -EINVAL;
-	if ((flags & __O_TMPFILE) &&
+	if ((flags & DEVNODE_O_TMPFILE) &&
 	    (!(flags & O_DIRECTORY) || (flags & O_ACCMODE) == O_RDONLY))
 		return -EINVAL;
 	return 0;
@@ -257,7 +276,7 @@ static int devnode_check_flags(int flags)
 /* What the walk and do_open() say about an existing character device, before opening it. */
 static int devnode_check_node(int flags, bool trailing)
 {
-	if (flags & __O_TMPFILE)
+	if (flags & DEVNODE_O_TMPFILE)
 		return -ENOTDIR;
 	if (flags & O_PATH)
 		return (flags & O_DIRECTORY) || trailing ? -ENOTDIR : 0;
@@ -296,7 +315,8 @@ UIOMMU_EXPORT int uiommu_dev_open(int dirfd, const char *path, int flags)
 		return uiommu_open(flags);
 	case DEVNODE_VFIO_NODE:
 		/* The device may not exist: the open itself says so (ENOENT). */
-		fd = uiommu_vfio_open(name.path, flags & ~(O_PATH | O_DIRECTORY | __O_TMPFILE));
+		fd = uiommu_vfio_open(name.path,
+				      flags & ~(O_PATH | O_DIRECTORY | DEVNODE_O_TMPFILE));
 		if (fd < 0)
 			return fd;
 		rc = devnode_check_node(flags, name.trailing);
@@ -304,6 +324,9 @@ UIOMMU_EXPORT int uiommu_dev_open(int dirfd, const char *path, int flags)
 			return fd;
 		uiommu_close(fd);
 		return devnode_ret(rc ? rc : devnode_open_path(flags));
+	case DEVNODE_VFIO_OTHER:
+		/* Directories are the tree's real ones: O_DIRECTORY and friends as for any. */
+		return uiommu_vfio_open(name.path, flags);
 	case DEVNODE_BELOW:
 		return devnode_ret(-ENOTDIR);
 	default:

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VFIO layer's files among themselves: the device cdev (device_cdev.c), the group node
+ * (group.c) and the nodes' names and numbers (nodes.c).
+ *
+ * One lock, vfio_cdev_lock (the kernel's dev_set->lock and group_lock in one), protects which
+ * device files are bound and which group nodes are open and their containers, so that "a group
+ * node is open" and "a device of it is bound through its cdev" exclude each other atomically.
+ * Order: vfio_cdev_lock -> iommufd's locks (ioas->mutex, igroup->lock, objects_lock) -> the
+ * core's. topology_lock is never held with it (topology_vfio_get() is called without it).
+ */
+#ifndef UIOMMU_VFIO_GROUP_H
+#define UIOMMU_VFIO_GROUP_H
+
+#include <stdbool.h>
+
+#include "iommu/iommu.h"
+#include "iommufd/iommufd_private.h"
+
+#define VFIO_DEV_DIR "/dev/vfio"
+#define VFIO_CONTAINER_PATH VFIO_DEV_DIR "/vfio"
+#define VFIO_CDEV_DIR VFIO_DEV_DIR "/devices/"
+
+/* What an absolute, canonical path names (nodes.c); devnode.c asks it too. */
+enum vfio_node_kind {
+	VFIO_NODE_NONE,      /* under /dev/vfio, but no such entry */
+	VFIO_NODE_DIR,       /* /dev/vfio, /dev/vfio/devices */
+	VFIO_NODE_CONTAINER, /* /dev/vfio/vfio */
+	VFIO_NODE_GROUP,     /* /dev/vfio/<G> */
+	VFIO_NODE_CDEV,      /* /dev/vfio/devices/vfioN */
+	VFIO_NODE_IOMMU,     /* /dev/iommu */
+	VFIO_NODE_PROC_FD,   /* /proc/self/fd/N of an fd of ours */
+};
+enum vfio_node_kind vfio_node_parse(const char *path, unsigned int *num);
+
+/* Take and drop vfio_cdev_lock. */
+void vfio_lock(void);
+void vfio_unlock(void);
+
+/* device_cdev.c */
+int vfio_cdev_open(unsigned int index, int flags);
+int vfio_cdev_open_path(const char *path, int flags);
+/* Is a file of @dev bound (a cdev BIND_IOMMUFD, or a group's device fd)? vfio_cdev_lock held. */
+bool vfio_cdev_device_bound_locked(struct device *dev);
+/* @group: a reference on the group file, which the device fd keeps (put at its release). */
+int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void *group);
+
+/* group.c */
+int vfio_group_open(int group_id, int flags);
+/* Drops a reference on a group file (vfio_group_open()'s, or a device fd's). */
+void vfio_group_file_put(void *group);
+/* Is the group node of @dev's group open? vfio_cdev_lock held. */
+bool vfio_group_node_is_open(struct device *dev);
+/* Is @fd a VFIO group node's fd (for KVM's FILE_ADD)? */
+bool vfio_group_is_fd(int fd);
+/* The IOMMU group of a group fd, referenced; ERR_PTR(-EBADF / -EINVAL). */
+struct iommu_group *vfio_group_fd_iommu_group(int fd);
+/* Is @fd a VFIO device fd (cdev or a group's)? */
+bool vfio_cdev_is_fd(int fd);
+
+/*
+ * nodes.c: the group node of group @group_id exists (a present function of it is bound to
+ * vfio-pci); its minor in *@minor. Boots the machine if needed.
+ */
+bool vfio_group_node_exists(int group_id, int *minor);
+
+/* kvm.c: FILE_ADD / FILE_DEL (@attr 1 / 2) of our @vfio_fd on kvm-vfio device @kvm_fd. */
+int kvm_vfio_file_attr(int kvm_fd, uint64_t attr, int vfio_fd);
+
+#endif

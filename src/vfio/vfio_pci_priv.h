@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vfio-pci's per-device state, shared by vfio_pci.c (ioctls, regions, interrupts, reset,
+ * features) and pci_config.c (the virtual config space). See vfio.h for the lock order.
+ */
+#ifndef UIOMMU_VFIO_PCI_PRIV_H
+#define UIOMMU_VFIO_PCI_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "lib/lockdep.h"
+#include "machine/pci.h"
+#include "vfio/vfio.h"
+
+/* Region indexes and the offset encoding of the device fd (bits 63:40 select the region). */
+#define VFIO_PCI_BAR0 0u
+#define VFIO_PCI_ROM 6u
+#define VFIO_PCI_CONFIG 7u
+#define VFIO_PCI_VGA 8u
+#define VFIO_PCI_NUM_REGIONS 9u
+#define VFIO_PCI_OFFSET_SHIFT 40
+#define VFIO_PCI_OFFSET_MASK ((1ull << VFIO_PCI_OFFSET_SHIFT) - 1)
+
+/* IRQ indexes. */
+#define VFIO_PCI_INTX 0u
+#define VFIO_PCI_MSI 1u
+#define VFIO_PCI_MSIX 2u
+#define VFIO_PCI_ERR 3u
+#define VFIO_PCI_REQ 4u
+#define VFIO_PCI_NUM_IRQS 5u
+
+/* pci_config.c's byte map: who owns each config byte. */
+#define VCFG_UNASSIGNED 0xffffu        /* raw: straight to the function */
+#define VCFG_HEADER 0x1000u            /* the standard header, 0x00-0x3f */
+#define VCFG_EXT 0x2000u               /* | the extended capability id */
+/* else: a standard capability id */
+
+struct vfio_pci_dirty_range {
+	uint64_t iova, length;             /* aligned to the log's granularity */
+	uint64_t *bits;                    /* a bit per granule */
+};
+
+struct vfio_pci_core {
+	struct device *dev;                /* a reference; constant */
+	struct uiommu_pci_fn *fn;          /* a reference; constant */
+	LIST_ENTRY(vfio_pci_core) node;    /* vfio_pci_cores; vfio_pci_lock */
+	unsigned int open_count;           /* vfio_pci_lock */
+	struct iommufd_ctx *ictx;          /* the iommufd of its users (NULL: none); vfio_pci_lock */
+	uint32_t devid;                    /* its DEVICE id there; vfio_pci_lock */
+	bool group_mode;                   /* opened through a group; vfio_pci_lock */
+
+	/*
+	 * lock: the kernel's igate and memory_lock in one. It protects the virtual config space,
+	 * the power state, the interrupt mode and the vector count, the VF token. Order: after
+	 * vfio_pci_lock, before the function's lock and the leaves below.
+	 */
+	struct uiommu_mutex lock;
+	bool reset_works;
+	unsigned int cfg_size;
+	uint8_t vconfig[PCI_CFG_SPACE_EXP_SIZE];
+	uint8_t vmask[PCI_CFG_SPACE_EXP_SIZE];   /* virtualized bits */
+	uint8_t wmask[PCI_CFG_SPACE_EXP_SIZE];   /* writable bits */
+	uint16_t map[PCI_CFG_SPACE_EXP_SIZE];    /* VCFG_* or a capability id */
+	bool bardirty;
+	uint64_t bar_size[7];              /* 0-5 BARs, 6 the ROM (always 0 here) */
+	unsigned int bar_flags[6];         /* UIOMMU_PCI_BAR_* */
+	struct pci_fn_bar_info bar_info[6];
+	unsigned int msi_cap, msix_cap, pcie_cap, pm_cap;
+	unsigned int msi_qmax;             /* the virtual Multiple Message Capable */
+	unsigned int power_state;          /* 0 D0 ... 3 D3hot */
+
+	unsigned int irq_type;             /* VFIO_PCI_INTX/MSI/MSIX, or VFIO_PCI_NUM_IRQS: none */
+	unsigned int num_ctx;              /* vectors enabled */
+
+	/*
+	 * irq_lock: a leaf. It protects the eventfds the machine's notifier signals (trig, the
+	 * INTx state), so that the notifier, which runs with no function lock held from any thread,
+	 * never sees a closed fd.
+	 */
+	struct uiommu_mutex irq_lock;
+	int *trig;                         /* per vector: an eventfd we own, or -1 */
+	unsigned int ntrig;
+	int intx_trig;                     /* INTx: eventfd, or -1 */
+	bool intx_masked;                  /* automasked or masked by the user */
+	bool intx_vdisabled;               /* the virtual DisINTx */
+	int err_trig, req_trig;
+
+	/*
+	 * log_lock: a leaf, taken by the DMA engine's write-log hook. It protects the DMA logging
+	 * state below.
+	 */
+	struct uiommu_mutex log_lock;
+	bool logging;
+	uint64_t log_granule;
+	unsigned int nr_ranges;
+	struct vfio_pci_dirty_range *ranges;
+};
+
+/* pci_config.c */
+int vfio_config_init(struct vfio_pci_core *core);
+/* A config region access of the whole [@off, @off + @count): 0, -EFAULT, -errno. core->lock held. */
+int vfio_config_rw(struct vfio_pci_core *core, void *buf, size_t count, unsigned int off,
+		   bool write);
+bool vfio_pci_memory_enabled(struct vfio_pci_core *core);
+
+/* vfio_pci.c, for pci_config.c: core->lock held. */
+int vfio_pci_function_reset(struct vfio_pci_core *core);
+void vfio_pci_intx_vdisable(struct vfio_pci_core *core, bool disabled);
+
+#endif

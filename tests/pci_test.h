@@ -56,7 +56,7 @@ static PT_UNUSED int pt_load(const char *json)
 	return rc;
 }
 
-/* ---- an interrupt recorder -------------------------------------------------------------------- */
+/* ---- an interrupt recorder ------------------------------------------------------------------- */
 
 struct pt_irqs {
 	pthread_mutex_t lock;

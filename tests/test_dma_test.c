@@ -120,7 +120,8 @@ TEST_F(dt, identity_registers)
 	ASSERT_EQ(DMA_TEST_NR_QUEUES, reg(self->fn, DMA_TEST_REG_NR_QUEUES, 4));
 	ASSERT_EQ(DMA_TEST_CAP_COPY | DMA_TEST_CAP_FILL | DMA_TEST_CAP_COMPARE | DMA_TEST_CAP_PASID,
 		  reg(self->fn, DMA_TEST_REG_CAPS, 4));
-	ASSERT_EQ((uint64_t)DMA_TEST_VERSION << 32 | DMA_TEST_ID, reg(self->fn, DMA_TEST_REG_ID, 8));
+	ASSERT_EQ((uint64_t)DMA_TEST_VERSION << 32 | DMA_TEST_ID,
+		  reg(self->fn, DMA_TEST_REG_ID, 8));
 	ASSERT_EQ(DMA_TEST_ID, pt_bar(self->fn, 2, DMA_TEST_IO_ID, 4));
 	/* A queue at power-on: idle, not running, no error. */
 	ASSERT_EQ(DMA_TEST_STATUS_IDLE, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
@@ -188,8 +189,10 @@ TEST_F(dt, fill_compare_through_the_mmapped_doorbell)
 		.op = DMA_TEST_OP_COMPARE, .src = SRC_IOVA, .dst = DST_IOVA + 8192, .len = 5000,
 		.completion = COMP_IOVA + 64, .cookie = 3,
 	};
-	*desc(self, 1, 3) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ,
-		.completion = COMP_IOVA + 96, .cookie = 4 };
+	*desc(self, 1, 3) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ, .completion = COMP_IOVA + 96,
+		.cookie = 4,
+	};
 	queue_start(self->fn, 1, 0);
 	db[2] = 4; /* queue 1's tail, straight into the shared page */
 	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 1, 1));
@@ -251,7 +254,9 @@ TEST_F(dt, iommu_fault_stops_the_queue)
 		.op = DMA_TEST_OP_COPY, .src = SRC_IOVA, .dst = bad - 4096, .len = 8192,
 		.completion = COMP_IOVA,
 	};
-	*desc(self, 0, 1) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .completion = COMP_IOVA + 32 };
+	*desc(self, 0, 1) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_NOP, .completion = COMP_IOVA + 32,
+	};
 	queue_start(self->fn, 0, 0);
 	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
 	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
@@ -326,7 +331,9 @@ TEST_F(dt, bad_descriptor_and_bad_ring)
 	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
 	/* Too long, unknown flag. */
 	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
-	*desc(self, 0, 0) = (struct dma_test_desc){ .op = DMA_TEST_OP_FILL, .len = DMA_TEST_MAX_LEN + 1 };
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .len = DMA_TEST_MAX_LEN + 1,
+	};
 	queue_start(self->fn, 0, 0);
 	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
 	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 2));
@@ -366,8 +373,9 @@ TEST_F(dt, bus_master_off_holds_descriptors)
 TEST_F(dt, intx_follows_int_status)
 {
 	ASSERT_EQ(0, pci_fn_irq_enable(self->fn, PCI_IRQ_INTX, 1));
-	*desc(self, 3, 0) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ,
-		.completion = COMP_IOVA };
+	*desc(self, 3, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ, .completion = COMP_IOVA,
+	};
 	queue_start(self->fn, 3, 0);
 	reg_write(self->fn, DMA_TEST_QUEUE(3) + DMA_TEST_Q_TAIL, 4, 1);
 	/* INT_STATUS is set after the completion record is written, then the line goes up. */
@@ -519,7 +527,9 @@ TEST_F_TIMEOUT(dt, reset_and_disable_racing_dma, 120)
 /* Unplug while a queue runs: the DMA stops (ENODEV at once), replug gives a fresh function. */
 TEST_F(dt, unplug_and_replug)
 {
-	*desc(self, 0, 0) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ };
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ,
+	};
 	queue_start(self->fn, 0, 0);
 	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
 	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));

@@ -321,7 +321,7 @@ TEST_F(pci, shared_area_is_the_memfd)
 	munmap(map, info.areas[0].size);
 }
 
-/* ---- interrupts ------------------------------------------------------------------------------- */
+/* ---- interrupts ------------------------------------------------------------------------------ */
 
 TEST_F(pci, msix_masking_and_pending)
 {
@@ -601,12 +601,16 @@ TEST_F_TIMEOUT(pci, concurrent_accesses_and_resets, 120)
 	ASSERT_EQ(0, pthread_create(&t[0], NULL, stress_raiser, &st));
 	ASSERT_EQ(0, pthread_create(&t[1], NULL, stress_reader, &st));
 	for (unsigned int i = 0; i < 200; i++) {
-		ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY | PCI_CMD_MASTER));
+		ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_COMMAND, 2,
+				       PCI_CMD_MEMORY | PCI_CMD_MASTER));
 		ASSERT_EQ(0, pci_fn_irq_enable(self->fn, i % 3 ? PCI_IRQ_MSIX : PCI_IRQ_MSI,
 					       1 + i % 4));
 		/* Now and then, make sure messages do get out between the resets. */
-		if (i % 40 == 1 && i % 3)
-			ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, pt_irqs_msix(&self->irqs, 0) + 1));
+		if (i % 40 == 1 && i % 3) {
+			unsigned int seen = pt_irqs_msix(&self->irqs, 0);
+
+			ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, seen + 1));
+		}
 		if (i % 2)
 			ASSERT_EQ(0, cfg_write(self->fn, EXP + 8, 2, 0x8000));
 		else
@@ -622,7 +626,7 @@ TEST_F_TIMEOUT(pci, concurrent_accesses_and_resets, 120)
 	pthread_mutex_unlock(&self->irqs.lock);
 }
 
-/* ---- models ----------------------------------------------------------------------------------- */
+/* ---- models ---------------------------------------------------------------------------------- */
 
 static atomic_int toy_realized, toy_unrealized, toy_resets;
 static uint64_t toy_last_write;
@@ -792,7 +796,8 @@ TEST(a_registered_model_runs)
 	ASSERT_EQ(0u, uiommu_pci_fn_pasid_bits(fn));
 	/* No PCIe: 256 bytes of config space, only the MSI-X capability. */
 	ASSERT_EQ(256u, pci_fn_config_size(fn));
-	ASSERT_EQ(0x60u, pci_fn_find_cap(fn, PCI_CAP_ID_MSIX)); /* capabilities sit at fixed places */
+	/* Capabilities sit at fixed places. */
+	ASSERT_EQ(0x60u, pci_fn_find_cap(fn, PCI_CAP_ID_MSIX));
 	ASSERT_EQ(0x60u, pt_cfg16(fn, PCI_CFG_CAP_PTR) & 0xff);
 	ASSERT_EQ(0u, pci_fn_find_cap(fn, PCI_CAP_ID_EXP));
 	ASSERT_EQ(0x00000801u, pt_cfg32(fn, 0x68)); /* the PBA in BAR1 at 0x800 */

@@ -67,7 +67,7 @@ struct uiommu_pci_fn;
 #define UIOMMU_PCI_MSI_MAX_VECTORS 32u
 
 /* struct uiommu_pci_bar::flags */
-#define UIOMMU_PCI_BAR_IO (1u << 0)       /* an I/O-space BAR (else memory space); never mmap-able */
+#define UIOMMU_PCI_BAR_IO (1u << 0)       /* an I/O-space BAR (else memory); never mmap-able */
 #define UIOMMU_PCI_BAR_64 (1u << 1)       /* a 64-bit memory BAR: takes this BAR and the next one */
 #define UIOMMU_PCI_BAR_PREFETCH (1u << 2) /* prefetchable memory */
 
@@ -103,7 +103,7 @@ struct uiommu_pci_model {
 	/* Identity (config space header). */
 	uint16_t vendor_id, device_id;
 	uint16_t subsystem_vendor_id, subsystem_id;
-	uint32_t class_code;              /* 24 bits: base class, sub-class, programming interface */
+	uint32_t class_code;              /* 24 bits: base class, sub-class, prog. interface */
 	uint8_t revision;
 	uint8_t interrupt_pin;            /* 0: no INTx; 1-4: INTA#-INTD# */
 

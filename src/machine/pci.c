@@ -74,7 +74,7 @@ static const struct uiommu_pci_model *const pci_builtin_models[] = {
 static struct uiommu_mutex pci_fns_lock = { .m = PTHREAD_MUTEX_INITIALIZER };
 static LIST_HEAD(, uiommu_pci_fn) pci_fns = LIST_HEAD_INITIALIZER(pci_fns);
 
-/* ---- models ----------------------------------------------------------------------------------- */
+/* ---- models ---------------------------------------------------------------------------------- */
 
 static bool pci_is_pow2(uint64_t x)
 {
@@ -100,7 +100,8 @@ static int pci_model_check_bars(const struct uiommu_pci_model *m)
 				return -EINVAL;
 			continue;
 		}
-		if (b->size < 16 || b->size > (b->flags & UIOMMU_PCI_BAR_64 ? 1ull << 40 : 1ull << 31))
+		if (b->size < 16 ||
+		    b->size > (b->flags & UIOMMU_PCI_BAR_64 ? 1ull << 40 : 1ull << 31))
 			return -EINVAL;
 		if (b->flags & UIOMMU_PCI_BAR_64) {
 			if (i == UIOMMU_PCI_NUM_BARS - 1 || m->bars[i + 1].size ||
@@ -160,7 +161,8 @@ static int pci_model_check(const struct uiommu_pci_model *m)
 	if (pci_model_check_bars(m))
 		return -EINVAL;
 	if (m->caps & UIOMMU_PCI_CAP_MSIX) {
-		uint64_t table = 16ull * m->msix_vectors, pba = 8ull * ((m->msix_vectors + 63) / 64);
+		uint64_t table = 16ull * m->msix_vectors;
+		uint64_t pba = 8ull * ((m->msix_vectors + 63) / 64);
 
 		if (!m->msix_vectors || m->msix_vectors > UIOMMU_PCI_MSIX_MAX_VECTORS ||
 		    !pci_model_range_ok(m, m->msix_table_bar, m->msix_table_offset, table) ||
@@ -326,7 +328,7 @@ static void pci_fn_wait(struct uiommu_pci_fn *fn)
 	uiommu_cond_wait(&fn->cond, &fn->lock);
 }
 
-/* ---- the DMA gate ------------------------------------------------------------------------------ */
+/* ---- the DMA gate ---------------------------------------------------------------------------- */
 
 static void pci_fn_gate_update(struct uiommu_pci_fn *fn)
 {
@@ -457,7 +459,7 @@ UIOMMU_EXPORT ssize_t uiommu_pci_dma_read_faults(struct uiommu_pci_fn *fn,
 	return got;
 }
 
-/* ---- interrupts --------------------------------------------------------------------------------- */
+/* ---- interrupts ------------------------------------------------------------------------------ */
 
 enum pci_irq_msg_kind { PCI_MSG_NONE, PCI_MSG_MSI, PCI_MSG_MSIX, PCI_MSG_INTX };
 
@@ -510,7 +512,9 @@ static bool pci_fn_msi_enabled(struct uiommu_pci_fn *fn)
 
 static unsigned int pci_fn_msi_nvec(struct uiommu_pci_fn *fn)
 {
-	return 1u << ((pci_config_get16(fn, fn->cap_msi + PCI_MSI_FLAGS) & PCI_MSI_FLAGS_QSIZE) >> 4);
+	uint16_t flags = pci_config_get16(fn, fn->cap_msi + PCI_MSI_FLAGS);
+
+	return 1u << ((flags & PCI_MSI_FLAGS_QSIZE) >> 4);
 }
 
 static bool pci_fn_msix_masked(struct uiommu_pci_fn *fn, unsigned int v)
@@ -555,7 +559,8 @@ static enum pci_irq_msg_kind pci_fn_take_pending(struct uiommu_pci_fn *fn, unsig
 		return PCI_MSG_NONE;
 	if (pci_fn_msix_enabled(fn)) {
 		for (unsigned int v = 0; v < fn->msix_vectors; v++) {
-			if (!(fn->msix_pba[v / 64] & (1ull << (v % 64))) || pci_fn_msix_masked(fn, v))
+			if (!(fn->msix_pba[v / 64] & (1ull << (v % 64))) ||
+			    pci_fn_msix_masked(fn, v))
 				continue;
 			fn->msix_pba[v / 64] &= ~(1ull << (v % 64));
 			*vector = v;
@@ -625,8 +630,8 @@ UIOMMU_EXPORT int uiommu_pci_irq_raise(struct uiommu_pci_fn *fn, unsigned int ve
 		if (vector >= pci_fn_msi_nvec(fn))
 			rc = EINVAL;
 		else if (pci_config_get32(fn, c + PCI_MSI_MASK_64) & (1u << vector))
-			pci_config_set32(fn, c + PCI_MSI_PENDING_64,
-					 pci_config_get32(fn, c + PCI_MSI_PENDING_64) | 1u << vector);
+			pci_config_set32(fn, c + PCI_MSI_PENDING_64, 1u << vector |
+					 pci_config_get32(fn, c + PCI_MSI_PENDING_64));
 		else if (pci_config_get16(fn, PCI_CFG_COMMAND) & PCI_CMD_MASTER)
 			kind = PCI_MSG_MSI;
 	} else if (vector) {
@@ -733,7 +738,8 @@ static void pci_fn_irq_program(struct uiommu_pci_fn *fn, enum pci_irq_type type,
 	lockdep_assert_held(&fn->lock);
 	if (fn->cap_msix) {
 		unsigned int c = fn->cap_msix + PCI_MSIX_FLAGS;
-		uint16_t f = pci_config_get16(fn, c) & ~(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+		uint16_t f = pci_config_get16(fn, c) &
+			     ~(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
 
 		if (type == PCI_IRQ_MSIX) {
 			f |= PCI_MSIX_FLAGS_ENABLE;
@@ -760,7 +766,8 @@ static void pci_fn_irq_program(struct uiommu_pci_fn *fn, enum pci_irq_type type,
 		pci_config_set16(fn, c + PCI_MSI_FLAGS, f);
 	}
 	if (fn->cfg[PCI_CFG_INT_PIN])
-		cmd = type == PCI_IRQ_INTX ? cmd & ~PCI_CMD_INTX_DISABLE : cmd | PCI_CMD_INTX_DISABLE;
+		cmd = type == PCI_IRQ_INTX ? cmd & ~PCI_CMD_INTX_DISABLE :
+					     cmd | PCI_CMD_INTX_DISABLE;
 	pci_config_set16(fn, PCI_CFG_COMMAND, cmd);
 }
 
@@ -845,7 +852,7 @@ bool pci_fn_irq_pending(struct uiommu_pci_fn *fn, enum pci_irq_type type, unsign
 	return pending;
 }
 
-/* ---- reset --------------------------------------------------------------------------------------- */
+/* ---- reset ----------------------------------------------------------------------------------- */
 
 /* fn->lock held: MSI-X table and PBA to power-on (every vector masked, nothing pending). */
 static void pci_fn_msix_init(struct uiommu_pci_fn *fn)
@@ -909,7 +916,7 @@ out_unlock:
 	return rc;
 }
 
-/* ---- config space ----------------------------------------------------------------------------- */
+/* ---- config space ---------------------------------------------------------------------------- */
 
 unsigned int pci_fn_config_size(const struct uiommu_pci_fn *fn)
 {
@@ -1009,7 +1016,7 @@ unsigned int pci_fn_find_ext_cap(struct uiommu_pci_fn *fn, uint16_t id)
 	return pos;
 }
 
-/* ---- BARs ---------------------------------------------------------------------------------------- */
+/* ---- BARs ------------------------------------------------------------------------------------ */
 
 int pci_fn_bar_info(struct uiommu_pci_fn *fn, unsigned int bar, struct pci_fn_bar_info *info)
 {
@@ -1271,7 +1278,7 @@ UIOMMU_EXPORT void *uiommu_pci_fn_area(struct uiommu_pci_fn *fn, unsigned int ba
 	return fn->shm + fn->area_fd_offset[bar][index];
 }
 
-/* ---- lookup and references --------------------------------------------------------------------- */
+/* ---- lookup and references ------------------------------------------------------------------- */
 
 void pci_fn_ref(struct uiommu_pci_fn *fn)
 {

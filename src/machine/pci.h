@@ -85,16 +85,16 @@ struct pci_fn_ids {
 struct pci_fn_area {
 	uint64_t offset;                    /* in the BAR, page aligned */
 	uint64_t size;                      /* page multiple */
-	int fd;                             /* the function's memfd; valid while a reference is held */
+	int fd;                             /* the function's memfd, while a reference is held */
 	uint64_t fd_offset;
 };
 
 struct pci_fn_bar_info {
-	uint64_t size;                      /* 0: not implemented (or the upper half of a 64-bit BAR) */
+	uint64_t size;                      /* 0: none (or the upper half of a 64-bit BAR) */
 	unsigned int flags;                 /* UIOMMU_PCI_BAR_* */
 	unsigned int nr_areas;
 	struct pci_fn_area areas[UIOMMU_PCI_MAX_AREAS];
-	bool msix_table;                    /* the MSI-X table is in this BAR: msix_table_{offset,size} */
+	bool msix_table;                    /* the MSI-X table is in this BAR, there: */
 	uint64_t msix_table_offset, msix_table_size;
 	bool msix_pba;
 	uint64_t msix_pba_offset, msix_pba_size;
@@ -115,7 +115,7 @@ const char *pci_fn_model_name(const struct uiommu_pci_fn *fn);
 /* false once unrealized (the machine was unloaded): every access then answers -ENODEV. */
 bool pci_fn_alive(const struct uiommu_pci_fn *fn);
 
-/* ---- config space ----------------------------------------------------------------------------- */
+/* ---- config space ---------------------------------------------------------------------------- */
 
 /* 4096 for PCIe functions, 256 otherwise. */
 unsigned int pci_fn_config_size(const struct uiommu_pci_fn *fn);
@@ -141,7 +141,7 @@ int pci_fn_config_write_reg(struct uiommu_pci_fn *fn, unsigned int off, unsigned
 unsigned int pci_fn_find_cap(struct uiommu_pci_fn *fn, uint8_t id);
 unsigned int pci_fn_find_ext_cap(struct uiommu_pci_fn *fn, uint16_t id);
 
-/* ---- BARs -------------------------------------------------------------------------------------- */
+/* ---- BARs ------------------------------------------------------------------------------------ */
 
 /* Return: 0, -EINVAL (@bar > 5). */
 int pci_fn_bar_info(struct uiommu_pci_fn *fn, unsigned int bar, struct pci_fn_bar_info *info);
@@ -164,7 +164,7 @@ int pci_fn_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint64_t offset
  */
 int pci_fn_reset(struct uiommu_pci_fn *fn);
 
-/* ---- interrupts -------------------------------------------------------------------------------- */
+/* ---- interrupts ------------------------------------------------------------------------------ */
 
 enum pci_irq_type {
 	PCI_IRQ_NONE = 0,

@@ -190,7 +190,8 @@ static void pci_config_init_ext(struct uiommu_pci_fn *fn)
 	if (dev->pri) {
 		fn->cap_pri = off;
 		pci_config_ext_cap(fn, off, PCI_EXT_CAP_ID_PRI, &prev);
-		pci_config_wmask16(fn, off + PCI_PRI_CTRL, 0x0001); /* enable (reset is an action) */
+		/* Enable (Reset is an action, not storage). */
+		pci_config_wmask16(fn, off + PCI_PRI_CTRL, 0x0001);
 		/* Status: stopped while disabled; PRG responses need a PASID when it has them. */
 		pci_config_set16(fn, off + 6, (uint16_t)(0x0100 | (dev->pasid_bits ? 0x8000 : 0)));
 		pci_config_w1c16(fn, off + 6, 0x0003);
@@ -272,7 +273,8 @@ void pci_config_write_locked(struct uiommu_pci_fn *fn, unsigned int off, const u
 	for (size_t i = 0; i < len; i++) {
 		unsigned int o = off + (unsigned int)i;
 
-		fn->cfg[o] = (uint8_t)((fn->cfg[o] & ~fn->cfg_wmask[o]) | (buf[i] & fn->cfg_wmask[o]));
+		fn->cfg[o] = (uint8_t)((fn->cfg[o] & ~fn->cfg_wmask[o]) |
+				       (buf[i] & fn->cfg_wmask[o]));
 		fn->cfg[o] &= (uint8_t)~(buf[i] & fn->cfg_w1c[o]);
 		if (o == flr_byte && (buf[i] & (PCI_EXP_DEVCTL_BCR_FLR >> 8)))
 			eff->flr = true;

@@ -146,19 +146,22 @@ static int dma_test_run_op(struct dma_test *dt, const struct dma_test_desc *d, u
 	for (uint64_t off = 0; off < d->len; off += DMA_TEST_CHUNK) {
 		size_t n = d->len - off < DMA_TEST_CHUNK ? (size_t)(d->len - off) : DMA_TEST_CHUNK;
 
+		uint64_t src = d->src + off, dst = d->dst + off;
+		const unsigned int rd = UIOMMU_DMA_OP_READ, wr = UIOMMU_DMA_OP_WRITE;
+
 		switch (d->op) {
 		case DMA_TEST_OP_COPY:
-			if (dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags, d->src + off, a, n, r) ||
-			    dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d->dst + off, a, n, r))
+			if (dma_test_xfer(dt, rd, pasid, flags, src, a, n, r) ||
+			    dma_test_xfer(dt, wr, pasid, flags, dst, a, n, r))
 				return r->err;
 			break;
 		case DMA_TEST_OP_FILL:
-			if (dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d->dst + off, a, n, r))
+			if (dma_test_xfer(dt, wr, pasid, flags, dst, a, n, r))
 				return r->err;
 			break;
 		case DMA_TEST_OP_COMPARE:
-			if (dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags, d->src + off, a, n, r) ||
-			    dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags, d->dst + off, b, n, r))
+			if (dma_test_xfer(dt, rd, pasid, flags, src, a, n, r) ||
+			    dma_test_xfer(dt, rd, pasid, flags, dst, b, n, r))
 				return r->err;
 			if (memcmp(a, b, n)) {
 				size_t i = 0;
@@ -189,7 +192,8 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			  snap->ring_base + 64ull * snap->head, &d, sizeof(d), r))
 		return;
 	r->flags = d.flags;
-	if (d.op > DMA_TEST_OP_COMPARE || d.flags & ~DMA_TEST_DESC_IRQ || d.len > DMA_TEST_MAX_LEN) {
+	if (d.op > DMA_TEST_OP_COMPARE || d.flags & ~DMA_TEST_DESC_IRQ ||
+	    d.len > DMA_TEST_MAX_LEN) {
 		r->code = DMA_TEST_ERR_DESC;
 		return;
 	}
@@ -197,7 +201,8 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		return;
 	if (d.completion) {
 		c.cookie = d.cookie;
-		dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d.completion, &c, sizeof(c), r);
+		dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d.completion, &c, sizeof(c),
+			      r);
 	}
 }
 
@@ -431,11 +436,13 @@ static bool dma_test_block_write(struct dma_test *dt, uint64_t off, uint64_t new
 			break;
 		case DMA_TEST_Q_PASID:
 			if (lo)
-				dq->pasid = (uint32_t)new & (DMA_TEST_PASID_VALID | DMA_TEST_PASID_MASK);
+				dq->pasid = (uint32_t)new &
+					    (DMA_TEST_PASID_VALID | DMA_TEST_PASID_MASK);
 			break;
 		case DMA_TEST_Q_TAIL:
 			if (lo) {
-				__atomic_store_n(&dt->doorbells[2 * q], (uint32_t)new, __ATOMIC_RELEASE);
+				__atomic_store_n(&dt->doorbells[2 * q], (uint32_t)new,
+						 __ATOMIC_RELEASE);
 				pthread_cond_broadcast(&dt->cond);
 			}
 			break;
@@ -475,8 +482,9 @@ static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint6
 		uint64_t old = dma_test_block(dt, offset & ~7ull);
 
 		/* Lowered under the lock, so a raise of a new bit cannot slip in between. */
-		if (dma_test_block_write(dt, offset & ~7ull, dma_test_merge(old, lane, width, value),
-					 wmask))
+		uint64_t new = dma_test_merge(old, lane, width, value);
+
+		if (dma_test_block_write(dt, offset & ~7ull, new, wmask))
 			uiommu_pci_irq_lower(fn);
 	}
 	pthread_mutex_unlock(&dt->lock);

@@ -524,6 +524,48 @@ TEST_F_TIMEOUT(dt, reset_and_disable_racing_dma, 120)
 	ASSERT_EQ(0, memcmp(self->dst, self->src, BUF_PAGES * 4096));
 }
 
+/* A forked child's copy of the device has a worker of its own, and its own memory. */
+TEST_F(dt, forked_child_runs_its_copy)
+{
+	int status;
+	pid_t pid;
+
+#if defined(__SANITIZE_THREAD__)
+	SKIP("fork of a multi-threaded process under ThreadSanitizer");
+#endif
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .flags = DMA_TEST_DESC_IRQ, .dst = DST_IOVA, .len = 64,
+		.pattern = 0x1111111111111111ull,
+	};
+	*desc(self, 0, 1) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_FILL, .flags = DMA_TEST_DESC_IRQ, .dst = DST_IOVA, .len = 64,
+		.pattern = 0x2222222222222222ull,
+	};
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	/* The doorbell page is shared memory, shared with the child too: the parent's queue
+	 * stops so that only the child's copy answers the child's doorbell. */
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		/* The first register write starts the child's worker. */
+		queue_start(self->fn, 0, 0);
+		reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
+		while (qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4) < 2)
+			sched_yield();
+		_exit(self->dst[63] == 0x22 ? 0 : 1);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	/* The parent's device and memory did not move. */
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_FALSE(qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4) & DMA_TEST_STATUS_RUNNING);
+	ASSERT_EQ(0x11, self->dst[63]);
+}
+
 /* Unplug while a queue runs: the DMA stops (ENODEV at once), replug gives a fresh function. */
 TEST_F(dt, unplug_and_replug)
 {

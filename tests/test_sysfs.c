@@ -734,6 +734,8 @@ TEST(uiommuctl_text_and_json)
 	ASSERT_TRUE(strstr(ctl_out, "  0000:01:00.2\n") != NULL);
 	ASSERT_TRUE(strstr(ctl_out, "device 0000:02:00.0: iommu iommu1, group 4, driver bound, "
 				    "untrusted\n") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "device 0000:04:00.0: iommu iommu0, group 6, vfio-pci (vfio2), "
+				    "dirty\n") != NULL);
 
 	ASSERT_EQ(0, uiommuctl("--json"));
 	root = json_tokener_parse(ctl_out);
@@ -753,6 +755,8 @@ TEST(uiommuctl_text_and_json)
 	ASSERT_STREQ("0000:04:00.0", json_object_get_string(jpath(d, "bdf", -1)));
 	ASSERT_EQ(6, json_object_get_int(jpath(d, "group", -1)));
 	ASSERT_FALSE(json_object_get_boolean(jpath(d, "bound", -1)));
+	ASSERT_EQ(2, json_object_get_int(jpath(d, "vfio", -1)));
+	ASSERT_TRUE(jpath(jpath(root, "devices", 0), "vfio", -1) == NULL);
 	json_object_put(root);
 
 	ASSERT_EQ(0, uiommuctl("--dot"));

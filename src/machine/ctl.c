@@ -86,6 +86,9 @@ static int device_cb(const struct topology_device_info *info, void *arg)
 	json_object_object_add(o, "iommu", json_object_new_string(info->iommu));
 	json_object_object_add(o, "present", json_object_new_boolean(info->present));
 	json_object_object_add(o, "bound", json_object_new_boolean(info->bound));
+	/* vfio-pci's functions: their cdev index (vfioN); null for the others. */
+	json_object_object_add(o, "vfio",
+			       info->vfio ? json_object_new_int(info->vfio_index) : NULL);
 	json_object_object_add(o, "group",
 			       group ? json_object_new_int(iommu_group_id(group)) : NULL);
 	json_object_object_add(o, "untrusted", json_object_new_boolean(info->dev->untrusted));
@@ -278,9 +281,11 @@ static void render_text(struct json_object *root, FILE *out)
 			fprintf(out, "group %lld", (long long)jint(d, "group", -1));
 		else
 			fprintf(out, "no group");
-		fprintf(out, "%s%s%s%s\n", jbool(d, "bound") ? ", driver bound" : "",
-			jbool(d, "untrusted") ? ", untrusted" : "", jbool(d, "pri") ? ", pri" : "",
-			jbool(d, "dirty") ? ", dirty" : "");
+		fprintf(out, "%s", jbool(d, "bound") ? ", driver bound" : "");
+		if (jget(d, "vfio"))
+			fprintf(out, ", vfio-pci (vfio%lld)", (long long)jint(d, "vfio", -1));
+		fprintf(out, "%s%s%s\n", jbool(d, "untrusted") ? ", untrusted" : "",
+			jbool(d, "pri") ? ", pri" : "", jbool(d, "dirty") ? ", dirty" : "");
 	}
 }
 

@@ -91,7 +91,8 @@ static bool vfio_proc_fd(const char *path, int *fd)
 	char own[32];
 	unsigned int n;
 
-	if (!path)
+	/* Cheap first: every stat() of the program comes through here. */
+	if (!path || (strncmp(path, "/proc/", 6) && strncmp(path, "/dev/fd/", 8)))
 		return false;
 	snprintf(own, sizeof(own), "/proc/%d/fd/", (int)getpid());
 	for (size_t i = 0; i <= ARRAY_SIZE(prefixes); i++) {
@@ -228,8 +229,10 @@ UIOMMU_EXPORT bool uiommu_node_claims(const char *path)
 {
 	int fd;
 
-	return path && (uiommu_vfio_claims(path) || !strcmp(path, "/dev/iommu") ||
-			vfio_proc_fd(path, &fd));
+	/* No lock, no I/O: the preload layer asks for every path a program stats. */
+	if (!path || path[0] != '/' || (path[1] != 'd' && path[1] != 'p'))
+		return false;
+	return uiommu_vfio_claims(path) || !strcmp(path, "/dev/iommu") || vfio_proc_fd(path, &fd);
 }
 
 UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)

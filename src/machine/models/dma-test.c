@@ -31,6 +31,10 @@
  * fails EPERM (Bus Master off, a reset starting) is not an error: the descriptor is retried
  * when the function may master the bus again (it is idempotent: the same bytes are moved).
  *
+ * Fork: worker threads do not survive fork(), so the child's copy of a function starts its
+ * own worker at its first register write (a pthread_atfork handler takes every instance's lock
+ * around the fork so that no copy is taken mid-update).
+ *
  * Locking: `lock` protects everything in struct dma_test but the bounce buffers (the worker's
  * own). Order: the library's model_lock (held around our callbacks) -> lock -> the function's
  * lock (uiommu_pci_fn_command(), raising and lowering interrupts). Interrupts are raised and
@@ -42,7 +46,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lib/compiler.h"
 #include "lib/fail.h"
@@ -83,6 +89,8 @@ struct dma_test {
 	unsigned int busy_q;
 	unsigned int next_q;           /* round-robin start */
 	pthread_t worker;
+	pid_t worker_pid;              /* the process the worker runs in; 0: none */
+	LIST_ENTRY(dma_test) node;     /* in dma_tests; dma_tests_lock */
 	uint8_t *bounce[2];            /* the worker's */
 };
 
@@ -93,6 +101,55 @@ struct dma_test_result {
 	uint64_t iova;                 /* the refused IOVA */
 	uint32_t flags;                /* the descriptor's */
 };
+
+/*
+ * Every dma-test of the process, for fork(): the worker threads do not survive it, so the
+ * child's copies get new ones, at their first register access. dma_tests_lock protects the
+ * list and comes before any dt->lock; fork takes both (no copy of a held lock in the child).
+ */
+static pthread_mutex_t dma_tests_lock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, dma_test) dma_tests = LIST_HEAD_INITIALIZER(dma_tests);
+static pthread_once_t dma_test_atfork_once = PTHREAD_ONCE_INIT;
+
+static void dma_test_atfork_prepare(void)
+{
+	struct dma_test *dt;
+
+	pthread_mutex_lock(&dma_tests_lock);
+	LIST_FOREACH(dt, &dma_tests, node)
+		pthread_mutex_lock(&dt->lock);
+}
+
+static void dma_test_atfork_parent(void)
+{
+	struct dma_test *dt;
+
+	LIST_FOREACH(dt, &dma_tests, node)
+		pthread_mutex_unlock(&dt->lock);
+	pthread_mutex_unlock(&dma_tests_lock);
+}
+
+/* The child has no worker: a descriptor the parent's had in progress runs again (its head
+ * did not move), from the worker dma_test_worker_ensure() starts. */
+static void dma_test_atfork_child(void)
+{
+	struct dma_test *dt;
+
+	LIST_FOREACH(dt, &dma_tests, node) {
+		dt->busy = false;
+		dt->worker_pid = 0;
+		pthread_cond_init(&dt->cond, NULL);
+		pthread_mutex_unlock(&dt->lock);
+	}
+	pthread_mutex_unlock(&dma_tests_lock);
+}
+
+static void dma_test_atfork_register(void)
+{
+	if (pthread_atfork(dma_test_atfork_prepare, dma_test_atfork_parent,
+			   dma_test_atfork_child))
+		abort();
+}
 
 static struct dma_test *to_dt(struct uiommu_pci_fn *fn)
 {
@@ -310,6 +367,17 @@ static void *dma_test_worker(void *arg)
 	return NULL;
 }
 
+/* lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno. */
+static int dma_test_worker_ensure(struct dma_test *dt)
+{
+	if (dt->worker_pid == getpid())
+		return 0;
+	if (uiommu_should_fail() || pthread_create(&dt->worker, NULL, dma_test_worker, dt))
+		return -ENOMEM;
+	dt->worker_pid = getpid();
+	return 0;
+}
+
 /* lock held: waits until the worker is not running a descriptor of @q (any queue: -1). */
 static void dma_test_wait_idle(struct dma_test *dt, int q)
 {
@@ -392,6 +460,7 @@ static void dma_test_ctrl(struct dma_test *dt, unsigned int q, uint32_t ctrl)
 		dq->error_iova = 0;
 	} else if (!was && on) {
 		dq->head = 0;
+		dq->completed = 0;
 		dq->error = dq->err_errno = 0;
 		dq->error_iova = 0;
 		if (dq->ring_size < 2 || dq->ring_size > DMA_TEST_MAX_RING ||
@@ -473,6 +542,8 @@ static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint6
 	unsigned int lane = (unsigned int)(offset & 7);
 	uint64_t wmask = dma_test_merge(0, lane, width, UINT64_MAX);
 	pthread_mutex_lock(&dt->lock);
+	/* A forked child's first write starts its worker; if it cannot, nothing runs yet. */
+	dma_test_worker_ensure(dt);
 	if (bar == 2) {
 		uint64_t v = dma_test_merge((uint64_t)dt->io_scratch << 32, lane, width, value);
 
@@ -497,6 +568,7 @@ static void dma_test_area_written(struct uiommu_pci_fn *fn, unsigned int bar, ui
 	struct dma_test *dt = to_dt(fn);
 
 	pthread_mutex_lock(&dt->lock);
+	dma_test_worker_ensure(dt);
 	pthread_cond_broadcast(&dt->cond);
 	pthread_mutex_unlock(&dt->lock);
 }
@@ -539,6 +611,7 @@ static void dma_test_free(struct dma_test *dt)
 static int dma_test_realize(struct uiommu_pci_fn *fn)
 {
 	struct dma_test *dt;
+	int rc;
 
 	dt = uiommu_zalloc(sizeof(*dt));
 	if (!dt)
@@ -552,8 +625,15 @@ static int dma_test_realize(struct uiommu_pci_fn *fn)
 	if (!dt->bounce[0] || !dt->bounce[1] || !dt->doorbells)
 		goto err_free;
 	uiommu_pci_fn_set_priv(fn, dt);
-	if (uiommu_should_fail() || pthread_create(&dt->worker, NULL, dma_test_worker, dt))
+	pthread_mutex_lock(&dt->lock);
+	rc = dma_test_worker_ensure(dt);
+	pthread_mutex_unlock(&dt->lock);
+	if (rc)
 		goto err_clear_priv;
+	pthread_once(&dma_test_atfork_once, dma_test_atfork_register);
+	pthread_mutex_lock(&dma_tests_lock);
+	LIST_INSERT_HEAD(&dma_tests, dt, node);
+	pthread_mutex_unlock(&dma_tests_lock);
 	return 0;
 
 err_clear_priv:
@@ -566,12 +646,18 @@ err_free:
 static void dma_test_unrealize(struct uiommu_pci_fn *fn)
 {
 	struct dma_test *dt = to_dt(fn);
+	bool ours;
 
+	pthread_mutex_lock(&dma_tests_lock);
+	LIST_REMOVE(dt, node);
+	pthread_mutex_unlock(&dma_tests_lock);
 	pthread_mutex_lock(&dt->lock);
 	dt->stop = true;
+	ours = dt->worker_pid == getpid();
 	pthread_cond_broadcast(&dt->cond);
 	pthread_mutex_unlock(&dt->lock);
-	pthread_join(dt->worker, NULL);
+	if (ours)
+		pthread_join(dt->worker, NULL);
 	uiommu_pci_fn_set_priv(fn, NULL);
 	dma_test_free(dt);
 }

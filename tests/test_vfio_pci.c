@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/pci_regs.h>
@@ -488,14 +489,32 @@ TEST(mmap_doorbell)
 	db[2] = 9;
 	ASSERT_EQ(9ull, bar_read(m.vfd, 0, DMA_TEST_DOORBELL(1), 4));
 	ASSERT_EQ(0, munmap((void *)db, 4096));
-	/* Registers, the MSI-X table, the I/O BAR, config, ROM: not mmap-able. */
-	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)REGION(0));
-	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
-	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)(REGION(0) + DMA_TEST_MSIX_TABLE));
-	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
+	/*
+	 * More of the BAR than the area (the whole BAR, as libvfio maps it): the area's page is
+	 * the device's, the register pages are PROT_NONE; past the BAR's end is EINVAL.
+	 */
+	p = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, m.vfd, (off_t)REGION(0));
+	ASSERT_TRUE(p != MAP_FAILED);
+	ASSERT_EQ(9u, ((volatile uint32_t *)((char *)p + DMA_TEST_DOORBELL_PAGE))[2]);
+	{
+		/* A register page's load faults (the child dies: a signal, or ASan's exit). */
+		pid_t pid = fork();
+		int status;
+
+		ASSERT_GE(pid, 0);
+		if (!pid)
+			_exit(*(volatile uint32_t *)p == 0xffffffffu ? 2 : 0);
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	ASSERT_EQ(0, munmap(p, 16384));
 	p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, m.vfd,
 		 (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
+	ASSERT_TRUE(p != MAP_FAILED);
+	ASSERT_EQ(0, munmap(p, 8192));
+	p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, m.vfd, (off_t)(REGION(0) + 3 * 4096));
 	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
+	/* The I/O BAR, config, ROM, private mappings: not mmap-able. */
 	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)REGION(2));
 	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
 	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)CFG);

@@ -74,6 +74,8 @@
 #define DT_DOORBELL	0x1000		/* queue q's tail: the u32 at DT_DOORBELL + 8 q */
 #define DT_CTRL_ENABLE	(1u << 0)
 #define DT_CTRL_IRQ	(1u << 1)
+#define DT_STATUS_RUNNING (1u << 0)
+#define DT_STATUS_IDLE	(1u << 1)
 #define DT_STATUS_ERROR	(1u << 2)
 #define DT_ERROR_DMA	1
 #define DT_OP_COPY	1
@@ -494,18 +496,19 @@ static void desc_fill(struct driver *d, uint32_t op, uint64_t src, uint64_t dst,
 	x->completion = IOVA_BASE + PAGE + i % RING_SIZE * sizeof(struct dt_completion);
 	x->cookie = 0xd7a00000u + i;
 	d->tail++;
-	__atomic_thread_fence(__ATOMIC_RELEASE);	/* the descriptor before the doorbell */
 }
 
+/* A system call orders the descriptor's stores before the device sees the TAIL write. */
 static void ring_by_pwrite(struct driver *d)
 {
 	reg_write(d, DT_Q0 + DT_Q_TAIL, 4, d->tail % RING_SIZE);
 	say("  doorbell: pwrite TAIL = %u", d->tail % RING_SIZE);
 }
 
+/* A release store: the descriptors are visible before the new tail is. */
 static void ring_by_mmap(struct driver *d)
 {
-	d->doorbell[0] = d->tail % RING_SIZE;
+	__atomic_store_n(&d->doorbell[0], d->tail % RING_SIZE, __ATOMIC_RELEASE);
 	say("  doorbell: store %u to the mmapped doorbell page", d->tail % RING_SIZE);
 }
 
@@ -513,9 +516,9 @@ static void completion_check(struct driver *d, unsigned int i, uint32_t result, 
 {
 	volatile struct dt_completion *c = completion(d, i);
 
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	CHECK(c->status == 1 && c->result == result && c->bytes == bytes &&
-	      c->cookie == 0xd7a00000u + i,
+	/* The status first (acquire): the record's other fields are written before it. */
+	CHECK(__atomic_load_n(&c->status, __ATOMIC_ACQUIRE) == 1 && c->result == result &&
+	      c->bytes == bytes && c->cookie == 0xd7a00000u + i,
 	      "completion %u: status %u result %u bytes %" PRIu64 " cookie 0x%" PRIx64, i,
 	      c->status, c->result, (uint64_t)c->bytes, (uint64_t)c->cookie);
 	say("  completion %u: done, result %u, %" PRIu64 " bytes", i, c->result, (uint64_t)c->bytes);
@@ -549,6 +552,15 @@ static void dma_run(struct driver *d)
 	desc_fill(d, DT_OP_FILL, 0, DST_OFF + XFER / 2, XFER / 2, UINT64_C(0x5a5a5a5a5a5a5a5a),
 		  false);
 	desc_fill(d, DT_OP_COMPARE, SRC_OFF, DST_OFF, XFER, 0, true);
+	/*
+	 * A store to the mapped page reaches the device with no system call, so unlike a pwrite it
+	 * does not order this thread's earlier accesses (the COPY's check, the new descriptors)
+	 * before the device's next DMA for a race detector: a register read does (the device
+	 * takes the same lock for it and for its work). So, as a driver reads a register before
+	 * a posted doorbell, we read STATUS and check that the queue runs and is idle.
+	 */
+	CHECK((reg_read(d, DT_Q0 + DT_Q_STATUS, 4) & (DT_STATUS_RUNNING | DT_STATUS_IDLE)) ==
+	      (DT_STATUS_RUNNING | DT_STATUS_IDLE), "queue 0 is not running and idle");
 	ring_by_mmap(d);
 	irq_wait(d);
 	completion_check(d, 1, 0, XFER / 2);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <linux/pci_regs.h>
@@ -27,6 +28,7 @@
 #include "vfio_utils.h"
 #include "machine/models/dma-test.h"
 #include "uiommu/iommufd.h"
+#include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
 
 #define REGION(i) ((uint64_t)(i) << 40)
@@ -311,6 +313,38 @@ TEST(region_errnos)
 	ASSERT_EQ(0, pread(d.vfd, b, 0, (off_t)REGION(0)));
 	ASSERT_EQ(0, pwrite(d.vfd, b, 0, (off_t)REGION(0)));
 	ASSERT_EQ(0, pwrite(d.vfd, b, 0, (off_t)CFG));
+	dev_close(&d);
+}
+
+/*
+ * A whole-BAR mmap (libvfio's) is a reservation and one mapping per area: a failure at any
+ * step leaves nothing mapped and the next try works.
+ */
+TEST(fail_nth_whole_bar_mmap)
+{
+	unsigned long nth;
+	struct dev d;
+	void *p;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_EQ(0, dev_open(&d, "0000:07:00.0"));
+	for (nth = 1; nth < 100; nth++) {
+		unsigned long left;
+
+		uiommu_fail_nth_arm(nth);
+		p = mmap(NULL, DMA_TEST_BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, d.vfd,
+			 (off_t)REGION(0));
+		left = uiommu_fail_nth_disarm();
+		if (left) {
+			ASSERT_TRUE(p != MAP_FAILED);
+			ASSERT_EQ(0, munmap(p, DMA_TEST_BAR0_SIZE));
+			break;
+		}
+		ASSERT_TRUE(p == MAP_FAILED);
+		ASSERT_EQ(ENOMEM, errno);
+	}
+	ASSERT_EQ(3ul, nth); /* the call's own step, then the doorbell area's */
 	dev_close(&d);
 }
 

@@ -1656,6 +1656,10 @@ static void *vfio_pci_mmap_bar(const struct pci_fn_bar_info *bi, void *addr, siz
 
 		if (s >= t)
 			continue;
+		if (uiommu_should_fail()) {
+			errno = ENOMEM;
+			goto unmap_reservation;
+		}
 		if ((void *)syscall(SYS_mmap, base + (s - pos), t - s, prot,
 				    (flags & ~(MAP_TYPE | MAP_FIXED_NOREPLACE)) | MAP_SHARED | MAP_FIXED,
 				    a->fd, a->fd_offset + (s - a->offset)) == MAP_FAILED)

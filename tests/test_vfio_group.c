@@ -458,7 +458,33 @@ TEST(kvm_vfio_device)
 	d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, "0000:07:00.0");
 	ASSERT_GE(d, 0);
 
-	ASSERT_EQ(0, ioctl((int)cd.fd, KVM_SET_DEVICE_ATTR, &attr));
+	/* Each fallible step of an add failed once: nothing is held after a failure. */
+	if (uiommu_fail_nth_available()) {
+		bool saw_enomem = false;
+		unsigned long n;
+		int rc = -1;
+
+		for (n = 1; n < 100 && rc; n++) {
+			int err;
+
+			uiommu_fail_nth_arm(n);
+			rc = ioctl((int)cd.fd, KVM_SET_DEVICE_ATTR, &attr);
+			err = errno;
+			if (uiommu_fail_nth_disarm()) {
+				ASSERT_EQ(0, rc);
+			} else {
+				/* ENOMEM from the list; a failed copy of the argument leaves
+				 * the call to the kernel, which refuses our fd (EINVAL). */
+				ASSERT_EQ(-1, rc);
+				ASSERT_TRUE(err == ENOMEM || err == EINVAL);
+				saw_enomem |= err == ENOMEM;
+			}
+		}
+		ASSERT_EQ(0, rc);
+		ASSERT_TRUE(saw_enomem);
+	} else {
+		ASSERT_EQ(0, ioctl((int)cd.fd, KVM_SET_DEVICE_ATTR, &attr));
+	}
 	ASSERT_ERRNO(EEXIST, ioctl((int)cd.fd, KVM_SET_DEVICE_ATTR, &attr));
 	fd = d;
 	ASSERT_EQ(0, ioctl((int)cd.fd, KVM_SET_DEVICE_ATTR, &attr));

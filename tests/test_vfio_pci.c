@@ -472,6 +472,26 @@ TEST(bar_access)
 	ASSERT_ERRNO(EFAULT, pread(m.vfd, bad, 4, (off_t)REGION(0)));
 }
 
+/* The permissions column of /proc/self/maps for the mapping holding @addr ("" if none). */
+static const char *map_prot(const void *addr)
+{
+	static char prot[8];
+	unsigned long lo, hi;
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	prot[0] = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, prot) == 3 && lo <= (uintptr_t)addr &&
+		    (uintptr_t)addr < hi)
+			break;
+		else
+			prot[0] = 0;
+	if (f)
+		fclose(f);
+	return prot;
+}
+
 TEST(mmap_doorbell)
 {
 	struct machine m;
@@ -488,14 +508,24 @@ TEST(mmap_doorbell)
 	db[2] = 9;
 	ASSERT_EQ(9ull, bar_read(m.vfd, 0, DMA_TEST_DOORBELL(1), 4));
 	ASSERT_EQ(0, munmap((void *)db, 4096));
-	/* Registers, the MSI-X table, the I/O BAR, config, ROM: not mmap-able. */
-	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)REGION(0));
-	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
-	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)(REGION(0) + DMA_TEST_MSIX_TABLE));
-	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
+	/*
+	 * More of the BAR than the area (the whole BAR, as libvfio maps it): the area's page is
+	 * the device's, the register pages are PROT_NONE; past the BAR's end is EINVAL.
+	 */
+	p = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, m.vfd, (off_t)REGION(0));
+	ASSERT_TRUE(p != MAP_FAILED);
+	ASSERT_EQ(9u, ((volatile uint32_t *)((char *)p + DMA_TEST_DOORBELL_PAGE))[2]);
+	ASSERT_STREQ("---p", map_prot(p));			/* registers */
+	ASSERT_STREQ("rw-s", map_prot((char *)p + DMA_TEST_DOORBELL_PAGE));
+	ASSERT_STREQ("---p", map_prot((char *)p + DMA_TEST_MSIX_TABLE));
+	ASSERT_EQ(0, munmap(p, 16384));
 	p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, m.vfd,
 		 (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
+	ASSERT_TRUE(p != MAP_FAILED);
+	ASSERT_EQ(0, munmap(p, 8192));
+	p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, m.vfd, (off_t)(REGION(0) + 3 * 4096));
 	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
+	/* The I/O BAR, config, ROM, private mappings: not mmap-able. */
 	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)REGION(2));
 	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
 	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, (off_t)CFG);

@@ -94,7 +94,7 @@ setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 run_suite build-asan
 
 setup build-tsan -Db_sanitize=thread -Db_lundef=false
-run_suite build-tsan --suite unit --suite abi --suite preload
+run_suite build-tsan --suite unit --suite abi --suite preload --suite vfio
 
 setup build-release --buildtype=release
 run_suite build-release
@@ -170,6 +170,23 @@ else
 	echo "  replay it: build-fuzz/tests/fuzz/fuzz_ioctl INPUT (FUZZ_TRACE=1 shows each operation)"
 	failed=$((failed + 1))
 fi
+
+# ---- the kernel's VFIO selftests ---------------------------------------------------------------
+# Needs the network. tools/vfio-kselftest.sh fetches Debian's newest linux-source (cached:
+# tools/kselftest-lib.sh), builds vfio_iommufd_setup_test, vfio_pci_device_test and
+# vfio_dma_mapping_test with their libvfio and runs them on two dma-test functions, on the
+# default and the ASan builds; it fails on any case outside tools/vfio-kselftest-expected.txt.
+for b in build build-asan; do
+	echo "== kernel VFIO selftests on $b (tools/vfio-kselftest.sh)"
+	if tools/vfio-kselftest.sh -o "$b/vfio-kselftest" "$b" >"$log" 2>&1; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+	sed -n '/^# kernel sources/p;/^# host:/p;/VFIO kselftest summary/,$p' "$log" |
+		grep -E '^# (kernel sources|host:|vfio_[a-z_]*\.[0-9a-f:.]*:$|VFIO KSELFTEST|logs)|^#   (total|unexpected|note)|^#     > ' ||
+		tail -n 30 "$log" # no summary: the fetch or the build failed
+done
 
 echo
 echo "$passed passed, $failed failed, $skipped skipped"

@@ -14,9 +14,10 @@
  * (pci_fn_bar_read/write) in naturally aligned pieces of 8, 4, 2 or 1 bytes; the MSI-X table
  * is never reached (reads 0xff, writes dropped); a memory BAR is EIO while the virtual Memory
  * bit is off or the function is in D3hot. Config space is region 7. Only the shared-memory
- * areas a model declares can be mmapped: GET_REGION_INFO lists them in a sparse mmap
- * capability, and mmap() maps the function's memfd at the area, so the driver and the model
- * share the pages.
+ * areas a model declares are memory a mapping can reach: GET_REGION_INFO lists them in a
+ * sparse mmap capability, and mmap() maps the function's memfd at the area, so the driver and
+ * the model share the pages; a mapping of more of such a BAR (the whole BAR, as the kernel
+ * allows) has its other pages PROT_NONE.
  *
  * Interrupts: SET_IRQS programs the function through pci_fn_irq_enable() and friends, as the
  * host kernel's MSI code programs a real one; the function's messages come back through the
@@ -1632,11 +1633,54 @@ ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_
 	return rc;
 }
 
+/*
+ * A range of a BAR with shared-memory areas that is more than one area: the kernel lets a
+ * driver map a whole memory BAR (with its MSI-X table: MSIX_MAPPABLE), and drivers such as the
+ * kernel's VFIO selftests do. The areas are mapped as they are alone; every other page is
+ * reserved PROT_NONE, because a register has no memory behind it that a store could reach: a
+ * driver touching one through the mapping gets SIGSEGV (it uses pread/pwrite for registers).
+ */
+static void *vfio_pci_mmap_bar(const struct pci_fn_bar_info *bi, void *addr, size_t len,
+			       int prot, int flags, uint64_t pos, uint64_t end)
+{
+	uint8_t *base;
+	int e;
+
+	base = sys_mmap(addr, len, PROT_NONE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+			(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	for (unsigned int i = 0; i < bi->nr_areas; i++) {
+		const struct pci_fn_area *a = &bi->areas[i];
+		uint64_t s = pos > a->offset ? pos : a->offset;
+		uint64_t t = end < a->offset + a->size ? end : a->offset + a->size;
+
+		if (s >= t)
+			continue;
+		if (uiommu_should_fail()) {
+			errno = ENOMEM;
+			goto unmap_reservation;
+		}
+		if (sys_mmap(base + (s - pos), t - s, prot,
+			     (flags & ~(MAP_TYPE | MAP_FIXED_NOREPLACE)) | MAP_SHARED | MAP_FIXED,
+			     a->fd, (off_t)(a->fd_offset + (s - a->offset))) == MAP_FAILED)
+			goto unmap_reservation;
+	}
+	return base;
+
+unmap_reservation:
+	e = errno;
+	sys_munmap(base, len);
+	errno = e;
+	return MAP_FAILED;
+}
+
 void *vfio_pci_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot, int flags,
 		    uint64_t off)
 {
 	unsigned int index = (unsigned int)(off >> VFIO_PCI_OFFSET_SHIFT);
-	uint64_t pos = off & VFIO_PCI_OFFSET_MASK, end;
+	uint64_t pos = off & VFIO_PCI_OFFSET_MASK, end, bar_end;
 	const struct pci_fn_bar_info *bi;
 	void *p;
 
@@ -1645,8 +1689,18 @@ void *vfio_pci_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot
 	if (index >= VFIO_PCI_ROM || !len || (pos & (uiommu_page_size - 1)))
 		goto einval;
 	bi = &core->bar_info[index];
+	if (!bi->nr_areas || (bi->flags & UIOMMU_PCI_BAR_IO))
+		goto einval;
 	end = pos + ((len + uiommu_page_size - 1) & ~(uint64_t)(uiommu_page_size - 1));
-	for (unsigned int i = 0; i < bi->nr_areas && !(bi->flags & UIOMMU_PCI_BAR_IO); i++) {
+	bar_end = (core->bar_size[index] + uiommu_page_size - 1) &
+		  ~(uint64_t)(uiommu_page_size - 1);
+	if (end < pos || end > bar_end)
+		goto einval;
+	if (uiommu_should_fail()) {
+		errno = ENOMEM;
+		return MAP_FAILED;
+	}
+	for (unsigned int i = 0; i < bi->nr_areas; i++) {
 		const struct pci_fn_area *a = &bi->areas[i];
 
 		if (pos < a->offset || end > a->offset + a->size)
@@ -1656,6 +1710,7 @@ void *vfio_pci_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot
 					a->fd_offset + (pos - a->offset));
 		return p;
 	}
+	return vfio_pci_mmap_bar(bi, addr, len, prot, flags, pos, end);
 einval:
 	errno = EINVAL;
 	return MAP_FAILED;

@@ -393,6 +393,11 @@ TEST(generic_fd_ioctls)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* glibc's fortified entry points; its headers declare them only under _FORTIFY_SOURCE. */
+ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen);
+ssize_t __pread_chk(int fd, void *buf, size_t count, off_t offset, size_t buflen);
+ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t offset, size_t buflen);
+
 TEST(read_write_are_einval)
 {
 	int rw = open("/dev/iommu", O_RDWR), ro = open("/dev/iommu", O_RDONLY);
@@ -405,6 +410,13 @@ TEST(read_write_are_einval)
 	ASSERT_ERRNO(EINVAL, pread(rw, b, sizeof(b), 0));
 	ASSERT_ERRNO(EINVAL, pwrite(rw, b, sizeof(b), 0));
 	ASSERT_ERRNO(EINVAL, pread(rw, b, sizeof(b), -1));
+	/* The fortified entry points (_FORTIFY_SOURCE programs, Debian's QEMU) answer the same,
+	 * not the host's: an iommufd fd's read is EINVAL, not the backing file's. */
+	ASSERT_ERRNO(EINVAL, __read_chk(rw, b, sizeof(b), sizeof(b)));
+	ASSERT_ERRNO(EINVAL, __pread_chk(rw, b, sizeof(b), 0, sizeof(b)));
+	ASSERT_ERRNO(EINVAL, __pread64_chk(rw, b, sizeof(b), 0, sizeof(b)));
+	ASSERT_ERRNO(EBADF, __read_chk(wo, b, sizeof(b), sizeof(b)));
+	ASSERT_ERRNO(EBADF, __pread64_chk(wo, b, sizeof(b), 0, sizeof(b)));
 	/* Without the access mode: EBADF first. */
 	ASSERT_ERRNO(EINVAL, read(ro, b, sizeof(b)));
 	ASSERT_ERRNO(EBADF, write(ro, b, sizeof(b)));

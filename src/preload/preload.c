@@ -135,6 +135,11 @@ int __fxstat(int ver, int fd, struct stat *st);
 int __fxstat64(int ver, int fd, struct stat64 *st);
 ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen);
 ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t len, size_t buflen);
+/* The fortified read entry points (_FORTIFY_SOURCE builds, Debian's QEMU among them, call
+ * these instead of read/pread). */
+ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen);
+ssize_t __pread_chk(int fd, void *buf, size_t count, off_t offset, size_t buflen);
+ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t offset, size_t buflen);
 
 /* ---- Overridden libc wrappers -------------------------------------------------------------- */
 
@@ -636,6 +641,27 @@ UIOMMU_EXPORT ssize_t read(int fd, void *buf, size_t count)
 
 WRAP_PREAD(pread, off_t)
 WRAP_PREAD(pread64, off64_t)
+
+/* An overflowing count is libc's to refuse (it aborts before any system call). */
+UIOMMU_EXPORT ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen)
+{
+	libc_func(__read_chk, ssize_t, int, void *, size_t, size_t);
+	if (count <= buflen && (uiommu_event_is_fd(fd) || uiommu_is_fd(fd)))
+		return read(fd, buf, count);
+	return ___read_chk(fd, buf, count, buflen);
+}
+
+#define WRAP_PREAD_CHK(name, plain, offtype)                                                   \
+	UIOMMU_EXPORT ssize_t name(int fd, void *buf, size_t count, offtype offset, size_t buflen) \
+	{                                                                                      \
+		libc_func(name, ssize_t, int, void *, size_t, offtype, size_t);                \
+		if (count <= buflen && (uiommu_event_is_fd(fd) || uiommu_is_fd(fd)))          \
+			return plain(fd, buf, count, offset);                                  \
+		return _##name(fd, buf, count, offset, buflen);                                \
+	}
+
+WRAP_PREAD_CHK(__pread_chk, pread, off_t)
+WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 
 /*
  * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings

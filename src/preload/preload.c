@@ -876,6 +876,16 @@ UIOMMU_EXPORT char *realpath(const char *path, char *resolved)
 	return _realpath(path, resolved);
 }
 
+/* realpath's fortified entry point (_FORTIFY_SOURCE builds: Debian's QEMU). */
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen);
+UIOMMU_EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+{
+	libc_func(__realpath_chk, char *, const char *, char *, size_t);
+	if (resolvedlen >= PATH_MAX && (uiommu_node_claims(path) || uiommu_sysfs_claims(path)))
+		return uiommu_node_realpath(path, resolved);
+	return ___realpath_chk(path, resolved, resolvedlen);
+}
+
 UIOMMU_EXPORT char *canonicalize_file_name(const char *path)
 {
 	libc_func(canonicalize_file_name, char *, const char *);

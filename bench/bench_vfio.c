@@ -320,18 +320,6 @@ static void run_pingpong(void *ctx, unsigned long iters)
 	}
 }
 
-static void print_min_ratio(const char *what, const struct bench_case *base,
-			    const struct bench_case *dev, double target)
-{
-	double ratio = base->median / dev->median;
-
-	if (target > 0)
-		printf("  %-58s %8.2fx   target >= %.2gx: %s\n", what, ratio, target,
-		       ratio >= target ? "met" : "MISSED");
-	else
-		printf("  %-58s %8.2fx\n", what, ratio);
-}
-
 static const char usage[] =
 	"usage: uiommu-run bench_vfio [--quick]\n"
 	"A vfio-pci dma-test function's register writes, copies and MSI-X delivery, against\n"
@@ -372,10 +360,7 @@ int main(int argc, char **argv)
 			{ "   baseline: pwrite of 8 bytes to a memfd", run_memfd_pwrite, &dev, n_reg },
 		};
 
-		bench_print_header("bench_vfio a: a BAR register write (ns per write)", quick);
-		bench_run(cases, 4);
-		for (unsigned int i = 0; i < 4; i++)
-			bench_print_case(&cases[i]);
+		bench_table("bench_vfio a: a BAR register write (ns per write)", cases, 4, quick);
 		bench_print_ratio("pwrite SCRATCH / memfd pwrite", &cases[0], &cases[3], 0);
 		bench_print_ratio("pwrite doorbell / memfd pwrite", &cases[1], &cases[3], 0);
 		bench_print_ratio("mmap doorbell store / memfd pwrite", &cases[2], &cases[3], 0);
@@ -391,15 +376,12 @@ int main(int argc, char **argv)
 			{ "   COPY 64 KiB, one per doorbell (latency)", run_copy, &d64one, n_lat / 4 },
 		};
 
-		bench_print_header("bench_vfio b: dma-test COPY, doorbell to MSI-X and completion "
-				   "record (ns per descriptor)", quick);
-		bench_run(cases, 6);
-		for (unsigned int i = 0; i < 6; i++)
-			bench_print_case(&cases[i]);
-		print_min_ratio("4 KiB: memcpy / device (throughput ratio)", &cases[1], &cases[0], 0.5);
-		print_min_ratio("64 KiB: memcpy / device (throughput ratio)", &cases[3], &cases[2], 0.8);
-		print_min_ratio("4 KiB, one per doorbell: memcpy / device", &cases[1], &cases[4], 0);
-		print_min_ratio("64 KiB, one per doorbell: memcpy / device", &cases[3], &cases[5], 0);
+		bench_table("bench_vfio b: dma-test COPY, doorbell to MSI-X and completion "
+				   "record (ns per descriptor)", cases, 6, quick);
+		bench_print_ratio_min("4 KiB: memcpy / device (throughput ratio)", &cases[1], &cases[0], 0.5);
+		bench_print_ratio_min("64 KiB: memcpy / device (throughput ratio)", &cases[3], &cases[2], 0.8);
+		bench_print_ratio_min("4 KiB, one per doorbell: memcpy / device", &cases[1], &cases[4], 0);
+		bench_print_ratio_min("64 KiB, one per doorbell: memcpy / device", &cases[3], &cases[5], 0);
 		printf("\n");
 	}
 	pp.ping = eventfd(0, EFD_CLOEXEC);
@@ -415,10 +397,7 @@ int main(int argc, char **argv)
 			  &dpoll, n_poll },
 		};
 
-		bench_print_header("bench_vfio c: MSI-X delivery (ns per round trip)", quick);
-		bench_run(cases, 4);
-		for (unsigned int i = 0; i < 4; i++)
-			bench_print_case(&cases[i]);
+		bench_table("bench_vfio c: MSI-X delivery (ns per round trip)", cases, 4, quick);
 		bench_print_ratio("MSI-X round trip / eventfd ping-pong", &cases[0], &cases[1], 2.0);
 		bench_print_ratio("mmap doorbell round trip / eventfd ping-pong", &cases[2], &cases[1], 0);
 	}

@@ -86,19 +86,41 @@ static inline void bench_print_case(const struct bench_case *c)
 	       c->iters);
 }
 
+/* Prints @ratio against a goal of at most (@at_least 0) or at least @target; 0: no goal. */
+static inline int bench_print_goal(const char *what, double ratio, double target, int at_least)
+{
+	int met = at_least ? ratio >= target : ratio <= target;
+
+	if (target > 0)
+		printf("  %-58s %8.2fx   target %s %.2gx: %s\n", what, ratio, at_least ? ">=" : "<=",
+		       target, met ? "met" : "MISSED");
+	else
+		printf("  %-58s %8.2fx\n", what, ratio);
+	return met;
+}
+
 /* Prints num/den against a "at most @target" goal; returns 1 if the target is met. */
 static inline int bench_print_ratio(const char *what, const struct bench_case *num,
 				    const struct bench_case *den, double target)
 {
-	double ratio = num->median / den->median;
-	int met = ratio <= target;
+	return bench_print_goal(what, num->median / den->median, target, 0);
+}
 
-	if (target > 0)
-		printf("  %-58s %8.2fx   target <= %.2gx: %s\n", what, ratio, target,
-		       met ? "met" : "MISSED");
-	else
-		printf("  %-58s %8.2fx\n", what, ratio);
-	return met;
+/* Prints base/dev, a throughput ratio (1.0: as fast as the baseline), against "at least". */
+static inline int bench_print_ratio_min(const char *what, const struct bench_case *base,
+					const struct bench_case *dev, double target)
+{
+	return bench_print_goal(what, base->median / dev->median, target, 1);
+}
+
+/* bench_print_header(), bench_run() and a line per case: one table. */
+static inline void bench_table(const char *title, struct bench_case *cases, unsigned int n,
+			       int quick)
+{
+	bench_print_header(title, quick);
+	bench_run(cases, n);
+	for (unsigned int i = 0; i != n; i++)
+		bench_print_case(&cases[i]);
 }
 
 static inline int bench_parse_args(int argc, char **argv, const char *usage)

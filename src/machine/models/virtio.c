@@ -398,7 +398,7 @@ static int vio_blk_id(struct vio *v, uint64_t pos, uint8_t *buf, size_t len)
 	(void)v;
 	memset(buf, 0, len);
 	if (pos < sizeof(VIO_BLK_ID))
-		memcpy(buf, VIO_BLK_ID + pos, len < sizeof(VIO_BLK_ID) - pos ? len : sizeof(VIO_BLK_ID) - pos);
+		memcpy(buf, &VIO_BLK_ID[pos], len < sizeof(VIO_BLK_ID) - pos ? len : sizeof(VIO_BLK_ID) - pos);
 	return 0;
 }
 

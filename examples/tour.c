@@ -1328,7 +1328,7 @@ out_close:
 	t->fd = -1;
 }
 
-/* ---- chapter 14: a userspace driver and its device ---------------------------------------- */
+/* ---- chapter 14: a userspace driver and its device ------------------------------------- */
 
 /* dma-test's identity and the BAR0 registers we use (docs/dma-test.md). */
 #define DT_VENDOR 0x1234
@@ -1385,8 +1385,11 @@ static void dt_write(struct dt *d, uint64_t reg, unsigned int width, uint64_t v)
 		die("pwrite of BAR0 + 0x%" PRIx64 ": %s", reg, strerror(errno));
 }
 
-/* The first dma-test function under /sys/bus/pci/devices, into @bdf; false if none. */
-static bool dt_find(char *bdf, size_t len)
+/*
+ * The first dma-test function under /sys/bus/pci/devices, into @bdf, and its cdev (named by
+ * its vfio-dev/ directory, "" when vfio-pci does not drive it) into @node; false if none.
+ */
+static bool dt_find(char *bdf, size_t len, char *node, size_t node_len)
 {
 	char path[512];
 	struct dirent *de;
@@ -1404,6 +1407,14 @@ static bool dt_find(char *bdf, size_t len)
 		if (found)
 			snprintf(bdf, len, "%s", de->d_name);
 	}
+	if (dir)
+		closedir(dir);
+	node[0] = 0;
+	snprintf(path, sizeof(path), PCI "/devices/%s/vfio-dev", bdf);
+	dir = found ? opendir(path) : NULL;
+	while (dir && (de = readdir(dir)))
+		if (!strncmp(de->d_name, "vfio", 4))
+			snprintf(node, node_len, "/dev/vfio/devices/%s", de->d_name);
 	if (dir)
 		closedir(dir);
 	return found;
@@ -1485,29 +1496,19 @@ static void ch_driver(struct tour *t)
 		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER } };
 	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
 	struct dt d = { .dev = -1 };
-	char bdf[256], node[300], path[512];
-	uint64_t iova = DT_IOVA, left;
+	char bdf[256], node[300];
+	uint64_t iova = DT_IOVA, left, status, err, fault;
+	unsigned int i;
 	uint32_t ioas;
 	uint16_t cmd;
+	bool mappable;
 	int fd;
 
 	step("Look for a dma-test function (%04x:%04x) in " PCI "/devices", DT_VENDOR, DT_DEVICE);
-	if (!dt_find(bdf, sizeof(bdf))) {
+	if (!dt_find(bdf, sizeof(bdf), node, sizeof(node))) {
 		say("There is none on this machine (tools/tour.sh runs the tour on examples/tour.json,");
 		say("which has one): this chapter needs one and is skipped.");
 		return;
-	}
-	snprintf(path, sizeof(path), PCI "/devices/%s/vfio-dev", bdf);
-	{
-		DIR *dir = opendir(path);
-		struct dirent *de;
-
-		node[0] = 0;
-		while (dir && (de = readdir(dir)))
-			if (!strncmp(de->d_name, "vfio", 4))
-				snprintf(node, sizeof(node), "/dev/vfio/devices/%s", de->d_name);
-		if (dir)
-			closedir(dir);
 	}
 	if (!node[0]) {
 		say("-> %s is not bound to vfio-pci (no vfio-dev/): the chapter is skipped.", bdf);
@@ -1543,7 +1544,7 @@ static void ch_driver(struct tour *t)
 		      d.mem + DT_DST, DT_XFER, &iova), "IOMMU_IOAS_MAP");
 
 	step("Regions: BAR0 and config; COMMAND |= Memory | Bus Master, by pwrite to config");
-	bool mappable = dt_bar0(&d, t);
+	mappable = dt_bar0(&d, t);
 	expect_ok(xioctl(d.dev, VFIO_DEVICE_GET_REGION_INFO, &cfg), "GET_REGION_INFO(config)");
 	d.cfg = cfg.offset;
 	if (pread(d.dev, &cmd, 2, (off_t)(d.cfg + PCI_COMMAND)) != 2)
@@ -1565,7 +1566,7 @@ static void ch_driver(struct tour *t)
 
 	step("COPY %s from the source to the destination; doorbell: pwrite TAIL = 1",
 	     human(DT_XFER));
-	unsigned int i = dt_queue(&d, 1, 0);
+	i = dt_queue(&d, 1, 0);
 	dt_write(&d, DT_Q0_TAIL, 4, d.tail % DT_RING);
 	dt_wait(&d);
 	dt_check(&d, i, 0);
@@ -1592,8 +1593,9 @@ static void ch_driver(struct tour *t)
 	i = dt_queue(&d, 1, 0);
 	dt_write(&d, DT_Q0_TAIL, 4, d.tail % DT_RING);
 	dt_wait(&d);
-	uint64_t status = dt_read(&d, DT_Q0_STATUS), err = dt_read(&d, DT_Q0_ERRNO);
-	uint64_t fault = dt_read(&d, DT_Q0_ERROR_IOVA) | dt_read(&d, DT_Q0_ERROR_IOVA + 4) << 32;
+	status = dt_read(&d, DT_Q0_STATUS);
+	err = dt_read(&d, DT_Q0_ERRNO);
+	fault = dt_read(&d, DT_Q0_ERROR_IOVA) | dt_read(&d, DT_Q0_ERROR_IOVA + 4) << 32;
 	if (!(status & 4) || dt_read(&d, DT_Q0_ERROR) != 1 || err != EFAULT ||
 	    fault != DT_IOVA + DT_DST || ((struct dt_completion *)(d.mem + DT_CPL))[i].status)
 		die("queue 0: STATUS 0x%" PRIx64 ", ERRNO %" PRIu64 ", ERROR_IOVA 0x%" PRIx64,

@@ -2,11 +2,15 @@
 /*
  * tour: a guided walk through /dev/iommu (iommufd), one chapter at a time.
  *
- * This program is a plain Linux client. It only uses open("/dev/iommu"), ioctl() and close()
- * with the structs of <linux/iommufd.h> (our copy: <uiommu/iommufd.h>) and never calls into
- * libuiommu, so it runs unchanged on a kernel built with CONFIG_IOMMUFD_TEST or under
+ * This program is a plain Linux client. It only uses system calls (open, ioctl, pread, pwrite,
+ * mmap, poll) with the structs of <linux/iommufd.h> (our copy: <uiommu/iommufd.h>) and
+ * <linux/vfio.h> (<uiommu/vfio_compat.h> adds the cdev ioctls older headers lack) and never
+ * calls into libuiommu, so it runs unchanged on a kernel built with CONFIG_IOMMUFD_TEST or under
  *
- *     uiommu-run ./tour
+ *     uiommu-run --topology examples/tour.json ./tour
+ *
+ * That machine is the embedded default plus one dma-test function (docs/dma-test.md), the
+ * device chapter 14 drives as a userspace driver; without one, that chapter is skipped.
  *
  * Every step checks its result. Anything unexpected is reported and the program exits with
  * status 1, so the tour doubles as an end-to-end test. To add a chapter, write a function
@@ -25,11 +29,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/pci_regs.h>
 
 #include <uiommu/iommufd.h>
 #include <uiommu/iommufd_test.h>
@@ -1322,6 +1328,294 @@ out_close:
 	t->fd = -1;
 }
 
+/* ---- chapter 14: a userspace driver and its device ------------------------------------- */
+
+/* dma-test's identity and the BAR0 registers we use (docs/dma-test.md). */
+#define DT_VENDOR 0x1234
+#define DT_DEVICE 0xd7a0
+#define DT_INT_STATUS 0x018
+#define DT_Q0_RING_BASE 0x100
+#define DT_Q0_RING_SIZE 0x108
+#define DT_Q0_CTRL 0x10c	/* ENABLE (bit 0), interrupts (bit 1) */
+#define DT_Q0_TAIL 0x118
+#define DT_Q0_STATUS 0x11c	/* RUNNING (bit 0), IDLE (bit 1), ERROR (bit 2) */
+#define DT_Q0_ERROR 0x120
+#define DT_Q0_ERRNO 0x124
+#define DT_Q0_ERROR_IOVA 0x128
+#define DT_DOORBELL 0x1000	/* queue 0's tail again, in a page a driver may mmap */
+#define DT_RING 16u
+
+struct dt_desc {
+	uint32_t op, flags;	/* op 1 COPY, 2 FILL; flags bit 0: interrupt when done */
+	uint64_t src, dst, len, pattern, completion, cookie, reserved;
+};
+
+struct dt_completion {
+	uint32_t status, result;
+	uint64_t bytes, cookie, reserved;
+};
+
+/* Our memory, seen by the device at DT_IOVA: the ring, the completions, source, destination. */
+#define DT_IOVA UINT64_C(0x10000000)
+#define DT_CPL (4 * KiB)
+#define DT_SRC (8 * KiB)
+#define DT_DST (12 * KiB)
+#define DT_MEM (16 * KiB)
+#define DT_XFER (4 * KiB)
+
+struct dt {
+	int dev, efd;
+	uint64_t bar0, cfg;	/* the regions' offsets in the device fd */
+	uint8_t *mem;
+	unsigned int tail;
+};
+
+static uint64_t dt_read(struct dt *d, uint64_t reg)
+{
+	uint32_t v = 0;
+
+	if (pread(d->dev, &v, 4, (off_t)(d->bar0 + reg)) != 4)
+		die("pread of BAR0 + 0x%" PRIx64 ": %s", reg, strerror(errno));
+	return v;
+}
+
+static void dt_write(struct dt *d, uint64_t reg, unsigned int width, uint64_t v)
+{
+	if (pwrite(d->dev, &v, width, (off_t)(d->bar0 + reg)) != (ssize_t)width)
+		die("pwrite of BAR0 + 0x%" PRIx64 ": %s", reg, strerror(errno));
+}
+
+/*
+ * The first dma-test function under /sys/bus/pci/devices, into @bdf, and its cdev (named by
+ * its vfio-dev/ directory, "" when vfio-pci does not drive it) into @node; false if none.
+ */
+static bool dt_find(char *bdf, size_t len, char *node, size_t node_len)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *dir = opendir(PCI "/devices");
+	bool found = false;
+
+	while (dir && !found && (de = readdir(dir))) {
+		const char *v, *dv;
+
+		snprintf(path, sizeof(path), PCI "/devices/%s/vendor", de->d_name);
+		v = sysfs_read(path);
+		snprintf(path, sizeof(path), PCI "/devices/%s/device", de->d_name);
+		dv = sysfs_read(path);
+		found = v && dv && strtol(v, NULL, 0) == DT_VENDOR && strtol(dv, NULL, 0) == DT_DEVICE;
+		if (found)
+			snprintf(bdf, len, "%s", de->d_name);
+	}
+	if (dir)
+		closedir(dir);
+	node[0] = 0;
+	snprintf(path, sizeof(path), PCI "/devices/%s/vfio-dev", bdf);
+	dir = found ? opendir(path) : NULL;
+	while (dir && (de = readdir(dir)))
+		if (!strncmp(de->d_name, "vfio", 4))
+			snprintf(node, node_len, "/dev/vfio/devices/%s", de->d_name);
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+/* Writes the next descriptor (interrupt on completion); the caller rings the doorbell. */
+static unsigned int dt_queue(struct dt *d, uint32_t op, uint64_t pattern)
+{
+	unsigned int i = d->tail++ % DT_RING;
+
+	((struct dt_desc *)d->mem)[i] = (struct dt_desc){
+		.op = op, .flags = 1, .src = op == 1 ? DT_IOVA + DT_SRC : 0, .dst = DT_IOVA + DT_DST,
+		.len = DT_XFER, .pattern = pattern, .cookie = 0xd7a00000u + i,
+		.completion = DT_IOVA + DT_CPL + i * sizeof(struct dt_completion),
+	};
+	return i;
+}
+
+/* One MSI-X interrupt within 5 s, acknowledged in INT_STATUS as a handler does. */
+static void dt_wait(struct dt *d)
+{
+	struct pollfd p = { .fd = d->efd, .events = POLLIN };
+	uint64_t n = 0;
+
+	if (poll(&p, 1, 5000) != 1 || read(d->efd, &n, sizeof(n)) != sizeof(n) || n != 1)
+		die("no MSI-X interrupt on the eventfd within 5 s (count %" PRIu64 ")", n);
+	dt_write(d, DT_INT_STATUS, 4, 1);
+	say("-> the eventfd fired: one MSI-X interrupt.");
+}
+
+static void dt_check(struct dt *d, unsigned int i, uint8_t byte)
+{
+	struct dt_completion *c = (struct dt_completion *)(d->mem + DT_CPL) + i;
+
+	if (__atomic_load_n(&c->status, __ATOMIC_ACQUIRE) != 1 || c->bytes != DT_XFER ||
+	    c->cookie != 0xd7a00000u + i)
+		die("completion %u: status %u, %" PRIu64 " bytes", i, c->status, (uint64_t)c->bytes);
+	for (uint64_t k = 0; k < DT_XFER; k++)
+		if (d->mem[DT_DST + k] != (byte ? byte : d->mem[DT_SRC + k]))
+			die("destination byte %" PRIu64 " is 0x%02x", k, d->mem[DT_DST + k]);
+	say("-> completion record %u: done, %s; the destination holds the expected bytes.", i,
+	    human(c->bytes));
+}
+
+/* BAR0's region info and whether its sparse-mmap capability covers the doorbell page. */
+static bool dt_bar0(struct dt *d, struct tour *t)
+{
+	union {
+		struct vfio_region_info info;
+		char raw[512];
+	} r = { .info = { .argsz = sizeof(r), .index = VFIO_PCI_BAR0_REGION_INDEX } };
+	struct vfio_info_cap_header *h;
+	bool mappable = false;
+
+	expect_ok(xioctl(d->dev, VFIO_DEVICE_GET_REGION_INFO, &r), "GET_REGION_INFO(BAR0)");
+	if (r.info.argsz > sizeof(r))
+		die("BAR0's region info needs %u bytes", r.info.argsz);
+	d->bar0 = r.info.offset;
+	for (uint32_t off = r.info.flags & VFIO_REGION_INFO_FLAG_CAPS ? r.info.cap_offset : 0;
+	     off; off = h->next) {
+		struct vfio_region_info_cap_sparse_mmap *sp = (void *)(r.raw + off);
+
+		h = (void *)(r.raw + off);
+		for (uint32_t a = 0; h->id == VFIO_REGION_INFO_CAP_SPARSE_MMAP && a < sp->nr_areas; a++)
+			mappable |= sp->areas[a].offset <= DT_DOORBELL &&
+				    sp->areas[a].offset + sp->areas[a].size >= DT_DOORBELL + t->page;
+	}
+	say("-> BAR0: %s at offset 0x%" PRIx64 " of the device fd; the doorbell page is%s in a"
+	    " sparse-mmap area.", human(r.info.size), d->bar0, mappable ? "" : " not");
+	return mappable && r.info.flags & VFIO_REGION_INFO_FLAG_MMAP;
+}
+
+static void ch_driver(struct tour *t)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at) };
+	struct { struct vfio_irq_set s; int32_t fd; } irq = { .s = {
+		.argsz = sizeof(irq), .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1,
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER } };
+	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	struct dt d = { .dev = -1 };
+	char bdf[256], node[300];
+	uint64_t iova = DT_IOVA, left, status, err, fault;
+	unsigned int i;
+	uint32_t ioas;
+	uint16_t cmd;
+	bool mappable;
+	int fd;
+
+	step("Look for a dma-test function (%04x:%04x) in " PCI "/devices", DT_VENDOR, DT_DEVICE);
+	if (!dt_find(bdf, sizeof(bdf), node, sizeof(node))) {
+		say("There is none on this machine (tools/tour.sh runs the tour on examples/tour.json,");
+		say("which has one): this chapter needs one and is skipped.");
+		return;
+	}
+	if (!node[0]) {
+		say("-> %s is not bound to vfio-pci (no vfio-dev/): the chapter is skipped.", bdf);
+		return;
+	}
+	say("-> %s, bound to vfio-pci; its vfio-dev/ names the cdev %s.", bdf, node);
+
+	step("open(\"%s\"), VFIO_DEVICE_BIND_IOMMUFD to a fresh /dev/iommu, attach a new IOAS", node);
+	d.dev = open(node, O_RDWR | O_CLOEXEC);
+	fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (d.dev < 0 || fd < 0)
+		die("open of %s or /dev/iommu: %s", node, strerror(errno));
+	bind.iommufd = fd;
+	expect_ok(xioctl(d.dev, VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD");
+	expect_ok(ioas_alloc(fd, &ioas), "IOMMU_IOAS_ALLOC");
+	at.pt_id = ioas;
+	expect_ok(xioctl(d.dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at), "ATTACH_IOMMUFD_PT");
+	say("-> device %u of the iommufd, attached to IOAS %u (through HWPT %u): all its DMA",
+	    bind.out_devid, ioas, at.pt_id);
+	say("now goes through that IOAS's page table.");
+
+	step("IOMMU_IOAS_MAP of a ring, completions and a source at IOVA 0x%" PRIx64 ", and a"
+	     " destination on its own", DT_IOVA);
+	d.mem = mmap(NULL, DT_MEM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (d.mem == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	for (uint64_t k = 0; k < DT_XFER; k++)
+		d.mem[DT_SRC + k] = (uint8_t)(k * 7 + 3);
+	expect_ok(map(fd, ioas, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+		      IOMMU_IOAS_MAP_WRITEABLE, d.mem, DT_DST, &iova), "IOMMU_IOAS_MAP");
+	iova = DT_IOVA + DT_DST;
+	expect_ok(map(fd, ioas, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE,
+		      d.mem + DT_DST, DT_XFER, &iova), "IOMMU_IOAS_MAP");
+
+	step("Regions: BAR0 and config; COMMAND |= Memory | Bus Master, by pwrite to config");
+	mappable = dt_bar0(&d, t);
+	expect_ok(xioctl(d.dev, VFIO_DEVICE_GET_REGION_INFO, &cfg), "GET_REGION_INFO(config)");
+	d.cfg = cfg.offset;
+	if (pread(d.dev, &cmd, 2, (off_t)(d.cfg + PCI_COMMAND)) != 2)
+		die("pread of COMMAND: %s", strerror(errno));
+	cmd |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	if (pwrite(d.dev, &cmd, 2, (off_t)(d.cfg + PCI_COMMAND)) != 2)
+		die("pwrite of COMMAND: %s", strerror(errno));
+	say("-> COMMAND = 0x%04x. Without Bus Master the device may do no DMA at all.", cmd);
+
+	step("Queue 0: RING_BASE = 0x%" PRIx64 ", RING_SIZE = %u, CTRL = ENABLE | IRQ; MSI-X"
+	     " vector 0 -> an eventfd (VFIO_DEVICE_SET_IRQS)", DT_IOVA, DT_RING);
+	dt_write(&d, DT_Q0_RING_BASE, 8, DT_IOVA);
+	dt_write(&d, DT_Q0_RING_SIZE, 4, DT_RING);
+	dt_write(&d, DT_Q0_CTRL, 4, 3);
+	d.efd = irq.fd = eventfd(0, EFD_CLOEXEC);
+	if (d.efd < 0)
+		die("eventfd: %s", strerror(errno));
+	expect_ok(xioctl(d.dev, VFIO_DEVICE_SET_IRQS, &irq), "SET_IRQS(MSI-X 0)");
+
+	step("COPY %s from the source to the destination; doorbell: pwrite TAIL = 1",
+	     human(DT_XFER));
+	i = dt_queue(&d, 1, 0);
+	dt_write(&d, DT_Q0_TAIL, 4, d.tail % DT_RING);
+	dt_wait(&d);
+	dt_check(&d, i, 0);
+
+	if (mappable) {
+		volatile uint32_t *bell = mmap(NULL, t->page, PROT_READ | PROT_WRITE, MAP_SHARED,
+					       d.dev, (off_t)(d.bar0 + DT_DOORBELL));
+
+		if (bell == MAP_FAILED)
+			die("mmap of the doorbell page: %s", strerror(errno));
+		step("FILL it with 0xa5; doorbell: a store to the mmapped doorbell page, no syscall");
+		i = dt_queue(&d, 2, UINT64_C(0xa5a5a5a5a5a5a5a5));
+		/* A driver reads a register before a posted doorbell: it orders our stores too. */
+		if ((dt_read(&d, DT_Q0_STATUS) & 3) != 3)
+			die("queue 0 is not running and idle");
+		__atomic_store_n(bell, d.tail % DT_RING, __ATOMIC_RELEASE);
+		dt_wait(&d);
+		dt_check(&d, i, 0xa5);
+		munmap((void *)bell, t->page);
+	}
+
+	step("IOMMU_IOAS_UNMAP of the destination, then the same COPY again");
+	expect_ok(unmap(fd, ioas, DT_IOVA + DT_DST, DT_XFER, &left), "IOMMU_IOAS_UNMAP");
+	i = dt_queue(&d, 1, 0);
+	dt_write(&d, DT_Q0_TAIL, 4, d.tail % DT_RING);
+	dt_wait(&d);
+	status = dt_read(&d, DT_Q0_STATUS);
+	err = dt_read(&d, DT_Q0_ERRNO);
+	fault = dt_read(&d, DT_Q0_ERROR_IOVA) | dt_read(&d, DT_Q0_ERROR_IOVA + 4) << 32;
+	if (!(status & 4) || dt_read(&d, DT_Q0_ERROR) != 1 || err != EFAULT ||
+	    fault != DT_IOVA + DT_DST || ((struct dt_completion *)(d.mem + DT_CPL))[i].status)
+		die("queue 0: STATUS 0x%" PRIx64 ", ERRNO %" PRIu64 ", ERROR_IOVA 0x%" PRIx64,
+		    status, err, fault);
+	say("-> STATUS 0x%" PRIx64 " (ERROR), ERROR 1 (DMA), ERRNO %s, ERROR_IOVA 0x%" PRIx64 ":",
+	    status, errname((int)err), fault);
+	say("the IOMMU refused the write and the queue stopped there, as hardware does: no");
+	say("completion record, and the interrupt still tells the driver. docs/vfio.md has more.");
+
+	dt_write(&d, DT_Q0_CTRL, 4, 0);
+	irq.s.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	irq.s.count = 0;
+	irq.s.argsz = sizeof(irq.s);
+	expect_ok(xioctl(d.dev, VFIO_DEVICE_SET_IRQS, &irq.s), "SET_IRQS(MSI-X off)");
+	close(d.efd);
+	close(d.dev);
+	close(fd);
+	munmap(d.mem, DT_MEM);
+}
+
 /* ---- the table of contents ------------------------------------------------------------- */
 
 static const struct chapter {
@@ -1341,6 +1635,7 @@ static const struct chapter {
 	{ "Devices and page tables (mock IOMMU)", ch_devices },
 	{ "IOMMU groups, their types, and hot unplug (sysfs)", ch_groups },
 	{ "I/O page faults: a device faults, we map and answer, its DMA completes", ch_faults },
+	{ "A userspace driver and its device (VFIO cdev, iommufd, dma-test)", ch_driver },
 };
 
 int main(void)

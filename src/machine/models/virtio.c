@@ -620,14 +620,14 @@ static uint64_t vio_bar_read(struct uiommu_pci_fn *fn, unsigned int bar, uint64_
 	pthread_mutex_lock(&v->lock);
 	if (off + width <= VIO_COMMON_OFF + VIO_COMMON_LEN) {
 		vio_common_image(v, img);
-		val = vio_get_le(img + off - VIO_COMMON_OFF, width);
+		val = vio_get_le(img + (off - VIO_COMMON_OFF), width);
 	} else if (off == VIO_ISR_OFF) {
 		/* Reading the ISR status clears it. */
 		val = v->isr;
 		v->isr = 0;
 	} else if (v->type->id == VIO_TYPE_BLK && off >= VIO_DEVICE_OFF &&
 		   off + width <= VIO_DEVICE_OFF + VIO_DEVICE_LEN) {
-		val = vio_get_le(v->devcfg + off - VIO_DEVICE_OFF, width);
+		val = vio_get_le(v->devcfg + (off - VIO_DEVICE_OFF), width);
 	}
 	pthread_mutex_unlock(&v->lock);
 	return val;

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=sh disable=SC2034 # $ktree, $kpkg and $kver are for the sourcing script
-# Sourced by the runners of the kernel's selftests (tools/vfio-kselftest.sh; tools/kselftest.sh
-# does the same steps): fetching Debian's newest linux-source-X.Y with a private apt state and
+# Sourced by the runners of the kernel's selftests (tools/kselftest.sh, tools/vfio-kselftest.sh):
+# fetching Debian's newest linux-source-X.Y with a private apt state and
 # extracting only the files a runner reads, the scratch directory, and judging a TAP log against
 # an expected-failures list. Nothing from the kernel tree enters this repository.
 #

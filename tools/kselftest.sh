@@ -64,88 +64,13 @@ fi
 [ $# -ge 1 ] && [ "$1" = "--" ] && shift
 
 # ---- fetching the kernel sources ---------------------------------------------------------------
-#
-# A private apt state (its own sources.list, lists, cache and an empty dpkg status) under the
-# cache directory: the system's apt configuration and package state are not touched and no
-# root is needed. The newest linux-source-X.Y by version wins; its tarball is streamed out of
-# the .deb (which is then deleted) and only the files the selftests read are extracted, into a
-# directory named after the package version that later runs reuse. Each run refreshes the lists
-# (a few seconds when nothing changed), so a new version is picked up the day it appears.
-cache=${UIOMMU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uiommu}
+# Without a tree: Debian's newest linux-source-X.Y through a private apt state, only the files
+# read extracted, cached (tools/kselftest-lib.sh, shared with tools/vfio-kselftest.sh).
+. "$repo/tools/kselftest-lib.sh"
 
-fetch_fail() {
-	echo "kselftest.sh: FETCH FAILED: $*" >&2
-	echo "kselftest.sh: the kernel sources come from Debian's archive (deb.debian.org); run with a" >&2
-	echo "kselftest.sh: network, or pass a kernel tree: tools/kselftest.sh KERNEL_TREE [BUILD_DIR]" >&2
-	exit 4
-}
-
-papt() {
-	cmd=$1
-	shift
-	"$cmd" -q -o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-		-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null \
-		-o Dir::State::Lists="$apt/lists" -o Dir::State::status="$apt/status" \
-		-o Dir::Cache="$apt/cache" -o Acquire::Languages=none \
-		-o APT::Sandbox::User="$(id -un)" "$@"
-}
-
-fetch_tree() {
-	apt="$cache/apt"
-	mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" ||
-		fetch_fail "cannot create $cache"
-	cat >"$apt/sources.list" <<-EOF
-	deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-	deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian experimental main
-	EOF
-	: >"$apt/status"
-	[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] ||
-		fetch_fail "/usr/share/keyrings/debian-archive-keyring.gpg is missing (apt-get install debian-archive-keyring)"
-	echo "# fetching the package lists of Debian sid and experimental (private apt state: $apt)"
-	papt apt-get update >"$cache/apt-update.log" 2>&1 ||
-		{ cat "$cache/apt-update.log" >&2; fetch_fail "apt-get update (log: $cache/apt-update.log)"; }
-	if grep -q '^[WE]:' "$cache/apt-update.log"; then
-		cat "$cache/apt-update.log" >&2
-		fetch_fail "apt-get update could not fetch every list (log: $cache/apt-update.log)"
-	fi
-	pkg="" ver=""
-	for p in $(papt apt-cache pkgnames linux-source- | grep -E '^linux-source-[0-9]+\.[0-9]+$'); do
-		v=$(papt apt-cache show --no-all-versions "$p" | sed -n 's/^Version: //p' | head -n 1)
-		[ -n "$v" ] || continue
-		if [ -z "$ver" ] || dpkg --compare-versions "$v" gt "$ver"; then
-			pkg=$p ver=$v
-		fi
-	done
-	[ -n "$pkg" ] || fetch_fail "no linux-source-X.Y package in the lists"
-	tree="$cache/$pkg-$ver"
-	ktree="$tree/$pkg"
-	if [ -f "$tree/.complete" ]; then
-		echo "# kernel sources: $pkg $ver (cached in $tree)"
-		return 0
-	fi
-	echo "# downloading $pkg $ver"
-	rm -rf "$cache/deb"
-	mkdir -p "$cache/deb"
-	(cd "$cache/deb" && papt apt-get download "$pkg=$ver") >"$cache/apt-download.log" 2>&1 ||
-		{ cat "$cache/apt-download.log" >&2; fetch_fail "apt-get download $pkg=$ver"; }
-	deb=$(ls "$cache/deb/${pkg}_"*.deb | head -n 1)
-	echo "# extracting the selftest files of $pkg $ver into $tree"
-	rm -rf "$tree"
-	mkdir -p "$tree"
-	# The package holds usr/src/linux-source-X.Y.tar.xz; only the files read are kept.
-	if ! dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$pkg.tar.xz" | tar -xJ -C "$tree" \
-		"$pkg/tools/testing/selftests/iommu" \
-		"$pkg/tools/testing/selftests/kselftest_harness.h" \
-		"$pkg/tools/testing/selftests/kselftest.h" \
-		"$pkg/drivers/iommu/iommufd/iommufd_test.h"; then
-		rm -rf "$tree"
-		fetch_fail "cannot extract the selftest files from $deb"
-	fi
-	rm -rf "$cache/deb"
-	touch "$tree/.complete"
-}
-
-[ -n "$ktree" ] || fetch_tree
+[ -n "$ktree" ] || kselftest_fetch_tree iommufd tools/testing/selftests/iommu \
+	tools/testing/selftests/kselftest_harness.h tools/testing/selftests/kselftest.h \
+	drivers/iommu/iommufd/iommufd_test.h
 
 for f in $(for p in $progs; do echo "$ktree/tools/testing/selftests/iommu/$p.c"; done) \
 	"$ktree/tools/testing/selftests/iommu/iommufd_utils.h" \

@@ -533,6 +533,14 @@ TEST_F(dt, forked_child_runs_its_copy)
 #if defined(__SANITIZE_THREAD__)
 	SKIP("fork of a multi-threaded process under ThreadSanitizer");
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+	/*
+	 * GCC 12's AddressSanitizer does not hold its allocator lock across fork(): a fork while
+	 * the worker or liburcu's call_rcu thread frees memory leaves the child waiting on that
+	 * lock forever (seen once in 22 runs). The plain and release builds run this case.
+	 */
+	SKIP("fork of a multi-threaded process under AddressSanitizer (GCC 12's allocator lock)");
+#endif
 	*desc(self, 0, 0) = (struct dma_test_desc){
 		.op = DMA_TEST_OP_FILL, .flags = DMA_TEST_DESC_IRQ, .dst = DST_IOVA, .len = 64,
 		.pattern = 0x1111111111111111ull,

@@ -35,7 +35,9 @@ run_suite() {
 	echo "== meson test -C $dir $*"
 	if meson test -C "$dir" --print-errorlogs "$@" >"$log" 2>&1; then :; fi
 	grep -E '^ *[0-9]+/[0-9]+ ' "$log" || true
-	counts=$(awk '/^ *[0-9]+\/[0-9]+ / {
+	# (meson repeats each failed line under "Summary of Failures": counted once.)
+	counts=$(awk '/^Summary of Failures/ { exit }
+	/^ *[0-9]+\/[0-9]+ / {
 		if (match($0, /[0-9]+\/[0-9]+ subtests passed/)) {
 			split(substr($0, RSTART, RLENGTH), n, /[\/ ]/); ok += n[1]; bad += n[2] - n[1]
 		} else if (match($0, /[0-9]+ subtests passed/)) {

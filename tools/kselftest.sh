@@ -157,58 +157,13 @@ done
 # "fail|skip GLOB CONDITION REASON", CONDITION one of always, no-cap-sys-resource, no-hugepages.
 echo "#"
 echo "# ---- uiommu kselftest summary ----"
+conds="always"
+[ "$has_sys_resource" = 1 ] || conds="$conds no-cap-sys-resource"
+[ "$has_hugepages" = 1 ] || conds="$conds no-hugepages"
 status=0
 for p in $progs; do
 	echo "# $p:"
-	awk -v expected="$repo/tools/kselftest-expected.txt" -v cap="$has_sys_resource" \
-		-v huge="$has_hugepages" '
-	BEGIN {
-		while ((getline line < expected) > 0) {
-			if (line ~ /^[[:space:]]*(#|$)/) continue
-			split(line, f, /[[:space:]]+/)
-			n++; kind[n] = f[1]; glob[n] = f[2]; cond[n] = f[3]
-			re = f[2]; gsub(/\./, "\\.", re); gsub(/\*/, "[^.]*", re); rx[n] = "^" re "$"
-		}
-	}
-	function active(i) {
-		return cond[i] == "always" || (cond[i] == "no-cap-sys-resource" && !cap) ||
-		       (cond[i] == "no-hugepages" && !huge)
-	}
-	function expected_as(name, k,   i) {
-		for (i = 1; i <= n; i++)
-			if (kind[i] == k && name ~ rx[i] && active(i)) return 1
-		return 0
-	}
-	/^#  RUN / { body = ""; next }
-	/^#/ { body = body "\n#     > " substr($0, 3); next }
-	/^ok [0-9]+ / || /^not ok [0-9]+ / {
-		bad = ($1 == "not")
-		name = bad ? $4 : $3
-		skip = (!bad && $0 ~ /# SKIP/)
-		m = split(name, q, ".")
-		key = (m >= 3) ? q[1] "." q[2] : q[1]
-		if (!(key in seen)) { seen[key] = 1; order[++k] = key }
-		if (bad) { fail[key]++; F++; fl[key] = fl[key] " " q[m] }
-		else if (skip) { sk[key]++; S++ }
-		else { pass[key]++; P++ }
-		if (bad && !expected_as(name, "fail")) unexp[++U] = "unexpected failure: " name body
-		else if (bad) XF++
-		if (skip && !expected_as(name, "skip")) unexp[++U] = "unexpected skip: " name body
-		if (!bad && !skip && expected_as(name, "fail")) xpass[++X] = name
-		body = ""
-	}
-	END {
-		for (i = 1; i <= k; i++) {
-			key = order[i]
-			printf "#   %-45s pass %3d  fail %3d  skip %3d\n", key, pass[key], fail[key], sk[key]
-			if (fail[key]) printf "#       failed:%s\n", fl[key]
-		}
-		for (i = 1; i <= X; i++) printf "#   note: listed as expected to fail but passed: %s\n", xpass[i]
-		for (i = 1; i <= U; i++) printf "#   %s\n", unexp[i]
-		if (P + F + S == 0) { print "#   no case ran"; U++ }
-		printf "#   total: pass %d, fail %d (%d expected), skip %d (of %d run)\n", P, F, XF, S, P + F + S
-		exit U ? 1 : 0
-	}' "$out/$p.tap" || status=1
+	kselftest_judge "$out/$p.tap" "$repo/tools/kselftest-expected.txt" "$conds" || status=1
 done
 if [ "$status" = 0 ]; then
 	echo "# KSELFTEST OK: every failure and skip is listed in tools/kselftest-expected.txt for this host"

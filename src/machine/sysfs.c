@@ -198,11 +198,29 @@ struct sysfs_file {
 	struct iommu_group *group;   /* TYPE: a reference, dropped with the last fd */
 	char bdf[32];                /* TYPE: a member at open time; REMOVE, OVERRIDE: the device */
 	char debugfs[64];            /* DEBUGFS: the attribute below kernel/debug */
+	int group_id;                /* TYPE adopted across exec: the group if @bdf names none */
 	/* The memfd's identity: an fd in the table is checked against it before it is read,
 	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
 	dev_t dev;
 	ino_t ino;
-	off_t consumed;              /* memfd bytes already stored (bypassing writes) */
+	off_t skip;                  /* memfd bytes that were never written (O_RDWR's content) */
+	off_t consumed;              /* memfd bytes this process has looked at (bypassing writes) */
+};
+
+/*
+ * The name of an attribute's memfd says which attribute it stands for, so that a program exec'd
+ * with the fd inherited (a shell's redirection before exec) adopts it (uiommu_sysfs_adopt()):
+ * "uiommu-sysfs:<attr>:<skip>:<argument>", the argument being "<group id>:<a member's BDF>"
+ * for a `type`, the device's BDF for `remove` and `driver_override`, the attribute below
+ * kernel/debug for debugfs, empty for the bus and driver attributes.
+ */
+#define SYSFS_MEMFD_PREFIX "uiommu-sysfs:"
+static const char *const sysfs_attr_names[] = {
+	[SYSFS_ATTR_TYPE] = "type",         [SYSFS_ATTR_REMOVE] = "remove",
+	[SYSFS_ATTR_RESCAN] = "rescan",     [SYSFS_ATTR_BIND] = "bind",
+	[SYSFS_ATTR_UNBIND] = "unbind",     [SYSFS_ATTR_DEBUGFS] = "debugfs",
+	[SYSFS_ATTR_VFIO_BIND] = "vfio-bind", [SYSFS_ATTR_VFIO_UNBIND] = "vfio-unbind",
+	[SYSFS_ATTR_OVERRIDE] = "override",
 };
 
 #define SYSFS_MAX_FDS 4096
@@ -858,11 +876,19 @@ err_dirty:
 /* ---- the session and its journal ------------------------------------------------------------ */
 
 static void session_remove(const char *path);
+static void sysfs_flush_bypassed_all(void);
 
 static void sysfs_atexit(void)
 {
 	pid_t pid = getpid();
 
+	/*
+	 * What libc wrote to an attribute by itself (dprintf, a FILE of its own on the fd) is
+	 * stored now if no close did it: the program exec'd with a shell's redirection exits
+	 * without closing its stdout. Registered before main(), this runs after the program's own
+	 * exit handlers (coreutils' close_stdout), but before libc flushes the streams left open.
+	 */
+	sysfs_flush_bypassed_all();
 	/* No lock: other threads may be gone or stuck; exit is single-threaded enough here. */
 	if (sysfs.pid == pid && sysfs.tree[0])
 		remove_tree(sysfs.tree);
@@ -1488,6 +1514,28 @@ static ssize_t sysfs_debugfs_store(struct sysfs_file *f, const char *buf, size_t
 	return ret;
 }
 
+/*
+ * A `type` adopted across exec finds its group on first use (a process that only inherits the
+ * fd never boots a machine for it): by the member it named, else by its id (a group without
+ * devices). Return: 0, -ENODEV when neither is there any more, the sync's -errno.
+ */
+static int sysfs_file_resolve_group(struct sysfs_file *f)
+{
+	int rc = 0;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	if (!f->group) {
+		rc = sysfs_sync();
+		if (!rc)
+			f->group = f->bdf[0] ? group_by_bdf(f->bdf) :
+					       iommu_group_get_by_id(f->group_id);
+		if (!rc && !f->group)
+			rc = -ENODEV;
+	}
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
 /* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
@@ -1495,8 +1543,10 @@ static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t co
 	char s[4097], line[96] = "";
 	int rc, fd;
 
-	if (f->attr == SYSFS_ATTR_TYPE)
-		return sysfs_type_store(f->group, buf, count, privileged);
+	if (f->attr == SYSFS_ATTR_TYPE) {
+		rc = sysfs_file_resolve_group(f);
+		return rc ? rc : sysfs_type_store(f->group, buf, count, privileged);
+	}
 	if (f->attr == SYSFS_ATTR_DEBUGFS)
 		return sysfs_debugfs_store(f, buf, count);
 	if (count >= sizeof(s))
@@ -1528,24 +1578,86 @@ static struct sysfs_file *sysfs_file_get(int fd)
 }
 
 /*
- * Stores what was written to the memfd behind the wrapper's back (stdio inside libc), reading
- * it through @fd, one of the record's fds that is still open.
+ * Locks the memfd behind @fd against the other processes that hold it (a shell and the program
+ * it exec'd): flock() on an open description of our own, as the program's is shared with them.
+ * Returns that fd, or -errno (the caller goes on unlocked: sysfs_lock still covers this process).
  */
-static ssize_t sysfs_file_flush_bypassed(struct sysfs_file *f, int fd, bool privileged)
+static int sysfs_file_lock(int fd)
 {
-	char buf[256];
+	char path[32];
+	int lfd;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	lfd = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (lfd < 0)
+		return lfd;
+	if (flock(lfd, LOCK_EX)) {
+		int rc = -errno;
+
+		sys_close(lfd);
+		return rc;
+	}
+	return lfd;
+}
+
+/*
+ * Takes what was written to the memfd behind the wrappers' back into @buf: bytes that libc wrote
+ * itself (stdio), or that a program without the preload layer wrote. Read through @fd, one of
+ * the record's fds that is still open. What is taken is punched out of the memfd (it reads as
+ * zeros from then on), so that of the processes holding the memfd, each byte is stored by the
+ * first that looks: the file itself is the record of what was stored, shared across fork and
+ * exec. NULs are skipped (a store never contains one: sysfs_streq and kstrtoul refuse them).
+ * Returns the byte count, 0 for none.
+ */
+static ssize_t sysfs_file_take_bypassed(struct sysfs_file *f, int fd, char *buf, size_t len)
+{
 	struct stat st;
-	ssize_t n, ret = 0;
+	off_t pos, start = -1;
+	ssize_t n = 0;
+	int lfd;
 
 	if (fstat(fd, &st) || st.st_dev != f->dev || st.st_ino != f->ino ||
 	    st.st_size <= f->consumed)
 		return 0;
-	n = pread(fd, buf, sizeof(buf), f->consumed);
-	if (n > 0) {
-		ret = sysfs_attr_store(f, buf, (size_t)n, privileged);
-		f->consumed = st.st_size;
+	uiommu_mutex_lock(&sysfs_lock);
+	lfd = sysfs_file_lock(fd);
+	if (fstat(fd, &st))
+		goto out_unlock;
+	for (pos = f->consumed > f->skip ? f->consumed : f->skip; start < 0 && pos < st.st_size;) {
+		ssize_t i;
+
+		n = pread(fd, buf, len, pos);
+		if (n <= 0)
+			break;
+		for (i = 0; i < n && !buf[i]; i++)
+			;
+		if (i < n)
+			start = pos + i;
+		pos += n;
 	}
-	return ret;
+	n = 0;
+	if (start >= 0)
+		n = pread(fd, buf, len, start);
+	if (n > 0 && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start,
+			       st.st_size - start))
+		n = 0; /* not ours to take: the file refuses to forget it */
+	f->consumed = st.st_size;
+out_unlock:
+	if (lfd >= 0)
+		sys_close(lfd);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return n > 0 ? n : 0;
+}
+
+/* Stores what bypassed the wrappers (sysfs_file_take_bypassed()); no errno reaches the writer. */
+static ssize_t sysfs_file_flush_bypassed(struct sysfs_file *f, int fd, bool privileged)
+{
+	char buf[4096];
+	ssize_t n = sysfs_file_take_bypassed(f, fd, buf, sizeof(buf));
+
+	return n > 0 ? sysfs_attr_store(f, buf, (size_t)n, privileged) : 0;
 }
 
 static void sysfs_file_put(struct sysfs_file *f)
@@ -1569,6 +1681,8 @@ static int sysfs_fd_install(int fd, struct sysfs_file *f)
 
 	if (fd < 0 || fd >= SYSFS_MAX_FDS)
 		return -EMFILE;
+	/* The exit handler stores what the program's libc writes to @fd and never closes. */
+	pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
 	uiommu_mutex_lock(&sysfs_fd_lock);
 	old = atomic_load_explicit(&sysfs_fds[fd], memory_order_relaxed);
 	atomic_store_explicit(&sysfs_fds[fd], f, memory_order_release);
@@ -1754,6 +1868,61 @@ static enum sysfs_attr attr_of(const char *real, int *id, char *bdf, size_t len)
 	return SYSFS_ATTR_NONE;
 }
 
+/* The memfd's name for @f (SYSFS_MEMFD_PREFIX); @id is the group's of a `type`. */
+static void sysfs_file_name(const struct sysfs_file *f, int id, char *buf, size_t len)
+{
+	const char *name = sysfs_attr_names[f->attr];
+
+	if (f->attr == SYSFS_ATTR_TYPE)
+		snprintf(buf, len, SYSFS_MEMFD_PREFIX "%s:%lld:%d:%s", name, (long long)f->skip, id,
+			 f->bdf);
+	else
+		snprintf(buf, len, SYSFS_MEMFD_PREFIX "%s:%lld:%s", name, (long long)f->skip,
+			 f->attr == SYSFS_ATTR_DEBUGFS ? f->debugfs : f->bdf);
+}
+
+/*
+ * The record an inherited memfd named @name stands for (sysfs_file_name()), or NULL: not one of
+ * ours, or -ENOMEM (the fd then stays a plain file, as it was before adoption existed).
+ */
+static struct sysfs_file *sysfs_file_parse(const char *name)
+{
+	char attr[16], arg[64] = "";
+	struct sysfs_file *f;
+	long long skip;
+	size_t i;
+	int end = 0;
+
+	if (sscanf(name, SYSFS_MEMFD_PREFIX "%15[^:]:%lld:%n", attr, &skip, &end) != 2 || !end ||
+	    skip < 0)
+		return NULL;
+	sscanf(name + end, "%63s", arg);
+	for (i = 1; i < ARRAY_SIZE(sysfs_attr_names); i++)
+		if (!strcmp(attr, sysfs_attr_names[i]))
+			break;
+	if (i == ARRAY_SIZE(sysfs_attr_names))
+		return NULL;
+	f = uiommu_zalloc(sizeof(*f));
+	if (!f)
+		return NULL;
+	f->refs = 1;
+	f->attr = (enum sysfs_attr)i;
+	f->skip = f->consumed = (off_t)skip;
+	if (f->attr == SYSFS_ATTR_TYPE) {
+		end = 0;
+		if (sscanf(arg, "%d:%n", &f->group_id, &end) != 1 || !end) {
+			uiommu_free(f);
+			return NULL;
+		}
+		snprintf(f->bdf, sizeof(f->bdf), "%s", arg + end);
+	} else if (f->attr == SYSFS_ATTR_DEBUGFS) {
+		snprintf(f->debugfs, sizeof(f->debugfs), "%s", arg);
+	} else {
+		snprintf(f->bdf, sizeof(f->bdf), "%s", arg);
+	}
+	return f;
+}
+
 /* Is @path (in the tree) a write-only attribute? kernfs refuses to open one for reading. */
 static bool write_only_attr(const char *path)
 {
@@ -1768,7 +1937,8 @@ static bool write_only_attr(const char *path)
  */
 static int sysfs_open_write(const char *path, int flags)
 {
-	char redirected[PATH_MAX], real[PATH_MAX], bdf[64] = "";
+	char redirected[PATH_MAX], real[PATH_MAX], bdf[64] = "", name[128], shown[64];
+	ssize_t content = 0;
 	struct iommu_group *group = NULL;
 	enum sysfs_attr attr;
 	struct sysfs_file *f;
@@ -1825,30 +1995,26 @@ static int sysfs_open_write(const char *path, int flags)
 		snprintf(f->debugfs, sizeof(f->debugfs), "%s", bdf);
 	else
 		snprintf(f->bdf, sizeof(f->bdf), "%s", bdf);
+	if ((flags & O_ACCMODE) == O_RDWR) {
+		/* Readable too: the attribute's content, as a read would show it. */
+		if (group)
+			content = iommu_group_type_show(group, shown, sizeof(shown));
+		else if (!fault_debugfs_show(f->debugfs, shown, sizeof(shown)))
+			content = (ssize_t)strlen(shown);
+		f->skip = f->consumed = content > 0 ? content : 0;
+	}
 	if (uiommu_should_fail()) {
 		rc = -EMFILE;
 		goto err_free;
 	}
-	fd = memfd_create(attr == SYSFS_ATTR_TYPE      ? "uiommu-sysfs-type" :
-			  attr == SYSFS_ATTR_DEBUGFS ? "uiommu-debugfs" : "uiommu-sysfs-pci",
-			  (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	sysfs_file_name(f, id, name, sizeof(name));
+	fd = memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0) {
 		rc = -errno;
 		goto err_free;
 	}
-	if ((flags & O_ACCMODE) == O_RDWR) {
-		/* Readable too: the attribute's content, as a read would show it. */
-		char buf[64];
-		ssize_t n = 0;
-
-		if (group)
-			n = iommu_group_type_show(group, buf, sizeof(buf));
-		else if (!fault_debugfs_show(f->debugfs, buf, sizeof(buf)))
-			n = (ssize_t)strlen(buf);
-
-		if (n > 0 && pwrite(fd, buf, (size_t)n, 0) == n)
-			f->consumed = n;
-	}
+	if (f->skip && pwrite(fd, shown, (size_t)f->skip, 0) != f->skip)
+		f->skip = f->consumed = 0;
 	if (fstat(fd, &st)) {
 		rc = -errno;
 		close(fd);
@@ -2006,7 +2172,11 @@ UIOMMU_EXPORT int uiommu_sysfs_access(const char *path, int mode)
 	return access(redirected, mode);
 }
 
-/* stdio on an attribute opened for writing: the cookie is the tracked fd. */
+/*
+ * stdio on an attribute opened for writing: the cookie is the fd. The stream outlives nothing:
+ * when the fd stops being an attribute's (a dup2 over it), its calls are the plain system
+ * calls' (through the preload layer's wrappers when there is one).
+ */
 static ssize_t cookie_read(void *c, char *buf, size_t size)
 {
 	return read((int)(intptr_t)c, buf, size);
@@ -2014,7 +2184,9 @@ static ssize_t cookie_read(void *c, char *buf, size_t size)
 
 static ssize_t cookie_write(void *c, const char *buf, size_t size)
 {
-	ssize_t n = uiommu_sysfs_write((int)(intptr_t)c, buf, size);
+	int fd = (int)(intptr_t)c;
+	ssize_t n = uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_write(fd, buf, size) :
+					     write(fd, buf, size);
 
 	/* glibc's file streams see a failed write as 0 bytes done (with errno); a cookie that
 	 * says -1 makes fwrite() count it as a success. */
@@ -2033,15 +2205,38 @@ static int cookie_seek(void *c, off64_t *off, int whence)
 
 static int cookie_close(void *c)
 {
-	return uiommu_sysfs_close((int)(intptr_t)c);
+	int fd = (int)(intptr_t)c;
+
+	return uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_close(fd) : close(fd);
 }
 
-UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
+/*
+ * A stream over @fd whose writes reach the store. glibc marks a cookie stream's descriptor -2
+ * (fileno() answers EBADF); it is given @fd instead, which only fileno() reads (the cookie
+ * functions do the I/O), so that a program asking its stdout's number gets 1.
+ */
+static FILE *sysfs_stream(int fd, const char *mode)
 {
 	static const cookie_io_functions_t io = {
 		.read = cookie_read, .write = cookie_write, .seek = cookie_seek,
 		.close = cookie_close,
 	};
+	FILE *f;
+
+	if (uiommu_should_fail()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	f = fopencookie((void *)(intptr_t)fd, mode, io);
+#ifdef __GLIBC__
+	if (f)
+		f->_fileno = fd;
+#endif
+	return f;
+}
+
+UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
+{
 	char redirected[PATH_MAX];
 	int flags, fd;
 	FILE *f;
@@ -2063,7 +2258,7 @@ UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
 	fd = uiommu_sysfs_open(path, flags, 0666);
 	if (fd < 0)
 		return NULL;
-	f = fopencookie((void *)(intptr_t)fd, mode, io);
+	f = sysfs_stream(fd, mode);
 	if (!f) {
 		int err = errno;
 
@@ -2102,4 +2297,100 @@ UIOMMU_EXPORT void uiommu_sysfs_session_begin(void)
 	snprintf(sysfs_session_owned, sizeof(sysfs_session_owned), "%s", path);
 	sysfs_session_owner = self;
 	pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
+}
+
+UIOMMU_EXPORT FILE *uiommu_sysfs_fdopen(int fd, const char *mode)
+{
+	if (!uiommu_sysfs_is_fd(fd)) {
+		errno = EBADF;
+		return NULL;
+	}
+	return sysfs_stream(fd, mode);
+}
+
+/*
+ * stdout or stderr (@fd 1 or 2) is an attribute adopted across exec: the program's stdio
+ * writes go through a stream of ours, so that fflush() and fclose() report the store's errno
+ * (coreutils' echo: "write error: Invalid argument"). glibc lets a program assign stdout; we do
+ * it before main(), when nothing is buffered yet. stderr stays unbuffered, stdout is fully
+ * buffered, as glibc buffers a regular file. On failure the old stream stays (writes through
+ * it are still stored, at exit, without an errno).
+ */
+static void sysfs_stdio_adopt(int fd)
+{
+	FILE *f = sysfs_stream(fd, "w");
+
+	if (!f)
+		return;
+	if (fd == 2) {
+		setvbuf(f, NULL, _IONBF, 0);
+		stderr = f;
+	} else {
+		stdout = f;
+	}
+}
+
+/* The record of an inherited memfd, shared with the fds of the same file adopted before it. */
+static struct sysfs_file *sysfs_adopt_one(int fd, const char *name, const struct stat *st,
+					  const int *adopted, size_t nr)
+{
+	struct sysfs_file *f;
+	size_t i;
+
+	for (i = 0; i < nr; i++) {
+		f = atomic_load_explicit(&sysfs_fds[adopted[i]], memory_order_relaxed);
+		if (f && f->dev == st->st_dev && f->ino == st->st_ino)
+			return sysfs_file_get(adopted[i]);
+	}
+	f = sysfs_file_parse(name);
+	if (f) {
+		f->dev = st->st_dev;
+		f->ino = st->st_ino;
+	}
+	return f;
+}
+
+UIOMMU_EXPORT void uiommu_sysfs_adopt(void)
+{
+	static const char memfd[] = "/memfd:" SYSFS_MEMFD_PREFIX;
+	int adopted[16], saved_errno = errno;
+	size_t nr = 0;
+	struct dirent *de;
+	DIR *dir;
+
+	dir = opendir("/proc/self/fd");
+	if (!dir)
+		goto out;
+	while ((de = readdir(dir))) {
+		char link[32], name[256];
+		struct sysfs_file *f;
+		struct stat st;
+		ssize_t n;
+		int fd;
+
+		if (sscanf(de->d_name, "%d", &fd) != 1 || fd == dirfd(dir) || fd >= SYSFS_MAX_FDS ||
+		    uiommu_sysfs_is_fd(fd))
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = sys_readlinkat(AT_FDCWD, link, name, sizeof(name) - 1);
+		if (n <= (ssize_t)strlen(memfd))
+			continue;
+		name[n] = '\0';
+		if (strncmp(name, memfd, strlen(memfd)) || sys_fstat(fd, &st))
+			continue;
+		f = sysfs_adopt_one(fd, name + strlen("/memfd:"), &st, adopted, nr);
+		if (!f)
+			continue;
+		if (sysfs_fd_install(fd, f)) {
+			sysfs_file_put(f);
+			continue;
+		}
+		if (nr < ARRAY_SIZE(adopted))
+			adopted[nr++] = fd;
+		if (fd == 1 || fd == 2)
+			sysfs_stdio_adopt(fd);
+	}
+	closedir(dir);
+out:
+	errno = saved_errno;
 }

@@ -69,8 +69,18 @@
  * the kernel's errno (EACCES, EINVAL, EPERM, ENODEV, EBUSY ...). dup/dup2/dup3/F_DUPFD share
  * the record and close drops it. Some writes bypass the wrapper: libc's stdio calls its internal write, so
  * bash's builtin echo, which prints through stdio, reaches the memfd directly. Those bytes are
- * found and stored when the last fd of the record goes (bash restores its stdout with dup2) or
- * at the next sync, without an errno to give back: the best a preload library can do.
+ * found and stored when an fd of the record goes (bash restores its stdout with dup2), at the
+ * next sync or at exit, without an errno to give back: the best a preload library can do.
+ * Stored bytes are punched out of the memfd (they read as zeros), so that every process that
+ * holds it, across fork and exec, stores each byte once: the file is the shared record.
+ *
+ * Across exec. The table is this process's memory, gone at exec, but the memfd is inherited:
+ * its name says which attribute it stands for ("uiommu-sysfs:type:<skip>:<group>:<BDF>"), and
+ * the preload layer's constructor adopts every such fd the new image finds (uiommu_sysfs_adopt()),
+ * so `bash -c '/bin/echo DMA-FQ > .../type'` (bash opens, then execs echo) runs the store. An
+ * adopted stdout or stderr becomes a stream of ours before main(), so that stdio's fflush() and
+ * fclose() report the store's errno; fopen() and fdopen() of an attribute give the same stream.
+ * An adopted `type` finds its group at its first store, by the member the name gives.
  * Every other write open of the tree fails as sysfs does: EACCES for a read-only attribute or a
  * new file, EISDIR for a directory. A write open relative to a directory fd of the tree
  * (openat(dirfd(opendir("/sys/kernel/debug")), "failslab/verbose")) is brought back to its /sys
@@ -101,10 +111,13 @@
  * Known differences from sysfs, for the record: files and directories belong to the user, not
  * root, so the 0200 PCI attributes are the user's to write (only `type` checks capabilities,
  * as the kernel's store does); an attribute's st_size is its length, not 4096; writes made by
- * libc internally (stdio) report no errno, as said above.
+ * libc internally (stdio on a stream that is not ours, dprintf, writev) report no errno, as
+ * said above.
  *
  * Locking. sysfs_lock protects struct sysfs_state (the session, the tree, the entries on disk,
- * the journal offset) and serialises syncs and journaled stores. sysfs_fd_lock protects the
+ * the journal offset), an adopted record's group lookup, and serialises syncs, journaled
+ * stores and the taking of bypassed bytes (with a flock on a private open of the memfd against
+ * the other processes that hold it, taken inside sysfs_lock). sysfs_fd_lock protects the
  * fd table's updates and the records' reference counts; sysfs_fds[] is read locklessly by
  * uiommu_sysfs_is_fd(), which the preload write() and close() wrappers call on every fd.
  * Order: sysfs_lock -> topology_lock -> core locks; sysfs_fd_lock is a leaf, never held across

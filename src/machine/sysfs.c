@@ -217,7 +217,7 @@ struct sysfs_file {
 	dev_t dev;
 	ino_t ino;
 	off_t skip;                  /* memfd bytes that were never written (O_RDWR's content) */
-	off_t consumed;              /* memfd bytes this process has looked at (bypassing writes) */
+	off_t consumed;              /* memfd bytes this process has looked at; sysfs_lock */
 };
 
 /*
@@ -1631,10 +1631,13 @@ static ssize_t sysfs_file_take_bypassed(struct sysfs_file *f, int fd, char *buf,
 	ssize_t n = 0;
 	int lfd;
 
-	if (fstat(fd, &st) || st.st_dev != f->dev || st.st_ino != f->ino ||
-	    st.st_size <= f->consumed)
+	if (fstat(fd, &st) || st.st_dev != f->dev || st.st_ino != f->ino)
 		return 0;
 	uiommu_mutex_lock(&sysfs_lock);
+	if (st.st_size <= f->consumed) {
+		uiommu_mutex_unlock(&sysfs_lock);
+		return 0;
+	}
 	lfd = sysfs_file_lock(fd);
 	if (fstat(fd, &st))
 		goto out_unlock;

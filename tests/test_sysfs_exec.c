@@ -121,13 +121,30 @@ TEST(echo_exec_after_the_shells_redirection_fails_with_einval)
 	ASSERT_STREQ("DMA\n", type_now());
 }
 
+TEST(bash_builtin_echo)
+{
+	setup();
+	/* A command list: bash redirects its own stdout around the builtin, then restores it. */
+	ASSERT_EQ(0, run("echo DMA-FQ > " TYPE "; echo done"));
+	ASSERT_STREQ("done\n", out);
+	ASSERT_STREQ("DMA-FQ\n", type_now());
+	ASSERT_EQ(1, run("echo bogus > " TYPE "; r=$?; echo after; exit $r"));
+	ASSERT_STREQ("/bin/bash: line 1: echo: write error: Invalid argument\nafter\n", out);
+	ASSERT_STREQ("DMA-FQ\n", type_now());
+	/* An attribute held open on fd 3 and written by builtins through >&3. */
+	ASSERT_EQ(0, run("exec 3> " TYPE "; echo identity >&3; echo bogus >&3; echo $?"));
+	ASSERT_TRUE(strstr(out, "echo: write error: Invalid argument\n1\n") != NULL);
+	ASSERT_STREQ("identity\n", type_now());
+}
+
 TEST(printf_builtin_and_coreutils)
 {
 	setup();
-	/* bash's own printf: stdio inside bash, stored when bash restores its stdout. */
+	/* bash's own printf: bash's stdout is a stream of ours while fd 1 is the attribute. */
 	ASSERT_EQ(0, run("printf identity > " TYPE));
 	ASSERT_STREQ("identity\n", type_now());
-	run("printf bogus > " TYPE);
+	ASSERT_EQ(1, run("printf bogus > " TYPE "; r=$?; echo after; exit $r"));
+	ASSERT_STREQ("/bin/bash: line 1: printf: write error: Invalid argument\nafter\n", out);
 	ASSERT_STREQ("identity\n", type_now());
 	/* coreutils' printf, exec'd: the errno at its fclose(stdout). */
 	ASSERT_EQ(0, run("/usr/bin/printf DMA-FQ > " TYPE));

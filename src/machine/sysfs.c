@@ -68,9 +68,10 @@
  * sends writes on such an fd to uiommu_sysfs_write(), which runs the store and fails with
  * the kernel's errno (EACCES, EINVAL, EPERM, ENODEV, EBUSY ...). dup/dup2/dup3/F_DUPFD share
  * the record and close drops it. Some writes bypass the wrapper: libc's stdio calls its internal write, so
- * bash's builtin echo, which prints through stdio, reaches the memfd directly. Those bytes are
- * found and stored when an fd of the record goes (bash restores its stdout with dup2), at the
- * next sync or at exit, without an errno to give back: the best a preload library can do.
+ * a stream that is not ours (dprintf, a FILE the program built on the fd) reaches the memfd
+ * directly, as does a program without the preload layer. Those bytes are found and stored
+ * when an fd of the record goes, at its next write(), at the next sync or at exit, without an
+ * errno to give back: the best a preload library can do.
  * Stored bytes are punched out of the memfd (they read as zeros), so that every process that
  * holds it, across fork and exec, stores each byte once: the file is the shared record.
  *
@@ -78,8 +79,10 @@
  * its name says which attribute it stands for ("uiommu-sysfs:type:<skip>:<group>:<BDF>"), and
  * the preload layer's constructor adopts every such fd the new image finds (uiommu_sysfs_adopt()),
  * so `bash -c '/bin/echo DMA-FQ > .../type'` (bash opens, then execs echo) runs the store. An
- * adopted stdout or stderr becomes a stream of ours before main(), so that stdio's fflush() and
- * fclose() report the store's errno; fopen() and fdopen() of an attribute give the same stream.
+ * Whenever fd 1 or 2 is an attribute (adopted before main(), or dup2'ed there: bash around a
+ * builtin's `echo x > type`), stdout or stderr is a stream of ours (sysfs_std_claim()), so that
+ * stdio's fflush() and fclose() report the store's errno; the program's stream is back when
+ * the fd stops being one. fopen() and fdopen() of an attribute give the same kind of stream.
  * An adopted `type` finds its group at its first store, by the member the name gives.
  * Every other write open of the tree fails as sysfs does: EACCES for a read-only attribute or a
  * new file, EISDIR for a directory. A write open relative to a directory fd of the tree
@@ -134,6 +137,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -2108,6 +2112,9 @@ UIOMMU_EXPORT ssize_t uiommu_sysfs_write(int fd, const void *buf, size_t count)
 	return ret < 0 ? rc_errno((int)ret) : ret;
 }
 
+static void sysfs_std_claim(int fd);
+static void sysfs_std_release(int fd);
+
 UIOMMU_EXPORT int uiommu_sysfs_fd_dup(int oldfd, int newfd)
 {
 	struct sysfs_file *f = sysfs_file_get(oldfd);
@@ -2120,12 +2127,16 @@ UIOMMU_EXPORT int uiommu_sysfs_fd_dup(int oldfd, int newfd)
 		sysfs_file_put(f);
 		return rc_errno(rc);
 	}
+	sysfs_std_claim(newfd); /* a shell's `> attribute`: its stdout reports the errno */
 	return 0;
 }
 
 UIOMMU_EXPORT void uiommu_sysfs_fd_forget(int fd)
 {
-	struct sysfs_file *f = sysfs_fd_remove(fd);
+	struct sysfs_file *f;
+
+	sysfs_std_release(fd); /* while @fd still stores: what stdout holds goes there */
+	f = sysfs_fd_remove(fd);
 
 	if (f) {
 		/* @fd is still open (the caller replaces it next): a last look for bytes. */
@@ -2189,18 +2200,40 @@ UIOMMU_EXPORT int uiommu_sysfs_access(const char *path, int mode)
 }
 
 /*
- * stdio on an attribute opened for writing: the cookie is the fd. The stream outlives nothing:
- * when the fd stops being an attribute's (a dup2 over it), its calls are the plain system
- * calls' (through the preload layer's wrappers when there is one).
+ * stdio on an attribute opened for writing: a stream whose cookie names the fd. The stream
+ * outlives nothing: when the fd stops being an attribute's (a dup2 over it), its calls are the
+ * plain system calls' (through the preload layer's wrappers when there is one).
  */
+struct sysfs_cookie {
+	int fd;
+	FILE *stream;
+	bool detached; /* closing the stream leaves the fd alone (sysfs_std_release()) */
+};
+
+/*
+ * The streams of ours standing in for stdout and stderr while fd 1 or 2 is an attribute
+ * (sysfs_std_claim()), and the program's streams they replaced. Slots are taken and emptied
+ * with atomic exchanges: the dup2, close and fclose paths that end a stand-in may race.
+ */
+static _Atomic(struct sysfs_cookie *) sysfs_std[3];
+static FILE *sysfs_std_orig[3]; /* written before the slot is published, read after taking it */
+/* The program fclose()d a stand-in that was its stdout/stderr: the variable now dangles. */
+static atomic_bool sysfs_std_gone[3];
+
+/* stdout for 1, stderr for 2: the variable a program's stdio reads (glibc lets us assign it). */
+static FILE **sysfs_std_var(int fd)
+{
+	return fd == 1 ? &stdout : &stderr;
+}
+
 static ssize_t cookie_read(void *c, char *buf, size_t size)
 {
-	return read((int)(intptr_t)c, buf, size);
+	return read(((struct sysfs_cookie *)c)->fd, buf, size);
 }
 
 static ssize_t cookie_write(void *c, const char *buf, size_t size)
 {
-	int fd = (int)(intptr_t)c;
+	int fd = ((struct sysfs_cookie *)c)->fd;
 	ssize_t n = uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_write(fd, buf, size) :
 					     write(fd, buf, size);
 
@@ -2211,7 +2244,7 @@ static ssize_t cookie_write(void *c, const char *buf, size_t size)
 
 static int cookie_seek(void *c, off64_t *off, int whence)
 {
-	off_t r = lseek((int)(intptr_t)c, (off_t)*off, whence);
+	off_t r = lseek(((struct sysfs_cookie *)c)->fd, (off_t)*off, whence);
 
 	if (r < 0)
 		return -1;
@@ -2221,9 +2254,17 @@ static int cookie_seek(void *c, off64_t *off, int whence)
 
 static int cookie_close(void *c)
 {
-	int fd = (int)(intptr_t)c;
+	struct sysfs_cookie *ck = c, *expected = ck;
+	int fd = ck->fd, rc = 0;
 
-	return uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_close(fd) : close(fd);
+	/* The program's fclose(stdout) of a stand-in: no longer ours to hand back. */
+	if (fd >= 0 && fd <= 2 && atomic_compare_exchange_strong(&sysfs_std[fd], &expected, NULL) &&
+	    *sysfs_std_var(fd) == ck->stream)
+		atomic_store(&sysfs_std_gone[fd], true);
+	if (!ck->detached)
+		rc = uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_close(fd) : close(fd);
+	uiommu_free(ck);
+	return rc;
 }
 
 /*
@@ -2231,24 +2272,90 @@ static int cookie_close(void *c)
  * (fileno() answers EBADF); it is given @fd instead, which only fileno() reads (the cookie
  * functions do the I/O), so that a program asking its stdout's number gets 1.
  */
-static FILE *sysfs_stream(int fd, const char *mode)
+static FILE *sysfs_stream(int fd, const char *mode, struct sysfs_cookie **ckp)
 {
 	static const cookie_io_functions_t io = {
 		.read = cookie_read, .write = cookie_write, .seek = cookie_seek,
 		.close = cookie_close,
 	};
+	struct sysfs_cookie *ck = uiommu_zalloc(sizeof(*ck));
 	FILE *f;
 
-	if (uiommu_should_fail()) {
+	if (!ck) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	f = fopencookie((void *)(intptr_t)fd, mode, io);
+	ck->fd = fd;
+	f = fopencookie(ck, mode, io);
+	if (!f) {
+		uiommu_free(ck);
+		return NULL;
+	}
+	ck->stream = f;
+	if (ckp)
+		*ckp = ck;
 #ifdef __GLIBC__
-	if (f)
-		f->_fileno = fd;
+	f->_fileno = fd;
 #endif
 	return f;
+}
+
+/*
+ * fd 1 or 2 (@fd) has just become an attribute (a shell's `echo x > type` dup2s it there, or
+ * the program was exec'd so): while it stays one, stdout or stderr is a stream of ours, so that
+ * the program's stdio (bash's builtin echo and printf, coreutils' close_stdout) gets the
+ * store's errno from fflush() and fclose(). Only a stream that writes to @fd and holds nothing
+ * unwritten is replaced (its bytes belong to the fd's previous file); it keeps its buffering.
+ * On failure the program's stream stays, and what it writes is stored without an errno.
+ */
+static void sysfs_std_claim(int fd)
+{
+	struct sysfs_cookie *ck, *none = NULL;
+	FILE *prog, *ours;
+
+	if (fd != 1 && fd != 2)
+		return;
+	prog = *sysfs_std_var(fd);
+	if (atomic_load(&sysfs_std_gone[fd]) || atomic_load(&sysfs_std[fd]) || !prog ||
+	    fileno(prog) != fd || __fpending(prog))
+		return;
+	ours = sysfs_stream(fd, "w", &ck);
+	if (!ours)
+		return;
+	if (__flbf(prog))
+		setvbuf(ours, NULL, _IOLBF, BUFSIZ);
+	else if (fd == 2)
+		setvbuf(ours, NULL, _IONBF, 0); /* stdout stays fully buffered, as on a file */
+	sysfs_std_orig[fd] = prog;
+	if (!atomic_compare_exchange_strong(&sysfs_std[fd], &none, ck)) {
+		ck->detached = true;
+		fclose(ours); /* another thread claimed it first */
+		return;
+	}
+	*sysfs_std_var(fd) = ours;
+}
+
+/*
+ * fd 1 or 2 stops being an attribute (a dup2 over it, a close): what the stand-in holds goes to
+ * the attribute first (no errno left to give: the program did not flush), then the program's
+ * own stream is back, and the stand-in is freed without closing the fd.
+ */
+static void sysfs_std_release(int fd)
+{
+	struct sysfs_cookie *ck;
+	FILE *ours;
+
+	if (fd != 1 && fd != 2)
+		return;
+	ck = atomic_exchange(&sysfs_std[fd], NULL);
+	if (!ck)
+		return;
+	ours = ck->stream;
+	fflush(ours);
+	if (*sysfs_std_var(fd) == ours)
+		*sysfs_std_var(fd) = sysfs_std_orig[fd];
+	ck->detached = true;
+	fclose(ours);
 }
 
 UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
@@ -2274,7 +2381,7 @@ UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
 	fd = uiommu_sysfs_open(path, flags, 0666);
 	if (fd < 0)
 		return NULL;
-	f = sysfs_stream(fd, mode);
+	f = sysfs_stream(fd, mode, NULL);
 	if (!f) {
 		int err = errno;
 
@@ -2321,29 +2428,7 @@ UIOMMU_EXPORT FILE *uiommu_sysfs_fdopen(int fd, const char *mode)
 		errno = EBADF;
 		return NULL;
 	}
-	return sysfs_stream(fd, mode);
-}
-
-/*
- * stdout or stderr (@fd 1 or 2) is an attribute adopted across exec: the program's stdio
- * writes go through a stream of ours, so that fflush() and fclose() report the store's errno
- * (coreutils' echo: "write error: Invalid argument"). glibc lets a program assign stdout; we do
- * it before main(), when nothing is buffered yet. stderr stays unbuffered, stdout is fully
- * buffered, as glibc buffers a regular file. On failure the old stream stays (writes through
- * it are still stored, at exit, without an errno).
- */
-static void sysfs_stdio_adopt(int fd)
-{
-	FILE *f = sysfs_stream(fd, "w");
-
-	if (!f)
-		return;
-	if (fd == 2) {
-		setvbuf(f, NULL, _IONBF, 0);
-		stderr = f;
-	} else {
-		stdout = f;
-	}
+	return sysfs_stream(fd, mode, NULL);
 }
 
 /* The record of an inherited memfd, shared with the fds of the same file adopted before it. */
@@ -2403,8 +2488,7 @@ UIOMMU_EXPORT void uiommu_sysfs_adopt(void)
 		}
 		if (nr < ARRAY_SIZE(adopted))
 			adopted[nr++] = fd;
-		if (fd == 1 || fd == 2)
-			sysfs_stdio_adopt(fd);
+		sysfs_std_claim(fd); /* stdout or stderr: a stream that reports the errno */
 	}
 	closedir(dir);
 out:

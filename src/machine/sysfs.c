@@ -78,7 +78,7 @@
  * Across exec. The table is this process's memory, gone at exec, but the memfd is inherited:
  * its name says which attribute it stands for ("uiommu-sysfs:type:<skip>:<group>:<BDF>"), and
  * the preload layer's constructor adopts every such fd the new image finds (uiommu_sysfs_adopt()),
- * so `bash -c '/bin/echo DMA-FQ > .../type'` (bash opens, then execs echo) runs the store. An
+ * so `bash -c '/bin/echo DMA-FQ > .../type'` (bash opens, then execs echo) runs the store.
  * Whenever fd 1 or 2 is an attribute (adopted before main(), or dup2'ed there: bash around a
  * builtin's `echo x > type`), stdout or stderr is a stream of ours (sysfs_std_claim()), so that
  * stdio's fflush() and fclose() report the store's errno; the program's stream is back when

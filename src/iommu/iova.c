@@ -26,6 +26,18 @@
  * LIFO, bounded at IOVA_DEPOT_MAX; past that its ranges go back to the tree); when both are
  * empty, a full one comes back from the depot. Only the depot and the tree are shared.
  *
+ * Chunks. A miss of a class smaller than IOVA_CHUNK_FRAMES does not take one range from the
+ * tree but a whole aligned chunk of IOVA_CHUNK_FRAMES frames, cut into ranges of the class: one
+ * is handed out, the others go into the thread's loaded magazine, and the next allocations pop
+ * them in the order a top-down search would have produced. The reason is the page table:
+ * eight 8-byte leaf entries share a 64-byte cache line, so two threads whose one-page IOVAs
+ * came from the tree one after the other (X and X - 1) would write the same line on every map
+ * and unmap, and that line bouncing between the CPUs cost more than all the rest of the op
+ * (bench_dma, issue 13). A chunk keeps each thread's ranges on leaf lines of its own for as
+ * long as they cycle through its own magazines; ranges that travel through the depot to another
+ * thread may share a line again, which is only slower. A chunk that does not fit (a nearly full
+ * space) falls back to the single range, so exhaustion behaves as without chunks.
+ *
  * Per thread instead of per CPU. Each thread gets a slot number (0 .. IOVA_THREAD_SLOTS - 1) on
  * its first use, kept in a _Thread_local; each domain has one `iova_thread_cache` per slot,
  * allocated by the slot's thread on first use. A pthread key's destructor runs at thread exit,
@@ -166,28 +178,23 @@ static int __iova_search(struct iova_domain *iovad, struct iova *from, unsigned 
 	}
 }
 
-struct iova *iova_alloc(struct iova_domain *iovad, unsigned long size, unsigned long limit_pfn,
-			bool size_aligned)
+/*
+ * Finds room for @size frames at or below @limit_pfn (its start aligned to @size rounded up to
+ * a power of two when @size_aligned) and fills @new with it; inserts nothing. Caller holds the
+ * lock and has clamped @limit_pfn below the anchor.
+ */
+static int __iova_alloc_range(struct iova_domain *iovad, unsigned long size,
+			      unsigned long limit_pfn, bool size_aligned, struct iova *new)
 {
 	unsigned long align_mask = ULONG_MAX;
-	struct iova *new, *cached;
+	struct iova *cached;
 	int ret;
 
-	if (!size || size > limit_pfn)
-		return ERR_PTR(size ? -ENOMEM : -EINVAL);
-	if (limit_pfn >= ULONG_MAX - 1)
-		limit_pfn = ULONG_MAX - 2;
+	lockdep_assert_held(&iovad->lock);
 	if (size_aligned)
 		align_mask <<= iova_order(size);
-	new = uiommu_zalloc(sizeof(*new));
-	if (!new)
-		return ERR_PTR(-ENOMEM);
-
-	uiommu_mutex_lock(&iovad->lock);
-	if (size_aligned && size >= iovad->failed_size && limit_pfn <= iovad->failed_limit) {
-		ret = -ENOMEM;
-		goto err_unlock;
-	}
+	if (size_aligned && size >= iovad->failed_size && limit_pfn <= iovad->failed_limit)
+		return -ENOMEM;
 	cached = iovad->cached_node;
 	if (cached != &iovad->anchor && cached->pfn_lo <= limit_pfn) {
 		ret = __iova_search(iovad, cached, limit_pfn, iovad->start_pfn, size, align_mask,
@@ -200,15 +207,39 @@ struct iova *iova_alloc(struct iova_domain *iovad, unsigned long size, unsigned 
 		ret = __iova_search(iovad, __iova_above(iovad, limit_pfn), limit_pfn,
 				    iovad->start_pfn, size, align_mask, new);
 	}
-	if (ret) {
+	if (ret && size_aligned) {
 		/*
 		 * Any size-aligned request at least this big fails under this limit too: it would
-		 * contain a fit for this one. (Checked for aligned requests only, above.)
+		 * contain a fit for this one.
 		 */
 		iovad->failed_size = size;
 		iovad->failed_limit = limit_pfn;
-		goto err_unlock;
 	}
+	return ret;
+}
+
+static unsigned long iova_clamp_limit(unsigned long limit_pfn)
+{
+	return limit_pfn >= ULONG_MAX - 1 ? ULONG_MAX - 2 : limit_pfn;
+}
+
+struct iova *iova_alloc(struct iova_domain *iovad, unsigned long size, unsigned long limit_pfn,
+			bool size_aligned)
+{
+	struct iova *new;
+	int ret;
+
+	if (!size || size > limit_pfn)
+		return ERR_PTR(size ? -ENOMEM : -EINVAL);
+	limit_pfn = iova_clamp_limit(limit_pfn);
+	new = uiommu_zalloc(sizeof(*new));
+	if (!new)
+		return ERR_PTR(-ENOMEM);
+
+	uiommu_mutex_lock(&iovad->lock);
+	ret = __iova_alloc_range(iovad, size, limit_pfn, size_aligned, new);
+	if (ret)
+		goto err_unlock;
 	__iova_insert(iovad, new);
 	iovad->cached_node = new;
 	uiommu_mutex_unlock(&iovad->lock);
@@ -623,6 +654,72 @@ static bool iova_rcache_insert(struct iova_domain *iovad, unsigned int c, unsign
 	return true;
 }
 
+/*
+ * A miss of class @c (ranges of 2^c frames, c < log2(IOVA_CHUNK_FRAMES)): takes a whole
+ * IOVA_CHUNK_FRAMES-aligned chunk from the tree, as 2^-c * IOVA_CHUNK_FRAMES ranges, hands out
+ * the highest and puts the others in this thread's loaded magazine. See "Chunks" above.
+ *
+ * Return: the first frame of the range handed out, or 0 (no chunk fits below @limit_pfn, no
+ * memory, no room in the magazine): the caller then allocates the one range from the tree.
+ */
+static unsigned long iova_rcache_refill(struct iova_domain *iovad, unsigned int c,
+					unsigned long limit_pfn)
+{
+	unsigned long n = IOVA_CHUNK_FRAMES >> c, frames = 1ul << c, i, pfn = 0;
+	struct iova *nodes[IOVA_CHUNK_FRAMES], range;
+	struct iova_thread_cache *tc;
+	struct iova_magazine *mag;
+
+	if (n < 2 || limit_pfn < IOVA_CHUNK_FRAMES)
+		return 0;
+	tc = iova_tc_get(iovad, true);
+	if (!tc)
+		return 0;
+	for (i = 0; i < n; i++) {
+		nodes[i] = uiommu_zalloc(sizeof(*nodes[i]));
+		if (!nodes[i])
+			goto err_free_nodes;
+	}
+	iova_tc_lock(tc);
+	mag = tc->loaded[c];
+	if (!mag) {
+		mag = uiommu_zalloc(sizeof(*mag));
+		if (!mag)
+			goto err_unlock_tc;
+		tc->loaded[c] = mag;
+	}
+	/* A miss with ranges loaded: they are all above the limit. Keep them, no chunk. */
+	if (mag->size + n - 1 > IOVA_MAG_SIZE)
+		goto err_unlock_tc;
+	uiommu_mutex_lock(&iovad->lock);
+	if (__iova_alloc_range(iovad, IOVA_CHUNK_FRAMES, iova_clamp_limit(limit_pfn), true,
+			       &range)) {
+		uiommu_mutex_unlock(&iovad->lock);
+		goto err_unlock_tc;
+	}
+	for (i = 0; i < n; i++) {
+		nodes[i]->pfn_lo = range.pfn_lo + i * frames;
+		nodes[i]->pfn_hi = nodes[i]->pfn_lo + frames - 1;
+		__iova_insert(iovad, nodes[i]);
+	}
+	iovad->cached_node = nodes[0];
+	uiommu_mutex_unlock(&iovad->lock);
+	/* Top-down as the tree would have handed them out: the highest now, the rest popped next. */
+	for (i = 0; i < n - 1; i++)
+		mag->pfns[mag->size++] = nodes[i]->pfn_lo;
+	pfn = nodes[n - 1]->pfn_lo;
+	iova_tc_unlock(tc);
+	atomic_fetch_add_explicit(&iovad->tree_allocs, 1, memory_order_relaxed);
+	return pfn;
+
+err_unlock_tc:
+	iova_tc_unlock(tc);
+err_free_nodes:
+	while (i--)
+		uiommu_free(nodes[i]);
+	return 0;
+}
+
 unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
 			      unsigned long limit_pfn, bool flush_rcache)
 {
@@ -641,6 +738,8 @@ unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
 	if (c < IOVA_RANGE_CACHE_MAX_SIZE) {
 		unsigned long pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn);
 
+		if (!pfn)
+			pfn = iova_rcache_refill(iovad, (unsigned int)c, limit_pfn);
 		if (pfn)
 			return pfn;
 	}

@@ -22,6 +22,11 @@
 #define IOVA_RANGE_CACHE_MAX_SIZE 6
 /* PFNs per magazine: the magazine is then exactly 1 KiB. */
 #define IOVA_MAG_SIZE 126
+/*
+ * Frames a cache miss of a small class takes from the tree at once (see "Chunks" in iova.c): the
+ * leaf entries of this many frames fill one 64-byte cache line of an 8-byte-entry page table.
+ */
+#define IOVA_CHUNK_FRAMES 8ul
 /* Full magazines a size class keeps in its depot before handing them back to the tree. */
 #define IOVA_DEPOT_MAX 32
 /*
@@ -162,7 +167,9 @@ int iova_reserve(struct iova_domain *iovad, unsigned long pfn_lo, unsigned long 
  *        that a cached range is always exactly the size its class promises
  * @flush_rcache: when the tree is full, give every cached range back and try once more
  *
- * Tries this thread's cache first (no shared lock), then the tree.
+ * Tries this thread's cache first (no shared lock), then a chunk of IOVA_CHUNK_FRAMES from the
+ * tree for a small class (the rest of it goes to this thread's cache), then one range from the
+ * tree.
  *
  * Return: the first frame, or 0 when the space is exhausted or memory ran out.
  */

@@ -80,7 +80,6 @@ struct dma_thread {
 	struct device *dev;
 	struct iommu_domain *domain;
 	unsigned long iters;
-	unsigned int cpu;
 	const char *comm;
 	double cpu_ns; /* out: this thread's CPU time in the loop */
 	pthread_t t;
@@ -103,14 +102,6 @@ static void *dma_loop(void *p)
 	unsigned long i;
 	double cpu0;
 
-	if (nr_cpus > 1) {
-		cpu_set_t set;
-
-		/* One thread per CPU, as the kernel's per-CPU submitters: no migration mid-run. */
-		CPU_ZERO(&set);
-		CPU_SET(t->cpu % nr_cpus, &set);
-		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	}
 	/* For profiles: `perf report --sort comm` tells the cases apart. */
 	if (t->comm)
 		pthread_setname_np(pthread_self(), t->comm);
@@ -146,18 +137,31 @@ static void run_dma(void *ctx, unsigned long iters)
 
 	/* The harness divides by @iters: split them so the figure is wall time per op. */
 	for (i = 0; i < c->threads; i++)
-		t[i] = (struct dma_thread){ .dev = c->dev, .domain = c->domain, .cpu = i,
+		t[i] = (struct dma_thread){ .dev = c->dev, .domain = c->domain,
 					    .iters = iters / c->threads, .buf = bufs[i],
-					    .comm = c->threads > 1 ? c->comm : NULL };
-	if (c->threads == 1) {
-		dma_loop(&t[0]);
-	} else {
-		for (i = 0; i < c->threads; i++)
-			if (pthread_create(&t[i].t, NULL, dma_loop, &t[i]))
-				fail("pthread_create");
-		for (i = 0; i < c->threads; i++)
-			pthread_join(t[i].t, NULL);
+					    .comm = c->comm };
+	/*
+	 * Every case runs in threads created for it, the one-thread case too, each created on its
+	 * own CPU (thread i on CPU i mod the CPUs online): a thread that set its own affinity would
+	 * first run where its creator is allowed to, and a creator pinned to one CPU would queue
+	 * all its threads there.
+	 */
+	for (i = 0; i < c->threads; i++) {
+		pthread_attr_t attr;
+		cpu_set_t set;
+
+		if (pthread_attr_init(&attr))
+			fail("pthread_attr_init");
+		CPU_ZERO(&set);
+		CPU_SET(i % nr_cpus, &set);
+		if (pthread_attr_setaffinity_np(&attr, sizeof(set), &set))
+			fail("pthread_attr_setaffinity_np");
+		if (pthread_create(&t[i].t, &attr, dma_loop, &t[i]))
+			fail("pthread_create");
+		pthread_attr_destroy(&attr);
 	}
+	for (i = 0; i < c->threads; i++)
+		pthread_join(t[i].t, NULL);
 	if (c->runs < ARRAY_SIZE(c->cpu)) {
 		double sum = 0;
 

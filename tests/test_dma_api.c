@@ -410,7 +410,10 @@ TEST(iova_thread_exit_returns_magazines)
 	iova_get_stats(&iovad, &st);
 	/* 300 frames came as whole chunks: the last chunk's unused frames are cached too. */
 	EXPECT_EQ(ALIGN_UP(300, IOVA_CHUNK_FRAMES), st.cached);
-	/* The magazines are in the depot now: this thread's first allocation hits there. */
+	/*
+	 * The magazines are in the depot now, marked with the thread's slot, which this thread
+	 * (a forked test's first to ask) takes next: its first allocation hits there.
+	 */
 	ASSERT_NE(0, iova_alloc_fast(&iovad, 1, 1u << 20, true));
 	iova_get_stats(&iovad, &st);
 	EXPECT_GE(st.rcache_hits, 1);
@@ -431,6 +434,74 @@ TEST(iova_exhaustion_flushes_other_threads_caches)
 	/* 256 frames fit only if the cached single frames go back to the tree. */
 	pfn = iova_alloc_fast(&iovad, 256, 511, true);
 	EXPECT_EQ(256, pfn);
+	iova_domain_destroy(&iovad);
+}
+
+struct iova_fill_arg {
+	struct iova_domain *iovad;
+	unsigned long limit;
+	unsigned long pfn[64];
+	unsigned int n;
+};
+
+/* Allocates everything below the limit, frees it all into its cache, and exits. */
+static void *iova_fill_fn(void *p)
+{
+	struct iova_fill_arg *a = p;
+	unsigned int i;
+
+	while (a->n < 64 && (a->pfn[a->n] = iova_alloc_fast(a->iovad, 1, a->limit, false)) != 0)
+		a->n++;
+	for (i = 0; i < a->n; i++)
+		iova_free_fast(a->iovad, a->pfn[i], 1);
+	return NULL;
+}
+
+/*
+ * A thread's magazines in the depot go to another live thread only when no new chunk fits:
+ * taken earlier, they would mix two threads' ranges in one chunk for good.
+ */
+TEST(iova_depot_keeps_threads_apart)
+{
+	struct iova_domain iovad, tight;
+	struct iova_fill_arg a = { .iovad = &iovad, .limit = 1u << 20 };
+	struct iova_fill_arg b = { .iovad = &tight, .limit = 16 };
+	struct iova_stats st0, st;
+	unsigned long pfn;
+	unsigned int i;
+	pthread_t t;
+
+	ASSERT_EQ(0, iova_domain_init(&iovad, PAGE, 1));
+	ASSERT_EQ(0, iova_domain_init(&tight, PAGE, 1));
+	ASSERT_GE(iova_thread_slot(), 0); /* ours before the thread takes one */
+	a.limit = 1000;
+	ASSERT_EQ(0, pthread_create(&t, NULL, iova_fill_fn, &a));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(64, a.n);
+	iova_get_stats(&iovad, &st0);
+	/* Room for a chunk: a new one, not the dead thread's magazines. */
+	pfn = iova_alloc_fast(&iovad, 1, 1u << 20, false);
+	ASSERT_NE(0, pfn);
+	for (i = 0; i < a.n; i++)
+		EXPECT_NE(a.pfn[i] / IOVA_CHUNK_FRAMES, pfn / IOVA_CHUNK_FRAMES);
+	iova_get_stats(&iovad, &st);
+	EXPECT_EQ(st0.tree_allocs + 1, st.tree_allocs);
+	EXPECT_EQ(st0.cached + IOVA_CHUNK_FRAMES - 1, st.cached);
+	iova_free_fast(&iovad, pfn, 1);
+
+	/* No room for a chunk (all 16 frames sit in the dead thread's magazines): take them. */
+	ASSERT_EQ(0, pthread_create(&t, NULL, iova_fill_fn, &b));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(16, b.n);
+	iova_get_stats(&tight, &st0);
+	pfn = iova_alloc_fast(&tight, 1, 16, false);
+	ASSERT_NE(0, pfn);
+	iova_get_stats(&tight, &st);
+	EXPECT_EQ(st0.tree_allocs, st.tree_allocs);
+	EXPECT_EQ(st0.rcache_hits + 1, st.rcache_hits);
+	iova_free_fast(&tight, pfn, 1);
+	ASSERT_TRUE(iova_verify(&iovad) && iova_verify(&tight));
+	iova_domain_destroy(&tight);
 	iova_domain_destroy(&iovad);
 }
 

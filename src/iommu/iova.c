@@ -65,7 +65,8 @@
 #include "lib/fail.h"
 
 struct iova_magazine {
-	unsigned long size;              /* frames held, pfns[0 .. size - 1] */
+	unsigned int size;               /* frames held, pfns[0 .. size - 1] */
+	unsigned int owner;              /* the thread slot whose cache pushed it to the depot */
 	struct iova_magazine *next;      /* in iova_rcache::depot */
 	unsigned long pfns[IOVA_MAG_SIZE];
 };
@@ -73,10 +74,14 @@ struct iova_magazine {
 _Static_assert(sizeof(struct iova_magazine) == 1024, "a magazine is 1 KiB");
 
 struct iova_thread_cache {
+	char pad_before[IOVA_HOT_PAD];   /* see IOVA_HOT_PAD */
 	atomic_int lock;                 /* order 2; spin */
+	unsigned int slot;               /* immutable: whose cache this is */
 	struct iova_magazine *loaded[IOVA_RANGE_CACHE_MAX_SIZE];
 	struct iova_magazine *prev[IOVA_RANGE_CACHE_MAX_SIZE];
-	unsigned long hits, misses;      /* lock */
+	/* Written by the slot's thread only (no RMW needed), read by stats. */
+	atomic_ulong hits, misses;
+	char pad_after[IOVA_HOT_PAD];
 };
 
 /* ---- the tree ------------------------------------------------------------------------------- */
@@ -452,8 +457,12 @@ static void iova_tc_unlock(struct iova_thread_cache *tc)
 	atomic_store_explicit(&tc->lock, 0, memory_order_release);
 }
 
-/* Moves @mag (full or not) to the depot of class @c, or to the tree past IOVA_DEPOT_MAX. */
-static void iova_depot_push(struct iova_domain *iovad, unsigned int c, struct iova_magazine *mag)
+/*
+ * Moves @mag (full or not) to the depot of class @c, or to the tree past IOVA_DEPOT_MAX. @owner
+ * is the slot of the cache it comes from: that slot's thread takes it back first.
+ */
+static void iova_depot_push(struct iova_domain *iovad, unsigned int c, struct iova_magazine *mag,
+			    unsigned int owner)
 {
 	struct iova_rcache *rcache = &iovad->rcaches[c];
 	bool spill;
@@ -462,6 +471,7 @@ static void iova_depot_push(struct iova_domain *iovad, unsigned int c, struct io
 		uiommu_free(mag);
 		return;
 	}
+	mag->owner = owner;
 	uiommu_mutex_lock(&rcache->lock);
 	spill = rcache->depot_size >= IOVA_DEPOT_MAX;
 	if (!spill) {
@@ -484,8 +494,8 @@ static void iova_tc_return(struct iova_domain *iovad, struct iova_thread_cache *
 	lockdep_assert_held(&iova_slots_lock);
 	iova_tc_lock(tc);
 	for (c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
-		iova_depot_push(iovad, c, tc->loaded[c]);
-		iova_depot_push(iovad, c, tc->prev[c]);
+		iova_depot_push(iovad, c, tc->loaded[c], tc->slot);
+		iova_depot_push(iovad, c, tc->prev[c], tc->slot);
 		tc->loaded[c] = NULL;
 		tc->prev[c] = NULL;
 	}
@@ -572,6 +582,9 @@ static struct iova_thread_cache *iova_tc_get(struct iova_domain *iovad, bool cre
 	if (!tc)
 		return NULL;
 	atomic_init(&tc->lock, 0);
+	atomic_init(&tc->hits, 0);
+	atomic_init(&tc->misses, 0);
+	tc->slot = (unsigned int)slot;
 	/* Pairs with the acquire loads of remote flushes: they see an initialised cache. */
 	atomic_store_explicit(&iovad->tcache[slot], tc, memory_order_release);
 	return tc;
@@ -579,8 +592,42 @@ static struct iova_thread_cache *iova_tc_get(struct iova_domain *iovad, bool cre
 
 /* ---- the cached paths ----------------------------------------------------------------------- */
 
+/* A statistics counter of this thread's own cache: one writer, so no atomic increment. */
+static void iova_tc_count(atomic_ulong *counter)
+{
+	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/*
+ * Takes a magazine out of the depot of class @c: the most recent that @tc's own slot pushed
+ * (its ranges came from this thread's chunks: see "Chunks"), or with @any, else the most
+ * recent of all.
+ */
+static struct iova_magazine *iova_depot_pop(struct iova_rcache *rcache,
+					    struct iova_thread_cache *tc, bool any)
+{
+	struct iova_magazine **pp, *mag = NULL;
+
+	uiommu_mutex_lock(&rcache->lock);
+	for (pp = &rcache->depot; *pp; pp = &(*pp)->next) {
+		if ((*pp)->owner == tc->slot)
+			break;
+	}
+	if (!*pp && any)
+		pp = &rcache->depot;
+	if (*pp) {
+		mag = *pp;
+		*pp = mag->next;
+		rcache->depot_size--;
+	}
+	uiommu_mutex_unlock(&rcache->lock);
+	return mag;
+}
+
+/* From this thread's magazines, then its own ones in the depot, or with @any anybody's. */
 static unsigned long iova_rcache_get(struct iova_domain *iovad, unsigned int c,
-				     unsigned long limit_pfn)
+				     unsigned long limit_pfn, bool any)
 {
 	struct iova_rcache *rcache = &iovad->rcaches[c];
 	struct iova_thread_cache *tc = iova_tc_get(iovad, false);
@@ -597,34 +644,27 @@ static unsigned long iova_rcache_get(struct iova_domain *iovad, unsigned int c,
 			tc->loaded[c] = tc->prev[c];
 			tc->prev[c] = t;
 		} else {
-			uiommu_mutex_lock(&rcache->lock);
-			if (rcache->depot) {
+			struct iova_magazine *mag = iova_depot_pop(rcache, tc, any);
+
+			if (mag) {
 				old = tc->loaded[c];
-				tc->loaded[c] = rcache->depot;
-				rcache->depot = rcache->depot->next;
-				rcache->depot_size--;
+				tc->loaded[c] = mag;
 			}
-			uiommu_mutex_unlock(&rcache->lock);
 		}
 	}
 	if (!iova_magazine_empty(tc->loaded[c]))
 		pfn = iova_magazine_pop(tc->loaded[c], limit_pfn);
-	if (pfn)
-		tc->hits++;
-	else
-		tc->misses++;
 	iova_tc_unlock(tc);
 	uiommu_free(old);
 	return pfn;
 }
 
-static bool iova_rcache_insert(struct iova_domain *iovad, unsigned int c, unsigned long pfn)
+/* Puts @pfn (of class @c) in the cache @tc, of this thread or another. */
+static bool iova_rcache_insert(struct iova_domain *iovad, struct iova_thread_cache *tc,
+			       unsigned int c, unsigned long pfn)
 {
-	struct iova_thread_cache *tc = iova_tc_get(iovad, true);
 	struct iova_magazine *to_depot = NULL, *mag;
 
-	if (!tc)
-		return false;
 	iova_tc_lock(tc);
 	mag = tc->loaded[c];
 	if (!mag || iova_magazine_full(mag)) {
@@ -649,7 +689,7 @@ static bool iova_rcache_insert(struct iova_domain *iovad, unsigned int c, unsign
 	mag->pfns[mag->size++] = pfn;
 	/* The depot (order 3) and, past its bound, the tree (order 4) nest inside us (2). */
 	if (to_depot)
-		iova_depot_push(iovad, c, to_depot);
+		iova_depot_push(iovad, c, to_depot, tc->slot);
 	iova_tc_unlock(tc);
 	return true;
 }
@@ -736,10 +776,23 @@ unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
 		size = roundup_pow_of_two(size);
 	c = iova_order(size);
 	if (c < IOVA_RANGE_CACHE_MAX_SIZE) {
-		unsigned long pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn);
+		struct iova_thread_cache *tc = iova_tc_get(iovad, false);
+		unsigned long pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn, false);
+		bool hit = pfn != 0;
 
+		/*
+		 * Another thread's magazines only when no new chunk fits: taking them would put
+		 * two threads' ranges in one chunk for good (see "Chunks").
+		 */
 		if (!pfn)
 			pfn = iova_rcache_refill(iovad, (unsigned int)c, limit_pfn);
+		if (!pfn) {
+			pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn, true);
+			hit = pfn != 0;
+		}
+		tc = tc ? tc : iova_tc_get(iovad, false);
+		if (tc)
+			iova_tc_count(hit ? &tc->hits : &tc->misses);
 		if (pfn)
 			return pfn;
 	}
@@ -752,13 +805,34 @@ unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
 	return IS_ERR(iova) ? 0 : iova->pfn_lo;
 }
 
-void iova_free_fast(struct iova_domain *iovad, unsigned long pfn, unsigned long size)
+/* Into cache @tc if there is one and the class is cached, else back to the tree. */
+static void __iova_free_fast(struct iova_domain *iovad, struct iova_thread_cache *tc,
+			     unsigned long pfn, unsigned long size)
 {
 	unsigned long c = iova_order(size);
 
-	if (c < IOVA_RANGE_CACHE_MAX_SIZE && iova_rcache_insert(iovad, (unsigned int)c, pfn))
+	if (tc && c < IOVA_RANGE_CACHE_MAX_SIZE &&
+	    iova_rcache_insert(iovad, tc, (unsigned int)c, pfn))
 		return;
 	iova_free(iovad, pfn);
+}
+
+void iova_free_fast(struct iova_domain *iovad, unsigned long pfn, unsigned long size)
+{
+	__iova_free_fast(iovad, iova_tc_get(iovad, true), pfn, size);
+}
+
+void iova_free_fast_slot(struct iova_domain *iovad, int slot, unsigned long pfn,
+			 unsigned long size)
+{
+	struct iova_thread_cache *tc = NULL;
+
+	if (slot == iova_thread_slot())
+		tc = iova_tc_get(iovad, true);
+	else if (slot >= 0 && slot < IOVA_THREAD_SLOTS)
+		tc = atomic_load_explicit(&iovad->tcache[slot], memory_order_acquire);
+	/* A slot that never cached anything here: this thread's cache. */
+	__iova_free_fast(iovad, tc ? tc : iova_tc_get(iovad, true), pfn, size);
 }
 
 void iova_cache_flush(struct iova_domain *iovad)
@@ -892,8 +966,8 @@ void iova_get_stats(struct iova_domain *iovad, struct iova_stats *st)
 		if (!tc)
 			continue;
 		iova_tc_lock(tc);
-		st->rcache_hits += tc->hits;
-		st->rcache_misses += tc->misses;
+		st->rcache_hits += atomic_load_explicit(&tc->hits, memory_order_relaxed);
+		st->rcache_misses += atomic_load_explicit(&tc->misses, memory_order_relaxed);
 		for (c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
 			st->cached += tc->loaded[c] ? tc->loaded[c]->size : 0;
 			st->cached += tc->prev[c] ? tc->prev[c]->size : 0;

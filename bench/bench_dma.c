@@ -28,9 +28,12 @@
  * Target: at most 2x.
  *
  * The domain-level cases run the same loop on iommu_dma_map_phys()/iommu_dma_unmap_phys() of
- * the same default domains, without dma_map_single()'s lookup of the device's domain (today
- * iommu_get_domain_for_dev(), which takes the group mutex twice per op): the difference is the
- * cost of that lookup, and their scaling is that of the DMA layer itself.
+ * the same default domains, without dma_map_single()'s lookup of the device's default domain
+ * (iommu_get_dma_domain(), one acquire load): the difference is the cost of that lookup, and
+ * their scaling is that of the DMA layer itself.
+ *
+ * On a machine shared with other work, run it as `chrt -f 10 bench_dma` (root): the threads
+ * then have their CPUs to themselves, and the wall ratio measures the code (bench/README.md).
  *
  * Exit status: 0 after a run (targets are reported, not enforced), 1 when a call fails.
  */

@@ -100,9 +100,55 @@ static void sd_iotlb_sync(struct iommu_domain *d, struct iommu_iotlb_gather *g)
 		iotlb_inv_range(d, g->start, g->end - g->start + 1);
 }
 
-/* A flush that a test can hold in flight: the thread named here waits in it until released. */
-static _Atomic(pthread_t *) sd_flush_holder;
-static atomic_bool sd_flush_entered, sd_flush_release;
+/*
+ * A point of the stand-in driver (its flush, its walk) where a test can hold one thread: the
+ * thread named in @holder waits there, once it said so in @entered, until @release.
+ */
+struct sd_hold {
+	_Atomic(pthread_t *) holder;
+	atomic_bool entered, release;
+};
+
+static struct sd_hold sd_flush_hold, sd_walk_hold;
+
+/* Called at the point: waits there if this is the held thread. */
+static void sd_hold_point(struct sd_hold *h)
+{
+	pthread_t *holder = atomic_load(&h->holder);
+
+	if (holder && pthread_equal(*holder, pthread_self())) {
+		atomic_store(&h->entered, true);
+		while (!atomic_load(&h->release))
+			usleep(100);
+	}
+}
+
+/* Starts @fn(@arg) in *@t and returns once that thread waits at @h's point. */
+static int sd_hold_start(struct sd_hold *h, pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	int ret;
+
+	atomic_store(&h->release, false);
+	atomic_store(&h->entered, false);
+	atomic_store(&h->holder, t);
+	ret = pthread_create(t, NULL, fn, arg);
+	if (ret)
+		return ret;
+	while (!atomic_load(&h->entered))
+		usleep(100);
+	return 0;
+}
+
+/* Lets the held thread go on, and joins it. */
+static int sd_hold_finish(struct sd_hold *h, pthread_t *t)
+{
+	int ret;
+
+	atomic_store(&h->release, true);
+	ret = pthread_join(*t, NULL);
+	atomic_store(&h->holder, NULL);
+	return ret;
+}
 
 /*
  * Every flush_iotlb_all, numbered as it starts, is marked done once its invalidation returned:
@@ -125,39 +171,24 @@ static bool sd_flush_done_since(unsigned int since)
 
 static void sd_flush_iotlb_all(struct iommu_domain *d)
 {
-	pthread_t *holder = atomic_load(&sd_flush_holder);
 	unsigned int nr = atomic_fetch_add(&sd_flush_started, 1);
 
-	if (holder && pthread_equal(*holder, pthread_self())) {
-		atomic_store(&sd_flush_entered, true);
-		while (!atomic_load(&sd_flush_release))
-			usleep(100);
-	}
+	sd_hold_point(&sd_flush_hold);
 	iotlb_inv_domain(d);
 	if (nr < SD_FLUSHES_MAX)
 		atomic_store(&sd_flush_done[nr], true);
 }
-
-/* A walk that a test can hold after it read the entry: the thread named here waits there. */
-static _Atomic(pthread_t *) sd_walk_holder;
-static atomic_bool sd_walk_entered, sd_walk_release;
 
 static phys_addr_t sd_walk(struct iommu_domain *d, uint64_t iova, int access, int *prot)
 {
 	(void)access;
 	struct sd_domain *sd = to_sd(d);
 	uint64_t pfn = iova / PAGE, pte;
-	pthread_t *holder;
 
 	if (pfn >= sd->pages)
 		return 0;
 	pte = atomic_load(&sd->pte[pfn]);
-	holder = atomic_load(&sd_walk_holder);
-	if (holder && pthread_equal(*holder, pthread_self())) {
-		atomic_store(&sd_walk_entered, true);
-		while (!atomic_load(&sd_walk_release))
-			usleep(100);
-	}
+	sd_hold_point(&sd_walk_hold); /* a test may hold the walk after it read the entry */
 	if (!(pte & SD_VALID))
 		return 0;
 	*prot = (int)((pte >> 1) & 3);
@@ -735,18 +766,11 @@ TEST(iotlb_invalidation_during_fill_in_flight)
 	ASSERT_EQ(0, iommu_map(&sd->dom, 5 * PAGE, (phys_addr_t)(uintptr_t)buf, PAGE, IOMMU_READ));
 	a = (struct fill_arg){ .tlb = tlb, .sd = sd, .ret = -1 };
 	iotlb_stats(tlb, &fills0, &invs);
-	atomic_store(&sd_walk_release, false);
-	atomic_store(&sd_walk_entered, false);
-	atomic_store(&sd_walk_holder, &t);
-	ASSERT_EQ(0, pthread_create(&t, NULL, iotlb_fill_fn, &a));
-	while (!atomic_load(&sd_walk_entered))
-		usleep(100);
+	ASSERT_EQ(0, sd_hold_start(&sd_walk_hold, &t, iotlb_fill_fn, &a));
 	/* The walk read the entry; now the unmap and its invalidation, on an empty set. */
 	EXPECT_EQ(PAGE, iommu_unmap(&sd->dom, 5 * PAGE, PAGE));
 	iotlb_inv_range(&sd->dom, 5 * PAGE, PAGE);
-	atomic_store(&sd_walk_release, true);
-	ASSERT_EQ(0, pthread_join(t, NULL));
-	atomic_store(&sd_walk_holder, NULL);
+	ASSERT_EQ(0, sd_hold_finish(&sd_walk_hold, &t));
 	EXPECT_EQ(0, a.ret); /* the access was in flight: it used what it walked */
 	EXPECT_FALSE(iotlb_lookup(tlb, sd->dom.id, 5 * PAGE, &phys, &prot));
 	EXPECT_EQ(-EFAULT, iotlb_translate(tlb, &sd->dom, 5 * PAGE, IOMMU_READ, &phys));
@@ -975,12 +999,7 @@ TEST(dma_fq_full_queue_during_other_flush)
 	int i, j;
 
 	ASSERT_TRUE(sd && buf);
-	atomic_store(&sd_flush_release, false);
-	atomic_store(&sd_flush_entered, false);
-	atomic_store(&sd_flush_holder, &t);
-	ASSERT_EQ(0, pthread_create(&t, NULL, flush_fq_fn, &sd->dom));
-	while (!atomic_load(&sd_flush_entered))
-		usleep(100);
+	ASSERT_EQ(0, sd_hold_start(&sd_flush_hold, &t, flush_fq_fn, &sd->dom));
 	for (i = 0; i < (int)IOVA_FQ_SIZE + 20; i++) {
 		dma_addr_t x = iommu_dma_map_phys(&sd->dom, (phys_addr_t)(uintptr_t)buf, PAGE,
 						  IOMMU_READ, UINT64_MAX);
@@ -988,9 +1007,7 @@ TEST(dma_fq_full_queue_during_other_flush)
 		ASSERT_NE(DMA_MAPPING_ERROR, x);
 		iommu_dma_unmap_phys(&sd->dom, x, PAGE);
 	}
-	atomic_store(&sd_flush_release, true);
-	ASSERT_EQ(0, pthread_join(t, NULL));
-	atomic_store(&sd_flush_holder, NULL);
+	ASSERT_EQ(0, sd_hold_finish(&sd_flush_hold, &t));
 	iommu_dma_flush_fq(&sd->dom);
 	for (i = 0; i < 600; i++) {
 		d[i] = iommu_dma_map_phys(&sd->dom, (phys_addr_t)(uintptr_t)buf, PAGE, IOMMU_READ,
@@ -1005,6 +1022,68 @@ TEST(dma_fq_full_queue_during_other_flush)
 	EXPECT_TRUE(iova_verify(iommu_dma_iovad(&sd->dom)));
 	sd_domain_free(sd);
 	free(buf);
+}
+
+struct fq_filler {
+	struct sd_domain *sd;
+	char *buf;
+	int bad;
+};
+
+/* Maps and unmaps until its queue is full and flushes (held there by the test). */
+static void *fq_fill_fn(void *p)
+{
+	struct fq_filler *f = p;
+	int i;
+
+	for (i = 0; i < (int)IOVA_FQ_SIZE + 1; i++) {
+		dma_addr_t d = iommu_dma_map_phys(&f->sd->dom, (phys_addr_t)(uintptr_t)f->buf, PAGE,
+						  IOMMU_READ, UINT64_MAX);
+
+		if (d == DMA_MAPPING_ERROR) {
+			f->bad++;
+			continue;
+		}
+		iommu_dma_unmap_phys(&f->sd->dom, d, PAGE);
+	}
+	return NULL;
+}
+
+/*
+ * The timeout's flush meets a queue whose thread holds it (that thread is inside its own
+ * full-queue flush): it must not wait for it. It leaves the queue to its thread, keeps the
+ * deadline armed, and the entries are freed once, by whoever flushes next.
+ */
+TEST(dma_fq_timeout_skips_busy_queue)
+{
+	struct sd_domain *sd = sd_domain_new(IOMMU_DOMAIN_DMA_FQ, 2048);
+	struct fq_filler f = { .sd = sd, .buf = page_buf(1) };
+	struct iommu_dma_stats st;
+	uint64_t timeouts;
+	dma_addr_t d;
+	pthread_t t;
+
+	ASSERT_TRUE(sd && f.buf);
+	/* (The statistics lock every queue: read only while no thread holds one.) */
+	iommu_dma_get_stats(&sd->dom, &st);
+	timeouts = st.fq_timeouts;
+	ASSERT_EQ(0, sd_hold_start(&sd_flush_hold, &t, fq_fill_fn, &f));
+	/* Past the deadline, our next map runs the timeout: it returns although t holds its queue. */
+	usleep((IOVA_FQ_TIMEOUT_MS + 20) * 1000);
+	d = iommu_dma_map_phys(&sd->dom, (phys_addr_t)(uintptr_t)f.buf, PAGE, IOMMU_READ,
+			       UINT64_MAX);
+	ASSERT_NE(DMA_MAPPING_ERROR, d);
+	ASSERT_EQ(0, sd_hold_finish(&sd_flush_hold, &t));
+	EXPECT_EQ(0, f.bad);
+	iommu_dma_get_stats(&sd->dom, &st);
+	EXPECT_GE(st.fq_timeouts, timeouts + 1);
+	iommu_dma_unmap_phys(&sd->dom, d, PAGE);
+	iommu_dma_flush_fq(&sd->dom);
+	iommu_dma_get_stats(&sd->dom, &st);
+	EXPECT_EQ(0, st.fq_pending);
+	EXPECT_TRUE(iova_verify(iommu_dma_iovad(&sd->dom)));
+	sd_domain_free(sd);
+	free(f.buf);
 }
 
 TEST(dma_live_switch_to_fq)

@@ -23,8 +23,9 @@
  * frame goes into a magazine (an array of IOVA_MAG_SIZE frames) of the freeing thread, one
  * `loaded` and one `prev` magazine per size class and thread; an allocation of that class pops
  * from there. When both are full, a full magazine moves to the size class's depot (a global
- * LIFO, bounded at IOVA_DEPOT_MAX; past that its ranges go back to the tree); when both are
- * empty, a full one comes back from the depot. Only the depot and the tree are shared.
+ * LIFO, bounded at IOVA_DEPOT_MAX; past that its ranges go back to the tree), marked with the
+ * thread slot that pushed it; when both are empty, a full one of the thread's own slot comes
+ * back from the depot. Only the depot and the tree are shared.
  *
  * Chunks. A miss of a class smaller than IOVA_CHUNK_FRAMES does not take one range from the
  * tree but a whole aligned chunk of IOVA_CHUNK_FRAMES frames, cut into ranges of the class: one
@@ -34,9 +35,12 @@
  * came from the tree one after the other (X and X - 1) would write the same line on every map
  * and unmap, and that line bouncing between the CPUs cost more than all the rest of the op
  * (bench_dma, issue 13). A chunk keeps each thread's ranges on leaf lines of its own for as
- * long as they cycle through its own magazines; ranges that travel through the depot to another
- * thread may share a line again, which is only slower. A chunk that does not fit (a nearly full
- * space) falls back to the single range, so exhaustion behaves as without chunks.
+ * long as they cycle through its own magazines, so the ranges are kept from travelling: a depot
+ * magazine goes to another live thread only when no new chunk fits (then ranges of one chunk may
+ * serve two threads, which is only slower), and a range freed on behalf of another thread (a
+ * flush queue's, freed by whichever thread flushes) goes to that thread's cache
+ * (iova_free_fast_slot()). A chunk that does not fit (a nearly full space) falls back to the
+ * single range, so exhaustion behaves as without chunks.
  *
  * Per thread instead of per CPU. Each thread gets a slot number (0 .. IOVA_THREAD_SLOTS - 1) on
  * its first use, kept in a _Thread_local; each domain has one `iova_thread_cache` per slot,
@@ -44,7 +48,11 @@
  * returns the slot's magazines of every live domain to their depots and frees the slot for the
  * next thread. A thread cache's lock is a spinlock taken on every cached alloc and free by its
  * own thread (uncontended: its line is not shared with other threads) and by another thread only
- * to take the ranges back (exhaustion, stats): the common map/unmap path takes no shared lock.
+ * to take the ranges back (exhaustion, stats) or to give a flush queue's back: the common
+ * map/unmap path takes no shared lock. "Not shared" needs padding: thread caches are allocated
+ * by their threads, and a thread's malloc arena passes to the next thread after it exits, so two
+ * caches can come out back to back; IOVA_HOT_PAD keeps each one's fields, and the domain's
+ * read-mostly fields, off the lines of anything else.
  *
  * Lock order (outermost first):
  *   1. iova_slots_lock (global mutex): the slot bitmap and the list of live domains; taken by

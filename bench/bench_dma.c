@@ -413,8 +413,9 @@ int main(int argc, char **argv)
 		for (k = 0; k < C_PER_COUNT; k++) {
 			snprintf(what, sizeof(what), "%s, %u threads / 1 thread%s", label[k],
 				 counts[i], k < C_DOM_DMA ? " (wall/op)" : "");
+			/* More threads than CPUs cannot scale: no target then. */
 			bench_print_ratio(what, &cases[i * C_PER_COUNT + k], &cases[k],
-					  k < C_DOM_DMA ? target : 0);
+					  k < C_DOM_DMA && counts[i] <= nr_cpus ? target : 0);
 		}
 	}
 	printf("\n  CPU time per op of each thread (median of the timed runs; 1.00x = no sharing cost):\n");

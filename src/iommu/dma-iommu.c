@@ -58,6 +58,7 @@
  * queued IOVAs). No lock of this file is held while calling into the core.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -139,9 +140,13 @@ struct iova_domain *iommu_dma_iovad(struct iommu_domain *domain)
 
 static void iommu_dma_fq_lock(struct iommu_dma_fq *fq)
 {
+	unsigned int spins = 0;
+
+	/* A holder preempted by a busy machine gets the CPU back now and then (as iova.c's). */
 	while (atomic_exchange_explicit(&fq->lock, 1, memory_order_acquire))
 		while (atomic_load_explicit(&fq->lock, memory_order_relaxed))
-			;
+			if (++spins % 64 == 0)
+				sched_yield();
 }
 
 /* The lock if it is free now; the timeout's flush does not wait for a queue in use. */

@@ -129,7 +129,10 @@ void iotlb_inv_domain(struct iommu_domain *domain);
 /** iotlb_count() - valid entries of @domid in @tlb (tests; a racy snapshot) */
 unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid);
 
-/** iotlb_stats() - fills and invalidation commands so far (tests) */
+/**
+ * iotlb_stats() - fills so far, and set invalidations (one per set an invalidation command
+ * took: a command of n < IOTLB_SETS pages counts n, a bigger one IOTLB_SETS); tests, racy
+ */
 void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations);
 
 #endif

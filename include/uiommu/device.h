@@ -255,6 +255,13 @@ ssize_t uiommu_pci_dma_read(struct uiommu_pci_fn *fn, uint32_t pasid, uint64_t i
 ssize_t uiommu_pci_dma_write(struct uiommu_pci_fn *fn, uint32_t pasid, uint64_t iova,
 			     const void *buf, size_t len, unsigned int flags);
 int uiommu_pci_dma_xfer(struct uiommu_pci_fn *fn, struct uiommu_dma_req *req);
+/*
+ * uiommu_dma_batch() for the function (UIOMMU_DMA_0.4), behind the same gate: device-to-device
+ * copies (UIOMMU_DMA_OP_COPY) and many small transfers in one pass of the gate and one visit
+ * to the IOMMU. Returns how many ops completed, or -1 with errno (EPERM: no bus mastering now,
+ * nothing ran; ENODEV; EINVAL as uiommu_dma_batch()).
+ */
+ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops, size_t n);
 /* Takes up to @n recorded DMA faults of the function, oldest first (uiommu_dma_dev_read_faults). */
 ssize_t uiommu_pci_dma_read_faults(struct uiommu_pci_fn *fn, struct uiommu_dma_fault *buf,
 				   size_t n);

@@ -457,6 +457,29 @@ UIOMMU_EXPORT ssize_t uiommu_pci_dma_write(struct uiommu_pci_fn *fn, uint32_t pa
 	return pci_fn_dma_rw(fn, UIOMMU_DMA_OP_WRITE, pasid, iova, (void *)buf, len, flags);
 }
 
+UIOMMU_EXPORT ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops,
+					   size_t n)
+{
+	struct uiommu_dma_dev *e;
+	ssize_t got;
+	int err;
+
+	if (!fn) {
+		errno = EINVAL;
+		return -1;
+	}
+	e = pci_fn_dma_begin(fn);
+	if (IS_ERR(e)) {
+		errno = (int)-PTR_ERR(e);
+		return -1;
+	}
+	got = uiommu_dma_batch(e, ops, n);
+	err = errno;
+	pci_fn_dma_end(fn);
+	errno = err;
+	return got;
+}
+
 UIOMMU_EXPORT ssize_t uiommu_pci_dma_read_faults(struct uiommu_pci_fn *fn,
 						 struct uiommu_dma_fault *buf, size_t n)
 {

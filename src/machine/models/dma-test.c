@@ -47,8 +47,9 @@
  * Locking: `lock` protects everything in struct dma_test but the bounce buffers (the worker's
  * own). Order: the library's model_lock (held around our callbacks) -> lock -> the function's
  * lock (uiommu_pci_fn_command(), raising and lowering interrupts). Interrupts are raised and
- * lowered with `lock` held, so that a reset or a disable (which take it) comes wholly before
- * or after, and an INT_STATUS clear cannot lower the line over a newer raise.
+ * lowered from the worker with `lock` dropped but `busy` set, so that a reset or a disable
+ * (which wait for !busy) returns only after them; after the raise the worker lowers INTx again
+ * if an INT_STATUS clear ran in between, so the line follows INT_STATUS.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -462,17 +463,29 @@ static void *dma_test_worker(void *arg)
 		dma_test_run(dt, &snap, max, &r);
 
 		pthread_mutex_lock(&dt->lock);
-		dt->busy = false;
 		poll_us = DMA_TEST_POLL_MIN_US;
+		/* Disabled or reset meanwhile: the result is void. */
+		irqs = snap.gen == dt->q[q].gen ? dma_test_apply(dt, (unsigned int)q, &r) : 0;
+		stalled = snap.gen == dt->q[q].gen && r.err == EPERM;
+		if (irqs) {
+			/*
+			 * Raised with the lock dropped: the driver the message wakes comes straight
+			 * back with a register access, which would otherwise wait for our unlock
+			 * (two more switches per interrupt). busy stays set, so a reset or a
+			 * disable still returns only after the raise. One message per descriptor
+			 * that asked, as the descriptors completed one by one.
+			 */
+			pthread_mutex_unlock(&dt->lock);
+			while (irqs--)
+				dma_test_raise(dt, (unsigned int)q);
+			pthread_mutex_lock(&dt->lock);
+			/* An INT_STATUS clear between apply and raise lowered a line we then
+			 * raised: INTx follows INT_STATUS. */
+			if (!dt->int_status)
+				uiommu_pci_irq_lower(dt->fn);
+		}
+		dt->busy = false;
 		pthread_cond_broadcast(&dt->cond);
-		if (snap.gen != dt->q[q].gen)
-			continue; /* disabled or reset meanwhile: the result is void */
-		stalled = r.err == EPERM;
-		irqs = dma_test_apply(dt, (unsigned int)q, &r);
-		/* Under the lock: a reset or an INT_STATUS clear is either before or after it. One
-		 * message per descriptor that asked, as the descriptors completed one by one. */
-		while (irqs--)
-			dma_test_raise(dt, (unsigned int)q);
 	}
 	pthread_mutex_unlock(&dt->lock);
 	return NULL;
@@ -481,7 +494,8 @@ static void *dma_test_worker(void *arg)
 /* lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno. */
 static int dma_test_worker_ensure(struct dma_test *dt)
 {
-	if (dt->worker_pid == getpid())
+	/* The fork child's handler zeroes worker_pid: no getpid() system call per doorbell. */
+	if (dt->worker_pid)
 		return 0;
 	if (uiommu_should_fail() || pthread_create(&dt->worker, NULL, dma_test_worker, dt))
 		return -ENOMEM;

@@ -276,10 +276,27 @@ TEST(region_info)
 		ASSERT_EQ(0, ioctl(m.vfd, VFIO_DEVICE_GET_REGION_INFO, ri));
 		ASSERT_EQ(0ull, ri->size);
 	}
+	/* The ROM: the BAR's size (a power of two >= 2 KiB over the 1 KiB image), read-only. */
 	ri->index = VFIO_PCI_ROM_REGION_INDEX;
+	ri->cap_offset = 0;
 	ASSERT_EQ(0, ioctl(m.vfd, VFIO_DEVICE_GET_REGION_INFO, ri));
+	ASSERT_EQ((uint64_t)DMA_TEST_ROM_BAR_SIZE, ri->size);
+	ASSERT_EQ((uint32_t)VFIO_REGION_INFO_FLAG_READ, ri->flags);
+	ASSERT_EQ(REGION(VFIO_PCI_ROM_REGION_INDEX), ri->offset);
+	/* A function whose model has no ROM: size 0, no flags, as the kernel's. */
+	m.v1 = open(VFIO(1), O_RDWR);
+	ASSERT_TRUE(m.v1 >= 0);
+	ASSERT_EQ(0, vfio_bind(m.v1, m.iommufd, NULL));
+	ASSERT_EQ(0, ioctl(m.v1, VFIO_DEVICE_GET_REGION_INFO, ri));
 	ASSERT_EQ(0ull, ri->size);
 	ASSERT_EQ(0u, ri->flags);
+	{
+		uint8_t b[4];
+
+		ASSERT_ERRNO(EINVAL, pread(m.v1, b, 4, (off_t)REGION(VFIO_PCI_ROM_REGION_INDEX)));
+	}
+	close(m.v1);
+	m.v1 = -1;
 	ri->index = VFIO_PCI_CONFIG_REGION_INDEX;
 	ASSERT_EQ(0, ioctl(m.vfd, VFIO_DEVICE_GET_REGION_INFO, ri));
 	ASSERT_EQ(4096ull, ri->size);
@@ -340,7 +357,11 @@ TEST(config_space)
 	ASSERT_EQ((uint32_t)(~(DMA_TEST_BAR2_SIZE - 1) | PCI_BASE_ADDRESS_SPACE_IO),
 		  cfg_read(m.vfd, PCI_BASE_ADDRESS_2, 4));
 	ASSERT_EQ(0u, cfg_read(m.vfd, PCI_BASE_ADDRESS_3, 4));
-	ASSERT_EQ(0u, cfg_read(m.vfd, PCI_ROM_ADDRESS, 4));
+	/* The ROM BAR sizes as a 2 KiB BAR: its address bits and the enable bit. */
+	ASSERT_EQ((uint32_t)(~(DMA_TEST_ROM_BAR_SIZE - 1) | PCI_ROM_ADDRESS_ENABLE),
+		  cfg_read(m.vfd, PCI_ROM_ADDRESS, 4));
+	ASSERT_EQ(0, cfg_write(m.vfd, PCI_ROM_ADDRESS, 4, 0xfebc1000));
+	ASSERT_EQ(0xfebc1000u, cfg_read(m.vfd, PCI_ROM_ADDRESS, 4));
 	ASSERT_EQ(0, cfg_write(m.vfd, PCI_BASE_ADDRESS_0, 4, 0xfebc1234));
 	ASSERT_EQ(0xfebc0004u, cfg_read(m.vfd, PCI_BASE_ADDRESS_0, 4));
 
@@ -460,8 +481,35 @@ TEST(bar_access)
 	ASSERT_ERRNO(EINVAL, pread(m.vfd, b, 4, (off_t)(REGION(0) + DMA_TEST_BAR0_SIZE)));
 	ASSERT_ERRNO(EINVAL, pread(m.vfd, b, 4, (off_t)REGION(1)));
 	ASSERT_ERRNO(EINVAL, pread(m.vfd, b, 4, (off_t)REGION(3)));
-	ASSERT_ERRNO(EINVAL, pread(m.vfd, b, 4, (off_t)REGION(VFIO_PCI_ROM_REGION_INDEX)));
 	ASSERT_ERRNO(EINVAL, pread(m.vfd, b, 4, (off_t)REGION(VFIO_PCI_VGA_REGION_INDEX)));
+	/* The ROM: the image's header, 0xff past the image, clipped at the BAR's end, EINVAL
+	 * past it and for writes, EIO while memory decode is off. */
+	{
+		uint8_t rom[16];
+		const off_t r = (off_t)REGION(VFIO_PCI_ROM_REGION_INDEX);
+
+		ASSERT_EQ(4, pread(m.vfd, rom, 4, r));
+		ASSERT_EQ(0x55, rom[0]);
+		ASSERT_EQ(0xaa, rom[1]);
+		ASSERT_EQ(DMA_TEST_ROM_SIZE / 512, rom[2]);
+		ASSERT_EQ(4, pread(m.vfd, rom, 4, r + 0x1c));
+		ASSERT_EQ(0, memcmp(rom, "PCIR", 4));
+		ASSERT_EQ(8, pread(m.vfd, rom, 8, r + DMA_TEST_ROM_SIZE - 4));
+		ASSERT_EQ(0xffu, rom[4]);
+		ASSERT_EQ(0xffu, rom[7]);
+		ASSERT_EQ(8, pread(m.vfd, rom, 16, r + DMA_TEST_ROM_BAR_SIZE - 8));
+		ASSERT_ERRNO(EINVAL, pread(m.vfd, rom, 4, r + DMA_TEST_ROM_BAR_SIZE));
+		ASSERT_ERRNO(EINVAL, pwrite(m.vfd, rom, 4, r));
+		ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2,
+				       cfg_read(m.vfd, PCI_COMMAND, 2) & ~PCI_COMMAND_MEMORY));
+		ASSERT_ERRNO(EIO, pread(m.vfd, rom, 4, r));
+		ASSERT_EQ(4, pread(m.vfd, rom, 4, r + DMA_TEST_ROM_SIZE)); /* past the image */
+		ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2,
+				       cfg_read(m.vfd, PCI_COMMAND, 2) | PCI_COMMAND_MEMORY));
+		ASSERT_EQ(4, pread(m.vfd, rom, 4, r));
+		ASSERT_EQ(MAP_FAILED, mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd, r));
+		ASSERT_EQ(EINVAL, errno);
+	}
 	/* The I/O BAR. */
 	ASSERT_EQ((uint64_t)DMA_TEST_ID, bar_read(m.vfd, 2, DMA_TEST_IO_ID, 4));
 	ASSERT_EQ(0, bar_write(m.vfd, 2, DMA_TEST_IO_SCRATCH, 4, 0xcafe));

@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -396,7 +397,8 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 		core->bar_size[i] = core->bar_info[i].size;
 		core->bar_flags[i] = core->bar_info[i].flags;
 	}
-	core->bar_size[VFIO_PCI_ROM] = 0;
+	core->bar_size[VFIO_PCI_ROM] = pci_fn_rom(core->fn, (const void **)&core->rom,
+						   &core->rom_len);
 	/* Bus Master off, then a reset whose success says whether resets work. */
 	rc = pci_fn_config_read_reg(core->fn, PCI_CFG_COMMAND, 2, &cmd);
 	if (rc)
@@ -589,8 +591,9 @@ static int vfio_pci_get_region_info(struct vfio_pci_core *core, struct uiommu_mm
 		info.flags = REGION_READ | REGION_WRITE;
 		break;
 	case VFIO_PCI_ROM:
-		info.size = 0; /* no ROM on an emulated function */
-		info.flags = 0;
+		/* The BAR's size, read-only; 0 and no flags for a function without a ROM. */
+		info.size = core->bar_size[VFIO_PCI_ROM];
+		info.flags = info.size ? REGION_READ : 0;
 		break;
 	case VFIO_PCI_VGA:
 		return -EINVAL; /* not a VGA function */
@@ -1603,6 +1606,30 @@ static ssize_t vfio_pci_bar_rw(struct vfio_pci_core *core, unsigned int bar, uin
 	return (ssize_t)done;
 }
 
+/*
+ * A read of the ROM region, as vfio-pci's: EINVAL without a ROM or from past the BAR, clipped
+ * at its end; the image's bytes, 0xff past it; EIO while memory decode is off (the ROM is
+ * memory space), as the ROM BAR's enable bit is vfio-pci's to set around the read.
+ */
+static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t count,
+				 uint64_t pos)
+{
+	uint64_t size = core->bar_size[VFIO_PCI_ROM];
+	size_t n;
+
+	lockdep_assert_held(&core->lock);
+	if (!size || pos >= size)
+		return -EINVAL;
+	if (count > size - pos)
+		count = (size_t)(size - pos);
+	if (pos < core->rom_len && !vfio_pci_memory_enabled(core))
+		return -EIO;
+	n = pos < core->rom_len ? MIN(count, (size_t)(core->rom_len - pos)) : 0;
+	memcpy(buf, core->rom + pos, n);
+	memset((uint8_t *)buf + n, 0xff, count - n);
+	return (ssize_t)count;
+}
+
 ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_t off, bool write)
 {
 	unsigned int index = (unsigned int)(off >> VFIO_PCI_OFFSET_SHIFT);
@@ -1622,8 +1649,10 @@ ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_
 			rc = (ssize_t)count;
 		break;
 	case VFIO_PCI_ROM:
+		rc = write ? -EINVAL : vfio_pci_rom_read(core, buf, count, pos);
+		break;
 	case VFIO_PCI_VGA:
-		rc = -EINVAL; /* no ROM (size 0), not VGA */
+		rc = -EINVAL; /* not VGA */
 		break;
 	default:
 		rc = vfio_pci_bar_rw(core, index, buf, count, pos, write);

@@ -792,8 +792,28 @@ static void dma_test_unrealize(struct uiommu_pci_fn *fn)
 	dma_test_free(dt);
 }
 
+/*
+ * The expansion ROM: one 1 KiB image with a PCI ROM header (0x55 0xaa, its length in 512-byte
+ * units, the PCI Data Structure at 0x1c naming this function's IDs and class) and no code: its
+ * code type is EFI (3) without an EFI image, so no firmware runs it; drivers and VMMs read it
+ * through the VFIO ROM region as they read a real one.
+ */
+static const uint8_t dma_test_rom[DMA_TEST_ROM_SIZE] = {
+	[0x00] = 0x55, [0x01] = 0xaa, [0x02] = DMA_TEST_ROM_SIZE / 512,
+	[0x18] = 0x1c, [0x19] = 0x00,
+	[0x1c] = 'P', [0x1d] = 'C', [0x1e] = 'I', [0x1f] = 'R',
+	[0x20] = DMA_TEST_VENDOR_ID & 0xff, [0x21] = DMA_TEST_VENDOR_ID >> 8,
+	[0x22] = DMA_TEST_DEVICE_ID & 0xff, [0x23] = DMA_TEST_DEVICE_ID >> 8,
+	[0x26] = 0x18,                                      /* PCIR length */
+	[0x29] = (DMA_TEST_CLASS >> 0) & 0xff, [0x2a] = (DMA_TEST_CLASS >> 8) & 0xff,
+	[0x2b] = (DMA_TEST_CLASS >> 16) & 0xff,
+	[0x2c] = DMA_TEST_ROM_SIZE / 512,                   /* image length, 512-byte units */
+	[0x30] = 0x03,                                      /* code type: EFI */
+	[0x31] = 0x80,                                      /* the last image */
+};
+
 const struct uiommu_pci_model pci_model_dma_test = {
-	.version = UIOMMU_PCI_MODEL_V1,
+	.version = UIOMMU_PCI_MODEL_V3,
 	.name = "dma-test",
 	.vendor_id = DMA_TEST_VENDOR_ID,
 	.device_id = DMA_TEST_DEVICE_ID,
@@ -825,4 +845,6 @@ const struct uiommu_pci_model pci_model_dma_test = {
 	.bar_read = dma_test_bar_read,
 	.bar_write = dma_test_bar_write,
 	.area_written = dma_test_area_written,
+	.rom = dma_test_rom,
+	.rom_size = sizeof(dma_test_rom),
 };

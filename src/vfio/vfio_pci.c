@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -256,6 +257,95 @@ void vfio_pci_intx_vdisable(struct vfio_pci_core *core, bool disabled)
 	uiommu_mutex_unlock(&core->irq_lock);
 }
 
+/* ---- the INTx unmask irqfd ------------------------------------------------------------------- */
+
+/* INTx unmasked by the user, the unmask irqfd or the virtual DisINTx; irq_lock held. */
+static void vfio_pci_intx_unmask_locked(struct vfio_pci_core *core)
+{
+	core->intx_masked = false;
+	vfio_pci_intx_recheck(core);
+}
+
+/*
+ * The watcher of the unmask irqfd: each signal (its count consumed, as the kernel's virqfd
+ * consumes it) unmasks INTx, which signals the trigger again at once if the line is still
+ * asserted. A signal pending when it starts counts. It ends when unmask_stop is signalled.
+ */
+static void *vfio_pci_unmask_watch(void *arg)
+{
+	struct vfio_pci_core *core = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = core->unmask_fd, .events = POLLIN },
+		{ .fd = core->unmask_stop, .events = POLLIN },
+	};
+	eventfd_t cnt;
+
+	for (;;) {
+		/* The user's eventfd (read through libc, as efd_get() says) and ours. */
+		if (poll(pfd, 2, -1) < 0)
+			continue; /* EINTR */
+		if (pfd[1].revents)
+			return NULL;
+		if (!(pfd[0].revents & POLLIN) || eventfd_read(core->unmask_fd, &cnt))
+			continue;
+		uiommu_mutex_lock(&core->irq_lock);
+		vfio_pci_intx_unmask_locked(core);
+		uiommu_mutex_unlock(&core->irq_lock);
+	}
+}
+
+/* Removes the unmask irqfd, if any: when it returns, no unmask of it runs. core->lock. */
+static void vfio_pci_unmask_stop(struct vfio_pci_core *core)
+{
+	lockdep_assert_held(&core->lock);
+	if (!core->unmask_running)
+		return;
+	sys_write(core->unmask_stop, &(eventfd_t){ 1 }, sizeof(eventfd_t));
+	/* The watcher takes only irq_lock, never core->lock: joining it here cannot deadlock. */
+	pthread_join(core->unmask_thread, NULL);
+	core->unmask_running = false;
+	efd_put(core->unmask_fd);
+	sys_close(core->unmask_stop);
+	core->unmask_fd = core->unmask_stop = -1;
+}
+
+/* Installs @fd as the unmask irqfd: -EBADF, -EINVAL (not an eventfd), -EBUSY (one is set). */
+static int vfio_pci_unmask_start(struct vfio_pci_core *core, int fd)
+{
+	int efd, stop, rc;
+
+	lockdep_assert_held(&core->lock);
+	efd = efd_get(fd);
+	if (efd < 0)
+		return efd;
+	if (core->unmask_running) {
+		rc = -EBUSY;
+		goto err_put;
+	}
+	stop = uiommu_should_fail() ? (errno = EMFILE, -1) : eventfd(0, EFD_CLOEXEC);
+	if (stop < 0) {
+		rc = -errno;
+		goto err_put;
+	}
+	core->unmask_fd = efd;
+	core->unmask_stop = stop;
+	rc = uiommu_should_fail() ? EAGAIN :
+		pthread_create(&core->unmask_thread, NULL, vfio_pci_unmask_watch, core);
+	if (rc) {
+		rc = -rc;
+		goto err_close_stop;
+	}
+	core->unmask_running = true;
+	return 0;
+
+err_close_stop:
+	sys_close(stop);
+	core->unmask_fd = core->unmask_stop = -1;
+err_put:
+	efd_put(efd);
+	return rc;
+}
+
 /* Drops the eventfds of the active mode and disables the function's interrupts. core->lock. */
 static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 {
@@ -265,6 +355,7 @@ static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 
 	if (core->irq_type == VFIO_PCI_NUM_IRQS)
 		return;
+	vfio_pci_unmask_stop(core); /* as the kernel's INTx disable drops its unmask virqfd */
 	pci_fn_irq_disable(core->fn);
 	uiommu_mutex_lock(&core->irq_lock);
 	trig = core->trig;
@@ -418,6 +509,7 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 	core->power_state = 0;
 	core->irq_type = VFIO_PCI_NUM_IRQS;
 	core->intx_trig = core->err_trig = core->req_trig = -1;
+	core->unmask_fd = core->unmask_stop = -1;
 	rc = vfio_config_init(core);
 	if (rc)
 		return rc;
@@ -689,16 +781,20 @@ static int vfio_intx_mask(struct vfio_pci_core *core, const struct vfio_irq_set 
 	if (hdr->flags & SET_DATA_EVENTFD) {
 		if (mask)
 			return -ENOTTY;
-		/* An unmask irqfd (KVM's resampler) is not offered; removing none is no error. */
+		/* The unmask irqfd (KVM's resampler): fd >= 0 installs it, -1 removes it. */
 		memcpy(&fd, data, sizeof(fd));
-		return fd < 0 ? 0 : -EOPNOTSUPP;
+		if (fd >= 0)
+			return vfio_pci_unmask_start(core, fd);
+		vfio_pci_unmask_stop(core);
+		return 0;
 	}
 	if ((hdr->flags & SET_DATA_BOOL) && !*(const uint8_t *)data)
 		return 0;
 	uiommu_mutex_lock(&core->irq_lock);
-	core->intx_masked = mask;
-	if (!mask)
-		vfio_pci_intx_recheck(core);
+	if (mask)
+		core->intx_masked = true;
+	else
+		vfio_pci_intx_unmask_locked(core);
 	uiommu_mutex_unlock(&core->irq_lock);
 	return 0;
 }

@@ -91,6 +91,17 @@ struct vfio_pci_core {
 	int err_trig, req_trig;
 
 	/*
+	 * The INTx unmask irqfd (SET_IRQS INTx UNMASK with an eventfd: KVM's resampler): a
+	 * signal of unmask_fd unmasks INTx, as the kernel's virqfd does. A watcher thread polls
+	 * it with unmask_stop (an eventfd of ours that ends the thread) and takes only irq_lock.
+	 * All four are set and cleared under core->lock; the thread only reads the two fds.
+	 */
+	int unmask_fd;                     /* our duplicate of the user's eventfd, or -1 */
+	int unmask_stop;
+	bool unmask_running;
+	pthread_t unmask_thread;
+
+	/*
 	 * log_lock: a leaf, taken by the DMA engine's write-log hook. It protects the DMA logging
 	 * state below.
 	 */

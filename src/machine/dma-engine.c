@@ -39,6 +39,18 @@
  *     trap while copying is then a translation miss, which the SVA handler may resolve);
  *   - blocked and anything else: every access faults.
  *
+ * Batches and copies (uiommu_dma_batch()). A batch runs its ops in order under one hold of the
+ * group mutex: the domain at a PASID is resolved once, and each direction's dma_ctx keeps the
+ * last page it translated, reused while the IOTLB's invalidation count (iotlb_inv_gen()) has
+ * not moved, so no translation outlives an invalidation and nothing is kept across batches.
+ * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
+ * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
+ * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps
+ * that end at the nearer page end of either side, checks the source page for read and the
+ * destination page for write before the step moves, and copies runs contiguous on both sides
+ * with one host copy; x->op names the side of a fault (READ: the source) for the log, the page
+ * request's permission and the caller's fault_op.
+ *
  * Page requests. A miss (or a permission miss) in a domain with an iopf_handler, unless the
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
  * group (LAST_PAGE, PASID_VALID when it has a PASID, the access's permission, a grpid unique

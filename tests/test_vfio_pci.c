@@ -789,6 +789,72 @@ TEST(intx_unmask_irqfd)
 	close(notefd);
 }
 
+static int ioeventfd(int vfd, uint32_t argsz, uint32_t flags, uint64_t offset, uint64_t data,
+		     int32_t fd)
+{
+	struct vfio_device_ioeventfd io = {
+		.argsz = argsz, .flags = flags, .offset = offset, .data = data, .fd = fd,
+	};
+
+	return ioctl(vfd, VFIO_DEVICE_IOEVENTFD, &io);
+}
+
+/*
+ * VFIO_DEVICE_IOEVENTFD: a signal of the eventfd becomes the registered BAR write. Here the
+ * write is dma-test's doorbell, as KVM's ioeventfd of a guest's doorbell store would be: the
+ * device runs the descriptor and raises MSI-X without the driver writing the BAR itself. The
+ * errnos are the kernel's vfio_pci_ioeventfd()'s.
+ */
+TEST(ioeventfd)
+{
+	const uint32_t sz = sizeof(struct vfio_device_ioeventfd), w4 = VFIO_DEVICE_IOEVENTFD_32;
+	const uint64_t db = REGION(0) + DMA_TEST_DOORBELL(0);
+	int32_t kick = eventfd(0, EFD_CLOEXEC), irq = eventfd(0, EFD_CLOEXEC);
+	int notefd = open("/dev/null", O_RDONLY);
+	struct machine m;
+
+	ASSERT_EQ(0, setup(&m));
+	ASSERT_TRUE(kick >= 0 && irq >= 0 && notefd >= 0);
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, 27, w4, db, 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4 | (1u << 4), db, 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, 0, db, 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, VFIO_DEVICE_IOEVENTFD_8 | w4, db, 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, db, 1, -2));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, CFG, 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, REGION(VFIO_PCI_ROM_REGION_INDEX), 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, REGION(0) + DMA_TEST_BAR0_SIZE - 2, 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, REGION(3), 1, kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, REGION(0) + DMA_TEST_MSIX_TABLE + 12, 1,
+				       kick));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, VFIO_DEVICE_IOEVENTFD_64, db, 1, kick));
+	ASSERT_ERRNO(ENODEV, ioeventfd(m.vfd, sz, w4, db, 1, -1));
+	ASSERT_ERRNO(EBADF, ioeventfd(m.vfd, sz, w4, db, 1, 1000000));
+	ASSERT_ERRNO(EINVAL, ioeventfd(m.vfd, sz, w4, db, 1, notefd));
+	ASSERT_ERRNO(EFAULT, ioctl(m.vfd, VFIO_DEVICE_IOEVENTFD, (void *)8));
+	/* Registered: the same triple again is EEXIST, another datum is another registration. */
+	ASSERT_EQ(0, ioeventfd(m.vfd, sz, w4, db, 1, kick));
+	ASSERT_ERRNO(EEXIST, ioeventfd(m.vfd, sz, w4, db, 1, irq));
+	ASSERT_EQ(0, ioeventfd(m.vfd, sz, w4, REGION(2) + DMA_TEST_IO_SCRATCH, 0x5a5a, kick));
+	/* The caller's close does not end it: we hold a duplicate, as for IRQ eventfds. */
+	ASSERT_EQ(0, set_irqs(m.vfd, TRIG_EFD, 2, 0, 1, &irq));
+	ASSERT_EQ(0, master_on(m.vfd));
+	ASSERT_EQ(0, queue_start(&m));
+	desc_copy(&m, 0, 8 * 4096, 16 * 4096, 64);
+	ASSERT_EQ(8, write(kick, &(uint64_t){ 1 }, 8));
+	/* The doorbell write rang: the descriptor ran and its interrupt came. */
+	ASSERT_EQ(1ull, efd_wait(irq, 5000));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, completion(&m, 0)->status);
+	ASSERT_EQ(1ull, bar_read(m.vfd, 0, DMA_TEST_QUEUE(0) + DMA_TEST_Q_HEAD, 4));
+	/* The same signal made the I/O BAR write too. */
+	ASSERT_EQ(0x5a5aull, bar_read(m.vfd, 2, DMA_TEST_IO_SCRATCH, 4));
+	/* Removed by fd -1 (its triple); a second removal finds none. */
+	ASSERT_EQ(0, ioeventfd(m.vfd, sz, w4, db, 1, -1));
+	ASSERT_ERRNO(ENODEV, ioeventfd(m.vfd, sz, w4, db, 1, -1));
+	ASSERT_EQ(0, ioeventfd(m.vfd, sz, w4, db, 1, irq)); /* the triple is free again */
+	close(notefd);
+	close(kick);
+}
+
 /* The device copies by DMA through the IOMMU and raises its MSI-X vector: the eventfd fires. */
 TEST(msix_dma)
 {
@@ -1179,6 +1245,10 @@ TEST(fail_nth_open_irqs_logging)
 		rc = rc ?: set_irqs(v, TRIG_EFD, 0, 0, 1, &efd);
 		rc = rc ?: set_irqs(v, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK, 0, 0,
 				    1, &unmask);
+		/* An ioeventfd (its slots, its kick eventfd, its watcher, the duplicate). */
+		rc = rc ?: ioeventfd(v, sizeof(struct vfio_device_ioeventfd),
+				     VFIO_DEVICE_IOEVENTFD_32, REGION(0) + DMA_TEST_REG_SCRATCH, 7,
+				     unmask);
 		left = uiommu_fail_nth_disarm();
 		ASSERT_EQ(0, close(v));
 		close(efd);

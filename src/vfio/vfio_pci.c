@@ -46,6 +46,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
@@ -67,6 +68,7 @@
 #define VFIO_CMD_RESET VFIO_IOCTL(11)
 #define VFIO_CMD_HOT_RESET_INFO VFIO_IOCTL(12)
 #define VFIO_CMD_HOT_RESET VFIO_IOCTL(13)
+#define VFIO_CMD_IOEVENTFD VFIO_IOCTL(16)
 #define VFIO_CMD_FEATURE VFIO_IOCTL(17)
 
 #define INFO_FLAG_RESET (1u << 0)
@@ -170,7 +172,7 @@ static LIST_HEAD(, vfio_pci_core) vfio_pci_cores = LIST_HEAD_INITIALIZER(vfio_pc
  * them ThreadSanitizer sees the signal as the release the reader's read() acquires.
  * Return: the duplicate, -EBADF, -EINVAL (not an eventfd), -EMFILE.
  */
-static int efd_get(int fd)
+int vfio_efd_get(int fd)
 {
 	char path[32], link[32];
 	ssize_t n;
@@ -194,7 +196,44 @@ err_close:
 	return -EINVAL;
 }
 
-static void efd_put(int fd)
+/*
+ * Takes what @fd (one of our duplicates) has counted, without blocking: our duplicate shares
+ * the caller's file, whose O_NONBLOCK is the caller's, and the caller may read it too, so a
+ * plain read() after poll() could sleep for good. Return: 0 when there was a count, -EAGAIN.
+ */
+int vfio_efd_consume(int fd)
+{
+	eventfd_t cnt;
+	struct iovec iov = { .iov_base = &cnt, .iov_len = sizeof(cnt) };
+
+	return preadv2(fd, &iov, 1, -1, RWF_NOWAIT) == sizeof(cnt) ? 0 : -EAGAIN;
+}
+
+/* The kernel's identity of the eventfd behind @fd ("eventfd-id" of its fdinfo); 0 if unknown. */
+uint64_t vfio_efd_id(int fd)
+{
+	char path[48], buf[512];
+	unsigned long long id = 0;
+	ssize_t n;
+	char *p;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (f < 0)
+		return 0;
+	n = sys_read(f, buf, sizeof(buf) - 1);
+	sys_close(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strstr(buf, "eventfd-id:");
+	if (p)
+		sscanf(p + 11, "%llu", &id);
+	return id;
+}
+
+void vfio_efd_put(int fd)
 {
 	if (fd >= 0)
 		close(fd);
@@ -278,20 +317,35 @@ static void *vfio_pci_unmask_watch(void *arg)
 		{ .fd = core->unmask_fd, .events = POLLIN },
 		{ .fd = core->unmask_stop, .events = POLLIN },
 	};
-	eventfd_t cnt;
 
 	for (;;) {
-		/* The user's eventfd (read through libc, as efd_get() says) and ours. */
+		/* The user's eventfd and ours. */
 		if (poll(pfd, 2, -1) < 0)
 			continue; /* EINTR */
 		if (pfd[1].revents)
 			return NULL;
-		if (!(pfd[0].revents & POLLIN) || eventfd_read(core->unmask_fd, &cnt))
+		if (!(pfd[0].revents & POLLIN) || vfio_efd_consume(core->unmask_fd))
 			continue;
 		uiommu_mutex_lock(&core->irq_lock);
 		vfio_pci_intx_unmask_locked(core);
 		uiommu_mutex_unlock(&core->irq_lock);
 	}
+}
+
+int vfio_watcher_start(int *kick, pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	int rc;
+
+	*kick = uiommu_should_fail() ? (errno = EMFILE, -1) : eventfd(0, EFD_CLOEXEC);
+	if (*kick < 0)
+		return -errno;
+	rc = uiommu_should_fail() ? EAGAIN : pthread_create(thread, NULL, fn, arg);
+	if (rc) {
+		sys_close(*kick);
+		*kick = -1;
+		return -rc;
+	}
+	return 0;
 }
 
 /* Removes the unmask irqfd, if any: when it returns, no unmask of it runs. core->lock. */
@@ -304,7 +358,7 @@ static void vfio_pci_unmask_stop(struct vfio_pci_core *core)
 	/* The watcher takes only irq_lock, never core->lock: joining it here cannot deadlock. */
 	pthread_join(core->unmask_thread, NULL);
 	core->unmask_running = false;
-	efd_put(core->unmask_fd);
+	vfio_efd_put(core->unmask_fd);
 	sys_close(core->unmask_stop);
 	core->unmask_fd = core->unmask_stop = -1;
 }
@@ -312,37 +366,28 @@ static void vfio_pci_unmask_stop(struct vfio_pci_core *core)
 /* Installs @fd as the unmask irqfd: -EBADF, -EINVAL (not an eventfd), -EBUSY (one is set). */
 static int vfio_pci_unmask_start(struct vfio_pci_core *core, int fd)
 {
-	int efd, stop, rc;
+	int efd, rc;
 
 	lockdep_assert_held(&core->lock);
-	efd = efd_get(fd);
+	efd = vfio_efd_get(fd);
 	if (efd < 0)
 		return efd;
 	if (core->unmask_running) {
 		rc = -EBUSY;
 		goto err_put;
 	}
-	stop = uiommu_should_fail() ? (errno = EMFILE, -1) : eventfd(0, EFD_CLOEXEC);
-	if (stop < 0) {
-		rc = -errno;
-		goto err_put;
-	}
 	core->unmask_fd = efd;
-	core->unmask_stop = stop;
-	rc = uiommu_should_fail() ? EAGAIN :
-		pthread_create(&core->unmask_thread, NULL, vfio_pci_unmask_watch, core);
+	rc = vfio_watcher_start(&core->unmask_stop, &core->unmask_thread, vfio_pci_unmask_watch,
+				core);
 	if (rc) {
-		rc = -rc;
-		goto err_close_stop;
+		core->unmask_fd = -1;
+		goto err_put;
 	}
 	core->unmask_running = true;
 	return 0;
 
-err_close_stop:
-	sys_close(stop);
-	core->unmask_fd = core->unmask_stop = -1;
 err_put:
-	efd_put(efd);
+	vfio_efd_put(efd);
 	return rc;
 }
 
@@ -367,9 +412,9 @@ static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 	core->irq_type = VFIO_PCI_NUM_IRQS;
 	uiommu_mutex_unlock(&core->irq_lock);
 	for (unsigned int i = 0; trig && i < n; i++)
-		efd_put(trig[i]);
+		vfio_efd_put(trig[i]);
 	uiommu_free(trig);
-	efd_put(intx);
+	vfio_efd_put(intx);
 	core->num_ctx = 0;
 }
 
@@ -470,6 +515,8 @@ static void vfio_pci_core_free(struct vfio_pci_core *core)
 	uiommu_mutex_destroy(&core->lock);
 	uiommu_mutex_destroy(&core->irq_lock);
 	uiommu_mutex_destroy(&core->log_lock);
+	uiommu_mutex_destroy(&core->ioev_lock);
+	uiommu_cond_destroy(&core->ioev_cond);
 	pci_fn_put(core->fn);
 	device_put(core->dev);
 	uiommu_free(core);
@@ -522,8 +569,8 @@ static void vfio_pci_core_disable(struct vfio_pci_core *core)
 	vfio_pci_log_stop(core);
 	vfio_pci_irq_disable(core);
 	pci_fn_irq_unregister(core->fn);
-	efd_put(core->err_trig);
-	efd_put(core->req_trig);
+	vfio_efd_put(core->err_trig);
+	vfio_efd_put(core->req_trig);
 	core->err_trig = core->req_trig = -1;
 	/* Command = DisINTx only (Bus Master off: DMA fenced), then a reset. */
 	pci_fn_config_write_reg(core->fn, PCI_CFG_COMMAND, 2, PCI_CMD_INTX_DISABLE);
@@ -562,6 +609,7 @@ struct vfio_pci_core *vfio_pci_core_open(struct device *dev, struct iommufd_ctx 
 	uiommu_mutex_init(&core->lock);
 	uiommu_mutex_init(&core->irq_lock);
 	uiommu_mutex_init(&core->log_lock);
+	vfio_pci_ioeventfd_init(core);
 	uiommu_mutex_lock(&core->lock);
 	rc = vfio_pci_core_enable(core);
 	uiommu_mutex_unlock(&core->lock);
@@ -593,6 +641,8 @@ void vfio_pci_core_close(struct vfio_pci_core *core)
 		return;
 	}
 	LIST_REMOVE(core, node);
+	/* Before core->lock: the ioeventfd watcher's writes take it. */
+	vfio_pci_ioeventfd_release(core);
 	uiommu_mutex_lock(&core->lock);
 	vfio_pci_core_disable(core);
 	uiommu_mutex_unlock(&core->lock);
@@ -814,14 +864,14 @@ static int vfio_intx_trigger(struct vfio_pci_core *core, const struct vfio_irq_s
 	if (hdr->flags & SET_DATA_EVENTFD) {
 		memcpy(&fd, data, sizeof(fd));
 		if (fd >= 0) {
-			efd = efd_get(fd);
+			efd = vfio_efd_get(fd);
 			if (efd < 0)
 				return efd;
 		}
 		if (irq_none(core)) {
 			rc = pci_fn_irq_enable(core->fn, PCI_IRQ_INTX, 1);
 			if (rc) {
-				efd_put(efd);
+				vfio_efd_put(efd);
 				return rc;
 			}
 		}
@@ -835,7 +885,7 @@ static int vfio_intx_trigger(struct vfio_pci_core *core, const struct vfio_irq_s
 			vfio_pci_intx_recheck(core);
 		}
 		uiommu_mutex_unlock(&core->irq_lock);
-		efd_put(old);
+		vfio_efd_put(old);
 		return 0;
 	}
 	if (!irq_is(core, VFIO_PCI_INTX))
@@ -865,7 +915,7 @@ static int vfio_msi_set_block(struct vfio_pci_core *core, unsigned int start, un
 			break;
 		}
 		if (fds[i] >= 0) {
-			efd = efd_get(fds[i]);
+			efd = vfio_efd_get(fds[i]);
 			if (efd < 0) {
 				rc = efd;
 				break;
@@ -875,7 +925,7 @@ static int vfio_msi_set_block(struct vfio_pci_core *core, unsigned int start, un
 		old = core->trig[v];
 		core->trig[v] = efd;
 		uiommu_mutex_unlock(&core->irq_lock);
-		efd_put(old);
+		vfio_efd_put(old);
 	}
 	if (rc) {
 		for (unsigned int j = start; j < start + i; j++) {
@@ -885,7 +935,7 @@ static int vfio_msi_set_block(struct vfio_pci_core *core, unsigned int start, un
 			old = core->trig[j];
 			core->trig[j] = -1;
 			uiommu_mutex_unlock(&core->irq_lock);
-			efd_put(old);
+			vfio_efd_put(old);
 		}
 	}
 	return rc;
@@ -969,7 +1019,7 @@ static int vfio_ctx_trigger(struct vfio_pci_core *core, const struct vfio_irq_se
 		if (hdr->count) {
 			efd_signal(*ctx);
 		} else {
-			efd_put(*ctx);
+			vfio_efd_put(*ctx);
 			*ctx = -1;
 		}
 		return 0;
@@ -983,16 +1033,16 @@ static int vfio_ctx_trigger(struct vfio_pci_core *core, const struct vfio_irq_se
 	}
 	memcpy(&fd, data, sizeof(fd));
 	if (fd == -1) {
-		efd_put(*ctx);
+		vfio_efd_put(*ctx);
 		*ctx = -1;
 		return 0;
 	}
 	if (fd < 0)
 		return -EINVAL;
-	efd = efd_get(fd);
+	efd = vfio_efd_get(fd);
 	if (efd < 0)
 		return efd;
-	efd_put(*ctx);
+	vfio_efd_put(*ctx);
 	*ctx = efd;
 	return 0;
 }
@@ -1622,6 +1672,8 @@ int vfio_pci_ioctl(struct vfio_pci_core *core, const struct vfio_pci_caller *cal
 		return vfio_pci_hot_reset_info(core, caller, mm, arg);
 	case VFIO_CMD_HOT_RESET:
 		return vfio_pci_hot_reset(core, caller, mm, arg);
+	case VFIO_CMD_IOEVENTFD:
+		return vfio_pci_ioeventfd_ioctl(core, mm, arg); /* its writes take core->lock */
 	default:
 		break;
 	}

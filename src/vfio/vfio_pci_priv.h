@@ -110,6 +110,21 @@ struct vfio_pci_core {
 	uint64_t log_granule;
 	unsigned int nr_ranges;
 	struct vfio_pci_dirty_range *ranges;
+
+	/*
+	 * ioev_lock: VFIO_DEVICE_IOEVENTFD's registrations (vfio_pci_ioeventfd.c). It protects
+	 * the fields below; never held with core->lock (the watcher's writes take core->lock
+	 * through vfio_pci_rw(), and a change waits for the watcher with ioev_lock released in
+	 * the condition wait).
+	 */
+	struct uiommu_mutex ioev_lock;
+	struct uiommu_cond ioev_cond;      /* the watcher saw ioev_gen */
+	struct vfio_pci_ioeventfd *ioev;   /* VFIO_PCI_IOEVENTFD_MAX slots, from the first add */
+	unsigned int ioev_nr;
+	uint64_t ioev_gen, ioev_seen;      /* changes made; the last the watcher took */
+	int ioev_kick;                     /* our eventfd: look at the registrations again */
+	bool ioev_running, ioev_stop;
+	pthread_t ioev_thread;
 };
 
 /* pci_config.c */
@@ -118,6 +133,25 @@ int vfio_config_init(struct vfio_pci_core *core);
 int vfio_config_rw(struct vfio_pci_core *core, void *buf, size_t count, unsigned int off,
 		   bool write);
 bool vfio_pci_memory_enabled(struct vfio_pci_core *core);
+
+/* vfio_pci.c: our own reference on a caller's eventfd (-EBADF, -EINVAL, -EMFILE), its release. */
+int vfio_efd_get(int fd);
+void vfio_efd_put(int fd);
+/* Takes its count without blocking: 0, or -EAGAIN when there was none. */
+int vfio_efd_consume(int fd);
+/*
+ * A watcher thread running @fn(@arg) and *@kick, an eventfd of ours that wakes it (made before
+ * the thread starts). Return: 0, or -errno with nothing left (*@kick -1).
+ */
+int vfio_watcher_start(int *kick, pthread_t *thread, void *(*fn)(void *), void *arg);
+/* The kernel's id of the eventfd behind @fd (two fds of one eventfd share it); 0: unknown. */
+uint64_t vfio_efd_id(int fd);
+
+/* vfio_pci_ioeventfd.c: VFIO_DEVICE_IOEVENTFD, without core->lock; the last close's release. */
+#define VFIO_PCI_IOEVENTFD_MAX 1000u
+void vfio_pci_ioeventfd_init(struct vfio_pci_core *core);
+int vfio_pci_ioeventfd_ioctl(struct vfio_pci_core *core, struct uiommu_mm *mm, uint64_t arg);
+void vfio_pci_ioeventfd_release(struct vfio_pci_core *core);
 
 /* vfio_pci.c, for pci_config.c: core->lock held. */
 int vfio_pci_function_reset(struct vfio_pci_core *core);

@@ -347,9 +347,11 @@ TEST(fail_nth_whole_bar_mmap)
 			break;
 		}
 		ASSERT_TRUE(p == MAP_FAILED);
-		ASSERT_EQ(ENOMEM, errno);
+		ASSERT_TRUE(errno == ENOMEM || errno == EMFILE);
 	}
-	ASSERT_EQ(3ul, nth); /* the call's own step, then the doorbell area's */
+	/* The call's own step, the doorbell area's, its record (followed for revocation while
+	 * Memory is off), the process's empty memfd that revoked mappings map (made once). */
+	ASSERT_EQ(5ul, nth);
 	dev_close(&d);
 }
 

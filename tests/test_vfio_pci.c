@@ -16,6 +16,8 @@
  *   0000:08:00.0 bound to the emulated DMA-API driver (not vfio's).
  */
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -581,6 +583,80 @@ TEST(mmap_doorbell)
 	p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, m.vfd,
 		 (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
 	ASSERT_TRUE(p == MAP_FAILED && errno == EINVAL);
+}
+
+/* A load through a BAR mapping that SIGBUS answers: its value, or -1 for the SIGBUS. */
+static sigjmp_buf bus_env;
+
+static void bus_handler(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_env, 1);
+}
+
+static int64_t load_or_sigbus(volatile uint32_t *p)
+{
+	struct sigaction sa = { .sa_handler = bus_handler }, old;
+	int64_t v = -1;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	if (!sigsetjmp(bus_env, 1))
+		v = *p;
+	sigaction(SIGBUS, &old, NULL);
+	return v;
+}
+
+/*
+ * Memory decode off revokes the BAR mmaps, as the kernel's vfio-pci zaps them: a load is
+ * SIGBUS until Memory is back, and then the same addresses reach the same pages (the bytes are
+ * still there). A munmapped range is no longer followed: what the program maps there next is
+ * never touched by a later revocation.
+ */
+TEST(mmap_revoked_while_memory_off)
+{
+	const uint16_t cmd_on = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	volatile uint32_t *db, *whole;
+	struct machine m;
+	void *p;
+
+	ASSERT_EQ(0, setup(&m));
+	ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2, cmd_on));
+	db = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m.vfd,
+		  (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
+	whole = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, m.vfd, (off_t)REGION(0));
+	ASSERT_TRUE(db != MAP_FAILED && whole != MAP_FAILED);
+	db[100] = 0xabcd;
+	ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2, PCI_COMMAND_MASTER));
+	ASSERT_EQ(-1, load_or_sigbus(&db[100]));
+	ASSERT_EQ(-1, load_or_sigbus(&whole[DMA_TEST_DOORBELL_PAGE / 4 + 100]));
+	/* A mapping made while Memory is off is revoked from the start. */
+	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m.vfd,
+		 (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
+	ASSERT_TRUE(p != MAP_FAILED);
+	ASSERT_EQ(-1, load_or_sigbus((volatile uint32_t *)p + 100));
+	ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2, cmd_on));
+	ASSERT_EQ(0xabcd, load_or_sigbus(&db[100]));
+	ASSERT_EQ(0xabcd, load_or_sigbus(&whole[DMA_TEST_DOORBELL_PAGE / 4 + 100]));
+	ASSERT_EQ(0xabcd, load_or_sigbus((volatile uint32_t *)p + 100));
+	/* D3hot revokes too (the power state's bits of PMCSR, PM at 0x40). */
+	ASSERT_EQ(0, cfg_write(m.vfd, 0x44, 2, 3));
+	ASSERT_EQ(-1, load_or_sigbus(&db[100]));
+	ASSERT_EQ(0, cfg_write(m.vfd, 0x44, 2, 0));
+	ASSERT_EQ(0xabcd, load_or_sigbus(&db[100]));
+	/* Unmapped, and the program's own page there: Memory off must not touch it. */
+	ASSERT_EQ(0, munmap((void *)db, 4096));
+	ASSERT_TRUE(mmap((void *)db, 4096, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == (void *)db);
+	db[100] = 0x77;
+	ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2, PCI_COMMAND_MASTER));
+	ASSERT_EQ(0x77, load_or_sigbus(&db[100]));
+	ASSERT_EQ(-1, load_or_sigbus(&whole[DMA_TEST_DOORBELL_PAGE / 4 + 100]));
+	ASSERT_EQ(0, cfg_write(m.vfd, PCI_COMMAND, 2, cmd_on));
+	ASSERT_EQ(0x77, load_or_sigbus(&db[100]));
+	ASSERT_EQ(0, munmap((void *)whole, 16384));
+	ASSERT_EQ(0, munmap(p, 4096));
+	ASSERT_EQ(0, munmap((void *)db, 4096));
 }
 
 TEST(irq_info)

@@ -560,12 +560,14 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 	rc = vfio_config_init(core);
 	if (rc)
 		return rc;
+	core->maps_live = vfio_pci_memory_enabled(core);
 	return pci_fn_irq_register(core->fn, &vfio_pci_irq_ops, core);
 }
 
 /* vfio-pci's last close. core->lock held. */
 static void vfio_pci_core_disable(struct vfio_pci_core *core)
 {
+	vfio_pci_maps_forget(core);
 	vfio_pci_log_stop(core);
 	vfio_pci_irq_disable(core);
 	pci_fn_irq_unregister(core->fn);
@@ -1795,6 +1797,8 @@ ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_
 				    write);
 		if (!rc)
 			rc = (ssize_t)count;
+		if (write)
+			vfio_pci_maps_update(core); /* Memory or the power state may have moved */
 		break;
 	case VFIO_PCI_ROM:
 		rc = write ? -EINVAL : vfio_pci_rom_read(core, buf, count, pos);
@@ -1817,15 +1821,16 @@ ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_
  * reserved PROT_NONE, because a register has no memory behind it that a store could reach: a
  * driver touching one through the mapping gets SIGSEGV (it uses pread/pwrite for registers).
  */
-static void *vfio_pci_mmap_bar(const struct pci_fn_bar_info *bi, void *addr, size_t len,
-			       int prot, int flags, uint64_t pos, uint64_t end)
+static void *vfio_pci_mmap_bar(struct vfio_pci_core *core, const struct pci_fn_bar_info *bi,
+			       void *addr, size_t len, int prot, int flags, uint64_t pos,
+			       uint64_t end)
 {
 	uint8_t *base;
 	int e;
 
-	base = sys_mmap(addr, len, PROT_NONE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-			(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0);
+	base = vfio_pci_maps_mmap(core, addr, len, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+				  (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0, false);
 	if (base == MAP_FAILED)
 		return MAP_FAILED;
 	for (unsigned int i = 0; i < bi->nr_areas; i++) {
@@ -1839,16 +1844,17 @@ static void *vfio_pci_mmap_bar(const struct pci_fn_bar_info *bi, void *addr, siz
 			errno = ENOMEM;
 			goto unmap_reservation;
 		}
-		if (sys_mmap(base + (s - pos), t - s, prot,
-			     (flags & ~(MAP_TYPE | MAP_FIXED_NOREPLACE)) | MAP_SHARED | MAP_FIXED,
-			     a->fd, (off_t)(a->fd_offset + (s - a->offset))) == MAP_FAILED)
+		if (vfio_pci_maps_mmap(core, base + (s - pos), t - s, prot,
+				       (flags & ~(MAP_TYPE | MAP_FIXED_NOREPLACE)) | MAP_SHARED |
+					       MAP_FIXED,
+				       a->fd, a->fd_offset + (s - a->offset), true) == MAP_FAILED)
 			goto unmap_reservation;
 	}
 	return base;
 
 unmap_reservation:
 	e = errno;
-	sys_munmap(base, len);
+	vfio_pci_maps_unmap(base, len); /* and forgets the pieces mapped so far */
 	errno = e;
 	return MAP_FAILED;
 }
@@ -1877,17 +1883,22 @@ void *vfio_pci_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot
 		errno = ENOMEM;
 		return MAP_FAILED;
 	}
+	/* Under the device lock: a Command write cannot zap or restore half of it. */
+	uiommu_mutex_lock(&core->lock);
 	for (unsigned int i = 0; i < bi->nr_areas; i++) {
 		const struct pci_fn_area *a = &bi->areas[i];
 
 		if (pos < a->offset || end > a->offset + a->size)
 			continue;
 		p = uiommu_should_fail() ? (errno = ENOMEM, MAP_FAILED) :
-			sys_mmap(addr, len, prot, flags, a->fd,
-					a->fd_offset + (pos - a->offset));
-		return p;
+			vfio_pci_maps_mmap(core, addr, len, prot, flags, a->fd,
+					   a->fd_offset + (pos - a->offset), true);
+		goto out_unlock;
 	}
-	return vfio_pci_mmap_bar(bi, addr, len, prot, flags, pos, end);
+	p = vfio_pci_mmap_bar(core, bi, addr, len, prot, flags, pos, end);
+out_unlock:
+	uiommu_mutex_unlock(&core->lock);
+	return p;
 einval:
 	errno = EINVAL;
 	return MAP_FAILED;

@@ -73,6 +73,7 @@ struct vfio_pci_core {
 	unsigned int msi_cap, msix_cap, pcie_cap, pm_cap;
 	unsigned int msi_qmax;             /* the virtual Multiple Message Capable */
 	unsigned int power_state;          /* 0 D0 ... 3 D3hot */
+	bool maps_live;                    /* BAR mmaps reach the areas (vfio_pci_zap.c) */
 
 	unsigned int irq_type;             /* VFIO_PCI_INTX/MSI/MSIX, or VFIO_PCI_NUM_IRQS: none */
 	unsigned int num_ctx;              /* vectors enabled */
@@ -152,6 +153,19 @@ uint64_t vfio_efd_id(int fd);
 void vfio_pci_ioeventfd_init(struct vfio_pci_core *core);
 int vfio_pci_ioeventfd_ioctl(struct vfio_pci_core *core, struct uiommu_mm *mm, uint64_t arg);
 void vfio_pci_ioeventfd_release(struct vfio_pci_core *core);
+
+/*
+ * vfio_pci_zap.c: the BAR area mappings of the device, revoked while it does not decode memory.
+ * mmap: mmap(2) with raw arguments that also forgets what it replaces and, with @record,
+ * follows the new mapping (MAP_FAILED with errno); update: after a config write, zaps or
+ * restores them when the decode state moved; forget: the last close; unmap: munmap and forget
+ * a range. The first three with core->lock held.
+ */
+void *vfio_pci_maps_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot,
+			 int flags, int fd, uint64_t fd_off, bool record);
+void vfio_pci_maps_update(struct vfio_pci_core *core);
+void vfio_pci_maps_forget(struct vfio_pci_core *core);
+void vfio_pci_maps_unmap(void *addr, size_t len);
 
 /* vfio_pci.c, for pci_config.c: core->lock held. */
 int vfio_pci_function_reset(struct vfio_pci_core *core);

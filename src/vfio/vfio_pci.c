@@ -17,13 +17,15 @@
  * areas a model declares are memory a mapping can reach: GET_REGION_INFO lists them in a
  * sparse mmap capability, and mmap() maps the function's memfd at the area, so the driver and
  * the model share the pages; a mapping of more of such a BAR (the whole BAR, as the kernel
- * allows) has its other pages PROT_NONE.
+ * allows) has its other pages PROT_NONE. The area mappings are followed and revoked while
+ * memory decode is off (vfio_pci_zap.c). The ROM (region 6) is the model's image, read-only.
  *
  * Interrupts: SET_IRQS programs the function through pci_fn_irq_enable() and friends, as the
  * host kernel's MSI code programs a real one; the function's messages come back through the
  * notifier registered at open (vfio_pci_irq_ops) and become eventfd signals. INTx is
  * automasked virtually: a signal masks it until UNMASK, which signals again at once if the
- * line is still asserted.
+ * line is still asserted; the unmask irqfd (KVM's resampler) is an UNMASK for every signal of
+ * its eventfd, seen by a watcher thread. VFIO_DEVICE_IOEVENTFD is vfio_pci_ioeventfd.c's.
  *
  * Reset: VFIO_DEVICE_RESET, PCIe Initiate FLR, PCI_HOT_RESET: the function's FLR with the
  * header saved before and restored after (the PCI core's save/restore), the interrupt mode

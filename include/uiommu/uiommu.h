@@ -274,6 +274,15 @@ int uiommu_sysfs_access(const char *path, int mode);
 /* Called by the preload layer before main(): names the session directory that the processes
  * started from this one share ($UIOMMU_SYSFS_DIR), made on first use, removed at exit. */
 void uiommu_sysfs_session_begin(void);
+/*
+ * Called by the preload layer before main(), after uiommu_sysfs_session_begin(): the attribute
+ * fds this program inherited across exec (a shell's `> /sys/.../type` before exec) are tracked
+ * again, as uiommu_sysfs_open() tracks its own; stdout or stderr on one becomes a stream whose
+ * fflush() and fclose() report the store's errno.
+ */
+void uiommu_sysfs_adopt(void);
+/* fdopen(3) of a tracked fd: a stream whose writes are the store (errno at fflush/fclose). */
+FILE *uiommu_sysfs_fdopen(int fd, const char *mode);
 
 /* ==== the kernel's fault-injection files ========================================================
  *

@@ -1118,6 +1118,53 @@ TEST_F(dma, copy_blocked)
 	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
 }
 
+/*
+ * Memory behind a translation that the process no longer has (identity: the IOVA is the
+ * address): the copy stops at the first byte of the page that traps, on the side it is on
+ * (HOST, EFAULT), with every byte before it copied; no crash.
+ */
+TEST_F(dma, copy_host_memory_gone)
+{
+	const struct iommu_ops *ops = iommu_device_ops(self->dev);
+	char *hole = pages(2), *buf = self->mem + 4 * PAGE;
+	struct uiommu_dma_fault f;
+	struct uiommu_dma_op op;
+
+	ASSERT_TRUE(hole != NULL);
+	fill(hole, PAGE, 11);
+	ASSERT_EQ(0, munmap(hole + PAGE, PAGE));
+	iommu_detach_device(self->dom, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(ops->identity_domain, self->dev));
+	/* The source's second page is gone. */
+	memset(buf, 0, 2 * PAGE);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = (uintptr_t)hole + PAGE - 40,
+				     .iova = (uintptr_t)buf, .len = 80 };
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(40, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ((uintptr_t)hole + PAGE, op.fault_iova);
+	ASSERT_EQ(0, memcmp(buf, hole + PAGE - 40, 40));
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, f.reason);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, f.op);
+	/* The destination's second page is gone. */
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = (uintptr_t)buf,
+				     .iova = (uintptr_t)hole + PAGE - 24, .len = 64 };
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(24, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, op.fault_op);
+	ASSERT_EQ((uintptr_t)hole + PAGE, op.fault_iova);
+	ASSERT_EQ(0, memcmp(hole + PAGE - 24, buf, 24));
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, f.reason);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, f.op);
+	munmap(hole, PAGE);
+	iommu_detach_device(ops->identity_domain, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+}
+
 /* The failure-injection sweep: every fallible step of opening a handle and running a batch of
  * copies either fails cleanly (the open answers ENOMEM) or the copies complete. */
 TEST(fail_nth_batch_copy)

@@ -728,9 +728,10 @@ static int dma_copy_flush(struct dma_xfer *x, struct dma_copy_run *run, uint64_t
 
 	if (!run->len)
 		return 0;
+	/* One copy; only a trap makes it go again piece by piece. */
 	if (likely(!uiommu_host_copy((void *)(uintptr_t)run->dst,
 				     (const void *)(uintptr_t)run->src, run->len)))
-		goto out_done;
+		off = run->len;
 	while (off < run->len) {
 		phys_addr_t s = run->src + off, d = run->dst + off;
 		size_t chunk = uiommu_page_size - (s & (uiommu_page_size - 1));
@@ -752,7 +753,6 @@ static int dma_copy_flush(struct dma_xfer *x, struct dma_copy_run *run, uint64_t
 		}
 		off += chunk;
 	}
-out_done:
 	dma_log_written(x->e->dev, x->pasid, run->dst_iova, run->len);
 	req->done += run->len;
 	run->len = 0;

@@ -541,6 +541,12 @@ unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid)
 	return n;
 }
 
+uint64_t iotlb_inv_gen(struct iotlb *tlb)
+{
+	/* Pairs with the seq_cst increment an invalidation makes before it takes any set. */
+	return atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
+}
+
 void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations)
 {
 	unsigned int i;

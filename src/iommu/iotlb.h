@@ -126,6 +126,14 @@ void iotlb_inv_range(struct iommu_domain *domain, uint64_t iova, uint64_t size);
 /** iotlb_inv_domain() - invalidate all of @domain's entries everywhere, as iotlb_inv_range() */
 void iotlb_inv_domain(struct iommu_domain *domain);
 
+/**
+ * iotlb_inv_gen() - invalidation commands @tlb has seen so far
+ *
+ * A device that keeps translations of its own for a while (the DMA engine, within one batch)
+ * may use them only while this has not moved: an invalidation bumps it before it touches any
+ * entry, so a translation read before an unchanged value was not invalidated since.
+ */
+uint64_t iotlb_inv_gen(struct iotlb *tlb);
 /** iotlb_count() - valid entries of @domid in @tlb (tests; a racy snapshot) */
 unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid);
 

@@ -191,6 +191,18 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp);
 void iommufd_mmap_region_free(int fd, void *map, size_t len);
 long iommufd_objects_live(void);
 long iommufd_contexts_live(void);
+/*
+ * A layer above whose sub-fds map on their own (VFIO's BAR areas) and must hear the munmaps of
+ * what it mapped: claims() says whether [start, end) touches one of its mappings (the preload
+ * then sends the munmap here), munmap() unmaps the range and forgets its mappings there as one
+ * step (so no mapping it still records is ever another's memory). One owner; registered once,
+ * before its first mapping. Return: 0, -EBUSY (another is registered).
+ */
+struct iommufd_mmap_owner {
+	bool (*claims)(uintptr_t start, uintptr_t end);
+	int (*munmap)(void *addr, size_t len);
+};
+int iommufd_mmap_owner_register(const struct iommufd_mmap_owner *owner);
 
 /* Sub-fds: fds made by an ioctl that stand for an object of the context (file.c). */
 struct iommufd_file;

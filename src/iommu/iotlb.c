@@ -541,10 +541,42 @@ unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid)
 	return n;
 }
 
-uint64_t iotlb_inv_gen(struct iotlb *tlb)
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, uint32_t *stamp)
 {
-	/* Pairs with the seq_cst increment an invalidation makes before it takes any set. */
-	return atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
+	uint64_t pfn = iova >> IOTLB_PAGE_SHIFT;
+	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
+	uint32_t s1, s2, flags = 0;
+	unsigned int w;
+	bool hit = false;
+
+	s1 = atomic_load_explicit(&set->seq, memory_order_acquire);
+	if (s1 & 1)
+		return false;
+	for (w = 0; w < IOTLB_WAYS && !hit; w++) {
+		struct iotlb_entry *e = &set->e[w];
+
+		flags = atomic_load_explicit(&e->flags, memory_order_relaxed);
+		hit = (flags & IOTLB_VALID) &&
+		      atomic_load_explicit(&e->pfn, memory_order_relaxed) == pfn &&
+		      atomic_load_explicit(&e->domid, memory_order_relaxed) == domid;
+	}
+	atomic_thread_fence(memory_order_acquire);
+	s2 = atomic_load_explicit(&set->seq, memory_order_relaxed);
+	if (!hit || s1 != s2)
+		return false;
+	/* A write through a clean entry must walk again to reach the dirty bit. */
+	if ((access & IOMMU_WRITE) && ((flags >> IOTLB_PROT_SHIFT) & IOTLB_PROT_CLEAN))
+		return false;
+	*stamp = s1;
+	return true;
+}
+
+bool iotlb_stamp_valid(struct iotlb *tlb, uint32_t domid, uint64_t iova, uint32_t stamp)
+{
+	struct iotlb_set *set = iotlb_set_of(tlb, domid, iova >> IOTLB_PAGE_SHIFT);
+
+	/* Pairs with the release of the writer's unlock: a moved count is seen once it is done. */
+	return atomic_load_explicit(&set->seq, memory_order_acquire) == stamp;
 }
 
 void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations)

@@ -41,8 +41,9 @@
  *
  * Batches and copies (uiommu_dma_batch()). A batch runs its ops in order under one hold of the
  * group mutex: the domain at a PASID is resolved once, and each direction's dma_ctx keeps the
- * last page it translated, reused while the IOTLB's invalidation count (iotlb_inv_gen()) has
- * not moved, so no translation outlives an invalidation and nothing is kept across batches.
+ * last page it translated, reused while the IOTLB's entry for it is unchanged (iotlb_stamp():
+ * the entry's set's sequence count, which a removal or an eviction moves), so no translation
+ * outlives an invalidation and nothing is kept across batches.
  * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
  * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
  * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps
@@ -362,7 +363,7 @@ struct dma_ctx {
 	uint64_t cache_page;       /* IOVA page */
 	phys_addr_t cache_phys;    /* its physical page */
 	int cache_prot;
-	uint64_t cache_gen;        /* iotlb_inv_gen() when it was fetched */
+	uint32_t cache_stamp;      /* iotlb_stamp() of its IOTLB entry */
 };
 
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
@@ -422,23 +423,26 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 
 	switch (c->mode) {
 	case DMA_MODE_IOTLB: {
-		uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1), gen = iotlb_inv_gen(c->tlb);
-		int ret;
+		uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1);
+		int access = c->write ? IOMMU_WRITE : IOMMU_READ, ret;
 
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
-		if (c->cached && c->cache_page == page && c->cache_gen == gen) {
+		if (c->cached && c->cache_page == page &&
+		    iotlb_stamp_valid(c->tlb, c->domain->id, page, c->cache_stamp)) {
 			*phys = c->cache_phys | (iova & (IOTLB_PAGE_SIZE - 1));
 			*prot = c->cache_prot;
 			return 0;
 		}
-		ret = iotlb_fetch(c->tlb, c->domain, iova, c->write ? IOMMU_WRITE : IOMMU_READ,
-				  phys, prot);
-		/* The count read before the fetch: an invalidation racing it drops the copy. */
-		c->cached = !ret;
+		ret = iotlb_fetch(c->tlb, c->domain, iova, access, phys, prot);
+		/*
+		 * Kept only while the IOTLB holds the entry unchanged: an invalidation that removes
+		 * it, or a fill that evicts it, moves the stamp. A fill that was dropped (it raced
+		 * an invalidation) leaves no entry, so no copy either.
+		 */
+		c->cached = !ret && iotlb_stamp(c->tlb, c->domain->id, page, access, &c->cache_stamp);
 		c->cache_page = page;
 		c->cache_phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
 		c->cache_prot = *prot;
-		c->cache_gen = gen;
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:

@@ -5,6 +5,7 @@
 #ifndef UIOMMU_IOMMUFD_VIOMMU_H
 #define UIOMMU_IOMMUFD_VIOMMU_H
 
+#include "iommu/iommufd_driver.h"
 #include "iommufd/iommufd_private.h"
 
 struct iommufd_hw_queue;

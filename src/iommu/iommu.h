@@ -263,9 +263,9 @@ static inline void iommu_domain_set_type(struct iommu_domain *domain, unsigned i
 
 /*
  * Driver-specific data a user (iommufd's HWPT_ALLOC, VIOMMU_ALLOC) passes to an allocation,
- * already copied out of user memory: @type is the uAPI data type, @data/@len its bytes (@len is
- * the user's data_len, and the copy holds min(@len, IOMMU_USER_DATA_MAX) bytes: a driver's
- * struct is smaller, and a longer data_len is its copy rule's EINVAL anyway).
+ * already copied out of user memory: @type is the uAPI data type, @data/@len its bytes. @len is
+ * the user's data_len clamped to IOMMU_USER_DATA_MAX: every driver's struct is smaller, so a
+ * clamped length is one the driver's copy rule rejects (EINVAL) as it would the user's.
  *
  * @out: for an op that answers (viommu_init): NULL elsewhere; else a buffer of @len bytes
  * (the same clamp) holding a copy of @data, that the driver may fill with its answer, setting

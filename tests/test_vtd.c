@@ -172,7 +172,7 @@ static struct iommu_domain *nested_alloc(struct iommu_domain *parent, struct dev
 	struct iommu_user_data ud = { .type = IOMMU_HWPT_DATA_VTD_S1, .data = &s1,
 				      .len = sizeof(s1) };
 
-	return vtd_domain_alloc_nested(dev, parent, 0, &ud);
+	return vtd_iommu_ops.domain_alloc_nested(dev, parent, 0, &ud);
 }
 
 /* ---- registers and hw_info ------------------------------------------------------------------ */
@@ -936,12 +936,40 @@ TEST_F(vtd, walker_matches_reference_on_random_tables)
 
 /* ---- invalidation ------------------------------------------------------------------------------ */
 
+/*
+ * The core's loop over a user array (iommufd's, with the kernel's per-entry copy rules), over
+ * entries in test memory: what the driver's cache_invalidate_user walks.
+ */
+static int mem_for_each(struct iommu_user_data_array *a, void *entry, size_t ksize,
+			size_t min_len, bool no_longer, int (*handle)(void *arg, const void *entry),
+			void *arg)
+{
+	const uint8_t *base = a->priv;
+	uint32_t i;
+	int rc = 0;
+
+	for (i = 0; i < a->entry_num; i++) {
+		if (a->entry_len < min_len || (no_longer && a->entry_len > ksize)) {
+			rc = -EINVAL;
+			break;
+		}
+		memset(entry, 0, ksize);
+		memcpy(entry, base + (size_t)i * a->entry_len,
+		       a->entry_len < ksize ? a->entry_len : ksize);
+		rc = handle(arg, entry);
+		if (rc)
+			break;
+	}
+	a->entry_num = i;
+	return rc;
+}
+
 static int inv(struct iommu_domain *n, uint32_t type, const void *entries, uint32_t len,
 	       uint32_t num, uint32_t *done)
 {
-	struct vtd_user_array a = { .type = type, .entries = entries, .entry_len = len,
-				    .entry_num = num };
-	int rc = vtd_cache_invalidate_user(n, &a);
+	struct iommu_user_data_array a = { .type = type, .entry_len = len, .entry_num = num,
+					   .for_each = mem_for_each, .priv = (void *)entries };
+	int rc = n->ops->cache_invalidate_user(n, &a);
 
 	*done = a.entry_num;
 	return rc;

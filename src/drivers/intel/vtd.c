@@ -480,44 +480,37 @@ static bool vtd_inv_block(uint64_t addr, uint64_t npages, uint64_t *start, uint6
 	return true;
 }
 
-int vtd_cache_invalidate_user(struct iommu_domain *domain, struct vtd_user_array *array)
+/* One iommu_hwpt_vtd_s1_invalidate, copied in by the core's loop. */
+static int vtd_invalidate_one(void *arg, const void *entry)
 {
-	const uint32_t len = sizeof(struct iommu_hwpt_vtd_s1_invalidate);
-	uint32_t processed = 0;
-	int rc = 0;
+	const struct iommu_hwpt_vtd_s1_invalidate *inv = entry;
+	struct iommu_domain *domain = arg;
+	uint64_t start, size;
+
+	if ((inv->flags & ~IOMMU_VTD_INV_FLAGS_LEAF) || inv->__reserved)
+		return -EOPNOTSUPP;
+	if (!IS_ALIGNED(inv->addr, VTD_PAGE_SIZE) || (inv->npages == UINT64_MAX && inv->addr))
+		return -EINVAL;
+	/* LEAF keeps paging-structure caches; the model caches only combined leaves. */
+	if (vtd_inv_block(inv->addr, inv->npages, &start, &size))
+		iotlb_inv_range(domain, start, size);
+	else if (inv->npages)
+		iotlb_inv_domain(domain);
+	return 0;
+}
+
+static int vtd_cache_invalidate_user(struct iommu_domain *domain,
+				     struct iommu_user_data_array *array)
+{
+	struct iommu_hwpt_vtd_s1_invalidate inv;
 
 	if (array->type != IOMMU_HWPT_INVALIDATE_DATA_VTD_S1) {
-		rc = -EINVAL;
-		goto out;
+		array->entry_num = 0;
+		return -EINVAL;
 	}
-	for (uint32_t i = 0; i < array->entry_num; i++) {
-		struct iommu_hwpt_vtd_s1_invalidate inv;
-		uint64_t start, size;
-
-		if (array->entry_len != len) {
-			rc = -EINVAL;
-			break;
-		}
-		memcpy(&inv, (const char *)array->entries + (size_t)i * len, len);
-		if ((inv.flags & ~IOMMU_VTD_INV_FLAGS_LEAF) || inv.__reserved) {
-			rc = -EOPNOTSUPP;
-			break;
-		}
-		if (!IS_ALIGNED(inv.addr, VTD_PAGE_SIZE) ||
-		    (inv.npages == UINT64_MAX && inv.addr)) {
-			rc = -EINVAL;
-			break;
-		}
-		/* LEAF keeps paging-structure caches; the model caches only leaves. */
-		if (vtd_inv_block(inv.addr, inv.npages, &start, &size))
-			iotlb_inv_range(domain, start, size);
-		else if (inv.npages)
-			iotlb_inv_domain(domain);
-		processed++;
-	}
-out:
-	array->entry_num = processed;
-	return rc;
+	/* The 7.2 per-entry copy: an entry_len other than the struct's is EINVAL. */
+	return iommu_user_array_for_each(array, &inv, sizeof(inv), sizeof(inv), true,
+					 vtd_invalidate_one, domain);
 }
 
 /* ---- attach and the PASID table --------------------------------------------------------------- */
@@ -700,6 +693,7 @@ static const struct iommu_domain_ops vtd_paging_ops = {
 static const struct iommu_domain_ops vtd_nested_ops = {
 	.attach_dev = vtd_attach_dev,
 	.set_dev_pasid = vtd_set_dev_pasid,
+	.cache_invalidate_user = vtd_cache_invalidate_user,
 	.free = vtd_nested_free,
 };
 
@@ -902,6 +896,28 @@ static struct iommu_group *vtd_device_group(struct device *dev)
 	return group;
 }
 
+static int vtd_def_domain_type(struct device *dev)
+{
+	return dev->driver_pref;
+}
+
+/* The firmware's RMRRs (RESV_DIRECT), then the IOAPIC/MSI range, as intel-iommu lists them. */
+static unsigned int vtd_get_resv_regions(struct device *dev, struct iommu_resv_region *regions,
+					 unsigned int max)
+{
+	unsigned int n = dev->nr_resv < max ? dev->nr_resv : max;
+
+	memcpy(regions, dev->resv, n * sizeof(*regions));
+	if (dev->iommu->msi_window && n < max)
+		regions[n++] = (struct iommu_resv_region){
+			.start = VTD_MSI_WINDOW_START,
+			.length = VTD_MSI_WINDOW_LENGTH,
+			.prot = IOMMU_WRITE | IOMMU_MMIO,
+			.type = IOMMU_RESV_MSI,
+		};
+	return n;
+}
+
 const struct iommu_ops vtd_iommu_ops = {
 	.name = "intel-iommu",
 	.capable = vtd_capable,
@@ -909,9 +925,12 @@ const struct iommu_ops vtd_iommu_ops = {
 	.probe_device = vtd_probe_device,
 	.release_device = vtd_release_device,
 	.device_group = vtd_device_group,
+	.def_domain_type = vtd_def_domain_type,
+	.get_resv_regions = vtd_get_resv_regions,
 	.domain_alloc_paging_flags = vtd_domain_alloc_paging_flags,
 	.hw_info = vtd_hw_info,
 	.page_response = vtd_page_response,
+	.domain_alloc_nested = vtd_domain_alloc_nested,
 	.identity_domain = &vtd_identity_domain,
 	.blocked_domain = &vtd_blocked_domain,
 };

@@ -56,6 +56,10 @@
 #define VTD_ECAP_FSTS (UINT64_C(1) << 47)
 #define VTD_ECAP_SMPWC (UINT64_C(1) << 48)
 
+/* The interrupt window every device behind a VT-d unit has reserved (IOMMU_RESV_MSI). */
+#define VTD_MSI_WINDOW_START UINT64_C(0xfee00000)
+#define VTD_MSI_WINDOW_LENGTH UINT64_C(0x100000)
+
 /* What one instance implements (the topology's per-instance "features"). */
 struct vtd_features {
 	bool five_level;     /* second stage of 5 levels, MGAW 57 (else 4 levels, MGAW 48) */
@@ -185,7 +189,11 @@ int vtd_nested_walk(const struct vtd_s1_cfg *cfg, struct vtd_ss *ss, uint64_t io
 
 extern const struct iommu_ops vtd_iommu_ops;
 
-/* Registers @iommu with the core, driven by this driver with @features (copied). */
+/*
+ * Registers @iommu with the core, driven by this driver with @features (copied). The features
+ * decide @iommu->max_pasids and ->dirty_tracking; ->msi_window and ->deferred_flush are the
+ * caller's. -EINVAL for pasid_bits above 20, -ENOMEM.
+ */
 int vtd_iommu_register(struct iommu_device *iommu, const struct vtd_features *features);
 void vtd_iommu_unregister(struct iommu_device *iommu);
 bool vtd_iommu_is_instance(const struct iommu_device *iommu);
@@ -195,22 +203,13 @@ void vtd_iommu_regs(const struct iommu_device *iommu, uint64_t *cap, uint64_t *e
 /*
  * A nested (first-stage) domain over the nest parent @parent, from IOMMU_HWPT_DATA_VTD_S1
  * @user_data: the kernel's intel_iommu_domain_alloc_nested() checks and errnos. @flags are
- * the driver-visible IOMMU_HWPT_ALLOC_* (PASID only).
+ * the driver-visible IOMMU_HWPT_ALLOC_* (PASID only). The ops' domain_alloc_nested. Its
+ * cache_invalidate_user takes IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 entries with
+ * intel_nested_cache_invalidate_user()'s rules (C.9, A.8).
  */
 struct iommu_domain *vtd_domain_alloc_nested(struct device *dev, struct iommu_domain *parent,
 					     uint32_t flags,
 					     const struct iommu_user_data *user_data);
-
-/* An invalidation array already in memory (iommufd copies it from the user). */
-struct vtd_user_array {
-	uint32_t type;
-	const void *entries;
-	uint32_t entry_len;
-	uint32_t entry_num;      /* in: entries; out: entries processed */
-};
-
-/* IOMMU_HWPT_INVALIDATE on a nested domain: intel_nested_cache_invalidate_user()'s rules. */
-int vtd_cache_invalidate_user(struct iommu_domain *domain, struct vtd_user_array *array);
 
 bool vtd_domain_is_nested(const struct iommu_domain *domain);
 /* The second-stage table of a paging domain of this driver; NULL for any other domain. */

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "drivers/intel/vtd.h"
 #include "harness.h"
@@ -30,6 +31,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/topology.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 
@@ -241,6 +243,64 @@ TEST(hw_info_is_intel_vtd)
 	EXPECT_TRUE(iommu_device_capable(dev, IOMMU_CAP_DIRTY_TRACKING));
 	EXPECT_FALSE(iommu_device_capable(dev, IOMMU_CAP_PCI_ATS_SUPPORTED));
 	machine_down(dev);
+}
+
+/* topology_load() of @json written to a file: its result. */
+static int load_json(const char *json)
+{
+	char path[] = "/tmp/uiommu-vtd-topo-XXXXXX";
+	int fd = mkstemp(path), rc;
+
+	if (fd < 0 || write(fd, json, strlen(json)) != (ssize_t)strlen(json))
+		abort();
+	close(fd);
+	rc = topology_load(path);
+	unlink(path);
+	return rc;
+}
+
+TEST(topology_vtd_instances_and_their_errors)
+{
+	struct iommu_resv_region r[4];
+	struct iommu_device *dmar;
+	struct device *dev;
+	uint64_t cap, ecap;
+
+	/* Every bad description first: nothing is loaded by them. */
+	EXPECT_EQ(-EINVAL, load_json("{ \"iommus\": [ { \"name\": \"x\", \"features\": {} } ],"
+				     " \"devices\": [] }"));
+	EXPECT_EQ(-EINVAL, load_json("{ \"iommus\": [ { \"name\": \"x\", \"driver\": \"vtd\","
+				     " \"max_pasids\": 4 } ], \"devices\": [] }"));
+	EXPECT_EQ(-EINVAL, load_json("{ \"iommus\": [ { \"name\": \"x\", \"driver\": \"vtd\","
+				     " \"features\": { \"nset\": true } } ], \"devices\": [] }"));
+	EXPECT_EQ(-EINVAL, load_json("{ \"iommus\": [ { \"name\": \"x\", \"driver\": \"vtd\","
+				     " \"features\": { \"pasid_bits\": 21 } } ], \"devices\": [] }"));
+	EXPECT_EQ(-EINVAL, load_json("{ \"iommus\": [ { \"name\": \"x\", \"driver\": \"vtd\","
+				     " \"features\": [] } ], \"devices\": [] }"));
+	ASSERT_EQ(0, load_json("{ \"iommus\": [ { \"name\": \"dmar0\", \"driver\": \"vtd\","
+			       " \"features\": { \"five_level\": true, \"ssads\": false,"
+			       " \"pasid_bits\": 8 } } ],"
+			       " \"devices\": [ { \"bdf\": \"0000:00:04.0\", \"iommu\": \"dmar0\","
+			       " \"resv_direct\": [ { \"start\": 4096, \"length\": 4096 } ] } ] }"));
+	dmar = topology_find_iommu("dmar0");
+	ASSERT_TRUE(dmar != NULL);
+	ASSERT_TRUE(vtd_iommu_is_instance(dmar));
+	vtd_iommu_regs(dmar, &cap, &ecap);
+	EXPECT_TRUE(cap & VTD_CAP_SAGAW_5L);
+	EXPECT_EQ(0u, ecap & VTD_ECAP_SSADS);
+	EXPECT_EQ(7u, (ecap >> VTD_ECAP_PSS_SHIFT) & 0x1f);
+	EXPECT_EQ(256u, dmar->max_pasids);
+	EXPECT_FALSE(dmar->dirty_tracking);
+	/* The device's RMRR and the MSI window, in that order; a 5-level default domain. */
+	dev = topology_find_device("0000:00:04.0");
+	ASSERT_TRUE(dev != NULL);
+	ASSERT_EQ(2u, iommu_get_resv_regions(dev, r, 4));
+	EXPECT_EQ(4096u, r[0].start);
+	EXPECT_EQ(IOMMU_RESV_DIRECT, r[0].type);
+	EXPECT_EQ(VTD_MSI_WINDOW_START, r[1].start);
+	EXPECT_EQ(IOMMU_RESV_MSI, r[1].type);
+	EXPECT_EQ((UINT64_C(1) << 57) - 1,
+		  iommu_get_domain_for_dev(dev)->geometry.aperture_end);
 }
 
 /* ---- the second stage ------------------------------------------------------------------------- */

@@ -7,10 +7,11 @@
  * engine) through both stages; IOMMU_HWPT_INVALIDATE; the errnos of each step.
  *
  * The machine (each case is a fresh child; it boots at the first open of a vfio node):
- *   vfio0 = 0000:00:04.0 behind dmar0, every feature;
+ *   vfio0 = 0000:00:04.0 behind dmar0, every feature, a PRI-capable function;
  *   vfio1 = 0000:00:05.0 behind dmar1, without NEST, SRS and FS5LP.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -33,7 +34,7 @@ static const char topology[] =
 	"                { \"name\": \"dmar1\", \"driver\": \"vtd\",\n"
 	"                  \"features\": { \"nest\": false, \"srs\": false, \"fs5lp\": false } } ],\n"
 	"  \"devices\": [\n"
-	"    { \"bdf\": \"0000:00:04.0\", \"iommu\": \"dmar0\", \"pasid_bits\": 20 },\n"
+	"    { \"bdf\": \"0000:00:04.0\", \"iommu\": \"dmar0\", \"pasid_bits\": 20, \"pri\": true },\n"
 	"    { \"bdf\": \"0000:00:05.0\", \"iommu\": \"dmar1\" } ] }\n";
 
 FIXTURE(vtd_uapi)
@@ -78,12 +79,15 @@ static uint64_t *fs_map(FIXTURE_DATA(vtd_uapi) *self, uint64_t root, uint64_t io
 	return leaf;
 }
 
+static uint32_t fault_id; /* with IOMMU_HWPT_FAULT_ID_VALID */
+
 static int hwpt_alloc(FIXTURE_DATA(vtd_uapi) *self, int dev, uint32_t pt, uint32_t flags,
 		      uint32_t type, const void *data, uint32_t len, uint32_t *out)
 {
 	struct iommu_hwpt_alloc cmd = {
 		.size = sizeof(cmd), .flags = flags, .dev_id = self->devid[dev], .pt_id = pt,
 		.data_type = type, .data_len = len, .data_uptr = (uintptr_t)data,
+		.fault_id = fault_id,
 	};
 	int rc = uiommu_ioctl(self->fd, IOMMU_HWPT_ALLOC, &cmd);
 
@@ -96,7 +100,8 @@ static int nested_alloc(FIXTURE_DATA(vtd_uapi) *self, uint64_t root, uint32_t aw
 {
 	struct iommu_hwpt_vtd_s1 s1 = { .flags = flags, .pgtbl_addr = root, .addr_width = aw };
 
-	return hwpt_alloc(self, 0, self->parent, 0, IOMMU_HWPT_DATA_VTD_S1, &s1, sizeof(s1), out);
+	return hwpt_alloc(self, 0, self->parent, fault_id ? IOMMU_HWPT_FAULT_ID_VALID : 0,
+			  IOMMU_HWPT_DATA_VTD_S1, &s1, sizeof(s1), out);
 }
 
 static int attach(FIXTURE_DATA(vtd_uapi) *self, int dev, uint32_t pt)
@@ -317,6 +322,86 @@ TEST_F(vtd_uapi, invalidate_errnos)
 	EXPECT_ERRNO(EINVAL, invalidate(self, self->parent, IOMMU_HWPT_INVALIDATE_DATA_VTD_S1, inv,
 					sizeof(inv[0]), &num));
 	EXPECT_EQ(0u, num);
+}
+
+static void dma_done(struct uiommu_dma_req *req)
+{
+	int *pipe_w = req->priv;
+	char c = 1;
+
+	if (write(*pipe_w, &c, 1) != 1)
+		abort();
+}
+
+/*
+ * A fault-capable nested HWPT: the device's miss becomes a page request on the fault fd; the
+ * VMM fixes the guest's table and answers SUCCESS, and the DMA completes; INVALID fails it.
+ */
+TEST_F(vtd_uapi, page_requests_through_the_fault_fd)
+{
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	uint64_t root = gpage(self), a = gpage(self);
+	const uint64_t iova = 0x20000000;
+	struct iommu_hwpt_pgfault rec;
+	struct iommu_hwpt_page_response resp;
+	struct uiommu_dma_dev *dma;
+	struct uiommu_dma_req req;
+	uint32_t nested;
+	int pipefd[2], ffd;
+	char got[8], c;
+
+	ASSERT_EQ(0, uiommu_ioctl(self->fd, IOMMU_FAULT_QUEUE_ALLOC, &fa));
+	ffd = (int)fa.out_fault_fd;
+	fault_id = fa.out_fault_id;
+	ASSERT_EQ(0, nested_alloc(self, root, 48, 0, &nested));
+	fault_id = 0;
+	ASSERT_EQ(0, attach(self, 0, nested));
+	dma = uiommu_dma_dev_open_iommufd(self->fd, self->devid[0]);
+	ASSERT_TRUE(dma != NULL);
+	ASSERT_EQ(0, pipe(pipefd));
+	memcpy(self->ram + (a - GUEST_BASE), "paged!", 7);
+
+	for (int round = 0; round < 2; round++) {
+		struct pollfd pfd = { .fd = ffd, .events = POLLIN };
+
+		req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_READ, .iova = iova,
+					       .buf = got, .len = 7, .complete = dma_done,
+					       .priv = &pipefd[1] };
+		memset(got, 0, sizeof(got));
+		ASSERT_EQ(0, uiommu_dma_submit(dma, &req));
+		ASSERT_EQ(1, poll(&pfd, 1, 10000));
+		ASSERT_EQ((ssize_t)sizeof(rec), uiommu_event_read(ffd, &rec, sizeof(rec)));
+		EXPECT_EQ(iova, rec.addr);
+		EXPECT_EQ(self->devid[0], rec.dev_id);
+		EXPECT_EQ(IOMMU_PGFAULT_PERM_READ, rec.perm);
+		EXPECT_TRUE(rec.flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE);
+		if (round == 0)
+			fs_map(self, root, iova, a, FS_LEAF); /* the guest handles its fault */
+		resp = (struct iommu_hwpt_page_response){
+			.cookie = rec.cookie,
+			.code = round == 0 ? IOMMUFD_PAGE_RESP_SUCCESS : IOMMUFD_PAGE_RESP_INVALID,
+		};
+		ASSERT_EQ((ssize_t)sizeof(resp), uiommu_event_write(ffd, &resp, sizeof(resp)));
+		ASSERT_EQ(1, read(pipefd[0], &c, 1));
+		if (round == 0) {
+			EXPECT_EQ(0, req.error);
+			EXPECT_STREQ("paged!", got);
+			/* Unmapped by the guest; the host invalidates the stale entry for it. */
+			*fs_map(self, root, iova, a, FS_LEAF) = 0;
+			struct iommu_hwpt_vtd_s1_invalidate inv = { .addr = iova, .npages = 1 };
+			uint32_t num = 1;
+
+			ASSERT_EQ(0, invalidate(self, nested, IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+						&inv, sizeof(inv), &num));
+		} else {
+			EXPECT_EQ(EFAULT, req.error);
+			EXPECT_EQ(0u, req.done);
+		}
+	}
+	uiommu_dma_dev_close(dma);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	uiommu_close(ffd);
 }
 
 TEST_HARNESS_MAIN

@@ -26,6 +26,7 @@
 
 #include "drivers/intel/vtd.h"
 #include "harness.h"
+#include "stress.h"
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
 #include "lib/compiler.h"
@@ -367,6 +368,15 @@ TEST(second_stage_leaves_and_unmap)
 	EXPECT_EQ(0u, vtd_ss_unmap(&ss, 4 * SZ_1G, SZ_4K, 1));
 	EXPECT_EQ(SZ_2M, vtd_ss_unmap(&ss, 4 * SZ_1G + SZ_2M, SZ_2M, 2));
 	EXPECT_EQ(2 * SZ_4K, vtd_ss_unmap(&ss, 8 * SZ_1G + SZ_4K, SZ_4K, 4));
+	/* Runs across table boundaries: every page where it belongs, then all gone. */
+	ASSERT_EQ(0, vtd_ss_map(&ss, 16 * SZ_1G - 300 * SZ_4K, pa, SZ_4K, 1100, RW, &mapped));
+	for (uint64_t k = 0; k < 1100; k++) {
+		ASSERT_EQ(0, vtd_ss_walk(&ss, 16 * SZ_1G - 300 * SZ_4K + k * SZ_4K, 0, &leaf));
+		ASSERT_EQ(pa + k * SZ_4K, leaf.phys);
+	}
+	EXPECT_EQ(1100 * SZ_4K, vtd_ss_unmap(&ss, 16 * SZ_1G - 300 * SZ_4K, SZ_4K, 1100));
+	for (uint64_t k = 0; k < 1100; k += 99)
+		EXPECT_EQ(-ENOENT, vtd_ss_walk(&ss, 16 * SZ_1G - 300 * SZ_4K + k * SZ_4K, 0, &leaf));
 	/* An unmap of a 2M slot that holds a table removes the table with it. */
 	EXPECT_EQ(SZ_2M, vtd_ss_unmap(&ss, 8 * SZ_1G, SZ_2M, 1));
 	EXPECT_EQ(-ENOENT, vtd_ss_walk(&ss, 8 * SZ_1G, IOMMU_READ, &leaf));
@@ -1137,6 +1147,112 @@ TEST_F(vtd, stale_until_invalidated)
 	EXPECT_EQ(-EFAULT, iotlb_translate(tlb, n, iova, IOMMU_WRITE, &phys));
 	iommu_detach_device(n, self->dev);
 	iommu_domain_free(n);
+}
+
+/*
+ * Invalidation racing DMA: readers translate a window of pages through the IOTLB while the
+ * guest flips each page's PTE between two targets and invalidates it, and the host maps and
+ * unmaps an unrelated part of the parent (each a flush of the children). Every translation a
+ * reader gets must be one the tables held at some point (a or b, at the right offset): a stale
+ * entry is allowed, a torn or foreign one never. After the race, one invalidation of
+ * everything makes every page translate to what its PTE says.
+ */
+#define RACE_PAGES 8u
+#define RACE_IOVA UINT64_C(0x300000)
+
+struct race {
+	struct guest *g;
+	struct iommu_domain *nested, *parent;
+	struct iotlb *tlb;
+	uint64_t *leaf[RACE_PAGES];
+	uint64_t a[RACE_PAGES], b[RACE_PAGES];
+	atomic_uint bad;
+	uint64_t spare_hpa;
+};
+
+static void *race_reader(void *arg)
+{
+	struct race *r = arg;
+
+	for (unsigned int k = 0; k < 20000; k++) {
+		unsigned int i = k % RACE_PAGES;
+		phys_addr_t phys;
+
+		if (iotlb_translate(r->tlb, r->nested, RACE_IOVA + i * SZ_4K + 8, IOMMU_READ,
+				    &phys))
+			continue;
+		if (phys != guest_hpa(r->g, r->a[i]) + 8 && phys != guest_hpa(r->g, r->b[i]) + 8)
+			atomic_fetch_add(&r->bad, 1);
+	}
+	return NULL;
+}
+
+static void *race_flipper(void *arg)
+{
+	struct race *r = arg;
+	struct iommu_hwpt_vtd_s1_invalidate e = { .npages = 1 };
+	uint32_t done;
+
+	for (unsigned int k = 0; stress_running(); k++) {
+		unsigned int i = k % RACE_PAGES;
+		uint64_t to = (k / RACE_PAGES) % 2 ? r->a[i] : r->b[i];
+
+		/* The guest's store: atomic, as the walker's A/D updates race it. */
+		__atomic_store_n(r->leaf[i], to | VTD_FS_P | VTD_FS_US | VTD_FS_RW,
+				 __ATOMIC_RELEASE);
+		e.addr = RACE_IOVA + i * SZ_4K;
+		if (inv(r->nested, IOMMU_HWPT_INVALIDATE_DATA_VTD_S1, &e, sizeof(e), 1, &done))
+			atomic_fetch_add(&r->bad, 1);
+	}
+	return NULL;
+}
+
+static void *race_host(void *arg)
+{
+	struct race *r = arg;
+	const uint64_t gpa = 64 * SZ_1G;
+
+	while (stress_running()) {
+		if (iommu_map(r->parent, gpa, r->spare_hpa, SZ_4K, RW) ||
+		    iommu_unmap(r->parent, gpa, SZ_4K) != SZ_4K)
+			atomic_fetch_add(&r->bad, 1);
+	}
+	return NULL;
+}
+
+TEST_F(vtd, invalidation_races_dma)
+{
+	struct iommu_hwpt_vtd_s1_invalidate all = { .addr = 0, .npages = UINT64_MAX };
+	struct race r = { .g = &self->g, .parent = self->parent };
+	struct stress_worker w[] = { { race_reader, &r }, { race_reader, &r },
+				     { race_flipper, &r }, { race_host, &r } };
+	uint32_t done;
+
+	for (unsigned int i = 0; i < RACE_PAGES; i++) {
+		r.a[i] = guest_page(&self->g);
+		r.b[i] = guest_page(&self->g);
+		r.leaf[i] = fs_map(&self->g, self->root, 4, RACE_IOVA + i * SZ_4K, r.a[i], 1,
+				   VTD_FS_P | VTD_FS_US | VTD_FS_RW, TABLE_BITS);
+	}
+	r.spare_hpa = guest_hpa(&self->g, guest_page(&self->g));
+	r.nested = nested_alloc(self->parent, self->dev, self->root, 48, 0);
+	ASSERT_FALSE(IS_ERR(r.nested));
+	ASSERT_EQ(0, iommu_attach_device(r.nested, self->dev));
+	r.tlb = iotlb_for_iommu(&dmar0);
+	ASSERT_FALSE(IS_ERR(r.tlb));
+	ASSERT_EQ(0, stress_run_work(w, ARRAY_SIZE(w), 2));
+	EXPECT_EQ(0u, atomic_load(&r.bad));
+	ASSERT_EQ(0, inv(r.nested, IOMMU_HWPT_INVALIDATE_DATA_VTD_S1, &all, sizeof(all), 1, &done));
+	for (unsigned int i = 0; i < RACE_PAGES; i++) {
+		phys_addr_t phys;
+		uint64_t pte = __atomic_load_n(r.leaf[i], __ATOMIC_ACQUIRE);
+
+		ASSERT_EQ(0, iotlb_translate(r.tlb, r.nested, RACE_IOVA + i * SZ_4K, IOMMU_READ,
+					     &phys));
+		EXPECT_EQ(guest_hpa(&self->g, pte & VTD_ADDR_MASK), phys);
+	}
+	iommu_detach_device(r.nested, self->dev);
+	iommu_domain_free(r.nested);
 }
 
 /* ---- page requests ------------------------------------------------------------------------------ */

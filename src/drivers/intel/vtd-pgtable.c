@@ -195,14 +195,18 @@ int vtd_ss_map(struct vtd_ss *ss, uint64_t iova, uint64_t paddr, uint64_t pgsize
 	if (target > 1)
 		leaf_bits |= VTD_SS_PS;
 
-	for (size_t i = 0; i < pgcount; i++) {
+	vtd_pte_t *slot = NULL;
+
+	for (size_t i = 0; i < pgcount; i++, slot++) {
 		uint64_t at = iova + i * pgsize, zero = 0;
-		vtd_pte_t *slot;
 		int err = 0;
 
-		slot = vtd_ss_slot(ss, at, target, &err);
-		if (!slot)
-			return err;
+		/* One walk per table: the next page is the next slot until the table ends. */
+		if (!slot || !vtd_level_index(at, target)) {
+			slot = vtd_ss_slot(ss, at, target, &err);
+			if (!slot)
+				return err;
+		}
 		if (!atomic_compare_exchange_strong_explicit(slot, &zero,
 							     (paddr + i * pgsize) | leaf_bits,
 							     memory_order_release,
@@ -220,22 +224,29 @@ size_t vtd_ss_unmap(struct vtd_ss *ss, uint64_t iova, uint64_t pgsize, size_t pg
 
 	if (!target || !IS_ALIGNED(iova, pgsize))
 		return 0;
-	for (size_t i = 0; i < pgcount; i++) {
+	vtd_pte_t *slot = NULL;
+
+	for (size_t i = 0; i < pgcount; i++, slot++) {
 		uint64_t at = iova + i * pgsize, pte = 0;
-		vtd_pte_t *table = (vtd_pte_t *)ss->root, *slot = NULL;
+		vtd_pte_t *table = (vtd_pte_t *)ss->root;
 
 		if (at >> ss->width)
 			break;
-		for (unsigned int lvl = ss->levels; lvl >= target; lvl--) {
-			slot = &table[vtd_level_index(at, lvl)];
+		/* As map: walk at the first page and at each new table only. */
+		if (slot && vtd_level_index(at, target)) {
 			pte = atomic_load_explicit(slot, memory_order_acquire);
-			if (!(pte & VTD_SS_PRESENT) || lvl == target)
-				break;
-			if (vtd_ss_is_leaf(pte, lvl)) {
-				pte = 0; /* part of a larger leaf: never split */
-				break;
+		} else {
+			for (unsigned int lvl = ss->levels; lvl >= target; lvl--) {
+				slot = &table[vtd_level_index(at, lvl)];
+				pte = atomic_load_explicit(slot, memory_order_acquire);
+				if (!(pte & VTD_SS_PRESENT) || lvl == target)
+					break;
+				if (vtd_ss_is_leaf(pte, lvl)) {
+					pte = 0; /* part of a larger leaf: never split */
+					break;
+				}
+				table = vtd_table_at(pte);
 			}
-			table = vtd_table_at(pte);
 		}
 		if (!(pte & VTD_SS_PRESENT))
 			break;

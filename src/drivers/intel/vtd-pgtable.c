@@ -11,7 +11,8 @@
  *
  * Concurrency is io_pgtable.c's contract: the entries are the only shared mutable state and are
  * touched only with atomics. Map and unmap of disjoint ranges and walks of any range may run at
- * once. A table is installed with a compare-and-swap from 0 (the loser frees its copy). An
+ * once. A table is installed with a compare-and-swap from 0 (the loser frees its copy); a leaf
+ * with a plain store, its slot being the caller's alone. An
  * unmap that meets a table where it expected a leaf of its size owns everything under it (the
  * caller's range) and frees it at once; otherwise tables never shrink and go with the domain.
  * The walk's A/D updates are compare-and-swaps from the value it read, so they never revive an
@@ -207,11 +208,13 @@ int vtd_ss_map(struct vtd_ss *ss, uint64_t iova, uint64_t paddr, uint64_t pgsize
 			if (!slot)
 				return err;
 		}
-		if (!atomic_compare_exchange_strong_explicit(slot, &zero,
-							     (paddr + i * pgsize) | leaf_bits,
-							     memory_order_release,
-							     memory_order_relaxed))
+		/*
+		 * A plain load and store: the range is the caller's alone, and a walker never
+		 * writes an empty entry (its A/D updates compare-and-swap from what it read).
+		 */
+		if (atomic_load_explicit(slot, memory_order_relaxed) != zero)
 			return -EEXIST;
+		atomic_store_explicit(slot, (paddr + i * pgsize) | leaf_bits, memory_order_release);
 		*mapped += pgsize;
 	}
 	return 0;

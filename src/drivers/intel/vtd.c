@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -74,6 +75,7 @@ struct vtd_paging {
 	bool nest_parent;
 	bool dirty_capable;
 	LIST_HEAD(, vtd_nested) children; /* vtd_lock */
+	atomic_uint attached;       /* RID and PASID entries pointing here; changed under vtd_lock */
 };
 
 struct vtd_nested {
@@ -82,6 +84,7 @@ struct vtd_nested {
 	struct iommu_hwpt_vtd_s1 data;
 	struct vtd_s1_cfg s1;       /* derived from @data and the instance at allocation */
 	LIST_ENTRY(vtd_nested) link; /* in parent->children; vtd_lock */
+	atomic_uint attached;       /* as vtd_paging's */
 };
 
 struct vtd_pasid_slot {
@@ -273,6 +276,7 @@ static struct iommu_domain *vtd_domain_alloc_paging_flags(struct device *dev, ui
 	p->ss.no_readonly = p->nest_parent;
 	p->dirty_capable = flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING;
 	LIST_INIT(&p->children);
+	atomic_init(&p->attached, 0);
 	p->domain.type = IOMMU_DOMAIN_UNMANAGED;
 	p->domain.owner = &vtd_iommu_ops;
 	p->domain.ops = &vtd_paging_ops;
@@ -319,22 +323,42 @@ static void vtd_children_flush(struct vtd_paging *p)
 
 	uiommu_mutex_lock(&vtd_lock);
 	LIST_FOREACH(n, &p->children, link)
-		iotlb_inv_domain(&n->domain);
+		if (atomic_load(&n->attached))
+			iotlb_inv_domain(&n->domain);
 	uiommu_mutex_unlock(&vtd_lock);
+}
+
+/*
+ * Does the IOTLB hold anything of @p? Not without an attachment (the last detach flushed it).
+ * The fence orders the caller's table change before the count's load, against an attach
+ * whose increment precedes the first fill (the group mutex orders that side).
+ */
+static bool vtd_paging_cached(struct vtd_paging *p)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load(&p->attached) != 0;
 }
 
 static void vtd_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
 {
+	struct vtd_paging *p = to_paging(domain);
+
 	if (gather->start > gather->end)
 		return;
-	iotlb_inv_range(domain, gather->start, gather->end - gather->start + 1);
-	vtd_children_flush(to_paging(domain));
+	if (vtd_paging_cached(p))
+		iotlb_inv_range(domain, gather->start, gather->end - gather->start + 1);
+	if (p->nest_parent)
+		vtd_children_flush(p);
 }
 
 static void vtd_flush_iotlb_all(struct iommu_domain *domain)
 {
-	iotlb_inv_domain(domain);
-	vtd_children_flush(to_paging(domain));
+	struct vtd_paging *p = to_paging(domain);
+
+	if (vtd_paging_cached(p))
+		iotlb_inv_domain(domain);
+	if (p->nest_parent)
+		vtd_children_flush(p);
 }
 
 static phys_addr_t vtd_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
@@ -416,6 +440,7 @@ struct iommu_domain *vtd_domain_alloc_nested(struct device *dev, struct iommu_do
 		return ERR_PTR(-ENOMEM);
 	memcpy(&n->data, user_data->data, sizeof(n->data));
 	n->parent = p;
+	atomic_init(&n->attached, 0);
 	n->s1.pgtbl_gpa = n->data.pgtbl_addr & ~(VTD_PAGE_SIZE - 1);
 	n->s1.levels = n->data.addr_width == 57 ? 5 : 4;
 	n->s1.sre = n->data.flags & IOMMU_VTD_S1_SRE;
@@ -560,40 +585,74 @@ static struct vtd_pasid_slot *vtd_pasid_find(struct vtd_dev *vdev, uint32_t pasi
 }
 
 /* Points (@vdev, @pasid) at @domain; the blocked domain clears the entry. Group mutex held. */
+/* The attachment count of one of our translating domains, NULL for the static ones. */
+static atomic_uint *vtd_domain_attached(struct iommu_domain *domain)
+{
+	struct vtd_paging *p = to_paging(domain);
+	struct vtd_nested *n = to_nested(domain);
+
+	return p ? &p->attached : n ? &n->attached : NULL;
+}
+
+/*
+ * Moves one attachment from @old to @new (either may be NULL or a static domain). A domain's
+ * last detach flushes what the IOTLB holds of it, as the kernel's cache-tag removal does:
+ * from then on a domain without attachments has nothing cached, and its changes need no
+ * invalidation. Group mutex held (no DMA through @old can run); vtd_lock is taken here.
+ */
+static void vtd_attached_move(struct iommu_domain *old, struct iommu_domain *new)
+{
+	atomic_uint *from = old ? vtd_domain_attached(old) : NULL;
+	atomic_uint *to = new ? vtd_domain_attached(new) : NULL;
+	bool last = false;
+
+	if (old == new)
+		return;
+	uiommu_mutex_lock(&vtd_lock);
+	if (to)
+		atomic_fetch_add(to, 1);
+	if (from)
+		last = atomic_fetch_sub(from, 1) == 1;
+	uiommu_mutex_unlock(&vtd_lock);
+	if (last)
+		iotlb_inv_domain(old);
+}
+
+/* Points (@vdev, @pasid) at @domain; the blocked domain clears the entry. Group mutex held. */
 static int vtd_pasid_set(struct vtd_dev *vdev, uint32_t pasid, struct iommu_domain *domain)
 {
-	struct vtd_pasid_slot *s;
+	struct iommu_domain *new = domain == &vtd_blocked_domain ? NULL : domain, *old;
+	struct vtd_pasid_slot *s = NULL;
 
 	if (pasid == IOMMU_NO_PASID) {
+		old = vdev->rid_domain;
 		uiommu_mutex_lock(&vtd_lock);
-		vdev->rid_domain = domain == &vtd_blocked_domain ? NULL : domain;
+		vdev->rid_domain = new;
 		uiommu_mutex_unlock(&vtd_lock);
+		vtd_attached_move(old, new);
 		return 0;
 	}
 	s = vtd_pasid_find(vdev, pasid);
-	if (domain == &vtd_blocked_domain) {
-		if (s) {
-			uiommu_mutex_lock(&vtd_lock);
-			LIST_REMOVE(s, link);
-			uiommu_mutex_unlock(&vtd_lock);
-			uiommu_free(s);
-		}
-		return 0;
-	}
-	if (!s) {
+	old = s ? s->domain : NULL;
+	if (!s && new) {
 		s = uiommu_zalloc(sizeof(*s));
 		if (!s)
 			return -ENOMEM;
 		s->pasid = pasid;
-		s->domain = domain;
 		uiommu_mutex_lock(&vtd_lock);
 		LIST_INSERT_HEAD(&vdev->pasids, s, link);
 		uiommu_mutex_unlock(&vtd_lock);
-		return 0;
 	}
-	uiommu_mutex_lock(&vtd_lock);
-	s->domain = domain;
-	uiommu_mutex_unlock(&vtd_lock);
+	if (s) {
+		uiommu_mutex_lock(&vtd_lock);
+		s->domain = new;
+		if (!new)
+			LIST_REMOVE(s, link);
+		uiommu_mutex_unlock(&vtd_lock);
+		if (!new)
+			uiommu_free(s);
+	}
+	vtd_attached_move(old, new);
 	return 0;
 }
 

@@ -352,15 +352,39 @@ static int vtd_fault(struct vtd_xlate *x, enum vtd_fault_reason reason, uint64_t
 	return -EFAULT;
 }
 
+/*
+ * The second-stage leaf a walk used last, for its next reads: guest tables and the pages they
+ * map often share one large second-stage leaf (hugepage-backed guest RAM), which hardware's
+ * walk caches hold as well. It lives for one walk only, so it needs no invalidation. Reads
+ * only: a read through it changes nothing the first walk did not (A is set), while a write
+ * may have a D bit to set.
+ */
+struct vtd_ss_last {
+	uint64_t base;            /* GPA of the leaf, aligned to its size */
+	struct vtd_ss_leaf leaf;  /* .phys: of @base; size 0: empty */
+};
+
 /* A second-stage access for the walk: a fault reason, or 0 with @leaf. */
 static enum vtd_fault_reason vtd_ss_access(struct vtd_ss *ss, uint64_t gpa, int access,
-					   struct vtd_ss_leaf *leaf)
+					   struct vtd_ss_leaf *leaf, struct vtd_ss_last *last)
 {
-	int rc = vtd_ss_walk(ss, gpa, access, leaf);
+	int rc;
 
+	if (access == IOMMU_READ && last->leaf.size && gpa - last->base < last->leaf.size &&
+	    (last->leaf.prot & IOMMU_READ)) {
+		*leaf = last->leaf;
+		leaf->phys += gpa - last->base;
+		return VTD_FAULT_NONE;
+	}
+	rc = vtd_ss_walk(ss, gpa, access, leaf);
 	if (rc == -ENOENT)
 		return VTD_SS_NOT_PRESENT;
-	return rc ? VTD_SS_PERM : VTD_FAULT_NONE;
+	if (rc)
+		return VTD_SS_PERM;
+	last->leaf = *leaf;
+	last->base = gpa & ~(leaf->size - 1);
+	last->leaf.phys -= gpa - last->base;
+	return VTD_FAULT_NONE;
 }
 
 /* Is @pte (level @lvl) a leaf, and are its reserved bits clear? */
@@ -392,6 +416,7 @@ int vtd_nested_walk(const struct vtd_s1_cfg *cfg, struct vtd_ss *ss, uint64_t io
 	uint64_t gpas[VTD_MAX_LEVELS], ptes[VTD_MAX_LEVELS], pte = 0, size;
 	vtd_pte_t *slots[VTD_MAX_LEVELS];
 	bool rw = true, us = true, xd = false, may_write;
+	struct vtd_ss_last last = { 0 };
 	enum vtd_fault_reason why;
 	struct vtd_ss_leaf sl;
 
@@ -404,7 +429,7 @@ int vtd_nested_walk(const struct vtd_s1_cfg *cfg, struct vtd_ss *ss, uint64_t io
 	for (lvl = cfg->levels; lvl >= 1; lvl--) {
 		uint64_t gpa = table_gpa + 8u * vtd_level_index(iova, lvl);
 
-		why = vtd_ss_access(ss, gpa, IOMMU_READ, &sl);
+		why = vtd_ss_access(ss, gpa, IOMMU_READ, &sl, &last);
 		if (why)
 			return vtd_fault(x, why, gpa);
 		slots[n] = (vtd_pte_t *)(uintptr_t)sl.phys;
@@ -434,7 +459,7 @@ int vtd_nested_walk(const struct vtd_s1_cfg *cfg, struct vtd_ss *ss, uint64_t io
 		return vtd_fault(x, VTD_FS_EXEC, 0);
 
 	x->gpa = (pte & VTD_ADDR_MASK & ~(size - 1)) | (iova & (size - 1));
-	why = vtd_ss_access(ss, x->gpa, write ? IOMMU_WRITE : IOMMU_READ, &sl);
+	why = vtd_ss_access(ss, x->gpa, write ? IOMMU_WRITE : IOMMU_READ, &sl, &last);
 	if (why)
 		return vtd_fault(x, why, x->gpa);
 	x->phys = sl.phys;
@@ -455,7 +480,7 @@ int vtd_nested_walk(const struct vtd_s1_cfg *cfg, struct vtd_ss *ss, uint64_t io
 			bits[i] |= VTD_FS_D;
 		if ((ptes[i] & bits[i]) == bits[i])
 			continue;
-		why = vtd_ss_access(ss, gpas[i], IOMMU_WRITE, &tl);
+		why = vtd_ss_access(ss, gpas[i], IOMMU_WRITE, &tl, &last);
 		if (why)
 			return vtd_fault(x, why, gpas[i]);
 	}

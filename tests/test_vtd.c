@@ -840,7 +840,8 @@ static int ref_walk(const struct ref *r, const struct vtd_s1_cfg *c, uint64_t va
 	uint64_t table = c->pgtbl_gpa, e = 0, page = 0;
 	int level;
 
-	if (((sva << (64 - bits)) >> (64 - bits)) != sva)
+	/* Sign-extended from bit (bits - 1) it must be itself (unsigned shift: no UB). */
+	if (((int64_t)((uint64_t)sva << (64 - bits)) >> (64 - bits)) != sva)
 		return VTD_FS_NON_CANONICAL;
 	if (!user && !c->sre)
 		return VTD_FS_PRIV;

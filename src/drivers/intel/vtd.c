@@ -1011,7 +1011,7 @@ static phys_addr_t vtd_iotlb_walk(struct iommu_domain *domain, uint64_t iova, in
 
 	*prot = 0;
 	if (p) {
-		rc = vtd_ss_walk(&p->ss, iova, access & IOMMU_WRITE, &leaf);
+		rc = vtd_ss_walk(&p->ss, iova, access & (IOMMU_READ | IOMMU_WRITE), &leaf);
 		if (rc == -ENOENT)
 			return 0;
 		*prot = leaf.prot | (leaf.clean ? IOTLB_PROT_CLEAN : 0);

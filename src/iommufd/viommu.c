@@ -69,7 +69,7 @@ void iommufd_viommu_destroy(struct iommufd_object *obj)
 	iommufd_object_unref_users(&viommu->hwpt->common.obj);
 }
 
-/* ---- services to the driver (struct iommufd_viommu_services) ---------------------------------- */
+/* ---- services to the driver (struct iommufd_viommu_services) --------------------------------- */
 
 static int iommufd_viommu_svc_report_event(struct iommu_viommu *drv, uint32_t type,
 					   const void *event, size_t len)
@@ -434,6 +434,7 @@ bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_devic
 	return ok;
 }
 
+#ifdef UIOMMU_IOMMUFD_TEST
 /* ---- TRIGGER_VEVENT -------------------------------------------------------------------------- */
 
 int iommufd_viommu_trigger_vevent(struct iommufd_device *idev)
@@ -457,3 +458,5 @@ out_unlock:
 	uiommu_mutex_unlock(&idev->lock);
 	return rc;
 }
+
+#endif /* UIOMMU_IOMMUFD_TEST */

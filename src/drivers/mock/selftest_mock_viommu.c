@@ -163,7 +163,7 @@ static int mock_selftest_viommu_cache_invalidate(struct iommu_viommu *viommu,
 		mock_selftest_viommu_invalidate_one, to_mock_viommu(viommu));
 }
 
-/* ---- HW queues --------------------------------------------------------------------------------- */
+/* ---- HW queues ------------------------------------------------------------------------------- */
 
 static struct iommu_hw_queue *mock_selftest_hw_queue_alloc(struct iommu_viommu *viommu,
 							   uint32_t type)
@@ -241,7 +241,7 @@ static const struct iommu_viommu_ops mock_selftest_viommu_ops = {
 	.hw_queue_destroy = mock_selftest_hw_queue_destroy,
 };
 
-/* ---- the iommu_ops side -------------------------------------------------------------------- */
+/* ---- the iommu_ops side ---------------------------------------------------------------------- */
 
 struct iommu_viommu *mock_selftest_viommu_alloc(struct device *dev, uint32_t type)
 {

@@ -32,6 +32,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/ctl.h"
 #include "machine/topology.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
@@ -321,6 +322,21 @@ TEST(topology_vtd_instances_and_their_errors)
 	EXPECT_EQ(IOMMU_RESV_MSI, r[1].type);
 	EXPECT_EQ((UINT64_C(1) << 57) - 1,
 		  iommu_get_domain_for_dev(dev)->geometry.aperture_end);
+
+	/* uiommuctl shows the driver and the registers it reports. */
+	char *text = NULL, want[128];
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	ASSERT_TRUE(out != NULL);
+	ASSERT_EQ(0, ctl_execute("show", out));
+	fclose(out);
+	snprintf(want, sizeof(want), "iommu dmar0: driver intel-iommu, max_pasids 256, cap 0x%016llx, "
+		 "ecap 0x%016llx\n", (unsigned long long)cap, (unsigned long long)ecap);
+	EXPECT_TRUE(strstr(text, want) != NULL);
+	if (!strstr(text, want))
+		TH_LOG("%s", text);
+	free(text);
 }
 
 /* ---- the second stage ------------------------------------------------------------------------- */

@@ -324,6 +324,78 @@ TEST_F(vtd_uapi, invalidate_errnos)
 	EXPECT_EQ(0u, num);
 }
 
+/* The parent's dirty bitmap over guest RAM, one bit a page, into @bits (GUEST_PAGES bits). */
+static int dirty_read(FIXTURE_DATA(vtd_uapi) *self, uint32_t hwpt, uint64_t *bits)
+{
+	struct iommu_hwpt_get_dirty_bitmap cmd = {
+		.size = sizeof(cmd), .hwpt_id = hwpt, .iova = GUEST_BASE,
+		.length = GUEST_PAGES * PG, .page_size = PG, .data = (uintptr_t)bits,
+	};
+
+	memset(bits, 0, GUEST_PAGES / 8);
+	return uiommu_ioctl(self->fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &cmd);
+}
+
+static unsigned int bit_of(uint64_t gpa)
+{
+	return (unsigned int)((gpa - GUEST_BASE) / PG);
+}
+
+/*
+ * Migration of a guest with a nested device: the parent tracks dirty pages, and a DMA write
+ * through the guest's first stage dirties the page written and, through the walk's A/D
+ * updates, the guest's own table pages: exactly those.
+ */
+TEST_F(vtd_uapi, dirty_pages_of_a_nested_dma)
+{
+	uint64_t root = gpage(self), a = gpage(self), bits[GUEST_PAGES / 64], want[GUEST_PAGES / 64];
+	struct iommu_hwpt_set_dirty_tracking track = { .size = sizeof(track),
+						       .flags = IOMMU_HWPT_DIRTY_TRACKING_ENABLE };
+	const uint64_t iova = 0x30000000;
+	struct uiommu_dma_dev *dma;
+	uint32_t parent, nested;
+	struct iommu_hwpt_vtd_s1 s1 = { .pgtbl_addr = root, .addr_width = 48 };
+
+	ASSERT_EQ(0, hwpt_alloc(self, 0, self->ioas,
+				IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING, 0, NULL,
+				0, &parent));
+	ASSERT_EQ(0, hwpt_alloc(self, 0, parent, 0, IOMMU_HWPT_DATA_VTD_S1, &s1, sizeof(s1),
+				&nested));
+	/* Tables and leaf without A/D: the walk will write each of them. */
+	fs_map(self, root, iova, a, FS_LEAF);
+	ASSERT_EQ(0, attach(self, 0, nested));
+	track.hwpt_id = parent;
+	ASSERT_EQ(0, uiommu_ioctl(self->fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &track));
+	ASSERT_EQ(0, dirty_read(self, parent, bits));
+	for (unsigned int i = 0; i < GUEST_PAGES / 64; i++)
+		EXPECT_EQ(0u, bits[i]);
+	dma = uiommu_dma_dev_open_iommufd(self->fd, self->devid[0]);
+	ASSERT_TRUE(dma != NULL);
+	ASSERT_EQ(4, uiommu_dma_write(dma, 0, iova, "dirt", 4, 0));
+	/* The page written, and the four table pages the walk set A or D in (root .. PT). */
+	memset(want, 0, sizeof(want));
+	for (uint64_t gpa = GUEST_BASE; gpa < GUEST_BASE + self->next * PG; gpa += PG)
+		want[bit_of(gpa) / 64] |= 1ull << (bit_of(gpa) % 64);
+	ASSERT_EQ(0, dirty_read(self, parent, bits));
+	for (unsigned int i = 0; i < GUEST_PAGES / 64; i++)
+		EXPECT_EQ(want[i], bits[i]);
+	/* Read and cleared: the same write again dirties its page alone (A/D are set now). */
+	ASSERT_EQ(4, uiommu_dma_write(dma, 0, iova, "more", 4, 0));
+	ASSERT_EQ(0, dirty_read(self, parent, bits));
+	memset(want, 0, sizeof(want));
+	want[bit_of(a) / 64] = 1ull << (bit_of(a) % 64);
+	for (unsigned int i = 0; i < GUEST_PAGES / 64; i++)
+		EXPECT_EQ(want[i], bits[i]);
+	/* A read dirties nothing. */
+	char got[4];
+
+	ASSERT_EQ(4, uiommu_dma_read(dma, 0, iova, got, 4, 0));
+	ASSERT_EQ(0, dirty_read(self, parent, bits));
+	for (unsigned int i = 0; i < GUEST_PAGES / 64; i++)
+		EXPECT_EQ(0u, bits[i]);
+	uiommu_dma_dev_close(dma);
+}
+
 static void dma_done(struct uiommu_dma_req *req)
 {
 	int *pipe_w = req->priv;

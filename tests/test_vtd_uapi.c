@@ -396,6 +396,55 @@ TEST_F(vtd_uapi, dirty_pages_of_a_nested_dma)
 	uiommu_dma_dev_close(dma);
 }
 
+static int attach_pasid(FIXTURE_DATA(vtd_uapi) *self, uint32_t pasid, uint32_t pt)
+{
+	struct vfio_device_attach_iommufd_pt cmd = { .argsz = sizeof(cmd),
+						     .flags = VFIO_DEVICE_ATTACH_PASID,
+						     .pt_id = pt, .pasid = pasid };
+
+	return uiommu_ioctl(self->v[0], VFIO_DEVICE_ATTACH_IOMMUFD_PT, &cmd);
+}
+
+/*
+ * A nested HWPT at a PASID (a guest's PASID-granular first stage): it needs ALLOC_PASID, and
+ * the device's requests with that PASID translate through it while its RID stays on the parent.
+ */
+TEST_F(vtd_uapi, nested_at_a_pasid)
+{
+	struct iommu_hwpt_vtd_s1 s1 = { .addr_width = 48 };
+	uint64_t root = gpage(self), a = gpage(self);
+	const uint64_t iova = 0x50000000; /* above guest RAM */
+	struct uiommu_dma_dev *dma;
+	uint32_t parent, plain, pasid_ok;
+	char got[6];
+
+	s1.pgtbl_addr = root;
+	fs_map(self, root, iova, a, FS_LEAF);
+	memcpy(self->ram + (a - GUEST_BASE), "pasid", 6);
+	/* While a PASID is attached the RID's HWPT must be PASID-capable too (the core's rule). */
+	ASSERT_EQ(0, hwpt_alloc(self, 0, self->ioas,
+				IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID, 0, NULL, 0,
+				&parent));
+	ASSERT_EQ(0, hwpt_alloc(self, 0, parent, 0, IOMMU_HWPT_DATA_VTD_S1, &s1, sizeof(s1),
+				&plain));
+	ASSERT_EQ(0, hwpt_alloc(self, 0, parent, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_VTD_S1,
+				&s1, sizeof(s1), &pasid_ok));
+	ASSERT_EQ(0, attach(self, 0, parent));
+	/* A nested HWPT without ALLOC_PASID: the core's EINVAL. */
+	EXPECT_ERRNO(EINVAL, attach_pasid(self, 7, plain));
+	ASSERT_EQ(0, attach_pasid(self, 7, pasid_ok));
+	dma = uiommu_dma_dev_open_iommufd(self->fd, self->devid[0]);
+	ASSERT_TRUE(dma != NULL);
+	ASSERT_EQ(6, uiommu_dma_read(dma, 7, iova, got, 6, 0));
+	EXPECT_STREQ("pasid", got);
+	/* The RID is on the parent: the same IOVA there is a GPA outside guest RAM. */
+	EXPECT_ERRNO(EFAULT, uiommu_dma_read(dma, 0, iova, got, 6, 0));
+	/* And a GPA is what the RID reaches. */
+	ASSERT_EQ(6, uiommu_dma_read(dma, 0, a, got, 6, 0));
+	EXPECT_STREQ("pasid", got);
+	uiommu_dma_dev_close(dma);
+}
+
 static void dma_done(struct uiommu_dma_req *req)
 {
 	int *pipe_w = req->priv;

@@ -9,8 +9,8 @@
  *     (so GET_HW_INFO reports exactly what is implemented), and the page request queue's I/O
  *     page fault queue.
  *   - A paging domain (struct vtd_paging) is a second-stage table (vtd-pgtable.c) of as many
- *     levels as the instance's SAGAW allows: the DMA and identity-less user domains, and, with
- *     NEST_PARENT, the nest parent. Its nested children are listed in it: a second-stage
+ *     levels as the instance's SAGAW allows: the default DMA domains, the users' paging
+ *     domains and, with NEST_PARENT, the nest parent. Its nested children are listed in it: a second-stage
  *     change invalidates every child's combined translations (C.7 step 6).
  *   - A nested domain (struct vtd_nested) is a guest first stage: a copy of the user's
  *     iommu_hwpt_vtd_s1 and its parent. It maps nothing; the hardware walks the guest's tables
@@ -23,7 +23,9 @@
  * Caching. The IOTLB model (iommu/iotlb.c) is the hardware's IOTLB: it caches combined
  * translations tagged by the domain's id (the DID). A nested domain's entries stay until the
  * user's IOMMU_HWPT_INVALIDATE covers them (or a change of the parent flushes the child), which
- * is the hardware's and the uAPI's contract: stale entries translate until invalidated.
+ * is the hardware's and the uAPI's contract: stale entries translate until invalidated. A
+ * domain's last detach flushes its entries (the kernel's cache-tag removal), so a domain with
+ * no attachment has nothing cached and its changes skip the invalidation.
  *
  * Page requests. vtd_prq_report() is the page request queue: it decodes a descriptor, answers
  * what the kernel's prq.c answers itself, and hands the rest to the core; page group responses

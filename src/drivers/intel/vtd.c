@@ -916,6 +916,11 @@ static void vtd_release_device(struct device *dev)
 		return;
 	if (dev->pri && vdev->inst->iopfq && iopf_dev_fault_param_users(dev) > 0)
 		iopf_queue_remove_device(vdev->inst->iopfq, dev);
+	/*
+	 * The entries go without their domains' attachment counts: those domains may be freed
+	 * already (a group's default domain goes after its last device). A count left too high
+	 * only keeps its domain's invalidations on, never skips one.
+	 */
 	uiommu_mutex_lock(&vtd_lock);
 	LIST_REMOVE(vdev, link);
 	while ((s = LIST_FIRST(&vdev->pasids))) {

@@ -78,6 +78,9 @@ TEST(no_domain_alloc_nested_is_eopnotsupp)
 					    sizeof(data), &nested));
 	ASSERT_ERRNO(EOPNOTSUPP, hwpt_alloc(&b, plain, 0, IOMMU_HWPT_DATA_ARM_SMMUV3, data, 16,
 					    &nested));
+	/* The data is the driver's to read: without the op, a bad pointer is never followed. */
+	ASSERT_ERRNO(EOPNOTSUPP, hwpt_alloc(&b, plain, 0, IOMMU_HWPT_DATA_VTD_S1, (void *)8, 24,
+					    &nested));
 	ASSERT_EQ(0u, nested);
 	ASSERT_EQ(0, destroy(b.fd, plain));
 	bound_close(&b);

@@ -167,17 +167,26 @@ void iommufd_hwpt_nested_destroy(struct iommufd_object *obj)
 
 /*
  * A new, unpublished nested HWPT over @parent made by @idev's driver (domain_alloc_nested), or,
- * with @viommu, by the vIOMMU's driver (alloc_domain_nested) over its parent. The kernel's
- * checks and order: unsupported flags or no such op EOPNOTSUPP; then, without a vIOMMU, a
- * parent that is automatic, not a NEST_PARENT or another driver's EINVAL; then the driver's.
+ * with @viommu, by the vIOMMU's driver (alloc_domain_nested) over its parent, from the user's
+ * data (HWPT_ALLOC's data_type, data_len, data_uptr). The kernel's checks and order:
+ * unsupported flags or no such op EOPNOTSUPP; then, without a vIOMMU, a parent that is
+ * automatic, not a NEST_PARENT or another driver's EINVAL; then the data's copy (EFAULT, which
+ * the kernel's driver meets first thing) and the driver's own.
  */
 static struct iommufd_hwpt_nested *
-iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *parent,
-			  struct iommufd_viommu *viommu, struct iommufd_device *idev, uint32_t flags,
-			  const struct iommu_user_data *user_data)
+iommufd_hwpt_nested_alloc(struct iommufd_ucmd *ucmd, struct iommufd_hwpt_paging *parent,
+			  struct iommufd_viommu *viommu, struct iommufd_device *idev, uint32_t flags)
 {
 	const struct iommu_ops *ops = iommu_device_ops(idev->dev);
 	uint32_t drv_flags = flags & IOMMU_HWPT_ALLOC_PASID ? IOMMU_DOMAIN_ALLOC_PASID : 0;
+	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
+	unsigned char data[IOMMU_USER_DATA_MAX];
+	struct iommu_user_data user_data = {
+		.type = cmd->data_type,
+		.data = data,
+		.len = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data),
+	};
+	struct iommufd_ctx *ictx = ucmd->ictx;
 	struct iommufd_hwpt_nested *hwpt;
 	struct iommu_domain *domain;
 	int rc;
@@ -194,6 +203,9 @@ iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *
 		    parent->common.domain->owner != ops)
 			return ERR_PTR(-EINVAL);
 	}
+	rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, user_data.len);
+	if (rc)
+		return ERR_PTR(rc);
 
 	hwpt = iommufd_object_alloc(ictx, hwpt, IOMMUFD_OBJ_HWPT_NESTED);
 	if (IS_ERR(hwpt))
@@ -201,10 +213,10 @@ iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *
 	if (uiommu_should_fail())
 		domain = ERR_PTR(-ENOMEM);
 	else if (viommu)
-		domain = viommu->drv->ops->alloc_domain_nested(viommu->drv, drv_flags, user_data);
+		domain = viommu->drv->ops->alloc_domain_nested(viommu->drv, drv_flags, &user_data);
 	else
 		domain = ops->domain_alloc_nested(idev->dev, parent->common.domain, drv_flags,
-						  user_data);
+						  &user_data);
 	if (IS_ERR(domain)) {
 		rc = PTR_ERR(domain);
 		goto err_abort;
@@ -236,8 +248,6 @@ static int iommufd_hwpt_nested_alloc_ioctl(struct iommufd_ucmd *ucmd, struct iom
 					   struct iommufd_object *pt)
 {
 	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
-	unsigned char data[IOMMU_USER_DATA_MAX];
-	struct iommu_user_data user_data = { .type = cmd->data_type, .data = data };
 	struct iommufd_viommu *viommu = NULL;
 	struct iommufd_hwpt_paging *parent;
 	struct iommufd_hwpt_nested *hwpt;
@@ -256,13 +266,9 @@ static int iommufd_hwpt_nested_alloc_ioctl(struct iommufd_ucmd *ucmd, struct iom
 	}
 	if (cmd->flags & ~(IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID))
 		return -EOPNOTSUPP;
-	user_data.len = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data);
-	rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, user_data.len);
-	if (rc)
-		return rc;
 
-	hwpt = iommufd_hwpt_nested_alloc(ucmd->ictx, parent, viommu, idev,
-					 cmd->flags & ~IOMMU_HWPT_FAULT_ID_VALID, &user_data);
+	hwpt = iommufd_hwpt_nested_alloc(ucmd, parent, viommu, idev,
+					 cmd->flags & ~IOMMU_HWPT_FAULT_ID_VALID);
 	if (IS_ERR(hwpt))
 		return PTR_ERR(hwpt);
 	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID) {

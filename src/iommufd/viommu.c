@@ -424,16 +424,6 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 	uiommu_mutex_unlock(&idev->lock);
 }
 
-bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev)
-{
-	bool ok;
-
-	uiommu_mutex_lock(&idev->lock);
-	ok = idev->vdev && idev->vdev->viommu == viommu;
-	uiommu_mutex_unlock(&idev->lock);
-	return ok;
-}
-
 #ifdef UIOMMU_IOMMUFD_TEST
 /* ---- TRIGGER_VEVENT -------------------------------------------------------------------------- */
 

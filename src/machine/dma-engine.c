@@ -35,6 +35,9 @@
  *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
  *     reports the leaf's permissions and size and marks it dirty on a write;
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
+ *   - nested domains whose driver walks both stages (VT-d: a pgsize_bitmap of 4 KiB): the
+ *     IOTLB too, whose walker is the two-stage walk and whose entries stay until the user's
+ *     invalidation (or a change of the parent) removes them;
  *   - identity: the IOVA is the address; SVA: likewise, the process's own address space (a
  *     trap while copying is then a translation miss, which the SVA handler may resolve);
  *   - blocked and anything else: every access faults.
@@ -392,6 +395,15 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 	c->cached = false;
 	if (type == IOMMU_DOMAIN_IDENTITY || (type & __IOMMU_DOMAIN_SVA)) {
 		c->mode = DMA_MODE_DIRECT;
+		return;
+	}
+	/*
+	 * A nested domain translates through its IOTLB when its driver walks both stages for it
+	 * (its pgsize_bitmap says what an IOTLB entry may hold); else it translates nothing here.
+	 */
+	if (type == IOMMU_DOMAIN_NESTED && min_pg >= IOTLB_PAGE_SIZE && e->tlb) {
+		c->tlb = e->tlb;
+		c->mode = DMA_MODE_IOTLB;
 		return;
 	}
 	if (!(type & __IOMMU_DOMAIN_PAGING)) {

@@ -638,7 +638,9 @@ static struct iommu_domain *dma_xfer_domain(struct dma_xfer *x, uint64_t iova)
 		return NULL;
 	}
 	type = iommu_domain_type(domain);
-	if (type != IOMMU_DOMAIN_IDENTITY && !(type & (__IOMMU_DOMAIN_SVA | __IOMMU_DOMAIN_PAGING))) {
+	/* A nested domain goes on: dma_ctx_init() knows whether its driver walks both stages. */
+	if (type != IOMMU_DOMAIN_IDENTITY &&
+	    !(type & (__IOMMU_DOMAIN_SVA | __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_NESTED))) {
 		dma_xfer_fault(x, iova, UIOMMU_DMA_FAULT_BLOCKED);
 		return NULL;
 	}

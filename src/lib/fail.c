@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "compiler.h"
@@ -328,6 +329,20 @@ void *uiommu_calloc(size_t n, size_t size)
 void *uiommu_zalloc(size_t size)
 {
 	return uiommu_calloc(1, size);
+}
+
+/* Hardware tables aligned to their size (the SMMUv3 model's); free() takes them back. */
+void *uiommu_zalloc_aligned(size_t align, size_t size)
+{
+	void *p;
+
+	if (uiommu_should_fail())
+		return NULL;
+	if (posix_memalign(&p, align, size ? size : 1))
+		return NULL;
+	memset(p, 0, size);
+	alloc_count(1);
+	return p;
 }
 
 /* Like reallocarray(); on failure the old block stays valid and owned by the caller. */

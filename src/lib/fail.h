@@ -43,6 +43,8 @@ unsigned long fail_nth_show(pid_t tid);
 void *uiommu_zalloc(size_t size);
 void *uiommu_calloc(size_t n, size_t size);
 void *uiommu_realloc_array(void *p, size_t n, size_t size);
+/* Zeroed, aligned to @align (a power of two, a multiple of sizeof(void *)); uiommu_free()s. */
+void *uiommu_zalloc_aligned(size_t align, size_t size);
 void uiommu_free(void *p);
 
 /* Allocations made through uiommu_zalloc() and friends and not yet freed (0 in release). */

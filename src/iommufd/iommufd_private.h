@@ -438,9 +438,6 @@ int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
 
 void iommufd_hwpt_nested_destroy(struct iommufd_object *obj);
 int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd);
-int iommufd_user_array_for_each(struct iommufd_ucmd *ucmd, void *entry, size_t ksize,
-				size_t min_len, bool no_longer,
-				int (*handle)(void *arg, const void *entry), void *arg);
 
 /* ---- vIOMMU, vDEVICE, vEVENTQ, HW queue (viommu.c, eventq.c) -------------------------------- */
 
@@ -453,7 +450,6 @@ void iommufd_veventq_destroy(struct iommufd_object *obj);
 int iommufd_hw_queue_alloc_ioctl(struct iommufd_ucmd *ucmd); /* hw_queue.c */
 void iommufd_hw_queue_destroy(struct iommufd_object *obj);
 struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu);
-int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu);
 /* The vDEVICE of @idev goes with it, leaving a tombstone (device unbind). */
 void iommufd_device_remove_vdev(struct iommufd_device *idev);
 /* May @idev attach to a nested HWPT of @viommu (it has a vDEVICE there)? */

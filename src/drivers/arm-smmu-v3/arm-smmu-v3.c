@@ -480,7 +480,31 @@ static void arm_smmu_s2_free(struct iommu_domain *domain)
 	uiommu_free(sd);
 }
 
+/* The core's attach (the group mutex held): the device's master takes the domain. */
+static int arm_smmu_attach_dev(struct iommu_domain *domain, struct device *dev,
+			       struct iommu_domain *old)
+{
+	struct arm_smmu_master *master = dev->iommu_data ? dev->iommu_data->priv : NULL;
+
+	(void)old;
+	if (!master)
+		return -ENODEV;
+	return arm_smmu_master_attach(master,
+				      iommu_domain_type(domain) == IOMMU_DOMAIN_BLOCKED ? NULL
+											: domain);
+}
+
+static const struct iommu_domain_ops arm_smmu_blocked_ops = {
+	.attach_dev = arm_smmu_attach_dev,
+};
+
+struct iommu_domain arm_smmu_blocked_domain = {
+	.type = IOMMU_DOMAIN_BLOCKED,
+	.ops = &arm_smmu_blocked_ops,
+};
+
 static const struct iommu_domain_ops arm_smmu_s2_ops = {
+	.attach_dev = arm_smmu_attach_dev,
 	.map_pages = arm_smmu_s2_map_pages,
 	.unmap_pages = arm_smmu_s2_unmap_pages,
 	.iotlb_sync = arm_smmu_s2_iotlb_sync,
@@ -623,7 +647,13 @@ static void arm_smmu_nested_free(struct iommu_domain *domain)
 	uiommu_free(nested);
 }
 
+static phys_addr_t arm_smmu_nested_dma_walk_dev(struct iommu_domain *domain, struct device *dev,
+						uint32_t pasid, uint64_t iova, bool write,
+						int *prot, uint64_t *size);
+
 static const struct iommu_domain_ops arm_smmu_nested_ops = {
+	.attach_dev = arm_smmu_attach_dev,
+	.dma_walk_dev = arm_smmu_nested_dma_walk_dev,
 	.free = arm_smmu_nested_free,
 };
 
@@ -1183,6 +1213,31 @@ int arm_smmu_master_translate(struct arm_smmu_master *master, const struct arm_s
 	return -EFAULT;
 }
 
+/*
+ * A device's DMA through its nested domain: one 4 KiB page at a time (the TLB's grain), with
+ * the access's own permission: a read never claims write access, so the engine asks again.
+ */
+static phys_addr_t arm_smmu_nested_dma_walk_dev(struct iommu_domain *domain, struct device *dev,
+						uint32_t pasid, uint64_t iova, bool write,
+						int *prot, uint64_t *size)
+{
+	struct arm_smmu_master *master = dev->iommu_data ? dev->iommu_data->priv : NULL;
+	struct arm_smmu_txn txn = {
+		.iova = iova,
+		.access = write ? ARM_SMMU_ACC_WRITE : ARM_SMMU_ACC_READ,
+		.ssv = pasid != IOMMU_NO_PASID,
+		.ssid = pasid,
+	};
+	uint64_t phys;
+
+	(void)domain;
+	if (!master || arm_smmu_master_translate(master, &txn, &phys))
+		return 0;
+	*prot = write ? IOMMU_READ | IOMMU_WRITE : IOMMU_READ;
+	*size = 4096;
+	return phys;
+}
+
 /* ---- commands ------------------------------------------------------------------------------ */
 
 /* The kernel's rewrite of one guest command (A.8); -EIO for what it does not forward. */
@@ -1285,23 +1340,47 @@ static void arm_smmu_cmd_exec(struct arm_smmu_device *smmu, const uint64_t cmd[2
 	}
 }
 
+void arm_vsmmu_batch_issue(struct arm_vsmmu *vsmmu, struct arm_vsmmu_batch *batch)
+{
+	uint32_t i;
+
+	for (i = 0; i < batch->n; i++)
+		arm_smmu_cmd_exec(vsmmu->smmu, batch->cmds[i]);
+	batch->n = 0;
+}
+
+int arm_vsmmu_batch_add(struct arm_vsmmu *vsmmu, struct arm_vsmmu_batch *batch,
+			const uint64_t cmd[2])
+{
+	uint64_t *slot = batch->cmds[batch->n];
+	int rc;
+
+	slot[0] = cmd[0];
+	slot[1] = cmd[1];
+	rc = arm_vsmmu_convert_cmd(vsmmu, slot);
+	if (rc)
+		return rc; /* the batch so far stays converted and unissued */
+	if (++batch->n == ARM_SMMU_CMDQ_BATCH)
+		arm_vsmmu_batch_issue(vsmmu, batch);
+	return 0;
+}
+
 int arm_vsmmu_cache_invalidate(struct arm_vsmmu *vsmmu, uint64_t (*cmds)[2], uint32_t n,
 			       uint32_t *done)
 {
-	uint32_t cur = 0, last = 0, i;
+	struct arm_vsmmu_batch batch = { .n = 0 };
+	uint32_t cur;
 	int rc = 0;
 
-	while (cur != n) {
-		rc = arm_vsmmu_convert_cmd(vsmmu, cmds[cur]);
+	for (cur = 0; cur < n; cur++) {
+		rc = arm_vsmmu_batch_add(vsmmu, &batch, cmds[cur]);
 		if (rc)
-			break; /* the batch so far was converted, never issued */
-		cur++;
-		if (cur != n && cur - last != ARM_SMMU_CMDQ_BATCH)
-			continue;
-		for (i = last; i < cur; i++)
-			arm_smmu_cmd_exec(vsmmu->smmu, cmds[i]);
-		last = cur;
+			break;
+		cmds[cur][0] = batch.cmds[(batch.n ? batch.n : ARM_SMMU_CMDQ_BATCH) - 1][0];
+		cmds[cur][1] = batch.cmds[(batch.n ? batch.n : ARM_SMMU_CMDQ_BATCH) - 1][1];
 	}
+	if (!rc)
+		arm_vsmmu_batch_issue(vsmmu, &batch);
 	*done = cur;
 	return rc;
 }

@@ -189,6 +189,9 @@ struct arm_smmu_features {
 
 #define ARM_SMMU_FEATURES_DEFAULT { .nesting = true, .httu = true, .ssid_bits = 20, .sid_bits = 16 }
 
+/* The driver's blocked domain: a master attached to it translates nothing. */
+extern struct iommu_domain arm_smmu_blocked_domain;
+
 /** arm_smmu_device_alloc() - an instance; ERR_PTR(-EINVAL) for bad features, (-ENOMEM) */
 struct arm_smmu_device *arm_smmu_device_alloc(const struct arm_smmu_features *features);
 /** arm_smmu_device_free() - the reverse; no master, domain or vSMMU may remain */
@@ -310,6 +313,20 @@ int arm_smmu_master_translate(struct arm_smmu_master *master, const struct arm_s
  */
 int arm_vsmmu_cache_invalidate(struct arm_vsmmu *vsmmu, uint64_t (*cmds)[2], uint32_t n,
 			       uint32_t *done);
+
+/*
+ * The kernel's batching of guest commands, one at a time (iommufd hands the driver one entry
+ * at a time): arm_vsmmu_batch_add() converts @cmd (-EIO as above) and issues the batch once it
+ * holds ARM_SMMU_CMDQ_BATCH; arm_vsmmu_batch_issue() issues the rest after the last entry. A
+ * conversion error leaves the batch unissued, as the kernel leaves it.
+ */
+struct arm_vsmmu_batch {
+	uint32_t n;
+	uint64_t cmds[ARM_SMMU_CMDQ_BATCH][2];
+};
+int arm_vsmmu_batch_add(struct arm_vsmmu *vsmmu, struct arm_vsmmu_batch *batch,
+			const uint64_t cmd[2]);
+void arm_vsmmu_batch_issue(struct arm_vsmmu *vsmmu, struct arm_vsmmu_batch *batch);
 
 /* TLB and CD-cache statistics (tests and benchmarks). */
 struct arm_smmu_stats {

@@ -7,7 +7,7 @@
  * stages; the guest's invalidations through the vIOMMU; the faults as ARM_SMMUV3 vEVENTs.
  *
  * The machine: smmu0 (the model, nesting on), vfio0 = 0000:00:04.0 behind it (StreamID 0x20),
- * and smmu1 with nesting off, vfio1 = 0000:00:05.0 behind it.
+ * and smmu1 with nesting, HTTU and substreams off, vfio1 = 0000:00:05.0 behind it.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -40,7 +40,8 @@
 
 static const char topology[] =
 	"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\" },\n"
-	"                { \"name\": \"smmu1\", \"driver\": \"smmuv3\", \"nesting\": false } ],\n"
+	"                { \"name\": \"smmu1\", \"driver\": \"smmuv3\", \"nesting\": false,\n"
+	"                  \"httu\": false, \"ssid_bits\": 0 } ],\n"
 	"  \"devices\": [ { \"bdf\": \"0000:00:04.0\", \"iommu\": \"smmu0\" },\n"
 	"                 { \"bdf\": \"0000:00:05.0\", \"iommu\": \"smmu1\" } ] }\n";
 
@@ -221,6 +222,8 @@ TEST(hw_info_and_allocation_errnos)
 	info.dev_id = vm.devid[1];
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_GET_HW_INFO, &info), 0);
 	ASSERT_EQ(regs.idr[0] & 3, 1);                    /* no nesting: S2P only */
+	ASSERT_EQ((regs.idr[0] >> 6) & 3, 0);             /* no HTTU */
+	ASSERT_EQ(info.out_capabilities & IOMMU_HW_CAP_DIRTY_TRACKING, 0);
 
 	ASSERT_EQ(vm_nest(&vm), 0);
 	/* NEST_PARENT must come alone; no NEST_PARENT where nesting is off. */
@@ -336,6 +339,69 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 
 	ASSERT_EQ(uiommu_dma_dev_close(dma), 0);
 	close(eq.out_veventq_fd);
+	uiommu_close(vm.vfio[0]);
+	uiommu_close(vm.vfio[1]);
+	uiommu_close(vm.fd);
+}
+
+TEST(paging_domain_dirty_tracking_and_read_only)
+{
+	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
+	struct iommu_ioas_map map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.length = 16 * PG, .iova = 1ull << 30,
+	};
+	struct iommu_hwpt_set_dirty_tracking track = {
+		.size = sizeof(track), .flags = IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
+	};
+	uint64_t bits = 0;
+	struct iommu_hwpt_get_dirty_bitmap get = {
+		.size = sizeof(get), .iova = 1ull << 30, .length = 16 * PG, .page_size = PG,
+		.data = (uintptr_t)&bits,
+	};
+	struct uiommu_dma_dev *dma;
+	uint32_t hwpt;
+	char data[8] = "dirty!!";
+	struct vm vm;
+
+	ASSERT_EQ(vm_boot(&vm), 0);
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_IOAS_ALLOC, &ioas), 0);
+	map.ioas_id = ioas.out_ioas_id;
+	map.user_va = (uintptr_t)vm.ram;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_IOAS_MAP, &map), 0);
+	/* Read-only pages 16..31: the stage-2 leaf has no write permission. */
+	map.flags &= ~IOMMU_IOAS_MAP_WRITEABLE;
+	map.iova += 16 * PG;
+	map.user_va += 16 * PG;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_IOAS_MAP, &map), 0);
+	ASSERT_EQ(hwpt_alloc(&vm, 0, map.ioas_id, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, 0, NULL, 0,
+			     &hwpt), 0);
+	/* Without HTTU: no dirty tracking. */
+	ASSERT_ERRNO(EOPNOTSUPP, hwpt_alloc(&vm, 1, map.ioas_id, IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+					    0, NULL, 0, &get.hwpt_id));
+	ASSERT_EQ(attach(&vm, 0, hwpt), 0);
+	track.hwpt_id = hwpt;
+	get.hwpt_id = hwpt;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &track), 0);
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &get), 0);
+	bits = 0;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &get), 0);
+	ASSERT_EQ(bits, 0);
+	dma = uiommu_dma_dev_open_iommufd(vm.fd, vm.devid[0]);
+	ASSERT_TRUE(dma != NULL);
+	/* A read dirties nothing; writes to pages 3 and 9 dirty exactly those (DBM). */
+	ASSERT_EQ(uiommu_dma_read(dma, 0, (1ull << 30) + 5 * PG, data, 8, 0), 8);
+	ASSERT_EQ(uiommu_dma_write(dma, 0, (1ull << 30) + 3 * PG + 8, data, 8, 0), 8);
+	ASSERT_EQ(uiommu_dma_write(dma, 0, (1ull << 30) + 9 * PG, data, 8, 0), 8);
+	ASSERT_EQ(memcmp(vm.ram + 3 * PG + 8, data, 8), 0);
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &get), 0);
+	ASSERT_EQ(bits, (1ull << 3) | (1ull << 9));
+	/* The read-only half: reads pass, writes fault. */
+	ASSERT_EQ(uiommu_dma_read(dma, 0, (1ull << 30) + 20 * PG, data, 8, 0), 8);
+	ASSERT_LT(uiommu_dma_write(dma, 0, (1ull << 30) + 20 * PG, data, 8, 0), 0);
+	ASSERT_EQ(uiommu_dma_dev_close(dma), 0);
 	uiommu_close(vm.vfio[0]);
 	uiommu_close(vm.vfio[1]);
 	uiommu_close(vm.fd);

@@ -19,12 +19,14 @@
  * vdevice_destroy. Events are reported with no lock of the model held.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "drivers/arm-smmu-v3/arm-smmu-v3.h"
 #include "drivers/arm-smmu-v3/arm-smmu-v3-iommu.h"
 #include "iommu/iommufd_driver.h"
+#include "iommu/iotlb.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -303,11 +305,24 @@ const struct iommu_ops arm_smmu_iommu_ops = {
 	.blocked_domain = &arm_smmu_blocked_domain,
 };
 
+static pthread_once_t arm_smmu_walker_once = PTHREAD_ONCE_INIT;
+static int arm_smmu_walker_err;
+
+/* The IOTLB model walks our paging domains with their permissions and dirty bits. */
+static void arm_smmu_register_walker(void)
+{
+	arm_smmu_walker_err = iotlb_register_walker(&arm_smmu_iommu_ops, arm_smmu_s2_iotlb_walk);
+}
+
 int arm_smmu_iommu_register(struct iommu_device *iommu, const struct arm_smmu_features *features)
 {
-	struct arm_smmu_device *smmu = arm_smmu_device_alloc(features);
+	struct arm_smmu_device *smmu;
 	int rc;
 
+	pthread_once(&arm_smmu_walker_once, arm_smmu_register_walker);
+	if (arm_smmu_walker_err)
+		return arm_smmu_walker_err;
+	smmu = arm_smmu_device_alloc(features);
 	if (IS_ERR(smmu))
 		return (int)PTR_ERR(smmu);
 	iommu->priv = smmu;

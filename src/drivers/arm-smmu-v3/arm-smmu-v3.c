@@ -470,6 +470,20 @@ static phys_addr_t arm_smmu_s2_dma_walk(struct iommu_domain *domain, uint64_t io
 	return leaf.phys;
 }
 
+phys_addr_t arm_smmu_s2_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int access,
+				   int *prot)
+{
+	struct arm_smmu_domain *sd = to_smmu_domain(domain);
+	struct arm_lpae_leaf leaf;
+
+	if (arm_lpae_s2_walk(&sd->pt, iova, access, &leaf))
+		return 0;
+	*prot = arm_lpae_s2_prot(&sd->pt, leaf.desc);
+	if (arm_lpae_s2_clean(leaf.desc))
+		*prot |= IOTLB_PROT_CLEAN;
+	return leaf.phys;
+}
+
 static void arm_smmu_s2_free(struct iommu_domain *domain)
 {
 	struct arm_smmu_domain *sd = to_smmu_domain(domain);

@@ -223,6 +223,12 @@ void arm_smmu_master_free(struct arm_smmu_master *master);
 struct iommu_domain *arm_smmu_domain_alloc_paging(struct arm_smmu_device *smmu, uint32_t flags,
 						  unsigned int pg_shift);
 bool arm_smmu_domain_is_s2(const struct iommu_domain *domain);
+/*
+ * The IOTLB model's walker for stage-2 domains (iotlb_walk_fn): the leaf's S2AP as IOMMU_READ |
+ * IOMMU_WRITE, | IOTLB_PROT_CLEAN for a writable-clean leaf; a write access marks it dirty.
+ */
+phys_addr_t arm_smmu_s2_iotlb_walk(struct iommu_domain *domain, uint64_t iova, int access,
+				   int *prot);
 /* The VMID of a stage-2 domain (its vSMMU tags guest TLB entries with it). */
 uint16_t arm_smmu_domain_vmid(struct iommu_domain *domain);
 

@@ -13,6 +13,8 @@
  * random tables; and fail-nth sweeps over every allocation.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1274,6 +1276,74 @@ TEST_F(nest, command_errnos_and_batches)
 	ASSERT_EQ(done, 70);
 	ASSERT_EQ(xl(self, 0x2000, ACC_R, &pa), -EFAULT);
 	free(cmds);
+}
+
+/* ---- invalidation racing translation ---------------------------------------------------- */
+
+#define RACE_PAGES 8u
+#define RACE_ROUNDS 3000u
+
+struct race {
+	FIXTURE_DATA(nest) *self;
+	uint64_t *pte[RACE_PAGES];
+	uint64_t pa[2];             /* the two pages every IOVA flips between */
+	atomic_bool stop;
+	atomic_uint bad;
+};
+
+static void *race_translator(void *arg)
+{
+	struct race *r = arg;
+	unsigned int i = 0;
+
+	while (!atomic_load(&r->stop)) {
+		uint64_t pa;
+		unsigned int p = i++ % RACE_PAGES;
+
+		if (xl(r->self, 0x100000 + p * SZ_4K + 8, i % 2 ? ACC_R : ACC_W, &pa) ||
+		    (pa != r->pa[0] + 8 && pa != r->pa[1] + 8))
+			atomic_fetch_add(&r->bad, 1);
+	}
+	return NULL;
+}
+
+/* Threads translate while the guest remaps and invalidates: every answer is one of the two
+ * mappings (never a torn entry), and after the last TLBI only the new one. */
+TEST_F(nest, invalidation_races_translation)
+{
+	struct race r = { .self = self };
+	uint64_t ipa[2] = { self->data_ipa, self->data_ipa + SZ_4K }, pa;
+	pthread_t th[2];
+	unsigned int i;
+
+	r.pa[0] = g_pa(&self->gm, ipa[0]);
+	r.pa[1] = g_pa(&self->gm, ipa[1]);
+	for (i = 0; i < RACE_PAGES; i++)
+		r.pte[i] = s1_map(&self->gm, &self->s1, 0x100000 + i * SZ_4K, ipa[0], 3, S1_LEAF);
+	for (i = 0; i < ARRAY_SIZE(th); i++)
+		ASSERT_EQ(pthread_create(&th[i], NULL, race_translator, &r), 0);
+	for (i = 0; i < RACE_ROUNDS; i++) {
+		unsigned int p = i % RACE_PAGES;
+
+		__atomic_store_n(r.pte[p], ipa[(i / RACE_PAGES) % 2] | S1_LEAF | 3, __ATOMIC_RELEASE);
+		if (i % 3 == 0)
+			cmd1(self, CMDQ_OP_TLBI_NH_VA | UINT64_C(7) << 48, 0x100000 + p * SZ_4K);
+		else if (i % 3 == 1)
+			cmd1(self, CMDQ_OP_TLBI_NH_ALL, 0);
+		else
+			cmd1(self, CMDQ_OP_CFGI_CD | (uint64_t)VSID << 32, 0);
+	}
+	atomic_store(&r.stop, true);
+	for (i = 0; i < ARRAY_SIZE(th); i++)
+		pthread_join(th[i], NULL);
+	ASSERT_EQ(atomic_load(&r.bad), 0);
+	for (i = 0; i < RACE_PAGES; i++)
+		__atomic_store_n(r.pte[i], ipa[1] | S1_LEAF | 3, __ATOMIC_RELEASE);
+	ASSERT_EQ(cmd1(self, CMDQ_OP_TLBI_NH_ALL, 0), 0);
+	for (i = 0; i < RACE_PAGES; i++) {
+		ASSERT_EQ(xl(self, 0x100000 + i * SZ_4K + 8, ACC_R, &pa), 0);
+		ASSERT_EQ(pa, r.pa[1] + 8);
+	}
 }
 
 /* ---- the walker against an independent reference ------------------------------------------ */

@@ -13,8 +13,12 @@
  * disjoint ranges that share intermediate tables, and walks:
  *  - a missing table is installed with a release compare-and-exchange from 0; the loser of a
  *    race frees its copy and descends into the winner's;
- *  - a leaf is installed with a compare-and-exchange from 0 (or from an empty table it
- *    replaces), so a mapping over a live one is -EEXIST, never a silent overwrite;
+ *  - a leaf is installed with a release store where the entry was 0 (a compare-and-exchange
+ *    where it replaces an empty table), so a mapping over a live one is -EEXIST, never a
+ *    silent overwrite; the store is not a compare-and-exchange because a range's leaves are
+ *    its caller's alone, and one locked instruction per page would cost a 256-page map most
+ *    of its time;
+ *  - a map or unmap walks once per last-level table and then runs along its entries;
  *  - tables are freed only when one call removes everything under them (an unmap at the
  *    table's own level, or a block replacing an empty table): the whole span is the caller's;
  *  - the hardware's dirty update (a write to a writable-clean leaf) is a compare-and-exchange
@@ -216,37 +220,38 @@ static uint64_t *lpae_s2_entry(struct arm_lpae_s2 *pt, uint64_t iova, unsigned i
 	}
 }
 
-static int lpae_s2_map_one(struct arm_lpae_s2 *pt, uint64_t iova, uint64_t paddr,
-			   unsigned int level, int prot)
+/* Put @leaf in *@ptep: over nothing, or over a table left empty by unmaps (freed). */
+static int lpae_s2_set_leaf(struct arm_lpae_s2 *pt, uint64_t *ptep, unsigned int level,
+			    uint64_t leaf)
 {
-	uint64_t old = 0, leaf = lpae_s2_leaf(pt, level, paddr, prot);
-	uint64_t *ptep;
-	int err = 0;
+	uint64_t old = lpae_load(ptep);
 
-	ptep = lpae_s2_entry(pt, iova, level, &err);
-	if (!ptep)
-		return err;
-	if (lpae_cmpxchg(ptep, &old, leaf))
+	if (!old) {
+		__atomic_store_n(ptep, leaf, __ATOMIC_RELEASE);
 		return 0;
-	/* A table left empty by unmaps of smaller leaves gives way to the block. */
-	if (lpae_is_table(level, old) && lpae_table_empty(pt, lpae_table_ptr(pt, old), level + 1)) {
-		uint64_t table = old;
-
-		if (lpae_cmpxchg(ptep, &old, leaf)) {
-			lpae_table_free(pt, lpae_table_ptr(pt, table), level + 1);
-			return 0;
-		}
+	}
+	if (lpae_is_table(level, old) && lpae_table_empty(pt, lpae_table_ptr(pt, old), level + 1) &&
+	    lpae_cmpxchg(ptep, &old, leaf)) {
+		lpae_table_free(pt, lpae_table_ptr(pt, old), level + 1);
+		return 0;
 	}
 	return -EEXIST;
+}
+
+/* Entries from @iova's on to the end of its table at @level. */
+static uint64_t lpae_entries_left(const struct arm_lpae_geom *geom, unsigned int level,
+				  uint64_t iova)
+{
+	return arm_lpae_level_entries(geom, level) - arm_lpae_index(geom, level, iova);
 }
 
 int arm_lpae_s2_map(struct arm_lpae_s2 *pt, uint64_t iova, uint64_t paddr, size_t pgsize,
 		    size_t pgcount, int prot, size_t *mapped)
 {
 	unsigned int level = lpae_pgsize_level(&pt->geom, pgsize);
-	uint64_t last, span;
-	size_t i;
-	int rc;
+	uint64_t last, span, leaf;
+	size_t i = 0;
+	int rc = 0;
 
 	*mapped = 0;
 	if (level > 3 || !pgcount || !IS_ALIGNED(iova, pgsize) || !IS_ALIGNED(paddr, pgsize))
@@ -256,25 +261,36 @@ int arm_lpae_s2_map(struct arm_lpae_s2 *pt, uint64_t iova, uint64_t paddr, size_
 		return -EINVAL;
 	if (check_add_overflow(iova, span - 1, &last) || last >> pt->geom.ias)
 		return -ERANGE;
-	for (i = 0; i < pgcount; i++) {
-		rc = lpae_s2_map_one(pt, iova + i * pgsize, paddr + i * pgsize, level, prot);
-		if (rc)
+	leaf = lpae_s2_leaf(pt, level, 0, prot);
+	/* One walk per table, then its consecutive entries. */
+	while (i < pgcount) {
+		uint64_t va = iova + i * pgsize, n, j;
+		uint64_t *ptep = lpae_s2_entry(pt, va, level, &rc);
+
+		if (!ptep)
 			return rc;
-		*mapped += pgsize;
+		n = lpae_entries_left(&pt->geom, level, va);
+		if (n > pgcount - i)
+			n = pgcount - i;
+		for (j = 0; j < n; j++, i++) {
+			rc = lpae_s2_set_leaf(pt, &ptep[j], level, leaf | (paddr + i * pgsize));
+			if (rc)
+				return rc;
+			*mapped += pgsize;
+		}
 	}
 	return 0;
 }
 
 size_t arm_lpae_s2_unmap(struct arm_lpae_s2 *pt, uint64_t iova, size_t pgsize, size_t pgcount)
 {
-	unsigned int target = lpae_pgsize_level(&pt->geom, pgsize);
-	size_t done = 0, i;
+	unsigned int target = lpae_pgsize_level(&pt->geom, pgsize), level;
+	size_t done = 0, i = 0;
 
 	if (target > 3 || !IS_ALIGNED(iova, pgsize))
 		return 0;
-	for (i = 0; i < pgcount; i++) {
-		uint64_t va = iova + i * pgsize, *table = pt->root, desc;
-		unsigned int level;
+	while (i < pgcount) {
+		uint64_t va = iova + i * pgsize, *table = pt->root, desc, n, j, *ptep;
 
 		if (va >> pt->geom.ias)
 			break;
@@ -284,13 +300,21 @@ size_t arm_lpae_s2_unmap(struct arm_lpae_s2 *pt, uint64_t iova, size_t pgsize, s
 				return done; /* a hole, or a larger leaf we never split */
 			table = lpae_table_ptr(pt, desc);
 		}
-		desc = __atomic_exchange_n(&table[arm_lpae_index(&pt->geom, target, va)], 0,
-					   __ATOMIC_ACQ_REL);
-		if (!desc)
-			break;
-		if (lpae_is_table(target, desc))
-			lpae_table_free(pt, lpae_table_ptr(pt, desc), target + 1);
-		done += pgsize;
+		ptep = &table[arm_lpae_index(&pt->geom, target, va)];
+		n = lpae_entries_left(&pt->geom, target, va);
+		if (n > pgcount - i)
+			n = pgcount - i;
+		for (j = 0; j < n; j++, i++) {
+			/* An exchange: a hardware dirty update racing us is not revived. */
+			desc = lpae_load(&ptep[j]);
+			if (!desc)
+				return done;
+			if (!lpae_cmpxchg(&ptep[j], &desc, 0))
+				desc = __atomic_exchange_n(&ptep[j], 0, __ATOMIC_ACQ_REL);
+			if (lpae_is_table(target, desc))
+				lpae_table_free(pt, lpae_table_ptr(pt, desc), target + 1);
+			done += pgsize;
+		}
 	}
 	return done;
 }

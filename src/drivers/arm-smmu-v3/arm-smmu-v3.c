@@ -21,21 +21,26 @@
  *    every splinter of a stage-1 block. An entry is used, once filled, whatever the guest or
  *    the host does to the tables, until a TLBI_NH_* (or TLBI_NSNH_ALL) names it, or the parent
  *    stage 2 unmaps (the host's own TLBI_S12_VMALL);
+ *  - the same TLB keeps stage-2 translations (IPA page -> PA page) met by walks, the walk
+ *    caches of an SMMU: table fetches and outputs of later walks use them. Only the parent's
+ *    own invalidation (its unmap, flush or free: the host's TLBI_S12_VMALL) drops them;
  *  - each master caches the CDs it fetched, per SubstreamID; CFGI_CD and CFGI_CD_ALL drop them,
  *    and so does an attach (the host's CFGI_STE).
  * Only guest-stage-1 translations are cached here; stage-2-only translations (paging domains,
  * vSTE bypass) walk every time, or go through the core's IOTLB model.
  *
- * Lock-free lookups. A TLB set and a CD slot are each guarded by a sequence count: writers
- * (fills, invalidations) hold the cache's mutex and make the count odd while they change the
- * entries; a reader retries while the count is odd or changed under it. A fill remembers the
- * TLB's generation from before its walk and installs nothing if an invalidation ran meanwhile
- * (its walk may have read what the invalidation was for); the walk's result is still used
- * once, as an in-flight transaction may.
+ * Lock-free lookups. A TLB set and a CD slot are each guarded by a sequence count: a writer
+ * makes the count odd while it changes the entries (a TLB set's writers take it odd with a
+ * compare-and-exchange, which is how they exclude each other; CD slots' writers hold
+ * smmu->lock); a reader retries while the count is odd or changed under it. A fill remembers
+ * the TLB's generation from before its walk and installs nothing if an invalidation ran
+ * meanwhile (its walk may have read what the invalidation was for), and gives up on a set
+ * another writer holds; the walk's result is still used once, as an in-flight transaction may.
  *
  * Locks, outermost first: smmu->lock (masters list, VMIDs, vSMMUs' vDEVICE lists, the masters'
- * attachments and CD caches' writers) -> smmu->tlb_lock (TLB writers and the generation). A
- * translation takes no lock on a hit; a miss takes each for its fill only.
+ * attachments and CD caches' writers) -> smmu->tlb_lock (serialises invalidations, which then
+ * take each set as its writer). A translation takes no lock on a TLB hit, and on a miss only
+ * smmu->lock to cache a CD it fetched.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -50,6 +55,7 @@
 #include "lib/lockdep.h"
 
 #define TLB_SETS 1024u
+#define WC_SETS 256u   /* the walk cache: stage-2 entries, after the TLB's sets */
 #define TLB_WAYS 4u
 #define CD_SLOTS 16u
 
@@ -65,11 +71,12 @@ struct tlb_entry {
 
 #define TLB_TAG_VALID ARM_SMMU_BIT(63)
 #define TLB_TAG_GLOBAL ARM_SMMU_BIT(62)
+#define TLB_TAG_S2 ARM_SMMU_BIT(61)  /* a stage-2 translation, IPA page -> PA page */
 /* allow: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per kind and privilege. */
 
 struct tlb_set {
 	atomic_uint seq;
-	unsigned int victim; /* round-robin replacement; tlb_lock */
+	unsigned int victim; /* round-robin replacement; the set's writer */
 	struct tlb_entry way[TLB_WAYS];
 };
 
@@ -86,10 +93,10 @@ struct arm_smmu_device {
 	struct uiommu_mutex lock;
 	LIST_HEAD(, arm_smmu_master) masters;
 	unsigned int next_vmid;
-	/* Protects the TLB's entries (writers) and victim; inside lock. */
+	/* Serialises invalidations (and tlb_count); inside lock. Fills take only their set. */
 	struct uiommu_mutex tlb_lock;
-	atomic_ulong tlb_gen;        /* bumped by every invalidation, under tlb_lock */
-	struct tlb_set *tlb;         /* TLB_SETS; immutable pointer */
+	atomic_ulong tlb_gen;        /* bumped by every invalidation before it touches a set */
+	struct tlb_set *tlb;         /* TLB_SETS + WC_SETS; immutable pointer */
 	atomic_ulong stat_misses, stat_cd_fetches, stat_table_fetches;
 };
 
@@ -156,9 +163,14 @@ static bool arm_smmu_domain_is_nested(const struct iommu_domain *domain)
 
 /* ---- sequence counts ------------------------------------------------------------------------ */
 
+/*
+ * Entries are read with acquire loads: the count's second read cannot move before them (on
+ * x86 and AArch64 an acquire load is a plain or LDAR load, and this needs no fence, which
+ * ThreadSanitizer cannot see).
+ */
 static uint64_t rd(const uint64_t *p)
 {
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
 static void wr(uint64_t *p, uint64_t v)
@@ -177,21 +189,19 @@ static unsigned int seq_read_begin(atomic_uint *seq)
 
 static bool seq_read_retry(atomic_uint *seq, unsigned int s)
 {
-	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(seq, memory_order_relaxed) != s;
 }
 
+/* Odd: the acquire half keeps the entry stores after it. */
 static void seq_write_begin(atomic_uint *seq)
 {
-	atomic_store_explicit(seq, atomic_load_explicit(seq, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
+	atomic_fetch_add_explicit(seq, 1, memory_order_acq_rel);
 }
 
+/* Even again: the release publishes the entries to a reader of the new count. */
 static void seq_write_end(atomic_uint *seq)
 {
-	atomic_store_explicit(seq, atomic_load_explicit(seq, memory_order_relaxed) + 1,
-			      memory_order_release);
+	atomic_fetch_add_explicit(seq, 1, memory_order_release);
 }
 
 /* ---- the instance ------------------------------------------------------------------------- */
@@ -225,7 +235,7 @@ struct arm_smmu_device *arm_smmu_device_alloc(const struct arm_smmu_features *fe
 	smmu = uiommu_zalloc(sizeof(*smmu));
 	if (!smmu)
 		return ERR_PTR(-ENOMEM);
-	smmu->tlb = uiommu_calloc(TLB_SETS, sizeof(*smmu->tlb));
+	smmu->tlb = uiommu_calloc(TLB_SETS + WC_SETS, sizeof(*smmu->tlb));
 	if (!smmu->tlb)
 		goto err_free_smmu;
 	smmu->features = *features;
@@ -362,7 +372,7 @@ int arm_smmu_master_attach(struct arm_smmu_master *master, struct iommu_domain *
 static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int kind,
 			     uint16_t asid, uint64_t start, uint64_t last);
 
-enum { TLB_INV_VMID, TLB_INV_ASID, TLB_INV_VA, TLB_INV_VAA };
+enum { TLB_INV_S12, TLB_INV_VMID, TLB_INV_ASID, TLB_INV_VA, TLB_INV_VAA };
 
 struct iommu_domain *arm_smmu_domain_alloc_paging(struct arm_smmu_device *smmu, uint32_t flags,
 						  unsigned int pg_shift)
@@ -437,7 +447,7 @@ static void arm_smmu_s2_iotlb_sync(struct iommu_domain *domain,
 		return;
 	iotlb_inv_range(domain, gather->start, gather->end - gather->start + 1);
 	if (sd->nest_parent)
-		arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_VMID, 0, 0, UINT64_MAX);
+		arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX);
 }
 
 static void arm_smmu_s2_flush_iotlb_all(struct iommu_domain *domain)
@@ -445,7 +455,7 @@ static void arm_smmu_s2_flush_iotlb_all(struct iommu_domain *domain)
 	struct arm_smmu_domain *sd = to_smmu_domain(domain);
 
 	iotlb_inv_domain(domain);
-	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_VMID, 0, 0, UINT64_MAX);
+	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX);
 }
 
 static phys_addr_t arm_smmu_s2_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
@@ -489,7 +499,7 @@ static void arm_smmu_s2_free(struct iommu_domain *domain)
 	struct arm_smmu_domain *sd = to_smmu_domain(domain);
 
 	WARN_ON(atomic_load(&sd->vsmmus));
-	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_VMID, 0, 0, UINT64_MAX);
+	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX);
 	arm_lpae_s2_destroy(&sd->pt);
 	uiommu_free(sd);
 }
@@ -714,10 +724,13 @@ void arm_smmu_nested_vste(struct iommu_domain *domain, uint64_t ste[2], bool *en
 
 /* ---- the TLB ------------------------------------------------------------------------------- */
 
-static unsigned int tlb_set_index(uint16_t vmid, uint64_t page)
+/* Stage-2 entries have sets of their own, so that a thrashing TLB keeps its walks cheap. */
+static unsigned int tlb_set_index(uint16_t vmid, uint64_t page, uint64_t tag)
 {
 	uint64_t h = (page ^ ((uint64_t)vmid << 20)) * UINT64_C(0x9e3779b97f4a7c15);
 
+	if (tag & TLB_TAG_S2)
+		return TLB_SETS + ((unsigned int)(h >> 54) & (WC_SETS - 1));
 	return (unsigned int)(h >> 54) & (TLB_SETS - 1);
 }
 
@@ -728,13 +741,12 @@ static uint64_t tlb_allow_bit(unsigned int access)
 	return (uint64_t)kind << (access & ARM_SMMU_ACC_PRIV ? 3 : 0);
 }
 
-static bool arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
-				uint64_t iova, unsigned int access, uint64_t *phys)
+/* A hit of @tag (or @gtag, 0: none) for @page allowing @want; the entry's allow bits out. */
+static bool arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t tag,
+			      uint64_t gtag, uint64_t page, uint64_t want, uint64_t *phys,
+			      uint64_t *allow)
 {
-	uint64_t page = iova >> 12, want = tlb_allow_bit(access);
-	uint64_t tag = TLB_TAG_VALID | (uint64_t)vmid << 32 | asid;
-	uint64_t gtag = TLB_TAG_VALID | TLB_TAG_GLOBAL | (uint64_t)vmid << 32;
-	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, page)];
+	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, page, tag)];
 	unsigned int s, w;
 	bool hit;
 
@@ -745,10 +757,11 @@ static bool arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uin
 			struct tlb_entry *e = &set->way[w];
 			uint64_t t = rd(&e->tag);
 
-			if ((t != tag && t != gtag) || rd(&e->page) != page ||
+			if ((t != tag && (!gtag || t != gtag)) || rd(&e->page) != page ||
 			    (rd(&e->allow) & want) != want)
 				continue;
-			*phys = rd(&e->phys) | (iova & 0xfff);
+			*phys = rd(&e->phys);
+			*allow = rd(&e->allow);
 			hit = true;
 			break;
 		}
@@ -756,66 +769,112 @@ static bool arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uin
 	return hit;
 }
 
+static bool arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
+				uint64_t iova, unsigned int access, uint64_t *phys)
+{
+	uint64_t allow;
+
+	if (!arm_smmu_tlb_find(smmu, vmid, TLB_TAG_VALID | (uint64_t)vmid << 32 | asid,
+			       TLB_TAG_VALID | TLB_TAG_GLOBAL | (uint64_t)vmid << 32, iova >> 12,
+			       tlb_allow_bit(access), phys, &allow))
+		return false;
+	*phys |= iova & 0xfff;
+	return true;
+}
+
+/* A set's writers exclude each other by making its count odd; readers wait for even. */
+static bool tlb_set_trylock(struct tlb_set *set)
+{
+	unsigned int s = atomic_load_explicit(&set->seq, memory_order_relaxed);
+
+	return !(s & 1) && atomic_compare_exchange_strong_explicit(&set->seq, &s, s + 1,
+								    memory_order_acq_rel,
+								    memory_order_relaxed);
+}
+
+static void tlb_set_lock(struct tlb_set *set)
+{
+	while (!tlb_set_trylock(set))
+		;
+}
+
+static void tlb_set_unlock(struct tlb_set *set)
+{
+	seq_write_end(&set->seq);
+}
+
+/*
+ * Lock-free fill: a busy set is skipped (a cache may always decline), and so is a fill whose
+ * walk an invalidation overtook (@gen is the generation read before the walk).
+ */
 static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
 			      const struct tlb_entry *entry, uint16_t vmid)
 {
-	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, entry->page)];
+	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, entry->page, entry->tag)];
 	struct tlb_entry *e = NULL;
 	unsigned int w;
 
-	uiommu_mutex_lock(&smmu->tlb_lock);
-	if (atomic_load_explicit(&smmu->tlb_gen, memory_order_relaxed) != gen)
-		goto out_unlock; /* an invalidation ran during the walk */
+	if (!tlb_set_trylock(set))
+		return;
+	if (atomic_load_explicit(&smmu->tlb_gen, memory_order_seq_cst) != gen)
+		goto out_unlock;
 	for (w = 0; w < TLB_WAYS && !e; w++)
-		if (set->way[w].tag == entry->tag && set->way[w].page == entry->page)
+		if (rd(&set->way[w].tag) == entry->tag && rd(&set->way[w].page) == entry->page)
 			e = &set->way[w]; /* refresh (more permissions, or a newer walk) */
 	for (w = 0; w < TLB_WAYS && !e; w++)
-		if (!set->way[w].tag)
+		if (!rd(&set->way[w].tag))
 			e = &set->way[w];
 	if (!e) {
 		e = &set->way[set->victim];
 		set->victim = (set->victim + 1) % TLB_WAYS;
 	}
-	seq_write_begin(&set->seq);
 	wr(&e->tag, entry->tag);
 	wr(&e->page, entry->page);
 	wr(&e->phys, entry->phys);
 	wr(&e->s1_base, entry->s1_base);
 	wr(&e->s1_size, entry->s1_size);
 	wr(&e->allow, entry->allow);
-	seq_write_end(&set->seq);
 out_unlock:
-	uiommu_mutex_unlock(&smmu->tlb_lock);
+	tlb_set_unlock(set);
 }
 
-/* Drop the entries of @vmid that @kind selects; VA kinds by the stage-1 leaf's span. */
+/*
+ * Drop the entries of @vmid that @kind selects: TLB_INV_S12 everything, the others stage-1
+ * (combined) entries only, VA kinds by the stage-1 leaf's span.
+ */
 static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int kind,
 			     uint16_t asid, uint64_t start, uint64_t last)
 {
 	unsigned int i, w;
 
 	uiommu_mutex_lock(&smmu->tlb_lock);
-	atomic_fetch_add_explicit(&smmu->tlb_gen, 1, memory_order_relaxed);
-	for (i = 0; i < TLB_SETS; i++) {
+	/* Before any set is touched: a fill that read the old value gives up. */
+	atomic_fetch_add_explicit(&smmu->tlb_gen, 1, memory_order_seq_cst);
+	for (i = 0; i < TLB_SETS + WC_SETS; i++) {
 		struct tlb_set *set = &smmu->tlb[i];
 
+		if (i >= TLB_SETS && kind != TLB_INV_S12)
+			break; /* stage-1 commands never reach the walk cache */
+		tlb_set_lock(set);
 		for (w = 0; w < TLB_WAYS; w++) {
 			struct tlb_entry *e = &set->way[w];
-			bool global = e->tag & TLB_TAG_GLOBAL;
+			uint64_t tag = rd(&e->tag);
+			bool global = tag & TLB_TAG_GLOBAL;
 
-			if (!e->tag || (uint16_t)(e->tag >> 32) != vmid)
+			if (!tag || (uint16_t)(tag >> 32) != vmid)
 				continue;
-			if (kind == TLB_INV_ASID && (global || (uint16_t)e->tag != asid))
+			if (kind != TLB_INV_S12 && (tag & TLB_TAG_S2))
 				continue;
-			if (kind == TLB_INV_VA && !global && (uint16_t)e->tag != asid)
+			if (kind == TLB_INV_ASID && (global || (uint16_t)tag != asid))
+				continue;
+			if (kind == TLB_INV_VA && !global && (uint16_t)tag != asid)
 				continue;
 			if ((kind == TLB_INV_VA || kind == TLB_INV_VAA) &&
-			    (e->s1_base > last || e->s1_base + e->s1_size - 1 < start))
+			    (rd(&e->s1_base) > last || rd(&e->s1_base) + rd(&e->s1_size) - 1 < start))
 				continue;
-			seq_write_begin(&set->seq);
 			wr(&e->tag, 0);
-			seq_write_end(&set->seq);
 		}
+		tlb_set_unlock(set);
 	}
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 }
@@ -827,7 +886,8 @@ unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
 	uiommu_mutex_lock(&smmu->tlb_lock);
 	for (i = 0; i < TLB_SETS; i++)
 		for (w = 0; w < TLB_WAYS; w++)
-			if (smmu->tlb[i].way[w].tag && (uint16_t)(smmu->tlb[i].way[w].tag >> 32) == vmid)
+			if (rd(&smmu->tlb[i].way[w].tag) &&
+			    (uint16_t)(rd(&smmu->tlb[i].way[w].tag) >> 32) == vmid)
 				n++;
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 	return n;
@@ -854,22 +914,45 @@ static int xlate_fault(struct xlate *x, uint32_t id, bool s2, unsigned int class
 	return -EFAULT;
 }
 
-/* Stage 2 of the walk: @ipa for @access, PA out. A failure is the host's fault. */
+/*
+ * Stage 2 of the walk: @ipa for @access, PA out, and the leaf's usable IOMMU_READ |
+ * IOMMU_WRITE (a writable-clean leaf is not writable until a write walks it). The TLB keeps
+ * these too (TLB_TAG_S2), as an SMMU's walk caches do, until the parent changes. A failure is
+ * the host's fault.
+ */
 static int xlate_s2(struct xlate *x, uint64_t ipa, int access, unsigned int class,
 		    uint64_t *pa, int *prot)
 {
+	struct arm_smmu_device *smmu = x->master->smmu;
 	struct arm_lpae_s2 *pt = &x->vsmmu->s2->pt;
+	uint16_t vmid = x->vsmmu->vmid;
+	uint64_t tag = TLB_TAG_VALID | TLB_TAG_S2 | (uint64_t)vmid << 32, allow;
+	struct tlb_entry entry;
 	struct arm_lpae_leaf leaf;
+	unsigned long gen;
 	int p;
 
+	if (arm_smmu_tlb_find(smmu, vmid, tag, 0, ipa >> 12, (uint64_t)access, pa, &allow)) {
+		*pa |= ipa & 0xfff;
+		if (prot)
+			*prot = (int)allow;
+		return 0;
+	}
+	gen = atomic_load_explicit(&smmu->tlb_gen, memory_order_seq_cst);
 	if (arm_lpae_s2_walk(pt, ipa, access, &leaf))
 		return xlate_fault(x, EVT_ID_F_TRANSLATION, true, class);
 	p = arm_lpae_s2_prot(pt, leaf.desc);
 	if ((access & p) != access)
 		return xlate_fault(x, EVT_ID_F_PERMISSION, true, class);
+	p &= arm_lpae_s2_clean(leaf.desc) ? ~IOMMU_WRITE : ~0;
 	*pa = leaf.phys;
 	if (prot)
-		*prot = p & (arm_lpae_s2_clean(leaf.desc) ? ~IOMMU_WRITE : ~0);
+		*prot = p;
+	entry = (struct tlb_entry){
+		.tag = tag, .page = ipa >> 12, .phys = leaf.phys & ~UINT64_C(0xfff),
+		.allow = (uint64_t)p,
+	};
+	arm_smmu_tlb_fill(smmu, gen, &entry, vmid);
 	return 0;
 }
 

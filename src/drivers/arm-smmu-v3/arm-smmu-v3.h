@@ -341,7 +341,7 @@ struct arm_smmu_stats {
 	uint64_t table_fetches; /* stage-1 descriptors read */
 };
 void arm_smmu_stats(struct arm_smmu_device *smmu, struct arm_smmu_stats *stats);
-/* Valid TLB entries of @vmid (a racy snapshot, tests). */
+/* Valid stage-1 (combined) TLB entries of @vmid, not the walk cache's (a snapshot, tests). */
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid);
 
 #endif

@@ -305,12 +305,14 @@ size_t arm_lpae_s2_unmap(struct arm_lpae_s2 *pt, uint64_t iova, size_t pgsize, s
 		if (n > pgcount - i)
 			n = pgcount - i;
 		for (j = 0; j < n; j++, i++) {
-			/* An exchange: a hardware dirty update racing us is not revived. */
+			/*
+			 * A plain store: a hardware dirty update racing it either lands first
+			 * and is overwritten, or finds 0 and fails; tables never change under us.
+			 */
 			desc = lpae_load(&ptep[j]);
 			if (!desc)
 				return done;
-			if (!lpae_cmpxchg(&ptep[j], &desc, 0))
-				desc = __atomic_exchange_n(&ptep[j], 0, __ATOMIC_ACQ_REL);
+			__atomic_store_n(&ptep[j], 0, __ATOMIC_RELEASE);
 			if (lpae_is_table(target, desc))
 				lpae_table_free(pt, lpae_table_ptr(pt, desc), target + 1);
 			done += pgsize;

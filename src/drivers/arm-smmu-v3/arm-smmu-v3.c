@@ -59,7 +59,7 @@
 #define TLB_WAYS 4u
 #define CD_SLOTS 16u
 
-/* A TLB entry; every field is read with relaxed atomics under its set's sequence count. */
+/* A TLB entry, as a walk makes it (the sets store its fields by column). */
 struct tlb_entry {
 	uint64_t tag;        /* TLB_TAG_VALID | vmid << 32 | asid, or | TLB_TAG_GLOBAL */
 	uint64_t page;       /* input page number */
@@ -74,11 +74,16 @@ struct tlb_entry {
 #define TLB_TAG_S2 ARM_SMMU_BIT(61)  /* a stage-2 translation, IPA page -> PA page */
 /* allow: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per kind and privilege. */
 
+/*
+ * A set, by column: a lookup compares the ways' tags and pages on the set's first cache line
+ * and reads one way's allow and phys. Every field is read with atomics under @seq.
+ */
 struct tlb_set {
 	atomic_uint seq;
 	unsigned int victim; /* round-robin replacement; the set's writer */
-	struct tlb_entry way[TLB_WAYS];
-};
+	uint64_t tag[TLB_WAYS], page[TLB_WAYS], allow[TLB_WAYS], phys[TLB_WAYS];
+	uint64_t s1_base[TLB_WAYS], s1_size[TLB_WAYS];
+} __attribute__((aligned(64)));
 
 struct cd_slot {
 	atomic_uint seq;
@@ -235,7 +240,7 @@ struct arm_smmu_device *arm_smmu_device_alloc(const struct arm_smmu_features *fe
 	smmu = uiommu_zalloc(sizeof(*smmu));
 	if (!smmu)
 		return ERR_PTR(-ENOMEM);
-	smmu->tlb = uiommu_calloc(TLB_SETS + WC_SETS, sizeof(*smmu->tlb));
+	smmu->tlb = uiommu_zalloc_aligned(64, (TLB_SETS + WC_SETS) * sizeof(*smmu->tlb));
 	if (!smmu->tlb)
 		goto err_free_smmu;
 	smmu->features = *features;
@@ -754,14 +759,13 @@ static bool arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint6
 		s = seq_read_begin(&set->seq);
 		hit = false;
 		for (w = 0; w < TLB_WAYS; w++) {
-			struct tlb_entry *e = &set->way[w];
-			uint64_t t = rd(&e->tag);
+			uint64_t t = rd(&set->tag[w]);
 
-			if ((t != tag && (!gtag || t != gtag)) || rd(&e->page) != page ||
-			    (rd(&e->allow) & want) != want)
+			if ((t != tag && (!gtag || t != gtag)) || rd(&set->page[w]) != page ||
+			    (rd(&set->allow[w]) & want) != want)
 				continue;
-			*phys = rd(&e->phys);
-			*allow = rd(&e->allow);
+			*phys = rd(&set->phys[w]);
+			*allow = rd(&set->allow[w]);
 			hit = true;
 			break;
 		}
@@ -811,29 +815,28 @@ static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
 			      const struct tlb_entry *entry, uint16_t vmid)
 {
 	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, entry->page, entry->tag)];
-	struct tlb_entry *e = NULL;
-	unsigned int w;
+	unsigned int w, e = TLB_WAYS;
 
 	if (!tlb_set_trylock(set))
 		return;
 	if (atomic_load_explicit(&smmu->tlb_gen, memory_order_seq_cst) != gen)
 		goto out_unlock;
-	for (w = 0; w < TLB_WAYS && !e; w++)
-		if (rd(&set->way[w].tag) == entry->tag && rd(&set->way[w].page) == entry->page)
-			e = &set->way[w]; /* refresh (more permissions, or a newer walk) */
-	for (w = 0; w < TLB_WAYS && !e; w++)
-		if (!rd(&set->way[w].tag))
-			e = &set->way[w];
-	if (!e) {
-		e = &set->way[set->victim];
+	for (w = 0; w < TLB_WAYS && e == TLB_WAYS; w++)
+		if (rd(&set->tag[w]) == entry->tag && rd(&set->page[w]) == entry->page)
+			e = w; /* refresh (more permissions, or a newer walk) */
+	for (w = 0; w < TLB_WAYS && e == TLB_WAYS; w++)
+		if (!rd(&set->tag[w]))
+			e = w;
+	if (e == TLB_WAYS) {
+		e = set->victim;
 		set->victim = (set->victim + 1) % TLB_WAYS;
 	}
-	wr(&e->tag, entry->tag);
-	wr(&e->page, entry->page);
-	wr(&e->phys, entry->phys);
-	wr(&e->s1_base, entry->s1_base);
-	wr(&e->s1_size, entry->s1_size);
-	wr(&e->allow, entry->allow);
+	wr(&set->tag[e], entry->tag);
+	wr(&set->page[e], entry->page);
+	wr(&set->phys[e], entry->phys);
+	wr(&set->s1_base[e], entry->s1_base);
+	wr(&set->s1_size[e], entry->s1_size);
+	wr(&set->allow[e], entry->allow);
 out_unlock:
 	tlb_set_unlock(set);
 }
@@ -857,8 +860,7 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 			break; /* stage-1 commands never reach the walk cache */
 		tlb_set_lock(set);
 		for (w = 0; w < TLB_WAYS; w++) {
-			struct tlb_entry *e = &set->way[w];
-			uint64_t tag = rd(&e->tag);
+			uint64_t tag = rd(&set->tag[w]);
 			bool global = tag & TLB_TAG_GLOBAL;
 
 			if (!tag || (uint16_t)(tag >> 32) != vmid)
@@ -870,9 +872,10 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 			if (kind == TLB_INV_VA && !global && (uint16_t)tag != asid)
 				continue;
 			if ((kind == TLB_INV_VA || kind == TLB_INV_VAA) &&
-			    (rd(&e->s1_base) > last || rd(&e->s1_base) + rd(&e->s1_size) - 1 < start))
+			    (rd(&set->s1_base[w]) > last ||
+			     rd(&set->s1_base[w]) + rd(&set->s1_size[w]) - 1 < start))
 				continue;
-			wr(&e->tag, 0);
+			wr(&set->tag[w], 0);
 		}
 		tlb_set_unlock(set);
 	}
@@ -886,8 +889,8 @@ unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
 	uiommu_mutex_lock(&smmu->tlb_lock);
 	for (i = 0; i < TLB_SETS; i++)
 		for (w = 0; w < TLB_WAYS; w++)
-			if (rd(&smmu->tlb[i].way[w].tag) &&
-			    (uint16_t)(rd(&smmu->tlb[i].way[w].tag) >> 32) == vmid)
+			if (rd(&smmu->tlb[i].tag[w]) && !(rd(&smmu->tlb[i].tag[w]) & TLB_TAG_S2) &&
+			    (uint16_t)(rd(&smmu->tlb[i].tag[w]) >> 32) == vmid)
 				n++;
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 	return n;

@@ -1080,9 +1080,17 @@ TEST_F(nest, tlb_stale_until_the_matching_command)
 	struct guest *gm = &self->gm;
 	uint64_t pa, *leaf, old = (uint64_t)(uintptr_t)self->data, new = old + SZ_4K, cur;
 
+	struct arm_smmu_stats st0, st;
+
 	leaf = s1_map(gm, &self->s1, 0x7000, self->data_ipa, 3, S1_LEAF);
+	arm_smmu_stats(self->smmu, &st0);
 	ASSERT_EQ(xl(self, 0x7000, ACC_R, &pa), 0);
 	ASSERT_EQ(pa, old);
+	/* One walk (and one CD fetch), then hits. */
+	ASSERT_EQ(xl(self, 0x7008, ACC_W, &pa), 0);
+	arm_smmu_stats(self->smmu, &st);
+	ASSERT_EQ(st.tlb_misses, st0.tlb_misses + 1);
+	ASSERT_EQ(st.cd_fetches, st0.cd_fetches + 1);
 	/* The guest remaps without invalidating: the TLB still translates the old way. */
 	*leaf = (self->data_ipa + SZ_4K) | S1_LEAF | 3;
 	ASSERT_EQ(xl(self, 0x7000, ACC_R, &pa), 0);
@@ -1168,6 +1176,7 @@ TEST_F(nest, cd_cache_until_cfgi)
 {
 	struct guest *gm = &self->gm;
 	uint64_t pa, *cd = g_ptr(gm, self->cd_ipa);
+	struct arm_smmu_stats st0, st;
 	struct s1 other;
 
 	s1_map(gm, &self->s1, 0x1000, self->data_ipa, 3, S1_LEAF);
@@ -1179,8 +1188,11 @@ TEST_F(nest, cd_cache_until_cfgi)
 	ASSERT_EQ(xl(self, 0x2000, ACC_R, &pa), -EFAULT);
 	ASSERT_EQ(cmd1(self, CMDQ_OP_CFGI_CD | (uint64_t)VSID << 32 | UINT64_C(1) << 12, 0), 0);
 	ASSERT_EQ(xl(self, 0x2000, ACC_R, &pa), -EFAULT);
+	arm_smmu_stats(self->smmu, &st0);
 	ASSERT_EQ(cmd1(self, CMDQ_OP_CFGI_CD | (uint64_t)VSID << 32, CMDQ_TLBI_1_LEAF), 0);
 	ASSERT_EQ(xl(self, 0x2000, ACC_R, &pa), 0);
+	arm_smmu_stats(self->smmu, &st);
+	ASSERT_EQ(st.cd_fetches, st0.cd_fetches + 1);
 	ASSERT_EQ(pa, (uint64_t)(uintptr_t)self->data + SZ_4K);
 	/* The TLB entry of ASID 7 still serves if the CD goes back (no TLBI was issued). */
 	cd_write(cd, &self->s1, 7, 0);

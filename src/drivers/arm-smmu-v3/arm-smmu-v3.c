@@ -75,15 +75,22 @@ struct tlb_entry {
 /* allow: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per kind and privilege. */
 
 /*
- * A set, by column: a lookup compares the ways' tags and pages on the set's first cache line
- * and reads one way's allow and phys. Every field is read with atomics under @seq.
+ * A set, by column, in two cache lines: a lookup compares the ways' tags and pages on the
+ * first and reads the count and one way's output on the second (the output page with the
+ * allow bits in its low 12). What only invalidations read, the stage-1 spans, lives apart
+ * (struct tlb_span). Every field is read with atomics under @seq.
  */
 struct tlb_set {
+	uint64_t tag[TLB_WAYS], page[TLB_WAYS];
 	atomic_uint seq;
 	unsigned int victim; /* round-robin replacement; the set's writer */
-	uint64_t tag[TLB_WAYS], page[TLB_WAYS], allow[TLB_WAYS], phys[TLB_WAYS];
+	uint64_t out[TLB_WAYS];
+} __attribute__((aligned(128)));
+
+/* The stage-1 leaf spans of a set's ways (VA invalidations); under the set's count. */
+struct tlb_span {
 	uint64_t s1_base[TLB_WAYS], s1_size[TLB_WAYS];
-} __attribute__((aligned(64)));
+};
 
 struct cd_slot {
 	atomic_uint seq;
@@ -102,7 +109,8 @@ struct arm_smmu_device {
 	struct uiommu_mutex tlb_lock;
 	atomic_ulong tlb_gen;        /* bumped by every invalidation before it touches a set */
 	struct tlb_set *tlb;         /* TLB_SETS + WC_SETS; immutable pointer */
-	atomic_ulong stat_misses, stat_cd_fetches, stat_table_fetches;
+	struct tlb_span *spans;      /* one per set of tlb */
+	atomic_ulong stat_misses, stat_cd_fetches;   /* arm_smmu_stats() */
 };
 
 struct arm_smmu_master {
@@ -240,9 +248,12 @@ struct arm_smmu_device *arm_smmu_device_alloc(const struct arm_smmu_features *fe
 	smmu = uiommu_zalloc(sizeof(*smmu));
 	if (!smmu)
 		return ERR_PTR(-ENOMEM);
-	smmu->tlb = uiommu_zalloc_aligned(64, (TLB_SETS + WC_SETS) * sizeof(*smmu->tlb));
+	smmu->tlb = uiommu_zalloc_aligned(128, (TLB_SETS + WC_SETS) * sizeof(*smmu->tlb));
 	if (!smmu->tlb)
 		goto err_free_smmu;
+	smmu->spans = uiommu_calloc(TLB_SETS + WC_SETS, sizeof(*smmu->spans));
+	if (!smmu->spans)
+		goto err_free_tlb;
 	smmu->features = *features;
 	uiommu_mutex_init(&smmu->lock);
 	uiommu_mutex_init(&smmu->tlb_lock);
@@ -251,6 +262,8 @@ struct arm_smmu_device *arm_smmu_device_alloc(const struct arm_smmu_features *fe
 	arm_smmu_build_idrs(smmu);
 	return smmu;
 
+err_free_tlb:
+	uiommu_free(smmu->tlb);
 err_free_smmu:
 	uiommu_free(smmu);
 	return ERR_PTR(-ENOMEM);
@@ -263,6 +276,7 @@ void arm_smmu_device_free(struct arm_smmu_device *smmu)
 	WARN_ON(!LIST_EMPTY(&smmu->masters));
 	uiommu_mutex_destroy(&smmu->tlb_lock);
 	uiommu_mutex_destroy(&smmu->lock);
+	uiommu_free(smmu->spans);
 	uiommu_free(smmu->tlb);
 	uiommu_free(smmu);
 }
@@ -276,7 +290,6 @@ void arm_smmu_stats(struct arm_smmu_device *smmu, struct arm_smmu_stats *stats)
 {
 	stats->tlb_misses = atomic_load(&smmu->stat_misses);
 	stats->cd_fetches = atomic_load(&smmu->stat_cd_fetches);
-	stats->table_fetches = atomic_load(&smmu->stat_table_fetches);
 }
 
 /* ---- masters ------------------------------------------------------------------------------ */
@@ -761,11 +774,15 @@ static bool arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint6
 		for (w = 0; w < TLB_WAYS; w++) {
 			uint64_t t = rd(&set->tag[w]);
 
-			if ((t != tag && (!gtag || t != gtag)) || rd(&set->page[w]) != page ||
-			    (rd(&set->allow[w]) & want) != want)
+			uint64_t out;
+
+			if ((t != tag && (!gtag || t != gtag)) || rd(&set->page[w]) != page)
 				continue;
-			*phys = rd(&set->phys[w]);
-			*allow = rd(&set->allow[w]);
+			out = rd(&set->out[w]);
+			if ((out & want) != want)
+				continue;
+			*phys = out & ~UINT64_C(0xfff);
+			*allow = out & 0xfff;
 			hit = true;
 			break;
 		}
@@ -814,7 +831,9 @@ static void tlb_set_unlock(struct tlb_set *set)
 static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
 			      const struct tlb_entry *entry, uint16_t vmid)
 {
-	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, entry->page, entry->tag)];
+	unsigned int idx = tlb_set_index(vmid, entry->page, entry->tag);
+	struct tlb_set *set = &smmu->tlb[idx];
+	struct tlb_span *span = &smmu->spans[idx];
 	unsigned int w, e = TLB_WAYS;
 
 	if (!tlb_set_trylock(set))
@@ -833,10 +852,9 @@ static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
 	}
 	wr(&set->tag[e], entry->tag);
 	wr(&set->page[e], entry->page);
-	wr(&set->phys[e], entry->phys);
-	wr(&set->s1_base[e], entry->s1_base);
-	wr(&set->s1_size[e], entry->s1_size);
-	wr(&set->allow[e], entry->allow);
+	wr(&set->out[e], entry->phys | entry->allow);
+	wr(&span->s1_base[e], entry->s1_base);
+	wr(&span->s1_size[e], entry->s1_size);
 out_unlock:
 	tlb_set_unlock(set);
 }
@@ -855,6 +873,7 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 	atomic_fetch_add_explicit(&smmu->tlb_gen, 1, memory_order_seq_cst);
 	for (i = 0; i < TLB_SETS + WC_SETS; i++) {
 		struct tlb_set *set = &smmu->tlb[i];
+		struct tlb_span *span = &smmu->spans[i];
 
 		if (i >= TLB_SETS && kind != TLB_INV_S12)
 			break; /* stage-1 commands never reach the walk cache */
@@ -872,14 +891,20 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 			if (kind == TLB_INV_VA && !global && (uint16_t)tag != asid)
 				continue;
 			if ((kind == TLB_INV_VA || kind == TLB_INV_VAA) &&
-			    (rd(&set->s1_base[w]) > last ||
-			     rd(&set->s1_base[w]) + rd(&set->s1_size[w]) - 1 < start))
+			    (rd(&span->s1_base[w]) > last ||
+			     rd(&span->s1_base[w]) + rd(&span->s1_size[w]) - 1 < start))
 				continue;
 			wr(&set->tag[w], 0);
 		}
 		tlb_set_unlock(set);
 	}
 	uiommu_mutex_unlock(&smmu->tlb_lock);
+}
+
+bool arm_smmu_tlb_probe(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
+			uint64_t iova, unsigned int access, uint64_t *phys)
+{
+	return arm_smmu_tlb_lookup(smmu, vmid, asid, iova, access, phys);
 }
 
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
@@ -1106,7 +1131,6 @@ static bool s1_allows(uint64_t desc, uint64_t tbl, bool wxn, bool hd, unsigned i
 static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 {
 	const struct arm_smmu_txn *txn = x->txn;
-	struct arm_smmu_device *smmu = x->master->smmu;
 	unsigned int access = txn->access, level, ips;
 	bool write = access & ARM_SMMU_ACC_WRITE, hd, ha;
 	uint64_t iova = txn->iova, table, desc, tbl = 0, *where, oa, size, pa;
@@ -1124,7 +1148,6 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 
 	table = x->cd[1] & CD1_TTB0_MASK & ~(uint64_t)(arm_lpae_root_size(&geom) - 1);
 	for (level = geom.start;; level++) {
-		atomic_fetch_add_explicit(&smmu->stat_table_fetches, 1, memory_order_relaxed);
 		rc = xlate_read(x, table + 8 * arm_lpae_index(&geom, level, iova), EVT_CLASS_TT,
 				&desc, &where);
 		if (rc)

@@ -338,9 +338,11 @@ void arm_vsmmu_batch_issue(struct arm_vsmmu *vsmmu, struct arm_vsmmu_batch *batc
 struct arm_smmu_stats {
 	uint64_t tlb_misses;   /* walks (hits are not counted: the hit path stores nothing) */
 	uint64_t cd_fetches;   /* CDs read from guest memory */
-	uint64_t table_fetches; /* stage-1 descriptors read */
 };
 void arm_smmu_stats(struct arm_smmu_device *smmu, struct arm_smmu_stats *stats);
+/* The TLB's hit path alone, for (@vmid, @asid, @iova) (benchmarks): true on a hit. */
+bool arm_smmu_tlb_probe(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
+			uint64_t iova, unsigned int access, uint64_t *phys);
 /* Valid stage-1 (combined) TLB entries of @vmid, not the walk cache's (a snapshot, tests). */
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid);
 

@@ -338,7 +338,7 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	ASSERT_EQ(memcmp(gva(&vm, page_b), data, 8), 0);
 
 	ASSERT_EQ(uiommu_dma_dev_close(dma), 0);
-	close(eq.out_veventq_fd);
+	uiommu_close(eq.out_veventq_fd);
 	uiommu_close(vm.vfio[0]);
 	uiommu_close(vm.vfio[1]);
 	uiommu_close(vm.fd);
@@ -405,6 +405,89 @@ TEST(paging_domain_dirty_tracking_and_read_only)
 	uiommu_close(vm.vfio[0]);
 	uiommu_close(vm.vfio[1]);
 	uiommu_close(vm.fd);
+}
+
+static void vm_shutdown(struct vm *vm)
+{
+	uiommu_close(vm->vfio[0]);
+	uiommu_close(vm->vfio[1]);
+	uiommu_close(vm->fd);
+	munmap(vm->ram, GUEST_SIZE);
+}
+
+/* The whole nesting sequence, a DMA and an invalidation: 0 or the first errno. */
+static int vm_nest_and_use(struct vm *vm)
+{
+	uint64_t cmds[1][2] = { { OP_CFGI_CD | (uint64_t)VSID << 32, 0 } };
+	struct iommu_veventq_alloc eq = {
+		.size = sizeof(eq), .type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, .veventq_depth = 4,
+	};
+	struct uiommu_dma_dev *dma;
+	uint32_t nested, done;
+	char byte = 1;
+
+	if (vm_nest(vm))
+		return errno;
+	eq.viommu_id = vm->viommu;
+	if (uiommu_ioctl(vm->fd, IOMMU_VEVENTQ_ALLOC, &eq))
+		return errno;
+	uiommu_close(eq.out_veventq_fd);
+	guest_map(vm, 0x10000, guest_page(vm));
+	if (nested_alloc(vm, STE0_V | STE0_CFG_S1 | vm->cd, 0, &nested) || attach(vm, 0, nested) ||
+	    invalidate(vm, vm->viommu, (const uint64_t (*)[2])cmds, 1, &done))
+		return errno;
+	dma = uiommu_dma_dev_open_iommufd(vm->fd, vm->devid[0]);
+	if (!dma)
+		return errno;
+	if (uiommu_dma_write(dma, 0, 0x10000, &byte, 1, 0) != 1) {
+		uiommu_dma_dev_close(dma);
+		return EIO;
+	}
+	return uiommu_dma_dev_close(dma) ? errno : 0;
+}
+
+/*
+ * Fail each fallible step of the sequence in turn (the driver's vIOMMU, vDEVICE, nested domain
+ * and invalidation batch among them): each failure is an errno of its step and, once
+ * everything is closed, leaves no allocation and no object behind.
+ */
+TEST(fail_nth_nesting)
+{
+	struct uiommu_stats base, now;
+	unsigned long nth;
+	struct vm vm;
+	int rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_EQ(vm_boot(&vm), 0);
+	ASSERT_EQ(vm_nest_and_use(&vm), 0);
+	vm_shutdown(&vm);
+	ASSERT_EQ(uiommu_stats_get(&base), 0);
+	for (nth = 1; nth < 400; nth++) {
+		ASSERT_EQ(vm_boot(&vm), 0);
+		uiommu_fail_nth_arm(nth);
+		rc = vm_nest_and_use(&vm);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(rc, 0);
+			vm_shutdown(&vm);
+			break;
+		}
+		/* ENOMEM, or what a failed internal step shows as: a user copy (EFAULT), a lookup
+		 * that found nothing (ENOENT), the vEVENTQ's fd (EMFILE). */
+		if (rc != ENOMEM && rc != ENOENT && rc != EFAULT && rc != EMFILE)
+			printf("# nth %lu: errno %d\n", nth, rc);
+		ASSERT_TRUE(rc == ENOMEM || rc == ENOENT || rc == EFAULT || rc == EMFILE);
+		vm_shutdown(&vm);
+		ASSERT_EQ(uiommu_stats_get(&now), 0);
+		if (now.allocations != base.allocations)
+			printf("# nth %lu: rc %d leaks %ld\n", nth, rc, now.allocations - base.allocations);
+		ASSERT_EQ(now.allocations, base.allocations);
+		ASSERT_EQ(now.objects, base.objects);
+	}
+	printf("# %lu fallible steps, each failed once\n", nth - 1);
+	ASSERT_GT(nth, 10);
+	ASSERT_LT(nth, 400);
 }
 
 TEST_HARNESS_MAIN

@@ -17,12 +17,16 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "drivers/arm-smmu-v3/arm-smmu-v3.h"
+#include "drivers/arm-smmu-v3/arm-smmu-v3-iommu.h"
 #include "harness.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "machine/ctl.h"
+#include "machine/topology.h"
 #include "uiommu/uiommu.h"
 
 #define SZ_4K UINT64_C(0x1000)
@@ -1543,6 +1547,44 @@ TEST_F(nest, walker_against_reference)
 	ASSERT_GT(checked, 9000);
 	ASSERT_GT(translated, 1000);
 	ASSERT_GT(faults, 1000);
+}
+
+/* ---- the machine ------------------------------------------------------------------------- */
+
+/* A topology with an SMMUv3: registered with the driver, shown by the control command. */
+TEST(topology_instance)
+{
+	static const char json[] =
+		"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\", \"ssid_bits\": 8 } ],\n"
+		"  \"devices\": [ { \"bdf\": \"0000:01:02.3\", \"iommu\": \"smmu0\" } ] }\n";
+	char path[] = "/tmp/uiommu-smmuv3-topo-XXXXXX", out[4096] = { 0 };
+	struct iommu_device *iommu;
+	struct iommu_domain *dom;
+	struct device *dev;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+	close(fd);
+	ASSERT_EQ(topology_load(path), 0);
+	unlink(path);
+	iommu = topology_find_iommu("smmu0");
+	ASSERT_TRUE(iommu != NULL);
+	ASSERT_TRUE(arm_smmu_iommu_is_instance(iommu));
+	ASSERT_EQ(iommu->max_pasids, 256);
+	ASSERT_TRUE(iommu->dirty_tracking);
+	dev = topology_find_device("0000:01:02.3");
+	ASSERT_TRUE(dev != NULL);
+	/* The device got the driver's default domain: a stage-2 paging domain. */
+	dom = iommu_get_domain_for_dev(dev);
+	ASSERT_TRUE(dom != NULL);
+	ASSERT_TRUE(arm_smmu_domain_is_s2(dom) || iommu_domain_type(dom) == IOMMU_DOMAIN_IDENTITY);
+	f = fmemopen(out, sizeof(out) - 1, "w");
+	ASSERT_TRUE(f != NULL);
+	ASSERT_EQ(ctl_execute("show", f), 0);
+	fclose(f);
+	ASSERT_TRUE(strstr(out, "iommu smmu0: driver arm-smmu-v3") != NULL);
 }
 
 /* ---- fault injection ----------------------------------------------------------------------- */

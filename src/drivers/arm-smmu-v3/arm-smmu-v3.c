@@ -55,7 +55,7 @@
 #include "lib/lockdep.h"
 
 #define TLB_SETS 1024u
-#define WC_SETS 256u   /* the walk cache: stage-2 entries, after the TLB's sets */
+#define WC_SETS 1024u  /* the walk cache: stage-2 entries, after the TLB's sets */
 #define TLB_WAYS 4u
 #define CD_SLOTS 16u
 
@@ -1201,18 +1201,20 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 		return rc;
 	*phys = pa;
 
-	/* What a hit may serve later: every kind this leaf allows, both privileges. */
+	/*
+	 * What a hit may serve later: each kind (read, write, execute) at each privilege this
+	 * walk would allow; an access of several kinds needs each one's bit.
+	 */
 	out->allow = 0;
-	for (k = 0; k < 16; k++) {
-		unsigned int a = (unsigned int)k;
+	for (k = 0; k < 6; k++) {
+		unsigned int a = (1u << (k % 3)) | (k >= 3 ? ARM_SMMU_ACC_PRIV : 0);
 
-		if (!(a & (ARM_SMMU_ACC_READ | ARM_SMMU_ACC_WRITE | ARM_SMMU_ACC_EXEC)) ||
-		    !s1_allows(desc, tbl, x->cd[0] & CD0_WXN, hd, a))
+		if (!s1_allows(desc, tbl, x->cd[0] & CD0_WXN, hd, a))
 			continue;
 		if ((a & ARM_SMMU_ACC_WRITE) &&
 		    ((desc & ARM_LPAE_S1_AP2) || !(s2prot & IOMMU_WRITE)))
 			continue; /* a write must walk: to fault, or to set a dirty bit */
-		if ((a & (ARM_SMMU_ACC_READ | ARM_SMMU_ACC_EXEC)) && !(s2prot & IOMMU_READ))
+		if (!(a & ARM_SMMU_ACC_WRITE) && !(s2prot & IOMMU_READ))
 			continue;
 		out->allow |= tlb_allow_bit(a);
 	}

@@ -54,8 +54,8 @@
 #include "lib/fail.h"
 #include "lib/lockdep.h"
 
-#define TLB_SETS 1024u
-#define WC_SETS 1024u  /* the walk cache: stage-2 entries, after the TLB's sets */
+#define TLB_SETS 256u
+#define WC_SETS 256u   /* the walk cache: stage-2 entries, after the TLB's sets */
 #define TLB_WAYS 4u
 #define CD_SLOTS 16u
 

@@ -56,7 +56,7 @@
 
 #define TLB_SETS 256u
 #define WC_SETS 256u   /* the walk cache: stage-2 entries, after the TLB's sets */
-#define TLB_WAYS 4u
+#define TLB_WAYS 3u     /* what fits one cache line with its count */
 #define CD_SLOTS 16u
 
 /* A TLB entry, as a walk makes it (the sets store its fields by column). */
@@ -75,17 +75,32 @@ struct tlb_entry {
 /* allow: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per kind and privilege. */
 
 /*
- * A set, by column, in two cache lines: a lookup compares the ways' tags and pages on the
- * first and reads the count and one way's output on the second (the output page with the
- * allow bits in its low 12). What only invalidations read, the stage-1 spans, lives apart
- * (struct tlb_span). Every field is read with atomics under @seq.
+ * A set, in one cache line: the count, each way's key (the input page, the ASID and the flags
+ * of its tag: TLB_KEY_*) and VMID, and its output (the output page with the allow bits in its
+ * low 12). What only invalidations read, the stage-1 spans, lives apart (struct tlb_span).
+ * Every field is read with atomics under @seq.
  */
 struct tlb_set {
-	uint64_t tag[TLB_WAYS], page[TLB_WAYS];
 	atomic_uint seq;
-	unsigned int victim; /* round-robin replacement; the set's writer */
+	uint16_t victim;     /* round-robin replacement; the set's writer */
+	uint16_t vmid[TLB_WAYS];
+	uint64_t key[TLB_WAYS];
 	uint64_t out[TLB_WAYS];
-} __attribute__((aligned(128)));
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct tlb_set) == 64, "a TLB set is one cache line");
+
+#define TLB_KEY_PAGE_MASK ((UINT64_C(1) << 36) - 1)   /* 48-bit addresses */
+#define TLB_KEY_ASID_SHIFT 36
+#define TLB_TAG_FLAGS (TLB_TAG_VALID | TLB_TAG_GLOBAL | TLB_TAG_S2)
+
+/* A tag (flags | vmid << 32 | asid) and an input page as a set stores them. */
+static uint64_t tlb_key(uint64_t tag, uint64_t page)
+{
+	return (tag & TLB_TAG_FLAGS) | (tag & 0xffff) << TLB_KEY_ASID_SHIFT |
+	       (page & TLB_KEY_PAGE_MASK);
+}
+
 
 /* The stage-1 leaf spans of a set's ways (VA invalidations); under the set's count. */
 struct tlb_span {
@@ -248,7 +263,7 @@ struct arm_smmu_device *arm_smmu_device_alloc(const struct arm_smmu_features *fe
 	smmu = uiommu_zalloc(sizeof(*smmu));
 	if (!smmu)
 		return ERR_PTR(-ENOMEM);
-	smmu->tlb = uiommu_zalloc_aligned(128, (TLB_SETS + WC_SETS) * sizeof(*smmu->tlb));
+	smmu->tlb = uiommu_zalloc_aligned(64, (TLB_SETS + WC_SETS) * sizeof(*smmu->tlb));
 	if (!smmu->tlb)
 		goto err_free_smmu;
 	smmu->spans = uiommu_calloc(TLB_SETS + WC_SETS, sizeof(*smmu->spans));
@@ -766,17 +781,17 @@ static bool arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint6
 {
 	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, page, tag)];
 	unsigned int s, w;
+	uint64_t key = tlb_key(tag, page), gkey = gtag ? tlb_key(gtag, page) : key;
 	bool hit;
 
 	do {
 		s = seq_read_begin(&set->seq);
 		hit = false;
 		for (w = 0; w < TLB_WAYS; w++) {
-			uint64_t t = rd(&set->tag[w]);
+			uint64_t k = rd(&set->key[w]), out;
 
-			uint64_t out;
-
-			if ((t != tag && (!gtag || t != gtag)) || rd(&set->page[w]) != page)
+			if ((k != key && k != gkey) ||
+			    __atomic_load_n(&set->vmid[w], __ATOMIC_ACQUIRE) != vmid)
 				continue;
 			out = rd(&set->out[w]);
 			if ((out & want) != want)
@@ -834,6 +849,7 @@ static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
 	unsigned int idx = tlb_set_index(vmid, entry->page, entry->tag);
 	struct tlb_set *set = &smmu->tlb[idx];
 	struct tlb_span *span = &smmu->spans[idx];
+	uint64_t key = tlb_key(entry->tag, entry->page);
 	unsigned int w, e = TLB_WAYS;
 
 	if (!tlb_set_trylock(set))
@@ -841,17 +857,17 @@ static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
 	if (atomic_load_explicit(&smmu->tlb_gen, memory_order_seq_cst) != gen)
 		goto out_unlock;
 	for (w = 0; w < TLB_WAYS && e == TLB_WAYS; w++)
-		if (rd(&set->tag[w]) == entry->tag && rd(&set->page[w]) == entry->page)
+		if (rd(&set->key[w]) == key && __atomic_load_n(&set->vmid[w], __ATOMIC_RELAXED) == vmid)
 			e = w; /* refresh (more permissions, or a newer walk) */
 	for (w = 0; w < TLB_WAYS && e == TLB_WAYS; w++)
-		if (!rd(&set->tag[w]))
+		if (!rd(&set->key[w]))
 			e = w;
 	if (e == TLB_WAYS) {
 		e = set->victim;
-		set->victim = (set->victim + 1) % TLB_WAYS;
+		set->victim = (uint16_t)((set->victim + 1) % TLB_WAYS);
 	}
-	wr(&set->tag[e], entry->tag);
-	wr(&set->page[e], entry->page);
+	wr(&set->key[e], key);
+	__atomic_store_n(&set->vmid[e], vmid, __ATOMIC_RELAXED);
 	wr(&set->out[e], entry->phys | entry->allow);
 	wr(&span->s1_base[e], entry->s1_base);
 	wr(&span->s1_size[e], entry->s1_size);
@@ -879,22 +895,23 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 			break; /* stage-1 commands never reach the walk cache */
 		tlb_set_lock(set);
 		for (w = 0; w < TLB_WAYS; w++) {
-			uint64_t tag = rd(&set->tag[w]);
-			bool global = tag & TLB_TAG_GLOBAL;
+			uint64_t key = rd(&set->key[w]);
+			uint16_t kasid = (uint16_t)(key >> TLB_KEY_ASID_SHIFT);
+			bool global = key & TLB_TAG_GLOBAL;
 
-			if (!tag || (uint16_t)(tag >> 32) != vmid)
+			if (!key || __atomic_load_n(&set->vmid[w], __ATOMIC_RELAXED) != vmid)
 				continue;
-			if (kind != TLB_INV_S12 && (tag & TLB_TAG_S2))
+			if (kind != TLB_INV_S12 && (key & TLB_TAG_S2))
 				continue;
-			if (kind == TLB_INV_ASID && (global || (uint16_t)tag != asid))
+			if (kind == TLB_INV_ASID && (global || kasid != asid))
 				continue;
-			if (kind == TLB_INV_VA && !global && (uint16_t)tag != asid)
+			if (kind == TLB_INV_VA && !global && kasid != asid)
 				continue;
 			if ((kind == TLB_INV_VA || kind == TLB_INV_VAA) &&
 			    (rd(&span->s1_base[w]) > last ||
 			     rd(&span->s1_base[w]) + rd(&span->s1_size[w]) - 1 < start))
 				continue;
-			wr(&set->tag[w], 0);
+			wr(&set->key[w], 0);
 		}
 		tlb_set_unlock(set);
 	}
@@ -914,8 +931,8 @@ unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
 	uiommu_mutex_lock(&smmu->tlb_lock);
 	for (i = 0; i < TLB_SETS; i++)
 		for (w = 0; w < TLB_WAYS; w++)
-			if (rd(&smmu->tlb[i].tag[w]) && !(rd(&smmu->tlb[i].tag[w]) & TLB_TAG_S2) &&
-			    (uint16_t)(rd(&smmu->tlb[i].tag[w]) >> 32) == vmid)
+			if (rd(&smmu->tlb[i].key[w]) && !(rd(&smmu->tlb[i].key[w]) & TLB_TAG_S2) &&
+			    __atomic_load_n(&smmu->tlb[i].vmid[w], __ATOMIC_RELAXED) == vmid)
 				n++;
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 	return n;

@@ -1176,6 +1176,41 @@ TEST_F(nest, tlbi_ranges_globals_and_splinters)
 	ASSERT_EQ(xl(self, 0x20000, ACC_R, &pa), -EFAULT);
 }
 
+/*
+ * The stage-1 walk cache keeps a range's last-level table: a guest that swaps that table
+ * without a non-leaf TLBI still walks the old one; TLBI_NH_VA with Leaf=1 keeps it, Leaf=0
+ * drops it.
+ */
+TEST_F(nest, walk_cache_until_non_leaf_tlbi)
+{
+	struct guest *gm = &self->gm;
+	uint64_t pa, *l2, t2, base = (uint64_t)(uintptr_t)self->data;
+	struct s1 scratch = self->s1;
+
+	s1_map(gm, &self->s1, 0x200000, self->data_ipa, 3, S1_LEAF);
+	s1_map(gm, &self->s1, 0x201000, self->data_ipa + SZ_4K, 3, S1_LEAF);
+	ASSERT_EQ(xl(self, 0x200000, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, base);
+	/* A new last-level table for the range: page 0x201000 moves, 0x200000 goes. */
+	t2 = g_alloc(gm, SZ_4K, SZ_4K);
+	g_ptr(gm, t2)[1] = (self->data_ipa + 2 * SZ_4K) | S1_LEAF | 3;
+	l2 = s1_slot(gm, &scratch, 0x200000, 2, 0);
+	*l2 = t2 | 3;
+	ASSERT_EQ(xl(self, 0x201000, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, base + SZ_4K);          /* the cached walk: the old table */
+	ASSERT_EQ(cmd1(self, tlbi_va(CMDQ_OP_TLBI_NH_VA, 7), 0x201000 | CMDQ_TLBI_1_LEAF), 0);
+	ASSERT_EQ(xl(self, 0x201000, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, base + SZ_4K);          /* Leaf=1: the walk stays */
+	ASSERT_EQ(cmd1(self, tlbi_va(CMDQ_OP_TLBI_NH_VA, 7), 0x201000), 0);
+	ASSERT_EQ(xl(self, 0x201000, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, base + 2 * SZ_4K);      /* Leaf=0: the new table */
+	/* 0x200000's own TLB entry was not named: stale until its TLBI. */
+	ASSERT_EQ(xl(self, 0x200000, ACC_R, &pa), 0);
+	ASSERT_EQ(cmd1(self, tlbi_va(CMDQ_OP_TLBI_NH_VA, 7), 0x200000 | CMDQ_TLBI_1_LEAF), 0);
+	ASSERT_EQ(xl(self, 0x200000, ACC_R, &pa), -EFAULT);
+	expect_fault(_metadata, self, EVT_ID_F_TRANSLATION, 0x200000, ACC_R);
+}
+
 TEST_F(nest, cd_cache_until_cfgi)
 {
 	struct guest *gm = &self->gm;

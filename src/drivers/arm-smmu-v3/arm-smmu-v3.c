@@ -72,6 +72,8 @@ struct tlb_entry {
 #define TLB_TAG_VALID ARM_SMMU_BIT(63)
 #define TLB_TAG_GLOBAL ARM_SMMU_BIT(62)
 #define TLB_TAG_S2 ARM_SMMU_BIT(61)  /* a stage-2 translation, IPA page -> PA page */
+/* A stage-1 walk: (ASID, VA range of a last-level table) -> that table's IPA, restrictions. */
+#define TLB_TAG_WALK ARM_SMMU_BIT(60)
 /* allow: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per kind and privilege. */
 
 /*
@@ -92,7 +94,7 @@ _Static_assert(sizeof(struct tlb_set) == 64, "a TLB set is one cache line");
 
 #define TLB_KEY_PAGE_MASK ((UINT64_C(1) << 36) - 1)   /* 48-bit addresses */
 #define TLB_KEY_ASID_SHIFT 36
-#define TLB_TAG_FLAGS (TLB_TAG_VALID | TLB_TAG_GLOBAL | TLB_TAG_S2)
+#define TLB_TAG_FLAGS (TLB_TAG_VALID | TLB_TAG_GLOBAL | TLB_TAG_S2 | TLB_TAG_WALK)
 
 /* A tag (flags | vmid << 32 | asid) and an input page as a set stores them. */
 static uint64_t tlb_key(uint64_t tag, uint64_t page)
@@ -403,7 +405,7 @@ int arm_smmu_master_attach(struct arm_smmu_master *master, struct iommu_domain *
 /* ---- stage-2 domains ---------------------------------------------------------------------- */
 
 static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int kind,
-			     uint16_t asid, uint64_t start, uint64_t last);
+			     uint16_t asid, uint64_t start, uint64_t last, bool leaf);
 
 enum { TLB_INV_S12, TLB_INV_VMID, TLB_INV_ASID, TLB_INV_VA, TLB_INV_VAA };
 
@@ -480,7 +482,7 @@ static void arm_smmu_s2_iotlb_sync(struct iommu_domain *domain,
 		return;
 	iotlb_inv_range(domain, gather->start, gather->end - gather->start + 1);
 	if (sd->nest_parent)
-		arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX);
+		arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX, false);
 }
 
 static void arm_smmu_s2_flush_iotlb_all(struct iommu_domain *domain)
@@ -488,7 +490,7 @@ static void arm_smmu_s2_flush_iotlb_all(struct iommu_domain *domain)
 	struct arm_smmu_domain *sd = to_smmu_domain(domain);
 
 	iotlb_inv_domain(domain);
-	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX);
+	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX, false);
 }
 
 static phys_addr_t arm_smmu_s2_iova_to_phys(struct iommu_domain *domain, uint64_t iova)
@@ -532,7 +534,7 @@ static void arm_smmu_s2_free(struct iommu_domain *domain)
 	struct arm_smmu_domain *sd = to_smmu_domain(domain);
 
 	WARN_ON(atomic_load(&sd->vsmmus));
-	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX);
+	arm_smmu_tlb_inv(sd->smmu, sd->vmid, TLB_INV_S12, 0, 0, UINT64_MAX, false);
 	arm_lpae_s2_destroy(&sd->pt);
 	uiommu_free(sd);
 }
@@ -877,10 +879,11 @@ out_unlock:
 
 /*
  * Drop the entries of @vmid that @kind selects: TLB_INV_S12 everything, the others stage-1
- * (combined) entries only, VA kinds by the stage-1 leaf's span.
+ * (combined) entries and stage-1 walks only, VA kinds by the stage-1 leaf's (or the walked
+ * table's) span; @leaf (a TLBI's Leaf=1) keeps the walks.
  */
 static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int kind,
-			     uint16_t asid, uint64_t start, uint64_t last)
+			     uint16_t asid, uint64_t start, uint64_t last, bool leaf)
 {
 	unsigned int i, w;
 
@@ -902,6 +905,8 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 			if (!key || __atomic_load_n(&set->vmid[w], __ATOMIC_RELAXED) != vmid)
 				continue;
 			if (kind != TLB_INV_S12 && (key & TLB_TAG_S2))
+				continue;
+			if (leaf && (key & TLB_TAG_WALK))
 				continue;
 			if (kind == TLB_INV_ASID && (global || kasid != asid))
 				continue;
@@ -931,7 +936,8 @@ unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
 	uiommu_mutex_lock(&smmu->tlb_lock);
 	for (i = 0; i < TLB_SETS; i++)
 		for (w = 0; w < TLB_WAYS; w++)
-			if (rd(&smmu->tlb[i].key[w]) && !(rd(&smmu->tlb[i].key[w]) & TLB_TAG_S2) &&
+			if (rd(&smmu->tlb[i].key[w]) &&
+			    !(rd(&smmu->tlb[i].key[w]) & (TLB_TAG_S2 | TLB_TAG_WALK)) &&
 			    __atomic_load_n(&smmu->tlb[i].vmid[w], __ATOMIC_RELAXED) == vmid)
 				n++;
 	uiommu_mutex_unlock(&smmu->tlb_lock);
@@ -1152,6 +1158,9 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 	bool write = access & ARM_SMMU_ACC_WRITE, hd, ha;
 	uint64_t iova = txn->iova, table, desc, tbl = 0, *where, oa, size, pa;
 	struct arm_lpae_geom geom;
+	struct tlb_entry walk;
+	uint16_t vmid = x->vsmmu->vmid, asid = (uint16_t)(x->cd[0] >> CD0_ASID_SHIFT);
+	unsigned long gen;
 	int s2prot, rc, k;
 
 	if (!xlate_cd_ok(x, &geom, &ips))
@@ -1164,7 +1173,31 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 		return xlate_fault(x, EVT_ID_F_TRANSLATION, false, EVT_CLASS_IN);
 
 	table = x->cd[1] & CD1_TTB0_MASK & ~(uint64_t)(arm_lpae_root_size(&geom) - 1);
-	for (level = geom.start;; level++) {
+	level = geom.start;
+	/*
+	 * The stage-1 walk cache: the last-level table of this VA's range, found by an earlier
+	 * walk of the same ASID (its IPA and the restrictions of the tables above it). The key
+	 * holds the granule and the input size too, so that another CD's geometry never matches.
+	 */
+	walk = (struct tlb_entry){
+		.tag = TLB_TAG_VALID | TLB_TAG_WALK | (uint64_t)vmid << 32 | asid,
+		.page = iova >> arm_lpae_level_shift(&geom, 2) |
+			(uint64_t)(geom.pg_shift - 12) / 2 << 27 | (uint64_t)geom.ias << 29,
+		.s1_base = iova & ~((UINT64_C(1) << arm_lpae_level_shift(&geom, 2)) - 1),
+		.s1_size = UINT64_C(1) << arm_lpae_level_shift(&geom, 2),
+	};
+	gen = atomic_load_explicit(&x->master->smmu->tlb_gen, memory_order_seq_cst);
+	if (geom.start < 3) {
+		uint64_t cached, allow;
+
+		if (arm_smmu_tlb_find(x->master->smmu, vmid, walk.tag, 0, walk.page, 0, &cached,
+				      &allow)) {
+			table = cached;
+			tbl = allow << 59;
+			level = 3;
+		}
+	}
+	for (;; level++) {
 		rc = xlate_read(x, table + 8 * arm_lpae_index(&geom, level, iova), EVT_CLASS_TT,
 				&desc, &where);
 		if (rc)
@@ -1179,6 +1212,11 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 		table = arm_lpae_oa(&geom, level, desc, true);
 		if (table >> ips)
 			return xlate_fault(x, EVT_ID_F_ADDR_SIZE, false, EVT_CLASS_IN);
+		if (level == 2) {
+			walk.phys = table;
+			walk.allow = tbl >> 59;
+			arm_smmu_tlb_fill(x->master->smmu, gen, &walk, vmid);
+		}
 	}
 	if ((level < 3 && !arm_lpae_block_ok(&geom, level)) ||
 	    (level == 3 && (desc & ARM_LPAE_TYPE_MASK) != ARM_LPAE_TYPE_TABLE))
@@ -1454,18 +1492,20 @@ static void arm_smmu_cmd_exec(struct arm_smmu_device *smmu, const uint64_t cmd[2
 
 	switch (cmd[0] & CMDQ_OP_MASK) {
 	case CMDQ_OP_TLBI_NH_ALL:
-		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_VMID, 0, 0, UINT64_MAX);
+		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_VMID, 0, 0, UINT64_MAX, false);
 		break;
 	case CMDQ_OP_TLBI_NH_ASID:
-		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_ASID, asid, 0, UINT64_MAX);
+		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_ASID, asid, 0, UINT64_MAX, false);
 		break;
 	case CMDQ_OP_TLBI_NH_VA:
 		tlbi_range(cmd, &start, &last);
-		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_VA, asid, start, last);
+		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_VA, asid, start, last,
+				 cmd[1] & CMDQ_TLBI_1_LEAF);
 		break;
 	case CMDQ_OP_TLBI_NH_VAA:
 		tlbi_range(cmd, &start, &last);
-		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_VAA, 0, start, last);
+		arm_smmu_tlb_inv(smmu, vmid, TLB_INV_VAA, 0, start, last,
+				 cmd[1] & CMDQ_TLBI_1_LEAF);
 		break;
 	case CMDQ_OP_CFGI_CD:
 	case CMDQ_OP_CFGI_CD_ALL:

@@ -343,7 +343,7 @@ void arm_smmu_stats(struct arm_smmu_device *smmu, struct arm_smmu_stats *stats);
 /* The TLB's hit path alone, for (@vmid, @asid, @iova) (benchmarks): true on a hit. */
 bool arm_smmu_tlb_probe(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
 			uint64_t iova, unsigned int access, uint64_t *phys);
-/* Valid stage-1 (combined) TLB entries of @vmid, not the walk cache's (a snapshot, tests). */
+/* Valid stage-1 (combined) TLB entries of @vmid, not the walk caches' (a snapshot, tests). */
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid);
 
 #endif

@@ -21,13 +21,18 @@
  *    every splinter of a stage-1 block. An entry is used, once filled, whatever the guest or
  *    the host does to the tables, until a TLBI_NH_* (or TLBI_NSNH_ALL) names it, or the parent
  *    stage 2 unmaps (the host's own TLBI_S12_VMALL);
- *  - the same TLB keeps stage-2 translations (IPA page -> PA page) met by walks, the walk
- *    caches of an SMMU: table fetches and outputs of later walks use them. Only the parent's
- *    own invalidation (its unmap, flush or free: the host's TLBI_S12_VMALL) drops them;
+ *  - sets of their own (after the TLB's) keep stage-2 translations (IPA page -> PA page) met
+ *    by walks, the stage-2 walk cache of an SMMU: table fetches and outputs of later walks use
+ *    them. Only the parent's own invalidation (its unmap, flush or free: the host's
+ *    TLBI_S12_VMALL) drops them;
+ *  - the TLB's sets also keep stage-1 walks: (VMID, ASID, VA range of a last-level table) ->
+ *    that table's IPA and the table restrictions above it, so a miss reads one descriptor.
+ *    TLBI_NH_ALL/ASID drop them, and VA TLBIs that meet them unless Leaf=1 (hardware keeps
+ *    walk caches over leaf-only invalidations);
  *  - each master caches the CDs it fetched, per SubstreamID; CFGI_CD and CFGI_CD_ALL drop them,
  *    and so does an attach (the host's CFGI_STE).
- * Only guest-stage-1 translations are cached here; stage-2-only translations (paging domains,
- * vSTE bypass) walk every time, or go through the core's IOTLB model.
+ * Stage-2-only translations of paging domains go through the core's IOTLB model; a vSTE
+ * bypass uses the stage-2 walk cache.
  *
  * Lock-free lookups. A TLB set and a CD slot are each guarded by a sequence count: a writer
  * makes the count odd while it changes the entries (a TLB set's writers take it odd with a
@@ -55,7 +60,7 @@
 #include "lib/lockdep.h"
 
 #define TLB_SETS 256u
-#define WC_SETS 256u   /* the walk cache: stage-2 entries, after the TLB's sets */
+#define WC_SETS 256u   /* the stage-2 walk cache: its sets follow the TLB's */
 #define TLB_WAYS 3u     /* what fits one cache line with its count */
 #define CD_SLOTS 16u
 

@@ -275,9 +275,11 @@ int arm_lpae_s2_map(struct arm_lpae_s2 *pt, uint64_t iova, uint64_t paddr, size_
 		for (j = 0; j < n; j++, i++) {
 			rc = lpae_s2_set_leaf(pt, &ptep[j], level, leaf | (paddr + i * pgsize));
 			if (rc)
-				return rc;
-			*mapped += pgsize;
+				break;
 		}
+		*mapped = i * pgsize; /* once per table: the stores above need not wait for it */
+		if (rc)
+			return rc;
 	}
 	return 0;
 }

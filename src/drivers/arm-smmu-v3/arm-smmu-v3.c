@@ -64,14 +64,14 @@
 #define TLB_WAYS 3u     /* what fits one cache line with its count */
 #define CD_SLOTS 16u
 
-/* A TLB entry, as a walk makes it (the sets store its fields by column). */
+/* A TLB entry as a walk makes it; a set stores it packed (struct tlb_set). */
 struct tlb_entry {
-	uint64_t tag;        /* TLB_TAG_VALID | vmid << 32 | asid, or | TLB_TAG_GLOBAL */
-	uint64_t page;       /* input page number */
-	uint64_t phys;       /* output page address */
-	uint64_t s1_base;    /* the stage-1 leaf's first input address */
+	uint64_t tag;        /* TLB_TAG_* flags | vmid << 32 | asid (0 for global and stage 2) */
+	uint64_t page;       /* input page number (IOVA, IPA, or a walk's range; 36 bits) */
+	uint64_t phys;       /* output page address (a walk: the last-level table's IPA) */
+	uint64_t s1_base;    /* the stage-1 leaf's (or walked range's) first input address */
 	uint64_t s1_size;
-	uint64_t allow;      /* TLB_ALLOW_* bits: what a hit may serve without a walk */
+	uint64_t allow;      /* tlb_allow_bit()s a hit may serve without a walk (12 bits) */
 };
 
 #define TLB_TAG_VALID ARM_SMMU_BIT(63)

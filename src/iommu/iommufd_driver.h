@@ -89,8 +89,9 @@ struct iommu_viommu_ops {
  * struct iommufd_viommu_services - iommufd's help to a vIOMMU's driver (@viommu->services)
  * @report_event: queue one vEVENT of uAPI type @type (IOMMU_VEVENTQ_TYPE_*), @len bytes, on
  *                the vIOMMU's vEVENTQ of that type: 0, -ENOENT when there is none (the event
- *                is dropped), -ENOMEM. Any context without driver locks that iommufd's
- *                vEVENTQ path could wait on; takes the vIOMMU's lock.
+ *                is dropped), -ENOMEM. It takes the vIOMMU's vDEVICE lock, so never call it
+ *                from vdevice_alloc/vdevice_destroy nor under a driver lock they take (look
+ *                the vSID up under that lock, drop it, then report).
  * @alloc_mmap: a zeroed shared region of @len bytes (page multiple) the user may mmap() at
  *              *@offset through the iommufd fd, mapped for the driver at *@map; freed with the
  *              vIOMMU. At most one per vIOMMU (-EEXIST). -ENOMEM, -errno of the memfd.

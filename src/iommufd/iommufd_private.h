@@ -452,8 +452,6 @@ void iommufd_hw_queue_destroy(struct iommufd_object *obj);
 struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu);
 /* The vDEVICE of @idev goes with it, leaving a tombstone (device unbind). */
 void iommufd_device_remove_vdev(struct iommufd_device *idev);
-/* May @idev attach to a nested HWPT of @viommu (it has a vDEVICE there)? */
-bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev);
 /* TRIGGER_VEVENT: one selftest event for @idev through its vIOMMU's vEVENTQ. */
 int iommufd_viommu_trigger_vevent(struct iommufd_device *idev);
 int iommufd_veventq_report(struct iommufd_viommu *viommu, uint32_t type, const void *data,

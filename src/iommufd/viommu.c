@@ -69,7 +69,7 @@ void iommufd_viommu_destroy(struct iommufd_object *obj)
 	iommufd_object_unref_users(&viommu->hwpt->common.obj);
 }
 
-/* ---- services to the driver (struct iommufd_viommu_services) ---------------------------------- */
+/* ---- services to the driver (struct iommufd_viommu_services) --------------------------------- */
 
 static int iommufd_viommu_svc_report_event(struct iommu_viommu *drv, uint32_t type,
 					   const void *event, size_t len)
@@ -424,16 +424,7 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 	uiommu_mutex_unlock(&idev->lock);
 }
 
-bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev)
-{
-	bool ok;
-
-	uiommu_mutex_lock(&idev->lock);
-	ok = idev->vdev && idev->vdev->viommu == viommu;
-	uiommu_mutex_unlock(&idev->lock);
-	return ok;
-}
-
+#ifdef UIOMMU_IOMMUFD_TEST
 /* ---- TRIGGER_VEVENT -------------------------------------------------------------------------- */
 
 int iommufd_viommu_trigger_vevent(struct iommufd_device *idev)
@@ -457,3 +448,5 @@ out_unlock:
 	uiommu_mutex_unlock(&idev->lock);
 	return rc;
 }
+
+#endif /* UIOMMU_IOMMUFD_TEST */

@@ -90,12 +90,15 @@ _Atomic uint32_t *mock_selftest_dev_cache(struct device *dev);
 
 /**
  * mock_selftest_nested_alloc() - a nested domain over @parent (a mock paging domain)
+ * @viommu: the vIOMMU it is made on (its attaches then need a vDEVICE there), or NULL
  * @flags: IOMMU_DOMAIN_ALLOC_PASID only (others: -EOPNOTSUPP)
  * @user_data: the user's data, already copied in
  * Return: the domain, or ERR_PTR(-EOPNOTSUPP) (flags, data type), -EINVAL (data too short, or
  * @parent is not a paging domain of this driver), -ENOMEM.
  */
-struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent, uint32_t flags,
+struct iommu_viommu;
+struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent,
+						struct iommu_viommu *viommu, uint32_t flags,
 						const struct iommu_user_data *user_data);
 /** mock_selftest_domain_alloc_nested() - the driver's domain_alloc_nested op */
 struct iommu_domain *mock_selftest_domain_alloc_nested(struct device *dev,
@@ -109,10 +112,11 @@ uint32_t mock_selftest_nested_iotlb(struct iommu_domain *domain, uint32_t id);
  * The vIOMMU (selftest_mock_viommu.c): the driver's viommu_alloc and viommu_init ops, for type
  * IOMMU_VIOMMU_TYPE_SELFTEST (see that file for the model).
  */
-struct iommu_viommu;
 struct iommu_viommu *mock_selftest_viommu_alloc(struct device *dev, uint32_t type);
 int mock_selftest_viommu_init(struct iommu_viommu *viommu, struct iommu_domain *parent_domain,
 			      const struct iommu_user_data *user_data);
+/** mock_selftest_viommu_has_vdev() - has @dev a vDEVICE in @viommu (one of this driver's)? */
+bool mock_selftest_viommu_has_vdev(struct iommu_viommu *viommu, struct device *dev);
 
 /** mock_selftest_domain_is() - is @domain a paging domain of the selftest mock? */
 bool mock_selftest_domain_is(struct iommu_domain *domain);

@@ -14,8 +14,9 @@
  *
  * A nested domain sits on a parent: a paging domain of this driver that was allocated as a
  * nesting parent. iommufd keeps the parent HWPT alive for as long as the nested one exists, so
- * the domain only remembers it. Attaching a mock device to a nested domain is always accepted
- * (the core already checked that the domain belongs to this driver).
+ * the domain only remembers it (and the vIOMMU it was made on, if any, which iommufd keeps
+ * too). Attaching a mock device to a nested domain is accepted, except that one made on a
+ * vIOMMU takes only a device with a vDEVICE there (ENOENT), as the kernel mock's attach.
  *
  * Locking: the IOTLB entries are atomics; invalidations and checks may race from several
  * threads and each entry is one word, so no lock is needed.
@@ -32,6 +33,7 @@
 struct mock_selftest_nested {
 	struct iommu_domain domain;
 	struct iommu_domain *parent; /* kept alive by the caller; constant */
+	struct iommu_viommu *viommu; /* made on a vIOMMU (which outlives it), or NULL; constant */
 	_Atomic uint32_t iotlb[MOCK_SELFTEST_NESTED_IOTLB_NUM];
 };
 
@@ -45,9 +47,14 @@ static struct mock_selftest_nested *to_mock_nested(struct iommu_domain *domain)
 static int mock_selftest_nested_attach_dev(struct iommu_domain *domain, struct device *dev,
 					   struct iommu_domain *old)
 {
+	struct mock_selftest_nested *mn = to_mock_nested(domain);
+
 	(void)old;
 	if (!mock_selftest_dev_is(dev) || domain->owner != mock_selftest_iommu_ops())
 		return -EINVAL;
+	/* A vIOMMU's nested domain takes only devices with a vDEVICE in that vIOMMU. */
+	if (mn->viommu && !mock_selftest_viommu_has_vdev(mn->viommu, dev))
+		return -ENOENT;
 	return 0;
 }
 
@@ -66,7 +73,8 @@ static const struct iommu_domain_ops mock_selftest_nested_ops = {
 	.free = mock_selftest_nested_free,
 };
 
-struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent, uint32_t flags,
+struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent,
+						struct iommu_viommu *viommu, uint32_t flags,
 						const struct iommu_user_data *user_data)
 {
 	struct mock_selftest_nested *mn;
@@ -87,6 +95,7 @@ struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent, uin
 	if (!mn)
 		return ERR_PTR(-ENOMEM);
 	mn->parent = parent;
+	mn->viommu = viommu;
 	for (i = 0; i != MOCK_SELFTEST_NESTED_IOTLB_NUM; i++)
 		atomic_init(&mn->iotlb[i], iotlb);
 	mn->domain.type = IOMMU_DOMAIN_NESTED;
@@ -102,7 +111,7 @@ struct iommu_domain *mock_selftest_domain_alloc_nested(struct device *dev,
 {
 	if (!mock_selftest_dev_is(dev))
 		return ERR_PTR(-EOPNOTSUPP);
-	return mock_selftest_nested_alloc(parent, flags, user_data);
+	return mock_selftest_nested_alloc(parent, NULL, flags, user_data);
 }
 
 bool mock_selftest_nested_is(struct iommu_domain *domain)

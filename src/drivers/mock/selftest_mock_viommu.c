@@ -8,7 +8,7 @@
  *    with the offset and length of a 2-page region (iommufd_viommu_alloc_mmap()) whose first
  *    word is in_data. Data shorter than out_data's end is EINVAL;
  *  - nested domains over the vIOMMU's parent are the mock's nested domains
- *    (selftest_mock_nested.c);
+ *    (selftest_mock_nested.c), which take only devices with a vDEVICE here (ENOENT);
  *  - a vDEVICE names a mock device by virtual ID; the invalidation array (data type
  *    IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, else EINVAL with nothing done) clears one cache
  *    word of a vDEVICE's device, or all of them (IOMMU_TEST_INVALIDATE_FLAG_ALL): other flags
@@ -73,7 +73,7 @@ static void mock_selftest_viommu_destroy(struct iommu_viommu *viommu)
 static struct iommu_domain *mock_selftest_viommu_alloc_nested(
 	struct iommu_viommu *viommu, uint32_t flags, const struct iommu_user_data *user_data)
 {
-	return mock_selftest_nested_alloc(viommu->parent, flags, user_data);
+	return mock_selftest_nested_alloc(viommu->parent, viommu, flags, user_data);
 }
 
 /* ---- vDEVICEs and the invalidation of their caches ------------------------------------------- */
@@ -112,6 +112,19 @@ static void mock_selftest_vdevice_destroy(struct iommu_vdevice *vdev)
 	}
 	uiommu_mutex_unlock(&mv->lock);
 	uiommu_free(mvdev);
+}
+
+bool mock_selftest_viommu_has_vdev(struct iommu_viommu *viommu, struct device *dev)
+{
+	struct mock_selftest_viommu *mv = to_mock_viommu(viommu);
+	struct mock_selftest_vdev *mvdev;
+
+	uiommu_mutex_lock(&mv->lock);
+	for (mvdev = mv->vdevs; mvdev; mvdev = mvdev->next)
+		if (mvdev->core.dev == dev)
+			break;
+	uiommu_mutex_unlock(&mv->lock);
+	return mvdev;
 }
 
 static int mock_selftest_viommu_invalidate_one(void *arg, const void *entry)
@@ -163,7 +176,7 @@ static int mock_selftest_viommu_cache_invalidate(struct iommu_viommu *viommu,
 		mock_selftest_viommu_invalidate_one, to_mock_viommu(viommu));
 }
 
-/* ---- HW queues --------------------------------------------------------------------------------- */
+/* ---- HW queues ------------------------------------------------------------------------------- */
 
 static struct iommu_hw_queue *mock_selftest_hw_queue_alloc(struct iommu_viommu *viommu,
 							   uint32_t type)
@@ -241,7 +254,7 @@ static const struct iommu_viommu_ops mock_selftest_viommu_ops = {
 	.hw_queue_destroy = mock_selftest_hw_queue_destroy,
 };
 
-/* ---- the iommu_ops side -------------------------------------------------------------------- */
+/* ---- the iommu_ops side ---------------------------------------------------------------------- */
 
 struct iommu_viommu *mock_selftest_viommu_alloc(struct device *dev, uint32_t type)
 {

@@ -407,6 +407,28 @@ TEST(paging_domain_dirty_tracking_and_read_only)
 	uiommu_close(vm.fd);
 }
 
+/* A translating vSTE needs the device's vDEVICE (ENOENT); abort and bypass do not (GBPA). */
+TEST(attach_without_vdevice)
+{
+	struct iommu_destroy destroy = { .size = sizeof(destroy) };
+	uint32_t s1, abort_hwpt, bypass;
+	struct vm vm;
+
+	ASSERT_EQ(vm_boot(&vm), 0);
+	ASSERT_EQ(vm_nest(&vm), 0);
+	ASSERT_EQ(nested_alloc(&vm, STE0_V | STE0_CFG_S1 | vm.cd, 0, &s1), 0);
+	ASSERT_EQ(nested_alloc(&vm, STE0_V, 0, &abort_hwpt), 0);
+	ASSERT_EQ(nested_alloc(&vm, STE0_V | STE0_CFG_BYPASS, 0, &bypass), 0);
+	destroy.id = vm.vdev;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_DESTROY, &destroy), 0);
+	ASSERT_ERRNO(ENOENT, attach(&vm, 0, s1));
+	ASSERT_EQ(attach(&vm, 0, abort_hwpt), 0);
+	ASSERT_EQ(attach(&vm, 0, bypass), 0);
+	uiommu_close(vm.vfio[0]);
+	uiommu_close(vm.vfio[1]);
+	uiommu_close(vm.fd);
+}
+
 static void vm_shutdown(struct vm *vm)
 {
 	uiommu_close(vm->vfio[0]);

@@ -441,6 +441,19 @@ static const struct {
 	  "iommus[0].msi_window" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"s390\", \"msi_window\": true } ], "
 	  "\"devices\": [] }", "iommus[0].msi_window: the s390 driver has no MSI window" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"msi_window\": true } ], "
+	  "\"devices\": [] }", "iommus[0].msi_window: the smmuv3 driver has no MSI window" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"nesting\": false } ], \"devices\": [] }",
+	  "iommus[0].nesting: needs \"driver\": \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"ssid_bits\": 21 } ], "
+	  "\"devices\": [] }", "iommus[0].ssid_bits" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"httu\": 1 } ], "
+	  "\"devices\": [] }", "iommus[0].httu" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"max_pasids\": 4 } ], "
+	  "\"devices\": [] }", "iommus[0]: smmuv3: max_pasids and dirty_tracking" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\" } ], \"devices\": [ "
+	  "{ \"bdf\": \"0000:00:01.0\", \"iommu\": \"a\", \"group\": \"g\" } ] }",
+	  "smmuv3 devices have groups of their own" },
 	{ "{ " IO0 ", \"devices\": [ 1 ] }", "devices[0]: must be an object" },
 	{ "{ " IO0 ", \"devices\": [ { \"iommu\": \"i0\" } ] }", "devices[0].bdf: missing" },
 	{ "{ " IO0 ", \"devices\": [ { \"bdf\": \"00:01.0\", \"iommu\": \"i0\" } ] }",

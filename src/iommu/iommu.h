@@ -152,6 +152,15 @@ struct iommu_domain_ops {
 	 */
 	phys_addr_t (*dma_walk)(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
 				uint64_t *size);
+	/*
+	 * Optional: dma_walk for a domain whose translation depends on who asks (a nested domain:
+	 * the requester's StreamID picks its vSID and events, the PASID its context descriptor).
+	 * A transaction of @dev at @pasid (IOMMU_NO_PASID: none); the DMA engine prefers it to
+	 * dma_walk and uses it for nested domains too. The domain's and @dev's driver locks only.
+	 */
+	phys_addr_t (*dma_walk_dev)(struct iommu_domain *domain, struct device *dev,
+				    uint32_t pasid, uint64_t iova, bool write, int *prot,
+				    uint64_t *size);
 	int (*set_dev_pasid)(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
 			     struct iommu_domain *old);
 	/*

@@ -30,6 +30,8 @@
  *     (iotlb.c): a hit needs no walk, even if stale (that is the IOTLB's semantics, and what
  *     strict invalidation prevents); a miss walks and fills (a write's walk sets the leaf's
  *     dirty bit in a tracking domain, and a write through an entry cached clean walks again);
+ *   - domains that translate per requester (the dma_walk_dev op: SMMUv3 nested domains, whose
+ *     walk needs the device's StreamID and PASID): that walk, whatever the domain's type;
  *   - paging domains whose driver walks for devices (the dma_walk domain op) and that the
  *     IOTLB cannot serve (the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries
  *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
@@ -345,6 +347,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_dev_read_faults(struct uiommu_dma_dev *e,
 enum dma_mode {
 	DMA_MODE_IOTLB,    /* paging, pages >= 4 KiB: the instance's IOTLB */
 	DMA_MODE_DMA_WALK, /* the IOTLB cannot serve: the domain's dma_walk op */
+	DMA_MODE_DEV_WALK, /* the domain translates per requester: its dma_walk_dev op */
 	DMA_MODE_WALK,     /* other paging domains: iova_to_phys() */
 	DMA_MODE_DIRECT,   /* identity, SVA: the IOVA is the address */
 	DMA_MODE_BLOCKED,
@@ -361,6 +364,8 @@ struct dma_ctx {
 	struct iotlb *tlb;
 	enum dma_mode mode;
 	uint64_t granule;          /* DMA_MODE_WALK */
+	struct device *dev;        /* DMA_MODE_DEV_WALK: the requester */
+	uint32_t pasid;
 	bool write;
 	bool cached;               /* DMA_MODE_IOTLB: the fields below hold a translation */
 	uint64_t cache_page;       /* IOVA page */
@@ -384,7 +389,7 @@ static struct iommu_domain *dma_engine_domain(struct uiommu_dma_dev *e, uint32_t
 }
 
 static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iommu_domain *domain,
-			 bool write)
+			 uint32_t pasid, bool write)
 {
 	unsigned int type = iommu_domain_type(domain);
 	uint64_t min_pg = domain->pgsize_bitmap & -domain->pgsize_bitmap;
@@ -395,6 +400,12 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 	c->cached = false;
 	if (type == IOMMU_DOMAIN_IDENTITY || (type & __IOMMU_DOMAIN_SVA)) {
 		c->mode = DMA_MODE_DIRECT;
+		return;
+	}
+	if (domain->ops && domain->ops->dma_walk_dev) {
+		c->mode = DMA_MODE_DEV_WALK;
+		c->dev = e->dev;
+		c->pasid = pasid;
 		return;
 	}
 	/*
@@ -459,6 +470,13 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	}
 	case DMA_MODE_DMA_WALK:
 		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
+		if (!*phys)
+			return -EFAULT;
+		*span = size - (iova & (size - 1));
+		return 0;
+	case DMA_MODE_DEV_WALK:
+		*phys = c->domain->ops->dma_walk_dev(c->domain, c->dev, c->pasid, iova, c->write,
+						     prot, &size);
 		if (!*phys)
 			return -EFAULT;
 		*span = size - (iova & (size - 1));
@@ -714,7 +732,7 @@ static int dma_xfer_run(struct dma_xfer *x)
 	iommu_group_mutex_lock(x->e->group);
 	domain = dma_xfer_domain(x, req->iova + req->done);
 	if (domain) {
-		dma_ctx_init(&c, x->e, domain, req->op == UIOMMU_DMA_OP_WRITE);
+		dma_ctx_init(&c, x->e, domain, x->pasid, req->op == UIOMMU_DMA_OP_WRITE);
 		ret = dma_xfer_step(x, domain, &c);
 	}
 	iommu_group_mutex_unlock(x->e->group);
@@ -1182,8 +1200,8 @@ static int dma_batch_run(struct dma_batch *b)
 				dma_batch_store(b);
 				break;
 			}
-			dma_ctx_init(&rd, x->e, domain, false);
-			dma_ctx_init(&wr, x->e, domain, true);
+			dma_ctx_init(&rd, x->e, domain, x->pasid, false);
+			dma_ctx_init(&wr, x->e, domain, x->pasid, true);
 		}
 		if (copy)
 			ret = dma_copy_step(x, domain, &rd, &wr);

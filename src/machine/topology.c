@@ -41,6 +41,7 @@
 #include "drivers/intel/vtd.h"
 #include "drivers/mock/mock.h"
 #include "drivers/s390/s390-iommu.h"
+#include "drivers/arm-smmu-v3/arm-smmu-v3-iommu.h"
 #include "iommu/dma-iommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
@@ -66,6 +67,8 @@ struct topo_iommu_desc {
 	uint64_t start_dma, end_dma;   /* s390: the functions' DMA range */
 	bool vtd;                      /* "driver": "vtd" */
 	struct vtd_features vtd_features; /* vtd: "features" over vtd_default_features */
+	bool smmuv3;                   /* "driver": "smmuv3" */
+	struct arm_smmu_features smmu; /* smmuv3: what the instance implements */
 };
 
 struct topo_device_desc {
@@ -433,12 +436,42 @@ static int parse_iommu_vtd(struct topo_parser *p, struct json_object *obj, const
 	return rc;
 }
 
+/* The SMMUv3 model's features ("nesting", "httu", "ssid_bits"), refused for other drivers. */
+static int parse_iommu_smmuv3(struct topo_parser *p, struct json_object *obj, const char *where,
+			      bool smmuv3, struct topo_iommu_desc *io)
+{
+	static const char *const feats[] = { "nesting", "httu", "ssid_bits" };
+	const struct arm_smmu_features def = ARM_SMMU_FEATURES_DEFAULT;
+	uint64_t v;
+	int rc;
+
+	io->smmuv3 = smmuv3;
+	io->smmu = def;
+	if (!smmuv3) {
+		for (size_t k = 0; k < ARRAY_SIZE(feats); k++) {
+			if (json_object_object_get_ex(obj, feats[k], NULL)) {
+				parser_at(p, "%s.%s", where, feats[k]);
+				return parse_error(p, "needs \"driver\": \"smmuv3\"");
+			}
+		}
+		return 0;
+	}
+	rc = get_bool(p, obj, where, "nesting", def.nesting, &io->smmu.nesting);
+	if (!rc)
+		rc = get_bool(p, obj, where, "httu", def.httu, &io->smmu.httu);
+	if (!rc)
+		rc = get_u64(p, obj, where, "ssid_bits", false, def.ssid_bits, 20, &v);
+	if (!rc)
+		io->smmu.ssid_bits = (unsigned int)v;
+	return rc;
+}
+
 static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned int i,
 		       struct topo_desc *d)
 {
 	static const char *const keys[] = { "name", "driver", "max_pasids", "deferred_flush",
 					    "dirty_tracking", "msi_window", "start_dma", "end_dma",
-					    "features", "comment", NULL };
+					    "features", "nesting", "httu", "ssid_bits", "comment", NULL };
 	struct topo_iommu_desc *io = &d->iommus[i];
 	char where[32], driver[16];
 	uint64_t v;
@@ -462,13 +495,15 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 	if (!rc)
 		rc = get_string(p, obj, where, "driver", false, driver, sizeof(driver));
 	if (!rc && driver[0] && strcmp(driver, "mock") && strcmp(driver, "s390") &&
-	    strcmp(driver, "vtd"))
-		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\", \"s390\", \"vtd\")",
-				 driver);
+	    strcmp(driver, "vtd") && strcmp(driver, "smmuv3"))
+		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\", \"s390\", "
+				 "\"vtd\", \"smmuv3\")", driver);
 	if (!rc)
 		rc = parse_iommu_s390(p, obj, where, !strcmp(driver, "s390"), io);
 	if (!rc)
 		rc = parse_iommu_vtd(p, obj, where, !strcmp(driver, "vtd"), io);
+	if (!rc)
+		rc = parse_iommu_smmuv3(p, obj, where, !strcmp(driver, "smmuv3"), io);
 	if (!rc)
 		rc = get_u64(p, obj, where, "max_pasids", false, 0, TOPOLOGY_MAX_PASIDS, &v);
 	if (rc)
@@ -477,12 +512,20 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 	rc = get_bool(p, obj, where, "deferred_flush", false, &io->deferred_flush);
 	if (!rc)
 		rc = get_bool(p, obj, where, "dirty_tracking", false, &io->dirty_tracking);
-	/* x86 IOMMUs (intel, AMD) reserve the interrupt window for every device; s390 has none. */
+	/* x86 IOMMUs (intel, AMD) reserve the interrupt window for every device; s390 and the
+	 * SMMUv3 have none. */
 	if (!rc)
-		rc = get_bool(p, obj, where, "msi_window", !io->s390, &io->msi_window);
-	if (!rc && io->s390 && io->msi_window) {
+		rc = get_bool(p, obj, where, "msi_window", !io->s390 && !io->smmuv3,
+			      &io->msi_window);
+	if (!rc && (io->s390 || io->smmuv3) && io->msi_window) {
 		parser_at(p, "%s.msi_window", where);
-		rc = parse_error(p, "the s390 driver has no MSI window");
+		rc = parse_error(p, "the %s driver has no MSI window", io->s390 ? "s390" : "smmuv3");
+	}
+	/* The SMMUv3's PASIDs and dirty tracking are its SSIDSIZE and HTTU. */
+	if (!rc && io->smmuv3 && (io->max_pasids || io->dirty_tracking)) {
+		parser_at(p, "%s", where);
+		rc = parse_error(p, "smmuv3: max_pasids and dirty_tracking come from ssid_bits "
+				 "and httu");
 	}
 	return rc;
 }
@@ -598,6 +641,9 @@ static int parse_device(struct topo_parser *p, struct json_object *obj, unsigned
 			rc = parse_error(p, "group \"%s\" is behind %s in devices[%u], here %s",
 					 dd->group_key, d->iommus[d->devices[j].iommu].name, j,
 					 iommu);
+	/* SMMUv3 functions are isolated (ACS): one group each. */
+	if (!rc && dd->group_key[0] && d->iommus[dd->iommu].smmuv3)
+		rc = parse_error(p, "smmuv3 devices have groups of their own");
 	if (!rc)
 		rc = get_bool(p, obj, where, "untrusted", false, &dd->untrusted);
 	if (!rc && json_object_object_get_ex(obj, "resv_direct", &v))
@@ -1032,6 +1078,8 @@ static void topo_teardown(void)
 			s390_iommu_unregister(iommu);
 		else if (vtd_iommu_is_instance(iommu))
 			vtd_iommu_unregister(iommu);
+		else if (arm_smmu_iommu_is_instance(iommu))
+			arm_smmu_iommu_unregister(iommu);
 		else
 			mock_iommu_unregister(iommu);
 	}
@@ -1070,6 +1118,8 @@ static int topo_instantiate(const struct topo_desc *d)
 						 d->iommus[i].end_dma);
 		else if (d->iommus[i].vtd)
 			rc = vtd_iommu_register(iommu, &d->iommus[i].vtd_features);
+		else if (d->iommus[i].smmuv3)
+			rc = arm_smmu_iommu_register(iommu, &d->iommus[i].smmu);
 		else
 			rc = mock_iommu_register(iommu);
 		if (rc)

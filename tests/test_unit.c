@@ -18,6 +18,7 @@
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
 #include "lib/interval_tree.h"
+#include "lib/rangemap.h"
 #include "lib/rcu.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
@@ -133,6 +134,264 @@ TEST(interval_tree_find_fit_is_first_fit)
 			ASSERT_TRUE(got == want);
 		}
 	}
+}
+
+/* ---- rangemap ----------------------------------------------------------------------------- */
+
+/*
+ * The model: a bitmap of which of RM_UNITS units are covered, and for each entry (by start)
+ * its last. Entries are unit ranges scaled by RM_SCALE so gaps have lengths in bytes, and
+ * the top unit ends at U64_MAX so the tail gap and the full range are exercised.
+ */
+#define RM_UNITS 3000
+#define RM_SCALE ((uint64_t)1 << 40)
+
+struct rm_model {
+	int last_unit[RM_UNITS]; /* -1: no entry starts here */
+	bool covered[RM_UNITS];
+	unsigned long count;
+};
+
+static uint64_t rm_unit_start(int u)
+{
+	return (uint64_t)u * (UINT64_MAX / RM_UNITS + 1);
+}
+
+static uint64_t rm_unit_last(int u)
+{
+	return u == RM_UNITS - 1 ? UINT64_MAX : rm_unit_start(u + 1) - 1;
+}
+
+static void *rm_value(int u)
+{
+	return (void *)(uintptr_t)(0x1000 + u);
+}
+
+/* Checks iteration over random windows against the model. */
+static void rm_check_queries(struct __h_test *_metadata, struct rangemap *map,
+			     struct rm_model *m, unsigned int *seed)
+{
+	int q;
+
+	for (q = 0; q < 8; q++) {
+		int a = rand_r(seed) % RM_UNITS, b = a + rand_r(seed) % 40, u = 0;
+		uint64_t s = rm_unit_start(a) + rnd64(seed, 1000), l;
+		struct rangemap_iter it;
+		void *v;
+
+		if (b >= RM_UNITS)
+			b = RM_UNITS - 1;
+		l = rm_unit_last(b) - rnd64(seed, 1000);
+		/* Entries are whole units: those overlapping [s, l] are those meeting [a, b]. */
+		rangemap_for_each(v, &it, map, s, l) {
+			while (u <= b && (m->last_unit[u] < 0 || m->last_unit[u] < a))
+				u++;
+			ASSERT_TRUE(u <= b);
+			ASSERT_TRUE(v == rm_value(u));
+			ASSERT_EQ(rm_unit_start(u), it.start);
+			ASSERT_EQ(rm_unit_last(m->last_unit[u]), it.last);
+			u++;
+		}
+		while (u <= b && (m->last_unit[u] < 0 || m->last_unit[u] < a))
+			u++;
+		ASSERT_TRUE(u > b);
+	}
+}
+
+struct rm_fit {
+	uint64_t min_unit_len; /* in units, of the gap asked for */
+	uint64_t got_start, got_last;
+	int reject_below; /* fits() rejects gaps starting below this unit */
+	int calls;
+};
+
+static bool rm_fit_fn(uint64_t start, uint64_t last, void *arg)
+{
+	struct rm_fit *f = arg;
+
+	f->calls++;
+	if (start < rm_unit_start(f->reject_below))
+		return false;
+	f->got_start = start;
+	f->got_last = last;
+	return true;
+}
+
+/* First fit against the model: the lowest run of free units at least @len long. */
+static void rm_check_gap_find(struct __h_test *_metadata, struct rangemap *map,
+			      struct rm_model *m, unsigned int *seed)
+{
+	struct rm_fit f = { 0 };
+	int len = 1 + rand_r(seed) % 6, u, run = 0, want = -1, want_end = -1;
+	bool found;
+
+	f.reject_below = rand_r(seed) % 4 ? 0 : rand_r(seed) % RM_UNITS;
+	for (u = 0; u <= RM_UNITS; u++) {
+		if (u < RM_UNITS && !m->covered[u]) {
+			run++;
+			continue;
+		}
+		if (run >= len && u - run >= f.reject_below && want < 0) {
+			want = u - run;
+			want_end = u - 1;
+		}
+		run = 0;
+	}
+	found = rangemap_gap_find(map, (uint64_t)len * (UINT64_MAX / RM_UNITS + 1) - 1,
+				  rm_fit_fn, &f);
+	ASSERT_EQ(want >= 0, found);
+	if (found) {
+		ASSERT_EQ(rm_unit_start(want), f.got_start);
+		ASSERT_EQ(rm_unit_last(want_end), f.got_last);
+	}
+}
+
+TEST(rangemap_matches_model)
+{
+	struct rm_model *m = calloc(1, sizeof(*m));
+	struct rangemap map;
+	unsigned int seed = 11;
+	int step, u;
+
+	ASSERT_TRUE(m != NULL);
+	for (u = 0; u < RM_UNITS; u++)
+		m->last_unit[u] = -1;
+	rangemap_init(&map);
+	/* Fill up, then churn, then drain: the tree grows and shrinks through several heights. */
+	for (step = 0; step < 60000; step++) {
+		int phase = step < 20000 ? 0 : step < 45000 ? 1 : 2;
+		int a = rand_r(&seed) % RM_UNITS, op = rand_r(&seed) % 10;
+		bool grow = phase == 0 ? op < 8 : phase == 1 ? op < 5 : op < 1;
+
+		if (grow && !m->covered[a]) {
+			int b = a, max = a + rand_r(&seed) % 3;
+
+			while (b < max && b + 1 < RM_UNITS && !m->covered[b + 1])
+				b++;
+			ASSERT_EQ(0, rangemap_reserve(&map, 1));
+			rangemap_insert(&map, rm_unit_start(a), rm_unit_last(b), rm_value(a));
+			m->last_unit[a] = b;
+			for (u = a; u <= b; u++)
+				m->covered[u] = true;
+			m->count++;
+		} else if (!grow) {
+			/* Remove the entry covering a, or shrink it when it is longer than one unit. */
+			for (u = a; u >= 0 && m->last_unit[u] < 0; u--)
+				;
+			if (u >= 0 && m->last_unit[u] >= a) {
+				if (m->last_unit[u] > u && op == 0) {
+					m->covered[m->last_unit[u]] = false;
+					m->last_unit[u]--;
+					rangemap_set_last(&map, rm_unit_start(u),
+							  rm_unit_last(m->last_unit[u]));
+				} else {
+					int v;
+
+					ASSERT_TRUE(rangemap_remove(&map, rm_unit_start(u)) ==
+						    rm_value(u));
+					for (v = u; v <= m->last_unit[u]; v++)
+						m->covered[v] = false;
+					m->last_unit[u] = -1;
+					m->count--;
+				}
+			}
+		}
+		ASSERT_EQ(m->count, map.count);
+		if (step % 97 == 0) {
+			ASSERT_TRUE(rangemap_verify(&map));
+			rm_check_queries(_metadata, &map, m, &seed);
+			rm_check_gap_find(_metadata, &map, m, &seed);
+		}
+	}
+	ASSERT_TRUE(rangemap_verify(&map));
+	rangemap_destroy(&map);
+	free(m);
+}
+
+static bool rm_fit_count(uint64_t start, uint64_t last, void *arg)
+{
+	(void)start;
+	(void)last;
+	(*(int *)arg)++;
+	return false;
+}
+
+TEST(rangemap_gaps_edges_and_pruning)
+{
+	struct rangemap map;
+	struct rm_fit f = { 0 };
+	int calls = 0, i;
+
+	rangemap_init(&map);
+	/* Empty: one gap, all of U64. */
+	ASSERT_TRUE(rangemap_gap_find(&map, UINT64_MAX, rm_fit_fn, &f));
+	ASSERT_EQ(0, f.got_start);
+	ASSERT_EQ(UINT64_MAX, f.got_last);
+	/* Entries at both ends: no leading or tail gap. */
+	ASSERT_EQ(0, rangemap_reserve(&map, 2));
+	rangemap_insert(&map, 0, 9, rm_value(0));
+	rangemap_insert(&map, UINT64_MAX - 9, UINT64_MAX, rm_value(1));
+	ASSERT_FALSE(rangemap_gap_find(&map, UINT64_MAX, rm_fit_fn, &f));
+	ASSERT_TRUE(rangemap_gap_find(&map, UINT64_MAX - 20, rm_fit_fn, &f));
+	ASSERT_EQ(10, f.got_start);
+	ASSERT_EQ(UINT64_MAX - 10, f.got_last);
+	ASSERT_FALSE(rangemap_gap_find(&map, UINT64_MAX - 19, rm_fit_fn, &f));
+	rangemap_remove(&map, 0);
+	rangemap_remove(&map, UINT64_MAX - 9);
+	ASSERT_TRUE(rangemap_empty(&map));
+	/* 10,000 entries each followed by a one-byte gap, then a big tail. */
+	for (i = 0; i < 10000; i++) {
+		ASSERT_EQ(0, rangemap_reserve(&map, 1));
+		rangemap_insert(&map, 2 * (uint64_t)i, 2 * (uint64_t)i, rm_value(i));
+	}
+	ASSERT_TRUE(rangemap_verify(&map));
+	/* Every one-byte gap is offered in order (the first is the leading one: none). */
+	ASSERT_FALSE(rangemap_gap_find(&map, 0, rm_fit_count, &calls));
+	ASSERT_EQ(10000, calls);
+	/* A two-byte request meets only the tail: no small gap is offered. */
+	calls = 0;
+	ASSERT_FALSE(rangemap_gap_find(&map, 1, rm_fit_count, &calls));
+	ASSERT_EQ(1, calls);
+	rangemap_destroy(&map);
+	ASSERT_TRUE(rangemap_verify(&map));
+}
+
+/* Reserve is the only fallible step; a failed one leaves the map as it was. */
+TEST(rangemap_reserve_fail_nth)
+{
+	struct rangemap map;
+	long base = uiommu_alloc_live();
+	unsigned long nth;
+	int i;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	rangemap_init(&map);
+	for (i = 0; i < 200; i++) {
+		ASSERT_EQ(0, rangemap_reserve(&map, 1));
+		rangemap_insert(&map, 4 * (uint64_t)i, 4 * (uint64_t)i + 1, rm_value(i));
+	}
+	rangemap_spare_trim(&map, 0);
+	for (nth = 1; nth < 100; nth++) {
+		long live = uiommu_alloc_live();
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = rangemap_reserve(&map, 3);
+		if (uiommu_fail_nth_disarm())
+			break;
+		ASSERT_EQ(-ENOMEM, rc);
+		ASSERT_TRUE(rangemap_verify(&map));
+		ASSERT_EQ(200, map.count);
+		rangemap_spare_trim(&map, 0);
+		ASSERT_EQ(live, uiommu_alloc_live());
+	}
+	ASSERT_TRUE(nth > 1 && nth < 100);
+	for (i = 0; i < 3; i++)
+		rangemap_insert(&map, 4 * (uint64_t)i + 2, 4 * (uint64_t)i + 2, rm_value(i));
+	ASSERT_TRUE(rangemap_verify(&map));
+	rangemap_destroy(&map);
+	ASSERT_EQ(base, uiommu_alloc_live());
 }
 
 struct span_rec {

@@ -339,6 +339,9 @@ TEST(rangemap_gaps_edges_and_pruning)
 	rangemap_remove(&map, 0);
 	rangemap_remove(&map, UINT64_MAX - 9);
 	ASSERT_TRUE(rangemap_empty(&map));
+	/* Empty again, it holds no memory (no spares either). */
+	ASSERT_EQ(0, rangemap_spare_count(&map));
+	ASSERT_EQ(0, map.nodes);
 	/* 10,000 entries each followed by a one-byte gap, then a big tail. */
 	for (i = 0; i < 10000; i++) {
 		ASSERT_EQ(0, rangemap_reserve(&map, 1));
@@ -718,23 +721,37 @@ TEST(auto_iova_is_lowest_first_fit)
 			recs[i].len = len;
 			live++;
 		}
-		if (step % 101 == 0) {
-			ASSERT_TRUE(interval_tree_verify(&iopt.area_itree));
-			ASSERT_TRUE(interval_tree_verify(&iopt.holes));
-		}
+		if (step % 101 == 0)
+			ASSERT_TRUE(rangemap_verify(&iopt.areas));
 	}
-	ASSERT_EQ((unsigned long)live, iopt.area_itree.count);
+	ASSERT_EQ((unsigned long)live, iopt.areas.count);
 	iopt_destroy_table(&iopt);
 	uiommu_mm_put(mm);
+}
+
+struct gap_rec {
+	int n;
+	uint64_t start[8], last[8];
+};
+
+static bool gap_record(uint64_t start, uint64_t last, void *arg)
+{
+	struct gap_rec *r = arg;
+
+	if (r->n < 8) {
+		r->start[r->n] = start;
+		r->last[r->n] = last;
+	}
+	r->n++;
+	return false;
 }
 
 TEST(holes_track_gaps_between_areas)
 {
 	struct uiommu_mm *mm = test_mm();
 	struct io_pagetable iopt;
-	struct interval_tree_node *n;
+	struct gap_rec r = { 0 };
 	uint64_t iova, unmapped, ps = uiommu_page_size;
-	int count = 0;
 
 	iopt_init_table(&iopt);
 	iova = 4 * ps;
@@ -742,22 +759,30 @@ TEST(holes_track_gaps_between_areas)
 	iova = 10 * ps;
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
 	/* Gaps: [0, 4ps-1], [5ps, 10ps-1], [11ps, max]. */
-	for (n = interval_tree_first(&iopt.holes); n; n = interval_tree_next(n)) {
-		if (count == 0) { ASSERT_EQ(0, n->start); ASSERT_EQ(4 * ps - 1, n->last); }
-		if (count == 1) { ASSERT_EQ(5 * ps, n->start); ASSERT_EQ(10 * ps - 1, n->last); }
-		if (count == 2) { ASSERT_EQ(11 * ps, n->start); ASSERT_EQ(UINT64_MAX, n->last); }
-		count++;
-	}
-	ASSERT_EQ(3, count);
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 0, gap_record, &r));
+	ASSERT_EQ(3, r.n);
+	ASSERT_EQ(0, r.start[0]); ASSERT_EQ(4 * ps - 1, r.last[0]);
+	ASSERT_EQ(5 * ps, r.start[1]); ASSERT_EQ(10 * ps - 1, r.last[1]);
+	ASSERT_EQ(11 * ps, r.start[2]); ASSERT_EQ(UINT64_MAX, r.last[2]);
+	/* A gap too small for the request is not offered. */
+	r.n = 0;
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 5 * ps, gap_record, &r));
+	ASSERT_EQ(1, r.n);
+	ASSERT_EQ(11 * ps, r.start[0]);
 	/* An area at the very top leaves no tail gap; removing everything leaves one. */
 	iova = UINT64_MAX - ps + 1;
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
-	ASSERT_FALSE(iopt.tail_hole_in_tree);
+	r.n = 0;
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 0, gap_record, &r));
+	ASSERT_EQ(3, r.n);
+	ASSERT_EQ(UINT64_MAX - ps, r.last[2]);
 	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
 	ASSERT_EQ(3 * ps, unmapped);
-	ASSERT_EQ(1, iopt.holes.count);
-	ASSERT_TRUE(iopt.tail_hole_in_tree);
-	ASSERT_EQ(0, iopt.tail_hole.start);
+	ASSERT_TRUE(rangemap_empty(&iopt.areas));
+	r.n = 0;
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 0, gap_record, &r));
+	ASSERT_EQ(1, r.n);
+	ASSERT_EQ(0, r.start[0]); ASSERT_EQ(UINT64_MAX, r.last[0]);
 	iopt_destroy_table(&iopt);
 	uiommu_mm_put(mm);
 }
@@ -768,23 +793,28 @@ TEST(area_split_keeps_the_mapping)
 	struct io_pagetable iopt;
 	uint64_t iova = 0x100000, ps = uiommu_page_size, unmapped;
 	uint64_t cuts[2] = { 0x100000 + 2 * ps, 0x100000 + 5 * ps };
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 
 	iopt_init_table(&iopt);
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x7f0000000000ull, 8 * ps,
 					 IOMMU_READ, 0));
 	ASSERT_EQ(0, iopt_cut_iova(&iopt, cuts, 2));
-	ASSERT_EQ(3, iopt.area_itree.count);
-	n = interval_tree_iter_first(&iopt.area_itree, 0x100000 + 3 * ps, 0x100000 + 3 * ps);
-	ASSERT_EQ(0x100000 + 2 * ps, n->start);
-	ASSERT_EQ(0x100000 + 5 * ps - 1, n->last);
+	ASSERT_EQ(3, iopt.areas.count);
+	ASSERT_TRUE(rangemap_verify(&iopt.areas));
+	area = rangemap_iter_first(&iopt.areas, &it, 0x100000 + 3 * ps, 0x100000 + 3 * ps);
+	ASSERT_TRUE(area != NULL);
+	ASSERT_EQ(0x100000 + 2 * ps, area->iova.start);
+	ASSERT_EQ(0x100000 + 5 * ps - 1, area->iova.last);
+	ASSERT_EQ(area->iova.start, it.start);
+	ASSERT_EQ(area->iova.last, it.last);
 	/* The middle piece maps the middle of the same pages. */
-	ASSERT_EQ(2 * ps, iopt_area_from_node(n)->pages_byte);
+	ASSERT_EQ(2 * ps, area->pages_byte);
 	ASSERT_EQ(0, iopt_unmap_iova(&iopt, 0x100000 + 2 * ps, 3 * ps, &unmapped));
 	ASSERT_EQ(3 * ps, unmapped);
 	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
 	ASSERT_EQ(5 * ps, unmapped);
-	ASSERT_TRUE(interval_tree_verify(&iopt.holes));
+	ASSERT_TRUE(rangemap_verify(&iopt.areas));
 	iopt_destroy_table(&iopt);
 	uiommu_mm_put(mm);
 }
@@ -899,7 +929,7 @@ TEST(domains_pin_map_reserve_and_align)
 	iova = 0x400000;
 	ASSERT_EQ(-EFAULT, iopt_map_user_pages(&iopt, mm, &iova, (uint64_t)(uintptr_t)hole,
 					       2 * ps, IOMMU_READ, IOPT_ALLOC_IOVA));
-	ASSERT_EQ(1, iopt.area_itree.count);
+	ASSERT_EQ(1, iopt.areas.count);
 	ASSERT_EQ(0, io_pgtable_iova_to_phys(d1.pgt, 0x400000));
 	iova = 0x400000;
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, 2 * ps, IOMMU_READ, 0));

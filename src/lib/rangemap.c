@@ -69,6 +69,9 @@ static unsigned long rm_nodes_needed(const struct rangemap *map, unsigned int en
 {
 	unsigned long growth = 1, e;
 
+	/* The first entry of an empty map is a leaf of its own. */
+	if (!map->root && entries == 1)
+		return 1;
 	for (e = entries; e; e >>= 1)
 		growth++;
 	return (unsigned long)entries * (map->height + growth);
@@ -372,7 +375,9 @@ void *rangemap_remove(struct rangemap *map, uint64_t start)
 	}
 	n = map->root;
 	if (n->nr == 0) {
+		/* An empty map holds no memory: the last unmap leaves the table as it began. */
 		rm_node_put(map, n);
+		rangemap_spare_trim(map, 0);
 		map->root = NULL;
 		map->height = 0;
 	} else if (n->nr == 1 && map->height > 1) {

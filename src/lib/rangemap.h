@@ -23,7 +23,7 @@
  * spare list that rangemap_reserve() fills beforehand, the one fallible step; insert only
  * takes from it. Removing never needs a node (merges free them, back onto the spare list), so
  * a removal cannot fail. In a steady state of inserts and removals the spares go round and
- * nothing is allocated.
+ * nothing is allocated; a map that becomes empty frees its spares, so it holds no memory.
  *
  * The map does no locking: its owner's lock protects it, spares included. Iterators are
  * invalidated by any insert or remove.
@@ -90,7 +90,10 @@ void rangemap_spare_trim(struct rangemap *map, unsigned int keep);
  * have been called for it. Cannot fail.
  */
 void rangemap_insert(struct rangemap *map, uint64_t start, uint64_t last, void *value);
-/* Removes the entry that starts at @start (it must exist); returns its value. Cannot fail. */
+/*
+ * Removes the entry that starts at @start (it must exist); returns its value. Cannot fail.
+ * Removing the last entry frees the spares too.
+ */
 void *rangemap_remove(struct rangemap *map, uint64_t start);
 /*
  * The entry that starts at @start now ends at @last, which must not reach the next entry.

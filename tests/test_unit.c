@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * White-box unit tests of the engine's data structures, linked against the library's objects:
- * the interval tree (against a brute-force model), the object ID table, the pin bookkeeping of
- * iopt_pages and the mm ledger, and the automatic IOVA allocator (against a brute-force
- * first-fit).
+ * the interval tree and the range B+tree (each against a brute-force model), the object ID
+ * table, the pin bookkeeping of iopt_pages and the mm ledger, and the automatic IOVA allocator
+ * (against a brute-force first-fit).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -93,47 +93,6 @@ TEST(interval_tree_matches_model)
 	ASSERT_TRUE(interval_tree_verify(&root));
 	ASSERT_EQ(0, bad);
 	free(m);
-}
-
-struct fit_arg {
-	uint64_t need;
-};
-
-static bool fit_any(const struct interval_tree_node *n, void *arg)
-{
-	(void)n;
-	(void)arg;
-	return true;
-}
-
-TEST(interval_tree_find_fit_is_first_fit)
-{
-	struct interval_tree_node nodes[64];
-	struct interval_tree_root root;
-	unsigned int seed = 7;
-	int i, round;
-
-	for (round = 0; round < 50; round++) {
-		uint64_t pos = 0;
-
-		interval_tree_init(&root);
-		/* Disjoint intervals of random sizes, like holes. */
-		for (i = 0; i < 64; i++) {
-			nodes[i].start = pos + rnd64(&seed, 5);
-			nodes[i].last = nodes[i].start + rnd64(&seed, 40);
-			pos = nodes[i].last + 1 + rnd64(&seed, 5);
-			interval_tree_insert(&root, &nodes[i]);
-		}
-		for (uint64_t need = 0; need < 45; need++) {
-			struct interval_tree_node *got = interval_tree_find_fit(&root, need, fit_any, NULL);
-			struct interval_tree_node *want = NULL;
-
-			for (i = 0; i < 64 && !want; i++)
-				if (nodes[i].last - nodes[i].start >= need)
-					want = &nodes[i];
-			ASSERT_TRUE(got == want);
-		}
-	}
 }
 
 /* ---- rangemap ----------------------------------------------------------------------------- */

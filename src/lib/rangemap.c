@@ -10,9 +10,12 @@
  * in the middle of a big map therefore touches a few nodes of one root-to-leaf path, a few
  * cache lines each.
  *
- * Splits leave at least four items in each half and a node is refilled only below three, so
- * an insert and a remove of the same entry (one MAP and one UNMAP) cannot split and merge the
- * same node over and over.
+ * Splits leave four and five items, and a node is refilled only below three, by merging with
+ * its sibling when the two together hold six items or fewer, else by taking one of the
+ * sibling's. So an insert and a remove of the same entry (one MAP and one UNMAP) cannot split
+ * and merge the same node over and over. An insert past the last item of a full node (areas
+ * mapped in ascending IOVA, the common way to fill an IOAS) leaves six items and moves two
+ * with the new one instead: half-full nodes all along the tree would take 60% more memory.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +28,8 @@
 
 /* A node holds at least 3 items, so 2^64 entries fit in fewer levels than this. */
 #define RM_MAX_HEIGHT 42
+/* Siblings merge only when the result leaves room for two more items (see the top). */
+#define RM_MERGE_MAX (RANGEMAP_SLOTS - 2)
 
 struct rm_path {
 	struct rangemap_node *node[RM_MAX_HEIGHT];
@@ -258,10 +263,11 @@ void rangemap_insert(struct rangemap *map, uint64_t start, uint64_t last, void *
 	while (n->nr == RANGEMAP_SLOTS) {
 		bool leaf = level + 1 == map->height;
 		struct rangemap_node *right = rm_node_take(map);
-		unsigned int keep = (RANGEMAP_SLOTS + 1) / 2; /* items left in n */
+		/* Items left in n: half, or all but two when appending (see the top). */
+		unsigned int keep = pos == RANGEMAP_SLOTS ? RANGEMAP_SLOTS - 2 : (RANGEMAP_SLOTS + 1) / 2;
 		struct rm_item left_sum, right_sum;
 
-		/* Split the nine items (eight and the new one) into four and five. */
+		/* Split the nine items (eight and the new one): four and five, or six and three. */
 		if (pos < keep) {
 			rm_items_append(right, n, keep - 1, RANGEMAP_SLOTS - (keep - 1));
 			n->nr = keep - 1;
@@ -313,7 +319,7 @@ static bool rm_refill(struct rangemap *map, struct rm_path *path, unsigned int l
 		li--;
 	left = parent->slot[li];
 	right = parent->slot[li + 1];
-	if (left->nr + right->nr <= RANGEMAP_SLOTS) {
+	if (left->nr + right->nr <= RM_MERGE_MAX) {
 		rm_items_append(left, right, 0, right->nr);
 		if (leaf)
 			left->next = right->next;

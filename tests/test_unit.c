@@ -748,6 +748,68 @@ TEST(holes_track_gaps_between_areas)
 	uiommu_mm_put(mm);
 }
 
+/*
+ * The table's guarantees at a size where the tree has several levels: a MAP that fails at any
+ * fallible step (the tree's node reservation among them) leaves the table and the allocations
+ * as they were, and UNMAP has no fallible step at all, merges included.
+ */
+TEST(big_table_map_fail_nth_and_unmap_never_fails)
+{
+	struct uiommu_mm *mm = test_mm();
+	uint64_t ps = uiommu_page_size, iova, unmapped;
+	struct io_pagetable iopt;
+	unsigned long nth;
+	int i;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	iopt_init_table(&iopt);
+	for (i = 0; i < 2000; i++) {
+		iova = ps * (1 + 2 * (uint64_t)i);
+		ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
+	}
+	ASSERT_TRUE(iopt.areas.height >= 3);
+	for (nth = 1; nth < 50; nth++) {
+		long live;
+		int rc;
+
+		/* No spare nodes: the reservation must allocate, and can fail. */
+		rangemap_spare_trim(&iopt.areas, 0);
+		live = uiommu_alloc_live();
+		iova = 0;
+		uiommu_fail_nth_arm(nth);
+		rc = iopt_map_user_pages(&iopt, mm, &iova, 0x10000, 2 * ps, IOMMU_READ,
+					 IOPT_ALLOC_IOVA);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		ASSERT_EQ(-ENOMEM, rc);
+		ASSERT_EQ(2000, iopt.areas.count);
+		ASSERT_TRUE(rangemap_verify(&iopt.areas));
+		ASSERT_EQ(live, uiommu_alloc_live());
+	}
+	ASSERT_TRUE(nth > 2 && nth < 50);
+	/* No gap of two pages below the areas: it went after the last one. */
+	ASSERT_EQ(ps * 4000, iova);
+	ASSERT_EQ(2001, iopt.areas.count);
+	/* Unmapping consumes no failure point, however the tree shrinks. */
+	for (i = 0; i < 2000; i += 1 + i % 3) {
+		uiommu_fail_nth_arm(1);
+		ASSERT_EQ(0, iopt_unmap_iova(&iopt, ps * (1 + 2 * (uint64_t)i), ps, &unmapped));
+		ASSERT_NE(0, uiommu_fail_nth_disarm());
+		ASSERT_EQ(ps, unmapped);
+	}
+	ASSERT_TRUE(rangemap_verify(&iopt.areas));
+	uiommu_fail_nth_arm(1);
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	ASSERT_NE(0, uiommu_fail_nth_disarm());
+	ASSERT_TRUE(rangemap_empty(&iopt.areas));
+	ASSERT_EQ(0, rangemap_spare_count(&iopt.areas));
+	iopt_destroy_table(&iopt);
+	uiommu_mm_put(mm);
+}
+
 TEST(area_split_keeps_the_mapping)
 {
 	struct uiommu_mm *mm = test_mm();

@@ -506,6 +506,7 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 		elms[i].pages = NULL;
 		elms[i].area = NULL;
 	}
+	rangemap_spare_settle(&iopt->areas);
 	uiommu_up_write(&iopt->iova_rwsem);
 	uiommu_up_read(&iopt->domains_rwsem);
 	return 0;
@@ -829,6 +830,7 @@ int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int
 	for (i = 0; i != num; i++)
 		if (iopt_area_split_check(iopt, iovas[i]) > 0)
 			iopt_area_split(iopt, iovas[i], spare[used++]);
+	rangemap_spare_settle(&iopt->areas);
 	rc = 0;
 out_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);

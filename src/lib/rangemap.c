@@ -61,12 +61,23 @@ static struct rangemap_node *rm_node_take(struct rangemap *map)
 	return n;
 }
 
+/* The spares a map keeps between operations: what one insert may need. */
+static unsigned int rm_spare_cap(const struct rangemap *map)
+{
+	return map->height + 2;
+}
+
+/* A node leaves the tree: kept as a spare up to the cap, freed beyond it. */
 static void rm_node_put(struct rangemap *map, struct rangemap_node *n)
 {
+	map->nodes--;
+	if (map->nr_spare >= rm_spare_cap(map)) {
+		uiommu_free(n);
+		return;
+	}
 	n->next = map->spare;
 	map->spare = n;
 	map->nr_spare++;
-	map->nodes--;
 }
 
 /* Nodes that @entries inserts may need: a split per level each, and the root growing. */
@@ -107,6 +118,11 @@ void rangemap_spare_trim(struct rangemap *map, unsigned int keep)
 		map->nr_spare--;
 		uiommu_free(n);
 	}
+}
+
+void rangemap_spare_settle(struct rangemap *map)
+{
+	rangemap_spare_trim(map, rm_spare_cap(map));
 }
 
 static void rm_free_subtree(struct rangemap_node *n, unsigned int height)

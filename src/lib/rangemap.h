@@ -23,7 +23,8 @@
  * spare list that rangemap_reserve() fills beforehand, the one fallible step; insert only
  * takes from it. Removing never needs a node (merges free them, back onto the spare list), so
  * a removal cannot fail. In a steady state of inserts and removals the spares go round and
- * nothing is allocated; a map that becomes empty frees its spares, so it holds no memory.
+ * nothing is allocated; the map keeps only the spares one insert may need (the rest are
+ * freed), and a map that becomes empty frees them all, so it holds no memory.
  *
  * The map does no locking: its owner's lock protects it, spares included. Iterators are
  * invalidated by any insert or remove.
@@ -84,6 +85,11 @@ static inline unsigned int rangemap_spare_count(const struct rangemap *map)
 }
 /* Frees spares until at most @keep are left. */
 void rangemap_spare_trim(struct rangemap *map, unsigned int keep);
+/*
+ * Frees the spares beyond what one insert may need, after a change that reserved for many.
+ * Removals keep no more than that either, so a map that shrank holds no node of its peak.
+ */
+void rangemap_spare_settle(struct rangemap *map);
 
 /*
  * Adds [start, last] -> @value. The range must not overlap an entry and rangemap_reserve() must

@@ -52,8 +52,9 @@
  * Locking, in order: iopt->domains_rwsem -> iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
  *   domains_rwsem protects domains and nr_domains. Writers: adding and removing a domain.
  *   Readers: MAP, COPY and UNMAP, which must see one stable set of domains to fill or empty.
- *   iova_rwsem protects every tree of the io_pagetable, iova_alignment and
- *   disable_large_pages. Readers (IOVA_RANGES, COPY's source walk) take it shared.
+ *   iova_rwsem protects every tree of the io_pagetable (the areas' with its spare nodes),
+ *   iova_alignment and disable_large_pages. Readers (IOVA_RANGES, COPY's source walk, the
+ *   accesses' pin and rw walks) take it shared: walking the areas' tree only reads it.
  *   pages->mutex protects the pin users of one iopt_pages and its file mapping.
  * An area's iova, pages, pages_byte, iommu_prot and pin change only under iova_rwsem held for
  * write. The IOMMU core's group->mutex is never held together with these locks: iommufd

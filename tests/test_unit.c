@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * White-box unit tests of the engine's data structures, linked against the library's objects:
- * the interval tree (against a brute-force model), the object ID table, the pin bookkeeping of
- * iopt_pages and the mm ledger, and the automatic IOVA allocator (against a brute-force
- * first-fit).
+ * the interval tree and the range B+tree (each against a brute-force model), the object ID
+ * table, the pin bookkeeping of iopt_pages and the mm ledger, and the automatic IOVA allocator
+ * (against a brute-force first-fit).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +18,7 @@
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
 #include "lib/interval_tree.h"
+#include "lib/rangemap.h"
 #include "lib/rcu.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
@@ -94,45 +95,267 @@ TEST(interval_tree_matches_model)
 	free(m);
 }
 
-struct fit_arg {
-	uint64_t need;
+/* ---- rangemap ----------------------------------------------------------------------------- */
+
+/*
+ * The model: a bitmap of which of RM_UNITS units are covered, and for each entry (by start)
+ * its last. Entries are unit ranges scaled by RM_SCALE so gaps have lengths in bytes, and
+ * the top unit ends at U64_MAX so the tail gap and the full range are exercised.
+ */
+#define RM_UNITS 3000
+#define RM_SCALE ((uint64_t)1 << 40)
+
+struct rm_model {
+	int last_unit[RM_UNITS]; /* -1: no entry starts here */
+	bool covered[RM_UNITS];
+	unsigned long count;
 };
 
-static bool fit_any(const struct interval_tree_node *n, void *arg)
+static uint64_t rm_unit_start(int u)
 {
-	(void)n;
-	(void)arg;
+	return (uint64_t)u * (UINT64_MAX / RM_UNITS + 1);
+}
+
+static uint64_t rm_unit_last(int u)
+{
+	return u == RM_UNITS - 1 ? UINT64_MAX : rm_unit_start(u + 1) - 1;
+}
+
+static void *rm_value(int u)
+{
+	return (void *)(uintptr_t)(0x1000 + u);
+}
+
+/* Checks iteration over random windows against the model. */
+static void rm_check_queries(struct __h_test *_metadata, struct rangemap *map,
+			     struct rm_model *m, unsigned int *seed)
+{
+	int q;
+
+	for (q = 0; q < 8; q++) {
+		int a = rand_r(seed) % RM_UNITS, b = a + rand_r(seed) % 40, u = 0;
+		uint64_t s = rm_unit_start(a) + rnd64(seed, 1000), l;
+		struct rangemap_iter it;
+		void *v;
+
+		if (b >= RM_UNITS)
+			b = RM_UNITS - 1;
+		l = rm_unit_last(b) - rnd64(seed, 1000);
+		/* Entries are whole units: those overlapping [s, l] are those meeting [a, b]. */
+		rangemap_for_each(v, &it, map, s, l) {
+			while (u <= b && (m->last_unit[u] < 0 || m->last_unit[u] < a))
+				u++;
+			ASSERT_TRUE(u <= b);
+			ASSERT_TRUE(v == rm_value(u));
+			ASSERT_EQ(rm_unit_start(u), it.start);
+			ASSERT_EQ(rm_unit_last(m->last_unit[u]), it.last);
+			u++;
+		}
+		while (u <= b && (m->last_unit[u] < 0 || m->last_unit[u] < a))
+			u++;
+		ASSERT_TRUE(u > b);
+	}
+}
+
+struct rm_fit {
+	uint64_t min_unit_len; /* in units, of the gap asked for */
+	uint64_t got_start, got_last;
+	int reject_below; /* fits() rejects gaps starting below this unit */
+	int calls;
+};
+
+static bool rm_fit_fn(uint64_t start, uint64_t last, void *arg)
+{
+	struct rm_fit *f = arg;
+
+	f->calls++;
+	if (start < rm_unit_start(f->reject_below))
+		return false;
+	f->got_start = start;
+	f->got_last = last;
 	return true;
 }
 
-TEST(interval_tree_find_fit_is_first_fit)
+/* First fit against the model: the lowest run of free units at least @len long. */
+static void rm_check_gap_find(struct __h_test *_metadata, struct rangemap *map,
+			      struct rm_model *m, unsigned int *seed)
 {
-	struct interval_tree_node nodes[64];
-	struct interval_tree_root root;
-	unsigned int seed = 7;
-	int i, round;
+	struct rm_fit f = { 0 };
+	int len = 1 + rand_r(seed) % 6, u, run = 0, want = -1, want_end = -1;
+	bool found;
 
-	for (round = 0; round < 50; round++) {
-		uint64_t pos = 0;
-
-		interval_tree_init(&root);
-		/* Disjoint intervals of random sizes, like holes. */
-		for (i = 0; i < 64; i++) {
-			nodes[i].start = pos + rnd64(&seed, 5);
-			nodes[i].last = nodes[i].start + rnd64(&seed, 40);
-			pos = nodes[i].last + 1 + rnd64(&seed, 5);
-			interval_tree_insert(&root, &nodes[i]);
+	f.reject_below = rand_r(seed) % 4 ? 0 : rand_r(seed) % RM_UNITS;
+	for (u = 0; u <= RM_UNITS; u++) {
+		if (u < RM_UNITS && !m->covered[u]) {
+			run++;
+			continue;
 		}
-		for (uint64_t need = 0; need < 45; need++) {
-			struct interval_tree_node *got = interval_tree_find_fit(&root, need, fit_any, NULL);
-			struct interval_tree_node *want = NULL;
+		if (run >= len && u - run >= f.reject_below && want < 0) {
+			want = u - run;
+			want_end = u - 1;
+		}
+		run = 0;
+	}
+	found = rangemap_gap_find(map, (uint64_t)len * (UINT64_MAX / RM_UNITS + 1) - 1,
+				  rm_fit_fn, &f);
+	ASSERT_EQ(want >= 0, found);
+	if (found) {
+		ASSERT_EQ(rm_unit_start(want), f.got_start);
+		ASSERT_EQ(rm_unit_last(want_end), f.got_last);
+	}
+}
 
-			for (i = 0; i < 64 && !want; i++)
-				if (nodes[i].last - nodes[i].start >= need)
-					want = &nodes[i];
-			ASSERT_TRUE(got == want);
+TEST(rangemap_matches_model)
+{
+	struct rm_model *m = calloc(1, sizeof(*m));
+	struct rangemap map;
+	unsigned int seed = 11;
+	int step, u;
+
+	ASSERT_TRUE(m != NULL);
+	for (u = 0; u < RM_UNITS; u++)
+		m->last_unit[u] = -1;
+	rangemap_init(&map);
+	/* Fill up, then churn, then drain: the tree grows and shrinks through several heights. */
+	for (step = 0; step < 60000; step++) {
+		int phase = step < 20000 ? 0 : step < 45000 ? 1 : 2;
+		int a = rand_r(&seed) % RM_UNITS, op = rand_r(&seed) % 10;
+		bool grow = phase == 0 ? op < 8 : phase == 1 ? op < 5 : op < 1;
+
+		if (grow && !m->covered[a]) {
+			int b = a, max = a + rand_r(&seed) % 3;
+
+			while (b < max && b + 1 < RM_UNITS && !m->covered[b + 1])
+				b++;
+			ASSERT_EQ(0, rangemap_reserve(&map, 1));
+			rangemap_insert(&map, rm_unit_start(a), rm_unit_last(b), rm_value(a));
+			m->last_unit[a] = b;
+			for (u = a; u <= b; u++)
+				m->covered[u] = true;
+			m->count++;
+		} else if (!grow) {
+			/* Remove the entry covering a, or shrink it when it is longer than one unit. */
+			for (u = a; u >= 0 && m->last_unit[u] < 0; u--)
+				;
+			if (u >= 0 && m->last_unit[u] >= a) {
+				if (m->last_unit[u] > u && op == 0) {
+					m->covered[m->last_unit[u]] = false;
+					m->last_unit[u]--;
+					rangemap_set_last(&map, rm_unit_start(u),
+							  rm_unit_last(m->last_unit[u]));
+				} else {
+					int v;
+
+					ASSERT_TRUE(rangemap_remove(&map, rm_unit_start(u)) ==
+						    rm_value(u));
+					for (v = u; v <= m->last_unit[u]; v++)
+						m->covered[v] = false;
+					m->last_unit[u] = -1;
+					m->count--;
+				}
+			}
+		}
+		ASSERT_EQ(m->count, map.count);
+		if (step % 97 == 0) {
+			ASSERT_TRUE(rangemap_verify(&map));
+			rm_check_queries(_metadata, &map, m, &seed);
+			rm_check_gap_find(_metadata, &map, m, &seed);
 		}
 	}
+	ASSERT_TRUE(rangemap_verify(&map));
+	rangemap_destroy(&map);
+	free(m);
+}
+
+static bool rm_fit_count(uint64_t start, uint64_t last, void *arg)
+{
+	(void)start;
+	(void)last;
+	(*(int *)arg)++;
+	return false;
+}
+
+TEST(rangemap_gaps_edges_and_pruning)
+{
+	struct rangemap map;
+	struct rm_fit f = { 0 };
+	int calls = 0, i;
+
+	rangemap_init(&map);
+	/* Empty: one gap, all of U64. */
+	ASSERT_TRUE(rangemap_gap_find(&map, UINT64_MAX, rm_fit_fn, &f));
+	ASSERT_EQ(0, f.got_start);
+	ASSERT_EQ(UINT64_MAX, f.got_last);
+	/* Entries at both ends: no leading or tail gap. */
+	ASSERT_EQ(0, rangemap_reserve(&map, 2));
+	rangemap_insert(&map, 0, 9, rm_value(0));
+	rangemap_insert(&map, UINT64_MAX - 9, UINT64_MAX, rm_value(1));
+	ASSERT_FALSE(rangemap_gap_find(&map, UINT64_MAX, rm_fit_fn, &f));
+	ASSERT_TRUE(rangemap_gap_find(&map, UINT64_MAX - 20, rm_fit_fn, &f));
+	ASSERT_EQ(10, f.got_start);
+	ASSERT_EQ(UINT64_MAX - 10, f.got_last);
+	ASSERT_FALSE(rangemap_gap_find(&map, UINT64_MAX - 19, rm_fit_fn, &f));
+	rangemap_remove(&map, 0);
+	rangemap_remove(&map, UINT64_MAX - 9);
+	ASSERT_TRUE(rangemap_empty(&map));
+	/* Empty again, it holds no memory (no spares either). */
+	ASSERT_EQ(0, rangemap_spare_count(&map));
+	ASSERT_EQ(0, map.nodes);
+	/* 10,000 entries each followed by a one-byte gap, then a big tail. */
+	for (i = 0; i < 10000; i++) {
+		ASSERT_EQ(0, rangemap_reserve(&map, 1));
+		rangemap_insert(&map, 2 * (uint64_t)i, 2 * (uint64_t)i, rm_value(i));
+	}
+	ASSERT_TRUE(rangemap_verify(&map));
+	/* Appended in order, leaves are three-quarters full, not half: under a node per 5. */
+	ASSERT_TRUE(map.nodes * 5 <= 10000);
+	/* Every one-byte gap is offered in order (the first is the leading one: none). */
+	ASSERT_FALSE(rangemap_gap_find(&map, 0, rm_fit_count, &calls));
+	ASSERT_EQ(10000, calls);
+	/* A two-byte request meets only the tail: no small gap is offered. */
+	calls = 0;
+	ASSERT_FALSE(rangemap_gap_find(&map, 1, rm_fit_count, &calls));
+	ASSERT_EQ(1, calls);
+	rangemap_destroy(&map);
+	ASSERT_TRUE(rangemap_verify(&map));
+}
+
+/* Reserve is the only fallible step; a failed one leaves the map as it was. */
+TEST(rangemap_reserve_fail_nth)
+{
+	struct rangemap map;
+	long base = uiommu_alloc_live();
+	unsigned long nth;
+	int i;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	rangemap_init(&map);
+	for (i = 0; i < 200; i++) {
+		ASSERT_EQ(0, rangemap_reserve(&map, 1));
+		rangemap_insert(&map, 4 * (uint64_t)i, 4 * (uint64_t)i + 1, rm_value(i));
+	}
+	rangemap_spare_trim(&map, 0);
+	for (nth = 1; nth < 100; nth++) {
+		long live = uiommu_alloc_live();
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = rangemap_reserve(&map, 3);
+		if (uiommu_fail_nth_disarm())
+			break;
+		ASSERT_EQ(-ENOMEM, rc);
+		ASSERT_TRUE(rangemap_verify(&map));
+		ASSERT_EQ(200, map.count);
+		rangemap_spare_trim(&map, 0);
+		ASSERT_EQ(live, uiommu_alloc_live());
+	}
+	ASSERT_TRUE(nth > 1 && nth < 100);
+	for (i = 0; i < 3; i++)
+		rangemap_insert(&map, 4 * (uint64_t)i + 2, 4 * (uint64_t)i + 2, rm_value(i));
+	ASSERT_TRUE(rangemap_verify(&map));
+	rangemap_destroy(&map);
+	ASSERT_EQ(base, uiommu_alloc_live());
 }
 
 struct span_rec {
@@ -459,23 +682,37 @@ TEST(auto_iova_is_lowest_first_fit)
 			recs[i].len = len;
 			live++;
 		}
-		if (step % 101 == 0) {
-			ASSERT_TRUE(interval_tree_verify(&iopt.area_itree));
-			ASSERT_TRUE(interval_tree_verify(&iopt.holes));
-		}
+		if (step % 101 == 0)
+			ASSERT_TRUE(rangemap_verify(&iopt.areas));
 	}
-	ASSERT_EQ((unsigned long)live, iopt.area_itree.count);
+	ASSERT_EQ((unsigned long)live, iopt.areas.count);
 	iopt_destroy_table(&iopt);
 	uiommu_mm_put(mm);
+}
+
+struct gap_rec {
+	int n;
+	uint64_t start[8], last[8];
+};
+
+static bool gap_record(uint64_t start, uint64_t last, void *arg)
+{
+	struct gap_rec *r = arg;
+
+	if (r->n < 8) {
+		r->start[r->n] = start;
+		r->last[r->n] = last;
+	}
+	r->n++;
+	return false;
 }
 
 TEST(holes_track_gaps_between_areas)
 {
 	struct uiommu_mm *mm = test_mm();
 	struct io_pagetable iopt;
-	struct interval_tree_node *n;
+	struct gap_rec r = { 0 };
 	uint64_t iova, unmapped, ps = uiommu_page_size;
-	int count = 0;
 
 	iopt_init_table(&iopt);
 	iova = 4 * ps;
@@ -483,22 +720,94 @@ TEST(holes_track_gaps_between_areas)
 	iova = 10 * ps;
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
 	/* Gaps: [0, 4ps-1], [5ps, 10ps-1], [11ps, max]. */
-	for (n = interval_tree_first(&iopt.holes); n; n = interval_tree_next(n)) {
-		if (count == 0) { ASSERT_EQ(0, n->start); ASSERT_EQ(4 * ps - 1, n->last); }
-		if (count == 1) { ASSERT_EQ(5 * ps, n->start); ASSERT_EQ(10 * ps - 1, n->last); }
-		if (count == 2) { ASSERT_EQ(11 * ps, n->start); ASSERT_EQ(UINT64_MAX, n->last); }
-		count++;
-	}
-	ASSERT_EQ(3, count);
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 0, gap_record, &r));
+	ASSERT_EQ(3, r.n);
+	ASSERT_EQ(0, r.start[0]); ASSERT_EQ(4 * ps - 1, r.last[0]);
+	ASSERT_EQ(5 * ps, r.start[1]); ASSERT_EQ(10 * ps - 1, r.last[1]);
+	ASSERT_EQ(11 * ps, r.start[2]); ASSERT_EQ(UINT64_MAX, r.last[2]);
+	/* A gap too small for the request is not offered. */
+	r.n = 0;
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 5 * ps, gap_record, &r));
+	ASSERT_EQ(1, r.n);
+	ASSERT_EQ(11 * ps, r.start[0]);
 	/* An area at the very top leaves no tail gap; removing everything leaves one. */
 	iova = UINT64_MAX - ps + 1;
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
-	ASSERT_FALSE(iopt.tail_hole_in_tree);
+	r.n = 0;
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 0, gap_record, &r));
+	ASSERT_EQ(3, r.n);
+	ASSERT_EQ(UINT64_MAX - ps, r.last[2]);
 	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
 	ASSERT_EQ(3 * ps, unmapped);
-	ASSERT_EQ(1, iopt.holes.count);
-	ASSERT_TRUE(iopt.tail_hole_in_tree);
-	ASSERT_EQ(0, iopt.tail_hole.start);
+	ASSERT_TRUE(rangemap_empty(&iopt.areas));
+	r.n = 0;
+	ASSERT_FALSE(rangemap_gap_find(&iopt.areas, 0, gap_record, &r));
+	ASSERT_EQ(1, r.n);
+	ASSERT_EQ(0, r.start[0]); ASSERT_EQ(UINT64_MAX, r.last[0]);
+	iopt_destroy_table(&iopt);
+	uiommu_mm_put(mm);
+}
+
+/*
+ * The table's guarantees at a size where the tree has several levels: a MAP that fails at any
+ * fallible step (the tree's node reservation among them) leaves the table and the allocations
+ * as they were, and UNMAP has no fallible step at all, merges included.
+ */
+TEST(big_table_map_fail_nth_and_unmap_never_fails)
+{
+	struct uiommu_mm *mm = test_mm();
+	uint64_t ps = uiommu_page_size, iova, unmapped;
+	struct io_pagetable iopt;
+	unsigned long nth;
+	int i;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	iopt_init_table(&iopt);
+	for (i = 0; i < 2000; i++) {
+		iova = ps * (1 + 2 * (uint64_t)i);
+		ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x10000, ps, IOMMU_READ, 0));
+	}
+	ASSERT_TRUE(iopt.areas.height >= 3);
+	for (nth = 1; nth < 50; nth++) {
+		long live;
+		int rc;
+
+		/* No spare nodes: the reservation must allocate, and can fail. */
+		rangemap_spare_trim(&iopt.areas, 0);
+		live = uiommu_alloc_live();
+		iova = 0;
+		uiommu_fail_nth_arm(nth);
+		rc = iopt_map_user_pages(&iopt, mm, &iova, 0x10000, 2 * ps, IOMMU_READ,
+					 IOPT_ALLOC_IOVA);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		ASSERT_EQ(-ENOMEM, rc);
+		ASSERT_EQ(2000, iopt.areas.count);
+		ASSERT_TRUE(rangemap_verify(&iopt.areas));
+		ASSERT_EQ(live, uiommu_alloc_live());
+	}
+	ASSERT_TRUE(nth > 2 && nth < 50);
+	/* No gap of two pages below the areas: it went after the last one. */
+	ASSERT_EQ(ps * 4000, iova);
+	ASSERT_EQ(2001, iopt.areas.count);
+	/* Unmapping consumes no failure point, however the tree shrinks. */
+	for (i = 0; i < 2000; i += 1 + i % 3) {
+		uiommu_fail_nth_arm(1);
+		ASSERT_EQ(0, iopt_unmap_iova(&iopt, ps * (1 + 2 * (uint64_t)i), ps, &unmapped));
+		ASSERT_NE(0, uiommu_fail_nth_disarm());
+		ASSERT_EQ(ps, unmapped);
+	}
+	ASSERT_TRUE(rangemap_verify(&iopt.areas));
+	/* The nodes the shrinking tree gave up are freed, not hoarded as spares. */
+	ASSERT_TRUE(rangemap_spare_count(&iopt.areas) <= iopt.areas.height + 2);
+	uiommu_fail_nth_arm(1);
+	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
+	ASSERT_NE(0, uiommu_fail_nth_disarm());
+	ASSERT_TRUE(rangemap_empty(&iopt.areas));
+	ASSERT_EQ(0, rangemap_spare_count(&iopt.areas));
 	iopt_destroy_table(&iopt);
 	uiommu_mm_put(mm);
 }
@@ -509,23 +818,28 @@ TEST(area_split_keeps_the_mapping)
 	struct io_pagetable iopt;
 	uint64_t iova = 0x100000, ps = uiommu_page_size, unmapped;
 	uint64_t cuts[2] = { 0x100000 + 2 * ps, 0x100000 + 5 * ps };
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 
 	iopt_init_table(&iopt);
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, 0x7f0000000000ull, 8 * ps,
 					 IOMMU_READ, 0));
 	ASSERT_EQ(0, iopt_cut_iova(&iopt, cuts, 2));
-	ASSERT_EQ(3, iopt.area_itree.count);
-	n = interval_tree_iter_first(&iopt.area_itree, 0x100000 + 3 * ps, 0x100000 + 3 * ps);
-	ASSERT_EQ(0x100000 + 2 * ps, n->start);
-	ASSERT_EQ(0x100000 + 5 * ps - 1, n->last);
+	ASSERT_EQ(3, iopt.areas.count);
+	ASSERT_TRUE(rangemap_verify(&iopt.areas));
+	area = rangemap_iter_first(&iopt.areas, &it, 0x100000 + 3 * ps, 0x100000 + 3 * ps);
+	ASSERT_TRUE(area != NULL);
+	ASSERT_EQ(0x100000 + 2 * ps, area->iova.start);
+	ASSERT_EQ(0x100000 + 5 * ps - 1, area->iova.last);
+	ASSERT_EQ(area->iova.start, it.start);
+	ASSERT_EQ(area->iova.last, it.last);
 	/* The middle piece maps the middle of the same pages. */
-	ASSERT_EQ(2 * ps, iopt_area_from_node(n)->pages_byte);
+	ASSERT_EQ(2 * ps, area->pages_byte);
 	ASSERT_EQ(0, iopt_unmap_iova(&iopt, 0x100000 + 2 * ps, 3 * ps, &unmapped));
 	ASSERT_EQ(3 * ps, unmapped);
 	ASSERT_EQ(0, iopt_unmap_all(&iopt, &unmapped));
 	ASSERT_EQ(5 * ps, unmapped);
-	ASSERT_TRUE(interval_tree_verify(&iopt.holes));
+	ASSERT_TRUE(rangemap_verify(&iopt.areas));
 	iopt_destroy_table(&iopt);
 	uiommu_mm_put(mm);
 }
@@ -640,7 +954,7 @@ TEST(domains_pin_map_reserve_and_align)
 	iova = 0x400000;
 	ASSERT_EQ(-EFAULT, iopt_map_user_pages(&iopt, mm, &iova, (uint64_t)(uintptr_t)hole,
 					       2 * ps, IOMMU_READ, IOPT_ALLOC_IOVA));
-	ASSERT_EQ(1, iopt.area_itree.count);
+	ASSERT_EQ(1, iopt.areas.count);
 	ASSERT_EQ(0, io_pgtable_iova_to_phys(d1.pgt, 0x400000));
 	iova = 0x400000;
 	ASSERT_EQ(0, iopt_map_user_pages(&iopt, mm, &iova, uva, 2 * ps, IOMMU_READ, 0));

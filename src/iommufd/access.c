@@ -210,7 +210,7 @@ void iommufd_access_notify_unmap(struct io_pagetable *iopt, uint64_t iova, uint6
 
 static uint64_t iopt_area_index(const struct iopt_area *area, uint64_t iova)
 {
-	return (area->pages_byte + (iova - area->node.start)) / uiommu_page_size;
+	return (area->pages_byte + (iova - area->iova.start)) / uiommu_page_size;
 }
 
 /* Drops the first @nr pins of @pins. Caller holds iova_rwsem for read. */
@@ -240,7 +240,8 @@ static __maybe_unused int iommufd_access_pin_pages(struct iommufd_access *access
 						   struct iommufd_access_pins **out)
 {
 	struct iommufd_access_pins *pins;
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 	struct io_pagetable *iopt;
 	uint64_t last, expect = iova;
 	bool covered = false;
@@ -261,15 +262,15 @@ static __maybe_unused int iommufd_access_pin_pages(struct iommufd_access *access
 	}
 	iopt = &access->ioas->iopt;
 	uiommu_down_read(&iopt->iova_rwsem);
-	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
-		if (n->start > expect)
+	iopt_for_each_area(area, &it, iopt, iova, last) {
+		if (area->iova.start > expect)
 			break;
 		nr++;
-		if (n->last >= last) {
+		if (area->iova.last >= last) {
 			covered = true;
 			break;
 		}
-		expect = n->last + 1;
+		expect = area->iova.last + 1;
 	}
 	if (!covered) {
 		rc = -ENOENT;
@@ -281,11 +282,10 @@ static __maybe_unused int iommufd_access_pin_pages(struct iommufd_access *access
 		goto out_unlock_iova;
 	}
 	pins->iopt = iopt;
-	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
-		struct iopt_area *area = iopt_area_from_node(n);
+	iopt_for_each_area(area, &it, iopt, iova, last) {
 		struct iommufd_access_pin *p = &pins->pin[pins->nr];
-		uint64_t first = n->start > iova ? n->start : iova;
-		uint64_t end = n->last < last ? n->last : last;
+		uint64_t first = area->iova.start > iova ? area->iova.start : iova;
+		uint64_t end = area->iova.last < last ? area->iova.last : last;
 
 		if (area->prevent_access) {
 			rc = -EINVAL;
@@ -427,7 +427,8 @@ static int iopt_pages_rw(struct iopt_pages *pages, uint64_t byte, void *buf, uin
 static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint64_t iova,
 					    void *buf, uint64_t length, unsigned int flags)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 	struct io_pagetable *iopt;
 	uint64_t last, cur = iova;
 	int rc = 0;
@@ -444,11 +445,10 @@ static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint6
 	}
 	iopt = &access->ioas->iopt;
 	uiommu_down_read(&iopt->iova_rwsem);
-	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
-		struct iopt_area *area = iopt_area_from_node(n);
-		uint64_t end = n->last < last ? n->last : last;
+	iopt_for_each_area(area, &it, iopt, iova, last) {
+		uint64_t end = area->iova.last < last ? area->iova.last : last;
 
-		if (n->start > cur)
+		if (area->iova.start > cur)
 			break;
 		if (area->prevent_access) {
 			rc = -EINVAL;
@@ -462,7 +462,7 @@ static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint6
 			rc = -EINVAL;
 			goto out_unlock_iova;
 		}
-		rc = iopt_pages_rw(area->pages, area->pages_byte + (cur - n->start),
+		rc = iopt_pages_rw(area->pages, area->pages_byte + (cur - area->iova.start),
 				   (char *)buf + (cur - iova), end - cur + 1, flags);
 		if (rc)
 			goto out_unlock_iova;

@@ -34,88 +34,43 @@ void iopt_init_table(struct io_pagetable *iopt)
 	memset(iopt, 0, sizeof(*iopt));
 	uiommu_rwsem_init(&iopt->domains_rwsem);
 	uiommu_rwsem_init(&iopt->iova_rwsem);
-	interval_tree_init(&iopt->area_itree);
+	rangemap_init(&iopt->areas);
 	interval_tree_init(&iopt->reserved_itree);
 	interval_tree_init(&iopt->allowed_itree);
-	interval_tree_init(&iopt->holes);
-	iopt->tail_hole.start = 0;
-	iopt->tail_hole.last = UINT64_MAX;
-	interval_tree_insert(&iopt->holes, &iopt->tail_hole);
-	iopt->tail_hole_in_tree = true;
 	iopt->iova_alignment = 1;
 }
 
-static struct iopt_area *iopt_area_next(struct iopt_area *area)
-{
-	return iopt_area_from_node(interval_tree_next(&area->node));
-}
-
-static struct iopt_area *iopt_area_prev(struct iopt_area *area)
-{
-	return iopt_area_from_node(interval_tree_prev(&area->node));
-}
-
-static void iopt_hole_set(struct io_pagetable *iopt, struct interval_tree_node *hole,
-			  bool *in_tree, bool exists, uint64_t start, uint64_t last)
-{
-	/*
-	 * A gap that only grows or shrinks keeps its place among the others (gaps are disjoint
-	 * and in IOVA order), so its node can be updated where it is.
-	 */
-	if (*in_tree && exists) {
-		hole->start = start;
-		hole->last = last;
-		interval_tree_changed_in_place(hole);
-		return;
-	}
-	if (*in_tree)
-		interval_tree_remove(&iopt->holes, hole);
-	*in_tree = exists;
-	if (!exists)
-		return;
-	hole->start = start;
-	hole->last = last;
-	interval_tree_insert(&iopt->holes, hole);
-}
-
-/* Recomputes the gap that ends at @area, or the tail gap when @area is NULL. */
-static void iopt_hole_update(struct io_pagetable *iopt, struct iopt_area *area)
-{
-	struct iopt_area *prev;
-	uint64_t start;
-
-	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	if (area) {
-		prev = iopt_area_prev(area);
-		start = prev ? prev->node.last + 1 : 0;
-		iopt_hole_set(iopt, &area->hole, &area->hole_in_tree, start < area->node.start,
-			      start, area->node.start - 1);
-		return;
-	}
-	prev = iopt_area_from_node(interval_tree_last_node(&iopt->area_itree));
-	start = prev ? prev->node.last + 1 : 0;
-	iopt_hole_set(iopt, &iopt->tail_hole, &iopt->tail_hole_in_tree,
-		      !prev || prev->node.last != UINT64_MAX, start, UINT64_MAX);
-}
-
+/*
+ * Puts @area in the tree. The caller reserved the tree's nodes (iopt_areas_reserve()), so
+ * this cannot fail.
+ */
 static void iopt_area_insert(struct io_pagetable *iopt, struct iopt_area *area)
 {
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	interval_tree_insert(&iopt->area_itree, &area->node);
-	iopt_hole_update(iopt, area);
-	iopt_hole_update(iopt, iopt_area_next(area));
+	rangemap_insert(&iopt->areas, area->iova.start, area->iova.last, area);
 }
 
 static void iopt_area_remove(struct io_pagetable *iopt, struct iopt_area *area)
 {
-	struct iopt_area *next = iopt_area_next(area);
-
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	interval_tree_remove(&iopt->area_itree, &area->node);
-	if (area->hole_in_tree)
-		interval_tree_remove(&iopt->holes, &area->hole);
-	area->hole_in_tree = false;
-	iopt_hole_update(iopt, next);
+	WARN_ON(rangemap_remove(&iopt->areas, area->iova.start) != area);
+}
+
+/*
+ * Reserves the tree's nodes for @num areas about to be inserted; *@spares receives what to
+ * give back with iopt_areas_unreserve() if the caller fails before inserting them, so a
+ * failed call leaves no allocation behind.
+ */
+static int iopt_areas_reserve(struct io_pagetable *iopt, unsigned int num, unsigned int *spares)
+{
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
+	*spares = rangemap_spare_count(&iopt->areas);
+	return rangemap_reserve(&iopt->areas, num);
+}
+
+static void iopt_areas_unreserve(struct io_pagetable *iopt, unsigned int spares)
+{
+	rangemap_spare_trim(&iopt->areas, spares);
 }
 
 static struct iopt_area *iopt_area_alloc(void)
@@ -133,15 +88,15 @@ static void iopt_area_free(struct iopt_area *area)
 
 void iopt_destroy_table(struct io_pagetable *iopt)
 {
+	struct rangemap_iter it;
 	struct interval_tree_node *n;
+	struct iopt_area *area;
 
 	uiommu_down_write(&iopt->iova_rwsem);
-	while ((n = interval_tree_first(&iopt->area_itree))) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
-		iopt_area_remove(iopt, area);
+	/* The tree goes as a whole: free the areas, then its nodes. */
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX)
 		iopt_area_free(area);
-	}
+	rangemap_destroy(&iopt->areas);
 	while ((n = interval_tree_first(&iopt->reserved_itree))) {
 		interval_tree_remove(&iopt->reserved_itree, n);
 		uiommu_free(container_of(n, struct iopt_reserved, node));
@@ -174,7 +129,7 @@ static uint64_t iopt_area_last_index(const struct iopt_area *area)
  */
 static int __iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *domain)
 {
-	uint64_t iova = area->node.start, byte = area->pages_byte;
+	uint64_t iova = area->iova.start, byte = area->pages_byte;
 	uint64_t remaining = iopt_area_length(area);
 	int rc;
 
@@ -202,14 +157,14 @@ static int __iopt_area_map_domain(struct iopt_area *area, struct iommu_domain *d
 	return 0;
 
 err_unmap:
-	if (iova != area->node.start)
-		iommu_unmap(domain, area->node.start, iova - area->node.start);
+	if (iova != area->iova.start)
+		iommu_unmap(domain, area->iova.start, iova - area->iova.start);
 	return rc;
 }
 
 static void __iopt_area_unmap_domain(struct iopt_area *area, struct iommu_domain *domain)
 {
-	size_t done = iommu_unmap(domain, area->node.start, iopt_area_length(area));
+	size_t done = iommu_unmap(domain, area->iova.start, iopt_area_length(area));
 
 	WARN_ON(done != iopt_area_length(area));
 }
@@ -393,11 +348,10 @@ static int iopt_alloc_usable_span(void *arg, bool is_hole, uint64_t start, uint6
 }
 
 /* Does the gap between two areas have room inside the allowed, unreserved IOVA? */
-static bool iopt_alloc_hole_fits(const struct interval_tree_node *hole, void *arg)
+static bool iopt_alloc_hole_fits(uint64_t start, uint64_t last, void *arg)
 {
 	struct iopt_alloc_req *req = arg;
 	struct io_pagetable *iopt = req->iopt;
-	uint64_t start = hole->start, last = hole->last;
 
 	if (interval_tree_empty(&iopt->allowed_itree)) {
 		if (start < uiommu_page_size)
@@ -436,7 +390,7 @@ static int iopt_alloc_iova(struct io_pagetable *iopt, uint64_t *iova, uint64_t a
 		req.alignment = IOPT_MAX_ALLOC_ALIGNMENT;
 	if (req.alignment < iopt->iova_alignment)
 		return -EINVAL;
-	if (!interval_tree_find_fit(&iopt->holes, length - 1, iopt_alloc_hole_fits, &req))
+	if (!rangemap_gap_find(&iopt->areas, length - 1, iopt_alloc_hole_fits, &req))
 		return -ENOSPC;
 	*iova = req.iova;
 	return 0;
@@ -448,6 +402,7 @@ static int iopt_alloc_iova(struct io_pagetable *iopt, uint64_t *iova, uint64_t a
  */
 static int iopt_check_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
 {
+	struct rangemap_iter it;
 	uint64_t last;
 
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
@@ -457,7 +412,7 @@ static int iopt_check_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t le
 		return -EOVERFLOW;
 	if (interval_tree_iter_first(&iopt->reserved_itree, iova, last))
 		return -EINVAL;
-	if (interval_tree_iter_first(&iopt->area_itree, iova, last))
+	if (rangemap_iter_first(&iopt->areas, &it, iova, last))
 		return -EEXIST;
 	return 0;
 }
@@ -486,7 +441,7 @@ static uint64_t iopt_pages_source_addr(const struct iopt_pages *pages, uint64_t 
 static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms, unsigned int num,
 			  uint64_t length, uint64_t *iova, int iommu_prot, unsigned int flags)
 {
-	unsigned int i, made = 0;
+	unsigned int i, made = 0, spares;
 	uint64_t cur;
 	int rc;
 
@@ -525,14 +480,17 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 			goto err_unlock;
 		}
 	}
+	rc = iopt_areas_reserve(iopt, num, &spares);
+	if (rc)
+		goto err_unreserve;
 
 	/* With domains attached the pages are pinned and mapped now (eager), all or nothing. */
 	cur = *iova;
 	for (i = 0; i != num; i++) {
 		struct iopt_area *area = elms[i].area;
 
-		area->node.start = cur;
-		area->node.last = cur + elms[i].length - 1;
+		area->iova.start = cur;
+		area->iova.last = cur + elms[i].length - 1;
 		area->pages = elms[i].pages;
 		area->pages_byte = elms[i].start_byte;
 		area->iommu_prot = iommu_prot;
@@ -548,6 +506,7 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 		elms[i].pages = NULL;
 		elms[i].area = NULL;
 	}
+	rangemap_spare_settle(&iopt->areas);
 	uiommu_up_write(&iopt->iova_rwsem);
 	uiommu_up_read(&iopt->domains_rwsem);
 	return 0;
@@ -555,6 +514,8 @@ static int iopt_map_pages(struct io_pagetable *iopt, struct iopt_pages_elm *elms
 err_unfill:
 	while (i--)
 		iopt_area_unfill_domains(iopt, elms[i].area);
+err_unreserve:
+	iopt_areas_unreserve(iopt, spares);
 err_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
 	uiommu_up_read(&iopt->domains_rwsem);
@@ -630,8 +591,9 @@ static void iopt_elms_put(struct iopt_pages_elm *elms, unsigned int num)
 static int iopt_get_pages(struct io_pagetable *iopt, uint64_t iova, uint64_t length,
 			  struct iopt_pages_elm **out, unsigned int *out_num)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
 	struct iopt_pages_elm *elms;
+	struct iopt_area *area;
 	unsigned int num = 0, i = 0;
 	uint64_t last, expect = iova;
 	int rc = 0;
@@ -642,17 +604,17 @@ static int iopt_get_pages(struct io_pagetable *iopt, uint64_t iova, uint64_t len
 		return -EOVERFLOW;
 
 	uiommu_down_read(&iopt->iova_rwsem);
-	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
-		if (n->start > expect) {
+	iopt_for_each_area(area, &it, iopt, iova, last) {
+		if (area->iova.start > expect) {
 			rc = -ENOENT;
 			goto out_unlock;
 		}
 		num++;
-		if (n->last >= last)
+		if (area->iova.last >= last)
 			break;
-		expect = n->last + 1;
+		expect = area->iova.last + 1;
 	}
-	if (!num || (expect <= last && !n)) {
+	if (!num || (expect <= last && !area)) {
 		rc = -ENOENT;
 		goto out_unlock;
 	}
@@ -661,13 +623,12 @@ static int iopt_get_pages(struct io_pagetable *iopt, uint64_t iova, uint64_t len
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
-		struct iopt_area *area = iopt_area_from_node(n);
-		uint64_t first = n->start > iova ? n->start : iova;
-		uint64_t end = n->last < last ? n->last : last;
+	iopt_for_each_area(area, &it, iopt, iova, last) {
+		uint64_t first = area->iova.start > iova ? area->iova.start : iova;
+		uint64_t end = area->iova.last < last ? area->iova.last : last;
 
 		elms[i].pages = iopt_pages_get(area->pages);
-		elms[i].start_byte = area->pages_byte + (first - n->start);
+		elms[i].start_byte = area->pages_byte + (first - area->iova.start);
 		elms[i].length = end - first + 1;
 		if (++i == num)
 			break;
@@ -707,7 +668,8 @@ int iopt_copy_iova(struct io_pagetable *dst, struct io_pagetable *src, uint64_t 
 static int iopt_unmap_iova_range(struct io_pagetable *iopt, uint64_t start, uint64_t last,
 				 uint64_t *unmapped)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 	unsigned int tries = 0;
 	uint64_t bytes = 0;
 	bool pinned;
@@ -716,10 +678,8 @@ again:
 	uiommu_down_read(&iopt->domains_rwsem);
 	uiommu_down_write(&iopt->iova_rwsem);
 	pinned = false;
-	interval_tree_for_each(n, &iopt->area_itree, start, last) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
-		if (area->num_locks || n->start < start || n->last > last) {
+	iopt_for_each_area(area, &it, iopt, start, last) {
+		if (area->num_locks || area->iova.start < start || area->iova.last > last) {
 			/* Decide before unlocking: the area may be gone the moment we do. */
 			int rc = area->num_locks ? -EBUSY : -ENOENT;
 
@@ -744,9 +704,7 @@ again:
 		iommufd_access_notify_unmap(iopt, start, last);
 		goto again;
 	}
-	while ((n = interval_tree_iter_first(&iopt->area_itree, start, last))) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
+	while ((area = rangemap_iter_first(&iopt->areas, &it, start, last))) {
 		bytes += iopt_area_length(area);
 		iopt_area_unfill_domains(iopt, area);
 		iopt_area_remove(iopt, area);
@@ -786,13 +744,12 @@ int iopt_unmap_all(struct io_pagetable *iopt, uint64_t *unmapped)
 /* May the area holding @iova be split so that a piece starts at @iova? */
 static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 {
-	struct interval_tree_node *n = interval_tree_iter_first(&iopt->area_itree, iova, iova);
-	struct iopt_area *area;
+	struct rangemap_iter it;
+	struct iopt_area *area = rangemap_iter_first(&iopt->areas, &it, iova, iova);
 
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	if (!n || n->start == iova)
+	if (!area || area->iova.start == iova)
 		return 0;
-	area = iopt_area_from_node(n);
 	/* The kernel maps a dma-buf as a whole and never divides it. */
 	if (area->pages->dmabuf)
 		return -EOPNOTSUPP;
@@ -803,7 +760,7 @@ static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 	if (area->pinned && !iopt->disable_large_pages)
 		return -EINVAL;
 	if ((iova & (iopt->iova_alignment - 1)) ||
-	    ((area->pages_byte + (iova - area->node.start)) & (iopt->iova_alignment - 1)))
+	    ((area->pages_byte + (iova - area->iova.start)) & (iopt->iova_alignment - 1)))
 		return -EINVAL;
 	return 1;
 }
@@ -811,19 +768,19 @@ static int iopt_area_split_check(struct io_pagetable *iopt, uint64_t iova)
 /* Splits the area holding @iova so that @rhs, a new area, starts at @iova. Cannot fail. */
 static void iopt_area_split(struct io_pagetable *iopt, uint64_t iova, struct iopt_area *rhs)
 {
-	struct interval_tree_node *n = interval_tree_iter_first(&iopt->area_itree, iova, iova);
-	struct iopt_area *area = iopt_area_from_node(n);
+	struct rangemap_iter it;
+	struct iopt_area *area = rangemap_iter_first(&iopt->areas, &it, iova, iova);
 
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	rhs->node.start = iova;
-	rhs->node.last = area->node.last;
+	rhs->iova.start = iova;
+	rhs->iova.last = area->iova.last;
 	rhs->pages = iopt_pages_get(area->pages);
-	rhs->pages_byte = area->pages_byte + (iova - area->node.start);
+	rhs->pages_byte = area->pages_byte + (iova - area->iova.start);
 	rhs->iommu_prot = area->iommu_prot;
 
-	interval_tree_remove(&iopt->area_itree, &area->node);
-	area->node.last = iova - 1;
-	interval_tree_insert(&iopt->area_itree, &area->node);
+	/* The left piece keeps its place in the tree: it only ends sooner. */
+	area->iova.last = iova - 1;
+	rangemap_set_last(&iopt->areas, area->iova.start, area->iova.last);
 	if (area->pinned) {
 		/*
 		 * The cut is page aligned (large pages are disabled), so the halves cover disjoint
@@ -846,7 +803,7 @@ static void iopt_area_split(struct io_pagetable *iopt, uint64_t iova, struct iop
 int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int num)
 {
 	struct iopt_area *spare[4] = { NULL };
-	unsigned int i, used = 0;
+	unsigned int i, used = 0, spares;
 	int rc = 0;
 
 	if (num > ARRAY_SIZE(spare))
@@ -865,9 +822,15 @@ int iopt_cut_iova(struct io_pagetable *iopt, const uint64_t *iovas, unsigned int
 		if (rc < 0)
 			goto out_unlock;
 	}
+	rc = iopt_areas_reserve(iopt, num, &spares);
+	if (rc) {
+		iopt_areas_unreserve(iopt, spares);
+		goto out_unlock;
+	}
 	for (i = 0; i != num; i++)
 		if (iopt_area_split_check(iopt, iovas[i]) > 0)
 			iopt_area_split(iopt, iovas[i], spare[used++]);
+	rangemap_spare_settle(&iopt->areas);
 	rc = 0;
 out_unlock:
 	uiommu_up_write(&iopt->iova_rwsem);
@@ -883,11 +846,10 @@ out_free:
 /* Applies @delta to num_locks of every area of [start, last]. Caller holds iova_rwsem for write. */
 static void iopt_lock_areas(struct io_pagetable *iopt, uint64_t start, uint64_t last, int delta)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 
-	interval_tree_for_each(n, &iopt->area_itree, start, last) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
+	iopt_for_each_area(area, &it, iopt, start, last) {
 		WARN_ON(delta < 0 && !area->num_locks);
 		area->num_locks += delta;
 	}
@@ -900,7 +862,8 @@ static void iopt_lock_areas(struct io_pagetable *iopt, uint64_t start, uint64_t 
  */
 int iopt_lock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 	uint64_t last, next = iova;
 	int rc = 0;
 
@@ -910,16 +873,16 @@ int iopt_lock_iova(struct io_pagetable *iopt, uint64_t iova, uint64_t length)
 		return -EOVERFLOW;
 	uiommu_down_write(&iopt->iova_rwsem);
 	/* The areas of the range must follow each other without a gap. */
-	interval_tree_for_each(n, &iopt->area_itree, iova, last) {
-		if (n->start > next) {
+	iopt_for_each_area(area, &it, iopt, iova, last) {
+		if (area->iova.start > next) {
 			rc = -ENOENT;
 			goto out_unlock;
 		}
-		if (n->last >= last)
+		if (area->iova.last >= last)
 			break;
-		next = n->last + 1;
+		next = area->iova.last + 1;
 	}
-	if (!n) {
+	if (!area) {
 		rc = -ENOENT;
 		goto out_unlock;
 	}
@@ -984,9 +947,11 @@ int iopt_set_allow_iova(struct io_pagetable *iopt, struct interval_tree_root *fr
 static int __iopt_reserve_iova(struct io_pagetable *iopt, struct iopt_reserved *reserved,
 			       uint64_t start, uint64_t last, const void *owner)
 {
+	struct rangemap_iter it;
+
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
 	if (interval_tree_iter_first(&iopt->allowed_itree, start, last) ||
-	    interval_tree_iter_first(&iopt->area_itree, start, last))
+	    rangemap_iter_first(&iopt->areas, &it, start, last))
 		return -EADDRINUSE;
 	reserved->node.start = start;
 	reserved->node.last = last;
@@ -1108,16 +1073,16 @@ out_free:
 /* Would every area stay aligned to @alignment? */
 static int iopt_check_iova_alignment(struct io_pagetable *iopt, uint64_t alignment)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 	uint64_t mask = alignment - 1;
 
 	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
-	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n)) {
-		struct iopt_area *area = iopt_area_from_node(n);
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX) {
 		uint64_t page_offset =
 			iopt_pages_source_addr(area->pages, area->pages_byte) % uiommu_page_size;
 
-		if ((n->start & mask) || (iopt_area_length(area) & mask) || (page_offset & mask))
+		if ((area->iova.start & mask) || (iopt_area_length(area) & mask) || (page_offset & mask))
 			return -EADDRINUSE;
 	}
 	return 0;
@@ -1176,14 +1141,13 @@ static int iopt_calculate_iova_alignment(struct io_pagetable *iopt)
 static int iopt_fill_domain(struct io_pagetable *iopt, struct iommu_domain *domain)
 {
 	bool pin = !iopt->nr_domains;
-	struct interval_tree_node *n, *done;
+	struct iopt_area *area, *done;
+	struct rangemap_iter it;
 	int rc = 0;
 
 	lockdep_assert_rwsem_held_write(&iopt->domains_rwsem);
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n)) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX) {
 		if (pin) {
 			rc = iopt_pages_pin(area->pages, &area->pin, iopt_area_first_index(area),
 					    iopt_area_last_index(area));
@@ -1203,10 +1167,10 @@ static int iopt_fill_domain(struct io_pagetable *iopt, struct iommu_domain *doma
 	return 0;
 
 err_unfill:
-	done = n;
-	for (n = interval_tree_first(&iopt->area_itree); n != done; n = interval_tree_next(n)) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
+	done = area;
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX) {
+		if (area == done)
+			break;
 		iopt_area_unmap_domain(area, domain);
 		if (pin) {
 			iopt_pages_unpin(area->pages, &area->pin);
@@ -1315,7 +1279,8 @@ out_free:
  */
 void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *domain)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 	unsigned int i;
 
 	uiommu_down_write(&iopt->domains_rwsem);
@@ -1326,9 +1291,7 @@ void iopt_table_remove_domain(struct io_pagetable *iopt, struct iommu_domain *do
 	if (WARN_ON(i == iopt->nr_domains))
 		goto out_unlock;
 	iopt->domains[i] = iopt->domains[--iopt->nr_domains];
-	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n)) {
-		struct iopt_area *area = iopt_area_from_node(n);
-
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX) {
 		iopt_area_unmap_domain(area, domain);
 		if (!iopt->nr_domains && area->pinned) {
 			iopt_pages_unpin(area->pages, &area->pin);
@@ -1486,32 +1449,31 @@ unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt, struct iopt_allo
 
 bool iopt_only_file_areas(struct io_pagetable *iopt)
 {
-	struct interval_tree_node *n;
+	struct rangemap_iter it;
+	struct iopt_area *area;
 
 	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
-	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n))
-		if (iopt_area_from_node(n)->pages->type != IOPT_ADDRESS_FILE ||
-		    iopt_area_from_node(n)->pages->dmabuf)
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX)
+		if (area->pages->type != IOPT_ADDRESS_FILE || area->pages->dmabuf)
 			return false;
 	return true;
 }
 
 int iopt_collect_pages(struct io_pagetable *iopt, struct iopt_pages ***list, size_t *num)
 {
-	struct interval_tree_node *n;
+	size_t count = iopt->areas.count;
+	struct rangemap_iter it;
 	struct iopt_pages **grown;
-	size_t count = 0;
+	struct iopt_area *area;
 
 	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
-	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n))
-		count++;
 	if (!count)
 		return 0;
 	grown = uiommu_realloc_array(*list, *num + count, sizeof(**list));
 	if (!grown)
 		return -ENOMEM;
-	for (n = interval_tree_first(&iopt->area_itree); n; n = interval_tree_next(n))
-		grown[(*num)++] = iopt_area_from_node(n)->pages;
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX)
+		grown[(*num)++] = area->pages;
 	*list = grown;
 	return 0;
 }

@@ -5,20 +5,21 @@
  * Vocabulary: `last` is inclusive, `end` exclusive; a "page" is the host page (PAGE_SIZE).
  *
  * struct io_pagetable
- *   area_itree      the mapped ranges (struct iopt_area), disjoint, ordered by IOVA.
+ *   areas           the mapped ranges (struct iopt_area), disjoint, by IOVA: a B+tree of
+ *                   eight-slot nodes (lib/rangemap.h) that also keeps, for every subtree, its
+ *                   longest gap between areas. Automatic IOVA allocation is a first-fit search
+ *                   over those gaps, which skips every subtree whose longest gap is too small,
+ *                   so with areas packed together it costs O(log n), and a request no gap can
+ *                   hold reads one node. MAP reserves the tree's nodes before it commits
+ *                   (rangemap_reserve()); UNMAP never needs one, so it never fails for want
+ *                   of memory.
  *   reserved_itree  IOVA that may never be mapped (struct iopt_reserved), from drivers and the
  *                   test command; may overlap each other; never overlaps an area or an allowed
  *                   range.
  *   allowed_itree   if not empty, the only IOVA automatic allocation may hand out
  *                   (IOAS_ALLOW_IOVAS); may overlap each other.
- *   holes           the gaps between areas, one node per gap, embedded in the area that ends
- *                   the gap (or iopt->tail_hole for the gap after the last area). Gaps of zero
- *                   length are not in the tree. Automatic IOVA allocation is a first-fit search
- *                   over this tree, which skips every subtree whose largest gap is too small,
- *                   so with areas packed together it costs O(log n). The holes never need an
- *                   allocation of their own, so unmapping never fails for want of memory.
  *
- * struct iopt_area maps [node.start, node.last] of IOVA onto bytes [pages_byte,
+ * struct iopt_area maps [iova.start, iova.last] of IOVA onto bytes [pages_byte,
  * pages_byte + length) of one struct iopt_pages. Several areas may share one iopt_pages (COPY,
  * and the pieces of a split area); each holds a reference on it.
  *
@@ -51,11 +52,12 @@
  * Locking, in order: iopt->domains_rwsem -> iopt->iova_rwsem -> pages->mutex -> mm->pin_lock.
  *   domains_rwsem protects domains and nr_domains. Writers: adding and removing a domain.
  *   Readers: MAP, COPY and UNMAP, which must see one stable set of domains to fill or empty.
- *   iova_rwsem protects every tree of the io_pagetable, iova_alignment and
- *   disable_large_pages. Readers (IOVA_RANGES, COPY's source walk) take it shared.
+ *   iova_rwsem protects every tree of the io_pagetable (the areas' with its spare nodes),
+ *   iova_alignment and disable_large_pages. Readers (IOVA_RANGES, COPY's source walk, the
+ *   accesses' pin and rw walks) take it shared: walking the areas' tree only reads it.
  *   pages->mutex protects the pin users of one iopt_pages and its file mapping.
- * An area's node, hole, pages, pages_byte, iommu_prot and pin change only under iova_rwsem held
- * for write. The IOMMU core's group->mutex is never held together with these locks: iommufd
+ * An area's iova, pages, pages_byte, iommu_prot and pin change only under iova_rwsem held for
+ * write. The IOMMU core's group->mutex is never held together with these locks: iommufd
  * calls the core's attach paths with no iopt lock held, and the core never calls iommufd.
  */
 #ifndef UIOMMU_IOMMUFD_IO_PAGETABLE_H
@@ -66,6 +68,7 @@
 #include <stdint.h>
 
 #include "lib/interval_tree.h"
+#include "lib/rangemap.h"
 #include "lib/lockdep.h"
 #include "mm/account.h"
 #include "mm/mm.h"
@@ -82,12 +85,9 @@ struct io_pagetable {
 	unsigned int nr_domains;
 	unsigned int domains_cap;          /* allocated slots of domains */
 	struct uiommu_rwsem iova_rwsem; /* protects everything below; order: 1 */
-	struct interval_tree_root area_itree;     /* struct iopt_area::node */
+	struct rangemap areas;                    /* struct iopt_area, by iova */
 	struct interval_tree_root reserved_itree; /* struct iopt_reserved::node */
 	struct interval_tree_root allowed_itree;  /* struct iopt_allowed::node */
-	struct interval_tree_root holes;          /* iopt_area::hole and tail_hole */
-	struct interval_tree_node tail_hole;      /* the gap after the last area */
-	bool tail_hole_in_tree;
 	uint64_t iova_alignment; /* every area's IOVA, length and page offset is aligned to it */
 	bool disable_large_pages; /* IOMMU_OPTION_HUGE_PAGES = 0 */
 	struct iopt_access **accesses; /* attached accesses, not references */
@@ -144,11 +144,11 @@ struct iopt_pages_pin {
 };
 
 struct iopt_area {
-	struct interval_tree_node node; /* IOVA range; in iopt->area_itree */
-	struct interval_tree_node hole; /* the gap before this area; in iopt->holes if non-empty */
-	bool hole_in_tree;
+	struct {
+		uint64_t start, last;
+	} iova;                         /* the IOVA range; its key in iopt->areas */
 	struct iopt_pages *pages;       /* a reference, iopt_pages_put() at area free */
-	uint64_t pages_byte;            /* offset in pages (from its first page) of node.start */
+	uint64_t pages_byte;            /* offset in pages (from its first page) of iova.start */
 	int iommu_prot;
 	struct iopt_pages_pin pin;      /* held while the table has domains */
 	bool pinned;                    /* pin is in pages->pin_users */
@@ -178,13 +178,11 @@ struct iopt_allowed {
 
 static inline uint64_t iopt_area_length(const struct iopt_area *area)
 {
-	return area->node.last - area->node.start + 1;
+	return area->iova.last - area->iova.start + 1;
 }
 
-static inline struct iopt_area *iopt_area_from_node(struct interval_tree_node *n)
-{
-	return n ? (struct iopt_area *)((char *)n - offsetof(struct iopt_area, node)) : NULL;
-}
+/* Every area of @iopt that overlaps [s, l], in IOVA order. Caller holds iova_rwsem. */
+#define iopt_for_each_area(area, it, iopt, s, l) rangemap_for_each(area, it, &(iopt)->areas, s, l)
 
 void iopt_init_table(struct io_pagetable *iopt);
 void iopt_destroy_table(struct io_pagetable *iopt);

@@ -18,22 +18,13 @@
 static void itree_recompute(struct interval_tree_node *n)
 {
 	struct interval_tree_node *l = RB_LEFT(n, rb), *r = RB_RIGHT(n, rb);
-	uint64_t last = n->last, span = n->last - n->start;
+	uint64_t last = n->last;
 
-	if (l) {
-		if (l->subtree_last > last)
-			last = l->subtree_last;
-		if (l->subtree_max_span > span)
-			span = l->subtree_max_span;
-	}
-	if (r) {
-		if (r->subtree_last > last)
-			last = r->subtree_last;
-		if (r->subtree_max_span > span)
-			span = r->subtree_max_span;
-	}
+	if (l && l->subtree_last > last)
+		last = l->subtree_last;
+	if (r && r->subtree_last > last)
+		last = r->subtree_last;
 	n->subtree_last = last;
-	n->subtree_max_span = span;
 }
 
 static void itree_propagate(struct interval_tree_node *n)
@@ -65,22 +56,9 @@ RB_GENERATE_STATIC(interval_tree_rb, interval_tree_node, rb, itree_cmp)
 void interval_tree_insert(struct interval_tree_root *root, struct interval_tree_node *node)
 {
 	node->subtree_last = node->last;
-	node->subtree_max_span = node->last - node->start;
 	RB_INSERT(interval_tree_rb, &root->rb, node);
 	itree_propagate(node);
 	root->count++;
-}
-
-void interval_tree_changed_in_place(struct interval_tree_node *node)
-{
-#ifdef UIOMMU_DEBUG
-	struct interval_tree_node *prev = interval_tree_rb_RB_PREV(node);
-	struct interval_tree_node *next = interval_tree_rb_RB_NEXT(node);
-
-	if ((prev && itree_cmp(prev, node) >= 0) || (next && itree_cmp(node, next) >= 0))
-		abort();
-#endif
-	itree_propagate(node);
 }
 
 void interval_tree_remove(struct interval_tree_root *root, struct interval_tree_node *node)
@@ -167,48 +145,15 @@ struct interval_tree_node *interval_tree_first(struct interval_tree_root *root)
 	return RB_MIN(interval_tree_rb, &root->rb);
 }
 
-struct interval_tree_node *interval_tree_last_node(struct interval_tree_root *root)
-{
-	return RB_MAX(interval_tree_rb, &root->rb);
-}
-
 struct interval_tree_node *interval_tree_next(struct interval_tree_node *node)
 {
 	return interval_tree_rb_RB_NEXT(node);
 }
 
-struct interval_tree_node *interval_tree_prev(struct interval_tree_node *node)
-{
-	return interval_tree_rb_RB_PREV(node);
-}
-
-static struct interval_tree_node *
-itree_fit(struct interval_tree_node *n, uint64_t min_span,
-	  bool (*fits)(const struct interval_tree_node *, void *), void *arg)
-{
-	struct interval_tree_node *found;
-
-	if (!n || n->subtree_max_span < min_span)
-		return NULL;
-	found = itree_fit(RB_LEFT(n, rb), min_span, fits, arg);
-	if (found)
-		return found;
-	if (n->last - n->start >= min_span && fits(n, arg))
-		return n;
-	return itree_fit(RB_RIGHT(n, rb), min_span, fits, arg);
-}
-
-struct interval_tree_node *
-interval_tree_find_fit(struct interval_tree_root *root, uint64_t min_span,
-		       bool (*fits)(const struct interval_tree_node *node, void *arg), void *arg)
-{
-	return itree_fit(RB_ROOT(&root->rb), min_span, fits, arg);
-}
-
 static bool itree_verify_node(struct interval_tree_node *n, unsigned long *count)
 {
 	struct interval_tree_node *l, *r;
-	uint64_t last, span;
+	uint64_t last;
 
 	if (!n)
 		return true;
@@ -221,10 +166,9 @@ static bool itree_verify_node(struct interval_tree_node *n, unsigned long *count
 	if (!itree_verify_node(l, count) || !itree_verify_node(r, count))
 		return false;
 	last = n->subtree_last;
-	span = n->subtree_max_span;
 	itree_recompute(n);
 	(*count)++;
-	return last == n->subtree_last && span == n->subtree_max_span;
+	return last == n->subtree_last;
 }
 
 bool interval_tree_verify(struct interval_tree_root *root)

@@ -2,10 +2,9 @@
 /*
  * Interval trees over [start, last] (last inclusive, as everywhere in iommufd).
  *
- * A red-black tree (libbsd's <sys/tree.h>) ordered by start, augmented with two subtree
- * maxima: the largest `last` (for overlap queries in O(log n + k)) and the largest span
- * `last - start` (for first-fit searches that skip every subtree too small to hold a request).
- * Spans are stored minus one so that the full range [0, U64_MAX] is representable.
+ * A red-black tree (libbsd's <sys/tree.h>) ordered by start, augmented with the largest `last`
+ * of each subtree, for overlap queries in O(log n + k). (The IOAS's areas, disjoint, and the
+ * gaps between them live in lib/rangemap.h instead.)
  *
  * Intervals may overlap and may be equal (reserved ranges from several owners); ties are broken
  * by node address so every node has its own place in the order.
@@ -25,8 +24,7 @@ struct interval_tree_node {
 	RB_ENTRY(interval_tree_node) rb;
 	uint64_t start;
 	uint64_t last;
-	uint64_t subtree_last;     /* max `last` in this subtree */
-	uint64_t subtree_max_span; /* max `last - start` in this subtree */
+	uint64_t subtree_last; /* max `last` in this subtree */
 };
 
 RB_HEAD(interval_tree_rb, interval_tree_node);
@@ -48,11 +46,6 @@ static inline bool interval_tree_empty(const struct interval_tree_root *root)
 }
 
 void interval_tree_insert(struct interval_tree_root *root, struct interval_tree_node *node);
-/*
- * @node's start or last changed without moving it past a neighbour in the order: fix the
- * augmented maxima without rebalancing. O(log n), no rotations.
- */
-void interval_tree_changed_in_place(struct interval_tree_node *node);
 void interval_tree_remove(struct interval_tree_root *root, struct interval_tree_node *node);
 
 /* The overlapping node with the lowest start, or NULL. */
@@ -64,17 +57,6 @@ struct interval_tree_node *interval_tree_iter_next(struct interval_tree_node *no
 
 struct interval_tree_node *interval_tree_first(struct interval_tree_root *root);
 struct interval_tree_node *interval_tree_next(struct interval_tree_node *node);
-struct interval_tree_node *interval_tree_prev(struct interval_tree_node *node);
-struct interval_tree_node *interval_tree_last_node(struct interval_tree_root *root);
-
-/*
- * First fit: the node with the lowest start whose span (last - start) is at least @min_span and
- * for which @fits returns true. Subtrees whose largest span is below @min_span are skipped
- * without being visited, so when every node big enough also fits the search is O(log n).
- */
-struct interval_tree_node *
-interval_tree_find_fit(struct interval_tree_root *root, uint64_t min_span,
-		       bool (*fits)(const struct interval_tree_node *node, void *arg), void *arg);
 
 /* Checks every augmented value and the order; for unit tests and debug sweeps. */
 bool interval_tree_verify(struct interval_tree_root *root);

@@ -46,6 +46,16 @@ static inline ssize_t sys_write(int fd, const void *buf, size_t len)
 	return syscall(SYS_write, (long)fd, buf, (long)len);
 }
 
+static inline ssize_t sys_pread(int fd, void *buf, size_t len, off_t off)
+{
+	return syscall(SYS_pread64, (long)fd, buf, (long)len, (long)off);
+}
+
+static inline ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	return syscall(SYS_pwrite64, (long)fd, buf, (long)len, (long)off);
+}
+
 static inline int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	return (int)syscall(SYS_openat, (long)dirfd, path, (long)flags, (long)mode);

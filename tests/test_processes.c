@@ -156,7 +156,11 @@ static long live_contexts_settle(long want)
 /* "scm SOCK": libvirt's way: the fd arrives by SCM_RIGHTS; maps its own memory, reports. */
 static int child_scm(int sock)
 {
-	uint64_t reply[2], iova;
+	struct iommu_ioas_map_file mf = { .size = sizeof(mf), .length = PS,
+					  .flags = IOMMU_IOAS_MAP_READABLE };
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	uint64_t reply[3], iova;
+	int mfd;
 	struct stat st;
 	char go;
 	void *buf = mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -171,8 +175,18 @@ static int child_scm(int sock)
 	ioas = ioas_alloc(fd);
 	if (!ioas || buf == MAP_FAILED || ioas_map(fd, ioas, buf, 2 * PS, &iova))
 		return 3;
+	/* An fd in the argument is ours, not the server's: MAP_FILE of our own memfd. */
+	mfd = memfd_create("test", MFD_CLOEXEC);
+	mf.fd = mfd;
+	mf.ioas_id = ioas;
+	if (mfd < 0 || ftruncate(mfd, PS) || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+		return 6;
+	/* An fd made for us would be the server's: not yet (EOPNOTSUPP), never a wrong one. */
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) != -1 || errno != EOPNOTSUPP)
+		return 7;
 	reply[0] = ioas;
 	reply[1] = iova;
+	reply[2] = mf.iova;
 	if (write(sock, reply, sizeof(reply)) != sizeof(reply))
 		return 4;
 	/* Stay until the parent has looked: the pins are of this process's memory. */
@@ -327,7 +341,7 @@ static int child_main(int argc, char **argv)
 TEST(scm_rights_the_libvirt_way)
 {
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	uint64_t reply[2];
+	uint64_t reply[3];
 	pid_t pid;
 	char c = 0;
 
@@ -336,9 +350,10 @@ TEST(scm_rights_the_libvirt_way)
 	pid = child_start_with("scm", fd, &c, 1, &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(reply), read(sock, reply, sizeof(reply)));
-	/* The child's IOAS and its mapping are objects of our context. */
+	/* The child's IOAS and its mappings (of its memory, of its memfd) are our context's. */
 	ASSERT_EQ(2, reply[0]);
 	ASSERT_EQ(2 * PS, ioas_unmap(fd, (uint32_t)reply[0], reply[1], 2 * PS));
+	ASSERT_EQ(PS, ioas_unmap(fd, (uint32_t)reply[0], reply[2], PS));
 	ASSERT_EQ(0, destroy(fd, (uint32_t)reply[0]));
 	ASSERT_EQ(1, write(sock, &c, 1));
 	ASSERT_EQ(0, child_wait(pid));
@@ -380,7 +395,7 @@ TEST(pidfd_getfd_reaches_the_context)
 TEST(the_context_lives_until_the_last_close_anywhere)
 {
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	uint64_t reply[2];
+	uint64_t reply[3];
 	pid_t pid;
 	char c = 0;
 

@@ -172,8 +172,12 @@ static void iommufd_veventq_signal(struct iommufd_veventq *veventq)
  */
 static struct event_fd *event_fd_prepare(int *fd)
 {
-	struct event_fd *efd = uiommu_zalloc(sizeof(*efd));
+	struct event_fd *efd;
 
+	/* The new fd would be ours, not the caller's (docs/processes.md, "Not yet"). */
+	if (iommufd_caller_remote())
+		return ERR_PTR(-EOPNOTSUPP);
+	efd = uiommu_zalloc(sizeof(*efd));
 	if (!efd)
 		return ERR_PTR(-ENOMEM);
 	*fd = uiommu_should_fail() ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

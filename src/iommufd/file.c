@@ -643,6 +643,9 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 
 	if (WARN_ON(!ictx->file))
 		return ERR_PTR(-EINVAL);
+	/* The new fd would be ours, not the caller's (docs/processes.md, "Not yet"). */
+	if (iommufd_caller_remote())
+		return ERR_PTR(-EOPNOTSUPP);
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
@@ -722,6 +725,8 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	struct iommufd_file *file;
 	int fd, rc;
 
+	if (iommufd_caller_remote())
+		return -EOPNOTSUPP;
 	if (!iommufd_caller_mm())
 		return -ENOMEM;
 	file = uiommu_zalloc(sizeof(*file));
@@ -756,10 +761,16 @@ err_free:
  */
 struct iommufd_ctx *iommufd_ctx_from_fd(int fd)
 {
-	struct iommufd_file *file = iommufd_file_get(fd);
+	int local = iommufd_caller_fd_get(fd);
+	struct iommufd_file *file = iommufd_file_get(local);
 
-	if (!file)
-		return ERR_PTR(sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF : -EBADFD);
+	if (!file) {
+		int bad = local < 0 || sys_fcntl(local, F_GETFD, 0) < 0;
+
+		iommufd_caller_fd_put(local);
+		return ERR_PTR(bad ? -EBADF : -EBADFD);
+	}
+	iommufd_caller_fd_put(local);
 	if (!iommufd_file_is_local(file)) {
 		/* Served by another process: its objects cannot be bound to ours. */
 		iommufd_file_put(file);
@@ -1049,6 +1060,39 @@ void iommufd_file_unhold(struct iommufd_file *file)
 }
 
 /* ---- the wire's side (remote.c): calls of other processes, adoption, fork ---------------- */
+
+/* Is the running call another process's (remote.c)? Such a caller gets no new fds yet. */
+bool iommufd_caller_remote(void)
+{
+	return file_remote_caller != NULL;
+}
+
+/**
+ * iommufd_caller_fd_get() - the caller's fd @fd as an fd of this process
+ * For our own calls, @fd itself. For another process's, a copy of its fd (pidfd_getfd()),
+ * adopted when it is an fd of one of our files, so that the fd tables find it.
+ * Return: the fd (give it back with iommufd_caller_fd_put()), or -EBADF.
+ */
+int iommufd_caller_fd_get(int fd)
+{
+	int local;
+
+	if (!file_remote_caller)
+		return fd;
+	local = uiommu_mm_remote_getfd(file_remote_caller, fd);
+	if (local < 0)
+		return -EBADF;
+	uiommu_fd_adopt(local);
+	return local;
+}
+
+void iommufd_caller_fd_put(int local)
+{
+	if (!file_remote_caller || local < 0)
+		return;
+	if (uiommu_close(local))
+		sys_close(local);
+}
 
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			     unsigned int cmd, uint64_t arg)

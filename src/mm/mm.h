@@ -176,6 +176,7 @@ bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t 
  * Return: the mm with one reference, or ERR_PTR(-ENOMEM); the fds are closed on failure.
  */
 struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd);
+int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
 
 /*
  * The pins other processes hold for this one, or a serving process's own (proc_status.c shows

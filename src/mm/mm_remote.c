@@ -321,3 +321,19 @@ bool uiommu_mm_remote_status(int pid, uint64_t *pinned_vm, uint64_t *locked_vm)
 		*pinned_vm = *locked_vm = 0;
 	return fn ? fn(pid, pinned_vm, locked_vm) : false;
 }
+
+/**
+ * uiommu_mm_remote_getfd() - a copy in this process of the fd @fd of @mm's process
+ * (pidfd_getfd(): the kernel checks we may trace it, as it does for process_vm_readv)
+ * Return: the new fd (O_CLOEXEC), or -EBADF.
+ */
+int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	int local;
+
+	if (mm->ops != &remote_ops || fd < 0)
+		return -EBADF;
+	local = (int)syscall(SYS_pidfd_getfd, (long)mr->pidfd, (long)fd, 0L);
+	return local < 0 ? -EBADF : local;
+}

@@ -697,8 +697,10 @@ void iommufd_subfd_abort(struct iommufd_file *file, int fd)
  */
 void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep)
 {
-	struct iommufd_file *file = iommufd_file_get(fd);
+	int local = iommufd_caller_fd_get(fd);
+	struct iommufd_file *file = iommufd_file_get(local);
 
+	iommufd_caller_fd_put(local);
 	if (!file)
 		return ERR_PTR(-EBADFD);
 	if (!iommufd_file_is_local(file) || file->ops != ops) {

@@ -27,6 +27,7 @@
 #define TEST_IOCTL ioctl /* through libc: the preload path */
 #include "uiommu_test.h"
 #include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 
 #define PS 4096
@@ -313,6 +314,41 @@ static int child_race(int sock)
 	return 0;
 }
 
+/*
+ * "sweep SOCK": fails each fallible step of the first call on an adopted fd in turn (the
+ * connection, its HELLO, the pool): each failure is a clean ENOMEM or ENODEV and leaves
+ * nothing behind, and the next call works. Then a private buffer mapped while the context
+ * has a domain: another process's private memory has no address in the server: EFAULT.
+ */
+static int child_sweep(int sock)
+{
+	void *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned long nth, left = 0;
+	uint32_t ioas;
+	uint64_t iova;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+
+	if (fd < 0 || !uiommu_is_fd(fd) || buf == MAP_FAILED)
+		return 1;
+	for (nth = 1; uiommu_fail_nth_available() && nth < 100 && !left; nth++) {
+		struct iommu_destroy cmd = { .size = sizeof(cmd), .id = 0x12345 };
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = ioctl(fd, IOMMU_DESTROY, &cmd);
+		left = uiommu_fail_nth_disarm();
+		/* The call reached the server (ENOENT), or failed cleanly before it did. */
+		if (rc != -1 || (left && errno != ENOENT) ||
+		    (!left && errno != ENOMEM && errno != ENODEV && errno != ENOENT))
+			return 2;
+	}
+	if (uiommu_fail_nth_available() && !left)
+		return 3;
+	if (!ioas_map(fd, ioas, buf, PS, &iova) || errno != EFAULT)
+		return 4;
+	return 0;
+}
+
 static int child_main(int argc, char **argv)
 {
 	int a = argc > 3 ? atoi(argv[3]) : -1;
@@ -333,6 +369,8 @@ static int child_main(int argc, char **argv)
 		return child_garbage(a);
 	if (!strcmp(role, "race"))
 		return child_race(a);
+	if (!strcmp(role, "sweep"))
+		return child_sweep(a);
 	return 126;
 }
 
@@ -402,6 +440,8 @@ TEST(the_context_lives_until_the_last_close_anywhere)
 	ASSERT_GE(fd, 0);
 	pid = child_start_with("scm", fd, &c, 1, &sock);
 	ASSERT_GT(pid, 0);
+	/* A device file is no socket: shutdown() neither answers nor ends anything. */
+	ASSERT_ERRNO(ENOTSOCK, shutdown(fd, SHUT_RDWR));
 	/* Our last fd goes; the child still holds one: the context stays. */
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(1, live_contexts());
@@ -513,6 +553,31 @@ TEST(two_processes_race_map_unmap_destroy_on_shared_ids)
 	ASSERT_EQ(0, st.objects);
 	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct uiommu_stats st;
+	uint32_t ioas;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_EQ(1, ioas);
+	mock.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	pid = child_start_with("sweep", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	/* The refused MAP left nothing: no area, no pin. */
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, ioas_unmap(fd, ioas, 0, UINT64_MAX));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
 	close(sock);
 }
 

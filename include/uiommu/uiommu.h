@@ -143,6 +143,8 @@ void uiommu_fd_forget(int fd);
  */
 bool uiommu_fd_adopt(int fd);
 void uiommu_fd_adopt_inherited(void);
+/* shutdown(2) of a uiommu_is_fd() fd: -1 with ENOTSOCK, as for a device file. */
+int uiommu_fd_shutdown(int fd, int how);
 
 /*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed

@@ -1241,6 +1241,18 @@ void iommufd_files_atfork_child(void)
 	uiommu_mutex_unlock(&export_lock);
 }
 
+/*
+ * shutdown(2) of one of our fds: the kernel's answer for a device file, ENOTSOCK. (The fd is a
+ * socket here, and a shutdown of both directions would look to the serving process like the
+ * last close of the fd anywhere: docs/processes.md.)
+ */
+UIOMMU_EXPORT int uiommu_fd_shutdown(int fd, int how)
+{
+	(void)fd;
+	(void)how;
+	return uiommu_ret(-ENOTSOCK);
+}
+
 UIOMMU_EXPORT void uiommu_fd_adopt_inherited(void)
 {
 	char buf[4096];

@@ -397,6 +397,15 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 
 /* ---- fds that arrive from other processes: the library adopts those of its files -------- */
 
+/* shutdown() of one of our fds: the library answers (its sockets are no program's business). */
+UIOMMU_EXPORT int shutdown(int fd, int how)
+{
+	libc_func(shutdown, int, int, int);
+	if (uiommu_is_fd(fd))
+		return uiommu_fd_shutdown(fd, how);
+	return _shutdown(fd, how);
+}
+
 /* Every fd an SCM_RIGHTS message of @msg brought. */
 static void adopt_rights(const struct msghdr *msg)
 {

@@ -152,6 +152,21 @@ static long live_contexts_settle(long want)
 	return n;
 }
 
+/*
+ * IOMMU_DESTROY of @id, waiting (bounded: 10 s) while it is EBUSY: a killed client's last call
+ * may still be finishing in the server thread that runs it, holding the object.
+ */
+static int destroy_settle(int fd, uint32_t id)
+{
+	int rc = destroy(fd, id);
+
+	for (int i = 0; i < 10000 && rc && errno == EBUSY; i++) {
+		poll(NULL, 0, 1);
+		rc = destroy(fd, id);
+	}
+	return rc;
+}
+
 /* ---- the other processes ---------------------------------------------------------------- */
 
 /* "scm SOCK": libvirt's way: the fd arrives by SCM_RIGHTS; maps its own memory, reports. */
@@ -470,9 +485,8 @@ TEST(a_client_killed_mid_ioctls_leaves_the_context_intact)
 	ASSERT_EQ((ssize_t)sizeof(ready), read(sock, &ready, sizeof(ready)));
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	ASSERT_EQ(128 + SIGKILL, child_wait(pid));
-	/* At most the mapping of the call it died in is left; it goes with the rest. */
-	ASSERT_GE(ioas_unmap(fd, ioas, 0, UINT64_MAX), 0);
-	ASSERT_EQ(0, destroy(fd, ioas));
+	/* The call it died in finishes in the server; what it left goes with the IOAS. */
+	ASSERT_EQ(0, destroy_settle(fd, ioas));
 	ASSERT_EQ(2, ioas_alloc(fd) == 1 ? 2 : 0);
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, live_contexts_settle(0));

@@ -773,14 +773,17 @@ int iommufd_remote_adopt(int fd)
 
 /* ---- fork -------------------------------------------------------------------------------- */
 
+/* The lists are copied whole: no thread is in the middle of changing one. */
 static void remote_atfork_prepare(void)
 {
 	uiommu_mutex_lock(&servers_lock);
 	iommufd_files_atfork_prepare();
+	uiommu_mutex_lock(&clients_lock);
 }
 
 static void remote_atfork_parent(void)
 {
+	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_parent();
 	uiommu_mutex_unlock(&servers_lock);
 }
@@ -806,9 +809,10 @@ static void remote_atfork_child(void)
 	atomic_store(&conns_live, 0);
 	atomic_store(&iommufd_self_server, NULL);
 	remote_random(&client_cookie, sizeof(client_cookie));
+	clients = NULL; /* the parent's clients */
+	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_child();
 	uiommu_mutex_unlock(&servers_lock);
-	clients = NULL; /* the parent's clients */
 }
 
 static void remote_atfork_register(void)

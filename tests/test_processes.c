@@ -29,6 +29,7 @@
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
+#include "vfio_utils.h"
 
 #define PS 4096
 
@@ -124,7 +125,7 @@ static int ioas_map(int fd, uint32_t ioas, void *buf, size_t len, uint64_t *iova
 }
 
 /* IOAS_UNMAP of [iova, iova + len): the length unmapped, or -1 with errno. */
-static long ioas_unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
+static long ioas_unmap_len(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
 {
 	struct iommu_ioas_unmap unmap = { .size = sizeof(unmap), .ioas_id = ioas, .iova = iova,
 					  .length = len };
@@ -243,7 +244,7 @@ static int child_loop(int sock)
 			return 2;
 		if (i == 100 && write(sock, &one, sizeof(one)) != sizeof(one))
 			return 3;
-		if (ioas_unmap(fd, ioas, iova, PS) != PS)
+		if (ioas_unmap_len(fd, ioas, iova, PS) != PS)
 			return 4;
 	}
 	return 0;
@@ -319,7 +320,7 @@ static int child_race(int sock)
 				return 3;
 			continue;
 		}
-		if (ioas_unmap(fd, ioas, iova, PS) < 0 && errno != ENOENT)
+		if (ioas_unmap_len(fd, ioas, iova, PS) < 0 && errno != ENOENT)
 			return 4;
 		if (destroy(fd, ioas) && errno != ENOENT)
 			return 5;
@@ -364,6 +365,32 @@ static int child_sweep(int sock)
 	return 0;
 }
 
+/*
+ * "vfio SOCK": a VMM given an iommufd and a VFIO device cdev by its manager: binds the device
+ * to the context with its own fd numbers, reads the device's info, attaches it to a new IOAS.
+ */
+static int child_vfio(int sock)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	uint32_t ids[2];
+	char c;
+	int fd = recv_fd(sock, &c, 1), vfd = recv_fd(sock, &c, 1);
+
+	if (fd < 0 || vfd < 0 || !uiommu_is_fd(vfd))
+		return 1;
+	if (vfio_bind(vfd, fd, &ids[0]))
+		return 2;
+	if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions)
+		return 3;
+	ids[1] = attach.pt_id = ioas_alloc(fd);
+	if (!attach.pt_id || ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		return 4;
+	if (write(sock, ids, sizeof(ids)) != sizeof(ids))
+		return 5;
+	return read(sock, &c, 1) == 1 ? 0 : 6;
+}
+
 static int child_main(int argc, char **argv)
 {
 	int a = argc > 3 ? atoi(argv[3]) : -1;
@@ -386,6 +413,8 @@ static int child_main(int argc, char **argv)
 		return child_race(a);
 	if (!strcmp(role, "sweep"))
 		return child_sweep(a);
+	if (!strcmp(role, "vfio"))
+		return child_vfio(a);
 	return 126;
 }
 
@@ -405,8 +434,8 @@ TEST(scm_rights_the_libvirt_way)
 	ASSERT_EQ((ssize_t)sizeof(reply), read(sock, reply, sizeof(reply)));
 	/* The child's IOAS and its mappings (of its memory, of its memfd) are our context's. */
 	ASSERT_EQ(2, reply[0]);
-	ASSERT_EQ(2 * PS, ioas_unmap(fd, (uint32_t)reply[0], reply[1], 2 * PS));
-	ASSERT_EQ(PS, ioas_unmap(fd, (uint32_t)reply[0], reply[2], PS));
+	ASSERT_EQ(2 * PS, ioas_unmap_len(fd, (uint32_t)reply[0], reply[1], 2 * PS));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, (uint32_t)reply[0], reply[2], PS));
 	ASSERT_EQ(0, destroy(fd, (uint32_t)reply[0]));
 	ASSERT_EQ(1, write(sock, &c, 1));
 	ASSERT_EQ(0, child_wait(pid));
@@ -554,7 +583,7 @@ TEST(two_processes_race_map_unmap_destroy_on_shared_ids)
 			ASSERT_EQ(ENOENT, errno);
 			continue;
 		}
-		if (ioas_unmap(fd, ioas, iova, PS) < 0)
+		if (ioas_unmap_len(fd, ioas, iova, PS) < 0)
 			ASSERT_EQ(ENOENT, errno);
 		if (destroy(fd, ioas))
 			ASSERT_EQ(ENOENT, errno);
@@ -589,9 +618,37 @@ TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
 	/* The refused MAP left nothing: no area, no pin. */
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
-	ASSERT_EQ(0, ioas_unmap(fd, ioas, 0, UINT64_MAX));
+	ASSERT_EQ(0, ioas_unmap_len(fd, ioas, 0, UINT64_MAX));
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, live_contexts_settle(0));
+	close(sock);
+}
+
+TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	int vfd = open("/dev/vfio/devices/vfio2", O_RDWR | O_CLOEXEC);
+	uint32_t ids[2]; /* the device's, the IOAS's */
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	pid = child_start_with("vfio", fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, send_fd(sock, vfd, &c, 1));
+	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+	/* The child's bind made the device object in our context; the cdev owns it. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
+	/* Its IOAS is ours too, and busy with the attached device's HWPT. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ids[1]));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	/* The last close of the cdev anywhere unbinds: the IOAS is free again. */
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_ERRNO(ENOENT, destroy(fd, ids[0]));
+	ASSERT_EQ(0, destroy(fd, ids[1]));
+	ASSERT_EQ(0, close(fd));
 	close(sock);
 }
 

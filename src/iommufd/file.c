@@ -103,6 +103,13 @@ struct iommufd_file {
  */
 #define EXPORT_BUCKETS 256u
 UIOMMU_MUTEX_DEFINE(export_lock);
+/*
+ * Serialises the last-close checks of our own closes with the server thread's, so that when a
+ * close here was the last anywhere this thread drops the last reference (the release is done
+ * when close() returns, as the kernel's). After fdt_lock, before the context's locks (a
+ * release may run under it) and export_lock.
+ */
+UIOMMU_MUTEX_DEFINE(gone_lock);
 static struct iommufd_file *export_table[EXPORT_BUCKETS];
 static _Atomic uint64_t export_tokens = 1;
 
@@ -301,24 +308,40 @@ static void iommufd_file_unhold_anywhere(struct iommufd_file *file)
  * socket in that close, so the peer already shows POLLHUP: the context goes now, as the
  * kernel's release runs at the last close.
  */
-static void iommufd_file_check_gone(struct iommufd_file *file)
+static void iommufd_file_check_gone_locked(struct iommufd_file *file)
 {
 	struct pollfd p = { .fd = file->peer, .events = 0 };
 
+	lockdep_assert_held(&gone_lock);
 	if (!iommufd_file_is_local(file) || !atomic_load(&file->held))
 		return;
 	if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))
 		iommufd_file_unhold_anywhere(file);
 }
 
+/* The caller holds a reference, so the hold's put here is never the last: its own is. */
+static void iommufd_file_check_gone(struct iommufd_file *file)
+{
+	if (!iommufd_file_is_local(file) || !atomic_load(&file->held))
+		return;
+	uiommu_mutex_lock(&gone_lock);
+	iommufd_file_check_gone_locked(file);
+	uiommu_mutex_unlock(&gone_lock);
+}
+
+/* The server thread saw the peer of @token hang up: a close elsewhere was the last. */
 void iommufd_file_gone_anywhere(uint64_t token)
 {
-	struct iommufd_file *file = export_lookup(token, NULL);
+	struct iommufd_file *file;
 
-	if (!file)
-		return;
-	iommufd_file_check_gone(file);
-	iommufd_file_put(file);
+	uiommu_mutex_lock(&gone_lock);
+	file = export_lookup(token, NULL);
+	if (file) {
+		iommufd_file_check_gone_locked(file);
+		/* The last reference only if no fd of ours and no call holds it. */
+		iommufd_file_put(file);
+	}
+	uiommu_mutex_unlock(&gone_lock);
 }
 
 /* Installs @file at @fd (taking a reference); drops whatever was there. fdt_lock held. */

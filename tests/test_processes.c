@@ -198,7 +198,7 @@ static int child_scm(int sock)
 	mf.ioas_id = ioas;
 	if (mfd < 0 || ftruncate(mfd, PS) || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
 		return 6;
-	/* An fd made for us would be the server's: not yet (EOPNOTSUPP), never a wrong one. */
+	/* An event fd made for us would be the server's: not yet (EOPNOTSUPP), never a wrong one. */
 	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) != -1 || errno != EOPNOTSUPP)
 		return 7;
 	reply[0] = ioas;
@@ -391,6 +391,38 @@ static int child_vfio(int sock)
 	return read(sock, &c, 1) == 1 ? 0 : 6;
 }
 
+/*
+ * "subfd SOCK": an fd made by a call from this process (the selftest's access fd) is this
+ * process's fd, with this process's number in the reply; reading through it gives the
+ * serving process's memory.
+ */
+static int child_subfd(int sock)
+{
+	struct iommu_test_cmd create = { .size = sizeof(create), .op = IOMMU_TEST_OP_CREATE_ACCESS };
+	struct iommu_test_cmd rw = { .size = sizeof(rw), .op = IOMMU_TEST_OP_ACCESS_RW };
+	uint64_t msg[2]; /* the IOAS, the IOVA of 16 bytes of 0x5a */
+	uint8_t got[16];
+	int fd = recv_fd(sock, msg, sizeof(msg));
+
+	if (fd < 0)
+		return 1;
+	create.id = (uint32_t)msg[0];
+	if (ioctl(fd, IOMMU_TEST_CMD, &create))
+		return 2;
+	if (!uiommu_is_fd((int)create.create_access.out_access_fd))
+		return 3;
+	rw.id = create.create_access.out_access_fd;
+	rw.access_rw.iova = msg[1];
+	rw.access_rw.length = sizeof(got);
+	rw.access_rw.uptr = (uintptr_t)got;
+	if (ioctl(fd, IOMMU_TEST_CMD, &rw))
+		return 4;
+	for (unsigned int i = 0; i < sizeof(got); i++)
+		if (got[i] != 0x5a)
+			return 5;
+	return close((int)create.create_access.out_access_fd) ? 6 : 0;
+}
+
 static int child_main(int argc, char **argv)
 {
 	int a = argc > 3 ? atoi(argv[3]) : -1;
@@ -415,6 +447,8 @@ static int child_main(int argc, char **argv)
 		return child_sweep(a);
 	if (!strcmp(role, "vfio"))
 		return child_vfio(a);
+	if (!strcmp(role, "subfd"))
+		return child_subfd(a);
 	return 126;
 }
 
@@ -648,6 +682,35 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_ERRNO(ENOENT, destroy(fd, ids[0]));
 	ASSERT_EQ(0, destroy(fd, ids[1]));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+TEST(an_fd_made_for_another_process_is_its_own)
+{
+	uint8_t *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct uiommu_stats st;
+	uint64_t msg[2];
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	memset(buf, 0x5a, PS);
+	msg[0] = ioas_alloc(fd);
+	ASSERT_EQ(1, msg[0]);
+	ASSERT_EQ(0, ioas_map(fd, 1, buf, PS, &msg[1]));
+	pid = child_start_with("subfd", fd, msg, sizeof(msg), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, 1, msg[1], PS));
+	/*
+	 * Its close was the access fd's last anywhere: the server thread releases the access,
+	 * which held the IOAS (EBUSY until then), and its pins.
+	 */
+	ASSERT_EQ(0, destroy_settle(fd, 1));
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_EQ(0, close(fd));
 	close(sock);
 }

@@ -174,7 +174,7 @@ static struct event_fd *event_fd_prepare(int *fd)
 {
 	struct event_fd *efd;
 
-	/* The new fd would be ours, not the caller's (docs/processes.md, "Not yet"). */
+	/* An eventfd carries no header: it cannot be handed to another process (processes.md). */
 	if (iommufd_caller_remote())
 		return ERR_PTR(-EOPNOTSUPP);
 	efd = uiommu_zalloc(sizeof(*efd));

@@ -120,6 +120,25 @@ static bool iommufd_file_is_local(const struct iommufd_file *file)
 
 /* The address space of the caller a server thread runs a call for (remote.c), if any. */
 static __thread struct uiommu_mm *file_remote_caller;
+/*
+ * The fds that call made here (sub-fds, VFIO files): the server hands them to the caller with
+ * the reply and closes its own (remote.c). At most WIRE_NEW_FDS_MAX per call.
+ */
+static __thread int file_remote_new_fds[WIRE_NEW_FDS_MAX];
+static __thread unsigned int file_remote_nr_new;
+
+/* A file for @fd was published during a call of another process: note it for the reply. */
+static void iommufd_file_note_new(int fd)
+{
+	if (file_remote_caller && !WARN_ON(file_remote_nr_new == WIRE_NEW_FDS_MAX))
+		file_remote_new_fds[file_remote_nr_new++] = fd;
+}
+
+/* Room for one more fd made for another process's call? (No caller of ours: always.) */
+static bool iommufd_file_new_room(void)
+{
+	return !file_remote_caller || file_remote_nr_new < WIRE_NEW_FDS_MAX;
+}
 
 #define FDT_CHUNK_SHIFT 10
 #define FDT_CHUNK (1u << FDT_CHUNK_SHIFT)
@@ -319,13 +338,21 @@ static void iommufd_file_check_gone_locked(struct iommufd_file *file)
 		iommufd_file_unhold_anywhere(file);
 }
 
-/* The caller holds a reference, so the hold's put here is never the last: its own is. */
-static void iommufd_file_check_gone(struct iommufd_file *file)
+/*
+ * Drops the reference of an fd of @file that was just closed here, after checking whether that
+ * close was the last anywhere. Both under gone_lock, so that the server thread, which may have
+ * seen the same hang-up, cannot take a reference in between and release in our stead: when the
+ * close was the last, the release is done before close() returns.
+ */
+static void iommufd_file_put_closed(struct iommufd_file *file)
 {
-	if (!iommufd_file_is_local(file) || !atomic_load(&file->held))
+	if (!iommufd_file_is_local(file) || !atomic_load(&file->held)) {
+		iommufd_file_put(file);
 		return;
+	}
 	uiommu_mutex_lock(&gone_lock);
 	iommufd_file_check_gone_locked(file);
+	iommufd_file_put(file);
 	uiommu_mutex_unlock(&gone_lock);
 }
 
@@ -355,10 +382,8 @@ static int fdt_install(int fd, struct iommufd_file *file)
 	if (file)
 		atomic_fetch_add_explicit(&file->refs, 1, memory_order_relaxed);
 	old = atomic_exchange_explicit(slot, file, memory_order_acq_rel);
-	if (old) {
-		iommufd_file_check_gone(old);
-		iommufd_file_put(old);
-	}
+	if (old)
+		iommufd_file_put_closed(old);
 	return 0;
 }
 
@@ -581,8 +606,7 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	}
 	rc = sys_close(fd);
 	uiommu_mutex_unlock(&fdt_lock);
-	iommufd_file_check_gone(file);
-	iommufd_file_put(file);
+	iommufd_file_put_closed(file);
 	return rc;
 }
 
@@ -666,9 +690,8 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 
 	if (WARN_ON(!ictx->file))
 		return ERR_PTR(-EINVAL);
-	/* The new fd would be ours, not the caller's (docs/processes.md, "Not yet"). */
-	if (iommufd_caller_remote())
-		return ERR_PTR(-EOPNOTSUPP);
+	if (!iommufd_file_new_room())
+		return ERR_PTR(-EMFILE);
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
@@ -703,6 +726,7 @@ void iommufd_subfd_install(struct iommufd_file *file, int fd)
 	WARN_ON(fdt_install(fd, file));
 	uiommu_mutex_unlock(&fdt_lock);
 	iommufd_file_export(file);
+	iommufd_file_note_new(fd);
 }
 
 /* Undoes iommufd_subfd_alloc(): closes the fd; ops->release is not called. */
@@ -750,8 +774,8 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	struct iommufd_file *file;
 	int fd, rc;
 
-	if (iommufd_caller_remote())
-		return -EOPNOTSUPP;
+	if (!iommufd_file_new_room())
+		return -EMFILE;
 	if (!iommufd_caller_mm())
 		return -ENOMEM;
 	file = uiommu_zalloc(sizeof(*file));
@@ -770,6 +794,7 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	if (rc)
 		goto err_close;
 	iommufd_file_export(file);
+	iommufd_file_note_new(fd);
 	return fd;
 
 err_close:
@@ -1086,7 +1111,7 @@ void iommufd_file_unhold(struct iommufd_file *file)
 
 /* ---- the wire's side (remote.c): calls of other processes, adoption, fork ---------------- */
 
-/* Is the running call another process's (remote.c)? Such a caller gets no new fds yet. */
+/* Is the running call another process's (remote.c)? Such a caller gets no event fds yet. */
 bool iommufd_caller_remote(void)
 {
 	return file_remote_caller != NULL;
@@ -1119,18 +1144,26 @@ void iommufd_caller_fd_put(int local)
 		sys_close(local);
 }
 
+/*
+ * Runs @cmd for another process; the fds it made here are in @new_fds (*@nr_new of them), for
+ * the reply to carry to the caller.
+ */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			     unsigned int cmd, uint64_t arg)
+			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	int rc;
 
+	*nr_new = 0;
 	if (!file)
 		return -EBADF;
 	file_remote_caller = mm;
+	file_remote_nr_new = 0;
 	uiommu_uaccess_begin();
 	rc = iommufd_file_driver_ioctl(file, mm, cmd, arg);
 	uiommu_uaccess_end();
+	memcpy(new_fds, file_remote_new_fds, sizeof(int) * file_remote_nr_new);
+	*nr_new = file_remote_nr_new;
 	file_remote_caller = NULL;
 	iommufd_file_put(file);
 	return rc;

@@ -70,6 +70,8 @@
 
 #include "iommufd/iommufd_private.h"
 #include "iommufd/remote.h"
+#include "uiommu/iommufd_test.h"
+#include "uiommu/uiommu.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -298,18 +300,24 @@ static void remote_client_put(struct remote_client *c)
 	uiommu_free(c);
 }
 
+/* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */
 static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
-			     struct wire_rep *rep)
+			     struct wire_rep *rep, int *new_fds, unsigned int *nr_new)
 {
 	struct iommufd_node node;
 	uint64_t v[4];
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	*nr_new = 0;
 	switch (req->op) {
 	case WIRE_IOCTL:
 		rep->rc = iommufd_file_serve_ioctl(req->token, req->secret, mm,
-						   (unsigned int)req->arg[0], req->arg[1]);
+						   (unsigned int)req->arg[0], req->arg[1], new_fds,
+						   nr_new);
+		for (unsigned int i = 0; i < *nr_new; i++)
+			rep->val[i] = (uint64_t)new_fds[i];
+		rep->val[3] = *nr_new;
 		break;
 	case WIRE_READ:
 	case WIRE_WRITE:
@@ -365,10 +373,20 @@ static void *remote_conn_main(void *arg)
 	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
 		goto out_put;
 	while (!wire_recv(fd, &req, sizeof(req), NULL, 0, NULL)) {
+		int new_fds[WIRE_NEW_FDS_MAX];
+		unsigned int nr_new;
+
 		if (req.magic != WIRE_MAGIC)
 			break; /* garbage: this connection ends, nothing else is touched */
-		remote_serve_one(client->mm, &req, &rep);
-		if (wire_send(fd, &rep, sizeof(rep), NULL, 0))
+		remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+		rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
+		/*
+		 * The fds are the caller's now (or nobody's, if it is gone): ours go. The message
+		 * in flight holds the files, so this is not their last close anywhere.
+		 */
+		for (unsigned int i = 0; i < nr_new; i++)
+			uiommu_close(new_fds[i]);
+		if (rc)
 			break;
 	}
 out_put:
@@ -622,8 +640,12 @@ err_close:
 	return rc;
 }
 
-/* One round trip with @server: @req out, *@rep back. 0, or -EIO/-ENODEV/-ENOMEM. */
-static int remote_call(struct iommufd_server *server, struct wire_req *req, struct wire_rep *rep)
+/*
+ * One round trip with @server: @req out, *@rep back, with the fds it carries in @fds (*@nfds;
+ * @fds NULL: none expected, any closed). 0, or -EIO/-ENODEV/-ENOMEM.
+ */
+static int remote_call_fds(struct iommufd_server *server, struct wire_req *req,
+			   struct wire_rep *rep, int *fds, int *nfds)
 {
 	struct wire_conn *conn;
 	int rc;
@@ -647,7 +669,7 @@ static int remote_call(struct iommufd_server *server, struct wire_req *req, stru
 	req->magic = WIRE_MAGIC;
 	rc = wire_send(conn->fd, req, sizeof(*req), NULL, 0);
 	if (!rc)
-		rc = wire_recv(conn->fd, rep, sizeof(*rep), NULL, 0, NULL);
+		rc = wire_recv(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0, nfds);
 	if (rc) {
 		/* The server died, or dropped us: this connection is done. */
 		sys_close(conn->fd);
@@ -659,6 +681,40 @@ static int remote_call(struct iommufd_server *server, struct wire_req *req, stru
 	server->idle = conn;
 	uiommu_mutex_unlock(&server->pool_lock);
 	return 0;
+}
+
+static int remote_call(struct iommufd_server *server, struct wire_req *req, struct wire_rep *rep)
+{
+	return remote_call_fds(server, req, rep, NULL, NULL);
+}
+
+/*
+ * The fds a remote call made for us arrived as @fds: ours from now on (adopted). Where the
+ * server's number for one shows, the reply is ours to correct: the call's return value (a
+ * DMABUF_GET, a GET_DEVICE_FD), or the out field of the one struct that carries one
+ * (the selftest's CREATE_ACCESS). Event fds are never made for us (EOPNOTSUPP).
+ */
+static int remote_new_fds(const struct wire_rep *rep, const int *fds, int nfds, unsigned int cmd,
+			  uint64_t arg, int rc)
+{
+	struct uiommu_mm *mm = iommufd_caller_mm();
+
+	for (int i = 0; i < nfds; i++) {
+		uint64_t off = offsetof(struct iommu_test_cmd, create_access.out_access_fd);
+		struct iommu_test_cmd tc;
+		uint32_t theirs = (uint32_t)rep->val[i], ours = (uint32_t)fds[i];
+
+		uiommu_fd_adopt(fds[i]);
+		if (rc == (int)theirs) {
+			rc = fds[i];
+			continue;
+		}
+		if (cmd == IOMMU_TEST_CMD && mm &&
+		    !uiommu_copy_from_user(mm, &tc, arg, offsetof(struct iommu_test_cmd, id)) &&
+		    tc.op == IOMMU_TEST_OP_CREATE_ACCESS)
+			uiommu_copy_to_user(mm, arg + off, &ours, sizeof(ours));
+	}
+	return rc;
 }
 
 static void remote_req_init(struct wire_req *req, enum wire_op op, uint64_t token,
@@ -677,11 +733,15 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 	struct wire_rep rep;
 	int rc;
 
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0;
+
 	remote_req_init(&req, WIRE_IOCTL, token, secret);
 	req.arg[0] = cmd;
 	req.arg[1] = arg;
-	rc = remote_call(server, &req, &rep);
-	return rc ? rc : (int)rep.rc;
+	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (rc)
+		return rc;
+	return remote_new_fds(&rep, fds, nfds, cmd, arg, (int)rep.rc);
 }
 
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,

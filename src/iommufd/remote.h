@@ -15,6 +15,7 @@
 #define WIRE_VERSION 1
 #define WIRE_NAME_LEN 40   /* "uiommu-" and 32 hex digits, NUL-terminated */
 #define WIRE_SECRET_LEN 16
+#define WIRE_NEW_FDS_MAX 3 /* fds one call may make for its caller (SCM_RIGHTS in the reply) */
 
 /* What the server writes into the peer of each file's socket; holders peek at it. */
 struct wire_fd_header {
@@ -53,7 +54,12 @@ struct wire_req {
 
 struct wire_rep {
 	int64_t rc;      /* the call's result or -errno */
-	uint64_t val[4]; /* INFO: major, minor, mode, flags; STATUS: own pinned, locked, caller's */
+	/*
+	 * INFO: major, minor, mode, flags; STATUS: own pinned, locked, caller's; IOCTL: the numbers
+	 * the server gave the fds the call made (val[3] of them, at most WIRE_NEW_FDS_MAX), which
+	 * travel with the reply
+	 */
+	uint64_t val[4];
 	char path[48];   /* INFO: the node's path */
 };
 
@@ -81,7 +87,7 @@ ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const u
 
 /* file.c: the files the wire names. */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			     unsigned int cmd, uint64_t arg);
+			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new);
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			      uint64_t buf, size_t count, int64_t pos, bool write);
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,

@@ -8,13 +8,17 @@
  * another thread leaves the context alive until that ioctl returns, as the kernel's fdget()
  * does. The last reference releases the context (iommufd_ctx_release()).
  *
- * The fd numbers are real: each iommufd fd is an open description of a memfd that we own, so
- * the number cannot be taken by anything else while it is open, and close-on-exec, fork
- * inheritance and the process's fd limit behave as for any fd.
+ * The fd numbers are real: each iommufd fd is one end of a socketpair that we own, so the
+ * number cannot be taken by anything else while it is open, and close-on-exec, fork
+ * inheritance and the process's fd limit behave as for any fd. The other end (the peer) stays
+ * with us: it carries what another process that gets the fd needs to reach the file, and its
+ * POLLHUP is the last close of the fd anywhere (remote.c has the model; docs/processes.md).
+ * A file of another process's (inherited across fork, or adopted) names its server and is
+ * served there: only its identity, access mode and node are used here.
  *
  * Identity. A close that bypasses us (close_range() from an old libc, fclose() of an fdopen()ed
  * iommufd, a raw system call) frees the number, and the next file given it must not have its
- * ioctls answered by us. Each backing memfd has an inode of its own, recorded in the file
+ * ioctls answered by us. Each backing socket has an inode of its own, recorded in the file
  * (dev, ino); uiommu_is_fd(), the preload layer's gate, compares it with fstat() of the fd and
  * drops a slot whose fd now names another file, as if that fd had been closed. One fstat
  * system call per call on an fd the table holds (~1.9x a null ioctl, the one system call left
@@ -30,7 +34,7 @@
  *
  * Nodes. A file opened through a device node carries that node (struct iommufd_node: path,
  * numbers, mode) for uiommu_fstat() and uiommu_fd_path(); the identity check above looks at
- * the backing memfd with the raw system call, since the preload layer's fstat() answers our
+ * the backing socket with the raw system call, since the preload layer's fstat() answers our
  * fds with their node.
  *
  * The fd -> file map is a two-level table of atomic pointers: the ioctl path reads it without a
@@ -76,7 +80,7 @@ struct iommufd_file {
 	const struct iommufd_subfd_ops *ops; /* a sub-fd's; NULL for /dev/iommu; constant */
 	void *priv;                /* a sub-fd's object; constant */
 	struct iommufd_file *parent; /* a sub-fd: its context's file, a reference; constant */
-	dev_t dev;                 /* the backing memfd's identity (fstat()); constant */
+	dev_t dev;                 /* the backing socket's identity (fstat()); constant */
 	ino_t ino;
 	bool readable, writable;   /* the open's access mode, as the kernel's f_mode; constant */
 	/* Set once before the fd is handed out (iommufd_file_set_node()), then constant. */
@@ -106,8 +110,8 @@ UIOMMU_MUTEX_DEFINE(export_lock);
 /*
  * Serialises the last-close checks of our own closes with the server thread's, so that when a
  * close here was the last anywhere this thread drops the last reference (the release is done
- * when close() returns, as the kernel's). After fdt_lock, before the context's locks (a
- * release may run under it) and export_lock.
+ * when close() returns, as the kernel's). After fdt_lock, before every lock a release takes
+ * (vfio_cdev_lock among them) and export_lock: never taken under those.
  */
 UIOMMU_MUTEX_DEFINE(gone_lock);
 static struct iommufd_file *export_table[EXPORT_BUCKETS];
@@ -334,7 +338,7 @@ static void iommufd_file_check_gone_locked(struct iommufd_file *file)
 	lockdep_assert_held(&gone_lock);
 	if (!iommufd_file_is_local(file) || !atomic_load(&file->held))
 		return;
-	if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))
+	if (sys_poll_now(&p) == 1 && (p.revents & POLLHUP))
 		iommufd_file_unhold_anywhere(file);
 }
 
@@ -382,8 +386,12 @@ static int fdt_install(int fd, struct iommufd_file *file)
 	if (file)
 		atomic_fetch_add_explicit(&file->refs, 1, memory_order_relaxed);
 	old = atomic_exchange_explicit(slot, file, memory_order_acq_rel);
+	/*
+	 * A stale slot (its fd closed behind our back): if that was the last close anywhere, the
+	 * server thread sees it (gone_lock is not for under fdt_lock).
+	 */
 	if (old)
-		iommufd_file_put_closed(old);
+		iommufd_file_put(old);
 	return 0;
 }
 
@@ -413,7 +421,7 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	server = iommufd_server_self();
 	if (IS_ERR(server))
 		return PTR_ERR(server);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+	if (sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return -errno;
 	file->server = server;
 	file->token = atomic_fetch_add(&export_tokens, 1);
@@ -422,7 +430,7 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	if ((!(flags & O_CLOEXEC) && sys_fcntl(sv[0], F_SETFD, 0)) ||
 	    ((flags & O_NONBLOCK) && sys_fcntl(sv[0], F_SETFL, O_NONBLOCK)) ||
 	    sys_fstat(sv[0], &st) ||
-	    send(sv[1], &hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(hdr)) {
+	    sys_send(sv[1], &hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(hdr)) {
 		err = errno;
 		sys_close(sv[0]);
 		sys_close(sv[1]);
@@ -486,16 +494,23 @@ err_free:
 	return uiommu_ret(rc);
 }
 
-/* @fd no longer names @file (closed behind our back): drop the slot if it still holds @file. */
+/*
+ * @fd no longer names @file (closed behind our back): drop the slot if it still holds @file
+ * (@file NULL: whatever it holds).
+ */
 static void fdt_forget_stale(int fd, struct iommufd_file *file)
 {
+	struct iommufd_file *old = NULL;
 	fdt_slot *slot;
 
 	uiommu_mutex_lock(&fdt_lock);
 	slot = fdt_slot_get(fd, false);
-	if (slot && atomic_load_explicit(slot, memory_order_relaxed) == file)
-		fdt_install(fd, NULL);
+	if (slot && (!file || atomic_load_explicit(slot, memory_order_relaxed) == file))
+		old = atomic_exchange_explicit(slot, NULL, memory_order_acq_rel);
 	uiommu_mutex_unlock(&fdt_lock);
+	/* The close behind our back may have been the last anywhere. */
+	if (old)
+		iommufd_file_put_closed(old);
 }
 
 UIOMMU_EXPORT bool uiommu_is_fd(int fd)
@@ -897,10 +912,7 @@ UIOMMU_EXPORT int uiommu_dupfd(int fd, int minfd, bool cloexec)
  */
 UIOMMU_EXPORT void uiommu_fd_forget(int fd)
 {
-	uiommu_mutex_lock(&fdt_lock);
-	if (fdt_slot_get(fd, false))
-		fdt_install(fd, NULL);
-	uiommu_mutex_unlock(&fdt_lock);
+	fdt_forget_stale(fd, NULL);
 }
 
 UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)
@@ -1136,12 +1148,27 @@ int iommufd_caller_fd_get(int fd)
 	return local;
 }
 
+/*
+ * The caller still holds the fd it named, so closing our copy is never the last close
+ * anywhere: no gone check (and no gone_lock: VFIO calls this under vfio_cdev_lock, which a
+ * release under gone_lock takes). Were the caller gone meanwhile, the server thread sees the
+ * hang-up.
+ */
 void iommufd_caller_fd_put(int local)
 {
+	struct iommufd_file *file = NULL;
+	fdt_slot *slot;
+
 	if (!file_remote_caller || local < 0)
 		return;
-	if (uiommu_close(local))
-		sys_close(local);
+	uiommu_mutex_lock(&fdt_lock);
+	slot = fdt_slot_get(local, false);
+	if (slot)
+		file = atomic_exchange_explicit(slot, NULL, memory_order_acq_rel);
+	sys_close(local);
+	uiommu_mutex_unlock(&fdt_lock);
+	if (file)
+		iommufd_file_put(file);
 }
 
 /*

@@ -152,7 +152,7 @@ static int wire_send(int fd, const void *buf, size_t len, const int *fds, int nf
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
 	}
 	while (iov.iov_len) {
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		n = sys_sendmsg(fd, &msg, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -181,7 +181,7 @@ static int wire_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int *n
 	while (iov.iov_len) {
 		msg.msg_control = cbuf;
 		msg.msg_controllen = sizeof(cbuf);
-		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+		n = sys_recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
@@ -212,7 +212,7 @@ static int wire_peer_check(int fd, pid_t *pid)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.uid != geteuid())
+	if (sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.uid != geteuid())
 		return -EPERM;
 	*pid = cred.pid;
 	return 0;
@@ -402,7 +402,7 @@ static void remote_accept(void)
 {
 	pthread_attr_t attr;
 	pthread_t thread;
-	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = sys_accept4(listen_fd, SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return;
@@ -429,7 +429,7 @@ static void *remote_server_main(void *arg)
 
 	(void)arg;
 	for (;;) {
-		n = epoll_wait(epoll_fd, ev, 16, -1);
+		n = sys_epoll_wait(epoll_fd, ev, 16, -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -449,13 +449,13 @@ void iommufd_server_watch(int peer, uint64_t token)
 	struct epoll_event ev = { .events = EPOLLRDHUP, .data.u64 = token };
 
 	if (epoll_fd >= 0)
-		epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev);
+		sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev);
 }
 
 void iommufd_server_unwatch(int peer)
 {
 	if (epoll_fd >= 0)
-		epoll_ctl(epoll_fd, EPOLL_CTL_DEL, peer, NULL);
+		sys_epoll_ctl(epoll_fd, EPOLL_CTL_DEL, peer, NULL);
 }
 
 /*
@@ -473,12 +473,12 @@ static void remote_server_start(struct iommufd_server *self)
 
 	if (uiommu_should_fail())
 		return;
-	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	listen_fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (listen_fd < 0 || epoll_fd < 0)
 		goto err_close;
-	if (bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name)) ||
-	    listen(listen_fd, 64) || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
+	if (sys_bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name)) ||
+	    sys_listen(listen_fd, 64) || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
 		goto err_close;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -602,10 +602,10 @@ static int remote_connect(struct iommufd_server *server)
 
 	if (uiommu_should_fail())
 		return -ENOMEM;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name))) {
+	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name))) {
 		rc = -ENODEV; /* the serving process is gone */
 		goto err_close;
 	}
@@ -812,7 +812,7 @@ int iommufd_remote_adopt(int fd)
 
 	if (sys_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
 		return -EBADF;
-	n = recv(fd, &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
+	n = sys_recv(fd, &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(hdr) || hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION)
 		return -EBADF;
 	hdr.name[WIRE_NAME_LEN - 1] = 0;

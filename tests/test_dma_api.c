@@ -100,20 +100,83 @@ static void sd_iotlb_sync(struct iommu_domain *d, struct iommu_iotlb_gather *g)
 		iotlb_inv_range(d, g->start, g->end - g->start + 1);
 }
 
-/* A flush that a test can hold in flight: the thread named here waits in it until released. */
-static _Atomic(pthread_t *) sd_flush_holder;
-static atomic_bool sd_flush_entered, sd_flush_release;
+/*
+ * A point of the stand-in driver (its flush, its walk) where a test can hold one thread: the
+ * thread named in @holder waits there, once it said so in @entered, until @release.
+ */
+struct sd_hold {
+	_Atomic(pthread_t *) holder;
+	atomic_bool entered, release;
+};
+
+static struct sd_hold sd_flush_hold, sd_walk_hold;
+
+/* Called at the point: waits there if this is the held thread. */
+static void sd_hold_point(struct sd_hold *h)
+{
+	pthread_t *holder = atomic_load(&h->holder);
+
+	if (holder && pthread_equal(*holder, pthread_self())) {
+		atomic_store(&h->entered, true);
+		while (!atomic_load(&h->release))
+			usleep(100);
+	}
+}
+
+/* Starts @fn(@arg) in *@t and returns once that thread waits at @h's point. */
+static int sd_hold_start(struct sd_hold *h, pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	int ret;
+
+	atomic_store(&h->release, false);
+	atomic_store(&h->entered, false);
+	atomic_store(&h->holder, t);
+	ret = pthread_create(t, NULL, fn, arg);
+	if (ret)
+		return ret;
+	while (!atomic_load(&h->entered))
+		usleep(100);
+	return 0;
+}
+
+/* Lets the held thread go on, and joins it. */
+static int sd_hold_finish(struct sd_hold *h, pthread_t *t)
+{
+	int ret;
+
+	atomic_store(&h->release, true);
+	ret = pthread_join(*t, NULL);
+	atomic_store(&h->holder, NULL);
+	return ret;
+}
+
+/*
+ * Every flush_iotlb_all, numbered as it starts, is marked done once its invalidation returned:
+ * what a test of "no IOVA reused before its flush" checks a reuse against.
+ */
+#define SD_FLUSHES_MAX 65536u
+static atomic_uint sd_flush_started;
+static atomic_bool sd_flush_done[SD_FLUSHES_MAX];
+
+/* Has a flush that started at or after number @since finished? */
+static bool sd_flush_done_since(unsigned int since)
+{
+	unsigned int i, n = atomic_load(&sd_flush_started);
+
+	for (i = since; i < n && i < SD_FLUSHES_MAX; i++)
+		if (atomic_load(&sd_flush_done[i]))
+			return true;
+	return false;
+}
 
 static void sd_flush_iotlb_all(struct iommu_domain *d)
 {
-	pthread_t *holder = atomic_load(&sd_flush_holder);
+	unsigned int nr = atomic_fetch_add(&sd_flush_started, 1);
 
-	if (holder && pthread_equal(*holder, pthread_self())) {
-		atomic_store(&sd_flush_entered, true);
-		while (!atomic_load(&sd_flush_release))
-			usleep(100);
-	}
+	sd_hold_point(&sd_flush_hold);
 	iotlb_inv_domain(d);
+	if (nr < SD_FLUSHES_MAX)
+		atomic_store(&sd_flush_done[nr], true);
 }
 
 static phys_addr_t sd_walk(struct iommu_domain *d, uint64_t iova, int access, int *prot)
@@ -125,6 +188,7 @@ static phys_addr_t sd_walk(struct iommu_domain *d, uint64_t iova, int access, in
 	if (pfn >= sd->pages)
 		return 0;
 	pte = atomic_load(&sd->pte[pfn]);
+	sd_hold_point(&sd_walk_hold); /* a test may hold the walk after it read the entry */
 	if (!(pte & SD_VALID))
 		return 0;
 	*prot = (int)((pte >> 1) & 3);
@@ -293,8 +357,9 @@ TEST(iova_rcache_hit_path)
 	EXPECT_EQ(0, a % 4);
 	iova_free_fast(&iovad, a, 3);
 	iova_get_stats(&iovad, &st);
-	EXPECT_EQ(1, st.cached);
-	EXPECT_EQ(1, st.tree_nodes); /* a cached IOVA stays allocated in the tree */
+	/* The miss took a chunk of IOVA_CHUNK_FRAMES: two ranges of 4, the other one cached. */
+	EXPECT_EQ(2, st.cached);
+	EXPECT_EQ(2, st.tree_nodes); /* a cached IOVA stays allocated in the tree */
 	b = iova_alloc_fast(&iovad, 4, 1u << 20, true);
 	EXPECT_EQ(a, b); /* same class: from this thread's magazine */
 	iova_get_stats(&iovad, &st);
@@ -374,12 +439,16 @@ TEST(iova_thread_exit_returns_magazines)
 	ASSERT_EQ(0, pthread_create(&t, NULL, iova_thread_free_fn, &iovad));
 	ASSERT_EQ(0, pthread_join(t, NULL));
 	iova_get_stats(&iovad, &st);
-	EXPECT_EQ(300, st.cached);
-	/* The magazines are in the depot now: this thread's first allocation hits there. */
+	/* 300 frames came as whole chunks: the last chunk's unused frames are cached too. */
+	EXPECT_EQ(ALIGN_UP(300, IOVA_CHUNK_FRAMES), st.cached);
+	/*
+	 * The magazines are in the depot now, marked with the thread's slot, which this thread
+	 * (a forked test's first to ask) takes next: its first allocation hits there.
+	 */
 	ASSERT_NE(0, iova_alloc_fast(&iovad, 1, 1u << 20, true));
 	iova_get_stats(&iovad, &st);
 	EXPECT_GE(st.rcache_hits, 1);
-	EXPECT_EQ(300, st.tree_allocs);
+	EXPECT_EQ(ALIGN_UP(300, IOVA_CHUNK_FRAMES) / IOVA_CHUNK_FRAMES, st.tree_allocs);
 	iova_domain_destroy(&iovad);
 }
 
@@ -397,6 +466,186 @@ TEST(iova_exhaustion_flushes_other_threads_caches)
 	pfn = iova_alloc_fast(&iovad, 256, 511, true);
 	EXPECT_EQ(256, pfn);
 	iova_domain_destroy(&iovad);
+}
+
+struct iova_fill_arg {
+	struct iova_domain *iovad;
+	unsigned long limit;
+	unsigned long pfn[64];
+	unsigned int n;
+};
+
+/* Allocates everything below the limit, frees it all into its cache, and exits. */
+static void *iova_fill_fn(void *p)
+{
+	struct iova_fill_arg *a = p;
+	unsigned int i;
+
+	while (a->n < 64 && (a->pfn[a->n] = iova_alloc_fast(a->iovad, 1, a->limit, false)) != 0)
+		a->n++;
+	for (i = 0; i < a->n; i++)
+		iova_free_fast(a->iovad, a->pfn[i], 1);
+	return NULL;
+}
+
+/*
+ * A thread's magazines in the depot go to another live thread only when no new chunk fits:
+ * taken earlier, they would mix two threads' ranges in one chunk for good.
+ */
+TEST(iova_depot_keeps_threads_apart)
+{
+	struct iova_domain iovad, tight;
+	struct iova_fill_arg a = { .iovad = &iovad, .limit = 1u << 20 };
+	struct iova_fill_arg b = { .iovad = &tight, .limit = 16 };
+	struct iova_stats st0, st;
+	unsigned long pfn;
+	unsigned int i;
+	pthread_t t;
+
+	ASSERT_EQ(0, iova_domain_init(&iovad, PAGE, 1));
+	ASSERT_EQ(0, iova_domain_init(&tight, PAGE, 1));
+	ASSERT_GE(iova_thread_slot(), 0); /* ours before the thread takes one */
+	a.limit = 1000;
+	ASSERT_EQ(0, pthread_create(&t, NULL, iova_fill_fn, &a));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(64, a.n);
+	iova_get_stats(&iovad, &st0);
+	/* Room for a chunk: a new one, not the dead thread's magazines. */
+	pfn = iova_alloc_fast(&iovad, 1, 1u << 20, false);
+	ASSERT_NE(0, pfn);
+	for (i = 0; i < a.n; i++)
+		EXPECT_NE(a.pfn[i] / IOVA_CHUNK_FRAMES, pfn / IOVA_CHUNK_FRAMES);
+	iova_get_stats(&iovad, &st);
+	EXPECT_EQ(st0.tree_allocs + 1, st.tree_allocs);
+	EXPECT_EQ(st0.cached + IOVA_CHUNK_FRAMES - 1, st.cached);
+	iova_free_fast(&iovad, pfn, 1);
+
+	/* No room for a chunk (all 16 frames sit in the dead thread's magazines): take them. */
+	ASSERT_EQ(0, pthread_create(&t, NULL, iova_fill_fn, &b));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(16, b.n);
+	iova_get_stats(&tight, &st0);
+	pfn = iova_alloc_fast(&tight, 1, 16, false);
+	ASSERT_NE(0, pfn);
+	iova_get_stats(&tight, &st);
+	EXPECT_EQ(st0.tree_allocs, st.tree_allocs);
+	EXPECT_EQ(st0.rcache_hits + 1, st.rcache_hits);
+	iova_free_fast(&tight, pfn, 1);
+	ASSERT_TRUE(iova_verify(&iovad) && iova_verify(&tight));
+	iova_domain_destroy(&tight);
+	iova_domain_destroy(&iovad);
+}
+
+/* A chunk is invisible to one thread: the same IOVAs, in the same order, as the tree's. */
+TEST(iova_chunk_keeps_top_down_order)
+{
+	struct iova_domain iovad;
+	struct iova_stats st;
+	unsigned long pfn;
+	int i;
+
+	ASSERT_EQ(0, iova_domain_init(&iovad, PAGE, 1));
+	for (i = 0; i < 20; i++) {
+		pfn = iova_alloc_fast(&iovad, 1, 1023, false);
+		ASSERT_EQ(1023 - i, pfn);
+	}
+	iova_get_stats(&iovad, &st);
+	EXPECT_EQ(3, st.tree_allocs); /* three chunks of 8 */
+	EXPECT_EQ(24, st.tree_nodes);
+	EXPECT_EQ(4, st.cached);      /* the last chunk's rest, in this thread's magazine */
+	/* Two-frame ranges: four per chunk, also top-down, aligned, never overlapping. */
+	for (i = 0; i < 8; i++) {
+		pfn = iova_alloc_fast(&iovad, 2, 999, false);
+		ASSERT_EQ(998 - 2 * i, pfn);
+	}
+	/* Eight frames and more are a chunk's size already: one range from the tree. */
+	pfn = iova_alloc_fast(&iovad, 8, 1u << 20, false);
+	EXPECT_EQ(0, pfn % 8);
+	iova_get_stats(&iovad, &st);
+	EXPECT_EQ(24 + 8 + 1, st.tree_nodes);
+	ASSERT_TRUE(iova_verify(&iovad));
+	iova_domain_destroy(&iovad);
+}
+
+struct iova_chunk_arg {
+	struct iova_domain *iovad;
+	unsigned long pfn[IOVA_CHUNK_FRAMES];
+};
+
+static void *iova_chunk_thread_fn(void *p)
+{
+	struct iova_chunk_arg *a = p;
+	unsigned int i;
+
+	for (i = 0; i < IOVA_CHUNK_FRAMES; i++)
+		a->pfn[i] = iova_alloc_fast(a->iovad, 1, 1u << 20, false);
+	for (i = 0; i < IOVA_CHUNK_FRAMES; i++)
+		if (a->pfn[i])
+			iova_free_fast(a->iovad, a->pfn[i], 1);
+	return NULL;
+}
+
+/*
+ * Two threads' one-frame IOVAs lie in different chunks, so their leaf entries never share a
+ * cache line (without chunks they were X and X - 1); each thread's first eight are one chunk.
+ */
+TEST(iova_chunks_are_per_thread)
+{
+	struct iova_domain iovad;
+	struct iova_chunk_arg a;
+	unsigned long mine;
+	unsigned int i;
+	pthread_t t;
+
+	ASSERT_EQ(0, iova_domain_init(&iovad, PAGE, 1));
+	a.iovad = &iovad;
+	mine = iova_alloc_fast(&iovad, 1, 1u << 20, false);
+	ASSERT_NE(0, mine);
+	ASSERT_EQ(0, pthread_create(&t, NULL, iova_chunk_thread_fn, &a));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	for (i = 0; i < IOVA_CHUNK_FRAMES; i++) {
+		ASSERT_NE(0, a.pfn[i]);
+		EXPECT_NE(mine / IOVA_CHUNK_FRAMES, a.pfn[i] / IOVA_CHUNK_FRAMES);
+		EXPECT_EQ(a.pfn[0] / IOVA_CHUNK_FRAMES, a.pfn[i] / IOVA_CHUNK_FRAMES);
+	}
+	iova_free_fast(&iovad, mine, 1);
+	ASSERT_TRUE(iova_verify(&iovad));
+	iova_domain_destroy(&iovad);
+}
+
+/* Every fallible step of a chunk refill fails in turn: one range still comes, nothing leaks. */
+TEST(iova_chunk_fault_injection)
+{
+	long live = uiommu_alloc_live();
+	unsigned long nth;
+	bool covered = false;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (nth = 1; nth < 64 && !covered; nth++) {
+		struct iova_domain iovad;
+		struct iova_stats st;
+		unsigned long pfn;
+
+		ASSERT_EQ(0, iova_domain_init(&iovad, PAGE, 1));
+		uiommu_fail_nth_arm(nth);
+		pfn = iova_alloc_fast(&iovad, 1, 1023, false);
+		covered = uiommu_fail_nth_disarm() != 0;
+		/* A failed chunk falls back to one range from the tree, a later step cannot fail. */
+		ASSERT_EQ(1023, pfn);
+		iova_get_stats(&iovad, &st);
+		if (covered) {
+			EXPECT_EQ(IOVA_CHUNK_FRAMES, st.tree_nodes);
+			EXPECT_EQ(IOVA_CHUNK_FRAMES - 1, st.cached);
+		} else {
+			EXPECT_EQ(st.cached + 1, st.tree_nodes);
+		}
+		ASSERT_TRUE(iova_verify(&iovad));
+		iova_free_fast(&iovad, pfn, 1);
+		iova_domain_destroy(&iovad);
+		EXPECT_EQ(live, uiommu_alloc_live());
+	}
+	EXPECT_TRUE(covered);
 }
 
 /* ---- the IOTLB ------------------------------------------------------------------------------ */
@@ -477,6 +726,83 @@ TEST(iotlb_bounded_and_per_instance)
 	EXPECT_EQ(0, iotlb_count(t1, a->dom.id));
 	EXPECT_EQ(0, iotlb_count(t2, a->dom.id));
 	sd_domain_free(a);
+	free(buf);
+}
+
+struct fill_arg {
+	struct iotlb *tlb;
+	struct sd_domain *sd;
+	int ret;
+};
+
+static void *iotlb_fill_fn(void *p)
+{
+	struct fill_arg *a = p;
+	phys_addr_t phys;
+
+	a->ret = iotlb_translate(a->tlb, &a->sd->dom, 5 * PAGE, IOMMU_READ, &phys);
+	return NULL;
+}
+
+/*
+ * The fill race: a fill walks the page table, the page is unmapped and invalidated while the
+ * fill is between its walk and its write, and the set held no entry. The invalidation reads the
+ * set without locking it when nothing is to be removed; it must still see the fill in flight
+ * and keep the stale translation out of the IOTLB. The access itself may use it (in flight).
+ */
+TEST(iotlb_invalidation_during_fill_in_flight)
+{
+	struct sd_domain *sd = sd_domain_new(IOMMU_DOMAIN_UNMANAGED, 64);
+	struct iotlb *tlb = iotlb_for_iommu(&sd_iommu);
+	char *buf = page_buf(1);
+	struct fill_arg a;
+	phys_addr_t phys;
+	uint64_t fills0, fills1, invs;
+	int prot;
+	pthread_t t;
+
+	ASSERT_TRUE(sd && buf);
+	ASSERT_FALSE(IS_ERR(tlb));
+	ASSERT_EQ(0, iommu_map(&sd->dom, 5 * PAGE, (phys_addr_t)(uintptr_t)buf, PAGE, IOMMU_READ));
+	a = (struct fill_arg){ .tlb = tlb, .sd = sd, .ret = -1 };
+	iotlb_stats(tlb, &fills0, &invs);
+	ASSERT_EQ(0, sd_hold_start(&sd_walk_hold, &t, iotlb_fill_fn, &a));
+	/* The walk read the entry; now the unmap and its invalidation, on an empty set. */
+	EXPECT_EQ(PAGE, iommu_unmap(&sd->dom, 5 * PAGE, PAGE));
+	iotlb_inv_range(&sd->dom, 5 * PAGE, PAGE);
+	ASSERT_EQ(0, sd_hold_finish(&sd_walk_hold, &t));
+	EXPECT_EQ(0, a.ret); /* the access was in flight: it used what it walked */
+	EXPECT_FALSE(iotlb_lookup(tlb, sd->dom.id, 5 * PAGE, &phys, &prot));
+	EXPECT_EQ(-EFAULT, iotlb_translate(tlb, &sd->dom, 5 * PAGE, IOMMU_READ, &phys));
+	iotlb_stats(tlb, &fills1, &invs);
+	EXPECT_EQ(fills0, fills1); /* the fill was dropped, not made and removed */
+	sd_domain_free(sd);
+	free(buf);
+}
+
+/* An invalidation that finds nothing takes no set: counted only when it removed or locked. */
+TEST(iotlb_invalidation_of_nothing_writes_nothing)
+{
+	struct sd_domain *sd = sd_domain_new(IOMMU_DOMAIN_UNMANAGED, 64);
+	struct iotlb *tlb = iotlb_for_iommu(&sd_iommu);
+	char *buf = page_buf(1);
+	uint64_t fills, inv0, inv1;
+	phys_addr_t phys;
+
+	ASSERT_TRUE(sd && buf);
+	ASSERT_FALSE(IS_ERR(tlb));
+	ASSERT_EQ(0, iommu_map(&sd->dom, 0, (phys_addr_t)(uintptr_t)buf, PAGE, IOMMU_READ));
+	iotlb_stats(tlb, &fills, &inv0);
+	iotlb_inv_range(&sd->dom, 0, 8 * PAGE); /* nothing cached */
+	iotlb_inv_domain(&sd->dom);
+	iotlb_stats(tlb, &fills, &inv1);
+	EXPECT_EQ(inv0, inv1);
+	ASSERT_EQ(0, iotlb_translate(tlb, &sd->dom, 0, IOMMU_READ, &phys));
+	iotlb_inv_range(&sd->dom, 0, 8 * PAGE); /* one set holds the entry: it is taken */
+	iotlb_stats(tlb, &fills, &inv1);
+	EXPECT_EQ(inv0 + 1, inv1);
+	EXPECT_EQ(0, iotlb_count(tlb, sd->dom.id));
+	sd_domain_free(sd);
 	free(buf);
 }
 
@@ -673,12 +999,7 @@ TEST(dma_fq_full_queue_during_other_flush)
 	int i, j;
 
 	ASSERT_TRUE(sd && buf);
-	atomic_store(&sd_flush_release, false);
-	atomic_store(&sd_flush_entered, false);
-	atomic_store(&sd_flush_holder, &t);
-	ASSERT_EQ(0, pthread_create(&t, NULL, flush_fq_fn, &sd->dom));
-	while (!atomic_load(&sd_flush_entered))
-		usleep(100);
+	ASSERT_EQ(0, sd_hold_start(&sd_flush_hold, &t, flush_fq_fn, &sd->dom));
 	for (i = 0; i < (int)IOVA_FQ_SIZE + 20; i++) {
 		dma_addr_t x = iommu_dma_map_phys(&sd->dom, (phys_addr_t)(uintptr_t)buf, PAGE,
 						  IOMMU_READ, UINT64_MAX);
@@ -686,9 +1007,7 @@ TEST(dma_fq_full_queue_during_other_flush)
 		ASSERT_NE(DMA_MAPPING_ERROR, x);
 		iommu_dma_unmap_phys(&sd->dom, x, PAGE);
 	}
-	atomic_store(&sd_flush_release, true);
-	ASSERT_EQ(0, pthread_join(t, NULL));
-	atomic_store(&sd_flush_holder, NULL);
+	ASSERT_EQ(0, sd_hold_finish(&sd_flush_hold, &t));
 	iommu_dma_flush_fq(&sd->dom);
 	for (i = 0; i < 600; i++) {
 		d[i] = iommu_dma_map_phys(&sd->dom, (phys_addr_t)(uintptr_t)buf, PAGE, IOMMU_READ,
@@ -703,6 +1022,68 @@ TEST(dma_fq_full_queue_during_other_flush)
 	EXPECT_TRUE(iova_verify(iommu_dma_iovad(&sd->dom)));
 	sd_domain_free(sd);
 	free(buf);
+}
+
+struct fq_filler {
+	struct sd_domain *sd;
+	char *buf;
+	int bad;
+};
+
+/* Maps and unmaps until its queue is full and flushes (held there by the test). */
+static void *fq_fill_fn(void *p)
+{
+	struct fq_filler *f = p;
+	int i;
+
+	for (i = 0; i < (int)IOVA_FQ_SIZE + 1; i++) {
+		dma_addr_t d = iommu_dma_map_phys(&f->sd->dom, (phys_addr_t)(uintptr_t)f->buf, PAGE,
+						  IOMMU_READ, UINT64_MAX);
+
+		if (d == DMA_MAPPING_ERROR) {
+			f->bad++;
+			continue;
+		}
+		iommu_dma_unmap_phys(&f->sd->dom, d, PAGE);
+	}
+	return NULL;
+}
+
+/*
+ * The timeout's flush meets a queue whose thread holds it (that thread is inside its own
+ * full-queue flush): it must not wait for it. It leaves the queue to its thread, keeps the
+ * deadline armed, and the entries are freed once, by whoever flushes next.
+ */
+TEST(dma_fq_timeout_skips_busy_queue)
+{
+	struct sd_domain *sd = sd_domain_new(IOMMU_DOMAIN_DMA_FQ, 2048);
+	struct fq_filler f = { .sd = sd, .buf = page_buf(1) };
+	struct iommu_dma_stats st;
+	uint64_t timeouts;
+	dma_addr_t d;
+	pthread_t t;
+
+	ASSERT_TRUE(sd && f.buf);
+	/* (The statistics lock every queue: read only while no thread holds one.) */
+	iommu_dma_get_stats(&sd->dom, &st);
+	timeouts = st.fq_timeouts;
+	ASSERT_EQ(0, sd_hold_start(&sd_flush_hold, &t, fq_fill_fn, &f));
+	/* Past the deadline, our next map runs the timeout: it returns although t holds its queue. */
+	usleep((IOVA_FQ_TIMEOUT_MS + 20) * 1000);
+	d = iommu_dma_map_phys(&sd->dom, (phys_addr_t)(uintptr_t)f.buf, PAGE, IOMMU_READ,
+			       UINT64_MAX);
+	ASSERT_NE(DMA_MAPPING_ERROR, d);
+	ASSERT_EQ(0, sd_hold_finish(&sd_flush_hold, &t));
+	EXPECT_EQ(0, f.bad);
+	iommu_dma_get_stats(&sd->dom, &st);
+	EXPECT_GE(st.fq_timeouts, timeouts + 1);
+	iommu_dma_unmap_phys(&sd->dom, d, PAGE);
+	iommu_dma_flush_fq(&sd->dom);
+	iommu_dma_get_stats(&sd->dom, &st);
+	EXPECT_EQ(0, st.fq_pending);
+	EXPECT_TRUE(iova_verify(iommu_dma_iovad(&sd->dom)));
+	sd_domain_free(sd);
+	free(f.buf);
 }
 
 TEST(dma_live_switch_to_fq)
@@ -848,6 +1229,120 @@ TEST(dma_two_threads_strict)
 TEST(dma_two_threads_fq)
 {
 	dma_two_threads(_metadata, IOMMU_DOMAIN_DMA_FQ);
+}
+
+/*
+ * Several threads map and unmap through one domain, each its own buffer, and check what the
+ * DMA API promises across threads:
+ *   - no IOVA is handed out twice: each mapped page is claimed in an owner table, and a claim
+ *     that finds another owner is a double hand-out;
+ *   - strict: once the unmap returned, the IOTLB holds no translation of the IOVA to our buffer
+ *     (the device read it through the IOTLB before, so an entry was there);
+ *   - lazy: an IOVA comes back only after a flush that started after its unmap was called has
+ *     finished (the stand-in's flushes are numbered and marked done), so neither the IOVA nor
+ *     the page behind a stale entry is reused before its flush.
+ */
+#define DT_THREADS 4
+#define DT_PAGES 2048u
+
+struct dt_shared {
+	struct sd_domain *sd;
+	struct iotlb *tlb;
+	bool lazy;
+	atomic_int owner[DT_PAGES];            /* thread id + 1 while mapped, else 0 */
+	atomic_uint unmapped_at[DT_PAGES];     /* sd_flush_started when its last unmap began, + 1 */
+};
+
+struct dt_arg {
+	struct dt_shared *sh;
+	int id;
+	int iters;
+	int double_handout, stale_after_strict, reused_before_flush, other;
+};
+
+static void *dt_thread_fn(void *p)
+{
+	struct dt_arg *a = p;
+	struct dt_shared *sh = a->sh;
+	char *buf = page_buf(1), out[8];
+	int i;
+
+	if (!buf) {
+		a->other++;
+		return NULL;
+	}
+	for (i = 0; i < a->iters; i++) {
+		unsigned int since;
+		phys_addr_t phys;
+		uint64_t pfn;
+		dma_addr_t d;
+		int prot, free_owner = 0;
+
+		snprintf(buf, 8, "%d:%d", a->id, i % 10000);
+		d = iommu_dma_map_phys(&sh->sd->dom, (phys_addr_t)(uintptr_t)buf, 8, IOMMU_READ,
+				       UINT64_MAX);
+		if (d == DMA_MAPPING_ERROR || d / PAGE >= DT_PAGES) {
+			a->other++;
+			continue;
+		}
+		pfn = d / PAGE;
+		if (!atomic_compare_exchange_strong(&sh->owner[pfn], &free_owner, a->id + 1))
+			a->double_handout++;
+		since = atomic_load(&sh->unmapped_at[pfn]);
+		if (sh->lazy && since && !sd_flush_done_since(since - 1))
+			a->reused_before_flush++;
+		if (sd_read(sh->sd, d, out, 8) || memcmp(out, buf, 8))
+			a->other++;
+		/* Given up before the unmap: from then on another thread may get it. */
+		atomic_store(&sh->unmapped_at[pfn], atomic_load(&sd_flush_started) + 1);
+		atomic_store(&sh->owner[pfn], 0);
+		iommu_dma_unmap_phys(&sh->sd->dom, d, 8);
+		if (!sh->lazy && iotlb_lookup(sh->tlb, sh->sd->dom.id, d, &phys, &prot) &&
+		    phys == (phys_addr_t)(uintptr_t)buf + (d % PAGE))
+			a->stale_after_strict++;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void dma_threads_check(struct __h_test *_metadata, unsigned int type)
+{
+	struct dt_shared *sh = calloc(1, sizeof(*sh));
+	struct dt_arg args[DT_THREADS];
+	pthread_t t[DT_THREADS];
+	int i;
+
+	ASSERT_TRUE(sh != NULL);
+	sh->sd = sd_domain_new(type, DT_PAGES);
+	sh->tlb = iotlb_for_iommu(&sd_iommu);
+	sh->lazy = type == IOMMU_DOMAIN_DMA_FQ;
+	ASSERT_TRUE(sh->sd != NULL);
+	ASSERT_FALSE(IS_ERR(sh->tlb));
+	for (i = 0; i < DT_THREADS; i++) {
+		args[i] = (struct dt_arg){ .sh = sh, .id = i, .iters = 5000 };
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, dt_thread_fn, &args[i]));
+	}
+	for (i = 0; i < DT_THREADS; i++) {
+		ASSERT_EQ(0, pthread_join(t[i], NULL));
+		EXPECT_EQ(0, args[i].double_handout);
+		EXPECT_EQ(0, args[i].stale_after_strict);
+		EXPECT_EQ(0, args[i].reused_before_flush);
+		EXPECT_EQ(0, args[i].other);
+	}
+	iommu_dma_flush_fq(&sh->sd->dom);
+	EXPECT_TRUE(iova_verify(iommu_dma_iovad(&sh->sd->dom)));
+	sd_domain_free(sh->sd);
+	free(sh);
+}
+
+TEST(dma_threads_strict_no_double_handout_no_stale)
+{
+	dma_threads_check(_metadata, IOMMU_DOMAIN_DMA);
+}
+
+TEST(dma_threads_fq_no_reuse_before_flush)
+{
+	dma_threads_check(_metadata, IOMMU_DOMAIN_DMA_FQ);
 }
 
 /* ---- through the core, the mock driver and the default topology ---------------------------- */

@@ -886,6 +886,370 @@ TEST(no_room_for_the_response_sink)
 	topology_unload();
 }
 
+/*
+ * ---- batches and device-to-device copies (uiommu_dma_batch) ---------------------------------
+ *
+ * The rule of single transfers holds for each side of a COPY: pages in IOVA order, every page of
+ * both sides checked before a byte of it moves, done exactly the bytes before the fault; and the
+ * side and the byte the IOMMU refused are those a read or a write of the range would name.
+ */
+static struct {
+	uint64_t iova[8], len[8];
+	unsigned int n;
+} wlog;
+
+static void wlog_hook(void *priv, uint32_t pasid, uint64_t iova, uint64_t len)
+{
+	(void)priv;
+	(void)pasid;
+	if (wlog.n < 8) {
+		wlog.iova[wlog.n] = iova;
+		wlog.len[wlog.n] = len;
+	}
+	wlog.n++;
+}
+
+/* Source IOVA pages 0..3 on host pages 3, 1, 2, 7; destination pages 8..11 on 12, 13, 9, 10. */
+static void map_copy_layout(struct __h_test *_metadata, struct iommu_domain *dom, char *mem)
+{
+	static const unsigned int src_host[4] = { 3, 1, 2, 7 }, dst_host[4] = { 12, 13, 9, 10 };
+
+	for (unsigned int i = 0; i < 4; i++) {
+		ASSERT_EQ(0, iommu_map(dom, IOVA + i * PAGE,
+				       (phys_addr_t)(uintptr_t)(mem + src_host[i] * PAGE), PAGE,
+				       IOMMU_READ | IOMMU_WRITE));
+		ASSERT_EQ(0, iommu_map(dom, IOVA + (8 + i) * PAGE,
+				       (phys_addr_t)(uintptr_t)(mem + dst_host[i] * PAGE), PAGE,
+				       IOMMU_READ | IOMMU_WRITE));
+	}
+}
+
+/* Reads @len bytes at @iova back through the engine (the test's view of the device memory). */
+static void dma_peek(struct __h_test *_metadata, struct uiommu_dma_dev *e, uint64_t iova,
+		     void *buf, size_t len)
+{
+	ASSERT_EQ((ssize_t)len, uiommu_dma_read(e, 0, iova, buf, len, 0));
+}
+
+TEST_F(dma, copy_across_pages_both_sides)
+{
+	char want[4 * PAGE], got[4 * PAGE];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = IOVA + 100, .iova = IOVA + 8 * PAGE + 300,
+		.len = 4 * PAGE - 400,
+	};
+
+	map_copy_layout(_metadata, self->dom, self->mem);
+	fill(want, sizeof(want), 21);
+	ASSERT_EQ((ssize_t)sizeof(want), uiommu_dma_write(self->e, 0, IOVA, want, sizeof(want), 0));
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, wlog_hook, NULL));
+	memset(&wlog, 0, sizeof(wlog));
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, &op, 1));
+	dma_engine_write_log_clear(self->dev);
+	ASSERT_EQ(0, op.error);
+	ASSERT_EQ(4 * PAGE - 400, op.done);
+	dma_peek(_metadata, self->e, IOVA + 8 * PAGE + 300, got, 4 * PAGE - 400);
+	ASSERT_EQ(0, memcmp(got, want + 100, 4 * PAGE - 400));
+	/* The destination's bytes, and only they, were logged as written. */
+	ASSERT_TRUE(wlog.n >= 1);
+	{
+		uint64_t total = 0;
+
+		for (unsigned int i = 0; i < wlog.n && i < 8; i++) {
+			ASSERT_TRUE(wlog.iova[i] >= IOVA + 8 * PAGE + 300);
+			total += wlog.len[i];
+		}
+		ASSERT_EQ(4 * PAGE - 400, total);
+	}
+	ASSERT_EQ(0, read_faults(self->e, (struct uiommu_dma_fault[1]){}, 1));
+}
+
+/* A hole in the source: the copy stops at its first byte, fault_op READ, the log says READ. */
+TEST_F(dma, copy_source_fault)
+{
+	struct uiommu_dma_fault f[2];
+	char zero[PAGE] = { 0 }, got[PAGE], want[2 * PAGE];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = IOVA + 512, .iova = IOVA + 8 * PAGE, .len = 3 * PAGE,
+	};
+
+	map_copy_layout(_metadata, self->dom, self->mem);
+	ASSERT_EQ(PAGE, iommu_unmap(self->dom, IOVA + 2 * PAGE, PAGE));
+	fill(want, sizeof(want), 5);
+	ASSERT_EQ((ssize_t)sizeof(want), uiommu_dma_write(self->e, 0, IOVA, want, sizeof(want), 0));
+	ASSERT_EQ((ssize_t)PAGE, uiommu_dma_write(self->e, 0, IOVA + 10 * PAGE, zero, PAGE, 0));
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(2 * PAGE - 512, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(IOVA + 2 * PAGE, op.fault_iova);
+	/* The bytes before the hole arrived; nothing after. */
+	{
+		char all[2 * PAGE];
+
+		dma_peek(_metadata, self->e, IOVA + 8 * PAGE, all, 2 * PAGE - 512);
+		ASSERT_EQ(0, memcmp(all, want + 512, 2 * PAGE - 512));
+	}
+	dma_peek(_metadata, self->e, IOVA + 10 * PAGE - 512, got, PAGE);
+	ASSERT_EQ(0, memcmp(got + 512, zero, PAGE - 512));
+	ASSERT_EQ(1, read_faults(self->e, f, 2));
+	ASSERT_EQ(IOVA + 2 * PAGE, f[0].iova);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, f[0].op);
+	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, f[0].reason);
+}
+
+/* A read-only page in the destination: EACCES, fault_op WRITE, not a byte of it written. */
+TEST_F(dma, copy_destination_read_only)
+{
+	struct uiommu_dma_fault f[2];
+	char before[PAGE], got[PAGE], want[4 * PAGE];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = IOVA, .iova = IOVA + 8 * PAGE + 8, .len = 3 * PAGE,
+	};
+
+	map_copy_layout(_metadata, self->dom, self->mem);
+	ASSERT_EQ(PAGE, iommu_unmap(self->dom, IOVA + 9 * PAGE, PAGE));
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + 9 * PAGE,
+			       (phys_addr_t)(uintptr_t)(self->mem + 13 * PAGE), PAGE, IOMMU_READ));
+	fill(want, sizeof(want), 9);
+	ASSERT_EQ((ssize_t)sizeof(want), uiommu_dma_write(self->e, 0, IOVA, want, sizeof(want), 0));
+	memcpy(before, self->mem + 13 * PAGE, PAGE);
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EACCES, op.error);
+	ASSERT_EQ(PAGE - 8, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, op.fault_op);
+	ASSERT_EQ(IOVA + 9 * PAGE, op.fault_iova);
+	ASSERT_EQ(0, memcmp(self->mem + 13 * PAGE, before, PAGE));
+	dma_peek(_metadata, self->e, IOVA + 8 * PAGE + 8, got, PAGE - 8);
+	ASSERT_EQ(0, memcmp(got, want, PAGE - 8));
+	ASSERT_EQ(1, read_faults(self->e, f, 2));
+	ASSERT_EQ(IOVA + 9 * PAGE, f[0].iova);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, f[0].op);
+	ASSERT_EQ(UIOMMU_DMA_FAULT_PERM, f[0].reason);
+}
+
+/* Ops run in order; the first failure ends the batch and later ops stay untouched. */
+TEST_F(dma, batch_stops_at_the_first_failure)
+{
+	char a[64], b[64], c[64] = "unchanged";
+	struct uiommu_dma_op ops[4] = {
+		{ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 8 * PAGE, .buf = a, .len = 64 },
+		{ .op = UIOMMU_DMA_OP_COPY, .src = IOVA + 8 * PAGE, .iova = IOVA + 16, .len = 64 },
+		{ .op = UIOMMU_DMA_OP_READ, .iova = 0x7000000, .buf = b, .len = 64 },
+		{ .op = UIOMMU_DMA_OP_READ, .iova = IOVA, .buf = c, .len = 64, .done = 99 },
+	};
+
+	map_copy_layout(_metadata, self->dom, self->mem);
+	fill(a, sizeof(a), 1);
+	ASSERT_EQ(2, uiommu_dma_batch(self->e, ops, 4));
+	ASSERT_EQ(64, ops[0].done);
+	ASSERT_EQ(64, ops[1].done);
+	ASSERT_EQ(0, ops[1].error);
+	ASSERT_EQ(EFAULT, ops[2].error);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, ops[2].fault_op);
+	ASSERT_EQ(0x7000000, ops[2].fault_iova);
+	ASSERT_EQ(0, ops[3].done);
+	ASSERT_EQ(0, ops[3].error);
+	ASSERT_EQ(0, strcmp(c, "unchanged"));
+	/* The whole batch again without the bad op: every op done, the copy's bytes in place. */
+	ops[2] = ops[3];
+	ASSERT_EQ(3, uiommu_dma_batch(self->e, ops, 3));
+	ASSERT_EQ(0, memcmp(c + 16, a, 48));
+	/* A translation kept by one batch is not used by the next: after an unmap the copy into
+	 * that page faults on its WRITE side, and a read of it faults. */
+	ASSERT_EQ(PAGE, iommu_unmap(self->dom, IOVA, PAGE));
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, ops, 3));
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, ops[1].fault_op);
+	ASSERT_EQ(IOVA + 16, ops[1].fault_iova);
+	ASSERT_EQ(0, ops[2].done);
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &ops[2], 1));
+	ASSERT_EQ(EFAULT, ops[2].error);
+	ASSERT_EQ(IOVA, ops[2].fault_iova);
+	ASSERT_EQ(0, ops[1].done);
+}
+
+TEST_F(dma, batch_bad_arguments)
+{
+	char c;
+	struct uiommu_dma_op op = { .op = 3, .iova = IOVA, .buf = &c, .len = 1 };
+
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EINVAL, errno);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = UINT64_MAX, .iova = IOVA,
+				     .len = 2 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* the source wraps */
+	ASSERT_EQ(EINVAL, errno);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = IOVA, .iova = UINT64_MAX,
+				     .len = 2 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* the destination wraps */
+	ASSERT_EQ(EINVAL, errno);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA, .len = 1 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* no buffer */
+	ASSERT_EQ(EINVAL, errno);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .pasid = 1u << 20, .src = IOVA,
+				     .iova = IOVA, .len = 1 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* 20-bit PASIDs */
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, UIOMMU_DMA_BATCH_MAX + 1));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, uiommu_dma_batch(NULL, &op, 1));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, NULL, 0));
+	ASSERT_EQ(0, read_faults(self->e, (struct uiommu_dma_fault[1]){}, 1));
+}
+
+/* A blocked device: the copy faults BLOCKED on its source side, nothing moves. */
+TEST_F(dma, copy_blocked)
+{
+	struct uiommu_dma_fault f;
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = IOVA, .iova = IOVA + PAGE, .len = 8,
+	};
+
+	iommu_detach_device(self->dom, self->dev); /* back to the blocking domain */
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(IOVA, op.fault_iova);
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_BLOCKED, f.reason);
+	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+}
+
+/*
+ * Memory behind a translation that the process no longer has (identity: the IOVA is the
+ * address): the copy stops at the first byte of the page that traps, on the side it is on
+ * (HOST, EFAULT), with every byte before it copied; no crash.
+ */
+TEST_F(dma, copy_host_memory_gone)
+{
+	const struct iommu_ops *ops = iommu_device_ops(self->dev);
+	char *hole = pages(2), *buf = self->mem + 4 * PAGE;
+	struct uiommu_dma_fault f;
+	struct uiommu_dma_op op;
+
+	ASSERT_TRUE(hole != NULL);
+	fill(hole, PAGE, 11);
+	ASSERT_EQ(0, munmap(hole + PAGE, PAGE));
+	iommu_detach_device(self->dom, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(ops->identity_domain, self->dev));
+	/* The source's second page is gone. */
+	memset(buf, 0, 2 * PAGE);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = (uintptr_t)hole + PAGE - 40,
+				     .iova = (uintptr_t)buf, .len = 80 };
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(40, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ((uintptr_t)hole + PAGE, op.fault_iova);
+	ASSERT_EQ(0, memcmp(buf, hole + PAGE - 40, 40));
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, f.reason);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, f.op);
+	/* The destination's second page is gone. */
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = (uintptr_t)buf,
+				     .iova = (uintptr_t)hole + PAGE - 24, .len = 64 };
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(24, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, op.fault_op);
+	ASSERT_EQ((uintptr_t)hole + PAGE, op.fault_iova);
+	ASSERT_EQ(0, memcmp(hole + PAGE - 24, buf, 24));
+	ASSERT_EQ(1, read_faults(self->e, &f, 1));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, f.reason);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, f.op);
+	munmap(hole, PAGE);
+	iommu_detach_device(ops->identity_domain, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+}
+
+/* The failure-injection sweep: every fallible step of opening a handle and running a batch of
+ * copies either fails cleanly (the open answers ENOMEM) or the copies complete. */
+TEST(fail_nth_batch_copy)
+{
+	struct device *dev;
+	struct iommu_domain *dom;
+	char *mem = pages(4);
+	int owner;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_TRUE(mem != NULL);
+	ASSERT_EQ(0, topology_load(NULL));
+	dev = topology_find_device(BDF);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(dev, &owner));
+	dom = iommu_paging_domain_alloc(dev);
+	ASSERT_FALSE(IS_ERR_OR_NULL(dom));
+	ASSERT_EQ(0, iommu_attach_device(dom, dev));
+	ASSERT_EQ(0, iommu_map(dom, IOVA, (phys_addr_t)(uintptr_t)mem, 4 * PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	for (unsigned int nth = 1;; nth++) {
+		struct uiommu_dma_op ops[2] = {
+			{ .op = UIOMMU_DMA_OP_COPY, .src = IOVA, .iova = IOVA + 2 * PAGE,
+			  .len = 2 * PAGE },
+			{ .op = UIOMMU_DMA_OP_COPY, .src = IOVA + 2 * PAGE, .iova = IOVA + PAGE / 2,
+			  .len = 64 },
+		};
+		struct uiommu_dma_dev *e;
+		ssize_t done = -1;
+		unsigned long left;
+
+		fill(mem, 2 * PAGE, nth);
+		uiommu_fail_nth_arm(nth);
+		e = uiommu_dma_dev_open(BDF);
+		if (e)
+			done = uiommu_dma_batch(e, ops, 2);
+		left = uiommu_fail_nth_disarm();
+		if (!e) {
+			ASSERT_EQ(ENOMEM, errno);
+		} else {
+			ASSERT_EQ(2, done);
+			ASSERT_EQ(0, memcmp(mem + 2 * PAGE, mem, 64));
+			uiommu_dma_dev_close(e);
+		}
+		if (left > 0)
+			break; /* the nth point was never reached: every one was swept */
+		ASSERT_TRUE(nth < 100);
+	}
+	iommu_detach_device(dom, dev);
+	iommu_domain_free(dom);
+	iommu_device_release_dma_owner(dev);
+	munmap(mem, 4 * PAGE);
+}
+
+/* A miss on the destination raises a page request; the owner maps it; the copy completes. */
+TEST_F(prq, copy_resumes_after_a_page_request)
+{
+	char src[256], got[256];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = IOVA + 4 * PAGE, .iova = IOVA + 64, .len = 256,
+	};
+
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + 4 * PAGE,
+			       (phys_addr_t)(uintptr_t)(self->mem + PAGE), PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	fill(src, sizeof(src), 4);
+	memcpy(self->mem + PAGE, src, sizeof(src));
+	prq.mode = PRQ_MAP_SUCCESS; /* maps the faulting page onto self->mem */
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(0, op.error);
+	ASSERT_EQ(256, op.done);
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(IOMMU_FAULT_PERM_WRITE, prq.last_perm);
+	memcpy(got, self->mem + 64, sizeof(got));
+	ASSERT_EQ(0, memcmp(got, src, sizeof(src)));
+	/* INVALID on the source side: EFAULT, READ, the log says PRQ_INVALID. */
+	prq.mode = PRQ_INVALID;
+	op.src = IOVA + 6 * PAGE;
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(IOVA + 6 * PAGE, op.fault_iova);
+	ASSERT_EQ(IOMMU_FAULT_PERM_READ, prq.last_perm);
+}
+
 TEST_HARNESS_MAIN
 
 /*

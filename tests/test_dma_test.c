@@ -294,6 +294,54 @@ TEST_F(dt, iommu_fault_stops_the_queue)
 	ASSERT_EQ(0, memcmp(self->dst, self->src, 8192));
 }
 
+/*
+ * One doorbell, several descriptors: the device runs them as one pass (one engine batch) and
+ * the pass stops where the queue stops. Those before the fault complete (records, COMPLETED,
+ * an interrupt for the one that asked), the faulting COPY's destination side is named, and the
+ * head stays on it.
+ */
+TEST_F(dt, pass_completes_up_to_the_faulting_descriptor)
+{
+	fill(self->src, 3 * 4096, 7);
+	for (unsigned int i = 0; i < 2; i++)
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .flags = i ? DMA_TEST_DESC_IRQ : 0,
+			.src = SRC_IOVA + i * 4096, .dst = DST_IOVA + i * 4096, .len = 4096,
+			.completion = COMP_IOVA + 32 * i, .cookie = 100 + i,
+		};
+	*desc(self, 0, 2) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .src = SRC_IOVA + 2 * 4096, .dst = RO_IOVA + 8, .len = 64,
+		.completion = COMP_IOVA + 64,
+	};
+	*desc(self, 0, 3) = (struct dma_test_desc){ .op = DMA_TEST_OP_NOP,
+						      .completion = COMP_IOVA + 96 };
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 4);
+	/* Descriptor 1's interrupt and the stop's. */
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 2));
+	ASSERT_EQ(DMA_TEST_STATUS_ERROR, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(EACCES, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	ASSERT_EQ(RO_IOVA + 8, qreg(self->fn, 0, DMA_TEST_Q_ERROR_IOVA, 8));
+	ASSERT_EQ(2u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(2u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0, memcmp(self->dst, self->src, 2 * 4096));
+	for (unsigned int i = 0; i < 2; i++) {
+		ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[i].status);
+		ASSERT_EQ(4096u, self->comp[i].bytes);
+		ASSERT_EQ(100u + i, self->comp[i].cookie);
+	}
+	ASSERT_EQ(0u, self->comp[2].status);
+	ASSERT_EQ(0u, self->comp[3].status);
+	{
+		struct uiommu_dma_fault f;
+
+		ASSERT_EQ(1, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+		ASSERT_EQ(RO_IOVA + 8, f.iova);
+		ASSERT_EQ(UIOMMU_DMA_OP_WRITE, f.op);
+		ASSERT_EQ(UIOMMU_DMA_FAULT_PERM, f.reason);
+	}
+}
+
 TEST_F(dt, fault_fetching_the_ring_and_read_only_memory)
 {
 	/* A ring base nobody mapped: the fetch itself faults. */

@@ -229,6 +229,8 @@ TEST_F(iommufd, dispatch_null_and_unknown)
 {
 	uint64_t buf[16] = { 0 };
 
+	NEEDS_IOMMUFD_TEST();
+
 	ASSERT_ERRNO(EFAULT, ioc(self->fd, IOMMU_DESTROY, NULL));
 	ASSERT_ERRNO(EFAULT, ioc(self->fd, IOMMU_IOAS_ALLOC, NULL));
 	/* The size is read before the table slot is checked. */
@@ -282,6 +284,8 @@ static const struct size_rule size_rules[] = {
 
 TEST_F(iommufd, size_rules_every_command)
 {
+	NEEDS_IOMMUFD_TEST();
+
 	/* Check that the table covers every command number. */
 	ASSERT_EQ(sizeof(size_rules) / sizeof(size_rules[0]), 22);
 	for (size_t i = 0; i < sizeof(size_rules) / sizeof(size_rules[0]); i++) {
@@ -355,6 +359,8 @@ TEST_F(iommufd, size_rules_zero_payload_results)
 		{ IOMMU_OPTION, priv ? EBUSY : EPERM },	/* now an object exists */
 	};
 
+	NEEDS_IOMMUFD_TEST();
+
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		TH_LOG("case %zu nr 0x%x", i, (unsigned)_IOC_NR(want[i].req));
 		memset(buf, 0, sizeof(buf));
@@ -373,6 +379,8 @@ TEST_F(iommufd, reserved_and_flags_eopnotsupp)
 {
 	uint32_t ioas;
 	struct iommu_iova_range r[2] = { 0 };
+
+	NEEDS_IOMMUFD_TEST();
 
 	{
 		struct iommu_ioas_alloc c = { .size = sizeof(c), .flags = 1 };
@@ -649,6 +657,8 @@ TEST_F(iommufd, wrong_type_lookups)
 	uint32_t ioas;
 	struct iommu_vfio_ioas v = { .size = sizeof(v), .op = IOMMU_VFIO_IOAS_SET };
 
+	NEEDS_IOMMUFD_TEST();
+
 	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	/* Every IOAS command on ids that do not name an IOAS. */
 	ASSERT_ERRNO(ENOENT, map_fixed(self->fd, ioas + 1, PS, g_base, PS));
@@ -716,6 +726,8 @@ TEST_F(iommufd, global_options)
 TEST_F(iommufd, test_cmd_add_reserved)
 {
 	uint32_t ioas;
+
+	NEEDS_IOMMUFD_TEST();
 
 	ASSERT_EQ(ioas_alloc_id(self->fd, &ioas), 0);
 	ASSERT_ERRNO(EINVAL, add_reserved(self->fd, ioas, PS, 0));
@@ -969,6 +981,8 @@ TEST_F(ioas, iova_ranges_reserved)
 	uint32_t n;
 	uint64_t align;
 
+	NEEDS_IOMMUFD_TEST();
+
 	ASSERT_EQ(add_reserved(self->fd, self->ioas, PS, PS), 0);
 	memset(r, 0x5a, sizeof(r));
 	n = 4;
@@ -1140,6 +1154,8 @@ TEST_F(ioas, map_enospc_reserved)
 {
 	uint64_t iova;
 
+	NEEDS_IOMMUFD_TEST();
+
 	/* Leave only [0, PS) free; the allocator never uses page 0. */
 	ASSERT_EQ(add_reserved(self->fd, self->ioas, PS, U64_MAX - PS), 0);
 	ASSERT_ERRNO(ENOSPC, map_auto(self->fd, self->ioas, self->buf, PS, &iova));
@@ -1153,6 +1169,8 @@ TEST_F(ioas, map_enospc_reserved)
 TEST_F(ioas, map_reserved_skipped)
 {
 	uint64_t iova;
+
+	NEEDS_IOMMUFD_TEST();
 
 	ASSERT_EQ(add_reserved(self->fd, self->ioas, PS, 15 * PS), 0);
 	ASSERT_EQ(map_auto(self->fd, self->ioas, self->buf, PS, &iova), 0);
@@ -1421,6 +1439,8 @@ TEST_F(ioas, allow_iovas)
 	struct iommu_iova_range r[3];
 	uint64_t iova;
 
+	NEEDS_IOMMUFD_TEST();
+
 	r[0] = (struct iommu_iova_range){ .start = 10 * PS, .last = 10 * PS };
 	ASSERT_ERRNO(EINVAL, allow(self->fd, self->ioas, r, 1));
 	r[0] = (struct iommu_iova_range){ .start = 10 * PS, .last = 5 * PS };
@@ -1546,6 +1566,8 @@ TEST(close_returns_stats)
 	int fd;
 	uint32_t ioas;
 	uint64_t iova;
+
+	NEEDS_IOMMUFD_TEST();
 
 	fd = uiommu_open(O_RDWR);
 	ASSERT_GE(fd, 0);

@@ -3,7 +3,7 @@
  * Nested HWPTs through the ABI: HWPT_ALLOC on a NEST_PARENT paging HWPT with the selftest
  * mock's data, its errnos, the parent's users reference, attaching a device, IOMMU_HWPT_INVALIDATE
  * with its entry accounting and bounds, MD_CHECK_IOTLB, and a fault-injection sweep over the
- * nested allocation. Written from the ABI description; no kernel code is used.
+ * nested allocation (over the parent and over a vIOMMU). Written from the ABI description; no kernel code is used.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -221,13 +221,11 @@ TEST_F(nested, invalidate)
 		ASSERT_EQ(0, check_iotlb(self->fd, nested, i, 0));
 }
 
-/* Fail the Nth step of a nested HWPT_ALLOC: nothing may be left behind. */
-TEST_F(nested, fail_nth_nested_alloc)
+/* Fail the Nth step of a nested HWPT_ALLOC over @pt_id: nothing may be left behind. */
+static void nested_alloc_sweep(struct __h_test *_metadata, int fd, uint32_t idev, uint32_t pt_id)
 {
 	unsigned long nth;
 
-	if (!uiommu_fail_nth_available())
-		SKIP("fault injection is compiled out");
 	for (nth = 1; nth < 1000; nth++) {
 		struct uiommu_stats before, after;
 		uint32_t nested;
@@ -236,11 +234,11 @@ TEST_F(nested, fail_nth_nested_alloc)
 
 		ASSERT_EQ(0, uiommu_stats_get(&before));
 		uiommu_fail_nth_arm(nth);
-		rc = nested_alloc(self->fd, self->idev, self->parent, 1, &nested);
+		rc = nested_alloc(fd, idev, pt_id, 1, &nested);
 		left = uiommu_fail_nth_disarm();
 		if (left) {
 			ASSERT_EQ(0, rc);
-			ASSERT_EQ(0, destroy(self->fd, nested));
+			ASSERT_EQ(0, destroy(fd, nested));
 			break;
 		}
 		ASSERT_NE(0, rc);
@@ -249,6 +247,20 @@ TEST_F(nested, fail_nth_nested_alloc)
 		ASSERT_EQ(before.allocations, after.allocations);
 	}
 	ASSERT_TRUE(nth > 1 && nth < 1000);
+}
+
+/* Over the parent (the driver's domain_alloc_nested), then over a vIOMMU (its ops'). */
+TEST_F(nested, fail_nth_nested_alloc)
+{
+	uint32_t viommu;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	nested_alloc_sweep(_metadata, self->fd, self->idev, self->parent);
+	ASSERT_EQ(0, viommu_alloc(self->fd, self->idev, self->parent, IOMMU_VIOMMU_TYPE_SELFTEST,
+				  NULL, 0, &viommu));
+	nested_alloc_sweep(_metadata, self->fd, self->idev, viommu);
+	ASSERT_EQ(0, destroy(self->fd, viommu));
 	ASSERT_EQ(0, destroy(self->fd, self->parent));
 }
 

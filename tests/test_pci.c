@@ -683,7 +683,36 @@ static int register_variant(void (*change)(struct uiommu_pci_model *m))
 	return errno;
 }
 
-static void bad_version(struct uiommu_pci_model *m) { m->version = UIOMMU_PCI_MODEL_V2 + 1; }
+static void bad_version(struct uiommu_pci_model *m) { m->version = UIOMMU_PCI_MODEL_V3 + 1; }
+static const uint8_t toy_rom[3000] = { 0x55, 0xaa };
+static void rom_without_size(struct uiommu_pci_model *m)
+{
+	m->version = UIOMMU_PCI_MODEL_V3;
+	m->rom = toy_rom;
+}
+static void size_without_rom(struct uiommu_pci_model *m)
+{
+	m->version = UIOMMU_PCI_MODEL_V3;
+	m->rom_size = 16;
+}
+static void rom_too_big(struct uiommu_pci_model *m)
+{
+	m->version = UIOMMU_PCI_MODEL_V3;
+	m->rom = toy_rom;
+	m->rom_size = UIOMMU_PCI_ROM_MAX + 1;
+}
+static void fine_rom(struct uiommu_pci_model *m)
+{
+	m->version = UIOMMU_PCI_MODEL_V3;
+	m->rom = toy_rom;
+	m->rom_size = sizeof(toy_rom);
+}
+/* A V1 or V2 model's bytes past its struct are not read: a stray ROM pointer is ignored. */
+static void rom_ignored_before_v3(struct uiommu_pci_model *m)
+{
+	m->version = UIOMMU_PCI_MODEL_V2;
+	m->rom_size = 16;
+}
 static void no_name(struct uiommu_pci_model *m) { m->name = ""; }
 static void long_name(struct uiommu_pci_model *m) { m->name = "a-name-of-thirty-two-characters!"; }
 static void bar_not_pow2(struct uiommu_pci_model *m) { m->bars[0].size = 3000; }
@@ -744,7 +773,8 @@ TEST(model_registration_errnos)
 		bad_version, no_name, long_name, bar_not_pow2, bar_too_small, io_too_big,
 		bar64_in_5, bar64_next_used, area_unaligned, area_outside, areas_overlap,
 		area_over_msix, msix_outside, msix_in_io, msix_overlap, msix_too_many,
-		msi_not_pow2, msi_without_cap, bad_pin, bad_caps, bad_class,
+		msi_not_pow2, msi_without_cap, bad_pin, bad_caps, bad_class, rom_without_size,
+		size_without_rom, rom_too_big,
 	};
 	struct uiommu_pci_model dup = toy;
 
@@ -753,6 +783,8 @@ TEST(model_registration_errnos)
 		ASSERT_EQ(EINVAL, register_variant(bad[i]));
 	}
 	ASSERT_EQ(0, register_variant(fine));
+	ASSERT_EQ(0, register_variant(fine_rom));
+	ASSERT_EQ(0, register_variant(rom_ignored_before_v3));
 	ASSERT_EQ(-1, uiommu_pci_model_register(NULL));
 	ASSERT_EQ(EINVAL, errno);
 	dup.name = "dma-test";

@@ -390,6 +390,7 @@ TEST_F(compat, get_info)
 	static const uint64_t one[1][2] = { { 0, U64_MAX } };
 	uint64_t two[2][2] = { { 0, PS - 1 }, { 2 * PS, U64_MAX } };
 
+	NEEDS_IOMMUFD_TEST();
 	memset(buf, 0xaa, sizeof(buf));
 	*(uint32_t *)buf = 15;
 	ASSERT_ERRNO(EINVAL, ioc(self->fd, VFIO_IOMMU_GET_INFO, buf));
@@ -435,6 +436,7 @@ TEST_F(compat, map_dma)
 					      .size = 4 * PS };
 	uint64_t size;
 
+	NEEDS_IOMMUFD_TEST();
 	m.argsz = 31;
 	ASSERT_ERRNO(EINVAL, ioc(self->fd, VFIO_IOMMU_MAP_DMA, &m));
 	m.argsz = sizeof(m);

@@ -151,9 +151,14 @@ TEST(header_passthrough_virtual_readonly)
 	ASSERT_EQ(v, vcfg(&d, PCI_BASE_ADDRESS_0, 4)); /* before any write: the address at open */
 	ASSERT_EQ(0, vcfg_write(&d, PCI_BASE_ADDRESS_0, 4, 0xffffffff));
 	ASSERT_EQ(v, raw(&d, PCI_BASE_ADDRESS_0, 4));
-	/* The ROM BAR of a function without a ROM reads 0 whatever is written, enable bit too. */
-	ASSERT_EQ(0, vcfg_write(&d, PCI_ROM_ADDRESS, 4, 0xfffff801));
-	ASSERT_EQ(0u, vcfg(&d, PCI_ROM_ADDRESS, 4));
+	/* The ROM BAR (dma-test has a 2 KiB one) is virtual too: sized, enabled, moved in the
+	 * device fd's view only; the bits below its size read 0. */
+	v = raw(&d, PCI_ROM_ADDRESS, 4);
+	ASSERT_EQ(0, vcfg_write(&d, PCI_ROM_ADDRESS, 4, 0xffffffff));
+	ASSERT_EQ(0xfffff801u, vcfg(&d, PCI_ROM_ADDRESS, 4));
+	ASSERT_EQ(0, vcfg_write(&d, PCI_ROM_ADDRESS, 4, 0xfe0007ff));
+	ASSERT_EQ(0xfe000001u, vcfg(&d, PCI_ROM_ADDRESS, 4));
+	ASSERT_EQ(v, raw(&d, PCI_ROM_ADDRESS, 4));
 	/* Interrupt Line is virtual: the function keeps its own. */
 	v = raw(&d, PCI_INTERRUPT_LINE, 1);
 	ASSERT_EQ(0, vcfg_write(&d, PCI_INTERRUPT_LINE, 1, v ^ 0xa5));
@@ -342,9 +347,11 @@ TEST(fail_nth_whole_bar_mmap)
 			break;
 		}
 		ASSERT_TRUE(p == MAP_FAILED);
-		ASSERT_EQ(ENOMEM, errno);
+		ASSERT_TRUE(errno == ENOMEM || errno == EMFILE);
 	}
-	ASSERT_EQ(3ul, nth); /* the call's own step, then the doorbell area's */
+	/* The call's own step, the doorbell area's, its record (followed for revocation while
+	 * Memory is off), the process's empty memfd that revoked mappings map (made once). */
+	ASSERT_EQ(5ul, nth);
 	dev_close(&d);
 }
 

@@ -20,6 +20,17 @@
 #define TEST_IOCTL uiommu_ioctl
 #endif
 
+/*
+ * First in a case that drives IOMMU_TEST_CMD (the harness's SKIP): such a case is skipped in a
+ * build without the command (meson option iommufd_test off, the kernel's
+ * CONFIG_IOMMUFD_TEST=n), where it answers ENOTTY (test_drvops checks that).
+ */
+#ifdef UIOMMU_IOMMUFD_TEST
+#define NEEDS_IOMMUFD_TEST() do { } while (0)
+#else
+#define NEEDS_IOMMUFD_TEST() SKIP("IOMMU_TEST_CMD is not built (meson option iommufd_test)")
+#endif
+
 __attribute__((unused)) static int ioc(int fd, unsigned long req, void *arg)
 {
 	return TEST_IOCTL(fd, req, arg);

@@ -8,8 +8,9 @@
 #      quick run of the benchmarks so they cannot rot;
 #   2. the same suite built with AddressSanitizer and UBSan;
 #   3. the concurrency and unit tests built with ThreadSanitizer;
-#   4. a release build (fault injection compiled out) with its tests, and the public headers
-#      compiled as C++;
+#   4. a release build (fault injection compiled out) with its tests, a build without the test
+#      command and the selftest mock (-Diommufd_test=false) with the suites that do not need
+#      them, and the public headers compiled as C++;
 #   5. the unit and ABI suites built with clang, ASan and UBSan (clang removes accesses and
 #      passes variadic arguments where gcc happened not to: bugs only a clang build shows);
 #   6. the libFuzzer harness for 60 s from the seed corpus (docs/fuzzing.md).
@@ -102,6 +103,11 @@ run_suite build-tsan --suite unit --suite abi --suite preload --suite vfio
 
 setup build-release --buildtype=release
 run_suite build-release --no-suite qemu
+
+# The kernel's CONFIG_IOMMUFD_TEST=n: IOMMU_TEST_CMD and the selftest mock compiled out (meson
+# option iommufd_test); every suite that does not drive the mock is built and must pass.
+setup build-notest -Diommufd_test=false
+run_suite build-notest --no-suite qemu
 
 echo "== public headers as C++"
 for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h device.h; do

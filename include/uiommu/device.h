@@ -63,6 +63,8 @@ struct uiommu_pci_fn;
  * from a V2 description, so a V1 model built against an older header keeps working. */
 #define UIOMMU_PCI_MODEL_V1 1u
 #define UIOMMU_PCI_MODEL_V2 2u
+#define UIOMMU_PCI_MODEL_V3 3u            /* V2 + an expansion ROM image */
+#define UIOMMU_PCI_ROM_MAX (16u << 20)    /* the largest ROM image */
 
 #define UIOMMU_PCI_NUM_BARS 6u
 #define UIOMMU_PCI_MAX_AREAS 4u          /* shared-memory areas per BAR */
@@ -184,6 +186,15 @@ struct uiommu_pci_model {
 	/* V2: vendor-specific capabilities (virtio-pci's, for one), linked after the others. */
 	unsigned int nr_vendor_caps;
 	const struct uiommu_pci_vendor_cap *vendor_caps;
+
+	/*
+	 * V3: an expansion ROM image (NULL/0: none), read-only, @rom_size bytes up to
+	 * UIOMMU_PCI_ROM_MAX, valid while the model is registered. The function gets a ROM BAR
+	 * of the smallest power of two >= max(@rom_size, 2 KiB); reads past the image give 0xff.
+	 * The library serves every ROM access: the model is never called for one.
+	 */
+	const void *rom;
+	size_t rom_size;
 };
 
 /*
@@ -255,6 +266,13 @@ ssize_t uiommu_pci_dma_read(struct uiommu_pci_fn *fn, uint32_t pasid, uint64_t i
 ssize_t uiommu_pci_dma_write(struct uiommu_pci_fn *fn, uint32_t pasid, uint64_t iova,
 			     const void *buf, size_t len, unsigned int flags);
 int uiommu_pci_dma_xfer(struct uiommu_pci_fn *fn, struct uiommu_dma_req *req);
+/*
+ * uiommu_dma_batch() for the function (UIOMMU_DMA_0.4), behind the same gate: device-to-device
+ * copies (UIOMMU_DMA_OP_COPY) and many small transfers in one pass of the gate and one visit
+ * to the IOMMU. Returns how many ops completed, or -1 with errno (EPERM: no bus mastering now,
+ * nothing ran; ENODEV; EINVAL as uiommu_dma_batch()).
+ */
+ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops, size_t n);
 /* Takes up to @n recorded DMA faults of the function, oldest first (uiommu_dma_dev_read_faults). */
 ssize_t uiommu_pci_dma_read_faults(struct uiommu_pci_fn *fn, struct uiommu_dma_fault *buf,
 				   size_t n);

@@ -286,6 +286,15 @@ int uiommu_sysfs_access(const char *path, int mode);
 /* Called by the preload layer before main(): names the session directory that the processes
  * started from this one share ($UIOMMU_SYSFS_DIR), made on first use, removed at exit. */
 void uiommu_sysfs_session_begin(void);
+/*
+ * Called by the preload layer before main(), after uiommu_sysfs_session_begin(): the attribute
+ * fds this program inherited across exec (a shell's `> /sys/.../type` before exec) are tracked
+ * again, as uiommu_sysfs_open() tracks its own; stdout or stderr on one becomes a stream whose
+ * fflush() and fclose() report the store's errno.
+ */
+void uiommu_sysfs_adopt(void);
+/* fdopen(3) of a tracked fd: a stream whose writes are the store (errno at fflush/fclose). */
+FILE *uiommu_sysfs_fdopen(int fd, const char *mode);
 
 /* ==== the kernel's fault-injection files ========================================================
  *
@@ -390,6 +399,48 @@ int uiommu_dma_xfer(struct uiommu_dma_dev *dev, struct uiommu_dma_req *req);
  * may submit again); or -1 with errno (EINVAL, ENOMEM) and it never runs. @req and @buf must
  * stay valid until then. A request waiting for a page response does not hold up the others. */
 int uiommu_dma_submit(struct uiommu_dma_dev *dev, struct uiommu_dma_req *req);
+
+/*
+ * Batches (UIOMMU_DMA_0.4). uiommu_dma_batch() runs @n operations in order as one visit of the
+ * device to its IOMMU: the domain is resolved once, and a page translated for one operation
+ * serves the next ones as long as no invalidation ran meanwhile (a device's own translation
+ * cache), so a model that moves many small buffers pays one entry, not one per buffer.
+ *
+ * UIOMMU_DMA_OP_COPY moves @len bytes from IOVA @src to IOVA @iova, both through the IOMMU,
+ * directly between the pages mapped there (no buffer of the caller in between): pages are
+ * taken in IOVA order on both sides, each source page checked for read and each destination
+ * page for write before a byte of either moves. A fault on either side stops the copy there:
+ * @done counts the bytes written at @iova (every one before the faulting page), @fault_op says
+ * which side (UIOMMU_DMA_OP_READ: the source, _WRITE: the destination) and @fault_iova the
+ * first byte refused, as a read or write of the same range would report it; the fault log
+ * records it with that op. The destination's pages are marked dirty and DMA-logged as for a
+ * write. Overlapping ranges are copied as ascending single bytes would be.
+ */
+#define UIOMMU_DMA_OP_COPY 2u  /* uiommu_dma_batch() only: from @src to @iova */
+
+struct uiommu_dma_op {
+	unsigned int op;        /* UIOMMU_DMA_OP_READ, _WRITE or _COPY */
+	unsigned int flags;     /* UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI */
+	uint32_t pasid;         /* 0 (IOMMU_NO_PASID): the RID */
+	uint64_t iova;          /* READ: the memory read; WRITE: written; COPY: the destination */
+	uint64_t src;           /* COPY: the source; otherwise ignored */
+	void *buf;              /* READ, WRITE: the device's side; COPY: ignored */
+	size_t len;
+	/* Results. */
+	size_t done;            /* bytes moved (COPY: written at @iova), all before the fault */
+	int error;              /* 0 or an errno as for uiommu_dma_xfer() */
+	unsigned int fault_op;  /* with @error: UIOMMU_DMA_OP_READ or _WRITE, the refused access */
+	uint64_t fault_iova;    /* with @error: its first byte */
+};
+
+/*
+ * Runs @ops[0..n) in order; stops at the first that fails. Returns how many completed (@n when
+ * all did; the one at that index has @error set, those after it are untouched but for done = 0
+ * and error = 0), or -1 with errno EINVAL (an op as uiommu_dma_xfer() would refuse it, a COPY
+ * whose source wraps, @n > 4096: nothing ran). Page requests work as for uiommu_dma_xfer().
+ */
+#define UIOMMU_DMA_BATCH_MAX 4096u
+ssize_t uiommu_dma_batch(struct uiommu_dma_dev *dev, struct uiommu_dma_op *ops, size_t n);
 
 /* Fault reasons. */
 #define UIOMMU_DMA_FAULT_UNMAPPED 1u    /* no translation (EFAULT) */

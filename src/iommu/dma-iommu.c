@@ -58,6 +58,7 @@
  * queued IOVAs). No lock of this file is held while calling into the core.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -77,24 +78,35 @@ struct iommu_dma_fq_entry {
 	uint64_t counter; /* fq_flush_start_cnt when queued */
 };
 
+/* One thread's queue; padded so that no other allocation shares its lines (IOVA_HOT_PAD). */
 struct iommu_dma_fq {
+	char pad_before[IOVA_HOT_PAD];
 	atomic_int lock;        /* spin; see the lock order above */
 	unsigned int head;      /* lock; free-running, index modulo IOVA_FQ_SIZE */
 	unsigned int tail;      /* lock */
 	struct iommu_dma_fq_entry entries[IOVA_FQ_SIZE];
+	char pad_after[IOVA_HOT_PAD];
 };
 
+/*
+ * Read by every map and unmap: domain, fq_enabled, fq[], fq_deadline (written once per
+ * timeout). Written by every flush: the two counts (read by every queueing) and the statistics,
+ * on lines of their own so that a flush does not take the read-mostly lines from the other CPUs.
+ */
 struct iommu_dma_cookie {
 	struct iova_domain iovad;
 	struct iommu_domain *domain;
 	_Atomic bool fq_enabled;                   /* release store in iommu_dma_init_fq() */
 	/* Allocated by their slot's thread on first use (the shared one at FQ start). */
 	_Atomic(struct iommu_dma_fq *) fq[IOVA_THREAD_SLOTS + 1];
+	_Atomic uint64_t fq_deadline;              /* ns, CLOCK_MONOTONIC_COARSE; 0: none armed */
+	char pad_read_mostly[IOVA_HOT_PAD];
 	_Atomic uint64_t fq_flush_start_cnt;
 	_Atomic uint64_t fq_flush_finish_cnt;
-	_Atomic uint64_t fq_deadline;              /* ns, CLOCK_MONOTONIC_COARSE; 0: none armed */
+	char pad_counts[IOVA_HOT_PAD];
 	_Atomic unsigned long fq_flushes;
 	_Atomic unsigned long fq_timeouts;
+	char pad_after[IOVA_HOT_PAD];
 };
 
 static uint64_t iommu_dma_now_ns(void)
@@ -128,9 +140,20 @@ struct iova_domain *iommu_dma_iovad(struct iommu_domain *domain)
 
 static void iommu_dma_fq_lock(struct iommu_dma_fq *fq)
 {
+	unsigned int spins = 0;
+
+	/* A holder preempted by a busy machine gets the CPU back now and then (as iova.c's). */
 	while (atomic_exchange_explicit(&fq->lock, 1, memory_order_acquire))
 		while (atomic_load_explicit(&fq->lock, memory_order_relaxed))
-			;
+			if (++spins % 64 == 0)
+				sched_yield();
+}
+
+/* The lock if it is free now; the timeout's flush does not wait for a queue in use. */
+static bool iommu_dma_fq_trylock(struct iommu_dma_fq *fq)
+{
+	return !atomic_load_explicit(&fq->lock, memory_order_relaxed) &&
+	       !atomic_exchange_explicit(&fq->lock, 1, memory_order_acquire);
 }
 
 static void iommu_dma_fq_unlock(struct iommu_dma_fq *fq)
@@ -148,8 +171,12 @@ static void iommu_dma_fq_flush_iotlb(struct iommu_dma_cookie *cookie)
 	atomic_fetch_add_explicit(&cookie->fq_flushes, 1, memory_order_relaxed);
 }
 
-/* Frees the entries of @fq that a completed flush covers. Caller holds fq->lock. */
-static void iommu_dma_fq_ring_free(struct iommu_dma_cookie *cookie, struct iommu_dma_fq *fq)
+/*
+ * Frees the entries of @fq, the queue of thread slot @slot, that a completed flush covers, into
+ * that thread's IOVA cache whoever frees them. Caller holds fq->lock.
+ */
+static void iommu_dma_fq_ring_free(struct iommu_dma_cookie *cookie, struct iommu_dma_fq *fq,
+				   int slot)
 {
 	uint64_t done = atomic_load_explicit(&cookie->fq_flush_finish_cnt, memory_order_acquire);
 
@@ -158,13 +185,20 @@ static void iommu_dma_fq_ring_free(struct iommu_dma_cookie *cookie, struct iommu
 
 		if (e->counter >= done)
 			break;
-		iova_free_fast(&cookie->iovad, e->pfn, e->pages);
+		/* The shared queue has no slot (-1): the freeing thread's cache. */
+		iova_free_fast_slot(&cookie->iovad, slot, e->pfn, e->pages);
 		fq->head++;
 	}
 }
 
-/* Flushes the IOTLB once and frees what it covered in every queue. */
-static void iommu_dma_fq_flush_all(struct iommu_dma_cookie *cookie)
+/*
+ * Flushes the IOTLB once and frees what it covered in every queue. With @skip_busy (the
+ * timeout), a queue whose lock is held is left alone: its thread is queueing, and frees what
+ * the flush covered itself as it does (iommu_dma_fq_queue() first frees the covered entries).
+ * Spinning there instead lost to that thread's next op nearly every time (the lock is not
+ * fair) and stole the lock's line from it while waiting.
+ */
+static void iommu_dma_fq_flush_all(struct iommu_dma_cookie *cookie, bool skip_busy)
 {
 	bool pending = false;
 	unsigned int i;
@@ -175,8 +209,13 @@ static void iommu_dma_fq_flush_all(struct iommu_dma_cookie *cookie)
 
 		if (!fq)
 			continue;
-		iommu_dma_fq_lock(fq);
-		iommu_dma_fq_ring_free(cookie, fq);
+		if (!skip_busy)
+			iommu_dma_fq_lock(fq);
+		else if (!iommu_dma_fq_trylock(fq)) {
+			pending = true; /* its thread frees them; the deadline stays armed */
+			continue;
+		}
+		iommu_dma_fq_ring_free(cookie, fq, i == IOVA_FQ_SHARED ? -1 : (int)i);
 		pending |= fq->head != fq->tail;
 		iommu_dma_fq_unlock(fq);
 	}
@@ -198,7 +237,7 @@ static void iommu_dma_fq_check_timeout(struct iommu_dma_cookie *cookie)
 						     memory_order_relaxed, memory_order_relaxed))
 		return;
 	atomic_fetch_add_explicit(&cookie->fq_timeouts, 1, memory_order_relaxed);
-	iommu_dma_fq_flush_all(cookie);
+	iommu_dma_fq_flush_all(cookie, true);
 }
 
 /* This thread's queue, created on first use; NULL when there is no memory for it. */
@@ -222,12 +261,13 @@ static struct iommu_dma_fq *iommu_dma_fq_get(struct iommu_dma_cookie *cookie)
 static void iommu_dma_fq_queue(struct iommu_dma_cookie *cookie, struct iommu_dma_fq *fq,
 			       unsigned long pfn, unsigned long pages)
 {
+	int slot = iova_thread_slot(); /* ours, or -1 with the shared queue */
 	struct iommu_dma_fq_entry *e;
 	uint64_t zero = 0;
 
 	iommu_dma_fq_lock(fq);
 	/* First free what earlier flushes covered; a full queue then flushes for itself. */
-	iommu_dma_fq_ring_free(cookie, fq);
+	iommu_dma_fq_ring_free(cookie, fq, slot);
 	/*
 	 * A loop, not one flush: while another thread's flush is in flight the finish count may
 	 * trail our own flush, and entries queued after that other flush started are not covered
@@ -236,7 +276,7 @@ static void iommu_dma_fq_queue(struct iommu_dma_cookie *cookie, struct iommu_dma
 	 */
 	while (fq->tail - fq->head == IOVA_FQ_SIZE) {
 		iommu_dma_fq_flush_iotlb(cookie);
-		iommu_dma_fq_ring_free(cookie, fq);
+		iommu_dma_fq_ring_free(cookie, fq, slot);
 	}
 	e = &fq->entries[fq->tail % IOVA_FQ_SIZE];
 	e->pfn = pfn;
@@ -260,7 +300,7 @@ void iommu_dma_flush_fq(struct iommu_domain *domain)
 	if (!cookie || !atomic_load_explicit(&cookie->fq_enabled, memory_order_acquire))
 		return;
 	atomic_store_explicit(&cookie->fq_deadline, 0, memory_order_relaxed);
-	iommu_dma_fq_flush_all(cookie);
+	iommu_dma_fq_flush_all(cookie, false);
 }
 
 /**
@@ -298,7 +338,7 @@ static void iommu_dma_stop_fq(struct iommu_dma_cookie *cookie)
 	if (!atomic_load_explicit(&cookie->fq_enabled, memory_order_acquire))
 		return;
 	atomic_store_explicit(&cookie->fq_enabled, false, memory_order_release);
-	iommu_dma_fq_flush_all(cookie);
+	iommu_dma_fq_flush_all(cookie, false);
 	atomic_store_explicit(&cookie->fq_deadline, 0, memory_order_relaxed);
 }
 

@@ -165,9 +165,16 @@ static unsigned int pgsize_to_level(uint64_t pgsize)
 	}
 }
 
+/*
+ * A table is a page-aligned page, as a hardware table is. Not for the hardware's sake here but
+ * for the caches': a table from plain malloc() starts 16 bytes into a line, so its first and
+ * last entries share lines with whatever the heap put beside it. The DMA API allocates top-down
+ * from 4 GiB, whose walk ends in entry 511 of its tables, and a neighbour written by another
+ * thread then slowed every walk (bench_dma, issue 13).
+ */
 static struct io_pgtable_table *table_alloc(struct io_pgtable *pgt)
 {
-	struct io_pgtable_table *t = uiommu_zalloc(sizeof(*t));
+	struct io_pgtable_table *t = uiommu_zalloc_aligned(sizeof(*t), sizeof(*t));
 
 	if (!t)
 		return NULL;

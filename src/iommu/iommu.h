@@ -95,6 +95,8 @@ struct iopf_fault;
 struct iommu_page_response;
 struct iommu_fault_param;
 struct uiommu_mm;
+struct iommu_user_data_array;
+struct iommu_viommu;
 
 /* Pages an unmap released, to invalidate in one go (iommu_iotlb_gather in the kernel). */
 struct iommu_iotlb_gather {
@@ -152,6 +154,16 @@ struct iommu_domain_ops {
 				uint64_t *size);
 	int (*set_dev_pasid)(struct iommu_domain *domain, struct device *dev, uint32_t pasid,
 			     struct iommu_domain *old);
+	/*
+	 * Optional, nested domains only: the user's stage-1 cache invalidation
+	 * (IOMMU_HWPT_INVALIDATE on a nested HWPT). The driver checks @array->type, then walks the
+	 * entries with iommu_user_array_for_each() (the core's one loop, which leaves in
+	 * @array->entry_num the count handled); it may lower entry_num afterwards (a batch that
+	 * failed as a whole). Without it the core answers EOPNOTSUPP, as for every SMMUv3 nested
+	 * domain, whose invalidation goes through its vIOMMU.
+	 */
+	int (*cache_invalidate_user)(struct iommu_domain *domain,
+				     struct iommu_user_data_array *array);
 	void (*free)(struct iommu_domain *domain);
 };
 
@@ -250,14 +262,66 @@ static inline void iommu_domain_set_type(struct iommu_domain *domain, unsigned i
 }
 
 /*
- * Driver-specific data a user (iommufd's HWPT_ALLOC) passes to a domain allocation, already
- * copied out of user memory: @type is the uAPI data type, @data/@len its bytes.
+ * Driver-specific data a user (iommufd's HWPT_ALLOC, VIOMMU_ALLOC) passes to an allocation,
+ * already copied out of user memory: @type is the uAPI data type, @data/@len its bytes. @len is
+ * the user's data_len clamped to IOMMU_USER_DATA_MAX: every driver's struct is smaller, so a
+ * clamped length is one the driver's copy rule rejects (EINVAL) as it would the user's.
+ *
+ * @out: for an op that answers (viommu_init): NULL elsewhere; else a buffer of @len bytes
+ * (the same clamp) holding a copy of @data, that the driver may fill with its answer, setting
+ * *@out_len to the bytes the core is to copy back to the user's buffer (0: nothing).
  */
+#define IOMMU_USER_DATA_MAX 64u
+
 struct iommu_user_data {
 	uint32_t type;
 	const void *data;
 	size_t len;
+	void *out;
+	size_t *out_len;
 };
+
+/**
+ * struct iommu_user_data_array - an array of driver entries in user memory (invalidation)
+ * @type: the uAPI data type of every entry
+ * @entry_len: the user's length of one entry
+ * @entry_num: in: the user's count; out: the entries handled (iommu_user_array_for_each()
+ *             sets it; a driver may lower it afterwards), written back to the user on success
+ *             and on failure alike
+ *
+ * The entries stay in user memory: iommufd copies them one at a time, in its one loop
+ * (iommufd_user_array_for_each()), which it reaches the driver through @for_each; a driver
+ * never copies user memory itself. @for_each and @priv are iommufd's.
+ */
+struct iommu_user_data_array {
+	uint32_t type;
+	uint32_t entry_len;
+	uint32_t entry_num;
+	int (*for_each)(struct iommu_user_data_array *array, void *entry, size_t ksize,
+			size_t min_len, bool no_longer, int (*handle)(void *arg, const void *entry),
+			void *arg);
+	void *priv;
+};
+
+/**
+ * iommu_user_array_for_each() - hand each entry of @array to @handle, in order
+ * @entry: a buffer of @ksize bytes (the driver's struct) each entry is copied into in turn,
+ *         zero-filled past a shorter entry_len
+ * @min_len: the end of the struct's first-version fields: a shorter entry_len is EINVAL
+ * @no_longer: true for the kernel's per-entry copy (iommu_copy_struct_from_user_array(): an
+ *             entry longer than @ksize is EINVAL); false for the whole-array copy (bytes past
+ *             @ksize must be zero, else E2BIG)
+ * @handle: the driver's work for one entry, given @arg; a non-zero return stops the loop
+ *
+ * Return: 0, or the error of the first entry that could not be copied (EINVAL, E2BIG,
+ * EFAULT) or handled. @array->entry_num is the count of entries handled either way.
+ */
+static inline int iommu_user_array_for_each(struct iommu_user_data_array *array, void *entry,
+					    size_t ksize, size_t min_len, bool no_longer,
+					    int (*handle)(void *arg, const void *entry), void *arg)
+{
+	return array->for_each(array, entry, ksize, min_len, no_longer, handle, arg);
+}
 
 /* Flags of domain_alloc_paging_flags(): the values of the uAPI's IOMMU_HWPT_ALLOC_*. */
 #define IOMMU_DOMAIN_ALLOC_NEST_PARENT (1u << 0)
@@ -283,6 +347,21 @@ struct iommu_user_data {
  * @domain_alloc_sva: optional; an SVA domain translating through @mm for @dev.
  * @page_response: optional; deliver a page response for the request @evt (the last fault of a
  *                 group) to @dev. iopf_queue_add_device() needs it.
+ * @domain_alloc_nested: optional; a nested (IOMMU_DOMAIN_NESTED) domain over the driver's
+ *                  NEST_PARENT paging domain @parent for @dev, from the user's stage-1 data
+ *                  @user_data; @flags are IOMMU_DOMAIN_ALLOC_PASID or 0 (iommufd keeps
+ *                  FAULT_ID_VALID to itself). -EOPNOTSUPP (flags, data type), -EINVAL (a
+ *                  parent it cannot nest on, bad data), -ENOMEM. Drivers with a vIOMMU nest
+ *                  through iommu_viommu_ops.alloc_domain_nested instead (SMMUv3 has no
+ *                  domain_alloc_nested: iommufd answers EOPNOTSUPP for a parent HWPT pt_id).
+ * @viommu_alloc: optional; the driver's vIOMMU of uAPI type @type (IOMMU_VIOMMU_TYPE_*) on
+ *                @dev's IOMMU instance, not yet initialised (iommufd_driver.h). Return
+ *                ERR_PTR(-EOPNOTSUPP) for a type the instance cannot do (the kernel's
+ *                get_viommu_size() returning 0); iommufd asks before it looks the parent up.
+ * @viommu_init: with @viommu_alloc; make @viommu a vIOMMU over the nesting parent
+ *               @parent_domain (one of the driver's; -EINVAL for another instance's) with the
+ *               user's optional @user_data, which may carry an answer (@user_data->out). On
+ *               failure iommufd calls @viommu->ops->destroy, which must undo any part of init.
  * @user_pasid_table: faults with a PASID the core does not know go to the RID's NESTED handle.
  * @identity_domain, @blocked_domain: static domains of the driver, always attachable.
  */
@@ -300,6 +379,12 @@ struct iommu_ops {
 							  const struct iommu_user_data *user_data);
 	void *(*hw_info)(struct device *dev, uint32_t *length, uint32_t *type);
 	struct iommu_domain *(*domain_alloc_sva)(struct device *dev, struct uiommu_mm *mm);
+	struct iommu_domain *(*domain_alloc_nested)(struct device *dev,
+						    struct iommu_domain *parent, uint32_t flags,
+						    const struct iommu_user_data *user_data);
+	struct iommu_viommu *(*viommu_alloc)(struct device *dev, uint32_t type);
+	int (*viommu_init)(struct iommu_viommu *viommu, struct iommu_domain *parent_domain,
+			   const struct iommu_user_data *user_data);
 	void (*page_response)(struct device *dev, struct iopf_fault *evt,
 			      struct iommu_page_response *msg);
 	bool user_pasid_table;

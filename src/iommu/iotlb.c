@@ -42,13 +42,39 @@
  * The fill race. A fill walks the page table and then writes the entry. Unmap + invalidate may
  * run between the two: the walk saw the old mapping, the invalidation found nothing to remove,
  * and the fill would then plant a stale entry that no invalidation covers (real hardware avoids
- * this because an invalidation waits for walks in flight). So each IOTLB has an invalidation
- * generation: an invalidation increments it (seq_cst) before it takes any set; a fill reads it
- * before the walk, and writes the entry only if, once it holds the set, the generation is
- * unchanged. If an invalidation's increment came first, the fill sees it (the set lock orders
- * the two), and if the fill held the set first, the invalidation takes the set after it and
- * removes the entry. The translation the walk found is still used once: that access was in
- * flight before the invalidation completed, as on hardware.
+ * this because an invalidation waits for walks in flight). So each set has an invalidation
+ * generation: an invalidation that takes the set increments it (a release store, under the set
+ * lock); a fill reads its set's generation (acquire) before the walk, and writes the entry only
+ * if, once it holds the set, the generation is unchanged. If the invalidation held the set
+ * first, the fill's lock orders it after the increment and it sees the change; if the fill held
+ * it first, the invalidation takes the set after it and removes the entry; and a fill whose
+ * first read already saw the increment synchronised with it, so its walk sees the page table
+ * as the unmap left it. The translation a dropped fill found is still used once: that access
+ * was in flight before the invalidation completed, as on hardware.
+ *
+ * Invalidations that find nothing write nothing. Most invalidations remove nothing (the DMA
+ * API unmaps buffers the device never touched, or touched through another instance), and an
+ * invalidation that locked every set it covers would write those sets' lines: a domain-wide
+ * flush (flush_iotlb_all, every 256 unmaps of each flush queue) writes all 256 of them, and two
+ * threads flushing in turn would bounce every line between their CPUs. So an invalidation first
+ * reads each set as a lookup does (the seqlock read side) and takes the set only when it holds
+ * an entry to remove or a writer is inside. That alone would reopen the fill race for a fill
+ * that walked before the unmap and takes its set after the read; so a fill announces itself in
+ * `fills_inflight` (a seq_cst increment, before it reads the generation and walks) and leaves
+ * after it released the set, and an invalidation that sees any fill in flight (after a seq_cst
+ * fence that orders the caller's page-table update before the read) locks every set it covers,
+ * as before. Either the invalidation sees the fill's increment, or the fill's walk sees the
+ * page table as the unmap left it (the store-buffering pattern, with a seq_cst operation on
+ * each side). And an invalidation that reads no fill in flight and a set without the entry has
+ * nothing to remove: a fill that finished before wrote its entry before leaving (release,
+ * paired with the acquire read of the counter), so the read would have seen it.
+ *
+ * Nothing the map/unmap path writes is shared between pages: an invalidation of one page reads
+ * only that page's set (its own 128-byte line), and writes it only to remove an entry, so
+ * threads unmapping different pages on different CPUs do not contend (the counters live in the
+ * sets for the same reason). An earlier design had one generation per IOTLB, incremented by
+ * every invalidation: with two threads unmapping, that one line bounced between the CPUs on
+ * every unmap. The fills' counter is written only by misses, which walk the page table anyway.
  *
  * The drivers. The IOTLB is a driver's hardware, so the drivers come to it: struct
  * iommu_domain_ops has no walk that reports permissions, so a driver registers its walker
@@ -89,13 +115,18 @@ struct iotlb_entry {
 struct iotlb_set {
 	_Atomic uint32_t seq;      /* odd: a writer holds the set; the set's lock */
 	uint32_t hand;             /* the next victim way; seq held */
+	_Atomic uint32_t inv_gen;  /* invalidations of this set; see "the fill race"; written
+				      with seq held, read by fills without it */
+	_Atomic uint32_t fills;    /* statistics; written with seq held */
 	struct iotlb_entry e[IOTLB_WAYS];
 } __attribute__((aligned(128)));
 
+_Static_assert(sizeof(struct iotlb_set) == 128, "a set is its own pair of cache lines");
+
 struct iotlb {
 	struct iommu_device *iommu;
-	_Atomic uint64_t inv_gen;  /* invalidations so far; see "the fill race" */
-	_Atomic uint64_t fills;
+	/* Fills between their announcement and their set's release; see above. Own line. */
+	_Alignas(128) _Atomic uint32_t fills_inflight;
 	struct iotlb_set sets[IOTLB_SETS];
 };
 
@@ -282,18 +313,17 @@ bool iotlb_lookup(struct iotlb *tlb, uint32_t domid, uint64_t iova, phys_addr_t 
 	return true;
 }
 
-/* Adds the translation unless an invalidation ran since @gen was read. */
-static void iotlb_fill(struct iotlb *tlb, uint32_t domid, uint64_t pfn, uint64_t phys_pfn,
-		       int prot, uint64_t gen)
+/* Adds the translation to @set unless an invalidation took it since @gen was read. */
+static void iotlb_fill(struct iotlb_set *set, uint32_t domid, uint64_t pfn, uint64_t phys_pfn,
+		       int prot, uint32_t gen)
 {
-	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
 	struct iotlb_entry *victim = NULL;
 	unsigned int w;
 
 	if (uiommu_should_fail())
 		return; /* a fill that does not happen is only a later miss */
 	iotlb_set_lock(set);
-	if (atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst) != gen)
+	if (atomic_load_explicit(&set->inv_gen, memory_order_relaxed) != gen)
 		goto out_unlock;
 	for (w = 0; w < IOTLB_WAYS; w++) {
 		struct iotlb_entry *e = &set->e[w];
@@ -317,7 +347,8 @@ static void iotlb_fill(struct iotlb *tlb, uint32_t domid, uint64_t pfn, uint64_t
 	atomic_store_explicit(&victim->phys_pfn, phys_pfn, memory_order_relaxed);
 	atomic_store_explicit(&victim->flags, IOTLB_VALID | ((uint32_t)prot << IOTLB_PROT_SHIFT),
 			      memory_order_relaxed);
-	atomic_fetch_add_explicit(&tlb->fills, 1, memory_order_relaxed);
+	atomic_store_explicit(&set->fills, atomic_load_explicit(&set->fills, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 out_unlock:
 	iotlb_set_unlock(set);
 }
@@ -338,8 +369,10 @@ static phys_addr_t iotlb_walk(struct iommu_domain *domain, uint64_t iova, int ac
 int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, int access,
 		phys_addr_t *phys, int *prot)
 {
-	uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1), gen;
+	uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1);
+	struct iotlb_set *set;
 	phys_addr_t pa;
+	uint32_t gen;
 
 	*prot = 0;
 	/* A write through an entry cached clean must reach the page table's dirty bit. */
@@ -348,12 +381,20 @@ int iotlb_fetch(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iova, i
 		*prot &= IOMMU_READ | IOMMU_WRITE;
 		return 0;
 	}
-	/* Read before the walk; see "the fill race". */
-	gen = atomic_load_explicit(&tlb->inv_gen, memory_order_seq_cst);
+	/* Announced before the walk: pairs with the fence in iotlb_inv_one(). */
+	atomic_fetch_add_explicit(&tlb->fills_inflight, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Read before the walk; pairs with the release in iotlb_set_inv(): see "the fill race". */
+	set = iotlb_set_of(tlb, domain->id, page >> IOTLB_PAGE_SHIFT);
+	gen = atomic_load_explicit(&set->inv_gen, memory_order_acquire);
 	pa = iotlb_walk(domain, page, access, prot);
+	if (pa)
+		iotlb_fill(set, domain->id, page >> IOTLB_PAGE_SHIFT, pa >> IOTLB_PAGE_SHIFT,
+			   *prot, gen);
+	/* Release: an invalidation that reads the decrement sees the entry we wrote. */
+	atomic_fetch_sub_explicit(&tlb->fills_inflight, 1, memory_order_release);
 	if (!pa)
 		return -EFAULT;
-	iotlb_fill(tlb, domain->id, page >> IOTLB_PAGE_SHIFT, pa >> IOTLB_PAGE_SHIFT, *prot, gen);
 	*prot &= IOMMU_READ | IOMMU_WRITE;
 	*phys = (pa & ~(IOTLB_PAGE_SIZE - 1)) | (iova & (IOTLB_PAGE_SIZE - 1));
 	return 0;
@@ -374,11 +415,48 @@ int iotlb_translate(struct iotlb *tlb, struct iommu_domain *domain, uint64_t iov
 
 /* ---- invalidation --------------------------------------------------------------------------- */
 
-static void iotlb_set_inv(struct iotlb_set *set, uint32_t domid, uint64_t first, uint64_t last)
+/*
+ * Does @set hold an entry of @domid in [@first, @last], or is a writer inside (the read side of
+ * a lookup, without retrying: a writer means "take the lock and see")?
+ */
+static bool iotlb_set_may_hold(struct iotlb_set *set, uint32_t domid, uint64_t first,
+			       uint64_t last)
+{
+	uint32_t s1 = atomic_load_explicit(&set->seq, memory_order_acquire), s2;
+	bool found = false;
+	unsigned int w;
+
+	if (s1 & 1)
+		return true;
+	for (w = 0; w < IOTLB_WAYS && !found; w++) {
+		struct iotlb_entry *e = &set->e[w];
+		uint64_t pfn;
+
+		if (!(atomic_load_explicit(&e->flags, memory_order_relaxed) & IOTLB_VALID) ||
+		    atomic_load_explicit(&e->domid, memory_order_relaxed) != domid)
+			continue;
+		pfn = atomic_load_explicit(&e->pfn, memory_order_relaxed);
+		found = pfn >= first && pfn <= last;
+	}
+	atomic_thread_fence(memory_order_acquire);
+	s2 = atomic_load_explicit(&set->seq, memory_order_relaxed);
+	return found || s1 != s2;
+}
+
+/* Removes @domid's entries in [@first, @last] from @set; with @lock_always, also takes it when
+ * it seems to hold none (a fill is in flight). */
+static void iotlb_set_inv(struct iotlb_set *set, uint32_t domid, uint64_t first, uint64_t last,
+			  bool lock_always)
 {
 	unsigned int w;
 
+	if (!lock_always && !iotlb_set_may_hold(set, domid, first, last))
+		return;
 	iotlb_set_lock(set);
+	/* A fill that walked before our caller's unmap now cannot add its entry. */
+	atomic_store_explicit(&set->inv_gen,
+			      atomic_load_explicit(&set->inv_gen, memory_order_relaxed) + 1,
+			      memory_order_release);
 	for (w = 0; w < IOTLB_WAYS; w++) {
 		struct iotlb_entry *e = &set->e[w];
 		uint64_t pfn;
@@ -397,19 +475,24 @@ static void iotlb_inv_one(struct iotlb *tlb, uint32_t domid, uint64_t first, uin
 {
 	uint64_t pfn;
 	unsigned int i;
+	bool fills;
 
-	/* Before any set is taken: a fill that walked before us now cannot add its entry. */
-	atomic_fetch_add_explicit(&tlb->inv_gen, 1, memory_order_seq_cst);
+	/*
+	 * Our caller's page-table update before the read of the fills in flight; pairs with the
+	 * seq_cst increment in iotlb_fetch() (see "invalidations that find nothing").
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	fills = atomic_load_explicit(&tlb->fills_inflight, memory_order_acquire) != 0;
 	if (last - first < IOTLB_SETS) {
 		for (pfn = first;; pfn++) {
-			iotlb_set_inv(iotlb_set_of(tlb, domid, pfn), domid, pfn, pfn);
+			iotlb_set_inv(iotlb_set_of(tlb, domid, pfn), domid, pfn, pfn, fills);
 			if (pfn == last)
 				break;
 		}
 		return;
 	}
 	for (i = 0; i < IOTLB_SETS; i++)
-		iotlb_set_inv(&tlb->sets[i], domid, first, last);
+		iotlb_set_inv(&tlb->sets[i], domid, first, last, fills);
 }
 
 static void iotlb_inv_all_instances(uint32_t domid, uint64_t first, uint64_t last)
@@ -458,8 +541,52 @@ unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid)
 	return n;
 }
 
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, uint32_t *stamp)
+{
+	uint64_t pfn = iova >> IOTLB_PAGE_SHIFT;
+	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
+	uint32_t s1, s2, flags = 0;
+	unsigned int w;
+	bool hit = false;
+
+	s1 = atomic_load_explicit(&set->seq, memory_order_acquire);
+	if (s1 & 1)
+		return false;
+	for (w = 0; w < IOTLB_WAYS && !hit; w++) {
+		struct iotlb_entry *e = &set->e[w];
+
+		flags = atomic_load_explicit(&e->flags, memory_order_relaxed);
+		hit = (flags & IOTLB_VALID) &&
+		      atomic_load_explicit(&e->pfn, memory_order_relaxed) == pfn &&
+		      atomic_load_explicit(&e->domid, memory_order_relaxed) == domid;
+	}
+	atomic_thread_fence(memory_order_acquire);
+	s2 = atomic_load_explicit(&set->seq, memory_order_relaxed);
+	if (!hit || s1 != s2)
+		return false;
+	/* A write through a clean entry must walk again to reach the dirty bit. */
+	if ((access & IOMMU_WRITE) && ((flags >> IOTLB_PROT_SHIFT) & IOTLB_PROT_CLEAN))
+		return false;
+	*stamp = s1;
+	return true;
+}
+
+bool iotlb_stamp_valid(struct iotlb *tlb, uint32_t domid, uint64_t iova, uint32_t stamp)
+{
+	struct iotlb_set *set = iotlb_set_of(tlb, domid, iova >> IOTLB_PAGE_SHIFT);
+
+	/* Pairs with the release of the writer's unlock: a moved count is seen once it is done. */
+	return atomic_load_explicit(&set->seq, memory_order_acquire) == stamp;
+}
+
 void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations)
 {
-	*fills = atomic_load_explicit(&tlb->fills, memory_order_relaxed);
-	*invalidations = atomic_load_explicit(&tlb->inv_gen, memory_order_relaxed);
+	unsigned int i;
+
+	*fills = 0;
+	*invalidations = 0;
+	for (i = 0; i < IOTLB_SETS; i++) {
+		*fills += atomic_load_explicit(&tlb->sets[i].fills, memory_order_relaxed);
+		*invalidations += atomic_load_explicit(&tlb->sets[i].inv_gen, memory_order_relaxed);
+	}
 }

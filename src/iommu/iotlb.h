@@ -126,10 +126,26 @@ void iotlb_inv_range(struct iommu_domain *domain, uint64_t iova, uint64_t size);
 /** iotlb_inv_domain() - invalidate all of @domain's entries everywhere, as iotlb_inv_range() */
 void iotlb_inv_domain(struct iommu_domain *domain);
 
+/**
+ * iotlb_stamp() - a stamp of the cached entry of (@domid, @iova), for a device's own copy
+ *
+ * A device that keeps a translation of its own for a while (the DMA engine, within one batch)
+ * takes a stamp once the entry is in the IOTLB and reuses its copy only while
+ * iotlb_stamp_valid() says so. The stamp is the entry's set's sequence count: any write to the
+ * set (an invalidation that removes the entry, a fill that evicts it) moves it, and an
+ * invalidation that finds the entry always writes its set. Returns false (no stamp: do not keep
+ * a copy) when the entry is not cached, or is cached clean and @access is a write.
+ */
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, uint32_t *stamp);
+/** iotlb_stamp_valid() - is the entry @stamp was taken of still cached, unchanged? */
+bool iotlb_stamp_valid(struct iotlb *tlb, uint32_t domid, uint64_t iova, uint32_t stamp);
 /** iotlb_count() - valid entries of @domid in @tlb (tests; a racy snapshot) */
 unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid);
 
-/** iotlb_stats() - fills and invalidation commands so far (tests) */
+/**
+ * iotlb_stats() - fills so far, and set invalidations (one per set an invalidation command
+ * took: a command of n < IOTLB_SETS pages counts n, a bigger one IOTLB_SETS); tests, racy
+ */
 void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations);
 
 #endif

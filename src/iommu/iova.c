@@ -23,8 +23,24 @@
  * frame goes into a magazine (an array of IOVA_MAG_SIZE frames) of the freeing thread, one
  * `loaded` and one `prev` magazine per size class and thread; an allocation of that class pops
  * from there. When both are full, a full magazine moves to the size class's depot (a global
- * LIFO, bounded at IOVA_DEPOT_MAX; past that its ranges go back to the tree); when both are
- * empty, a full one comes back from the depot. Only the depot and the tree are shared.
+ * LIFO, bounded at IOVA_DEPOT_MAX; past that its ranges go back to the tree), marked with the
+ * thread slot that pushed it; when both are empty, a full one of the thread's own slot comes
+ * back from the depot. Only the depot and the tree are shared.
+ *
+ * Chunks. A miss of a class smaller than IOVA_CHUNK_FRAMES does not take one range from the
+ * tree but a whole aligned chunk of IOVA_CHUNK_FRAMES frames, cut into ranges of the class: one
+ * is handed out, the others go into the thread's loaded magazine, and the next allocations pop
+ * them in the order a top-down search would have produced. The reason is the page table:
+ * eight 8-byte leaf entries share a 64-byte cache line, so two threads whose one-page IOVAs
+ * came from the tree one after the other (X and X - 1) would write the same line on every map
+ * and unmap, and that line bouncing between the CPUs cost more than all the rest of the op
+ * (bench_dma, issue 13). A chunk keeps each thread's ranges on leaf lines of its own for as
+ * long as they cycle through its own magazines, so the ranges are kept from travelling: a depot
+ * magazine goes to another live thread only when no new chunk fits (then ranges of one chunk may
+ * serve two threads, which is only slower), and a range freed on behalf of another thread (a
+ * flush queue's, freed by whichever thread flushes) goes to that thread's cache
+ * (iova_free_fast_slot()). A chunk that does not fit (a nearly full space) falls back to the
+ * single range, so exhaustion behaves as without chunks.
  *
  * Per thread instead of per CPU. Each thread gets a slot number (0 .. IOVA_THREAD_SLOTS - 1) on
  * its first use, kept in a _Thread_local; each domain has one `iova_thread_cache` per slot,
@@ -32,7 +48,11 @@
  * returns the slot's magazines of every live domain to their depots and frees the slot for the
  * next thread. A thread cache's lock is a spinlock taken on every cached alloc and free by its
  * own thread (uncontended: its line is not shared with other threads) and by another thread only
- * to take the ranges back (exhaustion, stats): the common map/unmap path takes no shared lock.
+ * to take the ranges back (exhaustion, stats) or to give a flush queue's back: the common
+ * map/unmap path takes no shared lock. "Not shared" needs padding: thread caches are allocated
+ * by their threads, and a thread's malloc arena passes to the next thread after it exits, so two
+ * caches can come out back to back; IOVA_HOT_PAD keeps each one's fields, and the domain's
+ * read-mostly fields, off the lines of anything else.
  *
  * Lock order (outermost first):
  *   1. iova_slots_lock (global mutex): the slot bitmap and the list of live domains; taken by
@@ -53,7 +73,8 @@
 #include "lib/fail.h"
 
 struct iova_magazine {
-	unsigned long size;              /* frames held, pfns[0 .. size - 1] */
+	unsigned int size;               /* frames held, pfns[0 .. size - 1] */
+	unsigned int owner;              /* the thread slot whose cache pushed it to the depot */
 	struct iova_magazine *next;      /* in iova_rcache::depot */
 	unsigned long pfns[IOVA_MAG_SIZE];
 };
@@ -61,10 +82,14 @@ struct iova_magazine {
 _Static_assert(sizeof(struct iova_magazine) == 1024, "a magazine is 1 KiB");
 
 struct iova_thread_cache {
+	char pad_before[IOVA_HOT_PAD];   /* see IOVA_HOT_PAD */
 	atomic_int lock;                 /* order 2; spin */
+	unsigned int slot;               /* immutable: whose cache this is */
 	struct iova_magazine *loaded[IOVA_RANGE_CACHE_MAX_SIZE];
 	struct iova_magazine *prev[IOVA_RANGE_CACHE_MAX_SIZE];
-	unsigned long hits, misses;      /* lock */
+	/* Written by the slot's thread only (no RMW needed), read by stats. */
+	atomic_ulong hits, misses;
+	char pad_after[IOVA_HOT_PAD];
 };
 
 /* ---- the tree ------------------------------------------------------------------------------- */
@@ -166,28 +191,23 @@ static int __iova_search(struct iova_domain *iovad, struct iova *from, unsigned 
 	}
 }
 
-struct iova *iova_alloc(struct iova_domain *iovad, unsigned long size, unsigned long limit_pfn,
-			bool size_aligned)
+/*
+ * Finds room for @size frames at or below @limit_pfn (its start aligned to @size rounded up to
+ * a power of two when @size_aligned) and fills @new with it; inserts nothing. Caller holds the
+ * lock and has clamped @limit_pfn below the anchor.
+ */
+static int __iova_alloc_range(struct iova_domain *iovad, unsigned long size,
+			      unsigned long limit_pfn, bool size_aligned, struct iova *new)
 {
 	unsigned long align_mask = ULONG_MAX;
-	struct iova *new, *cached;
+	struct iova *cached;
 	int ret;
 
-	if (!size || size > limit_pfn)
-		return ERR_PTR(size ? -ENOMEM : -EINVAL);
-	if (limit_pfn >= ULONG_MAX - 1)
-		limit_pfn = ULONG_MAX - 2;
+	lockdep_assert_held(&iovad->lock);
 	if (size_aligned)
 		align_mask <<= iova_order(size);
-	new = uiommu_zalloc(sizeof(*new));
-	if (!new)
-		return ERR_PTR(-ENOMEM);
-
-	uiommu_mutex_lock(&iovad->lock);
-	if (size_aligned && size >= iovad->failed_size && limit_pfn <= iovad->failed_limit) {
-		ret = -ENOMEM;
-		goto err_unlock;
-	}
+	if (size_aligned && size >= iovad->failed_size && limit_pfn <= iovad->failed_limit)
+		return -ENOMEM;
 	cached = iovad->cached_node;
 	if (cached != &iovad->anchor && cached->pfn_lo <= limit_pfn) {
 		ret = __iova_search(iovad, cached, limit_pfn, iovad->start_pfn, size, align_mask,
@@ -200,15 +220,39 @@ struct iova *iova_alloc(struct iova_domain *iovad, unsigned long size, unsigned 
 		ret = __iova_search(iovad, __iova_above(iovad, limit_pfn), limit_pfn,
 				    iovad->start_pfn, size, align_mask, new);
 	}
-	if (ret) {
+	if (ret && size_aligned) {
 		/*
 		 * Any size-aligned request at least this big fails under this limit too: it would
-		 * contain a fit for this one. (Checked for aligned requests only, above.)
+		 * contain a fit for this one.
 		 */
 		iovad->failed_size = size;
 		iovad->failed_limit = limit_pfn;
-		goto err_unlock;
 	}
+	return ret;
+}
+
+static unsigned long iova_clamp_limit(unsigned long limit_pfn)
+{
+	return limit_pfn >= ULONG_MAX - 1 ? ULONG_MAX - 2 : limit_pfn;
+}
+
+struct iova *iova_alloc(struct iova_domain *iovad, unsigned long size, unsigned long limit_pfn,
+			bool size_aligned)
+{
+	struct iova *new;
+	int ret;
+
+	if (!size || size > limit_pfn)
+		return ERR_PTR(size ? -ENOMEM : -EINVAL);
+	limit_pfn = iova_clamp_limit(limit_pfn);
+	new = uiommu_zalloc(sizeof(*new));
+	if (!new)
+		return ERR_PTR(-ENOMEM);
+
+	uiommu_mutex_lock(&iovad->lock);
+	ret = __iova_alloc_range(iovad, size, limit_pfn, size_aligned, new);
+	if (ret)
+		goto err_unlock;
 	__iova_insert(iovad, new);
 	iovad->cached_node = new;
 	uiommu_mutex_unlock(&iovad->lock);
@@ -421,8 +465,12 @@ static void iova_tc_unlock(struct iova_thread_cache *tc)
 	atomic_store_explicit(&tc->lock, 0, memory_order_release);
 }
 
-/* Moves @mag (full or not) to the depot of class @c, or to the tree past IOVA_DEPOT_MAX. */
-static void iova_depot_push(struct iova_domain *iovad, unsigned int c, struct iova_magazine *mag)
+/*
+ * Moves @mag (full or not) to the depot of class @c, or to the tree past IOVA_DEPOT_MAX. @owner
+ * is the slot of the cache it comes from: that slot's thread takes it back first.
+ */
+static void iova_depot_push(struct iova_domain *iovad, unsigned int c, struct iova_magazine *mag,
+			    unsigned int owner)
 {
 	struct iova_rcache *rcache = &iovad->rcaches[c];
 	bool spill;
@@ -431,6 +479,7 @@ static void iova_depot_push(struct iova_domain *iovad, unsigned int c, struct io
 		uiommu_free(mag);
 		return;
 	}
+	mag->owner = owner;
 	uiommu_mutex_lock(&rcache->lock);
 	spill = rcache->depot_size >= IOVA_DEPOT_MAX;
 	if (!spill) {
@@ -453,8 +502,8 @@ static void iova_tc_return(struct iova_domain *iovad, struct iova_thread_cache *
 	lockdep_assert_held(&iova_slots_lock);
 	iova_tc_lock(tc);
 	for (c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
-		iova_depot_push(iovad, c, tc->loaded[c]);
-		iova_depot_push(iovad, c, tc->prev[c]);
+		iova_depot_push(iovad, c, tc->loaded[c], tc->slot);
+		iova_depot_push(iovad, c, tc->prev[c], tc->slot);
 		tc->loaded[c] = NULL;
 		tc->prev[c] = NULL;
 	}
@@ -541,6 +590,9 @@ static struct iova_thread_cache *iova_tc_get(struct iova_domain *iovad, bool cre
 	if (!tc)
 		return NULL;
 	atomic_init(&tc->lock, 0);
+	atomic_init(&tc->hits, 0);
+	atomic_init(&tc->misses, 0);
+	tc->slot = (unsigned int)slot;
 	/* Pairs with the acquire loads of remote flushes: they see an initialised cache. */
 	atomic_store_explicit(&iovad->tcache[slot], tc, memory_order_release);
 	return tc;
@@ -548,8 +600,42 @@ static struct iova_thread_cache *iova_tc_get(struct iova_domain *iovad, bool cre
 
 /* ---- the cached paths ----------------------------------------------------------------------- */
 
+/* A statistics counter of this thread's own cache: one writer, so no atomic increment. */
+static void iova_tc_count(atomic_ulong *counter)
+{
+	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/*
+ * Takes a magazine out of the depot of class @c: the most recent that @tc's own slot pushed
+ * (its ranges came from this thread's chunks: see "Chunks"), or with @any, else the most
+ * recent of all.
+ */
+static struct iova_magazine *iova_depot_pop(struct iova_rcache *rcache,
+					    struct iova_thread_cache *tc, bool any)
+{
+	struct iova_magazine **pp, *mag = NULL;
+
+	uiommu_mutex_lock(&rcache->lock);
+	for (pp = &rcache->depot; *pp; pp = &(*pp)->next) {
+		if ((*pp)->owner == tc->slot)
+			break;
+	}
+	if (!*pp && any)
+		pp = &rcache->depot;
+	if (*pp) {
+		mag = *pp;
+		*pp = mag->next;
+		rcache->depot_size--;
+	}
+	uiommu_mutex_unlock(&rcache->lock);
+	return mag;
+}
+
+/* From this thread's magazines, then its own ones in the depot, or with @any anybody's. */
 static unsigned long iova_rcache_get(struct iova_domain *iovad, unsigned int c,
-				     unsigned long limit_pfn)
+				     unsigned long limit_pfn, bool any)
 {
 	struct iova_rcache *rcache = &iovad->rcaches[c];
 	struct iova_thread_cache *tc = iova_tc_get(iovad, false);
@@ -566,34 +652,27 @@ static unsigned long iova_rcache_get(struct iova_domain *iovad, unsigned int c,
 			tc->loaded[c] = tc->prev[c];
 			tc->prev[c] = t;
 		} else {
-			uiommu_mutex_lock(&rcache->lock);
-			if (rcache->depot) {
+			struct iova_magazine *mag = iova_depot_pop(rcache, tc, any);
+
+			if (mag) {
 				old = tc->loaded[c];
-				tc->loaded[c] = rcache->depot;
-				rcache->depot = rcache->depot->next;
-				rcache->depot_size--;
+				tc->loaded[c] = mag;
 			}
-			uiommu_mutex_unlock(&rcache->lock);
 		}
 	}
 	if (!iova_magazine_empty(tc->loaded[c]))
 		pfn = iova_magazine_pop(tc->loaded[c], limit_pfn);
-	if (pfn)
-		tc->hits++;
-	else
-		tc->misses++;
 	iova_tc_unlock(tc);
 	uiommu_free(old);
 	return pfn;
 }
 
-static bool iova_rcache_insert(struct iova_domain *iovad, unsigned int c, unsigned long pfn)
+/* Puts @pfn (of class @c) in the cache @tc, of this thread or another. */
+static bool iova_rcache_insert(struct iova_domain *iovad, struct iova_thread_cache *tc,
+			       unsigned int c, unsigned long pfn)
 {
-	struct iova_thread_cache *tc = iova_tc_get(iovad, true);
 	struct iova_magazine *to_depot = NULL, *mag;
 
-	if (!tc)
-		return false;
 	iova_tc_lock(tc);
 	mag = tc->loaded[c];
 	if (!mag || iova_magazine_full(mag)) {
@@ -618,9 +697,75 @@ static bool iova_rcache_insert(struct iova_domain *iovad, unsigned int c, unsign
 	mag->pfns[mag->size++] = pfn;
 	/* The depot (order 3) and, past its bound, the tree (order 4) nest inside us (2). */
 	if (to_depot)
-		iova_depot_push(iovad, c, to_depot);
+		iova_depot_push(iovad, c, to_depot, tc->slot);
 	iova_tc_unlock(tc);
 	return true;
+}
+
+/*
+ * A miss of class @c (ranges of 2^c frames, c < log2(IOVA_CHUNK_FRAMES)): takes a whole
+ * IOVA_CHUNK_FRAMES-aligned chunk from the tree, as 2^-c * IOVA_CHUNK_FRAMES ranges, hands out
+ * the highest and puts the others in this thread's loaded magazine. See "Chunks" above.
+ *
+ * Return: the first frame of the range handed out, or 0 (no chunk fits below @limit_pfn, no
+ * memory, no room in the magazine): the caller then allocates the one range from the tree.
+ */
+static unsigned long iova_rcache_refill(struct iova_domain *iovad, unsigned int c,
+					unsigned long limit_pfn)
+{
+	unsigned long n = IOVA_CHUNK_FRAMES >> c, frames = 1ul << c, i, pfn = 0;
+	struct iova *nodes[IOVA_CHUNK_FRAMES], range;
+	struct iova_thread_cache *tc;
+	struct iova_magazine *mag;
+
+	if (n < 2 || limit_pfn < IOVA_CHUNK_FRAMES)
+		return 0;
+	tc = iova_tc_get(iovad, true);
+	if (!tc)
+		return 0;
+	for (i = 0; i < n; i++) {
+		nodes[i] = uiommu_zalloc(sizeof(*nodes[i]));
+		if (!nodes[i])
+			goto err_free_nodes;
+	}
+	iova_tc_lock(tc);
+	mag = tc->loaded[c];
+	if (!mag) {
+		mag = uiommu_zalloc(sizeof(*mag));
+		if (!mag)
+			goto err_unlock_tc;
+		tc->loaded[c] = mag;
+	}
+	/* A miss with ranges loaded: they are all above the limit. Keep them, no chunk. */
+	if (mag->size + n - 1 > IOVA_MAG_SIZE)
+		goto err_unlock_tc;
+	uiommu_mutex_lock(&iovad->lock);
+	if (__iova_alloc_range(iovad, IOVA_CHUNK_FRAMES, iova_clamp_limit(limit_pfn), true,
+			       &range)) {
+		uiommu_mutex_unlock(&iovad->lock);
+		goto err_unlock_tc;
+	}
+	for (i = 0; i < n; i++) {
+		nodes[i]->pfn_lo = range.pfn_lo + i * frames;
+		nodes[i]->pfn_hi = nodes[i]->pfn_lo + frames - 1;
+		__iova_insert(iovad, nodes[i]);
+	}
+	iovad->cached_node = nodes[0];
+	uiommu_mutex_unlock(&iovad->lock);
+	/* Top-down as the tree would have handed them out: the highest now, the rest popped next. */
+	for (i = 0; i < n - 1; i++)
+		mag->pfns[mag->size++] = nodes[i]->pfn_lo;
+	pfn = nodes[n - 1]->pfn_lo;
+	iova_tc_unlock(tc);
+	atomic_fetch_add_explicit(&iovad->tree_allocs, 1, memory_order_relaxed);
+	return pfn;
+
+err_unlock_tc:
+	iova_tc_unlock(tc);
+err_free_nodes:
+	while (i--)
+		uiommu_free(nodes[i]);
+	return 0;
 }
 
 unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
@@ -639,8 +784,23 @@ unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
 		size = roundup_pow_of_two(size);
 	c = iova_order(size);
 	if (c < IOVA_RANGE_CACHE_MAX_SIZE) {
-		unsigned long pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn);
+		struct iova_thread_cache *tc = iova_tc_get(iovad, false);
+		unsigned long pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn, false);
+		bool hit = pfn != 0;
 
+		/*
+		 * Another thread's magazines only when no new chunk fits: taking them would put
+		 * two threads' ranges in one chunk for good (see "Chunks").
+		 */
+		if (!pfn)
+			pfn = iova_rcache_refill(iovad, (unsigned int)c, limit_pfn);
+		if (!pfn) {
+			pfn = iova_rcache_get(iovad, (unsigned int)c, limit_pfn, true);
+			hit = pfn != 0;
+		}
+		tc = tc ? tc : iova_tc_get(iovad, false);
+		if (tc)
+			iova_tc_count(hit ? &tc->hits : &tc->misses);
 		if (pfn)
 			return pfn;
 	}
@@ -653,13 +813,34 @@ unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
 	return IS_ERR(iova) ? 0 : iova->pfn_lo;
 }
 
-void iova_free_fast(struct iova_domain *iovad, unsigned long pfn, unsigned long size)
+/* Into cache @tc if there is one and the class is cached, else back to the tree. */
+static void __iova_free_fast(struct iova_domain *iovad, struct iova_thread_cache *tc,
+			     unsigned long pfn, unsigned long size)
 {
 	unsigned long c = iova_order(size);
 
-	if (c < IOVA_RANGE_CACHE_MAX_SIZE && iova_rcache_insert(iovad, (unsigned int)c, pfn))
+	if (tc && c < IOVA_RANGE_CACHE_MAX_SIZE &&
+	    iova_rcache_insert(iovad, tc, (unsigned int)c, pfn))
 		return;
 	iova_free(iovad, pfn);
+}
+
+void iova_free_fast(struct iova_domain *iovad, unsigned long pfn, unsigned long size)
+{
+	__iova_free_fast(iovad, iova_tc_get(iovad, true), pfn, size);
+}
+
+void iova_free_fast_slot(struct iova_domain *iovad, int slot, unsigned long pfn,
+			 unsigned long size)
+{
+	struct iova_thread_cache *tc = NULL;
+
+	if (slot == iova_thread_slot())
+		tc = iova_tc_get(iovad, true);
+	else if (slot >= 0 && slot < IOVA_THREAD_SLOTS)
+		tc = atomic_load_explicit(&iovad->tcache[slot], memory_order_acquire);
+	/* A slot that never cached anything here: this thread's cache. */
+	__iova_free_fast(iovad, tc ? tc : iova_tc_get(iovad, true), pfn, size);
 }
 
 void iova_cache_flush(struct iova_domain *iovad)
@@ -793,8 +974,8 @@ void iova_get_stats(struct iova_domain *iovad, struct iova_stats *st)
 		if (!tc)
 			continue;
 		iova_tc_lock(tc);
-		st->rcache_hits += tc->hits;
-		st->rcache_misses += tc->misses;
+		st->rcache_hits += atomic_load_explicit(&tc->hits, memory_order_relaxed);
+		st->rcache_misses += atomic_load_explicit(&tc->misses, memory_order_relaxed);
 		for (c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
 			st->cached += tc->loaded[c] ? tc->loaded[c]->size : 0;
 			st->cached += tc->prev[c] ? tc->prev[c]->size : 0;

@@ -22,6 +22,19 @@
 #define IOVA_RANGE_CACHE_MAX_SIZE 6
 /* PFNs per magazine: the magazine is then exactly 1 KiB. */
 #define IOVA_MAG_SIZE 126
+/*
+ * Frames a cache miss of a small class takes from the tree at once (see "Chunks" in iova.c): the
+ * leaf entries of this many frames fill one 64-byte cache line of an 8-byte-entry page table.
+ */
+#define IOVA_CHUNK_FRAMES 8ul
+/*
+ * Bytes that keep a per-thread structure's hot fields off every cache line another allocation
+ * may use: malloc() aligns to 16 only, so a structure written by one thread pads this much
+ * before and after them (128: a pair of 64-byte lines, which the adjacent-line prefetcher moves
+ * together). Two such structures allocated one after the other (a thread's cache and the next
+ * thread's, from one malloc arena) would otherwise share a line.
+ */
+#define IOVA_HOT_PAD 128
 /* Full magazines a size class keeps in its depot before handing them back to the tree. */
 #define IOVA_DEPOT_MAX 32
 /*
@@ -42,11 +55,12 @@ RB_HEAD(iova_rb, iova);
 struct iova_magazine;
 struct iova_thread_cache;
 
-/* The global part of one size class's cache. */
+/* The global part of one size class's cache; padded off the read-mostly fields around it. */
 struct iova_rcache {
 	struct uiommu_mutex lock;     /* protects depot, depot_size; order: 3 (see iova.c) */
 	struct iova_magazine *depot;  /* full magazines, a LIFO list */
 	unsigned int depot_size;
+	char pad_after[IOVA_HOT_PAD];
 };
 
 /**
@@ -62,20 +76,25 @@ struct iova_rcache {
  * @node: in the list of live domains that a thread's exit walks (iova_slots_lock).
  */
 struct iova_domain {
+	/* Read by every allocation and free: never on a line the writers below use. */
+	unsigned long granule;
+	unsigned int shift;
+	unsigned long start_pfn;
+	_Atomic(struct iova_thread_cache *) tcache[IOVA_THREAD_SLOTS];
+	char pad_read_mostly[IOVA_HOT_PAD];
+	/* Written by tree allocations and frees (chunk refills, big ranges, spills). */
 	struct uiommu_mutex lock;          /* order: 4, innermost */
 	struct iova_rb rbroot;
 	struct iova *cached_node;          /* where the last top-down search ended */
 	unsigned long failed_size;         /* smallest size known to fail below failed_limit */
 	unsigned long failed_limit;
-	unsigned long granule;
-	unsigned int shift;
-	unsigned long start_pfn;
 	struct iova anchor;
-	_Atomic(struct iova_thread_cache *) tcache[IOVA_THREAD_SLOTS];
+	atomic_long tree_allocs;           /* statistics, relaxed */
+	char pad_tree[IOVA_HOT_PAD];
+	/* Written at each magazine exchange with a depot; each padded. */
 	struct iova_rcache rcaches[IOVA_RANGE_CACHE_MAX_SIZE];
 	struct iova_domain *next_live;     /* iova_slots_lock */
 	struct iova_domain **pprev_live;   /* iova_slots_lock */
-	atomic_long tree_allocs;           /* statistics, relaxed */
 };
 
 /* Counters for tests and benchmarks. */
@@ -162,7 +181,9 @@ int iova_reserve(struct iova_domain *iovad, unsigned long pfn_lo, unsigned long 
  *        that a cached range is always exactly the size its class promises
  * @flush_rcache: when the tree is full, give every cached range back and try once more
  *
- * Tries this thread's cache first (no shared lock), then the tree.
+ * Tries this thread's cache first (no shared lock), then a chunk of IOVA_CHUNK_FRAMES from the
+ * tree for a small class (the rest of it goes to this thread's cache), then one range from the
+ * tree.
  *
  * Return: the first frame, or 0 when the space is exhausted or memory ran out.
  */
@@ -177,6 +198,17 @@ unsigned long iova_alloc_fast(struct iova_domain *iovad, unsigned long size,
  * else back to the tree.
  */
 void iova_free_fast(struct iova_domain *iovad, unsigned long pfn, unsigned long size);
+
+/**
+ * iova_free_fast_slot() - iova_free_fast() into the cache of thread slot @slot
+ *
+ * For a range freed on behalf of another thread (a flush queue's entries, freed by whichever
+ * thread flushes): it goes back to the thread that used it, so each thread keeps the chunks it
+ * allocated (see "Chunks" in iova.c). A slot out of range, or one without a cache in this
+ * domain, means this thread's cache.
+ */
+void iova_free_fast_slot(struct iova_domain *iovad, int slot, unsigned long pfn,
+			 unsigned long size);
 
 /** iova_cache_flush() - return every cached range of every thread to the tree */
 void iova_cache_flush(struct iova_domain *iovad);

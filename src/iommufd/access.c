@@ -26,7 +26,9 @@
  *
  * The selftest access (struct selftest_access) is the driver: it keeps a list of pinned items
  * by ID, and its unmap op drops the items that meet the range. Its fd is a sub-fd of the
- * context (file.c): a real fd of the caller's table whose last close destroys the access.
+ * context (file.c): a real fd of the caller's table whose last close destroys the access. It
+ * is built with the test command (meson option iommufd_test); without it the access API has
+ * no caller (__maybe_unused), as the kernel's has none without an emulated VFIO device.
  *
  * Locking, in order:
  *   staccess->lock        the selftest's items; held across a pin, so an unmap's notify that
@@ -88,9 +90,8 @@ void iommufd_access_destroy_object(struct iommufd_object *obj)
 	uiommu_mutex_destroy(&access->ioas_lock);
 }
 
-static struct iommufd_access *iommufd_access_create(struct iommufd_ctx *ictx,
-						    const struct iommufd_access_ops *ops,
-						    void *data)
+static __maybe_unused struct iommufd_access *
+iommufd_access_create(struct iommufd_ctx *ictx, const struct iommufd_access_ops *ops, void *data)
 {
 	struct iommufd_access *access;
 
@@ -154,7 +155,7 @@ static int iommufd_access_change_ioas(struct iommufd_access *access,
 }
 
 /* Attach or move @access to IOAS @ioas_id. Return: 0, -ENOENT, or a change error. */
-static int iommufd_access_replace(struct iommufd_access *access, uint32_t ioas_id)
+static __maybe_unused int iommufd_access_replace(struct iommufd_access *access, uint32_t ioas_id)
 {
 	struct iommufd_ioas *ioas = iommufd_get_ioas(access->ictx, ioas_id);
 	int rc;
@@ -167,7 +168,7 @@ static int iommufd_access_replace(struct iommufd_access *access, uint32_t ioas_i
 }
 
 /* Detaches (dropping every pin through the unmap op) and removes @access. */
-static void iommufd_access_destroy(struct iommufd_access *access)
+static __maybe_unused void iommufd_access_destroy(struct iommufd_access *access)
 {
 	WARN_ON(iommufd_access_change_ioas(access, NULL));
 	WARN_ON(iommufd_object_remove(access->ictx, &access->obj, 0, REMOVE_WAIT));
@@ -234,8 +235,9 @@ static void iommufd_access_pins_drop(struct iommufd_access_pins *pins, unsigned 
  * an area being unmapped), -EOVERFLOW, -ENOENT (no IOAS, or a gap in the range), -EPERM (a
  * read-only area and @write), -EFAULT (memory that cannot be pinned), -ENOMEM.
  */
-static int iommufd_access_pin_pages(struct iommufd_access *access, uint64_t iova,
-				    uint64_t length, bool write, struct iommufd_access_pins **out)
+static __maybe_unused int iommufd_access_pin_pages(struct iommufd_access *access, uint64_t iova,
+						   uint64_t length, bool write,
+						   struct iommufd_access_pins **out)
 {
 	struct iommufd_access_pins *pins;
 	struct interval_tree_node *n;
@@ -324,7 +326,7 @@ out_unlock_ioas:
 }
 
 /* Gives back what iommufd_access_pin_pages() pinned. Never fails. */
-static void iommufd_access_unpin_pages(struct iommufd_access_pins *pins)
+static __maybe_unused void iommufd_access_unpin_pages(struct iommufd_access_pins *pins)
 {
 	struct io_pagetable *iopt = pins->iopt;
 
@@ -338,8 +340,9 @@ static void iommufd_access_unpin_pages(struct iommufd_access_pins *pins)
  * Calls @fn with the host address of each pinned page of @pins, in IOVA order; stops at the
  * first non-zero answer.
  */
-static int iommufd_access_pins_for_each_page(struct iommufd_access_pins *pins,
-					     int (*fn)(uint64_t host, void *arg), void *arg)
+static __maybe_unused int
+iommufd_access_pins_for_each_page(struct iommufd_access_pins *pins,
+				  int (*fn)(uint64_t host, void *arg), void *arg)
 {
 	unsigned int i;
 	int rc;
@@ -428,8 +431,8 @@ static int iopt_pages_rw(struct iopt_pages *pages, uint64_t byte, void *buf, uin
  * Return: 0, -EINVAL (zero length, an area being unmapped), -EOVERFLOW, -ENOENT (no IOAS, or a
  * gap), -EPERM (a write to a read-only area), -EFAULT, -ENOMEM.
  */
-static int iommufd_access_rw(struct iommufd_access *access, uint64_t iova, void *buf,
-			     uint64_t length, unsigned int flags)
+static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint64_t iova,
+					    void *buf, uint64_t length, unsigned int flags)
 {
 	struct interval_tree_node *n;
 	struct io_pagetable *iopt;
@@ -483,6 +486,7 @@ out_unlock_ioas:
 	return rc;
 }
 
+#ifdef UIOMMU_IOMMUFD_TEST
 /* ---- the selftest's access fd ------------------------------------------------------------------ */
 
 /* The byte budget of internal batch buffers (SET_TEMP_MEMORY_LIMIT): a stress knob, kept. */
@@ -833,3 +837,5 @@ int iommufd_test_access(struct iommufd_ucmd *ucmd)
 		return -EOPNOTSUPP;
 	}
 }
+
+#endif /* UIOMMU_IOMMUFD_TEST */

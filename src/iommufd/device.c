@@ -711,11 +711,6 @@ static int iommufd_device_change_pt(struct iommufd_device *idev, uint32_t pasid,
 		struct iommufd_hwpt_nested *nested =
 			container_of(pt, struct iommufd_hwpt_nested, common.obj);
 
-		/* A vIOMMU's nested HWPT takes only devices with a vDEVICE in that vIOMMU. */
-		if (nested->viommu && !iommufd_viommu_has_vdev(nested->viommu, idev)) {
-			rc = -ENOENT;
-			break;
-		}
 		rc = iommufd_device_change_hwpt(idev, pasid, &nested->common, replace, &old);
 		break;
 	}

@@ -207,6 +207,7 @@ int iommufd_hwpt_set_dirty_tracking(struct iommufd_ucmd *ucmd)
 	return rc;
 }
 
+#ifdef UIOMMU_IOMMUFD_TEST
 /**
  * iommufd_test_dirty() - IOMMU_TEST_CMD DIRTY: mark dirty every IOVA whose bit is set in the
  * user's bitmap, in mock paging HWPT @cmd->id; out_nr_dirty counts those that are mapped.
@@ -264,3 +265,5 @@ out_put:
 	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
 	return rc;
 }
+
+#endif /* UIOMMU_IOMMUFD_TEST */

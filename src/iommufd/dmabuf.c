@@ -158,6 +158,7 @@ int iommufd_dmabuf_memfd(struct iommufd_dmabuf *dmabuf)
 	return dmabuf->memfd;
 }
 
+#ifdef UIOMMU_IOMMUFD_TEST
 /**
  * iommufd_test_dmabuf_get() - DMABUF_GET: a new buffer of @length bytes rounded up to pages
  * Return: the new fd (close-on-exec when @open_flags asks), or -EINVAL for a length of 0 or
@@ -299,3 +300,5 @@ out_put_hwpt:
 	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
 	return rc;
 }
+
+#endif /* UIOMMU_IOMMUFD_TEST */

@@ -21,9 +21,11 @@
  * driver builds the domain from the data; iommufd keeps the parent alive with a users reference
  * (on the vIOMMU instead, when made from one, which itself holds the parent), so destroying the
  * parent while a nested child exists is EBUSY. The user keeps the stage-1 caches coherent with
- * IOMMU_HWPT_INVALIDATE: an array of driver entries, handed to the driver one at a time, with the
- * count done reported back even when an entry fails. Only the selftest mock nests today, so the
- * driver calls are its own (drivers/mock/selftest_mock.h); another driver answers EOPNOTSUPP.
+ * IOMMU_HWPT_INVALIDATE: an array of driver entries, handed to the driver's op (the nested
+ * domain's cache_invalidate_user, or the vIOMMU's cache_invalidate), which walks it through this
+ * file's one loop (iommufd_user_array_for_each()), with the count done reported back even when
+ * an entry fails. Drivers are reached only through their ops (iommu/iommu.h,
+ * iommu/iommufd_driver.h); a driver without the op answers EOPNOTSUPP.
  *
  * A HWPT made with IOMMU_HWPT_ALLOC_PASID is "PASID-compatible" (pasid_compat): only such a
  * HWPT may be attached at a PASID, and while a device has PASIDs attached its RID may only take
@@ -38,8 +40,9 @@
 #include <string.h>
 
 #include "iommu/iommu.h"
-#include "drivers/mock/selftest_mock.h"
+#include "iommu/iommufd_driver.h"
 #include "iommufd/iommufd_private.h"
+#include "iommufd/viommu.h"
 #include "lib/fail.h"
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_hwpt_paging, common.obj);
@@ -47,9 +50,6 @@ IOMMUFD_OBJECT_AT_ZERO(struct iommufd_hwpt_nested, common.obj);
 
 #define IOMMUFD_HWPT_PAGING_FLAGS                                                            \
 	(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID)
-
-/* The largest driver data HWPT_ALLOC copies in (every driver's struct is far smaller). */
-#define IOMMUFD_HWPT_DATA_MAX 64u
 
 void iommufd_hwpt_paging_destroy(struct iommufd_object *obj)
 {
@@ -166,42 +166,66 @@ void iommufd_hwpt_nested_destroy(struct iommufd_object *obj)
 }
 
 /*
- * A new, unpublished nested HWPT of @idev's driver over @parent (or over @viommu's parent).
- * Return: the HWPT, or ERR_PTR(-EOPNOTSUPP) (flags, data type or driver), -EINVAL (the parent
- * is not a user-made NEST_PARENT HWPT of the device's driver, or short data), -ENOMEM.
+ * A new, unpublished nested HWPT over @parent made by @idev's driver (domain_alloc_nested), or,
+ * with @viommu, by the vIOMMU's driver (alloc_domain_nested) over its parent, from the user's
+ * data (HWPT_ALLOC's data_type, data_len, data_uptr). The kernel's checks and order:
+ * unsupported flags or no such op EOPNOTSUPP; then, without a vIOMMU, a parent that is
+ * automatic, not a NEST_PARENT or another driver's EINVAL; then the data's copy (EFAULT, which
+ * the kernel's driver meets first thing) and the driver's own.
  */
 static struct iommufd_hwpt_nested *
-iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *parent,
-			  struct iommufd_viommu *viommu, struct iommufd_device *idev, uint32_t flags,
-			  uint32_t data_type, const void *data, uint32_t len)
+iommufd_hwpt_nested_alloc(struct iommufd_ucmd *ucmd, struct iommufd_hwpt_paging *parent,
+			  struct iommufd_viommu *viommu, struct iommufd_device *idev, uint32_t flags)
 {
+	const struct iommu_ops *ops = iommu_device_ops(idev->dev);
+	uint32_t drv_flags = flags & IOMMU_HWPT_ALLOC_PASID ? IOMMU_DOMAIN_ALLOC_PASID : 0;
+	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
+	unsigned char data[IOMMU_USER_DATA_MAX];
+	struct iommu_user_data user_data = {
+		.type = cmd->data_type,
+		.data = data,
+		.len = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data),
+	};
+	struct iommufd_ctx *ictx = ucmd->ictx;
 	struct iommufd_hwpt_nested *hwpt;
 	struct iommu_domain *domain;
 	int rc;
 
 	if (flags & ~IOMMU_HWPT_ALLOC_PASID)
 		return ERR_PTR(-EOPNOTSUPP);
-	if (parent->auto_domain || !(parent->flags & IOMMU_HWPT_ALLOC_NEST_PARENT))
-		return ERR_PTR(-EINVAL);
-	if (!mock_selftest_dev_is(idev->dev))
-		return ERR_PTR(-EOPNOTSUPP);
-	if (!mock_selftest_domain_is(parent->common.domain))
-		return ERR_PTR(-EINVAL);
+	if (viommu) {
+		if (!viommu->drv->ops->alloc_domain_nested)
+			return ERR_PTR(-EOPNOTSUPP);
+	} else {
+		if (!ops || !ops->domain_alloc_nested)
+			return ERR_PTR(-EOPNOTSUPP);
+		if (parent->auto_domain || !(parent->flags & IOMMU_HWPT_ALLOC_NEST_PARENT) ||
+		    parent->common.domain->owner != ops)
+			return ERR_PTR(-EINVAL);
+	}
+	rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, user_data.len);
+	if (rc)
+		return ERR_PTR(rc);
 
 	hwpt = iommufd_object_alloc(ictx, hwpt, IOMMUFD_OBJ_HWPT_NESTED);
 	if (IS_ERR(hwpt))
 		return hwpt;
-	domain = uiommu_should_fail() ?
-			 ERR_PTR(-ENOMEM) :
-			 mock_selftest_nested_alloc(parent->common.domain, idev->dev,
-						    flags & IOMMU_HWPT_ALLOC_PASID ?
-							    IOMMU_DOMAIN_ALLOC_PASID :
-							    0,
-						    data_type, data, len);
+	if (uiommu_should_fail())
+		domain = ERR_PTR(-ENOMEM);
+	else if (viommu)
+		domain = viommu->drv->ops->alloc_domain_nested(viommu->drv, drv_flags, &user_data);
+	else
+		domain = ops->domain_alloc_nested(idev->dev, parent->common.domain, drv_flags,
+						  &user_data);
 	if (IS_ERR(domain)) {
 		rc = PTR_ERR(domain);
-		iommufd_object_abort(ictx, &hwpt->common.obj);
-		return ERR_PTR(rc);
+		goto err_abort;
+	}
+	/* A driver bug, answered as the kernel does. */
+	if (WARN_ON(domain->type != IOMMU_DOMAIN_NESTED)) {
+		iommu_domain_free(domain);
+		rc = -EOPNOTSUPP;
+		goto err_abort;
 	}
 	hwpt->common.domain = domain;
 	hwpt->common.pasid_compat = flags & IOMMU_HWPT_ALLOC_PASID;
@@ -213,6 +237,10 @@ iommufd_hwpt_nested_alloc(struct iommufd_ctx *ictx, struct iommufd_hwpt_paging *
 	else
 		iommufd_object_ref_users(&parent->common.obj);
 	return hwpt;
+
+err_abort:
+	iommufd_object_abort(ictx, &hwpt->common.obj);
+	return ERR_PTR(rc);
 }
 
 /* HWPT_ALLOC with pt_id = a paging HWPT or a vIOMMU: a nested HWPT. */
@@ -220,11 +248,9 @@ static int iommufd_hwpt_nested_alloc_ioctl(struct iommufd_ucmd *ucmd, struct iom
 					   struct iommufd_object *pt)
 {
 	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
-	unsigned char data[IOMMUFD_HWPT_DATA_MAX];
 	struct iommufd_viommu *viommu = NULL;
 	struct iommufd_hwpt_paging *parent;
 	struct iommufd_hwpt_nested *hwpt;
-	uint32_t len;
 	int rc;
 
 	if (cmd->data_type == IOMMU_HWPT_DATA_NONE)
@@ -232,19 +258,17 @@ static int iommufd_hwpt_nested_alloc_ioctl(struct iommufd_ucmd *ucmd, struct iom
 	if (pt->type == IOMMUFD_OBJ_VIOMMU) {
 		viommu = (struct iommufd_viommu *)pt;
 		parent = iommufd_viommu_parent(viommu);
+		/* The vIOMMU stands for one physical instance: the device must sit behind it. */
+		if (viommu->drv->iommu_dev != idev->dev->iommu)
+			return -EINVAL;
 	} else {
 		parent = container_of(pt, struct iommufd_hwpt_paging, common.obj);
 	}
 	if (cmd->flags & ~(IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID))
 		return -EOPNOTSUPP;
-	len = cmd->data_len < sizeof(data) ? cmd->data_len : (uint32_t)sizeof(data);
-	rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, len);
-	if (rc)
-		return rc;
 
-	hwpt = iommufd_hwpt_nested_alloc(ucmd->ictx, parent, viommu, idev,
-					 cmd->flags & ~IOMMU_HWPT_FAULT_ID_VALID, cmd->data_type,
-					 data, len);
+	hwpt = iommufd_hwpt_nested_alloc(ucmd, parent, viommu, idev,
+					 cmd->flags & ~IOMMU_HWPT_FAULT_ID_VALID);
 	if (IS_ERR(hwpt))
 		return PTR_ERR(hwpt);
 	if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID) {
@@ -310,19 +334,20 @@ static int iommufd_user_array_entry(struct iommufd_ucmd *ucmd, void *dst, size_t
  * @entry: @ksize bytes each entry is copied into in turn (see iommufd_user_array_entry())
  * @handle: the driver's work for one entry, given @arg
  *
- * Stops at the first entry that cannot be copied or handled. cmd->entry_num becomes the number
- * of entries handled: the ABI's answer, on failure as on success.
+ * Drivers reach it through iommu_user_array_for_each() (array->for_each). Stops at the first
+ * entry that cannot be copied or handled. array->entry_num becomes the number of entries
+ * handled: the ABI's answer, on failure as on success.
  * Return: 0, or the failed entry's error.
  */
-int iommufd_user_array_for_each(struct iommufd_ucmd *ucmd, void *entry, size_t ksize,
-				size_t min_len, bool no_longer,
-				int (*handle)(void *arg, const void *entry), void *arg)
+static int iommufd_user_array_for_each(struct iommu_user_data_array *array, void *entry,
+				       size_t ksize, size_t min_len, bool no_longer,
+				       int (*handle)(void *arg, const void *entry), void *arg)
 {
-	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+	struct iommufd_ucmd *ucmd = array->priv;
 	uint32_t i;
 	int rc = 0;
 
-	for (i = 0; i != cmd->entry_num; i++) {
+	for (i = 0; i != array->entry_num; i++) {
 		rc = iommufd_user_array_entry(ucmd, entry, ksize, min_len, i, no_longer);
 		if (rc)
 			break;
@@ -330,39 +355,24 @@ int iommufd_user_array_for_each(struct iommufd_ucmd *ucmd, void *entry, size_t k
 		if (rc)
 			break;
 	}
-	cmd->entry_num = i;
+	array->entry_num = i;
 	return rc;
-}
-
-static int iommufd_hwpt_nested_invalidate_one(void *domain, const void *entry)
-{
-	const struct iommu_hwpt_invalidate_selftest *inv = entry;
-
-	return mock_selftest_nested_invalidate(domain, inv->flags, inv->iotlb_id);
-}
-
-static int iommufd_hwpt_nested_invalidate(struct iommufd_ucmd *ucmd,
-					  struct iommufd_hwpt_nested *hwpt)
-{
-	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
-	struct iommu_hwpt_invalidate_selftest inv;
-
-	if (!mock_selftest_nested_is(hwpt->common.domain))
-		return -EOPNOTSUPP;
-	if (cmd->data_type != MOCK_SELFTEST_INVALIDATE_TYPE) {
-		cmd->entry_num = 0;
-		return -EINVAL;
-	}
-	return iommufd_user_array_for_each(
-		ucmd, &inv, sizeof(inv),
-		offsetofend(struct iommu_hwpt_invalidate_selftest, iotlb_id), true,
-		iommufd_hwpt_nested_invalidate_one, hwpt->common.domain);
 }
 
 int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
+	struct iommu_user_data_array array = {
+		.type = cmd->data_type,
+		.entry_len = cmd->entry_len,
+		.entry_num = cmd->entry_num,
+		.for_each = iommufd_user_array_for_each,
+		.priv = ucmd,
+	};
+	struct iommu_domain *domain;
+	struct iommu_viommu *drv;
 	struct iommufd_object *obj;
+	uint32_t done_num = 0;
 	int rc, rc_respond;
 
 	/* Every answer, errors included, tells the caller how many entries were done. */
@@ -381,15 +391,27 @@ int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
 		rc_respond = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 		return rc_respond ? rc_respond : PTR_ERR(obj);
 	}
+	/* Only a driver that ran reports entries done: 0 for every answer of the core's own. */
 	if (obj->type == IOMMUFD_OBJ_HWPT_NESTED) {
-		rc = iommufd_hwpt_nested_invalidate(
-			ucmd, container_of(obj, struct iommufd_hwpt_nested, common.obj));
+		domain = container_of(obj, struct iommufd_hwpt_nested, common.obj)->common.domain;
+		if (domain->ops->cache_invalidate_user) {
+			rc = domain->ops->cache_invalidate_user(domain, &array);
+			done_num = array.entry_num;
+		} else {
+			rc = -EOPNOTSUPP;
+		}
 	} else if (obj->type == IOMMUFD_OBJ_VIOMMU) {
-		rc = iommufd_viommu_invalidate(ucmd, (struct iommufd_viommu *)obj);
+		drv = ((struct iommufd_viommu *)obj)->drv;
+		if (drv->ops->cache_invalidate) {
+			rc = drv->ops->cache_invalidate(drv, &array);
+			done_num = array.entry_num;
+		} else {
+			rc = -EOPNOTSUPP;
+		}
 	} else {
 		rc = -EINVAL;
-		cmd->entry_num = 0;
 	}
+	cmd->entry_num = done_num;
 	/* entry_num tells how far it got, also on failure. */
 	rc_respond = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 	iommufd_put_object(ucmd->ictx, obj);
@@ -399,8 +421,8 @@ int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd)
 int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
-	struct iommu_user_data user_data, *ud = NULL;
-	unsigned char data[IOMMUFD_HWPT_DATA_MAX];
+	struct iommu_user_data user_data = { 0 }, *ud = NULL;
+	unsigned char data[IOMMU_USER_DATA_MAX];
 	struct iommufd_hwpt_paging *hwpt;
 	struct iommufd_device *idev;
 	struct iommufd_object *pt;

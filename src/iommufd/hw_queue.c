@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * HW queues: IOMMU_HW_QUEUE_ALLOC on the selftest vIOMMU.
+ * HW queues: IOMMU_HW_QUEUE_ALLOC.
  *
  * A HW queue (IOMMUFD_OBJ_HW_QUEUE) is a queue an IOMMU reads directly from guest memory (a
  * virtual command queue, say): the guest hands its vIOMMU a range of its physical address
@@ -14,19 +14,21 @@
  *     the range must be contiguous behind it, as a queue is one run of memory (EFAULT).
  * The queue holds its vIOMMU with a users reference, so the vIOMMU is EBUSY while it has one.
  *
- * The driver side is the selftest mock's (type IOMMU_HW_QUEUE_TYPE_SELFTEST): at most
- * IOMMU_TEST_HW_QUEUE_MAX queues per vIOMMU, one per index (EINVAL past the end, EEXIST for a
- * taken index), and queue n needs queue n - 1 (EIO without it), which it holds with a users
- * reference so that queues go in reverse order (EBUSY destroying n - 1 while n exists). The
- * checks come in the kernel's order: the command's fields, the vIOMMU, the IOVA range, then
- * the driver's index rules.
+ * The driver side goes through the vIOMMU's ops (iommu/iommufd_driver.h): hw_queue_alloc
+ * judges the type first (EOPNOTSUPP), hw_queue_init_phys programs the queue once the range is
+ * locked and translated (its index rules are the driver's errnos), hw_queue_destroy undoes it.
+ * A driver whose queues depend on each other (the selftest mock: queue n needs n - 1) makes
+ * one hold the other with iommufd_hw_queue_depend(), a users reference on the object, so the
+ * user must destroy them in reverse order (EBUSY otherwise). The checks come in the kernel's
+ * order: the command's fields, the vIOMMU and type, the IOVA range, then the driver's init.
  *
- * Locking: viommu->lock protects viommu->hw_queues. Nothing else of a queue changes after
- * its publication.
+ * Nothing of a queue changes after its publication; the driver's init is the last step that
+ * can fail, so a queue another depends on is always published.
  */
 #include <errno.h>
 
 #include "iommu/iommu.h"
+#include "iommu/iommufd_driver.h"
 #include "iommufd/iommufd_private.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
@@ -34,12 +36,10 @@
 struct iommufd_hw_queue {
 	struct iommufd_object obj;
 	struct iommufd_viommu *viommu; /* a users reference; constant */
-	struct iommufd_hw_queue *prev; /* queue index - 1: a users reference, or NULL; constant */
-	uint32_t index;                /* constant */
+	struct iommu_hw_queue *drv;    /* the driver's part; owned; constant */
 	uint64_t iova;                 /* locked in the parent IOAS; constant */
 	uint64_t length;
-	uint64_t base_pa;              /* the host address behind iova; constant */
-	bool linked;                   /* in viommu->hw_queues (viommu->lock) */
+	bool locked;                   /* the IOVA range is locked (until the destroy) */
 };
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_hw_queue, obj);
@@ -49,23 +49,23 @@ static struct io_pagetable *iommufd_hw_queue_iopt(struct iommufd_viommu *viommu)
 	return &iommufd_viommu_parent(viommu)->ioas->iopt;
 }
 
-/* Takes @hw_queue out of its vIOMMU's table and lets go of its predecessor. */
-static void iommufd_hw_queue_unlink(struct iommufd_hw_queue *hw_queue)
+void iommufd_hw_queue_depend_obj(struct iommu_hw_queue *dependent,
+				 struct iommu_hw_queue *depended)
 {
-	struct iommufd_viommu *viommu = hw_queue->viommu;
+	struct iommufd_hw_queue *dep = depended->core;
 
-	uiommu_mutex_lock(&viommu->lock);
-	if (hw_queue->linked) {
-		WARN_ON(viommu->hw_queues[hw_queue->index] != hw_queue);
-		viommu->hw_queues[hw_queue->index] = NULL;
-		hw_queue->linked = false;
-	}
-	uiommu_mutex_unlock(&viommu->lock);
-	if (hw_queue->prev) {
-		/* Pairs with the reference taken in iommufd_hw_queue_mock_link(). */
-		iommufd_object_unref_users(&hw_queue->prev->obj);
-		hw_queue->prev = NULL;
-	}
+	WARN_ON(dependent->viommu != depended->viommu);
+	/* Pairs with iommufd_hw_queue_undepend_obj(), from the dependent's destroy. */
+	iommufd_object_ref_users(&dep->obj);
+}
+
+void iommufd_hw_queue_undepend_obj(struct iommu_hw_queue *dependent,
+				   struct iommu_hw_queue *depended)
+{
+	struct iommufd_hw_queue *dep = depended->core;
+
+	(void)dependent;
+	iommufd_object_unref_users(&dep->obj);
 }
 
 void iommufd_hw_queue_destroy(struct iommufd_object *obj)
@@ -73,8 +73,9 @@ void iommufd_hw_queue_destroy(struct iommufd_object *obj)
 	struct iommufd_hw_queue *hw_queue = container_of(obj, struct iommufd_hw_queue, obj);
 	struct iommufd_viommu *viommu = hw_queue->viommu;
 
-	iommufd_hw_queue_unlink(hw_queue);
-	iopt_unlock_iova(iommufd_hw_queue_iopt(viommu), hw_queue->iova, hw_queue->length);
+	viommu->drv->ops->hw_queue_destroy(hw_queue->drv);
+	if (hw_queue->locked)
+		iopt_unlock_iova(iommufd_hw_queue_iopt(viommu), hw_queue->iova, hw_queue->length);
 	/* Pairs with the reference taken in iommufd_hw_queue_alloc_ioctl(). */
 	iommufd_object_unref_users(&viommu->obj);
 }
@@ -96,48 +97,15 @@ static int iommufd_hw_queue_translate(struct iommu_domain *domain, uint64_t iova
 	return 0;
 }
 
-/* The mock's rules: an index in range, free, following a live queue. Publishes @hw_queue. */
-static int iommufd_hw_queue_mock_link(struct iommufd_ctx *ictx, struct iommufd_hw_queue *hw_queue)
-{
-	struct iommufd_viommu *viommu = hw_queue->viommu;
-	struct iommufd_hw_queue *prev = NULL;
-	uint32_t index = hw_queue->index;
-	int rc = 0;
-
-	if (index >= IOMMU_TEST_HW_QUEUE_MAX)
-		return -EINVAL;
-	uiommu_mutex_lock(&viommu->lock);
-	if (viommu->hw_queues[index]) {
-		rc = -EEXIST;
-		goto out_unlock;
-	}
-	if (index) {
-		prev = viommu->hw_queues[index - 1];
-		if (!prev) {
-			rc = -EIO;
-			goto out_unlock;
-		}
-		/* Pairs with the put in iommufd_hw_queue_unlink(). */
-		iommufd_object_ref_users(&prev->obj);
-		hw_queue->prev = prev;
-	}
-	viommu->hw_queues[index] = hw_queue;
-	hw_queue->linked = true;
-	/* Published under the lock: a racing alloc of the same index sees it taken. */
-	iommufd_object_finalize(ictx, &hw_queue->obj);
-out_unlock:
-	uiommu_mutex_unlock(&viommu->lock);
-	return rc;
-}
-
 int iommufd_hw_queue_alloc_ioctl(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_hw_queue_alloc *cmd = ucmd->cmd;
 	struct iommufd_hw_queue *hw_queue;
+	const struct iommu_viommu_ops *ops;
 	struct iommufd_viommu *viommu;
 	struct iommufd_object *obj;
-	struct io_pagetable *iopt;
-	uint64_t last;
+	struct iommu_hw_queue *drv;
+	uint64_t last, base_pa;
 	int rc;
 
 	if (cmd->flags || cmd->type == IOMMU_HW_QUEUE_TYPE_DEFAULT)
@@ -150,47 +118,55 @@ int iommufd_hw_queue_alloc_ioctl(struct iommufd_ucmd *ucmd)
 	if (IS_ERR(obj))
 		return PTR_ERR(obj);
 	viommu = container_of(obj, struct iommufd_viommu, obj);
-	if (viommu->type != IOMMU_VIOMMU_TYPE_SELFTEST ||
-	    cmd->type != IOMMU_HW_QUEUE_TYPE_SELFTEST) {
+	ops = viommu->drv->ops;
+	if (!ops->hw_queue_alloc || !ops->hw_queue_init_phys || !ops->hw_queue_destroy) {
 		rc = -EOPNOTSUPP;
+		goto out_put_viommu;
+	}
+	drv = uiommu_should_fail() ? ERR_PTR(-ENOMEM) : ops->hw_queue_alloc(viommu->drv, cmd->type);
+	if (IS_ERR(drv)) {
+		rc = PTR_ERR(drv);
 		goto out_put_viommu;
 	}
 
 	hw_queue = iommufd_object_alloc(ucmd->ictx, hw_queue, IOMMUFD_OBJ_HW_QUEUE);
 	if (IS_ERR(hw_queue)) {
+		ops->hw_queue_destroy(drv);
 		rc = PTR_ERR(hw_queue);
 		goto out_put_viommu;
 	}
 	hw_queue->viommu = viommu;
-	hw_queue->index = cmd->index;
+	hw_queue->drv = drv;
 	hw_queue->iova = cmd->nesting_parent_iova;
 	hw_queue->length = cmd->length;
-	iopt = iommufd_hw_queue_iopt(viommu);
-	rc = uiommu_should_fail() ? -ENOMEM :
-				    iopt_lock_iova(iopt, hw_queue->iova, hw_queue->length);
+	drv->base_addr = cmd->nesting_parent_iova;
+	drv->length = cmd->length;
+	drv->core = hw_queue;
+	/* Pairs with the put in iommufd_hw_queue_destroy(), which owns drv from here on. */
+	iommufd_object_ref_users(&viommu->obj);
+	rc = uiommu_should_fail() ?
+		     -ENOMEM :
+		     iopt_lock_iova(iommufd_hw_queue_iopt(viommu), hw_queue->iova, hw_queue->length);
 	if (rc)
 		goto err_abort;
+	hw_queue->locked = true;
 	rc = iommufd_hw_queue_translate(iommufd_viommu_parent(viommu)->common.domain,
-					hw_queue->iova, hw_queue->length, &hw_queue->base_pa);
+					hw_queue->iova, hw_queue->length, &base_pa);
 	if (rc)
-		goto err_unlock_iova;
+		goto err_abort;
 	cmd->out_hw_queue_id = iommufd_object_id(&hw_queue->obj);
 	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 	if (rc)
-		goto err_unlock_iova;
-	/* Pairs with the put in iommufd_hw_queue_destroy(); taken before publication. */
-	iommufd_object_ref_users(&viommu->obj);
-	rc = iommufd_hw_queue_mock_link(ucmd->ictx, hw_queue);
+		goto err_abort;
+	/* Last: once the driver took the queue on, nothing may fail (see the essay). */
+	rc = ops->hw_queue_init_phys(drv, cmd->index, base_pa);
 	if (rc)
-		goto err_unref_viommu;
+		goto err_abort;
+	iommufd_object_finalize(ucmd->ictx, &hw_queue->obj);
 	goto out_put_viommu;
 
-err_unref_viommu:
-	iommufd_object_unref_users(&viommu->obj);
-err_unlock_iova:
-	iopt_unlock_iova(iopt, hw_queue->iova, hw_queue->length);
 err_abort:
-	iommufd_object_abort(ucmd->ictx, &hw_queue->obj);
+	iommufd_object_abort_and_destroy(ucmd->ictx, &hw_queue->obj);
 out_put_viommu:
 	iommufd_put_object(ucmd->ictx, &viommu->obj);
 	return rc;

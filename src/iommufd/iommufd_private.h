@@ -191,6 +191,18 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp);
 void iommufd_mmap_region_free(int fd, void *map, size_t len);
 long iommufd_objects_live(void);
 long iommufd_contexts_live(void);
+/*
+ * A layer above whose sub-fds map on their own (VFIO's BAR areas) and must hear the munmaps of
+ * what it mapped: claims() says whether [start, end) touches one of its mappings (the preload
+ * then sends the munmap here), munmap() unmaps the range and forgets its mappings there as one
+ * step (so no mapping it still records is ever another's memory). One owner; registered once,
+ * before its first mapping. Return: 0, -EBUSY (another is registered).
+ */
+struct iommufd_mmap_owner {
+	bool (*claims)(uintptr_t start, uintptr_t end);
+	int (*munmap)(void *addr, size_t len);
+};
+int iommufd_mmap_owner_register(const struct iommufd_mmap_owner *owner);
 
 /* Sub-fds: fds made by an ioctl that stand for an object of the context (file.c). */
 struct iommufd_file;
@@ -442,9 +454,6 @@ int iommufd_test_dirty(struct iommufd_ucmd *ucmd);
 
 void iommufd_hwpt_nested_destroy(struct iommufd_object *obj);
 int iommufd_hwpt_invalidate(struct iommufd_ucmd *ucmd);
-int iommufd_user_array_for_each(struct iommufd_ucmd *ucmd, void *entry, size_t ksize,
-				size_t min_len, bool no_longer,
-				int (*handle)(void *arg, const void *entry), void *arg);
 
 /* ---- vIOMMU, vDEVICE, vEVENTQ, HW queue (viommu.c, eventq.c) -------------------------------- */
 
@@ -457,11 +466,8 @@ void iommufd_veventq_destroy(struct iommufd_object *obj);
 int iommufd_hw_queue_alloc_ioctl(struct iommufd_ucmd *ucmd); /* hw_queue.c */
 void iommufd_hw_queue_destroy(struct iommufd_object *obj);
 struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu);
-int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu);
 /* The vDEVICE of @idev goes with it, leaving a tombstone (device unbind). */
 void iommufd_device_remove_vdev(struct iommufd_device *idev);
-/* May @idev attach to a nested HWPT of @viommu (it has a vDEVICE there)? */
-bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev);
 /* TRIGGER_VEVENT: one selftest event for @idev through its vIOMMU's vEVENTQ. */
 int iommufd_viommu_trigger_vevent(struct iommufd_device *idev);
 int iommufd_veventq_report(struct iommufd_viommu *viommu, uint32_t type, const void *data,

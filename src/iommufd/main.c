@@ -671,7 +671,10 @@ static const struct iommufd_ioctl_op iommufd_ioctl_ops[] = {
 		 out_veventq_fd),
 	IOCTL_OP(IOMMU_HW_QUEUE_ALLOC, iommufd_hw_queue_alloc_ioctl, struct iommu_hw_queue_alloc,
 		 length),
+#ifdef UIOMMU_IOMMUFD_TEST
+	/* The kernel's CONFIG_IOMMUFD_TEST: without it, ENOTTY. */
 	IOCTL_OP(IOMMU_TEST_CMD, iommufd_test, struct iommu_test_cmd, last),
+#endif
 };
 
 /*
@@ -795,7 +798,9 @@ const struct iommufd_object_ops iommufd_object_ops[IOMMUFD_OBJ_MAX] = {
 	[IOMMUFD_OBJ_ACCESS] = {
 		.destroy = iommufd_access_destroy_object,
 	},
+#ifdef UIOMMU_IOMMUFD_TEST
 	[IOMMUFD_OBJ_SELFTEST] = {
 		.destroy = iommufd_selftest_destroy,
 	},
+#endif
 };

@@ -26,6 +26,11 @@
  * another file over one of our mappings is not seen: that mapping stays recorded until an
  * munmap of its range.
  *
+ * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
+ * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets
+ * it unmap a range that touches its mappings, so it can forget them in the same step (it maps
+ * over them later to revoke them, and must never do that to memory that is no longer its own).
+ *
  * The library maps and unmaps with raw syscalls: its own mmap()/munmap() calls would come back
  * through the preload layer.
  *
@@ -239,20 +244,45 @@ out_put_file:
 	return iommufd_mmap_ret(rc);
 }
 
+/* The layer above that maps on its own (iommufd_mmap_owner_register()); set once. */
+static _Atomic(const struct iommufd_mmap_owner *) mmap_owner;
+
+int iommufd_mmap_owner_register(const struct iommufd_mmap_owner *owner)
+{
+	const struct iommufd_mmap_owner *none = NULL;
+
+	if (!atomic_compare_exchange_strong(&mmap_owner, &none, owner) && none != owner)
+		return -EBUSY;
+	return 0;
+}
+
 UIOMMU_EXPORT int uiommu_munmap(void *addr, size_t len)
 {
-	if (sys_munmap(addr, len))
+	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
+	int rc;
+
+	if (owner && owner->claims((uintptr_t)addr, (uintptr_t)addr + len)) {
+		rc = owner->munmap(addr, len); /* unmaps all of it, and forgets its own */
+		if (rc) {
+			errno = -rc;
+			return -1;
+		}
+	} else if (sys_munmap(addr, len)) {
 		return -1;
+	}
 	iommufd_mmap_forget((uintptr_t)addr, (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1));
 	return 0;
 }
 
 UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
 {
+	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
 	uintptr_t s = (uintptr_t)addr, e = s + len;
 	struct iommufd_mmap *m;
 	bool found = false;
 
+	if (owner && owner->claims(s, e))
+		return true;
 	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
 		return false;
 	uiommu_mutex_lock(&mmap_lock);

@@ -24,29 +24,32 @@
  * VDEVICE_ALLOC answers ENOENT for it, as the kernel does: a vDEVICE linked after the unbind
  * removed the last one would hold the device past its unbind.
  *
- * The driver side is the selftest mock's (type IOMMU_VIOMMU_TYPE_SELFTEST): optional data
- * struct iommu_viommu_selftest whose in_data comes back as out_data, with the offset and
- * length of a 2-page region whose first word is in_data. The region is a shared memfd that
- * uiommu_mmap() maps for the program (mmap.c); a live mapping holds the vIOMMU. Its invalidation entries clear the cache words
- * of a device named by virtual ID.
+ * The driver side is reached only through ops (iommu/iommufd_driver.h): the device's driver
+ * makes its part of the vIOMMU (viommu_alloc, viommu_init) and of each vDEVICE (vdevice_alloc,
+ * vdevice_destroy), and iommufd lends it services back (iommufd_viommu_services: vEVENTs, an
+ * mmap region, HW-queue dependencies). The driver's vDEVICE part lives exactly as long as the
+ * link between the vDEVICE and its device: made when the link is made and destroyed by
+ * whoever takes the link (the exchange above), under viommu->lock, before the device
+ * reference goes; so a driver's own table of vDEVICEs only ever names live devices. The
+ * region a driver may ask for is a shared memfd that uiommu_mmap() maps for the program
+ * (mmap.c); a live mapping holds the vIOMMU.
  *
- * Locking: viommu->lock protects the vdevs list and the veventqs list (eventq.c); order: after
- * idev->lock. vdev->idev is an atomic (see above); idev->vdev is under idev->lock.
+ * Locking: viommu->lock protects the vdevs list, each vDEVICE's driver part and the veventqs
+ * list (eventq.c); order: after idev->lock, before the driver's locks. vdev->idev is an atomic
+ * (see above); idev->vdev is under idev->lock.
  */
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
 
-#include "drivers/mock/selftest_mock.h"
 #include "iommu/iommu.h"
+#include "iommu/iommufd_driver.h"
 #include "iommufd/iommufd_private.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_viommu, obj);
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_vdevice, obj);
-
-#define VIOMMU_MOCK_REGION_PAGES 2u
 
 struct iommufd_hwpt_paging *iommufd_viommu_parent(struct iommufd_viommu *viommu)
 {
@@ -58,6 +61,7 @@ void iommufd_viommu_destroy(struct iommufd_object *obj)
 	struct iommufd_viommu *viommu = container_of(obj, struct iommufd_viommu, obj);
 
 	WARN_ON(viommu->vdevs || viommu->veventqs);
+	viommu->drv->ops->destroy(viommu->drv);
 	if (viommu->region)
 		iommufd_mmap_region_free(viommu->region_fd, viommu->region, viommu->region_len);
 	uiommu_mutex_destroy(&viommu->lock);
@@ -65,34 +69,74 @@ void iommufd_viommu_destroy(struct iommufd_object *obj)
 	iommufd_object_unref_users(&viommu->hwpt->common.obj);
 }
 
-/* The mock's driver data: in_data echoed, a region made and described. */
-static int iommufd_viommu_mock_init(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu)
+/* ---- services to the driver (struct iommufd_viommu_services) --------------------------------- */
+
+static int iommufd_viommu_svc_report_event(struct iommu_viommu *drv, uint32_t type,
+					   const void *event, size_t len)
 {
-	struct iommu_viommu_alloc *cmd = ucmd->cmd;
-	struct iommu_viommu_selftest data;
-	size_t n;
+	if (len > UINT32_MAX)
+		return -EINVAL;
+	return iommufd_veventq_report(drv->core, type, event, (uint32_t)len);
+}
+
+static int iommufd_viommu_svc_alloc_mmap(struct iommu_viommu *drv, size_t len, void **map,
+					 uint64_t *offset)
+{
+	struct iommufd_viommu *viommu = drv->core;
 	int rc;
 
-	/* The region comes with the data, as the kernel mock's does. */
-	if (!cmd->data_len)
-		return 0;
-	if (cmd->data_len < offsetofend(struct iommu_viommu_selftest, out_data))
+	if (viommu->region)
+		return -EEXIST;
+	if (!len || len % uiommu_page_size)
 		return -EINVAL;
-	viommu->region_len = VIOMMU_MOCK_REGION_PAGES * uiommu_page_size;
-	rc = iommufd_mmap_region_alloc(viommu->region_len, &viommu->region_fd, &viommu->region);
+	rc = iommufd_mmap_region_alloc(len, &viommu->region_fd, &viommu->region);
 	if (rc)
 		return rc;
-	memset(&data, 0, sizeof(data));
-	n = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data);
-	rc = uiommu_copy_from_user(ucmd->mm, &data, cmd->data_uptr, n);
-	if (rc)
-		return rc;
-	memcpy(viommu->region, &data.in_data, sizeof(data.in_data));
-	data.out_data = data.in_data;
+	viommu->region_len = len;
+	*map = viommu->region;
 	/* Offsets are per context and page aligned: the object ID keeps them distinct. */
-	data.out_mmap_offset = (uint64_t)iommufd_object_id(&viommu->obj) << IOMMUFD_MMAP_ID_SHIFT;
-	data.out_mmap_length = viommu->region_len;
-	return uiommu_copy_to_user(ucmd->mm, cmd->data_uptr, &data, n);
+	*offset = (uint64_t)iommufd_object_id(&viommu->obj) << IOMMUFD_MMAP_ID_SHIFT;
+	return 0;
+}
+
+static const struct iommufd_viommu_services iommufd_viommu_services = {
+	.report_event = iommufd_viommu_svc_report_event,
+	.alloc_mmap = iommufd_viommu_svc_alloc_mmap,
+	.hw_queue_depend = iommufd_hw_queue_depend_obj,
+	.hw_queue_undepend = iommufd_hw_queue_undepend_obj,
+};
+
+/* The user's optional vIOMMU data in, the driver's answer (if any) back out. */
+static int iommufd_viommu_init(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu,
+			       const struct iommu_ops *ops)
+{
+	struct iommu_viommu_alloc *cmd = ucmd->cmd;
+	unsigned char data[IOMMU_USER_DATA_MAX], out[IOMMU_USER_DATA_MAX];
+	size_t out_len = 0;
+	struct iommu_user_data user_data = {
+		.type = cmd->type,
+		.data = data,
+		.len = cmd->data_len < sizeof(data) ? cmd->data_len : sizeof(data),
+		.out = out,
+		.out_len = &out_len,
+	};
+	int rc;
+
+	if (user_data.len) {
+		rc = uiommu_copy_from_user(ucmd->mm, data, cmd->data_uptr, user_data.len);
+		if (rc)
+			return rc;
+		memcpy(out, data, user_data.len);
+	}
+	rc = uiommu_should_fail() ?
+		     -ENOMEM :
+		     ops->viommu_init(viommu->drv, viommu->hwpt->common.domain,
+				      user_data.len ? &user_data : NULL);
+	if (rc)
+		return rc;
+	if (WARN_ON(out_len > user_data.len))
+		return -EINVAL;
+	return out_len ? uiommu_copy_to_user(ucmd->mm, cmd->data_uptr, out, out_len) : 0;
 }
 
 int iommufd_viommu_alloc_ioctl(struct iommufd_ucmd *ucmd)
@@ -101,6 +145,8 @@ int iommufd_viommu_alloc_ioctl(struct iommufd_ucmd *ucmd)
 	struct iommufd_hwpt_paging *hwpt;
 	struct iommufd_viommu *viommu;
 	struct iommufd_device *idev;
+	const struct iommu_ops *ops;
+	struct iommu_viommu *drv;
 	int rc;
 
 	if (cmd->flags || cmd->__reserved || cmd->type == IOMMU_VIOMMU_TYPE_DEFAULT)
@@ -108,32 +154,45 @@ int iommufd_viommu_alloc_ioctl(struct iommufd_ucmd *ucmd)
 	idev = iommufd_get_device(ucmd->ictx, cmd->dev_id);
 	if (IS_ERR(idev))
 		return PTR_ERR(idev);
-	if (!mock_selftest_dev_is(idev->dev) || cmd->type != IOMMU_VIOMMU_TYPE_SELFTEST) {
+	ops = iommu_device_ops(idev->dev);
+	if (!ops || !ops->viommu_alloc || !ops->viommu_init) {
 		rc = -EOPNOTSUPP;
+		goto out_put_idev;
+	}
+	/* The type is the driver's to judge, before the parent is looked at (the kernel's order). */
+	drv = uiommu_should_fail() ? ERR_PTR(-ENOMEM) : ops->viommu_alloc(idev->dev, cmd->type);
+	if (IS_ERR(drv)) {
+		rc = PTR_ERR(drv);
 		goto out_put_idev;
 	}
 	hwpt = iommufd_get_hwpt_paging(ucmd->ictx, cmd->hwpt_id);
 	if (IS_ERR(hwpt)) {
 		rc = PTR_ERR(hwpt);
-		goto out_put_idev;
+		goto err_destroy_drv;
 	}
 	if (!(hwpt->flags & IOMMU_HWPT_ALLOC_NEST_PARENT) || hwpt->auto_domain) {
 		rc = -EINVAL;
-		goto out_put_hwpt;
+		goto err_put_hwpt;
 	}
 
 	viommu = iommufd_object_alloc(ucmd->ictx, viommu, IOMMUFD_OBJ_VIOMMU);
 	if (IS_ERR(viommu)) {
 		rc = PTR_ERR(viommu);
-		goto out_put_hwpt;
+		goto err_put_hwpt;
 	}
 	viommu->ictx = ucmd->ictx;
 	viommu->type = cmd->type;
 	viommu->hwpt = hwpt;
+	viommu->drv = drv;
+	drv->iommu_dev = idev->dev->iommu;
+	drv->parent = hwpt->common.domain;
+	drv->type = cmd->type;
+	drv->services = &iommufd_viommu_services;
+	drv->core = viommu;
 	uiommu_mutex_init(&viommu->lock);
-	/* Pairs with the put in iommufd_viommu_destroy(). */
+	/* Pairs with the put in iommufd_viommu_destroy(); the destroy owns drv from here on. */
 	iommufd_object_ref_users(&hwpt->common.obj);
-	rc = iommufd_viommu_mock_init(ucmd, viommu);
+	rc = iommufd_viommu_init(ucmd, viommu, ops);
 	if (rc)
 		goto err_abort;
 	cmd->out_viommu_id = iommufd_object_id(&viommu->obj);
@@ -141,12 +200,17 @@ int iommufd_viommu_alloc_ioctl(struct iommufd_ucmd *ucmd)
 	if (rc)
 		goto err_abort;
 	iommufd_object_finalize(ucmd->ictx, &viommu->obj);
-	goto out_put_hwpt;
+	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
+	goto out_put_idev;
 
 err_abort:
 	iommufd_object_abort_and_destroy(ucmd->ictx, &viommu->obj);
-out_put_hwpt:
 	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
+	goto out_put_idev;
+err_put_hwpt:
+	iommufd_put_object(ucmd->ictx, &hwpt->common.obj);
+err_destroy_drv:
+	drv->ops->destroy(drv);
 out_put_idev:
 	iommufd_put_object(ucmd->ictx, &idev->obj);
 	return rc;
@@ -154,7 +218,22 @@ out_put_idev:
 
 /* ---- vDEVICEs -------------------------------------------------------------------------------- */
 
-/* Takes @vdev's link to its device, if nobody took it yet: clears idev->vdev, drops the ref. */
+/* The driver's part of @vdev goes (the link's taker calls it, under idev->lock). */
+static void iommufd_vdevice_destroy_drv(struct iommufd_vdevice *vdev)
+{
+	struct iommufd_viommu *viommu = vdev->viommu;
+
+	uiommu_mutex_lock(&viommu->lock);
+	if (vdev->drv)
+		viommu->drv->ops->vdevice_destroy(vdev->drv);
+	vdev->drv = NULL;
+	uiommu_mutex_unlock(&viommu->lock);
+}
+
+/*
+ * Takes @vdev's link to its device, if nobody took it yet: destroys the driver's part, clears
+ * idev->vdev, drops the ref.
+ */
 static void iommufd_vdevice_unlink_idev(struct iommufd_vdevice *vdev)
 {
 	struct iommufd_device *idev = atomic_exchange(&vdev->idev, NULL);
@@ -162,6 +241,7 @@ static void iommufd_vdevice_unlink_idev(struct iommufd_vdevice *vdev)
 	if (!idev)
 		return;
 	uiommu_mutex_lock(&idev->lock);
+	iommufd_vdevice_destroy_drv(vdev);
 	if (idev->vdev == vdev)
 		idev->vdev = NULL;
 	/*
@@ -211,6 +291,7 @@ int iommufd_vdevice_alloc_ioctl(struct iommufd_ucmd *ucmd)
 	struct iommu_vdevice_alloc *cmd = ucmd->cmd;
 	struct iommufd_viommu *viommu;
 	struct iommufd_vdevice *vdev;
+	struct iommu_vdevice *drv;
 	struct iommufd_device *idev;
 	struct iommufd_object *obj;
 	int rc;
@@ -224,7 +305,8 @@ int iommufd_vdevice_alloc_ioctl(struct iommufd_ucmd *ucmd)
 		rc = PTR_ERR(idev);
 		goto out_put_viommu;
 	}
-	if (!mock_selftest_dev_is(idev->dev)) {
+	/* The vIOMMU stands for one physical instance: the device must sit behind it. */
+	if (viommu->drv->iommu_dev != idev->dev->iommu) {
 		rc = -EINVAL;
 		goto out_put_idev;
 	}
@@ -250,6 +332,16 @@ int iommufd_vdevice_alloc_ioctl(struct iommufd_ucmd *ucmd)
 	if (idev->vdev || iommufd_viommu_find_vdev(viommu, cmd->virt_id)) {
 		rc = -EEXIST;
 		goto err_unlock;
+	}
+	if (viommu->drv->ops->vdevice_alloc) {
+		drv = uiommu_should_fail() ?
+			      ERR_PTR(-ENOMEM) :
+			      viommu->drv->ops->vdevice_alloc(viommu->drv, idev->dev, cmd->virt_id);
+		if (IS_ERR(drv)) {
+			rc = PTR_ERR(drv);
+			goto err_unlock;
+		}
+		vdev->drv = drv;
 	}
 	idev->vdev = vdev;
 	atomic_store(&vdev->idev, idev);
@@ -317,6 +409,7 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 			break;
 		unlinked = atomic_exchange(&vdev->idev, NULL);
 		if (unlinked) {
+			iommufd_vdevice_destroy_drv(vdev);
 			idev->vdev = NULL;
 			iommufd_object_unref_users(&idev->obj);
 			break;
@@ -331,67 +424,7 @@ void iommufd_device_remove_vdev(struct iommufd_device *idev)
 	uiommu_mutex_unlock(&idev->lock);
 }
 
-bool iommufd_viommu_has_vdev(struct iommufd_viommu *viommu, struct iommufd_device *idev)
-{
-	bool ok;
-
-	uiommu_mutex_lock(&idev->lock);
-	ok = idev->vdev && idev->vdev->viommu == viommu;
-	uiommu_mutex_unlock(&idev->lock);
-	return ok;
-}
-
-/* ---- vIOMMU invalidation --------------------------------------------------------------------- */
-
-static int iommufd_viommu_mock_invalidate_one(void *arg, const void *entry)
-{
-	const struct iommu_viommu_invalidate_selftest *inv = entry;
-	struct iommufd_viommu *viommu = arg;
-	_Atomic uint32_t *cache;
-	struct iommufd_vdevice *vdev;
-	struct iommufd_device *idev;
-	unsigned int i;
-	int rc = 0;
-
-	if (inv->flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL)
-		return -EOPNOTSUPP;
-	if (inv->cache_id > MOCK_DEV_CACHE_ID_MAX)
-		return -EINVAL;
-	uiommu_mutex_lock(&viommu->lock);
-	vdev = iommufd_viommu_find_vdev(viommu, inv->vdev_id);
-	idev = vdev ? atomic_load(&vdev->idev) : NULL;
-	if (!idev) {
-		rc = -EINVAL;
-		goto out_unlock;
-	}
-	/* The device cannot leave while its vDEVICE is listed here (viommu->lock). */
-	cache = mock_selftest_dev_cache(idev->dev);
-	if (inv->flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) {
-		for (i = 0; i != MOCK_SELFTEST_DEV_CACHE_NUM; i++)
-			atomic_store(&cache[i], 0);
-	} else {
-		atomic_store(&cache[inv->cache_id], 0);
-	}
-out_unlock:
-	uiommu_mutex_unlock(&viommu->lock);
-	return rc;
-}
-
-int iommufd_viommu_invalidate(struct iommufd_ucmd *ucmd, struct iommufd_viommu *viommu)
-{
-	struct iommu_hwpt_invalidate *cmd = ucmd->cmd;
-	struct iommu_viommu_invalidate_selftest inv;
-
-	if (cmd->data_type != IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST) {
-		cmd->entry_num = 0;
-		return -EINVAL;
-	}
-	return iommufd_user_array_for_each(
-		ucmd, &inv, sizeof(inv),
-		offsetofend(struct iommu_viommu_invalidate_selftest, cache_id), false,
-		iommufd_viommu_mock_invalidate_one, viommu);
-}
-
+#ifdef UIOMMU_IOMMUFD_TEST
 /* ---- TRIGGER_VEVENT -------------------------------------------------------------------------- */
 
 int iommufd_viommu_trigger_vevent(struct iommufd_device *idev)
@@ -415,3 +448,5 @@ out_unlock:
 	uiommu_mutex_unlock(&idev->lock);
 	return rc;
 }
+
+#endif /* UIOMMU_IOMMUFD_TEST */

@@ -14,6 +14,9 @@
 #define offsetofend(type, member) \
 	(offsetof(type, member) + sizeof(((type *)0)->member))
 
+/* A function some builds do not call (the kernel's __maybe_unused). */
+#define __maybe_unused __attribute__((__unused__))
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define check_add_overflow(a, b, d) __builtin_add_overflow(a, b, d)

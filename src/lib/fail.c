@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "compiler.h"
@@ -322,6 +323,19 @@ void *uiommu_calloc(size_t n, size_t size)
 	p = calloc(n, size);
 	if (p)
 		alloc_count(1);
+	return p;
+}
+
+void *uiommu_zalloc_aligned(size_t align, size_t size)
+{
+	void *p;
+
+	if (uiommu_should_fail())
+		return NULL;
+	if (posix_memalign(&p, align, size ? size : 1))
+		return NULL;
+	memset(p, 0, size);
+	alloc_count(1);
 	return p;
 }
 

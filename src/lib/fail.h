@@ -41,6 +41,8 @@ int fail_nth_store(pid_t tid, unsigned long nth);
 unsigned long fail_nth_show(pid_t tid);
 
 void *uiommu_zalloc(size_t size);
+/* Zeroed, aligned to @align (a power of two, a multiple of sizeof(void *)); uiommu_free() it. */
+void *uiommu_zalloc_aligned(size_t align, size_t size);
 void *uiommu_calloc(size_t n, size_t size);
 void *uiommu_realloc_array(void *p, size_t n, size_t size);
 void uiommu_free(void *p);

@@ -56,6 +56,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "drivers/intel/vtd.h"
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
@@ -88,6 +89,17 @@ static int iommu_cb(struct iommu_device *iommu, void *arg)
 	json_object_object_add(o, "max_pasids", json_object_new_int64(iommu->max_pasids));
 	json_object_object_add(o, "deferred_flush", json_object_new_boolean(iommu->deferred_flush));
 	json_object_object_add(o, "dirty_tracking", json_object_new_boolean(iommu->dirty_tracking));
+	if (vtd_iommu_is_instance(iommu)) {
+		/* The registers the model reports in GET_HW_INFO: what it implements. */
+		uint64_t cap, ecap;
+		char buf[24];
+
+		vtd_iommu_regs(iommu, &cap, &ecap);
+		snprintf(buf, sizeof(buf), "0x%016llx", (unsigned long long)cap);
+		json_object_object_add(o, "cap_reg", json_object_new_string(buf));
+		snprintf(buf, sizeof(buf), "0x%016llx", (unsigned long long)ecap);
+		json_object_object_add(o, "ecap_reg", json_object_new_string(buf));
+	}
 	json_object_array_add(arg, o);
 	return 0;
 }
@@ -258,10 +270,13 @@ static void render_text(struct json_object *root, FILE *out)
 	for (i = 0; i < n; i++) {
 		struct json_object *o = json_object_array_get_idx(iommus, i);
 
-		fprintf(out, "iommu %s: driver %s, max_pasids %lld%s%s\n", jstr(o, "name"),
+		fprintf(out, "iommu %s: driver %s, max_pasids %lld%s%s", jstr(o, "name"),
 			jstr(o, "driver"), (long long)jint(o, "max_pasids", 0),
 			jbool(o, "deferred_flush") ? ", deferred_flush" : "",
 			jbool(o, "dirty_tracking") ? ", dirty_tracking" : "");
+		if (jget(o, "cap_reg"))
+			fprintf(out, ", cap %s, ecap %s", jstr(o, "cap_reg"), jstr(o, "ecap_reg"));
+		fputc('\n', out);
 	}
 	n = json_object_array_length(groups);
 	for (i = 0; i < n; i++) {

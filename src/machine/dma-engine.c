@@ -35,9 +35,25 @@
  *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
  *     reports the leaf's permissions and size and marks it dirty on a write;
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
+ *   - nested domains whose driver walks both stages (VT-d: a pgsize_bitmap of 4 KiB): the
+ *     IOTLB too, whose walker is the two-stage walk and whose entries stay until the user's
+ *     invalidation (or a change of the parent) removes them;
  *   - identity: the IOVA is the address; SVA: likewise, the process's own address space (a
  *     trap while copying is then a translation miss, which the SVA handler may resolve);
  *   - blocked and anything else: every access faults.
+ *
+ * Batches and copies (uiommu_dma_batch()). A batch runs its ops in order under one hold of the
+ * group mutex: the domain at a PASID is resolved once, and each direction's dma_ctx keeps the
+ * last page it translated, reused while the IOTLB's entry for it is unchanged (iotlb_stamp():
+ * the entry's set's sequence count, which a removal or an eviction moves), so no translation
+ * outlives an invalidation and nothing is kept across batches.
+ * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
+ * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
+ * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps
+ * that end at the nearer page end of either side, checks the source page for read and the
+ * destination page for write before the step moves, and copies runs contiguous on both sides
+ * with one host copy; x->op names the side of a fault (READ: the source) for the log, the page
+ * request's permission and the caller's fault_op.
  *
  * Page requests. A miss (or a permission miss) in a domain with an iopf_handler, unless the
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
@@ -66,6 +82,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -105,6 +122,9 @@ struct dma_xfer {
 	struct uiommu_dma_req *req;
 	struct uiommu_dma_dev *e;
 	uint32_t pasid;            /* IOMMU_NO_PASID for the RID */
+	unsigned int op;           /* the access under way (a COPY's READ or WRITE side) */
+	uint64_t fault_iova;       /* where it stopped, once req->error is a fault */
+	uint64_t copy_src;         /* a COPY's source IOVA (req->iova is its destination) */
 	uint64_t retry_page;       /* answered SUCCESS: a second miss here faults; or UINT64_MAX */
 	uint64_t miss_iova;        /* where the page request was for */
 	unsigned int miss_reason;  /* UIOMMU_DMA_FAULT_UNMAPPED or _PERM */
@@ -282,6 +302,7 @@ static void dma_xfer_fault(struct dma_xfer *x, uint64_t iova, unsigned int reaso
 	struct uiommu_dma_fault *f;
 
 	x->req->error = dma_fault_errno(reason);
+	x->fault_iova = iova;
 	uiommu_mutex_lock(&dma_engine_lock);
 	if (e->fault_tail - e->fault_head == DMA_ENGINE_FAULT_LOG) {
 		e->fault_head++;
@@ -291,7 +312,7 @@ static void dma_xfer_fault(struct dma_xfer *x, uint64_t iova, unsigned int reaso
 	*f = (struct uiommu_dma_fault){
 		.iova = iova,
 		.pasid = x->pasid,
-		.op = x->req->op,
+		.op = x->op,
 		.reason = reason,
 		.flags = x->pasid != IOMMU_NO_PASID ? UIOMMU_DMA_FAULT_PASID_VALID : 0,
 	};
@@ -329,12 +350,23 @@ enum dma_mode {
 	DMA_MODE_BLOCKED,
 };
 
+/*
+ * How one direction of one visit translates. In IOTLB mode it keeps the last page it fetched
+ * (the device's own one-entry translation cache): the next access to that page needs no IOTLB
+ * lookup while the IOTLB's invalidation count has not moved, so a batch of small transfers
+ * through the same pages costs one lookup per page run, not one per access.
+ */
 struct dma_ctx {
 	struct iommu_domain *domain;
 	struct iotlb *tlb;
 	enum dma_mode mode;
 	uint64_t granule;          /* DMA_MODE_WALK */
 	bool write;
+	bool cached;               /* DMA_MODE_IOTLB: the fields below hold a translation */
+	uint64_t cache_page;       /* IOVA page */
+	phys_addr_t cache_phys;    /* its physical page */
+	int cache_prot;
+	uint32_t cache_stamp;      /* iotlb_stamp() of its IOTLB entry */
 };
 
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
@@ -360,8 +392,18 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 	c->domain = domain;
 	c->write = write;
 	c->tlb = NULL;
+	c->cached = false;
 	if (type == IOMMU_DOMAIN_IDENTITY || (type & __IOMMU_DOMAIN_SVA)) {
 		c->mode = DMA_MODE_DIRECT;
+		return;
+	}
+	/*
+	 * A nested domain translates through its IOTLB when its driver walks both stages for it
+	 * (its pgsize_bitmap says what an IOTLB entry may hold); else it translates nothing here.
+	 */
+	if (type == IOMMU_DOMAIN_NESTED && min_pg >= IOTLB_PAGE_SIZE && e->tlb) {
+		c->tlb = e->tlb;
+		c->mode = DMA_MODE_IOTLB;
 		return;
 	}
 	if (!(type & __IOMMU_DOMAIN_PAGING)) {
@@ -392,10 +434,29 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	uint64_t size;
 
 	switch (c->mode) {
-	case DMA_MODE_IOTLB:
+	case DMA_MODE_IOTLB: {
+		uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1);
+		int access = c->write ? IOMMU_WRITE : IOMMU_READ, ret;
+
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
-		return iotlb_fetch(c->tlb, c->domain, iova, c->write ? IOMMU_WRITE : IOMMU_READ,
-				   phys, prot);
+		if (c->cached && c->cache_page == page &&
+		    iotlb_stamp_valid(c->tlb, c->domain->id, page, c->cache_stamp)) {
+			*phys = c->cache_phys | (iova & (IOTLB_PAGE_SIZE - 1));
+			*prot = c->cache_prot;
+			return 0;
+		}
+		ret = iotlb_fetch(c->tlb, c->domain, iova, access, phys, prot);
+		/*
+		 * Kept only while the IOTLB holds the entry unchanged: an invalidation that removes
+		 * it, or a fill that evicts it, moves the stamp. A fill that was dropped (it raced
+		 * an invalidation) leaves no entry, so no copy either.
+		 */
+		c->cached = !ret && iotlb_stamp(c->tlb, c->domain->id, page, access, &c->cache_stamp);
+		c->cache_page = page;
+		c->cache_phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
+		c->cache_prot = *prot;
+		return ret;
+	}
 	case DMA_MODE_DMA_WALK:
 		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)
@@ -545,34 +606,62 @@ static bool dma_xfer_may_prq(struct dma_xfer *x, struct iommu_domain *domain, ui
 }
 
 /*
- * Moves what it can of the request, from req->done on. Return: 0 when finished (req->error set
- * on a fault), 1 when a page request must be sent for x->miss_iova first.
+ * The transfer stopped at @iova for @reason (x->op the access): a page request to send (1, the
+ * caller sends it for x->miss_iova) or a fault recorded (0).
  */
-static int dma_xfer_run(struct dma_xfer *x)
+static int dma_xfer_stop(struct dma_xfer *x, struct iommu_domain *domain, uint64_t iova,
+			 unsigned int reason)
+{
+	/* In the process's own address space (SVA), a trap is the CPU page table's miss. */
+	if (reason == UIOMMU_DMA_FAULT_HOST && (iommu_domain_type(domain) & __IOMMU_DOMAIN_SVA))
+		reason = UIOMMU_DMA_FAULT_UNMAPPED;
+	if (reason != UIOMMU_DMA_FAULT_HOST && dma_xfer_may_prq(x, domain, iova)) {
+		x->miss_iova = iova;
+		x->miss_reason = reason;
+		return 1;
+	}
+	dma_xfer_fault(x, iova, reason);
+	return 0;
+}
+
+/*
+ * The domain at x->pasid, for a visit; the group mutex is held. NULL when the transfer ends
+ * here (no domain, a blocking one: the fault is recorded).
+ */
+static struct iommu_domain *dma_xfer_domain(struct dma_xfer *x, uint64_t iova)
+{
+	struct iommu_domain *domain = dma_engine_domain(x->e, x->pasid);
+	unsigned int type;
+
+	if (!domain) {
+		dma_xfer_fault(x, iova, UIOMMU_DMA_FAULT_NO_DOMAIN);
+		return NULL;
+	}
+	type = iommu_domain_type(domain);
+	/* A nested domain goes on: dma_ctx_init() knows whether its driver walks both stages. */
+	if (type != IOMMU_DOMAIN_IDENTITY &&
+	    !(type & (__IOMMU_DOMAIN_SVA | __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_NESTED))) {
+		dma_xfer_fault(x, iova, UIOMMU_DMA_FAULT_BLOCKED);
+		return NULL;
+	}
+	return domain;
+}
+
+/*
+ * Moves what it can of a READ or WRITE, from req->done on, through @c (the group mutex held).
+ * Return: 0 when finished (req->error set on a fault), 1 when a page request must be sent for
+ * x->miss_iova first.
+ */
+static int dma_xfer_step(struct dma_xfer *x, struct iommu_domain *domain, struct dma_ctx *c)
 {
 	struct uiommu_dma_req *req = x->req;
-	struct uiommu_dma_dev *e = x->e;
-	bool write = req->op == UIOMMU_DMA_OP_WRITE;
-	int access = write ? IOMMU_WRITE : IOMMU_READ;
+	int access = c->write ? IOMMU_WRITE : IOMMU_READ;
 	struct dma_run run = { .len = 0 };
 	unsigned int reason = 0;
-	struct iommu_domain *domain;
 	uint64_t iova, bad;
-	struct dma_ctx c;
 	size_t left;
-	int ret = 0;
 
-	iommu_group_mutex_lock(e->group);
-	domain = dma_engine_domain(e, x->pasid);
-	if (!domain) {
-		dma_xfer_fault(x, req->iova + req->done, UIOMMU_DMA_FAULT_NO_DOMAIN);
-		goto out_unlock;
-	}
-	dma_ctx_init(&c, e, domain, write);
-	if (c.mode == DMA_MODE_BLOCKED) {
-		dma_xfer_fault(x, req->iova + req->done, UIOMMU_DMA_FAULT_BLOCKED);
-		goto out_unlock;
-	}
+	x->op = req->op;
 	iova = req->iova + req->done;
 	left = req->len - req->done;
 	while (left) {
@@ -580,7 +669,7 @@ static int dma_xfer_run(struct dma_xfer *x)
 		uint64_t span;
 		int prot;
 
-		if (dma_translate(&c, iova, left, &phys, &span, &prot))
+		if (dma_translate(c, iova, left, &phys, &span, &prot))
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
 		else if ((prot & access) != access)
 			reason = UIOMMU_DMA_FAULT_PERM;
@@ -607,20 +696,145 @@ static int dma_xfer_run(struct dma_xfer *x)
 		reason = UIOMMU_DMA_FAULT_HOST;
 	}
 	if (!reason)
-		goto out_unlock;
-	/* In the process's own address space (SVA), a trap is the CPU page table's miss. */
-	if (reason == UIOMMU_DMA_FAULT_HOST && (iommu_domain_type(domain) & __IOMMU_DOMAIN_SVA))
-		reason = UIOMMU_DMA_FAULT_UNMAPPED;
-	if (reason != UIOMMU_DMA_FAULT_HOST && dma_xfer_may_prq(x, domain, iova)) {
-		x->miss_iova = iova;
-		x->miss_reason = reason;
-		ret = 1;
-		goto out_unlock;
+		return 0;
+	return dma_xfer_stop(x, domain, iova, reason);
+}
+
+/*
+ * Moves what it can of the request, from req->done on. Return: 0 when finished (req->error set
+ * on a fault), 1 when a page request must be sent for x->miss_iova first.
+ */
+static int dma_xfer_run(struct dma_xfer *x)
+{
+	struct uiommu_dma_req *req = x->req;
+	struct iommu_domain *domain;
+	struct dma_ctx c;
+	int ret = 0;
+
+	iommu_group_mutex_lock(x->e->group);
+	domain = dma_xfer_domain(x, req->iova + req->done);
+	if (domain) {
+		dma_ctx_init(&c, x->e, domain, req->op == UIOMMU_DMA_OP_WRITE);
+		ret = dma_xfer_step(x, domain, &c);
 	}
-	dma_xfer_fault(x, iova, reason);
-out_unlock:
-	iommu_group_mutex_unlock(e->group);
+	iommu_group_mutex_unlock(x->e->group);
 	return ret;
+}
+
+/* ---- device-to-device copies -------------------------------------------------------------- */
+
+/*
+ * A copy's run: source and destination both contiguous in host memory over @len bytes. The
+ * shadow request of a COPY (dma_batch) keeps the destination in iova and the bytes written in
+ * done; x->copy_src is the source IOVA.
+ */
+struct dma_copy_run {
+	uint64_t dst_iova;
+	phys_addr_t src, dst;
+	size_t len;
+};
+
+/*
+ * Copies @run and advances req->done past it. On a trap, copies it again page by page (a page
+ * of either side) to find the first piece that traps and which side did: *@bad, *@bad_op.
+ */
+static int dma_copy_flush(struct dma_xfer *x, struct dma_copy_run *run, uint64_t *bad,
+			  unsigned int *bad_op)
+{
+	struct uiommu_dma_req *req = x->req;
+	size_t off = 0;
+
+	if (!run->len)
+		return 0;
+	/* One copy; only a trap makes it go again piece by piece. */
+	if (likely(!uiommu_host_copy((void *)(uintptr_t)run->dst,
+				     (const void *)(uintptr_t)run->src, run->len)))
+		off = run->len;
+	while (off < run->len) {
+		phys_addr_t s = run->src + off, d = run->dst + off;
+		size_t chunk = uiommu_page_size - (s & (uiommu_page_size - 1));
+		unsigned char probe;
+
+		chunk = MIN(chunk, uiommu_page_size - (d & (uiommu_page_size - 1)));
+		chunk = MIN(chunk, run->len - off);
+		if (uiommu_host_copy((void *)(uintptr_t)d, (const void *)(uintptr_t)s, chunk)) {
+			/* Which side is gone: the source if a byte of it cannot be read. */
+			*bad_op = uiommu_host_copy(&probe, (const void *)(uintptr_t)s, 1) ?
+					  UIOMMU_DMA_OP_READ : UIOMMU_DMA_OP_WRITE;
+			*bad = *bad_op == UIOMMU_DMA_OP_READ ? x->copy_src + req->done + off :
+							      run->dst_iova + off;
+			if (off)
+				dma_log_written(x->e->dev, x->pasid, run->dst_iova, off);
+			req->done += off;
+			run->len = 0;
+			return -EFAULT;
+		}
+		off += chunk;
+	}
+	dma_log_written(x->e->dev, x->pasid, run->dst_iova, run->len);
+	req->done += run->len;
+	run->len = 0;
+	return 0;
+}
+
+/*
+ * Moves what it can of a COPY from req->done on: source pages through @rd, destination pages
+ * through @wr, a step the size of the smaller of the two pages' remainders. Return as
+ * dma_xfer_step().
+ */
+static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct dma_ctx *rd,
+			 struct dma_ctx *wr)
+{
+	struct uiommu_dma_req *req = x->req;
+	struct dma_copy_run run = { .len = 0 };
+	unsigned int reason = 0, op = UIOMMU_DMA_OP_READ;
+	uint64_t bad = 0;
+	size_t left = req->len - req->done;
+	uint64_t src = x->copy_src + req->done, dst = req->iova + req->done;
+
+	while (left) {
+		phys_addr_t sp, dp;
+		uint64_t sspan, dspan, span;
+		int sprot, dprot;
+
+		op = UIOMMU_DMA_OP_READ;
+		bad = src;
+		if (dma_translate(rd, src, left, &sp, &sspan, &sprot))
+			reason = UIOMMU_DMA_FAULT_UNMAPPED;
+		else if (!(sprot & IOMMU_READ))
+			reason = UIOMMU_DMA_FAULT_PERM;
+		if (unlikely(reason))
+			break;
+		op = UIOMMU_DMA_OP_WRITE;
+		bad = dst;
+		if (dma_translate(wr, dst, left, &dp, &dspan, &dprot))
+			reason = UIOMMU_DMA_FAULT_UNMAPPED;
+		else if (!(dprot & IOMMU_WRITE))
+			reason = UIOMMU_DMA_FAULT_PERM;
+		if (unlikely(reason))
+			break;
+		span = MIN(MIN(sspan, dspan), (uint64_t)left);
+		if (run.len && run.src + run.len == sp && run.dst + run.len == dp) {
+			run.len += span;
+		} else {
+			if (dma_copy_flush(x, &run, &bad, &op)) {
+				reason = UIOMMU_DMA_FAULT_HOST;
+				break;
+			}
+			run = (struct dma_copy_run){ .dst_iova = dst, .src = sp, .dst = dp,
+						     .len = span };
+		}
+		src += span;
+		dst += span;
+		left -= span;
+	}
+	/* Every piece before the faulting one moves; nothing from it on. */
+	if (dma_copy_flush(x, &run, &bad, &op))
+		reason = UIOMMU_DMA_FAULT_HOST;
+	if (!reason)
+		return 0;
+	x->op = op;
+	return dma_xfer_stop(x, domain, bad, reason);
 }
 
 /* ---- page requests ------------------------------------------------------------------------ */
@@ -694,8 +908,8 @@ out_unlock:
 		evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
 	evt.fault.prm.pasid = x->pasid;
 	evt.fault.prm.grpid = p->grpid;
-	evt.fault.prm.perm = x->req->op == UIOMMU_DMA_OP_WRITE ? IOMMU_FAULT_PERM_WRITE :
-								  IOMMU_FAULT_PERM_READ;
+	evt.fault.prm.perm = x->op == UIOMMU_DMA_OP_WRITE ? IOMMU_FAULT_PERM_WRITE :
+							     IOMMU_FAULT_PERM_READ;
 	evt.fault.prm.addr = x->miss_iova & ~(IOTLB_PAGE_SIZE - 1);
 	ret = iommu_report_device_fault(e->dev, &evt);
 	if (!ret)
@@ -839,7 +1053,9 @@ static int dma_req_check(struct uiommu_dma_dev *e, struct uiommu_dma_req *req, u
 static void dma_xfer_init(struct dma_xfer *x, struct uiommu_dma_dev *e,
 			  struct uiommu_dma_req *req, uint32_t pasid)
 {
-	*x = (struct dma_xfer){ .req = req, .e = e, .pasid = pasid, .retry_page = UINT64_MAX };
+	*x = (struct dma_xfer){
+		.req = req, .e = e, .pasid = pasid, .op = req->op, .retry_page = UINT64_MAX,
+	};
 	req->done = 0;
 	req->error = 0;
 }
@@ -897,6 +1113,156 @@ UIOMMU_EXPORT ssize_t uiommu_dma_write(struct uiommu_dma_dev *e, uint32_t pasid,
 				       const void *buf, size_t len, unsigned int flags)
 {
 	return dma_rw(e, UIOMMU_DMA_OP_WRITE, pasid, iova, (void *)(uintptr_t)buf, len, flags);
+}
+
+/* ---- batches ------------------------------------------------------------------------------ */
+
+/*
+ * A batch in progress: the op at @cur runs as a dma_xfer through a shadow request (a COPY's
+ * has the destination in iova and x.copy_src the source), so page requests, the fault log and
+ * the retry rule are the single transfers' own.
+ */
+struct dma_batch {
+	struct dma_xfer x;
+	struct uiommu_dma_req shadow;
+	struct uiommu_dma_op *ops;
+	size_t n, cur;
+};
+
+static void dma_batch_load(struct dma_batch *b)
+{
+	struct uiommu_dma_op *op = &b->ops[b->cur];
+
+	b->shadow = (struct uiommu_dma_req){
+		.op = op->op, .flags = op->flags, .pasid = op->pasid, .iova = op->iova,
+		.buf = op->buf, .len = op->len,
+	};
+	b->x.pasid = (op->flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : op->pasid;
+	b->x.op = op->op == UIOMMU_DMA_OP_COPY ? UIOMMU_DMA_OP_READ : op->op;
+	b->x.copy_src = op->src;
+	b->x.retry_page = UINT64_MAX;
+	b->x.fault_iova = 0;
+}
+
+static void dma_batch_store(struct dma_batch *b)
+{
+	struct uiommu_dma_op *op = &b->ops[b->cur];
+
+	op->done = b->shadow.done;
+	op->error = b->shadow.error;
+	if (op->error) {
+		op->fault_op = b->x.op;
+		op->fault_iova = b->x.fault_iova;
+	}
+}
+
+/*
+ * Runs the ops from b->cur on, under one hold of the group mutex: one domain lookup, and the
+ * two directions' translation caches shared by every op at the same PASID. Return: 0 when the
+ * batch is over (all done, or b->cur failed), 1 when b->x needs a page request first.
+ */
+static int dma_batch_run(struct dma_batch *b)
+{
+	struct iommu_domain *domain = NULL;
+	struct dma_xfer *x = &b->x;
+	struct dma_ctx rd, wr;
+	uint32_t pasid = 0;
+	int ret = 0;
+
+	iommu_group_mutex_lock(x->e->group);
+	while (b->cur < b->n) {
+		struct uiommu_dma_req *req = &b->shadow;
+		bool copy = req->op == UIOMMU_DMA_OP_COPY;
+
+		if (!domain || x->pasid != pasid) {
+			pasid = x->pasid;
+			domain = dma_xfer_domain(x, copy ? x->copy_src + req->done :
+							   req->iova + req->done);
+			if (!domain) {
+				dma_batch_store(b);
+				break;
+			}
+			dma_ctx_init(&rd, x->e, domain, false);
+			dma_ctx_init(&wr, x->e, domain, true);
+		}
+		if (copy)
+			ret = dma_copy_step(x, domain, &rd, &wr);
+		else
+			ret = dma_xfer_step(x, domain, req->op == UIOMMU_DMA_OP_WRITE ? &wr : &rd);
+		if (ret)
+			break; /* the page request first; then the same op goes on */
+		dma_batch_store(b);
+		if (req->error)
+			break;
+		if (++b->cur < b->n)
+			dma_batch_load(b);
+	}
+	iommu_group_mutex_unlock(x->e->group);
+	return ret;
+}
+
+static int dma_batch_check(struct uiommu_dma_dev *e, const struct uiommu_dma_op *ops, size_t n)
+{
+	if (!e || (n && !ops) || n > UIOMMU_DMA_BATCH_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const struct uiommu_dma_op *op = &ops[i];
+		bool copy = op->op == UIOMMU_DMA_OP_COPY;
+		struct uiommu_dma_req req = {
+			.op = copy ? UIOMMU_DMA_OP_WRITE : op->op, .flags = op->flags,
+			.pasid = op->pasid, .iova = op->iova, .buf = copy ? (void *)ops : op->buf,
+			.len = op->len,
+		};
+		uint32_t pasid;
+		uint64_t last;
+		int ret;
+
+		if (op->op > UIOMMU_DMA_OP_COPY)
+			return -EINVAL;
+		ret = dma_req_check(e, &req, &pasid);
+		if (ret)
+			return ret;
+		if (copy && op->len && check_add_overflow(op->src, (uint64_t)op->len - 1, &last))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_dma_op *ops,
+				       size_t n)
+{
+	struct dma_batch b = { .ops = ops, .n = n };
+	int ret;
+
+	ret = dma_batch_check(e, ops, n);
+	if (ret) {
+		errno = -ret;
+		return -1;
+	}
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		ops[i].done = 0;
+		ops[i].error = 0;
+		ops[i].fault_op = 0;
+		ops[i].fault_iova = 0;
+	}
+	b.x = (struct dma_xfer){ .req = &b.shadow, .e = e };
+	dma_batch_load(&b);
+	while (dma_batch_run(&b)) {
+		ret = dma_prq_send(&b.x, false);
+		if (ret) {
+			dma_prq_send_failed(&b.x, ret);
+			dma_batch_store(&b);
+			break;
+		}
+		dma_prq_wait(&b.x);
+		if (!dma_prq_outcome(&b.x)) {
+			dma_batch_store(&b);
+			break;
+		}
+	}
+	return (ssize_t)b.cur;
 }
 
 /* ---- the asynchronous engine -------------------------------------------------------------- */

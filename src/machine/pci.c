@@ -169,7 +169,7 @@ static int pci_model_check(const struct uiommu_pci_model *m)
 	unsigned int caps = UIOMMU_PCI_CAP_PM | UIOMMU_PCI_CAP_MSI | UIOMMU_PCI_CAP_MSIX |
 			    UIOMMU_PCI_CAP_PCIE;
 
-	if (!m || (m->version != UIOMMU_PCI_MODEL_V1 && m->version != UIOMMU_PCI_MODEL_V2) ||
+	if (!m || m->version < UIOMMU_PCI_MODEL_V1 || m->version > UIOMMU_PCI_MODEL_V3 ||
 	    !m->name || !m->name[0] ||
 	    strlen(m->name) > 31 || m->caps & ~caps || m->interrupt_pin > 4 ||
 	    m->class_code >> 24)
@@ -181,6 +181,9 @@ static int pci_model_check(const struct uiommu_pci_model *m)
 		return -EINVAL;
 	}
 	if (pci_model_check_bars(m) || pci_model_check_vendor_caps(m))
+		return -EINVAL;
+	if (m->version >= UIOMMU_PCI_MODEL_V3 &&
+	    (!m->rom != !m->rom_size || m->rom_size > UIOMMU_PCI_ROM_MAX))
 		return -EINVAL;
 	if (m->caps & UIOMMU_PCI_CAP_MSIX) {
 		uint64_t table = 16ull * m->msix_vectors;
@@ -455,6 +458,29 @@ UIOMMU_EXPORT ssize_t uiommu_pci_dma_write(struct uiommu_pci_fn *fn, uint32_t pa
 					   unsigned int flags)
 {
 	return pci_fn_dma_rw(fn, UIOMMU_DMA_OP_WRITE, pasid, iova, (void *)buf, len, flags);
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops,
+					   size_t n)
+{
+	struct uiommu_dma_dev *e;
+	ssize_t got;
+	int err;
+
+	if (!fn) {
+		errno = EINVAL;
+		return -1;
+	}
+	e = pci_fn_dma_begin(fn);
+	if (IS_ERR(e)) {
+		errno = (int)-PTR_ERR(e);
+		return -1;
+	}
+	got = uiommu_dma_batch(e, ops, n);
+	err = errno;
+	pci_fn_dma_end(fn);
+	errno = err;
+	return got;
 }
 
 UIOMMU_EXPORT ssize_t uiommu_pci_dma_read_faults(struct uiommu_pci_fn *fn,
@@ -1039,6 +1065,22 @@ unsigned int pci_fn_find_ext_cap(struct uiommu_pci_fn *fn, uint16_t id)
 }
 
 /* ---- BARs ------------------------------------------------------------------------------------ */
+
+size_t pci_fn_rom(const struct uiommu_pci_fn *fn, const void **image, size_t *image_size)
+{
+	const struct uiommu_pci_model *m = fn->model;
+	size_t size = 2048;
+
+	*image = NULL;
+	*image_size = 0;
+	if (m->version < UIOMMU_PCI_MODEL_V3 || !m->rom_size)
+		return 0;
+	while (size < m->rom_size)
+		size <<= 1;
+	*image = m->rom;
+	*image_size = m->rom_size;
+	return size;
+}
 
 int pci_fn_bar_info(struct uiommu_pci_fn *fn, unsigned int bar, struct pci_fn_bar_info *info)
 {

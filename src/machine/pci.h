@@ -51,6 +51,7 @@
 #define PCI_CFG_SUBSYS_VENDOR 0x2c
 #define PCI_CFG_SUBSYS_ID 0x2e
 #define PCI_CFG_ROM 0x30
+#define PCI_ROM_ENABLE 0x1u              /* ROM BAR: address decode enable */
 #define PCI_CFG_CAP_PTR 0x34
 #define PCI_CFG_INT_LINE 0x3c
 #define PCI_CFG_INT_PIN 0x3d
@@ -144,6 +145,11 @@ unsigned int pci_fn_find_ext_cap(struct uiommu_pci_fn *fn, uint16_t id);
 
 /* ---- BARs ------------------------------------------------------------------------------------ */
 
+/*
+ * pci_fn_rom() - the function's expansion ROM (a V3 model's image): *@image and *@image_size
+ * (valid while the function is referenced), and the ROM BAR's size, 0 when it has none.
+ */
+size_t pci_fn_rom(const struct uiommu_pci_fn *fn, const void **image, size_t *image_size);
 /* Return: 0, -EINVAL (@bar > 5). */
 int pci_fn_bar_info(struct uiommu_pci_fn *fn, unsigned int bar, struct pci_fn_bar_info *info);
 /*

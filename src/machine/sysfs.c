@@ -68,9 +68,22 @@
  * sends writes on such an fd to uiommu_sysfs_write(), which runs the store and fails with
  * the kernel's errno (EACCES, EINVAL, EPERM, ENODEV, EBUSY ...). dup/dup2/dup3/F_DUPFD share
  * the record and close drops it. Some writes bypass the wrapper: libc's stdio calls its internal write, so
- * bash's builtin echo, which prints through stdio, reaches the memfd directly. Those bytes are
- * found and stored when the last fd of the record goes (bash restores its stdout with dup2) or
- * at the next sync, without an errno to give back: the best a preload library can do.
+ * a stream that is not ours (dprintf, a FILE the program built on the fd) reaches the memfd
+ * directly, as does a program without the preload layer. Those bytes are found and stored
+ * when an fd of the record goes, at its next write(), at the next sync or at exit, without an
+ * errno to give back: the best a preload library can do.
+ * Stored bytes are punched out of the memfd (they read as zeros), so that every process that
+ * holds it, across fork and exec, stores each byte once: the file is the shared record.
+ *
+ * Across exec. The table is this process's memory, gone at exec, but the memfd is inherited:
+ * its name says which attribute it stands for ("uiommu-sysfs:type:<skip>:<group>:<BDF>"), and
+ * the preload layer's constructor adopts every such fd the new image finds (uiommu_sysfs_adopt()),
+ * so `bash -c '/bin/echo DMA-FQ > .../type'` (bash opens, then execs echo) runs the store.
+ * Whenever fd 1 or 2 is an attribute (adopted before main(), or dup2'ed there: bash around a
+ * builtin's `echo x > type`), stdout or stderr is a stream of ours (sysfs_std_claim()), so that
+ * stdio's fflush() and fclose() report the store's errno; the program's stream is back when
+ * the fd stops being one. fopen() and fdopen() of an attribute give the same kind of stream.
+ * An adopted `type` finds its group at its first store, by the member the name gives.
  * Every other write open of the tree fails as sysfs does: EACCES for a read-only attribute or a
  * new file, EISDIR for a directory. A write open relative to a directory fd of the tree
  * (openat(dirfd(opendir("/sys/kernel/debug")), "failslab/verbose")) is brought back to its /sys
@@ -101,10 +114,13 @@
  * Known differences from sysfs, for the record: files and directories belong to the user, not
  * root, so the 0200 PCI attributes are the user's to write (only `type` checks capabilities,
  * as the kernel's store does); an attribute's st_size is its length, not 4096; writes made by
- * libc internally (stdio) report no errno, as said above.
+ * libc internally (stdio on a stream that is not ours, dprintf, writev) report no errno, as
+ * said above.
  *
  * Locking. sysfs_lock protects struct sysfs_state (the session, the tree, the entries on disk,
- * the journal offset) and serialises syncs and journaled stores. sysfs_fd_lock protects the
+ * the journal offset), an adopted record's group lookup, and serialises syncs, journaled
+ * stores and the taking of bypassed bytes (with a flock on a private open of the memfd against
+ * the other processes that hold it, taken inside sysfs_lock). sysfs_fd_lock protects the
  * fd table's updates and the records' reference counts; sysfs_fds[] is read locklessly by
  * uiommu_sysfs_is_fd(), which the preload write() and close() wrappers call on every fd.
  * Order: sysfs_lock -> topology_lock -> core locks; sysfs_fd_lock is a leaf, never held across
@@ -121,6 +137,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -198,11 +215,29 @@ struct sysfs_file {
 	struct iommu_group *group;   /* TYPE: a reference, dropped with the last fd */
 	char bdf[32];                /* TYPE: a member at open time; REMOVE, OVERRIDE: the device */
 	char debugfs[64];            /* DEBUGFS: the attribute below kernel/debug */
+	int group_id;                /* TYPE adopted across exec: the group if @bdf names none */
 	/* The memfd's identity: an fd in the table is checked against it before it is read,
 	 * in case the program closed it behind our back (close_range, fclose of an fdopen). */
 	dev_t dev;
 	ino_t ino;
-	off_t consumed;              /* memfd bytes already stored (bypassing writes) */
+	off_t skip;                  /* memfd bytes that were never written (O_RDWR's content) */
+	off_t consumed;              /* memfd bytes this process has looked at; sysfs_lock */
+};
+
+/*
+ * The name of an attribute's memfd says which attribute it stands for, so that a program exec'd
+ * with the fd inherited (a shell's redirection before exec) adopts it (uiommu_sysfs_adopt()):
+ * "uiommu-sysfs:<attr>:<skip>:<argument>", the argument being "<group id>:<a member's BDF>"
+ * for a `type`, the device's BDF for `remove` and `driver_override`, the attribute below
+ * kernel/debug for debugfs, empty for the bus and driver attributes.
+ */
+#define SYSFS_MEMFD_PREFIX "uiommu-sysfs:"
+static const char *const sysfs_attr_names[] = {
+	[SYSFS_ATTR_TYPE] = "type",         [SYSFS_ATTR_REMOVE] = "remove",
+	[SYSFS_ATTR_RESCAN] = "rescan",     [SYSFS_ATTR_BIND] = "bind",
+	[SYSFS_ATTR_UNBIND] = "unbind",     [SYSFS_ATTR_DEBUGFS] = "debugfs",
+	[SYSFS_ATTR_VFIO_BIND] = "vfio-bind", [SYSFS_ATTR_VFIO_UNBIND] = "vfio-unbind",
+	[SYSFS_ATTR_OVERRIDE] = "override",
 };
 
 #define SYSFS_MAX_FDS 4096
@@ -858,11 +893,19 @@ err_dirty:
 /* ---- the session and its journal ------------------------------------------------------------ */
 
 static void session_remove(const char *path);
+static void sysfs_flush_bypassed_all(void);
 
 static void sysfs_atexit(void)
 {
 	pid_t pid = getpid();
 
+	/*
+	 * What libc wrote to an attribute by itself (dprintf, a FILE of its own on the fd) is
+	 * stored now if no close did it: the program exec'd with a shell's redirection exits
+	 * without closing its stdout. Registered before main(), this runs after the program's own
+	 * exit handlers (coreutils' close_stdout), but before libc flushes the streams left open.
+	 */
+	sysfs_flush_bypassed_all();
 	/* No lock: other threads may be gone or stuck; exit is single-threaded enough here. */
 	if (sysfs.pid == pid && sysfs.tree[0])
 		remove_tree(sysfs.tree);
@@ -1488,6 +1531,28 @@ static ssize_t sysfs_debugfs_store(struct sysfs_file *f, const char *buf, size_t
 	return ret;
 }
 
+/*
+ * A `type` adopted across exec finds its group on first use (a process that only inherits the
+ * fd never boots a machine for it): by the member it named, else by its id (a group without
+ * devices). Return: 0, -ENODEV when neither is there any more, the sync's -errno.
+ */
+static int sysfs_file_resolve_group(struct sysfs_file *f)
+{
+	int rc = 0;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	if (!f->group) {
+		rc = sysfs_sync();
+		if (!rc)
+			f->group = f->bdf[0] ? group_by_bdf(f->bdf) :
+					       iommu_group_get_by_id(f->group_id);
+		if (!rc && !f->group)
+			rc = -ENODEV;
+	}
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
 /* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
@@ -1495,8 +1560,10 @@ static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t co
 	char s[4097], line[96] = "";
 	int rc, fd;
 
-	if (f->attr == SYSFS_ATTR_TYPE)
-		return sysfs_type_store(f->group, buf, count, privileged);
+	if (f->attr == SYSFS_ATTR_TYPE) {
+		rc = sysfs_file_resolve_group(f);
+		return rc ? rc : sysfs_type_store(f->group, buf, count, privileged);
+	}
 	if (f->attr == SYSFS_ATTR_DEBUGFS)
 		return sysfs_debugfs_store(f, buf, count);
 	if (count >= sizeof(s))
@@ -1528,24 +1595,89 @@ static struct sysfs_file *sysfs_file_get(int fd)
 }
 
 /*
- * Stores what was written to the memfd behind the wrapper's back (stdio inside libc), reading
- * it through @fd, one of the record's fds that is still open.
+ * Locks the memfd behind @fd against the other processes that hold it (a shell and the program
+ * it exec'd): flock() on an open description of our own, as the program's is shared with them.
+ * Returns that fd, or -errno (the caller goes on unlocked: sysfs_lock still covers this process).
  */
+static int sysfs_file_lock(int fd)
+{
+	char path[32];
+	int lfd;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	lfd = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (lfd < 0)
+		return lfd;
+	if (flock(lfd, LOCK_EX)) {
+		int rc = -errno;
+
+		sys_close(lfd);
+		return rc;
+	}
+	return lfd;
+}
+
+/*
+ * Takes what was written to the memfd behind the wrappers' back into @buf: bytes that libc wrote
+ * itself (stdio), or that a program without the preload layer wrote. Read through @fd, one of
+ * the record's fds that is still open. What is taken is punched out of the memfd (it reads as
+ * zeros from then on), so that of the processes holding the memfd, each byte is stored by the
+ * first that looks: the file itself is the record of what was stored, shared across fork and
+ * exec. NULs are skipped (a store never contains one: sysfs_streq and kstrtoul refuse them).
+ * Returns the byte count, 0 for none.
+ */
+static ssize_t sysfs_file_take_bypassed(struct sysfs_file *f, int fd, char *buf, size_t len)
+{
+	struct stat st;
+	off_t pos, start = -1;
+	ssize_t n = 0;
+	int lfd;
+
+	if (fstat(fd, &st) || st.st_dev != f->dev || st.st_ino != f->ino)
+		return 0;
+	uiommu_mutex_lock(&sysfs_lock);
+	if (st.st_size <= f->consumed) {
+		uiommu_mutex_unlock(&sysfs_lock);
+		return 0;
+	}
+	lfd = sysfs_file_lock(fd);
+	if (fstat(fd, &st))
+		goto out_unlock;
+	for (pos = f->consumed > f->skip ? f->consumed : f->skip; start < 0 && pos < st.st_size;) {
+		ssize_t i;
+
+		n = pread(fd, buf, len, pos);
+		if (n <= 0)
+			break;
+		for (i = 0; i < n && !buf[i]; i++)
+			;
+		if (i < n)
+			start = pos + i;
+		pos += n;
+	}
+	n = 0;
+	if (start >= 0)
+		n = pread(fd, buf, len, start);
+	if (n > 0 && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start,
+			       st.st_size - start))
+		n = 0; /* not ours to take: the file refuses to forget it */
+	f->consumed = st.st_size;
+out_unlock:
+	if (lfd >= 0)
+		sys_close(lfd);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return n > 0 ? n : 0;
+}
+
+/* Stores what bypassed the wrappers (sysfs_file_take_bypassed()); no errno reaches the writer. */
 static ssize_t sysfs_file_flush_bypassed(struct sysfs_file *f, int fd, bool privileged)
 {
-	char buf[256];
-	struct stat st;
-	ssize_t n, ret = 0;
+	char buf[4096];
+	ssize_t n = sysfs_file_take_bypassed(f, fd, buf, sizeof(buf));
 
-	if (fstat(fd, &st) || st.st_dev != f->dev || st.st_ino != f->ino ||
-	    st.st_size <= f->consumed)
-		return 0;
-	n = pread(fd, buf, sizeof(buf), f->consumed);
-	if (n > 0) {
-		ret = sysfs_attr_store(f, buf, (size_t)n, privileged);
-		f->consumed = st.st_size;
-	}
-	return ret;
+	return n > 0 ? sysfs_attr_store(f, buf, (size_t)n, privileged) : 0;
 }
 
 static void sysfs_file_put(struct sysfs_file *f)
@@ -1569,6 +1701,8 @@ static int sysfs_fd_install(int fd, struct sysfs_file *f)
 
 	if (fd < 0 || fd >= SYSFS_MAX_FDS)
 		return -EMFILE;
+	/* The exit handler stores what the program's libc writes to @fd and never closes. */
+	pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
 	uiommu_mutex_lock(&sysfs_fd_lock);
 	old = atomic_load_explicit(&sysfs_fds[fd], memory_order_relaxed);
 	atomic_store_explicit(&sysfs_fds[fd], f, memory_order_release);
@@ -1754,6 +1888,61 @@ static enum sysfs_attr attr_of(const char *real, int *id, char *bdf, size_t len)
 	return SYSFS_ATTR_NONE;
 }
 
+/* The memfd's name for @f (SYSFS_MEMFD_PREFIX); @id is the group's of a `type`. */
+static void sysfs_file_name(const struct sysfs_file *f, int id, char *buf, size_t len)
+{
+	const char *name = sysfs_attr_names[f->attr];
+
+	if (f->attr == SYSFS_ATTR_TYPE)
+		snprintf(buf, len, SYSFS_MEMFD_PREFIX "%s:%lld:%d:%s", name, (long long)f->skip, id,
+			 f->bdf);
+	else
+		snprintf(buf, len, SYSFS_MEMFD_PREFIX "%s:%lld:%s", name, (long long)f->skip,
+			 f->attr == SYSFS_ATTR_DEBUGFS ? f->debugfs : f->bdf);
+}
+
+/*
+ * The record an inherited memfd named @name stands for (sysfs_file_name()), or NULL: not one of
+ * ours, or -ENOMEM (the fd then stays a plain file, as it was before adoption existed).
+ */
+static struct sysfs_file *sysfs_file_parse(const char *name)
+{
+	char attr[16], arg[64] = "";
+	struct sysfs_file *f;
+	long long skip;
+	size_t i;
+	int end = 0;
+
+	if (sscanf(name, SYSFS_MEMFD_PREFIX "%15[^:]:%lld:%n", attr, &skip, &end) != 2 || !end ||
+	    skip < 0)
+		return NULL;
+	sscanf(name + end, "%63s", arg);
+	for (i = 1; i < ARRAY_SIZE(sysfs_attr_names); i++)
+		if (!strcmp(attr, sysfs_attr_names[i]))
+			break;
+	if (i == ARRAY_SIZE(sysfs_attr_names))
+		return NULL;
+	f = uiommu_zalloc(sizeof(*f));
+	if (!f)
+		return NULL;
+	f->refs = 1;
+	f->attr = (enum sysfs_attr)i;
+	f->skip = f->consumed = (off_t)skip;
+	if (f->attr == SYSFS_ATTR_TYPE) {
+		end = 0;
+		if (sscanf(arg, "%d:%n", &f->group_id, &end) != 1 || !end) {
+			uiommu_free(f);
+			return NULL;
+		}
+		snprintf(f->bdf, sizeof(f->bdf), "%s", arg + end);
+	} else if (f->attr == SYSFS_ATTR_DEBUGFS) {
+		snprintf(f->debugfs, sizeof(f->debugfs), "%s", arg);
+	} else {
+		snprintf(f->bdf, sizeof(f->bdf), "%s", arg);
+	}
+	return f;
+}
+
 /* Is @path (in the tree) a write-only attribute? kernfs refuses to open one for reading. */
 static bool write_only_attr(const char *path)
 {
@@ -1768,7 +1957,8 @@ static bool write_only_attr(const char *path)
  */
 static int sysfs_open_write(const char *path, int flags)
 {
-	char redirected[PATH_MAX], real[PATH_MAX], bdf[64] = "";
+	char redirected[PATH_MAX], real[PATH_MAX], bdf[64] = "", name[128], shown[64];
+	ssize_t content = 0;
 	struct iommu_group *group = NULL;
 	enum sysfs_attr attr;
 	struct sysfs_file *f;
@@ -1825,30 +2015,26 @@ static int sysfs_open_write(const char *path, int flags)
 		snprintf(f->debugfs, sizeof(f->debugfs), "%s", bdf);
 	else
 		snprintf(f->bdf, sizeof(f->bdf), "%s", bdf);
+	if ((flags & O_ACCMODE) == O_RDWR) {
+		/* Readable too: the attribute's content, as a read would show it. */
+		if (group)
+			content = iommu_group_type_show(group, shown, sizeof(shown));
+		else if (!fault_debugfs_show(f->debugfs, shown, sizeof(shown)))
+			content = (ssize_t)strlen(shown);
+		f->skip = f->consumed = content > 0 ? content : 0;
+	}
 	if (uiommu_should_fail()) {
 		rc = -EMFILE;
 		goto err_free;
 	}
-	fd = memfd_create(attr == SYSFS_ATTR_TYPE      ? "uiommu-sysfs-type" :
-			  attr == SYSFS_ATTR_DEBUGFS ? "uiommu-debugfs" : "uiommu-sysfs-pci",
-			  (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	sysfs_file_name(f, id, name, sizeof(name));
+	fd = memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0) {
 		rc = -errno;
 		goto err_free;
 	}
-	if ((flags & O_ACCMODE) == O_RDWR) {
-		/* Readable too: the attribute's content, as a read would show it. */
-		char buf[64];
-		ssize_t n = 0;
-
-		if (group)
-			n = iommu_group_type_show(group, buf, sizeof(buf));
-		else if (!fault_debugfs_show(f->debugfs, buf, sizeof(buf)))
-			n = (ssize_t)strlen(buf);
-
-		if (n > 0 && pwrite(fd, buf, (size_t)n, 0) == n)
-			f->consumed = n;
-	}
+	if (f->skip && pwrite(fd, shown, (size_t)f->skip, 0) != f->skip)
+		f->skip = f->consumed = 0;
 	if (fstat(fd, &st)) {
 		rc = -errno;
 		close(fd);
@@ -1926,6 +2112,9 @@ UIOMMU_EXPORT ssize_t uiommu_sysfs_write(int fd, const void *buf, size_t count)
 	return ret < 0 ? rc_errno((int)ret) : ret;
 }
 
+static void sysfs_std_claim(int fd);
+static void sysfs_std_release(int fd);
+
 UIOMMU_EXPORT int uiommu_sysfs_fd_dup(int oldfd, int newfd)
 {
 	struct sysfs_file *f = sysfs_file_get(oldfd);
@@ -1938,12 +2127,16 @@ UIOMMU_EXPORT int uiommu_sysfs_fd_dup(int oldfd, int newfd)
 		sysfs_file_put(f);
 		return rc_errno(rc);
 	}
+	sysfs_std_claim(newfd); /* a shell's `> attribute`: its stdout reports the errno */
 	return 0;
 }
 
 UIOMMU_EXPORT void uiommu_sysfs_fd_forget(int fd)
 {
-	struct sysfs_file *f = sysfs_fd_remove(fd);
+	struct sysfs_file *f;
+
+	sysfs_std_release(fd); /* while @fd still stores: what stdout holds goes there */
+	f = sysfs_fd_remove(fd);
 
 	if (f) {
 		/* @fd is still open (the caller replaces it next): a last look for bytes. */
@@ -2006,15 +2199,43 @@ UIOMMU_EXPORT int uiommu_sysfs_access(const char *path, int mode)
 	return access(redirected, mode);
 }
 
-/* stdio on an attribute opened for writing: the cookie is the tracked fd. */
+/*
+ * stdio on an attribute opened for writing: a stream whose cookie names the fd. The stream
+ * outlives nothing: when the fd stops being an attribute's (a dup2 over it), its calls are the
+ * plain system calls' (through the preload layer's wrappers when there is one).
+ */
+struct sysfs_cookie {
+	int fd;
+	FILE *stream;
+	bool detached; /* closing the stream leaves the fd alone (sysfs_std_release()) */
+};
+
+/*
+ * The streams of ours standing in for stdout and stderr while fd 1 or 2 is an attribute
+ * (sysfs_std_claim()), and the program's streams they replaced. Slots are taken and emptied
+ * with atomic exchanges: the dup2, close and fclose paths that end a stand-in may race.
+ */
+static _Atomic(struct sysfs_cookie *) sysfs_std[3];
+static FILE *sysfs_std_orig[3]; /* written before the slot is published, read after taking it */
+/* The program fclose()d a stand-in that was its stdout/stderr: the variable now dangles. */
+static atomic_bool sysfs_std_gone[3];
+
+/* stdout for 1, stderr for 2: the variable a program's stdio reads (glibc lets us assign it). */
+static FILE **sysfs_std_var(int fd)
+{
+	return fd == 1 ? &stdout : &stderr;
+}
+
 static ssize_t cookie_read(void *c, char *buf, size_t size)
 {
-	return read((int)(intptr_t)c, buf, size);
+	return read(((struct sysfs_cookie *)c)->fd, buf, size);
 }
 
 static ssize_t cookie_write(void *c, const char *buf, size_t size)
 {
-	ssize_t n = uiommu_sysfs_write((int)(intptr_t)c, buf, size);
+	int fd = ((struct sysfs_cookie *)c)->fd;
+	ssize_t n = uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_write(fd, buf, size) :
+					     write(fd, buf, size);
 
 	/* glibc's file streams see a failed write as 0 bytes done (with errno); a cookie that
 	 * says -1 makes fwrite() count it as a success. */
@@ -2023,7 +2244,7 @@ static ssize_t cookie_write(void *c, const char *buf, size_t size)
 
 static int cookie_seek(void *c, off64_t *off, int whence)
 {
-	off_t r = lseek((int)(intptr_t)c, (off_t)*off, whence);
+	off_t r = lseek(((struct sysfs_cookie *)c)->fd, (off_t)*off, whence);
 
 	if (r < 0)
 		return -1;
@@ -2033,15 +2254,112 @@ static int cookie_seek(void *c, off64_t *off, int whence)
 
 static int cookie_close(void *c)
 {
-	return uiommu_sysfs_close((int)(intptr_t)c);
+	struct sysfs_cookie *ck = c, *expected = ck;
+	int fd = ck->fd, rc = 0;
+
+	/* The program's fclose(stdout) of a stand-in: no longer ours to hand back. */
+	if (fd >= 0 && fd <= 2 && atomic_compare_exchange_strong(&sysfs_std[fd], &expected, NULL) &&
+	    *sysfs_std_var(fd) == ck->stream)
+		atomic_store(&sysfs_std_gone[fd], true);
+	if (!ck->detached)
+		rc = uiommu_sysfs_is_fd(fd) ? uiommu_sysfs_close(fd) : close(fd);
+	uiommu_free(ck);
+	return rc;
 }
 
-UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
+/*
+ * A stream over @fd whose writes reach the store. glibc marks a cookie stream's descriptor -2
+ * (fileno() answers EBADF); it is given @fd instead, which only fileno() reads (the cookie
+ * functions do the I/O), so that a program asking its stdout's number gets 1.
+ */
+static FILE *sysfs_stream(int fd, const char *mode, struct sysfs_cookie **ckp)
 {
 	static const cookie_io_functions_t io = {
 		.read = cookie_read, .write = cookie_write, .seek = cookie_seek,
 		.close = cookie_close,
 	};
+	struct sysfs_cookie *ck = uiommu_zalloc(sizeof(*ck));
+	FILE *f;
+
+	if (!ck) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ck->fd = fd;
+	f = fopencookie(ck, mode, io);
+	if (!f) {
+		uiommu_free(ck);
+		return NULL;
+	}
+	ck->stream = f;
+	if (ckp)
+		*ckp = ck;
+#ifdef __GLIBC__
+	f->_fileno = fd;
+#endif
+	return f;
+}
+
+/*
+ * fd 1 or 2 (@fd) has just become an attribute (a shell's `echo x > type` dup2s it there, or
+ * the program was exec'd so): while it stays one, stdout or stderr is a stream of ours, so that
+ * the program's stdio (bash's builtin echo and printf, coreutils' close_stdout) gets the
+ * store's errno from fflush() and fclose(). Only a stream that writes to @fd and holds nothing
+ * unwritten is replaced (its bytes belong to the fd's previous file); it keeps its buffering.
+ * On failure the program's stream stays, and what it writes is stored without an errno.
+ */
+static void sysfs_std_claim(int fd)
+{
+	struct sysfs_cookie *ck, *none = NULL;
+	FILE *prog, *ours;
+
+	if (fd != 1 && fd != 2)
+		return;
+	prog = *sysfs_std_var(fd);
+	if (atomic_load(&sysfs_std_gone[fd]) || atomic_load(&sysfs_std[fd]) || !prog ||
+	    fileno(prog) != fd || __fpending(prog))
+		return;
+	ours = sysfs_stream(fd, "w", &ck);
+	if (!ours)
+		return;
+	if (__flbf(prog))
+		setvbuf(ours, NULL, _IOLBF, BUFSIZ);
+	else if (fd == 2)
+		setvbuf(ours, NULL, _IONBF, 0); /* stdout stays fully buffered, as on a file */
+	sysfs_std_orig[fd] = prog;
+	if (!atomic_compare_exchange_strong(&sysfs_std[fd], &none, ck)) {
+		ck->detached = true;
+		fclose(ours); /* another thread claimed it first */
+		return;
+	}
+	*sysfs_std_var(fd) = ours;
+}
+
+/*
+ * fd 1 or 2 stops being an attribute (a dup2 over it, a close): what the stand-in holds goes to
+ * the attribute first (no errno left to give: the program did not flush), then the program's
+ * own stream is back, and the stand-in is freed without closing the fd.
+ */
+static void sysfs_std_release(int fd)
+{
+	struct sysfs_cookie *ck;
+	FILE *ours;
+
+	if (fd != 1 && fd != 2)
+		return;
+	ck = atomic_exchange(&sysfs_std[fd], NULL);
+	if (!ck)
+		return;
+	ours = ck->stream;
+	fflush(ours);
+	if (*sysfs_std_var(fd) == ours)
+		*sysfs_std_var(fd) = sysfs_std_orig[fd];
+	ck->detached = true;
+	fclose(ours);
+}
+
+UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
+{
 	char redirected[PATH_MAX];
 	int flags, fd;
 	FILE *f;
@@ -2063,7 +2381,7 @@ UIOMMU_EXPORT FILE *uiommu_sysfs_fopen(const char *path, const char *mode)
 	fd = uiommu_sysfs_open(path, flags, 0666);
 	if (fd < 0)
 		return NULL;
-	f = fopencookie((void *)(intptr_t)fd, mode, io);
+	f = sysfs_stream(fd, mode, NULL);
 	if (!f) {
 		int err = errno;
 
@@ -2102,4 +2420,77 @@ UIOMMU_EXPORT void uiommu_sysfs_session_begin(void)
 	snprintf(sysfs_session_owned, sizeof(sysfs_session_owned), "%s", path);
 	sysfs_session_owner = self;
 	pthread_once(&sysfs_atexit_once, sysfs_register_atexit);
+}
+
+UIOMMU_EXPORT FILE *uiommu_sysfs_fdopen(int fd, const char *mode)
+{
+	if (!uiommu_sysfs_is_fd(fd)) {
+		errno = EBADF;
+		return NULL;
+	}
+	return sysfs_stream(fd, mode, NULL);
+}
+
+/* The record of an inherited memfd, shared with the fds of the same file adopted before it. */
+static struct sysfs_file *sysfs_adopt_one(int fd, const char *name, const struct stat *st,
+					  const int *adopted, size_t nr)
+{
+	struct sysfs_file *f;
+	size_t i;
+
+	for (i = 0; i < nr; i++) {
+		f = atomic_load_explicit(&sysfs_fds[adopted[i]], memory_order_relaxed);
+		if (f && f->dev == st->st_dev && f->ino == st->st_ino)
+			return sysfs_file_get(adopted[i]);
+	}
+	f = sysfs_file_parse(name);
+	if (f) {
+		f->dev = st->st_dev;
+		f->ino = st->st_ino;
+	}
+	return f;
+}
+
+UIOMMU_EXPORT void uiommu_sysfs_adopt(void)
+{
+	static const char memfd[] = "/memfd:" SYSFS_MEMFD_PREFIX;
+	int adopted[16], saved_errno = errno;
+	size_t nr = 0;
+	struct dirent *de;
+	DIR *dir;
+
+	dir = opendir("/proc/self/fd");
+	if (!dir)
+		goto out;
+	while ((de = readdir(dir))) {
+		char link[32], name[256];
+		struct sysfs_file *f;
+		struct stat st;
+		ssize_t n;
+		int fd;
+
+		if (sscanf(de->d_name, "%d", &fd) != 1 || fd == dirfd(dir) || fd >= SYSFS_MAX_FDS ||
+		    uiommu_sysfs_is_fd(fd))
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = sys_readlinkat(AT_FDCWD, link, name, sizeof(name) - 1);
+		if (n <= (ssize_t)strlen(memfd))
+			continue;
+		name[n] = '\0';
+		if (strncmp(name, memfd, strlen(memfd)) || sys_fstat(fd, &st))
+			continue;
+		f = sysfs_adopt_one(fd, name + strlen("/memfd:"), &st, adopted, nr);
+		if (!f)
+			continue;
+		if (sysfs_fd_install(fd, f)) {
+			sysfs_file_put(f);
+			continue;
+		}
+		if (nr < ARRAY_SIZE(adopted))
+			adopted[nr++] = fd;
+		sysfs_std_claim(fd); /* stdout or stderr: a stream that reports the errno */
+	}
+	closedir(dir);
+out:
+	errno = saved_errno;
 }

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "drivers/intel/vtd.h"
 #include "drivers/mock/mock.h"
 #include "drivers/s390/s390-iommu.h"
 #include "iommu/dma-iommu.h"
@@ -63,6 +64,8 @@ struct topo_iommu_desc {
 	bool msi_window;               /* mock: x86's interrupt window is reserved */
 	bool s390;                     /* "driver": "s390" (else the mock) */
 	uint64_t start_dma, end_dma;   /* s390: the functions' DMA range */
+	bool vtd;                      /* "driver": "vtd" */
+	struct vtd_features vtd_features; /* vtd: "features" over vtd_default_features */
 };
 
 struct topo_device_desc {
@@ -374,12 +377,68 @@ static int parse_iommu_s390(struct topo_parser *p, struct json_object *obj, cons
 	return rc;
 }
 
+/*
+ * The VT-d model's "features" (what the instance implements, hence its CAP/ECAP), refused for
+ * any other driver. PASIDs and dirty tracking are features there, not "max_pasids" and
+ * "dirty_tracking".
+ */
+static int parse_iommu_vtd(struct topo_parser *p, struct json_object *obj, const char *where,
+			   bool vtd, struct topo_iommu_desc *io)
+{
+	static const char *const keys[] = { "five_level", "nest", "fs5lp", "fs1gp", "ssads",
+					    "srs", "eafs", "prs", "pasid_bits", NULL };
+	struct vtd_features *f = &io->vtd_features;
+	struct json_object *feat = NULL;
+	char fwhere[48];
+	uint64_t bits;
+	int rc = 0;
+
+	io->vtd = vtd;
+	*f = vtd_default_features;
+	json_object_object_get_ex(obj, "features", &feat);
+	parser_at(p, "%s", where);
+	if (!vtd)
+		return feat ? parse_error(p, "features need \"driver\": \"vtd\"") : 0;
+	if (json_object_object_get_ex(obj, "max_pasids", NULL) ||
+	    json_object_object_get_ex(obj, "dirty_tracking", NULL))
+		return parse_error(p, "max_pasids and dirty_tracking of \"driver\": \"vtd\" are "
+				      "its features pasid_bits and ssads");
+	if (!feat)
+		return 0;
+	snprintf(fwhere, sizeof(fwhere), "%s.features", where);
+	parser_at(p, "%s", fwhere);
+	if (!json_object_is_type(feat, json_type_object))
+		return parse_error(p, "must be an object");
+	rc = check_keys(p, feat, keys, fwhere);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "five_level", f->five_level, &f->five_level);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "nest", f->nest, &f->nest);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "fs5lp", f->fs5lp, &f->fs5lp);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "fs1gp", f->fs1gp, &f->fs1gp);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "ssads", f->ssads, &f->ssads);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "srs", f->srs, &f->srs);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "eafs", f->eafs, &f->eafs);
+	if (!rc)
+		rc = get_bool(p, feat, fwhere, "prs", f->prs, &f->prs);
+	if (!rc)
+		rc = get_u64(p, feat, fwhere, "pasid_bits", false, f->pasid_bits, 20, &bits);
+	if (!rc)
+		f->pasid_bits = (unsigned int)bits;
+	return rc;
+}
+
 static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned int i,
 		       struct topo_desc *d)
 {
 	static const char *const keys[] = { "name", "driver", "max_pasids", "deferred_flush",
 					    "dirty_tracking", "msi_window", "start_dma", "end_dma",
-					    "comment", NULL };
+					    "features", "comment", NULL };
 	struct topo_iommu_desc *io = &d->iommus[i];
 	char where[32], driver[16];
 	uint64_t v;
@@ -402,10 +461,14 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 			rc = parse_error(p, "\"%s\" is also iommus[%u]", io->name, j);
 	if (!rc)
 		rc = get_string(p, obj, where, "driver", false, driver, sizeof(driver));
-	if (!rc && driver[0] && strcmp(driver, "mock") && strcmp(driver, "s390"))
-		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\", \"s390\")", driver);
+	if (!rc && driver[0] && strcmp(driver, "mock") && strcmp(driver, "s390") &&
+	    strcmp(driver, "vtd"))
+		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\", \"s390\", \"vtd\")",
+				 driver);
 	if (!rc)
 		rc = parse_iommu_s390(p, obj, where, !strcmp(driver, "s390"), io);
+	if (!rc)
+		rc = parse_iommu_vtd(p, obj, where, !strcmp(driver, "vtd"), io);
 	if (!rc)
 		rc = get_u64(p, obj, where, "max_pasids", false, 0, TOPOLOGY_MAX_PASIDS, &v);
 	if (rc)
@@ -967,6 +1030,8 @@ static void topo_teardown(void)
 
 		if (s390_iommu_is_instance(iommu))
 			s390_iommu_unregister(iommu);
+		else if (vtd_iommu_is_instance(iommu))
+			vtd_iommu_unregister(iommu);
 		else
 			mock_iommu_unregister(iommu);
 	}
@@ -1003,6 +1068,8 @@ static int topo_instantiate(const struct topo_desc *d)
 		if (d->iommus[i].s390)
 			rc = s390_iommu_register(iommu, d->iommus[i].start_dma,
 						 d->iommus[i].end_dma);
+		else if (d->iommus[i].vtd)
+			rc = vtd_iommu_register(iommu, &d->iommus[i].vtd_features);
 		else
 			rc = mock_iommu_register(iommu);
 		if (rc)

@@ -8,9 +8,10 @@
  * The virtual sysfs (the library's machine/sysfs.c) is forwarded the same way: a call naming a
  * path that uiommu_sysfs_claims() (/sys/kernel/iommu_groups, /sys/bus/pci/devices, ...) gets
  * the library's redirected path (uiommu_sysfs_redirect()) and goes on to libc with it; opens
- * go to uiommu_sysfs_open()/uiommu_sysfs_fopen(), and write, close and the dups of an fd that
- * uiommu_sysfs_is_fd() claims go to the library. The constructor lets the library name the
- * session directory before main() and start the control socket if $UIOMMU_CTL_SOCKET is set.
+ * go to uiommu_sysfs_open()/uiommu_sysfs_fopen(), and write, close, fdopen and the dups of an
+ * fd that uiommu_sysfs_is_fd() claims go to the library. The constructor lets the library name
+ * the session directory before main(), take back the attribute fds inherited across exec
+ * (uiommu_sysfs_adopt()) and start the control socket if $UIOMMU_CTL_SOCKET is set.
  *
  * The calling process's /proc status file goes the same way: an open or fopen of a path
  * uiommu_proc_status_claims() becomes uiommu_proc_status_open()/_fopen() (VmPin, VmLck).
@@ -780,6 +781,15 @@ UIOMMU_EXPORT int munmap(void *addr, size_t len)
 WRAP_FOPEN(fopen)
 WRAP_FOPEN(fopen64)
 
+/* A stream on an attribute's fd: the library's, whose writes are the store. */
+UIOMMU_EXPORT FILE *fdopen(int fd, const char *mode)
+{
+	libc_func(fdopen, FILE *, int, const char *);
+	if (uiommu_sysfs_is_fd(fd))
+		return uiommu_sysfs_fdopen(fd, mode);
+	return _fdopen(fd, mode);
+}
+
 /* A call that names a path (the parameter `path`): redirect it, then libc. */
 #define WRAP_PATH(name, rettype, err, args, ...)                                          \
 	UIOMMU_EXPORT rettype name(__VA_ARGS__)                                           \
@@ -1006,6 +1016,7 @@ static void __attribute__((constructor)) preload_init(void)
 	sigset_t mask;
 
 	uiommu_sysfs_session_begin();
+	uiommu_sysfs_adopt();
 	uiommu_ctl_start_env();
 	/* fds of uiommu files this program inherited across exec reach their server. */
 	uiommu_fd_adopt_inherited();

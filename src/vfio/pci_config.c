@@ -429,8 +429,13 @@ static void config_bars_update(struct vfio_pci_core *core)
 		}
 		cfg_put(core->vconfig, off, 4, lo);
 	}
-	/* No ROM: the ROM BAR reads 0. */
-	cfg_put(core->vconfig, PCI_CFG_ROM, 4, 0);
+	/* The ROM BAR: its address bits and the enable bit; 0 without a ROM. */
+	if (core->bar_size[VFIO_PCI_ROM])
+		cfg_put(core->vconfig, PCI_CFG_ROM, 4,
+			cfg_get(core->vconfig, PCI_CFG_ROM, 4) &
+				(~(uint32_t)(core->bar_size[VFIO_PCI_ROM] - 1) | PCI_ROM_ENABLE));
+	else
+		cfg_put(core->vconfig, PCI_CFG_ROM, 4, 0);
 	core->bardirty = false;
 }
 

@@ -22,8 +22,12 @@
  * DMA logging, resets the function and drops everything. See vfio_pci.c.
  *
  * Lock order: vfio_cdev_lock (group.h) -> vfio_pci_lock (the open devices) -> core->lock ->
- * core->irq_lock -> the machine's function lock; core->log_lock is a leaf (the DMA engine's
- * log hook takes it under the group mutex).
+ * core->irq_lock -> the machine's function lock; core->lock -> vfio_map_lock (the followed BAR
+ * mmaps, vfio_pci_zap.c, a leaf); core->log_lock is a leaf (the DMA engine's log hook takes it
+ * under the group mutex). core->ioev_lock (ioeventfds) is never held with core->lock: its
+ * watcher thread writes through vfio_pci_rw(), which takes core->lock, and the last close
+ * stops that thread before it takes core->lock. The unmask irqfd's watcher takes only
+ * core->irq_lock, so removing it under core->lock joins it safely.
  */
 #ifndef UIOMMU_VFIO_VFIO_H
 #define UIOMMU_VFIO_VFIO_H

@@ -17,13 +17,15 @@
  * areas a model declares are memory a mapping can reach: GET_REGION_INFO lists them in a
  * sparse mmap capability, and mmap() maps the function's memfd at the area, so the driver and
  * the model share the pages; a mapping of more of such a BAR (the whole BAR, as the kernel
- * allows) has its other pages PROT_NONE.
+ * allows) has its other pages PROT_NONE. The area mappings are followed and revoked while
+ * memory decode is off (vfio_pci_zap.c). The ROM (region 6) is the model's image, read-only.
  *
  * Interrupts: SET_IRQS programs the function through pci_fn_irq_enable() and friends, as the
  * host kernel's MSI code programs a real one; the function's messages come back through the
  * notifier registered at open (vfio_pci_irq_ops) and become eventfd signals. INTx is
  * automasked virtually: a signal masks it until UNMASK, which signals again at once if the
- * line is still asserted.
+ * line is still asserted; the unmask irqfd (KVM's resampler) is an UNMASK for every signal of
+ * its eventfd, seen by a watcher thread. VFIO_DEVICE_IOEVENTFD is vfio_pci_ioeventfd.c's.
  *
  * Reset: VFIO_DEVICE_RESET, PCIe Initiate FLR, PCI_HOT_RESET: the function's FLR with the
  * header saved before and restored after (the PCI core's save/restore), the interrupt mode
@@ -41,9 +43,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
@@ -65,6 +70,7 @@
 #define VFIO_CMD_RESET VFIO_IOCTL(11)
 #define VFIO_CMD_HOT_RESET_INFO VFIO_IOCTL(12)
 #define VFIO_CMD_HOT_RESET VFIO_IOCTL(13)
+#define VFIO_CMD_IOEVENTFD VFIO_IOCTL(16)
 #define VFIO_CMD_FEATURE VFIO_IOCTL(17)
 
 #define INFO_FLAG_RESET (1u << 0)
@@ -168,7 +174,7 @@ static LIST_HEAD(, vfio_pci_core) vfio_pci_cores = LIST_HEAD_INITIALIZER(vfio_pc
  * them ThreadSanitizer sees the signal as the release the reader's read() acquires.
  * Return: the duplicate, -EBADF, -EINVAL (not an eventfd), -EMFILE.
  */
-static int efd_get(int fd)
+int vfio_efd_get(int fd)
 {
 	char path[32], link[32];
 	ssize_t n;
@@ -192,7 +198,44 @@ err_close:
 	return -EINVAL;
 }
 
-static void efd_put(int fd)
+/*
+ * Takes what @fd (one of our duplicates) has counted, without blocking: our duplicate shares
+ * the caller's file, whose O_NONBLOCK is the caller's, and the caller may read it too, so a
+ * plain read() after poll() could sleep for good. Return: 0 when there was a count, -EAGAIN.
+ */
+int vfio_efd_consume(int fd)
+{
+	eventfd_t cnt;
+	struct iovec iov = { .iov_base = &cnt, .iov_len = sizeof(cnt) };
+
+	return preadv2(fd, &iov, 1, -1, RWF_NOWAIT) == sizeof(cnt) ? 0 : -EAGAIN;
+}
+
+/* The kernel's identity of the eventfd behind @fd ("eventfd-id" of its fdinfo); 0 if unknown. */
+uint64_t vfio_efd_id(int fd)
+{
+	char path[48], buf[512];
+	unsigned long long id = 0;
+	ssize_t n;
+	char *p;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (f < 0)
+		return 0;
+	n = sys_read(f, buf, sizeof(buf) - 1);
+	sys_close(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strstr(buf, "eventfd-id:");
+	if (p)
+		sscanf(p + 11, "%llu", &id);
+	return id;
+}
+
+void vfio_efd_put(int fd)
 {
 	if (fd >= 0)
 		close(fd);
@@ -255,6 +298,101 @@ void vfio_pci_intx_vdisable(struct vfio_pci_core *core, bool disabled)
 	uiommu_mutex_unlock(&core->irq_lock);
 }
 
+/* ---- the INTx unmask irqfd ------------------------------------------------------------------- */
+
+/* INTx unmasked by the user, the unmask irqfd or the virtual DisINTx; irq_lock held. */
+static void vfio_pci_intx_unmask_locked(struct vfio_pci_core *core)
+{
+	core->intx_masked = false;
+	vfio_pci_intx_recheck(core);
+}
+
+/*
+ * The watcher of the unmask irqfd: each signal (its count consumed, as the kernel's virqfd
+ * consumes it) unmasks INTx, which signals the trigger again at once if the line is still
+ * asserted. A signal pending when it starts counts. It ends when unmask_stop is signalled.
+ */
+static void *vfio_pci_unmask_watch(void *arg)
+{
+	struct vfio_pci_core *core = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = core->unmask_fd, .events = POLLIN },
+		{ .fd = core->unmask_stop, .events = POLLIN },
+	};
+
+	for (;;) {
+		/* The user's eventfd and ours. */
+		if (poll(pfd, 2, -1) < 0)
+			continue; /* EINTR */
+		if (pfd[1].revents)
+			return NULL;
+		if (!(pfd[0].revents & POLLIN) || vfio_efd_consume(core->unmask_fd))
+			continue;
+		uiommu_mutex_lock(&core->irq_lock);
+		vfio_pci_intx_unmask_locked(core);
+		uiommu_mutex_unlock(&core->irq_lock);
+	}
+}
+
+int vfio_watcher_start(int *kick, pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	int rc;
+
+	*kick = uiommu_should_fail() ? (errno = EMFILE, -1) : eventfd(0, EFD_CLOEXEC);
+	if (*kick < 0)
+		return -errno;
+	rc = uiommu_should_fail() ? EAGAIN : pthread_create(thread, NULL, fn, arg);
+	if (rc) {
+		sys_close(*kick);
+		*kick = -1;
+		return -rc;
+	}
+	return 0;
+}
+
+/* Removes the unmask irqfd, if any: when it returns, no unmask of it runs. core->lock. */
+static void vfio_pci_unmask_stop(struct vfio_pci_core *core)
+{
+	lockdep_assert_held(&core->lock);
+	if (!core->unmask_running)
+		return;
+	sys_write(core->unmask_stop, &(eventfd_t){ 1 }, sizeof(eventfd_t));
+	/* The watcher takes only irq_lock, never core->lock: joining it here cannot deadlock. */
+	pthread_join(core->unmask_thread, NULL);
+	core->unmask_running = false;
+	vfio_efd_put(core->unmask_fd);
+	sys_close(core->unmask_stop);
+	core->unmask_fd = core->unmask_stop = -1;
+}
+
+/* Installs @fd as the unmask irqfd: -EBADF, -EINVAL (not an eventfd), -EBUSY (one is set). */
+static int vfio_pci_unmask_start(struct vfio_pci_core *core, int fd)
+{
+	int efd, rc;
+
+	lockdep_assert_held(&core->lock);
+	efd = vfio_efd_get(fd);
+	if (efd < 0)
+		return efd;
+	if (core->unmask_running) {
+		rc = -EBUSY;
+		goto err_put;
+	}
+	core->unmask_fd = efd;
+	rc = vfio_watcher_start(&core->unmask_stop, &core->unmask_thread, vfio_pci_unmask_watch,
+				core);
+	if (rc) {
+		core->unmask_fd = -1;
+		goto err_put;
+	}
+	core->unmask_running = true;
+	return 0;
+
+err_put:
+	vfio_efd_put(efd);
+	return rc;
+}
+
 /* Drops the eventfds of the active mode and disables the function's interrupts. core->lock. */
 static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 {
@@ -264,6 +402,7 @@ static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 
 	if (core->irq_type == VFIO_PCI_NUM_IRQS)
 		return;
+	vfio_pci_unmask_stop(core); /* as the kernel's INTx disable drops its unmask virqfd */
 	pci_fn_irq_disable(core->fn);
 	uiommu_mutex_lock(&core->irq_lock);
 	trig = core->trig;
@@ -275,9 +414,9 @@ static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 	core->irq_type = VFIO_PCI_NUM_IRQS;
 	uiommu_mutex_unlock(&core->irq_lock);
 	for (unsigned int i = 0; trig && i < n; i++)
-		efd_put(trig[i]);
+		vfio_efd_put(trig[i]);
 	uiommu_free(trig);
-	efd_put(intx);
+	vfio_efd_put(intx);
 	core->num_ctx = 0;
 }
 
@@ -378,6 +517,8 @@ static void vfio_pci_core_free(struct vfio_pci_core *core)
 	uiommu_mutex_destroy(&core->lock);
 	uiommu_mutex_destroy(&core->irq_lock);
 	uiommu_mutex_destroy(&core->log_lock);
+	uiommu_mutex_destroy(&core->ioev_lock);
+	uiommu_cond_destroy(&core->ioev_cond);
 	pci_fn_put(core->fn);
 	device_put(core->dev);
 	uiommu_free(core);
@@ -396,7 +537,8 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 		core->bar_size[i] = core->bar_info[i].size;
 		core->bar_flags[i] = core->bar_info[i].flags;
 	}
-	core->bar_size[VFIO_PCI_ROM] = 0;
+	core->bar_size[VFIO_PCI_ROM] = pci_fn_rom(core->fn, (const void **)&core->rom,
+						   &core->rom_len);
 	/* Bus Master off, then a reset whose success says whether resets work. */
 	rc = pci_fn_config_read_reg(core->fn, PCI_CFG_COMMAND, 2, &cmd);
 	if (rc)
@@ -416,20 +558,23 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 	core->power_state = 0;
 	core->irq_type = VFIO_PCI_NUM_IRQS;
 	core->intx_trig = core->err_trig = core->req_trig = -1;
+	core->unmask_fd = core->unmask_stop = -1;
 	rc = vfio_config_init(core);
 	if (rc)
 		return rc;
+	core->maps_live = vfio_pci_memory_enabled(core);
 	return pci_fn_irq_register(core->fn, &vfio_pci_irq_ops, core);
 }
 
 /* vfio-pci's last close. core->lock held. */
 static void vfio_pci_core_disable(struct vfio_pci_core *core)
 {
+	vfio_pci_maps_forget(core);
 	vfio_pci_log_stop(core);
 	vfio_pci_irq_disable(core);
 	pci_fn_irq_unregister(core->fn);
-	efd_put(core->err_trig);
-	efd_put(core->req_trig);
+	vfio_efd_put(core->err_trig);
+	vfio_efd_put(core->req_trig);
 	core->err_trig = core->req_trig = -1;
 	/* Command = DisINTx only (Bus Master off: DMA fenced), then a reset. */
 	pci_fn_config_write_reg(core->fn, PCI_CFG_COMMAND, 2, PCI_CMD_INTX_DISABLE);
@@ -468,6 +613,7 @@ struct vfio_pci_core *vfio_pci_core_open(struct device *dev, struct iommufd_ctx 
 	uiommu_mutex_init(&core->lock);
 	uiommu_mutex_init(&core->irq_lock);
 	uiommu_mutex_init(&core->log_lock);
+	vfio_pci_ioeventfd_init(core);
 	uiommu_mutex_lock(&core->lock);
 	rc = vfio_pci_core_enable(core);
 	uiommu_mutex_unlock(&core->lock);
@@ -499,6 +645,8 @@ void vfio_pci_core_close(struct vfio_pci_core *core)
 		return;
 	}
 	LIST_REMOVE(core, node);
+	/* Before core->lock: the ioeventfd watcher's writes take it. */
+	vfio_pci_ioeventfd_release(core);
 	uiommu_mutex_lock(&core->lock);
 	vfio_pci_core_disable(core);
 	uiommu_mutex_unlock(&core->lock);
@@ -589,8 +737,9 @@ static int vfio_pci_get_region_info(struct vfio_pci_core *core, struct uiommu_mm
 		info.flags = REGION_READ | REGION_WRITE;
 		break;
 	case VFIO_PCI_ROM:
-		info.size = 0; /* no ROM on an emulated function */
-		info.flags = 0;
+		/* The BAR's size, read-only; 0 and no flags for a function without a ROM. */
+		info.size = core->bar_size[VFIO_PCI_ROM];
+		info.flags = info.size ? REGION_READ : 0;
 		break;
 	case VFIO_PCI_VGA:
 		return -EINVAL; /* not a VGA function */
@@ -686,16 +835,20 @@ static int vfio_intx_mask(struct vfio_pci_core *core, const struct vfio_irq_set 
 	if (hdr->flags & SET_DATA_EVENTFD) {
 		if (mask)
 			return -ENOTTY;
-		/* An unmask irqfd (KVM's resampler) is not offered; removing none is no error. */
+		/* The unmask irqfd (KVM's resampler): fd >= 0 installs it, -1 removes it. */
 		memcpy(&fd, data, sizeof(fd));
-		return fd < 0 ? 0 : -EOPNOTSUPP;
+		if (fd >= 0)
+			return vfio_pci_unmask_start(core, fd);
+		vfio_pci_unmask_stop(core);
+		return 0;
 	}
 	if ((hdr->flags & SET_DATA_BOOL) && !*(const uint8_t *)data)
 		return 0;
 	uiommu_mutex_lock(&core->irq_lock);
-	core->intx_masked = mask;
-	if (!mask)
-		vfio_pci_intx_recheck(core);
+	if (mask)
+		core->intx_masked = true;
+	else
+		vfio_pci_intx_unmask_locked(core);
 	uiommu_mutex_unlock(&core->irq_lock);
 	return 0;
 }
@@ -715,14 +868,14 @@ static int vfio_intx_trigger(struct vfio_pci_core *core, const struct vfio_irq_s
 	if (hdr->flags & SET_DATA_EVENTFD) {
 		memcpy(&fd, data, sizeof(fd));
 		if (fd >= 0) {
-			efd = efd_get(fd);
+			efd = vfio_efd_get(fd);
 			if (efd < 0)
 				return efd;
 		}
 		if (irq_none(core)) {
 			rc = pci_fn_irq_enable(core->fn, PCI_IRQ_INTX, 1);
 			if (rc) {
-				efd_put(efd);
+				vfio_efd_put(efd);
 				return rc;
 			}
 		}
@@ -736,7 +889,7 @@ static int vfio_intx_trigger(struct vfio_pci_core *core, const struct vfio_irq_s
 			vfio_pci_intx_recheck(core);
 		}
 		uiommu_mutex_unlock(&core->irq_lock);
-		efd_put(old);
+		vfio_efd_put(old);
 		return 0;
 	}
 	if (!irq_is(core, VFIO_PCI_INTX))
@@ -766,7 +919,7 @@ static int vfio_msi_set_block(struct vfio_pci_core *core, unsigned int start, un
 			break;
 		}
 		if (fds[i] >= 0) {
-			efd = efd_get(fds[i]);
+			efd = vfio_efd_get(fds[i]);
 			if (efd < 0) {
 				rc = efd;
 				break;
@@ -776,7 +929,7 @@ static int vfio_msi_set_block(struct vfio_pci_core *core, unsigned int start, un
 		old = core->trig[v];
 		core->trig[v] = efd;
 		uiommu_mutex_unlock(&core->irq_lock);
-		efd_put(old);
+		vfio_efd_put(old);
 	}
 	if (rc) {
 		for (unsigned int j = start; j < start + i; j++) {
@@ -786,7 +939,7 @@ static int vfio_msi_set_block(struct vfio_pci_core *core, unsigned int start, un
 			old = core->trig[j];
 			core->trig[j] = -1;
 			uiommu_mutex_unlock(&core->irq_lock);
-			efd_put(old);
+			vfio_efd_put(old);
 		}
 	}
 	return rc;
@@ -870,7 +1023,7 @@ static int vfio_ctx_trigger(struct vfio_pci_core *core, const struct vfio_irq_se
 		if (hdr->count) {
 			efd_signal(*ctx);
 		} else {
-			efd_put(*ctx);
+			vfio_efd_put(*ctx);
 			*ctx = -1;
 		}
 		return 0;
@@ -884,16 +1037,16 @@ static int vfio_ctx_trigger(struct vfio_pci_core *core, const struct vfio_irq_se
 	}
 	memcpy(&fd, data, sizeof(fd));
 	if (fd == -1) {
-		efd_put(*ctx);
+		vfio_efd_put(*ctx);
 		*ctx = -1;
 		return 0;
 	}
 	if (fd < 0)
 		return -EINVAL;
-	efd = efd_get(fd);
+	efd = vfio_efd_get(fd);
 	if (efd < 0)
 		return efd;
-	efd_put(*ctx);
+	vfio_efd_put(*ctx);
 	*ctx = efd;
 	return 0;
 }
@@ -1523,6 +1676,8 @@ int vfio_pci_ioctl(struct vfio_pci_core *core, const struct vfio_pci_caller *cal
 		return vfio_pci_hot_reset_info(core, caller, mm, arg);
 	case VFIO_CMD_HOT_RESET:
 		return vfio_pci_hot_reset(core, caller, mm, arg);
+	case VFIO_CMD_IOEVENTFD:
+		return vfio_pci_ioeventfd_ioctl(core, mm, arg); /* its writes take core->lock */
 	default:
 		break;
 	}
@@ -1603,6 +1758,30 @@ static ssize_t vfio_pci_bar_rw(struct vfio_pci_core *core, unsigned int bar, uin
 	return (ssize_t)done;
 }
 
+/*
+ * A read of the ROM region, as vfio-pci's: EINVAL without a ROM or from past the BAR, clipped
+ * at its end; the image's bytes, 0xff past it; EIO while memory decode is off (the ROM is
+ * memory space), as the ROM BAR's enable bit is vfio-pci's to set around the read.
+ */
+static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t count,
+				 uint64_t pos)
+{
+	uint64_t size = core->bar_size[VFIO_PCI_ROM];
+	size_t n;
+
+	lockdep_assert_held(&core->lock);
+	if (!size || pos >= size)
+		return -EINVAL;
+	if (count > size - pos)
+		count = (size_t)(size - pos);
+	if (pos < core->rom_len && !vfio_pci_memory_enabled(core))
+		return -EIO;
+	n = pos < core->rom_len ? MIN(count, (size_t)(core->rom_len - pos)) : 0;
+	memcpy(buf, core->rom + pos, n);
+	memset((uint8_t *)buf + n, 0xff, count - n);
+	return (ssize_t)count;
+}
+
 ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_t off, bool write)
 {
 	unsigned int index = (unsigned int)(off >> VFIO_PCI_OFFSET_SHIFT);
@@ -1620,10 +1799,14 @@ ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_
 				    write);
 		if (!rc)
 			rc = (ssize_t)count;
+		if (write)
+			vfio_pci_maps_update(core); /* Memory or the power state may have moved */
 		break;
 	case VFIO_PCI_ROM:
+		rc = write ? -EINVAL : vfio_pci_rom_read(core, buf, count, pos);
+		break;
 	case VFIO_PCI_VGA:
-		rc = -EINVAL; /* no ROM (size 0), not VGA */
+		rc = -EINVAL; /* not VGA */
 		break;
 	default:
 		rc = vfio_pci_bar_rw(core, index, buf, count, pos, write);
@@ -1640,15 +1823,16 @@ ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_
  * reserved PROT_NONE, because a register has no memory behind it that a store could reach: a
  * driver touching one through the mapping gets SIGSEGV (it uses pread/pwrite for registers).
  */
-static void *vfio_pci_mmap_bar(const struct pci_fn_bar_info *bi, void *addr, size_t len,
-			       int prot, int flags, uint64_t pos, uint64_t end)
+static void *vfio_pci_mmap_bar(struct vfio_pci_core *core, const struct pci_fn_bar_info *bi,
+			       void *addr, size_t len, int prot, int flags, uint64_t pos,
+			       uint64_t end)
 {
 	uint8_t *base;
 	int e;
 
-	base = sys_mmap(addr, len, PROT_NONE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-			(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0);
+	base = vfio_pci_maps_mmap(core, addr, len, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+				  (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0, false);
 	if (base == MAP_FAILED)
 		return MAP_FAILED;
 	for (unsigned int i = 0; i < bi->nr_areas; i++) {
@@ -1662,16 +1846,17 @@ static void *vfio_pci_mmap_bar(const struct pci_fn_bar_info *bi, void *addr, siz
 			errno = ENOMEM;
 			goto unmap_reservation;
 		}
-		if (sys_mmap(base + (s - pos), t - s, prot,
-			     (flags & ~(MAP_TYPE | MAP_FIXED_NOREPLACE)) | MAP_SHARED | MAP_FIXED,
-			     a->fd, (off_t)(a->fd_offset + (s - a->offset))) == MAP_FAILED)
+		if (vfio_pci_maps_mmap(core, base + (s - pos), t - s, prot,
+				       (flags & ~(MAP_TYPE | MAP_FIXED_NOREPLACE)) | MAP_SHARED |
+					       MAP_FIXED,
+				       a->fd, a->fd_offset + (s - a->offset), true) == MAP_FAILED)
 			goto unmap_reservation;
 	}
 	return base;
 
 unmap_reservation:
 	e = errno;
-	sys_munmap(base, len);
+	vfio_pci_maps_unmap(base, len); /* and forgets the pieces mapped so far */
 	errno = e;
 	return MAP_FAILED;
 }
@@ -1700,17 +1885,22 @@ void *vfio_pci_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot
 		errno = ENOMEM;
 		return MAP_FAILED;
 	}
+	/* Under the device lock: a Command write cannot zap or restore half of it. */
+	uiommu_mutex_lock(&core->lock);
 	for (unsigned int i = 0; i < bi->nr_areas; i++) {
 		const struct pci_fn_area *a = &bi->areas[i];
 
 		if (pos < a->offset || end > a->offset + a->size)
 			continue;
 		p = uiommu_should_fail() ? (errno = ENOMEM, MAP_FAILED) :
-			sys_mmap(addr, len, prot, flags, a->fd,
-					a->fd_offset + (pos - a->offset));
-		return p;
+			vfio_pci_maps_mmap(core, addr, len, prot, flags, a->fd,
+					   a->fd_offset + (pos - a->offset), true);
+		goto out_unlock;
 	}
-	return vfio_pci_mmap_bar(bi, addr, len, prot, flags, pos, end);
+	p = vfio_pci_mmap_bar(core, bi, addr, len, prot, flags, pos, end);
+out_unlock:
+	uiommu_mutex_unlock(&core->lock);
+	return p;
 einval:
 	errno = EINVAL;
 	return MAP_FAILED;

@@ -65,12 +65,15 @@ struct vfio_pci_core {
 	uint8_t wmask[PCI_CFG_SPACE_EXP_SIZE];   /* writable bits */
 	uint16_t map[PCI_CFG_SPACE_EXP_SIZE];    /* VCFG_* or a capability id */
 	bool bardirty;
-	uint64_t bar_size[7];              /* 0-5 BARs, 6 the ROM (always 0 here) */
+	uint64_t bar_size[7];              /* 0-5 BARs, 6 the ROM BAR (0: no ROM) */
+	const uint8_t *rom;                /* the model's ROM image, rom_len bytes; constant */
+	size_t rom_len;
 	unsigned int bar_flags[6];         /* UIOMMU_PCI_BAR_* */
 	struct pci_fn_bar_info bar_info[6];
 	unsigned int msi_cap, msix_cap, pcie_cap, pm_cap;
 	unsigned int msi_qmax;             /* the virtual Multiple Message Capable */
 	unsigned int power_state;          /* 0 D0 ... 3 D3hot */
+	bool maps_live;                    /* BAR mmaps reach the areas (vfio_pci_zap.c) */
 
 	unsigned int irq_type;             /* VFIO_PCI_INTX/MSI/MSIX, or VFIO_PCI_NUM_IRQS: none */
 	unsigned int num_ctx;              /* vectors enabled */
@@ -89,6 +92,17 @@ struct vfio_pci_core {
 	int err_trig, req_trig;
 
 	/*
+	 * The INTx unmask irqfd (SET_IRQS INTx UNMASK with an eventfd: KVM's resampler): a
+	 * signal of unmask_fd unmasks INTx, as the kernel's virqfd does. A watcher thread polls
+	 * it with unmask_stop (an eventfd of ours that ends the thread) and takes only irq_lock.
+	 * All four are set and cleared under core->lock; the thread only reads the two fds.
+	 */
+	int unmask_fd;                     /* our duplicate of the user's eventfd, or -1 */
+	int unmask_stop;
+	bool unmask_running;
+	pthread_t unmask_thread;
+
+	/*
 	 * log_lock: a leaf, taken by the DMA engine's write-log hook. It protects the DMA logging
 	 * state below.
 	 */
@@ -97,6 +111,21 @@ struct vfio_pci_core {
 	uint64_t log_granule;
 	unsigned int nr_ranges;
 	struct vfio_pci_dirty_range *ranges;
+
+	/*
+	 * ioev_lock: VFIO_DEVICE_IOEVENTFD's registrations (vfio_pci_ioeventfd.c). It protects
+	 * the fields below; never held with core->lock (the watcher's writes take core->lock
+	 * through vfio_pci_rw(), and a change waits for the watcher with ioev_lock released in
+	 * the condition wait).
+	 */
+	struct uiommu_mutex ioev_lock;
+	struct uiommu_cond ioev_cond;      /* the watcher saw ioev_gen */
+	struct vfio_pci_ioeventfd *ioev;   /* VFIO_PCI_IOEVENTFD_MAX slots, from the first add */
+	unsigned int ioev_nr;
+	uint64_t ioev_gen, ioev_seen;      /* changes made; the last the watcher took */
+	int ioev_kick;                     /* our eventfd: look at the registrations again */
+	bool ioev_running, ioev_stop;
+	pthread_t ioev_thread;
 };
 
 /* pci_config.c */
@@ -105,6 +134,38 @@ int vfio_config_init(struct vfio_pci_core *core);
 int vfio_config_rw(struct vfio_pci_core *core, void *buf, size_t count, unsigned int off,
 		   bool write);
 bool vfio_pci_memory_enabled(struct vfio_pci_core *core);
+
+/* vfio_pci.c: our own reference on a caller's eventfd (-EBADF, -EINVAL, -EMFILE), its release. */
+int vfio_efd_get(int fd);
+void vfio_efd_put(int fd);
+/* Takes its count without blocking: 0, or -EAGAIN when there was none. */
+int vfio_efd_consume(int fd);
+/*
+ * A watcher thread running @fn(@arg) and *@kick, an eventfd of ours that wakes it (made before
+ * the thread starts). Return: 0, or -errno with nothing left (*@kick -1).
+ */
+int vfio_watcher_start(int *kick, pthread_t *thread, void *(*fn)(void *), void *arg);
+/* The kernel's id of the eventfd behind @fd (two fds of one eventfd share it); 0: unknown. */
+uint64_t vfio_efd_id(int fd);
+
+/* vfio_pci_ioeventfd.c: VFIO_DEVICE_IOEVENTFD, without core->lock; the last close's release. */
+#define VFIO_PCI_IOEVENTFD_MAX 1000u
+void vfio_pci_ioeventfd_init(struct vfio_pci_core *core);
+int vfio_pci_ioeventfd_ioctl(struct vfio_pci_core *core, struct uiommu_mm *mm, uint64_t arg);
+void vfio_pci_ioeventfd_release(struct vfio_pci_core *core);
+
+/*
+ * vfio_pci_zap.c: the BAR area mappings of the device, revoked while it does not decode memory.
+ * mmap: mmap(2) with raw arguments that also forgets what it replaces and, with @record,
+ * follows the new mapping (MAP_FAILED with errno); update: after a config write, zaps or
+ * restores them when the decode state moved; forget: the last close; unmap: munmap and forget
+ * a range. The first three with core->lock held.
+ */
+void *vfio_pci_maps_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot,
+			 int flags, int fd, uint64_t fd_off, bool record);
+void vfio_pci_maps_update(struct vfio_pci_core *core);
+void vfio_pci_maps_forget(struct vfio_pci_core *core);
+void vfio_pci_maps_unmap(void *addr, size_t len);
 
 /* vfio_pci.c, for pci_config.c: core->lock held. */
 int vfio_pci_function_reset(struct vfio_pci_core *core);

@@ -3,11 +3,15 @@
  * The selftest mock IOMMU: the driver behind the devices of IOMMU_TEST_CMD's MOCK_DOMAIN, with
  * the model the kernel selftest expects of iommufd's mock (see selftest_mock.c for the design).
  *
- * What iommufd reaches directly:
+ iommufd reaches the driver through its ops (iommu/iommu.h, iommu/iommufd_driver.h) like any
+ * other; only the test command (iommufd/selftest.c and the test-only parts of dirty.c,
+ * dmabuf.c, built with the iommufd_test option, as the kernel's CONFIG_IOMMUFD_TEST) calls
+ * it by name:
  *  - mock_selftest_dev_create() / mock_selftest_dev_destroy(): a mock device appears on the
  *    private bus (probed into a group of its own) or goes away;
  *  - mock_selftest_domain_is(): is a domain one of this driver's paging domains (MD_CHECK_MAP);
- *  - mock_selftest_dev_flags(): the MOCK_FLAGS_DEVICE_* a device was made with.
+ *  - mock_selftest_dev_flags(): the MOCK_FLAGS_DEVICE_* a device was made with;
+ *  - the checks of MD_CHECK_IOTLB, DEV_CHECK_CACHE, the DIRTY op and the page responses.
  */
 #ifndef UIOMMU_DRIVERS_MOCK_SELFTEST_MOCK_H
 #define UIOMMU_DRIVERS_MOCK_SELFTEST_MOCK_H
@@ -85,21 +89,34 @@ _Atomic uint32_t *mock_selftest_dev_cache(struct device *dev);
 #define MOCK_SELFTEST_INVALIDATE_ALL 1u
 
 /**
- * mock_selftest_nested_alloc() - a nested domain over @parent for @dev
- * @flags: IOMMU_HWPT_ALLOC_PASID only (others: -EOPNOTSUPP)
- * @data_type, @data, @len: the user's data, already copied in
- * Return: the domain, or ERR_PTR(-EOPNOTSUPP) (another type or driver), -EINVAL (data too
- * short, or @parent is not a nesting parent of this driver), -ENOMEM.
+ * mock_selftest_nested_alloc() - a nested domain over @parent (a mock paging domain)
+ * @viommu: the vIOMMU it is made on (its attaches then need a vDEVICE there), or NULL
+ * @flags: IOMMU_DOMAIN_ALLOC_PASID only (others: -EOPNOTSUPP)
+ * @user_data: the user's data, already copied in
+ * Return: the domain, or ERR_PTR(-EOPNOTSUPP) (flags, data type), -EINVAL (data too short, or
+ * @parent is not a paging domain of this driver), -ENOMEM.
  */
-struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent, struct device *dev,
-						uint32_t flags, uint32_t data_type,
-						const void *data, uint32_t len);
+struct iommu_viommu;
+struct iommu_domain *mock_selftest_nested_alloc(struct iommu_domain *parent,
+						struct iommu_viommu *viommu, uint32_t flags,
+						const struct iommu_user_data *user_data);
+/** mock_selftest_domain_alloc_nested() - the driver's domain_alloc_nested op */
+struct iommu_domain *mock_selftest_domain_alloc_nested(struct device *dev,
+						       struct iommu_domain *parent, uint32_t flags,
+						       const struct iommu_user_data *user_data);
 bool mock_selftest_nested_is(struct iommu_domain *domain);
-/** mock_selftest_nested_invalidate() - one entry: ALL, or IOTLB entry @iotlb_id cleared */
-int mock_selftest_nested_invalidate(struct iommu_domain *domain, uint32_t flags,
-				    uint32_t iotlb_id);
 /** mock_selftest_nested_iotlb() - IOTLB entry @id (< MOCK_SELFTEST_NESTED_IOTLB_NUM) */
 uint32_t mock_selftest_nested_iotlb(struct iommu_domain *domain, uint32_t id);
+
+/*
+ * The vIOMMU (selftest_mock_viommu.c): the driver's viommu_alloc and viommu_init ops, for type
+ * IOMMU_VIOMMU_TYPE_SELFTEST (see that file for the model).
+ */
+struct iommu_viommu *mock_selftest_viommu_alloc(struct device *dev, uint32_t type);
+int mock_selftest_viommu_init(struct iommu_viommu *viommu, struct iommu_domain *parent_domain,
+			      const struct iommu_user_data *user_data);
+/** mock_selftest_viommu_has_vdev() - has @dev a vDEVICE in @viommu (one of this driver's)? */
+bool mock_selftest_viommu_has_vdev(struct iommu_viommu *viommu, struct device *dev);
 
 /** mock_selftest_domain_is() - is @domain a paging domain of the selftest mock? */
 bool mock_selftest_domain_is(struct iommu_domain *domain);

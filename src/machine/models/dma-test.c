@@ -26,10 +26,16 @@
  * the mapped doorbell waits tens of microseconds, not half a millisecond, and an idle queue
  * costs ~2,000 wake-ups a second, as before.
  *
- * The worker takes a descriptor under `lock` (snapshot of the queue, busy = true), runs it
- * with the lock dropped (DMA may wait for a page response), and applies the result under the
- * lock only if the queue's generation has not moved: disabling the queue and resetting the
- * function bump it, and both wait until the worker is not busy before returning, so after a
+ * The worker takes the pending descriptors of a queue under `lock` (snapshot of the queue, busy
+ * = true), runs them with the lock dropped (DMA may wait for a page response), and applies the
+ * result under the lock only if the queue's generation has not moved. A pass fetches up to
+ * DMA_TEST_BATCH descriptors with one DMA read and hands the COPYs and NOPs among them, with
+ * their completion records, to the engine as one uiommu_pci_dma_batch(): a COPY is a
+ * device-to-device copy (UIOMMU_DMA_OP_COPY), no bounce buffer, and the whole pass is one visit
+ * to the IOMMU; FILL and COMPARE still go through the bounce buffers, one per pass. The pass
+ * stops at the first descriptor that fails, as the queue does, and the head moves past exactly
+ * the descriptors that completed. Disabling the queue and resetting the function bump the
+ * generation, and both wait until the worker is not busy before returning, so after a
  * reset or a disable no descriptor of the old life completes or raises anything. DMA that
  * fails EPERM (Bus Master off, a reset starting) is not an error: the descriptor is retried
  * when the function may master the bus again (it is idempotent: the same bytes are moved).
@@ -41,14 +47,16 @@
  * Locking: `lock` protects everything in struct dma_test but the bounce buffers (the worker's
  * own). Order: the library's model_lock (held around our callbacks) -> lock -> the function's
  * lock (uiommu_pci_fn_command(), raising and lowering interrupts). Interrupts are raised and
- * lowered with `lock` held, so that a reset or a disable (which take it) comes wholly before
- * or after, and an INT_STATUS clear cannot lower the line over a newer raise.
+ * lowered from the worker with `lock` dropped but `busy` set, so that a reset or a disable
+ * (which wait for !busy) returns only after them; after the raise the worker lowers INTx again
+ * if an INT_STATUS clear ran in between, so the line follows INT_STATUS.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +70,8 @@
 #define DMA_TEST_POLL_US 500u          /* doorbell page polling while a queue is enabled... */
 #define DMA_TEST_POLL_MIN_US 20u       /* ...and just after a descriptor ran (adaptive) */
 #define DMA_TEST_CMD_MASTER 0x0004     /* Command: Bus Master Enable */
+#define DMA_TEST_BATCH 64u             /* descriptors fetched and run in one pass at most... */
+#define DMA_TEST_BATCH_BYTES (1u << 20) /* ...and bytes copied (a reset waits for the pass) */
 
 /* The built-in models' table (machine/pci.c) names this one. */
 extern const struct uiommu_pci_model pci_model_dma_test;
@@ -95,15 +105,22 @@ struct dma_test {
 	pthread_t worker;
 	pid_t worker_pid;              /* the process the worker runs in; 0: none */
 	LIST_ENTRY(dma_test) node;     /* in dma_tests; dma_tests_lock */
-	uint8_t *bounce[2];            /* the worker's */
+	uint8_t *bounce[2];            /* the worker's: FILL's pattern, COMPARE's two sides */
+	/* The worker's, for a batch: the descriptors fetched, the completion records to write
+	 * back and the engine ops. */
+	struct dma_test_desc descs[DMA_TEST_BATCH];
+	struct dma_test_completion comps[DMA_TEST_BATCH];
+	struct uiommu_dma_op ops[2 * DMA_TEST_BATCH];
 };
 
-/* The outcome of one descriptor. */
+/* The outcome of one pass: descriptors completed, then maybe the one that stopped the queue. */
 struct dma_test_result {
 	int err;                       /* 0, or an errno of the DMA; EPERM: retry later */
 	uint32_t code;                 /* DMA_TEST_ERR_* when stopping */
 	uint64_t iova;                 /* the refused IOVA */
 	uint32_t flags;                /* the descriptor's */
+	unsigned int done;             /* descriptors completed before it */
+	unsigned int irqs;             /* of those, how many asked for an interrupt */
 };
 
 /*
@@ -211,11 +228,6 @@ static int dma_test_run_op(struct dma_test *dt, const struct dma_test_desc *d, u
 		const unsigned int rd = UIOMMU_DMA_OP_READ, wr = UIOMMU_DMA_OP_WRITE;
 
 		switch (d->op) {
-		case DMA_TEST_OP_COPY:
-			if (dma_test_xfer(dt, rd, pasid, flags, src, a, n, r) ||
-			    dma_test_xfer(dt, wr, pasid, flags, dst, a, n, r))
-				return r->err;
-			break;
 		case DMA_TEST_OP_FILL:
 			if (dma_test_xfer(dt, wr, pasid, flags, dst, a, n, r))
 				return r->err;
@@ -239,31 +251,120 @@ static int dma_test_run_op(struct dma_test *dt, const struct dma_test_desc *d, u
 	return 0;
 }
 
-/* Runs descriptor @head of a queue snapshot; the lock is not held. */
-static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
-			 struct dma_test_result *r)
+/* Descriptor @d, fetched: the one-descriptor path (FILL, COMPARE: through the bounce buffers). */
+static void dma_test_run_one(struct dma_test *dt, const struct dma_test_desc *d, uint32_t pasid,
+			     unsigned int flags, struct dma_test_result *r)
 {
 	struct dma_test_completion c = { .status = DMA_TEST_COMP_DONE };
+
+	if (dma_test_run_op(dt, d, pasid, flags, &c, r))
+		return;
+	if (d->completion) {
+		c.cookie = d->cookie;
+		if (dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d->completion, &c,
+				  sizeof(c), r))
+			return;
+	}
+	r->done = 1;
+	r->irqs = d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+}
+
+static bool dma_test_desc_bad(const struct dma_test_desc *d)
+{
+	return d->op > DMA_TEST_OP_COMPARE || d->flags & ~DMA_TEST_DESC_IRQ ||
+	       d->len > DMA_TEST_MAX_LEN;
+}
+
+/*
+ * One pass over the ring from snap->head (the lock is not held): up to @max descriptors,
+ * fetched with one DMA read; the COPYs and NOPs among them, with their completion records, go
+ * to the engine as one batch (device-to-device copies: no bounce buffer, one visit to the
+ * IOMMU). A FILL or COMPARE runs alone, first of its pass. The pass stops at the first
+ * descriptor that fails, as the queue does.
+ */
+static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap, unsigned int max,
+			 struct dma_test_result *r)
+{
 	uint32_t pasid = snap->pasid & DMA_TEST_PASID_MASK;
 	unsigned int flags = snap->pasid & DMA_TEST_PASID_VALID ? 0 : UIOMMU_DMA_NO_PASID;
-	struct dma_test_desc d;
+	uint64_t base = snap->ring_base + 64ull * snap->head, bytes = 0;
+	struct uiommu_dma_req fetch = {
+		.op = UIOMMU_DMA_OP_READ, .flags = flags, .pasid = pasid, .iova = base,
+		.buf = dt->descs, .len = 64u * max,
+	};
+	unsigned int n, i, nops = 0;
+	ssize_t got;
 
 	memset(r, 0, sizeof(*r));
-	if (dma_test_xfer(dt, UIOMMU_DMA_OP_READ, pasid, flags,
-			  snap->ring_base + 64ull * snap->head, &d, sizeof(d), r))
+	if (uiommu_pci_dma_xfer(dt->fn, &fetch) && fetch.done < 64) {
+		r->err = fetch.error;
+		r->code = DMA_TEST_ERR_DMA;
+		r->iova = base + fetch.done;
 		return;
-	r->flags = d.flags;
-	if (d.op > DMA_TEST_OP_COMPARE || d.flags & ~DMA_TEST_DESC_IRQ ||
-	    d.len > DMA_TEST_MAX_LEN) {
+	}
+	/* Those fetched whole; a fault in the next one is met when the pass reaches it. */
+	n = (unsigned int)(fetch.done / 64);
+	if (dma_test_desc_bad(&dt->descs[0])) {
+		r->flags = dt->descs[0].flags;
 		r->code = DMA_TEST_ERR_DESC;
 		return;
 	}
-	if (d.op != DMA_TEST_OP_NOP && dma_test_run_op(dt, &d, pasid, flags, &c, r))
+	if (dt->descs[0].op == DMA_TEST_OP_FILL || dt->descs[0].op == DMA_TEST_OP_COMPARE) {
+		r->flags = dt->descs[0].flags;
+		dma_test_run_one(dt, &dt->descs[0], pasid, flags, r);
 		return;
-	if (d.completion) {
-		c.cookie = d.cookie;
-		dma_test_xfer(dt, UIOMMU_DMA_OP_WRITE, pasid, flags, d.completion, &c, sizeof(c),
-			      r);
+	}
+	for (i = 0; i < n; i++) {
+		const struct dma_test_desc *d = &dt->descs[i];
+
+		if (dma_test_desc_bad(d) || (d->op != DMA_TEST_OP_COPY && d->op != DMA_TEST_OP_NOP) ||
+		    (i && bytes >= DMA_TEST_BATCH_BYTES))
+			break; /* a pass of its own */
+		if (d->op == DMA_TEST_OP_COPY && d->len) {
+			dt->ops[nops++] = (struct uiommu_dma_op){
+				.op = UIOMMU_DMA_OP_COPY, .flags = flags, .pasid = pasid,
+				.src = d->src, .iova = d->dst, .len = d->len,
+			};
+			bytes += d->len;
+		}
+		if (d->completion) {
+			dt->comps[i] = (struct dma_test_completion){
+				.status = DMA_TEST_COMP_DONE,
+				.bytes = d->op == DMA_TEST_OP_COPY ? d->len : 0,
+				.cookie = d->cookie,
+			};
+			dt->ops[nops++] = (struct uiommu_dma_op){
+				.op = UIOMMU_DMA_OP_WRITE, .flags = flags, .pasid = pasid,
+				.iova = d->completion, .buf = &dt->comps[i],
+				.len = sizeof(dt->comps[i]),
+			};
+		}
+	}
+	n = i;
+	got = nops ? uiommu_pci_dma_batch(dt->fn, dt->ops, nops) : 0;
+	if (got < 0) {
+		r->err = errno; /* EPERM: the same descriptors run again later */
+		r->code = DMA_TEST_ERR_DMA;
+		r->iova = base;
+		return;
+	}
+	/* Walk the descriptors against the ops to find how far the batch went. */
+	for (i = 0, nops = 0; i < n; i++) {
+		const struct dma_test_desc *d = &dt->descs[i];
+		unsigned int need = (d->op == DMA_TEST_OP_COPY && d->len) + !!d->completion;
+
+		if (nops + need > (size_t)got) {
+			const struct uiommu_dma_op *op = &dt->ops[got];
+
+			r->flags = d->flags;
+			r->err = op->error;
+			r->code = DMA_TEST_ERR_DMA;
+			r->iova = op->fault_iova;
+			return;
+		}
+		nops += need;
+		r->done++;
+		r->irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 	}
 }
 
@@ -274,28 +375,26 @@ static void dma_test_raise(struct dma_test *dt, unsigned int q)
 		uiommu_pci_irq_raise(dt->fn, 0);
 }
 
-/* lock held: the worker's result for queue @q. Return: raise the queue's interrupt? */
-static bool dma_test_apply(struct dma_test *dt, unsigned int q, const struct dma_test_result *r)
+/* lock held: the worker's result for queue @q. Return: interrupts to raise. */
+static unsigned int dma_test_apply(struct dma_test *dt, unsigned int q,
+				   const struct dma_test_result *r)
 {
 	struct dma_test_queue *dq = &dt->q[q];
-	bool irq;
+	unsigned int irqs = r->irqs;
 
-	if (r->err == EPERM)
-		return false; /* no bus mastering now: the same descriptor runs again later */
-	if (r->code) {
+	dq->head = (dq->head + r->done) & (dq->ring_size - 1);
+	dq->completed += r->done;
+	if (r->code && r->err != EPERM) {
+		/* EPERM: no bus mastering now, the same descriptor runs again later. */
 		dq->error = r->code;
 		dq->err_errno = r->code == DMA_TEST_ERR_DMA ? (uint32_t)r->err : 0;
 		dq->error_iova = r->code == DMA_TEST_ERR_DMA ? r->iova : 0;
-		irq = true;
-	} else {
-		dq->head = (dq->head + 1) & (dq->ring_size - 1);
-		dq->completed++;
-		irq = r->flags & DMA_TEST_DESC_IRQ;
+		irqs++;
 	}
-	if (!irq || !(dq->ctrl & DMA_TEST_CTRL_IRQ))
-		return false;
+	if (!irqs || !(dq->ctrl & DMA_TEST_CTRL_IRQ))
+		return 0;
 	dt->int_status |= 1u << q;
-	return true;
+	return irqs;
 }
 
 /* lock held: the queue with work to take next, or -1. */
@@ -339,7 +438,8 @@ static void *dma_test_worker(void *arg)
 	while (!dt->stop) {
 		struct dma_test_result r;
 		struct dma_test_queue snap;
-		bool any_enabled = false, master, irq;
+		bool any_enabled = false, master;
+		unsigned int irqs, max;
 		int q;
 
 		master = uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER;
@@ -353,23 +453,39 @@ static void *dma_test_worker(void *arg)
 			continue;
 		}
 		snap = dt->q[q];
+		/* The pending descriptors up to the ring's end, as many as a pass takes. */
+		max = (dma_test_tail(dt, (unsigned int)q) - snap.head) & (snap.ring_size - 1);
+		max = MIN(MIN(max, snap.ring_size - snap.head), DMA_TEST_BATCH);
 		dt->busy = true;
 		dt->busy_q = (unsigned int)q;
 		pthread_mutex_unlock(&dt->lock);
 
-		dma_test_run(dt, &snap, &r);
+		dma_test_run(dt, &snap, max, &r);
 
 		pthread_mutex_lock(&dt->lock);
-		dt->busy = false;
 		poll_us = DMA_TEST_POLL_MIN_US;
+		/* Disabled or reset meanwhile: the result is void. */
+		irqs = snap.gen == dt->q[q].gen ? dma_test_apply(dt, (unsigned int)q, &r) : 0;
+		stalled = snap.gen == dt->q[q].gen && r.err == EPERM;
+		if (irqs) {
+			/*
+			 * Raised with the lock dropped: the driver the message wakes comes straight
+			 * back with a register access, which would otherwise wait for our unlock
+			 * (two more switches per interrupt). busy stays set, so a reset or a
+			 * disable still returns only after the raise. One message per descriptor
+			 * that asked, as the descriptors completed one by one.
+			 */
+			pthread_mutex_unlock(&dt->lock);
+			while (irqs--)
+				dma_test_raise(dt, (unsigned int)q);
+			pthread_mutex_lock(&dt->lock);
+			/* An INT_STATUS clear between apply and raise lowered a line we then
+			 * raised: INTx follows INT_STATUS. */
+			if (!dt->int_status)
+				uiommu_pci_irq_lower(dt->fn);
+		}
+		dt->busy = false;
 		pthread_cond_broadcast(&dt->cond);
-		if (snap.gen != dt->q[q].gen)
-			continue; /* disabled or reset meanwhile: the result is void */
-		stalled = r.err == EPERM;
-		irq = dma_test_apply(dt, (unsigned int)q, &r);
-		/* Under the lock: a reset or an INT_STATUS clear is either before or after it. */
-		if (irq)
-			dma_test_raise(dt, (unsigned int)q);
 	}
 	pthread_mutex_unlock(&dt->lock);
 	return NULL;
@@ -378,7 +494,8 @@ static void *dma_test_worker(void *arg)
 /* lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno. */
 static int dma_test_worker_ensure(struct dma_test *dt)
 {
-	if (dt->worker_pid == getpid())
+	/* The fork child's handler zeroes worker_pid: no getpid() system call per doorbell. */
+	if (dt->worker_pid)
 		return 0;
 	if (uiommu_should_fail() || pthread_create(&dt->worker, NULL, dma_test_worker, dt))
 		return -ENOMEM;
@@ -577,8 +694,13 @@ static void dma_test_area_written(struct uiommu_pci_fn *fn, unsigned int bar, ui
 
 	pthread_mutex_lock(&dt->lock);
 	dma_test_worker_ensure(dt);
-	pthread_cond_broadcast(&dt->cond);
 	pthread_mutex_unlock(&dt->lock);
+	/*
+	 * After the unlock: a worker woken while we still held the lock would only block on it
+	 * again (a second switch before it can run). Not lost: the doorbell was stored before we
+	 * took the lock, so a worker that has not reached its wait yet sees it when it checks.
+	 */
+	pthread_cond_broadcast(&dt->cond);
 }
 
 /* Bus Master may be back: a stalled descriptor may run. */
@@ -670,8 +792,28 @@ static void dma_test_unrealize(struct uiommu_pci_fn *fn)
 	dma_test_free(dt);
 }
 
+/*
+ * The expansion ROM: one 1 KiB image with a PCI ROM header (0x55 0xaa, its length in 512-byte
+ * units, the PCI Data Structure at 0x1c naming this function's IDs and class) and no code: its
+ * code type is EFI (3) without an EFI image, so no firmware runs it; drivers and VMMs read it
+ * through the VFIO ROM region as they read a real one.
+ */
+static const uint8_t dma_test_rom[DMA_TEST_ROM_SIZE] = {
+	[0x00] = 0x55, [0x01] = 0xaa, [0x02] = DMA_TEST_ROM_SIZE / 512,
+	[0x18] = 0x1c, [0x19] = 0x00,
+	[0x1c] = 'P', [0x1d] = 'C', [0x1e] = 'I', [0x1f] = 'R',
+	[0x20] = DMA_TEST_VENDOR_ID & 0xff, [0x21] = DMA_TEST_VENDOR_ID >> 8,
+	[0x22] = DMA_TEST_DEVICE_ID & 0xff, [0x23] = DMA_TEST_DEVICE_ID >> 8,
+	[0x26] = 0x18,                                      /* PCIR length */
+	[0x29] = (DMA_TEST_CLASS >> 0) & 0xff, [0x2a] = (DMA_TEST_CLASS >> 8) & 0xff,
+	[0x2b] = (DMA_TEST_CLASS >> 16) & 0xff,
+	[0x2c] = DMA_TEST_ROM_SIZE / 512,                   /* image length, 512-byte units */
+	[0x30] = 0x03,                                      /* code type: EFI */
+	[0x31] = 0x80,                                      /* the last image */
+};
+
 const struct uiommu_pci_model pci_model_dma_test = {
-	.version = UIOMMU_PCI_MODEL_V1,
+	.version = UIOMMU_PCI_MODEL_V3,
 	.name = "dma-test",
 	.vendor_id = DMA_TEST_VENDOR_ID,
 	.device_id = DMA_TEST_DEVICE_ID,
@@ -703,4 +845,6 @@ const struct uiommu_pci_model pci_model_dma_test = {
 	.bar_read = dma_test_bar_read,
 	.bar_write = dma_test_bar_write,
 	.area_written = dma_test_area_written,
+	.rom = dma_test_rom,
+	.rom_size = sizeof(dma_test_rom),
 };

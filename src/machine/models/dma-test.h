@@ -70,6 +70,10 @@
 #define DMA_TEST_MSIX_TABLE 0x2000u
 #define DMA_TEST_MSIX_PBA 0x3000u
 
+/* The expansion ROM: a 1 KiB image (PCI ROM header, PCIR with these IDs) in a 2 KiB ROM BAR. */
+#define DMA_TEST_ROM_SIZE 1024u
+#define DMA_TEST_ROM_BAR_SIZE 2048u
+
 /* BAR2: 16 bytes of I/O space. */
 #define DMA_TEST_BAR2_SIZE 16u
 #define DMA_TEST_IO_ID 0x0             /* RO32: DMA_TEST_ID */

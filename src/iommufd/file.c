@@ -350,7 +350,11 @@ static void iommufd_file_check_gone_locked(struct iommufd_file *file)
  */
 static void iommufd_file_put_closed(struct iommufd_file *file)
 {
-	if (!iommufd_file_is_local(file) || !atomic_load(&file->held)) {
+	/*
+	 * Even when the server thread dropped the hold already: it may still hold its own
+	 * reference, until it lets go of gone_lock.
+	 */
+	if (!iommufd_file_is_local(file)) {
 		iommufd_file_put(file);
 		return;
 	}

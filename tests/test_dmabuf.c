@@ -189,7 +189,9 @@ static int our_fds(void)
 		if (len <= 0)
 			continue;
 		link[len] = 0;
-		if (!strncmp(link, "/memfd:iommufd", 14) || !strncmp(link, "/memfd:uiommu-dmabuf", 20))
+		/* A file's fd and its peer are a socketpair (docs/processes.md); the server listens
+		 * on one more socket, which stays. */
+		if (!strncmp(link, "socket:[", 8) || !strncmp(link, "/memfd:uiommu-dmabuf", 20))
 			n++;
 	}
 	closedir(d);

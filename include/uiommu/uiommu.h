@@ -135,6 +135,18 @@ void uiommu_kvm_close_range(unsigned int first, unsigned int last, int flags);
 void uiommu_fd_forget(int fd);
 
 /*
+ * One context across processes (docs/processes.md). @fd arrived from elsewhere (SCM_RIGHTS,
+ * pidfd_getfd()): if it is an fd of a uiommu file, of this process or of another one, it is
+ * one of uiommu_is_fd() from now on, and its calls reach the process that serves it. Returns
+ * whether it is one; errno is kept. uiommu_fd_adopt_inherited() does it for every fd the
+ * process has (one that a new program inherited across exec).
+ */
+bool uiommu_fd_adopt(int fd);
+void uiommu_fd_adopt_inherited(void);
+/* shutdown(2) of a uiommu_is_fd() fd: -1 with ENOTSOCK, as for a device file. */
+int uiommu_fd_shutdown(int fd, int how);
+
+/*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed
  * (the preload layer forwards it): the trap's handler stays in front, @act becomes the
  * program's disposition, which the trap applies to every fault that is not its own, and

@@ -398,9 +398,16 @@ static int iopt_pages_rw(struct iopt_pages *pages, uint64_t byte, void *buf, uin
 	bool write = flags & IOMMUFD_ACCESS_RW_WRITE;
 
 	if (pages->type == IOPT_ADDRESS_USER && !(flags & IOMMUFD_ACCESS_RW_SLOW_PATH)) {
-		if (write)
-			return uiommu_copy_to_user(pages->source_mm, pages->uptr + byte, buf, len);
-		return uiommu_copy_from_user(pages->source_mm, buf, pages->uptr + byte, len);
+		int rc = write ? uiommu_copy_to_user(pages->source_mm, pages->uptr + byte, buf, len) :
+				 uiommu_copy_from_user(pages->source_mm, buf, pages->uptr + byte,
+						       len);
+
+		/*
+		 * Another process's memory (docs/processes.md) that it no longer maps, or that is
+		 * gone with it: the kernel then reads the pinned pages, and so do we.
+		 */
+		if (rc != -EFAULT || pages->source_mm->ops->host_linear)
+			return rc;
 	}
 	while (len) {
 		uint64_t chunk = uiommu_page_size - byte % uiommu_page_size;

@@ -172,8 +172,12 @@ static void iommufd_veventq_signal(struct iommufd_veventq *veventq)
  */
 static struct event_fd *event_fd_prepare(int *fd)
 {
-	struct event_fd *efd = uiommu_zalloc(sizeof(*efd));
+	struct event_fd *efd;
 
+	/* An eventfd carries no header: it cannot be handed to another process (processes.md). */
+	if (iommufd_caller_remote())
+		return ERR_PTR(-EOPNOTSUPP);
+	efd = uiommu_zalloc(sizeof(*efd));
 	if (!efd)
 		return ERR_PTR(-ENOMEM);
 	*fd = uiommu_should_fail() ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

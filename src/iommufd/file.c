@@ -8,13 +8,17 @@
  * another thread leaves the context alive until that ioctl returns, as the kernel's fdget()
  * does. The last reference releases the context (iommufd_ctx_release()).
  *
- * The fd numbers are real: each iommufd fd is an open description of a memfd that we own, so
- * the number cannot be taken by anything else while it is open, and close-on-exec, fork
- * inheritance and the process's fd limit behave as for any fd.
+ * The fd numbers are real: each iommufd fd is one end of a socketpair that we own, so the
+ * number cannot be taken by anything else while it is open, and close-on-exec, fork
+ * inheritance and the process's fd limit behave as for any fd. The other end (the peer) stays
+ * with us: it carries what another process that gets the fd needs to reach the file, and its
+ * POLLHUP is the last close of the fd anywhere (remote.c has the model; docs/processes.md).
+ * A file of another process's (inherited across fork, or adopted) names its server and is
+ * served there: only its identity, access mode and node are used here.
  *
  * Identity. A close that bypasses us (close_range() from an old libc, fclose() of an fdopen()ed
  * iommufd, a raw system call) frees the number, and the next file given it must not have its
- * ioctls answered by us. Each backing memfd has an inode of its own, recorded in the file
+ * ioctls answered by us. Each backing socket has an inode of its own, recorded in the file
  * (dev, ino); uiommu_is_fd(), the preload layer's gate, compares it with fstat() of the fd and
  * drops a slot whose fd now names another file, as if that fd had been closed. One fstat
  * system call per call on an fd the table holds (~1.9x a null ioctl, the one system call left
@@ -30,7 +34,7 @@
  *
  * Nodes. A file opened through a device node carries that node (struct iommufd_node: path,
  * numbers, mode) for uiommu_fstat() and uiommu_fd_path(); the identity check above looks at
- * the backing memfd with the raw system call, since the preload layer's fstat() answers our
+ * the backing socket with the raw system call, since the preload layer's fstat() answers our
  * fds with their node.
  *
  * The fd -> file map is a two-level table of atomic pointers: the ioctl path reads it without a
@@ -47,10 +51,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -61,6 +68,7 @@
 
 #include "machine/sysfs.h"
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "mm/account.h"
 #include "lib/fail.h"
 #include "lib/sys.h"
@@ -72,15 +80,69 @@ struct iommufd_file {
 	const struct iommufd_subfd_ops *ops; /* a sub-fd's; NULL for /dev/iommu; constant */
 	void *priv;                /* a sub-fd's object; constant */
 	struct iommufd_file *parent; /* a sub-fd: its context's file, a reference; constant */
-	dev_t dev;                 /* the backing memfd's identity (fstat()); constant */
+	dev_t dev;                 /* the backing socket's identity (fstat()); constant */
 	ino_t ino;
 	bool readable, writable;   /* the open's access mode, as the kernel's f_mode; constant */
 	/* Set once before the fd is handed out (iommufd_file_set_node()), then constant. */
 	struct iommufd_node node;
 	bool has_node;
 	_Atomic off_t pos;         /* read(2)/write(2) position (the kernel's f_pos) */
+	/*
+	 * Who serves it (remote.c): iommufd_self_server for a file of ours; another process's
+	 * server for one inherited across fork or adopted, whose every other field above but
+	 * the identity, the access mode and the node is not ours to use. Constant.
+	 */
+	struct iommufd_server *server;
+	uint64_t token;            /* its name at its server; constant */
+	uint8_t secret[WIRE_SECRET_LEN]; /* what proves a caller holds an fd of it; constant */
+	int peer;                  /* ours: the other end of the fds' socket; closed at release */
+	atomic_bool held;          /* ours: the fds anywhere hold one reference, until HUP */
+	struct iommufd_file *export_next; /* in export_table; export_lock */
 	struct rcu_head rcu;
 };
+
+/*
+ * Our files by token, for the wire (remote.c) and adoption: a hash of chains. Protects
+ * export_table and every file's export_next; a leaf, after fdt_lock.
+ */
+#define EXPORT_BUCKETS 256u
+UIOMMU_MUTEX_DEFINE(export_lock);
+/*
+ * Serialises the last-close checks of our own closes with the server thread's, so that when a
+ * close here was the last anywhere this thread drops the last reference (the release is done
+ * when close() returns, as the kernel's). After fdt_lock, before every lock a release takes
+ * (vfio_cdev_lock among them) and export_lock: never taken under those.
+ */
+UIOMMU_MUTEX_DEFINE(gone_lock);
+static struct iommufd_file *export_table[EXPORT_BUCKETS];
+static _Atomic uint64_t export_tokens = 1;
+
+static bool iommufd_file_is_local(const struct iommufd_file *file)
+{
+	return file->server == atomic_load_explicit(&iommufd_self_server, memory_order_relaxed);
+}
+
+/* The address space of the caller a server thread runs a call for (remote.c), if any. */
+static __thread struct uiommu_mm *file_remote_caller;
+/*
+ * The fds that call made here (sub-fds, VFIO files): the server hands them to the caller with
+ * the reply and closes its own (remote.c). At most WIRE_NEW_FDS_MAX per call.
+ */
+static __thread int file_remote_new_fds[WIRE_NEW_FDS_MAX];
+static __thread unsigned int file_remote_nr_new;
+
+/* A file for @fd was published during a call of another process: note it for the reply. */
+static void iommufd_file_note_new(int fd)
+{
+	if (file_remote_caller && !WARN_ON(file_remote_nr_new == WIRE_NEW_FDS_MAX))
+		file_remote_new_fds[file_remote_nr_new++] = fd;
+}
+
+/* Room for one more fd made for another process's call? (No caller of ours: always.) */
+static bool iommufd_file_new_room(void)
+{
+	return !file_remote_caller || file_remote_nr_new < WIRE_NEW_FDS_MAX;
+}
 
 #define FDT_CHUNK_SHIFT 10
 #define FDT_CHUNK (1u << FDT_CHUNK_SHIFT)
@@ -91,23 +153,29 @@ typedef _Atomic(struct iommufd_file *) fdt_slot;
 static _Atomic(fdt_slot *) fdt[FDT_CHUNKS];
 UIOMMU_MUTEX_DEFINE(fdt_lock); /* protects fdt updates; before ictx->objects_lock */
 
-/* The address space of every caller: this process. Taken once and kept. */
-static struct uiommu_mm *file_mm;
-static pthread_once_t file_mm_once = PTHREAD_ONCE_INIT;
-
-static void file_mm_init(void)
-{
-	struct uiommu_mm *mm = uiommu_mm_self();
-
-	if (IS_ERR(mm))
-		return;
-	file_mm = mm;
-}
+/*
+ * The address space of every caller: this process. Taken at first use and kept; a forked
+ * child takes its own (iommufd_files_atfork_child()).
+ */
+static _Atomic(struct uiommu_mm *) file_mm;
 
 struct uiommu_mm *iommufd_caller_mm(void)
 {
-	pthread_once(&file_mm_once, file_mm_init);
-	return file_mm;
+	struct uiommu_mm *mm, *expected = NULL;
+
+	if (file_remote_caller)
+		return file_remote_caller;
+	mm = atomic_load_explicit(&file_mm, memory_order_acquire);
+	if (mm)
+		return mm;
+	mm = uiommu_mm_self();
+	if (IS_ERR(mm))
+		return NULL;
+	if (!atomic_compare_exchange_strong(&file_mm, &expected, mm)) {
+		uiommu_mm_put(mm);
+		mm = expected;
+	}
+	return mm;
 }
 
 static fdt_slot *fdt_slot_get(int fd, bool create)
@@ -135,11 +203,32 @@ static void iommufd_file_free_rcu(struct rcu_head *head)
 	uiommu_free_deferred(container_of(head, struct iommufd_file, rcu));
 }
 
+static void export_del(struct iommufd_file *file)
+{
+	struct iommufd_file **pos;
+
+	uiommu_mutex_lock(&export_lock);
+	for (pos = &export_table[file->token % EXPORT_BUCKETS]; *pos; pos = &(*pos)->export_next) {
+		if (*pos == file) {
+			*pos = file->export_next;
+			break;
+		}
+	}
+	uiommu_mutex_unlock(&export_lock);
+}
+
 static void iommufd_file_put(struct iommufd_file *file)
 {
 	/* A sub-fd's release puts its parent: the recursion is one level deep. */
 	if (atomic_fetch_sub_explicit(&file->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (!iommufd_file_is_local(file)) {
+		/* Another process's file (or our copy of one): nothing here to release. */
+		call_rcu(&file->rcu, iommufd_file_free_rcu);
+		return;
+	}
+	export_del(file);
+	sys_close(file->peer);
 	if (file->ops) {
 		file->ops->release(file->priv);
 		if (file->parent)
@@ -160,6 +249,20 @@ void iommufd_ctx_file_put(struct iommufd_ctx *ictx)
 	iommufd_file_put(ictx->file);
 }
 
+/* A reference on @file unless its count already reached 0 (a release is under way). */
+static bool iommufd_file_tryget(struct iommufd_file *file)
+{
+	long v = atomic_load_explicit(&file->refs, memory_order_relaxed);
+
+	do {
+		if (!v)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&file->refs, &v, v + 1,
+							memory_order_acquire,
+							memory_order_relaxed));
+	return true;
+}
+
 /* The file behind @fd with a reference (pairs with iommufd_file_put()), or NULL. */
 static struct iommufd_file *iommufd_file_get(int fd)
 {
@@ -170,20 +273,110 @@ static struct iommufd_file *iommufd_file_get(int fd)
 	slot = fdt_slot_get(fd, false);
 	if (slot)
 		file = atomic_load_explicit(slot, memory_order_acquire);
-	if (file) {
-		long v = atomic_load_explicit(&file->refs, memory_order_relaxed);
-
-		do {
-			if (!v) {
-				file = NULL;
-				break;
-			}
-		} while (!atomic_compare_exchange_weak_explicit(&file->refs, &v, v + 1,
-								memory_order_acquire,
-								memory_order_relaxed));
-	}
+	if (file && !iommufd_file_tryget(file))
+		file = NULL;
 	rcu_read_unlock();
 	return file;
+}
+
+/*
+ * Our file named @token, with a reference (iommufd_file_put()), when @secret is its secret
+ * (NULL: no proof asked, for our own watcher); else NULL.
+ */
+static struct iommufd_file *export_lookup(uint64_t token, const uint8_t *secret)
+{
+	struct iommufd_file *file;
+	uint8_t diff = 0;
+
+	uiommu_mutex_lock(&export_lock);
+	for (file = export_table[token % EXPORT_BUCKETS]; file; file = file->export_next)
+		if (file->token == token)
+			break;
+	if (file && secret)
+		for (unsigned int i = 0; i < WIRE_SECRET_LEN; i++)
+			diff |= file->secret[i] ^ secret[i];
+	/* A release may be on its way to export_del(): only a live count is raised. */
+	if (file && (diff || !iommufd_file_tryget(file)))
+		file = NULL;
+	uiommu_mutex_unlock(&export_lock);
+	return file;
+}
+
+/*
+ * Publishes a new file of ours to other processes: its token in the table, and the reference
+ * the fds hold wherever they are, dropped when the last one anywhere is closed.
+ */
+static void iommufd_file_export(struct iommufd_file *file)
+{
+	atomic_fetch_add_explicit(&file->refs, 1, memory_order_relaxed);
+	atomic_store(&file->held, true);
+	uiommu_mutex_lock(&export_lock);
+	file->export_next = export_table[file->token % EXPORT_BUCKETS];
+	export_table[file->token % EXPORT_BUCKETS] = file;
+	uiommu_mutex_unlock(&export_lock);
+	iommufd_server_watch(file->peer, file->token);
+}
+
+/* The fds of @file are all closed, in every process: drop their reference, once. */
+static void iommufd_file_unhold_anywhere(struct iommufd_file *file)
+{
+	if (!atomic_exchange(&file->held, false))
+		return;
+	iommufd_server_unwatch(file->peer);
+	iommufd_file_put(file);
+}
+
+/*
+ * After a close of one of its fds here: was it the last anywhere? The kernel released the
+ * socket in that close, so the peer already shows POLLHUP: the context goes now, as the
+ * kernel's release runs at the last close.
+ */
+static void iommufd_file_check_gone_locked(struct iommufd_file *file)
+{
+	struct pollfd p = { .fd = file->peer, .events = 0 };
+
+	lockdep_assert_held(&gone_lock);
+	if (!iommufd_file_is_local(file) || !atomic_load(&file->held))
+		return;
+	if (sys_poll_now(&p) == 1 && (p.revents & POLLHUP))
+		iommufd_file_unhold_anywhere(file);
+}
+
+/*
+ * Drops the reference of an fd of @file that was just closed here, after checking whether that
+ * close was the last anywhere. Both under gone_lock, so that the server thread, which may have
+ * seen the same hang-up, cannot take a reference in between and release in our stead: when the
+ * close was the last, the release is done before close() returns.
+ */
+static void iommufd_file_put_closed(struct iommufd_file *file)
+{
+	/*
+	 * Even when the server thread dropped the hold already: it may still hold its own
+	 * reference, until it lets go of gone_lock.
+	 */
+	if (!iommufd_file_is_local(file)) {
+		iommufd_file_put(file);
+		return;
+	}
+	uiommu_mutex_lock(&gone_lock);
+	iommufd_file_check_gone_locked(file);
+	iommufd_file_put(file);
+	uiommu_mutex_unlock(&gone_lock);
+}
+
+/* The server thread saw the peer of @token hang up: a close elsewhere was the last. */
+void iommufd_file_gone_anywhere(uint64_t token)
+{
+	struct iommufd_file *file;
+
+	uiommu_mutex_lock(&gone_lock);
+	file = export_lookup(token, NULL);
+	if (file) {
+		iommufd_file_check_gone_locked(file);
+		/* The last reference only if no fd of ours and no call holds it. */
+		iommufd_file_put(file);
+	}
+	uiommu_mutex_unlock(&gone_lock);
 }
 
 /* Installs @file at @fd (taking a reference); drops whatever was there. fdt_lock held. */
@@ -197,6 +390,10 @@ static int fdt_install(int fd, struct iommufd_file *file)
 	if (file)
 		atomic_fetch_add_explicit(&file->refs, 1, memory_order_relaxed);
 	old = atomic_exchange_explicit(slot, file, memory_order_acq_rel);
+	/*
+	 * A stale slot (its fd closed behind our back): if that was the last close anywhere, the
+	 * server thread sees it (gone_lock is not for under fdt_lock).
+	 */
 	if (old)
 		iommufd_file_put(old);
 	return 0;
@@ -211,28 +408,52 @@ static int uiommu_ret(int rc)
 	return rc;
 }
 
-/* A new backing fd for @file (O_CLOEXEC and O_NONBLOCK of @flags); records its identity. */
+/*
+ * A new backing fd for @file (O_CLOEXEC and O_NONBLOCK of @flags): one end of a socketpair
+ * whose other end (file->peer) carries the header another holder reads (remote.c). Records
+ * its identity, its token and secret.
+ */
 static int iommufd_raw_open(struct iommufd_file *file, int flags)
 {
+	struct iommufd_server *server;
+	struct wire_fd_header hdr;
 	struct stat st;
-	int fd, err;
+	int sv[2], err;
 
 	if (uiommu_should_fail())
 		return -ENOMEM;
-	fd = memfd_create("iommufd", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
-	if (fd < 0)
+	server = iommufd_server_self();
+	if (IS_ERR(server))
+		return PTR_ERR(server);
+	if (sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return -errno;
-	if (((flags & O_NONBLOCK) && sys_fcntl(fd, F_SETFL, O_NONBLOCK)) || sys_fstat(fd, &st)) {
+	file->server = server;
+	file->token = atomic_fetch_add(&export_tokens, 1);
+	iommufd_secret_new(file->secret);
+	iommufd_server_header(server, file->token, file->secret, &hdr);
+	if ((!(flags & O_CLOEXEC) && sys_fcntl(sv[0], F_SETFD, 0)) ||
+	    ((flags & O_NONBLOCK) && sys_fcntl(sv[0], F_SETFL, O_NONBLOCK)) ||
+	    sys_fstat(sv[0], &st) ||
+	    sys_send(sv[1], &hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(hdr)) {
 		err = errno;
-		sys_close(fd);
+		sys_close(sv[0]);
+		sys_close(sv[1]);
 		return -err;
 	}
+	file->peer = sv[1];
 	file->dev = st.st_dev;
 	file->ino = st.st_ino;
 	/* The kernel's OPEN_FMODE(): O_RDONLY reads, O_WRONLY writes, 3 does neither. */
 	file->readable = ((flags & O_ACCMODE) + 1) & 1;
 	file->writable = ((flags & O_ACCMODE) + 1) & 2;
-	return fd;
+	return sv[0];
+}
+
+/* Undoes iommufd_raw_open() for a file that was never published. */
+static void iommufd_raw_close(struct iommufd_file *file, int fd)
+{
+	sys_close(fd);
+	sys_close(file->peer);
 }
 
 UIOMMU_EXPORT int uiommu_open(int flags)
@@ -264,9 +485,10 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 	rc = fdt_install(fd, file);
 	uiommu_mutex_unlock(&fdt_lock);
 	if (rc) {
-		sys_close(fd);
+		iommufd_raw_close(file, fd);
 		goto err_release;
 	}
+	iommufd_file_export(file);
 	return fd;
 
 err_release:
@@ -276,16 +498,23 @@ err_free:
 	return uiommu_ret(rc);
 }
 
-/* @fd no longer names @file (closed behind our back): drop the slot if it still holds @file. */
+/*
+ * @fd no longer names @file (closed behind our back): drop the slot if it still holds @file
+ * (@file NULL: whatever it holds).
+ */
 static void fdt_forget_stale(int fd, struct iommufd_file *file)
 {
+	struct iommufd_file *old = NULL;
 	fdt_slot *slot;
 
 	uiommu_mutex_lock(&fdt_lock);
 	slot = fdt_slot_get(fd, false);
-	if (slot && atomic_load_explicit(slot, memory_order_relaxed) == file)
-		fdt_install(fd, NULL);
+	if (slot && (!file || atomic_load_explicit(slot, memory_order_relaxed) == file))
+		old = atomic_exchange_explicit(slot, NULL, memory_order_acq_rel);
 	uiommu_mutex_unlock(&fdt_lock);
+	/* The close behind our back may have been the last anywhere. */
+	if (old)
+		iommufd_file_put_closed(old);
 }
 
 UIOMMU_EXPORT bool uiommu_is_fd(int fd)
@@ -347,6 +576,15 @@ static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 	}
 }
 
+/* What the file's driver answers (after the VFS's own requests); @mm is the caller's. */
+static int iommufd_file_driver_ioctl(struct iommufd_file *file, struct uiommu_mm *mm,
+				     unsigned int cmd, uint64_t arg)
+{
+	if (file->ops)
+		return file->ops->ioctl ? file->ops->ioctl(file->priv, mm, cmd, arg) : -ENOTTY;
+	return iommufd_ctx_ioctl(file->ictx, mm, cmd, arg);
+}
+
 UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 {
 	struct iommufd_file *file = iommufd_file_get(fd);
@@ -359,14 +597,12 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 	rc = iommufd_file_vfs_ioctl(fd, (unsigned int)request, (uint64_t)(uintptr_t)arg);
 	if (rc != VFS_IOCTL_DRIVER)
 		goto out_end;
-	if (file->ops)
-		rc = file->ops->ioctl ? file->ops->ioctl(file->priv, iommufd_caller_mm(),
-							(unsigned int)request,
-							(uint64_t)(uintptr_t)arg) :
-					-ENOTTY;
+	if (!iommufd_file_is_local(file))
+		rc = iommufd_remote_ioctl(file->server, file->token, file->secret,
+					  (unsigned int)request, (uint64_t)(uintptr_t)arg);
 	else
-		rc = iommufd_ctx_ioctl(file->ictx, iommufd_caller_mm(), (unsigned int)request,
-				       (uint64_t)(uintptr_t)arg);
+		rc = iommufd_file_driver_ioctl(file, iommufd_caller_mm(), (unsigned int)request,
+					       (uint64_t)(uintptr_t)arg);
 out_end:
 	uiommu_uaccess_end();
 	iommufd_file_put(file);
@@ -389,7 +625,7 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	}
 	rc = sys_close(fd);
 	uiommu_mutex_unlock(&fdt_lock);
-	iommufd_file_put(file);
+	iommufd_file_put_closed(file);
 	return rc;
 }
 
@@ -438,6 +674,13 @@ bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uin
 
 	if (!file)
 		return false;
+	if (!iommufd_file_is_local(file)) {
+		/* Another process's mappings are not ours to hand out. */
+		iommufd_file_put(file);
+		errno = ENODEV;
+		*ret = MAP_FAILED;
+		return true;
+	}
 	if (!file->ops || !file->ops->mmap) {
 		iommufd_file_put(file);
 		return false;
@@ -466,6 +709,8 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 
 	if (WARN_ON(!ictx->file))
 		return ERR_PTR(-EINVAL);
+	if (!iommufd_file_new_room())
+		return ERR_PTR(-EMFILE);
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
@@ -487,7 +732,7 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 	return file;
 
 err_close:
-	sys_close(*fd);
+	iommufd_raw_close(file, *fd);
 err_free:
 	uiommu_free(file);
 	return ERR_PTR(rc);
@@ -499,12 +744,14 @@ void iommufd_subfd_install(struct iommufd_file *file, int fd)
 	uiommu_mutex_lock(&fdt_lock);
 	WARN_ON(fdt_install(fd, file));
 	uiommu_mutex_unlock(&fdt_lock);
+	iommufd_file_export(file);
+	iommufd_file_note_new(fd);
 }
 
 /* Undoes iommufd_subfd_alloc(): closes the fd; ops->release is not called. */
 void iommufd_subfd_abort(struct iommufd_file *file, int fd)
 {
-	sys_close(fd);
+	iommufd_raw_close(file, fd);
 	iommufd_file_put(file->parent);
 	uiommu_free(file);
 }
@@ -516,11 +763,13 @@ void iommufd_subfd_abort(struct iommufd_file *file, int fd)
  */
 void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep)
 {
-	struct iommufd_file *file = iommufd_file_get(fd);
+	int local = iommufd_caller_fd_get(fd);
+	struct iommufd_file *file = iommufd_file_get(local);
 
+	iommufd_caller_fd_put(local);
 	if (!file)
 		return ERR_PTR(-EBADFD);
-	if (file->ops != ops) {
+	if (!iommufd_file_is_local(file) || file->ops != ops) {
 		iommufd_file_put(file);
 		return ERR_PTR(-EBADFD);
 	}
@@ -544,6 +793,8 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	struct iommufd_file *file;
 	int fd, rc;
 
+	if (!iommufd_file_new_room())
+		return -EMFILE;
 	if (!iommufd_caller_mm())
 		return -ENOMEM;
 	file = uiommu_zalloc(sizeof(*file));
@@ -561,10 +812,12 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	uiommu_mutex_unlock(&fdt_lock);
 	if (rc)
 		goto err_close;
+	iommufd_file_export(file);
+	iommufd_file_note_new(fd);
 	return fd;
 
 err_close:
-	sys_close(fd);
+	iommufd_raw_close(file, fd);
 err_free:
 	uiommu_free(file);
 	return rc;
@@ -577,10 +830,21 @@ err_free:
  */
 struct iommufd_ctx *iommufd_ctx_from_fd(int fd)
 {
-	struct iommufd_file *file = iommufd_file_get(fd);
+	int local = iommufd_caller_fd_get(fd);
+	struct iommufd_file *file = iommufd_file_get(local);
 
-	if (!file)
-		return ERR_PTR(sys_fcntl(fd, F_GETFD, 0) < 0 ? -EBADF : -EBADFD);
+	if (!file) {
+		int bad = local < 0 || sys_fcntl(local, F_GETFD, 0) < 0;
+
+		iommufd_caller_fd_put(local);
+		return ERR_PTR(bad ? -EBADF : -EBADFD);
+	}
+	iommufd_caller_fd_put(local);
+	if (!iommufd_file_is_local(file)) {
+		/* Served by another process: its objects cannot be bound to ours. */
+		iommufd_file_put(file);
+		return ERR_PTR(-EOPNOTSUPP);
+	}
 	if (file->ops) {
 		iommufd_file_put(file);
 		return ERR_PTR(-EBADFD);
@@ -652,10 +916,7 @@ UIOMMU_EXPORT int uiommu_dupfd(int fd, int minfd, bool cloexec)
  */
 UIOMMU_EXPORT void uiommu_fd_forget(int fd)
 {
-	uiommu_mutex_lock(&fdt_lock);
-	if (fdt_slot_get(fd, false))
-		fdt_install(fd, NULL);
-	uiommu_mutex_unlock(&fdt_lock);
+	fdt_forget_stale(fd, NULL);
 }
 
 UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)
@@ -788,28 +1049,40 @@ UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
  * file's own op (a VFIO device fd's regions). @pos NULL: the file's position, advanced by what
  * was done.
  */
+static ssize_t iommufd_file_rw(struct iommufd_file *file, struct uiommu_mm *mm, void *buf,
+			       size_t count, const off_t *pos, bool write)
+{
+	ssize_t ret;
+	off_t off;
+
+	off = pos ? *pos : atomic_load(&file->pos);
+	if (!(write ? file->writable : file->readable))
+		ret = -EBADF;
+	else if (!iommufd_file_is_local(file))
+		return iommufd_remote_rw(file->server, file->token, file->secret,
+					 (uint64_t)(uintptr_t)buf, count, pos ? *pos : -1, write);
+	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
+		ret = -EINVAL; /* no read or write in the file's operations */
+	else if (write)
+		ret = file->ops->write(file->priv, mm, buf, count, off);
+	else
+		ret = file->ops->read(file->priv, mm, buf, count, off);
+	if (!pos && ret > 0)
+		atomic_fetch_add(&file->pos, ret);
+	return ret;
+}
+
 static ssize_t uiommu_rw(int fd, void *buf, size_t count, const off_t *pos, bool write)
 {
 	struct iommufd_file *file;
 	ssize_t ret;
-	off_t off;
 
 	if (pos && *pos < 0)
 		return uiommu_ret(-EINVAL);
 	file = iommufd_file_get(fd);
 	if (!file)
 		return uiommu_ret(-EBADF);
-	off = pos ? *pos : atomic_load(&file->pos);
-	if (!(write ? file->writable : file->readable))
-		ret = -EBADF;
-	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
-		ret = -EINVAL; /* no read or write in the file's operations */
-	else if (write)
-		ret = file->ops->write(file->priv, iommufd_caller_mm(), buf, count, off);
-	else
-		ret = file->ops->read(file->priv, iommufd_caller_mm(), buf, count, off);
-	if (!pos && ret > 0)
-		atomic_fetch_add(&file->pos, ret);
+	ret = iommufd_file_rw(file, iommufd_caller_mm(), buf, count, pos, write);
 	iommufd_file_put(file);
 	return ret < 0 ? uiommu_ret((int)ret) : ret;
 }
@@ -838,10 +1111,264 @@ UIOMMU_EXPORT ssize_t uiommu_pwrite(int fd, const void *buf, size_t count, off_t
  * iommufd_file_unhold(). */
 struct iommufd_file *iommufd_file_hold(int fd)
 {
-	return iommufd_file_get(fd);
+	struct iommufd_file *file = iommufd_file_get(fd);
+
+	if (file && !iommufd_file_is_local(file)) {
+		iommufd_file_put(file);
+		return NULL;
+	}
+	return file;
 }
 
 void iommufd_file_unhold(struct iommufd_file *file)
 {
 	iommufd_file_put(file);
+}
+
+/* ---- the wire's side (remote.c): calls of other processes, adoption, fork ---------------- */
+
+/* Is the running call another process's (remote.c)? Such a caller gets no event fds yet. */
+bool iommufd_caller_remote(void)
+{
+	return file_remote_caller != NULL;
+}
+
+/**
+ * iommufd_caller_fd_get() - the caller's fd @fd as an fd of this process
+ * For our own calls, @fd itself. For another process's, a copy of its fd (pidfd_getfd()),
+ * adopted when it is an fd of one of our files, so that the fd tables find it.
+ * Return: the fd (give it back with iommufd_caller_fd_put()), or -EBADF.
+ */
+int iommufd_caller_fd_get(int fd)
+{
+	int local;
+
+	if (!file_remote_caller)
+		return fd;
+	local = uiommu_mm_remote_getfd(file_remote_caller, fd);
+	if (local < 0)
+		return -EBADF;
+	uiommu_fd_adopt(local);
+	return local;
+}
+
+/*
+ * The caller still holds the fd it named, so closing our copy is never the last close
+ * anywhere: no gone check (and no gone_lock: VFIO calls this under vfio_cdev_lock, which a
+ * release under gone_lock takes). Were the caller gone meanwhile, the server thread sees the
+ * hang-up.
+ */
+void iommufd_caller_fd_put(int local)
+{
+	struct iommufd_file *file = NULL;
+	fdt_slot *slot;
+
+	if (!file_remote_caller || local < 0)
+		return;
+	uiommu_mutex_lock(&fdt_lock);
+	slot = fdt_slot_get(local, false);
+	if (slot)
+		file = atomic_exchange_explicit(slot, NULL, memory_order_acq_rel);
+	sys_close(local);
+	uiommu_mutex_unlock(&fdt_lock);
+	if (file)
+		iommufd_file_put(file);
+}
+
+/*
+ * Runs @cmd for another process; the fds it made here are in @new_fds (*@nr_new of them), for
+ * the reply to carry to the caller.
+ */
+int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	int rc;
+
+	*nr_new = 0;
+	if (!file)
+		return -EBADF;
+	file_remote_caller = mm;
+	file_remote_nr_new = 0;
+	uiommu_uaccess_begin();
+	rc = iommufd_file_driver_ioctl(file, mm, cmd, arg);
+	uiommu_uaccess_end();
+	memcpy(new_fds, file_remote_new_fds, sizeof(int) * file_remote_nr_new);
+	*nr_new = file_remote_nr_new;
+	file_remote_caller = NULL;
+	iommufd_file_put(file);
+	return rc;
+}
+
+ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+			      uint64_t buf, size_t count, int64_t pos, bool write)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	off_t off = (off_t)pos;
+	ssize_t ret;
+
+	if (!file)
+		return -EBADF;
+	if (pos < -1)
+		return iommufd_file_put(file), -EINVAL;
+	file_remote_caller = mm;
+	ret = iommufd_file_rw(file, mm, (void *)(uintptr_t)buf, count, pos < 0 ? NULL : &off,
+			      write);
+	file_remote_caller = NULL;
+	iommufd_file_put(file);
+	return ret;
+}
+
+int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
+			    uint64_t *flags)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+
+	if (!file)
+		return -EBADF;
+	*node = file->node;
+	flags[0] = (file->readable ? WIRE_INFO_READABLE : 0) |
+		   (file->writable ? WIRE_INFO_WRITABLE : 0) | (file->has_node ? WIRE_INFO_NODE : 0);
+	iommufd_file_put(file);
+	return 0;
+}
+
+/* One of our own files came back on @fd (SCM_RIGHTS to ourselves, pidfd_getfd()). */
+int iommufd_file_adopt_local(int fd, uint64_t token, const uint8_t *secret)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	int rc;
+
+	if (!file)
+		return -EBADF;
+	uiommu_mutex_lock(&fdt_lock);
+	rc = fdt_install(fd, file);
+	uiommu_mutex_unlock(&fdt_lock);
+	iommufd_file_put(file);
+	return rc;
+}
+
+/* An fd of another process's file arrived on @fd: calls on it go to @server from now on. */
+int iommufd_file_adopt_remote(int fd, struct iommufd_server *server, uint64_t token,
+			      const uint8_t *secret, const struct wire_rep *info)
+{
+	struct iommufd_file *file;
+	struct stat st;
+	int rc;
+
+	if (sys_fstat(fd, &st))
+		return -EBADF;
+	file = uiommu_zalloc(sizeof(*file));
+	if (!file)
+		return -ENOMEM;
+	file->server = server;
+	file->token = token;
+	memcpy(file->secret, secret, WIRE_SECRET_LEN);
+	file->peer = -1;
+	file->dev = st.st_dev;
+	file->ino = st.st_ino;
+	file->readable = info->val[3] & WIRE_INFO_READABLE;
+	file->writable = info->val[3] & WIRE_INFO_WRITABLE;
+	if (info->val[3] & WIRE_INFO_NODE) {
+		memcpy(file->node.path, info->path, sizeof(file->node.path));
+		file->node.major = (unsigned int)info->val[0];
+		file->node.minor = (unsigned int)info->val[1];
+		file->node.mode = (mode_t)info->val[2];
+		file->has_node = true;
+	}
+	uiommu_mutex_lock(&fdt_lock);
+	rc = fdt_install(fd, file);
+	uiommu_mutex_unlock(&fdt_lock);
+	if (rc)
+		uiommu_free(file);
+	return rc;
+}
+
+/**
+ * uiommu_fd_adopt() - @fd arrived from elsewhere (SCM_RIGHTS, pidfd_getfd(), exec): if it is
+ * an fd of a uiommu file, of ours or of another process, calls on it are ours from now on
+ * Return: true when it is one.
+ */
+UIOMMU_EXPORT bool uiommu_fd_adopt(int fd)
+{
+	int saved_errno = errno;
+	bool ours;
+
+	if (uiommu_is_fd(fd))
+		return true;
+	ours = !iommufd_remote_adopt(fd);
+	errno = saved_errno;
+	return ours;
+}
+
+void iommufd_files_atfork_prepare(void)
+{
+	uiommu_mutex_lock(&export_lock);
+}
+
+void iommufd_files_atfork_parent(void)
+{
+	uiommu_mutex_unlock(&export_lock);
+}
+
+/*
+ * In a forked child: none of the files is the child's to serve (their server stays the
+ * parent's, so the copies are remote files now); the peers are the parent's to watch.
+ */
+void iommufd_files_atfork_child(void)
+{
+	/* A new process's mm: its pins start at none, as the kernel's child's pinned_vm. */
+	atomic_store(&file_mm, NULL);
+	uiommu_mm_self_forget();
+	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++) {
+		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)
+			sys_close(f->peer);
+		export_table[i] = NULL;
+	}
+	uiommu_mutex_unlock(&export_lock);
+}
+
+/*
+ * shutdown(2) of one of our fds: the kernel's answer for a device file, ENOTSOCK. (The fd is a
+ * socket here, and a shutdown of both directions would look to the serving process like the
+ * last close of the fd anywhere: docs/processes.md.)
+ */
+UIOMMU_EXPORT int uiommu_fd_shutdown(int fd, int how)
+{
+	(void)fd;
+	(void)how;
+	return uiommu_ret(-ENOTSOCK);
+}
+
+UIOMMU_EXPORT void uiommu_fd_adopt_inherited(void)
+{
+	char buf[4096];
+	long n;
+	int dir = sys_openat(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	int saved_errno = errno;
+
+	if (dir < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, (long)dir, buf, (long)sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			struct stat st;
+			int fd = atoi(d->name);
+
+			off += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9' || fd == dir)
+				continue;
+			/* Only sockets can be ours: nothing else is even looked at. */
+			if (!sys_fstat(fd, &st) && S_ISSOCK(st.st_mode))
+				iommufd_remote_adopt(fd);
+		}
+	}
+	sys_close(dir);
+	errno = saved_errno;
 }

@@ -244,10 +244,15 @@ int iommufd_ioas_map(struct iommufd_ucmd *ucmd)
 int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_ioas_map_file *cmd = ucmd->cmd;
-	struct iommufd_map_source src = { .fd = cmd->fd, .start = cmd->start, .file = true };
+	/* The fd is the caller's: another process's is looked up in its table, not ours. */
+	struct iommufd_map_source src = { .fd = iommufd_caller_fd_get(cmd->fd), .start = cmd->start,
+					  .file = true };
+	int rc;
 
-	return iommufd_ioas_map_common(ucmd, sizeof(*cmd), cmd->ioas_id, cmd->flags, cmd->length,
-				       &cmd->iova, &src);
+	rc = iommufd_ioas_map_common(ucmd, sizeof(*cmd), cmd->ioas_id, cmd->flags, cmd->length,
+				     &cmd->iova, &src);
+	iommufd_caller_fd_put(src.fd);
+	return rc;
 }
 
 int iommufd_ioas_copy(struct iommufd_ucmd *ucmd)

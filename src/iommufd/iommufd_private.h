@@ -242,6 +242,10 @@ struct iommufd_node {
 int iommufd_file_set_node(int fd, const struct iommufd_node *node);
 /* The caller's address space (this process), for entry points outside an ioctl. */
 struct uiommu_mm *iommufd_caller_mm(void);
+/* Calls another process made (docs/processes.md): its fds as ours, and no new fds for it. */
+bool iommufd_caller_remote(void);
+int iommufd_caller_fd_get(int fd);
+void iommufd_caller_fd_put(int local);
 /* fget()/fput() of the file behind one of our fds, for holders outside iommufd (KVM). */
 struct iommufd_file *iommufd_file_hold(int fd);
 void iommufd_file_unhold(struct iommufd_file *file);

@@ -46,6 +46,16 @@ static inline ssize_t sys_write(int fd, const void *buf, size_t len)
 	return syscall(SYS_write, (long)fd, buf, (long)len);
 }
 
+static inline ssize_t sys_pread(int fd, void *buf, size_t len, off_t off)
+{
+	return syscall(SYS_pread64, (long)fd, buf, (long)len, (long)off);
+}
+
+static inline ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	return syscall(SYS_pwrite64, (long)fd, buf, (long)len, (long)off);
+}
+
 static inline int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	return (int)syscall(SYS_openat, (long)dirfd, path, (long)flags, (long)mode);
@@ -82,6 +92,94 @@ static inline int sys_fstat(int fd, struct stat *st)
 #else
 	return sys_fstatat(fd, "", st, AT_EMPTY_PATH);
 #endif
+}
+
+/*
+ * Sockets and epoll of the library's own (src/iommufd/remote.c). Raw like the closes of them:
+ * ThreadSanitizer follows an fd from the libc call that made it to the one that closes it, and
+ * a raw close it cannot see makes the number's next owner look like a race.
+ */
+struct sockaddr;
+struct msghdr;
+struct epoll_event;
+
+static inline int sys_socket(int domain, int type, int protocol)
+{
+	return (int)syscall(SYS_socket, (long)domain, (long)type, (long)protocol);
+}
+
+static inline int sys_socketpair(int domain, int type, int protocol, int sv[2])
+{
+	return (int)syscall(SYS_socketpair, (long)domain, (long)type, (long)protocol, sv);
+}
+
+static inline int sys_bind(int fd, const struct sockaddr *addr, unsigned int len)
+{
+	return (int)syscall(SYS_bind, (long)fd, addr, (long)len);
+}
+
+static inline int sys_listen(int fd, int backlog)
+{
+	return (int)syscall(SYS_listen, (long)fd, (long)backlog);
+}
+
+static inline int sys_accept4(int fd, int flags)
+{
+	return (int)syscall(SYS_accept4, (long)fd, NULL, NULL, (long)flags);
+}
+
+static inline int sys_connect(int fd, const struct sockaddr *addr, unsigned int len)
+{
+	return (int)syscall(SYS_connect, (long)fd, addr, (long)len);
+}
+
+static inline ssize_t sys_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	return syscall(SYS_sendmsg, (long)fd, msg, (long)flags);
+}
+
+static inline ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	return syscall(SYS_recvmsg, (long)fd, msg, (long)flags);
+}
+
+static inline ssize_t sys_send(int fd, const void *buf, size_t len, int flags)
+{
+	return syscall(SYS_sendto, (long)fd, buf, (long)len, (long)flags, NULL, 0L);
+}
+
+static inline ssize_t sys_recv(int fd, void *buf, size_t len, int flags)
+{
+	return syscall(SYS_recvfrom, (long)fd, buf, (long)len, (long)flags, NULL, NULL);
+}
+
+static inline int sys_getsockopt(int fd, int level, int name, void *val, unsigned int *len)
+{
+	return (int)syscall(SYS_getsockopt, (long)fd, (long)level, (long)name, val, len);
+}
+
+static inline int sys_epoll_create1(int flags)
+{
+	return (int)syscall(SYS_epoll_create1, (long)flags);
+}
+
+static inline int sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	return (int)syscall(SYS_epoll_ctl, (long)epfd, (long)op, (long)fd, ev);
+}
+
+static inline int sys_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return (int)syscall(SYS_epoll_pwait, (long)epfd, ev, (long)max, (long)timeout, NULL, 0L);
+}
+
+/* poll() of one fd with a zero timeout: 1 with p->revents set when it shows an event. */
+struct pollfd;
+static inline int sys_poll_now(struct pollfd *p)
+{
+	static const long zero[2] = { 0, 0 }; /* a struct timespec of 0 */
+
+	return (int)syscall(SYS_ppoll, p, 1L, zero, NULL, 0L);
 }
 
 static inline int sys_memfd_create(const char *name, unsigned int flags)

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "mm/mm.h"
 
 struct uiommu_maps_ent {
@@ -45,17 +46,12 @@ void uiommu_maps_free(struct uiommu_maps *maps)
 	uiommu_free(maps);
 }
 
-/* Parses one line of /proc/self/maps; keeps it when it is a shared mapping of a file. */
-static int uiommu_maps_add_line(struct uiommu_maps *maps, const char *line)
+/* Keeps a mapping of /proc/self/maps when it is a shared mapping of a file. */
+static int uiommu_maps_add(const struct uiommu_vma *v, void *arg)
 {
-	unsigned long long start, end, offset, ino;
-	unsigned int major, minor;
-	char perms[8];
+	struct uiommu_maps *maps = arg;
 
-	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms, &offset, &major,
-		   &minor, &ino) != 7)
-		return 0;
-	if (strlen(perms) < 4 || perms[3] != 's' || !ino)
+	if (strlen(v->perms) < 4 || v->perms[3] != 's' || !v->ino)
 		return 0;
 	if (maps->nr == maps->cap) {
 		size_t cap = maps->cap ? maps->cap * 2 : 16;
@@ -67,10 +63,51 @@ static int uiommu_maps_add_line(struct uiommu_maps *maps, const char *line)
 		maps->cap = cap;
 	}
 	maps->ent[maps->nr++] = (struct uiommu_maps_ent){
-		.start = start, .end = end, .offset = offset,
-		.dev = ((uint64_t)major << 32) | minor, .ino = ino,
+		.start = v->start, .end = v->end, .offset = v->offset, .dev = v->dev, .ino = v->ino,
 	};
 	return 0;
+}
+
+/**
+ * uiommu_maps_walk_fd() - calls @fn for each mapping a maps file shows, from @fd's position on
+ * @fn returns 0 to go on, > 0 to stop, < 0 (an errno) to stop with it.
+ * Return: 0, @fn's -errno, or -EIO when the file cannot be read.
+ */
+int uiommu_maps_walk_fd(int fd, int (*fn)(const struct uiommu_vma *v, void *arg), void *arg)
+{
+	char buf[4096], line[512];
+	size_t used = 0;
+	ssize_t n;
+	int rc = 0;
+
+	/* Lines are split across reads; a line longer than line[] keeps only its head. */
+	while (!rc && (n = sys_read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i != n && !rc; i++) {
+			unsigned long long start, end, offset, ino;
+			unsigned int major, minor;
+			struct uiommu_vma v;
+
+			if (buf[i] != '\n') {
+				if (used < sizeof(line) - 1)
+					line[used++] = buf[i];
+				continue;
+			}
+			line[used] = 0;
+			used = 0;
+			if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, v.perms,
+				   &offset, &major, &minor, &ino) != 7)
+				continue;
+			v.start = start;
+			v.end = end;
+			v.offset = offset;
+			v.dev = ((uint64_t)major << 32) | minor;
+			v.ino = ino;
+			rc = fn(&v, arg);
+		}
+	}
+	if (!rc && n < 0)
+		rc = -EIO;
+	return rc < 0 ? rc : 0;
 }
 
 /**
@@ -81,37 +118,19 @@ static int uiommu_maps_add_line(struct uiommu_maps *maps, const char *line)
 int uiommu_maps_load(struct uiommu_maps **out)
 {
 	struct uiommu_maps *maps;
-	char buf[4096], line[512];
-	size_t used = 0;
-	ssize_t n;
-	int fd, rc = 0;
+	int fd, rc;
 
 	maps = uiommu_zalloc(sizeof(*maps));
 	if (!maps)
 		return -ENOMEM;
-	fd = uiommu_should_fail() ? -1 : open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	fd = uiommu_should_fail() ? -1 : sys_openat(AT_FDCWD, "/proc/self/maps",
+						    O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = -EIO;
 		goto err_free;
 	}
-	/* Lines are split across reads; a line longer than line[] keeps only its head. */
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (ssize_t i = 0; i != n && !rc; i++) {
-			if (buf[i] != '\n') {
-				if (used < sizeof(line) - 1)
-					line[used++] = buf[i];
-				continue;
-			}
-			line[used] = 0;
-			used = 0;
-			rc = uiommu_maps_add_line(maps, line);
-		}
-		if (rc)
-			break;
-	}
-	if (!rc && n < 0)
-		rc = -EIO;
-	close(fd);
+	rc = uiommu_maps_walk_fd(fd, uiommu_maps_add, maps);
+	sys_close(fd);
 	if (rc)
 		goto err_free;
 	*out = maps;
@@ -177,4 +196,25 @@ bool uiommu_maps_file_of(const struct uiommu_maps *maps, uint64_t addr, uint64_t
 uint64_t uiommu_maps_dev(uint64_t st_dev)
 {
 	return ((uint64_t)major(st_dev) << 32) | minor(st_dev);
+}
+
+/**
+ * uiommu_maps_host_of() - where this process maps [@offset, @offset + @len) of file (@dev, @ino)
+ * shared, as a snapshot of uiommu_maps_load() shows it (another process's shared pages are
+ * ours to touch only through a mapping of our own of the same file).
+ * Return: true with *@addr set to the host address of @offset.
+ */
+bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t ino,
+			 uint64_t offset, uint64_t len, uint64_t *addr)
+{
+	for (size_t i = 0; i != maps->nr; i++) {
+		const struct uiommu_maps_ent *e = &maps->ent[i];
+
+		if (e->dev != dev || e->ino != ino || offset < e->offset ||
+		    offset + len > e->offset + (e->end - e->start))
+			continue;
+		*addr = e->start + (offset - e->offset);
+		return true;
+	}
+	return false;
 }

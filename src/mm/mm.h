@@ -4,9 +4,9 @@
  *
  * Every byte of user memory that uiommu reads or writes, and every page it pins, is reached
  * through a struct uiommu_mm. No other code may dereference a user pointer: user addresses are
- * carried as uint64_t so the compiler refuses a stray dereference. Today the only address space
- * is the calling process ("self"); a daemon mode will add address spaces of other processes
- * behind the same operations.
+ * carried as uint64_t so the compiler refuses a stray dereference. The address spaces are the
+ * calling process ("self", mm_self.c) and the processes a context is shared with, whose calls
+ * the process that serves the context runs (mm_remote.c, docs/processes.md).
  *
  * The mm also keeps the pin ledger, the counterpart of a struct page's pin count: for every user
  * page it counts how many pin holders (iopt_pages) hold it. Nothing else here stands for
@@ -71,6 +71,8 @@ void mm_pasid_drop(struct uiommu_mm *mm);
 
 /* The calling process's address space; a new reference each call. */
 struct uiommu_mm *uiommu_mm_self(void);
+/* In a forked child (its atfork handler): the next uiommu_mm_self() makes the child's own. */
+void uiommu_mm_self_forget(void);
 /* The calling process's mm counters (account.h), 0 while it has no mm; takes no reference. */
 void uiommu_mm_self_vm(uint64_t *pinned_vm, uint64_t *locked_vm);
 struct uiommu_mm *uiommu_mm_get(struct uiommu_mm *mm);
@@ -152,12 +154,38 @@ bool uiommu_file_pins_any(void);
  */
 struct uiommu_maps;
 int uiommu_maps_load(struct uiommu_maps **out);
+/* One line of a maps file: [start, end), "rwxs"-style perms, the file and its offset. */
+struct uiommu_vma {
+	uint64_t start, end, offset, dev, ino;
+	char perms[8];
+};
+int uiommu_maps_walk_fd(int fd, int (*fn)(const struct uiommu_vma *v, void *arg), void *arg);
 bool uiommu_maps_same_page(const struct uiommu_maps *maps, uint64_t a, uint64_t b);
 bool uiommu_maps_file_of(const struct uiommu_maps *maps, uint64_t addr, uint64_t *dev,
 			 uint64_t *ino, uint64_t *offset);
 /* A device number as /proc/self/maps shows it (major << 32 | minor), from a stat() st_dev. */
 uint64_t uiommu_maps_dev(uint64_t st_dev);
 void uiommu_maps_free(struct uiommu_maps *maps);
+bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t ino,
+			 uint64_t offset, uint64_t len, uint64_t *addr);
+
+/*
+ * Another process's address space (mm_remote.c), reached through a pidfd of it and its own
+ * /proc/<pid>/mem and /proc/<pid>/maps, which it opened and handed over (taken over, closed at
+ * the release). Once the process is gone every access is -EFAULT.
+ * Return: the mm with one reference, or ERR_PTR(-ENOMEM); the fds are closed on failure.
+ */
+struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd);
+int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
+
+/*
+ * The pins other processes hold for this one, or a serving process's own (proc_status.c shows
+ * them): the layer that talks to those processes registers how to ask. The hook answers
+ * whether @pid is this process or one that serves it, with the counters in pages.
+ */
+typedef bool (*uiommu_mm_remote_status_fn)(int pid, uint64_t *pinned_vm, uint64_t *locked_vm);
+void uiommu_mm_remote_status_set(uiommu_mm_remote_status_fn fn);
+bool uiommu_mm_remote_status(int pid, uint64_t *pinned_vm, uint64_t *locked_vm);
 
 /* The host page size (the kernel's PAGE_SIZE), read once. */
 extern uint64_t uiommu_page_size;

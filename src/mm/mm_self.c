@@ -678,6 +678,15 @@ static void self_release(struct uiommu_mm *mm)
 	uiommu_free(mm);
 }
 
+/*
+ * In a forked child: the copy of the parent's mm is left to the copies of the parent's state
+ * that hold it (never used again); the child's first use makes its own.
+ */
+void uiommu_mm_self_forget(void)
+{
+	self_mm = NULL;
+}
+
 void uiommu_mm_self_vm(uint64_t *pinned_vm, uint64_t *locked_vm)
 {
 	uiommu_mutex_lock(&self_lock);

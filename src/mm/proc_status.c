@@ -12,8 +12,11 @@
  * file stays the real one for every other reader.
  *
  * Claimed paths name the calling process itself: /proc/self/status, /proc/thread-self/status,
- * /proc/<getpid()>/status and the task/<tid>/status forms of the first and third. Another
- * process's file is its own business (its state is its own). The copy is a snapshot at open,
+ * /proc/<getpid()>/status and the task/<tid>/status forms of the first and third; its counts
+ * include the pins that processes serving it a context hold in its name (docs/processes.md).
+ * So does /proc/<pid>/status of such a serving process, which shows that process's own pins
+ * (asked over the wire, the hook that iommufd registers). Any other process's file is its own
+ * business. The copy is a snapshot at open,
  * as the kernel's seq_file is at the first read; it is served through a read-only fd of a
  * memfd. Opens for writing, and other than plain opens (O_PATH, O_DIRECTORY, O_CREAT), go
  * to the real file, which answers them as the kernel does.
@@ -72,7 +75,11 @@ UIOMMU_EXPORT bool uiommu_proc_status_claims(const char *path)
 		p += 5;
 	} else {
 		pid_end = proc_status_skip_number(p);
-		if (!pid_end || *pid_end != '/' || strtol(p, NULL, 10) != getpid())
+		if (!pid_end || *pid_end != '/')
+			return false;
+		/* Ours, or a process that serves us a context: its pins are known here. */
+		if (strtol(p, NULL, 10) != getpid() &&
+		    !uiommu_mm_remote_status((int)strtol(p, NULL, 10), NULL, NULL))
 			return false;
 		p = pid_end + 1;
 	}
@@ -83,6 +90,16 @@ UIOMMU_EXPORT bool uiommu_proc_status_claims(const char *path)
 		p++;
 	}
 	return !strcmp(p, "status");
+}
+
+/* The process a claimed path names. */
+static int proc_status_pid(const char *path)
+{
+	const char *p = path + 6;
+
+	if (!strncmp(p, "self/", 5) || !strncmp(p, "thread-self/", 12))
+		return getpid();
+	return (int)strtol(p, NULL, 10);
 }
 
 /* Reads all of @fd into a new buffer (NUL-terminated); 0 or -errno. */
@@ -164,6 +181,8 @@ void proc_status_rewrite(FILE *f, const char *in, uint64_t pinned_kb, uint64_t l
 static int proc_status_serve(const char *path, int flags)
 {
 	uint64_t pinned_vm, locked_vm, kb_per_page = uiommu_page_size / 1024;
+	uint64_t remote_pinned, remote_locked;
+	int pid;
 	char *real = NULL, *copy = NULL, memfd_path[64];
 	size_t real_len, copy_len;
 	int real_fd, memfd, fd, rc;
@@ -177,8 +196,19 @@ static int proc_status_serve(const char *path, int flags)
 	if (rc)
 		return rc;
 
-	/* Ours counted after the host's, so a reader never sees less than it pinned. */
-	uiommu_mm_self_vm(&pinned_vm, &locked_vm);
+	/*
+	 * Ours counted after the host's, so a reader never sees less than it pinned: our own mm's,
+	 * plus what the processes serving us hold for us; or, for such a process's file, its own.
+	 */
+	pid = proc_status_pid(path);
+	if (pid == getpid()) {
+		uiommu_mm_self_vm(&pinned_vm, &locked_vm);
+		uiommu_mm_remote_status(pid, &remote_pinned, &remote_locked);
+		pinned_vm += remote_pinned;
+		locked_vm += remote_locked;
+	} else {
+		uiommu_mm_remote_status(pid, &pinned_vm, &locked_vm);
+	}
 	rc = -ENOMEM;
 	out = uiommu_should_fail() ? NULL : open_memstream(&copy, &copy_len);
 	if (!out)

@@ -34,6 +34,10 @@
  * with uiommu_fault_mask_forget(); the constructor says the reports are complete
  * (uiommu_fault_mask_track()).
  *
+ * fds that arrive from another process (recvmsg/recvmmsg's SCM_RIGHTS, pidfd_getfd() and
+ * syscall(SYS_pidfd_getfd), and at start the fds inherited across exec) are handed to
+ * uiommu_fd_adopt(): the library decides whether they are its files' (docs/processes.md).
+ *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
 /* We define both the plain and the 64 names ourselves: no redirection of one to the other. */
@@ -55,6 +59,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -381,7 +386,79 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 			return -1;
 		uiommu_kvm_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]);
 	}
+	if (nr == SYS_pidfd_getfd) {
+		long fd = _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+
+		if (fd >= 0)
+			uiommu_fd_adopt((int)fd);
+		return fd;
+	}
 	return _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* ---- fds that arrive from other processes: the library adopts those of its files -------- */
+
+/* shutdown() of one of our fds: the library answers (its sockets are no program's business). */
+UIOMMU_EXPORT int shutdown(int fd, int how)
+{
+	libc_func(shutdown, int, int, int);
+	if (uiommu_is_fd(fd))
+		return uiommu_fd_shutdown(fd, how);
+	return _shutdown(fd, how);
+}
+
+/* Every fd an SCM_RIGHTS message of @msg brought. */
+static void adopt_rights(const struct msghdr *msg)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			uiommu_fd_adopt(fd);
+		}
+	}
+}
+
+UIOMMU_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	ssize_t n;
+
+	libc_func(recvmsg, ssize_t, int, struct msghdr *, int);
+	n = _recvmsg(fd, msg, flags);
+	if (n >= 0 && msg->msg_controllen)
+		adopt_rights(msg);
+	return n;
+}
+
+UIOMMU_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+			   struct timespec *timeout)
+{
+	int n;
+
+	libc_func(recvmmsg, int, int, struct mmsghdr *, unsigned int, int, struct timespec *);
+	n = _recvmmsg(fd, vec, vlen, flags, timeout);
+	for (int i = 0; i < n; i++)
+		if (vec[i].msg_hdr.msg_controllen)
+			adopt_rights(&vec[i].msg_hdr);
+	return n;
+}
+
+int pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
+UIOMMU_EXPORT int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)
+{
+	int fd;
+
+	libc_func(pidfd_getfd, int, int, int, unsigned int);
+	fd = _pidfd_getfd(pidfd, targetfd, flags);
+	if (fd >= 0)
+		uiommu_fd_adopt(fd);
+	return fd;
 }
 
 /*
@@ -941,6 +1018,8 @@ static void __attribute__((constructor)) preload_init(void)
 	uiommu_sysfs_session_begin();
 	uiommu_sysfs_adopt();
 	uiommu_ctl_start_env();
+	/* fds of uiommu files this program inherited across exec reach their server. */
+	uiommu_fd_adopt_inherited();
 	libc_siglongjmp = (void (*)(struct __jmp_buf_tag *, int))dlsym(RTLD_NEXT, "siglongjmp");
 	libc_longjmp = (void (*)(struct __jmp_buf_tag *, int))dlsym(RTLD_NEXT, "longjmp");
 	libc___longjmp_chk = (void (*)(struct __jmp_buf_tag *, int))dlsym(RTLD_NEXT,

@@ -1,0 +1,884 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One context across processes: the wire between a process that serves its files and the
+ * processes that hold fds of them (docs/processes.md).
+ *
+ * Where a context lives. The process that created a file (an open of /dev/iommu, a sub-fd, a
+ * VFIO file) serves it for as long as any process holds an fd of it. Its calls are made
+ * in-process as before; another process's calls on the same file travel here.
+ *
+ * What an fd carries. Every file's fd is one end of a socketpair (file.c): the other end, the
+ * peer, stays with the server, which wrote a header into it at creation (struct
+ * wire_fd_header: the server's socket name and pid, the file's token and a 128-bit random
+ * secret). Any holder of the fd can peek at it (recv(MSG_PEEK)); nobody else can: possession of
+ * the fd is the credential, as in the kernel. The peer is also how the server learns of the
+ * last close anywhere: when every fd of the socket is closed, in every process, the kernel
+ * releases it and the peer sees POLLHUP. The server checks at each of its own closes
+ * (synchronous, as the kernel's release is) and watches the peers with epoll for the closes of
+ * others (the server thread).
+ *
+ * How a holder reaches it. A process meets a file it does not serve in three ways: a forked
+ * child finds its parent's files in its copy of the fd table (each names its server); an fd
+ * that arrives by SCM_RIGHTS, pidfd_getfd() or exec is adopted (iommufd_remote_adopt(): the
+ * preload layer asks, the header is peeked). Its calls then go over a connection to the
+ * server's listening socket, an abstract AF_UNIX name of 128 random bits: the kernel checks no
+ * permission on abstract names, so each side checks the other's user (SO_PEERCRED), and every
+ * request carries the file's token and secret (a name alone opens nothing). Connections are
+ * per process and per server, pooled: a thread takes an idle one or makes one, so concurrent
+ * calls of one process do not wait for each other.
+ *
+ * The caller's memory. The first message of a connection (HELLO) hands the server a pidfd of
+ * the client and the client's own /proc/self/mem and /proc/self/maps; the server keeps one
+ * uiommu_mm per client process (mm/mm_remote.c) and runs each call with it as the caller's
+ * mm, so a MAP pins the client's pages, as the kernel's current->mm.
+ *
+ * Protocol. Fixed-size messages (struct wire_req, struct wire_rep), one reply per request, on
+ * a SOCK_STREAM connection read with MSG_WAITALL. A request the server cannot parse, or whose
+ * secret does not match, ends that connection (or answers EBADF); nothing else is touched.
+ *
+ * Threads. The server thread (one per serving process, started with its first file) accepts
+ * connections and watches the peers; each connection gets a detached thread of its own (at
+ * most REMOTE_CONNS_MAX), with every signal blocked. A client that dies mid-call leaves its
+ * thread to finish the call and find the connection gone. A server that dies closes every
+ * connection: its clients' calls answer EIO, new connections ENODEV; nothing waits forever.
+ *
+ * Fork. The child is a new process: it serves nothing of its parent's (its copies of the
+ * parent's files name the parent as their server), so the child handler forgets the server
+ * state (listening socket, epoll set, peers, export table in file.c) and the connection pools,
+ * and draws a new cookie; the child's own files get a new server at its first open.
+ *
+ * Locking: servers_lock protects the list of known servers (a leaf); each server's pool_lock
+ * protects its idle connections (a leaf); clients_lock protects the list of client mms (a
+ * leaf). None is held across a system call that waits.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
+#include "uiommu/iommufd_test.h"
+#include "uiommu/uiommu.h"
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "lib/sys.h"
+#include "mm/mm.h"
+
+#define REMOTE_CONNS_MAX 64
+
+struct wire_conn {
+	struct wire_conn *next; /* in the server's idle list; pool_lock */
+	int fd;
+};
+
+struct iommufd_server {
+	struct iommufd_server *next; /* in servers; servers_lock */
+	char name[WIRE_NAME_LEN];    /* abstract socket name; constant */
+	pid_t pid;                   /* constant */
+	struct uiommu_mutex pool_lock; /* protects idle; a leaf */
+	struct wire_conn *idle;
+};
+
+/* Protects additions to servers, which is append-only (readers walk it without the lock). */
+UIOMMU_MUTEX_DEFINE(servers_lock);
+static _Atomic(struct iommufd_server *) servers;
+
+/* This process's own server; NULL until its first file (and again in a forked child). */
+_Atomic(struct iommufd_server *) iommufd_self_server;
+static int listen_fd = -1, epoll_fd = -1; /* the server thread's; set before it starts */
+static atomic_int conns_live;
+static uint64_t client_cookie; /* names this process's mm at a server; new in each child */
+
+/* ---- plumbing -------------------------------------------------------------------------- */
+
+static void remote_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die("getrandom");
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static socklen_t remote_addr(struct sockaddr_un *sun, const char *name)
+{
+	size_t len = strnlen(name, WIRE_NAME_LEN);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path + 1, name, len); /* abstract: a leading NUL */
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+}
+
+/* Sends all of @buf, with @fds attached to the first byte when @nfds. 0 or -errno. */
+static int wire_send(int fd, const void *buf, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (nfds) {
+		struct cmsghdr *c;
+
+		memset(cbuf, 0, sizeof(cbuf));
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	while (iov.iov_len) {
+		n = sys_sendmsg(fd, &msg, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		iov.iov_base = (char *)iov.iov_base + n;
+		iov.iov_len -= (size_t)n;
+		msg.msg_control = NULL;
+		msg.msg_controllen = 0;
+	}
+	return 0;
+}
+
+/*
+ * Receives exactly @len bytes; fds that came with them (at most @maxfds) in @fds, the count
+ * in *@nfds (extra ones closed). 0, -EIO at EOF or short read, or -errno.
+ */
+static int wire_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int *nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (nfds)
+		*nfds = 0;
+	while (iov.iov_len) {
+		msg.msg_control = cbuf;
+		msg.msg_controllen = sizeof(cbuf);
+		n = sys_recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			int got[8];
+
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || k > 8)
+				continue;
+			memcpy(got, CMSG_DATA(c), sizeof(int) * (size_t)k);
+			for (int i = 0; i < k; i++) {
+				if (nfds && *nfds < maxfds)
+					fds[(*nfds)++] = got[i];
+				else
+					sys_close(got[i]);
+			}
+		}
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		iov.iov_base = (char *)iov.iov_base + n;
+		iov.iov_len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The peer's credentials: it must be our user; *@pid is its pid. */
+static int wire_peer_check(int fd, pid_t *pid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.uid != geteuid())
+		return -EPERM;
+	*pid = cred.pid;
+	return 0;
+}
+
+static void remote_block_signals(sigset_t *old)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
+static void remote_atfork_register(void);
+static pthread_once_t remote_atfork_once = PTHREAD_ONCE_INIT;
+
+/* ---- the server ------------------------------------------------------------------------ */
+
+/* One client process's mm, shared by its connections. */
+struct remote_client {
+	struct remote_client *next; /* in clients; clients_lock */
+	pid_t pid;
+	uint64_t cookie;
+	unsigned int conns;         /* connections using it; clients_lock */
+	struct uiommu_mm *mm;       /* one reference, the list's */
+};
+
+UIOMMU_MUTEX_DEFINE(clients_lock); /* protects clients and each one's conns; a leaf */
+static struct remote_client *clients;
+
+/* The client of (@pid, @cookie), made with @fds (pidfd, mem, maps: taken) if it is new. */
+static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds)
+{
+	struct remote_client *c;
+	struct uiommu_mm *mm;
+
+	uiommu_mutex_lock(&clients_lock);
+	for (c = clients; c; c = c->next) {
+		if (c->pid == pid && c->cookie == cookie) {
+			c->conns++;
+			uiommu_mutex_unlock(&clients_lock);
+			for (int i = 0; i < 3; i++)
+				sys_close(fds[i]);
+			return c;
+		}
+	}
+	c = uiommu_zalloc(sizeof(*c));
+	if (!c) {
+		uiommu_mutex_unlock(&clients_lock);
+		for (int i = 0; i < 3; i++)
+			sys_close(fds[i]);
+		return ERR_PTR(-ENOMEM);
+	}
+	mm = uiommu_mm_remote_new(pid, fds[0], fds[1], fds[2]);
+	if (IS_ERR(mm)) {
+		uiommu_mutex_unlock(&clients_lock);
+		uiommu_free(c);
+		return ERR_CAST(mm);
+	}
+	c->pid = pid;
+	c->cookie = cookie;
+	c->conns = 1;
+	c->mm = mm;
+	c->next = clients;
+	clients = c;
+	uiommu_mutex_unlock(&clients_lock);
+	return c;
+}
+
+static void remote_client_put(struct remote_client *c)
+{
+	struct remote_client **pos;
+
+	uiommu_mutex_lock(&clients_lock);
+	if (--c->conns) {
+		uiommu_mutex_unlock(&clients_lock);
+		return;
+	}
+	for (pos = &clients; *pos != c; pos = &(*pos)->next)
+		;
+	*pos = c->next;
+	uiommu_mutex_unlock(&clients_lock);
+	/* Pins keep the mm (and its fds) as long as they last. */
+	uiommu_mm_put(c->mm);
+	uiommu_free(c);
+}
+
+/* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */
+static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
+			     struct wire_rep *rep, int *new_fds, unsigned int *nr_new)
+{
+	struct iommufd_node node;
+	uint64_t v[4];
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	*nr_new = 0;
+	switch (req->op) {
+	case WIRE_IOCTL:
+		rep->rc = iommufd_file_serve_ioctl(req->token, req->secret, mm,
+						   (unsigned int)req->arg[0], req->arg[1], new_fds,
+						   nr_new);
+		for (unsigned int i = 0; i < *nr_new; i++)
+			rep->val[i] = (uint64_t)new_fds[i];
+		rep->val[3] = *nr_new;
+		break;
+	case WIRE_READ:
+	case WIRE_WRITE:
+		rep->rc = iommufd_file_serve_rw(req->token, req->secret, mm, req->arg[0],
+						req->arg[1], (int64_t)req->arg[2],
+						req->op == WIRE_WRITE);
+		break;
+	case WIRE_INFO:
+		rc = iommufd_file_serve_info(req->token, req->secret, &node, v);
+		rep->rc = rc;
+		if (rc)
+			break;
+		memcpy(rep->path, node.path, sizeof(rep->path));
+		rep->val[0] = node.major;
+		rep->val[1] = node.minor;
+		rep->val[2] = node.mode;
+		rep->val[3] = v[0];
+		break;
+	case WIRE_STATUS:
+		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
+		rep->val[2] = atomic_load_explicit(&mm->pinned_vm, memory_order_relaxed);
+		rep->val[3] = atomic_load_explicit(&mm->locked_vm, memory_order_relaxed);
+		break;
+	default:
+		rep->rc = -EINVAL;
+	}
+}
+
+static void *remote_conn_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg, fds[3], nfds;
+	struct remote_client *client;
+	struct wire_hello hello;
+	struct wire_req req;
+	struct wire_rep rep;
+	pid_t pid;
+	int rc;
+
+	rc = wire_peer_check(fd, &pid);
+	if (!rc)
+		rc = wire_recv(fd, &hello, sizeof(hello), fds, 3, &nfds);
+	if (rc)
+		goto out_close;
+	if (hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION || hello.pid != pid ||
+	    nfds != 3) {
+		for (int i = 0; i < nfds; i++)
+			sys_close(fds[i]);
+		goto out_close;
+	}
+	client = remote_client_get(pid, hello.cookie, fds);
+	memset(&rep, 0, sizeof(rep));
+	rep.rc = IS_ERR(client) ? PTR_ERR(client) : 0;
+	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
+		goto out_put;
+	while (!wire_recv(fd, &req, sizeof(req), NULL, 0, NULL)) {
+		int new_fds[WIRE_NEW_FDS_MAX];
+		unsigned int nr_new;
+
+		if (req.magic != WIRE_MAGIC)
+			break; /* garbage: this connection ends, nothing else is touched */
+		remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+		rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
+		/*
+		 * The fds are the caller's now (or nobody's, if it is gone): ours go. The message
+		 * in flight holds the files, so this is not their last close anywhere.
+		 */
+		for (unsigned int i = 0; i < nr_new; i++)
+			uiommu_close(new_fds[i]);
+		if (rc)
+			break;
+	}
+out_put:
+	if (!IS_ERR(client))
+		remote_client_put(client);
+out_close:
+	sys_close(fd);
+	atomic_fetch_sub(&conns_live, 1);
+	return NULL;
+}
+
+static void remote_accept(void)
+{
+	pthread_attr_t attr;
+	pthread_t thread;
+	int fd = sys_accept4(listen_fd, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (atomic_fetch_add(&conns_live, 1) >= REMOTE_CONNS_MAX)
+		goto err_close;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&thread, &attr, remote_conn_main, (void *)(intptr_t)fd)) {
+		pthread_attr_destroy(&attr);
+		goto err_close;
+	}
+	pthread_attr_destroy(&attr);
+	return;
+
+err_close:
+	atomic_fetch_sub(&conns_live, 1);
+	sys_close(fd);
+}
+
+static void *remote_server_main(void *arg)
+{
+	struct epoll_event ev[16];
+	int n;
+
+	(void)arg;
+	for (;;) {
+		n = sys_epoll_wait(epoll_fd, ev, 16, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return NULL;
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u64 == 0)
+				remote_accept();
+			else
+				iommufd_file_gone_anywhere(ev[i].data.u64);
+		}
+	}
+}
+
+/* Watches @peer for the last close of its fd anywhere; @token names its file. */
+void iommufd_server_watch(int peer, uint64_t token)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP, .data.u64 = token };
+
+	if (epoll_fd >= 0)
+		sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev);
+}
+
+void iommufd_server_unwatch(int peer)
+{
+	if (epoll_fd >= 0)
+		sys_epoll_ctl(epoll_fd, EPOLL_CTL_DEL, peer, NULL);
+}
+
+/*
+ * Starts listening and the server thread. A failure leaves this process's files unshared
+ * (another process's calls on them answer ENODEV), not unusable.
+ */
+static void remote_server_start(struct iommufd_server *self)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	struct sockaddr_un sun;
+	pthread_attr_t attr;
+	pthread_t thread;
+	sigset_t old;
+	int rc;
+
+	if (uiommu_should_fail())
+		return;
+	listen_fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
+	if (listen_fd < 0 || epoll_fd < 0)
+		goto err_close;
+	if (sys_bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name)) ||
+	    sys_listen(listen_fd, 64) || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
+		goto err_close;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	remote_block_signals(&old);
+	rc = pthread_create(&thread, &attr, remote_server_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (!rc)
+		return;
+err_close:
+	if (listen_fd >= 0)
+		sys_close(listen_fd);
+	if (epoll_fd >= 0)
+		sys_close(epoll_fd);
+	listen_fd = epoll_fd = -1;
+}
+
+/**
+ * iommufd_server_self() - this process's server, made (and started) with its first file
+ * Return: it, or ERR_PTR(-ENOMEM).
+ */
+struct iommufd_server *iommufd_server_self(void)
+{
+	struct iommufd_server *self = atomic_load_explicit(&iommufd_self_server,
+							   memory_order_acquire);
+	uint8_t rnd[16];
+
+	if (self)
+		return self;
+	pthread_once(&remote_atfork_once, remote_atfork_register);
+	uiommu_mutex_lock(&servers_lock);
+	self = atomic_load_explicit(&iommufd_self_server, memory_order_relaxed);
+	if (self)
+		goto out_unlock;
+	self = uiommu_zalloc(sizeof(*self));
+	if (!self) {
+		self = ERR_PTR(-ENOMEM);
+		goto out_unlock;
+	}
+	remote_random(rnd, sizeof(rnd));
+	snprintf(self->name, sizeof(self->name), "uiommu-");
+	for (int i = 0; i < 16; i++)
+		snprintf(self->name + 7 + 2 * i, 3, "%02x", rnd[i]);
+	self->pid = getpid();
+	uiommu_mutex_init(&self->pool_lock);
+	remote_server_start(self);
+	self->next = atomic_load_explicit(&servers, memory_order_relaxed);
+	atomic_store_explicit(&servers, self, memory_order_release);
+	atomic_store_explicit(&iommufd_self_server, self, memory_order_release);
+out_unlock:
+	uiommu_mutex_unlock(&servers_lock);
+	return self;
+}
+
+void iommufd_server_header(struct iommufd_server *server, uint64_t token,
+			   const uint8_t *secret, struct wire_fd_header *hdr)
+{
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->magic = WIRE_MAGIC;
+	hdr->version = WIRE_VERSION;
+	hdr->pid = server->pid;
+	memcpy(hdr->name, server->name, sizeof(hdr->name));
+	hdr->token = token;
+	memcpy(hdr->secret, secret, WIRE_SECRET_LEN);
+}
+
+void iommufd_secret_new(uint8_t *secret)
+{
+	remote_random(secret, WIRE_SECRET_LEN);
+}
+
+/* ---- the client ------------------------------------------------------------------------ */
+
+/* The server named @name (pid @pid), known from now on; ERR_PTR(-ENOMEM). */
+static struct iommufd_server *remote_server_find(const char *name, pid_t pid)
+{
+	struct iommufd_server *s;
+
+	pthread_once(&remote_atfork_once, remote_atfork_register);
+	uiommu_mutex_lock(&servers_lock);
+	for (s = atomic_load_explicit(&servers, memory_order_relaxed); s; s = s->next)
+		if (!strncmp(s->name, name, WIRE_NAME_LEN))
+			goto out_unlock;
+	s = uiommu_zalloc(sizeof(*s));
+	if (!s) {
+		s = ERR_PTR(-ENOMEM);
+		goto out_unlock;
+	}
+	memcpy(s->name, name, WIRE_NAME_LEN);
+	s->name[WIRE_NAME_LEN - 1] = 0;
+	s->pid = pid;
+	uiommu_mutex_init(&s->pool_lock);
+	s->next = atomic_load_explicit(&servers, memory_order_relaxed);
+	atomic_store_explicit(&servers, s, memory_order_release);
+out_unlock:
+	uiommu_mutex_unlock(&servers_lock);
+	return s;
+}
+
+/* Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps. */
+static int remote_hello_fds(int *fds)
+{
+	fds[0] = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+	fds[1] = sys_openat(AT_FDCWD, "/proc/self/mem", O_RDWR | O_CLOEXEC, 0);
+	fds[2] = sys_openat(AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
+	if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0)
+		return 0;
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			sys_close(fds[i]);
+	return -EIO;
+}
+
+static int remote_connect(struct iommufd_server *server)
+{
+	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
+	struct sockaddr_un sun;
+	struct wire_rep rep;
+	int fd, fds[3], rc;
+	pid_t pid;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name))) {
+		rc = -ENODEV; /* the serving process is gone */
+		goto err_close;
+	}
+	/* Someone else may hold the name of a server that died: it must be our user's. */
+	rc = wire_peer_check(fd, &pid);
+	if (rc || pid != server->pid) {
+		rc = -ENODEV;
+		goto err_close;
+	}
+	rc = remote_hello_fds(fds);
+	if (rc)
+		goto err_close;
+	hello.pid = getpid();
+	hello.cookie = client_cookie;
+	rc = wire_send(fd, &hello, sizeof(hello), fds, 3);
+	for (int i = 0; i < 3; i++)
+		sys_close(fds[i]);
+	if (!rc)
+		rc = wire_recv(fd, &rep, sizeof(rep), NULL, 0, NULL);
+	if (rc) {
+		rc = -ENODEV;
+		goto err_close;
+	}
+	if (rep.rc) {
+		rc = (int)rep.rc;
+		goto err_close;
+	}
+	return fd;
+
+err_close:
+	sys_close(fd);
+	return rc;
+}
+
+/*
+ * One round trip with @server: @req out, *@rep back, with the fds it carries in @fds (*@nfds;
+ * @fds NULL: none expected, any closed). 0, or -EIO/-ENODEV/-ENOMEM.
+ */
+static int remote_call_fds(struct iommufd_server *server, struct wire_req *req,
+			   struct wire_rep *rep, int *fds, int *nfds)
+{
+	struct wire_conn *conn;
+	int rc;
+
+	uiommu_mutex_lock(&server->pool_lock);
+	conn = server->idle;
+	if (conn)
+		server->idle = conn->next;
+	uiommu_mutex_unlock(&server->pool_lock);
+	if (!conn) {
+		conn = uiommu_zalloc(sizeof(*conn));
+		if (!conn)
+			return -ENOMEM;
+		conn->fd = remote_connect(server);
+		if (conn->fd < 0) {
+			rc = conn->fd;
+			uiommu_free(conn);
+			return rc;
+		}
+	}
+	req->magic = WIRE_MAGIC;
+	rc = wire_send(conn->fd, req, sizeof(*req), NULL, 0);
+	if (!rc)
+		rc = wire_recv(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0, nfds);
+	if (rc) {
+		/* The server died, or dropped us: this connection is done. */
+		sys_close(conn->fd);
+		uiommu_free(conn);
+		return -EIO;
+	}
+	uiommu_mutex_lock(&server->pool_lock);
+	conn->next = server->idle;
+	server->idle = conn;
+	uiommu_mutex_unlock(&server->pool_lock);
+	return 0;
+}
+
+static int remote_call(struct iommufd_server *server, struct wire_req *req, struct wire_rep *rep)
+{
+	return remote_call_fds(server, req, rep, NULL, NULL);
+}
+
+/*
+ * The fds a remote call made for us arrived as @fds: ours from now on (adopted). Where the
+ * server's number for one shows, the reply is ours to correct: the call's return value (a
+ * DMABUF_GET, a GET_DEVICE_FD), or the out field of the one struct that carries one
+ * (the selftest's CREATE_ACCESS). Event fds are never made for us (EOPNOTSUPP).
+ */
+static int remote_new_fds(const struct wire_rep *rep, const int *fds, int nfds, unsigned int cmd,
+			  uint64_t arg, int rc)
+{
+	struct uiommu_mm *mm = iommufd_caller_mm();
+
+	for (int i = 0; i < nfds; i++) {
+		uint64_t off = offsetof(struct iommu_test_cmd, create_access.out_access_fd);
+		struct iommu_test_cmd tc;
+		uint32_t theirs = (uint32_t)rep->val[i], ours = (uint32_t)fds[i];
+
+		uiommu_fd_adopt(fds[i]);
+		if (rc == (int)theirs) {
+			rc = fds[i];
+			continue;
+		}
+		if (cmd == IOMMU_TEST_CMD && mm &&
+		    !uiommu_copy_from_user(mm, &tc, arg, offsetof(struct iommu_test_cmd, id)) &&
+		    tc.op == IOMMU_TEST_OP_CREATE_ACCESS)
+			uiommu_copy_to_user(mm, arg + off, &ours, sizeof(ours));
+	}
+	return rc;
+}
+
+static void remote_req_init(struct wire_req *req, enum wire_op op, uint64_t token,
+			    const uint8_t *secret)
+{
+	memset(req, 0, sizeof(*req));
+	req->op = op;
+	req->token = token;
+	memcpy(req->secret, secret, WIRE_SECRET_LEN);
+}
+
+int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			 unsigned int cmd, uint64_t arg)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int rc;
+
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0;
+
+	remote_req_init(&req, WIRE_IOCTL, token, secret);
+	req.arg[0] = cmd;
+	req.arg[1] = arg;
+	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (rc)
+		return rc;
+	return remote_new_fds(&rep, fds, nfds, cmd, arg, (int)rep.rc);
+}
+
+ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			  uint64_t buf, size_t count, int64_t pos, bool write)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int rc;
+
+	remote_req_init(&req, write ? WIRE_WRITE : WIRE_READ, token, secret);
+	req.arg[0] = buf;
+	req.arg[1] = count;
+	req.arg[2] = (uint64_t)pos;
+	rc = remote_call(server, &req, &rep);
+	return rc ? rc : (ssize_t)rep.rc;
+}
+
+/*
+ * The counters of this process's pins at the servers it talks to (@pid our own: the mm each
+ * holds for us), or a server's own (@pid that server's).
+ * Return: true when @pid is ours or a server we know, with the sums in *@pinned, *@locked
+ * (@pinned NULL: only whether it is known, without a call).
+ */
+static bool remote_status(pid_t pid, uint64_t *pinned, uint64_t *locked)
+{
+	struct iommufd_server *s, *self = atomic_load(&iommufd_self_server);
+	bool own = pid == getpid(), known = own;
+	struct wire_req req;
+	struct wire_rep rep;
+
+	if (pinned)
+		*pinned = *locked = 0;
+	for (s = atomic_load_explicit(&servers, memory_order_acquire); s; s = s->next) {
+		bool used;
+
+		if (s == self || (!own && s->pid != pid))
+			continue;
+		known = true;
+		if (!pinned)
+			break;
+		uiommu_mutex_lock(&s->pool_lock);
+		used = s->idle != NULL;
+		uiommu_mutex_unlock(&s->pool_lock);
+		/* Without a connection it holds no mm of ours. */
+		if (own && !used)
+			continue;
+		remote_req_init(&req, WIRE_STATUS, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+		if (remote_call(s, &req, &rep))
+			continue;
+		*pinned += own ? rep.val[2] : rep.val[0];
+		*locked += own ? rep.val[3] : rep.val[1];
+		if (!own)
+			break;
+	}
+	return known;
+}
+
+/* What uiommu_is_fd() asks of an fd we do not know: one of ours that came another way? */
+int iommufd_remote_adopt(int fd)
+{
+	struct iommufd_server *server;
+	struct wire_fd_header hdr;
+	struct wire_req req;
+	struct wire_rep rep;
+	struct stat st;
+	ssize_t n;
+	int rc;
+
+	if (sys_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
+		return -EBADF;
+	n = sys_recv(fd, &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(hdr) || hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION)
+		return -EBADF;
+	hdr.name[WIRE_NAME_LEN - 1] = 0;
+	server = remote_server_find(hdr.name, hdr.pid);
+	if (IS_ERR(server))
+		return PTR_ERR(server);
+	if (server == atomic_load(&iommufd_self_server))
+		return iommufd_file_adopt_local(fd, hdr.token, hdr.secret);
+	remote_req_init(&req, WIRE_INFO, hdr.token, hdr.secret);
+	rc = remote_call(server, &req, &rep);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (rc)
+		return rc;
+	rep.path[sizeof(rep.path) - 1] = 0;
+	return iommufd_file_adopt_remote(fd, server, hdr.token, hdr.secret, &rep);
+}
+
+/* ---- fork -------------------------------------------------------------------------------- */
+
+/* The lists are copied whole: no thread is in the middle of changing one. */
+static void remote_atfork_prepare(void)
+{
+	uiommu_mutex_lock(&servers_lock);
+	iommufd_files_atfork_prepare();
+	uiommu_mutex_lock(&clients_lock);
+}
+
+static void remote_atfork_parent(void)
+{
+	uiommu_mutex_unlock(&clients_lock);
+	iommufd_files_atfork_parent();
+	uiommu_mutex_unlock(&servers_lock);
+}
+
+static void remote_atfork_child(void)
+{
+	/* The parent's threads are not ours: its connections and server stay its own. */
+	for (struct iommufd_server *s = servers; s; s = s->next) {
+		uiommu_mutex_init(&s->pool_lock);
+		while (s->idle) {
+			struct wire_conn *conn = s->idle;
+
+			s->idle = conn->next;
+			sys_close(conn->fd);
+			uiommu_free(conn);
+		}
+	}
+	if (listen_fd >= 0)
+		sys_close(listen_fd);
+	if (epoll_fd >= 0)
+		sys_close(epoll_fd);
+	listen_fd = epoll_fd = -1;
+	atomic_store(&conns_live, 0);
+	atomic_store(&iommufd_self_server, NULL);
+	remote_random(&client_cookie, sizeof(client_cookie));
+	clients = NULL; /* the parent's clients */
+	uiommu_mutex_unlock(&clients_lock);
+	iommufd_files_atfork_child();
+	uiommu_mutex_unlock(&servers_lock);
+}
+
+static void remote_atfork_register(void)
+{
+	remote_random(&client_cookie, sizeof(client_cookie));
+	if (pthread_atfork(remote_atfork_prepare, remote_atfork_parent, remote_atfork_child))
+		die("pthread_atfork");
+	uiommu_mm_remote_status_set(remote_status);
+}

@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Another process's address space: the mm of a process whose calls on a shared context this
+ * process serves (docs/processes.md).
+ *
+ * The client hands over three fds it opened on itself: a pidfd, /proc/self/mem and
+ * /proc/self/maps. A process may always open its own; the last two are bound to its mm_struct
+ * rather than to its pid, so they never reach a process that later reuses the pid and need no
+ * ptrace permission of ours; once the process is gone they read nothing.
+ *
+ * Copies (the ioctl's arguments and replies, ACCESS_RW buffers) are process_vm_readv/writev
+ * at the client's address: exact, coherent, one system call each, and they check the page
+ * permissions as the kernel's copy_to_user() does (a reply to a read-only page is EFAULT).
+ * They name the client by pid, so the pidfd guards them: a read counts only if the client was
+ * still alive after it, a write is made only if it is alive before (a pid is not reused while
+ * its process, even a zombie, exists; what is left is a write racing the client's death, its
+ * reaping and the reuse of its pid within one system call). Where the host refuses them
+ * (Yama's ptrace scope) the mem fd serves instead, which writes through read-only private
+ * pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
+ *
+ * Pins and host addresses. What a domain maps and an access reads through is a host address of
+ * this process. A page of the client's that lies in a shared mapping of a file (a memfd, a
+ * shared anonymous mapping inherited across fork, which /proc/<pid>/maps shows as the same
+ * dev:ino in both) is a host address here when this process maps the same file at the same
+ * offset shared: that is the page itself, coherent both ways. fault_in() (every pin) reads the
+ * client's maps, checks every page is mapped with the access asked, and records for each
+ * shared run the host address it has here (xlate, replacing what it held for those addresses);
+ * host_ptr() answers from that record. Private memory of another process has no host address
+ * here: host_ptr() is NULL, and what needs one (a domain's fill) answers EFAULT. An access
+ * reads and writes such pages through the mem fd instead (access.c), coherent while the
+ * client lives.
+ *
+ * Locking: mr->lock protects xlate and the maps fd's file position; a leaf.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "lib/compiler.h"
+#include "lib/err.h"
+#include "lib/fail.h"
+#include "lib/sys.h"
+#include "mm/mm.h"
+
+struct mm_remote_run {
+	uint64_t start, end; /* client addresses [start, end) */
+	uint64_t host;       /* our address of start */
+};
+
+struct mm_remote {
+	struct uiommu_mm mm;
+	int pidfd;                /* the client; constant */
+	int mem_fd, maps_fd;      /* the client's own /proc/self/{mem,maps}; constant */
+	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; a leaf */
+	struct mm_remote_run *runs;
+	size_t nr_runs, cap_runs;
+};
+
+static struct mm_remote *to_mm_remote(struct uiommu_mm *mm)
+{
+	return container_of(mm, struct mm_remote, mm);
+}
+
+/* Is the client still the process its pid names? (A live or zombie process keeps its pid.) */
+static bool remote_alive(struct mm_remote *mr)
+{
+	return !syscall(SYS_pidfd_send_signal, (long)mr->pidfd, 0L, NULL, 0L);
+}
+
+/*
+ * One copy between our @local and the client's @uaddr: process_vm_readv/writev, which check
+ * the client's page permissions as a user access does; where the host denies them (Yama's
+ * ptrace scope) the client's own mem fd, which does not. Whole or -EFAULT.
+ */
+static int remote_copy(struct mm_remote *mr, void *local, uint64_t uaddr, size_t len, bool write)
+{
+	struct iovec l = { .iov_base = local, .iov_len = len };
+	struct iovec r = { .iov_base = (void *)(uintptr_t)uaddr, .iov_len = len };
+	size_t done = 0;
+	ssize_t n;
+
+	if (!len)
+		return 0;
+	/* A write must not reach a process that took over a dead client's pid: check first. */
+	if (write && !remote_alive(mr))
+		return -EFAULT;
+	n = write ? process_vm_writev(mr->mm.pid, &l, 1, &r, 1, 0) :
+		    process_vm_readv(mr->mm.pid, &l, 1, &r, 1, 0);
+	if (n == (ssize_t)len)
+		return write || remote_alive(mr) ? 0 : -EFAULT;
+	if (n >= 0 || errno != EPERM)
+		return -EFAULT;
+	while (done < len) {
+		n = write ? sys_pwrite(mr->mem_fd, (const char *)local + done, len - done,
+				       (off_t)(uaddr + done)) :
+			    sys_pread(mr->mem_fd, (char *)local + done, len - done,
+				      (off_t)(uaddr + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EFAULT;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int remote_copy_from(struct uiommu_mm *mm, void *dst, uint64_t uaddr, size_t len)
+{
+	return remote_copy(to_mm_remote(mm), dst, uaddr, len, false);
+}
+
+static int remote_copy_to(struct uiommu_mm *mm, uint64_t uaddr, const void *src, size_t len)
+{
+	return remote_copy(to_mm_remote(mm), (void *)src, uaddr, len, true);
+}
+
+/* Calls @fn for each mapping of the client, in address order, until it returns non-zero. */
+static int remote_maps_walk(struct mm_remote *mr, int (*fn)(const struct uiommu_vma *, void *),
+			    void *arg)
+{
+	lockdep_assert_held(&mr->lock);
+	if (uiommu_should_fail() || lseek(mr->maps_fd, 0, SEEK_SET))
+		return -EFAULT;
+	return uiommu_maps_walk_fd(mr->maps_fd, fn, arg) == -ENOMEM ? -ENOMEM : 0;
+}
+
+struct remote_fault_in {
+	struct mm_remote *mr;
+	struct uiommu_maps *self; /* our shared file mappings */
+	uint64_t next, end;       /* the part of the range not yet seen */
+	bool write;
+	int rc;
+};
+
+/* Records that client [start, end) is our [host, ...); replaces what overlapped it. */
+static int remote_runs_set(struct mm_remote *mr, uint64_t start, uint64_t end, uint64_t host)
+{
+	size_t i, j;
+
+	for (i = 0, j = 0; i != mr->nr_runs; i++) {
+		struct mm_remote_run *r = &mr->runs[i];
+
+		if (r->end > start && r->start < end)
+			continue;
+		mr->runs[j++] = *r;
+	}
+	mr->nr_runs = j;
+	if (!host)
+		return 0;
+	if (mr->nr_runs == mr->cap_runs) {
+		size_t cap = mr->cap_runs ? mr->cap_runs * 2 : 8;
+		struct mm_remote_run *runs = uiommu_realloc_array(mr->runs, cap, sizeof(*runs));
+
+		if (!runs)
+			return -ENOMEM;
+		mr->runs = runs;
+		mr->cap_runs = cap;
+	}
+	mr->runs[mr->nr_runs++] = (struct mm_remote_run){ start, end, host };
+	return 0;
+}
+
+static int remote_fault_in_vma(const struct uiommu_vma *v, void *arg)
+{
+	struct remote_fault_in *f = arg;
+	uint64_t lo, hi, host = 0;
+
+	if (v->end <= f->next)
+		return 0;
+	if (v->start > f->next || v->perms[0] != 'r' || (f->write && v->perms[1] != 'w'))
+		return -EFAULT; /* a hole, or not the access asked for */
+	lo = f->next;
+	hi = v->end < f->end ? v->end : f->end;
+	/* A shared page of a file we map too is the page itself; else no host address. */
+	if (v->perms[3] != 's' || !v->ino ||
+	    !uiommu_maps_host_of(f->self, v->dev, v->ino, v->offset + (lo - v->start), hi - lo,
+				 &host))
+		host = 0;
+	f->rc = remote_runs_set(f->mr, lo, hi, host);
+	if (f->rc)
+		return f->rc;
+	f->next = hi;
+	return f->next == f->end ? 1 : 0;
+}
+
+static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	struct remote_fault_in f = { .mr = mr, .next = uaddr, .write = write };
+	int rc;
+
+	f.end = uaddr + npages * uiommu_page_size;
+	rc = uiommu_maps_load(&f.self);
+	if (rc)
+		return rc == -ENOMEM ? -ENOMEM : -EFAULT;
+	uiommu_mutex_lock(&mr->lock);
+	rc = remote_maps_walk(mr, remote_fault_in_vma, &f);
+	uiommu_mutex_unlock(&mr->lock);
+	uiommu_maps_free(f.self);
+	if (f.rc)
+		return f.rc;
+	if (rc)
+		return rc;
+	return f.next == f.end ? 0 : -EFAULT;
+}
+
+static void *remote_host_ptr(struct uiommu_mm *mm, uint64_t uaddr)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	void *p = NULL;
+
+	uiommu_mutex_lock(&mr->lock);
+	for (size_t i = 0; i != mr->nr_runs; i++) {
+		struct mm_remote_run *r = &mr->runs[i];
+
+		if (uaddr >= r->start && uaddr < r->end) {
+			p = (void *)(uintptr_t)(r->host + (uaddr - r->start));
+			break;
+		}
+	}
+	uiommu_mutex_unlock(&mr->lock);
+	return p;
+}
+
+struct uiommu_vma_prot {
+	uint64_t uaddr;
+	unsigned int prot;
+	bool found;
+};
+
+static int remote_vma_prot_fn(const struct uiommu_vma *v, void *arg)
+{
+	struct uiommu_vma_prot *q = arg;
+
+	if (q->uaddr < v->start || q->uaddr >= v->end)
+		return 0;
+	q->prot = (v->perms[0] == 'r' ? PROT_READ : 0) | (v->perms[1] == 'w' ? PROT_WRITE : 0) |
+		  (v->perms[2] == 'x' ? PROT_EXEC : 0);
+	q->found = true;
+	return 1;
+}
+
+static int remote_vma_prot(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *prot)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	struct uiommu_vma_prot q = { .uaddr = uaddr };
+
+	uiommu_mutex_lock(&mr->lock);
+	remote_maps_walk(mr, remote_vma_prot_fn, &q);
+	uiommu_mutex_unlock(&mr->lock);
+	if (!q.found)
+		return -EFAULT;
+	*prot = q.prot;
+	return 0;
+}
+
+static void remote_release(struct uiommu_mm *mm)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+
+	/* Every pin was uncharged by the iopt_pages that held a reference. */
+	WARN_ON(atomic_load(&mm->pinned_vm) || atomic_load(&mm->locked_vm));
+	mm_pasid_drop(mm);
+	sys_close(mr->pidfd);
+	sys_close(mr->mem_fd);
+	sys_close(mr->maps_fd);
+	uiommu_mutex_destroy(&mr->lock);
+	uiommu_mutex_destroy(&mm->pin_lock);
+	uiommu_free(mr->runs);
+	uiommu_free(mr);
+}
+
+static const struct uiommu_mm_ops remote_ops = {
+	.copy_from = remote_copy_from,
+	.copy_to = remote_copy_to,
+	.fault_in = remote_fault_in,
+	.host_ptr = remote_host_ptr,
+	.vma_prot = remote_vma_prot,
+	.host_linear = false,
+	.release = remote_release,
+};
+
+struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd)
+{
+	struct mm_remote *mr = uiommu_zalloc(sizeof(*mr));
+
+	if (!mr) {
+		sys_close(pidfd);
+		sys_close(mem_fd);
+		sys_close(maps_fd);
+		return ERR_PTR(-ENOMEM);
+	}
+	mr->mm.ops = &remote_ops;
+	atomic_init(&mr->mm.refs, 1);
+	mr->mm.pid = pid;
+	uiommu_mutex_init(&mr->mm.pin_lock);
+	interval_tree_init(&mr->mm.pinned);
+	mr->pidfd = pidfd;
+	mr->mem_fd = mem_fd;
+	mr->maps_fd = maps_fd;
+	uiommu_mutex_init(&mr->lock);
+	return &mr->mm;
+}
+
+static _Atomic(uiommu_mm_remote_status_fn) remote_status_fn;
+
+void uiommu_mm_remote_status_set(uiommu_mm_remote_status_fn fn)
+{
+	atomic_store(&remote_status_fn, fn);
+}
+
+bool uiommu_mm_remote_status(int pid, uint64_t *pinned_vm, uint64_t *locked_vm)
+{
+	uiommu_mm_remote_status_fn fn = atomic_load(&remote_status_fn);
+
+	if (pinned_vm)
+		*pinned_vm = *locked_vm = 0;
+	return fn ? fn(pid, pinned_vm, locked_vm) : false;
+}
+
+/**
+ * uiommu_mm_remote_getfd() - a copy in this process of the fd @fd of @mm's process
+ * (pidfd_getfd(): the kernel checks we may trace it, as it does for process_vm_readv)
+ * Return: the new fd (O_CLOEXEC), or -EBADF.
+ */
+int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	int local;
+
+	if (mm->ops != &remote_ops || fd < 0)
+		return -EBADF;
+	local = (int)syscall(SYS_pidfd_getfd, (long)mr->pidfd, (long)fd, 0L);
+	return local < 0 ? -EBADF : local;
+}

@@ -1,0 +1,723 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One iommufd across processes (docs/processes.md), through libc only, under uiommu-run: fds
+ * handed over the way libvirt hands them to QEMU (SCM_RIGHTS), taken with pidfd_getfd(),
+ * inherited across exec and fork; the context living until the last fd anywhere is closed; a
+ * client killed with SIGKILL in the middle of its calls; a serving process that dies; a
+ * client that sends garbage; two processes racing map/unmap/destroy on shared IDs.
+ *
+ * The other processes are this program again (fork + exec of /proc/self/exe with "--child"
+ * ROLE ...): a new program image, as QEMU is to libvirt, which also keeps ThreadSanitizer
+ * builds away from fork()ed copies of a multi-threaded process.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#define TEST_IOCTL ioctl /* through libc: the preload path */
+#include "uiommu_test.h"
+#include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
+#include "uiommu/uiommu.h"
+#include "vfio_utils.h"
+
+#define PS 4096
+
+static int send_fd(int sock, int fd, const void *data, size_t len)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == (ssize_t)len ? 0 : -1;
+}
+
+/* The fd of one SCM_RIGHTS message (the preload layer adopts it in recvmsg()), or -1. */
+static int recv_fd(int sock, void *data, size_t len)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	int fd;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != (ssize_t)len)
+		return -1;
+	c = CMSG_FIRSTHDR(&msg);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* Starts this program as "--child ROLE ARG1 ARG2" with @keep inherited (no CLOEXEC). */
+static pid_t child_start(const char *role, int keep, long arg2)
+{
+	char a1[24], a2[24];
+	pid_t pid;
+
+	snprintf(a1, sizeof(a1), "%d", keep);
+	snprintf(a2, sizeof(a2), "%ld", arg2);
+	pid = fork();
+	if (pid)
+		return pid;
+	if (keep >= 0)
+		fcntl(keep, F_SETFD, 0);
+	execl("/proc/self/exe", "test_processes", "--child", role, a1, a2, (char *)NULL);
+	_exit(127);
+}
+
+/*
+ * Starts child @role with one end of a new socketpair (the other in *@sock) and, when @fd is
+ * not -1, hands it @fd over that socket with @data (SCM_RIGHTS). The pid, or -1.
+ */
+static pid_t child_start_with(const char *role, int fd, const void *data, size_t len, int *sock)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	pid = child_start(role, sv[1], 0);
+	close(sv[1]);
+	*sock = sv[0];
+	if (pid > 0 && fd >= 0 && send_fd(sv[0], fd, data, len))
+		return -1;
+	return pid;
+}
+
+static int child_wait(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int ioas_map(int fd, uint32_t ioas, void *buf, size_t len, uint64_t *iova)
+{
+	struct iommu_ioas_map map = {
+		.size = sizeof(map), .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = len,
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+	};
+	int rc = ioctl(fd, IOMMU_IOAS_MAP, &map);
+
+	*iova = map.iova;
+	return rc;
+}
+
+/* IOAS_UNMAP of [iova, iova + len): the length unmapped, or -1 with errno. */
+static long ioas_unmap_len(int fd, uint32_t ioas, uint64_t iova, uint64_t len)
+{
+	struct iommu_ioas_unmap unmap = { .size = sizeof(unmap), .ioas_id = ioas, .iova = iova,
+					  .length = len };
+
+	return ioctl(fd, IOMMU_IOAS_UNMAP, &unmap) ? -1 : (long)unmap.length;
+}
+
+static long live_contexts(void)
+{
+	struct uiommu_stats st;
+
+	uiommu_stats_get(&st);
+	return st.contexts;
+}
+
+/* Waits (bounded: 10 s) for the server thread to see the last close of a context. */
+static long live_contexts_settle(long want)
+{
+	long n = live_contexts();
+
+	for (int i = 0; i < 10000 && n != want; i++) {
+		poll(NULL, 0, 1);
+		n = live_contexts();
+	}
+	return n;
+}
+
+/*
+ * IOMMU_DESTROY of @id, waiting (bounded: 10 s) while it is EBUSY: a killed client's last call
+ * may still be finishing in the server thread that runs it, holding the object.
+ */
+static int destroy_settle(int fd, uint32_t id)
+{
+	int rc = destroy(fd, id);
+
+	for (int i = 0; i < 10000 && rc && errno == EBUSY; i++) {
+		poll(NULL, 0, 1);
+		rc = destroy(fd, id);
+	}
+	return rc;
+}
+
+/* ---- the other processes ---------------------------------------------------------------- */
+
+/* "scm SOCK": libvirt's way: the fd arrives by SCM_RIGHTS; maps its own memory, reports. */
+static int child_scm(int sock)
+{
+	struct iommu_ioas_map_file mf = { .size = sizeof(mf), .length = PS,
+					  .flags = IOMMU_IOAS_MAP_READABLE };
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	uint64_t reply[3], iova;
+	int mfd;
+	struct stat st;
+	char go;
+	void *buf = mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint32_t ioas;
+	int fd = recv_fd(sock, &go, 1);
+
+	if (fd < 0 || !uiommu_is_fd(fd))
+		return 1;
+	/* The node the kernel's fd shows, wherever it went. */
+	if (fstat(fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(10, 257))
+		return 2;
+	ioas = ioas_alloc(fd);
+	if (!ioas || buf == MAP_FAILED || ioas_map(fd, ioas, buf, 2 * PS, &iova))
+		return 3;
+	/* An fd in the argument is ours, not the server's: MAP_FILE of our own memfd. */
+	mfd = memfd_create("test", MFD_CLOEXEC);
+	mf.fd = mfd;
+	mf.ioas_id = ioas;
+	if (mfd < 0 || ftruncate(mfd, PS) || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+		return 6;
+	/* An event fd made for us would be the server's: not yet (EOPNOTSUPP), never a wrong one. */
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) != -1 || errno != EOPNOTSUPP)
+		return 7;
+	reply[0] = ioas;
+	reply[1] = iova;
+	reply[2] = mf.iova;
+	if (write(sock, reply, sizeof(reply)) != sizeof(reply))
+		return 4;
+	/* Stay until the parent has looked: the pins are of this process's memory. */
+	return read(sock, &go, 1) == 1 ? 0 : 5;
+}
+
+/* "exec FD": the fd was inherited across exec (no CLOEXEC): IOAS_ALLOC on it; its ID. */
+static int child_exec(int fd)
+{
+	return uiommu_is_fd(fd) ? (int)ioas_alloc(fd) : 100;
+}
+
+/* "pidfd PPID_FD PPID": pidfd_getfd() of the parent's fd; IOAS_ALLOC on it; its ID. */
+static int child_pidfd(int target, long ppid)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, ppid, 0L), fd;
+
+	if (pidfd < 0)
+		return 100;
+	fd = (int)syscall(SYS_pidfd_getfd, (long)pidfd, (long)target, 0L);
+	if (fd < 0 || !uiommu_is_fd(fd))
+		return 101;
+	return (int)ioas_alloc(fd);
+}
+
+/* "loop SOCK": maps and unmaps on the IOAS it is told of, until killed (bounded). */
+static int child_loop(int sock)
+{
+	uint32_t ioas;
+	uint64_t iova, one = 1;
+	void *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+
+	if (fd < 0 || buf == MAP_FAILED)
+		return 1;
+	for (long i = 0; i < 10000000; i++) {
+		if (ioas_map(fd, ioas, buf, PS, &iova))
+			return 2;
+		if (i == 100 && write(sock, &one, sizeof(one)) != sizeof(one))
+			return 3;
+		if (ioas_unmap_len(fd, ioas, iova, PS) != PS)
+			return 4;
+	}
+	return 0;
+}
+
+/* "server SOCK": opens /dev/iommu, allocates IOAS 1, hands the fd over, waits to be killed. */
+static int child_server(int sock)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	char c = 0;
+
+	if (fd < 0 || ioas_alloc(fd) != 1 || send_fd(sock, fd, &c, 1))
+		return 1;
+	close(fd);
+	return read(sock, &c, 1) >= 0 ? 0 : 2;
+}
+
+/* The header a file's fd carries (src/iommufd/remote.h's struct wire_fd_header). */
+struct peeked_header {
+	uint64_t magic;
+	uint32_t version;
+	int32_t pid;
+	char name[40];
+	uint64_t token;
+	uint8_t secret[16];
+};
+
+/* "garbage SOCK": talks nonsense to the server, then uses the fd as it should. */
+static int child_garbage(int sock)
+{
+	struct peeked_header hdr;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char junk[200], c;
+	int fd = recv_fd(sock, &c, 1), s;
+	socklen_t len;
+
+	if (fd < 0 || recv(fd, &hdr, sizeof(hdr), MSG_PEEK) != sizeof(hdr))
+		return 1;
+	hdr.name[sizeof(hdr.name) - 1] = 0;
+	memcpy(sun.sun_path + 1, hdr.name, strlen(hdr.name));
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(hdr.name));
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&sun, len))
+		return 2;
+	memset(junk, 0xa5, sizeof(junk));
+	if (write(s, junk, sizeof(junk)) != sizeof(junk))
+		return 3;
+	/* The server drops this connection (EOF, or a reset for what it left unread). */
+	if (read(s, junk, sizeof(junk)) > 0)
+		return 4;
+	close(s);
+	return ioas_alloc(fd) == 2 ? 0 : 5;
+}
+
+/* "race SOCK": IOAS alloc/map/unmap/destroy racing the parent on the same IDs. */
+static int child_race(int sock)
+{
+	void *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char c;
+	int fd = recv_fd(sock, &c, 1);
+
+	if (fd < 0 || buf == MAP_FAILED)
+		return 1;
+	for (int i = 0; i < 300; i++) {
+		uint32_t ioas = ioas_alloc(fd);
+		uint64_t iova;
+
+		if (!ioas)
+			return 2;
+		/* Another process may destroy it first: ENOENT is all it may see. */
+		if (ioas_map(fd, ioas, buf, PS, &iova)) {
+			if (errno != ENOENT)
+				return 3;
+			continue;
+		}
+		if (ioas_unmap_len(fd, ioas, iova, PS) < 0 && errno != ENOENT)
+			return 4;
+		if (destroy(fd, ioas) && errno != ENOENT)
+			return 5;
+		if (destroy(fd, ioas + 1) && errno != ENOENT && errno != EBUSY)
+			return 6;
+	}
+	return 0;
+}
+
+/*
+ * "sweep SOCK": fails each fallible step of the first call on an adopted fd in turn (the
+ * connection, its HELLO, the pool): each failure is a clean ENOMEM or ENODEV and leaves
+ * nothing behind, and the next call works. Then a private buffer mapped while the context
+ * has a domain: another process's private memory has no address in the server: EFAULT.
+ */
+static int child_sweep(int sock)
+{
+	void *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned long nth, left = 0;
+	uint32_t ioas;
+	uint64_t iova;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+
+	if (fd < 0 || !uiommu_is_fd(fd) || buf == MAP_FAILED)
+		return 1;
+	for (nth = 1; uiommu_fail_nth_available() && nth < 100 && !left; nth++) {
+		struct iommu_destroy cmd = { .size = sizeof(cmd), .id = 0x12345 };
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = ioctl(fd, IOMMU_DESTROY, &cmd);
+		left = uiommu_fail_nth_disarm();
+		/* The call reached the server (ENOENT), or failed cleanly before it did. */
+		if (rc != -1 || (left && errno != ENOENT) ||
+		    (!left && errno != ENOMEM && errno != ENODEV && errno != ENOENT))
+			return 2;
+	}
+	if (uiommu_fail_nth_available() && !left)
+		return 3;
+	if (!ioas_map(fd, ioas, buf, PS, &iova) || errno != EFAULT)
+		return 4;
+	return 0;
+}
+
+/*
+ * "vfio SOCK": a VMM given an iommufd and a VFIO device cdev by its manager: binds the device
+ * to the context with its own fd numbers, reads the device's info, attaches it to a new IOAS.
+ */
+static int child_vfio(int sock)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	uint32_t ids[2];
+	char c;
+	int fd = recv_fd(sock, &c, 1), vfd = recv_fd(sock, &c, 1);
+
+	if (fd < 0 || vfd < 0 || !uiommu_is_fd(vfd))
+		return 1;
+	if (vfio_bind(vfd, fd, &ids[0]))
+		return 2;
+	if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions)
+		return 3;
+	ids[1] = attach.pt_id = ioas_alloc(fd);
+	if (!attach.pt_id || ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		return 4;
+	if (write(sock, ids, sizeof(ids)) != sizeof(ids))
+		return 5;
+	return read(sock, &c, 1) == 1 ? 0 : 6;
+}
+
+/*
+ * "subfd SOCK": an fd made by a call from this process (the selftest's access fd) is this
+ * process's fd, with this process's number in the reply; reading through it gives the
+ * serving process's memory.
+ */
+static int child_subfd(int sock)
+{
+	struct iommu_test_cmd create = { .size = sizeof(create), .op = IOMMU_TEST_OP_CREATE_ACCESS };
+	struct iommu_test_cmd rw = { .size = sizeof(rw), .op = IOMMU_TEST_OP_ACCESS_RW };
+	uint64_t msg[2]; /* the IOAS, the IOVA of 16 bytes of 0x5a */
+	uint8_t got[16];
+	int fd = recv_fd(sock, msg, sizeof(msg));
+
+	if (fd < 0)
+		return 1;
+	create.id = (uint32_t)msg[0];
+	if (ioctl(fd, IOMMU_TEST_CMD, &create))
+		return 2;
+	if (!uiommu_is_fd((int)create.create_access.out_access_fd))
+		return 3;
+	rw.id = create.create_access.out_access_fd;
+	rw.access_rw.iova = msg[1];
+	rw.access_rw.length = sizeof(got);
+	rw.access_rw.uptr = (uintptr_t)got;
+	if (ioctl(fd, IOMMU_TEST_CMD, &rw))
+		return 4;
+	for (unsigned int i = 0; i < sizeof(got); i++)
+		if (got[i] != 0x5a)
+			return 5;
+	return close((int)create.create_access.out_access_fd) ? 6 : 0;
+}
+
+static int child_main(int argc, char **argv)
+{
+	int a = argc > 3 ? atoi(argv[3]) : -1;
+	long b = argc > 4 ? atol(argv[4]) : 0;
+	const char *role = argv[2];
+
+	if (!strcmp(role, "scm"))
+		return child_scm(a);
+	if (!strcmp(role, "exec"))
+		return child_exec(a);
+	if (!strcmp(role, "pidfd"))
+		return child_pidfd(a, b);
+	if (!strcmp(role, "loop"))
+		return child_loop(a);
+	if (!strcmp(role, "server"))
+		return child_server(a);
+	if (!strcmp(role, "garbage"))
+		return child_garbage(a);
+	if (!strcmp(role, "race"))
+		return child_race(a);
+	if (!strcmp(role, "sweep"))
+		return child_sweep(a);
+	if (!strcmp(role, "vfio"))
+		return child_vfio(a);
+	if (!strcmp(role, "subfd"))
+		return child_subfd(a);
+	return 126;
+}
+
+/* ---- the cases ------------------------------------------------------------------------- */
+
+TEST(scm_rights_the_libvirt_way)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint64_t reply[3];
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	pid = child_start_with("scm", fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(reply), read(sock, reply, sizeof(reply)));
+	/* The child's IOAS and its mappings (of its memory, of its memfd) are our context's. */
+	ASSERT_EQ(2, reply[0]);
+	ASSERT_EQ(2 * PS, ioas_unmap_len(fd, (uint32_t)reply[0], reply[1], 2 * PS));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, (uint32_t)reply[0], reply[2], PS));
+	ASSERT_EQ(0, destroy(fd, (uint32_t)reply[0]));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, destroy(fd, 1));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+	close(sock);
+}
+
+TEST(exec_without_cloexec_inherits_the_context)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	pid = child_start("exec", fd, 0);
+	ASSERT_GE(pid, 0);
+	ASSERT_EQ(2, child_wait(pid));
+	ASSERT_EQ(0, destroy(fd, 2));
+	ASSERT_EQ(0, destroy(fd, 1));
+	ASSERT_EQ(0, close(fd));
+}
+
+TEST(pidfd_getfd_reaches_the_context)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	pid = child_start("pidfd", fd, (long)getpid());
+	ASSERT_GE(pid, 0);
+	ASSERT_EQ(2, child_wait(pid));
+	ASSERT_EQ(0, destroy(fd, 2));
+	ASSERT_EQ(0, close(fd));
+}
+
+TEST(the_context_lives_until_the_last_close_anywhere)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint64_t reply[3];
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	pid = child_start_with("scm", fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	/* A device file is no socket: shutdown() neither answers nor ends anything. */
+	ASSERT_ERRNO(ENOTSOCK, shutdown(fd, SHUT_RDWR));
+	/* Our last fd goes; the child still holds one: the context stays. */
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(1, live_contexts());
+	ASSERT_EQ((ssize_t)sizeof(reply), read(sock, reply, sizeof(reply)));
+	ASSERT_EQ(1, reply[0]);
+	ASSERT_EQ(1, live_contexts());
+	/* Its exit closes the last fd anywhere: the context goes, with the child's pins. */
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, live_contexts_settle(0));
+	close(sock);
+}
+
+TEST(a_client_killed_mid_ioctls_leaves_the_context_intact)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t ioas;
+	uint64_t ready;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_EQ(1, ioas);
+	pid = child_start_with("loop", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(ready), read(sock, &ready, sizeof(ready)));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(128 + SIGKILL, child_wait(pid));
+	/* The call it died in finishes in the server; what it left goes with the IOAS. */
+	ASSERT_EQ(0, destroy_settle(fd, ioas));
+	ASSERT_EQ(2, ioas_alloc(fd) == 1 ? 2 : 0);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+	close(sock);
+}
+
+TEST(the_serving_process_dies_and_calls_fail_cleanly)
+{
+	int sock, fd;
+	pid_t pid;
+	char c;
+
+	pid = child_start_with("server", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	fd = recv_fd(sock, &c, 1);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(uiommu_is_fd(fd));
+	/* Served by the child: its IOAS 1 is there, our IOAS is its 2. */
+	ASSERT_EQ(2, ioas_alloc(fd));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(128 + SIGKILL, child_wait(pid));
+	/* No hang: the connection is gone (EIO), and so is the server (ENODEV) after that. */
+	ASSERT_EQ(-1, destroy(fd, 1));
+	ASSERT_TRUE(errno == EIO || errno == ENODEV);
+	ASSERT_ERRNO(ENODEV, destroy(fd, 1));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+TEST(garbage_on_the_wire_ends_only_that_connection)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	pid = child_start_with("garbage", fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, destroy(fd, 2));
+	ASSERT_EQ(0, destroy(fd, 1));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+TEST(two_processes_race_map_unmap_destroy_on_shared_ids)
+{
+	void *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct uiommu_stats st;
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	pid = child_start_with("race", fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	for (int i = 0; i < 300; i++) {
+		uint32_t ioas = ioas_alloc(fd);
+		uint64_t iova;
+
+		ASSERT_NE(0, ioas);
+		if (ioas_map(fd, ioas, buf, PS, &iova)) {
+			ASSERT_EQ(ENOENT, errno);
+			continue;
+		}
+		if (ioas_unmap_len(fd, ioas, iova, PS) < 0)
+			ASSERT_EQ(ENOENT, errno);
+		if (destroy(fd, ioas))
+			ASSERT_EQ(ENOENT, errno);
+		if (destroy(fd, ioas + 1))
+			ASSERT_TRUE(errno == ENOENT || errno == EBUSY);
+	}
+	ASSERT_EQ(0, child_wait(pid));
+	/* Every IOAS was destroyed by one or the other: nothing is left in the context. */
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.objects);
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct uiommu_stats st;
+	uint32_t ioas;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_EQ(1, ioas);
+	mock.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	pid = child_start_with("sweep", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	/* The refused MAP left nothing: no area, no pin. */
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, ioas_unmap_len(fd, ioas, 0, UINT64_MAX));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+	close(sock);
+}
+
+TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	int vfd = open("/dev/vfio/devices/vfio2", O_RDWR | O_CLOEXEC);
+	uint32_t ids[2]; /* the device's, the IOAS's */
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	pid = child_start_with("vfio", fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, send_fd(sock, vfd, &c, 1));
+	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+	/* The child's bind made the device object in our context; the cdev owns it. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
+	/* Its IOAS is ours too, and busy with the attached device's HWPT. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ids[1]));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	/* The last close of the cdev anywhere unbinds: the IOAS is free again. */
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_ERRNO(ENOENT, destroy(fd, ids[0]));
+	ASSERT_EQ(0, destroy(fd, ids[1]));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+TEST(an_fd_made_for_another_process_is_its_own)
+{
+	uint8_t *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct uiommu_stats st;
+	uint64_t msg[2];
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	memset(buf, 0x5a, PS);
+	msg[0] = ioas_alloc(fd);
+	ASSERT_EQ(1, msg[0]);
+	ASSERT_EQ(0, ioas_map(fd, 1, buf, PS, &msg[1]));
+	pid = child_start_with("subfd", fd, msg, sizeof(msg), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, 1, msg[1], PS));
+	/*
+	 * Its close was the access fd's last anywhere: the server thread releases the access,
+	 * which held the IOAS (EBUSY until then), and its pins.
+	 */
+	ASSERT_EQ(0, destroy_settle(fd, 1));
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 2 && !strcmp(argv[1], "--child"))
+		return child_main(argc, argv);
+	return __h_run_all(argc, argv);
+}

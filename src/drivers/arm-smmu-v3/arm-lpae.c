@@ -264,7 +264,7 @@ int arm_lpae_s2_map(struct arm_lpae_s2 *pt, uint64_t iova, uint64_t paddr, size_
 	leaf = lpae_s2_leaf(pt, level, 0, prot);
 	/* One walk per table, then its consecutive entries. */
 	while (i < pgcount) {
-		uint64_t va = iova + i * pgsize, n, j, taken;
+		uint64_t va = iova + i * pgsize, n, j;
 		uint64_t *ptep = lpae_s2_entry(pt, va, level, &rc);
 
 		if (!ptep)
@@ -272,22 +272,11 @@ int arm_lpae_s2_map(struct arm_lpae_s2 *pt, uint64_t iova, uint64_t paddr, size_
 		n = lpae_entries_left(&pt->geom, level, va);
 		if (n > pgcount - i)
 			n = pgcount - i;
-		/*
-		 * A run of empty slots (the common case) is read whole and then written: per page
-		 * a load and a store. A run with anything in it goes slot by slot, for a table
-		 * left empty by unmaps (replaced) or a taken slot (EEXIST).
-		 */
-		for (j = 0, taken = 0; j < n; j++)
-			taken |= lpae_load(&ptep[j]);
-		for (j = 0; j < n && !taken; j++)
-			__atomic_store_n(&ptep[j], leaf | (paddr + (i + j) * pgsize),
-					 __ATOMIC_RELEASE);
-		for (j = taken ? 0 : n; j < n; j++) {
-			rc = lpae_s2_set_leaf(pt, &ptep[j], level, leaf | (paddr + (i + j) * pgsize));
+		for (j = 0; j < n; j++, i++) {
+			rc = lpae_s2_set_leaf(pt, &ptep[j], level, leaf | (paddr + i * pgsize));
 			if (rc)
 				break;
 		}
-		i += j;
 		*mapped = i * pgsize; /* once per table: the stores above need not wait for it */
 		if (rc)
 			return rc;

@@ -781,46 +781,39 @@ static uint64_t tlb_allow_bit(unsigned int access)
 	return (uint64_t)kind << (access & ARM_SMMU_ACC_PRIV ? 3 : 0);
 }
 
-/*
- * A hit of @tag (or @gtag, 0: none) for @page allowing @want; the entry's allow bits out.
- * Inlined into each caller: the hit path is issue 12's "at most 2x a plain hash lookup", and
- * a call with eight arguments (two on the stack), six saved registers and the keys built at
- * run time cost more than the lookup itself (the same set scan went from ~6 to ~2 ns).
- */
-static inline __attribute__((always_inline)) bool
-arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t tag, uint64_t gtag,
-		  uint64_t page, uint64_t want, uint64_t *phys, uint64_t *allow)
+/* A hit of @tag (or @gtag, 0: none) for @page allowing @want; the entry's allow bits out. */
+static bool arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t tag,
+			      uint64_t gtag, uint64_t page, uint64_t want, uint64_t *phys,
+			      uint64_t *allow)
 {
 	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, page, tag)];
-	uint64_t key = tlb_key(tag, page), gkey = gtag ? tlb_key(gtag, page) : key, out = 0;
 	unsigned int s, w;
+	uint64_t key = tlb_key(tag, page), gkey = gtag ? tlb_key(gtag, page) : key;
 	bool hit;
 
 	do {
 		s = seq_read_begin(&set->seq);
 		hit = false;
 		for (w = 0; w < TLB_WAYS; w++) {
-			uint64_t k = rd(&set->key[w]);
+			uint64_t k = rd(&set->key[w]), out;
 
-			if ((k == key || k == gkey) &&
-			    __atomic_load_n(&set->vmid[w], __ATOMIC_ACQUIRE) == vmid) {
-				out = rd(&set->out[w]);
-				hit = (out & want) == want;
-				if (hit)
-					break;
-			}
+			if ((k != key && k != gkey) ||
+			    __atomic_load_n(&set->vmid[w], __ATOMIC_ACQUIRE) != vmid)
+				continue;
+			out = rd(&set->out[w]);
+			if ((out & want) != want)
+				continue;
+			*phys = out & ~UINT64_C(0xfff);
+			*allow = out & 0xfff;
+			hit = true;
+			break;
 		}
 	} while (seq_read_retry(&set->seq, s));
-	if (!hit)
-		return false;
-	*phys = out & ~UINT64_C(0xfff);
-	*allow = out & 0xfff;
-	return true;
+	return hit;
 }
 
-static inline __attribute__((always_inline)) bool
-arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid, uint64_t iova,
-		    unsigned int access, uint64_t *phys)
+static bool arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
+				uint64_t iova, unsigned int access, uint64_t *phys)
 {
 	uint64_t allow;
 

@@ -197,14 +197,14 @@ int vtd_ss_map(struct vtd_ss *ss, uint64_t iova, uint64_t paddr, uint64_t pgsize
 		leaf_bits |= VTD_SS_PS;
 
 	/*
-	 * One walk per table, then its run of consecutive slots. The run is first read whole (no
-	 * slot may be taken: EEXIST leaves the earlier ones mapped, as the kernel's map does) and
-	 * then written, with the progress counted once per run: per page, the two loops are a
-	 * load and a store. Plain loads and stores: the range is the caller's alone, and a walker
-	 * never writes an empty entry (its A/D updates compare-and-swap from what it read).
+	 * One walk per table, then its run of consecutive slots, with the progress counted once
+	 * per run: per page, a load, a test and a store. Plain loads and stores: the range is the
+	 * caller's alone, and a walker never writes an empty entry (its A/D updates
+	 * compare-and-swap from what it read). A taken slot stops the map with EEXIST, the pages
+	 * before it left mapped and counted, as the kernel's map does.
 	 */
 	for (size_t i = 0; i < pgcount;) {
-		uint64_t at = iova + i * pgsize, taken = 0;
+		uint64_t at = iova + i * pgsize, out = paddr + i * pgsize;
 		size_t n = VTD_PTES - vtd_level_index(at, target), j;
 		int err = 0;
 		vtd_pte_t *slot = vtd_ss_slot(ss, at, target, &err);
@@ -213,21 +213,27 @@ int vtd_ss_map(struct vtd_ss *ss, uint64_t iova, uint64_t paddr, uint64_t pgsize
 			return err;
 		if (n > pgcount - i)
 			n = pgcount - i;
-		for (j = 0; j < n; j++)
-			taken |= atomic_load_explicit(&slot[j], memory_order_relaxed);
-		if (taken) {
-			/* Map up to the first taken slot, then fail. */
-			for (j = 0; !atomic_load_explicit(&slot[j], memory_order_relaxed); j++)
-				atomic_store_explicit(&slot[j], (paddr + (i + j) * pgsize) | leaf_bits,
+		/* Four slots a step while they are all empty, then one at a time. */
+		for (j = 0; j + 4 <= n; j += 4, out += 4 * pgsize) {
+			if (atomic_load_explicit(&slot[j], memory_order_relaxed) |
+			    atomic_load_explicit(&slot[j + 1], memory_order_relaxed) |
+			    atomic_load_explicit(&slot[j + 2], memory_order_relaxed) |
+			    atomic_load_explicit(&slot[j + 3], memory_order_relaxed))
+				break;
+#pragma GCC unroll 4
+			for (unsigned int k = 0; k < 4; k++)
+				atomic_store_explicit(&slot[j + k], (out + k * pgsize) | leaf_bits,
 						      memory_order_release);
-			*mapped = (i + j) * pgsize;
-			return -EEXIST;
 		}
-		for (j = 0; j < n; j++)
-			atomic_store_explicit(&slot[j], (paddr + (i + j) * pgsize) | leaf_bits,
-					      memory_order_release);
-		i += n;
+		for (; j < n; j++, out += pgsize) {
+			if (atomic_load_explicit(&slot[j], memory_order_relaxed))
+				break;
+			atomic_store_explicit(&slot[j], out | leaf_bits, memory_order_release);
+		}
+		i += j;
 		*mapped = i * pgsize;
+		if (j < n)
+			return -EEXIST;
 	}
 	return 0;
 }
@@ -262,7 +268,18 @@ size_t vtd_ss_unmap(struct vtd_ss *ss, uint64_t iova, uint64_t pgsize, size_t pg
 			break;
 		if (n > pgcount - i)
 			n = pgcount - i;
-		for (j = 0; j < n; j++) {
+		/* 4 KiB leaves, four a step while they are all present; then one at a time. */
+		for (j = 0; target == 1 && j + 4 <= n; j += 4) {
+			if (!((atomic_load_explicit(&slot[j], memory_order_acquire) & VTD_SS_PRESENT) &&
+			      (atomic_load_explicit(&slot[j + 1], memory_order_acquire) & VTD_SS_PRESENT) &&
+			      (atomic_load_explicit(&slot[j + 2], memory_order_acquire) & VTD_SS_PRESENT) &&
+			      (atomic_load_explicit(&slot[j + 3], memory_order_acquire) & VTD_SS_PRESENT)))
+				break;
+#pragma GCC unroll 4
+			for (unsigned int k = 0; k < 4; k++)
+				atomic_store_explicit(&slot[j + k], 0, memory_order_release);
+		}
+		for (; j < n; j++) {
 			pte = atomic_load_explicit(&slot[j], memory_order_acquire);
 			if (!(pte & VTD_SS_PRESENT))
 				break;

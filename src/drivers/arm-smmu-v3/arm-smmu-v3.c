@@ -855,9 +855,15 @@ static void tlb_set_lock(struct tlb_set *set)
 		;
 }
 
+/*
+ * A release store, not seq_write_end()'s locked add: while the count is odd its holder is
+ * its only writer, and a miss releases two sets (its fills).
+ */
 static void tlb_set_unlock(struct tlb_set *set)
 {
-	seq_write_end(&set->seq);
+	unsigned int s = atomic_load_explicit(&set->seq, memory_order_relaxed);
+
+	atomic_store_explicit(&set->seq, s + 1, memory_order_release);
 }
 
 /*

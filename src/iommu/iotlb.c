@@ -71,9 +71,9 @@
  *
  * Domains that never filled. The commonest invalidation of all is of a domain whose devices
  * never went through this IOTLB (an attached device that has not done DMA yet, a DMA API
- * domain unmapping buffers no device touched): even reading each set it covers costs a
- * range of n pages min(n, IOTLB_SETS) set reads, 3-4 ns each, which made an attached
- * 256-page unmap several times dearer than the page-table work. So each IOTLB keeps one
+ * domain unmapping buffers no device touched), yet reading the sets a range covers
+ * (min(n, IOTLB_SETS) for n pages) costs 3-4 ns a set, which made an attached 256-page unmap
+ * several times dearer than its page-table work. So each IOTLB keeps one
  * line of bits, one per domain id modulo IOTLB_FILLED_BITS, set by a fill (after its
  * announcement in `fills_inflight`, before its walk; only when clear, so the line stays
  * shared) and never cleared. An invalidation that reads no fill in flight and its domain's

@@ -426,6 +426,7 @@ TEST(s2_descriptor_bits)
 TEST(s2_unmap_rules)
 {
 	struct arm_lpae_s2 pt;
+	struct arm_lpae_leaf leaf;
 	size_t mapped;
 	long live0 = uiommu_alloc_live();
 
@@ -447,6 +448,38 @@ TEST(s2_unmap_rules)
 	/* But one that still maps something does not. */
 	ASSERT_EQ(arm_lpae_s2_map(&pt, 2 * SZ_1G, 0x100000, SZ_4K, 1, RW, &mapped), 0);
 	ASSERT_EQ(arm_lpae_s2_map(&pt, 2 * SZ_1G, 0x800000, SZ_2M, 1, RW, &mapped), -EEXIST);
+	/*
+	 * A run of pages that meets a taken slot, in its first table and in a later one: the
+	 * pages before it are mapped and counted, the taken one keeps its page, nothing after
+	 * is touched. A run over a table emptied by unmaps maps it again, slot by slot.
+	 */
+	uint64_t run = 4 * SZ_1G - 10 * SZ_4K;
+
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run + 5 * SZ_4K, 0x900000, SZ_4K, 1, RW, &mapped), 0);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run + 15 * SZ_4K, 0x900000, SZ_4K, 1, RW, &mapped), 0);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run, 0x1000000, SZ_4K, 8, RW, &mapped), -EEXIST);
+	ASSERT_EQ(mapped, 5 * SZ_4K);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run + 6 * SZ_4K, 0x1000000, SZ_4K, 20, RW, &mapped),
+		  -EEXIST);
+	ASSERT_EQ(mapped, 9 * SZ_4K);
+	for (uint64_t k = 0; k < 26; k++) {
+		int rc = arm_lpae_s2_walk(&pt, run + k * SZ_4K, IOMMU_READ, &leaf);
+
+		if (k == 5 || k == 15) {
+			ASSERT_EQ(rc, 0);
+			ASSERT_EQ(leaf.phys, 0x900000);
+		} else if (k < 15) {
+			ASSERT_EQ(rc, 0);
+			ASSERT_EQ(leaf.phys, 0x1000000 + (k < 5 ? k : k - 6) * SZ_4K);
+		} else {
+			ASSERT_EQ(rc, -ENOENT);
+		}
+	}
+	ASSERT_EQ(arm_lpae_s2_unmap(&pt, run, SZ_4K, 26), 16 * SZ_4K);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run, 0x1000000, SZ_4K, 26, RW, &mapped), 0);
+	ASSERT_EQ(mapped, 26 * SZ_4K);
+	ASSERT_EQ(arm_lpae_s2_walk(&pt, run + 25 * SZ_4K, IOMMU_READ, &leaf), 0);
+	ASSERT_EQ(leaf.phys, 0x1000000 + 25 * SZ_4K);
 	arm_lpae_s2_destroy(&pt);
 	ASSERT_EQ(uiommu_alloc_live(), live0);
 }

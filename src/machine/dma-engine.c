@@ -354,10 +354,25 @@ enum dma_mode {
 };
 
 /*
- * How one direction of one visit translates. In IOTLB mode it keeps the last page it fetched
- * (the device's own one-entry translation cache): the next access to that page needs no IOTLB
- * lookup while the IOTLB's invalidation count has not moved, so a batch of small transfers
- * through the same pages costs one lookup per page run, not one per access.
+ * A direction's device translation cache: the last DMA_CTX_WAYS pages it fetched. A device
+ * running a queue touches a few pages in turn (a copy's destination, then the page of the
+ * completion records), so one entry would miss at every switch.
+ */
+#define DMA_CTX_WAYS 4
+
+struct dma_ctx_way {
+	uint64_t page;             /* IOVA page; UINT64_MAX: empty */
+	phys_addr_t phys;          /* its physical page */
+	int prot;
+	uint32_t stamp;            /* iotlb_stamp() of its IOTLB entry */
+};
+
+/*
+ * How one direction of one visit translates. In IOTLB mode it keeps the last pages it fetched
+ * (the device's own translation cache, DMA_CTX_WAYS entries replaced in turn): the next access
+ * to one of them needs no IOTLB lookup while its IOTLB entry is unchanged (iotlb_stamp()), so
+ * a batch of small transfers through the same pages costs one lookup per page, not one per
+ * access.
  */
 struct dma_ctx {
 	struct iommu_domain *domain;
@@ -367,11 +382,8 @@ struct dma_ctx {
 	struct device *dev;        /* DMA_MODE_DEV_WALK: the requester */
 	uint32_t pasid;
 	bool write;
-	bool cached;               /* DMA_MODE_IOTLB: the fields below hold a translation */
-	uint64_t cache_page;       /* IOVA page */
-	phys_addr_t cache_phys;    /* its physical page */
-	int cache_prot;
-	uint32_t cache_stamp;      /* iotlb_stamp() of its IOTLB entry */
+	unsigned int victim;       /* DMA_MODE_IOTLB: the way the next fill replaces */
+	struct dma_ctx_way ways[DMA_CTX_WAYS];
 };
 
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
@@ -397,7 +409,9 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 	c->domain = domain;
 	c->write = write;
 	c->tlb = NULL;
-	c->cached = false;
+	c->victim = 0;
+	for (unsigned int i = 0; i < DMA_CTX_WAYS; i++)
+		c->ways[i].page = UINT64_MAX;
 	if (type == IOMMU_DOMAIN_IDENTITY || (type & __IOMMU_DOMAIN_SVA)) {
 		c->mode = DMA_MODE_DIRECT;
 		return;
@@ -448,24 +462,33 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	case DMA_MODE_IOTLB: {
 		uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1);
 		int access = c->write ? IOMMU_WRITE : IOMMU_READ, ret;
+		struct dma_ctx_way *w;
 
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
-		if (c->cached && c->cache_page == page &&
-		    iotlb_stamp_valid(c->tlb, c->domain->id, page, c->cache_stamp)) {
-			*phys = c->cache_phys | (iova & (IOTLB_PAGE_SIZE - 1));
-			*prot = c->cache_prot;
-			return 0;
+
+		for (unsigned int i = 0; i < DMA_CTX_WAYS; i++) {
+			w = &c->ways[i];
+			if (w->page == page &&
+			    iotlb_stamp_valid(c->tlb, c->domain->id, page, w->stamp)) {
+				*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
+				*prot = w->prot;
+				return 0;
+			}
 		}
 		ret = iotlb_fetch(c->tlb, c->domain, iova, access, phys, prot);
 		/*
 		 * Kept only while the IOTLB holds the entry unchanged: an invalidation that removes
 		 * it, or a fill that evicts it, moves the stamp. A fill that was dropped (it raced
-		 * an invalidation) leaves no entry, so no copy either.
+		 * an invalidation) leaves no entry, so no copy either. A stale way of the same page
+		 * (its stamp moved) may stay behind: it can never match again, as stamps only grow.
 		 */
-		c->cached = !ret && iotlb_stamp(c->tlb, c->domain->id, page, access, &c->cache_stamp);
-		c->cache_page = page;
-		c->cache_phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
-		c->cache_prot = *prot;
+		w = &c->ways[c->victim];
+		if (!ret && iotlb_stamp(c->tlb, c->domain->id, page, access, &w->stamp)) {
+			w->page = page;
+			w->phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
+			w->prot = *prot;
+			c->victim = (c->victim + 1) % DMA_CTX_WAYS;
+		}
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:
@@ -634,6 +657,12 @@ static int dma_xfer_stop(struct dma_xfer *x, struct iommu_domain *domain, uint64
 	if (reason == UIOMMU_DMA_FAULT_HOST && (iommu_domain_type(domain) & __IOMMU_DOMAIN_SVA))
 		reason = UIOMMU_DMA_FAULT_UNMAPPED;
 	if (reason != UIOMMU_DMA_FAULT_HOST && dma_xfer_may_prq(x, domain, iova)) {
+		if (x->req->flags & UIOMMU_DMA_NO_WAIT) {
+			/* Not a fault: the caller runs it again where it may wait. */
+			x->req->error = EAGAIN;
+			x->fault_iova = iova;
+			return 0;
+		}
 		x->miss_iova = iova;
 		x->miss_reason = reason;
 		return 1;
@@ -1055,8 +1084,8 @@ static int dma_req_check(struct uiommu_dma_dev *e, struct uiommu_dma_req *req, u
 	uint64_t last;
 
 	if (!e || !req || req->op > UIOMMU_DMA_OP_WRITE ||
-	    (req->flags & ~(UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI)) || req->len > SSIZE_MAX ||
-	    (req->len && !req->buf))
+	    (req->flags & ~(UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT)) ||
+	    req->len > SSIZE_MAX || (req->len && !req->buf))
 		return -EINVAL;
 	if (req->len && check_add_overflow(req->iova, (uint64_t)req->len - 1, &last))
 		return -EINVAL;

@@ -354,11 +354,12 @@ enum dma_mode {
 };
 
 /*
- * A direction's device translation cache: the last DMA_CTX_WAYS pages it fetched. A device
- * running a queue touches a few pages in turn (a copy's destination, then the page of the
- * completion records), so one entry would miss at every switch.
+ * A direction's device translation cache: DMA_CTX_SLOTS pages, direct-mapped by page number.
+ * A device running a queue touches a few pages in turn (a copy's source or destination, the
+ * page of the completion records), and a 64 KiB copy sixteen on each side, so one entry missed
+ * at every switch and every page.
  */
-#define DMA_CTX_WAYS 4
+#define DMA_CTX_SLOTS 64
 
 struct dma_ctx_way {
 	uint64_t page;             /* IOVA page; UINT64_MAX: empty */
@@ -368,11 +369,11 @@ struct dma_ctx_way {
 };
 
 /*
- * How one direction of one visit translates. In IOTLB mode it keeps the last pages it fetched
- * (the device's own translation cache, DMA_CTX_WAYS entries replaced in turn): the next access
- * to one of them needs no IOTLB lookup while its IOTLB entry is unchanged (iotlb_stamp()), so
- * a batch of small transfers through the same pages costs one lookup per page, not one per
- * access.
+ * How one direction of one visit translates. In IOTLB mode it keeps the pages it fetched (the
+ * device's own translation cache, DMA_CTX_SLOTS entries, a page in the slot of its number):
+ * the next access to one of them needs no IOTLB lookup while its IOTLB entry is unchanged
+ * (iotlb_stamp()), so a batch of transfers through the same pages costs one lookup per page,
+ * not one per access.
  */
 struct dma_ctx {
 	struct iommu_domain *domain;
@@ -382,8 +383,8 @@ struct dma_ctx {
 	struct device *dev;        /* DMA_MODE_DEV_WALK: the requester */
 	uint32_t pasid;
 	bool write;
-	unsigned int victim;       /* DMA_MODE_IOTLB: the way the next fill replaces */
-	struct dma_ctx_way ways[DMA_CTX_WAYS];
+	bool cached;               /* DMA_MODE_IOTLB: some slot holds a page */
+	struct dma_ctx_way ways[DMA_CTX_SLOTS];
 };
 
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
@@ -409,9 +410,7 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 	c->domain = domain;
 	c->write = write;
 	c->tlb = NULL;
-	c->victim = 0;
-	for (unsigned int i = 0; i < DMA_CTX_WAYS; i++)
-		c->ways[i].page = UINT64_MAX;
+	c->cached = false;
 	if (type == IOMMU_DOMAIN_IDENTITY || (type & __IOMMU_DOMAIN_SVA)) {
 		c->mode = DMA_MODE_DIRECT;
 		return;
@@ -462,33 +461,30 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	case DMA_MODE_IOTLB: {
 		uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1);
 		int access = c->write ? IOMMU_WRITE : IOMMU_READ, ret;
-		struct dma_ctx_way *w;
+		struct dma_ctx_way *w = &c->ways[(iova >> IOTLB_PAGE_SHIFT) % DMA_CTX_SLOTS];
 
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
-
-		for (unsigned int i = 0; i < DMA_CTX_WAYS; i++) {
-			w = &c->ways[i];
-			if (w->page == page &&
-			    iotlb_stamp_valid(c->tlb, c->domain->id, page, w->stamp)) {
-				*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
-				*prot = w->prot;
-				return 0;
-			}
+		if (!c->cached) {
+			/* Emptied at the first use, not at init: most visits translate one way. */
+			for (unsigned int i = 0; i < DMA_CTX_SLOTS; i++)
+				c->ways[i].page = UINT64_MAX;
+			c->cached = true;
+		}
+		if (w->page == page && iotlb_stamp_valid(c->tlb, c->domain->id, page, w->stamp)) {
+			*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
+			*prot = w->prot;
+			return 0;
 		}
 		ret = iotlb_fetch(c->tlb, c->domain, iova, access, phys, prot);
 		/*
 		 * Kept only while the IOTLB holds the entry unchanged: an invalidation that removes
 		 * it, or a fill that evicts it, moves the stamp. A fill that was dropped (it raced
-		 * an invalidation) leaves no entry, so no copy either. A stale way of the same page
-		 * (its stamp moved) may stay behind: it can never match again, as stamps only grow.
+		 * an invalidation) leaves no entry, so no copy either.
 		 */
-		w = &c->ways[c->victim];
-		if (!ret && iotlb_stamp(c->tlb, c->domain->id, page, access, &w->stamp)) {
-			w->page = page;
-			w->phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
-			w->prot = *prot;
-			c->victim = (c->victim + 1) % DMA_CTX_WAYS;
-		}
+		w->page = ret || !iotlb_stamp(c->tlb, c->domain->id, page, access, &w->stamp) ?
+				  UINT64_MAX : page;
+		w->phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
+		w->prot = *prot;
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:

@@ -84,6 +84,7 @@
 #define DMA_TEST_CMD_MASTER 0x0004     /* Command: Bus Master Enable */
 #define DMA_TEST_BATCH 64u             /* descriptors fetched and run in one pass at most... */
 #define DMA_TEST_BATCH_BYTES (1u << 20) /* ...and bytes copied (a reset waits for the pass) */
+#define DMA_TEST_INLINE_BYTES (4u << 20) /* a doorbell's writer runs passes up to this many */
 
 /* The built-in models' table (machine/pci.c) names this one. */
 extern const struct uiommu_pci_model pci_model_dma_test;
@@ -134,6 +135,7 @@ struct dma_test_result {
 	uint32_t flags;                /* the descriptor's */
 	unsigned int done;             /* descriptors completed before it */
 	unsigned int irqs;             /* of those, how many asked for an interrupt */
+	uint64_t bytes;                /* of those, the bytes they moved or compared */
 };
 
 /*
@@ -281,6 +283,7 @@ static void dma_test_run_one(struct dma_test *dt, const struct dma_test_desc *d,
 	}
 	r->done = 1;
 	r->irqs = d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+	r->bytes = d->len;
 }
 
 static bool dma_test_desc_bad(const struct dma_test_desc *d)
@@ -379,6 +382,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		}
 		nops += need;
 		r->done++;
+		r->bytes += d->op == DMA_TEST_OP_COPY ? d->len : 0;
 		r->irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 	}
 }
@@ -530,25 +534,28 @@ static void *dma_test_worker(void *arg)
 
 /*
  * lock held: queue @q's doorbell was written through the library (the TAIL register, a
- * pwrite into the doorbell page). Its first pass runs here, in the writer's thread, as a VMM
- * runs a device's MMIO handler in the vCPU thread that wrote the register: a short queue
- * completes, and its interrupt is raised, before the write returns, with no wake-up of the
- * worker. The worker keeps what may not or should not run here: a pass already under way, the
- * rest of a long queue, a descriptor that needs a page response (UIOMMU_DMA_NO_WAIT stops it
- * with EAGAIN; the worker runs it again and waits), Bus Master off. A store through the
- * mapped page tells nobody and stays the worker's to find.
+ * pwrite into the doorbell page). Its passes run here, in the writer's thread, as a VMM runs a
+ * device's MMIO handler in the vCPU thread that wrote the register: a queue of up to
+ * DMA_TEST_INLINE_BYTES of work completes, and its interrupts are raised, before the write
+ * returns, with no wake-up of the worker. The worker keeps what may not or should not run
+ * here: a pass already under way, the rest of a longer queue, a descriptor that needs a page
+ * response (UIOMMU_DMA_NO_WAIT stops it with EAGAIN; the worker runs it again and waits), Bus
+ * Master off. A store through the mapped page tells nobody and stays the worker's to find.
  */
 static void dma_test_doorbell(struct dma_test *dt, unsigned int q)
 {
+	uint64_t bytes = 0;
 	struct dma_test_result r;
 
-	if (!dt->busy && dma_test_queue_has_work(dt, q) &&
-	    (uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER) &&
-	    (!dma_test_pass(dt, q, UIOMMU_DMA_NO_WAIT, &r) ||
-	     (r.err != EAGAIN && r.err != EPERM)) &&
-	    !dma_test_queue_has_work(dt, q))
-		return;
-	pthread_cond_broadcast(&dt->cond);
+	while (!dt->busy && dma_test_queue_has_work(dt, q) && bytes < DMA_TEST_INLINE_BYTES &&
+	       (uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER)) {
+		if (!dma_test_pass(dt, q, UIOMMU_DMA_NO_WAIT, &r) || r.err == EAGAIN ||
+		    r.err == EPERM)
+			break;
+		bytes += r.bytes + 64ull * r.done;
+	}
+	if (dma_test_queue_has_work(dt, q))
+		pthread_cond_broadcast(&dt->cond);
 }
 
 /* lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno. */

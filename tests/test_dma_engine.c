@@ -26,6 +26,7 @@
 #include "lib/err.h"
 #include "machine/dma-engine.h"
 #include "machine/topology.h"
+#include "mm/mm.h"
 #include "uiommu/uiommu.h"
 
 #define PAGE 4096ul
@@ -1173,6 +1174,61 @@ TEST_F(dma, copy_blocked)
  * address): the copy stops at the first byte of the page that traps, on the side it is on
  * (HOST, EFAULT), with every byte before it copied; no crash.
  */
+/*
+ * A batch arms the host fault trap once for all its copies: memory gone from the process
+ * under a READ or a WRITE op, after ops that completed, stops that op at the host page that
+ * trapped, the ops before it done and those after it untouched; the next batch runs as usual.
+ */
+TEST_F(dma, batch_host_memory_gone_under_read_and_write)
+{
+	const struct iommu_ops *ops = iommu_device_ops(self->dev);
+	char *hole = pages(2), *buf = self->mem + 4 * PAGE, in[80], out[16] = "sixteen bytes!!";
+	struct uiommu_dma_op op[3];
+
+	ASSERT_TRUE(hole != NULL);
+	fill(hole, PAGE, 12);
+	ASSERT_EQ(0, munmap(hole + PAGE, PAGE));
+	iommu_detach_device(self->dom, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(ops->identity_domain, self->dev));
+	memset(buf, 0, PAGE);
+	memset(in, 0, sizeof(in));
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = (uintptr_t)buf,
+					.buf = out, .len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ,
+					.iova = (uintptr_t)hole + PAGE - 40, .buf = in, .len = 80 };
+	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = (uintptr_t)buf + 64,
+					.buf = out, .len = 16 };
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, op, 3));
+	ASSERT_EQ(16u, op[0].done);
+	ASSERT_EQ(0, memcmp(buf, out, 16));
+	ASSERT_EQ(EFAULT, op[1].error);
+	ASSERT_EQ(40u, op[1].done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op[1].fault_op);
+	ASSERT_EQ((uintptr_t)hole + PAGE, op[1].fault_iova);
+	ASSERT_EQ(0, memcmp(in, hole + PAGE - 40, 40));
+	ASSERT_EQ(0u, op[2].done);
+	ASSERT_EQ(0, buf[64]);
+	/* A WRITE into the hole, after a READ that completed. */
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = (uintptr_t)buf,
+					.buf = in, .len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE,
+					.iova = (uintptr_t)hole + PAGE - 8, .buf = out, .len = 16 };
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, op, 2));
+	ASSERT_EQ(0, memcmp(in, out, 16));
+	ASSERT_EQ(EFAULT, op[1].error);
+	ASSERT_EQ(8u, op[1].done);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, op[1].fault_op);
+	ASSERT_EQ(0, memcmp(hole + PAGE - 8, out, 8));
+	/* Nothing is left armed: the next batch runs, and a fault of this thread elsewhere is
+	 * still a user copy's EFAULT, not a jump into a finished batch. */
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, &op[2], 1));
+	ASSERT_EQ(0, memcmp(buf + 64, out, 16));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(in, hole + PAGE, 8));
+	munmap(hole, PAGE);
+	iommu_detach_device(ops->identity_domain, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+}
+
 TEST_F(dma, copy_host_memory_gone)
 {
 	const struct iommu_ops *ops = iommu_device_ops(self->dev);

@@ -130,6 +130,7 @@ struct dma_xfer {
 	uint64_t retry_page;       /* answered SUCCESS: a second miss here faults; or UINT64_MAX */
 	uint64_t miss_iova;        /* where the page request was for */
 	unsigned int miss_reason;  /* UIOMMU_DMA_FAULT_UNMAPPED or _PERM */
+	bool trapped;              /* a batch's host trap is armed: copies go under it */
 	struct dma_prq prq;
 	TAILQ_ENTRY(dma_xfer) node; /* in uiommu_dma_dev::runq; dma_engine_lock */
 };
@@ -592,9 +593,12 @@ static int dma_copy(struct dma_xfer *x, phys_addr_t phys, size_t off, size_t len
 {
 	char *buf = (char *)x->req->buf + off;
 
+	int (*copy)(void *, const void *, size_t) =
+		x->trapped ? uiommu_host_copy_trapped : uiommu_host_copy;
+
 	if (x->req->op == UIOMMU_DMA_OP_WRITE)
-		return uiommu_host_copy((void *)(uintptr_t)phys, buf, len);
-	return uiommu_host_copy(buf, (const void *)(uintptr_t)phys, len);
+		return copy((void *)(uintptr_t)phys, buf, len);
+	return copy(buf, (const void *)(uintptr_t)phys, len);
 }
 
 /*
@@ -608,6 +612,7 @@ static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
 
 	if (!run->len)
 		return 0;
+	/* The one copy of the run; the narrowing below arms per page (a trap of its own). */
 	if (likely(!dma_copy(x, run->phys, req->done, run->len))) {
 		if (req->op == UIOMMU_DMA_OP_WRITE)
 			dma_log_written(x->e->dev, x->pasid, run->iova, run->len);
@@ -621,7 +626,11 @@ static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
 
 		if (chunk > run->len - off)
 			chunk = run->len - off;
-		if (dma_copy(x, phys, req->done, chunk)) {
+		if (x->req->op == UIOMMU_DMA_OP_WRITE ?
+			    uiommu_host_copy((void *)(uintptr_t)phys,
+					     (char *)req->buf + req->done, chunk) :
+			    uiommu_host_copy((char *)req->buf + req->done,
+					     (const void *)(uintptr_t)phys, chunk)) {
 			*bad = run->iova + off;
 			run->len = 0;
 			return -EFAULT;
@@ -790,8 +799,8 @@ static int dma_copy_flush(struct dma_xfer *x, struct dma_copy_run *run, uint64_t
 	if (!run->len)
 		return 0;
 	/* One copy; only a trap makes it go again piece by piece. */
-	if (likely(!uiommu_host_copy((void *)(uintptr_t)run->dst,
-				     (const void *)(uintptr_t)run->src, run->len)))
+	if (likely(!(x->trapped ? uiommu_host_copy_trapped : uiommu_host_copy)(
+		    (void *)(uintptr_t)run->dst, (const void *)(uintptr_t)run->src, run->len)))
 		off = run->len;
 	while (off < run->len) {
 		phys_addr_t s = run->src + off, d = run->dst + off;
@@ -1200,11 +1209,11 @@ static void dma_batch_store(struct dma_batch *b)
 }
 
 /*
- * Runs the ops from b->cur on, under one hold of the group mutex: one domain lookup, and the
- * two directions' translation caches shared by every op at the same PASID. Return: 0 when the
+ * Runs the ops from b->cur on (the group mutex held): one domain lookup, and the two
+ * directions' translation caches shared by every op at the same PASID. Return: 0 when the
  * batch is over (all done, or b->cur failed), 1 when b->x needs a page request first.
  */
-static int dma_batch_run(struct dma_batch *b)
+static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 {
 	struct iommu_domain *domain = NULL;
 	struct dma_xfer *x = &b->x;
@@ -1212,7 +1221,6 @@ static int dma_batch_run(struct dma_batch *b)
 	uint32_t pasid = 0;
 	int ret = 0;
 
-	iommu_group_mutex_lock(x->e->group);
 	while (b->cur < b->n) {
 		struct uiommu_dma_req *req = &b->shadow;
 		bool copy = req->op == UIOMMU_DMA_OP_COPY;
@@ -1240,7 +1248,30 @@ static int dma_batch_run(struct dma_batch *b)
 		if (++b->cur < b->n)
 			dma_batch_load(b);
 	}
-	iommu_group_mutex_unlock(x->e->group);
+	return ret;
+}
+
+/*
+ * dma_batch_ops() under one hold of the group mutex and one arming of the host fault trap
+ * (not one per copy). A trap jumps back here from inside a copy: the op at b->cur had not
+ * counted the run it was copying (done moves after a copy), so it runs again from where it
+ * stood, every copy now arming for itself, which narrows the trap down to its page and side
+ * as a single transfer does. Return as dma_batch_ops().
+ */
+static int dma_batch_run(struct dma_batch *b)
+{
+	struct uiommu_host_trap trap;
+	int ret;
+
+	iommu_group_mutex_lock(b->x.e->group);
+	b->x.trapped = true;
+	if (UIOMMU_HOST_TRAP_SET(&trap))
+		b->x.trapped = false; /* caught: still armed, now behind every copy's own */
+	else
+		uiommu_host_trap_arm(&trap);
+	ret = dma_batch_ops(b);
+	uiommu_host_trap_disarm(&trap);
+	iommu_group_mutex_unlock(b->x.e->group);
 	return ret;
 }
 

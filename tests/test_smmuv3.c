@@ -1590,7 +1590,8 @@ TEST_F(nest, walker_against_reference)
 TEST(topology_instance)
 {
 	static const char json[] =
-		"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\", \"ssid_bits\": 8 } ],\n"
+		"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\",\n"
+		"    \"features\": { \"ssid_bits\": 8 } } ],\n"
 		"  \"devices\": [ { \"bdf\": \"0000:01:02.3\", \"iommu\": \"smmu0\" } ] }\n";
 	char path[] = "/tmp/uiommu-smmuv3-topo-XXXXXX", out[4096] = { 0 };
 	struct iommu_device *iommu;

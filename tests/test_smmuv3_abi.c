@@ -40,8 +40,8 @@
 
 static const char topology[] =
 	"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\" },\n"
-	"                { \"name\": \"smmu1\", \"driver\": \"smmuv3\", \"nesting\": false,\n"
-	"                  \"httu\": false, \"ssid_bits\": 0 } ],\n"
+	"                { \"name\": \"smmu1\", \"driver\": \"smmuv3\", \"features\":\n"
+	"                  { \"nesting\": false, \"httu\": false, \"ssid_bits\": 0 } } ],\n"
 	"  \"devices\": [ { \"bdf\": \"0000:00:04.0\", \"iommu\": \"smmu0\" },\n"
 	"                 { \"bdf\": \"0000:00:05.0\", \"iommu\": \"smmu1\" } ] }\n";
 

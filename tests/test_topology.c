@@ -444,11 +444,26 @@ static const struct {
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"msi_window\": true } ], "
 	  "\"devices\": [] }", "iommus[0].msi_window: the smmuv3 driver has no MSI window" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"nesting\": false } ], \"devices\": [] }",
-	  "iommus[0].nesting: needs \"driver\": \"smmuv3\"" },
-	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"ssid_bits\": 21 } ], "
-	  "\"devices\": [] }", "iommus[0].ssid_bits" },
-	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"httu\": 1 } ], "
-	  "\"devices\": [] }", "iommus[0].httu" },
+	  "iommus[0].nesting: a feature of \"driver\": \"smmuv3\": put it in its \"features\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"nesting\": false } ], "
+	  "\"devices\": [] }",
+	  "iommus[0].nesting: a feature of \"driver\": \"smmuv3\": put it in its \"features\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"httu\": true } ], "
+	  "\"devices\": [] }", "iommus[0].httu: a feature of \"driver\": \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"ssid_bits\": 8 } ], "
+	  "\"devices\": [] }", "iommus[0].ssid_bits: a feature of \"driver\": \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"features\": { \"nesting\": false } } ], "
+	  "\"devices\": [] }", "iommus[0].features: needs \"driver\": \"vtd\" or \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"s390\", \"features\": {} } ], "
+	  "\"devices\": [] }", "iommus[0].features: needs \"driver\": \"vtd\" or \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": "
+	  "{ \"ssid_bits\": 21 } } ], \"devices\": [] }", "iommus[0].features.ssid_bits" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": "
+	  "{ \"httu\": 1 } } ], \"devices\": [] }", "iommus[0].features.httu: must be true or false" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": "
+	  "{ \"nest\": true } } ], \"devices\": [] }", "iommus[0].features.nest: unknown field" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": [] } ], "
+	  "\"devices\": [] }", "iommus[0].features: must be an object" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"max_pasids\": 4 } ], "
 	  "\"devices\": [] }", "iommus[0]: smmuv3: max_pasids and dirty_tracking" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\" } ], \"devices\": [ "

@@ -151,12 +151,16 @@ static struct topology topo;
 /* Identical to examples/topology.json (test_topology checks it). */
 static const char topology_default[] =
 	"{\n"
-	"  \"description\": \"The default machine: two IOMMU instances and every kind of device the IOMMU core tells apart.\",\n"
+	"  \"description\": \"The default machine: two mock IOMMU instances with every kind of device the IOMMU core tells apart, and an SMMUv3 and a VT-d model with a dma-test function each for nested translation.\",\n"
 	"  \"iommus\": [\n"
 	"    { \"name\": \"iommu0\", \"driver\": \"mock\", \"max_pasids\": 1048576,\n"
 	"      \"deferred_flush\": true, \"dirty_tracking\": true },\n"
 	"    { \"name\": \"iommu1\", \"driver\": \"mock\", \"max_pasids\": 0,\n"
-	"      \"deferred_flush\": false, \"dirty_tracking\": false }\n"
+	"      \"deferred_flush\": false, \"dirty_tracking\": false },\n"
+	"    { \"name\": \"smmu0\", \"driver\": \"smmuv3\",\n"
+	"      \"features\": { \"nesting\": true, \"httu\": true, \"ssid_bits\": 20 } },\n"
+	"    { \"name\": \"dmar0\", \"driver\": \"vtd\",\n"
+	"      \"features\": { \"nest\": true, \"prs\": true, \"pasid_bits\": 20 } }\n"
 	"  ],\n"
 	"  \"devices\": [\n"
 	"    { \"bdf\": \"0000:00:02.0\", \"iommu\": \"iommu0\", \"driver\": \"identity\", \"bound\": true,\n"
@@ -176,7 +180,13 @@ static const char topology_default[] =
 	"      \"driver\": \"dma\",\n"
 	"      \"comment\": \"accelerator for SVA: PASID and PRI, its driver wants a DMA domain\" },\n"
 	"    { \"bdf\": \"0000:04:00.0\", \"iommu\": \"iommu0\", \"dirty\": true,\n"
-	"      \"comment\": \"function to migrate: dirty tracking\" }\n"
+	"      \"comment\": \"function to migrate: dirty tracking\" },\n"
+	"    { \"bdf\": \"0000:08:00.0\", \"iommu\": \"smmu0\", \"model\": \"dma-test\",\n"
+	"      \"pasid_bits\": 20, \"pri\": true,\n"
+	"      \"comment\": \"a dma-test for vfio-pci behind the SMMUv3 model: nested translation (docs/smmuv3.md)\" },\n"
+	"    { \"bdf\": \"0000:09:00.0\", \"iommu\": \"dmar0\", \"model\": \"dma-test\",\n"
+	"      \"pasid_bits\": 20, \"pri\": true,\n"
+	"      \"comment\": \"a dma-test for vfio-pci behind the VT-d model: nested translation (docs/vtd.md)\" }\n"
 	"  ]\n"
 	"}\n";
 

@@ -144,6 +144,9 @@ struct arm_smmu_master {
 	uint64_t vsid;
 	struct cd_slot cds[CD_SLOTS];          /* writers hold smmu->lock */
 	atomic_ulong cd_gen;                   /* bumped by every drop, under smmu->lock */
+	atomic_bool stall;                     /* may stall (arm_smmu_master_set_stall()) */
+	unsigned int resumes;                  /* CMD_RESUMEs issued for it; smmu->lock */
+	uint64_t last_resume[2];               /* the last of them; smmu->lock */
 };
 
 struct arm_smmu_domain {
@@ -248,7 +251,7 @@ static void arm_smmu_build_idrs(struct arm_smmu_device *smmu)
 	uint64_t idr0;
 
 	idr0 = IDR0_S2P | IDR0_TTF_AARCH64 | IDR0_COHACC | IDR0_ASID16 | IDR0_VMID16 |
-	       IDR0_CD2L | IDR0_TTENDIAN_LE | IDR0_STALL_MODEL_TERM | IDR0_ST_LEVEL_2LVL;
+	       IDR0_CD2L | IDR0_TTENDIAN_LE | IDR0_STALL_MODEL_STALL | IDR0_ST_LEVEL_2LVL;
 	if (f->nesting)
 		idr0 |= IDR0_S1P;
 	if (f->httu)
@@ -348,6 +351,36 @@ struct arm_smmu_master *arm_smmu_master_alloc(struct arm_smmu_device *smmu, uint
 	LIST_INSERT_HEAD(&smmu->masters, master, node);
 	uiommu_mutex_unlock(&smmu->lock);
 	return master;
+}
+
+void arm_smmu_master_set_stall(struct arm_smmu_master *master, bool stall)
+{
+	atomic_store_explicit(&master->stall, stall, memory_order_relaxed);
+}
+
+void arm_smmu_master_resume(struct arm_smmu_master *master, uint16_t stag, unsigned int action)
+{
+	struct arm_smmu_device *smmu = master->smmu;
+
+	uiommu_mutex_lock(&smmu->lock);
+	master->last_resume[0] = CMDQ_OP_RESUME | (uint64_t)master->sid << CMDQ_0_SID_SHIFT |
+				 (uint64_t)(action & 3) << CMDQ_RESUME_0_RESP_SHIFT;
+	master->last_resume[1] = stag;
+	master->resumes++;
+	uiommu_mutex_unlock(&smmu->lock);
+}
+
+unsigned int arm_smmu_master_resumes(struct arm_smmu_master *master, uint64_t cmd[2])
+{
+	struct arm_smmu_device *smmu = master->smmu;
+	unsigned int n;
+
+	uiommu_mutex_lock(&smmu->lock);
+	n = master->resumes;
+	if (n && cmd)
+		memcpy(cmd, master->last_resume, sizeof(master->last_resume));
+	uiommu_mutex_unlock(&smmu->lock);
+	return n;
 }
 
 void arm_smmu_master_free(struct arm_smmu_master *master)
@@ -980,6 +1013,7 @@ struct xlate {
 	uint64_t cd[2];
 	uint32_t id;          /* the event ID, 0 while none */
 	bool s2;              /* a stage-2 fault: the host's, never forwarded */
+	bool s1stalld;        /* stage-1 stalls disabled: the guest's STE, or a master that cannot */
 	unsigned int class;
 };
 
@@ -1123,7 +1157,7 @@ static bool xlate_cd_ok(struct xlate *x, struct arm_lpae_geom *geom, unsigned in
 		return false;
 	if ((cd[0] & (CD0_HA | CD0_HD)) && !x->master->smmu->features.httu)
 		return false;
-	if (cd[0] & CD0_S) /* STALL_MODEL=1: stalls are illegal */
+	if ((cd[0] & CD0_S) && x->s1stalld) /* CD.S with STE.S1STALLD is ILLEGAL */
 		return false;
 	*ips = oas_bits[ARM_SMMU_FIELD(cd[0], CD0_IPS_SHIFT, CD0_IPS_MASK)];
 	if (*ips > 48)
@@ -1319,6 +1353,12 @@ static void xlate_report(struct xlate *x)
 	/* A vDEVICE-less master sees no events: the kernel cannot name it to the guest. */
 	if (!x->id || x->s2 || x->master->vsmmu != x->vsmmu || !x->vsmmu->event_fn)
 		return;
+	/*
+	 * A stage-1 fault of a CD with S=1 stalls (s1stalld made such a CD C_BAD_CD before): the
+	 * event is the host's, which turns it into a page request (A.10); the guest sees none.
+	 */
+	if (x->id >= EVT_ID_F_TRANSLATION && x->id <= EVT_ID_F_PERMISSION && (x->cd[0] & CD0_S))
+		return;
 	/* F_* faults are recorded only with CD.R; configuration errors always are. */
 	record_bit = x->id < EVT_ID_F_TRANSLATION || (x->cd[0] & CD0_R);
 	if (!record_bit)
@@ -1347,7 +1387,11 @@ static int arm_smmu_translate_nested(struct arm_smmu_master *master,
 				     const struct arm_smmu_txn *txn, uint64_t *phys)
 {
 	struct arm_smmu_device *smmu = master->smmu;
-	struct xlate x = { .master = master, .vsmmu = nested->vsmmu, .txn = txn };
+	struct xlate x = {
+		.master = master, .vsmmu = nested->vsmmu, .txn = txn,
+		.s1stalld = (nested->ste[1] & STE1_S1STALLD) ||
+			    !atomic_load_explicit(&master->stall, memory_order_relaxed),
+	};
 	unsigned int cfg = ARM_SMMU_FIELD(nested->ste[0], STE0_CFG_SHIFT, STE0_CFG_MASK);
 	unsigned long gen, cd_gen;
 	struct tlb_entry entry;

@@ -437,6 +437,7 @@ static int child_cpr(int sock)
 	};
 	uint64_t msg[2] = { 0 };
 	char a1[24], a2[24], a3[24], c;
+	uint32_t id;
 
 	if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PS))
 		return 2;
@@ -446,10 +447,21 @@ static int child_cpr(int sock)
 	msg[1] = mf.iova;
 	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
 		return 4;
-	/* A failed exec: the hand-over is undone, this process serves as before. */
-	errno = 0;
-	if (execl("/nonexistent/uiommu-cpr", "cpr", (char *)NULL) != -1 || errno != ENOENT)
-		return 5;
+	/*
+	 * A failed exec: the hand-over is undone, this process serves as before; with each of the
+	 * hand-over's fallible steps failing in turn (no hand-over: the same for a failed exec).
+	 */
+	for (unsigned long nth = 1, left = 0; !left && nth < 100; nth++) {
+		if (uiommu_fail_nth_available())
+			uiommu_fail_nth_arm(nth);
+		errno = 0;
+		if (execl("/nonexistent/uiommu-cpr", "cpr", (char *)NULL) != -1 || errno != ENOENT)
+			return 5;
+		left = uiommu_fail_nth_available() ? uiommu_fail_nth_disarm() : 1;
+		id = ioas_alloc(fd);
+		if (id != 3 || destroy(fd, id))
+			return 8;
+	}
 	msg[0] = ioas_alloc(fd);
 	if (write(sock, msg, sizeof(msg)) != sizeof(msg) || read(sock, &c, 1) != 1)
 		return 6;

@@ -133,8 +133,11 @@ static int conn_fds[REMOTE_CONNS_MAX];
  * its copy again.
  */
 static pthread_rwlock_t serve_gate = PTHREAD_RWLOCK_INITIALIZER;
-/* Set by the thread that hands over, for the fork handlers: the child keeps the server. */
-static bool remote_handover;
+/*
+ * Set by the thread that hands over, for the fork handlers (which run in the forking thread):
+ * its child keeps the server. Per thread: another thread's fork meanwhile is an ordinary one.
+ */
+static __thread bool remote_handover;
 static uint64_t client_cookie; /* names this process's mm at a server; new in each child */
 
 /* ---- plumbing -------------------------------------------------------------------------- */

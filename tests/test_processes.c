@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -802,11 +803,13 @@ TEST(an_fd_made_for_another_process_is_its_own)
  */
 TEST(exec_of_the_serving_process_hands_its_contexts_over)
 {
+	int sock, fd, status, servers = 0;
 	uint64_t msg[2];
-	int sock, fd;
 	pid_t pid;
 	char c = 0;
 
+	/* The servers the hand-overs make are reparented here, to be waited for. */
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
 	pid = child_start_with("cpr", -1, NULL, 0, &sock);
 	ASSERT_GT(pid, 0);
 	fd = recv_fd(sock, msg, sizeof(msg));
@@ -832,6 +835,16 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
 	ASSERT_EQ(-1, destroy(fd, 1));
 	ASSERT_EQ(ENOENT, errno);
 	ASSERT_EQ(0, close(fd));
+	/*
+	 * That was the last fd anywhere: the server exits, as did those of the failed execs
+	 * (unused). A server that never exits fails the case by its timeout.
+	 */
+	while (wait(&status) > 0) {
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		servers++;
+	}
+	ASSERT_EQ(ECHILD, errno);
+	ASSERT_GE(servers, 2);
 	close(sock);
 }
 

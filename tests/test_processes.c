@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -423,6 +424,82 @@ static int child_subfd(int sock)
 	return close((int)create.create_access.out_access_fd) ? 6 : 0;
 }
 
+/*
+ * "cpr SOCK": QEMU's CPR: a VMM serving its context (handed to the test over SOCK) maps its
+ * memfd guest memory (MAP_FILE, as QEMU's memory-backend-memfd: only file mappings can change
+ * process), fails an exec (ENOENT: everything works on), then execs itself keeping the fds.
+ */
+static int child_cpr(int sock)
+{
+	int fd = open("/dev/iommu", O_RDWR), mfd = memfd_create("guest", MFD_CLOEXEC);
+	struct iommu_ioas_map_file mf = {
+		.size = sizeof(mf), .ioas_id = 1, .length = 2 * PS,
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+	};
+	uint64_t msg[2] = { 0 };
+	char a1[24], a2[24], a3[24], c;
+	uint32_t id;
+
+	if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PS))
+		return 2;
+	mf.fd = mfd;
+	if (ioas_alloc(fd) != 1 || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+		return 3;
+	msg[1] = mf.iova;
+	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
+		return 4;
+	/*
+	 * A failed exec: the hand-over is undone, this process serves as before; with each of the
+	 * hand-over's fallible steps failing in turn (no hand-over: the same for a failed exec).
+	 */
+	for (unsigned long nth = 1, left = 0; !left && nth < 100; nth++) {
+		if (uiommu_fail_nth_available())
+			uiommu_fail_nth_arm(nth);
+		errno = 0;
+		if (execl("/nonexistent/uiommu-cpr", "cpr", (char *)NULL) != -1 || errno != ENOENT)
+			return 5;
+		left = uiommu_fail_nth_available() ? uiommu_fail_nth_disarm() : 1;
+		id = ioas_alloc(fd);
+		if (id != 3 || destroy(fd, id))
+			return 8;
+	}
+	msg[0] = ioas_alloc(fd);
+	if (write(sock, msg, sizeof(msg)) != sizeof(msg) || read(sock, &c, 1) != 1)
+		return 6;
+	snprintf(a1, sizeof(a1), "%d", fd);
+	snprintf(a2, sizeof(a2), "%d", sock);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)msg[1]);
+	fcntl(sock, F_SETFD, 0);
+	execl("/proc/self/exe", "test_processes", "--child", "cpr2", a1, a2, a3, (char *)NULL);
+	return 7;
+}
+
+/*
+ * "cpr2 FD SOCK IOVA": the new image: its kept fd reaches the context (served now by the
+ * process the exec handed it to), with the IOAS and the mapping; CHANGE_PROCESS takes the pins
+ * and charges; it reports an IOAS it allocates and waits for the test.
+ */
+static int child_cpr2(int fd, int sock, uint64_t iova)
+{
+	struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
+	uint64_t msg[2] = { 0 };
+	char c;
+
+	if (!uiommu_is_fd(fd))
+		return 10;
+	if (ioctl(fd, IOMMU_IOAS_CHANGE_PROCESS, &cp))
+		return 11;
+	if (ioas_unmap_len(fd, 1, iova, 2 * PS) != 2 * PS)
+		return 12;
+	/* The mapping was there, and only once. */
+	if (ioas_unmap_len(fd, 1, iova, 2 * PS) != -1 || errno != ENOENT)
+		return 13;
+	msg[0] = ioas_alloc(fd);
+	if (write(sock, msg, sizeof(msg)) != sizeof(msg) || read(sock, &c, 1) != 1)
+		return 14;
+	return destroy(fd, (uint32_t)msg[0]) || destroy(fd, 1) ? 15 : 0;
+}
+
 static int child_main(int argc, char **argv)
 {
 	int a = argc > 3 ? atoi(argv[3]) : -1;
@@ -449,6 +526,10 @@ static int child_main(int argc, char **argv)
 		return child_vfio(a);
 	if (!strcmp(role, "subfd"))
 		return child_subfd(a);
+	if (!strcmp(role, "cpr"))
+		return child_cpr(a);
+	if (!strcmp(role, "cpr2") && argc > 5)
+		return child_cpr2(a, (int)b, strtoull(argv[5], NULL, 0));
 	return 126;
 }
 
@@ -712,6 +793,58 @@ TEST(an_fd_made_for_another_process_is_its_own)
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+/*
+ * QEMU's CPR: the serving process execs itself keeping its fds; the context, its IOAS and
+ * mapping live on for the new image and for the other holders (this process), served by the
+ * process the exec handed them to. A failed exec before leaves everything as it was.
+ */
+TEST(exec_of_the_serving_process_hands_its_contexts_over)
+{
+	int sock, fd, status, servers = 0;
+	uint64_t msg[2];
+	pid_t pid;
+	char c = 0;
+
+	/* The servers the hand-overs make are reparented here, to be waited for. */
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
+	pid = child_start_with("cpr", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	fd = recv_fd(sock, msg, sizeof(msg));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(2, ioas_alloc(fd));
+	/* Its exec fails (ENOENT): it serves on, to us and to itself. */
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ((ssize_t)sizeof(msg), read(sock, msg, sizeof(msg)));
+	ASSERT_EQ(3, msg[0]);
+	ASSERT_EQ(4, ioas_alloc(fd));
+	ASSERT_EQ(0, destroy(fd, 4));
+	/* Its exec succeeds: the new image and we reach the same context. */
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ((ssize_t)sizeof(msg), read(sock, msg, sizeof(msg)));
+	ASSERT_EQ(4, msg[0]);
+	ASSERT_EQ(5, ioas_alloc(fd));
+	ASSERT_EQ(0, destroy(fd, 2));
+	ASSERT_EQ(0, destroy(fd, 3));
+	ASSERT_EQ(0, destroy(fd, 5));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	/* The new image destroyed IOAS 1 and 4 before it exited: the context is empty. */
+	ASSERT_EQ(-1, destroy(fd, 1));
+	ASSERT_EQ(ENOENT, errno);
+	ASSERT_EQ(0, close(fd));
+	/*
+	 * That was the last fd anywhere: the server exits, as did those of the failed execs
+	 * (unused). A server that never exits fails the case by its timeout.
+	 */
+	while (wait(&status) > 0) {
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		servers++;
+	}
+	ASSERT_EQ(ECHILD, errno);
+	ASSERT_GE(servers, 2);
 	close(sock);
 }
 

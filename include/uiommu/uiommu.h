@@ -145,6 +145,13 @@ bool uiommu_fd_adopt(int fd);
 void uiommu_fd_adopt_inherited(void);
 /* shutdown(2) of a uiommu_is_fd() fd: -1 with ENOTSOCK, as for a device file. */
 int uiommu_fd_shutdown(int fd, int how);
+/*
+ * Exec of a serving process (QEMU's CPR): before an execve, uiommu_exec_handover() hands the
+ * serving of this process's files to a new process; a handle, or -1 when there is nothing to
+ * hand over. Only when the execve fails: uiommu_exec_failed(handle) undoes it. errno is kept.
+ */
+int uiommu_exec_handover(void);
+void uiommu_exec_failed(int handle);
 
 /*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed

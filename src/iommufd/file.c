@@ -1328,6 +1328,51 @@ void iommufd_files_atfork_child(void)
 	uiommu_mutex_unlock(&export_lock);
 }
 
+/* Does this process serve any file (one that some fd, anywhere, still holds)? */
+bool iommufd_files_served(void)
+{
+	bool any = false;
+
+	uiommu_mutex_lock(&export_lock);
+	for (unsigned int i = 0; i < EXPORT_BUCKETS && !any; i++)
+		any = export_table[i] != NULL;
+	uiommu_mutex_unlock(&export_lock);
+	return any;
+}
+
+/*
+ * In the next server after an exec's hand-over (remote.c): the program's fds of our files
+ * (and of others') are the exec'ing image's, not the server's, whose copies would keep every
+ * file alive. They go, with the references their slots held.
+ */
+void iommufd_files_handover_child(void)
+{
+	for (unsigned int c = 0; c < FDT_CHUNKS; c++) {
+		fdt_slot *chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
+
+		for (unsigned int i = 0; chunk && i < FDT_CHUNK; i++) {
+			struct iommufd_file *file;
+
+			file = atomic_exchange_explicit(&chunk[i], NULL, memory_order_acq_rel);
+			if (!file)
+				continue;
+			sys_close((int)(c * FDT_CHUNK + i));
+			iommufd_file_put(file);
+		}
+	}
+}
+
+/* The next server's new epoll set watches every file's peer. */
+void iommufd_files_rewatch(void)
+{
+	uiommu_mutex_lock(&export_lock);
+	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++)
+		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)
+			if (atomic_load(&f->held))
+				iommufd_server_watch(f->peer, f->token);
+	uiommu_mutex_unlock(&export_lock);
+}
+
 /*
  * shutdown(2) of one of our fds: the kernel's answer for a device file, ENOTSOCK. (The fd is a
  * socket here, and a shutdown of both directions would look to the serving process like the

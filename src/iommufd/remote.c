@@ -47,9 +47,26 @@
  * state (listening socket, epoll set, peers, export table in file.c) and the connection pools,
  * and draws a new cookie; the child's own files get a new server at its first open.
  *
- * Locking: servers_lock protects the list of known servers (a leaf); each server's pool_lock
- * protects its idle connections (a leaf); clients_lock protects the list of client mms (a
- * leaf). None is held across a system call that waits.
+ * Exec (QEMU's CPR). A serving process that execs would take its server with it; its fds live
+ * on in the new image and elsewhere. uiommu_exec_handover() (the preload layer's execve
+ * wrappers call it) forks a server first, which inherits the whole library state (contexts,
+ * machine, the pinned memory as it was: what the kernel's pins give after exec) and the
+ * listening socket. The socket keeps its abstract name, and its SO_PEERCRED pid is that of
+ * its listen() caller, the exec'ing process, whose pid the new image keeps: the headers in
+ * the fds stay true, and the new image reaches the server as any adopter does. The server is
+ * a grandchild (the middle process exits at once), so the new image gets no child of ours.
+ * It serves only once the exec succeeded: a close-on-exec pipe reaches EOF at exec, while a
+ * failed execve writes a byte down it, the server exits unused and the process goes on
+ * serving. serve_gate stops this process's serving (the server thread, every call of
+ * another process) from before the fork until the exec is over, so that the copy is
+ * consistent and nothing is served by an image about to go. The server exits with the last
+ * file it serves.
+ *
+ * Locking: serve_gate (read: one served call, one batch of the server thread's events; write:
+ * a hand-over) comes before every other lock. servers_lock protects the list of known
+ * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
+ * clients_lock protects the list of client mms (a leaf); conns_lock the accepted
+ * connections' fds (a leaf). None is held across a system call that waits.
  */
 #include <errno.h>
 #include <poll.h>
@@ -66,6 +83,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
@@ -83,6 +101,7 @@
 struct wire_conn {
 	struct wire_conn *next; /* in the server's idle list; pool_lock */
 	int fd;
+	bool fresh;             /* made for this call, not taken from the idle list */
 };
 
 struct iommufd_server {
@@ -101,6 +120,24 @@ static _Atomic(struct iommufd_server *) servers;
 _Atomic(struct iommufd_server *) iommufd_self_server;
 static int listen_fd = -1, epoll_fd = -1; /* the server thread's; set before it starts */
 static atomic_int conns_live;
+/*
+ * The accepted connections' fds, for a hand-over's server to close (their threads are the
+ * exec'ing image's). Protects conn_fds; a leaf.
+ */
+UIOMMU_MUTEX_DEFINE(conns_lock);
+static int conn_fds[REMOTE_CONNS_MAX];
+/*
+ * Read: a served call or a batch of server events; write: a hand-over. Before every lock.
+ * A plain rwlock, not lockdep's: the hand-over holds it across fork(), and the child, whose
+ * thread has a new tid, cannot unlock it (glibc tells a writer by its tid): it initialises
+ * its copy again.
+ */
+static pthread_rwlock_t serve_gate = PTHREAD_RWLOCK_INITIALIZER;
+/*
+ * Set by the thread that hands over, for the fork handlers (which run in the forking thread):
+ * its child keeps the server. Per thread: another thread's fork meanwhile is an ordinary one.
+ */
+static __thread bool remote_handover;
 static uint64_t client_cookie; /* names this process's mm at a server; new in each child */
 
 /* ---- plumbing -------------------------------------------------------------------------- */
@@ -346,6 +383,27 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 	}
 }
 
+static void remote_conn_note(int fd)
+{
+	uiommu_mutex_lock(&conns_lock);
+	for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
+		if (!conn_fds[i]) {
+			conn_fds[i] = fd + 1; /* 0: a free slot */
+			break;
+		}
+	}
+	uiommu_mutex_unlock(&conns_lock);
+}
+
+static void remote_conn_forget(int fd)
+{
+	uiommu_mutex_lock(&conns_lock);
+	for (int i = 0; i < REMOTE_CONNS_MAX; i++)
+		if (conn_fds[i] == fd + 1)
+			conn_fds[i] = 0;
+	uiommu_mutex_unlock(&conns_lock);
+}
+
 static void *remote_conn_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg, fds[3], nfds;
@@ -378,7 +436,9 @@ static void *remote_conn_main(void *arg)
 
 		if (req.magic != WIRE_MAGIC)
 			break; /* garbage: this connection ends, nothing else is touched */
+		pthread_rwlock_rdlock(&serve_gate);
 		remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+		pthread_rwlock_unlock(&serve_gate);
 		rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
 		/*
 		 * The fds are the caller's now (or nobody's, if it is gone): ours go. The message
@@ -393,6 +453,7 @@ out_put:
 	if (!IS_ERR(client))
 		remote_client_put(client);
 out_close:
+	remote_conn_forget(fd);
 	sys_close(fd);
 	atomic_fetch_sub(&conns_live, 1);
 	return NULL;
@@ -408,6 +469,7 @@ static void remote_accept(void)
 		return;
 	if (atomic_fetch_add(&conns_live, 1) >= REMOTE_CONNS_MAX)
 		goto err_close;
+	remote_conn_note(fd);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&thread, &attr, remote_conn_main, (void *)(intptr_t)fd)) {
@@ -418,29 +480,46 @@ static void remote_accept(void)
 	return;
 
 err_close:
+	remote_conn_forget(fd);
 	atomic_fetch_sub(&conns_live, 1);
 	sys_close(fd);
 }
 
-static void *remote_server_main(void *arg)
+/*
+ * Accepts connections and sees last closes; @until_empty (a hand-over's server): returns when
+ * no file is left to serve.
+ */
+static void remote_server_loop(bool until_empty)
 {
 	struct epoll_event ev[16];
 	int n;
 
-	(void)arg;
 	for (;;) {
 		n = sys_epoll_wait(epoll_fd, ev, 16, -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return NULL;
+			return;
+		/* A hand-over in progress: the events are the next server's (listen_fd is
+		 * non-blocking, so an accept it took first costs nothing here). */
+		pthread_rwlock_rdlock(&serve_gate);
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u64 == 0)
 				remote_accept();
 			else
 				iommufd_file_gone_anywhere(ev[i].data.u64);
 		}
+		pthread_rwlock_unlock(&serve_gate);
+		if (until_empty && !iommufd_files_served())
+			return;
 	}
+}
+
+static void *remote_server_main(void *arg)
+{
+	(void)arg;
+	remote_server_loop(false);
+	return NULL;
 }
 
 /* Watches @peer for the last close of its fd anywhere; @token names its file. */
@@ -473,7 +552,7 @@ static void remote_server_start(struct iommufd_server *self)
 
 	if (uiommu_should_fail())
 		return;
-	listen_fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	listen_fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (listen_fd < 0 || epoll_fd < 0)
 		goto err_close;
@@ -650,6 +729,7 @@ static int remote_call_fds(struct iommufd_server *server, struct wire_req *req,
 	struct wire_conn *conn;
 	int rc;
 
+again:
 	uiommu_mutex_lock(&server->pool_lock);
 	conn = server->idle;
 	if (conn)
@@ -665,9 +745,21 @@ static int remote_call_fds(struct iommufd_server *server, struct wire_req *req,
 			uiommu_free(conn);
 			return rc;
 		}
+		conn->fresh = true;
 	}
 	req->magic = WIRE_MAGIC;
 	rc = wire_send(conn->fd, req, sizeof(*req), NULL, 0);
+	if (rc == -EPIPE && !conn->fresh) {
+		/*
+		 * An idle connection whose server end is gone before the request left: nothing
+		 * ran. The serving process exec'd and handed over (the name now reaches the next
+		 * server), or died (the new connection answers ENODEV).
+		 */
+		sys_close(conn->fd);
+		uiommu_free(conn);
+		goto again;
+	}
+	conn->fresh = false;
 	if (!rc)
 		rc = wire_recv(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0, nfds);
 	if (rc) {
@@ -831,7 +923,7 @@ int iommufd_remote_adopt(int fd)
 	return iommufd_file_adopt_remote(fd, server, hdr.token, hdr.secret, &rep);
 }
 
-/* ---- fork -------------------------------------------------------------------------------- */
+/* ---- fork ----------------------------------------------------------------------------- */
 
 /* The lists are copied whole: no thread is in the middle of changing one. */
 static void remote_atfork_prepare(void)
@@ -839,18 +931,20 @@ static void remote_atfork_prepare(void)
 	uiommu_mutex_lock(&servers_lock);
 	iommufd_files_atfork_prepare();
 	uiommu_mutex_lock(&clients_lock);
+	uiommu_mutex_lock(&conns_lock);
 }
 
 static void remote_atfork_parent(void)
 {
+	uiommu_mutex_unlock(&conns_lock);
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_parent();
 	uiommu_mutex_unlock(&servers_lock);
 }
 
-static void remote_atfork_child(void)
+/* Our connections to other servers are the parent's: the copies go. */
+static void remote_atfork_child_pools(void)
 {
-	/* The parent's threads are not ours: its connections and server stay its own. */
 	for (struct iommufd_server *s = servers; s; s = s->next) {
 		uiommu_mutex_init(&s->pool_lock);
 		while (s->idle) {
@@ -861,6 +955,39 @@ static void remote_atfork_child(void)
 			uiommu_free(conn);
 		}
 	}
+}
+
+static void remote_atfork_child(void)
+{
+	remote_atfork_child_pools();
+	remote_random(&client_cookie, sizeof(client_cookie));
+	if (remote_handover) {
+		/*
+		 * The next server: it keeps the listening socket, the clients' mms and the files.
+		 * The accepted connections' threads are the parent's: their fds go (their clients
+		 * see EIO for a call in flight, which the gate kept from starting). Its epoll set
+		 * would be shared with the parent's: it makes its own.
+		 */
+		for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
+			if (conn_fds[i])
+				sys_close(conn_fds[i] - 1);
+			conn_fds[i] = 0;
+		}
+		for (struct remote_client *c = clients; c; c = c->next)
+			c->conns = 0;
+		if (epoll_fd >= 0)
+			sys_close(epoll_fd);
+		epoll_fd = -1;
+		atomic_store(&conns_live, 0);
+		uiommu_mutex_unlock(&conns_lock);
+		uiommu_mutex_unlock(&clients_lock);
+		iommufd_files_atfork_parent();
+		uiommu_mutex_unlock(&servers_lock);
+		return;
+	}
+	/* The parent's threads are not ours: its connections and server stay its own. */
+	for (int i = 0; i < REMOTE_CONNS_MAX; i++)
+		conn_fds[i] = 0;
 	if (listen_fd >= 0)
 		sys_close(listen_fd);
 	if (epoll_fd >= 0)
@@ -868,8 +995,8 @@ static void remote_atfork_child(void)
 	listen_fd = epoll_fd = -1;
 	atomic_store(&conns_live, 0);
 	atomic_store(&iommufd_self_server, NULL);
-	remote_random(&client_cookie, sizeof(client_cookie));
 	clients = NULL; /* the parent's clients */
+	uiommu_mutex_unlock(&conns_lock);
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_child();
 	uiommu_mutex_unlock(&servers_lock);
@@ -881,4 +1008,112 @@ static void remote_atfork_register(void)
 	if (pthread_atfork(remote_atfork_prepare, remote_atfork_parent, remote_atfork_child))
 		die("pthread_atfork");
 	uiommu_mm_remote_status_set(remote_status);
+}
+
+/* ---- exec: the hand-over ----------------------------------------------------------------- */
+
+/*
+ * The next server, in the grandchild: waits for the exec's outcome on @go (EOF: it succeeded;
+ * a byte: it failed), then serves until its last file is gone. Never returns.
+ */
+static __attribute__((noreturn)) void remote_handover_serve(int go)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	sigset_t old;
+	char c;
+	ssize_t n;
+
+	/* The program's handlers are not for this process: nothing but SIGKILL reaches it. */
+	remote_block_signals(&old);
+	do
+		n = sys_recv(go, &c, 1, 0);
+	while (n < 0 && errno == EINTR);
+	sys_close(go);
+	if (n != 0)
+		_exit(0); /* the exec failed: the process that called it serves on */
+	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0 || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
+		_exit(1);
+	iommufd_files_rewatch();
+	remote_server_loop(true);
+	_exit(0);
+}
+
+/**
+ * uiommu_exec_handover() - before an execve: hand this process's serving to a new process
+ * Called by the preload layer's exec wrappers. When this process serves files, forks their
+ * next server, which starts serving when the exec succeeds; this process serves nothing until
+ * uiommu_exec_failed() (which only a failed exec reaches).
+ * Return: a handle for uiommu_exec_failed(), or -1 (nothing served, or no hand-over possible:
+ * the exec goes on as before, and this process's clients get ENODEV after it).
+ */
+UIOMMU_EXPORT int uiommu_exec_handover(void)
+{
+	int saved_errno = errno, go[2], rc = -1;
+	pid_t mid;
+
+	if (!atomic_load(&iommufd_self_server) || listen_fd < 0 || !iommufd_files_served())
+		return -1;
+	if (uiommu_should_fail() || sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go))
+		goto out;
+	pthread_rwlock_wrlock(&serve_gate);
+	remote_handover = true;
+	mid = fork();
+	if (mid == 0) {
+		pid_t server;
+
+		sys_close(go[1]);
+		iommufd_files_handover_child();
+		/* The fork handlers keep the server in the grandchild too. */
+		server = fork();
+		if (server)
+			_exit(server < 0);
+		remote_handover = false;
+		pthread_rwlock_init(&serve_gate, NULL);
+		remote_handover_serve(go[0]);
+	}
+	remote_handover = false;
+	sys_close(go[0]);
+	if (mid > 0) {
+		int status = 0;
+		pid_t w;
+
+		do
+			w = waitpid(mid, &status, 0);
+		while (w < 0 && errno == EINTR);
+		/*
+		 * The middle process made the server unless it says otherwise (reaped by the
+		 * program's own SIGCHLD handling: assume it did; an undo then finds nobody).
+		 */
+		if (w < 0 || (WIFEXITED(status) && !WEXITSTATUS(status)))
+			rc = go[1];
+	}
+	if (rc < 0) {
+		sys_close(go[1]);
+		pthread_rwlock_unlock(&serve_gate);
+	}
+out:
+	errno = saved_errno;
+	return rc;
+}
+
+/**
+ * uiommu_exec_failed() - the execve after uiommu_exec_handover() failed: undo the hand-over
+ * The next server exits unused (this returns once it has let go of everything); this process
+ * serves on as before.
+ */
+UIOMMU_EXPORT void uiommu_exec_failed(int handle)
+{
+	int saved_errno = errno;
+	char c;
+
+	if (handle < 0)
+		return;
+	/* EOF: the next server closed its end, on its way out. */
+	if (sys_send(handle, "x", 1, MSG_NOSIGNAL) == 1)
+		while (sys_recv(handle, &c, 1, 0) < 0 && errno == EINTR)
+			;
+	sys_close(handle);
+	pthread_rwlock_unlock(&serve_gate);
+	errno = saved_errno;
 }

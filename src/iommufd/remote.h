@@ -99,5 +99,8 @@ int iommufd_file_adopt_remote(int fd, struct iommufd_server *server, uint64_t to
 void iommufd_files_atfork_prepare(void);
 void iommufd_files_atfork_parent(void);
 void iommufd_files_atfork_child(void);
+bool iommufd_files_served(void);
+void iommufd_files_handover_child(void);
+void iommufd_files_rewatch(void);
 
 #endif

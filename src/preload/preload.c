@@ -36,7 +36,10 @@
  *
  * fds that arrive from another process (recvmsg/recvmmsg's SCM_RIGHTS, pidfd_getfd() and
  * syscall(SYS_pidfd_getfd), and at start the fds inherited across exec) are handed to
- * uiommu_fd_adopt(): the library decides whether they are its files' (docs/processes.md).
+ * uiommu_fd_adopt(): the library decides whether they are its files' (docs/processes.md). The
+ * exec family (execve, execv, execvp, execvpe, execl, execlp, execle, fexecve, execveat) first
+ * asks the library to hand its serving over (uiommu_exec_handover()) and undoes that when the
+ * exec returns (uiommu_exec_failed()).
  *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
@@ -459,6 +462,100 @@ UIOMMU_EXPORT int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)
 	if (fd >= 0)
 		uiommu_fd_adopt(fd);
 	return fd;
+}
+
+/*
+ * exec: a process that serves uiommu files hands their serving to a new process first
+ * (uiommu_exec_handover(): QEMU's CPR execs itself keeping its fds); an exec that returns
+ * failed, and the hand-over is undone. posix_spawn() does not replace its caller: untouched.
+ */
+#define EXEC_HANDOVER(call)                                                                \
+	do {                                                                               \
+		int _handle = uiommu_exec_handover();                                      \
+		int _rc = (call);                                                          \
+		uiommu_exec_failed(_handle);                                               \
+		return _rc;                                                                \
+	} while (0)
+
+UIOMMU_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	libc_func(execve, int, const char *, char *const[], char *const[]);
+	EXEC_HANDOVER(_execve(path, argv, envp));
+}
+
+UIOMMU_EXPORT int execv(const char *path, char *const argv[])
+{
+	libc_func(execv, int, const char *, char *const[]);
+	EXEC_HANDOVER(_execv(path, argv));
+}
+
+UIOMMU_EXPORT int execvp(const char *file, char *const argv[])
+{
+	libc_func(execvp, int, const char *, char *const[]);
+	EXEC_HANDOVER(_execvp(file, argv));
+}
+
+int execvpe(const char *file, char *const argv[], char *const envp[]);
+UIOMMU_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	libc_func(execvpe, int, const char *, char *const[], char *const[]);
+	EXEC_HANDOVER(_execvpe(file, argv, envp));
+}
+
+UIOMMU_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	libc_func(fexecve, int, int, char *const[], char *const[]);
+	EXEC_HANDOVER(_fexecve(fd, argv, envp));
+}
+
+int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+UIOMMU_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+			   int flags)
+{
+	libc_func(execveat, int, int, const char *, char *const[], char *const[], int);
+	EXEC_HANDOVER(_execveat(dirfd, path, argv, envp, flags));
+}
+
+/* execl, execlp, execle: their list becomes an argv (and envp) for the v forms above. */
+#define EXEC_LIST_ARGV(arg, ap, argv, envp_out)                                            \
+	size_t _n = 1;                                                                     \
+	va_start(ap, arg);                                                                 \
+	while (va_arg(ap, char *))                                                         \
+		_n++;                                                                      \
+	va_end(ap);                                                                        \
+	char *argv[_n + 1];                                                                \
+	argv[0] = (char *)arg;                                                             \
+	va_start(ap, arg);                                                                 \
+	for (size_t _i = 1; _i <= _n; _i++)                                                \
+		argv[_i] = va_arg(ap, char *);                                             \
+	envp_out;                                                                          \
+	va_end(ap)
+
+extern char **environ;
+
+UIOMMU_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+
+	EXEC_LIST_ARGV(arg, ap, argv, (void)0);
+	return execve(path, argv, environ);
+}
+
+UIOMMU_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+
+	EXEC_LIST_ARGV(arg, ap, argv, (void)0);
+	return execvp(file, argv);
+}
+
+UIOMMU_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char **envp;
+	va_list ap;
+
+	EXEC_LIST_ARGV(arg, ap, argv, envp = va_arg(ap, char **));
+	return execve(path, argv, envp);
 }
 
 /*

@@ -716,6 +716,7 @@ TEST(two_processes_race_map_unmap_destroy_on_shared_ids)
 
 TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
 {
+	NEEDS_IOMMUFD_TEST(); /* a mock domain; the selftest access */
 	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	struct uiommu_stats st;
@@ -769,6 +770,7 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 
 TEST(an_fd_made_for_another_process_is_its_own)
 {
+	NEEDS_IOMMUFD_TEST(); /* a mock domain; the selftest access */
 	uint8_t *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	struct uiommu_stats st;

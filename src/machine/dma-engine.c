@@ -365,8 +365,8 @@ enum dma_mode {
 struct dma_ctx_way {
 	uint64_t page;             /* IOVA page; UINT64_MAX: empty */
 	phys_addr_t phys;          /* its physical page */
+	struct iotlb_stamp stamp;  /* of its IOTLB entry: checked inline, one load */
 	int prot;
-	uint32_t stamp;            /* iotlb_stamp() of its IOTLB entry */
 };
 
 /*
@@ -471,7 +471,7 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 				c->ways[i].page = UINT64_MAX;
 			c->cached = true;
 		}
-		if (w->page == page && iotlb_stamp_valid(c->tlb, c->domain->id, page, w->stamp)) {
+		if (w->page == page && iotlb_stamp_valid(&w->stamp)) {
 			*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
 			*prot = w->prot;
 			return 0;

@@ -1202,10 +1202,8 @@ static void dma_batch_store(struct dma_batch *b)
 
 	op->done = b->shadow.done;
 	op->error = b->shadow.error;
-	if (op->error) {
-		op->fault_op = b->x.op;
-		op->fault_iova = b->x.fault_iova;
-	}
+	op->fault_op = op->error ? b->x.op : 0;
+	op->fault_iova = op->error ? b->x.fault_iova : 0;
 }
 
 /*
@@ -1315,12 +1313,6 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 	}
 	if (!n)
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		ops[i].done = 0;
-		ops[i].error = 0;
-		ops[i].fault_op = 0;
-		ops[i].fault_iova = 0;
-	}
 	b.x = (struct dma_xfer){ .req = &b.shadow, .e = e };
 	dma_batch_load(&b);
 	while (dma_batch_run(&b)) {
@@ -1335,6 +1327,17 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 			dma_batch_store(&b);
 			break;
 		}
+	}
+	/*
+	 * Every op that ran had all its results written by dma_batch_store(); only those after a
+	 * failed one are cleared here, not every op up front (a pass over the whole array that a
+	 * batch of small copies paid per op).
+	 */
+	for (size_t i = b.cur + 1; i < n; i++) {
+		ops[i].done = 0;
+		ops[i].error = 0;
+		ops[i].fault_op = 0;
+		ops[i].fault_iova = 0;
 	}
 	return (ssize_t)b.cur;
 }

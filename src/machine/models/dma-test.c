@@ -310,7 +310,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		.op = UIOMMU_DMA_OP_READ, .flags = flags, .pasid = pasid, .iova = base,
 		.buf = dt->descs, .len = 64u * max,
 	};
-	unsigned int n, i, nops = 0;
+	unsigned int n, i, nops = 0, irqs = 0;
 	ssize_t got;
 
 	memset(r, 0, sizeof(*r));
@@ -345,6 +345,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			};
 			bytes += d->len;
 		}
+		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 		if (d->completion) {
 			dt->comps[i] = (struct dma_test_completion){
 				.status = DMA_TEST_COMP_DONE,
@@ -364,6 +365,13 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		r->err = errno; /* EPERM: the same descriptors run again later */
 		r->code = DMA_TEST_ERR_DMA;
 		r->iova = base;
+		return;
+	}
+	if ((size_t)got == nops) {
+		/* All went: no need to walk the descriptors again (the common case). */
+		r->done = n;
+		r->bytes = bytes;
+		r->irqs = irqs;
 		return;
 	}
 	/* Walk the descriptors against the ops to find how far the batch went. */

@@ -46,9 +46,10 @@
  *
  * Batches and copies (uiommu_dma_batch()). A batch runs its ops in order under one hold of the
  * group mutex: the domain at a PASID is resolved once, and each direction's dma_ctx keeps the
- * last page it translated, reused while the IOTLB's entry for it is unchanged (iotlb_stamp():
- * the entry's set's sequence count, which a removal or an eviction moves), so no translation
- * outlives an invalidation and nothing is kept across batches.
+ * pages it translated (DMA_CTX_SLOTS of them), each reused while the IOTLB's entry for it is
+ * unchanged (iotlb_stamp(): the entry's set's sequence count, which a removal or an eviction
+ * moves, checked inline with one load), so no translation outlives an invalidation and nothing
+ * is kept across batches.
  * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
  * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
  * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps

@@ -1084,16 +1084,23 @@ TEST_F(dma, batch_stops_at_the_first_failure)
 {
 	char a[64], b[64], c[64] = "unchanged";
 	struct uiommu_dma_op ops[4] = {
-		{ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 8 * PAGE, .buf = a, .len = 64 },
+		/* Stale results in the ops, as a caller reusing its array leaves them: every
+		 * result of an op that ran or follows the failure is rewritten. */
+		{ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 8 * PAGE, .buf = a, .len = 64,
+		  .error = EIO, .fault_op = UIOMMU_DMA_OP_WRITE, .fault_iova = 1 },
 		{ .op = UIOMMU_DMA_OP_COPY, .src = IOVA + 8 * PAGE, .iova = IOVA + 16, .len = 64 },
 		{ .op = UIOMMU_DMA_OP_READ, .iova = 0x7000000, .buf = b, .len = 64 },
-		{ .op = UIOMMU_DMA_OP_READ, .iova = IOVA, .buf = c, .len = 64, .done = 99 },
+		{ .op = UIOMMU_DMA_OP_READ, .iova = IOVA, .buf = c, .len = 64, .done = 99,
+		  .error = EIO, .fault_op = UIOMMU_DMA_OP_WRITE, .fault_iova = 1 },
 	};
 
 	map_copy_layout(_metadata, self->dom, self->mem);
 	fill(a, sizeof(a), 1);
 	ASSERT_EQ(2, uiommu_dma_batch(self->e, ops, 4));
 	ASSERT_EQ(64, ops[0].done);
+	ASSERT_EQ(0, ops[0].error);
+	ASSERT_EQ(0, ops[0].fault_op);
+	ASSERT_EQ(0, ops[0].fault_iova);
 	ASSERT_EQ(64, ops[1].done);
 	ASSERT_EQ(0, ops[1].error);
 	ASSERT_EQ(EFAULT, ops[2].error);
@@ -1101,10 +1108,18 @@ TEST_F(dma, batch_stops_at_the_first_failure)
 	ASSERT_EQ(0x7000000, ops[2].fault_iova);
 	ASSERT_EQ(0, ops[3].done);
 	ASSERT_EQ(0, ops[3].error);
+	ASSERT_EQ(0, ops[3].fault_op);
+	ASSERT_EQ(0, ops[3].fault_iova);
 	ASSERT_EQ(0, strcmp(c, "unchanged"));
 	/* The whole batch again without the bad op: every op done, the copy's bytes in place. */
 	ops[2] = ops[3];
 	ASSERT_EQ(3, uiommu_dma_batch(self->e, ops, 3));
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(64, ops[i].done);
+		ASSERT_EQ(0, ops[i].error);
+		ASSERT_EQ(0, ops[i].fault_op);
+		ASSERT_EQ(0, ops[i].fault_iova);
+	}
 	ASSERT_EQ(0, memcmp(c + 16, a, 48));
 	/* A translation kept by one batch is not used by the next: after an unmap the copy into
 	 * that page faults on its WRITE side, and a read of it faults. */

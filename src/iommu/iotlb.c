@@ -584,7 +584,8 @@ unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid)
 	return n;
 }
 
-bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, uint32_t *stamp)
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access,
+		 struct iotlb_stamp *stamp)
 {
 	uint64_t pfn = iova >> IOTLB_PAGE_SHIFT;
 	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
@@ -610,16 +611,9 @@ bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, u
 	/* A write through a clean entry must walk again to reach the dirty bit. */
 	if ((access & IOMMU_WRITE) && ((flags >> IOTLB_PROT_SHIFT) & IOTLB_PROT_CLEAN))
 		return false;
-	*stamp = s1;
+	stamp->seq = &set->seq;
+	stamp->val = s1;
 	return true;
-}
-
-bool iotlb_stamp_valid(struct iotlb *tlb, uint32_t domid, uint64_t iova, uint32_t stamp)
-{
-	struct iotlb_set *set = iotlb_set_of(tlb, domid, iova >> IOTLB_PAGE_SHIFT);
-
-	/* Pairs with the release of the writer's unlock: a moved count is seen once it is done. */
-	return atomic_load_explicit(&set->seq, memory_order_acquire) == stamp;
 }
 
 void iotlb_stats(struct iotlb *tlb, uint64_t *fills, uint64_t *invalidations)

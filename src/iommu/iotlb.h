@@ -18,6 +18,7 @@
 #ifndef UIOMMU_IOMMU_IOTLB_H
 #define UIOMMU_IOMMU_IOTLB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -126,6 +127,17 @@ void iotlb_inv_range(struct iommu_domain *domain, uint64_t iova, uint64_t size);
 /** iotlb_inv_domain() - invalidate all of @domain's entries everywhere, as iotlb_inv_range() */
 void iotlb_inv_domain(struct iommu_domain *domain);
 
+/*
+ * A stamp of a cached entry: where the entry's set keeps its sequence count, and the count when
+ * the stamp was taken. The pointer is kept so that checking a stamp is one load in the caller,
+ * not a call into iotlb.c and a set lookup: the DMA engine checks one per page it touches.
+ * The sets live as long as their IOTLB (iotlb_release()).
+ */
+struct iotlb_stamp {
+	const _Atomic uint32_t *seq;
+	uint32_t val;
+};
+
 /**
  * iotlb_stamp() - a stamp of the cached entry of (@domid, @iova), for a device's own copy
  *
@@ -136,9 +148,16 @@ void iotlb_inv_domain(struct iommu_domain *domain);
  * invalidation that finds the entry always writes its set. Returns false (no stamp: do not keep
  * a copy) when the entry is not cached, or is cached clean and @access is a write.
  */
-bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, uint32_t *stamp);
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access,
+		 struct iotlb_stamp *stamp);
+
 /** iotlb_stamp_valid() - is the entry @stamp was taken of still cached, unchanged? */
-bool iotlb_stamp_valid(struct iotlb *tlb, uint32_t domid, uint64_t iova, uint32_t stamp);
+static inline bool iotlb_stamp_valid(const struct iotlb_stamp *stamp)
+{
+	/* Pairs with the release of the writer's unlock: a moved count is seen once it is done. */
+	return atomic_load_explicit(stamp->seq, memory_order_acquire) == stamp->val;
+}
+
 /** iotlb_count() - valid entries of @domid in @tlb (tests; a racy snapshot) */
 unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid);
 

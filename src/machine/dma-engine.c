@@ -46,9 +46,10 @@
  *
  * Batches and copies (uiommu_dma_batch()). A batch runs its ops in order under one hold of the
  * group mutex: the domain at a PASID is resolved once, and each direction's dma_ctx keeps the
- * last page it translated, reused while the IOTLB's entry for it is unchanged (iotlb_stamp():
- * the entry's set's sequence count, which a removal or an eviction moves), so no translation
- * outlives an invalidation and nothing is kept across batches.
+ * pages it translated (DMA_CTX_SLOTS of them), each reused while the IOTLB's entry for it is
+ * unchanged (iotlb_stamp(): the entry's set's sequence count, which a removal or an eviction
+ * moves, checked inline with one load), so no translation outlives an invalidation and nothing
+ * is kept across batches.
  * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
  * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
  * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps
@@ -365,8 +366,8 @@ enum dma_mode {
 struct dma_ctx_way {
 	uint64_t page;             /* IOVA page; UINT64_MAX: empty */
 	phys_addr_t phys;          /* its physical page */
+	struct iotlb_stamp stamp;  /* of its IOTLB entry: checked inline, one load */
 	int prot;
-	uint32_t stamp;            /* iotlb_stamp() of its IOTLB entry */
 };
 
 /*
@@ -471,7 +472,7 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 				c->ways[i].page = UINT64_MAX;
 			c->cached = true;
 		}
-		if (w->page == page && iotlb_stamp_valid(c->tlb, c->domain->id, page, w->stamp)) {
+		if (w->page == page && iotlb_stamp_valid(&w->stamp)) {
 			*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
 			*prot = w->prot;
 			return 0;
@@ -1202,10 +1203,8 @@ static void dma_batch_store(struct dma_batch *b)
 
 	op->done = b->shadow.done;
 	op->error = b->shadow.error;
-	if (op->error) {
-		op->fault_op = b->x.op;
-		op->fault_iova = b->x.fault_iova;
-	}
+	op->fault_op = op->error ? b->x.op : 0;
+	op->fault_iova = op->error ? b->x.fault_iova : 0;
 }
 
 /*
@@ -1315,12 +1314,6 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 	}
 	if (!n)
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		ops[i].done = 0;
-		ops[i].error = 0;
-		ops[i].fault_op = 0;
-		ops[i].fault_iova = 0;
-	}
 	b.x = (struct dma_xfer){ .req = &b.shadow, .e = e };
 	dma_batch_load(&b);
 	while (dma_batch_run(&b)) {
@@ -1335,6 +1328,17 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 			dma_batch_store(&b);
 			break;
 		}
+	}
+	/*
+	 * Every op that ran had all its results written by dma_batch_store(); only those after a
+	 * failed one are cleared here, not every op up front (a pass over the whole array that a
+	 * batch of small copies paid per op).
+	 */
+	for (size_t i = b.cur + 1; i < n; i++) {
+		ops[i].done = 0;
+		ops[i].error = 0;
+		ops[i].fault_op = 0;
+		ops[i].fault_iova = 0;
 	}
 	return (ssize_t)b.cur;
 }

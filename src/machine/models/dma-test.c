@@ -310,7 +310,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		.op = UIOMMU_DMA_OP_READ, .flags = flags, .pasid = pasid, .iova = base,
 		.buf = dt->descs, .len = 64u * max,
 	};
-	unsigned int n, i, nops = 0;
+	unsigned int n, i, nops = 0, irqs = 0;
 	ssize_t got;
 
 	memset(r, 0, sizeof(*r));
@@ -345,6 +345,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			};
 			bytes += d->len;
 		}
+		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 		if (d->completion) {
 			dt->comps[i] = (struct dma_test_completion){
 				.status = DMA_TEST_COMP_DONE,
@@ -364,6 +365,13 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		r->err = errno; /* EPERM: the same descriptors run again later */
 		r->code = DMA_TEST_ERR_DMA;
 		r->iova = base;
+		return;
+	}
+	if ((size_t)got == nops) {
+		/* All went: no need to walk the descriptors again (the common case). */
+		r->done = n;
+		r->bytes = bytes;
+		r->irqs = irqs;
 		return;
 	}
 	/* Walk the descriptors against the ops to find how far the batch went. */
@@ -493,9 +501,20 @@ static bool dma_test_pass(struct dma_test *dt, unsigned int q, unsigned int flag
 		if (!dt->int_status)
 			uiommu_pci_irq_lower(dt->fn);
 	}
+	/*
+	 * The caller tells `idle` (dma_test_idle()) once its passes are over: a doorbell's writer
+	 * runs several with the lock held in between, so a waiter woken at every one would only
+	 * find the next one busy, and each such wake-up of the worker cost the writer a futex
+	 * round trip (~8% of a 4 KiB COPY descriptor, bench/README.md).
+	 */
 	dt->busy = false;
-	pthread_cond_broadcast(&dt->idle);
 	return ours;
+}
+
+/* lock held, !busy: wakes those waiting for a pass to end (the worker, a disable, a reset). */
+static void dma_test_idle(struct dma_test *dt)
+{
+	pthread_cond_broadcast(&dt->idle);
 }
 
 static void *dma_test_worker(void *arg)
@@ -527,6 +546,7 @@ static void *dma_test_worker(void *arg)
 		}
 		poll_us = DMA_TEST_POLL_MIN_US;
 		stalled = dma_test_pass(dt, (unsigned int)q, 0, &r) && r.err == EPERM;
+		dma_test_idle(dt);
 	}
 	pthread_mutex_unlock(&dt->lock);
 	return NULL;
@@ -546,14 +566,18 @@ static void dma_test_doorbell(struct dma_test *dt, unsigned int q)
 {
 	uint64_t bytes = 0;
 	struct dma_test_result r;
+	bool ran = false;
 
 	while (!dt->busy && dma_test_queue_has_work(dt, q) && bytes < DMA_TEST_INLINE_BYTES &&
 	       (uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER)) {
+		ran = true;
 		if (!dma_test_pass(dt, q, UIOMMU_DMA_NO_WAIT, &r) || r.err == EAGAIN ||
 		    r.err == EPERM)
 			break;
 		bytes += r.bytes + 64ull * r.done;
 	}
+	if (ran)
+		dma_test_idle(dt);
 	if (dma_test_queue_has_work(dt, q))
 		pthread_cond_broadcast(&dt->cond);
 }

@@ -168,7 +168,67 @@ static int destroy_settle(int fd, uint32_t id)
 	return rc;
 }
 
+/* The selftest's mock device @stdev attached to @pt instead. */
+static int mock_replace_pt(int fd, uint32_t stdev, uint32_t pt)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+				      .id = stdev, .mock_domain_replace = { .pt_id = pt } };
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+/* What poll() shows on @fd at once (POLLIN, POLLOUT), or -1. */
+static int poll_now(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT };
+
+	return poll(&p, 1, 0) < 0 ? -1 : p.revents;
+}
+
 /* ---- the other processes ---------------------------------------------------------------- */
+
+/*
+ * "fault SOCK": a VMM answering page faults through a fault fd the process serving the
+ * context handed it: waits for POLLIN (bounded: 10 s), reads the group, answers it, and
+ * reports the record's address.
+ */
+static int child_fault(int sock)
+{
+	struct iommu_hwpt_page_response resp = { .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	struct iommu_hwpt_pgfault rec;
+	struct pollfd p;
+	char go = 0;
+	int ffd = recv_fd(sock, &go, 1);
+
+	if (ffd < 0 || !uiommu_event_is_fd(ffd))
+		return 1;
+	if (poll_now(ffd) != POLLOUT)
+		return 2;
+	if (write(sock, &go, 1) != 1)
+		return 3;
+	p = (struct pollfd){ .fd = ffd, .events = POLLIN };
+	if (poll(&p, 1, 10000) != 1 || !(p.revents & POLLIN))
+		return 4;
+	/* The kernel's errnos, from the serving process. */
+	if (read(ffd, &rec, sizeof(rec) - 1) != -1 || errno != ESPIPE)
+		return 5;
+	if (read(ffd, &rec, sizeof(rec)) != sizeof(rec) || !rec.cookie)
+		return 6;
+	/* Read: not readable any more, here too. */
+	if (poll_now(ffd) != POLLOUT)
+		return 7;
+	resp.cookie = rec.cookie;
+	if (pwrite(ffd, &resp, sizeof(resp), 8) != -1 || errno != ESPIPE)
+		return 8;
+	if (write(ffd, &resp, sizeof(resp)) != sizeof(resp))
+		return 9;
+	/* Answered once: the cookie is gone. */
+	if (write(ffd, &resp, sizeof(resp)) != -1 || errno != EINVAL)
+		return 10;
+	if (write(sock, &rec.addr, sizeof(rec.addr)) != sizeof(rec.addr))
+		return 11;
+	return read(sock, &go, 1) == 1 ? 0 : 12;
+}
 
 /* "scm SOCK": libvirt's way: the fd arrives by SCM_RIGHTS; maps its own memory, reports. */
 static int child_scm(int sock)
@@ -198,8 +258,14 @@ static int child_scm(int sock)
 	mf.ioas_id = ioas;
 	if (mfd < 0 || ftruncate(mfd, PS) || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
 		return 6;
-	/* An event fd made for us would be the server's: not yet (EOPNOTSUPP), never a wrong one. */
-	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) != -1 || errno != EOPNOTSUPP)
+	/*
+	 * An event fd made for us: ours (our number in the reply), served by the parent; empty,
+	 * so POLLOUT only and a read of 0; its close drops its hold on the queue.
+	 */
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) || !uiommu_event_is_fd((int)fq.out_fault_fd) ||
+	    poll_now((int)fq.out_fault_fd) != POLLOUT ||
+	    read((int)fq.out_fault_fd, &st, 40) != 0 || close((int)fq.out_fault_fd) ||
+	    destroy_settle(fd, fq.out_fault_id))
 		return 7;
 	reply[0] = ioas;
 	reply[1] = iova;
@@ -449,6 +515,8 @@ static int child_main(int argc, char **argv)
 		return child_vfio(a);
 	if (!strcmp(role, "subfd"))
 		return child_subfd(a);
+	if (!strcmp(role, "fault"))
+		return child_fault(a);
 	return 126;
 }
 
@@ -505,6 +573,64 @@ TEST(pidfd_getfd_reaches_the_context)
 	ASSERT_GE(pid, 0);
 	ASSERT_EQ(2, child_wait(pid));
 	ASSERT_EQ(0, destroy(fd, 2));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A fault fd handed to another process (SCM_RIGHTS): POLLIN there when a group waits, read and
+ * answered there; the answer reaches the device here. The fd keeps the queue held until its
+ * last close anywhere.
+ */
+TEST(a_fault_fd_answered_by_another_process)
+{
+	struct iommu_test_cmd mock = {
+		.size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+		.mock_domain_flags = { .dev_flags = MOCK_FLAGS_DEVICE_PASID },
+	};
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
+					 .flags = IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID };
+	struct iommu_test_cmd trig = { .size = sizeof(trig), .op = IOMMU_TEST_OP_TRIGGER_IOPF };
+	struct iommu_test_cmd resps = { .size = sizeof(resps),
+					.op = IOMMU_TEST_OP_UIOMMU_PAGE_RESPONSES };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint64_t addr;
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	mock.id = ioas_alloc(fd);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	ASSERT_EQ(0, ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	hwpt.dev_id = mock.mock_domain_flags.out_idev_id;
+	hwpt.pt_id = mock.id;
+	hwpt.fault_id = fq.out_fault_id;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_HWPT_ALLOC, &hwpt));
+	ASSERT_EQ(0, mock_replace_pt(fd, mock.mock_domain_flags.out_stdev_id, hwpt.out_hwpt_id));
+	pid = child_start_with("fault", (int)fq.out_fault_fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	/* Ours goes: the child's fd holds the queue now. */
+	ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	trig.trigger_iopf.dev_id = hwpt.dev_id;
+	trig.trigger_iopf.grpid = 7;
+	trig.trigger_iopf.perm = IOMMU_PGFAULT_PERM_READ;
+	trig.trigger_iopf.addr = 0xcafe000;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &trig));
+	ASSERT_EQ((ssize_t)sizeof(addr), read(sock, &addr, sizeof(addr)));
+	ASSERT_EQ(0xcafe000u, addr);
+	resps.page_responses.dev_id = hwpt.dev_id;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &resps));
+	ASSERT_EQ(1u, resps.page_responses.out_success);
+	ASSERT_EQ(7u, resps.page_responses.out_last_grpid);
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, mock_replace_pt(fd, mock.mock_domain_flags.out_stdev_id, mock.id));
+	ASSERT_EQ(0, destroy(fd, hwpt.out_hwpt_id));
+	/* The child's exit was the fd's last close anywhere: the queue is free to go. */
+	ASSERT_EQ(0, destroy_settle(fd, fq.out_fault_id));
 	ASSERT_EQ(0, close(fd));
 }
 

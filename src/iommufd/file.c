@@ -40,8 +40,9 @@
  * The fd -> file map is a two-level table of atomic pointers: the ioctl path reads it without a
  * lock under RCU; changes are made under fdt_lock.
  *
- * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, later vEVENTQ and
- * dma-buf fds). Such a file is an iommufd_file too, with ops: it lives in the same table (so
+ * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, vEVENTQ, fault
+ * queue and dma-buf fds). An event sub-fd (ops->event: a queue's) is a stream whose POLLIN is
+ * a byte kept in its socket while the queue holds something (iommufd_subfd_ready()). Such a file is an iommufd_file too, with ops: it lives in the same table (so
  * close() through the preload layer or uiommu_close() finds it, and dup() shares it), holds a
  * reference on the file of the context it was made in (the context outlives it, as the
  * kernel's sub-files pin the iommufd file), answers ENOTTY to ioctls, and at its last reference

@@ -11,7 +11,10 @@
  * peer, stays with the server, which wrote a header into it at creation (struct
  * wire_fd_header: the server's socket name and pid, the file's token and a 128-bit random
  * secret). Any holder of the fd can peek at it (recv(MSG_PEEK)); nobody else can: possession of
- * the fd is the credential, as in the kernel. The peer is also how the server learns of the
+ * the fd is the credential, as in the kernel. An event fd's peer carries no header (its
+ * readiness is a byte in that socket, file.c): it is bound to an abstract name that says the
+ * server and the token, and a holder that shows the server its fd (WIRE_CLAIM: the server
+ * takes a copy with pidfd_getfd() and compares the socket) learns the secret. The peer is also how the server learns of the
  * last close anywhere: when every fd of the socket is closed, in every process, the kernel
  * releases it and the peer sees POLLHUP. The server checks at each of its own closes
  * (synchronous, as the kernel's release is) and watches the peers with epoll for the closes of

@@ -428,6 +428,29 @@ static int child_sweep(int sock)
 		return 3;
 	if (!ioas_map(fd, ioas, buf, PS, &iova) || errno != EFAULT)
 		return 4;
+	/*
+	 * A fault queue made for us: its fd is adopted by a CLAIM round trip and its number put
+	 * in the reply. Each failure is a clean ENOMEM, ENODEV, EIO or EFAULT (the reply not
+	 * put right); a success gives an event fd of ours.
+	 */
+	left = 0;
+	for (nth = 1; uiommu_fail_nth_available() && nth < 100 && !left; nth++) {
+		struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq);
+		left = uiommu_fail_nth_disarm();
+		if (rc && errno != ENOMEM && errno != ENODEV && errno != EIO && errno != EFAULT)
+			return 5;
+		if (!left && !rc)
+			return 6; /* a failure was injected: the call cannot have succeeded */
+		if (!rc && (!uiommu_event_is_fd((int)fq.out_fault_fd) ||
+			    close((int)fq.out_fault_fd) || destroy_settle(fd, fq.out_fault_id)))
+			return 7;
+	}
+	if (uiommu_fail_nth_available() && !left)
+		return 8;
 	return 0;
 }
 

@@ -717,10 +717,11 @@ static int remote_call(struct iommufd_server *server, struct wire_req *req, stru
 
 /*
  * An event queue's ALLOC made its fd for us: its out field says the server's number @theirs,
- * which becomes @ours. Return: whether @cmd is one.
+ * which becomes @ours. Return: 1 when @cmd is one and the field is ours, 0 when @cmd is none,
+ * -EFAULT when the field cannot be put right (the caller must not see the server's number).
  */
-static bool remote_event_fd_fix(struct uiommu_mm *mm, unsigned int cmd, uint64_t arg,
-				uint32_t theirs, uint32_t ours)
+static int remote_event_fd_fix(struct uiommu_mm *mm, unsigned int cmd, uint64_t arg,
+			       uint32_t theirs, uint32_t ours)
 {
 	uint64_t off;
 	uint32_t v;
@@ -730,10 +731,11 @@ static bool remote_event_fd_fix(struct uiommu_mm *mm, unsigned int cmd, uint64_t
 	else if (cmd == IOMMU_VEVENTQ_ALLOC)
 		off = offsetof(struct iommu_veventq_alloc, out_veventq_fd);
 	else
-		return false;
-	if (mm && !uiommu_copy_from_user(mm, &v, arg + off, sizeof(v)) && v == theirs)
-		uiommu_copy_to_user(mm, arg + off, &ours, sizeof(ours));
-	return true;
+		return 0;
+	if (!mm || uiommu_copy_from_user(mm, &v, arg + off, sizeof(v)) || v != theirs ||
+	    uiommu_copy_to_user(mm, arg + off, &ours, sizeof(ours)))
+		return -EFAULT;
+	return 1;
 }
 
 /*
@@ -749,15 +751,32 @@ static int remote_new_fds(const struct wire_rep *rep, const int *fds, int nfds, 
 
 	for (int i = 0; i < nfds; i++) {
 		uint64_t off = offsetof(struct iommu_test_cmd, create_access.out_access_fd);
+		int fix;
 		struct iommu_test_cmd tc;
 		uint32_t theirs = (uint32_t)rep->val[i], ours = (uint32_t)fds[i];
 
-		uiommu_fd_adopt(fds[i]);
+		/*
+		 * An fd we cannot make ours would be read and written as a plain socket: it
+		 * goes (its close elsewhere releases the file), and the call answers ENOMEM.
+		 */
+		if (!uiommu_fd_adopt(fds[i])) {
+			sys_close(fds[i]);
+			if (rc >= 0)
+				rc = -ENOMEM;
+			continue;
+		}
 		if (rc == (int)theirs) {
 			rc = fds[i];
 			continue;
 		}
-		if (remote_event_fd_fix(mm, cmd, arg, theirs, ours))
+		fix = remote_event_fd_fix(mm, cmd, arg, theirs, ours);
+		if (fix < 0) {
+			/* As for an fd we cannot adopt: it goes, the caller learns of no fd. */
+			uiommu_close(fds[i]);
+			if (rc >= 0)
+				rc = fix;
+		}
+		if (fix)
 			continue;
 		if (cmd == IOMMU_TEST_CMD && mm &&
 		    !uiommu_copy_from_user(mm, &tc, arg, offsetof(struct iommu_test_cmd, id)) &&

@@ -188,6 +188,41 @@ static int poll_now(int fd)
 /* ---- the other processes ---------------------------------------------------------------- */
 
 /*
+ * "mmap SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length} with the
+ * fd): the kernel's errnos for what mmap(2) of the fd refuses; a shared mapping is the same
+ * memory as the serving process's (its driver's word, then our store, which it checks).
+ */
+static int child_mmap(int sock)
+{
+	uint64_t reg[2];
+	uint32_t *p;
+	char go;
+	int fd = recv_fd(sock, reg, sizeof(reg));
+
+	if (fd < 0)
+		return 1;
+	if (mmap(NULL, reg[1], PROT_READ, MAP_PRIVATE, fd, (off_t)reg[0]) != MAP_FAILED ||
+	    errno != EINVAL)
+		return 2;
+	if (mmap(NULL, reg[1], PROT_READ | PROT_EXEC, MAP_SHARED, fd, (off_t)reg[0]) !=
+		    MAP_FAILED || errno != EPERM)
+		return 3;
+	if (mmap(NULL, reg[1], PROT_READ, MAP_SHARED, fd, (off_t)(reg[0] + (1ull << 40))) !=
+		    MAP_FAILED || errno != ENXIO)
+		return 4;
+	if (mmap(NULL, reg[1] + PS, PROT_READ, MAP_SHARED, fd, (off_t)reg[0]) != MAP_FAILED ||
+	    errno != ENXIO)
+		return 5;
+	p = mmap(NULL, reg[1], PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)reg[0]);
+	if (p == MAP_FAILED || p[0] != 0xabcdu)
+		return 6;
+	p[1] = 0x5eed;
+	if (write(sock, &go, 1) != 1 || read(sock, &go, 1) != 1)
+		return 7;
+	return munmap(p, reg[1]) ? 8 : 0;
+}
+
+/*
  * "fault SOCK": a VMM answering page faults through a fault fd the process serving the
  * context handed it: waits for POLLIN (bounded: 10 s), reads the group, answers it, and
  * reports the record's address.
@@ -203,6 +238,9 @@ static int child_fault(int sock)
 	if (ffd < 0 || !uiommu_event_is_fd(ffd))
 		return 1;
 	if (poll_now(ffd) != POLLOUT)
+		return 2;
+	/* A fault fd has no mmap: ENODEV, as the kernel's file without the op. */
+	if (mmap(NULL, PS, PROT_READ, MAP_SHARED, ffd, 0) != MAP_FAILED || errno != ENODEV)
 		return 2;
 	if (write(sock, &go, 1) != 1)
 		return 3;
@@ -540,6 +578,8 @@ static int child_main(int argc, char **argv)
 		return child_subfd(a);
 	if (!strcmp(role, "fault"))
 		return child_fault(a);
+	if (!strcmp(role, "mmap"))
+		return child_mmap(a);
 	return 126;
 }
 
@@ -654,6 +694,39 @@ TEST(a_fault_fd_answered_by_another_process)
 	ASSERT_EQ(0, destroy(fd, hwpt.out_hwpt_id));
 	/* The child's exit was the fd's last close anywhere: the queue is free to go. */
 	ASSERT_EQ(0, destroy_settle(fd, fq.out_fault_id));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * mmap(2) of an iommufd another process serves: the vIOMMU's region is handed over (its
+ * memfd), the same bytes in both processes; what the kernel refuses, refused with its errno.
+ */
+TEST(mmap_of_the_viommu_region_from_another_process)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint64_t reg[2];
+	uint32_t *p, viommu;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
+	p = mmap(NULL, data.out_mmap_length, PROT_READ, MAP_SHARED, fd,
+		 (off_t)data.out_mmap_offset);
+	ASSERT_NE(MAP_FAILED, p);
+	reg[0] = data.out_mmap_offset;
+	reg[1] = data.out_mmap_length;
+	pid = child_start_with("mmap", fd, reg, sizeof(reg), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ(0x5eedu, p[1]); /* the child's store, in our mapping of the region */
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
+	ASSERT_EQ(0, destroy(fd, viommu));
 	ASSERT_EQ(0, close(fd));
 }
 

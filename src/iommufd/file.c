@@ -690,10 +690,10 @@ bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uin
 	if (!file)
 		return false;
 	if (!iommufd_file_is_local(file)) {
-		/* Another process's mappings are not ours to hand out. */
+		/* Its server hands over the memory where it can (a vIOMMU's region). */
+		*ret = iommufd_remote_mmap(file->server, file->token, file->secret, addr, len, prot,
+					   flags, off);
 		iommufd_file_put(file);
-		errno = ENODEV;
-		*ret = MAP_FAILED;
 		return true;
 	}
 	if (!file->ops || !file->ops->mmap) {
@@ -1338,6 +1338,28 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 }
 
 static bool iommufd_file_same(struct iommufd_file *file, int fd);
+
+/*
+ * Another process maps @token's file: a /dev/iommu file hands out a vIOMMU region's memfd
+ * (iommufd_mmap_region_dup()); any other file has nothing to hand over: ENODEV, as the local
+ * uiommu_mmap() answers a file without a mapping of its own (a sub-fd's BAR areas are this
+ * process's mappings). Return: the memfd, or -errno.
+ */
+int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
+			    int flags, uint64_t off)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	int rc;
+
+	if (!file)
+		return -EBADF;
+	if (file->ops || off > INT64_MAX)
+		rc = file->ops ? -ENODEV : -EINVAL;
+	else
+		rc = iommufd_mmap_region_dup(file->ictx, len, prot, flags, (off_t)off);
+	iommufd_file_put(file);
+	return rc;
+}
 
 /*
  * A holder of an event fd asks for its secret: it proves it holds the fd by the fd itself,

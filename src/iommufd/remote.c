@@ -63,6 +63,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -332,6 +333,15 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 		rep->val[0] = owed;
 		break;
 	}
+	case WIRE_MMAP:
+		rc = iommufd_file_serve_mmap(req->token, req->secret, (size_t)req->arg[0],
+					     (int)req->arg[1], (int)req->arg[2], req->arg[3]);
+		rep->rc = rc < 0 ? rc : 0;
+		if (rc >= 0) {
+			new_fds[0] = rc;
+			*nr_new = 1;
+		}
+		break;
 	case WIRE_CLAIM:
 		if (req->arg[0] > INT32_MAX) {
 			rep->rc = -EBADF;
@@ -400,7 +410,8 @@ static void *remote_conn_main(void *arg)
 		 * in flight holds the files, so this is not their last close anywhere.
 		 */
 		for (unsigned int i = 0; i < nr_new; i++)
-			uiommu_close(new_fds[i]);
+			if (uiommu_close(new_fds[i])) /* not a file of ours: a region's memfd */
+				sys_close(new_fds[i]);
 		if (rc)
 			break;
 	}
@@ -811,6 +822,40 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 	if (rc)
 		return rc;
 	return remote_new_fds(&rep, fds, nfds, cmd, arg, (int)rep.rc);
+}
+
+/*
+ * mmap(2) of a file another process serves: where its memory is shareable (a vIOMMU's region,
+ * a memfd), the server hands the memfd over and we map it; else the server's errno.
+ */
+void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			  void *addr, size_t len, int prot, int flags, uint64_t off)
+{
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct wire_req req;
+	struct wire_rep rep;
+	void *p = MAP_FAILED;
+
+	remote_req_init(&req, WIRE_MMAP, token, secret);
+	req.arg[0] = len;
+	req.arg[1] = (uint64_t)prot;
+	req.arg[2] = (uint64_t)flags;
+	req.arg[3] = off;
+	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (!rc && nfds != 1)
+		rc = -EIO;
+	if (!rc) {
+		p = sys_mmap(addr, len, prot, flags, fds[0], 0);
+		if (p == MAP_FAILED)
+			rc = -errno;
+	}
+	for (int i = 0; i < nfds; i++)
+		sys_close(fds[i]);
+	if (rc)
+		errno = -rc;
+	return p;
 }
 
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,

@@ -42,6 +42,7 @@ enum wire_op {
 	WIRE_INFO,      /* the file's node and access mode (an fd adopted without its file) */
 	WIRE_STATUS,    /* the server's own pin counters, and those of the caller's mm */
 	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
+	WIRE_MMAP,      /* arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd */
 };
 
 struct wire_req {
@@ -92,6 +93,8 @@ void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			 unsigned int cmd, uint64_t arg);
+void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			  void *addr, size_t len, int prot, int flags, uint64_t off);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 
@@ -100,6 +103,8 @@ int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiomm
 			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new);
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
+			    int flags, uint64_t off);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags);

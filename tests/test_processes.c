@@ -730,6 +730,47 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 	ASSERT_EQ(0, close(fd));
 }
 
+/*
+ * open() of /proc/self/fd/N (and its other spellings) of a /dev/iommu fd opens the node anew,
+ * as the kernel's: a new context. A file without a node (a fault fd) is refused as the kernel
+ * refuses its anonymous files and sockets (ENXIO); O_NOFOLLOW on the link is ELOOP.
+ */
+TEST(proc_fd_reopen_of_dev_iommu_is_a_new_context)
+{
+	const char *fmts[] = { "/proc/self/fd/%d", "/dev/fd/%d", "/proc/thread-self/fd/%d" };
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), fd2;
+	long contexts;
+	char path[64];
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	contexts = live_contexts();
+	for (unsigned int i = 0; i <= sizeof(fmts) / sizeof(fmts[0]); i++) {
+		if (i < sizeof(fmts) / sizeof(fmts[0]))
+			snprintf(path, sizeof(path), fmts[i], fd);
+		else
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), fd);
+		fd2 = open(path, O_RDWR | O_CLOEXEC);
+		ASSERT_GE(fd2, 0);
+		ASSERT_TRUE(uiommu_is_fd(fd2));
+		ASSERT_EQ(contexts + 1, live_contexts());
+		/* Its own IDs: the first is 1 again, and destroying it leaves ours. */
+		ASSERT_EQ(1, ioas_alloc(fd2));
+		ASSERT_EQ(0, destroy(fd2, 1));
+		ASSERT_EQ(0, close(fd2));
+		ASSERT_EQ(contexts, live_contexts());
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ASSERT_ERRNO(ELOOP, open(path, O_RDWR | O_NOFOLLOW));
+	ASSERT_EQ(0, ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	snprintf(path, sizeof(path), "/proc/self/fd/%u", fq.out_fault_fd);
+	ASSERT_ERRNO(ENXIO, open(path, O_RDWR));
+	ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	ASSERT_EQ(0, destroy(fd, 1));
+	ASSERT_EQ(0, close(fd));
+}
+
 TEST(the_context_lives_until_the_last_close_anywhere)
 {
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);

@@ -188,19 +188,36 @@ static int poll_now(int fd)
 /* ---- the other processes ---------------------------------------------------------------- */
 
 /*
- * "mmap SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length} with the
- * fd): the kernel's errnos for what mmap(2) of the fd refuses; a shared mapping is the same
+ * "mmap SOCK": makes a vEVENTQ, then maps the vIOMMU region of the iommufd it was handed
+ * ({offset, length, vIOMMU ID} with the fd): the kernel's errnos for what mmap(2) of the fd refuses; a shared mapping is the same
  * memory as the serving process's (its driver's word, then our store, which it checks).
  */
 static int child_mmap(int sock)
 {
-	uint64_t reg[2];
+	struct iommu_veventq_alloc eq = { .size = sizeof(eq), .type = IOMMU_VEVENTQ_TYPE_SELFTEST,
+					  .veventq_depth = 2 };
+	uint64_t reg[3];
 	uint32_t *p;
-	char go;
+	char go, ev[64];
 	int fd = recv_fd(sock, reg, sizeof(reg));
 
 	if (fd < 0)
 		return 1;
+	/*
+	 * A vEVENTQ made for us: our own event fd, empty (POLLOUT only); the kernel's EINVAL
+	 * for a count below a header and for a write, 0 for an empty read; its close and
+	 * destroy leave the vIOMMU free to go.
+	 */
+	eq.viommu_id = (uint32_t)reg[2];
+	if (ioctl(fd, IOMMU_VEVENTQ_ALLOC, &eq) || !uiommu_event_is_fd((int)eq.out_veventq_fd) ||
+	    poll_now((int)eq.out_veventq_fd) != POLLOUT)
+		return 9;
+	if (read((int)eq.out_veventq_fd, ev, 4) != -1 || errno != EINVAL ||
+	    read((int)eq.out_veventq_fd, ev, sizeof(ev)) != 0 ||
+	    write((int)eq.out_veventq_fd, ev, 8) != -1 || errno != EINVAL)
+		return 10;
+	if (close((int)eq.out_veventq_fd) || destroy_settle(fd, eq.out_veventq_id))
+		return 11;
 	if (mmap(NULL, reg[1], PROT_READ, MAP_PRIVATE, fd, (off_t)reg[0]) != MAP_FAILED ||
 	    errno != EINVAL)
 		return 2;
@@ -705,7 +722,7 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	uint64_t reg[2];
+	uint64_t reg[3];
 	uint32_t *p, viommu;
 	pid_t pid;
 	char c;
@@ -718,6 +735,7 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 	ASSERT_NE(MAP_FAILED, p);
 	reg[0] = data.out_mmap_offset;
 	reg[1] = data.out_mmap_length;
+	reg[2] = viommu;
 	pid = child_start_with("mmap", fd, reg, sizeof(reg), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(1, read(sock, &c, 1));

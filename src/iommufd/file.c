@@ -1374,10 +1374,15 @@ int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8
 
 	if (!file)
 		return -EBADF;
+	/* Files with a header prove possession by it: only event files are claimed. */
+	if (!file->ops || !file->ops->event) {
+		iommufd_file_put(file);
+		return -EBADF;
+	}
 	/* The caller's fd as one of ours, for as long as we look (iommufd_caller_fd_get()). */
 	file_remote_caller = mm;
 	local = iommufd_caller_fd_get(fd);
-	if (!file->ops || !file->ops->event || local < 0 || !iommufd_file_same(file, local))
+	if (local < 0 || !iommufd_file_same(file, local))
 		rc = -EBADF;
 	else
 		memcpy(secret, file->secret, WIRE_SECRET_LEN);

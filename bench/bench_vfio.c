@@ -14,12 +14,19 @@
  *      checked; the time per descriptor (batches of up to 1024, so the device's work, not the
  *      one doorbell-to-interrupt round trip of each batch, is what is timed); the same with one descriptor per doorbell for information;
  *      baseline: memcpy() of the same bytes between the same buffers.
- *   c. MSI-X delivery: a NOP descriptor with the IRQ flag, its doorbell written, the waiter
- *      blocked in read() of the vector's eventfd until the device raises it; baseline: an
- *      eventfd ping-pong between two threads (one round trip: two wake-ups, as here: the
- *      device's worker and the waiter). For information: the same with the doorbell stored
- *      through the mmap (the worker finds it by polling), back to back (the worker often
- *      sees it before it sleeps again) and 100 us after the previous completion (asleep).
+ *   c. MSI-X delivery, two ways, against an eventfd ping-pong between two threads (one round
+ *      trip: two wake-ups, thread placement left to the scheduler):
+ *      - the fair one (the target's): an interrupt thread blocked in read() of the vector's
+ *        eventfd, which answers through a second eventfd as the ping-pong's thread does; the
+ *        main thread writes a NOP descriptor with the IRQ flag, rings the doorbell by pwrite
+ *        (the device's pass runs in that call and raises the vector) and waits for the answer.
+ *        The same two threads and two wake-ups as the ping-pong, plus the device;
+ *      - the driver's own: one thread rings and then reads the eventfd; the device raised it
+ *        before the pwrite returned, so no thread is woken (what a QEMU vCPU thread gets).
+ *      Both pairs of threads are pinned to one CPU, the same for both sides; each case counts
+ *      the round trips whose two threads were on one CPU (sched_getcpu()), as a check.
+ *      For information: the doorbell stored through the mmap (the worker finds it by
+ *      polling), back to back and 100 us after the previous completion (the worker asleep).
  *
  * Every operation's result is checked (pwrite lengths, completion records and cookies, the
  * eventfd counts); a wrong one exits 1.
@@ -27,6 +34,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +59,8 @@
 #define SRC_OFF (2 * COMP_OFF)             /* then the copy's source and destination */
 #define MAXLEN (64u << 10)
 #define DST_OFF (SRC_OFF + MAXLEN)
-#define BUFLEN (DST_OFF + MAXLEN)
+#define Q1_RING_OFF (DST_OFF + MAXLEN) /* queue 1's ring (c's interrupt thread) */
+#define BUFLEN (Q1_RING_OFF + RING * 64u)
 #define BATCH 1024u
 
 static const char topology[] =
@@ -60,7 +70,9 @@ static const char topology[] =
 
 struct dev {
 	int vfd, iommufd, efd, memfd;
+	unsigned int q;                    /* the queue driven (its vector's eventfd: efd) */
 	uint8_t *buf;                      /* BUFLEN bytes at IOVA */
+	uint8_t *ring;                     /* queue q's ring */
 	volatile uint32_t *db;             /* the mmap of the doorbell page */
 	uint32_t tail;                     /* free-running: the next descriptor */
 	uint64_t cookie;                   /* the last descriptor's */
@@ -95,14 +107,14 @@ static uint32_t cfg_read16(struct dev *d, unsigned int off)
 	return v;
 }
 
-static void dev_open(struct dev *d)
+static void dev_open(struct dev *d, struct dev *q1)
 {
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
 	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at) };
 	struct {
 		struct vfio_irq_set hdr;
-		int32_t fd;
-	} irq = { .hdr = { .argsz = sizeof(irq), .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1,
+		int32_t fd[2];
+	} irq = { .hdr = { .argsz = sizeof(irq), .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 2,
 			   .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER } };
 	uint16_t cmd;
 
@@ -127,9 +139,11 @@ static void dev_open(struct dev *d)
 	if (pwrite(d->vfd, &cmd, 2, (off_t)(CFG + PCI_COMMAND)) != 2)
 		die("Command");
 	d->efd = eventfd(0, EFD_CLOEXEC);
-	irq.fd = d->efd;
-	if (d->efd < 0 || ioctl(d->vfd, VFIO_DEVICE_SET_IRQS, &irq))
+	irq.fd[0] = d->efd;
+	irq.fd[1] = eventfd(0, EFD_CLOEXEC);
+	if (d->efd < 0 || irq.fd[1] < 0 || ioctl(d->vfd, VFIO_DEVICE_SET_IRQS, &irq))
 		die("SET_IRQS MSI-X");
+	d->ring = d->buf;
 	d->db = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, d->vfd,
 		     (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
 	if (d->db == MAP_FAILED)
@@ -140,6 +154,20 @@ static void dev_open(struct dev *d)
 	d->memfd = memfd_create("bench_vfio", MFD_CLOEXEC);
 	if (d->memfd < 0 || ftruncate(d->memfd, 4096))
 		die("memfd");
+	*q1 = *d;
+	q1->q = 1;
+	q1->efd = irq.fd[1];
+	q1->ring = d->buf + Q1_RING_OFF;
+}
+
+/* Queue 1, for c's interrupt thread (after a, which rings it disabled): its ring, vector 1. */
+static void queue1_start(struct dev *q1)
+{
+	bar_write(q1, DMA_TEST_DOORBELL(1), 4, 0);
+	bar_write(q1, DMA_TEST_QUEUE(1) + DMA_TEST_Q_RING_BASE, 8, IOVA + Q1_RING_OFF);
+	bar_write(q1, DMA_TEST_QUEUE(1) + DMA_TEST_Q_RING_SIZE, 4, RING);
+	bar_write(q1, DMA_TEST_QUEUE(1) + DMA_TEST_Q_CTRL, 4,
+		  DMA_TEST_CTRL_ENABLE | DMA_TEST_CTRL_IRQ);
 }
 
 /* ---- a. register writes ------------------------------------------------------------------ */
@@ -184,7 +212,7 @@ static void run_memfd_pwrite(void *ctx, unsigned long iters)
 static void desc_post(struct dev *d, uint32_t op, uint64_t len, int irq)
 {
 	unsigned int i = d->tail % RING;
-	struct dma_test_desc *desc = (struct dma_test_desc *)d->buf + i;
+	struct dma_test_desc *desc = (struct dma_test_desc *)d->ring + i;
 	struct dma_test_completion *c = (void *)(d->buf + COMP_OFF + 64u * i);
 
 	memset(desc, 0, sizeof(*desc));
@@ -202,9 +230,9 @@ static void desc_post(struct dev *d, uint32_t op, uint64_t len, int irq)
 static void doorbell(struct dev *d, int use_mmap)
 {
 	if (use_mmap)
-		__atomic_store_n(&d->db[0], d->tail % RING, __ATOMIC_RELEASE);
+		__atomic_store_n(&d->db[2 * d->q], d->tail % RING, __ATOMIC_RELEASE);
 	else
-		bar_write(d, DMA_TEST_DOORBELL(0), 4, d->tail % RING);
+		bar_write(d, DMA_TEST_DOORBELL(d->q), 4, d->tail % RING);
 }
 
 /* Blocks until the vector fires; checks the last descriptor's completion (@check). */
@@ -284,11 +312,19 @@ static void run_memcpy(void *ctx, unsigned long iters)
 	}
 }
 
-/* ---- c's baseline: eventfd ping-pong ----------------------------------------------------- */
+/* ---- c: two threads, one answering the other (the ping-pong, the interrupt thread) ------- */
 
+/*
+ * A thread blocked in read() of @ping that answers every value with 1 on @pong, noting its
+ * CPU first; 2 asks it to stop (the ping-pong's). With @dev, @ping is the device's MSI-X
+ * eventfd and the main thread rings a NOP + IRQ instead of writing it.
+ */
 struct pingpong {
 	int ping, pong;
+	struct dev *dev;
 	pthread_t thread;
+	_Atomic int cpu;                   /* the answering thread's, at its last answer */
+	unsigned long same_cpu, trips;     /* round trips with both threads on one CPU */
 };
 
 static void *pong_thread(void *arg)
@@ -299,8 +335,13 @@ static void *pong_thread(void *arg)
 	for (;;) {
 		if (read(p->ping, &v, sizeof(v)) != sizeof(v))
 			die("ping read");
-		if (v == 2)
+		if (v == 2 && !p->dev)
 			return NULL; /* asked to stop */
+		if (p->dev && v != 1) {
+			errno = EIO;
+			die("MSI-X eventfd count");
+		}
+		atomic_store_explicit(&p->cpu, sched_getcpu(), memory_order_relaxed);
 		v = 1;
 		if (write(p->pong, &v, sizeof(v)) != sizeof(v))
 			die("pong write");
@@ -314,10 +355,36 @@ static void run_pingpong(void *ctx, unsigned long iters)
 
 	for (unsigned long i = 0; i < iters; i++) {
 		v = 1;
-		if (write(p->ping, &v, sizeof(v)) != sizeof(v) ||
-		    read(p->pong, &v, sizeof(v)) != sizeof(v) || v != 1)
+		if (p->dev) {
+			desc_post(p->dev, DMA_TEST_OP_NOP, 0, 1);
+			doorbell(p->dev, 0);
+		} else if (write(p->ping, &v, sizeof(v)) != sizeof(v)) {
+			die("ping");
+		}
+		if (read(p->pong, &v, sizeof(v)) != sizeof(v) || v != 1)
 			die("ping-pong");
+		p->same_cpu += atomic_load_explicit(&p->cpu, memory_order_relaxed) == sched_getcpu();
+		p->trips++;
 	}
+}
+
+/* The answering thread on @cpu, where the main thread is pinned too. */
+static void pingpong_start(struct pingpong *p, struct dev *dev, const cpu_set_t *cpu)
+{
+	memset(p, 0, sizeof(*p));
+	p->dev = dev;
+	p->ping = dev ? dev->efd : eventfd(0, EFD_CLOEXEC);
+	p->pong = eventfd(0, EFD_CLOEXEC);
+	if (p->ping < 0 || p->pong < 0 || pthread_create(&p->thread, NULL, pong_thread, p))
+		die("ping-pong setup");
+	errno = pthread_setaffinity_np(p->thread, sizeof(*cpu), cpu);
+	if (errno)
+		die("pthread_setaffinity_np");
+}
+
+static void pingpong_print(const char *what, const struct pingpong *p)
+{
+	printf("  %-60s %5.1f%%\n", what, p->trips ? 100.0 * (double)p->same_cpu / (double)p->trips : 0);
 }
 
 static const char usage[] =
@@ -334,15 +401,16 @@ int main(int argc, char **argv)
 	unsigned long n_poll = quick ? 10 : 400;
 	struct job d4, d64, d4one, d64one, dnop, dpoll;
 	struct memcpy_ctx m4, m64;
-	struct pingpong pp;
-	struct dev dev;
+	struct pingpong pp, ppirq;
+	struct dev dev, dev_q1;
+	cpu_set_t cpu;
 	uint64_t stop = 2;
 
 	if (!getenv("LD_PRELOAD") || !strstr(getenv("LD_PRELOAD"), "uiommu")) {
 		fprintf(stderr, "bench_vfio: run it under uiommu-run\n");
 		return 2;
 	}
-	dev_open(&dev);
+	dev_open(&dev, &dev_q1);
 	d4 = (struct job){ &dev, 4096, BATCH, 0 };
 	d64 = (struct job){ &dev, MAXLEN, BATCH, 0 };
 	d4one = (struct job){ &dev, 4096, 1, 0 };
@@ -384,24 +452,41 @@ int main(int argc, char **argv)
 		bench_print_ratio_min("64 KiB, one per doorbell: memcpy / device", &cases[3], &cases[5], 0);
 		printf("\n");
 	}
-	pp.ping = eventfd(0, EFD_CLOEXEC);
-	pp.pong = eventfd(0, EFD_CLOEXEC);
-	if (pp.ping < 0 || pp.pong < 0 || pthread_create(&pp.thread, NULL, pong_thread, &pp))
-		die("ping-pong setup");
+	/*
+	 * Both pairs of threads on one CPU, the main thread's: the same placement for both sides
+	 * (left to the scheduler, the two sides were placed apart at different rates, and a hop
+	 * between vCPUs costs tens of microseconds here: bench/README.md).
+	 */
+	CPU_ZERO(&cpu);
+	CPU_SET(sched_getcpu(), &cpu);
+	errno = pthread_setaffinity_np(pthread_self(), sizeof(cpu), &cpu);
+	if (errno)
+		die("pthread_setaffinity_np");
+	pingpong_start(&pp, NULL, &cpu);
+	queue1_start(&dev_q1);
+	pingpong_start(&ppirq, &dev_q1, &cpu);
 	{
 		struct bench_case cases[] = {
-			{ "c  NOP + IRQ: pwrite doorbell -> MSI-X -> read() wakes", run_nop_irq, &dnop, n_lat },
+			{ "c  NOP + IRQ: pwrite doorbell -> MSI-X -> irq thread -> eventfd back",
+			  run_pingpong, &ppirq, n_lat },
 			{ "   baseline: eventfd ping-pong, two threads, round trip", run_pingpong, &pp, n_lat },
+			{ "   NOP + IRQ, one thread: pwrite doorbell, then read() the MSI-X eventfd",
+			  run_nop_irq, &dnop, n_lat },
 			{ "   NOP + IRQ, mmap doorbell (found by polling)", run_nop_irq, &dpoll, n_poll },
 			{ "   the same, rung 100 us after the last completion (+gap)", run_nop_irq_after_gap,
 			  &dpoll, n_poll },
 		};
 
-		bench_table("bench_vfio c: MSI-X delivery (ns per round trip)", cases, 4, quick);
-		bench_print_ratio("MSI-X round trip / eventfd ping-pong", &cases[0], &cases[1], 2.0);
-		bench_print_ratio("mmap doorbell round trip / eventfd ping-pong", &cases[2], &cases[1], 0);
+		bench_table("bench_vfio c: MSI-X delivery (ns per round trip)", cases, 5, quick);
+		bench_print_ratio("MSI-X to a waiting thread / eventfd ping-pong", &cases[0], &cases[1],
+				  2.0);
+		bench_print_ratio("MSI-X, one thread / eventfd ping-pong", &cases[2], &cases[1], 0);
+		bench_print_ratio("mmap doorbell round trip / eventfd ping-pong", &cases[3], &cases[1], 0);
+		pingpong_print("round trips with both threads on one CPU, MSI-X", &ppirq);
+		pingpong_print("round trips with both threads on one CPU, ping-pong", &pp);
 	}
 	if (write(pp.ping, &stop, sizeof(stop)) != sizeof(stop) || pthread_join(pp.thread, NULL))
 		die("ping-pong stop");
+	/* The interrupt thread leaves when the device is gone; the process's exit takes it. */
 	return 0;
 }

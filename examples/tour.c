@@ -11,6 +11,8 @@
  *
  * That machine is the embedded default plus one dma-test function (docs/dma-test.md), the
  * device chapter 14 drives as a userspace driver; without one, that chapter is skipped.
+ * Chapter 15 drives the default's two other dma-test functions, behind its SMMUv3 and VT-d
+ * instances, through nested translation with stage-1 tables in the program's own memory.
  *
  * Every step checks its result. Anything unexpected is reported and the program exits with
  * status 1, so the tour doubles as an end-to-end test. To add a chapter, write a function
@@ -1385,11 +1387,50 @@ static void dt_write(struct dt *d, uint64_t reg, unsigned int width, uint64_t v)
 		die("pwrite of BAR0 + 0x%" PRIx64 ": %s", reg, strerror(errno));
 }
 
+/* The cdev of PCI function @bdf (named by its vfio-dev/ directory), "" when vfio-pci lacks it. */
+static void dt_node(const char *bdf, char *node, size_t node_len)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *dir;
+
+	node[0] = 0;
+	snprintf(path, sizeof(path), PCI "/devices/%s/vfio-dev", bdf);
+	dir = opendir(path);
+	while (dir && (de = readdir(dir)))
+		if (!strncmp(de->d_name, "vfio", 4))
+			snprintf(node, node_len, "/dev/vfio/devices/%s", de->d_name);
+	if (dir)
+		closedir(dir);
+}
+
+/* IOMMU_GET_HW_INFO's type for the device behind cdev @node, bound to a scratch iommufd. */
+static long dt_hw_type(const char *node)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct iommu_hw_info info = { .size = sizeof(info) };
+	int dev = open(node, O_RDWR | O_CLOEXEC), fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	long rc = dev < 0 || fd < 0 ? -ENODEV : 0;
+
+	bind.iommufd = fd;
+	if (!rc)
+		rc = xioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+	info.dev_id = bind.out_devid;
+	if (!rc)
+		rc = xioctl(fd, IOMMU_GET_HW_INFO, &info);
+	if (dev >= 0)
+		close(dev);
+	if (fd >= 0)
+		close(fd);
+	return rc ? rc : (long)info.out_data_type;
+}
+
 /*
- * The first dma-test function under /sys/bus/pci/devices, into @bdf, and its cdev (named by
- * its vfio-dev/ directory, "" when vfio-pci does not drive it) into @node; false if none.
+ * The first dma-test function under /sys/bus/pci/devices, into @bdf, and its cdev ("" when
+ * vfio-pci does not drive it) into @node; with @hw_type >= 0, the first one vfio-pci drives
+ * whose IOMMU reports that GET_HW_INFO type. False if none.
  */
-static bool dt_find(char *bdf, size_t len, char *node, size_t node_len)
+static bool dt_find(char *bdf, size_t len, char *node, size_t node_len, long hw_type)
 {
 	char path[512];
 	struct dirent *de;
@@ -1403,18 +1444,13 @@ static bool dt_find(char *bdf, size_t len, char *node, size_t node_len)
 		v = sysfs_read(path);
 		snprintf(path, sizeof(path), PCI "/devices/%s/device", de->d_name);
 		dv = sysfs_read(path);
-		found = v && dv && strtol(v, NULL, 0) == DT_VENDOR && strtol(dv, NULL, 0) == DT_DEVICE;
+		if (!v || !dv || strtol(v, NULL, 0) != DT_VENDOR || strtol(dv, NULL, 0) != DT_DEVICE)
+			continue;
+		dt_node(de->d_name, node, node_len);
+		found = hw_type < 0 || (node[0] && dt_hw_type(node) == hw_type);
 		if (found)
 			snprintf(bdf, len, "%s", de->d_name);
 	}
-	if (dir)
-		closedir(dir);
-	node[0] = 0;
-	snprintf(path, sizeof(path), PCI "/devices/%s/vfio-dev", bdf);
-	dir = found ? opendir(path) : NULL;
-	while (dir && (de = readdir(dir)))
-		if (!strncmp(de->d_name, "vfio", 4))
-			snprintf(node, node_len, "/dev/vfio/devices/%s", de->d_name);
 	if (dir)
 		closedir(dir);
 	return found;
@@ -1505,7 +1541,7 @@ static void ch_driver(struct tour *t)
 	int fd;
 
 	step("Look for a dma-test function (%04x:%04x) in " PCI "/devices", DT_VENDOR, DT_DEVICE);
-	if (!dt_find(bdf, sizeof(bdf), node, sizeof(node))) {
+	if (!dt_find(bdf, sizeof(bdf), node, sizeof(node), -1)) {
 		say("There is none on this machine (tools/tour.sh runs the tour on examples/tour.json,");
 		say("which has one): this chapter needs one and is skipped.");
 		return;
@@ -1616,6 +1652,339 @@ static void ch_driver(struct tour *t)
 	munmap(d.mem, DT_MEM);
 }
 
+/* ---- chapter 15: nested translation, the guest's own stage-1 tables ----------------------- */
+
+/*
+ * "Guest RAM": our memory at IPA NG_BASE, mapped into an IOAS that becomes the nest parent
+ * (stage 2). The guest's page tables, the dma-test's ring, completions, source and
+ * destination all live in it; the device sees them through stage-1 IOVAs the guest chose.
+ */
+#define NG_BASE UINT64_C(0x80000000)
+#define NG_SIZE (1 * MiB)
+#define NG_DATA (NG_BASE + 64 * KiB)	/* IPA of the dma-test's 16 KiB, DT_IOVA in stage 1 */
+#define NG_SPARE (NG_BASE + 128 * KiB)	/* a page the guest moves the destination to */
+#define NG_FAULT UINT64_C(0x20000000)	/* an IOVA the guest has not mapped */
+#define NG_VSID 0x42u
+
+struct ng {
+	int fd, efd, ffd, qfd;	/* iommufd, MSI-X eventfd, fault fd, vEVENTQ fd */
+	struct dt d;
+	uint8_t *ram;
+	uint64_t next;		/* the guest's page allocator (an IPA) */
+	uint64_t root;		/* stage-1 root table (IPA) */
+	long type;		/* IOMMU_HW_INFO_TYPE_ARM_SMMUV3 or _INTEL_VTD */
+	uint32_t devid, ioas, parent, viommu, nested;
+};
+
+static uint64_t *ng_ptr(struct ng *g, uint64_t ipa)
+{
+	return (uint64_t *)(g->ram + (ipa - NG_BASE));
+}
+
+static uint64_t ng_page(struct ng *g)
+{
+	uint64_t ipa = g->next;
+
+	g->next += 4 * KiB;
+	memset(ng_ptr(g, ipa), 0, 4 * KiB);
+	return ipa;
+}
+
+/*
+ * The guest maps @iova -> @ipa in its 4-level, 4 KiB stage 1, in the format of its IOMMU: AArch64
+ * LPAE (table 0b11; page 0b11 with AF, nG, AP[1] EL0 access, inner shareable) or x86-64 first
+ * stage (P, R/W, U/S at every level). Returns the leaf.
+ */
+static uint64_t *ng_map(struct ng *g, uint64_t iova, uint64_t ipa)
+{
+	bool arm = g->type == IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
+	uint64_t table = g->root, *pte = NULL;
+
+	for (int level = 0; level < 4; level++) {
+		pte = ng_ptr(g, table) + ((iova >> (39 - 9 * level)) & 511);
+		if (level == 3)
+			break;
+		if (!*pte)
+			*pte = ng_page(g) | (arm ? 3 : 7);
+		table = *pte & UINT64_C(0xfffffffff000);
+	}
+	*pte = ipa | (arm ? 3 | 1 << 10 | 1 << 11 | 1 << 6 | 3 << 8 : 7);
+	return pte;
+}
+
+/* The guest's invalidation of @iova: TLBI_NH_VA (ASID 7) on the vIOMMU, or a VT-d S1 entry. */
+static void ng_invalidate(struct ng *g, uint64_t iova)
+{
+	uint64_t tlbi[2] = { 0x12 | UINT64_C(7) << 48, iova };
+	struct iommu_hwpt_vtd_s1_invalidate vtd = { .addr = iova, .npages = 1 };
+	bool arm = g->type == IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
+	struct iommu_hwpt_invalidate inv = {
+		.size = sizeof(inv), .hwpt_id = arm ? g->viommu : g->nested,
+		.data_uptr = arm ? (uintptr_t)tlbi : (uintptr_t)&vtd,
+		.data_type = arm ? IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 :
+				   IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+		.entry_len = arm ? sizeof(tlbi) : sizeof(vtd), .entry_num = 1,
+	};
+
+	expect_ok(xioctl(g->fd, IOMMU_HWPT_INVALIDATE, &inv), "IOMMU_HWPT_INVALIDATE");
+	expect_u64(inv.entry_num, 1, "entry_num");
+}
+
+/*
+ * The device behind @node bound to a fresh iommufd, guest RAM as its stage 2 (NEST_PARENT), the
+ * guest's stage 1 over it (SMMUv3: vIOMMU, vDEVICE, vEVENTQ, a CD and a vSTE; VT-d: a VTD_S1
+ * HWPT with a fault queue), attached, and the dma-test's memory mapped by the guest.
+ */
+static void ng_nest(struct ng *g, const char *node)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at) };
+	struct iommu_hwpt_alloc ha = { .size = sizeof(ha) };
+	bool arm = g->type == IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
+	uint64_t iova = NG_BASE;
+
+	g->d.dev = open(node, O_RDWR | O_CLOEXEC);
+	g->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (g->d.dev < 0 || g->fd < 0)
+		die("open of %s or /dev/iommu: %s", node, strerror(errno));
+	bind.iommufd = g->fd;
+	expect_ok(xioctl(g->d.dev, VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD");
+	g->devid = bind.out_devid;
+	g->ram = mmap(NULL, NG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g->ram == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	g->next = NG_BASE;
+	expect_ok(ioas_alloc(g->fd, &g->ioas), "IOMMU_IOAS_ALLOC");
+	expect_ok(map(g->fd, g->ioas, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+		      IOMMU_IOAS_MAP_WRITEABLE, g->ram, NG_SIZE, &iova), "IOMMU_IOAS_MAP");
+	ha.flags = IOMMU_HWPT_ALLOC_NEST_PARENT;
+	ha.dev_id = g->devid;
+	ha.pt_id = g->ioas;
+	expect_ok(xioctl(g->fd, IOMMU_HWPT_ALLOC, &ha), "IOMMU_HWPT_ALLOC(NEST_PARENT)");
+	g->parent = ha.out_hwpt_id;
+	say("-> %s of guest RAM at IPA 0x%" PRIx64 " in IOAS %u; HWPT %u is stage 2 over it"
+	    " (NEST_PARENT).", human(NG_SIZE), NG_BASE, g->ioas, g->parent);
+	g->root = ng_page(g);
+	if (arm) {
+		struct iommu_viommu_alloc va = { .size = sizeof(va), .dev_id = g->devid,
+						 .type = IOMMU_VIOMMU_TYPE_ARM_SMMUV3,
+						 .hwpt_id = g->parent };
+		struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .dev_id = g->devid,
+						  .virt_id = NG_VSID };
+		struct iommu_veventq_alloc eq = { .size = sizeof(eq), .veventq_depth = 8,
+						  .type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 };
+		struct iommu_hwpt_arm_smmuv3 ste = { .ste = { 0 } };
+		uint64_t cd = ng_page(g);
+
+		expect_ok(xioctl(g->fd, IOMMU_VIOMMU_ALLOC, &va), "IOMMU_VIOMMU_ALLOC");
+		g->viommu = vd.viommu_id = eq.viommu_id = va.out_viommu_id;
+		expect_ok(xioctl(g->fd, IOMMU_VDEVICE_ALLOC, &vd), "IOMMU_VDEVICE_ALLOC");
+		expect_ok(xioctl(g->fd, IOMMU_VEVENTQ_ALLOC, &eq), "IOMMU_VEVENTQ_ALLOC");
+		g->qfd = (int)eq.out_veventq_fd;
+		/* The guest's context descriptor: 4 KiB granule, 48-bit VA and IPA, R, A, ASID 7. */
+		ng_ptr(g, cd)[0] = 16 | UINT64_C(1) << 30 | UINT64_C(5) << 32 | UINT64_C(1) << 41 |
+				   UINT64_C(1) << 45 | UINT64_C(1) << 46 | UINT64_C(1) << 31 |
+				   UINT64_C(7) << 48;
+		ng_ptr(g, cd)[1] = g->root;
+		ste.ste[0] = 1 | 5 << 1 | cd; /* V, Config = stage 1 translate, S1ContextPtr */
+		ha = (struct iommu_hwpt_alloc){ .size = sizeof(ha), .dev_id = g->devid,
+						.pt_id = g->viommu,
+						.data_type = IOMMU_HWPT_DATA_ARM_SMMUV3,
+						.data_len = sizeof(ste), .data_uptr = (uintptr_t)&ste };
+		expect_ok(xioctl(g->fd, IOMMU_HWPT_ALLOC, &ha), "IOMMU_HWPT_ALLOC(ARM_SMMUV3)");
+		say("-> vIOMMU %u (ARM_SMMUV3) over it, vDEVICE vSID 0x%x, a vEVENTQ; the guest's CD"
+		    " at IPA 0x%" PRIx64 ",", g->viommu, NG_VSID, cd);
+		say("   its stage-1 root at 0x%" PRIx64 "; nested HWPT %u from the guest's STE.",
+		    g->root, ha.out_hwpt_id);
+	} else {
+		struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+		struct iommu_hwpt_vtd_s1 s1 = { .pgtbl_addr = g->root, .addr_width = 48 };
+
+		expect_ok(xioctl(g->fd, IOMMU_FAULT_QUEUE_ALLOC, &fa), "IOMMU_FAULT_QUEUE_ALLOC");
+		g->ffd = (int)fa.out_fault_fd;
+		ha = (struct iommu_hwpt_alloc){ .size = sizeof(ha), .dev_id = g->devid,
+						.flags = IOMMU_HWPT_FAULT_ID_VALID,
+						.fault_id = fa.out_fault_id, .pt_id = g->parent,
+						.data_type = IOMMU_HWPT_DATA_VTD_S1,
+						.data_len = sizeof(s1), .data_uptr = (uintptr_t)&s1 };
+		expect_ok(xioctl(g->fd, IOMMU_HWPT_ALLOC, &ha), "IOMMU_HWPT_ALLOC(VTD_S1)");
+		say("-> nested HWPT %u (VTD_S1: first-stage root at IPA 0x%" PRIx64 ", 48 bits),"
+		    " fault-capable: its", ha.out_hwpt_id, g->root);
+		say("   page requests go to fault queue %u.", fa.out_fault_id);
+	}
+	g->nested = at.pt_id = ha.out_hwpt_id;
+	expect_ok(xioctl(g->d.dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at), "ATTACH_IOMMUFD_PT");
+	for (uint64_t off = 0; off < DT_MEM; off += 4 * KiB)
+		ng_map(g, DT_IOVA + off, NG_DATA + off);
+	g->d.mem = (uint8_t *)ng_ptr(g, NG_DATA);
+	for (uint64_t k = 0; k < DT_XFER; k++)
+		g->d.mem[DT_SRC + k] = (uint8_t)(k * 5 + 1);
+	say("-> attached; the guest maps IOVA 0x%" PRIx64 "..+%s -> IPA 0x%" PRIx64 " in its own"
+	    " tables.", DT_IOVA, human(DT_MEM), NG_DATA);
+}
+
+/* BAR0, Memory and Bus Master, queue 0 on the ring at DT_IOVA, MSI-X vector 0 -> an eventfd. */
+static void ng_queue(struct ng *g)
+{
+	struct vfio_region_info bar = { .argsz = sizeof(bar), .index = VFIO_PCI_BAR0_REGION_INDEX };
+	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	struct { struct vfio_irq_set s; int32_t fd; } irq = { .s = {
+		.argsz = sizeof(irq), .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1,
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER } };
+	uint16_t cmd;
+
+	expect_ok(xioctl(g->d.dev, VFIO_DEVICE_GET_REGION_INFO, &bar), "GET_REGION_INFO(BAR0)");
+	expect_ok(xioctl(g->d.dev, VFIO_DEVICE_GET_REGION_INFO, &cfg), "GET_REGION_INFO(config)");
+	g->d.bar0 = bar.offset;
+	if (pread(g->d.dev, &cmd, 2, (off_t)(cfg.offset + PCI_COMMAND)) != 2)
+		die("pread of COMMAND: %s", strerror(errno));
+	cmd |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	if (pwrite(g->d.dev, &cmd, 2, (off_t)(cfg.offset + PCI_COMMAND)) != 2)
+		die("pwrite of COMMAND: %s", strerror(errno));
+	dt_write(&g->d, DT_Q0_RING_BASE, 8, DT_IOVA);
+	dt_write(&g->d, DT_Q0_RING_SIZE, 4, DT_RING);
+	dt_write(&g->d, DT_Q0_CTRL, 4, 3);
+	g->d.efd = irq.fd = eventfd(0, EFD_CLOEXEC);
+	if (g->d.efd < 0)
+		die("eventfd: %s", strerror(errno));
+	expect_ok(xioctl(g->d.dev, VFIO_DEVICE_SET_IRQS, &irq), "SET_IRQS(MSI-X 0)");
+}
+
+/* FILL @iova's page with @byte; the caller waits for its interrupt. */
+static unsigned int ng_fill(struct ng *g, uint64_t iova, uint8_t byte)
+{
+	unsigned int i = dt_queue(&g->d, 2, UINT64_C(0x0101010101010101) * byte);
+
+	((struct dt_desc *)g->d.mem)[i].dst = iova;
+	dt_write(&g->d, DT_Q0_TAIL, 4, g->d.tail % DT_RING);
+	return i;
+}
+
+static bool ng_page_is(struct ng *g, uint64_t ipa, uint8_t byte)
+{
+	const uint8_t *p = (const uint8_t *)ng_ptr(g, ipa);
+
+	for (uint64_t k = 0; k < DT_XFER; k++)
+		if (p[k] != byte)
+			return false;
+	return true;
+}
+
+static void ng_run(struct ng *g, const char *bdf, const char *node)
+{
+	bool arm = g->type == IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
+	unsigned int i;
+
+	step("%s: %s behind an %s; a nest parent, then the guest's stage 1", arm ? "SMMUv3" : "VT-d",
+	     bdf, arm ? "SMMUv3 (GET_HW_INFO type ARM_SMMUV3)" : "Intel VT-d (type INTEL_VTD)");
+	ng_nest(g, node);
+	ng_queue(g);
+
+	step("COPY %s through both stages: IOVA -> (guest's tables) IPA -> (stage 2) our page",
+	     human(DT_XFER));
+	i = dt_queue(&g->d, 1, 0);
+	dt_write(&g->d, DT_Q0_TAIL, 4, g->d.tail % DT_RING);
+	dt_wait(&g->d);
+	dt_check(&g->d, i, 0);
+
+	step("The guest moves its destination page to IPA 0x%" PRIx64 " without an invalidation,"
+	     " then FILLs it with 0x5a", NG_SPARE);
+	ng_map(g, DT_IOVA + DT_DST, NG_SPARE);
+	memset(ng_ptr(g, NG_SPARE), 0, DT_XFER);
+	ng_fill(g, DT_IOVA + DT_DST, 0x5a);
+	dt_wait(&g->d);
+	if (!ng_page_is(g, NG_DATA + DT_DST, 0x5a) || !ng_page_is(g, NG_SPARE, 0))
+		die("the FILL did not land in the old destination page");
+	say("-> it landed in the OLD page: the IOTLB still holds the translation, as hardware");
+	say("   does until the guest invalidates it.");
+	step("IOMMU_HWPT_INVALIDATE of that IOVA (%s), and the FILL again with 0x6b",
+	     arm ? "the guest's TLBI_NH_VA, through the vIOMMU" : "a VTD_S1 entry, on the nested HWPT");
+	ng_invalidate(g, DT_IOVA + DT_DST);
+	ng_fill(g, DT_IOVA + DT_DST, 0x6b);
+	dt_wait(&g->d);
+	if (!ng_page_is(g, NG_SPARE, 0x6b) || !ng_page_is(g, NG_DATA + DT_DST, 0x5a))
+		die("after the invalidation the FILL did not land in the new page");
+	say("-> now it reaches the new page.");
+
+	step("FILL at IOVA 0x%" PRIx64 ", which the guest never mapped", NG_FAULT);
+	if (arm) {
+		struct {
+			struct iommufd_vevent_header hdr;
+			struct iommu_vevent_arm_smmuv3 evt;
+		} rec;
+		struct pollfd p = { .fd = g->qfd, .events = POLLIN };
+
+		ng_fill(g, NG_FAULT, 0x77);
+		dt_wait(&g->d);
+		if (!(dt_read(&g->d, DT_Q0_STATUS) & 4) || dt_read(&g->d, DT_Q0_ERRNO) != EFAULT)
+			die("queue 0 did not stop with EFAULT");
+		if (poll(&p, 1, 5000) != 1 || read(g->qfd, &rec, sizeof(rec)) != sizeof(rec))
+			die("no vEVENT: %s", strerror(errno));
+		expect_u64(rec.evt.evt[0] & 0xff, 0x10, "the event ID (F_TRANSLATION)");
+		expect_u64(rec.evt.evt[0] >> 32, NG_VSID, "the event's StreamID (the vSID)");
+		expect_u64(rec.evt.evt[2], NG_FAULT, "the event's InputAddr");
+		say("-> the queue stopped (ERRNO EFAULT), and the vEVENTQ has an ARM_SMMUV3 record:");
+		say("   F_TRANSLATION for vSID 0x%x at 0x%" PRIx64 ", what the guest's SMMU driver reads"
+		    " from its event queue.", NG_VSID, NG_FAULT);
+	} else {
+		struct iommu_hwpt_pgfault rec;
+		struct iommu_hwpt_page_response resp = { .code = IOMMUFD_PAGE_RESP_SUCCESS };
+		struct pollfd p = { .fd = g->ffd, .events = POLLIN };
+		uint64_t page = ng_page(g);
+
+		i = ng_fill(g, NG_FAULT, 0x77);
+		if (poll(&p, 1, 5000) != 1 || read(g->ffd, &rec, sizeof(rec)) != sizeof(rec))
+			die("no page request on the fault fd: %s", strerror(errno));
+		expect_u64(rec.addr, NG_FAULT, "the page request's address");
+		expect_u64(rec.dev_id, g->devid, "the page request's device");
+		expect_u64(rec.perm, IOMMU_PGFAULT_PERM_WRITE, "the page request's permission");
+		say("-> a page request on the fault fd: device %u, WRITE at 0x%" PRIx64 ". The guest"
+		    " maps a page", rec.dev_id, (uint64_t)rec.addr);
+		say("   there and we answer SUCCESS (write(), cookie %u); the device retries.",
+		    rec.cookie);
+		ng_map(g, NG_FAULT, page);
+		resp.cookie = rec.cookie;
+		if (write(g->ffd, &resp, sizeof(resp)) != sizeof(resp))
+			die("write of the page response: %s", strerror(errno));
+		dt_wait(&g->d);
+		if (!ng_page_is(g, page, 0x77) ||
+		    ((struct dt_completion *)(g->d.mem + DT_CPL))[i].status != 1)
+			die("the FILL did not complete after the page response");
+		say("-> the FILL completed into the page the guest mapped.");
+	}
+
+	dt_write(&g->d, DT_Q0_CTRL, 4, 0);
+	close(g->d.efd);
+	close(g->d.dev);
+	if (arm)
+		close(g->qfd);
+	else
+		close(g->ffd);
+	close(g->fd);
+	munmap(g->ram, NG_SIZE);
+}
+
+static void ch_nested(struct tour *t)
+{
+	static const long types[] = { IOMMU_HW_INFO_TYPE_ARM_SMMUV3, IOMMU_HW_INFO_TYPE_INTEL_VTD };
+	char bdf[256], node[300];
+
+	(void)t;
+	say("A VMM with a virtual IOMMU (QEMU's arm-smmuv3,accel=on or intel-iommu,fsts=on) lets");
+	say("the guest own stage 1: its page tables live in guest RAM, the host's IOMMU walks them");
+	say("and then translates every table fetch and the output through stage 2.");
+	for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+		struct ng g = { .fd = -1, .type = types[k] };
+
+		if (!dt_find(bdf, sizeof(bdf), node, sizeof(node), types[k])) {
+			say("No dma-test for vfio-pci behind an %s here: that half is skipped.",
+			    k ? "Intel VT-d" : "SMMUv3");
+			continue;
+		}
+		ng_run(&g, bdf, node);
+	}
+}
+
 /* ---- the table of contents ------------------------------------------------------------- */
 
 static const struct chapter {
@@ -1636,6 +2005,7 @@ static const struct chapter {
 	{ "IOMMU groups, their types, and hot unplug (sysfs)", ch_groups },
 	{ "I/O page faults: a device faults, we map and answer, its DMA completes", ch_faults },
 	{ "A userspace driver and its device (VFIO cdev, iommufd, dma-test)", ch_driver },
+	{ "Nested translation: the guest's own page tables (SMMUv3 and VT-d)", ch_nested },
 };
 
 int main(void)

@@ -26,6 +26,7 @@
 #include "lib/err.h"
 #include "machine/dma-engine.h"
 #include "machine/topology.h"
+#include "mm/mm.h"
 #include "uiommu/uiommu.h"
 
 #define PAGE 4096ul
@@ -506,6 +507,56 @@ TEST_F(prq, success_after_mapping_completes_the_dma)
 	ASSERT_EQ(1, atomic_load(&prq.calls));
 	ASSERT_EQ('x', self->mem[128]);
 	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev)); /* answered and freed */
+}
+
+/*
+ * NO_WAIT: where a page request would be sent, the transfer stops with EAGAIN instead, having
+ * moved the pages before the miss, sent nothing and logged nothing; in a batch, the op that
+ * stopped says where. The same transfer without the flag then asks and completes.
+ */
+TEST_F(prq, no_wait_stops_with_eagain_before_asking)
+{
+	struct uiommu_dma_req req = {
+		.op = UIOMMU_DMA_OP_READ, .flags = UIOMMU_DMA_NO_WAIT, .iova = IOVA - 64,
+		.len = 128,
+	};
+	struct uiommu_dma_op ops[2] = {
+		{ .op = UIOMMU_DMA_OP_WRITE, .flags = UIOMMU_DMA_NO_WAIT, .iova = IOVA - PAGE,
+		  .len = 8 },
+		{ .op = UIOMMU_DMA_OP_READ, .flags = UIOMMU_DMA_NO_WAIT, .iova = IOVA, .len = 8 },
+	};
+	char buf[128], src[8] = "written";
+
+	prq.mode = PRQ_MAP_SUCCESS;
+	fill(self->mem, 2 * PAGE, 5);
+	/* The page before IOVA is mapped; IOVA's is not. */
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA - PAGE, (phys_addr_t)(uintptr_t)(self->mem + PAGE),
+			       PAGE, IOMMU_READ | IOMMU_WRITE));
+	req.buf = buf;
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->e, &req));
+	ASSERT_EQ(EAGAIN, errno);
+	ASSERT_EQ(EAGAIN, req.error);
+	ASSERT_EQ(64u, req.done);
+	ASSERT_EQ(0, memcmp(buf, self->mem + 2 * PAGE - 64, 64));
+	ASSERT_EQ(0, atomic_load(&prq.calls));
+	ASSERT_EQ(0, read_faults(self->e, (struct uiommu_dma_fault[1]){}, 1));
+	ASSERT_EQ(0u, iopf_dev_pending_groups(self->dev));
+
+	ops[0].buf = src;
+	ops[1].buf = buf;
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, ops, 2));
+	ASSERT_EQ(0, memcmp(self->mem + PAGE, src, 8));
+	ASSERT_EQ(EAGAIN, ops[1].error);
+	ASSERT_EQ(0u, ops[1].done);
+	ASSERT_EQ(IOVA, ops[1].fault_iova);
+	ASSERT_EQ(0, atomic_load(&prq.calls));
+
+	/* Where it may wait, the same read asks, is answered and completes. */
+	req.flags = 0;
+	ASSERT_EQ(0, uiommu_dma_xfer(self->e, &req));
+	ASSERT_EQ(128u, req.done);
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(0, memcmp(buf + 64, self->mem, 64));
 }
 
 /* INVALID: the DMA fails EFAULT with nothing moved, and the log says why. */
@@ -1123,6 +1174,61 @@ TEST_F(dma, copy_blocked)
  * address): the copy stops at the first byte of the page that traps, on the side it is on
  * (HOST, EFAULT), with every byte before it copied; no crash.
  */
+/*
+ * A batch arms the host fault trap once for all its copies: memory gone from the process
+ * under a READ or a WRITE op, after ops that completed, stops that op at the host page that
+ * trapped, the ops before it done and those after it untouched; the next batch runs as usual.
+ */
+TEST_F(dma, batch_host_memory_gone_under_read_and_write)
+{
+	const struct iommu_ops *ops = iommu_device_ops(self->dev);
+	char *hole = pages(2), *buf = self->mem + 4 * PAGE, in[80], out[16] = "sixteen bytes!!";
+	struct uiommu_dma_op op[3];
+
+	ASSERT_TRUE(hole != NULL);
+	fill(hole, PAGE, 12);
+	ASSERT_EQ(0, munmap(hole + PAGE, PAGE));
+	iommu_detach_device(self->dom, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(ops->identity_domain, self->dev));
+	memset(buf, 0, PAGE);
+	memset(in, 0, sizeof(in));
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = (uintptr_t)buf,
+					.buf = out, .len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ,
+					.iova = (uintptr_t)hole + PAGE - 40, .buf = in, .len = 80 };
+	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = (uintptr_t)buf + 64,
+					.buf = out, .len = 16 };
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, op, 3));
+	ASSERT_EQ(16u, op[0].done);
+	ASSERT_EQ(0, memcmp(buf, out, 16));
+	ASSERT_EQ(EFAULT, op[1].error);
+	ASSERT_EQ(40u, op[1].done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op[1].fault_op);
+	ASSERT_EQ((uintptr_t)hole + PAGE, op[1].fault_iova);
+	ASSERT_EQ(0, memcmp(in, hole + PAGE - 40, 40));
+	ASSERT_EQ(0u, op[2].done);
+	ASSERT_EQ(0, buf[64]);
+	/* A WRITE into the hole, after a READ that completed. */
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = (uintptr_t)buf,
+					.buf = in, .len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE,
+					.iova = (uintptr_t)hole + PAGE - 8, .buf = out, .len = 16 };
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, op, 2));
+	ASSERT_EQ(0, memcmp(in, out, 16));
+	ASSERT_EQ(EFAULT, op[1].error);
+	ASSERT_EQ(8u, op[1].done);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, op[1].fault_op);
+	ASSERT_EQ(0, memcmp(hole + PAGE - 8, out, 8));
+	/* Nothing is left armed: the next batch runs, and a fault of this thread elsewhere is
+	 * still a user copy's EFAULT, not a jump into a finished batch. */
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, &op[2], 1));
+	ASSERT_EQ(0, memcmp(buf + 64, out, 16));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(in, hole + PAGE, 8));
+	munmap(hole, PAGE);
+	iommu_detach_device(ops->identity_domain, self->dev);
+	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+}
+
 TEST_F(dma, copy_host_memory_gone)
 {
 	const struct iommu_ops *ops = iommu_device_ops(self->dev);

@@ -246,6 +246,58 @@ TEST_F(dt, ring_wraps)
 	}
 }
 
+/*
+ * A doorbell written through the library (the TAIL register, the doorbell page by pwrite) runs
+ * its pass in the writer's thread: when the write returns, the descriptors have completed and
+ * their interrupt has been raised, with nothing waited for. A queue longer than a pass (over
+ * 1 MiB of copies) completes the rest on the device's worker.
+ */
+TEST_F(dt, doorbell_runs_in_the_writers_thread)
+{
+	const uint64_t big = BUF_PAGES * 4096ull; /* 256 KiB: four make a pass */
+
+	fill(self->src, 4096, 9);
+	for (unsigned int i = 0; i < 3; i++)
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .src = SRC_IOVA, .dst = DST_IOVA + 4096ull * i,
+			.len = 4096, .completion = COMP_IOVA + 32ull * i, .cookie = i + 1,
+			.flags = i == 2 ? DMA_TEST_DESC_IRQ : 0,
+		};
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 3);
+	ASSERT_EQ(3u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(1u, pt_irqs_msix(&self->irqs, 0));
+	for (unsigned int i = 0; i < 3; i++) {
+		ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[i].status);
+		ASSERT_EQ(i + 1, self->comp[i].cookie);
+		ASSERT_EQ(0, memcmp(self->dst + 4096 * i, self->src, 4096));
+	}
+
+	/* The doorbell page written by pwrite: the same. */
+	*desc(self, 0, 3) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_NOP, .flags = DMA_TEST_DESC_IRQ, .completion = COMP_IOVA + 96,
+		.cookie = 4,
+	};
+	ASSERT_EQ(0, pci_fn_bar_write(self->fn, 0, DMA_TEST_DOORBELL(0), 4, 4));
+	ASSERT_EQ(4u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(2u, pt_irqs_msix(&self->irqs, 0));
+	ASSERT_EQ(4u, self->comp[3].cookie);
+
+	/* Eight copies of 256 KiB: the first pass here, the rest on the worker. */
+	for (unsigned int i = 0; i < 8; i++)
+		*desc(self, 0, 4 + i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .src = SRC_IOVA, .dst = DST_IOVA, .len = big,
+			.completion = COMP_IOVA + 128 + 32ull * i, .cookie = 10 + i,
+			.flags = i == 7 ? DMA_TEST_DESC_IRQ : 0,
+		};
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 12);
+	ASSERT_LE(8u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 3));
+	ASSERT_EQ(12u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(12u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(17u, self->comp[4 + 7].cookie);
+}
+
 TEST_F(dt, iommu_fault_stops_the_queue)
 {
 	uint64_t bad = DST_IOVA + BUF_PAGES * 4096; /* just past the mapping */

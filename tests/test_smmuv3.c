@@ -426,6 +426,7 @@ TEST(s2_descriptor_bits)
 TEST(s2_unmap_rules)
 {
 	struct arm_lpae_s2 pt;
+	struct arm_lpae_leaf leaf;
 	size_t mapped;
 	long live0 = uiommu_alloc_live();
 
@@ -447,6 +448,38 @@ TEST(s2_unmap_rules)
 	/* But one that still maps something does not. */
 	ASSERT_EQ(arm_lpae_s2_map(&pt, 2 * SZ_1G, 0x100000, SZ_4K, 1, RW, &mapped), 0);
 	ASSERT_EQ(arm_lpae_s2_map(&pt, 2 * SZ_1G, 0x800000, SZ_2M, 1, RW, &mapped), -EEXIST);
+	/*
+	 * A run of pages that meets a taken slot, in its first table and in a later one: the
+	 * pages before it are mapped and counted, the taken one keeps its page, nothing after
+	 * is touched. A run over a table emptied by unmaps maps it again, slot by slot.
+	 */
+	uint64_t run = 4 * SZ_1G - 10 * SZ_4K;
+
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run + 5 * SZ_4K, 0x900000, SZ_4K, 1, RW, &mapped), 0);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run + 15 * SZ_4K, 0x900000, SZ_4K, 1, RW, &mapped), 0);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run, 0x1000000, SZ_4K, 8, RW, &mapped), -EEXIST);
+	ASSERT_EQ(mapped, 5 * SZ_4K);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run + 6 * SZ_4K, 0x1000000, SZ_4K, 20, RW, &mapped),
+		  -EEXIST);
+	ASSERT_EQ(mapped, 9 * SZ_4K);
+	for (uint64_t k = 0; k < 26; k++) {
+		int rc = arm_lpae_s2_walk(&pt, run + k * SZ_4K, IOMMU_READ, &leaf);
+
+		if (k == 5 || k == 15) {
+			ASSERT_EQ(rc, 0);
+			ASSERT_EQ(leaf.phys, 0x900000);
+		} else if (k < 15) {
+			ASSERT_EQ(rc, 0);
+			ASSERT_EQ(leaf.phys, 0x1000000 + (k < 5 ? k : k - 6) * SZ_4K);
+		} else {
+			ASSERT_EQ(rc, -ENOENT);
+		}
+	}
+	ASSERT_EQ(arm_lpae_s2_unmap(&pt, run, SZ_4K, 26), 16 * SZ_4K);
+	ASSERT_EQ(arm_lpae_s2_map(&pt, run, 0x1000000, SZ_4K, 26, RW, &mapped), 0);
+	ASSERT_EQ(mapped, 26 * SZ_4K);
+	ASSERT_EQ(arm_lpae_s2_walk(&pt, run + 25 * SZ_4K, IOMMU_READ, &leaf), 0);
+	ASSERT_EQ(leaf.phys, 0x1000000 + 25 * SZ_4K);
 	arm_lpae_s2_destroy(&pt);
 	ASSERT_EQ(uiommu_alloc_live(), live0);
 }
@@ -539,7 +572,7 @@ TEST(hw_info_idrs)
 	EXPECT_EQ((info.idr[0] >> 19) & 1, 1);        /* CD2L */
 	EXPECT_EQ((info.idr[0] >> 12) & 1, 1);        /* ASID16 */
 	EXPECT_EQ((info.idr[0] >> 10) & 1, 0);        /* no ATS */
-	EXPECT_EQ((info.idr[0] >> 24) & 3, 1);        /* terminate only: no stalls */
+	EXPECT_EQ((info.idr[0] >> 24) & 3, 0);        /* stall and terminate */
 	EXPECT_EQ(info.idr[1] & 0x3f, 16);            /* SIDSIZE */
 	EXPECT_EQ((info.idr[1] >> 6) & 0x1f, 20);     /* SSIDSIZE */
 	EXPECT_EQ((info.idr[3] >> 10) & 1, 1);        /* RIL */
@@ -779,6 +812,43 @@ TEST_F(nest, translate_both_stages)
 	ASSERT_EQ(xl(self, 4 * SZ_1G + (self->data_ipa & (SZ_1G - 1)) + 0x20, ACC_R, &pa), 0);
 	ASSERT_EQ(pa, (uint64_t)(uintptr_t)self->data + 0x20);
 	ASSERT_EQ(self->ev.n, 0);
+}
+
+/*
+ * Stalls: a CD with S=1 is C_BAD_CD for a master that may not stall (the host's S1STALLD) and
+ * for a vSTE with S1STALLD; for a stalling master its stage-1 faults stall, with no event for
+ * the guest (the page request is the host's). CMD_RESUME is recorded per master.
+ */
+TEST_F(nest, stalls_and_resume)
+{
+	uint64_t *cd = g_ptr(&self->gm, self->cd_ipa), pa, cmd[2];
+
+	cd[0] |= CD0_S;
+	ASSERT_EQ(cmd1(self, CMDQ_OP_CFGI_CD | (uint64_t)VSID << 32, 0), 0);
+	ASSERT_EQ(xl(self, 0x9000, ACC_R, &pa), -EFAULT);
+	ASSERT_EQ(self->ev.n, 1);
+	ASSERT_EQ(self->ev.evt[0][0], EVT_ID_C_BAD_CD | (uint64_t)VSID << 32);
+
+	arm_smmu_master_set_stall(self->master, true);
+	ASSERT_EQ(xl(self, 0x9000, ACC_R, &pa), -EFAULT); /* F_TRANSLATION, stalled */
+	ASSERT_EQ(xl(self, 0x9000, ACC_W, &pa), -EFAULT);
+	ASSERT_EQ(self->ev.n, 1);
+	s1_map(&self->gm, &self->s1, 0x9000, self->data_ipa, 3, S1_LEAF);
+	ASSERT_EQ(xl(self, 0x9010, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, (uint64_t)(uintptr_t)self->data + 0x10);
+
+	nest_set_ste(_metadata, self, ste0(STE_CFG_S1_TRANS, 0, self->cd_ipa, 0), STE1_S1STALLD);
+	ASSERT_EQ(xl(self, 0xa000, ACC_R, &pa), -EFAULT);
+	ASSERT_EQ(self->ev.n, 2);
+	ASSERT_EQ(self->ev.evt[1][0], EVT_ID_C_BAD_CD | (uint64_t)VSID << 32);
+
+	ASSERT_EQ(arm_smmu_master_resumes(self->master, NULL), 0u);
+	arm_smmu_master_resume(self->master, 0x1234, CMDQ_RESUME_RETRY);
+	arm_smmu_master_resume(self->master, 0x99, CMDQ_RESUME_ABORT);
+	ASSERT_EQ(arm_smmu_master_resumes(self->master, cmd), 2u);
+	ASSERT_EQ(cmd[0], CMDQ_OP_RESUME | (uint64_t)SID << 32 |
+				  (uint64_t)CMDQ_RESUME_ABORT << CMDQ_RESUME_0_RESP_SHIFT);
+	ASSERT_EQ(cmd[1], 0x99u);
 }
 
 static void granule_case(struct __h_test *_metadata, FIXTURE_DATA(nest) *self, unsigned int g,
@@ -1590,7 +1660,8 @@ TEST_F(nest, walker_against_reference)
 TEST(topology_instance)
 {
 	static const char json[] =
-		"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\", \"ssid_bits\": 8 } ],\n"
+		"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\",\n"
+		"    \"features\": { \"ssid_bits\": 8 } } ],\n"
 		"  \"devices\": [ { \"bdf\": \"0000:01:02.3\", \"iommu\": \"smmu0\" } ] }\n";
 	char path[] = "/tmp/uiommu-smmuv3-topo-XXXXXX", out[4096] = { 0 };
 	struct iommu_device *iommu;

@@ -6,10 +6,12 @@
  * tables written into that RAM, nested HWPTs from vSTEs, and the device's DMA through both
  * stages; the guest's invalidations through the vIOMMU; the faults as ARM_SMMUV3 vEVENTs.
  *
- * The machine: smmu0 (the model, nesting on), vfio0 = 0000:00:04.0 behind it (StreamID 0x20),
- * and smmu1 with nesting, HTTU and substreams off, vfio1 = 0000:00:05.0 behind it.
+ * The machine: smmu0 (the model, nesting on), vfio0 = 0000:00:04.0 behind it (StreamID 0x20;
+ * "pri": a master that may stall, whose stalled faults become page requests), and smmu1 with
+ * nesting, HTTU and substreams off, vfio1 = 0000:00:05.0 behind it.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -29,6 +31,8 @@
 #define STE0_CFG_S1 (5ull << 1)
 #define STE0_CFG_BYPASS (4ull << 1)
 #define CD0_V (1ull << 31)
+#define CD0_S (1ull << 44)      /* stall on fault */
+#define STE1_S1STALLD (1ull << 27)
 #define CD0_4K_48BIT (16ull | 1ull << 30 /* EPD1 */ | 5ull << 32 /* IPS 48 */ | 1ull << 41 | \
 		      1ull << 45 /* R */ | 1ull << 46 /* A */)
 #define PTE_TABLE 3ull
@@ -40,9 +44,9 @@
 
 static const char topology[] =
 	"{ \"iommus\": [ { \"name\": \"smmu0\", \"driver\": \"smmuv3\" },\n"
-	"                { \"name\": \"smmu1\", \"driver\": \"smmuv3\", \"nesting\": false,\n"
-	"                  \"httu\": false, \"ssid_bits\": 0 } ],\n"
-	"  \"devices\": [ { \"bdf\": \"0000:00:04.0\", \"iommu\": \"smmu0\" },\n"
+	"                { \"name\": \"smmu1\", \"driver\": \"smmuv3\", \"features\":\n"
+	"                  { \"nesting\": false, \"httu\": false, \"ssid_bits\": 0 } } ],\n"
+	"  \"devices\": [ { \"bdf\": \"0000:00:04.0\", \"iommu\": \"smmu0\", \"pri\": true },\n"
 	"                 { \"bdf\": \"0000:00:05.0\", \"iommu\": \"smmu1\" } ] }\n";
 
 struct vm {
@@ -339,6 +343,123 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 
 	ASSERT_EQ(uiommu_dma_dev_close(dma), 0);
 	uiommu_close(eq.out_veventq_fd);
+	uiommu_close(vm.vfio[0]);
+	uiommu_close(vm.vfio[1]);
+	uiommu_close(vm.fd);
+}
+
+static void dma_done(struct uiommu_dma_req *req)
+{
+	int *pipe_w = req->priv;
+	char c = 1;
+
+	if (write(*pipe_w, &c, 1) != 1)
+		abort();
+}
+
+/*
+ * A fault-capable nested HWPT (FAULT_ID_VALID) whose CD asks for stalls (CD.S): the device's
+ * stage-1 fault is a page request on the fault fd, not a vEVENT; the guest maps the page and
+ * answers SUCCESS, the transfer completes; unmapped again (and invalidated), INVALID ends it
+ * with EFAULT. A vSTE with S1STALLD makes that CD C_BAD_CD, a vEVENT.
+ */
+TEST(page_requests_through_the_fault_fd)
+{
+	struct iommu_veventq_alloc eq = {
+		.size = sizeof(eq), .type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, .veventq_depth = 16,
+	};
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	struct iommu_hwpt_arm_smmuv3 ste = { .ste = { 0 } };
+	struct iommu_hwpt_alloc ha = {
+		.size = sizeof(ha), .flags = IOMMU_HWPT_FAULT_ID_VALID,
+		.data_type = IOMMU_HWPT_DATA_ARM_SMMUV3, .data_len = sizeof(ste),
+		.data_uptr = (uintptr_t)&ste,
+	};
+	struct {
+		struct iommufd_vevent_header hdr;
+		struct iommu_vevent_arm_smmuv3 evt;
+	} vrec;
+	const uint64_t iova = 0x200000;
+	struct iommu_hwpt_page_response resp;
+	struct iommu_hwpt_pgfault rec;
+	struct uiommu_dma_dev *dma;
+	struct uiommu_dma_req req;
+	uint64_t page, cmds[1][2];
+	uint32_t done, stalld;
+	int pipefd[2], ffd;
+	char got[8], c;
+	struct vm vm;
+
+	ASSERT_EQ(vm_boot(&vm), 0);
+	ASSERT_EQ(vm_nest(&vm), 0);
+	eq.viommu_id = vm.viommu;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_VEVENTQ_ALLOC, &eq), 0);
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_FAULT_QUEUE_ALLOC, &fa), 0);
+	ffd = (int)fa.out_fault_fd;
+	gva(&vm, vm.cd)[0] |= CD0_S;
+	page = guest_page(&vm);
+	memcpy(gva(&vm, page), "paged!", 7);
+	ste.ste[0] = STE0_V | STE0_CFG_S1 | vm.cd;
+	ha.dev_id = vm.devid[0];
+	ha.pt_id = vm.viommu;
+	ha.fault_id = fa.out_fault_id;
+	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_HWPT_ALLOC, &ha), 0);
+	ASSERT_EQ(attach(&vm, 0, ha.out_hwpt_id), 0);
+	dma = uiommu_dma_dev_open_iommufd(vm.fd, vm.devid[0]);
+	ASSERT_TRUE(dma != NULL);
+	ASSERT_EQ(pipe(pipefd), 0);
+
+	for (int round = 0; round < 2; round++) {
+		struct pollfd pfd = { .fd = ffd, .events = POLLIN };
+		struct pollfd vfd = { .fd = (int)eq.out_veventq_fd, .events = POLLIN };
+
+		req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_READ, .iova = iova, .buf = got,
+					       .len = 7, .complete = dma_done,
+					       .priv = &pipefd[1] };
+		memset(got, 0, sizeof(got));
+		ASSERT_EQ(uiommu_dma_submit(dma, &req), 0);
+		ASSERT_EQ(poll(&pfd, 1, 10000), 1);
+		ASSERT_EQ(uiommu_event_read(ffd, &rec, sizeof(rec)), (ssize_t)sizeof(rec));
+		EXPECT_EQ(rec.addr, iova);
+		EXPECT_EQ(rec.dev_id, vm.devid[0]);
+		EXPECT_EQ(rec.perm, IOMMU_PGFAULT_PERM_READ);
+		EXPECT_TRUE(rec.flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE);
+		/* A stalled fault is the host's: the guest's vEVENTQ has nothing. */
+		EXPECT_EQ(poll(&vfd, 1, 0), 0);
+		if (round == 0)
+			guest_map(&vm, iova, page); /* the guest handles its fault */
+		resp = (struct iommu_hwpt_page_response){
+			.cookie = rec.cookie,
+			.code = round == 0 ? IOMMUFD_PAGE_RESP_SUCCESS : IOMMUFD_PAGE_RESP_INVALID,
+		};
+		ASSERT_EQ(uiommu_event_write(ffd, &resp, sizeof(resp)), (ssize_t)sizeof(resp));
+		ASSERT_EQ(read(pipefd[0], &c, 1), 1);
+		if (round == 0) {
+			EXPECT_EQ(req.error, 0);
+			EXPECT_STREQ(got, "paged!");
+			/* The guest unmaps the page and invalidates it. */
+			*guest_map(&vm, iova, page) = 0;
+			cmds[0][0] = OP_TLBI_NH_VA | 7ull << 48;
+			cmds[0][1] = iova;
+			ASSERT_EQ(invalidate(&vm, vm.viommu, (const uint64_t (*)[2])cmds, 1, &done),
+				  0);
+		} else {
+			EXPECT_EQ(req.error, EFAULT);
+			EXPECT_EQ(req.done, 0u);
+		}
+	}
+
+	/* The guest's STE disables stage-1 stalls: its CD with S=1 is C_BAD_CD. */
+	ASSERT_EQ(nested_alloc(&vm, STE0_V | STE0_CFG_S1 | vm.cd, STE1_S1STALLD, &stalld), 0);
+	ASSERT_EQ(attach(&vm, 0, stalld), 0);
+	ASSERT_LT(uiommu_dma_read(dma, 0, iova, got, 8, 0), 0);
+	ASSERT_EQ(uiommu_event_read(eq.out_veventq_fd, &vrec, sizeof(vrec)),
+		  (ssize_t)sizeof(vrec));
+	ASSERT_EQ(vrec.evt.evt[0], 0x0aull | (uint64_t)VSID << 32);
+	ASSERT_EQ(uiommu_dma_dev_close(dma), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	uiommu_close(ffd);
 	uiommu_close(vm.vfio[0]);
 	uiommu_close(vm.vfio[1]);
 	uiommu_close(vm.fd);

@@ -157,7 +157,7 @@ TEST(claims_only_the_iommu_part_of_sys)
 TEST(layout_entries_and_link_targets)
 {
 	machine();
-	ASSERT_STREQ("0 1 2 3 4 5 6", ls(G));
+	ASSERT_STREQ("0 1 2 3 4 5 6 7 8", ls(G));
 	ASSERT_STREQ("devices reserved_regions type", ls(G "/3"));
 	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2", ls(G "/3/devices"));
 	ASSERT_STREQ("../../../../devices/pci0000:00/0000:01:00.1",
@@ -168,7 +168,9 @@ TEST(layout_entries_and_link_targets)
 	ASSERT_STREQ("../../../kernel/iommu_groups/1",
 		     rdlink("/sys/bus/pci/devices/0000:00:03.0/iommu_group"));
 	ASSERT_STREQ("DMA-FQ\n", cat("/sys/bus/pci/devices/0000:00:03.0/iommu_group/type"));
-	ASSERT_STREQ("iommu0 iommu1", ls("/sys/class/iommu"));
+	ASSERT_STREQ("dmar0 iommu0 iommu1 smmu0", ls("/sys/class/iommu"));
+	ASSERT_STREQ("0000:08:00.0", ls("/sys/class/iommu/smmu0/devices"));
+	ASSERT_STREQ("0000:09:00.0", ls("/sys/class/iommu/dmar0/devices"));
 	ASSERT_STREQ("../../devices/virtual/iommu/iommu1", rdlink("/sys/class/iommu/iommu1"));
 	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2 0000:02:00.0",
 		     ls("/sys/class/iommu/iommu1/devices"));
@@ -181,7 +183,7 @@ TEST(layout_entries_and_link_targets)
 	ASSERT_STREQ(PCI_ATTRS " vfio-dev", ls("/sys/devices/pci0000:00/0000:04:00.0"));
 	ASSERT_STREQ("../../virtual/iommu/iommu1",
 		     rdlink("/sys/devices/pci0000:00/0000:02:00.0/iommu"));
-	ASSERT_EQ(9, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);
+	ASSERT_EQ(11, (int)strlen(ls("/sys/bus/pci/devices")) / 13 + 1);
 	/* The selftest mock's bus, as CONFIG_IOMMUFD_TEST registers it. */
 	ASSERT_STREQ("devices drivers", ls("/sys/bus/iommufd_mock"));
 	ASSERT_STREQ("", ls("/sys/bus/iommufd_mock/devices"));
@@ -236,10 +238,10 @@ TEST(stat_access_readlink_results)
 	ASSERT_TRUE(S_ISDIR(st.st_mode));
 	ASSERT_EQ(0, uiommu_sysfs_access(G "/4/type", R_OK | W_OK));
 	ASSERT_EQ(0, uiommu_sysfs_access("/sys/bus/pci/devices/0000:02:00.0/iommu_group", F_OK));
-	ASSERT_ERRNO(ENOENT, uiommu_sysfs_stat(G "/7", &st));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_stat(G "/9", &st));
 	ASSERT_ERRNO(ENOENT, uiommu_sysfs_access(G "/4/nothing", F_OK));
 	ASSERT_ERRNO(EINVAL, uiommu_sysfs_readlink(G "/4/type", (char[8]){ 0 }, 8));
-	ASSERT_ERRNO(ENOENT, uiommu_sysfs_open(G "/9/type", O_RDONLY, 0));
+	ASSERT_ERRNO(ENOENT, uiommu_sysfs_open(G "/10/type", O_RDONLY, 0));
 }
 
 /* ---- the type store ----------------------------------------------------------------------- */
@@ -403,7 +405,7 @@ TEST(tree_follows_unplug_and_plug)
 
 	machine();
 	ASSERT_EQ(0, topology_unplug("0000:04:00.0"));
-	ASSERT_STREQ("0 1 2 3 4 5", ls(G));
+	ASSERT_STREQ("0 1 2 3 4 5 7 8", ls(G));
 	ASSERT_ERRNO(ENOENT, uiommu_sysfs_lstat("/sys/bus/pci/devices/0000:04:00.0", &st));
 	ASSERT_ERRNO(ENOENT, uiommu_sysfs_lstat("/sys/class/iommu/iommu0/devices/0000:04:00.0",
 						&st));
@@ -411,7 +413,7 @@ TEST(tree_follows_unplug_and_plug)
 	ASSERT_STREQ("0000:01:00.0 0000:01:00.2", ls(G "/3/devices"));
 	ASSERT_EQ(0, topology_plug("0000:04:00.0"));
 	ASSERT_EQ(0, topology_plug("0000:01:00.1"));
-	ASSERT_STREQ("0 1 2 3 4 5 6", ls(G));
+	ASSERT_STREQ("0 1 2 3 4 5 6 7 8", ls(G));
 	ASSERT_STREQ("../../../kernel/iommu_groups/6",
 		     rdlink("/sys/bus/pci/devices/0000:04:00.0/iommu_group"));
 	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2", ls(G "/3/devices"));
@@ -610,7 +612,7 @@ TEST(remove_unplugs_and_the_tree_follows)
 	ASSERT_EQ(0, topology_device_get_info("0000:00:03.0", &info));
 	ASSERT_FALSE(info.present);
 	ASSERT_FALSE(info.bound);
-	ASSERT_STREQ("0 2 3 4 5 6", ls(G));
+	ASSERT_STREQ("0 2 3 4 5 6 7 8", ls(G));
 	ASSERT_FALSE(exists(PCI "/devices/0000:00:03.0"));
 	ASSERT_FALSE(exists(DEV("0000:00:03.0")));
 	ASSERT_FALSE(exists(DRV "/0000:00:03.0"));
@@ -621,7 +623,7 @@ TEST(remove_unplugs_and_the_tree_follows)
 	ASSERT_EQ(3, store(PCI "/devices/0000:01:00.1/remove", "0x1"));
 	ASSERT_STREQ("0000:01:00.0 0000:01:00.2", ls(G "/3/devices"));
 	ASSERT_STREQ("0000:00:02.0 0000:00:14.0 0000:01:00.0 0000:02:00.0 bind unbind", ls(DRV));
-	ASSERT_EQ(7, (int)strlen(ls(PCI "/devices")) / 13 + 1);
+	ASSERT_EQ(9, (int)strlen(ls(PCI "/devices")) / 13 + 1);
 }
 
 TEST(remove_errnos_through_write)
@@ -660,15 +662,15 @@ TEST(rescan_plugs_every_absent_device)
 	ASSERT_EQ(1, store(DEV("0000:00:03.0") "/remove", "1"));
 	ASSERT_EQ(1, store(DEV("0000:01:00.1") "/remove", "1"));
 	ASSERT_EQ(1, store(DEV("0000:04:00.0") "/remove", "1"));
-	ASSERT_STREQ("0 2 3 4 5", ls(G));
+	ASSERT_STREQ("0 2 3 4 5 7 8", ls(G));
 	ASSERT_ERRNO(EINVAL, store(PCI "/rescan", "please"));
 	ASSERT_ERRNO(EINVAL, store(PCI "/rescan", ""));
 	ASSERT_EQ(2, store(PCI "/rescan", "0\n"));
-	ASSERT_STREQ("0 2 3 4 5", ls(G));
+	ASSERT_STREQ("0 2 3 4 5 7 8", ls(G));
 	ASSERT_EQ(2, store(PCI "/rescan", "1\n"));
-	ASSERT_EQ(9, (int)strlen(ls(PCI "/devices")) / 13 + 1);
+	ASSERT_EQ(11, (int)strlen(ls(PCI "/devices")) / 13 + 1);
 	ASSERT_STREQ("0000:01:00.0 0000:01:00.1 0000:01:00.2", ls(G "/3/devices"));
-	ASSERT_EQ(7, (int)strlen(ls(G)) / 2 + 1);
+	ASSERT_STREQ("0 1 2 3 4 5 6 7 8", ls(G));
 	ASSERT_TRUE(exists(DEV("0000:04:00.0") "/iommu_group"));
 	/* The topology's "bound": the driver binds at every plug. */
 	ASSERT_STREQ(DRV_BOOT, ls(DRV));
@@ -760,7 +762,7 @@ TEST(pci_stores_are_shared_by_the_session)
 	ASSERT_FALSE(exists(PCI "/devices/0000:00:03.0"));
 	ASSERT_FALSE(exists(PCI "/devices/0000:04:00.0"));
 	ASSERT_FALSE(exists(DEV("0000:02:00.0") "/driver"));
-	ASSERT_STREQ("0 2 3 4 5", ls(G));
+	ASSERT_STREQ("0 2 3 4 5 7 8", ls(G));
 	ASSERT_EQ(0, topology_unbind("0000:00:02.0"));
 
 	pid = fork();
@@ -770,7 +772,7 @@ TEST(pci_stores_are_shared_by_the_session)
 			      0 : 1);
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_EQ(0, status);
-	ASSERT_EQ(9, (int)strlen(ls(PCI "/devices")) / 13 + 1);
+	ASSERT_EQ(11, (int)strlen(ls(PCI "/devices")) / 13 + 1);
 	ASSERT_TRUE(exists(DEV("0000:02:00.0") "/driver"));
 	/* A local unbind (the library's API) is this process's own. */
 	ASSERT_FALSE(exists(DEV("0000:00:02.0") "/driver"));
@@ -827,14 +829,23 @@ TEST(uiommuctl_text_and_json)
 				    "untrusted\n") != NULL);
 	ASSERT_TRUE(strstr(ctl_out, "device 0000:04:00.0: iommu iommu0, group 6, vfio-pci (vfio2), "
 				    "dirty\n") != NULL);
+	/* The default machine's two models, each with a dma-test for vfio-pci. */
+	ASSERT_TRUE(strstr(ctl_out, "iommu smmu0: driver arm-smmu-v3, max_pasids 1048576, "
+				    "dirty_tracking\n") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "iommu dmar0: driver intel-iommu, max_pasids 1048576, "
+				    "dirty_tracking, cap 0x") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "device 0000:08:00.0: iommu smmu0, group 7, vfio-pci (vfio3), "
+				    "pri\n") != NULL);
+	ASSERT_TRUE(strstr(ctl_out, "device 0000:09:00.0: iommu dmar0, group 8, vfio-pci (vfio4), "
+				    "pri\n") != NULL);
 
 	ASSERT_EQ(0, uiommuctl("--json"));
 	root = json_tokener_parse(ctl_out);
 	ASSERT_TRUE(root != NULL);
 	ASSERT_STREQ("(default)", json_object_get_string(jpath(root, "topology", -1)));
-	ASSERT_EQ(2, json_object_array_length(jpath(root, "iommus", -1)));
-	ASSERT_EQ(7, json_object_array_length(jpath(root, "groups", -1)));
-	ASSERT_EQ(9, json_object_array_length(jpath(root, "devices", -1)));
+	ASSERT_EQ(4, json_object_array_length(jpath(root, "iommus", -1)));
+	ASSERT_EQ(9, json_object_array_length(jpath(root, "groups", -1)));
+	ASSERT_EQ(11, json_object_array_length(jpath(root, "devices", -1)));
 	g3 = jpath(root, "groups", 3);
 	ASSERT_EQ(3, json_object_get_int(jpath(g3, "id", -1)));
 	ASSERT_STREQ("DMA", json_object_get_string(jpath(g3, "type", -1)));

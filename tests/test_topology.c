@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "drivers/arm-smmu-v3/arm-smmu-v3-iommu.h"
+#include "drivers/intel/vtd.h"
 #include "drivers/mock/mock.h"
 #include "harness.h"
 #include "iommu/iommu.h"
@@ -34,9 +36,13 @@
 #define BDF_TBT "0000:02:00.0"
 #define BDF_SVA "0000:03:00.0"
 #define BDF_MIG "0000:04:00.0"
+#define BDF_SMMU "0000:08:00.0"
+#define BDF_VTD "0000:09:00.0"
 
+/* The functions behind the two mock instances; the models' two follow them in the file. */
 static const char *const default_bdfs[] = { BDF_GPU, BDF_NIC, BDF_USB, BDF_SW0, BDF_SW1,
 					    BDF_SW2, BDF_TBT, BDF_SVA, BDF_MIG };
+#define DEFAULT_NR_DEVICES (ARRAY_SIZE(default_bdfs) + 2)
 
 static void group_info(const char *bdf, struct iommu_group_info *info)
 {
@@ -137,9 +143,9 @@ static const char *find_example(void)
 TEST(default_topology)
 {
 	struct iommu_group_info gi;
-	struct iommu_group *groups[9];
+	struct iommu_group *groups[ARRAY_SIZE(default_bdfs)];
 	unsigned int nr_groups = 0;
-	struct iommu_device *iommu0, *iommu1;
+	struct iommu_device *iommu0, *iommu1, *smmu, *dmar;
 	struct device *dev;
 	char src[64];
 
@@ -150,20 +156,31 @@ TEST(default_topology)
 	ASSERT_EQ(topology_source(src, sizeof(src)), 0);
 	ASSERT_EQ(strcmp(src, "(default)"), 0);
 
-	/* Two instances, one with deferred flush and PASIDs and dirty tracking. */
-	ASSERT_EQ(topology_nr_iommus(), 2);
+	/*
+	 * Two mock instances, one with deferred flush and PASIDs and dirty tracking, then one of
+	 * each model.
+	 */
+	ASSERT_EQ(topology_nr_iommus(), 4);
 	iommu0 = topology_find_iommu("iommu0");
 	iommu1 = topology_find_iommu("iommu1");
-	ASSERT_TRUE(iommu0 && iommu1);
+	smmu = topology_find_iommu("smmu0");
+	dmar = topology_find_iommu("dmar0");
+	ASSERT_TRUE(iommu0 && iommu1 && smmu && dmar);
 	ASSERT_TRUE(topology_iommu_at(0) == iommu0);
-	ASSERT_TRUE(topology_iommu_at(2) == NULL);
+	ASSERT_TRUE(topology_iommu_at(2) == smmu);
+	ASSERT_TRUE(topology_iommu_at(3) == dmar);
+	ASSERT_TRUE(topology_iommu_at(4) == NULL);
+	ASSERT_TRUE(arm_smmu_iommu_is_instance(smmu));
+	ASSERT_TRUE(vtd_iommu_is_instance(dmar));
+	ASSERT_FALSE(arm_smmu_iommu_is_instance(iommu0));
+	ASSERT_FALSE(vtd_iommu_is_instance(iommu0));
 	ASSERT_TRUE(iommu0->deferred_flush);
 	ASSERT_FALSE(iommu1->deferred_flush);
 	ASSERT_EQ(iommu0->max_pasids, 1u << 20);
 	ASSERT_TRUE(iommu0->ops == &mock_iommu_ops);
 
 	/* Every device present, in file order, each in exactly one group. */
-	ASSERT_EQ(topology_nr_devices(), ARRAY_SIZE(default_bdfs));
+	ASSERT_EQ(topology_nr_devices(), DEFAULT_NR_DEVICES);
 	for (unsigned int i = 0; i < ARRAY_SIZE(default_bdfs); i++) {
 		struct iommu_group *g;
 		unsigned int j;
@@ -186,7 +203,28 @@ TEST(default_topology)
 		ASSERT_TRUE(gi.domain_is_default);
 	}
 	ASSERT_TRUE(topology_find_device("0000:00:05.0") == NULL);
-	ASSERT_TRUE(topology_device_at(ARRAY_SIZE(default_bdfs)) == NULL);
+	ASSERT_TRUE(topology_device_at(DEFAULT_NR_DEVICES) == NULL);
+	/* The models' dma-test functions: each alone in its group, vfio-pci's, PRI-capable. */
+	for (unsigned int i = 0; i < 2; i++) {
+		const char *bdf = i ? BDF_VTD : BDF_SMMU;
+		struct topology_device_info info;
+
+		dev = topology_find_device(bdf);
+		ASSERT_TRUE(dev != NULL);
+		ASSERT_TRUE(topology_device_at(ARRAY_SIZE(default_bdfs) + i) == dev);
+		ASSERT_TRUE(dev->iommu == (i ? dmar : smmu));
+		ASSERT_TRUE(dev->pri);
+		ASSERT_EQ(dev->pasid_bits, 20);
+		ASSERT_EQ(topology_device_get_info(bdf, &info), 0);
+		ASSERT_TRUE(info.present);
+		ASSERT_FALSE(info.bound);
+		ASSERT_EQ(strcmp(info.iommu, i ? "dmar0" : "smmu0"), 0);
+		group_info(bdf, &gi);
+		ASSERT_EQ(gi.nr_devices, 1);
+		ASSERT_EQ(gi.default_type, IOMMU_DOMAIN_DMA);
+		for (unsigned int j = 0; j < nr_groups; j++)
+			ASSERT_TRUE(groups[j] != group_of(bdf));
+	}
 
 	/* The switch's three functions share one group; everyone else is alone. */
 	ASSERT_EQ(nr_groups, 7);
@@ -286,7 +324,7 @@ TEST(iteration)
 
 	ASSERT_EQ(topology_load(NULL), 0);
 	ASSERT_EQ(topology_for_each_device(count_device, n), 0);
-	ASSERT_EQ(n[0], 9);
+	ASSERT_EQ(n[0], 11);
 	ASSERT_EQ(n[1], 6);
 	ASSERT_EQ(n[2], 4);
 	ASSERT_EQ(topology_for_each_iommu(count_iommu, &m), 42);
@@ -296,7 +334,7 @@ TEST(iteration)
 	ASSERT_FALSE(info.bound);
 	ASSERT_FALSE(info.bind_on_plug);
 	ASSERT_EQ(strcmp(info.iommu, "iommu1"), 0);
-	ASSERT_EQ(topology_device_get_info("0000:09:00.0", &info), -ENOENT);
+	ASSERT_EQ(topology_device_get_info("0000:0a:00.0", &info), -ENOENT);
 	topology_unload();
 }
 
@@ -322,7 +360,7 @@ TEST(example_is_the_default)
 	ASSERT_EQ(topology_load(path), 0);
 	ASSERT_EQ(topology_source(src, sizeof(src)), 0);
 	ASSERT_EQ(strcmp(src, path), 0);
-	ASSERT_EQ(topology_nr_devices(), 9);
+	ASSERT_EQ(topology_nr_devices(), DEFAULT_NR_DEVICES);
 	topology_unload();
 }
 
@@ -374,7 +412,7 @@ TEST(env_and_file)
 	/* An empty variable means the default. */
 	ASSERT_EQ(setenv(TOPOLOGY_ENV, "", 1), 0);
 	ASSERT_EQ(topology_load(NULL), 0);
-	ASSERT_EQ(topology_nr_devices(), 9);
+	ASSERT_EQ(topology_nr_devices(), DEFAULT_NR_DEVICES);
 	topology_unload();
 	unsetenv(TOPOLOGY_ENV);
 }
@@ -444,11 +482,26 @@ static const struct {
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"msi_window\": true } ], "
 	  "\"devices\": [] }", "iommus[0].msi_window: the smmuv3 driver has no MSI window" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"nesting\": false } ], \"devices\": [] }",
-	  "iommus[0].nesting: needs \"driver\": \"smmuv3\"" },
-	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"ssid_bits\": 21 } ], "
-	  "\"devices\": [] }", "iommus[0].ssid_bits" },
-	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"httu\": 1 } ], "
-	  "\"devices\": [] }", "iommus[0].httu" },
+	  "iommus[0].nesting: a feature of \"driver\": \"smmuv3\": put it in its \"features\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"nesting\": false } ], "
+	  "\"devices\": [] }",
+	  "iommus[0].nesting: a feature of \"driver\": \"smmuv3\": put it in its \"features\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"httu\": true } ], "
+	  "\"devices\": [] }", "iommus[0].httu: a feature of \"driver\": \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"ssid_bits\": 8 } ], "
+	  "\"devices\": [] }", "iommus[0].ssid_bits: a feature of \"driver\": \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"features\": { \"nesting\": false } } ], "
+	  "\"devices\": [] }", "iommus[0].features: needs \"driver\": \"vtd\" or \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"s390\", \"features\": {} } ], "
+	  "\"devices\": [] }", "iommus[0].features: needs \"driver\": \"vtd\" or \"smmuv3\"" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": "
+	  "{ \"ssid_bits\": 21 } } ], \"devices\": [] }", "iommus[0].features.ssid_bits" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": "
+	  "{ \"httu\": 1 } } ], \"devices\": [] }", "iommus[0].features.httu: must be true or false" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": "
+	  "{ \"nest\": true } } ], \"devices\": [] }", "iommus[0].features.nest: unknown field" },
+	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"features\": [] } ], "
+	  "\"devices\": [] }", "iommus[0].features: must be an object" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\", \"max_pasids\": 4 } ], "
 	  "\"devices\": [] }", "iommus[0]: smmuv3: max_pasids and dirty_tracking" },
 	{ "{ \"iommus\": [ { \"name\": \"a\", \"driver\": \"smmuv3\" } ], \"devices\": [ "

@@ -5,9 +5,12 @@
  * map, replace, detach, close; the kernel's errnos on the way; DMA ownership against the
  * emulated DMA-API driver and between iommufds; what closing gives back.
  *
- * The default topology gives vfio three devices (those it does not mark "bound"):
+ * The default topology gives vfio five devices (those it does not mark "bound"):
  *   vfio0 = 0000:01:00.2, in group "switch1" with two functions the DMA-API driver holds;
- *   vfio1 = 0000:03:00.0 and vfio2 = 0000:04:00.0, each alone in its group.
+ *   vfio1 = 0000:03:00.0 and vfio2 = 0000:04:00.0, each alone in its group;
+ *   vfio3 = 0000:08:00.0 (behind the SMMUv3 model) and vfio4 = 0000:09:00.0 (behind the VT-d
+ *   model), which these tests only open (test_smmuv3_abi and test_vtd_uapi drive the
+ *   models).
  * The shared_group and group_* cases load a topology of their own (a group of two vfio devices)
  * before the machine boots: the devices of one group share its domain (device.c's igroup).
  */
@@ -83,7 +86,13 @@ TEST(nodes)
 		ASSERT_TRUE(uiommu_is_fd(fds[i]));
 	}
 	ASSERT_EQ(FD_CLOEXEC, fcntl(fds[1], F_GETFD));
-	ASSERT_ERRNO(ENOENT, open(VFIO(3), O_RDWR));
+	for (int i = 0; i < 2; i++) {
+		int fd = open(i ? VFIO(4) : VFIO(3), O_RDWR);
+
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(0, close(fd));
+	}
+	ASSERT_ERRNO(ENOENT, open(VFIO(5), O_RDWR));
 	ASSERT_ERRNO(ENOENT, open(VFIO(01), O_RDWR));
 	ASSERT_ERRNO(ENOENT, open("/dev/vfio/devices/vfio", O_RDWR));
 	ASSERT_ERRNO(ENOENT, open("/dev/vfio/devices/iommu", O_RDWR));
@@ -799,7 +808,7 @@ TEST(node_names_and_flags)
 	ASSERT_ERRNO(EEXIST, open(VFIO(0), O_RDWR | O_CREAT | O_EXCL, 0600));
 	ASSERT_ERRNO(ENOTDIR, open(VFIO(0) "/", O_RDWR));
 	/* A device that does not exist stays ENOENT whatever the flags. */
-	ASSERT_ERRNO(ENOENT, openat(dev, "vfio/devices/vfio3", O_RDWR | O_DIRECTORY));
+	ASSERT_ERRNO(ENOENT, openat(dev, "vfio/devices/vfio5", O_RDWR | O_DIRECTORY));
 	fd = open(VFIO(0), O_PATH);
 	ASSERT_GE(fd, 0);
 	ASSERT_FALSE(uiommu_is_fd(fd));

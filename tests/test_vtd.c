@@ -412,6 +412,34 @@ TEST(second_stage_leaves_and_unmap)
 	EXPECT_EQ(1100 * SZ_4K, vtd_ss_unmap(&ss, 16 * SZ_1G - 300 * SZ_4K, SZ_4K, 1100));
 	for (uint64_t k = 0; k < 1100; k += 99)
 		EXPECT_EQ(-ENOENT, vtd_ss_walk(&ss, 16 * SZ_1G - 300 * SZ_4K + k * SZ_4K, 0, &leaf));
+	/*
+	 * A run that meets a taken slot, in its first table and in a later one: the pages before
+	 * it are mapped and counted, the taken slot keeps its page, nothing after is touched; an
+	 * unmap stops at the first hole, also past a table boundary.
+	 */
+	uint64_t run = 32 * SZ_1G - 10 * SZ_4K;
+
+	ASSERT_EQ(0, vtd_ss_map(&ss, run + 5 * SZ_4K, pa + SZ_1G, SZ_4K, 1, RW, &mapped));
+	ASSERT_EQ(0, vtd_ss_map(&ss, run + 15 * SZ_4K, pa + SZ_1G, SZ_4K, 1, RW, &mapped));
+	EXPECT_EQ(-EEXIST, vtd_ss_map(&ss, run, pa, SZ_4K, 8, RW, &mapped));
+	EXPECT_EQ(5 * SZ_4K, mapped);
+	EXPECT_EQ(-EEXIST, vtd_ss_map(&ss, run + 6 * SZ_4K, pa, SZ_4K, 20, RW, &mapped));
+	EXPECT_EQ(9 * SZ_4K, mapped);
+	for (uint64_t k = 0; k < 26; k++) {
+		int rc = vtd_ss_walk(&ss, run + k * SZ_4K, 0, &leaf);
+
+		if (k == 5 || k == 15) {
+			ASSERT_EQ(0, rc);
+			EXPECT_EQ(pa + SZ_1G, leaf.phys);
+		} else if (k < 15) {
+			ASSERT_EQ(0, rc);
+			EXPECT_EQ(pa + (k < 5 ? k : k - 6) * SZ_4K, leaf.phys);
+		} else {
+			EXPECT_EQ(-ENOENT, rc);
+		}
+	}
+	EXPECT_EQ(16 * SZ_4K, vtd_ss_unmap(&ss, run, SZ_4K, 26));
+	EXPECT_EQ(-ENOENT, vtd_ss_walk(&ss, run + 15 * SZ_4K, 0, &leaf));
 	/* An unmap of a 2M slot that holds a table removes the table with it. */
 	EXPECT_EQ(SZ_2M, vtd_ss_unmap(&ss, 8 * SZ_1G, SZ_2M, 1));
 	EXPECT_EQ(-ENOENT, vtd_ss_walk(&ss, 8 * SZ_1G, IOMMU_READ, &leaf));

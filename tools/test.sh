@@ -13,7 +13,8 @@
 #      them, and the public headers compiled as C++;
 #   5. the unit and ABI suites built with clang, ASan and UBSan (clang removes accesses and
 #      passes variadic arguments where gcc happened not to: bugs only a clang build shows);
-#   6. the libFuzzer harness for 60 s from the seed corpus (docs/fuzzing.md).
+#   6. the libFuzzer harnesses: fuzz_ioctl for 60 s from the seed corpus, fuzz_wire for 30 s
+#      (docs/fuzzing.md).
 # UIOMMU_STRESS_SECONDS sets the length of the concurrency test (default 3 s per build).
 set -eu
 cd "$(dirname "$0")/.."
@@ -161,25 +162,29 @@ fi
 
 # ---- 6. fuzzing ---------------------------------------------------------------------------------
 # 60 s of tests/fuzz/fuzz_ioctl over a scratch copy of the seed corpus (the corpus in the tree
-# stays as it is). A crash, a sanitizer report, a leak or a 10 s input fails; the input that
-# did it is kept in the scratch directory, named in the output.
+# stays as it is), then 30 s of tests/fuzz/fuzz_wire (the wire between processes) from nothing.
+# A crash, a sanitizer report, a leak or a 10 s input fails; the input that did it is kept in
+# the scratch directory, named in the output.
 (export CC=clang; setup build-fuzz -Dfuzz=true)
-echo "== fuzz_ioctl, 60 s"
-fuzzdir=$(mktemp -d)
-mkdir "$fuzzdir/corpus"
-cp tests/fuzz/corpus/* "$fuzzdir/corpus/"
-if (cd "$fuzzdir" && ASAN_OPTIONS=allow_user_segv_handler=1 \
-	"$OLDPWD/build-fuzz/tests/fuzz/fuzz_ioctl" -max_total_time=60 -detect_leaks=0 \
-	-timeout=10 -print_final_stats=1 corpus) >"$fuzzdir/log" 2>&1; then
-	grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$fuzzdir/log" || true
-	rm -rf "$fuzzdir"
-	passed=$((passed + 1))
-else
-	grep -E -A 40 '^==[0-9]+==|runtime error|^leak:' "$fuzzdir/log" | head -n 80
-	echo "  fuzz_ioctl failed: full log $fuzzdir/log, the input: $(ls "$fuzzdir" | grep -E '^(crash|leak|timeout|oom)-' | sed "s|^|$fuzzdir/|")"
-	echo "  replay it: build-fuzz/tests/fuzz/fuzz_ioctl INPUT (FUZZ_TRACE=1 shows each operation)"
-	failed=$((failed + 1))
-fi
+for fz in fuzz_ioctl:60 fuzz_wire:30; do
+	name=${fz%%:*} secs=${fz##*:}
+	echo "== $name, $secs s"
+	fuzzdir=$(mktemp -d)
+	mkdir "$fuzzdir/corpus"
+	[ "$name" = fuzz_ioctl ] && cp tests/fuzz/corpus/* "$fuzzdir/corpus/"
+	if (cd "$fuzzdir" && ASAN_OPTIONS=allow_user_segv_handler=1 \
+		"$OLDPWD/build-fuzz/tests/fuzz/$name" -max_total_time="$secs" -detect_leaks=0 \
+		-timeout=10 -print_final_stats=1 corpus) >"$fuzzdir/log" 2>&1; then
+		grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$fuzzdir/log" || true
+		rm -rf "$fuzzdir"
+		passed=$((passed + 1))
+	else
+		grep -E -A 40 '^==[0-9]+==|runtime error|^leak:' "$fuzzdir/log" | head -n 80
+		echo "  $name failed: full log $fuzzdir/log, the input: $(ls "$fuzzdir" | grep -E '^(crash|leak|timeout|oom)-' | sed "s|^|$fuzzdir/|")"
+		echo "  replay it: build-fuzz/tests/fuzz/$name INPUT (FUZZ_TRACE=1 shows each operation)"
+		failed=$((failed + 1))
+	fi
+done
 
 # ---- the kernel's VFIO selftests ---------------------------------------------------------------
 # Needs the network. tools/vfio-kselftest.sh fetches Debian's newest linux-source (cached:

@@ -372,6 +372,12 @@ int uiommu_dma_dev_set_timeout(struct uiommu_dma_dev *dev, unsigned int timeout_
 
 #define UIOMMU_DMA_NO_PASID (1u << 0) /* a request without PASID (the RID): @pasid is ignored */
 #define UIOMMU_DMA_NO_PRI (1u << 1)   /* never raise a page request: a miss faults at once */
+/*
+ * Never wait: where a page request would be sent (and waited for), stop instead with EAGAIN,
+ * send nothing and record no fault; @done as for a fault there. For a caller that must not
+ * block (a model running a doorbell in the writer's thread), which retries elsewhere.
+ */
+#define UIOMMU_DMA_NO_WAIT (1u << 2)
 
 struct uiommu_dma_req {
 	unsigned int op;        /* UIOMMU_DMA_OP_* */

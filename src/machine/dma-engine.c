@@ -130,6 +130,7 @@ struct dma_xfer {
 	uint64_t retry_page;       /* answered SUCCESS: a second miss here faults; or UINT64_MAX */
 	uint64_t miss_iova;        /* where the page request was for */
 	unsigned int miss_reason;  /* UIOMMU_DMA_FAULT_UNMAPPED or _PERM */
+	bool trapped;              /* a batch's host trap is armed: copies go under it */
 	struct dma_prq prq;
 	TAILQ_ENTRY(dma_xfer) node; /* in uiommu_dma_dev::runq; dma_engine_lock */
 };
@@ -354,10 +355,26 @@ enum dma_mode {
 };
 
 /*
- * How one direction of one visit translates. In IOTLB mode it keeps the last page it fetched
- * (the device's own one-entry translation cache): the next access to that page needs no IOTLB
- * lookup while the IOTLB's invalidation count has not moved, so a batch of small transfers
- * through the same pages costs one lookup per page run, not one per access.
+ * A direction's device translation cache: DMA_CTX_SLOTS pages, direct-mapped by page number.
+ * A device running a queue touches a few pages in turn (a copy's source or destination, the
+ * page of the completion records), and a 64 KiB copy sixteen on each side, so one entry missed
+ * at every switch and every page.
+ */
+#define DMA_CTX_SLOTS 64
+
+struct dma_ctx_way {
+	uint64_t page;             /* IOVA page; UINT64_MAX: empty */
+	phys_addr_t phys;          /* its physical page */
+	int prot;
+	uint32_t stamp;            /* iotlb_stamp() of its IOTLB entry */
+};
+
+/*
+ * How one direction of one visit translates. In IOTLB mode it keeps the pages it fetched (the
+ * device's own translation cache, DMA_CTX_SLOTS entries, a page in the slot of its number):
+ * the next access to one of them needs no IOTLB lookup while its IOTLB entry is unchanged
+ * (iotlb_stamp()), so a batch of transfers through the same pages costs one lookup per page,
+ * not one per access.
  */
 struct dma_ctx {
 	struct iommu_domain *domain;
@@ -367,11 +384,8 @@ struct dma_ctx {
 	struct device *dev;        /* DMA_MODE_DEV_WALK: the requester */
 	uint32_t pasid;
 	bool write;
-	bool cached;               /* DMA_MODE_IOTLB: the fields below hold a translation */
-	uint64_t cache_page;       /* IOVA page */
-	phys_addr_t cache_phys;    /* its physical page */
-	int cache_prot;
-	uint32_t cache_stamp;      /* iotlb_stamp() of its IOTLB entry */
+	bool cached;               /* DMA_MODE_IOTLB: some slot holds a page */
+	struct dma_ctx_way ways[DMA_CTX_SLOTS];
 };
 
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
@@ -448,12 +462,18 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 	case DMA_MODE_IOTLB: {
 		uint64_t page = iova & ~(IOTLB_PAGE_SIZE - 1);
 		int access = c->write ? IOMMU_WRITE : IOMMU_READ, ret;
+		struct dma_ctx_way *w = &c->ways[(iova >> IOTLB_PAGE_SHIFT) % DMA_CTX_SLOTS];
 
 		*span = IOTLB_PAGE_SIZE - (iova & (IOTLB_PAGE_SIZE - 1));
-		if (c->cached && c->cache_page == page &&
-		    iotlb_stamp_valid(c->tlb, c->domain->id, page, c->cache_stamp)) {
-			*phys = c->cache_phys | (iova & (IOTLB_PAGE_SIZE - 1));
-			*prot = c->cache_prot;
+		if (!c->cached) {
+			/* Emptied at the first use, not at init: most visits translate one way. */
+			for (unsigned int i = 0; i < DMA_CTX_SLOTS; i++)
+				c->ways[i].page = UINT64_MAX;
+			c->cached = true;
+		}
+		if (w->page == page && iotlb_stamp_valid(c->tlb, c->domain->id, page, w->stamp)) {
+			*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
+			*prot = w->prot;
 			return 0;
 		}
 		ret = iotlb_fetch(c->tlb, c->domain, iova, access, phys, prot);
@@ -462,10 +482,10 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 		 * it, or a fill that evicts it, moves the stamp. A fill that was dropped (it raced
 		 * an invalidation) leaves no entry, so no copy either.
 		 */
-		c->cached = !ret && iotlb_stamp(c->tlb, c->domain->id, page, access, &c->cache_stamp);
-		c->cache_page = page;
-		c->cache_phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
-		c->cache_prot = *prot;
+		w->page = ret || !iotlb_stamp(c->tlb, c->domain->id, page, access, &w->stamp) ?
+				  UINT64_MAX : page;
+		w->phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
+		w->prot = *prot;
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:
@@ -573,9 +593,12 @@ static int dma_copy(struct dma_xfer *x, phys_addr_t phys, size_t off, size_t len
 {
 	char *buf = (char *)x->req->buf + off;
 
+	int (*copy)(void *, const void *, size_t) =
+		x->trapped ? uiommu_host_copy_trapped : uiommu_host_copy;
+
 	if (x->req->op == UIOMMU_DMA_OP_WRITE)
-		return uiommu_host_copy((void *)(uintptr_t)phys, buf, len);
-	return uiommu_host_copy(buf, (const void *)(uintptr_t)phys, len);
+		return copy((void *)(uintptr_t)phys, buf, len);
+	return copy(buf, (const void *)(uintptr_t)phys, len);
 }
 
 /*
@@ -589,6 +612,7 @@ static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
 
 	if (!run->len)
 		return 0;
+	/* The one copy of the run; the narrowing below arms per page (a trap of its own). */
 	if (likely(!dma_copy(x, run->phys, req->done, run->len))) {
 		if (req->op == UIOMMU_DMA_OP_WRITE)
 			dma_log_written(x->e->dev, x->pasid, run->iova, run->len);
@@ -602,7 +626,11 @@ static int dma_run_flush(struct dma_xfer *x, struct dma_run *run, uint64_t *bad)
 
 		if (chunk > run->len - off)
 			chunk = run->len - off;
-		if (dma_copy(x, phys, req->done, chunk)) {
+		if (x->req->op == UIOMMU_DMA_OP_WRITE ?
+			    uiommu_host_copy((void *)(uintptr_t)phys,
+					     (char *)req->buf + req->done, chunk) :
+			    uiommu_host_copy((char *)req->buf + req->done,
+					     (const void *)(uintptr_t)phys, chunk)) {
 			*bad = run->iova + off;
 			run->len = 0;
 			return -EFAULT;
@@ -634,6 +662,12 @@ static int dma_xfer_stop(struct dma_xfer *x, struct iommu_domain *domain, uint64
 	if (reason == UIOMMU_DMA_FAULT_HOST && (iommu_domain_type(domain) & __IOMMU_DOMAIN_SVA))
 		reason = UIOMMU_DMA_FAULT_UNMAPPED;
 	if (reason != UIOMMU_DMA_FAULT_HOST && dma_xfer_may_prq(x, domain, iova)) {
+		if (x->req->flags & UIOMMU_DMA_NO_WAIT) {
+			/* Not a fault: the caller runs it again where it may wait. */
+			x->req->error = EAGAIN;
+			x->fault_iova = iova;
+			return 0;
+		}
 		x->miss_iova = iova;
 		x->miss_reason = reason;
 		return 1;
@@ -765,8 +799,8 @@ static int dma_copy_flush(struct dma_xfer *x, struct dma_copy_run *run, uint64_t
 	if (!run->len)
 		return 0;
 	/* One copy; only a trap makes it go again piece by piece. */
-	if (likely(!uiommu_host_copy((void *)(uintptr_t)run->dst,
-				     (const void *)(uintptr_t)run->src, run->len)))
+	if (likely(!(x->trapped ? uiommu_host_copy_trapped : uiommu_host_copy)(
+		    (void *)(uintptr_t)run->dst, (const void *)(uintptr_t)run->src, run->len)))
 		off = run->len;
 	while (off < run->len) {
 		phys_addr_t s = run->src + off, d = run->dst + off;
@@ -1055,8 +1089,8 @@ static int dma_req_check(struct uiommu_dma_dev *e, struct uiommu_dma_req *req, u
 	uint64_t last;
 
 	if (!e || !req || req->op > UIOMMU_DMA_OP_WRITE ||
-	    (req->flags & ~(UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI)) || req->len > SSIZE_MAX ||
-	    (req->len && !req->buf))
+	    (req->flags & ~(UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT)) ||
+	    req->len > SSIZE_MAX || (req->len && !req->buf))
 		return -EINVAL;
 	if (req->len && check_add_overflow(req->iova, (uint64_t)req->len - 1, &last))
 		return -EINVAL;
@@ -1175,11 +1209,11 @@ static void dma_batch_store(struct dma_batch *b)
 }
 
 /*
- * Runs the ops from b->cur on, under one hold of the group mutex: one domain lookup, and the
- * two directions' translation caches shared by every op at the same PASID. Return: 0 when the
+ * Runs the ops from b->cur on (the group mutex held): one domain lookup, and the two
+ * directions' translation caches shared by every op at the same PASID. Return: 0 when the
  * batch is over (all done, or b->cur failed), 1 when b->x needs a page request first.
  */
-static int dma_batch_run(struct dma_batch *b)
+static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 {
 	struct iommu_domain *domain = NULL;
 	struct dma_xfer *x = &b->x;
@@ -1187,7 +1221,6 @@ static int dma_batch_run(struct dma_batch *b)
 	uint32_t pasid = 0;
 	int ret = 0;
 
-	iommu_group_mutex_lock(x->e->group);
 	while (b->cur < b->n) {
 		struct uiommu_dma_req *req = &b->shadow;
 		bool copy = req->op == UIOMMU_DMA_OP_COPY;
@@ -1215,7 +1248,30 @@ static int dma_batch_run(struct dma_batch *b)
 		if (++b->cur < b->n)
 			dma_batch_load(b);
 	}
-	iommu_group_mutex_unlock(x->e->group);
+	return ret;
+}
+
+/*
+ * dma_batch_ops() under one hold of the group mutex and one arming of the host fault trap
+ * (not one per copy). A trap jumps back here from inside a copy: the op at b->cur had not
+ * counted the run it was copying (done moves after a copy), so it runs again from where it
+ * stood, every copy now arming for itself, which narrows the trap down to its page and side
+ * as a single transfer does. Return as dma_batch_ops().
+ */
+static int dma_batch_run(struct dma_batch *b)
+{
+	struct uiommu_host_trap trap;
+	int ret;
+
+	iommu_group_mutex_lock(b->x.e->group);
+	b->x.trapped = true;
+	if (UIOMMU_HOST_TRAP_SET(&trap))
+		b->x.trapped = false; /* caught: still armed, now behind every copy's own */
+	else
+		uiommu_host_trap_arm(&trap);
+	ret = dma_batch_ops(b);
+	uiommu_host_trap_disarm(&trap);
+	iommu_group_mutex_unlock(b->x.e->group);
 	return ret;
 }
 

@@ -151,12 +151,16 @@ static struct topology topo;
 /* Identical to examples/topology.json (test_topology checks it). */
 static const char topology_default[] =
 	"{\n"
-	"  \"description\": \"The default machine: two IOMMU instances and every kind of device the IOMMU core tells apart.\",\n"
+	"  \"description\": \"The default machine: two mock IOMMU instances with every kind of device the IOMMU core tells apart, and an SMMUv3 and a VT-d model with a dma-test function each for nested translation.\",\n"
 	"  \"iommus\": [\n"
 	"    { \"name\": \"iommu0\", \"driver\": \"mock\", \"max_pasids\": 1048576,\n"
 	"      \"deferred_flush\": true, \"dirty_tracking\": true },\n"
 	"    { \"name\": \"iommu1\", \"driver\": \"mock\", \"max_pasids\": 0,\n"
-	"      \"deferred_flush\": false, \"dirty_tracking\": false }\n"
+	"      \"deferred_flush\": false, \"dirty_tracking\": false },\n"
+	"    { \"name\": \"smmu0\", \"driver\": \"smmuv3\",\n"
+	"      \"features\": { \"nesting\": true, \"httu\": true, \"ssid_bits\": 20 } },\n"
+	"    { \"name\": \"dmar0\", \"driver\": \"vtd\",\n"
+	"      \"features\": { \"nest\": true, \"prs\": true, \"pasid_bits\": 20 } }\n"
 	"  ],\n"
 	"  \"devices\": [\n"
 	"    { \"bdf\": \"0000:00:02.0\", \"iommu\": \"iommu0\", \"driver\": \"identity\", \"bound\": true,\n"
@@ -176,7 +180,13 @@ static const char topology_default[] =
 	"      \"driver\": \"dma\",\n"
 	"      \"comment\": \"accelerator for SVA: PASID and PRI, its driver wants a DMA domain\" },\n"
 	"    { \"bdf\": \"0000:04:00.0\", \"iommu\": \"iommu0\", \"dirty\": true,\n"
-	"      \"comment\": \"function to migrate: dirty tracking\" }\n"
+	"      \"comment\": \"function to migrate: dirty tracking\" },\n"
+	"    { \"bdf\": \"0000:08:00.0\", \"iommu\": \"smmu0\", \"model\": \"dma-test\",\n"
+	"      \"pasid_bits\": 20, \"pri\": true,\n"
+	"      \"comment\": \"a dma-test for vfio-pci behind the SMMUv3 model: nested translation (docs/smmuv3.md)\" },\n"
+	"    { \"bdf\": \"0000:09:00.0\", \"iommu\": \"dmar0\", \"model\": \"dma-test\",\n"
+	"      \"pasid_bits\": 20, \"pri\": true,\n"
+	"      \"comment\": \"a dma-test for vfio-pci behind the VT-d model: nested translation (docs/vtd.md)\" }\n"
 	"  ]\n"
 	"}\n";
 
@@ -381,9 +391,27 @@ static int parse_iommu_s390(struct topo_parser *p, struct json_object *obj, cons
 }
 
 /*
- * The VT-d model's "features" (what the instance implements, hence its CAP/ECAP), refused for
- * any other driver. PASIDs and dirty tracking are features there, not "max_pasids" and
- * "dirty_tracking".
+ * @obj's "features" object for a driver that takes one, its keys checked against @keys:
+ * *@feat NULL when there is none (every feature at its default). @fwhere gets its path.
+ */
+static int get_features(struct topo_parser *p, struct json_object *obj, const char *where,
+			const char *const *keys, struct json_object **feat, char *fwhere,
+			size_t fwhere_len)
+{
+	*feat = NULL;
+	if (!json_object_object_get_ex(obj, "features", feat))
+		return 0;
+	snprintf(fwhere, fwhere_len, "%s.features", where);
+	parser_at(p, "%s", fwhere);
+	if (!json_object_is_type(*feat, json_type_object))
+		return parse_error(p, "must be an object");
+	return check_keys(p, *feat, keys, fwhere);
+}
+
+/*
+ * The VT-d model's "features" (what the instance implements, hence its CAP/ECAP; parse_iommu()
+ * refuses the object for drivers that take none). PASIDs and dirty tracking are features
+ * there, not "max_pasids" and "dirty_tracking".
  */
 static int parse_iommu_vtd(struct topo_parser *p, struct json_object *obj, const char *where,
 			   bool vtd, struct topo_iommu_desc *io)
@@ -398,23 +426,17 @@ static int parse_iommu_vtd(struct topo_parser *p, struct json_object *obj, const
 
 	io->vtd = vtd;
 	*f = vtd_default_features;
-	json_object_object_get_ex(obj, "features", &feat);
 	parser_at(p, "%s", where);
 	if (!vtd)
-		return feat ? parse_error(p, "features need \"driver\": \"vtd\"") : 0;
+		return 0;
 	if (json_object_object_get_ex(obj, "max_pasids", NULL) ||
 	    json_object_object_get_ex(obj, "dirty_tracking", NULL))
 		return parse_error(p, "max_pasids and dirty_tracking of \"driver\": \"vtd\" are "
 				      "its features pasid_bits and ssads");
-	if (!feat)
-		return 0;
-	snprintf(fwhere, sizeof(fwhere), "%s.features", where);
-	parser_at(p, "%s", fwhere);
-	if (!json_object_is_type(feat, json_type_object))
-		return parse_error(p, "must be an object");
-	rc = check_keys(p, feat, keys, fwhere);
-	if (!rc)
-		rc = get_bool(p, feat, fwhere, "five_level", f->five_level, &f->five_level);
+	rc = get_features(p, obj, where, keys, &feat, fwhere, sizeof(fwhere));
+	if (rc || !feat)
+		return rc;
+	rc = get_bool(p, feat, fwhere, "five_level", f->five_level, &f->five_level);
 	if (!rc)
 		rc = get_bool(p, feat, fwhere, "nest", f->nest, &f->nest);
 	if (!rc)
@@ -436,31 +458,40 @@ static int parse_iommu_vtd(struct topo_parser *p, struct json_object *obj, const
 	return rc;
 }
 
-/* The SMMUv3 model's features ("nesting", "httu", "ssid_bits"), refused for other drivers. */
+/*
+ * The SMMUv3 model's "features" (what the instance implements, hence its IDRs), in the same
+ * shape as VT-d's. The flat keys an earlier schema took are refused by name, so an old file
+ * says what to change rather than "unknown field".
+ */
 static int parse_iommu_smmuv3(struct topo_parser *p, struct json_object *obj, const char *where,
 			      bool smmuv3, struct topo_iommu_desc *io)
 {
-	static const char *const feats[] = { "nesting", "httu", "ssid_bits" };
+	static const char *const keys[] = { "nesting", "httu", "ssid_bits", NULL };
 	const struct arm_smmu_features def = ARM_SMMU_FEATURES_DEFAULT;
+	struct json_object *feat = NULL;
+	char fwhere[48];
 	uint64_t v;
 	int rc;
 
 	io->smmuv3 = smmuv3;
 	io->smmu = def;
-	if (!smmuv3) {
-		for (size_t k = 0; k < ARRAY_SIZE(feats); k++) {
-			if (json_object_object_get_ex(obj, feats[k], NULL)) {
-				parser_at(p, "%s.%s", where, feats[k]);
-				return parse_error(p, "needs \"driver\": \"smmuv3\"");
-			}
+	for (const char *const *k = keys; *k; k++) {
+		if (json_object_object_get_ex(obj, *k, NULL)) {
+			parser_at(p, "%s.%s", where, *k);
+			return parse_error(p, "a feature of \"driver\": \"smmuv3\": put it in its "
+					      "\"features\" object");
 		}
-		return 0;
 	}
-	rc = get_bool(p, obj, where, "nesting", def.nesting, &io->smmu.nesting);
+	if (!smmuv3)
+		return 0;
+	rc = get_features(p, obj, where, keys, &feat, fwhere, sizeof(fwhere));
+	if (rc || !feat)
+		return rc;
+	rc = get_bool(p, feat, fwhere, "nesting", def.nesting, &io->smmu.nesting);
 	if (!rc)
-		rc = get_bool(p, obj, where, "httu", def.httu, &io->smmu.httu);
+		rc = get_bool(p, feat, fwhere, "httu", def.httu, &io->smmu.httu);
 	if (!rc)
-		rc = get_u64(p, obj, where, "ssid_bits", false, def.ssid_bits, 20, &v);
+		rc = get_u64(p, feat, fwhere, "ssid_bits", false, def.ssid_bits, 20, &v);
 	if (!rc)
 		io->smmu.ssid_bits = (unsigned int)v;
 	return rc;
@@ -498,6 +529,11 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 	    strcmp(driver, "vtd") && strcmp(driver, "smmuv3"))
 		rc = parse_error(p, "unknown driver \"%s\" (known: \"mock\", \"s390\", "
 				 "\"vtd\", \"smmuv3\")", driver);
+	if (!rc && strcmp(driver, "vtd") && strcmp(driver, "smmuv3") &&
+	    json_object_object_get_ex(obj, "features", NULL)) {
+		parser_at(p, "%s.features", where);
+		rc = parse_error(p, "needs \"driver\": \"vtd\" or \"smmuv3\"");
+	}
 	if (!rc)
 		rc = parse_iommu_s390(p, obj, where, !strcmp(driver, "s390"), io);
 	if (!rc)
@@ -524,8 +560,8 @@ static int parse_iommu(struct topo_parser *p, struct json_object *obj, unsigned 
 	/* The SMMUv3's PASIDs and dirty tracking are its SSIDSIZE and HTTU. */
 	if (!rc && io->smmuv3 && (io->max_pasids || io->dirty_tracking)) {
 		parser_at(p, "%s", where);
-		rc = parse_error(p, "smmuv3: max_pasids and dirty_tracking come from ssid_bits "
-				 "and httu");
+		rc = parse_error(p, "smmuv3: max_pasids and dirty_tracking come from its features "
+				 "ssid_bits and httu");
 	}
 	return rc;
 }

@@ -136,6 +136,48 @@ void uiommu_uaccess_end(void);
 int uiommu_host_copy(void *dst, const void *src, size_t len);
 
 /*
+ * A batch's fault trap (mm_self.c): one arming for a run of host copies, where
+ * uiommu_host_copy() arms per copy (a sigsetjmp and the window each). The jump buffer lives in
+ * the caller's frame, so the caller sets it itself:
+ *
+ *	struct uiommu_host_trap t;
+ *
+ *	if (UIOMMU_HOST_TRAP_SET(&t)) {
+ *		... a uiommu_host_copy_trapped() below faulted: no copy is under way any more;
+ *		    what the interrupted code kept in locals of this frame is lost ...
+ *	}
+ *	uiommu_host_trap_arm(&t);
+ *	... uiommu_host_copy_trapped() any number of times, through any calls ...
+ *	uiommu_host_trap_disarm(&t);
+ *
+ * A fault in a trapped copy jumps back to UIOMMU_HOST_TRAP_SET, which then returns non-zero
+ * with the trap still armed (disarm it on every path; a second fault jumps there again). Only
+ * those copies jump: anything else of the thread (uiommu_host_copy(), the user copies) arms
+ * its own trap inside, as it nests. The frame that set the trap must stay live while it is
+ * armed, and the code between must hold nothing a jump would leak (no lock taken after the
+ * set and still held at the copy). ThreadSanitizer builds have no trap (mm_self.c): there
+ * UIOMMU_HOST_TRAP_SET is 0 and a trapped copy returns -EFAULT as uiommu_host_copy() does.
+ */
+#if defined(__SANITIZE_THREAD__)
+struct uiommu_host_trap {
+	char unused;
+};
+#define UIOMMU_HOST_TRAP_SET(t) 0
+#else
+#include <setjmp.h>
+struct uiommu_host_trap {
+	sigjmp_buf jmp;
+	void *prev;                /* the trap it stands in front of */
+};
+#define UIOMMU_HOST_TRAP_SET(t) sigsetjmp((t)->jmp, 0)
+#endif
+void uiommu_host_trap_arm(struct uiommu_host_trap *t);
+void uiommu_host_trap_disarm(struct uiommu_host_trap *t);
+/* uiommu_host_copy() under the armed trap: 0; -EFAULT only for addresses no process can map
+ * (and for any fault under ThreadSanitizer); a fault of the copy itself does not return. */
+int uiommu_host_copy_trapped(void *dst, const void *src, size_t len);
+
+/*
  * File pages' pins (MAP_FILE): one ledger per file (device and inode, as stat() gives them and
  * /proc/self/maps shows them), indexed by page of the file. Locking: each ledger's lock is a
  * leaf; the list's lock is taken only around lookups, never under a ledger's lock.

@@ -572,6 +572,49 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 #endif
 }
 
+/*
+ * The batch trap (mm.h): the jump buffer is the caller's; arming puts it where the handler
+ * looks, in front of any trap already armed (a signal handler's uaccess may run on top), and
+ * opens the fault-safe window for the whole run.
+ */
+void uiommu_host_trap_arm(struct uiommu_host_trap *t)
+{
+#ifndef UACCESS_VIA_SYSCALL
+	uiommu_uaccess_begin();
+	t->prev = (void *)uaccess_jmp;
+	uaccess_jmp = &t->jmp;
+	atomic_signal_fence(memory_order_seq_cst);
+#else
+	(void)t;
+#endif
+}
+
+void uiommu_host_trap_disarm(struct uiommu_host_trap *t)
+{
+#ifndef UACCESS_VIA_SYSCALL
+	atomic_signal_fence(memory_order_seq_cst);
+	uaccess_jmp = t->prev;
+	uiommu_uaccess_end();
+#else
+	(void)t;
+#endif
+}
+
+int uiommu_host_copy_trapped(void *dst, const void *src, size_t len)
+{
+#ifdef UACCESS_VIA_SYSCALL
+	return uiommu_host_copy(dst, src, len);
+#else
+	if (!len)
+		return 0;
+	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
+		return -EFAULT;
+	/* The armed trap's jump buffer is in place: a fault here goes back to its setter. */
+	uaccess_copy(dst, src, len);
+	return 0;
+#endif
+}
+
 static int self_copy_from(struct uiommu_mm *mm, void *dst, uint64_t uaddr, size_t len)
 {
 	(void)mm;

@@ -15,6 +15,14 @@
  * Each device has a group of its own: SMMUv3 systems isolate functions with ACS, and the
  * topology refuses a shared group key for this driver.
  *
+ * Page requests (hw-iommus.md A.10). The kernel's SMMUv3 driver takes I/O page faults from
+ * stalls, not from PCI PRI: a master whose firmware says "dma-can-stall" stalls its stage-1
+ * faults when the CD asks (CD.S), and the stall event becomes a page request answered by
+ * CMD_RESUME. Here a function the topology gives "pri" is such a master: probe puts it on the
+ * instance's I/O page fault queue and marks it stalling; its fault-capable domains' faults
+ * reach iommu_report_device_fault() from the DMA engine (the one issuer of transactions), and
+ * page_response records the CMD_RESUME. The guest's vEVENTQ sees no stalled fault.
+ *
  * Locks: iommufd's vIOMMU vDEVICE lock -> smmu->lock (arm-smmu-v3.c), from vdevice_alloc and
  * vdevice_destroy. Events are reported with no lock of the model held.
  */
@@ -35,6 +43,12 @@
 _Static_assert(sizeof(struct arm_smmu_hw_info) == sizeof(struct iommu_hw_info_arm_smmuv3),
 	       "the model's registers are the uAPI's layout");
 
+/* An instance (iommu->priv): the model, and the queue its stalled faults go to. */
+struct arm_smmu_inst {
+	struct arm_smmu_device *smmu;
+	struct iopf_queue *iopfq;
+};
+
 struct arm_vsmmu_drv {
 	struct iommu_viommu core;
 	struct arm_vsmmu *vsmmu;      /* set by viommu_init; NULL before */
@@ -45,9 +59,14 @@ struct arm_vdev_drv {
 	struct arm_smmu_master *master;
 };
 
+static struct arm_smmu_inst *to_inst(const struct iommu_device *iommu)
+{
+	return iommu->priv;
+}
+
 static struct arm_smmu_device *dev_to_smmu(struct device *dev)
 {
-	return dev->iommu->priv;
+	return to_inst(dev->iommu)->smmu;
 }
 
 static struct arm_smmu_master *dev_to_master(struct device *dev)
@@ -112,8 +131,18 @@ static struct iommu_device *arm_smmu_probe_device(struct device *dev)
 	master = arm_smmu_master_alloc(dev_to_smmu(dev), sid);
 	if (IS_ERR(master))
 		return ERR_CAST(master);
+	if (dev->pri) {
+		rc = iopf_queue_add_device(to_inst(dev->iommu)->iopfq, dev);
+		if (rc)
+			goto err_free;
+		arm_smmu_master_set_stall(master, true);
+	}
 	dev->iommu_data->priv = master;
 	return dev->iommu;
+
+err_free:
+	arm_smmu_master_free(master);
+	return ERR_PTR(rc);
 }
 
 static void arm_smmu_release_device(struct device *dev)
@@ -122,6 +151,8 @@ static void arm_smmu_release_device(struct device *dev)
 
 	if (!master)
 		return;
+	if (dev->pri && iopf_dev_fault_param_users(dev) > 0)
+		iopf_queue_remove_device(to_inst(dev->iommu)->iopfq, dev);
 	arm_smmu_master_attach(master, NULL);
 	arm_smmu_master_free(master);
 	dev->iommu_data->priv = NULL;
@@ -283,12 +314,37 @@ static int arm_smmu_viommu_init(struct iommu_viommu *viommu, struct iommu_domain
 	struct arm_vsmmu *vsmmu;
 
 	(void)user_data; /* the plain ARM_SMMUV3 type takes no data */
-	vsmmu = arm_vsmmu_alloc(viommu->iommu_dev->priv, parent_domain);
+	vsmmu = arm_vsmmu_alloc(to_inst(viommu->iommu_dev)->smmu, parent_domain);
 	if (IS_ERR(vsmmu))
 		return (int)PTR_ERR(vsmmu);
 	arm_vsmmu_set_event_sink(vsmmu, arm_vsmmu_drv_event, viommu);
 	drv->vsmmu = vsmmu;
 	return 0;
+}
+
+/* The answer to a stalled transaction's page request: CMD_RESUME with its STAG (grpid). */
+static void arm_smmu_page_response(struct device *dev, struct iopf_fault *evt,
+				   struct iommu_page_response *msg)
+{
+	struct arm_smmu_master *master = dev_to_master(dev);
+	unsigned int action;
+
+	(void)evt;
+	if (WARN_ON(!master))
+		return;
+	switch (msg->code) {
+	case IOMMU_PAGE_RESP_SUCCESS:
+		action = CMDQ_RESUME_RETRY;
+		break;
+	case IOMMU_PAGE_RESP_INVALID:
+	case IOMMU_PAGE_RESP_FAILURE:
+		action = CMDQ_RESUME_ABORT;
+		break;
+	default:
+		action = CMDQ_RESUME_TERM;
+		break;
+	}
+	arm_smmu_master_resume(master, (uint16_t)msg->grpid, action);
 }
 
 const struct iommu_ops arm_smmu_iommu_ops = {
@@ -302,6 +358,7 @@ const struct iommu_ops arm_smmu_iommu_ops = {
 	.hw_info = arm_smmu_hw_info_op,
 	.viommu_alloc = arm_smmu_viommu_alloc,
 	.viommu_init = arm_smmu_viommu_init,
+	.page_response = arm_smmu_page_response,
 	.blocked_domain = &arm_smmu_blocked_domain,
 };
 
@@ -316,30 +373,51 @@ static void arm_smmu_register_walker(void)
 
 int arm_smmu_iommu_register(struct iommu_device *iommu, const struct arm_smmu_features *features)
 {
-	struct arm_smmu_device *smmu;
+	struct arm_smmu_inst *inst;
 	int rc;
 
 	pthread_once(&arm_smmu_walker_once, arm_smmu_register_walker);
 	if (arm_smmu_walker_err)
 		return arm_smmu_walker_err;
-	smmu = arm_smmu_device_alloc(features);
-	if (IS_ERR(smmu))
-		return (int)PTR_ERR(smmu);
-	iommu->priv = smmu;
+	inst = uiommu_zalloc(sizeof(*inst));
+	if (!inst)
+		return -ENOMEM;
+	inst->smmu = arm_smmu_device_alloc(features);
+	if (IS_ERR(inst->smmu)) {
+		rc = (int)PTR_ERR(inst->smmu);
+		goto err_free_inst;
+	}
+	inst->iopfq = iopf_queue_alloc(iommu->name);
+	if (!inst->iopfq) {
+		rc = -ENOMEM;
+		goto err_free_smmu;
+	}
+	iommu->priv = inst;
 	iommu->dirty_tracking = features->httu;
 	iommu->max_pasids = features->ssid_bits ? UINT32_C(1) << features->ssid_bits : 0;
 	rc = iommu_device_register(iommu, &arm_smmu_iommu_ops);
-	if (rc) {
-		iommu->priv = NULL;
-		arm_smmu_device_free(smmu);
-	}
+	if (rc)
+		goto err_free_queue;
+	return 0;
+
+err_free_queue:
+	iommu->priv = NULL;
+	iopf_queue_free(inst->iopfq);
+err_free_smmu:
+	arm_smmu_device_free(inst->smmu);
+err_free_inst:
+	uiommu_free(inst);
 	return rc;
 }
 
 void arm_smmu_iommu_unregister(struct iommu_device *iommu)
 {
+	struct arm_smmu_inst *inst = to_inst(iommu);
+
 	iommu_device_unregister(iommu);
-	arm_smmu_device_free(iommu->priv);
+	iopf_queue_free(inst->iopfq);
+	arm_smmu_device_free(inst->smmu);
+	uiommu_free(inst);
 	iommu->priv = NULL;
 }
 

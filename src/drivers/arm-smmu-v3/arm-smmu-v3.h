@@ -37,6 +37,7 @@
 #define IDR0_CD2L ARM_SMMU_BIT(19)
 #define IDR0_TTENDIAN_LE (UINT64_C(2) << 21)
 #define IDR0_STALL_MODEL_TERM (UINT64_C(1) << 24)
+#define IDR0_STALL_MODEL_STALL (UINT64_C(0) << 24) /* stall and terminate */
 #define IDR0_ST_LEVEL_2LVL (UINT64_C(1) << 27)
 #define IDR1_SIDSIZE_SHIFT 0
 #define IDR1_SSIDSIZE_SHIFT 6
@@ -135,6 +136,7 @@
 #define CMDQ_0_SSID_SHIFT 12
 #define CMDQ_0_SSID_MASK UINT64_C(0xfffff)
 #define CMDQ_0_SID_SHIFT 32
+#define CMDQ_RESUME_0_RESP_SHIFT 12 /* RESP [13:12]; STAG is DW1 [15:0] */
 #define CMDQ_0_SID_MASK UINT64_C(0xffffffff)
 #define CMDQ_TLBI_0_NUM_SHIFT 12
 #define CMDQ_TLBI_0_NUM_MASK UINT64_C(0x1f)
@@ -211,6 +213,25 @@ void arm_smmu_hw_info(const struct arm_smmu_device *smmu, struct arm_smmu_hw_inf
 struct arm_smmu_master *arm_smmu_master_alloc(struct arm_smmu_device *smmu, uint32_t sid);
 /** arm_smmu_master_free() - detached (blocked) first; its vDEVICE must be gone */
 void arm_smmu_master_free(struct arm_smmu_master *master);
+/**
+ * arm_smmu_master_set_stall() - may @master's transactions stall (firmware's "dma-can-stall")?
+ * Off by default. A stalling master's host STE leaves S1STALLD clear, so a guest CD with S=1
+ * makes its stage-1 faults stall: no event for the guest, a page request for the host
+ * (the caller's I/O page fault path), resumed by arm_smmu_master_resume(). Without it, CD.S=1
+ * is C_BAD_CD (the host sets S1STALLD, as the kernel does for masters that cannot stall).
+ */
+void arm_smmu_master_set_stall(struct arm_smmu_master *master, bool stall);
+/**
+ * arm_smmu_master_resume() - CMD_RESUME for the stalled transaction @stag of @master, with
+ * @action CMDQ_RESUME_RETRY, _ABORT or _TERM: recorded (the model's transactions are retried
+ * by their issuer, the DMA engine, which the page response reaches on its own).
+ */
+void arm_smmu_master_resume(struct arm_smmu_master *master, uint16_t stag, unsigned int action);
+/** arm_smmu_master_resumes() - how many CMD_RESUMEs @master had; the last into @cmd if any */
+unsigned int arm_smmu_master_resumes(struct arm_smmu_master *master, uint64_t cmd[2]);
+#define CMDQ_RESUME_RETRY 1u
+#define CMDQ_RESUME_ABORT 2u
+#define CMDQ_RESUME_TERM 0u
 
 /**
  * arm_smmu_domain_alloc_paging() - a stage-2 paging domain of @smmu

@@ -196,26 +196,44 @@ int vtd_ss_map(struct vtd_ss *ss, uint64_t iova, uint64_t paddr, uint64_t pgsize
 	if (target > 1)
 		leaf_bits |= VTD_SS_PS;
 
-	vtd_pte_t *slot = NULL;
-
-	for (size_t i = 0; i < pgcount; i++, slot++) {
-		uint64_t at = iova + i * pgsize, zero = 0;
+	/*
+	 * One walk per table, then its run of consecutive slots, with the progress counted once
+	 * per run: per page, a load, a test and a store. Plain loads and stores: the range is the
+	 * caller's alone, and a walker never writes an empty entry (its A/D updates
+	 * compare-and-swap from what it read). A taken slot stops the map with EEXIST, the pages
+	 * before it left mapped and counted, as the kernel's map does.
+	 */
+	for (size_t i = 0; i < pgcount;) {
+		uint64_t at = iova + i * pgsize, out = paddr + i * pgsize;
+		size_t n = VTD_PTES - vtd_level_index(at, target), j;
 		int err = 0;
+		vtd_pte_t *slot = vtd_ss_slot(ss, at, target, &err);
 
-		/* One walk per table: the next page is the next slot until the table ends. */
-		if (!slot || !vtd_level_index(at, target)) {
-			slot = vtd_ss_slot(ss, at, target, &err);
-			if (!slot)
-				return err;
+		if (!slot)
+			return err;
+		if (n > pgcount - i)
+			n = pgcount - i;
+		/* Four slots a step while they are all empty, then one at a time. */
+		for (j = 0; j + 4 <= n; j += 4, out += 4 * pgsize) {
+			if (atomic_load_explicit(&slot[j], memory_order_relaxed) |
+			    atomic_load_explicit(&slot[j + 1], memory_order_relaxed) |
+			    atomic_load_explicit(&slot[j + 2], memory_order_relaxed) |
+			    atomic_load_explicit(&slot[j + 3], memory_order_relaxed))
+				break;
+#pragma GCC unroll 4
+			for (unsigned int k = 0; k < 4; k++)
+				atomic_store_explicit(&slot[j + k], (out + k * pgsize) | leaf_bits,
+						      memory_order_release);
 		}
-		/*
-		 * A plain load and store: the range is the caller's alone, and a walker never
-		 * writes an empty entry (its A/D updates compare-and-swap from what it read).
-		 */
-		if (atomic_load_explicit(slot, memory_order_relaxed) != zero)
+		for (; j < n; j++, out += pgsize) {
+			if (atomic_load_explicit(&slot[j], memory_order_relaxed))
+				break;
+			atomic_store_explicit(&slot[j], out | leaf_bits, memory_order_release);
+		}
+		i += j;
+		*mapped = i * pgsize;
+		if (j < n)
 			return -EEXIST;
-		atomic_store_explicit(slot, (paddr + i * pgsize) | leaf_bits, memory_order_release);
-		*mapped += pgsize;
 	}
 	return 0;
 }
@@ -227,36 +245,52 @@ size_t vtd_ss_unmap(struct vtd_ss *ss, uint64_t iova, uint64_t pgsize, size_t pg
 
 	if (!target || !IS_ALIGNED(iova, pgsize))
 		return 0;
-	vtd_pte_t *slot = NULL;
-
-	for (size_t i = 0; i < pgcount; i++, slot++) {
+	/* As map: one walk per table, then its run of slots, until the first hole. */
+	for (size_t i = 0; i < pgcount;) {
 		uint64_t at = iova + i * pgsize, pte = 0;
-		vtd_pte_t *table = (vtd_pte_t *)ss->root;
+		size_t n = VTD_PTES - vtd_level_index(at, target), j;
+		vtd_pte_t *table = (vtd_pte_t *)ss->root, *slot = NULL;
 
 		if (at >> ss->width)
 			break;
-		/* As map: walk at the first page and at each new table only. */
-		if (slot && vtd_level_index(at, target)) {
+		for (unsigned int lvl = ss->levels; lvl >= target; lvl--) {
+			slot = &table[vtd_level_index(at, lvl)];
 			pte = atomic_load_explicit(slot, memory_order_acquire);
-		} else {
-			for (unsigned int lvl = ss->levels; lvl >= target; lvl--) {
-				slot = &table[vtd_level_index(at, lvl)];
-				pte = atomic_load_explicit(slot, memory_order_acquire);
-				if (!(pte & VTD_SS_PRESENT) || lvl == target)
-					break;
-				if (vtd_ss_is_leaf(pte, lvl)) {
-					pte = 0; /* part of a larger leaf: never split */
-					break;
-				}
-				table = vtd_table_at(pte);
+			if (!(pte & VTD_SS_PRESENT) || lvl == target)
+				break;
+			if (vtd_ss_is_leaf(pte, lvl)) {
+				pte = 0; /* part of a larger leaf: never split */
+				break;
 			}
+			table = vtd_table_at(pte);
 		}
 		if (!(pte & VTD_SS_PRESENT))
 			break;
-		atomic_store_explicit(slot, 0, memory_order_release);
-		if (!vtd_ss_is_leaf(pte, target))
-			vtd_tables_free(vtd_table_at(pte), target - 1);
-		done += pgsize;
+		if (n > pgcount - i)
+			n = pgcount - i;
+		/* 4 KiB leaves, four a step while they are all present; then one at a time. */
+		for (j = 0; target == 1 && j + 4 <= n; j += 4) {
+			if (!((atomic_load_explicit(&slot[j], memory_order_acquire) & VTD_SS_PRESENT) &&
+			      (atomic_load_explicit(&slot[j + 1], memory_order_acquire) & VTD_SS_PRESENT) &&
+			      (atomic_load_explicit(&slot[j + 2], memory_order_acquire) & VTD_SS_PRESENT) &&
+			      (atomic_load_explicit(&slot[j + 3], memory_order_acquire) & VTD_SS_PRESENT)))
+				break;
+#pragma GCC unroll 4
+			for (unsigned int k = 0; k < 4; k++)
+				atomic_store_explicit(&slot[j + k], 0, memory_order_release);
+		}
+		for (; j < n; j++) {
+			pte = atomic_load_explicit(&slot[j], memory_order_acquire);
+			if (!(pte & VTD_SS_PRESENT))
+				break;
+			atomic_store_explicit(&slot[j], 0, memory_order_release);
+			if (!vtd_ss_is_leaf(pte, target))
+				vtd_tables_free(vtd_table_at(pte), target - 1);
+		}
+		done += j * pgsize;
+		if (j < n)
+			break;
+		i += n;
 	}
 	return done;
 }

@@ -26,8 +26,17 @@
  * the mapped doorbell waits tens of microseconds, not half a millisecond, and an idle queue
  * costs ~2,000 wake-ups a second, as before.
  *
- * The worker takes the pending descriptors of a queue under `lock` (snapshot of the queue, busy
- * = true), runs them with the lock dropped (DMA may wait for a page response), and applies the
+ * A doorbell written through the library (the TAIL register, a pwrite into the doorbell page)
+ * runs the queue's first pass at once, in the writer's thread (dma_test_doorbell()), as a VMM
+ * runs a device's MMIO handler in the vCPU thread that wrote the register: a short queue
+ * completes and raises its interrupt before the write returns, and nobody is woken. That pass
+ * may not wait for a page response (its DMA says UIOMMU_DMA_NO_WAIT and stops with EAGAIN,
+ * retried by the worker); the worker also keeps the rest of a long queue, the mapped doorbell
+ * and a queue held by Bus Master off.
+ *
+ * A pass (dma_test_pass(), by the worker or a doorbell's writer) takes the pending descriptors
+ * of a queue under `lock` (snapshot of the queue, busy = true: one pass at a time, whoever
+ * runs it), runs them with the lock dropped (DMA may wait for a page response), and applies the
  * result under the lock only if the queue's generation has not moved. A pass fetches up to
  * DMA_TEST_BATCH descriptors with one DMA read and hands the COPYs and NOPs among them, with
  * their completion records, to the engine as one uiommu_pci_dma_batch(): a COPY is a
@@ -44,9 +53,12 @@
  * own worker at its first register write (a pthread_atfork handler takes every instance's lock
  * around the fork so that no copy is taken mid-update).
  *
- * Locking: `lock` protects everything in struct dma_test but the bounce buffers (the worker's
- * own). Order: the library's model_lock (held around our callbacks) -> lock -> the function's
- * lock (uiommu_pci_fn_command(), raising and lowering interrupts). Interrupts are raised and
+ * Locking: `lock` protects everything in struct dma_test but the bounce buffers and batch
+ * arrays (the pass's: busy gives them to one pass at a time). Order: the library's model_lock
+ * (held around our callbacks) -> lock -> the function's lock (uiommu_pci_fn_command(), raising
+ * and lowering interrupts). A doorbell's pass runs its DMA and raises under model_lock (read)
+ * with `lock` dropped, so model_lock -> the DMA engine's locks and vfio-pci's irq_lock; reset
+ * and unrealize, which take model_lock for writing, wait for it as they wait for the worker. Interrupts are raised and
  * lowered from the worker with `lock` dropped but `busy` set, so that a reset or a disable
  * (which wait for !busy) returns only after them; after the raise the worker lowers INTx again
  * if an INT_STATUS clear ran in between, so the line follows INT_STATUS.
@@ -72,6 +84,7 @@
 #define DMA_TEST_CMD_MASTER 0x0004     /* Command: Bus Master Enable */
 #define DMA_TEST_BATCH 64u             /* descriptors fetched and run in one pass at most... */
 #define DMA_TEST_BATCH_BYTES (1u << 20) /* ...and bytes copied (a reset waits for the pass) */
+#define DMA_TEST_INLINE_BYTES (4u << 20) /* a doorbell's writer runs passes up to this many */
 
 /* The built-in models' table (machine/pci.c) names this one. */
 extern const struct uiommu_pci_model pci_model_dma_test;
@@ -93,13 +106,14 @@ struct dma_test {
 	struct uiommu_pci_fn *fn;
 	uint32_t *doorbells;           /* the doorbell page (shared memory) */
 	pthread_mutex_t lock;          /* protects everything below but the bounce buffers */
-	pthread_cond_t cond;           /* work may be there; the worker is no longer busy */
+	pthread_cond_t cond;           /* work may be there (the worker waits on it) */
+	pthread_cond_t idle;           /* busy went false (disable, reset, the worker wait) */
 	struct dma_test_queue q[DMA_TEST_NR_QUEUES];
 	uint64_t scratch;
 	uint32_t io_scratch;
 	uint32_t int_status;
 	bool stop;                     /* unrealize: the worker exits */
-	bool busy;                     /* the worker runs a descriptor of queue busy_q */
+	bool busy;                     /* a pass of queue busy_q runs (worker or doorbell) */
 	unsigned int busy_q;
 	unsigned int next_q;           /* round-robin start */
 	pthread_t worker;
@@ -121,6 +135,7 @@ struct dma_test_result {
 	uint32_t flags;                /* the descriptor's */
 	unsigned int done;             /* descriptors completed before it */
 	unsigned int irqs;             /* of those, how many asked for an interrupt */
+	uint64_t bytes;                /* of those, the bytes they moved or compared */
 };
 
 /*
@@ -160,6 +175,7 @@ static void dma_test_atfork_child(void)
 		dt->busy = false;
 		dt->worker_pid = 0;
 		pthread_cond_init(&dt->cond, NULL);
+		pthread_cond_init(&dt->idle, NULL);
 		pthread_mutex_unlock(&dt->lock);
 	}
 	pthread_mutex_unlock(&dma_tests_lock);
@@ -267,6 +283,7 @@ static void dma_test_run_one(struct dma_test *dt, const struct dma_test_desc *d,
 	}
 	r->done = 1;
 	r->irqs = d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+	r->bytes = d->len;
 }
 
 static bool dma_test_desc_bad(const struct dma_test_desc *d)
@@ -280,13 +297,14 @@ static bool dma_test_desc_bad(const struct dma_test_desc *d)
  * fetched with one DMA read; the COPYs and NOPs among them, with their completion records, go
  * to the engine as one batch (device-to-device copies: no bounce buffer, one visit to the
  * IOMMU). A FILL or COMPARE runs alone, first of its pass. The pass stops at the first
- * descriptor that fails, as the queue does.
+ * descriptor that fails, as the queue does. @flags: the DMA's (UIOMMU_DMA_NO_WAIT in a
+ * writer's thread).
  */
 static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap, unsigned int max,
-			 struct dma_test_result *r)
+			 unsigned int flags, struct dma_test_result *r)
 {
 	uint32_t pasid = snap->pasid & DMA_TEST_PASID_MASK;
-	unsigned int flags = snap->pasid & DMA_TEST_PASID_VALID ? 0 : UIOMMU_DMA_NO_PASID;
+
 	uint64_t base = snap->ring_base + 64ull * snap->head, bytes = 0;
 	struct uiommu_dma_req fetch = {
 		.op = UIOMMU_DMA_OP_READ, .flags = flags, .pasid = pasid, .iova = base,
@@ -364,6 +382,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		}
 		nops += need;
 		r->done++;
+		r->bytes += d->op == DMA_TEST_OP_COPY ? d->len : 0;
 		r->irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 	}
 }
@@ -384,8 +403,11 @@ static unsigned int dma_test_apply(struct dma_test *dt, unsigned int q,
 
 	dq->head = (dq->head + r->done) & (dq->ring_size - 1);
 	dq->completed += r->done;
-	if (r->code && r->err != EPERM) {
-		/* EPERM: no bus mastering now, the same descriptor runs again later. */
+	if (r->code && r->err != EPERM && r->err != EAGAIN) {
+		/*
+		 * EPERM: no bus mastering now; EAGAIN: a page request to wait for, which only the
+		 * worker may. Either way the same descriptor runs again later, on the worker.
+		 */
 		dq->error = r->code;
 		dq->err_errno = r->code == DMA_TEST_ERR_DMA ? (uint32_t)r->err : 0;
 		dq->error_iova = r->code == DMA_TEST_ERR_DMA ? r->iova : 0;
@@ -428,6 +450,54 @@ static void dma_test_poll_wait(struct dma_test *dt, unsigned int *us)
 		*us = *us * 2 < DMA_TEST_POLL_US ? *us * 2 : DMA_TEST_POLL_US;
 }
 
+/*
+ * lock held, !busy, queue @q has work: one pass of it, by the worker or by the thread that
+ * rang the doorbell (@flags: UIOMMU_DMA_NO_WAIT), with the lock dropped around the DMA and the
+ * raise. Return: the result stands (the queue was neither disabled nor reset meanwhile); *@r.
+ */
+static bool dma_test_pass(struct dma_test *dt, unsigned int q, unsigned int flags,
+			  struct dma_test_result *r)
+{
+	struct dma_test_queue snap = dt->q[q];
+	unsigned int irqs, max;
+	bool ours;
+
+	/* The pending descriptors up to the ring's end, as many as a pass takes. */
+	max = (dma_test_tail(dt, q) - snap.head) & (snap.ring_size - 1);
+	max = MIN(MIN(max, snap.ring_size - snap.head), DMA_TEST_BATCH);
+	flags |= snap.pasid & DMA_TEST_PASID_VALID ? 0 : UIOMMU_DMA_NO_PASID;
+	dt->busy = true;
+	dt->busy_q = q;
+	pthread_mutex_unlock(&dt->lock);
+
+	dma_test_run(dt, &snap, max, flags, r);
+
+	pthread_mutex_lock(&dt->lock);
+	/* Disabled or reset meanwhile: the result is void. */
+	ours = snap.gen == dt->q[q].gen;
+	irqs = ours ? dma_test_apply(dt, q, r) : 0;
+	if (irqs) {
+		/*
+		 * Raised with the lock dropped: the driver the message wakes comes straight back
+		 * with a register access, which would otherwise wait for our unlock (two more
+		 * switches per interrupt). busy stays set, so a reset or a disable still returns
+		 * only after the raise. One message per descriptor that asked, as the descriptors
+		 * completed one by one.
+		 */
+		pthread_mutex_unlock(&dt->lock);
+		while (irqs--)
+			dma_test_raise(dt, q);
+		pthread_mutex_lock(&dt->lock);
+		/* An INT_STATUS clear between apply and raise lowered a line we then
+		 * raised: INTx follows INT_STATUS. */
+		if (!dt->int_status)
+			uiommu_pci_irq_lower(dt->fn);
+	}
+	dt->busy = false;
+	pthread_cond_broadcast(&dt->idle);
+	return ours;
+}
+
 static void *dma_test_worker(void *arg)
 {
 	struct dma_test *dt = arg;
@@ -437,11 +507,14 @@ static void *dma_test_worker(void *arg)
 	pthread_mutex_lock(&dt->lock);
 	while (!dt->stop) {
 		struct dma_test_result r;
-		struct dma_test_queue snap;
 		bool any_enabled = false, master;
-		unsigned int irqs, max;
 		int q;
 
+		/* A doorbell's pass runs in its writer's thread: the queues are its until it ends. */
+		if (dt->busy) {
+			pthread_cond_wait(&dt->idle, &dt->lock);
+			continue;
+		}
 		master = uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER;
 		q = master && !stalled ? dma_test_pick(dt, &any_enabled) : -1;
 		if (q < 0) {
@@ -452,43 +525,37 @@ static void *dma_test_worker(void *arg)
 			stalled = false;
 			continue;
 		}
-		snap = dt->q[q];
-		/* The pending descriptors up to the ring's end, as many as a pass takes. */
-		max = (dma_test_tail(dt, (unsigned int)q) - snap.head) & (snap.ring_size - 1);
-		max = MIN(MIN(max, snap.ring_size - snap.head), DMA_TEST_BATCH);
-		dt->busy = true;
-		dt->busy_q = (unsigned int)q;
-		pthread_mutex_unlock(&dt->lock);
-
-		dma_test_run(dt, &snap, max, &r);
-
-		pthread_mutex_lock(&dt->lock);
 		poll_us = DMA_TEST_POLL_MIN_US;
-		/* Disabled or reset meanwhile: the result is void. */
-		irqs = snap.gen == dt->q[q].gen ? dma_test_apply(dt, (unsigned int)q, &r) : 0;
-		stalled = snap.gen == dt->q[q].gen && r.err == EPERM;
-		if (irqs) {
-			/*
-			 * Raised with the lock dropped: the driver the message wakes comes straight
-			 * back with a register access, which would otherwise wait for our unlock
-			 * (two more switches per interrupt). busy stays set, so a reset or a
-			 * disable still returns only after the raise. One message per descriptor
-			 * that asked, as the descriptors completed one by one.
-			 */
-			pthread_mutex_unlock(&dt->lock);
-			while (irqs--)
-				dma_test_raise(dt, (unsigned int)q);
-			pthread_mutex_lock(&dt->lock);
-			/* An INT_STATUS clear between apply and raise lowered a line we then
-			 * raised: INTx follows INT_STATUS. */
-			if (!dt->int_status)
-				uiommu_pci_irq_lower(dt->fn);
-		}
-		dt->busy = false;
-		pthread_cond_broadcast(&dt->cond);
+		stalled = dma_test_pass(dt, (unsigned int)q, 0, &r) && r.err == EPERM;
 	}
 	pthread_mutex_unlock(&dt->lock);
 	return NULL;
+}
+
+/*
+ * lock held: queue @q's doorbell was written through the library (the TAIL register, a
+ * pwrite into the doorbell page). Its passes run here, in the writer's thread, as a VMM runs a
+ * device's MMIO handler in the vCPU thread that wrote the register: a queue of up to
+ * DMA_TEST_INLINE_BYTES of work completes, and its interrupts are raised, before the write
+ * returns, with no wake-up of the worker. The worker keeps what may not or should not run
+ * here: a pass already under way, the rest of a longer queue, a descriptor that needs a page
+ * response (UIOMMU_DMA_NO_WAIT stops it with EAGAIN; the worker runs it again and waits), Bus
+ * Master off. A store through the mapped page tells nobody and stays the worker's to find.
+ */
+static void dma_test_doorbell(struct dma_test *dt, unsigned int q)
+{
+	uint64_t bytes = 0;
+	struct dma_test_result r;
+
+	while (!dt->busy && dma_test_queue_has_work(dt, q) && bytes < DMA_TEST_INLINE_BYTES &&
+	       (uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER)) {
+		if (!dma_test_pass(dt, q, UIOMMU_DMA_NO_WAIT, &r) || r.err == EAGAIN ||
+		    r.err == EPERM)
+			break;
+		bytes += r.bytes + 64ull * r.done;
+	}
+	if (dma_test_queue_has_work(dt, q))
+		pthread_cond_broadcast(&dt->cond);
 }
 
 /* lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno. */
@@ -507,7 +574,7 @@ static int dma_test_worker_ensure(struct dma_test *dt)
 static void dma_test_wait_idle(struct dma_test *dt, int q)
 {
 	while (dt->busy && (q < 0 || dt->busy_q == (unsigned int)q))
-		pthread_cond_wait(&dt->cond, &dt->lock);
+		pthread_cond_wait(&dt->idle, &dt->lock);
 }
 
 /* ---- registers ------------------------------------------------------------------------------ */
@@ -637,7 +704,7 @@ static bool dma_test_block_write(struct dma_test *dt, uint64_t off, uint64_t new
 			if (lo) {
 				__atomic_store_n(&dt->doorbells[2 * q], (uint32_t)new,
 						 __ATOMIC_RELEASE);
-				pthread_cond_broadcast(&dt->cond);
+				dma_test_doorbell(dt, q);
 			}
 			break;
 		}
@@ -686,14 +753,21 @@ static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint6
 	pthread_mutex_unlock(&dt->lock);
 }
 
-/* A doorbell stored through the library (a pwrite into the page): look at once. */
+/* A doorbell stored through the library (a pwrite into the page): its pass runs at once. */
 static void dma_test_area_written(struct uiommu_pci_fn *fn, unsigned int bar, uint64_t offset,
 				  unsigned int width)
 {
 	struct dma_test *dt = to_dt(fn);
+	uint64_t q = (offset - DMA_TEST_DOORBELL_PAGE) / 8;
 
 	pthread_mutex_lock(&dt->lock);
 	dma_test_worker_ensure(dt);
+	if (bar == 0 && offset >= DMA_TEST_DOORBELL_PAGE && q < DMA_TEST_NR_QUEUES &&
+	    (offset & 7) < 4) {
+		dma_test_doorbell(dt, (unsigned int)q);
+		pthread_mutex_unlock(&dt->lock);
+		return;
+	}
 	pthread_mutex_unlock(&dt->lock);
 	/*
 	 * After the unlock: a worker woken while we still held the lock would only block on it
@@ -734,6 +808,7 @@ static void dma_test_free(struct dma_test *dt)
 	uiommu_free(dt->bounce[0]);
 	uiommu_free(dt->bounce[1]);
 	pthread_cond_destroy(&dt->cond);
+	pthread_cond_destroy(&dt->idle);
 	pthread_mutex_destroy(&dt->lock);
 	uiommu_free(dt);
 }
@@ -749,6 +824,7 @@ static int dma_test_realize(struct uiommu_pci_fn *fn)
 	dt->fn = fn;
 	pthread_mutex_init(&dt->lock, NULL);
 	pthread_cond_init(&dt->cond, NULL);
+	pthread_cond_init(&dt->idle, NULL);
 	dt->bounce[0] = uiommu_zalloc(DMA_TEST_CHUNK);
 	dt->bounce[1] = uiommu_zalloc(DMA_TEST_CHUNK);
 	dt->doorbells = uiommu_pci_fn_area(fn, 0, 0);

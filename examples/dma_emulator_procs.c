@@ -16,13 +16,18 @@
  * domain, and the bytes land in the VMM's memory, which the VMM checks. Then the VMM unmaps,
  * and the same DMA faults (EFAULT): the translation went with the mapping.
  *
- * Not shown, because it does not cross processes yet: the I/O page faults of a fault queue
- * answered by the VMM through its fault fd (dma_emulator.c does it in one process).
+ * Last, page faults answered across processes: the VMM makes a fault queue (its fd is the
+ * VMM's, served by the emulator's process) and a page table over its IOAS whose faults go
+ * there, and moves the device onto it. The emulator's DMA to the IOVA the VMM unmapped now
+ * raises a page request and waits; the VMM sees its fault fd readable (poll()), reads the
+ * fault, maps its guest memory again and answers SUCCESS through the fd; the DMA resumes and
+ * its bytes land in the VMM's memory.
  *
  * The exit status is 0 only if everything behaved as described.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +49,65 @@ static int fail(const char *what)
 	return 1;
 }
 
+/*
+ * The VMM's page faults: a fault queue and a page table over the IOAS whose faults go there,
+ * the device moved onto it; the emulator's next DMA faults, and the VMM answers through its
+ * fault fd after mapping @map (its guest memory) again.
+ */
+static int vmm_serve_faults(int iommufd, const struct iommu_test_cmd *mock,
+			    struct iommu_ioas_map *map, const uint8_t *guest, int to_emu,
+			    int from_emu)
+{
+	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt), .flags = IOMMU_HWPT_FAULT_ID_VALID };
+	struct iommu_test_cmd replace = { .size = sizeof(replace),
+					  .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE };
+	struct iommu_hwpt_page_response resp = { .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	struct iommu_hwpt_pgfault rec;
+	struct pollfd pfd = { .events = POLLIN };
+	uint32_t dev_id = mock->mock_domain.out_idev_id;
+	char c;
+
+	if (uiommu_ioctl(iommufd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
+		return fail("IOMMU_FAULT_QUEUE_ALLOC");
+	hwpt.dev_id = dev_id;
+	hwpt.pt_id = map->ioas_id;
+	hwpt.fault_id = fault.out_fault_id;
+	if (uiommu_ioctl(iommufd, IOMMU_HWPT_ALLOC, &hwpt))
+		return fail("IOMMU_HWPT_ALLOC with a fault queue");
+	replace.id = mock->mock_domain.out_stdev_id;
+	replace.mock_domain_replace.pt_id = hwpt.out_hwpt_id;
+	if (uiommu_ioctl(iommufd, IOMMU_TEST_CMD, &replace))
+		return fail("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE");
+	printf("vmm: fault queue %u (our fd %u), page table %u for the device\n",
+	       fault.out_fault_id, fault.out_fault_fd, hwpt.out_hwpt_id);
+	if (write(to_emu, &dev_id, sizeof(dev_id)) != sizeof(dev_id))
+		return fail("talking to the emulator");
+	/* The emulator's DMA waits for our answer: the fault fd becomes readable here. */
+	pfd.fd = (int)fault.out_fault_fd;
+	if (poll(&pfd, 1, 5000) != 1 || !(pfd.revents & POLLIN))
+		return fail("poll on the fault fd (no fault within 5 s)");
+	if (uiommu_event_read(pfd.fd, &rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		return fail("read of the fault fd");
+	printf("vmm: page fault at IOVA 0x%llx (%s), cookie %u\n", (unsigned long long)rec.addr,
+	       rec.perm & IOMMU_PGFAULT_PERM_WRITE ? "write" : "read", rec.cookie);
+	if ((rec.addr & ~0xfffull) != IOVA + 4096)
+		return fail("the fault's IOVA");
+	if (uiommu_ioctl(iommufd, IOMMU_IOAS_MAP, map))
+		return fail("IOMMU_IOAS_MAP again");
+	resp.cookie = rec.cookie;
+	if (uiommu_event_write(pfd.fd, &resp, sizeof(resp)) != (ssize_t)sizeof(resp))
+		return fail("write of the page response");
+	printf("vmm: mapped the guest memory again and answered SUCCESS\n");
+	if (read(from_emu, &c, 1) != 1)
+		return fail("talking to the emulator");
+	for (size_t i = 0; i < 256; i++)
+		if (guest[4096 + i] != (uint8_t)~i)
+			return fail("the resumed DMA's bytes in guest memory");
+	printf("vmm: the resumed DMA's bytes are in guest memory\n");
+	return 0;
+}
+
 /* The VMM: sets up the device's IOAS in the emulator's context, maps its guest memory. */
 static int vmm_main(int iommufd, int mfd, int to_emu, int from_emu)
 {
@@ -59,6 +123,7 @@ static int vmm_main(int iommufd, int mfd, int to_emu, int from_emu)
 					  .length = GUEST_LEN };
 	uint32_t dev_id;
 	char c;
+	int rc;
 
 	if (guest == MAP_FAILED || !uiommu_fd_adopt(iommufd))
 		return fail("the VMM's guest memory and iommufd");
@@ -84,8 +149,9 @@ static int vmm_main(int iommufd, int mfd, int to_emu, int from_emu)
 		return fail("IOMMU_IOAS_UNMAP");
 	if (write(to_emu, &dev_id, sizeof(dev_id)) != sizeof(dev_id) || read(from_emu, &c, 1) != 1)
 		return fail("talking to the emulator");
+	rc = vmm_serve_faults(iommufd, &mock, &map, guest, to_emu, from_emu);
 	fflush(stdout);
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -142,6 +208,16 @@ int main(int argc, char **argv)
 	    errno != EFAULT)
 		return fail("the DMA after the unmap (want EFAULT)");
 	printf("emulator: after the VMM's unmap the DMA faults (EFAULT)\n");
+	if (write(from_emu[1], "", 1) != 1 || read(to_emu[0], &dev_id, sizeof(dev_id)) != 4)
+		return fail("talking to the VMM");
+	/* With PRI: the DMA raises a page request, which the VMM answers from its process. */
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)~i;
+	if (uiommu_dma_write(dev, 0, IOVA + 4096, data, sizeof(data), 0) != (ssize_t)sizeof(data))
+		return fail("uiommu_dma_write with a page request");
+	printf("emulator: the page request was answered; wrote 256 bytes at IOVA 0x%x\n",
+	       IOVA + 4096);
+	fflush(stdout);
 	if (write(from_emu[1], "", 1) != 1 || waitpid(pid, &status, 0) != pid)
 		return fail("waiting for the VMM");
 	uiommu_dma_dev_close(dev);

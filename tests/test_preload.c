@@ -195,25 +195,12 @@ TEST(bad_argument_pointer_is_efault)
 /* mmap(2) of the iommufd fd reaches the library, and munmap(2) lets the vIOMMU go. */
 TEST(mmap_of_the_viommu_region)
 {
-	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
-	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
-					 .flags = IOMMU_HWPT_ALLOC_NEST_PARENT };
 	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
-	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST,
-					 .data_len = sizeof(data),
-					 .data_uptr = (uintptr_t)&data };
 	int fd = open("/dev/iommu", O_RDWR);
-	uint32_t *p;
+	uint32_t *p, viommu;
 
 	ASSERT_GE(fd, 0);
-	md.id = ioas_alloc(fd);
-	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &md));
-	hwpt.dev_id = md.mock_domain.out_idev_id;
-	hwpt.pt_id = md.id;
-	ASSERT_EQ(0, ioctl(fd, IOMMU_HWPT_ALLOC, &hwpt));
-	va.dev_id = md.mock_domain.out_idev_id;
-	va.hwpt_id = hwpt.out_hwpt_id;
-	ASSERT_EQ(0, ioctl(fd, IOMMU_VIOMMU_ALLOC, &va));
+	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
 	errno = 0;
 	ASSERT_EQ(MAP_FAILED, mmap(NULL, data.out_mmap_length, PROT_READ, MAP_PRIVATE, fd,
 				   (off_t)data.out_mmap_offset));
@@ -222,10 +209,10 @@ TEST(mmap_of_the_viommu_region)
 		 (off_t)data.out_mmap_offset);
 	ASSERT_NE(MAP_FAILED, p);
 	ASSERT_EQ(0xabcdu, p[0]);
-	ASSERT_NE(0, destroy(fd, va.out_viommu_id));
+	ASSERT_NE(0, destroy(fd, viommu));
 	ASSERT_EQ(EBUSY, errno);
 	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
-	ASSERT_EQ(0, destroy(fd, va.out_viommu_id));
+	ASSERT_EQ(0, destroy(fd, viommu));
 	ASSERT_EQ(0, close(fd));
 }
 

@@ -169,7 +169,122 @@ static int destroy_settle(int fd, uint32_t id)
 	return rc;
 }
 
+/* The selftest's mock device @stdev attached to @pt instead. */
+static int mock_replace_pt(int fd, uint32_t stdev, uint32_t pt)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+				      .id = stdev, .mock_domain_replace = { .pt_id = pt } };
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+/* What poll() shows on @fd at once (POLLIN, POLLOUT), or -1. */
+static int poll_now(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT };
+
+	return poll(&p, 1, 0) < 0 ? -1 : p.revents;
+}
+
 /* ---- the other processes ---------------------------------------------------------------- */
+
+/*
+ * "mmap SOCK": makes a vEVENTQ, then maps the vIOMMU region of the iommufd it was handed
+ * ({offset, length, vIOMMU ID} with the fd): the kernel's errnos for what mmap(2) of the fd refuses; a shared mapping is the same
+ * memory as the serving process's (its driver's word, then our store, which it checks).
+ */
+static int child_mmap(int sock)
+{
+	struct iommu_veventq_alloc eq = { .size = sizeof(eq), .type = IOMMU_VEVENTQ_TYPE_SELFTEST,
+					  .veventq_depth = 2 };
+	uint64_t reg[3];
+	uint32_t *p;
+	char go, ev[64];
+	int fd = recv_fd(sock, reg, sizeof(reg));
+
+	if (fd < 0)
+		return 1;
+	/*
+	 * A vEVENTQ made for us: our own event fd, empty (POLLOUT only); the kernel's EINVAL
+	 * for a count below a header and for a write, 0 for an empty read; its close and
+	 * destroy leave the vIOMMU free to go.
+	 */
+	eq.viommu_id = (uint32_t)reg[2];
+	if (ioctl(fd, IOMMU_VEVENTQ_ALLOC, &eq) || !uiommu_event_is_fd((int)eq.out_veventq_fd) ||
+	    poll_now((int)eq.out_veventq_fd) != POLLOUT)
+		return 9;
+	if (read((int)eq.out_veventq_fd, ev, 4) != -1 || errno != EINVAL ||
+	    read((int)eq.out_veventq_fd, ev, sizeof(ev)) != 0 ||
+	    write((int)eq.out_veventq_fd, ev, 8) != -1 || errno != EINVAL)
+		return 10;
+	if (close((int)eq.out_veventq_fd) || destroy_settle(fd, eq.out_veventq_id))
+		return 11;
+	if (mmap(NULL, reg[1], PROT_READ, MAP_PRIVATE, fd, (off_t)reg[0]) != MAP_FAILED ||
+	    errno != EINVAL)
+		return 2;
+	if (mmap(NULL, reg[1], PROT_READ | PROT_EXEC, MAP_SHARED, fd, (off_t)reg[0]) !=
+		    MAP_FAILED || errno != EPERM)
+		return 3;
+	if (mmap(NULL, reg[1], PROT_READ, MAP_SHARED, fd, (off_t)(reg[0] + (1ull << 40))) !=
+		    MAP_FAILED || errno != ENXIO)
+		return 4;
+	if (mmap(NULL, reg[1] + PS, PROT_READ, MAP_SHARED, fd, (off_t)reg[0]) != MAP_FAILED ||
+	    errno != ENXIO)
+		return 5;
+	p = mmap(NULL, reg[1], PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)reg[0]);
+	if (p == MAP_FAILED || p[0] != 0xabcdu)
+		return 6;
+	p[1] = 0x5eed;
+	if (write(sock, &go, 1) != 1 || read(sock, &go, 1) != 1)
+		return 7;
+	return munmap(p, reg[1]) ? 8 : 0;
+}
+
+/*
+ * "fault SOCK": a VMM answering page faults through a fault fd the process serving the
+ * context handed it: waits for POLLIN (bounded: 10 s), reads the group, answers it, and
+ * reports the record's address.
+ */
+static int child_fault(int sock)
+{
+	struct iommu_hwpt_page_response resp = { .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	struct iommu_hwpt_pgfault rec;
+	struct pollfd p;
+	char go = 0;
+	int ffd = recv_fd(sock, &go, 1);
+
+	if (ffd < 0 || !uiommu_event_is_fd(ffd))
+		return 1;
+	if (poll_now(ffd) != POLLOUT)
+		return 2;
+	/* A fault fd has no mmap: ENODEV, as the kernel's file without the op. */
+	if (mmap(NULL, PS, PROT_READ, MAP_SHARED, ffd, 0) != MAP_FAILED || errno != ENODEV)
+		return 2;
+	if (write(sock, &go, 1) != 1)
+		return 3;
+	p = (struct pollfd){ .fd = ffd, .events = POLLIN };
+	if (poll(&p, 1, 10000) != 1 || !(p.revents & POLLIN))
+		return 4;
+	/* The kernel's errnos, from the serving process. */
+	if (read(ffd, &rec, sizeof(rec) - 1) != -1 || errno != ESPIPE)
+		return 5;
+	if (read(ffd, &rec, sizeof(rec)) != sizeof(rec) || !rec.cookie)
+		return 6;
+	/* Read: not readable any more, here too. */
+	if (poll_now(ffd) != POLLOUT)
+		return 7;
+	resp.cookie = rec.cookie;
+	if (pwrite(ffd, &resp, sizeof(resp), 8) != -1 || errno != ESPIPE)
+		return 8;
+	if (write(ffd, &resp, sizeof(resp)) != sizeof(resp))
+		return 9;
+	/* Answered once: the cookie is gone. */
+	if (write(ffd, &resp, sizeof(resp)) != -1 || errno != EINVAL)
+		return 10;
+	if (write(sock, &rec.addr, sizeof(rec.addr)) != sizeof(rec.addr))
+		return 11;
+	return read(sock, &go, 1) == 1 ? 0 : 12;
+}
 
 /* "scm SOCK": libvirt's way: the fd arrives by SCM_RIGHTS; maps its own memory, reports. */
 static int child_scm(int sock)
@@ -199,8 +314,14 @@ static int child_scm(int sock)
 	mf.ioas_id = ioas;
 	if (mfd < 0 || ftruncate(mfd, PS) || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
 		return 6;
-	/* An event fd made for us would be the server's: not yet (EOPNOTSUPP), never a wrong one. */
-	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) != -1 || errno != EOPNOTSUPP)
+	/*
+	 * An event fd made for us: ours (our number in the reply), served by the parent; empty,
+	 * so POLLOUT only and a read of 0; its close drops its hold on the queue.
+	 */
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq) || !uiommu_event_is_fd((int)fq.out_fault_fd) ||
+	    poll_now((int)fq.out_fault_fd) != POLLOUT ||
+	    read((int)fq.out_fault_fd, &st, 40) != 0 || close((int)fq.out_fault_fd) ||
+	    destroy_settle(fd, fq.out_fault_id))
 		return 7;
 	reply[0] = ioas;
 	reply[1] = iova;
@@ -363,6 +484,29 @@ static int child_sweep(int sock)
 		return 3;
 	if (!ioas_map(fd, ioas, buf, PS, &iova) || errno != EFAULT)
 		return 4;
+	/*
+	 * A fault queue made for us: its fd is adopted by a CLAIM round trip and its number put
+	 * in the reply. Each failure is a clean ENOMEM, ENODEV, EIO or EFAULT (the reply not
+	 * put right); a success gives an event fd of ours.
+	 */
+	left = 0;
+	for (nth = 1; uiommu_fail_nth_available() && nth < 100 && !left; nth++) {
+		struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq);
+		left = uiommu_fail_nth_disarm();
+		if (rc && errno != ENOMEM && errno != ENODEV && errno != EIO && errno != EFAULT)
+			return 5;
+		if (!left && !rc)
+			return 6; /* a failure was injected: the call cannot have succeeded */
+		if (!rc && (!uiommu_event_is_fd((int)fq.out_fault_fd) ||
+			    close((int)fq.out_fault_fd) || destroy_settle(fd, fq.out_fault_id)))
+			return 7;
+	}
+	if (uiommu_fail_nth_available() && !left)
+		return 8;
 	return 0;
 }
 
@@ -530,6 +674,10 @@ static int child_main(int argc, char **argv)
 		return child_cpr(a);
 	if (!strcmp(role, "cpr2") && argc > 5)
 		return child_cpr2(a, (int)b, strtoull(argv[5], NULL, 0));
+	if (!strcmp(role, "fault"))
+		return child_fault(a);
+	if (!strcmp(role, "mmap"))
+		return child_mmap(a);
 	return 126;
 }
 
@@ -586,6 +734,139 @@ TEST(pidfd_getfd_reaches_the_context)
 	ASSERT_GE(pid, 0);
 	ASSERT_EQ(2, child_wait(pid));
 	ASSERT_EQ(0, destroy(fd, 2));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A fault fd handed to another process (SCM_RIGHTS): POLLIN there when a group waits, read and
+ * answered there; the answer reaches the device here. The fd keeps the queue held until its
+ * last close anywhere.
+ */
+TEST(a_fault_fd_answered_by_another_process)
+{
+	struct iommu_test_cmd mock = {
+		.size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+		.mock_domain_flags = { .dev_flags = MOCK_FLAGS_DEVICE_PASID },
+	};
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
+					 .flags = IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_FAULT_ID_VALID };
+	struct iommu_test_cmd trig = { .size = sizeof(trig), .op = IOMMU_TEST_OP_TRIGGER_IOPF };
+	struct iommu_test_cmd resps = { .size = sizeof(resps),
+					.op = IOMMU_TEST_OP_UIOMMU_PAGE_RESPONSES };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint64_t addr;
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	mock.id = ioas_alloc(fd);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	ASSERT_EQ(0, ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	hwpt.dev_id = mock.mock_domain_flags.out_idev_id;
+	hwpt.pt_id = mock.id;
+	hwpt.fault_id = fq.out_fault_id;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_HWPT_ALLOC, &hwpt));
+	ASSERT_EQ(0, mock_replace_pt(fd, mock.mock_domain_flags.out_stdev_id, hwpt.out_hwpt_id));
+	pid = child_start_with("fault", (int)fq.out_fault_fd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	/* Ours goes: the child's fd holds the queue now. */
+	ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	trig.trigger_iopf.dev_id = hwpt.dev_id;
+	trig.trigger_iopf.grpid = 7;
+	trig.trigger_iopf.perm = IOMMU_PGFAULT_PERM_READ;
+	trig.trigger_iopf.addr = 0xcafe000;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &trig));
+	ASSERT_EQ((ssize_t)sizeof(addr), read(sock, &addr, sizeof(addr)));
+	ASSERT_EQ(0xcafe000u, addr);
+	resps.page_responses.dev_id = hwpt.dev_id;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &resps));
+	ASSERT_EQ(1u, resps.page_responses.out_success);
+	ASSERT_EQ(7u, resps.page_responses.out_last_grpid);
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, mock_replace_pt(fd, mock.mock_domain_flags.out_stdev_id, mock.id));
+	ASSERT_EQ(0, destroy(fd, hwpt.out_hwpt_id));
+	/* The child's exit was the fd's last close anywhere: the queue is free to go. */
+	ASSERT_EQ(0, destroy_settle(fd, fq.out_fault_id));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * mmap(2) of an iommufd another process serves: the vIOMMU's region is handed over (its
+ * memfd), the same bytes in both processes; what the kernel refuses, refused with its errno.
+ */
+TEST(mmap_of_the_viommu_region_from_another_process)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint64_t reg[3];
+	uint32_t *p, viommu;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
+	p = mmap(NULL, data.out_mmap_length, PROT_READ, MAP_SHARED, fd,
+		 (off_t)data.out_mmap_offset);
+	ASSERT_NE(MAP_FAILED, p);
+	reg[0] = data.out_mmap_offset;
+	reg[1] = data.out_mmap_length;
+	reg[2] = viommu;
+	pid = child_start_with("mmap", fd, reg, sizeof(reg), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ(0x5eedu, p[1]); /* the child's store, in our mapping of the region */
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * open() of /proc/self/fd/N (and its other spellings) of a /dev/iommu fd opens the node anew,
+ * as the kernel's: a new context. A file without a node (a fault fd) is refused as the kernel
+ * refuses its anonymous files and sockets (ENXIO); O_NOFOLLOW on the link is ELOOP.
+ */
+TEST(proc_fd_reopen_of_dev_iommu_is_a_new_context)
+{
+	const char *fmts[] = { "/proc/self/fd/%d", "/dev/fd/%d", "/proc/thread-self/fd/%d" };
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), fd2;
+	long contexts;
+	char path[64];
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, ioas_alloc(fd));
+	contexts = live_contexts();
+	for (unsigned int i = 0; i <= sizeof(fmts) / sizeof(fmts[0]); i++) {
+		if (i < sizeof(fmts) / sizeof(fmts[0]))
+			snprintf(path, sizeof(path), fmts[i], fd);
+		else
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), fd);
+		fd2 = open(path, O_RDWR | O_CLOEXEC);
+		ASSERT_GE(fd2, 0);
+		ASSERT_TRUE(uiommu_is_fd(fd2));
+		ASSERT_EQ(contexts + 1, live_contexts());
+		/* Its own IDs: the first is 1 again, and destroying it leaves ours. */
+		ASSERT_EQ(1, ioas_alloc(fd2));
+		ASSERT_EQ(0, destroy(fd2, 1));
+		ASSERT_EQ(0, close(fd2));
+		ASSERT_EQ(contexts, live_contexts());
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ASSERT_ERRNO(ELOOP, open(path, O_RDWR | O_NOFOLLOW));
+	ASSERT_EQ(0, ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	snprintf(path, sizeof(path), "/proc/self/fd/%u", fq.out_fault_fd);
+	ASSERT_ERRNO(ENXIO, open(path, O_RDWR));
+	ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	ASSERT_EQ(0, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
 }
 

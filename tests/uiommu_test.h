@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The iommufd calls every ABI test makes, written once: ioc(), ioas_alloc(), ioas_alloc_id()
- * and destroy(). They return what the ioctl does (0, or -1 with errno) unless they say
+ * The iommufd calls every ABI test makes, written once: ioc(), ioas_alloc(), ioas_alloc_id(),
+ * destroy() and viommu_with_region(). They return what the ioctl does (0, or -1 with errno) unless they say
  * otherwise.
  *
  * The calls go through uiommu_ioctl(); a program run under uiommu-run, which tests the drop-in
@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 
 #include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 
 #ifndef TEST_IOCTL
@@ -60,6 +61,36 @@ __attribute__((unused)) static int destroy(int fd, uint32_t id)
 	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
 
 	return ioc(fd, IOMMU_DESTROY, &cmd);
+}
+
+/*
+ * The selftest vIOMMU with its mmap region (the driver writes @data's in_data into it): a mock
+ * device on a new IOAS, a NEST_PARENT HWPT, the vIOMMU; *@data gets the region's offset and
+ * length. 0 with *@viommu set, or -1 with errno.
+ */
+__attribute__((unused)) static int viommu_with_region(int fd, struct iommu_viommu_selftest *data,
+						      uint32_t *viommu)
+{
+	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
+					 .flags = IOMMU_HWPT_ALLOC_NEST_PARENT };
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST,
+					 .data_len = sizeof(*data),
+					 .data_uptr = (uintptr_t)data };
+
+	md.id = ioas_alloc(fd);
+	if (ioc(fd, IOMMU_TEST_CMD, &md))
+		return -1;
+	hwpt.dev_id = md.mock_domain.out_idev_id;
+	hwpt.pt_id = md.id;
+	if (ioc(fd, IOMMU_HWPT_ALLOC, &hwpt))
+		return -1;
+	va.dev_id = md.mock_domain.out_idev_id;
+	va.hwpt_id = hwpt.out_hwpt_id;
+	if (ioc(fd, IOMMU_VIOMMU_ALLOC, &va))
+		return -1;
+	*viommu = va.out_viommu_id;
+	return 0;
 }
 
 #endif

@@ -39,38 +39,40 @@
  * answered and freed. Groups hold what their records need: the attach handle (and through it
  * the idev, whose ID is dev_id) stays alive until the group is answered.
  *
- * The fds are real fds of the process: an eventfd we own per queue, whose counter is 1 exactly
- * while the queue holds something to read. poll(), select() and epoll therefore work on it
- * without interception: POLLIN while something waits, and POLLOUT always (an eventfd is
- * writable until its counter nears 2^64), which is the fault fd's contract. read(), write() and
- * close() are ours (the preload layer forwards them; uiommu_event_read()/_write() and
- * uiommu_close() are the direct calls):
+ * The fds are sub-fds (file.c) whose ops are ours, marked event: like every uiommu fd, one end
+ * of a socketpair whose other end the serving process keeps, so they cross processes (fork,
+ * SCM_RIGHTS, exec, pidfd_getfd(), or made for another process's ALLOC) and are read and
+ * written there through the serving process (docs/processes.md). Readiness is a byte: while
+ * the queue holds something, one byte waits in the fd's socket (iommufd_subfd_ready()), so
+ * poll(), select() and epoll work on the fd in any process without interception: POLLIN while
+ * something waits, and POLLOUT always (nobody writes into the socket), the fault fd's
+ * contract. A byte no longer meant is taken out by the next reader or writer, which holds an
+ * fd of the socket (file.c); until then POLLIN may show on an empty queue, whose read answers
+ * 0 at once, as the kernel's does. read(), write() and close() are ours (the preload layer
+ * forwards them; uiommu_event_read()/_write() and uiommu_close() are the direct calls):
  *  - vEVENTQ read returns whole events only, as many as fit; a buffer too small for the next
  *    event is EINVAL, so is a count below a header's 8 bytes; an empty queue otherwise reads 0
- *    at once (never blocks), a non-zero offset (pread)
- *    ESPIPE; write is EINVAL (the kernel's file has no write);
+ *    at once (never blocks), a non-zero offset (pread) ESPIPE; write is EINVAL (the kernel's
+ *    file has no write);
  *  - fault read/write: a non-zero offset or a length that is not a multiple of the record is
  *    ESPIPE; see iommufd_fault_read() and iommufd_fault_write();
- *  - close drops the fd's users reference on the object (IOMMU_DESTROY is EBUSY until then)
- *    and its reference on the context, which the fd keeps open like the kernel's file does.
- * A read or write in progress holds the same two references, as the kernel's fdget() holds the
- * file, so a close racing it destroys nothing under it. The fd -> queue table is a short list:
- * event fds are few. The eventfd carries the name "[eventfd]", not the kernel's
- * "[iommufd-pgfault]"; its flags add O_NONBLOCK (our own reads of the counter must not block).
+ *  - the last close anywhere releases the file: the queue forgets it (no more signals) and
+ *    the fd's users reference on the object goes (IOMMU_DESTROY is EBUSY until then); the
+ *    file's reference on the context goes with it, as the kernel's file keeps it open.
+ * A read or write in progress holds the file, as the kernel's fdget(), so a close racing it
+ * destroys nothing under it. The fd shows as a socket, not the kernel's
+ * "anon_inode:[iommufd-pgfault]".
  *
  * Locking:
- *  - event_fds_lock (the fd table), held only to find an fd and take its references, and
- *    across close -> veventq->lock / fault->lock (to retire the eventfd number);
- *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its eventfd counter);
+ *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its file's readiness);
  *  - idev->lock (a detach) -> fault->mutex (serialises read, write and auto-response; protects
  *    the response table) -> fault_param->lock (io-pgfault, via iopf_group_response()) ;
- *  - fault->mutex -> fault->lock (deliver, the eventfd counter and number; a leaf, which the
+ *  - fault->mutex -> fault->lock (deliver, the file and its readiness; a leaf, which the
  *    handler takes from the reporter's thread with no other lock held).
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
@@ -94,8 +96,8 @@ struct iommufd_veventq {
 	struct iommufd_viommu *viommu;     /* a users reference; constant */
 	uint32_t type;                     /* constant */
 	uint32_t depth;                    /* constant */
-	int fd;                            /* the eventfd; ours until the user closes it */
 	struct uiommu_mutex lock;          /* protects everything below; a leaf */
+	struct iommufd_file *file;         /* the fd's file; NULL once its last close released it */
 	struct iommufd_vevent *head;       /* queued events, oldest first */
 	struct iommufd_vevent **tail;
 	uint32_t num_events;               /* queued, the lost header not counted */
@@ -115,101 +117,65 @@ struct iommufd_fault {
 	struct uiommu_mutex mutex;
 	struct iopf_group **resp;          /* read, not answered: resp[cookie - 1]; NULL = free */
 	uint32_t nr_resp;                  /* slots in resp */
-	struct uiommu_mutex lock;          /* protects deliver and fd; a leaf */
+	struct uiommu_mutex lock;          /* protects deliver and file; a leaf */
 	struct iopf_group_list deliver;    /* handed over by the handler, not read yet */
-	int fd;                            /* the eventfd; -1 once the user closed it */
+	struct iommufd_file *file;         /* the fd's file; NULL once its last close released it */
 };
 
 IOMMUFD_OBJECT_AT_ZERO(struct iommufd_fault, obj);
 
-/* An open event fd: a vEVENTQ's or a fault queue's (obj->type says which). */
-struct event_fd {
-	int fd;
-	struct iommufd_object *obj;      /* the queue; a users reference */
-	struct iommufd_ctx *ictx;        /* a context reference (iommufd_ctx_file_get()) */
-	struct event_fd *next;
-};
-
-UIOMMU_MUTEX_DEFINE(event_fds_lock); /* protects event_fds; before veventq->lock, fault->lock */
-static struct event_fd *event_fds;
-static atomic_int event_fds_nr; /* a lock-free "none at all" for every close() of the process */
-
-/*
- * Sets the counter of the eventfd @fd to @ready (0 or 1), so that poll() reports POLLIN exactly
- * while a queue holds something. The caller holds the queue's lock, which also keeps @fd from
- * being closed (and its number reused) meanwhile; @fd < 0: the user closed it, nothing to do.
- */
-static void iommufd_eventfd_set(int fd, bool ready)
-{
-	uint64_t v = 1;
-
-	if (fd < 0)
-		return;
-	if (ready) {
-		if (sys_write(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			WARN_ON(1);
-		/* Keep it at 1: drain the extra, if any, and put one back. */
-		if (sys_read(fd, &v, sizeof(v)) == sizeof(v)) {
-			v = 1;
-			WARN_ON(sys_write(fd, &v, sizeof(v)) != sizeof(v));
-		}
-	} else {
-		sys_read(fd, &v, sizeof(v)); /* EAGAIN when already 0 */
-	}
-}
-
-/* Sets the eventfd counter to (queue not empty). Caller holds veventq->lock. */
+/* The fd is POLLIN exactly while the queue is not empty. Caller holds veventq->lock. */
 static void iommufd_veventq_signal(struct iommufd_veventq *veventq)
 {
 	lockdep_assert_held(&veventq->lock);
-	iommufd_eventfd_set(veventq->fd, veventq->head != NULL);
+	iommufd_subfd_ready(veventq->file, veventq->head != NULL);
 }
 
 /*
- * The fd of a new queue, before anything is published: the eventfd and its table entry.
- * Return: the entry with *@fd set, or ERR_PTR(-ENOMEM, or -EMFILE when no fd can be had).
- * Undo with event_fd_abort(); publish with event_fd_install().
+ * The last close of a queue's fd, anywhere: the queue stops signalling (before the file's
+ * socket goes: file.c releases first) and the fd's users reference goes.
  */
-static struct event_fd *event_fd_prepare(int *fd)
+static void iommufd_veventq_fops_release(void *priv)
 {
-	struct event_fd *efd;
+	struct iommufd_veventq *veventq = priv;
 
-	/* An eventfd carries no header: it cannot be handed to another process (processes.md). */
-	if (iommufd_caller_remote())
-		return ERR_PTR(-EOPNOTSUPP);
-	efd = uiommu_zalloc(sizeof(*efd));
-	if (!efd)
-		return ERR_PTR(-ENOMEM);
-	*fd = uiommu_should_fail() ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (*fd < 0) {
-		uiommu_free(efd);
-		return ERR_PTR(-EMFILE);
-	}
-	return efd;
+	uiommu_mutex_lock(&veventq->lock);
+	veventq->file = NULL;
+	uiommu_mutex_unlock(&veventq->lock);
+	/* Pairs with the reference taken before the fd was installed. */
+	iommufd_object_unref_users(&veventq->obj);
 }
 
-static void event_fd_abort(struct event_fd *efd, int fd)
+static void iommufd_fault_fops_release(void *priv)
 {
-	sys_close(fd);
-	uiommu_free(efd);
+	struct iommufd_fault *fault = priv;
+
+	uiommu_mutex_lock(&fault->lock);
+	fault->file = NULL;
+	uiommu_mutex_unlock(&fault->lock);
+	iommufd_object_unref_users(&fault->obj);
 }
 
-/* Publishes @efd standing for @obj; takes the fd's references (dropped at its close). */
-static void event_fd_install(struct event_fd *efd, int fd, struct iommufd_object *obj,
-			     struct iommufd_ctx *ictx)
-{
-	efd->fd = fd;
-	efd->obj = obj;
-	efd->ictx = ictx;
-	/* Pairs with the puts in iommufd_event_fd_close(). */
-	iommufd_object_ref_users(obj);
-	iommufd_ctx_file_get(ictx);
-	uiommu_mutex_lock(&event_fds_lock);
-	efd->next = event_fds;
-	event_fds = efd;
-	atomic_fetch_add(&event_fds_nr, 1);
-	uiommu_mutex_unlock(&event_fds_lock);
-}
+static ssize_t iommufd_veventq_fops_read(void *priv, struct uiommu_mm *mm, void *buf,
+					 size_t count, off_t off);
+static ssize_t iommufd_fault_fops_read(void *priv, struct uiommu_mm *mm, void *buf,
+				       size_t count, off_t off);
+static ssize_t iommufd_fault_fops_write(void *priv, struct uiommu_mm *mm, const void *buf,
+					size_t count, off_t off);
+
+/* A vEVENTQ's file has no write: EINVAL, as the kernel's. */
+static const struct iommufd_subfd_ops iommufd_veventq_fops = {
+	.release = iommufd_veventq_fops_release,
+	.read = iommufd_veventq_fops_read,
+	.event = true,
+};
+
+static const struct iommufd_subfd_ops iommufd_fault_fops = {
+	.release = iommufd_fault_fops_release,
+	.read = iommufd_fault_fops_read,
+	.write = iommufd_fault_fops_write,
+	.event = true,
+};
 
 void iommufd_veventq_destroy(struct iommufd_object *obj)
 {
@@ -308,7 +274,7 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 	struct iommufd_veventq *veventq;
 	struct iommufd_viommu *viommu;
 	struct iommufd_object *obj;
-	struct event_fd *efd;
+	struct iommufd_file *file;
 	int fd, rc;
 
 	if (cmd->flags || cmd->__reserved || cmd->type == IOMMU_VEVENTQ_TYPE_DEFAULT)
@@ -342,12 +308,12 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 	veventq->lost.header.flags = IOMMU_VEVENTQ_FLAG_LOST_EVENTS;
 	uiommu_mutex_init(&veventq->lock);
 
-	efd = event_fd_prepare(&fd);
-	if (IS_ERR(efd)) {
-		rc = PTR_ERR(efd);
+	file = iommufd_subfd_alloc(ucmd->ictx, &iommufd_veventq_fops, veventq, &fd);
+	if (IS_ERR(file)) {
+		rc = PTR_ERR(file);
 		goto err_abort;
 	}
-	veventq->fd = fd;
+	veventq->file = file;
 	cmd->out_veventq_id = iommufd_object_id(&veventq->obj);
 	cmd->out_veventq_fd = fd;
 	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
@@ -366,12 +332,14 @@ int iommufd_veventq_alloc(struct iommufd_ucmd *ucmd)
 	iommufd_object_ref_users(&viommu->obj);
 	uiommu_mutex_unlock(&viommu->lock);
 
-	event_fd_install(efd, fd, &veventq->obj, ucmd->ictx);
+	/* The fd's; pairs with the put in iommufd_veventq_fops_release(). */
+	iommufd_object_ref_users(&veventq->obj);
+	iommufd_subfd_install(file, fd);
 	iommufd_object_finalize(ucmd->ictx, &veventq->obj);
 	goto out_put_viommu;
 
 err_close_fd:
-	event_fd_abort(efd, fd);
+	iommufd_subfd_abort(file, fd);
 err_abort:
 	uiommu_mutex_destroy(&veventq->lock);
 	iommufd_object_abort(ucmd->ictx, &veventq->obj);
@@ -382,27 +350,10 @@ out_put_viommu:
 
 /* ---- the fd ---------------------------------------------------------------------------------- */
 
-/* The entry of @fd. Caller holds event_fds_lock. */
-static struct event_fd **event_fd_find(int fd)
-{
-	struct event_fd **pos;
-
-	for (pos = &event_fds; *pos; pos = &(*pos)->next)
-		if ((*pos)->fd == fd)
-			return pos;
-	return NULL;
-}
-
+/* Is @fd a vEVENTQ's or a fault queue's fd, of this process's files or another's? */
 UIOMMU_EXPORT bool uiommu_event_is_fd(int fd)
 {
-	bool found;
-
-	if (!atomic_load_explicit(&event_fds_nr, memory_order_relaxed))
-		return false;
-	uiommu_mutex_lock(&event_fds_lock);
-	found = event_fd_find(fd) != NULL;
-	uiommu_mutex_unlock(&event_fds_lock);
-	return found;
+	return iommufd_subfd_is_event(fd);
 }
 
 /* Whole events into [@buf, @buf + @count). Caller holds veventq->lock. */
@@ -448,73 +399,31 @@ static ssize_t iommufd_veventq_read(struct iommufd_veventq *veventq, struct uiom
 	return done ? (ssize_t)done : rc;
 }
 
-/*
- * The entry of @fd with its references taken for one call (event_fd_put()), as the kernel's
- * fdget() holds the file: a close meanwhile cannot destroy the queue or the context under it.
- */
-static int event_fd_get(int fd, struct iommufd_object **obj, struct iommufd_ctx **ictx)
+static ssize_t iommufd_veventq_fops_read(void *priv, struct uiommu_mm *mm, void *buf,
+					 size_t count, off_t off)
 {
-	struct event_fd **pos;
-	int rc = 0;
-
-	uiommu_mutex_lock(&event_fds_lock);
-	pos = event_fd_find(fd);
-	if (!pos) {
-		rc = -EBADF;
-	} else {
-		*obj = (*pos)->obj;
-		*ictx = (*pos)->ictx;
-		iommufd_object_ref_users(*obj);
-		iommufd_ctx_file_get(*ictx);
-	}
-	uiommu_mutex_unlock(&event_fds_lock);
-	return rc;
-}
-
-static void event_fd_put(struct iommufd_object *obj, struct iommufd_ctx *ictx)
-{
-	/* Pairs with event_fd_get(). */
-	iommufd_object_unref_users(obj);
-	iommufd_ctx_file_put(ictx);
-}
-
-static ssize_t iommufd_fault_read(struct iommufd_fault *fault, struct uiommu_mm *mm, char *buf,
-				  size_t count);
-static ssize_t iommufd_fault_write(struct iommufd_fault *fault, struct uiommu_mm *mm,
-				   const char *buf, size_t count);
-
-static ssize_t event_ret(ssize_t rc)
-{
-	if (rc < 0) {
-		errno = (int)-rc;
-		return -1;
-	}
-	return rc;
-}
-
-UIOMMU_EXPORT ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset)
-{
-	struct iommufd_object *obj;
-	struct iommufd_ctx *ictx;
+	struct iommufd_veventq *veventq = priv;
 	ssize_t rc;
 
-	rc = event_fd_get(fd, &obj, &ictx);
-	if (rc)
-		return event_ret(rc);
-	if (offset) {
-		rc = -ESPIPE;
-	} else if (obj->type == IOMMUFD_OBJ_FAULT) {
-		rc = iommufd_fault_read(container_of(obj, struct iommufd_fault, obj), ictx->mm, buf,
-					count);
-	} else {
-		struct iommufd_veventq *veventq = container_of(obj, struct iommufd_veventq, obj);
+	if (off)
+		return -ESPIPE;
+	uiommu_mutex_lock(&veventq->lock);
+	rc = iommufd_veventq_read(veventq, mm, buf, count);
+	uiommu_mutex_unlock(&veventq->lock);
+	return rc;
+}
 
-		uiommu_mutex_lock(&veventq->lock);
-		rc = iommufd_veventq_read(veventq, ictx->mm, buf, count);
-		uiommu_mutex_unlock(&veventq->lock);
+/*
+ * The direct calls on an event fd: EBADF for any other fd; else what read(2) and write(2) of
+ * it do (file.c: the file's ops, here or at the process that serves it).
+ */
+UIOMMU_EXPORT ssize_t uiommu_event_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	if (!uiommu_event_is_fd(fd)) {
+		errno = EBADF;
+		return -1;
 	}
-	event_fd_put(obj, ictx);
-	return event_ret(rc);
+	return uiommu_pread(fd, buf, count, offset);
 }
 
 UIOMMU_EXPORT ssize_t uiommu_event_read(int fd, void *buf, size_t count)
@@ -524,91 +433,16 @@ UIOMMU_EXPORT ssize_t uiommu_event_read(int fd, void *buf, size_t count)
 
 UIOMMU_EXPORT ssize_t uiommu_event_pwrite(int fd, const void *buf, size_t count, off_t offset)
 {
-	struct iommufd_object *obj;
-	struct iommufd_ctx *ictx;
-	ssize_t rc;
-
-	rc = event_fd_get(fd, &obj, &ictx);
-	if (rc)
-		return event_ret(rc);
-	if (obj->type != IOMMUFD_OBJ_FAULT)
-		rc = -EINVAL; /* a vEVENTQ's file has no write */
-	else if (offset)
-		rc = -ESPIPE;
-	else
-		rc = iommufd_fault_write(container_of(obj, struct iommufd_fault, obj), ictx->mm,
-					 buf, count);
-	event_fd_put(obj, ictx);
-	return event_ret(rc);
+	if (!uiommu_event_is_fd(fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return uiommu_pwrite(fd, buf, count, offset);
 }
 
 UIOMMU_EXPORT ssize_t uiommu_event_write(int fd, const void *buf, size_t count)
 {
 	return uiommu_event_pwrite(fd, buf, count, 0);
-}
-
-/**
- * iommufd_event_fd_close() - close an event fd of ours: the fd goes, then its references
- * Return: 0, or -EBADF when @fd is not one.
- */
-int iommufd_event_fd_close(int fd)
-{
-	struct event_fd **pos, *efd;
-
-	uiommu_mutex_lock(&event_fds_lock);
-	pos = event_fd_find(fd);
-	if (!pos) {
-		uiommu_mutex_unlock(&event_fds_lock);
-		return -EBADF;
-	}
-	efd = *pos;
-	*pos = efd->next;
-	atomic_fetch_sub(&event_fds_nr, 1);
-	/* Signals stop using a number that may be reused once it is closed. */
-	if (efd->obj->type == IOMMUFD_OBJ_FAULT) {
-		struct iommufd_fault *fault = container_of(efd->obj, struct iommufd_fault, obj);
-
-		uiommu_mutex_lock(&fault->lock);
-		fault->fd = -1;
-		uiommu_mutex_unlock(&fault->lock);
-	} else {
-		struct iommufd_veventq *veventq =
-			container_of(efd->obj, struct iommufd_veventq, obj);
-
-		uiommu_mutex_lock(&veventq->lock);
-		veventq->fd = -1;
-		uiommu_mutex_unlock(&veventq->lock);
-	}
-	sys_close(fd);
-	uiommu_mutex_unlock(&event_fds_lock);
-	/* Pairs with the references taken in event_fd_install(). */
-	iommufd_object_unref_users(efd->obj);
-	iommufd_ctx_file_put(efd->ictx);
-	uiommu_free(efd);
-	return 0;
-}
-
-/* Closes every event fd of ours in [@first, @last]: a close_range() of them is about to run. */
-void iommufd_event_fds_close_range(unsigned int first, unsigned int last)
-{
-	for (;;) {
-		struct event_fd *efd;
-		int fd = -1;
-
-		if (!atomic_load_explicit(&event_fds_nr, memory_order_relaxed))
-			return;
-		uiommu_mutex_lock(&event_fds_lock);
-		for (efd = event_fds; efd; efd = efd->next) {
-			if ((unsigned int)efd->fd >= first && (unsigned int)efd->fd <= last) {
-				fd = efd->fd;
-				break;
-			}
-		}
-		uiommu_mutex_unlock(&event_fds_lock);
-		if (fd < 0)
-			return;
-		iommufd_event_fd_close(fd);
-	}
 }
 
 /* ---- fault queues ---------------------------------------------------------------------------- */
@@ -700,7 +534,7 @@ int iommufd_fault_iopf_handler(struct iopf_group *group)
 	was_empty = TAILQ_EMPTY(&fault->deliver);
 	TAILQ_INSERT_TAIL(&fault->deliver, group, node);
 	if (was_empty)
-		iommufd_eventfd_set(fault->fd, true);
+		iommufd_subfd_ready(fault->file, true);
 	uiommu_mutex_unlock(&fault->lock);
 	return 0;
 }
@@ -731,7 +565,7 @@ void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
 		TAILQ_REMOVE(&fault->deliver, group, node);
 		TAILQ_INSERT_TAIL(&answer, group, node);
 	}
-	iommufd_eventfd_set(fault->fd, !TAILQ_EMPTY(&fault->deliver));
+	iommufd_subfd_ready(fault->file, !TAILQ_EMPTY(&fault->deliver));
 	uiommu_mutex_unlock(&fault->lock);
 
 	/* Outside the leaf lock: an answer takes io-pgfault's locks and calls the driver. */
@@ -777,7 +611,7 @@ int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_fault_alloc *cmd = ucmd->cmd;
 	struct iommufd_fault *fault;
-	struct event_fd *efd;
+	struct iommufd_file *file;
 	int fd, rc;
 
 	if (cmd->flags)
@@ -789,24 +623,26 @@ int iommufd_fault_alloc(struct iommufd_ucmd *ucmd)
 	uiommu_mutex_init(&fault->lock);
 	TAILQ_INIT(&fault->deliver);
 
-	efd = event_fd_prepare(&fd);
-	if (IS_ERR(efd)) {
-		rc = PTR_ERR(efd);
+	file = iommufd_subfd_alloc(ucmd->ictx, &iommufd_fault_fops, fault, &fd);
+	if (IS_ERR(file)) {
+		rc = PTR_ERR(file);
 		goto err_abort;
 	}
-	fault->fd = fd;
+	fault->file = file;
 	cmd->out_fault_id = iommufd_object_id(&fault->obj);
 	cmd->out_fault_fd = fd;
 	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 	if (rc)
 		goto err_close_fd;
 
-	event_fd_install(efd, fd, &fault->obj, ucmd->ictx);
+	/* The fd's; pairs with the put in iommufd_fault_fops_release(). */
+	iommufd_object_ref_users(&fault->obj);
+	iommufd_subfd_install(file, fd);
 	iommufd_object_finalize(ucmd->ictx, &fault->obj);
 	return 0;
 
 err_close_fd:
-	event_fd_abort(efd, fd);
+	iommufd_subfd_abort(file, fd);
 err_abort:
 	uiommu_mutex_destroy(&fault->lock);
 	uiommu_mutex_destroy(&fault->mutex);
@@ -929,7 +765,7 @@ restore:
 	if (!done && rc)
 		iommufd_fault_resp_trim(fault);
 	uiommu_mutex_lock(&fault->lock);
-	iommufd_eventfd_set(fault->fd, !TAILQ_EMPTY(&fault->deliver));
+	iommufd_subfd_ready(fault->file, !TAILQ_EMPTY(&fault->deliver));
 	uiommu_mutex_unlock(&fault->lock);
 	uiommu_mutex_unlock(&fault->mutex);
 	return done ? (ssize_t)done : rc;
@@ -974,4 +810,20 @@ static ssize_t iommufd_fault_write(struct iommufd_fault *fault, struct uiommu_mm
 	}
 	uiommu_mutex_unlock(&fault->mutex);
 	return done ? (ssize_t)done : rc;
+}
+
+static ssize_t iommufd_fault_fops_read(void *priv, struct uiommu_mm *mm, void *buf,
+				       size_t count, off_t off)
+{
+	if (off || count % sizeof(struct iommu_hwpt_pgfault))
+		return -ESPIPE;
+	return iommufd_fault_read(priv, mm, buf, count);
+}
+
+static ssize_t iommufd_fault_fops_write(void *priv, struct uiommu_mm *mm, const void *buf,
+					size_t count, off_t off)
+{
+	if (off || count % sizeof(struct iommu_hwpt_page_response))
+		return -ESPIPE;
+	return iommufd_fault_write(priv, mm, buf, count);
 }

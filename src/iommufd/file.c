@@ -40,8 +40,9 @@
  * The fd -> file map is a two-level table of atomic pointers: the ioctl path reads it without a
  * lock under RCU; changes are made under fdt_lock.
  *
- * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, later vEVENTQ and
- * dma-buf fds). Such a file is an iommufd_file too, with ops: it lives in the same table (so
+ * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, vEVENTQ, fault
+ * queue and dma-buf fds). An event sub-fd (ops->event: a queue's) is a stream whose POLLIN is
+ * a byte kept in its socket while the queue holds something (iommufd_subfd_ready()). Such a file is an iommufd_file too, with ops: it lives in the same table (so
  * close() through the preload layer or uiommu_close() finds it, and dup() shares it), holds a
  * reference on the file of the context it was made in (the context outlives it, as the
  * kernel's sub-files pin the iommufd file), answers ENOTTY to ioctls, and at its last reference
@@ -83,6 +84,7 @@ struct iommufd_file {
 	dev_t dev;                 /* the backing socket's identity (fstat()); constant */
 	ino_t ino;
 	bool readable, writable;   /* the open's access mode, as the kernel's f_mode; constant */
+	bool event;                /* another process's event fd (ours: ops->event); constant */
 	/* Set once before the fd is handed out (iommufd_file_set_node()), then constant. */
 	struct iommufd_node node;
 	bool has_node;
@@ -97,6 +99,14 @@ struct iommufd_file {
 	uint8_t secret[WIRE_SECRET_LEN]; /* what proves a caller holds an fd of it; constant */
 	int peer;                  /* ours: the other end of the fds' socket; closed at release */
 	atomic_bool held;          /* ours: the fds anywhere hold one reference, until HUP */
+	/*
+	 * An event fd's readiness (ops->event): whether the byte that makes the fd POLLIN is in
+	 * its socket, under the queue's own lock (iommufd_subfd_ready()); and how many bytes
+	 * sent are no longer meant, for the next reader or writer to take out of the socket.
+	 */
+	bool ready;
+	atomic_uint ready_owed;
+	atomic_int local_fd;       /* ours: the last fd installed for it here, a hint (may be stale) */
 	struct iommufd_file *export_next; /* in export_table; export_lock */
 	struct rcu_head rcu;
 };
@@ -228,7 +238,7 @@ static void iommufd_file_put(struct iommufd_file *file)
 		return;
 	}
 	export_del(file);
-	sys_close(file->peer);
+	/* The release first: an event queue signals through the peer until it lets go. */
 	if (file->ops) {
 		file->ops->release(file->priv);
 		if (file->parent)
@@ -236,6 +246,7 @@ static void iommufd_file_put(struct iommufd_file *file)
 	} else {
 		iommufd_ctx_release(file->ictx);
 	}
+	sys_close(file->peer);
 	call_rcu(&file->rcu, iommufd_file_free_rcu);
 }
 
@@ -387,8 +398,10 @@ static int fdt_install(int fd, struct iommufd_file *file)
 
 	if (!slot)
 		return -EMFILE;
-	if (file)
+	if (file) {
 		atomic_fetch_add_explicit(&file->refs, 1, memory_order_relaxed);
+		atomic_store_explicit(&file->local_fd, fd, memory_order_relaxed);
+	}
 	old = atomic_exchange_explicit(slot, file, memory_order_acq_rel);
 	/*
 	 * A stale slot (its fd closed behind our back): if that was the last close anywhere, the
@@ -410,10 +423,11 @@ static int uiommu_ret(int rc)
 
 /*
  * A new backing fd for @file (O_CLOEXEC and O_NONBLOCK of @flags): one end of a socketpair
- * whose other end (file->peer) carries the header another holder reads (remote.c). Records
- * its identity, its token and secret.
+ * whose other end (file->peer) carries the header another holder reads (remote.c), or, for an
+ * event fd (@named), is bound to the name a holder finds with getpeername(). Records its
+ * identity, its token and secret.
  */
-static int iommufd_raw_open(struct iommufd_file *file, int flags)
+static int iommufd_raw_open(struct iommufd_file *file, int flags, bool named)
 {
 	struct iommufd_server *server;
 	struct wire_fd_header hdr;
@@ -434,13 +448,16 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags)
 	if ((!(flags & O_CLOEXEC) && sys_fcntl(sv[0], F_SETFD, 0)) ||
 	    ((flags & O_NONBLOCK) && sys_fcntl(sv[0], F_SETFL, O_NONBLOCK)) ||
 	    sys_fstat(sv[0], &st) ||
-	    sys_send(sv[1], &hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(hdr)) {
+	    (named ? iommufd_server_name_peer(server, sv[1], file->token) :
+		     sys_send(sv[1], &hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+			     sizeof(hdr))) {
 		err = errno;
 		sys_close(sv[0]);
 		sys_close(sv[1]);
 		return -err;
 	}
 	file->peer = sv[1];
+	atomic_init(&file->local_fd, -1);
 	file->dev = st.st_dev;
 	file->ino = st.st_ino;
 	/* The kernel's OPEN_FMODE(): O_RDONLY reads, O_WRONLY writes, 3 does neither. */
@@ -476,7 +493,7 @@ UIOMMU_EXPORT int uiommu_open(int flags)
 	file->node = (struct iommufd_node){ .path = "/dev/iommu", .major = IOMMUFD_NODE_MAJOR,
 					    .minor = IOMMUFD_NODE_MINOR, .mode = S_IFCHR | 0660 };
 	file->has_node = true;
-	fd = iommufd_raw_open(file, flags);
+	fd = iommufd_raw_open(file, flags, false);
 	if (fd < 0) {
 		rc = fd;
 		goto err_release;
@@ -620,8 +637,7 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	file = slot ? atomic_exchange_explicit(slot, NULL, memory_order_acq_rel) : NULL;
 	if (!file) {
 		uiommu_mutex_unlock(&fdt_lock);
-		/* Not /dev/iommu: perhaps an fd one of its ioctls made. */
-		return uiommu_ret(iommufd_event_fd_close(fd));
+		return uiommu_ret(-EBADF);
 	}
 	rc = sys_close(fd);
 	uiommu_mutex_unlock(&fdt_lock);
@@ -662,7 +678,6 @@ UIOMMU_EXPORT int uiommu_fd_close_range(unsigned int first, unsigned int last, i
 	if (flags & CLOSE_RANGE_CLOEXEC)
 		return 0;
 	fdt_close_range(first, last);
-	iommufd_event_fds_close_range(first, last);
 	sysfs_fds_forget_range(first, last);
 	return 0;
 }
@@ -675,10 +690,10 @@ bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uin
 	if (!file)
 		return false;
 	if (!iommufd_file_is_local(file)) {
-		/* Another process's mappings are not ours to hand out. */
+		/* Its server hands over the memory where it can (a vIOMMU's region). */
+		*ret = iommufd_remote_mmap(file->server, file->token, file->secret, addr, len, prot,
+					   flags, off);
 		iommufd_file_put(file);
-		errno = ENODEV;
-		*ret = MAP_FAILED;
 		return true;
 	}
 	if (!file->ops || !file->ops->mmap) {
@@ -714,7 +729,8 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
-	*fd = iommufd_raw_open(file, O_CLOEXEC | O_RDWR); /* as anon_inode_getfile() */
+	/* As anon_inode_getfile(); the kernel's event fds are O_RDWR too. */
+	*fd = iommufd_raw_open(file, O_CLOEXEC | O_RDWR, ops->event);
 	if (*fd < 0) {
 		rc = *fd;
 		goto err_free;
@@ -800,7 +816,7 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return -ENOMEM;
-	fd = iommufd_raw_open(file, flags);
+	fd = iommufd_raw_open(file, flags, false);
 	if (fd < 0) {
 		rc = fd;
 		goto err_free;
@@ -1050,31 +1066,116 @@ UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
  * was done.
  */
 static ssize_t iommufd_file_rw(struct iommufd_file *file, struct uiommu_mm *mm, void *buf,
-			       size_t count, const off_t *pos, bool write)
+			       size_t count, const off_t *pos, bool write, unsigned int *owed)
 {
+	bool stream = file->ops && file->ops->event;
 	ssize_t ret;
 	off_t off;
 
-	off = pos ? *pos : atomic_load(&file->pos);
+	*owed = 0;
+	off = pos ? *pos : stream ? 0 : atomic_load(&file->pos);
 	if (!(write ? file->writable : file->readable))
 		ret = -EBADF;
 	else if (!iommufd_file_is_local(file))
 		return iommufd_remote_rw(file->server, file->token, file->secret,
-					 (uint64_t)(uintptr_t)buf, count, pos ? *pos : -1, write);
+					 (uint64_t)(uintptr_t)buf, count, pos ? *pos : -1, write,
+					 owed);
 	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
 		ret = -EINVAL; /* no read or write in the file's operations */
 	else if (write)
 		ret = file->ops->write(file->priv, mm, buf, count, off);
 	else
 		ret = file->ops->read(file->priv, mm, buf, count, off);
-	if (!pos && ret > 0)
+	if (stream)
+		*owed = atomic_exchange(&file->ready_owed, 0);
+	else if (!pos && ret > 0)
 		atomic_fetch_add(&file->pos, ret);
 	return ret;
+}
+
+/*
+ * Takes @owed readiness bytes the queue no longer means out of the socket of @fd, which every
+ * fd of the file shares (iommufd_subfd_ready()). They were sent before they were owed, so
+ * they are there, unless a raw read of the fd took them already.
+ */
+static void iommufd_file_ready_drain(int fd, unsigned int owed)
+{
+	char buf[64];
+
+	while (owed) {
+		unsigned int n = owed < sizeof(buf) ? owed : (unsigned int)sizeof(buf);
+		ssize_t got = sys_recv(fd, buf, n, MSG_DONTWAIT);
+
+		if (got <= 0)
+			return;
+		owed -= (unsigned int)got;
+	}
+}
+
+/*
+ * Takes the readiness byte out of @file's socket now, through a private dup of an fd of it
+ * here, when this process still has one (a queue drained by a detach, with no reader to take
+ * it). The dup is checked to be the file's socket: the hint may name a number reused since.
+ * No lock is taken; closing the dup is never the last close (the fd it copies is open), or if
+ * a close elsewhere raced it, the server thread sees the hang-up.
+ */
+static bool iommufd_file_ready_take(struct iommufd_file *file)
+{
+	int hint = atomic_load_explicit(&file->local_fd, memory_order_relaxed);
+	int dup = hint >= 0 ? sys_fcntl(hint, F_DUPFD_CLOEXEC, 0) : -1;
+	struct stat st;
+	bool taken = false;
+	char byte;
+
+	if (dup < 0)
+		return false;
+	if (!sys_fstat(dup, &st) && st.st_dev == file->dev && st.st_ino == file->ino)
+		taken = sys_recv(dup, &byte, 1, MSG_DONTWAIT) == 1;
+	sys_close(dup);
+	return taken;
+}
+
+/**
+ * iommufd_subfd_ready() - an event fd's queue holds something (@ready) or not: its fds show
+ * POLLIN exactly then, in every process. The caller holds the queue's lock, which orders the
+ * calls; the file is alive (its release, which ends the queue's signalling, has not run).
+ */
+void iommufd_subfd_ready(struct iommufd_file *file, bool ready)
+{
+	char byte = 1;
+
+	if (!file || ready == file->ready)
+		return;
+	if (ready) {
+		/* The socket's buffer holds far more than the bytes owed at any time. */
+		if (sys_send(file->peer, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+			return;
+	} else if (!iommufd_file_ready_take(file)) {
+		atomic_fetch_add(&file->ready_owed, 1);
+	}
+	file->ready = ready;
+}
+
+/* Is @fd an event fd of a uiommu file (ours or another process's)? */
+bool iommufd_subfd_is_event(int fd)
+{
+	struct iommufd_file *file;
+	bool event;
+
+	if (!uiommu_is_fd(fd))
+		return false;
+	file = iommufd_file_get(fd);
+	if (!file)
+		return false;
+	event = iommufd_file_is_local(file) ? file->ops && file->ops->event : file->event;
+	iommufd_file_put(file);
+	return event;
 }
 
 static ssize_t uiommu_rw(int fd, void *buf, size_t count, const off_t *pos, bool write)
 {
 	struct iommufd_file *file;
+	unsigned int owed;
 	ssize_t ret;
 
 	if (pos && *pos < 0)
@@ -1082,8 +1183,9 @@ static ssize_t uiommu_rw(int fd, void *buf, size_t count, const off_t *pos, bool
 	file = iommufd_file_get(fd);
 	if (!file)
 		return uiommu_ret(-EBADF);
-	ret = iommufd_file_rw(file, iommufd_caller_mm(), buf, count, pos, write);
+	ret = iommufd_file_rw(file, iommufd_caller_mm(), buf, count, pos, write, &owed);
 	iommufd_file_put(file);
+	iommufd_file_ready_drain(fd, owed);
 	return ret < 0 ? uiommu_ret((int)ret) : ret;
 }
 
@@ -1201,19 +1303,20 @@ int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiomm
 }
 
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			      uint64_t buf, size_t count, int64_t pos, bool write)
+			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	off_t off = (off_t)pos;
 	ssize_t ret;
 
+	*owed = 0;
 	if (!file)
 		return -EBADF;
 	if (pos < -1)
 		return iommufd_file_put(file), -EINVAL;
 	file_remote_caller = mm;
 	ret = iommufd_file_rw(file, mm, (void *)(uintptr_t)buf, count, pos < 0 ? NULL : &off,
-			      write);
+			      write, owed);
 	file_remote_caller = NULL;
 	iommufd_file_put(file);
 	return ret;
@@ -1228,12 +1331,82 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 		return -EBADF;
 	*node = file->node;
 	flags[0] = (file->readable ? WIRE_INFO_READABLE : 0) |
-		   (file->writable ? WIRE_INFO_WRITABLE : 0) | (file->has_node ? WIRE_INFO_NODE : 0);
+		   (file->writable ? WIRE_INFO_WRITABLE : 0) | (file->has_node ? WIRE_INFO_NODE : 0) |
+		   (file->ops && file->ops->event ? WIRE_INFO_EVENT : 0);
 	iommufd_file_put(file);
 	return 0;
 }
 
-/* One of our own files came back on @fd (SCM_RIGHTS to ourselves, pidfd_getfd()). */
+static bool iommufd_file_same(struct iommufd_file *file, int fd);
+
+/*
+ * Another process maps @token's file: a /dev/iommu file hands out a vIOMMU region's memfd
+ * (iommufd_mmap_region_dup()); any other file has nothing to hand over: ENODEV, as the local
+ * uiommu_mmap() answers a file without a mapping of its own (a sub-fd's BAR areas are this
+ * process's mappings). Return: the memfd, or -errno.
+ */
+int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
+			    int flags, uint64_t off)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	int rc;
+
+	if (!file)
+		return -EBADF;
+	if (file->ops || off > INT64_MAX)
+		rc = file->ops ? -ENODEV : -EINVAL;
+	else
+		rc = iommufd_mmap_region_dup(file->ictx, len, prot, flags, (off_t)off);
+	iommufd_file_put(file);
+	return rc;
+}
+
+/*
+ * A holder of an event fd asks for its secret: it proves it holds the fd by the fd itself,
+ * which we take from it (pidfd_getfd()) and compare with the file's socket.
+ */
+int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret)
+{
+	struct iommufd_file *file = export_lookup(token, NULL);
+	int rc = 0;
+
+	int local;
+
+	if (!file)
+		return -EBADF;
+	/* Files with a header prove possession by it: only event files are claimed. */
+	if (!file->ops || !file->ops->event) {
+		iommufd_file_put(file);
+		return -EBADF;
+	}
+	/* The caller's fd as one of ours, for as long as we look (iommufd_caller_fd_get()). */
+	file_remote_caller = mm;
+	local = iommufd_caller_fd_get(fd);
+	if (local < 0 || !iommufd_file_same(file, local))
+		rc = -EBADF;
+	else
+		memcpy(secret, file->secret, WIRE_SECRET_LEN);
+	iommufd_caller_fd_put(local);
+	file_remote_caller = NULL;
+	iommufd_file_put(file);
+	return rc;
+}
+
+/*
+ * Is @fd an fd of @file? The socket itself is the proof an event fd's holder gives (its peer
+ * has no header to peek).
+ */
+static bool iommufd_file_same(struct iommufd_file *file, int fd)
+{
+	struct stat st;
+
+	return !sys_fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
+}
+
+/*
+ * One of our own files came back on @fd (SCM_RIGHTS to ourselves, pidfd_getfd()); @secret
+ * NULL: an event fd's (named), proven by the socket itself.
+ */
 int iommufd_file_adopt_local(int fd, uint64_t token, const uint8_t *secret)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
@@ -1241,6 +1414,10 @@ int iommufd_file_adopt_local(int fd, uint64_t token, const uint8_t *secret)
 
 	if (!file)
 		return -EBADF;
+	if (!secret && !iommufd_file_same(file, fd)) {
+		iommufd_file_put(file);
+		return -EBADF;
+	}
 	uiommu_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
 	uiommu_mutex_unlock(&fdt_lock);
@@ -1269,6 +1446,7 @@ int iommufd_file_adopt_remote(int fd, struct iommufd_server *server, uint64_t to
 	file->ino = st.st_ino;
 	file->readable = info->val[3] & WIRE_INFO_READABLE;
 	file->writable = info->val[3] & WIRE_INFO_WRITABLE;
+	file->event = info->val[3] & WIRE_INFO_EVENT;
 	if (info->val[3] & WIRE_INFO_NODE) {
 		memcpy(file->node.path, info->path, sizeof(file->node.path));
 		file->node.major = (unsigned int)info->val[0];

@@ -182,8 +182,6 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 /* Event fds (vEVENTQ, fault) keep the context's file open, as the kernel's fds pin its file. */
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
-int iommufd_event_fd_close(int fd);
-void iommufd_event_fds_close_range(unsigned int first, unsigned int last);
 
 /* mmap regions of objects (mmap.c): an offset is the owner's ID << IOMMUFD_MMAP_ID_SHIFT. */
 #define IOMMUFD_MMAP_ID_SHIFT 20
@@ -220,8 +218,18 @@ struct iommufd_subfd_ops {
 			 off_t off);
 	/* Optional: mmap(2) of the fd; MAP_FAILED with errno. Without it, uiommu_mmap()'s rules. */
 	void *(*mmap)(void *priv, void *addr, size_t len, int prot, int flags, uint64_t off);
+	/*
+	 * An event fd (vEVENTQ, fault queue): a stream (read and write never move a position,
+	 * @off is pread's or 0), and POLLIN is a byte the owner keeps in the fd's socket while
+	 * the queue holds something (iommufd_subfd_ready()). Its peer carries no header (a
+	 * readable header would make it always POLLIN): it is bound to a name instead, and a
+	 * holder proves it holds the fd to learn the secret (remote.c).
+	 */
+	bool event;
 };
 /* The sub-fd @fd has an mmap op: *@ret is its answer. false: not such an fd. */
+int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
+			    off_t off);
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
 			void **ret);
 
@@ -254,6 +262,8 @@ void iommufd_node_stat(const struct iommufd_node *node, struct stat *st);
 struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 					 const struct iommufd_subfd_ops *ops, void *priv, int *fd);
 void iommufd_subfd_install(struct iommufd_file *file, int fd);
+void iommufd_subfd_ready(struct iommufd_file *file, bool ready);
+bool iommufd_subfd_is_event(int fd);
 void iommufd_subfd_abort(struct iommufd_file *file, int fd);
 void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
 void iommufd_subfd_put(struct iommufd_file *file);

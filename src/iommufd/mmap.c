@@ -167,6 +167,48 @@ static void iommufd_mmap_forget(uintptr_t addr, size_t len)
 	}
 }
 
+/* mmap(2)'s own checks, then the region's rules: EINVAL, EPERM (executable), or 0. */
+static int iommufd_mmap_check(size_t len, int prot, int flags, off_t off)
+{
+	if (!len || off < 0 || (uint64_t)off % uiommu_page_size)
+		return -EINVAL;
+	if ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE)
+		return -EINVAL;
+	if (prot & PROT_EXEC)
+		return -EPERM;
+	return 0;
+}
+
+/**
+ * iommufd_mmap_region_dup() - for another process's mmap(2) of @ictx's fd: the same checks as
+ * uiommu_mmap(), then a copy of the region's memfd (O_CLOEXEC), which it maps at offset 0.
+ * That mapping holds nothing here (docs/processes.md): the vIOMMU's destroy does not wait
+ * for its munmap, and the memory stays the memfd's.
+ * Return: the fd, or -EINVAL / -EPERM / -ENXIO / -EMFILE.
+ */
+int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
+			    off_t off)
+{
+	struct iommufd_object *owner;
+	size_t region_len;
+	int region_fd, rc;
+
+	rc = iommufd_mmap_check(len, prot, flags, off);
+	if (rc)
+		return rc;
+	owner = iommufd_mmap_region_find(ictx, (uint64_t)off, &region_fd, &region_len);
+	if (IS_ERR(owner))
+		return PTR_ERR(owner);
+	if ((len + uiommu_page_size - 1) / uiommu_page_size * uiommu_page_size != region_len)
+		rc = -ENXIO;
+	else if (uiommu_should_fail())
+		rc = -EMFILE;
+	else if ((rc = sys_fcntl(region_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		rc = -EMFILE;
+	iommufd_put_object(ictx, owner);
+	return rc;
+}
+
 UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	struct iommufd_object *owner;
@@ -183,18 +225,9 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	/* One of our other files (an access, event or dma-buf fd) has nothing to map: ENODEV. */
 	if (IS_ERR(ictx))
 		return iommufd_mmap_ret(PTR_ERR(ictx) == -EBADFD ? -ENODEV : PTR_ERR(ictx));
-	if (!len || off < 0 || (uint64_t)off % uiommu_page_size) {
-		rc = -EINVAL;
+	rc = iommufd_mmap_check(len, prot, flags, off);
+	if (rc)
 		goto out_put_file;
-	}
-	if ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE) {
-		rc = -EINVAL;
-		goto out_put_file;
-	}
-	if (prot & PROT_EXEC) {
-		rc = -EPERM;
-		goto out_put_file;
-	}
 	owner = iommufd_mmap_region_find(ictx, (uint64_t)off, &region_fd, &region_len);
 	if (IS_ERR(owner)) {
 		rc = PTR_ERR(owner);

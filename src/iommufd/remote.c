@@ -11,7 +11,10 @@
  * peer, stays with the server, which wrote a header into it at creation (struct
  * wire_fd_header: the server's socket name and pid, the file's token and a 128-bit random
  * secret). Any holder of the fd can peek at it (recv(MSG_PEEK)); nobody else can: possession of
- * the fd is the credential, as in the kernel. The peer is also how the server learns of the
+ * the fd is the credential, as in the kernel. An event fd's peer carries no header (its
+ * readiness is a byte in that socket, file.c): it is bound to an abstract name that says the
+ * server and the token, and a holder that shows the server its fd (WIRE_CLAIM: the server
+ * takes a copy with pidfd_getfd() and compares the socket) learns the secret. The peer is also how the server learns of the
  * last close anywhere: when every fd of the socket is closed, in every process, the kernel
  * releases it and the peer sees POLLHUP. The server checks at each of its own closes
  * (synchronous, as the kernel's release is) and watches the peers with epoll for the closes of
@@ -77,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -158,9 +162,9 @@ static void remote_random(void *buf, size_t len)
 	}
 }
 
-static socklen_t remote_addr(struct sockaddr_un *sun, const char *name)
+static socklen_t remote_addr(struct sockaddr_un *sun, const char *name, size_t max)
 {
-	size_t len = strnlen(name, WIRE_NAME_LEN);
+	size_t len = strnlen(name, max);
 
 	memset(sun, 0, sizeof(*sun));
 	sun->sun_family = AF_UNIX;
@@ -357,10 +361,31 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 		rep->val[3] = *nr_new;
 		break;
 	case WIRE_READ:
-	case WIRE_WRITE:
+	case WIRE_WRITE: {
+		unsigned int owed;
+
 		rep->rc = iommufd_file_serve_rw(req->token, req->secret, mm, req->arg[0],
 						req->arg[1], (int64_t)req->arg[2],
-						req->op == WIRE_WRITE);
+						req->op == WIRE_WRITE, &owed);
+		rep->val[0] = owed;
+		break;
+	}
+	case WIRE_MMAP:
+		rc = iommufd_file_serve_mmap(req->token, req->secret, (size_t)req->arg[0],
+					     (int)req->arg[1], (int)req->arg[2], req->arg[3]);
+		rep->rc = rc < 0 ? rc : 0;
+		if (rc >= 0) {
+			new_fds[0] = rc;
+			*nr_new = 1;
+		}
+		break;
+	case WIRE_CLAIM:
+		if (req->arg[0] > INT32_MAX) {
+			rep->rc = -EBADF;
+			break;
+		}
+		rep->rc = iommufd_file_serve_claim(req->token, mm, (int)req->arg[0],
+						   (uint8_t *)rep->val);
 		break;
 	case WIRE_INFO:
 		rc = iommufd_file_serve_info(req->token, req->secret, &node, v);
@@ -445,7 +470,8 @@ static void *remote_conn_main(void *arg)
 		 * in flight holds the files, so this is not their last close anywhere.
 		 */
 		for (unsigned int i = 0; i < nr_new; i++)
-			uiommu_close(new_fds[i]);
+			if (uiommu_close(new_fds[i])) /* not a file of ours: a region's memfd */
+				sys_close(new_fds[i]);
 		if (rc)
 			break;
 	}
@@ -556,7 +582,7 @@ static void remote_server_start(struct iommufd_server *self)
 	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (listen_fd < 0 || epoll_fd < 0)
 		goto err_close;
-	if (sys_bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name)) ||
+	if (sys_bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name, WIRE_NAME_LEN)) ||
 	    sys_listen(listen_fd, 64) || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
 		goto err_close;
 	pthread_attr_init(&attr);
@@ -624,6 +650,18 @@ void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 	memcpy(hdr->secret, secret, WIRE_SECRET_LEN);
 }
 
+/* Binds an event fd's @peer to its name (remote.h), which its holders read. 0 or -errno. */
+int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token)
+{
+	char name[WIRE_PEER_NAME_LEN];
+	struct sockaddr_un sun;
+
+	snprintf(name, sizeof(name), "%s.%016llx", server->name, (unsigned long long)token);
+	if (sys_bind(peer, (struct sockaddr *)&sun, remote_addr(&sun, name, sizeof(name))))
+		return -errno;
+	return 0;
+}
+
 void iommufd_secret_new(uint8_t *secret)
 {
 	remote_random(secret, WIRE_SECRET_LEN);
@@ -684,7 +722,7 @@ static int remote_connect(struct iommufd_server *server)
 	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name))) {
+	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name, WIRE_NAME_LEN))) {
 		rc = -ENODEV; /* the serving process is gone */
 		goto err_close;
 	}
@@ -781,10 +819,33 @@ static int remote_call(struct iommufd_server *server, struct wire_req *req, stru
 }
 
 /*
+ * An event queue's ALLOC made its fd for us: its out field says the server's number @theirs,
+ * which becomes @ours. Return: 1 when @cmd is one and the field is ours, 0 when @cmd is none,
+ * -EFAULT when the field cannot be put right (the caller must not see the server's number).
+ */
+static int remote_event_fd_fix(struct uiommu_mm *mm, unsigned int cmd, uint64_t arg,
+			       uint32_t theirs, uint32_t ours)
+{
+	uint64_t off;
+	uint32_t v;
+
+	if (cmd == IOMMU_FAULT_QUEUE_ALLOC)
+		off = offsetof(struct iommu_fault_alloc, out_fault_fd);
+	else if (cmd == IOMMU_VEVENTQ_ALLOC)
+		off = offsetof(struct iommu_veventq_alloc, out_veventq_fd);
+	else
+		return 0;
+	if (!mm || uiommu_copy_from_user(mm, &v, arg + off, sizeof(v)) || v != theirs ||
+	    uiommu_copy_to_user(mm, arg + off, &ours, sizeof(ours)))
+		return -EFAULT;
+	return 1;
+}
+
+/*
  * The fds a remote call made for us arrived as @fds: ours from now on (adopted). Where the
  * server's number for one shows, the reply is ours to correct: the call's return value (a
  * DMABUF_GET, a GET_DEVICE_FD), or the out field of the one struct that carries one
- * (the selftest's CREATE_ACCESS). Event fds are never made for us (EOPNOTSUPP).
+ * (the selftest's CREATE_ACCESS, the event queues' ALLOCs).
  */
 static int remote_new_fds(const struct wire_rep *rep, const int *fds, int nfds, unsigned int cmd,
 			  uint64_t arg, int rc)
@@ -793,14 +854,33 @@ static int remote_new_fds(const struct wire_rep *rep, const int *fds, int nfds, 
 
 	for (int i = 0; i < nfds; i++) {
 		uint64_t off = offsetof(struct iommu_test_cmd, create_access.out_access_fd);
+		int fix;
 		struct iommu_test_cmd tc;
 		uint32_t theirs = (uint32_t)rep->val[i], ours = (uint32_t)fds[i];
 
-		uiommu_fd_adopt(fds[i]);
+		/*
+		 * An fd we cannot make ours would be read and written as a plain socket: it
+		 * goes (its close elsewhere releases the file), and the call answers ENOMEM.
+		 */
+		if (!uiommu_fd_adopt(fds[i])) {
+			sys_close(fds[i]);
+			if (rc >= 0)
+				rc = -ENOMEM;
+			continue;
+		}
 		if (rc == (int)theirs) {
 			rc = fds[i];
 			continue;
 		}
+		fix = remote_event_fd_fix(mm, cmd, arg, theirs, ours);
+		if (fix < 0) {
+			/* As for an fd we cannot adopt: it goes, the caller learns of no fd. */
+			uiommu_close(fds[i]);
+			if (rc >= 0)
+				rc = fix;
+		}
+		if (fix)
+			continue;
 		if (cmd == IOMMU_TEST_CMD && mm &&
 		    !uiommu_copy_from_user(mm, &tc, arg, offsetof(struct iommu_test_cmd, id)) &&
 		    tc.op == IOMMU_TEST_OP_CREATE_ACCESS)
@@ -836,8 +916,42 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 	return remote_new_fds(&rep, fds, nfds, cmd, arg, (int)rep.rc);
 }
 
+/*
+ * mmap(2) of a file another process serves: where its memory is shareable (a vIOMMU's region,
+ * a memfd), the server hands the memfd over and we map it; else the server's errno.
+ */
+void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			  void *addr, size_t len, int prot, int flags, uint64_t off)
+{
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct wire_req req;
+	struct wire_rep rep;
+	void *p = MAP_FAILED;
+
+	remote_req_init(&req, WIRE_MMAP, token, secret);
+	req.arg[0] = len;
+	req.arg[1] = (uint64_t)prot;
+	req.arg[2] = (uint64_t)flags;
+	req.arg[3] = off;
+	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (!rc && nfds != 1)
+		rc = -EIO;
+	if (!rc) {
+		p = sys_mmap(addr, len, prot, flags, fds[0], 0);
+		if (p == MAP_FAILED)
+			rc = -errno;
+	}
+	for (int i = 0; i < nfds; i++)
+		sys_close(fds[i]);
+	if (rc)
+		errno = -rc;
+	return p;
+}
+
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  uint64_t buf, size_t count, int64_t pos, bool write)
+			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed)
 {
 	struct wire_req req;
 	struct wire_rep rep;
@@ -848,6 +962,8 @@ ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const u
 	req.arg[1] = count;
 	req.arg[2] = (uint64_t)pos;
 	rc = remote_call(server, &req, &rep);
+	/* What the server owes the fd's socket is bounded by its queue's transitions. */
+	*owed = rc ? 0 : (unsigned int)(rep.val[0] > 4096 ? 4096 : rep.val[0]);
 	return rc ? rc : (ssize_t)rep.rc;
 }
 
@@ -891,6 +1007,58 @@ static bool remote_status(pid_t pid, uint64_t *pinned, uint64_t *locked)
 	return known;
 }
 
+/*
+ * An event fd has no header (remote.h): its peer's name says the server and the token, and the
+ * server gives the secret to a process that shows it the fd.
+ */
+static int remote_adopt_event(int fd)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	char name[WIRE_PEER_NAME_LEN], *dot;
+	unsigned long long token;
+	struct iommufd_server *server;
+	struct wire_req req;
+	struct wire_rep rep;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	size_t n;
+	int rc;
+
+	if (sys_getpeername(fd, (struct sockaddr *)&sun, &len) ||
+	    len <= offsetof(struct sockaddr_un, sun_path) + 1 || sun.sun_path[0])
+		return -EBADF;
+	n = len - offsetof(struct sockaddr_un, sun_path) - 1;
+	if (n != WIRE_PEER_NAME_LEN - 1)
+		return -EBADF;
+	memcpy(name, sun.sun_path + 1, n);
+	name[n] = 0;
+	dot = strchr(name, '.');
+	if (strncmp(name, "uiommu-", 7) || !dot || dot - name != WIRE_NAME_LEN - 1)
+		return -EBADF;
+	*dot = 0;
+	token = strtoull(dot + 1, NULL, 16);
+	/* The socketpair's credentials are its maker's: the server, of our user. */
+	if (sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) || cred.uid != geteuid())
+		return -EBADF;
+	server = remote_server_find(name, cred.pid);
+	if (IS_ERR(server))
+		return PTR_ERR(server);
+	if (server == atomic_load(&iommufd_self_server))
+		return iommufd_file_adopt_local(fd, token, NULL);
+	remote_req_init(&req, WIRE_CLAIM, token, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+	req.arg[0] = (uint64_t)fd;
+	rc = remote_call(server, &req, &rep);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (rc)
+		return rc;
+	memcpy(req.secret, rep.val, WIRE_SECRET_LEN);
+	memset(&rep, 0, sizeof(rep));
+	rep.val[3] = WIRE_INFO_READABLE | WIRE_INFO_WRITABLE | WIRE_INFO_EVENT;
+	return iommufd_file_adopt_remote(fd, server, token, req.secret, &rep);
+}
+
 /* What uiommu_is_fd() asks of an fd we do not know: one of ours that came another way? */
 int iommufd_remote_adopt(int fd)
 {
@@ -906,7 +1074,7 @@ int iommufd_remote_adopt(int fd)
 		return -EBADF;
 	n = sys_recv(fd, &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(hdr) || hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION)
-		return -EBADF;
+		return remote_adopt_event(fd);
 	hdr.name[WIRE_NAME_LEN - 1] = 0;
 	server = remote_server_find(hdr.name, hdr.pid);
 	if (IS_ERR(server))

@@ -41,6 +41,8 @@ enum wire_op {
 	WIRE_WRITE,
 	WIRE_INFO,      /* the file's node and access mode (an fd adopted without its file) */
 	WIRE_STATUS,    /* the server's own pin counters, and those of the caller's mm */
+	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
+	WIRE_MMAP,      /* arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd */
 };
 
 struct wire_req {
@@ -66,6 +68,14 @@ struct wire_rep {
 #define WIRE_INFO_READABLE 1
 #define WIRE_INFO_WRITABLE 2
 #define WIRE_INFO_NODE 4
+#define WIRE_INFO_EVENT 8 /* an event fd: POLLIN is a byte in its socket, reads drain (READ: val[0]) */
+
+/*
+ * An event fd's peer is bound to "uiommu-<server's 32 hex digits>.<token, 16 hex digits>"
+ * (abstract): its holders find the server and the file with getpeername(), and WIRE_CLAIM the
+ * secret with the fd as proof.
+ */
+#define WIRE_PEER_NAME_LEN (WIRE_NAME_LEN + 17)
 
 struct iommufd_server;
 struct iommufd_node;
@@ -77,19 +87,25 @@ struct iommufd_server *iommufd_server_self(void);
 void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 			   const uint8_t *secret, struct wire_fd_header *hdr);
 void iommufd_secret_new(uint8_t *secret);
+int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token);
 void iommufd_server_watch(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			 unsigned int cmd, uint64_t arg);
+void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			  void *addr, size_t len, int prot, int flags, uint64_t off);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  uint64_t buf, size_t count, int64_t pos, bool write);
+			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 
 /* file.c: the files the wire names. */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new);
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			      uint64_t buf, size_t count, int64_t pos, bool write);
+			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
+			    int flags, uint64_t off);
+int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags);
 void iommufd_file_gone_anywhere(uint64_t token);

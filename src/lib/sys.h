@@ -118,6 +118,11 @@ static inline int sys_bind(int fd, const struct sockaddr *addr, unsigned int len
 	return (int)syscall(SYS_bind, (long)fd, addr, (long)len);
 }
 
+static inline int sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return (int)syscall(SYS_getpeername, (long)fd, addr, len);
+}
+
 static inline int sys_listen(int fd, int backlog)
 {
 	return (int)syscall(SYS_listen, (long)fd, (long)backlog);

@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -222,12 +223,62 @@ static enum devnode_kind devnode_resolve(int dirfd, const char *path, int flags,
 	return name->through_node ? DEVNODE_BELOW : kind;
 }
 
+/*
+ * /proc/self/fd/N (also /proc/thread-self/fd/N, /proc/<our pid>/fd/N and /dev/fd/N) of one of
+ * our fds opened through a node: the kernel's open follows the magic link to the node's inode
+ * and opens the device anew (a /dev/iommu fd: a new context). Puts the node's name in @node.
+ * Anything else stays the host's: our other files are sockets there, which it refuses with
+ * ENXIO, the kernel's answer for its anonymous files too; another process's fds are not
+ * looked at (docs/processes.md). O_NOFOLLOW on the link is the host's ELOOP.
+ */
+static bool devnode_proc_fd(const char *path, int flags, char *node, size_t len)
+{
+	const char *p = NULL;
+	struct stat st;
+	char *end;
+	long fd;
+	ssize_t n;
+
+	if (!path || (flags & O_NOFOLLOW))
+		return false;
+	if (!strncmp(path, "/dev/fd/", 8)) {
+		p = path + 8;
+	} else if (!strncmp(path, "/proc/self/fd/", 14)) {
+		p = path + 14;
+	} else if (!strncmp(path, "/proc/thread-self/fd/", 21)) {
+		p = path + 21;
+	} else if (!strncmp(path, "/proc/", 6) && path[6] >= '1' && path[6] <= '9') {
+		long pid = strtol(path + 6, &end, 10);
+
+		if (pid == getpid() && !strncmp(end, "/fd/", 4))
+			p = end + 4;
+	}
+	if (!p || *p < '0' || *p > '9')
+		return false;
+	fd = strtol(p, &end, 10);
+	if (*end || fd > INT_MAX || !uiommu_is_fd((int)fd) || uiommu_fstat((int)fd, &st) ||
+	    !S_ISCHR(st.st_mode))
+		return false;
+	n = uiommu_fd_path((int)fd, node, len - 1);
+	if (n <= 0)
+		return false;
+	node[n] = 0;
+	return true;
+}
+
 UIOMMU_EXPORT bool uiommu_dev_claims(int dirfd, const char *path, int flags)
 {
 	struct devnode_name name;
+	char node[64];
 	int saved = errno;
 	bool ours;
 
+	if (path && path[0] == '/' && (path[1] == 'p' || path[1] == 'd')) {
+		ours = devnode_proc_fd(path, flags, node, sizeof(node));
+		errno = saved;
+		if (ours)
+			return true;
+	}
 	if (!path || (!strstr(path, "iommu") && !strstr(path, "vfio")))
 		return false;
 	/* The common spellings without a look at the file system. */
@@ -300,7 +351,12 @@ static int devnode_open_path(int flags)
 UIOMMU_EXPORT int uiommu_dev_open(int dirfd, const char *path, int flags)
 {
 	struct devnode_name name;
+	char node[64];
 	int rc, fd;
+
+	/* A reopen through /proc of one of our node fds: the node, opened anew. */
+	if (path && path[0] == '/' && devnode_proc_fd(path, flags, node, sizeof(node)))
+		return uiommu_dev_open(AT_FDCWD, node, flags);
 
 	rc = devnode_check_flags(flags);
 	if (rc)

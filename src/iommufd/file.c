@@ -1572,7 +1572,7 @@ UIOMMU_EXPORT void uiommu_fd_adopt_inherited(void)
 
 	if (dir < 0)
 		return;
-	while ((n = syscall(SYS_getdents64, (long)dir, buf, (long)sizeof(buf))) > 0) {
+	while ((n = sys_getdents64(dir, buf, sizeof(buf))) > 0) {
 		for (long off = 0; off < n;) {
 			struct {
 				uint64_t ino;

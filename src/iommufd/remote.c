@@ -698,7 +698,7 @@ out_unlock:
 /* Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps. */
 static int remote_hello_fds(int *fds)
 {
-	fds[0] = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+	fds[0] = sys_pidfd_open(getpid(), 0);
 	fds[1] = sys_openat(AT_FDCWD, "/proc/self/mem", O_RDWR | O_CLOEXEC, 0);
 	fds[2] = sys_openat(AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
 	if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0)

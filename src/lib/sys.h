@@ -192,4 +192,27 @@ static inline int sys_memfd_create(const char *name, unsigned int flags)
 	return (int)syscall(SYS_memfd_create, name, (long)flags);
 }
 
+/* Process fds (src/iommufd/remote.c, src/mm/mm_remote.c): glibc 2.36 has no wrappers for all. */
+static inline int sys_pidfd_open(pid_t pid, unsigned int flags)
+{
+	return (int)syscall(SYS_pidfd_open, (long)pid, (long)flags);
+}
+
+static inline int sys_pidfd_getfd(int pidfd, int fd, unsigned int flags)
+{
+	return (int)syscall(SYS_pidfd_getfd, (long)pidfd, (long)fd, (long)flags);
+}
+
+/* Signal 0 through a pidfd: 0 while the process (or its zombie) exists. */
+static inline int sys_pidfd_alive(int pidfd)
+{
+	return (int)syscall(SYS_pidfd_send_signal, (long)pidfd, 0L, NULL, 0L);
+}
+
+/* The directory's entries as struct linux_dirent64 records; raw, as the fds it lists. */
+static inline ssize_t sys_getdents64(int dirfd, void *buf, size_t len)
+{
+	return syscall(SYS_getdents64, (long)dirfd, buf, (long)len);
+}
+
 #endif

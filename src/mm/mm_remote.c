@@ -68,7 +68,7 @@ static struct mm_remote *to_mm_remote(struct uiommu_mm *mm)
 /* Is the client still the process its pid names? (A live or zombie process keeps its pid.) */
 static bool remote_alive(struct mm_remote *mr)
 {
-	return !syscall(SYS_pidfd_send_signal, (long)mr->pidfd, 0L, NULL, 0L);
+	return !sys_pidfd_alive(mr->pidfd);
 }
 
 /*
@@ -334,6 +334,6 @@ int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd)
 
 	if (mm->ops != &remote_ops || fd < 0)
 		return -EBADF;
-	local = (int)syscall(SYS_pidfd_getfd, (long)mr->pidfd, (long)fd, 0L);
+	local = sys_pidfd_getfd(mr->pidfd, fd, 0);
 	return local < 0 ? -EBADF : local;
 }

@@ -187,6 +187,9 @@ int main(int argc, char **argv)
 		execl("/proc/self/exe", argv[0], "--vmm", a[0], a[1], a[2], a[3], (char *)NULL);
 		_exit(127);
 	}
+	/* The VMM's ends are its own: if it dies, our reads see EOF instead of waiting forever. */
+	close(to_emu[1]);
+	close(from_emu[0]);
 
 	/* The emulator: wait for the device, DMA into the VMM's guest memory. */
 	if (read(to_emu[0], &dev_id, sizeof(dev_id)) != sizeof(dev_id))

@@ -49,7 +49,8 @@
  * fails EPERM (Bus Master off, a reset starting) is not an error: the descriptor is retried
  * when the function may master the bus again (it is idempotent: the same bytes are moved).
  *
- * Fork: worker threads do not survive fork(), so the child's copy of a function starts its
+ * The worker thread starts at the function's first register write in a process (realize starts
+ * none). Fork: worker threads do not survive fork(), so the child's copy of a function starts its
  * own worker at its first register write (a pthread_atfork handler takes every instance's lock
  * around the fork so that no copy is taken mid-update).
  *
@@ -186,6 +187,17 @@ static void dma_test_atfork_register(void)
 	if (pthread_atfork(dma_test_atfork_prepare, dma_test_atfork_parent,
 			   dma_test_atfork_child))
 		abort();
+}
+
+/*
+ * Registered when the library loads, before the virtual sysfs registers its own handler (at its
+ * session's start): glibc runs prepare handlers in the reverse order of registration, so fork
+ * takes our locks after the sysfs lock, the order a boot takes them in (sysfs lock, then an
+ * instance's realize). Registered at the first realize instead, ours ran first: an inversion.
+ */
+__attribute__((constructor)) static void dma_test_atfork_early(void)
+{
+	pthread_once(&dma_test_atfork_once, dma_test_atfork_register);
 }
 
 static struct dma_test *to_dt(struct uiommu_pci_fn *fn)
@@ -582,13 +594,18 @@ static void dma_test_doorbell(struct dma_test *dt, unsigned int q)
 		pthread_cond_broadcast(&dt->cond);
 }
 
-/* lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno. */
+/*
+ * lock held: a worker runs in this process (a forked child starts its own). Return: 0, -errno.
+ * Its callers are register writes, which cannot fail: a worker that cannot start now is tried
+ * again at the next write, and until then the doorbells a writer rings run in the writer's
+ * thread. So there is no failure to inject here (an injected one would be swallowed).
+ */
 static int dma_test_worker_ensure(struct dma_test *dt)
 {
 	/* The fork child's handler zeroes worker_pid: no getpid() system call per doorbell. */
 	if (dt->worker_pid)
 		return 0;
-	if (uiommu_should_fail() || pthread_create(&dt->worker, NULL, dma_test_worker, dt))
+	if (pthread_create(&dt->worker, NULL, dma_test_worker, dt))
 		return -ENOMEM;
 	dt->worker_pid = getpid();
 	return 0;
@@ -758,7 +775,7 @@ static void dma_test_bar_write(struct uiommu_pci_fn *fn, unsigned int bar, uint6
 	unsigned int lane = (unsigned int)(offset & 7);
 	uint64_t wmask = dma_test_merge(0, lane, width, UINT64_MAX);
 	pthread_mutex_lock(&dt->lock);
-	/* A forked child's first write starts its worker; if it cannot, nothing runs yet. */
+	/* The first write in a process starts its worker; if it cannot, nothing runs yet. */
 	dma_test_worker_ensure(dt);
 	if (bar == 2) {
 		uint64_t v = dma_test_merge((uint64_t)dt->io_scratch << 32, lane, width, value);
@@ -840,7 +857,6 @@ static void dma_test_free(struct dma_test *dt)
 static int dma_test_realize(struct uiommu_pci_fn *fn)
 {
 	struct dma_test *dt;
-	int rc;
 
 	dt = uiommu_zalloc(sizeof(*dt));
 	if (!dt)
@@ -855,19 +871,17 @@ static int dma_test_realize(struct uiommu_pci_fn *fn)
 	if (!dt->bounce[0] || !dt->bounce[1] || !dt->doorbells)
 		goto err_free;
 	uiommu_pci_fn_set_priv(fn, dt);
-	pthread_mutex_lock(&dt->lock);
-	rc = dma_test_worker_ensure(dt);
-	pthread_mutex_unlock(&dt->lock);
-	if (rc)
-		goto err_clear_priv;
+	/*
+	 * No worker yet: the first register write starts it (a queue is enabled through the
+	 * registers before any doorbell can matter), so a process that never drives the function
+	 * (every `ls /sys/...` under uiommu-run) runs no thread for it.
+	 */
 	pthread_once(&dma_test_atfork_once, dma_test_atfork_register);
 	pthread_mutex_lock(&dma_tests_lock);
 	LIST_INSERT_HEAD(&dma_tests, dt, node);
 	pthread_mutex_unlock(&dma_tests_lock);
 	return 0;
 
-err_clear_priv:
-	uiommu_pci_fn_set_priv(fn, NULL);
 err_free:
 	dma_test_free(dt);
 	return -ENOMEM;

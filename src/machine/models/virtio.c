@@ -143,6 +143,17 @@ static void vio_atfork_register(void)
 		abort();
 }
 
+/*
+ * Registered when the library loads, before the virtual sysfs registers its own handler (at its
+ * session's start): glibc runs prepare handlers in the reverse order of registration, so fork
+ * takes our locks after the sysfs lock, the order a boot takes them in (sysfs lock, then an
+ * instance's realize). Registered at the first realize instead, ours ran first: an inversion.
+ */
+__attribute__((constructor)) static void vio_atfork_early(void)
+{
+	pthread_once(&vio_atfork_once, vio_atfork_register);
+}
+
 static struct vio *to_vio(struct uiommu_pci_fn *fn)
 {
 	return uiommu_pci_fn_priv(fn);

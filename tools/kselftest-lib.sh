@@ -5,6 +5,12 @@
 # extracting only the files a runner reads, the scratch directory, and judging a TAP log against
 # an expected-failures list. Nothing from the kernel tree enters this repository.
 #
+#   kselftest_parse_args PROGS ARGS...    the runners' common command line: -o, -p, -k, -h,
+#                                         then [KERNEL_TREE] [BUILD_DIR] [--]; sets $out,
+#                                         $progs (default PROGS, each checked against it),
+#                                         $compile_only, $ktree, $build and $kselftest_nargs
+#                                         (how many ARGS it took: the caller shifts them);
+#                                         calls the runner's usage() on a bad one
 #   kselftest_fetch_tree NAME PATH...
 #   kselftest_need_runner RUNNER          exits 2 unless RUNNER (a build's uiommu-run) exists
 #   kselftest_scratch DIR PREFIX          prints DIR made absolute (created), or a new
@@ -32,6 +38,47 @@
 # is picked up the day it appears.
 
 kselftest_cache=${UIOMMU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uiommu}
+
+# $repo is the sourcing runner's repository root. A first positional argument without
+# tools/testing/selftests is taken as BUILD_DIR.
+kselftest_parse_args() {
+	_allowed=$1
+	shift
+	out=""
+	compile_only=0
+	progs=$_allowed
+	kselftest_nargs=0
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		-o) [ $# -ge 2 ] || usage; out=$2; shift 2; kselftest_nargs=$((kselftest_nargs + 2)) ;;
+		-p) [ $# -ge 2 ] || usage; progs=$2; shift 2; kselftest_nargs=$((kselftest_nargs + 2)) ;;
+		-k) compile_only=1; shift; kselftest_nargs=$((kselftest_nargs + 1)) ;;
+		-h|--help) usage ;;
+		--) break ;;
+		-*) usage ;;
+		*) break ;;
+		esac
+	done
+	for _p in $progs; do
+		case " $_allowed " in *" $_p "*) ;; *) usage ;; esac
+	done
+	ktree=""
+	if [ $# -ge 1 ] && [ "$1" != "--" ] && [ -d "$1/tools/testing/selftests" ]; then
+		ktree=$(cd "$1" && pwd)
+		shift
+		kselftest_nargs=$((kselftest_nargs + 1))
+	fi
+	build="$repo/build"
+	if [ $# -ge 1 ] && [ "$1" != "--" ]; then
+		[ -d "$1" ] || usage
+		build=$(cd "$1" && pwd)
+		shift
+		kselftest_nargs=$((kselftest_nargs + 1))
+	fi
+	if [ $# -ge 1 ] && [ "$1" = "--" ]; then
+		kselftest_nargs=$((kselftest_nargs + 1))
+	fi
+}
 
 kselftest_fetch_fail() {
 	me=$(basename "$0")

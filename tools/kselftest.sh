@@ -32,41 +32,14 @@ usage() {
 	exit 2
 }
 
-out=""
-compile_only=0
-progs="iommufd iommufd_fail_nth"
-while [ $# -gt 0 ]; do
-	case "$1" in
-	-o) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-	-p) [ $# -ge 2 ] || usage; progs=$2; shift 2 ;;
-	-k) compile_only=1; shift ;;
-	-h|--help) usage ;;
-	--) break ;;
-	-*) usage ;;
-	*) break ;;
-	esac
-done
-for p in $progs; do
-	case "$p" in iommufd|iommufd_fail_nth) ;; *) usage ;; esac
-done
 repo=$(cd "$(dirname "$0")/.." && pwd)
-ktree=""
-if [ $# -ge 1 ] && [ "$1" != "--" ] && [ -d "$1/tools/testing/selftests" ]; then
-	ktree=$(cd "$1" && pwd)
-	shift
-fi
-build="$repo/build"
-if [ $# -ge 1 ] && [ "$1" != "--" ]; then
-	[ -d "$1" ] || usage
-	build=$(cd "$1" && pwd)
-	shift
-fi
-[ $# -ge 1 ] && [ "$1" = "--" ] && shift
+. "$repo/tools/kselftest-lib.sh"
+kselftest_parse_args "iommufd iommufd_fail_nth" "$@"
+shift "$kselftest_nargs"
 
 # ---- fetching the kernel sources ---------------------------------------------------------------
 # Without a tree: Debian's newest linux-source-X.Y through a private apt state, only the files
 # read extracted, cached (tools/kselftest-lib.sh, shared with tools/vfio-kselftest.sh).
-. "$repo/tools/kselftest-lib.sh"
 
 [ -n "$ktree" ] || kselftest_fetch_tree iommufd tools/testing/selftests/iommu \
 	tools/testing/selftests/kselftest_harness.h tools/testing/selftests/kselftest.h \

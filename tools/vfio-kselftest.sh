@@ -38,39 +38,11 @@ usage() {
 	exit 2
 }
 
-all_progs="vfio_iommufd_setup_test vfio_pci_device_test vfio_dma_mapping_test"
-out=""
-compile_only=0
-progs=$all_progs
-while [ $# -gt 0 ]; do
-	case "$1" in
-	-o) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-	-p) [ $# -ge 2 ] || usage; progs=$2; shift 2 ;;
-	-k) compile_only=1; shift ;;
-	-h|--help) usage ;;
-	--) break ;;
-	-*) usage ;;
-	*) break ;;
-	esac
-done
-for p in $progs; do
-	case " $all_progs " in *" $p "*) ;; *) usage ;; esac
-done
 repo=$(cd "$(dirname "$0")/.." && pwd)
-ktree=""
-if [ $# -ge 1 ] && [ "$1" != "--" ] && [ -d "$1/tools/testing/selftests" ]; then
-	ktree=$(cd "$1" && pwd)
-	shift
-fi
-build="$repo/build"
-if [ $# -ge 1 ] && [ "$1" != "--" ]; then
-	[ -d "$1" ] || usage
-	build=$(cd "$1" && pwd)
-	shift
-fi
-[ $# -ge 1 ] && [ "$1" = "--" ] && shift
-
 . "$repo/tools/kselftest-lib.sh"
+kselftest_parse_args "vfio_iommufd_setup_test vfio_pci_device_test vfio_dma_mapping_test" "$@"
+shift "$kselftest_nargs"
+
 if [ -z "$ktree" ]; then
 	kselftest_fetch_tree vfio \
 		tools/testing/selftests/vfio \

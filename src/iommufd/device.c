@@ -188,6 +188,13 @@ void iommufd_device_destroy(struct iommufd_object *obj)
 {
 	struct iommufd_device *idev = container_of(obj, struct iommufd_device, obj);
 
+	/*
+	 * A vDEVICE's unlink drops its reference on us under idev->lock and unlocks after: the
+	 * removal that reached this destroy may have seen that drop before the unlock. Wait it out.
+	 */
+	uiommu_mutex_lock(&idev->lock);
+	uiommu_mutex_unlock(&idev->lock);
+
 	/* The owner detaches the RID before it unbinds (a WARN if not); PASIDs left over go here. */
 	for (;;) {
 		struct iommufd_attach *attach;

@@ -247,8 +247,8 @@ static void iommufd_vdevice_unlink_idev(struct iommufd_vdevice *vdev)
 	/*
 	 * Pairs with the reference taken in iommufd_vdevice_alloc_ioctl(). Dropped under the
 	 * lock: an unbind that then finds idev->vdev cleared must also find users back down,
-	 * or its removal of the device meets this reference and fails with EBUSY. The unbind
-	 * waits for this lock, so the device outlives the unlock.
+	 * or its removal of the device meets this reference and fails with EBUSY. The device's
+	 * destroy (iommufd_device_destroy()) takes this lock first, so it outlives the unlock.
 	 */
 	iommufd_object_unref_users(&idev->obj);
 	uiommu_mutex_unlock(&idev->lock);

@@ -456,7 +456,7 @@ static int child_race(int sock)
  * "sweep SOCK": fails each fallible step of the first call on an adopted fd in turn (the
  * connection, its HELLO, the pool): each failure is a clean ENOMEM or ENODEV and leaves
  * nothing behind, and the next call works. Then a private buffer mapped while the context
- * has a domain: another process's private memory has no address in the server: EFAULT.
+ * has a domain (a window address in the server) and unmapped.
  */
 static int child_sweep(int sock)
 {
@@ -482,7 +482,8 @@ static int child_sweep(int sock)
 	}
 	if (uiommu_fail_nth_available() && !left)
 		return 3;
-	if (!ioas_map(fd, ioas, buf, PS, &iova) || errno != EFAULT)
+	/* Private memory under a domain: mapped through the server's window; unmapped again. */
+	if (ioas_map(fd, ioas, buf, PS, &iova) || ioas_unmap_len(fd, ioas, iova, PS) != PS)
 		return 4;
 	/*
 	 * A fault queue made for us: its fd is adopted by a CLAIM round trip and its number put
@@ -507,6 +508,47 @@ static int child_sweep(int sock)
 	}
 	if (uiommu_fail_nth_available() && !left)
 		return 8;
+	return 0;
+}
+
+/*
+ * "private SOCK": maps two pages of its private anonymous memory (0x11) into the IOAS it was
+ * handed ({iova, address} back), then runs the test's commands, two bytes each: 'v' X (is
+ * every byte of the first page X? 'y' or 'n'), 's' X (store X in every byte of it), 'u'
+ * (munmap it), 'q' (exit, leaving the mapping in the IOAS). The rest answer 'k'.
+ */
+static int child_private(int sock)
+{
+	uint8_t *buf = mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	uint64_t msg[2];
+	uint32_t ioas;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+	char cmd[2], reply;
+
+	if (fd < 0 || buf == MAP_FAILED)
+		return 1;
+	memset(buf, 0x11, 2 * PS);
+	if (ioas_map(fd, ioas, buf, 2 * PS, &msg[0]))
+		return 2;
+	msg[1] = (uintptr_t)buf;
+	if (write(sock, msg, sizeof(msg)) != sizeof(msg))
+		return 3;
+	while (read(sock, cmd, 2) == 2 && cmd[0] != 'q') {
+		reply = 'k';
+		if (cmd[0] == 'v') {
+			reply = 'y';
+			for (size_t i = 0; i < PS; i++)
+				if (buf[i] != (uint8_t)cmd[1])
+					reply = 'n';
+		} else if (cmd[0] == 's') {
+			memset(buf, cmd[1], PS);
+		} else if (cmd[0] == 'u' && munmap(buf, PS)) {
+			return 4;
+		}
+		if (write(sock, &reply, 1) != 1)
+			return 5;
+	}
 	return 0;
 }
 
@@ -678,6 +720,8 @@ static int child_main(int argc, char **argv)
 		return child_fault(a);
 	if (!strcmp(role, "mmap"))
 		return child_mmap(a);
+	if (!strcmp(role, "private"))
+		return child_private(a);
 	return 126;
 }
 
@@ -1012,13 +1056,157 @@ TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
 	pid = child_start_with("sweep", fd, &ioas, sizeof(ioas), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(0, child_wait(pid));
-	/* The refused MAP left nothing: no area, no pin. */
+	/* The MAP and UNMAP left nothing: no area, no pin. */
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_EQ(0, ioas_unmap_len(fd, ioas, 0, UINT64_MAX));
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, live_contexts_settle(0));
 	close(sock);
+}
+
+/* Sends the child's command @op, @val and returns its one-byte reply, or 0. */
+static char private_cmd(int sock, char op, uint8_t val)
+{
+	char cmd[2] = { op, (char)val }, reply;
+
+	if (write(sock, cmd, 2) != 2 || read(sock, &reply, 1) != 1)
+		return 0;
+	return reply;
+}
+
+/* Whether @len bytes at @p are all @val. */
+static bool all_bytes(const uint8_t *p, size_t len, uint8_t val)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != val)
+			return false;
+	return true;
+}
+
+/* The reason of the newest fault in @dma's log, or 0 for none. */
+static uint32_t last_fault_reason(struct uiommu_dma_dev *dma)
+{
+	struct uiommu_dma_fault f[64];
+	ssize_t n = uiommu_dma_dev_read_faults(dma, f, 64);
+
+	return n > 0 ? f[n - 1].reason : 0;
+}
+
+/*
+ * Another process's private memory under a domain of our context (docs/processes.md, "The
+ * caller's memory"): the device's DMA reads and writes the child's pages coherently (a write
+ * is seen by the child at once, its store by the next read), a page it unmapped faults, and
+ * once it is gone (exited, or killed with SIGKILL) every DMA to it faults, never stale data:
+ * the device sees a fault, nothing crashes. The mapping stays until unmapped, then no pin.
+ */
+FIXTURE(private_memory) {
+	int fd, sock;
+	pid_t pid;
+	struct uiommu_dma_dev *dma;
+	uint32_t ioas;
+	uint64_t iova;
+};
+
+FIXTURE_VARIANT(private_memory) {
+	bool kill; /* the child is killed with SIGKILL instead of exiting */
+};
+
+FIXTURE_VARIANT_ADD(private_memory, exit) { .kill = false };
+FIXTURE_VARIANT_ADD(private_memory, sigkill) { .kill = true };
+
+FIXTURE_SETUP(private_memory)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	uint64_t msg[2];
+
+	self->sock = -1;
+	self->pid = -1;
+	self->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(self->fd, 0);
+	NEEDS_IOMMUFD_TEST(); /* a mock domain and device */
+	self->ioas = ioas_alloc(self->fd);
+	mock.id = self->ioas;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &mock));
+	self->dma = uiommu_dma_dev_open_iommufd(self->fd, mock.mock_domain.out_idev_id);
+	ASSERT_NE(NULL, self->dma);
+	self->pid = child_start_with("private", self->fd, &self->ioas, sizeof(self->ioas),
+				     &self->sock);
+	ASSERT_GT(self->pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(msg), read(self->sock, msg, sizeof(msg)));
+	self->iova = msg[0];
+}
+
+FIXTURE_TEARDOWN(private_memory)
+{
+	if (self->dma)
+		uiommu_dma_dev_close(self->dma);
+	if (self->sock >= 0)
+		close(self->sock);
+	if (self->pid > 0) {
+		kill(self->pid, SIGKILL);
+		waitpid(self->pid, NULL, 0);
+	}
+	close(self->fd);
+}
+
+TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
+{
+	uint8_t *out = malloc(2 * PS), *in = malloc(2 * PS);
+	struct uiommu_stats st;
+	siginfo_t info;
+
+	ASSERT_NE(NULL, out);
+	ASSERT_NE(NULL, in);
+	/* What the child stored before the MAP. */
+	ASSERT_EQ(2 * PS, uiommu_dma_read(self->dma, 0, self->iova, in, 2 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 2 * PS, 0x11));
+	/* The device's write is the child's memory at once. */
+	memset(out, 0x22, PS);
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, self->iova, out, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0x22));
+	/* And the child's store is what the next read sees. */
+	ASSERT_EQ('k', private_cmd(self->sock, 's', 0x33));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, self->iova, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x33));
+	/* Both pages in one transfer, across the window's run. */
+	ASSERT_EQ(2 * PS, uiommu_dma_read(self->dma, 0, self->iova, in, 2 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x33) && all_bytes(in + PS, PS, 0x11));
+
+	/* The child unmaps its first page: the device faults there, the second page still works. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'u', 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, self->iova, out, PS, 0));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova, in, PS, 0));
+	memset(out, 0x44, PS);
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, self->iova + PS, out, PS, 0));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, self->iova + PS, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x44));
+
+	/* The child goes; while it is a zombie, and after it is reaped, every DMA faults. */
+	if (variant->kill)
+		ASSERT_EQ(0, kill(self->pid, SIGKILL));
+	else
+		ASSERT_EQ(2, write(self->sock, "q", 2));
+	ASSERT_EQ(0, waitid(P_PID, (id_t)self->pid, &info, WEXITED | WNOWAIT));
+	ASSERT_EQ(variant->kill ? CLD_KILLED : CLD_EXITED, info.si_code);
+	memset(in, 0x5a, PS);
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova + PS, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x5a)); /* not a byte of stale data */
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	self->pid = -1;
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, self->iova + PS, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova + PS, in, PS, 0));
+
+	/* The mapping stays until unmapped, as the kernel's; then nothing is pinned. */
+	ASSERT_EQ(2 * PS, ioas_unmap_len(self->fd, self->ioas, self->iova, 2 * PS));
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova, in, PS, 0));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, last_fault_reason(self->dma));
+	free(out);
+	free(in);
 }
 
 TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)

@@ -43,6 +43,13 @@ struct uiommu_mm_ops {
 	/* Optional: the PROT_READ/WRITE/EXEC bits of the mapping that holds @uaddr in *@prot;
 	 * -EFAULT when nothing is mapped there (SVA's permission check, the kernel's vma). */
 	int (*vma_prot)(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *prot);
+	/*
+	 * Optional, as a pair: an mm whose host addresses exist only while pinned (another
+	 * process's private pages, mm_remote.c) pins and unpins itself, around the ledger
+	 * (uiommu_mm_ledger_pin()/unpin()); uiommu_mm_pin()/unpin() call these instead.
+	 */
+	int (*pin)(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write);
+	void (*unpin)(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
 	/* host_ptr(uaddr) is uaddr itself, so a run of user pages is a run of host memory. */
 	bool host_linear;
 	void (*release)(struct uiommu_mm *mm);
@@ -113,6 +120,9 @@ static inline int __uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, co
  */
 int uiommu_mm_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write);
 void uiommu_mm_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
+/* The ledger alone (no fault_in), for an mm's own pin and unpin ops; as above otherwise. */
+int uiommu_mm_ledger_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
+void uiommu_mm_ledger_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
 /* The ledger's count for one user page. */
 unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index);
 uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);

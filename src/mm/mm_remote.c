@@ -45,6 +45,7 @@
 #include "lib/fail.h"
 #include "lib/sys.h"
 #include "mm/mm.h"
+#include "mm/window.h"
 
 struct mm_remote_run {
 	uint64_t start, end; /* client addresses [start, end) */
@@ -133,6 +134,7 @@ struct remote_fault_in {
 	struct uiommu_maps *self; /* our shared file mappings */
 	uint64_t next, end;       /* the part of the range not yet seen */
 	bool write;
+	bool pin;                 /* a pin: private runs get window addresses */
 	int rc;
 };
 
@@ -175,7 +177,7 @@ static int remote_fault_in_vma(const struct uiommu_vma *v, void *arg)
 		return -EFAULT; /* a hole, or not the access asked for */
 	lo = f->next;
 	hi = v->end < f->end ? v->end : f->end;
-	/* A shared page of a file we map too is the page itself; else no host address. */
+	/* A shared page of a file we map too is the page itself; else a window address. */
 	if (v->perms[3] != 's' || !v->ino ||
 	    !uiommu_maps_host_of(f->self, v->dev, v->ino, v->offset + (lo - v->start), hi - lo,
 				 &host))
@@ -183,24 +185,33 @@ static int remote_fault_in_vma(const struct uiommu_vma *v, void *arg)
 	f->rc = remote_runs_set(f->mr, lo, hi, host);
 	if (f->rc)
 		return f->rc;
+	/*
+	 * A page of ours now where a private page was pinned: the client remapped it, and the
+	 * pinned page is gone. A private page keeps the window address it has (we cannot tell
+	 * whether it is still the page that was pinned: docs/processes.md) or, for a pin, gets one.
+	 */
+	if (host)
+		mm_window_kill(&f->mr->mm, lo, hi - lo);
+	else if (f->pin)
+		f->rc = mm_window_cover(&f->mr->mm, lo, hi - lo);
+	if (f->rc)
+		return f->rc;
 	f->next = hi;
 	return f->next == f->end ? 1 : 0;
 }
 
-static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+/* Checks [uaddr, + npages) against the client's maps and records host addresses (mr->lock). */
+static int remote_fault_in_locked(struct mm_remote *mr, struct uiommu_maps *self, uint64_t uaddr,
+				  size_t npages, bool write, bool pin)
 {
-	struct mm_remote *mr = to_mm_remote(mm);
-	struct remote_fault_in f = { .mr = mr, .next = uaddr, .write = write };
+	struct remote_fault_in f = {
+		.mr = mr, .self = self, .next = uaddr, .write = write, .pin = pin,
+	};
 	int rc;
 
+	lockdep_assert_held(&mr->lock);
 	f.end = uaddr + npages * uiommu_page_size;
-	rc = uiommu_maps_load(&f.self);
-	if (rc)
-		return rc == -ENOMEM ? -ENOMEM : -EFAULT;
-	uiommu_mutex_lock(&mr->lock);
 	rc = remote_maps_walk(mr, remote_fault_in_vma, &f);
-	uiommu_mutex_unlock(&mr->lock);
-	uiommu_maps_free(f.self);
 	if (f.rc)
 		return f.rc;
 	if (rc)
@@ -208,22 +219,106 @@ static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, 
 	return f.next == f.end ? 0 : -EFAULT;
 }
 
+static int remote_self_maps(struct uiommu_maps **self)
+{
+	int rc = uiommu_maps_load(self);
+
+	return rc == -ENOMEM ? -ENOMEM : rc ? -EFAULT : 0;
+}
+
+static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	struct uiommu_maps *self;
+	int rc;
+
+	rc = remote_self_maps(&self);
+	if (rc)
+		return rc;
+	uiommu_mutex_lock(&mr->lock);
+	rc = remote_fault_in_locked(mr, self, uaddr, npages, write, false);
+	uiommu_mutex_unlock(&mr->lock);
+	uiommu_maps_free(self);
+	return rc;
+}
+
+/*
+ * Frees the window addresses of the pages of [page_index, + npages) that nothing pins any
+ * more (mr->lock, which every pin and unpin of this mm holds: no pin is between its window
+ * address and its count).
+ */
+static void remote_window_trim(struct mm_remote *mr, uint64_t page_index, uint64_t npages)
+{
+	uint64_t p, run = 0;
+
+	lockdep_assert_held(&mr->lock);
+	if (!mm_window_any(&mr->mm, page_index << uiommu_page_shift,
+			   npages << uiommu_page_shift))
+		return;
+	for (p = page_index; p <= page_index + npages; p++) {
+		if (p < page_index + npages && !uiommu_mm_pin_count(&mr->mm, p)) {
+			run++;
+			continue;
+		}
+		if (run)
+			mm_window_release(&mr->mm, (p - run) << uiommu_page_shift,
+					  run << uiommu_page_shift);
+		run = 0;
+	}
+}
+
+/*
+ * A pin: the checks of fault_in, window addresses for the private runs, then the ledger, all
+ * under mr->lock so that an unpin's trim never frees a window address a pin is about to count.
+ */
+static int remote_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	struct uiommu_maps *self;
+	int rc;
+
+	rc = remote_self_maps(&self);
+	if (rc)
+		return rc;
+	uiommu_mutex_lock(&mr->lock);
+	rc = remote_fault_in_locked(mr, self, page_index << uiommu_page_shift, npages, write, true);
+	if (!rc)
+		rc = uiommu_mm_ledger_pin(mm, page_index, npages);
+	if (rc)
+		remote_window_trim(mr, page_index, npages);
+	uiommu_mutex_unlock(&mr->lock);
+	uiommu_maps_free(self);
+	return rc;
+}
+
+static void remote_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+
+	uiommu_mutex_lock(&mr->lock);
+	uiommu_mm_ledger_unpin(mm, page_index, npages);
+	remote_window_trim(mr, page_index, npages);
+	uiommu_mutex_unlock(&mr->lock);
+}
+
 static void *remote_host_ptr(struct uiommu_mm *mm, uint64_t uaddr)
 {
 	struct mm_remote *mr = to_mm_remote(mm);
-	void *p = NULL;
+	uint64_t host = 0;
 
 	uiommu_mutex_lock(&mr->lock);
 	for (size_t i = 0; i != mr->nr_runs; i++) {
 		struct mm_remote_run *r = &mr->runs[i];
 
 		if (uaddr >= r->start && uaddr < r->end) {
-			p = (void *)(uintptr_t)(r->host + (uaddr - r->start));
+			host = r->host + (uaddr - r->start);
 			break;
 		}
 	}
+	if (!host)
+		mm_window_host(mm, uaddr, &host);
 	uiommu_mutex_unlock(&mr->lock);
-	return p;
+	return (void *)(uintptr_t)host;
 }
 
 struct uiommu_vma_prot {
@@ -265,6 +360,7 @@ static void remote_release(struct uiommu_mm *mm)
 	/* Every pin was uncharged by the iopt_pages that held a reference. */
 	WARN_ON(atomic_load(&mm->pinned_vm) || atomic_load(&mm->locked_vm));
 	mm_pasid_drop(mm);
+	mm_window_release_all(mm);
 	sys_close(mr->pidfd);
 	sys_close(mr->mem_fd);
 	sys_close(mr->maps_fd);
@@ -278,6 +374,8 @@ static const struct uiommu_mm_ops remote_ops = {
 	.copy_from = remote_copy_from,
 	.copy_to = remote_copy_to,
 	.fault_in = remote_fault_in,
+	.pin = remote_pin,
+	.unpin = remote_unpin,
 	.host_ptr = remote_host_ptr,
 	.vma_prot = remote_vma_prot,
 	.host_linear = false,

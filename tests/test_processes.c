@@ -512,42 +512,58 @@ static int child_sweep(int sock)
 }
 
 /*
- * "private SOCK": maps two pages of its private anonymous memory (0x11) into the IOAS it was
- * handed ({iova, address} back), then runs the test's commands, two bytes each: 'v' X (is
- * every byte of the first page X? 'y' or 'n'), 's' X (store X in every byte of it), 'u'
- * (munmap it), 'q' (exit, leaving the mapping in the IOAS). The rest answer 'k'.
+ * "private SOCK": maps three pages of its private anonymous memory (0x11) into the IOAS it was
+ * handed ({iova, address} back), then runs the test's commands, three bytes each (op, page,
+ * value): 'v' (is every byte of the page the value? 'y' or 'n'), 's' (store the value in
+ * every byte), 'r' (replace the page: mmap(MAP_FIXED) of new private memory holding the
+ * value), 'u' (munmap it, then map new memory holding the value at the same place with the
+ * raw system call, which nothing intercepts), 'q' (exit, leaving the mapping in the IOAS).
+ * The rest answer 'k'.
  */
 static int child_private(int sock)
 {
-	uint8_t *buf = mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	uint8_t *buf = mmap(NULL, 3 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
 	uint64_t msg[2];
 	uint32_t ioas;
 	int fd = recv_fd(sock, &ioas, sizeof(ioas));
-	char cmd[2], reply;
+	uint8_t cmd[3];
+	char reply;
 
 	if (fd < 0 || buf == MAP_FAILED)
 		return 1;
-	memset(buf, 0x11, 2 * PS);
-	if (ioas_map(fd, ioas, buf, 2 * PS, &msg[0]))
+	memset(buf, 0x11, 3 * PS);
+	if (ioas_map(fd, ioas, buf, 3 * PS, &msg[0]))
 		return 2;
 	msg[1] = (uintptr_t)buf;
 	if (write(sock, msg, sizeof(msg)) != sizeof(msg))
 		return 3;
-	while (read(sock, cmd, 2) == 2 && cmd[0] != 'q') {
+	while (read(sock, cmd, 3) == 3 && cmd[0] != 'q' && cmd[1] < 3) {
+		uint8_t *page = buf + cmd[1] * PS;
+
 		reply = 'k';
 		if (cmd[0] == 'v') {
 			reply = 'y';
 			for (size_t i = 0; i < PS; i++)
-				if (buf[i] != (uint8_t)cmd[1])
+				if (page[i] != cmd[2])
 					reply = 'n';
 		} else if (cmd[0] == 's') {
-			memset(buf, cmd[1], PS);
-		} else if (cmd[0] == 'u' && munmap(buf, PS)) {
-			return 4;
+			memset(page, cmd[2], PS);
+		} else if (cmd[0] == 'r') {
+			if (mmap(page, PS, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != page)
+				return 4;
+			memset(page, cmd[2], PS);
+		} else if (cmd[0] == 'u') {
+			if (munmap(page, PS) ||
+			    (void *)syscall(SYS_mmap, page, PS, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+					    0) != page)
+				return 5;
+			memset(page, cmd[2], PS);
 		}
 		if (write(sock, &reply, 1) != 1)
-			return 5;
+			return 6;
 	}
 	return 0;
 }
@@ -1065,12 +1081,13 @@ TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
 	close(sock);
 }
 
-/* Sends the child's command @op, @val and returns its one-byte reply, or 0. */
-static char private_cmd(int sock, char op, uint8_t val)
+/* Sends the child's command @op for @page with @val and returns its one-byte reply, or 0. */
+static char private_cmd(int sock, char op, uint8_t page, uint8_t val)
 {
-	char cmd[2] = { op, (char)val }, reply;
+	uint8_t cmd[3] = { (uint8_t)op, page, val };
+	char reply;
 
-	if (write(sock, cmd, 2) != 2 || read(sock, &reply, 1) != 1)
+	if (write(sock, cmd, 3) != 3 || read(sock, &reply, 1) != 1)
 		return 0;
 	return reply;
 }
@@ -1096,9 +1113,10 @@ static uint32_t last_fault_reason(struct uiommu_dma_dev *dma)
 /*
  * Another process's private memory under a domain of our context (docs/processes.md, "The
  * caller's memory"): the device's DMA reads and writes the child's pages coherently (a write
- * is seen by the child at once, its store by the next read), a page it unmapped faults, and
- * once it is gone (exited, or killed with SIGKILL) every DMA to it faults, never stale data:
- * the device sees a fault, nothing crashes. The mapping stays until unmapped, then no pin.
+ * is seen by the child at once, its store by the next read); a page it replaced or unmapped
+ * faults, and the device never reaches the memory that took its place; once the child is gone
+ * (exited, or killed with SIGKILL) every DMA to it faults, never stale data: the device sees
+ * a fault, nothing crashes. The mapping stays until unmapped, then nothing is pinned.
  */
 FIXTURE(private_memory) {
 	int fd, sock;
@@ -1152,58 +1170,69 @@ FIXTURE_TEARDOWN(private_memory)
 
 TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 {
-	uint8_t *out = malloc(2 * PS), *in = malloc(2 * PS);
+	uint8_t *out = malloc(3 * PS), *in = malloc(3 * PS);
+	uint64_t p0 = self->iova, p1 = self->iova + PS, p2 = self->iova + 2 * PS;
 	struct uiommu_stats st;
 	siginfo_t info;
 
 	ASSERT_NE(NULL, out);
 	ASSERT_NE(NULL, in);
-	/* What the child stored before the MAP. */
-	ASSERT_EQ(2 * PS, uiommu_dma_read(self->dma, 0, self->iova, in, 2 * PS, 0));
-	ASSERT_TRUE(all_bytes(in, 2 * PS, 0x11));
+	/* What the child stored before the MAP, all three pages in one transfer. */
+	ASSERT_EQ(3 * PS, uiommu_dma_read(self->dma, 0, p0, in, 3 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 3 * PS, 0x11));
 	/* The device's write is the child's memory at once. */
 	memset(out, 0x22, PS);
-	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, self->iova, out, PS, 0));
-	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0x22));
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0, 0x22));
 	/* And the child's store is what the next read sees. */
-	ASSERT_EQ('k', private_cmd(self->sock, 's', 0x33));
-	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, self->iova, in, PS, 0));
+	ASSERT_EQ('k', private_cmd(self->sock, 's', 0, 0x33));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x33));
-	/* Both pages in one transfer, across the window's run. */
-	ASSERT_EQ(2 * PS, uiommu_dma_read(self->dma, 0, self->iova, in, 2 * PS, 0));
-	ASSERT_TRUE(all_bytes(in, PS, 0x33) && all_bytes(in + PS, PS, 0x11));
 
-	/* The child unmaps its first page: the device faults there, the second page still works. */
-	ASSERT_EQ('k', private_cmd(self->sock, 'u', 0));
-	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, self->iova, out, PS, 0));
+	/*
+	 * The child replaces its first page (mmap MAP_FIXED): the device faults there and never
+	 * reaches the new page, as the kernel's pin would keep the old one.
+	 */
+	ASSERT_EQ('k', private_cmd(self->sock, 'r', 0, 0x77));
+	memset(in, 0x5a, PS);
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x5a));
 	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
-	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova, in, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0, 0x77));
+	/* It unmaps its second page and maps new memory there behind the library's back. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'u', 1, 0x66));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p1, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p1, in, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 1, 0x66));
+	/* The third page still works. */
 	memset(out, 0x44, PS);
-	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, self->iova + PS, out, PS, 0));
-	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, self->iova + PS, in, PS, 0));
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p2, out, PS, 0));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x44));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 2, 0x44));
 
 	/* The child goes; while it is a zombie, and after it is reaped, every DMA faults. */
 	if (variant->kill)
 		ASSERT_EQ(0, kill(self->pid, SIGKILL));
 	else
-		ASSERT_EQ(2, write(self->sock, "q", 2));
+		ASSERT_EQ(3, write(self->sock, "q\0", 3));
 	ASSERT_EQ(0, waitid(P_PID, (id_t)self->pid, &info, WEXITED | WNOWAIT));
 	ASSERT_EQ(variant->kill ? CLD_KILLED : CLD_EXITED, info.si_code);
 	memset(in, 0x5a, PS);
-	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova + PS, in, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x5a)); /* not a byte of stale data */
 	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
 	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
 	self->pid = -1;
-	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, self->iova + PS, out, PS, 0));
-	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova + PS, in, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p2, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
 
 	/* The mapping stays until unmapped, as the kernel's; then nothing is pinned. */
-	ASSERT_EQ(2 * PS, ioas_unmap_len(self->fd, self->ioas, self->iova, 2 * PS));
+	ASSERT_EQ(3 * PS, ioas_unmap_len(self->fd, self->ioas, p0, 3 * PS));
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
-	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova, in, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
 	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, last_fault_reason(self->dma));
 	free(out);
 	free(in);

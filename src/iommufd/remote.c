@@ -94,6 +94,7 @@
 #include "iommufd/remote.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
+#include "uiommu/vfio_compat.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -397,6 +398,10 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 		rep->val[1] = node.minor;
 		rep->val[2] = node.mode;
 		rep->val[3] = v[0];
+		break;
+	case WIRE_FORGET:
+		/* Only the caller's own memory: no file, no secret. */
+		uiommu_mm_remote_forget(mm, req->arg[0], req->arg[1]);
 		break;
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
@@ -898,6 +903,81 @@ static void remote_req_init(struct wire_req *req, enum wire_op op, uint64_t toke
 	memcpy(req->secret, secret, WIRE_SECRET_LEN);
 }
 
+/*
+ * The user memory this process has mapped through contexts other processes serve, as one
+ * hull [lo, hi): only there can a server hold pins of ours with window addresses
+ * (mm/window.c), so only a remap that meets it needs a notice (uiommu_remote_range_forget()).
+ * It only grows (a conservative hull); a forked child starts empty.
+ */
+static _Atomic uint64_t remote_mapped_lo = UINT64_MAX, remote_mapped_hi;
+
+/* Widens the hull by the user range that @cmd (a MAP) at our address @arg names, if any. */
+static void remote_mapped_note(unsigned int cmd, uint64_t arg)
+{
+	struct iommu_ioas_map map;
+	struct vfio_iommu_type1_dma_map dma;
+	struct uiommu_mm *mm;
+	uint64_t va, len, end, cur;
+	int rc;
+
+	if (cmd != IOMMU_IOAS_MAP && cmd != VFIO_IOMMU_MAP_DMA)
+		return;
+	mm = uiommu_mm_self();
+	if (IS_ERR(mm))
+		return;
+	if (cmd == IOMMU_IOAS_MAP) {
+		rc = mm->ops->copy_from(mm, &map, arg, sizeof(map));
+		va = map.user_va;
+		len = map.length;
+	} else {
+		rc = mm->ops->copy_from(mm, &dma, arg, sizeof(dma));
+		va = dma.vaddr;
+		len = dma.size;
+	}
+	uiommu_mm_put(mm);
+	/* A MAP that cannot be read, or that wraps, will fail at the server and pin nothing. */
+	if (rc || check_add_overflow(va, len, &end))
+		return;
+	cur = atomic_load(&remote_mapped_lo);
+	while (va < cur && !atomic_compare_exchange_weak(&remote_mapped_lo, &cur, va))
+		;
+	cur = atomic_load(&remote_mapped_hi);
+	while (end > cur && !atomic_compare_exchange_weak(&remote_mapped_hi, &cur, end))
+		;
+}
+
+/**
+ * uiommu_remote_range_forget() - this process is about to unmap or replace its memory at
+ * [@addr, @addr + @len) (the preload layer's munmap(), mremap(), mmap(MAP_FIXED))
+ * Every server this process has called, where the range meets what it mapped, learns it before
+ * the change (a round trip each): private pages pinned there stop being reachable (EFAULT),
+ * where the kernel's pins would keep the old pages; never the new memory. errno is kept.
+ */
+UIOMMU_EXPORT void uiommu_remote_range_forget(const void *addr, size_t len)
+{
+	struct iommufd_server *s, *self;
+	uint64_t lo = (uintptr_t)addr;
+	struct wire_req req;
+	struct wire_rep rep;
+	int saved;
+
+	if (!len || lo >= atomic_load_explicit(&remote_mapped_hi, memory_order_relaxed) ||
+	    lo + len <= atomic_load_explicit(&remote_mapped_lo, memory_order_relaxed))
+		return;
+	saved = errno;
+	self = atomic_load(&iommufd_self_server);
+	for (s = atomic_load_explicit(&servers, memory_order_acquire); s; s = s->next) {
+		if (s == self)
+			continue;
+		remote_req_init(&req, WIRE_FORGET, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+		req.arg[0] = lo;
+		req.arg[1] = len;
+		/* A server we cannot reach holds nothing of ours any more (it is gone). */
+		remote_call(s, &req, &rep);
+	}
+	errno = saved;
+}
+
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			 unsigned int cmd, uint64_t arg)
 {
@@ -907,6 +987,8 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0;
 
+	/* Before the call: a pin exists only once the server has run it. */
+	remote_mapped_note(cmd, arg);
 	remote_req_init(&req, WIRE_IOCTL, token, secret);
 	req.arg[0] = cmd;
 	req.arg[1] = arg;
@@ -1128,6 +1210,9 @@ static void remote_atfork_child_pools(void)
 static void remote_atfork_child(void)
 {
 	remote_atfork_child_pools();
+	/* The child mapped nothing yet: its memory is its own copy, pinned by nobody. */
+	atomic_store(&remote_mapped_lo, UINT64_MAX);
+	atomic_store(&remote_mapped_hi, 0);
 	remote_random(&client_cookie, sizeof(client_cookie));
 	if (remote_handover) {
 		/*

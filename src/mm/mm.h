@@ -229,6 +229,12 @@ bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t 
  */
 struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
+/*
+ * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):
+ * the pinned private pages there lose their window addresses (EFAULT from now on), as the
+ * kernel's pins keep the old pages, which the new memory must never stand in for.
+ */
+void uiommu_mm_remote_forget(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len);
 
 /*
  * The pins other processes hold for this one, or a serving process's own (proc_status.c shows

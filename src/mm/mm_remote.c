@@ -25,12 +25,19 @@
  * offset shared: that is the page itself, coherent both ways. fault_in() (every pin) reads the
  * client's maps, checks every page is mapped with the access asked, and records for each
  * shared run the host address it has here (xlate, replacing what it held for those addresses);
- * host_ptr() answers from that record. Private memory of another process has no host address
- * here: host_ptr() is NULL, and what needs one (a domain's fill) answers EFAULT. An access
- * reads and writes such pages through the mem fd instead (access.c), coherent while the
- * client lives.
+ * host_ptr() answers from that record. Every other page (private memory, or a shared file we
+ * do not map) has no address of ours; a pin (remote_pin(), this mm's pin op) gives it a window
+ * address (window.c): a stand-in that no plain access can use, which the host copies turn
+ * into a copy at the client's address, coherent while the client lives and EFAULT once it is
+ * gone. A page keeps its window address while anything pins it, and the last unpin frees it
+ * (remote_unpin()); both run under mr->lock, so an unpin's check of the ledger never frees an
+ * address a pin is between making and counting. A fault_in that finds a shared page of ours
+ * where a pinned private page was (the client remapped it) kills the old window address:
+ * EFAULT there from then on. A private page replaced by another private page looks the same
+ * in the maps and is not seen here (docs/processes.md).
  *
- * Locking: mr->lock protects xlate and the maps fd's file position; a leaf.
+ * Locking: mr->lock protects runs and the maps fd's file position; it nests the mm's pin_lock
+ * and the window's lock inside it, and nothing else.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -56,7 +63,8 @@ struct mm_remote {
 	struct uiommu_mm mm;
 	int pidfd;                /* the client; constant */
 	int mem_fd, maps_fd;      /* the client's own /proc/self/{mem,maps}; constant */
-	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; a leaf */
+	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; before
+				   * mm.pin_lock and window.c's window_lock */
 	struct mm_remote_run *runs;
 	size_t nr_runs, cap_runs;
 };
@@ -434,4 +442,13 @@ int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd)
 		return -EBADF;
 	local = sys_pidfd_getfd(mr->pidfd, fd, 0);
 	return local < 0 ? -EBADF : local;
+}
+
+void uiommu_mm_remote_forget(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len)
+{
+	uint64_t first = uaddr & ~(uiommu_page_size - 1), end;
+
+	if (mm->ops != &remote_ops || !len || check_add_overflow(uaddr, len, &end))
+		return;
+	mm_window_kill(mm, first, end - first);
 }

@@ -923,21 +923,23 @@ static void remote_mapped_note(unsigned int cmd, uint64_t arg)
 	if (cmd != IOMMU_IOAS_MAP && cmd != VFIO_IOMMU_MAP_DMA)
 		return;
 	mm = uiommu_mm_self();
-	if (IS_ERR(mm))
-		return;
-	if (cmd == IOMMU_IOAS_MAP) {
+	rc = IS_ERR(mm) ? PTR_ERR(mm) : 0;
+	if (!rc && cmd == IOMMU_IOAS_MAP) {
 		rc = mm->ops->copy_from(mm, &map, arg, sizeof(map));
 		va = map.user_va;
 		len = map.length;
-	} else {
+	} else if (!rc) {
 		rc = mm->ops->copy_from(mm, &dma, arg, sizeof(dma));
 		va = dma.vaddr;
 		len = dma.size;
 	}
-	uiommu_mm_put(mm);
-	/* A MAP that cannot be read, or that wraps, will fail at the server and pin nothing. */
-	if (rc || check_add_overflow(va, len, &end))
-		return;
+	if (!IS_ERR(mm))
+		uiommu_mm_put(mm);
+	/* Unread (the argument may change before the server reads it): all of memory. */
+	if (rc || check_add_overflow(va, len, &end)) {
+		va = 0;
+		end = UINT64_MAX;
+	}
 	cur = atomic_load(&remote_mapped_lo);
 	while (va < cur && !atomic_compare_exchange_weak(&remote_mapped_lo, &cur, va))
 		;

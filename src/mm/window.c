@@ -33,8 +33,12 @@
  * their system calls; changes take it for write. It is taken under mm_remote's lock and takes
  * nothing under it: a leaf. The window's place (window_base, window_size) is written once,
  * under window_lock, before any extent exists, and read without it (uiommu_window_has()).
+ * A fork takes window_lock for write around itself: a child (the exec hand-over's next
+ * server, which goes on serving the same clients) inherits the window, its extents and a free
+ * lock.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -63,9 +67,31 @@ UIOMMU_RWSEM_DEFINE(window_lock); /* protects extents, nr, cap; a leaf, under mm
 static struct window_extent *extents;
 static size_t nr, cap;
 
+/*
+ * A fork (the exec hand-over's next server keeps the window and its extents) waits out the
+ * copies and changes in flight, so that the child's lock is not held by a thread it lacks.
+ */
+static void window_atfork_prepare(void)
+{
+	uiommu_down_write(&window_lock);
+}
+
+static void window_atfork_release(void)
+{
+	uiommu_up_write(&window_lock);
+}
+
+static void window_atfork_register(void)
+{
+	if (pthread_atfork(window_atfork_prepare, window_atfork_release, window_atfork_release))
+		die("pthread_atfork");
+}
+
 /* Reserves the window once; 0 or -ENOMEM. */
 static int window_reserve(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
 	uint64_t guard = uiommu_page_size;
 	void *p;
 
@@ -79,6 +105,7 @@ static int window_reserve(void)
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
+	pthread_once(&once, window_atfork_register);
 	atomic_store_explicit(&uiommu_window_base, (uintptr_t)p + guard, memory_order_relaxed);
 	/* Pairs with the acquire in uiommu_window_has(): a size seen means the base is. */
 	atomic_store_explicit(&uiommu_window_size, WINDOW_SIZE, memory_order_release);

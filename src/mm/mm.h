@@ -27,6 +27,7 @@
 #include "lib/fail.h"
 #include "lib/interval_tree.h"
 #include "lib/lockdep.h"
+#include "mm/window.h"
 
 struct uiommu_mm;
 
@@ -144,6 +145,17 @@ void uiommu_uaccess_end(void);
  * speed: no system call on the fast path (ThreadSanitizer builds: process_vm_readv()).
  */
 int uiommu_host_copy(void *dst, const void *src, size_t len);
+
+/*
+ * Does host address @host stand for another process's private page (a window address,
+ * window.c)? Only the host copies reach such a page. Code that loads or stores through a host
+ * address itself (a driver's walk of guest page tables through stage 2) must refuse one, as
+ * memory it cannot reach: a plain access there faults outside any trap.
+ */
+static inline bool uiommu_host_is_window(uint64_t host)
+{
+	return uiommu_window_has((const void *)(uintptr_t)host);
+}
 
 /*
  * A batch's fault trap (mm_self.c): one arming for a run of host copies, where

@@ -2,7 +2,8 @@
 /*
  * The window (window.c): stand-in host addresses for another process's pinned private pages.
  * Only src/mm uses it; everything above sees window addresses as host addresses, which the
- * host copies (mm.h) read and write.
+ * host copies (mm.h) read and write, and recognises them with uiommu_host_is_window() (mm.h)
+ * where it would load through one itself.
  */
 #ifndef UIOMMU_MM_WINDOW_H
 #define UIOMMU_MM_WINDOW_H

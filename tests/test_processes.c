@@ -569,6 +569,52 @@ static int child_private(int sock)
 }
 
 /*
+ * "privexec SOCK": maps a page of its private memory into the IOAS it was handed ({iova,
+ * address} back), then, at the test's word, execs itself as "privexec2 SOCK ADDRESS": the new
+ * image (same pid) maps a page of its own at the same address (0x99) and says 'k', or 's' when
+ * that address is taken; at the next word, 'y' when its page still holds 0x99, else 'n'.
+ */
+static int child_privexec(int sock)
+{
+	uint8_t *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char a1[24], a2[24], c;
+	uint64_t msg[2];
+	uint32_t ioas;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+
+	if (fd < 0 || buf == MAP_FAILED)
+		return 1;
+	memset(buf, 0x11, PS);
+	if (ioas_map(fd, ioas, buf, PS, &msg[0]))
+		return 2;
+	msg[1] = (uintptr_t)buf;
+	if (write(sock, msg, sizeof(msg)) != sizeof(msg) || read(sock, &c, 1) != 1)
+		return 3;
+	snprintf(a1, sizeof(a1), "%d", sock);
+	snprintf(a2, sizeof(a2), "%lu", (unsigned long)msg[1]);
+	fcntl(sock, F_SETFD, 0);
+	execl("/proc/self/exe", "test_processes", "--child", "privexec2", a1, a2, (char *)NULL);
+	return 4;
+}
+
+static int child_privexec2(int sock, unsigned long addr)
+{
+	uint8_t *page = mmap((void *)addr, PS, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	char c, reply = 'y';
+
+	if (page != (void *)addr)
+		return write(sock, "s", 1) == 1 ? 0 : 1;
+	memset(page, 0x99, PS);
+	if (write(sock, "k", 1) != 1 || read(sock, &c, 1) != 1)
+		return 2;
+	for (size_t i = 0; i < PS; i++)
+		if (page[i] != 0x99)
+			reply = 'n';
+	return write(sock, &reply, 1) == 1 ? 0 : 3;
+}
+
+/*
  * "vfio SOCK": a VMM given an iommufd and a VFIO device cdev by its manager: binds the device
  * to the context with its own fd numbers, reads the device's info, attaches it to a new IOAS.
  */
@@ -738,6 +784,10 @@ static int child_main(int argc, char **argv)
 		return child_mmap(a);
 	if (!strcmp(role, "private"))
 		return child_private(a);
+	if (!strcmp(role, "privexec"))
+		return child_privexec(a);
+	if (!strcmp(role, "privexec2"))
+		return child_privexec2(a, (unsigned long)b);
 	return 126;
 }
 
@@ -1236,6 +1286,57 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, last_fault_reason(self->dma));
 	free(out);
 	free(in);
+}
+
+/*
+ * A child's private pages under a domain, then the child execs (same pid, a new address
+ * space): the old image's pinned pages are gone with it, and the device never reaches the new
+ * image's memory at the same address (EFAULT), where the kernel's pins keep the old pages.
+ */
+TEST(private_memory_of_a_process_that_execs)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint8_t out[PS], in[PS];
+	struct uiommu_dma_dev *dma;
+	struct uiommu_stats st;
+	uint64_t msg[2];
+	uint32_t ioas;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST(); /* a mock domain and device */
+	ioas = ioas_alloc(fd);
+	mock.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	dma = uiommu_dma_dev_open_iommufd(fd, mock.mock_domain.out_idev_id);
+	ASSERT_NE(NULL, dma);
+	pid = child_start_with("privexec", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(msg), read(sock, msg, sizeof(msg)));
+	ASSERT_EQ(PS, uiommu_dma_read(dma, 0, msg[0], in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x11));
+	ASSERT_EQ(1, write(sock, "x", 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	if (c == 'k') {
+		memset(out, 0x22, PS);
+		ASSERT_ERRNO(EFAULT, uiommu_dma_write(dma, 0, msg[0], out, PS, 0));
+		ASSERT_ERRNO(EFAULT, uiommu_dma_read(dma, 0, msg[0], in, PS, 0));
+		ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(dma));
+		ASSERT_EQ(1, write(sock, "v", 1));
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ('y', c);
+	} else {
+		ASSERT_EQ('s', c); /* the new image uses that address itself: nothing to compare */
+	}
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, msg[0], PS));
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, uiommu_dma_dev_close(dma));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
 }
 
 TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)

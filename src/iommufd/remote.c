@@ -273,7 +273,11 @@ static pthread_once_t remote_atfork_once = PTHREAD_ONCE_INIT;
 
 /* ---- the server ------------------------------------------------------------------------ */
 
-/* One client process's mm, shared by its connections. */
+/*
+ * One client process's mm, shared by its connections. It stays listed while its pins hold the
+ * mm after the last connection closed, so that the client's next connection gets the same mm
+ * back: its FORGET must reach the window addresses of the pins it made before.
+ */
 struct remote_client {
 	struct remote_client *next; /* in clients; clients_lock */
 	pid_t pid;
@@ -285,12 +289,44 @@ struct remote_client {
 UIOMMU_MUTEX_DEFINE(clients_lock); /* protects clients and each one's conns; a leaf */
 static struct remote_client *clients;
 
+/* Unlinks the clients nothing uses any more (no connection, no pin) onto *@gone (clients_lock). */
+static void remote_clients_prune(struct remote_client **gone)
+{
+	struct remote_client **pos = &clients, *c;
+
+	lockdep_assert_held(&clients_lock);
+	while ((c = *pos)) {
+		if (c->conns || atomic_load(&c->mm->refs) > 1) {
+			pos = &c->next;
+			continue;
+		}
+		*pos = c->next;
+		c->next = *gone;
+		*gone = c;
+	}
+}
+
+static void remote_clients_free(struct remote_client *gone)
+{
+	while (gone) {
+		struct remote_client *c = gone;
+
+		gone = c->next;
+		uiommu_mm_put(c->mm);
+		uiommu_free(c);
+	}
+}
+
 /* The client of (@pid, @cookie), made with @fds (pidfd, mem, maps: taken) if it is new. */
 static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds)
 {
-	struct remote_client *c;
+	struct remote_client *c, *gone = NULL;
 	struct uiommu_mm *mm;
 
+	uiommu_mutex_lock(&clients_lock);
+	remote_clients_prune(&gone);
+	uiommu_mutex_unlock(&clients_lock);
+	remote_clients_free(gone);
 	uiommu_mutex_lock(&clients_lock);
 	for (c = clients; c; c = c->next) {
 		if (c->pid == pid && c->cookie == cookie) {
@@ -326,20 +362,14 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 
 static void remote_client_put(struct remote_client *c)
 {
-	struct remote_client **pos;
+	struct remote_client *gone = NULL;
 
 	uiommu_mutex_lock(&clients_lock);
-	if (--c->conns) {
-		uiommu_mutex_unlock(&clients_lock);
-		return;
-	}
-	for (pos = &clients; *pos != c; pos = &(*pos)->next)
-		;
-	*pos = c->next;
+	/* Without a connection and without pins, it goes (and any other such one). */
+	if (!--c->conns)
+		remote_clients_prune(&gone);
 	uiommu_mutex_unlock(&clients_lock);
-	/* Pins keep the mm (and its fds) as long as they last. */
-	uiommu_mm_put(c->mm);
-	uiommu_free(c);
+	remote_clients_free(gone);
 }
 
 /* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */

@@ -11,10 +11,12 @@
  * Copies (the ioctl's arguments and replies, ACCESS_RW buffers) are process_vm_readv/writev
  * at the client's address: exact, coherent, one system call each, and they check the page
  * permissions as the kernel's copy_to_user() does (a reply to a read-only page is EFAULT).
- * They name the client by pid, so the pidfd guards them: a read counts only if the client was
- * still alive after it, a write is made only if it is alive before (a pid is not reused while
- * its process, even a zombie, exists; what is left is a write racing the client's death, its
- * reaping and the reuse of its pid within one system call). Where the host refuses them
+ * They name the client by pid, so its mem fd guards them (remote_same_mm(): one byte through
+ * the fd, which is bound to the client's mm_struct): a read counts only if that mm still
+ * held the address after it, a write is made only if it does before. That answers EFAULT once
+ * the client exited (even as a zombie), once its pid went to another process, and after an
+ * exec, which keeps the pid but not the memory the old image pinned; what is left is a write
+ * racing the client's exit or exec within one system call. Where the host refuses them
  * (Yama's ptrace scope) the mem fd serves instead, which writes through read-only private
  * pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
  *
@@ -74,10 +76,18 @@ static struct mm_remote *to_mm_remote(struct uiommu_mm *mm)
 	return container_of(mm, struct mm_remote, mm);
 }
 
-/* Is the client still the process its pid names? (A live or zombie process keeps its pid.) */
-static bool remote_alive(struct mm_remote *mr)
+/*
+ * Is the client's pid still the address space we were handed, with @uaddr mapped? One byte of
+ * it through the client's own mem fd, which is bound to that mm_struct: nothing once the
+ * process exited (even as a zombie), and nothing after an exec, which keeps the pid (and a
+ * pidfd's answer) but gives it a new address space, where the old image's pins must not
+ * reach.
+ */
+static bool remote_same_mm(struct mm_remote *mr, uint64_t uaddr)
 {
-	return !sys_pidfd_alive(mr->pidfd);
+	char byte;
+
+	return sys_pread(mr->mem_fd, &byte, 1, (off_t)uaddr) == 1;
 }
 
 /*
@@ -94,13 +104,13 @@ static int remote_copy(struct mm_remote *mr, void *local, uint64_t uaddr, size_t
 
 	if (!len)
 		return 0;
-	/* A write must not reach a process that took over a dead client's pid: check first. */
-	if (write && !remote_alive(mr))
+	/* A write must not reach another mm behind the client's pid (exec, reuse): check first. */
+	if (write && !remote_same_mm(mr, uaddr))
 		return -EFAULT;
 	n = write ? process_vm_writev(mr->mm.pid, &l, 1, &r, 1, 0) :
 		    process_vm_readv(mr->mm.pid, &l, 1, &r, 1, 0);
 	if (n == (ssize_t)len)
-		return write || remote_alive(mr) ? 0 : -EFAULT;
+		return write || remote_same_mm(mr, uaddr) ? 0 : -EFAULT;
 	if (n >= 0 || errno != EPERM)
 		return -EFAULT;
 	while (done < len) {

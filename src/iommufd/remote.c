@@ -497,7 +497,9 @@ static void *remote_conn_main(void *arg)
 		if (req.magic != WIRE_MAGIC)
 			break; /* garbage: this connection ends, nothing else is touched */
 		pthread_rwlock_rdlock(&serve_gate);
+		uiommu_mm_remote_calling(client->mm);
 		remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+		uiommu_mm_remote_calling(NULL);
 		pthread_rwlock_unlock(&serve_gate);
 		rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
 		/*

@@ -247,6 +247,11 @@ int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
  * kernel's pins keep the old pages, which the new memory must never stand in for.
  */
 void uiommu_mm_remote_forget(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len);
+/*
+ * This thread now runs a call of @mm's own process for it (NULL: no more), which waits for
+ * the reply: its copies may check only that the process lives (mm_remote.c).
+ */
+void uiommu_mm_remote_calling(struct uiommu_mm *mm);
 
 /*
  * The pins other processes hold for this one, or a serving process's own (proc_status.c shows

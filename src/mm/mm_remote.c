@@ -11,12 +11,15 @@
  * Copies (the ioctl's arguments and replies, ACCESS_RW buffers) are process_vm_readv/writev
  * at the client's address: exact, coherent, one system call each, and they check the page
  * permissions as the kernel's copy_to_user() does (a reply to a read-only page is EFAULT).
- * They name the client by pid, so its mem fd guards them (remote_same_mm(): one byte through
- * the fd, which is bound to the client's mm_struct): a read counts only if that mm still
- * held the address after it, a write is made only if it does before. That answers EFAULT once
- * the client exited (even as a zombie), once its pid went to another process, and after an
- * exec, which keeps the pid but not the memory the old image pinned; what is left is a write
- * racing the client's exit or exec within one system call. Where the host refuses them
+ * They name the client by pid, so a check guards them (remote_same_mm()): a read counts only
+ * if the client's mm still held the address after it, a write is made only if it does
+ * before. Outside the client's own calls the check is one byte through its mem fd, which is
+ * bound to its mm_struct: EFAULT once the client exited (even as a zombie), once its pid went
+ * to another process, and after an exec, which keeps the pid but not the memory the old image
+ * pinned. Inside its own call (the client waits for the reply) its pidfd is enough and
+ * cheaper; an exec by another thread of the client during the call is not seen there. What
+ * is left is a copy racing the client's exit or exec within one system call. Where the host
+ * refuses them
  * (Yama's ptrace scope) the mem fd serves instead, which writes through read-only private
  * pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
  *
@@ -76,17 +79,29 @@ static struct mm_remote *to_mm_remote(struct uiommu_mm *mm)
 	return container_of(mm, struct mm_remote, mm);
 }
 
+/* The mm whose own call this thread runs for it (uiommu_mm_remote_calling()), or NULL. */
+static _Thread_local struct uiommu_mm *remote_caller;
+
+void uiommu_mm_remote_calling(struct uiommu_mm *mm)
+{
+	remote_caller = mm;
+}
+
 /*
- * Is the client's pid still the address space we were handed, with @uaddr mapped? One byte of
- * it through the client's own mem fd, which is bound to that mm_struct: nothing once the
- * process exited (even as a zombie), and nothing after an exec, which keeps the pid (and a
- * pidfd's answer) but gives it a new address space, where the old image's pins must not
+ * Is the client's pid still the address space we were handed, with @uaddr mapped? Inside the
+ * client's own call (it waits for our reply) a live pid is enough: the pidfd, one cheap system
+ * call. Anywhere else (a device's DMA through a window address, another process's ACCESS_RW)
+ * one byte through the client's own mem fd, which is bound to that mm_struct: nothing once
+ * the process exited (even as a zombie), and nothing after an exec, which keeps the pid (and
+ * a pidfd's answer) but gives it a new address space, where the old image's pins must not
  * reach.
  */
 static bool remote_same_mm(struct mm_remote *mr, uint64_t uaddr)
 {
 	char byte;
 
+	if (remote_caller == &mr->mm)
+		return !sys_pidfd_alive(mr->pidfd);
 	return sys_pread(mr->mem_fd, &byte, 1, (off_t)uaddr) == 1;
 }
 

@@ -19,9 +19,8 @@
  * pinned. Inside its own call (the client waits for the reply) its pidfd is enough and
  * cheaper; an exec by another thread of the client during the call is not seen there. What
  * is left is a copy racing the client's exit or exec within one system call. Where the host
- * refuses them
- * (Yama's ptrace scope) the mem fd serves instead, which writes through read-only private
- * pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
+ * refuses them (Yama's ptrace scope) the mem fd serves instead, which writes through
+ * read-only private pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
  *
  * Pins and host addresses. What a domain maps and an access reads through is a host address of
  * this process. A page of the client's that lies in a shared mapping of a file (a memfd, a

@@ -512,33 +512,35 @@ static int child_sweep(int sock)
 }
 
 /*
- * "private SOCK": maps three pages of its private anonymous memory (0x11) into the IOAS it was
+ * "private SOCK": maps four pages of its private anonymous memory (0x11) into the IOAS it was
  * handed ({iova, address} back), then runs the test's commands, three bytes each (op, page,
  * value): 'v' (is every byte of the page the value? 'y' or 'n'), 's' (store the value in
  * every byte), 'r' (replace the page: mmap(MAP_FIXED) of new private memory holding the
  * value), 'u' (munmap it, then map new memory holding the value at the same place with the
- * raw system call, which nothing intercepts), 'q' (exit, leaving the mapping in the IOAS).
+ * raw system call, which nothing intercepts), 'm' (mremap it elsewhere, then the same), 'q'
+ * (exit, leaving the mapping in the IOAS).
  * The rest answer 'k'.
  */
 static int child_private(int sock)
 {
-	uint8_t *buf = mmap(NULL, 3 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	uint8_t *buf = mmap(NULL, 4 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
+	uint8_t *away = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t msg[2];
 	uint32_t ioas;
 	int fd = recv_fd(sock, &ioas, sizeof(ioas));
 	uint8_t cmd[3];
 	char reply;
 
-	if (fd < 0 || buf == MAP_FAILED)
+	if (fd < 0 || buf == MAP_FAILED || away == MAP_FAILED)
 		return 1;
-	memset(buf, 0x11, 3 * PS);
-	if (ioas_map(fd, ioas, buf, 3 * PS, &msg[0]))
+	memset(buf, 0x11, 4 * PS);
+	if (ioas_map(fd, ioas, buf, 4 * PS, &msg[0]))
 		return 2;
 	msg[1] = (uintptr_t)buf;
 	if (write(sock, msg, sizeof(msg)) != sizeof(msg))
 		return 3;
-	while (read(sock, cmd, 3) == 3 && cmd[0] != 'q' && cmd[1] < 3) {
+	while (read(sock, cmd, 3) == 3 && cmd[0] != 'q' && cmd[1] < 4) {
 		uint8_t *page = buf + cmd[1] * PS;
 
 		reply = 'k';
@@ -554,8 +556,10 @@ static int child_private(int sock)
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != page)
 				return 4;
 			memset(page, cmd[2], PS);
-		} else if (cmd[0] == 'u') {
-			if (munmap(page, PS) ||
+		} else if (cmd[0] == 'u' || cmd[0] == 'm') {
+			if ((cmd[0] == 'u' ? munmap(page, PS) :
+					     mremap(page, PS, PS, MREMAP_MAYMOVE | MREMAP_FIXED,
+						    away) != away) ||
 			    (void *)syscall(SYS_mmap, page, PS, PROT_READ | PROT_WRITE,
 					    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
 					    0) != page)
@@ -1220,16 +1224,17 @@ FIXTURE_TEARDOWN(private_memory)
 
 TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 {
-	uint8_t *out = malloc(3 * PS), *in = malloc(3 * PS);
+	uint8_t *out = malloc(4 * PS), *in = malloc(4 * PS);
 	uint64_t p0 = self->iova, p1 = self->iova + PS, p2 = self->iova + 2 * PS;
+	uint64_t p3 = self->iova + 3 * PS;
 	struct uiommu_stats st;
 	siginfo_t info;
 
 	ASSERT_NE(NULL, out);
 	ASSERT_NE(NULL, in);
-	/* What the child stored before the MAP, all three pages in one transfer. */
-	ASSERT_EQ(3 * PS, uiommu_dma_read(self->dma, 0, p0, in, 3 * PS, 0));
-	ASSERT_TRUE(all_bytes(in, 3 * PS, 0x11));
+	/* What the child stored before the MAP, all four pages in one transfer. */
+	ASSERT_EQ(4 * PS, uiommu_dma_read(self->dma, 0, p0, in, 4 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 4 * PS, 0x11));
 	/* The device's write is the child's memory at once. */
 	memset(out, 0x22, PS);
 	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
@@ -1255,12 +1260,17 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p1, out, PS, 0));
 	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p1, in, PS, 0));
 	ASSERT_EQ('y', private_cmd(self->sock, 'v', 1, 0x66));
-	/* The third page still works. */
+	/* It moves its third page away (mremap), and the same. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'm', 2, 0x55));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p2, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 2, 0x55));
+	/* The fourth page still works. */
 	memset(out, 0x44, PS);
-	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p2, out, PS, 0));
-	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p3, out, PS, 0));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x44));
-	ASSERT_EQ('y', private_cmd(self->sock, 'v', 2, 0x44));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x44));
 
 	/* The child goes; while it is a zombie, and after it is reaped, every DMA faults. */
 	if (variant->kill)
@@ -1270,16 +1280,16 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	ASSERT_EQ(0, waitid(P_PID, (id_t)self->pid, &info, WEXITED | WNOWAIT));
 	ASSERT_EQ(variant->kill ? CLD_KILLED : CLD_EXITED, info.si_code);
 	memset(in, 0x5a, PS);
-	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x5a)); /* not a byte of stale data */
 	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
 	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
 	self->pid = -1;
-	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p2, out, PS, 0));
-	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p3, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
 
 	/* The mapping stays until unmapped, as the kernel's; then nothing is pinned. */
-	ASSERT_EQ(3 * PS, ioas_unmap_len(self->fd, self->ioas, p0, 3 * PS));
+	ASSERT_EQ(4 * PS, ioas_unmap_len(self->fd, self->ioas, p0, 4 * PS));
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));

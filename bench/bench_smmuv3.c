@@ -190,17 +190,18 @@ __attribute__((noinline)) static void probe_refill(struct bench_vm *vm, uint64_t
 }
 
 /* A loop as run_plain()'s: a key, one call, its result tested (the refill is out of line). */
-static void run_probe(void *ctx, unsigned long iters)
+static void run_probe(void *arg, unsigned long iters)
 {
-	struct bench_vm *vm = ctx;
-	struct arm_smmu_device *smmu = vm->smmu;
-	uint16_t vmid = arm_smmu_domain_vmid(vm->parent);
+	struct bench_vm *vm = arg;
+	struct arm_smmu_tlb_ctx ctx;
 	uint64_t phys;
 
+	/* The context a translation has from its STE and CD before it looks. */
+	arm_smmu_tlb_ctx_init(&ctx, vm->smmu, arm_smmu_domain_vmid(vm->parent), 7);
 	for (unsigned long i = 0; i < iters; i++) {
 		uint64_t iova = (i % HIT_PAGES) * PG + 8;
 
-		if (!arm_smmu_tlb_probe(smmu, vmid, 7, iova, ARM_SMMU_ACC_READ, &phys))
+		if (!arm_smmu_tlb_probe(&ctx, iova, ARM_SMMU_ACC_READ, &phys))
 			probe_refill(vm, iova);
 	}
 }

@@ -123,7 +123,8 @@ _Static_assert(sizeof(struct tlb_set) == 64, "a TLB set is one cache line");
 
 static uint64_t tlb_key(uint64_t kind, uint16_t vmid, uint16_t asid, uint64_t page)
 {
-	return kind | (uint64_t)vmid << TLB_KEY_VMID_SHIFT | (uint64_t)asid << TLB_KEY_ASID_SHIFT |
+	_Static_assert(TLB_KEY_VMID_SHIFT == TLB_KEY_ASID_SHIFT + 16, "VMID and ASID adjacent");
+	return kind | (uint64_t)((uint32_t)vmid << 16 | asid) << TLB_KEY_ASID_SHIFT |
 	       (page & TLB_KEY_PAGE_MASK) >> TLB_INDEX_BITS;
 }
 
@@ -190,6 +191,7 @@ struct arm_vsmmu {
 	struct arm_smmu_device *smmu;
 	struct arm_smmu_domain *s2;
 	uint16_t vmid;
+	struct arm_smmu_tlb_ctx tlb;           /* its VMID's half of its lookups' context */
 	atomic_uint nested;                    /* nested domains of it */
 	arm_vsmmu_event_fn event_fn;           /* set before the first translation */
 	void *event_arg;
@@ -688,6 +690,7 @@ struct arm_vsmmu *arm_vsmmu_alloc(struct arm_smmu_device *smmu, struct iommu_dom
 	vsmmu->smmu = smmu;
 	vsmmu->s2 = sd;
 	vsmmu->vmid = sd->vmid;
+	arm_smmu_tlb_ctx_init(&vsmmu->tlb, smmu, vsmmu->vmid, 0);
 	/* Pairs with arm_vsmmu_free(). */
 	atomic_fetch_add(&sd->vsmmus, 1);
 	return vsmmu;
@@ -835,13 +838,25 @@ void arm_smmu_nested_vste(struct iommu_domain *domain, uint64_t ste[2], bool *en
  * them over the sets in random order, and the exit mispredicted: 6.8 -> 5.2 ns a hit). Given
  * the VMID, the index gives back the page's low bits: which is why the key can leave them out.
  */
+static unsigned int tlb_mix(uint16_t vmid)
+{
+	/* An odd multiplier spreads consecutive VMIDs 157 sets apart. */
+	return (unsigned int)vmid * 157u;
+}
+
+/* The set of @page among @sets (an instance's) for a VMID whose tlb_mix() is @mix. */
+static struct tlb_set *tlb_set_at(struct tlb_set *sets, unsigned int mix, uint64_t page,
+				  uint64_t kind)
+{
+	unsigned int i = ((unsigned int)page ^ mix) & (TLB_SETS - 1);
+
+	return &sets[kind & TLB_TAG_S2 ? TLB_SETS + i : i];
+}
+
 static struct tlb_set *tlb_set_of(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t page,
 				  uint64_t kind)
 {
-	/* An odd multiplier spreads consecutive VMIDs 157 sets apart: one instruction. */
-	unsigned int i = ((unsigned int)page ^ (unsigned int)vmid * 157u) & (TLB_SETS - 1);
-
-	return &smmu->tlb[kind & TLB_TAG_S2 ? TLB_SETS + i : i];
+	return tlb_set_at(smmu->tlb, tlb_mix(vmid), page, kind);
 }
 
 /*
@@ -893,29 +908,39 @@ static inline __attribute__((always_inline)) uint64_t tlb_set_read(struct tlb_se
 }
 
 /*
- * The global entry (an nG=0 leaf) of @key's page: a second read of the same set, out of line
- * so that the first one's registers stay free of it.
+ * The rest of arm_smmu_tlb_lookup() when the ASID's entry is not there: the global one (an
+ * nG=0 leaf) of the same page, a second read of the same set. Out of line and called last, so
+ * that the first read saves no register for it.
  */
-static __attribute__((noinline)) uint64_t tlb_set_read_global(struct tlb_set *set, uint64_t key)
+static __attribute__((noinline)) bool tlb_lookup_global(struct tlb_set *set, uint64_t key,
+							uint64_t want, uint64_t iova,
+							uint64_t *phys)
 {
-	return tlb_set_read(set, (key & ~TLB_KEY_ASID_MASK) | TLB_TAG_GLOBAL);
+	uint64_t out = tlb_set_read(set, (key & ~TLB_KEY_ASID_MASK) | TLB_TAG_GLOBAL);
+
+	if (out & want)
+		return false;
+	*phys = (out & ~UINT64_C(0xfff)) | (iova & 0xfff);
+	return true;
 }
 
-/* A stage-1 (combined) hit of (@vmid, @asid, @iova) for @access: the ASID's, else global. */
+/*
+ * A stage-1 (combined) hit of @iova for @access in the (VMID, ASID) context @ctx: the ASID's
+ * entry, else the global one. The context is the key's tag and the VMID's tlb_mix(), which a
+ * translation has before it looks (as hardware has them from its STE and CD): the vSMMU keeps
+ * its VMID's half, so the hit path builds neither from the VMID and ASID.
+ */
 static inline __attribute__((always_inline)) bool
-arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid, uint64_t iova,
-		    unsigned int access, uint64_t *phys)
+arm_smmu_tlb_lookup(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned int access,
+		    uint64_t *phys)
 {
-	uint64_t page = iova >> 12, key = tlb_key(TLB_TAG_VALID, vmid, asid, page), out;
-	uint64_t want = tlb_want_s1[access & 15u];
-	struct tlb_set *set = tlb_set_of(smmu, vmid, page, 0);
+	uint64_t page = iova >> 12, key = ctx->tag | (page & TLB_KEY_PAGE_MASK) >> TLB_INDEX_BITS;
+	uint64_t want = tlb_want_s1[access & 15u], out;
+	struct tlb_set *set = tlb_set_at(ctx->sets, ctx->mix, page, 0);
 
 	out = tlb_set_read(set, key);
-	if (unlikely(out & want)) {
-		out = tlb_set_read_global(set, key);
-		if (out & want)
-			return false;
-	}
+	if (unlikely(out & want))
+		return tlb_lookup_global(set, key, want, iova, phys);
 	*phys = (out & ~UINT64_C(0xfff)) | (iova & 0xfff);
 	return true;
 }
@@ -1034,10 +1059,18 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 }
 
-bool arm_smmu_tlb_probe(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
-			uint64_t iova, unsigned int access, uint64_t *phys)
+void arm_smmu_tlb_ctx_init(struct arm_smmu_tlb_ctx *ctx, struct arm_smmu_device *smmu,
+			   uint16_t vmid, uint16_t asid)
 {
-	return arm_smmu_tlb_lookup(smmu, vmid, asid, iova, access, phys);
+	ctx->tag = tlb_key(TLB_TAG_VALID, vmid, asid, 0);
+	ctx->sets = smmu->tlb;
+	ctx->mix = tlb_mix(vmid);
+}
+
+bool arm_smmu_tlb_probe(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned int access,
+			uint64_t *phys)
+{
+	return arm_smmu_tlb_lookup(ctx, iova, access, phys);
 }
 
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
@@ -1467,6 +1500,7 @@ static int arm_smmu_translate_nested(struct arm_smmu_master *master,
 	};
 	unsigned int cfg = ARM_SMMU_FIELD(nested->ste[0], STE0_CFG_SHIFT, STE0_CFG_MASK);
 	unsigned long gen, cd_gen;
+	struct arm_smmu_tlb_ctx ctx;
 	struct tlb_entry entry;
 	uint32_t ssid;
 	int rc;
@@ -1494,8 +1528,9 @@ static int arm_smmu_translate_nested(struct arm_smmu_master *master,
 		rc = xlate_fault(&x, EVT_ID_C_BAD_CD, false, EVT_CLASS_CD);
 		goto out_report;
 	}
-	if (arm_smmu_tlb_lookup(smmu, x.vsmmu->vmid, (uint16_t)(x.cd[0] >> CD0_ASID_SHIFT),
-				txn->iova, txn->access, phys))
+	ctx = x.vsmmu->tlb;
+	ctx.tag |= (x.cd[0] >> CD0_ASID_SHIFT) << TLB_KEY_ASID_SHIFT;
+	if (arm_smmu_tlb_lookup(&ctx, txn->iova, txn->access, phys))
 		return 0;
 
 	atomic_fetch_add_explicit(&smmu->stat_misses, 1, memory_order_relaxed);

@@ -879,47 +879,64 @@ static uint64_t tlb_out_allow(uint64_t out)
 }
 
 /*
- * The output word of @key's way in @set, TLB_OUT_MISS when no way holds it. A caller's test
- * of a hit for the allow bits @want is then one instruction: !(word & (want | TLB_OUT_MISS))
- * (the callers' want constants have TLB_OUT_MISS in them). A set holds a key at most once (a
- * fill of a key it holds refreshes that way), so the first equal key decides. Inlined into
- * each caller: the hit path is issue 12's "at most 2x a plain hash lookup" (bench/README.md
- * has the instruction counts).
+ * One read of @set for @key: the output word of @key's way, TLB_OUT_MISS when no way holds
+ * it, into @outp; false when a writer held the set or came and went (read again). A caller's
+ * test of a hit for the allow bits @want is then one instruction: !(word & want) (the
+ * callers' want constants have TLB_OUT_MISS in them). A set holds a key at most once (a fill
+ * of a key it holds refreshes that way), so the first equal key decides. Inlined into each
+ * caller: the hit path is issue 12's "at most 2x a plain hash lookup" (bench/README.md has
+ * the instruction counts).
  */
+static inline __attribute__((always_inline)) bool tlb_set_read_once(struct tlb_set *set,
+								    uint64_t key,
+								    uint64_t *outp)
+{
+	unsigned int s = seq_read_begin(&set->seq), w;
+	uint64_t out = TLB_OUT_MISS;
+
+	/* Unrolled: no way counter, one load, compare and branch a way. */
+#pragma GCC unroll 3
+	for (w = 0; w < TLB_WAYS; w++) {
+		if (rd(&set->key[w]) == key) {
+			out = rd(&set->out[w]);
+			break;
+		}
+	}
+	*outp = out;
+	return !seq_read_retry(&set->seq, s);
+}
+
+/* tlb_set_read_once() until no writer interferes; the output word. */
 static inline __attribute__((always_inline)) uint64_t tlb_set_read(struct tlb_set *set,
 								   uint64_t key)
 {
 	uint64_t out;
-	unsigned int s, w;
 
-	do {
-		s = seq_read_begin(&set->seq);
-		out = TLB_OUT_MISS;
-		/* Unrolled: no way counter, one load, compare and branch a way. */
-#pragma GCC unroll 3
-		for (w = 0; w < TLB_WAYS; w++) {
-			if (rd(&set->key[w]) == key) {
-				out = rd(&set->out[w]);
-				break;
-			}
-		}
-	} while (seq_read_retry(&set->seq, s));
+	while (!tlb_set_read_once(set, key, &out))
+		;
 	return out;
 }
 
 /*
- * The rest of arm_smmu_tlb_lookup() when the ASID's entry is not there: the global one (an
- * nG=0 leaf) of the same page, a second read of the same set. Out of line and called last, so
- * that the first read saves no register for it.
+ * The rest of arm_smmu_tlb_lookup() when its one read met a writer (@out is not to be used)
+ * or did not find the ASID's entry allowing @want (@out is that read's word): the ASID's
+ * entry read to a consistent answer, else the global one (an nG=0 leaf) of the same page, in
+ * the same set. Out of line and called last (a tail call), so that the hit path keeps no
+ * retry loop (in a loop, the compiler kept the ways' addresses in registers) and saves no
+ * register.
  */
-static __attribute__((noinline)) bool tlb_lookup_global(struct tlb_set *set, uint64_t key,
-							uint64_t want, uint64_t iova,
-							uint64_t *phys)
+static __attribute__((noinline)) bool tlb_lookup_slow(struct tlb_set *set, uint64_t key,
+						      uint64_t want, uint64_t iova,
+						      uint64_t *phys, uint64_t out, bool torn)
 {
-	uint64_t out = tlb_set_read(set, (key & ~TLB_KEY_ASID_MASK) | TLB_TAG_GLOBAL);
+	if (torn)
+		out = tlb_set_read(set, key);
 
-	if (out & want)
-		return false;
+	if (out & want) {
+		out = tlb_set_read(set, (key & ~TLB_KEY_ASID_MASK) | TLB_TAG_GLOBAL);
+		if (out & want)
+			return false;
+	}
 	*phys = (out & ~UINT64_C(0xfff)) | (iova & 0xfff);
 	return true;
 }
@@ -937,10 +954,10 @@ arm_smmu_tlb_lookup(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned 
 	uint64_t page = iova >> 12, key = ctx->tag | (page & TLB_KEY_PAGE_MASK) >> TLB_INDEX_BITS;
 	uint64_t want = tlb_want_s1[access & 15u], out;
 	struct tlb_set *set = tlb_set_at(ctx->sets, ctx->mix, page, 0);
+	bool torn = !tlb_set_read_once(set, key, &out);
 
-	out = tlb_set_read(set, key);
-	if (unlikely(out & want))
-		return tlb_lookup_global(set, key, want, iova, phys);
+	if (unlikely(torn || (out & want)))
+		return tlb_lookup_slow(set, key, want, iova, phys, out, torn);
 	*phys = (out & ~UINT64_C(0xfff)) | (iova & 0xfff);
 	return true;
 }

@@ -3,8 +3,9 @@
  * bench_smmuv3: the SMMUv3 model's translation and page-table costs, each against a baseline
  * of the same run (issue 12's targets):
  *   - a nested TLB hit: the TLB's lookup of a resident (VMID, ASID, page) (the seqlock read of
- *     a 4-way set) over 512 pages, against an unlocked open-addressing hash lookup of the same
- *     keys kept out of line as the model's is. Target: at most 2x. And, reported without a
+ *     a 3-way set, from the translation's lookup context) over 512 pages, against an unlocked
+ *     open-addressing hash lookup of the same keys kept out of line as the model's is.
+ *     Target: at most 2x. And, reported without a
  *     target, the whole arm_smmu_master_translate() hit: the master's attached domain, the
  *     substream, its cached CD (a second seqlock read), then that lookup;
  *   - a nested miss: the same call over 16384 pages, more than the TLB holds, so every call

@@ -69,7 +69,7 @@
  * A way's key, the whole tag in one word, so that one compare decides a way: the kind
  * (TLB_TAG_*), the VMID, the ASID (0 for global and stage-2 entries) and the input page
  * without its low TLB_INDEX_BITS, which the set's index holds (the index is those bits mixed
- * with the VMID, and the key holds the VMID: tlb_set_index()). An empty way's key is 0.
+ * with the VMID, and the key holds the VMID: tlb_set_at()). An empty way's key is 0.
  */
 #define TLB_TAG_VALID ARM_SMMU_BIT(63)
 #define TLB_TAG_GLOBAL ARM_SMMU_BIT(62)
@@ -863,8 +863,9 @@ static struct tlb_set *tlb_set_of(struct arm_smmu_device *smmu, uint16_t vmid, u
  * What a stage-1 hit for @access must find: its allow bit(s) (and TLB_OUT_MISS, see
  * tlb_set_read()). A table, not the shift and select: the hit path's want is one load.
  */
-#define TLB_WANT(access) \
-	(TLB_OUT_MISS | ((access) & 7u) << ((access) & ARM_SMMU_ACC_PRIV ? 3 : 0))
+#define TLB_WANT(access)                                                                    \
+	(TLB_OUT_MISS | ((access) & (ARM_SMMU_ACC_READ | ARM_SMMU_ACC_WRITE | ARM_SMMU_ACC_EXEC)) \
+				<< ((access) & ARM_SMMU_ACC_PRIV ? 3 : 0))
 static const uint16_t tlb_want_s1[16] = {
 	TLB_WANT(0u),  TLB_WANT(1u),  TLB_WANT(2u),  TLB_WANT(3u),
 	TLB_WANT(4u),  TLB_WANT(5u),  TLB_WANT(6u),  TLB_WANT(7u),
@@ -943,9 +944,9 @@ static __attribute__((noinline)) bool tlb_lookup_slow(struct tlb_set *set, uint6
 
 /*
  * A stage-1 (combined) hit of @iova for @access in the (VMID, ASID) context @ctx: the ASID's
- * entry, else the global one. The context is the key's tag and the VMID's tlb_mix(), which a
- * translation has before it looks (as hardware has them from its STE and CD): the vSMMU keeps
- * its VMID's half, so the hit path builds neither from the VMID and ASID.
+ * entry, else the global one. The context (the key's tag, the VMID's tlb_mix(), the sets) is
+ * what a translation has before it looks (as hardware has the VMID and ASID from its STE and
+ * CD): the vSMMU keeps its VMID's half, so the hit path builds no key from the VMID and ASID.
  */
 static inline __attribute__((always_inline)) bool
 arm_smmu_tlb_lookup(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned int access,

@@ -423,12 +423,12 @@ static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 /* ---- reset ---------------------------------------------------------------------------------------- */
 
 /*
- * A function reset as the PCI core does one for vfio-pci: the header and the PCIe Device
+ * The reset itself, as the PCI core does one for vfio-pci: the header and the PCIe Device
  * Control saved, the FLR, both restored, the interrupt mode programmed again. core->lock.
  */
-int vfio_pci_function_reset(struct vfio_pci_core *core)
+static int vfio_pci_function_reset_saved(struct vfio_pci_core *core)
 {
-	uint8_t hdr[PCI_CFG_CAP_PTR];
+	uint8_t hdr[0x40];                 /* the type 0 header */
 	uint32_t devctl = 0;
 	int rc;
 
@@ -440,8 +440,10 @@ int vfio_pci_function_reset(struct vfio_pci_core *core)
 	rc = pci_fn_reset(core->fn);
 	if (rc)
 		return rc;
-	/* Restore: BARs, ROM, interrupt line, Device Control, then Command last. */
+	/* Restore: BARs, ROM BAR, interrupt line, Device Control, then Command last. */
 	pci_fn_config_write(core->fn, PCI_CFG_BAR0, hdr + PCI_CFG_BAR0, 24);
+	pci_fn_config_write(core->fn, PCI_CFG_ROM, hdr + PCI_CFG_ROM, 4);
+	pci_fn_config_write(core->fn, PCI_CFG_INT_LINE, hdr + PCI_CFG_INT_LINE, 1);
 	if (core->pcie_cap)
 		pci_fn_config_write_reg(core->fn, core->pcie_cap + 8, 2, devctl & 0x7fff);
 	core->power_state = 0;
@@ -460,6 +462,23 @@ int vfio_pci_function_reset(struct vfio_pci_core *core)
 	}
 	return pci_fn_config_write_reg(core->fn, PCI_CFG_COMMAND, 2,
 				       (uint32_t)hdr[PCI_CFG_COMMAND] | hdr[PCI_CFG_COMMAND + 1] << 8);
+}
+
+/*
+ * A function reset with the BAR mappings revoked from before it starts until its state is
+ * back (vfio_pci_zap.c): no access through them sees the function half reset. They come back
+ * when memory decode is on afterwards: the virtual Command is the user's, kept across the
+ * reset, and the reset leaves the function in D0. core->lock.
+ */
+int vfio_pci_function_reset(struct vfio_pci_core *core)
+{
+	int rc;
+
+	lockdep_assert_held(&core->lock);
+	vfio_pci_maps_revoke(core);
+	rc = vfio_pci_function_reset_saved(core);
+	vfio_pci_maps_update(core);
+	return rc;
 }
 
 /* ---- DMA logging: the DMA engine's hook ---------------------------------------------------- */

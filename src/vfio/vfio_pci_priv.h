@@ -157,13 +157,15 @@ void vfio_pci_ioeventfd_release(struct vfio_pci_core *core);
 /*
  * vfio_pci_zap.c: the BAR area mappings of the device, revoked while it does not decode memory.
  * mmap: mmap(2) with raw arguments that also forgets what it replaces and, with @record,
- * follows the new mapping (MAP_FAILED with errno); update: after a config write, zaps or
- * restores them when the decode state moved; forget: the last close; unmap: munmap and forget
- * a range. The first three with core->lock held.
+ * follows the new mapping (MAP_FAILED with errno); update: after a config write or a reset,
+ * zaps or restores them when the decode state moved; revoke: zaps them whatever the decode
+ * state (before a reset; update brings them back); forget: the last close; unmap: munmap and
+ * forget a range. The first four with core->lock held.
  */
 void *vfio_pci_maps_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot,
 			 int flags, int fd, uint64_t fd_off, bool record);
 void vfio_pci_maps_update(struct vfio_pci_core *core);
+void vfio_pci_maps_revoke(struct vfio_pci_core *core);
 void vfio_pci_maps_forget(struct vfio_pci_core *core);
 void vfio_pci_maps_unmap(void *addr, size_t len);
 

@@ -1780,13 +1780,15 @@ static ssize_t vfio_pci_bar_rw(struct vfio_pci_core *core, unsigned int bar, uin
 /*
  * A read of the ROM region, as vfio-pci's: EINVAL without a ROM or from past the BAR, clipped
  * at its end; the image's bytes, 0xff past it; EIO while memory decode is off (the ROM is
- * memory space), as the ROM BAR's enable bit is vfio-pci's to set around the read.
+ * memory space). The bytes come from the function, with the enable bit of its own ROM BAR
+ * set around the read as the kernel's pci_map_rom() and pci_unmap_rom() do.
  */
 static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t count,
 				 uint64_t pos)
 {
 	uint64_t size = core->bar_size[VFIO_PCI_ROM];
-	size_t n;
+	uint32_t rombar;
+	int rc;
 
 	lockdep_assert_held(&core->lock);
 	if (!size || pos >= size)
@@ -1795,10 +1797,15 @@ static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t c
 		count = (size_t)(size - pos);
 	if (pos < core->rom_len && !vfio_pci_memory_enabled(core))
 		return -EIO;
-	n = pos < core->rom_len ? MIN(count, (size_t)(core->rom_len - pos)) : 0;
-	memcpy(buf, core->rom + pos, n);
-	memset((uint8_t *)buf + n, 0xff, count - n);
-	return (ssize_t)count;
+	rc = pci_fn_config_read_reg(core->fn, PCI_CFG_ROM, 4, &rombar);
+	if (!rc && !(rombar & PCI_ROM_ENABLE))
+		rc = pci_fn_config_write_reg(core->fn, PCI_CFG_ROM, 4, rombar | PCI_ROM_ENABLE);
+	if (rc)
+		return rc;
+	rc = pci_fn_rom_read(core->fn, pos, buf, count);
+	if (!(rombar & PCI_ROM_ENABLE))
+		pci_fn_config_write_reg(core->fn, PCI_CFG_ROM, 4, rombar);
+	return rc ? rc : (ssize_t)count;
 }
 
 ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_t off, bool write)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "topology_file.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -91,13 +92,10 @@ static uint64_t *guest_map(struct vm *vm, uint64_t iova, uint64_t ipa)
 static int vm_boot(struct vm *vm)
 {
 	char path[] = "/tmp/uiommu-smmuv3-abi-XXXXXX";
-	int tfd = mkstemp(path);
 
 	memset(vm, 0, sizeof(*vm));
-	if (tfd < 0 || write(tfd, topology, strlen(topology)) != (ssize_t)strlen(topology))
+	if (topology_file_env(path, topology))
 		return -1;
-	close(tfd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
 	vm->fd = uiommu_open(O_RDWR);
 	for (int i = 0; i < 2; i++) {
 		struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = vm->fd };

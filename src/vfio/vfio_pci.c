@@ -29,7 +29,8 @@
  *
  * Reset: VFIO_DEVICE_RESET, PCIe Initiate FLR, PCI_HOT_RESET: the function's FLR with the
  * header saved before and restored after (the PCI core's save/restore), the interrupt mode
- * re-programmed. The model stops its work in its reset(), so no DMA follows.
+ * re-programmed, the BAR mappings revoked while it runs. The model stops its work in its
+ * reset(), so no DMA follows.
  *
  * Locking: see vfio.h. vfio_pci_lock protects the list and the open counts; core->lock the
  * device's state; core->irq_lock the eventfds (the notifier's only lock, taken from whatever
@@ -43,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/param.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -546,6 +546,7 @@ static void vfio_pci_core_free(struct vfio_pci_core *core)
 /* vfio-pci's first open. */
 static int vfio_pci_core_enable(struct vfio_pci_core *core)
 {
+	const void *rom;                   /* read through the function (vfio_pci_rom_read()) */
 	uint32_t cmd;
 	int rc;
 
@@ -556,8 +557,7 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 		core->bar_size[i] = core->bar_info[i].size;
 		core->bar_flags[i] = core->bar_info[i].flags;
 	}
-	core->bar_size[VFIO_PCI_ROM] = pci_fn_rom(core->fn, (const void **)&core->rom,
-						   &core->rom_len);
+	core->bar_size[VFIO_PCI_ROM] = pci_fn_rom(core->fn, &rom, &core->rom_len);
 	/* Bus Master off, then a reset whose success says whether resets work. */
 	rc = pci_fn_config_read_reg(core->fn, PCI_CFG_COMMAND, 2, &cmd);
 	if (rc)

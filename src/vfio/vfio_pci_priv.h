@@ -66,8 +66,7 @@ struct vfio_pci_core {
 	uint16_t map[PCI_CFG_SPACE_EXP_SIZE];    /* VCFG_* or a capability id */
 	bool bardirty;
 	uint64_t bar_size[7];              /* 0-5 BARs, 6 the ROM BAR (0: no ROM) */
-	const uint8_t *rom;                /* the model's ROM image, rom_len bytes; constant */
-	size_t rom_len;
+	size_t rom_len;                    /* the model's ROM image's length; constant */
 	unsigned int bar_flags[6];         /* UIOMMU_PCI_BAR_* */
 	struct pci_fn_bar_info bar_info[6];
 	unsigned int msi_cap, msix_cap, pcie_cap, pm_cap;

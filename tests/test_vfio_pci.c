@@ -809,6 +809,7 @@ TEST(mmap_reset_race)
 	}
 	atomic_store(&r.stop, true);
 	ASSERT_EQ(0, pthread_join(t, NULL));
+	TH_LOG("%u load pairs, %u met a revoked mapping", r.loads, r.sigbus);
 	ASSERT_EQ(0u, failed);
 	ASSERT_NE(0u, r.loads);
 	ASSERT_EQ(0u, r.stray_sigbus);

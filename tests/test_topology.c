@@ -20,6 +20,7 @@
 #include "drivers/intel/vtd.h"
 #include "drivers/mock/mock.h"
 #include "harness.h"
+#include "topology_file.h"
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
 #include "lib/err.h"
@@ -71,18 +72,9 @@ static const char *write_temp(const char *text, unsigned int slot)
 {
 	static char paths[4][64];
 	char *path = paths[slot % 4];
-	int fd;
 
 	snprintf(path, sizeof(paths[0]), "/tmp/uiommu-topo-XXXXXX");
-	fd = mkstemp(path);
-	if (fd < 0)
-		return NULL;
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-		close(fd);
-		return NULL;
-	}
-	close(fd);
-	return path;
+	return topology_file_write(path, text) ? NULL : path;
 }
 
 /* Runs topology_load(@path) with stderr captured into @msg. */

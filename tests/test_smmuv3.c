@@ -22,6 +22,7 @@
 #include "drivers/arm-smmu-v3/arm-smmu-v3.h"
 #include "drivers/arm-smmu-v3/arm-smmu-v3-iommu.h"
 #include "harness.h"
+#include "topology_file.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -1701,11 +1702,8 @@ TEST(topology_instance)
 	struct iommu_domain *dom;
 	struct device *dev;
 	FILE *f;
-	int fd = mkstemp(path);
 
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(write(fd, json, strlen(json)), (ssize_t)strlen(json));
-	close(fd);
+	ASSERT_EQ(0, topology_file_write(path, json));
 	ASSERT_EQ(topology_load(path), 0);
 	unlink(path);
 	iommu = topology_find_iommu("smmu0");

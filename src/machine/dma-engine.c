@@ -56,7 +56,13 @@
  * that end at the nearer page end of either side, checks the source page for read and the
  * destination page for write before the step moves, and copies runs contiguous on both sides
  * with one host copy; x->op names the side of a fault (READ: the source) for the log, the page
- * request's permission and the caller's fault_op.
+ * request's permission and the caller's fault_op. A COPY with UIOMMU_DMA_RECORD then writes its
+ * completion record as a WRITE through a second shadow request.
+ *
+ * The batch's fast path (dma_batch_fast()): an op whose pages, on every side, are all in the
+ * translation caches, valid, permitted and contiguous in host memory, runs as one host copy per
+ * side with its results written at once; any other op runs the general way above from its
+ * first byte. All or nothing, so the general way meets exactly the faults it would have met.
  *
  * Page requests. A miss (or a permission miss) in a domain with an iopf_handler, unless the
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault

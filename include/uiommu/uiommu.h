@@ -433,11 +433,11 @@ int uiommu_dma_submit(struct uiommu_dma_dev *dev, struct uiommu_dma_req *req);
 
 struct uiommu_dma_op {
 	unsigned int op;        /* UIOMMU_DMA_OP_READ, _WRITE or _COPY */
-	unsigned int flags;     /* UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI */
+	unsigned int flags;     /* UIOMMU_DMA_NO_PASID | _NO_PRI | _NO_WAIT; COPY: | _RECORD */
 	uint32_t pasid;         /* 0 (IOMMU_NO_PASID): the RID */
 	uint64_t iova;          /* READ: the memory read; WRITE: written; COPY: the destination */
 	uint64_t src;           /* COPY: the source; otherwise ignored */
-	void *buf;              /* READ, WRITE: the device's side; COPY: ignored */
+	void *buf;              /* READ, WRITE: the device's side; COPY: a record, or ignored */
 	size_t len;
 	/* Results. */
 	size_t done;            /* bytes moved (COPY: written at @iova), all before the fault */
@@ -447,10 +447,28 @@ struct uiommu_dma_op {
 };
 
 /*
+ * UIOMMU_DMA_RECORD (a COPY's flag; libraries before it refuse it with EINVAL): the copy's
+ * completion record, as a copy engine writes one when an operation ends. @buf points to a
+ * struct uiommu_dma_record, and once all @len bytes are copied its @len bytes from its @buf are
+ * written at its @iova (same PASID and flags), under the rules of a WRITE: so one op per
+ * descriptor where a model would queue a COPY and a WRITE. A fault writing the record leaves
+ * @done = @len (the copy is whole) with @error, @fault_op = UIOMMU_DMA_OP_WRITE and
+ * @fault_iova the record's first refused byte; a fault of the copy writes no record.
+ */
+#define UIOMMU_DMA_RECORD (1u << 3)
+
+struct uiommu_dma_record {
+	uint64_t iova;          /* where the record goes */
+	const void *buf;        /* its bytes */
+	size_t len;
+};
+
+/*
  * Runs @ops[0..n) in order; stops at the first that fails. Returns how many completed (@n when
  * all did; the one at that index has @error set, those after it are untouched but for done = 0
  * and error = 0), or -1 with errno EINVAL (an op as uiommu_dma_xfer() would refuse it, a COPY
- * whose source wraps, @n > 4096: nothing ran). Page requests work as for uiommu_dma_xfer().
+ * whose source wraps, a record without a buffer or that wraps, @n > 4096: nothing ran). Page
+ * requests work as for uiommu_dma_xfer().
  */
 #define UIOMMU_DMA_BATCH_MAX 4096u
 ssize_t uiommu_dma_batch(struct uiommu_dma_dev *dev, struct uiommu_dma_op *ops, size_t n);

@@ -644,6 +644,8 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
 	return destroy(fd, (uint32_t)msg[0]) || destroy(fd, 1) ? 15 : 0;
 }
 
+static int child_served(int sock);
+
 static int child_main(int argc, char **argv)
 {
 	int a = argc > 3 ? atoi(argv[3]) : -1;
@@ -678,6 +680,8 @@ static int child_main(int argc, char **argv)
 		return child_fault(a);
 	if (!strcmp(role, "mmap"))
 		return child_mmap(a);
+	if (!strcmp(role, "served"))
+		return child_served(a);
 	return 126;
 }
 
@@ -1129,6 +1133,125 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
 	ASSERT_EQ(ECHILD, errno);
 	ASSERT_GE(servers, 2);
 	close(sock);
+}
+
+/* ---- the serving side under fault injection --------------------------------------------- */
+
+/*
+ * The calls of "served": an IOAS (a request the server's handler allocates for) and a fault
+ * queue (whose fd the reply passes back, adopted here by a CLAIM round trip), both destroyed.
+ * 0, or -errno of the first call that failed.
+ */
+static int served_calls(int fd)
+{
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	uint32_t ioas;
+
+	if (ioas_alloc_id(fd, &ioas))
+		return -errno;
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq))
+		return -errno;
+	if (!uiommu_event_is_fd((int)fq.out_fault_fd) || close((int)fq.out_fault_fd))
+		return -1000;
+	if (destroy_settle(fd, fq.out_fault_id) || destroy(fd, ioas))
+		return -errno;
+	return 0;
+}
+
+/*
+ * "served SOCK": the calls above on an adopted fd, while the server fails one step of its
+ * serving. Exit status: 0 when every call went through; the errno of a call that failed
+ * (ENOMEM, ENODEV, EIO or EFAULT; then
+ * the same calls again must go through: the server serves on); 60 when the adoption itself was
+ * refused (the fd is then a plain socket) and a second adoption and the calls went through;
+ * 100 and up for anything else.
+ */
+static int child_served(int sock)
+{
+	uint32_t dummy;
+	int fd = recv_fd(sock, &dummy, sizeof(dummy)), rc;
+
+	if (fd < 0)
+		return 100;
+	if (!uiommu_is_fd(fd)) {
+		if (!uiommu_fd_adopt(fd) || served_calls(fd))
+			return 101;
+		return 60;
+	}
+	rc = served_calls(fd);
+	if (!rc)
+		return 0;
+	/* EFAULT: the server's reach into our memory (mm/mm_remote.c) was the step failed. */
+	if (rc != -ENOMEM && rc != -ENODEV && rc != -EIO && rc != -EFAULT)
+		return 102;
+	return served_calls(fd) ? 103 : -rc;
+}
+
+/*
+ * Each fallible step of the serving side in turn (accepting the child's connection and starting
+ * its thread, the HELLO, each request, the fds passed back), failed while a child calls: the
+ * child gets a clean errno, and the server serves on, to it and to everyone.
+ */
+TEST(fail_nth_of_the_serving_side)
+{
+	int sock, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	unsigned long nth, left = 0, seen[5] = { 0 };
+	uint32_t dummy = 0;
+	pid_t pid;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	for (nth = 1; nth < 300 && !left; nth++) {
+		uiommu_serve_fail_nth_arm(nth);
+		pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
+		ASSERT_GT(pid, 0);
+		rc = child_wait(pid);
+		close(sock);
+		/* The child is gone: every unit of its serving ended before it saw a reply. */
+		left = uiommu_serve_fail_nth_disarm();
+		if (left) {
+			ASSERT_EQ(0, rc); /* nothing failed: everything went through */
+			break;
+		}
+		switch (rc) {
+		case ENOMEM:
+			seen[0]++;
+			break;
+		case ENODEV:
+			seen[1]++;
+			break;
+		case EIO:
+			seen[2]++;
+			break;
+		case EFAULT:
+			seen[3]++;
+			break;
+		case 60:
+			seen[4]++;
+			break;
+		default:
+			ASSERT_EQ(-1, rc); /* prints what the child said */
+		}
+	}
+	ASSERT_NE(0, left);
+	/*
+	 * Each kind of step was met: a refused call or HELLO, a lost reply, a failed reach into
+	 * the child's memory, a refused adoption (where the refused connections fall: the first
+	 * connection is the adoption's, ENODEV is allowed but not met).
+	 */
+	ASSERT_NE(0, seen[0]);
+	ASSERT_NE(0, seen[2]);
+	ASSERT_NE(0, seen[3]);
+	ASSERT_NE(0, seen[4]);
+	/* The server serves on, with nothing armed: ours and a new child's calls. */
+	ASSERT_EQ(0, served_calls(fd));
+	pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
 }
 
 int main(int argc, char **argv)

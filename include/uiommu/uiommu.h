@@ -220,6 +220,15 @@ bool uiommu_fail_nth_available(void); /* false in release builds: the hook is co
 void uiommu_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_fail_nth_disarm(void);
 unsigned long uiommu_fail_points_seen(void);
+/*
+ * The same for the serving side of this process (docs/processes.md): the n-th fallible step of
+ * serving other processes' calls (accepting a connection, its HELLO, each request and the fds
+ * its reply passes back), counted across the serving threads in the order a client's calls
+ * make them, fails once. uiommu_serve_fail_nth_disarm() disarms and returns how many were
+ * still to go (0: the armed failure happened).
+ */
+void uiommu_serve_fail_nth_arm(unsigned long nth);
+unsigned long uiommu_serve_fail_nth_disarm(void);
 
 struct uiommu_stats {
 	long objects;        /* live iommufd objects in all contexts of the process */

@@ -623,15 +623,17 @@ UIOMMU_EXPORT void uiommu_fd_note_new(int fd)
 
 static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 {
-	struct uiommu_mm *mm = iommufd_caller_mm();
+	struct uiommu_mm *mm;
 	int on, flags, rc;
 
+	/* Every driver request passes here: the caller's mm only for the few that copy. */
 	switch (cmd) {
 	case FIOCLEX:
 	case FIONCLEX:
 		return sys_fcntl(fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
 	case FIONBIO:
 	case FIOASYNC:
+		mm = iommufd_caller_mm();
 		rc = uiommu_copy_from_user(mm, &on, arg, sizeof(on));
 		if (rc)
 			return rc;
@@ -648,6 +650,7 @@ static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 	case FIGETBSZ:
 		/* The block size of the file system the node lives on (devtmpfs: a page). */
 		on = (int)uiommu_page_size;
+		mm = iommufd_caller_mm();
 		return uiommu_copy_to_user(mm, arg, &on, sizeof(on));
 	default:
 		return VFS_IOCTL_DRIVER;

@@ -527,8 +527,8 @@ err_free:
 }
 
 /*
- * Is @fd an fd of @file? Raw: the preload layer's fstat() answers our fds with their node. The socket itself is the proof an event fd's holder gives (its peer
- * has no header to peek).
+ * Is @fd an fd of @file? The socket itself is the proof an event fd's holder gives (its peer
+ * has no header to peek). Raw: the preload layer's fstat() answers our fds with their node.
  */
 static bool iommufd_file_same(struct iommufd_file *file, int fd)
 {

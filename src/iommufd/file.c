@@ -31,7 +31,8 @@
  * behind our back, and the check drops it. uiommu_is_fd() then trusts the table: one load. What
  * is left is a close the layer cannot see (an inline system call, a close inside libc) followed
  * by a reuse it cannot see either, before the next call on the number (docs/running.md lists
- * them). Without the layer, or with $UIOMMU_FD_CHECK=strict, uiommu_is_fd() checks every time,
+ * them); when that close was the file's last fd anywhere, the server thread, which sees the
+ * peer hang up, drops such stale slots too (iommufd_file_gone_anywhere()). Without the layer, or with $UIOMMU_FD_CHECK=strict, uiommu_is_fd() checks every time,
  * as it did before. Adoption (uiommu_fd_adopt()) always checks: it is itself the report of a
  * new number. fds the table does not hold cost nothing either way.
  * close_range() and closefrom() go through uiommu_fd_close_range(), which closes ours in the
@@ -389,7 +390,8 @@ static void iommufd_file_put_closed(struct iommufd_file *file)
 /* The server thread saw the peer of @token hang up: a close elsewhere was the last. */
 void iommufd_file_gone_anywhere(uint64_t token)
 {
-	struct iommufd_file *file;
+	struct iommufd_file *file, *stale = NULL;
+	unsigned long n = 0;
 
 	uiommu_mutex_lock(&gone_lock);
 	file = export_lookup(token, NULL);
@@ -399,6 +401,36 @@ void iommufd_file_gone_anywhere(uint64_t token)
 		iommufd_file_put(file);
 	}
 	uiommu_mutex_unlock(&gone_lock);
+	/*
+	 * No fd of it is left anywhere, so a slot of ours that still holds it lost its fd behind
+	 * our back (an inline close: "Identity" above). It goes now, and the file with it, rather
+	 * than at the next use of its number. The slots' references keep such a file alive, and
+	 * fdt_lock keeps the slots still while we look at their files.
+	 */
+	uiommu_mutex_lock(&fdt_lock);
+	for (unsigned int c = 0; c < FDT_CHUNKS; c++) {
+		fdt_slot *chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
+
+		for (unsigned int i = 0; chunk && i < FDT_CHUNK; i++) {
+			struct iommufd_file *f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
+
+			if (!f || f->token != token || !iommufd_file_is_local(f))
+				continue;
+			if (!stale) {
+				struct pollfd p = { .fd = f->peer, .events = 0 };
+
+				if (sys_poll_now(&p) != 1 || !(p.revents & POLLHUP))
+					goto out_unlock;
+				stale = f;
+			}
+			atomic_store_explicit(&chunk[i], NULL, memory_order_release);
+			n++;
+		}
+	}
+out_unlock:
+	uiommu_mutex_unlock(&fdt_lock);
+	while (n--)
+		iommufd_file_put(stale);
 }
 
 /* Installs @file at @fd (taking a reference); drops whatever was there. fdt_lock held. */

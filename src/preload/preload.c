@@ -46,7 +46,7 @@
  * close_range, closefrom, fclose() of a stream on one: uiommu_fd_close_by(); the same calls made
  * through syscall()), and of every fd that a call outside the library returns (the open family,
  * socket, accept, pipe, the dups, eventfd, memfd_create, timerfd, signalfd, epoll, inotify,
- * fanotify, mkstemp, the stdio opens, opendir, and their syscall() numbers:
+ * fanotify, mkstemp, openpty, the stdio opens, opendir, and their syscall() numbers:
  * uiommu_fd_note_new()); the constructor says the reports are complete (uiommu_fd_track()), and
  * the library's fd check costs no system call from then on.
  *
@@ -60,6 +60,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -590,6 +591,22 @@ WRAP_NEWFD_PAIR(pipe, fds, (fds), int fds[2])
 WRAP_NEWFD_PAIR(pipe2, fds, (fds, flags), int fds[2], int flags)
 WRAP_NEWFD_PAIR(socketpair, sv, (domain, type, protocol, sv), int domain, int type, int protocol,
 		int sv[2])
+
+/* openpty() opens both ends inside libc. */
+UIOMMU_EXPORT int openpty(int *master, int *slave, char *name, const struct termios *termp,
+			  const struct winsize *winp)
+{
+	int rc;
+
+	libc_func(openpty, int, int *, int *, char *, const struct termios *,
+		  const struct winsize *);
+	rc = _openpty(master, slave, name, termp, winp);
+	if (!rc) {
+		new_fd(*master);
+		new_fd(*slave);
+	}
+	return rc;
+}
 
 #define WRAP_NEWSTREAM(name, args, ...)                                                   \
 	UIOMMU_EXPORT FILE *name(__VA_ARGS__)                                             \

@@ -143,6 +143,20 @@ void uiommu_fd_forget(int fd);
  */
 bool uiommu_fd_adopt(int fd);
 void uiommu_fd_adopt_inherited(void);
+/*
+ * The fd identity reports (the preload layer's calls; docs/running.md, "Identity").
+ * uiommu_fd_track(): from now on every close and every new fd the caller can see is reported,
+ * so uiommu_is_fd() trusts its table (one load, no system call) unless $UIOMMU_FD_CHECK is
+ * "strict". uiommu_fd_note_new(): a call outside the library just returned @fd as a new file;
+ * if the library held that number, its fd was closed behind its back and is forgotten (errno is
+ * kept). uiommu_fd_close_by(): @close_fn(@arg) is about to close @fd or put another file on it
+ * (fclose() of a stream on it, dup2() onto it): the library lets go of @fd around the call, as
+ * at a close, and keeps it when the call fails with @fd untouched; returns what @close_fn
+ * returned, with its errno.
+ */
+void uiommu_fd_track(void);
+void uiommu_fd_note_new(int fd);
+int uiommu_fd_close_by(int fd, int (*close_fn)(void *arg), void *arg);
 /* shutdown(2) of a uiommu_is_fd() fd: -1 with ENOTSOCK, as for a device file. */
 int uiommu_fd_shutdown(int fd, int how);
 /*
@@ -206,6 +220,15 @@ bool uiommu_fail_nth_available(void); /* false in release builds: the hook is co
 void uiommu_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_fail_nth_disarm(void);
 unsigned long uiommu_fail_points_seen(void);
+/*
+ * The same for the serving side of this process (docs/processes.md): the n-th fallible step of
+ * serving other processes' calls (accepting a connection, its HELLO, each request and the fds
+ * its reply passes back), counted across the serving threads in the order a client's calls
+ * make them, fails once. uiommu_serve_fail_nth_disarm() disarms and returns how many were
+ * still to go (0: the armed failure happened).
+ */
+void uiommu_serve_fail_nth_arm(unsigned long nth);
+unsigned long uiommu_serve_fail_nth_disarm(void);
 
 struct uiommu_stats {
 	long objects;        /* live iommufd objects in all contexts of the process */

@@ -40,6 +40,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "lib/capable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -274,12 +275,33 @@ static void remote_release(struct uiommu_mm *mm)
 	uiommu_free(mr);
 }
 
+/*
+ * What the kernel would read of the client as the task that pins (account.c): its soft
+ * RLIMIT_MEMLOCK and its capabilities, read from the process itself by pid, so the client
+ * cannot claim more than it has; counted only if the pid still named the client afterwards.
+ */
+static rlim_t remote_memlock_limit(struct uiommu_mm *mm)
+{
+	struct rlimit rl;
+
+	if (prlimit(mm->pid, RLIMIT_MEMLOCK, NULL, &rl) || !remote_alive(to_mm_remote(mm)))
+		return 0;
+	return rl.rlim_cur;
+}
+
+static bool remote_capable(struct uiommu_mm *mm, int cap)
+{
+	return uiommu_capable_pid(mm->pid, cap) && remote_alive(to_mm_remote(mm));
+}
+
 static const struct uiommu_mm_ops remote_ops = {
 	.copy_from = remote_copy_from,
 	.copy_to = remote_copy_to,
 	.fault_in = remote_fault_in,
 	.host_ptr = remote_host_ptr,
 	.vma_prot = remote_vma_prot,
+	.memlock_limit = remote_memlock_limit,
+	.capable = remote_capable,
 	.host_linear = false,
 	.release = remote_release,
 };

@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/capability.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -752,6 +754,9 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
 	return destroy(fd, (uint32_t)msg[0]) || destroy(fd, 1) ? 15 : 0;
 }
 
+static int child_served(int sock);
+static int child_memlock(int sock);
+
 static int child_main(int argc, char **argv)
 {
 	int a = argc > 3 ? atoi(argv[3]) : -1;
@@ -792,6 +797,10 @@ static int child_main(int argc, char **argv)
 		return child_privexec(a);
 	if (!strcmp(role, "privexec2"))
 		return child_privexec2(a, (unsigned long)b);
+	if (!strcmp(role, "served"))
+		return child_served(a);
+	if (!strcmp(role, "memlock"))
+		return child_memlock(a);
 	return 126;
 }
 
@@ -1456,6 +1465,216 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
 	}
 	ASSERT_EQ(ECHILD, errno);
 	ASSERT_GE(servers, 2);
+	close(sock);
+}
+
+/* ---- the serving side under fault injection --------------------------------------------- */
+
+/*
+ * The calls of "served": an IOAS (a request the server's handler allocates for) and a fault
+ * queue (whose fd the reply passes back, adopted here by a CLAIM round trip), both destroyed.
+ * 0, or -errno of the first call that failed.
+ */
+static int served_calls(int fd)
+{
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	uint32_t ioas;
+
+	if (ioas_alloc_id(fd, &ioas))
+		return -errno;
+	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq))
+		return -errno;
+	if (!uiommu_event_is_fd((int)fq.out_fault_fd) || close((int)fq.out_fault_fd))
+		return -1000;
+	if (destroy_settle(fd, fq.out_fault_id) || destroy(fd, ioas))
+		return -errno;
+	return 0;
+}
+
+/*
+ * "served SOCK": the calls above on an adopted fd, while the server fails one step of its
+ * serving. Exit status: 0 when every call went through; the errno of a call that failed
+ * (ENOMEM, ENODEV, EIO or EFAULT; then
+ * the same calls again must go through: the server serves on); 60 when the adoption itself was
+ * refused (the fd is then a plain socket) and a second adoption and the calls went through;
+ * 100 and up for anything else.
+ */
+static int child_served(int sock)
+{
+	uint32_t dummy;
+	int fd = recv_fd(sock, &dummy, sizeof(dummy)), rc;
+
+	if (fd < 0)
+		return 100;
+	if (!uiommu_is_fd(fd)) {
+		if (!uiommu_fd_adopt(fd) || served_calls(fd))
+			return 101;
+		return 60;
+	}
+	rc = served_calls(fd);
+	if (!rc)
+		return 0;
+	/* EFAULT: the server's reach into our memory (mm/mm_remote.c) was the step failed. */
+	if (rc != -ENOMEM && rc != -ENODEV && rc != -EIO && rc != -EFAULT)
+		return 102;
+	return served_calls(fd) ? 103 : -rc;
+}
+
+/*
+ * Each fallible step of the serving side in turn (accepting the child's connection and starting
+ * its thread, the HELLO, each request, the fds passed back), failed while a child calls: the
+ * child gets a clean errno, and the server serves on, to it and to everyone.
+ */
+TEST(fail_nth_of_the_serving_side)
+{
+	int sock, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	/* What a child may say when a step failed (child_served()), and how often each came. */
+	static const int kinds[5] = { ENOMEM, ENODEV, EIO, EFAULT, 60 };
+	unsigned long nth, left = 0, seen[5] = { 0 };
+	int k;
+	uint32_t dummy = 0;
+	pid_t pid;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	for (nth = 1; nth < 300 && !left; nth++) {
+		uiommu_serve_fail_nth_arm(nth);
+		pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
+		ASSERT_GT(pid, 0);
+		rc = child_wait(pid);
+		close(sock);
+		/* The child is gone: every unit of its serving ended before it saw a reply. */
+		left = uiommu_serve_fail_nth_disarm();
+		if (left) {
+			ASSERT_EQ(0, rc); /* nothing failed: everything went through */
+			break;
+		}
+		for (k = 0; k < 5 && kinds[k] != rc; k++)
+			;
+		ASSERT_EQ(rc, k < 5 ? kinds[k] : -1); /* on a mismatch, prints what the child said */
+		seen[k]++;
+	}
+	ASSERT_NE(0, left);
+	/*
+	 * Each kind of step was met: a refused call or HELLO, a lost reply, a failed reach into
+	 * the child's memory, a refused adoption (where the refused connections fall: the first
+	 * connection is the adoption's, ENODEV is allowed but not met).
+	 */
+	ASSERT_NE(0, seen[0]);
+	ASSERT_NE(0, seen[2]);
+	ASSERT_NE(0, seen[3]);
+	ASSERT_NE(0, seen[4]);
+	/* The server serves on, with nothing armed: ours and a new child's calls. */
+	ASSERT_EQ(0, served_calls(fd));
+	pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+/* ---- a remote caller's pins: its own RLIMIT_MEMLOCK and CAP_IPC_LOCK ------------------- */
+
+#define MEMLOCK_PAGES 4
+
+/* CAP_IPC_LOCK in this process's effective set: held (1), not (0), dropped now (@drop). */
+static int cap_ipc_lock(bool drop)
+{
+	cap_value_t cap = CAP_IPC_LOCK;
+	cap_flag_value_t v = CAP_CLEAR;
+	cap_t caps = cap_get_proc();
+	int rc;
+
+	if (!caps || cap_get_flag(caps, cap, CAP_EFFECTIVE, &v))
+		rc = -1;
+	else if (drop)
+		rc = cap_set_flag(caps, CAP_EFFECTIVE, 1, &cap, CAP_CLEAR) || cap_set_proc(caps) ?
+			     -1 : 0;
+	else
+		rc = v == CAP_SET;
+	cap_free(caps);
+	return rc;
+}
+
+/*
+ * "memlock SOCK": given the test's iommufd (its IOAS has a mock domain: a MAP pins at once) and
+ * a memfd the test maps too, with RLIMIT_MEMLOCK lowered to 2 pages: a MAP of MEMLOCK_PAGES
+ * pages of it goes through while this process holds CAP_IPC_LOCK (if it does), and is
+ * ENOMEM once it does not, though the serving process's own limit and capability would take
+ * it; one page still goes through.
+ */
+static int child_memlock(int sock)
+{
+	struct rlimit rl = { .rlim_cur = 2 * PS };
+	uint32_t ioas, dummy;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+	int mfd = recv_fd(sock, &dummy, sizeof(dummy));
+	uint64_t iova;
+	void *buf;
+
+	if (fd < 0 || mfd < 0 || !uiommu_is_fd(fd))
+		return 1;
+	buf = mmap(NULL, MEMLOCK_PAGES * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (buf == MAP_FAILED || getrlimit(RLIMIT_MEMLOCK, &rl))
+		return 2;
+	rl.rlim_cur = 2 * PS;
+	if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		return 3;
+	if (cap_ipc_lock(false) == 1) {
+		/* Exempt, as the kernel exempts a task with CAP_IPC_LOCK: no charge at all. */
+		if (ioas_map(fd, ioas, buf, MEMLOCK_PAGES * PS, &iova) ||
+		    ioas_unmap_len(fd, ioas, iova, MEMLOCK_PAGES * PS) != MEMLOCK_PAGES * PS)
+			return 4;
+		if (cap_ipc_lock(true) || cap_ipc_lock(false))
+			return 5;
+	}
+	if (!ioas_map(fd, ioas, buf, MEMLOCK_PAGES * PS, &iova) || errno != ENOMEM)
+		return 6;
+	if (ioas_map(fd, ioas, buf, PS, &iova) || ioas_unmap_len(fd, ioas, iova, PS) != PS)
+		return 7;
+	return 0;
+}
+
+TEST(a_remote_caller_pins_against_its_own_memlock_limit)
+{
+	NEEDS_IOMMUFD_TEST(); /* a mock domain: MAP pins */
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), mfd = memfd_create("t", MFD_CLOEXEC);
+	uint32_t ioas, dummy = 0;
+	struct uiommu_stats st;
+	struct rlimit rl;
+	uint64_t iova;
+	void *buf;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, MEMLOCK_PAGES * PS));
+	buf = mmap(NULL, MEMLOCK_PAGES * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	ASSERT_EQ(0, getrlimit(RLIMIT_MEMLOCK, &rl));
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < MEMLOCK_PAGES * PS && !cap_ipc_lock(false))
+		SKIP("this process's own RLIMIT_MEMLOCK is below %d pages", MEMLOCK_PAGES);
+	ioas = ioas_alloc(fd);
+	ASSERT_EQ(1, ioas);
+	mock.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	/* The serving process itself may pin the pages: its limit or its capability allow it. */
+	ASSERT_EQ(0, ioas_map(fd, ioas, buf, MEMLOCK_PAGES * PS, &iova));
+	ASSERT_EQ(MEMLOCK_PAGES * PS, ioas_unmap_len(fd, ioas, iova, MEMLOCK_PAGES * PS));
+	pid = child_start_with("memlock", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, send_fd(sock, mfd, &dummy, sizeof(dummy)));
+	ASSERT_EQ(0, child_wait(pid));
+	/* The refused MAP left nothing charged nor pinned. */
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+	ASSERT_EQ(0, munmap(buf, MEMLOCK_PAGES * PS));
+	close(mfd);
 	close(sock);
 }
 

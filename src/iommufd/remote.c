@@ -65,6 +65,17 @@
  * consistent and nothing is served by an image about to go. The server exits with the last
  * file it serves.
  *
+ * Fault injection. Each step of serving goes through the should-fail hook: accepting a
+ * connection and starting its thread, the HELLO and the client it makes, each request (before
+ * it runs, and the handler's own points), and the fds a reply passes back. A failure there
+ * gives the client a clean errno (ENOMEM in the reply; ENODEV for a connection refused; EIO for
+ * a reply that never left) and touches nothing else. The countdown is per thread, but serving
+ * one client's calls runs on two (the server thread accepts, the connection's thread does the
+ * rest), so a sweep arms the serving side as a whole (uiommu_serve_fail_nth_arm()): each unit of
+ * serving work (an accept, a HELLO, a request) takes the countdown into its thread and hands
+ * back what is left before it answers, so the units count in the order the client's calls make
+ * them.
+ *
  * Locking: serve_gate (read: one served call, one batch of the server thread's events; write:
  * a hand-over) comes before every other lock. servers_lock protects the list of known
  * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
@@ -270,6 +281,42 @@ static void remote_block_signals(sigset_t *old)
 
 static void remote_atfork_register(void);
 static pthread_once_t remote_atfork_once = PTHREAD_ONCE_INIT;
+
+/* The serving side's fail-nth countdown between two units of serving work (see the essay). */
+static atomic_ulong serve_fail_nth;
+static __thread bool serve_unit_armed;
+
+static void remote_unit_begin(void)
+{
+	unsigned long nth = atomic_exchange(&serve_fail_nth, 0);
+
+	serve_unit_armed = nth != 0;
+	if (nth)
+		uiommu_fail_nth_arm(nth);
+}
+
+/* Before the client can see the unit's outcome: the next unit may be its next call's. */
+static void remote_unit_end(void)
+{
+	unsigned long left;
+
+	if (!serve_unit_armed)
+		return;
+	serve_unit_armed = false;
+	left = uiommu_fail_nth_disarm();
+	if (left)
+		atomic_store(&serve_fail_nth, left);
+}
+
+UIOMMU_EXPORT void uiommu_serve_fail_nth_arm(unsigned long nth)
+{
+	atomic_store(&serve_fail_nth, nth);
+}
+
+UIOMMU_EXPORT unsigned long uiommu_serve_fail_nth_disarm(void)
+{
+	return atomic_exchange(&serve_fail_nth, 0);
+}
 
 /* ---- the server ------------------------------------------------------------------------ */
 
@@ -485,7 +532,16 @@ static void *remote_conn_main(void *arg)
 			sys_close(fds[i]);
 		goto out_close;
 	}
-	client = remote_client_get(pid, hello.cookie, fds);
+	remote_unit_begin();
+	if (uiommu_should_fail()) {
+		/* The HELLO's fds taken in: refused as if its client could not be made. */
+		for (int i = 0; i < 3; i++)
+			sys_close(fds[i]);
+		client = ERR_PTR(-ENOMEM);
+	} else {
+		client = remote_client_get(pid, hello.cookie, fds);
+	}
+	remote_unit_end();
 	memset(&rep, 0, sizeof(rep));
 	rep.rc = IS_ERR(client) ? PTR_ERR(client) : 0;
 	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
@@ -496,12 +552,24 @@ static void *remote_conn_main(void *arg)
 
 		if (req.magic != WIRE_MAGIC)
 			break; /* garbage: this connection ends, nothing else is touched */
-		pthread_rwlock_rdlock(&serve_gate);
-		uiommu_mm_remote_calling(client->mm);
-		remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
-		uiommu_mm_remote_calling(NULL);
-		pthread_rwlock_unlock(&serve_gate);
-		rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
+		remote_unit_begin();
+		if (uiommu_should_fail()) {
+			/* Refused before it ran: nothing was done for it. */
+			memset(&rep, 0, sizeof(rep));
+			rep.rc = -ENOMEM;
+			nr_new = 0;
+		} else {
+			pthread_rwlock_rdlock(&serve_gate);
+			uiommu_mm_remote_calling(client->mm);
+			remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+			uiommu_mm_remote_calling(NULL);
+			pthread_rwlock_unlock(&serve_gate);
+		}
+		/* The fds passed back: a reply that cannot carry them never leaves (EIO there). */
+		rc = nr_new && uiommu_should_fail() ? -ENOMEM : 0;
+		remote_unit_end();
+		if (!rc)
+			rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
 		/*
 		 * The fds are the caller's now (or nobody's, if it is gone): ours go. The message
 		 * in flight holds the files, so this is not their last close anywhere.
@@ -527,9 +595,21 @@ static void remote_accept(void)
 	pthread_attr_t attr;
 	pthread_t thread;
 	int fd = sys_accept4(listen_fd, SOCK_CLOEXEC);
+	bool refused;
 
 	if (fd < 0)
 		return;
+	/*
+	 * Two fallible steps: taking the connection in, and starting its thread (counted here, as
+	 * the unit must end before the thread starts on the client's HELLO).
+	 */
+	remote_unit_begin();
+	refused = uiommu_should_fail() || uiommu_should_fail();
+	remote_unit_end();
+	if (refused) {
+		sys_close(fd); /* the client sees ENODEV */
+		return;
+	}
 	if (atomic_fetch_add(&conns_live, 1) >= REMOTE_CONNS_MAX)
 		goto err_close;
 	remote_conn_note(fd);

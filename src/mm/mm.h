@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 
@@ -51,6 +52,14 @@ struct uiommu_mm_ops {
 	 */
 	int (*pin)(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write);
 	void (*unpin)(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
+	/*
+	 * Optional, for an address space of another process: what the kernel reads of the task
+	 * that pins (pages->source_task): its soft RLIMIT_MEMLOCK in bytes (RLIM_INFINITY for
+	 * none; 0 when it cannot be read: a limit hidden is no room), and whether it holds @cap.
+	 * Without them the calling process's own are used (account.c).
+	 */
+	rlim_t (*memlock_limit)(struct uiommu_mm *mm);
+	bool (*capable)(struct uiommu_mm *mm, int cap);
 	/* host_ptr(uaddr) is uaddr itself, so a run of user pages is a run of host memory. */
 	bool host_linear;
 	void (*release)(struct uiommu_mm *mm);

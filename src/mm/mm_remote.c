@@ -51,6 +51,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "lib/capable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -78,6 +79,12 @@ static struct mm_remote *to_mm_remote(struct uiommu_mm *mm)
 	return container_of(mm, struct mm_remote, mm);
 }
 
+/* Is the client still the process its pid names? (A live or zombie process keeps its pid.) */
+static bool remote_alive(struct mm_remote *mr)
+{
+	return !sys_pidfd_alive(mr->pidfd);
+}
+
 /* The mm whose own call this thread runs for it (uiommu_mm_remote_calling()), or NULL. */
 static _Thread_local struct uiommu_mm *remote_caller;
 
@@ -100,7 +107,7 @@ static bool remote_same_mm(struct mm_remote *mr, uint64_t uaddr)
 	char byte;
 
 	if (remote_caller == &mr->mm)
-		return !sys_pidfd_alive(mr->pidfd);
+		return remote_alive(mr);
 	return sys_pread(mr->mem_fd, &byte, 1, (off_t)uaddr) == 1;
 }
 
@@ -402,6 +409,25 @@ static void remote_release(struct uiommu_mm *mm)
 	uiommu_free(mr);
 }
 
+/*
+ * What the kernel would read of the client as the task that pins (account.c): its soft
+ * RLIMIT_MEMLOCK and its capabilities, read from the process itself by pid, so the client
+ * cannot claim more than it has; counted only if the pid still named the client afterwards.
+ */
+static rlim_t remote_memlock_limit(struct uiommu_mm *mm)
+{
+	struct rlimit rl;
+
+	if (prlimit(mm->pid, RLIMIT_MEMLOCK, NULL, &rl) || !remote_alive(to_mm_remote(mm)))
+		return 0;
+	return rl.rlim_cur;
+}
+
+static bool remote_capable(struct uiommu_mm *mm, int cap)
+{
+	return uiommu_capable_pid(mm->pid, cap) && remote_alive(to_mm_remote(mm));
+}
+
 static const struct uiommu_mm_ops remote_ops = {
 	.copy_from = remote_copy_from,
 	.copy_to = remote_copy_to,
@@ -410,6 +436,8 @@ static const struct uiommu_mm_ops remote_ops = {
 	.unpin = remote_unpin,
 	.host_ptr = remote_host_ptr,
 	.vma_prot = remote_vma_prot,
+	.memlock_limit = remote_memlock_limit,
+	.capable = remote_capable,
 	.host_linear = false,
 	.release = remote_release,
 };

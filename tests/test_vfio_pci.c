@@ -676,7 +676,7 @@ static volatile uint32_t *doorbell_map(int vfd)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static int hot_reset_bus(struct machine *m)
+static int bus_hot_reset(struct machine *m)
 {
 	struct vfio_pci_hot_reset hr = { .argsz = sizeof(hr) };
 	uint32_t devid1;
@@ -737,7 +737,7 @@ TEST(mmap_across_reset)
 	ASSERT_EQ(0, load_or_sigbus(&db[DB_FIRST]));
 	/* A hot reset of the bus: the same. */
 	db[DB_FIRST] = DB_PATTERN;
-	ASSERT_EQ(0, hot_reset_bus(&m));
+	ASSERT_EQ(0, bus_hot_reset(&m));
 	ASSERT_EQ(0, load_or_sigbus(&db[DB_FIRST]));
 	db[DB_FIRST] = 7;
 	ASSERT_EQ(7ull, bar_read(m.vfd, 0, DMA_TEST_DOORBELL_PAGE + 4 * DB_FIRST, 4));

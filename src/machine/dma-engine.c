@@ -1226,7 +1226,10 @@ UIOMMU_EXPORT ssize_t uiommu_dma_write(struct uiommu_dma_dev *e, uint32_t pasid,
  * the retry rule are the single transfers' own. An op that dma_batch_fast() runs whole needs no
  * shadow; @loaded says the shadow holds ops[cur] (a general step of it has begun). A COPY's
  * record (UIOMMU_DMA_RECORD) is a second shadow request, a WRITE that x.req points to once
- * the copy is whole (@in_rec), so its faults and page requests are a WRITE's too.
+ * the copy is whole (@in_rec), so its faults and page requests are a WRITE's too. @copied: the
+ * fast path made ops[cur]'s copy and then failed (or trapped) at its record, so the general way
+ * takes the op up at the record, never copying again (an overlapping copy run twice would move
+ * other bytes).
  */
 struct dma_batch {
 	struct dma_xfer x;
@@ -1236,6 +1239,7 @@ struct dma_batch {
 	size_t n, cur;
 	bool loaded;
 	bool in_rec;
+	bool copied;
 };
 
 static void dma_batch_load(struct dma_batch *b)
@@ -1273,6 +1277,20 @@ static void dma_batch_load_record(struct dma_batch *b)
 	b->in_rec = true;
 }
 
+/*
+ * The shadow for ops[cur] (dma_batch_load()), taken up where the fast path left it: at the
+ * record when its copy was made (@copied).
+ */
+static void dma_batch_resume(struct dma_batch *b)
+{
+	dma_batch_load(b);
+	if (likely(!b->copied))
+		return;
+	b->copied = false;
+	b->shadow.done = b->shadow.len;
+	dma_batch_load_record(b);
+}
+
 /* The op's results: a record's fault is the op's, with done the whole copy. */
 static void dma_batch_store(struct dma_batch *b)
 {
@@ -1292,11 +1310,13 @@ static void dma_batch_store(struct dma_batch *b)
  * meets the same pages in the same order and so the same faults and page requests. All or
  * nothing keeps the transfer rule: nothing moves before every page of the op is checked (a
  * COPY's record too). A trap in a copy jumps back to dma_batch_run() with nothing counted, and
- * the general way runs the op again from its start. The copies go through
+ * the general way runs the op again from its start; but once a COPY's copy is made, *@copied
+ * says so first, and a trap or failure at its record leaves the general way only the record
+ * (dma_batch_resume()). The copies go through
  * uiommu_host_copy_trapped() like every other (src/mm/ decides how a host address is reached).
  */
 static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiommu_dma_op *op,
-			   struct dma_ctx *rd, struct dma_ctx *wr)
+			   struct dma_ctx *rd, struct dma_ctx *wr, bool *copied)
 {
 	const struct uiommu_dma_record *rec = NULL;
 	phys_addr_t src, dst, rec_dst = 0;
@@ -1328,11 +1348,24 @@ static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiom
 		dst = (uintptr_t)op->buf;
 		break;
 	}
-	/* -EFAULT only for an address no process maps: the general way reports it (and logs
-	 * what it writes: nothing is logged here before every copy of the op went). */
-	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len) ||
-	    (rec && uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)))
+	/*
+	 * -EFAULT only for an address no process maps: the general way reports it and logs what
+	 * it writes, so nothing is logged here before the copy it logs went. Once the data is
+	 * copied, a record that fails is all the general way must redo (*@copied): running the
+	 * copy twice would change an overlapping copy's bytes, and log it twice.
+	 */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
 		return false;
+	if (rec) {
+		*copied = true;
+		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)) {
+			/* The general way takes up the record alone: the copy's log is ours. */
+			if (unlikely(dma_log_on()) && op->op != UIOMMU_DMA_OP_READ)
+				dma_log_written(e->dev, pasid, op->iova, len);
+			return false;
+		}
+		*copied = false;
+	}
 	if (unlikely(dma_log_on()) && op->op != UIOMMU_DMA_OP_READ) {
 		dma_log_written(e->dev, pasid, op->iova, len);
 		if (rec)
@@ -1366,12 +1399,12 @@ static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 
 		if (fast && !b->loaded &&
 		    ((op->flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : op->pasid) == pasid &&
-		    dma_batch_fast(x->e, pasid, op, &rd, &wr)) {
+		    dma_batch_fast(x->e, pasid, op, &rd, &wr, &b->copied)) {
 			b->cur++;
 			continue;
 		}
 		if (!b->loaded)
-			dma_batch_load(b);
+			dma_batch_resume(b);
 		copy = req->op == UIOMMU_DMA_OP_COPY;
 		if (!domain || x->pasid != pasid) {
 			pasid = x->pasid;

@@ -93,8 +93,11 @@ fi
 
 # The build's packages, from Debian 12, as the project's other scripts install theirs.
 . "$repo/tools/deps.sh"
-UIOMMU_DEPS="" uiommu_install_deps gcc pkg-config ninja-build python3-venv libglib2.0-dev \
-	flex bison libfdt-dev dpkg-dev xz-utils debian-archive-keyring seabios qemu-system-data ||
+# (meson's package depends on python3-setuptools; QEMU needs glib and zlib, and libfdt for
+# the PC machines' device trees.)
+UIOMMU_DEPS="" uiommu_install_deps gcc pkg-config ninja-build python3-venv python3-setuptools \
+	libglib2.0-dev zlib1g-dev flex bison libfdt-dev dpkg-dev xz-utils debian-archive-keyring \
+	seabios qemu-system-data ||
 	build_fail "cannot install the build dependencies"
 
 # The private apt state, made and refreshed as the kernel selftests' runners make theirs (a

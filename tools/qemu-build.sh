@@ -133,7 +133,8 @@ say "downloading the source package qemu $ver and meson from trixie"
 # The .dsc's own signature needs debian-keyring, which is not installed; its hash, like the
 # tarballs', was checked by apt against the archive's signed Sources index.
 say "unpacking into $src"
-dpkg-source -x "$dl"/qemu_*.dsc "$src" >"$dl/unpack.log" 2>&1 ||
+# --no-copy: dpkg-source would otherwise leave a copy of the 40 MB orig tarball in $cache.
+dpkg-source --no-copy -x "$dl"/qemu_*.dsc "$src" >"$dl/unpack.log" 2>&1 ||
 	{ cat "$dl/unpack.log" >&2; build_fail "dpkg-source -x"; }
 dpkg-deb -x "$dl"/meson_*.deb "$src/.uiommu-meson" || build_fail "cannot unpack meson"
 meson_py="$src/.uiommu-meson/usr/lib/python3/dist-packages"

@@ -78,13 +78,20 @@ static void run_memcpy(void *p, unsigned long iters)
 	}
 }
 
-/* COPY cases: @n copies of @len bytes, IOVA -> IOVA + LEN_BIG, in one uiommu_dma_batch(). */
+/*
+ * COPY cases: @n copies of @len bytes, IOVA -> IOVA + LEN_BIG, in one uiommu_dma_batch(); with
+ * @record, each also writes a 32-byte completion record (UIOMMU_DMA_RECORD), 64 bytes apart
+ * after the copy's destination, as a copy engine's descriptors do.
+ */
 struct copy_case {
 	struct uiommu_dma_dev *e;
 	char *host;
 	size_t len;
 	unsigned int n;
+	bool record;
 	struct uiommu_dma_op ops[BATCH];
+	struct uiommu_dma_record recs[BATCH];
+	uint64_t rec_data[4];
 };
 
 static void run_copy(void *p, unsigned long iters)
@@ -95,7 +102,8 @@ static void run_copy(void *p, unsigned long iters)
 		for (unsigned int k = 0; k < c->n; k++)
 			c->ops[k] = (struct uiommu_dma_op){
 				.op = UIOMMU_DMA_OP_COPY, .src = IOVA, .iova = IOVA + LEN_BIG,
-				.len = c->len,
+				.len = c->len, .flags = c->record ? UIOMMU_DMA_RECORD : 0,
+				.buf = &c->recs[k],
 			};
 		if (uiommu_dma_batch(c->e, c->ops, c->n) != (ssize_t)c->n)
 			fail("COPY failed");
@@ -122,8 +130,8 @@ int main(int argc, char **argv)
 	int quick = bench_parse_args(argc, argv, usage);
 	unsigned long big_iters = quick ? 2000 : 100000, small_iters = quick ? 20000 : 1000000;
 	struct dma_case dc[4];
-	struct copy_case cc[2];
-	struct bench_case cases[12];
+	struct copy_case cc[3];
+	struct bench_case cases[14];
 	struct iommu_domain *dom;
 	struct device *dev;
 	char *host, *buf;
@@ -165,9 +173,14 @@ int main(int argc, char **argv)
 		if (IS_ERR(dc[i].e))
 			fail("dma_engine_dev_open");
 	}
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		cc[i] = (struct copy_case){ .host = host, .len = i ? LEN_SMALL : LEN_BIG,
-					    .n = i ? BATCH : 1 };
+					    .n = i ? BATCH : 1, .record = i == 2 };
+		for (unsigned int k = 0; k < BATCH; k++)
+			cc[i].recs[k] = (struct uiommu_dma_record){
+				.iova = IOVA + LEN_BIG + LEN_SMALL + 64 * k, .buf = cc[i].rec_data,
+				.len = sizeof(cc[i].rec_data),
+			};
 		cc[i].e = dma_engine_dev_open(dev);
 		if (IS_ERR(cc[i].e))
 			fail("dma_engine_dev_open");
@@ -180,6 +193,10 @@ int main(int argc, char **argv)
 					 &cc[1], small_iters };
 	cases[11] = (struct bench_case){ "4 KiB memcpy (memory -> memory)", run_memcpy_copy,
 					 &cc[1], small_iters };
+	cases[12] = (struct bench_case){ "4 KiB device copy + 32-byte record, 64 per batch",
+					 run_copy, &cc[2], small_iters };
+	cases[13] = (struct bench_case){ "4 KiB memcpy (memory -> memory)", run_memcpy_copy,
+					 &cc[2], small_iters };
 	cases[0] = (struct bench_case){ "64 KiB device read (uiommu_dma_read)", run_dma, &dc[0],
 					big_iters };
 	cases[1] = (struct bench_case){ "64 KiB memcpy (memory -> buffer)", run_memcpy, &dc[0],
@@ -206,10 +223,11 @@ int main(int argc, char **argv)
 	bench_print_ratio_min("4 KiB write", &cases[7], &cases[6], 0.5);
 	bench_print_ratio_min("64 KiB copy", &cases[9], &cases[8], 0.8);
 	bench_print_ratio_min("4 KiB copy, batched", &cases[11], &cases[10], 0.5);
+	bench_print_ratio_min("4 KiB copy + record, batched", &cases[13], &cases[12], 0);
 
 	for (i = 0; i < 4; i++)
 		uiommu_dma_dev_close(dc[i].e);
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 3; i++)
 		uiommu_dma_dev_close(cc[i].e);
 	iommu_unmap(dom, IOVA, 2 * LEN_BIG);
 	iommu_detach_device(dom, dev);

@@ -7,7 +7,9 @@
  * iommufd user, so it must run under uiommu-run (LD_PRELOAD of libuiommu-preload.so). Each
  * iommufd ioctl then costs the preload's ioctl() wrapper, the fd lookup, the command dispatch
  * (size word, struct copy-in under the fault trap) and the handler, all in this process; the
- * goal is that this costs well under a real trip into the kernel.
+ * goal is that this costs well under a real trip into the kernel. The fd lookup trusts the
+ * library's table (no system call) unless UIOMMU_FD_CHECK=strict is set, which brings back one
+ * fstat() per call (docs/running.md, "Identity"); the run says which it measured.
  *
  * Cases (one op = one ioctl() call):
  *   a  IOMMU_DESTROY of an ID that names nothing: -1/ENOENT (dispatch + a lock-free miss in
@@ -28,6 +30,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -157,8 +160,11 @@ int main(int argc, char **argv)
 	}
 	for (n = 0; n != (int)(sizeof(cases) / sizeof(cases[0])); n++)
 		bench_print_case(&cases[n]);
-	printf("\n  baseline answer: ioctl(/dev/null, FIONREAD) = %d, errno %d (%s)\n\n", rc, e,
+	printf("\n  baseline answer: ioctl(/dev/null, FIONREAD) = %d, errno %d (%s)\n", rc, e,
 	       strerror(e));
+	printf("  fd identity check: %s\n\n",
+	       getenv("UIOMMU_FD_CHECK") ? "UIOMMU_FD_CHECK set (\"strict\": one fstat per call)" :
+					   "the library's table (no system call)");
 	bench_print_ratio("a/c  DESTROY(missing) vs real syscall", &cases[0], &cases[2], 0.3);
 	bench_print_ratio("b/c  IOVA_RANGES(empty) vs real syscall", &cases[1], &cases[2], 0.3);
 	printf("  %-58s %8.1f ns\n", "c-d  preload overhead on a non-iommufd ioctl",

@@ -213,13 +213,19 @@ static void run_hash(void *ctx, unsigned long iters)
 
 static void run_nested_hit(void *ctx, unsigned long iters)
 {
+	/*
+	 * Read once, as run_hash()'s domain id is: the compiler reloads globals after each
+	 * call it cannot see into, and run_hash()'s call it can.
+	 */
+	struct iotlb *t = tlb;
+	uint32_t domid = nested->id;
 	uint64_t acc = 0;
 	phys_addr_t phys;
 	int prot;
 
 	(void)ctx;
 	for (unsigned long i = 0; i != iters; i++) {
-		if (!iotlb_lookup(tlb, nested->id, IOVA_BASE + (i % NPAGES) * PAGE, &phys, &prot))
+		if (!iotlb_lookup(t, domid, IOVA_BASE + (i % NPAGES) * PAGE, &phys, &prot))
 			fail("nested IOTLB lookup missed");
 		acc += phys;
 	}

@@ -23,6 +23,7 @@
 #include "machine/models/dma-test.h"
 #include "machine/pci.h"
 #include "machine/topology.h"
+#include "topology_file.h"
 
 #define PT_UNUSED __attribute__((unused))
 
@@ -45,15 +46,11 @@ static const char pt_topology[] =
 static PT_UNUSED int pt_load(const char *json)
 {
 	char path[] = "/tmp/uiommu-pci-test-XXXXXX";
-	int fd = mkstemp(path), rc;
-	size_t len = strlen(json);
+	int rc = topology_file_write(path, json);
 
-	if (fd < 0)
-		return -errno;
-	rc = write(fd, json, len) == (ssize_t)len ? 0 : -EIO;
-	close(fd);
-	if (!rc)
-		rc = topology_load(path);
+	if (rc)
+		return rc;
+	rc = topology_load(path);
 	unlink(path);
 	return rc;
 }

@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "iommufd_utils.h"
+#include "topology_file.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -48,12 +49,10 @@ struct machine {
 static int machine_boot(struct machine *m)
 {
 	char path[] = "/tmp/uiommu-dirty-resv-XXXXXX";
-	int tfd = mkstemp(path), i;
+	int i;
 
-	if (tfd < 0 || write(tfd, topology, strlen(topology)) != (ssize_t)strlen(topology))
+	if (topology_file_env(path, topology))
 		return -1;
-	close(tfd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
 	m->fd = uiommu_open(O_RDWR);
 	for (i = 0; i < 3; i++) {
 		char node[64];

@@ -11,6 +11,7 @@
  * req.done counts exactly the bytes before it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -557,6 +558,43 @@ TEST_F(prq, no_wait_stops_with_eagain_before_asking)
 	ASSERT_EQ(128u, req.done);
 	ASSERT_EQ(1, atomic_load(&prq.calls));
 	ASSERT_EQ(0, memcmp(buf + 64, self->mem, 64));
+}
+
+/*
+ * A COPY's record that misses raises its own page request, with WRITE permission, after the
+ * copy; once answered the record is written and the op completes. With NO_WAIT it stops with
+ * EAGAIN at the record, the copy whole.
+ */
+TEST_F(prq, copy_record_page_request)
+{
+	struct uiommu_dma_record r = { .iova = IOVA, .buf = "done", .len = 4 };
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_RECORD | UIOMMU_DMA_NO_WAIT,
+		.src = IOVA - PAGE, .iova = IOVA - PAGE + 2048, .len = 256, .buf = &r,
+	};
+
+	prq.mode = PRQ_MAP_SUCCESS;
+	fill(self->mem + PAGE, PAGE, 9);
+	memset(self->mem, 0, PAGE);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA - PAGE, (phys_addr_t)(uintptr_t)(self->mem + PAGE),
+			       PAGE, IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EAGAIN, op.error);
+	ASSERT_EQ(256u, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_WRITE, op.fault_op);
+	ASSERT_EQ(IOVA, op.fault_iova);
+	ASSERT_EQ(0, memcmp(self->mem + PAGE + 2048, self->mem + PAGE, 256));
+	ASSERT_EQ(0, atomic_load(&prq.calls));
+
+	op.flags = UIOMMU_DMA_RECORD;
+	memset(self->mem + PAGE + 2048, 0, 256);
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(0, op.error);
+	ASSERT_EQ(256u, op.done);
+	ASSERT_EQ(1, atomic_load(&prq.calls));
+	ASSERT_EQ(IOMMU_FAULT_PERM_WRITE, prq.last_perm);
+	ASSERT_EQ(0, memcmp(self->mem + PAGE + 2048, self->mem + PAGE, 256));
+	ASSERT_EQ(0, memcmp(self->mem, "done", 4));
 }
 
 /* INVALID: the DMA fails EFAULT with nothing moved, and the log says why. */
@@ -1242,6 +1280,310 @@ TEST_F(dma, batch_host_memory_gone_under_read_and_write)
 	munmap(hole, PAGE);
 	iommu_detach_device(ops->identity_domain, self->dev);
 	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+}
+
+/*
+ * The batch's fast path (an op whose pages are all in the device's translation cache runs as
+ * one host copy) meets the same events as the general one. A write-log hook runs inside the
+ * batch, after a write, with the group mutex held: there it takes the host memory behind a
+ * cached source page away, or unmaps an IOVA page the cache holds, between two ops.
+ */
+/* @op failed with @error after @done bytes, the IOMMU refusing @fault_op at @fault_iova. */
+static void op_failed(struct __h_test *_metadata, const struct uiommu_dma_op *op, int error,
+		      size_t done, unsigned int fault_op, uint64_t fault_iova)
+{
+	ASSERT_EQ(error, op->error);
+	ASSERT_EQ(done, op->done);
+	ASSERT_EQ(fault_op, op->fault_op);
+	ASSERT_EQ(fault_iova, op->fault_iova);
+}
+
+/* The one fault logged since the last look: @reason, for @op at @iova. */
+static void fault_logged(struct __h_test *_metadata, struct uiommu_dma_dev *e,
+			 unsigned int reason, unsigned int op, uint64_t iova)
+{
+	struct uiommu_dma_fault f;
+
+	ASSERT_EQ(1, read_faults(e, &f, 1));
+	ASSERT_EQ(reason, f.reason);
+	ASSERT_EQ(op, f.op);
+	ASSERT_EQ(iova, f.iova);
+}
+
+struct fastlog {
+	void *unmap_host;              /* munmap() this page at the first write logged */
+	struct iommu_domain *dom;      /* or iommu_unmap() this IOVA page of it */
+	uint64_t unmap_iova;
+};
+
+static struct fastlog fastlog;
+
+static void fastlog_hook(void *priv, uint32_t pasid, uint64_t iova, uint64_t len)
+{
+	(void)priv;
+	(void)pasid;
+	(void)iova;
+	(void)len;
+	if (fastlog.unmap_host) {
+		munmap(fastlog.unmap_host, PAGE);
+		fastlog.unmap_host = NULL;
+	}
+	if (fastlog.dom) {
+		iommu_unmap(fastlog.dom, fastlog.unmap_iova, PAGE);
+		fastlog.dom = NULL;
+	}
+}
+
+/* A cached source page whose host memory is gone: HOST at its first byte, nothing copied. */
+TEST_F(dma, batch_cached_page_host_memory_gone)
+{
+	char *src = pages(1), *dst = self->mem + 4 * PAGE, in[16], want[16];
+	char out[16] = "fifteen bytes..";
+	struct uiommu_dma_op op[4];
+
+	ASSERT_TRUE(src != NULL);
+	fill(src, PAGE, 5);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)src, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)dst, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	memset(dst, 0, PAGE);
+	/* Both pages cached, then the source's memory goes with the WRITE's log. */
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA, .buf = in,
+					.len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE + 64,
+					.buf = out, .len = 16 };
+	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = IOVA,
+					.iova = IOVA + PAGE + 1024, .len = 2048 };
+	op[3] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE,
+					.buf = out, .len = 16 };
+	fastlog = (struct fastlog){ .unmap_host = src };
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
+	ASSERT_EQ(2, uiommu_dma_batch(self->e, op, 4));
+	dma_engine_write_log_clear(self->dev);
+	ASSERT_EQ(16u, op[0].done);
+	fill(want, sizeof(want), 5);
+	ASSERT_EQ(0, memcmp(in, want, 16));
+	ASSERT_EQ(16u, op[1].done);
+	ASSERT_EQ(0, memcmp(dst + 64, out, 16));
+	op_failed(_metadata, &op[2], EFAULT, 0u, UIOMMU_DMA_OP_READ, IOVA);
+	ASSERT_EQ(0, dst[1024]);
+	ASSERT_EQ(0u, op[3].done);
+	ASSERT_EQ(0, dst[0]);
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_HOST, UIOMMU_DMA_OP_READ, IOVA);
+	iommu_unmap(self->dom, IOVA, 2 * PAGE);
+}
+
+/* A cached page unmapped between two ops of one batch: the next op faults there, UNMAPPED. */
+TEST_F(dma, batch_cached_page_unmapped_mid_batch)
+{
+	char *src = self->mem, *dst = self->mem + 4 * PAGE, out[16] = "fifteen bytes..";
+	struct uiommu_dma_op op[3];
+
+	fill(src, PAGE, 6);
+	memset(dst, 0, PAGE);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)src, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)dst, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = IOVA,
+					.iova = IOVA + PAGE, .len = 512 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = IOVA + 512,
+					.iova = IOVA + PAGE + 512, .len = 512 };
+	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE + 2048,
+					.buf = out, .len = 16 };
+	/* The first copy's log unmaps the source page its successor would reuse. */
+	fastlog = (struct fastlog){ .dom = self->dom, .unmap_iova = IOVA };
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, op, 3));
+	dma_engine_write_log_clear(self->dev);
+	ASSERT_EQ(512u, op[0].done);
+	ASSERT_EQ(0, memcmp(dst, src, 512));
+	op_failed(_metadata, &op[1], EFAULT, 0u, UIOMMU_DMA_OP_READ, IOVA + 512);
+	ASSERT_EQ(0, dst[512]);
+	ASSERT_EQ(0u, op[2].done);
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_UNMAPPED, UIOMMU_DMA_OP_READ, IOVA + 512);
+	/* Mapped again, the batch runs whole, every op through cached pages after the first. */
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)src, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(3, uiommu_dma_batch(self->e, op, 3));
+	ASSERT_EQ(512u, op[1].done);
+	ASSERT_EQ(0, op[1].error);
+	ASSERT_EQ(0, memcmp(dst, src, 1024));
+	ASSERT_EQ(0, memcmp(dst + 2048, out, 16));
+	iommu_unmap(self->dom, IOVA, 2 * PAGE);
+}
+
+/*
+ * Many ops through the same pages: contiguous multi-page sides (one host copy) and sides whose
+ * host pages are not contiguous (map_copy_layout: the fast path must not take them as one run)
+ * give the bytes a byte-by-byte copy gives, and each op's results are its own.
+ */
+TEST_F(dma, batch_cached_pages_contiguous_and_not)
+{
+	char want[4 * PAGE], got[4 * PAGE];
+	struct uiommu_dma_op op[7];
+
+	map_copy_layout(_metadata, self->dom, self->mem);
+	fill(want, sizeof(want), 33);
+	ASSERT_EQ((ssize_t)sizeof(want), uiommu_dma_write(self->e, 0, IOVA, want, sizeof(want), 0));
+	for (unsigned int i = 0; i < 6; i++)
+		op[i] = (struct uiommu_dma_op){
+			.op = UIOMMU_DMA_OP_COPY, .src = IOVA + i * 600,
+			.iova = IOVA + 8 * PAGE + i * 600, .len = PAGE - 100 * i,
+		};
+	/*
+	 * Source pages 1 and 2 are host pages 1 and 2, destination pages 10 and 11 host pages 9
+	 * and 10: one run each (0 -> 1 and 2 -> 3 are not); the second time, all cached.
+	 */
+	op[5] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = IOVA + PAGE + 8,
+					.iova = IOVA + 10 * PAGE + 8, .len = PAGE };
+	op[6] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = IOVA + PAGE + 100,
+					.iova = IOVA + 10 * PAGE + 100, .len = PAGE - 200 };
+	ASSERT_EQ(7, uiommu_dma_batch(self->e, op, 7));
+	for (unsigned int i = 0; i < 7; i++) {
+		ASSERT_EQ(op[i].len, op[i].done);
+		ASSERT_EQ(0, op[i].error);
+		ASSERT_EQ(0u, op[i].fault_op);
+		ASSERT_EQ(0u, op[i].fault_iova);
+	}
+	dma_peek(_metadata, self->e, IOVA + 8 * PAGE, got, 4 * PAGE);
+	/* Ops 0..4 overlap on the destination: each later one rewrites what it shares. */
+	ASSERT_EQ(0, memcmp(got, want, 4 * 600 + PAGE - 400));
+	ASSERT_EQ(0, memcmp(got + 2 * PAGE + 8, want + PAGE + 8, PAGE));
+}
+
+/*
+ * UIOMMU_DMA_RECORD: a COPY writes its record once the copy is whole, as a WRITE of the record
+ * would (the log sees the copy, then the record); in the next op, through cached pages, the
+ * same. A record that cannot be written fails the op with the copy whole (done = len) and names
+ * the record's byte; a copy that faults writes no record.
+ */
+TEST_F(dma, copy_with_record)
+{
+	char *src = self->mem, *dst = self->mem + 4 * PAGE, *rec = self->mem + 8 * PAGE;
+	struct uiommu_dma_record r[2] = {
+		{ .iova = IOVA + 2 * PAGE + 64, .buf = "record one, twenty-nine bytes", .len = 29 },
+		{ .iova = IOVA + 2 * PAGE + 128, .buf = "record two", .len = 10 },
+	};
+	struct uiommu_dma_op op[2];
+
+	fill(src, PAGE, 8);
+	memset(dst, 0, PAGE);
+	memset(rec, 0, PAGE);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)src, PAGE, IOMMU_READ));
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)dst, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + 2 * PAGE, (phys_addr_t)(uintptr_t)rec, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	for (unsigned int i = 0; i < 2; i++)
+		op[i] = (struct uiommu_dma_op){
+			.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_RECORD,
+			.src = IOVA + i * 1024, .iova = IOVA + PAGE + i * 1024, .len = 1024,
+			.buf = &r[i],
+		};
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, wlog_hook, NULL));
+	memset(&wlog, 0, sizeof(wlog));
+	ASSERT_EQ(2, uiommu_dma_batch(self->e, op, 2));
+	dma_engine_write_log_clear(self->dev);
+	for (unsigned int i = 0; i < 2; i++) {
+		ASSERT_EQ(1024u, op[i].done);
+		ASSERT_EQ(0, op[i].error);
+		ASSERT_EQ(0u, op[i].fault_op);
+		ASSERT_EQ(0u, op[i].fault_iova);
+	}
+	ASSERT_EQ(0, memcmp(dst, src, 2048));
+	ASSERT_EQ(0, memcmp(rec + 64, r[0].buf, 29));
+	ASSERT_EQ(0, memcmp(rec + 128, r[1].buf, 10));
+	ASSERT_EQ(0, rec[138]);
+	ASSERT_EQ(4u, wlog.n);
+	ASSERT_EQ(IOVA + PAGE, wlog.iova[0]);
+	ASSERT_EQ(1024u, wlog.len[0]);
+	ASSERT_EQ(IOVA + 2 * PAGE + 64, wlog.iova[1]);
+	ASSERT_EQ(29u, wlog.len[1]);
+	ASSERT_EQ(IOVA + PAGE + 1024, wlog.iova[2]);
+	ASSERT_EQ(IOVA + 2 * PAGE + 128, wlog.iova[3]);
+	ASSERT_EQ(10u, wlog.len[3]);
+
+	/* The record's page read-only: the copy is whole, the record refused. */
+	iommu_unmap(self->dom, IOVA + 2 * PAGE, PAGE);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + 2 * PAGE, (phys_addr_t)(uintptr_t)rec, PAGE,
+			       IOMMU_READ));
+	memset(dst, 0, PAGE);
+	memset(rec, 0, PAGE);
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, op, 2));
+	op_failed(_metadata, &op[0], EACCES, 1024u, UIOMMU_DMA_OP_WRITE, IOVA + 2 * PAGE + 64);
+	ASSERT_EQ(0, memcmp(dst, src, 1024));
+	ASSERT_EQ(0, rec[64]);
+	ASSERT_EQ(0u, op[1].done);
+	ASSERT_EQ(0, dst[1024]);
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_PERM, UIOMMU_DMA_OP_WRITE,
+		     IOVA + 2 * PAGE + 64);
+
+	/* The second op's record unmapped by the first op's record write (its log): the second
+	 * copy goes through cached pages, its record faults UNMAPPED. */
+	iommu_unmap(self->dom, IOVA + 2 * PAGE, PAGE);
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + 2 * PAGE, (phys_addr_t)(uintptr_t)rec, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	r[1].iova = IOVA + 3 * PAGE;
+	ASSERT_EQ(0, iommu_map(self->dom, IOVA + 3 * PAGE, (phys_addr_t)(uintptr_t)(rec + PAGE),
+			       PAGE, IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(2, uiommu_dma_batch(self->e, op, 2)); /* caches nothing across batches */
+	fastlog = (struct fastlog){ .dom = self->dom, .unmap_iova = IOVA + 3 * PAGE };
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
+	ASSERT_EQ(1, uiommu_dma_batch(self->e, op, 2));
+	dma_engine_write_log_clear(self->dev);
+	op_failed(_metadata, &op[1], EFAULT, 1024u, UIOMMU_DMA_OP_WRITE, IOVA + 3 * PAGE);
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_UNMAPPED, UIOMMU_DMA_OP_WRITE,
+		     IOVA + 3 * PAGE);
+
+	/* A copy that faults (its source unmapped) writes no record. */
+	iommu_unmap(self->dom, IOVA, PAGE);
+	memset(rec, 0, PAGE);
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, op, 1));
+	op_failed(_metadata, &op[0], EFAULT, 0u, UIOMMU_DMA_OP_READ, IOVA);
+	ASSERT_EQ(0, rec[64]);
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_UNMAPPED, UIOMMU_DMA_OP_READ, IOVA);
+	iommu_unmap(self->dom, IOVA + PAGE, 2 * PAGE);
+}
+
+/* What a record may not be: on another op, missing, wrapping, with bytes but no buffer. */
+TEST_F(dma, copy_with_record_bad_arguments)
+{
+	struct uiommu_dma_record r = { .iova = IOVA, .buf = "xy", .len = 2 };
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_WRITE, .flags = UIOMMU_DMA_RECORD, .iova = IOVA, .buf = &r,
+		.len = 1,
+	};
+	struct uiommu_dma_req req = {
+		.op = UIOMMU_DMA_OP_WRITE, .flags = UIOMMU_DMA_RECORD, .iova = IOVA, .buf = "x",
+		.len = 1,
+	};
+
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* a WRITE has no record */
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->e, &req));    /* nor a single transfer */
+	ASSERT_EQ(EINVAL, errno);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_RECORD,
+				     .src = IOVA, .iova = IOVA + PAGE, .len = 8 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* no record */
+	ASSERT_EQ(EINVAL, errno);
+	op.buf = &r;
+	r.iova = UINT64_MAX;
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* the record wraps */
+	ASSERT_EQ(EINVAL, errno);
+	r = (struct uiommu_dma_record){ .iova = IOVA, .buf = "xy", .len = (size_t)SSIZE_MAX + 1 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* a record too long */
+	ASSERT_EQ(EINVAL, errno);
+	r = (struct uiommu_dma_record){ .iova = IOVA, .len = 4 };
+	ASSERT_EQ(-1, uiommu_dma_batch(self->e, &op, 1)); /* bytes without a buffer */
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(0, read_faults(self->e, (struct uiommu_dma_fault[1]){}, 1));
+	/* An empty record is no record: the copy runs (and faults: nothing is mapped). */
+	r.len = 0;
+	ASSERT_EQ(0, uiommu_dma_batch(self->e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
 }
 
 TEST_F(dma, copy_host_memory_gone)

@@ -394,6 +394,44 @@ TEST_F(dt, pass_completes_up_to_the_faulting_descriptor)
 	}
 }
 
+/*
+ * A completion record the IOMMU refuses stops the queue at its descriptor, as a fault of the
+ * copy would: the copy itself has moved (the record is written after it), the head stays on
+ * the descriptor, ERROR_IOVA names the record, and the descriptors after it do not run.
+ */
+TEST_F(dt, refused_completion_record_stops_the_queue)
+{
+	fill(self->src, 3 * 4096, 11);
+	memset(self->dst, 0, 3 * 4096);
+	for (unsigned int i = 0; i < 3; i++)
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .src = SRC_IOVA + i * 4096,
+			.dst = DST_IOVA + i * 4096, .len = 4096, .cookie = 200 + i,
+			.completion = i == 1 ? RO_IOVA + 32 : COMP_IOVA + 32 * i,
+		};
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 3);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(DMA_TEST_STATUS_ERROR, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(EACCES, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	ASSERT_EQ(RO_IOVA + 32, qreg(self->fn, 0, DMA_TEST_Q_ERROR_IOVA, 8));
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[0].status);
+	ASSERT_EQ(200u, self->comp[0].cookie);
+	ASSERT_EQ(0, memcmp(self->dst, self->src, 2 * 4096));  /* descriptor 1's copy moved */
+	ASSERT_EQ(0, self->dst[2 * 4096]);                     /* descriptor 2 did not run */
+	ASSERT_EQ(0u, self->comp[2].status);
+	{
+		struct uiommu_dma_fault f;
+
+		ASSERT_EQ(1, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+		ASSERT_EQ(RO_IOVA + 32, f.iova);
+		ASSERT_EQ(UIOMMU_DMA_OP_WRITE, f.op);
+		ASSERT_EQ(UIOMMU_DMA_FAULT_PERM, f.reason);
+	}
+}
+
 TEST_F(dt, fault_fetching_the_ring_and_read_only_memory)
 {
 	/* A ring base nobody mapped: the fetch itself faults. */

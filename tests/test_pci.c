@@ -216,12 +216,74 @@ TEST_F(pci, bar_sizing)
 	ASSERT_EQ(0xfffffff1u, pt_cfg32(self->fn, PCI_CFG_BAR0 + 8));
 	for (unsigned int i = 3; i < 6; i++)
 		ASSERT_EQ(0u, pt_cfg32(self->fn, PCI_CFG_BAR0 + 4 * i));
-	ASSERT_EQ(0u, pt_cfg32(self->fn, PCI_CFG_ROM));
+	ASSERT_EQ(0xfffff801u, pt_cfg32(self->fn, PCI_CFG_ROM)); /* a 2 KiB ROM, enable set */
 	/* An address: the low bits below the size stay 0. */
 	ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_BAR0, 4, 0xfe001234));
 	ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_BAR0 + 4, 4, 0x00000001));
 	ASSERT_EQ(0xfe000004u, pt_cfg32(self->fn, PCI_CFG_BAR0));
 	ASSERT_EQ(1u, pt_cfg32(self->fn, PCI_CFG_BAR0 + 4));
+}
+
+/*
+ * The expansion ROM BAR at 0x30 of a function whose model has a ROM (dma-test: a 1 KiB image,
+ * a 2 KiB BAR): sized as hardware sizes it, with its enable bit; the ROM answers reads only
+ * while Memory and the enable bit are set (all-ones otherwise); a reset clears it. A function
+ * without a ROM has no ROM BAR: 0x30 reads 0 whatever is written.
+ */
+TEST_F(pci, rom_bar)
+{
+	uint8_t b[8], ones[8];
+	const void *image;
+	size_t image_len;
+
+	memset(ones, 0xff, sizeof(ones));
+	ASSERT_EQ((size_t)DMA_TEST_ROM_BAR_SIZE, pci_fn_rom(self->fn, &image, &image_len));
+	ASSERT_EQ((size_t)DMA_TEST_ROM_SIZE, image_len);
+	ASSERT_EQ(0u, pt_cfg32(self->fn, PCI_CFG_ROM));
+	/* Sizing as the kernel's __pci_read_base() does it: all-ones but the enable bit. */
+	ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_ROM, 4, ~PCI_ROM_ENABLE));
+	ASSERT_EQ(~(uint32_t)(DMA_TEST_ROM_BAR_SIZE - 1), pt_cfg32(self->fn, PCI_CFG_ROM));
+	/* An address keeps the bits above the size; reserved bits 10:1 read 0. */
+	ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_ROM, 4, 0xfe1007fe));
+	ASSERT_EQ(0xfe100000u, pt_cfg32(self->fn, PCI_CFG_ROM));
+	/* Not decoded: neither Memory nor enable, then only one of them. */
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, 0, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, ones, sizeof(b)));
+	ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY));
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, 0, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, ones, sizeof(b)));
+	ASSERT_EQ(0, cfg_write(self->fn, PCI_CFG_ROM, 4, 0xfe100000u | PCI_ROM_ENABLE));
+	ASSERT_EQ(0xfe100001u, pt_cfg32(self->fn, PCI_CFG_ROM));
+	/* Decoded: the image (the PCI ROM signature first), 0xff past it up to the BAR's end. */
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, 0, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, image, sizeof(b)));
+	ASSERT_EQ(0x55, b[0]);
+	ASSERT_EQ(0xaa, b[1]);
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, DMA_TEST_ROM_SIZE - 4, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, (const uint8_t *)image + DMA_TEST_ROM_SIZE - 4, 4));
+	ASSERT_EQ(0, memcmp(b + 4, ones, 4));
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, DMA_TEST_ROM_BAR_SIZE - 8, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, ones, sizeof(b)));
+	ASSERT_EQ(-EINVAL, pci_fn_rom_read(self->fn, DMA_TEST_ROM_BAR_SIZE - 4, b, sizeof(b)));
+	ASSERT_EQ(-EINVAL, pci_fn_rom_read(self->fn, DMA_TEST_ROM_BAR_SIZE + 1, b, 0));
+	/* D3hot stops decoding; D0 brings it back. */
+	ASSERT_EQ(0, cfg_write(self->fn, PM + 4, 2, 3));
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, 0, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, ones, sizeof(b)));
+	ASSERT_EQ(0, cfg_write(self->fn, PM + 4, 2, 0));
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, 0, b, sizeof(b)));
+	ASSERT_EQ(0x55, b[0]);
+	/* A reset returns the ROM BAR to 0: not decoded. */
+	ASSERT_EQ(0, pci_fn_reset(self->fn));
+	ASSERT_EQ(0u, pt_cfg32(self->fn, PCI_CFG_ROM));
+	ASSERT_EQ(0, pci_fn_rom_read(self->fn, 0, b, sizeof(b)));
+	ASSERT_EQ(0, memcmp(b, ones, sizeof(b)));
+	/* No ROM: no ROM BAR. */
+	ASSERT_EQ(0u, pci_fn_rom(self->generic, &image, &image_len));
+	ASSERT_TRUE(image == NULL && image_len == 0);
+	ASSERT_EQ(0, cfg_write(self->generic, PCI_CFG_ROM, 4, 0xffffffff));
+	ASSERT_EQ(0u, pt_cfg32(self->generic, PCI_CFG_ROM));
+	ASSERT_EQ(-EINVAL, pci_fn_rom_read(self->generic, 0, b, 1));
 }
 
 /* ---- BARs ---------------------------------------------------------------------------------- */

@@ -6,12 +6,17 @@
  * layer uses.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <spawn.h>
 #include <linux/close_range.h>
 #include <linux/fs.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -250,8 +255,8 @@ TEST(iommufd_mock_bus_exists)
 	ASSERT_ERRNO(ENOENT, access("/sys/bus/iommufd_mock/nothing", F_OK));
 }
 
-/* A close that bypasses the preload frees the number; the next file there is not ours. */
-TEST(bypassed_close_never_misroutes_the_next_file)
+/* syscall(SYS_close): the preload's syscall() closes ours as close() does. */
+TEST(syscall_close_closes_ours)
 {
 	int fd = open("/dev/iommu", O_RDWR);
 	int other = open("/dev/null", O_RDONLY);
@@ -259,14 +264,295 @@ TEST(bypassed_close_never_misroutes_the_next_file)
 	ASSERT_TRUE(fd >= 0 && other >= 0);
 	ASSERT_EQ(1, ioas_alloc(fd));
 	ASSERT_EQ(0, (int)syscall(SYS_close, (long)fd));
-	/* A foreign file on the number, placed behind the preload's back too. */
+	/* That was its last fd: the context went at the close, as the kernel's release. */
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_EQ(0, live_contexts());
+	/* A foreign file on the number, placed by the raw system call too. */
 	ASSERT_EQ(fd, (int)syscall(SYS_dup3, (long)other, (long)fd, 0L));
 	ASSERT_FALSE(uiommu_is_fd(fd));
 	ASSERT_ERRNO(ENOTTY, ioctl(fd, IOMMU_IOAS_ALLOC, NULL)); /* /dev/null's own answer */
-	/* Our slot was dropped as at a close: the context went with its last fd. */
-	ASSERT_EQ(0, live_contexts());
 	ASSERT_EQ(0, close(fd));
+	ASSERT_ERRNO(EBADF, (int)syscall(SYS_close, (long)fd));
 	ASSERT_EQ(0, close(other));
+}
+
+/* dup2(), dup3() and their system calls onto ours: a close of ours there. */
+TEST(dups_onto_ours_close_it)
+{
+	int other = open("/dev/null", O_RDONLY);
+	int fd, d;
+
+	ASSERT_TRUE(other >= 0);
+	for (int how = 0; how < 4; how++) {
+		fd = open("/dev/iommu", O_RDWR);
+		ASSERT_TRUE(fd >= 0);
+		d = dup(fd);
+		ASSERT_TRUE(d >= 0);
+		/* A refused dup2 (a bad old fd) leaves ours as it was. */
+		ASSERT_ERRNO(EBADF, dup2(-1, fd));
+		ASSERT_ERRNO(EBADF, (int)syscall(SYS_dup3, -1L, (long)fd, 0L));
+		ASSERT_TRUE(uiommu_is_fd(fd));
+		ASSERT_EQ(1, ioas_alloc(fd));
+		switch (how) {
+		case 0:
+			ASSERT_EQ(fd, dup2(other, fd));
+			break;
+		case 1:
+			ASSERT_EQ(fd, dup3(other, fd, O_CLOEXEC));
+			break;
+#ifdef SYS_dup2
+		case 2:
+			ASSERT_EQ(fd, (int)syscall(SYS_dup2, (long)other, (long)fd));
+			break;
+#endif
+		default:
+			ASSERT_EQ(fd, (int)syscall(SYS_dup3, (long)other, (long)fd, 0L));
+			break;
+		}
+		ASSERT_FALSE(uiommu_is_fd(fd));
+		ASSERT_ERRNO(ENOTTY, ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
+		/* d still holds the context; its close is the last. */
+		ASSERT_EQ(1, live_contexts());
+		ASSERT_EQ(2, ioas_alloc(d)); /* the same context: the next ID */
+		ASSERT_EQ(0, close(d));
+		ASSERT_EQ(0, live_contexts());
+		ASSERT_EQ(0, close(fd));
+	}
+	ASSERT_EQ(0, close(other));
+}
+
+/* fclose() of a stream fdopen()ed on an iommufd closes it inside libc: a close of ours. */
+TEST(fclose_of_an_fdopened_iommufd)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	int d = dup(fd);
+	FILE *f;
+
+	ASSERT_TRUE(fd >= 0 && d >= 0);
+	f = fdopen(fd, "r+");
+	ASSERT_TRUE(f != NULL);
+	ASSERT_EQ(fd, fileno(f));
+	ASSERT_EQ(0, fclose(f));
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_EQ(1, live_contexts()); /* d still holds it */
+	if (fcntl(fd, F_GETFD) < 0) /* unless a runtime took the number meanwhile */
+		ASSERT_ERRNO(EBADF, ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
+	f = fdopen(d, "r");
+	ASSERT_TRUE(f != NULL);
+	ASSERT_EQ(0, fclose(f));
+	ASSERT_FALSE(uiommu_is_fd(d));
+	ASSERT_EQ(0, live_contexts()); /* the last fd: released before fclose() returned */
+}
+
+/*
+ * A close the preload cannot see: the system call made inline (as Go's runtime or hand-written
+ * assembly does), the way a raw syscall instruction reaches the kernel. -errno or the result.
+ */
+static long inline_syscall3(long nr, long a, long b, long c)
+{
+#if defined(__x86_64__)
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	return ret;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = nr;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+
+	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
+	return x0;
+#else
+	(void)nr, (void)a, (void)b, (void)c;
+	return -ENOSYS;
+#endif
+}
+
+/* The fd-making calls the preload sees; each returns one new fd (its other one in *extra). */
+static int make_open(int *extra) { (void)extra; return open("/dev/null", O_RDONLY); }
+static int make_socket(int *extra) { (void)extra; return socket(AF_UNIX, SOCK_STREAM, 0); }
+static int make_eventfd(int *extra) { (void)extra; return eventfd(0, 0); }
+static int make_epoll(int *extra) { (void)extra; return epoll_create1(0); }
+static int make_memfd(int *extra) { (void)extra; return memfd_create("t", 0); }
+static int make_dupfd(int *extra) { (void)extra; return fcntl(0, F_DUPFD, 0); }
+static int make_dup(int *extra) { (void)extra; return dup(0); }
+static int make_sys_openat(int *extra)
+{
+	(void)extra;
+	return (int)syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
+}
+
+static int make_pipe(int *extra)
+{
+	int p[2];
+
+	if (pipe(p))
+		return -1;
+	*extra = p[1];
+	return p[0];
+}
+
+static FILE *made_streams[64];
+static int nr_made_streams;
+
+static int make_fopen(int *extra)
+{
+	FILE *f = fopen("/dev/null", "r");
+
+	(void)extra;
+	if (!f)
+		return -1;
+	made_streams[nr_made_streams++] = f;
+	return fileno(f);
+}
+
+/*
+ * A copy of @fd in flight: sent over a new socketpair (*@sv) and never received, it holds the
+ * file as another process's fd would, until both ends are closed. Without it an inline close
+ * of the last fd would be seen by the server thread (the file's peer hangs up) and undone at
+ * once; with it, only what the preload layer sees can tell the library.
+ */
+static int hold_in_flight(int fd, int sv[2])
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sv[0], &msg, 0) == 1 ? 0 : -1;
+}
+
+/* The live contexts once the serving thread has released what it saw go (at most 10 s). */
+static long live_contexts_released(void)
+{
+	for (int i = 0; i < 10000 && live_contexts(); i++)
+		poll(NULL, 0, 1);
+	return live_contexts();
+}
+
+/*
+ * Our fd closed behind the preload's back (an inline close_range), then the number reused by
+ * any fd-making call the preload sees: that call tells the library, and the new file is not
+ * ours. Each maker takes the lowest free number, so a bounded run of them reaches ours.
+ */
+TEST(inline_close_then_any_new_fd_is_not_ours)
+{
+	static int (*const makers[])(int *) = { make_open,   make_socket,     make_eventfd,
+						  make_epoll,  make_memfd,      make_dupfd,
+						  make_dup,    make_sys_openat, make_pipe,
+						  make_fopen };
+
+	for (unsigned int m = 0; m < sizeof(makers) / sizeof(makers[0]); m++) {
+		int fd = open("/dev/iommu", O_RDWR);
+		int made[64], n = 0, hit = -1, err, sv[2];
+
+		ASSERT_TRUE(fd >= 0);
+		ASSERT_EQ(0, hold_in_flight(fd, sv));
+		ASSERT_EQ(1, ioas_alloc(fd));
+		if (inline_syscall3(SYS_close_range, fd, fd, 0) == -ENOSYS)
+			SKIP("no inline system call on this architecture");
+		/* Still in the table: nothing the preload saw has reused the number yet. */
+		ASSERT_TRUE(uiommu_is_fd(fd) || getenv("UIOMMU_FD_CHECK"));
+		while (hit < 0 && n < 32) {
+			int extra = -1, nfd = makers[m](&extra);
+
+			ASSERT_TRUE(nfd >= 0);
+			made[n++] = nfd;
+			if (extra >= 0)
+				made[n++] = extra;
+			if (nfd == fd || extra == fd)
+				hit = fd;
+		}
+		ASSERT_EQ(fd, hit);
+		ASSERT_FALSE(uiommu_is_fd(fd));
+		/* The new file's own answer, as the system call gives it past the preload. */
+		ASSERT_EQ(-1, (int)syscall(SYS_ioctl, (long)fd, (long)IOMMU_IOAS_ALLOC, 0L));
+		err = errno;
+		ASSERT_ERRNO(err, ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
+		/* Forgotten as at a close; the copy in flight holds the context, until it goes. */
+		ASSERT_EQ(1, live_contexts());
+		ASSERT_EQ(0, close(sv[0]));
+		ASSERT_EQ(0, close(sv[1]));
+		ASSERT_EQ(0, live_contexts_released());
+		for (int i = 0; i < nr_made_streams; i++)
+			ASSERT_EQ(0, fclose(made_streams[i]));
+		for (int i = 0; makers[m] != make_fopen && i < n; i++)
+			ASSERT_EQ(0, close(made[i]));
+		nr_made_streams = 0;
+	}
+}
+
+/*
+ * The hole the default leaves: an inline close and an inline reuse, with no call the preload
+ * sees in between, while another holder keeps the file open. Once no fd of it is left
+ * anywhere, the server thread sees the file's peer hang up and drops the stale slot.
+ */
+TEST(inline_close_and_inline_reuse)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	int other = open("/dev/null", O_RDONLY);
+	int sv[2];
+
+	ASSERT_TRUE(fd >= 0 && other >= 0);
+	ASSERT_EQ(0, hold_in_flight(fd, sv));
+	if (inline_syscall3(SYS_close_range, fd, fd, 0) == -ENOSYS)
+		SKIP("no inline system call on this architecture");
+	ASSERT_EQ(fd, inline_syscall3(SYS_dup3, other, fd, 0));
+	/* The strict check looks at the file itself on every call; the default does not. */
+	ASSERT_EQ(!getenv("UIOMMU_FD_CHECK"), uiommu_is_fd(fd));
+	ASSERT_EQ(1, live_contexts());
+	/* The last holder lets go: the context goes, and the stale slot with it. */
+	ASSERT_EQ(0, close(sv[0]));
+	ASSERT_EQ(0, close(sv[1]));
+	ASSERT_EQ(0, live_contexts_released());
+	ASSERT_FALSE(uiommu_is_fd(fd));
+	ASSERT_ERRNO(ENOTTY, ioctl(fd, IOMMU_IOAS_ALLOC, NULL)); /* /dev/null's own answer */
+	ASSERT_EQ(0, close(fd));
+	ASSERT_ERRNO(EBADF, fcntl(fd, F_GETFD));
+	ASSERT_EQ(0, close(other));
+}
+
+/*
+ * $UIOMMU_FD_CHECK=strict: the inline cases again, in this program re-run with the strict
+ * check (posix_spawn(): no fork()ed copy of this multi-threaded process runs any code).
+ */
+TEST(strict_check_by_environment)
+{
+	char *argv[] = { "test_preload", "inline_close", NULL };
+	posix_spawn_file_actions_t fa;
+	char **envp;
+	int status;
+	size_t n;
+	pid_t pid;
+
+	if (getenv("UIOMMU_FD_CHECK"))
+		SKIP("already the strict run");
+	for (n = 0; environ[n]; n++)
+		;
+	envp = calloc(n + 2, sizeof(*envp));
+	ASSERT_TRUE(envp != NULL);
+	memcpy(envp, environ, n * sizeof(*envp));
+	envp[n] = "UIOMMU_FD_CHECK=strict";
+	/* Its own TAP lines would mix into ours: only its exit status counts. */
+	ASSERT_EQ(0, posix_spawn_file_actions_init(&fa));
+	ASSERT_EQ(0, posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0));
+	ASSERT_EQ(0, posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, envp));
+	posix_spawn_file_actions_destroy(&fa);
+	free(envp);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
 }
 
 static int fault_queue_alloc(int fd, uint32_t *id)

@@ -25,6 +25,7 @@
 #include "drivers/s390/s390-iommu.h"
 #include "harness.h"
 #include "stress.h"
+#include "topology_file.h"
 #include "iommu/dma-iommu.h"
 #include "iommu/iommu.h"
 #include "lib/err.h"
@@ -813,19 +814,6 @@ TEST(race_release_against_legacy_attach_detach)
 
 /* ---- the topology hook ---------------------------------------------------------------------- */
 
-static int write_file(char *path, const char *text)
-{
-	int fd = mkstemp(path);
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return 0;
-}
 
 TEST(topology_puts_functions_behind_an_s390_instance)
 {
@@ -843,8 +831,8 @@ TEST(topology_puts_functions_behind_an_s390_instance)
 	struct s390_zdev_info info;
 	struct device *dev;
 
-	ASSERT_EQ(0, write_file(path, good));
-	ASSERT_EQ(0, write_file(path2, bad));
+	ASSERT_EQ(0, topology_file_write(path, good));
+	ASSERT_EQ(0, topology_file_write(path2, bad));
 	ASSERT_EQ(-EINVAL, topology_load(path2));
 	ASSERT_EQ(0, topology_load(path));
 	ASSERT_TRUE(s390_iommu_is_instance(topology_find_iommu("zpci")));

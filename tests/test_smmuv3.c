@@ -22,6 +22,7 @@
 #include "drivers/arm-smmu-v3/arm-smmu-v3.h"
 #include "drivers/arm-smmu-v3/arm-smmu-v3-iommu.h"
 #include "harness.h"
+#include "topology_file.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -1247,6 +1248,39 @@ TEST_F(nest, tlbi_ranges_globals_and_splinters)
 }
 
 /*
+ * A TLB key leaves out the page's low 8 bits, which the set index holds: two pages 256 apart
+ * share a set, and their keys must still tell them apart, each stale on its own, and a TLBI
+ * by VA must drop the one it names and not the other.
+ */
+TEST_F(nest, tlb_pages_sharing_a_set_stay_apart)
+{
+	struct guest *gm = &self->gm;
+	uint64_t pa, *a, *b, va = SZ_1G, vb = SZ_1G + 256 * SZ_4K;
+	uint64_t pa_a = (uint64_t)(uintptr_t)self->data, pa_b = pa_a + SZ_4K;
+
+	a = s1_map(gm, &self->s1, va, self->data_ipa, 3, S1_LEAF);
+	b = s1_map(gm, &self->s1, vb, self->data_ipa + SZ_4K, 3, S1_LEAF);
+	ASSERT_EQ(xl(self, va + 8, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, pa_a + 8);
+	ASSERT_EQ(xl(self, vb + 8, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, pa_b + 8);
+	ASSERT_EQ(arm_smmu_tlb_count(self->smmu, arm_smmu_domain_vmid(self->parent)), 2);
+	/* Unmapped without a TLBI: both still hit, each with its own output. */
+	*a = 0;
+	*b = 0;
+	ASSERT_EQ(xl(self, va, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, pa_a);
+	ASSERT_EQ(xl(self, vb, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, pa_b);
+	/* A TLBI of one drops that one alone. */
+	ASSERT_EQ(cmd1(self, tlbi_va(CMDQ_OP_TLBI_NH_VA, 7), vb | CMDQ_TLBI_1_LEAF), 0);
+	ASSERT_EQ(xl(self, vb, ACC_R, &pa), -EFAULT);
+	ASSERT_EQ(xl(self, va, ACC_R, &pa), 0);
+	ASSERT_EQ(pa, pa_a);
+	ASSERT_EQ(arm_smmu_tlb_count(self->smmu, arm_smmu_domain_vmid(self->parent)), 1);
+}
+
+/*
  * The stage-1 walk cache keeps a range's last-level table: a guest that swaps that table
  * without a non-leaf TLBI still walks the old one; TLBI_NH_VA with Leaf=1 keeps it, Leaf=0
  * drops it.
@@ -1668,11 +1702,8 @@ TEST(topology_instance)
 	struct iommu_domain *dom;
 	struct device *dev;
 	FILE *f;
-	int fd = mkstemp(path);
 
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(write(fd, json, strlen(json)), (ssize_t)strlen(json));
-	close(fd);
+	ASSERT_EQ(0, topology_file_write(path, json));
 	ASSERT_EQ(topology_load(path), 0);
 	unlink(path);
 	iommu = topology_find_iommu("smmu0");

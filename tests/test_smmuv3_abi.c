@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "smmuv3_guest.h"
+#include "topology_file.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -35,9 +37,6 @@
 #define STE1_S1STALLD (1ull << 27)
 #define CD0_4K_48BIT (16ull | 1ull << 30 /* EPD1 */ | 5ull << 32 /* IPS 48 */ | 1ull << 41 | \
 		      1ull << 45 /* R */ | 1ull << 46 /* A */)
-#define PTE_TABLE 3ull
-#define PTE_PAGE (3ull | 1ull << 10 /* AF */ | 1ull << 11 /* nG */ | 1ull << 6 /* AP1 */ | \
-		  3ull << 8)
 #define OP_CFGI_CD 0x05ull
 #define OP_TLBI_NH_VA 0x12ull
 #define OP_CMD_SYNC 0x46ull
@@ -52,52 +51,17 @@ static const char topology[] =
 struct vm {
 	int fd, vfio[2];
 	uint32_t devid[2], ioas, parent, viommu, vdev;
-	uint8_t *ram;            /* GUEST_SIZE bytes at IPA GUEST_BASE */
-	uint64_t next;           /* the guest's page allocator, an IPA */
-	uint64_t cd, ttb0;       /* IPAs */
+	struct smmuv3_guest g;   /* GUEST_SIZE bytes at IPA GUEST_BASE, its stage-1 tables */
+	uint64_t cd;             /* an IPA */
 };
-
-static uint64_t *gva(struct vm *vm, uint64_t ipa)
-{
-	return (uint64_t *)(vm->ram + (ipa - GUEST_BASE));
-}
-
-static uint64_t guest_page(struct vm *vm)
-{
-	uint64_t ipa = vm->next;
-
-	vm->next += PG;
-	memset(gva(vm, ipa), 0, PG);
-	return ipa;
-}
-
-/* A 4 KiB, 48-bit stage-1 mapping iova -> ipa, as the guest's kernel writes it. */
-static uint64_t *guest_map(struct vm *vm, uint64_t iova, uint64_t ipa)
-{
-	uint64_t table = vm->ttb0, *pte = NULL;
-
-	for (int level = 0; level < 4; level++) {
-		pte = gva(vm, table + 8 * ((iova >> (39 - 9 * level)) & 511));
-		if (level == 3)
-			break;
-		if (!*pte)
-			*pte = guest_page(vm) | PTE_TABLE;
-		table = *pte & 0xfffffffff000ull;
-	}
-	*pte = ipa | PTE_PAGE;
-	return pte;
-}
 
 static int vm_boot(struct vm *vm)
 {
 	char path[] = "/tmp/uiommu-smmuv3-abi-XXXXXX";
-	int tfd = mkstemp(path);
 
 	memset(vm, 0, sizeof(*vm));
-	if (tfd < 0 || write(tfd, topology, strlen(topology)) != (ssize_t)strlen(topology))
+	if (topology_file_env(path, topology))
 		return -1;
-	close(tfd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
 	vm->fd = uiommu_open(O_RDWR);
 	for (int i = 0; i < 2; i++) {
 		struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = vm->fd };
@@ -110,11 +74,12 @@ static int vm_boot(struct vm *vm)
 		vm->devid[i] = bind.out_devid;
 	}
 	unlink(path);
-	vm->ram = mmap(NULL, GUEST_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-		       0);
-	if (vm->ram == MAP_FAILED)
+	vm->g.ram = mmap(NULL, GUEST_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+			 0);
+	if (vm->g.ram == MAP_FAILED)
 		return -1;
-	vm->next = GUEST_BASE;
+	vm->g.base = vm->g.next = GUEST_BASE;
+	vm->g.size = GUEST_SIZE;
 	return vm->fd < 0 ? -1 : 0;
 }
 
@@ -178,7 +143,7 @@ static int vm_nest(struct vm *vm)
 		return -1;
 	vm->ioas = ioas.out_ioas_id;
 	map.ioas_id = vm->ioas;
-	map.user_va = (uintptr_t)vm->ram;
+	map.user_va = (uintptr_t)vm->g.ram;
 	if (uiommu_ioctl(vm->fd, IOMMU_IOAS_MAP, &map) ||
 	    hwpt_alloc(vm, 0, vm->ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, 0, NULL, 0, &vm->parent))
 		return -1;
@@ -192,10 +157,10 @@ static int vm_nest(struct vm *vm)
 	if (uiommu_ioctl(vm->fd, IOMMU_VDEVICE_ALLOC, &vd))
 		return -1;
 	vm->vdev = vd.out_vdevice_id;
-	vm->cd = guest_page(vm);
-	vm->ttb0 = guest_page(vm);
-	gva(vm, vm->cd)[0] = CD0_4K_48BIT | CD0_V | 7ull << 48;
-	gva(vm, vm->cd)[1] = vm->ttb0;
+	vm->cd = smmuv3_guest_page(&vm->g);
+	vm->g.ttb0 = smmuv3_guest_page(&vm->g);
+	smmuv3_guest_va(&vm->g, vm->cd)[0] = CD0_4K_48BIT | CD0_V | 7ull << 48;
+	smmuv3_guest_va(&vm->g, vm->cd)[1] = vm->g.ttb0;
 	return 0;
 }
 
@@ -284,9 +249,9 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	ASSERT_EQ(vm_nest(&vm), 0);
 	eq.viommu_id = vm.viommu;
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_VEVENTQ_ALLOC, &eq), 0);
-	page_a = guest_page(&vm);
-	page_b = guest_page(&vm);
-	pte = guest_map(&vm, 0x10000, page_a);
+	page_a = smmuv3_guest_page(&vm.g);
+	page_b = smmuv3_guest_page(&vm.g);
+	pte = smmuv3_guest_map(&vm.g, 0x10000, page_a);
 	ASSERT_EQ(nested_alloc(&vm, STE0_V | STE0_CFG_S1 | vm.cd, 0, &nested), 0);
 	ASSERT_EQ(attach(&vm, 0, nested), 0);
 	dma = uiommu_dma_dev_open_iommufd(vm.fd, vm.devid[0]);
@@ -295,7 +260,7 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	/* The device writes IOVA 0x10040: stage 1 -> page_a (an IPA), stage 2 -> guest RAM. */
 	memset(data, 0xa5, sizeof(data));
 	ASSERT_EQ(uiommu_dma_write(dma, 0, 0x10040, data, sizeof(data), 0), (ssize_t)sizeof(data));
-	ASSERT_EQ(memcmp((uint8_t *)gva(&vm, page_a) + 0x40, data, sizeof(data)), 0);
+	ASSERT_EQ(memcmp((uint8_t *)smmuv3_guest_va(&vm.g, page_a) + 0x40, data, sizeof(data)), 0);
 
 	/* An unmapped IOVA faults: an F_TRANSLATION vEVENT carrying the vSID and the IOVA. */
 	ASSERT_LT(uiommu_dma_read(dma, 0, 0x50000, data, 8, 0), 0);
@@ -306,10 +271,10 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	ASSERT_EQ((rec.evt.evt[1] >> 35) & 1, 1);  /* a read */
 
 	/* The guest moves the page without telling the SMMU: the TLB still has page_a. */
-	*pte = page_b | PTE_PAGE;
+	*pte = page_b | SMMUV3_GUEST_PTE_PAGE;
 	memset(data, 0x3c, sizeof(data));
 	ASSERT_EQ(uiommu_dma_write(dma, 0, 0x10000, data, 8, 0), 8);
-	ASSERT_EQ(memcmp(gva(&vm, page_a), data, 8), 0);
+	ASSERT_EQ(memcmp(smmuv3_guest_va(&vm.g, page_a), data, 8), 0);
 	/* Then the guest's TLBI_NH_VA; a CMD_SYNC after it is EIO with entry_num 1. */
 	cmds[0][0] = OP_TLBI_NH_VA | 7ull << 48;
 	cmds[0][1] = 0x10000;
@@ -319,7 +284,7 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	ASSERT_EQ(done, 1);
 	/* It was never issued (the kernel drops the unfinished batch). */
 	ASSERT_EQ(uiommu_dma_write(dma, 0, 0x10000, data, 8, 0), 8);
-	ASSERT_EQ(memcmp(gva(&vm, page_b), data, 8) == 0, false);
+	ASSERT_EQ(memcmp(smmuv3_guest_va(&vm.g, page_b), data, 8) == 0, false);
 	cmds[0][0] = OP_TLBI_NH_VA | 7ull << 48;
 	cmds[0][1] = 0x10000;
 	cmds[1][0] = OP_CFGI_CD | (uint64_t)VSID << 32;
@@ -327,7 +292,7 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	ASSERT_EQ(invalidate(&vm, vm.viommu, (const uint64_t (*)[2])cmds, 2, &done), 0);
 	ASSERT_EQ(done, 2);
 	ASSERT_EQ(uiommu_dma_write(dma, 0, 0x10000, data, 8, 0), 8);
-	ASSERT_EQ(memcmp(gva(&vm, page_b), data, 8), 0);
+	ASSERT_EQ(memcmp(smmuv3_guest_va(&vm.g, page_b), data, 8), 0);
 	/* An unknown vSID is EIO; zero entries EINVAL; the nested HWPT's own ID EOPNOTSUPP. */
 	cmds[0][0] = OP_CFGI_CD | (uint64_t)(VSID + 1) << 32;
 	ASSERT_ERRNO(EIO, invalidate(&vm, vm.viommu, (const uint64_t (*)[2])cmds, 1, &done));
@@ -339,7 +304,7 @@ TEST(dma_through_both_stages_faults_and_invalidation)
 	ASSERT_EQ(nested_alloc(&vm, STE0_V | STE0_CFG_BYPASS, 0, &bypass), 0);
 	ASSERT_EQ(attach(&vm, 0, bypass), 0);
 	ASSERT_EQ(uiommu_dma_read(dma, 0, page_b, data, 8, 0), 8);
-	ASSERT_EQ(memcmp(gva(&vm, page_b), data, 8), 0);
+	ASSERT_EQ(memcmp(smmuv3_guest_va(&vm.g, page_b), data, 8), 0);
 
 	ASSERT_EQ(uiommu_dma_dev_close(dma), 0);
 	uiommu_close(eq.out_veventq_fd);
@@ -396,9 +361,9 @@ TEST(page_requests_through_the_fault_fd)
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_VEVENTQ_ALLOC, &eq), 0);
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_FAULT_QUEUE_ALLOC, &fa), 0);
 	ffd = (int)fa.out_fault_fd;
-	gva(&vm, vm.cd)[0] |= CD0_S;
-	page = guest_page(&vm);
-	memcpy(gva(&vm, page), "paged!", 7);
+	smmuv3_guest_va(&vm.g, vm.cd)[0] |= CD0_S;
+	page = smmuv3_guest_page(&vm.g);
+	memcpy(smmuv3_guest_va(&vm.g, page), "paged!", 7);
 	ste.ste[0] = STE0_V | STE0_CFG_S1 | vm.cd;
 	ha.dev_id = vm.devid[0];
 	ha.pt_id = vm.viommu;
@@ -427,7 +392,7 @@ TEST(page_requests_through_the_fault_fd)
 		/* A stalled fault is the host's: the guest's vEVENTQ has nothing. */
 		EXPECT_EQ(poll(&vfd, 1, 0), 0);
 		if (round == 0)
-			guest_map(&vm, iova, page); /* the guest handles its fault */
+			smmuv3_guest_map(&vm.g, iova, page); /* the guest handles its fault */
 		resp = (struct iommu_hwpt_page_response){
 			.cookie = rec.cookie,
 			.code = round == 0 ? IOMMUFD_PAGE_RESP_SUCCESS : IOMMUFD_PAGE_RESP_INVALID,
@@ -438,7 +403,7 @@ TEST(page_requests_through_the_fault_fd)
 			EXPECT_EQ(req.error, 0);
 			EXPECT_STREQ(got, "paged!");
 			/* The guest unmaps the page and invalidates it. */
-			*guest_map(&vm, iova, page) = 0;
+			*smmuv3_guest_map(&vm.g, iova, page) = 0;
 			cmds[0][0] = OP_TLBI_NH_VA | 7ull << 48;
 			cmds[0][1] = iova;
 			ASSERT_EQ(invalidate(&vm, vm.viommu, (const uint64_t (*)[2])cmds, 1, &done),
@@ -490,7 +455,7 @@ TEST(paging_domain_dirty_tracking_and_read_only)
 	ASSERT_EQ(vm_boot(&vm), 0);
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_IOAS_ALLOC, &ioas), 0);
 	map.ioas_id = ioas.out_ioas_id;
-	map.user_va = (uintptr_t)vm.ram;
+	map.user_va = (uintptr_t)vm.g.ram;
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_IOAS_MAP, &map), 0);
 	/* Read-only pages 16..31: the stage-2 leaf has no write permission. */
 	map.flags &= ~IOMMU_IOAS_MAP_WRITEABLE;
@@ -516,7 +481,7 @@ TEST(paging_domain_dirty_tracking_and_read_only)
 	ASSERT_EQ(uiommu_dma_read(dma, 0, (1ull << 30) + 5 * PG, data, 8, 0), 8);
 	ASSERT_EQ(uiommu_dma_write(dma, 0, (1ull << 30) + 3 * PG + 8, data, 8, 0), 8);
 	ASSERT_EQ(uiommu_dma_write(dma, 0, (1ull << 30) + 9 * PG, data, 8, 0), 8);
-	ASSERT_EQ(memcmp(vm.ram + 3 * PG + 8, data, 8), 0);
+	ASSERT_EQ(memcmp(vm.g.ram + 3 * PG + 8, data, 8), 0);
 	ASSERT_EQ(uiommu_ioctl(vm.fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &get), 0);
 	ASSERT_EQ(bits, (1ull << 3) | (1ull << 9));
 	/* The read-only half: reads pass, writes fault. */
@@ -555,7 +520,7 @@ static void vm_shutdown(struct vm *vm)
 	uiommu_close(vm->vfio[0]);
 	uiommu_close(vm->vfio[1]);
 	uiommu_close(vm->fd);
-	munmap(vm->ram, GUEST_SIZE);
+	munmap(vm->g.ram, GUEST_SIZE);
 }
 
 /* The whole nesting sequence, a DMA and an invalidation: 0 or the first errno. */
@@ -575,7 +540,7 @@ static int vm_nest_and_use(struct vm *vm)
 	if (uiommu_ioctl(vm->fd, IOMMU_VEVENTQ_ALLOC, &eq))
 		return errno;
 	uiommu_close(eq.out_veventq_fd);
-	guest_map(vm, 0x10000, guest_page(vm));
+	smmuv3_guest_map(&vm->g, 0x10000, smmuv3_guest_page(&vm->g));
 	if (nested_alloc(vm, STE0_V | STE0_CFG_S1 | vm->cd, 0, &nested) || attach(vm, 0, nested) ||
 	    invalidate(vm, vm->viommu, (const uint64_t (*)[2])cmds, 1, &done))
 		return errno;

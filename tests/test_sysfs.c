@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "topology_file.h"
 #include "iommu/iommu.h"
 #include "machine/ctl.h"
 #include "machine/sysfs.h"
@@ -874,7 +875,6 @@ TEST(uiommuctl_operations_and_exit_codes)
 			   "  \"devices\": [ { \"bdf\": \"0000:05:00.0\", \"iommu\": \"only\","
 			   " \"bound\": true } ] }\n";
 	char args[256];
-	int fd;
 
 	/* Commands run in order in the tool's own process. */
 	ASSERT_EQ(0, uiommuctl("unbind 0000:00:03.0 set-type 1 identity show"));
@@ -902,10 +902,7 @@ TEST(uiommuctl_operations_and_exit_codes)
 	ASSERT_TRUE(strstr(ctl_out, "Usage: uiommuctl") != NULL);
 
 	/* A topology file. */
-	fd = mkstemp(path);
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ((ssize_t)strlen(json), write(fd, json, strlen(json)));
-	close(fd);
+	ASSERT_EQ(0, topology_file_write(path, json));
 	snprintf(args, sizeof(args), "--topology %s", path);
 	ASSERT_EQ(0, uiommuctl(args));
 	unlink(path);

@@ -416,15 +416,11 @@ static const char shared_topology[] =
 TEST(shared_group)
 {
 	char path[] = "/tmp/uiommu-vfio-topo-XXXXXX";
-	int tfd = mkstemp(path), a, b, v0, v1;
+	int a, b, v0, v1;
 	uint32_t ioas, pt;
 
-	ASSERT_GE(tfd, 0);
-	ASSERT_EQ((ssize_t)strlen(shared_topology),
-		  write(tfd, shared_topology, strlen(shared_topology)));
-	close(tfd);
 	/* Each case is a fresh child: the machine boots at the first open below. */
-	setenv("UIOMMU_TOPOLOGY", path, 1);
+	ASSERT_EQ(0, topology_file_env(path, shared_topology));
 	v0 = open(VFIO(0), O_RDWR);
 	unlink(path);
 	ASSERT_GE(v0, 0);
@@ -479,13 +475,10 @@ struct gmachine {
 static int gboot(struct gmachine *m)
 {
 	char path[] = "/tmp/uiommu-vfio-topo-XXXXXX";
-	int tfd = mkstemp(path), i;
+	int i;
 
-	if (tfd < 0 || write(tfd, group_topology, strlen(group_topology)) !=
-			       (ssize_t)strlen(group_topology))
+	if (topology_file_env(path, group_topology))
 		return -1;
-	close(tfd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
 	m->v[0] = open(VFIO(0), O_RDWR);
 	unlink(path);
 	m->v[1] = open(VFIO(1), O_RDWR);

@@ -159,6 +159,19 @@ TEST(header_passthrough_virtual_readonly)
 	ASSERT_EQ(0, vcfg_write(&d, PCI_ROM_ADDRESS, 4, 0xfe0007ff));
 	ASSERT_EQ(0xfe000001u, vcfg(&d, PCI_ROM_ADDRESS, 4));
 	ASSERT_EQ(v, raw(&d, PCI_ROM_ADDRESS, 4));
+	/* The function's own ROM BAR: unassigned, decode off; a read of the ROM region sets its
+	 * enable bit only around the read, as the kernel's pci_map_rom(). */
+	ASSERT_EQ(0u, v);
+	{
+		uint8_t rom[4];
+
+		ASSERT_EQ(0, vcfg_write(&d, PCI_COMMAND, 2,
+					vcfg(&d, PCI_COMMAND, 2) | PCI_COMMAND_MEMORY));
+		ASSERT_EQ(4, pread(d.vfd, rom, 4, (off_t)REGION(VFIO_PCI_ROM_REGION_INDEX)));
+		ASSERT_EQ(0x55, rom[0]);
+		ASSERT_EQ(0xaa, rom[1]);
+		ASSERT_EQ(0u, raw(&d, PCI_ROM_ADDRESS, 4));
+	}
 	/* Interrupt Line is virtual: the function keeps its own. */
 	v = raw(&d, PCI_INTERRUPT_LINE, 1);
 	ASSERT_EQ(0, vcfg_write(&d, PCI_INTERRUPT_LINE, 1, v ^ 0xa5));

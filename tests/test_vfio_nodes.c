@@ -228,6 +228,9 @@ TEST(config_and_resource_from_the_function)
 		} else if (lines == 2) { /* BAR2: 16 bytes of I/O */
 			ASSERT_EQ(16ull, end - start + 1);
 			ASSERT_EQ(0x40101ull, flags);
+		} else if (lines == 6) { /* the ROM: 2 KiB, read-only prefetchable memory */
+			ASSERT_EQ(0x800ull, end - start + 1);
+			ASSERT_EQ(0x46200ull, flags);
 		} else {
 			ASSERT_EQ(0ull, flags);
 		}

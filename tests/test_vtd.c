@@ -27,6 +27,7 @@
 #include "drivers/intel/vtd.h"
 #include "harness.h"
 #include "stress.h"
+#include "topology_file.h"
 #include "iommu/iommu.h"
 #include "iommu/iotlb.h"
 #include "lib/compiler.h"
@@ -270,11 +271,10 @@ TEST(hw_info_is_intel_vtd)
 static int load_json(const char *json)
 {
 	char path[] = "/tmp/uiommu-vtd-topo-XXXXXX";
-	int fd = mkstemp(path), rc;
+	int rc;
 
-	if (fd < 0 || write(fd, json, strlen(json)) != (ssize_t)strlen(json))
+	if (topology_file_write(path, json))
 		abort();
-	close(fd);
 	rc = topology_load(path);
 	unlink(path);
 	return rc;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "topology_file.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
@@ -127,12 +128,8 @@ static int invalidate(FIXTURE_DATA(vtd_uapi) *self, uint32_t hwpt, uint32_t type
 FIXTURE_SETUP(vtd_uapi)
 {
 	char path[] = "/tmp/uiommu-vtd-XXXXXX";
-	int tfd = mkstemp(path);
 
-	ASSERT_GE(tfd, 0);
-	ASSERT_EQ((ssize_t)strlen(topology), write(tfd, topology, strlen(topology)));
-	close(tfd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
+	ASSERT_EQ(0, topology_file_env(path, topology));
 	self->fd = uiommu_open(O_RDWR);
 	ASSERT_GE(self->fd, 0);
 	for (int i = 0; i < 2; i++) {

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "topology_file.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/vfio_compat.h"
 
@@ -24,12 +25,9 @@
 static inline void vfio_machine(const char *topology, const char *probe)
 {
 	char path[] = "/tmp/uiommu-vfio-topo-XXXXXX";
-	int fd = mkstemp(path);
 
-	if (fd < 0 || write(fd, topology, strlen(topology)) != (ssize_t)strlen(topology))
+	if (topology_file_env(path, topology))
 		abort();
-	close(fd);
-	setenv("UIOMMU_TOPOLOGY", path, 1);
 	if (access(probe, F_OK))
 		abort();
 	unlink(path);

@@ -25,7 +25,15 @@ passed=0
 failed=0
 skipped=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# What failed, a line each with its first failed cases, repeated at the very end: a CI report
+# that keeps only the tail of the output still names them.
+failures=$(mktemp)
+trap 'rm -f "$log" "$failures"' EXIT
+
+# Records a failure for the closing summary: $1 the stage, $2 what to say.
+note_failure() {
+	printf '  %s: %s\n' "$1" "$2" >>"$failures"
+}
 
 # Runs `meson test` in build dir $1 with the remaining arguments; adds up its counts. The test
 # programs speak TAP, so a result line reads "OK ... 76 subtests passed" or "FAIL ... 70/76
@@ -62,6 +70,13 @@ run_suite() {
 		     keep && /^―/ && !/✀/ { print; keep = 0; next }
 		     keep && !/^ok [0-9]/ { print }' "$log" | head -n 400
 		cp "$log" "$dir/test-output.txt"
+		awk '/^Summary of Failures/ { exit }
+		     /^ *[0-9]+\/[0-9]+ .* (FAIL|TIMEOUT|ERROR) / { print }' "$log" |
+			while IFS= read -r line; do note_failure "$dir" "$line"; done
+		# The failed cases by name (TAP), and sanitizer verdicts, from the kept log.
+		grep -E '^not ok [0-9]+|^(==[0-9]+==ERROR|SUMMARY: [A-Za-z]+Sanitizer|WARNING: ThreadSanitizer)' \
+			"$dir/meson-logs/testlog.txt" | head -n 8 |
+			while IFS= read -r line; do note_failure "$dir" "    $line"; done
 		echo "-- failed in $dir; full output: $dir/test-output.txt," \
 			"every test's log: $dir/meson-logs/testlog.txt"
 	fi
@@ -94,6 +109,7 @@ if bench/run build --quick >"$log" 2>&1; then
 else
 	cat "$log"
 	failed=$((failed + 1))
+	note_failure benchmarks "bench/run build --quick failed"
 fi
 
 setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
@@ -118,6 +134,7 @@ for h in uiommu.h iommufd.h iommufd_test.h vfio_compat.h device.h; do
 	else
 		echo "  $h does not compile as C++"
 		failed=$((failed + 1))
+		note_failure c++ "$h does not compile as C++"
 	fi
 done
 
@@ -137,6 +154,7 @@ if tools/kselftest.sh -o build/kselftest build >"$log" 2>&1; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))
+	note_failure kselftest "tools/kselftest.sh failed (logs: build/kselftest)"
 fi
 sed -n '/^# kernel sources/p;/^# host:/p;/kselftest summary/,$p' "$log" |
 	grep -E '^# (kernel sources|host:|iommufd[a-z_]*:$|KSELFTEST|logs)|^#   (total|unexpected|note)|^#     > ' ||
@@ -156,6 +174,7 @@ if grep -rn --include='*.c' --include='*.h' 'syscall(SYS_' src | grep -v '^src/l
 	grep -vE '^[^:]+:[0-9]+:[[:space:]]*(\*|/\*|//)'; then
 	echo "  call the typed wrapper of src/lib/sys.h instead"
 	failed=$((failed + 1))
+	note_failure syscalls "raw syscall() outside src/lib/sys.h"
 else
 	passed=$((passed + 1))
 fi
@@ -183,6 +202,7 @@ for fz in fuzz_ioctl:60 fuzz_wire:30; do
 		echo "  $name failed: full log $fuzzdir/log, the input: $(ls "$fuzzdir" | grep -E '^(crash|leak|timeout|oom)-' | sed "s|^|$fuzzdir/|")"
 		echo "  replay it: build-fuzz/tests/fuzz/$name INPUT (FUZZ_TRACE=1 shows each operation)"
 		failed=$((failed + 1))
+		note_failure "$name" "failed: full log $fuzzdir/log"
 	fi
 done
 
@@ -197,6 +217,7 @@ for b in build build-asan; do
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))
+		note_failure vfio-kselftest "tools/vfio-kselftest.sh on $b failed (logs: $b/vfio-kselftest)"
 	fi
 	sed -n '/^# kernel sources/p;/^# host:/p;/VFIO kselftest summary/,$p' "$log" |
 		grep -E '^# (kernel sources|host:|vfio_[a-z_]*\.[0-9a-f:.]*:$|VFIO KSELFTEST|logs)|^#   (total|unexpected|note)|^#     > ' ||
@@ -204,5 +225,9 @@ for b in build build-asan; do
 done
 
 echo
+if [ -s "$failures" ]; then
+	echo "== what failed (each failed stage's full output is above)"
+	cat "$failures"
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -143,6 +143,20 @@ void uiommu_fd_forget(int fd);
  */
 bool uiommu_fd_adopt(int fd);
 void uiommu_fd_adopt_inherited(void);
+/*
+ * The fd identity reports (the preload layer's calls; docs/running.md, "Identity").
+ * uiommu_fd_track(): from now on every close and every new fd the caller can see is reported,
+ * so uiommu_is_fd() trusts its table (one load, no system call) unless $UIOMMU_FD_CHECK is
+ * "strict". uiommu_fd_note_new(): a call outside the library just returned @fd as a new file;
+ * if the library held that number, its fd was closed behind its back and is forgotten (errno is
+ * kept). uiommu_fd_close_by(): @close_fn(@arg) is about to close @fd or put another file on it
+ * (fclose() of a stream on it, dup2() onto it): the library lets go of @fd around the call, as
+ * at a close, and keeps it when the call fails with @fd untouched; returns what @close_fn
+ * returned, with its errno.
+ */
+void uiommu_fd_track(void);
+void uiommu_fd_note_new(int fd);
+int uiommu_fd_close_by(int fd, int (*close_fn)(void *arg), void *arg);
 /* shutdown(2) of a uiommu_is_fd() fd: -1 with ENOTSOCK, as for a device file. */
 int uiommu_fd_shutdown(int fd, int how);
 /*
@@ -152,6 +166,13 @@ int uiommu_fd_shutdown(int fd, int how);
  */
 int uiommu_exec_handover(void);
 void uiommu_exec_failed(int handle);
+/*
+ * munmap(2), mremap(2) or mmap(2) with MAP_FIXED of [@addr, @addr + @len) is about to run (the
+ * preload layer calls it first): a process that serves a context this process mapped memory
+ * into learns it, so that a device's DMA to private pages pinned there faults instead of
+ * reaching the memory that replaces them (docs/processes.md). errno is kept.
+ */
+void uiommu_remote_range_forget(const void *addr, size_t len);
 
 /*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed
@@ -206,6 +227,15 @@ bool uiommu_fail_nth_available(void); /* false in release builds: the hook is co
 void uiommu_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_fail_nth_disarm(void);
 unsigned long uiommu_fail_points_seen(void);
+/*
+ * The same for the serving side of this process (docs/processes.md): the n-th fallible step of
+ * serving other processes' calls (accepting a connection, its HELLO, each request and the fds
+ * its reply passes back), counted across the serving threads in the order a client's calls
+ * make them, fails once. uiommu_serve_fail_nth_disarm() disarms and returns how many were
+ * still to go (0: the armed failure happened).
+ */
+void uiommu_serve_fail_nth_arm(unsigned long nth);
+unsigned long uiommu_serve_fail_nth_disarm(void);
 
 struct uiommu_stats {
 	long objects;        /* live iommufd objects in all contexts of the process */
@@ -433,11 +463,11 @@ int uiommu_dma_submit(struct uiommu_dma_dev *dev, struct uiommu_dma_req *req);
 
 struct uiommu_dma_op {
 	unsigned int op;        /* UIOMMU_DMA_OP_READ, _WRITE or _COPY */
-	unsigned int flags;     /* UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI */
+	unsigned int flags;     /* UIOMMU_DMA_NO_PASID | _NO_PRI | _NO_WAIT; COPY: | _RECORD */
 	uint32_t pasid;         /* 0 (IOMMU_NO_PASID): the RID */
 	uint64_t iova;          /* READ: the memory read; WRITE: written; COPY: the destination */
 	uint64_t src;           /* COPY: the source; otherwise ignored */
-	void *buf;              /* READ, WRITE: the device's side; COPY: ignored */
+	void *buf;              /* READ, WRITE: the device's side; COPY: a record, or ignored */
 	size_t len;
 	/* Results. */
 	size_t done;            /* bytes moved (COPY: written at @iova), all before the fault */
@@ -447,10 +477,28 @@ struct uiommu_dma_op {
 };
 
 /*
+ * UIOMMU_DMA_RECORD (a COPY's flag; libraries before it refuse it with EINVAL): the copy's
+ * completion record, as a copy engine writes one when an operation ends. @buf points to a
+ * struct uiommu_dma_record, and once all @len bytes are copied its @len bytes from its @buf are
+ * written at its @iova (same PASID and flags), under the rules of a WRITE: so one op per
+ * descriptor where a model would queue a COPY and a WRITE. A fault writing the record leaves
+ * @done = @len (the copy is whole) with @error, @fault_op = UIOMMU_DMA_OP_WRITE and
+ * @fault_iova the record's first refused byte; a fault of the copy writes no record.
+ */
+#define UIOMMU_DMA_RECORD (1u << 3)
+
+struct uiommu_dma_record {
+	uint64_t iova;          /* where the record goes */
+	const void *buf;        /* its bytes */
+	size_t len;
+};
+
+/*
  * Runs @ops[0..n) in order; stops at the first that fails. Returns how many completed (@n when
  * all did; the one at that index has @error set, those after it are untouched but for done = 0
  * and error = 0), or -1 with errno EINVAL (an op as uiommu_dma_xfer() would refuse it, a COPY
- * whose source wraps, @n > 4096: nothing ran). Page requests work as for uiommu_dma_xfer().
+ * whose source wraps, a record without a buffer or that wraps, @n > 4096: nothing ran). Page
+ * requests work as for uiommu_dma_xfer().
  */
 #define UIOMMU_DMA_BATCH_MAX 4096u
 ssize_t uiommu_dma_batch(struct uiommu_dma_dev *dev, struct uiommu_dma_op *ops, size_t n);

@@ -293,38 +293,71 @@ static inline void iotlb_entry_clear(struct iotlb_entry *e)
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
 }
 
+/*
+ * One read of @set for (@domid, @pfn): false when a writer held the set or came and went
+ * (then read again). The first read of the counter is not waited on: an odd value (a writer
+ * inside) never matches the second read with its low bit cleared, as the counter only grows,
+ * so one compare covers both. The way's flags (0: none) and output into @flags, @phys_pfn.
+ */
+static inline __attribute__((always_inline)) bool
+iotlb_set_read(struct iotlb_set *set, uint32_t domid, uint64_t pfn, uint32_t *flags,
+	       uint64_t *phys_pfn)
+{
+	uint32_t s = atomic_load_explicit(&set->seq, memory_order_acquire);
+	unsigned int w;
+
+	*flags = 0;
+	/*
+	 * The page number first: it tells most ways apart, so a way that is not the one costs
+	 * one compare (issue 12's "at most 2x a plain hash lookup").
+	 */
+	for (w = 0; w < IOTLB_WAYS; w++) {
+		struct iotlb_entry *e = &set->e[w];
+
+		if (atomic_load_explicit(&e->pfn, memory_order_relaxed) != pfn ||
+		    atomic_load_explicit(&e->domid, memory_order_relaxed) != domid)
+			continue;
+		*flags = atomic_load_explicit(&e->flags, memory_order_relaxed);
+		if (*flags & IOTLB_VALID) {
+			*phys_pfn = atomic_load_explicit(&e->phys_pfn, memory_order_relaxed);
+			break;
+		}
+	}
+	/* The loads above complete before the counter is read again. */
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&set->seq, memory_order_relaxed) == (s & ~1u);
+}
+
+/* The end of a lookup whose first read met a writer: read until no writer interferes. */
+static __attribute__((noinline)) bool iotlb_lookup_retry(struct iotlb_set *set, uint32_t domid,
+							 uint64_t iova, phys_addr_t *phys,
+							 int *prot)
+{
+	uint64_t phys_pfn = 0;
+	uint32_t flags;
+
+	while (!iotlb_set_read(set, domid, iova >> IOTLB_PAGE_SHIFT, &flags, &phys_pfn))
+		;
+	if (!(flags & IOTLB_VALID))
+		return false;
+	*phys = (phys_pfn << IOTLB_PAGE_SHIFT) | (iova & (IOTLB_PAGE_SIZE - 1));
+	*prot = (int)(flags >> IOTLB_PROT_SHIFT);
+	return true;
+}
+
+/*
+ * The retry loop is out of line (a tail call): inside the loop, the compiler kept a register
+ * for each way's address across retries, and saved five callee-saved registers for them.
+ */
 bool iotlb_lookup(struct iotlb *tlb, uint32_t domid, uint64_t iova, phys_addr_t *phys, int *prot)
 {
 	uint64_t pfn = iova >> IOTLB_PAGE_SHIFT, phys_pfn = 0;
 	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
-	uint32_t s1, s2, flags = 0;
-	unsigned int w;
-	bool hit;
+	uint32_t flags;
 
-	do {
-		s1 = atomic_load_explicit(&set->seq, memory_order_acquire);
-		if (unlikely(s1 & 1)) {
-			s2 = s1 + 1; /* a writer holds the set: read again */
-			continue;
-		}
-		hit = false;
-		for (w = 0; w < IOTLB_WAYS; w++) {
-			struct iotlb_entry *e = &set->e[w];
-
-			flags = atomic_load_explicit(&e->flags, memory_order_relaxed);
-			if ((flags & IOTLB_VALID) &&
-			    atomic_load_explicit(&e->pfn, memory_order_relaxed) == pfn &&
-			    atomic_load_explicit(&e->domid, memory_order_relaxed) == domid) {
-				phys_pfn = atomic_load_explicit(&e->phys_pfn, memory_order_relaxed);
-				hit = true;
-				break;
-			}
-		}
-		/* The loads above complete before the counter is read again. */
-		atomic_thread_fence(memory_order_acquire);
-		s2 = atomic_load_explicit(&set->seq, memory_order_relaxed);
-	} while (unlikely(s1 != s2));
-	if (!hit)
+	if (unlikely(!iotlb_set_read(set, domid, pfn, &flags, &phys_pfn)))
+		return iotlb_lookup_retry(set, domid, iova, phys, prot);
+	if (!(flags & IOTLB_VALID))
 		return false;
 	*phys = (phys_pfn << IOTLB_PAGE_SHIFT) | (iova & (IOTLB_PAGE_SIZE - 1));
 	*prot = (int)(flags >> IOTLB_PROT_SHIFT);

@@ -19,12 +19,24 @@
  * Identity. A close that bypasses us (close_range() from an old libc, fclose() of an fdopen()ed
  * iommufd, a raw system call) frees the number, and the next file given it must not have its
  * ioctls answered by us. Each backing socket has an inode of its own, recorded in the file
- * (dev, ino); uiommu_is_fd(), the preload layer's gate, compares it with fstat() of the fd and
- * drops a slot whose fd now names another file, as if that fd had been closed. One fstat
- * system call per call on an fd the table holds (~1.9x a null ioctl, the one system call left
- * on an ioctl's path; kcmp() is dearer, lseek()/fcntl() do not name the file: bench/README.md);
- * fds the table does not hold cost nothing. close_range() and closefrom() go through uiommu_fd_close_range(), which closes
- * ours in the range first.
+ * (dev, ino), which names the file exactly: fstat() of the fd says whether the number still
+ * names it (fdt_check()). That costs a system call (~1.9x a null ioctl: bench/README.md), too
+ * much for the ioctl path, so it runs where numbers change hands instead of where they are used.
+ * Under the preload layer, which says so with uiommu_fd_track(), every close the layer can see
+ * reaches us before the number is free (close, close_range, closefrom, dup2/dup3 onto ours,
+ * syscall(SYS_close / SYS_close_range / SYS_dup2 / SYS_dup3), fclose() of a stream on ours:
+ * uiommu_fd_close_by() closes through the caller's function under fdt_lock, so no file of ours
+ * can be installed at the number in between), and every fd-creating call it can see reports
+ * the number it returned (uiommu_fd_note_new()): a number the table holds there was closed
+ * behind our back, and the check drops it. uiommu_is_fd() then trusts the table: one load. What
+ * is left is a close the layer cannot see (an inline system call, a close inside libc) followed
+ * by a reuse it cannot see either, before the next call on the number (docs/running.md lists
+ * them); when that close was the file's last fd anywhere, the server thread, which sees the
+ * peer hang up, drops such stale slots too (iommufd_file_gone_anywhere()). Without the layer, or with $UIOMMU_FD_CHECK=strict, uiommu_is_fd() checks every time,
+ * as it did before. Adoption (uiommu_fd_adopt()) always checks: it is itself the report of a
+ * new number. fds the table does not hold cost nothing either way.
+ * close_range() and closefrom() go through uiommu_fd_close_range(), which closes ours in the
+ * range first.
  *
  * What the VFS answers before any driver (fs/ioctl.c's generic requests such as FIOCLEX and
  * FIONBIO, read/write on a file without those ops, fs/read_write.c's EBADF for the wrong access
@@ -378,7 +390,8 @@ static void iommufd_file_put_closed(struct iommufd_file *file)
 /* The server thread saw the peer of @token hang up: a close elsewhere was the last. */
 void iommufd_file_gone_anywhere(uint64_t token)
 {
-	struct iommufd_file *file;
+	struct iommufd_file *file, *stale = NULL;
+	unsigned long n = 0;
 
 	uiommu_mutex_lock(&gone_lock);
 	file = export_lookup(token, NULL);
@@ -388,6 +401,36 @@ void iommufd_file_gone_anywhere(uint64_t token)
 		iommufd_file_put(file);
 	}
 	uiommu_mutex_unlock(&gone_lock);
+	/*
+	 * No fd of it is left anywhere, so a slot of ours that still holds it lost its fd behind
+	 * our back (an inline close: "Identity" above). It goes now, and the file with it, rather
+	 * than at the next use of its number. The slots' references keep such a file alive, and
+	 * fdt_lock keeps the slots still while we look at their files.
+	 */
+	uiommu_mutex_lock(&fdt_lock);
+	for (unsigned int c = 0; c < FDT_CHUNKS; c++) {
+		fdt_slot *chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
+
+		for (unsigned int i = 0; chunk && i < FDT_CHUNK; i++) {
+			struct iommufd_file *f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
+
+			if (!f || f->token != token || !iommufd_file_is_local(f))
+				continue;
+			if (!stale) {
+				struct pollfd p = { .fd = f->peer, .events = 0 };
+
+				if (sys_poll_now(&p) != 1 || !(p.revents & POLLHUP))
+					goto out_unlock;
+				stale = f;
+			}
+			atomic_store_explicit(&chunk[i], NULL, memory_order_release);
+			n++;
+		}
+	}
+out_unlock:
+	uiommu_mutex_unlock(&fdt_lock);
+	while (n--)
+		iommufd_file_put(stale);
 }
 
 /* Installs @file at @fd (taking a reference); drops whatever was there. fdt_lock held. */
@@ -516,6 +559,17 @@ err_free:
 }
 
 /*
+ * Is @fd an fd of @file? The socket itself is the proof an event fd's holder gives (its peer
+ * has no header to peek). Raw: the preload layer's fstat() answers our fds with their node.
+ */
+static bool iommufd_file_same(struct iommufd_file *file, int fd)
+{
+	struct stat st;
+
+	return !sys_fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
+}
+
+/*
  * @fd no longer names @file (closed behind our back): drop the slot if it still holds @file
  * (@file NULL: whatever it holds).
  */
@@ -534,24 +588,63 @@ static void fdt_forget_stale(int fd, struct iommufd_file *file)
 		iommufd_file_put_closed(old);
 }
 
-UIOMMU_EXPORT bool uiommu_is_fd(int fd)
+/*
+ * Whether uiommu_is_fd() trusts the table: set once by the preload layer (uiommu_fd_track()),
+ * unless $UIOMMU_FD_CHECK is "strict".
+ */
+static atomic_bool fdt_trusted;
+
+/*
+ * The exact check: does @fd still name the file its slot holds? Drops the slot, as a close
+ * would, when it does not. A system call; the slot's file held across it.
+ */
+static bool fdt_check(int fd)
 {
-	fdt_slot *slot = fdt_slot_get(fd, false);
-	struct iommufd_file *file;
-	struct stat st;
+	struct iommufd_file *file = iommufd_file_get(fd);
 	bool same;
 
-	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
-		return false;
-	file = iommufd_file_get(fd);
 	if (!file)
 		return false;
-	/* Raw: the preload layer's fstat() answers our fds with their node. */
-	same = !sys_fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
+	same = iommufd_file_same(file, fd);
 	if (!same)
 		fdt_forget_stale(fd, file);
 	iommufd_file_put(file);
 	return same;
+}
+
+static bool fdt_held(int fd)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	return slot && atomic_load_explicit(slot, memory_order_relaxed);
+}
+
+UIOMMU_EXPORT bool uiommu_is_fd(int fd)
+{
+	if (!fdt_held(fd))
+		return false;
+	if (atomic_load_explicit(&fdt_trusted, memory_order_relaxed))
+		return true;
+	return fdt_check(fd);
+}
+
+UIOMMU_EXPORT void uiommu_fd_track(void)
+{
+	const char *check = getenv("UIOMMU_FD_CHECK");
+
+	atomic_store(&fdt_trusted, !check || strcmp(check, "strict"));
+}
+
+UIOMMU_EXPORT void uiommu_fd_note_new(int fd)
+{
+	int saved_errno;
+
+	/* The usual case, a number that was never ours or whose close we saw: one load. */
+	if (!fdt_held(fd))
+		return;
+	saved_errno = errno;
+	fdt_check(fd);
+	errno = saved_errno;
 }
 
 /*
@@ -562,15 +655,17 @@ UIOMMU_EXPORT bool uiommu_is_fd(int fd)
 
 static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 {
-	struct uiommu_mm *mm = iommufd_caller_mm();
+	struct uiommu_mm *mm;
 	int on, flags, rc;
 
+	/* Every driver request passes here: the caller's mm only for the few that copy. */
 	switch (cmd) {
 	case FIOCLEX:
 	case FIONCLEX:
 		return sys_fcntl(fd, F_SETFD, cmd == FIOCLEX ? FD_CLOEXEC : 0) ? -errno : 0;
 	case FIONBIO:
 	case FIOASYNC:
+		mm = iommufd_caller_mm();
 		rc = uiommu_copy_from_user(mm, &on, arg, sizeof(on));
 		if (rc)
 			return rc;
@@ -587,6 +682,7 @@ static int iommufd_file_vfs_ioctl(int fd, unsigned int cmd, uint64_t arg)
 	case FIGETBSZ:
 		/* The block size of the file system the node lives on (devtmpfs: a page). */
 		on = (int)uiommu_page_size;
+		mm = iommufd_caller_mm();
 		return uiommu_copy_to_user(mm, arg, &on, sizeof(on));
 	default:
 		return VFS_IOCTL_DRIVER;
@@ -626,15 +722,22 @@ out_end:
 	return uiommu_ret(rc);
 }
 
+/* Empties @fd's slot, under fdt_lock; what it held, or NULL. */
+static struct iommufd_file *fdt_take_locked(int fd)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	lockdep_assert_held(&fdt_lock);
+	return slot ? atomic_exchange_explicit(slot, NULL, memory_order_acq_rel) : NULL;
+}
+
 UIOMMU_EXPORT int uiommu_close(int fd)
 {
 	struct iommufd_file *file;
-	fdt_slot *slot;
 	int rc;
 
 	uiommu_mutex_lock(&fdt_lock);
-	slot = fdt_slot_get(fd, false);
-	file = slot ? atomic_exchange_explicit(slot, NULL, memory_order_acq_rel) : NULL;
+	file = fdt_take_locked(fd);
 	if (!file) {
 		uiommu_mutex_unlock(&fdt_lock);
 		return uiommu_ret(-EBADF);
@@ -642,6 +745,29 @@ UIOMMU_EXPORT int uiommu_close(int fd)
 	rc = sys_close(fd);
 	uiommu_mutex_unlock(&fdt_lock);
 	iommufd_file_put_closed(file);
+	return rc;
+}
+
+UIOMMU_EXPORT int uiommu_fd_close_by(int fd, int (*close_fn)(void *arg), void *arg)
+{
+	struct iommufd_file *file;
+	int rc, err;
+
+	/* Under fdt_lock: no file of ours can be given the number between the close and here. */
+	uiommu_mutex_lock(&fdt_lock);
+	file = fdt_take_locked(fd);
+	rc = close_fn(arg);
+	err = errno;
+	if (file && rc < 0 && iommufd_file_same(file, fd)) {
+		/* Refused before it closed anything (dup2()'s EBADF, EINTR): still ours. */
+		atomic_store_explicit(fdt_slot_get(fd, false), file, memory_order_release);
+		file = NULL;
+	}
+	uiommu_mutex_unlock(&fdt_lock);
+	/* Its release, if that was the last fd anywhere, is done before we return. */
+	if (file)
+		iommufd_file_put_closed(file);
+	errno = err;
 	return rc;
 }
 
@@ -1337,8 +1463,6 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 	return 0;
 }
 
-static bool iommufd_file_same(struct iommufd_file *file, int fd);
-
 /*
  * Another process maps @token's file: a /dev/iommu file hands out a vIOMMU region's memfd
  * (iommufd_mmap_region_dup()); any other file has nothing to hand over: ENODEV, as the local
@@ -1390,17 +1514,6 @@ int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8
 	file_remote_caller = NULL;
 	iommufd_file_put(file);
 	return rc;
-}
-
-/*
- * Is @fd an fd of @file? The socket itself is the proof an event fd's holder gives (its peer
- * has no header to peek).
- */
-static bool iommufd_file_same(struct iommufd_file *file, int fd)
-{
-	struct stat st;
-
-	return !sys_fstat(fd, &st) && st.st_dev == file->dev && st.st_ino == file->ino;
 }
 
 /*
@@ -1472,7 +1585,8 @@ UIOMMU_EXPORT bool uiommu_fd_adopt(int fd)
 	int saved_errno = errno;
 	bool ours;
 
-	if (uiommu_is_fd(fd))
+	/* A new number: exactly checked, whether the table is trusted or not. */
+	if (fdt_held(fd) && fdt_check(fd))
 		return true;
 	ours = !iommufd_remote_adopt(fd);
 	errno = saved_errno;

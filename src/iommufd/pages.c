@@ -37,12 +37,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sys/capability.h>
-
 #include "iommufd/dmabuf.h"
 #include "iommufd/io_pagetable.h"
 #include "iommufd/iommufd_private.h"
-#include "lib/capable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -64,9 +61,8 @@ static struct iopt_pages *iopt_alloc_pages(struct uiommu_mm *mm, uint64_t start_
 		uiommu_free(pages);
 		return ERR_PTR(-ENOMEM);
 	}
-	/* The kernel's rule: CAP_IPC_LOCK pins without a charge against RLIMIT_MEMLOCK. */
-	pages->account_mode = uiommu_capable(CAP_IPC_LOCK) ? UIOMMU_ACCOUNT_NONE :
-							     UIOMMU_ACCOUNT_USER;
+	/* The kernel's rule: CAP_IPC_LOCK (of the caller, whose mm it is) pins without a charge. */
+	pages->account_mode = uiommu_account_exempt(mm) ? UIOMMU_ACCOUNT_NONE : UIOMMU_ACCOUNT_USER;
 	atomic_init(&pages->refs, 1);
 	pages->writable = writable;
 	pages->length = length;

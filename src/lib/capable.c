@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/capability.h>
 #include <sys/stat.h>
 
@@ -18,25 +19,39 @@
 
 #define USERNS_INITIAL_INO 0xEFFFFFFDul
 
-static bool capable_in_initial_userns(void)
+/* @ns_path: /proc/<pid>/ns/user of the process asked about. */
+static bool capable_in_initial_userns(const char *ns_path)
 {
 	struct stat st;
 
-	/* Raw: the preload layer's stat() has nothing to say about /proc/self/ns. */
-	if (sys_fstatat(AT_FDCWD, "/proc/self/ns/user", &st, 0))
-		return errno == ENOENT; /* no user namespaces in this kernel */
+	/* Raw: the preload layer's stat() has nothing to say about /proc/<pid>/ns. */
+	if (sys_fstatat(AT_FDCWD, ns_path, &st, 0))
+		return errno == ENOENT; /* no user namespaces in this kernel (or no such process) */
 	return st.st_ino == USERNS_INITIAL_INO;
 }
 
-bool uiommu_capable(int cap)
+/* @caps (taken): does its effective set hold @cap, in the initial user namespace? */
+static bool capable_in(cap_t caps, int cap, const char *ns_path)
 {
 	cap_flag_value_t v = CAP_CLEAR;
-	cap_t caps = cap_get_proc();
 
 	if (!caps)
 		return false;
 	if (cap_get_flag(caps, (cap_value_t)cap, CAP_EFFECTIVE, &v))
 		v = CAP_CLEAR;
 	cap_free(caps);
-	return v == CAP_SET && capable_in_initial_userns();
+	return v == CAP_SET && capable_in_initial_userns(ns_path);
+}
+
+bool uiommu_capable(int cap)
+{
+	return capable_in(cap_get_proc(), cap, "/proc/self/ns/user");
+}
+
+bool uiommu_capable_pid(pid_t pid, int cap)
+{
+	char ns_path[48];
+
+	snprintf(ns_path, sizeof(ns_path), "/proc/%d/ns/user", (int)pid);
+	return capable_in(cap_get_pid(pid), cap, ns_path);
 }

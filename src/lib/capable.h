@@ -9,7 +9,13 @@
 #define UIOMMU_LIB_CAPABLE_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 bool uiommu_capable(int cap);
+/*
+ * The same for process @pid (its effective set, its user namespace): whoever calls must make
+ * sure @pid still names the process meant once the answer is in (a pidfd).
+ */
+bool uiommu_capable_pid(pid_t pid, int cap);
 
 #endif

@@ -159,16 +159,19 @@ static inline void uiommu_mutex_lock(struct uiommu_mutex *m)
 #endif
 }
 
+/*
+ * The unlocks touch nothing of the lock after the release: the next holder may free the
+ * object that embeds it (a device's destroy waits out a vDEVICE's unlink by taking its lock,
+ * then frees it), so the bookkeeping goes first.
+ */
 static inline void uiommu_mutex_unlock(struct uiommu_mutex *m)
 {
 #ifdef UIOMMU_DEBUG
 	atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
+	lockdep_release(m->cls, m);
 #endif
 	if (pthread_mutex_unlock(&m->m))
 		die("pthread_mutex_unlock");
-#ifdef UIOMMU_DEBUG
-	lockdep_release(m->cls, m);
-#endif
 }
 
 static inline void uiommu_rwsem_destroy(struct uiommu_rwsem *s)
@@ -192,12 +195,10 @@ static inline void uiommu_up_read(struct uiommu_rwsem *s)
 {
 #ifdef UIOMMU_DEBUG
 	atomic_fetch_sub_explicit(&s->readers, 1, memory_order_relaxed);
+	lockdep_release(s->cls, s);
 #endif
 	if (pthread_rwlock_unlock(&s->rw))
 		die("pthread_rwlock_unlock");
-#ifdef UIOMMU_DEBUG
-	lockdep_release(s->cls, s);
-#endif
 }
 
 static inline void uiommu_down_write(struct uiommu_rwsem *s)
@@ -216,12 +217,10 @@ static inline void uiommu_up_write(struct uiommu_rwsem *s)
 {
 #ifdef UIOMMU_DEBUG
 	atomic_store_explicit(&s->writer, 0, memory_order_relaxed);
+	lockdep_release(s->cls, s);
 #endif
 	if (pthread_rwlock_unlock(&s->rw))
 		die("pthread_rwlock_unlock");
-#ifdef UIOMMU_DEBUG
-	lockdep_release(s->cls, s);
-#endif
 }
 
 static inline void uiommu_cond_init(struct uiommu_cond *c)

@@ -4,7 +4,8 @@
  *
  * The library cannot call libc's close()/mmap()/read()... for its own descriptors: under the
  * preload those symbols are ours and would route the call back into uiommu. It goes to the
- * kernel through syscall(), which is variadic and reads each of its six arguments as a long.
+ * kernel through libc's syscall() (its own definition, not the preload layer's: lib/sys.c),
+ * which is variadic and reads each of its six arguments as a long.
  * An int passed there is UB: its upper half is whatever the register or, for the sixth
  * argument, the stack slot held (clang builds mapped the vIOMMU region at a garbage offset this
  * way). Every raw call therefore goes through one of these wrappers, whose prototypes widen
@@ -20,65 +21,70 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+typedef long (*sys_syscall_fn)(long nr, ...);
+/* libc's syscall(), past any interposer (lib/sys.c). */
+sys_syscall_fn sys_libc_syscall(void);
+#define sys_syscall(...) (sys_libc_syscall()(__VA_ARGS__))
+
 static inline void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	return (void *)syscall(SYS_mmap, addr, (long)len, (long)prot, (long)flags, (long)fd,
+	return (void *)sys_syscall(SYS_mmap, addr, (long)len, (long)prot, (long)flags, (long)fd,
 			       (long)off);
 }
 
 static inline int sys_munmap(void *addr, size_t len)
 {
-	return (int)syscall(SYS_munmap, addr, (long)len);
+	return (int)sys_syscall(SYS_munmap, addr, (long)len);
 }
 
 static inline int sys_close(int fd)
 {
-	return (int)syscall(SYS_close, (long)fd);
+	return (int)sys_syscall(SYS_close, (long)fd);
 }
 
 static inline ssize_t sys_read(int fd, void *buf, size_t len)
 {
-	return syscall(SYS_read, (long)fd, buf, (long)len);
+	return sys_syscall(SYS_read, (long)fd, buf, (long)len);
 }
 
 static inline ssize_t sys_write(int fd, const void *buf, size_t len)
 {
-	return syscall(SYS_write, (long)fd, buf, (long)len);
+	return sys_syscall(SYS_write, (long)fd, buf, (long)len);
 }
 
 static inline ssize_t sys_pread(int fd, void *buf, size_t len, off_t off)
 {
-	return syscall(SYS_pread64, (long)fd, buf, (long)len, (long)off);
+	return sys_syscall(SYS_pread64, (long)fd, buf, (long)len, (long)off);
 }
 
 static inline ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
-	return syscall(SYS_pwrite64, (long)fd, buf, (long)len, (long)off);
+	return sys_syscall(SYS_pwrite64, (long)fd, buf, (long)len, (long)off);
 }
 
 static inline int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	return (int)syscall(SYS_openat, (long)dirfd, path, (long)flags, (long)mode);
+	return (int)sys_syscall(SYS_openat, (long)dirfd, path, (long)flags, (long)mode);
 }
 
 static inline int sys_fcntl(int fd, int cmd, long arg)
 {
-	return (int)syscall(SYS_fcntl, (long)fd, (long)cmd, arg);
+	return (int)sys_syscall(SYS_fcntl, (long)fd, (long)cmd, arg);
 }
 
 static inline int sys_dup3(int oldfd, int newfd, int flags)
 {
-	return (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags);
+	return (int)sys_syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags);
 }
 
 static inline ssize_t sys_readlinkat(int dirfd, const char *path, char *buf, size_t len)
 {
-	return syscall(SYS_readlinkat, (long)dirfd, path, buf, (long)len);
+	return sys_syscall(SYS_readlinkat, (long)dirfd, path, buf, (long)len);
 }
 
 static inline int sys_fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
-	return (int)syscall(SYS_newfstatat, (long)dirfd, path, st, (long)flags);
+	return (int)sys_syscall(SYS_newfstatat, (long)dirfd, path, st, (long)flags);
 }
 
 /*
@@ -88,7 +94,7 @@ static inline int sys_fstatat(int dirfd, const char *path, struct stat *st, int 
 static inline int sys_fstat(int fd, struct stat *st)
 {
 #ifdef SYS_fstat
-	return (int)syscall(SYS_fstat, (long)fd, st);
+	return (int)sys_syscall(SYS_fstat, (long)fd, st);
 #else
 	return sys_fstatat(fd, "", st, AT_EMPTY_PATH);
 #endif
@@ -105,77 +111,77 @@ struct epoll_event;
 
 static inline int sys_socket(int domain, int type, int protocol)
 {
-	return (int)syscall(SYS_socket, (long)domain, (long)type, (long)protocol);
+	return (int)sys_syscall(SYS_socket, (long)domain, (long)type, (long)protocol);
 }
 
 static inline int sys_socketpair(int domain, int type, int protocol, int sv[2])
 {
-	return (int)syscall(SYS_socketpair, (long)domain, (long)type, (long)protocol, sv);
+	return (int)sys_syscall(SYS_socketpair, (long)domain, (long)type, (long)protocol, sv);
 }
 
 static inline int sys_bind(int fd, const struct sockaddr *addr, unsigned int len)
 {
-	return (int)syscall(SYS_bind, (long)fd, addr, (long)len);
+	return (int)sys_syscall(SYS_bind, (long)fd, addr, (long)len);
 }
 
 static inline int sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	return (int)syscall(SYS_getpeername, (long)fd, addr, len);
+	return (int)sys_syscall(SYS_getpeername, (long)fd, addr, len);
 }
 
 static inline int sys_listen(int fd, int backlog)
 {
-	return (int)syscall(SYS_listen, (long)fd, (long)backlog);
+	return (int)sys_syscall(SYS_listen, (long)fd, (long)backlog);
 }
 
 static inline int sys_accept4(int fd, int flags)
 {
-	return (int)syscall(SYS_accept4, (long)fd, NULL, NULL, (long)flags);
+	return (int)sys_syscall(SYS_accept4, (long)fd, NULL, NULL, (long)flags);
 }
 
 static inline int sys_connect(int fd, const struct sockaddr *addr, unsigned int len)
 {
-	return (int)syscall(SYS_connect, (long)fd, addr, (long)len);
+	return (int)sys_syscall(SYS_connect, (long)fd, addr, (long)len);
 }
 
 static inline ssize_t sys_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	return syscall(SYS_sendmsg, (long)fd, msg, (long)flags);
+	return sys_syscall(SYS_sendmsg, (long)fd, msg, (long)flags);
 }
 
 static inline ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	return syscall(SYS_recvmsg, (long)fd, msg, (long)flags);
+	return sys_syscall(SYS_recvmsg, (long)fd, msg, (long)flags);
 }
 
 static inline ssize_t sys_send(int fd, const void *buf, size_t len, int flags)
 {
-	return syscall(SYS_sendto, (long)fd, buf, (long)len, (long)flags, NULL, 0L);
+	return sys_syscall(SYS_sendto, (long)fd, buf, (long)len, (long)flags, NULL, 0L);
 }
 
 static inline ssize_t sys_recv(int fd, void *buf, size_t len, int flags)
 {
-	return syscall(SYS_recvfrom, (long)fd, buf, (long)len, (long)flags, NULL, NULL);
+	return sys_syscall(SYS_recvfrom, (long)fd, buf, (long)len, (long)flags, NULL, NULL);
 }
 
 static inline int sys_getsockopt(int fd, int level, int name, void *val, unsigned int *len)
 {
-	return (int)syscall(SYS_getsockopt, (long)fd, (long)level, (long)name, val, len);
+	return (int)sys_syscall(SYS_getsockopt, (long)fd, (long)level, (long)name, val, len);
 }
 
 static inline int sys_epoll_create1(int flags)
 {
-	return (int)syscall(SYS_epoll_create1, (long)flags);
+	return (int)sys_syscall(SYS_epoll_create1, (long)flags);
 }
 
 static inline int sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-	return (int)syscall(SYS_epoll_ctl, (long)epfd, (long)op, (long)fd, ev);
+	return (int)sys_syscall(SYS_epoll_ctl, (long)epfd, (long)op, (long)fd, ev);
 }
 
 static inline int sys_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
-	return (int)syscall(SYS_epoll_pwait, (long)epfd, ev, (long)max, (long)timeout, NULL, 0L);
+	return (int)sys_syscall(SYS_epoll_pwait, (long)epfd, ev, (long)max, (long)timeout, NULL, 0L);
 }
 
 /* poll() of one fd with a zero timeout: 1 with p->revents set when it shows an event. */
@@ -184,35 +190,35 @@ static inline int sys_poll_now(struct pollfd *p)
 {
 	static const long zero[2] = { 0, 0 }; /* a struct timespec of 0 */
 
-	return (int)syscall(SYS_ppoll, p, 1L, zero, NULL, 0L);
+	return (int)sys_syscall(SYS_ppoll, p, 1L, zero, NULL, 0L);
 }
 
 static inline int sys_memfd_create(const char *name, unsigned int flags)
 {
-	return (int)syscall(SYS_memfd_create, name, (long)flags);
+	return (int)sys_syscall(SYS_memfd_create, name, (long)flags);
 }
 
 /* Process fds (src/iommufd/remote.c, src/mm/mm_remote.c): glibc 2.36 has no wrappers for all. */
 static inline int sys_pidfd_open(pid_t pid, unsigned int flags)
 {
-	return (int)syscall(SYS_pidfd_open, (long)pid, (long)flags);
+	return (int)sys_syscall(SYS_pidfd_open, (long)pid, (long)flags);
 }
 
 static inline int sys_pidfd_getfd(int pidfd, int fd, unsigned int flags)
 {
-	return (int)syscall(SYS_pidfd_getfd, (long)pidfd, (long)fd, (long)flags);
+	return (int)sys_syscall(SYS_pidfd_getfd, (long)pidfd, (long)fd, (long)flags);
 }
 
 /* Signal 0 through a pidfd: 0 while the process (or its zombie) exists. */
 static inline int sys_pidfd_alive(int pidfd)
 {
-	return (int)syscall(SYS_pidfd_send_signal, (long)pidfd, 0L, NULL, 0L);
+	return (int)sys_syscall(SYS_pidfd_send_signal, (long)pidfd, 0L, NULL, 0L);
 }
 
 /* The directory's entries as struct linux_dirent64 records; raw, as the fds it lists. */
 static inline ssize_t sys_getdents64(int dirfd, void *buf, size_t len)
 {
-	return syscall(SYS_getdents64, (long)dirfd, buf, (long)len);
+	return sys_syscall(SYS_getdents64, (long)dirfd, buf, (long)len);
 }
 
 #endif

@@ -56,7 +56,13 @@
  * that end at the nearer page end of either side, checks the source page for read and the
  * destination page for write before the step moves, and copies runs contiguous on both sides
  * with one host copy; x->op names the side of a fault (READ: the source) for the log, the page
- * request's permission and the caller's fault_op.
+ * request's permission and the caller's fault_op. A COPY with UIOMMU_DMA_RECORD then writes its
+ * completion record as a WRITE through a second shadow request.
+ *
+ * The batch's fast path (dma_batch_fast()): an op whose pages, on every side, are all in the
+ * translation caches, valid, permitted and contiguous in host memory, runs as one host copy per
+ * side with its results written at once; any other op runs the general way above from its
+ * first byte. All or nothing, so the general way meets exactly the faults it would have met.
  *
  * Page requests. A miss (or a permission miss) in a domain with an iopf_handler, unless the
  * request says UIOMMU_DMA_NO_PRI, drops the group mutex and sends a page request: a one-fault
@@ -451,6 +457,44 @@ static void dma_ctx_init(struct dma_ctx *c, struct uiommu_dma_dev *e, struct iom
 }
 
 /*
+ * The cached page @page of @c (IOTLB mode), if it is still good for @access: its host page in
+ * *@phys. The hit path of every translation in a batch, so kept to a slot index, two compares
+ * and the stamp's one load.
+ */
+static inline bool dma_ctx_hit(const struct dma_ctx *c, uint64_t page, int access,
+			       phys_addr_t *phys)
+{
+	const struct dma_ctx_way *w = &c->ways[(page >> IOTLB_PAGE_SHIFT) % DMA_CTX_SLOTS];
+
+	if (w->page != page || (w->prot & access) != access || !iotlb_stamp_valid(&w->stamp))
+		return false;
+	*phys = w->phys;
+	return true;
+}
+
+/*
+ * Is all of [@iova, @iova + @len) (len > 0, not wrapping) in @c's cached pages, good for
+ * @access and one run of host memory? Then *@phys is @iova's host address. Touches nothing on
+ * a miss: the caller then goes the general way (dma_translate(), faults, page requests).
+ */
+static inline bool dma_ctx_span(const struct dma_ctx *c, uint64_t iova, size_t len, int access,
+				phys_addr_t *phys)
+{
+	const uint64_t mask = IOTLB_PAGE_SIZE - 1;
+	uint64_t page = iova & ~mask;
+	uint64_t pages = ((iova + (len - 1)) & ~mask) - page; /* bytes past the first page */
+	phys_addr_t base, next;
+
+	if (!c->cached || !dma_ctx_hit(c, page, access, &base))
+		return false;
+	for (uint64_t off = IOTLB_PAGE_SIZE; off <= pages; off += IOTLB_PAGE_SIZE)
+		if (!dma_ctx_hit(c, page + off, access, &next) || next != base + off)
+			return false;
+	*phys = base | (iova & mask);
+	return true;
+}
+
+/*
  * One translation: *@phys for @iova, *@span the bytes from @iova that it covers (to the end of
  * its page), *@prot the mapping's IOMMU_READ | IOMMU_WRITE. -EFAULT when unmapped.
  */
@@ -472,8 +516,8 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 				c->ways[i].page = UINT64_MAX;
 			c->cached = true;
 		}
-		if (w->page == page && iotlb_stamp_valid(&w->stamp)) {
-			*phys = w->phys | (iova & (IOTLB_PAGE_SIZE - 1));
+		if (dma_ctx_hit(c, page, 0, phys)) {
+			*phys |= iova & (IOTLB_PAGE_SIZE - 1);
 			*prot = w->prot;
 			return 0;
 		}
@@ -1173,13 +1217,19 @@ UIOMMU_EXPORT ssize_t uiommu_dma_write(struct uiommu_dma_dev *e, uint32_t pasid,
 /*
  * A batch in progress: the op at @cur runs as a dma_xfer through a shadow request (a COPY's
  * has the destination in iova and x.copy_src the source), so page requests, the fault log and
- * the retry rule are the single transfers' own.
+ * the retry rule are the single transfers' own. An op that dma_batch_fast() runs whole needs no
+ * shadow; @loaded says the shadow holds ops[cur] (a general step of it has begun). A COPY's
+ * record (UIOMMU_DMA_RECORD) is a second shadow request, a WRITE that x.req points to once
+ * the copy is whole (@in_rec), so its faults and page requests are a WRITE's too.
  */
 struct dma_batch {
 	struct dma_xfer x;
 	struct uiommu_dma_req shadow;
+	struct uiommu_dma_req rec;
 	struct uiommu_dma_op *ops;
 	size_t n, cur;
+	bool loaded;
+	bool in_rec;
 };
 
 static void dma_batch_load(struct dma_batch *b)
@@ -1195,16 +1245,98 @@ static void dma_batch_load(struct dma_batch *b)
 	b->x.copy_src = op->src;
 	b->x.retry_page = UINT64_MAX;
 	b->x.fault_iova = 0;
+	b->x.req = &b->shadow;
+	b->loaded = true;
+	b->in_rec = false;
 }
 
+/* The COPY at b->cur is whole: its record's WRITE runs next, through b->rec. */
+static void dma_batch_load_record(struct dma_batch *b)
+{
+	const struct uiommu_dma_record *r = b->shadow.buf;
+
+	b->rec = (struct uiommu_dma_req){
+		.op = UIOMMU_DMA_OP_WRITE, .flags = b->shadow.flags & ~UIOMMU_DMA_RECORD,
+		.pasid = b->shadow.pasid, .iova = r->iova, .buf = (void *)(uintptr_t)r->buf,
+		.len = r->len,
+	};
+	b->x.op = UIOMMU_DMA_OP_WRITE;
+	b->x.retry_page = UINT64_MAX;
+	b->x.fault_iova = 0;
+	b->x.req = &b->rec;
+	b->in_rec = true;
+}
+
+/* The op's results: a record's fault is the op's, with done the whole copy. */
 static void dma_batch_store(struct dma_batch *b)
 {
 	struct uiommu_dma_op *op = &b->ops[b->cur];
 
 	op->done = b->shadow.done;
-	op->error = b->shadow.error;
+	op->error = b->in_rec ? b->rec.error : b->shadow.error;
 	op->fault_op = op->error ? b->x.op : 0;
 	op->fault_iova = op->error ? b->x.fault_iova : 0;
+}
+
+/*
+ * The fast path of an op (the batch's trap armed, both directions in IOTLB mode): when every
+ * page of each side it touches is in its direction's cache, good for the access and contiguous
+ * in host memory, the op is one host copy and its results are set here (true). Otherwise
+ * (false) nothing has happened, and the op goes the general way from its first byte, which
+ * meets the same pages in the same order and so the same faults and page requests. All or
+ * nothing keeps the transfer rule: nothing moves before every page of the op is checked (a
+ * COPY's record too). A trap in a copy jumps back to dma_batch_run() with nothing counted, and
+ * the general way runs the op again from its start. The copies go through
+ * uiommu_host_copy_trapped() like every other (src/mm/ decides how a host address is reached).
+ */
+static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiommu_dma_op *op,
+			   struct dma_ctx *rd, struct dma_ctx *wr)
+{
+	const struct uiommu_dma_record *rec = NULL;
+	phys_addr_t src, dst, rec_dst = 0;
+	size_t len = op->len;
+
+	if (unlikely(!len))
+		return false;
+	switch (op->op) {
+	case UIOMMU_DMA_OP_COPY:
+		if (!dma_ctx_span(rd, op->src, len, IOMMU_READ, &src) ||
+		    !dma_ctx_span(wr, op->iova, len, IOMMU_WRITE, &dst))
+			return false;
+		if (op->flags & UIOMMU_DMA_RECORD) {
+			rec = op->buf;
+			if (!rec->len)
+				rec = NULL; /* no record */
+			else if (!dma_ctx_span(wr, rec->iova, rec->len, IOMMU_WRITE, &rec_dst))
+				return false;
+		}
+		break;
+	case UIOMMU_DMA_OP_WRITE:
+		if (!dma_ctx_span(wr, op->iova, len, IOMMU_WRITE, &dst))
+			return false;
+		src = (uintptr_t)op->buf;
+		break;
+	default:
+		if (!dma_ctx_span(rd, op->iova, len, IOMMU_READ, &src))
+			return false;
+		dst = (uintptr_t)op->buf;
+		break;
+	}
+	/* -EFAULT only for an address no process maps: the general way reports it. */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
+		return false;
+	if (op->op != UIOMMU_DMA_OP_READ)
+		dma_log_written(e->dev, pasid, op->iova, len);
+	if (rec) {
+		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len))
+			return false;
+		dma_log_written(e->dev, pasid, rec->iova, rec->len);
+	}
+	op->done = len;
+	op->error = 0;
+	op->fault_op = 0;
+	op->fault_iova = 0;
+	return true;
 }
 
 /*
@@ -1218,34 +1350,53 @@ static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 	struct dma_xfer *x = &b->x;
 	struct dma_ctx rd, wr;
 	uint32_t pasid = 0;
+	bool fast = false; /* dma_batch_fast() may run ops of @pasid */
 	int ret = 0;
 
 	while (b->cur < b->n) {
 		struct uiommu_dma_req *req = &b->shadow;
-		bool copy = req->op == UIOMMU_DMA_OP_COPY;
+		struct uiommu_dma_op *op = &b->ops[b->cur];
+		bool copy;
 
+		if (fast && !b->loaded &&
+		    ((op->flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : op->pasid) == pasid &&
+		    dma_batch_fast(x->e, pasid, op, &rd, &wr)) {
+			b->cur++;
+			continue;
+		}
+		if (!b->loaded)
+			dma_batch_load(b);
+		copy = req->op == UIOMMU_DMA_OP_COPY;
 		if (!domain || x->pasid != pasid) {
 			pasid = x->pasid;
-			domain = dma_xfer_domain(x, copy ? x->copy_src + req->done :
-							   req->iova + req->done);
+			domain = dma_xfer_domain(x, b->in_rec ? b->rec.iova + b->rec.done :
+						    copy    ? x->copy_src + req->done :
+							      req->iova + req->done);
 			if (!domain) {
 				dma_batch_store(b);
 				break;
 			}
 			dma_ctx_init(&rd, x->e, domain, x->pasid, false);
 			dma_ctx_init(&wr, x->e, domain, x->pasid, true);
+			fast = x->trapped && rd.mode == DMA_MODE_IOTLB && wr.mode == DMA_MODE_IOTLB;
 		}
-		if (copy)
+		if (b->in_rec)
+			ret = dma_xfer_step(x, domain, &wr);
+		else if (copy)
 			ret = dma_copy_step(x, domain, &rd, &wr);
 		else
 			ret = dma_xfer_step(x, domain, req->op == UIOMMU_DMA_OP_WRITE ? &wr : &rd);
 		if (ret)
 			break; /* the page request first; then the same op goes on */
+		if (copy && !b->in_rec && !req->error && (req->flags & UIOMMU_DMA_RECORD)) {
+			dma_batch_load_record(b);
+			continue; /* the copy is whole: its record next */
+		}
 		dma_batch_store(b);
-		if (req->error)
+		if (op->error)
 			break;
-		if (++b->cur < b->n)
-			dma_batch_load(b);
+		b->cur++;
+		b->loaded = false;
 	}
 	return ret;
 }
@@ -1274,29 +1425,46 @@ static int dma_batch_run(struct dma_batch *b)
 	return ret;
 }
 
+/*
+ * What dma_req_check() refuses, for every op, before any runs. A pass over ops the caller has
+ * just written, so kept to loads and compares: the PASID's range is checked again only when it
+ * differs from the last one found good (a queue's ops mostly share one).
+ */
 static int dma_batch_check(struct uiommu_dma_dev *e, const struct uiommu_dma_op *ops, size_t n)
 {
+	const unsigned int flags_ok = UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT |
+				      UIOMMU_DMA_RECORD;
+	uint32_t good_pasid = IOMMU_NO_PASID;
+	unsigned int pasid_bits;
+
 	if (!e || (n && !ops) || n > UIOMMU_DMA_BATCH_MAX)
 		return -EINVAL;
+	pasid_bits = e->dev->pasid_bits;
 	for (size_t i = 0; i < n; i++) {
 		const struct uiommu_dma_op *op = &ops[i];
-		bool copy = op->op == UIOMMU_DMA_OP_COPY;
-		struct uiommu_dma_req req = {
-			.op = copy ? UIOMMU_DMA_OP_WRITE : op->op, .flags = op->flags,
-			.pasid = op->pasid, .iova = op->iova, .buf = copy ? (void *)ops : op->buf,
-			.len = op->len,
-		};
-		uint32_t pasid;
+		uint32_t pasid = (op->flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : op->pasid;
 		uint64_t last;
-		int ret;
 
-		if (op->op > UIOMMU_DMA_OP_COPY)
+		if (op->op > UIOMMU_DMA_OP_COPY || (op->flags & ~flags_ok) || op->len > SSIZE_MAX)
 			return -EINVAL;
-		ret = dma_req_check(e, &req, &pasid);
-		if (ret)
-			return ret;
-		if (copy && op->len && check_add_overflow(op->src, (uint64_t)op->len - 1, &last))
+		if (op->len && ((op->op != UIOMMU_DMA_OP_COPY && !op->buf) ||
+				check_add_overflow(op->iova, (uint64_t)op->len - 1, &last) ||
+				(op->op == UIOMMU_DMA_OP_COPY &&
+				 check_add_overflow(op->src, (uint64_t)op->len - 1, &last))))
 			return -EINVAL;
+		if (op->flags & UIOMMU_DMA_RECORD) {
+			const struct uiommu_dma_record *r = op->buf;
+
+			if (op->op != UIOMMU_DMA_OP_COPY || !r || r->len > SSIZE_MAX ||
+			    (r->len && (!r->buf ||
+					check_add_overflow(r->iova, (uint64_t)r->len - 1, &last))))
+				return -EINVAL;
+		}
+		if (pasid == good_pasid)
+			continue;
+		if (!pasid_bits || pasid_bits > 20 || pasid >= (UINT32_C(1) << pasid_bits))
+			return -EINVAL;
+		good_pasid = pasid;
 	}
 	return 0;
 }
@@ -1315,7 +1483,6 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 	if (!n)
 		return 0;
 	b.x = (struct dma_xfer){ .req = &b.shadow, .e = e };
-	dma_batch_load(&b);
 	while (dma_batch_run(&b)) {
 		ret = dma_prq_send(&b.x, false);
 		if (ret) {

@@ -1066,20 +1066,56 @@ unsigned int pci_fn_find_ext_cap(struct uiommu_pci_fn *fn, uint16_t id)
 
 /* ---- BARs ------------------------------------------------------------------------------------ */
 
-size_t pci_fn_rom(const struct uiommu_pci_fn *fn, const void **image, size_t *image_size)
+/* The ROM BAR's size for @m's image: the power of two holding it, 2 KiB at least; 0: none. */
+static uint64_t pci_model_rom_size(const struct uiommu_pci_model *m)
 {
-	const struct uiommu_pci_model *m = fn->model;
-	size_t size = 2048;
+	uint64_t size = 2048;
 
-	*image = NULL;
-	*image_size = 0;
 	if (m->version < UIOMMU_PCI_MODEL_V3 || !m->rom_size)
 		return 0;
 	while (size < m->rom_size)
 		size <<= 1;
-	*image = m->rom;
-	*image_size = m->rom_size;
 	return size;
+}
+
+size_t pci_fn_rom(const struct uiommu_pci_fn *fn, const void **image, size_t *image_size)
+{
+	*image = fn->rom_size ? fn->model->rom : NULL;
+	*image_size = fn->rom_size ? fn->model->rom_size : 0;
+	return fn->rom_size;
+}
+
+/*
+ * A read of the ROM as the function answers it: only while it decodes the ROM (Memory in
+ * Command, the ROM BAR's enable bit, D0, not resetting); else a master abort, all-ones.
+ */
+int pci_fn_rom_read(struct uiommu_pci_fn *fn, uint64_t offset, void *buf, size_t len)
+{
+	const struct uiommu_pci_model *m = fn->model;
+	bool decoded;
+	size_t n;
+
+	if (!fn->rom_size || offset > fn->rom_size || len > fn->rom_size - offset)
+		return -EINVAL;
+	uiommu_mutex_lock(&fn->lock);
+	if (!fn->alive) {
+		uiommu_mutex_unlock(&fn->lock);
+		return -ENODEV;
+	}
+	decoded = (pci_config_get16(fn, PCI_CFG_COMMAND) & PCI_CMD_MEMORY) &&
+		  (pci_config_get32(fn, PCI_CFG_ROM) & PCI_ROM_ENABLE) && !fn->resetting &&
+		  (!fn->cap_pm || !(pci_config_get16(fn, fn->cap_pm + PCI_PM_CTRL) &
+				    PCI_PM_CTRL_STATE_MASK));
+	uiommu_mutex_unlock(&fn->lock);
+	if (!decoded) {
+		memset(buf, 0xff, len);
+		return 0;
+	}
+	/* The image is the model's, constant while it is registered: no lock needed. */
+	n = offset >= m->rom_size ? 0 : len < m->rom_size - offset ? len : m->rom_size - offset;
+	memcpy(buf, (const uint8_t *)m->rom + offset, n);
+	memset((uint8_t *)buf + n, 0xff, len - n);
+	return 0;
 }
 
 int pci_fn_bar_info(struct uiommu_pci_fn *fn, unsigned int bar, struct pci_fn_bar_info *info)
@@ -1534,6 +1570,7 @@ struct uiommu_pci_fn *pci_fn_create(struct device *dev, const char *model, uint3
 		fn->bar_size[i] = fn->model->bars[i].size;
 		fn->bar_flags[i] = fn->model->bars[i].flags;
 	}
+	fn->rom_size = pci_model_rom_size(fn->model);
 	rc = pci_fn_shm_alloc(fn);
 	if (!rc)
 		rc = pci_fn_msix_alloc(fn);

@@ -52,6 +52,7 @@
 #define PCI_CFG_SUBSYS_ID 0x2e
 #define PCI_CFG_ROM 0x30
 #define PCI_ROM_ENABLE 0x1u              /* ROM BAR: address decode enable */
+#define PCI_ROM_ADDR_MASK 0xfffff800u    /* ROM BAR: the address bits (2 KiB at least) */
 #define PCI_CFG_CAP_PTR 0x34
 #define PCI_CFG_INT_LINE 0x3c
 #define PCI_CFG_INT_PIN 0x3d
@@ -150,6 +151,12 @@ unsigned int pci_fn_find_ext_cap(struct uiommu_pci_fn *fn, uint16_t id);
  * (valid while the function is referenced), and the ROM BAR's size, 0 when it has none.
  */
 size_t pci_fn_rom(const struct uiommu_pci_fn *fn, const void **image, size_t *image_size);
+/*
+ * pci_fn_rom_read() - @len bytes of the ROM from @offset, as a memory read of the ROM BAR: the
+ * image, 0xff past it; all-ones while the function does not decode it (Command's Memory, the
+ * ROM BAR's enable bit, D0). Return: 0, -EINVAL (no ROM, past the BAR), -ENODEV (unrealized).
+ */
+int pci_fn_rom_read(struct uiommu_pci_fn *fn, uint64_t offset, void *buf, size_t len);
 /* Return: 0, -EINVAL (@bar > 5). */
 int pci_fn_bar_info(struct uiommu_pci_fn *fn, unsigned int bar, struct pci_fn_bar_info *info);
 /*

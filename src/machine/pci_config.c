@@ -8,7 +8,8 @@
  * byte: writable bits take the written value, RW1C bits clear where a 1 is written, everything
  * else stays. That one rule gives most of PCI's behaviour for free: read-only IDs, BAR sizing
  * (a BAR's writable bits are exactly the address bits above its size, so writing all-ones
- * reads back the size mask with the type bits), Status's error bits. What the masks cannot say
+ * reads back the size mask with the type bits; the expansion ROM BAR the same, with its enable
+ * bit), Status's error bits. What the masks cannot say
  * is returned as "effects" (struct pci_cfg_effects) that pci.c runs after dropping the
  * function's lock: the Command register's consequences (DMA gate, INTx line, the model's
  * command_written()), Initiate FLR, MSI/MSI-X unmasking. A few registers are fixed up here
@@ -131,6 +132,12 @@ static void pci_config_init_header(struct uiommu_pci_fn *fn)
 		pci_config_wmask32(fn, off, (uint32_t)addr_mask & ~0xfu);
 		if (fn->bar_flags[i] & UIOMMU_PCI_BAR_64)
 			pci_config_wmask32(fn, off + 4, (uint32_t)(addr_mask >> 32));
+	}
+	/* The expansion ROM BAR: address bits above its size and the enable bit, as hardware's. */
+	if (fn->rom_size) {
+		pci_config_wmask32(fn, PCI_CFG_ROM,
+				   ((uint32_t)~(fn->rom_size - 1) & PCI_ROM_ADDR_MASK) | PCI_ROM_ENABLE);
+		cmd_mask |= PCI_CMD_MEMORY;
 	}
 	pci_config_wmask16(fn, PCI_CFG_COMMAND, cmd_mask);
 }

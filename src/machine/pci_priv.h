@@ -83,6 +83,7 @@ struct uiommu_pci_fn {
 	struct uiommu_pci_model generic;    /* the generic function's description */
 	uint64_t bar_size[UIOMMU_PCI_NUM_BARS];
 	unsigned int bar_flags[UIOMMU_PCI_NUM_BARS];
+	uint64_t rom_size;                  /* the ROM BAR's (a power of two), 0: no ROM */
 
 	/* Shared-memory areas: one memfd for all of them, mapped once here. */
 	int memfd;                          /* -1: no areas */

@@ -476,6 +476,8 @@ static void pci_resource_text(struct uiommu_pci_fn *fn, char *buf, size_t len)
 		uint64_t start = 0, end = 0, flags = 0;
 		struct pci_fn_bar_info bar;
 		uint32_t lo = 0, hi = 0;
+		const void *image;
+		size_t image_len;
 
 		if (i < 6 && !pci_fn_bar_info(fn, i, &bar) && bar.size) {
 			pci_fn_config_read_reg(fn, PCI_CFG_BAR0 + 4 * i, 4, &lo);
@@ -494,6 +496,12 @@ static void pci_resource_text(struct uiommu_pci_fn *fn, char *buf, size_t len)
 			}
 			/* An unassigned BAR shows at 0, as the kernel shows a resource it left free. */
 			end = start + bar.size - 1;
+		} else if (i == 6 && (bar.size = pci_fn_rom(fn, &image, &image_len))) {
+			pci_fn_config_read_reg(fn, PCI_CFG_ROM, 4, &lo);
+			start = lo & PCI_ROM_ADDR_MASK;
+			end = start + bar.size - 1;
+			/* MEM | PREFETCH | READONLY | SIZEALIGN, and ROM_ENABLE as the BAR has it */
+			flags = 0x46200 | (lo & PCI_ROM_ENABLE);
 		}
 		off += (size_t)snprintf(buf + off, off < len ? len - off : 0,
 					"0x%016llx 0x%016llx 0x%016llx\n", (unsigned long long)start,

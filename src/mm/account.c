@@ -4,11 +4,20 @@
  * the kernel reads task_rlimit() at each charge: lowering RLIMIT_MEMLOCK refuses new pins and
  * leaves the pins already charged alone. A charge checks and adds in one compare-and-swap, so
  * two racing charges can never both slip under the limit.
+ *
+ * Whose limit and whose capability: the kernel's are those of the task that made the pages
+ * (pages->source_task, current at the MAP), whichever process pins them later. Here that is
+ * the owner of the pages' mm: for another process's calls served here (mm/mm_remote.c) the
+ * client's own RLIMIT_MEMLOCK and CAP_IPC_LOCK, read by the server from the client process
+ * itself (prlimit(), its capability sets), never taken from what the client says: a client
+ * can only raise them as far as it could for itself.
  */
 #include <pthread.h>
+#include <sys/capability.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "lib/capable.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -85,20 +94,34 @@ uint64_t uiommu_user_locked_vm(uid_t uid)
 	return n;
 }
 
-/* RLIMIT_MEMLOCK's soft limit in pages; unlimited is every page there can be. */
-static uint64_t account_limit_pages(void)
+/*
+ * The soft RLIMIT_MEMLOCK of @mm's process in pages (the calling process's for our own mm);
+ * unlimited is every page there can be.
+ */
+static uint64_t account_limit_pages(struct uiommu_mm *mm)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
+	if (mm->ops->memlock_limit)
+		rl.rlim_cur = mm->ops->memlock_limit(mm);
+	else if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		rl.rlim_cur = RLIM_INFINITY;
+	if (rl.rlim_cur == RLIM_INFINITY)
 		return UINT64_MAX;
 	return (uint64_t)rl.rlim_cur >> uiommu_page_shift;
 }
 
-/* Adds @npages to @counter unless that passes the limit: 0 or -ENOMEM. */
-static int account_counter_add(_Atomic uint64_t *counter, uint64_t npages)
+bool uiommu_account_exempt(struct uiommu_mm *mm)
 {
-	uint64_t limit = account_limit_pages();
+	if (mm->ops->capable)
+		return mm->ops->capable(mm, CAP_IPC_LOCK);
+	return uiommu_capable(CAP_IPC_LOCK);
+}
+
+/* Adds @npages to @counter unless that passes @mm's limit: 0 or -ENOMEM. */
+static int account_counter_add(struct uiommu_mm *mm, _Atomic uint64_t *counter, uint64_t npages)
+{
+	uint64_t limit = account_limit_pages(mm);
 	uint64_t cur = atomic_load_explicit(counter, memory_order_relaxed), next;
 
 	do {
@@ -129,9 +152,9 @@ int uiommu_account_charge(enum uiommu_account_mode mode, struct uiommu_user *use
 	if (!npages)
 		return 0;
 	if (mode == UIOMMU_ACCOUNT_USER)
-		rc = account_counter_add(&user->locked_vm, npages);
+		rc = account_counter_add(mm, &user->locked_vm, npages);
 	else if (mode == UIOMMU_ACCOUNT_MM)
-		rc = account_counter_add(&mm->locked_vm, npages);
+		rc = account_counter_add(mm, &mm->locked_vm, npages);
 	if (rc)
 		return rc;
 	atomic_fetch_add_explicit(&mm->pinned_vm, npages, memory_order_relaxed);

@@ -11,8 +11,9 @@
  *   mm->pinned_vm    (mm_struct::pinned_vm) every pinned page of an address space whatever the
  *                    mode, also those nobody is charged for; VmPin shows it.
  * A charge of the USER or MM mode fails with -ENOMEM when it would take its counter past the
- * soft RLIMIT_MEMLOCK of the calling process; the NONE mode (a pinner with CAP_IPC_LOCK, or a
- * dma-buf) is never refused. An uncharge never fails and must name what its charge named.
+ * soft RLIMIT_MEMLOCK of the process whose mm is charged (the kernel's pages->source_task: the
+ * calling process, or the client of a call served for another process); the NONE mode (a
+ * creator with CAP_IPC_LOCK, the same process's, or a dma-buf) is never refused. An uncharge never fails and must name what its charge named.
  *
  * Users (struct uiommu_user) are per process here: a process's library has no view of another
  * process's charges, so the USER limit counts what this process pinned for each uid, not what
@@ -50,6 +51,12 @@ struct uiommu_user *uiommu_user_get(struct uiommu_user *user);
 void uiommu_user_put(struct uiommu_user *user);
 /* Pages charged to @uid in the USER mode by this process (0 for a user never seen). */
 uint64_t uiommu_user_locked_vm(uid_t uid);
+
+/*
+ * Does @mm's process hold CAP_IPC_LOCK (the kernel's capable() of the task that makes the
+ * pages)? Then its pages are charged in the NONE mode.
+ */
+bool uiommu_account_exempt(struct uiommu_mm *mm);
 
 /*
  * Charge @npages pinned pages of @mm in @mode (to @user for the USER mode): 0, or -ENOMEM past

@@ -91,6 +91,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "mm/mm.h"
+#include "mm/window.h"
 #include "uiommu/uiommu.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -390,6 +391,21 @@ UACCESS_NOSAN static void uaccess_copy(volatile unsigned char *dst,
 				       const volatile unsigned char *src, size_t len)
 {
 #if defined(__x86_64__)
+	/*
+	 * A few words (a DMA engine's completion record, an ioctl's struct) as plain moves:
+	 * `rep movsb` costs tens of cycles to start, more than such a copy. Only when @dst does not
+	 * start inside @src's range, where word moves give what ascending bytes would.
+	 */
+	if (len <= 64 && (uintptr_t)dst - (uintptr_t)src >= len) {
+		size_t i = 0;
+
+		for (; i + 8 <= len; i += 8)
+			*(volatile uaccess_u64 *)(dst + i) =
+				*(const volatile uaccess_u64 *)(src + i);
+		for (; i < len; i++)
+			dst[i] = src[i];
+		return;
+	}
 	/* The faulting instruction stays in this section, at memcpy speed for DMA-sized copies. */
 	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(len) : : "memory");
 #else
@@ -561,11 +577,16 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 
 	if (!len)
 		return 0;
+	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
+		return uiommu_window_copy(dst, src, len);
 	/* Both sides are ours: a fault on either one is EFAULT, not a signal. */
 	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
 #else
 	if (!len)
 		return 0;
+	/* Another process's private page (window.c): never a plain access. */
+	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
+		return uiommu_window_copy(dst, src, len);
 	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
 	return uaccess_run(&(struct uaccess_op){ .dst = dst, .src = src, .len = len });
@@ -607,6 +628,8 @@ int uiommu_host_copy_trapped(void *dst, const void *src, size_t len)
 #else
 	if (!len)
 		return 0;
+	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
+		return uiommu_window_copy(dst, src, len);
 	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
 	/* The armed trap's jump buffer is in place: a fault here goes back to its setter. */

@@ -41,6 +41,15 @@
  * asks the library to hand its serving over (uiommu_exec_handover()) and undoes that when the
  * exec returns (uiommu_exec_failed()).
  *
+ * The fd identity reports (the library's iommufd/file.c, "Identity"): the layer tells the library
+ * of every close it can see before the number is free (close, the dups onto one of its fds,
+ * close_range, closefrom, fclose() of a stream on one: uiommu_fd_close_by(); the same calls made
+ * through syscall()), and of every fd that a call outside the library returns (the open family,
+ * socket, accept, pipe, the dups, eventfd, memfd_create, timerfd, signalfd, epoll, inotify,
+ * fanotify, mkstemp, openpty, the stdio opens, opendir, and their syscall() numbers:
+ * uiommu_fd_note_new()); the constructor says the reports are complete (uiommu_fd_track()), and
+ * the library's fd check costs no system call from then on.
+ *
  * The real functions are looked up lazily with dlsym(RTLD_NEXT) (libc_func()).
  */
 /* We define both the plain and the 64 names ourselves: no redirection of one to the other. */
@@ -51,6 +60,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -60,11 +70,16 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/select.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/xattr.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -152,6 +167,21 @@ ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t offset, size_t bu
 
 /* ---- Overridden libc wrappers -------------------------------------------------------------- */
 
+/* @fd (or -1) is a new fd that a call outside the library returned: the library's to hear. */
+static int new_fd(int fd)
+{
+	if (fd >= 0)
+		uiommu_fd_note_new(fd);
+	return fd;
+}
+
+static FILE *new_stream(FILE *stream)
+{
+	if (stream)
+		new_fd(fileno(stream));
+	return stream;
+}
+
 /*
  * @fd is what the host's open answered: on ENOENT for a name the library resolves to one of its
  * device nodes (a symlink of another name), the library's open instead.
@@ -160,7 +190,7 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 {
 	if (fd < 0 && errno == ENOENT && uiommu_dev_claims_link(dirfd, path, flags))
 		return uiommu_dev_open(dirfd, path, flags);
-	return fd;
+	return new_fd(fd);
 }
 
 #define WRAP_OPEN(name)                                                                   \
@@ -175,11 +205,11 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			va_end(ap);                                                       \
 		}                                                                         \
 		if (uiommu_proc_status_claims(path))                                      \
-			return uiommu_proc_status_open(path, flags);                      \
+			return new_fd(uiommu_proc_status_open(path, flags));                      \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return uiommu_fail_nth_open(path, flags);                         \
+			return new_fd(uiommu_fail_nth_open(path, flags));                         \
 		if (uiommu_sysfs_claims(path))                                            \
-			return uiommu_sysfs_open(path, flags, mode);                      \
+			return new_fd(uiommu_sysfs_open(path, flags, mode));                      \
 		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
 			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		return open_or_link(_##name(path, flags, mode), AT_FDCWD, path, flags);   \
@@ -198,13 +228,13 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			va_end(ap);                                                       \
 		}                                                                         \
 		if (uiommu_proc_status_claims(path))                                      \
-			return uiommu_proc_status_open(path, flags);                      \
+			return new_fd(uiommu_proc_status_open(path, flags));                      \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return uiommu_fail_nth_open(path, flags);                         \
+			return new_fd(uiommu_fail_nth_open(path, flags));                         \
 		if (uiommu_sysfs_claims(path))                                            \
-			return uiommu_sysfs_open(path, flags, mode);                      \
+			return new_fd(uiommu_sysfs_open(path, flags, mode));                      \
 		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
-			return uiommu_sysfs_open(_at, flags, mode);                       \
+			return new_fd(uiommu_sysfs_open(_at, flags, mode));                       \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags, mode), dirfd, path, flags); \
@@ -215,11 +245,11 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 	{                                                                                 \
 		libc_func(name, int, const char *, int);                                  \
 		if (uiommu_proc_status_claims(path))                                      \
-			return uiommu_proc_status_open(path, flags);                      \
+			return new_fd(uiommu_proc_status_open(path, flags));                      \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return uiommu_fail_nth_open(path, flags);                         \
+			return new_fd(uiommu_fail_nth_open(path, flags));                         \
 		if (uiommu_sysfs_claims(path))                                            \
-			return uiommu_sysfs_open(path, flags, 0);                         \
+			return new_fd(uiommu_sysfs_open(path, flags, 0));                         \
 		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
 			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		return open_or_link(_##name(path, flags), AT_FDCWD, path, flags);         \
@@ -231,13 +261,13 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 		char _at[PATH_MAX];                                                       \
 		libc_func(name, int, int, const char *, int);                             \
 		if (uiommu_proc_status_claims(path))                                      \
-			return uiommu_proc_status_open(path, flags);                      \
+			return new_fd(uiommu_proc_status_open(path, flags));                      \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return uiommu_fail_nth_open(path, flags);                         \
+			return new_fd(uiommu_fail_nth_open(path, flags));                         \
 		if (uiommu_sysfs_claims(path))                                            \
-			return uiommu_sysfs_open(path, flags, 0);                         \
+			return new_fd(uiommu_sysfs_open(path, flags, 0));                         \
 		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
-			return uiommu_sysfs_open(_at, flags, 0);                          \
+			return new_fd(uiommu_sysfs_open(_at, flags, 0));                          \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags), dirfd, path, flags);     \
@@ -291,12 +321,34 @@ UIOMMU_EXPORT int dup(int fd)
 	libc_func(dup, int, int);
 	if (uiommu_is_fd(fd))
 		return uiommu_dup(fd);
-	rc = _dup(fd);
+	rc = new_fd(_dup(fd));
 	if (rc >= 0 && uiommu_sysfs_is_fd(fd))
 		uiommu_sysfs_fd_dup(fd, rc);
 	if (rc >= 0 && uiommu_fail_nth_is_fd(fd))
 		uiommu_fail_nth_fd_dup(fd, rc);
 	return rc;
+}
+
+/* The real dup2() or dup3() of another file onto one of ours, for uiommu_fd_close_by(). */
+struct dup_onto {
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int oldfd, newfd, flags;
+};
+
+static int dup_onto_call(void *arg)
+{
+	struct dup_onto *d = arg;
+
+	return d->dup3 ? d->dup3(d->oldfd, d->newfd, d->flags) : d->dup2(d->oldfd, d->newfd);
+}
+
+/* Another file onto @d->newfd: a close of ours there, if it is one. */
+static int dup_onto(struct dup_onto *d)
+{
+	if (d->oldfd != d->newfd && uiommu_is_fd(d->newfd))
+		return uiommu_fd_close_by(d->newfd, dup_onto_call, d);
+	return dup_onto_call(d);
 }
 
 UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -310,10 +362,8 @@ UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
 		uiommu_sysfs_fd_forget(newfd);
 	if (oldfd != newfd && uiommu_fail_nth_is_fd(newfd))
 		uiommu_fail_nth_fd_forget(newfd);
-	rc = _dup3(oldfd, newfd, flags);
-	/* Another file now sits on what was an iommufd fd. */
-	if (rc >= 0 && uiommu_is_fd(newfd))
-		uiommu_fd_forget(newfd);
+	rc = dup_onto(&(struct dup_onto){ .dup3 = _dup3, .oldfd = oldfd, .newfd = newfd,
+					  .flags = flags });
 	if (rc >= 0 && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
 	if (rc >= 0 && uiommu_fail_nth_is_fd(oldfd))
@@ -335,9 +385,7 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 		uiommu_sysfs_fd_forget(newfd);
 	if (oldfd != newfd && uiommu_fail_nth_is_fd(newfd))
 		uiommu_fail_nth_fd_forget(newfd);
-	rc = _dup2(oldfd, newfd);
-	if (rc >= 0 && uiommu_is_fd(newfd))
-		uiommu_fd_forget(newfd);
+	rc = dup_onto(&(struct dup_onto){ .dup2 = _dup2, .oldfd = oldfd, .newfd = newfd });
 	if (rc >= 0 && oldfd != newfd && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
 	if (rc >= 0 && oldfd != newfd && uiommu_fail_nth_is_fd(oldfd))
@@ -363,10 +411,67 @@ UIOMMU_EXPORT void closefrom(int lowfd)
 	_closefrom(lowfd);
 }
 
+/* System calls whose result is a new fd (syscall()'s, for uiommu_fd_note_new()). */
+static bool syscall_makes_fd(long nr)
+{
+	switch (nr) {
+#define NEWFD_NR(name) case SYS_##name:
+#ifdef SYS_open
+	NEWFD_NR(open)
+#endif
+#ifdef SYS_creat
+	NEWFD_NR(creat)
+#endif
+#ifdef SYS_eventfd
+	NEWFD_NR(eventfd)
+#endif
+#ifdef SYS_signalfd
+	NEWFD_NR(signalfd)
+#endif
+#ifdef SYS_epoll_create
+	NEWFD_NR(epoll_create)
+#endif
+#ifdef SYS_inotify_init
+	NEWFD_NR(inotify_init)
+#endif
+#ifdef SYS_memfd_secret
+	NEWFD_NR(memfd_secret)
+#endif
+	NEWFD_NR(openat)
+	NEWFD_NR(openat2)
+	NEWFD_NR(open_by_handle_at)
+	NEWFD_NR(socket)
+	NEWFD_NR(accept)
+	NEWFD_NR(accept4)
+	NEWFD_NR(eventfd2)
+	NEWFD_NR(memfd_create)
+	NEWFD_NR(timerfd_create)
+	NEWFD_NR(signalfd4)
+	NEWFD_NR(epoll_create1)
+	NEWFD_NR(inotify_init1)
+	NEWFD_NR(fanotify_init)
+	NEWFD_NR(pidfd_open)
+	NEWFD_NR(userfaultfd)
+	NEWFD_NR(perf_event_open)
+	NEWFD_NR(io_uring_setup)
+	NEWFD_NR(open_tree)
+	NEWFD_NR(fsopen)
+	NEWFD_NR(fsmount)
+	NEWFD_NR(fspick)
+	NEWFD_NR(mq_open)
+#undef NEWFD_NR
+		return true;
+	default:
+		return false;
+	}
+}
+
 /*
- * syscall(SYS_close_range, ...), what programs built for a libc without the wrapper call. Every
- * other number goes on untouched with the six argument registers as they came (the library
- * itself calls syscall(), and must not come back here for anything else).
+ * syscall(): the numbers that close, replace or dup an fd go to the wrappers above, as programs
+ * built for a libc without the wrapper (close_range) or bypassing libc (close, dup2, dup3) make
+ * them; those that make fds report them (uiommu_fd_note_new()); pidfd_getfd and recvmsg adopt
+ * what arrives. Every other number goes on untouched with the six argument registers as they
+ * came. (The library's own raw calls do not come here: lib/sys.c.)
  *
  * Not instrumented: liburcu's constructor calls syscall() (membarrier) before a sanitizer
  * runtime loaded beside an uninstrumented program has set up its shadow memory, and an
@@ -375,7 +480,7 @@ UIOMMU_EXPORT void closefrom(int lowfd)
 __attribute__((no_sanitize_address, no_sanitize("undefined")))
 UIOMMU_EXPORT long syscall(long nr, ...)
 {
-	long a[6];
+	long a[6], rc;
 	va_list ap;
 	int i;
 
@@ -384,19 +489,164 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 	for (i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
-	if (nr == SYS_close_range) {
+	switch (nr) {
+	case SYS_close:
+		return close((int)a[0]);
+	case SYS_close_range:
 		if (uiommu_fd_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]))
 			return -1;
 		uiommu_kvm_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]);
-	}
-	if (nr == SYS_pidfd_getfd) {
-		long fd = _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		break;
+#ifdef SYS_dup2
+	case SYS_dup2:
+		return dup2((int)a[0], (int)a[1]);
+#endif
+	case SYS_dup3:
+		return dup3((int)a[0], (int)a[1], (int)a[2]);
+	case SYS_dup:
+		return dup((int)a[0]);
+	case SYS_fcntl:
+		if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC)
+			return fcntl((int)a[0], (int)a[1], a[2]);
+		break;
+	case SYS_recvmsg:
+		return recvmsg((int)a[0], (struct msghdr *)a[1], (int)a[2]);
+	case SYS_pidfd_getfd:
+		rc = _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (rc >= 0)
+			uiommu_fd_adopt((int)rc);
+		return rc;
+	case SYS_socketpair:
+#ifdef SYS_pipe
+	case SYS_pipe:
+#endif
+	case SYS_pipe2:
+		rc = _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (!rc) {
+			int *fds = (int *)(nr == SYS_socketpair ? a[3] : a[0]);
 
-		if (fd >= 0)
-			uiommu_fd_adopt((int)fd);
-		return fd;
+			new_fd(fds[0]);
+			new_fd(fds[1]);
+		}
+		return rc;
+	default:
+		if (!syscall_makes_fd(nr))
+			break;
+		rc = _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		return rc >= 0 ? new_fd((int)rc) : rc;
 	}
 	return _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* ---- fds made outside the library: a number of ours there was closed behind our back ------- */
+
+#define WRAP_NEWFD(name, args, ...)                                                       \
+	UIOMMU_EXPORT int name(__VA_ARGS__)                                               \
+	{                                                                                 \
+		libc_func(name, int, __VA_ARGS__);                                        \
+		return new_fd(_##name args);                                              \
+	}
+
+int pidfd_open(pid_t pid, unsigned int flags);
+
+WRAP_NEWFD(creat, (path, mode), const char *path, mode_t mode)
+WRAP_NEWFD(creat64, (path, mode), const char *path, mode_t mode)
+WRAP_NEWFD(socket, (domain, type, protocol), int domain, int type, int protocol)
+WRAP_NEWFD(accept, (fd, addr, len), int fd, __SOCKADDR_ARG addr, socklen_t *len)
+WRAP_NEWFD(accept4, (fd, addr, len, flags), int fd, __SOCKADDR_ARG addr, socklen_t *len,
+	   int flags)
+WRAP_NEWFD(eventfd, (count, flags), unsigned int count, int flags)
+WRAP_NEWFD(memfd_create, (name, flags), const char *name, unsigned int flags)
+WRAP_NEWFD(timerfd_create, (clock, flags), clockid_t clock, int flags)
+WRAP_NEWFD(signalfd, (fd, mask, flags), int fd, const sigset_t *mask, int flags)
+WRAP_NEWFD(epoll_create, (size), int size)
+WRAP_NEWFD(epoll_create1, (flags), int flags)
+WRAP_NEWFD(inotify_init, (), void)
+WRAP_NEWFD(inotify_init1, (flags), int flags)
+WRAP_NEWFD(fanotify_init, (flags, event_flags), unsigned int flags, unsigned int event_flags)
+WRAP_NEWFD(pidfd_open, (pid, flags), pid_t pid, unsigned int flags)
+WRAP_NEWFD(mkstemp, (tmpl), char *tmpl)
+WRAP_NEWFD(mkstemp64, (tmpl), char *tmpl)
+WRAP_NEWFD(mkostemp, (tmpl, flags), char *tmpl, int flags)
+WRAP_NEWFD(mkostemp64, (tmpl, flags), char *tmpl, int flags)
+WRAP_NEWFD(mkstemps, (tmpl, len), char *tmpl, int len)
+WRAP_NEWFD(mkostemps, (tmpl, len, flags), char *tmpl, int len, int flags)
+WRAP_NEWFD(posix_openpt, (flags), int flags)
+WRAP_NEWFD(getpt, (), void)
+
+#define WRAP_NEWFD_PAIR(name, fds, args, ...)                                             \
+	UIOMMU_EXPORT int name(__VA_ARGS__)                                               \
+	{                                                                                 \
+		int _rc;                                                                  \
+		libc_func(name, int, __VA_ARGS__);                                        \
+		_rc = _##name args;                                                       \
+		if (!_rc) {                                                               \
+			new_fd(fds[0]);                                                   \
+			new_fd(fds[1]);                                                   \
+		}                                                                         \
+		return _rc;                                                               \
+	}
+
+WRAP_NEWFD_PAIR(pipe, fds, (fds), int fds[2])
+WRAP_NEWFD_PAIR(pipe2, fds, (fds, flags), int fds[2], int flags)
+WRAP_NEWFD_PAIR(socketpair, sv, (domain, type, protocol, sv), int domain, int type, int protocol,
+		int sv[2])
+
+/* openpty() opens both ends inside libc. */
+UIOMMU_EXPORT int openpty(int *master, int *slave, char *name, const struct termios *termp,
+			  const struct winsize *winp)
+{
+	int rc;
+
+	libc_func(openpty, int, int *, int *, char *, const struct termios *,
+		  const struct winsize *);
+	rc = _openpty(master, slave, name, termp, winp);
+	if (!rc) {
+		new_fd(*master);
+		new_fd(*slave);
+	}
+	return rc;
+}
+
+#define WRAP_NEWSTREAM(name, args, ...)                                                   \
+	UIOMMU_EXPORT FILE *name(__VA_ARGS__)                                             \
+	{                                                                                 \
+		libc_func(name, FILE *, __VA_ARGS__);                                     \
+		return new_stream(_##name args);                                          \
+	}
+
+/* freopen() closes the stream's fd and opens the new file on the same number, inside libc. */
+WRAP_NEWSTREAM(freopen, (path, mode, stream), const char *path, const char *mode, FILE *stream)
+WRAP_NEWSTREAM(freopen64, (path, mode, stream), const char *path, const char *mode,
+	       FILE *stream)
+WRAP_NEWSTREAM(tmpfile, (), void)
+WRAP_NEWSTREAM(tmpfile64, (), void)
+WRAP_NEWSTREAM(popen, (cmd, mode), const char *cmd, const char *mode)
+
+/* The real fclose() of a stream on one of ours, for uiommu_fd_close_by(). */
+struct stream_close {
+	int (*fclose)(FILE *);
+	FILE *stream;
+};
+
+static int stream_close_call(void *arg)
+{
+	struct stream_close *c = arg;
+
+	return c->fclose(c->stream);
+}
+
+/* fclose() of an fdopen()ed iommufd closes it inside libc: a close of ours, told first. */
+UIOMMU_EXPORT int fclose(FILE *stream)
+{
+	int fd;
+
+	libc_func(fclose, int, FILE *);
+	fd = stream ? fileno(stream) : -1;
+	if (fd >= 0 && uiommu_is_fd(fd))
+		return uiommu_fd_close_by(fd, stream_close_call,
+					  &(struct stream_close){ _fclose, stream });
+	return _fclose(stream);
 }
 
 /* ---- fds that arrive from other processes: the library adopts those of its files -------- */
@@ -750,6 +1000,8 @@ UIOMMU_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 				uiommu_fail_nth_fd_dup(fd, rc);                           \
 			return rc;                                                        \
 		}                                                                         \
+		if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)                              \
+			return new_fd(_##name(fd, cmd, arg));                             \
 		return _##name(fd, cmd, arg);                                             \
 	}
 
@@ -841,7 +1093,9 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 /*
  * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings
  * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
- * instrumented code may run.
+ * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
+ * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
+ * mappings are not MAP_FIXED.
  */
 #define WRAP_MMAP(name, offtype)                                                          \
 	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
@@ -850,6 +1104,8 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 		libc_func(name, void *, void *, size_t, int, int, int, offtype);          \
 		if (fd >= 0 && uiommu_is_fd(fd))                                          \
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
+		if (flags & MAP_FIXED)                                                    \
+			uiommu_remote_range_forget(addr, len);                            \
 		return _##name(addr, len, prot, flags, fd, off);                          \
 	}
 
@@ -861,7 +1117,24 @@ UIOMMU_EXPORT int munmap(void *addr, size_t len)
 	libc_func(munmap, int, void *, size_t);
 	if (uiommu_mmap_claims(addr, len))
 		return uiommu_munmap(addr, len);
+	uiommu_remote_range_forget(addr, len);
 	return _munmap(addr, len);
+}
+
+UIOMMU_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	libc_func(mremap, void *, void *, size_t, size_t, int, ...);
+	void *new_addr = NULL;
+	va_list ap;
+
+	if (flags & MREMAP_FIXED) {
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+		uiommu_remote_range_forget(new_addr, new_len);
+	}
+	uiommu_remote_range_forget(old, old_len);
+	return _mremap(old, old_len, new_len, flags, new_addr);
 }
 
 #define WRAP_FOPEN(name)                                                                  \
@@ -869,10 +1142,10 @@ UIOMMU_EXPORT int munmap(void *addr, size_t len)
 	{                                                                                 \
 		libc_func(name, FILE *, const char *, const char *);                      \
 		if (uiommu_sysfs_claims(path))                                            \
-			return uiommu_sysfs_fopen(path, mode);                            \
+			return new_stream(uiommu_sysfs_fopen(path, mode));                \
 		if (uiommu_proc_status_claims(path))                                      \
-			return uiommu_proc_status_fopen(path, mode);                      \
-		return _##name(path, mode);                                               \
+			return new_stream(uiommu_proc_status_fopen(path, mode));          \
+		return new_stream(_##name(path, mode));                                   \
 	}
 
 WRAP_FOPEN(fopen)
@@ -896,8 +1169,17 @@ UIOMMU_EXPORT FILE *fdopen(int fd, const char *mode)
 		return _##name args;                                                      \
 	}
 
-WRAP_PATH(opendir, DIR *, NULL, (path),
-	  const char *path)
+UIOMMU_EXPORT DIR *opendir(const char *path)
+{
+	DIR *dir;
+
+	libc_func(opendir, DIR *, const char *);
+	SYSFS_REDIRECT(path, NULL);
+	dir = _opendir(path);
+	if (dir)
+		new_fd(dirfd(dir));
+	return dir;
+}
 WRAP_PATH(chdir, int, -1, (path),
 	  const char *path)
 /*
@@ -1137,5 +1419,7 @@ static void __attribute__((constructor)) preload_init(void)
 	pthread_sigmask(SIG_BLOCK, NULL, &mask);
 	/* From here on every change of a thread's mask comes through the wrappers above. */
 	uiommu_fault_mask_track();
+	/* From here on every close and every new fd outside the library comes through here. */
+	uiommu_fd_track();
 	errno = saved_errno;
 }

@@ -29,7 +29,8 @@
  *
  * Reset: VFIO_DEVICE_RESET, PCIe Initiate FLR, PCI_HOT_RESET: the function's FLR with the
  * header saved before and restored after (the PCI core's save/restore), the interrupt mode
- * re-programmed. The model stops its work in its reset(), so no DMA follows.
+ * re-programmed, the BAR mappings revoked while it runs. The model stops its work in its
+ * reset(), so no DMA follows.
  *
  * Locking: see vfio.h. vfio_pci_lock protects the list and the open counts; core->lock the
  * device's state; core->irq_lock the eventfds (the notifier's only lock, taken from whatever
@@ -43,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/param.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -423,12 +423,12 @@ static void vfio_pci_irq_disable(struct vfio_pci_core *core)
 /* ---- reset ---------------------------------------------------------------------------------------- */
 
 /*
- * A function reset as the PCI core does one for vfio-pci: the header and the PCIe Device
+ * The reset itself, as the PCI core does one for vfio-pci: the header and the PCIe Device
  * Control saved, the FLR, both restored, the interrupt mode programmed again. core->lock.
  */
-int vfio_pci_function_reset(struct vfio_pci_core *core)
+static int vfio_pci_function_reset_saved(struct vfio_pci_core *core)
 {
-	uint8_t hdr[PCI_CFG_CAP_PTR];
+	uint8_t hdr[0x40];                 /* the type 0 header */
 	uint32_t devctl = 0;
 	int rc;
 
@@ -440,8 +440,10 @@ int vfio_pci_function_reset(struct vfio_pci_core *core)
 	rc = pci_fn_reset(core->fn);
 	if (rc)
 		return rc;
-	/* Restore: BARs, ROM, interrupt line, Device Control, then Command last. */
+	/* Restore: BARs, ROM BAR, interrupt line, Device Control, then Command last. */
 	pci_fn_config_write(core->fn, PCI_CFG_BAR0, hdr + PCI_CFG_BAR0, 24);
+	pci_fn_config_write(core->fn, PCI_CFG_ROM, hdr + PCI_CFG_ROM, 4);
+	pci_fn_config_write(core->fn, PCI_CFG_INT_LINE, hdr + PCI_CFG_INT_LINE, 1);
 	if (core->pcie_cap)
 		pci_fn_config_write_reg(core->fn, core->pcie_cap + 8, 2, devctl & 0x7fff);
 	core->power_state = 0;
@@ -460,6 +462,23 @@ int vfio_pci_function_reset(struct vfio_pci_core *core)
 	}
 	return pci_fn_config_write_reg(core->fn, PCI_CFG_COMMAND, 2,
 				       (uint32_t)hdr[PCI_CFG_COMMAND] | hdr[PCI_CFG_COMMAND + 1] << 8);
+}
+
+/*
+ * A function reset with the BAR mappings revoked from before it starts until its state is
+ * back (vfio_pci_zap.c): no access through them sees the function half reset. They come back
+ * when memory decode is on afterwards: the virtual Command is the user's, kept across the
+ * reset, and the reset leaves the function in D0. core->lock.
+ */
+int vfio_pci_function_reset(struct vfio_pci_core *core)
+{
+	int rc;
+
+	lockdep_assert_held(&core->lock);
+	vfio_pci_maps_revoke(core);
+	rc = vfio_pci_function_reset_saved(core);
+	vfio_pci_maps_update(core);
+	return rc;
 }
 
 /* ---- DMA logging: the DMA engine's hook ---------------------------------------------------- */
@@ -527,6 +546,7 @@ static void vfio_pci_core_free(struct vfio_pci_core *core)
 /* vfio-pci's first open. */
 static int vfio_pci_core_enable(struct vfio_pci_core *core)
 {
+	const void *rom;                   /* read through the function (vfio_pci_rom_read()) */
 	uint32_t cmd;
 	int rc;
 
@@ -537,8 +557,7 @@ static int vfio_pci_core_enable(struct vfio_pci_core *core)
 		core->bar_size[i] = core->bar_info[i].size;
 		core->bar_flags[i] = core->bar_info[i].flags;
 	}
-	core->bar_size[VFIO_PCI_ROM] = pci_fn_rom(core->fn, (const void **)&core->rom,
-						   &core->rom_len);
+	core->bar_size[VFIO_PCI_ROM] = pci_fn_rom(core->fn, &rom, &core->rom_len);
 	/* Bus Master off, then a reset whose success says whether resets work. */
 	rc = pci_fn_config_read_reg(core->fn, PCI_CFG_COMMAND, 2, &cmd);
 	if (rc)
@@ -1761,13 +1780,15 @@ static ssize_t vfio_pci_bar_rw(struct vfio_pci_core *core, unsigned int bar, uin
 /*
  * A read of the ROM region, as vfio-pci's: EINVAL without a ROM or from past the BAR, clipped
  * at its end; the image's bytes, 0xff past it; EIO while memory decode is off (the ROM is
- * memory space), as the ROM BAR's enable bit is vfio-pci's to set around the read.
+ * memory space). The bytes come from the function, with the enable bit of its own ROM BAR
+ * set around the read as the kernel's pci_map_rom() and pci_unmap_rom() do.
  */
 static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t count,
 				 uint64_t pos)
 {
 	uint64_t size = core->bar_size[VFIO_PCI_ROM];
-	size_t n;
+	uint32_t rombar;
+	int rc;
 
 	lockdep_assert_held(&core->lock);
 	if (!size || pos >= size)
@@ -1776,10 +1797,15 @@ static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t c
 		count = (size_t)(size - pos);
 	if (pos < core->rom_len && !vfio_pci_memory_enabled(core))
 		return -EIO;
-	n = pos < core->rom_len ? MIN(count, (size_t)(core->rom_len - pos)) : 0;
-	memcpy(buf, core->rom + pos, n);
-	memset((uint8_t *)buf + n, 0xff, count - n);
-	return (ssize_t)count;
+	rc = pci_fn_config_read_reg(core->fn, PCI_CFG_ROM, 4, &rombar);
+	if (!rc && !(rombar & PCI_ROM_ENABLE))
+		rc = pci_fn_config_write_reg(core->fn, PCI_CFG_ROM, 4, rombar | PCI_ROM_ENABLE);
+	if (rc)
+		return rc;
+	rc = pci_fn_rom_read(core->fn, pos, buf, count);
+	if (!(rombar & PCI_ROM_ENABLE))
+		pci_fn_config_write_reg(core->fn, PCI_CFG_ROM, 4, rombar);
+	return rc ? rc : (ssize_t)count;
 }
 
 ssize_t vfio_pci_rw(struct vfio_pci_core *core, void *buf, size_t count, uint64_t off, bool write)

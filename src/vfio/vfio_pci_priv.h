@@ -66,8 +66,7 @@ struct vfio_pci_core {
 	uint16_t map[PCI_CFG_SPACE_EXP_SIZE];    /* VCFG_* or a capability id */
 	bool bardirty;
 	uint64_t bar_size[7];              /* 0-5 BARs, 6 the ROM BAR (0: no ROM) */
-	const uint8_t *rom;                /* the model's ROM image, rom_len bytes; constant */
-	size_t rom_len;
+	size_t rom_len;                    /* the model's ROM image's length; constant */
 	unsigned int bar_flags[6];         /* UIOMMU_PCI_BAR_* */
 	struct pci_fn_bar_info bar_info[6];
 	unsigned int msi_cap, msix_cap, pcie_cap, pm_cap;
@@ -157,13 +156,15 @@ void vfio_pci_ioeventfd_release(struct vfio_pci_core *core);
 /*
  * vfio_pci_zap.c: the BAR area mappings of the device, revoked while it does not decode memory.
  * mmap: mmap(2) with raw arguments that also forgets what it replaces and, with @record,
- * follows the new mapping (MAP_FAILED with errno); update: after a config write, zaps or
- * restores them when the decode state moved; forget: the last close; unmap: munmap and forget
- * a range. The first three with core->lock held.
+ * follows the new mapping (MAP_FAILED with errno); update: after a config write or a reset,
+ * zaps or restores them when the decode state moved; revoke: zaps them whatever the decode
+ * state (before a reset; update brings them back); forget: the last close; unmap: munmap and
+ * forget a range. The first four with core->lock held.
  */
 void *vfio_pci_maps_mmap(struct vfio_pci_core *core, void *addr, size_t len, int prot,
 			 int flags, int fd, uint64_t fd_off, bool record);
 void vfio_pci_maps_update(struct vfio_pci_core *core);
+void vfio_pci_maps_revoke(struct vfio_pci_core *core);
 void vfio_pci_maps_forget(struct vfio_pci_core *core);
 void vfio_pci_maps_unmap(void *addr, size_t len);
 

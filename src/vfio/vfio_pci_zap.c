@@ -11,8 +11,17 @@
  * length, the protection, the function's memfd and offset, and whether it is zapped now. A
  * zapped range is the same range mapped MAP_SHARED from an empty memfd of ours (vfio_zap_fd):
  * every access is past its end, so the CPU's fault is the SIGBUS the kernel's fault handler
- * answers. vfio_pci_maps_update() runs after every config write of the device fd (the only
- * way the decode state changes) and zaps or restores the device's mappings when it moved.
+ * answers. vfio_pci_maps_update() runs after every config write of the device fd and after
+ * every reset (the only ways the decode state changes) and zaps or restores the device's
+ * mappings when it moved.
+ *
+ * Resets. A function reset (VFIO_DEVICE_RESET, Initiate FLR, a hot reset) revokes the mappings
+ * for its whole duration (vfio_pci_maps_revoke() before the reset, vfio_pci_maps_update()
+ * after the state is restored), as the kernel zaps them under its memory lock: a thread that
+ * touches a mapping meanwhile gets SIGBUS (the kernel's fault would wait for the lock instead),
+ * never the pages of a function half reset, which the reset zeroes word by word. The virtual
+ * Command register is not touched by a reset (the PCI core restores the function's own from
+ * its saved header), so a mapping that worked before works again after.
  *
  * Never another's memory. A recorded range must be ours when we map over it with MAP_FIXED.
  * Munmaps of recorded ranges come to us (iommufd's mmap owner hook: the preload asks
@@ -223,24 +232,36 @@ out_unlock:
 	return p;
 }
 
-void vfio_pci_maps_update(struct vfio_pci_core *core)
+/* Zaps (@zap) or restores every mapping of @core; drops the ones no longer ours. */
+static void vfio_maps_set_all(struct vfio_pci_core *core, bool zap)
 {
-	bool live = vfio_pci_memory_enabled(core);
 	struct vfio_pci_map *m, *tmp;
 
 	lockdep_assert_held(&core->lock);
-	if (live == core->maps_live)
-		return;
-	core->maps_live = live;
+	core->maps_live = !zap;
 	uiommu_mutex_lock(&vfio_map_lock);
 	for (m = LIST_FIRST(&vfio_maps); m && (tmp = LIST_NEXT(m, node), 1); m = tmp) {
-		if (m->core != core || vfio_map_set(m, !live))
+		if (m->core != core || vfio_map_set(m, zap))
 			continue;
 		LIST_REMOVE(m, node);
 		atomic_fetch_sub_explicit(&vfio_map_count, 1, memory_order_relaxed);
 		uiommu_free(m);
 	}
 	uiommu_mutex_unlock(&vfio_map_lock);
+}
+
+void vfio_pci_maps_update(struct vfio_pci_core *core)
+{
+	bool live = vfio_pci_memory_enabled(core);
+
+	if (live != core->maps_live)
+		vfio_maps_set_all(core, !live);
+}
+
+void vfio_pci_maps_revoke(struct vfio_pci_core *core)
+{
+	if (core->maps_live)
+		vfio_maps_set_all(core, true);
 }
 
 void vfio_pci_maps_forget(struct vfio_pci_core *core)

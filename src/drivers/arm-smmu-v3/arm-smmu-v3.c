@@ -58,56 +58,86 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "mm/mm.h"
 
-#define TLB_SETS 256u
-#define WC_SETS 256u   /* the stage-2 walk cache: its sets follow the TLB's */
+#define TLB_INDEX_BITS 8u
+#define TLB_SETS (1u << TLB_INDEX_BITS)
+#define WC_SETS TLB_SETS   /* the stage-2 walk cache: its sets follow the TLB's */
 #define TLB_WAYS 3u     /* what fits one cache line with its count */
 #define CD_SLOTS 16u
 
-/* A TLB entry as a walk makes it; a set stores it packed (struct tlb_set). */
-struct tlb_entry {
-	uint64_t tag;        /* TLB_TAG_* flags | vmid << 32 | asid (0 for global and stage 2) */
-	uint64_t page;       /* input page number (IOVA, IPA, or a walk's range; 36 bits) */
-	uint64_t phys;       /* output page address (a walk: the last-level table's IPA) */
-	uint64_t s1_base;    /* the stage-1 leaf's (or walked range's) first input address */
-	uint64_t s1_size;
-	uint64_t allow;      /* tlb_allow_bit()s a hit may serve without a walk (12 bits) */
-};
-
+/*
+ * A way's key, the whole tag in one word, so that one compare decides a way: the kind
+ * (TLB_TAG_*), the VMID, the ASID (0 for global and stage-2 entries) and the input page
+ * without its low TLB_INDEX_BITS, which the set's index holds (the index is those bits mixed
+ * with the VMID, and the key holds the VMID: tlb_set_at()). An empty way's key is 0.
+ */
 #define TLB_TAG_VALID ARM_SMMU_BIT(63)
 #define TLB_TAG_GLOBAL ARM_SMMU_BIT(62)
 #define TLB_TAG_S2 ARM_SMMU_BIT(61)  /* a stage-2 translation, IPA page -> PA page */
 /* A stage-1 walk: (ASID, VA range of a last-level table) -> that table's IPA, restrictions. */
 #define TLB_TAG_WALK ARM_SMMU_BIT(60)
-/* allow: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per kind and privilege. */
+#define TLB_KEY_VMID_SHIFT 44
+#define TLB_KEY_ASID_SHIFT 28
+#define TLB_KEY_ASID_MASK (UINT64_C(0xffff) << TLB_KEY_ASID_SHIFT)
+#define TLB_KEY_PAGE_MASK ((UINT64_C(1) << 36) - 1)   /* 48-bit input addresses */
+_Static_assert(36 - TLB_INDEX_BITS <= TLB_KEY_ASID_SHIFT, "the page fits under the ASID");
 
 /*
- * A set, in one cache line: the count, each way's key (the input page, the ASID and the flags
- * of its tag: TLB_KEY_*) and VMID, and its output (the output page with the allow bits in its
- * low 12). What only invalidations read, the stage-1 spans, lives apart (struct tlb_span).
- * Every field is read with atomics under @seq.
+ * A way's output word: the output page, and in the low bits the allow bits a hit may serve
+ * without a walk (a stage-1 entry's allow bits, below; a stage-1 walk's table restrictions; a
+ * stage-2 entry's IOMMU_READ | IOMMU_WRITE), stored inverted: then "found, and allows every
+ * bit of want" is one test, (word & (want | TLB_OUT_MISS)) == 0, where TLB_OUT_MISS, which no
+ * stored word has, is what a lookup that found no way reads.
+ */
+#define TLB_OUT_MISS ARM_SMMU_BIT(11)
+#define TLB_OUT_ALLOW UINT64_C(0x7ff)
+
+/* A TLB entry as a walk makes it. */
+struct tlb_entry {
+	uint64_t key;        /* tlb_key() */
+	uint64_t page;       /* input page number (IOVA, IPA, or a walk's range; 36 bits) */
+	uint64_t phys;       /* output page address (a walk: the last-level table's IPA) */
+	uint64_t s1_base;    /* the stage-1 leaf's (or walked range's) first input address */
+	uint64_t s1_size;
+	uint64_t allow;      /* TLB_OUT_ALLOW bits, not inverted */
+};
+
+/*
+ * A stage-1 entry's allow bits: bit (access & (READ|WRITE|EXEC)) << (PRIV ? 3 : 0), one per
+ * kind and privilege.
+ */
+
+/*
+ * A set, in one cache line: the count, the ways' keys and output words. What only
+ * invalidations read, the stage-1 spans, lives apart (struct tlb_span). Every field is read
+ * with atomics under @seq.
  */
 struct tlb_set {
 	atomic_uint seq;
 	uint16_t victim;     /* round-robin replacement; the set's writer */
-	uint16_t vmid[TLB_WAYS];
 	uint64_t key[TLB_WAYS];
 	uint64_t out[TLB_WAYS];
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct tlb_set) == 64, "a TLB set is one cache line");
 
-#define TLB_KEY_PAGE_MASK ((UINT64_C(1) << 36) - 1)   /* 48-bit addresses */
-#define TLB_KEY_ASID_SHIFT 36
-#define TLB_TAG_FLAGS (TLB_TAG_VALID | TLB_TAG_GLOBAL | TLB_TAG_S2 | TLB_TAG_WALK)
-
-/* A tag (flags | vmid << 32 | asid) and an input page as a set stores them. */
-static uint64_t tlb_key(uint64_t tag, uint64_t page)
+static uint64_t tlb_key(uint64_t kind, uint16_t vmid, uint16_t asid, uint64_t page)
 {
-	return (tag & TLB_TAG_FLAGS) | (tag & 0xffff) << TLB_KEY_ASID_SHIFT |
-	       (page & TLB_KEY_PAGE_MASK);
+	_Static_assert(TLB_KEY_VMID_SHIFT == TLB_KEY_ASID_SHIFT + 16, "VMID and ASID adjacent");
+	return kind | (uint64_t)((uint32_t)vmid << 16 | asid) << TLB_KEY_ASID_SHIFT |
+	       (page & TLB_KEY_PAGE_MASK) >> TLB_INDEX_BITS;
 }
 
+static uint16_t tlb_key_vmid(uint64_t key)
+{
+	return (uint16_t)(key >> TLB_KEY_VMID_SHIFT);
+}
+
+static uint16_t tlb_key_asid(uint64_t key)
+{
+	return (uint16_t)(key >> TLB_KEY_ASID_SHIFT);
+}
 
 /* The stage-1 leaf spans of a set's ways (VA invalidations); under the set's count. */
 struct tlb_span {
@@ -162,6 +192,7 @@ struct arm_vsmmu {
 	struct arm_smmu_device *smmu;
 	struct arm_smmu_domain *s2;
 	uint16_t vmid;
+	struct arm_smmu_tlb_ctx tlb;           /* its VMID's half of its lookups' context */
 	atomic_uint nested;                    /* nested domains of it */
 	arm_vsmmu_event_fn event_fn;           /* set before the first translation */
 	void *event_arg;
@@ -216,18 +247,20 @@ static void wr(uint64_t *p, uint64_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
+/*
+ * A reader does not wait for an even count before it reads: it reads the entries whatever the
+ * count, and retries when the count read after them is not its first read with the low bit
+ * cleared. An odd first read (a writer inside) can never match (the count only grows), so
+ * one compare after the reads covers both "a writer was inside" and "a writer came and went".
+ */
 static unsigned int seq_read_begin(atomic_uint *seq)
 {
-	unsigned int s;
-
-	while ((s = atomic_load_explicit(seq, memory_order_acquire)) & 1)
-		;
-	return s;
+	return atomic_load_explicit(seq, memory_order_acquire);
 }
 
 static bool seq_read_retry(atomic_uint *seq, unsigned int s)
 {
-	return atomic_load_explicit(seq, memory_order_relaxed) != s;
+	return atomic_load_explicit(seq, memory_order_relaxed) != (s & ~1u);
 }
 
 /* Odd: the acquire half keeps the entry stores after it. */
@@ -658,6 +691,7 @@ struct arm_vsmmu *arm_vsmmu_alloc(struct arm_smmu_device *smmu, struct iommu_dom
 	vsmmu->smmu = smmu;
 	vsmmu->s2 = sd;
 	vsmmu->vmid = sd->vmid;
+	arm_smmu_tlb_ctx_init(&vsmmu->tlb, smmu, vsmmu->vmid, 0);
 	/* Pairs with arm_vsmmu_free(). */
 	atomic_fetch_add(&sd->vsmmus, 1);
 	return vsmmu;
@@ -802,78 +836,135 @@ void arm_smmu_nested_vste(struct iommu_domain *domain, uint64_t ste[2], bool *en
  * set is the page's low bits mixed with the VMID, as in the IOTLB model and in hardware: the
  * consecutive pages of a buffer go to consecutive sets, filled in order, so consecutive hits
  * tend to find their page in the same way and the scan's exit is predicted (a hash scattered
- * them over the sets in random order, and the exit mispredicted: 6.8 -> 5.2 ns a hit). The
- * instruction count is the same either way.
+ * them over the sets in random order, and the exit mispredicted: 6.8 -> 5.2 ns a hit). Given
+ * the VMID, the index gives back the page's low bits: which is why the key can leave them out.
  */
-static unsigned int tlb_set_index(uint16_t vmid, uint64_t page, uint64_t tag)
+static unsigned int tlb_mix(uint16_t vmid)
 {
-	unsigned int i = (unsigned int)(page ^ ((vmid * UINT64_C(0x9e3779b97f4a7c15)) >> 40));
-
-	if (tag & TLB_TAG_S2)
-		return TLB_SETS + (i & (WC_SETS - 1));
-	return i & (TLB_SETS - 1);
+	/* An odd multiplier spreads consecutive VMIDs 157 sets apart. */
+	return (unsigned int)vmid * 157u;
 }
 
-static uint64_t tlb_allow_bit(unsigned int access)
+/* The set of @page among @sets (an instance's) for a VMID whose tlb_mix() is @mix. */
+static struct tlb_set *tlb_set_at(struct tlb_set *sets, unsigned int mix, uint64_t page,
+				  uint64_t kind)
 {
-	unsigned int kind = access & (ARM_SMMU_ACC_READ | ARM_SMMU_ACC_WRITE | ARM_SMMU_ACC_EXEC);
+	unsigned int i = ((unsigned int)page ^ mix) & (TLB_SETS - 1);
 
-	return (uint64_t)kind << (access & ARM_SMMU_ACC_PRIV ? 3 : 0);
+	return &sets[kind & TLB_TAG_S2 ? TLB_SETS + i : i];
+}
+
+static struct tlb_set *tlb_set_of(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t page,
+				  uint64_t kind)
+{
+	return tlb_set_at(smmu->tlb, tlb_mix(vmid), page, kind);
 }
 
 /*
- * A hit of @tag (or @gtag, 0: none) for @page allowing @want; the entry's allow bits out.
- * Inlined into each caller: the hit path is issue 12's "at most 2x a plain hash lookup", and
- * the call (eight arguments, two on the stack, six saved registers) was a fifth of its
- * instructions (callgrind: 136 per lookup with the benchmark's loop, 107 inlined; the plain
- * lookup's 31).
+ * What a stage-1 hit for @access must find: its allow bit(s) (and TLB_OUT_MISS, see
+ * tlb_set_read()). A table, not the shift and select: the hit path's want is one load.
+ */
+#define TLB_WANT(access)                                                                    \
+	(TLB_OUT_MISS | ((access) & (ARM_SMMU_ACC_READ | ARM_SMMU_ACC_WRITE | ARM_SMMU_ACC_EXEC)) \
+				<< ((access) & ARM_SMMU_ACC_PRIV ? 3 : 0))
+static const uint16_t tlb_want_s1[16] = {
+	TLB_WANT(0u),  TLB_WANT(1u),  TLB_WANT(2u),  TLB_WANT(3u),
+	TLB_WANT(4u),  TLB_WANT(5u),  TLB_WANT(6u),  TLB_WANT(7u),
+	TLB_WANT(8u),  TLB_WANT(9u),  TLB_WANT(10u), TLB_WANT(11u),
+	TLB_WANT(12u), TLB_WANT(13u), TLB_WANT(14u), TLB_WANT(15u),
+};
+
+/* The allow bits of a found way's output word. */
+static uint64_t tlb_out_allow(uint64_t out)
+{
+	return (out & TLB_OUT_ALLOW) ^ TLB_OUT_ALLOW;
+}
+
+/*
+ * One read of @set for @key: the output word of @key's way, TLB_OUT_MISS when no way holds
+ * it, into @outp; false when a writer held the set or came and went (read again). A caller's
+ * test of a hit for the allow bits @want is then one instruction: !(word & want) (the
+ * callers' want constants have TLB_OUT_MISS in them). A set holds a key at most once (a fill
+ * of a key it holds refreshes that way), so the first equal key decides. Inlined into each
+ * caller: the hit path is issue 12's "at most 2x a plain hash lookup" (bench/README.md has
+ * the instruction counts).
+ */
+static inline __attribute__((always_inline)) bool tlb_set_read_once(struct tlb_set *set,
+								    uint64_t key,
+								    uint64_t *outp)
+{
+	unsigned int s = seq_read_begin(&set->seq), w;
+	uint64_t out = TLB_OUT_MISS;
+
+	/* Unrolled: no way counter, one load, compare and branch a way. */
+#pragma GCC unroll 3
+	for (w = 0; w < TLB_WAYS; w++) {
+		if (rd(&set->key[w]) == key) {
+			out = rd(&set->out[w]);
+			break;
+		}
+	}
+	*outp = out;
+	return !seq_read_retry(&set->seq, s);
+}
+
+/* tlb_set_read_once() until no writer interferes; the output word. */
+static inline __attribute__((always_inline)) uint64_t tlb_set_read(struct tlb_set *set,
+								   uint64_t key)
+{
+	uint64_t out;
+
+	while (!tlb_set_read_once(set, key, &out))
+		;
+	return out;
+}
+
+/*
+ * The rest of arm_smmu_tlb_lookup() when its one read met a writer (@out is not to be used)
+ * or did not find the ASID's entry allowing @want (@out is that read's word): the ASID's
+ * entry read to a consistent answer, else the global one (an nG=0 leaf) of the same page, in
+ * the same set. Out of line and called last (a tail call), so that the hit path keeps no
+ * retry loop (in a loop, the compiler kept the ways' addresses in registers) and saves no
+ * register.
+ */
+static __attribute__((noinline)) bool tlb_lookup_slow(struct tlb_set *set, uint64_t key,
+						      uint64_t want, uint64_t iova,
+						      uint64_t *phys, uint64_t out, bool torn)
+{
+	if (torn)
+		out = tlb_set_read(set, key);
+
+	if (out & want) {
+		out = tlb_set_read(set, (key & ~TLB_KEY_ASID_MASK) | TLB_TAG_GLOBAL);
+		if (out & want)
+			return false;
+	}
+	*phys = (out & ~UINT64_C(0xfff)) | (iova & 0xfff);
+	return true;
+}
+
+/*
+ * A stage-1 (combined) hit of @iova for @access in the (VMID, ASID) context @ctx: the ASID's
+ * entry, else the global one. The context (the key's tag, the VMID's tlb_mix(), the sets) is
+ * what a translation has before it looks (as hardware has the VMID and ASID from its STE and
+ * CD): the vSMMU keeps its VMID's half, so the hit path builds no key from the VMID and ASID.
  */
 static inline __attribute__((always_inline)) bool
-arm_smmu_tlb_find(struct arm_smmu_device *smmu, uint16_t vmid, uint64_t tag, uint64_t gtag,
-		  uint64_t page, uint64_t want, uint64_t *phys, uint64_t *allow)
+arm_smmu_tlb_lookup(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned int access,
+		    uint64_t *phys)
 {
-	struct tlb_set *set = &smmu->tlb[tlb_set_index(vmid, page, tag)];
-	uint64_t key = tlb_key(tag, page), gkey = gtag ? tlb_key(gtag, page) : key, out = 0;
-	unsigned int s, w;
-	bool hit;
+	uint64_t page = iova >> 12, key = ctx->tag | (page & TLB_KEY_PAGE_MASK) >> TLB_INDEX_BITS;
+	uint64_t want = tlb_want_s1[access & 15u], out;
+	struct tlb_set *set = tlb_set_at(ctx->sets, ctx->mix, page, 0);
+	bool torn = !tlb_set_read_once(set, key, &out);
 
-	do {
-		s = seq_read_begin(&set->seq);
-		hit = false;
-		for (w = 0; w < TLB_WAYS; w++) {
-			uint64_t k = rd(&set->key[w]);
-
-			if ((k == key || k == gkey) &&
-			    __atomic_load_n(&set->vmid[w], __ATOMIC_ACQUIRE) == vmid) {
-				out = rd(&set->out[w]);
-				hit = (out & want) == want;
-				if (hit)
-					break;
-			}
-		}
-	} while (seq_read_retry(&set->seq, s));
-	if (!hit)
-		return false;
-	*phys = out & ~UINT64_C(0xfff);
-	*allow = out & 0xfff;
+	if (unlikely(torn || (out & want)))
+		return tlb_lookup_slow(set, key, want, iova, phys, out, torn);
+	*phys = (out & ~UINT64_C(0xfff)) | (iova & 0xfff);
 	return true;
 }
 
-static inline __attribute__((always_inline)) bool
-arm_smmu_tlb_lookup(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid, uint64_t iova,
-		    unsigned int access, uint64_t *phys)
-{
-	uint64_t allow;
-
-	if (!arm_smmu_tlb_find(smmu, vmid, TLB_TAG_VALID | (uint64_t)vmid << 32 | asid,
-			       TLB_TAG_VALID | TLB_TAG_GLOBAL | (uint64_t)vmid << 32, iova >> 12,
-			       tlb_allow_bit(access), phys, &allow))
-		return false;
-	*phys |= iova & 0xfff;
-	return true;
-}
-
-/* A set's writers exclude each other by making its count odd; readers wait for even. */
+/* A set's writers exclude each other by making its count odd; readers retry meanwhile. */
 static bool tlb_set_trylock(struct tlb_set *set)
 {
 	unsigned int s = atomic_load_explicit(&set->seq, memory_order_relaxed);
@@ -905,33 +996,38 @@ static void tlb_set_unlock(struct tlb_set *set)
  * walk an invalidation overtook (@gen is the generation read before the walk).
  */
 static void arm_smmu_tlb_fill(struct arm_smmu_device *smmu, unsigned long gen,
-			      const struct tlb_entry *entry, uint16_t vmid)
+			      const struct tlb_entry *entry)
 {
-	unsigned int idx = tlb_set_index(vmid, entry->page, entry->tag);
-	struct tlb_set *set = &smmu->tlb[idx];
-	struct tlb_span *span = &smmu->spans[idx];
-	uint64_t key = tlb_key(entry->tag, entry->page);
+	struct tlb_set *set = tlb_set_of(smmu, tlb_key_vmid(entry->key), entry->page, entry->key);
 	unsigned int w, e = TLB_WAYS;
 
 	if (!tlb_set_trylock(set))
 		return;
 	if (atomic_load_explicit(&smmu->tlb_gen, memory_order_seq_cst) != gen)
 		goto out_unlock;
-	for (w = 0; w < TLB_WAYS && e == TLB_WAYS; w++)
-		if (rd(&set->key[w]) == key && __atomic_load_n(&set->vmid[w], __ATOMIC_RELAXED) == vmid)
+	for (w = 0; w < TLB_WAYS; w++) {
+		uint64_t k = rd(&set->key[w]);
+
+		if (k == entry->key) {
 			e = w; /* refresh (more permissions, or a newer walk) */
-	for (w = 0; w < TLB_WAYS && e == TLB_WAYS; w++)
-		if (!rd(&set->key[w]))
+			break;
+		}
+		if (!k && e == TLB_WAYS)
 			e = w;
+	}
 	if (e == TLB_WAYS) {
 		e = set->victim;
-		set->victim = (uint16_t)((set->victim + 1) % TLB_WAYS);
+		set->victim = (uint16_t)(e + 1 == TLB_WAYS ? 0 : e + 1);
 	}
-	wr(&set->key[e], key);
-	__atomic_store_n(&set->vmid[e], vmid, __ATOMIC_RELAXED);
-	wr(&set->out[e], entry->phys | entry->allow);
-	wr(&span->s1_base[e], entry->s1_base);
-	wr(&span->s1_size[e], entry->s1_size);
+	wr(&set->key[e], entry->key);
+	wr(&set->out[e], entry->phys | (entry->allow ^ TLB_OUT_ALLOW));
+	if (!(entry->key & TLB_TAG_S2)) {
+		/* Only stage-1 invalidations read spans; stage-2 entries go by VMID alone. */
+		struct tlb_span *span = &smmu->spans[set - smmu->tlb];
+
+		wr(&span->s1_base[e], entry->s1_base);
+		wr(&span->s1_size[e], entry->s1_size);
+	}
 out_unlock:
 	tlb_set_unlock(set);
 }
@@ -958,10 +1054,10 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 		tlb_set_lock(set);
 		for (w = 0; w < TLB_WAYS; w++) {
 			uint64_t key = rd(&set->key[w]);
-			uint16_t kasid = (uint16_t)(key >> TLB_KEY_ASID_SHIFT);
+			uint16_t kasid = tlb_key_asid(key);
 			bool global = key & TLB_TAG_GLOBAL;
 
-			if (!key || __atomic_load_n(&set->vmid[w], __ATOMIC_RELAXED) != vmid)
+			if (!key || tlb_key_vmid(key) != vmid)
 				continue;
 			if (kind != TLB_INV_S12 && (key & TLB_TAG_S2))
 				continue;
@@ -982,10 +1078,18 @@ static void arm_smmu_tlb_inv(struct arm_smmu_device *smmu, uint16_t vmid, int ki
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 }
 
-bool arm_smmu_tlb_probe(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
-			uint64_t iova, unsigned int access, uint64_t *phys)
+void arm_smmu_tlb_ctx_init(struct arm_smmu_tlb_ctx *ctx, struct arm_smmu_device *smmu,
+			   uint16_t vmid, uint16_t asid)
 {
-	return arm_smmu_tlb_lookup(smmu, vmid, asid, iova, access, phys);
+	ctx->tag = tlb_key(TLB_TAG_VALID, vmid, asid, 0);
+	ctx->sets = smmu->tlb;
+	ctx->mix = tlb_mix(vmid);
+}
+
+bool arm_smmu_tlb_probe(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned int access,
+			uint64_t *phys)
+{
+	return arm_smmu_tlb_lookup(ctx, iova, access, phys);
 }
 
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
@@ -993,12 +1097,14 @@ unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid)
 	unsigned int i, w, n = 0;
 
 	uiommu_mutex_lock(&smmu->tlb_lock);
-	for (i = 0; i < TLB_SETS; i++)
-		for (w = 0; w < TLB_WAYS; w++)
-			if (rd(&smmu->tlb[i].key[w]) &&
-			    !(rd(&smmu->tlb[i].key[w]) & (TLB_TAG_S2 | TLB_TAG_WALK)) &&
-			    __atomic_load_n(&smmu->tlb[i].vmid[w], __ATOMIC_RELAXED) == vmid)
+	for (i = 0; i < TLB_SETS; i++) {
+		for (w = 0; w < TLB_WAYS; w++) {
+			uint64_t key = rd(&smmu->tlb[i].key[w]);
+
+			if (key && !(key & (TLB_TAG_S2 | TLB_TAG_WALK)) && tlb_key_vmid(key) == vmid)
 				n++;
+		}
+	}
 	uiommu_mutex_unlock(&smmu->tlb_lock);
 	return n;
 }
@@ -1037,16 +1143,17 @@ static int xlate_s2(struct xlate *x, uint64_t ipa, int access, unsigned int clas
 	struct arm_smmu_device *smmu = x->master->smmu;
 	struct arm_lpae_s2 *pt = &x->vsmmu->s2->pt;
 	uint16_t vmid = x->vsmmu->vmid;
-	uint64_t tag = TLB_TAG_VALID | TLB_TAG_S2 | (uint64_t)vmid << 32, allow;
+	uint64_t key = tlb_key(TLB_TAG_VALID | TLB_TAG_S2, vmid, 0, ipa >> 12), out;
 	struct tlb_entry entry;
 	struct arm_lpae_leaf leaf;
 	unsigned long gen;
 	int p;
 
-	if (arm_smmu_tlb_find(smmu, vmid, tag, 0, ipa >> 12, (uint64_t)access, pa, &allow)) {
-		*pa |= ipa & 0xfff;
+	out = tlb_set_read(tlb_set_of(smmu, vmid, ipa >> 12, TLB_TAG_S2), key);
+	if (!(out & (TLB_OUT_MISS | (uint64_t)access))) {
+		*pa = (out & ~UINT64_C(0xfff)) | (ipa & 0xfff);
 		if (prot)
-			*prot = (int)allow;
+			*prot = (int)tlb_out_allow(out);
 		return 0;
 	}
 	gen = atomic_load_explicit(&smmu->tlb_gen, memory_order_seq_cst);
@@ -1060,10 +1167,10 @@ static int xlate_s2(struct xlate *x, uint64_t ipa, int access, unsigned int clas
 	if (prot)
 		*prot = p;
 	entry = (struct tlb_entry){
-		.tag = tag, .page = ipa >> 12, .phys = leaf.phys & ~UINT64_C(0xfff),
+		.key = key, .page = ipa >> 12, .phys = leaf.phys & ~UINT64_C(0xfff),
 		.allow = (uint64_t)p,
 	};
-	arm_smmu_tlb_fill(smmu, gen, &entry, vmid);
+	arm_smmu_tlb_fill(smmu, gen, &entry);
 	return 0;
 }
 
@@ -1077,6 +1184,9 @@ static int xlate_read(struct xlate *x, uint64_t ipa, unsigned int class, uint64_
 	rc = xlate_s2(x, ipa, IOMMU_READ, class, &pa, NULL);
 	if (rc)
 		return rc;
+	/* Another process's private page (mm.h): not ours to load from, a stage-2 fault. */
+	if (uiommu_host_is_window(pa))
+		return xlate_fault(x, EVT_ID_F_TRANSLATION, true, class);
 	*where = (uint64_t *)(uintptr_t)pa;
 	*val = __atomic_load_n(*where, __ATOMIC_ACQUIRE);
 	return 0;
@@ -1210,6 +1320,35 @@ static bool s1_allows(uint64_t desc, uint64_t tbl, bool wxn, bool hd, unsigned i
 	return true;
 }
 
+/*
+ * The allow bits a hit of a walk's result may serve: each kind at each privilege that
+ * s1_allows() would pass with stage 2's @s2prot, except a write to a leaf that is read-only
+ * (here or above) or clean at stage 2: that write must walk, to fault or to set a dirty bit
+ * (so s1_allows()' writable-clean case never reaches a bit). One pass over the bits instead of
+ * s1_allows() six times: the miss path is issue 12's "at most 6x a one-stage miss".
+ */
+static uint64_t s1_allow_bits(uint64_t desc, uint64_t tbl, bool wxn, int s2prot)
+{
+	bool ro = (desc & ARM_LPAE_S1_AP2) || (tbl & ARM_LPAE_TBL_AP2);
+	uint64_t kinds = 0, priv, unpriv;
+
+	if (s2prot & IOMMU_READ)
+		kinds |= ARM_SMMU_ACC_READ;
+	if (!ro && (s2prot & IOMMU_WRITE))
+		kinds |= ARM_SMMU_ACC_WRITE;
+	priv = kinds;
+	unpriv = kinds;
+	if ((s2prot & IOMMU_READ) && !(wxn && !ro)) {
+		if (!(desc & ARM_LPAE_S1_PXN) && !(tbl & ARM_LPAE_TBL_PXN))
+			priv |= ARM_SMMU_ACC_EXEC;
+		if (!(desc & ARM_LPAE_S1_UXN) && !(tbl & ARM_LPAE_TBL_UXN))
+			unpriv |= ARM_SMMU_ACC_EXEC;
+	}
+	if (!(desc & ARM_LPAE_S1_AP1) || (tbl & ARM_LPAE_TBL_AP1))
+		unpriv = 0;
+	return unpriv | priv << 3;
+}
+
 /* The stage-1 walk of @iova at the CD's granule, every fetch through stage 2; fills @out. */
 static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 {
@@ -1240,20 +1379,20 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 	 * holds the granule and the input size too, so that another CD's geometry never matches.
 	 */
 	walk = (struct tlb_entry){
-		.tag = TLB_TAG_VALID | TLB_TAG_WALK | (uint64_t)vmid << 32 | asid,
 		.page = iova >> arm_lpae_level_shift(&geom, 2) |
 			(uint64_t)(geom.pg_shift - 12) / 2 << 27 | (uint64_t)geom.ias << 29,
 		.s1_base = iova & ~((UINT64_C(1) << arm_lpae_level_shift(&geom, 2)) - 1),
 		.s1_size = UINT64_C(1) << arm_lpae_level_shift(&geom, 2),
 	};
+	walk.key = tlb_key(TLB_TAG_VALID | TLB_TAG_WALK, vmid, asid, walk.page);
 	gen = atomic_load_explicit(&x->master->smmu->tlb_gen, memory_order_seq_cst);
 	if (geom.start < 3) {
-		uint64_t cached, allow;
+		uint64_t cached = tlb_set_read(tlb_set_of(x->master->smmu, vmid, walk.page, 0),
+					       walk.key);
 
-		if (arm_smmu_tlb_find(x->master->smmu, vmid, walk.tag, 0, walk.page, 0, &cached,
-				      &allow)) {
-			table = cached;
-			tbl = allow << 59;
+		if (!(cached & TLB_OUT_MISS)) {
+			table = cached & ~UINT64_C(0xfff);
+			tbl = tlb_out_allow(cached) << 59;
 			level = 3;
 		}
 	}
@@ -1275,7 +1414,7 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 		if (level == 2) {
 			walk.phys = table;
 			walk.allow = tbl >> 59;
-			arm_smmu_tlb_fill(x->master->smmu, gen, &walk, vmid);
+			arm_smmu_tlb_fill(x->master->smmu, gen, &walk);
 		}
 	}
 	if ((level < 3 && !arm_lpae_block_ok(&geom, level)) ||
@@ -1320,25 +1459,14 @@ static int xlate_s1(struct xlate *x, struct tlb_entry *out, uint64_t *phys)
 	 * What a hit may serve later: each kind (read, write, execute) at each privilege this
 	 * walk would allow; an access of several kinds needs each one's bit.
 	 */
-	out->allow = 0;
-	for (k = 0; k < 6; k++) {
-		unsigned int a = (1u << (k % 3)) | (k >= 3 ? ARM_SMMU_ACC_PRIV : 0);
-
-		if (!s1_allows(desc, tbl, x->cd[0] & CD0_WXN, hd, a))
-			continue;
-		if ((a & ARM_SMMU_ACC_WRITE) &&
-		    ((desc & ARM_LPAE_S1_AP2) || !(s2prot & IOMMU_WRITE)))
-			continue; /* a write must walk: to fault, or to set a dirty bit */
-		if (!(a & ARM_SMMU_ACC_WRITE) && !(s2prot & IOMMU_READ))
-			continue;
-		out->allow |= tlb_allow_bit(a);
-	}
+	out->allow = s1_allow_bits(desc, tbl, x->cd[0] & CD0_WXN, s2prot);
 	out->page = iova >> 12;
 	out->phys = pa & ~UINT64_C(0xfff);
 	out->s1_base = iova & ~(size - 1);
 	out->s1_size = size;
-	out->tag = TLB_TAG_VALID | (uint64_t)x->vsmmu->vmid << 32;
-	out->tag |= desc & ARM_LPAE_S1_NG ? x->cd[0] >> CD0_ASID_SHIFT : TLB_TAG_GLOBAL;
+	out->key = desc & ARM_LPAE_S1_NG
+			   ? tlb_key(TLB_TAG_VALID, vmid, asid, out->page)
+			   : tlb_key(TLB_TAG_VALID | TLB_TAG_GLOBAL, vmid, 0, out->page);
 	return 0;
 }
 
@@ -1394,6 +1522,7 @@ static int arm_smmu_translate_nested(struct arm_smmu_master *master,
 	};
 	unsigned int cfg = ARM_SMMU_FIELD(nested->ste[0], STE0_CFG_SHIFT, STE0_CFG_MASK);
 	unsigned long gen, cd_gen;
+	struct arm_smmu_tlb_ctx ctx;
 	struct tlb_entry entry;
 	uint32_t ssid;
 	int rc;
@@ -1421,15 +1550,16 @@ static int arm_smmu_translate_nested(struct arm_smmu_master *master,
 		rc = xlate_fault(&x, EVT_ID_C_BAD_CD, false, EVT_CLASS_CD);
 		goto out_report;
 	}
-	if (arm_smmu_tlb_lookup(smmu, x.vsmmu->vmid, (uint16_t)(x.cd[0] >> CD0_ASID_SHIFT),
-				txn->iova, txn->access, phys))
+	ctx = x.vsmmu->tlb;
+	ctx.tag |= (x.cd[0] >> CD0_ASID_SHIFT) << TLB_KEY_ASID_SHIFT;
+	if (arm_smmu_tlb_lookup(&ctx, txn->iova, txn->access, phys))
 		return 0;
 
 	atomic_fetch_add_explicit(&smmu->stat_misses, 1, memory_order_relaxed);
 	gen = atomic_load_explicit(&smmu->tlb_gen, memory_order_acquire);
 	rc = xlate_s1(&x, &entry, phys);
 	if (!rc) {
-		arm_smmu_tlb_fill(smmu, gen, &entry, x.vsmmu->vmid);
+		arm_smmu_tlb_fill(smmu, gen, &entry);
 		return 0;
 	}
 out_report:

@@ -361,9 +361,20 @@ struct arm_smmu_stats {
 	uint64_t cd_fetches;   /* CDs read from guest memory */
 };
 void arm_smmu_stats(struct arm_smmu_device *smmu, struct arm_smmu_stats *stats);
-/* The TLB's hit path alone, for (@vmid, @asid, @iova) (benchmarks): true on a hit. */
-bool arm_smmu_tlb_probe(struct arm_smmu_device *smmu, uint16_t vmid, uint16_t asid,
-			uint64_t iova, unsigned int access, uint64_t *phys);
+/*
+ * A (VMID, ASID) context of lookups in an instance's TLB: what a translation knows before it
+ * looks (hardware has it from its STE and CD), made once by arm_smmu_tlb_ctx_init().
+ */
+struct arm_smmu_tlb_ctx {
+	uint64_t tag;        /* the key's VMID, ASID and kind */
+	void *sets;          /* the instance's TLB sets */
+	unsigned int mix;    /* the VMID's share of the set index */
+};
+void arm_smmu_tlb_ctx_init(struct arm_smmu_tlb_ctx *ctx, struct arm_smmu_device *smmu,
+			   uint16_t vmid, uint16_t asid);
+/* The TLB's hit path alone, for @iova in @ctx (benchmarks): true on a hit. */
+bool arm_smmu_tlb_probe(const struct arm_smmu_tlb_ctx *ctx, uint64_t iova, unsigned int access,
+			uint64_t *phys);
 /* Valid stage-1 (combined) TLB entries of @vmid, not the walk caches' (a snapshot, tests). */
 unsigned int arm_smmu_tlb_count(struct arm_smmu_device *smmu, uint16_t vmid);
 

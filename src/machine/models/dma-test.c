@@ -83,7 +83,7 @@
 #define DMA_TEST_POLL_US 500u          /* doorbell page polling while a queue is enabled... */
 #define DMA_TEST_POLL_MIN_US 20u       /* ...and just after a descriptor ran (adaptive) */
 #define DMA_TEST_CMD_MASTER 0x0004     /* Command: Bus Master Enable */
-#define DMA_TEST_BATCH 64u             /* descriptors fetched and run in one pass at most... */
+#define DMA_TEST_BATCH 256u            /* descriptors fetched and run in one pass at most... */
 #define DMA_TEST_BATCH_BYTES (1u << 20) /* ...and bytes copied (a reset waits for the pass) */
 #define DMA_TEST_INLINE_BYTES (4u << 20) /* a doorbell's writer runs passes up to this many */
 
@@ -122,10 +122,12 @@ struct dma_test {
 	LIST_ENTRY(dma_test) node;     /* in dma_tests; dma_tests_lock */
 	uint8_t *bounce[2];            /* the worker's: FILL's pattern, COMPARE's two sides */
 	/* The worker's, for a batch: the descriptors fetched, the completion records to write
-	 * back and the engine ops. */
+	 * back (recs[i] says where comps[i] goes: only its iova changes) and the engine ops, one
+	 * per descriptor. */
 	struct dma_test_desc descs[DMA_TEST_BATCH];
 	struct dma_test_completion comps[DMA_TEST_BATCH];
-	struct uiommu_dma_op ops[2 * DMA_TEST_BATCH];
+	struct uiommu_dma_record recs[DMA_TEST_BATCH];
+	struct uiommu_dma_op ops[DMA_TEST_BATCH];
 };
 
 /* The outcome of one pass: descriptors completed, then maybe the one that stopped the queue. */
@@ -350,13 +352,6 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		if (dma_test_desc_bad(d) || (d->op != DMA_TEST_OP_COPY && d->op != DMA_TEST_OP_NOP) ||
 		    (i && bytes >= DMA_TEST_BATCH_BYTES))
 			break; /* a pass of its own */
-		if (d->op == DMA_TEST_OP_COPY && d->len) {
-			dt->ops[nops++] = (struct uiommu_dma_op){
-				.op = UIOMMU_DMA_OP_COPY, .flags = flags, .pasid = pasid,
-				.src = d->src, .iova = d->dst, .len = d->len,
-			};
-			bytes += d->len;
-		}
 		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 		if (d->completion) {
 			dt->comps[i] = (struct dma_test_completion){
@@ -364,6 +359,18 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 				.bytes = d->op == DMA_TEST_OP_COPY ? d->len : 0,
 				.cookie = d->cookie,
 			};
+			dt->recs[i].iova = d->completion;
+		}
+		if (d->op == DMA_TEST_OP_COPY && d->len) {
+			/* The copy and its completion record: one op (UIOMMU_DMA_RECORD). */
+			dt->ops[nops++] = (struct uiommu_dma_op){
+				.op = UIOMMU_DMA_OP_COPY, .pasid = pasid, .src = d->src,
+				.iova = d->dst, .len = d->len,
+				.flags = flags | (d->completion ? UIOMMU_DMA_RECORD : 0),
+				.buf = &dt->recs[i],
+			};
+			bytes += d->len;
+		} else if (d->completion) {
 			dt->ops[nops++] = (struct uiommu_dma_op){
 				.op = UIOMMU_DMA_OP_WRITE, .flags = flags, .pasid = pasid,
 				.iova = d->completion, .buf = &dt->comps[i],
@@ -389,7 +396,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 	/* Walk the descriptors against the ops to find how far the batch went. */
 	for (i = 0, nops = 0; i < n; i++) {
 		const struct dma_test_desc *d = &dt->descs[i];
-		unsigned int need = (d->op == DMA_TEST_OP_COPY && d->len) + !!d->completion;
+		unsigned int need = (d->op == DMA_TEST_OP_COPY && d->len) || d->completion;
 
 		if (nops + need > (size_t)got) {
 			const struct uiommu_dma_op *op = &dt->ops[got];
@@ -868,6 +875,10 @@ static int dma_test_realize(struct uiommu_pci_fn *fn)
 	dt->bounce[0] = uiommu_zalloc(DMA_TEST_CHUNK);
 	dt->bounce[1] = uiommu_zalloc(DMA_TEST_CHUNK);
 	dt->doorbells = uiommu_pci_fn_area(fn, 0, 0);
+	for (unsigned int i = 0; i < DMA_TEST_BATCH; i++)
+		dt->recs[i] = (struct uiommu_dma_record){
+			.buf = &dt->comps[i], .len = sizeof(dt->comps[i]),
+		};
 	if (!dt->bounce[0] || !dt->bounce[1] || !dt->doorbells)
 		goto err_free;
 	uiommu_pci_fn_set_priv(fn, dt);

@@ -20,9 +20,8 @@
 #   -m iommufd-fd   the same with the fds opened by QEMU's parent, as a management layer
 #                   does: a shell opens /dev/iommu and each function's /dev/vfio/devices/vfioN
 #                   and execs QEMU with -object iommufd,id=iommufd0,fd=N and
-#                   -device vfio-pci,fd=M,iommufd=iommufd0. Fails today: the contexts are
-#                   served by the parent's copy, which cannot map QEMU's private guest
-#                   RAM (IOMMU_IOAS_MAP: EFAULT; docs/qemu.md)
+#                   -device vfio-pci,fd=M,iommufd=iommufd0 (QEMU is then another process
+#                   than the one serving its files: docs/processes.md)
 #   -q QEMU         the qemu-system-x86_64 to run (default: Debian 12's on PATH for boot and
 #                   vfio; for the iommufd modes the one tools/qemu-build.sh built and cached,
 #                   and without one the run is skipped, exit status 77). A QEMU other than

@@ -9,12 +9,13 @@
  * read-only in a shared object). The fault handler (mm_self.c, uaccess_handler()) looks the
  * faulting RIP up there and, when found, returns from the signal to the resume address with
  * the registers as the fault left them: %rcx holds the bytes left (`rep movsb` keeps it exact;
- * the word and byte loops count it down only after a move has completed), and the fixup hands
- * it back. Nothing is saved or armed per copy, so a copy costs what its moves cost.
+ * the word loop and the tail count it down only after a move has completed), and the fixup
+ * hands it back. Nothing is saved or armed per copy, so a copy costs what its moves cost.
  *
- * Up to 64 bytes move as 8-byte words then bytes, when @dst does not start inside @src's range
- * (where ascending words give what ascending bytes would); `rep movsb` otherwise, whose start-up
- * costs more than such a short copy.
+ * Up to 64 bytes move as 8-byte words then one 4-, 2- and 1-byte move each as needed (an
+ * ioctl's size word is one move), when @dst does not start inside @src's range (where ascending
+ * words give what ascending bytes would); `rep movsb` otherwise, whose start-up costs more than
+ * such a short copy.
  *
  * Only the instructions listed are ours: a fault anywhere else, including in a program's signal
  * handler that runs on top of a copy, goes to whoever it would have gone to without us.
@@ -38,7 +39,7 @@ uiommu_uaccess_copy_x86:
 	jb	.Lrep
 .Lwords:
 	cmpq	$8, %rcx
-	jb	.Lbytes
+	jb	.Ltail4
 .Lword_load:
 	movq	(%rsi), %rax
 .Lword_store:
@@ -47,17 +48,35 @@ uiommu_uaccess_copy_x86:
 	addq	$8, %rdi
 	subq	$8, %rcx
 	jmp	.Lwords
-.Lbytes:
-	testq	%rcx, %rcx
+	/* Under 8 bytes left: one move each of 4, 2 and 1 as the count's bits ask. */
+.Ltail4:
+	testb	$4, %cl
+	jz	.Ltail2
+.Ltail4_load:
+	movl	(%rsi), %eax
+.Ltail4_store:
+	movl	%eax, (%rdi)
+	addq	$4, %rsi
+	addq	$4, %rdi
+	subq	$4, %rcx
+.Ltail2:
+	testb	$2, %cl
+	jz	.Ltail1
+.Ltail2_load:
+	movw	(%rsi), %ax
+.Ltail2_store:
+	movw	%ax, (%rdi)
+	addq	$2, %rsi
+	addq	$2, %rdi
+	subq	$2, %rcx
+.Ltail1:
+	testb	$1, %cl
 	jz	.Ldone
-.Lbyte_load:
+.Ltail1_load:
 	movb	(%rsi), %al
-.Lbyte_store:
+.Ltail1_store:
 	movb	%al, (%rdi)
-	incq	%rsi
-	incq	%rdi
-	decq	%rcx
-	jmp	.Lbytes
+	jmp	.Ldone
 .Lrep:
 .Lrep_move:
 	rep movsb
@@ -81,8 +100,12 @@ uiommu_uaccess_copy_x86:
 
 	uaccess_extable .Lword_load, .Lfixup
 	uaccess_extable .Lword_store, .Lfixup
-	uaccess_extable .Lbyte_load, .Lfixup
-	uaccess_extable .Lbyte_store, .Lfixup
+	uaccess_extable .Ltail4_load, .Lfixup
+	uaccess_extable .Ltail4_store, .Lfixup
+	uaccess_extable .Ltail2_load, .Lfixup
+	uaccess_extable .Ltail2_store, .Lfixup
+	uaccess_extable .Ltail1_load, .Lfixup
+	uaccess_extable .Ltail1_store, .Lfixup
 	uaccess_extable .Lrep_move, .Lfixup
 
 	.section .note.GNU-stack, "", @progbits

@@ -592,6 +592,9 @@ static int uaccess_copy_fast(void *dst, const void *src, size_t len)
 {
 	size_t left;
 
+	/* Inside an ioctl's window (the usual case): nothing to open. */
+	if (likely(uaccess_depth))
+		return uiommu_uaccess_copy_x86(dst, src, len) ? -EFAULT : 0;
 	uiommu_uaccess_begin();
 	/* The window is open (uaccess_depth is read by the handler) before the first access. */
 	atomic_signal_fence(memory_order_seq_cst);

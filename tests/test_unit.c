@@ -1106,12 +1106,17 @@ TEST(user_copy_faults_at_every_access)
 		ASSERT_EQ(0, mprotect(edge, (size_t)page, PROT_READ | PROT_WRITE));
 		memset(two, 0x5a, (size_t)page * 2);
 	}
-	/* An overlapping copy (dst inside src's range) moves as ascending bytes would. */
+#ifndef __SANITIZE_THREAD__
+	/*
+	 * An overlapping copy (dst inside src's range) moves as ascending bytes would. (Not under
+	 * ThreadSanitizer, where process_vm_readv() copies and overlap is the kernel's business.)
+	 */
 	for (i = 0; i < 16; i++)
 		two[i] = (unsigned char)i;
 	ASSERT_EQ(0, uiommu_host_copy(two + 1, two, 15));
 	for (i = 1; i < 16; i++)
 		ASSERT_EQ(0, two[i]);
+#endif
 	ASSERT_EQ(0, munmap(two, (size_t)page * 2));
 	uiommu_mm_put(mm);
 }

@@ -1063,7 +1063,7 @@ TEST(alloc_live_settled_leaves_out_deferred_frees)
  * src/mm/uaccess_x86_64.S): 8-, 4-, 2- and 1-byte loads, a `rep movsb` load, and their stores,
  * each across the edge of a page that is PROT_NONE (loads) or read-only (stores). Each gives
  * EFAULT, copies nothing past the edge, leaves the mapped bytes before it as a byte copy would,
- * and the very next copy of the thread succeeds.
+ * and the very next copy of the thread succeeds; and a SIGBUS (a page past its file's end).
  */
 TEST(user_copy_faults_at_every_access)
 {
@@ -1072,6 +1072,7 @@ TEST(user_copy_faults_at_every_access)
 	struct uiommu_mm *mm = uiommu_mm_self();
 	unsigned char buf[512], *two, *edge;
 	size_t i, before;
+	int fd;
 
 	ASSERT_FALSE(IS_ERR(mm));
 	two = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -1118,6 +1119,18 @@ TEST(user_copy_faults_at_every_access)
 		ASSERT_EQ(0, two[i]);
 #endif
 	ASSERT_EQ(0, munmap(two, (size_t)page * 2));
+
+	/* A page past the end of its file raises SIGBUS, not SIGSEGV: EFAULT the same. */
+	fd = memfd_create("uiommu-test", MFD_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, ftruncate(fd, page));
+	two = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_TRUE(two != MAP_FAILED);
+	ASSERT_EQ(-EFAULT, uiommu_copy_from_user(mm, buf, (uintptr_t)(two + page), 8));
+	ASSERT_EQ(-EFAULT, uiommu_copy_to_user(mm, (uintptr_t)(two + page - 2), buf, 100));
+	ASSERT_EQ(0, uiommu_copy_to_user(mm, (uintptr_t)two, buf, 100));
+	ASSERT_EQ(0, munmap(two, (size_t)page * 2));
+	ASSERT_EQ(0, close(fd));
 	uiommu_mm_put(mm);
 }
 

@@ -163,6 +163,54 @@ TEST_F(dt, copy_with_register_doorbell_and_msix)
 	ASSERT_EQ(0u, pt_irqs_msix(&self->irqs, 1));
 }
 
+/*
+ * A pass writes only what changes in its completion records (bytes, cookie): a NOP's and an
+ * empty COPY's records, run where the previous pass had 4 KiB COPYs, still say 0 bytes, and
+ * every other word of a record is the device's (memory the driver left dirty is overwritten).
+ */
+TEST_F(dt, records_are_whole_from_pass_to_pass)
+{
+	const struct dma_test_completion want[4] = {
+		{ .status = DMA_TEST_COMP_DONE, .bytes = 4096, .cookie = 1 },
+		{ .status = DMA_TEST_COMP_DONE, .bytes = 4096, .cookie = 2 },
+		{ .status = DMA_TEST_COMP_DONE, .bytes = 0, .cookie = 3 },
+		{ .status = DMA_TEST_COMP_DONE, .bytes = 0, .cookie = 4 },
+	};
+
+	fill(self->src, 2 * 4096, 9);
+	memset(self->comp, 0xa5, 4 * sizeof(*self->comp));
+	for (unsigned int i = 0; i < 2; i++)
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .flags = i ? DMA_TEST_DESC_IRQ : 0,
+			.src = SRC_IOVA + i * 4096, .dst = DST_IOVA + i * 4096, .len = 4096,
+			.completion = COMP_IOVA + 32 * i, .cookie = 1 + i,
+		};
+	*desc(self, 0, 2) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_NOP, .completion = COMP_IOVA + 64, .cookie = 3,
+	};
+	*desc(self, 0, 3) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .flags = DMA_TEST_DESC_IRQ, .src = SRC_IOVA,
+		.dst = DST_IOVA + 2 * 4096, .len = 0, .completion = COMP_IOVA + 96, .cookie = 4,
+		.pattern = ~0ull, .reserved = ~0ull,
+	};
+	queue_start(self->fn, 0, 0);
+	/* Two doorbells, so two passes: the second's descriptors take the first's places. */
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 4);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 2));
+	ASSERT_EQ(4u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0, memcmp(self->dst, self->src, 2 * 4096));
+	ASSERT_EQ(0, self->dst[2 * 4096]);
+	for (unsigned int i = 0; i < 4; i++) {
+		ASSERT_EQ(want[i].status, self->comp[i].status);
+		ASSERT_EQ(want[i].result, self->comp[i].result);
+		ASSERT_EQ(want[i].bytes, self->comp[i].bytes);
+		ASSERT_EQ(want[i].cookie, self->comp[i].cookie);
+		ASSERT_EQ(want[i].reserved, self->comp[i].reserved);
+	}
+}
+
 /* Several descriptors, fill and compare, and the doorbell page written through a driver's
  * mmap of it: nothing tells the device, it finds the new tail by polling. */
 TEST_F(dt, fill_compare_through_the_mmapped_doorbell)

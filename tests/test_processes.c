@@ -458,7 +458,7 @@ static int child_race(int sock)
  * "sweep SOCK": fails each fallible step of the first call on an adopted fd in turn (the
  * connection, its HELLO, the pool): each failure is a clean ENOMEM or ENODEV and leaves
  * nothing behind, and the next call works. Then a private buffer mapped while the context
- * has a domain: another process's private memory has no address in the server: EFAULT.
+ * has a domain (a window address in the server) and unmapped.
  */
 static int child_sweep(int sock)
 {
@@ -484,7 +484,8 @@ static int child_sweep(int sock)
 	}
 	if (uiommu_fail_nth_available() && !left)
 		return 3;
-	if (!ioas_map(fd, ioas, buf, PS, &iova) || errno != EFAULT)
+	/* Private memory under a domain: mapped through the server's window; unmapped again. */
+	if (ioas_map(fd, ioas, buf, PS, &iova) || ioas_unmap_len(fd, ioas, iova, PS) != PS)
 		return 4;
 	/*
 	 * A fault queue made for us: its fd is adopted by a CLAIM round trip and its number put
@@ -510,6 +511,113 @@ static int child_sweep(int sock)
 	if (uiommu_fail_nth_available() && !left)
 		return 8;
 	return 0;
+}
+
+/*
+ * "private SOCK": maps four pages of its private anonymous memory (0x11) into the IOAS it was
+ * handed ({iova, address} back), then runs the test's commands, three bytes each (op, page,
+ * value): 'v' (is every byte of the page the value? 'y' or 'n'), 's' (store the value in
+ * every byte), 'r' (replace the page: mmap(MAP_FIXED) of new private memory holding the
+ * value), 'u' (munmap it, then map new memory holding the value at the same place with the
+ * raw system call, which nothing intercepts), 'm' (mremap it elsewhere, then the same), 'q'
+ * (exit, leaving the mapping in the IOAS).
+ * The rest answer 'k'.
+ */
+static int child_private(int sock)
+{
+	uint8_t *buf = mmap(NULL, 4 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	uint8_t *away = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t msg[2];
+	uint32_t ioas;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+	uint8_t cmd[3];
+	char reply;
+
+	if (fd < 0 || buf == MAP_FAILED || away == MAP_FAILED)
+		return 1;
+	memset(buf, 0x11, 4 * PS);
+	if (ioas_map(fd, ioas, buf, 4 * PS, &msg[0]))
+		return 2;
+	msg[1] = (uintptr_t)buf;
+	if (write(sock, msg, sizeof(msg)) != sizeof(msg))
+		return 3;
+	while (read(sock, cmd, 3) == 3 && cmd[0] != 'q' && cmd[1] < 4) {
+		uint8_t *page = buf + cmd[1] * PS;
+
+		reply = 'k';
+		if (cmd[0] == 'v') {
+			reply = 'y';
+			for (size_t i = 0; i < PS; i++)
+				if (page[i] != cmd[2])
+					reply = 'n';
+		} else if (cmd[0] == 's') {
+			memset(page, cmd[2], PS);
+		} else if (cmd[0] == 'r') {
+			if (mmap(page, PS, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != page)
+				return 4;
+			memset(page, cmd[2], PS);
+		} else if (cmd[0] == 'u' || cmd[0] == 'm') {
+			if ((cmd[0] == 'u' ? munmap(page, PS) :
+					     mremap(page, PS, PS, MREMAP_MAYMOVE | MREMAP_FIXED,
+						    away) != away) ||
+			    (void *)syscall(SYS_mmap, page, PS, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+					    0) != page)
+				return 5;
+			memset(page, cmd[2], PS);
+		}
+		if (write(sock, &reply, 1) != 1)
+			return 6;
+	}
+	return 0;
+}
+
+/*
+ * "privexec SOCK": maps a page of its private memory into the IOAS it was handed ({iova,
+ * address} back), then, at the test's word, execs itself as "privexec2 SOCK ADDRESS": the new
+ * image (same pid) maps a page of its own at the same address (0x99) and says 'k', or 's' when
+ * that address is taken; at the next word, 'y' when its page still holds 0x99, else 'n'.
+ */
+static int child_privexec(int sock)
+{
+	uint8_t *buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char a1[24], a2[24], c;
+	uint64_t msg[2];
+	uint32_t ioas;
+	int fd = recv_fd(sock, &ioas, sizeof(ioas));
+
+	if (fd < 0 || buf == MAP_FAILED)
+		return 1;
+	memset(buf, 0x11, PS);
+	if (ioas_map(fd, ioas, buf, PS, &msg[0]))
+		return 2;
+	msg[1] = (uintptr_t)buf;
+	if (write(sock, msg, sizeof(msg)) != sizeof(msg) || read(sock, &c, 1) != 1)
+		return 3;
+	snprintf(a1, sizeof(a1), "%d", sock);
+	snprintf(a2, sizeof(a2), "%lu", (unsigned long)msg[1]);
+	fcntl(sock, F_SETFD, 0);
+	execl("/proc/self/exe", "test_processes", "--child", "privexec2", a1, a2, (char *)NULL);
+	return 4;
+}
+
+static int child_privexec2(int sock, unsigned long addr)
+{
+	uint8_t *page = mmap((void *)addr, PS, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	char c, reply = 'y';
+
+	if (page != (void *)addr)
+		return write(sock, "s", 1) == 1 ? 0 : 1;
+	memset(page, 0x99, PS);
+	if (write(sock, "k", 1) != 1 || read(sock, &c, 1) != 1)
+		return 2;
+	for (size_t i = 0; i < PS; i++)
+		if (page[i] != 0x99)
+			reply = 'n';
+	return write(sock, &reply, 1) == 1 ? 0 : 3;
 }
 
 /*
@@ -683,6 +791,12 @@ static int child_main(int argc, char **argv)
 		return child_fault(a);
 	if (!strcmp(role, "mmap"))
 		return child_mmap(a);
+	if (!strcmp(role, "private"))
+		return child_private(a);
+	if (!strcmp(role, "privexec"))
+		return child_privexec(a);
+	if (!strcmp(role, "privexec2"))
+		return child_privexec2(a, (unsigned long)b);
 	if (!strcmp(role, "served"))
 		return child_served(a);
 	if (!strcmp(role, "memlock"))
@@ -1021,12 +1135,226 @@ TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
 	pid = child_start_with("sweep", fd, &ioas, sizeof(ioas), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(0, child_wait(pid));
-	/* The refused MAP left nothing: no area, no pin. */
+	/* The MAP and UNMAP left nothing: no area, no pin. */
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_EQ(0, ioas_unmap_len(fd, ioas, 0, UINT64_MAX));
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, live_contexts_settle(0));
+	close(sock);
+}
+
+/* Sends the child's command @op for @page with @val and returns its one-byte reply, or 0. */
+static char private_cmd(int sock, char op, uint8_t page, uint8_t val)
+{
+	uint8_t cmd[3] = { (uint8_t)op, page, val };
+	char reply;
+
+	if (write(sock, cmd, 3) != 3 || read(sock, &reply, 1) != 1)
+		return 0;
+	return reply;
+}
+
+/* Whether @len bytes at @p are all @val. */
+static bool all_bytes(const uint8_t *p, size_t len, uint8_t val)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != val)
+			return false;
+	return true;
+}
+
+/* The reason of the newest fault in @dma's log, or 0 for none. */
+static uint32_t last_fault_reason(struct uiommu_dma_dev *dma)
+{
+	struct uiommu_dma_fault f[64];
+	ssize_t n = uiommu_dma_dev_read_faults(dma, f, 64);
+
+	return n > 0 ? f[n - 1].reason : 0;
+}
+
+/*
+ * Another process's private memory under a domain of our context (docs/processes.md, "The
+ * caller's memory"): the device's DMA reads and writes the child's pages coherently (a write
+ * is seen by the child at once, its store by the next read); a page it replaced or unmapped
+ * faults, and the device never reaches the memory that took its place; once the child is gone
+ * (exited, or killed with SIGKILL) every DMA to it faults, never stale data: the device sees
+ * a fault, nothing crashes. The mapping stays until unmapped, then nothing is pinned.
+ */
+FIXTURE(private_memory) {
+	int fd, sock;
+	pid_t pid;
+	struct uiommu_dma_dev *dma;
+	uint32_t ioas;
+	uint64_t iova;
+};
+
+FIXTURE_VARIANT(private_memory) {
+	bool kill; /* the child is killed with SIGKILL instead of exiting */
+};
+
+FIXTURE_VARIANT_ADD(private_memory, exit) { .kill = false };
+FIXTURE_VARIANT_ADD(private_memory, sigkill) { .kill = true };
+
+FIXTURE_SETUP(private_memory)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	uint64_t msg[2];
+
+	self->sock = -1;
+	self->pid = -1;
+	self->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(self->fd, 0);
+	NEEDS_IOMMUFD_TEST(); /* a mock domain and device */
+	self->ioas = ioas_alloc(self->fd);
+	mock.id = self->ioas;
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &mock));
+	self->dma = uiommu_dma_dev_open_iommufd(self->fd, mock.mock_domain.out_idev_id);
+	ASSERT_NE(NULL, self->dma);
+	self->pid = child_start_with("private", self->fd, &self->ioas, sizeof(self->ioas),
+				     &self->sock);
+	ASSERT_GT(self->pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(msg), read(self->sock, msg, sizeof(msg)));
+	self->iova = msg[0];
+}
+
+FIXTURE_TEARDOWN(private_memory)
+{
+	if (self->dma)
+		uiommu_dma_dev_close(self->dma);
+	if (self->sock >= 0)
+		close(self->sock);
+	if (self->pid > 0) {
+		kill(self->pid, SIGKILL);
+		waitpid(self->pid, NULL, 0);
+	}
+	close(self->fd);
+}
+
+TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
+{
+	uint8_t *out = malloc(4 * PS), *in = malloc(4 * PS);
+	uint64_t p0 = self->iova, p1 = self->iova + PS, p2 = self->iova + 2 * PS;
+	uint64_t p3 = self->iova + 3 * PS;
+	struct uiommu_stats st;
+	siginfo_t info;
+
+	ASSERT_NE(NULL, out);
+	ASSERT_NE(NULL, in);
+	/* What the child stored before the MAP, all four pages in one transfer. */
+	ASSERT_EQ(4 * PS, uiommu_dma_read(self->dma, 0, p0, in, 4 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 4 * PS, 0x11));
+	/* The device's write is the child's memory at once. */
+	memset(out, 0x22, PS);
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0, 0x22));
+	/* And the child's store is what the next read sees. */
+	ASSERT_EQ('k', private_cmd(self->sock, 's', 0, 0x33));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x33));
+
+	/*
+	 * The child replaces its first page (mmap MAP_FIXED): the device faults there and never
+	 * reaches the new page, as the kernel's pin would keep the old one.
+	 */
+	ASSERT_EQ('k', private_cmd(self->sock, 'r', 0, 0x77));
+	memset(in, 0x5a, PS);
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x5a));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0, 0x77));
+	/* It unmaps its second page and maps new memory there behind the library's back. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'u', 1, 0x66));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p1, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p1, in, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 1, 0x66));
+	/* It moves its third page away (mremap), and the same. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'm', 2, 0x55));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p2, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p2, in, PS, 0));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 2, 0x55));
+	/* The fourth page still works. */
+	memset(out, 0x44, PS);
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p3, out, PS, 0));
+	ASSERT_EQ(PS, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x44));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x44));
+
+	/* The child goes; while it is a zombie, and after it is reaped, every DMA faults. */
+	if (variant->kill)
+		ASSERT_EQ(0, kill(self->pid, SIGKILL));
+	else
+		ASSERT_EQ(3, write(self->sock, "q\0", 3));
+	ASSERT_EQ(0, waitid(P_PID, (id_t)self->pid, &info, WEXITED | WNOWAIT));
+	ASSERT_EQ(variant->kill ? CLD_KILLED : CLD_EXITED, info.si_code);
+	memset(in, 0x5a, PS);
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x5a)); /* not a byte of stale data */
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	self->pid = -1;
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p3, out, PS, 0));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
+
+	/* The mapping stays until unmapped, as the kernel's; then nothing is pinned. */
+	ASSERT_EQ(4 * PS, ioas_unmap_len(self->fd, self->ioas, p0, 4 * PS));
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, last_fault_reason(self->dma));
+	free(out);
+	free(in);
+}
+
+/*
+ * A child's private pages under a domain, then the child execs (same pid, a new address
+ * space): the old image's pinned pages are gone with it, and the device never reaches the new
+ * image's memory at the same address (EFAULT), where the kernel's pins keep the old pages.
+ */
+TEST(private_memory_of_a_process_that_execs)
+{
+	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint8_t out[PS], in[PS];
+	struct uiommu_dma_dev *dma;
+	struct uiommu_stats st;
+	uint64_t msg[2];
+	uint32_t ioas;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST(); /* a mock domain and device */
+	ioas = ioas_alloc(fd);
+	mock.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
+	dma = uiommu_dma_dev_open_iommufd(fd, mock.mock_domain.out_idev_id);
+	ASSERT_NE(NULL, dma);
+	pid = child_start_with("privexec", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(msg), read(sock, msg, sizeof(msg)));
+	ASSERT_EQ(PS, uiommu_dma_read(dma, 0, msg[0], in, PS, 0));
+	ASSERT_TRUE(all_bytes(in, PS, 0x11));
+	ASSERT_EQ(1, write(sock, "x", 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	if (c == 'k') {
+		memset(out, 0x22, PS);
+		ASSERT_ERRNO(EFAULT, uiommu_dma_write(dma, 0, msg[0], out, PS, 0));
+		ASSERT_ERRNO(EFAULT, uiommu_dma_read(dma, 0, msg[0], in, PS, 0));
+		ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(dma));
+		ASSERT_EQ(1, write(sock, "v", 1));
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ('y', c);
+	} else {
+		ASSERT_EQ('s', c); /* the new image uses that address itself: nothing to compare */
+	}
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, msg[0], PS));
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.pinned_pages);
+	ASSERT_EQ(0, uiommu_dma_dev_close(dma));
+	ASSERT_EQ(0, close(fd));
 	close(sock);
 }
 

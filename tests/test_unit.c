@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -605,6 +606,109 @@ TEST(pin_is_all_or_nothing)
 	iopt_pages_put(p);
 	munmap(buf, 8 * ps);
 	uiommu_mm_put(mm);
+}
+
+/*
+ * The window (mm/window.c), through a remote mm of this very process (mm_remote.c: its pidfd,
+ * /proc/self/mem and /proc/self/maps, as a client hands them over): a pin of private memory
+ * gives each page a window address, contiguous over the run; host copies through it reach the
+ * pages (both ways, and window to window), and a plain access would fault; a pin's failure at
+ * any step leaves no pin and no window address; the last unpin frees the addresses (EFAULT
+ * from then); a page the owner unmapped or replaced by a shared mapping answers EFAULT.
+ */
+TEST(window_gives_private_pages_of_another_mm_host_addresses)
+{
+	size_t ps = uiommu_page_size;
+	uint8_t *buf = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			    0);
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	int maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	uint64_t base = page_index(buf), uaddr = (uintptr_t)buf;
+	struct uiommu_mm *mm;
+	uint8_t *w, byte = 0x22, back[2];
+	unsigned long nth;
+	int rc, memfd;
+
+	ASSERT_TRUE(buf != MAP_FAILED);
+	ASSERT_GE(pidfd, 0);
+	ASSERT_GE(mem_fd, 0);
+	ASSERT_GE(maps_fd, 0);
+	memset(buf, 0x11, 4 * ps);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd);
+	ASSERT_FALSE(IS_ERR(mm));
+	/* Not pinned: no host address. */
+	ASSERT_EQ(NULL, mm->ops->host_ptr(mm, uaddr));
+
+	/* Each fallible step of the pin (the window's reservation among them) fails cleanly. */
+	for (nth = 1; uiommu_fail_nth_available() && nth < 50; nth++) {
+		uiommu_fail_nth_arm(nth);
+		rc = uiommu_mm_pin(mm, base, 4, true);
+		if (uiommu_fail_nth_disarm()) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		ASSERT_TRUE(rc == -ENOMEM || rc == -EFAULT);
+		ASSERT_EQ(0, uiommu_mm_pinned_pages(mm));
+		ASSERT_EQ(NULL, mm->ops->host_ptr(mm, uaddr));
+	}
+	if (!uiommu_fail_nth_available())
+		ASSERT_EQ(0, uiommu_mm_pin(mm, base, 4, true));
+	ASSERT_TRUE(nth > 2 || !uiommu_fail_nth_available());
+
+	w = mm->ops->host_ptr(mm, uaddr);
+	ASSERT_NE(NULL, w);
+	ASSERT_TRUE(w != buf && uiommu_host_is_window((uintptr_t)w) &&
+		    !uiommu_host_is_window((uintptr_t)buf));
+	for (int i = 1; i < 4; i++)
+		ASSERT_EQ(w + i * ps, mm->ops->host_ptr(mm, uaddr + i * ps));
+	/* A second pin of the same pages: the same addresses. */
+	ASSERT_EQ(0, uiommu_mm_pin(mm, base + 1, 1, false));
+	ASSERT_EQ(w + ps, mm->ops->host_ptr(mm, uaddr + ps));
+	ASSERT_EQ(2, uiommu_mm_pin_count(mm, base + 1));
+
+	/* Host copies through the window are the pages themselves, both ways. */
+	ASSERT_EQ(0, uiommu_host_copy(w + 5, &byte, 1));
+	ASSERT_EQ(0x22, buf[5]);
+	buf[ps + 7] = 0x33;
+	ASSERT_EQ(0, uiommu_host_copy(back, w + ps + 6, 2));
+	ASSERT_EQ(0x11, back[0]);
+	ASSERT_EQ(0x33, back[1]);
+	/* Window to window, across pages. */
+	ASSERT_EQ(0, uiommu_host_copy(w + 2 * ps, w + ps - 1, ps));
+	ASSERT_EQ(0x11, buf[2 * ps]);
+	ASSERT_EQ(0x33, buf[2 * ps + 8]);
+
+	/* The last unpin of the first page frees its address; the second is still pinned twice. */
+	uiommu_mm_unpin(mm, base, 2);
+	ASSERT_EQ(NULL, mm->ops->host_ptr(mm, uaddr));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(w, &byte, 1));
+	ASSERT_EQ(w + ps, mm->ops->host_ptr(mm, uaddr + ps));
+	ASSERT_EQ(0, uiommu_host_copy(w + ps, &byte, 1));
+	ASSERT_EQ(0x22, buf[ps]);
+
+	/* The owner unmaps a page: EFAULT there, never a crash; its neighbour still works. */
+	ASSERT_EQ(0, munmap(buf + 3 * ps, ps));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(w + 3 * ps, &byte, 1));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(back, w + 3 * ps - 1, 2));
+	ASSERT_EQ(0, uiommu_host_copy(back, w + 3 * ps - 1, 1));
+
+	/* A shared mapping where a pinned private page was: the next look kills its address. */
+	memfd = memfd_create("window", MFD_CLOEXEC);
+	ASSERT_GE(memfd, 0);
+	ASSERT_EQ(0, ftruncate(memfd, (off_t)ps));
+	ASSERT_EQ(buf + 2 * ps, mmap(buf + 2 * ps, ps, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_FIXED, memfd, 0));
+	ASSERT_EQ(0, mm->ops->fault_in(mm, uaddr + 2 * ps, 1, true));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(w + 2 * ps, &byte, 1));
+	ASSERT_EQ(buf + 2 * ps, mm->ops->host_ptr(mm, uaddr + 2 * ps));
+
+	uiommu_mm_unpin(mm, base + 1, 3);
+	ASSERT_EQ(0, uiommu_mm_pinned_pages(mm));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(w + ps, &byte, 1));
+	uiommu_mm_put(mm);
+	close(memfd);
+	munmap(buf, 3 * ps);
 }
 
 TEST(pages_alloc_checks)

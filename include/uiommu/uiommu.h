@@ -166,6 +166,13 @@ int uiommu_fd_shutdown(int fd, int how);
  */
 int uiommu_exec_handover(void);
 void uiommu_exec_failed(int handle);
+/*
+ * munmap(2), mremap(2) or mmap(2) with MAP_FIXED of [@addr, @addr + @len) is about to run (the
+ * preload layer calls it first): a process that serves a context this process mapped memory
+ * into learns it, so that a device's DMA to private pages pinned there faults instead of
+ * reaching the memory that replaces them (docs/processes.md). errno is kept.
+ */
+void uiommu_remote_range_forget(const void *addr, size_t len);
 
 /*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed

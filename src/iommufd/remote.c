@@ -105,6 +105,7 @@
 #include "iommufd/remote.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
+#include "uiommu/vfio_compat.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -319,7 +320,11 @@ UIOMMU_EXPORT unsigned long uiommu_serve_fail_nth_disarm(void)
 
 /* ---- the server ------------------------------------------------------------------------ */
 
-/* One client process's mm, shared by its connections. */
+/*
+ * One client process's mm, shared by its connections. It stays listed while its pins hold the
+ * mm after the last connection closed, so that the client's next connection gets the same mm
+ * back: its FORGET must reach the window addresses of the pins it made before.
+ */
 struct remote_client {
 	struct remote_client *next; /* in clients; clients_lock */
 	pid_t pid;
@@ -331,12 +336,44 @@ struct remote_client {
 UIOMMU_MUTEX_DEFINE(clients_lock); /* protects clients and each one's conns; a leaf */
 static struct remote_client *clients;
 
+/* Unlinks the clients nothing uses any more (no connection, no pin) onto *@gone (clients_lock). */
+static void remote_clients_prune(struct remote_client **gone)
+{
+	struct remote_client **pos = &clients, *c;
+
+	lockdep_assert_held(&clients_lock);
+	while ((c = *pos)) {
+		if (c->conns || atomic_load(&c->mm->refs) > 1) {
+			pos = &c->next;
+			continue;
+		}
+		*pos = c->next;
+		c->next = *gone;
+		*gone = c;
+	}
+}
+
+static void remote_clients_free(struct remote_client *gone)
+{
+	while (gone) {
+		struct remote_client *c = gone;
+
+		gone = c->next;
+		uiommu_mm_put(c->mm);
+		uiommu_free(c);
+	}
+}
+
 /* The client of (@pid, @cookie), made with @fds (pidfd, mem, maps: taken) if it is new. */
 static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds)
 {
-	struct remote_client *c;
+	struct remote_client *c, *gone = NULL;
 	struct uiommu_mm *mm;
 
+	uiommu_mutex_lock(&clients_lock);
+	remote_clients_prune(&gone);
+	uiommu_mutex_unlock(&clients_lock);
+	remote_clients_free(gone);
 	uiommu_mutex_lock(&clients_lock);
 	for (c = clients; c; c = c->next) {
 		if (c->pid == pid && c->cookie == cookie) {
@@ -372,20 +409,14 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 
 static void remote_client_put(struct remote_client *c)
 {
-	struct remote_client **pos;
+	struct remote_client *gone = NULL;
 
 	uiommu_mutex_lock(&clients_lock);
-	if (--c->conns) {
-		uiommu_mutex_unlock(&clients_lock);
-		return;
-	}
-	for (pos = &clients; *pos != c; pos = &(*pos)->next)
-		;
-	*pos = c->next;
+	/* Without a connection and without pins, it goes (and any other such one). */
+	if (!--c->conns)
+		remote_clients_prune(&gone);
 	uiommu_mutex_unlock(&clients_lock);
-	/* Pins keep the mm (and its fds) as long as they last. */
-	uiommu_mm_put(c->mm);
-	uiommu_free(c);
+	remote_clients_free(gone);
 }
 
 /* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */
@@ -444,6 +475,10 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 		rep->val[1] = node.minor;
 		rep->val[2] = node.mode;
 		rep->val[3] = v[0];
+		break;
+	case WIRE_FORGET:
+		/* Only the caller's own memory: no file, no secret. */
+		uiommu_mm_remote_forget(mm, req->arg[0], req->arg[1]);
 		break;
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
@@ -525,7 +560,9 @@ static void *remote_conn_main(void *arg)
 			nr_new = 0;
 		} else {
 			pthread_rwlock_rdlock(&serve_gate);
+			uiommu_mm_remote_calling(client->mm);
 			remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+			uiommu_mm_remote_calling(NULL);
 			pthread_rwlock_unlock(&serve_gate);
 		}
 		/* The fds passed back: a reply that cannot carry them never leaves (EIO there). */
@@ -978,6 +1015,83 @@ static void remote_req_init(struct wire_req *req, enum wire_op op, uint64_t toke
 	memcpy(req->secret, secret, WIRE_SECRET_LEN);
 }
 
+/*
+ * The user memory this process has mapped through contexts other processes serve, as one
+ * hull [lo, hi): only there can a server hold pins of ours with window addresses
+ * (mm/window.c), so only a remap that meets it needs a notice (uiommu_remote_range_forget()).
+ * It only grows (a conservative hull); a forked child starts empty.
+ */
+static _Atomic uint64_t remote_mapped_lo = UINT64_MAX, remote_mapped_hi;
+
+/* Widens the hull by the user range that @cmd (a MAP) at our address @arg names, if any. */
+static void remote_mapped_note(unsigned int cmd, uint64_t arg)
+{
+	struct iommu_ioas_map map;
+	struct vfio_iommu_type1_dma_map dma;
+	struct uiommu_mm *mm;
+	uint64_t va, len, end, cur;
+	int rc;
+
+	if (cmd != IOMMU_IOAS_MAP && cmd != VFIO_IOMMU_MAP_DMA)
+		return;
+	mm = uiommu_mm_self();
+	rc = IS_ERR(mm) ? PTR_ERR(mm) : 0;
+	if (!rc && cmd == IOMMU_IOAS_MAP) {
+		rc = mm->ops->copy_from(mm, &map, arg, sizeof(map));
+		va = map.user_va;
+		len = map.length;
+	} else if (!rc) {
+		rc = mm->ops->copy_from(mm, &dma, arg, sizeof(dma));
+		va = dma.vaddr;
+		len = dma.size;
+	}
+	if (!IS_ERR(mm))
+		uiommu_mm_put(mm);
+	/* Unread (the argument may change before the server reads it): all of memory. */
+	if (rc || check_add_overflow(va, len, &end)) {
+		va = 0;
+		end = UINT64_MAX;
+	}
+	cur = atomic_load(&remote_mapped_lo);
+	while (va < cur && !atomic_compare_exchange_weak(&remote_mapped_lo, &cur, va))
+		;
+	cur = atomic_load(&remote_mapped_hi);
+	while (end > cur && !atomic_compare_exchange_weak(&remote_mapped_hi, &cur, end))
+		;
+}
+
+/**
+ * uiommu_remote_range_forget() - this process is about to unmap or replace its memory at
+ * [@addr, @addr + @len) (the preload layer's munmap(), mremap(), mmap(MAP_FIXED))
+ * Every server this process has called, where the range meets what it mapped, learns it before
+ * the change (a round trip each): private pages pinned there stop being reachable (EFAULT),
+ * where the kernel's pins would keep the old pages; never the new memory. errno is kept.
+ */
+UIOMMU_EXPORT void uiommu_remote_range_forget(const void *addr, size_t len)
+{
+	struct iommufd_server *s, *self;
+	uint64_t lo = (uintptr_t)addr;
+	struct wire_req req;
+	struct wire_rep rep;
+	int saved;
+
+	if (!len || lo >= atomic_load_explicit(&remote_mapped_hi, memory_order_relaxed) ||
+	    lo + len <= atomic_load_explicit(&remote_mapped_lo, memory_order_relaxed))
+		return;
+	saved = errno;
+	self = atomic_load(&iommufd_self_server);
+	for (s = atomic_load_explicit(&servers, memory_order_acquire); s; s = s->next) {
+		if (s == self)
+			continue;
+		remote_req_init(&req, WIRE_FORGET, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+		req.arg[0] = lo;
+		req.arg[1] = len;
+		/* A server we cannot reach holds nothing of ours any more (it is gone). */
+		remote_call(s, &req, &rep);
+	}
+	errno = saved;
+}
+
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			 unsigned int cmd, uint64_t arg)
 {
@@ -987,6 +1101,8 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0;
 
+	/* Before the call: a pin exists only once the server has run it. */
+	remote_mapped_note(cmd, arg);
 	remote_req_init(&req, WIRE_IOCTL, token, secret);
 	req.arg[0] = cmd;
 	req.arg[1] = arg;
@@ -1208,6 +1324,9 @@ static void remote_atfork_child_pools(void)
 static void remote_atfork_child(void)
 {
 	remote_atfork_child_pools();
+	/* The child mapped nothing yet: its memory is its own copy, pinned by nobody. */
+	atomic_store(&remote_mapped_lo, UINT64_MAX);
+	atomic_store(&remote_mapped_hi, 0);
 	remote_random(&client_cookie, sizeof(client_cookie));
 	if (remote_handover) {
 		/*

@@ -43,6 +43,7 @@ enum wire_op {
 	WIRE_STATUS,    /* the server's own pin counters, and those of the caller's mm */
 	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
 	WIRE_MMAP,      /* arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd */
+	WIRE_FORGET,    /* arg[0] address, arg[1] length: the caller remaps that of its memory */
 };
 
 struct wire_req {

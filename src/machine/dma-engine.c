@@ -622,10 +622,16 @@ void dma_engine_write_log_clear(struct device *dev)
 	uiommu_up_write(&dma_log_lock);
 }
 
+/* Is any hook set? One load: the fast path asks once per op, not once per range. */
+static inline bool dma_log_on(void)
+{
+	return atomic_load_explicit(&dma_log_count, memory_order_acquire);
+}
+
 /* Tells @dev's hook, if any, that [@iova, @iova + @len) was written. */
 static void dma_log_written(struct device *dev, uint32_t pasid, uint64_t iova, uint64_t len)
 {
-	if (likely(!atomic_load_explicit(&dma_log_count, memory_order_acquire)))
+	if (likely(!dma_log_on()))
 		return;
 	uiommu_down_read(&dma_log_lock);
 	for (unsigned int i = 0; i < DMA_ENGINE_MAX_LOG_HOOKS; i++)
@@ -1322,15 +1328,15 @@ static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiom
 		dst = (uintptr_t)op->buf;
 		break;
 	}
-	/* -EFAULT only for an address no process maps: the general way reports it. */
-	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
+	/* -EFAULT only for an address no process maps: the general way reports it (and logs
+	 * what it writes: nothing is logged here before every copy of the op went). */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len) ||
+	    (rec && uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)))
 		return false;
-	if (op->op != UIOMMU_DMA_OP_READ)
+	if (unlikely(dma_log_on()) && op->op != UIOMMU_DMA_OP_READ) {
 		dma_log_written(e->dev, pasid, op->iova, len);
-	if (rec) {
-		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len))
-			return false;
-		dma_log_written(e->dev, pasid, rec->iova, rec->len);
+		if (rec)
+			dma_log_written(e->dev, pasid, rec->iova, rec->len);
 	}
 	op->done = len;
 	op->error = 0;

@@ -163,26 +163,43 @@ static unsigned int ledger_count(struct interval_tree_root *tree, uint64_t page_
 	return chunk ? chunk->count[page_index % MM_PIN_CHUNK] : 0;
 }
 
-int uiommu_mm_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write)
+int uiommu_mm_ledger_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
 {
 	int rc;
 
-	if (!npages)
-		return 0;
-	rc = mm->ops->fault_in(mm, page_index << uiommu_page_shift, npages, write);
-	if (rc)
-		return rc;
 	uiommu_mutex_lock(&mm->pin_lock);
 	rc = ledger_pin(&mm->pinned, &mm->pinned_pages, page_index, npages);
 	uiommu_mutex_unlock(&mm->pin_lock);
 	return rc;
 }
 
-void uiommu_mm_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
+void uiommu_mm_ledger_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
 {
 	uiommu_mutex_lock(&mm->pin_lock);
 	ledger_unpin(&mm->pinned, &mm->pinned_pages, page_index, npages);
 	uiommu_mutex_unlock(&mm->pin_lock);
+}
+
+int uiommu_mm_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write)
+{
+	int rc;
+
+	if (!npages)
+		return 0;
+	if (mm->ops->pin)
+		return mm->ops->pin(mm, page_index, npages, write);
+	rc = mm->ops->fault_in(mm, page_index << uiommu_page_shift, npages, write);
+	if (rc)
+		return rc;
+	return uiommu_mm_ledger_pin(mm, page_index, npages);
+}
+
+void uiommu_mm_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
+{
+	if (mm->ops->unpin)
+		mm->ops->unpin(mm, page_index, npages);
+	else
+		uiommu_mm_ledger_unpin(mm, page_index, npages);
 }
 
 unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index)

@@ -28,6 +28,7 @@
 #include "lib/fail.h"
 #include "lib/interval_tree.h"
 #include "lib/lockdep.h"
+#include "mm/window.h"
 
 struct uiommu_mm;
 
@@ -44,6 +45,13 @@ struct uiommu_mm_ops {
 	/* Optional: the PROT_READ/WRITE/EXEC bits of the mapping that holds @uaddr in *@prot;
 	 * -EFAULT when nothing is mapped there (SVA's permission check, the kernel's vma). */
 	int (*vma_prot)(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *prot);
+	/*
+	 * Optional, as a pair: an mm whose host addresses exist only while pinned (another
+	 * process's private pages, mm_remote.c) pins and unpins itself, around the ledger
+	 * (uiommu_mm_ledger_pin()/unpin()); uiommu_mm_pin()/unpin() call these instead.
+	 */
+	int (*pin)(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write);
+	void (*unpin)(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
 	/*
 	 * Optional, for an address space of another process: what the kernel reads of the task
 	 * that pins (pages->source_task): its soft RLIMIT_MEMLOCK in bytes (RLIM_INFINITY for
@@ -122,6 +130,9 @@ static inline int __uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, co
  */
 int uiommu_mm_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write);
 void uiommu_mm_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
+/* The ledger alone (no fault_in), for an mm's own pin and unpin ops; as above otherwise. */
+int uiommu_mm_ledger_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
+void uiommu_mm_ledger_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages);
 /* The ledger's count for one user page. */
 unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index);
 uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);
@@ -143,6 +154,17 @@ void uiommu_uaccess_end(void);
  * speed: no system call on the fast path (ThreadSanitizer builds: process_vm_readv()).
  */
 int uiommu_host_copy(void *dst, const void *src, size_t len);
+
+/*
+ * Does host address @host stand for another process's private page (a window address,
+ * window.c)? Only the host copies reach such a page. Code that loads or stores through a host
+ * address itself (a driver's walk of guest page tables through stage 2) must refuse one, as
+ * memory it cannot reach: a plain access there faults outside any trap.
+ */
+static inline bool uiommu_host_is_window(uint64_t host)
+{
+	return uiommu_window_has((const void *)(uintptr_t)host);
+}
 
 /*
  * A batch's fault trap (mm_self.c): one arming for a run of host copies, where
@@ -229,6 +251,17 @@ bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t 
  */
 struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
+/*
+ * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):
+ * the pinned private pages there lose their window addresses (EFAULT from now on), as the
+ * kernel's pins keep the old pages, which the new memory must never stand in for.
+ */
+void uiommu_mm_remote_forget(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len);
+/*
+ * This thread now runs a call of @mm's own process for it (NULL: no more), which waits for
+ * the reply: its copies may check only that the process lives (mm_remote.c).
+ */
+void uiommu_mm_remote_calling(struct uiommu_mm *mm);
 
 /*
  * The pins other processes hold for this one, or a serving process's own (proc_status.c shows

@@ -11,12 +11,16 @@
  * Copies (the ioctl's arguments and replies, ACCESS_RW buffers) are process_vm_readv/writev
  * at the client's address: exact, coherent, one system call each, and they check the page
  * permissions as the kernel's copy_to_user() does (a reply to a read-only page is EFAULT).
- * They name the client by pid, so the pidfd guards them: a read counts only if the client was
- * still alive after it, a write is made only if it is alive before (a pid is not reused while
- * its process, even a zombie, exists; what is left is a write racing the client's death, its
- * reaping and the reuse of its pid within one system call). Where the host refuses them
- * (Yama's ptrace scope) the mem fd serves instead, which writes through read-only private
- * pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
+ * They name the client by pid, so a check guards them (remote_same_mm()): a read counts only
+ * if the client's mm still held the address after it, a write is made only if it does
+ * before. Outside the client's own calls the check is one byte through its mem fd, which is
+ * bound to its mm_struct: EFAULT once the client exited (even as a zombie), once its pid went
+ * to another process, and after an exec, which keeps the pid but not the memory the old image
+ * pinned. Inside its own call (the client waits for the reply) its pidfd is enough and
+ * cheaper; an exec by another thread of the client during the call is not seen there. What
+ * is left is a copy racing the client's exit or exec within one system call. Where the host
+ * refuses them (Yama's ptrace scope) the mem fd serves instead, which writes through
+ * read-only private pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
  *
  * Pins and host addresses. What a domain maps and an access reads through is a host address of
  * this process. A page of the client's that lies in a shared mapping of a file (a memfd, a
@@ -25,12 +29,19 @@
  * offset shared: that is the page itself, coherent both ways. fault_in() (every pin) reads the
  * client's maps, checks every page is mapped with the access asked, and records for each
  * shared run the host address it has here (xlate, replacing what it held for those addresses);
- * host_ptr() answers from that record. Private memory of another process has no host address
- * here: host_ptr() is NULL, and what needs one (a domain's fill) answers EFAULT. An access
- * reads and writes such pages through the mem fd instead (access.c), coherent while the
- * client lives.
+ * host_ptr() answers from that record. Every other page (private memory, or a shared file we
+ * do not map) has no address of ours; a pin (remote_pin(), this mm's pin op) gives it a window
+ * address (window.c): a stand-in that no plain access can use, which the host copies turn
+ * into a copy at the client's address, coherent while the client lives and EFAULT once it is
+ * gone. A page keeps its window address while anything pins it, and the last unpin frees it
+ * (remote_unpin()); both run under mr->lock, so an unpin's check of the ledger never frees an
+ * address a pin is between making and counting. A fault_in that finds a shared page of ours
+ * where a pinned private page was (the client remapped it) kills the old window address:
+ * EFAULT there from then on. A private page replaced by another private page looks the same
+ * in the maps and is not seen here (docs/processes.md).
  *
- * Locking: mr->lock protects xlate and the maps fd's file position; a leaf.
+ * Locking: mr->lock protects runs and the maps fd's file position; it nests the mm's pin_lock
+ * and the window's lock inside it, and nothing else.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -46,6 +57,7 @@
 #include "lib/fail.h"
 #include "lib/sys.h"
 #include "mm/mm.h"
+#include "mm/window.h"
 
 struct mm_remote_run {
 	uint64_t start, end; /* client addresses [start, end) */
@@ -56,7 +68,8 @@ struct mm_remote {
 	struct uiommu_mm mm;
 	int pidfd;                /* the client; constant */
 	int mem_fd, maps_fd;      /* the client's own /proc/self/{mem,maps}; constant */
-	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; a leaf */
+	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; before
+				   * mm.pin_lock and window.c's window_lock */
 	struct mm_remote_run *runs;
 	size_t nr_runs, cap_runs;
 };
@@ -70,6 +83,32 @@ static struct mm_remote *to_mm_remote(struct uiommu_mm *mm)
 static bool remote_alive(struct mm_remote *mr)
 {
 	return !sys_pidfd_alive(mr->pidfd);
+}
+
+/* The mm whose own call this thread runs for it (uiommu_mm_remote_calling()), or NULL. */
+static _Thread_local struct uiommu_mm *remote_caller;
+
+void uiommu_mm_remote_calling(struct uiommu_mm *mm)
+{
+	remote_caller = mm;
+}
+
+/*
+ * Is the client's pid still the address space we were handed, with @uaddr mapped? Inside the
+ * client's own call (it waits for our reply) a live pid is enough: the pidfd, one cheap system
+ * call. Anywhere else (a device's DMA through a window address, another process's ACCESS_RW)
+ * one byte through the client's own mem fd, which is bound to that mm_struct: nothing once
+ * the process exited (even as a zombie), and nothing after an exec, which keeps the pid (and
+ * a pidfd's answer) but gives it a new address space, where the old image's pins must not
+ * reach.
+ */
+static bool remote_same_mm(struct mm_remote *mr, uint64_t uaddr)
+{
+	char byte;
+
+	if (remote_caller == &mr->mm)
+		return remote_alive(mr);
+	return sys_pread(mr->mem_fd, &byte, 1, (off_t)uaddr) == 1;
 }
 
 /*
@@ -86,13 +125,13 @@ static int remote_copy(struct mm_remote *mr, void *local, uint64_t uaddr, size_t
 
 	if (!len)
 		return 0;
-	/* A write must not reach a process that took over a dead client's pid: check first. */
-	if (write && !remote_alive(mr))
+	/* A write must not reach another mm behind the client's pid (exec, reuse): check first. */
+	if (write && !remote_same_mm(mr, uaddr))
 		return -EFAULT;
 	n = write ? process_vm_writev(mr->mm.pid, &l, 1, &r, 1, 0) :
 		    process_vm_readv(mr->mm.pid, &l, 1, &r, 1, 0);
 	if (n == (ssize_t)len)
-		return write || remote_alive(mr) ? 0 : -EFAULT;
+		return write || remote_same_mm(mr, uaddr) ? 0 : -EFAULT;
 	if (n >= 0 || errno != EPERM)
 		return -EFAULT;
 	while (done < len) {
@@ -134,6 +173,7 @@ struct remote_fault_in {
 	struct uiommu_maps *self; /* our shared file mappings */
 	uint64_t next, end;       /* the part of the range not yet seen */
 	bool write;
+	bool pin;                 /* a pin: private runs get window addresses */
 	int rc;
 };
 
@@ -176,7 +216,7 @@ static int remote_fault_in_vma(const struct uiommu_vma *v, void *arg)
 		return -EFAULT; /* a hole, or not the access asked for */
 	lo = f->next;
 	hi = v->end < f->end ? v->end : f->end;
-	/* A shared page of a file we map too is the page itself; else no host address. */
+	/* A shared page of a file we map too is the page itself; else a window address. */
 	if (v->perms[3] != 's' || !v->ino ||
 	    !uiommu_maps_host_of(f->self, v->dev, v->ino, v->offset + (lo - v->start), hi - lo,
 				 &host))
@@ -184,24 +224,33 @@ static int remote_fault_in_vma(const struct uiommu_vma *v, void *arg)
 	f->rc = remote_runs_set(f->mr, lo, hi, host);
 	if (f->rc)
 		return f->rc;
+	/*
+	 * A page of ours now where a private page was pinned: the client remapped it, and the
+	 * pinned page is gone. A private page keeps the window address it has (we cannot tell
+	 * whether it is still the page that was pinned: docs/processes.md) or, for a pin, gets one.
+	 */
+	if (host)
+		mm_window_kill(&f->mr->mm, lo, hi - lo);
+	else if (f->pin)
+		f->rc = mm_window_cover(&f->mr->mm, lo, hi - lo);
+	if (f->rc)
+		return f->rc;
 	f->next = hi;
 	return f->next == f->end ? 1 : 0;
 }
 
-static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+/* Checks [uaddr, + npages) against the client's maps and records host addresses (mr->lock). */
+static int remote_fault_in_locked(struct mm_remote *mr, struct uiommu_maps *self, uint64_t uaddr,
+				  size_t npages, bool write, bool pin)
 {
-	struct mm_remote *mr = to_mm_remote(mm);
-	struct remote_fault_in f = { .mr = mr, .next = uaddr, .write = write };
+	struct remote_fault_in f = {
+		.mr = mr, .self = self, .next = uaddr, .write = write, .pin = pin,
+	};
 	int rc;
 
+	lockdep_assert_held(&mr->lock);
 	f.end = uaddr + npages * uiommu_page_size;
-	rc = uiommu_maps_load(&f.self);
-	if (rc)
-		return rc == -ENOMEM ? -ENOMEM : -EFAULT;
-	uiommu_mutex_lock(&mr->lock);
 	rc = remote_maps_walk(mr, remote_fault_in_vma, &f);
-	uiommu_mutex_unlock(&mr->lock);
-	uiommu_maps_free(f.self);
 	if (f.rc)
 		return f.rc;
 	if (rc)
@@ -209,22 +258,106 @@ static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, 
 	return f.next == f.end ? 0 : -EFAULT;
 }
 
+static int remote_self_maps(struct uiommu_maps **self)
+{
+	int rc = uiommu_maps_load(self);
+
+	return rc == -ENOMEM ? -ENOMEM : rc ? -EFAULT : 0;
+}
+
+static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	struct uiommu_maps *self;
+	int rc;
+
+	rc = remote_self_maps(&self);
+	if (rc)
+		return rc;
+	uiommu_mutex_lock(&mr->lock);
+	rc = remote_fault_in_locked(mr, self, uaddr, npages, write, false);
+	uiommu_mutex_unlock(&mr->lock);
+	uiommu_maps_free(self);
+	return rc;
+}
+
+/*
+ * Frees the window addresses of the pages of [page_index, + npages) that nothing pins any
+ * more (mr->lock, which every pin and unpin of this mm holds: no pin is between its window
+ * address and its count).
+ */
+static void remote_window_trim(struct mm_remote *mr, uint64_t page_index, uint64_t npages)
+{
+	uint64_t p, run = 0;
+
+	lockdep_assert_held(&mr->lock);
+	if (!mm_window_any(&mr->mm, page_index << uiommu_page_shift,
+			   npages << uiommu_page_shift))
+		return;
+	for (p = page_index; p <= page_index + npages; p++) {
+		if (p < page_index + npages && !uiommu_mm_pin_count(&mr->mm, p)) {
+			run++;
+			continue;
+		}
+		if (run)
+			mm_window_release(&mr->mm, (p - run) << uiommu_page_shift,
+					  run << uiommu_page_shift);
+		run = 0;
+	}
+}
+
+/*
+ * A pin: the checks of fault_in, window addresses for the private runs, then the ledger, all
+ * under mr->lock so that an unpin's trim never frees a window address a pin is about to count.
+ */
+static int remote_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+	struct uiommu_maps *self;
+	int rc;
+
+	rc = remote_self_maps(&self);
+	if (rc)
+		return rc;
+	uiommu_mutex_lock(&mr->lock);
+	rc = remote_fault_in_locked(mr, self, page_index << uiommu_page_shift, npages, write, true);
+	if (!rc)
+		rc = uiommu_mm_ledger_pin(mm, page_index, npages);
+	if (rc)
+		remote_window_trim(mr, page_index, npages);
+	uiommu_mutex_unlock(&mr->lock);
+	uiommu_maps_free(self);
+	return rc;
+}
+
+static void remote_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+
+	uiommu_mutex_lock(&mr->lock);
+	uiommu_mm_ledger_unpin(mm, page_index, npages);
+	remote_window_trim(mr, page_index, npages);
+	uiommu_mutex_unlock(&mr->lock);
+}
+
 static void *remote_host_ptr(struct uiommu_mm *mm, uint64_t uaddr)
 {
 	struct mm_remote *mr = to_mm_remote(mm);
-	void *p = NULL;
+	uint64_t host = 0;
 
 	uiommu_mutex_lock(&mr->lock);
 	for (size_t i = 0; i != mr->nr_runs; i++) {
 		struct mm_remote_run *r = &mr->runs[i];
 
 		if (uaddr >= r->start && uaddr < r->end) {
-			p = (void *)(uintptr_t)(r->host + (uaddr - r->start));
+			host = r->host + (uaddr - r->start);
 			break;
 		}
 	}
+	if (!host)
+		mm_window_host(mm, uaddr, &host);
 	uiommu_mutex_unlock(&mr->lock);
-	return p;
+	return (void *)(uintptr_t)host;
 }
 
 struct uiommu_vma_prot {
@@ -266,6 +399,7 @@ static void remote_release(struct uiommu_mm *mm)
 	/* Every pin was uncharged by the iopt_pages that held a reference. */
 	WARN_ON(atomic_load(&mm->pinned_vm) || atomic_load(&mm->locked_vm));
 	mm_pasid_drop(mm);
+	mm_window_release_all(mm);
 	sys_close(mr->pidfd);
 	sys_close(mr->mem_fd);
 	sys_close(mr->maps_fd);
@@ -298,6 +432,8 @@ static const struct uiommu_mm_ops remote_ops = {
 	.copy_from = remote_copy_from,
 	.copy_to = remote_copy_to,
 	.fault_in = remote_fault_in,
+	.pin = remote_pin,
+	.unpin = remote_unpin,
 	.host_ptr = remote_host_ptr,
 	.vma_prot = remote_vma_prot,
 	.memlock_limit = remote_memlock_limit,
@@ -358,4 +494,13 @@ int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd)
 		return -EBADF;
 	local = sys_pidfd_getfd(mr->pidfd, fd, 0);
 	return local < 0 ? -EBADF : local;
+}
+
+void uiommu_mm_remote_forget(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len)
+{
+	uint64_t first = uaddr & ~(uiommu_page_size - 1), end;
+
+	if (mm->ops != &remote_ops || !len || check_add_overflow(uaddr, len, &end))
+		return;
+	mm_window_kill(mm, first, end - first);
 }

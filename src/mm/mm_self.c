@@ -100,6 +100,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "mm/mm.h"
+#include "mm/window.h"
 #include "uiommu/uiommu.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -658,11 +659,16 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 
 	if (!len)
 		return 0;
+	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
+		return uiommu_window_copy(dst, src, len);
 	/* Both sides are ours: a fault on either one is EFAULT, not a signal. */
 	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
 #else
 	if (!len)
 		return 0;
+	/* Another process's private page (window.c): never a plain access. */
+	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
+		return uiommu_window_copy(dst, src, len);
 	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
 #ifdef UACCESS_EXTABLE
@@ -708,6 +714,8 @@ int uiommu_host_copy_trapped(void *dst, const void *src, size_t len)
 #else
 	if (!len)
 		return 0;
+	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
+		return uiommu_window_copy(dst, src, len);
 	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
 	/* The armed trap's jump buffer is in place: a fault here goes back to its setter. */

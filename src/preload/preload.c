@@ -1093,7 +1093,9 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 /*
  * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings
  * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
- * instrumented code may run.
+ * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
+ * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
+ * mappings are not MAP_FIXED.
  */
 #define WRAP_MMAP(name, offtype)                                                          \
 	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
@@ -1102,6 +1104,8 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 		libc_func(name, void *, void *, size_t, int, int, int, offtype);          \
 		if (fd >= 0 && uiommu_is_fd(fd))                                          \
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
+		if (flags & MAP_FIXED)                                                    \
+			uiommu_remote_range_forget(addr, len);                            \
 		return _##name(addr, len, prot, flags, fd, off);                          \
 	}
 
@@ -1113,7 +1117,24 @@ UIOMMU_EXPORT int munmap(void *addr, size_t len)
 	libc_func(munmap, int, void *, size_t);
 	if (uiommu_mmap_claims(addr, len))
 		return uiommu_munmap(addr, len);
+	uiommu_remote_range_forget(addr, len);
 	return _munmap(addr, len);
+}
+
+UIOMMU_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	libc_func(mremap, void *, void *, size_t, size_t, int, ...);
+	void *new_addr = NULL;
+	va_list ap;
+
+	if (flags & MREMAP_FIXED) {
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+		uiommu_remote_range_forget(new_addr, new_len);
+	}
+	uiommu_remote_range_forget(old, old_len);
+	return _mremap(old, old_len, new_len, flags, new_addr);
 }
 
 #define WRAP_FOPEN(name)                                                                  \

@@ -58,6 +58,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "mm/mm.h"
 
 #define TLB_INDEX_BITS 8u
 #define TLB_SETS (1u << TLB_INDEX_BITS)
@@ -1183,6 +1184,9 @@ static int xlate_read(struct xlate *x, uint64_t ipa, unsigned int class, uint64_
 	rc = xlate_s2(x, ipa, IOMMU_READ, class, &pa, NULL);
 	if (rc)
 		return rc;
+	/* Another process's private page (mm.h): not ours to load from, a stage-2 fault. */
+	if (uiommu_host_is_window(pa))
+		return xlate_fault(x, EVT_ID_F_TRANSLATION, true, class);
 	*where = (uint64_t *)(uintptr_t)pa;
 	*val = __atomic_load_n(*where, __ATOMIC_ACQUIRE);
 	return 0;

@@ -34,6 +34,7 @@
 #include "drivers/intel/vtd.h"
 #include "lib/compiler.h"
 #include "lib/fail.h"
+#include "mm/mm.h"
 
 #define VTD_LEVEL_BITS 9u
 #define VTD_SS_PRESENT (VTD_SS_R | VTD_SS_W)
@@ -466,6 +467,9 @@ int vtd_nested_walk(const struct vtd_s1_cfg *cfg, struct vtd_ss *ss, uint64_t io
 		why = vtd_ss_access(ss, gpa, IOMMU_READ, &sl, &last);
 		if (why)
 			return vtd_fault(x, why, gpa);
+		/* Another process's private page (mm.h): not ours to load from. */
+		if (uiommu_host_is_window(sl.phys))
+			return vtd_fault(x, VTD_SS_NOT_PRESENT, gpa);
 		slots[n] = (vtd_pte_t *)(uintptr_t)sl.phys;
 		pte = atomic_load_explicit(slots[n], memory_order_acquire);
 		if (!(pte & VTD_FS_P))

@@ -122,8 +122,9 @@ struct dma_test {
 	LIST_ENTRY(dma_test) node;     /* in dma_tests; dma_tests_lock */
 	uint8_t *bounce[2];            /* the worker's: FILL's pattern, COMPARE's two sides */
 	/* The worker's, for a batch: the descriptors fetched, the completion records to write
-	 * back (recs[i] says where comps[i] goes: only its iova changes) and the engine ops, one
-	 * per descriptor. */
+	 * back (recs[i] says where comps[i] goes: only its iova changes; of comps[i] only bytes
+	 * and cookie, status being set once at realize) and the engine ops, one per descriptor,
+	 * of which a pass writes only the fields the engine reads. */
 	struct dma_test_desc descs[DMA_TEST_BATCH];
 	struct dma_test_completion comps[DMA_TEST_BATCH];
 	struct uiommu_dma_record recs[DMA_TEST_BATCH];
@@ -354,28 +355,33 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			break; /* a pass of its own */
 		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 		if (d->completion) {
-			dt->comps[i] = (struct dma_test_completion){
-				.status = DMA_TEST_COMP_DONE,
-				.bytes = d->op == DMA_TEST_OP_COPY ? d->len : 0,
-				.cookie = d->cookie,
-			};
+			/* status, result and reserved never change (dma_test_realize() set them). */
+			dt->comps[i].bytes = d->op == DMA_TEST_OP_COPY ? d->len : 0;
+			dt->comps[i].cookie = d->cookie;
 			dt->recs[i].iova = d->completion;
 		}
+		/* Only what the engine reads: it writes each op's results itself. */
 		if (d->op == DMA_TEST_OP_COPY && d->len) {
+			struct uiommu_dma_op *op = &dt->ops[nops++];
+
 			/* The copy and its completion record: one op (UIOMMU_DMA_RECORD). */
-			dt->ops[nops++] = (struct uiommu_dma_op){
-				.op = UIOMMU_DMA_OP_COPY, .pasid = pasid, .src = d->src,
-				.iova = d->dst, .len = d->len,
-				.flags = flags | (d->completion ? UIOMMU_DMA_RECORD : 0),
-				.buf = &dt->recs[i],
-			};
+			op->op = UIOMMU_DMA_OP_COPY;
+			op->flags = flags | (d->completion ? UIOMMU_DMA_RECORD : 0);
+			op->pasid = pasid;
+			op->src = d->src;
+			op->iova = d->dst;
+			op->len = d->len;
+			op->buf = &dt->recs[i];
 			bytes += d->len;
 		} else if (d->completion) {
-			dt->ops[nops++] = (struct uiommu_dma_op){
-				.op = UIOMMU_DMA_OP_WRITE, .flags = flags, .pasid = pasid,
-				.iova = d->completion, .buf = &dt->comps[i],
-				.len = sizeof(dt->comps[i]),
-			};
+			struct uiommu_dma_op *op = &dt->ops[nops++];
+
+			op->op = UIOMMU_DMA_OP_WRITE;
+			op->flags = flags;
+			op->pasid = pasid;
+			op->iova = d->completion;
+			op->len = sizeof(dt->comps[i]);
+			op->buf = &dt->comps[i];
 		}
 	}
 	n = i;
@@ -875,10 +881,12 @@ static int dma_test_realize(struct uiommu_pci_fn *fn)
 	dt->bounce[0] = uiommu_zalloc(DMA_TEST_CHUNK);
 	dt->bounce[1] = uiommu_zalloc(DMA_TEST_CHUNK);
 	dt->doorbells = uiommu_pci_fn_area(fn, 0, 0);
-	for (unsigned int i = 0; i < DMA_TEST_BATCH; i++)
+	for (unsigned int i = 0; i < DMA_TEST_BATCH; i++) {
+		dt->comps[i].status = DMA_TEST_COMP_DONE; /* result and reserved: 0 (zalloc) */
 		dt->recs[i] = (struct uiommu_dma_record){
 			.buf = &dt->comps[i], .len = sizeof(dt->comps[i]),
 		};
+	}
 	if (!dt->bounce[0] || !dt->bounce[1] || !dt->doorbells)
 		goto err_free;
 	uiommu_pci_fn_set_priv(fn, dt);

@@ -236,6 +236,11 @@ unsigned long uiommu_fail_points_seen(void);
  */
 void uiommu_serve_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_serve_fail_nth_disarm(void);
+/*
+ * How many ACCESS_RW calls this process made on contexts other processes serve it copied
+ * itself, without a round trip (docs/processes.md, "The direct path").
+ */
+unsigned long uiommu_remote_direct_copies(void);
 
 struct uiommu_stats {
 	long objects;        /* live iommufd objects in all contexts of the process */

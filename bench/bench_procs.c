@@ -10,7 +10,10 @@
  *   b  a 1-byte ping-pong on a UNIX socketpair with a thread of the parent: the same two
  *      processes' cheapest round trip
  *   c  ACCESS_RW WRITE of 64 KiB through the access: a device's DMA from the child's buffer
- *      into the parent's memory (the server reads the child's buffer, writes its own pages)
+ *      into the parent's memory. The parent's memory is its own private anonymous memory, so
+ *      the child copies it itself (the direct path, docs/processes.md): one process_vm_writev()
+ *      through the translation it asked for once; with UIOMMU_REMOTE_DIRECT=0 it is the round
+ *      trip (the server reads the child's buffer, writes its own pages)
  *   d  memcpy() of 64 KiB in the child
  * Then the child maps two 64 KiB buffers of its own into the IOAS, which a mock domain of the
  * parent's (the device) translates: a shared memfd that the parent maps too (it was made

@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "wire_client.h"
 #define TEST_IOCTL ioctl /* through libc: the preload path */
 #include "uiommu_test.h"
 #include "uiommu/iommufd.h"
@@ -311,6 +314,49 @@ static int client_sweep(struct client *c)
 	return 11;
 }
 
+/*
+ * "hostile" (and "dies"): speaks the wire itself: HELLO, DIRECT, then says a copy is in flight
+ * at the page's generation and never ends it. "hostile" then waits for 'c' and checks that the
+ * server revoked its page (gen 0) instead of waiting forever; "dies" exits with it set.
+ */
+static int client_hostile(struct client *c, bool dies)
+{
+	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_DIRECT };
+	char cbuf[CMSG_SPACE(3 * sizeof(int))] = { 0 };
+	struct wire_rep rep;
+	struct iovec iov = { .iov_base = &rep, .iov_len = sizeof(rep) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct wire_direct_page *page;
+	struct wire_fd_header hdr;
+	struct cmsghdr *cm;
+	int s, fds[2];
+	char b;
+
+	if (recv(c->fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
+		return 2;
+	s = wire_client_connect(&hdr);
+	if (s < 0 || wire_client_hello(s, 7) || xfer(s, &rep, sizeof(rep), false) || rep.rc)
+		return 3;
+	/* DIRECT's reply carries the page's memfd and the server's pidfd. */
+	if (xfer(s, &req, sizeof(req), true) || recvmsg(s, &msg, MSG_WAITALL) != sizeof(rep) ||
+	    rep.rc)
+		return 5;
+	cm = CMSG_FIRSTHDR(&msg);
+	if (!cm || cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+		return 6;
+	memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+	page = mmap(NULL, sizeof(*page), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (page == MAP_FAILED || !atomic_load(&page->gen))
+		return 7;
+	atomic_store(&page->busy, atomic_load(&page->gen));
+	if (dies)
+		return xfer(c->sock, "r", 1, true) ? 8 : 0;
+	if (xfer(c->sock, "r", 1, true) || xfer(c->sock, &b, 1, false))
+		return 9;
+	return atomic_load(&page->gen) == 0 ? 0 : 10;
+}
+
 static int child_main(int argc, char **argv)
 {
 	struct client c;
@@ -332,6 +378,8 @@ static int child_main(int argc, char **argv)
 		return client_own(&c);
 	if (!strcmp(role, "sweep"))
 		return client_sweep(&c);
+	if (!strcmp(role, "hostile") || !strcmp(role, "dies"))
+		return client_hostile(&c, !strcmp(role, "dies"));
 	return 101;
 }
 
@@ -465,6 +513,54 @@ TEST(the_clients_own_private_memory_goes_the_round_trip)
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(0, client_wait(pid));
 	close(sock);
+	served_drop(&s);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * A client that says a copy is in flight and never ends it cannot hold an unmap forever: the
+ * wait is bounded (then its direct path is revoked), and ends at once when it is gone.
+ */
+TEST(a_hostile_or_dead_client_cannot_hold_an_unmap)
+{
+	unsigned char *extra;
+	struct served s;
+
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, served_make(&s));
+	extra = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, extra);
+	for (int dies = 0; dies < 2; dies++) {
+		uint64_t iova = 0, t0;
+		int sock;
+		pid_t pid;
+		char b;
+
+		ASSERT_EQ(0, map_at(s.fd, s.ioas, extra, 4096, &iova, IOMMU_IOAS_MAP_READABLE));
+		pid = client_start(dies ? "dies" : "hostile", s.fd, s.access, s.iova, true, &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(0, xfer(sock, &b, 1, false));
+		if (dies)
+			ASSERT_EQ(0, client_wait(pid));
+		t0 = now_ms();
+		ASSERT_EQ(0, unmap_at(s.fd, s.ioas, iova, 4096));
+		/* Gone: its hang-up ends the wait (well inside the 2 s bound). */
+		if (dies)
+			EXPECT_LT(now_ms() - t0, 1500);
+		if (!dies) {
+			ASSERT_EQ(0, xfer(sock, "c", 1, true));
+			ASSERT_EQ(0, client_wait(pid));
+		}
+		close(sock);
+	}
+	munmap(extra, 4096);
 	served_drop(&s);
 }
 

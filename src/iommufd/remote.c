@@ -490,7 +490,7 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 		uiommu_mm_remote_forget(mm, req->arg[0], req->arg[1]);
 		break;
 	case WIRE_DIRECT:
-		rep->rc = iommufd_direct_serve_setup(ds, conn_fd, new_fds, nr_new, &rep->val[0]);
+		rep->rc = iommufd_direct_serve_setup(ds, conn_fd, new_fds, nr_new, rep->val);
 		break;
 	case WIRE_TRANSLATE:
 		rep->rc = iommufd_direct_serve_translate(*ds, req->token, req->secret, req->arg[0],

@@ -47,8 +47,9 @@ enum wire_op {
 	/*
 	 * The direct path of ACCESS_RW (remote_direct.c), both answered EINVAL by a server that
 	 * predates them, which the client takes as "not offered":
-	 * DIRECT: this connection's shared page; the reply carries its memfd and a pidfd of the
-	 * serving process (SCM_RIGHTS), val[0] that process's pid.
+	 * DIRECT: this connection's shared page; the reply carries its memfd and that of the
+	 * serving process's life word (SCM_RIGHTS), val[0] that process's pid, val[1] the life
+	 * word's value while it lives.
 	 * TRANSLATE: token and secret of an access fd; arg[0] iova, arg[1] length, arg[2] the
 	 * ACCESS_RW flags: the server's host runs in the page, val[0] the generation they are
 	 * valid at, val[1] how many.
@@ -119,7 +120,7 @@ struct direct_client;
 void iommufd_direct_invalidate(void);
 uint32_t iommufd_direct_gen(void);
 int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_fds,
-			       unsigned int *nr_new, uint64_t *pid);
+			       unsigned int *nr_new, uint64_t *val);
 int iommufd_direct_serve_translate(struct direct_serve *ds, uint64_t token, const uint8_t *secret,
 				   uint64_t iova, uint64_t length, uint32_t flags, uint64_t *val);
 /* access.c: the selftest access's side of TRANSLATE (-EOPNOTSUPP without the test command). */

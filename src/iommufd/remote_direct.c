@@ -51,13 +51,17 @@
  * stopped (SIGSTOP, a debugger) between its check and its system call for that long. That is
  * the one difference from the kernel, where a copy cannot be stopped inside the system call.
  *
- * Who the client writes to. The page's reply carries a pidfd of the serving process (not of
- * the socket's listen() caller, which a hand-over leaves behind) and its pid. A write checks
- * the pidfd first, a read after, as mm_remote.c does for the server's copies into clients: a
- * pid reused after the server died is never written. An exec of the server keeps the pid: the
- * hand-over invalidates everything first (remote.c), and the new image serves nothing of the
- * old one's. A raw exec system call, which the library cannot see, is left open, as it is for
- * the hand-over itself.
+ * Who the client writes to. DIRECT's reply names the serving process by its pid (not the
+ * socket's listen() caller, which a hand-over leaves behind) and hands over its life word: a
+ * robust futex in a page of its own, which a thread of the server that only waits owns (its
+ * robust list has that one entry). The kernel marks the word FUTEX_OWNER_DIED when that thread
+ * ends, which is at the process's exit, before it is a zombie (so before its pid can be
+ * reused), and at any exec, even a raw system call's (exec ends every thread). A write checks
+ * the word first, a read after (or the read does not count): one load where a pidfd would cost
+ * a system call, and an exec is seen too, which a pidfd does not. What is left open is the
+ * server dying, being reaped and its pid reused between that load and the system call, as for
+ * mm_remote.c's pidfd check. The hand-over also invalidates every translation first (remote.c),
+ * so a client asks the next server anew.
  *
  * Security. A client gets runs only of an access fd it holds (the file's token and secret,
  * as every request: possession of the fd), only of the server's own memory that access
@@ -76,6 +80,8 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,14 +131,94 @@ struct direct_serve {
 	atomic_bool revoked;           /* set once, under direct_lock */
 };
 
-UIOMMU_MUTEX_DEFINE(direct_lock); /* protects direct_list and each one's gen; a leaf */
+UIOMMU_MUTEX_DEFINE(direct_lock); /* protects direct_list, each one's gen, direct_life; a leaf */
 static struct direct_serve *direct_list;
+
+/*
+ * This process's life word (the essay's "Who the client writes to"): a robust futex in a
+ * page of its own that every client maps read-only, owned by a thread that only waits. The
+ * kernel marks it FUTEX_OWNER_DIED when that thread ends: at the process's exit (before it is
+ * a zombie, so before its pid can be reused) and at an exec (which ends every thread).
+ */
+struct direct_life {
+	struct robust_list_head head; /* that thread's robust list: one entry */
+	struct robust_list entry;
+	_Atomic uint32_t *word;       /* in the page: the thread's tid while it lives */
+	int memfd;
+	atomic_int forever;           /* what the thread waits on; never changes */
+};
+static struct direct_life *direct_life; /* made at the first WIRE_DIRECT; direct_lock */
 static atomic_uint direct_nr;     /* pages listed: an invalidation without any is one bump */
 static _Atomic uint32_t direct_gen = 1; /* never 0: a page's gen of 0 offers nothing */
 
 uint32_t iommufd_direct_gen(void)
 {
 	return atomic_load(&direct_gen);
+}
+
+static void *direct_life_main(void *arg)
+{
+	struct direct_life *life = arg;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	life->head.list.next = &life->entry;
+	life->entry.next = &life->head.list;
+	life->head.futex_offset = (long)((char *)life->word - (char *)&life->entry);
+	life->head.list_op_pending = NULL;
+	/* This thread takes no robust mutex of libc's: the list can be ours alone. */
+	if (sys_syscall(SYS_set_robust_list, &life->head, (long)sizeof(life->head)))
+		atomic_store(life->word, FUTEX_OWNER_DIED);
+	else
+		atomic_store(life->word, (uint32_t)sys_syscall(SYS_gettid));
+	direct_futex(life->word, FUTEX_WAKE, INT_MAX, NULL);
+	for (;;)
+		direct_futex((_Atomic uint32_t *)&life->forever, FUTEX_WAIT_PRIVATE, 0, NULL);
+	return NULL;
+}
+
+/* This process's life word, made with its thread at the first need (direct_lock). */
+static struct direct_life *direct_life_get(void)
+{
+	struct direct_life *life = direct_life;
+	pthread_attr_t attr;
+	pthread_t thread;
+	void *page;
+
+	lockdep_assert_held(&direct_lock);
+	if (life)
+		return life;
+	life = uiommu_zalloc(sizeof(*life));
+	if (!life)
+		return ERR_PTR(-ENOMEM);
+	life->memfd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-life", MFD_CLOEXEC);
+	if (life->memfd < 0 || sys_syscall(SYS_ftruncate, (long)life->memfd, (long)DIRECT_PAGE_LEN))
+		goto err_close;
+	page = sys_mmap(NULL, DIRECT_PAGE_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, life->memfd, 0);
+	if (page == MAP_FAILED)
+		goto err_close;
+	life->word = page;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (uiommu_should_fail() || pthread_create(&thread, &attr, direct_life_main, life)) {
+		pthread_attr_destroy(&attr);
+		goto err_unmap;
+	}
+	pthread_attr_destroy(&attr);
+	/* Its tid, once it set its robust list (FUTEX_OWNER_DIED: it could not; kept anyway). */
+	while (!atomic_load(life->word))
+		direct_futex(life->word, FUTEX_WAIT, 0, NULL);
+	direct_life = life;
+	return life;
+
+err_unmap:
+	sys_munmap(page, DIRECT_PAGE_LEN);
+err_close:
+	if (life->memfd >= 0)
+		sys_close(life->memfd);
+	uiommu_free(life);
+	return ERR_PTR(-ENOMEM);
 }
 
 /* Has the client of @ds hung up its connection (its process is gone, or let it go)? */
@@ -211,15 +297,18 @@ void iommufd_direct_invalidate(void)
 /**
  * iommufd_direct_serve_setup() - WIRE_DIRECT on the connection @conn_fd: its shared page
  * @dsp: the connection's state, set here (iommufd_direct_serve_end() at its end)
- * The memfd and a pidfd of this process go back with the reply (@new_fds), our pid in *@pid.
- * Return: 0, -EEXIST (a second time), -ENOMEM, or the host's -errno.
+ * The page's memfd and the life word's go back with the reply (@new_fds); val[0] our pid,
+ * val[1] the life word's value while we live.
+ * Return: 0, -EEXIST (a second time), -ENOMEM, -ENOSYS (no robust futexes), or the host's
+ * -errno.
  */
 int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_fds,
-			       unsigned int *nr_new, uint64_t *pid)
+			       unsigned int *nr_new, uint64_t *val)
 {
+	struct direct_life *life;
 	struct direct_serve *ds;
+	int memfd, lifefd, rc;
 	void *page;
-	int memfd, pidfd, rc;
 
 	if (*dsp)
 		return -EEXIST;
@@ -242,14 +331,20 @@ int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_
 		rc = -ENOMEM;
 		goto err_close_memfd;
 	}
-	pidfd = sys_pidfd_open(getpid(), 0);
-	if (pidfd < 0) {
-		rc = -errno;
-		goto err_unmap;
-	}
 	ds->page = page;
 	ds->conn_fd = conn_fd;
 	uiommu_mutex_lock(&direct_lock);
+	life = direct_life_get();
+	rc = IS_ERR(life) ? PTR_ERR(life) : 0;
+	if (!rc && (atomic_load(life->word) & FUTEX_OWNER_DIED))
+		rc = -ENOSYS; /* no robust futexes: nothing would tell our death */
+	lifefd = rc ? -1 : sys_fcntl(life->memfd, F_DUPFD_CLOEXEC, 0);
+	if (lifefd < 0) {
+		uiommu_mutex_unlock(&direct_lock);
+		rc = rc ? rc : -EMFILE;
+		goto err_unmap;
+	}
+	val[1] = atomic_load(life->word);
 	atomic_fetch_add(&direct_nr, 1);
 	ds->gen = atomic_load(&direct_gen);
 	atomic_store(&ds->page->gen, ds->gen);
@@ -258,9 +353,9 @@ int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_
 	uiommu_mutex_unlock(&direct_lock);
 	*dsp = ds;
 	new_fds[0] = memfd;
-	new_fds[1] = pidfd;
+	new_fds[1] = lifefd;
 	*nr_new = 2;
-	*pid = (uint64_t)getpid();
+	val[0] = (uint64_t)getpid();
 	return 0;
 
 err_unmap:
@@ -336,6 +431,13 @@ void iommufd_direct_atfork_child(void)
 		uiommu_free(ds);
 	}
 	atomic_store(&direct_nr, 0);
+	/* Its thread is the parent's: the child makes its own at its first need. */
+	if (direct_life) {
+		sys_munmap((void *)direct_life->word, DIRECT_PAGE_LEN);
+		sys_close(direct_life->memfd);
+		uiommu_free(direct_life);
+		direct_life = NULL;
+	}
 	uiommu_mutex_unlock(&direct_lock);
 }
 
@@ -344,8 +446,9 @@ void iommufd_direct_atfork_child(void)
 /* One connection's direct path: its page, its server, its last translation. */
 struct direct_client {
 	struct wire_direct_page *page; /* shared with the server */
-	int server_pidfd;              /* the serving process (not the listen() caller) */
-	pid_t server_pid;
+	const _Atomic uint32_t *life;  /* the server's life word, mapped read-only */
+	uint32_t life_tid;             /* its value while the server lives */
+	pid_t server_pid;              /* the serving process (not the listen() caller) */
 	bool off;                      /* not offered on this connection: the round trip */
 	/* The last translation, valid while page->gen is gen (0: none). */
 	uint32_t gen;
@@ -379,8 +482,8 @@ void iommufd_direct_client_free(struct direct_client *dc)
 		return;
 	if (dc->page)
 		sys_munmap(dc->page, DIRECT_PAGE_LEN);
-	if (dc->server_pidfd >= 0)
-		sys_close(dc->server_pidfd);
+	if (dc->life)
+		sys_munmap((void *)dc->life, DIRECT_PAGE_LEN);
 	uiommu_free(dc);
 }
 
@@ -394,12 +497,11 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 	struct direct_client *dc;
 	struct wire_req req;
 	struct wire_rep rep;
-	void *page;
+	void *page, *life;
 
 	dc = uiommu_zalloc(sizeof(*dc));
 	if (!dc)
 		return -ENOMEM;
-	dc->server_pidfd = -1;
 	iommufd_remote_req_init(&req, WIRE_DIRECT, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
 	rc = iommufd_remote_conn_call(conn, &req, &rep, fds, &nfds);
 	if (rc) {
@@ -407,21 +509,26 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 		return rc;
 	}
 	dc->off = true;
-	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] <= INT_MAX) {
+	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] <= INT_MAX && rep.val[1] &&
+	    rep.val[1] <= FUTEX_TID_MASK) {
 		page = uiommu_should_fail() ? MAP_FAILED :
 					      sys_mmap(NULL, DIRECT_PAGE_LEN,
 						       PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
-		if (page != MAP_FAILED) {
+		life = page == MAP_FAILED ? MAP_FAILED :
+					    sys_mmap(NULL, DIRECT_PAGE_LEN, PROT_READ,
+						     MAP_SHARED, fds[1], 0);
+		if (life != MAP_FAILED) {
 			dc->page = page;
-			dc->server_pidfd = fds[1];
-			fds[1] = -1;
+			dc->life = life;
+			dc->life_tid = (uint32_t)rep.val[1];
 			dc->server_pid = (pid_t)rep.val[0];
 			dc->off = false;
+		} else if (page != MAP_FAILED) {
+			sys_munmap(page, DIRECT_PAGE_LEN);
 		}
 	}
 	for (int i = 0; i < nfds; i++)
-		if (fds[i] >= 0)
-			sys_close(fds[i]);
+		sys_close(fds[i]);
 	*dcp = dc;
 	return 0;
 }
@@ -476,6 +583,12 @@ static bool direct_cached(const struct direct_client *dc, uint64_t token, uint64
 	       atomic_load_explicit(&dc->page->gen, memory_order_relaxed) == dc->gen;
 }
 
+/* Is the serving process still the one that answered DIRECT (not dead, not exec'd)? */
+static bool direct_server_lives(const struct direct_client *dc)
+{
+	return atomic_load(dc->life) == dc->life_tid;
+}
+
 /*
  * The copy itself, through @dc's translation, @len bytes from byte @skip of it, to or from
  * @uptr. Return: true when every byte moved; false when nothing is to be trusted (the round
@@ -512,7 +625,7 @@ static bool direct_copy(struct direct_client *dc, uint64_t uptr, uint64_t skip, 
 	if (atomic_load(&page->gen) != dc->gen)
 		goto out_idle;
 	/* A write must not reach another process behind the server's pid: check first. */
-	if (write && sys_pidfd_alive(dc->server_pidfd))
+	if (write && !direct_server_lives(dc))
 		goto out_idle;
 	n = write ? process_vm_writev(dc->server_pid, &local, 1, remote, nr, 0) :
 		    process_vm_readv(dc->server_pid, &local, 1, remote, nr, 0);
@@ -522,7 +635,7 @@ static bool direct_copy(struct direct_client *dc, uint64_t uptr, uint64_t skip, 
 	if (atomic_load(&page->waiters))
 		direct_futex(&page->busy, FUTEX_WAKE, INT_MAX, NULL);
 	/* A read counts only if the pid still named the server after it. */
-	if (n != (ssize_t)len || (!write && sys_pidfd_alive(dc->server_pidfd))) {
+	if (n != (ssize_t)len || (!write && !direct_server_lives(dc))) {
 		/* The host refuses (Yama's ptrace scope, seccomp): not on this connection again. */
 		if (err == EPERM || err == ENOSYS)
 			dc->off = true;

@@ -566,12 +566,14 @@ TEST(a_hostile_or_dead_client_cannot_hold_an_unmap)
 
 /*
  * The server's side of "gone": serves a context until killed; its fds go to the test with
- * pidfd_getfd() (their numbers over @sock), and 'c' asks whether its memory holds 0x88.
+ * pidfd_getfd() (their numbers over @sock, with the IOVA and our buffer's address); 'c' asks
+ * whether its memory holds 0x88; 'x' execs this program anew by the raw system call, which
+ * the library cannot see, as "--newimage SOCK ADDR".
  */
 static int server_main(int sock)
 {
 	struct served s;
-	uint64_t msg[3];
+	uint64_t msg[4];
 	char b;
 
 	if (served_make(&s))
@@ -579,9 +581,19 @@ static int server_main(int sock)
 	msg[0] = (uint64_t)s.fd;
 	msg[1] = (uint64_t)s.access;
 	msg[2] = s.iova;
+	msg[3] = (uintptr_t)s.buf;
 	if (xfer(sock, msg, sizeof(msg), true))
 		return 3;
 	while (!xfer(sock, &b, 1, false)) {
+		if (b == 'x') {
+			char a[2][24], *argv[] = { "test_procdirect", "--newimage", a[0], a[1], NULL };
+
+			snprintf(a[0], sizeof(a[0]), "%d", sock);
+			snprintf(a[1], sizeof(a[1]), "%llu", (unsigned long long)msg[3]);
+			fcntl(sock, F_SETFD, 0);
+			syscall(SYS_execve, "/proc/self/exe", argv, environ);
+			return 5;
+		}
 		b = all_bytes(s.buf, LEN, 0x88) ? 'y' : 'n';
 		if (xfer(sock, &b, 1, true))
 			return 4;
@@ -589,18 +601,45 @@ static int server_main(int sock)
 	return 0;
 }
 
-TEST(a_server_gone_is_an_error_never_a_hang)
+/*
+ * The server's new image: memory of its own where the old image's buffer was, 0x99; 'm' when
+ * it is there, then 'y' or 'n' for each 'c': whether it still holds 0x99.
+ */
+static int newimage_main(int sock, uint64_t addr)
 {
-	static unsigned char buf[LEN];
-	int sv[2], pidfd, fd, access;
-	uint64_t before, msg[3];
-	pid_t pid;
+	unsigned char *mem = mmap((void *)(uintptr_t)addr, LEN, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	char b;
 
-	NEEDS_IOMMUFD_TEST();
-	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
-	pid = fork();
-	if (pid == 0) {
+	if (mem != (void *)(uintptr_t)addr)
+		return 2;
+	memset(mem, 0x99, LEN);
+	if (xfer(sock, "m", 1, true))
+		return 3;
+	while (!xfer(sock, &b, 1, false)) {
+		b = all_bytes(mem, LEN, 0x99) ? 'y' : 'n';
+		if (xfer(sock, &b, 1, true))
+			return 4;
+	}
+	return 0;
+}
+
+struct remote_server {
+	pid_t pid;
+	int sock, pidfd, fd, access;
+	uint64_t iova;
+};
+
+/* Starts "--server" and takes its iommufd and access fd. 0 or -1. */
+static int remote_server_start(struct remote_server *r)
+{
+	uint64_t msg[4];
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	r->pid = fork();
+	if (r->pid == 0) {
 		char a[24];
 
 		snprintf(a, sizeof(a), "%d", sv[1]);
@@ -608,34 +647,82 @@ TEST(a_server_gone_is_an_error_never_a_hang)
 		execl("/proc/self/exe", "test_procdirect", "--server", a, (char *)NULL);
 		_exit(127);
 	}
-	ASSERT_GT(pid, 0);
 	close(sv[1]);
-	ASSERT_EQ(0, xfer(sv[0], msg, sizeof(msg), false));
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	ASSERT_GE(pidfd, 0);
-	fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)msg[0], 0);
-	access = (int)syscall(SYS_pidfd_getfd, pidfd, (int)msg[1], 0);
-	ASSERT_GE(fd, 0);
-	ASSERT_GE(access, 0);
-	ASSERT_TRUE(uiommu_is_fd(fd));
-	ASSERT_TRUE(uiommu_is_fd(access));
+	r->sock = sv[0];
+	if (r->pid < 0 || xfer(r->sock, msg, sizeof(msg), false))
+		return -1;
+	r->pidfd = (int)syscall(SYS_pidfd_open, r->pid, 0);
+	r->fd = (int)syscall(SYS_pidfd_getfd, r->pidfd, (int)msg[0], 0);
+	r->access = (int)syscall(SYS_pidfd_getfd, r->pidfd, (int)msg[1], 0);
+	r->iova = msg[2];
+	if (r->pidfd < 0 || r->fd < 0 || r->access < 0 || !uiommu_is_fd(r->fd) ||
+	    !uiommu_is_fd(r->access))
+		return -1;
+	return 0;
+}
+
+static void remote_server_drop(struct remote_server *r)
+{
+	close(r->access);
+	close(r->fd);
+	close(r->pidfd);
+	close(r->sock);
+}
+
+TEST(a_server_gone_is_an_error_never_a_hang)
+{
+	static unsigned char buf[LEN];
+	struct remote_server r;
+	uint64_t before;
+	char b;
+
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, remote_server_start(&r));
 	memset(buf, 0x88, LEN);
 	before = uiommu_remote_direct_copies();
-	ASSERT_EQ(0, access_rw(fd, access, msg[2], buf, LEN, MOCK_ACCESS_RW_WRITE));
+	ASSERT_EQ(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
 	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
-	ASSERT_EQ(0, xfer(sv[0], "c", 1, true));
-	ASSERT_EQ(0, xfer(sv[0], &b, 1, false));
+	ASSERT_EQ(0, xfer(r.sock, "c", 1, true));
+	ASSERT_EQ(0, xfer(r.sock, &b, 1, false));
 	EXPECT_EQ('y', b);
-	ASSERT_EQ(0, kill(pid, SIGKILL));
-	ASSERT_EQ(128 + SIGKILL, client_wait(pid));
+	ASSERT_EQ(0, kill(r.pid, SIGKILL));
+	ASSERT_EQ(128 + SIGKILL, client_wait(r.pid));
 	/* The translation is cached, its process gone: an error, whatever the pid names now. */
-	ASSERT_NE(0, access_rw(fd, access, msg[2], buf, LEN, MOCK_ACCESS_RW_WRITE));
-	ASSERT_NE(0, access_rw(fd, access, msg[2], buf, LEN, 0));
+	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
+	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, 0));
 	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
-	close(access);
-	close(fd);
-	close(pidfd);
-	close(sv[0]);
+	remote_server_drop(&r);
+}
+
+/*
+ * A raw exec keeps the server's pid (and a pidfd's answer) but not its memory: a translation
+ * cached before it must never reach the new image, which maps memory of its own at the very
+ * address the old translation names.
+ */
+TEST(a_server_that_execs_behind_the_librarys_back_is_never_written)
+{
+	static unsigned char buf[LEN];
+	struct remote_server r;
+	uint64_t before;
+	char b;
+
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, remote_server_start(&r));
+	memset(buf, 0x88, LEN);
+	before = uiommu_remote_direct_copies();
+	ASSERT_EQ(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
+	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
+	ASSERT_EQ(0, xfer(r.sock, "x", 1, true));
+	ASSERT_EQ(0, xfer(r.sock, &b, 1, false));
+	ASSERT_EQ('m', b);
+	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
+	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
+	ASSERT_EQ(0, xfer(r.sock, "c", 1, true));
+	ASSERT_EQ(0, xfer(r.sock, &b, 1, false));
+	EXPECT_EQ('y', b);
+	shutdown(r.sock, SHUT_WR);
+	ASSERT_EQ(0, client_wait(r.pid));
+	remote_server_drop(&r);
 }
 
 /*
@@ -680,5 +767,7 @@ int main(int argc, char **argv)
 		return child_main(argc, argv);
 	if (argc > 2 && !strcmp(argv[1], "--server"))
 		return server_main(atoi(argv[2]));
+	if (argc > 3 && !strcmp(argv[1], "--newimage"))
+		return newimage_main(atoi(argv[2]), strtoull(argv[3], NULL, 0));
 	return __h_run_all(argc, argv);
 }

@@ -628,11 +628,24 @@ struct remote_server {
 	pid_t pid;
 	int sock, pidfd, fd, access;
 	uint64_t iova;
+	uint64_t copies; /* our direct copies after the first write */
 };
 
-/* Starts "--server" and takes its iommufd and access fd. 0 or -1. */
-static int remote_server_start(struct remote_server *r)
+/* Sends @cmd to the server (or its new image); its one-byte answer, or 0. */
+static char remote_server_ask(struct remote_server *r, char cmd)
 {
+	char b;
+
+	return xfer(r->sock, &cmd, 1, true) || xfer(r->sock, &b, 1, false) ? 0 : b;
+}
+
+/*
+ * Starts "--server", takes its iommufd and access fd, and writes @buf (0x88) through the
+ * access: the server's memory holds it, and the copy was ours. 0 or -1.
+ */
+static int remote_server_start(struct remote_server *r, unsigned char *buf)
+{
+	uint64_t before = uiommu_remote_direct_copies();
 	uint64_t msg[4];
 	int sv[2];
 
@@ -658,7 +671,11 @@ static int remote_server_start(struct remote_server *r)
 	if (r->pidfd < 0 || r->fd < 0 || r->access < 0 || !uiommu_is_fd(r->fd) ||
 	    !uiommu_is_fd(r->access))
 		return -1;
-	return 0;
+	memset(buf, 0x88, LEN);
+	if (access_rw(r->fd, r->access, r->iova, buf, LEN, MOCK_ACCESS_RW_WRITE))
+		return -1;
+	r->copies = uiommu_remote_direct_copies();
+	return r->copies == before + 1 && remote_server_ask(r, 'c') == 'y' ? 0 : -1;
 }
 
 static void remote_server_drop(struct remote_server *r)
@@ -673,24 +690,15 @@ TEST(a_server_gone_is_an_error_never_a_hang)
 {
 	static unsigned char buf[LEN];
 	struct remote_server r;
-	uint64_t before;
-	char b;
 
 	NEEDS_IOMMUFD_TEST();
-	ASSERT_EQ(0, remote_server_start(&r));
-	memset(buf, 0x88, LEN);
-	before = uiommu_remote_direct_copies();
-	ASSERT_EQ(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
-	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
-	ASSERT_EQ(0, xfer(r.sock, "c", 1, true));
-	ASSERT_EQ(0, xfer(r.sock, &b, 1, false));
-	EXPECT_EQ('y', b);
+	ASSERT_EQ(0, remote_server_start(&r, buf));
 	ASSERT_EQ(0, kill(r.pid, SIGKILL));
 	ASSERT_EQ(128 + SIGKILL, client_wait(r.pid));
 	/* The translation is cached, its process gone: an error, whatever the pid names now. */
 	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
 	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, 0));
-	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
+	EXPECT_EQ(r.copies, uiommu_remote_direct_copies());
 	remote_server_drop(&r);
 }
 
@@ -703,23 +711,13 @@ TEST(a_server_that_execs_behind_the_librarys_back_is_never_written)
 {
 	static unsigned char buf[LEN];
 	struct remote_server r;
-	uint64_t before;
-	char b;
 
 	NEEDS_IOMMUFD_TEST();
-	ASSERT_EQ(0, remote_server_start(&r));
-	memset(buf, 0x88, LEN);
-	before = uiommu_remote_direct_copies();
-	ASSERT_EQ(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
-	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
-	ASSERT_EQ(0, xfer(r.sock, "x", 1, true));
-	ASSERT_EQ(0, xfer(r.sock, &b, 1, false));
-	ASSERT_EQ('m', b);
+	ASSERT_EQ(0, remote_server_start(&r, buf));
+	ASSERT_EQ('m', remote_server_ask(&r, 'x'));
 	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
-	EXPECT_EQ(before + 1, uiommu_remote_direct_copies());
-	ASSERT_EQ(0, xfer(r.sock, "c", 1, true));
-	ASSERT_EQ(0, xfer(r.sock, &b, 1, false));
-	EXPECT_EQ('y', b);
+	EXPECT_EQ(r.copies, uiommu_remote_direct_copies());
+	EXPECT_EQ('y', remote_server_ask(&r, 'c'));
 	shutdown(r.sock, SHUT_WR);
 	ASSERT_EQ(0, client_wait(r.pid));
 	remote_server_drop(&r);

@@ -172,6 +172,25 @@ struct client {
 	uint64_t iova;
 };
 
+/* Writes 0x11 through the access, says 'w' and waits for the server's answer. 0 or -1. */
+static int client_write_first(struct client *c, unsigned char *buf)
+{
+	char b;
+
+	memset(buf, 0x11, LEN);
+	if (access_rw(c->fd, c->access, c->iova, buf, LEN, MOCK_ACCESS_RW_WRITE))
+		return -1;
+	return xfer(c->sock, "w", 1, true) || xfer(c->sock, &b, 1, false) ? -1 : 0;
+}
+
+/* Sends the count of our direct copies; the client's exit status. */
+static int client_report(struct client *c)
+{
+	uint64_t copies = uiommu_remote_direct_copies();
+
+	return xfer(c->sock, &copies, sizeof(copies), true) ? 6 : 0;
+}
+
 /*
  * "rw": a write lands in the server's memory, which then changes and is read back at once,
  * whole and in part; every copy was the client's own.
@@ -179,14 +198,9 @@ struct client {
 static int client_rw(struct client *c)
 {
 	static unsigned char buf[LEN];
-	uint64_t copies;
-	char b;
 
-	memset(buf, 0x11, LEN);
-	if (access_rw(c->fd, c->access, c->iova, buf, LEN, MOCK_ACCESS_RW_WRITE))
+	if (client_write_first(c, buf))
 		return 2;
-	if (xfer(c->sock, "w", 1, true) || xfer(c->sock, &b, 1, false))
-		return 3;
 	/* The server stored 0x22 over all of it before answering. */
 	if (access_rw(c->fd, c->access, c->iova, buf, LEN, 0) || !all_bytes(buf, LEN, 0x22))
 		return 4;
@@ -194,8 +208,23 @@ static int client_rw(struct client *c)
 	if (access_rw(c->fd, c->access, c->iova + 4096 + 3, buf, 100, 0) ||
 	    !all_bytes(buf, 100, 0x22) || !all_bytes(buf + 100, LEN - 100, 0))
 		return 5;
-	copies = uiommu_remote_direct_copies();
-	return xfer(c->sock, &copies, sizeof(copies), true) ? 6 : 0;
+	return client_report(c);
+}
+
+/*
+ * "replace": writes 0x11 through the access, then (after the server's answer) 0x12: the server
+ * moved the access to another IOAS in between, so the second write must land there.
+ */
+static int client_replace(struct client *c)
+{
+	static unsigned char buf[LEN];
+
+	if (client_write_first(c, buf))
+		return 2;
+	memset(buf, 0x12, LEN);
+	if (access_rw(c->fd, c->access, c->iova, buf, LEN, MOCK_ACCESS_RW_WRITE))
+		return 4;
+	return client_report(c);
 }
 
 /*
@@ -370,6 +399,8 @@ static int child_main(int argc, char **argv)
 	c.sock = atoi(argv[6]);
 	if (!strcmp(role, "rw"))
 		return client_rw(&c);
+	if (!strcmp(role, "replace"))
+		return client_replace(&c);
 	if (!strcmp(role, "errnos"))
 		return client_errnos(&c);
 	if (!strcmp(role, "race"))
@@ -407,6 +438,47 @@ TEST(a_client_write_lands_in_the_server_memory_and_reads_see_it_at_once)
 	ASSERT_EQ(0, client_wait(pid));
 	close(sock);
 	served_drop(&s);
+}
+
+/* An access moved to another IOAS: a translation of the old one is never used again. */
+TEST(a_translation_dies_when_its_access_moves_to_another_ioas)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct iommu_test_cmd replace = { .size = sizeof(replace),
+					  .op = IOMMU_TEST_OP_ACCESS_REPLACE_IOAS };
+	unsigned char *other;
+	struct served s;
+	uint64_t copies, iova;
+	pid_t pid;
+	int sock;
+	char b;
+
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, served_make(&s));
+	other = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, other);
+	ASSERT_EQ(0, ioctl(s.fd, IOMMU_IOAS_ALLOC, &alloc));
+	iova = s.iova;
+	ASSERT_EQ(0, map_at(s.fd, alloc.out_ioas_id, other, LEN, &iova,
+			    IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
+				    IOMMU_IOAS_MAP_FIXED_IOVA));
+	pid = client_start("replace", s.fd, s.access, s.iova, true, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, xfer(sock, &b, 1, false));
+	EXPECT_TRUE(all_bytes(s.buf, LEN, 0x11));
+	replace.id = (uint32_t)s.access;
+	replace.access_replace_ioas.ioas_id = alloc.out_ioas_id;
+	ASSERT_EQ(0, ioctl(s.fd, IOMMU_TEST_CMD, &replace));
+	ASSERT_EQ(0, xfer(sock, "r", 1, true));
+	ASSERT_EQ(0, xfer(sock, &copies, sizeof(copies), false));
+	ASSERT_EQ(0, client_wait(pid));
+	EXPECT_TRUE(all_bytes(other, LEN, 0x12));
+	EXPECT_TRUE(all_bytes(s.buf, LEN, 0x11));
+	/* Both writes were the client's own copies, the second through a new translation. */
+	EXPECT_EQ(2, copies);
+	close(sock);
+	served_drop(&s);
+	munmap(other, LEN);
 }
 
 TEST(errnos_are_the_round_trips)

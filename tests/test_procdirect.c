@@ -386,6 +386,27 @@ static int client_hostile(struct client *c, bool dies)
 	return atomic_load(&page->gen) == 0 ? 0 : 10;
 }
 
+/*
+ * "csweep": the n-th fallible step (n from the test) of this process's own side of its first
+ * direct write fails: the connection, DIRECT and the mapping of its pages, TRANSLATE, then
+ * the copy or the round trip it falls back to. Answers the call's result and what was left of
+ * the countdown.
+ */
+static int client_csweep(struct client *c)
+{
+	static unsigned char buf[LEN];
+	uint64_t n, msg[2];
+
+	memset(buf, 0x77, LEN);
+	if (xfer(c->sock, &n, sizeof(n), false))
+		return 2;
+	uiommu_fail_nth_arm((unsigned long)n);
+	msg[0] = (uint64_t)(int64_t)access_rw(c->fd, c->access, c->iova, buf, LEN,
+					      MOCK_ACCESS_RW_WRITE);
+	msg[1] = uiommu_fail_nth_disarm();
+	return xfer(c->sock, msg, sizeof(msg), true) ? 3 : 0;
+}
+
 static int child_main(int argc, char **argv)
 {
 	struct client c;
@@ -409,6 +430,8 @@ static int child_main(int argc, char **argv)
 		return client_own(&c);
 	if (!strcmp(role, "sweep"))
 		return client_sweep(&c);
+	if (!strcmp(role, "csweep"))
+		return client_csweep(&c);
 	if (!strcmp(role, "hostile") || !strcmp(role, "dies"))
 		return client_hostile(&c, !strcmp(role, "dies"));
 	return 101;
@@ -828,6 +851,45 @@ TEST(fail_nth_of_the_serving_side_of_the_direct_path)
 	/* The sweep ran out of steps to fail before the bound. */
 	ASSERT_NE(0, left);
 	ASSERT_GT(n, 4);
+	served_drop(&s);
+}
+
+/*
+ * The client's own side of its first direct write, each fallible step failing once in turn:
+ * the call goes through (the bytes are here) or answers a clean errno, never a wrong byte.
+ */
+TEST(fail_nth_of_the_clients_side_of_the_direct_path)
+{
+	uint64_t left = 0, msg[2];
+	struct served s;
+	unsigned long n;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_EQ(0, served_make(&s));
+	for (n = 1; n < 200 && !left; n++) {
+		uint64_t nth = n;
+		int sock;
+		pid_t pid;
+
+		memset(s.buf, 0, LEN);
+		pid = client_start("csweep", s.fd, s.access, s.iova, true, &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(0, xfer(sock, &nth, sizeof(nth), true));
+		ASSERT_EQ(0, xfer(sock, msg, sizeof(msg), false));
+		ASSERT_EQ(0, client_wait(pid));
+		close(sock);
+		left = msg[1];
+		if (!msg[0])
+			ASSERT_TRUE(all_bytes(s.buf, LEN, 0x77));
+		else
+			ASSERT_TRUE(msg[0] == (uint64_t)-ENOMEM || msg[0] == (uint64_t)-EFAULT ||
+				    msg[0] == (uint64_t)-ENODEV || msg[0] == (uint64_t)-EIO);
+	}
+	/* Its steps ran out before the bound, and there were some (the direct path's own). */
+	ASSERT_NE(0, left);
+	ASSERT_GT(n, 3);
 	served_drop(&s);
 }
 

@@ -80,7 +80,12 @@
  * a hand-over) comes before every other lock. servers_lock protects the list of known
  * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
  * clients_lock protects the list of client mms (a leaf); conns_lock the accepted
- * connections' fds (a leaf). None is held across a system call that waits.
+ * connections' fds (a leaf). None is held across a system call that waits. The fork handlers
+ * take remote_direct.c's direct_lock before all of them.
+ *
+ * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
+ * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
+ * the connection's thread answers those like any request.
  */
 #include <errno.h>
 #include <poll.h>

@@ -71,10 +71,12 @@
  *
  * Switch: UIOMMU_REMOTE_DIRECT=0 in a client's environment keeps its calls on the round trip.
  *
- * Locking: direct_lock protects direct_list, each direct_serve's gen and linkage; a leaf (no
- * lock is taken under it), taken by invalidations with none of the iommufd locks held. It is
- * held across an invalidation's waits, so a connection's end (which takes it) waits for them:
- * bounded, and at once when its client is gone.
+ * Locking: direct_lock protects direct_list, each direct_serve's gen and linkage, and
+ * direct_life. Nothing takes another lock under it but the fork handlers (remote.c), which take
+ * it first and then the wire's leaf locks; an invalidation takes it with whatever its caller
+ * holds (an unmap's caller's locks), none of which is taken under it. It is held across an
+ * invalidation's waits, so a connection's end and a fork (which take it) wait for them:
+ * bounded, and at once when the client is gone.
  */
 #include <errno.h>
 #include <limits.h>
@@ -131,7 +133,9 @@ struct direct_serve {
 	atomic_bool revoked;           /* set once, under direct_lock */
 };
 
-UIOMMU_MUTEX_DEFINE(direct_lock); /* protects direct_list, each one's gen, direct_life; a leaf */
+/* Protects direct_list, each one's gen, direct_life; order: after an unmap's locks, before the
+ * wire's leaf locks (fork handlers only). */
+UIOMMU_MUTEX_DEFINE(direct_lock);
 static struct direct_serve *direct_list;
 
 /*

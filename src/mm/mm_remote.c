@@ -265,22 +265,6 @@ static int remote_self_maps(struct uiommu_maps **self)
 	return rc == -ENOMEM ? -ENOMEM : rc ? -EFAULT : 0;
 }
 
-static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
-{
-	struct mm_remote *mr = to_mm_remote(mm);
-	struct uiommu_maps *self;
-	int rc;
-
-	rc = remote_self_maps(&self);
-	if (rc)
-		return rc;
-	uiommu_mutex_lock(&mr->lock);
-	rc = remote_fault_in_locked(mr, self, uaddr, npages, write, false);
-	uiommu_mutex_unlock(&mr->lock);
-	uiommu_maps_free(self);
-	return rc;
-}
-
 /*
  * Frees the window addresses of the pages of [page_index, + npages) that nothing pins any
  * more (mr->lock, which every pin and unpin of this mm holds: no pin is between its window
@@ -307,12 +291,14 @@ static void remote_window_trim(struct mm_remote *mr, uint64_t page_index, uint64
 }
 
 /*
- * A pin: the checks of fault_in, window addresses for the private runs, then the ledger, all
- * under mr->lock so that an unpin's trim never frees a window address a pin is about to count.
+ * fault_in and pin, which differ only in what a pin adds: the checks of the client's maps
+ * (with window addresses for the private runs on a pin), then the ledger, all under mr->lock
+ * so that an unpin's trim never frees a window address a pin is about to count.
  */
-static int remote_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write)
+static int remote_fault_in_pin(struct mm_remote *mr, uint64_t uaddr, size_t npages, bool write,
+			       bool pin)
 {
-	struct mm_remote *mr = to_mm_remote(mm);
+	uint64_t page_index = uaddr >> uiommu_page_shift;
 	struct uiommu_maps *self;
 	int rc;
 
@@ -320,14 +306,25 @@ static int remote_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages
 	if (rc)
 		return rc;
 	uiommu_mutex_lock(&mr->lock);
-	rc = remote_fault_in_locked(mr, self, page_index << uiommu_page_shift, npages, write, true);
-	if (!rc)
-		rc = uiommu_mm_ledger_pin(mm, page_index, npages);
-	if (rc)
+	rc = remote_fault_in_locked(mr, self, uaddr, npages, write, pin);
+	if (pin && !rc)
+		rc = uiommu_mm_ledger_pin(&mr->mm, page_index, npages);
+	if (pin && rc)
 		remote_window_trim(mr, page_index, npages);
 	uiommu_mutex_unlock(&mr->lock);
 	uiommu_maps_free(self);
 	return rc;
+}
+
+static int remote_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bool write)
+{
+	return remote_fault_in_pin(to_mm_remote(mm), uaddr, npages, write, false);
+}
+
+static int remote_pin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages, bool write)
+{
+	return remote_fault_in_pin(to_mm_remote(mm), page_index << uiommu_page_shift, npages,
+				   write, true);
 }
 
 static void remote_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t npages)

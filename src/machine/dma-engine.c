@@ -1613,7 +1613,7 @@ static void *dma_async_worker(void *arg)
 {
 	struct uiommu_dma_dev *e = arg;
 
-	/* Our own thread: one fault-safe window for its life, not one system call per copy. */
+	/* Our own thread: one trap span for its life, not one system call per copy. */
 	uiommu_uaccess_begin();
 	uiommu_mutex_lock(&dma_engine_lock);
 	for (;;) {

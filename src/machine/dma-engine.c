@@ -171,6 +171,12 @@ struct uiommu_dma_dev {
 	struct uiommu_mutex sva_lock;
 	struct iommu_sva *sva;
 	unsigned int sva_binds;
+	/*
+	 * The translation caches of the last batch that ran in IOTLB mode (dma_warm_save()), for
+	 * dma_engine_copy_run(). The group mutex protects it (taken after dma_engine_lock is not:
+	 * the two are never held together here); allocated at the first save, freed at close.
+	 */
+	struct dma_warm *warm;
 };
 
 UIOMMU_MUTEX_DEFINE(dma_engine_lock); /* a leaf; see the top */
@@ -393,6 +399,17 @@ struct dma_ctx {
 	bool write;
 	bool cached;               /* DMA_MODE_IOTLB: some slot holds a page */
 	struct dma_ctx_way ways[DMA_CTX_SLOTS];
+};
+
+/*
+ * A batch's two translation caches kept past its visit, with the domain and PASID they are of.
+ * Each page in them still says by its stamp whether its IOTLB entry is unchanged, so keeping
+ * them is safe as long as the domain is the one now attached at @pasid (checked at each use).
+ */
+struct dma_warm {
+	struct iommu_domain *domain;
+	uint32_t pasid;
+	struct dma_ctx rd, wr;
 };
 
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
@@ -1295,28 +1312,52 @@ static void dma_batch_store(struct dma_batch *b)
  * the general way runs the op again from its start. The copies go through
  * uiommu_host_copy_trapped() like every other (src/mm/ decides how a host address is reached).
  */
+/*
+ * A COPY of @len bytes (> 0) from @src_iova to @dst_iova with its record @rec (NULL: none) on
+ * the fast path: true when it went whole, false when nothing happened (dma_batch_fast()).
+ */
+static inline bool dma_copy_fast(struct uiommu_dma_dev *e, uint32_t pasid, uint64_t src_iova,
+				 uint64_t dst_iova, size_t len, const struct uiommu_dma_record *rec,
+				 struct dma_ctx *rd, struct dma_ctx *wr)
+{
+	phys_addr_t src, dst, rec_dst = 0;
+
+	if (!dma_ctx_span(rd, src_iova, len, IOMMU_READ, &src) ||
+	    !dma_ctx_span(wr, dst_iova, len, IOMMU_WRITE, &dst) ||
+	    (rec && !dma_ctx_span(wr, rec->iova, rec->len, IOMMU_WRITE, &rec_dst)))
+		return false;
+	/* -EFAULT only for an address no process maps: the general way reports it (and logs
+	 * what it writes: nothing is logged here before every copy of the op went). */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len) ||
+	    (rec && uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)))
+		return false;
+	if (unlikely(dma_log_on())) {
+		dma_log_written(e->dev, pasid, dst_iova, len);
+		if (rec)
+			dma_log_written(e->dev, pasid, rec->iova, rec->len);
+	}
+	return true;
+}
+
 static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiommu_dma_op *op,
 			   struct dma_ctx *rd, struct dma_ctx *wr)
 {
 	const struct uiommu_dma_record *rec = NULL;
-	phys_addr_t src, dst, rec_dst = 0;
+	phys_addr_t src, dst;
 	size_t len = op->len;
 
 	if (unlikely(!len))
 		return false;
 	switch (op->op) {
 	case UIOMMU_DMA_OP_COPY:
-		if (!dma_ctx_span(rd, op->src, len, IOMMU_READ, &src) ||
-		    !dma_ctx_span(wr, op->iova, len, IOMMU_WRITE, &dst))
-			return false;
 		if (op->flags & UIOMMU_DMA_RECORD) {
 			rec = op->buf;
 			if (!rec->len)
 				rec = NULL; /* no record */
-			else if (!dma_ctx_span(wr, rec->iova, rec->len, IOMMU_WRITE, &rec_dst))
-				return false;
 		}
-		break;
+		if (!dma_copy_fast(e, pasid, op->src, op->iova, len, rec, rd, wr))
+			return false;
+		goto done;
 	case UIOMMU_DMA_OP_WRITE:
 		if (!dma_ctx_span(wr, op->iova, len, IOMMU_WRITE, &dst))
 			return false;
@@ -1328,21 +1369,36 @@ static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiom
 		dst = (uintptr_t)op->buf;
 		break;
 	}
-	/* -EFAULT only for an address no process maps: the general way reports it (and logs
-	 * what it writes: nothing is logged here before every copy of the op went). */
-	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len) ||
-	    (rec && uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)))
+	/* As dma_copy_fast(): -EFAULT is the general way's to report. */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
 		return false;
-	if (unlikely(dma_log_on()) && op->op != UIOMMU_DMA_OP_READ) {
+	if (unlikely(dma_log_on()) && op->op == UIOMMU_DMA_OP_WRITE)
 		dma_log_written(e->dev, pasid, op->iova, len);
-		if (rec)
-			dma_log_written(e->dev, pasid, rec->iova, rec->len);
-	}
+done:
 	op->done = len;
 	op->error = 0;
 	op->fault_op = 0;
 	op->fault_iova = 0;
 	return true;
+}
+
+/*
+ * Keeps a batch's caches for dma_engine_copy_run() (group mutex held). The copy is a few KiB
+ * once per batch; without a buffer (allocation refused) there is simply nothing kept, and
+ * copy runs find nothing warm and go the general way.
+ */
+static void dma_warm_save(struct uiommu_dma_dev *e, struct iommu_domain *domain, uint32_t pasid,
+			  const struct dma_ctx *rd, const struct dma_ctx *wr)
+{
+	if (!e->warm) {
+		e->warm = uiommu_zalloc(sizeof(*e->warm));
+		if (!e->warm)
+			return;
+	}
+	e->warm->domain = domain;
+	e->warm->pasid = pasid;
+	e->warm->rd = *rd;
+	e->warm->wr = *wr;
 }
 
 /*
@@ -1404,6 +1460,8 @@ static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 		b->cur++;
 		b->loaded = false;
 	}
+	if (fast && domain)
+		dma_warm_save(x->e, domain, pasid, &rd, &wr);
 	return ret;
 }
 
@@ -1514,6 +1572,90 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 		ops[i].fault_iova = 0;
 	}
 	return (ssize_t)b.cur;
+}
+
+/*
+ * A run of plain COPYs, each with its record or none, on the fast path alone: the caches the
+ * last batch left (struct dma_warm) if the domain at @pasid is still theirs, one hold of the
+ * group mutex and one arming of the trap for the run, and per copy only dma_copy_fast(). The
+ * run stops at the first copy that is not whole in the caches (or that a general pass would
+ * judge: zero length, a range that wraps) with nothing of it done; the caller sends that one
+ * and the rest through uiommu_dma_batch(), which meets its faults, page requests and log
+ * entries as it always did. A trap in a copy stops the run there too (the batch redoes it).
+ * Return: how many went, or -EINVAL.
+ */
+/* A copy run in progress (dma_engine_copy_run()): what its loop reads, and how far it went. */
+struct dma_copy_run_state {
+	struct uiommu_dma_dev *e;
+	uint32_t pasid;
+	const char *copies;
+	size_t stride;
+	const struct uiommu_dma_record *recs;
+	size_t n;
+	struct dma_warm *w;
+	size_t done;               /* copies whole; a trap stops the count at the copy it hit */
+};
+
+/* dma_engine_copy_run()'s loop, the trap armed. */
+static void dma_copy_run_ops(struct dma_copy_run_state *st)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		const struct uiommu_dma_copy *c = (const void *)(st->copies + i * st->stride);
+		const struct uiommu_dma_record *rec =
+			st->recs && st->recs[i].len ? &st->recs[i] : NULL;
+		uint64_t last;
+
+		if (!c->len || c->len > SSIZE_MAX || check_add_overflow(c->src, c->len - 1, &last) ||
+		    check_add_overflow(c->dst, c->len - 1, &last) ||
+		    (rec && (rec->len > SSIZE_MAX || !rec->buf ||
+			     check_add_overflow(rec->iova, (uint64_t)rec->len - 1, &last))) ||
+		    !dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &st->w->rd,
+				   &st->w->wr))
+			return;
+		st->done = i + 1;
+	}
+}
+
+/* The run under the group mutex and one arming of the trap; @st->done says how far it went. */
+static void dma_copy_run_locked(struct dma_copy_run_state *st)
+{
+	struct uiommu_host_trap trap;
+	struct iommu_domain *domain;
+
+	iommu_group_mutex_lock(st->e->group);
+	st->w = st->e->warm;
+	domain = dma_engine_domain(st->e, st->pasid);
+	if (!st->w || !domain || st->w->domain != domain || st->w->pasid != st->pasid)
+		goto out_unlock;
+	if (!UIOMMU_HOST_TRAP_SET(&trap)) {
+		uiommu_host_trap_arm(&trap);
+		dma_copy_run_ops(st);
+	} /* else the copy at st->done moved part of its bytes: the batch redoes it */
+	uiommu_host_trap_disarm(&trap);
+out_unlock:
+	iommu_group_mutex_unlock(st->e->group);
+}
+
+ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned int flags,
+			    const void *copies, size_t stride, const struct uiommu_dma_record *recs,
+			    size_t n)
+{
+	const unsigned int flags_ok = UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT;
+	struct dma_copy_run_state st = {
+		.e = e, .pasid = (flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : pasid,
+		.copies = copies, .stride = stride, .recs = recs, .n = n,
+	};
+
+	if (!e || (n && !copies) || stride < sizeof(struct uiommu_dma_copy) || (flags & ~flags_ok) ||
+	    n > UIOMMU_DMA_BATCH_MAX)
+		return -EINVAL;
+	if (st.pasid != IOMMU_NO_PASID &&
+	    (!e->dev->pasid_bits || e->dev->pasid_bits > 20 ||
+	     st.pasid >= (UINT32_C(1) << e->dev->pasid_bits)))
+		return -EINVAL;
+	if (n)
+		dma_copy_run_locked(&st);
+	return (ssize_t)st.done;
 }
 
 /* ---- the asynchronous engine -------------------------------------------------------------- */
@@ -1685,6 +1827,7 @@ UIOMMU_EXPORT int uiommu_dma_dev_close(struct uiommu_dma_dev *e)
 	uiommu_cond_destroy(&e->cond);
 	iommu_group_put(e->group);
 	device_put(e->dev);
+	uiommu_free(e->warm);
 	uiommu_free(e);
 	return 0;
 }

@@ -325,7 +325,9 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		.op = UIOMMU_DMA_OP_READ, .flags = flags, .pasid = pasid, .iova = base,
 		.buf = dt->descs, .len = 64u * max,
 	};
-	unsigned int n, i, nops = 0, irqs = 0;
+	unsigned int n, i, start, nops = 0, irqs = 0;
+	uint64_t run_bytes;
+	unsigned int run_irqs;
 	ssize_t got;
 
 	memset(r, 0, sizeof(*r));
@@ -347,7 +349,38 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		dma_test_run_one(dt, &dt->descs[0], pasid, flags, r);
 		return;
 	}
+	/*
+	 * The leading run of COPYs with records goes to the engine straight from the fetched
+	 * descriptors (uiommu_pci_dma_copy_run(): no op built, checked and walked); it stops where
+	 * a copy needs the general way, and from there the pass builds ops as below.
+	 */
 	for (i = 0; i < n; i++) {
+		const struct dma_test_desc *d = &dt->descs[i];
+
+		if (d->op != DMA_TEST_OP_COPY || !d->len || !d->completion || dma_test_desc_bad(d) ||
+		    (i && bytes >= DMA_TEST_BATCH_BYTES))
+			break;
+		dt->comps[i].bytes = d->len;
+		dt->comps[i].cookie = d->cookie;
+		dt->recs[i].iova = d->completion;
+		bytes += d->len;
+	}
+	got = i ? uiommu_pci_dma_copy_run(dt->fn, pasid, flags, &dt->descs[0].src,
+					  sizeof(dt->descs[0]), dt->recs, i) : 0;
+	if (got < 0) {
+		r->err = errno; /* EPERM: the same descriptors run again later */
+		r->code = DMA_TEST_ERR_DMA;
+		r->iova = base;
+		return;
+	}
+	start = (unsigned int)got;
+	for (i = 0, bytes = 0; i < start; i++) {
+		bytes += dt->descs[i].len;
+		irqs += dt->descs[i].flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+	}
+	run_bytes = bytes;
+	run_irqs = irqs;
+	for (i = start; i < n; i++) {
 		const struct dma_test_desc *d = &dt->descs[i];
 
 		if (dma_test_desc_bad(d) || (d->op != DMA_TEST_OP_COPY && d->op != DMA_TEST_OP_NOP) ||
@@ -400,7 +433,10 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		return;
 	}
 	/* Walk the descriptors against the ops to find how far the batch went. */
-	for (i = 0, nops = 0; i < n; i++) {
+	r->done = start;
+	r->bytes = run_bytes;
+	r->irqs = run_irqs;
+	for (i = start, nops = 0; i < n; i++) {
 		const struct dma_test_desc *d = &dt->descs[i];
 		unsigned int need = (d->op == DMA_TEST_OP_COPY && d->len) || d->completion;
 

@@ -1584,6 +1584,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
  * entries as it always did. A trap in a copy stops the run there too (the batch redoes it).
  * Return: how many went, or -EINVAL.
  */
+
 /* A copy run in progress (dma_engine_copy_run()): what its loop reads, and how far it went. */
 struct dma_copy_run_state {
 	struct uiommu_dma_dev *e;
@@ -1595,6 +1596,41 @@ struct dma_copy_run_state {
 	struct dma_warm *w;
 	size_t done;               /* copies whole; a trap stops the count at the copy it hit */
 };
+
+/*
+ * Fills @c's cache with the pages of [@iova, @iova + @len) (IOTLB mode; the range checked not
+ * to wrap). Only translations: no fault is recorded and no page request sent, a failure just
+ * says "not here". Return: 0, or the failed translation's -errno.
+ */
+static int dma_ctx_warm(struct dma_ctx *c, uint64_t iova, size_t len)
+{
+	uint64_t end = iova + (len - 1), span;
+	phys_addr_t phys;
+	int prot, ret;
+
+	for (;;) {
+		ret = dma_translate(c, iova, end - iova + 1, &phys, &span, &prot);
+		if (ret || span > end - iova)
+			return ret;
+		iova += span;
+	}
+}
+
+/*
+ * A copy that missed the caches: its pages fetched into them (the reads', then the writes',
+ * then the record's: a prefix of the translations the general way makes before it could fail,
+ * so nothing is touched that it would not touch) and the fast path tried again.
+ */
+static bool dma_copy_run_refill(struct dma_copy_run_state *st, const struct uiommu_dma_copy *c,
+				const struct uiommu_dma_record *rec)
+{
+	struct dma_warm *w = st->w;
+
+	if (dma_ctx_warm(&w->rd, c->src, c->len) || dma_ctx_warm(&w->wr, c->dst, c->len) ||
+	    (rec && dma_ctx_warm(&w->wr, rec->iova, rec->len)))
+		return false;
+	return dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &w->rd, &w->wr);
+}
 
 /* dma_engine_copy_run()'s loop, the trap armed. */
 static void dma_copy_run_ops(struct dma_copy_run_state *st)
@@ -1609,8 +1645,9 @@ static void dma_copy_run_ops(struct dma_copy_run_state *st)
 		    check_add_overflow(c->dst, c->len - 1, &last) ||
 		    (rec && (rec->len > SSIZE_MAX || !rec->buf ||
 			     check_add_overflow(rec->iova, (uint64_t)rec->len - 1, &last))) ||
-		    !dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &st->w->rd,
-				   &st->w->wr))
+		    (!dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &st->w->rd,
+				    &st->w->wr) &&
+		     !dma_copy_run_refill(st, c, rec)))
 			return;
 		st->done = i + 1;
 	}

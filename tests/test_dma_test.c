@@ -6,7 +6,8 @@
  * for VFIO's. Copy, fill and compare; the register doorbell and the mmap-able doorbell page
  * (polled by the device); completion records; an IOMMU fault stopping the queue with the
  * faulting IOVA; a read-only mapping; Bus Master off holding descriptors back; disable and
- * reset while DMA is in flight (run under TSan too).
+ * reset while DMA is in flight (run under TSan too); uiommu_pci_dma_copy_run(), its errnos and
+ * where it stops, and a warm pass that still stops at its faulting descriptor.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -776,6 +777,224 @@ TEST_F(dt, unplug_and_replug)
 	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY));
 	ASSERT_EQ(DMA_TEST_STATUS_IDLE, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
 	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+}
+
+/* ---- uiommu_pci_dma_copy_run() ------------------------------------------------------------ */
+
+/*
+ * The copy run's pages: in IOTLB sets of their own (an IOTLB set's fill moves the stamps of all
+ * its pages, and the fixture's buffers all start on set 0's pages), so that what a run caches
+ * stays good for the run.
+ */
+#define RUN_SRC (SRC_IOVA + 16 * 4096ull)
+#define RUN_DST (DST_IOVA + 32 * 4096ull)
+
+/* One COPY through uiommu_pci_dma_batch(): what leaves the function's caches warm at PASID 0. */
+static void warm_by_batch(struct uiommu_pci_fn *fn, uint64_t src, uint64_t dst, size_t len)
+{
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID, .src = src, .iova = dst,
+		.len = len,
+	};
+
+	if (uiommu_pci_dma_batch(fn, &op, 1) != 1 || op.error)
+		abort();
+}
+
+TEST_F(dt, copy_run_refuses_bad_arguments)
+{
+	struct uiommu_dma_copy c = { .src = RUN_SRC, .dst = RUN_DST, .len = 64 };
+	uint8_t *dst = self->dst + 32 * 4096, *src = self->src + 16 * 4096;
+
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(NULL, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, NULL, sizeof(c),
+					      NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, 16, NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0; /* a record is the run's own business, not a flag */
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID | UIOMMU_DMA_RECORD,
+					      &c, sizeof(c), NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, 0,
+					      NULL, UIOMMU_DMA_BATCH_MAX + 1));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0; /* beyond any PASID width (20 bits at most) */
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, UINT32_C(1) << 20, 0, &c, sizeof(c), NULL,
+					      1));
+	ASSERT_EQ(EINVAL, errno);
+	/* Nothing to do is no error, and nothing moved. */
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					     0));
+	ASSERT_EQ(0, dst[0] | dst[63]);
+	/* Bus Master off: EPERM, nothing ran (even with the caches warm). */
+	fill(src, 64, 3);
+	warm_by_batch(self->fn, SRC_IOVA + 48 * 4096, DST_IOVA + 56 * 4096, 64);
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY));
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					      1));
+	ASSERT_EQ(EPERM, errno);
+	ASSERT_EQ(0, dst[0]);
+	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
+					     PCI_CMD_MEMORY | PCI_CMD_MASTER));
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					     1));
+	ASSERT_EQ(0, memcmp(dst, src, 64));
+	/* Unplugged: ENODEV. */
+	pt_domain_detach(&self->d);
+	ASSERT_EQ(0, topology_unplug(PT_DMA_TEST));
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					      1));
+	ASSERT_EQ(ENODEV, errno);
+	ASSERT_EQ(0, topology_plug(PT_DMA_TEST));
+}
+
+/*
+ * Cold, a run does nothing (the caller's batch is the way in); once a batch has run at the
+ * PASID, copies go whole with their records, read in place from descriptors 64 bytes apart,
+ * pages not yet cached fetched on the way.
+ */
+TEST_F(dt, copy_run_goes_once_a_batch_warmed_the_function)
+{
+	struct dma_test_completion recs_src[3];
+	struct uiommu_dma_record recs[3];
+	unsigned int i;
+
+	fill(self->src, 32 * 4096, 11);
+	for (i = 0; i < 3; i++) {
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .src = RUN_SRC + i * 4096,
+			.dst = RUN_DST + i * 8192 + 8, .len = 4096 + i,
+		};
+		recs_src[i] = (struct dma_test_completion){
+			.status = DMA_TEST_COMP_DONE, .bytes = 4096 + i, .cookie = 50 + i,
+		};
+		recs[i] = (struct uiommu_dma_record){
+			.iova = COMP_IOVA + 32 * i, .buf = &recs_src[i], .len = sizeof(recs_src[i]),
+		};
+	}
+	recs[1].len = 0; /* the middle one has none */
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID,
+					     &desc(self, 0, 0)->src, sizeof(struct dma_test_desc),
+					     recs, 3));
+	ASSERT_EQ(0, self->dst[32 * 4096 + 8]);
+	ASSERT_EQ(0u, self->comp[0].status);
+	warm_by_batch(self->fn, SRC_IOVA + 48 * 4096, DST_IOVA + 56 * 4096, 64);
+	ASSERT_EQ(3, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID,
+					     &desc(self, 0, 0)->src, sizeof(struct dma_test_desc),
+					     recs, 3));
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, memcmp(self->dst + (32 + 2 * i) * 4096 + 8,
+				    self->src + (16 + i) * 4096, 4096 + i));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[0].status);
+	ASSERT_EQ(50u, self->comp[0].cookie);
+	ASSERT_EQ(0u, self->comp[1].status);
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[2].status);
+	ASSERT_EQ(4098u, self->comp[2].bytes);
+	/* A run at another PASID finds nothing warm there. */
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 1, 0, &desc(self, 0, 0)->src,
+					     sizeof(struct dma_test_desc), NULL, 1));
+}
+
+/*
+ * The run stops, with nothing of that copy done and nothing reported, at any copy the general
+ * way must judge: a destination past the mapping, a record the IOMMU refuses, zero length, a
+ * page unmapped since it was cached. The copies before it went.
+ */
+TEST_F(dt, copy_run_stops_where_the_general_way_is_needed)
+{
+	uint64_t bad = DST_IOVA + BUF_PAGES * 4096;
+	struct dma_test_completion rec_src = { .status = DMA_TEST_COMP_DONE };
+	struct uiommu_dma_record recs[2] = {
+		{ .iova = COMP_IOVA, .buf = &rec_src, .len = sizeof(rec_src) },
+		{ .iova = RO_IOVA, .buf = &rec_src, .len = sizeof(rec_src) },
+	};
+	struct uiommu_dma_copy c[3] = {
+		{ .src = RUN_SRC, .dst = RUN_DST, .len = 4096 },
+		{ .src = RUN_SRC, .dst = bad - 4096, .len = 8192 },
+		{ .src = RUN_SRC, .dst = RUN_DST + 4096, .len = 4096 },
+	};
+	uint8_t *dst = self->dst + 32 * 4096, *src = self->src + 16 * 4096;
+	struct uiommu_dma_fault f;
+
+	fill(src, 4096, 5);
+	warm_by_batch(self->fn, SRC_IOVA + 48 * 4096, DST_IOVA + 56 * 4096, 64);
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
+					     NULL, 3));
+	ASSERT_EQ(0, memcmp(dst, src, 4096));
+	ASSERT_EQ(0, self->dst[(BUF_PAGES - 1) * 4096]); /* all or nothing: not even its first page */
+	ASSERT_EQ(0, dst[4096]);
+	ASSERT_EQ(0, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+	/* A read-only record: neither the copy nor the record. */
+	c[1].dst = RUN_DST + 2 * 4096;
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
+					     recs, 2));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[0].status);
+	ASSERT_EQ(0, dst[2 * 4096]);
+	ASSERT_EQ(0, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+	/* Zero length. */
+	c[0].len = 0;
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
+					     NULL, 1));
+	/* A cached page unmapped: its IOTLB entry went, so the run does not use it. */
+	c[0].len = 4096;
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
+					     NULL, 1));
+	ASSERT_EQ(4096u, iommu_unmap(self->d.dom, RUN_DST, 4096));
+	memset(dst, 0, 4096);
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
+					     NULL, 1));
+	ASSERT_EQ(0, dst[0]);
+	ASSERT_EQ(0, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+}
+
+/*
+ * The model behind it: a second pass (the caches warm from the first) runs its copies as a
+ * run, and a copy that faults in it still stops the queue at its descriptor with its error,
+ * the ones before it completed.
+ */
+TEST_F(dt, warm_pass_still_stops_at_the_faulting_descriptor)
+{
+	uint64_t bad = DST_IOVA + BUF_PAGES * 4096;
+	struct uiommu_dma_fault f;
+	unsigned int i;
+
+	fill(self->src + 16 * 4096, 4 * 4096, 9);
+	for (i = 0; i < 4; i++)
+		*desc(self, 0, i) = (struct dma_test_desc){
+			.op = DMA_TEST_OP_COPY, .flags = i == 1 ? DMA_TEST_DESC_IRQ : 0,
+			.src = RUN_SRC + i * 4096, .dst = RUN_DST + i * 4096, .len = 4096,
+			.completion = COMP_IOVA + 32 * i, .cookie = 200 + i,
+		};
+	desc(self, 0, 3)->dst = bad - 64;
+	desc(self, 0, 3)->len = 128;
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2); /* the warming pass */
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(2u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 4);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 2)); /* the stop's */
+	ASSERT_EQ(DMA_TEST_STATUS_ERROR, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(DMA_TEST_ERR_DMA, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(EFAULT, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	ASSERT_EQ(bad, qreg(self->fn, 0, DMA_TEST_Q_ERROR_IOVA, 8));
+	ASSERT_EQ(3u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(3u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0, memcmp(self->dst + 32 * 4096, self->src + 16 * 4096, 3 * 4096));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[2].status);
+	ASSERT_EQ(202u, self->comp[2].cookie);
+	ASSERT_EQ(0u, self->comp[3].status);
+	/* The transfer rule: the bytes before the unmapped page went; the IOMMU saw the fault. */
+	ASSERT_EQ(0, memcmp(self->dst + BUF_PAGES * 4096 - 64, self->src + 19 * 4096, 64));
+	ASSERT_EQ(1, uiommu_pci_dma_read_faults(self->fn, &f, 1));
+	ASSERT_EQ(bad, f.iova);
 }
 
 TEST_HARNESS_MAIN

@@ -364,6 +364,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		dt->comps[i].cookie = d->cookie;
 		dt->recs[i].iova = d->completion;
 		bytes += d->len;
+		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 	}
 	got = i ? uiommu_pci_dma_copy_run(dt->fn, pasid, flags, &dt->descs[0].src,
 					  sizeof(dt->descs[0]), dt->recs, i) : 0;
@@ -374,9 +375,12 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		return;
 	}
 	start = (unsigned int)got;
-	for (i = 0, bytes = 0; i < start; i++) {
-		bytes += dt->descs[i].len;
-		irqs += dt->descs[i].flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+	if (start < i) {
+		/* The run stopped short (rare): count only what it did. */
+		for (i = 0, bytes = 0, irqs = 0; i < start; i++) {
+			bytes += dt->descs[i].len;
+			irqs += dt->descs[i].flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+		}
 	}
 	run_bytes = bytes;
 	run_irqs = irqs;

@@ -997,4 +997,52 @@ TEST_F(dt, warm_pass_still_stops_at_the_faulting_descriptor)
 	ASSERT_EQ(bad, f.iova);
 }
 
+/*
+ * The failure-injection sweep over a batch and a copy run: each fallible step (the engine
+ * handle, the kept caches' buffer) either fails the batch cleanly (ENOMEM) or leaves the run
+ * with nothing warm, doing nothing; once injection is off the next batch and run both go.
+ */
+TEST_F(dt, fail_nth_batch_then_copy_run)
+{
+	struct uiommu_dma_copy c = { .src = RUN_SRC, .dst = RUN_DST, .len = 256 };
+	uint8_t *dst = self->dst + 32 * 4096, *src = self->src + 16 * 4096;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	for (unsigned int nth = 1;; nth++) {
+		ssize_t warm, run;
+		unsigned long left;
+
+		fill(src, 256, nth);
+		memset(dst, 0, 256);
+		uiommu_fail_nth_arm(nth);
+		warm = uiommu_pci_dma_batch(self->fn, &(struct uiommu_dma_op){
+			.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID,
+			.src = SRC_IOVA + 48 * 4096, .iova = DST_IOVA + 56 * 4096, .len = 64 }, 1);
+		run = uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c),
+					      NULL, 1);
+		left = uiommu_fail_nth_disarm();
+		if (warm < 0)
+			ASSERT_EQ(ENOMEM, errno);
+		else
+			ASSERT_EQ(1, warm);
+		if (run == 1) {
+			ASSERT_EQ(0, memcmp(dst, src, 256));
+		} else {
+			ASSERT_EQ(0, run);
+			ASSERT_EQ(0, dst[0] | dst[255]);
+		}
+		if (left > 0)
+			break; /* the nth point was never reached: every one was swept */
+		ASSERT_TRUE(nth < 100);
+	}
+	memset(dst, 0, 256);
+	ASSERT_EQ(1, uiommu_pci_dma_batch(self->fn, &(struct uiommu_dma_op){
+		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID,
+		.src = SRC_IOVA + 48 * 4096, .iova = DST_IOVA + 56 * 4096, .len = 64 }, 1));
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					     1));
+	ASSERT_EQ(0, memcmp(dst, src, 256));
+}
+
 TEST_HARNESS_MAIN

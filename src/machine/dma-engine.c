@@ -173,8 +173,8 @@ struct uiommu_dma_dev {
 	unsigned int sva_binds;
 	/*
 	 * The translation caches of the last batch that ran in IOTLB mode (dma_warm_save()), for
-	 * dma_engine_copy_run(). The group mutex protects it (taken after dma_engine_lock is not:
-	 * the two are never held together here); allocated at the first save, freed at close.
+	 * dma_engine_copy_run(). The group mutex protects it (its place in the order: after
+	 * sva_lock, never held with dma_engine_lock); allocated at the first save, freed at close.
 	 */
 	struct dma_warm *warm;
 };

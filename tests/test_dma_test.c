@@ -956,6 +956,46 @@ TEST_F(dt, copy_run_stops_where_the_general_way_is_needed)
 }
 
 /*
+ * A domain freed and another allocated at its address (ABA): nothing flushes a domain's IOTLB
+ * entries at its free (its id is never used again), so the caches a batch left must not pass
+ * for the new domain's on the pointer alone. The allocator cannot be made to hand an address
+ * out again (calloc skips glibc's per-thread cache; a sanitizer quarantines), so the new
+ * domain is made in place: the same struct gets a new id, as an allocation gives, while the
+ * old id's entries stay in the IOTLB; then RUN_DST is unmapped in it. The run must not copy
+ * through the old domain's translation, and the general way meets the new one's fault.
+ */
+TEST_F(dt, copy_run_ignores_caches_of_a_freed_domain_at_the_same_address)
+{
+	struct uiommu_dma_copy c = { .src = RUN_SRC, .dst = RUN_DST, .len = 4096 };
+	uint8_t *dst = self->dst + 32 * 4096, *src = self->src + 16 * 4096;
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID, .src = RUN_SRC,
+		.iova = RUN_DST, .len = 4096,
+	};
+	struct iommu_domain *dom = self->d.dom;
+	uint32_t old_id = dom->id;
+
+	fill(src, 4096, 7);
+	warm_by_batch(self->fn, RUN_SRC, RUN_DST, 4096);
+	memset(dst, 0, 4096);
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					     1));
+	ASSERT_EQ(0, memcmp(dst, src, 4096));
+	iommu_detach_device(dom, self->d.dev);
+	__iommu_domain_init(dom, iommu_domain_type(dom), dom->owner);
+	ASSERT_NE(old_id, dom->id);
+	ASSERT_EQ(4096u, iommu_unmap(dom, RUN_DST, 4096)); /* the new id never filled: no flush */
+	ASSERT_EQ(0, iommu_attach_device(dom, self->d.dev));
+	memset(dst, 0, 4096);
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					     1));
+	ASSERT_EQ(0, dst[0] | dst[4095]);
+	ASSERT_EQ(0, uiommu_pci_dma_batch(self->fn, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(0, dst[0] | dst[4095]);
+}
+
+/*
  * The model behind it: a second pass (the caches warm from the first) runs its copies as a
  * run, and a copy that faults in it still stops the queue at its descriptor with its error,
  * the ones before it completed.

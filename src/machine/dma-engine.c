@@ -405,9 +405,14 @@ struct dma_ctx {
  * A batch's two translation caches kept past its visit, with the domain and PASID they are of.
  * Each page in them still says by its stamp whether its IOTLB entry is unchanged, so keeping
  * them is safe as long as the domain is the one now attached at @pasid (checked at each use).
+ * "The one" is told by its id, not by its address: a domain freed without an invalidation
+ * (nothing flushes a domain at its free: its entries linger under an id no domain will have
+ * again) and another allocated at the same address would match the pointer while the stamps
+ * of the old one's lingering entries still hold. Ids are never reused (iommu.c).
  */
 struct dma_warm {
-	struct iommu_domain *domain;
+	struct iommu_domain *domain; /* for the refills' walks, once @domid matched */
+	uint32_t domid;
 	uint32_t pasid;
 	struct dma_ctx rd, wr;
 };
@@ -1396,6 +1401,7 @@ static void dma_warm_save(struct uiommu_dma_dev *e, struct iommu_domain *domain,
 			return;
 	}
 	e->warm->domain = domain;
+	e->warm->domid = domain->id;
 	e->warm->pasid = pasid;
 	e->warm->rd = *rd;
 	e->warm->wr = *wr;
@@ -1662,7 +1668,8 @@ static void dma_copy_run_locked(struct dma_copy_run_state *st)
 	iommu_group_mutex_lock(st->e->group);
 	st->w = st->e->warm;
 	domain = dma_engine_domain(st->e, st->pasid);
-	if (!st->w || !domain || st->w->domain != domain || st->w->pasid != st->pasid)
+	if (!st->w || !domain || st->w->domid != domain->id || st->w->domain != domain ||
+	    st->w->pasid != st->pasid)
 		goto out_unlock;
 	if (!UIOMMU_HOST_TRAP_SET(&trap)) {
 		uiommu_host_trap_arm(&trap);

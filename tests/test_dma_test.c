@@ -996,6 +996,114 @@ TEST_F(dt, copy_run_ignores_caches_of_a_freed_domain_at_the_same_address)
 }
 
 /*
+ * A copy run's refill walks no page the general way would not: in a domain tracking dirty
+ * pages, a copy from a source the device may not read (a write-only mapping), or to a
+ * destination it may not write with a record after it, leaves the destination's and the
+ * record's pages clean (the general way stops at the refused page, before walking the next
+ * side for a write, which sets the dirty bit).
+ */
+static const char dirty_topology[] =
+	"{ \"iommus\": [ { \"name\": \"iommu0\", \"max_pasids\": 1048576,\n"
+	"                \"dirty_tracking\": true } ],\n"
+	"  \"devices\": [\n"
+	"    { \"bdf\": \"" PT_DMA_TEST "\", \"iommu\": \"iommu0\", \"model\": \"dma-test\",\n"
+	"      \"dirty\": true } ] }\n";
+
+struct dirty_seen {
+	struct iommu_dirty_bitmap bitmap;
+	unsigned int nr;
+};
+
+static void dirty_seen_record(struct iommu_dirty_bitmap *dirty, uint64_t iova, uint64_t length)
+{
+	(void)iova;
+	(void)length;
+	((struct dirty_seen *)dirty)->nr++;
+}
+
+/* Dirty leaves in [@iova, @iova + @len) of @dom, cleared as they are read. */
+static unsigned int dirty_count(struct iommu_domain *dom, uint64_t iova, size_t len)
+{
+	struct dirty_seen seen = { .bitmap.record = dirty_seen_record };
+
+	if (dom->dirty_ops->read_and_clear_dirty(dom, iova, len, 0, &seen.bitmap))
+		abort();
+	return seen.nr;
+}
+
+TEST(copy_run_refill_walks_nothing_past_a_refused_page)
+{
+	const uint64_t wo = 0x400000, dst = 0x811000, ro = 0x822000, rec_iova = 0x833000;
+	const uint64_t warm_src = 0x444000, warm_dst = 0x855000;
+	struct dma_test_completion rec_src = { .status = DMA_TEST_COMP_DONE };
+	struct uiommu_dma_record rec = { .iova = rec_iova, .buf = &rec_src, .len = sizeof(rec_src) };
+	struct uiommu_dma_copy c = { .src = wo, .dst = dst, .len = 64 };
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID, .src = wo, .iova = dst,
+		.len = 64,
+	};
+	uint8_t *mem = pt_pages(6);
+	struct uiommu_pci_fn *fn;
+	struct iommu_domain *dom;
+	struct device *dev;
+	int owner;
+
+	ASSERT_TRUE(mem != NULL);
+	ASSERT_EQ(0, pt_load(dirty_topology));
+	fn = pci_fn_get_by_bdf(PT_DMA_TEST);
+	ASSERT_TRUE(fn != NULL);
+	dev = pci_fn_device(fn);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(dev, &owner));
+	dom = iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING, NULL);
+	ASSERT_FALSE(IS_ERR_OR_NULL(dom));
+	ASSERT_EQ(0, iommu_attach_device(dom, dev));
+	ASSERT_EQ(0, pt_map(&(struct pt_domain){ .dom = dom }, wo, mem, 4096, IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&(struct pt_domain){ .dom = dom }, dst, mem + 4096, 4096,
+			    IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&(struct pt_domain){ .dom = dom }, ro, mem + 2 * 4096, 4096,
+			    IOMMU_READ));
+	ASSERT_EQ(0, pt_map(&(struct pt_domain){ .dom = dom }, rec_iova, mem + 3 * 4096, 4096,
+			    IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&(struct pt_domain){ .dom = dom }, warm_src, mem + 4 * 4096, 4096,
+			    IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, pt_map(&(struct pt_domain){ .dom = dom }, warm_dst, mem + 5 * 4096, 4096,
+			    IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, dom->dirty_ops->set_dirty_tracking(dom, true));
+	ASSERT_EQ(0, pci_fn_config_write_reg(fn, PCI_CFG_COMMAND, 2,
+					     PCI_CMD_MEMORY | PCI_CMD_MASTER));
+	warm_by_batch(fn, warm_src, warm_dst, 64);
+	ASSERT_EQ(1u, dirty_count(dom, warm_dst, 4096));
+	/* A source it may not read: the destination stays clean, nothing moved. */
+	memset(mem + 4096, 0, 4096);
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL, 1));
+	ASSERT_EQ(0u, dirty_count(dom, dst, 4096));
+	ASSERT_EQ(0, uiommu_pci_dma_batch(fn, &op, 1));
+	ASSERT_EQ(EACCES, op.error);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(0u, dirty_count(dom, dst, 4096));
+	/* A destination it may not write: its record's page stays clean, the record unwritten. */
+	c = (struct uiommu_dma_copy){ .src = warm_src, .dst = ro, .len = 64 };
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), &rec, 1));
+	ASSERT_EQ(0u, dirty_count(dom, rec_iova, 4096));
+	ASSERT_EQ(0, mem[3 * 4096]);
+	/* And a copy it may make still goes through the refill, dirtying what it writes. */
+	c = (struct uiommu_dma_copy){ .src = warm_src, .dst = dst, .len = 64 };
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), &rec, 1));
+	ASSERT_EQ(1u, dirty_count(dom, dst, 4096));
+	ASSERT_EQ(1u, dirty_count(dom, rec_iova, 4096));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, mem[3 * 4096]);
+
+	pci_fn_reset(fn);
+	ASSERT_EQ(0, dom->dirty_ops->set_dirty_tracking(dom, false));
+	iommu_detach_device(dom, dev);
+	iommu_domain_free(dom);
+	iommu_device_release_dma_owner(dev);
+	pci_fn_put(fn);
+	topology_unload();
+	munmap(mem, 6 * 4096);
+}
+
+/*
  * The model behind it: a second pass (the caches warm from the first) runs its copies as a
  * run, and a copy that faults in it still stops the queue at its descriptor with its error,
  * the ones before it completed.

@@ -1606,16 +1606,22 @@ struct dma_copy_run_state {
 /*
  * Fills @c's cache with the pages of [@iova, @iova + @len) (IOTLB mode; the range checked not
  * to wrap). Only translations: no fault is recorded and no page request sent, a failure just
- * says "not here". Return: 0, or the failed translation's -errno.
+ * says "not here". It stops at a page the access may not use, as the general way stops there:
+ * going on would walk the destination (and set dirty bits in it) behind a source the general
+ * way refuses, or the record behind a destination it refuses.
+ * Return: 0, or the failed translation's -errno (-EACCES: not permitted).
  */
 static int dma_ctx_warm(struct dma_ctx *c, uint64_t iova, size_t len)
 {
+	const int access = c->write ? IOMMU_WRITE : IOMMU_READ;
 	uint64_t end = iova + (len - 1), span;
 	phys_addr_t phys;
 	int prot, ret;
 
 	for (;;) {
 		ret = dma_translate(c, iova, end - iova + 1, &phys, &span, &prot);
+		if (!ret && (prot & access) != access)
+			ret = -EACCES;
 		if (ret || span > end - iova)
 			return ret;
 		iova += span;

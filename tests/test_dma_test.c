@@ -816,6 +816,14 @@ TEST_F(dt, copy_run_refuses_bad_arguments)
 	errno = 0;
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, 16, NULL, 1));
 	ASSERT_EQ(EINVAL, errno);
+	errno = 0; /* copies not aligned for their struct: neither the stride nor the start */
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c) + 4,
+					      NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0;
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID,
+					      (const char *)self->ring + 4, sizeof(c), NULL, 1));
+	ASSERT_EQ(EINVAL, errno);
 	errno = 0; /* a record is the run's own business, not a flag */
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID | UIOMMU_DMA_RECORD,
 					      &c, sizeof(c), NULL, 1));

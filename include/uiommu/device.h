@@ -278,14 +278,15 @@ ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops
  * them: copy i is the struct uiommu_dma_copy at @copies + i * @stride (so a model may point
  * into its fetched descriptors), then its completion record @recs[i] (@recs NULL or a record's
  * len 0: none), as a UIOMMU_DMA_OP_COPY with UIOMMU_DMA_RECORD would do it. Only what can go
- * without a fault, a page request or a walk of the page tables runs here (every page already in
- * the function's translation cache from an earlier uiommu_pci_dma_batch() at the same PASID);
- * the run stops at the first copy that cannot, with nothing of it done, and the caller sends it
- * and the rest through uiommu_pci_dma_batch(), which reports faults as always. The write log
- * sees every copy. Returns how many copies went (0..n), or -1 with errno: EPERM (no bus
- * mastering now, nothing ran), ENODEV, EINVAL (@fn NULL, @copies NULL with @n, @stride smaller
- * than the struct, @flags other than UIOMMU_DMA_NO_PASID/NO_PRI/NO_WAIT, @n above
- * UIOMMU_DMA_BATCH_MAX, @pasid beyond the device's PASID width).
+ * without a fault or a page request runs here, and only once an earlier uiommu_pci_dma_batch()
+ * at the same PASID, with the same domain attached there, left the function's translation
+ * cache warm (a page missing from it is translated, never faulted); the run stops at the first
+ * copy that cannot go, with nothing of it done, and the caller sends it and the rest through
+ * uiommu_pci_dma_batch(), which reports faults as always. The write log sees every copy.
+ * Returns how many copies went (0..n), or -1 with errno: EPERM (no bus mastering now, nothing
+ * ran), ENODEV, EINVAL (@fn NULL, @copies NULL with @n, @stride smaller than the struct,
+ * @copies or @stride not aligned for it, @flags other than UIOMMU_DMA_NO_PASID/NO_PRI/NO_WAIT,
+ * @n above UIOMMU_DMA_BATCH_MAX, @pasid beyond the device's PASID width).
  */
 ssize_t uiommu_pci_dma_copy_run(struct uiommu_pci_fn *fn, uint32_t pasid, unsigned int flags,
 				const void *copies, size_t stride,

@@ -1696,8 +1696,11 @@ ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned i
 		.copies = copies, .stride = stride, .recs = recs, .n = n,
 	};
 
-	if (!e || (n && !copies) || stride < sizeof(struct uiommu_dma_copy) || (flags & ~flags_ok) ||
-	    n > UIOMMU_DMA_BATCH_MAX)
+	const size_t align = _Alignof(struct uiommu_dma_copy);
+
+	/* Misaligned copies would be read through a misaligned pointer: refused, not guessed at. */
+	if (!e || (n && !copies) || stride < sizeof(struct uiommu_dma_copy) || stride % align ||
+	    (uintptr_t)copies % align || (flags & ~flags_ok) || n > UIOMMU_DMA_BATCH_MAX)
 		return -EINVAL;
 	if (st.pasid != IOMMU_NO_PASID &&
 	    (!e->dev->pasid_bits || e->dev->pasid_bits > 20 ||

@@ -702,6 +702,45 @@ TEST(iotlb_fill_hit_invalidate)
 	free(buf);
 }
 
+/*
+ * A stamp vouches only for the translation its caller keeps: an entry invalidated and refilled
+ * with another mapping between the caller's lookup and its stamp (another device of the domain
+ * filling it) gives no stamp for the old one, nor for another permission.
+ */
+TEST(iotlb_stamp_only_of_the_translation_kept)
+{
+	struct sd_domain *a = sd_domain_new(IOMMU_DOMAIN_UNMANAGED, 64);
+	char *buf = page_buf(2);
+	struct iotlb *tlb = iotlb_for_iommu(&sd_iommu);
+	phys_addr_t old, phys, base;
+	struct iotlb_stamp st;
+	int prot;
+
+	ASSERT_TRUE(a && buf);
+	ASSERT_FALSE(IS_ERR(tlb));
+	base = (phys_addr_t)(uintptr_t)buf;
+	ASSERT_EQ(0, iommu_map(&a->dom, 0, base, PAGE, IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, iotlb_fetch(tlb, &a->dom, 0, IOMMU_READ, &old, &prot));
+	ASSERT_EQ(base, old);
+	ASSERT_EQ(IOMMU_READ | IOMMU_WRITE, prot);
+	ASSERT_TRUE(iotlb_stamp(tlb, a->dom.id, 0, IOMMU_READ, old, prot, &st));
+	ASSERT_TRUE(iotlb_stamp_valid(&st));
+	ASSERT_FALSE(iotlb_stamp(tlb, a->dom.id, 0, IOMMU_READ, old, IOMMU_READ, &st));
+	/* Unmapped, invalidated, mapped elsewhere and refilled before the first caller stamps. */
+	ASSERT_EQ(PAGE, iommu_unmap(&a->dom, 0, PAGE));
+	iotlb_inv_range(&a->dom, 0, PAGE);
+	ASSERT_EQ(0, iommu_map(&a->dom, 0, base + PAGE, PAGE, IOMMU_READ));
+	ASSERT_EQ(0, iotlb_fetch(tlb, &a->dom, 0, IOMMU_READ, &phys, &prot));
+	ASSERT_EQ(base + PAGE, phys);
+	ASSERT_FALSE(iotlb_stamp(tlb, a->dom.id, 0, IOMMU_READ, old, IOMMU_READ | IOMMU_WRITE, &st));
+	ASSERT_FALSE(iotlb_stamp(tlb, a->dom.id, 0, IOMMU_READ, old, IOMMU_READ, &st));
+	ASSERT_TRUE(iotlb_stamp(tlb, a->dom.id, 0, IOMMU_READ, phys, prot, &st));
+	iotlb_inv_domain(&a->dom);
+	ASSERT_FALSE(iotlb_stamp_valid(&st));
+	sd_domain_free(a);
+	free(buf);
+}
+
 TEST(iotlb_bounded_and_per_instance)
 {
 	struct sd_domain *a = sd_domain_new(IOMMU_DOMAIN_UNMANAGED, SD_PAGES);

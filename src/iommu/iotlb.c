@@ -617,9 +617,10 @@ unsigned int iotlb_count(struct iotlb *tlb, uint32_t domid)
 	return n;
 }
 
-bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access,
-		 struct iotlb_stamp *stamp)
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, phys_addr_t phys,
+		 int prot, struct iotlb_stamp *stamp)
 {
+	const uint32_t rw = IOMMU_READ | IOMMU_WRITE;
 	uint64_t pfn = iova >> IOTLB_PAGE_SHIFT;
 	struct iotlb_set *set = iotlb_set_of(tlb, domid, pfn);
 	uint32_t s1, s2, flags = 0;
@@ -637,6 +638,15 @@ bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access,
 		      atomic_load_explicit(&e->pfn, memory_order_relaxed) == pfn &&
 		      atomic_load_explicit(&e->domid, memory_order_relaxed) == domid;
 	}
+	/*
+	 * The entry must still say what the caller keeps: between its translation and this call
+	 * the entry may have been invalidated and refilled with a new mapping (another device of
+	 * the domain), and a stamp of that one would vouch for the old translation.
+	 */
+	if (hit && (atomic_load_explicit(&set->e[w - 1].phys_pfn, memory_order_relaxed) !=
+			    phys >> IOTLB_PAGE_SHIFT ||
+		    ((flags >> IOTLB_PROT_SHIFT) & rw) != ((uint32_t)prot & rw)))
+		hit = false;
 	atomic_thread_fence(memory_order_acquire);
 	s2 = atomic_load_explicit(&set->seq, memory_order_relaxed);
 	if (!hit || s1 != s2)

@@ -145,11 +145,13 @@ struct iotlb_stamp {
  * takes a stamp once the entry is in the IOTLB and reuses its copy only while
  * iotlb_stamp_valid() says so. The stamp is the entry's set's sequence count: any write to the
  * set (an invalidation that removes the entry, a fill that evicts it) moves it, and an
- * invalidation that finds the entry always writes its set. Returns false (no stamp: do not keep
- * a copy) when the entry is not cached, or is cached clean and @access is a write.
+ * invalidation that finds the entry always writes its set. @phys and @prot are the translation
+ * the caller keeps (its physical page, its IOMMU_READ | IOMMU_WRITE). Returns false (no stamp:
+ * do not keep a copy) when the entry is not cached, says another translation than that (it was
+ * invalidated and refilled since the caller's lookup), or is cached clean and @access is a write.
  */
-bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access,
-		 struct iotlb_stamp *stamp);
+bool iotlb_stamp(struct iotlb *tlb, uint32_t domid, uint64_t iova, int access, phys_addr_t phys,
+		 int prot, struct iotlb_stamp *stamp);
 
 /** iotlb_stamp_valid() - is the entry @stamp was taken of still cached, unchanged? */
 static inline bool iotlb_stamp_valid(const struct iotlb_stamp *stamp)

@@ -48,8 +48,9 @@
  * group mutex: the domain at a PASID is resolved once, and each direction's dma_ctx keeps the
  * pages it translated (DMA_CTX_SLOTS of them), each reused while the IOTLB's entry for it is
  * unchanged (iotlb_stamp(): the entry's set's sequence count, which a removal or an eviction
- * moves, checked inline with one load), so no translation outlives an invalidation and nothing
- * is kept across batches.
+ * moves, checked inline with one load; taken only while the entry still says what the
+ * translation kept), so no translation outlives an invalidation. The caches of the last batch
+ * are kept for copy runs (struct dma_warm), under the same rule.
  * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
  * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
  * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps
@@ -549,7 +550,8 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 		 * it, or a fill that evicts it, moves the stamp. A fill that was dropped (it raced
 		 * an invalidation) leaves no entry, so no copy either.
 		 */
-		w->page = ret || !iotlb_stamp(c->tlb, c->domain->id, page, access, &w->stamp) ?
+		w->page = ret || !iotlb_stamp(c->tlb, c->domain->id, page, access,
+					      *phys & ~(IOTLB_PAGE_SIZE - 1), *prot, &w->stamp) ?
 				  UINT64_MAX : page;
 		w->phys = *phys & ~(IOTLB_PAGE_SIZE - 1);
 		w->prot = *prot;

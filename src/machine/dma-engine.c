@@ -1693,12 +1693,11 @@ ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned i
 			    size_t n)
 {
 	const unsigned int flags_ok = UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT;
+	const size_t align = _Alignof(struct uiommu_dma_copy);
 	struct dma_copy_run_state st = {
 		.e = e, .pasid = (flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : pasid,
 		.copies = copies, .stride = stride, .recs = recs, .n = n,
 	};
-
-	const size_t align = _Alignof(struct uiommu_dma_copy);
 
 	/* Misaligned copies would be read through a misaligned pointer: refused, not guessed at. */
 	if (!e || (n && !copies) || stride < sizeof(struct uiommu_dma_copy) || stride % align ||

@@ -647,6 +647,42 @@ static int child_vfio(int sock)
 }
 
 /*
+ * "irqs SOCK": a VMM's VFIO_DEVICE_SET_IRQS names eventfds of its own process (QEMU's, with the
+ * iommufd and the cdev handed to it): the MSI-X vector it binds signals this process's
+ * eventfd, not whatever the serving process has at that number.
+ */
+static int child_irqs(int sock)
+{
+	struct {
+		struct vfio_irq_set hdr;
+		int32_t fd;
+	} s = { .hdr = { .argsz = sizeof(s),
+			 .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+			 .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1 } };
+	uint64_t n = 0;
+	uint32_t devid;
+	char c;
+	int fd = recv_fd(sock, &c, 1), vfd = recv_fd(sock, &c, 1);
+
+	if (fd < 0 || vfd < 0 || vfio_bind(vfd, fd, &devid))
+		return 1;
+	s.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s.fd < 0 || ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s))
+		return 2;
+	/* The loopback trigger of vector 0: its eventfd is signalled before the call returns. */
+	s.hdr.argsz = sizeof(s.hdr);
+	s.hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
+		return 3;
+	if (read(s.fd, &n, sizeof(n)) != sizeof(n) || n != 1)
+		return 4;
+	s.hdr.count = 0; /* MSI-X off */
+	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
+		return 5;
+	return write(sock, "k", 1) == 1 ? 0 : 6;
+}
+
+/*
  * "subfd SOCK": an fd made by a call from this process (the selftest's access fd) is this
  * process's fd, with this process's number in the reply; reading through it gives the
  * serving process's memory.
@@ -781,6 +817,8 @@ static int child_main(int argc, char **argv)
 		return child_sweep(a);
 	if (!strcmp(role, "vfio"))
 		return child_vfio(a);
+	if (!strcmp(role, "irqs"))
+		return child_irqs(a);
 	if (!strcmp(role, "subfd"))
 		return child_subfd(a);
 	if (!strcmp(role, "cpr"))
@@ -1358,19 +1396,34 @@ TEST(private_memory_of_a_process_that_execs)
 	close(sock);
 }
 
+/*
+ * A VMM child in @role, handed a new iommufd (*@fd) and the cdev @node (*@vfd) the libvirt way;
+ * its socket in *@sock. Return: its pid, or -1.
+ */
+static pid_t vmm_start(const char *role, const char *node, int *fd, int *vfd, int *sock)
+{
+	char c = 0;
+	pid_t pid;
+
+	*fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	*vfd = open(node, O_RDWR | O_CLOEXEC);
+	if (*fd < 0 || *vfd < 0)
+		return -1;
+	pid = child_start_with(role, *fd, &c, 1, sock);
+	if (pid > 0 && send_fd(*sock, *vfd, &c, 1))
+		return -1;
+	return pid;
+}
+
 TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 {
-	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	int vfd = open("/dev/vfio/devices/vfio2", O_RDWR | O_CLOEXEC);
 	uint32_t ids[2]; /* the device's, the IOAS's */
+	int sock, fd, vfd;
 	pid_t pid;
 	char c = 0;
 
-	ASSERT_GE(fd, 0);
-	ASSERT_GE(vfd, 0);
-	pid = child_start_with("vfio", fd, &c, 1, &sock);
+	pid = vmm_start("vfio", "/dev/vfio/devices/vfio2", &fd, &vfd, &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, send_fd(sock, vfd, &c, 1));
 	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
 	/* The child's bind made the device object in our context; the cdev owns it. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
@@ -1382,6 +1435,23 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_ERRNO(ENOENT, destroy(fd, ids[0]));
 	ASSERT_EQ(0, destroy(fd, ids[1]));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+/* vfio3 is a dma-test function (MSI-X) of the default machine. */
+TEST(a_vmm_set_irqs_names_its_own_eventfds)
+{
+	int sock, fd, vfd;
+	pid_t pid;
+	char c = 0;
+
+	pid = vmm_start("irqs", "/dev/vfio/devices/vfio3", &fd, &vfd, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('k', c);
+	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, close(vfd));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
 }

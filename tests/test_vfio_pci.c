@@ -587,6 +587,44 @@ TEST(mmap_doorbell)
 }
 
 /*
+ * A BAR's mmap is device memory (VM_PFNMAP | VM_IO in the kernel): pin_user_pages() refuses
+ * it, so QEMU's peer-to-peer IOMMU_IOAS_MAP of a BAR area fails with EFAULT when a domain
+ * needs the pages, and nothing is mapped. After the munmap, the same addresses are memory.
+ */
+TEST(mmap_doorbell_not_pinnable)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct machine m;
+	void *db, *p;
+
+	ASSERT_EQ(0, setup(&m));
+	db = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m.vfd,
+		  (off_t)(REGION(0) + DMA_TEST_DOORBELL_PAGE));
+	ASSERT_TRUE(db != MAP_FAILED);
+	/* The IOAS the device is attached to: the MAP pins at once. */
+	ASSERT_EQ(-1, ioas_map_fixed(m.iommufd, m.ioas, IOVA + BUFLEN, db, 4096));
+	ASSERT_EQ(EFAULT, errno);
+	ASSERT_EQ(-1, ioas_unmap(m.iommufd, m.ioas, IOVA + BUFLEN, 4096));
+	ASSERT_EQ(ENOENT, errno);
+	/* An IOAS without a domain pins nothing at MAP (as the kernel's); the attach does. */
+	ASSERT_EQ(0, ioctl(m.iommufd, IOMMU_IOAS_ALLOC, &alloc));
+	ASSERT_EQ(0, ioas_map_fixed(m.iommufd, alloc.out_ioas_id, IOVA, db, 4096));
+	ASSERT_EQ(-1, attach_ioas(m.vfd, alloc.out_ioas_id));
+	ASSERT_EQ(EFAULT, errno);
+	/* The device stays where it was: its buffer is still reachable through m.ioas. */
+	ASSERT_EQ(0, ioas_unmap(m.iommufd, m.ioas, IOVA, BUFLEN));
+	ASSERT_EQ(0, ioas_map_fixed(m.iommufd, m.ioas, IOVA, m.buf, BUFLEN));
+	ASSERT_EQ(0, munmap(db, 4096));
+	/* The addresses, memory again, pin. */
+	p = mmap(db, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		 -1, 0);
+	ASSERT_TRUE(p == db);
+	ASSERT_EQ(0, ioas_map_fixed(m.iommufd, m.ioas, IOVA + BUFLEN, p, 4096));
+	ASSERT_EQ(0, ioas_unmap(m.iommufd, m.ioas, IOVA + BUFLEN, 4096));
+	ASSERT_EQ(0, munmap(p, 4096));
+}
+
+/*
  * A load through a BAR mapping that SIGBUS answers: its value, or -1 for the SIGBUS. The jump
  * buffer is the thread's: the reset race loads from a thread of its own.
  */
@@ -676,7 +714,7 @@ static volatile uint32_t *doorbell_map(int vfd)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static int hot_reset_bus(struct machine *m)
+static int bus_hot_reset(struct machine *m)
 {
 	struct vfio_pci_hot_reset hr = { .argsz = sizeof(hr) };
 	uint32_t devid1;
@@ -737,7 +775,7 @@ TEST(mmap_across_reset)
 	ASSERT_EQ(0, load_or_sigbus(&db[DB_FIRST]));
 	/* A hot reset of the bus: the same. */
 	db[DB_FIRST] = DB_PATTERN;
-	ASSERT_EQ(0, hot_reset_bus(&m));
+	ASSERT_EQ(0, bus_hot_reset(&m));
 	ASSERT_EQ(0, load_or_sigbus(&db[DB_FIRST]));
 	db[DB_FIRST] = 7;
 	ASSERT_EQ(7ull, bar_read(m.vfd, 0, DMA_TEST_DOORBELL_PAGE + 4 * DB_FIRST, 4));

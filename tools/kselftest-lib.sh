@@ -12,6 +12,7 @@
 #                                         (how many ARGS it took: the caller shifts them);
 #                                         calls the runner's usage() on a bad one
 #   kselftest_fetch_tree NAME PATH...
+#   kselftest_apt_update DIR LINE...      a private apt state in DIR, refreshed (below)
 #   kselftest_need_runner RUNNER          exits 2 unless RUNNER (a build's uiommu-run) exists
 #   kselftest_scratch DIR PREFIX          prints DIR made absolute (created), or a new
 #                                         ${TMPDIR:-/tmp}/PREFIX.XXXXXX without DIR
@@ -100,27 +101,37 @@ kselftest_papt() {
 		-o APT::Sandbox::User="$(id -un)" "$@"
 }
 
+# kselftest_apt_update DIR SUITE_LINE...: the private apt state in DIR (sets $kselftest_apt),
+# its sources.list the SUITE_LINEs ("deb SUITE", "deb-src SUITE": Debian's main, signed by
+# the archive keyring), its lists refreshed. Also used by tools/qemu-build.sh, which redefines
+# kselftest_fetch_fail for its own message.
+kselftest_apt_update() {
+	kselftest_apt=$1
+	shift
+	_keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+	mkdir -p "$kselftest_apt/lists/partial" "$kselftest_apt/cache/archives/partial" ||
+		kselftest_fetch_fail "cannot create $kselftest_apt"
+	[ -f "$_keyring" ] ||
+		kselftest_fetch_fail "$_keyring is missing (apt-get install debian-archive-keyring)"
+	for _line in "$@"; do
+		echo "${_line% *} [signed-by=$_keyring] http://deb.debian.org/debian ${_line#* } main"
+	done >"$kselftest_apt/sources.list"
+	: >"$kselftest_apt/status"
+	_log="$kselftest_apt/update.log"
+	kselftest_papt apt-get update >"$_log" 2>&1 ||
+		{ cat "$_log" >&2; kselftest_fetch_fail "apt-get update (log: $_log)"; }
+	if grep -q '^[WE]:' "$_log"; then
+		cat "$_log" >&2
+		kselftest_fetch_fail "apt-get update could not fetch every list (log: $_log)"
+	fi
+}
+
 kselftest_fetch_tree() {
 	name=$1
 	shift
 	cache=$kselftest_cache
-	kselftest_apt="$cache/apt"
-	mkdir -p "$kselftest_apt/lists/partial" "$kselftest_apt/cache/archives/partial" ||
-		kselftest_fetch_fail "cannot create $cache"
-	cat >"$kselftest_apt/sources.list" <<-EOF
-	deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-	deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian experimental main
-	EOF
-	: >"$kselftest_apt/status"
-	[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] ||
-		kselftest_fetch_fail "/usr/share/keyrings/debian-archive-keyring.gpg is missing (apt-get install debian-archive-keyring)"
-	echo "# fetching the package lists of Debian sid and experimental (private apt state: $kselftest_apt)"
-	kselftest_papt apt-get update >"$cache/apt-update.log" 2>&1 ||
-		{ cat "$cache/apt-update.log" >&2; kselftest_fetch_fail "apt-get update (log: $cache/apt-update.log)"; }
-	if grep -q '^[WE]:' "$cache/apt-update.log"; then
-		cat "$cache/apt-update.log" >&2
-		kselftest_fetch_fail "apt-get update could not fetch every list (log: $cache/apt-update.log)"
-	fi
+	echo "# fetching the package lists of Debian sid and experimental (private apt state: $cache/apt)"
+	kselftest_apt_update "$cache/apt" "deb sid" "deb experimental"
 	kpkg="" kver=""
 	for p in $(kselftest_papt apt-cache pkgnames linux-source- | grep -E '^linux-source-[0-9]+\.[0-9]+$'); do
 		v=$(kselftest_papt apt-cache show --no-all-versions "$p" | sed -n 's/^Version: //p' | head -n 1)

@@ -201,6 +201,11 @@ struct iommufd_mmap_owner {
 	int (*munmap)(void *addr, size_t len);
 };
 int iommufd_mmap_owner_register(const struct iommufd_mmap_owner *owner);
+/*
+ * Device memory of this process in [@start, @end): a mapping the owner made (a vfio-pci BAR
+ * area), which is VM_PFNMAP | VM_IO in the kernel.
+ */
+bool iommufd_mmap_owner_claims(uintptr_t start, uintptr_t end);
 
 /* Sub-fds: fds made by an ioctl that stand for an object of the context (file.c). */
 struct iommufd_file;

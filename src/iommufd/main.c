@@ -704,7 +704,9 @@ static int iommufd_copy_struct_from_user(struct uiommu_mm *mm, void *dst, size_t
 			off += n;
 		}
 	}
-	memset((char *)dst + size, 0, ksize - size);
+	/* The usual caller's struct is ours: no call for nothing to zero. */
+	if (size < ksize)
+		memset((char *)dst + size, 0, ksize - size);
 	return uiommu_copy_from_user(mm, dst, src, size);
 }
 

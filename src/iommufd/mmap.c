@@ -289,6 +289,13 @@ int iommufd_mmap_owner_register(const struct iommufd_mmap_owner *owner)
 	return 0;
 }
 
+bool iommufd_mmap_owner_claims(uintptr_t start, uintptr_t end)
+{
+	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
+
+	return owner && owner->claims(start, end);
+}
+
 UIOMMU_EXPORT int uiommu_munmap(void *addr, size_t len)
 {
 	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);

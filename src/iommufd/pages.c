@@ -39,6 +39,7 @@
 
 #include "iommufd/dmabuf.h"
 #include "iommufd/io_pagetable.h"
+#include "iommufd/iommufd_private.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -255,6 +256,18 @@ static int iopt_pages_pin_gap(struct iopt_pages *pages, uint64_t first, uint64_t
 	int rc = 0;
 
 	if (pages->type == IOPT_ADDRESS_USER) {
+		uint64_t start = ((pages->uptr >> uiommu_page_shift) + first) << uiommu_page_shift;
+
+		/*
+		 * A vfio-pci BAR's mmap is VM_PFNMAP | VM_IO in the kernel, and pin_user_pages()
+		 * refuses it: QEMU's peer-to-peer MAP of a BAR area fails there with EFAULT (QEMU
+		 * warns and goes on). Here that page is a shared mapping of the function's memfd,
+		 * which would pin like any other; the owner's records say it is device memory.
+		 * Only this process's records mean anything for its own addresses.
+		 */
+		if (pages->source_mm->ops->host_linear &&
+		    iommufd_mmap_owner_claims(start, start + ((last - first + 1) << uiommu_page_shift)))
+			return -EFAULT;
 		rc = uiommu_mm_pin(pages->source_mm, (pages->uptr >> uiommu_page_shift) + first,
 				   last - first + 1, pages->writable);
 	} else {

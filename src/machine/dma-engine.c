@@ -1250,7 +1250,10 @@ UIOMMU_EXPORT ssize_t uiommu_dma_write(struct uiommu_dma_dev *e, uint32_t pasid,
  * the retry rule are the single transfers' own. An op that dma_batch_fast() runs whole needs no
  * shadow; @loaded says the shadow holds ops[cur] (a general step of it has begun). A COPY's
  * record (UIOMMU_DMA_RECORD) is a second shadow request, a WRITE that x.req points to once
- * the copy is whole (@in_rec), so its faults and page requests are a WRITE's too.
+ * the copy is whole (@in_rec), so its faults and page requests are a WRITE's too. @copied: the
+ * fast path made ops[cur]'s copy and then failed (or trapped) at its record, so the general way
+ * takes the op up at the record, never copying again (an overlapping copy run twice would move
+ * other bytes).
  */
 struct dma_batch {
 	struct dma_xfer x;
@@ -1260,6 +1263,7 @@ struct dma_batch {
 	size_t n, cur;
 	bool loaded;
 	bool in_rec;
+	bool copied;
 };
 
 static void dma_batch_load(struct dma_batch *b)
@@ -1297,6 +1301,20 @@ static void dma_batch_load_record(struct dma_batch *b)
 	b->in_rec = true;
 }
 
+/*
+ * The shadow for ops[cur] (dma_batch_load()), taken up where the fast path left it: at the
+ * record when its copy was made (@copied).
+ */
+static void dma_batch_resume(struct dma_batch *b)
+{
+	dma_batch_load(b);
+	if (likely(!b->copied))
+		return;
+	b->copied = false;
+	b->shadow.done = b->shadow.len;
+	dma_batch_load_record(b);
+}
+
 /* The op's results: a record's fault is the op's, with done the whole copy. */
 static void dma_batch_store(struct dma_batch *b)
 {
@@ -1309,23 +1327,13 @@ static void dma_batch_store(struct dma_batch *b)
 }
 
 /*
- * The fast path of an op (the batch's trap armed, both directions in IOTLB mode): when every
- * page of each side it touches is in its direction's cache, good for the access and contiguous
- * in host memory, the op is one host copy and its results are set here (true). Otherwise
- * (false) nothing has happened, and the op goes the general way from its first byte, which
- * meets the same pages in the same order and so the same faults and page requests. All or
- * nothing keeps the transfer rule: nothing moves before every page of the op is checked (a
- * COPY's record too). A trap in a copy jumps back to dma_batch_run() with nothing counted, and
- * the general way runs the op again from its start. The copies go through
- * uiommu_host_copy_trapped() like every other (src/mm/ decides how a host address is reached).
- */
-/*
  * A COPY of @len bytes (> 0) from @src_iova to @dst_iova with its record @rec (NULL: none) on
- * the fast path: true when it went whole, false when nothing happened (dma_batch_fast()).
+ * the fast path: true when it went whole, false when nothing happened (dma_batch_fast()) --
+ * or, with *@copied set, when the copy was made and only its record failed or trapped.
  */
 static inline bool dma_copy_fast(struct uiommu_dma_dev *e, uint32_t pasid, uint64_t src_iova,
 				 uint64_t dst_iova, size_t len, const struct uiommu_dma_record *rec,
-				 struct dma_ctx *rd, struct dma_ctx *wr)
+				 struct dma_ctx *rd, struct dma_ctx *wr, bool *copied)
 {
 	phys_addr_t src, dst, rec_dst = 0;
 
@@ -1333,11 +1341,24 @@ static inline bool dma_copy_fast(struct uiommu_dma_dev *e, uint32_t pasid, uint6
 	    !dma_ctx_span(wr, dst_iova, len, IOMMU_WRITE, &dst) ||
 	    (rec && !dma_ctx_span(wr, rec->iova, rec->len, IOMMU_WRITE, &rec_dst)))
 		return false;
-	/* -EFAULT only for an address no process maps: the general way reports it (and logs
-	 * what it writes: nothing is logged here before every copy of the op went). */
-	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len) ||
-	    (rec && uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)))
+	/*
+	 * -EFAULT only for an address no process maps: the general way reports it and logs what
+	 * it writes, so nothing is logged here before the copy it logs went. Once the data is
+	 * copied, a record that fails is all the general way must redo (*@copied): running the
+	 * copy twice would change an overlapping copy's bytes, and log it twice.
+	 */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
 		return false;
+	if (rec) {
+		*copied = true;
+		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)) {
+			/* The general way takes up the record alone: the copy's log is ours. */
+			if (unlikely(dma_log_on()))
+				dma_log_written(e->dev, pasid, dst_iova, len);
+			return false;
+		}
+		*copied = false;
+	}
 	if (unlikely(dma_log_on())) {
 		dma_log_written(e->dev, pasid, dst_iova, len);
 		if (rec)
@@ -1346,8 +1367,21 @@ static inline bool dma_copy_fast(struct uiommu_dma_dev *e, uint32_t pasid, uint6
 	return true;
 }
 
+/*
+ * The fast path of an op (the batch's trap armed, both directions in IOTLB mode): when every
+ * page of each side it touches is in its direction's cache, good for the access and contiguous
+ * in host memory, the op is one host copy and its results are set here (true). Otherwise
+ * (false) nothing has happened, and the op goes the general way from its first byte, which
+ * meets the same pages in the same order and so the same faults and page requests. All or
+ * nothing keeps the transfer rule: nothing moves before every page of the op is checked (a
+ * COPY's record too). A trap in a copy jumps back to dma_batch_run() with nothing counted, and
+ * the general way runs the op again from its start; but once a COPY's copy is made, *@copied
+ * says so first, and a trap or failure at its record leaves the general way only the record
+ * (dma_batch_resume()). The copies go through
+ * uiommu_host_copy_trapped() like every other (src/mm/ decides how a host address is reached).
+ */
 static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiommu_dma_op *op,
-			   struct dma_ctx *rd, struct dma_ctx *wr)
+			   struct dma_ctx *rd, struct dma_ctx *wr, bool *copied)
 {
 	const struct uiommu_dma_record *rec = NULL;
 	phys_addr_t src, dst;
@@ -1362,7 +1396,7 @@ static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiom
 			if (!rec->len)
 				rec = NULL; /* no record */
 		}
-		if (!dma_copy_fast(e, pasid, op->src, op->iova, len, rec, rd, wr))
+		if (!dma_copy_fast(e, pasid, op->src, op->iova, len, rec, rd, wr, copied))
 			return false;
 		goto done;
 	case UIOMMU_DMA_OP_WRITE:
@@ -1430,12 +1464,12 @@ static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 
 		if (fast && !b->loaded &&
 		    ((op->flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : op->pasid) == pasid &&
-		    dma_batch_fast(x->e, pasid, op, &rd, &wr)) {
+		    dma_batch_fast(x->e, pasid, op, &rd, &wr, &b->copied)) {
 			b->cur++;
 			continue;
 		}
 		if (!b->loaded)
-			dma_batch_load(b);
+			dma_batch_resume(b);
 		copy = req->op == UIOMMU_DMA_OP_COPY;
 		if (!domain || x->pasid != pasid) {
 			pasid = x->pasid;
@@ -1603,6 +1637,7 @@ struct dma_copy_run_state {
 	size_t n;
 	struct dma_warm *w;
 	size_t done;               /* copies whole; a trap stops the count at the copy it hit */
+	bool copied;               /* the copy at @done was made, its record was not */
 };
 
 /*
@@ -1643,7 +1678,8 @@ static bool dma_copy_run_refill(struct dma_copy_run_state *st, const struct uiom
 	if (dma_ctx_warm(&w->rd, c->src, c->len) || dma_ctx_warm(&w->wr, c->dst, c->len) ||
 	    (rec && dma_ctx_warm(&w->wr, rec->iova, rec->len)))
 		return false;
-	return dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &w->rd, &w->wr);
+	return dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &w->rd, &w->wr,
+			     &st->copied);
 }
 
 /* dma_engine_copy_run()'s loop, the trap armed. */
@@ -1660,7 +1696,7 @@ static void dma_copy_run_ops(struct dma_copy_run_state *st)
 		    (rec && (rec->len > SSIZE_MAX || !rec->buf ||
 			     check_add_overflow(rec->iova, (uint64_t)rec->len - 1, &last))) ||
 		    (!dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &st->w->rd,
-				    &st->w->wr) &&
+				    &st->w->wr, &st->copied) &&
 		     !dma_copy_run_refill(st, c, rec)))
 			return;
 		st->done = i + 1;

@@ -168,8 +168,9 @@ static inline bool uiommu_host_is_window(uint64_t host)
 
 /*
  * A batch's fault trap (mm_self.c): one arming for a run of host copies, where
- * uiommu_host_copy() arms per copy (a sigsetjmp and the window each). The jump buffer lives in
- * the caller's frame, so the caller sets it itself:
+ * uiommu_host_copy() arms per copy (a sigsetjmp and the window each; on x86-64 no sigsetjmp,
+ * the copy has an exception table, but still a window outside an ioctl). The jump buffer lives
+ * in the caller's frame, so the caller sets it itself:
  *
  *	struct uiommu_host_trap t;
  *
@@ -184,7 +185,7 @@ static inline bool uiommu_host_is_window(uint64_t host)
  * A fault in a trapped copy jumps back to UIOMMU_HOST_TRAP_SET, which then returns non-zero
  * with the trap still armed (disarm it on every path; a second fault jumps there again). Only
  * those copies jump: anything else of the thread (uiommu_host_copy(), the user copies) arms
- * its own trap inside, as it nests. The frame that set the trap must stay live while it is
+ * its own trap inside, as it nests, or (x86-64) is resumed at its exception-table fixup. The frame that set the trap must stay live while it is
  * armed, and the code between must hold nothing a jump would leak (no lock taken after the
  * set and still held at the copy). ThreadSanitizer builds have no trap (mm_self.c): there
  * UIOMMU_HOST_TRAP_SET is 0 and a trapped copy returns -EFAULT as uiommu_host_copy() does.

@@ -4,12 +4,20 @@
  *
  * User pointers come from the program we serve and may be anything: NULL, unmapped, read-only.
  * The kernel answers EFAULT for those; so must we, cheaply (an ioctl through uiommu should cost
- * less than a real one). Copies therefore run as plain loads and stores under a fault trap: a
- * thread-local jump buffer is armed around the access, and our SIGSEGV/SIGBUS handler,
- * installed once, jumps back to it when the fault is the trap's own. Every other signal goes on
- * as it would without us, so a program's own faults behave exactly as they would.
+ * less than a real one). Copies therefore run as plain loads and stores under a fault trap, and
+ * our SIGSEGV/SIGBUS handler, installed once, takes the faults that are the trap's own. Every
+ * other signal goes on as it would without us, so a program's own faults behave exactly as they
+ * would.
  *
- * What makes a fault the trap's own (uaccess_fault_is_ours()): the thread has a jump buffer
+ * On x86-64 the user copies (and uiommu_host_copy()) are the kernel's kind: an asm routine
+ * (uaccess_x86_64.S) whose every access has an entry in an exception table. A kernel-raised
+ * fault of a thread inside a window whose RIP is one of those entries is ours: the handler
+ * moves RIP to the entry's fixup and returns, and the routine returns the bytes it did not copy
+ * (uaccess_extable_handle()). Nothing is armed or saved per copy. Elsewhere, and for the page
+ * probes of fault_in and the batch trap of the DMA engine, a thread-local jump buffer is armed
+ * around the access and the handler jumps back to it.
+ *
+ * What makes a fault the jump buffer's own (uaccess_fault_is_ours()): the thread has one
  * armed, the kernel raised the signal for a fault (si_code > 0, not a kill()), and the faulting
  * instruction is in the section "uiommu_uaccess" that holds only the access loops. A signal
  * handler of the program that runs on top of an armed access and faults by itself is therefore
@@ -57,7 +65,8 @@
  * signal fence orders it against the accesses (clang otherwise deletes the store, as the
  * pointer is read only by the handler).
  *
- * Measured (2-CPU VM, see docs/running.md): an armed 16-byte copy costs ~10 ns, the window's
+ * Measured (2-CPU VM, see docs/running.md): an armed 16-byte copy costs ~10 ns (sigsetjmp()
+ * most of it: the exception table's copy costs its moves), the window's
  * rt_sigprocmask() ~100-150 ns (about one null ioctl into the kernel), process_vm_readv() of
  * 16 bytes ~450-700 ns. process_vm_readv() would need no signal handling at all, but would cost
  * each copy several real system calls; the window's two calls (none with the mask cache) are
@@ -96,6 +105,11 @@
 
 #if defined(__SANITIZE_THREAD__)
 #define UACCESS_VIA_SYSCALL 1
+#endif
+
+#if defined(__x86_64__) && !defined(UACCESS_VIA_SYSCALL)
+/* Copies through the exception table (uaccess_x86_64.S); elsewhere under a jump buffer. */
+#define UACCESS_EXTABLE 1
 #endif
 
 #ifndef UACCESS_VIA_SYSCALL
@@ -169,6 +183,48 @@ static bool uaccess_fault_is_ours(const siginfo_t *info, const void *uc)
 	return uaccess_jmp && info->si_code > 0 && uaccess_pc_is_ours(uc);
 }
 
+#ifdef UACCESS_EXTABLE
+/* uaccess_x86_64.S: returns the bytes it did not copy. */
+size_t uiommu_uaccess_copy_x86(void *dst, const void *src, size_t len);
+
+/* An entry of the exception table: each address as an offset from the field that holds it. */
+struct uaccess_extable_entry {
+	int32_t insn;
+	int32_t fixup;
+};
+extern const struct uaccess_extable_entry __start_uiommu_extable[], __stop_uiommu_extable[];
+
+/* Where a fault at @pc resumes, or 0 when @pc is not one of the copy's accesses. */
+static uintptr_t uaccess_extable_fixup(uintptr_t pc)
+{
+	const struct uaccess_extable_entry *e;
+
+	/* A handful of entries: a scan costs less than anything sorted would. */
+	for (e = __start_uiommu_extable; e < __stop_uiommu_extable; e++)
+		if ((uintptr_t)&e->insn + (intptr_t)e->insn == pc)
+			return (uintptr_t)&e->fixup + (intptr_t)e->fixup;
+	return 0;
+}
+
+/*
+ * A kernel-raised fault of this thread inside a window, at one of the copy's accesses: resume
+ * at its fixup, which returns the bytes left. Return: false when the fault is not the copy's.
+ */
+static bool uaccess_extable_handle(const siginfo_t *info, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	uintptr_t fixup;
+
+	if (info->si_code <= 0 || !uaccess_depth)
+		return false;
+	fixup = uaccess_extable_fixup((uintptr_t)uc->uc_mcontext.gregs[REG_RIP]);
+	if (!fixup)
+		return false;
+	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)fixup;
+	return true;
+}
+#endif
+
 static void uaccess_default(int sig)
 {
 	struct sigaction dfl;
@@ -229,6 +285,10 @@ static void uaccess_chain(int sig, siginfo_t *info, void *uc)
 
 static void uaccess_handler(int sig, siginfo_t *info, void *uc)
 {
+#ifdef UACCESS_EXTABLE
+	if (uaccess_extable_handle(info, uc))
+		return;
+#endif
 	if (uaccess_fault_is_ours(info, uc))
 		siglongjmp(*uaccess_jmp, 1);
 	uaccess_chain(sig, info, uc);
@@ -527,6 +587,25 @@ struct uaccess_op {
 	bool touch, write;
 };
 
+#ifdef UACCESS_EXTABLE
+/* A copy through the exception table: no jump buffer, nothing saved. */
+static int uaccess_copy_fast(void *dst, const void *src, size_t len)
+{
+	size_t left;
+
+	/* Inside an ioctl's window (the usual case): nothing to open. */
+	if (likely(uaccess_depth))
+		return uiommu_uaccess_copy_x86(dst, src, len) ? -EFAULT : 0;
+	uiommu_uaccess_begin();
+	/* The window is open (uaccess_depth is read by the handler) before the first access. */
+	atomic_signal_fence(memory_order_seq_cst);
+	left = uiommu_uaccess_copy_x86(dst, src, len);
+	atomic_signal_fence(memory_order_seq_cst);
+	uiommu_uaccess_end();
+	return left ? -EFAULT : 0;
+}
+#endif
+
 static int uaccess_run(const struct uaccess_op *op)
 {
 	sigjmp_buf jmp;
@@ -564,6 +643,9 @@ static int self_copy(void *dst, const void *src, size_t len, uint64_t uaddr)
 	if ((uintptr_t)src == uaddr)
 		return uaccess_syscall(dst, uaddr, len, false);
 	return uaccess_syscall((void *)src, uaddr, len, true);
+#elif defined(UACCESS_EXTABLE)
+	(void)uaddr;
+	return uaccess_copy_fast(dst, src, len);
 #else
 	return uaccess_run(&(struct uaccess_op){ .dst = dst, .src = src, .len = len });
 #endif
@@ -589,7 +671,11 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 		return uiommu_window_copy(dst, src, len);
 	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
+#ifdef UACCESS_EXTABLE
+	return uaccess_copy_fast(dst, src, len);
+#else
 	return uaccess_run(&(struct uaccess_op){ .dst = dst, .src = src, .len = len });
+#endif
 #endif
 }
 

@@ -168,17 +168,17 @@ ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t offset, size_t bu
 /* ---- Overridden libc wrappers -------------------------------------------------------------- */
 
 /* @fd (or -1) is a new fd that a call outside the library returned: the library's to hear. */
-static int new_fd(int fd)
+static int fd_made(int fd)
 {
 	if (fd >= 0)
 		uiommu_fd_note_new(fd);
 	return fd;
 }
 
-static FILE *new_stream(FILE *stream)
+static FILE *stream_made(FILE *stream)
 {
 	if (stream)
-		new_fd(fileno(stream));
+		fd_made(fileno(stream));
 	return stream;
 }
 
@@ -190,7 +190,7 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 {
 	if (fd < 0 && errno == ENOENT && uiommu_dev_claims_link(dirfd, path, flags))
 		return uiommu_dev_open(dirfd, path, flags);
-	return new_fd(fd);
+	return fd_made(fd);
 }
 
 #define WRAP_OPEN(name)                                                                   \
@@ -205,11 +205,11 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			va_end(ap);                                                       \
 		}                                                                         \
 		if (uiommu_proc_status_claims(path))                                      \
-			return new_fd(uiommu_proc_status_open(path, flags));                      \
+			return fd_made(uiommu_proc_status_open(path, flags));             \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return new_fd(uiommu_fail_nth_open(path, flags));                         \
+			return fd_made(uiommu_fail_nth_open(path, flags));                \
 		if (uiommu_sysfs_claims(path))                                            \
-			return new_fd(uiommu_sysfs_open(path, flags, mode));                      \
+			return fd_made(uiommu_sysfs_open(path, flags, mode));             \
 		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
 			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		return open_or_link(_##name(path, flags, mode), AT_FDCWD, path, flags);   \
@@ -228,13 +228,13 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 			va_end(ap);                                                       \
 		}                                                                         \
 		if (uiommu_proc_status_claims(path))                                      \
-			return new_fd(uiommu_proc_status_open(path, flags));                      \
+			return fd_made(uiommu_proc_status_open(path, flags));             \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return new_fd(uiommu_fail_nth_open(path, flags));                         \
+			return fd_made(uiommu_fail_nth_open(path, flags));                \
 		if (uiommu_sysfs_claims(path))                                            \
-			return new_fd(uiommu_sysfs_open(path, flags, mode));                      \
+			return fd_made(uiommu_sysfs_open(path, flags, mode));             \
 		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
-			return new_fd(uiommu_sysfs_open(_at, flags, mode));                       \
+			return fd_made(uiommu_sysfs_open(_at, flags, mode));              \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags, mode), dirfd, path, flags); \
@@ -245,11 +245,11 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 	{                                                                                 \
 		libc_func(name, int, const char *, int);                                  \
 		if (uiommu_proc_status_claims(path))                                      \
-			return new_fd(uiommu_proc_status_open(path, flags));                      \
+			return fd_made(uiommu_proc_status_open(path, flags));             \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return new_fd(uiommu_fail_nth_open(path, flags));                         \
+			return fd_made(uiommu_fail_nth_open(path, flags));                \
 		if (uiommu_sysfs_claims(path))                                            \
-			return new_fd(uiommu_sysfs_open(path, flags, 0));                         \
+			return fd_made(uiommu_sysfs_open(path, flags, 0));                \
 		if (uiommu_dev_claims(AT_FDCWD, path, flags))                             \
 			return uiommu_dev_open(AT_FDCWD, path, flags);                    \
 		return open_or_link(_##name(path, flags), AT_FDCWD, path, flags);         \
@@ -261,13 +261,13 @@ static int open_or_link(int fd, int dirfd, const char *path, int flags)
 		char _at[PATH_MAX];                                                       \
 		libc_func(name, int, int, const char *, int);                             \
 		if (uiommu_proc_status_claims(path))                                      \
-			return new_fd(uiommu_proc_status_open(path, flags));                      \
+			return fd_made(uiommu_proc_status_open(path, flags));             \
 		if (uiommu_fail_nth_claims(path))                                         \
-			return new_fd(uiommu_fail_nth_open(path, flags));                         \
+			return fd_made(uiommu_fail_nth_open(path, flags));                \
 		if (uiommu_sysfs_claims(path))                                            \
-			return new_fd(uiommu_sysfs_open(path, flags, 0));                         \
+			return fd_made(uiommu_sysfs_open(path, flags, 0));                \
 		if (sysfs_write_open_at(dirfd, path, flags, _at, sizeof(_at)))            \
-			return new_fd(uiommu_sysfs_open(_at, flags, 0));                          \
+			return fd_made(uiommu_sysfs_open(_at, flags, 0));                 \
 		if (uiommu_dev_claims(dirfd, path, flags))                                \
 			return uiommu_dev_open(dirfd, path, flags);                       \
 		return open_or_link(_##name(dirfd, path, flags), dirfd, path, flags);     \
@@ -321,7 +321,7 @@ UIOMMU_EXPORT int dup(int fd)
 	libc_func(dup, int, int);
 	if (uiommu_is_fd(fd))
 		return uiommu_dup(fd);
-	rc = new_fd(_dup(fd));
+	rc = fd_made(_dup(fd));
 	if (rc >= 0 && uiommu_sysfs_is_fd(fd))
 		uiommu_sysfs_fd_dup(fd, rc);
 	if (rc >= 0 && uiommu_fail_nth_is_fd(fd))
@@ -330,25 +330,25 @@ UIOMMU_EXPORT int dup(int fd)
 }
 
 /* The real dup2() or dup3() of another file onto one of ours, for uiommu_fd_close_by(). */
-struct dup_onto {
+struct fd_dup_onto {
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
 	int oldfd, newfd, flags;
 };
 
-static int dup_onto_call(void *arg)
+static int fd_dup_onto_call(void *arg)
 {
-	struct dup_onto *d = arg;
+	struct fd_dup_onto *d = arg;
 
 	return d->dup3 ? d->dup3(d->oldfd, d->newfd, d->flags) : d->dup2(d->oldfd, d->newfd);
 }
 
 /* Another file onto @d->newfd: a close of ours there, if it is one. */
-static int dup_onto(struct dup_onto *d)
+static int fd_dup_onto(struct fd_dup_onto *d)
 {
 	if (d->oldfd != d->newfd && uiommu_is_fd(d->newfd))
-		return uiommu_fd_close_by(d->newfd, dup_onto_call, d);
-	return dup_onto_call(d);
+		return uiommu_fd_close_by(d->newfd, fd_dup_onto_call, d);
+	return fd_dup_onto_call(d);
 }
 
 UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -362,7 +362,7 @@ UIOMMU_EXPORT int dup3(int oldfd, int newfd, int flags)
 		uiommu_sysfs_fd_forget(newfd);
 	if (oldfd != newfd && uiommu_fail_nth_is_fd(newfd))
 		uiommu_fail_nth_fd_forget(newfd);
-	rc = dup_onto(&(struct dup_onto){ .dup3 = _dup3, .oldfd = oldfd, .newfd = newfd,
+	rc = fd_dup_onto(&(struct fd_dup_onto){ .dup3 = _dup3, .oldfd = oldfd, .newfd = newfd,
 					  .flags = flags });
 	if (rc >= 0 && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
@@ -385,7 +385,7 @@ UIOMMU_EXPORT int dup2(int oldfd, int newfd)
 		uiommu_sysfs_fd_forget(newfd);
 	if (oldfd != newfd && uiommu_fail_nth_is_fd(newfd))
 		uiommu_fail_nth_fd_forget(newfd);
-	rc = dup_onto(&(struct dup_onto){ .dup2 = _dup2, .oldfd = oldfd, .newfd = newfd });
+	rc = fd_dup_onto(&(struct fd_dup_onto){ .dup2 = _dup2, .oldfd = oldfd, .newfd = newfd });
 	if (rc >= 0 && oldfd != newfd && uiommu_sysfs_is_fd(oldfd))
 		uiommu_sysfs_fd_dup(oldfd, newfd);
 	if (rc >= 0 && oldfd != newfd && uiommu_fail_nth_is_fd(oldfd))
@@ -525,15 +525,15 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 		if (!rc) {
 			int *fds = (int *)(nr == SYS_socketpair ? a[3] : a[0]);
 
-			new_fd(fds[0]);
-			new_fd(fds[1]);
+			fd_made(fds[0]);
+			fd_made(fds[1]);
 		}
 		return rc;
 	default:
 		if (!syscall_makes_fd(nr))
 			break;
 		rc = _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-		return rc >= 0 ? new_fd((int)rc) : rc;
+		return rc >= 0 ? fd_made((int)rc) : rc;
 	}
 	return _syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
@@ -544,7 +544,7 @@ UIOMMU_EXPORT long syscall(long nr, ...)
 	UIOMMU_EXPORT int name(__VA_ARGS__)                                               \
 	{                                                                                 \
 		libc_func(name, int, __VA_ARGS__);                                        \
-		return new_fd(_##name args);                                              \
+		return fd_made(_##name args);                                              \
 	}
 
 int pidfd_open(pid_t pid, unsigned int flags);
@@ -581,8 +581,8 @@ WRAP_NEWFD(getpt, (), void)
 		libc_func(name, int, __VA_ARGS__);                                        \
 		_rc = _##name args;                                                       \
 		if (!_rc) {                                                               \
-			new_fd(fds[0]);                                                   \
-			new_fd(fds[1]);                                                   \
+			fd_made(fds[0]);                                                   \
+			fd_made(fds[1]);                                                   \
 		}                                                                         \
 		return _rc;                                                               \
 	}
@@ -602,8 +602,8 @@ UIOMMU_EXPORT int openpty(int *master, int *slave, char *name, const struct term
 		  const struct winsize *);
 	rc = _openpty(master, slave, name, termp, winp);
 	if (!rc) {
-		new_fd(*master);
-		new_fd(*slave);
+		fd_made(*master);
+		fd_made(*slave);
 	}
 	return rc;
 }
@@ -612,7 +612,7 @@ UIOMMU_EXPORT int openpty(int *master, int *slave, char *name, const struct term
 	UIOMMU_EXPORT FILE *name(__VA_ARGS__)                                             \
 	{                                                                                 \
 		libc_func(name, FILE *, __VA_ARGS__);                                     \
-		return new_stream(_##name args);                                          \
+		return stream_made(_##name args);                                          \
 	}
 
 /* freopen() closes the stream's fd and opens the new file on the same number, inside libc. */
@@ -1001,7 +1001,7 @@ UIOMMU_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 			return rc;                                                        \
 		}                                                                         \
 		if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)                              \
-			return new_fd(_##name(fd, cmd, arg));                             \
+			return fd_made(_##name(fd, cmd, arg));                             \
 		return _##name(fd, cmd, arg);                                             \
 	}
 
@@ -1142,10 +1142,10 @@ UIOMMU_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags,
 	{                                                                                 \
 		libc_func(name, FILE *, const char *, const char *);                      \
 		if (uiommu_sysfs_claims(path))                                            \
-			return new_stream(uiommu_sysfs_fopen(path, mode));                \
+			return stream_made(uiommu_sysfs_fopen(path, mode));                \
 		if (uiommu_proc_status_claims(path))                                      \
-			return new_stream(uiommu_proc_status_fopen(path, mode));          \
-		return new_stream(_##name(path, mode));                                   \
+			return stream_made(uiommu_proc_status_fopen(path, mode));          \
+		return stream_made(_##name(path, mode));                                   \
 	}
 
 WRAP_FOPEN(fopen)
@@ -1177,7 +1177,7 @@ UIOMMU_EXPORT DIR *opendir(const char *path)
 	SYSFS_REDIRECT(path, NULL);
 	dir = _opendir(path);
 	if (dir)
-		new_fd(dirfd(dir));
+		fd_made(dirfd(dir));
 	return dir;
 }
 WRAP_PATH(chdir, int, -1, (path),

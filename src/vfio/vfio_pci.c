@@ -178,13 +178,20 @@ int vfio_efd_get(int fd)
 {
 	char path[32], link[32];
 	ssize_t n;
-	int dup_fd;
+	int local, dup_fd;
 
 	if (fd < 0)
 		return -EBADF;
-	dup_fd = uiommu_should_fail() ? (errno = EMFILE, -1) : dup(fd);
+	/* Another process's call names its own fd: a copy of it here (docs/processes.md). */
+	local = iommufd_caller_fd_get(fd);
+	if (local < 0)
+		return local;
+	dup_fd = uiommu_should_fail() ? (errno = EMFILE, -1) : dup(local);
 	if (dup_fd < 0)
-		return -errno;
+		dup_fd = -errno;
+	iommufd_caller_fd_put(local);
+	if (dup_fd < 0)
+		return dup_fd;
 	if (sys_fcntl(dup_fd, F_SETFD, FD_CLOEXEC) < 0)
 		goto err_close;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", dup_fd);

@@ -108,7 +108,7 @@ struct dma_test {
 	uint32_t *doorbells;           /* the doorbell page (shared memory) */
 	pthread_mutex_t lock;          /* protects everything below but the bounce buffers */
 	pthread_cond_t cond;           /* work may be there (the worker waits on it) */
-	pthread_cond_t idle;           /* busy went false (disable, reset, the worker wait) */
+	pthread_cond_t idle;           /* busy went false (disable, reset wait on it) */
 	struct dma_test_queue q[DMA_TEST_NR_QUEUES];
 	uint64_t scratch;
 	uint32_t io_scratch;
@@ -584,7 +584,7 @@ static bool dma_test_pass(struct dma_test *dt, unsigned int q, unsigned int flag
 	return ours;
 }
 
-/* lock held, !busy: wakes those waiting for a pass to end (the worker, a disable, a reset). */
+/* lock held, !busy: wakes those waiting for a pass to end (a disable, a reset). */
 static void dma_test_idle(struct dma_test *dt)
 {
 	pthread_cond_broadcast(&dt->idle);
@@ -602,9 +602,15 @@ static void *dma_test_worker(void *arg)
 		bool any_enabled = false, master;
 		int q;
 
-		/* A doorbell's pass runs in its writer's thread: the queues are its until it ends. */
+		/*
+		 * A doorbell's pass runs in its writer's thread: the queues are its until it ends.
+		 * Not a wait on `idle`: the writer would wake us at the end of every doorbell
+		 * (a futex wake-up, ~10% of a 4 KiB COPY descriptor's time, bench/README.md) only
+		 * for us to find its queue empty. What it leaves to us it says on `cond`
+		 * (dma_test_doorbell()); a store through the mapped page waits for our next look.
+		 */
 		if (dt->busy) {
-			pthread_cond_wait(&dt->idle, &dt->lock);
+			dma_test_poll_wait(dt, &poll_us);
 			continue;
 		}
 		master = uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER;

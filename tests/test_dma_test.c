@@ -38,6 +38,7 @@ FIXTURE(dt)
 	struct dma_test_desc *ring;          /* 4 rings of RING descriptors */
 	struct dma_test_completion *comp;    /* 128 records */
 	uint8_t *src, *dst, *ro;
+	struct uiommu_dma_op stop;           /* uiommu_pci_dma_copy_run()'s */
 };
 
 static void reg_write(struct uiommu_pci_fn *fn, uint64_t off, unsigned int width, uint64_t v)
@@ -813,38 +814,45 @@ TEST_F(dt, copy_run_refuses_bad_arguments)
 	uint8_t *dst = self->dst + 32 * 4096, *src = self->src + 16 * 4096;
 
 	errno = 0;
-	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(NULL, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL, 1));
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(NULL, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					      1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0;
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, NULL, sizeof(c),
-					      NULL, 1));
+					      NULL, 1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0;
-	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, 16, NULL, 1));
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, 16, NULL,
+					      1, &self->stop));
+	ASSERT_EQ(EINVAL, errno);
+	errno = 0; /* nowhere to say where a copy made stopped */
+	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					      1, NULL));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0; /* copies not aligned for their struct: neither the stride nor the start */
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c) + 4,
-					      NULL, 1));
+					      NULL, 1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0;
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID,
-					      (const char *)self->ring + 4, sizeof(c), NULL, 1));
+					      (const char *)self->ring + 4, sizeof(c), NULL,
+					      1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0; /* a record is the run's own business, not a flag */
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID | UIOMMU_DMA_RECORD,
-					      &c, sizeof(c), NULL, 1));
+					      &c, sizeof(c), NULL, 1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0;
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, 0,
-					      NULL, UIOMMU_DMA_BATCH_MAX + 1));
+					      NULL, UIOMMU_DMA_BATCH_MAX + 1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	errno = 0; /* beyond any PASID width (20 bits at most) */
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, UINT32_C(1) << 20, 0, &c, sizeof(c), NULL,
-					      1));
+					      1, &self->stop));
 	ASSERT_EQ(EINVAL, errno);
 	/* Nothing to do is no error, and nothing moved. */
 	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					     0));
+					     0, &self->stop));
 	ASSERT_EQ(0, dst[0] | dst[63]);
 	/* Bus Master off: EPERM, nothing ran (even with the caches warm). */
 	fill(src, 64, 3);
@@ -852,20 +860,20 @@ TEST_F(dt, copy_run_refuses_bad_arguments)
 	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY));
 	errno = 0;
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					      1));
+					      1, &self->stop));
 	ASSERT_EQ(EPERM, errno);
 	ASSERT_EQ(0, dst[0]);
 	ASSERT_EQ(0, pci_fn_config_write_reg(self->fn, PCI_CFG_COMMAND, 2,
 					     PCI_CMD_MEMORY | PCI_CMD_MASTER));
 	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					     1));
+					     1, &self->stop));
 	ASSERT_EQ(0, memcmp(dst, src, 64));
 	/* Unplugged: ENODEV. */
 	pt_domain_detach(&self->d);
 	ASSERT_EQ(0, topology_unplug(PT_DMA_TEST));
 	errno = 0;
 	ASSERT_EQ(-1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					      1));
+					      1, &self->stop));
 	ASSERT_EQ(ENODEV, errno);
 	ASSERT_EQ(0, topology_plug(PT_DMA_TEST));
 }
@@ -897,13 +905,13 @@ TEST_F(dt, copy_run_goes_once_a_batch_warmed_the_function)
 	recs[1].len = 0; /* the middle one has none */
 	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID,
 					     &desc(self, 0, 0)->src, sizeof(struct dma_test_desc),
-					     recs, 3));
+					     recs, 3, &self->stop));
 	ASSERT_EQ(0, self->dst[32 * 4096 + 8]);
 	ASSERT_EQ(0u, self->comp[0].status);
 	warm_by_batch(self->fn, SRC_IOVA + 48 * 4096, DST_IOVA + 56 * 4096, 64);
 	ASSERT_EQ(3, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID,
 					     &desc(self, 0, 0)->src, sizeof(struct dma_test_desc),
-					     recs, 3));
+					     recs, 3, &self->stop));
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(0, memcmp(self->dst + (32 + 2 * i) * 4096 + 8,
 				    self->src + (16 + i) * 4096, 4096 + i));
@@ -914,7 +922,7 @@ TEST_F(dt, copy_run_goes_once_a_batch_warmed_the_function)
 	ASSERT_EQ(4098u, self->comp[2].bytes);
 	/* A run at another PASID finds nothing warm there. */
 	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 1, 0, &desc(self, 0, 0)->src,
-					     sizeof(struct dma_test_desc), NULL, 1));
+					     sizeof(struct dma_test_desc), NULL, 1, &self->stop));
 }
 
 /*
@@ -941,7 +949,7 @@ TEST_F(dt, copy_run_stops_where_the_general_way_is_needed)
 	fill(src, 4096, 5);
 	warm_by_batch(self->fn, SRC_IOVA + 48 * 4096, DST_IOVA + 56 * 4096, 64);
 	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
-					     NULL, 3));
+					     NULL, 3, &self->stop));
 	ASSERT_EQ(0, memcmp(dst, src, 4096));
 	ASSERT_EQ(0, self->dst[(BUF_PAGES - 1) * 4096]); /* all or nothing: not even its first page */
 	ASSERT_EQ(0, dst[4096]);
@@ -949,22 +957,22 @@ TEST_F(dt, copy_run_stops_where_the_general_way_is_needed)
 	/* A read-only record: neither the copy nor the record. */
 	c[1].dst = RUN_DST + 2 * 4096;
 	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
-					     recs, 2));
+					     recs, 2, &self->stop));
 	ASSERT_EQ(DMA_TEST_COMP_DONE, self->comp[0].status);
 	ASSERT_EQ(0, dst[2 * 4096]);
 	ASSERT_EQ(0, uiommu_pci_dma_read_faults(self->fn, &f, 1));
 	/* Zero length. */
 	c[0].len = 0;
 	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
-					     NULL, 1));
+					     NULL, 1, &self->stop));
 	/* A cached page unmapped: its IOTLB entry went, so the run does not use it. */
 	c[0].len = 4096;
 	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
-					     NULL, 1));
+					     NULL, 1, &self->stop));
 	ASSERT_EQ(4096u, iommu_unmap(self->d.dom, RUN_DST, 4096));
 	memset(dst, 0, 4096);
 	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]),
-					     NULL, 1));
+					     NULL, 1, &self->stop));
 	ASSERT_EQ(0, dst[0]);
 	ASSERT_EQ(0, uiommu_pci_dma_read_faults(self->fn, &f, 1));
 }
@@ -993,7 +1001,7 @@ TEST_F(dt, copy_run_ignores_caches_of_a_freed_domain_at_the_same_address)
 	warm_by_batch(self->fn, RUN_SRC, RUN_DST, 4096);
 	memset(dst, 0, 4096);
 	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					     1));
+					     1, &self->stop));
 	ASSERT_EQ(0, memcmp(dst, src, 4096));
 	iommu_detach_device(dom, self->d.dev);
 	__iommu_domain_init(dom, iommu_domain_type(dom), dom->owner);
@@ -1002,7 +1010,7 @@ TEST_F(dt, copy_run_ignores_caches_of_a_freed_domain_at_the_same_address)
 	ASSERT_EQ(0, iommu_attach_device(dom, self->d.dev));
 	memset(dst, 0, 4096);
 	ASSERT_EQ(0, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					     1));
+					     1, &self->stop));
 	ASSERT_EQ(0, dst[0] | dst[4095]);
 	ASSERT_EQ(0, uiommu_pci_dma_batch(self->fn, &op, 1));
 	ASSERT_EQ(EFAULT, op.error);
@@ -1055,7 +1063,7 @@ TEST(copy_run_refill_walks_nothing_past_a_refused_page)
 	struct uiommu_dma_op op = {
 		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID, .src = wo, .iova = dst,
 		.len = 64,
-	};
+	}, stop;
 	uint8_t *mem = pt_pages(6);
 	struct uiommu_pci_fn *fn;
 	struct iommu_domain *dom;
@@ -1089,7 +1097,8 @@ TEST(copy_run_refill_walks_nothing_past_a_refused_page)
 	ASSERT_EQ(1u, dirty_count(dom, warm_dst, 4096));
 	/* A source it may not read: the destination stays clean, nothing moved. */
 	memset(mem + 4096, 0, 4096);
-	ASSERT_EQ(0, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL, 1));
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
+					     1, &stop));
 	ASSERT_EQ(0u, dirty_count(dom, dst, 4096));
 	ASSERT_EQ(0, uiommu_pci_dma_batch(fn, &op, 1));
 	ASSERT_EQ(EACCES, op.error);
@@ -1097,12 +1106,14 @@ TEST(copy_run_refill_walks_nothing_past_a_refused_page)
 	ASSERT_EQ(0u, dirty_count(dom, dst, 4096));
 	/* A destination it may not write: its record's page stays clean, the record unwritten. */
 	c = (struct uiommu_dma_copy){ .src = warm_src, .dst = ro, .len = 64 };
-	ASSERT_EQ(0, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), &rec, 1));
+	ASSERT_EQ(0, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), &rec,
+					     1, &stop));
 	ASSERT_EQ(0u, dirty_count(dom, rec_iova, 4096));
 	ASSERT_EQ(0, mem[3 * 4096]);
 	/* And a copy it may make still goes through the refill, dirtying what it writes. */
 	c = (struct uiommu_dma_copy){ .src = warm_src, .dst = dst, .len = 64 };
-	ASSERT_EQ(1, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), &rec, 1));
+	ASSERT_EQ(1, uiommu_pci_dma_copy_run(fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), &rec,
+					     1, &stop));
 	ASSERT_EQ(1u, dirty_count(dom, dst, 4096));
 	ASSERT_EQ(1u, dirty_count(dom, rec_iova, 4096));
 	ASSERT_EQ(DMA_TEST_COMP_DONE, mem[3 * 4096]);
@@ -1182,7 +1193,7 @@ TEST_F(dt, fail_nth_batch_then_copy_run)
 			.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID,
 			.src = SRC_IOVA + 48 * 4096, .iova = DST_IOVA + 56 * 4096, .len = 64 }, 1);
 		run = uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c),
-					      NULL, 1);
+					      NULL, 1, &self->stop);
 		left = uiommu_fail_nth_disarm();
 		if (warm < 0)
 			ASSERT_EQ(ENOMEM, errno);
@@ -1203,7 +1214,7 @@ TEST_F(dt, fail_nth_batch_then_copy_run)
 		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID,
 		.src = SRC_IOVA + 48 * 4096, .iova = DST_IOVA + 56 * 4096, .len = 64 }, 1));
 	ASSERT_EQ(1, uiommu_pci_dma_copy_run(self->fn, 0, UIOMMU_DMA_NO_PASID, &c, sizeof(c), NULL,
-					     1));
+					     1, &self->stop));
 	ASSERT_EQ(0, memcmp(dst, src, 256));
 }
 

@@ -1345,23 +1345,20 @@ static inline bool dma_copy_fast(struct uiommu_dma_dev *e, uint32_t pasid, uint6
 	 * -EFAULT only for an address no process maps: the general way reports it and logs what
 	 * it writes, so nothing is logged here before the copy it logs went. Once the data is
 	 * copied, a record that fails is all the general way must redo (*@copied): running the
-	 * copy twice would change an overlapping copy's bytes, and log it twice.
+	 * copy twice would change an overlapping copy's bytes, and log it twice. So the copy is
+	 * logged before its record is tried: a record that traps jumps out of here, and the
+	 * general way logs only the record.
 	 */
 	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
 		return false;
+	if (unlikely(dma_log_on()))
+		dma_log_written(e->dev, pasid, dst_iova, len);
 	if (rec) {
 		*copied = true;
-		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)) {
-			/* The general way takes up the record alone: the copy's log is ours. */
-			if (unlikely(dma_log_on()))
-				dma_log_written(e->dev, pasid, dst_iova, len);
+		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len))
 			return false;
-		}
 		*copied = false;
-	}
-	if (unlikely(dma_log_on())) {
-		dma_log_written(e->dev, pasid, dst_iova, len);
-		if (rec)
+		if (unlikely(dma_log_on()))
 			dma_log_written(e->dev, pasid, rec->iova, rec->len);
 	}
 	return true;
@@ -1575,6 +1572,27 @@ static int dma_batch_check(struct uiommu_dma_dev *e, const struct uiommu_dma_op 
 	return 0;
 }
 
+/* Runs @b's ops (checked) to the end or the first that fails, page requests and all. */
+static void dma_batch_go(struct uiommu_dma_dev *e, struct dma_batch *b)
+{
+	int ret;
+
+	b->x = (struct dma_xfer){ .req = &b->shadow, .e = e };
+	while (dma_batch_run(b)) {
+		ret = dma_prq_send(&b->x, false);
+		if (ret) {
+			dma_prq_send_failed(&b->x, ret);
+			dma_batch_store(b);
+			break;
+		}
+		dma_prq_wait(&b->x);
+		if (!dma_prq_outcome(&b->x)) {
+			dma_batch_store(b);
+			break;
+		}
+	}
+}
+
 UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_dma_op *ops,
 				       size_t n)
 {
@@ -1588,20 +1606,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 	}
 	if (!n)
 		return 0;
-	b.x = (struct dma_xfer){ .req = &b.shadow, .e = e };
-	while (dma_batch_run(&b)) {
-		ret = dma_prq_send(&b.x, false);
-		if (ret) {
-			dma_prq_send_failed(&b.x, ret);
-			dma_batch_store(&b);
-			break;
-		}
-		dma_prq_wait(&b.x);
-		if (!dma_prq_outcome(&b.x)) {
-			dma_batch_store(&b);
-			break;
-		}
-	}
+	dma_batch_go(e, &b);
 	/*
 	 * Every op that ran had all its results written by dma_batch_store(); only those after a
 	 * failed one are cleared here, not every op up front (a pass over the whole array that a
@@ -1624,6 +1629,10 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
  * judge: zero length, a range that wraps) with nothing of it done; the caller sends that one
  * and the rest through uiommu_dma_batch(), which meets its faults, page requests and log
  * entries as it always did. A trap in a copy stops the run there too (the batch redoes it).
+ * But a copy made whose record then failed or trapped (its host memory gone) is past redoing
+ * (an overlapping copy run twice moves other bytes): the run takes it up at its record the
+ * general way, as a batch would (dma_batch_resume()), and either counts it or stops there with
+ * its results in *@stop.
  * Return: how many went, or -EINVAL.
  */
 
@@ -1724,9 +1733,32 @@ out_unlock:
 	iommu_group_mutex_unlock(st->e->group);
 }
 
+/*
+ * The copy at @st->done was made and its record was not (@st->copied): the record alone, the
+ * general way (a one-op batch taken up at its record), outside the run's hold of the mutex.
+ * Counted when it went; else its results are the caller's, in *@stop.
+ */
+static void dma_copy_run_finish(struct dma_copy_run_state *st, unsigned int flags,
+				struct uiommu_dma_op *stop)
+{
+	const struct uiommu_dma_copy *c = (const void *)(st->copies + st->done * st->stride);
+	struct dma_batch b = { .ops = stop, .n = 1, .copied = true };
+
+	*stop = (struct uiommu_dma_op){
+		.op = UIOMMU_DMA_OP_COPY, .flags = flags | UIOMMU_DMA_RECORD, .pasid = st->pasid,
+		.src = c->src, .iova = c->dst, .len = c->len,
+		.buf = (void *)(uintptr_t)&st->recs[st->done], /* only read */
+	};
+	dma_batch_go(st->e, &b);
+	if (!stop->error) {
+		st->done++;
+		*stop = (struct uiommu_dma_op){};
+	}
+}
+
 ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned int flags,
 			    const void *copies, size_t stride, const struct uiommu_dma_record *recs,
-			    size_t n)
+			    size_t n, struct uiommu_dma_op *stop)
 {
 	const unsigned int flags_ok = UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT;
 	const size_t align = _Alignof(struct uiommu_dma_copy);
@@ -1736,15 +1768,19 @@ ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned i
 	};
 
 	/* Misaligned copies would be read through a misaligned pointer: refused, not guessed at. */
-	if (!e || (n && !copies) || stride < sizeof(struct uiommu_dma_copy) || stride % align ||
-	    (uintptr_t)copies % align || (flags & ~flags_ok) || n > UIOMMU_DMA_BATCH_MAX)
+	if (!e || (n && !copies) || !stop || stride < sizeof(struct uiommu_dma_copy) ||
+	    stride % align || (uintptr_t)copies % align || (flags & ~flags_ok) ||
+	    n > UIOMMU_DMA_BATCH_MAX)
 		return -EINVAL;
 	if (st.pasid != IOMMU_NO_PASID &&
 	    (!e->dev->pasid_bits || e->dev->pasid_bits > 20 ||
 	     st.pasid >= (UINT32_C(1) << e->dev->pasid_bits)))
 		return -EINVAL;
+	*stop = (struct uiommu_dma_op){};
 	if (n)
 		dma_copy_run_locked(&st);
+	if (unlikely(st.copied))
+		dma_copy_run_finish(&st, flags, stop);
 	return (ssize_t)st.done;
 }
 

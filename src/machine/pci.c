@@ -495,14 +495,15 @@ UIOMMU_EXPORT ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiom
 
 UIOMMU_EXPORT ssize_t uiommu_pci_dma_copy_run(struct uiommu_pci_fn *fn, uint32_t pasid,
 					      unsigned int flags, const void *copies, size_t stride,
-					      const struct uiommu_dma_record *recs, size_t n)
+					      const struct uiommu_dma_record *recs, size_t n,
+					      struct uiommu_dma_op *stop)
 {
 	struct uiommu_dma_dev *e = pci_fn_dma_enter(fn);
 	ssize_t got;
 
 	if (!e)
 		return -1;
-	got = dma_engine_copy_run(e, pasid, flags, copies, stride, recs, n);
+	got = dma_engine_copy_run(e, pasid, flags, copies, stride, recs, n, stop);
 	pci_fn_dma_end(fn);
 	if (got < 0) {
 		errno = (int)-got;

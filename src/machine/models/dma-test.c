@@ -326,6 +326,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		.buf = dt->descs, .len = 64u * max,
 	};
 	unsigned int n, i, start, nops = 0, irqs = 0;
+	struct uiommu_dma_op stop;
 	uint64_t run_bytes;
 	unsigned int run_irqs;
 	ssize_t got;
@@ -367,7 +368,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
 	}
 	got = i ? uiommu_pci_dma_copy_run(dt->fn, pasid, flags, &dt->descs[0].src,
-					  sizeof(dt->descs[0]), dt->recs, i) : 0;
+					  sizeof(dt->descs[0]), dt->recs, i, &stop) : 0;
 	if (got < 0) {
 		r->err = errno; /* EPERM: the same descriptors run again later */
 		r->code = DMA_TEST_ERR_DMA;
@@ -380,6 +381,17 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		for (i = 0, bytes = 0, irqs = 0; i < start; i++) {
 			bytes += dt->descs[i].len;
 			irqs += dt->descs[i].flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+		}
+		if (stop.error) {
+			/* Its copy made, its record refused: the queue stops at it, not redone. */
+			r->done = start;
+			r->bytes = bytes;
+			r->irqs = irqs;
+			r->flags = dt->descs[start].flags;
+			r->err = stop.error;
+			r->code = DMA_TEST_ERR_DMA;
+			r->iova = stop.fault_iova;
+			return;
 		}
 	}
 	run_bytes = bytes;

@@ -1706,8 +1706,8 @@ static void dma_copy_run_ops(struct dma_copy_run_state *st)
 			     check_add_overflow(rec->iova, (uint64_t)rec->len - 1, &last))) ||
 		    (!dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &st->w->rd,
 				    &st->w->wr, &st->copied) &&
-		     !dma_copy_run_refill(st, c, rec)))
-			return;
+		     (st->copied || !dma_copy_run_refill(st, c, rec))))
+			return; /* made but its record refused (copied): never tried again */
 		st->done = i + 1;
 	}
 }

@@ -926,6 +926,54 @@ TEST_F(dt, copy_run_goes_once_a_batch_warmed_the_function)
 }
 
 /*
+ * A pass's copy run whose copy is made and whose record then finds its host memory gone (the
+ * record's page cached by the batch before): the queue stops at that descriptor with EFAULT and
+ * the record's IOVA, as a batch's would, and the copy, overlapping its source, moved once (run
+ * again by a batch after the run it would leave other bytes).
+ */
+TEST_F(dt, copy_run_record_gone_stops_the_queue_copied_once)
+{
+	const uint64_t gone_iova = 0xd40000; /* an IOTLB set of its own (see RUN_SRC) */
+	struct dma_test_completion rec_src = { .status = DMA_TEST_COMP_DONE };
+	struct uiommu_dma_record rec = { .iova = gone_iova + 64, .buf = &rec_src,
+					 .len = sizeof(rec_src) };
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_NO_PASID | UIOMMU_DMA_RECORD,
+		.src = RUN_SRC, .iova = RUN_DST, .len = 64, .buf = &rec,
+	};
+	uint8_t *gone = pt_pages(1), *dst = self->dst + 32 * 4096, want[4096];
+
+	ASSERT_TRUE(gone != NULL);
+	ASSERT_EQ(0, pt_map(&self->d, gone_iova, gone, 4096, IOMMU_READ | IOMMU_WRITE));
+	fill(self->src + 16 * 4096, 4096, 12);
+	fill(dst, 4096, 13);
+	/* The batch caches the source's page, the destination's and the record's. */
+	ASSERT_EQ(1, uiommu_pci_dma_batch(self->fn, &op, 1));
+	ASSERT_EQ(0, op.error);
+	ASSERT_EQ(0, munmap(gone, 4096));
+	memcpy(want, dst, 4096);
+	memmove(want, want + 64, 128); /* one run of the copy, ascending */
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .src = RUN_DST + 64, .dst = RUN_DST, .len = 128,
+		.cookie = 7, .completion = gone_iova,
+	};
+	*desc(self, 0, 1) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .src = RUN_SRC, .dst = RUN_DST + 2048, .len = 64,
+		.completion = COMP_IOVA,
+	};
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 2);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(DMA_TEST_STATUS_ERROR, qreg(self->fn, 0, DMA_TEST_Q_STATUS, 4));
+	ASSERT_EQ(EFAULT, qreg(self->fn, 0, DMA_TEST_Q_ERRNO, 4));
+	ASSERT_EQ(gone_iova, qreg(self->fn, 0, DMA_TEST_Q_ERROR_IOVA, 8));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0, memcmp(dst, want, 4096)); /* moved once; descriptor 1 did not run */
+	ASSERT_EQ(0u, self->comp[0].status);
+}
+
+/*
  * The run stops, with nothing of that copy done and nothing reported, at any copy the general
  * way must judge: a destination past the mapping, a record the IOMMU refuses, zero length, a
  * page unmapped since it was cached. The copies before it went.

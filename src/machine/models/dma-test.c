@@ -32,7 +32,9 @@
  * completes and raises its interrupt before the write returns, and nobody is woken. That pass
  * may not wait for a page response (its DMA says UIOMMU_DMA_NO_WAIT and stops with EAGAIN,
  * retried by the worker); the worker also keeps the rest of a long queue, the mapped doorbell
- * and a queue held by Bus Master off.
+ * and a queue held by Bus Master off. Those the writer tells on `cond` when its passes end; a
+ * worker that looks while they run goes back to its polling wait rather than wait for them
+ * (woken at the end of every doorbell, it cost the writer a futex wake-up each time).
  *
  * A pass (dma_test_pass(), by the worker or a doorbell's writer) takes the pending descriptors
  * of a queue under `lock` (snapshot of the queue, busy = true: one pass at a time, whoever

@@ -974,6 +974,78 @@ TEST_F(dt, copy_run_record_gone_stops_the_queue_copied_once)
 }
 
 /*
+ * A page response for a completion record: the handler maps the record's page (as a VMM would
+ * fault it in) and answers SUCCESS.
+ */
+static struct {
+	struct iommu_domain *dom;
+	void *host;
+	atomic_int calls;
+} rec_prq;
+
+static int rec_prq_handler(struct iopf_group *group)
+{
+	struct iommu_fault_page_request *f = &group->last_fault.fault.prm;
+	enum iommu_page_response_code code = IOMMU_PAGE_RESP_SUCCESS;
+
+	atomic_fetch_add(&rec_prq.calls, 1);
+	if (iommu_map(rec_prq.dom, f->addr & ~4095ull, (phys_addr_t)(uintptr_t)rec_prq.host, 4096,
+		      IOMMU_READ | IOMMU_WRITE))
+		code = IOMMU_PAGE_RESP_INVALID;
+	iopf_group_response(group, code);
+	iopf_free_group(group);
+	return 0;
+}
+
+/*
+ * A COPY rung through the register, whose record needs a page response: the writer's pass
+ * (UIOMMU_DMA_NO_WAIT) stops at the record with EAGAIN after the copy moved, and the worker's
+ * pass writes only the record once the page is there. Run again from its start, the copy,
+ * overlapping its source, would leave other bytes.
+ */
+TEST_F(dt, record_needing_a_page_response_copied_once)
+{
+	const uint64_t rec_iova = 0xe40000; /* unmapped until the page request */
+	struct iommu_group *group = iommu_group_get(self->d.dev);
+	struct iommu_attach_handle handle = {};
+	uint8_t *rec_page = pt_pages(1), want[4096];
+	struct dma_test_completion *rec = (void *)rec_page;
+
+	ASSERT_TRUE(group != NULL && rec_page != NULL);
+	rec_prq.dom = self->d.dom;
+	rec_prq.host = rec_page;
+	atomic_store(&rec_prq.calls, 0);
+	/* The fixture's domain again, now fault-capable and with a handle for its faults. */
+	iommu_detach_device(self->d.dom, self->d.dev);
+	self->d.dom->iopf_handler = rec_prq_handler;
+	ASSERT_EQ(0, iommu_attach_group_handle(self->d.dom, group, &handle));
+	fill(self->dst, 4096, 14);
+	memcpy(want, self->dst, 4096);
+	memmove(want, want + 64, 128); /* one run of the copy, ascending */
+	*desc(self, 0, 0) = (struct dma_test_desc){
+		.op = DMA_TEST_OP_COPY, .flags = DMA_TEST_DESC_IRQ, .src = DST_IOVA + 64,
+		.dst = DST_IOVA, .len = 128, .cookie = 9, .completion = rec_iova + 32,
+	};
+	queue_start(self->fn, 0, 0);
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_TAIL, 4, 1);
+	ASSERT_TRUE(pt_irqs_wait_msix(&self->irqs, 0, 1));
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_HEAD, 4));
+	ASSERT_EQ(1u, qreg(self->fn, 0, DMA_TEST_Q_COMPLETED, 4));
+	ASSERT_EQ(0u, qreg(self->fn, 0, DMA_TEST_Q_ERROR, 4));
+	ASSERT_EQ(1, atomic_load(&rec_prq.calls));
+	ASSERT_EQ(DMA_TEST_COMP_DONE, rec[1].status);
+	ASSERT_EQ(9u, rec[1].cookie);
+	ASSERT_EQ(128u, rec[1].bytes);
+	ASSERT_EQ(0, memcmp(self->dst, want, 4096)); /* moved once */
+	/* Back to the fixture's plain attachment for its teardown. */
+	reg_write(self->fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
+	iommu_detach_group_handle(self->d.dom, group);
+	self->d.dom->iopf_handler = NULL;
+	ASSERT_EQ(0, iommu_attach_device(self->d.dom, self->d.dev));
+	iommu_group_put(group);
+}
+
+/*
  * The run stops, with nothing of that copy done and nothing reported, at any copy the general
  * way must judge: a destination past the mapping, a record the IOMMU refuses, zero length, a
  * page unmapped since it was cached. The copies before it went.

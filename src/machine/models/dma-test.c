@@ -103,6 +103,13 @@ struct dma_test_queue {
 	uint64_t error_iova;
 	uint32_t completed;
 	unsigned long gen;             /* bumped by disable and reset: results of older runs drop */
+	/*
+	 * The descriptor at head is a COPY whose copy moved and whose completion record is still
+	 * to be written: a writer's pass stopped at the record with EAGAIN (a page response to
+	 * wait for), so the worker's pass writes only the record (run again, an overlapping copy
+	 * would move other bytes).
+	 */
+	bool rec_pending;
 };
 
 struct dma_test {
@@ -142,6 +149,7 @@ struct dma_test_result {
 	unsigned int done;             /* descriptors completed before it */
 	unsigned int irqs;             /* of those, how many asked for an interrupt */
 	uint64_t bytes;                /* of those, the bytes they moved or compared */
+	bool rec_pending;              /* the next one's copy moved, its record did not */
 };
 
 /*
@@ -334,6 +342,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 	ssize_t got;
 
 	memset(r, 0, sizeof(*r));
+	r->rec_pending = snap->rec_pending; /* until the pass gets past that descriptor */
 	if (uiommu_pci_dma_xfer(dt->fn, &fetch) && fetch.done < 64) {
 		r->err = fetch.error;
 		r->code = DMA_TEST_ERR_DMA;
@@ -349,6 +358,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 	}
 	if (dt->descs[0].op == DMA_TEST_OP_FILL || dt->descs[0].op == DMA_TEST_OP_COMPARE) {
 		r->flags = dt->descs[0].flags;
+		r->rec_pending = false; /* the descriptor was rewritten under the device */
 		dma_test_run_one(dt, &dt->descs[0], pasid, flags, r);
 		return;
 	}
@@ -357,7 +367,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 	 * descriptors (uiommu_pci_dma_copy_run(): no op built, checked and walked); it stops where
 	 * a copy needs the general way, and from there the pass builds ops as below.
 	 */
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !snap->rec_pending; i++) {
 		const struct dma_test_desc *d = &dt->descs[i];
 
 		if (d->op != DMA_TEST_OP_COPY || !d->len || !d->completion || dma_test_desc_bad(d) ||
@@ -393,6 +403,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			r->err = stop.error;
 			r->code = DMA_TEST_ERR_DMA;
 			r->iova = stop.fault_iova;
+			r->rec_pending = stop.error == EAGAIN;
 			return;
 		}
 	}
@@ -412,7 +423,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			dt->recs[i].iova = d->completion;
 		}
 		/* Only what the engine reads: it writes each op's results itself. */
-		if (d->op == DMA_TEST_OP_COPY && d->len) {
+		if (d->op == DMA_TEST_OP_COPY && d->len && !(i == 0 && snap->rec_pending)) {
 			struct uiommu_dma_op *op = &dt->ops[nops++];
 
 			/* The copy and its completion record: one op (UIOMMU_DMA_RECORD). */
@@ -456,6 +467,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		r->done = n;
 		r->bytes = bytes;
 		r->irqs = irqs;
+		r->rec_pending = false;
 		return;
 	}
 	/* Walk the descriptors against the ops to find how far the batch went. */
@@ -473,9 +485,15 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			r->err = op->error;
 			r->code = DMA_TEST_ERR_DMA;
 			r->iova = op->fault_iova;
+			/* Stopped for a page response at the record of a copy that moved whole. */
+			if (op->error == EAGAIN && op->op == UIOMMU_DMA_OP_WRITE)
+				r->rec_pending = i == start && snap->rec_pending;
+			else
+				r->rec_pending = op->error == EAGAIN && op->done == op->len;
 			return;
 		}
 		nops += need;
+		r->rec_pending = false;
 		r->done++;
 		r->bytes += d->op == DMA_TEST_OP_COPY ? d->len : 0;
 		r->irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
@@ -498,6 +516,7 @@ static unsigned int dma_test_apply(struct dma_test *dt, unsigned int q,
 
 	dq->head = (dq->head + r->done) & (dq->ring_size - 1);
 	dq->completed += r->done;
+	dq->rec_pending = r->rec_pending;
 	if (r->code && r->err != EPERM && r->err != EAGAIN) {
 		/*
 		 * EPERM: no bus mastering now; EAGAIN: a page request to wait for, which only the
@@ -769,11 +788,13 @@ static void dma_test_ctrl(struct dma_test *dt, unsigned int q, uint32_t ctrl)
 		dq->gen++;
 		dma_test_wait_idle(dt, (int)q);
 		dq->head = 0;
+		dq->rec_pending = false;
 		__atomic_store_n(&dt->doorbells[2 * q], 0, __ATOMIC_RELEASE);
 		dq->error = dq->err_errno = 0;
 		dq->error_iova = 0;
 	} else if (!was && on) {
 		dq->head = 0;
+		dq->rec_pending = false;
 		dq->completed = 0;
 		dq->error = dq->err_errno = 0;
 		dq->error_iova = 0;

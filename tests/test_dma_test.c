@@ -640,8 +640,15 @@ static void *feeder(void *arg)
 	while (!atomic_load(&r->stop)) {
 		uint32_t head = (uint32_t)qreg(fn, 0, DMA_TEST_Q_HEAD, 4);
 
-		if (!(qreg(fn, 0, DMA_TEST_Q_STATUS, 4) & DMA_TEST_STATUS_RUNNING)) {
-			/* Reset or disabled under us: start over, as a driver would. */
+		/*
+		 * Reset or disabled under us: start over, as a driver would. A reset between our
+		 * RING_BASE write and the enable leaves a ring enabled at IOVA 0, which would
+		 * fault at its fetch (ERR_DMA, our own race, as ERR_RING below is): a driver
+		 * reads its ring back before ringing (an ERR_DMA seen once in ~70 TSan runs;
+		 * this window is the one found for it).
+		 */
+		if (!(qreg(fn, 0, DMA_TEST_Q_STATUS, 4) & DMA_TEST_STATUS_RUNNING) ||
+		    qreg(fn, 0, DMA_TEST_Q_RING_BASE, 8) != RING_IOVA) {
 			reg_write(fn, DMA_TEST_QUEUE(0) + DMA_TEST_Q_CTRL, 4, 0);
 			queue_start(fn, 0, 0);
 			tail = 0;

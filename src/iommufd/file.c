@@ -705,7 +705,7 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 
 	if (!file)
 		return uiommu_ret(-EBADF);
-	/* One fault-safe window for every user access of the ioctl (mm/mm.h). */
+	/* One trap span for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
 	rc = iommufd_file_vfs_ioctl(fd, (unsigned int)request, (uint64_t)(uintptr_t)arg);
 	if (rc != VFS_IOCTL_DRIVER)

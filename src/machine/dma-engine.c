@@ -35,7 +35,9 @@
  *   - paging domains whose driver walks for devices (the dma_walk domain op) and that the
  *     IOTLB cannot serve (the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries
  *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
- *     reports the leaf's permissions and size and marks it dirty on a write;
+ *     reports the leaf's permissions and size and marks it dirty on a write (its dma_walk_run
+ *     op, where the driver has it, walks a run of leaves of one permission and contiguous
+ *     output under one hold of its lock, and stops before the leaf that differs);
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
  *   - nested domains whose driver walks both stages (VT-d: a pgsize_bitmap of 4 KiB): the
  *     IOTLB too, whose walker is the two-stage walk and whose entries stay until the user's
@@ -536,6 +538,12 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:
+		/* A run of leaves in one call where the driver can (its lock taken once). */
+		if (c->domain->ops->dma_walk_run) {
+			*phys = c->domain->ops->dma_walk_run(c->domain, iova, left, c->write, prot,
+							     span);
+			return *phys ? 0 : -EFAULT;
+		}
 		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)
 			return -EFAULT;
@@ -912,7 +920,8 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 			break;
 		op = UIOMMU_DMA_OP_WRITE;
 		bad = dst;
-		if (dma_translate(wr, dst, left, &dp, &dspan, &dprot))
+		/* No further than the source goes: a run walk marks what it covers dirty. */
+		if (dma_translate(wr, dst, MIN(sspan, (uint64_t)left), &dp, &dspan, &dprot))
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
 		else if (!(dprot & IOMMU_WRITE))
 			reason = UIOMMU_DMA_FAULT_PERM;

@@ -114,10 +114,15 @@ void uiommu_mm_remote_calling(struct uiommu_mm *mm)
  * and every other answer (0, ENOMEM) says "not", failing closed. What it no longer says is
  * whether the copy's own address is mapped, which the copy itself finds (EFAULT). It saves the
  * pin and copy of a page: ~0.08 us of ~0.34 us a check (bench/README.md, case f); the system
- * call is the rest. Nothing cheaper sees an exec: a pidfd does not (it polls readable at exit
- * only), nor does any notice an unprivileged server can get (the proc connector's exec event
- * needs CAP_NET_ADMIN; a close-on-exec fd the client holds for us stays open in any child it
- * forked), so a check per copy stays.
+ * call is the rest. Dropping the call needs something else that sees an exec: a pidfd does
+ * not (it polls readable at exit only), nor the proc connector's exec event (CAP_NET_ADMIN),
+ * nor a close-on-exec fd the client holds for us (it stays open in any child it forked). What
+ * would is a robust futex a thread of the client holds in a page it shares with us: the kernel
+ * marks it OWNER_DIED when that thread exits or execs (before the new image's mm is in place)
+ * and when another thread's exec kills it, so one load would say what the read says (a false
+ * alarm when only that thread ended: the read again). That needs the client's side of the
+ * hand-over to hold it (src/iommufd/remote*.c, the direct path's "life word" the other way
+ * round); until then a check per copy stays.
  */
 static bool remote_same_mm(struct mm_remote *mr)
 {

@@ -423,10 +423,17 @@ static phys_addr_t mock_selftest_walk_run(struct iommu_domain *domain, uint64_t 
 	done = size - (iova & (size - 1));
 	phys = (*pte & ~PTE_LEAF_FLAGS) + (iova & (size - 1));
 	*prot = pt_leaf_access(md, pte, write);
-	/* The aperture ends below 2 GiB, so iova + done cannot wrap. */
+	/*
+	 * The aperture ends below 2 GiB, so iova + done cannot wrap. The next leaf is most often
+	 * the next entry of the same table: taken from there, not walked to from the root again
+	 * (three dependent loads a leaf, each a likely cache miss after the previous run's copy).
+	 */
 	while (done < len && mock_selftest_in_aperture(iova + done, 1)) {
-		pte = pt_leaf(md, iova + done, &level);
-		if (!pte || (*pte & ~PTE_LEAF_FLAGS) != phys + done || pt_leaf_prot(*pte) != *prot)
+		if (pt_index(iova + done, level) && (pte[1] & PTE_LEAF))
+			pte++;
+		else if (!(pte = pt_leaf(md, iova + done, &level)))
+			break;
+		if ((*pte & ~PTE_LEAF_FLAGS) != phys + done || pt_leaf_prot(*pte) != *prot)
 			break;
 		pt_leaf_access(md, pte, write);
 		done += 1ull << pt_shift(level);

@@ -1528,6 +1528,8 @@ struct fastlog {
 	void *unmap_host;              /* munmap() this page at the first write logged */
 	struct iommu_domain *dom;      /* or iommu_unmap() this IOVA page of it */
 	uint64_t unmap_iova;
+	unsigned int n;                /* the writes logged, the first 8 of them here */
+	uint64_t iova[8], len[8];
 };
 
 static struct fastlog fastlog;
@@ -1536,8 +1538,11 @@ static void fastlog_hook(void *priv, uint32_t pasid, uint64_t iova, uint64_t len
 {
 	(void)priv;
 	(void)pasid;
-	(void)iova;
-	(void)len;
+	if (fastlog.n < 8) {
+		fastlog.iova[fastlog.n] = iova;
+		fastlog.len[fastlog.n] = len;
+	}
+	fastlog.n++;
 	if (fastlog.skip) {
 		fastlog.skip--;
 		return;
@@ -1593,6 +1598,35 @@ TEST_F(dma, batch_cached_page_host_memory_gone)
 }
 
 /*
+ * The stage of the two tests below: @buf at IOVA, @rec_page (a record's) at IOVA + PAGE, both
+ * read-write, and ops[0..2] caching every page a COPY at IOVA with its record at IOVA + PAGE
+ * touches, in each direction; @want is @buf as those ops leave it. Their batch's second WRITE
+ * (into the record's page) takes that page's host memory away in its log.
+ */
+static void record_page_stage(struct __h_test *_metadata, struct iommu_domain *dom, char *buf,
+			      char *rec_page, struct uiommu_dma_op *op, char *want)
+{
+	static char out[16] = "fifteen bytes..", in[16];
+
+	ASSERT_TRUE(rec_page != NULL);
+	memset(rec_page, 0, PAGE);
+	ASSERT_EQ(0, iommu_map(dom, IOVA, (phys_addr_t)(uintptr_t)buf, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, iommu_map(dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)rec_page, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA + 3072, .buf = in,
+					.len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 2048,
+					.buf = out, .len = 16 };
+	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE + 1024,
+					.buf = out, .len = 16 };
+	memcpy(want, buf, PAGE);
+	memcpy(want + 2048, out, 16);
+	/* The first WRITE's log passes; the second's (into the record's page) takes it away. */
+	fastlog = (struct fastlog){ .skip = 1, .unmap_host = rec_page };
+}
+
+/*
  * A COPY whose record's host memory is gone after its translation was cached (by the op
  * before, whose log takes the page away): the copy runs once, whole, and the record faults
  * HOST, as the general way has it. The copy overlaps its source downwards, so a second run of
@@ -1600,32 +1634,16 @@ TEST_F(dma, batch_cached_page_host_memory_gone)
  */
 TEST_F(dma, batch_cached_record_host_memory_gone_copies_once)
 {
-	char *buf = self->mem, *rec_page = pages(1), out[16] = "fifteen bytes..", in[16];
-	char want[PAGE];
+	char *buf = self->mem, want[PAGE];
 	struct uiommu_dma_record r = { .iova = IOVA + PAGE, .buf = "done", .len = 4 };
 	struct uiommu_dma_op op[4];
 
-	ASSERT_TRUE(rec_page != NULL);
 	fill(buf, PAGE, 8);
-	memset(rec_page, 0, PAGE);
-	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)buf, PAGE,
-			       IOMMU_READ | IOMMU_WRITE));
-	ASSERT_EQ(0, iommu_map(self->dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)rec_page, PAGE,
-			       IOMMU_READ | IOMMU_WRITE));
 	/* Every page the COPY touches cached by the ops before it, in each direction. */
-	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA + 3072, .buf = in,
-					.len = 16 };
-	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 2048,
-					.buf = out, .len = 16 };
-	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE + 1024,
-					.buf = out, .len = 16 };
+	record_page_stage(_metadata, self->dom, buf, pages(1), op, want);
 	op[3] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_RECORD,
 					.src = IOVA + 64, .iova = IOVA, .len = 128, .buf = &r };
-	memcpy(want, buf, PAGE);
-	memcpy(want + 2048, out, 16);
 	memmove(want, want + 64, 128); /* one run of the copy, ascending */
-	/* The first WRITE's log passes; the second's (into the record's page) takes it away. */
-	fastlog = (struct fastlog){ .skip = 1, .unmap_host = rec_page };
 	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
 	ASSERT_EQ(3, uiommu_dma_batch(self->e, op, 4));
 	dma_engine_write_log_clear(self->dev);
@@ -1633,6 +1651,60 @@ TEST_F(dma, batch_cached_record_host_memory_gone_copies_once)
 	op_failed(_metadata, &op[3], EFAULT, 128u, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
 	ASSERT_EQ(0, memcmp(buf, want, PAGE));
 	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_HOST, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
+	/* The two WRITEs, then the copy, once: written, so logged, though its record trapped. */
+	ASSERT_EQ(3u, fastlog.n);
+	ASSERT_EQ(IOVA, fastlog.iova[2]);
+	ASSERT_EQ(128u, fastlog.len[2]);
+	iommu_unmap(self->dom, IOVA, 2 * PAGE);
+}
+
+/*
+ * The same in a copy run (dma_engine_copy_run(), on the caches that batch left): the copy
+ * made, its record trapping, is taken up at the record, not left for the caller to send again
+ * (copied twice); the record's fault is the run's stop, the copy logged once.
+ */
+TEST_F(dma, copy_run_record_host_memory_gone_copies_once)
+{
+	char *buf = self->mem, want[PAGE];
+	struct uiommu_dma_record r[2] = {
+		{ .iova = IOVA + 512, .buf = "done", .len = 4 },
+		{ .iova = IOVA + PAGE, .buf = "done", .len = 4 },
+	};
+	struct uiommu_dma_copy c[2] = {
+		{ .src = IOVA + 1024, .dst = IOVA + 768, .len = 64 },
+		{ .src = IOVA + 64, .dst = IOVA, .len = 128 },
+	};
+	struct uiommu_dma_op op[3], stop;
+
+	fill(buf, PAGE, 9);
+	/* The batch warms every page and takes the record's away. */
+	record_page_stage(_metadata, self->dom, buf, pages(1), op, want);
+	memmove(want + 768, want + 1024, 64);
+	memcpy(want + 512, "done", 4);
+	memmove(want, want + 64, 128); /* one run of the copy, ascending */
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
+	ASSERT_EQ(3, uiommu_dma_batch(self->e, op, 3));
+	ASSERT_TRUE(fastlog.unmap_host == NULL);
+	fastlog.n = 0;
+	memset(&stop, 0xa5, sizeof(stop));
+	ASSERT_EQ(1, dma_engine_copy_run(self->e, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]), r, 2,
+					 &stop));
+	dma_engine_write_log_clear(self->dev);
+	op_failed(_metadata, &stop, EFAULT, 128u, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
+	ASSERT_EQ(0, memcmp(buf, want, PAGE));
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_HOST, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
+	/* The first copy and its record, then the second copy, once. */
+	ASSERT_EQ(3u, fastlog.n);
+	ASSERT_EQ(IOVA + 768, fastlog.iova[0]);
+	ASSERT_EQ(IOVA + 512, fastlog.iova[1]);
+	ASSERT_EQ(IOVA, fastlog.iova[2]);
+	ASSERT_EQ(128u, fastlog.len[2]);
+	/* A run that goes whole says so in stop too. */
+	memset(&stop, 0xa5, sizeof(stop));
+	ASSERT_EQ(1, dma_engine_copy_run(self->e, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]), r, 1,
+					 &stop));
+	ASSERT_EQ(0, stop.error);
+	ASSERT_EQ(0u, stop.done);
 	iommu_unmap(self->dom, IOVA, 2 * PAGE);
 }
 

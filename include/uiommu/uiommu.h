@@ -493,6 +493,13 @@ struct uiommu_dma_record {
 	size_t len;
 };
 
+/* One copy of a run (uiommu_pci_dma_copy_run() of device.h, UIOMMU_DMA_0.5). */
+struct uiommu_dma_copy {
+	uint64_t src;           /* IOVA read */
+	uint64_t dst;           /* IOVA written */
+	uint64_t len;           /* bytes; 0 stops the run */
+};
+
 /*
  * Runs @ops[0..n) in order; stops at the first that fails. Returns how many completed (@n when
  * all did; the one at that index has @error set, those after it are untouched but for done = 0

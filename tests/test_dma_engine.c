@@ -1132,6 +1132,60 @@ TEST_F(walk_run, copy_marks_only_what_it_wrote)
 	uiommu_dma_dev_close(e);
 }
 
+/* At a PASID the run walk is the PASID's domain's: its leaves, its fault, its PASID. */
+TEST(walk_run_at_a_pasid)
+{
+	struct device *dev = mock_selftest_dev_create(MOCK_SELFTEST_DEV_PASID);
+	char *rid_mem = pages(4), *pasid_mem = pages(4), src[8 * RUN_LEAF], before[8 * RUN_LEAF];
+	const int rw = IOMMU_READ | IOMMU_WRITE;
+	struct iommu_domain *rid, *pd;
+	struct uiommu_dma_fault f[2];
+	struct uiommu_dma_dev *e;
+	int owner;
+
+	ASSERT_FALSE(IS_ERR(dev));
+	ASSERT_TRUE(rid_mem && pasid_mem);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(dev, &owner));
+	rid = iommu_paging_domain_alloc(dev);
+	pd = iommu_paging_domain_alloc(dev);
+	ASSERT_FALSE(IS_ERR_OR_NULL(rid));
+	ASSERT_FALSE(IS_ERR_OR_NULL(pd));
+	ASSERT_EQ(0, iommu_attach_device(rid, dev));
+	ASSERT_EQ(0, iommu_attach_device_pasid(pd, dev, 7, NULL));
+	ASSERT_EQ(0, iommu_map(rid, RUN_IOVA, (phys_addr_t)(uintptr_t)rid_mem, 8 * RUN_LEAF, rw));
+	ASSERT_EQ(0, iommu_map(pd, RUN_IOVA, (phys_addr_t)(uintptr_t)pasid_mem, 6 * RUN_LEAF, rw));
+	ASSERT_EQ(0, iommu_map(pd, RUN_IOVA + 6 * RUN_LEAF,
+			       (phys_addr_t)(uintptr_t)(pasid_mem + 6 * RUN_LEAF), 2 * RUN_LEAF,
+			       IOMMU_READ));
+	e = dma_engine_dev_open(dev);
+	ASSERT_FALSE(IS_ERR(e));
+	fill(src, sizeof(src), 8);
+	fill(rid_mem, 4 * PAGE, 9);
+	memcpy(before, rid_mem, sizeof(before));
+	/* PASID 7: six writable leaves, then the read-only ones: EACCES at the seventh. */
+	ASSERT_EQ(-1, uiommu_dma_write(e, 7, RUN_IOVA, src, sizeof(src), 0));
+	ASSERT_EQ(EACCES, errno);
+	ASSERT_EQ(1, read_faults(e, f, 2));
+	ASSERT_EQ(RUN_IOVA + 6 * RUN_LEAF, f[0].iova);
+	ASSERT_EQ(7u, f[0].pasid);
+	ASSERT_TRUE(f[0].flags & UIOMMU_DMA_FAULT_PASID_VALID);
+	ASSERT_EQ(0, memcmp(pasid_mem, src, 6 * RUN_LEAF));
+	ASSERT_EQ(0, memcmp(rid_mem, before, sizeof(before)));
+	/* Without a PASID the same IOVAs are the RID's domain's, all writable. */
+	ASSERT_EQ((ssize_t)sizeof(src), uiommu_dma_write(e, 0, RUN_IOVA, src, sizeof(src), 0));
+	ASSERT_EQ(0, memcmp(rid_mem, src, sizeof(src)));
+
+	uiommu_dma_dev_close(e);
+	iommu_detach_device_pasid(pd, dev, 7);
+	iommu_detach_device(rid, dev);
+	iommu_domain_free(pd);
+	iommu_domain_free(rid);
+	iommu_device_release_dma_owner(dev);
+	mock_selftest_dev_destroy(dev);
+	munmap(rid_mem, 4 * PAGE);
+	munmap(pasid_mem, 4 * PAGE);
+}
+
 /* A handle outlives its device's membership: unplug, and every request says ENODEV. */
 TEST(device_gone)
 {

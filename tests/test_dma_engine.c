@@ -1132,6 +1132,53 @@ TEST_F(walk_run, copy_marks_only_what_it_wrote)
 	uiommu_dma_dev_close(e);
 }
 
+/*
+ * A COPY from one source run into a destination whose leaves are scattered (leaf 16 + i
+ * mapped at host leaf 7 - i of its own pages): each step is one destination leaf, the source
+ * run serves them all; a source hole still stops it exactly, and only the destination leaves
+ * written are dirty.
+ */
+TEST_F(walk_run, copy_into_scattered_leaves)
+{
+	char *dmem = pages(4), want[8 * RUN_LEAF];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = RUN_IOVA, .iova = RUN_IOVA + 16 * RUN_LEAF,
+		.len = 8 * RUN_LEAF,
+	};
+	struct uiommu_dma_dev *e = dma_engine_dev_open(self->dev);
+
+	ASSERT_FALSE(IS_ERR(e));
+	ASSERT_TRUE(dmem != NULL);
+	for (unsigned int i = 0; i < 8; i++)
+		ASSERT_EQ(0, iommu_map(self->dom, RUN_IOVA + (16 + i) * RUN_LEAF,
+				       (phys_addr_t)(uintptr_t)(dmem + (7 - i) * RUN_LEAF), RUN_LEAF,
+				       IOMMU_READ | IOMMU_WRITE));
+	fill(self->mem, 8 * PAGE, 10);
+	memcpy(want, self->mem, sizeof(want));
+	ASSERT_EQ(0ull, run_dirty_take(_metadata, self->dom));
+	ASSERT_EQ(1, uiommu_dma_batch(e, &op, 1));
+	ASSERT_EQ(0, op.error);
+	ASSERT_EQ(8 * RUN_LEAF, op.done);
+	for (unsigned int i = 0; i < 8; i++)
+		ASSERT_EQ(0, memcmp(dmem + (7 - i) * RUN_LEAF, want + i * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0xff0000ull, run_dirty_take(_metadata, self->dom));
+	/* Leaves 10-11, then the hole: two destination leaves written and marked. */
+	memset(dmem, 0, 4 * PAGE);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = RUN_IOVA + 10 * RUN_LEAF,
+				     .iova = RUN_IOVA + 16 * RUN_LEAF, .len = 4 * RUN_LEAF };
+	ASSERT_EQ(0, uiommu_dma_batch(e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(2 * RUN_LEAF, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(RUN_IOVA + 12 * RUN_LEAF, op.fault_iova);
+	ASSERT_EQ(0, memcmp(dmem + 7 * RUN_LEAF, self->mem + 10 * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0, memcmp(dmem + 6 * RUN_LEAF, self->mem + 11 * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0x30000ull, run_dirty_take(_metadata, self->dom));
+	uiommu_dma_dev_close(e);
+	ASSERT_EQ(8 * RUN_LEAF, iommu_unmap(self->dom, RUN_IOVA + 16 * RUN_LEAF, 8 * RUN_LEAF));
+	munmap(dmem, 4 * PAGE);
+}
+
 /* At a PASID the run walk is the PASID's domain's: its leaves, its fault, its PASID. */
 TEST(walk_run_at_a_pasid)
 {

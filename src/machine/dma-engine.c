@@ -926,6 +926,10 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 	uint64_t bad = 0;
 	size_t left = req->len - req->done;
 	uint64_t src = x->copy_src + req->done, dst = req->iova + req->done;
+	/* What a walk of the source found past the last step (DMA_MODE_DMA_WALK), kept. */
+	uint64_t src_rest = 0;
+	phys_addr_t src_next = 0;
+	int src_prot = 0;
 
 	while (left) {
 		phys_addr_t sp, dp;
@@ -934,10 +938,15 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 
 		op = UIOMMU_DMA_OP_READ;
 		bad = src;
-		if (dma_translate(rd, src, left, &sp, &sspan, &sprot))
+		if (src_rest) {
+			sp = src_next;
+			sspan = src_rest;
+			sprot = src_prot;
+		} else if (dma_translate(rd, src, left, &sp, &sspan, &sprot)) {
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
-		else if (!(sprot & IOMMU_READ))
+		} else if (!(sprot & IOMMU_READ)) {
 			reason = UIOMMU_DMA_FAULT_PERM;
+		}
 		if (unlikely(reason))
 			break;
 		op = UIOMMU_DMA_OP_WRITE;
@@ -950,6 +959,13 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 		if (unlikely(reason))
 			break;
 		span = MIN(MIN(sspan, dspan), (uint64_t)left);
+		/*
+		 * A walk's source run longer than this step serves the next ones: walked again
+		 * from each step's start, a run over a scattered destination costs its square.
+		 */
+		src_rest = rd->mode == DMA_MODE_DMA_WALK && sspan > span ? sspan - span : 0;
+		src_next = sp + span;
+		src_prot = sprot;
 		if (run.len && run.src + run.len == sp && run.dst + run.len == dp) {
 			run.len += span;
 		} else {

@@ -35,7 +35,9 @@
  *   - paging domains whose driver walks for devices (the dma_walk domain op) and that the
  *     IOTLB cannot serve (the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries
  *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
- *     reports the leaf's permissions and size and marks it dirty on a write;
+ *     reports the leaf's permissions and size and marks it dirty on a write (its dma_walk_run
+ *     op, where the driver has it, walks a run of leaves of one permission and contiguous
+ *     output under one hold of its lock, and stops before the leaf that differs);
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
  *   - nested domains whose driver walks both stages (VT-d: a pgsize_bitmap of 4 KiB): the
  *     IOTLB too, whose walker is the two-stage walk and whose entries stay until the user's
@@ -558,6 +560,12 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:
+		/* A run of leaves in one call where the driver can (its lock taken once). */
+		if (c->domain->ops->dma_walk_run) {
+			*phys = c->domain->ops->dma_walk_run(c->domain, iova, left, c->write, prot,
+							     span);
+			return *phys ? 0 : -EFAULT;
+		}
 		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)
 			return -EFAULT;
@@ -918,6 +926,10 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 	uint64_t bad = 0;
 	size_t left = req->len - req->done;
 	uint64_t src = x->copy_src + req->done, dst = req->iova + req->done;
+	/* What a walk of the source found past the last step (DMA_MODE_DMA_WALK), kept. */
+	uint64_t src_rest = 0;
+	phys_addr_t src_next = 0;
+	int src_prot = 0;
 
 	while (left) {
 		phys_addr_t sp, dp;
@@ -926,21 +938,34 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 
 		op = UIOMMU_DMA_OP_READ;
 		bad = src;
-		if (dma_translate(rd, src, left, &sp, &sspan, &sprot))
+		if (src_rest) {
+			sp = src_next;
+			sspan = src_rest;
+			sprot = src_prot;
+		} else if (dma_translate(rd, src, left, &sp, &sspan, &sprot)) {
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
-		else if (!(sprot & IOMMU_READ))
+		} else if (!(sprot & IOMMU_READ)) {
 			reason = UIOMMU_DMA_FAULT_PERM;
+		}
 		if (unlikely(reason))
 			break;
 		op = UIOMMU_DMA_OP_WRITE;
 		bad = dst;
-		if (dma_translate(wr, dst, left, &dp, &dspan, &dprot))
+		/* No further than the source goes: a run walk marks what it covers dirty. */
+		if (dma_translate(wr, dst, MIN(sspan, (uint64_t)left), &dp, &dspan, &dprot))
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
 		else if (!(dprot & IOMMU_WRITE))
 			reason = UIOMMU_DMA_FAULT_PERM;
 		if (unlikely(reason))
 			break;
 		span = MIN(MIN(sspan, dspan), (uint64_t)left);
+		/*
+		 * A walk's source run longer than this step serves the next ones: walked again
+		 * from each step's start, a run over a scattered destination costs its square.
+		 */
+		src_rest = rd->mode == DMA_MODE_DMA_WALK && sspan > span ? sspan - span : 0;
+		src_next = sp + span;
+		src_prot = sprot;
 		if (run.len && run.src + run.len == sp && run.dst + run.len == dp) {
 			run.len += span;
 		} else {

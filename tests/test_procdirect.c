@@ -504,6 +504,45 @@ TEST(a_translation_dies_when_its_access_moves_to_another_ioas)
 	munmap(other, LEN);
 }
 
+/*
+ * An exec whose hand-over could not be made (uiommu_exec_handover() answers -1: here its first
+ * fallible step fails) goes on all the same, keeping our pid: the new image must never be
+ * written through a translation of the old one. The life word cannot close that alone (a
+ * client that looked at it just before the exec writes just after), so no client copies
+ * directly any more once the hand-over answered: the second write is the round trip's.
+ */
+TEST(no_direct_copy_after_a_hand_over_that_failed)
+{
+	struct served s;
+	uint64_t copies;
+	pid_t pid;
+	int sock, handle;
+	char b;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_EQ(0, served_make(&s));
+	pid = client_start("replace", s.fd, s.access, s.iova, true, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, xfer(sock, &b, 1, false));
+	EXPECT_TRUE(all_bytes(s.buf, LEN, 0x11));
+	uiommu_fail_nth_arm(1);
+	handle = uiommu_exec_handover();
+	uiommu_fail_nth_disarm();
+	ASSERT_EQ(-1, handle);
+	ASSERT_EQ(0, xfer(sock, "r", 1, true));
+	ASSERT_EQ(0, xfer(sock, &copies, sizeof(copies), false));
+	ASSERT_EQ(0, client_wait(pid));
+	/* The exec "failed": this process serves on. */
+	uiommu_exec_failed(handle);
+	EXPECT_TRUE(all_bytes(s.buf, LEN, 0x12));
+	/* Only the first write was the client's own copy. */
+	EXPECT_EQ(1, copies);
+	close(sock);
+	served_drop(&s);
+}
+
 TEST(errnos_are_the_round_trips)
 {
 	int32_t rc[2][9];

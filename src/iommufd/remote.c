@@ -1481,7 +1481,8 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
  * next server, which starts serving when the exec succeeds; this process serves nothing until
  * uiommu_exec_failed() (which only a failed exec reaches).
  * Return: a handle for uiommu_exec_failed(), or -1 (nothing served, or no hand-over possible:
- * the exec goes on as before, and this process's clients get ENODEV after it).
+ * the exec goes on as before, and this process's clients get ENODEV after it; their direct
+ * copies end here, remote_direct.c's iommufd_direct_shut()).
  */
 UIOMMU_EXPORT int uiommu_exec_handover(void)
 {
@@ -1535,6 +1536,9 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 		pthread_rwlock_unlock(&serve_gate);
 	}
 out:
+	/* The exec goes on without a hand-over, keeping our pid: no client copies into it. */
+	if (rc < 0)
+		iommufd_direct_shut();
 	errno = saved_errno;
 	return rc;
 }
@@ -1549,8 +1553,11 @@ UIOMMU_EXPORT void uiommu_exec_failed(int handle)
 	int saved_errno = errno;
 	char c;
 
-	if (handle < 0)
+	if (handle < 0) {
+		/* A hand-over that could not be made shut the direct path (or nothing was served). */
+		iommufd_direct_reopen();
 		return;
+	}
 	/* EOF: the next server closed its end, on its way out. */
 	if (sys_send(handle, "x", 1, MSG_NOSIGNAL) == 1)
 		while (sys_recv(handle, &c, 1, 0) < 0 && errno == EINTR)

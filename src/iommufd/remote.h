@@ -118,6 +118,8 @@ struct uiommu_mm;
 struct direct_serve;
 struct direct_client;
 void iommufd_direct_invalidate(void);
+void iommufd_direct_shut(void);
+void iommufd_direct_reopen(void);
 uint32_t iommufd_direct_gen(void);
 int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_fds,
 			       unsigned int *nr_new, uint64_t *val);

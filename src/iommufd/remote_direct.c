@@ -60,8 +60,11 @@
  * the word first, a read after (or the read does not count): one load where a pidfd would cost
  * a system call, and an exec is seen too, which a pidfd does not. What is left open is the
  * server dying, being reaped and its pid reused between that load and the system call, as for
- * mm_remote.c's pidfd check. The hand-over also invalidates every translation first (remote.c),
- * so a client asks the next server anew.
+ * mm_remote.c's pidfd check, and a raw exec of the server in that window. The hand-over also
+ * invalidates every translation first (remote.c), so a client asks the next server anew; an
+ * exec the library sees but cannot hand over (uiommu_exec_handover() answers -1) shuts the
+ * direct path (iommufd_direct_shut()) until uiommu_exec_failed(), so that the window is left
+ * only to an exec behind the library's back.
  *
  * Security. A client gets runs only of an access fd it holds (the file's token and secret,
  * as every request: possession of the fd), only of the server's own memory that access
@@ -71,8 +74,8 @@
  *
  * Switch: UIOMMU_REMOTE_DIRECT=0 in a client's environment keeps its calls on the round trip.
  *
- * Locking: direct_lock protects direct_list, each direct_serve's gen and linkage, and
- * direct_life. Nothing takes another lock under it but the fork handlers (remote.c), which take
+ * Locking: direct_lock protects direct_list, each direct_serve's gen and linkage, direct_life
+ * and direct_shut_down. Nothing takes another lock under it but the fork handlers (remote.c), which take
  * it first and then the wire's leaf locks; an invalidation takes it with whatever its caller
  * holds (an unmap's caller's locks), none of which is taken under it. It is held across an
  * invalidation's waits, so a connection's end and a fork (which take it) wait for them:
@@ -133,8 +136,8 @@ struct direct_serve {
 	atomic_bool revoked;           /* set once, under direct_lock */
 };
 
-/* Protects direct_list, each one's gen, direct_life; order: after an unmap's locks, before the
- * wire's leaf locks (fork handlers only). */
+/* Protects direct_list, each one's gen, direct_life, direct_shut_down; order: after an unmap's
+ * locks, before the wire's leaf locks (fork handlers only). */
 UIOMMU_MUTEX_DEFINE(direct_lock);
 static struct direct_serve *direct_list;
 
@@ -154,6 +157,7 @@ struct direct_life {
 static struct direct_life *direct_life; /* made at the first WIRE_DIRECT; direct_lock */
 static atomic_uint direct_nr;     /* pages listed: an invalidation without any is one bump */
 static _Atomic uint32_t direct_gen = 1; /* never 0: a page's gen of 0 offers nothing */
+static bool direct_shut_down;     /* an exec without a hand-over is coming: none; direct_lock */
 
 uint32_t iommufd_direct_gen(void)
 {
@@ -241,6 +245,25 @@ static uint64_t direct_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* A new generation, never 0 (which names none): every translation made before it is dead. */
+static uint32_t direct_gen_bump(void)
+{
+	uint32_t gen = atomic_fetch_add(&direct_gen, 1) + 1;
+
+	if (!gen)
+		gen = atomic_fetch_add(&direct_gen, 1) + 1;
+	return gen;
+}
+
+/* Revokes @ds's direct path (direct_lock): gen 0, which no translation has, from now on. */
+static void direct_serve_revoke(struct direct_serve *ds)
+{
+	lockdep_assert_held(&direct_lock);
+	atomic_store(&ds->revoked, true);
+	ds->gen = 0;
+	atomic_store(&ds->page->gen, 0);
+}
+
 /* Waits until @ds's client has no copy in flight at a generation older than @gen (direct_lock). */
 static void direct_serve_wait(struct direct_serve *ds, uint32_t gen)
 {
@@ -260,9 +283,7 @@ static void direct_serve_wait(struct direct_serve *ds, uint32_t gen)
 			deadline = direct_now_ns() + DIRECT_WAIT_MS * 1000000ull;
 		} else if (direct_now_ns() > deadline) {
 			/* Stopped or hostile: its direct path ends here (the essay's one limit). */
-			atomic_store(&ds->revoked, true);
-			ds->gen = 0;
-			atomic_store(&page->gen, 0);
+			direct_serve_revoke(ds);
 			break;
 		}
 		direct_futex(&page->busy, FUTEX_WAIT, busy, &slice);
@@ -278,10 +299,8 @@ static void direct_serve_wait(struct direct_serve *ds, uint32_t gen)
  */
 void iommufd_direct_invalidate(void)
 {
-	uint32_t gen = atomic_fetch_add(&direct_gen, 1) + 1;
+	uint32_t gen = direct_gen_bump();
 
-	if (!gen) /* 0 names no generation */
-		gen = atomic_fetch_add(&direct_gen, 1) + 1;
 	/* Pairs with the setup's count before its read of direct_gen: one of us sees the other. */
 	if (!atomic_load(&direct_nr))
 		return;
@@ -299,12 +318,42 @@ void iommufd_direct_invalidate(void)
 }
 
 /**
+ * iommufd_direct_shut() - an exec without a hand-over comes (uiommu_exec_handover() could not
+ * make one): it keeps our pid, and a client that found the life word alive just before the
+ * exec would write into the new image just after. So every connection's direct path is
+ * revoked now, after its copy in flight (as an invalidation), and no new one starts until
+ * iommufd_direct_reopen(): the clients go the round trip, which the exec ends cleanly.
+ */
+void iommufd_direct_shut(void)
+{
+	uint32_t gen = direct_gen_bump();
+
+	uiommu_mutex_lock(&direct_lock);
+	direct_shut_down = true;
+	for (struct direct_serve *ds = direct_list; ds; ds = ds->next) {
+		if (atomic_load(&ds->revoked))
+			continue;
+		direct_serve_revoke(ds);
+		direct_serve_wait(ds, gen);
+	}
+	uiommu_mutex_unlock(&direct_lock);
+}
+
+/* The exec after iommufd_direct_shut() failed: new connections may have a direct path again. */
+void iommufd_direct_reopen(void)
+{
+	uiommu_mutex_lock(&direct_lock);
+	direct_shut_down = false;
+	uiommu_mutex_unlock(&direct_lock);
+}
+
+/**
  * iommufd_direct_serve_setup() - WIRE_DIRECT on the connection @conn_fd: its shared page
  * @dsp: the connection's state, set here (iommufd_direct_serve_end() at its end)
  * The page's memfd and the life word's go back with the reply (@new_fds); val[0] our pid,
  * val[1] the life word's value while we live.
- * Return: 0, -EEXIST (a second time), -ENOMEM, -ENOSYS (no robust futexes), or the host's
- * -errno.
+ * Return: 0, -EEXIST (a second time), -ENOMEM, -ENOSYS (no robust futexes), -ENOTCONN (shut
+ * before an exec), or the host's -errno.
  */
 int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_fds,
 			       unsigned int *nr_new, uint64_t *val)
@@ -338,6 +387,11 @@ int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_
 	ds->page = page;
 	ds->conn_fd = conn_fd;
 	uiommu_mutex_lock(&direct_lock);
+	if (direct_shut_down) {
+		uiommu_mutex_unlock(&direct_lock);
+		rc = -ENOTCONN;
+		goto err_unmap;
+	}
 	life = direct_life_get();
 	rc = IS_ERR(life) ? PTR_ERR(life) : 0;
 	if (!rc && (atomic_load(life->word) & FUTEX_OWNER_DIED))

@@ -344,11 +344,10 @@ static int client_sweep(struct client *c)
 }
 
 /*
- * "hostile" (and "dies"): speaks the wire itself: HELLO, DIRECT, then says a copy is in flight
- * at the page's generation and never ends it. "hostile" then waits for 'c' and checks that the
- * server revoked its page (gen 0) instead of waiting forever; "dies" exits with it set.
+ * Speaks the wire itself on a connection of its own to the server of @fd: HELLO, then DIRECT,
+ * whose reply carries the page's memfd and the life word's (in @fds). The socket, or -1.
  */
-static int client_hostile(struct client *c, bool dies)
+static int wire_direct_connect(int fd, int fds[2])
 {
 	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_DIRECT };
 	char cbuf[CMSG_SPACE(3 * sizeof(int))] = { 0 };
@@ -356,25 +355,43 @@ static int client_hostile(struct client *c, bool dies)
 	struct iovec iov = { .iov_base = &rep, .iov_len = sizeof(rep) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			      .msg_controllen = sizeof(cbuf) };
-	struct wire_direct_page *page;
 	struct wire_fd_header hdr;
 	struct cmsghdr *cm;
-	int s, fds[2];
-	char b;
+	int s;
 
-	if (recv(c->fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
-		return 2;
+	if (recv(fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
+		return -1;
 	s = wire_client_connect(&hdr);
-	if (s < 0 || wire_client_hello(s, 7) || xfer(s, &rep, sizeof(rep), false) || rep.rc)
-		return 3;
-	/* DIRECT's reply carries the page's memfd and the server's pidfd. */
-	if (xfer(s, &req, sizeof(req), true) || recvmsg(s, &msg, MSG_WAITALL) != sizeof(rep) ||
+	if (s < 0)
+		return -1;
+	if (wire_client_hello(s, 7) || xfer(s, &rep, sizeof(rep), false) || rep.rc ||
+	    xfer(s, &req, sizeof(req), true) || recvmsg(s, &msg, MSG_WAITALL) != sizeof(rep) ||
 	    rep.rc)
-		return 5;
+		goto err_close;
 	cm = CMSG_FIRSTHDR(&msg);
 	if (!cm || cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
-		return 6;
+		goto err_close;
 	memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+	return s;
+
+err_close:
+	close(s);
+	return -1;
+}
+
+/*
+ * "hostile" (and "dies"): on a connection of its own, says a copy is in flight at the page's
+ * generation and never ends it. "hostile" then waits for 'c' and checks that the server
+ * revoked its page (gen 0) instead of waiting forever; "dies" exits with it set.
+ */
+static int client_hostile(struct client *c, bool dies)
+{
+	struct wire_direct_page *page;
+	int fds[2];
+	char b;
+
+	if (wire_direct_connect(c->fd, fds) < 0)
+		return 3;
 	page = mmap(NULL, sizeof(*page), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
 	if (page == MAP_FAILED || !atomic_load(&page->gen))
 		return 7;
@@ -818,6 +835,58 @@ static void remote_server_drop(struct remote_server *r)
 	close(r->fd);
 	close(r->pidfd);
 	close(r->sock);
+}
+
+/*
+ * The memfds DIRECT hands out are the server's mappings too: a client that shrinks them (or
+ * grows them, or writes the life word every client believes) must not get the server killed
+ * by SIGBUS at its next look at them (the TRANSLATE here writes the runs into the page, a
+ * second DIRECT reads the life word), nor mislead the other clients.
+ */
+TEST(a_client_cannot_shrink_or_forge_the_direct_pages)
+{
+	static unsigned char buf[LEN];
+	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_TRANSLATE };
+	struct wire_fd_header ahdr;
+	struct remote_server r;
+	struct wire_rep rep;
+	uint32_t alive = 1;
+	int s, s2, fds[2], fds2[2];
+
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, remote_server_start(&r, buf));
+	ASSERT_EQ((ssize_t)sizeof(ahdr), recv(r.access, &ahdr, sizeof(ahdr), MSG_PEEK));
+	s = wire_direct_connect(r.fd, fds);
+	ASSERT_LE(0, s);
+	EXPECT_EQ(-1, ftruncate(fds[0], 0));
+	EXPECT_EQ(-1, ftruncate(fds[1], 0));
+	req.token = ahdr.token;
+	memcpy(req.secret, ahdr.secret, sizeof(req.secret));
+	req.arg[0] = r.iova;
+	req.arg[1] = 4096;
+	ASSERT_EQ(0, xfer(s, &req, sizeof(req), true));
+	ASSERT_EQ(0, xfer(s, &rep, sizeof(rep), false));
+	EXPECT_EQ(0, rep.rc);
+	EXPECT_EQ(1, rep.val[1]);
+	s2 = wire_direct_connect(r.fd, fds2);
+	ASSERT_LE(0, s2);
+	EXPECT_EQ(-1, ftruncate(fds[0], 1 << 20));
+	/* The life word: no client writes it, by write(2) or by a writable mapping. */
+	EXPECT_EQ(-1, pwrite(fds[1], &alive, sizeof(alive), 0));
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0));
+	/* The server lives, and the library's own direct path works on. */
+	EXPECT_EQ('y', remote_server_ask(&r, 'c'));
+	ASSERT_EQ(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
+	EXPECT_EQ(r.copies + 1, uiommu_remote_direct_copies());
+	for (int i = 0; i < 2; i++) {
+		close(fds[i]);
+		close(fds2[i]);
+	}
+	close(s);
+	close(s2);
+	ASSERT_EQ(0, kill(r.pid, SIGKILL));
+	EXPECT_EQ(128 + SIGKILL, client_wait(r.pid));
+	remote_server_drop(&r);
 }
 
 TEST(a_server_gone_is_an_error_never_a_hang)

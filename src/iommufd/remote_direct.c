@@ -70,7 +70,9 @@
  * as every request: possession of the fd), only of the server's own memory that access
  * reaches, and only on its own connection's page; a hostile client can make the server wait
  * at most DIRECT_WAIT_MS once per connection, and the server never trusts a word of the page
- * it does not own (its generation is kept on its side too).
+ * it does not own (its generation is kept on its side too). The page's memfd and the life
+ * word's are sealed (direct_memfd_make()): a client cannot shrink them under our mappings (a
+ * SIGBUS here), and none writes the life word the others believe.
  *
  * Switch: UIOMMU_REMOTE_DIRECT=0 in a client's environment keeps its calls on the round trip.
  *
@@ -164,6 +166,27 @@ uint32_t iommufd_direct_gen(void)
 	return atomic_load(&direct_gen);
 }
 
+/*
+ * A memfd of one page for the pages DIRECT shares, sealed with @seals: a client holds its fd,
+ * and one that shrank it would have us killed by SIGBUS at our next look through our mapping.
+ * Its fd, or -ENOMEM, or the host's -errno.
+ */
+static int direct_memfd_make(const char *name, unsigned int seals)
+{
+	int fd, rc;
+
+	fd = uiommu_should_fail() ? -1 : sys_memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -ENOMEM;
+	if (sys_syscall(SYS_ftruncate, (long)fd, (long)DIRECT_PAGE_LEN) ||
+	    sys_fcntl(fd, F_ADD_SEALS, (long)seals)) {
+		rc = -errno;
+		sys_close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 static void *direct_life_main(void *arg)
 {
 	struct direct_life *life = arg;
@@ -200,12 +223,15 @@ static struct direct_life *direct_life_get(void)
 	life = uiommu_zalloc(sizeof(*life));
 	if (!life)
 		return ERR_PTR(-ENOMEM);
-	life->memfd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-life", MFD_CLOEXEC);
-	if (life->memfd < 0 || sys_syscall(SYS_ftruncate, (long)life->memfd, (long)DIRECT_PAGE_LEN))
-		goto err_close;
+	life->memfd = direct_memfd_make("uiommu-life", F_SEAL_SHRINK | F_SEAL_GROW);
+	if (life->memfd < 0)
+		goto err_free;
 	page = sys_mmap(NULL, DIRECT_PAGE_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, life->memfd, 0);
 	if (page == MAP_FAILED)
 		goto err_close;
+	/* Every client believes the word: none writes it (ours is the one writable mapping). */
+	if (sys_fcntl(life->memfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL))
+		goto err_unmap;
 	life->word = page;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -223,8 +249,8 @@ static struct direct_life *direct_life_get(void)
 err_unmap:
 	sys_munmap(page, DIRECT_PAGE_LEN);
 err_close:
-	if (life->memfd >= 0)
-		sys_close(life->memfd);
+	sys_close(life->memfd);
+err_free:
 	uiommu_free(life);
 	return ERR_PTR(-ENOMEM);
 }
@@ -368,14 +394,10 @@ int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_
 	ds = uiommu_zalloc(sizeof(*ds));
 	if (!ds)
 		return -ENOMEM;
-	memfd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-direct", MFD_CLOEXEC);
+	memfd = direct_memfd_make("uiommu-direct", F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 	if (memfd < 0) {
-		rc = -ENOMEM;
+		rc = memfd;
 		goto err_free;
-	}
-	if (sys_syscall(SYS_ftruncate, (long)memfd, (long)DIRECT_PAGE_LEN)) {
-		rc = -errno;
-		goto err_close_memfd;
 	}
 	page = uiommu_should_fail() ? MAP_FAILED :
 				      sys_mmap(NULL, DIRECT_PAGE_LEN, PROT_READ | PROT_WRITE,
@@ -419,8 +441,7 @@ int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_
 err_unmap:
 	sys_munmap(page, DIRECT_PAGE_LEN);
 err_close_memfd:
-	if (memfd >= 0)
-		sys_close(memfd);
+	sys_close(memfd);
 err_free:
 	uiommu_free(ds);
 	return rc;
@@ -572,9 +593,14 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 		page = uiommu_should_fail() ? MAP_FAILED :
 					      sys_mmap(NULL, DIRECT_PAGE_LEN,
 						       PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+		/*
+		 * Private and read-only: it is sealed against writable shared mappings, and a
+		 * page never written is the file's own, the kernel's store at the server's death
+		 * included.
+		 */
 		life = page == MAP_FAILED ? MAP_FAILED :
 					    sys_mmap(NULL, DIRECT_PAGE_LEN, PROT_READ,
-						     MAP_SHARED, fds[1], 0);
+						     MAP_PRIVATE, fds[1], 0);
 		if (life != MAP_FAILED) {
 			dc->page = page;
 			dc->life = life;

@@ -178,13 +178,20 @@ static int direct_memfd_make(const char *name, unsigned int seals)
 	fd = uiommu_should_fail() ? -1 : sys_memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -ENOMEM;
+	if (uiommu_should_fail()) {
+		rc = -ENOMEM;
+		goto err_close;
+	}
 	if (sys_syscall(SYS_ftruncate, (long)fd, (long)DIRECT_PAGE_LEN) ||
 	    sys_fcntl(fd, F_ADD_SEALS, (long)seals)) {
 		rc = -errno;
-		sys_close(fd);
-		return rc;
+		goto err_close;
 	}
 	return fd;
+
+err_close:
+	sys_close(fd);
+	return rc;
 }
 
 static void *direct_life_main(void *arg)
@@ -418,7 +425,7 @@ int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_
 	rc = IS_ERR(life) ? PTR_ERR(life) : 0;
 	if (!rc && (atomic_load(life->word) & FUTEX_OWNER_DIED))
 		rc = -ENOSYS; /* no robust futexes: nothing would tell our death */
-	lifefd = rc ? -1 : sys_fcntl(life->memfd, F_DUPFD_CLOEXEC, 0);
+	lifefd = rc || uiommu_should_fail() ? -1 : sys_fcntl(life->memfd, F_DUPFD_CLOEXEC, 0);
 	if (lifefd < 0) {
 		uiommu_mutex_unlock(&direct_lock);
 		rc = rc ? rc : -EMFILE;

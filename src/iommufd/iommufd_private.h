@@ -45,6 +45,7 @@
 #ifndef UIOMMU_IOMMUFD_PRIVATE_H
 #define UIOMMU_IOMMUFD_PRIVATE_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -150,6 +151,14 @@ struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
 					  enum iommufd_object_type type);
 /* Pairs with iommufd_get_object(). */
 void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj);
+/*
+ * The published object @id of @type (or IOMMUFD_OBJ_ANY) with no hold at all, for an ioctl
+ * answered under RCU (main.c, "RCU dispatch"): the memory stays until the caller's
+ * rcu_read_unlock(), but the object may be destroyed meanwhile, so only what outlives its
+ * destroy (constant fields, RCU-published snapshots) may be read. ERR_PTR(-ENOENT) as above.
+ */
+struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t id,
+					      enum iommufd_object_type type);
 
 /* A long-term reference of one object on another (counts in users, blocks destroy). */
 static inline void iommufd_object_ref_users(struct iommufd_object *obj)
@@ -179,6 +188,34 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm);
 void iommufd_ctx_release(struct iommufd_ctx *ictx);
 int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
 		      uint64_t arg);
+
+/*
+ * An ioctl answered without a reference on its file (main.c, "RCU dispatch"), in three steps
+ * that share this state in the caller's frame: iommufd_ioctl_rcu_prepare() with no file (the
+ * argument's copy-in), iommufd_ctx_ioctl_rcu() inside rcu_read_lock() (the handler's lookups,
+ * no user memory, no lock, no sleep), iommufd_ioctl_rcu_finish() after rcu_read_unlock() (the
+ * reply). A handler that needs more returns IOMMUFD_IOCTL_REF: the caller then takes the
+ * file's reference and runs the ordinary handler with iommufd_ctx_ioctl_ref().
+ */
+#define IOMMUFD_IOCTL_REF INT_MAX
+struct iommufd_ioctl_op;
+struct iommufd_ucmd_rcu {
+	struct iommufd_ucmd ucmd;
+	const struct iommufd_ioctl_op *op;
+	int rc_in;            /* the copy-in's result: dispatch errors come after EBADF */
+	uint64_t buf[4];      /* the argument struct (main.c checks that each fits) */
+	union {
+		struct {      /* IOVA_RANGES: what the reply copies out */
+			unsigned long nr, total;
+			struct iopt_usable_range ranges[IOPT_USABLE_RCU_MAX];
+		} iova_ranges;
+	} out;
+};
+bool iommufd_ioctl_rcu_prepare(struct iommufd_ucmd_rcu *rcmd, struct uiommu_mm *mm,
+			       unsigned int cmd, uint64_t arg);
+int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd);
+int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc);
+int iommufd_ctx_ioctl_ref(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd);
 /* Event fds (vEVENTQ, fault) keep the context's file open, as the kernel's fds pin its file. */
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
@@ -297,6 +334,8 @@ struct iommufd_ioas *iommufd_ioas_alloc(struct iommufd_ctx *ictx);
 void iommufd_ioas_destroy(struct iommufd_object *obj);
 int iommufd_ioas_alloc_ioctl(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_iova_ranges_rcu(struct iommufd_ucmd_rcu *rcmd);
+int iommufd_ioas_iova_ranges_rcu_reply(struct iommufd_ucmd_rcu *rcmd);
 int iommufd_ioas_allow_iovas(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_map(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd);

@@ -285,6 +285,34 @@ void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 	iommufd_object_wait_put(ictx, obj);
 }
 
+struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t id,
+					      enum iommufd_object_type type)
+{
+	struct iommufd_object *obj;
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+
+	if (uiommu_should_fail())
+		return ERR_PTR(-ENOENT);
+	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	if (!node)
+		return ERR_PTR(-ENOENT);
+	obj = container_of(node, struct iommufd_object, node);
+	/*
+	 * What iommufd_lock_obj() asks, without raising anything: published (the acquire pairs
+	 * with iommufd_object_finalize()'s release of wait_cnt, so the object is complete) and
+	 * not yet being removed. A remove may start right after: the answer is then what a
+	 * lookup just before it gave.
+	 */
+	if (!atomic_load_explicit(&obj->wait_cnt, memory_order_acquire) ||
+	    !atomic_load_explicit(&obj->users, memory_order_relaxed))
+		return ERR_PTR(-ENOENT);
+	if (type != IOMMUFD_OBJ_ANY && obj->type != type)
+		return ERR_PTR(-ENOENT);
+	return obj;
+}
+
 /* Sleeps until every in-flight holder of @obj is gone. */
 static void iommufd_object_wait_shortterm(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 {
@@ -527,6 +555,21 @@ static int iommufd_destroy(struct iommufd_ucmd *ucmd)
 	return iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
 }
 
+/*
+ * A missing ID needs neither objects_lock nor a reference: the table's lock-free lookup finding
+ * no node is the answer iommufd_object_remove() would give under the lock (reserved IDs and
+ * tombstones have no node either). Anything found may be destroyed: the referenced path.
+ */
+static int iommufd_destroy_rcu(struct iommufd_ucmd_rcu *rcmd)
+{
+	struct iommu_destroy *cmd = rcmd->ucmd.cmd;
+	struct cds_lfht_iter iter;
+
+	cds_lfht_lookup(rcmd->ucmd.ictx->objects, iommufd_id_hash(cmd->id), iommufd_id_match,
+			&cmd->id, &iter);
+	return cds_lfht_iter_get_node(&iter) ? IOMMUFD_IOCTL_REF : -ENOENT;
+}
+
 /* CAP_SYS_RESOURCE, for RLIMIT_MODE; the query is a fallible step, as it always was here. */
 static bool iommufd_capable_sys_resource(void)
 {
@@ -627,6 +670,9 @@ struct iommufd_ioctl_op {
 	unsigned int min_size; /* the end of the last field the first version had */
 	unsigned int ioctl_num;
 	int (*execute)(struct iommufd_ucmd *ucmd);
+	/* Optional, the RCU dispatch's: under rcu_read_lock(), then the reply after it. */
+	int (*execute_rcu)(struct iommufd_ucmd_rcu *rcmd);
+	int (*reply_rcu)(struct iommufd_ucmd_rcu *rcmd);
 };
 
 #define IOCTL_OP(_ioctl, _fn, _struct, _last)                                               \
@@ -638,15 +684,30 @@ struct iommufd_ioctl_op {
 		.execute = _fn,                                                              \
 	}
 
+/* An op that may also run under RCU with no reference (iommufd_ioctl_rcu_prepare()). */
+#define IOCTL_OP_RCU(_ioctl, _fn, _struct, _last, _fn_rcu, _reply_rcu)                      \
+	[_IOC_NR(_ioctl) - IOMMUFD_CMD_BASE] = {                                             \
+		.size = sizeof(_struct) +                                                    \
+			0 * sizeof(char[sizeof(_struct) <=                                   \
+						sizeof(((struct iommufd_ucmd_rcu *)0)->buf) ? 1 : -1]), \
+		.min_size = offsetofend(_struct, _last),                                     \
+		.ioctl_num = _ioctl,                                                         \
+		.execute = _fn,                                                              \
+		.execute_rcu = _fn_rcu,                                                      \
+		.reply_rcu = _reply_rcu,                                                     \
+	}
+
 static const struct iommufd_ioctl_op iommufd_ioctl_ops[] = {
-	IOCTL_OP(IOMMU_DESTROY, iommufd_destroy, struct iommu_destroy, id),
+	IOCTL_OP_RCU(IOMMU_DESTROY, iommufd_destroy, struct iommu_destroy, id, iommufd_destroy_rcu,
+		     NULL),
 	IOCTL_OP(IOMMU_IOAS_ALLOC, iommufd_ioas_alloc_ioctl, struct iommu_ioas_alloc,
 		 out_ioas_id),
 	IOCTL_OP(IOMMU_IOAS_ALLOW_IOVAS, iommufd_ioas_allow_iovas, struct iommu_ioas_allow_iovas,
 		 allowed_iovas),
 	IOCTL_OP(IOMMU_IOAS_COPY, iommufd_ioas_copy, struct iommu_ioas_copy, src_iova),
-	IOCTL_OP(IOMMU_IOAS_IOVA_RANGES, iommufd_ioas_iova_ranges, struct iommu_ioas_iova_ranges,
-		 out_iova_alignment),
+	IOCTL_OP_RCU(IOMMU_IOAS_IOVA_RANGES, iommufd_ioas_iova_ranges,
+		     struct iommu_ioas_iova_ranges, out_iova_alignment, iommufd_ioas_iova_ranges_rcu,
+		     iommufd_ioas_iova_ranges_rcu_reply),
 	IOCTL_OP(IOMMU_IOAS_MAP, iommufd_ioas_map, struct iommu_ioas_map, iova),
 	IOCTL_OP(IOMMU_IOAS_UNMAP, iommufd_ioas_unmap, struct iommu_ioas_unmap, length),
 	IOCTL_OP(IOMMU_OPTION, iommufd_option, struct iommu_option, val64),
@@ -735,6 +796,27 @@ int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len)
 	return __uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
 }
 
+/*
+ * The size word, the command (ENOTTY), the minimum size (EINVAL) and the struct (E2BIG), in
+ * the kernel's order, into ucmd->cmd.
+ */
+static int iommufd_ucmd_copy_in(const struct iommufd_ioctl_op *op, struct iommufd_ucmd *ucmd,
+				unsigned int cmd)
+{
+	int rc;
+
+	rc = uiommu_copy_from_user(ucmd->mm, &ucmd->user_size, ucmd->ubuffer,
+				   sizeof(ucmd->user_size));
+	if (rc)
+		return rc;
+	if (op->ioctl_num != cmd)
+		return -ENOTTY;
+	if (ucmd->user_size < op->min_size)
+		return -EINVAL;
+	return iommufd_copy_struct_from_user(ucmd->mm, ucmd->cmd, op->size, ucmd->ubuffer,
+					     ucmd->user_size);
+}
+
 /**
  * iommufd_ctx_ioctl() - run one ioctl of /dev/iommu
  * @mm: the caller's address space; @arg is an address in it.
@@ -744,27 +826,73 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 		      uint64_t arg)
 {
 	const struct iommufd_ioctl_op *op;
-	struct iommufd_ucmd ucmd = { .ictx = ictx, .mm = mm, .ubuffer = arg };
 	union ucmd_buffer buf;
+	struct iommufd_ucmd ucmd = { .ictx = ictx, .mm = mm, .ubuffer = arg, .cmd = &buf };
 	unsigned int nr = _IOC_NR(cmd);
 	int rc;
 
 	if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= ARRAY_SIZE(iommufd_ioctl_ops))
 		return iommufd_vfio_ioctl(ictx, mm, cmd, arg);
-
-	rc = uiommu_copy_from_user(mm, &ucmd.user_size, arg, sizeof(ucmd.user_size));
-	if (rc)
-		return rc;
 	op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
-	if (op->ioctl_num != cmd)
-		return -ENOTTY;
-	if (ucmd.user_size < op->min_size)
-		return -EINVAL;
-	ucmd.cmd = &buf;
-	rc = iommufd_copy_struct_from_user(mm, ucmd.cmd, op->size, arg, ucmd.user_size);
+	rc = iommufd_ucmd_copy_in(op, &ucmd, cmd);
 	if (rc)
 		return rc;
 	return op->execute(&ucmd);
+}
+
+/*
+ * RCU dispatch. The ioctls whose op has execute_rcu run with no reference on the file and no
+ * hold on any object: the fd layer finds the file under rcu_read_lock() and runs the handler
+ * there, which is what the file's and the objects' counters cost otherwise (four to six
+ * lock-prefixed operations, most of such an ioctl). It is safe because nothing they read is
+ * freed before a grace period: objects and IOVA snapshots go through call_rcu(), and the last
+ * close waits with synchronize_rcu() before it tears the context down (file.c), so a handler
+ * that found the file still finds its context whole. The rule for such a handler: it takes no
+ * lock, does not sleep, touches no user memory (a fault could block the grace period every
+ * close waits for) and changes nothing; the copy-in runs before (prepare), the reply after
+ * (finish). What needs more (a DESTROY that found something) answers IOMMUFD_IOCTL_REF and the
+ * ordinary handler runs, on the struct already copied in, with the file referenced. A racing
+ * DESTROY of the object such a handler reads succeeds where the kernel's could answer EBUSY
+ * (it counts an in-flight reader as a user): the reader then ran just before the destroy.
+ */
+bool iommufd_ioctl_rcu_prepare(struct iommufd_ucmd_rcu *rcmd, struct uiommu_mm *mm,
+			       unsigned int cmd, uint64_t arg)
+{
+	unsigned int nr = _IOC_NR(cmd);
+
+	if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= ARRAY_SIZE(iommufd_ioctl_ops) || !mm)
+		return false;
+	rcmd->op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
+	/* Another number with our NR: the full dispatch answers it (ENOTTY). */
+	if (!rcmd->op->execute_rcu || rcmd->op->ioctl_num != cmd)
+		return false;
+	rcmd->ucmd = (struct iommufd_ucmd){ .mm = mm, .ubuffer = arg, .cmd = rcmd->buf };
+	rcmd->rc_in = iommufd_ucmd_copy_in(rcmd->op, &rcmd->ucmd, cmd);
+	return true;
+}
+
+int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd)
+{
+	if (rcmd->rc_in)
+		return rcmd->rc_in;
+	rcmd->ucmd.ictx = ictx;
+	return rcmd->op->execute_rcu(rcmd);
+}
+
+int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc)
+{
+	if (rc || !rcmd->op->reply_rcu)
+		return rc;
+	return rcmd->op->reply_rcu(rcmd);
+}
+
+/* The ordinary handler of a prepared command, the file referenced by the caller. */
+int iommufd_ctx_ioctl_ref(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd)
+{
+	if (rcmd->rc_in)
+		return rcmd->rc_in;
+	rcmd->ucmd.ictx = ictx;
+	return rcmd->op->execute(&rcmd->ucmd);
 }
 
 /* ---- object types -------------------------------------------------------------------------- */

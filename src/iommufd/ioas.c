@@ -414,15 +414,6 @@ int iommufd_ioas_option(struct iommufd_ucmd *ucmd)
  * are stable; the caller is charged the sum per mode first (ENOMEM past its limit, nothing
  * changed), then each iopt_pages gives its old charge back and names the caller.
  */
-static int ioas_obj_cmp_id(const void *a, const void *b)
-{
-	uint32_t ia = atomic_load_explicit(&(*(struct iommufd_object *const *)a)->id,
-					   memory_order_relaxed);
-	uint32_t ib = atomic_load_explicit(&(*(struct iommufd_object *const *)b)->id,
-					   memory_order_relaxed);
-
-	return (ia > ib) - (ia < ib);
-}
 
 static int ioas_pages_cmp(const void *a, const void *b)
 {
@@ -437,8 +428,7 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 {
 	struct iommufd_object **held = NULL, *obj;
 	unsigned long n = 0, cap;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *hnode;
+	uint32_t id;
 
 	uiommu_mutex_lock(&ictx->objects_lock);
 	cap = (unsigned long)ictx->nr_objects;
@@ -449,10 +439,8 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 			return -ENOMEM;
 		}
 	}
-	rcu_read_lock();
-	/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
-	cds_lfht_for_each(ictx->objects, &iter, hnode) {
-		obj = container_of(hnode, struct iommufd_object, node);
+	/* In ID order: no sort needed. */
+	for (id = 0; (obj = iommufd_object_next_locked(ictx, &id)); id++) {
 		if (obj->type != IOMMUFD_OBJ_IOAS || n == cap)
 			continue;
 		if (atomic_load_explicit(&obj->users, memory_order_relaxed) == 0)
@@ -460,10 +448,7 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 		iommufd_object_ref_users(obj);
 		held[n++] = obj;
 	}
-	rcu_read_unlock();
 	uiommu_mutex_unlock(&ictx->objects_lock);
-	if (n) /* qsort() of a NULL array is undefined even for no element */
-		qsort(held, n, sizeof(*held), ioas_obj_cmp_id);
 	*out = held;
 	*num = n;
 	return 0;

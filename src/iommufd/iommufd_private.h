@@ -19,8 +19,9 @@
  *             once it is 0 no lookup can succeed again.
  *   wait_cnt  a bias of 1 while published, plus 1 per in-flight lookup; destroy drops the bias
  *             and waits for 0, so nobody still inside an ioctl sees the object freed.
- * Lookups are lock-free: an RCU read-side section around the hash lookup and an
- * increment-if-not-zero of users. The memory of a removed object is freed after a grace period.
+ * Lookups are lock-free: an RCU read-side section around one load from the ID-indexed array
+ * (main.c) and an increment-if-not-zero of users. The memory of a removed object is freed after
+ * a grace period.
  *
  * Locking, in order:
  *   ioas->mutex                  the IOAS's automatic HWPTs (auto_hwpts) and the choice among
@@ -33,7 +34,7 @@
  *   ictx->ioas_creation_rwsem    IOAS_ALLOC holds it for read from reserve to publish,
  *                                IOAS_CHANGE_PROCESS for write throughout, so that no IOAS
  *                                appears while it holds them all; outside every other lock.
- *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
+ *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the object array, vfio_ioas
  *                                and account_mode; never held across a destroy.
  *   iopt->domains_rwsem -> iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h), inside
  *                                ioas->mutex when an automatic HWPT is made, and iova_rwsem
@@ -84,7 +85,6 @@ enum iommufd_object_type {
 struct iommufd_ctx;
 
 struct iommufd_object {
-	struct cds_lfht_node node;  /* in ictx->objects once published */
 	struct rcu_head rcu;        /* the deferred free */
 	struct iommufd_ctx *ictx;   /* constant */
 	atomic_uint id;             /* constant once allocated; atomic for lock-free readers */
@@ -94,8 +94,19 @@ struct iommufd_object {
 	struct iommufd_object *next_victim; /* context teardown's batch; owned by the teardown */
 };
 
+/*
+ * id -> published object, indexed by ID (IDs are dense: the lowest free one is handed out).
+ * Replaced whole when the ID bitmap grows, the old one freed after a grace period; slots are
+ * written under objects_lock and read under RCU or objects_lock.
+ */
+struct iommufd_id_table {
+	struct rcu_head rcu;
+	uint32_t nr;
+	_Atomic(struct iommufd_object *) slot[];
+};
+
 struct iommufd_ctx {
-	struct cds_lfht *objects;      /* id -> published object; readers under RCU */
+	_Atomic(struct iommufd_id_table *) objects; /* NULL until the first ID; see above */
 	struct uiommu_mutex objects_lock; /* protects ids, nr_ids, id_hint, updates of objects,
 					     vfio_ioas, account_mode; a leaf (taken inside
 					     ioas->mutex, idev->lock, viommu->lock, fdt_lock) */
@@ -159,6 +170,11 @@ void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj);
  */
 struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t id,
 					      enum iommufd_object_type type);
+/*
+ * The object in the table at the lowest ID >= *@id (published, or unpublished but in the
+ * table), *@id set to its ID; NULL past the last. Caller holds objects_lock.
+ */
+struct iommufd_object *iommufd_object_next_locked(struct iommufd_ctx *ictx, uint32_t *id);
 
 /* A long-term reference of one object on another (counts in users, blocks destroy). */
 static inline void iommufd_object_ref_users(struct iommufd_object *obj)

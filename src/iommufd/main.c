@@ -4,16 +4,20 @@
  *
  * The object model and lock order are described in iommufd_private.h. This file adds:
  *
- * The ID table is an RCU hash table (liburcu's rculfhash, urcu-bp flavour so that no caller
- * thread has to register) mapping an ID to a published object, plus a bitmap of every ID in use
- * (reserved for an object under construction, published, or a tombstone) from which the lowest
- * free ID is allocated. The bitmap and all hash updates are under objects_lock; lookups take no
- * lock at all.
+ * The ID table is an array of object pointers indexed by ID (struct iommufd_id_table), plus a
+ * bitmap of every ID in use (reserved for an object under construction, published, or a
+ * tombstone) from which the lowest free ID is allocated, so IDs stay dense and the array is as
+ * long as the bitmap. It is the kernel's xarray in miniature: a lookup is one load under RCU
+ * (urcu-bp, so that no caller thread has to register), no hashing and no lock; the bitmap, the
+ * slots and the growth of both are under objects_lock. Growing copies the slots into an array
+ * twice the size and publishes it; readers still in the old one finish there (its slots are
+ * only written under the lock, which the grower holds), and it is freed after a grace period.
+ * (It was liburcu's rculfhash: its lookup was a fifth of a missing-ID DESTROY.)
  *
- * Publication order matters to lock-free readers: an object is added to the hash while its
- * users count is still 0 (a lookup that finds it then answers ENOENT, exactly like a reserved
- * ID), and users is raised to 1 by a release store only afterwards; a reader's acquire
- * increment-if-not-zero therefore sees every field the constructor wrote.
+ * Publication order matters to lock-free readers: an object enters its slot while its wait_cnt
+ * is still 0 (a lookup that finds it then answers ENOENT, exactly like a reserved ID), and the
+ * bias is raised by a release store only afterwards; a reader's acquire increment-if-not-zero
+ * therefore sees every field the constructor wrote.
  *
  * Dispatch follows the kernel's order of checks: numbers outside the table go to VFIO compat
  * (which answers ENOTTY for what it does not know) without reading the argument; then the size
@@ -36,23 +40,72 @@ static atomic_long contexts_live;
 
 /* ---- the ID table ---------------------------------------------------------------------------- */
 
-static unsigned long iommufd_id_hash(uint32_t id)
+/* The object in @id's slot, or NULL. Inside rcu_read_lock() or under objects_lock. */
+static struct iommufd_object *iommufd_id_lookup(struct iommufd_ctx *ictx, uint32_t id)
 {
-	return (unsigned long)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 17);
+	struct iommufd_id_table *table = atomic_load_explicit(&ictx->objects,
+							       memory_order_acquire);
+
+	if (!table || id >= table->nr)
+		return NULL;
+	return atomic_load_explicit(&table->slot[id], memory_order_acquire);
 }
 
-static int iommufd_id_match(struct cds_lfht_node *node, const void *key)
+/* @id's slot in the current array; the ID is allocated, so it has one. objects_lock held. */
+static _Atomic(struct iommufd_object *) *iommufd_id_slot(struct iommufd_ctx *ictx, uint32_t id)
 {
-	struct iommufd_object *obj = container_of(node, struct iommufd_object, node);
+	struct iommufd_id_table *table = atomic_load_explicit(&ictx->objects,
+							       memory_order_relaxed);
 
-	/* Pairs with the release store of the ID: a reader that matches sees the whole object. */
-	return atomic_load_explicit(&obj->id, memory_order_acquire) == *(const uint32_t *)key;
+	lockdep_assert_held(&ictx->objects_lock);
+	return &table->slot[id];
+}
+
+static void iommufd_id_table_free_rcu(struct rcu_head *head)
+{
+	iommufd_rcu_callback_begin();
+	uiommu_free_deferred(container_of(head, struct iommufd_id_table, rcu));
+}
+
+/*
+ * Room for IDs below @words * 64: a bigger bitmap and a bigger array, both or neither.
+ * Caller holds objects_lock. Return: 0 or -ENOMEM.
+ */
+static int iommufd_ids_grow(struct iommufd_ctx *ictx, uint32_t words)
+{
+	struct iommufd_id_table *old = atomic_load_explicit(&ictx->objects, memory_order_relaxed);
+	struct iommufd_id_table *table;
+	uint64_t *ids;
+	uint32_t i;
+
+	lockdep_assert_held(&ictx->objects_lock);
+	table = uiommu_zalloc(sizeof(*table) + (size_t)words * 64 * sizeof(table->slot[0]));
+	if (!table)
+		return -ENOMEM;
+	ids = uiommu_realloc_array(ictx->ids, words, sizeof(*ids));
+	if (!ids) {
+		uiommu_free(table);
+		return -ENOMEM;
+	}
+	memset(ids + ictx->ids_words, 0, (words - ictx->ids_words) * sizeof(*ids));
+	ictx->ids = ids;
+	ictx->ids_words = words;
+	table->nr = words * 64;
+	for (i = 0; old && i != old->nr; i++)
+		atomic_init(&table->slot[i],
+			    atomic_load_explicit(&old->slot[i], memory_order_relaxed));
+	/* Pairs with iommufd_id_lookup(): a reader of the new array sees its slots filled. */
+	atomic_store_explicit(&ictx->objects, table, memory_order_release);
+	if (old)
+		call_rcu(&old->rcu, iommufd_id_table_free_rcu);
+	return 0;
 }
 
 /* The lowest free ID, marked used. Caller holds objects_lock. */
 static int iommufd_id_alloc(struct iommufd_ctx *ictx, uint32_t *out)
 {
 	uint32_t w, id;
+	int rc;
 
 	lockdep_assert_held(&ictx->objects_lock);
 	for (;;) {
@@ -73,16 +126,9 @@ static int iommufd_id_alloc(struct iommufd_ctx *ictx, uint32_t *out)
 		}
 		if ((uint64_t)ictx->ids_words * 64 > IOMMUFD_ID_LIMIT)
 			return -ENOSPC;
-		{
-			uint32_t words = ictx->ids_words ? ictx->ids_words * 2 : 4;
-			uint64_t *ids = uiommu_realloc_array(ictx->ids, words, sizeof(*ids));
-
-			if (!ids)
-				return -ENOMEM;
-			memset(ids + ictx->ids_words, 0, (words - ictx->ids_words) * sizeof(*ids));
-			ictx->ids = ids;
-			ictx->ids_words = words;
-		}
+		rc = iommufd_ids_grow(ictx, ictx->ids_words ? ictx->ids_words * 2 : 4);
+		if (rc)
+			return rc;
 	}
 }
 
@@ -128,7 +174,6 @@ struct iommufd_object *_iommufd_object_alloc(struct iommufd_ctx *ictx, size_t si
 	obj->type = type;
 	atomic_store_explicit(&obj->users, 0, memory_order_relaxed);
 	atomic_store_explicit(&obj->wait_cnt, 0, memory_order_relaxed);
-	cds_lfht_node_init(&obj->node);
 
 	uiommu_mutex_lock(&ictx->objects_lock);
 	rc = iommufd_id_alloc(ictx, &id);
@@ -150,9 +195,7 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	uint32_t id = atomic_load_explicit(&obj->id, memory_order_relaxed);
 
 	uiommu_mutex_lock(&ictx->objects_lock);
-	rcu_read_lock();
-	cds_lfht_add(ictx->objects, iommufd_id_hash(id), &obj->node);
-	rcu_read_unlock();
+	atomic_store_explicit(iommufd_id_slot(ictx, id), obj, memory_order_release);
 	/*
 	 * An add, not a store: a constructor may already have taken a long-term reference on its
 	 * object (an automatic HWPT is attached before it is published, a bound device holds
@@ -254,20 +297,14 @@ static bool iommufd_lock_obj(struct iommufd_ctx *ictx, struct iommufd_object *ob
 struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
 					  enum iommufd_object_type type)
 {
-	struct iommufd_object *obj = NULL;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *node;
+	struct iommufd_object *obj;
 
 	if (uiommu_should_fail())
 		return ERR_PTR(-ENOENT);
 	rcu_read_lock();
-	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (node) {
-		obj = container_of(node, struct iommufd_object, node);
-		if (!iommufd_lock_obj(ictx, obj))
-			obj = NULL;
-	}
+	obj = iommufd_id_lookup(ictx, id);
+	if (obj && !iommufd_lock_obj(ictx, obj))
+		obj = NULL;
 	rcu_read_unlock();
 	if (!obj)
 		return ERR_PTR(-ENOENT);
@@ -289,16 +326,12 @@ struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t
 					      enum iommufd_object_type type)
 {
 	struct iommufd_object *obj;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *node;
 
 	if (uiommu_should_fail())
 		return ERR_PTR(-ENOENT);
-	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (!node)
+	obj = iommufd_id_lookup(ictx, id);
+	if (!obj)
 		return ERR_PTR(-ENOENT);
-	obj = container_of(node, struct iommufd_object, node);
 	/*
 	 * What iommufd_lock_obj() asks, without raising anything: published (the acquire pairs
 	 * with iommufd_object_finalize()'s release of wait_cnt, so the object is complete) and
@@ -311,6 +344,21 @@ struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t
 	if (type != IOMMUFD_OBJ_ANY && obj->type != type)
 		return ERR_PTR(-ENOENT);
 	return obj;
+}
+
+struct iommufd_object *iommufd_object_next_locked(struct iommufd_ctx *ictx, uint32_t *id)
+{
+	struct iommufd_id_table *table = atomic_load_explicit(&ictx->objects,
+							       memory_order_relaxed);
+	struct iommufd_object *obj;
+
+	lockdep_assert_held(&ictx->objects_lock);
+	for (; table && *id < table->nr; (*id)++) {
+		obj = atomic_load_explicit(&table->slot[*id], memory_order_relaxed);
+		if (obj)
+			return obj;
+	}
+	return NULL;
 }
 
 /* Sleeps until every in-flight holder of @obj is gone. */
@@ -351,9 +399,7 @@ static void iommufd_object_destroy_removed(struct iommufd_object *obj)
 int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
 			  uint32_t id, unsigned int flags)
 {
-	struct iommufd_object *obj = NULL;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *node;
+	struct iommufd_object *obj;
 	int rc = 0;
 
 	if (to_destroy) {
@@ -374,11 +420,7 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 	 */
 	if (to_destroy && (flags & REMOVE_WAIT))
 		iommufd_object_unref_users(to_destroy);
-	rcu_read_lock();
-	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (node)
-		obj = container_of(node, struct iommufd_object, node);
+	obj = iommufd_id_lookup(ictx, id);
 	if (!obj || (to_destroy && obj != to_destroy)) {
 		rc = -ENOENT;
 		goto out_unlock;
@@ -387,14 +429,13 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 		rc = -EBUSY;
 		goto out_unlock;
 	}
-	cds_lfht_del(ictx->objects, node);
+	atomic_store_explicit(iommufd_id_slot(ictx, id), NULL, memory_order_relaxed);
 	if (!(flags & REMOVE_OBJ_TOMBSTONE))
 		iommufd_id_free(ictx, id);
 	ictx->nr_objects--;
 	if (ictx->vfio_ioas && &ictx->vfio_ioas->obj == obj)
 		ictx->vfio_ioas = NULL;
 out_unlock:
-	rcu_read_unlock();
 	uiommu_mutex_unlock(&ictx->objects_lock);
 
 	if (rc) {
@@ -432,30 +473,11 @@ static void iommufd_atfork_child(void)
 
 static pthread_once_t iommufd_atfork_once = PTHREAD_ONCE_INIT;
 
-/*
- * liburcu runs one resize worker thread for every table made with CDS_LFHT_AUTO_RESIZE,
- * started with the first such table and joined with the last. With one context at a time
- * (a test, a fuzz input, a program that opens and closes /dev/iommu) every open started a
- * thread and every close joined one: a third of an open/close cycle's CPU, more on a loaded
- * machine. This empty table, kept for the life of the process, keeps the worker; it is only
- * reachable from here (and liburcu pauses the worker across fork, as for any table).
- */
-static struct cds_lfht *iommufd_resize_worker_keeper;
-
 static void iommufd_atfork_register(void)
 {
 	/* RCU's helper threads do not survive fork(); liburcu re-creates them in the child. */
 	if (pthread_atfork(iommufd_atfork_prepare, iommufd_atfork_parent, iommufd_atfork_child))
 		die("pthread_atfork");
-	/* Without it (no memory) each context starts the worker itself, as before. */
-	iommufd_resize_worker_keeper = cds_lfht_new(1, 1, 0, CDS_LFHT_AUTO_RESIZE, NULL);
-}
-
-/* At exit the keeper goes, so the worker is joined and a leak checker sees nothing left. */
-__attribute__((destructor)) static void iommufd_resize_worker_keeper_free(void)
-{
-	if (iommufd_resize_worker_keeper && !cds_lfht_destroy(iommufd_resize_worker_keeper, NULL))
-		iommufd_resize_worker_keeper = NULL;
 }
 
 struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
@@ -466,14 +488,8 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 	ictx = uiommu_zalloc(sizeof(*ictx));
 	if (!ictx)
 		return ERR_PTR(-ENOMEM);
-	ictx->objects = uiommu_should_fail() ?
-				NULL :
-				cds_lfht_new(16, 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-					     NULL);
-	if (!ictx->objects) {
-		uiommu_free(ictx);
-		return ERR_PTR(-ENOMEM);
-	}
+	/* The object array comes with the first ID (iommufd_ids_grow()). */
+	atomic_init(&ictx->objects, NULL);
 	uiommu_mutex_init(&ictx->objects_lock);
 	uiommu_rwsem_init(&ictx->ioas_creation_rwsem);
 	uiommu_mutex_init(&ictx->wait_lock);
@@ -494,27 +510,22 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
  */
 void iommufd_ctx_release(struct iommufd_ctx *ictx)
 {
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *hnode;
 	struct iommufd_object *obj, *victims;
 	bool progress;
+	uint32_t id;
 
 	do {
 		victims = NULL;
 		uiommu_mutex_lock(&ictx->objects_lock);
-		rcu_read_lock();
-		/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
-		cds_lfht_for_each(ictx->objects, &iter, hnode) {
-			obj = container_of(hnode, struct iommufd_object, node);
+		for (id = 0; (obj = iommufd_object_next_locked(ictx, &id)); id++) {
 			if (!iommufd_users_dec_if_one(obj))
 				continue;
-			cds_lfht_del(ictx->objects, &obj->node);
+			atomic_store_explicit(iommufd_id_slot(ictx, id), NULL, memory_order_relaxed);
 			ictx->nr_objects--;
 			atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
 			obj->next_victim = victims;
 			victims = obj;
 		}
-		rcu_read_unlock();
 		uiommu_mutex_unlock(&ictx->objects_lock);
 		progress = victims != NULL;
 		while (victims) {
@@ -525,7 +536,8 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 	} while (progress);
 	WARN_ON(ictx->nr_objects);
 
-	cds_lfht_destroy(ictx->objects, NULL);
+	/* No reader is left: the last close waited a grace period before coming here. */
+	uiommu_free(atomic_load_explicit(&ictx->objects, memory_order_relaxed));
 	uiommu_mutex_destroy(&ictx->objects_lock);
 	uiommu_rwsem_destroy(&ictx->ioas_creation_rwsem);
 	uiommu_mutex_destroy(&ictx->wait_lock);
@@ -563,11 +575,8 @@ static int iommufd_destroy(struct iommufd_ucmd *ucmd)
 static int iommufd_destroy_rcu(struct iommufd_ucmd_rcu *rcmd)
 {
 	struct iommu_destroy *cmd = rcmd->ucmd.cmd;
-	struct cds_lfht_iter iter;
 
-	cds_lfht_lookup(rcmd->ucmd.ictx->objects, iommufd_id_hash(cmd->id), iommufd_id_match,
-			&cmd->id, &iter);
-	return cds_lfht_iter_get_node(&iter) ? IOMMUFD_IOCTL_REF : -ENOENT;
+	return iommufd_id_lookup(rcmd->ucmd.ictx, cmd->id) ? IOMMUFD_IOCTL_REF : -ENOENT;
 }
 
 /* CAP_SYS_RESOURCE, for RLIMIT_MODE; the query is a fallible step, as it always was here. */
@@ -803,8 +812,30 @@ int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len)
 static int iommufd_ucmd_copy_in(const struct iommufd_ioctl_op *op, struct iommufd_ucmd *ucmd,
 				unsigned int cmd)
 {
+	uint64_t in_page = ucmd->ubuffer & (uiommu_page_size - 1);
 	int rc;
 
+	/*
+	 * Our whole struct in one copy when it lies in the page of the size word: that page is
+	 * readable exactly when the size word is (no access right is finer than a page), so this
+	 * faults exactly when the size word's copy would, and the bytes past the caller's size
+	 * are read but never used. Half the copies of a small command.
+	 */
+	if (op->ioctl_num == cmd && in_page + op->size <= uiommu_page_size) {
+		rc = uiommu_copy_from_user(ucmd->mm, ucmd->cmd, ucmd->ubuffer, op->size);
+		if (rc)
+			return rc;
+		memcpy(&ucmd->user_size, ucmd->cmd, sizeof(ucmd->user_size));
+		if (ucmd->user_size < op->min_size)
+			return -EINVAL;
+		if (ucmd->user_size > op->size)
+			/* Longer than ours: its tail must be zero (the general copy checks). */
+			return iommufd_copy_struct_from_user(ucmd->mm, ucmd->cmd, op->size,
+							     ucmd->ubuffer, ucmd->user_size);
+		/* Shorter: what the caller did not give reads as zero. */
+		memset((char *)ucmd->cmd + ucmd->user_size, 0, op->size - ucmd->user_size);
+		return 0;
+	}
 	rc = uiommu_copy_from_user(ucmd->mm, &ucmd->user_size, ucmd->ubuffer,
 				   sizeof(ucmd->user_size));
 	if (rc)

@@ -39,6 +39,7 @@ void iopt_init_table(struct io_pagetable *iopt)
 	interval_tree_init(&iopt->allowed_itree);
 	iopt->iova_alignment = 1;
 	atomic_init(&iopt->usable, NULL);
+	atomic_init(&iopt->usable_gen, 0);
 }
 
 static void iopt_usable_free_rcu(struct rcu_head *head)
@@ -48,18 +49,17 @@ static void iopt_usable_free_rcu(struct rcu_head *head)
 }
 
 /*
- * Reserved ranges or the alignment change: the snapshot goes (readers inside their grace
- * period keep reading it: what they answer is what a locked reader before this writer saw),
- * and the next locked reader builds the new one. Never fails, so no writer gains an error.
+ * Reserved ranges or the alignment change: the snapshot is stale from now on (readers that
+ * found it current answer what a locked reader before this writer saw), and the next locked
+ * reader replaces it. Never fails and allocates nothing, so no writer gains an error and an
+ * undone change leaves the allocations as they were.
  */
 static void iopt_usable_invalidate(struct io_pagetable *iopt)
 {
-	struct iopt_usable *old;
+	unsigned long gen = atomic_load_explicit(&iopt->usable_gen, memory_order_relaxed);
 
 	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
-	old = atomic_exchange_explicit(&iopt->usable, NULL, memory_order_relaxed);
-	if (old)
-		call_rcu(&old->rcu, iopt_usable_free_rcu);
+	atomic_store_explicit(&iopt->usable_gen, gen + 1, memory_order_release);
 }
 
 /*
@@ -110,6 +110,7 @@ static void iopt_area_free(struct iopt_area *area)
 
 void iopt_destroy_table(struct io_pagetable *iopt)
 {
+	struct iopt_usable *usable;
 	struct rangemap_iter it;
 	struct interval_tree_node *n;
 	struct iopt_area *area;
@@ -124,7 +125,9 @@ void iopt_destroy_table(struct io_pagetable *iopt)
 		uiommu_free(container_of(n, struct iopt_reserved, node));
 	}
 	iopt_allowed_free(&iopt->allowed_itree);
-	iopt_usable_invalidate(iopt);
+	usable = atomic_exchange_explicit(&iopt->usable, NULL, memory_order_relaxed);
+	if (usable)
+		call_rcu(&usable->rcu, iopt_usable_free_rcu);
 	uiommu_up_write(&iopt->iova_rwsem);
 	/* Every domain and access holds its IOAS: none can be left when the table goes. */
 	WARN_ON(iopt->nr_domains || iopt->nr_accesses);
@@ -1476,12 +1479,15 @@ unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt,
 
 void iopt_usable_publish(struct io_pagetable *iopt)
 {
-	struct iopt_usable *usable, *expected = NULL;
+	struct iopt_usable *usable, *old;
 	struct iopt_usable_range few[IOPT_USABLE_RCU_MAX];
-	unsigned long nr;
+	unsigned long nr, gen;
 
 	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
-	if (atomic_load_explicit(&iopt->usable, memory_order_relaxed))
+	/* No writer while we hold the lock: the generation stays what it is. */
+	gen = atomic_load_explicit(&iopt->usable_gen, memory_order_relaxed);
+	old = atomic_load_explicit(&iopt->usable, memory_order_acquire);
+	if (old && old->gen == gen)
 		return;
 	nr = iopt_get_usable_ranges(iopt, few, ARRAY_SIZE(few));
 	/* Lock-free readers answer from a handful of ranges; more go the locked way. */
@@ -1490,13 +1496,16 @@ void iopt_usable_publish(struct io_pagetable *iopt)
 	usable = uiommu_zalloc(sizeof(*usable) + nr * sizeof(usable->ranges[0]));
 	if (!usable)
 		return;
+	usable->gen = gen;
 	usable->iova_alignment = iopt->iova_alignment;
 	usable->nr = nr;
 	memcpy(usable->ranges, few, nr * sizeof(few[0]));
 	/* Another reader under the same shared lock may have built the same one first. */
-	if (!atomic_compare_exchange_strong_explicit(&iopt->usable, &expected, usable,
+	if (!atomic_compare_exchange_strong_explicit(&iopt->usable, &old, usable,
 						     memory_order_release, memory_order_relaxed))
 		uiommu_free(usable);
+	else if (old)
+		call_rcu(&old->rcu, iopt_usable_free_rcu);
 }
 
 bool iopt_only_file_areas(struct io_pagetable *iopt)

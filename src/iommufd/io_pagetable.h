@@ -95,12 +95,15 @@ struct io_pagetable {
 	unsigned int nr_accesses;
 	unsigned int accesses_cap;
 	/*
-	 * What IOVA_RANGES answers, for readers that take no lock (iopt_usable_rcu()): NULL
-	 * until a locked reader builds it, and again after every change of reserved_itree or
-	 * iova_alignment. Replaced only under iova_rwsem: emptied by writers, filled by readers
-	 * (one wins the compare-exchange). Freed after a grace period.
+	 * What IOVA_RANGES answers, for readers that take no lock (iopt_usable_rcu()): a
+	 * snapshot, valid while its gen is usable_gen. Writers of reserved_itree or
+	 * iova_alignment only raise usable_gen (under iova_rwsem for write), so a change that is
+	 * undone (a failed attach's reserved regions) allocates and frees nothing; the next
+	 * locked reader replaces a stale snapshot (one wins the compare-exchange, under
+	 * iova_rwsem shared) and the old one is freed after a grace period.
 	 */
 	_Atomic(struct iopt_usable *) usable;
+	atomic_ulong usable_gen;
 };
 
 /* A usable IOVA range, as IOVA_RANGES reports it. */
@@ -117,6 +120,7 @@ struct iopt_usable_range {
  */
 struct iopt_usable {
 	struct rcu_head rcu;
+	unsigned long gen;       /* the usable_gen it was built at */
 	uint64_t iova_alignment;
 	unsigned long nr;
 	struct iopt_usable_range ranges[];
@@ -253,10 +257,19 @@ unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt,
  * the locked walk. Caller holds iova_rwsem (shared is enough).
  */
 void iopt_usable_publish(struct io_pagetable *iopt);
-/* The snapshot, or NULL. Caller is inside rcu_read_lock(); the snapshot lives until its end. */
+/*
+ * The snapshot if it is current, or NULL. Caller is inside rcu_read_lock(); the snapshot lives
+ * until its end. A writer raises the generation before it lets go of iova_rwsem, so a reader
+ * that finds it unchanged answers what a locked reader before that writer would have.
+ */
 static inline const struct iopt_usable *iopt_usable_rcu(struct io_pagetable *iopt)
 {
-	return atomic_load_explicit(&iopt->usable, memory_order_acquire);
+	const struct iopt_usable *usable = atomic_load_explicit(&iopt->usable,
+								 memory_order_acquire);
+
+	if (!usable || usable->gen != atomic_load_explicit(&iopt->usable_gen, memory_order_acquire))
+		return NULL;
+	return usable;
 }
 /* True if every area is a MAP_FILE area of a file (a dma-buf is not); IOAS_CHANGE_PROCESS. */
 bool iopt_only_file_areas(struct io_pagetable *iopt);

@@ -21,7 +21,9 @@
  *             and waits for 0, so nobody still inside an ioctl sees the object freed.
  * Lookups are lock-free: an RCU read-side section around one load from the ID-indexed array
  * (main.c) and an increment-if-not-zero of users. The memory of a removed object is freed after
- * a grace period.
+ * a grace period. The RCU dispatch's handlers (iommufd_get_object_rcu()) take neither counter:
+ * they read only what outlives a destroy, inside their read-side section, so a DESTROY racing
+ * them is not EBUSY.
  *
  * Locking, in order:
  *   ioas->mutex                  the IOAS's automatic HWPTs (auto_hwpts) and the choice among

@@ -19,12 +19,19 @@
  * bias is raised by a release store only afterwards; a reader's acquire increment-if-not-zero
  * therefore sees every field the constructor wrote.
  *
+ * The RCU dispatch ("RCU dispatch" below, and file.c): a few ioctls (DESTROY of a missing ID,
+ * IOVA_RANGES from a snapshot) run inside rcu_read_lock() with no reference on the file and no
+ * hold on any object; the last close waits a grace period before iommufd_ctx_release(), so
+ * the context, the object array and every object they can reach outlive them. Their handlers
+ * take no lock, never sleep, touch no user memory and change nothing.
+ *
  * Dispatch follows the kernel's order of checks: numbers outside the table go to VFIO compat
  * (which answers ENOTTY for what it does not know) without reading the argument; then the size
  * word is read (EFAULT), the full command word compared (ENOTTY), the minimum size checked
  * (EINVAL), the struct copied in with trailing bytes required to be zero (E2BIG), and only then
  * does the handler run. Handlers copy replies back with iommufd_ucmd_respond(), which writes
- * min(user size, our size) bytes.
+ * min(user size, our size) bytes. The size word and the struct come in one copy when they share
+ * a page (iommufd_ucmd_copy_in()).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -715,32 +715,26 @@ static int iommufd_file_driver_ioctl(struct iommufd_file *file, struct uiommu_mm
 	return iommufd_ctx_ioctl(file->ictx, mm, cmd, arg);
 }
 
-/* The file at @fd with no reference: only inside rcu_read_lock(), and only until its end. */
-static struct iommufd_file *fdt_lookup_rcu(int fd)
-{
-	fdt_slot *slot = fdt_slot_get(fd, false);
-
-	return slot ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
-}
-
 UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 {
 	unsigned int cmd = (unsigned int)request;
 	uint64_t uarg = (uint64_t)(uintptr_t)arg;
+	fdt_slot *slot = fdt_slot_get(fd, false);
 	struct iommufd_ucmd_rcu rcmd;
 	struct iommufd_file *file;
 	bool rcu_ok, direct;
 	int rc;
 
 	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
-	if (!fdt_held(fd))
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
 		return uiommu_ret(-EBADF);
 	/* One fault-safe window for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
 	/* The argument comes in before the file is looked at: no user access under RCU. */
 	rcu_ok = iommufd_ioctl_rcu_prepare(&rcmd, iommufd_caller_mm(), cmd, uarg);
 	rcu_read_lock();
-	file = fdt_lookup_rcu(fd);
+	/* No reference: the file is ours until rcu_read_unlock() (the release waits for it). */
+	file = atomic_load_explicit(slot, memory_order_acquire);
 	if (!file) {
 		rcu_read_unlock();
 		rc = -EBADF;

@@ -840,7 +840,9 @@ static int iommufd_ucmd_copy_in(const struct iommufd_ioctl_op *op, struct iommuf
 			return iommufd_copy_struct_from_user(ucmd->mm, ucmd->cmd, op->size,
 							     ucmd->ubuffer, ucmd->user_size);
 		/* Shorter: what the caller did not give reads as zero. */
-		memset((char *)ucmd->cmd + ucmd->user_size, 0, op->size - ucmd->user_size);
+		if (ucmd->user_size < op->size)
+			memset((char *)ucmd->cmd + ucmd->user_size, 0,
+			       op->size - ucmd->user_size);
 		return 0;
 	}
 	rc = uiommu_copy_from_user(ucmd->mm, &ucmd->user_size, ucmd->ubuffer,

@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 	int owner, ret;
 
 	/*
-	 * One fault-safe window for the whole run, as the engine's own threads and every thread
+	 * One trap span for the whole run, as the engine's own threads and every thread
 	 * under uiommu-run (whose signal mask the preload tracks) have: what is timed is the
 	 * engine, not two rt_sigprocmask calls per copy of a thread the library knows nothing of.
 	 */

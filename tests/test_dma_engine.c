@@ -919,6 +919,320 @@ TEST(selftest_mock_dma_writes_mark_dirty)
 	munmap(mem, PAGE);
 }
 
+/*
+ * The selftest mock's dma_walk_run: a run of 2 KiB leaves under one lock, which must stop
+ * exactly where a leaf differs and mark dirty exactly the leaves it covers. The layout, in 2 KiB
+ * leaves from RUN_IOVA over 16 host pages: 0-7 read-write and contiguous, 8-9 read-only,
+ * 10-11 read-write, 12 a hole, 13 read-write with its output elsewhere (leaf 14's), 14-15
+ * read-write; 16 on unmapped.
+ */
+#define RUN_IOVA (1ull << 24)
+#define RUN_LEAF 2048ull
+
+/* The dirty leaves, as bits by leaf number from RUN_IOVA. */
+struct run_dirty {
+	struct iommu_dirty_bitmap bitmap;
+	uint64_t leaves;
+};
+
+static void run_dirty_record(struct iommu_dirty_bitmap *dirty, uint64_t iova, uint64_t length)
+{
+	struct run_dirty *d = (struct run_dirty *)dirty;
+
+	for (uint64_t a = iova; a < iova + length; a += RUN_LEAF)
+		d->leaves |= 1ull << ((a - RUN_IOVA) / RUN_LEAF);
+}
+
+/* Reads and clears the dirty bits of leaves 0-31. */
+static uint64_t run_dirty_take(struct __h_test *_metadata, struct iommu_domain *dom)
+{
+	struct run_dirty d = { .bitmap.record = run_dirty_record };
+
+	ASSERT_EQ(0, dom->dirty_ops->read_and_clear_dirty(dom, RUN_IOVA, 32 * RUN_LEAF, 0,
+							  &d.bitmap));
+	return d.leaves;
+}
+
+static void run_layout_map(struct __h_test *_metadata, struct iommu_domain *dom, char *mem)
+{
+	const int rw = IOMMU_READ | IOMMU_WRITE;
+
+#define RUN_MAP(leaf, out, n, prot)                                                               \
+	ASSERT_EQ(0, iommu_map(dom, RUN_IOVA + (leaf) * RUN_LEAF,                                  \
+			       (phys_addr_t)(uintptr_t)(mem + (out) * RUN_LEAF), (n) * RUN_LEAF, prot))
+	RUN_MAP(0, 0, 8, rw);
+	RUN_MAP(8, 8, 2, IOMMU_READ);
+	RUN_MAP(10, 10, 2, rw);
+	RUN_MAP(13, 14, 1, rw);
+	RUN_MAP(14, 14, 2, rw);
+#undef RUN_MAP
+	ASSERT_EQ(0, dom->dirty_ops->set_dirty_tracking(dom, true));
+}
+
+FIXTURE(walk_run)
+{
+	struct device *dev;
+	struct iommu_domain *dom;
+	char *mem;
+	int owner;
+};
+
+FIXTURE_SETUP(walk_run)
+{
+	self->dev = mock_selftest_dev_create(0);
+	ASSERT_FALSE(IS_ERR(self->dev));
+	self->mem = pages(8);
+	ASSERT_TRUE(self->mem != NULL);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(self->dev, &self->owner));
+	self->dom = iommu_paging_domain_alloc_flags(self->dev, IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING,
+						    NULL);
+	ASSERT_FALSE(IS_ERR_OR_NULL(self->dom));
+	ASSERT_TRUE(self->dom->ops->dma_walk_run != NULL);
+	ASSERT_EQ(0, iommu_attach_device(self->dom, self->dev));
+	run_layout_map(_metadata, self->dom, self->mem);
+}
+
+FIXTURE_TEARDOWN(walk_run)
+{
+	self->dom->dirty_ops->set_dirty_tracking(self->dom, false);
+	iommu_detach_device(self->dom, self->dev);
+	iommu_domain_free(self->dom);
+	iommu_device_release_dma_owner(self->dev);
+	mock_selftest_dev_destroy(self->dev);
+	munmap(self->mem, 8 * PAGE);
+}
+
+/* The op itself: where each run ends, what it reports, which leaves it marks. */
+TEST_F(walk_run, op_stops_at_each_difference)
+{
+	phys_addr_t (*run_walk)(struct iommu_domain *, uint64_t, uint64_t, bool, int *,
+				uint64_t *) = self->dom->ops->dma_walk_run;
+	const phys_addr_t base = (phys_addr_t)(uintptr_t)self->mem;
+	uint64_t run = 0;
+	int prot = -1;
+
+	/* A read: to the read-only leaf, from inside the first leaf; nothing marked. */
+	ASSERT_EQ(base + 100, run_walk(self->dom, RUN_IOVA + 100, 64 * 1024, false, &prot, &run));
+	ASSERT_EQ(IOMMU_READ | IOMMU_WRITE, prot);
+	ASSERT_EQ(8 * RUN_LEAF - 100, run);
+	ASSERT_EQ(0ull, run_dirty_take(_metadata, self->dom));
+	/* @len caps the run, and a write marks the leaves it covers, not one more. */
+	ASSERT_EQ(base, run_walk(self->dom, RUN_IOVA, 2 * RUN_LEAF + 1, true, &prot, &run));
+	ASSERT_EQ(2 * RUN_LEAF + 1, run);
+	ASSERT_EQ(0x7ull, run_dirty_take(_metadata, self->dom));
+	/* A write that ends at a leaf's end marks no leaf past it. */
+	ASSERT_EQ(base + RUN_LEAF, run_walk(self->dom, RUN_IOVA + RUN_LEAF, RUN_LEAF, true, &prot,
+					    &run));
+	ASSERT_EQ(RUN_LEAF, run);
+	ASSERT_EQ(0x2ull, run_dirty_take(_metadata, self->dom));
+	/* The whole writable run stops before the read-only leaf, whatever @len. */
+	ASSERT_EQ(base + 3, run_walk(self->dom, RUN_IOVA + 3, 64 * 1024, true, &prot, &run));
+	ASSERT_EQ(8 * RUN_LEAF - 3, run);
+	ASSERT_EQ(0xffull, run_dirty_take(_metadata, self->dom));
+	/* The read-only pair: its own run, and a write through it marks nothing. */
+	ASSERT_EQ(base + 8 * RUN_LEAF, run_walk(self->dom, RUN_IOVA + 8 * RUN_LEAF, 64 * 1024, true,
+						&prot, &run));
+	ASSERT_EQ(IOMMU_READ, prot);
+	ASSERT_EQ(2 * RUN_LEAF, run);
+	ASSERT_EQ(0ull, run_dirty_take(_metadata, self->dom));
+	/* Read-write again, to the hole. */
+	ASSERT_EQ(base + 10 * RUN_LEAF, run_walk(self->dom, RUN_IOVA + 10 * RUN_LEAF, 64 * 1024,
+						 true, &prot, &run));
+	ASSERT_EQ(IOMMU_READ | IOMMU_WRITE, prot);
+	ASSERT_EQ(2 * RUN_LEAF, run);
+	ASSERT_EQ(0xc00ull, run_dirty_take(_metadata, self->dom));
+	/* The hole itself: unmapped, no permission. */
+	ASSERT_EQ(0, run_walk(self->dom, RUN_IOVA + 12 * RUN_LEAF + 5, 64 * 1024, true, &prot, &run));
+	ASSERT_EQ(0, prot);
+	/* Same permissions, output elsewhere: leaf 13 alone. */
+	ASSERT_EQ(base + 14 * RUN_LEAF, run_walk(self->dom, RUN_IOVA + 13 * RUN_LEAF, 64 * 1024,
+						 true, &prot, &run));
+	ASSERT_EQ(RUN_LEAF, run);
+	ASSERT_EQ(0x2000ull, run_dirty_take(_metadata, self->dom));
+	/* To the end of what is mapped. */
+	ASSERT_EQ(base + 14 * RUN_LEAF, run_walk(self->dom, RUN_IOVA + 14 * RUN_LEAF, 64 * 1024,
+						 false, &prot, &run));
+	ASSERT_EQ(2 * RUN_LEAF, run);
+	/* Below the aperture: nothing, as dma_walk says. */
+	ASSERT_EQ(0, run_walk(self->dom, 4096, 4096, false, &prot, &run));
+	ASSERT_EQ(0, prot);
+	/* Leaf by leaf, the run's start agrees with dma_walk. */
+	for (uint64_t leaf = 0; leaf < 17; leaf++) {
+		uint64_t size = 0;
+		int wprot = -1;
+		phys_addr_t a = self->dom->ops->dma_walk(self->dom, RUN_IOVA + leaf * RUN_LEAF + 9,
+							 false, &wprot, &size);
+
+		ASSERT_EQ(a, run_walk(self->dom, RUN_IOVA + leaf * RUN_LEAF + 9, 1, false, &prot,
+				      &run));
+		ASSERT_EQ(wprot, prot);
+		if (a)
+			ASSERT_EQ(1ull, run);
+	}
+}
+
+/* Through the engine: a transfer over runs faults at the exact IOVA, marking what it wrote. */
+TEST_F(walk_run, dma_faults_at_the_exact_leaf)
+{
+	char src[16 * RUN_LEAF], got[3 * RUN_LEAF], before[16 * RUN_LEAF];
+	struct uiommu_dma_fault f[2];
+	struct uiommu_dma_dev *e = dma_engine_dev_open(self->dev);
+
+	ASSERT_FALSE(IS_ERR(e));
+	fill(src, sizeof(src), 3);
+	fill(self->mem, 8 * PAGE, 4);
+	memcpy(before, self->mem, sizeof(before));
+	/* Eight writable leaves, then the read-only one: EACCES there, eight leaves moved. */
+	ASSERT_EQ(-1, uiommu_dma_write(e, 0, RUN_IOVA + 5, src, 12 * RUN_LEAF, 0));
+	ASSERT_EQ(EACCES, errno);
+	ASSERT_EQ(1, read_faults(e, f, 2));
+	ASSERT_EQ(RUN_IOVA + 8 * RUN_LEAF, f[0].iova);
+	ASSERT_EQ(UIOMMU_DMA_FAULT_PERM, f[0].reason);
+	ASSERT_EQ(0, memcmp(self->mem + 5, src, 8 * RUN_LEAF - 5));
+	ASSERT_EQ(0, memcmp(self->mem + 8 * RUN_LEAF, before + 8 * RUN_LEAF, 8 * RUN_LEAF));
+	ASSERT_EQ(0xffull, run_dirty_take(_metadata, self->dom));
+	/* Two writable leaves, then the hole: EFAULT at its first byte. */
+	ASSERT_EQ(-1, uiommu_dma_write(e, 0, RUN_IOVA + 10 * RUN_LEAF, src, 4 * RUN_LEAF, 0));
+	ASSERT_EQ(EFAULT, errno);
+	ASSERT_EQ(1, read_faults(e, f, 2));
+	ASSERT_EQ(RUN_IOVA + 12 * RUN_LEAF, f[0].iova);
+	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, f[0].reason);
+	ASSERT_EQ(0, memcmp(self->mem + 10 * RUN_LEAF, src, 2 * RUN_LEAF));
+	ASSERT_EQ(0xc00ull, run_dirty_take(_metadata, self->dom));
+	/* A read over the leaf whose output is elsewhere: each leaf from its own output. */
+	ASSERT_EQ((ssize_t)sizeof(got), uiommu_dma_read(e, 0, RUN_IOVA + 13 * RUN_LEAF, got,
+							sizeof(got), 0));
+	ASSERT_EQ(0, memcmp(got, self->mem + 14 * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0, memcmp(got + RUN_LEAF, self->mem + 14 * RUN_LEAF, 2 * RUN_LEAF));
+	ASSERT_EQ(0ull, run_dirty_take(_metadata, self->dom));
+	ASSERT_EQ(0, read_faults(e, f, 2));
+	uiommu_dma_dev_close(e);
+}
+
+/* A copy whose source runs into the hole marks only the destination leaves it wrote. */
+TEST_F(walk_run, copy_marks_only_what_it_wrote)
+{
+	char src[2 * RUN_LEAF];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = RUN_IOVA + 10 * RUN_LEAF, .iova = RUN_IOVA,
+		.len = 4 * RUN_LEAF,
+	};
+	struct uiommu_dma_dev *e = dma_engine_dev_open(self->dev);
+
+	ASSERT_FALSE(IS_ERR(e));
+	fill(self->mem, 8 * PAGE, 6);
+	memcpy(src, self->mem + 10 * RUN_LEAF, sizeof(src));
+	ASSERT_EQ(0, uiommu_dma_batch(e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(2 * RUN_LEAF, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(RUN_IOVA + 12 * RUN_LEAF, op.fault_iova);
+	ASSERT_EQ(0, memcmp(self->mem, src, sizeof(src)));
+	ASSERT_EQ(0x3ull, run_dirty_take(_metadata, self->dom));
+	uiommu_dma_dev_close(e);
+}
+
+/*
+ * A COPY from one source run into a destination whose leaves are scattered (leaf 16 + i
+ * mapped at host leaf 7 - i of its own pages): each step is one destination leaf, the source
+ * run serves them all; a source hole still stops it exactly, and only the destination leaves
+ * written are dirty.
+ */
+TEST_F(walk_run, copy_into_scattered_leaves)
+{
+	char *dmem = pages(4), want[8 * RUN_LEAF];
+	struct uiommu_dma_op op = {
+		.op = UIOMMU_DMA_OP_COPY, .src = RUN_IOVA, .iova = RUN_IOVA + 16 * RUN_LEAF,
+		.len = 8 * RUN_LEAF,
+	};
+	struct uiommu_dma_dev *e = dma_engine_dev_open(self->dev);
+
+	ASSERT_FALSE(IS_ERR(e));
+	ASSERT_TRUE(dmem != NULL);
+	for (unsigned int i = 0; i < 8; i++)
+		ASSERT_EQ(0, iommu_map(self->dom, RUN_IOVA + (16 + i) * RUN_LEAF,
+				       (phys_addr_t)(uintptr_t)(dmem + (7 - i) * RUN_LEAF), RUN_LEAF,
+				       IOMMU_READ | IOMMU_WRITE));
+	fill(self->mem, 8 * PAGE, 10);
+	memcpy(want, self->mem, sizeof(want));
+	ASSERT_EQ(0ull, run_dirty_take(_metadata, self->dom));
+	ASSERT_EQ(1, uiommu_dma_batch(e, &op, 1));
+	ASSERT_EQ(0, op.error);
+	ASSERT_EQ(8 * RUN_LEAF, op.done);
+	for (unsigned int i = 0; i < 8; i++)
+		ASSERT_EQ(0, memcmp(dmem + (7 - i) * RUN_LEAF, want + i * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0xff0000ull, run_dirty_take(_metadata, self->dom));
+	/* Leaves 10-11, then the hole: two destination leaves written and marked. */
+	memset(dmem, 0, 4 * PAGE);
+	op = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .src = RUN_IOVA + 10 * RUN_LEAF,
+				     .iova = RUN_IOVA + 16 * RUN_LEAF, .len = 4 * RUN_LEAF };
+	ASSERT_EQ(0, uiommu_dma_batch(e, &op, 1));
+	ASSERT_EQ(EFAULT, op.error);
+	ASSERT_EQ(2 * RUN_LEAF, op.done);
+	ASSERT_EQ(UIOMMU_DMA_OP_READ, op.fault_op);
+	ASSERT_EQ(RUN_IOVA + 12 * RUN_LEAF, op.fault_iova);
+	ASSERT_EQ(0, memcmp(dmem + 7 * RUN_LEAF, self->mem + 10 * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0, memcmp(dmem + 6 * RUN_LEAF, self->mem + 11 * RUN_LEAF, RUN_LEAF));
+	ASSERT_EQ(0x30000ull, run_dirty_take(_metadata, self->dom));
+	uiommu_dma_dev_close(e);
+	ASSERT_EQ(8 * RUN_LEAF, iommu_unmap(self->dom, RUN_IOVA + 16 * RUN_LEAF, 8 * RUN_LEAF));
+	munmap(dmem, 4 * PAGE);
+}
+
+/* At a PASID the run walk is the PASID's domain's: its leaves, its fault, its PASID. */
+TEST(walk_run_at_a_pasid)
+{
+	struct device *dev = mock_selftest_dev_create(MOCK_SELFTEST_DEV_PASID);
+	char *rid_mem = pages(4), *pasid_mem = pages(4), src[8 * RUN_LEAF], before[8 * RUN_LEAF];
+	const int rw = IOMMU_READ | IOMMU_WRITE;
+	struct iommu_domain *rid, *pd;
+	struct uiommu_dma_fault f[2];
+	struct uiommu_dma_dev *e;
+	int owner;
+
+	ASSERT_FALSE(IS_ERR(dev));
+	ASSERT_TRUE(rid_mem && pasid_mem);
+	ASSERT_EQ(0, iommu_device_claim_dma_owner(dev, &owner));
+	rid = iommu_paging_domain_alloc(dev);
+	pd = iommu_paging_domain_alloc(dev);
+	ASSERT_FALSE(IS_ERR_OR_NULL(rid));
+	ASSERT_FALSE(IS_ERR_OR_NULL(pd));
+	ASSERT_EQ(0, iommu_attach_device(rid, dev));
+	ASSERT_EQ(0, iommu_attach_device_pasid(pd, dev, 7, NULL));
+	ASSERT_EQ(0, iommu_map(rid, RUN_IOVA, (phys_addr_t)(uintptr_t)rid_mem, 8 * RUN_LEAF, rw));
+	ASSERT_EQ(0, iommu_map(pd, RUN_IOVA, (phys_addr_t)(uintptr_t)pasid_mem, 6 * RUN_LEAF, rw));
+	ASSERT_EQ(0, iommu_map(pd, RUN_IOVA + 6 * RUN_LEAF,
+			       (phys_addr_t)(uintptr_t)(pasid_mem + 6 * RUN_LEAF), 2 * RUN_LEAF,
+			       IOMMU_READ));
+	e = dma_engine_dev_open(dev);
+	ASSERT_FALSE(IS_ERR(e));
+	fill(src, sizeof(src), 8);
+	fill(rid_mem, 4 * PAGE, 9);
+	memcpy(before, rid_mem, sizeof(before));
+	/* PASID 7: six writable leaves, then the read-only ones: EACCES at the seventh. */
+	ASSERT_EQ(-1, uiommu_dma_write(e, 7, RUN_IOVA, src, sizeof(src), 0));
+	ASSERT_EQ(EACCES, errno);
+	ASSERT_EQ(1, read_faults(e, f, 2));
+	ASSERT_EQ(RUN_IOVA + 6 * RUN_LEAF, f[0].iova);
+	ASSERT_EQ(7u, f[0].pasid);
+	ASSERT_TRUE(f[0].flags & UIOMMU_DMA_FAULT_PASID_VALID);
+	ASSERT_EQ(0, memcmp(pasid_mem, src, 6 * RUN_LEAF));
+	ASSERT_EQ(0, memcmp(rid_mem, before, sizeof(before)));
+	/* Without a PASID the same IOVAs are the RID's domain's, all writable. */
+	ASSERT_EQ((ssize_t)sizeof(src), uiommu_dma_write(e, 0, RUN_IOVA, src, sizeof(src), 0));
+	ASSERT_EQ(0, memcmp(rid_mem, src, sizeof(src)));
+
+	uiommu_dma_dev_close(e);
+	iommu_detach_device_pasid(pd, dev, 7);
+	iommu_detach_device(rid, dev);
+	iommu_domain_free(pd);
+	iommu_domain_free(rid);
+	iommu_device_release_dma_owner(dev);
+	mock_selftest_dev_destroy(dev);
+	munmap(rid_mem, 4 * PAGE);
+	munmap(pasid_mem, 4 * PAGE);
+}
+
 /* A handle outlives its device's membership: unplug, and every request says ENODEV. */
 TEST(device_gone)
 {
@@ -1315,6 +1629,8 @@ struct fastlog {
 	void *unmap_host;              /* munmap() this page at the first write logged */
 	struct iommu_domain *dom;      /* or iommu_unmap() this IOVA page of it */
 	uint64_t unmap_iova;
+	unsigned int n;                /* the writes logged, the first 8 of them here */
+	uint64_t iova[8], len[8];
 };
 
 static struct fastlog fastlog;
@@ -1323,8 +1639,11 @@ static void fastlog_hook(void *priv, uint32_t pasid, uint64_t iova, uint64_t len
 {
 	(void)priv;
 	(void)pasid;
-	(void)iova;
-	(void)len;
+	if (fastlog.n < 8) {
+		fastlog.iova[fastlog.n] = iova;
+		fastlog.len[fastlog.n] = len;
+	}
+	fastlog.n++;
 	if (fastlog.skip) {
 		fastlog.skip--;
 		return;
@@ -1380,6 +1699,35 @@ TEST_F(dma, batch_cached_page_host_memory_gone)
 }
 
 /*
+ * The stage of the two tests below: @buf at IOVA, @rec_page (a record's) at IOVA + PAGE, both
+ * read-write, and ops[0..2] caching every page a COPY at IOVA with its record at IOVA + PAGE
+ * touches, in each direction; @want is @buf as those ops leave it. Their batch's second WRITE
+ * (into the record's page) takes that page's host memory away in its log.
+ */
+static void record_page_stage(struct __h_test *_metadata, struct iommu_domain *dom, char *buf,
+			      char *rec_page, struct uiommu_dma_op *op, char *want)
+{
+	static char out[16] = "fifteen bytes..", in[16];
+
+	ASSERT_TRUE(rec_page != NULL);
+	memset(rec_page, 0, PAGE);
+	ASSERT_EQ(0, iommu_map(dom, IOVA, (phys_addr_t)(uintptr_t)buf, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	ASSERT_EQ(0, iommu_map(dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)rec_page, PAGE,
+			       IOMMU_READ | IOMMU_WRITE));
+	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA + 3072, .buf = in,
+					.len = 16 };
+	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 2048,
+					.buf = out, .len = 16 };
+	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE + 1024,
+					.buf = out, .len = 16 };
+	memcpy(want, buf, PAGE);
+	memcpy(want + 2048, out, 16);
+	/* The first WRITE's log passes; the second's (into the record's page) takes it away. */
+	fastlog = (struct fastlog){ .skip = 1, .unmap_host = rec_page };
+}
+
+/*
  * A COPY whose record's host memory is gone after its translation was cached (by the op
  * before, whose log takes the page away): the copy runs once, whole, and the record faults
  * HOST, as the general way has it. The copy overlaps its source downwards, so a second run of
@@ -1387,32 +1735,16 @@ TEST_F(dma, batch_cached_page_host_memory_gone)
  */
 TEST_F(dma, batch_cached_record_host_memory_gone_copies_once)
 {
-	char *buf = self->mem, *rec_page = pages(1), out[16] = "fifteen bytes..", in[16];
-	char want[PAGE];
+	char *buf = self->mem, want[PAGE];
 	struct uiommu_dma_record r = { .iova = IOVA + PAGE, .buf = "done", .len = 4 };
 	struct uiommu_dma_op op[4];
 
-	ASSERT_TRUE(rec_page != NULL);
 	fill(buf, PAGE, 8);
-	memset(rec_page, 0, PAGE);
-	ASSERT_EQ(0, iommu_map(self->dom, IOVA, (phys_addr_t)(uintptr_t)buf, PAGE,
-			       IOMMU_READ | IOMMU_WRITE));
-	ASSERT_EQ(0, iommu_map(self->dom, IOVA + PAGE, (phys_addr_t)(uintptr_t)rec_page, PAGE,
-			       IOMMU_READ | IOMMU_WRITE));
 	/* Every page the COPY touches cached by the ops before it, in each direction. */
-	op[0] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_READ, .iova = IOVA + 3072, .buf = in,
-					.len = 16 };
-	op[1] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + 2048,
-					.buf = out, .len = 16 };
-	op[2] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_WRITE, .iova = IOVA + PAGE + 1024,
-					.buf = out, .len = 16 };
+	record_page_stage(_metadata, self->dom, buf, pages(1), op, want);
 	op[3] = (struct uiommu_dma_op){ .op = UIOMMU_DMA_OP_COPY, .flags = UIOMMU_DMA_RECORD,
 					.src = IOVA + 64, .iova = IOVA, .len = 128, .buf = &r };
-	memcpy(want, buf, PAGE);
-	memcpy(want + 2048, out, 16);
 	memmove(want, want + 64, 128); /* one run of the copy, ascending */
-	/* The first WRITE's log passes; the second's (into the record's page) takes it away. */
-	fastlog = (struct fastlog){ .skip = 1, .unmap_host = rec_page };
 	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
 	ASSERT_EQ(3, uiommu_dma_batch(self->e, op, 4));
 	dma_engine_write_log_clear(self->dev);
@@ -1420,6 +1752,60 @@ TEST_F(dma, batch_cached_record_host_memory_gone_copies_once)
 	op_failed(_metadata, &op[3], EFAULT, 128u, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
 	ASSERT_EQ(0, memcmp(buf, want, PAGE));
 	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_HOST, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
+	/* The two WRITEs, then the copy, once: written, so logged, though its record trapped. */
+	ASSERT_EQ(3u, fastlog.n);
+	ASSERT_EQ(IOVA, fastlog.iova[2]);
+	ASSERT_EQ(128u, fastlog.len[2]);
+	iommu_unmap(self->dom, IOVA, 2 * PAGE);
+}
+
+/*
+ * The same in a copy run (dma_engine_copy_run(), on the caches that batch left): the copy
+ * made, its record trapping, is taken up at the record, not left for the caller to send again
+ * (copied twice); the record's fault is the run's stop, the copy logged once.
+ */
+TEST_F(dma, copy_run_record_host_memory_gone_copies_once)
+{
+	char *buf = self->mem, want[PAGE];
+	struct uiommu_dma_record r[2] = {
+		{ .iova = IOVA + 512, .buf = "done", .len = 4 },
+		{ .iova = IOVA + PAGE, .buf = "done", .len = 4 },
+	};
+	struct uiommu_dma_copy c[2] = {
+		{ .src = IOVA + 1024, .dst = IOVA + 768, .len = 64 },
+		{ .src = IOVA + 64, .dst = IOVA, .len = 128 },
+	};
+	struct uiommu_dma_op op[3], stop;
+
+	fill(buf, PAGE, 9);
+	/* The batch warms every page and takes the record's away. */
+	record_page_stage(_metadata, self->dom, buf, pages(1), op, want);
+	memmove(want + 768, want + 1024, 64);
+	memcpy(want + 512, "done", 4);
+	memmove(want, want + 64, 128); /* one run of the copy, ascending */
+	ASSERT_EQ(0, dma_engine_write_log_set(self->dev, fastlog_hook, NULL));
+	ASSERT_EQ(3, uiommu_dma_batch(self->e, op, 3));
+	ASSERT_TRUE(fastlog.unmap_host == NULL);
+	fastlog.n = 0;
+	memset(&stop, 0xa5, sizeof(stop));
+	ASSERT_EQ(1, dma_engine_copy_run(self->e, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]), r, 2,
+					 &stop));
+	dma_engine_write_log_clear(self->dev);
+	op_failed(_metadata, &stop, EFAULT, 128u, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
+	ASSERT_EQ(0, memcmp(buf, want, PAGE));
+	fault_logged(_metadata, self->e, UIOMMU_DMA_FAULT_HOST, UIOMMU_DMA_OP_WRITE, IOVA + PAGE);
+	/* The first copy and its record, then the second copy, once. */
+	ASSERT_EQ(3u, fastlog.n);
+	ASSERT_EQ(IOVA + 768, fastlog.iova[0]);
+	ASSERT_EQ(IOVA + 512, fastlog.iova[1]);
+	ASSERT_EQ(IOVA, fastlog.iova[2]);
+	ASSERT_EQ(128u, fastlog.len[2]);
+	/* A run that goes whole says so in stop too. */
+	memset(&stop, 0xa5, sizeof(stop));
+	ASSERT_EQ(1, dma_engine_copy_run(self->e, 0, UIOMMU_DMA_NO_PASID, c, sizeof(c[0]), r, 1,
+					 &stop));
+	ASSERT_EQ(0, stop.error);
+	ASSERT_EQ(0u, stop.done);
 	iommu_unmap(self->dom, IOVA, 2 * PAGE);
 }
 

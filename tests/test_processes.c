@@ -515,12 +515,14 @@ static int child_sweep(int sock)
 
 /*
  * "private SOCK": maps four pages of its private anonymous memory (0x11) into the IOAS it was
- * handed ({iova, address} back), then runs the test's commands, three bytes each (op, page,
- * value): 'v' (is every byte of the page the value? 'y' or 'n'), 's' (store the value in
- * every byte), 'r' (replace the page: mmap(MAP_FIXED) of new private memory holding the
- * value), 'u' (munmap it, then map new memory holding the value at the same place with the
- * raw system call, which nothing intercepts), 'm' (mremap it elsewhere, then the same), 'q'
- * (exit, leaving the mapping in the IOAS).
+ * handed ({iova, address} back), as two mappings of two pages at consecutive IOVAs (two pins:
+ * the server's window gives them two extents, and a DMA over all four crosses from one to the
+ * other), then runs the test's commands, three bytes each (op, page, value): 'v' (is every
+ * byte of the page the value? 'y' or 'n'), 's' (store the value in every byte), 'r' (replace
+ * the page: mmap(MAP_FIXED) of new private memory holding the value), 'u' (munmap it, then map
+ * new memory holding the value at the same place with the raw system call, which nothing
+ * intercepts), 'm' (mremap it elsewhere, then the same), 'h' (munmap it with the raw system
+ * call: a hole the server is not told of), 'q' (exit, leaving the mappings in the IOAS).
  * The rest answer 'k'.
  */
 static int child_private(int sock)
@@ -537,7 +539,11 @@ static int child_private(int sock)
 	if (fd < 0 || buf == MAP_FAILED || away == MAP_FAILED)
 		return 1;
 	memset(buf, 0x11, 4 * PS);
-	if (ioas_map(fd, ioas, buf, 4 * PS, &msg[0]))
+	/* Four free IOVAs in a row, then the two halves at them. */
+	if (ioas_map(fd, ioas, buf, 4 * PS, &msg[0]) ||
+	    ioas_unmap_len(fd, ioas, msg[0], 4 * PS) != 4 * PS ||
+	    ioas_map_fixed(fd, ioas, msg[0], buf, 2 * PS) ||
+	    ioas_map_fixed(fd, ioas, msg[0] + 2 * PS, buf + 2 * PS, 2 * PS))
 		return 2;
 	msg[1] = (uintptr_t)buf;
 	if (write(sock, msg, sizeof(msg)) != sizeof(msg))
@@ -567,6 +573,9 @@ static int child_private(int sock)
 					    0) != page)
 				return 5;
 			memset(page, cmd[2], PS);
+		} else if (cmd[0] == 'h') {
+			if (syscall(SYS_munmap, page, PS))
+				return 7;
 		}
 		if (write(sock, &reply, 1) != 1)
 			return 6;
@@ -1212,6 +1221,29 @@ static uint32_t last_fault_reason(struct uiommu_dma_dev *dma)
 }
 
 /*
+ * Ends the private_memory fixture's child: SIGKILL when @kill, else its 'q'. Return: whether it
+ * is then a zombie that went the way asked.
+ */
+static bool private_child_go(pid_t pid, int sock, bool kill_it)
+{
+	siginfo_t info;
+
+	if (kill_it ? kill(pid, SIGKILL) != 0 : write(sock, "q\0", 3) != 3)
+		return false;
+	return !waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) &&
+	       info.si_code == (kill_it ? CLD_KILLED : CLD_EXITED);
+}
+
+/* The IOVA of the newest fault in @dma's log, which must be a host fault; else UINT64_MAX. */
+static uint64_t last_host_fault_iova(struct uiommu_dma_dev *dma)
+{
+	struct uiommu_dma_fault f[64];
+	ssize_t n = uiommu_dma_dev_read_faults(dma, f, 64);
+
+	return n > 0 && f[n - 1].reason == UIOMMU_DMA_FAULT_HOST ? f[n - 1].iova : UINT64_MAX;
+}
+
+/*
  * Another process's private memory under a domain of our context (docs/processes.md, "The
  * caller's memory"): the device's DMA reads and writes the child's pages coherently (a write
  * is seen by the child at once, its store by the next read); a page it replaced or unmapped
@@ -1275,7 +1307,6 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	uint64_t p0 = self->iova, p1 = self->iova + PS, p2 = self->iova + 2 * PS;
 	uint64_t p3 = self->iova + 3 * PS;
 	struct uiommu_stats st;
-	siginfo_t info;
 
 	ASSERT_NE(NULL, out);
 	ASSERT_NE(NULL, in);
@@ -1320,12 +1351,7 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x44));
 
 	/* The child goes; while it is a zombie, and after it is reaped, every DMA faults. */
-	if (variant->kill)
-		ASSERT_EQ(0, kill(self->pid, SIGKILL));
-	else
-		ASSERT_EQ(3, write(self->sock, "q\0", 3));
-	ASSERT_EQ(0, waitid(P_PID, (id_t)self->pid, &info, WEXITED | WNOWAIT));
-	ASSERT_EQ(variant->kill ? CLD_KILLED : CLD_EXITED, info.si_code);
+	ASSERT_TRUE(private_child_go(self->pid, self->sock, variant->kill));
 	memset(in, 0x5a, PS);
 	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x5a)); /* not a byte of stale data */
@@ -1341,6 +1367,82 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	ASSERT_EQ(0, st.pinned_pages);
 	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p0, in, PS, 0));
 	ASSERT_EQ(UIOMMU_DMA_FAULT_UNMAPPED, last_fault_reason(self->dma));
+	free(out);
+	free(in);
+}
+
+/*
+ * One DMA over both of the child's mappings (two pins, two extents of the window that follow
+ * each other: one copy into the child, mm/window.c): every byte lands, both ways; a hole in
+ * the middle that the server was not told of (the child's raw munmap of its second page) stops
+ * the transfer at exactly that page, the first page written and nothing from the hole on;
+ * a page the server knows the child replaced (a dead extent) stops it there too; once the
+ * child is gone the whole transfer faults before its first byte.
+ */
+TEST_F(private_memory, a_dma_over_two_extents_moves_as_one_and_faults_at_the_exact_page)
+{
+	struct uiommu_dma_req req = { .op = UIOMMU_DMA_OP_WRITE, .len = 4 * PS };
+	uint8_t *out = malloc(4 * PS), *in = malloc(4 * PS);
+	uint64_t p0 = self->iova;
+
+	ASSERT_NE(NULL, out);
+	ASSERT_NE(NULL, in);
+	memset(out, 0x21, 4 * PS);
+	ASSERT_EQ(4 * PS, uiommu_dma_write(self->dma, 0, p0, out, 4 * PS, 0));
+	for (uint8_t page = 0; page < 4; page++)
+		ASSERT_EQ('y', private_cmd(self->sock, 'v', page, 0x21));
+	ASSERT_EQ('k', private_cmd(self->sock, 's', 2, 0x23));
+	ASSERT_EQ(4 * PS, uiommu_dma_read(self->dma, 0, p0, in, 4 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 2 * PS, 0x21));
+	ASSERT_TRUE(all_bytes(in + 2 * PS, PS, 0x23));
+	ASSERT_TRUE(all_bytes(in + 3 * PS, PS, 0x21));
+
+	/* A hole at the end of the first extent: the first page moves, nothing after it. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'h', 1, 0));
+	memset(out, 0x31, 4 * PS);
+	req.iova = p0;
+	req.buf = out;
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->dma, &req));
+	ASSERT_EQ(EFAULT, req.error);
+	ASSERT_EQ(PS, req.done);
+	ASSERT_EQ(p0 + PS, last_host_fault_iova(self->dma));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 0, 0x31));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 2, 0x23));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x21));
+	memset(in, 0x5a, 4 * PS);
+	req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_READ, .iova = p0, .buf = in,
+				       .len = 4 * PS };
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->dma, &req));
+	ASSERT_EQ(EFAULT, req.error);
+	ASSERT_EQ(PS, req.done);
+	ASSERT_EQ(p0 + PS, last_host_fault_iova(self->dma));
+	ASSERT_TRUE(all_bytes(in, PS, 0x31));
+	ASSERT_TRUE(all_bytes(in + PS, 3 * PS, 0x5a));
+
+	/* A page replaced (the server is told: a dead extent) past a live one: the same. */
+	ASSERT_EQ('k', private_cmd(self->sock, 'r', 3, 0x77));
+	req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_WRITE, .iova = p0 + 2 * PS,
+				       .buf = out, .len = 2 * PS };
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->dma, &req));
+	ASSERT_EQ(EFAULT, req.error);
+	ASSERT_EQ(PS, req.done);
+	ASSERT_EQ(p0 + 3 * PS, last_host_fault_iova(self->dma));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 2, 0x31));
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x77));
+
+	/* The child goes: nothing moves, in either direction. */
+	ASSERT_TRUE(private_child_go(self->pid, self->sock, variant->kill));
+	memset(in, 0x5a, 4 * PS);
+	req = (struct uiommu_dma_req){ .op = UIOMMU_DMA_OP_READ, .iova = p0 + 2 * PS, .buf = in,
+				       .len = PS };
+	ASSERT_EQ(-1, uiommu_dma_xfer(self->dma, &req));
+	ASSERT_EQ(EFAULT, req.error);
+	ASSERT_EQ(0, req.done);
+	ASSERT_EQ(p0 + 2 * PS, last_host_fault_iova(self->dma));
+	ASSERT_TRUE(all_bytes(in, PS, 0x5a));
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	self->pid = -1;
 	free(out);
 	free(in);
 }

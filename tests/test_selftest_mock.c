@@ -124,6 +124,46 @@ TEST(huge_domain_uses_1m_leaves)
 	mock_selftest_dev_destroy(dev);
 }
 
+/*
+ * dma_walk_run across table boundaries: from the last entries of one 2 KiB table into the next
+ * table, and, in a HUGE domain, from 2 KiB leaves into a 1 MiB leaf and out of it into 2 KiB
+ * leaves again, as long as the output goes on; it stops at the first unmapped byte.
+ */
+TEST(walk_run_crosses_tables_and_leaf_sizes)
+{
+	struct device *dev = mock_selftest_dev_create(0);
+	uint32_t data[2] = { 0, 1 };
+	struct iommu_user_data ud = { .type = 0xdead, .data = data, .len = sizeof(data) };
+	const int rw = IOMMU_READ | IOMMU_WRITE;
+	struct iommu_domain *d = iommu_paging_domain_alloc_flags(dev, 0, NULL);
+	uint64_t run = 0;
+	int prot = 0;
+
+	ASSERT_FALSE(IS_ERR(d));
+	ASSERT_EQ(0, iommu_map(d, AP + HUGE - 2 * PG, host(HUGE - 2 * PG), 4 * PG, rw));
+	ASSERT_EQ(host(HUGE - 2 * PG) + 7,
+		  d->ops->dma_walk_run(d, AP + HUGE - 2 * PG + 7, 1 << 20, false, &prot, &run));
+	ASSERT_EQ(4 * PG - 7, run);
+	ASSERT_EQ(rw, prot);
+	iommu_domain_free(d);
+
+	d = iommu_paging_domain_alloc_flags(dev, 0, &ud);
+	ASSERT_FALSE(IS_ERR(d));
+	ASSERT_EQ(0, iommu_map(d, AP + HUGE - 2 * PG, host(HUGE - 2 * PG), 2 * PG, rw));
+	ASSERT_EQ(0, iommu_map(d, AP + HUGE, host(HUGE), HUGE, rw));
+	ASSERT_EQ(0, iommu_map(d, AP + 2 * HUGE, host(2 * HUGE), 3 * PG, rw));
+	ASSERT_EQ(4, mock_selftest_nr_tables(d)); /* root, level 1, a level-2 table either side */
+	ASSERT_EQ(host(HUGE - 2 * PG),
+		  d->ops->dma_walk_run(d, AP + HUGE - 2 * PG, 4 << 20, true, &prot, &run));
+	ASSERT_EQ(2 * PG + HUGE + 3 * PG, run);
+	/* From inside the 1 MiB leaf, capped by @len. */
+	ASSERT_EQ(host(HUGE) + 100, d->ops->dma_walk_run(d, AP + HUGE + 100, 5000, false, &prot,
+							  &run));
+	ASSERT_EQ(5000ull, run);
+	iommu_domain_free(d);
+	mock_selftest_dev_destroy(dev);
+}
+
 TEST(dirty_tracking_and_flags)
 {
 	struct device *dev = mock_selftest_dev_create(0);

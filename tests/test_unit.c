@@ -711,6 +711,85 @@ TEST(window_gives_private_pages_of_another_mm_host_addresses)
 	munmap(buf, 3 * ps);
 }
 
+/*
+ * A host copy over a run of window addresses that several extents share (mm/window.c: one copy
+ * of the owner's for the run, one range per run of its addresses): separate pins of two
+ * buffers get extents that follow each other in the window, and a copy over all of them moves
+ * every byte, both ways, to the right places; an extent the owner's notice killed in the
+ * middle stops the copy there (what came before it moved, nothing after); a hole in the
+ * owner's memory that no notice told of stops it with EFAULT too.
+ */
+TEST(window_copy_over_several_extents)
+{
+	size_t ps = uiommu_page_size;
+	uint8_t *a = mmap(NULL, 3 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *b = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	int maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	uint8_t *w, *out = malloc(5 * ps), *in = malloc(5 * ps);
+	struct uiommu_mm *mm;
+
+	ASSERT_TRUE(a != MAP_FAILED && b != MAP_FAILED && out && in);
+	ASSERT_GE(pidfd, 0);
+	ASSERT_GE(mem_fd, 0);
+	ASSERT_GE(maps_fd, 0);
+	memset(a, 0x11, 3 * ps);
+	memset(b, 0x22, 2 * ps);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd);
+	ASSERT_FALSE(IS_ERR(mm));
+	/* Three pins: a's first two pages, its third, then b; three extents in a row. */
+	ASSERT_EQ(0, uiommu_mm_pin(mm, page_index(a), 2, true));
+	ASSERT_EQ(0, uiommu_mm_pin(mm, page_index(a) + 2, 1, true));
+	ASSERT_EQ(0, uiommu_mm_pin(mm, page_index(b), 2, true));
+	w = mm->ops->host_ptr(mm, (uintptr_t)a);
+	ASSERT_TRUE(w && uiommu_host_is_window((uintptr_t)w));
+	ASSERT_EQ(w + 2 * ps, mm->ops->host_ptr(mm, (uintptr_t)a + 2 * ps));
+	ASSERT_EQ(w + 3 * ps, mm->ops->host_ptr(mm, (uintptr_t)b));
+
+	/* Over all three, from the middle of a's first page to the middle of b's second. */
+	for (size_t i = 0; i < 4 * ps; i++)
+		out[i] = (uint8_t)(i * 7 + 1);
+	ASSERT_EQ(0, uiommu_host_copy(w + ps / 2, out, 4 * ps));
+	ASSERT_EQ(0x11, a[ps / 2 - 1]);
+	ASSERT_EQ(0, memcmp(a + ps / 2, out, 3 * ps - ps / 2));
+	ASSERT_EQ(0, memcmp(b, out + 3 * ps - ps / 2, ps + ps / 2));
+	ASSERT_EQ(0x22, b[ps + ps / 2]);
+	ASSERT_EQ(0, uiommu_host_copy(in, w, 5 * ps));
+	ASSERT_EQ(0, memcmp(in, a, 3 * ps));
+	ASSERT_EQ(0, memcmp(in + 3 * ps, b, 2 * ps));
+	/* Window to window, the source across two extents, the destination in a third. */
+	ASSERT_EQ(0, uiommu_host_copy(w + 3 * ps + 1, w + 2 * ps - 1, ps + 1));
+	ASSERT_EQ(0, memcmp(b + 1, in + 2 * ps - 1, ps + 1));
+	ASSERT_EQ(in[3 * ps], b[0]);
+
+	/* a's third page killed (the owner's notice): the copy ends there, what came before moved. */
+	uiommu_mm_remote_forget(mm, (uintptr_t)a + 2 * ps, ps);
+	memcpy(in, a, 3 * ps);
+	memset(out, 0x33, 5 * ps);
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(w + ps, out, 3 * ps));
+	ASSERT_TRUE(a[ps] == 0x33 && a[2 * ps - 1] == 0x33);
+	ASSERT_EQ(0, memcmp(a + 2 * ps, in + 2 * ps, ps));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(in, w + ps, 3 * ps));
+	/* b's extent alone still works; a hole in b that nobody told of faults. */
+	ASSERT_EQ(0, uiommu_host_copy(w + 3 * ps, out, 2 * ps));
+	ASSERT_EQ(0x33, b[2 * ps - 1]);
+	ASSERT_EQ(0, munmap(b + ps, ps));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(w + 3 * ps, out, 2 * ps));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(in, w + 3 * ps, 2 * ps));
+
+	uiommu_mm_unpin(mm, page_index(a), 2);
+	uiommu_mm_unpin(mm, page_index(a) + 2, 1);
+	uiommu_mm_unpin(mm, page_index(b), 2);
+	ASSERT_EQ(0, uiommu_mm_pinned_pages(mm));
+	ASSERT_EQ(-EFAULT, uiommu_host_copy(in, w, ps));
+	uiommu_mm_put(mm);
+	munmap(a, 3 * ps);
+	munmap(b, ps);
+	free(out);
+	free(in);
+}
+
 TEST(pages_alloc_checks)
 {
 	struct uiommu_mm *mm = test_mm();

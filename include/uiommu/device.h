@@ -273,6 +273,30 @@ int uiommu_pci_dma_xfer(struct uiommu_pci_fn *fn, struct uiommu_dma_req *req);
  * nothing ran; ENODEV; EINVAL as uiommu_dma_batch()).
  */
 ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops, size_t n);
+/*
+ * A run of plain device-to-device copies (UIOMMU_DMA_0.5), for a model whose descriptors hold
+ * them: copy i is the struct uiommu_dma_copy at @copies + i * @stride (so a model may point
+ * into its fetched descriptors), then its completion record @recs[i] (@recs NULL or a record's
+ * len 0: none), as a UIOMMU_DMA_OP_COPY with UIOMMU_DMA_RECORD would do it. Only what can go
+ * without a fault or a page request runs here, and only once an earlier uiommu_pci_dma_batch()
+ * at the same PASID, with the same domain attached there, left the function's translation
+ * cache warm (a page missing from it is translated, never faulted); the run stops at the first
+ * copy that cannot go, with nothing of it done, and the caller sends it and the rest through
+ * uiommu_pci_dma_batch(), which reports faults as always. One exception: a copy made whose
+ * record then could not be written (its host memory gone under the translation) is not undone
+ * and must not be sent again; the run writes its record the general way and counts it, or
+ * stops there with @stop->error set and @stop holding its results as a batch's COPY with
+ * UIOMMU_DMA_RECORD would (done its length, fault_op UIOMMU_DMA_OP_WRITE, fault_iova).
+ * Otherwise @stop->error is 0. The write log sees every copy.
+ * Returns how many copies went (0..n), or -1 with errno: EPERM (no bus mastering now, nothing
+ * ran), ENODEV, EINVAL (@fn NULL, @copies NULL with @n, @stop NULL, @stride smaller than the
+ * struct, @copies or @stride not aligned for it, @flags other than UIOMMU_DMA_NO_PASID/NO_PRI/
+ * NO_WAIT, @n above UIOMMU_DMA_BATCH_MAX, @pasid beyond the device's PASID width).
+ */
+ssize_t uiommu_pci_dma_copy_run(struct uiommu_pci_fn *fn, uint32_t pasid, unsigned int flags,
+				const void *copies, size_t stride,
+				const struct uiommu_dma_record *recs, size_t n,
+				struct uiommu_dma_op *stop);
 /* Takes up to @n recorded DMA faults of the function, oldest first (uiommu_dma_dev_read_faults). */
 ssize_t uiommu_pci_dma_read_faults(struct uiommu_pci_fn *fn, struct uiommu_dma_fault *buf,
 				   size_t n);

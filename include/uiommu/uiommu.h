@@ -236,6 +236,11 @@ unsigned long uiommu_fail_points_seen(void);
  */
 void uiommu_serve_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_serve_fail_nth_disarm(void);
+/*
+ * How many ACCESS_RW calls this process made on contexts other processes serve it copied
+ * itself, without a round trip (docs/processes.md, "The direct path").
+ */
+unsigned long uiommu_remote_direct_copies(void);
 
 struct uiommu_stats {
 	long objects;        /* live iommufd objects in all contexts of the process */
@@ -491,6 +496,13 @@ struct uiommu_dma_record {
 	uint64_t iova;          /* where the record goes */
 	const void *buf;        /* its bytes */
 	size_t len;
+};
+
+/* One copy of a run (uiommu_pci_dma_copy_run() of device.h, UIOMMU_DMA_0.5). */
+struct uiommu_dma_copy {
+	uint64_t src;           /* IOVA read */
+	uint64_t dst;           /* IOVA written */
+	uint64_t len;           /* bytes; 0 stops the run */
 };
 
 /*

@@ -153,6 +153,18 @@ struct iommu_domain_ops {
 	phys_addr_t (*dma_walk)(struct iommu_domain *domain, uint64_t iova, bool write, int *prot,
 				uint64_t *size);
 	/*
+	 * Optional: dma_walk over a run of leaves under one hold of the domain's lock (a 2 KiB-leaf
+	 * domain otherwise costs a walk and a lock round trip per 2 KiB). From @iova, at most @len
+	 * bytes (> 0); *@run gets the bytes from @iova (> 0, <= @len) that leaves with the same
+	 * IOMMU_READ | IOMMU_WRITE as @iova's and output contiguous with it translate, *@prot that
+	 * permission. The run ends before a hole, a leaf of other permissions or output elsewhere,
+	 * so the caller meets that IOVA itself on its next call (a fault there is at the exact
+	 * IOVA). A @write sets the dirty bit of each writable leaf the run meets, as dma_walk of
+	 * each would, and of no leaf past @iova + @len. 0: @iova itself is unmapped.
+	 */
+	phys_addr_t (*dma_walk_run)(struct iommu_domain *domain, uint64_t iova, uint64_t len,
+				    bool write, int *prot, uint64_t *run);
+	/*
 	 * Optional: dma_walk for a domain whose translation depends on who asks (a nested domain:
 	 * the requester's StreamID picks its vSID and events, the PASID its context descriptor).
 	 * A transaction of @dev at @pasid (IOMMU_NO_PASID: none); the DMA engine prefers it to

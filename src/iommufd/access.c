@@ -23,6 +23,9 @@
  * the caller's own address space is copied in place (the kernel's fast path through the mm);
  * with IOMMUFD_ACCESS_RW_SLOW_PATH, or for file-backed areas, each page is pinned for the copy
  * and unpinned after. Any alignment is fine; a range that crosses areas is copied area by area.
+ * iommufd_access_translate() walks a range with the same checks and answers the host runs
+ * instead, for another process that copies itself (remote_direct.c): only where the copy
+ * would be a plain one in our own memory.
  *
  * The selftest access (struct selftest_access) is the driver: it keeps a list of pinned items
  * by ID, and its unmap op drops the items that meet the range. Its fd is a sub-fd of the
@@ -41,7 +44,9 @@
 #include <string.h>
 
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "lib/fail.h"
+#include "mm/mm.h"
 
 /* What a driver gives iommufd_access_create(). */
 struct iommufd_access_ops {
@@ -144,6 +149,8 @@ static int iommufd_access_change_ioas(struct iommufd_access *access,
 	uiommu_mutex_unlock(&access->ioas_lock);
 
 	if (cur_ioas) {
+		/* Another process's copies through the old IOAS end before this returns. */
+		iommufd_direct_invalidate();
 		access->ops->unmap(access->data, 0, UINT64_MAX);
 		iopt_remove_access(&cur_ioas->iopt, &access->iopt_access);
 		iommufd_object_unref_users(&cur_ioas->obj);
@@ -425,14 +432,20 @@ static int iopt_pages_rw(struct iopt_pages *pages, uint64_t byte, void *buf, uin
 	return 0;
 }
 
-/**
- * iommufd_access_rw() - copy between @buf and [iova, iova + length) of @access's IOAS
- * @flags: IOMMUFD_ACCESS_RW_WRITE (buf -> IOVA), IOMMUFD_ACCESS_RW_SLOW_PATH
- * Return: 0, -EINVAL (zero length, an area being unmapped), -EOVERFLOW, -ENOENT (no IOAS, or a
- * gap), -EPERM (a write to a read-only area), -EFAULT, -ENOMEM.
+/* What iommufd_access_walk() calls for each area of a range: [cur, end] of @area, @off bytes in. */
+typedef int (*iommufd_access_area_fn)(struct iopt_area *area, uint64_t cur, uint64_t end,
+				      uint64_t off, void *arg);
+
+/*
+ * Calls @fn for each area of [iova, iova + length) of @access's IOAS, in IOVA order, with
+ * the checks of a copy through it, under the locks of one: ioas_lock and iova_rwsem for read,
+ * held across every call, so that the IOAS and its areas stay as @fn sees them.
+ * Return: 0, @fn's -errno, -EINVAL (zero length, an area being unmapped, a dma-buf area),
+ * -EOVERFLOW, -ENOENT (no IOAS, or a gap), -EPERM (IOMMUFD_ACCESS_RW_WRITE to a read-only area).
  */
-static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint64_t iova,
-					    void *buf, uint64_t length, unsigned int flags)
+static __maybe_unused int iommufd_access_walk(struct iommufd_access *access, uint64_t iova,
+					      uint64_t length, unsigned int flags,
+					      iommufd_access_area_fn fn, void *arg)
 {
 	struct rangemap_iter it;
 	struct iopt_area *area;
@@ -469,8 +482,7 @@ static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint6
 			rc = -EINVAL;
 			goto out_unlock_iova;
 		}
-		rc = iopt_pages_rw(area->pages, area->pages_byte + (cur - area->iova.start),
-				   (char *)buf + (cur - iova), end - cur + 1, flags);
+		rc = fn(area, cur, end, cur - iova, arg);
 		if (rc)
 			goto out_unlock_iova;
 		if (end == last)
@@ -484,6 +496,92 @@ out_unlock_iova:
 out_unlock_ioas:
 	uiommu_mutex_unlock(&access->ioas_lock);
 	return rc;
+}
+
+struct iommufd_access_rw_arg {
+	void *buf;
+	unsigned int flags;
+};
+
+static int iommufd_access_rw_area(struct iopt_area *area, uint64_t cur, uint64_t end,
+				  uint64_t off, void *arg)
+{
+	struct iommufd_access_rw_arg *rw = arg;
+
+	return iopt_pages_rw(area->pages, area->pages_byte + (cur - area->iova.start),
+			     (char *)rw->buf + off, end - cur + 1, rw->flags);
+}
+
+/**
+ * iommufd_access_rw() - copy between @buf and [iova, iova + length) of @access's IOAS
+ * @flags: IOMMUFD_ACCESS_RW_WRITE (buf -> IOVA), IOMMUFD_ACCESS_RW_SLOW_PATH
+ * Return: 0, -EINVAL (zero length, an area being unmapped), -EOVERFLOW, -ENOENT (no IOAS, or a
+ * gap), -EPERM (a write to a read-only area), -EFAULT, -ENOMEM.
+ */
+static __maybe_unused int iommufd_access_rw(struct iommufd_access *access, uint64_t iova,
+					    void *buf, uint64_t length, unsigned int flags)
+{
+	struct iommufd_access_rw_arg rw = { .buf = buf, .flags = flags };
+
+	return iommufd_access_walk(access, iova, length, flags, iommufd_access_rw_area, &rw);
+}
+
+struct iommufd_access_translate_arg {
+	uint32_t *gen;
+	struct wire_direct_run *runs;
+	unsigned int max, *nr;
+};
+
+static int iommufd_access_translate_area(struct iopt_area *area, uint64_t cur, uint64_t end,
+					 uint64_t off, void *arg)
+{
+	struct iommufd_access_translate_arg *tr = arg;
+	struct iopt_pages *pages = area->pages;
+	struct wire_direct_run *prev = *tr->nr ? &tr->runs[*tr->nr - 1] : NULL;
+	uint64_t host;
+
+	/* Under the locks an unmap takes for write: it bumps the generation after it. */
+	if (!off)
+		*tr->gen = iommufd_direct_gen();
+	if (pages->type != IOPT_ADDRESS_USER || !pages->source_mm->ops->host_linear)
+		return -EAGAIN;
+	host = pages->uptr + area->pages_byte + (cur - area->iova.start);
+	if (uiommu_host_is_window(host))
+		return -EAGAIN;
+	if (prev && prev->host + prev->len == host) {
+		prev->len += end - cur + 1;
+		return 0;
+	}
+	if (*tr->nr == tr->max)
+		return -EAGAIN;
+	tr->runs[*tr->nr].host = host;
+	tr->runs[(*tr->nr)++].len = end - cur + 1;
+	return 0;
+}
+
+/*
+ * The direct path of another process's ACCESS_RW (remote_direct.c): the host runs that
+ * iommufd_access_rw() would copy through, for a client that copies itself. Only what the
+ * fast path reaches by a plain user copy of our own memory is offered: areas of this
+ * process's user memory (host_linear: the address is the page), in full. Everything else
+ * (the slow path, file areas, another process's memory behind the window, more runs than
+ * @max) is -EAGAIN: the caller asks for the round trip, which stays the reference, errnos
+ * included.
+ * Return: 0 with *@nr runs in @runs and the generation they are valid at in *@gen; or -errno
+ * as iommufd_access_rw() answers.
+ */
+static __maybe_unused int iommufd_access_translate(struct iommufd_access *access, uint64_t iova,
+						   uint64_t length, unsigned int flags,
+						   uint32_t *gen, struct wire_direct_run *runs,
+						   unsigned int max, unsigned int *nr)
+{
+	struct iommufd_access_translate_arg tr = { .gen = gen, .runs = runs, .max = max, .nr = nr };
+
+	*nr = 0;
+	if (flags & IOMMUFD_ACCESS_RW_SLOW_PATH)
+		return -EAGAIN;
+	return iommufd_access_walk(access, iova, length, flags, iommufd_access_translate_area,
+				   &tr);
 }
 
 #ifdef UIOMMU_IOMMUFD_TEST
@@ -802,6 +900,33 @@ out_put:
 	return rc;
 }
 
+/**
+ * iommufd_test_access_translate() - TRANSLATE for the access fd named @token, @secret
+ * (remote_direct.c): the runs ACCESS_RW with @flags (MOCK_ACCESS_RW_*) would copy through.
+ * Return: 0, -EBADFD (no such access fd), what iommufd_access_translate() answers, or -EAGAIN
+ * for what the round trip must do (a length ACCESS_RW refuses, unknown flags).
+ */
+int iommufd_test_access_translate(uint64_t token, const uint8_t *secret, uint64_t iova,
+				  uint64_t length, uint32_t flags, uint32_t *gen,
+				  struct wire_direct_run *runs, unsigned int max, unsigned int *nr)
+{
+	struct selftest_access *staccess;
+	struct iommufd_file *file;
+	int rc;
+
+	*nr = 0;
+	if (length > SELFTEST_ACCESS_MAX || (flags & ~MOCK_ACCESS_RW_WRITE))
+		return -EAGAIN;
+	staccess = iommufd_subfd_get_exported(token, secret, &selftest_access_fops, &file);
+	if (IS_ERR(staccess))
+		return PTR_ERR(staccess);
+	rc = iommufd_access_translate(staccess->access, iova, length,
+				      (flags & MOCK_ACCESS_RW_WRITE) ? IOMMUFD_ACCESS_RW_WRITE : 0,
+				      gen, runs, max, nr);
+	iommufd_subfd_put(file);
+	return rc;
+}
+
 static int iommufd_test_set_memory_limit(struct iommu_test_cmd *cmd)
 {
 	/* At least one element of a batch: an unsigned long and a u32. */
@@ -836,6 +961,18 @@ int iommufd_test_access(struct iommufd_ucmd *ucmd)
 	default:
 		return -EOPNOTSUPP;
 	}
+}
+
+#else /* !UIOMMU_IOMMUFD_TEST */
+
+int iommufd_test_access_translate(uint64_t token, const uint8_t *secret, uint64_t iova,
+				  uint64_t length, uint32_t flags, uint32_t *gen,
+				  struct wire_direct_run *runs, unsigned int max, unsigned int *nr)
+{
+	(void)token, (void)secret, (void)iova, (void)length, (void)flags, (void)gen, (void)runs;
+	(void)max;
+	*nr = 0;
+	return -EOPNOTSUPP;
 }
 
 #endif /* UIOMMU_IOMMUFD_TEST */

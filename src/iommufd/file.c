@@ -728,7 +728,7 @@ UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
 	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
 		return uiommu_ret(-EBADF);
-	/* One fault-safe window for every user access of the ioctl (mm/mm.h). */
+	/* One trap span for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
 	/* The argument comes in before the file is looked at: no user access under RCU. */
 	rcu_ok = iommufd_ioctl_rcu_prepare(&rcmd, iommufd_caller_mm(), cmd, uarg);
@@ -974,6 +974,47 @@ void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iomm
 void iommufd_subfd_put(struct iommufd_file *file)
 {
 	iommufd_file_put(file);
+}
+
+/*
+ * As iommufd_subfd_get(), for a sub-fd of ours that another process names by its token and
+ * secret (remote_direct.c: its holder proves it holds the fd, as every wire request does).
+ */
+void *iommufd_subfd_get_exported(uint64_t token, const uint8_t *secret,
+				 const struct iommufd_subfd_ops *ops, struct iommufd_file **filep)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+
+	if (!file)
+		return ERR_PTR(-EBADFD);
+	if (file->ops != ops) {
+		iommufd_file_put(file);
+		return ERR_PTR(-EBADFD);
+	}
+	*filep = file;
+	return file->priv;
+}
+
+/*
+ * Who serves @fd, when another process does: its server, token and secret (what a wire
+ * request about it carries). 0, or -EBADF for an fd that is not such a file.
+ */
+int iommufd_file_remote_ident(int fd, struct iommufd_server **server, uint64_t *token,
+			      uint8_t *secret)
+{
+	struct iommufd_file *file = iommufd_file_get(fd);
+	int rc = -EBADF;
+
+	if (!file)
+		return rc;
+	if (!iommufd_file_is_local(file)) {
+		*server = file->server;
+		*token = file->token;
+		memcpy(secret, file->secret, WIRE_SECRET_LEN);
+		rc = 0;
+	}
+	iommufd_file_put(file);
+	return rc;
 }
 
 /**

@@ -25,6 +25,7 @@
 
 #include "iommu/iommu.h"
 #include "iommufd/io_pagetable.h"
+#include "iommufd/remote.h"
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
@@ -111,14 +112,17 @@ static void iopt_area_free(struct iopt_area *area)
 void iopt_destroy_table(struct io_pagetable *iopt)
 {
 	struct iopt_usable *usable;
+	bool had_areas = false;
 	struct rangemap_iter it;
 	struct interval_tree_node *n;
 	struct iopt_area *area;
 
 	uiommu_down_write(&iopt->iova_rwsem);
 	/* The tree goes as a whole: free the areas, then its nodes. */
-	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX)
+	iopt_for_each_area(area, &it, iopt, 0, UINT64_MAX) {
 		iopt_area_free(area);
+		had_areas = true;
+	}
 	rangemap_destroy(&iopt->areas);
 	while ((n = interval_tree_first(&iopt->reserved_itree))) {
 		interval_tree_remove(&iopt->reserved_itree, n);
@@ -129,6 +133,9 @@ void iopt_destroy_table(struct io_pagetable *iopt)
 	if (usable)
 		call_rcu(&usable->rcu, iopt_usable_free_rcu);
 	uiommu_up_write(&iopt->iova_rwsem);
+	/* As an unmap's: no other process copies through these areas after this. */
+	if (had_areas)
+		iommufd_direct_invalidate();
 	/* Every domain and access holds its IOAS: none can be left when the table goes. */
 	WARN_ON(iopt->nr_domains || iopt->nr_accesses);
 	uiommu_free(iopt->domains);
@@ -738,6 +745,13 @@ again:
 	}
 	uiommu_up_write(&iopt->iova_rwsem);
 	uiommu_up_read(&iopt->domains_rwsem);
+	/*
+	 * Another process's ACCESS_RW copies by itself through translations it was given
+	 * (remote_direct.c): those of the areas just removed die, and a copy in flight with one
+	 * ends, before the unmap returns, as the kernel's iova_rwsem orders them.
+	 */
+	if (bytes)
+		iommufd_direct_invalidate();
 	*unmapped = bytes;
 	return 0;
 }

@@ -80,7 +80,12 @@
  * a hand-over) comes before every other lock. servers_lock protects the list of known
  * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
  * clients_lock protects the list of client mms (a leaf); conns_lock the accepted
- * connections' fds (a leaf). None is held across a system call that waits.
+ * connections' fds (a leaf). None is held across a system call that waits. The fork handlers
+ * take remote_direct.c's direct_lock before all of them.
+ *
+ * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
+ * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
+ * the connection's thread answers those like any request.
  */
 #include <errno.h>
 #include <poll.h>
@@ -118,7 +123,15 @@ struct wire_conn {
 	struct wire_conn *next; /* in the server's idle list; pool_lock */
 	int fd;
 	bool fresh;             /* made for this call, not taken from the idle list */
+	struct direct_client *direct; /* its direct path (remote_direct.c), or NULL */
 };
+
+static void wire_conn_free(struct wire_conn *conn)
+{
+	sys_close(conn->fd);
+	iommufd_direct_client_free(conn->direct);
+	uiommu_free(conn);
+}
 
 struct iommufd_server {
 	struct iommufd_server *next; /* in servers; servers_lock */
@@ -421,7 +434,8 @@ static void remote_client_put(struct remote_client *c)
 
 /* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */
 static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
-			     struct wire_rep *rep, int *new_fds, unsigned int *nr_new)
+			     struct wire_rep *rep, int *new_fds, unsigned int *nr_new,
+			     struct direct_serve **ds, int conn_fd)
 {
 	struct iommufd_node node;
 	uint64_t v[4];
@@ -480,6 +494,14 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 		/* Only the caller's own memory: no file, no secret. */
 		uiommu_mm_remote_forget(mm, req->arg[0], req->arg[1]);
 		break;
+	case WIRE_DIRECT:
+		rep->rc = iommufd_direct_serve_setup(ds, conn_fd, new_fds, nr_new, rep->val);
+		break;
+	case WIRE_TRANSLATE:
+		rep->rc = iommufd_direct_serve_translate(*ds, req->token, req->secret, req->arg[0],
+							 req->arg[1], (uint32_t)req->arg[2],
+							 rep->val);
+		break;
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
 		rep->val[2] = atomic_load_explicit(&mm->pinned_vm, memory_order_relaxed);
@@ -514,6 +536,7 @@ static void remote_conn_forget(int fd)
 static void *remote_conn_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg, fds[3], nfds;
+	struct direct_serve *direct = NULL;
 	struct remote_client *client;
 	struct wire_hello hello;
 	struct wire_req req;
@@ -561,7 +584,7 @@ static void *remote_conn_main(void *arg)
 		} else {
 			pthread_rwlock_rdlock(&serve_gate);
 			uiommu_mm_remote_calling(client->mm);
-			remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new);
+			remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new, &direct, fd);
 			uiommu_mm_remote_calling(NULL);
 			pthread_rwlock_unlock(&serve_gate);
 		}
@@ -580,6 +603,8 @@ static void *remote_conn_main(void *arg)
 		if (rc)
 			break;
 	}
+	/* Before the fd goes: an invalidation may be polling it for the client's hang-up. */
+	iommufd_direct_serve_end(direct);
 out_put:
 	if (!IS_ERR(client))
 		remote_client_put(client);
@@ -874,6 +899,79 @@ err_close:
 	return rc;
 }
 
+/**
+ * iommufd_remote_conn_take() - a connection to @server for this thread's next requests: an
+ * idle one of the pool, or a new one
+ * Return: it (give it back with iommufd_remote_conn_give()), or NULL with *@rc -ENODEV,
+ * -ENOMEM.
+ */
+struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc)
+{
+	struct wire_conn *conn;
+
+	uiommu_mutex_lock(&server->pool_lock);
+	conn = server->idle;
+	if (conn)
+		server->idle = conn->next;
+	uiommu_mutex_unlock(&server->pool_lock);
+	if (conn)
+		return conn;
+	conn = uiommu_zalloc(sizeof(*conn));
+	if (!conn) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	conn->fd = remote_connect(server);
+	if (conn->fd < 0) {
+		*rc = conn->fd;
+		uiommu_free(conn);
+		return NULL;
+	}
+	conn->fresh = true;
+	return conn;
+}
+
+/* Back to the pool when @ok, else closed (it broke). */
+void iommufd_remote_conn_give(struct iommufd_server *server, struct wire_conn *conn, bool ok)
+{
+	if (!ok) {
+		wire_conn_free(conn);
+		return;
+	}
+	uiommu_mutex_lock(&server->pool_lock);
+	conn->next = server->idle;
+	server->idle = conn;
+	uiommu_mutex_unlock(&server->pool_lock);
+}
+
+/*
+ * One request on @conn: @req out, *@rep back, with the fds it carries in @fds (*@nfds; @fds
+ * NULL: none expected, any closed). 0; -EPIPE when an idle connection's server end was gone
+ * before the request left (nothing ran: the serving process exec'd and handed over, and the
+ * name now reaches the next server, or it died); -EIO when it broke in the call. The
+ * connection is unusable after an error.
+ */
+int iommufd_remote_conn_call(struct wire_conn *conn, struct wire_req *req, struct wire_rep *rep,
+			     int *fds, int *nfds)
+{
+	bool fresh = conn->fresh;
+	int rc;
+
+	req->magic = WIRE_MAGIC;
+	conn->fresh = false;
+	rc = wire_send(conn->fd, req, sizeof(*req), NULL, 0);
+	if (rc == -EPIPE && !fresh)
+		return -EPIPE;
+	if (!rc)
+		rc = wire_recv(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0, nfds);
+	return rc ? -EIO : 0;
+}
+
+struct direct_client **iommufd_remote_conn_direct(struct wire_conn *conn)
+{
+	return &conn->direct;
+}
+
 /*
  * One round trip with @server: @req out, *@rep back, with the fds it carries in @fds (*@nfds;
  * @fds NULL: none expected, any closed). 0, or -EIO/-ENODEV/-ENOMEM.
@@ -885,49 +983,14 @@ static int remote_call_fds(struct iommufd_server *server, struct wire_req *req,
 	int rc;
 
 again:
-	uiommu_mutex_lock(&server->pool_lock);
-	conn = server->idle;
-	if (conn)
-		server->idle = conn->next;
-	uiommu_mutex_unlock(&server->pool_lock);
-	if (!conn) {
-		conn = uiommu_zalloc(sizeof(*conn));
-		if (!conn)
-			return -ENOMEM;
-		conn->fd = remote_connect(server);
-		if (conn->fd < 0) {
-			rc = conn->fd;
-			uiommu_free(conn);
-			return rc;
-		}
-		conn->fresh = true;
-	}
-	req->magic = WIRE_MAGIC;
-	rc = wire_send(conn->fd, req, sizeof(*req), NULL, 0);
-	if (rc == -EPIPE && !conn->fresh) {
-		/*
-		 * An idle connection whose server end is gone before the request left: nothing
-		 * ran. The serving process exec'd and handed over (the name now reaches the next
-		 * server), or died (the new connection answers ENODEV).
-		 */
-		sys_close(conn->fd);
-		uiommu_free(conn);
-		goto again;
-	}
-	conn->fresh = false;
-	if (!rc)
-		rc = wire_recv(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0, nfds);
-	if (rc) {
-		/* The server died, or dropped us: this connection is done. */
-		sys_close(conn->fd);
-		uiommu_free(conn);
-		return -EIO;
-	}
-	uiommu_mutex_lock(&server->pool_lock);
-	conn->next = server->idle;
-	server->idle = conn;
-	uiommu_mutex_unlock(&server->pool_lock);
-	return 0;
+	conn = iommufd_remote_conn_take(server, &rc);
+	if (!conn)
+		return rc;
+	rc = iommufd_remote_conn_call(conn, req, rep, fds, nfds);
+	iommufd_remote_conn_give(server, conn, !rc);
+	if (rc == -EPIPE)
+		goto again; /* a stale idle connection: a new one */
+	return rc;
 }
 
 static int remote_call(struct iommufd_server *server, struct wire_req *req, struct wire_rep *rep)
@@ -1006,8 +1069,8 @@ static int remote_new_fds(const struct wire_rep *rep, const int *fds, int nfds, 
 	return rc;
 }
 
-static void remote_req_init(struct wire_req *req, enum wire_op op, uint64_t token,
-			    const uint8_t *secret)
+void iommufd_remote_req_init(struct wire_req *req, enum wire_op op, uint64_t token,
+			     const uint8_t *secret)
 {
 	memset(req, 0, sizeof(*req));
 	req->op = op;
@@ -1083,7 +1146,7 @@ UIOMMU_EXPORT void uiommu_remote_range_forget(const void *addr, size_t len)
 	for (s = atomic_load_explicit(&servers, memory_order_acquire); s; s = s->next) {
 		if (s == self)
 			continue;
-		remote_req_init(&req, WIRE_FORGET, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+		iommufd_remote_req_init(&req, WIRE_FORGET, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
 		req.arg[0] = lo;
 		req.arg[1] = len;
 		/* A server we cannot reach holds nothing of ours any more (it is gone). */
@@ -1101,9 +1164,12 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0;
 
+	/* ACCESS_RW copied by this process itself, where the server offers it. */
+	if (cmd == IOMMU_TEST_CMD && iommufd_direct_access_rw(server, arg))
+		return 0;
 	/* Before the call: a pin exists only once the server has run it. */
 	remote_mapped_note(cmd, arg);
-	remote_req_init(&req, WIRE_IOCTL, token, secret);
+	iommufd_remote_req_init(&req, WIRE_IOCTL, token, secret);
 	req.arg[0] = cmd;
 	req.arg[1] = arg;
 	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
@@ -1124,7 +1190,7 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 	struct wire_rep rep;
 	void *p = MAP_FAILED;
 
-	remote_req_init(&req, WIRE_MMAP, token, secret);
+	iommufd_remote_req_init(&req, WIRE_MMAP, token, secret);
 	req.arg[0] = len;
 	req.arg[1] = (uint64_t)prot;
 	req.arg[2] = (uint64_t)flags;
@@ -1153,7 +1219,7 @@ ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const u
 	struct wire_rep rep;
 	int rc;
 
-	remote_req_init(&req, write ? WIRE_WRITE : WIRE_READ, token, secret);
+	iommufd_remote_req_init(&req, write ? WIRE_WRITE : WIRE_READ, token, secret);
 	req.arg[0] = buf;
 	req.arg[1] = count;
 	req.arg[2] = (uint64_t)pos;
@@ -1192,7 +1258,7 @@ static bool remote_status(pid_t pid, uint64_t *pinned, uint64_t *locked)
 		/* Without a connection it holds no mm of ours. */
 		if (own && !used)
 			continue;
-		remote_req_init(&req, WIRE_STATUS, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+		iommufd_remote_req_init(&req, WIRE_STATUS, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
 		if (remote_call(s, &req, &rep))
 			continue;
 		*pinned += own ? rep.val[2] : rep.val[0];
@@ -1242,7 +1308,7 @@ static int remote_adopt_event(int fd)
 		return PTR_ERR(server);
 	if (server == atomic_load(&iommufd_self_server))
 		return iommufd_file_adopt_local(fd, token, NULL);
-	remote_req_init(&req, WIRE_CLAIM, token, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+	iommufd_remote_req_init(&req, WIRE_CLAIM, token, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
 	req.arg[0] = (uint64_t)fd;
 	rc = remote_call(server, &req, &rep);
 	if (!rc)
@@ -1277,7 +1343,7 @@ int iommufd_remote_adopt(int fd)
 		return PTR_ERR(server);
 	if (server == atomic_load(&iommufd_self_server))
 		return iommufd_file_adopt_local(fd, hdr.token, hdr.secret);
-	remote_req_init(&req, WIRE_INFO, hdr.token, hdr.secret);
+	iommufd_remote_req_init(&req, WIRE_INFO, hdr.token, hdr.secret);
 	rc = remote_call(server, &req, &rep);
 	if (!rc)
 		rc = (int)rep.rc;
@@ -1292,6 +1358,7 @@ int iommufd_remote_adopt(int fd)
 /* The lists are copied whole: no thread is in the middle of changing one. */
 static void remote_atfork_prepare(void)
 {
+	iommufd_direct_atfork_prepare();
 	uiommu_mutex_lock(&servers_lock);
 	iommufd_files_atfork_prepare();
 	uiommu_mutex_lock(&clients_lock);
@@ -1304,6 +1371,7 @@ static void remote_atfork_parent(void)
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_parent();
 	uiommu_mutex_unlock(&servers_lock);
+	iommufd_direct_atfork_parent();
 }
 
 /* Our connections to other servers are the parent's: the copies go. */
@@ -1315,14 +1383,15 @@ static void remote_atfork_child_pools(void)
 			struct wire_conn *conn = s->idle;
 
 			s->idle = conn->next;
-			sys_close(conn->fd);
-			uiommu_free(conn);
+			wire_conn_free(conn);
 		}
 	}
 }
 
 static void remote_atfork_child(void)
 {
+	/* The served connections' pages are the parent's threads' (a hand-over's too). */
+	iommufd_direct_atfork_child();
 	remote_atfork_child_pools();
 	/* The child mapped nothing yet: its memory is its own copy, pinned by nobody. */
 	atomic_store(&remote_mapped_lo, UINT64_MAX);
@@ -1424,6 +1493,12 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 	if (uiommu_should_fail() || sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go))
 		goto out;
 	pthread_rwlock_wrlock(&serve_gate);
+	/*
+	 * The exec keeps our pid: a client's direct copy must not reach the new image. Every
+	 * translation dies (and every copy in flight ends) here; the clients then ask again,
+	 * which the gate holds until the hand-over is done.
+	 */
+	iommufd_direct_invalidate();
 	remote_handover = true;
 	mid = fork();
 	if (mid == 0) {

@@ -44,6 +44,38 @@ enum wire_op {
 	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
 	WIRE_MMAP,      /* arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd */
 	WIRE_FORGET,    /* arg[0] address, arg[1] length: the caller remaps that of its memory */
+	/*
+	 * The direct path of ACCESS_RW (remote_direct.c), both answered EINVAL by a server that
+	 * predates them, which the client takes as "not offered":
+	 * DIRECT: this connection's shared page; the reply carries its memfd and that of the
+	 * serving process's life word (SCM_RIGHTS), val[0] that process's pid, val[1] the life
+	 * word's value while it lives.
+	 * TRANSLATE: token and secret of an access fd; arg[0] iova, arg[1] length, arg[2] the
+	 * ACCESS_RW flags: the server's host runs in the page, val[0] the generation they are
+	 * valid at, val[1] how many.
+	 */
+	WIRE_DIRECT,
+	WIRE_TRANSLATE,
+};
+
+/*
+ * The page a server shares with one client connection (WIRE_DIRECT): the generation of the
+ * server's translations and the client's "copy in flight at generation G" word, kept in
+ * step as remote_direct.c's essay says, and TRANSLATE's runs. Every field is written by one
+ * side only (the runs by the server, during a TRANSLATE the client waits for).
+ */
+#define WIRE_DIRECT_RUNS_MAX 128
+struct wire_direct_run {
+	uint64_t host; /* the server's address */
+	uint64_t len;
+};
+
+struct wire_direct_page {
+	_Atomic uint32_t gen;     /* server: translations of this generation are valid; 0 none */
+	_Atomic uint32_t busy;    /* client: 0, or the generation of its copy in flight */
+	_Atomic uint32_t waiters; /* server: invalidators waiting for busy to move (futex) */
+	uint32_t reserved;
+	struct wire_direct_run runs[WIRE_DIRECT_RUNS_MAX];
 };
 
 struct wire_req {
@@ -82,6 +114,26 @@ struct iommufd_server;
 struct iommufd_node;
 struct uiommu_mm;
 
+/* remote_direct.c: ACCESS_RW from another process, copied by that process. */
+struct direct_serve;
+struct direct_client;
+void iommufd_direct_invalidate(void);
+uint32_t iommufd_direct_gen(void);
+int iommufd_direct_serve_setup(struct direct_serve **dsp, int conn_fd, int *new_fds,
+			       unsigned int *nr_new, uint64_t *val);
+int iommufd_direct_serve_translate(struct direct_serve *ds, uint64_t token, const uint8_t *secret,
+				   uint64_t iova, uint64_t length, uint32_t flags, uint64_t *val);
+/* access.c: the selftest access's side of TRANSLATE (-EOPNOTSUPP without the test command). */
+int iommufd_test_access_translate(uint64_t token, const uint8_t *secret, uint64_t iova,
+				  uint64_t length, uint32_t flags, uint32_t *gen,
+				  struct wire_direct_run *runs, unsigned int max, unsigned int *nr);
+void iommufd_direct_serve_end(struct direct_serve *ds);
+void iommufd_direct_atfork_prepare(void);
+void iommufd_direct_atfork_parent(void);
+void iommufd_direct_atfork_child(void);
+void iommufd_direct_client_free(struct direct_client *dc);
+bool iommufd_direct_access_rw(struct iommufd_server *server, uint64_t arg);
+
 /* remote.c: this process's server, and the client side of the calls. */
 extern _Atomic(struct iommufd_server *) iommufd_self_server;
 struct iommufd_server *iommufd_server_self(void);
@@ -98,6 +150,15 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 			  void *addr, size_t len, int prot, int flags, uint64_t off);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+
+struct wire_conn;
+struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc);
+void iommufd_remote_conn_give(struct iommufd_server *server, struct wire_conn *conn, bool ok);
+int iommufd_remote_conn_call(struct wire_conn *conn, struct wire_req *req, struct wire_rep *rep,
+			     int *fds, int *nfds);
+struct direct_client **iommufd_remote_conn_direct(struct wire_conn *conn);
+void iommufd_remote_req_init(struct wire_req *req, enum wire_op op, uint64_t token,
+			     const uint8_t *secret);
 
 /* file.c: the files the wire names. */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
@@ -117,6 +178,12 @@ void iommufd_files_atfork_prepare(void);
 void iommufd_files_atfork_parent(void);
 void iommufd_files_atfork_child(void);
 bool iommufd_files_served(void);
+int iommufd_file_remote_ident(int fd, struct iommufd_server **server, uint64_t *token,
+			      uint8_t *secret);
+struct iommufd_file;
+struct iommufd_subfd_ops;
+void *iommufd_subfd_get_exported(uint64_t token, const uint8_t *secret,
+				 const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
 void iommufd_files_handover_child(void);
 void iommufd_files_rewatch(void);
 

@@ -35,7 +35,9 @@
  *   - paging domains whose driver walks for devices (the dma_walk domain op) and that the
  *     IOTLB cannot serve (the selftest mock's 2 KiB pages, which an IOTLB of 4 KiB entries
  *     cannot hold; the mock's domains when the instance has no IOTLB): that walk, which also
- *     reports the leaf's permissions and size and marks it dirty on a write;
+ *     reports the leaf's permissions and size and marks it dirty on a write (its dma_walk_run
+ *     op, where the driver has it, walks a run of leaves of one permission and contiguous
+ *     output under one hold of its lock, and stops before the leaf that differs);
  *   - other paging domains: iova_to_phys() per smallest page, read-write;
  *   - nested domains whose driver walks both stages (VT-d: a pgsize_bitmap of 4 KiB): the
  *     IOTLB too, whose walker is the two-stage walk and whose entries stay until the user's
@@ -49,8 +51,8 @@
  * pages it translated (DMA_CTX_SLOTS of them), each reused while the IOTLB's entry for it is
  * unchanged (iotlb_stamp(): the entry's set's sequence count, which a removal or an eviction
  * moves, checked inline with one load; taken only while the entry still says what the
- * translation kept), so no translation outlives an invalidation and nothing is kept across
- * batches.
+ * translation kept), so no translation outlives an invalidation. The caches of the last batch
+ * are kept for copy runs (struct dma_warm), under the same rule.
  * Each op runs as a dma_xfer through a shadow request, so the fault log, page requests and the
  * retry rule are the single transfers'; a page request drops the mutex and the batch resumes
  * at the same op. A COPY (dma_copy_step()) walks source and destination together in steps
@@ -172,6 +174,12 @@ struct uiommu_dma_dev {
 	struct uiommu_mutex sva_lock;
 	struct iommu_sva *sva;
 	unsigned int sva_binds;
+	/*
+	 * The translation caches of the last batch that ran in IOTLB mode (dma_warm_save()), for
+	 * dma_engine_copy_run(). The group mutex protects it (its place in the order: after
+	 * sva_lock, never held with dma_engine_lock); allocated at the first save, freed at close.
+	 */
+	struct dma_warm *warm;
 };
 
 UIOMMU_MUTEX_DEFINE(dma_engine_lock); /* a leaf; see the top */
@@ -396,6 +404,22 @@ struct dma_ctx {
 	struct dma_ctx_way ways[DMA_CTX_SLOTS];
 };
 
+/*
+ * A batch's two translation caches kept past its visit, with the domain and PASID they are of.
+ * Each page in them still says by its stamp whether its IOTLB entry is unchanged, so keeping
+ * them is safe as long as the domain is the one now attached at @pasid (checked at each use).
+ * "The one" is told by its id, not by its address: a domain freed without an invalidation
+ * (nothing flushes a domain at its free: its entries linger under an id no domain will have
+ * again) and another allocated at the same address would match the pointer while the stamps
+ * of the old one's lingering entries still hold. Ids are never reused (iommu.c).
+ */
+struct dma_warm {
+	struct iommu_domain *domain; /* for the refills' walks, once @domid matched */
+	uint32_t domid;
+	uint32_t pasid;
+	struct dma_ctx rd, wr;
+};
+
 /* The domain at @pasid of the handle's device; the group mutex is held. NULL: none. */
 static struct iommu_domain *dma_engine_domain(struct uiommu_dma_dev *e, uint32_t pasid)
 {
@@ -536,6 +560,12 @@ static int dma_translate(struct dma_ctx *c, uint64_t iova, size_t left, phys_add
 		return ret;
 	}
 	case DMA_MODE_DMA_WALK:
+		/* A run of leaves in one call where the driver can (its lock taken once). */
+		if (c->domain->ops->dma_walk_run) {
+			*phys = c->domain->ops->dma_walk_run(c->domain, iova, left, c->write, prot,
+							     span);
+			return *phys ? 0 : -EFAULT;
+		}
 		*phys = c->domain->ops->dma_walk(c->domain, iova, c->write, prot, &size);
 		if (!*phys)
 			return -EFAULT;
@@ -896,6 +926,10 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 	uint64_t bad = 0;
 	size_t left = req->len - req->done;
 	uint64_t src = x->copy_src + req->done, dst = req->iova + req->done;
+	/* What a walk of the source found past the last step (DMA_MODE_DMA_WALK), kept. */
+	uint64_t src_rest = 0;
+	phys_addr_t src_next = 0;
+	int src_prot = 0;
 
 	while (left) {
 		phys_addr_t sp, dp;
@@ -904,21 +938,34 @@ static int dma_copy_step(struct dma_xfer *x, struct iommu_domain *domain, struct
 
 		op = UIOMMU_DMA_OP_READ;
 		bad = src;
-		if (dma_translate(rd, src, left, &sp, &sspan, &sprot))
+		if (src_rest) {
+			sp = src_next;
+			sspan = src_rest;
+			sprot = src_prot;
+		} else if (dma_translate(rd, src, left, &sp, &sspan, &sprot)) {
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
-		else if (!(sprot & IOMMU_READ))
+		} else if (!(sprot & IOMMU_READ)) {
 			reason = UIOMMU_DMA_FAULT_PERM;
+		}
 		if (unlikely(reason))
 			break;
 		op = UIOMMU_DMA_OP_WRITE;
 		bad = dst;
-		if (dma_translate(wr, dst, left, &dp, &dspan, &dprot))
+		/* No further than the source goes: a run walk marks what it covers dirty. */
+		if (dma_translate(wr, dst, MIN(sspan, (uint64_t)left), &dp, &dspan, &dprot))
 			reason = UIOMMU_DMA_FAULT_UNMAPPED;
 		else if (!(dprot & IOMMU_WRITE))
 			reason = UIOMMU_DMA_FAULT_PERM;
 		if (unlikely(reason))
 			break;
 		span = MIN(MIN(sspan, dspan), (uint64_t)left);
+		/*
+		 * A walk's source run longer than this step serves the next ones: walked again
+		 * from each step's start, a run over a scattered destination costs its square.
+		 */
+		src_rest = rd->mode == DMA_MODE_DMA_WALK && sspan > span ? sspan - span : 0;
+		src_next = sp + span;
+		src_prot = sprot;
 		if (run.len && run.src + run.len == sp && run.dst + run.len == dp) {
 			run.len += span;
 		} else {
@@ -1305,6 +1352,47 @@ static void dma_batch_store(struct dma_batch *b)
 }
 
 /*
+ * A COPY of @len bytes (> 0) from @src_iova to @dst_iova with its record @rec (NULL: none) on
+ * the fast path: true when it went whole, false when nothing happened (dma_batch_fast()) --
+ * or, with *@copied set, when the copy was made and only its record failed or trapped.
+ * Always inlined, for the copy run's loop: as a call, its nine arguments and saved registers
+ * were ~27 of the ~183 instructions a copy run spent per copy (the refill, rare, stays out).
+ */
+static inline __attribute__((always_inline)) bool
+dma_copy_fast(struct uiommu_dma_dev *e, uint32_t pasid, uint64_t src_iova, uint64_t dst_iova,
+	      size_t len, const struct uiommu_dma_record *rec, struct dma_ctx *rd,
+	      struct dma_ctx *wr, bool *copied)
+{
+	phys_addr_t src, dst, rec_dst = 0;
+
+	if (!dma_ctx_span(rd, src_iova, len, IOMMU_READ, &src) ||
+	    !dma_ctx_span(wr, dst_iova, len, IOMMU_WRITE, &dst) ||
+	    (rec && !dma_ctx_span(wr, rec->iova, rec->len, IOMMU_WRITE, &rec_dst)))
+		return false;
+	/*
+	 * -EFAULT only for an address no process maps: the general way reports it and logs what
+	 * it writes, so nothing is logged here before the copy it logs went. Once the data is
+	 * copied, a record that fails is all the general way must redo (*@copied): running the
+	 * copy twice would change an overlapping copy's bytes, and log it twice. So the copy is
+	 * logged before its record is tried: a record that traps jumps out of here, and the
+	 * general way logs only the record.
+	 */
+	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
+		return false;
+	if (unlikely(dma_log_on()))
+		dma_log_written(e->dev, pasid, dst_iova, len);
+	if (rec) {
+		*copied = true;
+		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len))
+			return false;
+		*copied = false;
+		if (unlikely(dma_log_on()))
+			dma_log_written(e->dev, pasid, rec->iova, rec->len);
+	}
+	return true;
+}
+
+/*
  * The fast path of an op (the batch's trap armed, both directions in IOTLB mode): when every
  * page of each side it touches is in its direction's cache, good for the access and contiguous
  * in host memory, the op is one host copy and its results are set here (true). Otherwise
@@ -1321,24 +1409,21 @@ static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiom
 			   struct dma_ctx *rd, struct dma_ctx *wr, bool *copied)
 {
 	const struct uiommu_dma_record *rec = NULL;
-	phys_addr_t src, dst, rec_dst = 0;
+	phys_addr_t src, dst;
 	size_t len = op->len;
 
 	if (unlikely(!len))
 		return false;
 	switch (op->op) {
 	case UIOMMU_DMA_OP_COPY:
-		if (!dma_ctx_span(rd, op->src, len, IOMMU_READ, &src) ||
-		    !dma_ctx_span(wr, op->iova, len, IOMMU_WRITE, &dst))
-			return false;
 		if (op->flags & UIOMMU_DMA_RECORD) {
 			rec = op->buf;
 			if (!rec->len)
 				rec = NULL; /* no record */
-			else if (!dma_ctx_span(wr, rec->iova, rec->len, IOMMU_WRITE, &rec_dst))
-				return false;
 		}
-		break;
+		if (!dma_copy_fast(e, pasid, op->src, op->iova, len, rec, rd, wr, copied))
+			return false;
+		goto done;
 	case UIOMMU_DMA_OP_WRITE:
 		if (!dma_ctx_span(wr, op->iova, len, IOMMU_WRITE, &dst))
 			return false;
@@ -1350,34 +1435,37 @@ static bool dma_batch_fast(struct uiommu_dma_dev *e, uint32_t pasid, struct uiom
 		dst = (uintptr_t)op->buf;
 		break;
 	}
-	/*
-	 * -EFAULT only for an address no process maps: the general way reports it and logs what
-	 * it writes, so nothing is logged here before the copy it logs went. Once the data is
-	 * copied, a record that fails is all the general way must redo (*@copied): running the
-	 * copy twice would change an overlapping copy's bytes, and log it twice.
-	 */
+	/* As dma_copy_fast(): -EFAULT is the general way's to report. */
 	if (uiommu_host_copy_trapped((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len))
 		return false;
-	if (rec) {
-		*copied = true;
-		if (uiommu_host_copy_trapped((void *)(uintptr_t)rec_dst, rec->buf, rec->len)) {
-			/* The general way takes up the record alone: the copy's log is ours. */
-			if (unlikely(dma_log_on()) && op->op != UIOMMU_DMA_OP_READ)
-				dma_log_written(e->dev, pasid, op->iova, len);
-			return false;
-		}
-		*copied = false;
-	}
-	if (unlikely(dma_log_on()) && op->op != UIOMMU_DMA_OP_READ) {
+	if (unlikely(dma_log_on()) && op->op == UIOMMU_DMA_OP_WRITE)
 		dma_log_written(e->dev, pasid, op->iova, len);
-		if (rec)
-			dma_log_written(e->dev, pasid, rec->iova, rec->len);
-	}
+done:
 	op->done = len;
 	op->error = 0;
 	op->fault_op = 0;
 	op->fault_iova = 0;
 	return true;
+}
+
+/*
+ * Keeps a batch's caches for dma_engine_copy_run() (group mutex held). The copy is a few KiB
+ * once per batch; without a buffer (allocation refused) there is simply nothing kept, and
+ * copy runs find nothing warm and go the general way.
+ */
+static void dma_warm_save(struct uiommu_dma_dev *e, struct iommu_domain *domain, uint32_t pasid,
+			  const struct dma_ctx *rd, const struct dma_ctx *wr)
+{
+	if (!e->warm) {
+		e->warm = uiommu_zalloc(sizeof(*e->warm));
+		if (!e->warm)
+			return;
+	}
+	e->warm->domain = domain;
+	e->warm->domid = domain->id;
+	e->warm->pasid = pasid;
+	e->warm->rd = *rd;
+	e->warm->wr = *wr;
 }
 
 /*
@@ -1439,6 +1527,8 @@ static __attribute__((noinline)) int dma_batch_ops(struct dma_batch *b)
 		b->cur++;
 		b->loaded = false;
 	}
+	if (fast && domain)
+		dma_warm_save(x->e, domain, pasid, &rd, &wr);
 	return ret;
 }
 
@@ -1510,6 +1600,27 @@ static int dma_batch_check(struct uiommu_dma_dev *e, const struct uiommu_dma_op 
 	return 0;
 }
 
+/* Runs @b's ops (checked) to the end or the first that fails, page requests and all. */
+static void dma_batch_go(struct uiommu_dma_dev *e, struct dma_batch *b)
+{
+	int ret;
+
+	b->x = (struct dma_xfer){ .req = &b->shadow, .e = e };
+	while (dma_batch_run(b)) {
+		ret = dma_prq_send(&b->x, false);
+		if (ret) {
+			dma_prq_send_failed(&b->x, ret);
+			dma_batch_store(b);
+			break;
+		}
+		dma_prq_wait(&b->x);
+		if (!dma_prq_outcome(&b->x)) {
+			dma_batch_store(b);
+			break;
+		}
+	}
+}
+
 UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_dma_op *ops,
 				       size_t n)
 {
@@ -1523,20 +1634,7 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 	}
 	if (!n)
 		return 0;
-	b.x = (struct dma_xfer){ .req = &b.shadow, .e = e };
-	while (dma_batch_run(&b)) {
-		ret = dma_prq_send(&b.x, false);
-		if (ret) {
-			dma_prq_send_failed(&b.x, ret);
-			dma_batch_store(&b);
-			break;
-		}
-		dma_prq_wait(&b.x);
-		if (!dma_prq_outcome(&b.x)) {
-			dma_batch_store(&b);
-			break;
-		}
-	}
+	dma_batch_go(e, &b);
 	/*
 	 * Every op that ran had all its results written by dma_batch_store(); only those after a
 	 * failed one are cleared here, not every op up front (a pass over the whole array that a
@@ -1549,6 +1647,170 @@ UIOMMU_EXPORT ssize_t uiommu_dma_batch(struct uiommu_dma_dev *e, struct uiommu_d
 		ops[i].fault_iova = 0;
 	}
 	return (ssize_t)b.cur;
+}
+
+/*
+ * A run of plain COPYs, each with its record or none, on the fast path alone: the caches the
+ * last batch left (struct dma_warm) if the domain at @pasid is still theirs, one hold of the
+ * group mutex and one arming of the trap for the run, and per copy only dma_copy_fast(). The
+ * run stops at the first copy that is not whole in the caches (or that a general pass would
+ * judge: zero length, a range that wraps) with nothing of it done; the caller sends that one
+ * and the rest through uiommu_dma_batch(), which meets its faults, page requests and log
+ * entries as it always did. A trap in a copy stops the run there too (the batch redoes it).
+ * But a copy made whose record then failed or trapped (its host memory gone) is past redoing
+ * (an overlapping copy run twice moves other bytes): the run takes it up at its record the
+ * general way, as a batch would (dma_batch_resume()), and either counts it or stops there with
+ * its results in *@stop.
+ * Return: how many went, or -EINVAL.
+ */
+
+/* A copy run in progress (dma_engine_copy_run()): what its loop reads, and how far it went. */
+struct dma_copy_run_state {
+	struct uiommu_dma_dev *e;
+	uint32_t pasid;
+	const char *copies;
+	size_t stride;
+	const struct uiommu_dma_record *recs;
+	size_t n;
+	struct dma_warm *w;
+	size_t done;               /* copies whole; a trap stops the count at the copy it hit */
+	bool copied;               /* the copy at @done was made, its record was not */
+};
+
+/*
+ * Fills @c's cache with the pages of [@iova, @iova + @len) (IOTLB mode; the range checked not
+ * to wrap). Only translations: no fault is recorded and no page request sent, a failure just
+ * says "not here". It stops at a page the access may not use, as the general way stops there:
+ * going on would walk the destination (and set dirty bits in it) behind a source the general
+ * way refuses, or the record behind a destination it refuses.
+ * Return: 0, or the failed translation's -errno (-EACCES: not permitted).
+ */
+static int dma_ctx_warm(struct dma_ctx *c, uint64_t iova, size_t len)
+{
+	const int access = c->write ? IOMMU_WRITE : IOMMU_READ;
+	uint64_t end = iova + (len - 1), span;
+	phys_addr_t phys;
+	int prot, ret;
+
+	for (;;) {
+		ret = dma_translate(c, iova, end - iova + 1, &phys, &span, &prot);
+		if (!ret && (prot & access) != access)
+			ret = -EACCES;
+		if (ret || span > end - iova)
+			return ret;
+		iova += span;
+	}
+}
+
+/*
+ * A copy that missed the caches: its pages fetched into them (the reads', then the writes',
+ * then the record's: a prefix of the translations the general way makes before it could fail,
+ * so nothing is touched that it would not touch) and the fast path tried again.
+ */
+static __attribute__((noinline, cold)) bool
+dma_copy_run_refill(struct dma_copy_run_state *st, const struct uiommu_dma_copy *c,
+		    const struct uiommu_dma_record *rec)
+{
+	struct dma_warm *w = st->w;
+
+	if (dma_ctx_warm(&w->rd, c->src, c->len) || dma_ctx_warm(&w->wr, c->dst, c->len) ||
+	    (rec && dma_ctx_warm(&w->wr, rec->iova, rec->len)))
+		return false;
+	return dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &w->rd, &w->wr,
+			     &st->copied);
+}
+
+/* dma_engine_copy_run()'s loop, the trap armed. */
+static void dma_copy_run_ops(struct dma_copy_run_state *st)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		const struct uiommu_dma_copy *c = (const void *)(st->copies + i * st->stride);
+		const struct uiommu_dma_record *rec =
+			st->recs && st->recs[i].len ? &st->recs[i] : NULL;
+		uint64_t last;
+
+		if (!c->len || c->len > SSIZE_MAX || check_add_overflow(c->src, c->len - 1, &last) ||
+		    check_add_overflow(c->dst, c->len - 1, &last) ||
+		    (rec && (rec->len > SSIZE_MAX || !rec->buf ||
+			     check_add_overflow(rec->iova, (uint64_t)rec->len - 1, &last))) ||
+		    (!dma_copy_fast(st->e, st->pasid, c->src, c->dst, c->len, rec, &st->w->rd,
+				    &st->w->wr, &st->copied) &&
+		     (st->copied || !dma_copy_run_refill(st, c, rec))))
+			return; /* made but its record refused (copied): never tried again */
+		st->done = i + 1;
+	}
+}
+
+/* The run under the group mutex and one arming of the trap; @st->done says how far it went. */
+static void dma_copy_run_locked(struct dma_copy_run_state *st)
+{
+	struct uiommu_host_trap trap;
+	struct iommu_domain *domain;
+
+	iommu_group_mutex_lock(st->e->group);
+	st->w = st->e->warm;
+	domain = dma_engine_domain(st->e, st->pasid);
+	if (!st->w || !domain || st->w->domid != domain->id || st->w->domain != domain ||
+	    st->w->pasid != st->pasid)
+		goto out_unlock;
+	if (!UIOMMU_HOST_TRAP_SET(&trap)) {
+		uiommu_host_trap_arm(&trap);
+		dma_copy_run_ops(st);
+	} /* else the copy at st->done moved part of its bytes: the batch redoes it */
+	uiommu_host_trap_disarm(&trap);
+out_unlock:
+	iommu_group_mutex_unlock(st->e->group);
+}
+
+/*
+ * The copy at @st->done was made and its record was not (@st->copied): the record alone, the
+ * general way (a one-op batch taken up at its record), outside the run's hold of the mutex.
+ * Counted when it went; else its results are the caller's, in *@stop.
+ */
+static void dma_copy_run_finish(struct dma_copy_run_state *st, unsigned int flags,
+				struct uiommu_dma_op *stop)
+{
+	const struct uiommu_dma_copy *c = (const void *)(st->copies + st->done * st->stride);
+	struct dma_batch b = { .ops = stop, .n = 1, .copied = true };
+
+	*stop = (struct uiommu_dma_op){
+		.op = UIOMMU_DMA_OP_COPY, .flags = flags | UIOMMU_DMA_RECORD, .pasid = st->pasid,
+		.src = c->src, .iova = c->dst, .len = c->len,
+		.buf = (void *)(uintptr_t)&st->recs[st->done], /* only read */
+	};
+	dma_batch_go(st->e, &b);
+	if (!stop->error) {
+		st->done++;
+		*stop = (struct uiommu_dma_op){};
+	}
+}
+
+ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned int flags,
+			    const void *copies, size_t stride, const struct uiommu_dma_record *recs,
+			    size_t n, struct uiommu_dma_op *stop)
+{
+	const unsigned int flags_ok = UIOMMU_DMA_NO_PASID | UIOMMU_DMA_NO_PRI | UIOMMU_DMA_NO_WAIT;
+	const size_t align = _Alignof(struct uiommu_dma_copy);
+	struct dma_copy_run_state st = {
+		.e = e, .pasid = (flags & UIOMMU_DMA_NO_PASID) ? IOMMU_NO_PASID : pasid,
+		.copies = copies, .stride = stride, .recs = recs, .n = n,
+	};
+
+	/* Misaligned copies would be read through a misaligned pointer: refused, not guessed at. */
+	if (!e || (n && !copies) || !stop || stride < sizeof(struct uiommu_dma_copy) ||
+	    stride % align || (uintptr_t)copies % align || (flags & ~flags_ok) ||
+	    n > UIOMMU_DMA_BATCH_MAX)
+		return -EINVAL;
+	if (st.pasid != IOMMU_NO_PASID &&
+	    (!e->dev->pasid_bits || e->dev->pasid_bits > 20 ||
+	     st.pasid >= (UINT32_C(1) << e->dev->pasid_bits)))
+		return -EINVAL;
+	*stop = (struct uiommu_dma_op){};
+	if (n)
+		dma_copy_run_locked(&st);
+	if (unlikely(st.copied))
+		dma_copy_run_finish(&st, flags, stop);
+	return (ssize_t)st.done;
 }
 
 /* ---- the asynchronous engine -------------------------------------------------------------- */
@@ -1613,7 +1875,7 @@ static void *dma_async_worker(void *arg)
 {
 	struct uiommu_dma_dev *e = arg;
 
-	/* Our own thread: one fault-safe window for its life, not one system call per copy. */
+	/* Our own thread: one trap span for its life, not one system call per copy. */
 	uiommu_uaccess_begin();
 	uiommu_mutex_lock(&dma_engine_lock);
 	for (;;) {
@@ -1720,6 +1982,7 @@ UIOMMU_EXPORT int uiommu_dma_dev_close(struct uiommu_dma_dev *e)
 	uiommu_cond_destroy(&e->cond);
 	iommu_group_put(e->group);
 	device_put(e->dev);
+	uiommu_free(e->warm);
 	uiommu_free(e);
 	return 0;
 }

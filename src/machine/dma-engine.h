@@ -46,4 +46,14 @@ int dma_engine_write_log_set(struct device *dev, dma_engine_write_log_fn fn, voi
 /* dma_engine_write_log_clear() - remove @dev's hook; when it returns, no call of it runs. */
 void dma_engine_write_log_clear(struct device *dev);
 
+/**
+ * dma_engine_copy_run() - COPYs @copies[0..n) (@stride bytes apart), each with its record
+ * @recs[i] (len 0 or @recs NULL: none), on the fast path alone (uiommu_pci_dma_copy_run())
+ * Return: how many went (the rest untouched: the caller runs them through uiommu_dma_batch(),
+ * but for one whose copy was made and record failed: *@stop, error set), or -EINVAL.
+ */
+ssize_t dma_engine_copy_run(struct uiommu_dma_dev *e, uint32_t pasid, unsigned int flags,
+			    const void *copies, size_t stride, const struct uiommu_dma_record *recs,
+			    size_t n, struct uiommu_dma_op *stop);
+
 #endif

@@ -460,26 +460,55 @@ UIOMMU_EXPORT ssize_t uiommu_pci_dma_write(struct uiommu_pci_fn *fn, uint32_t pa
 	return pci_fn_dma_rw(fn, UIOMMU_DMA_OP_WRITE, pasid, iova, (void *)buf, len, flags);
 }
 
-UIOMMU_EXPORT ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops,
-					   size_t n)
+/* pci_fn_dma_begin() at the public boundary: the handle, or NULL and errno (EINVAL, EPERM...). */
+static struct uiommu_dma_dev *pci_fn_dma_enter(struct uiommu_pci_fn *fn)
 {
 	struct uiommu_dma_dev *e;
-	ssize_t got;
-	int err;
 
 	if (!fn) {
 		errno = EINVAL;
-		return -1;
+		return NULL;
 	}
 	e = pci_fn_dma_begin(fn);
 	if (IS_ERR(e)) {
 		errno = (int)-PTR_ERR(e);
-		return -1;
+		return NULL;
 	}
+	return e;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pci_dma_batch(struct uiommu_pci_fn *fn, struct uiommu_dma_op *ops,
+					   size_t n)
+{
+	struct uiommu_dma_dev *e = pci_fn_dma_enter(fn);
+	ssize_t got;
+	int err;
+
+	if (!e)
+		return -1;
 	got = uiommu_dma_batch(e, ops, n);
 	err = errno;
 	pci_fn_dma_end(fn);
 	errno = err;
+	return got;
+}
+
+UIOMMU_EXPORT ssize_t uiommu_pci_dma_copy_run(struct uiommu_pci_fn *fn, uint32_t pasid,
+					      unsigned int flags, const void *copies, size_t stride,
+					      const struct uiommu_dma_record *recs, size_t n,
+					      struct uiommu_dma_op *stop)
+{
+	struct uiommu_dma_dev *e = pci_fn_dma_enter(fn);
+	ssize_t got;
+
+	if (!e)
+		return -1;
+	got = dma_engine_copy_run(e, pasid, flags, copies, stride, recs, n, stop);
+	pci_fn_dma_end(fn);
+	if (got < 0) {
+		errno = (int)-got;
+		return -1;
+	}
 	return got;
 }
 

@@ -138,8 +138,8 @@ unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index);
 uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);
 
 /*
- * A window in which this thread's user accesses may fault safely (mm_self.c): the outermost one
- * unblocks SIGSEGV/SIGBUS with one system call and blocks again at its end what was blocked.
+ * A trap span, in which this thread's user accesses may fault safely (mm_self.c): the outermost
+ * one unblocks SIGSEGV/SIGBUS with one system call and blocks again at its end what was blocked.
  * Every access opens one itself; an ioctl opens one around its whole run so that its copies
  * share that one call. Nests; balanced on every path.
  */
@@ -168,9 +168,9 @@ static inline bool uiommu_host_is_window(uint64_t host)
 
 /*
  * A batch's fault trap (mm_self.c): one arming for a run of host copies, where
- * uiommu_host_copy() arms per copy (a sigsetjmp and the window each; on x86-64 no sigsetjmp,
- * the copy has an exception table, but still a window outside an ioctl). The jump buffer lives
- * in the caller's frame, so the caller sets it itself:
+ * uiommu_host_copy() arms per copy (a sigsetjmp and the trap span each; on x86-64 no
+ * sigsetjmp, the copy has an exception table, but still a span outside an ioctl). The jump
+ * buffer lives in the caller's frame, so the caller sets it itself:
  *
  *	struct uiommu_host_trap t;
  *

@@ -11,7 +11,7 @@
  *
  * On x86-64 the user copies (and uiommu_host_copy()) are the kernel's kind: an asm routine
  * (uaccess_x86_64.S) whose every access has an entry in an exception table. A kernel-raised
- * fault of a thread inside a window whose RIP is one of those entries is ours: the handler
+ * fault of a thread inside a trap span whose RIP is one of those entries is ours: the handler
  * moves RIP to the entry's fixup and returns, and the routine returns the bytes it did not copy
  * (uaccess_extable_handle()). Nothing is armed or saved per copy. Elsewhere, and for the page
  * probes of fault_in and the batch trap of the DMA engine, a thread-local jump buffer is armed
@@ -23,23 +23,24 @@
  * handler of the program that runs on top of an armed access and faults by itself is therefore
  * not mistaken for a bad user pointer.
  *
- * The windows around an access (uaccess_window_begin()/end()): a synchronous SIGSEGV on a
- * thread that blocks it kills the process whatever the handler (the kernel forces the default
- * action), and threads of programs such as QEMU block most signals. So the first window of a
+ * The trap spans around an access (uiommu_uaccess_begin()/end()): a synchronous SIGSEGV on
+ * a thread that blocks it kills the process whatever the handler (the kernel forces the default
+ * action), and threads of programs such as QEMU block most signals. So the first span of a
  * thread's nest unblocks SIGSEGV and SIGBUS with one rt_sigprocmask() and blocks again at its
- * end only what was blocked before. An ioctl opens one window around its whole run
+ * end only what was blocked before. ("Span", not "window": the window is window.c's address
+ * range for another process's pages.) An ioctl opens one span around its whole run
  * (uiommu_uaccess_begin()), so it pays that one call however many copies it makes.
  *
- * The mask cache: under the preload layer a window usually costs no call at all. The layer
+ * The mask cache: under the preload layer a trap span usually costs no call at all. The layer
  * wraps every libc call that changes a thread's mask for good (sigprocmask(),
  * pthread_sigmask()) and reports the new mask (uiommu_fault_mask_note()); a thread-local flag
- * says "SIGSEGV and SIGBUS are known to be unblocked here", and while it holds, a window makes
+ * says "SIGSEGV and SIGBUS are known to be unblocked here", and while it holds, a span makes
  * no system call. It is cleared before each change (a handler in between sees it cleared) and
  * by every call that changes the mask behind libc's wrappers: siglongjmp()/longjmp() to a
  * buffer with a saved mask, setcontext()/swapcontext(), and sigsuspend()/pselect()/ppoll()/
  * epoll_pwait() (handlers run under their temporary mask), and the System V/BSD calls that
  * change it inside libc (sighold(), sigset(), sigblock() ...). A new thread starts with it clear
- * and learns its mask from its first window's call. A signal handler runs with its sa_mask
+ * and learns its mask from its first span's call. A signal handler runs with its sa_mask
  * added by the kernel, unseen: a handler whose sa_mask holds SIGSEGV or SIGBUS (seen in
  * uiommu_fault_sigaction(), which the layer calls for every sigaction()) turns the cache off
  * for good. Otherwise a handler's mask only adds to the one it interrupted, so a flag set
@@ -47,7 +48,7 @@
  * rt_sigprocmask()/rt_sigaction() system call, a handler that edits its ucontext's
  * uc_sigmask, and a handler that itself unblocks SIGSEGV/SIGBUS with pthread_sigmask() and then
  * returns into code that had them blocked (the return restores the mask unseen). Without the
- * preload layer (uiommu_fault_mask_track() never called) every window makes the calls.
+ * preload layer (uiommu_fault_mask_track() never called) every span makes the calls.
  *
  * The jump
  * buffer is saved and restored around each armed access, so a signal handler that calls uiommu
@@ -66,10 +67,10 @@
  * pointer is read only by the handler).
  *
  * Measured (2-CPU VM, see docs/running.md): an armed 16-byte copy costs ~10 ns (sigsetjmp()
- * most of it: the exception table's copy costs its moves), the window's
+ * most of it: the exception table's copy costs its moves), the trap span's
  * rt_sigprocmask() ~100-150 ns (about one null ioctl into the kernel), process_vm_readv() of
  * 16 bytes ~450-700 ns. process_vm_readv() would need no signal handling at all, but would cost
- * each copy several real system calls; the window's two calls (none with the mask cache) are
+ * each copy several real system calls; the span's two calls (none with the mask cache) are
  * the price taken for exactness.
  *
  * A program that sets its own disposition of SIGSEGV or SIGBUS after the trap is installed
@@ -115,14 +116,14 @@
 #ifndef UACCESS_VIA_SYSCALL
 /* The armed access's return point; NULL when none. Read by the handler only. */
 static _Thread_local sigjmp_buf *volatile uaccess_jmp;
-/* Nesting depth of windows, and what the outermost one unblocked (to block again). */
+/* Nesting depth of trap spans, and what the outermost one unblocked (to block again). */
 static _Thread_local unsigned int uaccess_depth;
 static _Thread_local sigset_t uaccess_reblock;
 static _Thread_local bool uaccess_reblock_any;
 
 /*
  * The mask cache (see the essay): true when this thread's signal mask is known to let SIGSEGV
- * and SIGBUS through, so a window needs no system call. Only ever true while
+ * and SIGBUS through, so a trap span needs no system call. Only ever true while
  * uaccess_mask_tracked; every mask change the preload layer sees rewrites or clears it.
  */
 static _Thread_local volatile bool uaccess_mask_open;
@@ -130,7 +131,7 @@ static _Thread_local volatile bool uaccess_mask_open;
 static atomic_bool uaccess_mask_tracked;
 /*
  * Some handler the program installed blocks SIGSEGV or SIGBUS while it runs (its sa_mask):
- * a window opened inside it cannot trust a mask seen outside. Sticky.
+ * a trap span opened inside it cannot trust a mask seen outside. Sticky.
  */
 static atomic_bool uaccess_mask_untrusted;
 
@@ -207,7 +208,7 @@ static uintptr_t uaccess_extable_fixup(uintptr_t pc)
 }
 
 /*
- * A kernel-raised fault of this thread inside a window, at one of the copy's accesses: resume
+ * A kernel-raised fault of this thread inside a trap span, at one of the copy's accesses: resume
  * at its fixup, which returns the bytes left. Return: false when the fault is not the copy's.
  */
 static bool uaccess_extable_handle(const siginfo_t *info, void *ucv)
@@ -418,7 +419,7 @@ void uiommu_uaccess_begin(void)
 		sigaddset(&uaccess_reblock, SIGBUS);
 	uaccess_reblock_any = sigismember(&old, SIGSEGV) || sigismember(&old, SIGBUS);
 	/*
-	 * Learnt with the call: the next window is free while nothing changes the mask. (The
+	 * Learnt with the call: the next span is free while nothing changes the mask. (The
 	 * pthread_sigmask() above went through the preload layer, which noted it as open.)
 	 */
 	if (uaccess_reblock_any)
@@ -438,7 +439,7 @@ void uiommu_uaccess_end(void)
 
 /*
  * The accesses below must be real loads and stores the compiler cannot move out of the armed
- * window, and sanitizers must not vet them: a bad user pointer is an expected input here.
+ * span, and sanitizers must not vet them: a bad user pointer is an expected input here.
  */
 #define UACCESS_NOSAN \
 	__attribute__((no_sanitize("address", "thread", "undefined"), noinline, unused)) \
@@ -593,11 +594,11 @@ static int uaccess_copy_fast(void *dst, const void *src, size_t len)
 {
 	size_t left;
 
-	/* Inside an ioctl's window (the usual case): nothing to open. */
+	/* Inside an ioctl's trap span (the usual case): nothing to open. */
 	if (likely(uaccess_depth))
 		return uiommu_uaccess_copy_x86(dst, src, len) ? -EFAULT : 0;
 	uiommu_uaccess_begin();
-	/* The window is open (uaccess_depth is read by the handler) before the first access. */
+	/* The span is open (uaccess_depth is read by the handler) before the first access. */
 	atomic_signal_fence(memory_order_seq_cst);
 	left = uiommu_uaccess_copy_x86(dst, src, len);
 	atomic_signal_fence(memory_order_seq_cst);
@@ -682,7 +683,7 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 /*
  * The batch trap (mm.h): the jump buffer is the caller's; arming puts it where the handler
  * looks, in front of any trap already armed (a signal handler's uaccess may run on top), and
- * opens the fault-safe window for the whole run.
+ * opens the trap span for the whole run.
  */
 void uiommu_host_trap_arm(struct uiommu_host_trap *t)
 {

@@ -109,3 +109,13 @@ uiommu_uaccess_copy_x86:
 	uaccess_extable .Lrep_move, .Lfixup
 
 	.section .note.GNU-stack, "", @progbits
+
+/*
+ * A build with -fcf-protection marks every object for IBT and shadow stacks, and the linker
+ * keeps the marking only when every object has it: the compiler's <cet.h> emits this file's
+ * property note (the entry above starts with endbr64; the fixup returns on the stack it was
+ * called on, so shadow stacks hold).
+ */
+#ifdef __CET__
+#include <cet.h>
+#endif

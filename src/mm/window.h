@@ -41,4 +41,9 @@ void mm_window_release(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len);
 void mm_window_release_all(struct uiommu_mm *mm);
 bool mm_window_any(struct uiommu_mm *mm, uint64_t uaddr, uint64_t len);
 
+struct iovec;
+/* The owner's side (mm_remote.c): one copy to or from several ranges of its memory. */
+int mm_remote_copyv(struct uiommu_mm *mm, void *local, const struct iovec *remote, unsigned int n,
+		    size_t len, bool write);
+
 #endif

@@ -1810,8 +1810,12 @@ static ssize_t vfio_pci_rom_read(struct vfio_pci_core *core, void *buf, size_t c
 	if (rc)
 		return rc;
 	rc = pci_fn_rom_read(core->fn, pos, buf, count);
+	/*
+	 * The write that enabled the ROM succeeded, so this one fails only when the function was
+	 * unrealized in between (ENODEV), and a gone function's ROM BAR is nobody's state.
+	 */
 	if (!(rombar & PCI_ROM_ENABLE))
-		pci_fn_config_write_reg(core->fn, PCI_CFG_ROM, 4, rombar);
+		(void)pci_fn_config_write_reg(core->fn, PCI_CFG_ROM, 4, rombar);
 	return rc ? rc : (ssize_t)count;
 }
 

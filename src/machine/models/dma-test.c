@@ -32,7 +32,9 @@
  * completes and raises its interrupt before the write returns, and nobody is woken. That pass
  * may not wait for a page response (its DMA says UIOMMU_DMA_NO_WAIT and stops with EAGAIN,
  * retried by the worker); the worker also keeps the rest of a long queue, the mapped doorbell
- * and a queue held by Bus Master off.
+ * and a queue held by Bus Master off. Those the writer tells on `cond` when its passes end; a
+ * worker that looks while they run goes back to its polling wait rather than wait for them
+ * (woken at the end of every doorbell, it cost the writer a futex wake-up each time).
  *
  * A pass (dma_test_pass(), by the worker or a doorbell's writer) takes the pending descriptors
  * of a queue under `lock` (snapshot of the queue, busy = true: one pass at a time, whoever
@@ -101,6 +103,13 @@ struct dma_test_queue {
 	uint64_t error_iova;
 	uint32_t completed;
 	unsigned long gen;             /* bumped by disable and reset: results of older runs drop */
+	/*
+	 * The descriptor at head is a COPY whose copy moved and whose completion record is still
+	 * to be written: a writer's pass stopped at the record with EAGAIN (a page response to
+	 * wait for), so the worker's pass writes only the record (run again, an overlapping copy
+	 * would move other bytes).
+	 */
+	bool rec_pending;
 };
 
 struct dma_test {
@@ -108,7 +117,7 @@ struct dma_test {
 	uint32_t *doorbells;           /* the doorbell page (shared memory) */
 	pthread_mutex_t lock;          /* protects everything below but the bounce buffers */
 	pthread_cond_t cond;           /* work may be there (the worker waits on it) */
-	pthread_cond_t idle;           /* busy went false (disable, reset, the worker wait) */
+	pthread_cond_t idle;           /* busy went false (disable, reset wait on it) */
 	struct dma_test_queue q[DMA_TEST_NR_QUEUES];
 	uint64_t scratch;
 	uint32_t io_scratch;
@@ -140,6 +149,7 @@ struct dma_test_result {
 	unsigned int done;             /* descriptors completed before it */
 	unsigned int irqs;             /* of those, how many asked for an interrupt */
 	uint64_t bytes;                /* of those, the bytes they moved or compared */
+	bool rec_pending;              /* the next one's copy moved, its record did not */
 };
 
 /*
@@ -325,10 +335,14 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		.op = UIOMMU_DMA_OP_READ, .flags = flags, .pasid = pasid, .iova = base,
 		.buf = dt->descs, .len = 64u * max,
 	};
-	unsigned int n, i, nops = 0, irqs = 0;
+	unsigned int n, i, start, nops = 0, irqs = 0;
+	struct uiommu_dma_op stop;
+	uint64_t run_bytes;
+	unsigned int run_irqs;
 	ssize_t got;
 
 	memset(r, 0, sizeof(*r));
+	r->rec_pending = snap->rec_pending; /* until the pass gets past that descriptor */
 	if (uiommu_pci_dma_xfer(dt->fn, &fetch) && fetch.done < 64) {
 		r->err = fetch.error;
 		r->code = DMA_TEST_ERR_DMA;
@@ -344,10 +358,58 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 	}
 	if (dt->descs[0].op == DMA_TEST_OP_FILL || dt->descs[0].op == DMA_TEST_OP_COMPARE) {
 		r->flags = dt->descs[0].flags;
+		r->rec_pending = false; /* the descriptor was rewritten under the device */
 		dma_test_run_one(dt, &dt->descs[0], pasid, flags, r);
 		return;
 	}
-	for (i = 0; i < n; i++) {
+	/*
+	 * The leading run of COPYs with records goes to the engine straight from the fetched
+	 * descriptors (uiommu_pci_dma_copy_run(): no op built, checked and walked); it stops where
+	 * a copy needs the general way, and from there the pass builds ops as below.
+	 */
+	for (i = 0; i < n && !snap->rec_pending; i++) {
+		const struct dma_test_desc *d = &dt->descs[i];
+
+		if (d->op != DMA_TEST_OP_COPY || !d->len || !d->completion || dma_test_desc_bad(d) ||
+		    (i && bytes >= DMA_TEST_BATCH_BYTES))
+			break;
+		dt->comps[i].bytes = d->len;
+		dt->comps[i].cookie = d->cookie;
+		dt->recs[i].iova = d->completion;
+		bytes += d->len;
+		irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+	}
+	got = i ? uiommu_pci_dma_copy_run(dt->fn, pasid, flags, &dt->descs[0].src,
+					  sizeof(dt->descs[0]), dt->recs, i, &stop) : 0;
+	if (got < 0) {
+		r->err = errno; /* EPERM: the same descriptors run again later */
+		r->code = DMA_TEST_ERR_DMA;
+		r->iova = base;
+		return;
+	}
+	start = (unsigned int)got;
+	if (start < i) {
+		/* The run stopped short (rare): count only what it did. */
+		for (i = 0, bytes = 0, irqs = 0; i < start; i++) {
+			bytes += dt->descs[i].len;
+			irqs += dt->descs[i].flags & DMA_TEST_DESC_IRQ ? 1 : 0;
+		}
+		if (stop.error) {
+			/* Its copy made, its record refused: the queue stops at it, not redone. */
+			r->done = start;
+			r->bytes = bytes;
+			r->irqs = irqs;
+			r->flags = dt->descs[start].flags;
+			r->err = stop.error;
+			r->code = DMA_TEST_ERR_DMA;
+			r->iova = stop.fault_iova;
+			r->rec_pending = stop.error == EAGAIN;
+			return;
+		}
+	}
+	run_bytes = bytes;
+	run_irqs = irqs;
+	for (i = start; i < n; i++) {
 		const struct dma_test_desc *d = &dt->descs[i];
 
 		if (dma_test_desc_bad(d) || (d->op != DMA_TEST_OP_COPY && d->op != DMA_TEST_OP_NOP) ||
@@ -361,7 +423,7 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			dt->recs[i].iova = d->completion;
 		}
 		/* Only what the engine reads: it writes each op's results itself. */
-		if (d->op == DMA_TEST_OP_COPY && d->len) {
+		if (d->op == DMA_TEST_OP_COPY && d->len && !(i == 0 && snap->rec_pending)) {
 			struct uiommu_dma_op *op = &dt->ops[nops++];
 
 			/* The copy and its completion record: one op (UIOMMU_DMA_RECORD). */
@@ -387,9 +449,17 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 	n = i;
 	got = nops ? uiommu_pci_dma_batch(dt->fn, dt->ops, nops) : 0;
 	if (got < 0) {
-		r->err = errno; /* EPERM: the same descriptors run again later */
+		/*
+		 * The gate closed after the run (EPERM; ENODEV): what the run did stands, its
+		 * records written, so it counts, and only the rest runs again later (redone, a
+		 * copy would land again in a buffer its record told the driver it may reuse).
+		 */
+		r->done = start;
+		r->bytes = run_bytes;
+		r->irqs = run_irqs;
+		r->err = errno;
 		r->code = DMA_TEST_ERR_DMA;
-		r->iova = base;
+		r->iova = base + 64ull * start;
 		return;
 	}
 	if ((size_t)got == nops) {
@@ -397,10 +467,14 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 		r->done = n;
 		r->bytes = bytes;
 		r->irqs = irqs;
+		r->rec_pending = false;
 		return;
 	}
 	/* Walk the descriptors against the ops to find how far the batch went. */
-	for (i = 0, nops = 0; i < n; i++) {
+	r->done = start;
+	r->bytes = run_bytes;
+	r->irqs = run_irqs;
+	for (i = start, nops = 0; i < n; i++) {
 		const struct dma_test_desc *d = &dt->descs[i];
 		unsigned int need = (d->op == DMA_TEST_OP_COPY && d->len) || d->completion;
 
@@ -411,9 +485,15 @@ static void dma_test_run(struct dma_test *dt, const struct dma_test_queue *snap,
 			r->err = op->error;
 			r->code = DMA_TEST_ERR_DMA;
 			r->iova = op->fault_iova;
+			/* Stopped for a page response at the record of a copy that moved whole. */
+			if (op->error == EAGAIN && op->op == UIOMMU_DMA_OP_WRITE)
+				r->rec_pending = i == start && snap->rec_pending;
+			else
+				r->rec_pending = op->error == EAGAIN && op->done == op->len;
 			return;
 		}
 		nops += need;
+		r->rec_pending = false;
 		r->done++;
 		r->bytes += d->op == DMA_TEST_OP_COPY ? d->len : 0;
 		r->irqs += d->flags & DMA_TEST_DESC_IRQ ? 1 : 0;
@@ -436,6 +516,7 @@ static unsigned int dma_test_apply(struct dma_test *dt, unsigned int q,
 
 	dq->head = (dq->head + r->done) & (dq->ring_size - 1);
 	dq->completed += r->done;
+	dq->rec_pending = r->rec_pending;
 	if (r->code && r->err != EPERM && r->err != EAGAIN) {
 		/*
 		 * EPERM: no bus mastering now; EAGAIN: a page request to wait for, which only the
@@ -536,7 +617,7 @@ static bool dma_test_pass(struct dma_test *dt, unsigned int q, unsigned int flag
 	return ours;
 }
 
-/* lock held, !busy: wakes those waiting for a pass to end (the worker, a disable, a reset). */
+/* lock held, !busy: wakes those waiting for a pass to end (a disable, a reset). */
 static void dma_test_idle(struct dma_test *dt)
 {
 	pthread_cond_broadcast(&dt->idle);
@@ -554,9 +635,15 @@ static void *dma_test_worker(void *arg)
 		bool any_enabled = false, master;
 		int q;
 
-		/* A doorbell's pass runs in its writer's thread: the queues are its until it ends. */
+		/*
+		 * A doorbell's pass runs in its writer's thread: the queues are its until it ends.
+		 * Not a wait on `idle`: the writer would wake us at the end of every doorbell
+		 * (a futex wake-up, ~10% of a 4 KiB COPY descriptor's time, bench/README.md) only
+		 * for us to find its queue empty. What it leaves to us it says on `cond`
+		 * (dma_test_doorbell()); a store through the mapped page waits for our next look.
+		 */
 		if (dt->busy) {
-			pthread_cond_wait(&dt->idle, &dt->lock);
+			dma_test_poll_wait(dt, &poll_us);
 			continue;
 		}
 		master = uiommu_pci_fn_command(dt->fn) & DMA_TEST_CMD_MASTER;
@@ -701,11 +788,13 @@ static void dma_test_ctrl(struct dma_test *dt, unsigned int q, uint32_t ctrl)
 		dq->gen++;
 		dma_test_wait_idle(dt, (int)q);
 		dq->head = 0;
+		dq->rec_pending = false;
 		__atomic_store_n(&dt->doorbells[2 * q], 0, __ATOMIC_RELEASE);
 		dq->error = dq->err_errno = 0;
 		dq->error_iova = 0;
 	} else if (!was && on) {
 		dq->head = 0;
+		dq->rec_pending = false;
 		dq->completed = 0;
 		dq->error = dq->err_errno = 0;
 		dq->error_iova = 0;

@@ -13,8 +13,9 @@
  *
  * Cases (one op = one ioctl() call):
  *   a  IOMMU_DESTROY of an ID that names nothing: -1/ENOENT (dispatch + a lock-free miss in
- *      the object table, then the objects_lock'd re-check of the remove path)
+ *      the object table, under RCU with no file reference: the RCU dispatch of main.c)
  *   b  IOMMU_IOAS_IOVA_RANGES on an empty IOAS, room for 8 ranges: 0, one range reported
+ *      (from the second call on, the IOAS's RCU snapshot: no lock, no hold)
  *   c  baseline: ioctl(/dev/null fd, FIONREAD): a real system call (the kernel answers
  *      ENOTTY); it passes through the preload's ioctl() wrapper as every non-iommufd ioctl of
  *      a program under uiommu-run does

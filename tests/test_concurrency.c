@@ -181,4 +181,108 @@ TEST(threads_race_on_shared_ids)
 	ASSERT_EQ(0, st.pinned_pages);
 }
 
+/*
+ * The RCU dispatch (main.c): IOVA_RANGES and DESTROY of a missing ID run with no reference on
+ * the file and no hold on the IOAS. Readers hammer them while one thread flips the IOAS's
+ * alignment (which replaces the snapshot they read), destroys and re-allocates the IOAS, and
+ * closes the fd under them for a fresh one. Every answer must be one the ABI allows at some
+ * instant: one range [0, max] with the alignment 1 or a page, ENOENT for an IOAS that is gone,
+ * EBADF for a closed fd. ThreadSanitizer checks the grace periods that make it safe.
+ */
+static _Atomic int rcu_fd;
+static atomic_long rcu_answers;
+
+static void *rcu_reader(void *p)
+{
+	struct iommu_iova_range r[2];
+
+	(void)p;
+	while (stress_running()) {
+		struct iommu_ioas_iova_ranges cmd = {
+			.size = sizeof(cmd), .ioas_id = 1, .num_iovas = 2,
+			.allowed_iovas = (uintptr_t)r,
+		};
+		struct iommu_destroy d = { .size = sizeof(d), .id = 1000 };
+		int fd = atomic_load(&rcu_fd);
+
+		if (!uiommu_ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &cmd)) {
+			if (cmd.num_iovas != 1 || r[0].start || r[0].last != UINT64_MAX ||
+			    (cmd.out_iova_alignment != 1 && cmd.out_iova_alignment != PS)) {
+				fprintf(stderr, "# ranges: %u ranges, alignment %llu\n",
+					cmd.num_iovas, (unsigned long long)cmd.out_iova_alignment);
+				atomic_fetch_add(&bad, 1);
+			}
+			atomic_fetch_add(&rcu_answers, 1);
+		} else {
+			check("ranges", -1, errno, (const int[]){ EBADF, ENOENT, 0 });
+		}
+		if (!uiommu_ioctl(fd, IOMMU_DESTROY, &d))
+			atomic_fetch_add(&bad, 1); /* nothing has that ID */
+		else
+			check("destroy missing", -1, errno, (const int[]){ EBADF, ENOENT, 0 });
+	}
+	return NULL;
+}
+
+static void *rcu_changer(void *p)
+{
+	unsigned int seed = 17, round = 0;
+
+	(void)p;
+	while (stress_running()) {
+		int fd = atomic_load(&rcu_fd);
+		struct iommu_option opt = {
+			.size = sizeof(opt), .option_id = IOMMU_OPTION_HUGE_PAGES,
+			.op = IOMMU_OPTION_OP_SET, .object_id = 1, .val64 = round++ & 1,
+		};
+		struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+		struct iommu_destroy d = { .size = sizeof(d), .id = 1 };
+
+		switch (rand_r(&seed) % 8) {
+		case 0:
+			/* A fresh context under the readers' feet; the old one's last close. */
+			atomic_store(&rcu_fd, uiommu_open(O_RDWR));
+			CHECK("alloc", uiommu_ioctl(atomic_load(&rcu_fd), IOMMU_IOAS_ALLOC, &alloc),
+			      EBADF);
+			CHECK("close", uiommu_close(fd), EBADF);
+			break;
+		case 1:
+			/* EBUSY: a reader's locked IOVA_RANGES (no snapshot yet) holds it. */
+			if (uiommu_ioctl(fd, IOMMU_DESTROY, &d)) {
+				check("destroy", -1, errno, (const int[]){ EBUSY, 0 });
+				break;
+			}
+			CHECK("alloc", uiommu_ioctl(fd, IOMMU_IOAS_ALLOC, &alloc), EBADF);
+			break;
+		default:
+			CHECK("option", uiommu_ioctl(fd, IOMMU_OPTION, &opt), ENOENT);
+			break;
+		}
+	}
+	return NULL;
+}
+
+TEST(rcu_dispatch_races_close_and_destroy)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct stress_worker w[] = {
+		{ rcu_reader, NULL }, { rcu_reader, NULL }, { rcu_changer, NULL },
+	};
+	struct uiommu_stats st;
+
+	atomic_store(&bad, 0);
+	atomic_store(&rcu_fd, uiommu_open(O_RDWR));
+	ASSERT_TRUE(atomic_load(&rcu_fd) >= 0);
+	ASSERT_EQ(0, uiommu_ioctl(atomic_load(&rcu_fd), IOMMU_IOAS_ALLOC, &alloc));
+	ASSERT_EQ(1, alloc.out_ioas_id);
+	ASSERT_EQ(0, stress_run(w, 3, stress_seconds(2.0)));
+	ASSERT_EQ(0, uiommu_close(atomic_load(&rcu_fd)));
+	printf("# %ld IOVA_RANGES answers\n", atomic_load(&rcu_answers));
+	ASSERT_EQ(0, atomic_load(&bad));
+	ASSERT_TRUE(atomic_load(&rcu_answers) > 100);
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.contexts);
+	ASSERT_EQ(0, st.objects);
+}
+
 TEST_HARNESS_MAIN

@@ -890,6 +890,134 @@ TEST(fail_nth_open)
 	ASSERT_TRUE(nth > 1);
 }
 
+/* Closes @fd (its last fd): the objects and allocations are back to @base. */
+static bool closed_leaves_nothing(int fd, const struct uiommu_stats *base)
+{
+	struct uiommu_stats after;
+
+	if (uiommu_close(fd) || uiommu_stats_get(&after))
+		return false;
+	return after.allocations == base->allocations && after.objects == base->objects;
+}
+
+static int ranges_of(int fd, uint32_t ioas, struct iommu_iova_range *r, uint32_t *n)
+{
+	struct iommu_ioas_iova_ranges cmd = {
+		.size = sizeof(cmd), .ioas_id = ioas, .num_iovas = *n,
+		.allowed_iovas = (uintptr_t)r,
+	};
+	int rc = ioc(fd, IOMMU_IOAS_IOVA_RANGES, &cmd);
+
+	*n = cmd.num_iovas;
+	return rc;
+}
+
+/*
+ * The first IOVA_RANGES of an IOAS builds its RCU snapshot (main.c, "RCU dispatch"), best
+ * effort: a failure there is silent (the call still answers, from the locked walk) and the
+ * next call builds it again. Every other step's failure fails the call and leaves nothing.
+ */
+TEST(fail_nth_iova_ranges_snapshot)
+{
+	struct uiommu_stats base;
+	struct iommu_iova_range r[4];
+	unsigned long nth, silent = 0;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	warm_up();
+	uiommu_stats_get(&base);
+	for (nth = 1; nth < 100; nth++) {
+		struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+		int fd = uiommu_open(O_RDWR);
+		uint32_t n = 4;
+		unsigned long left;
+		int rc;
+
+		ASSERT_TRUE(fd >= 0);
+		ASSERT_EQ(0, ioc(fd, IOMMU_IOAS_ALLOC, &alloc));
+		uiommu_fail_nth_arm(nth);
+		rc = ranges_of(fd, alloc.out_ioas_id, r, &n);
+		left = uiommu_fail_nth_disarm();
+		if (!rc) {
+			ASSERT_EQ(1, n);
+			ASSERT_EQ(0, r[0].start);
+			ASSERT_EQ(UINT64_MAX, r[0].last);
+			silent += !left;
+		}
+		/* Whatever happened, the next calls answer the same, with or without one. */
+		n = 4;
+		ASSERT_EQ(0, ranges_of(fd, alloc.out_ioas_id, r, &n));
+		ASSERT_EQ(1, n);
+		ASSERT_EQ(0, ranges_of(fd, alloc.out_ioas_id, r, &n));
+		ASSERT_EQ(1, n);
+		ASSERT_TRUE(closed_leaves_nothing(fd, &base));
+		if (left)
+			break;
+	}
+	ASSERT_TRUE(nth > 1 && nth < 100);
+	ASSERT_EQ(1, silent);
+}
+
+/*
+ * The object array grows with the ID bitmap (256 IDs first, then twice as many): a failed
+ * growth fails the allocation with ENOMEM and leaves every published object where lookups
+ * find it.
+ */
+TEST(fail_nth_object_table_growth)
+{
+	struct uiommu_stats base;
+	struct iommu_iova_range r[4];
+	unsigned long nth, enomem = 0;
+	uint32_t i;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	warm_up();
+	uiommu_stats_get(&base);
+	for (nth = 1; nth < 100; nth++) {
+		struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+		int fd = uiommu_open(O_RDWR);
+		unsigned long left;
+		uint32_t n;
+		int rc, err;
+
+		ASSERT_TRUE(fd >= 0);
+		/* IDs 1..255 fill the first 256 slots (0 is never used). */
+		for (i = 1; i != 256; i++) {
+			ASSERT_EQ(0, ioc(fd, IOMMU_IOAS_ALLOC, &alloc));
+			ASSERT_EQ(i, alloc.out_ioas_id);
+		}
+		uiommu_fail_nth_arm(nth);
+		rc = ioc(fd, IOMMU_IOAS_ALLOC, &alloc);
+		err = errno;
+		left = uiommu_fail_nth_disarm();
+		if (left) {
+			ASSERT_EQ(0, rc);
+			ASSERT_EQ(256, alloc.out_ioas_id);
+		} else {
+			/* Its other steps fail too (the copies: EFAULT), each leaving nothing. */
+			ASSERT_EQ(-1, rc);
+			ASSERT_NE(0, err);
+			enomem += err == ENOMEM;
+		}
+		for (i = 1; i < 256; i += 127) {
+			n = 4;
+			ASSERT_EQ(0, ranges_of(fd, i, r, &n));
+		}
+		ASSERT_EQ(0, ioc(fd, IOMMU_IOAS_ALLOC, &alloc));
+		ASSERT_EQ(left ? 257 : 256, alloc.out_ioas_id);
+		n = 4;
+		ASSERT_EQ(0, ranges_of(fd, alloc.out_ioas_id, r, &n));
+		ASSERT_TRUE(closed_leaves_nothing(fd, &base));
+		if (left)
+			break;
+	}
+	ASSERT_TRUE(nth > 1 && nth < 100);
+	/* The object's own allocation, the array's and the bitmap's. */
+	ASSERT_GE(enomem, 3);
+}
+
 /*
  * ACCESS_PAGES checks what it pinned against the user's pages; that check must not spend
  * fallible steps per page. It did (two per page), so the kernel's iommufd_fail_nth

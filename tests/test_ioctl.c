@@ -329,6 +329,45 @@ TEST_F(iommufd, size_rules_every_command)
 	}
 }
 
+/*
+ * A caller's struct shorter than ours reads as zero-extended whatever lies past its size: the
+ * dispatch may copy our whole struct at once when it sits in one page (main.c), and must then
+ * ignore what it read past the caller's size.
+ */
+TEST_F(iommufd, size_rules_short_struct_ignores_bytes_past_size)
+{
+	unsigned int shorter = 0;
+
+	NEEDS_IOMMUFD_TEST();
+
+	for (size_t i = 0; i < sizeof(size_rules) / sizeof(size_rules[0]); i++) {
+		const struct size_rule *r = &size_rules[i];
+		uint8_t buf[256] __attribute__((aligned(64)));
+		int rc1, e1, rc2, e2;
+
+		if (r->min == r->size)
+			continue;
+		shorter++;
+		memset(buf, 0, sizeof(buf));
+		*(uint32_t *)buf = r->min;
+		errno = 0;
+		rc1 = ioc(self->fd, r->req, buf);
+		e1 = rc1 ? errno : 0;
+
+		memset(buf, 0xa5, sizeof(buf));
+		memset(buf, 0, r->min);
+		*(uint32_t *)buf = r->min;
+		errno = 0;
+		rc2 = ioc(self->fd, r->req, buf);
+		e2 = rc2 ? errno : 0;
+		TH_LOG("%s: zeros past %u: rc %d errno %d; garbage: rc %d errno %d", r->name,
+		       r->min, rc1, e1, rc2, e2);
+		ASSERT_EQ(rc1, rc2);
+		ASSERT_EQ(e1, e2);
+	}
+	ASSERT_GE(shorter, 3);
+}
+
 TEST_F(iommufd, size_rules_zero_payload_results)
 {
 	uint8_t buf[256];
@@ -1025,6 +1064,65 @@ TEST_F(ioas, iova_ranges_reserved)
 	ASSERT_EQ(n, 1);
 	ASSERT_EQ(r[0].start, 2 * PS);
 	ASSERT_EQ(r[0].last, U64_MAX);
+}
+
+/*
+ * A caller that repeats IOVA_RANGES is answered from the IOAS's snapshot (no lock: main.c,
+ * "RCU dispatch") from the second call on; every change of what the answer depends on must
+ * show in the very next call, and the errors must stay those of the locked path.
+ */
+TEST_F(ioas, iova_ranges_repeated_follow_changes)
+{
+	struct iommu_iova_range r[16];
+	uint32_t n, i;
+	uint64_t align;
+
+	for (i = 0; i != 3; i++) {
+		n = 4;
+		ASSERT_EQ(ranges(self->fd, self->ioas, r, &n, &align), 0);
+		ASSERT_EQ(n, 1);
+		ASSERT_EQ(align, self->align);
+		ASSERT_EQ(r[0].start, 0);
+		ASSERT_EQ(r[0].last, U64_MAX);
+		n = 0;
+		ASSERT_ERRNO(EMSGSIZE, ranges(self->fd, self->ioas, r, &n, &align));
+		ASSERT_EQ(n, 1);
+		n = 1;
+		ASSERT_ERRNO(EFAULT, ranges(self->fd, self->ioas, (void *)8, &n, &align));
+		ASSERT_ERRNO(ENOENT, ranges(self->fd, self->ioas + 1, r, &n, &align));
+	}
+	/* The alignment is part of the answer: IOMMU_OPTION_HUGE_PAGES changes it. */
+	ASSERT_EQ(huge_set(self->fd, self->ioas, 0), 0);
+	n = 4;
+	ASSERT_EQ(ranges(self->fd, self->ioas, r, &n, &align), 0);
+	ASSERT_EQ(align, PS);
+	ASSERT_EQ(ranges(self->fd, self->ioas, r, &n, &align), 0);
+	ASSERT_EQ(align, PS);
+	ASSERT_EQ(huge_set(self->fd, self->ioas, 1), 0);
+	ASSERT_EQ(ranges(self->fd, self->ioas, r, &n, &align), 0);
+	ASSERT_EQ(align, 1);
+	ASSERT_EQ(huge_set(self->fd, self->ioas, variant->huge), 0);
+
+#ifdef UIOMMU_IOMMUFD_TEST
+	/* Each reserved range shows at once, past the snapshot's 8 ranges too. */
+	for (i = 0; i != 10; i++) {
+		n = 16;
+		ASSERT_EQ(add_reserved(self->fd, self->ioas, (2 * i + 1) * PS, PS), 0);
+		ASSERT_EQ(ranges(self->fd, self->ioas, r, &n, &align), 0);
+		ASSERT_EQ(n, i + 2);
+		ASSERT_EQ(ranges(self->fd, self->ioas, r, &n, &align), 0);
+		ASSERT_EQ(n, i + 2);
+		ASSERT_EQ(r[i].start, 2 * i * PS);
+		ASSERT_EQ(r[i].last, (2 * i + 1) * PS - 1);
+		ASSERT_EQ(r[i + 1].start, (2 * i + 2) * PS);
+		ASSERT_EQ(r[i + 1].last, U64_MAX);
+	}
+#endif
+	/* Gone for the lock-free lookup as soon as the DESTROY returns. */
+	ASSERT_EQ(destroy(self->fd, self->ioas), 0);
+	n = 4;
+	ASSERT_ERRNO(ENOENT, ranges(self->fd, self->ioas, r, &n, &align));
+	ASSERT_ERRNO(ENOENT, destroy(self->fd, self->ioas));
 }
 
 TEST_F(ioas, map_errors)

@@ -1090,7 +1090,7 @@ TEST(domains_pin_map_reserve_and_align)
 	char *hole = mmap(NULL, 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t uva = (uint64_t)(uintptr_t)buf, iova, unmapped;
 	struct uiommu_mm *mm = test_mm();
-	struct iopt_allowed ranges[4];
+	struct iopt_usable_range ranges[4];
 	struct test_domain d1, d2;
 	struct io_pagetable iopt;
 	unsigned int i;
@@ -1125,8 +1125,8 @@ TEST(domains_pin_map_reserve_and_align)
 	uiommu_down_read(&iopt.iova_rwsem);
 	ASSERT_EQ(1, iopt_get_usable_ranges(&iopt, ranges, 4));
 	uiommu_up_read(&iopt.iova_rwsem);
-	ASSERT_EQ(1ull << 20, ranges[0].node.start);
-	ASSERT_EQ((4ull << 30) - 1, ranges[0].node.last);
+	ASSERT_EQ(1ull << 20, ranges[0].start);
+	ASSERT_EQ((4ull << 30) - 1, ranges[0].last);
 
 	/* A second domain shares the pins. */
 	ASSERT_EQ(0, iopt_table_add_domain(&iopt, &d2.domain));

@@ -8,6 +8,16 @@
  * another thread leaves the context alive until that ioctl returns, as the kernel's fdget()
  * does. The last reference releases the context (iommufd_ctx_release()).
  *
+ * The ioctls of main.c's RCU dispatch (DESTROY of a missing ID, IOVA_RANGES) take no reference:
+ * uiommu_ioctl() finds the file and runs their lookups inside rcu_read_lock(), and the release
+ * of a /dev/iommu file waits a grace period (synchronize_rcu()) before it tears the context
+ * down. That is enough because a count of 0 means no slot holds the file any more (every slot
+ * holds a reference), so no new reader can find it, and the grace period outlasts every reader
+ * that found it before. The rule that keeps the wait short and deadlock-free: such a handler
+ * takes no lock, never sleeps, never touches user memory (its copy-in runs before the section,
+ * its reply after) and never drops a file reference; iommufd_file_put() must never run inside
+ * a read-side section. The release still runs before the last close() returns.
+ *
  * The fd numbers are real: each iommufd fd is one end of a socketpair that we own, so the
  * number cannot be taken by anything else while it is open, and close-on-exec, fork
  * inheritance and the process's fd limit behave as for any fd. The other end (the peer) stays
@@ -256,6 +266,13 @@ static void iommufd_file_put(struct iommufd_file *file)
 		if (file->parent)
 			iommufd_file_put(file->parent);
 	} else {
+		/*
+		 * An ioctl of the RCU dispatch (main.c) may still be reading the context: it
+		 * found the file before its last slot was emptied, holding no reference. Once
+		 * the count is 0 no slot holds the file, so none can find it any more; the grace
+		 * period waits for those that did.
+		 */
+		uiommu_synchronize_rcu();
 		iommufd_ctx_release(file->ictx);
 	}
 	sys_close(file->peer);
@@ -700,25 +717,60 @@ static int iommufd_file_driver_ioctl(struct iommufd_file *file, struct uiommu_mm
 
 UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
 {
-	struct iommufd_file *file = iommufd_file_get(fd);
+	unsigned int cmd = (unsigned int)request;
+	uint64_t uarg = (uint64_t)(uintptr_t)arg;
+	fdt_slot *slot = fdt_slot_get(fd, false);
+	struct iommufd_ucmd_rcu rcmd;
+	struct iommufd_file *file;
+	bool rcu_ok, direct;
 	int rc;
 
-	if (!file)
+	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
 		return uiommu_ret(-EBADF);
 	/* One trap span for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
-	rc = iommufd_file_vfs_ioctl(fd, (unsigned int)request, (uint64_t)(uintptr_t)arg);
-	if (rc != VFS_IOCTL_DRIVER)
+	/* The argument comes in before the file is looked at: no user access under RCU. */
+	rcu_ok = iommufd_ioctl_rcu_prepare(&rcmd, iommufd_caller_mm(), cmd, uarg);
+	rcu_read_lock();
+	/* No reference: the file is ours until rcu_read_unlock() (the release waits for it). */
+	file = atomic_load_explicit(slot, memory_order_acquire);
+	if (!file) {
+		rcu_read_unlock();
+		rc = -EBADF;
 		goto out_end;
+	}
+	direct = rcu_ok && !file->ops && iommufd_file_is_local(file);
+	if (direct) {
+		rc = iommufd_ctx_ioctl_rcu(file->ictx, &rcmd);
+		if (rc != IOMMUFD_IOCTL_REF) {
+			rcu_read_unlock();
+			rc = iommufd_ioctl_rcu_finish(&rcmd, rc);
+			goto out_end;
+		}
+	}
+	/* A release under way: the ioctl comes after the close that started it. */
+	if (!iommufd_file_tryget(file)) {
+		rcu_read_unlock();
+		rc = -EBADF;
+		goto out_end;
+	}
+	rcu_read_unlock();
+	if (direct) {
+		rc = iommufd_ctx_ioctl_ref(file->ictx, &rcmd);
+		goto out_put;
+	}
+	rc = iommufd_file_vfs_ioctl(fd, cmd, uarg);
+	if (rc != VFS_IOCTL_DRIVER)
+		goto out_put;
 	if (!iommufd_file_is_local(file))
-		rc = iommufd_remote_ioctl(file->server, file->token, file->secret,
-					  (unsigned int)request, (uint64_t)(uintptr_t)arg);
+		rc = iommufd_remote_ioctl(file->server, file->token, file->secret, cmd, uarg);
 	else
-		rc = iommufd_file_driver_ioctl(file, iommufd_caller_mm(), (unsigned int)request,
-					       (uint64_t)(uintptr_t)arg);
+		rc = iommufd_file_driver_ioctl(file, iommufd_caller_mm(), cmd, uarg);
+out_put:
+	iommufd_file_put(file);
 out_end:
 	uiommu_uaccess_end();
-	iommufd_file_put(file);
 	return uiommu_ret(rc);
 }
 

@@ -39,6 +39,28 @@ void iopt_init_table(struct io_pagetable *iopt)
 	interval_tree_init(&iopt->reserved_itree);
 	interval_tree_init(&iopt->allowed_itree);
 	iopt->iova_alignment = 1;
+	atomic_init(&iopt->usable, NULL);
+	atomic_init(&iopt->usable_gen, 0);
+}
+
+static void iopt_usable_free_rcu(struct rcu_head *head)
+{
+	uiommu_rcu_callback_begin();
+	uiommu_free_deferred(container_of(head, struct iopt_usable, rcu));
+}
+
+/*
+ * Reserved ranges or the alignment change: the snapshot is stale from now on (readers that
+ * found it current answer what a locked reader before this writer saw), and the next locked
+ * reader replaces it. Never fails and allocates nothing, so no writer gains an error and an
+ * undone change leaves the allocations as they were.
+ */
+static void iopt_usable_invalidate(struct io_pagetable *iopt)
+{
+	unsigned long gen = atomic_load_explicit(&iopt->usable_gen, memory_order_relaxed);
+
+	lockdep_assert_rwsem_held_write(&iopt->iova_rwsem);
+	atomic_store_explicit(&iopt->usable_gen, gen + 1, memory_order_release);
 }
 
 /*
@@ -89,6 +111,7 @@ static void iopt_area_free(struct iopt_area *area)
 
 void iopt_destroy_table(struct io_pagetable *iopt)
 {
+	struct iopt_usable *usable;
 	bool had_areas = false;
 	struct rangemap_iter it;
 	struct interval_tree_node *n;
@@ -106,6 +129,9 @@ void iopt_destroy_table(struct io_pagetable *iopt)
 		uiommu_free(container_of(n, struct iopt_reserved, node));
 	}
 	iopt_allowed_free(&iopt->allowed_itree);
+	usable = atomic_exchange_explicit(&iopt->usable, NULL, memory_order_relaxed);
+	if (usable)
+		call_rcu(&usable->rcu, iopt_usable_free_rcu);
 	uiommu_up_write(&iopt->iova_rwsem);
 	/* As an unmap's: no other process copies through these areas after this. */
 	if (had_areas)
@@ -971,6 +997,7 @@ static int __iopt_reserve_iova(struct io_pagetable *iopt, struct iopt_reserved *
 	reserved->node.last = last;
 	reserved->owner = owner;
 	interval_tree_insert(&iopt->reserved_itree, &reserved->node);
+	iopt_usable_invalidate(iopt);
 	return 0;
 }
 
@@ -1009,6 +1036,7 @@ static void __iopt_remove_reserved_iova(struct io_pagetable *iopt, const void *o
 			continue;
 		interval_tree_remove(&iopt->reserved_itree, n);
 		uiommu_free(container_of(n, struct iopt_reserved, node));
+		iopt_usable_invalidate(iopt);
 	}
 }
 
@@ -1137,6 +1165,8 @@ static int __iopt_calculate_iova_alignment(struct io_pagetable *iopt,
 		if (rc)
 			return rc;
 	}
+	if (alignment != iopt->iova_alignment)
+		iopt_usable_invalidate(iopt);
 	iopt->iova_alignment = alignment;
 	return 0;
 }
@@ -1432,7 +1462,7 @@ bool iopt_large_pages_disabled(struct io_pagetable *iopt)
 }
 
 struct iopt_ranges_out {
-	struct iopt_allowed *ranges;
+	struct iopt_usable_range *ranges;
 	unsigned long max;
 	unsigned long count;
 };
@@ -1444,21 +1474,52 @@ static int iopt_usable_span(void *arg, bool is_hole, uint64_t start, uint64_t la
 	if (!is_hole)
 		return 0;
 	if (out->count < out->max) {
-		out->ranges[out->count].node.start = start;
-		out->ranges[out->count].node.last = last;
+		out->ranges[out->count].start = start;
+		out->ranges[out->count].last = last;
 	}
 	out->count++;
 	return 0;
 }
 
-unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt, struct iopt_allowed *ranges,
-				     unsigned long max)
+unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt,
+				     struct iopt_usable_range *ranges, unsigned long max)
 {
 	struct iopt_ranges_out out = { .ranges = ranges, .max = max };
 
 	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
 	interval_tree_for_each_span(&iopt->reserved_itree, 0, UINT64_MAX, iopt_usable_span, &out);
 	return out.count;
+}
+
+void iopt_usable_publish(struct io_pagetable *iopt)
+{
+	struct iopt_usable *usable, *old;
+	struct iopt_usable_range few[IOPT_USABLE_RCU_MAX];
+	unsigned long nr, gen;
+
+	lockdep_assert_rwsem_held(&iopt->iova_rwsem);
+	/* No writer while we hold the lock: the generation stays what it is. */
+	gen = atomic_load_explicit(&iopt->usable_gen, memory_order_relaxed);
+	old = atomic_load_explicit(&iopt->usable, memory_order_acquire);
+	if (old && old->gen == gen)
+		return;
+	nr = iopt_get_usable_ranges(iopt, few, ARRAY_SIZE(few));
+	/* Lock-free readers answer from a handful of ranges; more go the locked way. */
+	if (nr > ARRAY_SIZE(few))
+		return;
+	usable = uiommu_zalloc(sizeof(*usable) + nr * sizeof(usable->ranges[0]));
+	if (!usable)
+		return;
+	usable->gen = gen;
+	usable->iova_alignment = iopt->iova_alignment;
+	usable->nr = nr;
+	memcpy(usable->ranges, few, nr * sizeof(few[0]));
+	/* Another reader under the same shared lock may have built the same one first. */
+	if (!atomic_compare_exchange_strong_explicit(&iopt->usable, &old, usable,
+						     memory_order_release, memory_order_relaxed))
+		uiommu_free(usable);
+	else if (old)
+		call_rcu(&old->rcu, iopt_usable_free_rcu);
 }
 
 bool iopt_only_file_areas(struct io_pagetable *iopt)

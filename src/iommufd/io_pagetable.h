@@ -70,6 +70,7 @@
 #include "lib/interval_tree.h"
 #include "lib/rangemap.h"
 #include "lib/lockdep.h"
+#include "lib/rcu.h"
 #include "mm/account.h"
 #include "mm/mm.h"
 
@@ -93,6 +94,36 @@ struct io_pagetable {
 	struct iopt_access **accesses; /* attached accesses, not references */
 	unsigned int nr_accesses;
 	unsigned int accesses_cap;
+	/*
+	 * What IOVA_RANGES answers, for readers that take no lock (iopt_usable_rcu()): a
+	 * snapshot, valid while its gen is usable_gen. Writers of reserved_itree or
+	 * iova_alignment only raise usable_gen (under iova_rwsem for write), so a change that is
+	 * undone (a failed attach's reserved regions) allocates and frees nothing; the next
+	 * locked reader replaces a stale snapshot (one wins the compare-exchange, under
+	 * iova_rwsem shared) and the old one is freed after a grace period.
+	 */
+	_Atomic(struct iopt_usable *) usable;
+	atomic_ulong usable_gen;
+};
+
+/* A usable IOVA range, as IOVA_RANGES reports it. */
+struct iopt_usable_range {
+	uint64_t start, last;
+};
+
+/* The most ranges a snapshot holds: a table with more answers through the locked walk. */
+#define IOPT_USABLE_RCU_MAX 8
+
+/*
+ * An immutable snapshot of the usable IOVA ranges (the holes of reserved_itree) and the
+ * alignment, as they were under iova_rwsem when it was built.
+ */
+struct iopt_usable {
+	struct rcu_head rcu;
+	unsigned long gen;       /* the usable_gen it was built at */
+	uint64_t iova_alignment;
+	unsigned long nr;
+	struct iopt_usable_range ranges[];
 };
 
 /* An access's membership of tables: what the table needs to know of it. */
@@ -218,8 +249,28 @@ bool iopt_large_pages_disabled(struct io_pagetable *iopt);
  * The usable IOVA ranges (the complement of the reserved ranges) written into @ranges up to
  * @max entries; returns how many there are in all. Caller holds iova_rwsem.
  */
-unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt, struct iopt_allowed *ranges,
-				     unsigned long max);
+unsigned long iopt_get_usable_ranges(struct io_pagetable *iopt,
+				     struct iopt_usable_range *ranges, unsigned long max);
+/*
+ * Publishes the snapshot of what iopt_get_usable_ranges() and iova_alignment say now, unless
+ * one is there. Best effort: without memory there is none, and lock-free readers fall back to
+ * the locked walk. Caller holds iova_rwsem (shared is enough).
+ */
+void iopt_usable_publish(struct io_pagetable *iopt);
+/*
+ * The snapshot if it is current, or NULL. Caller is inside rcu_read_lock(); the snapshot lives
+ * until its end. A writer raises the generation before it lets go of iova_rwsem, so a reader
+ * that finds it unchanged answers what a locked reader before that writer would have.
+ */
+static inline const struct iopt_usable *iopt_usable_rcu(struct io_pagetable *iopt)
+{
+	const struct iopt_usable *usable = atomic_load_explicit(&iopt->usable,
+								 memory_order_acquire);
+
+	if (!usable || usable->gen != atomic_load_explicit(&iopt->usable_gen, memory_order_acquire))
+		return NULL;
+	return usable;
+}
 /* True if every area is a MAP_FILE area of a file (a dma-buf is not); IOAS_CHANGE_PROCESS. */
 bool iopt_only_file_areas(struct io_pagetable *iopt);
 /*

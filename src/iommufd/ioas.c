@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
@@ -62,13 +63,41 @@ out_unlock:
 	return rc;
 }
 
+/*
+ * The reply of IOVA_RANGES: @cap of the @total usable ranges (@ranges) into the caller's array,
+ * then the struct, with EMSGSIZE when the array was too short.
+ */
+static int iommufd_ioas_iova_ranges_reply(struct iommufd_ucmd *ucmd,
+					  const struct iopt_usable_range *ranges,
+					  unsigned long cap, unsigned long total)
+{
+	struct iommu_ioas_iova_ranges *cmd = ucmd->cmd;
+	uint32_t max_iovas = cmd->num_iovas;
+	unsigned long i;
+	int rc;
+
+	for (i = 0; i != cap; i++) {
+		struct iommu_iova_range elm = { .start = ranges[i].start, .last = ranges[i].last };
+
+		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas + i * sizeof(elm), &elm,
+					 sizeof(elm));
+		if (rc)
+			return rc;
+	}
+	cmd->num_iovas = (uint32_t)total;
+	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
+	if (rc)
+		return rc;
+	/* The reply already carries the count the caller needs. */
+	return total > max_iovas ? -EMSGSIZE : 0;
+}
+
 int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_ioas_iova_ranges *cmd = ucmd->cmd;
 	struct iommufd_ioas *ioas;
-	struct iopt_allowed few[8], *ranges = few;
-	unsigned long total, i, cap;
-	uint32_t max_iovas;
+	struct iopt_usable_range few[IOPT_USABLE_RCU_MAX], *ranges = few;
+	unsigned long total, cap;
 	int rc = 0;
 
 	if (cmd->__reserved)
@@ -77,11 +106,10 @@ int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd)
 	if (IS_ERR(ioas))
 		return PTR_ERR(ioas);
 
-	max_iovas = cmd->num_iovas;
 	uiommu_down_read(&ioas->iopt.iova_rwsem);
 	/* Usually a handful of ranges: count and collect them in one pass into `few`. */
 	total = iopt_get_usable_ranges(&ioas->iopt, few, ARRAY_SIZE(few));
-	cap = total < max_iovas ? total : max_iovas;
+	cap = total < cmd->num_iovas ? total : cmd->num_iovas;
 	if (cap > ARRAY_SIZE(few)) {
 		ranges = uiommu_calloc(cap, sizeof(*ranges));
 		if (!ranges) {
@@ -90,35 +118,55 @@ int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd)
 		}
 		iopt_get_usable_ranges(&ioas->iopt, ranges, cap);
 	}
-	cmd->num_iovas = (uint32_t)total;
 	cmd->out_iova_alignment = ioas->iopt.iova_alignment;
+	/* The next caller may answer without this lock (iommufd_ioas_iova_ranges_rcu()). */
+	iopt_usable_publish(&ioas->iopt);
 out_unlock:
 	uiommu_up_read(&ioas->iopt.iova_rwsem);
-	if (rc)
-		goto out_put;
-
-	for (i = 0; i != cap; i++) {
-		struct iommu_iova_range elm = {
-			.start = ranges[i].node.start,
-			.last = ranges[i].node.last,
-		};
-
-		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas + i * sizeof(elm), &elm,
-					 sizeof(elm));
-		if (rc)
-			goto out_put;
-	}
-	rc = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
-	if (rc)
-		goto out_put;
-	/* The reply already carries the count the caller needs. */
-	if (total > max_iovas)
-		rc = -EMSGSIZE;
-out_put:
+	if (!rc)
+		rc = iommufd_ioas_iova_ranges_reply(ucmd, ranges, cap, total);
 	if (ranges != few)
 		uiommu_free(ranges);
 	iommufd_put_object(ucmd->ictx, &ioas->obj);
 	return rc;
+}
+
+/*
+ * IOVA_RANGES under RCU, with no hold on the IOAS and no lock: the answer is the table's
+ * published snapshot (iopt_usable_rcu()), which depends on the reserved ranges and the
+ * alignment only, never on mappings. No snapshot yet (none built since the last change), or
+ * more ranges than the snapshot holds: the locked walk (IOMMUFD_IOCTL_REF). The command
+ * struct is left as it came in until nothing can send us there.
+ */
+int iommufd_ioas_iova_ranges_rcu(struct iommufd_ucmd_rcu *rcmd)
+{
+	struct iommu_ioas_iova_ranges *cmd = rcmd->ucmd.cmd;
+	const struct iopt_usable *usable;
+	struct iommufd_object *obj;
+	unsigned long cap;
+
+	if (cmd->__reserved)
+		return -EOPNOTSUPP;
+	obj = iommufd_get_object_rcu(rcmd->ucmd.ictx, cmd->ioas_id, IOMMUFD_OBJ_IOAS);
+	if (IS_ERR(obj))
+		return PTR_ERR(obj);
+	usable = iopt_usable_rcu(&container_of(obj, struct iommufd_ioas, obj)->iopt);
+	if (!usable)
+		return IOMMUFD_IOCTL_REF;
+	cap = usable->nr < cmd->num_iovas ? usable->nr : cmd->num_iovas;
+	memcpy(rcmd->out.iova_ranges.ranges, usable->ranges, cap * sizeof(usable->ranges[0]));
+	rcmd->out.iova_ranges.nr = cap;
+	rcmd->out.iova_ranges.total = usable->nr;
+	cmd->out_iova_alignment = usable->iova_alignment;
+	return 0;
+}
+
+/* After rcu_read_unlock(): the user copies. */
+int iommufd_ioas_iova_ranges_rcu_reply(struct iommufd_ucmd_rcu *rcmd)
+{
+	return iommufd_ioas_iova_ranges_reply(&rcmd->ucmd, rcmd->out.iova_ranges.ranges,
+					      rcmd->out.iova_ranges.nr,
+					      rcmd->out.iova_ranges.total);
 }
 
 /*
@@ -366,15 +414,6 @@ int iommufd_ioas_option(struct iommufd_ucmd *ucmd)
  * are stable; the caller is charged the sum per mode first (ENOMEM past its limit, nothing
  * changed), then each iopt_pages gives its old charge back and names the caller.
  */
-static int ioas_obj_cmp_id(const void *a, const void *b)
-{
-	uint32_t ia = atomic_load_explicit(&(*(struct iommufd_object *const *)a)->id,
-					   memory_order_relaxed);
-	uint32_t ib = atomic_load_explicit(&(*(struct iommufd_object *const *)b)->id,
-					   memory_order_relaxed);
-
-	return (ia > ib) - (ia < ib);
-}
 
 static int ioas_pages_cmp(const void *a, const void *b)
 {
@@ -389,8 +428,7 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 {
 	struct iommufd_object **held = NULL, *obj;
 	unsigned long n = 0, cap;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *hnode;
+	uint32_t id;
 
 	uiommu_mutex_lock(&ictx->objects_lock);
 	cap = (unsigned long)ictx->nr_objects;
@@ -401,10 +439,8 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 			return -ENOMEM;
 		}
 	}
-	rcu_read_lock();
-	/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
-	cds_lfht_for_each(ictx->objects, &iter, hnode) {
-		obj = container_of(hnode, struct iommufd_object, node);
+	/* In ID order: no sort needed. */
+	for (id = 0; (obj = iommufd_object_next_locked(ictx, &id)); id++) {
 		if (obj->type != IOMMUFD_OBJ_IOAS || n == cap)
 			continue;
 		if (atomic_load_explicit(&obj->users, memory_order_relaxed) == 0)
@@ -412,10 +448,7 @@ static int ioas_hold_all(struct iommufd_ctx *ictx, struct iommufd_object ***out,
 		iommufd_object_ref_users(obj);
 		held[n++] = obj;
 	}
-	rcu_read_unlock();
 	uiommu_mutex_unlock(&ictx->objects_lock);
-	if (n) /* qsort() of a NULL array is undefined even for no element */
-		qsort(held, n, sizeof(*held), ioas_obj_cmp_id);
 	*out = held;
 	*num = n;
 	return 0;

@@ -19,8 +19,11 @@
  *             once it is 0 no lookup can succeed again.
  *   wait_cnt  a bias of 1 while published, plus 1 per in-flight lookup; destroy drops the bias
  *             and waits for 0, so nobody still inside an ioctl sees the object freed.
- * Lookups are lock-free: an RCU read-side section around the hash lookup and an
- * increment-if-not-zero of users. The memory of a removed object is freed after a grace period.
+ * Lookups are lock-free: an RCU read-side section around one load from the ID-indexed array
+ * (main.c) and an increment-if-not-zero of users. The memory of a removed object is freed after
+ * a grace period. The RCU dispatch's handlers (iommufd_get_object_rcu()) take neither counter:
+ * they read only what outlives a destroy, inside their read-side section, so a DESTROY racing
+ * them is not EBUSY.
  *
  * Locking, in order:
  *   ioas->mutex                  the IOAS's automatic HWPTs (auto_hwpts) and the choice among
@@ -33,7 +36,7 @@
  *   ictx->ioas_creation_rwsem    IOAS_ALLOC holds it for read from reserve to publish,
  *                                IOAS_CHANGE_PROCESS for write throughout, so that no IOAS
  *                                appears while it holds them all; outside every other lock.
- *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the hash table, vfio_ioas
+ *   ictx->objects_lock (mutex)   protects the ID bitmap, updates of the object array, vfio_ioas
  *                                and account_mode; never held across a destroy.
  *   iopt->domains_rwsem -> iova_rwsem -> pages->mutex -> mm->pin_lock (io_pagetable.h), inside
  *                                ioas->mutex when an automatic HWPT is made, and iova_rwsem
@@ -45,6 +48,7 @@
 #ifndef UIOMMU_IOMMUFD_PRIVATE_H
 #define UIOMMU_IOMMUFD_PRIVATE_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -83,7 +87,6 @@ enum iommufd_object_type {
 struct iommufd_ctx;
 
 struct iommufd_object {
-	struct cds_lfht_node node;  /* in ictx->objects once published */
 	struct rcu_head rcu;        /* the deferred free */
 	struct iommufd_ctx *ictx;   /* constant */
 	atomic_uint id;             /* constant once allocated; atomic for lock-free readers */
@@ -93,8 +96,19 @@ struct iommufd_object {
 	struct iommufd_object *next_victim; /* context teardown's batch; owned by the teardown */
 };
 
+/*
+ * id -> published object, indexed by ID (IDs are dense: the lowest free one is handed out).
+ * Replaced whole when the ID bitmap grows, the old one freed after a grace period; slots are
+ * written under objects_lock and read under RCU or objects_lock.
+ */
+struct iommufd_id_table {
+	struct rcu_head rcu;
+	uint32_t nr;
+	_Atomic(struct iommufd_object *) slot[];
+};
+
 struct iommufd_ctx {
-	struct cds_lfht *objects;      /* id -> published object; readers under RCU */
+	_Atomic(struct iommufd_id_table *) objects; /* NULL until the first ID; see above */
 	struct uiommu_mutex objects_lock; /* protects ids, nr_ids, id_hint, updates of objects,
 					     vfio_ioas, account_mode; a leaf (taken inside
 					     ioas->mutex, idev->lock, viommu->lock, fdt_lock) */
@@ -150,6 +164,19 @@ struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
 					  enum iommufd_object_type type);
 /* Pairs with iommufd_get_object(). */
 void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj);
+/*
+ * The published object @id of @type (or IOMMUFD_OBJ_ANY) with no hold at all, for an ioctl
+ * answered under RCU (main.c, "RCU dispatch"): the memory stays until the caller's
+ * rcu_read_unlock(), but the object may be destroyed meanwhile, so only what outlives its
+ * destroy (constant fields, RCU-published snapshots) may be read. ERR_PTR(-ENOENT) as above.
+ */
+struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t id,
+					      enum iommufd_object_type type);
+/*
+ * The object in the table at the lowest ID >= *@id (published, or unpublished but in the
+ * table), *@id set to its ID; NULL past the last. Caller holds objects_lock.
+ */
+struct iommufd_object *iommufd_object_next_locked(struct iommufd_ctx *ictx, uint32_t *id);
 
 /* A long-term reference of one object on another (counts in users, blocks destroy). */
 static inline void iommufd_object_ref_users(struct iommufd_object *obj)
@@ -179,6 +206,34 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm);
 void iommufd_ctx_release(struct iommufd_ctx *ictx);
 int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned int cmd,
 		      uint64_t arg);
+
+/*
+ * An ioctl answered without a reference on its file (main.c, "RCU dispatch"), in three steps
+ * that share this state in the caller's frame: iommufd_ioctl_rcu_prepare() with no file (the
+ * argument's copy-in), iommufd_ctx_ioctl_rcu() inside rcu_read_lock() (the handler's lookups,
+ * no user memory, no lock, no sleep), iommufd_ioctl_rcu_finish() after rcu_read_unlock() (the
+ * reply). A handler that needs more returns IOMMUFD_IOCTL_REF: the caller then takes the
+ * file's reference and runs the ordinary handler with iommufd_ctx_ioctl_ref().
+ */
+#define IOMMUFD_IOCTL_REF INT_MAX
+struct iommufd_ioctl_op;
+struct iommufd_ucmd_rcu {
+	struct iommufd_ucmd ucmd;
+	const struct iommufd_ioctl_op *op;
+	int rc_in;            /* the copy-in's result: dispatch errors come after EBADF */
+	uint64_t buf[4];      /* the argument struct (main.c checks that each fits) */
+	union {
+		struct {      /* IOVA_RANGES: what the reply copies out */
+			unsigned long nr, total;
+			struct iopt_usable_range ranges[IOPT_USABLE_RCU_MAX];
+		} iova_ranges;
+	} out;
+};
+bool iommufd_ioctl_rcu_prepare(struct iommufd_ucmd_rcu *rcmd, struct uiommu_mm *mm,
+			       unsigned int cmd, uint64_t arg);
+int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd);
+int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc);
+int iommufd_ctx_ioctl_ref(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd);
 /* Event fds (vEVENTQ, fault) keep the context's file open, as the kernel's fds pin its file. */
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);
@@ -297,6 +352,8 @@ struct iommufd_ioas *iommufd_ioas_alloc(struct iommufd_ctx *ictx);
 void iommufd_ioas_destroy(struct iommufd_object *obj);
 int iommufd_ioas_alloc_ioctl(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_iova_ranges(struct iommufd_ucmd *ucmd);
+int iommufd_ioas_iova_ranges_rcu(struct iommufd_ucmd_rcu *rcmd);
+int iommufd_ioas_iova_ranges_rcu_reply(struct iommufd_ucmd_rcu *rcmd);
 int iommufd_ioas_allow_iovas(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_map(struct iommufd_ucmd *ucmd);
 int iommufd_ioas_map_file(struct iommufd_ucmd *ucmd);

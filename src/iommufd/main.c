@@ -4,23 +4,34 @@
  *
  * The object model and lock order are described in iommufd_private.h. This file adds:
  *
- * The ID table is an RCU hash table (liburcu's rculfhash, urcu-bp flavour so that no caller
- * thread has to register) mapping an ID to a published object, plus a bitmap of every ID in use
- * (reserved for an object under construction, published, or a tombstone) from which the lowest
- * free ID is allocated. The bitmap and all hash updates are under objects_lock; lookups take no
- * lock at all.
+ * The ID table is an array of object pointers indexed by ID (struct iommufd_id_table), plus a
+ * bitmap of every ID in use (reserved for an object under construction, published, or a
+ * tombstone) from which the lowest free ID is allocated, so IDs stay dense and the array is as
+ * long as the bitmap. It is the kernel's xarray in miniature: a lookup is one load under RCU
+ * (urcu-bp, so that no caller thread has to register), no hashing and no lock; the bitmap, the
+ * slots and the growth of both are under objects_lock. Growing copies the slots into an array
+ * twice the size and publishes it; readers still in the old one finish there (its slots are
+ * only written under the lock, which the grower holds), and it is freed after a grace period.
+ * (It was liburcu's rculfhash: its lookup was a fifth of a missing-ID DESTROY.)
  *
- * Publication order matters to lock-free readers: an object is added to the hash while its
- * users count is still 0 (a lookup that finds it then answers ENOENT, exactly like a reserved
- * ID), and users is raised to 1 by a release store only afterwards; a reader's acquire
- * increment-if-not-zero therefore sees every field the constructor wrote.
+ * Publication order matters to lock-free readers: an object enters its slot while its wait_cnt
+ * is still 0 (a lookup that finds it then answers ENOENT, exactly like a reserved ID), and the
+ * bias is raised by a release store only afterwards; a reader's acquire increment-if-not-zero
+ * therefore sees every field the constructor wrote.
+ *
+ * The RCU dispatch ("RCU dispatch" below, and file.c): a few ioctls (DESTROY of a missing ID,
+ * IOVA_RANGES from a snapshot) run inside rcu_read_lock() with no reference on the file and no
+ * hold on any object; the last close waits a grace period before iommufd_ctx_release(), so
+ * the context, the object array and every object they can reach outlive them. Their handlers
+ * take no lock, never sleep, touch no user memory and change nothing.
  *
  * Dispatch follows the kernel's order of checks: numbers outside the table go to VFIO compat
  * (which answers ENOTTY for what it does not know) without reading the argument; then the size
  * word is read (EFAULT), the full command word compared (ENOTTY), the minimum size checked
  * (EINVAL), the struct copied in with trailing bytes required to be zero (E2BIG), and only then
  * does the handler run. Handlers copy replies back with iommufd_ucmd_respond(), which writes
- * min(user size, our size) bytes.
+ * min(user size, our size) bytes. The size word and the struct come in one copy when they share
+ * a page (iommufd_ucmd_copy_in()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,23 +47,72 @@ static atomic_long contexts_live;
 
 /* ---- the ID table ---------------------------------------------------------------------------- */
 
-static unsigned long iommufd_id_hash(uint32_t id)
+/* The object in @id's slot, or NULL. Inside rcu_read_lock() or under objects_lock. */
+static struct iommufd_object *iommufd_id_lookup(struct iommufd_ctx *ictx, uint32_t id)
 {
-	return (unsigned long)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 17);
+	struct iommufd_id_table *table = atomic_load_explicit(&ictx->objects,
+							       memory_order_acquire);
+
+	if (!table || id >= table->nr)
+		return NULL;
+	return atomic_load_explicit(&table->slot[id], memory_order_acquire);
 }
 
-static int iommufd_id_match(struct cds_lfht_node *node, const void *key)
+/* @id's slot in the current array; the ID is allocated, so it has one. objects_lock held. */
+static _Atomic(struct iommufd_object *) *iommufd_id_slot(struct iommufd_ctx *ictx, uint32_t id)
 {
-	struct iommufd_object *obj = container_of(node, struct iommufd_object, node);
+	struct iommufd_id_table *table = atomic_load_explicit(&ictx->objects,
+							       memory_order_relaxed);
 
-	/* Pairs with the release store of the ID: a reader that matches sees the whole object. */
-	return atomic_load_explicit(&obj->id, memory_order_acquire) == *(const uint32_t *)key;
+	lockdep_assert_held(&ictx->objects_lock);
+	return &table->slot[id];
+}
+
+static void iommufd_id_table_free_rcu(struct rcu_head *head)
+{
+	iommufd_rcu_callback_begin();
+	uiommu_free_deferred(container_of(head, struct iommufd_id_table, rcu));
+}
+
+/*
+ * Room for IDs below @words * 64: a bigger bitmap and a bigger array, both or neither.
+ * Caller holds objects_lock. Return: 0 or -ENOMEM.
+ */
+static int iommufd_ids_grow(struct iommufd_ctx *ictx, uint32_t words)
+{
+	struct iommufd_id_table *old = atomic_load_explicit(&ictx->objects, memory_order_relaxed);
+	struct iommufd_id_table *table;
+	uint64_t *ids;
+	uint32_t i;
+
+	lockdep_assert_held(&ictx->objects_lock);
+	table = uiommu_zalloc(sizeof(*table) + (size_t)words * 64 * sizeof(table->slot[0]));
+	if (!table)
+		return -ENOMEM;
+	ids = uiommu_realloc_array(ictx->ids, words, sizeof(*ids));
+	if (!ids) {
+		uiommu_free(table);
+		return -ENOMEM;
+	}
+	memset(ids + ictx->ids_words, 0, (words - ictx->ids_words) * sizeof(*ids));
+	ictx->ids = ids;
+	ictx->ids_words = words;
+	table->nr = words * 64;
+	for (i = 0; old && i != old->nr; i++)
+		atomic_init(&table->slot[i],
+			    atomic_load_explicit(&old->slot[i], memory_order_relaxed));
+	/* Pairs with iommufd_id_lookup(): a reader of the new array sees its slots filled. */
+	atomic_store_explicit(&ictx->objects, table, memory_order_release);
+	if (old)
+		call_rcu(&old->rcu, iommufd_id_table_free_rcu);
+	return 0;
 }
 
 /* The lowest free ID, marked used. Caller holds objects_lock. */
 static int iommufd_id_alloc(struct iommufd_ctx *ictx, uint32_t *out)
 {
 	uint32_t w, id;
+	int rc;
 
 	lockdep_assert_held(&ictx->objects_lock);
 	for (;;) {
@@ -73,16 +133,9 @@ static int iommufd_id_alloc(struct iommufd_ctx *ictx, uint32_t *out)
 		}
 		if ((uint64_t)ictx->ids_words * 64 > IOMMUFD_ID_LIMIT)
 			return -ENOSPC;
-		{
-			uint32_t words = ictx->ids_words ? ictx->ids_words * 2 : 4;
-			uint64_t *ids = uiommu_realloc_array(ictx->ids, words, sizeof(*ids));
-
-			if (!ids)
-				return -ENOMEM;
-			memset(ids + ictx->ids_words, 0, (words - ictx->ids_words) * sizeof(*ids));
-			ictx->ids = ids;
-			ictx->ids_words = words;
-		}
+		rc = iommufd_ids_grow(ictx, ictx->ids_words ? ictx->ids_words * 2 : 4);
+		if (rc)
+			return rc;
 	}
 }
 
@@ -128,7 +181,6 @@ struct iommufd_object *_iommufd_object_alloc(struct iommufd_ctx *ictx, size_t si
 	obj->type = type;
 	atomic_store_explicit(&obj->users, 0, memory_order_relaxed);
 	atomic_store_explicit(&obj->wait_cnt, 0, memory_order_relaxed);
-	cds_lfht_node_init(&obj->node);
 
 	uiommu_mutex_lock(&ictx->objects_lock);
 	rc = iommufd_id_alloc(ictx, &id);
@@ -150,9 +202,7 @@ void iommufd_object_finalize(struct iommufd_ctx *ictx, struct iommufd_object *ob
 	uint32_t id = atomic_load_explicit(&obj->id, memory_order_relaxed);
 
 	uiommu_mutex_lock(&ictx->objects_lock);
-	rcu_read_lock();
-	cds_lfht_add(ictx->objects, iommufd_id_hash(id), &obj->node);
-	rcu_read_unlock();
+	atomic_store_explicit(iommufd_id_slot(ictx, id), obj, memory_order_release);
 	/*
 	 * An add, not a store: a constructor may already have taken a long-term reference on its
 	 * object (an automatic HWPT is attached before it is published, a bound device holds
@@ -254,20 +304,14 @@ static bool iommufd_lock_obj(struct iommufd_ctx *ictx, struct iommufd_object *ob
 struct iommufd_object *iommufd_get_object(struct iommufd_ctx *ictx, uint32_t id,
 					  enum iommufd_object_type type)
 {
-	struct iommufd_object *obj = NULL;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *node;
+	struct iommufd_object *obj;
 
 	if (uiommu_should_fail())
 		return ERR_PTR(-ENOENT);
 	rcu_read_lock();
-	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (node) {
-		obj = container_of(node, struct iommufd_object, node);
-		if (!iommufd_lock_obj(ictx, obj))
-			obj = NULL;
-	}
+	obj = iommufd_id_lookup(ictx, id);
+	if (obj && !iommufd_lock_obj(ictx, obj))
+		obj = NULL;
 	rcu_read_unlock();
 	if (!obj)
 		return ERR_PTR(-ENOENT);
@@ -283,6 +327,45 @@ void iommufd_put_object(struct iommufd_ctx *ictx, struct iommufd_object *obj)
 	/* users first: a waiter that sees wait_cnt reach 0 must also see users back down. */
 	iommufd_object_unref_users(obj);
 	iommufd_object_wait_put(ictx, obj);
+}
+
+struct iommufd_object *iommufd_get_object_rcu(struct iommufd_ctx *ictx, uint32_t id,
+					      enum iommufd_object_type type)
+{
+	struct iommufd_object *obj;
+
+	if (uiommu_should_fail())
+		return ERR_PTR(-ENOENT);
+	obj = iommufd_id_lookup(ictx, id);
+	if (!obj)
+		return ERR_PTR(-ENOENT);
+	/*
+	 * What iommufd_lock_obj() asks, without raising anything: published (the acquire pairs
+	 * with iommufd_object_finalize()'s release of wait_cnt, so the object is complete) and
+	 * not yet being removed. A remove may start right after: the answer is then what a
+	 * lookup just before it gave.
+	 */
+	if (!atomic_load_explicit(&obj->wait_cnt, memory_order_acquire) ||
+	    !atomic_load_explicit(&obj->users, memory_order_relaxed))
+		return ERR_PTR(-ENOENT);
+	if (type != IOMMUFD_OBJ_ANY && obj->type != type)
+		return ERR_PTR(-ENOENT);
+	return obj;
+}
+
+struct iommufd_object *iommufd_object_next_locked(struct iommufd_ctx *ictx, uint32_t *id)
+{
+	struct iommufd_id_table *table = atomic_load_explicit(&ictx->objects,
+							       memory_order_relaxed);
+	struct iommufd_object *obj;
+
+	lockdep_assert_held(&ictx->objects_lock);
+	for (; table && *id < table->nr; (*id)++) {
+		obj = atomic_load_explicit(&table->slot[*id], memory_order_relaxed);
+		if (obj)
+			return obj;
+	}
+	return NULL;
 }
 
 /* Sleeps until every in-flight holder of @obj is gone. */
@@ -323,9 +406,7 @@ static void iommufd_object_destroy_removed(struct iommufd_object *obj)
 int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
 			  uint32_t id, unsigned int flags)
 {
-	struct iommufd_object *obj = NULL;
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *node;
+	struct iommufd_object *obj;
 	int rc = 0;
 
 	if (to_destroy) {
@@ -346,11 +427,7 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 	 */
 	if (to_destroy && (flags & REMOVE_WAIT))
 		iommufd_object_unref_users(to_destroy);
-	rcu_read_lock();
-	cds_lfht_lookup(ictx->objects, iommufd_id_hash(id), iommufd_id_match, &id, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (node)
-		obj = container_of(node, struct iommufd_object, node);
+	obj = iommufd_id_lookup(ictx, id);
 	if (!obj || (to_destroy && obj != to_destroy)) {
 		rc = -ENOENT;
 		goto out_unlock;
@@ -359,14 +436,13 @@ int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_de
 		rc = -EBUSY;
 		goto out_unlock;
 	}
-	cds_lfht_del(ictx->objects, node);
+	atomic_store_explicit(iommufd_id_slot(ictx, id), NULL, memory_order_relaxed);
 	if (!(flags & REMOVE_OBJ_TOMBSTONE))
 		iommufd_id_free(ictx, id);
 	ictx->nr_objects--;
 	if (ictx->vfio_ioas && &ictx->vfio_ioas->obj == obj)
 		ictx->vfio_ioas = NULL;
 out_unlock:
-	rcu_read_unlock();
 	uiommu_mutex_unlock(&ictx->objects_lock);
 
 	if (rc) {
@@ -404,30 +480,11 @@ static void iommufd_atfork_child(void)
 
 static pthread_once_t iommufd_atfork_once = PTHREAD_ONCE_INIT;
 
-/*
- * liburcu runs one resize worker thread for every table made with CDS_LFHT_AUTO_RESIZE,
- * started with the first such table and joined with the last. With one context at a time
- * (a test, a fuzz input, a program that opens and closes /dev/iommu) every open started a
- * thread and every close joined one: a third of an open/close cycle's CPU, more on a loaded
- * machine. This empty table, kept for the life of the process, keeps the worker; it is only
- * reachable from here (and liburcu pauses the worker across fork, as for any table).
- */
-static struct cds_lfht *iommufd_resize_worker_keeper;
-
 static void iommufd_atfork_register(void)
 {
 	/* RCU's helper threads do not survive fork(); liburcu re-creates them in the child. */
 	if (pthread_atfork(iommufd_atfork_prepare, iommufd_atfork_parent, iommufd_atfork_child))
 		die("pthread_atfork");
-	/* Without it (no memory) each context starts the worker itself, as before. */
-	iommufd_resize_worker_keeper = cds_lfht_new(1, 1, 0, CDS_LFHT_AUTO_RESIZE, NULL);
-}
-
-/* At exit the keeper goes, so the worker is joined and a leak checker sees nothing left. */
-__attribute__((destructor)) static void iommufd_resize_worker_keeper_free(void)
-{
-	if (iommufd_resize_worker_keeper && !cds_lfht_destroy(iommufd_resize_worker_keeper, NULL))
-		iommufd_resize_worker_keeper = NULL;
 }
 
 struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
@@ -438,14 +495,8 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
 	ictx = uiommu_zalloc(sizeof(*ictx));
 	if (!ictx)
 		return ERR_PTR(-ENOMEM);
-	ictx->objects = uiommu_should_fail() ?
-				NULL :
-				cds_lfht_new(16, 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-					     NULL);
-	if (!ictx->objects) {
-		uiommu_free(ictx);
-		return ERR_PTR(-ENOMEM);
-	}
+	/* The object array comes with the first ID (iommufd_ids_grow()). */
+	atomic_init(&ictx->objects, NULL);
 	uiommu_mutex_init(&ictx->objects_lock);
 	uiommu_rwsem_init(&ictx->ioas_creation_rwsem);
 	uiommu_mutex_init(&ictx->wait_lock);
@@ -466,27 +517,22 @@ struct iommufd_ctx *iommufd_ctx_alloc(struct uiommu_mm *mm)
  */
 void iommufd_ctx_release(struct iommufd_ctx *ictx)
 {
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *hnode;
 	struct iommufd_object *obj, *victims;
 	bool progress;
+	uint32_t id;
 
 	do {
 		victims = NULL;
 		uiommu_mutex_lock(&ictx->objects_lock);
-		rcu_read_lock();
-		/* Not cds_lfht_for_each_entry(): its container_of() of the NULL end is UB. */
-		cds_lfht_for_each(ictx->objects, &iter, hnode) {
-			obj = container_of(hnode, struct iommufd_object, node);
+		for (id = 0; (obj = iommufd_object_next_locked(ictx, &id)); id++) {
 			if (!iommufd_users_dec_if_one(obj))
 				continue;
-			cds_lfht_del(ictx->objects, &obj->node);
+			atomic_store_explicit(iommufd_id_slot(ictx, id), NULL, memory_order_relaxed);
 			ictx->nr_objects--;
 			atomic_fetch_sub_explicit(&obj->wait_cnt, 1, memory_order_relaxed);
 			obj->next_victim = victims;
 			victims = obj;
 		}
-		rcu_read_unlock();
 		uiommu_mutex_unlock(&ictx->objects_lock);
 		progress = victims != NULL;
 		while (victims) {
@@ -497,7 +543,8 @@ void iommufd_ctx_release(struct iommufd_ctx *ictx)
 	} while (progress);
 	WARN_ON(ictx->nr_objects);
 
-	cds_lfht_destroy(ictx->objects, NULL);
+	/* No reader is left: the last close waited a grace period before coming here. */
+	uiommu_free(atomic_load_explicit(&ictx->objects, memory_order_relaxed));
 	uiommu_mutex_destroy(&ictx->objects_lock);
 	uiommu_rwsem_destroy(&ictx->ioas_creation_rwsem);
 	uiommu_mutex_destroy(&ictx->wait_lock);
@@ -525,6 +572,18 @@ static int iommufd_destroy(struct iommufd_ucmd *ucmd)
 	struct iommu_destroy *cmd = ucmd->cmd;
 
 	return iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
+}
+
+/*
+ * A missing ID needs neither objects_lock nor a reference: the table's lock-free lookup finding
+ * no node is the answer iommufd_object_remove() would give under the lock (reserved IDs and
+ * tombstones have no node either). Anything found may be destroyed: the referenced path.
+ */
+static int iommufd_destroy_rcu(struct iommufd_ucmd_rcu *rcmd)
+{
+	struct iommu_destroy *cmd = rcmd->ucmd.cmd;
+
+	return iommufd_id_lookup(rcmd->ucmd.ictx, cmd->id) ? IOMMUFD_IOCTL_REF : -ENOENT;
 }
 
 /* CAP_SYS_RESOURCE, for RLIMIT_MODE; the query is a fallible step, as it always was here. */
@@ -627,6 +686,9 @@ struct iommufd_ioctl_op {
 	unsigned int min_size; /* the end of the last field the first version had */
 	unsigned int ioctl_num;
 	int (*execute)(struct iommufd_ucmd *ucmd);
+	/* Optional, the RCU dispatch's: under rcu_read_lock(), then the reply after it. */
+	int (*execute_rcu)(struct iommufd_ucmd_rcu *rcmd);
+	int (*reply_rcu)(struct iommufd_ucmd_rcu *rcmd);
 };
 
 #define IOCTL_OP(_ioctl, _fn, _struct, _last)                                               \
@@ -638,15 +700,30 @@ struct iommufd_ioctl_op {
 		.execute = _fn,                                                              \
 	}
 
+/* An op that may also run under RCU with no reference (iommufd_ioctl_rcu_prepare()). */
+#define IOCTL_OP_RCU(_ioctl, _fn, _struct, _last, _fn_rcu, _reply_rcu)                      \
+	[_IOC_NR(_ioctl) - IOMMUFD_CMD_BASE] = {                                             \
+		.size = sizeof(_struct) +                                                    \
+			0 * sizeof(char[sizeof(_struct) <=                                   \
+						sizeof(((struct iommufd_ucmd_rcu *)0)->buf) ? 1 : -1]), \
+		.min_size = offsetofend(_struct, _last),                                     \
+		.ioctl_num = _ioctl,                                                         \
+		.execute = _fn,                                                              \
+		.execute_rcu = _fn_rcu,                                                      \
+		.reply_rcu = _reply_rcu,                                                     \
+	}
+
 static const struct iommufd_ioctl_op iommufd_ioctl_ops[] = {
-	IOCTL_OP(IOMMU_DESTROY, iommufd_destroy, struct iommu_destroy, id),
+	IOCTL_OP_RCU(IOMMU_DESTROY, iommufd_destroy, struct iommu_destroy, id, iommufd_destroy_rcu,
+		     NULL),
 	IOCTL_OP(IOMMU_IOAS_ALLOC, iommufd_ioas_alloc_ioctl, struct iommu_ioas_alloc,
 		 out_ioas_id),
 	IOCTL_OP(IOMMU_IOAS_ALLOW_IOVAS, iommufd_ioas_allow_iovas, struct iommu_ioas_allow_iovas,
 		 allowed_iovas),
 	IOCTL_OP(IOMMU_IOAS_COPY, iommufd_ioas_copy, struct iommu_ioas_copy, src_iova),
-	IOCTL_OP(IOMMU_IOAS_IOVA_RANGES, iommufd_ioas_iova_ranges, struct iommu_ioas_iova_ranges,
-		 out_iova_alignment),
+	IOCTL_OP_RCU(IOMMU_IOAS_IOVA_RANGES, iommufd_ioas_iova_ranges,
+		     struct iommu_ioas_iova_ranges, out_iova_alignment, iommufd_ioas_iova_ranges_rcu,
+		     iommufd_ioas_iova_ranges_rcu_reply),
 	IOCTL_OP(IOMMU_IOAS_MAP, iommufd_ioas_map, struct iommu_ioas_map, iova),
 	IOCTL_OP(IOMMU_IOAS_UNMAP, iommufd_ioas_unmap, struct iommu_ioas_unmap, length),
 	IOCTL_OP(IOMMU_OPTION, iommufd_option, struct iommu_option, val64),
@@ -735,6 +812,51 @@ int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len)
 	return __uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
 }
 
+/*
+ * The size word, the command (ENOTTY), the minimum size (EINVAL) and the struct (E2BIG), in
+ * the kernel's order, into ucmd->cmd.
+ */
+static int iommufd_ucmd_copy_in(const struct iommufd_ioctl_op *op, struct iommufd_ucmd *ucmd,
+				unsigned int cmd)
+{
+	uint64_t in_page = ucmd->ubuffer & (uiommu_page_size - 1);
+	int rc;
+
+	/*
+	 * Our whole struct in one copy when it lies in the page of the size word: that page is
+	 * readable exactly when the size word is (no access right is finer than a page), so this
+	 * faults exactly when the size word's copy would, and the bytes past the caller's size
+	 * are read but never used. Half the copies of a small command.
+	 */
+	if (op->ioctl_num == cmd && in_page + op->size <= uiommu_page_size) {
+		rc = uiommu_copy_from_user(ucmd->mm, ucmd->cmd, ucmd->ubuffer, op->size);
+		if (rc)
+			return rc;
+		memcpy(&ucmd->user_size, ucmd->cmd, sizeof(ucmd->user_size));
+		if (ucmd->user_size < op->min_size)
+			return -EINVAL;
+		if (ucmd->user_size > op->size)
+			/* Longer than ours: its tail must be zero (the general copy checks). */
+			return iommufd_copy_struct_from_user(ucmd->mm, ucmd->cmd, op->size,
+							     ucmd->ubuffer, ucmd->user_size);
+		/* Shorter: what the caller did not give reads as zero. */
+		if (ucmd->user_size < op->size)
+			memset((char *)ucmd->cmd + ucmd->user_size, 0,
+			       op->size - ucmd->user_size);
+		return 0;
+	}
+	rc = uiommu_copy_from_user(ucmd->mm, &ucmd->user_size, ucmd->ubuffer,
+				   sizeof(ucmd->user_size));
+	if (rc)
+		return rc;
+	if (op->ioctl_num != cmd)
+		return -ENOTTY;
+	if (ucmd->user_size < op->min_size)
+		return -EINVAL;
+	return iommufd_copy_struct_from_user(ucmd->mm, ucmd->cmd, op->size, ucmd->ubuffer,
+					     ucmd->user_size);
+}
+
 /**
  * iommufd_ctx_ioctl() - run one ioctl of /dev/iommu
  * @mm: the caller's address space; @arg is an address in it.
@@ -744,27 +866,73 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 		      uint64_t arg)
 {
 	const struct iommufd_ioctl_op *op;
-	struct iommufd_ucmd ucmd = { .ictx = ictx, .mm = mm, .ubuffer = arg };
 	union ucmd_buffer buf;
+	struct iommufd_ucmd ucmd = { .ictx = ictx, .mm = mm, .ubuffer = arg, .cmd = &buf };
 	unsigned int nr = _IOC_NR(cmd);
 	int rc;
 
 	if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= ARRAY_SIZE(iommufd_ioctl_ops))
 		return iommufd_vfio_ioctl(ictx, mm, cmd, arg);
-
-	rc = uiommu_copy_from_user(mm, &ucmd.user_size, arg, sizeof(ucmd.user_size));
-	if (rc)
-		return rc;
 	op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
-	if (op->ioctl_num != cmd)
-		return -ENOTTY;
-	if (ucmd.user_size < op->min_size)
-		return -EINVAL;
-	ucmd.cmd = &buf;
-	rc = iommufd_copy_struct_from_user(mm, ucmd.cmd, op->size, arg, ucmd.user_size);
+	rc = iommufd_ucmd_copy_in(op, &ucmd, cmd);
 	if (rc)
 		return rc;
 	return op->execute(&ucmd);
+}
+
+/*
+ * RCU dispatch. The ioctls whose op has execute_rcu run with no reference on the file and no
+ * hold on any object: the fd layer finds the file under rcu_read_lock() and runs the handler
+ * there, which is what the file's and the objects' counters cost otherwise (four to six
+ * lock-prefixed operations, most of such an ioctl). It is safe because nothing they read is
+ * freed before a grace period: objects and IOVA snapshots go through call_rcu(), and the last
+ * close waits with synchronize_rcu() before it tears the context down (file.c), so a handler
+ * that found the file still finds its context whole. The rule for such a handler: it takes no
+ * lock, does not sleep, touches no user memory (a fault could block the grace period every
+ * close waits for) and changes nothing; the copy-in runs before (prepare), the reply after
+ * (finish). What needs more (a DESTROY that found something) answers IOMMUFD_IOCTL_REF and the
+ * ordinary handler runs, on the struct already copied in, with the file referenced. A racing
+ * DESTROY of the object such a handler reads succeeds where the kernel's could answer EBUSY
+ * (it counts an in-flight reader as a user): the reader then ran just before the destroy.
+ */
+bool iommufd_ioctl_rcu_prepare(struct iommufd_ucmd_rcu *rcmd, struct uiommu_mm *mm,
+			       unsigned int cmd, uint64_t arg)
+{
+	unsigned int nr = _IOC_NR(cmd);
+
+	if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= ARRAY_SIZE(iommufd_ioctl_ops) || !mm)
+		return false;
+	rcmd->op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
+	/* Another number with our NR: the full dispatch answers it (ENOTTY). */
+	if (!rcmd->op->execute_rcu || rcmd->op->ioctl_num != cmd)
+		return false;
+	rcmd->ucmd = (struct iommufd_ucmd){ .mm = mm, .ubuffer = arg, .cmd = rcmd->buf };
+	rcmd->rc_in = iommufd_ucmd_copy_in(rcmd->op, &rcmd->ucmd, cmd);
+	return true;
+}
+
+int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd)
+{
+	if (rcmd->rc_in)
+		return rcmd->rc_in;
+	rcmd->ucmd.ictx = ictx;
+	return rcmd->op->execute_rcu(rcmd);
+}
+
+int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc)
+{
+	if (rc || !rcmd->op->reply_rcu)
+		return rc;
+	return rcmd->op->reply_rcu(rcmd);
+}
+
+/* The ordinary handler of a prepared command, the file referenced by the caller. */
+int iommufd_ctx_ioctl_ref(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd)
+{
+	if (rcmd->rc_in)
+		return rcmd->rc_in;
+	rcmd->ucmd.ictx = ictx;
+	return rcmd->op->execute(&rcmd->ucmd);
 }
 
 /* ---- object types -------------------------------------------------------------------------- */

@@ -266,7 +266,7 @@ static int iommufd_vfio_iommu_get_info(struct iommufd_ctx *ictx, struct uiommu_m
 	struct vfio_iommu_type1_info info;
 	struct vfio_info_build b = { .mm = mm, .arg = arg };
 	struct iommufd_ioas *ioas;
-	struct iopt_allowed *ranges = NULL;
+	struct iopt_usable_range *ranges = NULL;
 	unsigned long nr, i;
 	uint32_t off;
 	int rc;
@@ -320,8 +320,8 @@ static int iommufd_vfio_iommu_get_info(struct iommufd_ctx *ictx, struct uiommu_m
 
 		off = vfio_info_cap_start(&b);
 		for (i = 0; i != nr; i++) {
-			struct vfio_iova_range r = { .start = ranges[i].node.start,
-						     .end = ranges[i].node.last };
+			struct vfio_iova_range r = { .start = ranges[i].start,
+						     .end = ranges[i].last };
 
 			vfio_info_put(&b, off + sizeof(cap) + i * sizeof(r), &r, sizeof(r));
 		}

@@ -37,8 +37,10 @@ extern char uiommu_tsan_rcu_sync;
 #undef rcu_read_unlock
 #define rcu_read_unlock() (__tsan_release(&uiommu_tsan_rcu_sync), urcu_bp_read_unlock())
 #define uiommu_rcu_callback_begin() __tsan_acquire(&uiommu_tsan_rcu_sync)
+#define uiommu_synchronize_rcu() (urcu_bp_synchronize_rcu(), __tsan_acquire(&uiommu_tsan_rcu_sync))
 #else
 #define uiommu_rcu_callback_begin() do { } while (0)
+#define uiommu_synchronize_rcu() urcu_bp_synchronize_rcu()
 #endif
 
 #define iommufd_rcu_callback_begin() uiommu_rcu_callback_begin()

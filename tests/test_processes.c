@@ -24,6 +24,7 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -1063,6 +1064,46 @@ TEST(the_context_lives_until_the_last_close_anywhere)
 	ASSERT_EQ(0, child_wait(pid));
 	ASSERT_EQ(0, live_contexts_settle(0));
 	close(sock);
+}
+
+/*
+ * A child forked (not exec'd) from a process with a live context must not spin: liburcu
+ * 0.13's hash-table resize worker, re-created in a fork's child from its parent's asleep
+ * state, never slept again and took half the machine's CPU (bench_procs's child). The child
+ * sleeps and reports what it spent, every thread together; a spinning thread spends at least
+ * its share of the sleep even on a loaded machine, an idle child a fraction of a millisecond.
+ */
+TEST(a_forked_child_has_no_busy_thread)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), pipefd[2];
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	long used_us = -1;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_IOAS_ALLOC, &alloc));
+	ASSERT_EQ(0, pipe(pipefd));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		struct timespec nap = { .tv_nsec = 300 * 1000 * 1000 };
+		struct rusage ru;
+		long us;
+
+		while (nanosleep(&nap, &nap) && errno == EINTR)
+			;
+		getrusage(RUSAGE_SELF, &ru);
+		us = ru.ru_utime.tv_sec * 1000000L + ru.ru_utime.tv_usec +
+		     ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec;
+		_exit(write(pipefd[1], &us, sizeof(us)) == sizeof(us) ? 0 : 1);
+	}
+	close(pipefd[1]);
+	ASSERT_EQ((ssize_t)sizeof(used_us), read(pipefd[0], &used_us, sizeof(used_us)));
+	ASSERT_EQ(0, child_wait(pid));
+	close(pipefd[0]);
+	/* 300 ms asleep: a spinner spends 100+ ms even sharing a CPU three ways. */
+	ASSERT_LT(used_us, 50 * 1000);
+	close(fd);
 }
 
 TEST(a_client_killed_mid_ioctls_leaves_the_context_intact)

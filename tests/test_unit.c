@@ -635,7 +635,7 @@ TEST(window_gives_private_pages_of_another_mm_host_addresses)
 	ASSERT_GE(mem_fd, 0);
 	ASSERT_GE(maps_fd, 0);
 	memset(buf, 0x11, 4 * ps);
-	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, -1);
 	ASSERT_FALSE(IS_ERR(mm));
 	/* Not pinned: no host address. */
 	ASSERT_EQ(NULL, mm->ops->host_ptr(mm, uaddr));
@@ -736,7 +736,7 @@ TEST(window_copy_over_several_extents)
 	ASSERT_GE(maps_fd, 0);
 	memset(a, 0x11, 3 * ps);
 	memset(b, 0x22, 2 * ps);
-	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, -1);
 	ASSERT_FALSE(IS_ERR(mm));
 	/* Three pins: a's first two pages, its third, then b; three extents in a row. */
 	ASSERT_EQ(0, uiommu_mm_pin(mm, page_index(a), 2, true));

@@ -225,6 +225,29 @@ err_close:
 	return ERR_PTR(-ENOMEM);
 }
 
+/**
+ * iommufd_direct_life_share() - a fd of this process's life word's page, for a HELLO: the
+ * serving process checks a client with one load of it (mm_remote.c)
+ * Return: the fd (O_CLOEXEC), or -ENOMEM (the client's copies keep the mem fd's check; also
+ * with UIOMMU_REMOTE_LIFE=0 in this process's environment, for comparisons).
+ */
+int iommufd_direct_life_share(void)
+{
+	const char *env = getenv("UIOMMU_REMOTE_LIFE");
+	struct direct_life *life;
+	int fd = -ENOMEM;
+
+	if (env && !strcmp(env, "0"))
+		return -ENOMEM;
+	uiommu_mutex_lock(&direct_lock);
+	life = direct_life_get();
+	if (!IS_ERR(life) && !(atomic_load(life->word) & FUTEX_OWNER_DIED) &&
+	    !uiommu_should_fail())
+		fd = sys_fcntl(life->memfd, F_DUPFD_CLOEXEC, 0);
+	uiommu_mutex_unlock(&direct_lock);
+	return fd < 0 ? -ENOMEM : fd;
+}
+
 /* Has the client of @ds hung up its connection (its process is gone, or let it go)? */
 static bool direct_client_gone(const struct direct_serve *ds)
 {

@@ -121,7 +121,7 @@ void uiommu_mm_remote_calling(struct uiommu_mm *mm)
  * gap between the check and the copy's own system call, which names the pid: an exec that
  * completes inside it (the server preempted there for the milliseconds a new image takes to
  * start) lets the write reach the new image. test_processes's exec tests, with
- * UIOMMU_REMOTE_LIFE=0, hit it about once in 15 runs on a loaded 2-CPU VM.
+ * UIOMMU_REMOTE_LIFE=0, hit it about once in 12-15 runs on a loaded 2-CPU VM.
  *
  * The life word (docs/processes.md, "The client's life word"). A client that can hands over
  * at its HELLO the page of its process's life word (remote_direct.c's direct_life: a robust

@@ -1472,7 +1472,7 @@ TEST_F(private_memory, a_dma_over_two_extents_moves_as_one_and_faults_at_the_exa
 struct privexec_dma {
 	struct uiommu_dma_dev *dma;
 	uint64_t iova;
-	atomic_bool image_new; /* the new image stored its 0x99 */
+	atomic_bool image_new; /* the new image stored its 0x99 (the child is gone) */
 	atomic_long new_ok;    /* writes that succeeded after that: must stay 0 */
 	atomic_long faults;    /* writes that failed after it */
 };
@@ -1493,6 +1493,34 @@ static void *privexec_dma_main(void *arg)
 			atomic_fetch_add(n == PS ? &pd->new_ok : &pd->faults, 1);
 	}
 	return NULL;
+}
+
+/*
+ * The child goes (exits, or is SIGKILLed) while a thread of ours keeps the device writing its
+ * page: from the moment it is a zombie every write faults (the life word was marked at its
+ * exit, before it was one), and after it is reaped too; none ever lands in anything else.
+ */
+TEST_F(private_memory, dma_throughout_the_owners_end_faults_once_it_is_gone)
+{
+	struct privexec_dma pd = { .dma = self->dma, .iova = self->iova + 3 * PS };
+	unsigned long by_life = uiommu_remote_life_copies();
+	uint8_t out[PS];
+	pthread_t thread;
+
+	memset(out, 0x22, PS);
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, pd.iova, out, PS, 0));
+	ASSERT_EQ(by_life + 1, uiommu_remote_life_copies());
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x22));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, privexec_dma_main, &pd));
+	ASSERT_TRUE(private_child_go(self->pid, self->sock, variant->kill));
+	atomic_store(&pd.image_new, true);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(0, atomic_load(&pd.new_ok));
+	ASSERT_EQ(2000, atomic_load(&pd.faults));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	self->pid = -1;
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, pd.iova, out, PS, 0));
 }
 
 static void private_memory_exec(struct __h_test *_metadata, bool raw)
@@ -1793,7 +1821,8 @@ TEST(fail_nth_of_the_serving_side)
 		}
 		for (k = 0; k < 6 && kinds[k] != rc; k++)
 			;
-		ASSERT_EQ(rc, k < 6 ? kinds[k] : -1); /* on a mismatch, prints what the child said */
+		/* On a mismatch, prints what the child said. */
+		ASSERT_EQ(rc, k < 6 ? kinds[k] : -1);
 		seen[k]++;
 	}
 	ASSERT_NE(0, left);

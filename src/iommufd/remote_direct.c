@@ -140,7 +140,9 @@ static struct direct_serve *direct_list;
 
 /*
  * This process's life word (the essay's "Who the client writes to"): a robust futex in a
- * page of its own that every client maps read-only, owned by a thread that only waits. The
+ * page of its own that every client maps read-only, and every server this process is a client
+ * of (its HELLO, iommufd_direct_life_share(): mm_remote.c copies on its thread), owned by a
+ * thread that only waits. The
  * kernel marks it FUTEX_OWNER_DIED when that thread ends: at the process's exit (before it is
  * a zombie, so before its pid can be reused) and at an exec (which ends every thread).
  */
@@ -151,7 +153,7 @@ struct direct_life {
 	int memfd;
 	atomic_int forever;           /* what the thread waits on; never changes */
 };
-static struct direct_life *direct_life; /* made at the first WIRE_DIRECT; direct_lock */
+static struct direct_life *direct_life; /* made at the first need; direct_lock */
 static atomic_uint direct_nr;     /* pages listed: an invalidation without any is one bump */
 static _Atomic uint32_t direct_gen = 1; /* never 0: a page's gen of 0 offers nothing */
 

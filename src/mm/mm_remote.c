@@ -11,18 +11,22 @@
  * Copies (the ioctl's arguments and replies, ACCESS_RW buffers) are process_vm_readv/writev
  * at the client's address: exact, coherent, one system call each, and they check the page
  * permissions as the kernel's copy_to_user() does (a reply to a read-only page is EFAULT).
- * They name the client by pid, so a check guards them (remote_same_mm()): a read counts only
- * if the client's mm was still alive after it, a write is made only if it is before. Outside
- * the client's own calls the check is a one-byte read through its mem fd, which is bound to
- * its mm_struct: nothing once the client exited (even as a zombie), once its pid went to
- * another process, and after an exec, which keeps the pid but not the memory the old image
- * pinned. Inside its own call (the client waits for the reply) its pidfd is enough and
- * cheaper; an exec by another thread of the client during the call is not seen there. What
- * is left is a copy racing the client's exit or exec within one system call, and an exec
- * while another process shares the old mm (clone(CLONE_VM) without CLONE_THREAD keeps it
- * alive: the check then passes, and the pid names the new image). Where the host
- * refuses them (Yama's ptrace scope) the mem fd serves instead, which writes through
- * read-only private pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
+ * A client that hands over its life word (a robust futex a thread of its own that only waits
+ * owns, remote_direct.c) is reached through that thread, by its tid, and the word is loaded
+ * before and after each copy: the thread never execs, so a copy reaches the client's original
+ * mm or nothing (the essay before remote_life()). A client without one is named by its pid,
+ * and a check guards the copies (remote_same_mm()): a read counts only if the client's mm was
+ * still alive after it, a write is made only if it is before. Outside the client's own calls
+ * the check is a one-byte read through its mem fd, which is bound to its mm_struct: nothing
+ * once the client exited (even as a zombie), once its pid went to another process, and after
+ * an exec, which keeps the pid but not the memory the old image pinned. Inside its own call
+ * (the client waits for the reply) its pidfd is enough and cheaper; an exec by another thread
+ * of the client during the call is not seen there. What is left there is an exit or exec
+ * completing between the check and the system call, and an exec while another process shares
+ * the old mm (clone(CLONE_VM) without CLONE_THREAD keeps it alive: the check then passes, and
+ * the pid names the new image). Where the host refuses them (Yama's ptrace scope) the mem fd
+ * serves instead, which writes through read-only private pages as the kernel's
+ * /proc/<pid>/mem does (FOLL_FORCE).
  *
  * Pins and host addresses. What a domain maps and an access reads through is a host address of
  * this process. A page of the client's that lies in a shared mapping of a file (a memfd, a
@@ -46,6 +50,7 @@
  * and the window's lock inside it, and nothing else.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,8 +79,8 @@ struct mm_remote {
 	struct uiommu_mm mm;
 	int pidfd;                /* the client; constant */
 	int mem_fd, maps_fd;      /* the client's own /proc/self/{mem,maps}; constant */
-	const _Atomic uint32_t *life; /* the client's life word, mapped read-only, or NULL; constant */
-	uint32_t life_tid;        /* what it says while the client's image lives; constant */
+	const _Atomic uint32_t *life; /* the client's life word, read-only, or NULL; constant */
+	uint32_t life_tid;        /* what it says while the client lives: its thread; constant */
 	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; before
 				   * mm.pin_lock and window.c's window_lock */
 	struct mm_remote_run *runs;
@@ -562,22 +567,30 @@ static const struct uiommu_mm_ops remote_ops = {
 /*
  * The client's life word, from @life_fd (its page's memfd; taken): mapped read-only and its
  * value while the client lives noted, or nothing (no fd, a failure, a word that does not name
- * a live owner), which leaves the copies to the mem fd's check.
+ * a live thread of the client's, which the copies would be made on), which leaves the copies
+ * to the mem fd's check.
  */
 static void remote_life_map(struct mm_remote *mr, int life_fd)
 {
 	const _Atomic uint32_t *word;
+	char task[64];
 	uint32_t val;
+	int dir;
 
 	if (life_fd < 0)
 		return;
-	word = uiommu_should_fail() ? MAP_FAILED :
-				      sys_mmap(NULL, REMOTE_LIFE_LEN, PROT_READ, MAP_SHARED, life_fd, 0);
+	word = MAP_FAILED;
+	if (!uiommu_should_fail())
+		word = sys_mmap(NULL, REMOTE_LIFE_LEN, PROT_READ, MAP_SHARED, life_fd, 0);
 	sys_close(life_fd);
 	if (word == MAP_FAILED)
 		return;
 	val = atomic_load(word);
-	if (!val || (val & (FUTEX_OWNER_DIED | FUTEX_WAITERS))) {
+	snprintf(task, sizeof(task), "/proc/%d/task/%u", mr->mm.pid, val);
+	dir = sys_openat(AT_FDCWD, task, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dir >= 0)
+		sys_close(dir);
+	if (!val || (val & (FUTEX_OWNER_DIED | FUTEX_WAITERS)) || dir < 0) {
 		sys_munmap((void *)word, REMOTE_LIFE_LEN);
 		return;
 	}
@@ -597,7 +610,6 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 			sys_close(life_fd);
 		return ERR_PTR(-ENOMEM);
 	}
-	remote_life_map(mr, life_fd);
 	mr->mm.ops = &remote_ops;
 	atomic_init(&mr->mm.refs, 1);
 	mr->mm.pid = pid;
@@ -607,6 +619,7 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 	mr->mem_fd = mem_fd;
 	mr->maps_fd = maps_fd;
 	uiommu_mutex_init(&mr->lock);
+	remote_life_map(mr, life_fd);
 	return &mr->mm;
 }
 

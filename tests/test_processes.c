@@ -1258,7 +1258,9 @@ static uint64_t last_host_fault_iova(struct uiommu_dma_dev *dma)
  * is seen by the child at once, its store by the next read); a page it replaced or unmapped
  * faults, and the device never reaches the memory that took its place; once the child is gone
  * (exited, or killed with SIGKILL) every DMA to it faults, never stale data: the device sees
- * a fault, nothing crashes. The mapping stays until unmapped, then nothing is pinned.
+ * a fault, nothing crashes. The mapping stays until unmapped, then nothing is pinned. The
+ * copies are checked by the child's life word, or (the _mem_fd variants: a child that hands
+ * over none) by its mem fd.
  */
 FIXTURE(private_memory) {
 	int fd, sock;
@@ -1269,11 +1271,14 @@ FIXTURE(private_memory) {
 };
 
 FIXTURE_VARIANT(private_memory) {
-	bool kill; /* the child is killed with SIGKILL instead of exiting */
+	bool kill;    /* the child is killed with SIGKILL instead of exiting */
+	bool no_life; /* the child hands over no life word: checked through its mem fd */
 };
 
 FIXTURE_VARIANT_ADD(private_memory, exit) { .kill = false };
 FIXTURE_VARIANT_ADD(private_memory, sigkill) { .kill = true };
+FIXTURE_VARIANT_ADD(private_memory, exit_mem_fd) { .kill = false, .no_life = true };
+FIXTURE_VARIANT_ADD(private_memory, sigkill_mem_fd) { .kill = true, .no_life = true };
 
 FIXTURE_SETUP(private_memory)
 {
@@ -1290,8 +1295,11 @@ FIXTURE_SETUP(private_memory)
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &mock));
 	self->dma = uiommu_dma_dev_open_iommufd(self->fd, mock.mock_domain.out_idev_id);
 	ASSERT_NE(NULL, self->dma);
+	if (variant->no_life)
+		ASSERT_EQ(0, setenv("UIOMMU_REMOTE_LIFE", "0", 1));
 	self->pid = child_start_with("private", self->fd, &self->ioas, sizeof(self->ioas),
 				     &self->sock);
+	ASSERT_EQ(0, unsetenv("UIOMMU_REMOTE_LIFE"));
 	ASSERT_GT(self->pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(msg), read(self->sock, msg, sizeof(msg)));
 	self->iova = msg[0];
@@ -1324,8 +1332,8 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	/* What the child stored before the MAP, all four pages in one transfer. */
 	ASSERT_EQ(4 * PS, uiommu_dma_read(self->dma, 0, p0, in, 4 * PS, 0));
 	ASSERT_TRUE(all_bytes(in, 4 * PS, 0x11));
-	/* Checked by the child's life word, one load (mm_remote.c), not its mem fd. */
-	ASSERT_LT(by_life, uiommu_remote_life_copies());
+	/* Checked by the child's life word, one load (mm_remote.c), else by its mem fd. */
+	ASSERT_EQ(variant->no_life, by_life == uiommu_remote_life_copies());
 	/* The device's write is the child's memory at once. */
 	memset(out, 0x22, PS);
 	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
@@ -1509,7 +1517,7 @@ TEST_F(private_memory, dma_throughout_the_owners_end_faults_once_it_is_gone)
 
 	memset(out, 0x22, PS);
 	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, pd.iova, out, PS, 0));
-	ASSERT_EQ(by_life + 1, uiommu_remote_life_copies());
+	ASSERT_EQ(by_life + !variant->no_life, uiommu_remote_life_copies());
 	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x22));
 	ASSERT_EQ(0, pthread_create(&thread, NULL, privexec_dma_main, &pd));
 	ASSERT_TRUE(private_child_go(self->pid, self->sock, variant->kill));

@@ -157,9 +157,9 @@ void uiommu_mm_remote_calling(struct uiommu_mm *mm)
  * (clone(CLONE_VM) without CLONE_THREAD) and execs is seen too: its life thread is killed,
  * where the mem fd's mm outlived the exec. A hostile client can keep the word saying "alive"
  * (another process of its own mapping the page writes the tid back), but the copy still names
- * that tid: the thread is gone, nothing is reached unless the tid was reused, and a client of
- * our own user gains nothing there it could not do itself (the server accepts only its own
- * user, remote.c). Clients without a word (an older wire, its setup failed, fail-nth,
+ * that tid: the thread is gone, nothing is reached unless the tid was reused. Nor can it aim
+ * the copies elsewhere with a word naming another process's thread: the word is taken only if
+ * its tid is a thread of the client's pid at the HELLO (remote_life_map()). Clients without a word (an older wire, its setup failed, fail-nth,
  * UIOMMU_REMOTE_LIFE=0) keep the mem fd's check and its gap.
  */
 /* Does the client's life word still name its thread (sequentially consistent loads)? */

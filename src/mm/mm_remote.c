@@ -141,9 +141,11 @@ void uiommu_mm_remote_calling(struct uiommu_mm *mm)
  *   2. makes its system call on the word's THREAD, by its tid, not on the client's pid;
  *   3. loads the word again: a read, or the write's report, counts only if it still lives.
  * Step 2 is what makes it sound. process_vm_readv/writev find the task by the id they are
- * given and take its mm (under its exec_update_lock). That thread never execs, so its mm is
+ * given and take its mm (mm_access(), under its exec_update_lock; Linux v7.2's
+ * mm/process_vm_access.c, kernel/fork.c, fs/exec.c). That thread never execs, so its mm is
  * the client's original one or, once it is exiting, none (ESRCH: -EFAULT here); after an exec
- * the thread is gone and its tid names no one. However long we are preempted between 1 and 2,
+ * the thread is gone and its tid names no one. The permission check is the same as for the
+ * pid (Yama's ptrace scope judges a thread by its group leader). However long we are preempted between 1 and 2,
  * the copy cannot reach the new image: it reaches the old one (harmless: it is being torn
  * down, and the kernel's pins would have kept writing to those pages) or nothing. Step 1 only
  * saves the system call for a client known gone; step 3 makes a copy that raced the end

@@ -74,7 +74,8 @@
  * Locking: direct_lock protects direct_list, each direct_serve's gen and linkage, and
  * direct_life. Nothing takes another lock under it but the fork handlers (remote.c), which take
  * it first and then the wire's leaf locks; an invalidation takes it with whatever its caller
- * holds (an unmap's caller's locks), none of which is taken under it. It is held across an
+ * holds (an unmap's caller's locks), none of which is taken under it, and a client's new
+ * connection (its HELLO's life word, iommufd_direct_life_share()) with none. It is held across an
  * invalidation's waits, so a connection's end and a fork (which take it) wait for them:
  * bounded, and at once when the client is gone.
  */

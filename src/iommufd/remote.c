@@ -842,8 +842,8 @@ out_unlock:
 
 /*
  * Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps, and our life
- * word's page when it can be had (without it the server checks us by the mem fd: slower, as
- * sound). Return: how many (3 or 4), or -EIO.
+ * word's page when it can be had (without it the server checks us by the mem fd: slower, and
+ * with that check's race against an exec, mm_remote.c). Return: how many (3 or 4), or -EIO.
  */
 static int remote_hello_fds(int *fds)
 {

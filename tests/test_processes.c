@@ -12,6 +12,8 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <sys/capability.h>
 #include <sys/eventfd.h>
@@ -586,9 +588,10 @@ static int child_private(int sock)
 
 /*
  * "privexec SOCK": maps a page of its private memory into the IOAS it was handed ({iova,
- * address} back), then, at the test's word, execs itself as "privexec2 SOCK ADDRESS": the new
- * image (same pid) maps a page of its own at the same address (0x99) and says 'k', or 's' when
- * that address is taken; at the next word, 'y' when its page still holds 0x99, else 'n'.
+ * address} back), then, at the test's word, execs itself as "privexec2 SOCK ADDRESS" ('X':
+ * with the raw system call, which nothing intercepts; else libc's): the new image (same pid)
+ * maps a page of its own at the same address (0x99) and says 'k', or 's' when that address is
+ * taken; at the next word, 'y' when its page still holds 0x99, else 'n'.
  */
 static int child_privexec(int sock)
 {
@@ -609,6 +612,12 @@ static int child_privexec(int sock)
 	snprintf(a1, sizeof(a1), "%d", sock);
 	snprintf(a2, sizeof(a2), "%lu", (unsigned long)msg[1]);
 	fcntl(sock, F_SETFD, 0);
+	if (c == 'X') {
+		char *argv[] = { "test_processes", "--child", "privexec2", a1, a2, NULL };
+
+		syscall(SYS_execve, "/proc/self/exe", argv, environ);
+		return 4;
+	}
 	execl("/proc/self/exe", "test_processes", "--child", "privexec2", a1, a2, (char *)NULL);
 	return 4;
 }
@@ -1290,7 +1299,9 @@ static uint64_t last_host_fault_iova(struct uiommu_dma_dev *dma)
  * is seen by the child at once, its store by the next read); a page it replaced or unmapped
  * faults, and the device never reaches the memory that took its place; once the child is gone
  * (exited, or killed with SIGKILL) every DMA to it faults, never stale data: the device sees
- * a fault, nothing crashes. The mapping stays until unmapped, then nothing is pinned.
+ * a fault, nothing crashes. The mapping stays until unmapped, then nothing is pinned. The
+ * copies are checked by the child's life word, or (the _mem_fd variants: a child that hands
+ * over none) by its mem fd.
  */
 FIXTURE(private_memory) {
 	int fd, sock;
@@ -1301,11 +1312,14 @@ FIXTURE(private_memory) {
 };
 
 FIXTURE_VARIANT(private_memory) {
-	bool kill; /* the child is killed with SIGKILL instead of exiting */
+	bool kill;    /* the child is killed with SIGKILL instead of exiting */
+	bool no_life; /* the child hands over no life word: checked through its mem fd */
 };
 
 FIXTURE_VARIANT_ADD(private_memory, exit) { .kill = false };
 FIXTURE_VARIANT_ADD(private_memory, sigkill) { .kill = true };
+FIXTURE_VARIANT_ADD(private_memory, exit_mem_fd) { .kill = false, .no_life = true };
+FIXTURE_VARIANT_ADD(private_memory, sigkill_mem_fd) { .kill = true, .no_life = true };
 
 FIXTURE_SETUP(private_memory)
 {
@@ -1322,8 +1336,11 @@ FIXTURE_SETUP(private_memory)
 	ASSERT_EQ(0, ioctl(self->fd, IOMMU_TEST_CMD, &mock));
 	self->dma = uiommu_dma_dev_open_iommufd(self->fd, mock.mock_domain.out_idev_id);
 	ASSERT_NE(NULL, self->dma);
+	if (variant->no_life)
+		ASSERT_EQ(0, setenv("UIOMMU_REMOTE_LIFE", "0", 1));
 	self->pid = child_start_with("private", self->fd, &self->ioas, sizeof(self->ioas),
 				     &self->sock);
+	ASSERT_EQ(0, unsetenv("UIOMMU_REMOTE_LIFE"));
 	ASSERT_GT(self->pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(msg), read(self->sock, msg, sizeof(msg)));
 	self->iova = msg[0];
@@ -1349,11 +1366,15 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	uint64_t p3 = self->iova + 3 * PS;
 	struct uiommu_stats st;
 
+	unsigned long by_life = uiommu_remote_life_copies();
+
 	ASSERT_NE(NULL, out);
 	ASSERT_NE(NULL, in);
 	/* What the child stored before the MAP, all four pages in one transfer. */
 	ASSERT_EQ(4 * PS, uiommu_dma_read(self->dma, 0, p0, in, 4 * PS, 0));
 	ASSERT_TRUE(all_bytes(in, 4 * PS, 0x11));
+	/* Checked by the child's life word, one load (mm_remote.c), else by its mem fd. */
+	ASSERT_EQ(variant->no_life, by_life == uiommu_remote_life_copies());
 	/* The device's write is the child's memory at once. */
 	memset(out, 0x22, PS);
 	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
@@ -1490,16 +1511,76 @@ TEST_F(private_memory, a_dma_over_two_extents_moves_as_one_and_faults_at_the_exa
 
 /*
  * A child's private pages under a domain, then the child execs (same pid, a new address
- * space): the old image's pinned pages are gone with it, and the device never reaches the new
- * image's memory at the same address (EFAULT), where the kernel's pins keep the old pages.
+ * space) while a thread of ours keeps the device writing to its page: the old image's pinned
+ * pages are gone with it, and the device never reaches the new image's memory at the same
+ * address (EFAULT), where the kernel's pins keep the old pages. Writes that raced the exec
+ * either landed in the old image or failed; none after the new image stored its bytes, which
+ * it finds intact. The copies check the child by its life word (mm_remote.c): an exec must
+ * mark it before the new image runs, for libc's execve and for the raw system call alike.
  */
-TEST(private_memory_of_a_process_that_execs)
+struct privexec_dma {
+	struct uiommu_dma_dev *dma;
+	uint64_t iova;
+	atomic_bool image_new; /* the new image stored its 0x99 (the child is gone) */
+	atomic_long new_ok;    /* writes that succeeded after that: must stay 0 */
+	atomic_long faults;    /* writes that failed after it */
+};
+
+static void *privexec_dma_main(void *arg)
+{
+	struct privexec_dma *pd = arg;
+	uint8_t out[PS];
+
+	memset(out, 0x22, PS);
+	/* Bounded: until 2,000 writes after the new image's word, at most 10^6 in all. */
+	for (long i = 0; i < 1000000 && atomic_load(&pd->faults) + atomic_load(&pd->new_ok) < 2000;
+	     i++) {
+		bool after = atomic_load(&pd->image_new);
+		ssize_t n = uiommu_dma_write(pd->dma, 0, pd->iova, out, PS, 0);
+
+		if (after)
+			atomic_fetch_add(n == PS ? &pd->new_ok : &pd->faults, 1);
+	}
+	return NULL;
+}
+
+/*
+ * The child goes (exits, or is SIGKILLed) while a thread of ours keeps the device writing its
+ * page: from the moment it is a zombie every write faults (the life word was marked at its
+ * exit, before it was one), and after it is reaped too; none ever lands in anything else.
+ */
+TEST_F(private_memory, dma_throughout_the_owners_end_faults_once_it_is_gone)
+{
+	struct privexec_dma pd = { .dma = self->dma, .iova = self->iova + 3 * PS };
+	unsigned long by_life = uiommu_remote_life_copies();
+	uint8_t out[PS];
+	pthread_t thread;
+
+	memset(out, 0x22, PS);
+	ASSERT_EQ(PS, uiommu_dma_write(self->dma, 0, pd.iova, out, PS, 0));
+	ASSERT_EQ(by_life + !variant->no_life, uiommu_remote_life_copies());
+	ASSERT_EQ('y', private_cmd(self->sock, 'v', 3, 0x22));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, privexec_dma_main, &pd));
+	ASSERT_TRUE(private_child_go(self->pid, self->sock, variant->kill));
+	atomic_store(&pd.image_new, true);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(0, atomic_load(&pd.new_ok));
+	ASSERT_EQ(2000, atomic_load(&pd.faults));
+	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	self->pid = -1;
+	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, pd.iova, out, PS, 0));
+}
+
+static void private_memory_exec(struct __h_test *_metadata, bool raw)
 {
 	struct iommu_test_cmd mock = { .size = sizeof(mock), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct privexec_dma pd = { 0 };
+	unsigned long by_life;
 	uint8_t out[PS], in[PS];
-	struct uiommu_dma_dev *dma;
 	struct uiommu_stats st;
+	pthread_t thread;
 	uint64_t msg[2];
 	uint32_t ioas;
 	pid_t pid;
@@ -1510,20 +1591,30 @@ TEST(private_memory_of_a_process_that_execs)
 	ioas = ioas_alloc(fd);
 	mock.id = ioas;
 	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
-	dma = uiommu_dma_dev_open_iommufd(fd, mock.mock_domain.out_idev_id);
-	ASSERT_NE(NULL, dma);
+	pd.dma = uiommu_dma_dev_open_iommufd(fd, mock.mock_domain.out_idev_id);
+	ASSERT_NE(NULL, pd.dma);
 	pid = child_start_with("privexec", fd, &ioas, sizeof(ioas), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(msg), read(sock, msg, sizeof(msg)));
-	ASSERT_EQ(PS, uiommu_dma_read(dma, 0, msg[0], in, PS, 0));
+	pd.iova = msg[0];
+	ASSERT_EQ(PS, uiommu_dma_read(pd.dma, 0, msg[0], in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x11));
-	ASSERT_EQ(1, write(sock, "x", 1));
+	/* The device writes the old image while it lives, checked by its life word. */
+	memset(out, 0x22, PS);
+	by_life = uiommu_remote_life_copies();
+	ASSERT_EQ(PS, uiommu_dma_write(pd.dma, 0, msg[0], out, PS, 0));
+	ASSERT_EQ(by_life + 1, uiommu_remote_life_copies());
+	ASSERT_EQ(0, pthread_create(&thread, NULL, privexec_dma_main, &pd));
+	ASSERT_EQ(1, write(sock, raw ? "X" : "x", 1));
 	ASSERT_EQ(1, read(sock, &c, 1));
+	atomic_store(&pd.image_new, true);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(0, atomic_load(&pd.new_ok));
 	if (c == 'k') {
-		memset(out, 0x22, PS);
-		ASSERT_ERRNO(EFAULT, uiommu_dma_write(dma, 0, msg[0], out, PS, 0));
-		ASSERT_ERRNO(EFAULT, uiommu_dma_read(dma, 0, msg[0], in, PS, 0));
-		ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(dma));
+		ASSERT_EQ(2000, atomic_load(&pd.faults));
+		ASSERT_ERRNO(EFAULT, uiommu_dma_write(pd.dma, 0, msg[0], out, PS, 0));
+		ASSERT_ERRNO(EFAULT, uiommu_dma_read(pd.dma, 0, msg[0], in, PS, 0));
+		ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(pd.dma));
 		ASSERT_EQ(1, write(sock, "v", 1));
 		ASSERT_EQ(1, read(sock, &c, 1));
 		ASSERT_EQ('y', c);
@@ -1534,9 +1625,19 @@ TEST(private_memory_of_a_process_that_execs)
 	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, msg[0], PS));
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
-	ASSERT_EQ(0, uiommu_dma_dev_close(dma));
+	ASSERT_EQ(0, uiommu_dma_dev_close(pd.dma));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
+}
+
+TEST(private_memory_of_a_process_that_execs)
+{
+	private_memory_exec(_metadata, false);
+}
+
+TEST(private_memory_of_a_process_that_execs_by_the_raw_system_call)
+{
+	private_memory_exec(_metadata, true);
 }
 
 /*
@@ -1741,9 +1842,13 @@ static int child_served(int sock)
 TEST(fail_nth_of_the_serving_side)
 {
 	int sock, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	/* What a child may say when a step failed (child_served()), and how often each came. */
-	static const int kinds[5] = { ENOMEM, ENODEV, EIO, EFAULT, 60 };
-	unsigned long nth, left = 0, seen[5] = { 0 };
+	/*
+	 * What a child may say when a step failed (child_served()), and how often each came; 0:
+	 * the failure was absorbed (mapping the child's life word: its copies are checked through
+	 * its mem fd instead, mm_remote.c).
+	 */
+	static const int kinds[6] = { ENOMEM, ENODEV, EIO, EFAULT, 60, 0 };
+	unsigned long nth, left = 0, seen[6] = { 0 };
 	int k;
 	uint32_t dummy = 0;
 	pid_t pid;
@@ -1763,9 +1868,10 @@ TEST(fail_nth_of_the_serving_side)
 			ASSERT_EQ(0, rc); /* nothing failed: everything went through */
 			break;
 		}
-		for (k = 0; k < 5 && kinds[k] != rc; k++)
+		for (k = 0; k < 6 && kinds[k] != rc; k++)
 			;
-		ASSERT_EQ(rc, k < 5 ? kinds[k] : -1); /* on a mismatch, prints what the child said */
+		/* On a mismatch, prints what the child said. */
+		ASSERT_EQ(rc, k < 6 ? kinds[k] : -1);
 		seen[k]++;
 	}
 	ASSERT_NE(0, left);
@@ -1778,6 +1884,7 @@ TEST(fail_nth_of_the_serving_side)
 	ASSERT_NE(0, seen[2]);
 	ASSERT_NE(0, seen[3]);
 	ASSERT_NE(0, seen[4]);
+	ASSERT_EQ(1, seen[5]); /* the one client's one life word */
 	/* The server serves on, with nothing armed: ours and a new child's calls. */
 	ASSERT_EQ(0, served_calls(fd));
 	pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -635,7 +637,7 @@ TEST(window_gives_private_pages_of_another_mm_host_addresses)
 	ASSERT_GE(mem_fd, 0);
 	ASSERT_GE(maps_fd, 0);
 	memset(buf, 0x11, 4 * ps);
-	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, -1);
 	ASSERT_FALSE(IS_ERR(mm));
 	/* Not pinned: no host address. */
 	ASSERT_EQ(NULL, mm->ops->host_ptr(mm, uaddr));
@@ -719,6 +721,86 @@ TEST(window_gives_private_pages_of_another_mm_host_addresses)
  * middle stops the copy there (what came before it moved, nothing after); a hole in the
  * owner's memory that no notice told of stops it with EFAULT too.
  */
+/*
+ * A remote mm made with a life word's page (mm_remote.c): a word that names a thread of the
+ * process makes its copies go on that word alone (uiommu_remote_life_copies() counts them),
+ * and once it says OWNER_DIED every copy is EFAULT, with no fallback; a word that names no
+ * thread of the process (0, another process's pid, already dead) or a mapping that fails
+ * (fail-nth) leaves the copies to the mem fd's check, which still works.
+ */
+static struct uiommu_mm *life_mm(struct __h_test *_metadata, uint32_t word,
+				  _Atomic uint32_t **page)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	int maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	int life_fd = memfd_create("life", MFD_CLOEXEC);
+	struct uiommu_mm *mm;
+
+	EXPECT_GE(pidfd, 0);
+	EXPECT_GE(mem_fd, 0);
+	EXPECT_GE(maps_fd, 0);
+	EXPECT_GE(life_fd, 0);
+	EXPECT_EQ(0, ftruncate(life_fd, 4096));
+	*page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, life_fd, 0);
+	EXPECT_TRUE(*page != MAP_FAILED);
+	atomic_store(*page, word);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, life_fd);
+	EXPECT_FALSE(IS_ERR(mm));
+	return mm;
+}
+
+TEST(remote_mm_copies_checked_by_the_life_word)
+{
+	uint32_t tid = (uint32_t)syscall(SYS_gettid);
+	uint32_t words[3] = { 0, 1, tid | FUTEX_OWNER_DIED };
+	_Atomic uint32_t *page;
+	uint8_t byte = 0x5a, back = 0;
+	struct uiommu_mm *mm;
+	unsigned long n;
+
+	/* Our own thread's tid: counted, and the copies land. */
+	mm = life_mm(_metadata, tid, &page);
+	n = uiommu_remote_life_copies();
+	ASSERT_EQ(0, mm->ops->copy_to(mm, (uintptr_t)&back, &byte, 1));
+	ASSERT_EQ(0x5a, back);
+	ASSERT_EQ(0, mm->ops->copy_from(mm, &byte, (uintptr_t)&back, 1));
+	ASSERT_EQ(n + 2, uiommu_remote_life_copies());
+	/* Marked dead: EFAULT both ways, nothing moved, no fallback to the mem fd. */
+	atomic_store(page, tid | FUTEX_OWNER_DIED);
+	byte = 0x66;
+	ASSERT_EQ(-EFAULT, mm->ops->copy_to(mm, (uintptr_t)&back, &byte, 1));
+	ASSERT_EQ(0x5a, back);
+	ASSERT_EQ(-EFAULT, mm->ops->copy_from(mm, &byte, (uintptr_t)&back, 1));
+	ASSERT_EQ(n + 2, uiommu_remote_life_copies());
+	uiommu_mm_put(mm);
+	munmap((void *)page, 4096);
+
+	/* Words that name no thread of ours: the mem fd's check, which works. */
+	for (int i = 0; i < 3; i++) {
+		mm = life_mm(_metadata, words[i], &page);
+		n = uiommu_remote_life_copies();
+		byte = (uint8_t)(0x70 + i);
+		ASSERT_EQ(0, mm->ops->copy_to(mm, (uintptr_t)&back, &byte, 1));
+		ASSERT_EQ(byte, back);
+		ASSERT_EQ(n, uiommu_remote_life_copies());
+		uiommu_mm_put(mm);
+		munmap((void *)page, 4096);
+	}
+
+	/* The word's mapping fails (fail-nth: the step after the mm's allocation): the same. */
+	if (uiommu_fail_nth_available()) {
+		uiommu_fail_nth_arm(2);
+		mm = life_mm(_metadata, tid, &page);
+		ASSERT_EQ(0, uiommu_fail_nth_disarm());
+		n = uiommu_remote_life_copies();
+		ASSERT_EQ(0, mm->ops->copy_to(mm, (uintptr_t)&back, &byte, 1));
+		ASSERT_EQ(n, uiommu_remote_life_copies());
+		uiommu_mm_put(mm);
+		munmap((void *)page, 4096);
+	}
+}
+
 TEST(window_copy_over_several_extents)
 {
 	size_t ps = uiommu_page_size;
@@ -736,7 +818,7 @@ TEST(window_copy_over_several_extents)
 	ASSERT_GE(maps_fd, 0);
 	memset(a, 0x11, 3 * ps);
 	memset(b, 0x22, 2 * ps);
-	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, -1);
 	ASSERT_FALSE(IS_ERR(mm));
 	/* Three pins: a's first two pages, its third, then b; three extents in a row. */
 	ASSERT_EQ(0, uiommu_mm_pin(mm, page_index(a), 2, true));

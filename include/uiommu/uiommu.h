@@ -241,6 +241,12 @@ unsigned long uiommu_serve_fail_nth_disarm(void);
  * itself, without a round trip (docs/processes.md, "The direct path").
  */
 unsigned long uiommu_remote_direct_copies(void);
+/*
+ * How many copies into or out of a client's private memory (a window address: a device's DMA,
+ * another process's ACCESS_RW) this serving process checked by the client's life word alone,
+ * one load, instead of a read of its mem fd (docs/processes.md, "The client's life word").
+ */
+unsigned long uiommu_remote_life_copies(void);
 
 struct uiommu_stats {
 	long objects;        /* live iommufd objects in all contexts of the process */

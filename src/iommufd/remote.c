@@ -377,8 +377,11 @@ static void remote_clients_free(struct remote_client *gone)
 	}
 }
 
-/* The client of (@pid, @cookie), made with @fds (pidfd, mem, maps: taken) if it is new. */
-static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds)
+/*
+ * The client of (@pid, @cookie), made with @fds (pidfd, mem, maps and, when @nfds is 4, its
+ * life word's memfd: taken) if it is new.
+ */
+static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds, int nfds)
 {
 	struct remote_client *c, *gone = NULL;
 	struct uiommu_mm *mm;
@@ -392,7 +395,7 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 		if (c->pid == pid && c->cookie == cookie) {
 			c->conns++;
 			uiommu_mutex_unlock(&clients_lock);
-			for (int i = 0; i < 3; i++)
+			for (int i = 0; i < nfds; i++)
 				sys_close(fds[i]);
 			return c;
 		}
@@ -400,11 +403,11 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 	c = uiommu_zalloc(sizeof(*c));
 	if (!c) {
 		uiommu_mutex_unlock(&clients_lock);
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < nfds; i++)
 			sys_close(fds[i]);
 		return ERR_PTR(-ENOMEM);
 	}
-	mm = uiommu_mm_remote_new(pid, fds[0], fds[1], fds[2]);
+	mm = uiommu_mm_remote_new(pid, fds[0], fds[1], fds[2], nfds == 4 ? fds[3] : -1);
 	if (IS_ERR(mm)) {
 		uiommu_mutex_unlock(&clients_lock);
 		uiommu_free(c);
@@ -535,7 +538,7 @@ static void remote_conn_forget(int fd)
 
 static void *remote_conn_main(void *arg)
 {
-	int fd = (int)(intptr_t)arg, fds[3], nfds;
+	int fd = (int)(intptr_t)arg, fds[4], nfds;
 	struct direct_serve *direct = NULL;
 	struct remote_client *client;
 	struct wire_hello hello;
@@ -546,11 +549,11 @@ static void *remote_conn_main(void *arg)
 
 	rc = wire_peer_check(fd, &pid);
 	if (!rc)
-		rc = wire_recv(fd, &hello, sizeof(hello), fds, 3, &nfds);
+		rc = wire_recv(fd, &hello, sizeof(hello), fds, 4, &nfds);
 	if (rc)
 		goto out_close;
 	if (hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION || hello.pid != pid ||
-	    nfds != 3) {
+	    nfds < 3) {
 		for (int i = 0; i < nfds; i++)
 			sys_close(fds[i]);
 		goto out_close;
@@ -558,11 +561,11 @@ static void *remote_conn_main(void *arg)
 	remote_unit_begin();
 	if (uiommu_should_fail()) {
 		/* The HELLO's fds taken in: refused as if its client could not be made. */
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < nfds; i++)
 			sys_close(fds[i]);
 		client = ERR_PTR(-ENOMEM);
 	} else {
-		client = remote_client_get(pid, hello.cookie, fds);
+		client = remote_client_get(pid, hello.cookie, fds, nfds);
 	}
 	remote_unit_end();
 	memset(&rep, 0, sizeof(rep));
@@ -837,14 +840,20 @@ out_unlock:
 	return s;
 }
 
-/* Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps. */
+/*
+ * Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps, and our life
+ * word's page when it can be had (without it the server checks us by the mem fd: slower, and
+ * with that check's race against an exec, mm_remote.c). Return: how many (3 or 4), or -EIO.
+ */
 static int remote_hello_fds(int *fds)
 {
 	fds[0] = sys_pidfd_open(getpid(), 0);
 	fds[1] = sys_openat(AT_FDCWD, "/proc/self/mem", O_RDWR | O_CLOEXEC, 0);
 	fds[2] = sys_openat(AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
-	if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0)
-		return 0;
+	if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0) {
+		fds[3] = iommufd_direct_life_share();
+		return fds[3] >= 0 ? 4 : 3;
+	}
 	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
 			sys_close(fds[i]);
@@ -856,7 +865,7 @@ static int remote_connect(struct iommufd_server *server)
 	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
 	struct sockaddr_un sun;
 	struct wire_rep rep;
-	int fd, fds[3], rc;
+	int fd, fds[4], nfds, rc;
 	pid_t pid;
 
 	if (uiommu_should_fail())
@@ -874,13 +883,15 @@ static int remote_connect(struct iommufd_server *server)
 		rc = -ENODEV;
 		goto err_close;
 	}
-	rc = remote_hello_fds(fds);
-	if (rc)
+	nfds = remote_hello_fds(fds);
+	if (nfds < 0) {
+		rc = nfds;
 		goto err_close;
+	}
 	hello.pid = getpid();
 	hello.cookie = client_cookie;
-	rc = wire_send(fd, &hello, sizeof(hello), fds, 3);
-	for (int i = 0; i < 3; i++)
+	rc = wire_send(fd, &hello, sizeof(hello), fds, nfds);
+	for (int i = 0; i < nfds; i++)
 		sys_close(fds[i]);
 	if (!rc)
 		rc = wire_recv(fd, &rep, sizeof(rep), NULL, 0, NULL);

@@ -27,7 +27,11 @@ struct wire_fd_header {
 	uint8_t secret[WIRE_SECRET_LEN];
 };
 
-/* A connection's first message; SCM_RIGHTS: a pidfd, /proc/self/mem, /proc/self/maps. */
+/*
+ * A connection's first message; SCM_RIGHTS: a pidfd, /proc/self/mem, /proc/self/maps, and
+ * optionally the memfd of the client's life word's page (remote_direct.c; a client that could
+ * not make it sends three, and its server checks it through the mem fd).
+ */
 struct wire_hello {
 	uint64_t magic;
 	uint32_t version;
@@ -130,6 +134,7 @@ int iommufd_test_access_translate(uint64_t token, const uint8_t *secret, uint64_
 				  uint64_t length, uint32_t flags, uint32_t *gen,
 				  struct wire_direct_run *runs, unsigned int max, unsigned int *nr);
 void iommufd_direct_serve_end(struct direct_serve *ds);
+int iommufd_direct_life_share(void);
 void iommufd_direct_atfork_prepare(void);
 void iommufd_direct_atfork_parent(void);
 void iommufd_direct_atfork_child(void);

@@ -79,7 +79,8 @@
  * Locking: direct_lock protects direct_list, each direct_serve's gen and linkage, direct_life
  * and direct_shut_down. Nothing takes another lock under it but the fork handlers (remote.c), which take
  * it first and then the wire's leaf locks; an invalidation takes it with whatever its caller
- * holds (an unmap's caller's locks), none of which is taken under it. It is held across an
+ * holds (an unmap's caller's locks), none of which is taken under it, and a client's new
+ * connection (its HELLO's life word, iommufd_direct_life_share()) with none. It is held across an
  * invalidation's waits, so a connection's end and a fork (which take it) wait for them:
  * bounded, and at once when the client is gone.
  */
@@ -145,7 +146,9 @@ static struct direct_serve *direct_list;
 
 /*
  * This process's life word (the essay's "Who the client writes to"): a robust futex in a
- * page of its own that every client maps read-only, owned by a thread that only waits. The
+ * page of its own that every client maps read-only, and every server this process is a client
+ * of (its HELLO, iommufd_direct_life_share(): mm_remote.c copies on its thread), owned by a
+ * thread that only waits. The
  * kernel marks it FUTEX_OWNER_DIED when that thread ends: at the process's exit (before it is
  * a zombie, so before its pid can be reused) and at an exec (which ends every thread).
  */
@@ -156,7 +159,7 @@ struct direct_life {
 	int memfd;
 	atomic_int forever;           /* what the thread waits on; never changes */
 };
-static struct direct_life *direct_life; /* made at the first WIRE_DIRECT; direct_lock */
+static struct direct_life *direct_life; /* made at the first need; direct_lock */
 static atomic_uint direct_nr;     /* pages listed: an invalidation without any is one bump */
 static _Atomic uint32_t direct_gen = 1; /* never 0: a page's gen of 0 offers nothing */
 static bool direct_shut_down;     /* an exec without a hand-over is coming: none; direct_lock */
@@ -260,6 +263,29 @@ err_close:
 err_free:
 	uiommu_free(life);
 	return ERR_PTR(-ENOMEM);
+}
+
+/**
+ * iommufd_direct_life_share() - a fd of this process's life word's page, for a HELLO: the
+ * serving process checks a client with one load of it (mm_remote.c)
+ * Return: the fd (O_CLOEXEC), or -ENOMEM (the client's copies keep the mem fd's check; also
+ * with UIOMMU_REMOTE_LIFE=0 in this process's environment, for comparisons).
+ */
+int iommufd_direct_life_share(void)
+{
+	const char *env = getenv("UIOMMU_REMOTE_LIFE");
+	struct direct_life *life;
+	int fd = -ENOMEM;
+
+	if (env && !strcmp(env, "0"))
+		return -ENOMEM;
+	uiommu_mutex_lock(&direct_lock);
+	life = direct_life_get();
+	if (!IS_ERR(life) && !(atomic_load(life->word) & FUTEX_OWNER_DIED) &&
+	    !uiommu_should_fail())
+		fd = sys_fcntl(life->memfd, F_DUPFD_CLOEXEC, 0);
+	uiommu_mutex_unlock(&direct_lock);
+	return fd < 0 ? -ENOMEM : fd;
 }
 
 /* Has the client of @ds hung up its connection (its process is gone, or let it go)? */

@@ -246,10 +246,12 @@ bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t 
 /*
  * Another process's address space (mm_remote.c), reached through a pidfd of it and its own
  * /proc/<pid>/mem and /proc/<pid>/maps, which it opened and handed over (taken over, closed at
- * the release). Once the process is gone every access is -EFAULT.
+ * the release), and optionally (@life_fd, else -1; taken) the memfd of its life word's page
+ * (remote_direct.c): copies then go through that word's thread and check it with a load
+ * instead of a read (mm_remote.c). Once the process is gone every access is -EFAULT.
  * Return: the mm with one reference, or ERR_PTR(-ENOMEM); the fds are closed on failure.
  */
-struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd);
+struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd, int life_fd);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
 /*
  * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):

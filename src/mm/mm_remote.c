@@ -11,18 +11,22 @@
  * Copies (the ioctl's arguments and replies, ACCESS_RW buffers) are process_vm_readv/writev
  * at the client's address: exact, coherent, one system call each, and they check the page
  * permissions as the kernel's copy_to_user() does (a reply to a read-only page is EFAULT).
- * They name the client by pid, so a check guards them (remote_same_mm()): a read counts only
- * if the client's mm was still alive after it, a write is made only if it is before. Outside
- * the client's own calls the check is a one-byte read through its mem fd, which is bound to
- * its mm_struct: nothing once the client exited (even as a zombie), once its pid went to
- * another process, and after an exec, which keeps the pid but not the memory the old image
- * pinned. Inside its own call (the client waits for the reply) its pidfd is enough and
- * cheaper; an exec by another thread of the client during the call is not seen there. What
- * is left is a copy racing the client's exit or exec within one system call, and an exec
- * while another process shares the old mm (clone(CLONE_VM) without CLONE_THREAD keeps it
- * alive: the check then passes, and the pid names the new image). Where the host
- * refuses them (Yama's ptrace scope) the mem fd serves instead, which writes through
- * read-only private pages as the kernel's /proc/<pid>/mem does (FOLL_FORCE).
+ * A client that hands over its life word (a robust futex a thread of its own that only waits
+ * owns, remote_direct.c) is reached through that thread, by its tid, and the word is loaded
+ * before and after each copy: the thread never execs, so a copy reaches the client's original
+ * mm or nothing (the essay before remote_life()). A client without one is named by its pid,
+ * and a check guards the copies (remote_same_mm()): a read counts only if the client's mm was
+ * still alive after it, a write is made only if it is before. Outside the client's own calls
+ * the check is a one-byte read through its mem fd, which is bound to its mm_struct: nothing
+ * once the client exited (even as a zombie), once its pid went to another process, and after
+ * an exec, which keeps the pid but not the memory the old image pinned. Inside its own call
+ * (the client waits for the reply) its pidfd is enough and cheaper; an exec by another thread
+ * of the client during the call is not seen there. What is left there is an exit or exec
+ * completing between the check and the system call, and an exec while another process shares
+ * the old mm (clone(CLONE_VM) without CLONE_THREAD keeps it alive: the check then passes, and
+ * the pid names the new image). Where the host refuses them (Yama's ptrace scope) the mem fd
+ * serves instead, which writes through read-only private pages as the kernel's
+ * /proc/<pid>/mem does (FOLL_FORCE).
  *
  * Pins and host addresses. What a domain maps and an access reads through is a host address of
  * this process. A page of the client's that lies in a shared mapping of a file (a memfd, a
@@ -46,6 +50,8 @@
  * and the window's lock inside it, and nothing else.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -60,6 +66,9 @@
 #include "lib/sys.h"
 #include "mm/mm.h"
 #include "mm/window.h"
+#include "uiommu/uiommu.h"
+
+#define REMOTE_LIFE_LEN 4096 /* the life word's page (remote_direct.c's DIRECT_PAGE_LEN) */
 
 struct mm_remote_run {
 	uint64_t start, end; /* client addresses [start, end) */
@@ -70,6 +79,8 @@ struct mm_remote {
 	struct uiommu_mm mm;
 	int pidfd;                /* the client; constant */
 	int mem_fd, maps_fd;      /* the client's own /proc/self/{mem,maps}; constant */
+	const _Atomic uint32_t *life; /* the client's life word, read-only, or NULL; constant */
+	uint32_t life_tid;        /* what it says while the client lives: its thread; constant */
 	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; before
 				   * mm.pin_lock and window.c's window_lock */
 	struct mm_remote_run *runs;
@@ -111,19 +122,66 @@ void uiommu_mm_remote_calling(struct uiommu_mm *mm)
  * process exited, or exec'd and dropped it. Only with the mm alive does it look at the
  * address: EIO where nothing is mapped, the byte where something is (a root client that
  * mapped page 0). So 1 or EIO say "the same mm", exactly as a byte at a mapped address would,
- * and every other answer (0, ENOMEM) says "not", failing closed. What it no longer says is
- * whether the copy's own address is mapped, which the copy itself finds (EFAULT). It saves the
- * pin and copy of a page: ~0.08 us of ~0.34 us a check (bench/README.md, case f); the system
- * call is the rest. Dropping the call needs something else that sees an exec: a pidfd does
- * not (it polls readable at exit only), nor the proc connector's exec event (CAP_NET_ADMIN),
- * nor a close-on-exec fd the client holds for us (it stays open in any child it forked). What
- * would is a robust futex a thread of the client holds in a page it shares with us: the kernel
- * marks it OWNER_DIED when that thread exits or execs (before the new image's mm is in place)
- * and when another thread's exec kills it, so one load would say what the read says (a false
- * alarm when only that thread ended: the read again). That needs the client's side of the
- * hand-over to hold it (src/iommufd/remote*.c, the direct path's "life word" the other way
- * round); until then a check per copy stays.
+ * and every other answer (0, ENOMEM) says "not", failing closed. What it does not close is the
+ * gap between the check and the copy's own system call, which names the pid: an exec that
+ * completes inside it (the server preempted there for the milliseconds a new image takes to
+ * start) lets the write reach the new image. test_processes's exec tests, with
+ * UIOMMU_REMOTE_LIFE=0, hit it about once in 12-15 runs on a loaded 2-CPU VM.
+ *
+ * The life word (docs/processes.md, "The client's life word"). A client that can hands over
+ * at its HELLO the page of its process's life word (remote_direct.c's direct_life: a robust
+ * futex that a thread of the client which only waits owns, holding that thread's tid). The
+ * kernel marks it FUTEX_OWNER_DIED when that thread ends: at the process's exit, in exit_mm(),
+ * before the process is a zombie and so before the pid or the tid can be reused; and at any
+ * exec, raw system call or not, where de_thread() kills and releases every other thread
+ * before exec_mmap() puts the new mm in place (an exec by that thread itself, which never
+ * happens, would mark it in exec_mm_release(), also before). Then a copy:
+ *   1. loads the word: not the tid it had at the HELLO, -EFAULT (the client exec'd or is
+ *      going; no fallback: the old image is gone either way);
+ *   2. makes its system call on the word's THREAD, by its tid, not on the client's pid;
+ *   3. loads the word again: a read, or the write's report, counts only if it still lives.
+ * Step 2 is what makes it sound. process_vm_readv/writev find the task by the id they are
+ * given and take its mm (mm_access(), under its exec_update_lock; Linux v7.2's
+ * mm/process_vm_access.c, kernel/fork.c, fs/exec.c). That thread never execs, so its mm is
+ * the client's original one or, once it is exiting, none (ESRCH: -EFAULT here); after an exec
+ * the thread is gone and its tid names no one. The permission check is the same as for the
+ * pid (Yama's ptrace scope judges a thread by its group leader). However long we are preempted between 1 and 2,
+ * the copy cannot reach the new image: it reaches the old one (harmless: it is being torn
+ * down, and the kernel's pins would have kept writing to those pages) or nothing. Step 1 only
+ * saves the system call for a client known gone; step 3 makes a copy that raced the end
+ * report EFAULT, as the kernel's pinned DMA would still have succeeded but the data is lost
+ * with the image. What is left is the tid reused by another process of our user between 1
+ * and 2, which takes the kernel's pid allocator wrapping around pid_max in that gap: the same
+ * residue as a pidfd's check of a reaped pid (remote_direct.c's, the other way round).
+ *
+ * Cost: two loads of a page both processes map, where the mem fd's check was a system call
+ * (~0.25 us, bench/README.md case f). A client that shares an mm with another process
+ * (clone(CLONE_VM) without CLONE_THREAD) and execs is seen too: its life thread is killed,
+ * where the mem fd's mm outlived the exec. A hostile client can keep the word saying "alive"
+ * (another process of its own mapping the page writes the tid back), but the copy still names
+ * that tid: the thread is gone, nothing is reached unless the tid was reused. Nor can it aim
+ * the copies elsewhere with a word naming another process's thread: the word is taken only if
+ * its tid is a thread of the client's pid at the HELLO (remote_life_map()). Clients without a word (an older wire, its setup failed, fail-nth,
+ * UIOMMU_REMOTE_LIFE=0) keep the mem fd's check and its gap.
  */
+/* Does the client's life word still name its thread (sequentially consistent loads)? */
+static bool remote_life(struct mm_remote *mr)
+{
+	return mr->life && atomic_load(mr->life) == mr->life_tid;
+}
+
+static atomic_ulong remote_life_copies; /* uiommu_remote_life_copies() */
+
+/**
+ * uiommu_remote_life_copies() - how many copies to or from clients' memory this process
+ * checked by their life words alone (docs/processes.md, "The client's life word")
+ */
+UIOMMU_EXPORT unsigned long uiommu_remote_life_copies(void)
+{
+	return atomic_load_explicit(&remote_life_copies, memory_order_relaxed);
+}
+
+/* Without a life word: the pidfd inside the client's own call, else the mem fd's byte. */
 static bool remote_same_mm(struct mm_remote *mr)
 {
 	ssize_t got;
@@ -140,23 +198,37 @@ static bool remote_same_mm(struct mm_remote *mr)
  * order): process_vm_readv/writev, which check the client's page permissions as a user access
  * does; where the host denies them (Yama's ptrace scope) the client's own mem fd, which does
  * not. One call and one check for all the ranges, however many. Whole or -EFAULT.
+ *
+ * With a life word the call names the word's thread, not the client's pid, and the word is
+ * loaded before and after it (the essay's "The life word"); without one the mem fd's check
+ * goes before a write and after a read.
  */
 static int remote_copyv(struct mm_remote *mr, void *local, const struct iovec *remote,
 			unsigned int n, size_t len, bool write)
 {
 	struct iovec l = { .iov_base = local, .iov_len = len };
+	pid_t target = mr->mm.pid;
 	char *at = local;
 	ssize_t got;
 
 	if (!len)
 		return 0;
-	/* A write must not reach another mm behind the client's pid (exec, reuse): check first. */
-	if (write && !remote_same_mm(mr))
+	if (mr->life) {
+		if (!remote_life(mr))
+			return -EFAULT;
+		atomic_fetch_add_explicit(&remote_life_copies, 1, memory_order_relaxed);
+		target = (pid_t)mr->life_tid;
+	} else if (write && !remote_same_mm(mr)) {
+		/* A write must not reach another mm behind the pid (exec, reuse): check first. */
 		return -EFAULT;
-	got = write ? process_vm_writev(mr->mm.pid, &l, 1, remote, n, 0) :
-		      process_vm_readv(mr->mm.pid, &l, 1, remote, n, 0);
-	if (got == (ssize_t)len)
+	}
+	got = write ? process_vm_writev(target, &l, 1, remote, n, 0) :
+		      process_vm_readv(target, &l, 1, remote, n, 0);
+	if (got == (ssize_t)len) {
+		if (mr->life)
+			return remote_life(mr) ? 0 : -EFAULT;
 		return write || remote_same_mm(mr) ? 0 : -EFAULT;
+	}
 	if (got >= 0 || errno != EPERM)
 		return -EFAULT;
 	for (unsigned int i = 0; i < n; i++) {
@@ -453,6 +525,8 @@ static void remote_release(struct uiommu_mm *mm)
 	sys_close(mr->pidfd);
 	sys_close(mr->mem_fd);
 	sys_close(mr->maps_fd);
+	if (mr->life)
+		sys_munmap((void *)mr->life, REMOTE_LIFE_LEN);
 	uiommu_mutex_destroy(&mr->lock);
 	uiommu_mutex_destroy(&mm->pin_lock);
 	uiommu_free(mr->runs);
@@ -492,7 +566,41 @@ static const struct uiommu_mm_ops remote_ops = {
 	.release = remote_release,
 };
 
-struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd)
+/*
+ * The client's life word, from @life_fd (its page's memfd; taken): mapped read-only and its
+ * value while the client lives noted, or nothing (no fd, a failure, a word that does not name
+ * a live thread of the client's, which the copies would be made on), which leaves the copies
+ * to the mem fd's check.
+ */
+static void remote_life_map(struct mm_remote *mr, int life_fd)
+{
+	const _Atomic uint32_t *word;
+	char task[64];
+	uint32_t val;
+	int dir;
+
+	if (life_fd < 0)
+		return;
+	word = MAP_FAILED;
+	if (!uiommu_should_fail())
+		word = sys_mmap(NULL, REMOTE_LIFE_LEN, PROT_READ, MAP_SHARED, life_fd, 0);
+	sys_close(life_fd);
+	if (word == MAP_FAILED)
+		return;
+	val = atomic_load(word);
+	snprintf(task, sizeof(task), "/proc/%d/task/%u", mr->mm.pid, val);
+	dir = sys_openat(AT_FDCWD, task, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dir >= 0)
+		sys_close(dir);
+	if (!val || (val & (FUTEX_OWNER_DIED | FUTEX_WAITERS)) || dir < 0) {
+		sys_munmap((void *)word, REMOTE_LIFE_LEN);
+		return;
+	}
+	mr->life = word;
+	mr->life_tid = val;
+}
+
+struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd, int life_fd)
 {
 	struct mm_remote *mr = uiommu_zalloc(sizeof(*mr));
 
@@ -500,6 +608,8 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 		sys_close(pidfd);
 		sys_close(mem_fd);
 		sys_close(maps_fd);
+		if (life_fd >= 0)
+			sys_close(life_fd);
 		return ERR_PTR(-ENOMEM);
 	}
 	mr->mm.ops = &remote_ops;
@@ -511,6 +621,7 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 	mr->mem_fd = mem_fd;
 	mr->maps_fd = maps_fd;
 	uiommu_mutex_init(&mr->lock);
+	remote_life_map(mr, life_fd);
 	return &mr->mm;
 }
 

@@ -58,9 +58,13 @@
  * ends, which is at the process's exit, before it is a zombie (so before its pid can be
  * reused), and at any exec, even a raw system call's (exec ends every thread). A write checks
  * the word first, a read after (or the read does not count): one load where a pidfd would cost
- * a system call, and an exec is seen too, which a pidfd does not. What is left open is the
- * server dying, being reaped and its pid reused between that load and the system call, as for
- * mm_remote.c's pidfd check, and a raw exec of the server in that window. The hand-over also
+ * a system call, and an exec is seen too, which a pidfd does not. The copy names that thread
+ * by its tid, not the server by its pid (as mm_remote.c does for a client's life word): an
+ * exec ends the thread before it swaps the mm, and an ended thread has no mm to copy to, so
+ * an exec between the load and the system call, even a raw one, leaves the copy nowhere to
+ * land (ESRCH; the round trip then answers). What is left open is that tid reused by another
+ * process of the user between the load and the call (the pid space wrapping in that
+ * instant), as for the pidfd checks elsewhere. The hand-over also
  * invalidates every translation first (remote.c), so a client asks the next server anew; an
  * exec the library sees but cannot hand over (uiommu_exec_handover() answers -1) shuts the
  * direct path (iommufd_direct_shut()) until uiommu_exec_failed(), so that the window is left
@@ -85,12 +89,14 @@
  * bounded, and at once when the client is gone.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -599,6 +605,22 @@ void iommufd_direct_client_free(struct direct_client *dc)
 	uiommu_free(dc);
 }
 
+/* Does @life hold @tid, the tid of a live thread of process @pid? */
+static bool direct_life_names_server(const _Atomic uint32_t *life, pid_t pid, uint32_t tid)
+{
+	char task[64];
+	int dir;
+
+	if (!tid || (tid & (FUTEX_OWNER_DIED | FUTEX_WAITERS)) || atomic_load(life) != tid)
+		return false;
+	snprintf(task, sizeof(task), "/proc/%d/task/%u", (int)pid, tid);
+	dir = sys_openat(AT_FDCWD, task, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dir < 0)
+		return false;
+	sys_close(dir);
+	return true;
+}
+
 /*
  * WIRE_DIRECT on @conn: its direct path, in *@dcp (marked off when the server does not offer
  * one). 0, -ENOMEM, or -EIO/-EPIPE when the connection broke.
@@ -634,6 +656,15 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 		life = page == MAP_FAILED ? MAP_FAILED :
 					    sys_mmap(NULL, DIRECT_PAGE_LEN, PROT_READ,
 						     MAP_PRIVATE, fds[1], 0);
+		/*
+		 * Copies go to the word's thread by its tid: it must be a live thread of the
+		 * server, or a lying reply could aim them at another process of the user.
+		 */
+		if (life != MAP_FAILED && !direct_life_names_server(life, (pid_t)rep.val[0],
+								    (uint32_t)rep.val[1])) {
+			sys_munmap(life, DIRECT_PAGE_LEN);
+			life = MAP_FAILED;
+		}
 		if (life != MAP_FAILED) {
 			dc->page = page;
 			dc->life = life;
@@ -744,8 +775,9 @@ static bool direct_copy(struct direct_client *dc, uint64_t uptr, uint64_t skip, 
 	/* A write must not reach another process behind the server's pid: check first. */
 	if (write && !direct_server_lives(dc))
 		goto out_idle;
-	n = write ? process_vm_writev(dc->server_pid, &local, 1, remote, nr, 0) :
-		    process_vm_readv(dc->server_pid, &local, 1, remote, nr, 0);
+	/* At the life word's thread: it has the server's mm, or none once the server exec'd. */
+	n = write ? process_vm_writev((pid_t)dc->life_tid, &local, 1, remote, nr, 0) :
+		    process_vm_readv((pid_t)dc->life_tid, &local, 1, remote, nr, 0);
 	if (n < 0)
 		err = errno;
 	atomic_store(&page->busy, 0);

@@ -31,12 +31,16 @@
  * 0.5x memcpy: d/c (through an access, the child's ACCESS_RW), g/e and g/f (the device's DMA).
  * The single-process ioctl is bench_ioctl's.
  *
+ * Every thread of both processes runs on one CPU (place_on_one_cpu()); --spread leaves it to
+ * the scheduler.
+ *
  * Exit status: 0 after a run (targets are reported, not enforced), 1 when a call returns
  * something unexpected, 2 when not run under uiommu-run.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -243,7 +247,32 @@ static int device_main(void)
 	return unexpected ? 1 : 0;
 }
 
-int main(void)
+/*
+ * Every thread of both processes on the CPU main() starts on (the child, the library's threads
+ * and the echo thread inherit it), as bench_vfio's MSI-X case does: on a VM an idle CPU's
+ * wake-up costs 10-25 us, which otherwise swamps both round trips, a and b alike, by a
+ * different amount each run. --spread leaves the placement to the scheduler.
+ */
+static int place_on_one_cpu(int argc, char **argv)
+{
+	cpu_set_t one;
+	int cpu;
+
+	if (argc > 1 && !strcmp(argv[1], "--spread")) {
+		printf("placement: wherever the scheduler puts each thread (--spread)\n");
+		return 0;
+	}
+	cpu = sched_getcpu();
+	CPU_ZERO(&one);
+	CPU_SET(cpu < 0 ? 0 : cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), &one))
+		return -1;
+	printf("placement: every thread of both processes on CPU %d (--spread: the scheduler's)\n",
+	       cpu < 0 ? 0 : cpu);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
 	struct iommu_test_cmd create = { .size = sizeof(create), .op = IOMMU_TEST_OP_CREATE_ACCESS };
@@ -255,6 +284,8 @@ int main(void)
 	int status, memfd, rc;
 	pid_t pid;
 
+	if (place_on_one_cpu(argc, argv))
+		return 1;
 	iommufd = open("/dev/iommu", O_RDWR);
 	if (iommufd < 0) {
 		fprintf(stderr, "bench_procs: run it under uiommu-run\n");

@@ -132,7 +132,7 @@ static bool direct_gen_before(uint32_t a, uint32_t b)
 static long direct_futex(_Atomic uint32_t *word, int op, uint32_t val,
 			 const struct timespec *timeout)
 {
-	return sys_syscall(SYS_futex, (void *)word, (long)op, (long)val, timeout, NULL, 0L);
+	return sys_futex((void *)word, op, val, timeout);
 }
 
 /* ---- the server ------------------------------------------------------------------------ */
@@ -191,7 +191,7 @@ static int direct_memfd_make(const char *name, unsigned int seals)
 		rc = -ENOMEM;
 		goto err_close;
 	}
-	if (sys_syscall(SYS_ftruncate, (long)fd, (long)DIRECT_PAGE_LEN) ||
+	if (sys_ftruncate(fd, DIRECT_PAGE_LEN) ||
 	    sys_fcntl(fd, F_ADD_SEALS, (long)seals)) {
 		rc = -errno;
 		goto err_close;
@@ -215,10 +215,10 @@ static void *direct_life_main(void *arg)
 	life->head.futex_offset = (long)((char *)life->word - (char *)&life->entry);
 	life->head.list_op_pending = NULL;
 	/* This thread takes no robust mutex of libc's: the list can be ours alone. */
-	if (sys_syscall(SYS_set_robust_list, &life->head, (long)sizeof(life->head)))
+	if (sys_set_robust_list(&life->head, sizeof(life->head)))
 		atomic_store(life->word, FUTEX_OWNER_DIED);
 	else
-		atomic_store(life->word, (uint32_t)sys_syscall(SYS_gettid));
+		atomic_store(life->word, (uint32_t)sys_gettid());
 	direct_futex(life->word, FUTEX_WAKE, INT_MAX, NULL);
 	for (;;)
 		direct_futex((_Atomic uint32_t *)&life->forever, FUTEX_WAIT_PRIVATE, 0, NULL);

@@ -15,6 +15,8 @@
 #define UIOMMU_LIB_SYS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -70,6 +72,27 @@ static inline int sys_openat(int dirfd, const char *path, int flags, mode_t mode
 static inline int sys_fcntl(int fd, int cmd, long arg)
 {
 	return (int)sys_syscall(SYS_fcntl, (long)fd, (long)cmd, arg);
+}
+
+static inline int sys_ftruncate(int fd, off_t len)
+{
+	return (int)sys_syscall(SYS_ftruncate, (long)fd, (long)len);
+}
+
+static inline pid_t sys_gettid(void)
+{
+	return (pid_t)sys_syscall(SYS_gettid);
+}
+
+/* @head is a struct robust_list_head; void here, so that this header needs no linux/futex.h. */
+static inline int sys_set_robust_list(void *head, size_t len)
+{
+	return (int)sys_syscall(SYS_set_robust_list, head, (long)len);
+}
+
+static inline long sys_futex(void *word, int op, uint32_t val, const struct timespec *timeout)
+{
+	return sys_syscall(SYS_futex, word, (long)op, (long)val, timeout, NULL, 0L);
 }
 
 static inline int sys_dup3(int oldfd, int newfd, int flags)

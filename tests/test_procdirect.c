@@ -156,15 +156,6 @@ static pid_t client_start(const char *role, int fd, int access, uint64_t iova, b
 	return pid;
 }
 
-static int client_wait(pid_t pid)
-{
-	int status;
-
-	if (waitpid(pid, &status, 0) != pid)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* ---- the clients ------------------------------------------------------------------------- */
 
 struct client {
@@ -475,7 +466,7 @@ TEST(a_client_write_lands_in_the_server_memory_and_reads_see_it_at_once)
 	ASSERT_EQ(0, xfer(sock, &copies, sizeof(copies), false));
 	/* Every one of its three calls was the client's own copy. */
 	EXPECT_EQ(3, copies);
-	ASSERT_EQ(0, client_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	close(sock);
 	served_drop(&s);
 }
@@ -511,7 +502,7 @@ TEST(a_translation_dies_when_its_access_moves_to_another_ioas)
 	ASSERT_EQ(0, ioctl(s.fd, IOMMU_TEST_CMD, &replace));
 	ASSERT_EQ(0, xfer(sock, "r", 1, true));
 	ASSERT_EQ(0, xfer(sock, &copies, sizeof(copies), false));
-	ASSERT_EQ(0, client_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	EXPECT_TRUE(all_bytes(other, LEN, 0x12));
 	EXPECT_TRUE(all_bytes(s.buf, LEN, 0x11));
 	/* Both writes were the client's own copies, the second through a new translation. */
@@ -550,7 +541,7 @@ TEST(no_direct_copy_after_a_hand_over_that_failed)
 	ASSERT_EQ(-1, handle);
 	ASSERT_EQ(0, xfer(sock, "r", 1, true));
 	ASSERT_EQ(0, xfer(sock, &copies, sizeof(copies), false));
-	ASSERT_EQ(0, client_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* The exec "failed": this process serves on. */
 	uiommu_exec_failed(handle);
 	EXPECT_TRUE(all_bytes(s.buf, LEN, 0x12));
@@ -583,7 +574,7 @@ TEST(errnos_are_the_round_trips)
 		ASSERT_GT(pid, 0);
 		ASSERT_EQ(0, xfer(sock, rc[d], sizeof(rc[d]), false));
 		ASSERT_EQ(0, xfer(sock, &copies[d], sizeof(copies[d]), false));
-		ASSERT_EQ(0, client_wait(pid));
+		ASSERT_EQ(0, test_child_wait(pid));
 		close(sock);
 	}
 	for (int i = 0; i < 9; i++)
@@ -643,7 +634,7 @@ TEST(no_client_copy_lands_after_the_unmap_returned)
 		ASSERT_TRUE(all_bytes(s.buf, LEN, 0));
 	}
 	ASSERT_EQ(0, xfer(sock, "q", 1, true));
-	ASSERT_EQ(0, client_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* At least the first write of each round was the client's own copy. */
 	EXPECT_GE(copies, RACE_ROUNDS);
 	close(sock);
@@ -662,7 +653,7 @@ TEST(the_clients_own_private_memory_goes_the_round_trip)
 	/* The role takes the IOAS ID where the others take an IOVA. */
 	pid = client_start("own", s.fd, s.access, s.ioas, true, &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, client_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	close(sock);
 	served_drop(&s);
 }
@@ -699,7 +690,7 @@ TEST(a_hostile_or_dead_client_cannot_hold_an_unmap)
 		ASSERT_GT(pid, 0);
 		ASSERT_EQ(0, xfer(sock, &b, 1, false));
 		if (dies)
-			ASSERT_EQ(0, client_wait(pid));
+			ASSERT_EQ(0, test_child_wait(pid));
 		t0 = now_ms();
 		ASSERT_EQ(0, unmap_at(s.fd, s.ioas, iova, 4096));
 		/* Gone: its hang-up ends the wait (well inside the 2 s bound). */
@@ -707,7 +698,7 @@ TEST(a_hostile_or_dead_client_cannot_hold_an_unmap)
 			EXPECT_LT(now_ms() - t0, 1500);
 		if (!dies) {
 			ASSERT_EQ(0, xfer(sock, "c", 1, true));
-			ASSERT_EQ(0, client_wait(pid));
+			ASSERT_EQ(0, test_child_wait(pid));
 		}
 		close(sock);
 	}
@@ -885,7 +876,7 @@ TEST(a_client_cannot_shrink_or_forge_the_direct_pages)
 	close(s);
 	close(s2);
 	ASSERT_EQ(0, kill(r.pid, SIGKILL));
-	EXPECT_EQ(128 + SIGKILL, client_wait(r.pid));
+	EXPECT_EQ(128 + SIGKILL, test_child_wait(r.pid));
 	remote_server_drop(&r);
 }
 
@@ -897,7 +888,7 @@ TEST(a_server_gone_is_an_error_never_a_hang)
 	NEEDS_IOMMUFD_TEST();
 	ASSERT_EQ(0, remote_server_start(&r, buf));
 	ASSERT_EQ(0, kill(r.pid, SIGKILL));
-	ASSERT_EQ(128 + SIGKILL, client_wait(r.pid));
+	ASSERT_EQ(128 + SIGKILL, test_child_wait(r.pid));
 	/* The translation is cached, its process gone: an error, whatever the pid names now. */
 	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, MOCK_ACCESS_RW_WRITE));
 	ASSERT_NE(0, access_rw(r.fd, r.access, r.iova, buf, LEN, 0));
@@ -922,7 +913,7 @@ TEST(a_server_that_execs_behind_the_librarys_back_is_never_written)
 	EXPECT_EQ(r.copies, uiommu_remote_direct_copies());
 	EXPECT_EQ('y', remote_server_ask(&r, 'c'));
 	shutdown(r.sock, SHUT_WR);
-	ASSERT_EQ(0, client_wait(r.pid));
+	ASSERT_EQ(0, test_child_wait(r.pid));
 	remote_server_drop(&r);
 }
 
@@ -949,7 +940,7 @@ TEST(fail_nth_of_the_serving_side_of_the_direct_path)
 		uiommu_serve_fail_nth_arm((unsigned long)n);
 		pid = client_start("sweep", s.fd, s.access, s.iova, true, &sock);
 		ASSERT_GT(pid, 0);
-		rc = client_wait(pid);
+		rc = test_child_wait(pid);
 		left = uiommu_serve_fail_nth_disarm();
 		close(sock);
 		ASSERT_TRUE(rc == 0 || rc == 10);
@@ -986,7 +977,7 @@ TEST(fail_nth_of_the_clients_side_of_the_direct_path)
 		ASSERT_GT(pid, 0);
 		ASSERT_EQ(0, xfer(sock, &nth, sizeof(nth), true));
 		ASSERT_EQ(0, xfer(sock, msg, sizeof(msg), false));
-		ASSERT_EQ(0, client_wait(pid));
+		ASSERT_EQ(0, test_child_wait(pid));
 		close(sock);
 		left = msg[1];
 		if (!msg[0])

@@ -109,15 +109,6 @@ static pid_t child_start_with(const char *role, int fd, const void *data, size_t
 	return pid;
 }
 
-static int child_wait(pid_t pid)
-{
-	int status;
-
-	if (waitpid(pid, &status, 0) != pid)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static int ioas_map(int fd, uint32_t ioas, void *buf, size_t len, uint64_t *iova)
 {
 	struct iommu_ioas_map map = {
@@ -881,7 +872,7 @@ TEST(scm_rights_the_libvirt_way)
 	ASSERT_EQ(PS, ioas_unmap_len(fd, (uint32_t)reply[0], reply[2], PS));
 	ASSERT_EQ(0, destroy(fd, (uint32_t)reply[0]));
 	ASSERT_EQ(1, write(sock, &c, 1));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(0, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, live_contexts_settle(0));
@@ -897,7 +888,7 @@ TEST(exec_without_cloexec_inherits_the_context)
 	ASSERT_EQ(1, ioas_alloc(fd));
 	pid = child_start("exec", fd, 0);
 	ASSERT_GE(pid, 0);
-	ASSERT_EQ(2, child_wait(pid));
+	ASSERT_EQ(2, test_child_wait(pid));
 	ASSERT_EQ(0, destroy(fd, 2));
 	ASSERT_EQ(0, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
@@ -912,7 +903,7 @@ TEST(pidfd_getfd_reaches_the_context)
 	ASSERT_EQ(1, ioas_alloc(fd));
 	pid = child_start("pidfd", fd, (long)getpid());
 	ASSERT_GE(pid, 0);
-	ASSERT_EQ(2, child_wait(pid));
+	ASSERT_EQ(2, test_child_wait(pid));
 	ASSERT_EQ(0, destroy(fd, 2));
 	ASSERT_EQ(0, close(fd));
 }
@@ -966,7 +957,7 @@ TEST(a_fault_fd_answered_by_another_process)
 	ASSERT_EQ(1u, resps.page_responses.out_success);
 	ASSERT_EQ(7u, resps.page_responses.out_last_grpid);
 	ASSERT_EQ(1, write(sock, &c, 1));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	close(sock);
 	ASSERT_EQ(0, mock_replace_pt(fd, mock.mock_domain_flags.out_stdev_id, mock.id));
 	ASSERT_EQ(0, destroy(fd, hwpt.out_hwpt_id));
@@ -1002,7 +993,7 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 	ASSERT_EQ(1, read(sock, &c, 1));
 	ASSERT_EQ(0x5eedu, p[1]); /* the child's store, in our mapping of the region */
 	ASSERT_EQ(1, write(sock, &c, 1));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	close(sock);
 	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
 	ASSERT_EQ(0, destroy(fd, viommu));
@@ -1070,7 +1061,7 @@ TEST(the_context_lives_until_the_last_close_anywhere)
 	ASSERT_EQ(1, live_contexts());
 	/* Its exit closes the last fd anywhere: the context goes, with the child's pins. */
 	ASSERT_EQ(1, write(sock, &c, 1));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(0, live_contexts_settle(0));
 	close(sock);
 }
@@ -1108,7 +1099,7 @@ TEST(a_forked_child_has_no_busy_thread)
 	}
 	close(pipefd[1]);
 	ASSERT_EQ((ssize_t)sizeof(used_us), read(pipefd[0], &used_us, sizeof(used_us)));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	close(pipefd[0]);
 	/* 300 ms asleep: a spinner spends 100+ ms even sharing a CPU three ways. */
 	ASSERT_LT(used_us, 50 * 1000);
@@ -1129,7 +1120,7 @@ TEST(a_client_killed_mid_ioctls_leaves_the_context_intact)
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(ready), read(sock, &ready, sizeof(ready)));
 	ASSERT_EQ(0, kill(pid, SIGKILL));
-	ASSERT_EQ(128 + SIGKILL, child_wait(pid));
+	ASSERT_EQ(128 + SIGKILL, test_child_wait(pid));
 	/* The call it died in finishes in the server; what it left goes with the IOAS. */
 	ASSERT_EQ(0, destroy_settle(fd, ioas));
 	ASSERT_EQ(2, ioas_alloc(fd) == 1 ? 2 : 0);
@@ -1152,7 +1143,7 @@ TEST(the_serving_process_dies_and_calls_fail_cleanly)
 	/* Served by the child: its IOAS 1 is there, our IOAS is its 2. */
 	ASSERT_EQ(2, ioas_alloc(fd));
 	ASSERT_EQ(0, kill(pid, SIGKILL));
-	ASSERT_EQ(128 + SIGKILL, child_wait(pid));
+	ASSERT_EQ(128 + SIGKILL, test_child_wait(pid));
 	/* No hang: the connection is gone (EIO), and so is the server (ENODEV) after that. */
 	ASSERT_EQ(-1, destroy(fd, 1));
 	ASSERT_TRUE(errno == EIO || errno == ENODEV);
@@ -1171,7 +1162,7 @@ TEST(garbage_on_the_wire_ends_only_that_connection)
 	ASSERT_EQ(1, ioas_alloc(fd));
 	pid = child_start_with("garbage", fd, &c, 1, &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(0, destroy(fd, 2));
 	ASSERT_EQ(0, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
@@ -1206,7 +1197,7 @@ TEST(two_processes_race_map_unmap_destroy_on_shared_ids)
 		if (destroy(fd, ioas + 1))
 			ASSERT_TRUE(errno == ENOENT || errno == EBUSY);
 	}
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* Every IOAS was destroyed by one or the other: nothing is left in the context. */
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.objects);
@@ -1231,7 +1222,7 @@ TEST(fail_nth_of_the_client_and_private_memory_under_a_domain)
 	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &mock));
 	pid = child_start_with("sweep", fd, &ioas, sizeof(ioas), &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* The MAP and UNMAP left nothing: no area, no pin. */
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
@@ -1418,7 +1409,7 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
 	ASSERT_TRUE(all_bytes(in, PS, 0x5a)); /* not a byte of stale data */
 	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
-	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, test_child_wait(self->pid));
 	self->pid = -1;
 	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p3, out, PS, 0));
 	ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, p3, in, PS, 0));
@@ -1503,7 +1494,7 @@ TEST_F(private_memory, a_dma_over_two_extents_moves_as_one_and_faults_at_the_exa
 	ASSERT_EQ(p0 + 2 * PS, last_host_fault_iova(self->dma));
 	ASSERT_TRUE(all_bytes(in, PS, 0x5a));
 	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, p0, out, PS, 0));
-	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, test_child_wait(self->pid));
 	self->pid = -1;
 	free(out);
 	free(in);
@@ -1567,7 +1558,7 @@ TEST_F(private_memory, dma_throughout_the_owners_end_faults_once_it_is_gone)
 	ASSERT_EQ(0, atomic_load(&pd.new_ok));
 	ASSERT_EQ(2000, atomic_load(&pd.faults));
 	ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
-	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, child_wait(self->pid));
+	ASSERT_EQ(variant->kill ? 128 + SIGKILL : 0, test_child_wait(self->pid));
 	self->pid = -1;
 	ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, pd.iova, out, PS, 0));
 }
@@ -1621,7 +1612,7 @@ static void private_memory_exec(struct __h_test *_metadata, bool raw)
 	} else {
 		ASSERT_EQ('s', c); /* the new image uses that address itself: nothing to compare */
 	}
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, msg[0], PS));
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);
@@ -1674,7 +1665,7 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 	/* Its IOAS is ours too, and busy with the attached device's HWPT. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[1]));
 	ASSERT_EQ(1, write(sock, &c, 1));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* The last close of the cdev anywhere unbinds: the IOAS is free again. */
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_ERRNO(ENOENT, destroy(fd, ids[0]));
@@ -1694,7 +1685,7 @@ TEST(a_vmm_set_irqs_names_its_own_eventfds)
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(1, read(sock, &c, 1));
 	ASSERT_EQ('k', c);
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
@@ -1717,7 +1708,7 @@ TEST(an_fd_made_for_another_process_is_its_own)
 	ASSERT_EQ(0, ioas_map(fd, 1, buf, PS, &msg[1]));
 	pid = child_start_with("subfd", fd, msg, sizeof(msg), &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(PS, ioas_unmap_len(fd, 1, msg[1], PS));
 	/*
 	 * Its close was the access fd's last anywhere: the server thread releases the access,
@@ -1764,7 +1755,7 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
 	ASSERT_EQ(0, destroy(fd, 3));
 	ASSERT_EQ(0, destroy(fd, 5));
 	ASSERT_EQ(1, write(sock, &c, 1));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* The new image destroyed IOAS 1 and 4 before it exited: the context is empty. */
 	ASSERT_EQ(-1, destroy(fd, 1));
 	ASSERT_EQ(ENOENT, errno);
@@ -1860,7 +1851,7 @@ TEST(fail_nth_of_the_serving_side)
 		uiommu_serve_fail_nth_arm(nth);
 		pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
 		ASSERT_GT(pid, 0);
-		rc = child_wait(pid);
+		rc = test_child_wait(pid);
 		close(sock);
 		/* The child is gone: every unit of its serving ended before it saw a reply. */
 		left = uiommu_serve_fail_nth_disarm();
@@ -1889,7 +1880,7 @@ TEST(fail_nth_of_the_serving_side)
 	ASSERT_EQ(0, served_calls(fd));
 	pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	close(sock);
 	ASSERT_EQ(0, close(fd));
 	ASSERT_EQ(0, live_contexts_settle(0));
@@ -1987,7 +1978,7 @@ TEST(a_remote_caller_pins_against_its_own_memlock_limit)
 	pid = child_start_with("memlock", fd, &ioas, sizeof(ioas), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(0, send_fd(sock, mfd, &dummy, sizeof(dummy)));
-	ASSERT_EQ(0, child_wait(pid));
+	ASSERT_EQ(0, test_child_wait(pid));
 	/* The refused MAP left nothing charged nor pinned. */
 	ASSERT_EQ(0, uiommu_stats_get(&st));
 	ASSERT_EQ(0, st.pinned_pages);

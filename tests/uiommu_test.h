@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
@@ -91,6 +93,17 @@ __attribute__((unused)) static int viommu_with_region(int fd, struct iommu_viomm
 		return -1;
 	*viommu = va.out_viommu_id;
 	return 0;
+}
+
+/* How child @pid ended, as a shell says it: its exit status, 128 + the signal that killed it,
+ * or -1 when waitpid() fails. */
+static inline int test_child_wait(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 #endif

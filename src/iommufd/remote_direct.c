@@ -89,14 +89,12 @@
  * bounded, and at once when the client is gone.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -605,22 +603,6 @@ void iommufd_direct_client_free(struct direct_client *dc)
 	uiommu_free(dc);
 }
 
-/* Does @life hold @tid, the tid of a live thread of process @pid? */
-static bool direct_life_names_server(const _Atomic uint32_t *life, pid_t pid, uint32_t tid)
-{
-	char task[64];
-	int dir;
-
-	if (!tid || (tid & (FUTEX_OWNER_DIED | FUTEX_WAITERS)) || atomic_load(life) != tid)
-		return false;
-	snprintf(task, sizeof(task), "/proc/%d/task/%u", (int)pid, tid);
-	dir = sys_openat(AT_FDCWD, task, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dir < 0)
-		return false;
-	sys_close(dir);
-	return true;
-}
-
 /*
  * WIRE_DIRECT on @conn: its direct path, in *@dcp (marked off when the server does not offer
  * one). 0, -ENOMEM, or -EIO/-EPIPE when the connection broke.
@@ -660,8 +642,8 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 		 * Copies go to the word's thread by its tid: it must be a live thread of the
 		 * server, or a lying reply could aim them at another process of the user.
 		 */
-		if (life != MAP_FAILED && !direct_life_names_server(life, (pid_t)rep.val[0],
-								    (uint32_t)rep.val[1])) {
+		if (life != MAP_FAILED && !uiommu_life_word_names(life, (int)rep.val[0],
+								  (uint32_t)rep.val[1])) {
 			sys_munmap(life, DIRECT_PAGE_LEN);
 			life = MAP_FAILED;
 		}

@@ -252,6 +252,11 @@ bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t 
  * Return: the mm with one reference, or ERR_PTR(-ENOMEM); the fds are closed on failure.
  */
 struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd, int life_fd);
+/*
+ * Does life word @word (a robust futex its thread holds: the kernel marks it at that thread's
+ * end) hold @tid, a live thread of process @pid? A copy may then be aimed at that thread.
+ */
+bool uiommu_life_word_names(const _Atomic uint32_t *word, int pid, uint32_t tid);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
 /*
  * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):

@@ -572,12 +572,25 @@ static const struct uiommu_mm_ops remote_ops = {
  * a live thread of the client's, which the copies would be made on), which leaves the copies
  * to the mem fd's check.
  */
+bool uiommu_life_word_names(const _Atomic uint32_t *word, int pid, uint32_t tid)
+{
+	char task[64];
+	int dir;
+
+	if (!tid || (tid & (FUTEX_OWNER_DIED | FUTEX_WAITERS)) || atomic_load(word) != tid)
+		return false;
+	snprintf(task, sizeof(task), "/proc/%d/task/%u", pid, tid);
+	dir = sys_openat(AT_FDCWD, task, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dir < 0)
+		return false;
+	sys_close(dir);
+	return true;
+}
+
 static void remote_life_map(struct mm_remote *mr, int life_fd)
 {
 	const _Atomic uint32_t *word;
-	char task[64];
 	uint32_t val;
-	int dir;
 
 	if (life_fd < 0)
 		return;
@@ -588,11 +601,7 @@ static void remote_life_map(struct mm_remote *mr, int life_fd)
 	if (word == MAP_FAILED)
 		return;
 	val = atomic_load(word);
-	snprintf(task, sizeof(task), "/proc/%d/task/%u", mr->mm.pid, val);
-	dir = sys_openat(AT_FDCWD, task, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dir >= 0)
-		sys_close(dir);
-	if (!val || (val & (FUTEX_OWNER_DIED | FUTEX_WAITERS)) || dir < 0) {
+	if (!uiommu_life_word_names(word, mr->mm.pid, val)) {
 		sys_munmap((void *)word, REMOTE_LIFE_LEN);
 		return;
 	}

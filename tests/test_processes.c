@@ -237,6 +237,88 @@ static int child_mmap(int sock)
 }
 
 /*
+ * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
+ * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
+ * 'm' maps it, 'M' maps it again over the first mapping (MAP_FIXED), 'p' unmaps its first
+ * page, 'q' the rest, 'u' all of it; 'f' forks a copy that holds the mapping (it checks the
+ * region's word), 'g' has that copy unmap it and exit (the answer: its status), 'e' execs
+ * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
+ * answers 0, and ends at EOF). EOF ends it.
+ */
+static int child_held(int sock)
+{
+	uint64_t reg[3];
+	uint32_t *p = MAP_FAILED;
+	int fd = recv_fd(sock, reg, sizeof(reg)), go[2] = { -1, -1 }, rc;
+	pid_t copy = -1;
+	char cmd;
+
+	if (fd < 0)
+		return 1;
+	while (read(sock, &cmd, 1) == 1) {
+		void *q;
+
+		rc = 0;
+		switch (cmd) {
+		case 'm':
+		case 'M':
+			q = mmap(cmd == 'M' ? (void *)p : NULL, reg[1], PROT_READ | PROT_WRITE,
+				 MAP_SHARED | (cmd == 'M' ? MAP_FIXED : 0), fd, (off_t)reg[0]);
+			if (q == MAP_FAILED)
+				rc = errno;
+			else if (cmd == 'M' && q != p)
+				rc = -1;
+			else
+				p = q;
+			break;
+		case 'p':
+			rc = munmap(p, PS) ? errno : 0;
+			break;
+		case 'q':
+			rc = munmap((char *)p + PS, reg[1] - PS) ? errno : 0;
+			break;
+		case 'u':
+			rc = munmap(p, reg[1]) ? errno : 0;
+			break;
+		case 'f':
+			if (pipe2(go, O_CLOEXEC)) {
+				rc = errno;
+				break;
+			}
+			copy = fork();
+			if (copy == 0) {
+				close(go[1]);
+				/* Our copy of the mapping: the same memory. */
+				if (p[0] != 0xabcdu || read(go[0], &cmd, 1) != 1)
+					_exit(2);
+				_exit(munmap(p, reg[1]) ? 3 : 0);
+			}
+			close(go[0]);
+			rc = copy < 0 ? errno : 0;
+			break;
+		case 'g':
+			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
+			close(go[1]);
+			break;
+		case 'e': {
+			char a1[24];
+
+			snprintf(a1, sizeof(a1), "%d", sock);
+			execl("/proc/self/exe", "test_processes", "--child", "heldexec", a1,
+			      (char *)NULL);
+			rc = errno;
+			break;
+		}
+		default:
+			rc = -1;
+		}
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			return 4;
+	}
+	return 0;
+}
+
+/*
  * "fault SOCK": a VMM answering page faults through a fault fd the process serving the
  * context handed it: waits for POLLIN (bounded: 10 s), reads the group, answers it, and
  * reports the record's address.
@@ -839,6 +921,16 @@ static int child_main(int argc, char **argv)
 		return child_fault(a);
 	if (!strcmp(role, "mmap"))
 		return child_mmap(a);
+	if (!strcmp(role, "held"))
+		return child_held(a);
+	if (!strcmp(role, "heldexec")) {
+		int rc = 0;
+		char c;
+
+		if (write(a, &rc, sizeof(rc)) != sizeof(rc))
+			return 1;
+		return read(a, &c, 1) == 0 ? 0 : 2;
+	}
 	if (!strcmp(role, "private"))
 		return child_private(a);
 	if (!strcmp(role, "privexec"))
@@ -998,6 +1090,127 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
 	ASSERT_EQ(0, destroy(fd, viommu));
 	ASSERT_EQ(0, close(fd));
+}
+
+/* ---- another process's mapping of a vIOMMU region holds it, as the kernel's VMA ---------- */
+
+struct held {
+	int fd, sock;
+	uint32_t viommu;
+	pid_t pid;
+};
+
+/* A vIOMMU with its region, and a "held" child that has the iommufd (0, or -1). */
+static int held_start(struct held *h)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	uint64_t reg[3];
+
+	h->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (h->fd < 0 || viommu_with_region(h->fd, &data, &h->viommu))
+		return -1;
+	reg[0] = data.out_mmap_offset;
+	reg[1] = data.out_mmap_length;
+	reg[2] = h->viommu;
+	if (reg[1] != 2 * PS) /* the partial unmaps need two pages */
+		return -1;
+	h->pid = child_start_with("held", h->fd, reg, sizeof(reg), &h->sock);
+	return h->pid > 0 ? 0 : -1;
+}
+
+/* The child's answer to @cmd: 0 or an errno (-1 when it did not answer). */
+static int held_do(struct held *h, char cmd)
+{
+	int rc;
+
+	if (write(h->sock, &cmd, 1) != 1 || read(h->sock, &rc, sizeof(rc)) != sizeof(rc))
+		return -1;
+	return rc;
+}
+
+/*
+ * Runs @script: a lowercase letter is a command of the child's (child_held()), which must
+ * answer 0; 'B': the vIOMMU's destroy answers EBUSY; 'D': it succeeds at once; 'S': it succeeds
+ * once the server has seen the child's connections close (destroy_settle(), bounded); 'K':
+ * SIGKILL the child. Then the child ends (as asked, unless killed) and the context goes.
+ */
+static void held_run(struct __h_test *_metadata, const char *script)
+{
+	struct held h;
+	int want = 0;
+
+	ASSERT_EQ(0, held_start(&h));
+	for (const char *c = script; *c; c++) {
+		switch (*c) {
+		case 'B':
+			ASSERT_EQ(-1, destroy(h.fd, h.viommu));
+			ASSERT_EQ(EBUSY, errno);
+			break;
+		case 'D':
+			ASSERT_EQ(0, destroy(h.fd, h.viommu));
+			break;
+		case 'S':
+			ASSERT_EQ(0, destroy_settle(h.fd, h.viommu));
+			break;
+		case 'K':
+			ASSERT_EQ(0, kill(h.pid, SIGKILL));
+			want = 128 + SIGKILL;
+			break;
+		default:
+			ASSERT_EQ(0, held_do(&h, *c));
+		}
+	}
+	close(h.sock);
+	ASSERT_EQ(want, test_child_wait(h.pid));
+	ASSERT_EQ(0, close(h.fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+/*
+ * While another process has the region mapped, the vIOMMU's destroy answers EBUSY; a partial
+ * munmap keeps it so (as the kernel's split VMA keeps its reference); the munmap of the last
+ * page lets it go, at once.
+ */
+TEST(a_remote_mapping_holds_the_viommu_until_its_last_page_goes)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mBpBqD");
+}
+
+/* A mapping over the first one (MAP_FIXED) replaces it: one hold, which its munmap lets go. */
+TEST(a_remote_mapping_replaced_by_another_holds_once)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mMBuD");
+}
+
+/*
+ * A client killed with its mapping: the hold goes with it. Its connections close as it dies,
+ * and the server sees them close shortly after.
+ */
+TEST(a_remote_mapping_holds_the_viommu_until_its_process_is_killed)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mBKS");
+}
+
+/* An exec takes the mapping with the old image: the hold goes while the new image lives. */
+TEST(a_remote_mapping_goes_with_an_exec)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mBeS");
+}
+
+/*
+ * fork() of the mapping client: the child's copy of the mapping holds too (the kernel's
+ * vm_ops->open), from before fork() returns: the vIOMMU stays busy until both have unmapped
+ * it, in either order.
+ */
+TEST(a_forked_copy_of_a_remote_mapping_holds_it_too)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mfuBgD");
+	held_run(_metadata, "mfgBuD");
 }
 
 /*

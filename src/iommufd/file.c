@@ -1558,12 +1558,13 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 
 /*
  * Another process maps @token's file: a /dev/iommu file hands out a vIOMMU region's memfd
- * (iommufd_mmap_region_dup()); any other file has nothing to hand over: ENODEV, as the local
+ * (iommufd_mmap_region_dup(), which holds the region's owner for @holder, named in *@hold);
+ * any other file has nothing to hand over: ENODEV, as the local
  * uiommu_mmap() answers a file without a mapping of its own (a sub-fd's BAR areas are this
  * process's mappings). Return: the memfd, or -errno.
  */
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off)
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	int rc;
@@ -1573,7 +1574,8 @@ int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, i
 	if (file->ops || off > INT64_MAX)
 		rc = file->ops ? -ENODEV : -EINVAL;
 	else
-		rc = iommufd_mmap_region_dup(file->ictx, len, prot, flags, (off_t)off);
+		rc = iommufd_mmap_region_dup(file->ictx, len, prot, flags, (off_t)off, holder,
+					     hold);
 	iommufd_file_put(file);
 	return rc;
 }

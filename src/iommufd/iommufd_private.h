@@ -288,8 +288,6 @@ struct iommufd_subfd_ops {
 	bool event;
 };
 /* The sub-fd @fd has an mmap op: *@ret is its answer. false: not such an fd. */
-int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
-			    off_t off);
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
 			void **ret);
 

@@ -31,17 +31,33 @@
  * it unmap a range that touches its mappings, so it can forget them in the same step (it maps
  * over them later to revoke them, and must never do that to memory that is no longer its own).
  *
+ * Another process's mapping (remote.c, WIRE_MMAP) is held here as the kernel's VMA holds its
+ * owner: the serving side keeps a hold (struct iommufd_mmap_hold: the owner's users reference,
+ * the context's file, a random secret) per mapping, tagged with the client that asked
+ * (the holder, an opaque pointer of remote.c's), and answers EBUSY to the owner's destroy until
+ * the hold goes. The mapping side records it in the same list as its own mappings (owner NULL,
+ * the server and the hold's name instead), so its munmap forgets the pages in the same way, and
+ * the mapping's last page going sends WIRE_MUNMAP. A holder's holds all go with its last
+ * connection (the client died, exec'd, or every connection broke) or when the server forgets
+ * it. A fork copies the mappings: before fork() returns in the parent, the child asks for a
+ * copy of each hold (WIRE_MMAP_FORK, the secret shows it comes from a holder of the hold), as
+ * the kernel's vm_ops->open raises the owner's users for the child's VMA; the parent waits for
+ * it (iommufd_mmap_atfork_*()), so no munmap of the parent's can overtake it.
+ *
  * The library maps and unmaps with raw syscalls: its own mmap()/munmap() calls would come back
  * through the preload layer.
  *
- * Locking: mmap_lock (a leaf) protects the list of mappings. References are dropped outside
- * it.
+ * Locking: mmap_lock (a leaf) protects the list of mappings, the list of holds and the next
+ * hold's ID. References are dropped outside it.
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
 #include "lib/sys.h"
@@ -54,13 +70,26 @@ struct iommufd_mmap {
 	uintptr_t addr;               /* constant */
 	size_t len;                   /* bytes, whole pages; constant */
 	uint64_t live;                /* pages still mapped, bit per page; mmap_lock */
-	struct iommufd_object *owner; /* a users reference */
-	struct iommufd_ctx *ictx;     /* its file: a reference */
+	struct iommufd_object *owner; /* a users reference; NULL: another process's region */
+	struct iommufd_ctx *ictx;     /* its file: a reference (owner set) */
+	struct iommufd_server *server; /* the region's server (owner NULL) */
+	struct wire_hold hold;        /* our hold there (id 0: none); mmap_lock */
 };
 
-UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list; a leaf */
+/* The serving side's record of another process's mapping of a region (see the essay). */
+struct iommufd_mmap_hold {
+	struct iommufd_mmap_hold *next; /* hold_list; mmap_lock */
+	const void *holder;             /* the client (remote.c's); NULL: a forked server's copy */
+	struct wire_hold name;          /* constant */
+	struct iommufd_object *owner;   /* a users reference */
+	struct iommufd_ctx *ictx;       /* its file: a reference */
+};
+
+UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list, hold_list, hold_next; a leaf */
 static struct iommufd_mmap *mmap_list;
 static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
+static struct iommufd_mmap_hold *hold_list;
+static uint64_t hold_next = 1; /* 0 names no hold */
 
 /**
  * iommufd_mmap_region_alloc() - a shared region of @len bytes (whole pages, at most 64)
@@ -160,11 +189,59 @@ static void iommufd_mmap_forget(uintptr_t addr, size_t len)
 	uiommu_mutex_unlock(&mmap_lock);
 	while ((m = dead)) {
 		dead = m->next;
+		if (!m->owner) {
+			/* The last page of another process's region: its server lets go. */
+			if (m->hold.id)
+				iommufd_remote_munmap(m->server, m->hold.id);
+			uiommu_free(m);
+			continue;
+		}
 		/* Pairs with the references taken in uiommu_mmap(). */
 		iommufd_object_unref_users(m->owner);
 		iommufd_ctx_file_put(m->ictx);
 		uiommu_free(m);
 	}
+}
+
+static uint64_t iommufd_mmap_live_all(size_t len)
+{
+	return len / uiommu_page_size == 64 ? ~0ull : (1ull << (len / uiommu_page_size)) - 1;
+}
+
+static void iommufd_mmap_insert(struct iommufd_mmap *m)
+{
+	uiommu_mutex_lock(&mmap_lock);
+	m->next = mmap_list;
+	mmap_list = m;
+	atomic_fetch_add_explicit(&mmap_count, 1, memory_order_release);
+	uiommu_mutex_unlock(&mmap_lock);
+}
+
+/**
+ * iommufd_mmap_remote_note() - record our mapping at @p of @len bytes of a region another
+ * process serves, held there by @hold (its WIRE_MMAP's answer)
+ * Pages of ours it replaced (MAP_FIXED) are forgotten first. Its munmap drops the hold.
+ * Return: 0, or -ENOMEM (nothing recorded: the caller unmaps and lets the hold go).
+ */
+int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
+			     const struct wire_hold *hold)
+{
+	struct iommufd_mmap *m;
+
+	len = (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1);
+	if (WARN_ON(!len || len / uiommu_page_size > IOMMUFD_MMAP_MAX_PAGES))
+		return -EINVAL;
+	m = uiommu_zalloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	iommufd_mmap_forget((uintptr_t)p, len);
+	m->addr = (uintptr_t)p;
+	m->len = len;
+	m->live = iommufd_mmap_live_all(len);
+	m->server = server;
+	m->hold = *hold;
+	iommufd_mmap_insert(m);
+	return 0;
 }
 
 /* mmap(2)'s own checks, then the region's rules: EINVAL, EPERM (executable), or 0. */
@@ -179,17 +256,43 @@ static int iommufd_mmap_check(size_t len, int prot, int flags, off_t off)
 	return 0;
 }
 
+/* A new hold of @owner for @holder, its name in *@name (mmap_lock). */
+static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
+							struct iommufd_object *owner,
+							const void *holder, struct wire_hold *name)
+{
+	struct iommufd_mmap_hold *h = uiommu_zalloc(sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->holder = holder;
+	iommufd_secret_new(h->name.secret);
+	h->owner = owner;
+	h->ictx = ictx;
+	/* Pair with the puts in iommufd_mmap_holds_put(). */
+	iommufd_object_ref_users(owner);
+	iommufd_ctx_file_get(ictx);
+	uiommu_mutex_lock(&mmap_lock);
+	h->name.id = hold_next++;
+	h->next = hold_list;
+	hold_list = h;
+	uiommu_mutex_unlock(&mmap_lock);
+	*name = h->name;
+	return h;
+}
+
 /**
  * iommufd_mmap_region_dup() - for another process's mmap(2) of @ictx's fd: the same checks as
- * uiommu_mmap(), then a copy of the region's memfd (O_CLOEXEC), which it maps at offset 0.
- * That mapping holds nothing here (docs/processes.md): the vIOMMU's destroy does not wait
- * for its munmap, and the memory stays the memfd's.
- * Return: the fd, or -EINVAL / -EPERM / -ENXIO / -EMFILE.
+ * uiommu_mmap(), then a copy of the region's memfd (O_CLOEXEC), which it maps at offset 0,
+ * and a hold of the region's owner for @holder (named in *@hold), which answers EBUSY to its
+ * destroy until iommufd_mmap_hold_drop() or the holder's end (iommufd_mmap_holds_take()).
+ * Return: the fd, or -EINVAL / -EPERM / -ENXIO / -EMFILE / -ENOMEM (nothing held).
  */
 int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
-			    off_t off)
+			    off_t off, const void *holder, struct wire_hold *hold)
 {
 	struct iommufd_object *owner;
+	struct iommufd_mmap_hold *h;
 	size_t region_len;
 	int region_fd, rc;
 
@@ -199,14 +302,195 @@ int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int 
 	owner = iommufd_mmap_region_find(ictx, (uint64_t)off, &region_fd, &region_len);
 	if (IS_ERR(owner))
 		return PTR_ERR(owner);
-	if ((len + uiommu_page_size - 1) / uiommu_page_size * uiommu_page_size != region_len)
+	if ((len + uiommu_page_size - 1) / uiommu_page_size * uiommu_page_size != region_len) {
 		rc = -ENXIO;
-	else if (uiommu_should_fail())
+		goto out_put_owner;
+	}
+	if (uiommu_should_fail())
 		rc = -EMFILE;
 	else if ((rc = sys_fcntl(region_fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		rc = -EMFILE;
+	if (rc < 0)
+		goto out_put_owner;
+	h = iommufd_mmap_hold_new(ictx, owner, holder, hold);
+	if (!h) {
+		sys_close(rc);
+		rc = -ENOMEM;
+	}
+out_put_owner:
 	iommufd_put_object(ictx, owner);
 	return rc;
+}
+
+/**
+ * iommufd_mmap_hold_copy() - a forked child's copy of a mapping: a new hold for @holder of
+ * the owner that the hold @from names (its secret must match), named in *@to
+ * Return: 0, -ENOENT (no such hold), -ENOMEM.
+ */
+int iommufd_mmap_hold_copy(const void *holder, const struct wire_hold *from, struct wire_hold *to)
+{
+	struct iommufd_object *owner = NULL;
+	struct iommufd_ctx *ictx = NULL;
+	struct iommufd_mmap_hold *h;
+	uint8_t diff;
+	int rc = 0;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (h = hold_list; h; h = h->next) {
+		if (h->name.id != from->id || !h->holder)
+			continue;
+		diff = 0;
+		for (unsigned int i = 0; i < WIRE_SECRET_LEN; i++)
+			diff |= h->name.secret[i] ^ from->secret[i];
+		if (diff)
+			break;
+		/* The hold's references keep both while we make the copy's own. */
+		owner = h->owner;
+		ictx = h->ictx;
+		iommufd_object_ref_users(owner);
+		iommufd_ctx_file_get(ictx);
+		break;
+	}
+	uiommu_mutex_unlock(&mmap_lock);
+	if (!owner)
+		return -ENOENT;
+	if (!iommufd_mmap_hold_new(ictx, owner, holder, to))
+		rc = -ENOMEM;
+	iommufd_object_unref_users(owner);
+	iommufd_ctx_file_put(ictx);
+	return rc;
+}
+
+/* Unlinks @holder's hold @id (0: all of its holds) onto a list for iommufd_mmap_holds_put(). */
+static struct iommufd_mmap_hold *iommufd_mmap_holds_unlink(const void *holder, uint64_t id)
+{
+	struct iommufd_mmap_hold *dead = NULL, **pos, *h;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (pos = &hold_list; (h = *pos);) {
+		if (h->holder != holder || (id && h->name.id != id)) {
+			pos = &h->next;
+			continue;
+		}
+		*pos = h->next;
+		h->next = dead;
+		dead = h;
+		if (id)
+			break;
+	}
+	uiommu_mutex_unlock(&mmap_lock);
+	return dead;
+}
+
+/**
+ * iommufd_mmap_hold_drop() - @holder's mapping that @id holds is gone (WIRE_MUNMAP)
+ * Return: 0, or -ENOENT (no such hold of @holder's).
+ */
+int iommufd_mmap_hold_drop(const void *holder, uint64_t id)
+{
+	struct iommufd_mmap_hold *dead;
+
+	if (!id || !holder)
+		return -ENOENT;
+	dead = iommufd_mmap_holds_unlink(holder, id);
+	if (!dead)
+		return -ENOENT;
+	iommufd_mmap_holds_put(dead);
+	return 0;
+}
+
+/**
+ * iommufd_mmap_holds_take() - every hold of @holder (it is gone), unlinked: the caller drops
+ * them with iommufd_mmap_holds_put() outside its own locks (a put may free the context). Takes
+ * mmap_lock, a leaf: callable under remote.c's clients_lock.
+ */
+struct iommufd_mmap_hold *iommufd_mmap_holds_take(const void *holder)
+{
+	return holder ? iommufd_mmap_holds_unlink(holder, 0) : NULL;
+}
+
+void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead)
+{
+	struct iommufd_mmap_hold *h;
+
+	while ((h = dead)) {
+		dead = h->next;
+		/* Pairs with the references taken in iommufd_mmap_hold_new(). */
+		iommufd_object_unref_users(h->owner);
+		iommufd_ctx_file_put(h->ictx);
+		uiommu_free(h);
+	}
+}
+
+/*
+ * Fork. A forked server serves none of its parent's clients: their holds stay in its copy,
+ * named by nobody (holder NULL), as the objects they hold are copies it never serves. A
+ * forked client's mappings are its own: its copy of each hold is asked for before fork()
+ * returns in the parent (see the essay), with a socketpair whose EOF says the child is done.
+ */
+static int mmap_fork_wait[2] = { -1, -1 };
+
+/* After remote.c's own prepare: mmap_lock is a leaf. @handover: a hand-over's fork. */
+void iommufd_mmap_atfork_prepare(bool handover)
+{
+	bool remote = false;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (struct iommufd_mmap *m = mmap_list; m && !remote; m = m->next)
+		remote = !m->owner && m->hold.id;
+	/* Without it the child's copies are asked for, only not waited for. */
+	if (remote && !handover &&
+	    sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mmap_fork_wait))
+		mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+}
+
+void iommufd_mmap_atfork_parent(void)
+{
+	char c;
+
+	uiommu_mutex_unlock(&mmap_lock);
+	if (mmap_fork_wait[0] < 0)
+		return;
+	sys_close(mmap_fork_wait[1]);
+	/* EOF: the child asked for its copies (or died, or fork() failed: no child). */
+	while (sys_recv(mmap_fork_wait[0], &c, 1, 0) < 0 && errno == EINTR)
+		;
+	sys_close(mmap_fork_wait[0]);
+	mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+}
+
+/* Unlocks; remote.c calls iommufd_mmap_atfork_child_hold() once it can make calls again. */
+void iommufd_mmap_atfork_child(bool handover)
+{
+	uiommu_mutex_unlock(&mmap_lock);
+	if (handover)
+		return;
+	for (struct iommufd_mmap_hold *h = hold_list; h; h = h->next)
+		h->holder = NULL;
+}
+
+void iommufd_mmap_atfork_child_hold(void)
+{
+	int saved = errno;
+
+	if (mmap_fork_wait[0] >= 0)
+		sys_close(mmap_fork_wait[0]);
+	/* Single-threaded: the list cannot change under the calls. */
+	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
+		struct wire_hold copy;
+
+		if (m->owner || !m->hold.id)
+			continue;
+		/* A copy not had leaves our mapping unheld (docs/processes.md). */
+		if (iommufd_remote_mmap_fork(m->server, &m->hold, &copy))
+			memset(&m->hold, 0, sizeof(m->hold));
+		else
+			m->hold = copy;
+	}
+	if (mmap_fork_wait[1] >= 0)
+		sys_close(mmap_fork_wait[1]);
+	mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+	errno = saved;
 }
 
 UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -252,18 +536,13 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	iommufd_mmap_forget((uintptr_t)p, region_len);
 	m->addr = (uintptr_t)p;
 	m->len = region_len;
-	m->live = region_len / uiommu_page_size == 64 ?
-			  ~0ull : (1ull << (region_len / uiommu_page_size)) - 1;
+	m->live = iommufd_mmap_live_all(region_len);
 	m->owner = owner;
 	m->ictx = ictx;
 	/* Pair with the puts in iommufd_mmap_forget(). */
 	iommufd_object_ref_users(owner);
 	iommufd_ctx_file_get(ictx);
-	uiommu_mutex_lock(&mmap_lock);
-	m->next = mmap_list;
-	mmap_list = m;
-	atomic_fetch_add_explicit(&mmap_count, 1, memory_order_release);
-	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_insert(m);
 	iommufd_put_object(ictx, owner);
 	iommufd_ctx_file_put(ictx);
 	return p;

@@ -372,6 +372,8 @@ static void remote_clients_free(struct remote_client *gone)
 		struct remote_client *c = gone;
 
 		gone = c->next;
+		/* Unlinked: no call of its can make a hold any more. */
+		iommufd_mmap_holds_put(iommufd_mmap_holds_take(c));
 		uiommu_mm_put(c->mm);
 		uiommu_free(c);
 	}
@@ -425,21 +427,37 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 
 static void remote_client_put(struct remote_client *c)
 {
+	struct iommufd_mmap_hold *holds = NULL;
 	struct remote_client *gone = NULL;
 
 	uiommu_mutex_lock(&clients_lock);
-	/* Without a connection and without pins, it goes (and any other such one). */
-	if (!--c->conns)
+	/*
+	 * Without a connection it maps nothing of ours any more (it died or exec'd): its holds
+	 * go, as its VMAs did. Without pins too, it goes (and any other such one).
+	 */
+	if (!--c->conns) {
+		holds = iommufd_mmap_holds_take(c);
 		remote_clients_prune(&gone);
+	}
 	uiommu_mutex_unlock(&clients_lock);
+	iommufd_mmap_holds_put(holds);
 	remote_clients_free(gone);
 }
 
+/* The hold @h as a reply's val[0..2]. */
+static void remote_hold_reply(struct wire_rep *rep, const struct wire_hold *h)
+{
+	rep->val[0] = h->id;
+	memcpy(&rep->val[1], h->secret, WIRE_SECRET_LEN);
+}
+
 /* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */
-static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
+static void remote_serve_one(struct remote_client *client, const struct wire_req *req,
 			     struct wire_rep *rep, int *new_fds, unsigned int *nr_new,
 			     struct direct_serve **ds, int conn_fd)
 {
+	struct uiommu_mm *mm = client->mm;
+	struct wire_hold hold, from;
 	struct iommufd_node node;
 	uint64_t v[4];
 	int rc;
@@ -467,12 +485,25 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 	}
 	case WIRE_MMAP:
 		rc = iommufd_file_serve_mmap(req->token, req->secret, (size_t)req->arg[0],
-					     (int)req->arg[1], (int)req->arg[2], req->arg[3]);
+					     (int)req->arg[1], (int)req->arg[2], req->arg[3],
+					     client, &hold);
 		rep->rc = rc < 0 ? rc : 0;
 		if (rc >= 0) {
 			new_fds[0] = rc;
 			*nr_new = 1;
+			remote_hold_reply(rep, &hold);
 		}
+		break;
+	case WIRE_MUNMAP:
+		/* Only the caller's own holds: the secret is not needed. */
+		rep->rc = iommufd_mmap_hold_drop(client, req->arg[0]);
+		break;
+	case WIRE_MMAP_FORK:
+		from.id = req->arg[0];
+		memcpy(from.secret, req->secret, WIRE_SECRET_LEN);
+		rep->rc = iommufd_mmap_hold_copy(client, &from, &hold);
+		if (!rep->rc)
+			remote_hold_reply(rep, &hold);
 		break;
 	case WIRE_CLAIM:
 		if (req->arg[0] > INT32_MAX) {
@@ -587,7 +618,7 @@ static void *remote_conn_main(void *arg)
 		} else {
 			pthread_rwlock_rdlock(&serve_gate);
 			uiommu_mm_remote_calling(client->mm);
-			remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new, &direct, fd);
+			remote_serve_one(client, &req, &rep, new_fds, &nr_new, &direct, fd);
 			uiommu_mm_remote_calling(NULL);
 			pthread_rwlock_unlock(&serve_gate);
 		}
@@ -1191,12 +1222,14 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 
 /*
  * mmap(2) of a file another process serves: where its memory is shareable (a vIOMMU's region,
- * a memfd), the server hands the memfd over and we map it; else the server's errno.
+ * a memfd), the server hands the memfd over and we map it, and the mapping is recorded with
+ * the hold the server made for it (mmap.c: its munmap lets go); else the server's errno.
  */
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  void *addr, size_t len, int prot, int flags, uint64_t off)
 {
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct wire_hold hold;
 	struct wire_req req;
 	struct wire_rep rep;
 	void *p = MAP_FAILED;
@@ -1211,16 +1244,73 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 		rc = (int)rep.rc;
 	if (!rc && nfds != 1)
 		rc = -EIO;
-	if (!rc) {
-		p = sys_mmap(addr, len, prot, flags, fds[0], 0);
-		if (p == MAP_FAILED)
-			rc = -errno;
+	if (rc)
+		goto out_close;
+	hold.id = rep.val[0];
+	memcpy(hold.secret, &rep.val[1], WIRE_SECRET_LEN);
+	p = sys_mmap(addr, len, prot, flags, fds[0], 0);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		goto err_drop_hold;
 	}
+	rc = iommufd_mmap_remote_note(p, len, server, &hold);
+	if (rc)
+		goto err_unmap;
+out_close:
 	for (int i = 0; i < nfds; i++)
 		sys_close(fds[i]);
 	if (rc)
 		errno = -rc;
 	return p;
+
+err_unmap:
+	sys_munmap(p, len);
+	p = MAP_FAILED;
+err_drop_hold:
+	if (hold.id)
+		iommufd_remote_munmap(server, hold.id);
+	goto out_close;
+}
+
+/**
+ * iommufd_remote_munmap() - our mapping that @server's hold @hold names is gone: it lets go
+ * (the owner's destroy no longer answers EBUSY for it). A server we cannot reach holds nothing
+ * of ours any more. errno is kept.
+ */
+void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int saved = errno;
+
+	iommufd_remote_req_init(&req, WIRE_MUNMAP, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+	req.arg[0] = hold;
+	remote_call(server, &req, &rep);
+	errno = saved;
+}
+
+/**
+ * iommufd_remote_mmap_fork() - in a forked child: @server's copy of our parent's hold @from for
+ * us, named in *@to (our copy of the parent's mapping holds the owner too)
+ * Return: 0, or -errno (the server's: -ENOENT, -ENOMEM; or the call's).
+ */
+int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_hold *from,
+			     struct wire_hold *to)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int rc;
+
+	iommufd_remote_req_init(&req, WIRE_MMAP_FORK, 0, from->secret);
+	req.arg[0] = from->id;
+	rc = remote_call(server, &req, &rep);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (rc)
+		return rc;
+	to->id = rep.val[0];
+	memcpy(to->secret, &rep.val[1], WIRE_SECRET_LEN);
+	return 0;
 }
 
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
@@ -1374,6 +1464,7 @@ static void remote_atfork_prepare(void)
 	iommufd_files_atfork_prepare();
 	uiommu_mutex_lock(&clients_lock);
 	uiommu_mutex_lock(&conns_lock);
+	iommufd_mmap_atfork_prepare(remote_handover);
 }
 
 static void remote_atfork_parent(void)
@@ -1383,6 +1474,8 @@ static void remote_atfork_parent(void)
 	iommufd_files_atfork_parent();
 	uiommu_mutex_unlock(&servers_lock);
 	iommufd_direct_atfork_parent();
+	/* Last: it waits for the child's copies of our mappings' holds. */
+	iommufd_mmap_atfork_parent();
 }
 
 /* Our connections to other servers are the parent's: the copies go. */
@@ -1403,6 +1496,7 @@ static void remote_atfork_child(void)
 {
 	/* The served connections' pages are the parent's threads' (a hand-over's too). */
 	iommufd_direct_atfork_child();
+	iommufd_mmap_atfork_child(remote_handover);
 	remote_atfork_child_pools();
 	/* The child mapped nothing yet: its memory is its own copy, pinned by nobody. */
 	atomic_store(&remote_mapped_lo, UINT64_MAX);
@@ -1447,6 +1541,8 @@ static void remote_atfork_child(void)
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_child();
 	uiommu_mutex_unlock(&servers_lock);
+	/* Our copies of the parent's mappings of other processes' regions hold them too. */
+	iommufd_mmap_atfork_child_hold();
 }
 
 static void remote_atfork_register(void)

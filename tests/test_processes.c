@@ -239,9 +239,10 @@ static int child_mmap(int sock)
 /*
  * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
- * 'm' maps it, 'M' maps it again over the first mapping (MAP_FIXED), 'p' unmaps its first
- * page, 'q' the rest, 'u' all of it; 'f' forks a copy that holds the mapping (it checks the
- * region's word), 'g' has that copy unmap it and exit (the answer: its status), 'e' execs
+ * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
+ * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'f' forks a copy that
+ * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
+ * answer: its status), 'e' execs
  * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
  * answers 0, and ends at EOF). EOF ends it.
  */
@@ -299,6 +300,8 @@ static int child_held(int sock)
 		case 'g':
 			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
 			close(go[1]);
+			break;
+		case 'n':
 			break;
 		case 'e': {
 			char a1[24];
@@ -1211,6 +1214,58 @@ TEST(a_forked_copy_of_a_remote_mapping_holds_it_too)
 	NEEDS_IOMMUFD_TEST();
 	held_run(_metadata, "mfuBgD");
 	held_run(_metadata, "mfgBuD");
+}
+
+/*
+ * Each fallible step of serving a mapping and its holds in turn (the MMAP request, its memfd,
+ * its hold, the fd passed back; a fork's copy of the hold; the MUNMAPs), failed while a child
+ * maps, forks and unmaps: a mapping that succeeded holds the vIOMMU; the child gets a clean
+ * errno (a refused fork copy or MUNMAP only leaves a hold for longer); once the child is gone
+ * nothing holds it.
+ */
+TEST(fail_nth_of_a_remote_mapping_and_its_holds)
+{
+	/* ENXIO: the region's lookup failed (the owner's get, as the kernel's mtree_load()). */
+	static const int kinds[4] = { ENOMEM, EMFILE, EIO, ENXIO };
+	unsigned long nth, left = 0, seen[4] = { 0 }, mapped = 0;
+	struct held h;
+	int rc, k;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (nth = 1; nth < 100 && !left; nth++) {
+		ASSERT_EQ(0, held_start(&h));
+		ASSERT_EQ(0, held_do(&h, 'n')); /* its connection made: the sweep starts at the MMAP */
+		uiommu_serve_fail_nth_arm(nth);
+		rc = held_do(&h, 'm');
+		if (!rc) {
+			mapped++;
+			ASSERT_EQ(-1, destroy(h.fd, h.viommu));
+			ASSERT_EQ(EBUSY, errno);
+			ASSERT_EQ(0, held_do(&h, 'f'));
+			ASSERT_EQ(0, held_do(&h, 'u'));
+			ASSERT_EQ(0, held_do(&h, 'g'));
+		}
+		left = uiommu_serve_fail_nth_disarm();
+		for (k = 0; k < 4 && kinds[k] != rc; k++)
+			;
+		/* On a mismatch, prints what the child said. */
+		ASSERT_EQ(rc, rc ? (k < 4 ? kinds[k] : -1) : 0);
+		if (rc)
+			seen[k]++;
+		close(h.sock);
+		ASSERT_EQ(0, test_child_wait(h.pid));
+		ASSERT_EQ(0, destroy_settle(h.fd, h.viommu));
+		ASSERT_EQ(0, close(h.fd));
+		ASSERT_EQ(0, live_contexts_settle(0));
+	}
+	ASSERT_NE(0, left);
+	/* A refused request or hold, a refused memfd, a lost reply; and mappings that held. */
+	ASSERT_NE(0, seen[0]);
+	ASSERT_NE(0, seen[1]);
+	ASSERT_NE(0, seen[2]);
+	ASSERT_NE(0, mapped);
 }
 
 /*

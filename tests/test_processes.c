@@ -240,7 +240,9 @@ static int child_mmap(int sock)
  * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
  * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
- * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'f' forks a copy that
+ * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'r' moves all of it
+ * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'G' tries to grow it (the
+ * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
  * answer: its status), 'e' execs
  * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
@@ -250,6 +252,7 @@ static int child_held(int sock)
 {
 	uint64_t reg[3];
 	uint32_t *p = MAP_FAILED;
+	void *moved = MAP_FAILED;
 	int fd = recv_fd(sock, reg, sizeof(reg)), go[2] = { -1, -1 }, rc;
 	pid_t copy = -1;
 	char cmd;
@@ -273,13 +276,28 @@ static int child_held(int sock)
 				p = q;
 			break;
 		case 'p':
-			rc = munmap(p, PS) ? errno : 0;
-			break;
 		case 'q':
-			rc = munmap((char *)p + PS, reg[1] - PS) ? errno : 0;
-			break;
 		case 'u':
-			rc = munmap(p, reg[1]) ? errno : 0;
+		case 'w': {
+			char *at = cmd == 'w' ? moved : (char *)p + (cmd == 'q' ? PS : 0);
+
+			rc = munmap(at, cmd == 'u' ? reg[1] : cmd == 'q' ? reg[1] - PS : PS) ? errno : 0;
+			break;
+		}
+		case 'r':
+		case 'R':
+			/* A place of our own to move to. */
+			q = mmap(NULL, reg[1], PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (q != MAP_FAILED)
+				q = mremap(p, cmd == 'r' ? reg[1] : PS, cmd == 'r' ? reg[1] : PS,
+					   MREMAP_MAYMOVE | MREMAP_FIXED, q);
+			rc = q == MAP_FAILED ? errno : 0;
+			if (!rc)
+				*(cmd == 'r' ? (void **)&p : &moved) = q;
+			break;
+		case 'G':
+			q = mremap(p, reg[1], 2 * reg[1], MREMAP_MAYMOVE);
+			rc = q == MAP_FAILED && errno == EFAULT ? 0 : -1;
 			break;
 		case 'f':
 			if (pipe2(go, O_CLOEXEC)) {
@@ -1061,6 +1079,15 @@ TEST(a_fault_fd_answered_by_another_process)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* A vIOMMU of @fd's with its region (*@data), mapped here (shared, read-only), or MAP_FAILED. */
+static void *region_mapped(int fd, struct iommu_viommu_selftest *data, uint32_t *viommu)
+{
+	if (viommu_with_region(fd, data, viommu))
+		return MAP_FAILED;
+	return mmap(NULL, data->out_mmap_length, PROT_READ, MAP_SHARED, fd,
+		    (off_t)data->out_mmap_offset);
+}
+
 /*
  * mmap(2) of an iommufd another process serves: the vIOMMU's region is handed over (its
  * memfd), the same bytes in both processes; what the kernel refuses, refused with its errno.
@@ -1076,9 +1103,7 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 
 	ASSERT_GE(fd, 0);
 	NEEDS_IOMMUFD_TEST();
-	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
-	p = mmap(NULL, data.out_mmap_length, PROT_READ, MAP_SHARED, fd,
-		 (off_t)data.out_mmap_offset);
+	p = region_mapped(fd, &data, &viommu);
 	ASSERT_NE(MAP_FAILED, p);
 	reg[0] = data.out_mmap_offset;
 	reg[1] = data.out_mmap_length;
@@ -1202,6 +1227,48 @@ TEST(a_remote_mapping_goes_with_an_exec)
 {
 	NEEDS_IOMMUFD_TEST();
 	held_run(_metadata, "mBeS");
+}
+
+/*
+ * mremap() moves the mapping's pages and their hold with them: a whole move, or one page
+ * moved away (the hold lasts until the page left behind and the moved one are both gone); a
+ * region's mapping does not grow (EFAULT, the kernel's VM_DONTEXPAND) and stays held.
+ */
+TEST(an_mremap_moves_a_remote_mapping_and_its_hold)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mrBuD");
+	held_run(_metadata, "mRBuBwD");
+	held_run(_metadata, "mGBuD");
+}
+
+/* The same rule for this process's own mapping of its own region. */
+TEST(an_mremap_moves_a_local_mapping_and_its_hold)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	void *to;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(MAP_FAILED, mremap(p, data.out_mmap_length, 2 * data.out_mmap_length,
+				     MREMAP_MAYMOVE));
+	ASSERT_EQ(EFAULT, errno);
+	to = mmap(NULL, data.out_mmap_length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, to);
+	ASSERT_EQ(to, mremap(p, data.out_mmap_length, data.out_mmap_length,
+			     MREMAP_MAYMOVE | MREMAP_FIXED, to));
+	ASSERT_EQ(0xabcdu, ((uint32_t *)to)[0]);
+	ASSERT_FALSE(uiommu_mmap_claims(p, data.out_mmap_length));
+	ASSERT_TRUE(uiommu_mmap_claims(to, 1));
+	ASSERT_EQ(-1, destroy(fd, viommu));
+	ASSERT_EQ(EBUSY, errno);
+	ASSERT_EQ(0, munmap(to, data.out_mmap_length));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, close(fd));
 }
 
 /*

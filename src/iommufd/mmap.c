@@ -21,10 +21,12 @@
  *
  * uiommu_munmap() unmaps, then forgets the pages of every recorded mapping inside the range;
  * a mapping whose last page is gone drops its references. A partial munmap leaves the rest
- * recorded, as a split VMA keeps its reference. uiommu_mmap() with MAP_FIXED over one of our
- * mappings forgets the pages it replaces the same way. The program's own mmap(MAP_FIXED) of
- * another file over one of our mappings is not seen: that mapping stays recorded until an
- * munmap of its range.
+ * recorded, as a split VMA keeps its reference. A record keeps where each page is mapped now:
+ * uiommu_mremap() moves them (a region's mapping does not grow: EFAULT, as the kernel's
+ * VM_DONTEXPAND), and forgets the ones it shrinks away or replaces. uiommu_mmap() with
+ * MAP_FIXED over one of our mappings forgets the pages it replaces the same way. The
+ * program's own mmap(MAP_FIXED) of another file over one of our mappings is not seen: that
+ * mapping stays recorded until an munmap of its range.
  *
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
  * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets
@@ -63,13 +65,17 @@
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
-#define IOMMUFD_MMAP_MAX_PAGES 64u /* the live-page bitmap of one mapping */
+#define IOMMUFD_MMAP_MAX_PAGES 64u /* the pages of one mapping */
 
 struct iommufd_mmap {
 	struct iommufd_mmap *next;    /* mmap_list; mmap_lock */
-	uintptr_t addr;               /* constant */
-	size_t len;                   /* bytes, whole pages; constant */
-	uint64_t live;                /* pages still mapped, bit per page; mmap_lock */
+	/*
+	 * Where each page of the region is mapped now (0: unmapped): an mremap moves pages, a
+	 * munmap ends them. mmap_lock
+	 */
+	uintptr_t page[IOMMUFD_MMAP_MAX_PAGES];
+	unsigned int npages;          /* constant */
+	unsigned int live;            /* pages mapped; mmap_lock */
 	struct iommufd_object *owner; /* a users reference; NULL: another process's region */
 	struct iommufd_ctx *ictx;     /* its file: a reference (owner set) */
 	struct iommufd_server *server; /* the region's server (owner NULL) */
@@ -162,31 +168,37 @@ static struct iommufd_object *iommufd_mmap_region_find(struct iommufd_ctx *ictx,
 	return obj;
 }
 
-/* Forgets the pages of [addr, addr + len) in every recorded mapping; drops emptied ones. */
-static void iommufd_mmap_forget(uintptr_t addr, size_t len)
+/* Page @i of @m is gone (mmap_lock). */
+static void iommufd_mmap_page_gone(struct iommufd_mmap *m, unsigned int i)
 {
-	struct iommufd_mmap *dead = NULL, **pos, *m;
-	uintptr_t end = addr + len;
+	if (m->page[i]) {
+		m->page[i] = 0;
+		m->live--;
+	}
+}
 
-	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
-		return;
-	uiommu_mutex_lock(&mmap_lock);
+/* Unlinks the recorded mappings without a page left onto *@dead (mmap_lock). */
+static void iommufd_mmap_reap(struct iommufd_mmap **dead)
+{
+	struct iommufd_mmap **pos, *m;
+
 	for (pos = &mmap_list; (m = *pos);) {
-		uintptr_t s = addr > m->addr ? addr : m->addr;
-		uintptr_t e = end < m->addr + m->len ? end : m->addr + m->len;
-
-		for (; s < e; s += uiommu_page_size)
-			m->live &= ~(1ull << ((s - m->addr) / uiommu_page_size));
 		if (m->live) {
 			pos = &m->next;
 			continue;
 		}
 		*pos = m->next;
-		m->next = dead;
-		dead = m;
+		m->next = *dead;
+		*dead = m;
 		atomic_fetch_sub_explicit(&mmap_count, 1, memory_order_relaxed);
 	}
-	uiommu_mutex_unlock(&mmap_lock);
+}
+
+/* Drops what emptied mappings held (outside mmap_lock). */
+static void iommufd_mmap_put(struct iommufd_mmap *dead)
+{
+	struct iommufd_mmap *m;
+
 	while ((m = dead)) {
 		dead = m->next;
 		if (!m->owner) {
@@ -203,13 +215,29 @@ static void iommufd_mmap_forget(uintptr_t addr, size_t len)
 	}
 }
 
-static uint64_t iommufd_mmap_live_all(size_t len)
+/* Forgets the pages in [addr, addr + len) of every recorded mapping; drops emptied ones. */
+static void iommufd_mmap_forget(uintptr_t addr, size_t len)
 {
-	return len / uiommu_page_size == 64 ? ~0ull : (1ull << (len / uiommu_page_size)) - 1;
+	struct iommufd_mmap *dead = NULL, *m;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return;
+	uiommu_mutex_lock(&mmap_lock);
+	for (m = mmap_list; m; m = m->next)
+		for (unsigned int i = 0; i < m->npages; i++)
+			if (m->page[i] - addr < len)
+				iommufd_mmap_page_gone(m, i);
+	iommufd_mmap_reap(&dead);
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
 }
 
-static void iommufd_mmap_insert(struct iommufd_mmap *m)
+/* Records @m, mapped at @p for @len bytes (whole pages). */
+static void iommufd_mmap_insert(struct iommufd_mmap *m, void *p, size_t len)
 {
+	m->npages = m->live = (unsigned int)(len / uiommu_page_size);
+	for (unsigned int i = 0; i < m->npages; i++)
+		m->page[i] = (uintptr_t)p + i * uiommu_page_size;
 	uiommu_mutex_lock(&mmap_lock);
 	m->next = mmap_list;
 	mmap_list = m;
@@ -235,12 +263,9 @@ int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 	if (!m)
 		return -ENOMEM;
 	iommufd_mmap_forget((uintptr_t)p, len);
-	m->addr = (uintptr_t)p;
-	m->len = len;
-	m->live = iommufd_mmap_live_all(len);
 	m->server = server;
 	m->hold = *hold;
-	iommufd_mmap_insert(m);
+	iommufd_mmap_insert(m, p, len);
 	return 0;
 }
 
@@ -534,15 +559,12 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	}
 	/* MAP_FIXED may have replaced pages of ours. */
 	iommufd_mmap_forget((uintptr_t)p, region_len);
-	m->addr = (uintptr_t)p;
-	m->len = region_len;
-	m->live = iommufd_mmap_live_all(region_len);
 	m->owner = owner;
 	m->ictx = ictx;
 	/* Pair with the puts in iommufd_mmap_forget(). */
 	iommufd_object_ref_users(owner);
 	iommufd_ctx_file_get(ictx);
-	iommufd_mmap_insert(m);
+	iommufd_mmap_insert(m, p, region_len);
 	iommufd_put_object(ictx, owner);
 	iommufd_ctx_file_put(ictx);
 	return p;
@@ -593,6 +615,51 @@ UIOMMU_EXPORT int uiommu_munmap(void *addr, size_t len)
 	return 0;
 }
 
+/*
+ * The pages of [@old, @old + @old_len) moved to @new (an mremap): those past @new_len are gone;
+ * pages of ours that were at the new place and did not move were replaced.
+ */
+static void iommufd_mmap_moved(uintptr_t old, size_t old_len, uintptr_t new, size_t new_len)
+{
+	struct iommufd_mmap *dead = NULL, *m;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (m = mmap_list; m; m = m->next) {
+		for (unsigned int i = 0; i < m->npages; i++) {
+			uintptr_t a = m->page[i];
+
+			if (a && a - old < old_len && a - old < new_len)
+				m->page[i] = new + (a - old);
+			else if (a && (a - old < old_len || a - new < new_len))
+				iommufd_mmap_page_gone(m, i);
+		}
+	}
+	iommufd_mmap_reap(&dead);
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
+}
+
+UIOMMU_EXPORT void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int flags,
+				  void *new_addr)
+{
+	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
+	uintptr_t o = (uintptr_t)old;
+	void *p;
+
+	/* The owner's mappings are its own (as before it registered). */
+	if (owner && owner->claims(o, o + (old_len ? old_len : 1)))
+		return sys_mremap(old, old_len, new_len, flags, new_addr);
+	/* A region's mapping is the kernel's VM_DONTEXPAND (io_remap_pfn_range()): no growing. */
+	if (new_len > old_len && uiommu_mmap_claims(old, old_len ? old_len : 1)) {
+		errno = EFAULT;
+		return MAP_FAILED;
+	}
+	p = sys_mremap(old, old_len, new_len, flags, new_addr);
+	if (p != MAP_FAILED)
+		iommufd_mmap_moved(o, old_len, (uintptr_t)p, new_len);
+	return p;
+}
+
 UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
 {
 	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
@@ -606,7 +673,8 @@ UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
 		return false;
 	uiommu_mutex_lock(&mmap_lock);
 	for (m = mmap_list; m && !found; m = m->next)
-		found = s < m->addr + m->len && m->addr < e;
+		for (unsigned int i = 0; i < m->npages && !found; i++)
+			found = m->page[i] && m->page[i] < e && s < m->page[i] + uiommu_page_size;
 	uiommu_mutex_unlock(&mmap_lock);
 	return found;
 }

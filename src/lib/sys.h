@@ -39,6 +39,13 @@ static inline int sys_munmap(void *addr, size_t len)
 	return (int)sys_syscall(SYS_munmap, addr, (long)len);
 }
 
+static inline void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags,
+			       void *new_addr)
+{
+	return (void *)sys_syscall(SYS_mremap, old, (long)old_len, (long)new_len, (long)flags,
+				   new_addr);
+}
+
 static inline int sys_close(int fd)
 {
 	return (int)sys_syscall(SYS_close, (long)fd);

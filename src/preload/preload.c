@@ -1091,7 +1091,7 @@ WRAP_PREAD_CHK(__pread_chk, pread, off_t)
 WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 
 /*
- * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings
+ * mmap of an iommufd fd, and the munmap and mremap of what it mapped: the library's. Anonymous mappings
  * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
  * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
  * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
@@ -1134,6 +1134,8 @@ UIOMMU_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags,
 		uiommu_remote_range_forget(new_addr, new_len);
 	}
 	uiommu_remote_range_forget(old, old_len);
+	if (uiommu_mmap_claims(old, old_len ? old_len : 1))
+		return uiommu_mremap(old, old_len, new_len, flags, new_addr);
 	return _mremap(old, old_len, new_len, flags, new_addr);
 }
 

@@ -39,6 +39,14 @@
  * a SOCK_STREAM connection read with MSG_WAITALL. A request the server cannot parse, or whose
  * secret does not match, ends that connection (or answers EBADF); nothing else is touched.
  *
+ * Mappings. MMAP hands over a vIOMMU region's memfd and makes a hold for the calling client
+ * (mmap.c: the owner's users reference, the context's file, an ID and a secret), which answers
+ * EBUSY to the vIOMMU's destroy as the kernel's VMA does. The client records its mapping with
+ * the hold's name; its munmap/mremap of the last page sends MUNMAP. A client's holds all go
+ * when its last connection closes (it died or exec'd: its connections are close-on-exec) or
+ * when it is forgotten. A forked child asks for its own copy of each (MMAP_FORK, the secret
+ * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
+ *
  * Threads. The server thread (one per serving process, started with its first file) accepts
  * connections and watches the peers; each connection gets a detached thread of its own (at
  * most REMOTE_CONNS_MAX), with every signal blocked. A client that dies mid-call leaves its
@@ -47,8 +55,10 @@
  *
  * Fork. The child is a new process: it serves nothing of its parent's (its copies of the
  * parent's files name the parent as their server), so the child handler forgets the server
- * state (listening socket, epoll set, peers, export table in file.c) and the connection pools,
- * and draws a new cookie; the child's own files get a new server at its first open.
+ * state (listening socket, epoll set, peers, export table in file.c, the holds it made for its
+ * parent's clients) and the connection pools, and draws a new cookie; the child's own files
+ * get a new server at its first open. Last, it asks the servers of its mappings for its holds,
+ * which the parent's handler waits for.
  *
  * Exec (QEMU's CPR). A serving process that execs would take its server with it; its fds live
  * on in the new image and elsewhere. uiommu_exec_handover() (the preload layer's execve
@@ -79,9 +89,10 @@
  * Locking: serve_gate (read: one served call, one batch of the server thread's events; write:
  * a hand-over) comes before every other lock. servers_lock protects the list of known
  * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
- * clients_lock protects the list of client mms (a leaf); conns_lock the accepted
- * connections' fds (a leaf). None is held across a system call that waits. The fork handlers
- * take remote_direct.c's direct_lock before all of them.
+ * clients_lock protects the list of client mms (a leaf but for mmap.c's mmap_lock, taken
+ * under it to unlink a client's holds); conns_lock the accepted connections' fds (a leaf).
+ * None is held across a system call that waits. The fork handlers take remote_direct.c's
+ * direct_lock before all of them, and mmap_lock after them.
  *
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
  * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);

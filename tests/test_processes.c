@@ -1242,7 +1242,7 @@ TEST(an_mremap_moves_a_remote_mapping_and_its_hold)
 	held_run(_metadata, "mGBuD");
 }
 
-/* The same rule for this process's own mapping of its own region. */
+/* The same rules for this process's own mapping of its own region; MREMAP_DONTUNMAP EINVAL. */
 TEST(an_mremap_moves_a_local_mapping_and_its_hold)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
@@ -1257,6 +1257,9 @@ TEST(an_mremap_moves_a_local_mapping_and_its_hold)
 	ASSERT_EQ(MAP_FAILED, mremap(p, data.out_mmap_length, 2 * data.out_mmap_length,
 				     MREMAP_MAYMOVE));
 	ASSERT_EQ(EFAULT, errno);
+	ASSERT_EQ(MAP_FAILED, mremap(p, data.out_mmap_length, data.out_mmap_length,
+				     MREMAP_MAYMOVE | MREMAP_DONTUNMAP));
+	ASSERT_EQ(EINVAL, errno);
 	to = mmap(NULL, data.out_mmap_length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, to);
 	ASSERT_EQ(to, mremap(p, data.out_mmap_length, data.out_mmap_length,

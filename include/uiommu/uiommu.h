@@ -210,7 +210,8 @@ int uiommu_fd_close_range(unsigned int first, unsigned int last, int flags);
  * answers EBUSY) until uiommu_munmap() of all of it. uiommu_munmap() is munmap(2) that also
  * forgets such mappings; uiommu_mmap_claims() says whether a range meets one of them.
  * uiommu_mremap() is mremap(2) of such a range (its new_addr only with MREMAP_FIXED): the
- * pages it moves stay held, those it drops are forgotten; growing one is EFAULT.
+ * pages it moves stay held, those it drops are forgotten; growing one is EFAULT, and
+ * MREMAP_DONTUNMAP of one EINVAL.
  */
 void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int uiommu_munmap(void *addr, size_t len);

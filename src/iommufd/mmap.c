@@ -649,9 +649,13 @@ UIOMMU_EXPORT void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int
 	/* The owner's mappings are its own (as before it registered). */
 	if (owner && owner->claims(o, o + (old_len ? old_len : 1)))
 		return sys_mremap(old, old_len, new_len, flags, new_addr);
-	/* A region's mapping is the kernel's VM_DONTEXPAND (io_remap_pfn_range()): no growing. */
-	if (new_len > old_len && uiommu_mmap_claims(old, old_len ? old_len : 1)) {
-		errno = EFAULT;
+	/*
+	 * A region's mapping is the kernel's VM_DONTEXPAND (io_remap_pfn_range()): no growing,
+	 * and no MREMAP_DONTUNMAP (its check refuses such a VMA).
+	 */
+	if (uiommu_mmap_claims(old, old_len ? old_len : 1) &&
+	    (new_len > old_len || (flags & MREMAP_DONTUNMAP))) {
+		errno = flags & MREMAP_DONTUNMAP ? EINVAL : EFAULT; /* the kernel's order */
 		return MAP_FAILED;
 	}
 	p = sys_mremap(old, old_len, new_len, flags, new_addr);

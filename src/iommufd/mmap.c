@@ -281,7 +281,7 @@ static int iommufd_mmap_check(size_t len, int prot, int flags, off_t off)
 	return 0;
 }
 
-/* A new hold of @owner for @holder, its name in *@name (mmap_lock). */
+/* A new hold of @owner (held by the caller) for @holder, named in *@name; takes mmap_lock. */
 static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
 							struct iommufd_object *owner,
 							const void *holder, struct wire_hold *name)

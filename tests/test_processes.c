@@ -244,7 +244,9 @@ static int child_mmap(int sock)
  * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
- * answer: its status), 'e' execs
+ * answer: its status), 'x' and a byte N maps it with the Nth fallible step of this process
+ * failed (the answer: the errno, or -2 when it mapped and nothing failed, -3 when it mapped
+ * with the failure absorbed), 'e' execs
  * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
  * answers 0, and ends at EOF). EOF ends it.
  */
@@ -321,6 +323,22 @@ static int child_held(int sock)
 			break;
 		case 'n':
 			break;
+		case 'x': {
+			unsigned char nth;
+			unsigned long left;
+
+			if (read(sock, &nth, 1) != 1)
+				return 5;
+			uiommu_fail_nth_arm(nth);
+			q = mmap(NULL, reg[1], PROT_READ, MAP_SHARED, fd, (off_t)reg[0]);
+			rc = errno;
+			left = uiommu_fail_nth_disarm();
+			if (q != MAP_FAILED) {
+				p = q;
+				rc = left ? -2 : -3;
+			}
+			break;
+		}
 		case 'e': {
 			char a1[24];
 
@@ -1336,6 +1354,45 @@ TEST(fail_nth_of_a_remote_mapping_and_its_holds)
 	ASSERT_NE(0, seen[1]);
 	ASSERT_NE(0, seen[2]);
 	ASSERT_NE(0, mapped);
+}
+
+/*
+ * The mapping side's fallible steps in turn (its file's lookup, its record of the mapping):
+ * a mapping that failed holds nothing (its hold given back at once), one that succeeded holds.
+ */
+TEST(fail_nth_of_a_remote_mapping_in_the_mapping_process)
+{
+	unsigned long failed = 0;
+	struct held h;
+	char cmd[2] = { 'x', 0 };
+	int rc = 0;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (int nth = 1; nth < 64 && rc != -2; nth++) {
+		ASSERT_EQ(0, held_start(&h));
+		ASSERT_EQ(0, held_do(&h, 'n'));
+		cmd[1] = (char)nth;
+		ASSERT_EQ(1, write(h.sock, cmd, 1));
+		rc = held_do(&h, cmd[1]);
+		if (rc == -2 || rc == -3) {
+			ASSERT_EQ(-1, destroy(h.fd, h.viommu));
+			ASSERT_EQ(EBUSY, errno);
+			ASSERT_EQ(0, held_do(&h, 'u'));
+		} else {
+			ASSERT_EQ(ENOMEM, rc); /* on a mismatch, prints what the child said */
+			failed++;
+		}
+		/* Given back before mmap() returned (or never taken). */
+		ASSERT_EQ(0, destroy(h.fd, h.viommu));
+		close(h.sock);
+		ASSERT_EQ(0, test_child_wait(h.pid));
+		ASSERT_EQ(0, close(h.fd));
+		ASSERT_EQ(0, live_contexts_settle(0));
+	}
+	ASSERT_EQ(-2, rc);
+	ASSERT_NE(0, failed);
 }
 
 /*

@@ -828,17 +828,24 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
 /*
  * "cprfds SOCK": a serving process that holds a pipe's write end (from the test, over SOCK)
  * and the CPR context (nothing pins its memfd yet: the first pin, after the exec, is the next
- * server's, through its own duplicate of the memfd), then execs itself keeping the pipe.
+ * server's, through its own duplicate of the memfd) with a vIOMMU whose region says 0x77,
+ * then execs itself keeping the pipe.
  */
 static int child_cprfds(int sock)
 {
-	uint64_t msg[2] = { 0 };
+	struct iommu_viommu_selftest data = { .in_data = 0x77 };
+	uint64_t msg[3] = { 0 };
 	int fd = cpr_context(0xa5, &msg[0]);
 	char a1[24], a2[24], a3[24], c;
 	int wr = recv_fd(sock, &c, 1);
+	uint32_t viommu;
 
 	if (fd < 0 || wr < 0)
 		return 2;
+	if (viommu_with_region(fd, &data, &viommu))
+		return 3;
+	msg[1] = data.out_mmap_offset;
+	msg[2] = data.out_mmap_length;
 	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
 		return 5;
 	snprintf(a1, sizeof(a1), "%d", fd);
@@ -1843,8 +1850,9 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
  * The process an exec hands the serving to is a copy of the exec'ing one, but keeps none of
  * the program's fds: a pipe the program held reaches EOF when the last program image holding
  * it exits, not when the context goes. What the library holds works on there: the memfd
- * duplicate behind a MAP_FILE (its first pin comes after the exec) and this process's client
- * fds (a map of its private memory, read back through an access).
+ * duplicate behind a MAP_FILE (its first pin comes after the exec), this process's client
+ * fds (a map of its private memory, read back through an access) and a vIOMMU region's memfd
+ * (mmap from here).
  */
 TEST(the_next_server_keeps_none_of_the_programs_fds)
 {
@@ -1854,7 +1862,8 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	int sock, fd, pipefd[2], status;
 	uint8_t got[2 * PS];
 	struct pollfd pfd;
-	uint64_t msg[2], iova;
+	uint64_t msg[3], iova;
+	uint32_t ioas, *region;
 	pid_t pid;
 	char c = 0;
 
@@ -1869,8 +1878,8 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	fd = recv_fd(sock, msg, sizeof(msg));
 	ASSERT_GE(fd, 0);
 	/* Our client state at the server (our pidfd, mem, maps) is made before the hand-over. */
-	ASSERT_EQ(2, ioas_alloc(fd));
-	ASSERT_EQ(0, ioas_map(fd, 2, mine, PS, &iova));
+	ASSERT_EQ(0, ioas_alloc_id(fd, &ioas));
+	ASSERT_EQ(0, ioas_map(fd, ioas, mine, PS, &iova));
 	ASSERT_EQ(1, write(sock, &c, 1));
 	ASSERT_EQ(1, read(sock, &c, 1)); /* the new image runs, holding the pipe */
 	pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
@@ -1893,7 +1902,7 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 		ASSERT_EQ(0xa5, got[i]);
 	ASSERT_EQ(0, close((int)create.create_access.out_access_fd));
 	/* Our private page, through the client fds the server took at our first call. */
-	create.id = 2;
+	create.id = ioas;
 	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &create));
 	rw.id = create.create_access.out_access_fd;
 	rw.access_rw.iova = iova;
@@ -1902,10 +1911,15 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	for (unsigned int i = 0; i < PS; i++)
 		ASSERT_EQ(0x3c, got[i]);
 	ASSERT_EQ(0, close((int)create.create_access.out_access_fd));
-	ASSERT_EQ(PS, ioas_unmap_len(fd, 2, iova, PS));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, iova, PS));
 	ASSERT_EQ(2 * PS, ioas_unmap_len(fd, 1, msg[0], 2 * PS));
-	ASSERT_EQ(0, destroy_settle(fd, 2));
-	ASSERT_EQ(0, destroy_settle(fd, 1));
+	ASSERT_EQ(0, destroy_settle(fd, ioas));
+	/* The vIOMMU region's memfd, which the next server hands out for our mmap. */
+	region = mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]);
+	ASSERT_NE(MAP_FAILED, region);
+	ASSERT_EQ(0x77u, region[0]);
+	ASSERT_EQ(0, munmap(region, msg[2]));
+	/* The last fd, with the device, the vIOMMU and IOAS 1 still in the context. */
 	ASSERT_EQ(0, close(fd));
 	/* That was the last fd: the next server exits, cleanly. */
 	while (wait(&status) > 0)

@@ -41,15 +41,16 @@
  * space, out of fds, an injected failure) fails the open or the ioctl as an allocation would,
  * and the unwind removes it. So a file without its record never exists there.
  *
- * Locking: procfd_lock protects procfd_state (the directory's name, once found, and whether
- * this process swept it); a leaf, held only for the first look. Records themselves need none:
- * each is written whole and renamed.
+ * Locking: none. The directory is found once (pthread_once) and constant after; records need
+ * none, each is written whole and renamed. So a release, which may run under fdt_lock and
+ * gone_lock (file.c), removes its record without taking a lock.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,6 @@
 #include "iommufd/iommufd_private.h"
 #include "lib/compiler.h"
 #include "lib/fail.h"
-#include "lib/lockdep.h"
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
@@ -69,12 +69,10 @@
 /* Set by uiommu_fd_track(): records are written from then on. */
 static atomic_bool procfd_enabled;
 
-UIOMMU_MUTEX_DEFINE(procfd_lock); /* protects procfd_state; a leaf */
-static struct {
-	pid_t pid;           /* the process that found the directory (a fork's child looks again) */
-	int err;             /* 0: dir is usable; else why not */
-	char dir[PATH_MAX - 32];
-} procfd_state;
+/* The registry's directory and whether it is usable (0 or -errno): found once, then constant. */
+static pthread_once_t procfd_dir_once = PTHREAD_ONCE_INIT;
+static int procfd_dir_err;
+static char procfd_dir[PATH_MAX - 32];
 
 void iommufd_procfd_enable(void)
 {
@@ -107,20 +105,20 @@ static int procfd_dir_find(char *dir, size_t len)
 	return procfd_dir_check(dir);
 }
 
-/* The directory's name in @dir (PATH_MAX bytes), or -errno; looked up once per process. */
+static void procfd_dir_init(void)
+{
+	procfd_dir_err = procfd_dir_find(procfd_dir, sizeof(procfd_dir));
+}
+
+/*
+ * The directory's name in @dir (PATH_MAX bytes), or -errno. Looked up once: a fork's child has
+ * the same user and environment, so the same directory.
+ */
 static int procfd_dir_get(char *dir)
 {
-	int rc;
-
-	uiommu_mutex_lock(&procfd_lock);
-	if (procfd_state.pid != getpid()) {
-		procfd_state.err = procfd_dir_find(procfd_state.dir, sizeof(procfd_state.dir));
-		procfd_state.pid = getpid();
-	}
-	rc = procfd_state.err;
-	snprintf(dir, PATH_MAX, "%s", procfd_state.dir);
-	uiommu_mutex_unlock(&procfd_lock);
-	return rc;
+	pthread_once(&procfd_dir_once, procfd_dir_init);
+	snprintf(dir, PATH_MAX, "%s", procfd_dir);
+	return procfd_dir_err;
 }
 
 /* The start time of @pid (field 22 of /proc/PID/stat), or 0 when it does not exist. */
@@ -417,10 +415,10 @@ UIOMMU_EXPORT ssize_t uiommu_fd_link_readlink(int dirfd, const char *path, char 
 	char whole[PATH_MAX], link[PATH_MAX];
 	struct iommufd_node node;
 	bool is_link;
+	int fd, saved;
 	ssize_t n;
 	size_t out;
 	pid_t pid;
-	int fd;
 
 	is_link = procfd_path_at(dirfd, path, whole, sizeof(whole)) &&
 		  procfd_path_parse(whole, &pid, &fd);
@@ -431,8 +429,10 @@ UIOMMU_EXPORT ssize_t uiommu_fd_link_readlink(int dirfd, const char *path, char 
 	if (n < 0)
 		return -1;
 	link[n] = '\0';
+	saved = errno; /* a successful readlink leaves it be, whatever the lookup met */
 	if (is_link && !iommufd_procfd_lookup_link(link, &node))
 		snprintf(link, sizeof(link), "%s", node.path);
+	errno = saved;
 	/* readlink(2): no NUL, truncated to @len. */
 	out = strlen(link);
 	if (out > len)

@@ -309,9 +309,10 @@ struct iommufd_node {
 #define IOMMUFD_NODE_MAJOR 10
 #define IOMMUFD_NODE_MINOR 257
 /*
- * procfd.c: the registry of what other processes' /proc/<pid>/fd/N show of our files. Records
- * are written (best effort) once enabled (the preload layer), per backing socket inode.
- * lookup: 0 and *@node for a live record; -ENOENT otherwise. lookup_link: the same for a
+ * procfd.c: the registry of what other processes' /proc/<pid>/fd/N show of our files, a record
+ * per backing socket inode, kept once enabled (the preload layer). publish: 0, or -errno (the
+ * open or ioctl making the file fails; 0 when there is no registry to keep); forget: at the
+ * release or an unwind. lookup: 0 and *@node for a live record; -ENOENT otherwise. lookup_link: the same for a
  * readlink result ("socket:[INO]"); node_of_path: for a /proc fd link path, read on the host.
  */
 void iommufd_procfd_enable(void);

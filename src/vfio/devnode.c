@@ -223,27 +223,6 @@ static enum devnode_kind devnode_resolve(int dirfd, const char *path, int flags,
 	return name->through_node ? DEVNODE_BELOW : kind;
 }
 
-/* Does @path name, in one of its spellings, an fd our table holds? Only the text and the table. */
-static bool devnode_proc_fd_ours(const char *path)
-{
-	static const char *const prefixes[] = { "/dev/fd/", "/proc/self/fd/",
-						"/proc/thread-self/fd/" };
-	char own[32], *end;
-	long fd;
-
-	snprintf(own, sizeof(own), "/proc/%d/fd/", (int)getpid());
-	for (size_t i = 0; i <= ARRAY_SIZE(prefixes); i++) {
-		const char *p = i < ARRAY_SIZE(prefixes) ? prefixes[i] : own;
-		size_t n = strlen(p);
-
-		if (strncmp(path, p, n) || path[n] < '0' || path[n] > '9')
-			continue;
-		fd = strtol(path + n, &end, 10);
-		return !*end && fd <= INT_MAX && uiommu_is_fd((int)fd);
-	}
-	return false;
-}
-
 /*
  * /proc/self/fd/N (also /proc/thread-self/fd/N, /proc/<our pid>/fd/N and /dev/fd/N) of one of
  * our fds opened through a node: the kernel's open follows the magic link to the node's inode
@@ -265,7 +244,8 @@ static bool devnode_proc_fd(const char *path, int flags, char *node, size_t len)
 
 	if (!path || (flags & O_NOFOLLOW))
 		return false;
-	if (!devnode_proc_fd_ours(path) && !iommufd_procfd_node_of_path(path, &rec)) {
+	/* Not one of our table's fds (the node layer takes those): the registry's. */
+	if (!uiommu_node_claims(path) && !iommufd_procfd_node_of_path(path, &rec)) {
 		enum devnode_kind kind = devnode_kind_of(rec.path);
 
 		if (!S_ISCHR(rec.mode) ||

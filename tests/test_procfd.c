@@ -32,7 +32,7 @@
 #define ASSERT_ERRNO_OR_OK(rc) ASSERT_TRUE((rc) >= 0 || errno == ENOMEM)
 
 struct req {
-	char op;       /* 'L' readlink, 'O' open, 'Q' quit */
+	char op;       /* 'L' readlink, 'O' open, 'N' open /dev/iommu and keep it, 'Q' quit */
 	int pid, fd;
 	uint32_t id;   /* 'O': an ID of the holder's to destroy through the new fd */
 };
@@ -120,6 +120,8 @@ static int child_main(int sock)
 			child_readlink(&q, &r);
 		else if (q.op == 'O')
 			child_open(&q, &r);
+		else if (q.op == 'N')
+			r.rc = open("/dev/iommu", O_RDWR | O_CLOEXEC); /* kept until the end */
 		if (write(sock, &r, sizeof(r)) != (ssize_t)sizeof(r))
 			return 1;
 	}
@@ -359,6 +361,7 @@ TEST(names_of_every_kind_in_this_process)
 	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	char path[64], raw[64];
 	struct kinds k;
+	struct stat st;
 
 	ASSERT_GE(fd, 0);
 	NEEDS_IOMMUFD_TEST();
@@ -367,6 +370,12 @@ TEST(names_of_every_kind_in_this_process)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
 		ASSERT_EQ(0, strncmp(raw_link_of(path, raw, sizeof(raw)), "socket:[", 8));
 		ASSERT_STREQ(k.names[i], own_name(k.fds[i]));
+		/* fstat() agrees: a node's character device, or an anonymous inode's 0600. */
+		ASSERT_EQ(0, fstat(k.fds[i], &st));
+		if (k.names[i][0] == '/' && strcmp(k.names[i], "/dmabuf:"))
+			ASSERT_TRUE(S_ISCHR(st.st_mode));
+		else
+			ASSERT_EQ(0600u, st.st_mode);
 	}
 	/* readlink(2)'s truncation: no NUL, at most the buffer. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -494,6 +503,43 @@ TEST(the_record_goes_with_the_last_close)
 		ASSERT_EQ(0700u, st.st_mode & 07777);
 		ASSERT_EQ(geteuid(), st.st_uid);
 	}
+}
+
+/*
+ * A holder killed with its files open leaves their records: they count for nothing (the
+ * process is gone), and the next process that writes a record sweeps them away. One that
+ * exits normally removes its own.
+ */
+TEST(a_killed_holders_records_are_swept)
+{
+	char dir[256], path[320], proc[64], raw[64];
+	struct reader holder, next;
+	unsigned long ino;
+	struct rep r;
+
+	ASSERT_EQ(0, uiommu_fd_registry(dir, sizeof(dir)));
+	ASSERT_EQ(0, reader_start(&holder, false));
+	r = reader_ask(&holder, 'N', 0, 0);
+	ASSERT_GE(r.rc, 0);
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)holder.pid, r.rc);
+	ASSERT_EQ(1, sscanf(raw_link_of(proc, raw, sizeof(raw)), "socket:[%lu]", &ino));
+	snprintf(path, sizeof(path), "%s/%lu", dir, ino);
+	ASSERT_EQ(0, access(path, F_OK));
+	ASSERT_EQ(0, kill(holder.pid, SIGKILL));
+	ASSERT_EQ(128 + SIGKILL, test_child_wait(holder.pid));
+	close(holder.sock);
+	ASSERT_EQ(0, access(path, F_OK)); /* nobody removed it */
+	ASSERT_EQ(0, reader_start(&next, false));
+	r = reader_ask(&next, 'N', 0, 0);
+	ASSERT_GE(r.rc, 0);
+	ASSERT_ERRNO(ENOENT, access(path, F_OK));
+	/* A holder that exits normally takes its records with it. */
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)next.pid, r.rc);
+	ASSERT_EQ(1, sscanf(raw_link_of(proc, raw, sizeof(raw)), "socket:[%lu]", &ino));
+	snprintf(path, sizeof(path), "%s/%lu", dir, ino);
+	ASSERT_EQ(0, access(path, F_OK));
+	ASSERT_EQ(0, reader_stop(&next));
+	ASSERT_ERRNO(ENOENT, access(path, F_OK));
 }
 
 /*

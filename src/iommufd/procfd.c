@@ -26,7 +26,8 @@
  * process still lives finds a file that lives, because socket inode numbers come from a
  * 32-bit counter that is not reused before it wraps. A process that dies without releasing
  * (SIGKILL) leaves records that name a dead pid, or a pid with another start time: they count
- * as absent, and the first publish of every process sweeps them away. A record only ever gives
+ * as absent, and the first publish of every process sweeps them away; a process that exits
+ * normally removes its own (its files end with it). A record only ever gives
  * a name; what a reader does with it is the reader's: a node name is opened anew, in the
  * reader's process and with its own rights, as a plain open() of that node (devnode.c checks
  * that it is one of the nodes it serves), so a record can make nobody reach a context it was
@@ -209,9 +210,11 @@ static bool procfd_record_live(const struct procfd_record *rec)
 /*
  * Removes what processes that are gone left: records naming a dead process (or one that is
  * no record at all: the directory is ours alone) and a crashed writer's temporary file
- * (".INO.PID"). Once per process, at its first publish.
+ * (".INO.PID"); at @exiting, also this process's own records (its files end with it, and
+ * their other holders' calls answer ENODEV from then on). Once per process at its first
+ * publish, and at its exit.
  */
-static void procfd_sweep(const char *dir)
+static void procfd_sweep(const char *dir, bool exiting)
 {
 	struct procfd_record rec;
 	struct dirent *de;
@@ -225,7 +228,8 @@ static void procfd_sweep(const char *dir)
 		int pid;
 
 		if (de->d_name[0] >= '0' && de->d_name[0] <= '9') {
-			if (!procfd_record_read(dir, de->d_name, &rec) && procfd_record_live(&rec))
+			if (!procfd_record_read(dir, de->d_name, &rec) && procfd_record_live(&rec) &&
+			    !(exiting && rec.pid == getpid()))
 				continue;
 		} else if (sscanf(de->d_name, ".%llu.%d", &ino, &pid) != 2 || pid <= 0 ||
 			   procfd_start_time(pid)) {
@@ -235,6 +239,22 @@ static void procfd_sweep(const char *dir)
 			unlink(path);
 	}
 	closedir(d);
+}
+
+/* A process that exits (not by exec) takes its records with it. */
+static void procfd_atexit(void)
+{
+	char dir[PATH_MAX];
+
+	if (!procfd_dir_get(dir))
+		procfd_sweep(dir, true);
+}
+
+static pthread_once_t procfd_atexit_once = PTHREAD_ONCE_INIT;
+
+static void procfd_atexit_register(void)
+{
+	atexit(procfd_atexit);
 }
 
 int iommufd_procfd_publish(ino_t ino, const struct iommufd_node *node)
@@ -251,8 +271,10 @@ int iommufd_procfd_publish(ino_t ino, const struct iommufd_node *node)
 		return 0;
 	if (uiommu_should_fail())
 		return -ENOMEM;
-	if (atomic_exchange(&swept, pid) != pid)
-		procfd_sweep(dir);
+	if (atomic_exchange(&swept, pid) != pid) {
+		pthread_once(&procfd_atexit_once, procfd_atexit_register);
+		procfd_sweep(dir, false);
+	}
 	/* Our own start time, read once per process (a fork's child reads its own). */
 	if (atomic_load(&self_pid) != pid) {
 		atomic_store(&self_start, procfd_start_time(pid));

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * What /proc/<pid>/fd/N shows of a uiommu fd, under uiommu-run (docs/processes.md, "What an
- * fd looks like in /proc"): readlink() gives the kernel's name for every kind of file, in
+ * fd looks like in /proc"): readlink() gives the kernel's name for every kind of file
+ * (/dev/iommu, fault queue, vEVENTQ, access, dma-buf, the VFIO container, a cdev, a group and
+ * its device fd), in
  * this process through every spelling and in another process through the registry; another
  * process's open() of the link opens a node anew (a new context, none of the holder's objects)
  * and refuses an anonymous file (ENXIO); the record goes with the file; records that lie (a
@@ -32,7 +34,11 @@
 #define ASSERT_ERRNO_OR_OK(rc) ASSERT_TRUE((rc) >= 0 || errno == ENOMEM)
 
 struct req {
-	char op;       /* 'L' readlink, 'O' open, 'N' open /dev/iommu and keep it, 'Q' quit */
+	/*
+	 * 'L' readlink, 'O' open, 'N' open /dev/iommu and keep it, 'G' take the fd
+	 * (pidfd_getfd(), adopted) and readlink the copy, 'Q' quit
+	 */
+	char op;
 	int pid, fd;
 	uint32_t id;   /* 'O': an ID of the holder's to destroy through the new fd */
 };
@@ -109,6 +115,25 @@ static void child_open(const struct req *q, struct rep *r)
 	close(fd);
 }
 
+/* The child's answer to 'G': the name of its own copy of the holder's fd. */
+static void child_getfd(const struct req *q, struct rep *r)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, (long)q->pid, 0L), fd = -1;
+	char self[64];
+
+	if (pidfd >= 0)
+		fd = (int)syscall(SYS_pidfd_getfd, (long)pidfd, (long)q->fd, 0L);
+	r->rc = fd >= 0 && uiommu_is_fd(fd) ? 0 : -1;
+	r->err = errno;
+	if (fd >= 0) {
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		link_of(self, r->text, sizeof(r->text));
+		close(fd);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
 static int child_main(int sock)
 {
 	struct req q;
@@ -120,6 +145,8 @@ static int child_main(int sock)
 			child_readlink(&q, &r);
 		else if (q.op == 'O')
 			child_open(&q, &r);
+		else if (q.op == 'G')
+			child_getfd(&q, &r);
 		else if (q.op == 'N')
 			r.rc = open("/dev/iommu", O_RDWR | O_CLOEXEC); /* kept until the end */
 		if (write(sock, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -289,9 +316,51 @@ static const char *first_entry(const char *dir, const char *first)
 	return path;
 }
 
+/* The last path component of the link @path ("" if none). */
+static const char *link_base(const char *path, char *buf, size_t len)
+{
+	const char *slash;
+
+	link_of(path, buf, len);
+	slash = strrchr(buf, '/');
+	return slash ? slash + 1 : buf;
+}
+
+/*
+ * A VFIO group of one device, bound to vfio-pci, other than the device of cdev @not: its id
+ * and the device's BDF in @bdf; -1 if none.
+ */
+static int single_group(const char *not, char *bdf, size_t len)
+{
+	char path[600], buf[256], group[256];
+
+	for (int m = 0; m < 32; m++) {
+		struct dirent *de;
+		int n = 0;
+		DIR *d;
+
+		snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", m);
+		if (!strcmp(path, not) || access(path, F_OK))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/vfio-dev/vfio%d/device", m);
+		snprintf(bdf, len, "%s", link_base(path, buf, sizeof(buf)));
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+		snprintf(group, sizeof(group), "%s", link_base(path, buf, sizeof(buf)));
+		snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%s/devices", group);
+		d = opendir(path);
+		while (d && (de = readdir(d)))
+			n += de->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		if (n == 1)
+			return atoi(group);
+	}
+	return -1;
+}
+
 struct kinds {
-	int fds[8];
-	const char *names[8];
+	int fds[10];
+	const char *names[10];
 	unsigned int n;
 };
 
@@ -312,8 +381,9 @@ static void kinds_open(struct __h_test *_metadata, struct kinds *k, int iommufd)
 	struct iommu_test_cmd dmabuf = { .size = sizeof(dmabuf), .op = IOMMU_TEST_OP_DMABUF_GET,
 					 .dmabuf_get = { .length = 4096, .open_flags = O_RDWR } };
 	static char cdev[300], group[300];
+	char bdf[256];
 	uint32_t viommu;
-	int fd;
+	int fd, gid, c;
 
 	memset(k, 0, sizeof(*k));
 	kind_add(k, iommufd, "/dev/iommu");
@@ -329,19 +399,26 @@ static void kinds_open(struct __h_test *_metadata, struct kinds *k, int iommufd)
 	fd = ioctl(iommufd, IOMMU_TEST_CMD, &dmabuf);
 	ASSERT_GE(fd, 0);
 	kind_add(k, fd, "/dmabuf:");
-	fd = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-	ASSERT_GE(fd, 0);
-	kind_add(k, fd, "/dev/vfio/vfio");
+	c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(c, 0);
+	kind_add(k, c, "/dev/vfio/vfio");
 	snprintf(cdev, sizeof(cdev), "%s", first_entry("/dev/vfio/devices", "vfio"));
 	ASSERT_NE(0, cdev[0]);
 	fd = open(cdev, O_RDWR | O_CLOEXEC);
 	ASSERT_GE(fd, 0);
 	kind_add(k, fd, cdev);
-	snprintf(group, sizeof(group), "%s", first_entry("/dev/vfio", "0"));
-	ASSERT_NE(0, group[0]);
+	/* A group of another device, in the container, and its device fd. */
+	gid = single_group(cdev, bdf, sizeof(bdf));
+	ASSERT_GE(gid, 0);
+	snprintf(group, sizeof(group), "/dev/vfio/%d", gid);
 	fd = open(group, O_RDWR | O_CLOEXEC);
 	ASSERT_GE(fd, 0);
 	kind_add(k, fd, group);
+	ASSERT_EQ(0, ioctl(fd, VFIO_GROUP_SET_CONTAINER, &c));
+	ASSERT_EQ(0, ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	fd = ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	ASSERT_GE(fd, 0);
+	kind_add(k, fd, "anon_inode:[vfio-device]");
 }
 
 static void kinds_close(struct kinds *k)
@@ -386,8 +463,9 @@ TEST(names_of_every_kind_in_this_process)
 
 /*
  * Another process's readlink() of /proc/<pid>/fd/N (also /proc/<pid>/task/<tid>/fd/N and
- * readlinkat() in the fd directory) gives the same names; one without the preload layer sees
- * what the host shows, socket:[N].
+ * readlinkat() in the fd directory) gives the same names, and so does its own copy of each
+ * fd (taken with pidfd_getfd(), adopted: an event fd by CLAIM, the others by INFO); one
+ * without the preload layer sees what the host shows, socket:[N].
  */
 TEST(names_of_every_kind_from_another_process)
 {
@@ -404,6 +482,9 @@ TEST(names_of_every_kind_from_another_process)
 	ASSERT_EQ(0, reader_start(&bare, true));
 	for (unsigned int i = 0; i < k.n; i++) {
 		r = reader_ask(&rd, 'L', k.fds[i], 0);
+		ASSERT_EQ(0, r.rc);
+		ASSERT_STREQ(k.names[i], r.text);
+		r = reader_ask(&rd, 'G', k.fds[i], 0);
 		ASSERT_EQ(0, r.rc);
 		ASSERT_STREQ(k.names[i], r.text);
 		r = reader_ask(&bare, 'L', k.fds[i], 0);

@@ -10,19 +10,19 @@
  * is the socket's inode number. So the process that serves a file publishes a record per file,
  * named by that inode number, in a directory private to the user (the registry):
  *
- *	$XDG_RUNTIME_DIR/uiommu-fds when that is a directory of ours closed to others,
- *	else /tmp/uiommu-fds.<euid>
+ *	/run/user/<euid>/uiommu-fds when /run/user/<euid> is a directory of ours closed to
+ *	others (logind's runtime directory), else /tmp/uiommu-fds.<euid>
  *
- * chosen without the environment beyond that one variable, so that the holder and a reader
- * started elsewhere agree. The directory is made 0700 and must be ours, a directory, and
+ * chosen without looking at the environment ($XDG_RUNTIME_DIR, $TMPDIR), so that the holder
+ * and a reader started from another shell, a service or a test harness agree. The directory is made 0700 and must be ours, a directory, and
  * closed to group and others, or nothing is written to it nor believed from it (another user
  * cannot plant records). A record is one line, "uiommu-fd 1 PID START MODE MAJOR MINOR NAME":
  * the serving process (its pid and the start time /proc/PID/stat shows, which a reused pid does
  * not have) and the node (file.c's struct iommufd_node). It is written under a temporary name
  * and renamed into place, so a reader sees a whole record or none.
  *
- * Invariants. A record exists from the file's export (or, for a file whose node is set after
- * it, from then) until its release, which removes it: a reader that finds a record whose
+ * Invariants. A record exists from before the file's fd is handed out until its release,
+ * which removes it: a reader that finds a record whose
  * process still lives finds a file that lives, because socket inode numbers come from a
  * 32-bit counter that is not reused before it wraps. A process that dies without releasing
  * (SIGKILL) leaves records that name a dead pid, or a pid with another start time: they count
@@ -95,9 +95,10 @@ static int procfd_dir_check(const char *path)
 /* The registry's directory, made if missing; -errno when there is none to trust. */
 static int procfd_dir_find(char *dir, size_t len)
 {
-	const char *run = getenv("XDG_RUNTIME_DIR");
+	char run[40];
 
-	if (run && run[0] == '/' && !procfd_dir_check(run))
+	snprintf(run, sizeof(run), "/run/user/%u", (unsigned int)geteuid());
+	if (!procfd_dir_check(run))
 		snprintf(dir, len, "%s/uiommu-fds", run);
 	else
 		snprintf(dir, len, "/tmp/uiommu-fds.%u", (unsigned int)geteuid());

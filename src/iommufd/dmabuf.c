@@ -63,6 +63,7 @@ static void iommufd_dmabuf_release(void *priv)
 
 static const struct iommufd_subfd_ops iommufd_dmabuf_fops = {
 	.release = iommufd_dmabuf_release,
+	.name = "/dmabuf:", /* the kernel's dma-buf files, without a name set */
 };
 
 void iommufd_dmabuf_put(struct iommufd_dmabuf *dmabuf)

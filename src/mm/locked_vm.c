@@ -14,7 +14,9 @@
  * Who is alive: each slot has a byte of the file (offset 1 + its index) that its process
  * holds an open-file-description lock on (F_OFD_SETLK) for as long as the slot is its. The
  * kernel drops the lock when the last descriptor of that open file goes, so a process that
- * dies, however (SIGKILL), leaves a slot whose byte nobody holds: a dead slot. Its pages are
+ * dies, however (SIGKILL), leaves a slot whose byte nobody holds: a dead slot. (A pid in
+ * the slot could name a new process after reuse; a robust futex belongs to a thread, which
+ * may exit while its process pins on; the lock belongs to the process's open file.) Its pages are
  * given back when a charge would otherwise fail and when a process opens the file; no
  * process has to exit cleanly. A forked child closes its copy of the descriptor at once (the
  * atfork handler), so the parent's slot dies with the parent, and takes a slot of its own at
@@ -92,7 +94,8 @@ struct lv_share {
 	uint64_t inherited;      /* pages of the local count that are a fork's copies */
 };
 
-UIOMMU_MUTEX_DEFINE(lv_lock); /* protects share and the shared user's local count; a leaf */
+/* Protects share and orders this process's charges; a leaf (only the file's lock is under it). */
+UIOMMU_MUTEX_DEFINE(lv_lock);
 static struct lv_share share = { .fd = -1 };
 
 /* The lock byte of slot @i. */

@@ -16,9 +16,9 @@
  * kernel drops the lock when the last descriptor of that open file goes, so a process that
  * dies, however (SIGKILL), leaves a slot whose byte nobody holds: a dead slot. (A pid in
  * the slot could name a new process after reuse; a robust futex belongs to a thread, which
- * may exit while its process pins on; the lock belongs to the process's open file.) Its pages are
- * given back when a charge would otherwise fail and when a process opens the file; no
- * process has to exit cleanly. A forked child closes its copy of the descriptor at once (the
+ * may exit while its process pins on; the lock belongs to the process's open file.) Its
+ * pages are given back when a charge would otherwise fail and when a process opens the file;
+ * no process has to exit cleanly. A forked child closes its copy of the descriptor at once (the
  * atfork handler), so the parent's slot dies with the parent, and takes a slot of its own at
  * its first charge.
  *
@@ -35,9 +35,10 @@
  * 0), so a check of the total against the limit and the update of the slot cannot interleave
  * with another process's; lv_lock (below) does the same for the threads of this process,
  * which share one open file description and so one set of OFD locks. An uncharge lowers the
- * local count (account.c) and then its own slot to match, one atomic store under lv_lock. Every slot field is a single
- * aligned word written with one store, so a process killed inside its critical section leaves
- * the file consistent: no total is stored anywhere to go stale.
+ * local count (account.c) and then its own slot to match, one atomic store under lv_lock.
+ * Every slot field is a single aligned word written with one store, so a process killed
+ * inside its critical section leaves the file consistent: no total is stored anywhere to go
+ * stale.
  *
  * Invariant (between calls): the slot of this process holds exactly the local count of the
  * user it was opened for (struct uiommu_user::locked_vm of account.c) less share.inherited;

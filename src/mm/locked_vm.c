@@ -6,8 +6,8 @@
  * the pins of all of a user's processes together against the charging process's
  * RLIMIT_MEMLOCK. Our processes share no memory by birth, so the count lives in a small file
  * they all map: "uiommu-locked_vm" in a directory private to the user (0700, the user's own),
- * $UIOMMU_LOCKED_VM_DIR if set, else $XDG_RUNTIME_DIR, else ${TMPDIR:-/tmp}/uiommu-<euid>,
- * made 0700 when missing. The file is 0600 and holds a header and UIOMMU_LOCKED_VM_SLOTS
+ * $UIOMMU_LOCKED_VM_DIR if set (empty: none, count alone), else $XDG_RUNTIME_DIR, else
+ * ${TMPDIR:-/tmp}/uiommu-<euid>, made 0700 when missing. The file is 0600 and holds a header and UIOMMU_LOCKED_VM_SLOTS
  * slots; a process that charges takes one slot and keeps in it its own count for the user
  * (the slot's pages), so the user's total is the sum of the slots.
  *
@@ -255,8 +255,8 @@ static int lv_slot_claim(int fd, struct lv_file *f, unsigned int *out)
 	for (i = 0; i != UIOMMU_LOCKED_VM_SLOTS; i++) {
 		if (atomic_load(&f->slot[i].pid))
 			continue;
-		/* Free yet locked: a maker of the file that died mid-claim cannot hold it, so
-		 * only a live process that lost its pid word; leave it be. */
+		/* Free yet locked: the pid and the lock are set together under the file's lock,
+		 * so only a file someone wrote by hand; skip the slot rather than share it. */
 		if (lv_ofd(fd, F_OFD_SETLK, F_WRLCK, lv_slot_byte(i), NULL))
 			continue;
 		atomic_store(&f->slot[i].pages, 0);

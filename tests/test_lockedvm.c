@@ -14,10 +14,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,6 +291,69 @@ TEST_F(lockedvm, forked_child_shares_the_total)
 	ASSERT_EQ(0, pinner_map(p, 7, 9));
 	ASSERT_EQ(-1, pinner_map(p, 16, 1));
 	ASSERT_EQ(ENOMEM, errno);
+}
+
+/* The fd of the count's file in this process, found by its name; -1 if none. */
+static int count_fd(void)
+{
+	char link[300], target[4096];
+	struct dirent *de;
+	int fd = -1;
+	DIR *d = opendir("/proc/self/fd");
+
+	while (d && fd < 0 && (de = readdir(d))) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strstr(target, "/" UIOMMU_LOCKED_VM_FILE))
+			fd = atoi(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return fd;
+}
+
+/*
+ * A program that closes the fds it did not open (closefrom) closes the count's file, and
+ * may open one of its own under the same number: the library opens the count anew (a new
+ * slot, with what this process holds), never touching the program's file.
+ */
+TEST_F(lockedvm, count_fd_closed_by_the_program)
+{
+	struct charger ch;
+	int fd, mine;
+
+	ASSERT_EQ(0, pinner_open(&self->p));
+	ASSERT_EQ(0, pinner_map(&self->p, 0, 4));
+	fd = count_fd();
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, close(fd));
+	mine = memfd_create("the-program's", MFD_CLOEXEC);
+	ASSERT_GE(mine, 0);
+	if (mine != fd) {
+		ASSERT_EQ(fd, dup2(mine, fd));
+		close(mine);
+	}
+	/* Its old slot died with the fd: the next charge brings the 4 pages into a new one. */
+	ASSERT_EQ(0, charger_start(&ch, 8));
+	ASSERT_EQ(-1, pinner_map(&self->p, 4, 5));
+	ASSERT_EQ(ENOMEM, errno);
+	ASSERT_EQ(0, pinner_map(&self->p, 4, 4));
+	ASSERT_EQ(16, user_total());
+	ASSERT_EQ(0, charger_stop(&ch));
+	ASSERT_EQ(8, user_total());
+	/* The program's file was left alone: no lock of ours on it. */
+	{
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 0 };
+
+		ASSERT_EQ(0, fcntl(fd, F_GETLK, &fl));
+		ASSERT_EQ(F_UNLCK, fl.l_type);
+	}
+	ASSERT_EQ(0, close(fd));
 }
 
 /*

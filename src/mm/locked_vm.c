@@ -90,6 +90,8 @@ struct lv_share {
 	struct lv_file *file;    /* its mapping */
 	unsigned int slot;       /* ours */
 	uid_t uid;               /* whose count: the effective uid at the open */
+	dev_t dev;               /* the file, to see that fd still names it */
+	ino_t ino;
 	int alone;               /* why this process counts alone (-errno), 0 while it may share */
 	bool forked;             /* a forked child that has not charged yet */
 	uint64_t inherited;      /* pages of the local count that are a fork's copies */
@@ -305,6 +307,7 @@ static int lv_share_open(void)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct lv_file *f = NULL;
 	unsigned int slot;
+	struct stat st;
 	int dfd, fd, rc;
 
 	lockdep_assert_held(&lv_lock);
@@ -320,7 +323,7 @@ static int lv_share_open(void)
 	sys_close(dfd);
 	if (fd < 0)
 		return rc;
-	rc = lv_file_lock(fd);
+	rc = sys_fstat(fd, &st) ? -errno : lv_file_lock(fd);
 	if (rc)
 		goto out_close;
 	rc = lv_file_prepare(fd, &f);
@@ -334,6 +337,8 @@ static int lv_share_open(void)
 	share.file = f;
 	share.slot = slot;
 	share.uid = geteuid();
+	share.dev = st.st_dev;
+	share.ino = st.st_ino;
 	return 0;
 
 out_unmap:
@@ -346,6 +351,28 @@ out_close:
 }
 
 /*
+ * Does share.fd still name our file? A program that closes the fds it did not open
+ * (closefrom(3)) closes it, and its number may name a file of the program's by now.
+ */
+static bool lv_share_intact(void)
+{
+	struct stat st;
+
+	return !sys_fstat(share.fd, &st) && st.st_dev == share.dev && st.st_ino == share.ino;
+}
+
+/*
+ * Forgets a share whose fd is gone: its slot died with the fd (nobody holds its lock), the
+ * fd number is no longer ours to close. The next charge opens the file anew.
+ */
+static void lv_share_forget(void)
+{
+	sys_munmap(share.file, sizeof(*share.file));
+	share.fd = -1;
+	share.file = NULL;
+}
+
+/*
  * The share for @uid, opened at its first use: 0; -ENOENT when this process counts @uid
  * alone; -ENOMEM to retry later.
  */
@@ -354,6 +381,8 @@ static int lv_share_get(uid_t uid)
 	int rc;
 
 	lockdep_assert_held(&lv_lock);
+	if (share.fd >= 0 && !lv_share_intact())
+		lv_share_forget();
 	if (share.fd >= 0)
 		return share.uid == uid ? 0 : -ENOENT;
 	if (share.alone || uid != getuid() || uid != geteuid())
@@ -435,6 +464,9 @@ out_leave:
 void uiommu_locked_vm_sync(uid_t uid, _Atomic uint64_t *local)
 {
 	uiommu_mutex_lock(&lv_lock);
+	/* A slot whose fd is gone may be another process's by now: never write it. */
+	if (share.fd >= 0 && !lv_share_intact())
+		lv_share_forget();
 	if (share.fd >= 0 && share.uid == uid)
 		atomic_store(&share.file->slot[share.slot].pages,
 			     lv_own(atomic_load_explicit(local, memory_order_relaxed)));

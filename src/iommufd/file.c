@@ -94,6 +94,7 @@
 #include "iommufd/remote.h"
 #include "mm/account.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
@@ -517,6 +518,7 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags, bool named)
 		return -err;
 	}
 	file->peer = sv[1];
+	uiommu_fd_keep(file->peer);
 	atomic_init(&file->local_fd, -1);
 	file->dev = st.st_dev;
 	file->ino = st.st_ino;

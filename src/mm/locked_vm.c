@@ -64,6 +64,7 @@
 
 #include "lib/compiler.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/lockdep.h"
 #include "lib/sys.h"
 #include "mm/locked_vm.h"
@@ -333,6 +334,7 @@ static int lv_share_open(void)
 	if (rc)
 		goto out_unmap;
 	lv_file_unlock(fd);
+	uiommu_fd_keep(fd);
 	share.fd = fd;
 	share.file = f;
 	share.slot = slot;
@@ -367,6 +369,7 @@ static bool lv_share_intact(void)
  */
 static void lv_share_forget(void)
 {
+	uiommu_fd_unkeep(share.fd);
 	sys_munmap(share.file, sizeof(*share.file));
 	share.fd = -1;
 	share.file = NULL;

@@ -16,6 +16,7 @@
  *   vfio1 = 0000:08:00.0 and vfio2 = 0000:08:00.1, together in group "g"
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,6 +378,52 @@ TEST_F(session, a_forked_child_neither_ends_nor_keeps_the_claim)
 	ASSERT_EQ(0, close(go[1]));
 	ASSERT_EQ(0, test_child_wait(child));
 	ASSERT_EQ(0, close(ready[0]));
+}
+
+/* The fd of this process that holds a claim file named @name, or -1. */
+static int claim_fd_find(const char *name)
+{
+	char path[64], link[PATH_MAX];
+	ssize_t n;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strstr(link, name))
+			return fd;
+	}
+	return -1;
+}
+
+/*
+ * A program that closes the claim's fd behind our back (closefrom() in itself) ends the claim,
+ * and a file it opens on that number afterwards is never closed by our release.
+ */
+TEST_F(session, a_claim_fd_closed_behind_our_back_is_left_alone)
+{
+	char name[32];
+	int g, fd, p[2];
+
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	snprintf(name, sizeof(name), "/claim.group.%d", self->a);
+	fd = claim_fd_find(name);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(0, pipe(p)); /* before the close: neither end takes the number */
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a)); /* the claim went with it */
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	ASSERT_EQ(fd, dup2(p[0], fd));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, fcntl(fd, F_GETFD)); /* still the pipe, ours to close */
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, close(p[0]));
+	ASSERT_EQ(0, close(p[1]));
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
 }
 
 /* Another uiommu-run session is another machine: nothing of ours is claimed there. */

@@ -61,13 +61,13 @@ static int session_claim_path(char *path, size_t len, const char *dir, const cha
 	return snprintf(path, len, "%s/claim.%s", dir, name) >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-int session_claim_take(const char *name, bool exclusive, int *fdp)
+int session_claim_take(const char *name, bool exclusive, struct session_claim *claim)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
 	struct stat st;
 	int fd, rc, tries;
 
-	*fdp = -1;
+	*claim = SESSION_CLAIM_NONE;
 	rc = sysfs_session_dir(dir, sizeof(dir));
 	if (rc == -ENOENT)
 		return 0; /* no session: the machine is this process's alone */
@@ -89,7 +89,7 @@ int session_claim_take(const char *name, bool exclusive, int *fdp)
 			goto err_close;
 		}
 		if (st.st_nlink) {
-			*fdp = fd;
+			*claim = (struct session_claim){ .fd = fd, .dev = st.st_dev, .ino = st.st_ino };
 			return 0;
 		}
 		/* The session's end unlinked it under us: the name is a new file now. */
@@ -102,12 +102,16 @@ err_close:
 	return rc;
 }
 
-void session_claim_drop(int fd)
+void session_claim_drop(struct session_claim *claim)
 {
-	if (fd < 0)
+	struct session_claim c = *claim;
+	struct stat st;
+
+	*claim = SESSION_CLAIM_NONE;
+	if (c.fd < 0 || sys_fstat(c.fd, &st) || st.st_dev != c.dev || st.st_ino != c.ino)
 		return;
-	flock(fd, LOCK_UN);
-	sys_close(fd);
+	flock(c.fd, LOCK_UN);
+	sys_close(c.fd);
 }
 
 int session_claim_remove_unheld(const char *dir, const char *name)

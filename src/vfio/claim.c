@@ -45,8 +45,8 @@
 struct vfio_claim_group {
 	int id;                        /* the IOMMU group's number; constant */
 	unsigned int binds;            /* bound (or binding) cdev files of the group here */
-	int group_fd;                  /* group.N, shared */
-	int owner_fd;                  /* owner.N, or -1 until a bind passed its device check */
+	struct session_claim group;    /* group.N, shared */
+	struct session_claim owner;    /* owner.N; none until a bind passed its device check */
 	struct vfio_claim_group *next; /* in vfio_claim_groups */
 };
 
@@ -65,29 +65,23 @@ static int vfio_claim_group_id(struct device *dev)
 	return id;
 }
 
-int vfio_claim_node(struct iommu_group *group, int *fd)
+int vfio_claim_node(struct iommu_group *group, struct session_claim *claim)
 {
 	char name[32];
 
 	vfio_lock_assert_held();
-
 	snprintf(name, sizeof(name), "group.%d", iommu_group_id(group));
-	return session_claim_take(name, true, fd);
-}
-
-void vfio_claim_node_drop(int fd)
-{
-	session_claim_drop(fd);
+	return session_claim_take(name, true, claim);
 }
 
 int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cgp)
 {
+	struct session_claim claim;
 	struct vfio_claim_group *cg;
 	char name[32];
-	int id, fd, rc;
+	int id, rc;
 
 	vfio_lock_assert_held();
-
 	*cgp = NULL;
 	id = vfio_claim_group_id(dev);
 	if (id < 0)
@@ -100,53 +94,47 @@ int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cgp)
 		}
 	}
 	snprintf(name, sizeof(name), "group.%d", id);
-	rc = session_claim_take(name, false, &fd);
-	if (rc || fd < 0)
+	rc = session_claim_take(name, false, &claim);
+	if (rc || claim.fd < 0)
 		return rc; /* no session: nothing to count */
 	cg = uiommu_zalloc(sizeof(*cg));
 	if (!cg) {
-		session_claim_drop(fd);
+		session_claim_drop(&claim);
 		return -ENOMEM;
 	}
 	cg->id = id;
 	cg->binds = 1;
-	cg->group_fd = fd;
-	cg->owner_fd = -1;
+	cg->group = claim;
+	cg->owner = SESSION_CLAIM_NONE;
 	cg->next = vfio_claim_groups;
 	vfio_claim_groups = cg;
 	*cgp = cg;
 	return 0;
 }
 
-int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev, int *fd)
+int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev,
+			   struct session_claim *claim)
 {
 	char name[64];
 	int rc;
 
 	vfio_lock_assert_held();
-
-	*fd = -1;
+	*claim = SESSION_CLAIM_NONE;
 	if (!cg)
 		return 0;
 	snprintf(name, sizeof(name), "device.%s", dev->name);
-	rc = session_claim_take(name, true, fd);
+	rc = session_claim_take(name, true, claim);
 	if (rc)
 		return rc == -EBUSY ? -EINVAL : rc; /* bound elsewhere: the kernel's open_count */
-	if (cg->owner_fd >= 0)
+	if (cg->owner.fd >= 0)
 		return 0;
 	snprintf(name, sizeof(name), "owner.%d", cg->id);
-	rc = session_claim_take(name, true, &cg->owner_fd);
+	rc = session_claim_take(name, true, &cg->owner);
 	if (rc) {
-		session_claim_drop(*fd);
-		*fd = -1;
+		session_claim_drop(claim);
 		return rc == -EBUSY ? -EPERM : rc; /* another process's context owns the group */
 	}
 	return 0;
-}
-
-void vfio_claim_device_drop(int fd)
-{
-	session_claim_drop(fd);
 }
 
 void vfio_claim_bind_end(struct vfio_claim_group *cg)
@@ -154,13 +142,12 @@ void vfio_claim_bind_end(struct vfio_claim_group *cg)
 	struct vfio_claim_group **p;
 
 	vfio_lock_assert_held();
-
 	if (!cg || --cg->binds)
 		return;
 	for (p = &vfio_claim_groups; *p != cg; p = &(*p)->next)
 		;
 	*p = cg->next;
-	session_claim_drop(cg->owner_fd);
-	session_claim_drop(cg->group_fd);
+	session_claim_drop(&cg->owner);
+	session_claim_drop(&cg->group);
 	uiommu_free(cg);
 }

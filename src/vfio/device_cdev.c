@@ -110,7 +110,7 @@ struct vfio_cdev_file {
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
 	bool attached;                /* idev has a page table */
 	struct vfio_claim_group *claim; /* cdev bound: the group's claims in the session, or NULL */
-	int claim_fd;                 /* cdev bound: the device's claim in the session, or -1 */
+	struct session_claim claim_dev; /* cdev bound: the device's claim in the session */
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
 	/* Opened for vfio-pci (bound, or group mode); once set, constant until release. */
 	struct vfio_pci_core *core;
@@ -171,9 +171,10 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
 	struct iommufd_ctx *ictx;
+	struct session_claim claim_dev;
 	struct vfio_claim_group *claim;
 	uint32_t devid;
-	int claim_fd, rc;
+	int rc;
 
 	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
 	if (rc)
@@ -205,7 +206,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		goto err_put_ctx;
 	}
 	/* The same in another process (EINVAL), or its context owns the group (EPERM). */
-	rc = vfio_claim_bind_device(claim, vf->dev, &claim_fd);
+	rc = vfio_claim_bind_device(claim, vf->dev, &claim_dev);
 	if (rc)
 		goto err_put_ctx;
 	idev = iommufd_device_bind(ictx, vf->dev, &devid);
@@ -227,7 +228,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	vf->idev = idev;
 	vf->attached = false;
 	vf->claim = claim;
-	vf->claim_fd = claim_fd;
+	vf->claim_dev = claim_dev;
 	vf->next = vfio_cdev_bound;
 	vfio_cdev_bound = vf;
 	uiommu_mutex_unlock(&vfio_cdev_lock);
@@ -238,7 +239,7 @@ err_close:
 err_unbind:
 	iommufd_device_unbind(idev);
 err_drop_claim:
-	vfio_claim_device_drop(claim_fd);
+	session_claim_drop(&claim_dev);
 err_put_ctx:
 	iommufd_ctx_file_put(ictx);
 err_end_claim:
@@ -262,9 +263,8 @@ static struct iommufd_ctx *vfio_cdev_unbind(struct vfio_cdev_file *vf)
 		iommufd_device_detach(vf->idev);
 	iommufd_device_unbind(vf->idev);
 	/* The core let go of the group: so may the session (claim.c). */
-	vfio_claim_device_drop(vf->claim_fd);
+	session_claim_drop(&vf->claim_dev);
 	vfio_claim_bind_end(vf->claim);
-	vf->claim_fd = -1;
 	vf->claim = NULL;
 	vfio_cdev_unlink(vf);
 	vf->idev = NULL;
@@ -575,7 +575,7 @@ int vfio_cdev_open(unsigned int index, int flags)
 		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
-	vf->claim_fd = -1;
+	vf->claim_dev = SESSION_CLAIM_NONE;
 	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
 	if (fd < 0) {
 		rc = fd;
@@ -645,7 +645,7 @@ int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void
 	vf->dev = dev;
 	vf->mode = VFIO_FILE_GROUP;
 	vf->group = group;
-	vf->claim_fd = -1; /* the group file's claim covers its devices */
+	vf->claim_dev = SESSION_CLAIM_NONE; /* the group file's claim covers its devices */
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vfio_cdev_device_bound(dev)) {
 		rc = -EBUSY;

@@ -68,7 +68,7 @@ struct vfio_group_file {
 	/* Under vfio_cdev_lock: */
 	unsigned int refs;             /* the fd's file, and each device fd made from it */
 	struct iommufd_ctx *ictx;      /* the container (an iommufd context), its file held */
-	int claim_fd;                  /* the node's claim in the session (claim.c), or -1 */
+	struct session_claim claim;    /* the node's claim in the session (claim.c) */
 	struct vfio_group_file *next;  /* in vfio_groups_open */
 };
 
@@ -285,7 +285,7 @@ void vfio_group_file_put(void *priv)
 	ictx = g->ictx;
 	g->ictx = NULL;
 	/* Before the lock goes: an open here must not meet our own claim after "not open". */
-	vfio_claim_node_drop(g->claim_fd);
+	session_claim_drop(&g->claim);
 	vfio_unlock();
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
@@ -356,7 +356,7 @@ int vfio_group_open(int group_id, int flags)
 	if (!g)
 		return -ENOMEM;
 	g->id = group_id;
-	g->claim_fd = -1;
+	g->claim = SESSION_CLAIM_NONE;
 	g->group = iommu_group_get_by_id(group_id);
 	if (!g->group) {
 		rc = -ENOENT; /* went away since the check */
@@ -369,7 +369,7 @@ int vfio_group_open(int group_id, int flags)
 		goto err_unlock;
 	}
 	/* The same two rules against the other processes of the session. */
-	rc = vfio_claim_node(g->group, &g->claim_fd);
+	rc = vfio_claim_node(g->group, &g->claim);
 	if (rc)
 		goto err_unlock;
 	fd = iommufd_file_open_ops(&vfio_group_fops, g, flags);
@@ -387,7 +387,7 @@ int vfio_group_open(int group_id, int flags)
 	return fd;
 
 err_drop_claim:
-	vfio_claim_node_drop(g->claim_fd);
+	session_claim_drop(&g->claim);
 err_unlock:
 	vfio_unlock();
 	iommu_group_put(g->group);

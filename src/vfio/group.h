@@ -16,6 +16,7 @@
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
+#include "machine/session.h"
 
 #define VFIO_DEV_DIR "/dev/vfio"
 #define VFIO_CONTAINER_PATH VFIO_DEV_DIR "/vfio"
@@ -67,25 +68,24 @@ bool vfio_group_node_exists(int group_id, int *minor);
 
 /*
  * claim.c: the claims that make a group node open and a cdev bind exclusive across the
- * processes of a session. All under vfio_cdev_lock; a handle of -1 (no session) is held by
- * nobody and dropped as a no-op.
+ * processes of a session. All under vfio_cdev_lock; a handle of SESSION_CLAIM_NONE (no session)
+ * holds nothing, and session_claim_drop() undoes each (machine/session.h).
  *
- * vfio_claim_node() - for an open of @group's node: 0 (*@fd the handle), -EBUSY (open or a
+ * vfio_claim_node() - for an open of @group's node: 0 (*@claim the handle), -EBUSY (open or a
  * device of it bound in another process), -ENOMEM, -EMFILE ...
  */
-int vfio_claim_node(struct iommu_group *group, int *fd);
-void vfio_claim_node_drop(int fd);
+int vfio_claim_node(struct iommu_group *group, struct session_claim *claim);
 /*
  * A cdev bind of @dev, in the kernel's order: vfio_claim_bind_begin() (-EBUSY: the group's node
  * is open in another process) before the iommufd is looked up, vfio_claim_bind_device() (-EINVAL:
  * @dev is bound in another process; -EPERM: another process's context owns the group) before
- * the core's claim. Undone by vfio_claim_device_drop() and vfio_claim_bind_end(), which a bound
- * file calls at its unbind. *@cg is NULL without a session.
+ * the core's claim. Undone by session_claim_drop() of the device's claim and
+ * vfio_claim_bind_end(), which a bound file calls at its unbind. *@cg is NULL without a session.
  */
 struct vfio_claim_group;
 int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cg);
-int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev, int *fd);
-void vfio_claim_device_drop(int fd);
+int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev,
+			   struct session_claim *claim);
 void vfio_claim_bind_end(struct vfio_claim_group *cg);
 
 /* kvm.c: FILE_ADD / FILE_DEL (@attr 1 / 2) of our @vfio_fd on kvm-vfio device @kvm_fd. */

@@ -27,13 +27,14 @@
  * owner cookie. The core's rules decide (iommu-core spec, section 3): EPERM when a DMA-API
  * driver is bound to any device of the group or another context owns it, EBUSY when the group
  * sits on a domain that is neither its default nor its blocking domain. Devices of one group
- * bound to the same iommufd share the claim. The processes of a uiommu-run session each have
- * their own copy of the machine; claim.c makes the bind exclusive across them as in the kernel
- * (EBUSY while another process has the group's node open, EINVAL while it has the device bound,
- * EPERM while a context it serves owns the group), until the unbind or the holder's death.
- * That is all of the kernel's group viability rule
+ * bound to the same iommufd share the claim. That is all of the kernel's group viability rule
  * we need: a group whose other devices have a kernel driver cannot be owned. (Attaching a
  * device of a group of several devices answers EINVAL today: see device.c.)
+ *
+ * Across processes. The processes of a uiommu-run session each have their own copy of the
+ * machine; claim.c makes the bind exclusive across them as in the kernel (EBUSY while another
+ * process has the group's node open, EINVAL while it has the device bound, EPERM while a
+ * context it serves owns the group), until the unbind or the holder's death.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page

@@ -17,6 +17,7 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ enum holder_op {
 	HOLD_GROUP,  /* open /dev/vfio/<arg> and keep it */
 	HOLD_BIND,   /* open vfio<arg> and a new /dev/iommu, bind, keep both */
 	HOLD_CLOSE,  /* close everything kept */
+	HOLD_EXEC,   /* exec this program again, keeping everything kept (QEMU's CPR) */
 };
 
 struct holder_msg {
@@ -100,13 +102,45 @@ static int holder_do(const struct holder_msg *m)
 	}
 }
 
-/* "--child holder SOCK": answers each order; at EOF closes what it holds and ends. */
-static int child_holder(int sock)
+/*
+ * HOLD_EXEC: the new image gets the socket and the kept fds (no CLOEXEC) as its arguments and
+ * answers the order itself; an exec that fails answers here.
+ */
+static int holder_exec(int sock)
 {
+	char *argv[4 + HOLDER_FDS + 1] = { "test_vfio_session", "--child", "holder" };
+	char nums[1 + HOLDER_FDS][16];
+	int i;
+
+	snprintf(nums[0], sizeof(nums[0]), "%d", sock);
+	argv[3] = nums[0];
+	fcntl(sock, F_SETFD, 0);
+	for (i = 0; i < holder_nr; i++) {
+		snprintf(nums[1 + i], sizeof(nums[1 + i]), "%d", holder_fds[i]);
+		argv[4 + i] = nums[1 + i];
+		fcntl(holder_fds[i], F_SETFD, 0);
+	}
+	execv("/proc/self/exe", argv);
+	return errno;
+}
+
+/*
+ * "--child holder SOCK [FD...]": answers each order; at EOF closes what it holds and ends. The
+ * FDs: what the image before an exec kept, whose HOLD_EXEC this image answers.
+ */
+static int child_holder(int argc, char **argv)
+{
+	int sock = atoi(argv[3]), rc = 0;
 	struct holder_msg m;
 
+	if (argc > 4) {
+		for (int i = 4; i < argc; i++)
+			holder_keep(atoi(argv[i]));
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			return 1;
+	}
 	while (read(sock, &m, sizeof(m)) == sizeof(m)) {
-		int rc = holder_do(&m);
+		rc = m.op == HOLD_EXEC ? holder_exec(sock) : holder_do(&m);
 
 		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
 			return 1;
@@ -426,6 +460,49 @@ TEST_F(session, a_claim_fd_closed_behind_our_back_is_left_alone)
 	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
 }
 
+/* Our group open, retried while EBUSY (bounded: 10 s): the fd, or -1 with errno. */
+static int group_open_settle(int id)
+{
+	int g = group_open(id);
+
+	for (int i = 0; i < 10000 && g < 0 && errno == EBUSY; i++) {
+		poll(NULL, 0, 1);
+		g = group_open(id);
+	}
+	return g;
+}
+
+/*
+ * QEMU's CPR: the holder execs itself keeping its group fd, and the process that serves the
+ * file from then on (the exec hand-over's, docs/processes.md) keeps the claim until the new
+ * image closes the fd. That release runs in the server's loop, after the close returned:
+ * hence the bounded retry.
+ */
+TEST_F(session, the_claim_follows_the_file_across_an_exec)
+{
+	int g, v, i;
+
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(0, holder(self->sock, HOLD_EXEC, 0));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_ERRNO(EBUSY, cdev_bind(0, &v, &i));
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	g = group_open_settle(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+	/* The same for a bound cdev, with a second exec. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+	ASSERT_EQ(0, holder(self->sock, HOLD_EXEC, 0));
+	ASSERT_ERRNO(EINVAL, cdev_bind(0, &v, &i));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	g = group_open_settle(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, cdev_bind(0, &v, &i));
+	cdev_unbind(v, i);
+}
+
 /* Another uiommu-run session is another machine: nothing of ours is claimed there. */
 TEST_F(session, another_session_is_another_machine)
 {
@@ -501,7 +578,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc > 3 && !strcmp(argv[1], "--child") && !strcmp(argv[2], "holder"))
-		return child_holder(atoi(argv[3]));
+		return child_holder(argc, argv);
 	/* Every process of the run, the holders too, boots this machine. */
 	if (topology_file_env(path, topology))
 		return 1;

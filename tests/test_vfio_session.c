@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ enum holder_op {
 	HOLD_BIND,   /* open vfio<arg> and a new /dev/iommu, bind, keep both */
 	HOLD_CLOSE,  /* close everything kept */
 	HOLD_EXEC,   /* exec this program again, keeping everything kept (QEMU's CPR) */
+	HOLD_DIR,    /* answer, then send the session directory (PATH_MAX bytes) */
 };
 
 struct holder_msg {
@@ -97,6 +99,8 @@ static int holder_do(const struct holder_msg *m)
 		while (holder_nr)
 			close(holder_fds[--holder_nr]);
 		return 0;
+	case HOLD_DIR:
+		return 0;
 	default:
 		return EINVAL;
 	}
@@ -140,9 +144,14 @@ static int child_holder(int argc, char **argv)
 			return 1;
 	}
 	while (read(sock, &m, sizeof(m)) == sizeof(m)) {
-		rc = m.op == HOLD_EXEC ? holder_exec(sock) : holder_do(&m);
+		char dir[PATH_MAX] = "";
 
+		rc = m.op == HOLD_EXEC ? holder_exec(sock) : holder_do(&m);
 		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			return 1;
+		if (m.op == HOLD_DIR && getenv("UIOMMU_SYSFS_DIR"))
+			snprintf(dir, sizeof(dir), "%s", getenv("UIOMMU_SYSFS_DIR"));
+		if (m.op == HOLD_DIR && write(sock, dir, sizeof(dir)) != sizeof(dir))
 			return 1;
 	}
 	m.op = HOLD_CLOSE;
@@ -503,9 +512,14 @@ TEST_F(session, the_claim_follows_the_file_across_an_exec)
 	cdev_unbind(v, i);
 }
 
-/* Another uiommu-run session is another machine: nothing of ours is claimed there. */
+/*
+ * Another uiommu-run session is another machine: nothing of ours is claimed there. Its end
+ * removes its directory with the claim files nobody holds; one still held keeps it.
+ */
 TEST_F(session, another_session_is_another_machine)
 {
+	char dir[PATH_MAX], mine[PATH_MAX + 32];
+	struct stat st;
 	int g, sock;
 	pid_t pid;
 
@@ -516,7 +530,17 @@ TEST_F(session, another_session_is_another_machine)
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(0, holder(sock, HOLD_GROUP, self->a));
 	ASSERT_EQ(0, holder(sock, HOLD_BIND, 1));
-	ASSERT_EQ(0, holder_stop(sock, pid));
+	ASSERT_EQ(0, holder(sock, HOLD_DIR, 0));
+	ASSERT_EQ((ssize_t)sizeof(dir), read(sock, dir, sizeof(dir)));
+	ASSERT_NE(0, strcmp(dir, getenv("UIOMMU_SYSFS_DIR")));
+	snprintf(mine, sizeof(mine), "%s/claim.group.%d", dir, self->a);
+	ASSERT_EQ(0, stat(mine, &st));
+	ASSERT_EQ(0600, st.st_mode & 0777);
+	ASSERT_EQ(0, holder_stop(sock, pid)); /* it closes everything first */
+	ASSERT_ERRNO(ENOENT, stat(dir, &st));
+	/* Our session's claim files stay while we hold ours. */
+	snprintf(mine, sizeof(mine), "%s/claim.group.%d", getenv("UIOMMU_SYSFS_DIR"), self->a);
+	ASSERT_EQ(0, stat(mine, &st));
 	ASSERT_EQ(0, close(g));
 }
 

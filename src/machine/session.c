@@ -32,8 +32,13 @@
  * the BDF of the session's topology. Processes of one session that load different topologies
  * would see each other's claims on unrelated groups of the same number.
  *
+ * The handle keeps the claim file's identity (st_dev, st_ino): the fd is an ordinary fd of the
+ * program, which may close it behind our back (closefrom() in itself), ending the claim, and
+ * open something else on its number; the release then leaves that number alone.
+ *
  * The session's end (sysfs.c) removes the claim files nobody holds; one that a process still
- * holds stays, and with it the directory, for a later session's sweep. A claimer that opened a
+ * holds stays, and with it the directory, for a later session's sweep (the owner's own claims
+ * too, when it exits with a group open: its exit handler runs before its fds close). A claimer that opened a
  * file just before the end unlinked it finds its lock on a nameless file (st_nlink 0) and takes
  * the name again; the remover unlinks only under its own exclusive lock, so a held claim is
  * never unlinked.

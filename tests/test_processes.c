@@ -725,27 +725,52 @@ static int child_subfd(int sock)
 }
 
 /*
- * "cpr SOCK": QEMU's CPR: a VMM serving its context (handed to the test over SOCK) maps its
- * memfd guest memory (MAP_FILE, as QEMU's memory-backend-memfd: only file mappings can change
- * process), fails an exec (ENOENT: everything works on), then execs itself keeping the fds.
+ * A VMM's context as QEMU's CPR wants it: a new /dev/iommu fd whose IOAS 1 maps 2 pages of a
+ * memfd filled with @fill (MAP_FILE, as QEMU's memory-backend-memfd: only file mappings can
+ * change process). The fd (the memfd closed: the mapping holds its file), or -1.
  */
-static int child_cpr(int sock)
+static int cpr_context(uint8_t fill, uint64_t *iova)
 {
 	int fd = open("/dev/iommu", O_RDWR), mfd = memfd_create("guest", MFD_CLOEXEC);
 	struct iommu_ioas_map_file mf = {
 		.size = sizeof(mf), .ioas_id = 1, .length = 2 * PS,
 		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
 	};
+	void *p = MAP_FAILED;
+
+	if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PS))
+		goto err;
+	p = mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (p == MAP_FAILED)
+		goto err;
+	memset(p, fill, 2 * PS);
+	munmap(p, 2 * PS);
+	mf.fd = mfd;
+	if (ioas_alloc(fd) != 1 || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+		goto err;
+	close(mfd);
+	*iova = mf.iova;
+	return fd;
+err:
+	close(mfd);
+	close(fd);
+	return -1;
+}
+
+/*
+ * "cpr SOCK": QEMU's CPR: a VMM serving its context (handed to the test over SOCK) maps its
+ * memfd guest memory, fails an exec (ENOENT: everything works on), then execs itself keeping
+ * the fds.
+ */
+static int child_cpr(int sock)
+{
 	uint64_t msg[2] = { 0 };
+	int fd = cpr_context(0, &msg[1]);
 	char a1[24], a2[24], a3[24], c;
 	uint32_t id;
 
-	if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PS))
-		return 2;
-	mf.fd = mfd;
-	if (ioas_alloc(fd) != 1 || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+	if (fd < 0)
 		return 3;
-	msg[1] = mf.iova;
 	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
 		return 4;
 	/*
@@ -800,6 +825,50 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
 	return destroy(fd, (uint32_t)msg[0]) || destroy(fd, 1) ? 15 : 0;
 }
 
+/*
+ * "cprfds SOCK": a serving process that holds a pipe's write end (from the test, over SOCK)
+ * and the CPR context (nothing pins its memfd yet: the first pin, after the exec, is the next
+ * server's, through its own duplicate of the memfd) with a vIOMMU whose region says 0x77,
+ * then execs itself keeping the pipe.
+ */
+static int child_cprfds(int sock)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0x77 };
+	uint64_t msg[3] = { 0 };
+	int fd = cpr_context(0xa5, &msg[0]);
+	char a1[24], a2[24], a3[24], c;
+	int wr = recv_fd(sock, &c, 1);
+	uint32_t viommu;
+
+	if (fd < 0 || wr < 0)
+		return 2;
+	if (viommu_with_region(fd, &data, &viommu))
+		return 3;
+	msg[1] = data.out_mmap_offset;
+	msg[2] = data.out_mmap_length;
+	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
+		return 5;
+	snprintf(a1, sizeof(a1), "%d", fd);
+	snprintf(a2, sizeof(a2), "%d", sock);
+	snprintf(a3, sizeof(a3), "%d", wr);
+	if (fcntl(sock, F_SETFD, 0) || fcntl(wr, F_SETFD, 0))
+		return 6;
+	execl("/proc/self/exe", "test_processes", "--child", "cprfds2", a1, a2, a3, (char *)NULL);
+	return 7;
+}
+
+/* "cprfds2 FD SOCK WR": the new image holds the pipe until the test lets it exit. */
+static int child_cprfds2(int fd, int sock, int wr)
+{
+	char c = 0;
+
+	if (!uiommu_is_fd(fd) || fcntl(wr, F_GETFD) < 0)
+		return 10;
+	if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1)
+		return 11;
+	return 0;
+}
+
 static int child_served(int sock);
 static int child_memlock(int sock);
 
@@ -835,6 +904,10 @@ static int child_main(int argc, char **argv)
 		return child_cpr(a);
 	if (!strcmp(role, "cpr2") && argc > 5)
 		return child_cpr2(a, (int)b, strtoull(argv[5], NULL, 0));
+	if (!strcmp(role, "cprfds"))
+		return child_cprfds(a);
+	if (!strcmp(role, "cprfds2") && argc > 5)
+		return child_cprfds2(a, (int)b, atoi(argv[5]));
 	if (!strcmp(role, "fault"))
 		return child_fault(a);
 	if (!strcmp(role, "mmap"))
@@ -1771,6 +1844,90 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
 	ASSERT_EQ(ECHILD, errno);
 	ASSERT_GE(servers, 2);
 	close(sock);
+}
+
+/*
+ * The process an exec hands the serving to is a copy of the exec'ing one, but keeps none of
+ * the program's fds: a pipe the program held reaches EOF when the last program image holding
+ * it exits, not when the context goes. What the library holds works on there: the memfd
+ * duplicate behind a MAP_FILE (its first pin comes after the exec), this process's client
+ * fds (a map of its private memory, read back through an access) and a vIOMMU region's memfd
+ * (mmap from here).
+ */
+TEST(the_next_server_keeps_none_of_the_programs_fds)
+{
+	struct iommu_test_cmd create = { .size = sizeof(create), .op = IOMMU_TEST_OP_CREATE_ACCESS };
+	struct iommu_test_cmd rw = { .size = sizeof(rw), .op = IOMMU_TEST_OP_ACCESS_RW };
+	uint8_t *mine = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int sock, fd, pipefd[2], status;
+	uint8_t got[2 * PS];
+	struct pollfd pfd;
+	uint64_t msg[3], iova;
+	uint32_t ioas, *region;
+	pid_t pid;
+	char c = 0;
+
+	NEEDS_IOMMUFD_TEST(); /* the selftest access */
+	ASSERT_NE(MAP_FAILED, mine);
+	memset(mine, 0x3c, PS);
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
+	pid = child_start_with("cprfds", pipefd[1], &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, close(pipefd[1]));
+	fd = recv_fd(sock, msg, sizeof(msg));
+	ASSERT_GE(fd, 0);
+	/* Our client state at the server (our pidfd, mem, maps) is made before the hand-over. */
+	ASSERT_EQ(0, ioas_alloc_id(fd, &ioas));
+	ASSERT_EQ(0, ioas_map(fd, ioas, mine, PS, &iova));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1)); /* the new image runs, holding the pipe */
+	pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
+	ASSERT_EQ(0, poll(&pfd, 1, 0));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, test_child_wait(pid));
+	/* Its last holder is gone: EOF at once (only a failure waits out the timeout). */
+	ASSERT_EQ(1, poll(&pfd, 1, 10000));
+	ASSERT_EQ(0, read(pipefd[0], &c, 1));
+
+	/* The memfd's first pin, in the next server. */
+	create.id = 1;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &create));
+	rw.id = create.create_access.out_access_fd;
+	rw.access_rw.iova = msg[0];
+	rw.access_rw.length = sizeof(got);
+	rw.access_rw.uptr = (uintptr_t)got;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &rw));
+	for (unsigned int i = 0; i < sizeof(got); i++)
+		ASSERT_EQ(0xa5, got[i]);
+	ASSERT_EQ(0, close((int)create.create_access.out_access_fd));
+	/* Our private page, through the client fds the server took at our first call. */
+	create.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &create));
+	rw.id = create.create_access.out_access_fd;
+	rw.access_rw.iova = iova;
+	rw.access_rw.length = PS;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &rw));
+	for (unsigned int i = 0; i < PS; i++)
+		ASSERT_EQ(0x3c, got[i]);
+	ASSERT_EQ(0, close((int)create.create_access.out_access_fd));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, iova, PS));
+	ASSERT_EQ(2 * PS, ioas_unmap_len(fd, 1, msg[0], 2 * PS));
+	ASSERT_EQ(0, destroy_settle(fd, ioas));
+	/* The vIOMMU region's memfd, which the next server hands out for our mmap. */
+	region = mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]);
+	ASSERT_NE(MAP_FAILED, region);
+	ASSERT_EQ(0x77u, region[0]);
+	ASSERT_EQ(0, munmap(region, msg[2]));
+	/* The last fd, with the device, the vIOMMU and IOAS 1 still in the context. */
+	ASSERT_EQ(0, close(fd));
+	/* That was the last fd: the next server exits, cleanly. */
+	while (wait(&status) > 0)
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(ECHILD, errno);
+	close(pipefd[0]);
+	close(sock);
+	munmap(mine, PS);
 }
 
 /* ---- the serving side under fault injection --------------------------------------------- */

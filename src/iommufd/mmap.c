@@ -44,6 +44,7 @@
 #include "iommufd/iommufd_private.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
@@ -78,6 +79,7 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp)
 	fd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-mmap-region", MFD_CLOEXEC);
 	if (fd < 0)
 		return errno && fd != -1 ? -errno : -ENOMEM;
+	uiommu_fd_keep(fd);
 	if (uiommu_should_fail() || ftruncate(fd, (off_t)len)) {
 		rc = -ENOMEM;
 		goto err_close;

@@ -58,6 +58,8 @@
  * its listen() caller, the exec'ing process, whose pid the new image keeps: the headers in
  * the fds stay true, and the new image reaches the server as any adopter does. The server is
  * a grandchild (the middle process exits at once), so the new image gets no child of ours.
+ * The copy closes every fd but the library's own (lib/fdkeep.c: each is registered where it is
+ * made), so that none of the program's pipes or sockets stays open for as long as it serves.
  * It serves only once the exec succeeded: a close-on-exec pipe reaches EOF at exec, while a
  * failed execve writes a byte down it, the server exits unused and the process goes on
  * serving. serve_gate stops this process's serving (the server thread, every call of
@@ -114,6 +116,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "mm/mm.h"
 
@@ -627,6 +630,7 @@ static void remote_accept(void)
 
 	if (fd < 0)
 		return;
+	uiommu_fd_keep(fd);
 	/*
 	 * Two fallible steps: taking the connection in, and starting its thread (counted here, as
 	 * the unit must end before the thread starts on the client's HELLO).
@@ -727,6 +731,8 @@ static void remote_server_start(struct iommufd_server *self)
 	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (listen_fd < 0 || epoll_fd < 0)
 		goto err_close;
+	uiommu_fd_keep(listen_fd);
+	uiommu_fd_keep(epoll_fd);
 	if (sys_bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name, WIRE_NAME_LEN)) ||
 	    sys_listen(listen_fd, 64) || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
 		goto err_close;
@@ -873,6 +879,7 @@ static int remote_connect(struct iommufd_server *server)
 	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	uiommu_fd_keep(fd);
 	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name, WIRE_NAME_LEN))) {
 		rc = -ENODEV; /* the serving process is gone */
 		goto err_close;
@@ -1481,6 +1488,7 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (epoll_fd < 0 || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
 		_exit(1);
+	uiommu_fd_keep(epoll_fd);
 	iommufd_files_rewatch();
 	remote_server_loop(true);
 	_exit(0);
@@ -1504,6 +1512,8 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 		return -1;
 	if (uiommu_should_fail() || sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go))
 		goto out;
+	/* The next server's end: the copy keeps it through its clean-up of the program's fds. */
+	uiommu_fd_keep(go[0]);
 	pthread_rwlock_wrlock(&serve_gate);
 	/*
 	 * The exec keeps our pid: a client's direct copy must not reach the new image. Every
@@ -1518,6 +1528,11 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 
 		sys_close(go[1]);
 		iommufd_files_handover_child();
+		/*
+		 * Of the program's other fds (its pipes, sockets, files) the copy keeps none: a
+		 * reader waiting for EOF on them must not wait for the last file to go.
+		 */
+		uiommu_fds_close_unkept();
 		/* The fork handlers keep the server in the grandchild too. */
 		server = fork();
 		if (server)

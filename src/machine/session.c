@@ -16,7 +16,8 @@
  * EBUSY at once, as the kernel's open and bind answer), and the kernel drops it when the last
  * fd of that description closes: a process that dies, SIGKILL included, lets go of every claim
  * with nothing left to clean up, and the next process to ask gets it. A claim's fd is
- * close-on-exec: an exec'ing process drops its copies with its memory, which knew of them.
+ * close-on-exec: an exec'ing process drops its copies with its memory, which knew of them. It
+ * is one of the library's own fds (lib/fdkeep.h), which an exec hand-over's server keeps.
  *
  * Fork. A forked child shares the description (its copy of the fd), so it must never unlock
  * (that would end the parent's claim) and need not: a claim belongs to the file that holds the
@@ -54,6 +55,7 @@
 #include <unistd.h>
 
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "machine/session.h"
 #include "machine/sysfs.h"
@@ -94,6 +96,8 @@ int session_claim_take(const char *name, bool exclusive, struct session_claim *c
 			goto err_close;
 		}
 		if (st.st_nlink) {
+			/* The library's fd: an exec hand-over's server keeps it (lib/fdkeep.h). */
+			uiommu_fd_keep(fd);
 			*claim = (struct session_claim){ .fd = fd, .dev = st.st_dev, .ino = st.st_ino };
 			return 0;
 		}
@@ -113,8 +117,12 @@ void session_claim_drop(struct session_claim *claim)
 	struct stat st;
 
 	*claim = SESSION_CLAIM_NONE;
-	if (c.fd < 0 || sys_fstat(c.fd, &st) || st.st_dev != c.dev || st.st_ino != c.ino)
+	if (c.fd < 0)
 		return;
+	if (sys_fstat(c.fd, &st) || st.st_dev != c.dev || st.st_ino != c.ino) {
+		uiommu_fd_unkeep(c.fd); /* the program's number now, not ours */
+		return;
+	}
 	flock(c.fd, LOCK_UN);
 	sys_close(c.fd);
 }

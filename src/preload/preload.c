@@ -1301,6 +1301,8 @@ UIOMMU_EXPORT ssize_t readlink(const char *path, char *buf, size_t len)
 	libc_func(readlink, ssize_t, const char *, char *, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len);
+	if (uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_readlink(AT_FDCWD, path, buf, len);
 	SYSFS_REDIRECT(path, -1);
 	return _readlink(path, buf, len);
 }
@@ -1310,6 +1312,8 @@ UIOMMU_EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t len, si
 	libc_func(__readlink_chk, ssize_t, const char *, char *, size_t, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len < buflen ? len : buflen);
+	if (uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_readlink(AT_FDCWD, path, buf, len < buflen ? len : buflen);
 	SYSFS_REDIRECT(path, -1);
 	return ___readlink_chk(path, buf, len, buflen);
 }
@@ -1319,6 +1323,8 @@ UIOMMU_EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t 
 	libc_func(readlinkat, ssize_t, int, const char *, char *, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len);
+	if (uiommu_fd_link_claims(dirfd, path))
+		return uiommu_fd_link_readlink(dirfd, path, buf, len);
 	SYSFS_REDIRECT(path, -1);
 	return _readlinkat(dirfd, path, buf, len);
 }
@@ -1329,6 +1335,8 @@ UIOMMU_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, s
 	libc_func(__readlinkat_chk, ssize_t, int, const char *, char *, size_t, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len < buflen ? len : buflen);
+	if (uiommu_fd_link_claims(dirfd, path))
+		return uiommu_fd_link_readlink(dirfd, path, buf, len < buflen ? len : buflen);
 	SYSFS_REDIRECT(path, -1);
 	return ___readlinkat_chk(dirfd, path, buf, len, buflen);
 }

@@ -10,6 +10,7 @@
  * ROLE ...): a new program image, as QEMU is to libvirt, which also keeps ThreadSanitizer
  * builds away from fork()ed copies of a multi-threaded process.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -237,6 +238,66 @@ static int child_mmap(int sock)
 }
 
 /*
+ * "held"'s 'F': forks from two threads at once, HELD_FORKS times each, every copy exiting at
+ * once. Return: 0, or an errno (-1: a copy's exit status was not 0).
+ */
+#define HELD_FORKS 8
+
+static void *held_forker(void *arg)
+{
+	intptr_t rc = 0;
+
+	(void)arg;
+	for (int i = 0; i < HELD_FORKS && !rc; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		rc = pid < 0 ? errno : test_child_wait(pid) ? -1 : 0;
+	}
+	return (void *)rc;
+}
+
+/* How many fds this process has open (/proc/self/fd, less the directory's own), or -1. */
+static int held_fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = -1;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 2; /* ".", ".." and the directory's fd; n started at -1 */
+}
+
+/*
+ * Concurrent forks of a process with a remote mapping: each fork's wait for its copy's hold is
+ * its own, so none takes another's socketpair (a leak in the parent, a wait skipped) or waits
+ * for an unrelated child's exit. Return: 0, an errno, or -2 when an fd was leaked.
+ */
+static int held_forks_concurrent(void)
+{
+	pthread_t t[2];
+	void *r[2] = { NULL, NULL };
+	int before, err;
+
+	/* A fork first: whatever one fork opens for good is open before the count. */
+	if ((err = (int)(intptr_t)held_forker(NULL)))
+		return err;
+	before = held_fds_open();
+	for (int i = 0; i < 2; i++)
+		if ((err = pthread_create(&t[i], NULL, held_forker, NULL)))
+			return err;
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], &r[i]);
+	if (r[0] || r[1])
+		return (int)(intptr_t)(r[0] ? r[0] : r[1]);
+	return held_fds_open() == before ? 0 : -2;
+}
+
+/*
  * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
  * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
@@ -244,7 +305,7 @@ static int child_mmap(int sock)
  * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
- * answer: its status), 'x' and a byte N maps it with the Nth fallible step of this process
+ * answer: its status), 'F' forks from two threads at once (held_forks_concurrent()), 'x' and a byte N maps it with the Nth fallible step of this process
  * failed (the answer: the errno, or -2 when it mapped and nothing failed, -3 when it mapped
  * with the failure absorbed), 'e' execs
  * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
@@ -320,6 +381,9 @@ static int child_held(int sock)
 		case 'g':
 			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
 			close(go[1]);
+			break;
+		case 'F':
+			rc = held_forks_concurrent();
 			break;
 		case 'n':
 			break;
@@ -1375,6 +1439,16 @@ TEST(a_forked_copy_of_a_remote_mapping_holds_it_too)
 	NEEDS_IOMMUFD_TEST();
 	held_run(_metadata, "mfuBgD");
 	held_run(_metadata, "mfgBuD");
+}
+
+/*
+ * Two threads of the mapping client fork at once, again and again: each fork waits for its
+ * own copy's hold only, and leaves no fd behind; the copies gone, the mapping holds alone.
+ */
+TEST(concurrent_forks_of_a_remote_mapping_keep_their_waits_apart)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mFBuS");
 }
 
 /*

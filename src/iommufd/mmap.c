@@ -454,8 +454,10 @@ void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead)
  * named by nobody (holder NULL), as the objects they hold are copies it never serves. A
  * forked client's mappings are its own: its copy of each hold is asked for before fork()
  * returns in the parent (see the essay), with a socketpair whose EOF says the child is done.
+ * The pair is the forking thread's: two threads may fork at once, and one's prepare runs while
+ * the other's parent handler waits (mmap_lock is let go before the wait).
  */
-static int mmap_fork_wait[2] = { -1, -1 };
+static __thread int mmap_fork_wait[2] = { -1, -1 };
 
 /* After remote.c's own prepare: mmap_lock is a leaf. @handover: a hand-over's fork. */
 void iommufd_mmap_atfork_prepare(bool handover)
@@ -475,10 +477,15 @@ void iommufd_mmap_atfork_parent(void)
 {
 	char c;
 
+	/*
+	 * Our write end goes before mmap_lock does: a fork that another thread's prepare lets
+	 * through next would copy it, and our wait would last as long as that child.
+	 */
+	if (mmap_fork_wait[0] >= 0)
+		sys_close(mmap_fork_wait[1]);
 	uiommu_mutex_unlock(&mmap_lock);
 	if (mmap_fork_wait[0] < 0)
 		return;
-	sys_close(mmap_fork_wait[1]);
 	/* EOF: the child asked for its copies (or died, or fork() failed: no child). */
 	while (sys_recv(mmap_fork_wait[0], &c, 1, 0) < 0 && errno == EINTR)
 		;

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -626,6 +627,69 @@ TEST(a_killed_holders_records_are_swept)
 	ASSERT_EQ(0, access(path, F_OK));
 	ASSERT_EQ(0, reader_stop(&next));
 	ASSERT_ERRNO(ENOENT, access(path, F_OK));
+}
+
+/*
+ * In a fork child: fills every free fd number below the highest open one, then lets @free
+ * more numbers be had (RLIMIT_NOFILE) and opens /dev/iommu, the child's first record and so
+ * its first sweep of the registry: it fails with EMFILE or succeeds. With the limit back, the
+ * next open succeeds (nothing of the failed one is remembered). Exits 0, or the step that
+ * went wrong.
+ */
+static int child_open_short_of_fds(unsigned int free)
+{
+	struct rlimit rl, old;
+	int top = -1, fd;
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/fd");
+
+	while (d && (de = readdir(d)))
+		if (atoi(de->d_name) > top)
+			top = atoi(de->d_name);
+	if (!d || closedir(d))
+		return 1;
+	/* Every hole below the top taken: exactly @free numbers are left under the limit. */
+	while ((fd = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0 && fd < top)
+		;
+	if (fd < 0)
+		return 2;
+	close(fd);
+	if (getrlimit(RLIMIT_NOFILE, &old))
+		return 3;
+	rl.rlim_cur = (rlim_t)top + 1 + free;
+	rl.rlim_max = old.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		return 3;
+	fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno != EMFILE)
+		return 4;
+	if (setrlimit(RLIMIT_NOFILE, &old))
+		return 3;
+	return open("/dev/iommu", O_RDWR | O_CLOEXEC) < 0 ? 5 : 0;
+}
+
+/*
+ * A process short of fds when it writes its first record sweeps the registry: what it
+ * cannot read (EMFILE) is not a dead process's record, and another process's live record
+ * stays, at every number of fds left. Its open fails with EMFILE, and once it has fds again
+ * its next open succeeds.
+ */
+TEST(a_sweep_short_of_fds_leaves_live_records)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(record_exists(fd));
+	for (unsigned int free = 0; free < 12; free++) {
+		pid_t pid = fork();
+
+		ASSERT_GE(pid, 0);
+		if (pid == 0)
+			_exit(child_open_short_of_fds(free));
+		ASSERT_EQ(0, test_child_wait(pid));
+		ASSERT_TRUE(record_exists(fd));
+	}
+	ASSERT_EQ(0, close(fd));
 }
 
 /*

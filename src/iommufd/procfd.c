@@ -123,32 +123,35 @@ static int procfd_dir_get(char *dir)
 	return procfd_dir_err;
 }
 
-/* The start time of @pid (field 22 of /proc/PID/stat), or 0 when it does not exist. */
-static unsigned long long procfd_start_time(pid_t pid)
+/*
+ * The start time of @pid (field 22 of /proc/PID/stat) in *@start. Return: 0, -ESRCH when the
+ * process does not exist, another -errno when it cannot be told (out of fds: a sweep must
+ * not take a live process for a dead one).
+ */
+static int procfd_start_time(pid_t pid, unsigned long long *start)
 {
 	char path[40], buf[512], *p;
-	unsigned long long start = 0;
 	ssize_t n;
 	int fd;
 
+	*start = 0;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return 0;
+		return errno == ENOENT ? -ESRCH : -errno;
 	n = sys_read(fd, buf, sizeof(buf) - 1);
 	sys_close(fd);
-	if (n <= 0)
-		return 0;
+	if (n < 0)
+		return errno == ESRCH ? -ESRCH : -errno;
 	buf[n] = '\0';
 	/* The command may hold spaces and parentheses: fields count from the last ')'. */
 	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
 	for (int field = 2; p && field < 22; field++)
 		p = strchr(p + 1, ' ');
-	if (p)
-		start = strtoull(p + 1, NULL, 10);
-	return start;
+	if (!p)
+		return -EIO;
+	*start = strtoull(p + 1, NULL, 10);
+	return 0;
 }
 
 struct procfd_record {
@@ -179,33 +182,45 @@ static bool procfd_record_parse(char *buf, struct procfd_record *rec)
 	return true;
 }
 
-/* Reads the record @name of @dir; -ENOENT for none, a malformed one, or one not ours. */
+/*
+ * Reads the record @name of @dir; -ENOENT for none, a malformed one, or one not ours; another
+ * -errno when it could not be read (out of fds): nothing is known of it then.
+ */
 static int procfd_record_read(const char *dir, const char *name, struct procfd_record *rec)
 {
 	char path[PATH_MAX], buf[256];
 	struct stat st;
 	ssize_t n;
-	int fd;
+	int fd, rc;
 
 	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
 		return -ENOENT;
 	fd = sys_openat(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -ENOENT;
-	n = -1;
+		return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? -errno : -ENOENT;
+	n = 0;
 	if (!sys_fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
 	    !(st.st_mode & 0077))
 		n = sys_read(fd, buf, sizeof(buf) - 1);
+	rc = n < 0 ? -errno : 0;
 	sys_close(fd);
-	if (n <= 0)
+	if (rc)
+		return rc;
+	if (!n)
 		return -ENOENT;
 	buf[n] = '\0';
 	return procfd_record_parse(buf, rec) ? 0 : -ENOENT;
 }
 
-static bool procfd_record_live(const struct procfd_record *rec)
+/* 1: @rec's process lives; 0: it is gone (or its pid is another's now); -errno: unknown. */
+static int procfd_record_live(const struct procfd_record *rec)
 {
-	return procfd_start_time(rec->pid) == rec->start;
+	unsigned long long start;
+	int rc = procfd_start_time(rec->pid, &start);
+
+	if (rc)
+		return rc == -ESRCH ? 0 : rc;
+	return start == rec->start;
 }
 
 /*
@@ -225,15 +240,20 @@ static void procfd_sweep(const char *dir, bool exiting)
 		return;
 	while ((de = readdir(d))) {
 		char path[PATH_MAX];
-		unsigned long long ino;
-		int pid;
+		unsigned long long ino, start;
+		int pid, rc;
 
+		/* Only what is known to be gone goes: a record not read (EMFILE) may be live. */
 		if (de->d_name[0] >= '0' && de->d_name[0] <= '9') {
-			if (!procfd_record_read(dir, de->d_name, &rec) && procfd_record_live(&rec) &&
-			    !(exiting && rec.pid == getpid()))
+			rc = procfd_record_read(dir, de->d_name, &rec);
+			if (rc == -ENOENT)
+				rc = 0;
+			else if (!rc)
+				rc = procfd_record_live(&rec) && !(exiting && rec.pid == getpid());
+			if (rc)
 				continue;
 		} else if (sscanf(de->d_name, ".%llu.%d", &ino, &pid) != 2 || pid <= 0 ||
-			   procfd_start_time(pid)) {
+			   procfd_start_time(pid, &start) != -ESRCH) {
 			continue;
 		}
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
@@ -276,15 +296,21 @@ int iommufd_procfd_publish(ino_t ino, const struct iommufd_node *node)
 		pthread_once(&procfd_atexit_once, procfd_atexit_register);
 		procfd_sweep(dir, false);
 	}
-	/* Our own start time, read once per process (a fork's child reads its own). */
+	/*
+	 * Our own start time, read once per process (a fork's child reads its own); not
+	 * remembered when it could not be read (out of fds), so the next open tries again.
+	 */
 	if (atomic_load(&self_pid) != pid) {
-		atomic_store(&self_start, procfd_start_time(pid));
+		rc = procfd_start_time(pid, &start);
+		if (rc)
+			return rc == -ESRCH ? -EIO : rc;
+		atomic_store(&self_start, start);
 		atomic_store(&self_pid, pid);
 	}
 	start = atomic_load(&self_start);
 	len = snprintf(line, sizeof(line), PROCFD_MAGIC " %d %llu %o %u %u %s\n", (int)pid, start,
 		       (unsigned int)node->mode, node->major, node->minor, node->path);
-	if (!start || len >= (int)sizeof(line) ||
+	if (len >= (int)sizeof(line) ||
 	    snprintf(tmp, sizeof(tmp), "%s/.%ju.%d", dir, (uintmax_t)ino, (int)pid) >=
 		    (int)sizeof(tmp) ||
 	    snprintf(path, sizeof(path), "%s/%ju", dir, (uintmax_t)ino) >= (int)sizeof(path))
@@ -321,7 +347,7 @@ int iommufd_procfd_lookup(unsigned long ino, struct iommufd_node *node)
 	if (procfd_dir_get(dir))
 		return -ENOENT;
 	snprintf(name, sizeof(name), "%lu", ino);
-	if (procfd_record_read(dir, name, &rec) || !procfd_record_live(&rec))
+	if (procfd_record_read(dir, name, &rec) || procfd_record_live(&rec) != 1)
 		return -ENOENT;
 	*node = rec.node;
 	return 0;

@@ -302,7 +302,8 @@ static int held_forks_concurrent(void)
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
  * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
  * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'r' moves all of it
- * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'G' tries to grow it (the
+ * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'X' moves an anonymous
+ * mapping onto it (mremap MREMAP_FIXED); 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
  * answer: its status), 'F' forks from two threads at once (held_forks_concurrent()), 'x' and a byte N maps it with the Nth fallible step of this process
@@ -357,6 +358,13 @@ static int child_held(int sock)
 			rc = q == MAP_FAILED ? errno : 0;
 			if (!rc)
 				*(cmd == 'r' ? (void **)&p : &moved) = q;
+			break;
+		case 'X':
+			/* An anonymous mapping moved onto it: the kernel unmaps what was there. */
+			q = mmap(NULL, reg[1], PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (q != MAP_FAILED)
+				q = mremap(q, reg[1], reg[1], MREMAP_MAYMOVE | MREMAP_FIXED, p);
+			rc = q == MAP_FAILED ? errno : q == p ? 0 : -1;
 			break;
 		case 'G':
 			q = mremap(p, reg[1], 2 * reg[1], MREMAP_MAYMOVE);
@@ -1395,6 +1403,8 @@ TEST(an_mremap_moves_a_remote_mapping_and_its_hold)
 	held_run(_metadata, "mrBuD");
 	held_run(_metadata, "mRBuBwD");
 	held_run(_metadata, "mGBuD");
+	/* Another mapping moved onto it (MREMAP_FIXED) replaces it: its hold goes at once. */
+	held_run(_metadata, "mXD");
 }
 
 /* The same rules for this process's own mapping of its own region; MREMAP_DONTUNMAP EINVAL. */
@@ -1426,6 +1436,35 @@ TEST(an_mremap_moves_a_local_mapping_and_its_hold)
 	ASSERT_EQ(EBUSY, errno);
 	ASSERT_EQ(0, munmap(to, data.out_mmap_length));
 	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * mremap(MREMAP_FIXED) of another mapping onto a region's mapping replaces it, as an munmap
+ * of it would (the kernel unmaps what the target held): its hold goes at once; the moved
+ * memory at that address is not the region's any more.
+ */
+TEST(an_mremap_onto_a_mapping_of_the_region_lets_its_hold_go)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	void *from;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	from = mmap(NULL, data.out_mmap_length, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, from);
+	((uint32_t *)from)[0] = 0x5eed;
+	ASSERT_EQ((void *)p, mremap(from, data.out_mmap_length, data.out_mmap_length,
+				    MREMAP_MAYMOVE | MREMAP_FIXED, p));
+	ASSERT_EQ(0x5eedu, p[0]);
+	ASSERT_FALSE(uiommu_mmap_claims(p, data.out_mmap_length));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
 	ASSERT_EQ(0, close(fd));
 }
 

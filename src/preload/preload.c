@@ -1134,7 +1134,9 @@ UIOMMU_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags,
 		uiommu_remote_range_forget(new_addr, new_len);
 	}
 	uiommu_remote_range_forget(old, old_len);
-	if (uiommu_mmap_claims(old, old_len ? old_len : 1))
+	/* A region's mapping at either end: the one moved, or the one MREMAP_FIXED replaces. */
+	if (uiommu_mmap_claims(old, old_len ? old_len : 1) ||
+	    ((flags & MREMAP_FIXED) && new_len && uiommu_mmap_claims(new_addr, new_len)))
 		return uiommu_mremap(old, old_len, new_len, flags, new_addr);
 	return _mremap(old, old_len, new_len, flags, new_addr);
 }

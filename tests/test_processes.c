@@ -298,6 +298,72 @@ static int held_forks_concurrent(void)
 }
 
 /*
+ * "held"'s 'T': a fork while another thread unmaps the parent's mapping. The thread starts its
+ * munmap() from this test's fork prepare handler (registered before the library's, so it runs
+ * after the library's own: the munmap waits for the library's fork to let go), and the
+ * child's first fork handler (before the library's, which asks for the copies of the holds)
+ * waits for that munmap to be done, for at most HELD_RACE_MS: a munmap that could overtake the
+ * fork is done by then, one that waits for the fork never is.
+ */
+#define HELD_RACE_MS 300
+
+static struct {
+	bool armed;
+	int start[2]; /* prepare -> unmapping thread */
+	int done[2];  /* unmapping thread -> the fork's child */
+	void *addr;
+	size_t len;
+} held_race = { .start = { -1, -1 }, .done = { -1, -1 } };
+
+static void held_race_prepare(void)
+{
+	char c = 0;
+
+	if (held_race.armed && write(held_race.start[1], &c, 1) != 1)
+		abort();
+}
+
+static void held_race_child(void)
+{
+	struct pollfd pfd = { .fd = held_race.done[0], .events = POLLIN };
+
+	if (held_race.armed)
+		poll(&pfd, 1, HELD_RACE_MS);
+	held_race.armed = false;
+}
+
+static void *held_race_unmap(void *arg)
+{
+	char c;
+
+	(void)arg;
+	if (read(held_race.start[0], &c, 1) != 1)
+		return (void *)(intptr_t)EIO;
+	if (munmap(held_race.addr, held_race.len))
+		return (void *)(intptr_t)errno;
+	return write(held_race.done[1], &c, 1) == 1 ? NULL : (void *)(intptr_t)EIO;
+}
+
+/*
+ * Forks a copy of "held" that checks its copy of the mapping @p (@len bytes: the same memory),
+ * waits for a byte on @go[0], unmaps and exits. Return: its pid (or -1); @go[0] closed here.
+ */
+static pid_t held_copy(int go[2], uint32_t *p, size_t len)
+{
+	pid_t copy = fork();
+	char c;
+
+	if (copy == 0) {
+		close(go[1]);
+		if (p[0] != 0xabcdu || read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(munmap(p, len) ? 3 : 0);
+	}
+	close(go[0]);
+	return copy;
+}
+
+/*
  * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
  * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
@@ -306,7 +372,8 @@ static int held_forks_concurrent(void)
  * mapping onto it (mremap MREMAP_FIXED); 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
- * answer: its status), 'F' forks from two threads at once (held_forks_concurrent()), 'x' and a byte N maps it with the Nth fallible step of this process
+ * answer: its status), 'T' forks such a copy while another thread unmaps this process's
+ * mapping (held_race), 'F' forks from two threads at once (held_forks_concurrent()), 'x' and a byte N maps it with the Nth fallible step of this process
  * failed (the answer: the errno, or -2 when it mapped and nothing failed, -3 when it mapped
  * with the failure absorbed), 'e' execs
  * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
@@ -317,10 +384,15 @@ static int child_held(int sock)
 	uint64_t reg[3];
 	uint32_t *p = MAP_FAILED;
 	void *moved = MAP_FAILED;
-	int fd = recv_fd(sock, reg, sizeof(reg)), go[2] = { -1, -1 }, rc;
+	int fd, go[2] = { -1, -1 }, rc;
+	pthread_t unmapper;
 	pid_t copy = -1;
 	char cmd;
 
+	/* Ours before the library's, which it registers when the fd arrives. */
+	if (pthread_atfork(held_race_prepare, NULL, held_race_child))
+		return 1;
+	fd = recv_fd(sock, reg, sizeof(reg));
 	if (fd < 0)
 		return 1;
 	while (read(sock, &cmd, 1) == 1) {
@@ -375,17 +447,34 @@ static int child_held(int sock)
 				rc = errno;
 				break;
 			}
-			copy = fork();
-			if (copy == 0) {
-				close(go[1]);
-				/* Our copy of the mapping: the same memory. */
-				if (p[0] != 0xabcdu || read(go[0], &cmd, 1) != 1)
-					_exit(2);
-				_exit(munmap(p, reg[1]) ? 3 : 0);
-			}
-			close(go[0]);
+			copy = held_copy(go, p, reg[1]);
 			rc = copy < 0 ? errno : 0;
 			break;
+		case 'T': {
+			void *err = NULL;
+
+			if (pipe2(go, O_CLOEXEC) || pipe2(held_race.start, O_CLOEXEC) ||
+			    pipe2(held_race.done, O_CLOEXEC)) {
+				rc = errno;
+				break;
+			}
+			held_race.addr = p;
+			held_race.len = reg[1];
+			if ((rc = pthread_create(&unmapper, NULL, held_race_unmap, NULL)))
+				break;
+			held_race.armed = true;
+			copy = held_copy(go, p, reg[1]);
+			held_race.armed = false;
+			rc = copy < 0 ? errno : 0;
+			pthread_join(unmapper, &err);
+			if (!rc)
+				rc = (int)(intptr_t)err;
+			for (int i = 0; i < 2; i++) {
+				close(held_race.start[i]);
+				close(held_race.done[i]);
+			}
+			break;
+		}
 		case 'g':
 			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
 			close(go[1]);
@@ -1478,6 +1567,8 @@ TEST(a_forked_copy_of_a_remote_mapping_holds_it_too)
 	NEEDS_IOMMUFD_TEST();
 	held_run(_metadata, "mfuBgD");
 	held_run(_metadata, "mfgBuD");
+	/* The parent's munmap racing the fork waits for the child's copy of the hold. */
+	held_run(_metadata, "mTBgD");
 }
 
 /*

@@ -44,7 +44,8 @@
  * it. A fork copies the mappings: before fork() returns in the parent, the child asks for a
  * copy of each hold (WIRE_MMAP_FORK, the secret shows it comes from a holder of the hold), as
  * the kernel's vm_ops->open raises the owner's users for the child's VMA; the parent waits for
- * it (iommufd_mmap_atfork_*()), so no munmap of the parent's can overtake it.
+ * it (iommufd_mmap_atfork_*()), and a MUNMAP of the parent's other threads waits for that
+ * (iommufd_mmap_forks_wait()), so no munmap of the parent's can overtake it.
  *
  * The library maps and unmaps with raw syscalls: its own mmap()/munmap() calls would come back
  * through the preload layer.
@@ -93,6 +94,12 @@ struct iommufd_mmap_hold {
 };
 
 UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list, hold_list, hold_next; a leaf */
+/*
+ * Forks waiting for their child's copies of our remote holds (mmap_lock). A MUNMAP of ours
+ * waits for them (mmap_forks_done): one sent first would drop a hold the child has yet to copy.
+ */
+static unsigned int mmap_forks;
+static struct uiommu_cond mmap_forks_done = { .c = PTHREAD_COND_INITIALIZER };
 static struct iommufd_mmap *mmap_list;
 static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
 static struct iommufd_mmap_hold *hold_list;
@@ -197,6 +204,18 @@ static void iommufd_mmap_reap(struct iommufd_mmap **dead)
 }
 
 /* Drops what emptied mappings held (outside mmap_lock). */
+/*
+ * Until no fork of ours is waiting for its child's copies: the child names our holds to copy
+ * them (the kernel's fork copies the VMAs under the parent's mmap lock: no munmap between).
+ */
+static void iommufd_mmap_forks_wait(void)
+{
+	uiommu_mutex_lock(&mmap_lock);
+	while (mmap_forks)
+		uiommu_cond_wait(&mmap_forks_done, &mmap_lock);
+	uiommu_mutex_unlock(&mmap_lock);
+}
+
 static void iommufd_mmap_put(struct iommufd_mmap *dead)
 {
 	struct iommufd_mmap *m;
@@ -205,8 +224,10 @@ static void iommufd_mmap_put(struct iommufd_mmap *dead)
 		dead = m->next;
 		if (!m->owner) {
 			/* The last page of another process's region: its server lets go. */
-			if (m->hold.id)
+			if (m->hold.id) {
+				iommufd_mmap_forks_wait();
 				iommufd_remote_munmap(m->server, m->hold.id);
+			}
 			uiommu_free(m);
 			continue;
 		}
@@ -471,6 +492,8 @@ void iommufd_mmap_atfork_prepare(bool handover)
 	if (remote && !handover &&
 	    sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mmap_fork_wait))
 		mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+	if (mmap_fork_wait[0] >= 0)
+		mmap_forks++;
 }
 
 void iommufd_mmap_atfork_parent(void)
@@ -491,11 +514,18 @@ void iommufd_mmap_atfork_parent(void)
 		;
 	sys_close(mmap_fork_wait[0]);
 	mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+	uiommu_mutex_lock(&mmap_lock);
+	if (!--mmap_forks)
+		uiommu_cond_broadcast(&mmap_forks_done);
+	uiommu_mutex_unlock(&mmap_lock);
 }
 
 /* Unlocks; remote.c calls iommufd_mmap_atfork_child_hold() once it can make calls again. */
 void iommufd_mmap_atfork_child(bool handover)
 {
+	/* The parent's waiting forks (and their waiters) are not ours. */
+	mmap_forks = 0;
+	uiommu_cond_init(&mmap_forks_done);
 	uiommu_mutex_unlock(&mmap_lock);
 	if (handover)
 		return;

@@ -313,7 +313,7 @@ static int lv_file_mutex_init(struct lv_file *f)
 	pthread_mutexattr_t attr;
 	int rc;
 
-	if (pthread_mutexattr_init(&attr))
+	if (uiommu_should_fail() || pthread_mutexattr_init(&attr))
 		return -ENOMEM;
 	rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
 	if (!rc)
@@ -613,12 +613,17 @@ int uiommu_locked_vm_charge(uid_t uid, _Atomic uint64_t *local, uint64_t npages,
 		/*
 		 * The slow path: dead processes' pages are given back and the total recomputed
 		 * from the live slots, with an fd checked to name the file (the share may be new
-		 * after it: its slot holds nothing yet, and share.inherited stays).
+		 * after it: its slot holds nothing yet, and share.inherited stays). lv_lock is
+		 * kept: another thread's charge in between would make next stale.
 		 */
-		lv_leave();
-		rc = lv_enter(uid, true);
-		if (rc)
+		lv_file_leave(share.file);
+		rc = lv_share_get_fd(uid);
+		if (!rc && lv_file_enter(share.file))
+			rc = -ENOMEM;
+		if (rc) {
+			uiommu_mutex_unlock(&lv_lock);
 			return rc;
+		}
 		lv_reclaim(share.fd, share.file, share.slot);
 		atomic_store_explicit(&share.file->total, lv_sum(share.file), memory_order_relaxed);
 		rc = -ENOMEM;

@@ -613,9 +613,10 @@ static atomic_bool fdt_trusted;
 
 /*
  * The exact check: does @fd still name the file its slot holds? Drops the slot, as a close
- * would, when it does not. A system call; the slot's file held across it.
+ * would, when it does not. A system call; the slot's file held across it. Out of line: the
+ * trusting callers' fast paths must not pay for its frame.
  */
-static bool fdt_check(int fd)
+static __attribute__((noinline)) bool fdt_check(int fd)
 {
 	struct iommufd_file *file = iommufd_file_get(fd);
 	bool same;
@@ -715,19 +716,14 @@ static int iommufd_file_driver_ioctl(struct iommufd_file *file, struct uiommu_mm
 	return iommufd_ctx_ioctl(file->ictx, mm, cmd, arg);
 }
 
-UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
+/* An ioctl on @fd, whose @slot held a file a moment ago. */
+static int iommufd_slot_ioctl(int fd, fdt_slot *slot, unsigned int cmd, uint64_t uarg)
 {
-	unsigned int cmd = (unsigned int)request;
-	uint64_t uarg = (uint64_t)(uintptr_t)arg;
-	fdt_slot *slot = fdt_slot_get(fd, false);
 	struct iommufd_ucmd_rcu rcmd;
 	struct iommufd_file *file;
 	bool rcu_ok, direct;
 	int rc;
 
-	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
-	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
-		return uiommu_ret(-EBADF);
 	/* One trap span for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
 	/* The argument comes in before the file is looked at: no user access under RCU. */
@@ -772,6 +768,32 @@ out_put:
 out_end:
 	uiommu_uaccess_end();
 	return uiommu_ret(rc);
+}
+
+UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
+		return uiommu_ret(-EBADF);
+	return iommufd_slot_ioctl(fd, slot, (unsigned int)request, (uint64_t)(uintptr_t)arg);
+}
+
+/*
+ * uiommu_is_fd() and uiommu_ioctl() in one call, for the preload layer's ioctl(): one look at
+ * the slot where the two calls made two, and one call into the library for every ioctl().
+ */
+UIOMMU_EXPORT int uiommu_fd_ioctl(int fd, unsigned long request, void *arg)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
+		return UIOMMU_FD_PASS;
+	/* Not trusting the table: the two calls, the first with its system call. */
+	if (unlikely(!atomic_load_explicit(&fdt_trusted, memory_order_relaxed)))
+		return uiommu_is_fd(fd) ? uiommu_ioctl(fd, request, arg) : UIOMMU_FD_PASS;
+	return iommufd_slot_ioctl(fd, slot, (unsigned int)request, (uint64_t)(uintptr_t)arg);
 }
 
 /* Empties @fd's slot, under fdt_lock; what it held, or NULL. */

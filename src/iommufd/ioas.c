@@ -73,14 +73,21 @@ static int iommufd_ioas_iova_ranges_reply(struct iommufd_ucmd *ucmd,
 {
 	struct iommu_ioas_iova_ranges *cmd = ucmd->cmd;
 	uint32_t max_iovas = cmd->num_iovas;
-	unsigned long i;
 	int rc;
 
-	for (i = 0; i != cap; i++) {
-		struct iommu_iova_range elm = { .start = ranges[i].start, .last = ranges[i].last };
-
-		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas + i * sizeof(elm), &elm,
-					 sizeof(elm));
+	/*
+	 * Ours are the caller's elements, so the array goes in one copy (the kernel copies one
+	 * element at a time: a fault part way leaves a prefix written either way).
+	 */
+	_Static_assert(sizeof(*ranges) == sizeof(struct iommu_iova_range) &&
+			       offsetof(struct iopt_usable_range, start) ==
+				       offsetof(struct iommu_iova_range, start) &&
+			       offsetof(struct iopt_usable_range, last) ==
+				       offsetof(struct iommu_iova_range, last),
+		       "a usable range is an iommu_iova_range");
+	if (cap) {
+		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas, ranges,
+					 cap * sizeof(*ranges));
 		if (rc)
 			return rc;
 	}

@@ -8,11 +8,14 @@
  * each path a copy can take (the exception-table routine called inline inside a span, the
  * mm's ops outside one, the host copy), against a byte-at-a-time reference: EFAULT exactly
  * when a byte of the range is inaccessible, every byte copied otherwise, nothing written
- * outside the range.
+ * outside the range. And one case of the RCU dispatch that needs the fail-point hook: a
+ * signal handler's last close inside an ioctl's read-side section.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1523,6 +1526,97 @@ TEST(short_copies_overlap)
 			ASSERT_EQ(0, memcmp(want, buf, sizeof(buf)));
 		}
 	}
+}
+
+/*
+ * A signal handler that closes the last fd of a context while its thread is inside the
+ * read-side section of an ioctl of the RCU dispatch (the signal raised right there by the
+ * fail-point hook, at the object lookup's check): the close returns, where the grace period
+ * it used to wait for would have waited for this very thread (the watchdog then ends the case
+ * after 30 s); the ioctl it interrupted answers from the context, still whole; the
+ * context is released once the callbacks have run.
+ */
+static int rcu_close_fd = -1, rcu_close_rc = 1;
+static volatile sig_atomic_t rcu_close_raised;
+
+static void rcu_close_handler(int sig)
+{
+	(void)sig;
+	rcu_close_rc = uiommu_close(rcu_close_fd);
+}
+
+/*
+ * The bound on a regression: a close that waits for a grace period blocks every signal of its
+ * thread while it waits, the harness's SIGALRM too, so this thread ends the case itself.
+ */
+static void *rcu_close_watchdog(void *arg)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	while (sem_timedwait(arg, &until))
+		if (errno == ETIMEDOUT) {
+			printf("#   the close waited for a grace period of its own thread\n");
+			fflush(stdout);
+			_exit(1);
+		}
+	return NULL;
+}
+
+static void rcu_close_hook(void)
+{
+	if (!rcu_close_raised && rcu_read_ongoing()) {
+		rcu_close_raised = 1;
+		raise(SIGUSR1);
+	}
+}
+
+TEST(close_in_signal_handler_inside_rcu_section)
+{
+#ifndef UIOMMU_FAULT_INJECT
+	SKIP("no fail-point hook in this build");
+#else
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct iommu_iova_range r[2];
+	struct iommu_ioas_iova_ranges cmd;
+	struct sigaction sa = { .sa_handler = rcu_close_handler };
+	struct uiommu_stats st;
+	pthread_t watchdog;
+	sem_t done;
+	int i;
+
+	ASSERT_EQ(0, sem_init(&done, 0, 0));
+	ASSERT_EQ(0, pthread_create(&watchdog, NULL, rcu_close_watchdog, &done));
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	rcu_close_fd = uiommu_open(O_CLOEXEC);
+	ASSERT_GE(rcu_close_fd, 0);
+	ASSERT_EQ(0, uiommu_ioctl(rcu_close_fd, IOMMU_IOAS_ALLOC, &alloc));
+	/* The first builds the IOAS's snapshot: the second is answered inside the section. */
+	for (i = 0; i != 2; i++) {
+		cmd = (struct iommu_ioas_iova_ranges){ .size = sizeof(cmd),
+						       .ioas_id = alloc.out_ioas_id,
+						       .num_iovas = 2,
+						       .allowed_iovas = (uintptr_t)r };
+		memset(r, 0x5a, sizeof(r));
+		if (i)
+			uiommu_fail_point_hook(rcu_close_hook);
+		ASSERT_EQ(0, uiommu_ioctl(rcu_close_fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+		uiommu_fail_point_hook(NULL);
+		ASSERT_EQ(1, cmd.num_iovas);
+		ASSERT_EQ(0, r[0].start);
+		ASSERT_EQ(UINT64_MAX, r[0].last);
+	}
+	ASSERT_EQ(0, sem_post(&done));
+	ASSERT_EQ(0, pthread_join(watchdog, NULL));
+	ASSERT_TRUE(rcu_close_raised);
+	ASSERT_EQ(0, rcu_close_rc);
+	ASSERT_ERRNO(EBADF, uiommu_ioctl(rcu_close_fd, IOMMU_IOAS_IOVA_RANGES, &cmd));
+	/* Its callbacks run (rcu_barrier()): the context and its IOAS are gone. */
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	ASSERT_EQ(0, st.contexts);
+	ASSERT_EQ(0, st.objects);
+#endif
 }
 
 TEST_HARNESS_MAIN

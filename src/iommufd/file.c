@@ -15,8 +15,11 @@
  * holds a reference), so no new reader can find it, and the grace period outlasts every reader
  * that found it before. The rule that keeps the wait short and deadlock-free: such a handler
  * takes no lock, never sleeps, never touches user memory (its copy-in runs before the section,
- * its reply after) and never drops a file reference; iommufd_file_put() must never run inside
- * a read-side section. The release still runs before the last close() returns.
+ * its reply after) and never drops a file reference. The release still runs before the last
+ * close() returns, but for one case: a signal handler that closes the last fd while its thread
+ * is inside such a section (the grace period would wait for that thread, which cannot go on
+ * until the handler returns). iommufd_file_put() sees the section (rcu_read_ongoing()) and
+ * leaves the release to a call_rcu() callback, after the interrupted ioctl is done.
  *
  * The fd numbers are real: each iommufd fd is one end of a socketpair that we own, so the
  * number cannot be taken by anything else while it is open, and close-on-exec, fork
@@ -249,6 +252,22 @@ static void export_del(struct iommufd_file *file)
 	uiommu_mutex_unlock(&export_lock);
 }
 
+/*
+ * The last close of a context's file that ran inside a read-side section of its own thread (a
+ * signal handler's close on top of an ioctl of the RCU dispatch): the release, one grace
+ * period later, on liburcu's call_rcu thread.
+ */
+static void iommufd_file_release_rcu(struct rcu_head *head)
+{
+	struct iommufd_file *file = container_of(head, struct iommufd_file, rcu);
+
+	iommufd_rcu_callback_begin();
+	iommufd_ctx_release(file->ictx);
+	sys_close(file->peer);
+	/* The grace period that ran this is the one the file's memory waits for. */
+	uiommu_free_deferred(file);
+}
+
 static void iommufd_file_put(struct iommufd_file *file)
 {
 	/* A sub-fd's release puts its parent: the recursion is one level deep. */
@@ -265,6 +284,15 @@ static void iommufd_file_put(struct iommufd_file *file)
 		file->ops->release(file->priv);
 		if (file->parent)
 			iommufd_file_put(file->parent);
+	} else if (unlikely(rcu_read_ongoing())) {
+		/*
+		 * This thread is itself a reader: a signal handler closed the last fd on top of
+		 * an ioctl of the RCU dispatch, which reads the context once the handler returns.
+		 * A grace period waited for here would wait for this very thread, for ever; the
+		 * release waits for it after the close instead.
+		 */
+		call_rcu(&file->rcu, iommufd_file_release_rcu);
+		return;
 	} else {
 		/*
 		 * An ioctl of the RCU dispatch (main.c) may still be reading the context: it

@@ -197,7 +197,14 @@ enum {
 int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
 			  uint32_t id, unsigned int flags);
 
-int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
+/* The reply: min(user size, ours) bytes of our struct back. Inline: one copy, inline itself. */
+static inline int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
+{
+	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
+
+	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
+}
+
 int iommufd_ucmd_probe_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
 int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len);
 

@@ -787,13 +787,6 @@ static int iommufd_copy_struct_from_user(struct uiommu_mm *mm, void *dst, size_t
 	return uiommu_copy_from_user(mm, dst, src, size);
 }
 
-int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
-{
-	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
-
-	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
-}
-
 /*
  * A handler whose work cannot be undone (an unmap, an option change) first proves that its
  * reply can be written, by writing back the argument as it came in; a caller with an unwritable

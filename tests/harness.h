@@ -25,6 +25,12 @@
  * without timeout, for debugging. An argument is a substring filter on "fixture.variant.test";
  * "-l" lists the cases.
  *
+ * The user's locked_vm is one count shared by every process of the user (src/mm/locked_vm.c),
+ * so a program lowering RLIMIT_MEMLOCK would see the pins of every other test program that
+ * runs beside it. The harness gives each program a count of its own: unless
+ * $UIOMMU_LOCKED_VM_DIR is set, it points it at a private directory for the run (inherited by
+ * the cases and the processes they fork, which share it) and removes it at the end.
+ *
  * The output is TAP (version 12, what meson's `protocol : 'tap'` parses): the plan "1..N",
  * then per case "ok N name", "ok N name # SKIP" or "not ok N name # why"; everything else is a
  * comment line starting with '#', the last one "# N passed, N failed" (", N skipped" if any).
@@ -367,12 +373,36 @@ static __H_UNUSED void __h_case_name(char *buf, size_t len, const struct __h_tes
 		 v ? "." : "", v ? v->name : "", t->name);
 }
 
+/* A private directory for the user's locked_vm count of this run (the essay says why). */
+static __H_UNUSED void __h_locked_vm_private(char *dir, size_t len)
+{
+	const char *tmpdir = getenv("TMPDIR");
+
+	dir[0] = '\0';
+	if (getenv("UIOMMU_LOCKED_VM_DIR"))
+		return;
+	snprintf(dir, len, "%s/uiommu-test-locked_vm.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+	if (!mkdtemp(dir) || setenv("UIOMMU_LOCKED_VM_DIR", dir, 1))
+		dir[0] = '\0';
+}
+
+static __H_UNUSED void __h_locked_vm_remove(const char *dir)
+{
+	char file[4096];
+
+	if (!dir[0])
+		return;
+	snprintf(file, sizeof(file), "%s/uiommu-locked_vm", dir);
+	unlink(file);
+	rmdir(dir);
+}
+
 static __H_UNUSED int __h_run_all(int argc, char **argv)
 {
 	const char *filter = NULL, *env;
 	unsigned int def_timeout = 60, n = 0, total = 0, passed = 0, failed = 0, skipped = 0;
 	bool nofork, list = false;
-	char name[256], why[128];
+	char name[256], why[128], lvdir[4096];
 	int pass;
 
 	for (int i = 1; i < argc; i++) {
@@ -387,6 +417,7 @@ static __H_UNUSED int __h_run_all(int argc, char **argv)
 	if (env && atoi(env) > 0)
 		def_timeout = (unsigned int)atoi(env);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	__h_locked_vm_private(lvdir, sizeof(lvdir));
 
 	/* Pass 0 counts the selected cases, pass 1 runs them. */
 	for (pass = 0; pass < 2; pass++) {
@@ -427,6 +458,7 @@ static __H_UNUSED int __h_run_all(int argc, char **argv)
 			} while (v && (v = v->next));
 		}
 	}
+	__h_locked_vm_remove(lvdir);
 	if (list)
 		return 0;
 	printf("# %u passed, %u failed", passed, failed);

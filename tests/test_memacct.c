@@ -24,45 +24,13 @@
 #include "iommufd/iommufd_private.h"
 #include "iommufd_utils.h"
 #include "lib/fail.h"
+#include "memlock_utils.h"
 #include "mm/account.h"
 #include "mm/proc_status.h"
 
 #define LIMIT 16ull        /* RLIMIT_MEMLOCK in pages during each case */
 #define IOVA (1ull << 24)  /* inside the selftest mock's aperture */
 #define OTHER_UID 4242     /* a real uid to move to (root only) */
-
-static void memlock_limit_set(struct __h_test *_metadata, uint64_t pages)
-{
-	struct rlimit rl;
-
-	ASSERT_EQ(0, getrlimit(RLIMIT_MEMLOCK, &rl));
-	rl.rlim_cur = pages * PS;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur)
-		SKIP("RLIMIT_MEMLOCK hard limit below %llu pages", (unsigned long long)pages);
-	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &rl));
-}
-
-static void cap_ipc_lock_drop(struct __h_test *_metadata)
-{
-	cap_value_t cap = CAP_IPC_LOCK;
-	cap_t caps = cap_get_proc();
-
-	ASSERT_TRUE(caps != NULL);
-	ASSERT_EQ(0, cap_set_flag(caps, CAP_EFFECTIVE, 1, &cap, CAP_CLEAR));
-	ASSERT_EQ(0, cap_set_proc(caps));
-	cap_free(caps);
-}
-
-static bool cap_ipc_lock_held(void)
-{
-	cap_flag_value_t v = CAP_CLEAR;
-	cap_t caps = cap_get_proc();
-
-	if (caps && cap_get_flag(caps, CAP_IPC_LOCK, CAP_EFFECTIVE, &v))
-		v = CAP_CLEAR;
-	cap_free(caps);
-	return v == CAP_SET;
-}
 
 /* RLIMIT_MODE = @mm on a fresh context, through the ioctl where the host lets us. */
 static void rlimit_mode_set(struct __h_test *_metadata, int fd, bool mm)

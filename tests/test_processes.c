@@ -237,6 +237,127 @@ static int child_mmap(int sock)
 }
 
 /*
+ * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
+ * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
+ * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
+ * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'r' moves all of it
+ * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'G' tries to grow it (the
+ * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
+ * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
+ * answer: its status), 'x' and a byte N maps it with the Nth fallible step of this process
+ * failed (the answer: the errno, or -2 when it mapped and nothing failed, -3 when it mapped
+ * with the failure absorbed), 'e' execs
+ * this program as "--child heldexec SOCK" (the mapping goes with the old image; the new one
+ * answers 0, and ends at EOF). EOF ends it.
+ */
+static int child_held(int sock)
+{
+	uint64_t reg[3];
+	uint32_t *p = MAP_FAILED;
+	void *moved = MAP_FAILED;
+	int fd = recv_fd(sock, reg, sizeof(reg)), go[2] = { -1, -1 }, rc;
+	pid_t copy = -1;
+	char cmd;
+
+	if (fd < 0)
+		return 1;
+	while (read(sock, &cmd, 1) == 1) {
+		void *q;
+
+		rc = 0;
+		switch (cmd) {
+		case 'm':
+		case 'M':
+			q = mmap(cmd == 'M' ? (void *)p : NULL, reg[1], PROT_READ | PROT_WRITE,
+				 MAP_SHARED | (cmd == 'M' ? MAP_FIXED : 0), fd, (off_t)reg[0]);
+			if (q == MAP_FAILED)
+				rc = errno;
+			else if (cmd == 'M' && q != p)
+				rc = -1;
+			else
+				p = q;
+			break;
+		case 'p':
+		case 'q':
+		case 'u':
+		case 'w': {
+			char *at = cmd == 'w' ? moved : (char *)p + (cmd == 'q' ? PS : 0);
+
+			rc = munmap(at, cmd == 'u' ? reg[1] : cmd == 'q' ? reg[1] - PS : PS) ? errno : 0;
+			break;
+		}
+		case 'r':
+		case 'R':
+			/* A place of our own to move to. */
+			q = mmap(NULL, reg[1], PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (q != MAP_FAILED)
+				q = mremap(p, cmd == 'r' ? reg[1] : PS, cmd == 'r' ? reg[1] : PS,
+					   MREMAP_MAYMOVE | MREMAP_FIXED, q);
+			rc = q == MAP_FAILED ? errno : 0;
+			if (!rc)
+				*(cmd == 'r' ? (void **)&p : &moved) = q;
+			break;
+		case 'G':
+			q = mremap(p, reg[1], 2 * reg[1], MREMAP_MAYMOVE);
+			rc = q == MAP_FAILED && errno == EFAULT ? 0 : -1;
+			break;
+		case 'f':
+			if (pipe2(go, O_CLOEXEC)) {
+				rc = errno;
+				break;
+			}
+			copy = fork();
+			if (copy == 0) {
+				close(go[1]);
+				/* Our copy of the mapping: the same memory. */
+				if (p[0] != 0xabcdu || read(go[0], &cmd, 1) != 1)
+					_exit(2);
+				_exit(munmap(p, reg[1]) ? 3 : 0);
+			}
+			close(go[0]);
+			rc = copy < 0 ? errno : 0;
+			break;
+		case 'g':
+			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
+			close(go[1]);
+			break;
+		case 'n':
+			break;
+		case 'x': {
+			unsigned char nth;
+			unsigned long left;
+
+			if (read(sock, &nth, 1) != 1)
+				return 5;
+			uiommu_fail_nth_arm(nth);
+			q = mmap(NULL, reg[1], PROT_READ, MAP_SHARED, fd, (off_t)reg[0]);
+			rc = errno;
+			left = uiommu_fail_nth_disarm();
+			if (q != MAP_FAILED) {
+				p = q;
+				rc = left ? -2 : -3;
+			}
+			break;
+		}
+		case 'e': {
+			char a1[24];
+
+			snprintf(a1, sizeof(a1), "%d", sock);
+			execl("/proc/self/exe", "test_processes", "--child", "heldexec", a1,
+			      (char *)NULL);
+			rc = errno;
+			break;
+		}
+		default:
+			rc = -1;
+		}
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			return 4;
+	}
+	return 0;
+}
+
+/*
  * "fault SOCK": a VMM answering page faults through a fault fd the process serving the
  * context handed it: waits for POLLIN (bounded: 10 s), reads the group, answers it, and
  * reports the record's address.
@@ -725,27 +846,52 @@ static int child_subfd(int sock)
 }
 
 /*
- * "cpr SOCK": QEMU's CPR: a VMM serving its context (handed to the test over SOCK) maps its
- * memfd guest memory (MAP_FILE, as QEMU's memory-backend-memfd: only file mappings can change
- * process), fails an exec (ENOENT: everything works on), then execs itself keeping the fds.
+ * A VMM's context as QEMU's CPR wants it: a new /dev/iommu fd whose IOAS 1 maps 2 pages of a
+ * memfd filled with @fill (MAP_FILE, as QEMU's memory-backend-memfd: only file mappings can
+ * change process). The fd (the memfd closed: the mapping holds its file), or -1.
  */
-static int child_cpr(int sock)
+static int cpr_context(uint8_t fill, uint64_t *iova)
 {
 	int fd = open("/dev/iommu", O_RDWR), mfd = memfd_create("guest", MFD_CLOEXEC);
 	struct iommu_ioas_map_file mf = {
 		.size = sizeof(mf), .ioas_id = 1, .length = 2 * PS,
 		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
 	};
+	void *p = MAP_FAILED;
+
+	if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PS))
+		goto err;
+	p = mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (p == MAP_FAILED)
+		goto err;
+	memset(p, fill, 2 * PS);
+	munmap(p, 2 * PS);
+	mf.fd = mfd;
+	if (ioas_alloc(fd) != 1 || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+		goto err;
+	close(mfd);
+	*iova = mf.iova;
+	return fd;
+err:
+	close(mfd);
+	close(fd);
+	return -1;
+}
+
+/*
+ * "cpr SOCK": QEMU's CPR: a VMM serving its context (handed to the test over SOCK) maps its
+ * memfd guest memory, fails an exec (ENOENT: everything works on), then execs itself keeping
+ * the fds.
+ */
+static int child_cpr(int sock)
+{
 	uint64_t msg[2] = { 0 };
+	int fd = cpr_context(0, &msg[1]);
 	char a1[24], a2[24], a3[24], c;
 	uint32_t id;
 
-	if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PS))
-		return 2;
-	mf.fd = mfd;
-	if (ioas_alloc(fd) != 1 || ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf))
+	if (fd < 0)
 		return 3;
-	msg[1] = mf.iova;
 	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
 		return 4;
 	/*
@@ -800,6 +946,50 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
 	return destroy(fd, (uint32_t)msg[0]) || destroy(fd, 1) ? 15 : 0;
 }
 
+/*
+ * "cprfds SOCK": a serving process that holds a pipe's write end (from the test, over SOCK)
+ * and the CPR context (nothing pins its memfd yet: the first pin, after the exec, is the next
+ * server's, through its own duplicate of the memfd) with a vIOMMU whose region says 0x77,
+ * then execs itself keeping the pipe.
+ */
+static int child_cprfds(int sock)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0x77 };
+	uint64_t msg[3] = { 0 };
+	int fd = cpr_context(0xa5, &msg[0]);
+	char a1[24], a2[24], a3[24], c;
+	int wr = recv_fd(sock, &c, 1);
+	uint32_t viommu;
+
+	if (fd < 0 || wr < 0)
+		return 2;
+	if (viommu_with_region(fd, &data, &viommu))
+		return 3;
+	msg[1] = data.out_mmap_offset;
+	msg[2] = data.out_mmap_length;
+	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
+		return 5;
+	snprintf(a1, sizeof(a1), "%d", fd);
+	snprintf(a2, sizeof(a2), "%d", sock);
+	snprintf(a3, sizeof(a3), "%d", wr);
+	if (fcntl(sock, F_SETFD, 0) || fcntl(wr, F_SETFD, 0))
+		return 6;
+	execl("/proc/self/exe", "test_processes", "--child", "cprfds2", a1, a2, a3, (char *)NULL);
+	return 7;
+}
+
+/* "cprfds2 FD SOCK WR": the new image holds the pipe until the test lets it exit. */
+static int child_cprfds2(int fd, int sock, int wr)
+{
+	char c = 0;
+
+	if (!uiommu_is_fd(fd) || fcntl(wr, F_GETFD) < 0)
+		return 10;
+	if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1)
+		return 11;
+	return 0;
+}
+
 static int child_served(int sock);
 static int child_memlock(int sock);
 
@@ -835,10 +1025,24 @@ static int child_main(int argc, char **argv)
 		return child_cpr(a);
 	if (!strcmp(role, "cpr2") && argc > 5)
 		return child_cpr2(a, (int)b, strtoull(argv[5], NULL, 0));
+	if (!strcmp(role, "cprfds"))
+		return child_cprfds(a);
+	if (!strcmp(role, "cprfds2") && argc > 5)
+		return child_cprfds2(a, (int)b, atoi(argv[5]));
 	if (!strcmp(role, "fault"))
 		return child_fault(a);
 	if (!strcmp(role, "mmap"))
 		return child_mmap(a);
+	if (!strcmp(role, "held"))
+		return child_held(a);
+	if (!strcmp(role, "heldexec")) {
+		int rc = 0;
+		char c;
+
+		if (write(a, &rc, sizeof(rc)) != sizeof(rc))
+			return 1;
+		return read(a, &c, 1) == 0 ? 0 : 2;
+	}
 	if (!strcmp(role, "private"))
 		return child_private(a);
 	if (!strcmp(role, "privexec"))
@@ -966,6 +1170,15 @@ TEST(a_fault_fd_answered_by_another_process)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* A vIOMMU of @fd's with its region (*@data), mapped here (shared, read-only), or MAP_FAILED. */
+static void *region_mapped(int fd, struct iommu_viommu_selftest *data, uint32_t *viommu)
+{
+	if (viommu_with_region(fd, data, viommu))
+		return MAP_FAILED;
+	return mmap(NULL, data->out_mmap_length, PROT_READ, MAP_SHARED, fd,
+		    (off_t)data->out_mmap_offset);
+}
+
 /*
  * mmap(2) of an iommufd another process serves: the vIOMMU's region is handed over (its
  * memfd), the same bytes in both processes; what the kernel refuses, refused with its errno.
@@ -981,9 +1194,7 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 
 	ASSERT_GE(fd, 0);
 	NEEDS_IOMMUFD_TEST();
-	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
-	p = mmap(NULL, data.out_mmap_length, PROT_READ, MAP_SHARED, fd,
-		 (off_t)data.out_mmap_offset);
+	p = region_mapped(fd, &data, &viommu);
 	ASSERT_NE(MAP_FAILED, p);
 	reg[0] = data.out_mmap_offset;
 	reg[1] = data.out_mmap_length;
@@ -998,6 +1209,263 @@ TEST(mmap_of_the_viommu_region_from_another_process)
 	ASSERT_EQ(0, munmap(p, data.out_mmap_length));
 	ASSERT_EQ(0, destroy(fd, viommu));
 	ASSERT_EQ(0, close(fd));
+}
+
+/* ---- another process's mapping of a vIOMMU region holds it, as the kernel's VMA ---------- */
+
+struct held {
+	int fd, sock;
+	uint32_t viommu;
+	pid_t pid;
+};
+
+/* A vIOMMU with its region, and a "held" child that has the iommufd (0, or -1). */
+static int held_start(struct held *h)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	uint64_t reg[3];
+
+	h->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (h->fd < 0 || viommu_with_region(h->fd, &data, &h->viommu))
+		return -1;
+	reg[0] = data.out_mmap_offset;
+	reg[1] = data.out_mmap_length;
+	reg[2] = h->viommu;
+	if (reg[1] != 2 * PS) /* the partial unmaps need two pages */
+		return -1;
+	h->pid = child_start_with("held", h->fd, reg, sizeof(reg), &h->sock);
+	return h->pid > 0 ? 0 : -1;
+}
+
+/* The child's answer to @cmd: 0 or an errno (-1 when it did not answer). */
+static int held_do(struct held *h, char cmd)
+{
+	int rc;
+
+	if (write(h->sock, &cmd, 1) != 1 || read(h->sock, &rc, sizeof(rc)) != sizeof(rc))
+		return -1;
+	return rc;
+}
+
+/*
+ * Runs @script: a lowercase letter is a command of the child's (child_held()), which must
+ * answer 0; 'B': the vIOMMU's destroy answers EBUSY; 'D': it succeeds at once; 'S': it succeeds
+ * once the server has seen the child's connections close (destroy_settle(), bounded); 'K':
+ * SIGKILL the child. Then the child ends (as asked, unless killed) and the context goes.
+ */
+static void held_run(struct __h_test *_metadata, const char *script)
+{
+	struct held h;
+	int want = 0;
+
+	ASSERT_EQ(0, held_start(&h));
+	for (const char *c = script; *c; c++) {
+		switch (*c) {
+		case 'B':
+			ASSERT_EQ(-1, destroy(h.fd, h.viommu));
+			ASSERT_EQ(EBUSY, errno);
+			break;
+		case 'D':
+			ASSERT_EQ(0, destroy(h.fd, h.viommu));
+			break;
+		case 'S':
+			ASSERT_EQ(0, destroy_settle(h.fd, h.viommu));
+			break;
+		case 'K':
+			ASSERT_EQ(0, kill(h.pid, SIGKILL));
+			want = 128 + SIGKILL;
+			break;
+		default:
+			ASSERT_EQ(0, held_do(&h, *c));
+		}
+	}
+	close(h.sock);
+	ASSERT_EQ(want, test_child_wait(h.pid));
+	ASSERT_EQ(0, close(h.fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+/*
+ * While another process has the region mapped, the vIOMMU's destroy answers EBUSY; a partial
+ * munmap keeps it so (as the kernel's split VMA keeps its reference); the munmap of the last
+ * page lets it go, at once.
+ */
+TEST(a_remote_mapping_holds_the_viommu_until_its_last_page_goes)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mBpBqD");
+}
+
+/* A mapping over the first one (MAP_FIXED) replaces it: one hold, which its munmap lets go. */
+TEST(a_remote_mapping_replaced_by_another_holds_once)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mMBuD");
+}
+
+/*
+ * A client killed with its mapping: the hold goes with it. Its connections close as it dies,
+ * and the server sees them close shortly after.
+ */
+TEST(a_remote_mapping_holds_the_viommu_until_its_process_is_killed)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mBKS");
+}
+
+/* An exec takes the mapping with the old image: the hold goes while the new image lives. */
+TEST(a_remote_mapping_goes_with_an_exec)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mBeS");
+}
+
+/*
+ * mremap() moves the mapping's pages and their hold with them: a whole move, or one page
+ * moved away (the hold lasts until the page left behind and the moved one are both gone); a
+ * region's mapping does not grow (EFAULT, the kernel's VM_DONTEXPAND) and stays held.
+ */
+TEST(an_mremap_moves_a_remote_mapping_and_its_hold)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mrBuD");
+	held_run(_metadata, "mRBuBwD");
+	held_run(_metadata, "mGBuD");
+}
+
+/* The same rules for this process's own mapping of its own region; MREMAP_DONTUNMAP EINVAL. */
+TEST(an_mremap_moves_a_local_mapping_and_its_hold)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	void *to;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(MAP_FAILED, mremap(p, data.out_mmap_length, 2 * data.out_mmap_length,
+				     MREMAP_MAYMOVE));
+	ASSERT_EQ(EFAULT, errno);
+	ASSERT_EQ(MAP_FAILED, mremap(p, data.out_mmap_length, data.out_mmap_length,
+				     MREMAP_MAYMOVE | MREMAP_DONTUNMAP));
+	ASSERT_EQ(EINVAL, errno);
+	to = mmap(NULL, data.out_mmap_length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, to);
+	ASSERT_EQ(to, mremap(p, data.out_mmap_length, data.out_mmap_length,
+			     MREMAP_MAYMOVE | MREMAP_FIXED, to));
+	ASSERT_EQ(0xabcdu, ((uint32_t *)to)[0]);
+	ASSERT_FALSE(uiommu_mmap_claims(p, data.out_mmap_length));
+	ASSERT_TRUE(uiommu_mmap_claims(to, 1));
+	ASSERT_EQ(-1, destroy(fd, viommu));
+	ASSERT_EQ(EBUSY, errno);
+	ASSERT_EQ(0, munmap(to, data.out_mmap_length));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * fork() of the mapping client: the child's copy of the mapping holds too (the kernel's
+ * vm_ops->open), from before fork() returns: the vIOMMU stays busy until both have unmapped
+ * it, in either order.
+ */
+TEST(a_forked_copy_of_a_remote_mapping_holds_it_too)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mfuBgD");
+	held_run(_metadata, "mfgBuD");
+}
+
+/*
+ * Each fallible step of serving a mapping and its holds in turn (the MMAP request, its memfd,
+ * its hold, the fd passed back; a fork's copy of the hold; the MUNMAPs), failed while a child
+ * maps, forks and unmaps: a mapping that succeeded holds the vIOMMU; the child gets a clean
+ * errno (a refused fork copy or MUNMAP only leaves a hold for longer); once the child is gone
+ * nothing holds it.
+ */
+TEST(fail_nth_of_a_remote_mapping_and_its_holds)
+{
+	/* ENXIO: the region's lookup failed (the owner's get, as the kernel's mtree_load()). */
+	static const int kinds[4] = { ENOMEM, EMFILE, EIO, ENXIO };
+	unsigned long nth, left = 0, seen[4] = { 0 }, mapped = 0;
+	struct held h;
+	int rc, k;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (nth = 1; nth < 100 && !left; nth++) {
+		ASSERT_EQ(0, held_start(&h));
+		ASSERT_EQ(0, held_do(&h, 'n')); /* its connection made: the sweep starts at the MMAP */
+		uiommu_serve_fail_nth_arm(nth);
+		rc = held_do(&h, 'm');
+		if (!rc) {
+			mapped++;
+			ASSERT_EQ(-1, destroy(h.fd, h.viommu));
+			ASSERT_EQ(EBUSY, errno);
+			ASSERT_EQ(0, held_do(&h, 'f'));
+			ASSERT_EQ(0, held_do(&h, 'u'));
+			ASSERT_EQ(0, held_do(&h, 'g'));
+		}
+		left = uiommu_serve_fail_nth_disarm();
+		for (k = 0; k < 4 && kinds[k] != rc; k++)
+			;
+		/* On a mismatch, prints what the child said. */
+		ASSERT_EQ(rc, rc ? (k < 4 ? kinds[k] : -1) : 0);
+		if (rc)
+			seen[k]++;
+		close(h.sock);
+		ASSERT_EQ(0, test_child_wait(h.pid));
+		ASSERT_EQ(0, destroy_settle(h.fd, h.viommu));
+		ASSERT_EQ(0, close(h.fd));
+		ASSERT_EQ(0, live_contexts_settle(0));
+	}
+	ASSERT_NE(0, left);
+	/* A refused request or hold, a refused memfd, a lost reply; and mappings that held. */
+	ASSERT_NE(0, seen[0]);
+	ASSERT_NE(0, seen[1]);
+	ASSERT_NE(0, seen[2]);
+	ASSERT_NE(0, mapped);
+}
+
+/*
+ * The mapping side's fallible steps in turn (its file's lookup, its record of the mapping):
+ * a mapping that failed holds nothing (its hold given back at once), one that succeeded holds.
+ */
+TEST(fail_nth_of_a_remote_mapping_in_the_mapping_process)
+{
+	unsigned long failed = 0;
+	struct held h;
+	char cmd[2] = { 'x', 0 };
+	int rc = 0;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (int nth = 1; nth < 64 && rc != -2; nth++) {
+		ASSERT_EQ(0, held_start(&h));
+		ASSERT_EQ(0, held_do(&h, 'n'));
+		cmd[1] = (char)nth;
+		ASSERT_EQ(1, write(h.sock, cmd, 1));
+		rc = held_do(&h, cmd[1]);
+		if (rc == -2 || rc == -3) {
+			ASSERT_EQ(-1, destroy(h.fd, h.viommu));
+			ASSERT_EQ(EBUSY, errno);
+			ASSERT_EQ(0, held_do(&h, 'u'));
+		} else {
+			ASSERT_EQ(ENOMEM, rc); /* on a mismatch, prints what the child said */
+			failed++;
+		}
+		/* Given back before mmap() returned (or never taken). */
+		ASSERT_EQ(0, destroy(h.fd, h.viommu));
+		close(h.sock);
+		ASSERT_EQ(0, test_child_wait(h.pid));
+		ASSERT_EQ(0, close(h.fd));
+		ASSERT_EQ(0, live_contexts_settle(0));
+	}
+	ASSERT_EQ(-2, rc);
+	ASSERT_NE(0, failed);
 }
 
 /*
@@ -1771,6 +2239,90 @@ TEST(exec_of_the_serving_process_hands_its_contexts_over)
 	ASSERT_EQ(ECHILD, errno);
 	ASSERT_GE(servers, 2);
 	close(sock);
+}
+
+/*
+ * The process an exec hands the serving to is a copy of the exec'ing one, but keeps none of
+ * the program's fds: a pipe the program held reaches EOF when the last program image holding
+ * it exits, not when the context goes. What the library holds works on there: the memfd
+ * duplicate behind a MAP_FILE (its first pin comes after the exec), this process's client
+ * fds (a map of its private memory, read back through an access) and a vIOMMU region's memfd
+ * (mmap from here).
+ */
+TEST(the_next_server_keeps_none_of_the_programs_fds)
+{
+	struct iommu_test_cmd create = { .size = sizeof(create), .op = IOMMU_TEST_OP_CREATE_ACCESS };
+	struct iommu_test_cmd rw = { .size = sizeof(rw), .op = IOMMU_TEST_OP_ACCESS_RW };
+	uint8_t *mine = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int sock, fd, pipefd[2], status;
+	uint8_t got[2 * PS];
+	struct pollfd pfd;
+	uint64_t msg[3], iova;
+	uint32_t ioas, *region;
+	pid_t pid;
+	char c = 0;
+
+	NEEDS_IOMMUFD_TEST(); /* the selftest access */
+	ASSERT_NE(MAP_FAILED, mine);
+	memset(mine, 0x3c, PS);
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
+	pid = child_start_with("cprfds", pipefd[1], &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, close(pipefd[1]));
+	fd = recv_fd(sock, msg, sizeof(msg));
+	ASSERT_GE(fd, 0);
+	/* Our client state at the server (our pidfd, mem, maps) is made before the hand-over. */
+	ASSERT_EQ(0, ioas_alloc_id(fd, &ioas));
+	ASSERT_EQ(0, ioas_map(fd, ioas, mine, PS, &iova));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1)); /* the new image runs, holding the pipe */
+	pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
+	ASSERT_EQ(0, poll(&pfd, 1, 0));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, test_child_wait(pid));
+	/* Its last holder is gone: EOF at once (only a failure waits out the timeout). */
+	ASSERT_EQ(1, poll(&pfd, 1, 10000));
+	ASSERT_EQ(0, read(pipefd[0], &c, 1));
+
+	/* The memfd's first pin, in the next server. */
+	create.id = 1;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &create));
+	rw.id = create.create_access.out_access_fd;
+	rw.access_rw.iova = msg[0];
+	rw.access_rw.length = sizeof(got);
+	rw.access_rw.uptr = (uintptr_t)got;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &rw));
+	for (unsigned int i = 0; i < sizeof(got); i++)
+		ASSERT_EQ(0xa5, got[i]);
+	ASSERT_EQ(0, close((int)create.create_access.out_access_fd));
+	/* Our private page, through the client fds the server took at our first call. */
+	create.id = ioas;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &create));
+	rw.id = create.create_access.out_access_fd;
+	rw.access_rw.iova = iova;
+	rw.access_rw.length = PS;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &rw));
+	for (unsigned int i = 0; i < PS; i++)
+		ASSERT_EQ(0x3c, got[i]);
+	ASSERT_EQ(0, close((int)create.create_access.out_access_fd));
+	ASSERT_EQ(PS, ioas_unmap_len(fd, ioas, iova, PS));
+	ASSERT_EQ(2 * PS, ioas_unmap_len(fd, 1, msg[0], 2 * PS));
+	ASSERT_EQ(0, destroy_settle(fd, ioas));
+	/* The vIOMMU region's memfd, which the next server hands out for our mmap. */
+	region = mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]);
+	ASSERT_NE(MAP_FAILED, region);
+	ASSERT_EQ(0x77u, region[0]);
+	ASSERT_EQ(0, munmap(region, msg[2]));
+	/* The last fd, with the device, the vIOMMU and IOAS 1 still in the context. */
+	ASSERT_EQ(0, close(fd));
+	/* That was the last fd: the next server exits, cleanly. */
+	while (wait(&status) > 0)
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(ECHILD, errno);
+	close(pipefd[0]);
+	close(sock);
+	munmap(mine, PS);
 }
 
 /* ---- the serving side under fault injection --------------------------------------------- */

@@ -20,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -28,9 +31,11 @@
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/interval_tree.h"
 #include "lib/rangemap.h"
 #include "lib/rcu.h"
+#include "lib/sys.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 
@@ -1628,6 +1633,116 @@ TEST(close_in_signal_handler_inside_rcu_section)
 	ASSERT_EQ(0, st.contexts);
 	ASSERT_EQ(0, st.objects);
 #endif
+}
+
+/* Above lib/fdkeep.c's bitmap (16384 numbers). */
+#define FDKEEP_HIGH 16400
+
+/* Is @fd open? */
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0 || errno != EBADF;
+}
+
+/*
+ * In a fork child: the program's fds (a pipe; fd 1 made a pipe; a number the library kept and
+ * closed, taken by the program) go, the kept pipe stays, 0-2 end on /dev/null, unless the
+ * fail-nth countdown @nth (0: none) fails its opening, when they stay as they were. With
+ * @high, a kept fd above the bitmap keeps every fd up there. Exit: 0 (the failure happened),
+ * 100 (no failure), else the check that failed.
+ */
+static int fdkeep_child(unsigned long nth, bool high)
+{
+	int unkept[2], kept[2], out[2], gone;
+	struct stat null_st, st, out_st;
+	bool failed;
+
+	if (stat("/dev/null", &null_st) || pipe(out) || dup2(out[1], 1) != 1 || fstat(1, &out_st))
+		return 1;
+	if (pipe(unkept) || pipe(kept))
+		return 2;
+	uiommu_fd_keep(kept[0]);
+	uiommu_fd_keep(kept[1]);
+	gone = fcntl(kept[0], F_DUPFD_CLOEXEC, 0);
+	uiommu_fd_keep(gone);
+	sys_close(gone);
+	if (dup2(unkept[0], gone) != gone)
+		return 3;
+	if (high) {
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl))
+			return 4;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			return 4;
+		if (dup2(unkept[0], FDKEEP_HIGH) != FDKEEP_HIGH ||
+		    dup2(kept[0], FDKEEP_HIGH + 1) != FDKEEP_HIGH + 1)
+			return 4;
+		uiommu_fd_keep(FDKEEP_HIGH + 1);
+	}
+	if (nth)
+		uiommu_fail_nth_arm(nth);
+	uiommu_fds_close_unkept();
+	failed = nth && !uiommu_fail_nth_disarm();
+	if (fd_open(unkept[0]) || fd_open(unkept[1]) || fd_open(gone) || fd_open(out[0]) ||
+	    fd_open(out[1]))
+		return 5;
+	if (!fd_open(kept[0]) || !fd_open(kept[1]))
+		return 6;
+	if (high && (!fd_open(FDKEEP_HIGH) || !fd_open(FDKEEP_HIGH + 1)))
+		return 7;
+	for (int fd = 0; fd < 3; fd++) {
+		if (fstat(fd, &st))
+			return 8;
+		if (!failed && (!S_ISCHR(st.st_mode) || st.st_rdev != null_st.st_rdev))
+			return 9;
+	}
+	if (failed && (fstat(1, &st) || st.st_ino != out_st.st_ino || st.st_dev != out_st.st_dev))
+		return 10;
+	return failed ? 0 : 100;
+}
+
+static int fdkeep_run(unsigned long nth, bool high)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (!pid)
+		_exit(fdkeep_child(nth, high));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* The registry of the library's fds: what a next server keeps (docs/processes.md). */
+TEST(fd_registry_closes_all_but_the_librarys_fds)
+{
+	unsigned long nth;
+
+	ASSERT_EQ(100, fdkeep_run(0, false));
+	/* Its one fallible step, the opening of /dev/null, failed: 0-2 stay. */
+	if (uiommu_fail_nth_available()) {
+		for (nth = 1; nth < 10; nth++) {
+			int rc = fdkeep_run(nth, false);
+
+			if (rc == 100)
+				break;
+			ASSERT_EQ(0, rc);
+		}
+		ASSERT_EQ(2, nth);
+	}
+}
+
+/* A kept fd above the bitmap: everything up there is kept (an unkept one too). */
+TEST(fd_registry_keeps_all_above_its_bitmap_once_one_there_is_kept)
+{
+	struct rlimit rl;
+
+	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &rl));
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= FDKEEP_HIGH + 1)
+		SKIP("RLIMIT_NOFILE's hard limit is too low");
+	ASSERT_EQ(100, fdkeep_run(0, true));
 }
 
 TEST_HARNESS_MAIN

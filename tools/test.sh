@@ -181,7 +181,8 @@ fi
 
 # ---- 6. fuzzing ---------------------------------------------------------------------------------
 # 60 s of tests/fuzz/fuzz_ioctl over a scratch copy of the seed corpus (the corpus in the tree
-# stays as it is), then 30 s of tests/fuzz/fuzz_wire (the wire between processes) from nothing.
+# stays as it is), then 30 s of tests/fuzz/fuzz_wire (the wire between processes) from its own
+# seeds (tests/fuzz/corpus_wire: a mapping's holds).
 # A crash, a sanitizer report, a leak or a 10 s input fails; the input that did it is kept in
 # the scratch directory, named in the output.
 (export CC=clang; setup build-fuzz -Dfuzz=true)
@@ -191,6 +192,7 @@ for fz in fuzz_ioctl:60 fuzz_wire:30; do
 	fuzzdir=$(mktemp -d)
 	mkdir "$fuzzdir/corpus"
 	[ "$name" = fuzz_ioctl ] && cp tests/fuzz/corpus/* "$fuzzdir/corpus/"
+	[ "$name" = fuzz_wire ] && cp tests/fuzz/corpus_wire/* "$fuzzdir/corpus/"
 	if (cd "$fuzzdir" && ASAN_OPTIONS=allow_user_segv_handler=1 \
 		"$OLDPWD/build-fuzz/tests/fuzz/$name" -max_total_time="$secs" -detect_leaks=0 \
 		-timeout=10 -print_final_stats=1 corpus) >"$fuzzdir/log" 2>&1; then

@@ -119,6 +119,19 @@ char *uiommu_node_realpath(const char *path, char *resolved);
 int uiommu_node_redirect(const char *path, char *buf, size_t len);
 int uiommu_fstat(int fd, struct stat *st);
 ssize_t uiommu_fd_path(int fd, char *buf, size_t len);
+/*
+ * Another process's uiommu fds, as /proc/<pid>/fd/N shows them (docs/processes.md): the
+ * serving process of each file keeps a record of its name in a registry private to the user.
+ * uiommu_fd_link_claims(): @path (relative to @dirfd) is spelled as an fd's magic link
+ * (/proc/P/fd/N, /proc/P/task/T/fd/N, /dev/fd/N, or a number under such a directory fd); no
+ * system call. uiommu_fd_link_readlink(): readlinkat(2) of it, with the file's name
+ * ("/dev/iommu", "anon_inode:[iommufd-pgfault]", ...) in place of the "socket:[N]" the host
+ * shows for a uiommu file that has a live record. uiommu_fd_registry(): the registry's
+ * directory (-1 and errno when there is none this process trusts).
+ */
+bool uiommu_fd_link_claims(int dirfd, const char *path);
+ssize_t uiommu_fd_link_readlink(int dirfd, const char *path, char *buf, size_t len);
+int uiommu_fd_registry(char *buf, size_t len);
 ssize_t uiommu_read(int fd, void *buf, size_t count);
 ssize_t uiommu_write(int fd, const void *buf, size_t count);
 ssize_t uiommu_pread(int fd, void *buf, size_t count, off_t offset);
@@ -217,9 +230,13 @@ int uiommu_fd_close_range(unsigned int first, unsigned int last, int flags);
  * offset and length of a live region (ENXIO). A live mapping holds its object (IOMMU_DESTROY
  * answers EBUSY) until uiommu_munmap() of all of it. uiommu_munmap() is munmap(2) that also
  * forgets such mappings; uiommu_mmap_claims() says whether a range meets one of them.
+ * uiommu_mremap() is mremap(2) of such a range (its new_addr only with MREMAP_FIXED): the
+ * pages it moves stay held, those it drops are forgotten; growing one is EFAULT, and
+ * MREMAP_DONTUNMAP of one EINVAL.
  */
 void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int uiommu_munmap(void *addr, size_t len);
+void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 bool uiommu_mmap_claims(const void *addr, size_t len);
 
 /*

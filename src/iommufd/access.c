@@ -654,6 +654,7 @@ static void selftest_access_release(void *priv)
 
 static const struct iommufd_subfd_ops selftest_access_fops = {
 	.release = selftest_access_release,
+	.name = "anon_inode:[iommufd_test_staccess]",
 };
 
 static int iommufd_test_create_access(struct iommufd_ucmd *ucmd, struct iommu_test_cmd *cmd)

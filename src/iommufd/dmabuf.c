@@ -41,6 +41,7 @@
 #include "iommufd/io_pagetable.h"
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 
 /* The kernel's test buffer is at most 512 pages. */
 #define IOMMUFD_DMABUF_MAX_PAGES 512u
@@ -62,6 +63,7 @@ static void iommufd_dmabuf_release(void *priv)
 
 static const struct iommufd_subfd_ops iommufd_dmabuf_fops = {
 	.release = iommufd_dmabuf_release,
+	.name = "/dmabuf:", /* the kernel's dma-buf files, without a name set */
 };
 
 void iommufd_dmabuf_put(struct iommufd_dmabuf *dmabuf)
@@ -70,8 +72,10 @@ void iommufd_dmabuf_put(struct iommufd_dmabuf *dmabuf)
 		return;
 	/* Each pages on the list holds a reference: the list is empty. */
 	WARN_ON(dmabuf->pages_list);
-	if (dmabuf->memfd >= 0)
+	if (dmabuf->memfd >= 0) {
+		uiommu_fd_unkeep(dmabuf->memfd);
 		close(dmabuf->memfd);
+	}
 	uiommu_mutex_destroy(&dmabuf->lock);
 	uiommu_free(dmabuf);
 }
@@ -194,6 +198,7 @@ int iommufd_test_dmabuf_get(struct iommufd_ucmd *ucmd, uint32_t length, uint32_t
 		rc = -ENOMEM;
 		goto err_abort;
 	}
+	uiommu_fd_keep(dmabuf->memfd);
 	if (uiommu_should_fail() || ftruncate(dmabuf->memfd, (off_t)len)) {
 		rc = -ENOMEM;
 		goto err_abort;

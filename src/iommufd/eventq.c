@@ -168,6 +168,7 @@ static const struct iommufd_subfd_ops iommufd_veventq_fops = {
 	.release = iommufd_veventq_fops_release,
 	.read = iommufd_veventq_fops_read,
 	.event = true,
+	.name = "anon_inode:[iommufd-viommu-event]",
 };
 
 static const struct iommufd_subfd_ops iommufd_fault_fops = {
@@ -175,6 +176,7 @@ static const struct iommufd_subfd_ops iommufd_fault_fops = {
 	.read = iommufd_fault_fops_read,
 	.write = iommufd_fault_fops_write,
 	.event = true,
+	.name = "anon_inode:[iommufd-pgfault]",
 };
 
 void iommufd_veventq_destroy(struct iommufd_object *obj)

@@ -97,6 +97,7 @@
 #include "iommufd/remote.h"
 #include "mm/account.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
@@ -110,7 +111,7 @@ struct iommufd_file {
 	ino_t ino;
 	bool readable, writable;   /* the open's access mode, as the kernel's f_mode; constant */
 	bool event;                /* another process's event fd (ours: ops->event); constant */
-	/* Set once before the fd is handed out (iommufd_file_set_node()), then constant. */
+	/* Set before the fd is handed out (the open's node, a sub-fd's name), then constant. */
 	struct iommufd_node node;
 	bool has_node;
 	_Atomic off_t pos;         /* read(2)/write(2) position (the kernel's f_pos) */
@@ -252,6 +253,14 @@ static void export_del(struct iommufd_file *file)
 	uiommu_mutex_unlock(&export_lock);
 }
 
+/* The last of a released file of ours: its record for /proc readers, then its peer. */
+static void iommufd_file_let_go(struct iommufd_file *file)
+{
+	if (file->has_node)
+		iommufd_procfd_forget(file->ino);
+	sys_close(file->peer);
+}
+
 /*
  * The last close of a context's file that ran inside a read-side section of its own thread (a
  * signal handler's close on top of an ioctl of the RCU dispatch): the release, one grace
@@ -263,7 +272,7 @@ static void iommufd_file_release_rcu(struct rcu_head *head)
 
 	iommufd_rcu_callback_begin();
 	iommufd_ctx_release(file->ictx);
-	sys_close(file->peer);
+	iommufd_file_let_go(file);
 	/* The grace period that ran this is the one the file's memory waits for. */
 	uiommu_free_deferred(file);
 }
@@ -303,7 +312,7 @@ static void iommufd_file_put(struct iommufd_file *file)
 		uiommu_synchronize_rcu();
 		iommufd_ctx_release(file->ictx);
 	}
-	sys_close(file->peer);
+	iommufd_file_let_go(file);
 	call_rcu(&file->rcu, iommufd_file_free_rcu);
 }
 
@@ -545,6 +554,7 @@ static int iommufd_raw_open(struct iommufd_file *file, int flags, bool named)
 		return -err;
 	}
 	file->peer = sv[1];
+	uiommu_fd_keep(file->peer);
 	atomic_init(&file->local_fd, -1);
 	file->dev = st.st_dev;
 	file->ino = st.st_ino;
@@ -561,46 +571,77 @@ static void iommufd_raw_close(struct iommufd_file *file, int fd)
 	sys_close(file->peer);
 }
 
-UIOMMU_EXPORT int uiommu_open(int flags)
+/* The record of a new file of ours for other processes' /proc readers (procfd.c). */
+static int iommufd_file_publish(struct iommufd_file *file)
+{
+	return file->has_node ? iommufd_procfd_publish(file->ino, &file->node) : 0;
+}
+
+static void iommufd_file_unpublish(struct iommufd_file *file)
+{
+	if (file->has_node)
+		iommufd_procfd_forget(file->ino);
+}
+
+/**
+ * iommufd_file_open_ctx() - a new context's file, opened through @node (/dev/iommu, or the
+ * VFIO container, which is one too)
+ * Return: the fd, or -ENOMEM / -EMFILE / the open's -errno.
+ */
+int iommufd_file_open_ctx(int flags, const struct iommufd_node *node)
 {
 	struct iommufd_file *file;
 	struct uiommu_mm *mm = iommufd_caller_mm();
 	int fd, rc;
 
 	if (!mm)
-		return uiommu_ret(-ENOMEM);
+		return -ENOMEM;
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
-		return uiommu_ret(-ENOMEM);
+		return -ENOMEM;
 	file->ictx = iommufd_ctx_alloc(mm);
 	if (IS_ERR(file->ictx)) {
 		rc = PTR_ERR(file->ictx);
 		goto err_free;
 	}
 	file->ictx->file = file;
-	file->node = (struct iommufd_node){ .path = "/dev/iommu", .major = IOMMUFD_NODE_MAJOR,
-					    .minor = IOMMUFD_NODE_MINOR, .mode = S_IFCHR | 0660 };
+	file->node = *node;
 	file->has_node = true;
 	fd = iommufd_raw_open(file, flags, false);
 	if (fd < 0) {
 		rc = fd;
 		goto err_release;
 	}
+	rc = iommufd_file_publish(file);
+	if (rc)
+		goto err_close;
 	uiommu_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
 	uiommu_mutex_unlock(&fdt_lock);
-	if (rc) {
-		iommufd_raw_close(file, fd);
-		goto err_release;
-	}
+	if (rc)
+		goto err_unpublish;
 	iommufd_file_export(file);
 	return fd;
 
+err_unpublish:
+	iommufd_file_unpublish(file);
+err_close:
+	iommufd_raw_close(file, fd);
 err_release:
 	iommufd_ctx_release(file->ictx);
 err_free:
 	uiommu_free(file);
-	return uiommu_ret(rc);
+	return rc;
+}
+
+UIOMMU_EXPORT int uiommu_open(int flags)
+{
+	static const struct iommufd_node node = {
+		.path = "/dev/iommu", .major = IOMMUFD_NODE_MAJOR, .minor = IOMMUFD_NODE_MINOR,
+		.mode = S_IFCHR | 0660,
+	};
+
+	return uiommu_ret(iommufd_file_open_ctx(flags, &node));
 }
 
 /*
@@ -679,6 +720,8 @@ UIOMMU_EXPORT void uiommu_fd_track(void)
 	const char *check = getenv("UIOMMU_FD_CHECK");
 
 	atomic_store(&fdt_trusted, !check || strcmp(check, "strict"));
+	/* Other processes' readers are the preload layer's: the registry is for them. */
+	iommufd_procfd_enable();
 }
 
 UIOMMU_EXPORT void uiommu_fd_note_new(int fd)
@@ -935,6 +978,21 @@ bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uin
 
 /* ---- sub-fds -------------------------------------------------------------------------------- */
 
+/*
+ * An anonymous file's name, as the kernel's anon_inode_getfile() gives it ("anon_inode:[NAME]",
+ * mode 0600 without a file type, as its getattr() shows) or a dma-buf's: what fstat() and
+ * readlink("/proc/self/fd/N") show of it here and, through the INFO answer and the registry
+ * (procfd.c), in other processes.
+ */
+static void iommufd_subfd_name(struct iommufd_file *file, const struct iommufd_subfd_ops *ops)
+{
+	if (!ops->name)
+		return;
+	snprintf(file->node.path, sizeof(file->node.path), "%s", ops->name);
+	file->node.mode = 0600;
+	file->has_node = true;
+}
+
 /**
  * iommufd_subfd_alloc() - reserve a new fd (O_CLOEXEC) that will stand for @priv
  * @ictx: the context whose ioctl makes it; called from inside that ioctl, so its file is alive
@@ -971,6 +1029,11 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 		goto err_close;
 	file->ops = ops;
 	file->priv = priv;
+	iommufd_subfd_name(file, ops);
+	/* The record now: nothing may fail once the ioctl's reply is written. */
+	rc = iommufd_file_publish(file);
+	if (rc)
+		goto err_close;
 	atomic_fetch_add_explicit(&ictx->file->refs, 1, memory_order_relaxed);
 	file->parent = ictx->file;
 	return file;
@@ -995,6 +1058,7 @@ void iommufd_subfd_install(struct iommufd_file *file, int fd)
 /* Undoes iommufd_subfd_alloc(): closes the fd; ops->release is not called. */
 void iommufd_subfd_abort(struct iommufd_file *file, int fd)
 {
+	iommufd_file_unpublish(file);
 	iommufd_raw_close(file, fd);
 	iommufd_file_put(file->parent);
 	uiommu_free(file);
@@ -1068,12 +1132,14 @@ int iommufd_file_remote_ident(int fd, struct iommufd_server **server, uint64_t *
 }
 
 /**
- * iommufd_file_open_ops() - a new fd standing for @priv, made by an open() of a device node
- * (the VFIO device cdev) rather than by an ioctl: no parent context. ops->release(@priv) runs at
- * its last close; on failure nothing is called.
+ * iommufd_file_open_ops() - a new fd standing for @priv, made by an open() of @node (the VFIO
+ * device cdev, a group) rather than by an ioctl, or an anonymous file of a node's (a group's
+ * device fd): no parent context. ops->release(@priv) runs at its last close; on failure
+ * nothing is called.
  * Return: the fd, or -ENOMEM / -EMFILE / the open's -errno.
  */
-int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags)
+int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags,
+			  const struct iommufd_node *node)
 {
 	struct iommufd_file *file;
 	int fd, rc;
@@ -1092,15 +1158,22 @@ int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int f
 	}
 	file->ops = ops;
 	file->priv = priv;
+	file->node = *node;
+	file->has_node = true;
+	rc = iommufd_file_publish(file);
+	if (rc)
+		goto err_close;
 	uiommu_mutex_lock(&fdt_lock);
 	rc = fdt_install(fd, file);
 	uiommu_mutex_unlock(&fdt_lock);
 	if (rc)
-		goto err_close;
+		goto err_unpublish;
 	iommufd_file_export(file);
 	iommufd_file_note_new(fd);
 	return fd;
 
+err_unpublish:
+	iommufd_file_unpublish(file);
 err_close:
 	iommufd_raw_close(file, fd);
 err_free:
@@ -1232,18 +1305,6 @@ UIOMMU_EXPORT unsigned int uiommu_page_pin_count(const void *addr)
 
 /* ---- what the fd looks like, and read/write ------------------------------------------------ */
 
-int iommufd_file_set_node(int fd, const struct iommufd_node *node)
-{
-	struct iommufd_file *file = iommufd_file_get(fd);
-
-	if (!file)
-		return -EBADF;
-	file->node = *node;
-	file->has_node = true;
-	iommufd_file_put(file);
-	return 0;
-}
-
 /*
  * The times a node shows: the library's first look, as devtmpfs shows the time a node was
  * made at boot. Owner: the caller, as a udev rule hands VFIO nodes to the user of a VM.
@@ -1299,6 +1360,7 @@ UIOMMU_EXPORT int uiommu_fstat(int fd, struct stat *st)
 UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
 {
 	struct iommufd_file *file = iommufd_file_get(fd);
+	struct iommufd_node node;
 	char path[64];
 	size_t n;
 
@@ -1317,6 +1379,12 @@ UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
 			return -1;
 		}
 		path[r] = '\0';
+		/*
+		 * Another process's event fd (adopted by CLAIM, which tells no node): its
+		 * server's record names it.
+		 */
+		if (!iommufd_file_is_local(file) && !iommufd_procfd_lookup_link(path, &node))
+			snprintf(path, sizeof(path), "%s", node.path);
 	}
 	iommufd_file_put(file);
 	/* readlink(2): no NUL, truncated to @len. */
@@ -1608,12 +1676,13 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 
 /*
  * Another process maps @token's file: a /dev/iommu file hands out a vIOMMU region's memfd
- * (iommufd_mmap_region_dup()); any other file has nothing to hand over: ENODEV, as the local
+ * (iommufd_mmap_region_dup(), which holds the region's owner for @holder, named in *@hold);
+ * any other file has nothing to hand over: ENODEV, as the local
  * uiommu_mmap() answers a file without a mapping of its own (a sub-fd's BAR areas are this
  * process's mappings). Return: the memfd, or -errno.
  */
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off)
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	int rc;
@@ -1623,7 +1692,8 @@ int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, i
 	if (file->ops || off > INT64_MAX)
 		rc = file->ops ? -ENODEV : -EINVAL;
 	else
-		rc = iommufd_mmap_region_dup(file->ictx, len, prot, flags, (off_t)off);
+		rc = iommufd_mmap_region_dup(file->ictx, len, prot, flags, (off_t)off, holder,
+					     hold);
 	iommufd_file_put(file);
 	return rc;
 }

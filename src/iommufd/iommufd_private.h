@@ -310,10 +310,10 @@ struct iommufd_subfd_ops {
 	 * holder proves it holds the fd to learn the secret (remote.c).
 	 */
 	bool event;
+	/* Optional: the anonymous file's name, "anon_inode:[...]" (readlink of its fd). */
+	const char *name;
 };
 /* The sub-fd @fd has an mmap op: *@ret is its answer. false: not such an fd. */
-int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
-			    off_t off);
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
 			void **ret);
 
@@ -330,8 +330,19 @@ struct iommufd_node {
 /* /dev/iommu: misc, a dynamic minor (256 and up on this kernel). */
 #define IOMMUFD_NODE_MAJOR 10
 #define IOMMUFD_NODE_MINOR 257
-/* Sets the node of the file behind @fd (before the fd is handed out). -EBADF if none. */
-int iommufd_file_set_node(int fd, const struct iommufd_node *node);
+/*
+ * procfd.c: the registry of what other processes' /proc/<pid>/fd/N show of our files, a record
+ * per backing socket inode, kept once enabled (the preload layer). publish: 0, or -errno (the
+ * open or ioctl making the file fails; 0 when there is no registry to keep); forget: at the
+ * release or an unwind. lookup: 0 and *@node for a live record; -ENOENT otherwise. lookup_link: the same for a
+ * readlink result ("socket:[INO]"); node_of_path: for a /proc fd link path, read on the host.
+ */
+void iommufd_procfd_enable(void);
+int iommufd_procfd_publish(ino_t ino, const struct iommufd_node *node);
+void iommufd_procfd_forget(ino_t ino);
+int iommufd_procfd_lookup(unsigned long ino, struct iommufd_node *node);
+int iommufd_procfd_lookup_link(const char *link, struct iommufd_node *node);
+int iommufd_procfd_node_of_path(const char *path, struct iommufd_node *node);
 /* The caller's address space (this process), for entry points outside an ioctl. */
 struct uiommu_mm *iommufd_caller_mm(void);
 /* Calls another process made (docs/processes.md): its fds as ours, and no new fds for it. */
@@ -352,7 +363,10 @@ void iommufd_subfd_abort(struct iommufd_file *file, int fd);
 void *iommufd_subfd_get(int fd, const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
 void iommufd_subfd_put(struct iommufd_file *file);
 /* A file of its own, made by open() rather than by an ioctl (vfio/device_cdev.c); no parent. */
-int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags);
+int iommufd_file_open_ops(const struct iommufd_subfd_ops *ops, void *priv, int flags,
+			  const struct iommufd_node *node);
+/* A new context's file opened through @node (/dev/iommu, the VFIO container): fd or -errno. */
+int iommufd_file_open_ctx(int flags, const struct iommufd_node *node);
 /* The context behind a /dev/iommu fd, its file held (iommufd_ctx_file_put()); -EBADF/-EBADFD. */
 struct iommufd_ctx *iommufd_ctx_from_fd(int fd);
 

@@ -21,46 +21,82 @@
  *
  * uiommu_munmap() unmaps, then forgets the pages of every recorded mapping inside the range;
  * a mapping whose last page is gone drops its references. A partial munmap leaves the rest
- * recorded, as a split VMA keeps its reference. uiommu_mmap() with MAP_FIXED over one of our
- * mappings forgets the pages it replaces the same way. The program's own mmap(MAP_FIXED) of
- * another file over one of our mappings is not seen: that mapping stays recorded until an
- * munmap of its range.
+ * recorded, as a split VMA keeps its reference. A record keeps where each page is mapped now:
+ * uiommu_mremap() moves them (a region's mapping does not grow: EFAULT, as the kernel's
+ * VM_DONTEXPAND), and forgets the ones it shrinks away or replaces. uiommu_mmap() with
+ * MAP_FIXED over one of our mappings forgets the pages it replaces the same way. The
+ * program's own mmap(MAP_FIXED) of another file over one of our mappings is not seen: that
+ * mapping stays recorded until an munmap of its range.
  *
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
  * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets
  * it unmap a range that touches its mappings, so it can forget them in the same step (it maps
  * over them later to revoke them, and must never do that to memory that is no longer its own).
  *
+ * Another process's mapping (remote.c, WIRE_MMAP) is held here as the kernel's VMA holds its
+ * owner: the serving side keeps a hold (struct iommufd_mmap_hold: the owner's users reference,
+ * the context's file, a random secret) per mapping, tagged with the client that asked
+ * (the holder, an opaque pointer of remote.c's), and answers EBUSY to the owner's destroy until
+ * the hold goes. The mapping side records it in the same list as its own mappings (owner NULL,
+ * the server and the hold's name instead), so its munmap forgets the pages in the same way, and
+ * the mapping's last page going sends WIRE_MUNMAP. A holder's holds all go with its last
+ * connection (the client died, exec'd, or every connection broke) or when the server forgets
+ * it. A fork copies the mappings: before fork() returns in the parent, the child asks for a
+ * copy of each hold (WIRE_MMAP_FORK, the secret shows it comes from a holder of the hold), as
+ * the kernel's vm_ops->open raises the owner's users for the child's VMA; the parent waits for
+ * it (iommufd_mmap_atfork_*()), so no munmap of the parent's can overtake it.
+ *
  * The library maps and unmaps with raw syscalls: its own mmap()/munmap() calls would come back
  * through the preload layer.
  *
- * Locking: mmap_lock (a leaf) protects the list of mappings. References are dropped outside
- * it.
+ * Locking: mmap_lock (a leaf) protects the list of mappings, the list of holds and the next
+ * hold's ID. References are dropped outside it.
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "iommufd/viommu.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
-#define IOMMUFD_MMAP_MAX_PAGES 64u /* the live-page bitmap of one mapping */
+#define IOMMUFD_MMAP_MAX_PAGES 64u /* the pages of one mapping */
 
 struct iommufd_mmap {
 	struct iommufd_mmap *next;    /* mmap_list; mmap_lock */
-	uintptr_t addr;               /* constant */
-	size_t len;                   /* bytes, whole pages; constant */
-	uint64_t live;                /* pages still mapped, bit per page; mmap_lock */
-	struct iommufd_object *owner; /* a users reference */
-	struct iommufd_ctx *ictx;     /* its file: a reference */
+	/*
+	 * Where each page of the region is mapped now (0: unmapped): an mremap moves pages, a
+	 * munmap ends them. mmap_lock
+	 */
+	uintptr_t page[IOMMUFD_MMAP_MAX_PAGES];
+	unsigned int npages;          /* constant */
+	unsigned int live;            /* pages mapped; mmap_lock */
+	struct iommufd_object *owner; /* a users reference; NULL: another process's region */
+	struct iommufd_ctx *ictx;     /* its file: a reference (owner set) */
+	struct iommufd_server *server; /* the region's server (owner NULL) */
+	struct wire_hold hold;        /* our hold there (id 0: none); mmap_lock */
 };
 
-UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list; a leaf */
+/* The serving side's record of another process's mapping of a region (see the essay). */
+struct iommufd_mmap_hold {
+	struct iommufd_mmap_hold *next; /* hold_list; mmap_lock */
+	const void *holder;             /* the client (remote.c's); NULL: a forked server's copy */
+	struct wire_hold name;          /* constant */
+	struct iommufd_object *owner;   /* a users reference */
+	struct iommufd_ctx *ictx;       /* its file: a reference */
+};
+
+UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list, hold_list, hold_next; a leaf */
 static struct iommufd_mmap *mmap_list;
 static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
+static struct iommufd_mmap_hold *hold_list;
+static uint64_t hold_next = 1; /* 0 names no hold */
 
 /**
  * iommufd_mmap_region_alloc() - a shared region of @len bytes (whole pages, at most 64)
@@ -78,6 +114,7 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp)
 	fd = uiommu_should_fail() ? -1 : sys_memfd_create("uiommu-mmap-region", MFD_CLOEXEC);
 	if (fd < 0)
 		return errno && fd != -1 ? -errno : -ENOMEM;
+	uiommu_fd_keep(fd);
 	if (uiommu_should_fail() || ftruncate(fd, (off_t)len)) {
 		rc = -ENOMEM;
 		goto err_close;
@@ -133,38 +170,105 @@ static struct iommufd_object *iommufd_mmap_region_find(struct iommufd_ctx *ictx,
 	return obj;
 }
 
-/* Forgets the pages of [addr, addr + len) in every recorded mapping; drops emptied ones. */
-static void iommufd_mmap_forget(uintptr_t addr, size_t len)
+/* Page @i of @m is gone (mmap_lock). */
+static void iommufd_mmap_page_gone(struct iommufd_mmap *m, unsigned int i)
 {
-	struct iommufd_mmap *dead = NULL, **pos, *m;
-	uintptr_t end = addr + len;
+	if (m->page[i]) {
+		m->page[i] = 0;
+		m->live--;
+	}
+}
 
-	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
-		return;
-	uiommu_mutex_lock(&mmap_lock);
+/* Unlinks the recorded mappings without a page left onto *@dead (mmap_lock). */
+static void iommufd_mmap_reap(struct iommufd_mmap **dead)
+{
+	struct iommufd_mmap **pos, *m;
+
 	for (pos = &mmap_list; (m = *pos);) {
-		uintptr_t s = addr > m->addr ? addr : m->addr;
-		uintptr_t e = end < m->addr + m->len ? end : m->addr + m->len;
-
-		for (; s < e; s += uiommu_page_size)
-			m->live &= ~(1ull << ((s - m->addr) / uiommu_page_size));
 		if (m->live) {
 			pos = &m->next;
 			continue;
 		}
 		*pos = m->next;
-		m->next = dead;
-		dead = m;
+		m->next = *dead;
+		*dead = m;
 		atomic_fetch_sub_explicit(&mmap_count, 1, memory_order_relaxed);
 	}
-	uiommu_mutex_unlock(&mmap_lock);
+}
+
+/* Drops what emptied mappings held (outside mmap_lock). */
+static void iommufd_mmap_put(struct iommufd_mmap *dead)
+{
+	struct iommufd_mmap *m;
+
 	while ((m = dead)) {
 		dead = m->next;
+		if (!m->owner) {
+			/* The last page of another process's region: its server lets go. */
+			if (m->hold.id)
+				iommufd_remote_munmap(m->server, m->hold.id);
+			uiommu_free(m);
+			continue;
+		}
 		/* Pairs with the references taken in uiommu_mmap(). */
 		iommufd_object_unref_users(m->owner);
 		iommufd_ctx_file_put(m->ictx);
 		uiommu_free(m);
 	}
+}
+
+/* Forgets the pages in [addr, addr + len) of every recorded mapping; drops emptied ones. */
+static void iommufd_mmap_forget(uintptr_t addr, size_t len)
+{
+	struct iommufd_mmap *dead = NULL, *m;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return;
+	uiommu_mutex_lock(&mmap_lock);
+	for (m = mmap_list; m; m = m->next)
+		for (unsigned int i = 0; i < m->npages; i++)
+			if (m->page[i] - addr < len)
+				iommufd_mmap_page_gone(m, i);
+	iommufd_mmap_reap(&dead);
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
+}
+
+/* Records @m, mapped at @p for @len bytes (whole pages). */
+static void iommufd_mmap_insert(struct iommufd_mmap *m, void *p, size_t len)
+{
+	m->npages = m->live = (unsigned int)(len / uiommu_page_size);
+	for (unsigned int i = 0; i < m->npages; i++)
+		m->page[i] = (uintptr_t)p + i * uiommu_page_size;
+	uiommu_mutex_lock(&mmap_lock);
+	m->next = mmap_list;
+	mmap_list = m;
+	atomic_fetch_add_explicit(&mmap_count, 1, memory_order_release);
+	uiommu_mutex_unlock(&mmap_lock);
+}
+
+/**
+ * iommufd_mmap_remote_note() - record our mapping at @p of @len bytes of a region another
+ * process serves, held there by @hold (its WIRE_MMAP's answer)
+ * Pages of ours it replaced (MAP_FIXED) are forgotten first. Its munmap drops the hold.
+ * Return: 0, or -ENOMEM (nothing recorded: the caller unmaps and lets the hold go).
+ */
+int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
+			     const struct wire_hold *hold)
+{
+	struct iommufd_mmap *m;
+
+	len = (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1);
+	if (WARN_ON(!len || len / uiommu_page_size > IOMMUFD_MMAP_MAX_PAGES))
+		return -EINVAL;
+	m = uiommu_zalloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	iommufd_mmap_forget((uintptr_t)p, len);
+	m->server = server;
+	m->hold = *hold;
+	iommufd_mmap_insert(m, p, len);
+	return 0;
 }
 
 /* mmap(2)'s own checks, then the region's rules: EINVAL, EPERM (executable), or 0. */
@@ -179,17 +283,43 @@ static int iommufd_mmap_check(size_t len, int prot, int flags, off_t off)
 	return 0;
 }
 
+/* A new hold of @owner (held by the caller) for @holder, named in *@name; takes mmap_lock. */
+static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
+							struct iommufd_object *owner,
+							const void *holder, struct wire_hold *name)
+{
+	struct iommufd_mmap_hold *h = uiommu_zalloc(sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->holder = holder;
+	iommufd_secret_new(h->name.secret);
+	h->owner = owner;
+	h->ictx = ictx;
+	/* Pair with the puts in iommufd_mmap_holds_put(). */
+	iommufd_object_ref_users(owner);
+	iommufd_ctx_file_get(ictx);
+	uiommu_mutex_lock(&mmap_lock);
+	h->name.id = hold_next++;
+	h->next = hold_list;
+	hold_list = h;
+	uiommu_mutex_unlock(&mmap_lock);
+	*name = h->name;
+	return h;
+}
+
 /**
  * iommufd_mmap_region_dup() - for another process's mmap(2) of @ictx's fd: the same checks as
- * uiommu_mmap(), then a copy of the region's memfd (O_CLOEXEC), which it maps at offset 0.
- * That mapping holds nothing here (docs/processes.md): the vIOMMU's destroy does not wait
- * for its munmap, and the memory stays the memfd's.
- * Return: the fd, or -EINVAL / -EPERM / -ENXIO / -EMFILE.
+ * uiommu_mmap(), then a copy of the region's memfd (O_CLOEXEC), which it maps at offset 0,
+ * and a hold of the region's owner for @holder (named in *@hold), which answers EBUSY to its
+ * destroy until iommufd_mmap_hold_drop() or the holder's end (iommufd_mmap_holds_take()).
+ * Return: the fd, or -EINVAL / -EPERM / -ENXIO / -EMFILE / -ENOMEM (nothing held).
  */
 int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
-			    off_t off)
+			    off_t off, const void *holder, struct wire_hold *hold)
 {
 	struct iommufd_object *owner;
+	struct iommufd_mmap_hold *h;
 	size_t region_len;
 	int region_fd, rc;
 
@@ -199,14 +329,195 @@ int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int 
 	owner = iommufd_mmap_region_find(ictx, (uint64_t)off, &region_fd, &region_len);
 	if (IS_ERR(owner))
 		return PTR_ERR(owner);
-	if ((len + uiommu_page_size - 1) / uiommu_page_size * uiommu_page_size != region_len)
+	if ((len + uiommu_page_size - 1) / uiommu_page_size * uiommu_page_size != region_len) {
 		rc = -ENXIO;
-	else if (uiommu_should_fail())
+		goto out_put_owner;
+	}
+	if (uiommu_should_fail())
 		rc = -EMFILE;
 	else if ((rc = sys_fcntl(region_fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		rc = -EMFILE;
+	if (rc < 0)
+		goto out_put_owner;
+	h = iommufd_mmap_hold_new(ictx, owner, holder, hold);
+	if (!h) {
+		sys_close(rc);
+		rc = -ENOMEM;
+	}
+out_put_owner:
 	iommufd_put_object(ictx, owner);
 	return rc;
+}
+
+/**
+ * iommufd_mmap_hold_copy() - a forked child's copy of a mapping: a new hold for @holder of
+ * the owner that the hold @from names (its secret must match), named in *@to
+ * Return: 0, -ENOENT (no such hold), -ENOMEM.
+ */
+int iommufd_mmap_hold_copy(const void *holder, const struct wire_hold *from, struct wire_hold *to)
+{
+	struct iommufd_object *owner = NULL;
+	struct iommufd_ctx *ictx = NULL;
+	struct iommufd_mmap_hold *h;
+	uint8_t diff;
+	int rc = 0;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (h = hold_list; h; h = h->next) {
+		if (h->name.id != from->id || !h->holder)
+			continue;
+		diff = 0;
+		for (unsigned int i = 0; i < WIRE_SECRET_LEN; i++)
+			diff |= h->name.secret[i] ^ from->secret[i];
+		if (diff)
+			break;
+		/* The hold's references keep both while we make the copy's own. */
+		owner = h->owner;
+		ictx = h->ictx;
+		iommufd_object_ref_users(owner);
+		iommufd_ctx_file_get(ictx);
+		break;
+	}
+	uiommu_mutex_unlock(&mmap_lock);
+	if (!owner)
+		return -ENOENT;
+	if (!iommufd_mmap_hold_new(ictx, owner, holder, to))
+		rc = -ENOMEM;
+	iommufd_object_unref_users(owner);
+	iommufd_ctx_file_put(ictx);
+	return rc;
+}
+
+/* Unlinks @holder's hold @id (0: all of its holds) onto a list for iommufd_mmap_holds_put(). */
+static struct iommufd_mmap_hold *iommufd_mmap_holds_unlink(const void *holder, uint64_t id)
+{
+	struct iommufd_mmap_hold *dead = NULL, **pos, *h;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (pos = &hold_list; (h = *pos);) {
+		if (h->holder != holder || (id && h->name.id != id)) {
+			pos = &h->next;
+			continue;
+		}
+		*pos = h->next;
+		h->next = dead;
+		dead = h;
+		if (id)
+			break;
+	}
+	uiommu_mutex_unlock(&mmap_lock);
+	return dead;
+}
+
+/**
+ * iommufd_mmap_hold_drop() - @holder's mapping that @id holds is gone (WIRE_MUNMAP)
+ * Return: 0, or -ENOENT (no such hold of @holder's).
+ */
+int iommufd_mmap_hold_drop(const void *holder, uint64_t id)
+{
+	struct iommufd_mmap_hold *dead;
+
+	if (!id || !holder)
+		return -ENOENT;
+	dead = iommufd_mmap_holds_unlink(holder, id);
+	if (!dead)
+		return -ENOENT;
+	iommufd_mmap_holds_put(dead);
+	return 0;
+}
+
+/**
+ * iommufd_mmap_holds_take() - every hold of @holder (it is gone), unlinked: the caller drops
+ * them with iommufd_mmap_holds_put() outside its own locks (a put may free the context). Takes
+ * mmap_lock, a leaf: callable under remote.c's clients_lock.
+ */
+struct iommufd_mmap_hold *iommufd_mmap_holds_take(const void *holder)
+{
+	return holder ? iommufd_mmap_holds_unlink(holder, 0) : NULL;
+}
+
+void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead)
+{
+	struct iommufd_mmap_hold *h;
+
+	while ((h = dead)) {
+		dead = h->next;
+		/* Pairs with the references taken in iommufd_mmap_hold_new(). */
+		iommufd_object_unref_users(h->owner);
+		iommufd_ctx_file_put(h->ictx);
+		uiommu_free(h);
+	}
+}
+
+/*
+ * Fork. A forked server serves none of its parent's clients: their holds stay in its copy,
+ * named by nobody (holder NULL), as the objects they hold are copies it never serves. A
+ * forked client's mappings are its own: its copy of each hold is asked for before fork()
+ * returns in the parent (see the essay), with a socketpair whose EOF says the child is done.
+ */
+static int mmap_fork_wait[2] = { -1, -1 };
+
+/* After remote.c's own prepare: mmap_lock is a leaf. @handover: a hand-over's fork. */
+void iommufd_mmap_atfork_prepare(bool handover)
+{
+	bool remote = false;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (struct iommufd_mmap *m = mmap_list; m && !remote; m = m->next)
+		remote = !m->owner && m->hold.id;
+	/* Without it the child's copies are asked for, only not waited for. */
+	if (remote && !handover &&
+	    sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mmap_fork_wait))
+		mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+}
+
+void iommufd_mmap_atfork_parent(void)
+{
+	char c;
+
+	uiommu_mutex_unlock(&mmap_lock);
+	if (mmap_fork_wait[0] < 0)
+		return;
+	sys_close(mmap_fork_wait[1]);
+	/* EOF: the child asked for its copies (or died, or fork() failed: no child). */
+	while (sys_recv(mmap_fork_wait[0], &c, 1, 0) < 0 && errno == EINTR)
+		;
+	sys_close(mmap_fork_wait[0]);
+	mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+}
+
+/* Unlocks; remote.c calls iommufd_mmap_atfork_child_hold() once it can make calls again. */
+void iommufd_mmap_atfork_child(bool handover)
+{
+	uiommu_mutex_unlock(&mmap_lock);
+	if (handover)
+		return;
+	for (struct iommufd_mmap_hold *h = hold_list; h; h = h->next)
+		h->holder = NULL;
+}
+
+void iommufd_mmap_atfork_child_hold(void)
+{
+	int saved = errno;
+
+	if (mmap_fork_wait[0] >= 0)
+		sys_close(mmap_fork_wait[0]);
+	/* Single-threaded: the list cannot change under the calls. */
+	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
+		struct wire_hold copy;
+
+		if (m->owner || !m->hold.id)
+			continue;
+		/* A copy not had leaves our mapping unheld (docs/processes.md). */
+		if (iommufd_remote_mmap_fork(m->server, &m->hold, &copy))
+			memset(&m->hold, 0, sizeof(m->hold));
+		else
+			m->hold = copy;
+	}
+	if (mmap_fork_wait[1] >= 0)
+		sys_close(mmap_fork_wait[1]);
+	mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+	errno = saved;
 }
 
 UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -250,20 +561,12 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 	}
 	/* MAP_FIXED may have replaced pages of ours. */
 	iommufd_mmap_forget((uintptr_t)p, region_len);
-	m->addr = (uintptr_t)p;
-	m->len = region_len;
-	m->live = region_len / uiommu_page_size == 64 ?
-			  ~0ull : (1ull << (region_len / uiommu_page_size)) - 1;
 	m->owner = owner;
 	m->ictx = ictx;
 	/* Pair with the puts in iommufd_mmap_forget(). */
 	iommufd_object_ref_users(owner);
 	iommufd_ctx_file_get(ictx);
-	uiommu_mutex_lock(&mmap_lock);
-	m->next = mmap_list;
-	mmap_list = m;
-	atomic_fetch_add_explicit(&mmap_count, 1, memory_order_release);
-	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_insert(m, p, region_len);
 	iommufd_put_object(ictx, owner);
 	iommufd_ctx_file_put(ictx);
 	return p;
@@ -314,6 +617,55 @@ UIOMMU_EXPORT int uiommu_munmap(void *addr, size_t len)
 	return 0;
 }
 
+/*
+ * The pages of [@old, @old + @old_len) moved to @new (an mremap): those past @new_len are gone;
+ * pages of ours that were at the new place and did not move were replaced.
+ */
+static void iommufd_mmap_moved(uintptr_t old, size_t old_len, uintptr_t new, size_t new_len)
+{
+	struct iommufd_mmap *dead = NULL, *m;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (m = mmap_list; m; m = m->next) {
+		for (unsigned int i = 0; i < m->npages; i++) {
+			uintptr_t a = m->page[i];
+
+			if (a && a - old < old_len && a - old < new_len)
+				m->page[i] = new + (a - old);
+			else if (a && (a - old < old_len || a - new < new_len))
+				iommufd_mmap_page_gone(m, i);
+		}
+	}
+	iommufd_mmap_reap(&dead);
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
+}
+
+UIOMMU_EXPORT void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int flags,
+				  void *new_addr)
+{
+	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
+	uintptr_t o = (uintptr_t)old;
+	void *p;
+
+	/* The owner's mappings are its own (as before it registered). */
+	if (owner && owner->claims(o, o + (old_len ? old_len : 1)))
+		return sys_mremap(old, old_len, new_len, flags, new_addr);
+	/*
+	 * A region's mapping is the kernel's VM_DONTEXPAND (io_remap_pfn_range()): no growing,
+	 * and no MREMAP_DONTUNMAP (its check refuses such a VMA).
+	 */
+	if (uiommu_mmap_claims(old, old_len ? old_len : 1) &&
+	    (new_len > old_len || (flags & MREMAP_DONTUNMAP))) {
+		errno = flags & MREMAP_DONTUNMAP ? EINVAL : EFAULT; /* the kernel's order */
+		return MAP_FAILED;
+	}
+	p = sys_mremap(old, old_len, new_len, flags, new_addr);
+	if (p != MAP_FAILED)
+		iommufd_mmap_moved(o, old_len, (uintptr_t)p, new_len);
+	return p;
+}
+
 UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
 {
 	const struct iommufd_mmap_owner *owner = atomic_load(&mmap_owner);
@@ -327,7 +679,8 @@ UIOMMU_EXPORT bool uiommu_mmap_claims(const void *addr, size_t len)
 		return false;
 	uiommu_mutex_lock(&mmap_lock);
 	for (m = mmap_list; m && !found; m = m->next)
-		found = s < m->addr + m->len && m->addr < e;
+		for (unsigned int i = 0; i < m->npages && !found; i++)
+			found = m->page[i] && m->page[i] < e && s < m->page[i] + uiommu_page_size;
 	uiommu_mutex_unlock(&mmap_lock);
 	return found;
 }

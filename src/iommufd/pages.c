@@ -43,6 +43,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 
 static struct iopt_pages *iopt_alloc_pages(struct uiommu_mm *mm, uint64_t start_byte,
 					   uint64_t length, bool writable)
@@ -169,6 +170,7 @@ struct iopt_pages *iopt_alloc_file_pages(struct uiommu_mm *mm, int fd, uint64_t 
 		return ERR_PTR(-ENOMEM);
 	}
 	pages->file_fd = dup_fd;
+	uiommu_fd_keep(dup_fd);
 	return pages;
 
 err_put_dmabuf:
@@ -189,8 +191,10 @@ void iopt_pages_put(struct iopt_pages *pages)
 		return;
 	/* Pin users hold an area, and an area holds a reference: none can be left. */
 	WARN_ON(!interval_tree_empty(&pages->pin_users) || pages->pinned || pages->file_map);
-	if (pages->file_fd >= 0)
+	if (pages->file_fd >= 0) {
+		uiommu_fd_unkeep(pages->file_fd);
 		close(pages->file_fd);
+	}
 	if (pages->file_pins)
 		uiommu_file_pins_put(pages->file_pins);
 	/* Every area that mapped it has untracked itself on its way out. */

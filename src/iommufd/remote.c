@@ -39,6 +39,14 @@
  * a SOCK_STREAM connection read with MSG_WAITALL. A request the server cannot parse, or whose
  * secret does not match, ends that connection (or answers EBADF); nothing else is touched.
  *
+ * Mappings. MMAP hands over a vIOMMU region's memfd and makes a hold for the calling client
+ * (mmap.c: the owner's users reference, the context's file, an ID and a secret), which answers
+ * EBUSY to the vIOMMU's destroy as the kernel's VMA does. The client records its mapping with
+ * the hold's name; its munmap/mremap of the last page sends MUNMAP. A client's holds all go
+ * when its last connection closes (it died or exec'd: its connections are close-on-exec) or
+ * when it is forgotten. A forked child asks for its own copy of each (MMAP_FORK, the secret
+ * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
+ *
  * Threads. The server thread (one per serving process, started with its first file) accepts
  * connections and watches the peers; each connection gets a detached thread of its own (at
  * most REMOTE_CONNS_MAX), with every signal blocked. A client that dies mid-call leaves its
@@ -47,8 +55,10 @@
  *
  * Fork. The child is a new process: it serves nothing of its parent's (its copies of the
  * parent's files name the parent as their server), so the child handler forgets the server
- * state (listening socket, epoll set, peers, export table in file.c) and the connection pools,
- * and draws a new cookie; the child's own files get a new server at its first open.
+ * state (listening socket, epoll set, peers, export table in file.c, the holds it made for its
+ * parent's clients) and the connection pools, and draws a new cookie; the child's own files
+ * get a new server at its first open. Last, it asks the servers of its mappings for its holds,
+ * which the parent's handler waits for.
  *
  * Exec (QEMU's CPR). A serving process that execs would take its server with it; its fds live
  * on in the new image and elsewhere. uiommu_exec_handover() (the preload layer's execve
@@ -58,6 +68,8 @@
  * its listen() caller, the exec'ing process, whose pid the new image keeps: the headers in
  * the fds stay true, and the new image reaches the server as any adopter does. The server is
  * a grandchild (the middle process exits at once), so the new image gets no child of ours.
+ * The copy closes every fd but the library's own (lib/fdkeep.c: each is registered where it is
+ * made), so that none of the program's pipes or sockets stays open for as long as it serves.
  * It serves only once the exec succeeded: a close-on-exec pipe reaches EOF at exec, while a
  * failed execve writes a byte down it, the server exits unused and the process goes on
  * serving. serve_gate stops this process's serving (the server thread, every call of
@@ -79,9 +91,10 @@
  * Locking: serve_gate (read: one served call, one batch of the server thread's events; write:
  * a hand-over) comes before every other lock. servers_lock protects the list of known
  * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
- * clients_lock protects the list of client mms (a leaf); conns_lock the accepted
- * connections' fds (a leaf). None is held across a system call that waits. The fork handlers
- * take remote_direct.c's direct_lock before all of them.
+ * clients_lock protects the list of client mms (a leaf but for mmap.c's mmap_lock, taken
+ * under it to unlink a client's holds); conns_lock the accepted connections' fds (a leaf).
+ * None is held across a system call that waits. The fork handlers take remote_direct.c's
+ * direct_lock before all of them, and mmap_lock after them.
  *
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
  * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
@@ -114,6 +127,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "mm/mm.h"
 
@@ -372,6 +386,8 @@ static void remote_clients_free(struct remote_client *gone)
 		struct remote_client *c = gone;
 
 		gone = c->next;
+		/* Unlinked: no call of its can make a hold any more. */
+		iommufd_mmap_holds_put(iommufd_mmap_holds_take(c));
 		uiommu_mm_put(c->mm);
 		uiommu_free(c);
 	}
@@ -425,21 +441,37 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 
 static void remote_client_put(struct remote_client *c)
 {
+	struct iommufd_mmap_hold *holds = NULL;
 	struct remote_client *gone = NULL;
 
 	uiommu_mutex_lock(&clients_lock);
-	/* Without a connection and without pins, it goes (and any other such one). */
-	if (!--c->conns)
+	/*
+	 * Without a connection it maps nothing of ours any more (it died or exec'd): its holds
+	 * go, as its VMAs did. Without pins too, it goes (and any other such one).
+	 */
+	if (!--c->conns) {
+		holds = iommufd_mmap_holds_take(c);
 		remote_clients_prune(&gone);
+	}
 	uiommu_mutex_unlock(&clients_lock);
+	iommufd_mmap_holds_put(holds);
 	remote_clients_free(gone);
 }
 
+/* The hold @h as a reply's val[0..2]. */
+static void remote_hold_reply(struct wire_rep *rep, const struct wire_hold *h)
+{
+	rep->val[0] = h->id;
+	memcpy(&rep->val[1], h->secret, WIRE_SECRET_LEN);
+}
+
 /* Runs one request; the fds a call made for the client are in @new_fds (*@nr_new). */
-static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
+static void remote_serve_one(struct remote_client *client, const struct wire_req *req,
 			     struct wire_rep *rep, int *new_fds, unsigned int *nr_new,
 			     struct direct_serve **ds, int conn_fd)
 {
+	struct uiommu_mm *mm = client->mm;
+	struct wire_hold hold, from;
 	struct iommufd_node node;
 	uint64_t v[4];
 	int rc;
@@ -467,12 +499,25 @@ static void remote_serve_one(struct uiommu_mm *mm, const struct wire_req *req,
 	}
 	case WIRE_MMAP:
 		rc = iommufd_file_serve_mmap(req->token, req->secret, (size_t)req->arg[0],
-					     (int)req->arg[1], (int)req->arg[2], req->arg[3]);
+					     (int)req->arg[1], (int)req->arg[2], req->arg[3],
+					     client, &hold);
 		rep->rc = rc < 0 ? rc : 0;
 		if (rc >= 0) {
 			new_fds[0] = rc;
 			*nr_new = 1;
+			remote_hold_reply(rep, &hold);
 		}
+		break;
+	case WIRE_MUNMAP:
+		/* Only the caller's own holds: the secret is not needed. */
+		rep->rc = iommufd_mmap_hold_drop(client, req->arg[0]);
+		break;
+	case WIRE_MMAP_FORK:
+		from.id = req->arg[0];
+		memcpy(from.secret, req->secret, WIRE_SECRET_LEN);
+		rep->rc = iommufd_mmap_hold_copy(client, &from, &hold);
+		if (!rep->rc)
+			remote_hold_reply(rep, &hold);
 		break;
 	case WIRE_CLAIM:
 		if (req->arg[0] > INT32_MAX) {
@@ -587,7 +632,7 @@ static void *remote_conn_main(void *arg)
 		} else {
 			pthread_rwlock_rdlock(&serve_gate);
 			uiommu_mm_remote_calling(client->mm);
-			remote_serve_one(client->mm, &req, &rep, new_fds, &nr_new, &direct, fd);
+			remote_serve_one(client, &req, &rep, new_fds, &nr_new, &direct, fd);
 			uiommu_mm_remote_calling(NULL);
 			pthread_rwlock_unlock(&serve_gate);
 		}
@@ -627,6 +672,7 @@ static void remote_accept(void)
 
 	if (fd < 0)
 		return;
+	uiommu_fd_keep(fd);
 	/*
 	 * Two fallible steps: taking the connection in, and starting its thread (counted here, as
 	 * the unit must end before the thread starts on the client's HELLO).
@@ -727,6 +773,8 @@ static void remote_server_start(struct iommufd_server *self)
 	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (listen_fd < 0 || epoll_fd < 0)
 		goto err_close;
+	uiommu_fd_keep(listen_fd);
+	uiommu_fd_keep(epoll_fd);
 	if (sys_bind(listen_fd, (struct sockaddr *)&sun, remote_addr(&sun, self->name, WIRE_NAME_LEN)) ||
 	    sys_listen(listen_fd, 64) || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
 		goto err_close;
@@ -873,6 +921,7 @@ static int remote_connect(struct iommufd_server *server)
 	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	uiommu_fd_keep(fd);
 	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name, WIRE_NAME_LEN))) {
 		rc = -ENODEV; /* the serving process is gone */
 		goto err_close;
@@ -1191,12 +1240,14 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 
 /*
  * mmap(2) of a file another process serves: where its memory is shareable (a vIOMMU's region,
- * a memfd), the server hands the memfd over and we map it; else the server's errno.
+ * a memfd), the server hands the memfd over and we map it, and the mapping is recorded with
+ * the hold the server made for it (mmap.c: its munmap lets go); else the server's errno.
  */
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  void *addr, size_t len, int prot, int flags, uint64_t off)
 {
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct wire_hold hold;
 	struct wire_req req;
 	struct wire_rep rep;
 	void *p = MAP_FAILED;
@@ -1211,16 +1262,73 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 		rc = (int)rep.rc;
 	if (!rc && nfds != 1)
 		rc = -EIO;
-	if (!rc) {
-		p = sys_mmap(addr, len, prot, flags, fds[0], 0);
-		if (p == MAP_FAILED)
-			rc = -errno;
+	if (rc)
+		goto out_close;
+	hold.id = rep.val[0];
+	memcpy(hold.secret, &rep.val[1], WIRE_SECRET_LEN);
+	p = sys_mmap(addr, len, prot, flags, fds[0], 0);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		goto err_drop_hold;
 	}
+	rc = iommufd_mmap_remote_note(p, len, server, &hold);
+	if (rc)
+		goto err_unmap;
+out_close:
 	for (int i = 0; i < nfds; i++)
 		sys_close(fds[i]);
 	if (rc)
 		errno = -rc;
 	return p;
+
+err_unmap:
+	sys_munmap(p, len);
+	p = MAP_FAILED;
+err_drop_hold:
+	if (hold.id)
+		iommufd_remote_munmap(server, hold.id);
+	goto out_close;
+}
+
+/**
+ * iommufd_remote_munmap() - our mapping that @server's hold @hold names is gone: it lets go
+ * (the owner's destroy no longer answers EBUSY for it). A server we cannot reach holds nothing
+ * of ours any more. errno is kept.
+ */
+void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int saved = errno;
+
+	iommufd_remote_req_init(&req, WIRE_MUNMAP, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
+	req.arg[0] = hold;
+	remote_call(server, &req, &rep);
+	errno = saved;
+}
+
+/**
+ * iommufd_remote_mmap_fork() - in a forked child: @server's copy of our parent's hold @from for
+ * us, named in *@to (our copy of the parent's mapping holds the owner too)
+ * Return: 0, or -errno (the server's: -ENOENT, -ENOMEM; or the call's).
+ */
+int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_hold *from,
+			     struct wire_hold *to)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int rc;
+
+	iommufd_remote_req_init(&req, WIRE_MMAP_FORK, 0, from->secret);
+	req.arg[0] = from->id;
+	rc = remote_call(server, &req, &rep);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (rc)
+		return rc;
+	to->id = rep.val[0];
+	memcpy(to->secret, &rep.val[1], WIRE_SECRET_LEN);
+	return 0;
 }
 
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
@@ -1374,6 +1482,7 @@ static void remote_atfork_prepare(void)
 	iommufd_files_atfork_prepare();
 	uiommu_mutex_lock(&clients_lock);
 	uiommu_mutex_lock(&conns_lock);
+	iommufd_mmap_atfork_prepare(remote_handover);
 }
 
 static void remote_atfork_parent(void)
@@ -1383,6 +1492,8 @@ static void remote_atfork_parent(void)
 	iommufd_files_atfork_parent();
 	uiommu_mutex_unlock(&servers_lock);
 	iommufd_direct_atfork_parent();
+	/* Last: it waits for the child's copies of our mappings' holds. */
+	iommufd_mmap_atfork_parent();
 }
 
 /* Our connections to other servers are the parent's: the copies go. */
@@ -1403,6 +1514,7 @@ static void remote_atfork_child(void)
 {
 	/* The served connections' pages are the parent's threads' (a hand-over's too). */
 	iommufd_direct_atfork_child();
+	iommufd_mmap_atfork_child(remote_handover);
 	remote_atfork_child_pools();
 	/* The child mapped nothing yet: its memory is its own copy, pinned by nobody. */
 	atomic_store(&remote_mapped_lo, UINT64_MAX);
@@ -1447,6 +1559,8 @@ static void remote_atfork_child(void)
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_child();
 	uiommu_mutex_unlock(&servers_lock);
+	/* Our copies of the parent's mappings of other processes' regions hold them too. */
+	iommufd_mmap_atfork_child_hold();
 }
 
 static void remote_atfork_register(void)
@@ -1481,6 +1595,7 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	epoll_fd = sys_epoll_create1(EPOLL_CLOEXEC);
 	if (epoll_fd < 0 || sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev))
 		_exit(1);
+	uiommu_fd_keep(epoll_fd);
 	iommufd_files_rewatch();
 	remote_server_loop(true);
 	_exit(0);
@@ -1504,6 +1619,8 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 		return -1;
 	if (uiommu_should_fail() || sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go))
 		goto out;
+	/* The next server's end: the copy keeps it through its clean-up of the program's fds. */
+	uiommu_fd_keep(go[0]);
 	pthread_rwlock_wrlock(&serve_gate);
 	/*
 	 * The exec keeps our pid: a client's direct copy must not reach the new image. Every
@@ -1518,6 +1635,11 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 
 		sys_close(go[1]);
 		iommufd_files_handover_child();
+		/*
+		 * Of the program's other fds (its pipes, sockets, files) the copy keeps none: a
+		 * reader waiting for EOF on them must not wait for the last file to go.
+		 */
+		uiommu_fds_close_unkept();
 		/* The fork handlers keep the server in the grandchild too. */
 		server = fork();
 		if (server)

@@ -46,7 +46,11 @@ enum wire_op {
 	WIRE_INFO,      /* the file's node and access mode (an fd adopted without its file) */
 	WIRE_STATUS,    /* the server's own pin counters, and those of the caller's mm */
 	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
-	WIRE_MMAP,      /* arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd */
+	/*
+	 * arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd, and the hold it
+	 * makes for the caller (val[0] its ID, val[1..2] its secret; mmap.c) until MUNMAP
+	 */
+	WIRE_MMAP,
 	WIRE_FORGET,    /* arg[0] address, arg[1] length: the caller remaps that of its memory */
 	/*
 	 * The direct path of ACCESS_RW (remote_direct.c), both answered EINVAL by a server that
@@ -60,6 +64,19 @@ enum wire_op {
 	 */
 	WIRE_DIRECT,
 	WIRE_TRANSLATE,
+	/* arg[0] a hold of the caller's: its mapping is gone. 0 or -ENOENT */
+	WIRE_MUNMAP,
+	/*
+	 * arg[0] a hold of the caller's parent, its secret in secret: a copy for the caller (a
+	 * forked child's copy of the mapping), named in val[] as MMAP's. 0, -ENOENT, -ENOMEM
+	 */
+	WIRE_MMAP_FORK,
+};
+
+/* The name of a hold (WIRE_MMAP's answer): the secret shows a WIRE_MMAP_FORK comes from a holder. */
+struct wire_hold {
+	uint64_t id; /* 0: none */
+	uint8_t secret[WIRE_SECRET_LEN];
 };
 
 /*
@@ -155,6 +172,25 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 			 unsigned int cmd, uint64_t arg);
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  void *addr, size_t len, int prot, int flags, uint64_t off);
+void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold);
+int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_hold *from,
+			     struct wire_hold *to);
+
+/* mmap.c: the holds of other processes' mappings, and this process's records of its own. */
+struct iommufd_ctx;
+struct iommufd_mmap_hold;
+int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
+			    off_t off, const void *holder, struct wire_hold *hold);
+int iommufd_mmap_hold_copy(const void *holder, const struct wire_hold *from, struct wire_hold *to);
+int iommufd_mmap_hold_drop(const void *holder, uint64_t id);
+struct iommufd_mmap_hold *iommufd_mmap_holds_take(const void *holder);
+void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead);
+int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
+			     const struct wire_hold *hold);
+void iommufd_mmap_atfork_prepare(bool handover);
+void iommufd_mmap_atfork_parent(void);
+void iommufd_mmap_atfork_child(bool handover);
+void iommufd_mmap_atfork_child_hold(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 
@@ -173,7 +209,7 @@ int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiomm
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off);
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags);

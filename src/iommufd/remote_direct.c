@@ -111,6 +111,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "mm/mm.h"
 
@@ -194,6 +195,7 @@ static int direct_memfd_make(const char *name, unsigned int seals)
 		rc = -errno;
 		goto err_close;
 	}
+	uiommu_fd_keep(fd);
 	return fd;
 
 err_close:

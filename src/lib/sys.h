@@ -23,6 +23,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "lib/fdkeep.h"
+
 typedef long (*sys_syscall_fn)(long nr, ...);
 /* libc's syscall(), past any interposer (lib/sys.c). */
 sys_syscall_fn sys_libc_syscall(void);
@@ -39,9 +41,24 @@ static inline int sys_munmap(void *addr, size_t len)
 	return (int)sys_syscall(SYS_munmap, addr, (long)len);
 }
 
+static inline void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags,
+			       void *new_addr)
+{
+	return (void *)sys_syscall(SYS_mremap, old, (long)old_len, (long)new_len, (long)flags,
+				   new_addr);
+}
+
+/* The number stops being the library's before it is free for anyone else (lib/fdkeep.h). */
 static inline int sys_close(int fd)
 {
+	uiommu_fd_unkeep(fd);
 	return (int)sys_syscall(SYS_close, (long)fd);
+}
+
+/* Closes [@first, @last]; only for a fork child's clean-up (lib/fdkeep.c), which keeps count. */
+static inline int sys_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+	return (int)sys_syscall(SYS_close_range, (long)first, (long)last, (long)flags);
 }
 
 static inline ssize_t sys_read(int fd, void *buf, size_t len)

@@ -50,6 +50,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "machine/dma-engine.h"
 #include "machine/pci_priv.h"
@@ -1533,6 +1534,7 @@ static int pci_fn_shm_alloc(struct uiommu_pci_fn *fn)
 	if (map == MAP_FAILED)
 		goto err_close;
 	fn->memfd = fd;
+	uiommu_fd_keep(fd);
 	fn->shm = map;
 	fn->shm_size = total;
 	return 0;

@@ -2,8 +2,10 @@
 /*
  * Pinned-memory accounting (account.h has the model). The limit is read at each charge, as
  * the kernel reads task_rlimit() at each charge: lowering RLIMIT_MEMLOCK refuses new pins and
- * leaves the pins already charged alone. A charge checks and adds in one compare-and-swap, so
- * two racing charges can never both slip under the limit.
+ * leaves the pins already charged alone. A charge checks and adds in one step (a
+ * compare-and-swap, or for the user's count shared with its other processes one step under
+ * the shared file's lock: locked_vm.c), so two racing charges can never both slip under the
+ * limit.
  *
  * Whose limit and whose capability: the kernel's are those of the task that made the pages
  * (pages->source_task, current at the MAP), whichever process pins them later. Here that is
@@ -23,6 +25,7 @@
 #include "lib/fail.h"
 #include "lib/lockdep.h"
 #include "mm/account.h"
+#include "mm/locked_vm.h"
 #include "mm/mm.h"
 
 UIOMMU_MUTEX_DEFINE(users_lock); /* protects users; a leaf */
@@ -118,10 +121,9 @@ bool uiommu_account_exempt(struct uiommu_mm *mm)
 	return uiommu_capable(CAP_IPC_LOCK);
 }
 
-/* Adds @npages to @counter unless that passes @mm's limit: 0 or -ENOMEM. */
-static int account_counter_add(struct uiommu_mm *mm, _Atomic uint64_t *counter, uint64_t npages)
+/* Adds @npages to @counter unless that passes @limit pages: 0 or -ENOMEM. */
+static int account_counter_add(uint64_t limit, _Atomic uint64_t *counter, uint64_t npages)
 {
-	uint64_t limit = account_limit_pages(mm);
 	uint64_t cur = atomic_load_explicit(counter, memory_order_relaxed), next;
 
 	do {
@@ -147,14 +149,21 @@ static void account_counter_sub(_Atomic uint64_t *counter, uint64_t npages)
 int uiommu_account_charge(enum uiommu_account_mode mode, struct uiommu_user *user,
 			  struct uiommu_mm *mm, uint64_t npages)
 {
+	uint64_t limit;
 	int rc = 0;
 
 	if (!npages)
 		return 0;
-	if (mode == UIOMMU_ACCOUNT_USER)
-		rc = account_counter_add(mm, &user->locked_vm, npages);
-	else if (mode == UIOMMU_ACCOUNT_MM)
-		rc = account_counter_add(mm, &mm->locked_vm, npages);
+	if (mode != UIOMMU_ACCOUNT_NONE)
+		limit = account_limit_pages(mm);
+	if (mode == UIOMMU_ACCOUNT_USER) {
+		/* The user's count shared with its other processes, or this process's alone. */
+		rc = uiommu_locked_vm_charge(user->uid, &user->locked_vm, npages, limit);
+		if (rc == -ENOENT)
+			rc = account_counter_add(limit, &user->locked_vm, npages);
+	} else if (mode == UIOMMU_ACCOUNT_MM) {
+		rc = account_counter_add(limit, &mm->locked_vm, npages);
+	}
 	if (rc)
 		return rc;
 	atomic_fetch_add_explicit(&mm->pinned_vm, npages, memory_order_relaxed);
@@ -166,9 +175,10 @@ void uiommu_account_uncharge(enum uiommu_account_mode mode, struct uiommu_user *
 {
 	if (!npages)
 		return;
-	if (mode == UIOMMU_ACCOUNT_USER)
+	if (mode == UIOMMU_ACCOUNT_USER) {
 		account_counter_sub(&user->locked_vm, npages);
-	else if (mode == UIOMMU_ACCOUNT_MM)
+		uiommu_locked_vm_sync(user->uid, &user->locked_vm);
+	} else if (mode == UIOMMU_ACCOUNT_MM)
 		account_counter_sub(&mm->locked_vm, npages);
 	account_counter_sub(&mm->pinned_vm, npages);
 }

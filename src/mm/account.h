@@ -15,12 +15,16 @@
  * calling process, or the client of a call served for another process); the NONE mode (a
  * creator with CAP_IPC_LOCK, the same process's, or a dma-buf) is never refused. An uncharge never fails and must name what its charge named.
  *
- * Users (struct uiommu_user) are per process here: a process's library has no view of another
- * process's charges, so the USER limit counts what this process pinned for each uid, not what
- * all of the user's processes did (processes sharing a context are a later step).
+ * A struct uiommu_user is this process's part of a user's count: locked_vm is what this
+ * process charged for the uid. The USER limit is checked against the user's total over all of
+ * its processes, the shared count of mm/locked_vm.c, where this process's slot follows
+ * locked_vm; where there is none (no shared file, another real than effective uid) against
+ * locked_vm alone.
  *
- * Locking: the counters are atomics updated by compare-and-swap (the check against the limit
- * and the update are one step). users_lock (account.c) protects the list of users; a leaf.
+ * Locking: the mm counters, and a user's counter without a shared count, are atomics updated
+ * by compare-and-swap (the check against the limit and the update are one step); a shared
+ * count's check and update are one step under locked_vm.c's locks. users_lock (account.c)
+ * protects the list of users; a leaf.
  */
 #ifndef UIOMMU_MM_ACCOUNT_H
 #define UIOMMU_MM_ACCOUNT_H

@@ -63,6 +63,7 @@
 #include "lib/compiler.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "mm/mm.h"
 #include "mm/window.h"
@@ -629,6 +630,9 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 	mr->pidfd = pidfd;
 	mr->mem_fd = mem_fd;
 	mr->maps_fd = maps_fd;
+	uiommu_fd_keep(pidfd);
+	uiommu_fd_keep(mem_fd);
+	uiommu_fd_keep(maps_fd);
 	uiommu_mutex_init(&mr->lock);
 	remote_life_map(mr, life_fd);
 	return &mr->mm;

@@ -1094,7 +1094,7 @@ WRAP_PREAD_CHK(__pread_chk, pread, off_t)
 WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 
 /*
- * mmap of an iommufd fd, and the munmap of what it mapped: the library's. Anonymous mappings
+ * mmap of an iommufd fd, and the munmap and mremap of what it mapped: the library's. Anonymous mappings
  * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
  * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
  * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
@@ -1137,6 +1137,8 @@ UIOMMU_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags,
 		uiommu_remote_range_forget(new_addr, new_len);
 	}
 	uiommu_remote_range_forget(old, old_len);
+	if (uiommu_mmap_claims(old, old_len ? old_len : 1))
+		return uiommu_mremap(old, old_len, new_len, flags, new_addr);
 	return _mremap(old, old_len, new_len, flags, new_addr);
 }
 
@@ -1304,6 +1306,8 @@ UIOMMU_EXPORT ssize_t readlink(const char *path, char *buf, size_t len)
 	libc_func(readlink, ssize_t, const char *, char *, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len);
+	if (uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_readlink(AT_FDCWD, path, buf, len);
 	SYSFS_REDIRECT(path, -1);
 	return _readlink(path, buf, len);
 }
@@ -1313,6 +1317,8 @@ UIOMMU_EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t len, si
 	libc_func(__readlink_chk, ssize_t, const char *, char *, size_t, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len < buflen ? len : buflen);
+	if (uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_readlink(AT_FDCWD, path, buf, len < buflen ? len : buflen);
 	SYSFS_REDIRECT(path, -1);
 	return ___readlink_chk(path, buf, len, buflen);
 }
@@ -1322,6 +1328,8 @@ UIOMMU_EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t 
 	libc_func(readlinkat, ssize_t, int, const char *, char *, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len);
+	if (uiommu_fd_link_claims(dirfd, path))
+		return uiommu_fd_link_readlink(dirfd, path, buf, len);
 	SYSFS_REDIRECT(path, -1);
 	return _readlinkat(dirfd, path, buf, len);
 }
@@ -1332,6 +1340,8 @@ UIOMMU_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, s
 	libc_func(__readlinkat_chk, ssize_t, int, const char *, char *, size_t, size_t);
 	if (uiommu_node_claims(path))
 		return uiommu_node_readlink(path, buf, len < buflen ? len : buflen);
+	if (uiommu_fd_link_claims(dirfd, path))
+		return uiommu_fd_link_readlink(dirfd, path, buf, len < buflen ? len : buflen);
 	SYSFS_REDIRECT(path, -1);
 	return ___readlinkat_chk(dirfd, path, buf, len, buflen);
 }

@@ -544,14 +544,13 @@ int vfio_cdev_open(unsigned int index, int flags)
 		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
-	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags);
+	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
+	node.minor = index;
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags, &node);
 	if (fd < 0) {
 		rc = fd;
 		goto err_free;
 	}
-	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
-	node.minor = index;
-	iommufd_file_set_node(fd, &node);
 	return fd;
 
 err_free:
@@ -635,12 +634,11 @@ int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void
 		vf->core = NULL;
 		goto err_detach;
 	}
-	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, O_RDWR | O_CLOEXEC);
+	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, O_RDWR | O_CLOEXEC, &node);
 	if (fd < 0) {
 		rc = fd;
 		goto err_close;
 	}
-	iommufd_file_set_node(fd, &node);
 	/* The file now holds the context, as a bound cdev file does. */
 	iommufd_ctx_file_get(ictx);
 	vf->ictx = ictx;

@@ -227,12 +227,15 @@ static enum devnode_kind devnode_resolve(int dirfd, const char *path, int flags,
  * /proc/self/fd/N (also /proc/thread-self/fd/N, /proc/<our pid>/fd/N and /dev/fd/N) of one of
  * our fds opened through a node: the kernel's open follows the magic link to the node's inode
  * and opens the device anew (a /dev/iommu fd: a new context). Puts the node's name in @node.
- * Anything else stays the host's: our other files are sockets there, which it refuses with
- * ENXIO, the kernel's answer for its anonymous files too; another process's fds are not
- * looked at (docs/processes.md). O_NOFOLLOW on the link is the host's ELOOP.
+ * Another process's fd (or one of ours the table does not hold) is what its serving process's
+ * record says (iommufd/procfd.c): a node is opened anew here, in the caller's process, only
+ * if it is one of the nodes this file serves. Anything else stays the host's: our other files
+ * are sockets there, which it refuses with ENXIO, the kernel's answer for its anonymous files
+ * too (docs/processes.md). O_NOFOLLOW on the link is the host's ELOOP.
  */
 static bool devnode_proc_fd(const char *path, int flags, char *node, size_t len)
 {
+	struct iommufd_node rec;
 	const char *p = NULL;
 	struct stat st;
 	char *end;
@@ -241,6 +244,16 @@ static bool devnode_proc_fd(const char *path, int flags, char *node, size_t len)
 
 	if (!path || (flags & O_NOFOLLOW))
 		return false;
+	/* Not one of our table's fds (the node layer takes those): the registry's. */
+	if (!uiommu_node_claims(path) && !iommufd_procfd_node_of_path(path, &rec)) {
+		enum devnode_kind kind = devnode_kind_of(rec.path);
+
+		if (!S_ISCHR(rec.mode) ||
+		    (kind != DEVNODE_IOMMU_NODE && kind != DEVNODE_VFIO_NODE))
+			return false;
+		snprintf(node, len, "%s", rec.path);
+		return true;
+	}
 	if (!strncmp(path, "/dev/fd/", 8)) {
 		p = path + 8;
 	} else if (!strncmp(path, "/proc/self/fd/", 14)) {

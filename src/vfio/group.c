@@ -363,14 +363,13 @@ int vfio_group_open(int group_id, int flags)
 		rc = -EBUSY;
 		goto err_unlock;
 	}
-	fd = iommufd_file_open_ops(&vfio_group_fops, g, flags);
+	snprintf(node.path, sizeof(node.path), VFIO_DEV_DIR "/%d", group_id);
+	node.minor = (unsigned int)minor;
+	fd = iommufd_file_open_ops(&vfio_group_fops, g, flags, &node);
 	if (fd < 0) {
 		rc = fd;
 		goto err_unlock;
 	}
-	snprintf(node.path, sizeof(node.path), VFIO_DEV_DIR "/%d", group_id);
-	node.minor = (unsigned int)minor;
-	iommufd_file_set_node(fd, &node);
 	g->refs = 1;
 	g->next = vfio_groups_open;
 	vfio_groups_open = g;

@@ -231,16 +231,13 @@ UIOMMU_EXPORT int uiommu_vfio_open(const char *path, int flags)
 {
 	char real[PATH_MAX];
 	unsigned int num = 0;
-	int fd, rc;
+	int rc;
 
 	if (!uiommu_vfio_claims(path))
 		return vfio_ret(-ENOENT);
 	switch (vfio_node_parse(path, &num)) {
 	case VFIO_NODE_CONTAINER:
-		fd = uiommu_open(flags);
-		if (fd >= 0)
-			iommufd_file_set_node(fd, &vfio_container_node);
-		return fd;
+		return vfio_ret(iommufd_file_open_ctx(flags, &vfio_container_node));
 	case VFIO_NODE_CDEV:
 		return vfio_ret(vfio_cdev_open_path(path, flags));
 	case VFIO_NODE_GROUP:
@@ -349,6 +346,7 @@ UIOMMU_EXPORT char *uiommu_node_realpath(const char *path, char *resolved)
 {
 	char buf[PATH_MAX], real[PATH_MAX];
 	struct iommufd_node node;
+	struct stat st;
 	const char *out;
 	ssize_t n;
 	int fd, rc;
@@ -358,7 +356,8 @@ UIOMMU_EXPORT char *uiommu_node_realpath(const char *path, char *resolved)
 		if (n < 0)
 			return NULL;
 		buf[n] = '\0';
-		if (buf[0] != '/') { /* an anonymous file: nothing to resolve to */
+		/* An anonymous file (or a dma-buf's "/dmabuf:"): nothing to resolve to. */
+		if (uiommu_fstat(fd, &st) || !S_ISCHR(st.st_mode)) {
 			errno = ENOENT;
 			return NULL;
 		}

@@ -54,6 +54,7 @@
 #include "iommufd/iommufd_private.h"
 #include "lib/err.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "machine/dma-engine.h"
 #include "machine/topology.h"
@@ -192,6 +193,7 @@ int vfio_efd_get(int fd)
 	iommufd_caller_fd_put(local);
 	if (dup_fd < 0)
 		return dup_fd;
+	uiommu_fd_keep(dup_fd);
 	if (sys_fcntl(dup_fd, F_SETFD, FD_CLOEXEC) < 0)
 		goto err_close;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", dup_fd);
@@ -201,6 +203,7 @@ int vfio_efd_get(int fd)
 	return dup_fd;
 
 err_close:
+	uiommu_fd_unkeep(dup_fd);
 	close(dup_fd);
 	return -EINVAL;
 }
@@ -244,8 +247,10 @@ uint64_t vfio_efd_id(int fd)
 
 void vfio_efd_put(int fd)
 {
-	if (fd >= 0)
+	if (fd >= 0) {
+		uiommu_fd_unkeep(fd);
 		close(fd);
+	}
 }
 
 static void efd_signal(int fd)
@@ -348,6 +353,7 @@ int vfio_watcher_start(int *kick, pthread_t *thread, void *(*fn)(void *), void *
 	*kick = uiommu_should_fail() ? (errno = EMFILE, -1) : eventfd(0, EFD_CLOEXEC);
 	if (*kick < 0)
 		return -errno;
+	uiommu_fd_keep(*kick);
 	rc = uiommu_should_fail() ? EAGAIN : pthread_create(thread, NULL, fn, arg);
 	if (rc) {
 		sys_close(*kick);

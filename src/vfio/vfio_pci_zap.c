@@ -47,6 +47,7 @@
 
 #include "iommufd/iommufd_private.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "vfio/vfio_pci_priv.h"
 
@@ -208,6 +209,7 @@ void *vfio_pci_maps_mmap(struct vfio_pci_core *core, void *addr, size_t len, int
 			      sys_memfd_create("uiommu-vfio-zap", MFD_CLOEXEC);
 		if (vfio_zap_fd < 0)
 			goto out_unlock;
+		uiommu_fd_keep(vfio_zap_fd);
 	}
 	p = sys_mmap(addr, len, prot, flags, fd, (off_t)fd_off);
 	if (p == MAP_FAILED)

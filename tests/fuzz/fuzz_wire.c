@@ -18,6 +18,13 @@
  *             folded into the access's mapped range (its length may run past it), and its
  *             flags are the input's. WIRE_DIRECT's reply carries a memfd and a pidfd, which
  *             the harness's reads drop.
+ *             bit 3 (with bit 0, where the build has the test command): the holds of
+ *             mappings (mmap.c): an MMAP names the context's vIOMMU region (its length and
+ *             flags are the input's), and the harness reads each reply before the next
+ *             request, so that a MUNMAP or an MMAP_FORK names the last hold a reply gave (or
+ *             the one before), an MMAP_FORK with that hold's secret unless its arg[1] is odd.
+ *             Once the server has hung up on the client, the vIOMMU must be free to destroy:
+ *             a client that is gone holds nothing (the harness makes it again).
  *
  * then half-closes and reads until the server hangs up. Afterwards the context must still
  * answer in-process (an IOAS_ALLOC and its DESTROY), whatever the input did to its connection:
@@ -48,6 +55,9 @@ static struct wire_fd_header hdr, access_hdr;
 static bool have_access;
 static uint64_t mapped_iova;
 static uint8_t *scratch;
+/* The vIOMMU whose region MMAPs name (bit 3), on a mock device's nesting parent. */
+static uint32_t region_dev, region_hwpt, region_viommu;
+static uint64_t region_off, region_len;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -80,6 +90,74 @@ static void access_init(uint32_t ioas)
 	have_access = true;
 }
 
+/* A new vIOMMU with its region (the selftest's). */
+static void region_make(void)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST,
+					 .dev_id = region_dev, .hwpt_id = region_hwpt,
+					 .data_len = sizeof(data), .data_uptr = (uintptr_t)&data };
+
+	if (uiommu_ioctl(ctx_fd, IOMMU_VIOMMU_ALLOC, &va))
+		abort();
+	region_viommu = va.out_viommu_id;
+	region_off = data.out_mmap_offset;
+	region_len = data.out_mmap_length;
+}
+
+/*
+ * On an IOAS of its own (the access's mapping could meet the mock device's reserved range).
+ * Without the test command there is none, and bit 3 is ignored.
+ */
+static void region_init(void)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	struct iommu_hwpt_alloc hwpt = { .size = sizeof(hwpt),
+					 .flags = IOMMU_HWPT_ALLOC_NEST_PARENT };
+
+	if (uiommu_ioctl(ctx_fd, IOMMU_IOAS_ALLOC, &alloc))
+		abort();
+	md.id = hwpt.pt_id = alloc.out_ioas_id;
+	if (uiommu_ioctl(ctx_fd, IOMMU_TEST_CMD, &md))
+		return;
+	hwpt.dev_id = md.mock_domain.out_idev_id;
+	if (uiommu_ioctl(ctx_fd, IOMMU_HWPT_ALLOC, &hwpt))
+		abort();
+	region_dev = hwpt.dev_id;
+	region_hwpt = hwpt.out_hwpt_id;
+	region_make();
+}
+
+/* The hold a reply named last (bit 3). */
+static struct wire_hold hold_last;
+
+static void hold_patch(struct wire_req *req)
+{
+	if (req->op == WIRE_MMAP) {
+		req->arg[0] %= 3 * region_len + 1;
+		req->arg[3] = region_off;
+	} else if (req->op == WIRE_MUNMAP || req->op == WIRE_MMAP_FORK) {
+		if (req->op == WIRE_MMAP_FORK && !(req->arg[1] & 1))
+			memcpy(req->secret, hold_last.secret, sizeof(req->secret));
+		req->arg[0] = hold_last.id - (req->arg[0] & 1);
+	}
+}
+
+/* A request's reply, read before the next one (bit 3). 0, or -1: the server hung up. */
+static int hold_reply(int s, const struct wire_req *req)
+{
+	struct wire_rep rep;
+
+	if (recv(s, &rep, sizeof(rep), MSG_WAITALL) != (ssize_t)sizeof(rep))
+		return -1;
+	if ((req->op == WIRE_MMAP || req->op == WIRE_MMAP_FORK) && !rep.rc) {
+		hold_last.id = rep.val[0];
+		memcpy(hold_last.secret, &rep.val[1], sizeof(hold_last.secret));
+	}
+	return 0;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
@@ -92,6 +170,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	    recv(ctx_fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
 		abort();
 	access_init(alloc.out_ioas_id);
+	region_init();
 	return 0;
 }
 
@@ -106,6 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct iommu_destroy destroy = { .size = sizeof(destroy) };
 	uint8_t mode, buf[512];
 	size_t off = 1;
+	bool holds;
 	int s;
 
 	if (!size)
@@ -114,7 +194,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = wire_client_connect(&hdr);
 	if (s < 0)
 		abort(); /* the server must be there */
+	holds = (mode & 9) == 9 && region_viommu;
 	if ((mode & 1) && wire_client_hello(s, 42))
+		goto out_close;
+	/* The HELLO's answer. */
+	if (holds && recv(s, buf, sizeof(struct wire_rep), MSG_WAITALL) != sizeof(struct wire_rep))
 		goto out_close;
 	while (off < size) {
 		struct wire_req req;
@@ -135,12 +219,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (req.op == WIRE_TRANSLATE) {
 				req.arg[0] = mapped_iova + req.arg[0] % MAPPED_LEN;
 				req.arg[1] %= 2 * MAPPED_LEN;
+			} else if (holds && (req.op == WIRE_MMAP || req.op == WIRE_MUNMAP ||
+					     req.op == WIRE_MMAP_FORK)) {
+				hold_patch(&req);
 			} else {
 				req.arg[0] = req.op == WIRE_IOCTL ? req.arg[0] : fold(req.arg[0]);
 				req.arg[1] = req.op == WIRE_IOCTL ? fold(req.arg[1]) : req.arg[1] % 256;
 			}
 		}
 		if (send(s, &req, n, MSG_NOSIGNAL) != (ssize_t)n)
+			break;
+		if (holds && n == sizeof(req) && hold_reply(s, &req))
 			break;
 	}
 	shutdown(s, SHUT_WR);
@@ -149,6 +238,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		;
 out_close:
 	close(s);
+	/* The server hung up on it (we read to its EOF): the client holds nothing. */
+	if (holds) {
+		destroy.id = region_viommu;
+		if (uiommu_ioctl(ctx_fd, IOMMU_DESTROY, &destroy))
+			abort();
+		region_make();
+	}
 	/* Whatever this client did, the context still answers its own process. */
 	if (uiommu_ioctl(ctx_fd, IOMMU_IOAS_ALLOC, &alloc))
 		abort();

@@ -53,6 +53,7 @@
 
 #include "lib/compiler.h"
 #include "lib/fail.h"
+#include "lib/fdkeep.h"
 #include "machine/models/virtio.h"
 #include "uiommu/device.h"
 
@@ -686,8 +687,10 @@ static void vio_reset(struct uiommu_pci_fn *fn)
 
 static void vio_free(struct vio *v)
 {
-	if (v->backing_fd >= 0)
+	if (v->backing_fd >= 0) {
+		uiommu_fd_unkeep(v->backing_fd);
 		close(v->backing_fd);
+	}
 	uiommu_free(v->segs);
 	uiommu_free(v->bounce);
 	pthread_mutex_destroy(&v->lock);
@@ -711,6 +714,7 @@ static int vio_blk_open(struct vio *v)
 	}
 	if (v->backing_fd < 0)
 		return -errno;
+	uiommu_fd_keep(v->backing_fd);
 	if (fstat(v->backing_fd, &st))
 		return -errno;
 	v->capacity = (uint64_t)st.st_size / VIO_SECTOR;

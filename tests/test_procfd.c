@@ -1,0 +1,771 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What /proc/<pid>/fd/N shows of a uiommu fd, under uiommu-run (docs/processes.md, "What an
+ * fd looks like in /proc"): readlink() gives the kernel's name for every kind of file
+ * (/dev/iommu, fault queue, vEVENTQ, access, dma-buf, the VFIO container, a cdev, a group and
+ * its device fd), in
+ * this process through every spelling and in another process through the registry; another
+ * process's open() of the link opens a node anew (a new context, none of the holder's objects)
+ * and refuses an anonymous file (ENXIO); the record goes with the file; records that lie (a
+ * dead process's, a reused pid's, a name that is no node) open nothing; a process without the
+ * preload layer sees the host's socket:[N]; fail-nth sweeps of the calls that write a record.
+ *
+ * The other processes are this program again (fork + exec of /proc/self/exe with "--child"),
+ * driven over a socketpair one request at a time.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#define TEST_IOCTL ioctl /* through libc: the preload path */
+#include "uiommu_test.h"
+#include "uiommu/iommufd.h"
+#include "uiommu/iommufd_test.h"
+#include "uiommu/uiommu.h"
+#include "uiommu/vfio_compat.h"
+
+/* A call's result: success, or a failure that is the injected ENOMEM. */
+#define ASSERT_ERRNO_OR_OK(rc) ASSERT_TRUE((rc) >= 0 || errno == ENOMEM)
+
+struct req {
+	/*
+	 * 'L' readlink, 'O' open, 'N' open /dev/iommu and keep it, 'G' take the fd
+	 * (pidfd_getfd(), adopted) and readlink the copy, 'Q' quit
+	 */
+	char op;
+	int pid, fd;
+	uint32_t id;   /* 'O': an ID of the holder's to destroy through the new fd */
+};
+
+struct rep {
+	int rc, err;
+	uint32_t ioas;     /* 'O': the first IOAS the new fd allocated */
+	int destroy_err;   /* 'O': errno of IOMMU_DESTROY of req.id there */
+	char text[128];
+};
+
+/* readlink() of @path as a string ("" on failure, errno kept). */
+static const char *link_of(const char *path, char *buf, size_t len)
+{
+	ssize_t n = readlink(path, buf, len - 1);
+
+	buf[n < 0 ? 0 : n] = '\0';
+	return buf;
+}
+
+/* The host's answer, past the preload layer: the raw system call. */
+static const char *raw_link_of(const char *path, char *buf, size_t len)
+{
+	long n = syscall(SYS_readlinkat, AT_FDCWD, path, buf, len - 1);
+
+	buf[n < 0 ? 0 : n] = '\0';
+	return buf;
+}
+
+/* The child's answer to 'L': the same name through every spelling, or "mismatch". */
+static void child_readlink(const struct req *q, struct rep *r)
+{
+	char path[96], a[128], b[128], c[128], d[16];
+	int dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", q->pid, q->fd);
+	link_of(path, a, sizeof(a));
+	r->err = errno;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/fd/%d", q->pid, q->pid, q->fd);
+	link_of(path, b, sizeof(b));
+	snprintf(path, sizeof(path), "/proc/%d/fd", q->pid);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(d, sizeof(d), "%d", q->fd);
+	c[0] = '\0';
+	if (dir >= 0) {
+		ssize_t n = readlinkat(dir, d, c, sizeof(c) - 1);
+
+		c[n < 0 ? 0 : n] = '\0';
+		close(dir);
+	}
+	snprintf(r->text, sizeof(r->text), "%s", strcmp(a, b) || strcmp(a, c) ? "mismatch" : a);
+	r->rc = a[0] ? 0 : -1;
+}
+
+static void child_open(const struct req *q, struct rep *r)
+{
+	char path[64], self[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", q->pid, q->fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	r->rc = fd < 0 ? -1 : 0;
+	r->err = fd < 0 ? errno : 0;
+	if (fd < 0)
+		return;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	link_of(self, r->text, sizeof(r->text));
+	if (!strcmp(r->text, "/dev/iommu")) {
+		int ioas = ioas_alloc(fd);
+
+		r->ioas = ioas < 0 ? 0 : (uint32_t)ioas;
+		r->destroy_err = destroy(fd, q->id) ? errno : 0;
+	}
+	close(fd);
+}
+
+/* The child's answer to 'G': the name of its own copy of the holder's fd. */
+static void child_getfd(const struct req *q, struct rep *r)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, (long)q->pid, 0L), fd = -1;
+	char self[64];
+
+	if (pidfd >= 0)
+		fd = (int)syscall(SYS_pidfd_getfd, (long)pidfd, (long)q->fd, 0L);
+	r->rc = fd >= 0 && uiommu_is_fd(fd) ? 0 : -1;
+	r->err = errno;
+	if (fd >= 0) {
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		link_of(self, r->text, sizeof(r->text));
+		close(fd);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+static int child_main(int sock)
+{
+	struct req q;
+	struct rep r;
+
+	while (read(sock, &q, sizeof(q)) == (ssize_t)sizeof(q) && q.op != 'Q') {
+		memset(&r, 0, sizeof(r));
+		if (q.op == 'L')
+			child_readlink(&q, &r);
+		else if (q.op == 'O')
+			child_open(&q, &r);
+		else if (q.op == 'G')
+			child_getfd(&q, &r);
+		else if (q.op == 'N')
+			r.rc = open("/dev/iommu", O_RDWR | O_CLOEXEC); /* kept until the end */
+		if (write(sock, &r, sizeof(r)) != (ssize_t)sizeof(r))
+			return 1;
+	}
+	return 0;
+}
+
+struct reader {
+	pid_t pid;
+	int sock;
+};
+
+/* Starts the reader: this program again, with the preload layer unless @bare. */
+static int reader_start(struct reader *rd, bool bare)
+{
+	int sv[2];
+	char a[16];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	rd->pid = fork();
+	if (!rd->pid) {
+		snprintf(a, sizeof(a), "%d", sv[1]);
+		fcntl(sv[1], F_SETFD, 0);
+		if (bare)
+			unsetenv("LD_PRELOAD");
+		execl("/proc/self/exe", "test_procfd", "--child", a, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	rd->sock = sv[0];
+	return rd->pid > 0 ? 0 : -1;
+}
+
+static int reader_stop(struct reader *rd)
+{
+	struct req q = { .op = 'Q' };
+
+	if (write(rd->sock, &q, sizeof(q)) != (ssize_t)sizeof(q))
+		return -1;
+	close(rd->sock);
+	return test_child_wait(rd->pid);
+}
+
+static struct rep reader_ask(struct reader *rd, char op, int fd, uint32_t id)
+{
+	struct req q = { .op = op, .pid = (int)getpid(), .fd = fd, .id = id };
+	struct rep r = { .rc = -2 };
+
+	if (write(rd->sock, &q, sizeof(q)) != (ssize_t)sizeof(q) ||
+	    read(rd->sock, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		r.rc = -2;
+	return r;
+}
+
+/* The name every spelling of this process's fd @fd gives here ("mismatch" if they differ). */
+static const char *own_name(int fd)
+{
+	static char a[128];
+	char path[64], b[128], c[128], d[128], e[128], num[16];
+	int dir;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	link_of(path, a, sizeof(a));
+	snprintf(path, sizeof(path), "/proc/thread-self/fd/%d", fd);
+	link_of(path, b, sizeof(b));
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), fd);
+	link_of(path, c, sizeof(c));
+	snprintf(path, sizeof(path), "/dev/fd/%d", fd);
+	link_of(path, d, sizeof(d));
+	dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(num, sizeof(num), "%d", fd);
+	e[0] = '\0';
+	if (dir >= 0) {
+		ssize_t n = readlinkat(dir, num, e, sizeof(e) - 1);
+
+		e[n < 0 ? 0 : n] = '\0';
+		close(dir);
+	}
+	if (strcmp(a, b) || strcmp(a, c) || strcmp(a, d) || strcmp(a, e))
+		return "mismatch";
+	return a;
+}
+
+/* Where the registry keeps the record of @fd's socket: 0, or -1 (not a socket, no registry). */
+static int record_path(int fd, char *path, size_t len)
+{
+	char dir[256], proc[64], link[64];
+	unsigned long ino;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	raw_link_of(proc, link, sizeof(link));
+	if (sscanf(link, "socket:[%lu]", &ino) != 1 || uiommu_fd_registry(dir, sizeof(dir)))
+		return -1;
+	snprintf(path, len, "%s/%lu", dir, ino);
+	return 0;
+}
+
+/* The registry's record of @fd's file exists? */
+static bool record_exists(int fd)
+{
+	char path[320];
+
+	return !record_path(fd, path, sizeof(path)) && !access(path, F_OK);
+}
+
+/* Writes a record by hand for @fd's socket: what a liar or a dead process would leave. */
+static int record_forge(int fd, int pid, unsigned long long start, const char *mode,
+			const char *name)
+{
+	char path[320];
+	FILE *f;
+
+	if (record_path(fd, path, sizeof(path)))
+		return -1;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	f = fd < 0 ? NULL : fdopen(fd, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "uiommu-fd 1 %d %llu %s 10 257 %s\n", pid, start, mode, name);
+	return fclose(f);
+}
+
+static void record_drop(int fd)
+{
+	char path[320];
+
+	if (!record_path(fd, path, sizeof(path)))
+		unlink(path);
+}
+
+static unsigned long long start_time(pid_t pid)
+{
+	char path[40], buf[512], *p;
+	unsigned long long start = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+			      "%*d %*d %*d %llu", &start);
+	fclose(f);
+	return start;
+}
+
+/* The first entry of @dir whose name starts with @first (a digit: any digit), as a path. */
+static const char *first_entry(const char *dir, const char *first)
+{
+	static char path[300];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	path[0] = '\0';
+	while (d && (de = readdir(d)) && !path[0]) {
+		bool digit = first[0] >= '0' && first[0] <= '9';
+
+		if (digit ? de->d_name[0] >= '0' && de->d_name[0] <= '9' :
+			    !strncmp(de->d_name, first, strlen(first)))
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return path;
+}
+
+/* The last path component of the link @path ("" if none). */
+static const char *link_base(const char *path, char *buf, size_t len)
+{
+	const char *slash;
+
+	link_of(path, buf, len);
+	slash = strrchr(buf, '/');
+	return slash ? slash + 1 : buf;
+}
+
+/*
+ * A VFIO group of one device, bound to vfio-pci, other than the device of cdev @not: its id
+ * and the device's BDF in @bdf; -1 if none.
+ */
+static int single_group(const char *not, char *bdf, size_t len)
+{
+	char path[600], buf[256], group[256];
+
+	for (int m = 0; m < 32; m++) {
+		struct dirent *de;
+		int n = 0;
+		DIR *d;
+
+		snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", m);
+		if (!strcmp(path, not) || access(path, F_OK))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/vfio-dev/vfio%d/device", m);
+		snprintf(bdf, len, "%s", link_base(path, buf, sizeof(buf)));
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+		snprintf(group, sizeof(group), "%s", link_base(path, buf, sizeof(buf)));
+		snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%s/devices", group);
+		d = opendir(path);
+		while (d && (de = readdir(d)))
+			n += de->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		if (n == 1)
+			return atoi(group);
+	}
+	return -1;
+}
+
+struct kinds {
+	int fds[10];
+	const char *names[10];
+	unsigned int n;
+};
+
+static void kind_add(struct kinds *k, int fd, const char *name)
+{
+	k->fds[k->n] = fd;
+	k->names[k->n++] = name;
+}
+
+/* One fd of every kind, with the kernel's name for it. */
+static void kinds_open(struct __h_test *_metadata, struct kinds *k, int iommufd)
+{
+	struct iommu_viommu_selftest data = { .in_data = 1 };
+	struct iommu_veventq_alloc eq = { .size = sizeof(eq), .type = IOMMU_VEVENTQ_TYPE_SELFTEST,
+					  .veventq_depth = 2 };
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	struct iommu_test_cmd acc = { .size = sizeof(acc), .op = IOMMU_TEST_OP_CREATE_ACCESS };
+	struct iommu_test_cmd dmabuf = { .size = sizeof(dmabuf), .op = IOMMU_TEST_OP_DMABUF_GET,
+					 .dmabuf_get = { .length = 4096, .open_flags = O_RDWR } };
+	static char cdev[300], group[300];
+	char bdf[256];
+	uint32_t viommu;
+	int fd, gid, c;
+
+	memset(k, 0, sizeof(*k));
+	kind_add(k, iommufd, "/dev/iommu");
+	ASSERT_EQ(0, ioctl(iommufd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	kind_add(k, (int)fq.out_fault_fd, "anon_inode:[iommufd-pgfault]");
+	ASSERT_EQ(0, viommu_with_region(iommufd, &data, &viommu));
+	eq.viommu_id = viommu;
+	ASSERT_EQ(0, ioctl(iommufd, IOMMU_VEVENTQ_ALLOC, &eq));
+	kind_add(k, (int)eq.out_veventq_fd, "anon_inode:[iommufd-viommu-event]");
+	acc.id = (uint32_t)ioas_alloc(iommufd);
+	ASSERT_EQ(0, ioctl(iommufd, IOMMU_TEST_CMD, &acc));
+	kind_add(k, (int)acc.create_access.out_access_fd, "anon_inode:[iommufd_test_staccess]");
+	fd = ioctl(iommufd, IOMMU_TEST_CMD, &dmabuf);
+	ASSERT_GE(fd, 0);
+	kind_add(k, fd, "/dmabuf:");
+	c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(c, 0);
+	kind_add(k, c, "/dev/vfio/vfio");
+	snprintf(cdev, sizeof(cdev), "%s", first_entry("/dev/vfio/devices", "vfio"));
+	ASSERT_NE(0, cdev[0]);
+	fd = open(cdev, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	kind_add(k, fd, cdev);
+	/* A group of another device, in the container, and its device fd. */
+	gid = single_group(cdev, bdf, sizeof(bdf));
+	ASSERT_GE(gid, 0);
+	snprintf(group, sizeof(group), "/dev/vfio/%d", gid);
+	fd = open(group, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	kind_add(k, fd, group);
+	ASSERT_EQ(0, ioctl(fd, VFIO_GROUP_SET_CONTAINER, &c));
+	ASSERT_EQ(0, ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	fd = ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	ASSERT_GE(fd, 0);
+	kind_add(k, fd, "anon_inode:[vfio-device]");
+}
+
+static void kinds_close(struct kinds *k)
+{
+	/* The sub-fds first, the context's fd last. */
+	for (unsigned int i = k->n; i-- > 0;)
+		close(k->fds[i]);
+}
+
+/*
+ * readlink() of every spelling of this process's fds: the kernel's names ("/dev/iommu", the
+ * VFIO nodes, "anon_inode:[...]" for a fault queue, a vEVENTQ, an access, "/dmabuf:" for a
+ * dma-buf), where the host says socket:[N] for all of them.
+ */
+TEST(names_of_every_kind_in_this_process)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	char path[64], raw[64];
+	struct kinds k;
+	struct stat st;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	kinds_open(_metadata, &k, fd);
+	for (unsigned int i = 0; i < k.n; i++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
+		ASSERT_EQ(0, strncmp(raw_link_of(path, raw, sizeof(raw)), "socket:[", 8));
+		ASSERT_STREQ(k.names[i], own_name(k.fds[i]));
+		/* fstat() agrees: a node's character device, or an anonymous inode's 0600. */
+		ASSERT_EQ(0, fstat(k.fds[i], &st));
+		if (k.names[i][0] == '/' && strcmp(k.names[i], "/dmabuf:"))
+			ASSERT_TRUE(S_ISCHR(st.st_mode));
+		else
+			ASSERT_EQ(0600u, st.st_mode);
+	}
+	/* readlink(2)'s truncation: no NUL, at most the buffer. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ASSERT_EQ(4, readlink(path, raw, 4));
+	ASSERT_EQ(0, memcmp(raw, "/dev", 4));
+	kinds_close(&k);
+}
+
+/*
+ * Another process's readlink() of /proc/<pid>/fd/N (also /proc/<pid>/task/<tid>/fd/N and
+ * readlinkat() in the fd directory) gives the same names, and so does its own copy of each
+ * fd (taken with pidfd_getfd(), adopted: an event fd by CLAIM, the others by INFO); one
+ * without the preload layer sees what the host shows, socket:[N].
+ */
+TEST(names_of_every_kind_from_another_process)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct reader rd, bare;
+	char path[64], raw[64];
+	struct kinds k;
+	struct rep r;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	kinds_open(_metadata, &k, fd);
+	ASSERT_EQ(0, reader_start(&rd, false));
+	ASSERT_EQ(0, reader_start(&bare, true));
+	for (unsigned int i = 0; i < k.n; i++) {
+		r = reader_ask(&rd, 'L', k.fds[i], 0);
+		ASSERT_EQ(0, r.rc);
+		ASSERT_STREQ(k.names[i], r.text);
+		r = reader_ask(&rd, 'G', k.fds[i], 0);
+		ASSERT_EQ(0, r.rc);
+		ASSERT_STREQ(k.names[i], r.text);
+		r = reader_ask(&bare, 'L', k.fds[i], 0);
+		ASSERT_EQ(0, r.rc);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
+		ASSERT_STREQ(raw_link_of(path, raw, sizeof(raw)), r.text);
+	}
+	/* Not a uiommu fd: the host's name, whoever asks. */
+	r = reader_ask(&rd, 'L', rd.sock, 0);
+	ASSERT_EQ(0, strncmp(r.text, "socket:[", 8));
+	ASSERT_EQ(0, reader_stop(&bare));
+	ASSERT_EQ(0, reader_stop(&rd));
+	kinds_close(&k);
+}
+
+/*
+ * Another process's open() of /proc/<pid>/fd/N: a /dev/iommu fd opens a new context there
+ * (IOAS_ALLOC works and gives its own first ID; the holder's IOAS is not in it: ENOENT), and
+ * leaves ours as it was; a VFIO node opens that node anew; an anonymous file is ENXIO, as the
+ * kernel answers.
+ */
+TEST(open_from_another_process_is_the_node_anew)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t mine[2];
+	struct reader rd;
+	struct kinds k;
+	struct rep r;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	mine[0] = (uint32_t)ioas_alloc(fd);
+	mine[1] = (uint32_t)ioas_alloc(fd);
+	ASSERT_EQ(2u, mine[1]);
+	kinds_open(_metadata, &k, fd);
+	ASSERT_EQ(0, reader_start(&rd, false));
+	r = reader_ask(&rd, 'O', fd, mine[1]);
+	ASSERT_EQ(0, r.rc);
+	ASSERT_STREQ("/dev/iommu", r.text);
+	ASSERT_EQ(1u, r.ioas);
+	ASSERT_EQ(ENOENT, r.destroy_err);
+	/* Ours is untouched: the second IOAS is still there to destroy. */
+	ASSERT_EQ(0, destroy(fd, mine[1]));
+	for (unsigned int i = 1; i < k.n; i++) {
+		r = reader_ask(&rd, 'O', k.fds[i], 0);
+		if (k.names[i][0] == '/' && strcmp(k.names[i], "/dmabuf:")) {
+			/* A node: opened anew, in the reader's own machine. */
+			ASSERT_EQ(0, r.rc);
+			ASSERT_STREQ(k.names[i], r.text);
+		} else {
+			ASSERT_EQ(-1, r.rc);
+			ASSERT_EQ(ENXIO, r.err);
+		}
+	}
+	ASSERT_EQ(0, reader_stop(&rd));
+	kinds_close(&k);
+}
+
+/* The record goes with the file: at the last close here, and at one made elsewhere. */
+TEST(the_record_goes_with_the_last_close)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), fd2;
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	char dir[256];
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, uiommu_fd_registry(dir, sizeof(dir)));
+	ASSERT_TRUE(record_exists(fd));
+	ASSERT_EQ(0, ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	ASSERT_TRUE(record_exists((int)fq.out_fault_fd));
+	/* A dup is the same file: the record stays until the last of them. */
+	fd2 = dup((int)fq.out_fault_fd);
+	ASSERT_GE(fd2, 0);
+	ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	ASSERT_TRUE(record_exists(fd2));
+	{
+		char path[64], raw[64], again[320];
+		unsigned long ino;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd2);
+		ASSERT_EQ(1, sscanf(raw_link_of(path, raw, sizeof(raw)), "socket:[%lu]", &ino));
+		ASSERT_EQ(0, close(fd2));
+		snprintf(again, sizeof(again), "%s/%lu", dir, ino);
+		ASSERT_ERRNO(ENOENT, access(again, F_OK));
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ASSERT_EQ(1, sscanf(raw_link_of(path, raw, sizeof(raw)), "socket:[%lu]", &ino));
+		ASSERT_EQ(0, close(fd));
+		snprintf(again, sizeof(again), "%s/%lu", dir, ino);
+		ASSERT_ERRNO(ENOENT, access(again, F_OK));
+	}
+	/* The directory is the user's alone. */
+	{
+		struct stat st;
+
+		ASSERT_EQ(0, lstat(dir, &st));
+		ASSERT_TRUE(S_ISDIR(st.st_mode));
+		ASSERT_EQ(0700u, st.st_mode & 07777);
+		ASSERT_EQ(geteuid(), st.st_uid);
+	}
+}
+
+/*
+ * A holder killed with its files open leaves their records: they count for nothing (the
+ * process is gone), and the next process that writes a record sweeps them away. One that
+ * exits normally removes its own.
+ */
+TEST(a_killed_holders_records_are_swept)
+{
+	char dir[256], path[320], proc[64], raw[64];
+	struct reader holder, next;
+	unsigned long ino;
+	struct rep r;
+
+	ASSERT_EQ(0, uiommu_fd_registry(dir, sizeof(dir)));
+	ASSERT_EQ(0, reader_start(&holder, false));
+	r = reader_ask(&holder, 'N', 0, 0);
+	ASSERT_GE(r.rc, 0);
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)holder.pid, r.rc);
+	ASSERT_EQ(1, sscanf(raw_link_of(proc, raw, sizeof(raw)), "socket:[%lu]", &ino));
+	snprintf(path, sizeof(path), "%s/%lu", dir, ino);
+	ASSERT_EQ(0, access(path, F_OK));
+	ASSERT_EQ(0, kill(holder.pid, SIGKILL));
+	ASSERT_EQ(128 + SIGKILL, test_child_wait(holder.pid));
+	close(holder.sock);
+	ASSERT_EQ(0, access(path, F_OK)); /* nobody removed it */
+	ASSERT_EQ(0, reader_start(&next, false));
+	r = reader_ask(&next, 'N', 0, 0);
+	ASSERT_GE(r.rc, 0);
+	ASSERT_ERRNO(ENOENT, access(path, F_OK));
+	/* A holder that exits normally takes its records with it. */
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)next.pid, r.rc);
+	ASSERT_EQ(1, sscanf(raw_link_of(proc, raw, sizeof(raw)), "socket:[%lu]", &ino));
+	snprintf(path, sizeof(path), "%s/%lu", dir, ino);
+	ASSERT_EQ(0, access(path, F_OK));
+	ASSERT_EQ(0, reader_stop(&next));
+	ASSERT_ERRNO(ENOENT, access(path, F_OK));
+}
+
+/*
+ * Records that lie open nothing: a dead process's (its pid gone), a reused pid's (another
+ * start time), and one of a live process naming something that is not a node this library
+ * serves (/etc/passwd): the reader sees the host's socket:[N] and open() is the host's ENXIO.
+ * A record that names /dev/iommu for a socket that is no uiommu file does give a new context:
+ * what anyone may open anyway, never the holder's.
+ */
+TEST(records_that_lie_open_nothing)
+{
+	unsigned long long me = start_time(getpid());
+	int sv[2], status;
+	struct reader rd;
+	struct rep r;
+	pid_t dead;
+
+	ASSERT_NE(0ull, me);
+	dead = fork();
+	if (!dead)
+		_exit(0);
+	ASSERT_EQ(dead, waitpid(dead, &status, 0));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	ASSERT_EQ(0, reader_start(&rd, false));
+
+	ASSERT_EQ(0, record_forge(sv[0], dead, me, "20660", "/dev/iommu"));
+	r = reader_ask(&rd, 'L', sv[0], 0);
+	ASSERT_EQ(0, strncmp(r.text, "socket:[", 8));
+	r = reader_ask(&rd, 'O', sv[0], 0);
+	ASSERT_EQ(ENXIO, r.err);
+
+	ASSERT_EQ(0, record_forge(sv[0], getpid(), me + 1, "20660", "/dev/iommu"));
+	r = reader_ask(&rd, 'O', sv[0], 0);
+	ASSERT_EQ(ENXIO, r.err);
+
+	ASSERT_EQ(0, record_forge(sv[0], getpid(), me, "20644", "/etc/passwd"));
+	r = reader_ask(&rd, 'L', sv[0], 0);
+	ASSERT_STREQ("/etc/passwd", r.text); /* a name is only a name */
+	r = reader_ask(&rd, 'O', sv[0], 0);
+	ASSERT_EQ(-1, r.rc);
+	ASSERT_EQ(ENXIO, r.err);
+
+	ASSERT_EQ(0, record_forge(sv[0], getpid(), me, "20660", "/dev/iommu"));
+	r = reader_ask(&rd, 'O', sv[0], 7);
+	ASSERT_EQ(0, r.rc);
+	ASSERT_EQ(1u, r.ioas);
+	ASSERT_EQ(ENOENT, r.destroy_err);
+
+	record_drop(sv[0]);
+	ASSERT_EQ(0, reader_stop(&rd));
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/*
+ * Fail-nth sweeps of what writes a record: open("/dev/iommu") and FAULT_QUEUE_ALLOC (the
+ * record before the ioctl's reply). Each failure is a clean ENOMEM that leaves nothing behind
+ * (no fd, no stray record: the registry holds what it held before; the ioctl's copy of its
+ * argument fails as EFAULT); the sweep ends with an
+ * untouched call whose file has its record, named for another process.
+ */
+static unsigned long registry_entries(void)
+{
+	char dir[256];
+	unsigned long n = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (uiommu_fd_registry(dir, sizeof(dir)))
+		return 0;
+	d = opendir(dir);
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.' || (de->d_name[1] && de->d_name[1] != '.'))
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+TEST(fail_nth_of_the_calls_that_write_a_record)
+{
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	unsigned long nth, left = 0, failed = 0, before;
+	struct reader rd;
+	struct rep r;
+	int fd;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	ASSERT_EQ(0, reader_start(&rd, false));
+	/* What a process sets up at its first open (its server, its mm) is not this sweep's. */
+	ASSERT_EQ(0, close(open("/dev/iommu", O_RDWR | O_CLOEXEC)));
+	before = registry_entries();
+	for (nth = 1; nth < 200 && !left; nth++) {
+		uiommu_fail_nth_arm(nth);
+		fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		ASSERT_ERRNO_OR_OK(fd);
+		left = uiommu_fail_nth_disarm();
+		if (fd < 0) {
+			ASSERT_EQ(0ul, left);
+			ASSERT_EQ(before, registry_entries());
+			failed++;
+			continue;
+		}
+		ASSERT_NE(0ul, left);
+		ASSERT_TRUE(record_exists(fd));
+		r = reader_ask(&rd, 'L', fd, 0);
+		ASSERT_STREQ("/dev/iommu", r.text);
+		ASSERT_EQ(0, close(fd));
+	}
+	ASSERT_NE(0ul, left);
+	ASSERT_NE(0ul, failed);
+
+	fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	before = registry_entries();
+	for (nth = 1, left = 0, failed = 0; nth < 200 && !left; nth++) {
+		int rc;
+
+		uiommu_fail_nth_arm(nth);
+		rc = ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq);
+		/* A failed copy of the argument is the copy's EFAULT. */
+		ASSERT_TRUE(rc >= 0 || errno == ENOMEM || errno == EFAULT);
+		left = uiommu_fail_nth_disarm();
+		if (rc) {
+			ASSERT_EQ(0ul, left);
+			ASSERT_EQ(before, registry_entries());
+			failed++;
+			continue;
+		}
+		ASSERT_NE(0ul, left);
+		ASSERT_TRUE(record_exists((int)fq.out_fault_fd));
+		r = reader_ask(&rd, 'L', (int)fq.out_fault_fd, 0);
+		ASSERT_STREQ("anon_inode:[iommufd-pgfault]", r.text);
+		ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	}
+	ASSERT_NE(0ul, left);
+	ASSERT_NE(0ul, failed);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, reader_stop(&rd));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--child"))
+		return child_main(atoi(argv[2]));
+	return __h_run_all(argc, argv);
+}

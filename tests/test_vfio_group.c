@@ -45,19 +45,13 @@ static void machine(void)
 	vfio_machine(topology, DEV("0000:07:00.0"));
 }
 
-/* /dev/vfio/<G> of @bdf's group, as QEMU finds it: the basename of the iommu_group link. */
+/* /dev/vfio/<G> of @bdf's group, as QEMU finds it. */
 static int group_open(const char *bdf)
 {
-	char link[256], path[64];
-	ssize_t n;
-	int id;
+	char path[64];
+	int id = vfio_group_id(bdf);
 
-	snprintf(path, sizeof(path), DEV("%s") "/iommu_group", bdf);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return -1;
-	link[n] = '\0';
-	if (sscanf(strrchr(link, '/') + 1, "%d", &id) != 1)
+	if (id < 0)
 		return -1;
 	snprintf(path, sizeof(path), "/dev/vfio/%d", id);
 	return open(path, O_RDWR);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -31,6 +32,21 @@ static inline void vfio_machine(const char *topology, const char *probe)
 	if (access(probe, F_OK))
 		abort();
 	unlink(path);
+}
+
+/* The number of @bdf's IOMMU group: the basename of its iommu_group link, as QEMU finds it. */
+static inline int vfio_group_id(const char *bdf)
+{
+	char link[256], path[96];
+	ssize_t n;
+	int id;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -1;
+	link[n] = '\0';
+	return sscanf(strrchr(link, '/') + 1, "%d", &id) == 1 ? id : -1;
 }
 
 /* Writes @s to the attribute @path: 0, or -1 with the store's errno. */

@@ -154,6 +154,7 @@
 #include "lib/sys.h"
 #include "machine/fault_inject.h"
 #include "machine/pci.h"
+#include "machine/session.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
@@ -990,7 +991,8 @@ static bool session_tree_name(const char *name)
 
 /*
  * Removes a session directory made by a session (marked), and only what sessions put in it:
- * the journal, the process trees, the mark. Anything else stays, and with it the directory.
+ * the journal, the process trees, the claim files nobody holds (session.c), the mark. Anything
+ * else stays, and with it the directory.
  */
 static void session_remove(const char *path)
 {
@@ -1008,13 +1010,16 @@ static void session_remove(const char *path)
 		return;
 	while ((de = readdir(dir))) {
 		bool tree = session_tree_name(de->d_name);
+		bool claim = !strncmp(de->d_name, "claim.", 6);
 
-		if (!tree && strcmp(de->d_name, "journal"))
+		if (!tree && !claim && strcmp(de->d_name, "journal"))
 			continue;
 		if (snprintf(entry, sizeof(entry), "%s/%s", path, de->d_name) >=
 			    (int)sizeof(entry) || lstat(entry, &st) || st.st_uid != geteuid())
 			continue;
-		if (tree && S_ISDIR(st.st_mode))
+		if (claim && S_ISREG(st.st_mode))
+			session_claim_remove_unheld(path, de->d_name); /* a held one stays */
+		else if (tree && S_ISDIR(st.st_mode))
 			remove_tree(entry);
 		else if (!tree && S_ISREG(st.st_mode))
 			unlink(entry);
@@ -1053,6 +1058,18 @@ static void sysfs_session_gc(const char *tmpdir, const char *keep)
 		session_remove(path);
 	}
 	closedir(dir);
+}
+
+int sysfs_session_dir(char *buf, size_t len)
+{
+	const char *env = getenv(SYSFS_DIR_ENV);
+	bool made;
+
+	if (!env || !*env)
+		return -ENOENT;
+	if (snprintf(buf, len, "%s", env) >= (int)len)
+		return -ENAMETOOLONG;
+	return session_make(buf, &made);
 }
 
 /* The session directory exists, and this process has its own tree in it. */

@@ -71,6 +71,15 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
 			 bool privileged);
 
 /**
+ * sysfs_session_dir() - the directory of this process's uiommu-run session ($UIOMMU_SYSFS_DIR),
+ * made (0700, marked as a session's) unless it exists; an existing one must be ours and private
+ * Copies its path into @buf. Return: 0; -ENOENT when this process runs in no session (the
+ * variable is unset: no uiommu-run, and a private sysfs session does not count); -EPERM for a
+ * directory that is not ours or not private, another -errno of mkdir().
+ */
+int sysfs_session_dir(char *buf, size_t len);
+
+/**
  * sysfs_tree_root() - the directory this process materialises /sys into (it holds "sys/")
  * Copies into @buf; -ENOENT when the virtual sysfs has not been used in this process.
  */

@@ -31,6 +31,11 @@
  * we need: a group whose other devices have a kernel driver cannot be owned. (Attaching a
  * device of a group of several devices answers EINVAL today: see device.c.)
  *
+ * Across processes. The processes of a uiommu-run session each have their own copy of the
+ * machine; claim.c makes the bind exclusive across them as in the kernel (EBUSY while another
+ * process has the group's node open, EINVAL while it has the device bound, EPERM while a
+ * context it serves owns the group), until the unbind or the holder's death.
+ *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
  * table without a stop on the blocking domain. Detaching an unattached device is no error.
@@ -105,6 +110,8 @@ struct vfio_cdev_file {
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
 	bool attached;                /* idev has a page table */
+	struct vfio_claim_group *claim; /* cdev bound: the group's claims in the session, or NULL */
+	struct session_claim claim_dev; /* cdev bound: the device's claim in the session */
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
 	/* Opened for vfio-pci (bound, or group mode); once set, constant until release. */
 	struct vfio_pci_core *core;
@@ -123,6 +130,11 @@ void vfio_lock(void)
 void vfio_unlock(void)
 {
 	uiommu_mutex_unlock(&vfio_cdev_lock);
+}
+
+void vfio_lock_assert_held(void)
+{
+	lockdep_assert_held(&vfio_cdev_lock);
 }
 
 static bool vfio_cdev_device_bound(struct device *dev)
@@ -160,6 +172,8 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
 	struct iommufd_ctx *ictx;
+	struct session_claim claim_dev;
+	struct vfio_claim_group *claim;
 	uint32_t devid;
 	int rc;
 
@@ -178,20 +192,28 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		rc = -EBUSY;
 		goto out_unlock;
 	}
+	/* The group path of another process of the session: EBUSY as well. */
+	rc = vfio_claim_bind_begin(vf->dev, &claim);
+	if (rc)
+		goto out_unlock;
 	ictx = iommufd_ctx_from_fd(bind.iommufd);
 	if (IS_ERR(ictx)) {
 		rc = PTR_ERR(ictx);
-		goto out_unlock;
+		goto err_end_claim;
 	}
 	/* Another file of the device is bound, or a group opened it. */
 	if (vfio_cdev_device_bound(vf->dev) || vfio_device_is_open(vf->dev)) {
 		rc = -EINVAL;
 		goto err_put_ctx;
 	}
+	/* The same in another process (EINVAL), or its context owns the group (EPERM). */
+	rc = vfio_claim_bind_device(claim, vf->dev, &claim_dev);
+	if (rc)
+		goto err_put_ctx;
 	idev = iommufd_device_bind(ictx, vf->dev, &devid);
 	if (IS_ERR(idev)) {
 		rc = PTR_ERR(idev);
-		goto err_put_ctx;
+		goto err_drop_claim;
 	}
 	core = vfio_pci_core_open(vf->dev, ictx, devid);
 	if (IS_ERR(core)) {
@@ -206,6 +228,8 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	vf->ictx = ictx;
 	vf->idev = idev;
 	vf->attached = false;
+	vf->claim = claim;
+	vf->claim_dev = claim_dev;
 	vf->next = vfio_cdev_bound;
 	vfio_cdev_bound = vf;
 	uiommu_mutex_unlock(&vfio_cdev_lock);
@@ -215,8 +239,12 @@ err_close:
 	vfio_pci_core_close(core);
 err_unbind:
 	iommufd_device_unbind(idev);
+err_drop_claim:
+	session_claim_drop(&claim_dev);
 err_put_ctx:
 	iommufd_ctx_file_put(ictx);
+err_end_claim:
+	vfio_claim_bind_end(claim);
 out_unlock:
 	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return rc;
@@ -235,6 +263,10 @@ static struct iommufd_ctx *vfio_cdev_unbind(struct vfio_cdev_file *vf)
 	if (vf->attached)
 		iommufd_device_detach(vf->idev);
 	iommufd_device_unbind(vf->idev);
+	/* The core let go of the group: so may the session (claim.c). */
+	session_claim_drop(&vf->claim_dev);
+	vfio_claim_bind_end(vf->claim);
+	vf->claim = NULL;
 	vfio_cdev_unlink(vf);
 	vf->idev = NULL;
 	vf->ictx = NULL;
@@ -544,6 +576,7 @@ int vfio_cdev_open(unsigned int index, int flags)
 		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
+	vf->claim_dev = SESSION_CLAIM_NONE;
 	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
 	node.minor = index;
 	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags, &node);
@@ -612,6 +645,7 @@ int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void
 	vf->dev = dev;
 	vf->mode = VFIO_FILE_GROUP;
 	vf->group = group;
+	vf->claim_dev = SESSION_CLAIM_NONE; /* the group file's claim covers its devices */
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vfio_cdev_device_bound(dev)) {
 		rc = -EBUSY;

@@ -9,7 +9,8 @@
  * group is bound to vfio-pci (nodes.c). One open file per group: a second open answers EBUSY,
  * and so does an open while a device of the group is bound through its cdev (and a cdev
  * BIND_IOMMUFD while the node is open, device_cdev.c): the two paths to a device exclude each
- * other.
+ * other. Both rules hold across the processes of a uiommu-run session too (claim.c): the
+ * group file holds the node's claim until its last device fd closes.
  *
  * The file. A group file has a container or not. SET_CONTAINER takes an iommufd fd (EBADF for an
  * fd that is not open, EBADFD for any other file, EINVAL when one is set already) and makes the
@@ -67,6 +68,7 @@ struct vfio_group_file {
 	/* Under vfio_cdev_lock: */
 	unsigned int refs;             /* the fd's file, and each device fd made from it */
 	struct iommufd_ctx *ictx;      /* the container (an iommufd context), its file held */
+	struct session_claim claim;    /* the node's claim in the session (claim.c) */
 	struct vfio_group_file *next;  /* in vfio_groups_open */
 };
 
@@ -282,6 +284,8 @@ void vfio_group_file_put(void *priv)
 	}
 	ictx = g->ictx;
 	g->ictx = NULL;
+	/* Before the lock goes: an open here must not meet our own claim after "not open". */
+	session_claim_drop(&g->claim);
 	vfio_unlock();
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
@@ -338,7 +342,7 @@ static int vfio_group_member_bound_fn(struct device *dev, void *data)
 /**
  * vfio_group_open() - open /dev/vfio/@group_id
  * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
- * bound through its cdev; -ENOMEM, -EMFILE.
+ * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
  */
 int vfio_group_open(int group_id, int flags)
 {
@@ -352,6 +356,7 @@ int vfio_group_open(int group_id, int flags)
 	if (!g)
 		return -ENOMEM;
 	g->id = group_id;
+	g->claim = SESSION_CLAIM_NONE;
 	g->group = iommu_group_get_by_id(group_id);
 	if (!g->group) {
 		rc = -ENOENT; /* went away since the check */
@@ -363,12 +368,16 @@ int vfio_group_open(int group_id, int flags)
 		rc = -EBUSY;
 		goto err_unlock;
 	}
+	/* The same two rules against the other processes of the session. */
+	rc = vfio_claim_node(g->group, &g->claim);
+	if (rc)
+		goto err_unlock;
 	snprintf(node.path, sizeof(node.path), VFIO_DEV_DIR "/%d", group_id);
 	node.minor = (unsigned int)minor;
 	fd = iommufd_file_open_ops(&vfio_group_fops, g, flags, &node);
 	if (fd < 0) {
 		rc = fd;
-		goto err_unlock;
+		goto err_drop_claim;
 	}
 	g->refs = 1;
 	g->next = vfio_groups_open;
@@ -376,6 +385,8 @@ int vfio_group_open(int group_id, int flags)
 	vfio_unlock();
 	return fd;
 
+err_drop_claim:
+	session_claim_drop(&g->claim);
 err_unlock:
 	vfio_unlock();
 	iommu_group_put(g->group);

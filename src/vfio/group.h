@@ -16,6 +16,7 @@
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
+#include "machine/session.h"
 
 #define VFIO_DEV_DIR "/dev/vfio"
 #define VFIO_CONTAINER_PATH VFIO_DEV_DIR "/vfio"
@@ -33,9 +34,10 @@ enum vfio_node_kind {
 };
 enum vfio_node_kind vfio_node_parse(const char *path, unsigned int *num);
 
-/* Take and drop vfio_cdev_lock. */
+/* Take and drop vfio_cdev_lock; assert that this thread holds it. */
 void vfio_lock(void);
 void vfio_unlock(void);
+void vfio_lock_assert_held(void);
 
 /* device_cdev.c */
 int vfio_cdev_open(unsigned int index, int flags);
@@ -63,6 +65,28 @@ bool vfio_cdev_is_fd(int fd);
  * vfio-pci); its minor in *@minor. Boots the machine if needed.
  */
 bool vfio_group_node_exists(int group_id, int *minor);
+
+/*
+ * claim.c: the claims that make a group node open and a cdev bind exclusive across the
+ * processes of a session. All under vfio_cdev_lock; a handle of SESSION_CLAIM_NONE (no session)
+ * holds nothing, and session_claim_drop() undoes each (machine/session.h).
+ *
+ * vfio_claim_node() - for an open of @group's node: 0 (*@claim the handle), -EBUSY (open or a
+ * device of it bound in another process), -ENOMEM, -EMFILE ...
+ */
+int vfio_claim_node(struct iommu_group *group, struct session_claim *claim);
+/*
+ * A cdev bind of @dev, in the kernel's order: vfio_claim_bind_begin() (-EBUSY: the group's node
+ * is open in another process) before the iommufd is looked up, vfio_claim_bind_device() (-EINVAL:
+ * @dev is bound in another process; -EPERM: another process's context owns the group) before
+ * the core's claim. Undone by session_claim_drop() of the device's claim and
+ * vfio_claim_bind_end(), which a bound file calls at its unbind. *@cg is NULL without a session.
+ */
+struct vfio_claim_group;
+int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cg);
+int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev,
+			   struct session_claim *claim);
+void vfio_claim_bind_end(struct vfio_claim_group *cg);
 
 /* kvm.c: FILE_ADD / FILE_DEL (@attr 1 / 2) of our @vfio_fd on kvm-vfio device @kvm_fd. */
 int kvm_vfio_file_attr(int kvm_fd, uint64_t attr, int vfio_fd);

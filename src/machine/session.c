@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Claims across the processes of a session.
+ *
+ * Each process of a uiommu-run session boots its own copy of the machine (sysfs.c, "One machine
+ * per session": the sysfs stores reach every copy through the journal), but some state of the
+ * kernel's machine is exclusive by nature and a journal cannot make it so: a group node open in
+ * one process must answer EBUSY to an open in another, a device bound through its cdev in one
+ * process must not be bound in another. Such a state is a *claim*: a name that the process
+ * whose file holds the state holds in the session directory, as an flock on the file
+ * "claim.<name>" there (made 0600 on first use, in the 0700 directory). The VFIO layer names
+ * and takes its claims around its own calls into the core (src/vfio/claim.c); this file only
+ * knows names, files and locks.
+ *
+ * Why flock. It is held by an open file description, never waits here (LOCK_NB: a conflict is
+ * EBUSY at once, as the kernel's open and bind answer), and the kernel drops it when the last
+ * fd of that description closes: a process that dies, SIGKILL included, lets go of every claim
+ * with nothing left to clean up, and the next process to ask gets it. A claim's fd is
+ * close-on-exec: an exec'ing process drops its copies with its memory, which knew of them. It
+ * is one of the library's own fds (lib/fdkeep.h), which an exec hand-over's server keeps.
+ *
+ * Fork. A forked child shares the description (its copy of the fd), so it must never unlock
+ * (that would end the parent's claim) and need not: a claim belongs to the file that holds the
+ * state, and only the process serving that file releases it (docs/processes.md: a file's
+ * release runs in its serving process). The release unlocks before it closes, so the child's
+ * copies do not keep a released claim. The child's copies do keep the claim of a parent that
+ * died without a release, until the child execs or exits: the kernel's forked child keeps the
+ * parent's files open too, but here the child keeps the claim even if it closed its copy of
+ * the file. The serving process after an exec hand-over (a fork of the exec'ing one) keeps the
+ * fds, so the claims stay with the files it serves, and it releases them as their owner.
+ *
+ * Names are stable across the processes because they share one machine: the group number and
+ * the BDF of the session's topology. Processes of one session that load different topologies
+ * would see each other's claims on unrelated groups of the same number.
+ *
+ * The handle keeps the claim file's identity (st_dev, st_ino): the fd is an ordinary fd of the
+ * program, which may close it behind our back (closefrom() in itself), ending the claim, and
+ * open something else on its number; the release then leaves that number alone.
+ *
+ * The session's end (sysfs.c) removes the claim files nobody holds; one that a process still
+ * holds stays, and with it the directory, for a later session's sweep (the owner's own claims
+ * too, when it exits with a group open: its exit handler runs before its fds close). A claimer that opened a
+ * file just before the end unlinked it finds its lock on a nameless file (st_nlink 0) and takes
+ * the name again; the remover unlinks only under its own exclusive lock, so a held claim is
+ * never unlinked.
+ *
+ * No lock of ours: the state is the files and the fds the callers keep.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fail.h"
+#include "lib/fdkeep.h"
+#include "lib/sys.h"
+#include "machine/session.h"
+#include "machine/sysfs.h"
+
+/* Rounds of "the session's end unlinked it between our open and our lock" before giving up. */
+#define SESSION_CLAIM_TRIES 4
+
+static int session_claim_path(char *path, size_t len, const char *dir, const char *name)
+{
+	return snprintf(path, len, "%s/claim.%s", dir, name) >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+int session_claim_take(const char *name, bool exclusive, struct session_claim *claim)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct stat st;
+	int fd, rc, tries;
+
+	*claim = SESSION_CLAIM_NONE;
+	rc = sysfs_session_dir(dir, sizeof(dir));
+	if (rc == -ENOENT)
+		return 0; /* no session: the machine is this process's alone */
+	rc = rc ?: session_claim_path(path, sizeof(path), dir, name);
+	if (rc)
+		return rc;
+	for (tries = 0; tries < SESSION_CLAIM_TRIES; tries++) {
+		if (uiommu_should_fail())
+			return -ENOMEM;
+		fd = sys_openat(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
+			rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+			goto err_close;
+		}
+		if (sys_fstat(fd, &st)) {
+			rc = -errno;
+			goto err_close;
+		}
+		if (st.st_nlink) {
+			/* The library's fd: an exec hand-over's server keeps it (lib/fdkeep.h). */
+			uiommu_fd_keep(fd);
+			*claim = (struct session_claim){ .fd = fd, .dev = st.st_dev, .ino = st.st_ino };
+			return 0;
+		}
+		/* The session's end unlinked it under us: the name is a new file now. */
+		sys_close(fd);
+	}
+	return -EAGAIN;
+
+err_close:
+	sys_close(fd);
+	return rc;
+}
+
+void session_claim_drop(struct session_claim *claim)
+{
+	struct session_claim c = *claim;
+	struct stat st;
+
+	*claim = SESSION_CLAIM_NONE;
+	if (c.fd < 0)
+		return;
+	if (sys_fstat(c.fd, &st) || st.st_dev != c.dev || st.st_ino != c.ino) {
+		uiommu_fd_unkeep(c.fd); /* the program's number now, not ours */
+		return;
+	}
+	flock(c.fd, LOCK_UN);
+	sys_close(c.fd);
+}
+
+int session_claim_remove_unheld(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = sys_openat(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	/* Unlinked only under our own exclusive lock: never a claim somebody holds. */
+	rc = flock(fd, LOCK_EX | LOCK_NB) ? -EBUSY : 0;
+	if (!rc && unlink(path))
+		rc = -errno;
+	sys_close(fd);
+	return rc;
+}

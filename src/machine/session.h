@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Claims shared by the processes of a uiommu-run session (see session.c for the design).
+ *
+ * A claim is a name ("group.5", "owner.5", "device.0000:07:00.0") that one process of the
+ * session holds exclusively, or several hold shared: an flock on <session>/claim.<name>. The
+ * handle is the fd of the open file description the flock sits on, with the file's identity;
+ * fd -1 (SESSION_CLAIM_NONE) stands for "no session, nothing claimed" and is dropped as a no-op.
+ */
+#ifndef UIOMMU_MACHINE_SESSION_H
+#define UIOMMU_MACHINE_SESSION_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct session_claim {
+	int fd;     /* holds the flock; -1: nothing held */
+	dev_t dev;  /* the claim file, so that a number the program closed and reused */
+	ino_t ino;  /* behind our back is never closed by us */
+};
+
+#define SESSION_CLAIM_NONE ((struct session_claim){ .fd = -1 })
+
+/**
+ * session_claim_take() - take the claim @name for this process
+ * @exclusive: LOCK_EX (nobody else may hold it) rather than LOCK_SH (nobody may hold it
+ *             exclusively)
+ * @claim: out: the handle, SESSION_CLAIM_NONE when this process runs in no session (nothing
+ *         is claimed then)
+ *
+ * Never waits. Return: 0; -EBUSY when another open of the claim holds it in a conflicting
+ * mode (another process, or another handle of this one); -ENOMEM (injected), or the -errno of
+ * making the session directory or the claim file (-EMFILE ...).
+ */
+int session_claim_take(const char *name, bool exclusive, struct session_claim *claim);
+
+/*
+ * session_claim_drop() - let go of @claim (SESSION_CLAIM_NONE: nothing), which becomes
+ * SESSION_CLAIM_NONE. Unlocks before closing, so that copies of the fd a forked child
+ * inherited do not keep the claim: only the process whose file holds the claim calls this, the
+ * child's copies only ever close. An fd that is no longer the claim file (the program closed
+ * it behind our back: the claim went with it) is left alone.
+ */
+void session_claim_drop(struct session_claim *claim);
+
+/*
+ * session_claim_remove_unheld() - in the session directory @dir, unlink the claim files @name
+ * ("claim.*") that nobody holds; 0, or -EBUSY when one is held (it stays). For the session's
+ * end (sysfs.c), which removes the directory only once it is empty.
+ */
+int session_claim_remove_unheld(const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One device for every process of a uiommu-run session (src/vfio/claim.c, docs/vfio.md): each
+ * process boots its own copy of the machine, yet a group node open in one answers EBUSY to an
+ * open in another, a device bound through its cdev in one is EINVAL to bind in another, the two
+ * paths exclude each other (EBUSY) and a group a context of one process owns is EPERM to the
+ * others, as in the kernel. Each rule lets go at the close, and at a SIGKILL of the holder.
+ * A forked child's copy of the parent's claim neither ends it nor keeps it after the parent's
+ * close; a process of another session is another machine; a fail-nth sweep of the new steps
+ * leaves no claim behind.
+ *
+ * The other process is this program again (fork + exec of /proc/self/exe "--child holder"), a
+ * holder that opens, binds and closes as told over a socket and answers each order with 0 or
+ * the errno. The machine (every process loads it from $UIOMMU_TOPOLOGY, kept for the run):
+ *   vfio0 = 0000:03:00.0, alone in group "a"
+ *   vfio1 = 0000:08:00.0 and vfio2 = 0000:08:00.1, together in group "g"
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "uiommu_test.h"
+#include "vfio_utils.h"
+#include "uiommu/uiommu.h"
+
+static const char topology[] =
+	"{ \"iommus\": [ { \"name\": \"iommu0\" } ],\n"
+	"  \"devices\": [\n"
+	"    { \"bdf\": \"0000:03:00.0\", \"iommu\": \"iommu0\", \"group\": \"a\" },\n"
+	"    { \"bdf\": \"0000:08:00.0\", \"iommu\": \"iommu0\", \"group\": \"g\" },\n"
+	"    { \"bdf\": \"0000:08:00.1\", \"iommu\": \"iommu0\", \"group\": \"g\" } ] }\n";
+
+/* ---- the holder ------------------------------------------------------------------------- */
+
+enum holder_op {
+	HOLD_GROUP,  /* open /dev/vfio/<arg> and keep it */
+	HOLD_BIND,   /* open vfio<arg> and a new /dev/iommu, bind, keep both */
+	HOLD_CLOSE,  /* close everything kept */
+	HOLD_EXEC,   /* exec this program again, keeping everything kept (QEMU's CPR) */
+	HOLD_DIR,    /* answer, then send the session directory (PATH_MAX bytes) */
+};
+
+struct holder_msg {
+	int op, arg;
+};
+
+#define HOLDER_FDS 8
+
+static int holder_fds[HOLDER_FDS], holder_nr;
+
+static void holder_keep(int fd)
+{
+	if (holder_nr < HOLDER_FDS)
+		holder_fds[holder_nr++] = fd;
+	else
+		close(fd);
+}
+
+static int holder_do(const struct holder_msg *m)
+{
+	char path[64];
+	int fd, vfd;
+
+	switch (m->op) {
+	case HOLD_GROUP:
+		snprintf(path, sizeof(path), "/dev/vfio/%d", m->arg);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return errno;
+		holder_keep(fd);
+		return 0;
+	case HOLD_BIND:
+		snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", m->arg);
+		vfd = open(path, O_RDWR | O_CLOEXEC);
+		fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		if (vfd < 0 || fd < 0)
+			return EIO;
+		if (vfio_bind(vfd, fd, NULL)) {
+			int e = errno;
+
+			close(vfd);
+			close(fd);
+			return e;
+		}
+		holder_keep(vfd);
+		holder_keep(fd);
+		return 0;
+	case HOLD_CLOSE:
+		while (holder_nr)
+			close(holder_fds[--holder_nr]);
+		return 0;
+	case HOLD_DIR:
+		return 0;
+	default:
+		return EINVAL;
+	}
+}
+
+/*
+ * HOLD_EXEC: the new image gets the socket and the kept fds (no CLOEXEC) as its arguments and
+ * answers the order itself; an exec that fails answers here.
+ */
+static int holder_exec(int sock)
+{
+	char *argv[4 + HOLDER_FDS + 1] = { "test_vfio_session", "--child", "holder" };
+	char nums[1 + HOLDER_FDS][16];
+	int i;
+
+	snprintf(nums[0], sizeof(nums[0]), "%d", sock);
+	argv[3] = nums[0];
+	fcntl(sock, F_SETFD, 0);
+	for (i = 0; i < holder_nr; i++) {
+		snprintf(nums[1 + i], sizeof(nums[1 + i]), "%d", holder_fds[i]);
+		argv[4 + i] = nums[1 + i];
+		fcntl(holder_fds[i], F_SETFD, 0);
+	}
+	execv("/proc/self/exe", argv);
+	return errno;
+}
+
+/*
+ * "--child holder SOCK [FD...]": answers each order; at EOF closes what it holds and ends. The
+ * FDs: what the image before an exec kept, whose HOLD_EXEC this image answers.
+ */
+static int child_holder(int argc, char **argv)
+{
+	int sock = atoi(argv[3]), rc = 0;
+	struct holder_msg m;
+
+	if (argc > 4) {
+		for (int i = 4; i < argc; i++)
+			holder_keep(atoi(argv[i]));
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			return 1;
+	}
+	while (read(sock, &m, sizeof(m)) == sizeof(m)) {
+		char dir[PATH_MAX] = "";
+
+		rc = m.op == HOLD_EXEC ? holder_exec(sock) : holder_do(&m);
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			return 1;
+		if (m.op == HOLD_DIR && getenv("UIOMMU_SYSFS_DIR"))
+			snprintf(dir, sizeof(dir), "%s", getenv("UIOMMU_SYSFS_DIR"));
+		if (m.op == HOLD_DIR && write(sock, dir, sizeof(dir)) != sizeof(dir))
+			return 1;
+	}
+	m.op = HOLD_CLOSE;
+	return holder_do(&m);
+}
+
+/* Starts the holder; its pid, the socket to it in *@sock. @own_session: not in ours. */
+static pid_t holder_start(int *sock, bool own_session)
+{
+	char a[16];
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		fcntl(sv[1], F_SETFD, 0);
+		snprintf(a, sizeof(a), "%d", sv[1]);
+		if (own_session) {
+			/* uiommu-run's preload names a new session for a process without one. */
+			unsetenv("UIOMMU_SYSFS_DIR");
+			unsetenv("UIOMMU_SYSFS_OWNER");
+		}
+		execl("/proc/self/exe", "test_vfio_session", "--child", "holder", a, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	*sock = sv[0];
+	return pid;
+}
+
+/* One order to the holder: its answer (0 or an errno), or -1 if it is gone. */
+static int holder(int sock, int op, int arg)
+{
+	struct holder_msg m = { .op = op, .arg = arg };
+	int rc;
+
+	if (write(sock, &m, sizeof(m)) != sizeof(m) || read(sock, &rc, sizeof(rc)) != sizeof(rc))
+		return -1;
+	return rc;
+}
+
+/* Ends the holder: EOF, then its exit status. */
+static int holder_stop(int sock, pid_t pid)
+{
+	close(sock);
+	return test_child_wait(pid);
+}
+
+/* ---- this process's side ------------------------------------------------------------------ */
+
+static int group_open(int id)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/dev/vfio/%d", id);
+	return open(path, O_RDWR | O_CLOEXEC);
+}
+
+static int cdev_open(int n)
+{
+	char path[48];
+
+	snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", n);
+	return open(path, O_RDWR | O_CLOEXEC);
+}
+
+/* Opens vfio<n> and a new iommufd and binds them: 0 (both fds out), or -1 with the bind's errno. */
+static int cdev_bind(int n, int *vfd, int *ifd)
+{
+	int e;
+
+	*vfd = cdev_open(n);
+	*ifd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (*vfd >= 0 && *ifd >= 0 && !vfio_bind(*vfd, *ifd, NULL))
+		return 0;
+	e = errno;
+	if (*vfd >= 0)
+		close(*vfd);
+	if (*ifd >= 0)
+		close(*ifd);
+	*vfd = *ifd = -1;
+	errno = e;
+	return -1;
+}
+
+static void cdev_unbind(int vfd, int ifd)
+{
+	close(vfd);
+	close(ifd);
+}
+
+/* ---- the cases ---------------------------------------------------------------------------- */
+
+/* Group "a" (vfio0 alone), group "g" (vfio1, vfio2), and a holder in our session. */
+FIXTURE(session)
+{
+	int a, g, sock;
+	pid_t pid; /* 0 once the case ended it */
+};
+
+FIXTURE_SETUP(session)
+{
+	self->a = vfio_group_id("0000:03:00.0");
+	self->g = vfio_group_id("0000:08:00.0");
+	ASSERT_GE(self->a, 0);
+	ASSERT_GE(self->g, 0);
+	ASSERT_NE(self->a, self->g);
+	ASSERT_EQ(self->g, vfio_group_id("0000:08:00.1"));
+	self->pid = holder_start(&self->sock, false);
+	ASSERT_GT(self->pid, 0);
+}
+
+FIXTURE_TEARDOWN(session)
+{
+	if (self->pid > 0)
+		EXPECT_EQ(0, holder_stop(self->sock, self->pid));
+}
+
+/* The holder ends by SIGKILL, in the middle of whatever it holds. */
+static int session_kill(FIXTURE_DATA(session) *self)
+{
+	pid_t pid = self->pid;
+
+	self->pid = 0;
+	kill(pid, SIGKILL);
+	close(self->sock);
+	return test_child_wait(pid);
+}
+
+TEST_F(session, group_node_open_is_exclusive_across_processes)
+{
+	int g, v, i;
+
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+	/* Our machine knows nothing of the holder's open: the session does. */
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	/* The group path against the cdev path: the cdev opens, its bind is refused. */
+	ASSERT_ERRNO(EBUSY, cdev_bind(0, &v, &i));
+	/* ... and back: with the holder's group closed, we open it; now the holder is refused. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_BIND, 0));
+	ASSERT_EQ(0, close(g));
+	/* A SIGKILLed holder lets go too. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_EQ(128 + SIGKILL, session_kill(self));
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+}
+
+TEST_F(session, cdev_bind_is_exclusive_across_processes)
+{
+	int g, v, i;
+
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+	/* The kernel's open_count: one bound file of a device, whatever the process. */
+	ASSERT_ERRNO(EINVAL, cdev_bind(0, &v, &i));
+	/* A bound device blocks its group's node elsewhere. */
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	/* Unbound (closed) there, bound here; then the holder is refused. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	ASSERT_EQ(0, cdev_bind(0, &v, &i));
+	ASSERT_EQ(EINVAL, holder(self->sock, HOLD_BIND, 0));
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+	cdev_unbind(v, i);
+	/* A SIGKILLed holder lets go too. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+	ASSERT_ERRNO(EINVAL, cdev_bind(0, &v, &i));
+	ASSERT_EQ(128 + SIGKILL, session_kill(self));
+	ASSERT_EQ(0, cdev_bind(0, &v, &i));
+	cdev_unbind(v, i);
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+}
+
+/* Two devices of one group: the holder's context owns the group, ours is another owner. */
+TEST_F(session, group_ownership_stays_in_one_process)
+{
+	int v, i, v2, i2;
+
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 1));
+	ASSERT_ERRNO(EPERM, cdev_bind(2, &v, &i)); /* iommu_device_claim_dma_owner() */
+	ASSERT_ERRNO(EINVAL, cdev_bind(1, &v, &i));
+	ASSERT_ERRNO(EBUSY, group_open(self->g));
+	/* The holder's own second iommufd is another owner too, in its own machine. */
+	ASSERT_EQ(EPERM, holder(self->sock, HOLD_BIND, 2));
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	/* Now ours: both devices bind to our one iommufd, and the holder meets the same rules. */
+	ASSERT_EQ(0, cdev_bind(1, &v, &i));
+	v2 = cdev_open(2);
+	ASSERT_GE(v2, 0);
+	ASSERT_EQ(0, vfio_bind(v2, i, NULL));
+	ASSERT_EQ(EINVAL, holder(self->sock, HOLD_BIND, 1));
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->g));
+	/* One unbound, the other still owns the group for us. */
+	ASSERT_EQ(0, close(v2));
+	ASSERT_EQ(EPERM, holder(self->sock, HOLD_BIND, 2));
+	cdev_unbind(v, i);
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 2));
+	ASSERT_EQ(0, holder_stop(self->sock, self->pid));
+	self->pid = 0;
+	ASSERT_EQ(0, cdev_bind(2, &v2, &i2));
+	cdev_unbind(v2, i2);
+}
+
+/* One process as before: the local rules answer first, with the same errnos. */
+TEST_F(session, within_one_process_as_before)
+{
+	int g, v, i, v2, i2;
+
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_ERRNO(EBUSY, cdev_bind(0, &v, &i));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, cdev_bind(0, &v, &i));
+	ASSERT_ERRNO(EINVAL, cdev_bind(0, &v2, &i2));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	cdev_unbind(v, i);
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+}
+
+/*
+ * A forked child has a copy of our claim's fd: its exit must not end our claim (no unlock
+ * there), and our close must end it although the child's copy of the claim is still open. (A
+ * child that keeps its copy of the group fd keeps the group open, as the kernel's file.)
+ */
+TEST_F(session, a_forked_child_neither_ends_nor_keeps_the_claim)
+{
+	int g, go[2], ready[2];
+	pid_t child;
+	char c = 0;
+
+	ASSERT_EQ(0, pipe2(go, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(ready, O_CLOEXEC));
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	/* The first child exits at once, its copies of everything open. */
+	child = fork();
+	if (child == 0)
+		_exit(0);
+	ASSERT_EQ(0, test_child_wait(child));
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+	/* The second one closes its copy of the group fd and lives on past our close. */
+	child = fork();
+	if (child == 0) {
+		if (close(go[1]) || close(g) || write(ready[1], &c, 1) != 1)
+			_exit(1);
+		_exit(read(go[0], &c, 1) == 0 ? 0 : 1);
+	}
+	ASSERT_EQ(0, close(go[0]));
+	ASSERT_EQ(0, close(ready[1]));
+	ASSERT_EQ(1, read(ready[0], &c, 1));
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_EQ(0, close(go[1]));
+	ASSERT_EQ(0, test_child_wait(child));
+	ASSERT_EQ(0, close(ready[0]));
+}
+
+/* The fd of this process that holds a claim file named @name, or -1. */
+static int claim_fd_find(const char *name)
+{
+	char path[64], link[PATH_MAX];
+	ssize_t n;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strstr(link, name))
+			return fd;
+	}
+	return -1;
+}
+
+/*
+ * A program that closes the claim's fd behind our back (closefrom() in itself) ends the claim,
+ * and a file it opens on that number afterwards is never closed by our release.
+ */
+TEST_F(session, a_claim_fd_closed_behind_our_back_is_left_alone)
+{
+	char name[32];
+	int g, fd, p[2];
+
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	snprintf(name, sizeof(name), "/claim.group.%d", self->a);
+	fd = claim_fd_find(name);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(0, pipe(p)); /* before the close: neither end takes the number */
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a)); /* the claim went with it */
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	ASSERT_EQ(fd, dup2(p[0], fd));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, fcntl(fd, F_GETFD)); /* still the pipe, ours to close */
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, close(p[0]));
+	ASSERT_EQ(0, close(p[1]));
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+}
+
+/* Our group open, retried while EBUSY (bounded: 10 s): the fd, or -1 with errno. */
+static int group_open_settle(int id)
+{
+	int g = group_open(id);
+
+	for (int i = 0; i < 10000 && g < 0 && errno == EBUSY; i++) {
+		poll(NULL, 0, 1);
+		g = group_open(id);
+	}
+	return g;
+}
+
+/*
+ * QEMU's CPR: the holder execs itself keeping its group fd, and the process that serves the
+ * file from then on (the exec hand-over's, docs/processes.md) keeps the claim until the new
+ * image closes the fd. That release runs in the server's loop, after the close returned:
+ * hence the bounded retry.
+ */
+TEST_F(session, the_claim_follows_the_file_across_an_exec)
+{
+	int g, v, i;
+
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(0, holder(self->sock, HOLD_EXEC, 0));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_ERRNO(EBUSY, cdev_bind(0, &v, &i));
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	g = group_open_settle(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+	/* The same for a bound cdev, with a second exec. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+	ASSERT_EQ(0, holder(self->sock, HOLD_EXEC, 0));
+	ASSERT_ERRNO(EINVAL, cdev_bind(0, &v, &i));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	g = group_open_settle(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, cdev_bind(0, &v, &i));
+	cdev_unbind(v, i);
+}
+
+/*
+ * Another uiommu-run session is another machine: nothing of ours is claimed there. Its end
+ * removes its directory with the claim files nobody holds; one still held keeps it.
+ */
+TEST_F(session, another_session_is_another_machine)
+{
+	char dir[PATH_MAX], mine[PATH_MAX + 32];
+	struct stat st;
+	int g, sock;
+	pid_t pid;
+
+	g = group_open(self->a);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 1));
+	pid = holder_start(&sock, true);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, holder(sock, HOLD_GROUP, self->a));
+	ASSERT_EQ(0, holder(sock, HOLD_BIND, 1));
+	ASSERT_EQ(0, holder(sock, HOLD_DIR, 0));
+	ASSERT_EQ((ssize_t)sizeof(dir), read(sock, dir, sizeof(dir)));
+	ASSERT_NE(0, strcmp(dir, getenv("UIOMMU_SYSFS_DIR")));
+	snprintf(mine, sizeof(mine), "%s/claim.group.%d", dir, self->a);
+	ASSERT_EQ(0, stat(mine, &st));
+	ASSERT_EQ(0600, st.st_mode & 0777);
+	ASSERT_EQ(0, holder_stop(sock, pid)); /* it closes everything first */
+	ASSERT_ERRNO(ENOENT, stat(dir, &st));
+	/* Our session's claim files stay while we hold ours. */
+	snprintf(mine, sizeof(mine), "%s/claim.group.%d", getenv("UIOMMU_SYSFS_DIR"), self->a);
+	ASSERT_EQ(0, stat(mine, &st));
+	ASSERT_EQ(0, close(g));
+}
+
+/*
+ * Each fallible step of a group open and of a cdev bind failed once, in turn: an open or bind
+ * that failed leaves no claim behind (the holder takes the same group or device at once); one
+ * that succeeded all the same (a step with a fallback) holds its claim.
+ */
+TEST_F(session, fail_nth_leaves_no_claim)
+{
+	bool failed = true;
+	unsigned long n;
+	int g, v, i, rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("a build without fault injection");
+	for (n = 1; n < 1000 && failed; n++) {
+		uiommu_fail_nth_arm(n);
+		g = group_open(self->a);
+		failed = !uiommu_fail_nth_disarm();
+		if (g >= 0) {
+			ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+			ASSERT_EQ(0, close(g));
+		} else {
+			ASSERT_TRUE(failed);
+			ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+			ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+		}
+	}
+	ASSERT_FALSE(failed);
+	for (n = 1, failed = true; n < 1000 && failed; n++) {
+		v = cdev_open(0);
+		i = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		ASSERT_GE(v, 0);
+		ASSERT_GE(i, 0);
+		uiommu_fail_nth_arm(n);
+		rc = vfio_bind(v, i, NULL);
+		failed = !uiommu_fail_nth_disarm();
+		if (!rc) {
+			ASSERT_EQ(EINVAL, holder(self->sock, HOLD_BIND, 0));
+			ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+		} else {
+			/* Neither the group's claim (a group open takes it) nor the device's. */
+			ASSERT_TRUE(failed);
+			ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+			ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+			ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+			ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+		}
+		cdev_unbind(v, i);
+	}
+	ASSERT_FALSE(failed);
+	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+}
+
+int main(int argc, char **argv)
+{
+	char path[] = "/tmp/uiommu-session-topo-XXXXXX";
+	int rc;
+
+	if (argc > 3 && !strcmp(argv[1], "--child") && !strcmp(argv[2], "holder"))
+		return child_holder(argc, argv);
+	/* Every process of the run, the holders too, boots this machine. */
+	if (topology_file_env(path, topology))
+		return 1;
+	rc = __h_run_all(argc, argv);
+	unlink(path);
+	return rc;
+}

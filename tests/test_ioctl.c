@@ -925,6 +925,56 @@ TEST_F(iommufd, bad_user_pointers)
 	munmap(page, PS);
 }
 
+/*
+ * An argument that ends where the caller's memory ends (a PROT_NONE page after it): read
+ * whole when the caller gave all of it, never past what the caller's size says (a short
+ * GET_HW_INFO reaches its handler, ENOENT for device 0), and EFAULT when it runs into the
+ * inaccessible page, as the kernel's copy gives.
+ */
+TEST_F(iommufd, argument_at_page_end)
+{
+	/* GET_HW_INFO's first version: up to __reserved. */
+	const size_t info_min = offsetof(struct iommu_hw_info, out_capabilities);
+	long pg = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *end = map + pg;
+	struct iommu_ioas_alloc *alloc = (void *)(end - sizeof(*alloc));
+	struct iommu_ioas_iova_ranges *ranges = (void *)(end - sizeof(*ranges));
+	struct iommu_hw_info *info = (void *)(end - info_min);
+	struct iommu_destroy *destroy = (void *)(end - sizeof(*destroy));
+
+	ASSERT_TRUE(map != MAP_FAILED);
+	ASSERT_EQ(0, mprotect(end, pg, PROT_NONE));
+	*alloc = (struct iommu_ioas_alloc){ .size = sizeof(*alloc) };
+	ASSERT_EQ(0, ioc(self->fd, IOMMU_IOAS_ALLOC, alloc));
+	ASSERT_NE(0, alloc->out_ioas_id);
+	*ranges = (struct iommu_ioas_iova_ranges){ .size = sizeof(*ranges),
+						   .ioas_id = alloc->out_ioas_id };
+	ASSERT_ERRNO(EMSGSIZE, ioc(self->fd, IOMMU_IOAS_IOVA_RANGES, ranges));
+	ASSERT_EQ(1, ranges->num_iovas);
+	ASSERT_EQ(1, ranges->out_iova_alignment);
+	memset(info, 0, info_min);
+	info->size = info_min;
+	ASSERT_ERRNO(ENOENT, ioc(self->fd, IOMMU_GET_HW_INFO, info));
+	*destroy = (struct iommu_destroy){ .size = sizeof(*destroy), .id = 0x12345 };
+	ASSERT_ERRNO(ENOENT, ioc(self->fd, IOMMU_DESTROY, destroy));
+	/* The caller's size runs past its memory: EFAULT, nothing made. */
+	alloc = (void *)(end - 8);
+	alloc->size = sizeof(*alloc);
+	alloc->flags = 0;
+	ASSERT_ERRNO(EFAULT, ioc(self->fd, IOMMU_IOAS_ALLOC, alloc));
+	ranges = (void *)(end - 16);
+	ranges->size = sizeof(*ranges);
+	ASSERT_ERRNO(EFAULT, ioc(self->fd, IOMMU_IOAS_IOVA_RANGES, ranges));
+	destroy = (void *)(end - 4);
+	destroy->size = sizeof(*destroy);
+	ASSERT_ERRNO(EFAULT, ioc(self->fd, IOMMU_DESTROY, destroy));
+	/* Only the first IOAS exists. */
+	ASSERT_ERRNO(ENOENT, ioc(self->fd, IOMMU_DESTROY,
+				 &(struct iommu_destroy){ .size = 8, .id = 2 }));
+	munmap(map, 2 * pg);
+}
+
 TEST_F(iommufd, option_val64_only_written_back)
 {
 	uint32_t ioas;

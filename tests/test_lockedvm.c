@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,8 +320,9 @@ static int count_fd(void)
 
 /*
  * A program that closes the fds it did not open (closefrom) closes the count's file, and
- * may open one of its own under the same number: the library opens the count anew (a new
- * slot, with what this process holds), never touching the program's file.
+ * may open one of its own under the same number: the slot lives on in the mapping until a
+ * charge takes the slow path, which sees the fd gone and opens the count anew (a new slot,
+ * with what this process holds), never touching the program's file.
  */
 TEST_F(lockedvm, count_fd_closed_by_the_program)
 {
@@ -338,7 +340,8 @@ TEST_F(lockedvm, count_fd_closed_by_the_program)
 		ASSERT_EQ(fd, dup2(mine, fd));
 		close(mine);
 	}
-	/* Its old slot died with the fd: the next charge brings the 4 pages into a new one. */
+	/* The refused charge opens the count anew: the 4 pages go into a new slot, the old
+	 * one dies with the mapping and is reclaimed, so 8 + 4 + 5 is refused and + 4 fits. */
 	ASSERT_EQ(0, charger_start(&ch, 8));
 	ASSERT_EQ(-1, pinner_map(&self->p, 4, 5));
 	ASSERT_EQ(ENOMEM, errno);
@@ -354,6 +357,91 @@ TEST_F(lockedvm, count_fd_closed_by_the_program)
 		ASSERT_EQ(F_UNLCK, fl.l_type);
 	}
 	ASSERT_EQ(0, close(fd));
+}
+
+/* The write end the parked holder says it is parked on (parked_holder_start()). */
+static int park_fd = -1;
+
+/* uiommu_locked_vm_test_park: says so, then waits for its SIGKILL. */
+static void park_until_killed(void)
+{
+	char c = 'p';
+
+	if (write(park_fd, &c, 1) != 1)
+		_exit(2);
+	for (;;)
+		pause();
+}
+
+/*
+ * A process that has pinned 2 pages, then is SIGKILLed while it holds the count's mutex in
+ * its next charge (3 pages): the total already raised, its slot not yet. 0 or -1.
+ */
+static int parked_holder_kill(void)
+{
+	struct pinner mine;
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		close(pfd[0]);
+		park_fd = pfd[1];
+		if (pinner_open(&mine) || pinner_map(&mine, 0, 2))
+			_exit(1);
+		atomic_store(&uiommu_locked_vm_test_park, park_until_killed);
+		pinner_map(&mine, 2, 3);
+		_exit(3); /* not parked: the case fails below */
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &c, 1) != 1 || kill(pid, SIGKILL) ||
+	    test_child_wait(pid) != 128 + SIGKILL) {
+		close(pfd[0]);
+		return -1;
+	}
+	close(pfd[0]);
+	return 0;
+}
+
+/*
+ * The holder's death is seen by the next process that takes the mutex: it recovers the
+ * mutex and recomputes the total, then the dead slot is reclaimed; the total is exact after
+ * (its 2 pages and the 3 it was raising are both gone, not taken out twice nor left in).
+ */
+TEST_F(lockedvm, killed_holder_total_stays_exact)
+{
+	ASSERT_EQ(0, parked_holder_kill());
+	ASSERT_EQ(0, user_total());
+	ASSERT_EQ(0, pinner_open(&self->p));
+	ASSERT_EQ(0, pinner_map(&self->p, 0, LIMIT));
+	ASSERT_EQ(LIMIT, user_total());
+	ASSERT_EQ(-1, pinner_map(&self->p, LIMIT, 1));
+	ASSERT_EQ(ENOMEM, errno);
+	ASSERT_EQ(0, unmap(self->p.fd, self->p.ioas, IOVA, LIMIT * PS));
+	ASSERT_EQ(0, user_total());
+}
+
+/* The next to take the mutex is a charge: it recovers it and pins up to the limit exactly. */
+TEST_F(lockedvm, killed_holder_next_charge_recovers)
+{
+	struct charger ch;
+
+	ASSERT_EQ(0, pinner_open(&self->p));
+	ASSERT_EQ(0, parked_holder_kill());
+	ASSERT_EQ(0, pinner_map(&self->p, 0, 10));
+	ASSERT_EQ(0, charger_start(&ch, 6));
+	ASSERT_EQ(LIMIT, user_total());
+	ASSERT_EQ(ENOMEM, charger_do(&ch, 'm'));
+	ASSERT_EQ(-1, pinner_map(&self->p, 10, 1));
+	ASSERT_EQ(ENOMEM, errno);
+	ASSERT_EQ(0, charger_stop(&ch));
+	ASSERT_EQ(10, user_total());
 }
 
 /*

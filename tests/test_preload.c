@@ -511,6 +511,11 @@ TEST(inline_close_and_inline_reuse)
 	ASSERT_EQ(fd, inline_syscall3(SYS_dup3, other, fd, 0));
 	/* The strict check looks at the file itself on every call; the default does not. */
 	ASSERT_EQ(!getenv("UIOMMU_FD_CHECK"), uiommu_is_fd(fd));
+	/* So does the preload's one call: /dev/null's to answer, or (the hole) still ours. */
+	if (getenv("UIOMMU_FD_CHECK"))
+		ASSERT_EQ(UIOMMU_FD_PASS, uiommu_fd_ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
+	else
+		ASSERT_ERRNO(EFAULT, uiommu_fd_ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
 	ASSERT_EQ(1, live_contexts());
 	/* The last holder lets go: the context goes, and the stale slot with it. */
 	ASSERT_EQ(0, close(sv[0]));
@@ -521,6 +526,30 @@ TEST(inline_close_and_inline_reuse)
 	ASSERT_EQ(0, close(fd));
 	ASSERT_ERRNO(EBADF, fcntl(fd, F_GETFD));
 	ASSERT_EQ(0, close(other));
+}
+
+/*
+ * uiommu_fd_ioctl(), the preload's ioctl() in one call: our fds get uiommu_ioctl()'s answers,
+ * results and errnos; any other fd, open or not, is passed back untouched.
+ */
+TEST(fd_ioctl_answers_or_passes)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct iommu_destroy destroy = { .size = sizeof(destroy), .id = 0x12345 };
+	int fd = open("/dev/iommu", O_RDWR), null_fd = open("/dev/null", O_RDONLY), n = 0;
+
+	ASSERT_TRUE(fd >= 0 && null_fd >= 0);
+	ASSERT_EQ(0, uiommu_fd_ioctl(fd, IOMMU_IOAS_ALLOC, &alloc));
+	ASSERT_NE(0, alloc.out_ioas_id);
+	ASSERT_ERRNO(ENOENT, uiommu_fd_ioctl(fd, IOMMU_DESTROY, &destroy));
+	destroy.id = alloc.out_ioas_id;
+	ASSERT_EQ(0, uiommu_fd_ioctl(fd, IOMMU_DESTROY, &destroy));
+	ASSERT_ERRNO(EFAULT, uiommu_fd_ioctl(fd, IOMMU_IOAS_ALLOC, NULL));
+	ASSERT_EQ(UIOMMU_FD_PASS, uiommu_fd_ioctl(null_fd, FIONREAD, &n));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(UIOMMU_FD_PASS, uiommu_fd_ioctl(fd, IOMMU_IOAS_ALLOC, &alloc));
+	ASSERT_EQ(UIOMMU_FD_PASS, uiommu_fd_ioctl(-1, IOMMU_IOAS_ALLOC, &alloc));
+	ASSERT_EQ(0, close(null_fd));
 }
 
 /*

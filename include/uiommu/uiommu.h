@@ -51,6 +51,14 @@ int uiommu_dupfd(int fd, int minfd, bool cloexec);
 bool uiommu_is_fd(int fd);
 
 /*
+ * uiommu_ioctl() when uiommu_is_fd(@fd), in one call (the preload layer's ioctl()): what
+ * uiommu_ioctl() returns; UIOMMU_FD_PASS when @fd is not one of ours (the caller hands the
+ * call to the kernel; errno may have changed).
+ */
+#define UIOMMU_FD_PASS (-2)
+int uiommu_fd_ioctl(int fd, unsigned long request, void *arg);
+
+/*
  * Event fds that iommufd ioctls return (VEVENTQ_ALLOC's out_veventq_fd, FAULT_QUEUE_ALLOC's
  * out_fault_fd): real eventfds, so poll/select/epoll work as they are (POLLIN while something
  * waits; a fault fd is always POLLOUT); read and write through these, close with

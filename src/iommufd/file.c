@@ -15,8 +15,11 @@
  * holds a reference), so no new reader can find it, and the grace period outlasts every reader
  * that found it before. The rule that keeps the wait short and deadlock-free: such a handler
  * takes no lock, never sleeps, never touches user memory (its copy-in runs before the section,
- * its reply after) and never drops a file reference; iommufd_file_put() must never run inside
- * a read-side section. The release still runs before the last close() returns.
+ * its reply after) and never drops a file reference. The release still runs before the last
+ * close() returns, but for one case: a signal handler that closes the last fd while its thread
+ * is inside such a section (the grace period would wait for that thread, which cannot go on
+ * until the handler returns). iommufd_file_put() sees the section (rcu_read_ongoing()) and
+ * leaves the release to a call_rcu() callback, after the interrupted ioctl is done.
  *
  * The fd numbers are real: each iommufd fd is one end of a socketpair that we own, so the
  * number cannot be taken by anything else while it is open, and close-on-exec, fork
@@ -250,6 +253,30 @@ static void export_del(struct iommufd_file *file)
 	uiommu_mutex_unlock(&export_lock);
 }
 
+/* The last of a released file of ours: its record for /proc readers, then its peer. */
+static void iommufd_file_let_go(struct iommufd_file *file)
+{
+	if (file->has_node)
+		iommufd_procfd_forget(file->ino);
+	sys_close(file->peer);
+}
+
+/*
+ * The last close of a context's file that ran inside a read-side section of its own thread (a
+ * signal handler's close on top of an ioctl of the RCU dispatch): the release, one grace
+ * period later, on liburcu's call_rcu thread.
+ */
+static void iommufd_file_release_rcu(struct rcu_head *head)
+{
+	struct iommufd_file *file = container_of(head, struct iommufd_file, rcu);
+
+	iommufd_rcu_callback_begin();
+	iommufd_ctx_release(file->ictx);
+	iommufd_file_let_go(file);
+	/* The grace period that ran this is the one the file's memory waits for. */
+	uiommu_free_deferred(file);
+}
+
 static void iommufd_file_put(struct iommufd_file *file)
 {
 	/* A sub-fd's release puts its parent: the recursion is one level deep. */
@@ -266,6 +293,15 @@ static void iommufd_file_put(struct iommufd_file *file)
 		file->ops->release(file->priv);
 		if (file->parent)
 			iommufd_file_put(file->parent);
+	} else if (unlikely(rcu_read_ongoing())) {
+		/*
+		 * This thread is itself a reader: a signal handler closed the last fd on top of
+		 * an ioctl of the RCU dispatch, which reads the context once the handler returns.
+		 * A grace period waited for here would wait for this very thread, for ever; the
+		 * release waits for it after the close instead.
+		 */
+		call_rcu(&file->rcu, iommufd_file_release_rcu);
+		return;
 	} else {
 		/*
 		 * An ioctl of the RCU dispatch (main.c) may still be reading the context: it
@@ -276,9 +312,7 @@ static void iommufd_file_put(struct iommufd_file *file)
 		uiommu_synchronize_rcu();
 		iommufd_ctx_release(file->ictx);
 	}
-	if (file->has_node)
-		iommufd_procfd_forget(file->ino);
-	sys_close(file->peer);
+	iommufd_file_let_go(file);
 	call_rcu(&file->rcu, iommufd_file_free_rcu);
 }
 
@@ -648,9 +682,10 @@ static atomic_bool fdt_trusted;
 
 /*
  * The exact check: does @fd still name the file its slot holds? Drops the slot, as a close
- * would, when it does not. A system call; the slot's file held across it.
+ * would, when it does not. A system call; the slot's file held across it. Out of line: the
+ * trusting callers' fast paths must not pay for its frame.
  */
-static bool fdt_check(int fd)
+static __attribute__((noinline)) bool fdt_check(int fd)
 {
 	struct iommufd_file *file = iommufd_file_get(fd);
 	bool same;
@@ -752,19 +787,14 @@ static int iommufd_file_driver_ioctl(struct iommufd_file *file, struct uiommu_mm
 	return iommufd_ctx_ioctl(file->ictx, mm, cmd, arg);
 }
 
-UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
+/* An ioctl on @fd, whose @slot held a file a moment ago. */
+static int iommufd_slot_ioctl(int fd, fdt_slot *slot, unsigned int cmd, uint64_t uarg)
 {
-	unsigned int cmd = (unsigned int)request;
-	uint64_t uarg = (uint64_t)(uintptr_t)arg;
-	fdt_slot *slot = fdt_slot_get(fd, false);
 	struct iommufd_ucmd_rcu rcmd;
 	struct iommufd_file *file;
 	bool rcu_ok, direct;
 	int rc;
 
-	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
-	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
-		return uiommu_ret(-EBADF);
 	/* One trap span for every user access of the ioctl (mm/mm.h). */
 	uiommu_uaccess_begin();
 	/* The argument comes in before the file is looked at: no user access under RCU. */
@@ -809,6 +839,32 @@ out_put:
 out_end:
 	uiommu_uaccess_end();
 	return uiommu_ret(rc);
+}
+
+UIOMMU_EXPORT int uiommu_ioctl(int fd, unsigned long request, void *arg)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	/* Not ours at all: no copy-in for nothing (a racing open is a later call). */
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
+		return uiommu_ret(-EBADF);
+	return iommufd_slot_ioctl(fd, slot, (unsigned int)request, (uint64_t)(uintptr_t)arg);
+}
+
+/*
+ * uiommu_is_fd() and uiommu_ioctl() in one call, for the preload layer's ioctl(): one look at
+ * the slot where the two calls made two, and one call into the library for every ioctl().
+ */
+UIOMMU_EXPORT int uiommu_fd_ioctl(int fd, unsigned long request, void *arg)
+{
+	fdt_slot *slot = fdt_slot_get(fd, false);
+
+	if (!slot || !atomic_load_explicit(slot, memory_order_relaxed))
+		return UIOMMU_FD_PASS;
+	/* Not trusting the table: the two calls, the first with its system call. */
+	if (unlikely(!atomic_load_explicit(&fdt_trusted, memory_order_relaxed)))
+		return uiommu_is_fd(fd) ? uiommu_ioctl(fd, request, arg) : UIOMMU_FD_PASS;
+	return iommufd_slot_ioctl(fd, slot, (unsigned int)request, (uint64_t)(uintptr_t)arg);
 }
 
 /* Empties @fd's slot, under fdt_lock; what it held, or NULL. */

@@ -73,14 +73,21 @@ static int iommufd_ioas_iova_ranges_reply(struct iommufd_ucmd *ucmd,
 {
 	struct iommu_ioas_iova_ranges *cmd = ucmd->cmd;
 	uint32_t max_iovas = cmd->num_iovas;
-	unsigned long i;
 	int rc;
 
-	for (i = 0; i != cap; i++) {
-		struct iommu_iova_range elm = { .start = ranges[i].start, .last = ranges[i].last };
-
-		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas + i * sizeof(elm), &elm,
-					 sizeof(elm));
+	/*
+	 * Ours are the caller's elements, so the array goes in one copy (the kernel copies one
+	 * element at a time: a fault part way leaves a prefix written either way).
+	 */
+	_Static_assert(sizeof(*ranges) == sizeof(struct iommu_iova_range) &&
+			       offsetof(struct iopt_usable_range, start) ==
+				       offsetof(struct iommu_iova_range, start) &&
+			       offsetof(struct iopt_usable_range, last) ==
+				       offsetof(struct iommu_iova_range, last),
+		       "a usable range is an iommu_iova_range");
+	if (cap) {
+		rc = uiommu_copy_to_user(ucmd->mm, cmd->allowed_iovas, ranges,
+					 cap * sizeof(*ranges));
 		if (rc)
 			return rc;
 	}
@@ -143,7 +150,7 @@ int iommufd_ioas_iova_ranges_rcu(struct iommufd_ucmd_rcu *rcmd)
 	struct iommu_ioas_iova_ranges *cmd = rcmd->ucmd.cmd;
 	const struct iopt_usable *usable;
 	struct iommufd_object *obj;
-	unsigned long cap;
+	unsigned long cap, i;
 
 	if (cmd->__reserved)
 		return -EOPNOTSUPP;
@@ -154,7 +161,9 @@ int iommufd_ioas_iova_ranges_rcu(struct iommufd_ucmd_rcu *rcmd)
 	if (!usable)
 		return IOMMUFD_IOCTL_REF;
 	cap = usable->nr < cmd->num_iovas ? usable->nr : cmd->num_iovas;
-	memcpy(rcmd->out.iova_ranges.ranges, usable->ranges, cap * sizeof(usable->ranges[0]));
+	/* Usually one or two ranges: a call to memcpy() cost more than copying them. */
+	for (i = 0; i != cap; i++)
+		rcmd->out.iova_ranges.ranges[i] = usable->ranges[i];
 	rcmd->out.iova_ranges.nr = cap;
 	rcmd->out.iova_ranges.total = usable->nr;
 	cmd->out_iova_alignment = usable->iova_alignment;

@@ -197,7 +197,14 @@ enum {
 int iommufd_object_remove(struct iommufd_ctx *ictx, struct iommufd_object *to_destroy,
 			  uint32_t id, unsigned int flags);
 
-int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
+/* The reply: min(user size, ours) bytes of our struct back. Inline: one copy, inline itself. */
+static inline int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
+{
+	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
+
+	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
+}
+
 int iommufd_ucmd_probe_respond(struct iommufd_ucmd *ucmd, size_t cmd_len);
 int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len);
 
@@ -220,6 +227,9 @@ struct iommufd_ioctl_op;
 struct iommufd_ucmd_rcu {
 	struct iommufd_ucmd ucmd;
 	const struct iommufd_ioctl_op *op;
+	/* The op's two RCU steps, copied from it by the prepare (the inline steps below). */
+	int (*execute_rcu)(struct iommufd_ucmd_rcu *rcmd);
+	int (*reply_rcu)(struct iommufd_ucmd_rcu *rcmd); /* NULL: no reply */
 	int rc_in;            /* the copy-in's result: dispatch errors come after EBADF */
 	uint64_t buf[4];      /* the argument struct (main.c checks that each fits) */
 	union {
@@ -231,9 +241,23 @@ struct iommufd_ucmd_rcu {
 };
 bool iommufd_ioctl_rcu_prepare(struct iommufd_ucmd_rcu *rcmd, struct uiommu_mm *mm,
 			       unsigned int cmd, uint64_t arg);
-int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd);
-int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc);
 int iommufd_ctx_ioctl_ref(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd);
+
+/* Inline: two calls that only forwarded were a tenth of an IOVA_RANGES. */
+static inline int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd)
+{
+	if (rcmd->rc_in)
+		return rcmd->rc_in;
+	rcmd->ucmd.ictx = ictx;
+	return rcmd->execute_rcu(rcmd);
+}
+
+static inline int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc)
+{
+	if (rc || !rcmd->reply_rcu)
+		return rc;
+	return rcmd->reply_rcu(rcmd);
+}
 /* Event fds (vEVENTQ, fault) keep the context's file open, as the kernel's fds pin its file. */
 void iommufd_ctx_file_get(struct iommufd_ctx *ictx);
 void iommufd_ctx_file_put(struct iommufd_ctx *ictx);

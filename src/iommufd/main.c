@@ -787,13 +787,6 @@ static int iommufd_copy_struct_from_user(struct uiommu_mm *mm, void *dst, size_t
 	return uiommu_copy_from_user(mm, dst, src, size);
 }
 
-int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t cmd_len)
-{
-	size_t n = ucmd->user_size < cmd_len ? ucmd->user_size : cmd_len;
-
-	return uiommu_copy_to_user(ucmd->mm, ucmd->ubuffer, ucmd->cmd, n);
-}
-
 /*
  * A handler whose work cannot be undone (an unmap, an option change) first proves that its
  * reply can be written, by writing back the argument as it came in; a caller with an unwritable
@@ -819,7 +812,8 @@ int iommufd_ucmd_respond_committed(struct iommufd_ucmd *ucmd, size_t cmd_len)
 static int iommufd_ucmd_copy_in(const struct iommufd_ioctl_op *op, struct iommufd_ucmd *ucmd,
 				unsigned int cmd)
 {
-	uint64_t in_page = ucmd->ubuffer & (uiommu_page_size - 1);
+	/* The smallest page there is: a range inside one such block is inside one page. */
+	const uint64_t block = 4096;
 	int rc;
 
 	/*
@@ -828,7 +822,7 @@ static int iommufd_ucmd_copy_in(const struct iommufd_ioctl_op *op, struct iommuf
 	 * faults exactly when the size word's copy would, and the bytes past the caller's size
 	 * are read but never used. Half the copies of a small command.
 	 */
-	if (op->ioctl_num == cmd && in_page + op->size <= uiommu_page_size) {
+	if (op->ioctl_num == cmd && (ucmd->ubuffer & (block - 1)) + op->size <= block) {
 		rc = uiommu_copy_from_user(ucmd->mm, ucmd->cmd, ucmd->ubuffer, op->size);
 		if (rc)
 			return rc;
@@ -898,32 +892,23 @@ int iommufd_ctx_ioctl(struct iommufd_ctx *ictx, struct uiommu_mm *mm, unsigned i
 bool iommufd_ioctl_rcu_prepare(struct iommufd_ucmd_rcu *rcmd, struct uiommu_mm *mm,
 			       unsigned int cmd, uint64_t arg)
 {
+	const struct iommufd_ioctl_op *op;
 	unsigned int nr = _IOC_NR(cmd);
 
 	if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= ARRAY_SIZE(iommufd_ioctl_ops) || !mm)
 		return false;
-	rcmd->op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
+	op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
 	/* Another number with our NR: the full dispatch answers it (ENOTTY). */
-	if (!rcmd->op->execute_rcu || rcmd->op->ioctl_num != cmd)
+	if (!op->execute_rcu || op->ioctl_num != cmd)
 		return false;
-	rcmd->ucmd = (struct iommufd_ucmd){ .mm = mm, .ubuffer = arg, .cmd = rcmd->buf };
-	rcmd->rc_in = iommufd_ucmd_copy_in(rcmd->op, &rcmd->ucmd, cmd);
+	rcmd->op = op;
+	rcmd->execute_rcu = op->execute_rcu;
+	rcmd->reply_rcu = op->reply_rcu;
+	rcmd->ucmd.mm = mm;
+	rcmd->ucmd.ubuffer = arg;
+	rcmd->ucmd.cmd = rcmd->buf;
+	rcmd->rc_in = iommufd_ucmd_copy_in(op, &rcmd->ucmd, cmd);
 	return true;
-}
-
-int iommufd_ctx_ioctl_rcu(struct iommufd_ctx *ictx, struct iommufd_ucmd_rcu *rcmd)
-{
-	if (rcmd->rc_in)
-		return rcmd->rc_in;
-	rcmd->ucmd.ictx = ictx;
-	return rcmd->op->execute_rcu(rcmd);
-}
-
-int iommufd_ioctl_rcu_finish(struct iommufd_ucmd_rcu *rcmd, int rc)
-{
-	if (rc || !rcmd->op->reply_rcu)
-		return rc;
-	return rcmd->op->reply_rcu(rcmd);
 }
 
 /* The ordinary handler of a prepared command, the file referenced by the caller. */

@@ -148,11 +148,22 @@ static struct fail_thread *fail_thread_self(void)
 	return t;
 }
 
+/* The calling thread's test hook (uiommu_fail_point_hook()). */
+static _Thread_local void (*fail_hook)(void);
+
+void uiommu_fail_point_hook(void (*fn)(void))
+{
+	fail_hook = fn;
+}
+
 bool uiommu_should_fail(void)
 {
-	struct fail_thread *t = fail_thread_self();
+	struct fail_thread *t;
 	unsigned long n;
 
+	if (unlikely(fail_hook))
+		fail_hook();
+	t = fail_thread_self();
 	if (!t)
 		return false;
 	t->seen++;

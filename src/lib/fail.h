@@ -25,6 +25,12 @@
 
 #ifdef UIOMMU_FAULT_INJECT
 bool uiommu_should_fail(void);
+/*
+ * Tests only: @fn runs at every check of the calling thread's from now on (NULL: none), before
+ * the countdown; a point in a test's hands where the library has no other (a signal raised
+ * inside a read-side section, test_unit). Fault-injection builds only.
+ */
+void uiommu_fail_point_hook(void (*fn)(void));
 #else
 static inline bool uiommu_should_fail(void)
 {

@@ -13,14 +13,18 @@
  *
  * Who is alive: each slot has a byte of the file (offset 1 + its index) that its process
  * holds an open-file-description lock on (F_OFD_SETLK) for as long as the slot is its. The
- * kernel drops the lock when the last descriptor of that open file goes, so a process that
- * dies, however (SIGKILL), leaves a slot whose byte nobody holds: a dead slot. (A pid in
- * the slot could name a new process after reuse; a robust futex belongs to a thread, which
- * may exit while its process pins on; the lock belongs to the process's open file.) Its
- * pages are given back when a charge would otherwise fail and when a process opens the file;
- * no process has to exit cleanly. A forked child closes its copy of the descriptor at once (the
- * atfork handler), so the parent's slot dies with the parent, and takes a slot of its own at
- * its first charge.
+ * kernel drops the lock when the open file goes, with the last descriptor and the last
+ * mapping of it, so a process that dies, however (SIGKILL), leaves a slot whose byte nobody
+ * holds: a dead slot. (A pid in the slot could name a new process after reuse; a robust futex
+ * belongs to a thread, which may exit while its process pins on; the lock belongs to the
+ * process's open file.) Its pages are given back when a charge would otherwise fail and when
+ * a process opens the file; no process has to exit cleanly. A forked child drops its copies
+ * of the descriptor and the mapping at once (the atfork handler), so the parent's slot dies
+ * with the parent, and takes a slot of its own at its first charge. Our mapping holds the
+ * file too: a program that closes our fd (closefrom(3)) leaves our slot alive and ours, so
+ * the charges and uncharges, which only touch the mapping, need not ask whether the fd is
+ * still ours; the calls that use the fd (a reclaim, the fork's close) check it (fstat) and,
+ * when it is gone, drop the mapping (the slot dies) and open the file anew.
  *
  * What a forked child inherited: its copy of the library holds copies of the parent's
  * contexts and of their charges, but the parent keeps serving those contexts (the child's
@@ -31,19 +35,28 @@
  * below it. (The next server of an exec hand-over does serve its copies: their charges are
  * in no slot once the old image is gone, docs/accounting.md.)
  *
- * One step: every charge, claim and reclaim holds the file's lock (an OFD write lock on byte
- * 0), so a check of the total against the limit and the update of the slot cannot interleave
- * with another process's; lv_lock (below) does the same for the threads of this process,
- * which share one open file description and so one set of OFD locks. An uncharge lowers the
- * local count (account.c) and then its own slot to match, one atomic store under lv_lock.
- * Every slot field is a single aligned word written with one store, so a process killed
- * inside its critical section leaves the file consistent: no total is stored anywhere to go
- * stale.
+ * One step: the file's header holds a robust process-shared mutex, the user's total and a
+ * high-water mark (the slots past it are free). Every charge, uncharge, claim and reclaim
+ * holds the mutex, so a check of the total against the limit and the update of the slot and
+ * the total cannot interleave with another process's; lv_lock (below) orders this process's
+ * threads around it and keeps a fork from copying it held. Uncontended, both are a compare-
+ * and-swap in userspace: the common charge and uncharge make no system call and touch one
+ * slot and the total (the kernel's charge is one atomic on user->locked_vm). A charge the
+ * total would refuse takes the slow path: dead slots are reclaimed (an fcntl each, up to the
+ * mark), the total is recomputed from the slots, and the check is made again.
  *
- * Invariant (between calls): the slot of this process holds exactly the local count of the
- * user it was opened for (struct uiommu_user::locked_vm of account.c) less share.inherited;
- * inside an uncharge it may be higher for a moment, never lower, so a charge is never let
- * past the limit.
+ * Dying inside: every field is one aligned word written with one store, and the total is
+ * raised before a slot grows and lowered after it shrinks, so at every instruction the total
+ * is at or above the sum of the slots below the mark: a holder SIGKILLed anywhere leaves at
+ * worst a total too high (a charge refused too early goes to the slow path, which recomputes
+ * it) and the mutex "owner died", on which the next locker recomputes the total before it
+ * marks the mutex consistent. A holder stopped (SIGSTOP, a debugger) inside blocks the other
+ * processes' charges and uncharges until it goes on or dies, as a held lock does.
+ *
+ * Invariant (between calls, under the mutex): the total is the sum of the slots below the
+ * mark; the slot of this process holds exactly the local count of the user it was opened for
+ * (struct uiommu_user::locked_vm of account.c) less share.inherited; inside an uncharge it may
+ * be higher for a moment, never lower, so a charge is never let past the limit.
  *
  * Where the file cannot be had (no such directory, read-only, someone else's, a file of
  * another layout, every slot taken) the process counts alone, as the library did before, and
@@ -70,7 +83,7 @@
 #include "mm/locked_vm.h"
 
 #define LV_MAGIC 0x31766d6b636f6c75ull /* "ulockmv1" */
-#define LV_VERSION 1u
+#define LV_VERSION 2u /* 2: the robust mutex, the stored total and the mark */
 
 struct lv_slot {
 	_Atomic int32_t pid;     /* the owner, 0 when free; the lock byte says whether it lives */
@@ -82,13 +95,21 @@ struct lv_file {
 	_Atomic uint64_t magic;  /* written last at creation: 0 means not yet laid out */
 	uint32_t version;
 	uint32_t nslots;
-	uint64_t reserved[6];
+	/*
+	 * Protects total, hiwater and the slots (robust, process-shared); under lv_lock and,
+	 * at an open, under the OFD lock of byte 0. A holder that dies leaves it to the next
+	 * locker with EOWNERDEAD (lv_file_enter() recomputes the total).
+	 */
+	pthread_mutex_t lock;
+	_Atomic uint64_t total;  /* the sum of the slots below hiwater; never below it */
+	_Atomic uint32_t hiwater; /* the slots at and past it are free */
+	uint32_t reserved;
 	struct lv_slot slot[UIOMMU_LOCKED_VM_SLOTS];
 };
 
 struct lv_share {
 	int fd;                  /* the open file, -1 when this process has none */
-	struct lv_file *file;    /* its mapping */
+	struct lv_file *file;    /* its mapping: holds the file, and so our slot's lock */
 	unsigned int slot;       /* ours */
 	uid_t uid;               /* whose count: the effective uid at the open */
 	dev_t dev;               /* the file, to see that fd still names it */
@@ -98,9 +119,14 @@ struct lv_share {
 	uint64_t inherited;      /* pages of the local count that are a fork's copies */
 };
 
-/* Protects share and orders this process's charges; a leaf (only the file's lock is under it). */
+/*
+ * Protects share and orders this process's calls; lock order: lv_lock, then the OFD lock of
+ * byte 0 (opens only), then the file's robust mutex. Nothing is taken under it but those.
+ */
 UIOMMU_MUTEX_DEFINE(lv_lock);
 static struct lv_share share = { .fd = -1 };
+
+void (*_Atomic uiommu_locked_vm_test_park)(void);
 
 /* The lock byte of slot @i. */
 static off_t lv_slot_byte(unsigned int i)
@@ -123,14 +149,84 @@ static int lv_ofd(int fd, int cmd, short type, off_t start, struct flock *out)
 	return 0;
 }
 
-static int lv_file_lock(int fd)
+/* The OFD lock of byte 0 orders the opens: a file's layout, and claims, one at a time. */
+static int lv_open_lock(int fd)
 {
 	return lv_ofd(fd, F_OFD_SETLKW, F_WRLCK, 0, NULL);
 }
 
-static void lv_file_unlock(int fd)
+static void lv_open_unlock(int fd)
 {
 	lv_ofd(fd, F_OFD_SETLK, F_UNLCK, 0, NULL);
+}
+
+static uint64_t lv_pages(struct lv_file *f, unsigned int i)
+{
+	return atomic_load_explicit(&f->slot[i].pages, memory_order_relaxed);
+}
+
+static unsigned int lv_hiwater(struct lv_file *f)
+{
+	unsigned int hw = atomic_load_explicit(&f->hiwater, memory_order_relaxed);
+
+	return hw < UIOMMU_LOCKED_VM_SLOTS ? hw : UIOMMU_LOCKED_VM_SLOTS;
+}
+
+/* The pages of the slots below the high-water mark; saturates. Under the file's mutex. */
+static uint64_t lv_sum(struct lv_file *f)
+{
+	unsigned int i, hw = lv_hiwater(f);
+	uint64_t sum = 0;
+
+	for (i = 0; i != hw; i++)
+		if (check_add_overflow(sum, lv_pages(f, i), &sum))
+			return UINT64_MAX;
+	return sum;
+}
+
+/*
+ * Slot @i's pages become @pages, the total following. The order keeps the total at or above
+ * the sum at every instruction (up first when it grows, last when it shrinks): a holder
+ * killed between the two stores leaves a total too high, which only sends the next charge
+ * that it would refuse to the slow path, where it is recomputed. Under the file's mutex.
+ */
+static void lv_slot_set(struct lv_file *f, unsigned int i, uint64_t pages)
+{
+	uint64_t old = lv_pages(f, i);
+	void (*park)(void);
+
+	if (pages > old) {
+		atomic_fetch_add_explicit(&f->total, pages - old, memory_order_relaxed);
+		park = atomic_load_explicit(&uiommu_locked_vm_test_park, memory_order_relaxed);
+		if (unlikely(park))
+			park();
+		atomic_store_explicit(&f->slot[i].pages, pages, memory_order_relaxed);
+	} else if (pages < old) {
+		atomic_store_explicit(&f->slot[i].pages, pages, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&f->total, old - pages, memory_order_relaxed);
+	}
+}
+
+/*
+ * Takes the file's mutex. A holder that died inside (SIGKILL at any instruction) left at
+ * worst a total above the sum of the slots or a claim half made past the high-water mark:
+ * the total is recomputed and the mutex marked consistent. 0, or -EIO for a mutex nobody can
+ * recover (only a file written by hand).
+ */
+static int lv_file_enter(struct lv_file *f)
+{
+	int rc = pthread_mutex_lock(&f->lock);
+
+	if (rc == EOWNERDEAD) {
+		atomic_store_explicit(&f->total, lv_sum(f), memory_order_relaxed);
+		rc = pthread_mutex_consistent(&f->lock);
+	}
+	return rc ? -EIO : 0;
+}
+
+static void lv_file_leave(struct lv_file *f)
+{
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* Does a process (another open file) hold slot @i's byte? An unanswerable test says yes. */
@@ -143,33 +239,29 @@ static bool lv_slot_alive(int fd, unsigned int i)
 	return fl.l_type != F_UNLCK;
 }
 
-/* Frees the slots of dead processes, with their pages; under the file's lock. */
+/*
+ * Frees the slots of dead processes, with their pages, and lowers the high-water mark over
+ * the free slots at its top; under the file's mutex, @fd naming the file.
+ */
 static void lv_reclaim(int fd, struct lv_file *f, unsigned int own)
 {
-	unsigned int i;
+	unsigned int i, hw = lv_hiwater(f);
 
-	for (i = 0; i != UIOMMU_LOCKED_VM_SLOTS; i++) {
+	for (i = 0; i != hw; i++) {
 		struct lv_slot *s = &f->slot[i];
 
-		if (i == own || (!atomic_load(&s->pid) && !atomic_load(&s->pages)))
+		if (i == own || (!atomic_load_explicit(&s->pid, memory_order_relaxed) &&
+				 !lv_pages(f, i)))
 			continue;
 		if (lv_slot_alive(fd, i))
 			continue;
-		atomic_store(&s->pages, 0);
-		atomic_store(&s->pid, 0);
+		lv_slot_set(f, i, 0);
+		atomic_store_explicit(&s->pid, 0, memory_order_relaxed);
 	}
-}
-
-/* The pages of every slot but @own (UIOMMU_LOCKED_VM_SLOTS: all); saturates. */
-static uint64_t lv_sum(struct lv_file *f, unsigned int own)
-{
-	uint64_t sum = 0;
-	unsigned int i;
-
-	for (i = 0; i != UIOMMU_LOCKED_VM_SLOTS; i++)
-		if (i != own && check_add_overflow(sum, atomic_load(&f->slot[i].pages), &sum))
-			return UINT64_MAX;
-	return sum;
+	while (hw && hw - 1 != own && !atomic_load_explicit(&f->slot[hw - 1].pid,
+							    memory_order_relaxed))
+		hw--;
+	atomic_store_explicit(&f->hiwater, hw, memory_order_relaxed);
 }
 
 /*
@@ -215,11 +307,29 @@ static int lv_dir_open(void)
 	return dfd;
 }
 
-/* Lays out a new file, or checks one made before; under the file's lock. */
+/* Lays out the file's mutex: robust, so that a holder's death is seen; shared. */
+static int lv_file_mutex_init(struct lv_file *f)
+{
+	pthread_mutexattr_t attr;
+	int rc;
+
+	if (uiommu_should_fail() || pthread_mutexattr_init(&attr))
+		return -ENOMEM;
+	rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(&f->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return -rc;
+}
+
+/* Lays out a new file, or checks one made before; under the OFD lock of byte 0. */
 static int lv_file_prepare(int fd, struct lv_file **out)
 {
 	struct lv_file *f;
 	struct stat st;
+	int rc;
 
 	if (sys_fstat(fd, &st))
 		return -errno;
@@ -235,35 +345,51 @@ static int lv_file_prepare(int fd, struct lv_file **out)
 	if (f == MAP_FAILED)
 		return -ENOMEM;
 	if (!atomic_load(&f->magic)) {
-		/* New, or its maker died before the magic: the slots are still the zeroes of
-		 * ftruncate() or, at worst, counts nobody's lock byte holds (reclaimed). */
+		/* New, or its maker died before the magic: nobody has taken the mutex nor a slot
+		 * yet (both wait for the magic), so all is still the zeroes of ftruncate(). */
+		rc = lv_file_mutex_init(f);
+		if (rc)
+			goto out_unmap;
 		f->version = LV_VERSION;
 		f->nslots = UIOMMU_LOCKED_VM_SLOTS;
 		atomic_store(&f->magic, LV_MAGIC);
 	} else if (atomic_load(&f->magic) != LV_MAGIC || f->version != LV_VERSION ||
 		   f->nslots != UIOMMU_LOCKED_VM_SLOTS) {
-		sys_munmap(f, sizeof(*f));
-		return -EPROTO;
+		rc = -EPROTO;
+		goto out_unmap;
 	}
 	*out = f;
 	return 0;
+
+out_unmap:
+	sys_munmap(f, sizeof(*f));
+	return rc;
 }
 
-/* Takes a free slot (dead ones reclaimed first); under the file's lock. */
+/*
+ * Takes a free slot (dead ones reclaimed first), below the high-water mark if one is free,
+ * else at it; under the OFD lock of byte 0 and the file's mutex.
+ */
 static int lv_slot_claim(int fd, struct lv_file *f, unsigned int *out)
 {
-	unsigned int i;
+	unsigned int i, hw;
 
 	lv_reclaim(fd, f, UIOMMU_LOCKED_VM_SLOTS);
+	hw = lv_hiwater(f);
 	for (i = 0; i != UIOMMU_LOCKED_VM_SLOTS; i++) {
-		if (atomic_load(&f->slot[i].pid))
+		/* Past the mark a slot is free whatever it holds (a claim cut short there). */
+		if (i < hw && atomic_load_explicit(&f->slot[i].pid, memory_order_relaxed))
 			continue;
-		/* Free yet locked: the pid and the lock are set together under the file's lock,
-		 * so only a file someone wrote by hand; skip the slot rather than share it. */
+		/* Free yet locked: the pid and the lock are set together under the mutex, so
+		 * only a file someone wrote by hand; skip the slot rather than share it. */
 		if (lv_ofd(fd, F_OFD_SETLK, F_WRLCK, lv_slot_byte(i), NULL))
 			continue;
-		atomic_store(&f->slot[i].pages, 0);
-		atomic_store(&f->slot[i].pid, (int32_t)getpid());
+		/* A free slot below the mark holds no pages (reclaim zeroes them first); one
+		 * past it is outside the total: zero it before the mark takes it in. */
+		atomic_store_explicit(&f->slot[i].pages, 0, memory_order_relaxed);
+		atomic_store_explicit(&f->slot[i].pid, (int32_t)getpid(), memory_order_relaxed);
+		if (i >= hw)
+			atomic_store_explicit(&f->hiwater, i + 1, memory_order_relaxed);
 		*out = i;
 		return 0;
 	}
@@ -281,14 +407,31 @@ static void lv_atfork_parent(void)
 }
 
 /*
- * The child's descriptor is the parent's open file: its locks are the parent's slot, which
- * must die with the parent. The child takes its own slot at its first charge.
+ * Does share.fd still name our file? A program that closes the fds it did not open
+ * (closefrom(3)) closes it, and its number may name a file of the program's by now. Our
+ * mapping still holds the file, so our slot (its lock) lives on meanwhile: only the calls
+ * that need the fd (a reclaim, a fork's close) ask.
+ */
+static bool lv_share_intact(void)
+{
+	struct stat st;
+
+	return !sys_fstat(share.fd, &st) && st.st_dev == share.dev && st.st_ino == share.ino;
+}
+
+/*
+ * The child's descriptor and mapping are the parent's open file: its locks are the parent's
+ * slot, which must die with the parent. The child takes its own slot at its first charge.
+ * (No thread of the parent was inside the file's mutex: lv_lock is held across the fork.)
  */
 static void lv_atfork_child(void)
 {
 	if (share.fd >= 0) {
 		sys_munmap(share.file, sizeof(*share.file));
-		sys_close(share.fd);
+		if (lv_share_intact())
+			sys_close(share.fd);
+		else
+			uiommu_fd_unkeep(share.fd);
 		share.fd = -1;
 		share.file = NULL;
 	}
@@ -324,16 +467,20 @@ static int lv_share_open(void)
 	sys_close(dfd);
 	if (fd < 0)
 		return rc;
-	rc = sys_fstat(fd, &st) ? -errno : lv_file_lock(fd);
+	rc = sys_fstat(fd, &st) ? -errno : lv_open_lock(fd);
 	if (rc)
 		goto out_close;
 	rc = lv_file_prepare(fd, &f);
 	if (rc)
 		goto out_unlock;
-	rc = lv_slot_claim(fd, f, &slot);
+	rc = lv_file_enter(f);
 	if (rc)
 		goto out_unmap;
-	lv_file_unlock(fd);
+	rc = lv_slot_claim(fd, f, &slot);
+	lv_file_leave(f);
+	if (rc)
+		goto out_unmap;
+	lv_open_unlock(fd);
 	uiommu_fd_keep(fd);
 	share.fd = fd;
 	share.file = f;
@@ -346,26 +493,16 @@ static int lv_share_open(void)
 out_unmap:
 	sys_munmap(f, sizeof(*f));
 out_unlock:
-	lv_file_unlock(fd);
+	lv_open_unlock(fd);
 out_close:
 	sys_close(fd);
 	return rc;
 }
 
 /*
- * Does share.fd still name our file? A program that closes the fds it did not open
- * (closefrom(3)) closes it, and its number may name a file of the program's by now.
- */
-static bool lv_share_intact(void)
-{
-	struct stat st;
-
-	return !sys_fstat(share.fd, &st) && st.st_dev == share.dev && st.st_ino == share.ino;
-}
-
-/*
- * Forgets a share whose fd is gone: its slot died with the fd (nobody holds its lock), the
- * fd number is no longer ours to close. The next charge opens the file anew.
+ * Forgets a share whose fd is gone: the fd number is no longer ours to close; unmapping lets
+ * go of the file, so the slot dies (the next reclaim gives its pages back). The next charge
+ * opens the file anew.
  */
 static void lv_share_forget(void)
 {
@@ -384,8 +521,6 @@ static int lv_share_get(uid_t uid)
 	int rc;
 
 	lockdep_assert_held(&lv_lock);
-	if (share.fd >= 0 && !lv_share_intact())
-		lv_share_forget();
 	if (share.fd >= 0)
 		return share.uid == uid ? 0 : -ENOENT;
 	if (share.alone || uid != getuid() || uid != geteuid())
@@ -400,6 +535,18 @@ static int lv_share_get(uid_t uid)
 	return -ENOENT;
 }
 
+/*
+ * The share for @uid with an fd that names the file, for a reclaim: a share whose fd the
+ * program closed is forgotten and opened anew (a new slot). As lv_share_get().
+ */
+static int lv_share_get_fd(uid_t uid)
+{
+	lockdep_assert_held(&lv_lock);
+	if (share.fd >= 0 && !lv_share_intact())
+		lv_share_forget();
+	return lv_share_get(uid);
+}
+
 /* The slot's value for the local count @cur: its own pins, not a fork's copies. */
 static uint64_t lv_own(uint64_t cur)
 {
@@ -410,16 +557,16 @@ static uint64_t lv_own(uint64_t cur)
 }
 
 /*
- * Takes lv_lock and the file's lock for user @uid's share: 0; or -errno with neither held
- * (-ENOENT: this process counts @uid alone).
+ * Takes lv_lock and the file's mutex for user @uid's share (@fd: with an fd that names the
+ * file): 0; or -errno with neither held (-ENOENT: this process counts @uid alone).
  */
-static int lv_enter(uid_t uid)
+static int lv_enter(uid_t uid, bool fd)
 {
 	int rc;
 
 	uiommu_mutex_lock(&lv_lock);
-	rc = lv_share_get(uid);
-	if (!rc && lv_file_lock(share.fd))
+	rc = fd ? lv_share_get_fd(uid) : lv_share_get(uid);
+	if (!rc && lv_file_enter(share.file))
 		rc = -ENOMEM;
 	if (rc)
 		uiommu_mutex_unlock(&lv_lock);
@@ -428,16 +575,29 @@ static int lv_enter(uid_t uid)
 
 static void lv_leave(void)
 {
-	lv_file_unlock(share.fd);
+	lv_file_leave(share.file);
 	uiommu_mutex_unlock(&lv_lock);
+}
+
+/*
+ * Would our slot at @own leave the user's total within @limit? Under the file's mutex; the
+ * total is at or above the true sum, so a yes is never wrong.
+ */
+static bool lv_fits(uint64_t own, uint64_t limit)
+{
+	uint64_t total = atomic_load_explicit(&share.file->total, memory_order_relaxed);
+	uint64_t mine = lv_pages(share.file, share.slot);
+	uint64_t others = total > mine ? total - mine : 0;
+
+	return !check_add_overflow(others, own, &total) && total <= limit;
 }
 
 int uiommu_locked_vm_charge(uid_t uid, _Atomic uint64_t *local, uint64_t npages, uint64_t limit)
 {
-	uint64_t cur, next, total;
+	uint64_t cur, next;
 	int rc;
 
-	rc = lv_enter(uid);
+	rc = lv_enter(uid, false);
 	if (rc)
 		return rc;
 	cur = atomic_load_explicit(local, memory_order_relaxed);
@@ -449,15 +609,30 @@ int uiommu_locked_vm_charge(uid_t uid, _Atomic uint64_t *local, uint64_t npages,
 	if (check_add_overflow(cur, npages, &next))
 		goto out_leave;
 	next = lv_own(cur) + npages; /* no more than cur + npages */
-	if (check_add_overflow(lv_sum(share.file, share.slot), next, &total) || total > limit) {
+	if (unlikely(!lv_fits(next, limit))) {
+		/*
+		 * The slow path: dead processes' pages are given back and the total recomputed
+		 * from the live slots, with an fd checked to name the file (the share may be new
+		 * after it: its slot holds nothing yet, and share.inherited stays). lv_lock is
+		 * kept: another thread's charge in between would make next stale.
+		 */
+		lv_file_leave(share.file);
+		rc = lv_share_get_fd(uid);
+		if (!rc && lv_file_enter(share.file))
+			rc = -ENOMEM;
+		if (rc) {
+			uiommu_mutex_unlock(&lv_lock);
+			return rc;
+		}
 		lv_reclaim(share.fd, share.file, share.slot);
-		if (check_add_overflow(lv_sum(share.file, share.slot), next, &total) ||
-		    total > limit)
+		atomic_store_explicit(&share.file->total, lv_sum(share.file), memory_order_relaxed);
+		rc = -ENOMEM;
+		if (!lv_fits(next, limit))
 			goto out_leave;
 	}
 	/* An uncharge (account.c) may lower *local meanwhile: add, then sync the slot to it. */
 	cur = atomic_fetch_add_explicit(local, npages, memory_order_relaxed) + npages;
-	atomic_store(&share.file->slot[share.slot].pages, lv_own(cur));
+	lv_slot_set(share.file, share.slot, lv_own(cur));
 	rc = 0;
 out_leave:
 	lv_leave();
@@ -467,12 +642,12 @@ out_leave:
 void uiommu_locked_vm_sync(uid_t uid, _Atomic uint64_t *local)
 {
 	uiommu_mutex_lock(&lv_lock);
-	/* A slot whose fd is gone may be another process's by now: never write it. */
-	if (share.fd >= 0 && !lv_share_intact())
-		lv_share_forget();
-	if (share.fd >= 0 && share.uid == uid)
-		atomic_store(&share.file->slot[share.slot].pages,
-			     lv_own(atomic_load_explicit(local, memory_order_relaxed)));
+	/* The slot is ours while our mapping holds the file, whatever became of the fd. */
+	if (share.fd >= 0 && share.uid == uid && !lv_file_enter(share.file)) {
+		lv_slot_set(share.file, share.slot,
+			    lv_own(atomic_load_explicit(local, memory_order_relaxed)));
+		lv_file_leave(share.file);
+	}
 	uiommu_mutex_unlock(&lv_lock);
 }
 
@@ -480,11 +655,12 @@ int uiommu_locked_vm_total(uid_t uid, uint64_t *total)
 {
 	int rc;
 
-	rc = lv_enter(uid);
+	rc = lv_enter(uid, true);
 	if (rc)
 		return rc;
+	/* The stored total, not a new sum: what a charge checks, the dead taken out of it. */
 	lv_reclaim(share.fd, share.file, share.slot);
-	*total = lv_sum(share.file, UIOMMU_LOCKED_VM_SLOTS);
+	*total = atomic_load_explicit(&share.file->total, memory_order_relaxed);
 	lv_leave();
 	return 0;
 }

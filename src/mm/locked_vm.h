@@ -35,4 +35,11 @@ void uiommu_locked_vm_sync(uid_t uid, _Atomic uint64_t *local);
  */
 int uiommu_locked_vm_total(uid_t uid, uint64_t *total);
 
+/*
+ * Tests only: when set, called inside a charge that raises a slot, with the shared file's
+ * mutex held and the total raised but not yet the slot (a test parks there to SIGKILL the
+ * holder).
+ */
+extern void (*_Atomic uiommu_locked_vm_test_park)(void);
+
 #endif

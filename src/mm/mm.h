@@ -25,6 +25,7 @@
 
 #include <errno.h>
 
+#include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/interval_tree.h"
 #include "lib/lockdep.h"
@@ -95,22 +96,105 @@ void uiommu_mm_self_vm(uint64_t *pinned_vm, uint64_t *locked_vm);
 struct uiommu_mm *uiommu_mm_get(struct uiommu_mm *mm);
 void uiommu_mm_put(struct uiommu_mm *mm);
 
-/* Every user access is a fallible step for fault injection (lib/fail.h). */
-static inline int uiommu_copy_from_user(struct uiommu_mm *mm, void *dst, uint64_t uaddr,
-					size_t len)
+/*
+ * How this build reaches the calling process's own memory (mm_self.c): ThreadSanitizer builds
+ * through process_vm_readv()/writev() (no trap at all); x86-64 through the exception-table
+ * copy (uaccess_x86_64.S); elsewhere under a jump buffer.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define UIOMMU_UACCESS_VIA_SYSCALL 1
+#elif defined(__x86_64__)
+#define UIOMMU_UACCESS_EXTABLE 1
+#endif
+
+/*
+ * A trap span, in which this thread's user accesses may fault safely (mm_self.c): the outermost
+ * one unblocks SIGSEGV/SIGBUS with one system call and blocks again at its end what was blocked.
+ * Every access opens one itself; an ioctl opens one around its whole run so that its copies
+ * share that one call. Nests; balanced on every path.
+ *
+ * The usual span is inline and makes no call: this thread's mask is known to let the fault
+ * signals through (the mask cache, which implies the handler is installed), and nothing was
+ * unblocked that its end must block again. The state is mm_self.c's; only it writes it,
+ * except for the depth, which a span counts here. Invariant: uiommu_uaccess_reblock_any is
+ * false whenever the depth is 0.
+ */
+#ifndef UIOMMU_UACCESS_VIA_SYSCALL
+#define UIOMMU_UACCESS_HIDDEN __attribute__((visibility("hidden")))
+/* Nesting depth of this thread's trap spans (read by the fault handler). */
+extern _Thread_local unsigned int uiommu_uaccess_depth UIOMMU_UACCESS_HIDDEN;
+/* The mask cache: this thread's mask lets SIGSEGV and SIGBUS through, the trap is installed. */
+extern _Thread_local volatile bool uiommu_uaccess_mask_open UIOMMU_UACCESS_HIDDEN;
+/* The outermost span unblocked something: its end blocks it again (out of line). */
+extern _Thread_local bool uiommu_uaccess_reblock_any UIOMMU_UACCESS_HIDDEN;
+/* Some handler of the program blocks SIGSEGV or SIGBUS while it runs: no cache. Sticky. */
+extern atomic_bool uiommu_uaccess_mask_untrusted UIOMMU_UACCESS_HIDDEN;
+void uiommu_uaccess_begin_slow(void);
+void uiommu_uaccess_end_slow(void);
+
+static inline void uiommu_uaccess_begin(void)
 {
-	if (uiommu_should_fail())
-		return -EFAULT;
-	return mm->ops->copy_from(mm, dst, uaddr, len);
+	if (uiommu_uaccess_depth++)
+		return;
+	if (likely(uiommu_uaccess_mask_open) &&
+	    likely(!atomic_load_explicit(&uiommu_uaccess_mask_untrusted, memory_order_relaxed)))
+		return;
+	uiommu_uaccess_begin_slow();
 }
 
-static inline int uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, const void *src,
-				      size_t len)
+static inline void uiommu_uaccess_end(void)
 {
-	if (uiommu_should_fail())
-		return -EFAULT;
-	return mm->ops->copy_to(mm, uaddr, src, len);
+	if (--uiommu_uaccess_depth)
+		return;
+	if (unlikely(uiommu_uaccess_reblock_any))
+		uiommu_uaccess_end_slow();
 }
+#else
+static inline void uiommu_uaccess_begin(void)
+{
+}
+
+static inline void uiommu_uaccess_end(void)
+{
+}
+#endif
+
+/* Addresses no process can map: a copy there answers EFAULT at once instead of faulting. */
+static inline bool uiommu_uaccess_range_bad(uint64_t uaddr, uint64_t len)
+{
+	uint64_t last;
+
+	if (!len)
+		return false;
+	if (__builtin_add_overflow(uaddr, len - 1, &last))
+		return true;
+	return uaddr < 4096 || last >= ((uint64_t)1 << 47);
+}
+
+#ifdef UIOMMU_UACCESS_EXTABLE
+/* The calling process's address space's ops (mm_self.c). */
+extern const struct uiommu_mm_ops uiommu_mm_self_ops UIOMMU_UACCESS_HIDDEN;
+/* uaccess_x86_64.S: 0, or non-zero when a load or a store faulted. */
+size_t uiommu_uaccess_copy_x86(void *dst, const void *src, size_t len) UIOMMU_UACCESS_HIDDEN;
+
+/*
+ * A copy of the calling process's own memory inside a trap span (an ioctl's, the usual case):
+ * the range check and the exception-table copy, with no indirect call and no wrapper. What
+ * self_copy() does for the same copy, minus the span it would open. @user is the user side.
+ */
+static inline bool uiommu_uaccess_inline(const struct uiommu_mm *mm)
+{
+	return mm->ops == &uiommu_mm_self_ops && uiommu_uaccess_depth;
+}
+
+static inline int uiommu_uaccess_inline_copy(void *dst, const void *src, size_t len,
+					     uint64_t user)
+{
+	if (uiommu_uaccess_range_bad(user, len))
+		return -EFAULT;
+	return uiommu_uaccess_copy_x86(dst, src, len) ? -EFAULT : 0;
+}
+#endif
 
 /*
  * The same copy, not subject to fault injection: only for writing a reply after an
@@ -120,7 +204,32 @@ static inline int uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, cons
 static inline int __uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, const void *src,
 					size_t len)
 {
+#ifdef UIOMMU_UACCESS_EXTABLE
+	if (likely(uiommu_uaccess_inline(mm)))
+		return uiommu_uaccess_inline_copy((void *)(uintptr_t)uaddr, src, len, uaddr);
+#endif
 	return mm->ops->copy_to(mm, uaddr, src, len);
+}
+
+/* Every user access is a fallible step for fault injection (lib/fail.h). */
+static inline int uiommu_copy_from_user(struct uiommu_mm *mm, void *dst, uint64_t uaddr,
+					size_t len)
+{
+	if (uiommu_should_fail())
+		return -EFAULT;
+#ifdef UIOMMU_UACCESS_EXTABLE
+	if (likely(uiommu_uaccess_inline(mm)))
+		return uiommu_uaccess_inline_copy(dst, (const void *)(uintptr_t)uaddr, len, uaddr);
+#endif
+	return mm->ops->copy_from(mm, dst, uaddr, len);
+}
+
+static inline int uiommu_copy_to_user(struct uiommu_mm *mm, uint64_t uaddr, const void *src,
+				      size_t len)
+{
+	if (uiommu_should_fail())
+		return -EFAULT;
+	return __uiommu_copy_to_user(mm, uaddr, src, len);
 }
 
 /*
@@ -136,15 +245,6 @@ void uiommu_mm_ledger_unpin(struct uiommu_mm *mm, uint64_t page_index, uint64_t 
 /* The ledger's count for one user page. */
 unsigned int uiommu_mm_pin_count(struct uiommu_mm *mm, uint64_t page_index);
 uint64_t uiommu_mm_pinned_pages(struct uiommu_mm *mm);
-
-/*
- * A trap span, in which this thread's user accesses may fault safely (mm_self.c): the outermost
- * one unblocks SIGSEGV/SIGBUS with one system call and blocks again at its end what was blocked.
- * Every access opens one itself; an ioctl opens one around its whole run so that its copies
- * share that one call. Nests; balanced on every path.
- */
-void uiommu_uaccess_begin(void);
-void uiommu_uaccess_end(void);
 
 /*
  * A device's DMA in this model: copy @len bytes between two host addresses of this process,

@@ -12,10 +12,13 @@
  * On x86-64 the user copies (and uiommu_host_copy()) are the kernel's kind: an asm routine
  * (uaccess_x86_64.S) whose every access has an entry in an exception table. A kernel-raised
  * fault of a thread inside a trap span whose RIP is one of those entries is ours: the handler
- * moves RIP to the entry's fixup and returns, and the routine returns the bytes it did not copy
- * (uaccess_extable_handle()). Nothing is armed or saved per copy. Elsewhere, and for the page
- * probes of fault_in and the batch trap of the DMA engine, a thread-local jump buffer is armed
- * around the access and the handler jumps back to it.
+ * moves RIP to the entry's fixup and returns, and the routine returns non-zero
+ * (uaccess_extable_handle()). Nothing is armed or saved per copy, and inside a span a copy of
+ * this process's memory does not even come here: mm.h's uiommu_copy_from_user()/_to_user()
+ * call the routine inline (uiommu_uaccess_inline()), as the span's begin and end are inline
+ * while the mask cache holds. Elsewhere, and for the page probes of fault_in and the batch
+ * trap of the DMA engine, a thread-local jump buffer is armed around the access and the
+ * handler jumps back to it.
  *
  * What makes a fault the jump buffer's own (uaccess_fault_is_ours()): the thread has one
  * armed, the kernel raised the signal for a fault (si_code > 0, not a kill()), and the faulting
@@ -104,11 +107,11 @@
 #include "mm/window.h"
 #include "uiommu/uiommu.h"
 
-#if defined(__SANITIZE_THREAD__)
+/* mm.h says which way this build reaches user memory. */
+#ifdef UIOMMU_UACCESS_VIA_SYSCALL
 #define UACCESS_VIA_SYSCALL 1
 #endif
-
-#if defined(__x86_64__) && !defined(UACCESS_VIA_SYSCALL)
+#ifdef UIOMMU_UACCESS_EXTABLE
 /* Copies through the exception table (uaccess_x86_64.S); elsewhere under a jump buffer. */
 #define UACCESS_EXTABLE 1
 #endif
@@ -116,24 +119,30 @@
 #ifndef UACCESS_VIA_SYSCALL
 /* The armed access's return point; NULL when none. Read by the handler only. */
 static _Thread_local sigjmp_buf *volatile uaccess_jmp;
-/* Nesting depth of trap spans, and what the outermost one unblocked (to block again). */
-static _Thread_local unsigned int uaccess_depth;
+/*
+ * Nesting depth of trap spans, and what the outermost one unblocked (to block again; any: the
+ * end has something to do, false whenever the depth is 0). The inline halves are in mm.h.
+ */
+_Thread_local unsigned int uiommu_uaccess_depth;
 static _Thread_local sigset_t uaccess_reblock;
-static _Thread_local bool uaccess_reblock_any;
+_Thread_local bool uiommu_uaccess_reblock_any;
 
 /*
  * The mask cache (see the essay): true when this thread's signal mask is known to let SIGSEGV
  * and SIGBUS through, so a trap span needs no system call. Only ever true while
- * uaccess_mask_tracked; every mask change the preload layer sees rewrites or clears it.
+ * uaccess_mask_tracked and once the trap is installed (uaccess_ready: mm.h's inline span
+ * skips the installation); every mask change the preload layer sees rewrites or clears it.
  */
-static _Thread_local volatile bool uaccess_mask_open;
+_Thread_local volatile bool uiommu_uaccess_mask_open;
 /* The preload layer reports every sigprocmask()-like call (uiommu_fault_mask_track()). */
 static atomic_bool uaccess_mask_tracked;
 /*
  * Some handler the program installed blocks SIGSEGV or SIGBUS while it runs (its sa_mask):
  * a trap span opened inside it cannot trust a mask seen outside. Sticky.
  */
-static atomic_bool uaccess_mask_untrusted;
+atomic_bool uiommu_uaccess_mask_untrusted;
+/* Our handler is in place (uaccess_install() has run): the mask cache may say open. */
+static atomic_bool uaccess_ready;
 
 /*
  * The program's dispositions of SIGSEGV ([0]) and SIGBUS ([1]), which our handler stands in
@@ -185,9 +194,6 @@ static bool uaccess_fault_is_ours(const siginfo_t *info, const void *uc)
 }
 
 #ifdef UACCESS_EXTABLE
-/* uaccess_x86_64.S: returns the bytes it did not copy. */
-size_t uiommu_uaccess_copy_x86(void *dst, const void *src, size_t len);
-
 /* An entry of the exception table: each address as an offset from the field that holds it. */
 struct uaccess_extable_entry {
 	int32_t insn;
@@ -216,7 +222,7 @@ static bool uaccess_extable_handle(const siginfo_t *info, void *ucv)
 	ucontext_t *uc = ucv;
 	uintptr_t fixup;
 
-	if (info->si_code <= 0 || !uaccess_depth)
+	if (info->si_code <= 0 || !uiommu_uaccess_depth)
 		return false;
 	fixup = uaccess_extable_fixup((uintptr_t)uc->uc_mcontext.gregs[REG_RIP]);
 	if (!fixup)
@@ -316,6 +322,7 @@ static void uaccess_install(void)
 	uaccess_self = false;
 	uaccess_installed = true;
 	uiommu_mutex_unlock(&uaccess_prog_lock);
+	atomic_store_explicit(&uaccess_ready, true, memory_order_release);
 }
 
 /*
@@ -338,7 +345,7 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 	if (sig != SIGSEGV && sig != SIGBUS && act && act->sa_handler != SIG_DFL &&
 	    act->sa_handler != SIG_IGN &&
 	    (sigismember(&act->sa_mask, SIGSEGV) == 1 || sigismember(&act->sa_mask, SIGBUS) == 1))
-		atomic_store_explicit(&uaccess_mask_untrusted, true, memory_order_relaxed);
+		atomic_store_explicit(&uiommu_uaccess_mask_untrusted, true, memory_order_relaxed);
 	if ((sig != SIGSEGV && sig != SIGBUS) || uaccess_self)
 		return false;
 	/*
@@ -375,7 +382,7 @@ UIOMMU_EXPORT void uiommu_fault_mask_track(void)
 
 UIOMMU_EXPORT void uiommu_fault_mask_forget(void)
 {
-	uaccess_mask_open = false;
+	uiommu_uaccess_mask_open = false;
 }
 
 UIOMMU_EXPORT void uiommu_fault_mask_note(int how, const sigset_t *set, const sigset_t *old)
@@ -395,46 +402,41 @@ UIOMMU_EXPORT void uiommu_fault_mask_note(int how, const sigset_t *set, const si
 		else
 			blocked[i] = sigismember(set, sig) == 1;
 	}
-	uaccess_mask_open = atomic_load_explicit(&uaccess_mask_tracked, memory_order_relaxed) &&
-			    !blocked[0] && !blocked[1];
+	uiommu_uaccess_mask_open =
+		atomic_load_explicit(&uaccess_mask_tracked, memory_order_relaxed) &&
+		atomic_load_explicit(&uaccess_ready, memory_order_acquire) && !blocked[0] &&
+		!blocked[1];
 }
 
-void uiommu_uaccess_begin(void)
+/* The outermost span, when the mask cache does not say open (mm.h, uiommu_uaccess_begin()). */
+void uiommu_uaccess_begin_slow(void)
 {
 	sigset_t old;
 
-	if (uaccess_depth++)
-		return;
 	pthread_once(&uaccess_once, uaccess_install);
-	if (uaccess_mask_open &&
-	    !atomic_load_explicit(&uaccess_mask_untrusted, memory_order_relaxed)) {
-		uaccess_reblock_any = false;
-		return;
-	}
 	pthread_sigmask(SIG_UNBLOCK, &uaccess_fault_set, &old);
 	sigemptyset(&uaccess_reblock);
 	if (sigismember(&old, SIGSEGV))
 		sigaddset(&uaccess_reblock, SIGSEGV);
 	if (sigismember(&old, SIGBUS))
 		sigaddset(&uaccess_reblock, SIGBUS);
-	uaccess_reblock_any = sigismember(&old, SIGSEGV) || sigismember(&old, SIGBUS);
+	uiommu_uaccess_reblock_any = sigismember(&old, SIGSEGV) || sigismember(&old, SIGBUS);
 	/*
 	 * Learnt with the call: the next span is free while nothing changes the mask. (The
 	 * pthread_sigmask() above went through the preload layer, which noted it as open.)
 	 */
-	if (uaccess_reblock_any)
-		uaccess_mask_open = false;
+	if (uiommu_uaccess_reblock_any)
+		uiommu_uaccess_mask_open = false;
 	else
-		uaccess_mask_open = atomic_load_explicit(&uaccess_mask_tracked,
-							 memory_order_relaxed);
+		uiommu_uaccess_mask_open = atomic_load_explicit(&uaccess_mask_tracked,
+								memory_order_relaxed);
 }
 
-void uiommu_uaccess_end(void)
+/* The outermost span's end, when its begin unblocked something (mm.h). */
+void uiommu_uaccess_end_slow(void)
 {
-	if (--uaccess_depth)
-		return;
-	if (uaccess_reblock_any)
-		pthread_sigmask(SIG_BLOCK, &uaccess_reblock, NULL);
+	pthread_sigmask(SIG_BLOCK, &uaccess_reblock, NULL);
+	uiommu_uaccess_reblock_any = false;
 }
 
 /*
@@ -516,10 +518,6 @@ UACCESS_NOSAN static void uaccess_touch(uint64_t uaddr, size_t npages, bool writ
 }
 
 #else /* UACCESS_VIA_SYSCALL: no trap, nothing to unblock, no disposition to stand in for */
-void uiommu_uaccess_begin(void)
-{
-}
-
 UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 					 struct sigaction *oldact)
 {
@@ -527,10 +525,6 @@ UIOMMU_EXPORT bool uiommu_fault_sigaction(int sig, const struct sigaction *act,
 	(void)act;
 	(void)oldact;
 	return false;
-}
-
-void uiommu_uaccess_end(void)
-{
 }
 
 UIOMMU_EXPORT void uiommu_fault_mask_track(void)
@@ -549,17 +543,6 @@ UIOMMU_EXPORT void uiommu_fault_mask_note(int how, const sigset_t *set, const si
 }
 #endif
 
-/* Addresses no process can map: answer at once instead of taking a fault. */
-static bool uaccess_range_bad(uint64_t uaddr, uint64_t len)
-{
-	uint64_t last;
-
-	if (!len)
-		return false;
-	if (check_add_overflow(uaddr, len - 1, &last))
-		return true;
-	return uaddr < 4096 || last >= ((uint64_t)1 << 47);
-}
 
 #ifdef UACCESS_VIA_SYSCALL
 #include <sys/uio.h>
@@ -595,10 +578,10 @@ static int uaccess_copy_fast(void *dst, const void *src, size_t len)
 	size_t left;
 
 	/* Inside an ioctl's trap span (the usual case): nothing to open. */
-	if (likely(uaccess_depth))
+	if (likely(uiommu_uaccess_depth))
 		return uiommu_uaccess_copy_x86(dst, src, len) ? -EFAULT : 0;
 	uiommu_uaccess_begin();
-	/* The span is open (uaccess_depth is read by the handler) before the first access. */
+	/* The span is open (uiommu_uaccess_depth is read by the handler) before the first access. */
 	atomic_signal_fence(memory_order_seq_cst);
 	left = uiommu_uaccess_copy_x86(dst, src, len);
 	atomic_signal_fence(memory_order_seq_cst);
@@ -636,7 +619,7 @@ out_disarm:
 
 static int self_copy(void *dst, const void *src, size_t len, uint64_t uaddr)
 {
-	if (uaccess_range_bad(uaddr, len))
+	if (uiommu_uaccess_range_bad(uaddr, len))
 		return -EFAULT;
 	if (!len)
 		return 0;
@@ -670,7 +653,8 @@ int uiommu_host_copy(void *dst, const void *src, size_t len)
 	/* Another process's private page (window.c): never a plain access. */
 	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
 		return uiommu_window_copy(dst, src, len);
-	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
+	if (uiommu_uaccess_range_bad((uintptr_t)dst, len) ||
+	    uiommu_uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
 #ifdef UACCESS_EXTABLE
 	return uaccess_copy_fast(dst, src, len);
@@ -717,7 +701,8 @@ int uiommu_host_copy_trapped(void *dst, const void *src, size_t len)
 		return 0;
 	if (unlikely(uiommu_window_has(dst) || uiommu_window_has(src)))
 		return uiommu_window_copy(dst, src, len);
-	if (uaccess_range_bad((uintptr_t)dst, len) || uaccess_range_bad((uintptr_t)src, len))
+	if (uiommu_uaccess_range_bad((uintptr_t)dst, len) ||
+	    uiommu_uaccess_range_bad((uintptr_t)src, len))
 		return -EFAULT;
 	/* The armed trap's jump buffer is in place: a fault here goes back to its setter. */
 	uaccess_copy(dst, src, len);
@@ -742,7 +727,7 @@ static int self_fault_in(struct uiommu_mm *mm, uint64_t uaddr, size_t npages, bo
 	(void)mm;
 	if (uiommu_should_fail())
 		return -EFAULT;
-	if (uaccess_range_bad(uaddr, (uint64_t)npages << uiommu_page_shift))
+	if (uiommu_uaccess_range_bad(uaddr, (uint64_t)npages << uiommu_page_shift))
 		return -EFAULT;
 #ifdef UACCESS_VIA_SYSCALL
 	for (size_t i = 0; i < npages; i++) {
@@ -796,7 +781,7 @@ static int self_vma_prot(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *pro
 
 static void self_release(struct uiommu_mm *mm);
 
-static const struct uiommu_mm_ops self_ops = {
+const struct uiommu_mm_ops uiommu_mm_self_ops = {
 	.copy_from = self_copy_from,
 	.copy_to = self_copy_to,
 	.fault_in = self_fault_in,
@@ -863,7 +848,7 @@ struct uiommu_mm *uiommu_mm_self(void)
 		mm = ERR_PTR(-ENOMEM);
 		goto out_unlock;
 	}
-	mm->ops = &self_ops;
+	mm->ops = &uiommu_mm_self_ops;
 	atomic_init(&mm->refs, 1);
 	mm->pid = getpid();
 	uiommu_mutex_init(&mm->pin_lock);

@@ -3,7 +3,8 @@
  * The LD_PRELOAD layer: it intercepts the libc calls that can touch /dev/iommu and forwards
  * them to libuiommu. It holds no state and implements no semantics of its own: an open of
  * /dev/iommu becomes uiommu_open(), and calls on an fd that uiommu_is_fd() claims go to the
- * matching uiommu_*() call. Every other call goes to the real libc function untouched.
+ * matching uiommu_*() call (ioctl() asks and calls at once: uiommu_fd_ioctl()). Every other
+ * call goes to the real libc function untouched.
  *
  * The virtual sysfs (the library's machine/sysfs.c) is forwarded the same way: a call naming a
  * path that uiommu_sysfs_claims() (/sys/kernel/iommu_groups, /sys/bus/pci/devices, ...) gets
@@ -288,12 +289,14 @@ UIOMMU_EXPORT int ioctl(int fd, unsigned long request, ...)
 	void *arg;
 	int rc;
 
-	libc_func(ioctl, int, int, unsigned long, ...);
 	va_start(ap, request);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	if (uiommu_is_fd(fd))
-		return uiommu_ioctl(fd, request, arg);
+	rc = uiommu_fd_ioctl(fd, request, arg);
+	if (rc != UIOMMU_FD_PASS)
+		return rc;
+	/* libc's only now: an iommufd ioctl does not look for it. */
+	libc_func(ioctl, int, int, unsigned long, ...);
 	/* KVM's VFIO device told of one of our fds: the library answers for the kernel. */
 	rc = uiommu_kvm_ioctl(fd, request, arg);
 	if (rc != UIOMMU_KVM_PASS)

@@ -747,23 +747,43 @@ TEST(records_that_lie_open_nothing)
 /*
  * Fail-nth sweeps of what writes a record: open("/dev/iommu") and FAULT_QUEUE_ALLOC (the
  * record before the ioctl's reply). Each failure is a clean ENOMEM that leaves nothing behind
- * (no fd, no stray record: the registry holds what it held before; the ioctl's copy of its
- * argument fails as EFAULT); the sweep ends with an
- * untouched call whose file has its record, named for another process.
+ * (no fd, no stray record: the registry holds what this process had there before; the
+ * ioctl's copy of its argument fails as EFAULT); the sweep ends with an untouched call whose
+ * file has its record, named for another process.
+ */
+/*
+ * The registry's entries that this process wrote: its records and its temporary files. The
+ * registry is the user's, shared with every other test program running at the same time.
  */
 static unsigned long registry_entries(void)
 {
-	char dir[256];
+	char dir[256], path[600], buf[128];
 	unsigned long n = 0;
 	struct dirent *de;
+	int pid, len;
+	FILE *f;
 	DIR *d;
 
 	if (uiommu_fd_registry(dir, sizeof(dir)))
 		return 0;
 	d = opendir(dir);
-	while (d && (de = readdir(d)))
-		if (de->d_name[0] != '.' || (de->d_name[1] && de->d_name[1] != '.'))
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.') {
+			/* ".INO.PID" */
+			const char *dot = strrchr(de->d_name, '.');
+
+			n += dot != de->d_name && atoi(dot + 1) == getpid();
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "re");
+		len = 0;
+		if (f && fgets(buf, sizeof(buf), f) &&
+		    sscanf(buf, "uiommu-fd 1 %d %n", &pid, &len) == 1 && len && pid == getpid())
 			n++;
+		if (f)
+			fclose(f);
+	}
 	if (d)
 		closedir(d);
 	return n;

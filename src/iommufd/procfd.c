@@ -129,17 +129,11 @@ static unsigned long long procfd_start_time(pid_t pid)
 	char path[40], buf[512], *p;
 	unsigned long long start = 0;
 	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	n = sys_read(fd, buf, sizeof(buf) - 1);
-	sys_close(fd);
+	n = sys_read_small_file(path, buf, sizeof(buf));
 	if (n <= 0)
 		return 0;
-	buf[n] = '\0';
 	/* The command may hold spaces and parentheses: fields count from the last ')'. */
 	p = strrchr(buf, ')');
 	if (!p)

@@ -132,18 +132,14 @@ static int procfd_start_time(pid_t pid, unsigned long long *start)
 {
 	char path[40], buf[512], *p;
 	ssize_t n;
-	int fd;
 
 	*start = 0;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	n = sys_read(fd, buf, sizeof(buf) - 1);
-	sys_close(fd);
+	n = sys_read_small_file(path, buf, sizeof(buf));
 	if (n < 0)
-		return errno == ESRCH ? -ESRCH : -errno;
-	buf[n] = '\0';
+		return errno == ENOENT || errno == ESRCH ? -ESRCH : -errno;
+	if (!n)
+		return -ESRCH;
 	/* The command may hold spaces and parentheses: fields count from the last ')'. */
 	p = strrchr(buf, ')');
 	for (int field = 2; p && field < 22; field++)

@@ -86,6 +86,25 @@ static inline int sys_openat(int dirfd, const char *path, int flags, mode_t mode
 	return (int)sys_syscall(SYS_openat, (long)dirfd, path, (long)flags, (long)mode);
 }
 
+/*
+ * A small file read whole (one read: /proc records are made at once) into @buf and ended with a
+ * NUL: its length, or <= 0 when it cannot be opened or read or is empty.
+ */
+static inline ssize_t sys_read_small_file(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd;
+
+	fd = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	n = sys_read(fd, buf, size - 1);
+	sys_close(fd);
+	if (n > 0)
+		buf[n] = '\0';
+	return n;
+}
+
 static inline int sys_fcntl(int fd, int cmd, long arg)
 {
 	return (int)sys_syscall(SYS_fcntl, (long)fd, (long)cmd, arg);

@@ -228,17 +228,11 @@ uint64_t vfio_efd_id(int fd)
 	unsigned long long id = 0;
 	ssize_t n;
 	char *p;
-	int f;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = sys_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (f < 0)
-		return 0;
-	n = sys_read(f, buf, sizeof(buf) - 1);
-	sys_close(f);
+	n = sys_read_small_file(path, buf, sizeof(buf));
 	if (n <= 0)
 		return 0;
-	buf[n] = 0;
 	p = strstr(buf, "eventfd-id:");
 	if (p)
 		sscanf(p + 11, "%llu", &id);

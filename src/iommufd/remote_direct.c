@@ -52,7 +52,8 @@
  * the one difference from the kernel, where a copy cannot be stopped inside the system call.
  *
  * Who the client writes to. DIRECT's reply names the serving process by its pid (not the
- * socket's listen() caller, which a hand-over leaves behind) and hands over its life word: a
+ * socket's listen() caller, which a hand-over leaves behind; the client believes it only when
+ * the kernel's SCM_CREDENTIALS on that reply say the same) and hands over its life word: a
  * robust futex in a page of its own, which a thread of the server that only waits owns (its
  * robust list has that one entry). The kernel marks the word FUTEX_OWNER_DIED when that thread
  * ends, which is at the process's exit, before it is a zombie (so before its pid can be
@@ -98,6 +99,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -606,8 +608,27 @@ void iommufd_direct_client_free(struct direct_client *dc)
 }
 
 /*
+ * Is @fd (DIRECT's page, or its life word's) one page that cannot shrink under our mapping?
+ * A lying server's shorter file would kill us by SIGBUS at our first look through it.
+ */
+static bool direct_memfd_trusted(int fd)
+{
+	struct stat st;
+	int seals;
+
+	if (sys_fstat(fd, &st) || st.st_size != DIRECT_PAGE_LEN)
+		return false;
+	seals = sys_fcntl(fd, F_GET_SEALS, 0);
+	return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
+/*
  * WIRE_DIRECT on @conn: its direct path, in *@dcp (marked off when the server does not offer
  * one). 0, -ENOMEM, or -EIO/-EPIPE when the connection broke.
+ *
+ * The reply is a claim of the server's, which may lie (docs/processes.md, "The direct path"):
+ * the pid it names must be the one the kernel says sent it (SCM_CREDENTIALS), the tid a live
+ * thread of that pid whose word says so, and both memfds sealed pages; else the round trip.
  */
 static int direct_client_setup(struct wire_conn *conn, struct direct_client **dcp)
 {
@@ -616,19 +637,21 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 	struct wire_req req;
 	struct wire_rep rep;
 	void *page, *life;
+	pid_t sender;
 
 	dc = uiommu_zalloc(sizeof(*dc));
 	if (!dc)
 		return -ENOMEM;
 	iommufd_remote_req_init(&req, WIRE_DIRECT, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
-	rc = iommufd_remote_conn_call(conn, &req, &rep, fds, &nfds);
+	rc = iommufd_remote_conn_call_from(conn, &req, &rep, fds, &nfds, &sender);
 	if (rc) {
 		uiommu_free(dc);
 		return rc;
 	}
 	dc->off = true;
-	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] <= INT_MAX && rep.val[1] &&
-	    rep.val[1] <= FUTEX_TID_MASK) {
+	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] == (uint64_t)sender &&
+	    rep.val[1] && rep.val[1] <= FUTEX_TID_MASK && direct_memfd_trusted(fds[0]) &&
+	    direct_memfd_trusted(fds[1])) {
 		page = uiommu_should_fail() ? MAP_FAILED :
 					      sys_mmap(NULL, DIRECT_PAGE_LEN,
 						       PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);

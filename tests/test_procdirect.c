@@ -396,6 +396,46 @@ static int client_hostile(struct client *c, bool dies)
 }
 
 /*
+ * "lifelie": on connections of its own, HELLOs whose life word is an empty memfd, then one
+ * the client shrinks after the HELLO, each followed by an IOAS_ALLOC (whose argument the
+ * server reads from us, checking our life word if it took it): the server must not take
+ * either (an empty page would kill it by SIGBUS at its first look) and serves on.
+ */
+static int client_lifelie(struct client *c)
+{
+	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_IOCTL, .arg[0] = IOMMU_IOAS_ALLOC };
+	struct iommu_ioas_alloc alloc;
+	struct wire_fd_header hdr;
+	struct wire_rep rep;
+
+	if (recv(c->fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
+		return 2;
+	req.token = hdr.token;
+	memcpy(req.secret, hdr.secret, sizeof(req.secret));
+	req.arg[1] = (uintptr_t)&alloc;
+	for (int shrink = 0; shrink < 2; shrink++) {
+		int life = memfd_create("lifelie", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		int s = wire_client_connect(&hdr);
+
+		if (life < 0 || s < 0 || ftruncate(life, shrink ? 4096 : 0) ||
+		    (!shrink && fcntl(life, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW)))
+			return 3;
+		if (wire_client_hello_life(s, 9, life) || xfer(s, &rep, sizeof(rep), false) ||
+		    rep.rc)
+			return 4;
+		if (shrink && ftruncate(life, 0))
+			return 5;
+		alloc = (struct iommu_ioas_alloc){ .size = sizeof(alloc) };
+		if (xfer(s, &req, sizeof(req), true) || xfer(s, &rep, sizeof(rep), false) ||
+		    rep.rc || !alloc.out_ioas_id)
+			return 6;
+		close(s);
+		close(life);
+	}
+	return 0;
+}
+
+/*
  * "csweep": the n-th fallible step (n from the test) of this process's own side of its first
  * direct write fails: the connection, DIRECT and the mapping of its pages, TRANSLATE, then
  * the copy or the round trip it falls back to. Answers the call's result and what was left of
@@ -441,6 +481,8 @@ static int child_main(int argc, char **argv)
 		return client_sweep(&c);
 	if (!strcmp(role, "csweep"))
 		return client_csweep(&c);
+	if (!strcmp(role, "lifelie"))
+		return client_lifelie(&c);
 	if (!strcmp(role, "hostile") || !strcmp(role, "dies"))
 		return client_hostile(&c, !strcmp(role, "dies"));
 	return 101;
@@ -1399,6 +1441,25 @@ TEST(a_dead_tid_is_refused)
 TEST(a_tid_of_0_is_refused)
 {
 	liar_case(_metadata, LIE_ZERO_TID);
+}
+
+/*
+ * The serving side's half of the same: a client's life word is its claim too. An empty one,
+ * or one it shrinks after its HELLO, is not taken (the mem fd's check serves that client),
+ * and the server is not killed by SIGBUS.
+ */
+TEST(a_clients_empty_or_shrinkable_life_word_is_refused_without_a_sigbus)
+{
+	struct served s;
+	int sock;
+	pid_t pid;
+
+	ASSERT_EQ(0, served_make(&s));
+	pid = client_start("lifelie", s.fd, s.access, s.iova, true, &sock);
+	ASSERT_LT(0, pid);
+	ASSERT_EQ(0, test_child_wait(pid));
+	close(sock);
+	served_drop(&s);
 }
 
 /* The memfds: one the liar could shrink under our mapping, or empty (a SIGBUS at our look). */

@@ -1066,7 +1066,8 @@ int iommufd_remote_conn_call_from(struct wire_conn *conn, struct wire_req *req,
 	req->magic = WIRE_MAGIC;
 	conn->fresh = false;
 	/* Set before the request leaves, so that the reply carries it; off again after. */
-	if (sender && sys_setsockopt(conn->fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on))) {
+	if (sender && (uiommu_should_fail() ||
+		       sys_setsockopt(conn->fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)))) {
 		*sender = -1;
 		sender = NULL;
 	}

@@ -99,7 +99,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -608,21 +607,6 @@ void iommufd_direct_client_free(struct direct_client *dc)
 }
 
 /*
- * Is @fd (DIRECT's page, or its life word's) one page that cannot shrink under our mapping?
- * A lying server's shorter file would kill us by SIGBUS at our first look through it.
- */
-static bool direct_memfd_trusted(int fd)
-{
-	struct stat st;
-	int seals;
-
-	if (sys_fstat(fd, &st) || st.st_size != DIRECT_PAGE_LEN)
-		return false;
-	seals = sys_fcntl(fd, F_GET_SEALS, 0);
-	return seals >= 0 && (seals & F_SEAL_SHRINK);
-}
-
-/*
  * WIRE_DIRECT on @conn: its direct path, in *@dcp (marked off when the server does not offer
  * one). 0, -ENOMEM, or -EIO/-EPIPE when the connection broke.
  *
@@ -650,8 +634,9 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 	}
 	dc->off = true;
 	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] == (uint64_t)sender &&
-	    rep.val[1] && rep.val[1] <= FUTEX_TID_MASK && direct_memfd_trusted(fds[0]) &&
-	    direct_memfd_trusted(fds[1])) {
+	    rep.val[1] && rep.val[1] <= FUTEX_TID_MASK &&
+	    uiommu_memfd_sealed_len(fds[0], DIRECT_PAGE_LEN) &&
+	    uiommu_memfd_sealed_len(fds[1], DIRECT_PAGE_LEN)) {
 		page = uiommu_should_fail() ? MAP_FAILED :
 					      sys_mmap(NULL, DIRECT_PAGE_LEN,
 						       PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);

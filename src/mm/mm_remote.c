@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -588,6 +589,17 @@ bool uiommu_life_word_names(const _Atomic uint32_t *word, int pid, uint32_t tid)
 	return true;
 }
 
+bool uiommu_memfd_sealed_len(int fd, uint64_t len)
+{
+	struct stat st;
+	int seals;
+
+	if (uiommu_should_fail() || sys_fstat(fd, &st) || (uint64_t)st.st_size != len)
+		return false;
+	seals = sys_fcntl(fd, F_GET_SEALS, 0);
+	return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
 static void remote_life_map(struct mm_remote *mr, int life_fd)
 {
 	const _Atomic uint32_t *word;
@@ -596,7 +608,8 @@ static void remote_life_map(struct mm_remote *mr, int life_fd)
 	if (life_fd < 0)
 		return;
 	word = MAP_FAILED;
-	if (!uiommu_should_fail())
+	/* A client's word is its claim: an empty or shrinkable page would SIGBUS us. */
+	if (uiommu_memfd_sealed_len(life_fd, REMOTE_LIFE_LEN) && !uiommu_should_fail())
 		word = sys_mmap(NULL, REMOTE_LIFE_LEN, PROT_READ, MAP_SHARED, life_fd, 0);
 	sys_close(life_fd);
 	if (word == MAP_FAILED)

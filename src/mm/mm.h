@@ -363,6 +363,9 @@ bool uiommu_life_word_names(const _Atomic uint32_t *word, int pid, uint32_t tid)
  * kill us by SIGBUS at our first look through it.
  */
 bool uiommu_memfd_sealed_len(int fd, uint64_t len);
+struct iovec;
+int uiommu_life_copyv(const _Atomic uint32_t *word, uint32_t tid, void *local, size_t len,
+		      const struct iovec *remote, unsigned long n, bool write);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
 /*
  * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):

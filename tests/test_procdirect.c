@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -395,6 +396,46 @@ static int client_hostile(struct client *c, bool dies)
 }
 
 /*
+ * "lifelie": on connections of its own, HELLOs whose life word is an empty memfd, then one
+ * the client shrinks after the HELLO, each followed by an IOAS_ALLOC (whose argument the
+ * server reads from us, checking our life word if it took it): the server must not take
+ * either (an empty page would kill it by SIGBUS at its first look) and serves on.
+ */
+static int client_lifelie(struct client *c)
+{
+	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_IOCTL, .arg[0] = IOMMU_IOAS_ALLOC };
+	struct iommu_ioas_alloc alloc;
+	struct wire_fd_header hdr;
+	struct wire_rep rep;
+
+	if (recv(c->fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
+		return 2;
+	req.token = hdr.token;
+	memcpy(req.secret, hdr.secret, sizeof(req.secret));
+	req.arg[1] = (uintptr_t)&alloc;
+	for (int shrink = 0; shrink < 2; shrink++) {
+		int life = memfd_create("lifelie", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		int s = wire_client_connect(&hdr);
+
+		if (life < 0 || s < 0 || ftruncate(life, shrink ? 4096 : 0) ||
+		    (!shrink && fcntl(life, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW)))
+			return 3;
+		if (wire_client_hello_life(s, 9, life) || xfer(s, &rep, sizeof(rep), false) ||
+		    rep.rc)
+			return 4;
+		if (shrink && ftruncate(life, 0))
+			return 5;
+		alloc = (struct iommu_ioas_alloc){ .size = sizeof(alloc) };
+		if (xfer(s, &req, sizeof(req), true) || xfer(s, &rep, sizeof(rep), false) ||
+		    rep.rc || !alloc.out_ioas_id)
+			return 6;
+		close(s);
+		close(life);
+	}
+	return 0;
+}
+
+/*
  * "csweep": the n-th fallible step (n from the test) of this process's own side of its first
  * direct write fails: the connection, DIRECT and the mapping of its pages, TRANSLATE, then
  * the copy or the round trip it falls back to. Answers the call's result and what was left of
@@ -440,6 +481,8 @@ static int child_main(int argc, char **argv)
 		return client_sweep(&c);
 	if (!strcmp(role, "csweep"))
 		return client_csweep(&c);
+	if (!strcmp(role, "lifelie"))
+		return client_lifelie(&c);
 	if (!strcmp(role, "hostile") || !strcmp(role, "dies"))
 		return client_hostile(&c, !strcmp(role, "dies"));
 	return 101;
@@ -706,6 +749,48 @@ TEST(a_hostile_or_dead_client_cannot_hold_an_unmap)
 	served_drop(&s);
 }
 
+/* Starts this program as "--ROLE SOCK": its pid, our end of the socket in *@sock. */
+static pid_t helper_start(const char *role, int *sock)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		char a[24];
+
+		snprintf(a, sizeof(a), "%d", sv[1]);
+		fcntl(sv[1], F_SETFD, 0);
+		execl("/proc/self/exe", "test_procdirect", role, a, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	*sock = sv[0];
+	return pid;
+}
+
+static char helper_ask(int sock, char cmd)
+{
+	char b;
+
+	return xfer(sock, &cmd, 1, true) || xfer(sock, &b, 1, false) ? 0 : b;
+}
+
+/* Answers each byte on @sock with whether @mem still holds @v all over, until EOF. 0 or -1. */
+static int mem_answer(int sock, const unsigned char *mem, unsigned char v)
+{
+	char b;
+
+	while (!xfer(sock, &b, 1, false)) {
+		b = all_bytes(mem, LEN, v) ? 'y' : 'n';
+		if (xfer(sock, &b, 1, true))
+			return -1;
+	}
+	return 0;
+}
+
 /*
  * The server's side of "gone": serves a context until killed; its fds go to the test with
  * pidfd_getfd() (their numbers over @sock, with the IOVA and our buffer's address); 'c' asks
@@ -751,19 +836,13 @@ static int newimage_main(int sock, uint64_t addr)
 {
 	unsigned char *mem = mmap((void *)(uintptr_t)addr, LEN, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	char b;
 
 	if (mem != (void *)(uintptr_t)addr)
 		return 2;
 	memset(mem, 0x99, LEN);
 	if (xfer(sock, "m", 1, true))
 		return 3;
-	while (!xfer(sock, &b, 1, false)) {
-		b = all_bytes(mem, LEN, 0x99) ? 'y' : 'n';
-		if (xfer(sock, &b, 1, true))
-			return 4;
-	}
-	return 0;
+	return mem_answer(sock, mem, 0x99) ? 4 : 0;
 }
 
 struct remote_server {
@@ -776,9 +855,7 @@ struct remote_server {
 /* Sends @cmd to the server (or its new image); its one-byte answer, or 0. */
 static char remote_server_ask(struct remote_server *r, char cmd)
 {
-	char b;
-
-	return xfer(r->sock, &cmd, 1, true) || xfer(r->sock, &b, 1, false) ? 0 : b;
+	return helper_ask(r->sock, cmd);
 }
 
 /*
@@ -789,21 +866,8 @@ static int remote_server_start(struct remote_server *r, unsigned char *buf)
 {
 	uint64_t before = uiommu_remote_direct_copies();
 	uint64_t msg[4];
-	int sv[2];
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-		return -1;
-	r->pid = fork();
-	if (r->pid == 0) {
-		char a[24];
-
-		snprintf(a, sizeof(a), "%d", sv[1]);
-		fcntl(sv[1], F_SETFD, 0);
-		execl("/proc/self/exe", "test_procdirect", "--server", a, (char *)NULL);
-		_exit(127);
-	}
-	close(sv[1]);
-	r->sock = sv[0];
+	r->pid = helper_start("--server", &r->sock);
 	if (r->pid < 0 || xfer(r->sock, msg, sizeof(msg), false))
 		return -1;
 	r->pidfd = (int)syscall(SYS_pidfd_open, r->pid, 0);
@@ -992,6 +1056,433 @@ TEST(fail_nth_of_the_clients_side_of_the_direct_path)
 	served_drop(&s);
 }
 
+/* ---- a lying server ---------------------------------------------------------------------- */
+
+/*
+ * "--liar SOCK": this program speaks the server's side of the wire itself, and lies in its
+ * DIRECT reply as the test asks (enum lie), to aim the client's own copies at another process
+ * (a "victim" child of the test, or the test itself) or to hand it memfds that would kill it
+ * by SIGBUS. It is honest otherwise: TRANSLATE's run is the target's buffer, and the round
+ * trip (WIRE_IOCTL of ACCESS_RW) copies to and from its own buffer through the client's mem
+ * fd, as a server's context would. The test sends struct liar_order, gets the pid and name
+ * back, then asks 'c' (does the liar's buffer hold the client's 0x5a?) and 'q'.
+ */
+enum lie {
+	LIE_NONE,         /* the control: the client's direct copy lands in the liar */
+	LIE_THIRD,        /* the victim's pid, tid and word: a third process */
+	LIE_CLIENT,       /* the client's own pid and tid */
+	LIE_FOREIGN_TID,  /* the liar's pid, the victim's tid */
+	LIE_DEAD_TID,     /* the liar's pid, the tid of a reaped child */
+	LIE_ZERO_TID,     /* 0 */
+	LIE_PAGE_UNSEALED,/* the page's memfd can shrink */
+	LIE_PAGE_SMALL,   /* the page's memfd is empty */
+	LIE_LIFE_UNSEALED,/* the life word's memfd can shrink */
+	LIE_LIFE_SMALL,   /* the life word's memfd is empty */
+};
+
+struct liar_order {
+	uint32_t lie;
+	int32_t pid, tid; /* the target's, for the lies that name one */
+	uint64_t addr;    /* its buffer: TRANSLATE's run (LIE_NONE: the liar's own) */
+};
+
+struct liar_conn {
+	int sock, mem;
+	struct wire_direct_page *page;
+};
+
+static unsigned char liar_buf[LEN];
+
+/* A memfd of @len bytes holding @word first, with @seals. Its fd, or -1. */
+static int liar_memfd(uint64_t len, uint32_t word, unsigned int seals)
+{
+	int fd = memfd_create("liar", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || ftruncate(fd, (off_t)len) ||
+	    (len && pwrite(fd, &word, sizeof(word), 0) != sizeof(word)) ||
+	    (seals && fcntl(fd, F_ADD_SEALS, seals))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int liar_reply(int s, struct wire_rep *rep, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = rep, .iov_len = sizeof(*rep) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (nfds) {
+		struct cmsghdr *c;
+
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	return sendmsg(s, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*rep) ? 0 : -1;
+}
+
+/* DIRECT, with the lie of @o. */
+static int liar_direct(struct liar_conn *lc, const struct liar_order *o, struct wire_rep *rep)
+{
+	unsigned int page_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	unsigned int life_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	uint64_t page_len = 4096, life_len = 4096;
+	uint32_t pid = (uint32_t)getpid(), tid = (uint32_t)gettid();
+	int fds[2], rc;
+
+	switch (o->lie) {
+	case LIE_THIRD:
+	case LIE_CLIENT:
+		pid = (uint32_t)o->pid;
+		tid = (uint32_t)o->tid;
+		break;
+	case LIE_FOREIGN_TID:
+	case LIE_DEAD_TID:
+		tid = (uint32_t)o->tid;
+		break;
+	case LIE_ZERO_TID:
+		tid = 0;
+		break;
+	case LIE_PAGE_UNSEALED:
+		page_seals = 0;
+		break;
+	case LIE_PAGE_SMALL:
+		page_len = 0;
+		break;
+	case LIE_LIFE_UNSEALED:
+		life_seals = 0;
+		break;
+	case LIE_LIFE_SMALL:
+		life_len = 0;
+		break;
+	}
+	fds[0] = liar_memfd(4096, 0, 0);
+	fds[1] = liar_memfd(life_len, tid, life_seals);
+	if (fds[0] < 0 || fds[1] < 0)
+		return -1;
+	lc->page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (lc->page == MAP_FAILED)
+		return -1;
+	atomic_store(&lc->page->gen, 1);
+	if (ftruncate(fds[0], (off_t)page_len) || (page_seals && fcntl(fds[0], F_ADD_SEALS, page_seals)))
+		return -1;
+	if (!page_len)
+		lc->page = NULL; /* gone with the file's pages: never looked at again */
+	rep->val[0] = pid;
+	rep->val[1] = tid;
+	rc = liar_reply(lc->sock, rep, fds, 2);
+	close(fds[0]);
+	close(fds[1]);
+	return rc;
+}
+
+/* The round trip of ACCESS_RW: through the client's mem fd, with our own buffer. */
+static int64_t liar_ioctl(struct liar_conn *lc, const struct wire_req *req)
+{
+	struct iommu_test_cmd cmd;
+	ssize_t n;
+
+	if (req->arg[0] != IOMMU_TEST_CMD ||
+	    pread(lc->mem, &cmd, sizeof(cmd), (off_t)req->arg[1]) != sizeof(cmd) ||
+	    cmd.op != IOMMU_TEST_OP_ACCESS_RW || cmd.access_rw.iova > LEN ||
+	    cmd.access_rw.length > LEN - cmd.access_rw.iova)
+		return -EINVAL;
+	if (cmd.access_rw.flags & MOCK_ACCESS_RW_WRITE)
+		n = pread(lc->mem, liar_buf + cmd.access_rw.iova, cmd.access_rw.length,
+			  (off_t)cmd.access_rw.uptr);
+	else
+		n = pwrite(lc->mem, liar_buf + cmd.access_rw.iova, cmd.access_rw.length,
+			   (off_t)cmd.access_rw.uptr);
+	return n == (ssize_t)cmd.access_rw.length ? 0 : -EFAULT;
+}
+
+/* One request of @lc: 0, or -1 when the connection ends. */
+static int liar_serve(struct liar_conn *lc, const struct liar_order *o)
+{
+	struct wire_rep rep = { 0 };
+	struct wire_req req;
+
+	if (recv(lc->sock, &req, sizeof(req), MSG_WAITALL) != sizeof(req))
+		return -1;
+	switch (req.op) {
+	case WIRE_INFO:
+		rep.val[3] = WIRE_INFO_READABLE | WIRE_INFO_WRITABLE;
+		break;
+	case WIRE_DIRECT:
+		return liar_direct(lc, o, &rep);
+	case WIRE_TRANSLATE:
+		if (!lc->page || req.arg[0] || req.arg[1] > LEN) {
+			rep.rc = -EAGAIN;
+			break;
+		}
+		lc->page->runs[0].host = o->addr;
+		lc->page->runs[0].len = req.arg[1];
+		rep.val[0] = 1;
+		rep.val[1] = 1;
+		break;
+	case WIRE_IOCTL:
+		rep.rc = liar_ioctl(lc, &req);
+		break;
+	default:
+		rep.rc = -EOPNOTSUPP;
+	}
+	return liar_reply(lc->sock, &rep, NULL, 0);
+}
+
+/* A new connection's HELLO: keeps the client's mem fd. 0 or -1. */
+static int liar_hello(struct liar_conn *lc)
+{
+	char cbuf[CMSG_SPACE(4 * sizeof(int))];
+	struct wire_hello hello;
+	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct wire_rep rep = { 0 };
+	struct cmsghdr *c;
+	int fds[4], k;
+
+	if (recvmsg(lc->sock, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC) != sizeof(hello))
+		return -1;
+	c = CMSG_FIRSTHDR(&msg);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	if (k < 3 || k > 4)
+		return -1;
+	memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)k);
+	lc->mem = fds[1];
+	close(fds[0]);
+	close(fds[2]);
+	if (k == 4)
+		close(fds[3]);
+	return liar_reply(lc->sock, &rep, NULL, 0);
+}
+
+static int liar_main(int ctl)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct liar_conn conns[8];
+	struct pollfd p[10];
+	struct liar_order o;
+	char name[WIRE_NAME_LEN] = { 0 };
+	int lis, nr = 0;
+	char b;
+
+	if (xfer(ctl, &o, sizeof(o), false))
+		return 2;
+	if (o.lie == LIE_DEAD_TID) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+			return 3;
+		o.tid = pid;
+	}
+	if (o.lie == LIE_NONE)
+		o.addr = (uintptr_t)liar_buf;
+	snprintf(name, sizeof(name), "uiommu-%016llx%016llx", (unsigned long long)getpid(),
+		 (unsigned long long)o.lie + 0x11abull);
+	memcpy(sun.sun_path + 1, name, WIRE_NAME_LEN - 1);
+	lis = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lis < 0 ||
+	    bind(lis, (struct sockaddr *)&sun, offsetof(struct sockaddr_un, sun_path) + WIRE_NAME_LEN) ||
+	    listen(lis, 8) || xfer(ctl, name, sizeof(name), true))
+		return 4;
+	for (;;) {
+		p[0] = (struct pollfd){ .fd = ctl, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = lis, .events = POLLIN };
+		for (int i = 0; i < nr; i++)
+			p[2 + i] = (struct pollfd){ .fd = conns[i].sock, .events = POLLIN };
+		if (poll(p, (nfds_t)(2 + nr), -1) < 0)
+			return 5;
+		if (p[0].revents) {
+			if (xfer(ctl, &b, 1, false) || b == 'q')
+				return 0;
+			b = all_bytes(liar_buf, LEN, 0x5a) ? 'y' : 'n';
+			if (xfer(ctl, &b, 1, true))
+				return 6;
+		}
+		if ((p[1].revents & POLLIN) && nr < 8) {
+			conns[nr] = (struct liar_conn){ .sock = accept4(lis, NULL, NULL, SOCK_CLOEXEC),
+							.mem = -1 };
+			if (conns[nr].sock >= 0 && !liar_hello(&conns[nr]))
+				nr++;
+		}
+		for (int i = nr - 1; i >= 0; i--) {
+			if (!p[2 + i].revents || liar_serve(&conns[i], &o) == 0)
+				continue;
+			close(conns[i].sock);
+			close(conns[i].mem);
+			conns[i] = conns[--nr];
+		}
+	}
+}
+
+/* "--victim SOCK": a third process; its pid, tid and buffer's address, then for each byte
+ * whether its buffer is still all zero. */
+static int victim_main(int ctl)
+{
+	static unsigned char buf[LEN];
+	struct liar_order me = { .pid = getpid(), .tid = gettid(), .addr = (uintptr_t)buf };
+
+	if (xfer(ctl, &me, sizeof(me), true))
+		return 2;
+	return mem_answer(ctl, buf, 0) ? 3 : 0;
+}
+
+/*
+ * An fd of the liar's file @token, as one that came by SCM_RIGHTS: a socket whose first
+ * bytes are the header naming its server. Adopted; the fd, or -1. Its other end in *@keep.
+ */
+static int liar_fd(pid_t liar, const char *name, uint64_t token, int *keep)
+{
+	struct wire_fd_header hdr = { .magic = WIRE_MAGIC, .version = WIRE_VERSION, .pid = liar,
+				      .token = token };
+	int sv[2];
+
+	memcpy(hdr.name, name, WIRE_NAME_LEN);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	*keep = sv[1];
+	if (xfer(sv[1], &hdr, sizeof(hdr), true) || !uiommu_fd_adopt(sv[0])) {
+		close(sv[0]);
+		return -1;
+	}
+	return sv[0];
+}
+
+/*
+ * A liar telling @lie: the client (this process) writes 0x5a and reads it back through the
+ * liar's "access". Only LIE_NONE may be copied by the client itself; every other lie goes
+ * the round trip, so the bytes land in the liar's buffer and never in the victim's nor in
+ * ours (@mine, where LIE_CLIENT aims).
+ */
+static void liar_case(struct __h_test *_metadata, enum lie lie)
+{
+	static unsigned char buf[LEN], mine[LEN];
+	unsigned long before = uiommu_remote_direct_copies();
+	int vsock, lsock, fd, access, keep[2];
+	struct liar_order o = { .lie = lie };
+	char name[WIRE_NAME_LEN];
+	pid_t victim, liar;
+
+	victim = helper_start("--victim", &vsock);
+	ASSERT_LT(0, victim);
+	ASSERT_EQ(0, xfer(vsock, &o, sizeof(o), false));
+	o.lie = lie;
+	if (lie == LIE_CLIENT) {
+		o.pid = getpid();
+		o.tid = gettid();
+		o.addr = (uintptr_t)mine;
+	}
+	memset(mine, 0, LEN);
+	liar = helper_start("--liar", &lsock);
+	ASSERT_LT(0, liar);
+	ASSERT_EQ(0, xfer(lsock, &o, sizeof(o), true));
+	ASSERT_EQ(0, xfer(lsock, name, sizeof(name), false));
+	fd = liar_fd(liar, name, 1, &keep[0]);
+	ASSERT_LE(0, fd);
+	access = liar_fd(liar, name, 2, &keep[1]);
+	ASSERT_LE(0, access);
+
+	memset(buf, 0x5a, LEN);
+	ASSERT_EQ(0, access_rw(fd, access, 0, buf, LEN, MOCK_ACCESS_RW_WRITE));
+	EXPECT_EQ('y', helper_ask(lsock, 'c'));
+	memset(buf, 0, LEN);
+	ASSERT_EQ(0, access_rw(fd, access, 0, buf, LEN, 0));
+	EXPECT_TRUE(all_bytes(buf, LEN, 0x5a));
+	EXPECT_EQ(lie == LIE_NONE ? before + 2 : before, uiommu_remote_direct_copies());
+	EXPECT_EQ('y', helper_ask(vsock, 'c'));
+	EXPECT_TRUE(all_bytes(mine, LEN, 0));
+
+	close(access);
+	close(fd);
+	close(keep[0]);
+	close(keep[1]);
+	ASSERT_EQ(0, xfer(lsock, "q", 1, true));
+	ASSERT_EQ(0, test_child_wait(liar));
+	close(lsock);
+	close(vsock);
+	ASSERT_EQ(0, test_child_wait(victim));
+}
+
+TEST(a_server_telling_the_truth_is_copied_to_directly)
+{
+	liar_case(_metadata, LIE_NONE);
+}
+
+TEST(a_life_word_of_a_third_process_is_refused)
+{
+	liar_case(_metadata, LIE_THIRD);
+}
+
+TEST(a_life_word_of_the_clients_own_thread_is_refused)
+{
+	liar_case(_metadata, LIE_CLIENT);
+}
+
+TEST(a_tid_of_another_process_under_the_servers_pid_is_refused)
+{
+	liar_case(_metadata, LIE_FOREIGN_TID);
+}
+
+TEST(a_dead_tid_is_refused)
+{
+	liar_case(_metadata, LIE_DEAD_TID);
+}
+
+TEST(a_tid_of_0_is_refused)
+{
+	liar_case(_metadata, LIE_ZERO_TID);
+}
+
+/*
+ * The serving side's half of the same: a client's life word is its claim too. An empty one,
+ * or one it shrinks after its HELLO, is not taken (the mem fd's check serves that client),
+ * and the server is not killed by SIGBUS.
+ */
+TEST(a_clients_empty_or_shrinkable_life_word_is_refused_without_a_sigbus)
+{
+	struct served s;
+	int sock;
+	pid_t pid;
+
+	ASSERT_EQ(0, served_make(&s));
+	pid = client_start("lifelie", s.fd, s.access, s.iova, true, &sock);
+	ASSERT_LT(0, pid);
+	ASSERT_EQ(0, test_child_wait(pid));
+	close(sock);
+	served_drop(&s);
+}
+
+/* The memfds: one the liar could shrink under our mapping, or empty (a SIGBUS at our look). */
+TEST(an_unsealed_page_is_refused)
+{
+	liar_case(_metadata, LIE_PAGE_UNSEALED);
+}
+
+TEST(an_empty_page_is_refused_without_a_sigbus)
+{
+	liar_case(_metadata, LIE_PAGE_SMALL);
+}
+
+TEST(an_unsealed_life_word_is_refused)
+{
+	liar_case(_metadata, LIE_LIFE_UNSEALED);
+}
+
+TEST(an_empty_life_word_is_refused_without_a_sigbus)
+{
+	liar_case(_metadata, LIE_LIFE_SMALL);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 2 && !strcmp(argv[1], "--child"))
@@ -1000,5 +1491,9 @@ int main(int argc, char **argv)
 		return server_main(atoi(argv[2]));
 	if (argc > 3 && !strcmp(argv[1], "--newimage"))
 		return newimage_main(atoi(argv[2]), strtoull(argv[3], NULL, 0));
+	if (argc > 2 && !strcmp(argv[1], "--liar"))
+		return liar_main(atoi(argv[2]));
+	if (argc > 2 && !strcmp(argv[1], "--victim"))
+		return victim_main(atoi(argv[2]));
 	return __h_run_all(argc, argv);
 }

@@ -747,7 +747,7 @@ static struct uiommu_mm *life_mm(struct __h_test *_metadata, uint32_t word,
 	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	int mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
 	int maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	int life_fd = memfd_create("life", MFD_CLOEXEC);
+	int life_fd = memfd_create("life", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	struct uiommu_mm *mm;
 
 	EXPECT_GE(pidfd, 0);
@@ -755,6 +755,8 @@ static struct uiommu_mm *life_mm(struct __h_test *_metadata, uint32_t word,
 	EXPECT_GE(maps_fd, 0);
 	EXPECT_GE(life_fd, 0);
 	EXPECT_EQ(0, ftruncate(life_fd, 4096));
+	/* As the library's own: a page that cannot shrink (else it is not taken). */
+	EXPECT_EQ(0, fcntl(life_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW));
 	*page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, life_fd, 0);
 	EXPECT_TRUE(*page != MAP_FAILED);
 	atomic_store(*page, word);
@@ -801,9 +803,12 @@ TEST(remote_mm_copies_checked_by_the_life_word)
 		munmap((void *)page, 4096);
 	}
 
-	/* The word's mapping fails (fail-nth: the step after the mm's allocation): the same. */
-	if (uiommu_fail_nth_available()) {
-		uiommu_fail_nth_arm(2);
+	/*
+	 * The word's memfd's check (fail-nth: the step after the mm's allocation) or its mapping
+	 * (the next) fails: the same.
+	 */
+	for (unsigned long nth = 2; nth <= 3 && uiommu_fail_nth_available(); nth++) {
+		uiommu_fail_nth_arm(nth);
 		mm = life_mm(_metadata, tid, &page);
 		ASSERT_EQ(0, uiommu_fail_nth_disarm());
 		n = uiommu_remote_life_copies();
@@ -811,6 +816,28 @@ TEST(remote_mm_copies_checked_by_the_life_word)
 		ASSERT_EQ(n, uiommu_remote_life_copies());
 		uiommu_mm_put(mm);
 		munmap((void *)page, 4096);
+	}
+
+	/* A page that could shrink under the server's mapping (a SIGBUS): not taken, the same. */
+	for (int empty = 0; empty < 2; empty++) {
+		int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+		int mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		int maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+		int life_fd = memfd_create("life", MFD_CLOEXEC);
+
+		ASSERT_TRUE(pidfd >= 0 && mem_fd >= 0 && maps_fd >= 0 && life_fd >= 0);
+		if (!empty) {
+			ASSERT_EQ(0, ftruncate(life_fd, 4096));
+			ASSERT_EQ((ssize_t)sizeof(tid), pwrite(life_fd, &tid, sizeof(tid), 0));
+		}
+		mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, life_fd);
+		ASSERT_FALSE(IS_ERR(mm));
+		n = uiommu_remote_life_copies();
+		byte = (uint8_t)(0x80 + empty);
+		ASSERT_EQ(0, mm->ops->copy_to(mm, (uintptr_t)&back, &byte, 1));
+		ASSERT_EQ(byte, back);
+		ASSERT_EQ(n, uiommu_remote_life_copies());
+		uiommu_mm_put(mm);
 	}
 }
 

@@ -246,24 +246,54 @@ static int wire_send(int fd, const void *buf, size_t len, const int *fds, int nf
 }
 
 /*
- * Receives exactly @len bytes; fds that came with them (at most @maxfds) in @fds, the count
- * in *@nfds (extra ones closed). 0, -EIO at EOF or short read, or -errno.
+ * The sender of one received part, from its SCM_CREDENTIALS (the kernel's word: a process can
+ * name no pid but its own), into *@sender: the first part's pid; -1 when a part has none or
+ * another one.
  */
-static int wire_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int *nfds)
+static void wire_sender_note(const struct msghdr *msg, pid_t *sender)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+	pid_t pid = -1;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		struct ucred cred;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS ||
+		    c->cmsg_len != CMSG_LEN(sizeof(cred)))
+			continue;
+		memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+		pid = cred.pid > 0 ? cred.pid : -1;
+	}
+	if (!*sender)
+		*sender = pid;
+	else if (*sender != pid)
+		*sender = -1;
+}
+
+/*
+ * Receives exactly @len bytes; fds that came with them (at most @maxfds) in @fds, the count
+ * in *@nfds (extra ones closed); with @sender (SO_PASSCRED set), the sending process's pid
+ * (wire_sender_note()). 0, -EIO at EOF or short read, or -errno.
+ */
+static int wire_recv_from(int fd, void *buf, size_t len, int *fds, int maxfds, int *nfds,
+			  pid_t *sender)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(struct ucred))];
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
 	if (nfds)
 		*nfds = 0;
+	if (sender)
+		*sender = 0;
 	while (iov.iov_len) {
 		msg.msg_control = cbuf;
 		msg.msg_controllen = sizeof(cbuf);
 		n = sys_recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n > 0 && sender)
+			wire_sender_note(&msg, sender);
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
 			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
 			int got[8];
@@ -284,6 +314,11 @@ static int wire_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int *n
 		iov.iov_len -= (size_t)n;
 	}
 	return 0;
+}
+
+static int wire_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int *nfds)
+{
+	return wire_recv_from(fd, buf, len, fds, maxfds, nfds, NULL);
 }
 
 /* The peer's credentials: it must be our user; *@pid is its pid. */
@@ -1014,16 +1049,36 @@ void iommufd_remote_conn_give(struct iommufd_server *server, struct wire_conn *c
 int iommufd_remote_conn_call(struct wire_conn *conn, struct wire_req *req, struct wire_rep *rep,
 			     int *fds, int *nfds)
 {
+	return iommufd_remote_conn_call_from(conn, req, rep, fds, nfds, NULL);
+}
+
+/*
+ * iommufd_remote_conn_call() that also tells, with @sender non-NULL, which process sent the
+ * reply (its pid, or -1 when the kernel did not say): the serving process may not be the
+ * listening socket's (a hand-over), and its reply's word about itself is only a claim.
+ */
+int iommufd_remote_conn_call_from(struct wire_conn *conn, struct wire_req *req,
+				  struct wire_rep *rep, int *fds, int *nfds, pid_t *sender)
+{
 	bool fresh = conn->fresh;
-	int rc;
+	int on = 1, off = 0, rc;
 
 	req->magic = WIRE_MAGIC;
 	conn->fresh = false;
+	/* Set before the request leaves, so that the reply carries it; off again after. */
+	if (sender && (uiommu_should_fail() ||
+		       sys_setsockopt(conn->fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)))) {
+		*sender = -1;
+		sender = NULL;
+	}
 	rc = wire_send(conn->fd, req, sizeof(*req), NULL, 0);
 	if (rc == -EPIPE && !fresh)
 		return -EPIPE;
 	if (!rc)
-		rc = wire_recv(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0, nfds);
+		rc = wire_recv_from(conn->fd, rep, sizeof(*rep), fds, fds ? WIRE_NEW_FDS_MAX : 0,
+				    nfds, sender);
+	if (sender)
+		sys_setsockopt(conn->fd, SOL_SOCKET, SO_PASSCRED, &off, sizeof(off));
 	return rc ? -EIO : 0;
 }
 

@@ -199,6 +199,8 @@ struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *r
 void iommufd_remote_conn_give(struct iommufd_server *server, struct wire_conn *conn, bool ok);
 int iommufd_remote_conn_call(struct wire_conn *conn, struct wire_req *req, struct wire_rep *rep,
 			     int *fds, int *nfds);
+int iommufd_remote_conn_call_from(struct wire_conn *conn, struct wire_req *req,
+				  struct wire_rep *rep, int *fds, int *nfds, pid_t *sender);
 struct direct_client **iommufd_remote_conn_direct(struct wire_conn *conn);
 void iommufd_remote_req_init(struct wire_req *req, enum wire_op op, uint64_t token,
 			     const uint8_t *secret);

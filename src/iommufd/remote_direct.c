@@ -52,13 +52,16 @@
  * the one difference from the kernel, where a copy cannot be stopped inside the system call.
  *
  * Who the client writes to. DIRECT's reply names the serving process by its pid (not the
- * socket's listen() caller, which a hand-over leaves behind) and hands over its life word: a
+ * socket's listen() caller, which a hand-over leaves behind; the client believes it only when
+ * the kernel's SCM_CREDENTIALS on that reply say the same) and hands over its life word: a
  * robust futex in a page of its own, which a thread of the server that only waits owns (its
  * robust list has that one entry). The kernel marks the word FUTEX_OWNER_DIED when that thread
  * ends, which is at the process's exit, before it is a zombie (so before its pid can be
- * reused), and at any exec, even a raw system call's (exec ends every thread). A write checks
- * the word first, a read after (or the read does not count): one load where a pidfd would cost
- * a system call, and an exec is seen too, which a pidfd does not. The copy names that thread
+ * reused), and at any exec, even a raw system call's (exec ends every thread). The copy is
+ * uiommu_life_copyv() (src/mm: the one copy into another process at its life word's thread,
+ * which the serving side makes into its clients too): it loads the word before the call (a
+ * write reaches nothing else) and after it (or a read does not count): a load where a pidfd
+ * would cost a system call, and an exec is seen too, which a pidfd does not. The copy names that thread
  * by its tid, not the server by its pid (as mm_remote.c does for a client's life word): an
  * exec ends the thread before it swaps the mm, and an ended thread has no mm to copy to, so
  * an exec between the load and the system call, even a raw one, leaves the copy nowhere to
@@ -608,6 +611,10 @@ void iommufd_direct_client_free(struct direct_client *dc)
 /*
  * WIRE_DIRECT on @conn: its direct path, in *@dcp (marked off when the server does not offer
  * one). 0, -ENOMEM, or -EIO/-EPIPE when the connection broke.
+ *
+ * The reply is a claim of the server's, which may lie (docs/processes.md, "The direct path"):
+ * the pid it names must be the one the kernel says sent it (SCM_CREDENTIALS), the tid a live
+ * thread of that pid whose word says so, and both memfds sealed pages; else the round trip.
  */
 static int direct_client_setup(struct wire_conn *conn, struct direct_client **dcp)
 {
@@ -616,19 +623,22 @@ static int direct_client_setup(struct wire_conn *conn, struct direct_client **dc
 	struct wire_req req;
 	struct wire_rep rep;
 	void *page, *life;
+	pid_t sender;
 
 	dc = uiommu_zalloc(sizeof(*dc));
 	if (!dc)
 		return -ENOMEM;
 	iommufd_remote_req_init(&req, WIRE_DIRECT, 0, (const uint8_t[WIRE_SECRET_LEN]){ 0 });
-	rc = iommufd_remote_conn_call(conn, &req, &rep, fds, &nfds);
+	rc = iommufd_remote_conn_call_from(conn, &req, &rep, fds, &nfds, &sender);
 	if (rc) {
 		uiommu_free(dc);
 		return rc;
 	}
 	dc->off = true;
-	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] <= INT_MAX && rep.val[1] &&
-	    rep.val[1] <= FUTEX_TID_MASK) {
+	if (!rep.rc && nfds == 2 && rep.val[0] && rep.val[0] == (uint64_t)sender &&
+	    rep.val[1] && rep.val[1] <= FUTEX_TID_MASK &&
+	    uiommu_memfd_sealed_len(fds[0], DIRECT_PAGE_LEN) &&
+	    uiommu_memfd_sealed_len(fds[1], DIRECT_PAGE_LEN)) {
 		page = uiommu_should_fail() ? MAP_FAILED :
 					      sys_mmap(NULL, DIRECT_PAGE_LEN,
 						       PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
@@ -715,12 +725,6 @@ static bool direct_cached(const struct direct_client *dc, uint64_t token, uint64
 	       atomic_load_explicit(&dc->page->gen, memory_order_relaxed) == dc->gen;
 }
 
-/* Is the serving process still the one that answered DIRECT (not dead, not exec'd)? */
-static bool direct_server_lives(const struct direct_client *dc)
-{
-	return atomic_load(dc->life) == dc->life_tid;
-}
-
 /*
  * The copy itself, through @dc's translation, @len bytes from byte @skip of it, to or from
  * @uptr. Return: true when every byte moved; false when nothing is to be trusted (the round
@@ -729,13 +733,11 @@ static bool direct_server_lives(const struct direct_client *dc)
 static bool direct_copy(struct direct_client *dc, uint64_t uptr, uint64_t skip, uint64_t len,
 			bool write)
 {
-	struct iovec local = { .iov_base = (void *)(uintptr_t)uptr, .iov_len = len };
 	struct iovec remote[WIRE_DIRECT_RUNS_MAX];
 	struct wire_direct_page *page = dc->page;
 	unsigned long nr = 0;
 	uint64_t left = len;
-	int err = 0;
-	ssize_t n;
+	int rc;
 
 	for (unsigned int i = 0; i < dc->nr && left; i++) {
 		uint64_t run = dc->runs[i].len;
@@ -752,36 +754,26 @@ static bool direct_copy(struct direct_client *dc, uint64_t uptr, uint64_t skip, 
 		left -= run;
 		skip = 0;
 	}
-	/* The Dekker pair with iommufd_direct_invalidate(): busy first, then gen. */
+	/*
+	 * The Dekker pair with iommufd_direct_invalidate(): busy first, then gen. The copy is at
+	 * the life word's thread: it has the server's mm, or none once the server exec'd.
+	 */
 	atomic_store(&page->busy, dc->gen);
-	if (atomic_load(&page->gen) != dc->gen)
-		goto out_idle;
-	/* A write must not reach another process behind the server's pid: check first. */
-	if (write && !direct_server_lives(dc))
-		goto out_idle;
-	/* At the life word's thread: it has the server's mm, or none once the server exec'd. */
-	n = write ? process_vm_writev((pid_t)dc->life_tid, &local, 1, remote, nr, 0) :
-		    process_vm_readv((pid_t)dc->life_tid, &local, 1, remote, nr, 0);
-	if (n < 0)
-		err = errno;
+	rc = atomic_load(&page->gen) != dc->gen ?
+		     -ESTALE :
+		     uiommu_life_copyv(dc->life, dc->life_tid, (void *)(uintptr_t)uptr, len, remote,
+				       nr, write);
 	atomic_store(&page->busy, 0);
 	if (atomic_load(&page->waiters))
 		direct_futex(&page->busy, FUTEX_WAKE, INT_MAX, NULL);
-	/* A read counts only if the pid still named the server after it. */
-	if (n != (ssize_t)len || (!write && !direct_server_lives(dc))) {
+	if (rc) {
 		/* The host refuses (Yama's ptrace scope, seccomp): not on this connection again. */
-		if (err == EPERM || err == ENOSYS)
+		if (rc == -EPERM || rc == -ENOSYS)
 			dc->off = true;
 		return false;
 	}
 	atomic_fetch_add_explicit(&direct_copies, 1, memory_order_relaxed);
 	return true;
-
-out_idle:
-	atomic_store(&page->busy, 0);
-	if (atomic_load(&page->waiters))
-		direct_futex(&page->busy, FUTEX_WAKE, INT_MAX, NULL);
-	return false;
 }
 
 /**

@@ -228,6 +228,11 @@ static inline int sys_getsockopt(int fd, int level, int name, void *val, unsigne
 	return (int)sys_syscall(SYS_getsockopt, (long)fd, (long)level, (long)name, val, len);
 }
 
+static inline int sys_setsockopt(int fd, int level, int name, const void *val, unsigned int len)
+{
+	return (int)sys_syscall(SYS_setsockopt, (long)fd, (long)level, (long)name, val, (long)len);
+}
+
 static inline int sys_epoll_create1(int flags)
 {
 	return (int)sys_syscall(SYS_epoll_create1, (long)flags);

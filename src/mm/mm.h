@@ -357,6 +357,15 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
  * end) hold @tid, a live thread of process @pid? A copy may then be aimed at that thread.
  */
 bool uiommu_life_word_names(const _Atomic uint32_t *word, int pid, uint32_t tid);
+/*
+ * Is @fd, a memfd another process handed over (a life word's page, the direct path's page),
+ * @len bytes that cannot shrink under a mapping of ours? An empty or shrinkable one would
+ * kill us by SIGBUS at our first look through it.
+ */
+bool uiommu_memfd_sealed_len(int fd, uint64_t len);
+struct iovec;
+int uiommu_life_copyv(const _Atomic uint32_t *word, uint32_t tid, void *local, size_t len,
+		      const struct iovec *remote, unsigned long n, bool write);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
 /*
  * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):

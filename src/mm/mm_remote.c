@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -174,6 +175,32 @@ static bool remote_life(struct mm_remote *mr)
 static atomic_ulong remote_life_copies; /* uiommu_remote_life_copies() */
 
 /**
+ * uiommu_life_copyv() - copy between our @local (@len bytes) and the ranges @remote (@n, in
+ * order) of the process whose life word @word says @tid while it lives, aimed at that thread
+ * The one copy into another process at its life word's thread, for both sides of the wire:
+ * the serving side into a client (below) and a client's direct path into its server
+ * (remote_direct.c). The word is loaded before the call and after it: a write reaches only
+ * the process the word named (an exec ends that thread before it swaps the mm, so a call
+ * after the load finds no mm at that tid), and a read counts only if it still names it.
+ * Return: 0 when every byte moved; -EFAULT when the word no longer names its thread or the
+ * copy was short; the host's -errno when it refused the call (-EPERM: Yama's ptrace scope).
+ */
+int uiommu_life_copyv(const _Atomic uint32_t *word, uint32_t tid, void *local, size_t len,
+		      const struct iovec *remote, unsigned long n, bool write)
+{
+	struct iovec l = { .iov_base = local, .iov_len = len };
+	ssize_t got;
+
+	if (atomic_load(word) != tid)
+		return -EFAULT;
+	got = write ? process_vm_writev((pid_t)tid, &l, 1, remote, n, 0) :
+		      process_vm_readv((pid_t)tid, &l, 1, remote, n, 0);
+	if (got < 0)
+		return errno == EPERM || errno == ENOSYS ? -errno : -EFAULT;
+	return got == (ssize_t)len && atomic_load(word) == tid ? 0 : -EFAULT;
+}
+
+/**
  * uiommu_remote_life_copies() - how many copies to or from clients' memory this process
  * checked by their life words alone (docs/processes.md, "The client's life word")
  */
@@ -208,9 +235,9 @@ static int remote_copyv(struct mm_remote *mr, void *local, const struct iovec *r
 			unsigned int n, size_t len, bool write)
 {
 	struct iovec l = { .iov_base = local, .iov_len = len };
-	pid_t target = mr->mm.pid;
 	char *at = local;
 	ssize_t got;
+	int rc;
 
 	if (!len)
 		return 0;
@@ -218,20 +245,20 @@ static int remote_copyv(struct mm_remote *mr, void *local, const struct iovec *r
 		if (!remote_life(mr))
 			return -EFAULT;
 		atomic_fetch_add_explicit(&remote_life_copies, 1, memory_order_relaxed);
-		target = (pid_t)mr->life_tid;
-	} else if (write && !remote_same_mm(mr)) {
+		rc = uiommu_life_copyv(mr->life, mr->life_tid, local, len, remote, n, write);
+		if (rc != -EPERM)
+			return rc ? -EFAULT : 0;
+	} else {
 		/* A write must not reach another mm behind the pid (exec, reuse): check first. */
-		return -EFAULT;
+		if (write && !remote_same_mm(mr))
+			return -EFAULT;
+		got = write ? process_vm_writev(mr->mm.pid, &l, 1, remote, n, 0) :
+			      process_vm_readv(mr->mm.pid, &l, 1, remote, n, 0);
+		if (got == (ssize_t)len)
+			return write || remote_same_mm(mr) ? 0 : -EFAULT;
+		if (got >= 0 || errno != EPERM)
+			return -EFAULT;
 	}
-	got = write ? process_vm_writev(target, &l, 1, remote, n, 0) :
-		      process_vm_readv(target, &l, 1, remote, n, 0);
-	if (got == (ssize_t)len) {
-		if (mr->life)
-			return remote_life(mr) ? 0 : -EFAULT;
-		return write || remote_same_mm(mr) ? 0 : -EFAULT;
-	}
-	if (got >= 0 || errno != EPERM)
-		return -EFAULT;
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t uaddr = (uintptr_t)remote[i].iov_base;
 		size_t done = 0;
@@ -588,6 +615,17 @@ bool uiommu_life_word_names(const _Atomic uint32_t *word, int pid, uint32_t tid)
 	return true;
 }
 
+bool uiommu_memfd_sealed_len(int fd, uint64_t len)
+{
+	struct stat st;
+	int seals;
+
+	if (uiommu_should_fail() || sys_fstat(fd, &st) || (uint64_t)st.st_size != len)
+		return false;
+	seals = sys_fcntl(fd, F_GET_SEALS, 0);
+	return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
 static void remote_life_map(struct mm_remote *mr, int life_fd)
 {
 	const _Atomic uint32_t *word;
@@ -596,7 +634,8 @@ static void remote_life_map(struct mm_remote *mr, int life_fd)
 	if (life_fd < 0)
 		return;
 	word = MAP_FAILED;
-	if (!uiommu_should_fail())
+	/* A client's word is its claim: an empty or shrinkable page would SIGBUS us. */
+	if (uiommu_memfd_sealed_len(life_fd, REMOTE_LIFE_LEN) && !uiommu_should_fail())
 		word = sys_mmap(NULL, REMOTE_LIFE_LEN, PROT_READ, MAP_SHARED, life_fd, 0);
 	sys_close(life_fd);
 	if (word == MAP_FAILED)

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "uiommu_test.h"
 #include "iommu/io_pgtable.h"
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
@@ -724,6 +725,56 @@ TEST(window_gives_private_pages_of_another_mm_host_addresses)
 	uiommu_mm_put(mm);
 	close(memfd);
 	munmap(buf, 3 * ps);
+}
+
+/*
+ * A fork of a process whose window exists leaves the child's window lock usable: the child can
+ * fork again (the exec hand-over's next server is a fork of a fork) and pin through the window.
+ * The fork handler write-locks the lock; unlocking that copy in the child is a reader's unlock
+ * to glibc (its writer is the parent's thread id), which left the child's next fork waiting for
+ * ever. A child stuck that way dies of its alarm.
+ */
+TEST(a_fork_child_of_a_window_user_forks_and_pins_again)
+{
+	size_t ps = uiommu_page_size;
+	uint8_t *buf = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	int maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	struct uiommu_mm *mm;
+	pid_t child;
+
+	ASSERT_TRUE(buf != MAP_FAILED);
+	ASSERT_GE(pidfd, 0);
+	ASSERT_GE(mem_fd, 0);
+	ASSERT_GE(maps_fd, 0);
+	memset(buf, 0x11, ps);
+	mm = uiommu_mm_remote_new(getpid(), pidfd, mem_fd, maps_fd, -1);
+	ASSERT_FALSE(IS_ERR(mm));
+	ASSERT_EQ(0, uiommu_mm_pin(mm, page_index(buf), 1, true));
+	ASSERT_TRUE(uiommu_host_is_window((uintptr_t)mm->ops->host_ptr(mm, (uintptr_t)buf)));
+
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (!child) {
+		pid_t grandchild;
+
+		alarm(10);
+		grandchild = fork();
+		if (grandchild < 0)
+			_exit(2);
+		if (!grandchild)
+			_exit(0);
+		if (test_child_wait(grandchild))
+			_exit(3);
+		/* The window's lock, taken for write and read, in the child. */
+		uiommu_mm_unpin(mm, page_index(buf), 1);
+		_exit(uiommu_mm_pin(mm, page_index(buf), 1, true) ? 4 : 0);
+	}
+	ASSERT_EQ(0, test_child_wait(child));
+	uiommu_mm_unpin(mm, page_index(buf), 1);
+	uiommu_mm_put(mm);
+	munmap(buf, ps);
 }
 
 /*

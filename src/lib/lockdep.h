@@ -223,6 +223,34 @@ static inline void uiommu_up_write(struct uiommu_rwsem *s)
 		die("pthread_rwlock_unlock");
 }
 
+/*
+ * The copy of a rwsem a fork's prepare handler held for write, in the child: glibc takes an
+ * unlock for a writer's only from the writer's own thread id, which the child's thread does not
+ * have (its unlock would count as a reader's and leave the lock wedged), so the child starts it
+ * anew instead.
+ */
+#ifdef __SANITIZE_THREAD__
+void __tsan_mutex_pre_unlock(void *addr, unsigned flags);
+void __tsan_mutex_post_unlock(void *addr, unsigned flags);
+#endif
+
+static inline void uiommu_up_write_in_fork_child(struct uiommu_rwsem *s)
+{
+#ifdef UIOMMU_DEBUG
+	atomic_store_explicit(&s->writer, 0, memory_order_relaxed);
+	lockdep_release(s->cls, s);
+#endif
+#ifdef __SANITIZE_THREAD__
+	/* ThreadSanitizer is told of the unlock the new start stands for. */
+	__tsan_mutex_pre_unlock(&s->rw, 0);
+#endif
+	if (pthread_rwlock_init(&s->rw, NULL))
+		die("pthread_rwlock_init");
+#ifdef __SANITIZE_THREAD__
+	__tsan_mutex_post_unlock(&s->rw, 0);
+#endif
+}
+
 static inline void uiommu_cond_init(struct uiommu_cond *c)
 {
 	if (pthread_cond_init(&c->c, NULL))

@@ -81,14 +81,19 @@ static void window_atfork_prepare(void)
 	uiommu_down_write(&window_lock);
 }
 
-static void window_atfork_release(void)
+static void window_atfork_parent(void)
 {
 	uiommu_up_write(&window_lock);
 }
 
+static void window_atfork_child(void)
+{
+	uiommu_up_write_in_fork_child(&window_lock);
+}
+
 static void window_atfork_register(void)
 {
-	if (pthread_atfork(window_atfork_prepare, window_atfork_release, window_atfork_release))
+	if (pthread_atfork(window_atfork_prepare, window_atfork_parent, window_atfork_child))
 		die("pthread_atfork");
 }
 

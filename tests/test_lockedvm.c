@@ -3,8 +3,10 @@
  * The user's locked_vm is one count across the user's processes (src/mm/locked_vm.c), as the
  * kernel's user_struct::locked_vm: pins in the USER accounting mode made by two processes are
  * limited together by the charging process's RLIMIT_MEMLOCK; a process killed with its pins
- * gives them back to the next charge; a forked child brings the charges it inherited; where
- * the shared file cannot be had, each process counts alone (the library's old behaviour).
+ * gives them back to the next charge; a forked child brings the charges it inherited; the
+ * next server of an exec hand-over takes the exec'ing image's charges into a slot of its own;
+ * where the shared file cannot be had, each process counts alone (the library's old
+ * behaviour.
  *
  * Every case lowers RLIMIT_MEMLOCK to LIMIT pages and drops CAP_IPC_LOCK, so its MAPs (with a
  * mock domain attached: pinned at once) are charged. The harness points $UIOMMU_LOCKED_VM_DIR
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -686,5 +689,107 @@ TEST_F(lockedvm, racing_chargers_never_pass_limit)
 	ASSERT_EQ(0, user_total());
 }
 
+
+/* An exec hand-over's move of the charges (locked_vm.c, uiommu_locked_vm_handover()). */
+#define HO_PAGES 6ull
+
+/* Waits for the servers hand-overs made (reparented to the case): how many exited with 0. */
+static int handover_servers_wait(void)
+{
+	int status, servers = 0;
+
+	while (wait(&status) > 0)
+		servers += WIFEXITED(status) && !WEXITSTATUS(status) ? 1 : 1000;
+	return errno == ECHILD ? servers : -1;
+}
+
+/*
+ * The move's fallible steps, each failing in turn: a failure makes nothing (the child then
+ * counts as any forked child, the pins in no slot of the file), a move made counts the pages
+ * twice until the exec'ing process's slot dies, then once, in the child's slot. The exec'ing
+ * process is a child of the case ("image"): it pins, moves, forks (the next server), reports
+ * and exits, as its exec would drop its slot; the copy waits for the case's word.
+ */
+struct handover_report {
+	int rc;
+	unsigned long left;
+	uint64_t total;
+};
+
+static int handover_image(unsigned long nth, int hold, int ans)
+{
+	struct handover_report rep = { 0 };
+	struct pinner p;
+	pid_t next;
+	char c;
+
+	if (pinner_open(&p) || pinner_map(&p, 0, HO_PAGES))
+		return 10;
+	uiommu_fail_nth_arm(nth);
+	rep.rc = uiommu_locked_vm_handover();
+	rep.left = uiommu_fail_nth_disarm();
+	rep.total = user_total();
+	fflush(NULL);
+	next = fork();
+	if (next < 0)
+		return 11;
+	if (!next) {
+		close(ans);
+		_exit(read(hold, &c, 1) == 0 ? 0 : 12);
+	}
+	if (write(ans, &rep, sizeof(rep)) != sizeof(rep))
+		return 13;
+	return 0;
+}
+
+TEST_F(lockedvm, fail_nth_sweep_exec_hand_over)
+{
+	unsigned long nth, failures = 0;
+	struct handover_report rep = { 0 };
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out");
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
+	/* A context first, as a program has one before it counts: the fork handlers' order. */
+	ASSERT_EQ(0, pinner_open(&self->p));
+	for (nth = 1; nth < 50; nth++) {
+		int hold[2], ans[2];
+		pid_t pid;
+
+		ASSERT_EQ(0, pipe2(hold, O_CLOEXEC));
+		ASSERT_EQ(0, pipe2(ans, O_CLOEXEC));
+		fflush(NULL);
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (!pid) {
+			close(hold[1]);
+			close(ans[0]);
+			_exit(handover_image(nth, hold[0], ans[1]));
+		}
+		close(hold[0]);
+		close(ans[1]);
+		ASSERT_EQ((ssize_t)sizeof(rep), read(ans[0], &rep, sizeof(rep)));
+		close(ans[0]);
+		ASSERT_EQ(0, test_child_wait(pid));
+		if (rep.rc) {
+			ASSERT_EQ(-ENOMEM, rep.rc);
+			ASSERT_EQ(0, rep.left);
+			ASSERT_EQ(HO_PAGES, rep.total);
+			/* The image's slot died with it: its pages are in none. */
+			ASSERT_EQ(0, user_total());
+			failures++;
+		} else {
+			ASSERT_EQ(2 * HO_PAGES, rep.total);
+			ASSERT_EQ(HO_PAGES, user_total());
+		}
+		close(hold[1]);
+		ASSERT_EQ(1, handover_servers_wait());
+		ASSERT_EQ(0, user_total());
+		if (!rep.rc && rep.left)
+			break; /* made with the failure point never reached */
+	}
+	ASSERT_TRUE(!rep.rc && rep.left);
+	ASSERT_GT(failures, 0);
+}
 
 TEST_HARNESS_MAIN

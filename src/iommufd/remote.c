@@ -129,6 +129,7 @@
 #include "lib/fail.h"
 #include "lib/fdkeep.h"
 #include "lib/sys.h"
+#include "mm/locked_vm.h"
 #include "mm/mm.h"
 
 #define REMOTE_CONNS_MAX 64
@@ -1684,6 +1685,8 @@ UIOMMU_EXPORT int uiommu_exec_handover(void)
 	 */
 	iommufd_direct_invalidate();
 	remote_handover = true;
+	/* The user's count of the pins we serve goes to the next server (locked_vm.c). */
+	(void)uiommu_locked_vm_handover();
 	mid = fork();
 	if (mid == 0) {
 		pid_t server;

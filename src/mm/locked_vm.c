@@ -32,8 +32,21 @@
  * copies pin nothing the kernel would count twice. The child's slot therefore holds its local
  * count less what it had at its first charge (share.inherited); a child's unpin is taken from
  * its own charges first, and the inherited part only shrinks when the local count drops
- * below it. (The next server of an exec hand-over does serve its copies: their charges are
- * in no slot once the old image is gone, docs/accounting.md.)
+ * below it.
+ *
+ * The next server of an exec hand-over (remote.c) is a fork copy too, but it does serve its
+ * copies, after the exec'ing image is gone: their charges move to a slot of its own. Before
+ * the fork, uiommu_locked_vm_handover() opens the file anew (a second open file of this
+ * process), claims a slot there and raises it to our slot's pages (its total first): from then
+ * the total counts them twice, high, never low. The fork hands that open file to the child
+ * and our handler closes our copy of it, so its slot's lock is the child's alone (and then the
+ * grandchild's: it is kept across the next fork, as the next server is the middle process's
+ * child); the child's slot holds what ours did, its share.inherited stays ours, so its slot is
+ * again its local count less its inherited part. Our slot drops the pages when the exec drops
+ * our descriptor and mapping: the slot dies and the next reclaim (the new image's first
+ * charge, any slow path) gives them back; if the exec fails, the next server exits and its
+ * slot dies instead. A SIGKILL anywhere leaves at worst both slots counted. A failed step
+ * (no memory, no file) leaves the copy as any forked child's (its pins then in no slot).
  *
  * One step: the file's header holds a robust process-shared mutex, the user's total and a
  * high-water mark (the slots past it are free). Every charge, uncharge, claim and reclaim
@@ -116,7 +129,15 @@ struct lv_share {
 	ino_t ino;
 	int alone;               /* why this process counts alone (-errno), 0 while it may share */
 	bool forked;             /* a forked child that has not charged yet */
+	bool handover;           /* the next server's share: kept across the next fork */
 	uint64_t inherited;      /* pages of the local count that are a fork's copies */
+};
+
+/* The slot made for the next server of a hand-over, until the fork hands it over. */
+struct lv_next {
+	int fd;                  /* -1: none pending */
+	struct lv_file *file;
+	unsigned int slot;
 };
 
 /*
@@ -125,6 +146,7 @@ struct lv_share {
  */
 UIOMMU_MUTEX_DEFINE(lv_lock);
 static struct lv_share share = { .fd = -1 };
+static struct lv_next next_server = { .fd = -1 }; /* under lv_lock */
 
 void (*_Atomic uiommu_locked_vm_test_park)(void);
 
@@ -401,8 +423,21 @@ static void lv_atfork_prepare(void)
 	uiommu_mutex_lock(&lv_lock);
 }
 
+/* Lets go of the next server's open file in this process (its slot lives on in the child). */
+static void lv_next_drop(void)
+{
+	if (next_server.fd < 0)
+		return;
+	sys_munmap(next_server.file, sizeof(*next_server.file));
+	uiommu_fd_unkeep(next_server.fd);
+	sys_close(next_server.fd);
+	next_server.fd = -1;
+	next_server.file = NULL;
+}
+
 static void lv_atfork_parent(void)
 {
+	lv_next_drop();
 	uiommu_mutex_unlock(&lv_lock);
 }
 
@@ -426,6 +461,14 @@ static bool lv_share_intact(void)
  */
 static void lv_atfork_child(void)
 {
+	if (share.handover) {
+		/* The next server, forked by the middle process: the share is its own. */
+		share.handover = false;
+		atomic_store_explicit(&share.file->slot[share.slot].pid, (int32_t)getpid(),
+				      memory_order_relaxed);
+		uiommu_mutex_unlock(&lv_lock);
+		return;
+	}
 	if (share.fd >= 0) {
 		sys_munmap(share.file, sizeof(*share.file));
 		if (lv_share_intact())
@@ -435,7 +478,19 @@ static void lv_atfork_child(void)
 		share.fd = -1;
 		share.file = NULL;
 	}
-	share.forked = true;
+	if (next_server.fd >= 0) {
+		/* The middle process of a hand-over: the slot made for it, its charges in it. */
+		share.fd = next_server.fd;
+		share.file = next_server.file;
+		share.slot = next_server.slot;
+		share.handover = true;
+		next_server.fd = -1;
+		next_server.file = NULL;
+		atomic_store_explicit(&share.file->slot[share.slot].pid, (int32_t)getpid(),
+				      memory_order_relaxed);
+	} else {
+		share.forked = true;
+	}
 	uiommu_mutex_unlock(&lv_lock);
 }
 
@@ -445,13 +500,15 @@ static void lv_atfork_register(void)
 		die("pthread_atfork");
 }
 
-/* Opens the file and takes a slot for the effective user: 0 or -errno, nothing kept. */
-static int lv_share_open(void)
+/*
+ * Opens the file and takes a slot in it for the effective user: 0 with *@fdp (kept), *@fp,
+ * *@slotp and the file's identity in *@st; or -errno, nothing kept.
+ */
+static int lv_file_open(int *fdp, struct lv_file **fp, unsigned int *slotp, struct stat *st)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct lv_file *f = NULL;
 	unsigned int slot;
-	struct stat st;
 	int dfd, fd, rc;
 
 	lockdep_assert_held(&lv_lock);
@@ -467,7 +524,7 @@ static int lv_share_open(void)
 	sys_close(dfd);
 	if (fd < 0)
 		return rc;
-	rc = sys_fstat(fd, &st) ? -errno : lv_open_lock(fd);
+	rc = sys_fstat(fd, st) ? -errno : lv_open_lock(fd);
 	if (rc)
 		goto out_close;
 	rc = lv_file_prepare(fd, &f);
@@ -482,12 +539,9 @@ static int lv_share_open(void)
 		goto out_unmap;
 	lv_open_unlock(fd);
 	uiommu_fd_keep(fd);
-	share.fd = fd;
-	share.file = f;
-	share.slot = slot;
-	share.uid = geteuid();
-	share.dev = st.st_dev;
-	share.ino = st.st_ino;
+	*fdp = fd;
+	*fp = f;
+	*slotp = slot;
 	return 0;
 
 out_unmap:
@@ -497,6 +551,21 @@ out_unlock:
 out_close:
 	sys_close(fd);
 	return rc;
+}
+
+/* Opens the file and takes a slot for the effective user: 0 or -errno, nothing kept. */
+static int lv_share_open(void)
+{
+	struct stat st;
+	int rc;
+
+	rc = lv_file_open(&share.fd, &share.file, &share.slot, &st);
+	if (rc)
+		return rc;
+	share.uid = geteuid();
+	share.dev = st.st_dev;
+	share.ino = st.st_ino;
+	return 0;
 }
 
 /*
@@ -663,4 +732,45 @@ int uiommu_locked_vm_total(uid_t uid, uint64_t *total)
 	*total = atomic_load_explicit(&share.file->total, memory_order_relaxed);
 	lv_leave();
 	return 0;
+}
+
+int uiommu_locked_vm_handover(void)
+{
+	struct lv_file *f;
+	unsigned int slot;
+	struct stat st;
+	int fd, rc;
+
+	uiommu_mutex_lock(&lv_lock);
+	lv_next_drop(); /* one that no fork took (a fork that failed drops it too) */
+	rc = 0;
+	if (share.fd < 0)
+		goto out_unlock; /* no slot: nothing of ours is counted, nothing to move */
+	rc = lv_file_open(&fd, &f, &slot, &st);
+	if (rc)
+		goto out_unlock;
+	/* The same file as our slot's (not one made anew in its place since). */
+	rc = -ESTALE;
+	if (st.st_dev != share.dev || st.st_ino != share.ino)
+		goto out_close;
+	rc = lv_file_enter(f);
+	if (rc)
+		goto out_close;
+	/* Raised before ours drops (at the exec): the total is never below the slots' sum. */
+	lv_slot_set(f, slot, lv_pages(f, share.slot));
+	lv_file_leave(f);
+	next_server.fd = fd;
+	next_server.file = f;
+	next_server.slot = slot;
+	uiommu_mutex_unlock(&lv_lock);
+	return 0;
+
+out_close:
+	/* The slot holds nothing yet, or the file is not ours: dies with the open file. */
+	sys_munmap(f, sizeof(*f));
+	uiommu_fd_unkeep(fd);
+	sys_close(fd);
+out_unlock:
+	uiommu_mutex_unlock(&lv_lock);
+	return rc;
 }

@@ -36,6 +36,15 @@ void uiommu_locked_vm_sync(uid_t uid, _Atomic uint64_t *local);
 int uiommu_locked_vm_total(uid_t uid, uint64_t *total);
 
 /*
+ * Before the fork of an exec hand-over's next server (remote.c): a slot of its own, holding
+ * this process's share of the user's count, which the next fork hands to the child (and it
+ * keeps across its own fork, the next server's); this process's slot keeps its pages until
+ * the exec drops it (locked_vm.c has the order). 0 (nothing to move included); -errno with
+ * nothing made: the child then counts as any forked child.
+ */
+int uiommu_locked_vm_handover(void);
+
+/*
  * Tests only: when set, called inside a charge that raises a slot, with the shared file's
  * mutex held and the total raised but not yet the slot (a test parks there to SIGKILL the
  * holder).

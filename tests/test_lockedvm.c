@@ -6,7 +6,7 @@
  * gives them back to the next charge; a forked child brings the charges it inherited; the
  * next server of an exec hand-over takes the exec'ing image's charges into a slot of its own;
  * where the shared file cannot be had, each process counts alone (the library's old
- * behaviour.
+ * behaviour). This program run as "--child ROLE ..." is the new image of an exec.
  *
  * Every case lowers RLIMIT_MEMLOCK to LIMIT pages and drops CAP_IPC_LOCK, so its MAPs (with a
  * mock domain attached: pinned at once) are charged. The harness points $UIOMMU_LOCKED_VM_DIR
@@ -25,11 +25,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "fd_pass.h"
 #include "iommufd_utils.h"
 #include "memlock_utils.h"
 #include "mm/locked_vm.h"
@@ -690,8 +692,45 @@ TEST_F(lockedvm, racing_chargers_never_pass_limit)
 }
 
 
-/* An exec hand-over's move of the charges (locked_vm.c, uiommu_locked_vm_handover()). */
+/*
+ * An exec hand-over (processes.md, "exec of the serving process"): a serving process (the
+ * server, a child of the case) pins HO_PAGES pages for the case, its client, then hands its
+ * serving over and execs itself (uiommu_exec_handover(), as the preload layer's execve does).
+ * The next server, a copy of it, serves those pins: the user's total counts them still, once,
+ * against the limit, until the client's unmap, which the next server serves, gives them back.
+ */
 #define HO_PAGES 6ull
+
+/* "--child lvexec2 SOCK": the new image says it runs, and exits at the case's word. */
+static int handover_new_image(int sock)
+{
+	char c = 'r';
+
+	if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1)
+		return 1;
+	return 0;
+}
+
+/* The server: hands its context to the case over @sock, and execs at the case's word. */
+static int handover_server(int sock)
+{
+	struct pinner p;
+	char arg[24], c;
+	int handle;
+
+	if (pinner_open(&p) || send_fd(sock, p.fd, &p.ioas, sizeof(p.ioas)))
+		return 1;
+	if (read(sock, &c, 1) != 1)
+		return 2;
+	handle = uiommu_exec_handover();
+	if (handle < 0)
+		return 3;
+	snprintf(arg, sizeof(arg), "%d", sock);
+	if (!fcntl(sock, F_SETFD, 0))
+		execl("/proc/self/exe", "test_lockedvm", "--child", "lvexec2", arg, (char *)NULL);
+	uiommu_exec_failed(handle);
+	return 4;
+}
 
 /* Waits for the servers hand-overs made (reparented to the case): how many exited with 0. */
 static int handover_servers_wait(void)
@@ -701,6 +740,72 @@ static int handover_servers_wait(void)
 	while (wait(&status) > 0)
 		servers += WIFEXITED(status) && !WEXITSTATUS(status) ? 1 : 1000;
 	return errno == ECHILD ? servers : -1;
+}
+
+TEST_F(lockedvm, exec_hand_over_keeps_the_charges_counted)
+{
+	struct pinner *p = &self->p, srv;
+	char c = 'e';
+	int sv[2], mfd;
+	void *guest;
+	pid_t pid;
+
+	/* The next server is reparented here, to be waited for. */
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	fflush(NULL);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char arg[24];
+
+		/* A new image: a fork of ours would carry its window lock's state (mm/window.c). */
+		snprintf(arg, sizeof(arg), "%d", sv[1]);
+		if (!fcntl(sv[1], F_SETFD, 0))
+			execl("/proc/self/exe", "test_lockedvm", "--child", "lvserver", arg,
+			      (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	srv.fd = recv_fd(sv[0], &srv.ioas, sizeof(srv.ioas));
+	ASSERT_GE(srv.fd, 0);
+	ASSERT_TRUE(uiommu_fd_adopt(srv.fd));
+	/* Guest memory in a memfd, as CPR has it; charged in the server's slot, our limit. */
+	mfd = memfd_create("lvexec", MFD_CLOEXEC);
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, HO_PAGES * PS));
+	guest = mmap(NULL, HO_PAGES * PS, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(guest != MAP_FAILED);
+	ASSERT_EQ(0, map_fixed(srv.fd, srv.ioas, IOVA, guest, HO_PAGES * PS));
+	ASSERT_EQ(0, own_count());
+	ASSERT_EQ(HO_PAGES, user_total());
+	/* The exec: once the new image runs, the old image's file (and slot) is gone. */
+	ASSERT_EQ(1, write(sv[0], &c, 1));
+	ASSERT_EQ(1, read(sv[0], &c, 1));
+	ASSERT_EQ('r', c);
+	ASSERT_EQ(HO_PAGES, user_total());
+	/* What is left under the limit, and not a page more. */
+	ASSERT_EQ(0, pinner_open(p));
+	ASSERT_EQ(-1, pinner_map(p, HO_PAGES, LIMIT - HO_PAGES + 1));
+	ASSERT_EQ(ENOMEM, errno);
+	ASSERT_EQ(0, pinner_map(p, HO_PAGES, LIMIT - HO_PAGES));
+	ASSERT_EQ(LIMIT, user_total());
+	ASSERT_EQ(0, unmap(p->fd, p->ioas, IOVA + HO_PAGES * PS, (LIMIT - HO_PAGES) * PS));
+	ASSERT_EQ(HO_PAGES, user_total());
+	/* The next server serves the unmap: the pages leave the total. */
+	ASSERT_EQ(0, unmap(srv.fd, srv.ioas, IOVA, HO_PAGES * PS));
+	ASSERT_EQ(0, user_total());
+	ASSERT_EQ(0, pinner_map(p, 0, LIMIT));
+	ASSERT_EQ(0, unmap(p->fd, p->ioas, IOVA, LIMIT * PS));
+	ASSERT_EQ(1, write(sv[0], &c, 1));
+	ASSERT_EQ(0, test_child_wait(pid));
+	close(sv[0]);
+	/* Our fd was the last file: the next server exits. */
+	ASSERT_EQ(0, uiommu_close(srv.fd));
+	ASSERT_EQ(0, munmap(guest, HO_PAGES * PS));
+	close(mfd);
+	ASSERT_EQ(1, handover_servers_wait());
+	ASSERT_EQ(0, user_total());
 }
 
 /*
@@ -792,4 +897,11 @@ TEST_F(lockedvm, fail_nth_sweep_exec_hand_over)
 	ASSERT_GT(failures, 0);
 }
 
-TEST_HARNESS_MAIN
+int main(int argc, char **argv)
+{
+	if (argc > 3 && !strcmp(argv[1], "--child") && !strcmp(argv[2], "lvexec2"))
+		return handover_new_image(atoi(argv[3]));
+	if (argc > 3 && !strcmp(argv[1], "--child") && !strcmp(argv[2], "lvserver"))
+		return handover_server(atoi(argv[3]));
+	return __h_run_all(argc, argv);
+}

@@ -1623,6 +1623,7 @@ TEST(short_copies_overlap)
  * after 30 s); the ioctl it interrupted answers from the context, still whole; the
  * context is released once the callbacks have run.
  */
+#ifdef UIOMMU_FAULT_INJECT
 static int rcu_close_fd = -1, rcu_close_rc = 1;
 static volatile sig_atomic_t rcu_close_raised;
 
@@ -1658,6 +1659,8 @@ static void rcu_close_hook(void)
 		raise(SIGUSR1);
 	}
 }
+
+#endif
 
 TEST(close_in_signal_handler_inside_rcu_section)
 {

@@ -254,7 +254,7 @@ static void lv_file_leave(struct lv_file *f)
 /* Does a process (another open file) hold slot @i's byte? An unanswerable test says yes. */
 static bool lv_slot_alive(int fd, unsigned int i)
 {
-	struct flock fl;
+	struct flock fl = { .l_type = F_WRLCK };
 
 	if (lv_ofd(fd, F_OFD_GETLK, F_WRLCK, lv_slot_byte(i), &fl))
 		return true;

@@ -1454,6 +1454,7 @@ TEST(a_clients_empty_or_shrinkable_life_word_is_refused_without_a_sigbus)
 	int sock;
 	pid_t pid;
 
+	NEEDS_IOMMUFD_TEST(); /* the selftest access */
 	ASSERT_EQ(0, served_make(&s));
 	pid = client_start("lifelie", s.fd, s.access, s.iova, true, &sock);
 	ASSERT_LT(0, pid);

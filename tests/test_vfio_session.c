@@ -9,6 +9,13 @@
  * close; a process of another session is another machine; a fail-nth sweep of the new steps
  * leaves no claim behind.
  *
+ * The virtual sysfs's stores meet the same state (src/machine/sysfs.c, "what the other
+ * processes of the session hold"): while the holder has a device open through VFIO (a cdev
+ * file, bound or not, or a group's device fd), vfio-pci's unbind and the device's remove answer
+ * EBUSY at the write(); while a context of the holder owns the group, a DMA-API driver's bind
+ * answers EBUSY and a type switch EPERM, the kernel's errnos. A refused store writes nothing to
+ * the session's journal, and each store goes through once the holder let go.
+ *
  * The other process is this program again (fork + exec of /proc/self/exe "--child holder"), a
  * holder that opens, binds and closes as told over a socket and answers each order with 0 or
  * the errno. The machine (every process loads it from $UIOMMU_TOPOLOGY, kept for the run):
@@ -22,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -48,7 +56,12 @@ enum holder_op {
 	HOLD_CLOSE,  /* close everything kept */
 	HOLD_EXEC,   /* exec this program again, keeping everything kept (QEMU's CPR) */
 	HOLD_DIR,    /* answer, then send the session directory (PATH_MAX bytes) */
+	HOLD_OPEN,   /* open vfio<arg> and keep it, unbound */
+	HOLD_GROUP_DEVICE, /* vfio<arg>'s group node, a container, its device fd: keep all three */
 };
+
+/* vfio<N>'s function (the topology below). */
+static const char *const vfio_bdfs[] = { "0000:03:00.0", "0000:08:00.0", "0000:08:00.1" };
 
 struct holder_msg {
 	int op, arg;
@@ -66,19 +79,27 @@ static void holder_keep(int fd)
 		close(fd);
 }
 
+/* Opens @dir followed by @n and keeps it (*@fd): 0 or the errno. */
+static int holder_open(const char *dir, int n, int *fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s%d", dir, n);
+	*fd = open(path, O_RDWR | O_CLOEXEC);
+	if (*fd < 0)
+		return errno;
+	holder_keep(*fd);
+	return 0;
+}
+
 static int holder_do(const struct holder_msg *m)
 {
 	char path[64];
-	int fd, vfd;
+	int fd, vfd, rc;
 
 	switch (m->op) {
 	case HOLD_GROUP:
-		snprintf(path, sizeof(path), "/dev/vfio/%d", m->arg);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			return errno;
-		holder_keep(fd);
-		return 0;
+		return holder_open("/dev/vfio/", m->arg, &fd);
 	case HOLD_BIND:
 		snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", m->arg);
 		vfd = open(path, O_RDWR | O_CLOEXEC);
@@ -93,6 +114,23 @@ static int holder_do(const struct holder_msg *m)
 			return e;
 		}
 		holder_keep(vfd);
+		holder_keep(fd);
+		return 0;
+	case HOLD_OPEN:
+		return holder_open("/dev/vfio/devices/vfio", m->arg, &vfd);
+	case HOLD_GROUP_DEVICE:
+		rc = holder_open("/dev/vfio/", vfio_group_id(vfio_bdfs[m->arg]), &fd);
+		if (rc)
+			return rc;
+		vfd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		if (vfd < 0)
+			return errno;
+		holder_keep(vfd);
+		if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &vfd))
+			return errno;
+		fd = ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, vfio_bdfs[m->arg]);
+		if (fd < 0)
+			return errno;
 		holder_keep(fd);
 		return 0;
 	case HOLD_CLOSE:
@@ -594,6 +632,221 @@ TEST_F(session, fail_nth_leaves_no_claim)
 	}
 	ASSERT_FALSE(failed);
 	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+}
+
+/* ---- the virtual sysfs's stores against the holder ---------------------------------------- */
+
+#define VFIO_PCI_DRV "/sys/bus/pci/drivers/vfio-pci/"
+#define DMA_DRV "/sys/bus/pci/drivers/uiommu-dma/"
+
+/* The size of the session's journal: what a store that went through adds to. */
+static off_t journal_size(void)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/journal", getenv("UIOMMU_SYSFS_DIR"));
+	return stat(path, &st) ? 0 : st.st_size;
+}
+
+/* Nobody holds the session's claim @name (not even this process): its file takes LOCK_EX. */
+static bool claim_free(const char *name)
+{
+	char path[PATH_MAX];
+	bool free_;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/claim.%s", getenv("UIOMMU_SYSFS_DIR"), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	free_ = !flock(fd, LOCK_EX | LOCK_NB);
+	close(fd);
+	return free_;
+}
+
+/* The first line of @path, into @buf ("" when it cannot be read). */
+static const char *cat_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+
+	buf[0] = '\0';
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = '\0';
+		fclose(f);
+	}
+	return buf;
+}
+
+/* Hands @bdf back to vfio-pci after a case unbound it; 0 or -1. */
+static int vfio_pci_rebind(const char *bdf)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	if (sysfs_store(path, "vfio-pci") || sysfs_store(VFIO_PCI_DRV "bind", bdf))
+		return -1;
+	return sysfs_store(path, "\n");
+}
+
+/*
+ * vfio-pci's unbind and the device's remove while the holder has vfio0 open, unbound, bound
+ * through the cdev, or as a group's device fd: EBUSY at the write (the kernel's would wait for
+ * the holder), nothing journalled, the device still vfio-pci's here. Then both go through.
+ */
+TEST_F(session, a_store_meets_a_device_open_in_another_process)
+{
+	static const int ways[] = { HOLD_OPEN, HOLD_BIND, HOLD_GROUP_DEVICE };
+	const char *remove = "/sys/bus/pci/devices/0000:03:00.0/remove";
+	off_t j;
+
+	for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+		ASSERT_EQ(0, holder(self->sock, ways[w], 0));
+		j = journal_size();
+		ASSERT_ERRNO(EBUSY, sysfs_store(VFIO_PCI_DRV "unbind", vfio_bdfs[0]));
+		ASSERT_ERRNO(EBUSY, sysfs_store(remove, "1"));
+		ASSERT_EQ(j, journal_size());
+		ASSERT_EQ(0, access("/dev/vfio/devices/vfio0", F_OK));
+		ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	}
+	ASSERT_TRUE(claim_free("open.0000:03:00.0"));
+	j = journal_size();
+	ASSERT_EQ(0, sysfs_store(VFIO_PCI_DRV "unbind", vfio_bdfs[0]));
+	ASSERT_LT(j, journal_size());
+	ASSERT_ERRNO(ENOENT, access("/dev/vfio/devices/vfio0", F_OK));
+	ASSERT_EQ(0, vfio_pci_rebind(vfio_bdfs[0]));
+	j = journal_size();
+	ASSERT_EQ(0, sysfs_store(remove, "1"));
+	ASSERT_LT(j, journal_size());
+	ASSERT_ERRNO(ENOENT, access("/dev/vfio/devices/vfio0", F_OK));
+	ASSERT_EQ(0, sysfs_store("/sys/bus/pci/rescan", "1"));
+	ASSERT_EQ(0, access("/dev/vfio/devices/vfio0", F_OK));
+}
+
+/*
+ * While a context of the holder owns group g (vfio1 bound through its cdev, or its group's
+ * device fd), a DMA-API driver's bind of the group's other function answers EBUSY and a type
+ * switch EPERM (iommu_device_use_default_domain(), iommu_group_store_type()); nothing is
+ * journalled and the type stays. Then both go through.
+ */
+TEST_F(session, a_store_meets_a_group_owned_in_another_process)
+{
+	static const int ways[] = { HOLD_BIND, HOLD_GROUP_DEVICE };
+	char type[64], was[32], now[32], name[32];
+	off_t j;
+
+	snprintf(type, sizeof(type), "/sys/kernel/iommu_groups/%d/type", self->g);
+	snprintf(name, sizeof(name), "owner.%d", self->g);
+	cat_line(type, was, sizeof(was));
+	ASSERT_NE(0, strcmp("", was));
+	ASSERT_NE(0, strcmp("identity\n", was));
+	ASSERT_EQ(0, setenv("UIOMMU_SYSFS_PRIVILEGED", "1", 1));
+	/* vfio2 leaves vfio-pci (nobody has it open): a DMA-API driver may have it. */
+	ASSERT_EQ(0, sysfs_store(VFIO_PCI_DRV "unbind", vfio_bdfs[2]));
+	for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+		ASSERT_EQ(0, holder(self->sock, ways[w], 1));
+		ASSERT_FALSE(claim_free(name));
+		j = journal_size();
+		ASSERT_ERRNO(EBUSY, sysfs_store(DMA_DRV "bind", vfio_bdfs[2]));
+		ASSERT_ERRNO(EPERM, sysfs_store(type, "identity"));
+		ASSERT_EQ(j, journal_size());
+		ASSERT_STREQ(was, cat_line(type, now, sizeof(now)));
+		ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	}
+	ASSERT_TRUE(claim_free(name));
+	ASSERT_EQ(0, sysfs_store(type, "identity"));
+	ASSERT_STREQ("identity\n", cat_line(type, now, sizeof(now)));
+	ASSERT_EQ(0, sysfs_store(type, was));
+	ASSERT_EQ(0, sysfs_store(DMA_DRV "bind", vfio_bdfs[2]));
+	ASSERT_EQ(0, sysfs_store(DMA_DRV "unbind", vfio_bdfs[2]));
+	ASSERT_EQ(0, vfio_pci_rebind(vfio_bdfs[2]));
+	ASSERT_EQ(0, unsetenv("UIOMMU_SYSFS_PRIVILEGED"));
+}
+
+/*
+ * Each fallible step of a store that tests the session's claims, and of the opens that take
+ * the new ones, failed once in turn: a refused store answers EBUSY or the failure's ENOMEM and
+ * journals nothing; one that goes through journals its entry; a failed one leaves no claim of
+ * ours behind (the store's test, a cdev file's open.BDF, a device fd's owner.N).
+ */
+TEST_F(session, fail_nth_of_the_stores_and_opens_leaves_no_claim)
+{
+	bool failed = true;
+	unsigned long n;
+	int rc, e, v, g, c;
+	off_t j;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("a build without fault injection");
+	ASSERT_EQ(0, holder(self->sock, HOLD_OPEN, 0));
+	for (n = 1; n < 1000 && failed; n++) {
+		j = journal_size();
+		uiommu_fail_nth_arm(n);
+		rc = sysfs_store(VFIO_PCI_DRV "unbind", vfio_bdfs[0]);
+		e = errno;
+		failed = !uiommu_fail_nth_disarm();
+		ASSERT_EQ(-1, rc);
+		/* An injected failure to make an fd (the attribute's open) is EMFILE. */
+		ASSERT_TRUE(e == EBUSY || (failed && (e == ENOMEM || e == EMFILE)));
+		ASSERT_EQ(j, journal_size());
+	}
+	ASSERT_FALSE(failed);
+	ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	for (n = 1, failed = true; n < 1000 && failed; n++) {
+		j = journal_size();
+		uiommu_fail_nth_arm(n);
+		rc = sysfs_store(VFIO_PCI_DRV "unbind", vfio_bdfs[0]);
+		e = errno;
+		failed = !uiommu_fail_nth_disarm();
+		ASSERT_TRUE(claim_free("open.0000:03:00.0"));
+		if (rc) {
+			ASSERT_TRUE(failed);
+			ASSERT_TRUE(e == ENOMEM || e == EMFILE);
+			ASSERT_EQ(j, journal_size());
+			ASSERT_EQ(0, access("/dev/vfio/devices/vfio0", F_OK));
+		} else {
+			ASSERT_LT(j, journal_size());
+			ASSERT_EQ(0, vfio_pci_rebind(vfio_bdfs[0]));
+		}
+	}
+	ASSERT_FALSE(failed);
+	for (n = 1, failed = true; n < 1000 && failed; n++) {
+		uiommu_fail_nth_arm(n);
+		v = cdev_open(0);
+		failed = !uiommu_fail_nth_disarm();
+		ASSERT_EQ(v < 0, claim_free("open.0000:03:00.0"));
+		if (v >= 0)
+			ASSERT_EQ(0, close(v));
+		else
+			ASSERT_TRUE(failed);
+		ASSERT_TRUE(claim_free("open.0000:03:00.0"));
+	}
+	ASSERT_FALSE(failed);
+	for (n = 1, failed = true; n < 1000 && failed; n++) {
+		char owner[32];
+
+		snprintf(owner, sizeof(owner), "owner.%d", self->a);
+		g = group_open(self->a);
+		c = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		ASSERT_GE(g, 0);
+		ASSERT_GE(c, 0);
+		ASSERT_EQ(0, ioctl(g, VFIO_GROUP_SET_CONTAINER, &c));
+		uiommu_fail_nth_arm(n);
+		v = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, vfio_bdfs[0]);
+		failed = !uiommu_fail_nth_disarm();
+		ASSERT_EQ(v < 0, claim_free("open.0000:03:00.0"));
+		ASSERT_EQ(v < 0, claim_free(owner));
+		if (v >= 0)
+			ASSERT_EQ(0, close(v));
+		else
+			ASSERT_TRUE(failed);
+		ASSERT_EQ(0, close(g));
+		ASSERT_EQ(0, close(c));
+		ASSERT_TRUE(claim_free("open.0000:03:00.0"));
+		ASSERT_TRUE(claim_free(owner));
+	}
+	ASSERT_FALSE(failed);
 }
 
 int main(int argc, char **argv)

@@ -1974,6 +1974,12 @@ static bool sysfs_streq(const char *s1, size_t n1, const char *s2)
 ssize_t iommu_group_type_store(struct iommu_group *group, const char *buf, size_t count,
 			       bool privileged)
 {
+	return iommu_group_type_store_held(group, buf, count, privileged, false);
+}
+
+ssize_t iommu_group_type_store_held(struct iommu_group *group, const char *buf, size_t count,
+				    bool privileged, bool owned_elsewhere)
+{
 	struct group_device *gdev;
 	unsigned int req_type;
 	int ret;
@@ -2006,7 +2012,7 @@ ssize_t iommu_group_type_store(struct iommu_group *group, const char *buf, size_
 			iommu_domain_set_type(group->default_domain, IOMMU_DOMAIN_DMA_FQ);
 		goto out_unlock;
 	}
-	if (!group->nr_devices || group->owner_cnt) {
+	if (!group->nr_devices || group->owner_cnt || owned_elsewhere) {
 		ret = -EPERM;
 		goto out_unlock;
 	}

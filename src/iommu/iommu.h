@@ -803,6 +803,13 @@ ssize_t iommu_group_type_show(struct iommu_group *group, char *buf, size_t len);
 /* Returns @count or -errno, as the kernel's store. @privileged: CAP_SYS_ADMIN and CAP_SYS_RAWIO. */
 ssize_t iommu_group_type_store(struct iommu_group *group, const char *buf, size_t count,
 			       bool privileged);
+/*
+ * The same, with @owned_elsewhere: a user the core cannot see (another process's copy of the
+ * machine, which the caller asked) owns the group, which counts as the core's own owner: -EPERM
+ * for every switch but the live DMA -> DMA-FQ, after the -EACCES and -EINVAL checks.
+ */
+ssize_t iommu_group_type_store_held(struct iommu_group *group, const char *buf, size_t count,
+				    bool privileged, bool owned_elsewhere);
 ssize_t iommu_group_reserved_regions_show(struct iommu_group *group, char *buf, size_t len);
 
 /* ---- hooks the DMA layer provides (dma-iommu.c) --------------------------------------------- */

@@ -21,6 +21,16 @@ struct session_claim {
 
 #define SESSION_CLAIM_NONE ((struct session_claim){ .fd = -1 })
 
+/*
+ * The names, one vocabulary for the layer that takes the claims (src/vfio/claim.c, which says
+ * what holds each and in which mode) and the virtual sysfs, whose stores test them (sysfs.c):
+ * a group's number or a device's BDF in the session's topology.
+ */
+#define SESSION_CLAIM_GROUP "group.%d"   /* the group's node is open, or a device bound by cdev */
+#define SESSION_CLAIM_OWNER "owner.%d"   /* a user (an iommufd context) owns the group's DMA */
+#define SESSION_CLAIM_DEVICE "device.%s" /* the device is bound through its cdev */
+#define SESSION_CLAIM_OPEN "open.%s"     /* VFIO has the device open (a cdev file, a device fd) */
+
 /**
  * session_claim_take() - take the claim @name for this process
  * @exclusive: LOCK_EX (nobody else may hold it) rather than LOCK_SH (nobody may hold it
@@ -33,6 +43,18 @@ struct session_claim {
  * making the session directory or the claim file (-EMFILE ...).
  */
 int session_claim_take(const char *name, bool exclusive, struct session_claim *claim);
+
+/**
+ * session_claim_test() - is the claim @name held by anyone (another process, or another
+ * handle of this one)? Never waits, and makes no file: a store that only looks leaves nothing
+ * in the session directory.
+ * @claim: out: when nobody holds it, the claim taken exclusively (so that nobody takes it
+ *         until session_claim_drop()), or SESSION_CLAIM_NONE when its file does not exist
+ *         (nobody ever took it; a first claimer may then slip in before the drop)
+ *
+ * Return: 0, nobody holds it; -EBUSY, somebody does; -ENOMEM (injected), another -errno.
+ */
+int session_claim_test(const char *name, struct session_claim *claim);
 
 /*
  * session_claim_drop() - let go of @claim (SESSION_CLAIM_NONE: nothing), which becomes

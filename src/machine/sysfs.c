@@ -1389,9 +1389,89 @@ static void journal_end(int fd, const char *line)
 	close(fd);
 }
 
+/* ---- what the other processes of the session hold --------------------------------------------- */
+
+/*
+ * A store that the kernel refuses while a user has the device or its group (a type switch, a
+ * DMA-API driver's bind, vfio-pci's unbind, a remove) must be refused here too when the user
+ * is another process of the session, whose copy of the machine this one cannot see: its VFIO
+ * files and owners are claims (session.h, src/vfio/claim.c). A store tests the claims it
+ * cares about by taking each exclusively, without waiting (session_claim_test(), which makes
+ * no file where nobody ever claimed): one that somebody holds (another
+ * process, or this one, whose own state then refuses the same way) is TOPOLOGY_HELD_*, and
+ * the store answers that process's errno at once, with nothing journalled. One that nobody
+ * holds stays ours until the store's journal entry is written (sysfs_held_drop() after
+ * journal_end()), so no open or bind of another process gets in between: one that tries
+ * meanwhile is refused as if the store had won (claim.c says how).
+ */
+struct sysfs_held {
+	unsigned int held;          /* TOPOLOGY_HELD_*: held by somebody */
+	struct session_claim owner; /* owner.N while we test it (nobody held it) */
+	struct session_claim open;  /* open.BDF, likewise */
+};
+
+#define SYSFS_HELD_INIT                                                                   \
+	((struct sysfs_held){ .owner = SESSION_CLAIM_NONE, .open = SESSION_CLAIM_NONE })
+
+static void sysfs_held_drop(struct sysfs_held *h)
+{
+	session_claim_drop(&h->open);
+	session_claim_drop(&h->owner);
+}
+
+/* Tests the claim @name for @bit (*@claim ours when nobody holds it); -errno if it cannot. */
+static int sysfs_held_test(struct sysfs_held *h, unsigned int bit, struct session_claim *claim,
+			   const char *name)
+{
+	int rc = session_claim_test(name, claim);
+
+	if (rc == -EBUSY) {
+		h->held |= bit;
+		return 0;
+	}
+	return rc;
+}
+
+/*
+ * Fills @h for @want (TOPOLOGY_HELD_*): OWNED tests the group @group_id (< 0: none), OPEN the
+ * device @bdf. Return: 0, or -errno (the store fails with it: an injected -ENOMEM, -EMFILE)
+ * with nothing held.
+ */
+static int sysfs_held_take(struct sysfs_held *h, unsigned int want, int group_id, const char *bdf)
+{
+	char name[64];
+	int rc = 0;
+
+	lockdep_assert_held(&sysfs_lock);
+	*h = SYSFS_HELD_INIT;
+	if ((want & TOPOLOGY_HELD_OWNED) && group_id >= 0) {
+		snprintf(name, sizeof(name), SESSION_CLAIM_OWNER, group_id);
+		rc = sysfs_held_test(h, TOPOLOGY_HELD_OWNED, &h->owner, name);
+	}
+	if (!rc && (want & TOPOLOGY_HELD_OPEN)) {
+		snprintf(name, sizeof(name), SESSION_CLAIM_OPEN, bdf);
+		rc = sysfs_held_test(h, TOPOLOGY_HELD_OPEN, &h->open, name);
+	}
+	if (rc)
+		sysfs_held_drop(h);
+	return rc;
+}
+
+/* The number of the group of the device @bdf, or -1. */
+static int group_id_by_bdf(const char *bdf)
+{
+	struct iommu_group *group = group_by_bdf(bdf);
+	int id = group ? iommu_group_id(group) : -1;
+
+	if (group)
+		iommu_group_put(group);
+	return id;
+}
+
 ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t count,
 			 bool privileged)
 {
+	struct sysfs_held held = SYSFS_HELD_INIT;
 	char bdf[32] = "", line[96];
 	const char *journal = NULL;
 	size_t vlen = count;
@@ -1400,7 +1480,12 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
 
 	uiommu_mutex_lock(&sysfs_lock);
 	fd = journal_begin();
-	ret = iommu_group_type_store(group, buf, count, privileged);
+	/* Unprivileged, the store is EACCES before it looks at any owner. */
+	ret = privileged ? sysfs_held_take(&held, TOPOLOGY_HELD_OWNED, iommu_group_id(group), NULL)
+			 : 0;
+	if (!ret)
+		ret = iommu_group_type_store_held(group, buf, count, privileged,
+						  held.held & TOPOLOGY_HELD_OWNED);
 	if (ret >= 0 && fd >= 0) {
 		iommu_group_for_each_dev(group, bdf, first_dev_cb);
 		if (vlen && buf[vlen - 1] == '\n')
@@ -1412,6 +1497,7 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
 		}
 	}
 	journal_end(fd, journal);
+	sysfs_held_drop(&held);
 	uiommu_mutex_unlock(&sysfs_lock);
 	return ret;
 }
@@ -1453,9 +1539,13 @@ static int find_present(const char *name, char *bdf, size_t len)
 	return 0;
 }
 
-/* @s: the bytes written, NUL-terminated; @line gets the journal entry of a success. */
+/*
+ * @s: the bytes written, NUL-terminated; @line gets the journal entry of a success; @held
+ * what the store tested of the other processes (sysfs_held_take()), the caller's to drop once
+ * the entry is written.
+ */
 static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, char *line,
-		     size_t len)
+		     size_t len, struct sysfs_held *held)
 {
 	unsigned long val;
 	char bdf[32];
@@ -1471,7 +1561,9 @@ static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, c
 			return -EINVAL;
 		if (!val)
 			return 0;
-		rc = topology_unplug(bdf);
+		rc = sysfs_held_take(held, TOPOLOGY_HELD_OWNED | TOPOLOGY_HELD_OPEN,
+				     group_id_by_bdf(bdf), bdf);
+		rc = rc ?: topology_unplug_held(bdf, held->held);
 		if (rc)
 			return rc == -ENOENT ? -ENODEV : rc;
 		snprintf(line, len, "unplug %s\n", bdf);
@@ -1487,7 +1579,8 @@ static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, c
 		return 0;
 	case SYSFS_ATTR_BIND:
 		rc = find_present(s, bdf, sizeof(bdf));
-		rc = rc ?: topology_bind(bdf);
+		rc = rc ?: sysfs_held_take(held, TOPOLOGY_HELD_OWNED, group_id_by_bdf(bdf), bdf);
+		rc = rc ?: topology_bind_held(bdf, held->held);
 		if (rc == -ENOENT)
 			rc = -ENODEV;
 		else if (rc == -EPROBE_DEFER)
@@ -1512,7 +1605,8 @@ static int pci_store(enum sysfs_attr attr, const char *dev_bdf, const char *s, c
 		return rc;
 	case SYSFS_ATTR_VFIO_UNBIND:
 		rc = find_present(s, bdf, sizeof(bdf));
-		rc = rc ?: topology_vfio_unbind(bdf);
+		rc = rc ?: sysfs_held_take(held, TOPOLOGY_HELD_OPEN, -1, bdf);
+		rc = rc ?: topology_vfio_unbind_held(bdf, held->held);
 		if (rc == -ENOENT)
 			rc = -ENODEV;
 		if (!rc)
@@ -1582,6 +1676,7 @@ static int sysfs_file_resolve_group(struct sysfs_file *f)
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
 {
+	struct sysfs_held held = SYSFS_HELD_INIT;
 	char s[4097], line[96] = "";
 	int rc, fd;
 
@@ -1597,8 +1692,9 @@ static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t co
 	s[count] = '\0';
 	uiommu_mutex_lock(&sysfs_lock);
 	fd = journal_begin();
-	rc = pci_store(f->attr, f->bdf, s, line, sizeof(line));
+	rc = pci_store(f->attr, f->bdf, s, line, sizeof(line), &held);
 	journal_end(fd, !rc && line[0] ? line : NULL);
+	sysfs_held_drop(&held);
 	uiommu_mutex_unlock(&sysfs_lock);
 	return rc ? rc : (ssize_t)count;
 }

@@ -1450,6 +1450,11 @@ int topology_for_each_iommu(int (*fn)(struct iommu_device *iommu, void *arg), vo
 
 int topology_unplug(const char *bdf)
 {
+	return topology_unplug_held(bdf, 0);
+}
+
+int topology_unplug_held(const char *bdf, unsigned int held)
+{
 	struct iommu_group_info ginfo;
 	struct iommu_group *group;
 	struct topo_device *td;
@@ -1474,13 +1479,13 @@ int topology_unplug(const char *bdf)
 	if (group) {
 		iommu_group_get_info(group, &ginfo);
 		iommu_group_put(group);
-		if (ginfo.owned && ginfo.nr_devices == 1) {
+		if ((ginfo.owned || (held & TOPOLOGY_HELD_OWNED)) && ginfo.nr_devices == 1) {
 			rc = -EBUSY;
 			goto out_unlock;
 		}
 	}
 	/* VFIO's remove waits for the device's users to close; we refuse instead of waiting. */
-	if (td->vfio_users) {
+	if (td->vfio_users || (held & TOPOLOGY_HELD_OPEN)) {
 		rc = -EBUSY;
 		goto out_unlock;
 	}
@@ -1527,20 +1532,24 @@ out_unlock:
 	return rc;
 }
 
-/* Runs @op on the device @bdf under topology_lock: -ENOENT for an unknown BDF. */
-static int topo_device_op(const char *bdf, int (*op)(struct topo_device *td))
+/*
+ * Runs @op on the device @bdf under topology_lock, with what other processes hold on it
+ * (TOPOLOGY_HELD_*): -ENOENT for an unknown BDF.
+ */
+static int topo_device_op(const char *bdf, unsigned int held,
+			  int (*op)(struct topo_device *td, unsigned int held))
 {
 	struct topo_device *td;
 	int rc;
 
 	uiommu_mutex_lock(&topology_lock);
 	td = topo_find(bdf);
-	rc = td ? op(td) : -ENOENT;
+	rc = td ? op(td, held) : -ENOENT;
 	uiommu_mutex_unlock(&topology_lock);
 	return rc;
 }
 
-static int topo_bind_op(struct topo_device *td)
+static int topo_bind_op(struct topo_device *td, unsigned int held)
 {
 	if (!td->present)
 		return -ENODEV;
@@ -1548,11 +1557,15 @@ static int topo_bind_op(struct topo_device *td)
 		return -EBUSY;
 	if (!topo_driver_matches(td, TOPOLOGY_DMA_DRIVER))
 		return -ENODEV;
+	/* iommu_device_use_default_domain() against a user in another process. */
+	if (held & TOPOLOGY_HELD_OWNED)
+		return -EBUSY;
 	return topo_device_bind(td);
 }
 
-static int topo_unbind_op(struct topo_device *td)
+static int topo_unbind_op(struct topo_device *td, unsigned int held)
 {
+	(void)held;
 	if (!td->present)
 		return -ENODEV;
 	if (!td->bound)
@@ -1561,8 +1574,9 @@ static int topo_unbind_op(struct topo_device *td)
 	return 0;
 }
 
-static int topo_vfio_bind_op(struct topo_device *td)
+static int topo_vfio_bind_op(struct topo_device *td, unsigned int held)
 {
+	(void)held; /* vfio-pci manages DMA itself: nobody's ownership stops its bind */
 	if (!td->present || !topo_driver_matches(td, TOPOLOGY_VFIO_DRIVER))
 		return -ENODEV;
 	if (td->bound || td->vfio_index >= 0)
@@ -1570,11 +1584,11 @@ static int topo_vfio_bind_op(struct topo_device *td)
 	return topo_vfio_bind(td);
 }
 
-static int topo_vfio_unbind_op(struct topo_device *td)
+static int topo_vfio_unbind_op(struct topo_device *td, unsigned int held)
 {
 	if (!td->present || td->vfio_index < 0)
 		return -ENODEV;
-	if (td->vfio_users)
+	if (td->vfio_users || (held & TOPOLOGY_HELD_OPEN))
 		return -EBUSY; /* the kernel waits for the users to close */
 	topo_vfio_unbind(td);
 	return 0;
@@ -1582,22 +1596,32 @@ static int topo_vfio_unbind_op(struct topo_device *td)
 
 int topology_bind(const char *bdf)
 {
-	return topo_device_op(bdf, topo_bind_op);
+	return topo_device_op(bdf, 0, topo_bind_op);
+}
+
+int topology_bind_held(const char *bdf, unsigned int held)
+{
+	return topo_device_op(bdf, held, topo_bind_op);
 }
 
 int topology_unbind(const char *bdf)
 {
-	return topo_device_op(bdf, topo_unbind_op);
+	return topo_device_op(bdf, 0, topo_unbind_op);
 }
 
 int topology_vfio_bind(const char *bdf)
 {
-	return topo_device_op(bdf, topo_vfio_bind_op);
+	return topo_device_op(bdf, 0, topo_vfio_bind_op);
 }
 
 int topology_vfio_unbind(const char *bdf)
 {
-	return topo_device_op(bdf, topo_vfio_unbind_op);
+	return topo_device_op(bdf, 0, topo_vfio_unbind_op);
+}
+
+int topology_vfio_unbind_held(const char *bdf, unsigned int held)
+{
+	return topo_device_op(bdf, held, topo_vfio_unbind_op);
 }
 
 int topology_vfio_get(struct device *dev)

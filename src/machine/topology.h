@@ -118,6 +118,14 @@ int topology_for_each_device(int (*fn)(const struct topology_device_info *info, 
 /** topology_for_each_iommu() - the same for the IOMMU instances */
 int topology_for_each_iommu(int (*fn)(struct iommu_device *iommu, void *arg), void *arg);
 
+/*
+ * What other processes of a uiommu-run session hold on a device, as far as a store refuses
+ * for it (the virtual sysfs learns it from the session's claims, machine/session.h, and hands
+ * it to the *_held() forms below): each counts as the same state in this process would.
+ */
+#define TOPOLOGY_HELD_OWNED 0x1u /* a user (an iommufd context) owns the device's group */
+#define TOPOLOGY_HELD_OPEN 0x2u  /* VFIO has the device open (a cdev file, a device fd) */
+
 /**
  * topology_unplug() - hot-unplug @bdf: unbind its driver if bound, then iommu_release_device()
  *
@@ -126,6 +134,7 @@ int topology_for_each_iommu(int (*fn)(struct iommu_device *iommu, void *arg), vo
  * the user lets go; we refuse instead of waiting).
  */
 int topology_unplug(const char *bdf);
+int topology_unplug_held(const char *bdf, unsigned int held);
 
 /**
  * topology_plug() - hot-plug @bdf again: iommu_probe_device(), then bind the DMA-API driver if
@@ -145,6 +154,8 @@ int topology_plug(const char *bdf);
  * -EPROBE_DEFER; unbind: -EINVAL when not bound.
  */
 int topology_bind(const char *bdf);
+/* The same against @held (TOPOLOGY_HELD_OWNED: -EBUSY once the driver matches). */
+int topology_bind_held(const char *bdf, unsigned int held);
 /*
  * With $UIOMMU_DRIVER_DMA set (and not "0"), the emulated driver of a bound device runs a DMA
  * engine thread (map, device write, device read, check, unmap; about 1000 a second) until it is
@@ -165,6 +176,8 @@ int topology_unbind(const char *bdf);
  */
 int topology_vfio_bind(const char *bdf);
 int topology_vfio_unbind(const char *bdf);
+/* The same against @held (TOPOLOGY_HELD_OPEN: -EBUSY). */
+int topology_vfio_unbind_held(const char *bdf, unsigned int held);
 
 /*
  * topology_vfio_get(), topology_vfio_put() - VFIO holds a function it has open: unbind and

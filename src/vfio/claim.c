@@ -20,6 +20,19 @@
  *                group's DMA is owned by a context this process serves, and every context of
  *                another process is another owner (EPERM).
  *   device.BDF   exclusive while that device is bound through its cdev here (EINVAL elsewhere).
+ *   open.BDF     shared by every VFIO file of the device here (a cdev file from its open, bound
+ *                or not, and a group's device fd), until its release: the kernel's unbind and
+ *                remove wait for such files (vfio_unregister_group_dev()).
+ * and, in group mode, owner.N is shared by each device fd a group node made here: each is
+ * bound to the container's context, which owns the group's DMA (the node's exclusive group.N
+ * keeps every other process out already; the share is for the virtual sysfs).
+ *
+ * The virtual sysfs's stores test owner.N and open.BDF by taking them exclusively while they
+ * run (machine/sysfs.c): a type switch answers EPERM and a DMA-API driver's bind EBUSY while a
+ * user owns the group anywhere in the session, vfio-pci's unbind and a remove EBUSY while VFIO
+ * has the device open anywhere. A cdev open or a group's GET_DEVICE_FD that meets such a store
+ * in flight answers as after it: ENOENT (the node is going) and ENODEV, or EPERM for the
+ * owner (a DMA-API driver is being bound: the group is not viable).
  *
  * A bind checks them in the kernel's order: the group (EBUSY, before the iommufd is even
  * looked up), the device (EINVAL), then the owner (EPERM). A group node's device fds need no
@@ -31,7 +44,8 @@
  * exec hand-over). A process outside any session claims nothing, and everything is as before.
  *
  * Locking: every claim is taken and dropped under vfio_cdev_lock (group.h), which also protects
- * the per-group counts below; taking one never waits (a conflict is an errno at once).
+ * the per-group counts below, but open.BDF and a device fd's share of owner.N, which belong to
+ * one file each and are counted nowhere; taking one never waits (a conflict is an errno at once).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -70,7 +84,7 @@ int vfio_claim_node(struct iommu_group *group, struct session_claim *claim)
 	char name[32];
 
 	vfio_lock_assert_held();
-	snprintf(name, sizeof(name), "group.%d", iommu_group_id(group));
+	snprintf(name, sizeof(name), SESSION_CLAIM_GROUP, iommu_group_id(group));
 	return session_claim_take(name, true, claim);
 }
 
@@ -93,7 +107,7 @@ int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cgp)
 			return 0;
 		}
 	}
-	snprintf(name, sizeof(name), "group.%d", id);
+	snprintf(name, sizeof(name), SESSION_CLAIM_GROUP, id);
 	rc = session_claim_take(name, false, &claim);
 	if (rc || claim.fd < 0)
 		return rc; /* no session: nothing to count */
@@ -122,13 +136,13 @@ int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev,
 	*claim = SESSION_CLAIM_NONE;
 	if (!cg)
 		return 0;
-	snprintf(name, sizeof(name), "device.%s", dev->name);
+	snprintf(name, sizeof(name), SESSION_CLAIM_DEVICE, dev->name);
 	rc = session_claim_take(name, true, claim);
 	if (rc)
 		return rc == -EBUSY ? -EINVAL : rc; /* bound elsewhere: the kernel's open_count */
 	if (cg->owner.fd >= 0)
 		return 0;
-	snprintf(name, sizeof(name), "owner.%d", cg->id);
+	snprintf(name, sizeof(name), SESSION_CLAIM_OWNER, cg->id);
 	rc = session_claim_take(name, true, &cg->owner);
 	if (rc) {
 		session_claim_drop(claim);
@@ -150,4 +164,27 @@ void vfio_claim_bind_end(struct vfio_claim_group *cg)
 	session_claim_drop(&cg->owner);
 	session_claim_drop(&cg->group);
 	uiommu_free(cg);
+}
+
+int vfio_claim_open(struct device *dev, struct session_claim *claim)
+{
+	char name[64];
+	int rc;
+
+	snprintf(name, sizeof(name), SESSION_CLAIM_OPEN, dev->name);
+	rc = session_claim_take(name, false, claim);
+	return rc == -EBUSY ? -ENODEV : rc; /* a store is unbinding or removing it */
+}
+
+int vfio_claim_group_mode_owner(struct device *dev, struct session_claim *claim)
+{
+	char name[32];
+	int id = vfio_claim_group_id(dev), rc;
+
+	*claim = SESSION_CLAIM_NONE;
+	if (id < 0)
+		return id;
+	snprintf(name, sizeof(name), SESSION_CLAIM_OWNER, id);
+	rc = session_claim_take(name, false, claim);
+	return rc == -EBUSY ? -EPERM : rc; /* a DMA-API driver is being bound: not viable */
 }

@@ -34,7 +34,10 @@
  * Across processes. The processes of a uiommu-run session each have their own copy of the
  * machine; claim.c makes the bind exclusive across them as in the kernel (EBUSY while another
  * process has the group's node open, EINVAL while it has the device bound, EPERM while a
- * context it serves owns the group), until the unbind or the holder's death.
+ * context it serves owns the group), until the unbind or the holder's death. Every file of a
+ * device, from its open to its release, and a group's device fd's ownership are claims too,
+ * which the virtual sysfs's stores in the other processes test (vfio-pci's unbind, remove, a
+ * DMA-API driver's bind, a type switch: claim.c).
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
@@ -106,6 +109,9 @@ struct vfio_cdev_file {
 	struct device *dev;           /* a reference, and a topology_vfio_get(); constant */
 	enum vfio_file_mode mode;     /* a cdev's, or made by a group's GET_DEVICE_FD; constant */
 	void *group;                  /* group mode: the group file, a reference; constant */
+	/* The session's claims of the file itself (claim.c), constant from open to release: */
+	struct session_claim claim_open;  /* open.BDF, shared */
+	struct session_claim claim_owner; /* group mode: owner.N, shared */
 	/* The rest under vfio_cdev_lock. */
 	struct iommufd_ctx *ictx;     /* bound: the iommufd, its file held */
 	struct iommufd_device *idev;  /* bound: the DEVICE object */
@@ -494,6 +500,9 @@ static void vfio_cdev_release(void *priv)
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
+	/* The device is closed and unbound here: so it is for the session's stores. */
+	session_claim_drop(&vf->claim_owner);
+	session_claim_drop(&vf->claim_open);
 	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
 	if (vf->group)
@@ -577,15 +586,24 @@ int vfio_cdev_open(unsigned int index, int flags)
 	}
 	vf->dev = lookup.dev;
 	vf->claim_dev = SESSION_CLAIM_NONE;
+	vf->claim_owner = SESSION_CLAIM_NONE;
+	/* Open in the session too; a store unbinding or removing it now: the node is going. */
+	rc = vfio_claim_open(vf->dev, &vf->claim_open);
+	if (rc) {
+		rc = rc == -ENODEV ? -ENOENT : rc;
+		goto err_free;
+	}
 	snprintf(node.path, sizeof(node.path), VFIO_CDEV_PREFIX "%u", index);
 	node.minor = index;
 	fd = iommufd_file_open_ops(&vfio_cdev_fops, vf, flags, &node);
 	if (fd < 0) {
 		rc = fd;
-		goto err_free;
+		goto err_drop_open;
 	}
 	return fd;
 
+err_drop_open:
+	session_claim_drop(&vf->claim_open);
 err_free:
 	uiommu_free(vf);
 err_vfio_put:
@@ -623,7 +641,8 @@ bool vfio_cdev_is_fd(int fd)
  * keeps the reference on @group its caller took, on success only.
  * Return: the fd; -EBUSY when the device is open already (through its cdev, or an earlier
  * GET_DEVICE_FD: the kernel shares that open, we refuse); -ENODEV no compat IOAS or the
- * device left vfio-pci; the bind's -EPERM (the group is not viable) and the attach's errnos.
+ * device left vfio-pci (or is leaving it: a store of another process); the bind's -EPERM (the
+ * group is not viable, here or by a store in flight elsewhere) and the attach's errnos.
  */
 int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void *group)
 {
@@ -646,15 +665,24 @@ int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void
 	vf->mode = VFIO_FILE_GROUP;
 	vf->group = group;
 	vf->claim_dev = SESSION_CLAIM_NONE; /* the group file's claim covers its devices */
+	vf->claim_open = SESSION_CLAIM_NONE;
+	vf->claim_owner = SESSION_CLAIM_NONE;
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vfio_cdev_device_bound(dev)) {
 		rc = -EBUSY;
 		goto err_unlock;
 	}
+	/* For the session's stores: the device is open, its group owned (claim.c). */
+	rc = vfio_claim_open(dev, &vf->claim_open);
+	if (rc)
+		goto err_unlock;
+	rc = vfio_claim_group_mode_owner(dev, &vf->claim_owner);
+	if (rc)
+		goto err_drop_open;
 	vf->idev = iommufd_device_bind(ictx, dev, &devid);
 	if (IS_ERR(vf->idev)) {
 		rc = PTR_ERR(vf->idev);
-		goto err_unlock;
+		goto err_drop_owner;
 	}
 	rc = iommufd_vfio_compat_ioas_get_id(ictx, &pt_id);
 	rc = rc ?: iommufd_device_attach(vf->idev, &pt_id);
@@ -687,6 +715,10 @@ err_detach:
 	iommufd_device_detach(vf->idev);
 err_unbind:
 	iommufd_device_unbind(vf->idev);
+err_drop_owner:
+	session_claim_drop(&vf->claim_owner);
+err_drop_open:
+	session_claim_drop(&vf->claim_open);
 err_unlock:
 	uiommu_mutex_unlock(&vfio_cdev_lock);
 	uiommu_free(vf);

@@ -87,6 +87,14 @@ int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cg);
 int vfio_claim_bind_device(struct vfio_claim_group *cg, struct device *dev,
 			   struct session_claim *claim);
 void vfio_claim_bind_end(struct vfio_claim_group *cg);
+/*
+ * Per VFIO file of @dev, no lock needed: vfio_claim_open() for every one, from its open
+ * (-ENODEV: a store of another process is unbinding or removing the device right now);
+ * vfio_claim_group_mode_owner() for a group's device fd (-EPERM: a DMA-API driver's bind is
+ * in flight). Both dropped by session_claim_drop() at the file's release.
+ */
+int vfio_claim_open(struct device *dev, struct session_claim *claim);
+int vfio_claim_group_mode_owner(struct device *dev, struct session_claim *claim);
 
 /* kvm.c: FILE_ADD / FILE_DEL (@attr 1 / 2) of our @vfio_fd on kvm-vfio device @kvm_fd. */
 int kvm_vfio_file_attr(int kvm_fd, uint64_t attr, int vfio_fd);

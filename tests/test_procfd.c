@@ -8,7 +8,10 @@
  * process's open() of the link opens a node anew (a new context, none of the holder's objects)
  * and refuses an anonymous file (ENXIO); the record goes with the file; records that lie (a
  * dead process's, a reused pid's, a name that is no node) open nothing; a process without the
- * preload layer sees the host's socket:[N]; fail-nth sweeps of the calls that write a record.
+ * preload layer sees the host's socket:[N]; another process's stat() following the link
+ * (stat, fstatat, statx, in every spelling) answers what fstat() of the fd answers here, while
+ * the record is live, and the host's socket otherwise; fail-nth sweeps of the calls that
+ * write a record.
  *
  * The other processes are this program again (fork + exec of /proc/self/exe with "--child"),
  * driven over a socketpair one request at a time.
@@ -20,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,7 +41,7 @@
 struct req {
 	/*
 	 * 'L' readlink, 'O' open, 'N' open /dev/iommu and keep it, 'G' take the fd
-	 * (pidfd_getfd(), adopted) and readlink the copy, 'Q' quit
+	 * (pidfd_getfd(), adopted) and readlink the copy, 'S' stat, 'Q' quit
 	 */
 	char op;
 	int pid, fd;
@@ -49,6 +53,9 @@ struct rep {
 	uint32_t ioas;     /* 'O': the first IOAS the new fd allocated */
 	int destroy_err;   /* 'O': errno of IOMMU_DESTROY of req.id there */
 	char text[128];
+	/* 'S': stat() of /proc/<pid>/fd/N; text "mismatch" when another spelling differs */
+	unsigned int mode;
+	unsigned long long rdev, dev, ino;
 };
 
 /* readlink() of @path as a string ("" on failure, errno kept). */
@@ -116,6 +123,54 @@ static void child_open(const struct req *q, struct rep *r)
 	close(fd);
 }
 
+static bool stat_same(const struct stat *a, const struct stat *b)
+{
+	return a->st_mode == b->st_mode && a->st_rdev == b->st_rdev && a->st_dev == b->st_dev &&
+	       a->st_ino == b->st_ino;
+}
+
+static bool statx_same(const struct stat *a, const struct statx *x)
+{
+	return x->stx_mode == a->st_mode && x->stx_ino == a->st_ino &&
+	       makedev(x->stx_rdev_major, x->stx_rdev_minor) == a->st_rdev &&
+	       makedev(x->stx_dev_major, x->stx_dev_minor) == a->st_dev;
+}
+
+/*
+ * The child's answer to 'S': stat() of /proc/<pid>/fd/N, checked against
+ * /proc/<pid>/task/<pid>/fd/N, fstatat() and statx() of "N" in the fd directory (its lstat()
+ * must be the link itself).
+ */
+static void child_stat(const struct req *q, struct rep *r)
+{
+	char path[96], num[16];
+	struct stat a, b, c, l;
+	struct statx x;
+	bool same;
+	int dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", q->pid, q->fd);
+	r->rc = stat(path, &a);
+	r->err = errno;
+	if (r->rc)
+		return;
+	r->mode = a.st_mode;
+	r->rdev = a.st_rdev;
+	r->dev = a.st_dev;
+	r->ino = a.st_ino;
+	same = !lstat(path, &l) && S_ISLNK(l.st_mode);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/fd/%d", q->pid, q->pid, q->fd);
+	same = same && !stat(path, &b) && stat_same(&a, &b);
+	snprintf(path, sizeof(path), "/proc/%d/fd", q->pid);
+	snprintf(num, sizeof(num), "%d", q->fd);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	same = same && dir >= 0 && !fstatat(dir, num, &c, 0) && stat_same(&a, &c);
+	same = same && !statx(dir, num, 0, STATX_BASIC_STATS, &x) && statx_same(&a, &x);
+	if (dir >= 0)
+		close(dir);
+	snprintf(r->text, sizeof(r->text), "%s", same ? "" : "mismatch");
+}
+
 /* The child's answer to 'G': the name of its own copy of the holder's fd. */
 static void child_getfd(const struct req *q, struct rep *r)
 {
@@ -148,6 +203,8 @@ static int child_main(int sock)
 			child_open(&q, &r);
 		else if (q.op == 'G')
 			child_getfd(&q, &r);
+		else if (q.op == 'S')
+			child_stat(&q, &r);
 		else if (q.op == 'N')
 			r.rc = open("/dev/iommu", O_RDWR | O_CLOEXEC); /* kept until the end */
 		if (write(sock, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -422,6 +479,22 @@ static void kinds_open(struct __h_test *_metadata, struct kinds *k, int iommufd)
 	kind_add(k, fd, "anon_inode:[vfio-device]");
 }
 
+/*
+ * A new /dev/iommu fd (returned), kinds_open() of it, and two readers of them: one under the
+ * preload layer, one without (@bare).
+ */
+static int kinds_open_readers(struct __h_test *_metadata, struct kinds *k, struct reader *rd,
+			      struct reader *bare)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	kinds_open(_metadata, k, fd);
+	ASSERT_EQ(0, reader_start(rd, false));
+	ASSERT_EQ(0, reader_start(bare, true));
+	return fd;
+}
+
 static void kinds_close(struct kinds *k)
 {
 	/* The sub-fds first, the context's fd last. */
@@ -470,17 +543,13 @@ TEST(names_of_every_kind_in_this_process)
  */
 TEST(names_of_every_kind_from_another_process)
 {
-	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	struct reader rd, bare;
 	char path[64], raw[64];
 	struct kinds k;
 	struct rep r;
 
-	ASSERT_GE(fd, 0);
 	NEEDS_IOMMUFD_TEST();
-	kinds_open(_metadata, &k, fd);
-	ASSERT_EQ(0, reader_start(&rd, false));
-	ASSERT_EQ(0, reader_start(&bare, true));
+	kinds_open_readers(_metadata, &k, &rd, &bare);
 	for (unsigned int i = 0; i < k.n; i++) {
 		r = reader_ask(&rd, 'L', k.fds[i], 0);
 		ASSERT_EQ(0, r.rc);
@@ -496,6 +565,55 @@ TEST(names_of_every_kind_from_another_process)
 	/* Not a uiommu fd: the host's name, whoever asks. */
 	r = reader_ask(&rd, 'L', rd.sock, 0);
 	ASSERT_EQ(0, strncmp(r.text, "socket:[", 8));
+	ASSERT_EQ(0, reader_stop(&bare));
+	ASSERT_EQ(0, reader_stop(&rd));
+	kinds_close(&k);
+}
+
+/*
+ * Another process's stat() of /proc/<pid>/fd/N, following the link, in every spelling
+ * (stat, /proc/<pid>/task/<tid>/fd/N, fstatat and statx in the fd directory), answers what
+ * fstat() of the fd answers here: a node's character device (mode, numbers, inode), an
+ * anonymous file's 0600 on the anon inode; lstat() is the link itself. One without the
+ * preload layer sees the host's socket, and so does anyone for a socket that is no uiommu file.
+ */
+TEST(stat_from_another_process_is_the_fstat_here)
+{
+	struct reader rd, bare;
+	struct stat st;
+	struct kinds k;
+	struct rep r;
+
+	NEEDS_IOMMUFD_TEST();
+	kinds_open_readers(_metadata, &k, &rd, &bare);
+	for (unsigned int i = 0; i < k.n; i++) {
+		char path[96];
+		struct stat own;
+
+		ASSERT_EQ(0, fstat(k.fds[i], &st));
+		/* Here too, in a spelling the node layer does not take. */
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/fd/%d", (int)getpid(),
+			 (int)syscall(SYS_gettid), k.fds[i]);
+		ASSERT_EQ(0, stat(path, &own));
+		ASSERT_TRUE(stat_same(&st, &own));
+		r = reader_ask(&rd, 'S', k.fds[i], 0);
+		ASSERT_EQ(0, r.rc);
+		ASSERT_STREQ("", r.text);
+		ASSERT_EQ(st.st_mode, r.mode);
+		ASSERT_EQ((unsigned long long)st.st_rdev, r.rdev);
+		ASSERT_EQ((unsigned long long)st.st_dev, r.dev);
+		ASSERT_EQ((unsigned long long)st.st_ino, r.ino);
+		r = reader_ask(&bare, 'S', k.fds[i], 0);
+		ASSERT_EQ(0, r.rc);
+		ASSERT_TRUE(S_ISSOCK(r.mode));
+	}
+	r = reader_ask(&rd, 'S', rd.sock, 0);
+	ASSERT_EQ(0, r.rc);
+	ASSERT_TRUE(S_ISSOCK(r.mode));
+	/* The host's errno where the host refuses: no such fd. */
+	r = reader_ask(&rd, 'S', 1000000, 0);
+	ASSERT_EQ(-1, r.rc);
+	ASSERT_EQ(ENOENT, r.err);
 	ASSERT_EQ(0, reader_stop(&bare));
 	ASSERT_EQ(0, reader_stop(&rd));
 	kinds_close(&k);
@@ -720,10 +838,16 @@ TEST(records_that_lie_open_nothing)
 	ASSERT_EQ(0, strncmp(r.text, "socket:[", 8));
 	r = reader_ask(&rd, 'O', sv[0], 0);
 	ASSERT_EQ(ENXIO, r.err);
+	r = reader_ask(&rd, 'S', sv[0], 0); /* a dead process's record: the host's stat */
+	ASSERT_EQ(0, r.rc);
+	ASSERT_TRUE(S_ISSOCK(r.mode));
 
 	ASSERT_EQ(0, record_forge(sv[0], getpid(), me + 1, "20660", "/dev/iommu"));
 	r = reader_ask(&rd, 'O', sv[0], 0);
 	ASSERT_EQ(ENXIO, r.err);
+	r = reader_ask(&rd, 'S', sv[0], 0); /* a reused pid's: the same */
+	ASSERT_EQ(0, r.rc);
+	ASSERT_TRUE(S_ISSOCK(r.mode));
 
 	ASSERT_EQ(0, record_forge(sv[0], getpid(), me, "20644", "/etc/passwd"));
 	r = reader_ask(&rd, 'L', sv[0], 0);
@@ -733,6 +857,10 @@ TEST(records_that_lie_open_nothing)
 	ASSERT_EQ(ENXIO, r.err);
 
 	ASSERT_EQ(0, record_forge(sv[0], getpid(), me, "20660", "/dev/iommu"));
+	r = reader_ask(&rd, 'S', sv[0], 0); /* a live record: its node */
+	ASSERT_EQ(0, r.rc);
+	ASSERT_EQ(020660u, r.mode);
+	ASSERT_EQ((unsigned long long)makedev(10, 257), r.rdev);
 	r = reader_ask(&rd, 'O', sv[0], 7);
 	ASSERT_EQ(0, r.rc);
 	ASSERT_EQ(1u, r.ioas);

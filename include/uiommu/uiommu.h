@@ -126,11 +126,17 @@ ssize_t uiommu_fd_path(int fd, char *buf, size_t len);
  * (/proc/P/fd/N, /proc/P/task/T/fd/N, /dev/fd/N, or a number under such a directory fd); no
  * system call. uiommu_fd_link_readlink(): readlinkat(2) of it, with the file's name
  * ("/dev/iommu", "anon_inode:[iommufd-pgfault]", ...) in place of the "socket:[N]" the host
- * shows for a uiommu file that has a live record. uiommu_fd_registry(): the registry's
+ * shows for a uiommu file that has a live record. uiommu_fd_link_stat() and
+ * uiommu_fd_link_statx(): fstatat(2) and statx(2) of it, with the file's node's stat (as
+ * uiommu_fstat() shows it in the serving process) in place of its socket's when they follow
+ * the link to a uiommu file that has a live record. uiommu_fd_registry(): the registry's
  * directory (-1 and errno when there is none this process trusts).
  */
 bool uiommu_fd_link_claims(int dirfd, const char *path);
 ssize_t uiommu_fd_link_readlink(int dirfd, const char *path, char *buf, size_t len);
+int uiommu_fd_link_stat(int dirfd, const char *path, struct stat *st, int flags);
+int uiommu_fd_link_statx(int dirfd, const char *path, int flags, unsigned int mask,
+			 struct statx *stx);
 int uiommu_fd_registry(char *buf, size_t len);
 ssize_t uiommu_read(int fd, void *buf, size_t count);
 ssize_t uiommu_write(int fd, const void *buf, size_t count);

@@ -343,6 +343,12 @@ void iommufd_procfd_forget(ino_t ino);
 int iommufd_procfd_lookup(unsigned long ino, struct iommufd_node *node);
 int iommufd_procfd_lookup_link(const char *link, struct iommufd_node *node);
 int iommufd_procfd_node_of_path(const char *path, struct iommufd_node *node);
+/*
+ * The stat of the file behind the fd link @path (relative to @dirfd) that the host's stat,
+ * following it, found to be the socket @ino: one of this process's fds (its fstat), or a file
+ * with a live record (its node's): 0 and *@st; -ENOENT when it is neither.
+ */
+int iommufd_procfd_link_stat(int dirfd, const char *path, unsigned long ino, struct stat *st);
 /* The caller's address space (this process), for entry points outside an ioctl. */
 struct uiommu_mm *iommufd_caller_mm(void);
 /* Calls another process made (docs/processes.md): its fds as ours, and no new fds for it. */

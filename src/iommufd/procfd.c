@@ -21,6 +21,12 @@
  * not have) and the node (file.c's struct iommufd_node). It is written under a temporary name
  * and renamed into place, so a reader sees a whole record or none.
  *
+ * stat() following the link (uiommu_fd_link_stat(), uiommu_fd_link_statx()) answers the same
+ * way: the host's stat of the link's target, which for a uiommu file is its socket, gives the
+ * inode number the record is named by; a live record's node replaces it with what the serving
+ * process's fstat() shows (a node's character device, an anonymous file's 0600). Everything
+ * else, lstat() of the link itself included, is the host's answer.
+ *
  * Invariants. A record exists from before the file's fd is handed out until its release,
  * which removes it: a reader that finds a record whose
  * process still lives finds a file that lives, because socket inode numbers come from a
@@ -484,6 +490,40 @@ UIOMMU_EXPORT ssize_t uiommu_fd_link_readlink(int dirfd, const char *path, char 
 		out = len;
 	memcpy(buf, link, out);
 	return (ssize_t)out;
+}
+
+int iommufd_procfd_link_stat(int dirfd, const char *path, unsigned long ino, struct stat *st)
+{
+	char whole[PATH_MAX];
+	struct iommufd_node node;
+	pid_t pid;
+	int fd;
+
+	if (!procfd_path_at(dirfd, path, whole, sizeof(whole)) ||
+	    !procfd_path_parse(whole, &pid, &fd))
+		return -ENOENT;
+	/* One of our own fds in a spelling the node layer does not take: the table knows it. */
+	if (pid && uiommu_is_fd(fd))
+		return uiommu_fstat(fd, st) ? -ENOENT : 0;
+	if (iommufd_procfd_lookup(ino, &node))
+		return -ENOENT;
+	iommufd_node_stat(&node, st);
+	return 0;
+}
+
+UIOMMU_EXPORT int uiommu_fd_link_stat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	struct stat node;
+	int saved = errno;
+
+	/* The host's answer first: its check that we may look at that process's fds at all. */
+	if (sys_fstatat(dirfd, path, st, flags))
+		return -1;
+	if (!(flags & AT_SYMLINK_NOFOLLOW) && S_ISSOCK(st->st_mode) &&
+	    !iommufd_procfd_link_stat(dirfd, path, (unsigned long)st->st_ino, &node))
+		*st = node;
+	errno = saved; /* a successful stat leaves it be, whatever the lookup met */
+	return 0;
 }
 
 int iommufd_procfd_node_of_path(const char *path, struct iommufd_node *node)

@@ -146,6 +146,12 @@ static inline int sys_fstatat(int dirfd, const char *path, struct stat *st, int 
 	return (int)sys_syscall(SYS_newfstatat, (long)dirfd, path, st, (long)flags);
 }
 
+static inline int sys_statx(int dirfd, const char *path, int flags, unsigned int mask,
+			    struct statx *stx)
+{
+	return (int)sys_syscall(SYS_statx, (long)dirfd, path, (long)flags, (long)mask, stx);
+}
+
 /*
  * The fstat system call itself: glibc's fstat() is fstatat(fd, "", AT_EMPTY_PATH), which reads
  * the empty path from user memory first (~10% dearer; the fd identity check runs per ioctl).

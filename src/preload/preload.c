@@ -1191,7 +1191,8 @@ WRAP_PATH(chdir, int, -1, (path),
 	  const char *path)
 /*
  * Calls that look at a node (stat in all its spellings, access, readlink): the library answers
- * for the VFIO nodes, /dev/iommu and /proc/self/fd/N of our fds; the rest as WRAP_PATH.
+ * for the VFIO nodes, /dev/iommu and /proc/self/fd/N of our fds, and stat and readlink for
+ * another process's fd links (/proc/<pid>/fd/N: the registry's name); the rest as WRAP_PATH.
  */
 #define WRAP_STAT(name, stattype, nofollow)                                               \
 	UIOMMU_EXPORT int name(const char *path, stattype *st)                            \
@@ -1199,6 +1200,9 @@ WRAP_PATH(chdir, int, -1, (path),
 		libc_func(name, int, const char *, stattype *);                           \
 		if (uiommu_node_claims(path))                                             \
 			return uiommu_node_stat(path, (struct stat *)st, nofollow);       \
+		if (uiommu_fd_link_claims(AT_FDCWD, path))                                \
+			return uiommu_fd_link_stat(AT_FDCWD, path, (struct stat *)st,     \
+						   nofollow);                             \
 		SYSFS_REDIRECT(path, -1);                                                 \
 		return _##name(path, st);                                                 \
 	}
@@ -1214,6 +1218,9 @@ WRAP_STAT(lstat64, struct stat64, AT_SYMLINK_NOFOLLOW)
 		libc_func(name, int, int, const char *, stattype *);                      \
 		if (uiommu_node_claims(path))                                             \
 			return uiommu_node_stat(path, (struct stat *)st, nofollow);       \
+		if (uiommu_fd_link_claims(AT_FDCWD, path))                                \
+			return uiommu_fd_link_stat(AT_FDCWD, path, (struct stat *)st,     \
+						   nofollow);                             \
 		SYSFS_REDIRECT(path, -1);                                                 \
 		return _##name(ver, path, st);                                            \
 	}
@@ -1256,7 +1263,9 @@ WRAP_FXSTAT(__fxstat64, struct stat64)
 	if (IS_EMPTY_PATH_FD(dirfd, path, flags))                                         \
 		return uiommu_fstat(dirfd, (struct stat *)(st));                          \
 	if (uiommu_node_claims(path))                                                     \
-		return uiommu_node_stat(path, (struct stat *)(st), (flags) & AT_SYMLINK_NOFOLLOW)
+		return uiommu_node_stat(path, (struct stat *)(st), (flags) & AT_SYMLINK_NOFOLLOW); \
+	if (uiommu_fd_link_claims(dirfd, path))                                           \
+		return uiommu_fd_link_stat(dirfd, path, (struct stat *)(st), flags)
 
 #define WRAP_FSTATAT(name, stattype)                                                      \
 	UIOMMU_EXPORT int name(int dirfd, const char *path, stattype *st, int flags)      \
@@ -1276,6 +1285,8 @@ UIOMMU_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mas
 	libc_func(statx, int, int, const char *, int, unsigned int, struct statx *);
 	if (IS_EMPTY_PATH_FD(dirfd, path, flags) || uiommu_node_claims(path))
 		return uiommu_node_statx(dirfd, path, flags, mask, st);
+	if (uiommu_fd_link_claims(dirfd, path))
+		return uiommu_fd_link_statx(dirfd, path, flags, mask, st);
 	SYSFS_REDIRECT(path, -1);
 	return _statx(dirfd, path, flags, mask, st);
 }

@@ -315,6 +315,22 @@ UIOMMU_EXPORT int uiommu_node_statx(int dirfd, const char *path, int flags, unsi
 	return rc;
 }
 
+UIOMMU_EXPORT int uiommu_fd_link_statx(int dirfd, const char *path, int flags,
+				       unsigned int mask, struct statx *stx)
+{
+	struct stat st;
+	int saved = errno;
+
+	/* As uiommu_fd_link_stat() (procfd.c): the host's answer, a uiommu file's node for it. */
+	if (sys_statx(dirfd, path, flags, mask, stx))
+		return -1;
+	if (!(flags & AT_SYMLINK_NOFOLLOW) && S_ISSOCK(stx->stx_mode) &&
+	    !iommufd_procfd_link_stat(dirfd, path, (unsigned long)stx->stx_ino, &st))
+		vfio_stat_to_statx(&st, stx);
+	errno = saved;
+	return 0;
+}
+
 UIOMMU_EXPORT int uiommu_node_access(const char *path, int mode)
 {
 	struct stat st;

@@ -105,7 +105,10 @@
  * and at each sync, so the processes of a session converge on one machine: after
  * `echo 1 > .../remove`, the `ls` the shell starts next replays the unplug at its boot and does
  * not list the device. Replays that the local state refuses (a driver bound only here, the last
- * device of a group a user owns here, a device absent already) are skipped. Replaying a
+ * device of a group a user owns here, a device absent already) are skipped. What a user of
+ * another process holds (VFIO's open files and group owners) is not in the journal but in the
+ * session's claims, which a store tests before it runs ("what the other processes of the
+ * session hold", below): so such a store is refused at its write, not at the others' replay. Replaying a
  * hot-unplug or an unbind in a running program is what the control socket does already: the
  * topology stops the emulated driver's DMA before letting go, and struct device stays valid.
  * What the library's API or the control socket does (topology_plug(), uiommuctl) stays per
@@ -1397,9 +1400,9 @@ static void journal_end(int fd, const char *line)
  * is another process of the session, whose copy of the machine this one cannot see: its VFIO
  * files and owners are claims (session.h, src/vfio/claim.c). A store tests the claims it
  * cares about by taking each exclusively, without waiting (session_claim_test(), which makes
- * no file where nobody ever claimed): one that somebody holds (another
- * process, or this one, whose own state then refuses the same way) is TOPOLOGY_HELD_*, and
- * the store answers that process's errno at once, with nothing journalled. One that nobody
+ * no file where nobody ever claimed): one that somebody holds (another process, or this one,
+ * whose own state then refuses the same way) is TOPOLOGY_HELD_*, and the store answers the
+ * kernel's errno for it at once, with nothing journalled. One that nobody
  * holds stays ours until the store's journal entry is written (sysfs_held_drop() after
  * journal_end()), so no open or bind of another process gets in between: one that tries
  * meanwhile is refused as if the store had won (claim.c says how).

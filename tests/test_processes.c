@@ -336,7 +336,9 @@ static pid_t held_copy(int go[2], uint32_t *p, size_t len)
  * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
  * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'r' moves all of it
  * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'X' moves an anonymous
- * mapping onto it (mremap MREMAP_FIXED); 'G' tries to grow it (the
+ * mapping onto it (mremap MREMAP_FIXED); 'A' maps anonymous memory over all of it, 'a' over
+ * its first page, 'o' another file (a memfd) over its last page (mmap MAP_FIXED: each must
+ * read as the new memory); 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
  * answer: its status), 'T' forks such a copy while another thread unmaps this process's
@@ -405,6 +407,24 @@ static int child_held(int sock)
 				q = mremap(q, reg[1], reg[1], MREMAP_MAYMOVE | MREMAP_FIXED, p);
 			rc = q == MAP_FAILED ? errno : q == p ? 0 : -1;
 			break;
+		case 'A':
+		case 'a':
+		case 'o': {
+			char *at = (char *)p + (cmd == 'o' ? reg[1] - PS : 0);
+			int mfd = cmd == 'o' ? memfd_create("held-over", MFD_CLOEXEC) : -1;
+
+			if (cmd == 'o' && (mfd < 0 || ftruncate(mfd, PS))) {
+				rc = errno;
+				break;
+			}
+			q = mmap(at, cmd == 'A' ? reg[1] : PS, PROT_READ | PROT_WRITE,
+				 MAP_FIXED | (mfd >= 0 ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS),
+				 mfd, 0);
+			rc = q == MAP_FAILED ? errno : q == at && !*(volatile uint32_t *)q ? 0 : -1;
+			if (mfd >= 0)
+				close(mfd);
+			break;
+		}
 		case 'G':
 			q = mremap(p, reg[1], 2 * reg[1], MREMAP_MAYMOVE);
 			rc = q == MAP_FAILED && errno == EFAULT ? 0 : -1;
@@ -1461,6 +1481,54 @@ TEST(an_mremap_moves_a_remote_mapping_and_its_hold)
 	held_run(_metadata, "mGBuD");
 	/* Another mapping moved onto it (MREMAP_FIXED) replaces it: its hold goes at once. */
 	held_run(_metadata, "mXD");
+}
+
+/*
+ * mmap(MAP_FIXED) of anonymous memory or of another file over a remote mapping replaces the
+ * pages it covers, as an munmap of them (the kernel unmaps the old VMAs first): all of it lets
+ * the hold go at once; one page keeps it until the rest goes too, by an munmap or by another
+ * file mapped over it.
+ */
+TEST(an_mmap_fixed_over_a_remote_mapping_lets_its_pages_go)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mAD");
+	held_run(_metadata, "maBqD");
+	held_run(_metadata, "moBpD");
+	held_run(_metadata, "maBoD");
+}
+
+/* The same for this process's own mapping of its own region. */
+TEST(an_mmap_fixed_over_a_local_mapping_lets_its_pages_go)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int mfd, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	char *last;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(2 * PS, data.out_mmap_length);
+	last = (char *)p + PS;
+	ASSERT_EQ((void *)p, mmap(p, PS, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+	ASSERT_EQ(0u, p[0]); /* the new memory, not the region's word */
+	ASSERT_FALSE(uiommu_mmap_claims(p, PS));
+	ASSERT_TRUE(uiommu_mmap_claims(last, 1));
+	ASSERT_EQ(-1, destroy(fd, viommu));
+	ASSERT_EQ(EBUSY, errno);
+	mfd = memfd_create("over", MFD_CLOEXEC);
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, PS));
+	ASSERT_EQ((void *)last, mmap(last, PS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+				     mfd, 0));
+	ASSERT_FALSE(uiommu_mmap_claims(p, 2 * PS));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, munmap(p, 2 * PS));
+	ASSERT_EQ(0, close(mfd));
+	ASSERT_EQ(0, close(fd));
 }
 
 /* The same rules for this process's own mapping of its own region; MREMAP_DONTUNMAP EINVAL. */

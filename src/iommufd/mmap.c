@@ -24,9 +24,9 @@
  * recorded, as a split VMA keeps its reference. A record keeps where each page is mapped now:
  * uiommu_mremap() moves them (a region's mapping does not grow: EFAULT, as the kernel's
  * VM_DONTEXPAND), and forgets the ones it shrinks away or replaces. uiommu_mmap() with
- * MAP_FIXED over one of our mappings forgets the pages it replaces the same way. The
- * program's own mmap(MAP_FIXED) of another file over one of our mappings is not seen: that
- * mapping stays recorded until an munmap of its range.
+ * MAP_FIXED over one of our mappings forgets the pages it replaces the same way, and so does
+ * the program's own mmap(MAP_FIXED) of anonymous memory or another file over one
+ * (uiommu_mmap_fixed(): the preload layer sends those that meet a mapping of ours here).
  *
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
  * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets
@@ -700,6 +700,24 @@ UIOMMU_EXPORT void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int
 	p = sys_mremap(old, old_len, new_len, flags, new_addr);
 	if (p != MAP_FAILED)
 		iommufd_mmap_moved(o, old_len, (uintptr_t)p, new_len);
+	return p;
+}
+
+/*
+ * Another mapping put over ours: MAP_FIXED of another file or of anonymous memory replaces
+ * what was in the range, as an munmap of it would (the kernel unmaps the old VMAs first), so
+ * the pages it replaced are forgotten once it succeeded, and a mapping whose last page went
+ * lets its hold go before this returns. A failed one keeps them: the kernel may have unmapped
+ * the range anyway, and then the hold lasts until an munmap of it or the process's end.
+ */
+UIOMMU_EXPORT void *uiommu_mmap_fixed(void *addr, size_t len, int prot, int flags, int fd,
+				      off_t off)
+{
+	void *p = sys_mmap(addr, len, prot, flags, fd, off);
+
+	if (p != MAP_FAILED)
+		iommufd_mmap_forget((uintptr_t)p,
+				    (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1));
 	return p;
 }
 

@@ -330,6 +330,18 @@ static pid_t held_copy(int go[2], uint32_t *p, size_t len)
 	return copy;
 }
 
+/* Execs this program as "--child heldexec SOCK", keeping @sock: the errno when it failed. */
+static int held_exec(int sock)
+{
+	char a1[24];
+
+	snprintf(a1, sizeof(a1), "%d", sock);
+	if (fcntl(sock, F_SETFD, 0))
+		return errno;
+	execl("/proc/self/exe", "test_processes", "--child", "heldexec", a1, (char *)NULL);
+	return errno;
+}
+
 /*
  * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
@@ -487,15 +499,9 @@ static int child_held(int sock)
 			}
 			break;
 		}
-		case 'e': {
-			char a1[24];
-
-			snprintf(a1, sizeof(a1), "%d", sock);
-			execl("/proc/self/exe", "test_processes", "--child", "heldexec", a1,
-			      (char *)NULL);
-			rc = errno;
+		case 'e':
+			rc = held_exec(sock);
 			break;
-		}
 		default:
 			rc = -1;
 		}
@@ -1712,6 +1718,219 @@ TEST(fail_nth_of_a_remote_mapping_in_the_mapping_process)
 	}
 	ASSERT_EQ(-2, rc);
 	ASSERT_NE(0, failed);
+}
+
+/* ---- a fork's copy of the serving process's own mapping holds it too ------------------- */
+
+/*
+ * The copy's side of local_run(): a fork of this process with its copy of the mapping @p
+ * (@len bytes, the region's word first, when @mapped), answering the test's commands on @sock with an int
+ * (0 or an errno) as child_held() does: 'u' unmaps all of it, 'p' its first page, 'q' the
+ * rest; 'x' exits at once (status 0); 'e' execs "--child heldexec" (the copy goes with the old
+ * image, whose answer is the new image's 0). EOF ends it.
+ */
+static __attribute__((noreturn)) void local_copy_serve(int sock, uint32_t *p, size_t len,
+						      bool mapped)
+{
+	char cmd;
+	int rc;
+
+	if (mapped && p[0] != 0xabcdu)
+		_exit(2);
+	while (read(sock, &cmd, 1) == 1) {
+		if (cmd == 'x')
+			_exit(0);
+		if (cmd == 'e')
+			rc = held_exec(sock);
+		else if (cmd == 'u' || cmd == 'p' || cmd == 'q')
+			rc = munmap(cmd == 'q' ? (char *)p + PS : (char *)p,
+				    cmd == 'u' ? len : cmd == 'p' ? PS : len - PS) ? errno : 0;
+		else
+			rc = -1;
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			_exit(4);
+	}
+	_exit(0);
+}
+
+/*
+ * Runs @script on this process's own mapping of a vIOMMU region of its own (two pages) and a
+ * fork's copy of it: 'f' forks the copy, 'U' unmaps our mapping, 'B' the vIOMMU's destroy
+ * answers EBUSY, 'D' it succeeds at once, 'S' once the server saw the copy's connection close
+ * (destroy_settle(), bounded), 'K' SIGKILLs the copy, 'x' has it exit; any other letter is a
+ * command of the copy's (local_copy_serve()), which must answer 0. Then everything ends and
+ * the context goes (no hold left behind, the fork's own included).
+ */
+static void local_run(struct __h_test *_metadata, const char *script)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int sv[2] = { -1, -1 }, want = 0, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	bool mapped = true;
+	pid_t copy = -1;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(2 * PS, data.out_mmap_length);
+	for (const char *cmd = script; *cmd; cmd++) {
+		switch (*cmd) {
+		case 'f':
+			ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+			copy = fork();
+			ASSERT_GE(copy, 0);
+			if (copy == 0) {
+				close(sv[0]);
+				local_copy_serve(sv[1], p, 2 * PS, mapped);
+			}
+			close(sv[1]);
+			break;
+		case 'U':
+			ASSERT_EQ(0, munmap(p, 2 * PS));
+			mapped = false;
+			break;
+		case 'B':
+			ASSERT_EQ(-1, destroy(fd, viommu));
+			ASSERT_EQ(EBUSY, errno);
+			break;
+		case 'D':
+			ASSERT_EQ(0, destroy(fd, viommu));
+			break;
+		case 'S':
+			ASSERT_EQ(0, destroy_settle(fd, viommu));
+			break;
+		case 'K':
+			ASSERT_EQ(0, kill(copy, SIGKILL));
+			want = 128 + SIGKILL;
+			break;
+		case 'x':
+			ASSERT_EQ(1, write(sv[0], cmd, 1));
+			ASSERT_EQ(0, test_child_wait(copy));
+			copy = -1;
+			break;
+		default:
+			c = *cmd;
+			ASSERT_EQ(1, write(sv[0], &c, 1));
+			ASSERT_EQ((ssize_t)sizeof(rc), read(sv[0], &rc, sizeof(rc)));
+			ASSERT_EQ(0, rc);
+		}
+	}
+	close(sv[0]);
+	if (copy > 0)
+		ASSERT_EQ(want, test_child_wait(copy));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+/*
+ * fork() of the serving process copies its own mapping of its own region, and the copy holds
+ * the vIOMMU as the kernel's copied VMA does (from before fork() returns: the child takes over
+ * a hold made for it): EBUSY while either has any page mapped, in either order; free at once
+ * after the last page's munmap, and once the copy's process exited, was killed or exec'd.
+ */
+TEST(a_forked_copy_of_the_serving_process_s_own_mapping_holds_it)
+{
+	NEEDS_IOMMUFD_TEST();
+	local_run(_metadata, "fUBuD");
+	local_run(_metadata, "fuBUD");
+	local_run(_metadata, "fUBpBqD");
+	local_run(_metadata, "fUBxS");
+	local_run(_metadata, "fUBKS");
+	local_run(_metadata, "fUBeS");
+}
+
+/*
+ * A fork of a process that has unmapped its region holds nothing; the copy's munmap lets go of
+ * the hold it took over while ours still holds: free at once when ours goes.
+ */
+TEST(a_fork_without_the_mapping_holds_nothing)
+{
+	NEEDS_IOMMUFD_TEST();
+	local_run(_metadata, "UfD");
+	local_run(_metadata, "fuUDx");
+}
+
+/*
+ * Each fallible step of a fork's hold for its copy of this process's own mapping in turn: the
+ * forking side's (the fork's record, its socketpair, the hold), the copy's (its connection to
+ * this process, the call that takes the hold over: the countdown goes on in the child) and,
+ * in a second sweep, this process's serving of them (the accept, the HELLO, MMAP_FORK). A
+ * failure leaves the copy unheld, never a hold behind: once the copy is gone the vIOMMU is
+ * destroyed and the context goes.
+ */
+TEST(fail_nth_of_a_forks_hold_of_the_serving_process_s_mapping)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	unsigned long nth, nth_child, left, held = 0, unheld = 0;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (int serving = 0; serving < 2; serving++) {
+		left = 0;
+		for (nth = 1; nth < 100 && !left; nth++) {
+			int sv[2], rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+			uint32_t viommu, *p;
+			pid_t copy;
+			char c = 'u';
+
+			ASSERT_GE(fd, 0);
+			p = region_mapped(fd, &data, &viommu);
+			ASSERT_NE(MAP_FAILED, p);
+			ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+			if (serving)
+				uiommu_serve_fail_nth_arm(nth);
+			else
+				uiommu_fail_nth_arm(nth);
+			copy = fork();
+			if (copy == 0) {
+				/*
+				 * The countdown went on in the child's fork handlers: what is left
+				 * of it says whether one failed there (or before, in the parent's).
+				 */
+				left = uiommu_fail_nth_disarm();
+				close(sv[0]);
+				if (write(sv[1], &left, sizeof(left)) != sizeof(left))
+					_exit(6);
+				local_copy_serve(sv[1], p, 2 * PS, true);
+			}
+			if (serving)
+				left = uiommu_serve_fail_nth_disarm();
+			else
+				uiommu_fail_nth_disarm();
+			ASSERT_GT(copy, 0);
+			close(sv[1]);
+			if (serving)
+				ASSERT_EQ((ssize_t)sizeof(nth), read(sv[0], &nth_child, sizeof(nth)));
+			else
+				ASSERT_EQ((ssize_t)sizeof(left), read(sv[0], &left, sizeof(left)));
+			ASSERT_EQ(0, munmap(p, 2 * PS));
+			rc = destroy(fd, viommu);
+			if (rc) {
+				ASSERT_EQ(EBUSY, errno);
+				held++;
+			} else {
+				unheld++;
+			}
+			/* Nothing failed: the copy holds. */
+			if (left)
+				ASSERT_EQ(-1, rc);
+			ASSERT_EQ(1, write(sv[0], &c, 1));
+			ASSERT_EQ((ssize_t)sizeof(rc), read(sv[0], &rc, sizeof(rc)));
+			ASSERT_EQ(0, rc);
+			close(sv[0]);
+			ASSERT_EQ(0, test_child_wait(copy));
+			rc = destroy_settle(fd, viommu);
+			if (rc)
+				ASSERT_EQ(ENOENT, errno); /* destroyed above */
+			ASSERT_EQ(0, close(fd));
+			ASSERT_EQ(0, live_contexts_settle(0));
+		}
+		ASSERT_NE(0, left);
+	}
+	ASSERT_NE(0, held);
+	ASSERT_NE(0, unheld);
 }
 
 /*

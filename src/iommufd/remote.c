@@ -759,6 +759,8 @@ static void remote_server_loop(bool until_empty)
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u64 == 0)
 				remote_accept();
+			else if (ev[i].data.u64 & WIRE_WATCH_FORK)
+				iommufd_mmap_fork_gone(ev[i].data.u64 & ~WIRE_WATCH_FORK);
 			else
 				iommufd_file_gone_anywhere(ev[i].data.u64);
 		}
@@ -775,13 +777,17 @@ static void *remote_server_main(void *arg)
 	return NULL;
 }
 
-/* Watches @peer for the last close of its fd anywhere; @token names its file. */
-void iommufd_server_watch(int peer, uint64_t token)
+/*
+ * Watches @peer for the last close of its fd anywhere; @token names its file (or a fork:
+ * WIRE_WATCH_FORK). 0, or -ENODEV when we do not serve (no server thread), -errno.
+ */
+int iommufd_server_watch(int peer, uint64_t token)
 {
 	struct epoll_event ev = { .events = EPOLLRDHUP, .data.u64 = token };
 
-	if (epoll_fd >= 0)
-		sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev);
+	if (epoll_fd < 0)
+		return -ENODEV;
+	return sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev) ? -errno : 0;
 }
 
 void iommufd_server_unwatch(int peer)
@@ -1568,6 +1574,8 @@ static void remote_atfork_child_pools(void)
 
 static void remote_atfork_child(void)
 {
+	struct iommufd_server *parent;
+
 	/* The served connections' pages are the parent's threads' (a hand-over's too). */
 	iommufd_direct_atfork_child();
 	iommufd_mmap_atfork_child(remote_handover);
@@ -1601,6 +1609,7 @@ static void remote_atfork_child(void)
 		return;
 	}
 	/* The parent's threads are not ours: its connections and server stay its own. */
+	parent = atomic_load(&iommufd_self_server);
 	for (int i = 0; i < REMOTE_CONNS_MAX; i++)
 		conn_fds[i] = 0;
 	if (listen_fd >= 0)
@@ -1615,8 +1624,11 @@ static void remote_atfork_child(void)
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_child();
 	uiommu_mutex_unlock(&servers_lock);
-	/* Our copies of the parent's mappings of other processes' regions hold them too. */
-	iommufd_mmap_atfork_child_hold();
+	/*
+	 * Our copies of the parent's mappings of other processes' regions hold them too, and so
+	 * do those of its own regions, at its server (whose entry in servers is a client's now).
+	 */
+	iommufd_mmap_atfork_child_hold(parent);
 }
 
 static void remote_atfork_register(void)
@@ -1653,6 +1665,7 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 		_exit(1);
 	uiommu_fd_keep(epoll_fd);
 	iommufd_files_rewatch();
+	iommufd_mmap_forks_rewatch();
 	remote_server_loop(true);
 	_exit(0);
 }

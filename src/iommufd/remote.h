@@ -165,7 +165,12 @@ void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 			   const uint8_t *secret, struct wire_fd_header *hdr);
 void iommufd_secret_new(uint8_t *secret);
 int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token);
-void iommufd_server_watch(int peer, uint64_t token);
+/*
+ * What the server thread watches besides the files' peers (their tokens count from 1): with
+ * this bit, a fork's socketpair (mmap.c's holds for its child), named by the fork's ID.
+ */
+#define WIRE_WATCH_FORK (1ull << 63)
+int iommufd_server_watch(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
@@ -190,7 +195,9 @@ int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 void iommufd_mmap_atfork_prepare(bool handover);
 void iommufd_mmap_atfork_parent(void);
 void iommufd_mmap_atfork_child(bool handover);
-void iommufd_mmap_atfork_child_hold(void);
+void iommufd_mmap_atfork_child_hold(struct iommufd_server *parent);
+void iommufd_mmap_fork_gone(uint64_t id);
+void iommufd_mmap_forks_rewatch(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 

@@ -1724,10 +1724,10 @@ TEST(fail_nth_of_a_remote_mapping_in_the_mapping_process)
 
 /*
  * The copy's side of local_run(): a fork of this process with its copy of the mapping @p
- * (@len bytes, the region's word first, when @mapped), answering the test's commands on @sock with an int
- * (0 or an errno) as child_held() does: 'u' unmaps all of it, 'p' its first page, 'q' the
- * rest; 'x' exits at once (status 0); 'e' execs "--child heldexec" (the copy goes with the old
- * image, whose answer is the new image's 0). EOF ends it.
+ * (@len bytes, the region's word first, when @mapped), answering the test's commands on @sock
+ * with an int (0 or an errno) as child_held() does: 'u' unmaps all of it, 'p' its first
+ * page, 'q' the rest; 'x' exits at once (status 0); 'e' execs "--child heldexec" (the copy
+ * goes with the old image, whose answer is the new image's 0). EOF ends it.
  */
 static __attribute__((noreturn)) void local_copy_serve(int sock, uint32_t *p, size_t len,
 						      bool mapped)

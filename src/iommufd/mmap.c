@@ -109,7 +109,8 @@ struct iommufd_mmap_hold {
 	struct iommufd_ctx *ictx;       /* its file: a reference */
 };
 
-UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list, hold_list, hold_next, fork_list, fork_next; a leaf */
+/* Protects mmap_list, hold_list, hold_next, fork_list and fork_next; a leaf. */
+UIOMMU_MUTEX_DEFINE(mmap_lock);
 /*
  * Forks waiting for their child's copies of our remote holds (mmap_lock). A MUNMAP of ours
  * waits for them (mmap_forks_done): one sent first would drop a hold the child has yet to copy.

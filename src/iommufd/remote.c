@@ -46,6 +46,9 @@
  * when its last connection closes (it died or exec'd: its connections are close-on-exec) or
  * when it is forgotten. A forked child asks for its own copy of each (MMAP_FORK, the secret
  * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
+ * A forked child of ours takes over, with the same MMAP_FORK, the holds our fork made for its
+ * copies of our own mappings (the fork's socketpair, watched by the server thread, tells when
+ * the ones it did not take go).
  *
  * Threads. The server thread (one per serving process, started with its first file) accepts
  * connections and watches the peers; each connection gets a detached thread of its own (at

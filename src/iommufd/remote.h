@@ -68,7 +68,9 @@ enum wire_op {
 	WIRE_MUNMAP,
 	/*
 	 * arg[0] a hold of the caller's parent, its secret in secret: a copy for the caller (a
-	 * forked child's copy of the mapping), named in val[] as MMAP's. 0, -ENOENT, -ENOMEM
+	 * forked child's copy of the mapping), named in val[] as MMAP's; a hold the server made
+	 * for its own fork's child (its own mapping's copy) becomes the caller's, with a new
+	 * secret. 0, -ENOENT, -ENOMEM
 	 */
 	WIRE_MMAP_FORK,
 };

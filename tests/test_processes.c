@@ -1104,12 +1104,12 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
  * "cprfds SOCK": a serving process that holds a pipe's write end (from the test, over SOCK)
  * and the CPR context (nothing pins its memfd yet: the first pin, after the exec, is the next
  * server's, through its own duplicate of the memfd) with a vIOMMU whose region says 0x77,
- * then execs itself keeping the pipe.
+ * which it maps, then execs itself keeping the pipe (the mapping goes with the old image).
  */
 static int child_cprfds(int sock)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0x77 };
-	uint64_t msg[3] = { 0 };
+	uint64_t msg[4] = { 0 };
 	int fd = cpr_context(0xa5, &msg[0]);
 	char a1[24], a2[24], a3[24], c;
 	int wr = recv_fd(sock, &c, 1);
@@ -1121,6 +1121,9 @@ static int child_cprfds(int sock)
 		return 3;
 	msg[1] = data.out_mmap_offset;
 	msg[2] = data.out_mmap_length;
+	msg[3] = viommu;
+	if (mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]) == MAP_FAILED)
+		return 4;
 	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
 		return 5;
 	snprintf(a1, sizeof(a1), "%d", fd);
@@ -2722,7 +2725,7 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	int sock, fd, pipefd[2], status;
 	uint8_t got[2 * PS];
 	struct pollfd pfd;
-	uint64_t msg[3], iova;
+	uint64_t msg[4], iova;
 	uint32_t ioas, *region;
 	pid_t pid;
 	char c = 0;
@@ -2778,7 +2781,11 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	region = mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]);
 	ASSERT_NE(MAP_FAILED, region);
 	ASSERT_EQ(0x77u, region[0]);
+	ASSERT_EQ(-1, destroy(fd, (uint32_t)msg[3]));
+	ASSERT_EQ(EBUSY, errno);
 	ASSERT_EQ(0, munmap(region, msg[2]));
+	/* Nothing else holds it: the exec'ing image's own mapping went with its exec. */
+	ASSERT_EQ(0, destroy(fd, (uint32_t)msg[3]));
 	/* The last fd, with the device, the vIOMMU and IOAS 1 still in the context. */
 	ASSERT_EQ(0, close(fd));
 	/* That was the last fd: the next server exits, cleanly. */

@@ -623,6 +623,26 @@ void iommufd_mmap_fork_gone(uint64_t id)
 	uiommu_free(f);
 }
 
+/*
+ * A hand-over's next server, once the exec succeeded: every mapping recorded was the exec'ing
+ * image's and went with it, as the kernel's exec drops the old mm's VMAs, so their holds go:
+ * those of our own regions here; those at other servers went with that image's connections
+ * (close-on-exec), so no MUNMAP is sent for them.
+ */
+void iommufd_mmap_handover_forget(void)
+{
+	struct iommufd_mmap *dead;
+
+	uiommu_mutex_lock(&mmap_lock);
+	dead = mmap_list;
+	mmap_list = NULL;
+	atomic_store_explicit(&mmap_count, 0, memory_order_relaxed);
+	for (struct iommufd_mmap *m = dead; m; m = m->next)
+		memset(&m->hold, 0, sizeof(m->hold));
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
+}
+
 /* A hand-over's next server: its new epoll set watches the forks whose children it waits for. */
 void iommufd_mmap_forks_rewatch(void)
 {

@@ -1669,6 +1669,7 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	uiommu_fd_keep(epoll_fd);
 	iommufd_files_rewatch();
 	iommufd_mmap_forks_rewatch();
+	iommufd_mmap_handover_forget();
 	remote_server_loop(true);
 	_exit(0);
 }

@@ -200,6 +200,7 @@ void iommufd_mmap_atfork_child(bool handover);
 void iommufd_mmap_atfork_child_hold(struct iommufd_server *parent);
 void iommufd_mmap_fork_gone(uint64_t id);
 void iommufd_mmap_forks_rewatch(void);
+void iommufd_mmap_handover_forget(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 

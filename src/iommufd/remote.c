@@ -61,7 +61,8 @@
  * state (listening socket, epoll set, peers, export table in file.c, the holds it made for its
  * parent's clients) and the connection pools, and draws a new cookie; the child's own files
  * get a new server at its first open. Last, it asks the servers of its mappings for its holds,
- * which the parent's handler waits for.
+ * which the parent's handler waits for, then takes over at its parent's server the holds made
+ * for its copies of the parent's own mappings (which nobody waits for: the parent serves them).
  *
  * Exec (QEMU's CPR). A serving process that execs would take its server with it; its fds live
  * on in the new image and elsewhere. uiommu_exec_handover() (the preload layer's execve

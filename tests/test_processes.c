@@ -1730,22 +1730,31 @@ TEST(fail_nth_of_a_remote_mapping_in_the_mapping_process)
  * (@len bytes, the region's word first, when @mapped), answering the test's commands on @sock
  * with an int (0 or an errno) as child_held() does: 'u' unmaps all of it, 'p' its first
  * page, 'q' the rest; 'x' exits at once (status 0); 'e' execs "--child heldexec" (the copy
- * goes with the old image, whose answer is the new image's 0). EOF ends it.
+ * goes with the old image, whose answer is the new image's 0); 'F' forks a copy of the copy
+ * (held_copy()), which 'G' has unmap it and exit (the answer: its status). EOF ends it.
  */
 static __attribute__((noreturn)) void local_copy_serve(int sock, uint32_t *p, size_t len,
 						      bool mapped)
 {
+	int go[2] = { -1, -1 }, rc;
+	pid_t copy = -1;
 	char cmd;
-	int rc;
 
 	if (mapped && p[0] != 0xabcdu)
 		_exit(2);
 	while (read(sock, &cmd, 1) == 1) {
 		if (cmd == 'x')
 			_exit(0);
-		if (cmd == 'e')
+		if (cmd == 'e') {
 			rc = held_exec(sock);
-		else if (cmd == 'u' || cmd == 'p' || cmd == 'q')
+		} else if (cmd == 'F') {
+			rc = pipe2(go, O_CLOEXEC) ? errno : 0;
+			if (!rc && (copy = held_copy(go, p, len)) < 0)
+				rc = errno;
+		} else if (cmd == 'G') {
+			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
+			close(go[1]);
+		} else if (cmd == 'u' || cmd == 'p' || cmd == 'q')
 			rc = munmap(cmd == 'q' ? (char *)p + PS : (char *)p,
 				    cmd == 'u' ? len : cmd == 'p' ? PS : len - PS) ? errno : 0;
 		else
@@ -1854,6 +1863,8 @@ TEST(a_forked_copy_of_the_serving_process_s_own_mapping_holds_it)
 	local_run(_metadata, "fUBxS");
 	local_run(_metadata, "fUBKS");
 	local_run(_metadata, "fUBeS");
+	/* The copy's own fork: the copy of the copy holds at this process's server too. */
+	local_run(_metadata, "fUFBuBGD");
 }
 
 /*

@@ -750,14 +750,6 @@ TEST_F(lockedvm, exec_hand_over_keeps_the_charges_counted)
 	void *guest;
 	pid_t pid;
 
-#if defined(__SANITIZE_THREAD__)
-	/*
-	 * Under ThreadSanitizer the next server (a fork of a fork of the exec'd server, not under
-	 * uiommu-run) is gone by the first call after the exec (ENODEV); not understood yet
-	 * (test_processes' hand-overs run under TSan). The default and ASan builds run this case.
-	 */
-	SKIP("the hand-over's next server does not survive here under ThreadSanitizer");
-#endif
 	/* The next server is reparented here, to be waited for. */
 	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L));
 	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));

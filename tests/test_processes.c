@@ -330,13 +330,27 @@ static pid_t held_copy(int go[2], uint32_t *p, size_t len)
 	return copy;
 }
 
+/* Execs this program as "--child heldexec SOCK", keeping @sock: the errno when it failed. */
+static int held_exec(int sock)
+{
+	char a1[24];
+
+	snprintf(a1, sizeof(a1), "%d", sock);
+	if (fcntl(sock, F_SETFD, 0))
+		return errno;
+	execl("/proc/self/exe", "test_processes", "--child", "heldexec", a1, (char *)NULL);
+	return errno;
+}
+
 /*
  * "held SOCK": maps the vIOMMU region of the iommufd it was handed ({offset, length, vIOMMU
  * ID}) as the test commands, one byte each, and answers each with an int (0 or an errno):
  * 'n' nothing (it has the fd), 'm' maps it, 'M' maps it again over the first mapping
  * (MAP_FIXED), 'p' unmaps its first page, 'q' the rest, 'u' all of it; 'r' moves all of it
  * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'X' moves an anonymous
- * mapping onto it (mremap MREMAP_FIXED); 'G' tries to grow it (the
+ * mapping onto it (mremap MREMAP_FIXED); 'A' maps anonymous memory over all of it, 'a' over
+ * its first page, 'o' another file (a memfd) over its last page (mmap MAP_FIXED: each must
+ * read as the new memory); 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'g' has that copy unmap it and exit (the
  * answer: its status), 'T' forks such a copy while another thread unmaps this process's
@@ -405,6 +419,24 @@ static int child_held(int sock)
 				q = mremap(q, reg[1], reg[1], MREMAP_MAYMOVE | MREMAP_FIXED, p);
 			rc = q == MAP_FAILED ? errno : q == p ? 0 : -1;
 			break;
+		case 'A':
+		case 'a':
+		case 'o': {
+			char *at = (char *)p + (cmd == 'o' ? reg[1] - PS : 0);
+			int mfd = cmd == 'o' ? memfd_create("held-over", MFD_CLOEXEC) : -1;
+
+			if (cmd == 'o' && (mfd < 0 || ftruncate(mfd, PS))) {
+				rc = errno;
+				break;
+			}
+			q = mmap(at, cmd == 'A' ? reg[1] : PS, PROT_READ | PROT_WRITE,
+				 MAP_FIXED | (mfd >= 0 ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS),
+				 mfd, 0);
+			rc = q == MAP_FAILED ? errno : q == at && !*(volatile uint32_t *)q ? 0 : -1;
+			if (mfd >= 0)
+				close(mfd);
+			break;
+		}
 		case 'G':
 			q = mremap(p, reg[1], 2 * reg[1], MREMAP_MAYMOVE);
 			rc = q == MAP_FAILED && errno == EFAULT ? 0 : -1;
@@ -467,15 +499,9 @@ static int child_held(int sock)
 			}
 			break;
 		}
-		case 'e': {
-			char a1[24];
-
-			snprintf(a1, sizeof(a1), "%d", sock);
-			execl("/proc/self/exe", "test_processes", "--child", "heldexec", a1,
-			      (char *)NULL);
-			rc = errno;
+		case 'e':
+			rc = held_exec(sock);
 			break;
-		}
 		default:
 			rc = -1;
 		}
@@ -1078,12 +1104,12 @@ static int child_cpr2(int fd, int sock, uint64_t iova)
  * "cprfds SOCK": a serving process that holds a pipe's write end (from the test, over SOCK)
  * and the CPR context (nothing pins its memfd yet: the first pin, after the exec, is the next
  * server's, through its own duplicate of the memfd) with a vIOMMU whose region says 0x77,
- * then execs itself keeping the pipe.
+ * which it maps, then execs itself keeping the pipe (the mapping goes with the old image).
  */
 static int child_cprfds(int sock)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0x77 };
-	uint64_t msg[3] = { 0 };
+	uint64_t msg[4] = { 0 };
 	int fd = cpr_context(0xa5, &msg[0]);
 	char a1[24], a2[24], a3[24], c;
 	int wr = recv_fd(sock, &c, 1);
@@ -1095,6 +1121,9 @@ static int child_cprfds(int sock)
 		return 3;
 	msg[1] = data.out_mmap_offset;
 	msg[2] = data.out_mmap_length;
+	msg[3] = viommu;
+	if (mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]) == MAP_FAILED)
+		return 4;
 	if (send_fd(sock, fd, msg, sizeof(msg)) || read(sock, &c, 1) != 1)
 		return 5;
 	snprintf(a1, sizeof(a1), "%d", fd);
@@ -1463,6 +1492,54 @@ TEST(an_mremap_moves_a_remote_mapping_and_its_hold)
 	held_run(_metadata, "mXD");
 }
 
+/*
+ * mmap(MAP_FIXED) of anonymous memory or of another file over a remote mapping replaces the
+ * pages it covers, as an munmap of them (the kernel unmaps the old VMAs first): all of it lets
+ * the hold go at once; one page keeps it until the rest goes too, by an munmap or by another
+ * file mapped over it.
+ */
+TEST(an_mmap_fixed_over_a_remote_mapping_lets_its_pages_go)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mAD");
+	held_run(_metadata, "maBqD");
+	held_run(_metadata, "moBpD");
+	held_run(_metadata, "maBoD");
+}
+
+/* The same for this process's own mapping of its own region. */
+TEST(an_mmap_fixed_over_a_local_mapping_lets_its_pages_go)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int mfd, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	char *last;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(2 * PS, data.out_mmap_length);
+	last = (char *)p + PS;
+	ASSERT_EQ((void *)p, mmap(p, PS, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+	ASSERT_EQ(0u, p[0]); /* the new memory, not the region's word */
+	ASSERT_FALSE(uiommu_mmap_claims(p, PS));
+	ASSERT_TRUE(uiommu_mmap_claims(last, 1));
+	ASSERT_EQ(-1, destroy(fd, viommu));
+	ASSERT_EQ(EBUSY, errno);
+	mfd = memfd_create("over", MFD_CLOEXEC);
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, PS));
+	ASSERT_EQ((void *)last, mmap(last, PS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+				     mfd, 0));
+	ASSERT_FALSE(uiommu_mmap_claims(p, 2 * PS));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, munmap(p, 2 * PS));
+	ASSERT_EQ(0, close(mfd));
+	ASSERT_EQ(0, close(fd));
+}
+
 /* The same rules for this process's own mapping of its own region; MREMAP_DONTUNMAP EINVAL. */
 TEST(an_mremap_moves_a_local_mapping_and_its_hold)
 {
@@ -1644,6 +1721,245 @@ TEST(fail_nth_of_a_remote_mapping_in_the_mapping_process)
 	}
 	ASSERT_EQ(-2, rc);
 	ASSERT_NE(0, failed);
+}
+
+/* ---- a fork's copy of the serving process's own mapping holds it too ------------------- */
+
+/*
+ * The copy's side of local_run(): a fork of this process with its copy of the mapping @p
+ * (@len bytes, the region's word first, when @mapped), answering the test's commands on @sock
+ * with an int (0 or an errno) as child_held() does: 'u' unmaps all of it, 'p' its first
+ * page, 'q' the rest; 'x' exits at once (status 0); 'e' execs "--child heldexec" (the copy
+ * goes with the old image, whose answer is the new image's 0); 'F' forks a copy of the copy
+ * (held_copy()), which 'G' has unmap it and exit (the answer: its status). EOF ends it.
+ */
+static __attribute__((noreturn)) void local_copy_serve(int sock, uint32_t *p, size_t len,
+						      bool mapped)
+{
+	int go[2] = { -1, -1 }, rc;
+	pid_t copy = -1;
+	char cmd;
+
+	if (mapped && p[0] != 0xabcdu)
+		_exit(2);
+	while (read(sock, &cmd, 1) == 1) {
+		if (cmd == 'x')
+			_exit(0);
+		if (cmd == 'e') {
+			rc = held_exec(sock);
+		} else if (cmd == 'F') {
+			rc = pipe2(go, O_CLOEXEC) ? errno : 0;
+			if (!rc && (copy = held_copy(go, p, len)) < 0)
+				rc = errno;
+		} else if (cmd == 'G') {
+			rc = write(go[1], &cmd, 1) == 1 ? test_child_wait(copy) : errno;
+			close(go[1]);
+		} else if (cmd == 'u' || cmd == 'p' || cmd == 'q')
+			rc = munmap(cmd == 'q' ? (char *)p + PS : (char *)p,
+				    cmd == 'u' ? len : cmd == 'p' ? PS : len - PS) ? errno : 0;
+		else
+			rc = -1;
+		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+			_exit(4);
+	}
+	_exit(0);
+}
+
+/*
+ * Runs @script on this process's own mapping of a vIOMMU region of its own (two pages) and a
+ * fork's copy of it: 'f' forks the copy, 'U' unmaps our mapping, 'B' the vIOMMU's destroy
+ * answers EBUSY, 'D' it succeeds at once, 'S' once the server saw the copy's connection close
+ * (destroy_settle(), bounded), 'K' SIGKILLs the copy, 'x' has it exit; any other letter is a
+ * command of the copy's (local_copy_serve()), which must answer 0. Then everything ends and
+ * the context goes (no hold left behind, the fork's own included).
+ */
+/*
+ * Under ThreadSanitizer a fork of this multi-threaded process that goes on running (no exec)
+ * deadlocks: TSan cannot follow liburcu's helper thread across the fork (test_preload skips
+ * its fork cases for that), and its report's symbolizer, in that thread, munmaps through the
+ * preload layer while the fork holds the lock of the mappings.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define NEEDS_FORK_WITHOUT_EXEC() SKIP("fork of a multi-threaded process under ThreadSanitizer")
+#else
+#define NEEDS_FORK_WITHOUT_EXEC() do { } while (0)
+#endif
+
+static void local_run(struct __h_test *_metadata, const char *script)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int sv[2] = { -1, -1 }, want = 0, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t viommu, *p;
+	bool mapped = true;
+	pid_t copy = -1;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(2 * PS, data.out_mmap_length);
+	for (const char *cmd = script; *cmd; cmd++) {
+		switch (*cmd) {
+		case 'f':
+			ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+			copy = fork();
+			ASSERT_GE(copy, 0);
+			if (copy == 0) {
+				close(sv[0]);
+				local_copy_serve(sv[1], p, 2 * PS, mapped);
+			}
+			close(sv[1]);
+			break;
+		case 'U':
+			ASSERT_EQ(0, munmap(p, 2 * PS));
+			mapped = false;
+			break;
+		case 'B':
+			ASSERT_EQ(-1, destroy(fd, viommu));
+			ASSERT_EQ(EBUSY, errno);
+			break;
+		case 'D':
+			ASSERT_EQ(0, destroy(fd, viommu));
+			break;
+		case 'S':
+			ASSERT_EQ(0, destroy_settle(fd, viommu));
+			break;
+		case 'K':
+			ASSERT_EQ(0, kill(copy, SIGKILL));
+			want = 128 + SIGKILL;
+			break;
+		case 'x':
+			ASSERT_EQ(1, write(sv[0], cmd, 1));
+			ASSERT_EQ(0, test_child_wait(copy));
+			copy = -1;
+			break;
+		default:
+			c = *cmd;
+			ASSERT_EQ(1, write(sv[0], &c, 1));
+			ASSERT_EQ((ssize_t)sizeof(rc), read(sv[0], &rc, sizeof(rc)));
+			ASSERT_EQ(0, rc);
+		}
+	}
+	close(sv[0]);
+	if (copy > 0)
+		ASSERT_EQ(want, test_child_wait(copy));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+/*
+ * fork() of the serving process copies its own mapping of its own region, and the copy holds
+ * the vIOMMU as the kernel's copied VMA does (from before fork() returns: the child takes over
+ * a hold made for it): EBUSY while either has any page mapped, in either order; free at once
+ * after the last page's munmap, and once the copy's process exited, was killed or exec'd.
+ */
+TEST(a_forked_copy_of_the_serving_process_s_own_mapping_holds_it)
+{
+	NEEDS_IOMMUFD_TEST();
+	NEEDS_FORK_WITHOUT_EXEC();
+	local_run(_metadata, "fUBuD");
+	local_run(_metadata, "fuBUD");
+	local_run(_metadata, "fUBpBqD");
+	local_run(_metadata, "fUBxS");
+	local_run(_metadata, "fUBKS");
+	local_run(_metadata, "fUBeS");
+	/* The copy's own fork: the copy of the copy holds at this process's server too. */
+	local_run(_metadata, "fUFBuBGD");
+}
+
+/*
+ * A fork of a process that has unmapped its region holds nothing; the copy's munmap lets go of
+ * the hold it took over while ours still holds: free at once when ours goes.
+ */
+TEST(a_fork_without_the_mapping_holds_nothing)
+{
+	NEEDS_IOMMUFD_TEST();
+	NEEDS_FORK_WITHOUT_EXEC();
+	local_run(_metadata, "UfD");
+	local_run(_metadata, "fuUDx");
+}
+
+/*
+ * Each fallible step of a fork's hold for its copy of this process's own mapping in turn: the
+ * forking side's (the fork's record, its socketpair, the hold), the copy's (its connection to
+ * this process, the call that takes the hold over: the countdown goes on in the child) and,
+ * in a second sweep, this process's serving of them (the accept, the HELLO, MMAP_FORK). A
+ * failure leaves the copy unheld, never a hold behind: once the copy is gone the vIOMMU is
+ * destroyed and the context goes.
+ */
+TEST(fail_nth_of_a_forks_hold_of_the_serving_process_s_mapping)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	unsigned long nth, nth_child, left, held = 0, unheld = 0;
+
+	NEEDS_IOMMUFD_TEST();
+	NEEDS_FORK_WITHOUT_EXEC();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (int serving = 0; serving < 2; serving++) {
+		left = 0;
+		for (nth = 1; nth < 100 && !left; nth++) {
+			int sv[2], rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+			uint32_t viommu, *p;
+			pid_t copy;
+			char c = 'u';
+
+			ASSERT_GE(fd, 0);
+			p = region_mapped(fd, &data, &viommu);
+			ASSERT_NE(MAP_FAILED, p);
+			ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+			if (serving)
+				uiommu_serve_fail_nth_arm(nth);
+			else
+				uiommu_fail_nth_arm(nth);
+			copy = fork();
+			if (copy == 0) {
+				/*
+				 * The countdown went on in the child's fork handlers: what is left
+				 * of it says whether one failed there (or before, in the parent's).
+				 */
+				left = uiommu_fail_nth_disarm();
+				close(sv[0]);
+				if (write(sv[1], &left, sizeof(left)) != sizeof(left))
+					_exit(6);
+				local_copy_serve(sv[1], p, 2 * PS, true);
+			}
+			if (serving)
+				left = uiommu_serve_fail_nth_disarm();
+			else
+				uiommu_fail_nth_disarm();
+			ASSERT_GT(copy, 0);
+			close(sv[1]);
+			if (serving)
+				ASSERT_EQ((ssize_t)sizeof(nth), read(sv[0], &nth_child, sizeof(nth)));
+			else
+				ASSERT_EQ((ssize_t)sizeof(left), read(sv[0], &left, sizeof(left)));
+			ASSERT_EQ(0, munmap(p, 2 * PS));
+			rc = destroy(fd, viommu);
+			if (rc) {
+				ASSERT_EQ(EBUSY, errno);
+				held++;
+			} else {
+				unheld++;
+			}
+			/* Nothing failed: the copy holds. */
+			if (left)
+				ASSERT_EQ(-1, rc);
+			ASSERT_EQ(1, write(sv[0], &c, 1));
+			ASSERT_EQ((ssize_t)sizeof(rc), read(sv[0], &rc, sizeof(rc)));
+			ASSERT_EQ(0, rc);
+			close(sv[0]);
+			ASSERT_EQ(0, test_child_wait(copy));
+			rc = destroy_settle(fd, viommu);
+			if (rc)
+				ASSERT_EQ(ENOENT, errno); /* destroyed above */
+			ASSERT_EQ(0, close(fd));
+			ASSERT_EQ(0, live_contexts_settle(0));
+		}
+		ASSERT_NE(0, left);
+	}
+	ASSERT_NE(0, held);
+	ASSERT_NE(0, unheld);
 }
 
 /*
@@ -2435,7 +2751,7 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	int sock, fd, pipefd[2], status;
 	uint8_t got[2 * PS];
 	struct pollfd pfd;
-	uint64_t msg[3], iova;
+	uint64_t msg[4], iova;
 	uint32_t ioas, *region;
 	pid_t pid;
 	char c = 0;
@@ -2491,7 +2807,11 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 	region = mmap(NULL, msg[2], PROT_READ, MAP_SHARED, fd, (off_t)msg[1]);
 	ASSERT_NE(MAP_FAILED, region);
 	ASSERT_EQ(0x77u, region[0]);
+	ASSERT_EQ(-1, destroy(fd, (uint32_t)msg[3]));
+	ASSERT_EQ(EBUSY, errno);
 	ASSERT_EQ(0, munmap(region, msg[2]));
+	/* Nothing else holds it: the exec'ing image's own mapping went with its exec. */
+	ASSERT_EQ(0, destroy(fd, (uint32_t)msg[3]));
 	/* The last fd, with the device, the vIOMMU and IOAS 1 still in the context. */
 	ASSERT_EQ(0, close(fd));
 	/* That was the last fd: the next server exits, cleanly. */

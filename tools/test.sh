@@ -196,7 +196,7 @@ for fz in fuzz_ioctl:60 fuzz_wire:30; do
 	if (cd "$fuzzdir" && ASAN_OPTIONS=allow_user_segv_handler=1 \
 		"$OLDPWD/build-fuzz/tests/fuzz/$name" -max_total_time="$secs" -detect_leaks=0 \
 		-timeout=10 -print_final_stats=1 corpus) >"$fuzzdir/log" 2>&1; then
-		grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$fuzzdir/log" || true
+		grep -E '^stat::(number_of_executed_units|average_exec_per_sec|late_releases)' "$fuzzdir/log" || true
 		rm -rf "$fuzzdir"
 		passed=$((passed + 1))
 	else

@@ -1277,6 +1277,28 @@ UIOMMU_EXPORT void uiommu_fd_forget(int fd)
 	fdt_forget_stale(fd, NULL);
 }
 
+/*
+ * For a leak report (the fuzz harness's): every file of ours still published, with what could
+ * keep it: its count, whether the fds anywhere still hold it, and what its peer shows now.
+ */
+void iommufd_files_dump(FILE *out)
+{
+	uiommu_mutex_lock(&export_lock);
+	for (unsigned int b = 0; b < EXPORT_BUCKETS; b++) {
+		for (struct iommufd_file *f = export_table[b]; f; f = f->export_next) {
+			struct pollfd p = { .fd = f->peer, .events = 0 };
+			int n = sys_poll_now(&p);
+
+			fprintf(out,
+				"file token %llu refs %ld held %d %s local_fd %d peer %d poll %d revents %#x\n",
+				(unsigned long long)f->token, atomic_load(&f->refs),
+				(int)atomic_load(&f->held), f->ops ? "sub-fd" : "context",
+				atomic_load(&f->local_fd), f->peer, n, (unsigned int)p.revents);
+		}
+	}
+	uiommu_mutex_unlock(&export_lock);
+}
+
 UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)
 {
 	struct uiommu_mm *mm = iommufd_caller_mm();

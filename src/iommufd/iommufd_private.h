@@ -53,6 +53,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "lib/rcu.h"
@@ -268,6 +269,7 @@ int iommufd_mmap_region_alloc(size_t len, int *fdp, void **mapp);
 void iommufd_mmap_region_free(int fd, void *map, size_t len);
 long iommufd_objects_live(void);
 long iommufd_contexts_live(void);
+void iommufd_files_dump(FILE *out);
 /*
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) and must hear the munmaps of
  * what it mapped: claims() says whether [start, end) touches one of its mappings (the preload

@@ -24,9 +24,9 @@
  * recorded, as a split VMA keeps its reference. A record keeps where each page is mapped now:
  * uiommu_mremap() moves them (a region's mapping does not grow: EFAULT, as the kernel's
  * VM_DONTEXPAND), and forgets the ones it shrinks away or replaces. uiommu_mmap() with
- * MAP_FIXED over one of our mappings forgets the pages it replaces the same way. The
- * program's own mmap(MAP_FIXED) of another file over one of our mappings is not seen: that
- * mapping stays recorded until an munmap of its range.
+ * MAP_FIXED over one of our mappings forgets the pages it replaces the same way, and so does
+ * the program's own mmap(MAP_FIXED) of anonymous memory or another file over one
+ * (uiommu_mmap_fixed(): the preload layer sends those that meet a mapping of ours here).
  *
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
  * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets
@@ -45,13 +45,19 @@
  * copy of each hold (WIRE_MMAP_FORK, the secret shows it comes from a holder of the hold), as
  * the kernel's vm_ops->open raises the owner's users for the child's VMA; the parent waits for
  * it (iommufd_mmap_atfork_*()), and a MUNMAP of the parent's other threads waits for that
- * (iommufd_mmap_forks_wait()), so no munmap of the parent's can overtake it.
+ * (iommufd_mmap_forks_wait()), so no munmap of the parent's can overtake it. The serving
+ * process's own mappings are copied by a fork too, and the child, a client of its parent's
+ * server from then on, holds them there: the fork's prepare makes a hold of each owner at our
+ * own server for the child (pending), which the child takes over with the same WIRE_MMAP_FORK
+ * (its record keeps the owner's copy, marked copy, and the hold); what it does not take goes
+ * when the server thread sees the child's end of the fork's socketpair close.
  *
  * The library maps and unmaps with raw syscalls: its own mmap()/munmap() calls would come back
  * through the preload layer.
  *
- * Locking: mmap_lock (a leaf) protects the list of mappings, the list of holds and the next
- * hold's ID. References are dropped outside it.
+ * Locking: mmap_lock (a leaf) protects the list of mappings, the list of holds, the next
+ * hold's ID and the forks' holds for their children (fork_list). References are dropped
+ * outside it.
  */
 #include <errno.h>
 #include <string.h>
@@ -80,20 +86,31 @@ struct iommufd_mmap {
 	unsigned int live;            /* pages mapped; mmap_lock */
 	struct iommufd_object *owner; /* a users reference; NULL: another process's region */
 	struct iommufd_ctx *ictx;     /* its file: a reference (owner set) */
-	struct iommufd_server *server; /* the region's server (owner NULL) */
+	/* The region's server (owner NULL; a fork's copy: the parent's, once it holds there) */
+	struct iommufd_server *server;
 	struct wire_hold hold;        /* our hold there (id 0: none); mmap_lock */
+	/*
+	 * A forked child's copy of its parent's own mapping: the owner is the child's copy of
+	 * the object, which nobody serves; what holds the parent's is the hold at the parent's
+	 * server. Set in the child's fork handler.
+	 */
+	bool copy;
+	struct wire_hold fork; /* a fork in progress: the hold made for its child; mmap_lock */
 };
 
 /* The serving side's record of another process's mapping of a region (see the essay). */
 struct iommufd_mmap_hold {
 	struct iommufd_mmap_hold *next; /* hold_list; mmap_lock */
-	const void *holder;             /* the client (remote.c's); NULL: a forked server's copy */
+	/* The client (remote.c's); NULL: a forked server's copy; a fork's (pending): mmap_lock */
+	const void *holder;
+	bool pending;                   /* made by a fork for its child to take over; mmap_lock */
 	struct wire_hold name;          /* constant */
 	struct iommufd_object *owner;   /* a users reference */
 	struct iommufd_ctx *ictx;       /* its file: a reference */
 };
 
-UIOMMU_MUTEX_DEFINE(mmap_lock); /* protects mmap_list, hold_list, hold_next; a leaf */
+/* Protects mmap_list, hold_list, hold_next, fork_list and fork_next; a leaf. */
+UIOMMU_MUTEX_DEFINE(mmap_lock);
 /*
  * Forks waiting for their child's copies of our remote holds (mmap_lock). A MUNMAP of ours
  * waits for them (mmap_forks_done): one sent first would drop a hold the child has yet to copy.
@@ -104,6 +121,23 @@ static struct iommufd_mmap *mmap_list;
 static atomic_long mmap_count; /* entries of mmap_list: a lock-free "none" for the preload */
 static struct iommufd_mmap_hold *hold_list;
 static uint64_t hold_next = 1; /* 0 names no hold */
+
+/*
+ * A fork of a process with mappings of its own regions: the holds it made for its child
+ * (pending, holder: this) wait for the child to take them over (WIRE_MMAP_FORK) until the
+ * child's end of a socketpair closes, which the server thread sees on @fd.
+ */
+struct iommufd_mmap_fork {
+	struct iommufd_mmap_fork *next; /* fork_list; mmap_lock */
+	uint64_t id;                    /* constant */
+	int fd;                         /* our end, watched by the server thread; constant */
+};
+
+static struct iommufd_mmap_fork *fork_list; /* mmap_lock */
+static uint64_t fork_next = 1;              /* mmap_lock */
+/* This thread's fork in progress (prepare to the handlers), and the child's end of its pair. */
+static __thread struct iommufd_mmap_fork *mmap_fork_own;
+static __thread int mmap_fork_child_end = -1;
 
 /**
  * iommufd_mmap_region_alloc() - a shared region of @len bytes (whole pages, at most 64)
@@ -222,18 +256,16 @@ static void iommufd_mmap_put(struct iommufd_mmap *dead)
 
 	while ((m = dead)) {
 		dead = m->next;
-		if (!m->owner) {
-			/* The last page of another process's region: its server lets go. */
-			if (m->hold.id) {
-				iommufd_mmap_forks_wait();
-				iommufd_remote_munmap(m->server, m->hold.id);
-			}
-			uiommu_free(m);
-			continue;
+		/* The last page of a region another process serves (our parent's, for a copy). */
+		if (m->hold.id) {
+			iommufd_mmap_forks_wait();
+			iommufd_remote_munmap(m->server, m->hold.id);
 		}
 		/* Pairs with the references taken in uiommu_mmap(). */
-		iommufd_object_unref_users(m->owner);
-		iommufd_ctx_file_put(m->ictx);
+		if (m->owner) {
+			iommufd_object_unref_users(m->owner);
+			iommufd_ctx_file_put(m->ictx);
+		}
 		uiommu_free(m);
 	}
 }
@@ -304,10 +336,10 @@ static int iommufd_mmap_check(size_t len, int prot, int flags, off_t off)
 	return 0;
 }
 
-/* A new hold of @owner (held by the caller) for @holder, named in *@name; takes mmap_lock. */
-static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
-							struct iommufd_object *owner,
-							const void *holder, struct wire_hold *name)
+/* A hold of @owner for @holder, not yet listed (iommufd_mmap_hold_link()); NULL: no memory. */
+static struct iommufd_mmap_hold *iommufd_mmap_hold_alloc(struct iommufd_ctx *ictx,
+							  struct iommufd_object *owner,
+							  const void *holder)
 {
 	struct iommufd_mmap_hold *h = uiommu_zalloc(sizeof(*h));
 
@@ -320,12 +352,31 @@ static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
 	/* Pair with the puts in iommufd_mmap_holds_put(). */
 	iommufd_object_ref_users(owner);
 	iommufd_ctx_file_get(ictx);
-	uiommu_mutex_lock(&mmap_lock);
+	return h;
+}
+
+/* Lists @h under its ID, named in *@name (mmap_lock). */
+static void iommufd_mmap_hold_link(struct iommufd_mmap_hold *h, struct wire_hold *name)
+{
+	lockdep_assert_held(&mmap_lock);
 	h->name.id = hold_next++;
 	h->next = hold_list;
 	hold_list = h;
-	uiommu_mutex_unlock(&mmap_lock);
 	*name = h->name;
+}
+
+/* A new hold of @owner (held by the caller) for @holder, named in *@name; takes mmap_lock. */
+static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
+							struct iommufd_object *owner,
+							const void *holder, struct wire_hold *name)
+{
+	struct iommufd_mmap_hold *h = iommufd_mmap_hold_alloc(ictx, owner, holder);
+
+	if (!h)
+		return NULL;
+	uiommu_mutex_lock(&mmap_lock);
+	iommufd_mmap_hold_link(h, name);
+	uiommu_mutex_unlock(&mmap_lock);
 	return h;
 }
 
@@ -372,7 +423,8 @@ out_put_owner:
 
 /**
  * iommufd_mmap_hold_copy() - a forked child's copy of a mapping: a new hold for @holder of
- * the owner that the hold @from names (its secret must match), named in *@to
+ * the owner that the hold @from names (its secret must match), named in *@to; a hold that a
+ * fork of ours made for its child (pending) is @holder's from now on instead, with a new secret
  * Return: 0, -ENOENT (no such hold), -ENOMEM.
  */
 int iommufd_mmap_hold_copy(const void *holder, const struct wire_hold *from, struct wire_hold *to)
@@ -392,6 +444,14 @@ int iommufd_mmap_hold_copy(const void *holder, const struct wire_hold *from, str
 			diff |= h->name.secret[i] ^ from->secret[i];
 		if (diff)
 			break;
+		if (h->pending) {
+			h->pending = false;
+			h->holder = holder;
+			iommufd_secret_new(h->name.secret);
+			*to = h->name;
+			uiommu_mutex_unlock(&mmap_lock);
+			return 0;
+		}
 		/* The hold's references keep both while we make the copy's own. */
 		owner = h->owner;
 		ictx = h->ictx;
@@ -477,23 +537,139 @@ void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead)
  * returns in the parent (see the essay), with a socketpair whose EOF says the child is done.
  * The pair is the forking thread's: two threads may fork at once, and one's prepare runs while
  * the other's parent handler waits (mmap_lock is let go before the wait).
+ *
+ * The serving process's own mappings are copied too: the child is a client of its parent's
+ * server from then on, and the kernel's copied VMA holds the owner. So the prepare makes, for
+ * each, a hold at our own server that the child takes over (WIRE_MMAP_FORK, after its copies
+ * of remote holds, so that a parent waiting for those never waits for its own server): it
+ * holds from before the fork, and the parent waits for nothing (its own server thread, which
+ * answers the child, may need a lock that another library's prepare took for the fork). The
+ * holds the child did not take (it died first, its call failed, fork() failed) go when the
+ * server thread sees the child's end of the fork's socketpair close
+ * (iommufd_mmap_fork_gone()).
  */
 static __thread int mmap_fork_wait[2] = { -1, -1 };
+
+/*
+ * A fork's holds for its child of our own mappings (mmap_lock): a socketpair whose other end
+ * the child closes when it took them over, watched by our server thread, and a pending hold
+ * per mapping (named in its fork). Nothing of it when we serve nothing (no server thread to
+ * see the close); a hold not made leaves the child's copy of that mapping unheld.
+ */
+static void iommufd_mmap_fork_prepare(void)
+{
+	struct iommufd_mmap_fork *f;
+	struct iommufd_mmap_hold *h;
+	int sv[2];
+
+	lockdep_assert_held(&mmap_lock);
+	f = uiommu_zalloc(sizeof(*f));
+	if (!f)
+		return;
+	if (uiommu_should_fail() || sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		goto err_free;
+	f->id = fork_next++;
+	f->fd = sv[0];
+	/* A hand-over's next server watches it too: it keeps the holds. */
+	uiommu_fd_keep(sv[0]);
+	if (iommufd_server_watch(sv[0], WIRE_WATCH_FORK | f->id))
+		goto err_close;
+	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
+		if (!m->owner || m->copy || !m->live)
+			continue;
+		h = iommufd_mmap_hold_alloc(m->ictx, m->owner, f);
+		if (!h)
+			continue;
+		h->pending = true;
+		iommufd_mmap_hold_link(h, &m->fork);
+	}
+	f->next = fork_list;
+	fork_list = f;
+	mmap_fork_own = f;
+	mmap_fork_child_end = sv[1];
+	return;
+
+err_close:
+	sys_close(sv[0]);
+	sys_close(sv[1]);
+err_free:
+	uiommu_free(f);
+}
+
+/*
+ * The child of fork @id is done with it (the server thread saw its end close): the holds it
+ * did not take over go.
+ */
+void iommufd_mmap_fork_gone(uint64_t id)
+{
+	struct iommufd_mmap_fork **pos, *f;
+
+	uiommu_mutex_lock(&mmap_lock);
+	for (pos = &fork_list; (f = *pos) && f->id != id; pos = &f->next)
+		;
+	if (f)
+		*pos = f->next;
+	uiommu_mutex_unlock(&mmap_lock);
+	if (!f)
+		return;
+	/*
+	 * A later fork's child may still have a copy of the fd, which keeps the socket, and our
+	 * watch of it, alive past our close: the watch goes first.
+	 */
+	iommufd_server_unwatch(f->fd);
+	sys_close(f->fd);
+	/* f names the holds until they are unlinked: freed after. */
+	iommufd_mmap_holds_put(iommufd_mmap_holds_unlink(f, 0));
+	uiommu_free(f);
+}
+
+/*
+ * A hand-over's next server, once the exec succeeded: every mapping recorded was the exec'ing
+ * image's and went with it, as the kernel's exec drops the old mm's VMAs, so their holds go:
+ * those of our own regions here; those at other servers went with that image's connections
+ * (close-on-exec), so no MUNMAP is sent for them.
+ */
+void iommufd_mmap_handover_forget(void)
+{
+	struct iommufd_mmap *dead;
+
+	uiommu_mutex_lock(&mmap_lock);
+	dead = mmap_list;
+	mmap_list = NULL;
+	atomic_store_explicit(&mmap_count, 0, memory_order_relaxed);
+	for (struct iommufd_mmap *m = dead; m; m = m->next)
+		memset(&m->hold, 0, sizeof(m->hold));
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
+}
+
+/* A hand-over's next server: its new epoll set watches the forks whose children it waits for. */
+void iommufd_mmap_forks_rewatch(void)
+{
+	uiommu_mutex_lock(&mmap_lock);
+	for (struct iommufd_mmap_fork *f = fork_list; f; f = f->next)
+		iommufd_server_watch(f->fd, WIRE_WATCH_FORK | f->id);
+	uiommu_mutex_unlock(&mmap_lock);
+}
 
 /* After remote.c's own prepare: mmap_lock is a leaf. @handover: a hand-over's fork. */
 void iommufd_mmap_atfork_prepare(bool handover)
 {
-	bool remote = false;
+	bool remote = false, own = false;
 
 	uiommu_mutex_lock(&mmap_lock);
-	for (struct iommufd_mmap *m = mmap_list; m && !remote; m = m->next)
-		remote = !m->owner && m->hold.id;
+	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
+		remote |= m->hold.id != 0;
+		own |= m->owner && !m->copy;
+	}
 	/* Without it the child's copies are asked for, only not waited for. */
 	if (remote && !handover &&
 	    sys_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mmap_fork_wait))
 		mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
 	if (mmap_fork_wait[0] >= 0)
 		mmap_forks++;
+	if (own && !handover)
+		iommufd_mmap_fork_prepare();
 }
 
 void iommufd_mmap_atfork_parent(void)
@@ -502,10 +678,18 @@ void iommufd_mmap_atfork_parent(void)
 
 	/*
 	 * Our write end goes before mmap_lock does: a fork that another thread's prepare lets
-	 * through next would copy it, and our wait would last as long as that child.
+	 * through next would copy it, and our wait would last as long as that child. So does the
+	 * child's end of our own holds' pair, and their names (the child has its copies).
 	 */
 	if (mmap_fork_wait[0] >= 0)
 		sys_close(mmap_fork_wait[1]);
+	if (mmap_fork_own) {
+		sys_close(mmap_fork_child_end);
+		for (struct iommufd_mmap *m = mmap_list; m; m = m->next)
+			memset(&m->fork, 0, sizeof(m->fork));
+		mmap_fork_own = NULL;
+		mmap_fork_child_end = -1;
+	}
 	uiommu_mutex_unlock(&mmap_lock);
 	if (mmap_fork_wait[0] < 0)
 		return;
@@ -523,17 +707,28 @@ void iommufd_mmap_atfork_parent(void)
 /* Unlocks; remote.c calls iommufd_mmap_atfork_child_hold() once it can make calls again. */
 void iommufd_mmap_atfork_child(bool handover)
 {
+	struct iommufd_mmap_fork *f;
+
 	/* The parent's waiting forks (and their waiters) are not ours. */
 	mmap_forks = 0;
 	uiommu_cond_init(&mmap_forks_done);
 	uiommu_mutex_unlock(&mmap_lock);
 	if (handover)
 		return;
-	for (struct iommufd_mmap_hold *h = hold_list; h; h = h->next)
+	for (struct iommufd_mmap_hold *h = hold_list; h; h = h->next) {
 		h->holder = NULL;
+		h->pending = false;
+	}
+	/* The parent's forks in flight are its server's to finish: our copies of their fds go. */
+	while ((f = fork_list)) {
+		fork_list = f->next;
+		sys_close(f->fd);
+		uiommu_free(f);
+	}
 }
 
-void iommufd_mmap_atfork_child_hold(void)
+/* @parent: the server of the process that forked us (NULL: it served nothing). */
+void iommufd_mmap_atfork_child_hold(struct iommufd_server *parent)
 {
 	int saved = errno;
 
@@ -543,7 +738,7 @@ void iommufd_mmap_atfork_child_hold(void)
 	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
 		struct wire_hold copy;
 
-		if (m->owner || !m->hold.id)
+		if (!m->hold.id)
 			continue;
 		/* A copy not had leaves our mapping unheld (docs/processes.md). */
 		if (iommufd_remote_mmap_fork(m->server, &m->hold, &copy))
@@ -554,6 +749,26 @@ void iommufd_mmap_atfork_child_hold(void)
 	if (mmap_fork_wait[1] >= 0)
 		sys_close(mmap_fork_wait[1]);
 	mmap_fork_wait[0] = mmap_fork_wait[1] = -1;
+	/*
+	 * Our copies of the parent's own mappings: we are its client now, and take over the
+	 * holds it made for us (the parent waits for none of this).
+	 */
+	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
+		struct wire_hold mine;
+
+		if (!m->owner || m->copy)
+			continue;
+		m->copy = true;
+		if (m->fork.id && parent && !iommufd_remote_mmap_fork(parent, &m->fork, &mine)) {
+			m->server = parent;
+			m->hold = mine;
+		}
+		memset(&m->fork, 0, sizeof(m->fork));
+	}
+	if (mmap_fork_child_end >= 0)
+		sys_close(mmap_fork_child_end);
+	mmap_fork_own = NULL;
+	mmap_fork_child_end = -1;
 	errno = saved;
 }
 
@@ -700,6 +915,24 @@ UIOMMU_EXPORT void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int
 	p = sys_mremap(old, old_len, new_len, flags, new_addr);
 	if (p != MAP_FAILED)
 		iommufd_mmap_moved(o, old_len, (uintptr_t)p, new_len);
+	return p;
+}
+
+/*
+ * Another mapping put over ours: MAP_FIXED of another file or of anonymous memory replaces
+ * what was in the range, as an munmap of it would (the kernel unmaps the old VMAs first), so
+ * the pages it replaced are forgotten once it succeeded, and a mapping whose last page went
+ * lets its hold go before this returns. A failed one keeps them: the kernel may have unmapped
+ * the range anyway, and then the hold lasts until an munmap of it or the process's end.
+ */
+UIOMMU_EXPORT void *uiommu_mmap_fixed(void *addr, size_t len, int prot, int flags, int fd,
+				      off_t off)
+{
+	void *p = sys_mmap(addr, len, prot, flags, fd, off);
+
+	if (p != MAP_FAILED)
+		iommufd_mmap_forget((uintptr_t)p,
+				    (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1));
 	return p;
 }
 

@@ -46,6 +46,9 @@
  * when its last connection closes (it died or exec'd: its connections are close-on-exec) or
  * when it is forgotten. A forked child asks for its own copy of each (MMAP_FORK, the secret
  * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
+ * A forked child of ours takes over, with the same MMAP_FORK, the holds our fork made for its
+ * copies of our own mappings (the fork's socketpair, watched by the server thread, tells when
+ * the ones it did not take go).
  *
  * Threads. The server thread (one per serving process, started with its first file) accepts
  * connections and watches the peers; each connection gets a detached thread of its own (at
@@ -58,7 +61,8 @@
  * state (listening socket, epoll set, peers, export table in file.c, the holds it made for its
  * parent's clients) and the connection pools, and draws a new cookie; the child's own files
  * get a new server at its first open. Last, it asks the servers of its mappings for its holds,
- * which the parent's handler waits for.
+ * which the parent's handler waits for, then takes over at its parent's server the holds made
+ * for its copies of the parent's own mappings (which nobody waits for: the parent serves them).
  *
  * Exec (QEMU's CPR). A serving process that execs would take its server with it; its fds live
  * on in the new image and elsewhere. uiommu_exec_handover() (the preload layer's execve
@@ -759,6 +763,8 @@ static void remote_server_loop(bool until_empty)
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u64 == 0)
 				remote_accept();
+			else if (ev[i].data.u64 & WIRE_WATCH_FORK)
+				iommufd_mmap_fork_gone(ev[i].data.u64 & ~WIRE_WATCH_FORK);
 			else
 				iommufd_file_gone_anywhere(ev[i].data.u64);
 		}
@@ -775,13 +781,17 @@ static void *remote_server_main(void *arg)
 	return NULL;
 }
 
-/* Watches @peer for the last close of its fd anywhere; @token names its file. */
-void iommufd_server_watch(int peer, uint64_t token)
+/*
+ * Watches @peer for the last close of its fd anywhere; @token names its file (or a fork:
+ * WIRE_WATCH_FORK). 0, or -ENODEV when we do not serve (no server thread), -errno.
+ */
+int iommufd_server_watch(int peer, uint64_t token)
 {
 	struct epoll_event ev = { .events = EPOLLRDHUP, .data.u64 = token };
 
-	if (epoll_fd >= 0)
-		sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev);
+	if (epoll_fd < 0)
+		return -ENODEV;
+	return sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev) ? -errno : 0;
 }
 
 void iommufd_server_unwatch(int peer)
@@ -1568,6 +1578,8 @@ static void remote_atfork_child_pools(void)
 
 static void remote_atfork_child(void)
 {
+	struct iommufd_server *parent;
+
 	/* The served connections' pages are the parent's threads' (a hand-over's too). */
 	iommufd_direct_atfork_child();
 	iommufd_mmap_atfork_child(remote_handover);
@@ -1601,6 +1613,7 @@ static void remote_atfork_child(void)
 		return;
 	}
 	/* The parent's threads are not ours: its connections and server stay its own. */
+	parent = atomic_load(&iommufd_self_server);
 	for (int i = 0; i < REMOTE_CONNS_MAX; i++)
 		conn_fds[i] = 0;
 	if (listen_fd >= 0)
@@ -1615,8 +1628,11 @@ static void remote_atfork_child(void)
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_child();
 	uiommu_mutex_unlock(&servers_lock);
-	/* Our copies of the parent's mappings of other processes' regions hold them too. */
-	iommufd_mmap_atfork_child_hold();
+	/*
+	 * Our copies of the parent's mappings of other processes' regions hold them too, and so
+	 * do those of its own regions, at its server (whose entry in servers is a client's now).
+	 */
+	iommufd_mmap_atfork_child_hold(parent);
 }
 
 static void remote_atfork_register(void)
@@ -1653,6 +1669,8 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 		_exit(1);
 	uiommu_fd_keep(epoll_fd);
 	iommufd_files_rewatch();
+	iommufd_mmap_forks_rewatch();
+	iommufd_mmap_handover_forget();
 	remote_server_loop(true);
 	_exit(0);
 }

@@ -68,7 +68,9 @@ enum wire_op {
 	WIRE_MUNMAP,
 	/*
 	 * arg[0] a hold of the caller's parent, its secret in secret: a copy for the caller (a
-	 * forked child's copy of the mapping), named in val[] as MMAP's. 0, -ENOENT, -ENOMEM
+	 * forked child's copy of the mapping), named in val[] as MMAP's; a hold the server made
+	 * for its own fork's child (its own mapping's copy) becomes the caller's, with a new
+	 * secret. 0, -ENOENT, -ENOMEM
 	 */
 	WIRE_MMAP_FORK,
 };
@@ -165,7 +167,12 @@ void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 			   const uint8_t *secret, struct wire_fd_header *hdr);
 void iommufd_secret_new(uint8_t *secret);
 int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token);
-void iommufd_server_watch(int peer, uint64_t token);
+/*
+ * What the server thread watches besides the files' peers (their tokens count from 1): with
+ * this bit, a fork's socketpair (mmap.c's holds for its child), named by the fork's ID.
+ */
+#define WIRE_WATCH_FORK (1ull << 63)
+int iommufd_server_watch(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
@@ -190,7 +197,10 @@ int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 void iommufd_mmap_atfork_prepare(bool handover);
 void iommufd_mmap_atfork_parent(void);
 void iommufd_mmap_atfork_child(bool handover);
-void iommufd_mmap_atfork_child_hold(void);
+void iommufd_mmap_atfork_child_hold(struct iommufd_server *parent);
+void iommufd_mmap_fork_gone(uint64_t id);
+void iommufd_mmap_forks_rewatch(void);
+void iommufd_mmap_handover_forget(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
 

@@ -1098,7 +1098,9 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
  * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
  * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
  * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
- * mappings are not MAP_FIXED.
+ * mappings are not MAP_FIXED. A MAP_FIXED one over a region's mapping (anonymous or another
+ * file) is the library's too, which lets the replaced pages' hold go: one lookup without a
+ * system call where there is none (uiommu_mmap_claims()), one branch without MAP_FIXED.
  */
 #define WRAP_MMAP(name, offtype)                                                          \
 	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
@@ -1107,8 +1109,12 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 		libc_func(name, void *, void *, size_t, int, int, int, offtype);          \
 		if (fd >= 0 && uiommu_is_fd(fd))                                          \
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
-		if (flags & MAP_FIXED)                                                    \
+		if (flags & MAP_FIXED) {                                                  \
 			uiommu_remote_range_forget(addr, len);                            \
+			if (len && uiommu_mmap_claims(addr, len))                         \
+				return uiommu_mmap_fixed(addr, len, prot, flags, fd,      \
+							 (off_t)off);                     \
+		}                                                                         \
 		return _##name(addr, len, prot, flags, fd, off);                          \
 	}
 

@@ -153,6 +153,13 @@ UIOMMU_MUTEX_DEFINE(gone_lock);
 static struct iommufd_file *export_table[EXPORT_BUCKETS];
 static _Atomic uint64_t export_tokens = 1;
 
+/*
+ * Who dropped the last reference of a file of ours, for leak reports (iommufd_files_dump()):
+ * the server thread at a hang-up it saw, and call_rcu()'s thread for a signal handler's close.
+ */
+static _Thread_local bool file_put_by_server;
+static atomic_ulong files_released_by_server, files_released_by_rcu;
+
 static bool iommufd_file_is_local(const struct iommufd_file *file)
 {
 	return file->server == atomic_load_explicit(&iommufd_self_server, memory_order_relaxed);
@@ -271,6 +278,7 @@ static void iommufd_file_release_rcu(struct rcu_head *head)
 	struct iommufd_file *file = container_of(head, struct iommufd_file, rcu);
 
 	iommufd_rcu_callback_begin();
+	atomic_fetch_add_explicit(&files_released_by_rcu, 1, memory_order_relaxed);
 	iommufd_ctx_release(file->ictx);
 	iommufd_file_let_go(file);
 	/* The grace period that ran this is the one the file's memory waits for. */
@@ -287,6 +295,8 @@ static void iommufd_file_put(struct iommufd_file *file)
 		call_rcu(&file->rcu, iommufd_file_free_rcu);
 		return;
 	}
+	if (file_put_by_server)
+		atomic_fetch_add_explicit(&files_released_by_server, 1, memory_order_relaxed);
 	export_del(file);
 	/* The release first: an event queue signals through the peer until it lets go. */
 	if (file->ops) {
@@ -447,6 +457,7 @@ void iommufd_file_gone_anywhere(uint64_t token)
 	struct iommufd_file *file, *stale = NULL;
 	unsigned long n = 0;
 
+	file_put_by_server = true;
 	uiommu_mutex_lock(&gone_lock);
 	file = export_lookup(token, NULL);
 	if (file) {
@@ -485,6 +496,7 @@ out_unlock:
 	uiommu_mutex_unlock(&fdt_lock);
 	while (n--)
 		iommufd_file_put(stale);
+	file_put_by_server = false;
 }
 
 /* Installs @file at @fd (taking a reference); drops whatever was there. fdt_lock held. */
@@ -1283,6 +1295,8 @@ UIOMMU_EXPORT void uiommu_fd_forget(int fd)
  */
 void iommufd_files_dump(FILE *out)
 {
+	fprintf(out, "files released by the server thread %lu, by call_rcu %lu\n",
+		atomic_load(&files_released_by_server), atomic_load(&files_released_by_rcu));
 	uiommu_mutex_lock(&export_lock);
 	for (unsigned int b = 0; b < EXPORT_BUCKETS; b++) {
 		for (struct iommufd_file *f = export_table[b]; f; f = f->export_next) {

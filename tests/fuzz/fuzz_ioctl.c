@@ -460,6 +460,7 @@ static void release_wait_late(void)
 		rcu_barrier();
 		if (!iommufd_objects_live() && !iommufd_contexts_live()) {
 			fprintf(stderr, "late: released after %d ms\n", i);
+			iommufd_files_dump(stderr);
 			late_releases++;
 			return;
 		}

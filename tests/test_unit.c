@@ -37,6 +37,8 @@
 #include "lib/rangemap.h"
 #include "lib/rcu.h"
 #include "lib/sys.h"
+#include "machine/session.h"
+#include "machine/sysfs.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/uiommu.h"
 
@@ -1824,6 +1826,37 @@ TEST(fd_registry_keeps_all_above_its_bitmap_once_one_there_is_kept)
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= FDKEEP_HIGH + 1)
 		SKIP("RLIMIT_NOFILE's hard limit is too low");
 	ASSERT_EQ(100, fdkeep_run(0, true));
+}
+
+/*
+ * A store's test of a claim nobody ever took (no file yet) keeps it until the drop, as one of
+ * an existing file does: a first open or bind of another process (a shared or exclusive take)
+ * that comes meanwhile is refused, never let in behind the store's back.
+ */
+TEST(session_claim_test_of_a_new_name_keeps_out_a_first_claimer)
+{
+	char dir[] = "/tmp/uiommu-claim-test-XXXXXX";
+	struct session_claim test, other;
+
+	ASSERT_NE(NULL, mkdtemp(dir));
+	ASSERT_EQ(0, setenv(SYSFS_DIR_ENV, dir, 1));
+	ASSERT_EQ(0, session_claim_test("open.0000:01:00.0", &test));
+	ASSERT_EQ(-EBUSY, session_claim_take("open.0000:01:00.0", false, &other));
+	ASSERT_EQ(-EBUSY, session_claim_take("open.0000:01:00.0", true, &other));
+	ASSERT_EQ(-1, other.fd);
+	/* Another test meanwhile (a second store) sees it held. */
+	ASSERT_EQ(-EBUSY, session_claim_test("open.0000:01:00.0", &other));
+	session_claim_drop(&test);
+	ASSERT_EQ(-1, test.fd);
+	ASSERT_EQ(0, session_claim_take("open.0000:01:00.0", false, &other));
+	ASSERT_LE(0, other.fd);
+	/* Held: a store's test now answers EBUSY and holds nothing. */
+	ASSERT_EQ(-EBUSY, session_claim_test("open.0000:01:00.0", &test));
+	ASSERT_EQ(-1, test.fd);
+	session_claim_drop(&other);
+	ASSERT_EQ(0, session_claim_remove_unheld(dir, "claim.open.0000:01:00.0"));
+	ASSERT_EQ(0, unsetenv(SYSFS_DIR_ENV));
+	ASSERT_EQ(0, rmdir(dir));
 }
 
 TEST_HARNESS_MAIN

@@ -11,8 +11,8 @@
  * "claim.<name>" there (made 0600 on first use, in the 0700 directory). The VFIO layer names
  * and takes its claims around its own calls into the core (src/vfio/claim.c); this file only
  * knows names, files and locks. The virtual sysfs only tests them (session_claim_test(): an
- * exclusive lock on the file if it exists, never a new file), for the stores that another
- * process's VFIO state forbids.
+ * exclusive lock on the file, made if nobody ever claimed the name, until the store is
+ * journalled), for the stores that another process's VFIO state forbids.
  *
  * Why flock. It is held by an open file description, never waits here (LOCK_NB: a conflict is
  * EBUSY at once, as the kernel's open and bind answer), and the kernel drops it when the last
@@ -70,9 +70,7 @@ static int session_claim_path(char *path, size_t len, const char *dir, const cha
 	return snprintf(path, len, "%s/claim.%s", dir, name) >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-/* session_claim_take(), and with !@create session_claim_test(): ENOENT is "nobody holds it". */
-static int session_claim_open(const char *name, bool exclusive, bool create,
-			      struct session_claim *claim)
+int session_claim_take(const char *name, bool exclusive, struct session_claim *claim)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
 	struct stat st;
@@ -88,10 +86,7 @@ static int session_claim_open(const char *name, bool exclusive, bool create,
 	for (tries = 0; tries < SESSION_CLAIM_TRIES; tries++) {
 		if (uiommu_should_fail())
 			return -ENOMEM;
-		fd = sys_openat(AT_FDCWD, path,
-				(create ? O_CREAT : 0) | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 && errno == ENOENT && !create)
-			return 0; /* never claimed, or every claimer let go before the end removed it */
+		fd = sys_openat(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return -errno;
 		if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
@@ -118,14 +113,13 @@ err_close:
 	return rc;
 }
 
-int session_claim_take(const char *name, bool exclusive, struct session_claim *claim)
-{
-	return session_claim_open(name, exclusive, true, claim);
-}
-
+/*
+ * A name nobody ever claimed gets its file too: a test that only looked would let a first
+ * claimer of another process in before its drop, behind the store's back.
+ */
 int session_claim_test(const char *name, struct session_claim *claim)
 {
-	return session_claim_open(name, true, false, claim);
+	return session_claim_take(name, true, claim);
 }
 
 void session_claim_drop(struct session_claim *claim)

@@ -46,11 +46,10 @@ int session_claim_take(const char *name, bool exclusive, struct session_claim *c
 
 /**
  * session_claim_test() - is the claim @name held by anyone (another process, or another
- * handle of this one)? Never waits, and makes no file: a store that only looks leaves nothing
- * in the session directory.
+ * handle of this one)? Never waits. A name nobody ever claimed gets its file, as a take's,
+ * so that a first claimer cannot slip in while the store runs (the session's end removes it).
  * @claim: out: when nobody holds it, the claim taken exclusively (so that nobody takes it
- *         until session_claim_drop()), or SESSION_CLAIM_NONE when its file does not exist
- *         (nobody ever took it; a first claimer may then slip in before the drop)
+ *         until session_claim_drop())
  *
  * Return: 0, nobody holds it; -EBUSY, somebody does; -ENOMEM (injected), another -errno.
  */

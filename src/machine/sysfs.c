@@ -1400,7 +1400,7 @@ static void journal_end(int fd, const char *line)
  * is another process of the session, whose copy of the machine this one cannot see: its VFIO
  * files and owners are claims (session.h, src/vfio/claim.c). A store tests the claims it
  * cares about by taking each exclusively, without waiting (session_claim_test(), which makes
- * no file where nobody ever claimed): one that somebody holds (another process, or this one,
+ * the file where nobody ever claimed, so a first claimer is kept out too): one that somebody holds (another process, or this one,
  * whose own state then refuses the same way) is TOPOLOGY_HELD_*, and the store answers the
  * kernel's errno for it at once, with nothing journalled. One that nobody
  * holds stays ours until the store's journal entry is written (sysfs_held_drop() after

@@ -489,12 +489,17 @@ TEST(session_exit_removes_only_what_it_made)
 	snprintf(path, sizeof(path), "%s/tree.1.abcdef", dir);
 	ASSERT_EQ(0, mkdir(path, 0700));
 	ASSERT_EQ(0, session_owner_exits(dir, NULL));
-	/* Its own tree went; the journal it cannot tell from someone else's stays. */
-	ASSERT_STREQ("journal precious tree.1.abcdef", ls_real(dir, true));
+	/*
+	 * Its own tree went; the journal and the claim file its type store took (session.c), which
+	 * it cannot tell from another session's in a directory they share, stay.
+	 */
+	ASSERT_STREQ("claim.owner.4 journal precious tree.1.abcdef", ls_real(dir, true));
 	rmdir(path);
 	snprintf(path, sizeof(path), "%s/precious", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/journal", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/claim.owner.4", dir);
 	unlink(path);
 
 	/* A directory the session made goes whole... */

@@ -655,6 +655,34 @@ static int child_server(int sock)
 	return read(sock, &c, 1) >= 0 ? 0 : 2;
 }
 
+/*
+ * "serverfork SOCK": child_server's context, then at 'f' a fork that lives on without exec
+ * (until the test's end of SOCK closes), answered 'f' once forked.
+ */
+static int child_serverfork(int sock)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	char c = 0;
+	pid_t copy;
+
+	if (fd < 0 || ioas_alloc(fd) != 1 || send_fd(sock, fd, &c, 1))
+		return 1;
+	close(fd);
+	if (read(sock, &c, 1) != 1 || c != 'f')
+		return 2;
+	copy = fork();
+	if (copy < 0)
+		return 3;
+	if (!copy) {
+		while (read(sock, &c, 1) > 0)
+			;
+		_exit(0);
+	}
+	if (write(sock, "f", 1) != 1)
+		return 4;
+	return read(sock, &c, 1) >= 0 ? 0 : 5;
+}
+
 /* The header a file's fd carries (src/iommufd/remote.h's struct wire_fd_header). */
 struct peeked_header {
 	uint64_t magic;
@@ -1166,6 +1194,8 @@ static int child_main(int argc, char **argv)
 		return child_loop(a);
 	if (!strcmp(role, "server"))
 		return child_server(a);
+	if (!strcmp(role, "serverfork"))
+		return child_serverfork(a);
 	if (!strcmp(role, "garbage"))
 		return child_garbage(a);
 	if (!strcmp(role, "race"))
@@ -2111,6 +2141,35 @@ TEST(the_serving_process_dies_and_calls_fail_cleanly)
 	ASSERT_TRUE(errno == EIO || errno == ENODEV);
 	ASSERT_ERRNO(ENODEV, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+/*
+ * A serving process that forked a child which lives on (no exec) and then dies: the child's
+ * copies of the server's accepted connections must not keep them open, or a call would wait
+ * for an answer nobody gives.
+ */
+TEST(the_serving_process_dies_leaving_a_forked_child_and_calls_fail_cleanly)
+{
+	int sock, fd;
+	pid_t pid;
+	char c;
+
+	pid = child_start_with("serverfork", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	fd = recv_fd(sock, &c, 1);
+	ASSERT_GE(fd, 0);
+	/* A call first: our connection to the server is open when it forks. */
+	ASSERT_EQ(2, ioas_alloc(fd));
+	ASSERT_EQ(1, write(sock, "f", 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(128 + SIGKILL, test_child_wait(pid));
+	ASSERT_EQ(-1, destroy(fd, 1));
+	ASSERT_TRUE(errno == EIO || errno == ENODEV);
+	ASSERT_ERRNO(ENODEV, destroy(fd, 1));
+	ASSERT_EQ(0, close(fd));
+	/* The forked child ends with its copy of the socket's other end. */
 	close(sock);
 }
 

@@ -1612,10 +1612,18 @@ static void remote_atfork_child(void)
 		uiommu_mutex_unlock(&servers_lock);
 		return;
 	}
-	/* The parent's threads are not ours: its connections and server stay its own. */
+	/*
+	 * The parent's threads are not ours: its connections and server stay its own. Our
+	 * copies of its accepted connections go, or a child that lives on without exec would
+	 * keep them open after the parent died, and their clients would wait for an answer
+	 * instead of seeing the hang-up (EIO).
+	 */
 	parent = atomic_load(&iommufd_self_server);
-	for (int i = 0; i < REMOTE_CONNS_MAX; i++)
+	for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
+		if (conn_fds[i])
+			sys_close(conn_fds[i] - 1);
 		conn_fds[i] = 0;
+	}
 	if (listen_fd >= 0)
 		sys_close(listen_fd);
 	if (epoll_fd >= 0)

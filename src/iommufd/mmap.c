@@ -480,6 +480,20 @@ void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead)
  */
 static __thread int mmap_fork_wait[2] = { -1, -1 };
 
+/* Have we a mapping of another process's region that holds it (a fork's child copies it)? */
+bool iommufd_mmap_remote_held(void)
+{
+	bool remote = false;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return false;
+	uiommu_mutex_lock(&mmap_lock);
+	for (struct iommufd_mmap *m = mmap_list; m && !remote; m = m->next)
+		remote = !m->owner && m->hold.id;
+	uiommu_mutex_unlock(&mmap_lock);
+	return remote;
+}
+
 /* After remote.c's own prepare: mmap_lock is a leaf. @handover: a hand-over's fork. */
 void iommufd_mmap_atfork_prepare(bool handover)
 {

@@ -347,7 +347,9 @@ static pid_t held_copy(int go[2], uint32_t *p, size_t len, int call_fd, int done
  * mapping onto it (mremap MREMAP_FIXED); 'G' tries to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'l' forks such a copy that first allocates
- * an IOAS (the answer: its errno), 'g' has that copy unmap it and exit (the
+ * an IOAS (the answer: its errno), 'y' and a byte N forks such a copy with the Nth fallible
+ * step of this process failed (the answer: 0, or -2 when none was reached), 'g' has that copy
+ * unmap it and exit (the
  * answer: its status), 'T' forks such a copy while another thread unmaps this process's
  * mapping (held_race), 'F' forks from two threads at once (held_forks_concurrent()), 'x' and a byte N maps it with the Nth fallible step of this process
  * failed (the answer: the errno, or -2 when it mapped and nothing failed, -3 when it mapped
@@ -438,6 +440,22 @@ static int child_held(int sock)
 			close(done[1]);
 			rc = copy < 0 ? errno : read(done[0], &c, 1) != 1 ? -1 : c;
 			close(done[0]);
+			break;
+		}
+		case 'y': {
+			unsigned char nth;
+			unsigned long left;
+
+			if (read(sock, &nth, 1) != 1)
+				return 5;
+			if (pipe2(go, O_CLOEXEC)) {
+				rc = errno;
+				break;
+			}
+			uiommu_fail_nth_arm(nth);
+			copy = held_copy(go, p, reg[1], -1, -1);
+			left = uiommu_fail_nth_disarm();
+			rc = copy < 0 ? errno : left ? -2 : 0;
 			break;
 		}
 		case 'T': {
@@ -1604,6 +1622,34 @@ TEST(concurrent_forks_of_a_remote_mapping_keep_their_waits_apart)
 {
 	NEEDS_IOMMUFD_TEST();
 	held_run(_metadata, "mFBuS");
+}
+
+/*
+ * The one fallible step a fork of the mapping process makes before the fork: the spare
+ * connection record its child's handler connects in (remote.c's remote_atfork_prepare()).
+ * Failed, the fork goes on and the child's copy is unheld, as after any refused MMAP_FORK
+ * (docs/processes.md): the vIOMMU's destroy succeeds once the parent has unmapped, while the
+ * copy still maps it; the copy exits 0.
+ */
+TEST(fail_nth_of_a_forks_spare_connection)
+{
+	char cmd = 'y';
+	struct held h;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_EQ(0, held_start(&h));
+	ASSERT_EQ(0, held_do(&h, 'm'));
+	ASSERT_EQ(1, write(h.sock, &cmd, 1));
+	ASSERT_EQ(0, held_do(&h, 1));
+	ASSERT_EQ(0, held_do(&h, 'u'));
+	ASSERT_EQ(0, destroy(h.fd, h.viommu));
+	ASSERT_EQ(0, held_do(&h, 'g'));
+	close(h.sock);
+	ASSERT_EQ(0, test_child_wait(h.pid));
+	ASSERT_EQ(0, close(h.fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
 }
 
 /*

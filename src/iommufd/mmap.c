@@ -285,6 +285,8 @@ int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 	m = uiommu_zalloc(sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	/* Before it is listed: a fork from now on copies its hold in this spare (remote.c). */
+	iommufd_remote_spare_make(server);
 	iommufd_mmap_forget((uintptr_t)p, len);
 	m->server = server;
 	m->hold = *hold;

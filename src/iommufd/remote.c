@@ -1051,6 +1051,20 @@ static struct wire_conn *remote_conn_spare(struct iommufd_server *server, int *r
 	return conn;
 }
 
+/**
+ * iommufd_remote_spare_make() - a spare connection record for @server, unless it has one: a
+ * forked child's handler connects in it (remote_conn_spare()). Made before each fork with
+ * holds to copy and with each mapping those holds come from (mmap.c), so that a mapping made
+ * while another thread forks finds one too. Without it (ENOMEM) the child's copies are unheld.
+ */
+void iommufd_remote_spare_make(struct iommufd_server *server)
+{
+	uiommu_mutex_lock(&server->pool_lock);
+	if (!server->spare)
+		server->spare = uiommu_zalloc(sizeof(*server->spare));
+	uiommu_mutex_unlock(&server->pool_lock);
+}
+
 /*
  * A connection a fork handler made brings our life word now that its thread can be started:
  * a new connection's HELLO hands it over (the server takes a word it did not have yet,
@@ -1610,14 +1624,9 @@ int iommufd_remote_adopt(int fd)
  */
 static void remote_atfork_prepare(void)
 {
-	if (iommufd_mmap_remote_held()) {
-		for (struct iommufd_server *s = atomic_load(&servers); s; s = s->next) {
-			uiommu_mutex_lock(&s->pool_lock);
-			if (!s->spare)
-				s->spare = uiommu_zalloc(sizeof(*s->spare));
-			uiommu_mutex_unlock(&s->pool_lock);
-		}
-	}
+	if (iommufd_mmap_remote_held())
+		for (struct iommufd_server *s = atomic_load(&servers); s; s = s->next)
+			iommufd_remote_spare_make(s);
 	iommufd_direct_atfork_prepare();
 	uiommu_mutex_lock(&servers_lock);
 	iommufd_files_atfork_prepare();

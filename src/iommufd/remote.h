@@ -197,6 +197,7 @@ ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const u
 
 struct wire_conn;
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc);
+void iommufd_remote_spare_make(struct iommufd_server *server);
 void iommufd_remote_conn_give(struct iommufd_server *server, struct wire_conn *conn, bool ok);
 int iommufd_remote_conn_call(struct wire_conn *conn, struct wire_req *req, struct wire_rep *rep,
 			     int *fds, int *nfds);

@@ -317,6 +317,8 @@ int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 	m = uiommu_zalloc(sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	/* Before it is listed: a fork from now on copies its hold in this spare (remote.c). */
+	iommufd_remote_spare_make(server);
 	iommufd_mmap_forget((uintptr_t)p, len);
 	m->server = server;
 	m->hold = *hold;
@@ -652,6 +654,24 @@ void iommufd_mmap_forks_rewatch(void)
 	uiommu_mutex_unlock(&mmap_lock);
 }
 
+/*
+ * Will a fork's child connect to a server for its holds: have we a mapping that holds another
+ * process's region (the child copies the hold there), or a live one of our own (the child
+ * takes its pending hold over at our server)?
+ */
+bool iommufd_mmap_remote_held(void)
+{
+	bool remote = false;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return false;
+	uiommu_mutex_lock(&mmap_lock);
+	for (struct iommufd_mmap *m = mmap_list; m && !remote; m = m->next)
+		remote = m->hold.id || (m->owner && !m->copy && m->live);
+	uiommu_mutex_unlock(&mmap_lock);
+	return remote;
+}
+
 /* After remote.c's own prepare: mmap_lock is a leaf. @handover: a hand-over's fork. */
 void iommufd_mmap_atfork_prepare(bool handover)
 {
@@ -723,7 +743,8 @@ void iommufd_mmap_atfork_child(bool handover)
 	while ((f = fork_list)) {
 		fork_list = f->next;
 		sys_close(f->fd);
-		uiommu_free(f);
+		/* No allocator call in a fork handler (remote.c's remote_atfork_child()). */
+		uiommu_free_after_fork(f);
 	}
 }
 

@@ -142,22 +142,35 @@ struct wire_conn {
 	struct wire_conn *next; /* in the server's idle list; pool_lock */
 	int fd;
 	bool fresh;             /* made for this call, not taken from the idle list */
+	bool lifeless;          /* made in a fork child's handler: its HELLO had no life word */
 	struct direct_client *direct; /* its direct path (remote_direct.c), or NULL */
 };
+
+/*
+ * Set while this thread runs a forked child's fork handler (remote_atfork_child()): the
+ * allocator is not ours to call there (uiommu_free_after_fork()), nor can a thread be started
+ * (our life word's), and the child's first connections are made with the spares its parent
+ * made before the fork (remote_atfork_prepare()).
+ */
+static __thread bool remote_fork_child;
 
 static void wire_conn_free(struct wire_conn *conn)
 {
 	sys_close(conn->fd);
-	iommufd_direct_client_free(conn->direct);
-	uiommu_free(conn);
+	iommufd_direct_client_free(conn->direct, remote_fork_child);
+	if (remote_fork_child)
+		uiommu_free_after_fork(conn);
+	else
+		uiommu_free(conn);
 }
 
 struct iommufd_server {
 	struct iommufd_server *next; /* in servers; servers_lock */
 	char name[WIRE_NAME_LEN];    /* abstract socket name; constant */
 	pid_t pid;                   /* constant */
-	struct uiommu_mutex pool_lock; /* protects idle; a leaf */
+	struct uiommu_mutex pool_lock; /* protects idle and spare; a leaf */
 	struct wire_conn *idle;
+	struct wire_conn *spare; /* made before a fork for the child's first connection */
 };
 
 /* Protects additions to servers, which is append-only (readers walk it without the lock). */
@@ -451,8 +464,11 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 		if (c->pid == pid && c->cookie == cookie) {
 			c->conns++;
 			uiommu_mutex_unlock(&clients_lock);
-			for (int i = 0; i < nfds; i++)
+			for (int i = 0; i < 3; i++)
 				sys_close(fds[i]);
+			/* A client's first HELLO, from its fork handler, had no word to bring. */
+			if (nfds == 4)
+				uiommu_mm_remote_life_late(c->mm, fds[3]);
 			return c;
 		}
 	}
@@ -935,17 +951,18 @@ out_unlock:
 }
 
 /*
- * Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps, and our life
- * word's page when it can be had (without it the server checks us by the mem fd: slower, and
- * with that check's race against an exec, mm_remote.c). Return: how many (3 or 4), or -EIO.
+ * Opens what HELLO hands over: a pidfd of ours, our /proc/self/mem and maps, and, with @life,
+ * our life word's page when it can be had (without it the server checks us by the mem fd:
+ * slower, and with that check's race against an exec, mm_remote.c; a later connection's
+ * HELLO may still bring it). Return: how many (3 or 4), or -EIO.
  */
-static int remote_hello_fds(int *fds)
+static int remote_hello_fds(int *fds, bool life)
 {
 	fds[0] = sys_pidfd_open(getpid(), 0);
 	fds[1] = sys_openat(AT_FDCWD, "/proc/self/mem", O_RDWR | O_CLOEXEC, 0);
 	fds[2] = sys_openat(AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
 	if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0) {
-		fds[3] = iommufd_direct_life_share();
+		fds[3] = life ? iommufd_direct_life_share() : -ENOMEM;
 		return fds[3] >= 0 ? 4 : 3;
 	}
 	for (int i = 0; i < 3; i++)
@@ -954,7 +971,8 @@ static int remote_hello_fds(int *fds)
 	return -EIO;
 }
 
-static int remote_connect(struct iommufd_server *server)
+/* A new connection to @server, its HELLO answered; @life: with our life word. fd or -errno. */
+static int remote_connect(struct iommufd_server *server, bool life)
 {
 	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
 	struct sockaddr_un sun;
@@ -978,7 +996,7 @@ static int remote_connect(struct iommufd_server *server)
 		rc = -ENODEV;
 		goto err_close;
 	}
-	nfds = remote_hello_fds(fds);
+	nfds = remote_hello_fds(fds, life);
 	if (nfds < 0) {
 		rc = nfds;
 		goto err_close;
@@ -1011,6 +1029,71 @@ err_close:
  * Return: it (give it back with iommufd_remote_conn_give()), or NULL with *@rc -ENODEV,
  * -ENOMEM.
  */
+/*
+ * In a forked child's fork handler: a connection made in the spare its parent made before the
+ * fork, its HELLO without our life word (whose thread cannot be started here). NULL with *@rc
+ * -ENOMEM (no spare: its allocation failed) or the connection's errno.
+ */
+static struct wire_conn *remote_conn_spare(struct iommufd_server *server, int *rc)
+{
+	struct wire_conn *conn;
+	int fd;
+
+	uiommu_mutex_lock(&server->pool_lock);
+	conn = server->spare;
+	server->spare = NULL;
+	uiommu_mutex_unlock(&server->pool_lock);
+	if (!conn) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	fd = remote_connect(server, false);
+	if (fd < 0) {
+		uiommu_mutex_lock(&server->pool_lock);
+		server->spare = conn;
+		uiommu_mutex_unlock(&server->pool_lock);
+		*rc = fd;
+		return NULL;
+	}
+	conn->fd = fd;
+	conn->fresh = true;
+	conn->lifeless = true;
+	return conn;
+}
+
+/**
+ * iommufd_remote_spare_make() - a spare connection record for @server, unless it has one: a
+ * forked child's handler connects in it (remote_conn_spare()). Made before each fork with
+ * holds to copy and with each mapping those holds come from (mmap.c), so that a mapping made
+ * while another thread forks finds one too. Without it (ENOMEM) the child's copies are unheld.
+ */
+void iommufd_remote_spare_make(struct iommufd_server *server)
+{
+	uiommu_mutex_lock(&server->pool_lock);
+	if (!server->spare)
+		server->spare = uiommu_zalloc(sizeof(*server->spare));
+	uiommu_mutex_unlock(&server->pool_lock);
+}
+
+/*
+ * A connection a fork handler made brings our life word now that its thread can be started:
+ * a new connection's HELLO hands it over (the server takes a word it did not have yet,
+ * remote_client_get()), then the old one goes, our holds there staying with the new one
+ * (they are the client's, not a connection's). Once only: without it the server keeps the mem
+ * fd's check, as for any client without a word.
+ */
+static void remote_conn_revive(struct iommufd_server *server, struct wire_conn *conn)
+{
+	int fd = remote_connect(server, true);
+
+	conn->lifeless = false;
+	if (fd < 0)
+		return;
+	sys_close(conn->fd);
+	conn->fd = fd;
+	conn->fresh = true;
+}
+
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc)
 {
 	struct wire_conn *conn;
@@ -1020,14 +1103,18 @@ struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *r
 	if (conn)
 		server->idle = conn->next;
 	uiommu_mutex_unlock(&server->pool_lock);
+	if (conn && conn->lifeless && !remote_fork_child)
+		remote_conn_revive(server, conn);
 	if (conn)
 		return conn;
+	if (remote_fork_child)
+		return remote_conn_spare(server, rc);
 	conn = uiommu_zalloc(sizeof(*conn));
 	if (!conn) {
 		*rc = -ENOMEM;
 		return NULL;
 	}
-	conn->fd = remote_connect(server);
+	conn->fd = remote_connect(server, true);
 	if (conn->fd < 0) {
 		*rc = conn->fd;
 		uiommu_free(conn);
@@ -1540,9 +1627,16 @@ int iommufd_remote_adopt(int fd)
 
 /* ---- fork ----------------------------------------------------------------------------- */
 
-/* The lists are copied whole: no thread is in the middle of changing one. */
+/*
+ * The lists are copied whole: no thread is in the middle of changing one. Before the locks:
+ * a spare connection for each server, in which the child's handler makes its first connection
+ * there when it has holds to copy (remote_conn_spare()); the spare stays for the next fork.
+ */
 static void remote_atfork_prepare(void)
 {
+	if (iommufd_mmap_remote_held())
+		for (struct iommufd_server *s = atomic_load(&servers); s; s = s->next)
+			iommufd_remote_spare_make(s);
 	iommufd_direct_atfork_prepare();
 	uiommu_mutex_lock(&servers_lock);
 	iommufd_files_atfork_prepare();
@@ -1576,10 +1670,19 @@ static void remote_atfork_child_pools(void)
 	}
 }
 
+/*
+ * Nothing here calls the allocator or starts a thread (remote_fork_child): at the fork another
+ * thread of the parent may have been inside the allocator, holding a lock that nothing in the
+ * child lets go. Under GCC 12's ASan, whose allocator does not reset its locks in a fork child,
+ * the MMAP_FORK's connection once started our life word's thread here, which waited forever
+ * for such a lock (the first allocation of a new thread), and the parent, waiting for its
+ * child's EOF before its fork() returns (iommufd_mmap_atfork_parent()), with it.
+ */
 static void remote_atfork_child(void)
 {
 	struct iommufd_server *parent;
 
+	remote_fork_child = true;
 	/* The served connections' pages are the parent's threads' (a hand-over's too). */
 	iommufd_direct_atfork_child();
 	iommufd_mmap_atfork_child(remote_handover);
@@ -1610,6 +1713,7 @@ static void remote_atfork_child(void)
 		uiommu_mutex_unlock(&clients_lock);
 		iommufd_files_atfork_parent();
 		uiommu_mutex_unlock(&servers_lock);
+		remote_fork_child = false;
 		return;
 	}
 	/*
@@ -1641,6 +1745,7 @@ static void remote_atfork_child(void)
 	 * do those of its own regions, at its server (whose entry in servers is a client's now).
 	 */
 	iommufd_mmap_atfork_child_hold(parent);
+	remote_fork_child = false;
 }
 
 static void remote_atfork_register(void)

@@ -157,7 +157,7 @@ int iommufd_direct_life_share(void);
 void iommufd_direct_atfork_prepare(void);
 void iommufd_direct_atfork_parent(void);
 void iommufd_direct_atfork_child(void);
-void iommufd_direct_client_free(struct direct_client *dc);
+void iommufd_direct_client_free(struct direct_client *dc, bool after_fork);
 bool iommufd_direct_access_rw(struct iommufd_server *server, uint64_t arg);
 
 /* remote.c: this process's server, and the client side of the calls. */
@@ -194,6 +194,7 @@ struct iommufd_mmap_hold *iommufd_mmap_holds_take(const void *holder);
 void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead);
 int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 			     const struct wire_hold *hold);
+bool iommufd_mmap_remote_held(void);
 void iommufd_mmap_atfork_prepare(bool handover);
 void iommufd_mmap_atfork_parent(void);
 void iommufd_mmap_atfork_child(bool handover);
@@ -206,6 +207,7 @@ ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const u
 
 struct wire_conn;
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc);
+void iommufd_remote_spare_make(struct iommufd_server *server);
 void iommufd_remote_conn_give(struct iommufd_server *server, struct wire_conn *conn, bool ok);
 int iommufd_remote_conn_call(struct wire_conn *conn, struct wire_req *req, struct wire_rep *rep,
 			     int *fds, int *nfds);

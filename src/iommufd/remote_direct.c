@@ -541,7 +541,10 @@ void iommufd_direct_atfork_parent(void)
 	uiommu_mutex_unlock(&direct_lock);
 }
 
-/* The pages are the parent's connections' (their threads did not come along): they go. */
+/*
+ * The pages are the parent's connections' (their threads did not come along): they go. The
+ * allocator is not ours to call here (remote.c's remote_atfork_child()): freed later.
+ */
 void iommufd_direct_atfork_child(void)
 {
 	while (direct_list) {
@@ -549,14 +552,14 @@ void iommufd_direct_atfork_child(void)
 
 		direct_list = ds->next;
 		sys_munmap(ds->page, DIRECT_PAGE_LEN);
-		uiommu_free(ds);
+		uiommu_free_after_fork(ds);
 	}
 	atomic_store(&direct_nr, 0);
 	/* Its thread is the parent's: the child makes its own at its first need. */
 	if (direct_life) {
 		sys_munmap((void *)direct_life->word, DIRECT_PAGE_LEN);
 		sys_close(direct_life->memfd);
-		uiommu_free(direct_life);
+		uiommu_free_after_fork(direct_life);
 		direct_life = NULL;
 	}
 	uiommu_mutex_unlock(&direct_lock);
@@ -597,7 +600,8 @@ static bool direct_enabled(void)
 	return v;
 }
 
-void iommufd_direct_client_free(struct direct_client *dc)
+/* @after_fork: in a forked child's fork handler (uiommu_free_after_fork()). */
+void iommufd_direct_client_free(struct direct_client *dc, bool after_fork)
 {
 	if (!dc)
 		return;
@@ -605,7 +609,10 @@ void iommufd_direct_client_free(struct direct_client *dc)
 		sys_munmap(dc->page, DIRECT_PAGE_LEN);
 	if (dc->life)
 		sys_munmap((void *)dc->life, DIRECT_PAGE_LEN);
-	uiommu_free(dc);
+	if (after_fork)
+		uiommu_free_after_fork(dc);
+	else
+		uiommu_free(dc);
 }
 
 /*

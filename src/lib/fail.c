@@ -12,6 +12,8 @@
 #include "lockdep.h"
 #include "uiommu/uiommu.h"
 
+static void after_fork_drain(void);
+
 #ifdef UIOMMU_FAULT_INJECT
 /*
  * The per-thread countdown lives in a registry keyed by thread id, not in a plain thread-local,
@@ -42,6 +44,11 @@ struct fail_thread {
 /* Protects the fail_threads list and every record's tid and next; a leaf lock. */
 UIOMMU_MUTEX_DEFINE(fail_threads_lock);
 static struct fail_thread *fail_threads;
+/*
+ * A fork child's records of the parent's other threads: freed with the next record made, not
+ * in the fork handler, which must not call the allocator (after_fork_list). fail_threads_lock
+ */
+static struct fail_thread *fail_orphans;
 static _Thread_local struct fail_thread *fail_self;
 static pthread_key_t fail_thread_key;
 static pthread_once_t fail_thread_once = PTHREAD_ONCE_INIT;
@@ -84,8 +91,10 @@ static void fail_thread_atfork_child(void)
 	uiommu_mutex_init(&fail_threads_lock);
 	for (t = fail_threads; t; t = next) {
 		next = t->next;
-		if (t != fail_self)
-			free(t);
+		if (t != fail_self) {
+			t->next = fail_orphans;
+			fail_orphans = t;
+		}
 	}
 	fail_threads = fail_self;
 	if (fail_self) {
@@ -118,6 +127,10 @@ static struct fail_thread *fail_thread_get_locked(pid_t tid)
 
 	if (t)
 		return t;
+	while ((t = fail_orphans)) {
+		fail_orphans = t->next;
+		free(t);
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
@@ -241,6 +254,7 @@ UIOMMU_EXPORT bool uiommu_fail_nth_available(void)
 
 long uiommu_alloc_live(void)
 {
+	after_fork_drain();
 	return atomic_load_explicit(&alloc_live, memory_order_relaxed);
 }
 
@@ -264,6 +278,7 @@ void uiommu_free_deferred(void *p)
 
 long uiommu_alloc_live_settled(void)
 {
+	after_fork_drain();
 	return atomic_load_explicit(&alloc_settled, memory_order_relaxed);
 }
 #else
@@ -325,10 +340,48 @@ long uiommu_alloc_live_settled(void)
 }
 #endif
 
+/*
+ * Blocks that a forked child's fork handlers let go of (uiommu_free_after_fork()), linked
+ * through each block's first word. A handler must not call the allocator: another thread of
+ * the parent may have been inside it at the fork, holding one of its locks, and the child has
+ * no such thread to let it go (glibc's malloc resets its own locks in the child; ASan's, in
+ * GCC 12's runtime, does not). They are freed by this process's next allocation or free,
+ * which a child that only execs or exits never makes.
+ */
+static _Atomic(void *) after_fork_list;
+
+static void after_fork_drain(void)
+{
+	void *p, *next;
+
+	if (likely(!atomic_load_explicit(&after_fork_list, memory_order_relaxed)))
+		return;
+	for (p = atomic_exchange_explicit(&after_fork_list, NULL, memory_order_acquire); p;
+	     p = next) {
+		memcpy(&next, p, sizeof(next));
+		alloc_count(-1);
+		free(p);
+	}
+}
+
+void uiommu_free_after_fork(void *p)
+{
+	void *head;
+
+	if (!p)
+		return;
+	head = atomic_load_explicit(&after_fork_list, memory_order_relaxed);
+	do
+		memcpy(p, &head, sizeof(head));
+	while (!atomic_compare_exchange_weak_explicit(&after_fork_list, &head, p,
+						      memory_order_release, memory_order_relaxed));
+}
+
 void *uiommu_calloc(size_t n, size_t size)
 {
 	void *p;
 
+	after_fork_drain();
 	if (uiommu_should_fail())
 		return NULL;
 	p = calloc(n, size);
@@ -341,6 +394,7 @@ void *uiommu_zalloc_aligned(size_t align, size_t size)
 {
 	void *p;
 
+	after_fork_drain();
 	if (uiommu_should_fail())
 		return NULL;
 	if (posix_memalign(&p, align, size ? size : 1))
@@ -361,6 +415,7 @@ void *uiommu_realloc_array(void *p, size_t n, size_t size)
 	size_t bytes;
 	void *np;
 
+	after_fork_drain();
 	if (check_mul_overflow(n, size, &bytes))
 		return NULL;
 	if (uiommu_should_fail())
@@ -373,6 +428,7 @@ void *uiommu_realloc_array(void *p, size_t n, size_t size)
 
 void uiommu_free(void *p)
 {
+	after_fork_drain();
 	if (!p)
 		return;
 	alloc_count(-1);

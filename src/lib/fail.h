@@ -52,6 +52,13 @@ void *uiommu_zalloc_aligned(size_t align, size_t size);
 void *uiommu_calloc(size_t n, size_t size);
 void *uiommu_realloc_array(void *p, size_t n, size_t size);
 void uiommu_free(void *p);
+/*
+ * For a forked child's fork handlers, which must not call the allocator (a lock of its may be
+ * held by a thread of the parent that the child does not have): @p, of uiommu_zalloc() and
+ * friends (at least a pointer's size), is freed at this process's next allocation or free
+ * (fail.c).
+ */
+void uiommu_free_after_fork(void *p);
 
 /* Allocations made through uiommu_zalloc() and friends and not yet freed (0 in release). */
 long uiommu_alloc_live(void);

@@ -352,6 +352,7 @@ bool uiommu_maps_host_of(const struct uiommu_maps *maps, uint64_t dev, uint64_t 
  * Return: the mm with one reference, or ERR_PTR(-ENOMEM); the fds are closed on failure.
  */
 struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd, int life_fd);
+void uiommu_mm_remote_life_late(struct uiommu_mm *mm, int life_fd);
 /*
  * Does life word @word (a robust futex its thread holds: the kernel marks it at that thread's
  * end) hold @tid, a live thread of process @pid? A copy may then be aimed at that thread.

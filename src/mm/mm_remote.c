@@ -81,8 +81,14 @@ struct mm_remote {
 	struct uiommu_mm mm;
 	int pidfd;                /* the client; constant */
 	int mem_fd, maps_fd;      /* the client's own /proc/self/{mem,maps}; constant */
-	const _Atomic uint32_t *life; /* the client's life word, read-only, or NULL; constant */
-	uint32_t life_tid;        /* what it says while the client lives: its thread; constant */
+	/*
+	 * The client's life word, read-only, or NULL; set once (a client whose first HELLO came
+	 * from a fork handler brings it with a later one, uiommu_mm_remote_life_late()), under
+	 * life_lock, after life_tid, with release: a reader that loads it (acquire) sees its tid.
+	 */
+	_Atomic(const _Atomic uint32_t *) life;
+	uint32_t life_tid;        /* what it says while the client lives: its thread */
+	struct uiommu_mutex life_lock; /* serializes the late setters of life; a leaf */
 	struct uiommu_mutex lock; /* protects runs, nr_runs, the maps fd's position; before
 				   * mm.pin_lock and window.c's window_lock */
 	struct mm_remote_run *runs;
@@ -166,10 +172,10 @@ void uiommu_mm_remote_calling(struct uiommu_mm *mm)
  * its tid is a thread of the client's pid at the HELLO (remote_life_map()). Clients without a word (an older wire, its setup failed, fail-nth,
  * UIOMMU_REMOTE_LIFE=0) keep the mem fd's check and its gap.
  */
-/* Does the client's life word still name its thread (sequentially consistent loads)? */
-static bool remote_life(struct mm_remote *mr)
+/* Does the client's life word @life still name its thread @tid (a sequentially consistent load)? */
+static bool remote_life(const _Atomic uint32_t *life, uint32_t tid)
 {
-	return mr->life && atomic_load(mr->life) == mr->life_tid;
+	return atomic_load(life) == tid;
 }
 
 static atomic_ulong remote_life_copies; /* uiommu_remote_life_copies() */
@@ -234,6 +240,7 @@ static bool remote_same_mm(struct mm_remote *mr)
 static int remote_copyv(struct mm_remote *mr, void *local, const struct iovec *remote,
 			unsigned int n, size_t len, bool write)
 {
+	const _Atomic uint32_t *life = atomic_load_explicit(&mr->life, memory_order_acquire);
 	struct iovec l = { .iov_base = local, .iov_len = len };
 	char *at = local;
 	ssize_t got;
@@ -241,11 +248,11 @@ static int remote_copyv(struct mm_remote *mr, void *local, const struct iovec *r
 
 	if (!len)
 		return 0;
-	if (mr->life) {
-		if (!remote_life(mr))
+	if (life) {
+		if (!remote_life(life, mr->life_tid))
 			return -EFAULT;
 		atomic_fetch_add_explicit(&remote_life_copies, 1, memory_order_relaxed);
-		rc = uiommu_life_copyv(mr->life, mr->life_tid, local, len, remote, n, write);
+		rc = uiommu_life_copyv(life, mr->life_tid, local, len, remote, n, write);
 		if (rc != -EPERM)
 			return rc ? -EFAULT : 0;
 	} else {
@@ -545,6 +552,7 @@ static int remote_vma_prot(struct uiommu_mm *mm, uint64_t uaddr, unsigned int *p
 static void remote_release(struct uiommu_mm *mm)
 {
 	struct mm_remote *mr = to_mm_remote(mm);
+	const _Atomic uint32_t *life = atomic_load_explicit(&mr->life, memory_order_relaxed);
 
 	/* Every pin was uncharged by the iopt_pages that held a reference. */
 	WARN_ON(atomic_load(&mm->pinned_vm) || atomic_load(&mm->locked_vm));
@@ -553,9 +561,10 @@ static void remote_release(struct uiommu_mm *mm)
 	sys_close(mr->pidfd);
 	sys_close(mr->mem_fd);
 	sys_close(mr->maps_fd);
-	if (mr->life)
-		sys_munmap((void *)mr->life, REMOTE_LIFE_LEN);
+	if (life)
+		sys_munmap((void *)life, REMOTE_LIFE_LEN);
 	uiommu_mutex_destroy(&mr->lock);
+	uiommu_mutex_destroy(&mr->life_lock);
 	uiommu_mutex_destroy(&mm->pin_lock);
 	uiommu_free(mr->runs);
 	uiommu_free(mr);
@@ -626,6 +635,7 @@ bool uiommu_memfd_sealed_len(int fd, uint64_t len)
 	return seals >= 0 && (seals & F_SEAL_SHRINK);
 }
 
+/* Sets @mr's life word from @life_fd (taken) unless it has one: see uiommu_life_word_names(). */
 static void remote_life_map(struct mm_remote *mr, int life_fd)
 {
 	const _Atomic uint32_t *word;
@@ -641,12 +651,35 @@ static void remote_life_map(struct mm_remote *mr, int life_fd)
 	if (word == MAP_FAILED)
 		return;
 	val = atomic_load(word);
-	if (!uiommu_life_word_names(word, mr->mm.pid, val)) {
+	if (uiommu_life_word_names(word, mr->mm.pid, val)) {
+		uiommu_mutex_lock(&mr->life_lock);
+		if (!atomic_load_explicit(&mr->life, memory_order_relaxed)) {
+			mr->life_tid = val;
+			atomic_store_explicit(&mr->life, word, memory_order_release);
+			word = NULL;
+		}
+		uiommu_mutex_unlock(&mr->life_lock);
+	}
+	if (word)
 		sys_munmap((void *)word, REMOTE_LIFE_LEN);
+}
+
+/**
+ * uiommu_mm_remote_life_late() - a later HELLO of @mm's client brought its life word's page
+ * (@life_fd, taken): its first one came from a fork handler, which cannot start the word's
+ * thread (remote.c). Taken as at the first HELLO, if @mm has none yet. Until then, and when
+ * it is refused, the copies keep the mem fd's check: a forked child's memory is reached by
+ * none before its own first call, which is what brings the word (remote_conn_revive()).
+ */
+void uiommu_mm_remote_life_late(struct uiommu_mm *mm, int life_fd)
+{
+	struct mm_remote *mr = to_mm_remote(mm);
+
+	if (atomic_load_explicit(&mr->life, memory_order_acquire)) {
+		sys_close(life_fd);
 		return;
 	}
-	mr->life = word;
-	mr->life_tid = val;
+	remote_life_map(mr, life_fd);
 }
 
 struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_fd, int life_fd)
@@ -673,6 +706,7 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 	uiommu_fd_keep(mem_fd);
 	uiommu_fd_keep(maps_fd);
 	uiommu_mutex_init(&mr->lock);
+	uiommu_mutex_init(&mr->life_lock);
 	remote_life_map(mr, life_fd);
 	return &mr->mm;
 }

@@ -1840,18 +1840,18 @@ TEST(session_claim_test_of_a_new_name_keeps_out_a_first_claimer)
 
 	ASSERT_NE(NULL, mkdtemp(dir));
 	ASSERT_EQ(0, setenv(SYSFS_DIR_ENV, dir, 1));
-	ASSERT_EQ(0, session_claim_test("open.0000:01:00.0", &test));
+	ASSERT_EQ(0, session_claim_take("open.0000:01:00.0", true, &test));
 	ASSERT_EQ(-EBUSY, session_claim_take("open.0000:01:00.0", false, &other));
 	ASSERT_EQ(-EBUSY, session_claim_take("open.0000:01:00.0", true, &other));
 	ASSERT_EQ(-1, other.fd);
 	/* Another test meanwhile (a second store) sees it held. */
-	ASSERT_EQ(-EBUSY, session_claim_test("open.0000:01:00.0", &other));
+	ASSERT_EQ(-EBUSY, session_claim_take("open.0000:01:00.0", true, &other));
 	session_claim_drop(&test);
 	ASSERT_EQ(-1, test.fd);
 	ASSERT_EQ(0, session_claim_take("open.0000:01:00.0", false, &other));
 	ASSERT_LE(0, other.fd);
 	/* Held: a store's test now answers EBUSY and holds nothing. */
-	ASSERT_EQ(-EBUSY, session_claim_test("open.0000:01:00.0", &test));
+	ASSERT_EQ(-EBUSY, session_claim_take("open.0000:01:00.0", true, &test));
 	ASSERT_EQ(-1, test.fd);
 	session_claim_drop(&other);
 	ASSERT_EQ(0, session_claim_remove_unheld(dir, "claim.open.0000:01:00.0"));

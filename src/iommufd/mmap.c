@@ -659,7 +659,7 @@ void iommufd_mmap_forks_rewatch(void)
  * process's region (the child copies the hold there), or a live one of our own (the child
  * takes its pending hold over at our server)?
  */
-bool iommufd_mmap_remote_held(void)
+bool iommufd_mmap_fork_connects(void)
 {
 	bool remote = false;
 

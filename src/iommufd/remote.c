@@ -637,6 +637,16 @@ static void remote_conn_forget(int fd)
 	uiommu_mutex_unlock(&conns_lock);
 }
 
+/* In a fork child: our copies of the parent's accepted connections, which its threads serve. */
+static void remote_conn_fds_close(void)
+{
+	for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
+		if (conn_fds[i])
+			sys_close(conn_fds[i] - 1);
+		conn_fds[i] = 0;
+	}
+}
+
 static void *remote_conn_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg, fds[4], nfds;
@@ -1023,12 +1033,6 @@ err_close:
 	return rc;
 }
 
-/**
- * iommufd_remote_conn_take() - a connection to @server for this thread's next requests: an
- * idle one of the pool, or a new one
- * Return: it (give it back with iommufd_remote_conn_give()), or NULL with *@rc -ENODEV,
- * -ENOMEM.
- */
 /*
  * In a forked child's fork handler: a connection made in the spare its parent made before the
  * fork, its HELLO without our life word (whose thread cannot be started here). NULL with *@rc
@@ -1094,6 +1098,12 @@ static void remote_conn_revive(struct iommufd_server *server, struct wire_conn *
 	conn->fresh = true;
 }
 
+/**
+ * iommufd_remote_conn_take() - a connection to @server for this thread's next requests: an
+ * idle one of the pool, or a new one
+ * Return: it (give it back with iommufd_remote_conn_give()), or NULL with *@rc -ENODEV,
+ * -ENOMEM.
+ */
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc)
 {
 	struct wire_conn *conn;
@@ -1634,7 +1644,7 @@ int iommufd_remote_adopt(int fd)
  */
 static void remote_atfork_prepare(void)
 {
-	if (iommufd_mmap_remote_held())
+	if (iommufd_mmap_fork_connects())
 		for (struct iommufd_server *s = atomic_load(&servers); s; s = s->next)
 			iommufd_remote_spare_make(s);
 	iommufd_direct_atfork_prepare();
@@ -1698,11 +1708,7 @@ static void remote_atfork_child(void)
 		 * see EIO for a call in flight, which the gate kept from starting). Its epoll set
 		 * would be shared with the parent's: it makes its own.
 		 */
-		for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
-			if (conn_fds[i])
-				sys_close(conn_fds[i] - 1);
-			conn_fds[i] = 0;
-		}
+		remote_conn_fds_close();
 		for (struct remote_client *c = clients; c; c = c->next)
 			c->conns = 0;
 		if (epoll_fd >= 0)
@@ -1723,11 +1729,7 @@ static void remote_atfork_child(void)
 	 * instead of seeing the hang-up (EIO).
 	 */
 	parent = atomic_load(&iommufd_self_server);
-	for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
-		if (conn_fds[i])
-			sys_close(conn_fds[i] - 1);
-		conn_fds[i] = 0;
-	}
+	remote_conn_fds_close();
 	if (listen_fd >= 0)
 		sys_close(listen_fd);
 	if (epoll_fd >= 0)

@@ -194,7 +194,7 @@ struct iommufd_mmap_hold *iommufd_mmap_holds_take(const void *holder);
 void iommufd_mmap_holds_put(struct iommufd_mmap_hold *dead);
 int iommufd_mmap_remote_note(void *p, size_t len, struct iommufd_server *server,
 			     const struct wire_hold *hold);
-bool iommufd_mmap_remote_held(void);
+bool iommufd_mmap_fork_connects(void);
 void iommufd_mmap_atfork_prepare(bool handover);
 void iommufd_mmap_atfork_parent(void);
 void iommufd_mmap_atfork_child(bool handover);

@@ -10,9 +10,10 @@
  * whose file holds the state holds in the session directory, as an flock on the file
  * "claim.<name>" there (made 0600 on first use, in the 0700 directory). The VFIO layer names
  * and takes its claims around its own calls into the core (src/vfio/claim.c); this file only
- * knows names, files and locks. The virtual sysfs only tests them (session_claim_test(): an
- * exclusive lock on the file, made if nobody ever claimed the name, until the store is
- * journalled), for the stores that another process's VFIO state forbids.
+ * knows names, files and locks. The virtual sysfs only tests them, for the stores that another
+ * process's VFIO state forbids: an exclusive take, which makes the file where nobody ever
+ * claimed the name (a test that only looked would let a first claimer of another process in
+ * behind the store's back), held until the store is journalled.
  *
  * Why flock. It is held by an open file description, never waits here (LOCK_NB: a conflict is
  * EBUSY at once, as the kernel's open and bind answer), and the kernel drops it when the last
@@ -111,15 +112,6 @@ int session_claim_take(const char *name, bool exclusive, struct session_claim *c
 err_close:
 	sys_close(fd);
 	return rc;
-}
-
-/*
- * A name nobody ever claimed gets its file too: a test that only looked would let a first
- * claimer of another process in before its drop, behind the store's back.
- */
-int session_claim_test(const char *name, struct session_claim *claim)
-{
-	return session_claim_take(name, true, claim);
 }
 
 void session_claim_drop(struct session_claim *claim)

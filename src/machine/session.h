@@ -44,17 +44,6 @@ struct session_claim {
  */
 int session_claim_take(const char *name, bool exclusive, struct session_claim *claim);
 
-/**
- * session_claim_test() - is the claim @name held by anyone (another process, or another
- * handle of this one)? Never waits. A name nobody ever claimed gets its file, as a take's,
- * so that a first claimer cannot slip in while the store runs (the session's end removes it).
- * @claim: out: when nobody holds it, the claim taken exclusively (so that nobody takes it
- *         until session_claim_drop())
- *
- * Return: 0, nobody holds it; -EBUSY, somebody does; -ENOMEM (injected), another -errno.
- */
-int session_claim_test(const char *name, struct session_claim *claim);
-
 /*
  * session_claim_drop() - let go of @claim (SESSION_CLAIM_NONE: nothing), which becomes
  * SESSION_CLAIM_NONE. Unlocks before closing, so that copies of the fd a forked child

@@ -108,8 +108,8 @@
  * device of a group a user owns here, a device absent already) are skipped. What a user of
  * another process holds (VFIO's open files and group owners) is not in the journal but in the
  * session's claims, which a store tests before it runs ("what the other processes of the
- * session hold", below): so such a store is refused at its write, not at the others' replay. Replaying a
- * hot-unplug or an unbind in a running program is what the control socket does already: the
+ * session hold", below): so such a store is refused at its write, not at the others' replay.
+ * Replaying a hot-unplug or an unbind in a running program is what the control socket does already: the
  * topology stops the emulated driver's DMA before letting go, and struct device stays valid.
  * What the library's API or the control socket does (topology_plug(), uiommuctl) stays per
  * process: only the sysfs ABI is a session's machine.
@@ -1399,13 +1399,13 @@ static void journal_end(int fd, const char *line)
  * DMA-API driver's bind, vfio-pci's unbind, a remove) must be refused here too when the user
  * is another process of the session, whose copy of the machine this one cannot see: its VFIO
  * files and owners are claims (session.h, src/vfio/claim.c). A store tests the claims it
- * cares about by taking each exclusively, without waiting (session_claim_test(), which makes
- * the file where nobody ever claimed, so a first claimer is kept out too): one that somebody holds (another process, or this one,
- * whose own state then refuses the same way) is TOPOLOGY_HELD_*, and the store answers the
- * kernel's errno for it at once, with nothing journalled. One that nobody
- * holds stays ours until the store's journal entry is written (sysfs_held_drop() after
- * journal_end()), so no open or bind of another process gets in between: one that tries
- * meanwhile is refused as if the store had won (claim.c says how).
+ * cares about by taking each exclusively, without waiting (session_claim_take(), which makes
+ * the file where nobody ever claimed, so a first claimer is kept out too). One that somebody
+ * holds (another process, or this one, whose own state then refuses the same way) is
+ * TOPOLOGY_HELD_*, and the store answers the kernel's errno for it at once, with nothing
+ * journalled. One that nobody holds stays ours until the store's journal entry is written
+ * (sysfs_held_drop() after journal_end()), so no open or bind of another process gets in
+ * between: one that tries meanwhile is refused as if the store had won (claim.c says how).
  */
 struct sysfs_held {
 	unsigned int held;          /* TOPOLOGY_HELD_*: held by somebody */
@@ -1426,7 +1426,7 @@ static void sysfs_held_drop(struct sysfs_held *h)
 static int sysfs_held_test(struct sysfs_held *h, unsigned int bit, struct session_claim *claim,
 			   const char *name)
 {
-	int rc = session_claim_test(name, claim);
+	int rc = session_claim_take(name, true, claim);
 
 	if (rc == -EBUSY) {
 		h->held |= bit;

@@ -1548,6 +1548,104 @@ TEST(a_remote_mapping_goes_with_an_exec)
 }
 
 /*
+ * The same without the EBUSY first, 50 rounds each, so that a race between the serving
+ * process's connection threads (which drop a gone client's holds when they see its hang-up)
+ * and the destroy would show: right after waitpid() reported the kill, or right after the
+ * new image answered, the destroy succeeds, never EBUSY.
+ */
+TEST(the_destroy_after_a_client_s_death_or_exec_never_waits)
+{
+	NEEDS_IOMMUFD_TEST();
+	for (int round = 0; round < 50; round++) {
+		held_run(_metadata, "mKD");
+		held_run(_metadata, "meD");
+	}
+}
+
+/*
+ * Copies of every socket fd of process @pid (its connections to us among them: the server's
+ * ends then see no hang-up when it dies), taken with pidfd_getfd() into @fds (at most @max).
+ * Return: how many, or -1.
+ */
+static int socket_fds_copy(pid_t pid, int *fds, int max)
+{
+	char path[64];
+	struct dirent *d;
+	int n = 0, pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (pidfd < 0 || !dir) {
+		if (dir)
+			closedir(dir);
+		return -1;
+	}
+	while ((d = readdir(dir)) && n < max) {
+		char link[sizeof(path) + sizeof(d->d_name)], target[64];
+		ssize_t len;
+
+		if (d->d_name[0] < '0' || d->d_name[0] > '9')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", path, d->d_name);
+		/* The raw system call: the preload layer's readlink names our own files. */
+		len = syscall(SYS_readlink, link, target, sizeof(target) - 1);
+		if (len < 8 || strncmp(target, "socket:[", 8))
+			continue;
+		fds[n] = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(d->d_name), 0);
+		if (fds[n] >= 0)
+			n++;
+	}
+	closedir(dir);
+	close(pidfd);
+	return n;
+}
+
+/*
+ * The serving side's look for gone clients, each of its fallible steps in turn: a killed
+ * client whose connections the test keeps open (copies of its fds), so that only that look
+ * can find it gone, and deterministically. The look refused, the destroy answers EBUSY, as
+ * before there was one; the next destroy finds the client gone and succeeds; nothing
+ * failed, the first one does. Then everything goes (the copies' close ends the connections).
+ */
+TEST(fail_nth_of_the_look_for_a_killed_client)
+{
+	unsigned long nth, left = 0, busy = 0;
+
+	NEEDS_IOMMUFD_TEST();
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	for (nth = 1; nth < 50 && !left; nth++) {
+		int copies[16], nr, rc;
+		struct held h;
+
+		ASSERT_EQ(0, held_start(&h));
+		ASSERT_EQ(0, held_do(&h, 'm'));
+		nr = socket_fds_copy(h.pid, copies, 16);
+		ASSERT_GT(nr, 0);
+		ASSERT_EQ(0, kill(h.pid, SIGKILL));
+		ASSERT_EQ(128 + SIGKILL, test_child_wait(h.pid));
+		uiommu_fail_nth_arm(nth);
+		rc = destroy(h.fd, h.viommu);
+		left = uiommu_fail_nth_disarm();
+		if (rc) {
+			/* EFAULT: the argument's copy-in was the step failed. */
+			ASSERT_TRUE(errno == EBUSY || errno == EFAULT);
+			ASSERT_EQ(0, left); /* only a failure leaves it */
+			busy += errno == EBUSY;
+			ASSERT_EQ(0, destroy(h.fd, h.viommu));
+		}
+		for (int i = 0; i < nr; i++)
+			close(copies[i]);
+		close(h.sock);
+		ASSERT_EQ(0, close(h.fd));
+		ASSERT_EQ(0, live_contexts_settle(0));
+	}
+	ASSERT_NE(0, left);
+	ASSERT_NE(0, busy);
+}
+
+/*
  * mremap() moves the mapping's pages and their hold with them: a whole move, or one page
  * moved away (the hold lasts until the page left behind and the moved one are both gone); a
  * region's mapping does not grow (EFAULT, the kernel's VM_DONTEXPAND) and stays held.
@@ -2225,27 +2323,35 @@ TEST(a_forked_child_has_no_busy_thread)
 	close(fd);
 }
 
+/*
+ * A client SIGKILLed in a loop of map/unmap calls on the IOAS, most likely inside one (the
+ * server is running it, holding the IOAS): once waitpid() has reported it, the IOAS's destroy
+ * succeeds at once, as the kernel's, whose killed ioctl has returned by then: the serving
+ * process finds the client gone and waits for its call. 50 rounds, so that a race shows.
+ */
 TEST(a_client_killed_mid_ioctls_leaves_the_context_intact)
 {
-	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	uint32_t ioas;
-	uint64_t ready;
-	pid_t pid;
+	for (int round = 0; round < 50; round++) {
+		int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		uint32_t ioas;
+		uint64_t ready;
+		pid_t pid;
 
-	ASSERT_GE(fd, 0);
-	ioas = ioas_alloc(fd);
-	ASSERT_EQ(1, ioas);
-	pid = child_start_with("loop", fd, &ioas, sizeof(ioas), &sock);
-	ASSERT_GT(pid, 0);
-	ASSERT_EQ((ssize_t)sizeof(ready), read(sock, &ready, sizeof(ready)));
-	ASSERT_EQ(0, kill(pid, SIGKILL));
-	ASSERT_EQ(128 + SIGKILL, test_child_wait(pid));
-	/* The call it died in finishes in the server; what it left goes with the IOAS. */
-	ASSERT_EQ(0, destroy(fd, ioas));
-	ASSERT_EQ(2, ioas_alloc(fd) == 1 ? 2 : 0);
-	ASSERT_EQ(0, close(fd));
+		ASSERT_GE(fd, 0);
+		ioas = ioas_alloc(fd);
+		ASSERT_EQ(1, ioas);
+		pid = child_start_with("loop", fd, &ioas, sizeof(ioas), &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ((ssize_t)sizeof(ready), read(sock, &ready, sizeof(ready)));
+		ASSERT_EQ(0, kill(pid, SIGKILL));
+		ASSERT_EQ(128 + SIGKILL, test_child_wait(pid));
+		/* What the call it died in left goes with the IOAS. */
+		ASSERT_EQ(0, destroy(fd, ioas));
+		ASSERT_EQ(2, ioas_alloc(fd) == 1 ? 2 : 0);
+		ASSERT_EQ(0, close(fd));
+		close(sock);
+	}
 	ASSERT_EQ(0, live_contexts_settle(0));
-	close(sock);
 }
 
 TEST(the_serving_process_dies_and_calls_fail_cleanly)

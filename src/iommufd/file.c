@@ -150,9 +150,11 @@ struct iommufd_file {
 #define EXPORT_BUCKETS 256u
 UIOMMU_MUTEX_DEFINE(export_lock);
 /*
- * Serialises the last-close checks of our own closes with the server thread's, so that when a
- * close here was the last anywhere this thread drops the last reference (the release is done
- * when close() returns, as the kernel's). After fdt_lock, before every lock a release takes
+ * Serialises the last-close checks of our own closes with the server thread's and a destroy's
+ * (iommufd_files_settle()), so that when a close here was the last anywhere this thread drops
+ * the last reference (the release is done when close() returns, as the kernel's), and a
+ * release another thread started is done when the lock is let go. Protects files_away and
+ * each file's away and away_next. After fdt_lock, before every lock a release takes
  * (vfio_cdev_lock among them) and export_lock: never taken under those.
  */
 UIOMMU_MUTEX_DEFINE(gone_lock);
@@ -1954,6 +1956,7 @@ void iommufd_files_atfork_child(void)
 	atomic_store(&file_mm, NULL);
 	uiommu_mm_self_forget();
 	files_away = NULL;
+	files_unlisted = 0;
 	atomic_store_explicit(&files_away_nr, 0, memory_order_relaxed);
 	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++) {
 		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)

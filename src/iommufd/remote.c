@@ -451,7 +451,10 @@ static __thread struct remote_client *remote_serving;
 static void remote_client_call_end(struct remote_client *c);
 static void remote_conn_owner_set(int fd, struct remote_client *client);
 
-/* Unlinks the clients nothing uses any more (no connection, no pin) onto *@gone (clients_lock). */
+/*
+ * Unlinks the clients nothing uses any more (no connection, no call, no pin) onto *@gone
+ * (clients_lock).
+ */
 static void remote_clients_prune(struct remote_client **gone)
 {
 	struct remote_client **pos = &clients, *c;

@@ -245,11 +245,15 @@ int uiommu_fd_close_range(unsigned int first, unsigned int last, int flags);
  * uiommu_mremap() is mremap(2) of such a range (its new_addr only with MREMAP_FIXED): the
  * pages it moves stay held, those it drops are forgotten; growing one is EFAULT, and
  * MREMAP_DONTUNMAP of one EINVAL. uiommu_mmap_fixed() is mmap(2) with MAP_FIXED of anything
- * else (another file, anonymous memory) over such a range: the pages it replaces are
- * forgotten as an munmap of them would.
+ * else (another file, anonymous memory) over such a range: the pages it replaces (a hugetlb
+ * mapping's length rounded up to its huge page) are forgotten as an munmap of them would, and
+ * when it fails, those the kernel unmapped before failing. uiommu_mmap_fixed_claims() is
+ * uiommu_mmap_claims() of the range such an mmap(2) (@flags, @fd) would replace; no system
+ * call while there is no mapping of ours.
  */
 void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 void *uiommu_mmap_fixed(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+bool uiommu_mmap_fixed_claims(const void *addr, size_t len, int flags, int fd);
 int uiommu_munmap(void *addr, size_t len);
 void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 bool uiommu_mmap_claims(const void *addr, size_t len);

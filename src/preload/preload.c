@@ -1099,8 +1099,9 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
  * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
  * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
  * mappings are not MAP_FIXED. A MAP_FIXED one over a region's mapping (anonymous or another
- * file) is the library's too, which lets the replaced pages' hold go: one lookup without a
- * system call where there is none (uiommu_mmap_claims()), one branch without MAP_FIXED.
+ * file) is the library's too, which lets the replaced pages' hold go (a hugetlb mapping
+ * replaces whole huge pages: uiommu_mmap_fixed_claims() knows the range): one load without a
+ * system call where there is none, one branch without MAP_FIXED.
  */
 #define WRAP_MMAP(name, offtype)                                                          \
 	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
@@ -1111,7 +1112,7 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
 		if (flags & MAP_FIXED) {                                                  \
 			uiommu_remote_range_forget(addr, len);                            \
-			if (len && uiommu_mmap_claims(addr, len))                         \
+			if (len && uiommu_mmap_fixed_claims(addr, len, flags, fd))        \
 				return uiommu_mmap_fixed(addr, len, prot, flags, fd,      \
 							 (off_t)off);                     \
 		}                                                                         \

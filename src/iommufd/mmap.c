@@ -26,7 +26,11 @@
  * VM_DONTEXPAND), and forgets the ones it shrinks away or replaces. uiommu_mmap() with
  * MAP_FIXED over one of our mappings forgets the pages it replaces the same way, and so does
  * the program's own mmap(MAP_FIXED) of anonymous memory or another file over one
- * (uiommu_mmap_fixed(): the preload layer sends those that meet a mapping of ours here).
+ * (uiommu_mmap_fixed(): the preload layer sends those that meet a mapping of ours here), over
+ * the range the kernel replaces (a hugetlb mapping's length rounded up to its huge page). A
+ * MAP_FIXED mapping that fails may have unmapped the range all the same (the kernel clears
+ * the old pages before the new mapping's file or reservation can fail): mincore(), asked only
+ * on that failure path, tells which recorded pages are gone, and those are forgotten.
  *
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
  * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets

@@ -3,7 +3,9 @@
  * The VFIO device nodes as a program sees them: /dev/vfio/vfio (the container), /dev/vfio/<G>
  * (groups), /dev/vfio/devices/vfioN (device cdevs), /dev/iommu, and the /proc/self/fd/N links
  * of fds opened through them. The preload layer forwards open, stat in every spelling, access,
- * readlink and realpath of these paths here.
+ * readlink and realpath of these paths here, and statx, access and realpath of any fd's link
+ * (another process's too: procfd.c's registry names its node), which the host would answer
+ * for the file's socket.
  *
  * Identity. A real node is a character device; a program checks that (QEMU's open_cdev()
  * compares the fd's st_rdev with the numbers in sysfs's `dev` file). stat() of a node path and
@@ -11,7 +13,8 @@
  * the sysfs `dev` files show too; readlink("/proc/self/fd/N") names the node, or
  * "anon_inode:[vfio-device]" for a group's device fd (file.c keeps each file's node). The
  * owner is the caller (a udev rule gives a VM's user its VFIO nodes), so access() answers as
- * for the user's own 0600 (0666 for the container) files.
+ * for the user's own 0600 (0666 for the container) files, by the kernel's rules
+ * (generic_permission(): no x bit, no X_OK, even for root).
  *
  * Existence follows the machine: vfioN exists while the function with that index is bound to
  * vfio-pci, <G> while a present function of group G is; /dev/vfio/vfio and /dev/iommu always.

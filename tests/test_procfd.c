@@ -10,8 +10,11 @@
  * dead process's, a reused pid's, a name that is no node) open nothing; a process without the
  * preload layer sees the host's socket:[N]; another process's stat() following the link
  * (stat, fstatat, statx, in every spelling) answers what fstat() of the fd answers here, while
- * the record is live, and the host's socket otherwise; fail-nth sweeps of the calls that
- * write a record.
+ * the record is live, and the host's socket otherwise; realpath(), access() and statx() of
+ * the link here and from another process answer from the node as the kernel's (a node's path
+ * or ENOENT; the mode's bits, not the socket's 0777; devtmpfs's birth time, mount ID and
+ * attributes mask); fail-nth sweeps of the calls that write a record and of access() by a
+ * member of many groups.
  *
  * The other processes are this program again (fork + exec of /proc/self/exe with "--child"),
  * driven over a socketpair one request at a time.

@@ -349,6 +349,7 @@ static int wire_direct_connect(int fd, int fds[2])
 			      .msg_controllen = sizeof(cbuf) };
 	struct wire_fd_header hdr;
 	struct cmsghdr *cm;
+	ssize_t n;
 	int s;
 
 	if (recv(fd, &hdr, sizeof(hdr), MSG_PEEK) != (ssize_t)sizeof(hdr))
@@ -357,8 +358,12 @@ static int wire_direct_connect(int fd, int fds[2])
 	if (s < 0)
 		return -1;
 	if (wire_client_hello(s, 7) || xfer(s, &rep, sizeof(rep), false) || rep.rc ||
-	    xfer(s, &req, sizeof(req), true) || recvmsg(s, &msg, MSG_WAITALL) != sizeof(rep) ||
-	    rep.rc)
+	    xfer(s, &req, sizeof(req), true))
+		goto err_close;
+	/* The fds come with the reply's first byte, the rest after (the server's copies closed). */
+	n = recvmsg(s, &msg, MSG_WAITALL);
+	if (n <= 0 || (n < (ssize_t)sizeof(rep) &&
+		       xfer(s, (char *)&rep + n, sizeof(rep) - (size_t)n, false)) || rep.rc)
 		goto err_close;
 	cm = CMSG_FIRSTHDR(&msg);
 	if (!cm || cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))

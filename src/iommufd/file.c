@@ -134,6 +134,12 @@ struct iommufd_file {
 	atomic_uint ready_owed;
 	atomic_int local_fd;       /* ours: the last fd installed for it here, a hint (may be stale) */
 	struct iommufd_file *export_next; /* in export_table; export_lock */
+	/*
+	 * Ours, held by fds of other processes only, as far as we know: a close here was not
+	 * the last anywhere (files_away). gone_lock
+	 */
+	bool away;
+	struct iommufd_file *away_next;
 	struct rcu_head rcu;
 };
 
@@ -144,12 +150,34 @@ struct iommufd_file {
 #define EXPORT_BUCKETS 256u
 UIOMMU_MUTEX_DEFINE(export_lock);
 /*
- * Serialises the last-close checks of our own closes with the server thread's, so that when a
- * close here was the last anywhere this thread drops the last reference (the release is done
- * when close() returns, as the kernel's). After fdt_lock, before every lock a release takes
+ * Serialises the last-close checks of our own closes with the server thread's and a destroy's
+ * (iommufd_files_settle()), so that when a close here was the last anywhere this thread drops
+ * the last reference (the release is done when close() returns, as the kernel's), and a
+ * release another thread started is done when the lock is let go. Protects files_away and
+ * each file's away and away_next. After fdt_lock, before every lock a release takes
  * (vfio_cdev_lock among them) and export_lock: never taken under those.
  */
 UIOMMU_MUTEX_DEFINE(gone_lock);
+/*
+ * The files of ours whose fds, after a close here, live on only elsewhere (gone_lock): their
+ * last close anywhere may come from another process's exit, which iommufd_files_settle()
+ * looks for. A file is listed while held (the fds' reference keeps it), and leaves the list
+ * when that reference goes. files_away_nr counts them, for a lock-free "none", until the
+ * gone_lock section that unlisted one ends (gone_unlock(): its release is done by then), so
+ * that a settle that finds none has none to wait for either.
+ */
+static struct iommufd_file *files_away;
+static long files_unlisted; /* gone_lock */
+static atomic_long files_away_nr;
+
+/* gone_lock goes: what this section unlisted has been released (if it was the last). */
+static void gone_unlock(void)
+{
+	if (files_unlisted)
+		atomic_fetch_sub_explicit(&files_away_nr, files_unlisted, memory_order_release);
+	files_unlisted = 0;
+	uiommu_mutex_unlock(&gone_lock);
+}
 static struct iommufd_file *export_table[EXPORT_BUCKETS];
 static _Atomic uint64_t export_tokens = 1;
 
@@ -404,11 +432,35 @@ static void iommufd_file_export(struct iommufd_file *file)
 	iommufd_server_watch(file->peer, file->token);
 }
 
+/*
+ * @file's fds live on elsewhere only: listed for iommufd_files_settle(). Under gone_lock, or
+ * in a hand-over's single-threaded child.
+ */
+static void iommufd_file_away(struct iommufd_file *file)
+{
+	if (file->away)
+		return;
+	file->away = true;
+	file->away_next = files_away;
+	files_away = file;
+	atomic_fetch_add_explicit(&files_away_nr, 1, memory_order_relaxed);
+}
+
 /* The fds of @file are all closed, in every process: drop their reference, once. */
 static void iommufd_file_unhold_anywhere(struct iommufd_file *file)
 {
+	lockdep_assert_held(&gone_lock);
 	if (!atomic_exchange(&file->held, false))
 		return;
+	if (file->away) {
+		struct iommufd_file **pos = &files_away;
+
+		while (*pos != file)
+			pos = &(*pos)->away_next;
+		*pos = file->away_next;
+		file->away = false;
+		files_unlisted++;
+	}
 	iommufd_server_unwatch(file->peer);
 	iommufd_file_put(file);
 }
@@ -447,8 +499,50 @@ static void iommufd_file_put_closed(struct iommufd_file *file)
 	}
 	uiommu_mutex_lock(&gone_lock);
 	iommufd_file_check_gone_locked(file);
+	/* Not the last close anywhere: another process's may be, at its exit. */
+	if (atomic_load(&file->held))
+		iommufd_file_away(file);
 	iommufd_file_put(file);
-	uiommu_mutex_unlock(&gone_lock);
+	gone_unlock();
+}
+
+/**
+ * iommufd_files_settle() - the files whose last fd anywhere is closed by now (another
+ * process's close, or its exit) are released now, rather than when the server thread sees
+ * their peers hang up: as the kernel's release has run before the exit is reported. One
+ * poll() per batch of files whose fds live elsewhere only; none when there are none. Each is
+ * released once (iommufd_file_unhold_anywhere()), whoever sees its end first; a release
+ * under way in another thread is done when this returns (gone_lock).
+ */
+void iommufd_files_settle(void)
+{
+	struct iommufd_file *batch[32], *f, *next;
+	struct pollfd p[32];
+	unsigned int n;
+
+	/* Acquire: a release that unlisted the last one is seen done. */
+	if (!atomic_load_explicit(&files_away_nr, memory_order_acquire))
+		return;
+	uiommu_mutex_lock(&gone_lock);
+	/*
+	 * Under gone_lock a listed file stays listed and alive, and only what this batch
+	 * releases leaves the list: the next file to look at (outside the batch) stays there.
+	 */
+	for (f = files_away; f; f = next) {
+		for (n = 0; f && n < ARRAY_SIZE(batch); f = f->away_next) {
+			p[n] = (struct pollfd){ .fd = f->peer, .events = 0 };
+			batch[n++] = f;
+		}
+		next = f;
+		if (uiommu_should_fail() || sys_poll_many_now(p, n) <= 0)
+			continue;
+		for (unsigned int i = 0; i < n; i++) {
+			if (!(p[i].revents & POLLHUP))
+				continue;
+			iommufd_file_unhold_anywhere(batch[i]);
+		}
+	}
+	gone_unlock();
 }
 
 /* The server thread saw the peer of @token hang up: a close elsewhere was the last. */
@@ -465,7 +559,7 @@ void iommufd_file_gone_anywhere(uint64_t token)
 		/* The last reference only if no fd of ours and no call holds it. */
 		iommufd_file_put(file);
 	}
-	uiommu_mutex_unlock(&gone_lock);
+	gone_unlock();
 	/*
 	 * No fd of it is left anywhere, so a slot of ours that still holds it lost its fd behind
 	 * our back (an inline close: "Identity" above). It goes now, and the file with it, rather
@@ -1870,6 +1964,9 @@ void iommufd_files_atfork_child(void)
 	/* A new process's mm: its pins start at none, as the kernel's child's pinned_vm. */
 	atomic_store(&file_mm, NULL);
 	uiommu_mm_self_forget();
+	files_away = NULL;
+	files_unlisted = 0;
+	atomic_store_explicit(&files_away_nr, 0, memory_order_relaxed);
 	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++) {
 		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)
 			sys_close(f->peer);
@@ -1909,6 +2006,15 @@ void iommufd_files_handover_child(void)
 			sys_close((int)(c * FDT_CHUNK + i));
 			iommufd_file_put(file);
 		}
+	}
+	/*
+	 * What is still held is held elsewhere only, by the new image and other processes
+	 * (iommufd_files_settle()). Single-threaded here: no lock to take.
+	 */
+	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++) {
+		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)
+			if (atomic_load(&f->held))
+				iommufd_file_away(f);
 	}
 }
 

@@ -39,6 +39,7 @@
 #include <sys/capability.h>
 
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "lib/capable.h"
 #include "lib/fail.h"
 
@@ -567,10 +568,21 @@ long iommufd_contexts_live(void)
 
 /* ---- ioctls of the context itself --------------------------------------------------------- */
 
+/*
+ * EBUSY may be the doing of another process that is gone, where the kernel's exit (or exec)
+ * let go of everything before anyone could see it gone: a mapping of a vIOMMU region, a call
+ * still running, a last fd. Those go first (iommufd_remote_settle(): nothing to look at, and no
+ * system call, in a process that shares nothing), then the destroy is asked again: also when
+ * the settle found nothing left to do, as another thread may have let go since the first ask.
+ */
 static int iommufd_destroy(struct iommufd_ucmd *ucmd)
 {
 	struct iommu_destroy *cmd = ucmd->cmd;
+	int rc = iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
 
+	if (rc != -EBUSY)
+		return rc;
+	iommufd_remote_settle();
 	return iommufd_object_remove(ucmd->ictx, NULL, cmd->id, 0);
 }
 

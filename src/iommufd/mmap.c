@@ -64,6 +64,7 @@
  * outside it.
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <linux/magic.h>
 #include <stdio.h>
@@ -141,6 +142,13 @@ struct iommufd_mmap_fork {
 };
 
 static struct iommufd_mmap_fork *fork_list; /* mmap_lock */
+/*
+ * Held by whoever ends forks (iommufd_mmap_fork_gone(), iommufd_mmap_forks_settle()) from the
+ * unlink to the drop of their holds: a settle that finds a fork already unlinked by the server
+ * thread waits for its holds to be gone before it answers. Before mmap_lock and every lock a
+ * hold's drop takes (a context's release).
+ */
+UIOMMU_MUTEX_DEFINE(fork_end_lock);
 static uint64_t fork_next = 1;              /* mmap_lock */
 /* This thread's fork in progress (prepare to the handlers), and the child's end of its pair. */
 static __thread struct iommufd_mmap_fork *mmap_fork_own;
@@ -374,18 +382,29 @@ static void iommufd_mmap_hold_link(struct iommufd_mmap_hold *h, struct wire_hold
 	*name = h->name;
 }
 
-/* A new hold of @owner (held by the caller) for @holder, named in *@name; takes mmap_lock. */
+/*
+ * A new hold of @owner (held by the caller) for the client @holder, named in *@name; takes
+ * mmap_lock. NULL: no memory, or @holder is gone (a call of a dead client that was still
+ * running: its mapping would never exist, as its VMAs are gone with it).
+ */
 static struct iommufd_mmap_hold *iommufd_mmap_hold_new(struct iommufd_ctx *ictx,
 							struct iommufd_object *owner,
 							const void *holder, struct wire_hold *name)
 {
 	struct iommufd_mmap_hold *h = iommufd_mmap_hold_alloc(ictx, owner, holder);
+	bool gone;
 
 	if (!h)
 		return NULL;
 	uiommu_mutex_lock(&mmap_lock);
-	iommufd_mmap_hold_link(h, name);
+	gone = iommufd_remote_holder_gone(holder);
+	if (!gone)
+		iommufd_mmap_hold_link(h, name);
 	uiommu_mutex_unlock(&mmap_lock);
+	if (gone) {
+		iommufd_mmap_holds_put(h);
+		return NULL;
+	}
 	return h;
 }
 
@@ -452,6 +471,9 @@ int iommufd_mmap_hold_copy(const void *holder, const struct wire_hold *from, str
 		for (unsigned int i = 0; i < WIRE_SECRET_LEN; i++)
 			diff |= h->name.secret[i] ^ from->secret[i];
 		if (diff)
+			break;
+		/* A gone client takes nothing over: the fork's end drops it (fork_gone). */
+		if (h->pending && iommufd_remote_holder_gone(holder))
 			break;
 		if (h->pending) {
 			h->pending = false;
@@ -605,6 +627,8 @@ err_free:
 	uiommu_free(f);
 }
 
+static void iommufd_mmap_fork_end(struct iommufd_mmap_fork *f);
+
 /*
  * The child of fork @id is done with it (the server thread saw its end close): the holds it
  * did not take over go.
@@ -613,14 +637,55 @@ void iommufd_mmap_fork_gone(uint64_t id)
 {
 	struct iommufd_mmap_fork **pos, *f;
 
+	uiommu_mutex_lock(&fork_end_lock);
 	uiommu_mutex_lock(&mmap_lock);
 	for (pos = &fork_list; (f = *pos) && f->id != id; pos = &f->next)
 		;
 	if (f)
 		*pos = f->next;
 	uiommu_mutex_unlock(&mmap_lock);
-	if (!f)
-		return;
+	if (f)
+		iommufd_mmap_fork_end(f);
+	uiommu_mutex_unlock(&fork_end_lock);
+}
+
+/**
+ * iommufd_mmap_forks_settle() - the forks whose child is done with them (its end of the pair
+ * hung up: it exited, was killed or exec'd before it took its holds over) drop what it did not
+ * take, now rather than when the server thread sees it. One poll() per fork waiting; none when
+ * no fork is. Each fork ends once: whoever unlinks it ends it, and an end under way in the
+ * server thread is done when this returns (fork_end_lock).
+ */
+void iommufd_mmap_forks_settle(void)
+{
+	struct iommufd_mmap_fork **pos, *f, *done = NULL;
+
+	uiommu_mutex_lock(&fork_end_lock);
+	uiommu_mutex_lock(&mmap_lock);
+	/* Under the lock: an end closes its fd only once it unlinked it, so the numbers hold. */
+	for (pos = &fork_list; (f = *pos);) {
+		struct pollfd p = { .fd = f->fd, .events = POLLRDHUP };
+
+		if (uiommu_should_fail() || sys_poll_now(&p) != 1 ||
+		    !(p.revents & (POLLHUP | POLLRDHUP))) {
+			pos = &f->next;
+			continue;
+		}
+		*pos = f->next;
+		f->next = done;
+		done = f;
+	}
+	uiommu_mutex_unlock(&mmap_lock);
+	while ((f = done)) {
+		done = f->next;
+		iommufd_mmap_fork_end(f);
+	}
+	uiommu_mutex_unlock(&fork_end_lock);
+}
+
+/* Fork @f, unlinked from fork_list, is over: its fd and the holds its child did not take go. */
+static void iommufd_mmap_fork_end(struct iommufd_mmap_fork *f)
+{
 	/*
 	 * A later fork's child may still have a copy of the fd, which keeps the socket, and our
 	 * watch of it, alive past our close: the watch goes first.
@@ -739,6 +804,8 @@ void iommufd_mmap_atfork_child(bool handover)
 	/* The parent's waiting forks (and their waiters) are not ours. */
 	mmap_forks = 0;
 	uiommu_cond_init(&mmap_forks_done);
+	/* Another thread may have been ending a fork: none of the child's is. */
+	uiommu_mutex_init(&fork_end_lock);
 	uiommu_mutex_unlock(&mmap_lock);
 	if (handover)
 		return;

@@ -44,7 +44,19 @@
  * EBUSY to the vIOMMU's destroy as the kernel's VMA does. The client records its mapping with
  * the hold's name; its munmap/mremap of the last page sends MUNMAP. A client's holds all go
  * when its last connection closes (it died or exec'd: its connections are close-on-exec) or
- * when it is forgotten. A forked child asks for its own copy of each (MMAP_FORK, the secret
+ * when it is forgotten.
+ *
+ * The dead let go before anyone can see them dead. The kernel's exit closes a process's files
+ * and drops its VMAs before its parent's waitpid() reports it (an exec, before the new image
+ * runs), and a killed process's ioctl has returned by then. Here its connections' threads see
+ * the hang-up a moment later, and a call of its may still be running. So before an answer
+ * that what it left could change (a destroy's EBUSY: iommufd_remote_settle()), the serving
+ * side looks: one poll() of every connected client's pidfd (readable once it exited) and
+ * connections (all hung up: it exec'd, which a pidfd does not show). A client found gone is
+ * marked so (no call of its starts, no hold is made for it from then on), its holds go, and
+ * the calls it had running (a connection's end counts as one) are waited for. A fork's holds
+ * for its child and the files whose last fd was another process's go the same way (mmap.c,
+ * file.c). Nothing is looked at, and no system call made, where no other process is served. A forked child asks for its own copy of each (MMAP_FORK, the secret
  * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
  * A forked child of ours takes over, with the same MMAP_FORK, the holds our fork made for its
  * copies of our own mappings (the fork's socketpair, watched by the server thread, tells when
@@ -95,9 +107,11 @@
  * Locking: serve_gate (read: one served call, one batch of the server thread's events; write:
  * a hand-over) comes before every other lock. servers_lock protects the list of known
  * servers (a leaf); each server's pool_lock protects its idle connections (a leaf);
- * clients_lock protects the list of client mms (a leaf but for mmap.c's mmap_lock, taken
- * under it to unlink a client's holds); conns_lock the accepted connections' fds (a leaf).
- * None is held across a system call that waits. The fork handlers take remote_direct.c's
+ * clients_lock protects the list of client mms (a leaf but for conns_lock and mmap.c's
+ * mmap_lock, taken under it to poll the connections and to unlink a client's holds); conns_lock
+ * the accepted connections' fds and owners (a leaf). None is held across a system call that
+ * waits (a settle's poll() has a zero timeout; its wait for a gone client's calls lets
+ * clients_lock go). The fork handlers take remote_direct.c's
  * direct_lock before all of them, and mmap_lock after them.
  *
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
@@ -183,10 +197,14 @@ static int listen_fd = -1, epoll_fd = -1; /* the server thread's; set before it 
 static atomic_int conns_live;
 /*
  * The accepted connections' fds, for a hand-over's server to close (their threads are the
- * exec'ing image's). Protects conn_fds; a leaf.
+ * exec'ing image's), and the client each serves once its HELLO is answered, for
+ * remote_clients_settle() to poll. Protects conn_fds and conn_owner, and the fds themselves:
+ * a connection's fd is closed under it, so that a poll under it never meets a number reused.
+ * A leaf, after clients_lock.
  */
 UIOMMU_MUTEX_DEFINE(conns_lock);
 static int conn_fds[REMOTE_CONNS_MAX];
+static struct remote_client *conn_owner[REMOTE_CONNS_MAX];
 /*
  * Read: a served call or a batch of server events; write: a hand-over. Before every lock.
  * A plain rwlock, not lockdep's: the hand-over holds it across fork(), and the child, whose
@@ -411,19 +429,39 @@ struct remote_client {
 	uint64_t cookie;
 	unsigned int conns;         /* connections using it; clients_lock */
 	struct uiommu_mm *mm;       /* one reference, the list's */
+	/*
+	 * Its process is gone, as remote_clients_settle() found: exited, or every connection
+	 * hung up (an exec closed them). Set once, under clients_lock; from then on no call of
+	 * its starts and no hold is made for it (iommufd_remote_holder_gone()).
+	 */
+	atomic_bool gone;
+	atomic_uint calls;          /* its calls running now (remote_client_call_begin()) */
 };
 
-UIOMMU_MUTEX_DEFINE(clients_lock); /* protects clients and each one's conns; a leaf */
+/*
+ * Protects clients and each one's conns, and is the lock of clients_calls_done (a gone
+ * client's last call ended); a leaf but for conns_lock and mmap.c's mmap_lock.
+ */
+UIOMMU_MUTEX_DEFINE(clients_lock);
+static struct uiommu_cond clients_calls_done = { .c = PTHREAD_COND_INITIALIZER };
 static struct remote_client *clients;
+/* The client whose call this thread runs (remote_conn_main()), or NULL. */
+static __thread struct remote_client *remote_serving;
 
-/* Unlinks the clients nothing uses any more (no connection, no pin) onto *@gone (clients_lock). */
+static void remote_client_call_end(struct remote_client *c);
+static void remote_conn_owner_set(int fd, struct remote_client *client);
+
+/*
+ * Unlinks the clients nothing uses any more (no connection, no call, no pin) onto *@gone
+ * (clients_lock).
+ */
 static void remote_clients_prune(struct remote_client **gone)
 {
 	struct remote_client **pos = &clients, *c;
 
 	lockdep_assert_held(&clients_lock);
 	while ((c = *pos)) {
-		if (c->conns || atomic_load(&c->mm->refs) > 1) {
+		if (c->conns || atomic_load(&c->calls) || atomic_load(&c->mm->refs) > 1) {
 			pos = &c->next;
 			continue;
 		}
@@ -495,23 +533,172 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 	return c;
 }
 
-static void remote_client_put(struct remote_client *c)
+/* The end of @c's connection @fd, whose thread calls this before it closes @fd. */
+static void remote_client_put(struct remote_client *c, int fd)
 {
 	struct iommufd_mmap_hold *holds = NULL;
 	struct remote_client *gone = NULL;
 
+	/*
+	 * Counted as a call until its holds are dropped: a settle that finds @c gone meanwhile
+	 * (this connection still hung up and noted) waits for that (remote_clients_settle()).
+	 */
+	atomic_fetch_add(&c->calls, 1);
 	uiommu_mutex_lock(&clients_lock);
 	/*
 	 * Without a connection it maps nothing of ours any more (it died or exec'd): its holds
-	 * go, as its VMAs did. Without pins too, it goes (and any other such one).
+	 * go, as its VMAs did.
 	 */
-	if (!--c->conns) {
+	if (!--c->conns)
 		holds = iommufd_mmap_holds_take(c);
-		remote_clients_prune(&gone);
-	}
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_mmap_holds_put(holds);
+	remote_conn_owner_set(fd, NULL);
+	remote_client_call_end(c);
+	/* Without connections and pins, it goes (and any other such one). */
+	uiommu_mutex_lock(&clients_lock);
+	remote_clients_prune(&gone);
+	uiommu_mutex_unlock(&clients_lock);
 	remote_clients_free(gone);
+}
+
+/*
+ * A call of @c's about to run: counted, unless @c is gone (false: it must not run). Paired with
+ * remote_clients_settle()'s mark, in the other order: either the call sees the mark, or the
+ * settling thread sees the call and waits for it.
+ */
+static bool remote_client_call_begin(struct remote_client *c)
+{
+	atomic_fetch_add(&c->calls, 1);
+	if (!atomic_load(&c->gone))
+		return true;
+	remote_client_call_end(c);
+	return false;
+}
+
+static void remote_client_call_end(struct remote_client *c)
+{
+	if (atomic_fetch_sub(&c->calls, 1) != 1 || !atomic_load(&c->gone))
+		return;
+	uiommu_mutex_lock(&clients_lock);
+	uiommu_cond_broadcast(&clients_calls_done);
+	uiommu_mutex_unlock(&clients_lock);
+}
+
+/**
+ * iommufd_remote_holder_gone() - is @holder (a client, mmap.c's holds' tag) gone? A hold made
+ * for it now would outlive it: mmap.c asks under mmap_lock, after which a settle's unlink of
+ * its holds (under the same lock, after the mark) cannot miss a hold it made.
+ */
+bool iommufd_remote_holder_gone(const void *holder)
+{
+	return atomic_load(&((const struct remote_client *)holder)->gone);
+}
+
+/* Does a gone client other than our own caller have a call running? (clients_lock) */
+static bool remote_clients_gone_calling(void)
+{
+	lockdep_assert_held(&clients_lock);
+	for (struct remote_client *c = clients; c; c = c->next)
+		if (c != remote_serving && atomic_load(&c->gone) && atomic_load(&c->calls))
+			return true;
+	return false;
+}
+
+/*
+ * Which clients are gone, from one poll() (under both locks: the fds stay the ones they were)
+ * of each connected client's pidfd (POLLIN: it exited; from its zombie on) and of its
+ * connections (all hung up: its exec closed them, which no pidfd shows). Those found are
+ * marked, their holds unlinked onto @dead (at most REMOTE_CONNS_MAX lists). Return: how many.
+ */
+static unsigned int remote_clients_mark_gone(struct iommufd_mmap_hold **dead)
+{
+	struct pollfd pfd[2 * REMOTE_CONNS_MAX];
+	struct remote_client *who[2 * REMOTE_CONNS_MAX];
+	unsigned int n = 0, nr_clients, nr_dead = 0;
+
+	lockdep_assert_held(&clients_lock);
+	uiommu_mutex_lock(&conns_lock);
+	/*
+	 * A client with no connection and no call (its last connection's end counts as one:
+	 * remote_client_put()) has no hold.
+	 */
+	for (struct remote_client *c = clients; c && n < REMOTE_CONNS_MAX; c = c->next) {
+		if ((!c->conns && !atomic_load(&c->calls)) || atomic_load(&c->gone))
+			continue;
+		pfd[n] = (struct pollfd){ .fd = uiommu_mm_remote_pidfd(c->mm), .events = POLLIN };
+		who[n++] = c;
+	}
+	nr_clients = n;
+	for (unsigned int i = 0; i < REMOTE_CONNS_MAX && nr_clients; i++) {
+		if (!conn_owner[i] || atomic_load(&conn_owner[i]->gone))
+			continue;
+		pfd[n] = (struct pollfd){ .fd = conn_fds[i] - 1, .events = POLLRDHUP };
+		who[n++] = conn_owner[i];
+	}
+	/* A poll refused leaves everyone as they were: the connections' ends drop the holds. */
+	if (!nr_clients || uiommu_should_fail() || sys_poll_many_now(pfd, n) < 0)
+		goto out_unlock;
+	for (unsigned int i = 0; i < nr_clients; i++) {
+		struct remote_client *c = who[i];
+		unsigned int conns = 0, hung = 0;
+
+		for (unsigned int j = nr_clients; j < n; j++) {
+			if (who[j] != c)
+				continue;
+			conns++;
+			hung += !!(pfd[j].revents & (POLLHUP | POLLRDHUP));
+		}
+		if (!(pfd[i].revents & POLLIN) && (!conns || hung < conns))
+			continue;
+		atomic_store(&c->gone, true);
+		dead[nr_dead++] = iommufd_mmap_holds_take(c);
+	}
+out_unlock:
+	uiommu_mutex_unlock(&conns_lock);
+	return nr_dead;
+}
+
+/*
+ * The clients whose process is gone let go now, as the kernel's exit (or exec) has let go of
+ * everything by the time anyone can tell: their holds go, and the calls they had running are
+ * waited for (bounded by those calls: a gone client starts none; the end of a connection,
+ * which drops the holds, counts as one), unless this thread runs one of them itself. A call of
+ * a client found gone by another settle counts too. No two waits can wait for each other: a
+ * thread waits only for clients found gone after its own client's last look found it alive.
+ */
+static void remote_clients_settle(void)
+{
+	struct iommufd_mmap_hold *dead[REMOTE_CONNS_MAX];
+	unsigned int nr_dead = 0;
+
+	uiommu_mutex_lock(&clients_lock);
+	if (clients)
+		nr_dead = remote_clients_mark_gone(dead);
+	if (!remote_serving || !atomic_load(&remote_serving->gone))
+		while (remote_clients_gone_calling())
+			uiommu_cond_wait(&clients_calls_done, &clients_lock);
+	uiommu_mutex_unlock(&clients_lock);
+	for (unsigned int i = 0; i < nr_dead; i++)
+		iommufd_mmap_holds_put(dead[i]);
+}
+
+/**
+ * iommufd_remote_settle() - before an answer that what another process left behind would make
+ * (a destroy's EBUSY): what the kernel's exit or exec would have released by the time anyone
+ * can see the process gone goes now, synchronously: the holds and the running calls of the
+ * clients that are gone (remote_clients_settle()), the holds a fork of ours made for a child
+ * that is gone (mmap.c) and the files whose last fd anywhere was closed (file.c). Each is
+ * dropped once, whoever sees the end first (the connections' threads, the server thread or
+ * this), and one under way elsewhere is done when this returns. Costs no system call while
+ * nothing of ours reaches another process (no client, no fork waiting, no file held only
+ * elsewhere).
+ */
+void iommufd_remote_settle(void)
+{
+	remote_clients_settle();
+	iommufd_mmap_forks_settle();
+	iommufd_files_settle();
 }
 
 /* The hold @h as a reply's val[0..2]. */
@@ -628,12 +815,27 @@ static void remote_conn_note(int fd)
 	uiommu_mutex_unlock(&conns_lock);
 }
 
-static void remote_conn_forget(int fd)
+/* @fd's connection serves @client from now on (NULL: no more), for remote_clients_settle(). */
+static void remote_conn_owner_set(int fd, struct remote_client *client)
 {
 	uiommu_mutex_lock(&conns_lock);
 	for (int i = 0; i < REMOTE_CONNS_MAX; i++)
 		if (conn_fds[i] == fd + 1)
+			conn_owner[i] = client;
+	uiommu_mutex_unlock(&conns_lock);
+}
+
+/* The end of an accepted connection: forgotten and closed, under conns_lock (see there). */
+static void remote_conn_close(int fd)
+{
+	uiommu_mutex_lock(&conns_lock);
+	for (int i = 0; i < REMOTE_CONNS_MAX; i++) {
+		if (conn_fds[i] == fd + 1) {
 			conn_fds[i] = 0;
+			conn_owner[i] = NULL;
+		}
+	}
+	sys_close(fd);
 	uiommu_mutex_unlock(&conns_lock);
 }
 
@@ -644,6 +846,7 @@ static void remote_conn_fds_close(void)
 		if (conn_fds[i])
 			sys_close(conn_fds[i] - 1);
 		conn_fds[i] = 0;
+		conn_owner[i] = NULL;
 	}
 }
 
@@ -679,6 +882,9 @@ static void *remote_conn_main(void *arg)
 		client = remote_client_get(pid, hello.cookie, fds, nfds);
 	}
 	remote_unit_end();
+	/* Before the answer: the client closes an older connection only once it has it. */
+	if (!IS_ERR(client))
+		remote_conn_owner_set(fd, client);
 	memset(&rep, 0, sizeof(rep));
 	rep.rc = IS_ERR(client) ? PTR_ERR(client) : 0;
 	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
@@ -689,6 +895,9 @@ static void *remote_conn_main(void *arg)
 
 		if (req.magic != WIRE_MAGIC)
 			break; /* garbage: this connection ends, nothing else is touched */
+		/* Its process is gone (remote_clients_settle()): what it sent last does not run. */
+		if (!remote_client_call_begin(client))
+			break;
 		remote_unit_begin();
 		if (uiommu_should_fail()) {
 			/* Refused before it ran: nothing was done for it. */
@@ -698,15 +907,22 @@ static void *remote_conn_main(void *arg)
 		} else {
 			pthread_rwlock_rdlock(&serve_gate);
 			uiommu_mm_remote_calling(client->mm);
+			remote_serving = client;
 			remote_serve_one(client, &req, &rep, new_fds, &nr_new, &direct, fd);
+			remote_serving = NULL;
 			uiommu_mm_remote_calling(NULL);
 			pthread_rwlock_unlock(&serve_gate);
 		}
 		/* The fds passed back: a reply that cannot carry them never leaves (EIO there). */
 		rc = nr_new && uiommu_should_fail() ? -ENOMEM : 0;
 		remote_unit_end();
+		/*
+		 * The fds travel with the reply's first byte, the rest follows our closes of them:
+		 * the caller, which waits for all of it, then holds the only fds, as the kernel's
+		 * caller does when its ioctl returns (its close is the last anywhere).
+		 */
 		if (!rc)
-			rc = wire_send(fd, &rep, sizeof(rep), new_fds, (int)nr_new);
+			rc = wire_send(fd, &rep, nr_new ? 1 : sizeof(rep), new_fds, (int)nr_new);
 		/*
 		 * The fds are the caller's now (or nobody's, if it is gone): ours go. The message
 		 * in flight holds the files, so this is not their last close anywhere.
@@ -714,6 +930,13 @@ static void *remote_conn_main(void *arg)
 		for (unsigned int i = 0; i < nr_new; i++)
 			if (uiommu_close(new_fds[i])) /* not a file of ours: a region's memfd */
 				sys_close(new_fds[i]);
+		if (!rc && nr_new)
+			rc = wire_send(fd, (const char *)&rep + 1, sizeof(rep) - 1, NULL, 0);
+		/*
+		 * Only now: a gone client's files that the call made were released in those
+		 * closes, as the kernel's exit closes the fds its ioctl installed.
+		 */
+		remote_client_call_end(client);
 		if (rc)
 			break;
 	}
@@ -721,10 +944,9 @@ static void *remote_conn_main(void *arg)
 	iommufd_direct_serve_end(direct);
 out_put:
 	if (!IS_ERR(client))
-		remote_client_put(client);
+		remote_client_put(client, fd);
 out_close:
-	remote_conn_forget(fd);
-	sys_close(fd);
+	remote_conn_close(fd);
 	atomic_fetch_sub(&conns_live, 1);
 	return NULL;
 }
@@ -763,9 +985,8 @@ static void remote_accept(void)
 	return;
 
 err_close:
-	remote_conn_forget(fd);
+	remote_conn_close(fd);
 	atomic_fetch_sub(&conns_live, 1);
-	sys_close(fd);
 }
 
 /*
@@ -1711,8 +1932,10 @@ static void remote_atfork_child(void)
 		 * would be shared with the parent's: it makes its own.
 		 */
 		remote_conn_fds_close();
-		for (struct remote_client *c = clients; c; c = c->next)
+		for (struct remote_client *c = clients; c; c = c->next) {
 			c->conns = 0;
+			atomic_store(&c->calls, 0);
+		}
 		if (epoll_fd >= 0)
 			sys_close(epoll_fd);
 		epoll_fd = -1;

@@ -182,6 +182,8 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold);
 int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_hold *from,
 			     struct wire_hold *to);
+bool iommufd_remote_holder_gone(const void *holder);
+void iommufd_remote_settle(void);
 
 /* mmap.c: the holds of other processes' mappings, and this process's records of its own. */
 struct iommufd_ctx;
@@ -200,6 +202,7 @@ void iommufd_mmap_atfork_parent(void);
 void iommufd_mmap_atfork_child(bool handover);
 void iommufd_mmap_atfork_child_hold(struct iommufd_server *parent);
 void iommufd_mmap_fork_gone(uint64_t id);
+void iommufd_mmap_forks_settle(void);
 void iommufd_mmap_forks_rewatch(void);
 void iommufd_mmap_handover_forget(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
@@ -243,5 +246,6 @@ void *iommufd_subfd_get_exported(uint64_t token, const uint8_t *secret,
 				 const struct iommufd_subfd_ops *ops, struct iommufd_file **filep);
 void iommufd_files_handover_child(void);
 void iommufd_files_rewatch(void);
+void iommufd_files_settle(void);
 
 #endif

@@ -271,13 +271,19 @@ static inline int sys_epoll_wait(int epfd, struct epoll_event *ev, int max, int 
 	return (int)sys_syscall(SYS_epoll_pwait, (long)epfd, ev, (long)max, (long)timeout, NULL, 0L);
 }
 
-/* poll() of one fd with a zero timeout: 1 with p->revents set when it shows an event. */
+/* poll() of @n fds with a zero timeout: how many show an event, their revents set; or -1. */
 struct pollfd;
-static inline int sys_poll_now(struct pollfd *p)
+static inline int sys_poll_many_now(struct pollfd *p, unsigned long n)
 {
 	static const long zero[2] = { 0, 0 }; /* a struct timespec of 0 */
 
-	return (int)sys_syscall(SYS_ppoll, p, 1L, zero, NULL, 0L);
+	return (int)sys_syscall(SYS_ppoll, p, (long)n, zero, NULL, 0L);
+}
+
+/* poll() of one fd with a zero timeout: 1 with p->revents set when it shows an event. */
+static inline int sys_poll_now(struct pollfd *p)
+{
+	return sys_poll_many_now(p, 1);
 }
 
 static inline int sys_memfd_create(const char *name, unsigned int flags)

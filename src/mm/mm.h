@@ -369,6 +369,11 @@ int uiommu_life_copyv(const _Atomic uint32_t *word, uint32_t tid, void *local, s
 		      const struct iovec *remote, unsigned long n, bool write);
 int uiommu_mm_remote_getfd(struct uiommu_mm *mm, int fd);
 /*
+ * The pidfd of @mm's process, for a poll() that asks whether it exited (POLLIN from its zombie
+ * on): valid while @mm is.
+ */
+int uiommu_mm_remote_pidfd(struct uiommu_mm *mm);
+/*
  * @mm's process is about to unmap or replace its [uaddr, uaddr + len) (its library's notice):
  * the pinned private pages there lose their window addresses (EFAULT from now on), as the
  * kernel's pins keep the old pages, which the new memory must never stand in for.

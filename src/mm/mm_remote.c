@@ -711,6 +711,11 @@ struct uiommu_mm *uiommu_mm_remote_new(int pid, int pidfd, int mem_fd, int maps_
 	return &mr->mm;
 }
 
+int uiommu_mm_remote_pidfd(struct uiommu_mm *mm)
+{
+	return to_mm_remote(mm)->pidfd;
+}
+
 static _Atomic(uiommu_mm_remote_status_fn) remote_status_fn;
 
 void uiommu_mm_remote_status_set(uiommu_mm_remote_status_fn fn)

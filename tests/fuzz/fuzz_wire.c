@@ -144,13 +144,22 @@ static void hold_patch(struct wire_req *req)
 	}
 }
 
-/* A request's reply, read before the next one (bit 3). 0, or -1: the server hung up. */
+/*
+ * A request's reply, read before the next one (bit 3). 0, or -1: the server hung up. A reply
+ * that carries fds comes in two parts (the fds with its first byte, remote.c), which one recv()
+ * does not join.
+ */
 static int hold_reply(int s, const struct wire_req *req)
 {
 	struct wire_rep rep;
 
-	if (recv(s, &rep, sizeof(rep), MSG_WAITALL) != (ssize_t)sizeof(rep))
-		return -1;
+	for (size_t got = 0; got < sizeof(rep);) {
+		ssize_t n = recv(s, (char *)&rep + got, sizeof(rep) - got, MSG_WAITALL);
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
 	if ((req->op == WIRE_MMAP || req->op == WIRE_MMAP_FORK) && !rep.rc) {
 		hold_last.id = rep.val[0];
 		memcpy(hold_last.secret, &rep.val[1], sizeof(hold_last.secret));

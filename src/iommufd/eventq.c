@@ -45,10 +45,12 @@
  * written there through the serving process (docs/processes.md). Readiness is a byte: while
  * the queue holds something, one byte waits in the fd's socket (iommufd_subfd_ready()), so
  * poll(), select() and epoll work on the fd in any process without interception: POLLIN while
- * something waits, and POLLOUT always (nobody writes into the socket), the fault fd's
- * contract. A byte no longer meant is taken out by the next reader or writer, which holds an
- * fd of the socket (file.c); until then POLLIN may show on an empty queue, whose read answers
- * 0 at once, as the kernel's does. read(), write() and close() are ours (the preload layer
+ * something waits, and POLLOUT always, the fault fd's contract. A byte no longer meant leaves
+ * with the call that emptied the queue: a reader or writer takes it out of its own fd; a
+ * detach's auto-response has the serving process take it through an fd of its own or a
+ * holder's (file.c, iommufd_file_ready_take()). Only where nobody can be reached does POLLIN
+ * show on an empty queue until the next read, which answers 0 at once, as the kernel's does.
+ * read(), write() and close() are ours (the preload layer
  * forwards them; uiommu_event_read()/_write() and uiommu_close() are the direct calls):
  *  - vEVENTQ read returns whole events only, as many as fit; a buffer too small for the next
  *    event is EINVAL, so is a count below a header's 8 bytes; an empty queue otherwise reads 0

@@ -67,7 +67,12 @@
  *
  * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, vEVENTQ, fault
  * queue and dma-buf fds). An event sub-fd (ops->event: a queue's) is a stream whose POLLIN is
- * a byte kept in its socket while the queue holds something (iommufd_subfd_ready()). Such a file is an iommufd_file too, with ops: it lives in the same table (so
+ * a byte kept in its socket while the queue holds something (iommufd_subfd_ready()). The byte
+ * leaves when the queue empties: the reader or writer whose call emptied it takes it out of
+ * its fd (the owed count of its reply); any other emptying takes it through a private copy of
+ * an fd of the socket, here or in a holder that said it holds one (a note it wrote into the
+ * fd, remote.h), checked to be that socket (iommufd_file_ready_take()). Such a file is an
+ * iommufd_file too, with ops: it lives in the same table (so
  * close() through the preload layer or uiommu_close() finds it, and dup() shares it), holds a
  * reference on the file of the context it was made in (the context outlives it, as the
  * kernel's sub-files pin the iommufd file), answers ENOTTY to ioctls, and at its last reference

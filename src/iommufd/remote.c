@@ -14,7 +14,11 @@
  * the fd is the credential, as in the kernel. An event fd's peer carries no header (its
  * readiness is a byte in that socket, file.c): it is bound to an abstract name that says the
  * server and the token, and a holder that shows the server its fd (WIRE_CLAIM: the server
- * takes a copy with pidfd_getfd() and compares the socket) learns the secret. The peer is also how the server learns of the
+ * takes a copy with pidfd_getfd() and compares the socket) learns the secret. A holder of an
+ * event fd also writes a note into it (iommufd_event_note(), after adopting it and in a fork
+ * child), which the server thread reads from the peer with the sender's pid: that is where the
+ * server reaches the socket to take its readiness byte out when no reader does (file.c).
+ * The peer is also how the server learns of the
  * last close anywhere: when every fd of the socket is closed, in every process, the kernel
  * releases it and the peer sees POLLHUP. The server checks at each of its own closes
  * (synchronous, as the kernel's release is) and watches the peers with epoll for the closes of

@@ -66,11 +66,12 @@
  * "anon_inode:[iommufd-pgfault]".
  *
  * Locking:
- *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its file's readiness);
+ *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its file's readiness)
+ *    -> the file's holders_lock (file.c, a leaf: whom the readiness byte may go through);
  *  - idev->lock (a detach) -> fault->mutex (serialises read, write and auto-response; protects
  *    the response table) -> fault_param->lock (io-pgfault, via iopf_group_response()) ;
- *  - fault->mutex -> fault->lock (deliver, the file and its readiness; a leaf, which the
- *    handler takes from the reporter's thread with no other lock held).
+ *  - fault->mutex -> fault->lock (deliver, the file and its readiness, which the handler takes
+ *    from the reporter's thread with no other lock held) -> the file's holders_lock.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -98,7 +99,7 @@ struct iommufd_veventq {
 	struct iommufd_viommu *viommu;     /* a users reference; constant */
 	uint32_t type;                     /* constant */
 	uint32_t depth;                    /* constant */
-	struct uiommu_mutex lock;          /* protects everything below; a leaf */
+	struct uiommu_mutex lock;          /* protects everything below; then only holders_lock */
 	struct iommufd_file *file;         /* the fd's file; NULL once its last close released it */
 	struct iommufd_vevent *head;       /* queued events, oldest first */
 	struct iommufd_vevent **tail;
@@ -119,7 +120,7 @@ struct iommufd_fault {
 	struct uiommu_mutex mutex;
 	struct iopf_group **resp;          /* read, not answered: resp[cookie - 1]; NULL = free */
 	uint32_t nr_resp;                  /* slots in resp */
-	struct uiommu_mutex lock;          /* protects deliver and file; a leaf */
+	struct uiommu_mutex lock;          /* protects deliver and file; then only holders_lock */
 	struct iopf_group_list deliver;    /* handed over by the handler, not read yet */
 	struct iommufd_file *file;         /* the fd's file; NULL once its last close released it */
 };
@@ -572,7 +573,7 @@ void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
 	iommufd_subfd_ready(fault->file, !TAILQ_EMPTY(&fault->deliver));
 	uiommu_mutex_unlock(&fault->lock);
 
-	/* Outside the leaf lock: an answer takes io-pgfault's locks and calls the driver. */
+	/* Outside fault->lock: an answer takes io-pgfault's locks and calls the driver. */
 	while ((group = TAILQ_FIRST(&answer))) {
 		TAILQ_REMOVE(&answer, group, node);
 		iommufd_fault_group_answer(group, IOMMU_PAGE_RESP_INVALID);

@@ -41,6 +41,9 @@
 
 #define PS 4096
 
+/* Set around a child_start(): that child runs without the preload layer. */
+static bool child_bare;
+
 /* Starts this program as "--child ROLE ARG1 ARG2" with @keep inherited (no CLOEXEC). */
 static pid_t child_start(const char *role, int keep, long arg2)
 {
@@ -54,6 +57,8 @@ static pid_t child_start(const char *role, int keep, long arg2)
 		return pid;
 	if (keep >= 0)
 		fcntl(keep, F_SETFD, 0);
+	if (child_bare)
+		unsetenv("LD_PRELOAD");
 	execl("/proc/self/exe", "test_processes", "--child", role, a1, a2, (char *)NULL);
 	_exit(127);
 }
@@ -613,9 +618,9 @@ static int child_fault(int sock)
 /*
  * A holder of a fault fd @ffd, answering the test's one-byte commands on @sock with one byte:
  * 'p' what poll() shows at once, 'r' what a read of one record returns (40, 0 or -1), 'd' the
- * fd moved to a new number (dup, then close: the file held, the number the server knows of
- * gone), 'x' the number given to another socket (dup2), 'c' the fd closed; 'k' or 'e' for
- * those. 'q' or EOF: the end.
+ * fd moved to a new number (dup, then close: the file held, at a number the server is told
+ * of by the dup), 'x' the number given to another socket (dup2), 'c' the fd closed; 'k' or 'e'
+ * for those; 's' the fd sent back (SCM_RIGHTS, with the answer). 'q' or EOF: the end.
  */
 static int holder_serve(int sock, int ffd)
 {
@@ -646,6 +651,10 @@ static int holder_serve(int sock, int ffd)
 		case 'c':
 			rep = close(ffd) ? 'e' : 'k';
 			break;
+		case 's':
+			if (send_fd(sock, ffd, "k", 1))
+				return 3;
+			continue;
 		default:
 			rep = 'e';
 		}
@@ -655,13 +664,18 @@ static int holder_serve(int sock, int ffd)
 	return 0;
 }
 
-/* "holder SOCK": holds the fault fd it was handed (SCM_RIGHTS): holder_serve(). */
+/*
+ * "holder SOCK": holds the fault fd it was handed (SCM_RIGHTS): holder_serve(). Started
+ * without the preload layer, it does not adopt the fd (nor tell the server that it holds it):
+ * only poll() and sending it back mean anything there.
+ */
 static int child_holder(int sock)
 {
+	bool bare = !getenv("LD_PRELOAD");
 	char c;
 	int ffd = recv_fd(sock, &c, 1);
 
-	if (ffd < 0 || !uiommu_event_is_fd(ffd))
+	if (ffd < 0 || (!bare && !uiommu_event_is_fd(ffd)))
 		return 1;
 	return holder_serve(sock, ffd);
 }
@@ -1510,8 +1524,8 @@ static int holder_ask(int sock, char cmd)
 
 /*
  * A holder of the rig's fault fd in another process, started the way @how says: 's' this
- * program again, handed the fd by SCM_RIGHTS; 'f' a fork of this process, which inherits it.
- * Its pid, with its command socket in *@sock; -1.
+ * program again, handed the fd by SCM_RIGHTS; 'b' the same without the preload layer; 'f' a
+ * fork of this process, which inherits it. Its pid, with its command socket in *@sock; -1.
  */
 static pid_t holder_start(const struct fault_rig *r, char how, int *sock)
 {
@@ -1519,8 +1533,12 @@ static pid_t holder_start(const struct fault_rig *r, char how, int *sock)
 	pid_t pid;
 	char c = 0;
 
-	if (how == 's')
-		return child_start_with("holder", r->ffd, &c, 1, sock);
+	if (how == 's' || how == 'b') {
+		child_bare = how == 'b';
+		pid = child_start_with("holder", r->ffd, &c, 1, sock);
+		child_bare = false;
+		return pid;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return -1;
 	pid = fork();
@@ -1596,52 +1614,61 @@ TEST(a_fault_fd_forked_elsewhere_is_not_readable_once_a_detach_empties_it)
 }
 
 /*
- * Three holders, handed the fd in turn (the newest is tried first): once the newest gave the
- * number it told the server of to another socket, and then the next one moved the fd to a
- * number the server was not told of, the byte goes through an older one's fd, and a moved fd
- * (the same file) is not readable either. Once no holder the server knows of is left, the
- * byte stays until the next read anywhere, which answers 0 (docs/processes.md).
+ * Three holders, handed the fd in turn (the newest is tried first), and a fourth without the
+ * preload layer, which never tells the server that it holds the fd. Each round a fault waits
+ * (POLLIN in the fourth), holders give up numbers, and a detach empties the queue: once the
+ * newest gave the number it told of to another socket, the byte goes through the next one's
+ * fd; once that one moved its fd with dup() (which tells the new number) and the oldest
+ * closed its own, through the moved fd; every fd left shows no POLLIN. Once the moved one is
+ * closed too, the fourth holds the only fd and nobody can take the byte out: it stays
+ * readable until the next read anywhere (the test's, of the fd the fourth sends back), which
+ * answers 0 (docs/processes.md).
  */
 TEST(holders_that_gave_up_their_number_are_passed_over)
 {
-	int sock[3], fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	static const char *const round[3] = { "2x", "1d0c", "1c" }; /* holder, command, ... */
+	int sock[4], pfd, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	struct iommu_hwpt_pgfault rec;
+	bool gone[4] = { false };
 	struct fault_rig r;
-	pid_t pid[3];
+	pid_t pid[4];
+	char c;
 
 	ASSERT_GE(fd, 0);
 	NEEDS_IOMMUFD_TEST();
 	ASSERT_EQ(0, fault_rig_make(fd, &r));
-	for (int i = 0; i < 3; i++) {
-		pid[i] = holder_start(&r, 's', &sock[i]);
+	for (int i = 0; i < 4; i++) {
+		pid[i] = holder_start(&r, i == 3 ? 'b' : 's', &sock[i]);
 		ASSERT_GT(pid[i], 0);
 		ASSERT_EQ(POLLOUT, holder_ask(sock[i], 'p'));
 	}
 	ASSERT_EQ(0, close(r.ffd));
-
-	/*
-	 * Each round, one holder gives up the number it told of ('x': reused; 'd': moved), then a
-	 * detach empties the queue; the last round leaves nobody the server knows of.
-	 */
 	for (int k = 0; k < 3; k++) {
-		static const struct { int who; char how; bool stale; } round[3] = {
-			{ 2, 'x', false }, { 1, 'd', false }, { 0, 'd', true },
-		};
-
 		if (k) {
 			ASSERT_EQ(0, mock_replace_pt(fd, r.stdev, r.hwpt));
 		}
 		ASSERT_EQ(0, fault_rig_trigger(fd, &r, (uint32_t)k + 1, 0x1000));
-		ASSERT_EQ('k', holder_ask(sock[round[k].who], round[k].how));
-		ASSERT_EQ(POLLIN | POLLOUT, holder_ask(sock[1], 'p'));
-		ASSERT_EQ(0, mock_replace_pt(fd, r.stdev, r.ioas));
-		if (round[k].stale) {
-			ASSERT_EQ(POLLIN | POLLOUT, holder_ask(sock[1], 'p'));
-			ASSERT_EQ(0, holder_ask(sock[0], 'r'));
+		for (const char *p = round[k]; *p; p += 2) {
+			ASSERT_EQ('k', holder_ask(sock[p[0] - '0'], p[1]));
+			gone[p[0] - '0'] = p[1] != 'd';
 		}
-		ASSERT_EQ(POLLOUT, holder_ask(sock[0], 'p'));
-		ASSERT_EQ(POLLOUT, holder_ask(sock[1], 'p'));
+		ASSERT_EQ(POLLIN | POLLOUT, holder_ask(sock[3], 'p'));
+		ASSERT_EQ(0, mock_replace_pt(fd, r.stdev, r.ioas));
+		for (int i = 0; i < 3 && k < 2; i++)
+			if (!gone[i])
+				ASSERT_EQ(POLLOUT, holder_ask(sock[i], 'p'));
+		if (k < 2)
+			ASSERT_EQ(POLLOUT, holder_ask(sock[3], 'p'));
 	}
-	for (int i = 0; i < 3; i++) {
+	/* Nobody the server knows of holds it any more. */
+	ASSERT_EQ(POLLIN | POLLOUT, holder_ask(sock[3], 'p'));
+	ASSERT_EQ(1, write(sock[3], "s", 1));
+	pfd = recv_fd(sock[3], &c, 1);
+	ASSERT_GE(pfd, 0);
+	ASSERT_EQ(0, read(pfd, &rec, sizeof(rec)));
+	ASSERT_EQ(POLLOUT, holder_ask(sock[3], 'p'));
+	ASSERT_EQ(0, close(pfd));
+	for (int i = 0; i < 4; i++) {
 		ASSERT_EQ(1, write(sock[i], "q", 1));
 		ASSERT_EQ(0, test_child_wait(pid[i]));
 		close(sock[i]);

@@ -1306,6 +1306,13 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 			uiommu_mutex_unlock(&fdt_lock);
 			return uiommu_ret(rc);
 		}
+		/*
+		 * Another process's event file: its server may need the new number, should the
+		 * old one be closed (ours it knows by its hint). Under fdt_lock: no close through
+		 * us can give the number to another file before the note is in.
+		 */
+		if (!iommufd_file_is_local(file) && file->event)
+			iommufd_event_note(fd);
 	}
 	uiommu_mutex_unlock(&fdt_lock);
 	return fd;

@@ -2132,9 +2132,10 @@ void iommufd_files_atfork_child(void)
 		fdt_slot *chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
 
 		for (unsigned int i = 0; chunk && i < FDT_CHUNK; i++) {
-			struct iommufd_file *f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
+			struct iommufd_file *f;
 			int fd = (int)(c * FDT_CHUNK + i);
 
+			f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
 			if (f && iommufd_file_is_event(f) && iommufd_file_same(f, fd))
 				iommufd_event_note(fd);
 		}

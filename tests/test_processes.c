@@ -369,7 +369,10 @@ static int held_exec(int sock)
  * elsewhere (mremap), 'R' only its first page, which 'w' unmaps; 'X' moves an anonymous
  * mapping onto it (mremap MREMAP_FIXED); 'A' maps anonymous memory over all of it, 'a' over
  * its first page, 'o' another file (a memfd) over its last page (mmap MAP_FIXED: each must
- * read as the new memory); 'G' tries to grow it (the
+ * read as the new memory); 'k' maps a socket over its first page, 'z' over all of it (mmap
+ * MAP_FIXED: ENODEV from the socket's mmap, after the kernel unmapped the range), 'b' maps
+ * fd -1 over its first page (EBADF, before anything was unmapped: the page stays); 'G' tries
+ * to grow it (the
  * answer: 0 for the kernel's EFAULT); 'f' forks a copy that
  * holds the mapping (it checks the region's word), 'l' forks such a copy that first allocates
  * an IOAS (the answer: its errno), 'y' and a byte N forks such a copy with the Nth fallible
@@ -457,6 +460,26 @@ static int child_held(int sock)
 			rc = q == MAP_FAILED ? errno : q == at && !*(volatile uint32_t *)q ? 0 : -1;
 			if (mfd >= 0)
 				close(mfd);
+			break;
+		}
+		case 'k':
+		case 'z':
+		case 'b': {
+			int sv[2], err, want = cmd == 'b' ? EBADF : ENODEV;
+			unsigned char v;
+			bool gone;
+
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+				rc = errno;
+				break;
+			}
+			q = mmap(p, cmd == 'z' ? reg[1] : PS, PROT_READ, MAP_SHARED | MAP_FIXED,
+				 cmd == 'b' ? -1 : sv[0], 0);
+			err = errno;
+			gone = syscall(SYS_mincore, p, PS, &v) && errno == ENOMEM;
+			rc = q == MAP_FAILED && err == want && gone == (cmd != 'b') ? 0 : -1;
+			close(sv[0]);
+			close(sv[1]);
 			break;
 		}
 		case 'G':
@@ -1947,6 +1970,195 @@ TEST(an_mmap_fixed_over_a_local_mapping_lets_its_pages_go)
 	ASSERT_EQ(0, munmap(p, 2 * PS));
 	ASSERT_EQ(0, close(mfd));
 	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A MAP_FIXED mmap(2) that fails after the kernel unmapped the range (a socket's mmap answers
+ * ENODEV once the old pages are gone: the kernel's __mmap_setup() clears them before the
+ * file's mmap runs) lets the pages it took go, as an munmap of them: the rest of a remote
+ * mapping keeps the hold, all of it frees the vIOMMU at once. One that fails before (EBADF)
+ * took nothing: the hold stays.
+ */
+TEST(a_failed_mmap_fixed_over_a_remote_mapping_lets_the_pages_it_took_go)
+{
+	NEEDS_IOMMUFD_TEST();
+	held_run(_metadata, "mkBqD");
+	held_run(_metadata, "mzD");
+	held_run(_metadata, "mbBuD");
+}
+
+/* Is the page at @p mapped? mincore()'s ENOMEM says it is not. */
+static bool page_mapped(void *p)
+{
+	unsigned char v;
+
+	return !syscall(SYS_mincore, p, PS, &v) || errno != ENOMEM;
+}
+
+/* The same for this process's own mapping of its own region, and a fail-nth sweep of it. */
+TEST(a_failed_mmap_fixed_over_a_local_mapping_lets_the_pages_it_took_go)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	int sv[2], fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	unsigned long nth, left = 0, failed = 0;
+	uint32_t viommu;
+	char *p;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	p = region_mapped(fd, &data, &viommu);
+	ASSERT_NE(MAP_FAILED, p);
+	/* Before anything is unmapped: EBADF, the hold stays. */
+	ASSERT_EQ(MAP_FAILED, mmap(p, PS, PROT_READ, MAP_SHARED | MAP_FIXED, -1, 0));
+	ASSERT_EQ(EBADF, errno);
+	ASSERT_TRUE(page_mapped(p));
+	ASSERT_TRUE(uiommu_mmap_claims(p, PS));
+	/* After: the first page is gone, the second holds. */
+	ASSERT_EQ(MAP_FAILED, mmap(p, PS, PROT_READ, MAP_SHARED | MAP_FIXED, sv[0], 0));
+	ASSERT_EQ(ENODEV, errno);
+	ASSERT_FALSE(page_mapped(p));
+	ASSERT_FALSE(uiommu_mmap_claims(p, PS));
+	ASSERT_TRUE(uiommu_mmap_claims(p + PS, PS));
+	ASSERT_EQ(-1, destroy(fd, viommu));
+	ASSERT_EQ(EBUSY, errno);
+	ASSERT_EQ(MAP_FAILED, mmap(p, 2 * PS, PROT_READ, MAP_SHARED | MAP_FIXED, sv[0], 0));
+	ASSERT_EQ(ENODEV, errno);
+	ASSERT_FALSE(uiommu_mmap_claims(p, 2 * PS));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	/*
+	 * The look at what is left fails at each of its points in turn: that page is kept (held
+	 * until its munmap), never a page let go that is still mapped; the answer stays ENODEV.
+	 */
+	for (nth = 1; uiommu_fail_nth_available() && nth < 20 && !left; nth++) {
+		p = region_mapped(fd, &data, &viommu);
+		ASSERT_NE(MAP_FAILED, p);
+		uiommu_fail_nth_arm(nth);
+		ASSERT_EQ(MAP_FAILED, mmap(p, 2 * PS, PROT_READ, MAP_SHARED | MAP_FIXED, sv[0], 0));
+		ASSERT_EQ(ENODEV, errno);
+		left = uiommu_fail_nth_disarm();
+		if (!left) {
+			failed++;
+			ASSERT_TRUE(uiommu_mmap_claims(p, 2 * PS));
+			ASSERT_EQ(-1, destroy(fd, viommu));
+			ASSERT_EQ(EBUSY, errno);
+			ASSERT_EQ(0, munmap(p, 2 * PS));
+		}
+		ASSERT_FALSE(uiommu_mmap_claims(p, 2 * PS));
+		ASSERT_EQ(0, destroy(fd, viommu));
+	}
+	/* One look per page of the two: each failure keeps its own. */
+	ASSERT_EQ(uiommu_fail_nth_available() ? 2ul : 0ul, failed);
+	ASSERT_EQ(uiommu_fail_nth_available(), left != 0);
+	ASSERT_EQ(0, close(sv[0]));
+	ASSERT_EQ(0, close(sv[1]));
+	ASSERT_EQ(0, close(fd));
+}
+
+/* The default huge page size (/proc/meminfo's Hugepagesize), 0 if none. */
+static size_t huge_page_size(void)
+{
+	unsigned long kb = 0;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %lu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (size_t)kb << 10;
+}
+
+/* Address space at @a for @len, inaccessible, in place of what was there (MAP_FIXED: no gap). */
+static void *reserve_at(void *a, size_t len)
+{
+	return mmap(a, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		    -1, 0);
+}
+
+/*
+ * One case of the test below: a region's mapping one page past a boundary of @huge, then a
+ * MAP_FIXED mapping of one page at the boundary with @flags (and @hfd). NULL, or why the
+ * host let only the failure be checked.
+ */
+static const char *hugetlb_over_region(struct __h_test *_metadata, int fd, size_t huge,
+				       int flags, int hfd)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	const char *skip = NULL;
+	char *area, *a, *p, *q;
+	uint32_t viommu;
+
+	area = mmap(NULL, 2 * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	a = (char *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
+	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
+	p = mmap(a + PS, data.out_mmap_length, PROT_READ, MAP_SHARED | MAP_FIXED, fd,
+		 (off_t)data.out_mmap_offset);
+	ASSERT_EQ(a + PS, p);
+	q = mmap(a, PS, PROT_READ | PROT_WRITE, flags, hfd, 0);
+	if (q == MAP_FAILED) {
+		bool gone = !page_mapped(p);
+
+		ASSERT_TRUE(errno == ENOMEM || errno == EINVAL);
+		skip = "no free huge page of a size: only the failure's hold was checked";
+		ASSERT_EQ(!gone, uiommu_mmap_claims(p, data.out_mmap_length));
+		if (!gone) {
+			ASSERT_EQ(-1, destroy(fd, viommu));
+			ASSERT_EQ(EBUSY, errno);
+		}
+	} else {
+		ASSERT_EQ(a, q);
+		/* The huge page's zeroes where the region's word was. */
+		ASSERT_EQ(0u, *(volatile uint32_t *)p);
+		ASSERT_FALSE(uiommu_mmap_claims(p, data.out_mmap_length));
+	}
+	/*
+	 * The place taken back at once (a gap the kernel left could take a new thread's stack),
+	 * before the destroy, which may start one.
+	 */
+	ASSERT_EQ((void *)a, reserve_at(a, huge));
+	ASSERT_EQ(0, destroy(fd, viommu));
+	ASSERT_EQ(0, munmap(area, 2 * huge));
+	return skip;
+}
+
+/*
+ * A MAP_FIXED|MAP_HUGETLB mapping of one page (anonymous, with the default size or
+ * MAP_HUGE_SHIFT's, or of a MFD_HUGETLB memfd) at a huge page boundary replaces the whole huge
+ * page, as the kernel rounds its length up: a region's mapping one page past the boundary is
+ * gone, and its hold with it. Where the host has no free huge page of the size, the mapping
+ * fails (ENOMEM: the kernel's reservation, made after the old pages went; EINVAL: no such
+ * size, before) and the hold follows what the kernel left, which mincore() tells: 1 GiB pages,
+ * which hosts seldom reserve, show it.
+ */
+TEST(an_mmap_fixed_hugetlb_over_a_local_mapping_replaces_the_whole_huge_page)
+{
+	const int anon = MAP_FIXED | MAP_HUGETLB | MAP_PRIVATE | MAP_ANONYMOUS;
+	int hfd, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	size_t huge = huge_page_size();
+	const char *skip, *why;
+
+	ASSERT_GE(fd, 0);
+	NEEDS_IOMMUFD_TEST();
+	if (!huge)
+		SKIP("the host has no hugetlb");
+	skip = hugetlb_over_region(_metadata, fd, huge, anon, -1);
+	why = hugetlb_over_region(_metadata, fd, huge,
+				  anon | __builtin_ctzl(huge) << MAP_HUGE_SHIFT, -1);
+	skip = skip ? skip : why;
+	hfd = memfd_create("huge", MFD_CLOEXEC | MFD_HUGETLB);
+	ASSERT_GE(hfd, 0);
+	ASSERT_EQ(0, ftruncate(hfd, (off_t)huge));
+	why = hugetlb_over_region(_metadata, fd, huge, MAP_FIXED | MAP_SHARED, hfd);
+	skip = skip ? skip : why;
+	ASSERT_EQ(0, close(hfd));
+	if (!access("/sys/kernel/mm/hugepages/hugepages-1048576kB", F_OK))
+		hugetlb_over_region(_metadata, fd, 1ul << 30, anon | 30 << MAP_HUGE_SHIFT, -1);
+	ASSERT_EQ(0, close(fd));
+	if (skip)
+		SKIP("%s", skip);
 }
 
 /* The same rules for this process's own mapping of its own region; MREMAP_DONTUNMAP EINVAL. */

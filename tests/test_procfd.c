@@ -10,13 +10,19 @@
  * dead process's, a reused pid's, a name that is no node) open nothing; a process without the
  * preload layer sees the host's socket:[N]; another process's stat() following the link
  * (stat, fstatat, statx, in every spelling) answers what fstat() of the fd answers here, while
- * the record is live, and the host's socket otherwise; fail-nth sweeps of the calls that
- * write a record.
+ * the record is live, and the host's socket otherwise; realpath(), access() and statx() of
+ * the link here and from another process answer from the node as the kernel's (a node's path
+ * or ENOENT; the mode's bits, not the socket's 0777; devtmpfs's birth time, mount ID and
+ * attributes mask); fail-nth sweeps of the calls that write a record and of access() by a
+ * member of many groups.
  *
  * The other processes are this program again (fork + exec of /proc/self/exe with "--child"),
  * driven over a socketpair one request at a time.
  */
 #include <dirent.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -41,7 +47,8 @@
 struct req {
 	/*
 	 * 'L' readlink, 'O' open, 'N' open /dev/iommu and keep it, 'G' take the fd
-	 * (pidfd_getfd(), adopted) and readlink the copy, 'S' stat, 'Q' quit
+	 * (pidfd_getfd(), adopted) and readlink the copy, 'S' stat, 'R' realpath, 'A' access,
+	 * 'X' statx, 'Q' quit
 	 */
 	char op;
 	int pid, fd;
@@ -56,7 +63,51 @@ struct rep {
 	/* 'S': stat() of /proc/<pid>/fd/N; text "mismatch" when another spelling differs */
 	unsigned int mode;
 	unsigned long long rdev, dev, ino;
+	int acc[4];      /* 'A': errno of access() for F_OK, R_OK, W_OK, X_OK (0: granted) */
+	struct statx x;  /* 'X': statx() asked for everything */
 };
+
+/* Every statx() field a node has, and the two kinds of mount ID. */
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x4000U
+#endif
+#define STATX_EVERYTHING (STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID)
+
+/* stx_mnt_id: after stx_dev_minor in the kernel's struct (glibc 2.36 calls it padding). */
+static uint64_t mnt_id_of(const struct statx *x)
+{
+	uint64_t id;
+
+	memcpy(&id, (const char *)x + offsetof(struct statx, stx_dev_minor) + sizeof(uint32_t),
+	       sizeof(id));
+	return id;
+}
+
+static const int access_modes[4] = { F_OK, R_OK, W_OK, X_OK };
+
+/*
+ * access() of @path for each mode, as 0 or the errno, in @out; every other spelling of the
+ * call (euidaccess(), faccessat() with and without AT_EACCESS, and faccessat() of "N" in the
+ * link's fd directory when @dir is one) must agree: false when one does not.
+ */
+static bool access_errnos(const char *path, int dir, const char *num, int out[4])
+{
+	bool same = true;
+
+	for (int i = 0; i < 4; i++) {
+		int m = access_modes[i], e[5];
+
+		e[0] = access(path, m) ? errno : 0;
+		e[1] = euidaccess(path, m) ? errno : 0;
+		e[2] = faccessat(AT_FDCWD, path, m, 0) ? errno : 0;
+		e[3] = faccessat(AT_FDCWD, path, m, AT_EACCESS) ? errno : 0;
+		e[4] = dir < 0 ? e[0] : faccessat(dir, num, m, 0) ? errno : 0;
+		out[i] = e[0];
+		for (int j = 1; j < 5; j++)
+			same = same && e[j] == e[0];
+	}
+	return same;
+}
 
 /* readlink() of @path as a string ("" on failure, errno kept). */
 static const char *link_of(const char *path, char *buf, size_t len)
@@ -171,6 +222,67 @@ static void child_stat(const struct req *q, struct rep *r)
 	snprintf(r->text, sizeof(r->text), "%s", same ? "" : "mismatch");
 }
 
+/* The child's answer to 'R': realpath() of /proc/<pid>/fd/N in its three forms, or "mismatch". */
+static void child_realpath(const struct req *q, struct rep *r)
+{
+	char path[96], buf[PATH_MAX], *a, *b, *c;
+	int ea, eb, ec;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", q->pid, q->fd);
+	a = realpath(path, NULL);
+	ea = errno;
+	b = canonicalize_file_name(path);
+	eb = errno;
+	c = realpath(path, buf);
+	ec = errno;
+	r->rc = a ? 0 : -1;
+	r->err = a ? 0 : ea;
+	if (!a != !b || !a != !c || (a && (strcmp(a, b) || strcmp(a, c))) ||
+	    (!a && (ea != eb || ea != ec)))
+		snprintf(r->text, sizeof(r->text), "mismatch");
+	else
+		snprintf(r->text, sizeof(r->text), "%s", a ? a : "");
+	free(a);
+	free(b);
+}
+
+/* The child's answer to 'A': access() of /proc/<pid>/fd/N, "mismatch" if a spelling differs. */
+static void child_access(const struct req *q, struct rep *r)
+{
+	char path[96], num[16];
+	bool same;
+	int dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", q->pid);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(num, sizeof(num), "%d", q->fd);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", q->pid, q->fd);
+	same = access_errnos(path, dir, num, r->acc);
+	if (dir >= 0)
+		close(dir);
+	snprintf(r->text, sizeof(r->text), "%s", same ? "" : "mismatch");
+}
+
+/*
+ * The child's answer to 'X': statx() of /proc/<pid>/fd/N asked for everything; "mismatch"
+ * when its times are not those its stat() shows (a node's times are each process's first look).
+ */
+static void child_statx(const struct req *q, struct rep *r)
+{
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", q->pid, q->fd);
+	r->rc = statx(AT_FDCWD, path, 0, STATX_EVERYTHING, &r->x);
+	r->err = errno;
+	if (stat(path, &st) || st.st_atim.tv_sec != r->x.stx_atime.tv_sec ||
+	    st.st_atim.tv_nsec != (long)r->x.stx_atime.tv_nsec ||
+	    st.st_mtim.tv_nsec != (long)r->x.stx_mtime.tv_nsec ||
+	    st.st_ctim.tv_sec != r->x.stx_ctime.tv_sec ||
+	    st.st_ctim.tv_nsec != (long)r->x.stx_ctime.tv_nsec)
+		snprintf(r->text, sizeof(r->text), "mismatch");
+}
+
 /* The child's answer to 'G': the name of its own copy of the holder's fd. */
 static void child_getfd(const struct req *q, struct rep *r)
 {
@@ -205,6 +317,12 @@ static int child_main(int sock)
 			child_getfd(&q, &r);
 		else if (q.op == 'S')
 			child_stat(&q, &r);
+		else if (q.op == 'R')
+			child_realpath(&q, &r);
+		else if (q.op == 'A')
+			child_access(&q, &r);
+		else if (q.op == 'X')
+			child_statx(&q, &r);
 		else if (q.op == 'N')
 			r.rc = open("/dev/iommu", O_RDWR | O_CLOEXEC); /* kept until the end */
 		if (write(sock, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -614,6 +732,328 @@ TEST(stat_from_another_process_is_the_fstat_here)
 	r = reader_ask(&rd, 'S', 1000000, 0);
 	ASSERT_EQ(-1, r.rc);
 	ASSERT_EQ(ENOENT, r.err);
+	ASSERT_EQ(0, reader_stop(&bare));
+	ASSERT_EQ(0, reader_stop(&rd));
+	kinds_close(&k);
+}
+
+/* A node's name (a character device), as opposed to an anonymous file's or a dma-buf's. */
+static bool is_node_name(const char *name)
+{
+	return name[0] == '/' && strcmp(name, "/dmabuf:");
+}
+
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen);
+
+/*
+ * realpath() of an fd's link (canonicalize_file_name(), realpath() into a buffer and its
+ * fortified __realpath_chk() too), here in every spelling and in another process: the node's
+ * path for a node, as glibc resolves the kernel's link to it; ENOENT for an anonymous file or a
+ * dma-buf, whose names resolve to nothing (as for a socket, a pipe); the host's answer for an
+ * fd that is no uiommu file. Without the preload layer every uiommu fd is the host's socket.
+ */
+TEST(realpath_of_every_kind_here_and_from_another_process)
+{
+	char path[96], buf[PATH_MAX], *a, *b, *c;
+	struct reader rd, bare;
+	struct kinds k;
+	struct rep r;
+	int null;
+
+	NEEDS_IOMMUFD_TEST();
+	kinds_open_readers(_metadata, &k, &rd, &bare);
+	for (unsigned int i = 0; i < k.n; i++) {
+		bool node = is_node_name(k.names[i]);
+
+		for (int spell = 0; spell < 3; spell++) {
+			if (spell == 0)
+				snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
+			else if (spell == 1)
+				snprintf(path, sizeof(path), "/proc/%d/task/%d/fd/%d",
+					 (int)getpid(), (int)syscall(SYS_gettid), k.fds[i]);
+			else
+				snprintf(path, sizeof(path), "/proc/thread-self/fd/%d", k.fds[i]);
+			errno = 0;
+			a = realpath(path, NULL);
+			ASSERT_EQ(node ? 0 : ENOENT, errno);
+			b = canonicalize_file_name(path);
+			c = __realpath_chk(path, buf, sizeof(buf));
+			if (node) {
+				ASSERT_STREQ(k.names[i], a);
+				ASSERT_STREQ(k.names[i], b);
+				ASSERT_STREQ(k.names[i], c);
+			} else {
+				ASSERT_TRUE(!a && !b && !c);
+				ASSERT_EQ(ENOENT, errno);
+			}
+			free(a);
+			free(b);
+		}
+		r = reader_ask(&rd, 'R', k.fds[i], 0);
+		ASSERT_NE(0, strcmp("mismatch", r.text));
+		ASSERT_EQ(node ? 0 : -1, r.rc);
+		if (node)
+			ASSERT_STREQ(k.names[i], r.text);
+		else
+			ASSERT_EQ(ENOENT, r.err);
+		r = reader_ask(&bare, 'R', k.fds[i], 0);
+		ASSERT_EQ(-1, r.rc);
+		ASSERT_EQ(ENOENT, r.err);
+	}
+	/* No uiommu file: the host's answer, a file's path or ENOENT for a socket. */
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ASSERT_GE(null, 0);
+	r = reader_ask(&rd, 'R', null, 0);
+	ASSERT_EQ(0, r.rc);
+	ASSERT_STREQ("/dev/null", r.text);
+	r = reader_ask(&rd, 'R', rd.sock, 0);
+	ASSERT_EQ(-1, r.rc);
+	ASSERT_EQ(ENOENT, r.err);
+	r = reader_ask(&rd, 'R', 1000000, 0);
+	ASSERT_EQ(-1, r.rc);
+	ASSERT_EQ(ENOENT, r.err);
+	ASSERT_EQ(0, close(null));
+	ASSERT_EQ(0, reader_stop(&bare));
+	ASSERT_EQ(0, reader_stop(&rd));
+	kinds_close(&k);
+}
+
+/*
+ * What access() of an fd's link answers for a file named @name, for a caller of real uid
+ * @uid: a node is the caller's (0600, 0660 or 0666, no x bit); an anonymous file is the
+ * kernel's one anon inode, root's 0600; a dma-buf's own inode its maker's 0600. Without an x
+ * bit even root may not execute.
+ */
+static void access_expected(const char *name, uid_t uid, int out[4])
+{
+	bool anon = !strncmp(name, "anon_inode:", 11);
+
+	out[0] = 0;
+	out[1] = out[2] = anon && uid ? EACCES : 0;
+	out[3] = EACCES;
+}
+
+/*
+ * access() of an fd's link for F_OK, R_OK, W_OK and X_OK (access, euidaccess, faccessat with
+ * and without AT_EACCESS and relative to the fd directory, all alike), here and from another
+ * process: the node's mode decides where the host answers for the file's socket (0777: even
+ * X_OK granted, which the reader without the preload layer shows); an anonymous file is
+ * root's 0600, which a user who is not root may not read or write (a child that became
+ * nobody shows it, where the test runs as root). AT_SYMLINK_NOFOLLOW asks about the link
+ * itself: the host's answer. A mode outside F_OK..X_OK is EINVAL.
+ */
+TEST(access_of_every_kind_here_and_from_another_process)
+{
+	char path[96], num[16];
+	int acc[4], want[4];
+	struct reader rd, bare;
+	struct kinds k;
+	struct rep r;
+	int dir;
+
+	NEEDS_IOMMUFD_TEST();
+	kinds_open_readers(_metadata, &k, &rd, &bare);
+	dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT_GE(dir, 0);
+	for (unsigned int i = 0; i < k.n; i++) {
+		access_expected(k.names[i], getuid(), want);
+		snprintf(num, sizeof(num), "%d", k.fds[i]);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
+		ASSERT_TRUE(access_errnos(path, dir, num, acc));
+		for (int m = 0; m < 4; m++)
+			ASSERT_EQ(want[m], acc[m]);
+		ASSERT_EQ(-1, access(path, 8));
+		ASSERT_EQ(EINVAL, errno);
+		for (int m = 0; m < 4; m++)
+			ASSERT_EQ(syscall(SYS_faccessat2, AT_FDCWD, path, access_modes[m],
+					  AT_SYMLINK_NOFOLLOW),
+				  faccessat(AT_FDCWD, path, access_modes[m], AT_SYMLINK_NOFOLLOW));
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/fd/%d", (int)getpid(),
+			 (int)syscall(SYS_gettid), k.fds[i]);
+		ASSERT_TRUE(access_errnos(path, -1, NULL, acc));
+		for (int m = 0; m < 4; m++)
+			ASSERT_EQ(want[m], acc[m]);
+		r = reader_ask(&rd, 'A', k.fds[i], 0);
+		ASSERT_STREQ("", r.text);
+		for (int m = 0; m < 4; m++)
+			ASSERT_EQ(want[m], r.acc[m]);
+		r = reader_ask(&bare, 'A', k.fds[i], 0);
+		for (int m = 0; m < 4; m++)
+			ASSERT_EQ(0, r.acc[m]);
+	}
+	/* Not a uiommu file: the host's answer (a socket's 0777). */
+	r = reader_ask(&rd, 'A', rd.sock, 0);
+	for (int m = 0; m < 4; m++)
+		ASSERT_EQ(0, r.acc[m]);
+	ASSERT_EQ(0, close(dir));
+	if (geteuid() == 0) {
+		/* The same links seen by a user who is not root. */
+		pid_t pid = fork();
+
+		ASSERT_GE(pid, 0);
+		if (!pid) {
+			if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+			    setresuid(65534, 65534, 65534))
+				_exit(100);
+			for (unsigned int i = 0; i < k.n; i++) {
+				access_expected(k.names[i], 65534, want);
+				snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
+				if (!access_errnos(path, -1, NULL, acc))
+					_exit(101);
+				for (int m = 0; m < 4; m++)
+					if (acc[m] != want[m])
+						_exit(1 + (int)i);
+			}
+			_exit(0);
+		}
+		ASSERT_EQ(0, test_child_wait(pid));
+	}
+	ASSERT_EQ(0, reader_stop(&bare));
+	ASSERT_EQ(0, reader_stop(&rd));
+	kinds_close(&k);
+}
+
+/*
+ * access() by a caller whose real ids are not the node's owner but who is in its group
+ * through one of many supplementary groups (more than the library keeps on its stack): the
+ * list's allocation fails cleanly (ENOMEM) at each point of a fail-nth sweep, and the answer
+ * is the group's bits (read and write, no execute) once it goes through. Needs root to set
+ * such ids.
+ */
+TEST(fail_nth_of_access_for_a_member_of_many_groups)
+{
+	pid_t pid;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("fault injection is compiled out of release builds");
+	if (geteuid() != 0)
+		SKIP("setting another user's ids needs root");
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		gid_t groups[41];
+		unsigned long nth, left = 0, failed = 0;
+
+		for (int i = 0; i < 40; i++)
+			groups[i] = (gid_t)(1000 + i);
+		groups[40] = 65534;
+		/* Real ids 2 and 1, effective nobody: the node is the effective user's. */
+		if (setgroups(41, groups) || setresgid(1, 65534, 65534) ||
+		    setresuid(2, 65534, 65534))
+			_exit(100);
+		for (nth = 1; nth < 50 && !left; nth++) {
+			int rc;
+
+			uiommu_fail_nth_arm(nth);
+			rc = access("/dev/iommu", R_OK | W_OK);
+			left = uiommu_fail_nth_disarm();
+			if (rc) {
+				if (errno != ENOMEM || left)
+					_exit(1);
+				failed++;
+				continue;
+			}
+			if (!left)
+				_exit(2);
+		}
+		if (!left || !failed)
+			_exit(3);
+		if (access("/dev/iommu", X_OK) != -1 || errno != EACCES)
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ(0, test_child_wait(pid));
+}
+
+/*
+ * statx() of a node and of an fd's link, here (the node's path, every spelling of the link,
+ * AT_EMPTY_PATH) and from another process: what stat() shows, to the nanosecond, and what the
+ * kernel adds for a devtmpfs character device: its birth time when asked (the time it was
+ * made: its ctime), the mount ID of /dev (STATX_MNT_ID, or STATX_MNT_ID_UNIQUE when that is
+ * asked, as the host's /dev answers it) and shmem's attributes mask; an anonymous file has
+ * no birth time, the VFS's attributes mask only, and a mount ID.
+ */
+TEST(statx_of_a_node_is_its_stat_with_what_devtmpfs_adds)
+{
+	struct statx dev, devu, x;
+	char path[96], num[16];
+	struct reader rd, bare;
+	struct kinds k;
+	struct stat st;
+	struct rep r;
+
+	NEEDS_IOMMUFD_TEST();
+	ASSERT_EQ(0, syscall(SYS_statx, AT_FDCWD, "/dev", 0, STATX_MNT_ID, &dev));
+	ASSERT_EQ(0, syscall(SYS_statx, AT_FDCWD, "/dev", 0, STATX_MNT_ID_UNIQUE, &devu));
+	kinds_open_readers(_metadata, &k, &rd, &bare);
+	for (unsigned int i = 0; i < k.n; i++) {
+		bool node = S_ISCHR(fstat(k.fds[i], &st) ? 0 : st.st_mode);
+
+		ASSERT_EQ(node, is_node_name(k.names[i]));
+		for (int spell = 0; spell < 5; spell++) {
+			int dir = -1, rc;
+
+			if (spell == 0) {
+				snprintf(path, sizeof(path), "/proc/self/fd/%d", k.fds[i]);
+				rc = statx(AT_FDCWD, path, 0, STATX_EVERYTHING, &x);
+			} else if (spell == 1) {
+				snprintf(path, sizeof(path), "/proc/%d/task/%d/fd/%d",
+					 (int)getpid(), (int)syscall(SYS_gettid), k.fds[i]);
+				rc = statx(AT_FDCWD, path, 0, STATX_EVERYTHING, &x);
+			} else if (spell == 2) {
+				rc = statx(k.fds[i], "", AT_EMPTY_PATH, STATX_EVERYTHING, &x);
+			} else if (spell == 3) {
+				dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				snprintf(num, sizeof(num), "%d", k.fds[i]);
+				rc = statx(dir, num, 0, STATX_EVERYTHING, &x);
+				close(dir);
+			} else {
+				r = reader_ask(&rd, 'X', k.fds[i], 0);
+				ASSERT_STREQ("", r.text);
+				rc = r.rc;
+				x = r.x;
+				/* Its times are its own: stat() there agrees with them. */
+				x.stx_atime = (struct statx_timestamp){ st.st_atim.tv_sec,
+									(uint32_t)st.st_atim.tv_nsec };
+				x.stx_mtime = (struct statx_timestamp){ st.st_mtim.tv_sec,
+									(uint32_t)st.st_mtim.tv_nsec };
+				if (node)
+					ASSERT_EQ(r.x.stx_ctime.tv_nsec, r.x.stx_btime.tv_nsec);
+				x.stx_ctime = x.stx_btime = x.stx_mtime;
+			}
+			ASSERT_EQ(0, rc);
+			ASSERT_EQ(st.st_mode, (mode_t)x.stx_mode);
+			ASSERT_EQ((unsigned long long)st.st_ino, (unsigned long long)x.stx_ino);
+			ASSERT_EQ((long long)st.st_atim.tv_sec, (long long)x.stx_atime.tv_sec);
+			ASSERT_EQ(st.st_atim.tv_nsec, (long)x.stx_atime.tv_nsec);
+			ASSERT_EQ(st.st_mtim.tv_nsec, (long)x.stx_mtime.tv_nsec);
+			ASSERT_EQ((long long)st.st_ctim.tv_sec, (long long)x.stx_ctime.tv_sec);
+			ASSERT_EQ(st.st_ctim.tv_nsec, (long)x.stx_ctime.tv_nsec);
+			ASSERT_EQ((unsigned)st.st_uid, x.stx_uid);
+			ASSERT_NE(0u, x.stx_mask & STATX_MNT_ID);
+			if (node) {
+				ASSERT_EQ(STATX_EVERYTHING, x.stx_mask);
+				ASSERT_EQ(x.stx_ctime.tv_sec, x.stx_btime.tv_sec);
+				ASSERT_EQ(x.stx_ctime.tv_nsec, x.stx_btime.tv_nsec);
+				ASSERT_EQ(mnt_id_of(&dev), mnt_id_of(&x));
+				ASSERT_EQ(0x203070ull, (unsigned long long)x.stx_attributes_mask);
+			} else {
+				ASSERT_EQ(STATX_BASIC_STATS | STATX_MNT_ID, x.stx_mask);
+				ASSERT_EQ(0x203000ull, (unsigned long long)x.stx_attributes_mask);
+			}
+			ASSERT_EQ(0ull, (unsigned long long)x.stx_attributes);
+		}
+		if (!node)
+			continue;
+		/* The node's own path; birth time only when asked; the unique mount ID. */
+		ASSERT_EQ(0, statx(AT_FDCWD, k.names[i], 0, STATX_BASIC_STATS, &x));
+		ASSERT_EQ(STATX_BASIC_STATS | STATX_MNT_ID, x.stx_mask);
+		ASSERT_EQ(st.st_ctim.tv_nsec, (long)x.stx_ctime.tv_nsec);
+		ASSERT_EQ(0, statx(AT_FDCWD, k.names[i], 0, STATX_MNT_ID_UNIQUE, &x));
+		ASSERT_EQ(STATX_BASIC_STATS |
+			  (devu.stx_mask & (STATX_MNT_ID | STATX_MNT_ID_UNIQUE)), x.stx_mask);
+		ASSERT_EQ(mnt_id_of(&devu), mnt_id_of(&x));
+	}
 	ASSERT_EQ(0, reader_stop(&bare));
 	ASSERT_EQ(0, reader_stop(&rd));
 	kinds_close(&k);

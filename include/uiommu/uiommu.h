@@ -99,8 +99,10 @@ int uiommu_dev_open(int dirfd, const char *path, int flags);
  * /dev/iommu, or /proc/self/fd/N (/dev/fd/N, /proc/<own pid>/fd/N) of an fd of ours. For such
  * paths: uiommu_node_stat() (@flags: AT_SYMLINK_NOFOLLOW or 0) and uiommu_node_statx() (also
  * AT_EMPTY_PATH with @dirfd one of ours) report character devices with the kernel's numbers,
- * as the sysfs `dev` files show them; uiommu_node_access(), uiommu_node_readlink() (the node a
- * /proc/self/fd link names), uiommu_node_realpath() (also for virtual sysfs paths),
+ * as the sysfs `dev` files show them; uiommu_node_access() and uiommu_node_faccessat()
+ * (access(2) and faccessat(2), also of any fd's link, as uiommu_fd_link_claims() spells it:
+ * the node's mode bits where the host would answer for the file's socket),
+ * uiommu_node_readlink() (the node a /proc/self/fd link names), uiommu_node_realpath() (also for virtual sysfs paths),
  * uiommu_node_redirect() (a directory's real place, for opendir and friends).
  * uiommu_fstat() and uiommu_fd_path() are fstat(2) and readlink("/proc/self/fd/N") of an fd
  * of ours. uiommu_read() and friends are read(2)/write(2) of one: the file's own read/write
@@ -114,6 +116,7 @@ int uiommu_node_stat(const char *path, struct stat *st, int flags);
 int uiommu_node_statx(int dirfd, const char *path, int flags, unsigned int mask,
 		      struct statx *stx);
 int uiommu_node_access(const char *path, int mode);
+int uiommu_node_faccessat(int dirfd, const char *path, int mode, int flags);
 ssize_t uiommu_node_readlink(const char *path, char *buf, size_t len);
 char *uiommu_node_realpath(const char *path, char *resolved);
 int uiommu_node_redirect(const char *path, char *buf, size_t len);
@@ -129,7 +132,9 @@ ssize_t uiommu_fd_path(int fd, char *buf, size_t len);
  * shows for a uiommu file that has a live record. uiommu_fd_link_stat() and
  * uiommu_fd_link_statx(): fstatat(2) and statx(2) of it, with the file's node's stat (as
  * uiommu_fstat() shows it in the serving process) in place of its socket's when they follow
- * the link to a uiommu file that has a live record. uiommu_fd_registry(): the registry's
+ * the link to a uiommu file that has a live record. uiommu_fd_link_realpath(): realpath(3)
+ * of such a link, as glibc resolves the name the link reads: a node's path for a node, ENOENT
+ * for an anonymous file (its name is relative). uiommu_fd_registry(): the registry's
  * directory (-1 and errno when there is none this process trusts).
  */
 bool uiommu_fd_link_claims(int dirfd, const char *path);
@@ -137,6 +142,7 @@ ssize_t uiommu_fd_link_readlink(int dirfd, const char *path, char *buf, size_t l
 int uiommu_fd_link_stat(int dirfd, const char *path, struct stat *st, int flags);
 int uiommu_fd_link_statx(int dirfd, const char *path, int flags, unsigned int mask,
 			 struct statx *stx);
+char *uiommu_fd_link_realpath(const char *path, char *resolved);
 int uiommu_fd_registry(char *buf, size_t len);
 ssize_t uiommu_read(int fd, void *buf, size_t count);
 ssize_t uiommu_write(int fd, const void *buf, size_t count);
@@ -239,11 +245,15 @@ int uiommu_fd_close_range(unsigned int first, unsigned int last, int flags);
  * uiommu_mremap() is mremap(2) of such a range (its new_addr only with MREMAP_FIXED): the
  * pages it moves stay held, those it drops are forgotten; growing one is EFAULT, and
  * MREMAP_DONTUNMAP of one EINVAL. uiommu_mmap_fixed() is mmap(2) with MAP_FIXED of anything
- * else (another file, anonymous memory) over such a range: the pages it replaces are
- * forgotten as an munmap of them would.
+ * else (another file, anonymous memory) over such a range: the pages it replaces (a hugetlb
+ * mapping's length rounded up to its huge page) are forgotten as an munmap of them would, and
+ * when it fails, those the kernel unmapped before failing. uiommu_mmap_fixed_claims() is
+ * uiommu_mmap_claims() of the range such an mmap(2) (@flags, @fd) would replace; no system
+ * call while there is no mapping of ours.
  */
 void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 void *uiommu_mmap_fixed(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+bool uiommu_mmap_fixed_claims(const void *addr, size_t len, int flags, int fd);
 int uiommu_munmap(void *addr, size_t len);
 void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 bool uiommu_mmap_claims(const void *addr, size_t len);

@@ -1401,17 +1401,23 @@ UIOMMU_EXPORT unsigned int uiommu_page_pin_count(const void *addr)
 /* ---- what the fd looks like, and read/write ------------------------------------------------ */
 
 /*
- * The times a node shows: the library's first look, as devtmpfs shows the time a node was
- * made at boot. Owner: the caller, as a udev rule hands VFIO nodes to the user of a VM.
+ * The times a node shows: the library's first look, to the nanosecond, as devtmpfs shows the
+ * time a node was made at boot (statx's birth time is the same: vfio/nodes.c). Owner: the
+ * caller, as a udev rule hands VFIO nodes to the user of a VM. An anonymous file's inode is
+ * the one the kernel made at boot for all of them (anon_inode_getfile()): root's, 0600, so
+ * access() of its link by another user is EACCES for reading and writing, as the kernel's.
+ * A dma-buf has an inode of its own, its maker's.
  */
 static void iommufd_node_fill_stat(const struct iommufd_node *node, struct stat *st)
 {
-	static _Atomic time_t boot;
-	time_t t = atomic_load_explicit(&boot, memory_order_relaxed), expected = 0;
+	static _Atomic int64_t boot_ns;
+	int64_t t = atomic_load_explicit(&boot_ns, memory_order_relaxed), expected = 0;
+	struct timespec now;
 
 	if (!t) {
-		t = time(NULL);
-		if (!atomic_compare_exchange_strong(&boot, &expected, t))
+		clock_gettime(CLOCK_REALTIME, &now);
+		t = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+		if (!atomic_compare_exchange_strong(&boot_ns, &expected, t))
 			t = expected;
 	}
 	memset(st, 0, sizeof(*st));
@@ -1420,7 +1426,8 @@ static void iommufd_node_fill_stat(const struct iommufd_node *node, struct stat 
 	st->st_uid = geteuid();
 	st->st_gid = getegid();
 	st->st_blksize = 4096;
-	st->st_atime = st->st_mtime = st->st_ctime = t;
+	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)(t / 1000000000);
+	st->st_atim.tv_nsec = st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = (long)(t % 1000000000);
 	if (S_ISCHR(node->mode)) {
 		st->st_dev = makedev(0, 5); /* devtmpfs */
 		st->st_rdev = makedev(node->major, node->minor);
@@ -1429,6 +1436,8 @@ static void iommufd_node_fill_stat(const struct iommufd_node *node, struct stat 
 	} else {
 		st->st_dev = makedev(0, 14); /* the anon_inode mount */
 		st->st_ino = 1;              /* every anonymous file shares its one inode */
+		if (!strncmp(node->path, "anon_inode:", 11))
+			st->st_uid = st->st_gid = 0;
 	}
 }
 

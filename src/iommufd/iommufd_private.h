@@ -287,6 +287,11 @@ int iommufd_mmap_owner_register(const struct iommufd_mmap_owner *owner);
  * area), which is VM_PFNMAP | VM_IO in the kernel.
  */
 bool iommufd_mmap_owner_claims(uintptr_t start, uintptr_t end);
+/*
+ * A MAP_FIXED mapping of [@addr, @addr + @len) failed: forget the recorded pages the kernel
+ * unmapped all the same (mmap.c). errno is kept.
+ */
+void iommufd_mmap_fixed_failed(void *addr, size_t len);
 
 /* Sub-fds: fds made by an ioctl that stand for an object of the context (file.c). */
 struct iommufd_file;

@@ -26,7 +26,11 @@
  * VM_DONTEXPAND), and forgets the ones it shrinks away or replaces. uiommu_mmap() with
  * MAP_FIXED over one of our mappings forgets the pages it replaces the same way, and so does
  * the program's own mmap(MAP_FIXED) of anonymous memory or another file over one
- * (uiommu_mmap_fixed(): the preload layer sends those that meet a mapping of ours here).
+ * (uiommu_mmap_fixed(): the preload layer sends those that meet a mapping of ours here), over
+ * the range the kernel replaces (a hugetlb mapping's length rounded up to its huge page). A
+ * MAP_FIXED mapping that fails may have unmapped the range all the same (the kernel clears
+ * the old pages before the new mapping's file or reservation can fail): mincore(), asked only
+ * on that failure path, tells which recorded pages are gone, and those are forgotten.
  *
  * A layer above whose sub-fds map on their own (VFIO's BAR areas) registers as the mmap owner
  * (iommufd_mmap_owner_register()): uiommu_mmap_claims() also asks it, and uiommu_munmap() lets
@@ -61,8 +65,11 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "iommufd/iommufd_private.h"
@@ -830,6 +837,8 @@ UIOMMU_EXPORT void *uiommu_mmap(void *addr, size_t len, int prot, int flags, int
 				   sys_mmap(addr, len, prot, flags, region_fd, 0);
 	if (p == MAP_FAILED) {
 		rc = -errno;
+		if (flags & MAP_FIXED)
+			iommufd_mmap_fixed_failed(addr, region_len);
 		goto err_free;
 	}
 	/* MAP_FIXED may have replaced pages of ours. */
@@ -939,21 +948,106 @@ UIOMMU_EXPORT void *uiommu_mremap(void *old, size_t old_len, size_t new_len, int
 	return p;
 }
 
+/* The default huge page size (/proc/meminfo's Hugepagesize), read once; 0: no hugetlb. */
+static size_t iommufd_mmap_default_huge(void)
+{
+	static _Atomic size_t huge; /* 1: read, and there is none */
+	size_t h = atomic_load_explicit(&huge, memory_order_relaxed);
+	char buf[4096], *line;
+	unsigned long kb;
+
+	if (!h) {
+		h = 1;
+		if (sys_read_small_file("/proc/meminfo", buf, sizeof(buf)) > 0 &&
+		    (line = strstr(buf, "\nHugepagesize:")) &&
+		    sscanf(line, "\nHugepagesize: %lu kB", &kb) == 1 && kb)
+			h = (size_t)kb << 10;
+		atomic_store_explicit(&huge, h, memory_order_relaxed);
+	}
+	return h == 1 ? 0 : h;
+}
+
+/*
+ * The length mmap(2) of @len with @flags (and @fd) replaces: the kernel's ksys_mmap_pgoff()
+ * rounds a hugetlb mapping up to its huge page size, anonymous MAP_HUGETLB's (MAP_HUGE_SHIFT's
+ * bits, or the default size) or a hugetlbfs file's (a MAP_HUGETLB memfd's); else whole pages.
+ * A size that cannot be told makes the mapping fail before it replaces anything (EINVAL).
+ */
+static size_t iommufd_mmap_replaced_len(size_t len, int flags, int fd)
+{
+	unsigned int shift = ((unsigned int)flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+	size_t huge = 0;
+	struct statfs fs;
+
+	if (flags & MAP_ANONYMOUS) {
+		if (flags & MAP_HUGETLB)
+			huge = shift ? (size_t)1 << shift : iommufd_mmap_default_huge();
+	} else if (fd >= 0 && !fstatfs(fd, &fs) && fs.f_type == HUGETLBFS_MAGIC) {
+		huge = (size_t)fs.f_bsize;
+	}
+	if (!huge || huge & (huge - 1))
+		huge = uiommu_page_size;
+	return (len + huge - 1) & ~(huge - 1);
+}
+
+UIOMMU_EXPORT bool uiommu_mmap_fixed_claims(const void *addr, size_t len, int flags, int fd)
+{
+	/* No mapping of ours: one load, no system call (the preload layer asks at each MAP_FIXED). */
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire) &&
+	    !atomic_load(&mmap_owner))
+		return false;
+	return uiommu_mmap_claims(addr, iommufd_mmap_replaced_len(len, flags, fd));
+}
+
+/*
+ * A MAP_FIXED mmap(2) of [@addr, @addr + @len) failed: the kernel may have unmapped the old
+ * range first (since its __mmap_setup() clears the old pages before the new mapping's file,
+ * a hugetlb reservation or the VMA's allocation can fail: the failure leaves a gap), or not
+ * (a check before that: EINVAL, RLIMIT_AS's ENOMEM, the old pages put back). mincore() tells:
+ * ENOMEM for a page nothing maps. The pages of ours that are gone are forgotten, and a mapping
+ * whose last page went lets go, as after an munmap; those that cannot be told (another error,
+ * an injected failure) stay held. A mapping another thread put in the gap meanwhile looks like
+ * ours still there: held until its munmap, as before. errno is kept.
+ */
+void iommufd_mmap_fixed_failed(void *addr, size_t len)
+{
+	struct iommufd_mmap *dead = NULL, *m;
+	uintptr_t a = (uintptr_t)addr;
+	int saved = errno;
+	unsigned char vec;
+
+	if (!atomic_load_explicit(&mmap_count, memory_order_acquire))
+		return;
+	uiommu_mutex_lock(&mmap_lock);
+	for (m = mmap_list; m; m = m->next)
+		for (unsigned int i = 0; i < m->npages; i++)
+			if (m->page[i] && m->page[i] - a < len && !uiommu_should_fail() &&
+			    sys_mincore((void *)m->page[i], uiommu_page_size, &vec) &&
+			    errno == ENOMEM)
+				iommufd_mmap_page_gone(m, i);
+	iommufd_mmap_reap(&dead);
+	uiommu_mutex_unlock(&mmap_lock);
+	iommufd_mmap_put(dead);
+	errno = saved;
+}
+
 /*
  * Another mapping put over ours: MAP_FIXED of another file or of anonymous memory replaces
- * what was in the range, as an munmap of it would (the kernel unmaps the old VMAs first), so
- * the pages it replaced are forgotten once it succeeded, and a mapping whose last page went
- * lets its hold go before this returns. A failed one keeps them: the kernel may have unmapped
- * the range anyway, and then the hold lasts until an munmap of it or the process's end.
+ * what was in the range (rounded up to a huge page for hugetlb), as an munmap of it would (the
+ * kernel unmaps the old VMAs first), so the pages it replaced are forgotten once it succeeded,
+ * and a mapping whose last page went lets its hold go before this returns. A failed one
+ * forgets those the kernel unmapped anyway (iommufd_mmap_fixed_failed()).
  */
 UIOMMU_EXPORT void *uiommu_mmap_fixed(void *addr, size_t len, int prot, int flags, int fd,
 				      off_t off)
 {
+	size_t replaced = iommufd_mmap_replaced_len(len, flags, fd);
 	void *p = sys_mmap(addr, len, prot, flags, fd, off);
 
 	if (p != MAP_FAILED)
-		iommufd_mmap_forget((uintptr_t)p,
-				    (len + uiommu_page_size - 1) & ~(uiommu_page_size - 1));
+		iommufd_mmap_forget((uintptr_t)p, replaced);
+	else if (flags & MAP_FIXED)
+		iommufd_mmap_fixed_failed(addr, replaced);
 	return p;
 }
 

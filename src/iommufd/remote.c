@@ -1467,6 +1467,8 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 	p = sys_mmap(addr, len, prot, flags, fds[0], 0);
 	if (p == MAP_FAILED) {
 		rc = -errno;
+		if (flags & MAP_FIXED)
+			iommufd_mmap_fixed_failed(addr, len);
 		goto err_drop_hold;
 	}
 	rc = iommufd_mmap_remote_note(p, len, server, &hold);

@@ -14,6 +14,7 @@
 #ifndef UIOMMU_LIB_SYS_H
 #define UIOMMU_LIB_SYS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -49,6 +50,12 @@ static inline void *sys_mremap(void *old, size_t old_len, size_t new_len, int fl
 }
 
 /* The number stops being the library's before it is free for anyone else (lib/fdkeep.h). */
+/* mincore(2): ENOMEM for a page that nothing maps. */
+static inline int sys_mincore(void *addr, size_t len, unsigned char *vec)
+{
+	return (int)sys_syscall(SYS_mincore, addr, (long)len, vec);
+}
+
 static inline int sys_close(int fd)
 {
 	uiommu_fd_unkeep(fd);
@@ -144,6 +151,16 @@ static inline ssize_t sys_readlinkat(int dirfd, const char *path, char *buf, siz
 static inline int sys_fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
 	return (int)sys_syscall(SYS_newfstatat, (long)dirfd, path, st, (long)flags);
+}
+
+/* faccessat2(2), which takes flags; the older call where the kernel has none and none are asked. */
+static inline int sys_faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	int rc = (int)sys_syscall(SYS_faccessat2, (long)dirfd, path, (long)mode, (long)flags);
+
+	if (rc && errno == ENOSYS && !flags)
+		rc = (int)sys_syscall(SYS_faccessat, (long)dirfd, path, (long)mode);
+	return rc;
 }
 
 static inline int sys_statx(int dirfd, const char *path, int flags, unsigned int mask,

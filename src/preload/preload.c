@@ -1099,8 +1099,9 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
  * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
  * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
  * mappings are not MAP_FIXED. A MAP_FIXED one over a region's mapping (anonymous or another
- * file) is the library's too, which lets the replaced pages' hold go: one lookup without a
- * system call where there is none (uiommu_mmap_claims()), one branch without MAP_FIXED.
+ * file) is the library's too, which lets the replaced pages' hold go (a hugetlb mapping
+ * replaces whole huge pages: uiommu_mmap_fixed_claims() knows the range): one load without a
+ * system call where there is none, one branch without MAP_FIXED.
  */
 #define WRAP_MMAP(name, offtype)                                                          \
 	UIOMMU_EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd,     \
@@ -1111,7 +1112,7 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
 		if (flags & MAP_FIXED) {                                                  \
 			uiommu_remote_range_forget(addr, len);                            \
-			if (len && uiommu_mmap_claims(addr, len))                         \
+			if (len && uiommu_mmap_fixed_claims(addr, len, flags, fd))        \
 				return uiommu_mmap_fixed(addr, len, prot, flags, fd,      \
 							 (off_t)off);                     \
 		}                                                                         \
@@ -1297,25 +1298,29 @@ UIOMMU_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mas
 	return _statx(dirfd, path, flags, mask, st);
 }
 
-#define WRAP_ACCESS(name)                                                                 \
+/*
+ * access() of a node, or of an fd's link in any spelling: the library's, which answers from
+ * the node's mode where the host would answer for the file's socket.
+ */
+#define WRAP_ACCESS(name, flags)                                                          \
 	UIOMMU_EXPORT int name(const char *path, int mode)                                \
 	{                                                                                 \
 		libc_func(name, int, const char *, int);                                  \
-		if (uiommu_node_claims(path))                                             \
-			return uiommu_node_access(path, mode);                            \
+		if (uiommu_node_claims(path) || uiommu_fd_link_claims(AT_FDCWD, path))    \
+			return uiommu_node_faccessat(AT_FDCWD, path, mode, flags);        \
 		SYSFS_REDIRECT(path, -1);                                                 \
 		return _##name(path, mode);                                               \
 	}
 
-WRAP_ACCESS(access)
-WRAP_ACCESS(euidaccess)
-WRAP_ACCESS(eaccess)
+WRAP_ACCESS(access, 0)
+WRAP_ACCESS(euidaccess, AT_EACCESS)
+WRAP_ACCESS(eaccess, AT_EACCESS)
 
 UIOMMU_EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 {
 	libc_func(faccessat, int, int, const char *, int, int);
-	if (uiommu_node_claims(path))
-		return uiommu_node_access(path, mode);
+	if (uiommu_node_claims(path) || uiommu_fd_link_claims(dirfd, path))
+		return uiommu_node_faccessat(dirfd, path, mode, flags);
 	SYSFS_REDIRECT(path, -1);
 	return _faccessat(dirfd, path, mode, flags);
 }
@@ -1365,12 +1370,17 @@ UIOMMU_EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, s
 	return ___readlinkat_chk(dirfd, path, buf, len, buflen);
 }
 
-/* realpath resolves inside libc, out of our reach: the library resolves our paths whole. */
+/*
+ * realpath resolves inside libc, out of our reach: the library resolves our paths whole, and
+ * an fd's link by the name it reads (the host's readlink inside libc would say socket:[N]).
+ */
 UIOMMU_EXPORT char *realpath(const char *path, char *resolved)
 {
 	libc_func(realpath, char *, const char *, char *);
 	if (uiommu_node_claims(path) || uiommu_sysfs_claims(path))
 		return uiommu_node_realpath(path, resolved);
+	if (uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_realpath(path, resolved);
 	return _realpath(path, resolved);
 }
 
@@ -1381,6 +1391,8 @@ UIOMMU_EXPORT char *__realpath_chk(const char *path, char *resolved, size_t reso
 	libc_func(__realpath_chk, char *, const char *, char *, size_t);
 	if (resolvedlen >= PATH_MAX && (uiommu_node_claims(path) || uiommu_sysfs_claims(path)))
 		return uiommu_node_realpath(path, resolved);
+	if (resolvedlen >= PATH_MAX && uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_realpath(path, resolved);
 	return ___realpath_chk(path, resolved, resolvedlen);
 }
 
@@ -1389,6 +1401,8 @@ UIOMMU_EXPORT char *canonicalize_file_name(const char *path)
 	libc_func(canonicalize_file_name, char *, const char *);
 	if (uiommu_node_claims(path) || uiommu_sysfs_claims(path))
 		return uiommu_node_realpath(path, NULL);
+	if (uiommu_fd_link_claims(AT_FDCWD, path))
+		return uiommu_fd_link_realpath(path, NULL);
 	return _canonicalize_file_name(path);
 }
 

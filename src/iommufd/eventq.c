@@ -45,10 +45,12 @@
  * written there through the serving process (docs/processes.md). Readiness is a byte: while
  * the queue holds something, one byte waits in the fd's socket (iommufd_subfd_ready()), so
  * poll(), select() and epoll work on the fd in any process without interception: POLLIN while
- * something waits, and POLLOUT always (nobody writes into the socket), the fault fd's
- * contract. A byte no longer meant is taken out by the next reader or writer, which holds an
- * fd of the socket (file.c); until then POLLIN may show on an empty queue, whose read answers
- * 0 at once, as the kernel's does. read(), write() and close() are ours (the preload layer
+ * something waits, and POLLOUT always, the fault fd's contract. A byte no longer meant leaves
+ * with the call that emptied the queue: a reader or writer takes it out of its own fd; a
+ * detach's auto-response has the serving process take it through an fd of its own or a
+ * holder's (file.c, iommufd_file_ready_take()). Only where nobody can be reached does POLLIN
+ * show on an empty queue until the next read, which answers 0 at once, as the kernel's does.
+ * read(), write() and close() are ours (the preload layer
  * forwards them; uiommu_event_read()/_write() and uiommu_close() are the direct calls):
  *  - vEVENTQ read returns whole events only, as many as fit; a buffer too small for the next
  *    event is EINVAL, so is a count below a header's 8 bytes; an empty queue otherwise reads 0
@@ -64,11 +66,12 @@
  * "anon_inode:[iommufd-pgfault]".
  *
  * Locking:
- *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its file's readiness);
+ *  - viommu->lock (the veventqs list) -> veventq->lock (the queue and its file's readiness)
+ *    -> the file's holders_lock (file.c, a leaf: whom the readiness byte may go through);
  *  - idev->lock (a detach) -> fault->mutex (serialises read, write and auto-response; protects
  *    the response table) -> fault_param->lock (io-pgfault, via iopf_group_response()) ;
- *  - fault->mutex -> fault->lock (deliver, the file and its readiness; a leaf, which the
- *    handler takes from the reporter's thread with no other lock held).
+ *  - fault->mutex -> fault->lock (deliver, the file and its readiness, which the handler takes
+ *    from the reporter's thread with no other lock held) -> the file's holders_lock.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -96,7 +99,7 @@ struct iommufd_veventq {
 	struct iommufd_viommu *viommu;     /* a users reference; constant */
 	uint32_t type;                     /* constant */
 	uint32_t depth;                    /* constant */
-	struct uiommu_mutex lock;          /* protects everything below; a leaf */
+	struct uiommu_mutex lock;          /* protects everything below; then only holders_lock */
 	struct iommufd_file *file;         /* the fd's file; NULL once its last close released it */
 	struct iommufd_vevent *head;       /* queued events, oldest first */
 	struct iommufd_vevent **tail;
@@ -117,7 +120,7 @@ struct iommufd_fault {
 	struct uiommu_mutex mutex;
 	struct iopf_group **resp;          /* read, not answered: resp[cookie - 1]; NULL = free */
 	uint32_t nr_resp;                  /* slots in resp */
-	struct uiommu_mutex lock;          /* protects deliver and file; a leaf */
+	struct uiommu_mutex lock;          /* protects deliver and file; then only holders_lock */
 	struct iopf_group_list deliver;    /* handed over by the handler, not read yet */
 	struct iommufd_file *file;         /* the fd's file; NULL once its last close released it */
 };
@@ -570,7 +573,7 @@ void iommufd_auto_response_faults(struct iommufd_hw_pagetable *hwpt,
 	iommufd_subfd_ready(fault->file, !TAILQ_EMPTY(&fault->deliver));
 	uiommu_mutex_unlock(&fault->lock);
 
-	/* Outside the leaf lock: an answer takes io-pgfault's locks and calls the driver. */
+	/* Outside fault->lock: an answer takes io-pgfault's locks and calls the driver. */
 	while ((group = TAILQ_FIRST(&answer))) {
 		TAILQ_REMOVE(&answer, group, node);
 		iommufd_fault_group_answer(group, IOMMU_PAGE_RESP_INVALID);

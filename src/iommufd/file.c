@@ -67,7 +67,12 @@
  *
  * Sub-fds. Some ioctls hand out an fd of their own (the selftest's access fd, vEVENTQ, fault
  * queue and dma-buf fds). An event sub-fd (ops->event: a queue's) is a stream whose POLLIN is
- * a byte kept in its socket while the queue holds something (iommufd_subfd_ready()). Such a file is an iommufd_file too, with ops: it lives in the same table (so
+ * a byte kept in its socket while the queue holds something (iommufd_subfd_ready()). The byte
+ * leaves when the queue empties: the reader or writer whose call emptied it takes it out of
+ * its fd (the owed count of its reply); any other emptying takes it through a private copy of
+ * an fd of the socket, here or in a holder that said it holds one (a note it wrote into the
+ * fd, remote.h), checked to be that socket (iommufd_file_ready_take()). Such a file is an
+ * iommufd_file too, with ops: it lives in the same table (so
  * close() through the preload layer or uiommu_close() finds it, and dup() shares it), holds a
  * reference on the file of the context it was made in (the context outlives it, as the
  * kernel's sub-files pin the iommufd file), answers ENOTTY to ioctls, and at its last reference
@@ -101,6 +106,22 @@
 #include "lib/sys.h"
 #include "uiommu/uiommu.h"
 
+/*
+ * A process that holds an fd of an event file of ours, as its note said: a pidfd of it (ours,
+ * kept) and its number of the fd, which may have been closed or reused since.
+ */
+struct iommufd_holder {
+	int pidfd;
+	int fd;
+	pid_t pid;
+};
+
+/*
+ * Holders remembered per event file. More are rarely needed: the newest is tried first, and
+ * one that still holds the fd is enough; a dead one makes room.
+ */
+#define FILE_HOLDERS_MAX 8
+
 struct iommufd_file {
 	atomic_long refs;          /* fds referring to it + ioctls in flight */
 	struct iommufd_ctx *ictx;  /* constant; NULL for a sub-fd */
@@ -132,6 +153,15 @@ struct iommufd_file {
 	 */
 	bool ready;
 	atomic_uint ready_owed;
+	/*
+	 * An event file of ours: the processes whose notes (remote.h) said they hold an fd of it,
+	 * oldest first, to take the byte out through when the queue empties with no reader and
+	 * no fd of it is left here (iommufd_file_ready_take_held()). holders_lock protects them
+	 * and the reads of the peer; a leaf, taken after the queue's lock.
+	 */
+	struct uiommu_mutex holders_lock;
+	struct iommufd_holder holders[FILE_HOLDERS_MAX];
+	unsigned int nr_holders;
 	atomic_int local_fd;       /* ours: the last fd installed for it here, a hint (may be stale) */
 	struct iommufd_file *export_next; /* in export_table; export_lock */
 	/*
@@ -288,11 +318,27 @@ static void export_del(struct iommufd_file *file)
 	uiommu_mutex_unlock(&export_lock);
 }
 
+static bool iommufd_file_is_event(const struct iommufd_file *file)
+{
+	return file->ops ? file->ops->event : file->event;
+}
+
+/* An event file's holders go (its release, or a fork child's copy of a file it does not serve). */
+static void iommufd_file_holders_forget(struct iommufd_file *file)
+{
+	while (file->nr_holders)
+		sys_close(file->holders[--file->nr_holders].pidfd);
+}
+
 /* The last of a released file of ours: its record for /proc readers, then its peer. */
 static void iommufd_file_let_go(struct iommufd_file *file)
 {
 	if (file->has_node)
 		iommufd_procfd_forget(file->ino);
+	if (file->ops && file->ops->event) {
+		iommufd_file_holders_forget(file);
+		uiommu_mutex_destroy(&file->holders_lock);
+	}
 	sys_close(file->peer);
 }
 
@@ -429,7 +475,7 @@ static void iommufd_file_export(struct iommufd_file *file)
 	file->export_next = export_table[file->token % EXPORT_BUCKETS];
 	export_table[file->token % EXPORT_BUCKETS] = file;
 	uiommu_mutex_unlock(&export_lock);
-	iommufd_server_watch(file->peer, file->token);
+	iommufd_server_watch(file->peer, file->token, iommufd_file_is_event(file));
 }
 
 /*
@@ -1121,6 +1167,8 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 	file = uiommu_zalloc(sizeof(*file));
 	if (!file)
 		return ERR_PTR(-ENOMEM);
+	if (ops->event)
+		uiommu_mutex_init(&file->holders_lock);
 	/* As anon_inode_getfile(); the kernel's event fds are O_RDWR too. */
 	*fd = iommufd_raw_open(file, O_CLOEXEC | O_RDWR, ops->event);
 	if (*fd < 0) {
@@ -1147,6 +1195,8 @@ struct iommufd_file *iommufd_subfd_alloc(struct iommufd_ctx *ictx,
 err_close:
 	iommufd_raw_close(file, *fd);
 err_free:
+	if (ops->event)
+		uiommu_mutex_destroy(&file->holders_lock);
 	uiommu_free(file);
 	return ERR_PTR(rc);
 }
@@ -1166,6 +1216,8 @@ void iommufd_subfd_abort(struct iommufd_file *file, int fd)
 {
 	iommufd_file_unpublish(file);
 	iommufd_raw_close(file, fd);
+	if (file->ops->event)
+		uiommu_mutex_destroy(&file->holders_lock);
 	iommufd_file_put(file->parent);
 	uiommu_free(file);
 }
@@ -1348,6 +1400,13 @@ static int uiommu_dup_common(int oldfd, int newfd, int minfd, int flags)
 			uiommu_mutex_unlock(&fdt_lock);
 			return uiommu_ret(rc);
 		}
+		/*
+		 * Another process's event file: its server may need the new number, should the
+		 * old one be closed (ours it knows by its hint). Under fdt_lock: no close through
+		 * us can give the number to another file before the note is in.
+		 */
+		if (!iommufd_file_is_local(file) && file->event)
+			iommufd_event_note(fd);
 	}
 	uiommu_mutex_unlock(&fdt_lock);
 	return fd;
@@ -1535,6 +1594,13 @@ UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
 }
 
 /*
+ * The event file whose read or write this thread is running: a queue that empties in it leaves
+ * its byte to that caller, who holds an fd of the socket and takes it out after the call (the
+ * owed count), rather than to iommufd_file_ready_take().
+ */
+static __thread struct iommufd_file *file_rw_stream;
+
+/*
  * read()/write() and their p* forms, as fs/read_write.c orders its checks: the p* forms refuse
  * a negative offset before looking at the fd; then EBADF without the access mode; then EINVAL
  * for a file without the op (/dev/iommu, a container, a group, a sub-fd without it); else the
@@ -1558,10 +1624,12 @@ static ssize_t iommufd_file_rw(struct iommufd_file *file, struct uiommu_mm *mm, 
 					 owed);
 	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
 		ret = -EINVAL; /* no read or write in the file's operations */
-	else if (write)
-		ret = file->ops->write(file->priv, mm, buf, count, off);
-	else
-		ret = file->ops->read(file->priv, mm, buf, count, off);
+	else {
+		file_rw_stream = stream ? file : NULL;
+		ret = write ? file->ops->write(file->priv, mm, buf, count, off) :
+			      file->ops->read(file->priv, mm, buf, count, off);
+		file_rw_stream = NULL;
+	}
 	if (stream)
 		*owed = atomic_exchange(&file->ready_owed, 0);
 	else if (!pos && ret > 0)
@@ -1589,26 +1657,196 @@ static void iommufd_file_ready_drain(int fd, unsigned int owed)
 }
 
 /*
- * Takes the readiness byte out of @file's socket now, through a private dup of an fd of it
- * here, when this process still has one (a queue drained by a detach, with no reader to take
- * it). The dup is checked to be the file's socket: the hint may name a number reused since.
- * No lock is taken; closing the dup is never the last close (the fd it copies is open), or if
- * a close elsewhere raced it, the server thread sees the hang-up.
+ * The readiness byte out of the socket through @fd, a private copy of an fd of it that was
+ * just checked to be @file's. A byte that is not there was taken by a raw read of the fd (the
+ * bytes never fall short otherwise: one is sent at each refill, and one leaves at each
+ * emptying, before the next refill's): nothing is owed for it.
  */
-static bool iommufd_file_ready_take(struct iommufd_file *file)
+static void iommufd_file_ready_recv(int fd)
+{
+	char byte;
+
+	sys_recv(fd, &byte, 1, MSG_DONTWAIT);
+}
+
+/*
+ * Takes the readiness byte out of @file's socket now, through a private dup of an fd of it
+ * here, when this process still has one. The dup is checked to be the file's socket: the hint
+ * may name a number reused since. No lock is taken; closing the dup is never the last close
+ * (the fd it copies is open), or if a close elsewhere raced it, the server thread sees the
+ * hang-up.
+ */
+static bool iommufd_file_ready_take_local(struct iommufd_file *file)
 {
 	int hint = atomic_load_explicit(&file->local_fd, memory_order_relaxed);
 	int dup = hint >= 0 ? sys_fcntl(hint, F_DUPFD_CLOEXEC, 0) : -1;
-	struct stat st;
-	bool taken = false;
-	char byte;
+	bool same;
 
 	if (dup < 0)
 		return false;
-	if (!sys_fstat(dup, &st) && st.st_dev == file->dev && st.st_ino == file->ino)
-		taken = sys_recv(dup, &byte, 1, MSG_DONTWAIT) == 1;
+	same = iommufd_file_same(file, dup);
+	if (same)
+		iommufd_file_ready_recv(dup);
 	sys_close(dup);
-	return taken;
+	return same;
+}
+
+/* Forgets @file's holder @i. Caller holds holders_lock. */
+static void iommufd_file_holder_drop(struct iommufd_file *file, unsigned int i)
+{
+	lockdep_assert_held(&file->holders_lock);
+	sys_close(file->holders[i].pidfd);
+	memmove(&file->holders[i], &file->holders[i + 1],
+		(file->nr_holders - i - 1) * sizeof(file->holders[0]));
+	file->nr_holders--;
+}
+
+/*
+ * Remembers that process @pid (@pidfd, which becomes the table's) holds @file at @fd, as the
+ * newest holder: a note of the same process and number replaces the old one; with no room, a
+ * holder whose process is gone makes it, else the oldest. Caller holds holders_lock.
+ */
+static void iommufd_file_holder_add(struct iommufd_file *file, pid_t pid, int pidfd, int fd)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&file->holders_lock);
+	for (i = 0; i < file->nr_holders; i++)
+		if (file->holders[i].pid == pid && file->holders[i].fd == fd)
+			break;
+	if (i == file->nr_holders && i == FILE_HOLDERS_MAX)
+		for (i = 0; i < file->nr_holders; i++)
+			if (sys_pidfd_alive(file->holders[i].pidfd))
+				break;
+	if (i == FILE_HOLDERS_MAX)
+		i = 0;
+	if (i < file->nr_holders)
+		iommufd_file_holder_drop(file, i);
+	uiommu_fd_keep(pidfd);
+	file->holders[file->nr_holders++] = (struct iommufd_holder){ .pidfd = pidfd, .fd = fd,
+								     .pid = pid };
+}
+
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
+
+/*
+ * Reads the holders' notes waiting in @file's peer (remote.h): each names its sender by the
+ * kernel's word (the pid, and a pidfd where the kernel gives one; else one is opened now: the
+ * note was sent a moment ago, by the server thread's clock, and whatever the pidfd names, the
+ * fd a holder's number names is checked before it is used). Anything else a holder wrote into
+ * its fd is read and dropped. Caller holds holders_lock.
+ */
+static void iommufd_file_holders_read(struct iommufd_file *file)
+{
+	lockdep_assert_held(&file->holders_lock);
+	for (;;) {
+		struct wire_holder_note notes[8];
+		union {
+			char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} ctl;
+		struct iovec iov = { .iov_base = notes, .iov_len = sizeof(notes) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+				      .msg_controllen = sizeof(ctl.buf) };
+		struct cmsghdr *cmsg;
+		ssize_t n = sys_recvmsg(file->peer, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		pid_t pid = 0;
+		int pidfd = -1;
+
+		if (n <= 0)
+			return;
+		for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+			if (cmsg->cmsg_level != SOL_SOCKET)
+				continue;
+			if (cmsg->cmsg_type == SCM_CREDENTIALS &&
+			    cmsg->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
+				pid = ((struct ucred *)(void *)CMSG_DATA(cmsg))->pid;
+			else if (cmsg->cmsg_type == SCM_PIDFD &&
+				 cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&pidfd, CMSG_DATA(cmsg), sizeof(int));
+		}
+		if (pidfd < 0 && pid > 0)
+			pidfd = sys_pidfd_open(pid, 0);
+		for (ssize_t off = 0; pidfd >= 0 && off + (ssize_t)sizeof(notes[0]) <= n;
+		     off += (ssize_t)sizeof(notes[0])) {
+			const struct wire_holder_note *note = &notes[off / sizeof(notes[0])];
+			int mine;
+
+			if (note->magic != WIRE_NOTE_MAGIC || note->fd < 0)
+				continue;
+			/* One pidfd per holder: a second note of the same read gets a copy. */
+			mine = uiommu_should_fail() ? -1 : sys_fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+			if (mine >= 0)
+				iommufd_file_holder_add(file, pid, mine, note->fd);
+		}
+		if (pidfd >= 0)
+			sys_close(pidfd);
+	}
+}
+
+/*
+ * Takes the readiness byte out of @file's socket through a holder's fd: a copy taken with
+ * pidfd_getfd(), checked to be that very socket (the holder may have closed the number or
+ * given it to something else since: that holder is forgotten, and the next one tried), closed
+ * again at once. Newest holder first. Caller holds holders_lock.
+ *
+ * While the copy is open, a close of the holder's own is not the last: the server thread sees
+ * the hang-up when the copy goes, as for the /proc reader of docs/processes.md. The copy is
+ * never this process's fd in the table, and the preload layer does not see it: nothing adopts it.
+ */
+static bool iommufd_file_ready_take_held(struct iommufd_file *file)
+{
+	lockdep_assert_held(&file->holders_lock);
+	iommufd_file_holders_read(file);
+	while (file->nr_holders) {
+		unsigned int i = file->nr_holders - 1;
+		int copy, err;
+
+		if (uiommu_should_fail())
+			return false;
+		copy = sys_pidfd_getfd(file->holders[i].pidfd, file->holders[i].fd, 0);
+		if (copy >= 0) {
+			bool same = iommufd_file_same(file, copy);
+
+			if (same)
+				iommufd_file_ready_recv(copy);
+			sys_close(copy);
+			if (same)
+				return true;
+		} else {
+			err = errno;
+			/* No room for the copy here, say: the holder may do next time. */
+			if (err != ESRCH && err != EBADF && err != EPERM)
+				return false;
+		}
+		iommufd_file_holder_drop(file, i);
+	}
+	return false;
+}
+
+/*
+ * The byte of @file's queue, which just emptied, goes now, whoever holds the fd: through an fd
+ * of it here, else through a holder's; the reader or writer in whose call it emptied takes it
+ * itself (file_rw_stream). Only where nobody can be reached is it owed to the next reader or
+ * writer of the fd, anywhere.
+ */
+static void iommufd_file_ready_take(struct iommufd_file *file)
+{
+	bool taken;
+
+	if (file != file_rw_stream) {
+		taken = iommufd_file_ready_take_local(file);
+		if (!taken) {
+			uiommu_mutex_lock(&file->holders_lock);
+			taken = iommufd_file_ready_take_held(file);
+			uiommu_mutex_unlock(&file->holders_lock);
+		}
+		if (taken)
+			return;
+	}
+	atomic_fetch_add(&file->ready_owed, 1);
 }
 
 /**
@@ -1626,10 +1864,25 @@ void iommufd_subfd_ready(struct iommufd_file *file, bool ready)
 		/* The socket's buffer holds far more than the bytes owed at any time. */
 		if (sys_send(file->peer, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
 			return;
-	} else if (!iommufd_file_ready_take(file)) {
-		atomic_fetch_add(&file->ready_owed, 1);
+	} else {
+		iommufd_file_ready_take(file);
 	}
 	file->ready = ready;
+}
+
+/* The server thread saw notes (or anything) come into the peer of @token's file. */
+void iommufd_file_notes_read(uint64_t token)
+{
+	struct iommufd_file *file = export_lookup(token, NULL);
+
+	if (!file)
+		return;
+	if (file->ops && file->ops->event) {
+		uiommu_mutex_lock(&file->holders_lock);
+		iommufd_file_holders_read(file);
+		uiommu_mutex_unlock(&file->holders_lock);
+	}
+	iommufd_file_put(file);
 }
 
 /* Is @fd an event fd of a uiommu file (ours or another process's)? */
@@ -1957,7 +2210,12 @@ void iommufd_files_atfork_parent(void)
 
 /*
  * In a forked child: none of the files is the child's to serve (their server stays the
- * parent's, so the copies are remote files now); the peers are the parent's to watch.
+ * parent's, so the copies are remote files now); the peers, and the pidfds of the event
+ * files' holders, are the parent's. The child holds every event fd it inherited: it tells
+ * each one's server so (a note through the fd, checked to still name that file first: a slot
+ * a close behind our back left stale must not get the note in another socket). The holders'
+ * lock is not taken: another thread of the parent may have held it at the fork; the child
+ * never uses these files' holders.
  */
 void iommufd_files_atfork_child(void)
 {
@@ -1968,11 +2226,26 @@ void iommufd_files_atfork_child(void)
 	files_unlisted = 0;
 	atomic_store_explicit(&files_away_nr, 0, memory_order_relaxed);
 	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++) {
-		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)
+		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next) {
+			if (f->ops && f->ops->event)
+				iommufd_file_holders_forget(f);
 			sys_close(f->peer);
+		}
 		export_table[i] = NULL;
 	}
 	uiommu_mutex_unlock(&export_lock);
+	for (unsigned int c = 0; c < FDT_CHUNKS; c++) {
+		fdt_slot *chunk = atomic_load_explicit(&fdt[c], memory_order_acquire);
+
+		for (unsigned int i = 0; chunk && i < FDT_CHUNK; i++) {
+			struct iommufd_file *f;
+			int fd = (int)(c * FDT_CHUNK + i);
+
+			f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
+			if (f && iommufd_file_is_event(f) && iommufd_file_same(f, fd))
+				iommufd_event_note(fd);
+		}
+	}
 }
 
 /* Does this process serve any file (one that some fd, anywhere, still holds)? */
@@ -2025,7 +2298,7 @@ void iommufd_files_rewatch(void)
 	for (unsigned int i = 0; i < EXPORT_BUCKETS; i++)
 		for (struct iommufd_file *f = export_table[i]; f; f = f->export_next)
 			if (atomic_load(&f->held))
-				iommufd_server_watch(f->peer, f->token);
+				iommufd_server_watch(f->peer, f->token, iommufd_file_is_event(f));
 	uiommu_mutex_unlock(&export_lock);
 }
 

@@ -603,7 +603,7 @@ static void iommufd_mmap_fork_prepare(void)
 	f->fd = sv[0];
 	/* A hand-over's next server watches it too: it keeps the holds. */
 	uiommu_fd_keep(sv[0]);
-	if (iommufd_server_watch(sv[0], WIRE_WATCH_FORK | f->id))
+	if (iommufd_server_watch(sv[0], WIRE_WATCH_FORK | f->id, false))
 		goto err_close;
 	for (struct iommufd_mmap *m = mmap_list; m; m = m->next) {
 		if (!m->owner || m->copy || !m->live)
@@ -722,7 +722,7 @@ void iommufd_mmap_forks_rewatch(void)
 {
 	uiommu_mutex_lock(&mmap_lock);
 	for (struct iommufd_mmap_fork *f = fork_list; f; f = f->next)
-		iommufd_server_watch(f->fd, WIRE_WATCH_FORK | f->id);
+		iommufd_server_watch(f->fd, WIRE_WATCH_FORK | f->id, false);
 	uiommu_mutex_unlock(&mmap_lock);
 }
 

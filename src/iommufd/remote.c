@@ -14,7 +14,11 @@
  * the fd is the credential, as in the kernel. An event fd's peer carries no header (its
  * readiness is a byte in that socket, file.c): it is bound to an abstract name that says the
  * server and the token, and a holder that shows the server its fd (WIRE_CLAIM: the server
- * takes a copy with pidfd_getfd() and compares the socket) learns the secret. The peer is also how the server learns of the
+ * takes a copy with pidfd_getfd() and compares the socket) learns the secret. A holder of an
+ * event fd also writes a note into it (iommufd_event_note(), after adopting it and in a fork
+ * child), which the server thread reads from the peer with the sender's pid: that is where the
+ * server reaches the socket to take its readiness byte out when no reader does (file.c).
+ * The peer is also how the server learns of the
  * last close anywhere: when every fd of the socket is closed, in every process, the kernel
  * releases it and the peer sees POLLHUP. The server checks at each of its own closes
  * (synchronous, as the kernel's release is) and watches the peers with epoll for the closes of
@@ -1012,8 +1016,10 @@ static void remote_server_loop(bool until_empty)
 				remote_accept();
 			else if (ev[i].data.u64 & WIRE_WATCH_FORK)
 				iommufd_mmap_fork_gone(ev[i].data.u64 & ~WIRE_WATCH_FORK);
-			else
+			else if (ev[i].events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
 				iommufd_file_gone_anywhere(ev[i].data.u64);
+			else
+				iommufd_file_notes_read(ev[i].data.u64);
 		}
 		pthread_rwlock_unlock(&serve_gate);
 		if (until_empty && !iommufd_files_served())
@@ -1030,11 +1036,13 @@ static void *remote_server_main(void *arg)
 
 /*
  * Watches @peer for the last close of its fd anywhere; @token names its file (or a fork:
- * WIRE_WATCH_FORK). 0, or -ENODEV when we do not serve (no server thread), -errno.
+ * WIRE_WATCH_FORK); @notes: an event file's, whose holders' notes (remote.h) are read as they
+ * come, so that they never pile up in the socket (where they would count against the
+ * holders' POLLOUT). 0, or -ENODEV when we do not serve (no server thread), -errno.
  */
-int iommufd_server_watch(int peer, uint64_t token)
+int iommufd_server_watch(int peer, uint64_t token, bool notes)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP, .data.u64 = token };
+	struct epoll_event ev = { .events = EPOLLRDHUP | (notes ? EPOLLIN : 0), .data.u64 = token };
 
 	if (epoll_fd < 0)
 		return -ENODEV;
@@ -1136,16 +1144,43 @@ void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 	memcpy(hdr->secret, secret, WIRE_SECRET_LEN);
 }
 
-/* Binds an event fd's @peer to its name (remote.h), which its holders read. 0 or -errno. */
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#endif
+
+/*
+ * Binds an event fd's @peer to its name (remote.h), which its holders read, and has the kernel
+ * say who sent each of their notes: the pid always, a pidfd too where the kernel has
+ * SO_PASSPIDFD (6.5), which no reuse of the pid can fool. 0 or -errno.
+ */
 int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token)
 {
 	char name[WIRE_PEER_NAME_LEN];
 	struct sockaddr_un sun;
+	int on = 1;
 
 	snprintf(name, sizeof(name), "%s.%016llx", server->name, (unsigned long long)token);
-	if (sys_bind(peer, (struct sockaddr *)&sun, remote_addr(&sun, name, sizeof(name))))
+	if (sys_bind(peer, (struct sockaddr *)&sun, remote_addr(&sun, name, sizeof(name))) ||
+	    sys_setsockopt(peer, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)))
 		return -errno;
+	sys_setsockopt(peer, SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on));
 	return 0;
+}
+
+/*
+ * This process holds an event fd of another process's file at @fd (it adopted it, or a fork
+ * made it the child's): the note tells the server (remote.h). Best effort: a note that cannot
+ * go leaves this process unknown to the server, which then leaves the readiness byte it no
+ * longer means to the fd's next reader (docs/processes.md, "Event fds"). No allocation, no
+ * lock: a fork child's handler sends it.
+ */
+void iommufd_event_note(int fd)
+{
+	struct wire_holder_note note = { .magic = WIRE_NOTE_MAGIC, .fd = fd };
+
+	if (uiommu_should_fail())
+		return;
+	sys_send(fd, &note, sizeof(note), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 void iommufd_secret_new(uint8_t *secret)
@@ -1823,7 +1858,10 @@ static int remote_adopt_event(int fd)
 	memcpy(req.secret, rep.val, WIRE_SECRET_LEN);
 	memset(&rep, 0, sizeof(rep));
 	rep.val[3] = WIRE_INFO_READABLE | WIRE_INFO_WRITABLE | WIRE_INFO_EVENT;
-	return iommufd_file_adopt_remote(fd, server, token, req.secret, &rep);
+	rc = iommufd_file_adopt_remote(fd, server, token, req.secret, &rep);
+	if (!rc)
+		iommufd_event_note(fd);
+	return rc;
 }
 
 /* What uiommu_is_fd() asks of an fd we do not know: one of ours that came another way? */

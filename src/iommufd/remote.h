@@ -133,6 +133,21 @@ struct wire_rep {
  */
 #define WIRE_PEER_NAME_LEN (WIRE_NAME_LEN + 17)
 
+/*
+ * What a holder of an event fd writes into it, so that the server learns where to reach the
+ * fd's socket when its readiness byte must go with nobody reading (file.c,
+ * iommufd_file_ready_take()): its number of the fd. The holder's pid is not in it: the
+ * server's end takes it from the kernel (SO_PASSCRED, and a pidfd with SO_PASSPIDFD where the
+ * kernel has it), and the fd the number names is checked to be that very socket before it is
+ * used, so a note can point the server at nothing but the sender's own fds.
+ */
+#define WIRE_NOTE_MAGIC 0x6574796e6d6f6975ULL /* "uiomnyte" */
+struct wire_holder_note {
+	uint64_t magic;
+	int32_t fd;
+	uint32_t reserved;
+};
+
 struct iommufd_server;
 struct iommufd_node;
 struct uiommu_mm;
@@ -167,12 +182,13 @@ void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 			   const uint8_t *secret, struct wire_fd_header *hdr);
 void iommufd_secret_new(uint8_t *secret);
 int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token);
+void iommufd_event_note(int fd);
 /*
  * What the server thread watches besides the files' peers (their tokens count from 1): with
  * this bit, a fork's socketpair (mmap.c's holds for its child), named by the fork's ID.
  */
 #define WIRE_WATCH_FORK (1ull << 63)
-int iommufd_server_watch(int peer, uint64_t token);
+int iommufd_server_watch(int peer, uint64_t token, bool notes);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
@@ -231,6 +247,7 @@ int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags);
 void iommufd_file_gone_anywhere(uint64_t token);
+void iommufd_file_notes_read(uint64_t token);
 int iommufd_file_adopt_local(int fd, uint64_t token, const uint8_t *secret);
 int iommufd_file_adopt_remote(int fd, struct iommufd_server *server, uint64_t token,
 			      const uint8_t *secret, const struct wire_rep *info);

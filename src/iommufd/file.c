@@ -2271,7 +2271,7 @@ void iommufd_files_atfork_child(void)
 
 			f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
 			if (f && iommufd_file_is_event(f) && iommufd_file_same(f, fd))
-				iommufd_event_note(fd);
+				iommufd_event_note_send(fd);
 		}
 	}
 }

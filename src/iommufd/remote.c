@@ -1172,15 +1172,21 @@ int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t t
  * made it the child's): the note tells the server (remote.h). Best effort: a note that cannot
  * go leaves this process unknown to the server, which then leaves the readiness byte it no
  * longer means to the fd's next reader (docs/processes.md, "Event fds"). No allocation, no
- * lock: a fork child's handler sends it.
+ * lock, no fail point (whose first check in a thread allocates its record, lib/fail.c): a
+ * fork child's handler sends it; iommufd_event_note() is the fail point's way in elsewhere.
  */
-void iommufd_event_note(int fd)
+void iommufd_event_note_send(int fd)
 {
 	struct wire_holder_note note = { .magic = WIRE_NOTE_MAGIC, .fd = fd };
 
-	if (uiommu_should_fail())
-		return;
 	sys_send(fd, &note, sizeof(note), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* iommufd_event_note_send(), a fallible step of an adoption or a dup(). */
+void iommufd_event_note(int fd)
+{
+	if (!uiommu_should_fail())
+		iommufd_event_note_send(fd);
 }
 
 void iommufd_secret_new(uint8_t *secret)

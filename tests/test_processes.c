@@ -3762,13 +3762,15 @@ TEST(fail_nth_of_the_serving_side)
 	ASSERT_NE(0, seen[3]);
 	ASSERT_NE(0, seen[4]);
 	/*
-	 * The one client's one life word: its memfd's check, its mapping; and, when the fault
-	 * queue's destroy came before the server thread saw the child's close, the look for gone
-	 * clients (which finds none: the caller lives), whose failure the look for the closed
-	 * file then makes up for.
+	 * The one client's one life word: its memfd's check, its mapping; and, in the rounds
+	 * whose fault queue destroy came before the server thread saw the child's close, the
+	 * settle's two looks: for gone clients (which finds none: the caller lives), whose
+	 * failure the look for the closed file then makes up for, and for that file, whose
+	 * failure the server thread makes up for when it sees the close before the destroy's
+	 * second ask (else EBUSY). Which rounds meet them is the threads' doing: each may.
 	 */
 	ASSERT_LE(2, seen[5]);
-	ASSERT_GE(3, seen[5]);
+	ASSERT_GE(4, seen[5]);
 	/* The server serves on, with nothing armed: ours and a new child's calls. */
 	ASSERT_EQ(0, served_calls(fd));
 	pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);

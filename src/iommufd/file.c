@@ -1762,9 +1762,10 @@ static void iommufd_file_cmsg_fds_close(struct cmsghdr *cmsg)
  * its fd is read and dropped, fds it passed closed. A holder that writes without end cannot
  * keep the reader here (the server thread, or a queue's emptying under its lock): a few reads
  * at a time, and the server thread's level-triggered watch comes back for the rest.
- * Caller holds holders_lock.
+ * Caller holds holders_lock. Return: whether the peer reads the end of the stream (a holder
+ * shut its writing down: no note can come any more).
  */
-static void iommufd_file_holders_read(struct iommufd_file *file)
+static bool iommufd_file_holders_read(struct iommufd_file *file)
 {
 	lockdep_assert_held(&file->holders_lock);
 	for (unsigned int round = 0; round < FILE_NOTES_READS; round++) {
@@ -1782,7 +1783,7 @@ static void iommufd_file_holders_read(struct iommufd_file *file)
 		int pidfd = -1;
 
 		if (n <= 0)
-			return;
+			return !n;
 		for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
 			if (cmsg->cmsg_level != SOL_SOCKET)
 				continue;
@@ -1812,6 +1813,7 @@ static void iommufd_file_holders_read(struct iommufd_file *file)
 		if (pidfd >= 0)
 			sys_close(pidfd);
 	}
+	return false;
 }
 
 /*
@@ -1902,14 +1904,18 @@ void iommufd_subfd_ready(struct iommufd_file *file, bool ready)
 void iommufd_file_notes_read(uint64_t token)
 {
 	struct iommufd_file *file = export_lookup(token, NULL);
+	bool end = false;
 
 	if (!file)
 		return;
 	if (file->ops && file->ops->event) {
 		uiommu_mutex_lock(&file->holders_lock);
-		iommufd_file_holders_read(file);
+		end = iommufd_file_holders_read(file);
 		uiommu_mutex_unlock(&file->holders_lock);
 	}
+	/* The reference keeps the peer open, and the watch its own till the release's unwatch. */
+	if (end)
+		iommufd_server_watch_notes_end(file->peer, token);
 	iommufd_file_put(file);
 }
 

@@ -1016,7 +1016,7 @@ static void remote_server_loop(bool until_empty)
 				remote_accept();
 			else if (ev[i].data.u64 & WIRE_WATCH_FORK)
 				iommufd_mmap_fork_gone(ev[i].data.u64 & ~WIRE_WATCH_FORK);
-			else if (ev[i].events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+			else if (ev[i].events & (EPOLLHUP | EPOLLERR))
 				iommufd_file_gone_anywhere(ev[i].data.u64);
 			else
 				iommufd_file_notes_read(ev[i].data.u64);
@@ -1038,15 +1038,30 @@ static void *remote_server_main(void *arg)
  * Watches @peer for the last close of its fd anywhere; @token names its file (or a fork:
  * WIRE_WATCH_FORK); @notes: an event file's, whose holders' notes (remote.h) are read as they
  * come, so that they never pile up in the socket (where they would count against the
- * holders' POLLOUT). 0, or -ENODEV when we do not serve (no server thread), -errno.
+ * holders' POLLOUT). The last close is EPOLLHUP, which epoll reports unasked; EPOLLRDHUP is
+ * not asked for: a holder's shutdown(SHUT_WR), which is no close, would show it, and the
+ * level-triggered watch would wake the server thread for it without end.
+ * 0, or -ENODEV when we do not serve (no server thread), -errno.
  */
 int iommufd_server_watch(int peer, uint64_t token, bool notes)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | (notes ? EPOLLIN : 0), .data.u64 = token };
+	struct epoll_event ev = { .events = notes ? EPOLLIN : 0, .data.u64 = token };
 
 	if (epoll_fd < 0)
 		return -ENODEV;
 	return sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev) ? -errno : 0;
+}
+
+/*
+ * No note can come into @peer any more (a holder shut its writing down: the peer reads the
+ * end of the stream, readable for ever): only its last close is watched from now on.
+ */
+void iommufd_server_watch_notes_end(int peer, uint64_t token)
+{
+	struct epoll_event ev = { .events = 0, .data.u64 = token };
+
+	if (epoll_fd >= 0)
+		sys_epoll_ctl(epoll_fd, EPOLL_CTL_MOD, peer, &ev);
 }
 
 void iommufd_server_unwatch(int peer)

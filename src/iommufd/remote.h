@@ -190,6 +190,7 @@ void iommufd_event_note_send(int fd);
  */
 #define WIRE_WATCH_FORK (1ull << 63)
 int iommufd_server_watch(int peer, uint64_t token, bool notes);
+void iommufd_server_watch_notes_end(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,

@@ -1691,6 +1691,25 @@ TEST(holders_that_gave_up_their_number_are_passed_over)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* /proc/self/task/@task/@what into @buf, NUL-terminated. 0, or -1. */
+static int task_file_read(const char *task, const char *what, char *buf, size_t len)
+{
+	char path[300];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/%s", task, what);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	n = read(f, buf, len - 1);
+	close(f);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	return 0;
+}
+
 /*
  * The threads of this process asleep in epoll_pwait() (the server thread's wait, remote.c),
  * by thread ID, into @tid (up to @max). How many.
@@ -1702,32 +1721,15 @@ static int epoll_sleepers(pid_t *tid, int max)
 	int n = 0;
 
 	while (d && (e = readdir(d)) && n < max) {
-		char path[300], buf[256], *st;
+		char buf[256], *st;
 		long nr;
-		int f;
-		ssize_t len;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || task_file_read(e->d_name, "stat", buf, sizeof(buf)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
-		f = open(path, O_RDONLY | O_CLOEXEC);
-		len = f >= 0 ? read(f, buf, sizeof(buf) - 1) : -1;
-		if (f >= 0)
-			close(f);
-		if (len <= 0)
-			continue;
-		buf[len] = 0;
 		st = strrchr(buf, ')');
-		if (!st || strncmp(st, ") S", 3))
+		if (!st || strncmp(st, ") S", 3) ||
+		    task_file_read(e->d_name, "syscall", buf, sizeof(buf)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", e->d_name);
-		f = open(path, O_RDONLY | O_CLOEXEC);
-		len = f >= 0 ? read(f, buf, sizeof(buf) - 1) : -1;
-		if (f >= 0)
-			close(f);
-		if (len <= 0)
-			continue;
-		buf[len] = 0;
 		if (sscanf(buf, "%ld", &nr) == 1 && nr == SYS_epoll_pwait)
 			tid[n++] = atoi(e->d_name);
 	}

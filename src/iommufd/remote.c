@@ -580,12 +580,21 @@ static bool remote_client_call_begin(struct remote_client *c)
 	return false;
 }
 
+/*
+ * The last call's end is counted under clients_lock: once @c has neither call nor connection
+ * (the end of its last connection, remote_client_put()), another thread's prune may free it,
+ * so @c is not looked at again after the count reaches 0 outside the lock.
+ */
 static void remote_client_call_end(struct remote_client *c)
 {
-	if (atomic_fetch_sub(&c->calls, 1) != 1 || !atomic_load(&c->gone))
-		return;
+	unsigned int n = atomic_load(&c->calls);
+
+	while (n > 1)
+		if (atomic_compare_exchange_weak(&c->calls, &n, n - 1))
+			return;
 	uiommu_mutex_lock(&clients_lock);
-	uiommu_cond_broadcast(&clients_calls_done);
+	if (atomic_fetch_sub(&c->calls, 1) == 1 && atomic_load(&c->gone))
+		uiommu_cond_broadcast(&clients_calls_done);
 	uiommu_mutex_unlock(&clients_lock);
 }
 

@@ -490,7 +490,10 @@ static void remote_clients_free(struct remote_client *gone)
 
 /*
  * The client of (@pid, @cookie), made with @fds (pidfd, mem, maps and, when @nfds is 4, its
- * life word's memfd: taken) if it is new.
+ * life word's memfd: taken) if it is new. One marked gone is not reused: a settle that met
+ * every connection of a live process hung up (it closed its only one, broken, and connects
+ * again) took it for exec'd, and its calls would all be refused for as long as its pins keep
+ * it listed; the process gets a new one.
  */
 static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds, int nfds)
 {
@@ -503,7 +506,7 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 	remote_clients_free(gone);
 	uiommu_mutex_lock(&clients_lock);
 	for (c = clients; c; c = c->next) {
-		if (c->pid == pid && c->cookie == cookie) {
+		if (c->pid == pid && c->cookie == cookie && !atomic_load(&c->gone)) {
 			c->conns++;
 			uiommu_mutex_unlock(&clients_lock);
 			for (int i = 0; i < 3; i++)

@@ -1732,16 +1732,43 @@ static void iommufd_file_holder_add(struct iommufd_file *file, pid_t pid, int pi
 #endif
 
 /*
+ * Reads of a peer's notes at a time: 8 notes each, far more than its holders write between
+ * two looks, and few enough that a flood of them holds nobody up.
+ */
+#define FILE_NOTES_READS 4
+
+/*
+ * The fds a holder passed along with a note (SCM_RIGHTS) go: nothing asked for them. Without
+ * SO_PASSPIDFD (kernels before 6.5) the control buffer has room for one, which the kernel
+ * installs here; left open, each such note would cost the server an fd.
+ */
+static void iommufd_file_cmsg_fds_close(struct cmsghdr *cmsg)
+{
+	size_t n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+	for (size_t i = 0; i < n; i++) {
+		int fd;
+
+		memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+		sys_close(fd);
+	}
+}
+
+/*
  * Reads the holders' notes waiting in @file's peer (remote.h): each names its sender by the
  * kernel's word (the pid, and a pidfd where the kernel gives one; else one is opened now: the
  * note was sent a moment ago, by the server thread's clock, and whatever the pidfd names, the
  * fd a holder's number names is checked before it is used). Anything else a holder wrote into
- * its fd is read and dropped. Caller holds holders_lock.
+ * its fd is read and dropped, fds it passed closed. A holder that writes without end cannot
+ * keep the reader here (the server thread, or a queue's emptying under its lock): a few reads
+ * at a time, and the server thread's level-triggered watch comes back for the rest.
+ * Caller holds holders_lock. Return: whether the peer reads the end of the stream (a holder
+ * shut its writing down: no note can come any more).
  */
-static void iommufd_file_holders_read(struct iommufd_file *file)
+static bool iommufd_file_holders_read(struct iommufd_file *file)
 {
 	lockdep_assert_held(&file->holders_lock);
-	for (;;) {
+	for (unsigned int round = 0; round < FILE_NOTES_READS; round++) {
 		struct wire_holder_note notes[8];
 		union {
 			char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
@@ -1756,7 +1783,7 @@ static void iommufd_file_holders_read(struct iommufd_file *file)
 		int pidfd = -1;
 
 		if (n <= 0)
-			return;
+			return !n;
 		for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
 			if (cmsg->cmsg_level != SOL_SOCKET)
 				continue;
@@ -1766,6 +1793,8 @@ static void iommufd_file_holders_read(struct iommufd_file *file)
 			else if (cmsg->cmsg_type == SCM_PIDFD &&
 				 cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
 				memcpy(&pidfd, CMSG_DATA(cmsg), sizeof(int));
+			else if (cmsg->cmsg_type == SCM_RIGHTS)
+				iommufd_file_cmsg_fds_close(cmsg);
 		}
 		if (pidfd < 0 && pid > 0)
 			pidfd = sys_pidfd_open(pid, 0);
@@ -1784,6 +1813,7 @@ static void iommufd_file_holders_read(struct iommufd_file *file)
 		if (pidfd >= 0)
 			sys_close(pidfd);
 	}
+	return false;
 }
 
 /*
@@ -1874,14 +1904,18 @@ void iommufd_subfd_ready(struct iommufd_file *file, bool ready)
 void iommufd_file_notes_read(uint64_t token)
 {
 	struct iommufd_file *file = export_lookup(token, NULL);
+	bool end = false;
 
 	if (!file)
 		return;
 	if (file->ops && file->ops->event) {
 		uiommu_mutex_lock(&file->holders_lock);
-		iommufd_file_holders_read(file);
+		end = iommufd_file_holders_read(file);
 		uiommu_mutex_unlock(&file->holders_lock);
 	}
+	/* The reference keeps the peer open, and the watch its own till the release's unwatch. */
+	if (end)
+		iommufd_server_watch_notes_end(file->peer, token);
 	iommufd_file_put(file);
 }
 
@@ -2243,7 +2277,7 @@ void iommufd_files_atfork_child(void)
 
 			f = atomic_load_explicit(&chunk[i], memory_order_relaxed);
 			if (f && iommufd_file_is_event(f) && iommufd_file_same(f, fd))
-				iommufd_event_note(fd);
+				iommufd_event_note_send(fd);
 		}
 	}
 }

@@ -490,7 +490,10 @@ static void remote_clients_free(struct remote_client *gone)
 
 /*
  * The client of (@pid, @cookie), made with @fds (pidfd, mem, maps and, when @nfds is 4, its
- * life word's memfd: taken) if it is new.
+ * life word's memfd: taken) if it is new. One marked gone is not reused: a settle that met
+ * every connection of a live process hung up (it closed its only one, broken, and connects
+ * again) took it for exec'd, and its calls would all be refused for as long as its pins keep
+ * it listed; the process gets a new one.
  */
 static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds, int nfds)
 {
@@ -503,7 +506,7 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 	remote_clients_free(gone);
 	uiommu_mutex_lock(&clients_lock);
 	for (c = clients; c; c = c->next) {
-		if (c->pid == pid && c->cookie == cookie) {
+		if (c->pid == pid && c->cookie == cookie && !atomic_load(&c->gone)) {
 			c->conns++;
 			uiommu_mutex_unlock(&clients_lock);
 			for (int i = 0; i < 3; i++)
@@ -580,12 +583,21 @@ static bool remote_client_call_begin(struct remote_client *c)
 	return false;
 }
 
+/*
+ * The last call's end is counted under clients_lock: once @c has neither call nor connection
+ * (the end of its last connection, remote_client_put()), another thread's prune may free it,
+ * so @c is not looked at again after the count reaches 0 outside the lock.
+ */
 static void remote_client_call_end(struct remote_client *c)
 {
-	if (atomic_fetch_sub(&c->calls, 1) != 1 || !atomic_load(&c->gone))
-		return;
+	unsigned int n = atomic_load(&c->calls);
+
+	while (n > 1)
+		if (atomic_compare_exchange_weak(&c->calls, &n, n - 1))
+			return;
 	uiommu_mutex_lock(&clients_lock);
-	uiommu_cond_broadcast(&clients_calls_done);
+	if (atomic_fetch_sub(&c->calls, 1) == 1 && atomic_load(&c->gone))
+		uiommu_cond_broadcast(&clients_calls_done);
 	uiommu_mutex_unlock(&clients_lock);
 }
 
@@ -1016,7 +1028,7 @@ static void remote_server_loop(bool until_empty)
 				remote_accept();
 			else if (ev[i].data.u64 & WIRE_WATCH_FORK)
 				iommufd_mmap_fork_gone(ev[i].data.u64 & ~WIRE_WATCH_FORK);
-			else if (ev[i].events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+			else if (ev[i].events & (EPOLLHUP | EPOLLERR))
 				iommufd_file_gone_anywhere(ev[i].data.u64);
 			else
 				iommufd_file_notes_read(ev[i].data.u64);
@@ -1038,15 +1050,30 @@ static void *remote_server_main(void *arg)
  * Watches @peer for the last close of its fd anywhere; @token names its file (or a fork:
  * WIRE_WATCH_FORK); @notes: an event file's, whose holders' notes (remote.h) are read as they
  * come, so that they never pile up in the socket (where they would count against the
- * holders' POLLOUT). 0, or -ENODEV when we do not serve (no server thread), -errno.
+ * holders' POLLOUT). The last close is EPOLLHUP, which epoll reports unasked; EPOLLRDHUP is
+ * not asked for: a holder's shutdown(SHUT_WR), which is no close, would show it, and the
+ * level-triggered watch would wake the server thread for it without end.
+ * 0, or -ENODEV when we do not serve (no server thread), -errno.
  */
 int iommufd_server_watch(int peer, uint64_t token, bool notes)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | (notes ? EPOLLIN : 0), .data.u64 = token };
+	struct epoll_event ev = { .events = notes ? EPOLLIN : 0, .data.u64 = token };
 
 	if (epoll_fd < 0)
 		return -ENODEV;
 	return sys_epoll_ctl(epoll_fd, EPOLL_CTL_ADD, peer, &ev) ? -errno : 0;
+}
+
+/*
+ * No note can come into @peer any more (a holder shut its writing down: the peer reads the
+ * end of the stream, readable for ever): only its last close is watched from now on.
+ */
+void iommufd_server_watch_notes_end(int peer, uint64_t token)
+{
+	struct epoll_event ev = { .events = 0, .data.u64 = token };
+
+	if (epoll_fd >= 0)
+		sys_epoll_ctl(epoll_fd, EPOLL_CTL_MOD, peer, &ev);
 }
 
 void iommufd_server_unwatch(int peer)
@@ -1172,15 +1199,21 @@ int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t t
  * made it the child's): the note tells the server (remote.h). Best effort: a note that cannot
  * go leaves this process unknown to the server, which then leaves the readiness byte it no
  * longer means to the fd's next reader (docs/processes.md, "Event fds"). No allocation, no
- * lock: a fork child's handler sends it.
+ * lock, no fail point (whose first check in a thread allocates its record, lib/fail.c): a
+ * fork child's handler sends it; iommufd_event_note() is the fail point's way in elsewhere.
  */
-void iommufd_event_note(int fd)
+void iommufd_event_note_send(int fd)
 {
 	struct wire_holder_note note = { .magic = WIRE_NOTE_MAGIC, .fd = fd };
 
-	if (uiommu_should_fail())
-		return;
 	sys_send(fd, &note, sizeof(note), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* iommufd_event_note_send(), a fallible step of an adoption or a dup(). */
+void iommufd_event_note(int fd)
+{
+	if (!uiommu_should_fail())
+		iommufd_event_note_send(fd);
 }
 
 void iommufd_secret_new(uint8_t *secret)

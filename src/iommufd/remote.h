@@ -183,12 +183,14 @@ void iommufd_server_header(struct iommufd_server *server, uint64_t token,
 void iommufd_secret_new(uint8_t *secret);
 int iommufd_server_name_peer(struct iommufd_server *server, int peer, uint64_t token);
 void iommufd_event_note(int fd);
+void iommufd_event_note_send(int fd);
 /*
  * What the server thread watches besides the files' peers (their tokens count from 1): with
  * this bit, a fork's socketpair (mmap.c's holds for its child), named by the fork's ID.
  */
 #define WIRE_WATCH_FORK (1ull << 63)
 int iommufd_server_watch(int peer, uint64_t token, bool notes);
+void iommufd_server_watch_notes_end(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,

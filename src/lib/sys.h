@@ -49,13 +49,13 @@ static inline void *sys_mremap(void *old, size_t old_len, size_t new_len, int fl
 				   new_addr);
 }
 
-/* The number stops being the library's before it is free for anyone else (lib/fdkeep.h). */
 /* mincore(2): ENOMEM for a page that nothing maps. */
 static inline int sys_mincore(void *addr, size_t len, unsigned char *vec)
 {
 	return (int)sys_syscall(SYS_mincore, addr, (long)len, vec);
 }
 
+/* The number stops being the library's before it is free for anyone else (lib/fdkeep.h). */
 static inline int sys_close(int fd)
 {
 	uiommu_fd_unkeep(fd);

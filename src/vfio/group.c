@@ -42,6 +42,7 @@
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "lib/fail.h"
 #include "lib/sys.h"
 #include "machine/sysfs.h"
@@ -232,6 +233,11 @@ static int vfio_group_get_device_fd(struct vfio_group_file *g, struct uiommu_mm 
 	g->refs++;
 	vfio_unlock();
 	rc = vfio_cdev_open_group_mode(match.dev, ictx, g);
+	/* A device fd (or cdev file) a gone process held last may be in the way: as for an open. */
+	if (rc == -EBUSY || rc == -EPERM) {
+		iommufd_remote_settle();
+		rc = vfio_cdev_open_group_mode(match.dev, ictx, g);
+	}
 	if (rc < 0)
 		vfio_group_file_put(g);
 	device_put(match.dev);
@@ -339,12 +345,8 @@ static int vfio_group_member_bound_fn(struct device *dev, void *data)
 	return vfio_cdev_device_bound_locked(dev);
 }
 
-/**
- * vfio_group_open() - open /dev/vfio/@group_id
- * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
- * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
- */
-int vfio_group_open(int group_id, int flags)
+/* One try of vfio_group_open(). */
+static int vfio_group_open_try(int group_id, int flags)
 {
 	struct iommufd_node node = { .major = SYSFS_VFIO_GROUP_MAJOR, .mode = S_IFCHR | 0600 };
 	struct vfio_group_file *g;
@@ -393,4 +395,26 @@ err_unlock:
 err_free:
 	uiommu_free(g);
 	return rc;
+}
+
+/**
+ * vfio_group_open() - open /dev/vfio/@group_id
+ *
+ * EBUSY may be the doing of a file held last by a process that is gone (the group file, or a
+ * bound cdev file of a device of the group), which the kernel released at its exit, before
+ * anyone could see it gone: what the dead left goes first (iommufd_remote_settle(): no system
+ * call in a process that shares nothing), outside vfio_cdev_lock, which the releases take, and
+ * the open is tried again.
+ *
+ * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
+ * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
+ */
+int vfio_group_open(int group_id, int flags)
+{
+	int rc = vfio_group_open_try(group_id, flags);
+
+	if (rc != -EBUSY)
+		return rc;
+	iommufd_remote_settle();
+	return vfio_group_open_try(group_id, flags);
 }

@@ -3711,6 +3711,47 @@ TEST(the_manager_reopens_what_a_killed_process_held_last)
 	}
 }
 
+/*
+ * The group's device fd of vfio2's function, held last by a killed process: the manager's
+ * next GET_DEVICE_FD makes another at once (EBUSY, the device open, a moment after before).
+ */
+TEST(a_group_s_device_fd_a_killed_process_held_last_is_made_again)
+{
+	int g, fd, d, sock, container;
+	char link[256], path[32], *name, c = 0;
+	ssize_t len;
+	pid_t pid;
+
+	/* The function's name: its link's basename (../../../BDF). */
+	len = readlink("/sys/class/vfio-dev/vfio2/device", link, sizeof(link) - 1);
+	ASSERT_GT(len, 0);
+	link[len] = '\0';
+	name = strrchr(link, '/') + 1;
+	snprintf(path, sizeof(path), "/dev/vfio/%d", cdev_group_id(2));
+	g = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(g, 0);
+	fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	container = fd;
+	ASSERT_EQ(0, ioctl(g, VFIO_GROUP_SET_CONTAINER, &container));
+	for (int round = 0; round < 30; round++) {
+		d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name);
+		ASSERT_GE(d, 0);
+		pid = child_start_with("keep", d, &c, 1, &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ(0, close(d));
+		ASSERT_ERRNO(EBUSY, ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name));
+		ASSERT_EQ(0, child_kill_reap(pid));
+		close(sock);
+	}
+	d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name);
+	ASSERT_GE(d, 0);
+	ASSERT_EQ(0, close(d));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, close(fd));
+}
+
 /* vfio3 is a dma-test function (MSI-X) of the default machine. */
 TEST(a_vmm_set_irqs_names_its_own_eventfds)
 {

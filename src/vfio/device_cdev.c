@@ -38,6 +38,10 @@
  * device, from its open to its release, and a group's device fd's ownership are claims too,
  * which the virtual sysfs's stores in the other processes test (vfio-pci's unbind, remove, a
  * DMA-API driver's bind, a type switch: claim.c).
+ * A bind refused because of another file first lets go of what processes that are gone held
+ * last, as the kernel's exit did before their waitpid(), and asks again
+ * (vfio_cdev_bind_iommufd()); a claim another live process holds is let go when its server
+ * sees the death.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page

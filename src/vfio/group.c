@@ -11,6 +11,8 @@
  * BIND_IOMMUFD while the node is open, device_cdev.c): the two paths to a device exclude each
  * other. Both rules hold across the processes of a uiommu-run session too (claim.c): the
  * group file holds the node's claim until its last device fd closes.
+ * An open or GET_DEVICE_FD refused so lets go of what gone processes held last and asks again
+ * (vfio_group_open()).
  *
  * The file. A group file has a container or not. SET_CONTAINER takes an iommufd fd (EBADF for an
  * fd that is not open, EBADFD for any other file, EINVAL when one is set already) and makes the

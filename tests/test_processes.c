@@ -1075,16 +1075,21 @@ static int child_privexec2(int sock, unsigned long addr)
 /*
  * "vfio SOCK": a VMM given an iommufd and a VFIO device cdev by its manager: binds the device
  * to the context with its own fd numbers, reads the device's info, attaches it to a new IOAS.
+ * "vfioready SOCK": the same, but it reaches the iommufd's server (an IOAS) and says 'r'
+ * before it waits for the cdev, so that its bind starts as soon as the cdev arrives.
  */
-static int child_vfio(int sock)
+static int child_vfio(int sock, bool ready)
 {
 	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
 	struct vfio_device_info info = { .argsz = sizeof(info) };
 	uint32_t ids[2];
 	char c;
-	int fd = recv_fd(sock, &c, 1), vfd = recv_fd(sock, &c, 1);
+	int fd = recv_fd(sock, &c, 1), vfd;
 
-	if (fd < 0 || vfd < 0 || !uiommu_is_fd(vfd))
+	if (fd < 0 || (ready && (!ioas_alloc(fd) || write(sock, "r", 1) != 1)))
+		return 1;
+	vfd = recv_fd(sock, &c, 1);
+	if (vfd < 0 || !uiommu_is_fd(vfd))
 		return 1;
 	if (vfio_bind(vfd, fd, &ids[0]))
 		return 2;
@@ -1342,7 +1347,18 @@ static int child_main(int argc, char **argv)
 	if (!strcmp(role, "sweep"))
 		return child_sweep(a);
 	if (!strcmp(role, "vfio"))
-		return child_vfio(a);
+		return child_vfio(a, false);
+	if (!strcmp(role, "vfioready"))
+		return child_vfio(a, true);
+	if (!strcmp(role, "keep")) {
+		char c = 'k';
+		int fd = recv_fd(a, &c, 1);
+
+		/* Holds the fd it is given until the test ends it. */
+		if (fd < 0 || write(a, &c, 1) != 1)
+			return 1;
+		return read(a, &c, 1) == 0 ? 0 : 2;
+	}
 	if (!strcmp(role, "irqs"))
 		return child_irqs(a);
 	if (!strcmp(role, "subfd"))
@@ -3576,6 +3592,164 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 	ASSERT_EQ(0, destroy(fd, ids[1]));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
+}
+
+/* Kills @pid and reaps it: 0 once waitpid() reported it killed, -1 otherwise. */
+static int child_kill_reap(pid_t pid)
+{
+	int status;
+
+	if (kill(pid, SIGKILL) || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
+}
+
+/*
+ * The orchestrator's flow (docs/vfio.md): the manager hands a VMM the cdev and an iommufd and
+ * closes its copies; the VMM binds; it is killed. Once waitpid() reports it, its files are
+ * released, as the kernel's exit did before: the cdev the manager opens again binds in the
+ * next VMM at once (EINVAL, the device bound, while the serving side had not yet seen the
+ * hang-up). The next VMM is ready before the kill, connected to our server, so that its bind
+ * comes as soon as it can.
+ */
+TEST(the_next_vmm_binds_the_device_a_killed_one_had_bound)
+{
+	uint32_t ids[2];
+	int sock, fd, vfd, sock2, fd2;
+	pid_t pid, next;
+	char c = 0;
+
+	pid = vmm_start("vfio", "/dev/vfio/devices/vfio2", &fd, &vfd, &sock);
+	ASSERT_GT(pid, 0);
+	for (int round = 0; round < 30; round++) {
+		ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+		ASSERT_EQ(0, close(vfd));
+		ASSERT_EQ(0, close(fd));
+		fd2 = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		ASSERT_GE(fd2, 0);
+		next = child_start_with("vfioready", fd2, &c, 1, &sock2);
+		ASSERT_GT(next, 0);
+		ASSERT_EQ(1, read(sock2, &c, 1));
+		ASSERT_EQ('r', c);
+		/* The killed VMM held the only fds of the cdev and of its context. */
+		ASSERT_EQ(0, child_kill_reap(pid));
+		close(sock);
+		vfd = open("/dev/vfio/devices/vfio2", O_RDWR | O_CLOEXEC);
+		ASSERT_GE(vfd, 0);
+		ASSERT_EQ(0, send_fd(sock2, vfd, &c, 1));
+		pid = next;
+		sock = sock2;
+		fd = fd2;
+	}
+	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(0, test_child_wait(pid));
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, close(fd));
+	close(sock);
+}
+
+/* The IOMMU group of the cdev vfio@n's function. */
+static int cdev_group_id(int n)
+{
+	char path[80];
+
+	snprintf(path, sizeof(path), "/sys/class/vfio-dev/vfio%d/device/iommu_group", n);
+	return vfio_group_id_of_link(path);
+}
+
+/*
+ * A killed process held the only fd of what excludes the manager's next open or bind: the
+ * group node (a second open is EBUSY), or the device bound through its cdev (EINVAL for
+ * another bind, EBUSY for the group node). Once waitpid() reports it, the manager's own open
+ * or bind succeeds at once, as in the kernel, whose exit released the files first.
+ */
+TEST(the_manager_reopens_what_a_killed_process_held_last)
+{
+	int g = cdev_group_id(2);
+	char path[32], c = 0;
+
+	ASSERT_GE(g, 0);
+	snprintf(path, sizeof(path), "/dev/vfio/%d", g);
+	for (int round = 0; round < 30; round++) {
+		bool group_held = round % 2;
+		uint32_t ids[2];
+		int sock, fd, vfd;
+		pid_t pid;
+
+		if (group_held) {
+			fd = open(path, O_RDWR | O_CLOEXEC);
+			ASSERT_GE(fd, 0);
+			pid = child_start_with("keep", fd, &c, 1, &sock);
+			ASSERT_GT(pid, 0);
+			ASSERT_EQ(1, read(sock, &c, 1));
+			ASSERT_EQ(0, close(fd));
+			/* Still open, in the child: the node is exclusive. */
+			ASSERT_ERRNO(EBUSY, open(path, O_RDWR | O_CLOEXEC));
+		} else {
+			pid = vmm_start("vfio", "/dev/vfio/devices/vfio2", &fd, &vfd, &sock);
+			ASSERT_GT(pid, 0);
+			ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+			ASSERT_EQ(0, close(vfd));
+			ASSERT_EQ(0, close(fd));
+		}
+		ASSERT_EQ(0, child_kill_reap(pid));
+		close(sock);
+		/* Every other round of each kind, the other path: the cross-exclusion. */
+		if (round % 4 < 2) {
+			fd = open(path, O_RDWR | O_CLOEXEC);
+			ASSERT_GE(fd, 0);
+		} else {
+			fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+			vfd = open("/dev/vfio/devices/vfio2", O_RDWR | O_CLOEXEC);
+			ASSERT_GE(fd, 0);
+			ASSERT_GE(vfd, 0);
+			ASSERT_EQ(0, vfio_bind(vfd, fd, NULL));
+			ASSERT_EQ(0, close(vfd));
+		}
+		ASSERT_EQ(0, close(fd));
+	}
+}
+
+/*
+ * The group's device fd of vfio2's function, held last by a killed process: the manager's
+ * next GET_DEVICE_FD makes another at once (EBUSY, the device open, a moment after before).
+ */
+TEST(a_group_s_device_fd_a_killed_process_held_last_is_made_again)
+{
+	int g, fd, d, sock, container;
+	char link[256], path[32], *name, c = 0;
+	ssize_t len;
+	pid_t pid;
+
+	/* The function's name: its link's basename (../../../BDF). */
+	len = readlink("/sys/class/vfio-dev/vfio2/device", link, sizeof(link) - 1);
+	ASSERT_GT(len, 0);
+	link[len] = '\0';
+	name = strrchr(link, '/') + 1;
+	snprintf(path, sizeof(path), "/dev/vfio/%d", cdev_group_id(2));
+	g = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(g, 0);
+	fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	container = fd;
+	ASSERT_EQ(0, ioctl(g, VFIO_GROUP_SET_CONTAINER, &container));
+	for (int round = 0; round < 30; round++) {
+		d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name);
+		ASSERT_GE(d, 0);
+		pid = child_start_with("keep", d, &c, 1, &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ(0, close(d));
+		ASSERT_ERRNO(EBUSY, ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name));
+		ASSERT_EQ(0, child_kill_reap(pid));
+		close(sock);
+	}
+	d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name);
+	ASSERT_GE(d, 0);
+	ASSERT_EQ(0, close(d));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, close(fd));
 }
 
 /* vfio3 is a dma-test function (MSI-X) of the default machine. */

@@ -34,19 +34,27 @@ static inline void vfio_machine(const char *topology, const char *probe)
 	unlink(path);
 }
 
-/* The number of @bdf's IOMMU group: the basename of its iommu_group link, as QEMU finds it. */
-static inline int vfio_group_id(const char *bdf)
+/* The number of the IOMMU group whose link is @path: its target's basename, as QEMU reads it. */
+static inline int vfio_group_id_of_link(const char *path)
 {
-	char link[256], path[96];
+	char link[256];
 	ssize_t n;
 	int id;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
 	n = readlink(path, link, sizeof(link) - 1);
 	if (n < 0)
 		return -1;
 	link[n] = '\0';
 	return sscanf(strrchr(link, '/') + 1, "%d", &id) == 1 ? id : -1;
+}
+
+/* The number of @bdf's IOMMU group. */
+static inline int vfio_group_id(const char *bdf)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	return vfio_group_id_of_link(path);
 }
 
 /* Writes @s to the attribute @path: 0, or -1 with the store's errno. */

@@ -54,11 +54,11 @@
  * and drops its VMAs before its parent's waitpid() reports it (an exec, before the new image
  * runs), and a killed process's ioctl has returned by then. Here its connections' threads see
  * the hang-up a moment later, and a call of its may still be running. So before an answer
- * that what it left could change (a destroy's EBUSY: iommufd_remote_settle()), the serving
- * side looks: one poll() of every connected client's pidfd (readable once it exited) and
- * connections (all hung up: it exec'd, which a pidfd does not show). A client found gone is
- * marked so (no call of its starts, no hold is made for it from then on), its holds go, and
- * the calls it had running (a connection's end counts as one) are waited for. A fork's holds
+ * that what it left could change (a destroy's EBUSY, VFIO's exclusions: iommufd_remote_settle()),
+ * the serving side looks: one poll() of every connected client's pidfd (readable once it exited)
+ * and connections (all hung up: it exec'd, which a pidfd does not show). A client found gone is
+ * marked so (no call of its starts, no hold is made for it from then on), its holds go, and the
+ * calls it had running (a connection's end counts as one) are waited for. A fork's holds
  * for its child and the files whose last fd was another process's go the same way (mmap.c,
  * file.c). Nothing is looked at, and no system call made, where no other process is served. A forked child asks for its own copy of each (MMAP_FORK, the secret
  * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
@@ -701,14 +701,14 @@ static void remote_clients_settle(void)
 
 /**
  * iommufd_remote_settle() - before an answer that what another process left behind would make
- * (a destroy's EBUSY): what the kernel's exit or exec would have released by the time anyone
- * can see the process gone goes now, synchronously: the holds and the running calls of the
- * clients that are gone (remote_clients_settle()), the holds a fork of ours made for a child
- * that is gone (mmap.c) and the files whose last fd anywhere was closed (file.c). Each is
- * dropped once, whoever sees the end first (the connections' threads, the server thread or
- * this), and one under way elsewhere is done when this returns. Costs no system call while
- * nothing of ours reaches another process (no client, no fork waiting, no file held only
- * elsewhere).
+ * (a destroy's EBUSY; a VFIO bind or open refused because of another file): what the kernel's exit
+ * or exec would have released by the time anyone can see the process gone goes now, synchronously:
+ * the holds and the running calls of the clients that are gone (remote_clients_settle()), the
+ * holds a fork of ours made for a child that is gone (mmap.c) and the files whose last fd anywhere
+ * was closed (file.c). Each is dropped once, whoever sees the end first (the connections' threads,
+ * the server thread or this), and one under way elsewhere is done when this returns. Costs no
+ * system call while nothing of ours reaches another process (no client, no fork waiting, no file
+ * held only elsewhere).
  */
 void iommufd_remote_settle(void)
 {

@@ -38,6 +38,10 @@
  * device, from its open to its release, and a group's device fd's ownership are claims too,
  * which the virtual sysfs's stores in the other processes test (vfio-pci's unbind, remove, a
  * DMA-API driver's bind, a type switch: claim.c).
+ * A bind refused because of another file first lets go of what processes that are gone held
+ * last, as the kernel's exit did before their waitpid(), and asks again
+ * (vfio_cdev_bind_iommufd()); a claim another live process holds is let go when its server
+ * sees the death.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
@@ -71,6 +75,7 @@
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "lib/fail.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
@@ -171,10 +176,15 @@ static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
 
 /* ---- BIND_IOMMUFD --------------------------------------------------------------------------- */
 
-static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
+/*
+ * One try of a bind whose arguments passed their checks. *@excluded tells whether the answer
+ * came from another file's hold on the device or its group (the node open, another file bound,
+ * the group owned: here or in another process of the session), which a process that is gone
+ * may have left (vfio_cdev_bind_iommufd()).
+ */
+static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
+			      struct uiommu_mm *mm, uint64_t arg, bool *excluded)
 {
-	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
-	struct vfio_cdev_bind bind;
 	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
 	struct iommufd_ctx *ictx;
@@ -183,42 +193,45 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	uint32_t devid;
 	int rc;
 
-	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
-	if (rc)
-		return rc;
-	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
-		return -EINVAL;
-
+	*excluded = false;
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vf->idev) { /* bound already */
 		rc = -EINVAL;
 		goto out_unlock;
 	}
 	if (vfio_group_node_is_open(vf->dev)) { /* the group path owns the device */
+		*excluded = true;
 		rc = -EBUSY;
 		goto out_unlock;
 	}
 	/* The group path of another process of the session: EBUSY as well. */
 	rc = vfio_claim_bind_begin(vf->dev, &claim);
-	if (rc)
+	if (rc) {
+		*excluded = rc == -EBUSY;
 		goto out_unlock;
-	ictx = iommufd_ctx_from_fd(bind.iommufd);
+	}
+	ictx = iommufd_ctx_from_fd(bind->iommufd);
 	if (IS_ERR(ictx)) {
 		rc = PTR_ERR(ictx);
 		goto err_end_claim;
 	}
 	/* Another file of the device is bound, or a group opened it. */
 	if (vfio_cdev_device_bound(vf->dev) || vfio_device_is_open(vf->dev)) {
+		*excluded = true;
 		rc = -EINVAL;
 		goto err_put_ctx;
 	}
 	/* The same in another process (EINVAL), or its context owns the group (EPERM). */
 	rc = vfio_claim_bind_device(claim, vf->dev, &claim_dev);
-	if (rc)
+	if (rc) {
+		*excluded = rc == -EINVAL || rc == -EPERM;
 		goto err_put_ctx;
+	}
 	idev = iommufd_device_bind(ictx, vf->dev, &devid);
 	if (IS_ERR(idev)) {
 		rc = PTR_ERR(idev);
+		/* Another context owns the group: perhaps one whose last holder is gone. */
+		*excluded = rc == -EPERM;
 		goto err_drop_claim;
 	}
 	core = vfio_pci_core_open(vf->dev, ictx, devid);
@@ -254,6 +267,33 @@ err_end_claim:
 out_unlock:
 	uiommu_mutex_unlock(&vfio_cdev_lock);
 	return rc;
+}
+
+/*
+ * The kernel released the files of a process that is gone before anyone could see it gone (at
+ * its exit, before its parent's waitpid()), so a device or group such a file held is free by
+ * then. Here the file's release runs when this process finds its last fd gone: when a bind is
+ * refused because of another file, what the dead left goes first (iommufd_remote_settle(): no
+ * system call in a process that shares nothing) and the bind is tried again, outside
+ * vfio_cdev_lock, which the releases take.
+ */
+static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
+{
+	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
+	struct vfio_cdev_bind bind;
+	bool excluded;
+	int rc;
+
+	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
+	if (rc)
+		return rc;
+	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
+		return -EINVAL;
+	rc = vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded);
+	if (!excluded)
+		return rc;
+	iommufd_remote_settle();
+	return vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded);
 }
 
 /* Undoes a bind; vfio_cdev_lock held. The context's file is the caller's to put. */

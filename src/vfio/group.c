@@ -11,6 +11,8 @@
  * BIND_IOMMUFD while the node is open, device_cdev.c): the two paths to a device exclude each
  * other. Both rules hold across the processes of a uiommu-run session too (claim.c): the
  * group file holds the node's claim until its last device fd closes.
+ * An open or GET_DEVICE_FD refused so lets go of what gone processes held last and asks again
+ * (vfio_group_open()).
  *
  * The file. A group file has a container or not. SET_CONTAINER takes an iommufd fd (EBADF for an
  * fd that is not open, EBADFD for any other file, EINVAL when one is set already) and makes the
@@ -42,6 +44,7 @@
 
 #include "iommu/iommu.h"
 #include "iommufd/iommufd_private.h"
+#include "iommufd/remote.h"
 #include "lib/fail.h"
 #include "lib/sys.h"
 #include "machine/sysfs.h"
@@ -232,6 +235,11 @@ static int vfio_group_get_device_fd(struct vfio_group_file *g, struct uiommu_mm 
 	g->refs++;
 	vfio_unlock();
 	rc = vfio_cdev_open_group_mode(match.dev, ictx, g);
+	/* A device fd (or cdev file) a gone process held last may be in the way: as for an open. */
+	if (rc == -EBUSY || rc == -EPERM) {
+		iommufd_remote_settle();
+		rc = vfio_cdev_open_group_mode(match.dev, ictx, g);
+	}
 	if (rc < 0)
 		vfio_group_file_put(g);
 	device_put(match.dev);
@@ -339,12 +347,8 @@ static int vfio_group_member_bound_fn(struct device *dev, void *data)
 	return vfio_cdev_device_bound_locked(dev);
 }
 
-/**
- * vfio_group_open() - open /dev/vfio/@group_id
- * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
- * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
- */
-int vfio_group_open(int group_id, int flags)
+/* One try of vfio_group_open(). */
+static int vfio_group_open_try(int group_id, int flags)
 {
 	struct iommufd_node node = { .major = SYSFS_VFIO_GROUP_MAJOR, .mode = S_IFCHR | 0600 };
 	struct vfio_group_file *g;
@@ -393,4 +397,26 @@ err_unlock:
 err_free:
 	uiommu_free(g);
 	return rc;
+}
+
+/**
+ * vfio_group_open() - open /dev/vfio/@group_id
+ *
+ * EBUSY may be the doing of a file held last by a process that is gone (the group file, or a
+ * bound cdev file of a device of the group), which the kernel released at its exit, before
+ * anyone could see it gone: what the dead left goes first (iommufd_remote_settle(): no system
+ * call in a process that shares nothing), outside vfio_cdev_lock, which the releases take, and
+ * the open is tried again.
+ *
+ * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
+ * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
+ */
+int vfio_group_open(int group_id, int flags)
+{
+	int rc = vfio_group_open_try(group_id, flags);
+
+	if (rc != -EBUSY)
+		return rc;
+	iommufd_remote_settle();
+	return vfio_group_open_try(group_id, flags);
 }

@@ -123,6 +123,16 @@ static long live_contexts_settle(long want)
 	return n;
 }
 
+/* Kills @pid and reaps it: 0 once waitpid() reported it killed, -1 otherwise. */
+static int child_kill_reap(pid_t pid)
+{
+	int status;
+
+	if (kill(pid, SIGKILL) || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
+}
+
 /* The selftest's mock device @stdev attached to @pt instead. */
 static int mock_replace_pt(int fd, uint32_t stdev, uint32_t pt)
 {
@@ -2950,6 +2960,48 @@ TEST(the_context_lives_until_the_last_close_anywhere)
 }
 
 /*
+ * A context whose last fd a killed process held: once waitpid() reported the death, the
+ * counters no longer show it, nor its pins, as the kernel's exit released the file before the
+ * parent could reap. The server thread sees the hang-up too, but may still be at it when the
+ * test looks: the context pins enough of the test's memory under a mock domain that its
+ * release takes longer than the counters' own wait for deferred frees.
+ */
+TEST(a_context_held_last_by_a_killed_process_is_gone_once_it_is_reaped)
+{
+	size_t len = 256ul << 20;
+	void *buf;
+
+	NEEDS_IOMMUFD_TEST();
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		   -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	for (int round = 0; round < 30; round++) {
+		struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+		int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		struct uiommu_stats st;
+		uint64_t iova;
+		pid_t pid;
+		char c = 0;
+
+		ASSERT_GE(fd, 0);
+		md.id = ioas_alloc(fd);
+		ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &md));
+		ASSERT_EQ(0, ioas_map(fd, md.id, buf, len, &iova));
+		pid = child_start_with("keep", fd, &c, 1, &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ(0, close(fd));
+		ASSERT_EQ(1, live_contexts());
+		ASSERT_EQ(0, child_kill_reap(pid));
+		ASSERT_EQ(0, uiommu_stats_get(&st));
+		ASSERT_EQ(0, st.contexts);
+		ASSERT_EQ(0, st.pinned_pages);
+		close(sock);
+	}
+	munmap(buf, len);
+}
+
+/*
  * A child forked (not exec'd) from a process with a live context must not spin: liburcu
  * 0.13's hash-table resize worker, re-created in a fork's child from its parent's asleep
  * state, never slept again and took half the machine's CPU (bench_procs's child). The child
@@ -3592,16 +3644,6 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 	ASSERT_EQ(0, destroy(fd, ids[1]));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
-}
-
-/* Kills @pid and reaps it: 0 once waitpid() reported it killed, -1 otherwise. */
-static int child_kill_reap(pid_t pid)
-{
-	int status;
-
-	if (kill(pid, SIGKILL) || waitpid(pid, &status, 0) != pid)
-		return -1;
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
 }
 
 /*

@@ -303,7 +303,10 @@ struct uiommu_stats {
 	unsigned long user_locked_vm; /* charged to the caller's real uid: RLIMIT_MODE 0 */
 };
 
-/* A snapshot of the library's counters, after every deferred free has run. */
+/*
+ * A snapshot of the library's counters, once what another process's end released (a killed
+ * holder's last fd of a context) has gone and every deferred free has run.
+ */
 int uiommu_stats_get(struct uiommu_stats *stats);
 
 /* Pin count of the user page holding @addr, as the kernel selftest's MD_CHECK_REFS reads it. */

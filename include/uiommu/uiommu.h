@@ -206,6 +206,12 @@ void uiommu_exec_failed(int handle);
  * reaching the memory that replaces them (docs/processes.md). errno is kept.
  */
 void uiommu_remote_range_forget(const void *addr, size_t len);
+/*
+ * The same for mmap(2) with MAP_FIXED of @len bytes at @addr with @flags and @fd, of any file
+ * (an iommufd's too), before it runs: the range the kernel replaces, a hugetlb mapping's
+ * length rounded up to its huge page, which it may unmap even when it then fails.
+ */
+void uiommu_remote_mmap_fixed_forget(const void *addr, size_t len, int flags, int fd);
 
 /*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed

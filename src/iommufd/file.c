@@ -2136,9 +2136,7 @@ int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, i
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret)
 {
 	struct iommufd_file *file = export_lookup(token, NULL);
-	int rc = 0;
-
-	int local;
+	int rc = 0, local;
 
 	if (!file)
 		return -EBADF;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * capable(): the effective set through libcap, then the user namespace. The kernel asks for
+ * capable(): the effective set through libcap (the permitted one where access(2) counts it:
+ * uiommu_capable_permitted()), then the user namespace. The kernel asks for
  * the capability in the initial user namespace; any other namespace's root is not capable
  * there. The namespace is read only when the capability is held, so unprivileged callers (the
  * common case) pay one capget; a capable one adds one stat. The initial namespace is named by

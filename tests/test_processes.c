@@ -123,6 +123,16 @@ static long live_contexts_settle(long want)
 	return n;
 }
 
+/* Kills @pid and reaps it: 0 once waitpid() reported it killed, -1 otherwise. */
+static int child_kill_reap(pid_t pid)
+{
+	int status;
+
+	if (kill(pid, SIGKILL) || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
+}
+
 /* The selftest's mock device @stdev attached to @pt instead. */
 static int mock_replace_pt(int fd, uint32_t stdev, uint32_t pt)
 {
@@ -949,6 +959,29 @@ static int child_sweep(int sock)
 	return 0;
 }
 
+/* Is the page at @p mapped? mincore()'s ENOMEM says it is not. */
+static bool page_mapped(void *p)
+{
+	unsigned char v;
+
+	return !syscall(SYS_mincore, p, PS, &v) || errno != ENOMEM;
+}
+
+/* The default huge page size (/proc/meminfo's Hugepagesize), 0 if none. */
+static size_t huge_page_size(void)
+{
+	unsigned long kb = 0;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %lu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (size_t)kb << 10;
+}
+
 /*
  * "private SOCK": maps four pages of its private anonymous memory (0x11) into the IOAS it was
  * handed ({iova, address} back), as two mappings of two pages at consecutive IOVAs (two pins:
@@ -958,13 +991,20 @@ static int child_sweep(int sock)
  * the page: mmap(MAP_FIXED) of new private memory holding the value), 'u' (munmap it, then map
  * new memory holding the value at the same place with the raw system call, which nothing
  * intercepts), 'm' (mremap it elsewhere, then the same), 'h' (munmap it with the raw system
- * call: a hole the server is not told of), 'q' (exit, leaving the mappings in the IOAS).
- * The rest answer 'k'.
+ * call: a hole the server is not told of), 'H' (mmap(MAP_FIXED|MAP_HUGETLB) of one page at
+ * the first page, a huge page boundary: the kernel replaces the whole huge page, all four,
+ * even where it then fails for want of a free huge page; every page then holds the value, in
+ * the huge page or, where the failure left a hole, in new memory the raw system call maps;
+ * 's' where it failed before it replaced anything), 'R' (mmap(MAP_FIXED) of a region of the
+ * iommufd it was handed over the page and those after it: the offset and length follow the
+ * command), 'q' (exit, leaving the mappings in the IOAS). The rest answer 'k'. The pages start at a huge page boundary, where the host has one.
  */
 static int child_private(int sock)
 {
-	uint8_t *buf = mmap(NULL, 4 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			    -1, 0);
+	size_t huge = huge_page_size() ? huge_page_size() : PS;
+	uint8_t *area = mmap(NULL, 2 * huge, PROT_NONE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *buf = (uint8_t *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
 	uint8_t *away = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t msg[2];
 	uint32_t ioas;
@@ -972,7 +1012,9 @@ static int child_private(int sock)
 	uint8_t cmd[3];
 	char reply;
 
-	if (fd < 0 || buf == MAP_FAILED || away == MAP_FAILED)
+	if (fd < 0 || area == MAP_FAILED || away == MAP_FAILED ||
+	    mmap(buf, 4 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		 -1, 0) != buf)
 		return 1;
 	memset(buf, 0x11, 4 * PS);
 	/* Four free IOVAs in a row, then the two halves at them. */
@@ -1012,6 +1054,29 @@ static int child_private(int sock)
 		} else if (cmd[0] == 'h') {
 			if (syscall(SYS_munmap, page, PS))
 				return 7;
+		} else if (cmd[0] == 'H') {
+			if (mmap(buf, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+				 MAP_FIXED | MAP_HUGETLB, -1, 0) == buf) {
+				memset(buf, cmd[2], 4 * PS);
+			} else if (page_mapped(buf)) {
+				reply = 's';
+			} else {
+				for (uint8_t *p = buf; p < buf + 4 * PS; p += PS) {
+					if ((void *)syscall(SYS_mmap, p, PS,
+							    PROT_READ | PROT_WRITE,
+							    MAP_PRIVATE | MAP_ANONYMOUS |
+							    MAP_FIXED_NOREPLACE, -1, 0) != p)
+						return 8;
+					memset(p, cmd[2], PS);
+				}
+			}
+		} else if (cmd[0] == 'R') {
+			uint64_t reg[2];
+
+			if (read(sock, reg, sizeof(reg)) != sizeof(reg) ||
+			    mmap(page, reg[1], PROT_READ, MAP_SHARED | MAP_FIXED, fd,
+				 (off_t)reg[0]) != page)
+				return 9;
 		}
 		if (write(sock, &reply, 1) != 1)
 			return 6;
@@ -2200,14 +2265,6 @@ TEST(a_failed_mmap_fixed_over_a_remote_mapping_lets_the_pages_it_took_go)
 	held_run(_metadata, "mbBuD");
 }
 
-/* Is the page at @p mapped? mincore()'s ENOMEM says it is not. */
-static bool page_mapped(void *p)
-{
-	unsigned char v;
-
-	return !syscall(SYS_mincore, p, PS, &v) || errno != ENOMEM;
-}
-
 /* The same for this process's own mapping of its own region, and a fail-nth sweep of it. */
 TEST(a_failed_mmap_fixed_over_a_local_mapping_lets_the_pages_it_took_go)
 {
@@ -2266,21 +2323,6 @@ TEST(a_failed_mmap_fixed_over_a_local_mapping_lets_the_pages_it_took_go)
 	ASSERT_EQ(0, close(sv[0]));
 	ASSERT_EQ(0, close(sv[1]));
 	ASSERT_EQ(0, close(fd));
-}
-
-/* The default huge page size (/proc/meminfo's Hugepagesize), 0 if none. */
-static size_t huge_page_size(void)
-{
-	unsigned long kb = 0;
-	char line[128];
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Hugepagesize: %lu kB", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return (size_t)kb << 10;
 }
 
 /* Address space at @a for @len, inaccessible, in place of what was there (MAP_FIXED: no gap). */
@@ -2950,6 +2992,48 @@ TEST(the_context_lives_until_the_last_close_anywhere)
 }
 
 /*
+ * A context whose last fd a killed process held: once waitpid() reported the death, the
+ * counters no longer show it, nor its pins, as the kernel's exit released the file before the
+ * parent could reap. The server thread sees the hang-up too, but may still be at it when the
+ * test looks: the context pins enough of the test's memory under a mock domain that its
+ * release takes longer than the counters' own wait for deferred frees.
+ */
+TEST(a_context_held_last_by_a_killed_process_is_gone_once_it_is_reaped)
+{
+	size_t len = 256ul << 20;
+	void *buf;
+
+	NEEDS_IOMMUFD_TEST();
+	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		   -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	for (int round = 0; round < 30; round++) {
+		struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+		int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		struct uiommu_stats st;
+		uint64_t iova;
+		pid_t pid;
+		char c = 0;
+
+		ASSERT_GE(fd, 0);
+		md.id = ioas_alloc(fd);
+		ASSERT_EQ(0, ioctl(fd, IOMMU_TEST_CMD, &md));
+		ASSERT_EQ(0, ioas_map(fd, md.id, buf, len, &iova));
+		pid = child_start_with("keep", fd, &c, 1, &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ(0, close(fd));
+		ASSERT_EQ(1, live_contexts());
+		ASSERT_EQ(0, child_kill_reap(pid));
+		ASSERT_EQ(0, uiommu_stats_get(&st));
+		ASSERT_EQ(0, st.contexts);
+		ASSERT_EQ(0, st.pinned_pages);
+		close(sock);
+	}
+	munmap(buf, len);
+}
+
+/*
  * A child forked (not exec'd) from a process with a live context must not spin: liburcu
  * 0.13's hash-table resize worker, re-created in a fork's child from its parent's asleep
  * state, never slept again and took half the machine's CPU (bench_procs's child). The child
@@ -3345,6 +3429,75 @@ TEST_F(private_memory, dma_is_coherent_until_the_owner_goes)
 }
 
 /*
+ * The child maps one page of hugetlb memory over its first page (MAP_FIXED|MAP_HUGETLB at a
+ * huge page boundary): the kernel replaces the whole huge page, all four pages, and does so
+ * even when the mapping then fails for want of a free huge page (the usual host: the
+ * reservation comes after the old pages went), leaving a hole where new memory may come. The
+ * server must learn of every page replaced, not only of the length asked: the device faults
+ * on each and never reaches the huge page or the memory that took the hole.
+ */
+TEST_F(private_memory, a_hugetlb_mmap_fixed_forgets_the_whole_huge_page_even_when_it_fails)
+{
+	uint8_t in[4 * PS], out[PS];
+	char r;
+
+	if (!huge_page_size())
+		SKIP("the host has no hugetlb");
+	/* The child's pages, read through the window before. */
+	ASSERT_EQ(4 * PS, uiommu_dma_read(self->dma, 0, self->iova, in, 4 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 4 * PS, 0x11));
+	r = private_cmd(self->sock, 'H', 0, 0x66);
+	if (r == 's')
+		SKIP("MAP_HUGETLB refused before it replaced anything");
+	ASSERT_EQ('k', r);
+	memset(out, 0x22, PS);
+	for (unsigned int i = 0; i < 4; i++) {
+		uint64_t iova = self->iova + i * PS;
+
+		memset(in, 0x5a, PS);
+		ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, iova, in, PS, 0));
+		ASSERT_TRUE(all_bytes(in, PS, 0x5a));
+		ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+		ASSERT_ERRNO(EFAULT, uiommu_dma_write(self->dma, 0, iova, out, PS, 0));
+		ASSERT_EQ('y', private_cmd(self->sock, 'v', (uint8_t)i, 0x66));
+	}
+}
+
+/*
+ * The child maps a vIOMMU region of the iommufd it was handed over its last two pages
+ * (MAP_FIXED of the iommufd itself, which the library maps): the server learns of those pages
+ * as of any other MAP_FIXED, and the device faults there, never reading the region; the first
+ * two pages still work.
+ */
+TEST_F(private_memory, an_mmap_fixed_of_an_iommufd_over_private_pages_is_told_too)
+{
+	struct iommu_viommu_selftest data = { .in_data = 0xabcd };
+	uint8_t cmd[3] = { 'R', 2, 0 }, in[2 * PS];
+	uint64_t reg[2];
+	uint32_t viommu;
+	char r;
+
+	ASSERT_EQ(0, viommu_with_region(self->fd, &data, &viommu));
+	reg[0] = data.out_mmap_offset;
+	reg[1] = data.out_mmap_length;
+	ASSERT_EQ(2 * PS, reg[1]);
+	ASSERT_EQ(2 * PS, uiommu_dma_read(self->dma, 0, self->iova + 2 * PS, in, 2 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 2 * PS, 0x11));
+	ASSERT_EQ(3, write(self->sock, cmd, 3));
+	ASSERT_EQ((ssize_t)sizeof(reg), write(self->sock, reg, sizeof(reg)));
+	ASSERT_EQ(1, read(self->sock, &r, 1));
+	ASSERT_EQ('k', r);
+	for (unsigned int i = 2; i < 4; i++) {
+		memset(in, 0x5a, PS);
+		ASSERT_ERRNO(EFAULT, uiommu_dma_read(self->dma, 0, self->iova + i * PS, in, PS, 0));
+		ASSERT_TRUE(all_bytes(in, PS, 0x5a));
+		ASSERT_EQ(UIOMMU_DMA_FAULT_HOST, last_fault_reason(self->dma));
+	}
+	ASSERT_EQ(2 * PS, uiommu_dma_read(self->dma, 0, self->iova, in, 2 * PS, 0));
+	ASSERT_TRUE(all_bytes(in, 2 * PS, 0x11));
+}
+
+/*
  * One DMA over both of the child's mappings (two pins, two extents of the window that follow
  * each other: one copy into the child, mm/window.c): every byte lands, both ways; a hole in
  * the middle that the server was not told of (the child's raw munmap of its second page) stops
@@ -3592,16 +3745,6 @@ TEST(vfio_cdev_and_iommufd_handed_to_a_vmm)
 	ASSERT_EQ(0, destroy(fd, ids[1]));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
-}
-
-/* Kills @pid and reaps it: 0 once waitpid() reported it killed, -1 otherwise. */
-static int child_kill_reap(pid_t pid)
-{
-	int status;
-
-	if (kill(pid, SIGKILL) || waitpid(pid, &status, 0) != pid)
-		return -1;
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
 }
 
 /*

@@ -25,6 +25,8 @@
 #include <grp.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,6 +34,8 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/securebits.h>
 
 #include "harness.h"
 #define TEST_IOCTL ioctl /* through libc: the preload path */
@@ -963,6 +967,93 @@ TEST(fail_nth_of_access_for_a_member_of_many_groups)
 		_exit(0);
 	}
 	ASSERT_EQ(0, test_child_wait(pid));
+}
+
+/* access() of /dev/iommu for @mode (AT_EACCESS in @flags or not): 0, or its errno. */
+static int node_access(int mode, int flags)
+{
+	return faccessat(AT_FDCWD, "/dev/iommu", mode, flags) ? errno : 0;
+}
+
+/* @cap dropped from the set @set of this process (raised if @raise); 0 or -1. */
+static int cap_put(cap_value_t cap, cap_flag_t set, bool raise)
+{
+	cap_t caps = cap_get_proc();
+	int rc = -1;
+
+	if (caps && !cap_set_flag(caps, set, 1, &cap, raise ? CAP_SET : CAP_CLEAR))
+		rc = cap_set_proc(caps);
+	cap_free(caps);
+	return rc;
+}
+
+/*
+ * The ids given, /dev/iommu (0660, the effective user's and group's) denies the real ids its
+ * bits, so that only CAP_DAC_OVERRIDE grants access() reading and writing. 0, or the step
+ * that went wrong.
+ */
+static int access_caps_child(bool real_root, bool no_fixup)
+{
+	/* Real root, effective nobody: the effective set is cleared, the permitted one kept. */
+	uid_t r = real_root ? 0 : 65534, e = real_root ? 65534 : 0;
+
+	if (no_fixup && prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP))
+		return 100;
+	if (setgroups(0, NULL) || setresgid(r, e, 0) || setresuid(r, e, 0))
+		return 101;
+	/* AT_EACCESS: the effective user owns the node. Never X_OK. */
+	if (node_access(R_OK | W_OK, AT_EACCESS) || node_access(X_OK, 0) != EACCES)
+		return 102;
+	if (real_root && !no_fixup) {
+		/* access(): a real root checks with its permitted set, which has it. */
+		if (node_access(R_OK | W_OK, 0))
+			return 1;
+		/* Gone from the permitted set too: CAP_DAC_READ_SEARCH still reads. */
+		if (cap_put(CAP_DAC_OVERRIDE, CAP_PERMITTED, false) || node_access(W_OK, 0) != EACCES ||
+		    node_access(R_OK, 0))
+			return 2;
+		if (cap_put(CAP_DAC_READ_SEARCH, CAP_PERMITTED, false) ||
+		    node_access(R_OK, 0) != EACCES)
+			return 3;
+		return 0;
+	}
+	if (!no_fixup)
+		/* Not root really: no capability counts, though the effective set has them all. */
+		return node_access(R_OK, 0) == EACCES && node_access(W_OK, 0) == EACCES ? 0 : 4;
+	/*
+	 * SECBIT_NO_SETUID_FIXUP: the effective set as it is, whatever the real uid; a real root
+	 * kept it whole through the change of its effective uid.
+	 */
+	if (node_access(R_OK | W_OK, 0))
+		return 5;
+	/* Out of the effective set, still permitted: not counted. */
+	if (cap_put(CAP_DAC_OVERRIDE, CAP_EFFECTIVE, false) || node_access(W_OK, 0) != EACCES ||
+	    node_access(R_OK, 0))
+		return 6;
+	if (cap_put(CAP_DAC_OVERRIDE, CAP_EFFECTIVE, true) || node_access(R_OK | W_OK, 0))
+		return 7;
+	return 0;
+}
+
+/*
+ * access() checks with the capabilities the kernel's access_override_creds() gives it: the
+ * permitted set for a real root (whose effective set a change of its effective uid cleared),
+ * none for a caller who is not root really (though its effective set holds them all), and
+ * the effective set as it is under SECBIT_NO_SETUID_FIXUP, whatever the real uid; AT_EACCESS
+ * the effective ids. Each in a child of its own; needs root to set such ids.
+ */
+TEST(access_counts_the_capabilities_the_kernel_s_access_does)
+{
+	if (geteuid() != 0)
+		SKIP("setting another user's ids and capabilities needs root");
+	for (int i = 0; i < 4; i++) {
+		pid_t pid = fork();
+
+		ASSERT_GE(pid, 0);
+		if (!pid)
+			_exit(access_caps_child(i & 1, i & 2));
+		ASSERT_EQ(0, test_child_wait(pid));
+	}
 }
 
 /*

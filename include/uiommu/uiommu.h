@@ -206,6 +206,12 @@ void uiommu_exec_failed(int handle);
  * reaching the memory that replaces them (docs/processes.md). errno is kept.
  */
 void uiommu_remote_range_forget(const void *addr, size_t len);
+/*
+ * The same for mmap(2) with MAP_FIXED of @len bytes at @addr with @flags and @fd, of any file
+ * (an iommufd's too), before it runs: the range the kernel replaces, a hugetlb mapping's
+ * length rounded up to its huge page, which it may unmap even when it then fails.
+ */
+void uiommu_remote_mmap_fixed_forget(const void *addr, size_t len, int flags, int fd);
 
 /*
  * sigaction(2) of SIGSEGV or SIGBUS by the program once the library's fault trap is installed
@@ -303,7 +309,10 @@ struct uiommu_stats {
 	unsigned long user_locked_vm; /* charged to the caller's real uid: RLIMIT_MODE 0 */
 };
 
-/* A snapshot of the library's counters, after every deferred free has run. */
+/*
+ * A snapshot of the library's counters, once what another process's end released (a killed
+ * holder's last fd of a context) has gone and every deferred free has run.
+ */
 int uiommu_stats_get(struct uiommu_stats *stats);
 
 /* Pin count of the user page holding @addr, as the kernel selftest's MD_CHECK_REFS reads it. */

@@ -1470,7 +1470,12 @@ UIOMMU_EXPORT int uiommu_stats_get(struct uiommu_stats *stats)
 {
 	struct uiommu_mm *mm = iommufd_caller_mm();
 
-	/* Let every deferred free run so the counters are exact. */
+	/*
+	 * What another process's end released (its last fd of a context, a call it had running)
+	 * goes first, as the kernel's exit had released it before anyone could see the process
+	 * gone; then every deferred free runs, so that the counters are exact.
+	 */
+	iommufd_remote_settle();
 	rcu_barrier();
 	memset(stats, 0, sizeof(*stats));
 	stats->objects = iommufd_objects_live();
@@ -2131,9 +2136,7 @@ int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, i
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret)
 {
 	struct iommufd_file *file = export_lookup(token, NULL);
-	int rc = 0;
-
-	int local;
+	int rc = 0, local;
 
 	if (!file)
 		return -EBADF;

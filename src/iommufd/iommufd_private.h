@@ -292,6 +292,11 @@ bool iommufd_mmap_owner_claims(uintptr_t start, uintptr_t end);
  * unmapped all the same (mmap.c). errno is kept.
  */
 void iommufd_mmap_fixed_failed(void *addr, size_t len);
+/*
+ * The length a MAP_FIXED mmap(2) of @len with @flags (and @fd) replaces: a hugetlb mapping's
+ * rounded up to its huge page, else whole pages (mmap.c). errno may change.
+ */
+size_t iommufd_mmap_replaced_len(size_t len, int flags, int fd);
 
 /* Sub-fds: fds made by an ioctl that stand for an object of the context (file.c). */
 struct iommufd_file;

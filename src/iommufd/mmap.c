@@ -1040,7 +1040,7 @@ static size_t iommufd_mmap_default_huge(void)
  * bits, or the default size) or a hugetlbfs file's (a MAP_HUGETLB memfd's); else whole pages.
  * A size that cannot be told makes the mapping fail before it replaces anything (EINVAL).
  */
-static size_t iommufd_mmap_replaced_len(size_t len, int flags, int fd)
+size_t iommufd_mmap_replaced_len(size_t len, int flags, int fd)
 {
 	unsigned int shift = ((unsigned int)flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
 	size_t huge = 0;

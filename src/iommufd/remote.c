@@ -1667,6 +1667,28 @@ UIOMMU_EXPORT void uiommu_remote_range_forget(const void *addr, size_t len)
 	errno = saved;
 }
 
+/**
+ * uiommu_remote_mmap_fixed_forget() - mmap(2) with MAP_FIXED of @len bytes at @addr (@flags,
+ * @fd) is about to run (the preload layer's, whatever it maps): the servers learn of the range
+ * it replaces, a hugetlb mapping's whole huge pages, as uiommu_remote_range_forget(). Before the
+ * call, so a failure after the kernel unmapped the range (a hugetlb reservation, a file's mmap)
+ * has been told too: never the memory a later mapping puts there. No look at the file while
+ * nothing at or above @addr was mapped through another process. errno is kept.
+ */
+UIOMMU_EXPORT void uiommu_remote_mmap_fixed_forget(const void *addr, size_t len, int flags,
+						   int fd)
+{
+	int saved;
+
+	if (!len || (uintptr_t)addr >= atomic_load_explicit(&remote_mapped_hi,
+							     memory_order_relaxed))
+		return;
+	saved = errno;
+	len = iommufd_mmap_replaced_len(len, flags, fd);
+	errno = saved;
+	uiommu_remote_range_forget(addr, len);
+}
+
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			 unsigned int cmd, uint64_t arg)
 {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * capable(): the effective set through libcap, then the user namespace. The kernel asks for
+ * capable(): the effective set through libcap (the permitted one where access(2) counts it:
+ * uiommu_capable_permitted()), then the user namespace. The kernel asks for
  * the capability in the initial user namespace; any other namespace's root is not capable
  * there. The namespace is read only when the capability is held, so unprivileged callers (the
  * common case) pay one capget; a capable one adds one stat. The initial namespace is named by
@@ -30,14 +31,14 @@ static bool capable_in_initial_userns(const char *ns_path)
 	return st.st_ino == USERNS_INITIAL_INO;
 }
 
-/* @caps (taken): does its effective set hold @cap, in the initial user namespace? */
-static bool capable_in(cap_t caps, int cap, const char *ns_path)
+/* @caps (taken): does its set @set hold @cap, in the initial user namespace? */
+static bool capable_in(cap_t caps, cap_flag_t set, int cap, const char *ns_path)
 {
 	cap_flag_value_t v = CAP_CLEAR;
 
 	if (!caps)
 		return false;
-	if (cap_get_flag(caps, (cap_value_t)cap, CAP_EFFECTIVE, &v))
+	if (cap_get_flag(caps, (cap_value_t)cap, set, &v))
 		v = CAP_CLEAR;
 	cap_free(caps);
 	return v == CAP_SET && capable_in_initial_userns(ns_path);
@@ -45,7 +46,12 @@ static bool capable_in(cap_t caps, int cap, const char *ns_path)
 
 bool uiommu_capable(int cap)
 {
-	return capable_in(cap_get_proc(), cap, "/proc/self/ns/user");
+	return capable_in(cap_get_proc(), CAP_EFFECTIVE, cap, "/proc/self/ns/user");
+}
+
+bool uiommu_capable_permitted(int cap)
+{
+	return capable_in(cap_get_proc(), CAP_PERMITTED, cap, "/proc/self/ns/user");
 }
 
 bool uiommu_capable_pid(pid_t pid, int cap)
@@ -53,5 +59,5 @@ bool uiommu_capable_pid(pid_t pid, int cap)
 	char ns_path[48];
 
 	snprintf(ns_path, sizeof(ns_path), "/proc/%d/ns/user", (int)pid);
-	return capable_in(cap_get_pid(pid), cap, ns_path);
+	return capable_in(cap_get_pid(pid), CAP_EFFECTIVE, cap, ns_path);
 }

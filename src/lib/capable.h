@@ -13,6 +13,11 @@
 
 bool uiommu_capable(int cap);
 /*
+ * The same of the permitted set: what the kernel's access(2) counts for a caller whose real
+ * uid is root (access_override_creds()).
+ */
+bool uiommu_capable_permitted(int cap);
+/*
  * The same for process @pid (its effective set, its user namespace): whoever calls must make
  * sure @pid still names the process meant once the answer is in (a pidfd).
  */

@@ -1096,11 +1096,12 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 /*
  * mmap of an iommufd fd, and the munmap and mremap of what it mapped: the library's. Anonymous mappings
  * (fd -1) never enter the library: ThreadSanitizer's runtime maps memory through here before
- * instrumented code may run. A MAP_FIXED one, which replaces what was there, and every munmap
- * and mremap first tell the library (uiommu_remote_range_forget()); the runtime's early
- * mappings are not MAP_FIXED. A MAP_FIXED one over a region's mapping (anonymous or another
- * file) is the library's too, which lets the replaced pages' hold go (a hugetlb mapping
- * replaces whole huge pages: uiommu_mmap_fixed_claims() knows the range): one load without a
+ * instrumented code may run. A MAP_FIXED one of any file (an iommufd's too), which replaces
+ * what was there (whole huge pages for hugetlb) even when it then fails, and every munmap and
+ * mremap first tell the library (uiommu_remote_mmap_fixed_forget(),
+ * uiommu_remote_range_forget()); the runtime's early mappings are not MAP_FIXED. A MAP_FIXED
+ * one over a region's mapping (anonymous or another file) is the library's too, which lets the
+ * replaced pages' hold go (uiommu_mmap_fixed_claims() knows the range): one load without a
  * system call where there is none, one branch without MAP_FIXED.
  */
 #define WRAP_MMAP(name, offtype)                                                          \
@@ -1108,14 +1109,13 @@ WRAP_PREAD_CHK(__pread64_chk, pread64, off64_t)
 				 offtype off)                                             \
 	{                                                                                 \
 		libc_func(name, void *, void *, size_t, int, int, int, offtype);          \
+		if (flags & MAP_FIXED)                                                    \
+			uiommu_remote_mmap_fixed_forget(addr, len, flags, fd);            \
 		if (fd >= 0 && uiommu_is_fd(fd))                                          \
 			return uiommu_mmap(addr, len, prot, flags, fd, (off_t)off);       \
-		if (flags & MAP_FIXED) {                                                  \
-			uiommu_remote_range_forget(addr, len);                            \
-			if (len && uiommu_mmap_fixed_claims(addr, len, flags, fd))        \
-				return uiommu_mmap_fixed(addr, len, prot, flags, fd,      \
-							 (off_t)off);                     \
-		}                                                                         \
+		if ((flags & MAP_FIXED) && len &&                                         \
+		    uiommu_mmap_fixed_claims(addr, len, flags, fd))                       \
+			return uiommu_mmap_fixed(addr, len, prot, flags, fd, (off_t)off); \
 		return _##name(addr, len, prot, flags, fd, off);                          \
 	}
 

@@ -14,7 +14,9 @@
  * "anon_inode:[vfio-device]" for a group's device fd (file.c keeps each file's node). The
  * owner is the caller (a udev rule gives a VM's user its VFIO nodes), so access() answers as
  * for the user's own 0600 (0666 for the container) files, by the kernel's rules
- * (generic_permission(): no x bit, no X_OK, even for root).
+ * (generic_permission(): no x bit, no X_OK, even for root), with the ids and capabilities
+ * access(2) computes with (access_override_creds(): the real ids, and the permitted set for
+ * a real root).
  *
  * Existence follows the machine: vfioN exists while the function with that index is bound to
  * vfio-pci, <G> while a present function of group G is; /dev/vfio/vfio and /dev/iommu always.
@@ -34,10 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <linux/securebits.h>
 
 #include "iommufd/iommufd_private.h"
 #include "lib/capable.h"
@@ -466,11 +471,29 @@ static int vfio_in_group(gid_t gid, bool eaccess)
 }
 
 /*
+ * Does @cap count for access(2) (the effective set for @eaccess, AT_EACCESS)? The kernel's
+ * access_override_creds() checks with the permitted set when the real uid is root and with
+ * none otherwise, unless SECBIT_NO_SETUID_FIXUP keeps the effective set as it is. (Reading the
+ * securebits cannot fail: PR_GET_SECUREBITS only returns them.)
+ */
+static bool vfio_node_capable(int cap, bool eaccess)
+{
+	int securebits;
+
+	if (eaccess)
+		return uiommu_capable(cap);
+	securebits = prctl(PR_GET_SECUREBITS);
+	if (securebits >= 0 && (securebits & SECBIT_NO_SETUID_FIXUP))
+		return uiommu_capable(cap);
+	return !getuid() && uiommu_capable_permitted(cap);
+}
+
+/*
  * The kernel's generic_permission() of a file that stats as @st, for access(2) (the real ids;
  * the effective ones for @eaccess, AT_EACCESS): the owner's, the group's or everyone's bits,
  * then CAP_DAC_OVERRIDE, which never makes a file without any x bit executable, and
- * CAP_DAC_READ_SEARCH for reading. As the kernel's access_override_creds(), a capability
- * counts for access(2) only when the real uid is root. 0, -EACCES or -ENOMEM.
+ * CAP_DAC_READ_SEARCH for reading, each as vfio_node_capable() counts it. 0, -EACCES or
+ * -ENOMEM.
  */
 static int vfio_node_permission(const struct stat *st, int mode, bool eaccess)
 {
@@ -492,12 +515,10 @@ static int vfio_node_permission(const struct stat *st, int mode, bool eaccess)
 	}
 	if (!(mode & ~bits & 7))
 		return 0;
-	if (!eaccess && uid)
-		return -EACCES;
-	if (uiommu_capable(CAP_DAC_OVERRIDE) &&
-	    (!(mode & X_OK) || (st->st_mode & 0111) || S_ISDIR(st->st_mode)))
+	if ((!(mode & X_OK) || (st->st_mode & 0111) || S_ISDIR(st->st_mode)) &&
+	    vfio_node_capable(CAP_DAC_OVERRIDE, eaccess))
 		return 0;
-	if (mode == R_OK && uiommu_capable(CAP_DAC_READ_SEARCH))
+	if (mode == R_OK && vfio_node_capable(CAP_DAC_READ_SEARCH, eaccess))
 		return 0;
 	return -EACCES;
 }

@@ -1397,6 +1397,9 @@ static int child_xbind(int sock)
 		return 5;
 	if (xbind_irqs(vfd))
 		return 6;
+	/* No BAR area maps: the file that holds the device is the manager's (ENODEV). */
+	if (mmap(NULL, PS, PROT_READ, MAP_SHARED, vfd, 0) != MAP_FAILED || errno != ENODEV)
+		return 11;
 	/* Bound once: the same file, and another file of the device here, EINVAL as before. */
 	other = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
 	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL || other < 0 ||

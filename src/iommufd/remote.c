@@ -121,6 +121,12 @@
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
  * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
  * the connection's thread answers those like any request.
+ *
+ * A VFIO cdev of a client bound to a context of ours (WIRE_VFIO_BIND): the device goes where
+ * the context is. We open the same node in our machine and bind the new file, through the
+ * callback VFIO registered with file.c (we lie below it), and hand the file back as any call's
+ * new fd; the client's cdev file makes its calls on it from then on, and its close is the
+ * file's last (device_cdev.c).
  */
 #include <errno.h>
 #include <poll.h>

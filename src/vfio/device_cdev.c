@@ -43,6 +43,19 @@
  * (vfio_cdev_bind_iommufd()); a claim another live process holds is let go when its server
  * sees the death.
  *
+ * A context another process serves. Our machine's copy of the device cannot be bound to it
+ * (its objects and domains are that process's), so the device goes where the context is: the
+ * bind asks that process (WIRE_VFIO_BIND, remote.c) to open the same node in its machine and
+ * bind that file, with its own checks, claims and errnos (vfio_cdev_bind_for_remote(),
+ * registered with file.c as struct iommufd_bind_ops, since iommufd lies below us). Our file
+ * keeps the new file's fd (the library's) and makes every later call of its own there, as any
+ * client (vfio_cdev_bind_remote()): ioctls, pread/pwrite, mmap (ENODEV: nothing to hand over).
+ * It does not count as bound here. Its release closes that fd, the new file's last: the other
+ * process unbinds. A third process's calls on such a file answer EOPNOTSUPP (made there by us,
+ * they would read our memory for its arguments), as does a bind to a context another process
+ * serves made by a third process's call, or of a file another process serves (the reverse
+ * case, which reaches us as a served call).
+ *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
  * table without a stop on the blocking domain. Detaching an unattached device is no error.

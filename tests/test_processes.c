@@ -1371,7 +1371,8 @@ out:
  * manager's iommufd and an IOAS ID of it, it opens the cdev itself and binds, reads the info,
  * attaches to the IOAS, reads config space and signals its own eventfd through SET_IRQS; a
  * second bind of the device (the same file, another file here) is EINVAL. It sends the device
- * and HWPT IDs, closes the cdev at the test's word, says so ('c') and waits for EOF.
+ * and HWPT IDs and the cdev, closes the cdev at the test's word, says so ('c') and waits for
+ * EOF.
  * Exit status: 0, or the step that failed.
  */
 static int child_xbind(int sock)
@@ -1405,7 +1406,9 @@ static int child_xbind(int sock)
 	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL || other < 0 ||
 	    vfio_bind(other, fd, NULL) != -1 || errno != EINVAL || close(other))
 		return 7;
-	if (write(sock, ids, sizeof(ids)) != sizeof(ids) || read(sock, &c, 1) != 1)
+	/* The test gets the IDs and a copy of the cdev, to call on as a third process. */
+	if (write(sock, ids, sizeof(ids)) != sizeof(ids) || send_fd(sock, vfd, "f", 1) ||
+	    read(sock, &c, 1) != 1)
 		return 8;
 	/* Its last close anywhere: the manager unbinds. */
 	if (close(vfd) || write(sock, "c", 1) != 1)
@@ -3961,6 +3964,7 @@ static int xbind_binds_here(int fd)
 
 TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 {
+	struct vfio_device_info info = { .argsz = sizeof(info) };
 	uint32_t ioas, ids[2]; /* the device's, the HWPT's */
 	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
 	pid_t pid;
@@ -3972,6 +3976,16 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 	pid = child_start_with("xbind", fd, &ioas, sizeof(ioas), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+	/*
+	 * The child's cdev, a file it serves, bound through us: a third process's calls on it
+	 * answer EOPNOTSUPP (the child would make them with its own memory).
+	 */
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_TRUE(uiommu_is_fd(vfd));
+	ASSERT_ERRNO(EOPNOTSUPP, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	ASSERT_ERRNO(EOPNOTSUPP, pread(vfd, &c, 1, 0));
+	ASSERT_EQ(0, close(vfd));
 	/* The device object, its HWPT and the IOAS are ours, held by the child's file. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[1]));

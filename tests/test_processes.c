@@ -1104,11 +1104,10 @@ static int child_vfio(int sock, bool ready)
 }
 
 /*
- * "irqs SOCK": a VMM's VFIO_DEVICE_SET_IRQS names eventfds of its own process (QEMU's, with the
- * iommufd and the cdev handed to it): the MSI-X vector it binds signals this process's
- * eventfd, not whatever the serving process has at that number.
+ * MSI-X vector 0 of @vfd on this process's own eventfd, which its loopback trigger signals
+ * before the call returns; then MSI-X off. 0, or -1.
  */
-static int child_irqs(int sock)
+static int vmm_irqs_own_eventfd(int vfd)
 {
 	struct {
 		struct vfio_irq_set hdr;
@@ -1117,26 +1116,41 @@ static int child_irqs(int sock)
 			 .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
 			 .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1 } };
 	uint64_t n = 0;
+	int rc = -1;
+
+	s.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s.fd < 0 || ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s))
+		goto out;
+	s.hdr.argsz = sizeof(s.hdr);
+	s.hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
+		goto out;
+	if (read(s.fd, &n, sizeof(n)) != sizeof(n) || n != 1)
+		goto out;
+	s.hdr.count = 0;
+	rc = ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr);
+out:
+	if (s.fd >= 0)
+		close(s.fd);
+	return rc;
+}
+
+/*
+ * "irqs SOCK": a VMM's VFIO_DEVICE_SET_IRQS names eventfds of its own process (QEMU's, with the
+ * iommufd and the cdev handed to it): the MSI-X vector it binds signals this process's
+ * eventfd, not whatever the serving process has at that number.
+ */
+static int child_irqs(int sock)
+{
 	uint32_t devid;
 	char c;
 	int fd = recv_fd(sock, &c, 1), vfd = recv_fd(sock, &c, 1);
 
 	if (fd < 0 || vfd < 0 || vfio_bind(vfd, fd, &devid))
 		return 1;
-	s.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s.fd < 0 || ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s))
+	if (vmm_irqs_own_eventfd(vfd))
 		return 2;
-	/* The loopback trigger of vector 0: its eventfd is signalled before the call returns. */
-	s.hdr.argsz = sizeof(s.hdr);
-	s.hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
-	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
-		return 3;
-	if (read(s.fd, &n, sizeof(n)) != sizeof(n) || n != 1)
-		return 4;
-	s.hdr.count = 0; /* MSI-X off */
-	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
-		return 5;
-	return write(sock, "k", 1) == 1 ? 0 : 6;
+	return write(sock, "k", 1) == 1 ? 0 : 3;
 }
 
 /*
@@ -1337,35 +1351,6 @@ static int xbind_config_read(int vfd)
 	return vendor && vendor != 0xffff ? 0 : -1;
 }
 
-/* MSI-X vector 0 on this process's own eventfd, its loopback trigger, then MSI-X off. */
-static int xbind_irqs(int vfd)
-{
-	struct {
-		struct vfio_irq_set hdr;
-		int32_t fd;
-	} s = { .hdr = { .argsz = sizeof(s),
-			 .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-			 .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1 } };
-	uint64_t n = 0;
-	int rc = -1;
-
-	s.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s.fd < 0 || ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s))
-		goto out;
-	s.hdr.argsz = sizeof(s.hdr);
-	s.hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
-	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
-		goto out;
-	if (read(s.fd, &n, sizeof(n)) != sizeof(n) || n != 1)
-		goto out;
-	s.hdr.count = 0;
-	rc = ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr);
-out:
-	if (s.fd >= 0)
-		close(s.fd);
-	return rc;
-}
-
 /*
  * "xbind SOCK": QEMU's -object iommufd,fd=N with -device vfio-pci,iommufd=...: handed its
  * manager's iommufd and an IOAS ID of it, it opens the cdev itself and binds, reads the info,
@@ -1396,7 +1381,7 @@ static int child_xbind(int sock)
 	ids[1] = attach.pt_id;
 	if (xbind_config_read(vfd))
 		return 5;
-	if (xbind_irqs(vfd))
+	if (vmm_irqs_own_eventfd(vfd))
 		return 6;
 	/* No BAR area maps: the file that holds the device is the manager's (ENODEV). */
 	if (mmap(NULL, PS, PROT_READ, MAP_SHARED, vfd, 0) != MAP_FAILED || errno != ENODEV)
@@ -3950,6 +3935,27 @@ TEST(a_vmm_set_irqs_names_its_own_eventfds)
 }
 
 
+/*
+ * One round of a sweep of the serving side: the @nth step fails while child @role calls on
+ * @fd. Return: the child's exit status (-1: it did not start), with what was left of the
+ * countdown in *@left (not 0: nothing failed).
+ */
+static int serve_fail_nth_round(const char *role, int fd, unsigned long nth, unsigned long *left)
+{
+	uint32_t dummy = 0;
+	int sock, rc;
+	pid_t pid;
+
+	uiommu_serve_fail_nth_arm(nth);
+	pid = child_start_with(role, fd, &dummy, sizeof(dummy), &sock);
+	rc = pid > 0 ? test_child_wait(pid) : -1;
+	if (pid > 0)
+		close(sock);
+	/* The child is gone: every unit of its serving ended before it saw a reply. */
+	*left = uiommu_serve_fail_nth_disarm();
+	return rc;
+}
+
 /* The device binds here now: nothing of an earlier bind elsewhere holds it. */
 static int xbind_binds_here(int fd)
 {
@@ -4033,21 +4039,15 @@ TEST(a_cdev_handed_to_a_vmm_binds_no_context_of_the_vmm_s_own)
  */
 TEST(fail_nth_of_a_bind_served_for_another_process)
 {
-	int sock, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	int rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	unsigned long nth, left = 0, failed = 0;
-	uint32_t dummy = 0;
-	pid_t pid;
 
 	if (!uiommu_fail_nth_available())
 		SKIP("no fault injection in this build");
 	ASSERT_GE(fd, 0);
 	for (nth = 1; nth < 300 && !left; nth++) {
-		uiommu_serve_fail_nth_arm(nth);
-		pid = child_start_with("xsweep", fd, &dummy, sizeof(dummy), &sock);
-		ASSERT_GT(pid, 0);
-		rc = test_child_wait(pid);
-		close(sock);
-		left = uiommu_serve_fail_nth_disarm();
+		rc = serve_fail_nth_round("xsweep", fd, nth, &left);
+		ASSERT_NE(-1, rc);
 		if (left) {
 			ASSERT_EQ(0, rc);
 			break;
@@ -4337,13 +4337,8 @@ TEST(fail_nth_of_the_serving_side)
 		SKIP("no fault injection in this build");
 	ASSERT_GE(fd, 0);
 	for (nth = 1; nth < 300 && !left; nth++) {
-		uiommu_serve_fail_nth_arm(nth);
-		pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
-		ASSERT_GT(pid, 0);
-		rc = test_child_wait(pid);
-		close(sock);
-		/* The child is gone: every unit of its serving ended before it saw a reply. */
-		left = uiommu_serve_fail_nth_disarm();
+		rc = serve_fail_nth_round("served", fd, nth, &left);
+		ASSERT_NE(-1, rc);
 		if (left) {
 			ASSERT_EQ(0, rc); /* nothing failed: everything went through */
 			break;

@@ -1169,11 +1169,10 @@ static int child_vfio(int sock, bool ready)
 }
 
 /*
- * "irqs SOCK": a VMM's VFIO_DEVICE_SET_IRQS names eventfds of its own process (QEMU's, with the
- * iommufd and the cdev handed to it): the MSI-X vector it binds signals this process's
- * eventfd, not whatever the serving process has at that number.
+ * MSI-X vector 0 of @vfd on this process's own eventfd, which its loopback trigger signals
+ * before the call returns; then MSI-X off. 0, or -1.
  */
-static int child_irqs(int sock)
+static int vmm_irqs_own_eventfd(int vfd)
 {
 	struct {
 		struct vfio_irq_set hdr;
@@ -1182,26 +1181,41 @@ static int child_irqs(int sock)
 			 .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
 			 .index = VFIO_PCI_MSIX_IRQ_INDEX, .count = 1 } };
 	uint64_t n = 0;
+	int rc = -1;
+
+	s.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s.fd < 0 || ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s))
+		goto out;
+	s.hdr.argsz = sizeof(s.hdr);
+	s.hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
+		goto out;
+	if (read(s.fd, &n, sizeof(n)) != sizeof(n) || n != 1)
+		goto out;
+	s.hdr.count = 0;
+	rc = ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr);
+out:
+	if (s.fd >= 0)
+		close(s.fd);
+	return rc;
+}
+
+/*
+ * "irqs SOCK": a VMM's VFIO_DEVICE_SET_IRQS names eventfds of its own process (QEMU's, with the
+ * iommufd and the cdev handed to it): the MSI-X vector it binds signals this process's
+ * eventfd, not whatever the serving process has at that number.
+ */
+static int child_irqs(int sock)
+{
 	uint32_t devid;
 	char c;
 	int fd = recv_fd(sock, &c, 1), vfd = recv_fd(sock, &c, 1);
 
 	if (fd < 0 || vfd < 0 || vfio_bind(vfd, fd, &devid))
 		return 1;
-	s.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s.fd < 0 || ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s))
+	if (vmm_irqs_own_eventfd(vfd))
 		return 2;
-	/* The loopback trigger of vector 0: its eventfd is signalled before the call returns. */
-	s.hdr.argsz = sizeof(s.hdr);
-	s.hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
-	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
-		return 3;
-	if (read(s.fd, &n, sizeof(n)) != sizeof(n) || n != 1)
-		return 4;
-	s.hdr.count = 0; /* MSI-X off */
-	if (ioctl(vfd, VFIO_DEVICE_SET_IRQS, &s.hdr))
-		return 5;
-	return write(sock, "k", 1) == 1 ? 0 : 6;
+	return write(sock, "k", 1) == 1 ? 0 : 3;
 }
 
 /*
@@ -1384,6 +1398,149 @@ static int child_cprfds2(int fd, int sock, int wr)
 	return 0;
 }
 
+
+/* ---- a VMM's own cdev bound to its manager's iommufd (the device goes where the context is) -- */
+
+#define XBIND_NODE "/dev/vfio/devices/vfio3" /* with MSI-X */
+
+/* The config space's vendor ID through @vfd: a function's, never 0 or all ones. */
+static int xbind_config_read(int vfd)
+{
+	struct vfio_region_info ri = { .argsz = sizeof(ri),
+				       .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	uint16_t vendor = 0;
+
+	if (ioctl(vfd, VFIO_DEVICE_GET_REGION_INFO, &ri) || !ri.size ||
+	    pread(vfd, &vendor, sizeof(vendor), (off_t)ri.offset) != sizeof(vendor))
+		return -1;
+	return vendor && vendor != 0xffff ? 0 : -1;
+}
+
+/*
+ * "xbind SOCK": QEMU's -object iommufd,fd=N with -device vfio-pci,iommufd=...: handed its
+ * manager's iommufd and an IOAS ID of it, it opens the cdev itself and binds, reads the info,
+ * attaches to the IOAS, reads config space and signals its own eventfd through SET_IRQS; a
+ * second bind of the device (the same file, another file here) is EINVAL. It sends the device
+ * and HWPT IDs and the cdev, closes the cdev at the test's word, says so ('c') and waits for
+ * EOF.
+ * Exit status: 0, or the step that failed.
+ */
+static int child_xbind(int sock)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	uint32_t ioas, ids[2];
+	int fd = recv_fd(sock, &ioas, sizeof(ioas)), vfd, other;
+	char c;
+
+	vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || vfd < 0 || !uiommu_is_fd(vfd))
+		return 1;
+	if (vfio_bind(vfd, fd, &ids[0]) || !ids[0])
+		return 2;
+	if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions || !info.num_irqs)
+		return 3;
+	attach.pt_id = ioas;
+	if (ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) || attach.pt_id == ioas)
+		return 4;
+	ids[1] = attach.pt_id;
+	if (xbind_config_read(vfd))
+		return 5;
+	if (vmm_irqs_own_eventfd(vfd))
+		return 6;
+	/* No BAR area maps: the file that holds the device is the manager's (ENODEV). */
+	if (mmap(NULL, PS, PROT_READ, MAP_SHARED, vfd, 0) != MAP_FAILED || errno != ENODEV)
+		return 11;
+	/* Bound once: the same file, and another file of the device here, EINVAL as before. */
+	other = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL || other < 0 ||
+	    vfio_bind(other, fd, NULL) != -1 || errno != EINVAL || close(other))
+		return 7;
+	/* The test gets the IDs and a copy of the cdev, to call on as a third process. */
+	if (write(sock, ids, sizeof(ids)) != sizeof(ids) || send_fd(sock, vfd, "f", 1) ||
+	    read(sock, &c, 1) != 1)
+		return 8;
+	/* Its last close anywhere: the manager unbinds. */
+	if (close(vfd) || write(sock, "c", 1) != 1)
+		return 9;
+	return read(sock, &c, 1) == 0 ? 0 : 10;
+}
+
+/*
+ * "xbind1 SOCK": the reverse, handed its manager's cdev (served there) while the iommufd is
+ * its own: EOPNOTSUPP, and nothing changed: its own cdev of the device binds to its own
+ * context, and unbinds at its close. Exit status: 0, or the step that failed.
+ */
+static int child_xbind1(int sock)
+{
+	char c;
+	int vfd = recv_fd(sock, &c, 1), fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), own;
+
+	if (vfd < 0 || fd < 0)
+		return 1;
+	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EOPNOTSUPP)
+		return 2;
+	own = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	if (own < 0 || vfio_bind(own, fd, NULL) || xbind_config_read(own))
+		return 3;
+	/* The handed cdev is unbound still: no access (EINVAL), as before any bind. */
+	if (xbind_config_read(vfd) != -1 || errno != EINVAL)
+		return 4;
+	if (close(own) || close(vfd) || close(fd))
+		return 5;
+	return 0;
+}
+
+/*
+ * "xsweep SOCK MODE": a bind of its own cdev to the manager's iommufd while a step fails: on
+ * the serving side (MODE 0, armed by the test) or here (MODE 1: each step of this process's
+ * bind in turn). A failed bind answers a clean errno and leaves the file unbound: the next
+ * bind of it succeeds. Exit status: 0 (nothing failed; MODE 1: never), the errno of the
+ * failed bind (MODE 0), the number of failures met (MODE 1, plus 200), 60 for a refused
+ * adoption of the iommufd, 100 and up for anything else.
+ */
+static bool xsweep_errno_clean(int e)
+{
+	return e == ENOMEM || e == ENODEV || e == EIO || e == EFAULT;
+}
+
+static int child_xsweep(int sock, long mode)
+{
+	uint32_t dummy;
+	int fd = recv_fd(sock, &dummy, sizeof(dummy)), vfd, rc, e, failed = 0;
+	unsigned long nth, left = 0;
+
+	if (fd < 0)
+		return 100;
+	if (!uiommu_is_fd(fd))
+		return uiommu_fd_adopt(fd) ? 60 : 101;
+	for (nth = 1; nth < 200 && !left; nth++) {
+		vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+		if (vfd < 0)
+			return 102;
+		if (mode)
+			uiommu_fail_nth_arm(nth);
+		rc = vfio_bind(vfd, fd, NULL);
+		e = errno;
+		left = mode ? uiommu_fail_nth_disarm() : 1;
+		if (rc) {
+			if (!xsweep_errno_clean(e))
+				return 103;
+			/* Nothing stayed of it, here or at the server: it binds now. */
+			if (vfio_bind(vfd, fd, NULL) || xbind_config_read(vfd))
+				return 104;
+			failed++;
+		} else if (mode && !left) {
+			return 105; /* a failure absorbed: a bind that went through regardless */
+		}
+		if (close(vfd))
+			return 106;
+		if (!mode)
+			return rc ? e : 0;
+	}
+	return left && failed ? 200 + (failed > 50 ? 50 : failed) : 107;
+}
+
 static int child_served(int sock);
 static int child_memlock(int sock);
 
@@ -1426,6 +1583,14 @@ static int child_main(int argc, char **argv)
 	}
 	if (!strcmp(role, "irqs"))
 		return child_irqs(a);
+	if (!strcmp(role, "xbind"))
+		return child_xbind(a);
+	if (!strcmp(role, "xbind1"))
+		return child_xbind1(a);
+	if (!strcmp(role, "xsweep"))
+		return child_xsweep(a, 0);
+	if (!strcmp(role, "xsweepc"))
+		return child_xsweep(a, 1);
 	if (!strcmp(role, "subfd"))
 		return child_subfd(a);
 	if (!strcmp(role, "cpr"))
@@ -3912,6 +4077,158 @@ TEST(a_vmm_set_irqs_names_its_own_eventfds)
 	close(sock);
 }
 
+
+/*
+ * One round of a sweep of the serving side: the @nth step fails while child @role calls on
+ * @fd. Return: the child's exit status (-1: it did not start), with what was left of the
+ * countdown in *@left (not 0: nothing failed).
+ */
+static int serve_fail_nth_round(const char *role, int fd, unsigned long nth, unsigned long *left)
+{
+	uint32_t dummy = 0;
+	int sock, rc;
+	pid_t pid;
+
+	uiommu_serve_fail_nth_arm(nth);
+	pid = child_start_with(role, fd, &dummy, sizeof(dummy), &sock);
+	rc = pid > 0 ? test_child_wait(pid) : -1;
+	if (pid > 0)
+		close(sock);
+	/* The child is gone: every unit of its serving ended before it saw a reply. */
+	*left = uiommu_serve_fail_nth_disarm();
+	return rc;
+}
+
+/* The device binds here now: nothing of an earlier bind elsewhere holds it. */
+static int xbind_binds_here(int fd)
+{
+	int vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC), rc;
+
+	if (vfd < 0)
+		return -1;
+	rc = vfio_bind(vfd, fd, NULL);
+	close(vfd);
+	return rc;
+}
+
+TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	uint32_t ioas, ids[2]; /* the device's, the HWPT's */
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_NE(0u, ioas);
+	pid = child_start_with("xbind", fd, &ioas, sizeof(ioas), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+	/*
+	 * The child's cdev, a file it serves, bound through us: a third process's calls on it
+	 * answer EOPNOTSUPP (the child would make them with its own memory).
+	 */
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_TRUE(uiommu_is_fd(vfd));
+	ASSERT_ERRNO(EOPNOTSUPP, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	ASSERT_ERRNO(EOPNOTSUPP, pread(vfd, &c, 1, 0));
+	ASSERT_EQ(0, close(vfd));
+	/* The device object, its HWPT and the IOAS are ours, held by the child's file. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
+	ASSERT_ERRNO(EBUSY, destroy(fd, ids[1]));
+	ASSERT_ERRNO(EBUSY, destroy(fd, ioas));
+	/* A second bind anywhere: EINVAL, here as in the child. */
+	vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(vfd, 0);
+	ASSERT_ERRNO(EINVAL, vfio_bind(vfd, fd, NULL));
+	ASSERT_EQ(0, close(vfd));
+	/* The child's close is the last of the file bound here: the IOAS is free at once. */
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('c', c);
+	ASSERT_EQ(0, destroy(fd, ioas));
+	ASSERT_ERRNO(ENOENT, destroy(fd, ids[0]));
+	close(sock);
+	ASSERT_EQ(0, test_child_wait(pid));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+TEST(a_cdev_handed_to_a_vmm_binds_no_context_of_the_vmm_s_own)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	pid_t pid;
+	char c = 0;
+
+	ASSERT_GE(fd, 0);
+	vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(vfd, 0);
+	pid = child_start_with("xbind1", vfd, &c, 1, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, test_child_wait(pid));
+	close(sock);
+	/* The refused bind left the file as it was: it binds here. */
+	ASSERT_EQ(0, vfio_bind(vfd, fd, NULL));
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * Each step of the serving side in turn, failed while a child binds its cdev to our context:
+ * a clean errno, nothing left (the child's next bind succeeds, and so does ours after it).
+ */
+TEST(fail_nth_of_a_bind_served_for_another_process)
+{
+	int rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	unsigned long nth, left = 0, failed = 0;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	for (nth = 1; nth < 300 && !left; nth++) {
+		rc = serve_fail_nth_round("xsweep", fd, nth, &left);
+		ASSERT_NE(-1, rc);
+		if (left) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		/* On a mismatch, prints what the child said. */
+		if (rc)
+			ASSERT_TRUE(rc == ENOMEM || rc == ENODEV || rc == EIO || rc == EFAULT ||
+				    rc == 60);
+		failed += rc && rc != 60;
+		ASSERT_EQ(0, xbind_binds_here(fd));
+	}
+	ASSERT_NE(0, left);
+	ASSERT_NE(0, failed);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+/* The same on the binding side: each of the child's own steps in turn (child_xsweep()). */
+TEST(fail_nth_of_a_bind_through_another_process_in_the_binding_process)
+{
+	int sock, rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	uint32_t dummy = 0;
+	pid_t pid;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	pid = child_start_with("xsweepc", fd, &dummy, sizeof(dummy), &sock);
+	ASSERT_GT(pid, 0);
+	rc = test_child_wait(pid);
+	close(sock);
+	/* Some of its steps failed, each cleanly; on a mismatch, prints what it said. */
+	ASSERT_TRUE(rc > 200 && rc <= 250);
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
 TEST(an_fd_made_for_another_process_is_its_own)
 {
 	NEEDS_IOMMUFD_TEST(); /* a mock domain; the selftest access */
@@ -4163,13 +4480,8 @@ TEST(fail_nth_of_the_serving_side)
 		SKIP("no fault injection in this build");
 	ASSERT_GE(fd, 0);
 	for (nth = 1; nth < 300 && !left; nth++) {
-		uiommu_serve_fail_nth_arm(nth);
-		pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
-		ASSERT_GT(pid, 0);
-		rc = test_child_wait(pid);
-		close(sock);
-		/* The child is gone: every unit of its serving ended before it saw a reply. */
-		left = uiommu_serve_fail_nth_disarm();
+		rc = serve_fail_nth_round("served", fd, nth, &left);
+		ASSERT_NE(-1, rc);
 		if (left) {
 			ASSERT_EQ(0, rc); /* nothing failed: everything went through */
 			break;

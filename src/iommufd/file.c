@@ -2090,6 +2090,54 @@ ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiom
 	return ret;
 }
 
+/* The layer above that binds VFIO cdevs for another process's call; set once. */
+static _Atomic(const struct iommufd_bind_ops *) bind_ops;
+
+void iommufd_bind_ops_register(const struct iommufd_bind_ops *ops)
+{
+	atomic_store_explicit(&bind_ops, ops, memory_order_release);
+}
+
+/* Whether this thread runs a call of another process (remote.c's connection threads). */
+bool iommufd_caller_is_remote(void)
+{
+	return file_remote_caller;
+}
+
+/*
+ * Another process binds a VFIO cdev to our context @token (WIRE_VFIO_BIND): the device goes
+ * where the context is. The layer above opens vfio@minor here and binds that new file, which
+ * travels back in *@new_fds. EBADFD for a file that is not a context, as a bind's iommufd.
+ */
+int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+				 unsigned int minor, uint32_t *devid, int *new_fds,
+				 unsigned int *nr_new)
+{
+	const struct iommufd_bind_ops *ops = atomic_load_explicit(&bind_ops, memory_order_acquire);
+	struct iommufd_file *file = export_lookup(token, secret);
+	int rc;
+
+	*nr_new = 0;
+	if (!file)
+		return -EBADF;
+	if (file->ops || !ops) {
+		rc = file->ops ? -EBADFD : -EOPNOTSUPP;
+		iommufd_file_put(file);
+		return rc;
+	}
+	file_remote_caller = mm;
+	file_remote_nr_new = 0;
+	rc = ops->cdev_bind(file->ictx, minor, devid);
+	/* A failed bind closed the fd it made: nothing to hand over. */
+	if (rc >= 0) {
+		memcpy(new_fds, file_remote_new_fds, sizeof(int) * file_remote_nr_new);
+		*nr_new = file_remote_nr_new;
+	}
+	file_remote_caller = NULL;
+	iommufd_file_put(file);
+	return rc < 0 ? rc : 0;
+}
+
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags)
 {

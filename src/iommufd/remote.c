@@ -121,6 +121,12 @@
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
  * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
  * the connection's thread answers those like any request.
+ *
+ * A VFIO cdev of a client bound to a context of ours (WIRE_VFIO_BIND): the device goes where
+ * the context is. We open the same node in our machine and bind the new file, through the
+ * callback VFIO registered with file.c (we lie below it), and hand the file back as any call's
+ * new fd; the client's cdev file makes its calls on it from then on, and its close is the
+ * file's last (device_cdev.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -809,6 +815,17 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 							 req->arg[1], (uint32_t)req->arg[2],
 							 rep->val);
 		break;
+	case WIRE_VFIO_BIND: {
+		uint32_t devid = 0;
+
+		rep->rc = req->arg[0] > UINT32_MAX ?
+				  -ENOENT :
+				  iommufd_file_serve_vfio_bind(req->token, req->secret, mm,
+							       (unsigned int)req->arg[0], &devid,
+							       new_fds, nr_new);
+		rep->val[0] = devid;
+		break;
+	}
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
 		rep->val[2] = atomic_load_explicit(&mm->pinned_vm, memory_order_relaxed);
@@ -1710,6 +1727,51 @@ int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const ui
 	if (rc)
 		return rc;
 	return remote_new_fds(&rep, fds, nfds, cmd, arg, (int)rep.rc);
+}
+
+/**
+ * iommufd_remote_vfio_bind() - the VFIO cdev with @minor, opened anew at @server and bound
+ * there to the context @token names (WIRE_VFIO_BIND): a bind of a cdev of ours to a context
+ * another process serves, whose device must be that process's (device_cdev.c).
+ * Return: the new file's fd, the library's (kept; in no table, so no call of the program
+ * reaches it), with its name at @server in *@g_token and @g_secret and the device ID in
+ * *@devid; or -errno (the bind's, or -EIO/-ENODEV/-ENOMEM of the wire).
+ */
+int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
+			     uint8_t *g_secret)
+{
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct wire_fd_header hdr;
+	struct wire_req req;
+	struct wire_rep rep;
+
+	iommufd_remote_req_init(&req, WIRE_VFIO_BIND, token, secret);
+	req.arg[0] = minor;
+	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (!rc)
+		rc = (int)rep.rc;
+	if (!rc && nfds != 1)
+		rc = -EIO;
+	/*
+	 * Its name, from its own header as any holder reads it, and at the server we asked. A
+	 * file we cannot name goes: its close is the last anywhere, its server unbinds.
+	 */
+	if (!rc && uiommu_should_fail())
+		rc = -ENOMEM;
+	if (!rc && (sys_recv(fds[0], &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT) != sizeof(hdr) ||
+		    hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION || hdr.pid != server->pid ||
+		    strncmp(hdr.name, server->name, WIRE_NAME_LEN)))
+		rc = -EIO;
+	for (int i = rc ? 0 : 1; i < nfds; i++)
+		sys_close(fds[i]);
+	if (rc)
+		return rc;
+	uiommu_fd_keep(fds[0]);
+	*devid = (uint32_t)rep.val[0];
+	*g_token = hdr.token;
+	memcpy(g_secret, hdr.secret, WIRE_SECRET_LEN);
+	return fds[0];
 }
 
 /*

@@ -73,6 +73,13 @@ enum wire_op {
 	 * secret. 0, -ENOENT, -ENOMEM
 	 */
 	WIRE_MMAP_FORK,
+	/*
+	 * Token and secret of a /dev/iommu file; arg[0] the minor of a VFIO device cdev: the
+	 * server opens that node in its own machine and binds the new file to the context, as
+	 * VFIO_DEVICE_BIND_IOMMUFD would (its errnos). The reply carries the new file's fd, val[0]
+	 * the device ID. A server that predates it answers EINVAL.
+	 */
+	WIRE_VFIO_BIND,
 };
 
 /* The name of a hold (WIRE_MMAP's answer): the secret shows a WIRE_MMAP_FORK comes from a holder. */
@@ -202,9 +209,23 @@ int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_ho
 			     struct wire_hold *to);
 bool iommufd_remote_holder_gone(const void *holder);
 void iommufd_remote_settle(void);
+int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
+			     uint8_t *g_secret);
+
+/*
+ * What a layer above does for another process's call (file.c serves WIRE_VFIO_BIND with it):
+ * the VFIO cdev's open of vfio@minor bound to @ictx, a context of ours, in one step.
+ * Return: the new file's fd (made during the served call, so it travels back with the reply)
+ * and *@devid; or -errno, with no fd left. Registered once, before any call can come.
+ */
+struct iommufd_ctx;
+struct iommufd_bind_ops {
+	int (*cdev_bind)(struct iommufd_ctx *ictx, unsigned int minor, uint32_t *devid);
+};
+void iommufd_bind_ops_register(const struct iommufd_bind_ops *ops);
 
 /* mmap.c: the holds of other processes' mappings, and this process's records of its own. */
-struct iommufd_ctx;
 struct iommufd_mmap_hold;
 int iommufd_mmap_region_dup(struct iommufd_ctx *ictx, size_t len, int prot, int flags,
 			    off_t off, const void *holder, struct wire_hold *hold);
@@ -246,6 +267,10 @@ ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiom
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
 			    int flags, uint64_t off, const void *holder, struct wire_hold *hold);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
+int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+				 unsigned int minor, uint32_t *devid, int *new_fds,
+				 unsigned int *nr_new);
+bool iommufd_caller_is_remote(void);
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags);
 void iommufd_file_gone_anywhere(uint64_t token);

@@ -43,6 +43,19 @@
  * (vfio_cdev_bind_iommufd()); a claim another live process holds is let go when its server
  * sees the death.
  *
+ * A context another process serves. Our machine's copy of the device cannot be bound to it
+ * (its objects and domains are that process's), so the device goes where the context is: the
+ * bind asks that process (WIRE_VFIO_BIND, remote.c) to open the same node in its machine and
+ * bind that file, with its own checks, claims and errnos (vfio_cdev_bind_for_remote(),
+ * registered with file.c as struct iommufd_bind_ops, since iommufd lies below us). Our file
+ * keeps the new file's fd (the library's) and makes every later call of its own there, as any
+ * client (vfio_cdev_bind_remote()): ioctls, pread/pwrite, mmap (ENODEV: nothing to hand over).
+ * It does not count as bound here. Its release closes that fd, the new file's last: the other
+ * process unbinds. A third process's calls on such a file answer EOPNOTSUPP (made there by us,
+ * they would read our memory for its arguments), as does a bind to a context another process
+ * serves made by a third process's call, or of a file another process serves (the reverse
+ * case, which reaches us as a served call).
+ *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
  * table without a stop on the blocking domain. Detaching an unattached device is no error.
@@ -77,6 +90,7 @@
 #include "iommufd/iommufd_private.h"
 #include "iommufd/remote.h"
 #include "lib/fail.h"
+#include "lib/sys.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
 #include "uiommu/uiommu.h"
@@ -126,6 +140,19 @@ struct vfio_cdev_file {
 	struct vfio_cdev_file *next;  /* in vfio_cdev_bound while bound */
 	/* Opened for vfio-pci (bound, or group mode); once set, constant until release. */
 	struct vfio_pci_core *core;
+	unsigned int minor;           /* a cdev's N of vfioN; constant */
+	/*
+	 * Bound to a context another process serves: the file of the same device that process
+	 * opened and bound for us (vfio_cdev_bind_remote()), on which every call of ours on this
+	 * file is made. Under vfio_cdev_lock; set once, then constant until release.
+	 */
+	struct {
+		bool binding;                    /* a bind is asking for it */
+		int fd;                          /* ours, kept (lib/fdkeep.h); -1 none */
+		struct iommufd_server *server;
+		uint64_t token;
+		uint8_t secret[WIRE_SECRET_LEN];
+	} remote;
 };
 
 /* Protects every file's binding state; the outermost lock of all (before ioas->mutex). */
@@ -183,7 +210,8 @@ static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
  * may have left (vfio_cdev_bind_iommufd()).
  */
 static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
-			      struct uiommu_mm *mm, uint64_t arg, bool *excluded)
+			      struct iommufd_ctx *to, struct uiommu_mm *mm, uint64_t arg,
+			      uint32_t *devidp, bool *excluded)
 {
 	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
@@ -195,7 +223,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 
 	*excluded = false;
 	uiommu_mutex_lock(&vfio_cdev_lock);
-	if (vf->idev) { /* bound already */
+	if (vf->idev || vf->remote.fd >= 0 || vf->remote.binding) { /* bound already */
 		rc = -EINVAL;
 		goto out_unlock;
 	}
@@ -210,7 +238,10 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 		*excluded = rc == -EBUSY;
 		goto out_unlock;
 	}
-	ictx = iommufd_ctx_from_fd(bind->iommufd);
+	/* The caller's iommufd, or a context of ours another process named (@to). */
+	ictx = to ?: iommufd_ctx_from_fd(bind->iommufd);
+	if (to)
+		iommufd_ctx_file_get(to);
 	if (IS_ERR(ictx)) {
 		rc = PTR_ERR(ictx);
 		goto err_end_claim;
@@ -239,10 +270,12 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 		rc = PTR_ERR(core);
 		goto err_unbind;
 	}
-	rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_bind, out_devid), &devid,
-				 sizeof(devid));
+	rc = mm ? uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_bind, out_devid),
+				      &devid, sizeof(devid)) :
+		  0;
 	if (rc)
 		goto err_close;
+	*devidp = devid;
 	vf->core = core;
 	vf->ictx = ictx;
 	vf->idev = idev;
@@ -277,11 +310,74 @@ out_unlock:
  * system call in a process that shares nothing) and the bind is tried again, outside
  * vfio_cdev_lock, which the releases take.
  */
+static int vfio_cdev_bind_settled(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
+				  struct iommufd_ctx *to, struct uiommu_mm *mm, uint64_t arg,
+				  uint32_t *devid)
+{
+	bool excluded;
+	int rc;
+
+	rc = vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded);
+	if (!excluded)
+		return rc;
+	iommufd_remote_settle();
+	return vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded);
+}
+
+/*
+ * The device goes where the context is. Our machine's copy of the device cannot be bound to a
+ * context another process serves (its objects, its domains are that process's), so that
+ * process opens the same node in its own machine and binds its new file (WIRE_VFIO_BIND:
+ * its claims, its exclusions, its errnos); ours keeps that file's fd and makes every later
+ * call on it, as an ordinary client of that process. Nothing of our machine's device changes:
+ * this file does not count as bound here. The round trip runs without vfio_cdev_lock.
+ */
+static int vfio_cdev_bind_remote(struct vfio_cdev_file *vf, struct iommufd_server *server,
+				 uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+				 uint64_t arg)
+{
+	uint8_t g_secret[WIRE_SECRET_LEN];
+	uint64_t g_token;
+	uint32_t devid;
+	int fd, rc;
+
+	uiommu_mutex_lock(&vfio_cdev_lock);
+	if (vf->idev || vf->remote.fd >= 0 || vf->remote.binding) {
+		uiommu_mutex_unlock(&vfio_cdev_lock);
+		return -EINVAL; /* bound already, or a bind in flight */
+	}
+	vf->remote.binding = true;
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+
+	fd = iommufd_remote_vfio_bind(server, token, secret, vf->minor, &devid, &g_token,
+				      g_secret);
+	rc = fd < 0 ? fd : 0;
+	if (!rc)
+		rc = uiommu_copy_to_user(mm, arg + offsetof(struct vfio_cdev_bind, out_devid),
+					 &devid, sizeof(devid));
+	if (rc && fd >= 0)
+		sys_close(fd); /* the last close anywhere: its server unbinds */
+
+	uiommu_mutex_lock(&vfio_cdev_lock);
+	vf->remote.binding = false;
+	if (!rc) {
+		vf->remote.fd = fd;
+		vf->remote.server = server;
+		vf->remote.token = g_token;
+		memcpy(vf->remote.secret, g_secret, WIRE_SECRET_LEN);
+	}
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+	return rc;
+}
+
 static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
 {
 	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
+	uint8_t secret[WIRE_SECRET_LEN];
+	struct iommufd_server *server;
 	struct vfio_cdev_bind bind;
-	bool excluded;
+	uint64_t token;
+	uint32_t devid;
 	int rc;
 
 	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
@@ -289,11 +385,15 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		return rc;
 	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
 		return -EINVAL;
-	rc = vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded);
-	if (!excluded)
-		return rc;
-	iommufd_remote_settle();
-	return vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded);
+	/*
+	 * A context another process serves, named by a call of our own: that process binds
+	 * the device. A third process's call keeps EOPNOTSUPP (iommufd_ctx_from_fd()): our
+	 * later calls on its behalf would use our memory for its arguments.
+	 */
+	if (!iommufd_caller_is_remote() &&
+	    !iommufd_file_remote_ident(bind.iommufd, &server, &token, secret))
+		return vfio_cdev_bind_remote(vf, server, token, secret, mm, arg);
+	return vfio_cdev_bind_settled(vf, &bind, NULL, mm, arg, &devid);
 }
 
 /* Undoes a bind; vfio_cdev_lock held. The context's file is the caller's to put. */
@@ -408,6 +508,20 @@ static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, 
 
 /* ---- the file ------------------------------------------------------------------------------- */
 
+/*
+ * Bound through another process (vfio_cdev_bind_remote()): calls go to its file. Once true it
+ * stays so (the acquire of the lock sees the fields set with it) until release.
+ */
+static bool vfio_cdev_remote(struct vfio_cdev_file *vf)
+{
+	bool remote;
+
+	uiommu_mutex_lock(&vfio_cdev_lock);
+	remote = vf->remote.fd >= 0;
+	uiommu_mutex_unlock(&vfio_cdev_lock);
+	return remote;
+}
+
 static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg)
 {
 	struct vfio_cdev_file *vf = priv;
@@ -419,6 +533,11 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		return -ENOMEM;
 	if (cmd == VFIO_CDEV_BIND_IOMMUFD)
 		return vfio_cdev_bind_iommufd(vf, mm, arg);
+	if (vfio_cdev_remote(vf))
+		return iommufd_caller_is_remote() ?
+			       -EOPNOTSUPP :
+			       iommufd_remote_ioctl(vf->remote.server, vf->remote.token,
+						    vf->remote.secret, cmd, arg);
 
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	core = vf->core;
@@ -472,9 +591,16 @@ static ssize_t vfio_cdev_rw(struct vfio_cdev_file *vf, struct uiommu_mm *mm, voi
 			    size_t count, off_t off, bool write)
 {
 	struct vfio_pci_core *core = vfio_cdev_core(vf);
+	unsigned int owed;
 	void *buf;
 	ssize_t rc;
 
+	if (!core && vfio_cdev_remote(vf) && off >= 0)
+		return iommufd_caller_is_remote() ?
+			       -EOPNOTSUPP :
+			       iommufd_remote_rw(vf->remote.server, vf->remote.token,
+						 vf->remote.secret, (uintptr_t)ubuf, count, off,
+						 write, &owed);
 	if (!core || off < 0)
 		return -EINVAL;
 	if (!mm)
@@ -516,8 +642,12 @@ static ssize_t vfio_cdev_write(void *priv, struct uiommu_mm *mm, const void *buf
 static void *vfio_cdev_mmap(void *priv, void *addr, size_t len, int prot, int flags,
 			    uint64_t off)
 {
-	struct vfio_pci_core *core = vfio_cdev_core(priv);
+	struct vfio_cdev_file *vf = priv;
+	struct vfio_pci_core *core = vfio_cdev_core(vf);
 
+	if (!core && vfio_cdev_remote(vf))
+		return iommufd_remote_mmap(vf->remote.server, vf->remote.token, vf->remote.secret,
+					   addr, len, prot, flags, off);
 	if (!core) {
 		errno = EINVAL;
 		return MAP_FAILED;
@@ -540,6 +670,9 @@ static void vfio_cdev_release(void *priv)
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
+	/* Bound through another process: our close of its file is its last, it unbinds there. */
+	if (vf->remote.fd >= 0)
+		sys_close(vf->remote.fd);
 	/* The device is closed and unbound here: so it is for the session's stores. */
 	session_claim_drop(&vf->claim_owner);
 	session_claim_drop(&vf->claim_open);
@@ -557,6 +690,8 @@ static const struct iommufd_subfd_ops vfio_cdev_fops = {
 	.write = vfio_cdev_write,
 	.mmap = vfio_cdev_mmap,
 };
+
+static int vfio_cdev_open_file(unsigned int index, int flags, struct vfio_cdev_file **vfp);
 
 /* ---- finding vfioN -------------------------------------------------------------------------- */
 
@@ -600,6 +735,14 @@ static int vfio_cdev_parse(const char *path, unsigned int *index)
  */
 int vfio_cdev_open(unsigned int index, int flags)
 {
+	struct vfio_cdev_file *vf;
+
+	return vfio_cdev_open_file(index, flags, &vf);
+}
+
+/* vfio_cdev_open(), with the file's object in *@vfp: the fd's, alive while the fd is open. */
+static int vfio_cdev_open_file(unsigned int index, int flags, struct vfio_cdev_file **vfp)
+{
 	static const struct iommufd_node node_tmpl = { .major = SYSFS_VFIO_CDEV_MAJOR,
 						       .mode = S_IFCHR | 0600 };
 	struct vfio_cdev_lookup lookup = { .want = index };
@@ -625,6 +768,8 @@ int vfio_cdev_open(unsigned int index, int flags)
 		goto err_vfio_put;
 	}
 	vf->dev = lookup.dev;
+	vf->minor = index;
+	vf->remote.fd = -1;
 	vf->claim_dev = SESSION_CLAIM_NONE;
 	vf->claim_owner = SESSION_CLAIM_NONE;
 	/* Open in the session too; a store unbinding or removing it now: the node is going. */
@@ -640,6 +785,7 @@ int vfio_cdev_open(unsigned int index, int flags)
 		rc = fd;
 		goto err_drop_open;
 	}
+	*vfp = vf;
 	return fd;
 
 err_drop_open:
@@ -660,6 +806,40 @@ int vfio_cdev_open_path(const char *path, int flags)
 	int rc = vfio_cdev_parse(path, &index);
 
 	return rc ?: vfio_cdev_open(index, flags);
+}
+
+/*
+ * Another process binds vfio@minor to @ictx, a context of ours (WIRE_VFIO_BIND, file.c): the
+ * open and the bind its own process would make, here, with the same answers. The fd travels
+ * back with the reply; on failure it is closed here (the last close: nothing stays).
+ */
+static int vfio_cdev_bind_for_remote(struct iommufd_ctx *ictx, unsigned int minor,
+				     uint32_t *devid)
+{
+	const struct vfio_cdev_bind bind = { .iommufd = -1 };
+	struct vfio_cdev_file *vf;
+	int fd, rc;
+
+	/* Not the caller's fd number: ours, which no lookup of the caller's fds would find. */
+	fd = vfio_cdev_open_file(minor, O_RDWR | O_CLOEXEC, &vf);
+	if (fd < 0)
+		return fd;
+	rc = vfio_cdev_bind_settled(vf, &bind, ictx, NULL, 0, devid);
+	if (rc) {
+		uiommu_close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static const struct iommufd_bind_ops vfio_cdev_bind_ops = {
+	.cdev_bind = vfio_cdev_bind_for_remote,
+};
+
+/* Before any call of another process can come: with the library. */
+__attribute__((constructor)) static void vfio_cdev_bind_ops_init(void)
+{
+	iommufd_bind_ops_register(&vfio_cdev_bind_ops);
 }
 
 bool vfio_cdev_is_fd(int fd)
@@ -702,6 +882,7 @@ int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void
 		goto err_vfio_put;
 	}
 	vf->dev = dev;
+	vf->remote.fd = -1;
 	vf->mode = VFIO_FILE_GROUP;
 	vf->group = group;
 	vf->claim_dev = SESSION_CLAIM_NONE; /* the group file's claim covers its devices */

@@ -66,6 +66,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/rcu.h"
+#include "lib/thread.h"
 
 struct iommu_fault_param {
 	/* Protects everything below but the list node; order: after dev_iommu->lock. */
@@ -524,7 +525,7 @@ int iopf_group_queue_work(struct iopf_group *group, void (*fn)(struct iopf_group
 			rc = -ENOMEM;
 			goto out_unlock;
 		}
-		rc = -pthread_create(&queue->worker, NULL, iopf_queue_worker, queue);
+		rc = -uiommu_thread_create(&queue->worker, NULL, iopf_queue_worker, queue);
 		if (rc)
 			goto out_unlock;
 		queue->worker_started = true;

@@ -157,6 +157,7 @@
 #include "lib/fail.h"
 #include "lib/fdkeep.h"
 #include "lib/sys.h"
+#include "lib/thread.h"
 #include "mm/locked_vm.h"
 #include "mm/mm.h"
 
@@ -1010,7 +1011,7 @@ static void remote_accept(void)
 	remote_conn_note(fd);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&thread, &attr, remote_conn_main, (void *)(intptr_t)fd)) {
+	if (uiommu_thread_create(&thread, &attr, remote_conn_main, (void *)(intptr_t)fd)) {
 		pthread_attr_destroy(&attr);
 		goto err_close;
 	}
@@ -1126,7 +1127,7 @@ static void remote_server_start(struct iommufd_server *self)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	remote_block_signals(&old);
-	rc = pthread_create(&thread, &attr, remote_server_main, NULL);
+	rc = uiommu_thread_create(&thread, &attr, remote_server_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (!rc)

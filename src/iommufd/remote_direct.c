@@ -116,6 +116,7 @@
 #include "lib/fail.h"
 #include "lib/fdkeep.h"
 #include "lib/sys.h"
+#include "lib/thread.h"
 #include "mm/mm.h"
 
 #define DIRECT_PAGE_LEN 4096
@@ -254,7 +255,7 @@ static struct direct_life *direct_life_get(void)
 	life->word = page;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (uiommu_should_fail() || pthread_create(&thread, &attr, direct_life_main, life)) {
+	if (uiommu_should_fail() || uiommu_thread_create(&thread, &attr, direct_life_main, life)) {
 		pthread_attr_destroy(&attr);
 		goto err_unmap;
 	}

@@ -60,6 +60,7 @@
 #include "lib/compiler.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "lib/thread.h"
 #include "machine/ctl.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
@@ -679,7 +680,7 @@ static void *ctl_thread(void *arg)
 			continue;
 		}
 		if (uiommu_should_fail() ||
-		    pthread_create(&thread, &attr, ctl_client_thread, (void *)(intptr_t)fd)) {
+		    uiommu_thread_create(&thread, &attr, ctl_client_thread, (void *)(intptr_t)fd)) {
 			ctl_refuse(fd, ENOMEM, "%s", strerror(ENOMEM));
 			close(fd);
 			atomic_fetch_sub(&ctl_clients, 1);
@@ -836,7 +837,7 @@ static int ctl_listen(const char *path)
 	/* The thread inherits the mask: signals stay with the program's threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = -pthread_create(&thread, &attr, ctl_thread, (void *)(intptr_t)fd);
+	rc = -uiommu_thread_create(&thread, &attr, ctl_thread, (void *)(intptr_t)fd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc)

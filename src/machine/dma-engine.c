@@ -103,6 +103,7 @@
 #include "lib/err.h"
 #include "lib/lockdep.h"
 #include "lib/fail.h"
+#include "lib/thread.h"
 #include "machine/dma-engine.h"
 #include "machine/sysfs.h"
 #include "machine/topology.h"
@@ -1934,7 +1935,7 @@ UIOMMU_EXPORT int uiommu_dma_submit(struct uiommu_dma_dev *e, struct uiommu_dma_
 			ret = -ENOMEM;
 			goto err_unlock;
 		}
-		ret = -pthread_create(&e->worker, NULL, dma_async_worker, e);
+		ret = -uiommu_thread_create(&e->worker, NULL, dma_async_worker, e);
 		if (ret)
 			goto err_unlock;
 		e->worker_started = true;

@@ -47,6 +47,7 @@
 #include "lib/err.h"
 #include "lib/fail.h"
 #include "lib/lockdep.h"
+#include "lib/thread.h"
 #include "machine/pci.h"
 #include "machine/topology.h"
 
@@ -971,7 +972,7 @@ static int topo_device_bind(struct topo_device *td)
 		atomic_store(&td->dma_stop, false);
 		/* A driver without its DMA thread is still a bound driver: no error. */
 		td->dma_running = !uiommu_should_fail() &&
-				  !pthread_create(&td->dma_thread, NULL, topo_dma_engine, td);
+				  !uiommu_thread_create(&td->dma_thread, NULL, topo_dma_engine, td);
 	}
 	return 0;
 }

@@ -56,6 +56,7 @@
 #include "lib/fail.h"
 #include "lib/fdkeep.h"
 #include "lib/sys.h"
+#include "lib/thread.h"
 #include "machine/dma-engine.h"
 #include "machine/topology.h"
 #include "mm/mm.h"
@@ -348,7 +349,7 @@ int vfio_watcher_start(int *kick, pthread_t *thread, void *(*fn)(void *), void *
 	if (*kick < 0)
 		return -errno;
 	uiommu_fd_keep(*kick);
-	rc = uiommu_should_fail() ? EAGAIN : pthread_create(thread, NULL, fn, arg);
+	rc = uiommu_should_fail() ? EAGAIN : uiommu_thread_create(thread, NULL, fn, arg);
 	if (rc) {
 		sys_close(*kick);
 		*kick = -1;

@@ -78,6 +78,7 @@
 
 #include "lib/compiler.h"
 #include "lib/fail.h"
+#include "lib/thread.h"
 #include "machine/models/dma-test.h"
 #include "uiommu/device.h"
 
@@ -705,7 +706,7 @@ static int dma_test_worker_ensure(struct dma_test *dt)
 	/* The fork child's handler zeroes worker_pid: no getpid() system call per doorbell. */
 	if (dt->worker_pid)
 		return 0;
-	if (pthread_create(&dt->worker, NULL, dma_test_worker, dt))
+	if (uiommu_thread_create(&dt->worker, NULL, dma_test_worker, dt))
 		return -ENOMEM;
 	dt->worker_pid = getpid();
 	return 0;

@@ -151,6 +151,7 @@
 #include "lib/fail.h"
 #include "lib/fdkeep.h"
 #include "lib/sys.h"
+#include "machine/session.h"
 #include "mm/locked_vm.h"
 #include "mm/mm.h"
 
@@ -717,6 +718,72 @@ void iommufd_remote_settle(void)
 	iommufd_files_settle();
 }
 
+/*
+ * Another process's SETTLE (remote.h) runs one settle of ours at a time: a request waits for a
+ * settle begun after it came, and the requests that come while one runs share the next. So a
+ * flood of them costs one settle running and one to come, whatever their number. settle_lock
+ * protects settle_begun, settle_done and settle_running and is the lock of settle_ended; a
+ * leaf, never held across the settle.
+ */
+UIOMMU_MUTEX_DEFINE(settle_lock);
+static struct uiommu_cond settle_ended = { .c = PTHREAD_COND_INITIALIZER };
+static uint64_t settle_begun, settle_done;
+static bool settle_running;
+
+static void remote_settle_shared(void)
+{
+	uint64_t mine;
+
+	uiommu_mutex_lock(&settle_lock);
+	mine = settle_begun + 1;
+	while (settle_done < mine) {
+		if (settle_running) {
+			uiommu_cond_wait(&settle_ended, &settle_lock);
+			continue;
+		}
+		settle_running = true;
+		settle_begun++;
+		uiommu_mutex_unlock(&settle_lock);
+		iommufd_remote_settle();
+		uiommu_mutex_lock(&settle_lock);
+		settle_running = false;
+		settle_done = settle_begun;
+		uiommu_cond_broadcast(&settle_ended);
+	}
+	uiommu_mutex_unlock(&settle_lock);
+}
+
+/* In a fork child: a settle another thread of the parent ran is none of ours. */
+static void remote_settle_shared_forget(void)
+{
+	uiommu_mutex_init(&settle_lock);
+	settle_begun = settle_done = 0;
+	settle_running = false;
+}
+
+/*
+ * Answers a SETTLE on @fd once a settle begun after it is done. It waits only for the calls
+ * of our clients that are gone, never for its asker: the asker is alive (it waits here), and
+ * asks only from a call of its own, never while serving one (iommufd_remote_settle_session()),
+ * so no call a settle waits for is waiting for a SETTLE.
+ */
+static void remote_settle_serve(int fd)
+{
+	struct wire_rep rep;
+
+	memset(&rep, 0, sizeof(rep));
+	remote_unit_begin();
+	if (uiommu_should_fail()) {
+		rep.rc = -ENOMEM; /* the asker answers as it would have without asking */
+	} else {
+		pthread_rwlock_rdlock(&serve_gate);
+		remote_settle_shared();
+		pthread_rwlock_unlock(&serve_gate);
+	}
+	remote_unit_end();
+	wire_send(fd, &rep, sizeof(rep), NULL, 0);
+}
+
 /* The hold @h as a reply's val[0..2]. */
 static void remote_hold_reply(struct wire_rep *rep, const struct wire_hold *h)
 {
@@ -882,6 +949,11 @@ static void *remote_conn_main(void *arg)
 		rc = wire_recv(fd, &hello, sizeof(hello), fds, 4, &nfds);
 	if (rc)
 		goto out_close;
+	if (hello.magic == WIRE_SETTLE_MAGIC && hello.version == WIRE_VERSION &&
+	    hello.pid == pid && !nfds) {
+		remote_settle_serve(fd);
+		goto out_close;
+	}
 	if (hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION || hello.pid != pid ||
 	    nfds < 3) {
 		for (int i = 0; i < nfds; i++)
@@ -1083,6 +1155,39 @@ void iommufd_server_unwatch(int peer)
 }
 
 /*
+ * At our exit our listening socket goes: so does its record in the session directory. Not in a
+ * forked child, whose server (if any) is its own, nor after a hand-over, whose next server is
+ * a process of its own (remote_handover_serve()); an exec runs no exit handler.
+ */
+static void remote_server_exit(void)
+{
+	struct iommufd_server *self = atomic_load(&iommufd_self_server);
+
+	if (self && self->pid == getpid() && listen_fd >= 0)
+		session_server_forget(self->pid, self->name);
+}
+
+static pthread_once_t remote_server_exit_once = PTHREAD_ONCE_INIT;
+
+static void remote_server_exit_register(void)
+{
+	atexit(remote_server_exit);
+}
+
+/*
+ * In a session, the other processes learn of our server from the session directory, to ask it
+ * to settle (iommufd_remote_settle_session()). A record that cannot be made leaves only that:
+ * a claim of ours that a dead process's file held lets go when our server thread sees the
+ * hang-up, as before.
+ */
+static void remote_server_note(struct iommufd_server *self)
+{
+	if (session_server_note(self->pid, self->name))
+		return;
+	pthread_once(&remote_server_exit_once, remote_server_exit_register);
+}
+
+/*
  * Starts listening and the server thread. A failure leaves this process's files unshared
  * (another process's calls on them answer ENODEV), not unusable.
  */
@@ -1112,8 +1217,10 @@ static void remote_server_start(struct iommufd_server *self)
 	rc = pthread_create(&thread, &attr, remote_server_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	if (!rc)
+	if (!rc) {
+		remote_server_note(self);
 		return;
+	}
 err_close:
 	if (listen_fd >= 0)
 		sys_close(listen_fd);
@@ -1320,6 +1427,75 @@ static int remote_connect(struct iommufd_server *server, bool life)
 err_close:
 	sys_close(fd);
 	return rc;
+}
+
+/*
+ * One SETTLE to the server @name of @pid (remote.h): 0 once it settled; -ECONNREFUSED when
+ * nobody listens there any more (the record is stale: an abstract name's connect answers at
+ * once); -EPERM when the listener is not that process of our user; -ENOMEM, -EIO, -errno.
+ */
+static int remote_settle_ask(pid_t pid, const char *name)
+{
+	struct wire_hello req = { .magic = WIRE_SETTLE_MAGIC, .version = WIRE_VERSION };
+	struct sockaddr_un sun;
+	struct wire_rep rep;
+	pid_t peer;
+	int fd, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	uiommu_fd_keep(fd);
+	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, name, WIRE_NAME_LEN))) {
+		rc = -errno;
+		goto out_close;
+	}
+	rc = wire_peer_check(fd, &peer);
+	if (!rc && peer != pid)
+		rc = -EPERM;
+	req.pid = getpid();
+	if (!rc)
+		rc = wire_send(fd, &req, sizeof(req), NULL, 0);
+	if (!rc)
+		rc = wire_recv(fd, &rep, sizeof(rep), NULL, 0, NULL);
+	if (!rc)
+		rc = (int)rep.rc;
+out_close:
+	sys_close(fd);
+	return rc;
+}
+
+static int remote_settle_ask_one(pid_t pid, const char *name, void *arg)
+{
+	(void)arg;
+	/* Whoever finds a record stale removes it; what else fails only leaves the answer as is. */
+	if (remote_settle_ask(pid, name) == -ECONNREFUSED)
+		session_server_forget(pid, name);
+	return 0;
+}
+
+/**
+ * iommufd_remote_settle_session() - before an answer that another process's claim in the
+ * session gives (claim.c): every other serving process of the session settles, as
+ * iommufd_remote_settle() does here. A claim is held by the process serving the file that
+ * holds it, which lets go once it finds the file's last fd gone: when that fd was a dead
+ * process's, only that process's settle releases it before its server thread sees the hang-up.
+ * The servers are asked one after the other (SETTLE, remote.h), each answering once it is done;
+ * a stale record is removed, a failed request skipped (the answer stays the one it was).
+ *
+ * Call it outside every lock, and from a call of this process's own: a thread serving another
+ * process's call asks nobody (a settle elsewhere may be waiting for that very call, if its
+ * client is gone, and would wait for a SETTLE it sends). The caller settles locally first.
+ */
+void iommufd_remote_settle_session(void)
+{
+	struct iommufd_server *self = atomic_load(&iommufd_self_server);
+
+	if (remote_serving)
+		return;
+	session_servers_each(getpid(), self ? self->name : "", remote_settle_ask_one, NULL);
 }
 
 /*
@@ -1995,6 +2171,7 @@ static void remote_atfork_child(void)
 	atomic_store(&remote_mapped_lo, UINT64_MAX);
 	atomic_store(&remote_mapped_hi, 0);
 	remote_random(&client_cookie, sizeof(client_cookie));
+	remote_settle_shared_forget();
 	if (remote_handover) {
 		/*
 		 * The next server: it keeps the listening socket, the clients' mms and the files.
@@ -2083,6 +2260,9 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	iommufd_mmap_forks_rewatch();
 	iommufd_mmap_handover_forget();
 	remote_server_loop(true);
+	/* The name goes with us: the exec'd image that shares our pid has servers of its own. */
+	session_server_forget(atomic_load(&iommufd_self_server)->pid,
+			      atomic_load(&iommufd_self_server)->name);
 	_exit(0);
 }
 

@@ -52,7 +52,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +64,15 @@
 #include "lib/sys.h"
 #include "machine/session.h"
 #include "machine/sysfs.h"
+
+/* What getdents64 returns (struct linux_dirent64), which no libc header declares. */
+struct session_dirent {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
 
 /* Rounds of "the session's end unlinked it between our open and our lock" before giving up. */
 #define SESSION_CLAIM_TRIES 4
@@ -143,6 +154,102 @@ int session_claim_remove_unheld(const char *dir, const char *name)
 	/* Unlinked only under our own exclusive lock: never a claim somebody holds. */
 	rc = flock(fd, LOCK_EX | LOCK_NB) ? -EBUSY : 0;
 	if (!rc && unlink(path))
+		rc = -errno;
+	sys_close(fd);
+	return rc;
+}
+
+/* ---- the session's servers ------------------------------------------------------------------ */
+
+static int session_server_path(char *path, size_t len, pid_t pid, const char *name)
+{
+	char dir[PATH_MAX];
+	int rc = sysfs_session_dir(dir, sizeof(dir));
+
+	if (rc)
+		return rc;
+	return snprintf(path, len, "%s/" SESSION_SERVER "%d.%s", dir, (int)pid, name) >= (int)len ?
+		       -ENAMETOOLONG : 0;
+}
+
+/*
+ * The record is its name alone: an empty file, made whole by one open (O_EXCL), so a reader
+ * never meets half of one and no temporary name is needed.
+ */
+int session_server_note(pid_t pid, const char *name)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	rc = session_server_path(path, sizeof(path), pid, name);
+	if (rc)
+		return rc == -ENOENT ? 0 : rc; /* no session: nobody to tell */
+	fd = sys_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	sys_close(fd);
+	return 0;
+}
+
+void session_server_forget(pid_t pid, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (!session_server_path(path, sizeof(path), pid, name))
+		unlink(path);
+}
+
+/* Calls @fn for the records in the getdents64 buffer @buf (@len bytes); its nonzero return. */
+static int session_servers_batch(const char *buf, size_t len, pid_t self_pid,
+				 const char *self_name,
+				 int (*fn)(pid_t pid, const char *name, void *arg), void *arg)
+{
+	size_t off = 0;
+
+	while (off + offsetof(struct session_dirent, d_name) < len) {
+		const struct session_dirent *de = (const void *)(buf + off);
+		int pid, end = 0, rc;
+
+		off += de->d_reclen;
+		if (!de->d_reclen)
+			break;
+		if (strncmp(de->d_name, SESSION_SERVER, strlen(SESSION_SERVER)) ||
+		    sscanf(de->d_name + strlen(SESSION_SERVER), "%d.%n", &pid, &end) != 1 || !end ||
+		    pid <= 0)
+			continue;
+		end += (int)strlen(SESSION_SERVER);
+		if (pid == self_pid && !strcmp(de->d_name + end, self_name))
+			continue;
+		rc = fn(pid, de->d_name + end, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int session_servers_each(pid_t self_pid, const char *self_name,
+			 int (*fn)(pid_t pid, const char *name, void *arg), void *arg)
+{
+	char dir[PATH_MAX], buf[4096] __attribute__((aligned(8)));
+	ssize_t n;
+	int fd, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	rc = sysfs_session_dir(dir, sizeof(dir));
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	fd = sys_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	while ((n = sys_getdents64(fd, buf, sizeof(buf))) > 0) {
+		rc = session_servers_batch(buf, (size_t)n, self_pid, self_name, fn, arg);
+		if (rc)
+			break;
+	}
+	if (n < 0)
 		rc = -errno;
 	sys_close(fd);
 	return rc;

@@ -993,9 +993,23 @@ static bool session_tree_name(const char *name)
 }
 
 /*
+ * Is @name a record of a server (session.h) that is gone, or ours (we are on our way out)? A
+ * live one's stays, and with it the directory, as a held claim's does.
+ */
+static bool session_server_gone(const char *name)
+{
+	int pid;
+
+	if (strncmp(name, SESSION_SERVER, strlen(SESSION_SERVER)) ||
+	    sscanf(name + strlen(SESSION_SERVER), "%d.", &pid) != 1 || pid <= 0)
+		return false;
+	return pid == getpid() || (kill(pid, 0) && errno == ESRCH);
+}
+
+/*
  * Removes a session directory made by a session (marked), and only what sessions put in it:
- * the journal, the process trees, the claim files nobody holds (session.c), the mark. Anything
- * else stays, and with it the directory.
+ * the journal, the process trees, the claim files nobody holds (session.c), the records of
+ * servers that are gone, the mark. Anything else stays, and with it the directory.
  */
 static void session_remove(const char *path)
 {
@@ -1014,8 +1028,9 @@ static void session_remove(const char *path)
 	while ((de = readdir(dir))) {
 		bool tree = session_tree_name(de->d_name);
 		bool claim = !strncmp(de->d_name, "claim.", 6);
+		bool server = session_server_gone(de->d_name);
 
-		if (!tree && !claim && strcmp(de->d_name, "journal"))
+		if (!tree && !claim && !server && strcmp(de->d_name, "journal"))
 			continue;
 		if (snprintf(entry, sizeof(entry), "%s/%s", path, de->d_name) >=
 			    (int)sizeof(entry) || lstat(entry, &st) || st.st_uid != geteuid())

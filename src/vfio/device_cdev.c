@@ -180,10 +180,11 @@ static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
  * One try of a bind whose arguments passed their checks. *@excluded tells whether the answer
  * came from another file's hold on the device or its group (the node open, another file bound,
  * the group owned: here or in another process of the session), which a process that is gone
- * may have left (vfio_cdev_bind_iommufd()).
+ * may have left (vfio_cdev_bind_iommufd()); *@claimed, whether that hold was a claim of the
+ * session (perhaps another process's).
  */
 static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
-			      struct uiommu_mm *mm, uint64_t arg, bool *excluded)
+			      struct uiommu_mm *mm, uint64_t arg, bool *excluded, bool *claimed)
 {
 	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
@@ -193,7 +194,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 	uint32_t devid;
 	int rc;
 
-	*excluded = false;
+	*excluded = *claimed = false;
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vf->idev) { /* bound already */
 		rc = -EINVAL;
@@ -207,7 +208,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 	/* The group path of another process of the session: EBUSY as well. */
 	rc = vfio_claim_bind_begin(vf->dev, &claim);
 	if (rc) {
-		*excluded = rc == -EBUSY;
+		*excluded = *claimed = rc == -EBUSY;
 		goto out_unlock;
 	}
 	ictx = iommufd_ctx_from_fd(bind->iommufd);
@@ -224,7 +225,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 	/* The same in another process (EINVAL), or its context owns the group (EPERM). */
 	rc = vfio_claim_bind_device(claim, vf->dev, &claim_dev);
 	if (rc) {
-		*excluded = rc == -EINVAL || rc == -EPERM;
+		*excluded = *claimed = rc == -EINVAL || rc == -EPERM;
 		goto err_put_ctx;
 	}
 	idev = iommufd_device_bind(ictx, vf->dev, &devid);
@@ -272,16 +273,19 @@ out_unlock:
 /*
  * The kernel released the files of a process that is gone before anyone could see it gone (at
  * its exit, before its parent's waitpid()), so a device or group such a file held is free by
- * then. Here the file's release runs when this process finds its last fd gone: when a bind is
- * refused because of another file, what the dead left goes first (iommufd_remote_settle(): no
- * system call in a process that shares nothing) and the bind is tried again, outside
- * vfio_cdev_lock, which the releases take.
+ * then. Here the file's release runs when the process serving it finds its last fd gone: when a
+ * bind is refused because of another file, what the dead left here goes first
+ * (iommufd_remote_settle(): no system call in a process that shares nothing) and the bind is
+ * tried again, outside vfio_cdev_lock, which the releases take. A refusal that a claim of the
+ * session still gives then may be another process's, for a file it serves whose last fd was
+ * a dead one's: every other serving process of the session settles
+ * (iommufd_remote_settle_session()), and the bind is tried once more.
  */
 static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
 {
 	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
 	struct vfio_cdev_bind bind;
-	bool excluded;
+	bool excluded, claimed;
 	int rc;
 
 	rc = uiommu_copy_from_user(mm, &bind, arg, minsz);
@@ -289,11 +293,15 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 		return rc;
 	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
 		return -EINVAL;
-	rc = vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded);
+	rc = vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded, &claimed);
 	if (!excluded)
 		return rc;
 	iommufd_remote_settle();
-	return vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded);
+	rc = vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded, &claimed);
+	if (!claimed)
+		return rc;
+	iommufd_remote_settle_session();
+	return vfio_cdev_bind_try(vf, &bind, mm, arg, &excluded, &claimed);
 }
 
 /* Undoes a bind; vfio_cdev_lock held. The context's file is the caller's to put. */

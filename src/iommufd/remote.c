@@ -60,7 +60,15 @@
  * marked so (no call of its starts, no hold is made for it from then on), its holds go, and the
  * calls it had running (a connection's end counts as one) are waited for. A fork's holds
  * for its child and the files whose last fd was another process's go the same way (mmap.c,
- * file.c). Nothing is looked at, and no system call made, where no other process is served. A forked child asks for its own copy of each (MMAP_FORK, the secret
+ * file.c). Nothing is looked at, and no system call made, where no other process is served.
+ * A VFIO claim of the session (vfio/claim.c) that still refuses after that may be held by a
+ * third, live process for a file whose last fd the dead one had: in a session each serving
+ * process records its socket's name in the session directory (machine/session.c), and the
+ * refused process asks each of the others to settle (SETTLE, the first message of a connection
+ * that makes no client: iommufd_remote_settle_session()), then asks again. A server runs one
+ * settle at a time for them, shared by the requests that came while another ran, so a flood
+ * costs it two settles. Only a process's own calls ask, never a thread serving another's: a
+ * settle waits for the calls of gone clients, and such a call must never wait for a SETTLE. A forked child asks for its own copy of each (MMAP_FORK, the secret
  * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
  * A forked child of ours takes over, with the same MMAP_FORK, the holds our fork made for its
  * copies of our own mappings (the fork's socketpair, watched by the server thread, tells when
@@ -75,7 +83,8 @@
  * Fork. The child is a new process: it serves nothing of its parent's (its copies of the
  * parent's files name the parent as their server), so the child handler forgets the server
  * state (listening socket, epoll set, peers, export table in file.c, the holds it made for its
- * parent's clients) and the connection pools, and draws a new cookie; the child's own files
+ * parent's clients; the session directory's record names the parent) and the connection
+ * pools, and draws a new cookie; the child's own files
  * get a new server at its first open. Last, it asks the servers of its mappings for its holds,
  * which the parent's handler waits for, then takes over at its parent's server the holds made
  * for its copies of the parent's own mappings (which nobody waits for: the parent serves them).
@@ -86,7 +95,9 @@
  * machine, the pinned memory as it was: what the kernel's pins give after exec) and the
  * listening socket. The socket keeps its abstract name, and its SO_PEERCRED pid is that of
  * its listen() caller, the exec'ing process, whose pid the new image keeps: the headers in
- * the fds stay true, and the new image reaches the server as any adopter does. The server is
+ * the fds stay true, and the new image reaches the server as any adopter does (and the
+ * server's record in the session directory stays true too; the server removes it at its end,
+ * and a server the new image starts is another name). The server is
  * a grandchild (the middle process exits at once), so the new image gets no child of ours.
  * The copy closes every fd but the library's own (lib/fdkeep.c: each is registered where it is
  * made), so that none of the program's pipes or sockets stays open for as long as it serves.
@@ -115,7 +126,8 @@
  * mmap_lock, taken under it to poll the connections and to unlink a client's holds); conns_lock
  * the accepted connections' fds and owners (a leaf). None is held across a system call that
  * waits (a settle's poll() has a zero timeout; its wait for a gone client's calls lets
- * clients_lock go). The fork handlers take remote_direct.c's
+ * clients_lock go). settle_lock orders the SETTLEs served (a leaf, never held across a
+ * settle). The fork handlers take remote_direct.c's
  * direct_lock before all of them, and mmap_lock after them.
  *
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied

@@ -47,6 +47,13 @@
  * the name again; the remover unlinks only under its own exclusive lock, so a held claim is
  * never unlinked.
  *
+ * Servers. The directory also lists the processes of the session that serve files
+ * (session.h: "server.<pid>.<name>", an empty file each, made whole by one O_EXCL open), so
+ * that a process that a claim refuses can ask the others to let go of what the dead left
+ * (src/iommufd/remote.c). A record goes with its server's exit handler, or with the next
+ * asker that finds nobody listening there (a killed server runs no handler); the session's
+ * end removes those of processes that are gone.
+ *
  * No lock of ours: the state is the files and the fds the callers keep.
  */
 #include <errno.h>

@@ -40,8 +40,9 @@
  * DMA-API driver's bind, a type switch: claim.c).
  * A bind refused because of another file first lets go of what processes that are gone held
  * last, as the kernel's exit did before their waitpid(), and asks again
- * (vfio_cdev_bind_iommufd()); a claim another live process holds is let go when its server
- * sees the death.
+ * (vfio_cdev_bind_iommufd()); one a claim of the session still refuses asks every other
+ * serving process of the session to do the same, since a live process holding the claim may
+ * hold it for a file whose last fd a dead one had, and asks once more.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page

@@ -115,7 +115,7 @@
  * a reply that never left) and touches nothing else. The countdown is per thread, but serving
  * one client's calls runs on two (the server thread accepts, the connection's thread does the
  * rest), so a sweep arms the serving side as a whole (uiommu_serve_fail_nth_arm()): each unit of
- * serving work (an accept, a HELLO, a request) takes the countdown into its thread and hands
+ * serving work (an accept, a HELLO, a request, a SETTLE) takes the countdown into its thread and hands
  * back what is left before it answers, so the units count in the order the client's calls make
  * them.
  *

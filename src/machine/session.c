@@ -61,6 +61,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -168,10 +169,25 @@ int session_claim_remove_unheld(const char *dir, const char *name)
 
 /* ---- the session's servers ------------------------------------------------------------------ */
 
-static int session_server_path(char *path, size_t len, pid_t pid, const char *name)
+/*
+ * The session directory's path as it is, never made: a record is removed, and the records
+ * read, where the directory exists (an exit handler that runs after the session's end removed
+ * it must not make it again). 0, or -ENOENT in no session.
+ */
+static int session_dir_peek(char *dir, size_t len)
+{
+	const char *env = getenv(SYSFS_DIR_ENV);
+
+	if (!env || !*env)
+		return -ENOENT;
+	return snprintf(dir, len, "%s", env) >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+/* The record's path in @dir (made: sysfs_session_dir(); else peeked). */
+static int session_server_path(char *path, size_t len, pid_t pid, const char *name, bool make)
 {
 	char dir[PATH_MAX];
-	int rc = sysfs_session_dir(dir, sizeof(dir));
+	int rc = make ? sysfs_session_dir(dir, sizeof(dir)) : session_dir_peek(dir, sizeof(dir));
 
 	if (rc)
 		return rc;
@@ -190,7 +206,7 @@ int session_server_note(pid_t pid, const char *name)
 
 	if (uiommu_should_fail())
 		return -ENOMEM;
-	rc = session_server_path(path, sizeof(path), pid, name);
+	rc = session_server_path(path, sizeof(path), pid, name, true);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc; /* no session: nobody to tell */
 	fd = sys_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -204,7 +220,7 @@ void session_server_forget(pid_t pid, const char *name)
 {
 	char path[PATH_MAX];
 
-	if (!session_server_path(path, sizeof(path), pid, name))
+	if (!session_server_path(path, sizeof(path), pid, name, false))
 		unlink(path);
 }
 
@@ -240,17 +256,23 @@ int session_servers_each(pid_t self_pid, const char *self_name,
 			 int (*fn)(pid_t pid, const char *name, void *arg), void *arg)
 {
 	char dir[PATH_MAX], buf[4096] __attribute__((aligned(8)));
+	struct stat st;
 	ssize_t n;
 	int fd, rc;
 
 	if (uiommu_should_fail())
 		return -ENOMEM;
-	rc = sysfs_session_dir(dir, sizeof(dir));
+	rc = session_dir_peek(dir, sizeof(dir));
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;
 	fd = sys_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return errno == ENOENT ? 0 : -errno; /* nobody made it: nobody serves */
+	/* Only a directory of ours, closed to others, names servers (sysfs_session_dir()). */
+	if (sys_fstat(fd, &st) || st.st_uid != geteuid() || (st.st_mode & 0077)) {
+		sys_close(fd);
+		return -EPERM;
+	}
 	while ((n = sys_getdents64(fd, buf, sizeof(buf))) > 0) {
 		rc = session_servers_batch(buf, (size_t)n, self_pid, self_name, fn, arg);
 		if (rc)

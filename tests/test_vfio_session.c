@@ -698,6 +698,21 @@ static int holder_kill(int sock, pid_t pid)
 }
 
 /*
+ * A VMM binds the cdev @fds[0] to the iommufd @fds[1] handed to it, which we close then, and
+ * is killed: 0 once reaped, -1 otherwise.
+ */
+static int vmm_binds_and_dies(int fds[2])
+{
+	int sock;
+	pid_t vmm = holder_start(&sock, false);
+
+	if (vmm <= 0 || holder_fds_give(sock, HOLD_RECV_BIND, fds, 2) || close(fds[0]) ||
+	    close(fds[1]))
+		return -1;
+	return holder_kill(sock, vmm) == 128 + SIGKILL ? 0 : -1;
+}
+
+/*
  * The orchestrator with a third process (docs/vfio.md): we open vfio0 and /dev/iommu and hand
  * both to a VMM, closing our copies; it binds (served here: the claims are ours); it is
  * killed. Once waitpid() reported it, the holder, which opens vfio0 itself and binds it to an
@@ -817,21 +832,15 @@ TEST_F(session, fail_nth_of_the_session_settle)
 	if (!uiommu_fail_nth_available())
 		SKIP("a build without fault injection");
 	for (n = 1; n < 1000 && failed; n++) {
-		int sock, fds[2];
+		int fds[2];
 		char c;
-		pid_t vmm;
 
 		ASSERT_EQ(0, holder(self->sock, HOLD_GIVE, 0));
 		fds[0] = recv_fd(self->sock, &c, 1);
 		fds[1] = recv_fd(self->sock, &c, 1);
 		ASSERT_GE(fds[0], 0);
 		ASSERT_GE(fds[1], 0);
-		vmm = holder_start(&sock, false);
-		ASSERT_GT(vmm, 0);
-		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV_BIND, fds, 2));
-		ASSERT_EQ(0, close(fds[0]));
-		ASSERT_EQ(0, close(fds[1]));
-		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
+		ASSERT_EQ(0, vmm_binds_and_dies(fds));
 		uiommu_fail_nth_arm(n);
 		rc = cdev_bind(0, &v, &i);
 		failed = !uiommu_fail_nth_disarm();
@@ -843,19 +852,13 @@ TEST_F(session, fail_nth_of_the_session_settle)
 	}
 	ASSERT_FALSE(failed);
 	for (n = 1, failed = true; n < 1000 && failed; n++) {
-		int sock, fds[2];
-		pid_t vmm;
+		int fds[2];
 
 		fds[0] = cdev_open(0);
 		fds[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 		ASSERT_GE(fds[0], 0);
 		ASSERT_GE(fds[1], 0);
-		vmm = holder_start(&sock, false);
-		ASSERT_GT(vmm, 0);
-		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV_BIND, fds, 2));
-		ASSERT_EQ(0, close(fds[0]));
-		ASSERT_EQ(0, close(fds[1]));
-		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
+		ASSERT_EQ(0, vmm_binds_and_dies(fds));
 		uiommu_serve_fail_nth_arm(n);
 		rc = holder(self->sock, HOLD_BIND, 0);
 		failed = !uiommu_serve_fail_nth_disarm();

@@ -1389,31 +1389,46 @@ static int remote_hello_fds(int *fds, bool life)
 	return -EIO;
 }
 
-/* A new connection to @server, its HELLO answered; @life: with our life word. fd or -errno. */
-static int remote_connect(struct iommufd_server *server, bool life)
+/*
+ * A connection to the listening socket @name, which must be @pid's: the fd, or -errno of the
+ * socket, or -ENODEV when nobody listens there (*@refused, when not NULL: the connect was
+ * refused, nobody has the name any more) or somebody else does.
+ */
+static int remote_dial(const char *name, pid_t pid, bool *refused)
 {
-	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
 	struct sockaddr_un sun;
-	struct wire_rep rep;
-	int fd, fds[4], nfds, rc;
-	pid_t pid;
+	pid_t peer;
+	int fd;
 
-	if (uiommu_should_fail())
-		return -ENOMEM;
 	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	uiommu_fd_keep(fd);
-	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name, WIRE_NAME_LEN))) {
-		rc = -ENODEV; /* the serving process is gone */
-		goto err_close;
+	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, name, WIRE_NAME_LEN))) {
+		if (refused)
+			*refused = errno == ECONNREFUSED;
+		goto err_close; /* the serving process is gone */
 	}
 	/* Someone else may hold the name of a server that died: it must be our user's. */
-	rc = wire_peer_check(fd, &pid);
-	if (rc || pid != server->pid) {
-		rc = -ENODEV;
-		goto err_close;
-	}
+	if (!wire_peer_check(fd, &peer) && peer == pid)
+		return fd;
+err_close:
+	sys_close(fd);
+	return -ENODEV;
+}
+
+/* A new connection to @server, its HELLO answered; @life: with our life word. fd or -errno. */
+static int remote_connect(struct iommufd_server *server, bool life)
+{
+	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
+	struct wire_rep rep;
+	int fd, fds[4], nfds, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = remote_dial(server->name, server->pid, NULL);
+	if (fd < 0)
+		return fd;
 	nfds = remote_hello_fds(fds, life);
 	if (nfds < 0) {
 		rc = nfds;
@@ -1442,49 +1457,31 @@ err_close:
 }
 
 /*
- * One SETTLE to the server @name of @pid (remote.h): 0 once it settled; -ECONNREFUSED when
- * nobody listens there any more (the record is stale: an abstract name's connect answers at
- * once); -EPERM when the listener is not that process of our user; -ENOMEM, -EIO, -errno.
+ * One SETTLE to the server @name of @pid (remote.h), answered once it settled. A failure only
+ * leaves the asker's answer as it was; one that finds nobody listening under the name (a
+ * connect to a dead abstract name is refused at once) removes the record: whoever finds a
+ * record stale removes it.
  */
-static int remote_settle_ask(pid_t pid, const char *name)
+static int remote_settle_ask(pid_t pid, const char *name, void *arg)
 {
 	struct wire_hello req = { .magic = WIRE_SETTLE_MAGIC, .version = WIRE_VERSION };
-	struct sockaddr_un sun;
 	struct wire_rep rep;
-	pid_t peer;
-	int fd, rc;
+	bool refused = false;
+	int fd;
 
-	if (uiommu_should_fail())
-		return -ENOMEM;
-	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	uiommu_fd_keep(fd);
-	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, name, WIRE_NAME_LEN))) {
-		rc = -errno;
-		goto out_close;
-	}
-	rc = wire_peer_check(fd, &peer);
-	if (!rc && peer != pid)
-		rc = -EPERM;
-	req.pid = getpid();
-	if (!rc)
-		rc = wire_send(fd, &req, sizeof(req), NULL, 0);
-	if (!rc)
-		rc = wire_recv(fd, &rep, sizeof(rep), NULL, 0, NULL);
-	if (!rc)
-		rc = (int)rep.rc;
-out_close:
-	sys_close(fd);
-	return rc;
-}
-
-static int remote_settle_ask_one(pid_t pid, const char *name, void *arg)
-{
 	(void)arg;
-	/* Whoever finds a record stale removes it; what else fails only leaves the answer as is. */
-	if (remote_settle_ask(pid, name) == -ECONNREFUSED)
-		session_server_forget(pid, name);
+	if (uiommu_should_fail())
+		return 0;
+	fd = remote_dial(name, pid, &refused);
+	if (fd < 0) {
+		if (refused)
+			session_server_forget(pid, name);
+		return 0;
+	}
+	req.pid = getpid();
+	if (!wire_send(fd, &req, sizeof(req), NULL, 0))
+		wire_recv(fd, &rep, sizeof(rep), NULL, 0, NULL);
+	sys_close(fd);
 	return 0;
 }
 
@@ -1507,7 +1504,7 @@ void iommufd_remote_settle_session(void)
 
 	if (remote_serving)
 		return;
-	session_servers_each(getpid(), self ? self->name : "", remote_settle_ask_one, NULL);
+	session_servers_each(getpid(), self ? self->name : "", remote_settle_ask, NULL);
 }
 
 /*

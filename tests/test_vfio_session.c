@@ -66,6 +66,8 @@ enum holder_op {
 	HOLD_RECV,   /* receive one fd over the socket after the order and keep it */
 	HOLD_RECV_BIND, /* receive a cdev's fd and an iommufd's, bind them, keep both */
 	HOLD_GIVE,   /* open vfio<arg> and a new /dev/iommu, send both back after the answer */
+	HOLD_UNBIND_OPEN, /* open vfio-pci's unbind for writing, for the next HOLD_UNBIND */
+	HOLD_UNBIND, /* store vfio<arg>'s function into it (opened before: one write()) */
 };
 
 /* vfio<N>'s function (the topology below). */
@@ -77,7 +79,7 @@ struct holder_msg {
 
 #define HOLDER_FDS 8
 
-static int holder_fds[HOLDER_FDS], holder_nr;
+static int holder_fds[HOLDER_FDS], holder_nr, holder_unbind = -1;
 
 static void holder_keep(int fd)
 {
@@ -161,6 +163,14 @@ static int holder_do(int sock, const struct holder_msg *m)
 			return errno;
 		holder_keep(fd);
 		return 0;
+	case HOLD_UNBIND_OPEN:
+		holder_unbind = open("/sys/bus/pci/drivers/vfio-pci/unbind", O_WRONLY | O_CLOEXEC);
+		return holder_unbind < 0 ? errno : 0;
+	case HOLD_UNBIND:
+		rc = write(holder_unbind, vfio_bdfs[m->arg], strlen(vfio_bdfs[m->arg])) < 0 ? errno : 0;
+		close(holder_unbind);
+		holder_unbind = -1;
+		return rc;
 	case HOLD_CLOSE:
 		while (holder_nr)
 			close(holder_fds[--holder_nr]);
@@ -927,6 +937,35 @@ static int vfio_pci_rebind(const char *bdf)
 	if (sysfs_store(path, "vfio-pci") || sysfs_store(VFIO_PCI_DRV "bind", bdf))
 		return -1;
 	return sysfs_store(path, "\n");
+}
+
+/*
+ * The store's side of a claim a third process holds for a file a killed one held last: we
+ * open vfio0 (its open.BDF is ours) and hand the fd to a VMM, which dies with it; the
+ * holder's vfio-pci unbind of the function goes through the first time (EBUSY a moment after
+ * the death, before: its refusal now asks the session's servers to settle).
+ */
+TEST_F(session, a_store_meets_no_claim_a_third_process_held_for_the_dead)
+{
+	for (int round = 0; round < 30; round++) {
+		int sock, v;
+		pid_t vmm;
+
+		vmm = holder_start(&sock, false);
+		ASSERT_GT(vmm, 0);
+		v = cdev_open(0);
+		ASSERT_GE(v, 0);
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &v, 1));
+		ASSERT_EQ(0, close(v));
+		if (!round) {
+			ASSERT_EQ(0, holder(self->sock, HOLD_UNBIND_OPEN, 0));
+			ASSERT_EQ(EBUSY, holder(self->sock, HOLD_UNBIND, 0));
+		}
+		ASSERT_EQ(0, holder(self->sock, HOLD_UNBIND_OPEN, 0));
+		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
+		ASSERT_EQ(0, holder(self->sock, HOLD_UNBIND, 0));
+		ASSERT_EQ(0, vfio_pci_rebind(vfio_bdfs[0]));
+	}
 }
 
 /*

@@ -796,6 +796,22 @@ static void remote_settle_serve(int fd)
 	wire_send(fd, &rep, sizeof(rep), NULL, 0);
 }
 
+/*
+ * The virtual sysfs's stores that a claim refuses (machine/sysfs.c) settle everywhere: here
+ * (the claim may be this process's, for a file a dead one held last) and in the session's
+ * other servers. Registered at load: the writer may never have touched a file of ours.
+ */
+static void remote_settle_everywhere(void)
+{
+	iommufd_remote_settle();
+	iommufd_remote_settle_session();
+}
+
+__attribute__((constructor)) static void remote_settle_everywhere_register(void)
+{
+	session_settle_register(remote_settle_everywhere);
+}
+
 /* The hold @h as a reply's val[0..2]. */
 static void remote_hold_reply(struct wire_rep *rep, const struct wire_hold *h)
 {

@@ -52,13 +52,15 @@
  * that a process that a claim refuses can ask the others to let go of what the dead left
  * (src/iommufd/remote.c). A record goes with its server's exit handler, or with the next
  * asker that finds nobody listening there (a killed server runs no handler); the session's
- * end removes those of processes that are gone.
+ * end removes those of processes that are gone. The settle itself is iommufd's, which
+ * registers it here (session_settle_register()) for the virtual sysfs's stores.
  *
  * No lock of ours: the state is the files and the fds the callers keep.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +170,21 @@ int session_claim_remove_unheld(const char *dir, const char *name)
 }
 
 /* ---- the session's servers ------------------------------------------------------------------ */
+
+static _Atomic(void (*)(void)) session_settle_fn;
+
+void session_settle_register(void (*fn)(void))
+{
+	atomic_store(&session_settle_fn, fn);
+}
+
+void session_settle(void)
+{
+	void (*fn)(void) = atomic_load(&session_settle_fn);
+
+	if (fn)
+		fn();
+}
 
 /*
  * The session directory's path as it is, never made: a record is removed, and the records

@@ -87,4 +87,14 @@ void session_server_forget(pid_t pid, const char *name);
 int session_servers_each(pid_t self_pid, const char *self_name,
 			 int (*fn)(pid_t pid, const char *name, void *arg), void *arg);
 
+/*
+ * session_settle_register() - @fn lets go of what processes that are gone left behind, here
+ * and in the session's other serving processes, whose claims may be for files whose last fd a
+ * dead process had (src/iommufd/remote.c registers it: the claims are the serving processes').
+ * session_settle() runs it, outside every lock; for the virtual sysfs's stores that a claim
+ * refuses, which then try once more. Nothing before it is registered.
+ */
+void session_settle_register(void (*fn)(void));
+void session_settle(void);
+
 #endif

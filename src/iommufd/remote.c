@@ -68,8 +68,10 @@
  * that makes no client: iommufd_remote_settle_session()), then asks again. A server runs one
  * settle at a time for them, shared by the requests that came while another ran, so a flood
  * costs it two settles. Only a process's own calls ask, never a thread serving another's: a
- * settle waits for the calls of gone clients, and such a call must never wait for a SETTLE. A forked child asks for its own copy of each (MMAP_FORK, the secret
- * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
+ * settle waits for the calls of gone clients, and such a call must never wait for a SETTLE.
+ *
+ * A forked child asks for its own copy of each hold (MMAP_FORK, the secret showing it had the
+ * parent's) before fork() returns in the parent (mmap.c's fork handlers).
  * A forked child of ours takes over, with the same MMAP_FORK, the holds our fork made for its
  * copies of our own mappings (the fork's socketpair, watched by the server thread, tells when
  * the ones it did not take go).
@@ -127,8 +129,8 @@
  * the accepted connections' fds and owners (a leaf). None is held across a system call that
  * waits (a settle's poll() has a zero timeout; its wait for a gone client's calls lets
  * clients_lock go). settle_lock orders the SETTLEs served (a leaf, never held across a
- * settle). The fork handlers take remote_direct.c's
- * direct_lock before all of them, and mmap_lock after them.
+ * settle). The fork handlers take remote_direct.c's direct_lock before all of them, settle_lock
+ * after conns_lock, and mmap_lock last.
  *
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
  * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
@@ -765,12 +767,15 @@ static void remote_settle_shared(void)
 	uiommu_mutex_unlock(&settle_lock);
 }
 
-/* In a fork child: a settle another thread of the parent ran is none of ours. */
+/*
+ * In a fork child, under settle_lock (the fork handlers take it): a settle another thread of
+ * the parent ran, and the requests that waited for it, are none of ours.
+ */
 static void remote_settle_shared_forget(void)
 {
-	uiommu_mutex_init(&settle_lock);
 	settle_begun = settle_done = 0;
 	settle_running = false;
+	uiommu_cond_init(&settle_ended);
 }
 
 /*
@@ -2147,11 +2152,13 @@ static void remote_atfork_prepare(void)
 	iommufd_files_atfork_prepare();
 	uiommu_mutex_lock(&clients_lock);
 	uiommu_mutex_lock(&conns_lock);
+	uiommu_mutex_lock(&settle_lock);
 	iommufd_mmap_atfork_prepare(remote_handover);
 }
 
 static void remote_atfork_parent(void)
 {
+	uiommu_mutex_unlock(&settle_lock);
 	uiommu_mutex_unlock(&conns_lock);
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_parent();
@@ -2197,6 +2204,7 @@ static void remote_atfork_child(void)
 	atomic_store(&remote_mapped_hi, 0);
 	remote_random(&client_cookie, sizeof(client_cookie));
 	remote_settle_shared_forget();
+	uiommu_mutex_unlock(&settle_lock);
 	if (remote_handover) {
 		/*
 		 * The next server: it keeps the listening socket, the clients' mms and the files.
@@ -2265,6 +2273,7 @@ static void remote_atfork_register(void)
 static __attribute__((noreturn)) void remote_handover_serve(int go)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	struct iommufd_server *self;
 	sigset_t old;
 	char c;
 	ssize_t n;
@@ -2286,8 +2295,8 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	iommufd_mmap_handover_forget();
 	remote_server_loop(true);
 	/* The name goes with us: the exec'd image that shares our pid has servers of its own. */
-	session_server_forget(atomic_load(&iommufd_self_server)->pid,
-			      atomic_load(&iommufd_self_server)->name);
+	self = atomic_load(&iommufd_self_server);
+	session_server_forget(self->pid, self->name);
 	_exit(0);
 }
 

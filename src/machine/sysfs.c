@@ -1419,9 +1419,10 @@ static void journal_end(int fd, const char *line)
  * holds (another process, or this one, whose own state then refuses the same way) is
  * TOPOLOGY_HELD_*, and the store answers the kernel's errno for it, with nothing journalled,
  * once the session settled and a second try met the same (sysfs_held_settle(): the holder may
- * hold it for a file whose last fd a dead process had). One that nobody holds stays ours until the store's journal entry is written
- * (sysfs_held_drop() after journal_end()), so no open or bind of another process gets in
- * between: one that tries meanwhile is refused as if the store had won (claim.c says how).
+ * hold it for a file whose last fd a dead process had). One that nobody holds stays ours
+ * until the store's journal entry is written (sysfs_held_drop() after journal_end()), so no
+ * open or bind of another process gets in between: one that tries meanwhile is refused as if
+ * the store had won (claim.c says how).
  */
 struct sysfs_held {
 	unsigned int held;          /* TOPOLOGY_HELD_*: held by somebody */
@@ -1717,7 +1718,6 @@ static int sysfs_file_resolve_group(struct sysfs_file *f)
 	return rc;
 }
 
-/* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 /* One try of a PCI store of @s (sysfs_held_settle()). */
 static int sysfs_pci_store_try(struct sysfs_file *f, const char *s, bool *others)
 {
@@ -1735,6 +1735,7 @@ static int sysfs_pci_store_try(struct sysfs_file *f, const char *s, bool *others
 	return rc;
 }
 
+/* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
 {

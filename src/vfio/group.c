@@ -12,7 +12,8 @@
  * other. Both rules hold across the processes of a uiommu-run session too (claim.c): the
  * group file holds the node's claim until its last device fd closes.
  * An open or GET_DEVICE_FD refused so lets go of what gone processes held last and asks again
- * (vfio_group_open()).
+ * (vfio_group_open()); an open the session's claim refuses asks the session's other serving
+ * processes to do the same first.
  *
  * The file. A group file has a container or not. SET_CONTAINER takes an iommufd fd (EBADF for an
  * fd that is not open, EBADFD for any other file, EINVAL when one is set already) and makes the

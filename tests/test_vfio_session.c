@@ -66,6 +66,8 @@ enum holder_op {
 	HOLD_RECV,   /* receive one fd over the socket after the order and keep it */
 	HOLD_RECV_BIND, /* receive a cdev's fd and an iommufd's, bind them, keep both */
 	HOLD_GIVE,   /* open vfio<arg> and a new /dev/iommu, send both back after the answer */
+	HOLD_PREPARE, /* open vfio<arg> and a new /dev/iommu and keep them, unbound */
+	HOLD_BIND_KEPT, /* bind the last two fds kept (a cdev, an iommufd) */
 	HOLD_UNBIND_OPEN, /* open vfio-pci's unbind for writing, for the next HOLD_UNBIND */
 	HOLD_UNBIND, /* store vfio<arg>'s function into it (opened before: one write()) */
 };
@@ -126,8 +128,13 @@ static int holder_do(int sock, const struct holder_msg *m)
 		holder_keep(fd);
 		return vfio_bind(vfd, fd, NULL) ? errno : 0;
 	case HOLD_GIVE:
+	case HOLD_PREPARE:
 		snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", m->arg);
 		return holder_open(path, -1, &vfd) ?: holder_open("/dev/iommu", -1, &fd);
+	case HOLD_BIND_KEPT:
+		if (holder_nr < 2)
+			return EIO;
+		return vfio_bind(holder_fds[holder_nr - 2], holder_fds[holder_nr - 1], NULL) ? errno : 0;
 	case HOLD_GROUP:
 		return holder_open("/dev/vfio/", m->arg, &fd);
 	case HOLD_BIND:
@@ -747,9 +754,46 @@ TEST_F(session, a_bind_meets_no_claim_a_third_process_held_for_the_dead)
 		ASSERT_EQ(0, close(fds[1]));
 		if (!round) /* bound by the live VMM: the session's claim, ours, says so */
 			ASSERT_EQ(EINVAL, holder(self->sock, HOLD_BIND, 0));
+		/* Its own cdev and iommufd open already: the bind comes as soon as it can. */
+		ASSERT_EQ(0, holder(self->sock, HOLD_PREPARE, 0));
 		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
-		ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+		ASSERT_EQ(0, holder(self->sock, HOLD_BIND_KEPT, 0));
 		ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	}
+}
+
+/*
+ * The refused bind served for another process: the holder opens vfio0 and an iommufd and hands
+ * them over (it serves them), a VMM binds them and dies; then a VMM binds a cdev and an iommufd
+ * we serve. Its bind runs here, a call served for it, which asks the holder to settle, and
+ * succeeds the first time; a settle it sends can wait for nothing that waits for it (remote.c).
+ */
+TEST_F(session, a_bind_served_for_another_process_meets_no_claim_held_for_the_dead)
+{
+	for (int round = 0; round < 30; round++) {
+		int sock, fds[2], ours[2];
+		pid_t vmm;
+		char c;
+
+		/* The next VMM with what it binds, ready before the first one dies. */
+		vmm = holder_start(&sock, false);
+		ASSERT_GT(vmm, 0);
+		ours[0] = cdev_open(0);
+		ours[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		ASSERT_GE(ours[0], 0);
+		ASSERT_GE(ours[1], 0);
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &ours[0], 1));
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &ours[1], 1));
+		ASSERT_EQ(0, close(ours[0]));
+		ASSERT_EQ(0, close(ours[1]));
+		ASSERT_EQ(0, holder(self->sock, HOLD_GIVE, 0));
+		fds[0] = recv_fd(self->sock, &c, 1);
+		fds[1] = recv_fd(self->sock, &c, 1);
+		ASSERT_GE(fds[0], 0);
+		ASSERT_GE(fds[1], 0);
+		ASSERT_EQ(0, vmm_binds_and_dies(fds));
+		ASSERT_EQ(0, holder(sock, HOLD_BIND_KEPT, 0));
+		ASSERT_EQ(0, holder_stop(sock, vmm));
 	}
 }
 

@@ -67,8 +67,9 @@
  * refused process asks each of the others to settle (SETTLE, the first message of a connection
  * that makes no client: iommufd_remote_settle_session()), then asks again. A server runs one
  * settle at a time for them, shared by the requests that came while another ran, so a flood
- * costs it two settles. Only a process's own calls ask, never a thread serving another's: a
- * settle waits for the calls of gone clients, and such a call must never wait for a SETTLE.
+ * costs it two settles. A settle waits for the calls of gone clients, but not for one that is
+ * asking (a call served for another process asks too): no settle waits for one that waits
+ * for it.
  *
  * A forked child asks for its own copy of each hold (MMAP_FORK, the secret showing it had the
  * parent's) before fork() returns in the parent (mmap.c's fork handlers).
@@ -455,6 +456,11 @@ struct remote_client {
 	 */
 	atomic_bool gone;
 	atomic_uint calls;          /* its calls running now (remote_client_call_begin()) */
+	/*
+	 * Of those, the ones asking the session's other servers to settle
+	 * (iommufd_remote_settle_session()), which no settle waits for; clients_lock.
+	 */
+	unsigned int asking;
 };
 
 /*
@@ -626,14 +632,33 @@ bool iommufd_remote_holder_gone(const void *holder)
 	return atomic_load(&((const struct remote_client *)holder)->gone);
 }
 
-/* Does a gone client other than our own caller have a call running? (clients_lock) */
+/*
+ * Does a gone client other than our own caller have a call running that a settle waits for?
+ * Not one that asks the session's other servers to settle: a settle there may be waiting for
+ * a call of ours, which would close the circle; it holds nothing a settle here needs but the
+ * files it names, and those go when it returns. (clients_lock)
+ */
 static bool remote_clients_gone_calling(void)
 {
 	lockdep_assert_held(&clients_lock);
 	for (struct remote_client *c = clients; c; c = c->next)
-		if (c != remote_serving && atomic_load(&c->gone) && atomic_load(&c->calls))
+		if (c != remote_serving && atomic_load(&c->gone) && atomic_load(&c->calls) > c->asking)
 			return true;
 	return false;
+}
+
+/* The call of @c this thread runs asks other servers to settle (@asking), or is done asking. */
+static void remote_client_asking(struct remote_client *c, bool asking)
+{
+	uiommu_mutex_lock(&clients_lock);
+	if (asking) {
+		c->asking++;
+		/* A settle waiting for this call waits no more. */
+		uiommu_cond_broadcast(&clients_calls_done);
+	} else {
+		c->asking--;
+	}
+	uiommu_mutex_unlock(&clients_lock);
 }
 
 /*
@@ -780,9 +805,9 @@ static void remote_settle_shared_forget(void)
 
 /*
  * Answers a SETTLE on @fd once a settle begun after it is done. It waits only for the calls
- * of our clients that are gone, never for its asker: the asker is alive (it waits here), and
- * asks only from a call of its own, never while serving one (iommufd_remote_settle_session()),
- * so no call a settle waits for is waiting for a SETTLE.
+ * of our clients that are gone and are not asking anyone to settle
+ * (iommufd_remote_settle_session()), so never for a call that waits for a SETTLE, its
+ * asker's or another.
  */
 static void remote_settle_serve(int fd)
 {
@@ -1515,17 +1540,22 @@ static int remote_settle_ask(pid_t pid, const char *name, void *arg)
  * The servers are asked one after the other (SETTLE, remote.h), each answering once it is done;
  * a stale record is removed, a failed request skipped (the answer stays the one it was).
  *
- * Call it outside every lock, and from a call of this process's own: a thread serving another
- * process's call asks nobody (a settle elsewhere may be waiting for that very call, if its
- * client is gone, and would wait for a SETTLE it sends). The caller settles locally first.
+ * Call it outside every lock the settles take (serve_gate's read side aside). A call served for
+ * another process asks too, marked as asking meanwhile: a settle here waits for the calls of
+ * gone clients, but not for one that asks (remote_clients_gone_calling()), which may be
+ * waiting for a settle elsewhere that waits for a call of ours. So no settle waits, through
+ * any number of servers, for one that waits for it. The caller settles locally first.
  */
 void iommufd_remote_settle_session(void)
 {
 	struct iommufd_server *self = atomic_load(&iommufd_self_server);
+	struct remote_client *serving = remote_serving;
 
-	if (remote_serving)
-		return;
+	if (serving)
+		remote_client_asking(serving, true);
 	session_servers_each(getpid(), self ? self->name : "", remote_settle_ask, NULL);
+	if (serving)
+		remote_client_asking(serving, false);
 }
 
 /*
@@ -2216,6 +2246,7 @@ static void remote_atfork_child(void)
 		for (struct remote_client *c = clients; c; c = c->next) {
 			c->conns = 0;
 			atomic_store(&c->calls, 0);
+			c->asking = 0;
 		}
 		if (epoll_fd >= 0)
 			sys_close(epoll_fd);

@@ -549,10 +549,15 @@ static void vfio_cdev_release(void *priv)
 	/* Perhaps the context's last reference: it must not run under our lock. */
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
-	/* The device is closed and unbound here: so it is for the session's stores. */
+	/*
+	 * The device is closed and unbound here, our machine's count of its VFIO users too: so it
+	 * is for the session's stores. Only then: a store the claim lets in is journalled, and our
+	 * replay of it must find the device unused here (it did not, while a release of our
+	 * server thread raced another process's unbind: our machine stayed bound).
+	 */
+	topology_vfio_put(vf->dev);
 	session_claim_drop(&vf->claim_owner);
 	session_claim_drop(&vf->claim_open);
-	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
 	if (vf->group)
 		vfio_group_file_put(vf->group); /* pairs with the group's GET_DEVICE_FD */

@@ -714,6 +714,26 @@ static int holder_kill(int sock, pid_t pid)
 	return test_child_wait(pid);
 }
 
+/* vfio0 and a new /dev/iommu, ours (we serve them): 0, or -1. */
+static int cdev_and_iommufd_open(int fds[2])
+{
+	fds[0] = cdev_open(0);
+	fds[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	return fds[0] >= 0 && fds[1] >= 0 ? 0 : -1;
+}
+
+/* The same, but the holder's (it serves them; its own copies are closed): 0, or -1. */
+static int cdev_and_iommufd_of_holder(int sock, int fds[2])
+{
+	char c;
+
+	if (holder(sock, HOLD_GIVE, 0))
+		return -1;
+	fds[0] = recv_fd(sock, &c, 1);
+	fds[1] = recv_fd(sock, &c, 1);
+	return fds[0] >= 0 && fds[1] >= 0 ? 0 : -1;
+}
+
 /*
  * A VMM binds the cdev @fds[0] to the iommufd @fds[1] handed to it, which we close then, and
  * is killed: 0 once reaped, -1 otherwise.
@@ -745,10 +765,7 @@ TEST_F(session, a_bind_meets_no_claim_a_third_process_held_for_the_dead)
 
 		vmm = holder_start(&sock, false);
 		ASSERT_GT(vmm, 0);
-		fds[0] = cdev_open(0);
-		fds[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-		ASSERT_GE(fds[0], 0);
-		ASSERT_GE(fds[1], 0);
+		ASSERT_EQ(0, cdev_and_iommufd_open(fds));
 		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV_BIND, fds, 2));
 		ASSERT_EQ(0, close(fds[0]));
 		ASSERT_EQ(0, close(fds[1]));
@@ -773,24 +790,16 @@ TEST_F(session, a_bind_served_for_another_process_meets_no_claim_held_for_the_de
 	for (int round = 0; round < 30; round++) {
 		int sock, fds[2], ours[2];
 		pid_t vmm;
-		char c;
 
 		/* The next VMM with what it binds, ready before the first one dies. */
 		vmm = holder_start(&sock, false);
 		ASSERT_GT(vmm, 0);
-		ours[0] = cdev_open(0);
-		ours[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-		ASSERT_GE(ours[0], 0);
-		ASSERT_GE(ours[1], 0);
+		ASSERT_EQ(0, cdev_and_iommufd_open(ours));
 		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &ours[0], 1));
 		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &ours[1], 1));
 		ASSERT_EQ(0, close(ours[0]));
 		ASSERT_EQ(0, close(ours[1]));
-		ASSERT_EQ(0, holder(self->sock, HOLD_GIVE, 0));
-		fds[0] = recv_fd(self->sock, &c, 1);
-		fds[1] = recv_fd(self->sock, &c, 1);
-		ASSERT_GE(fds[0], 0);
-		ASSERT_GE(fds[1], 0);
+		ASSERT_EQ(0, cdev_and_iommufd_of_holder(self->sock, fds));
 		ASSERT_EQ(0, vmm_binds_and_dies(fds));
 		ASSERT_EQ(0, holder(sock, HOLD_BIND_KEPT, 0));
 		ASSERT_EQ(0, holder_stop(sock, vmm));
@@ -887,13 +896,8 @@ TEST_F(session, fail_nth_of_the_session_settle)
 		SKIP("a build without fault injection");
 	for (n = 1; n < 1000 && failed; n++) {
 		int fds[2];
-		char c;
 
-		ASSERT_EQ(0, holder(self->sock, HOLD_GIVE, 0));
-		fds[0] = recv_fd(self->sock, &c, 1);
-		fds[1] = recv_fd(self->sock, &c, 1);
-		ASSERT_GE(fds[0], 0);
-		ASSERT_GE(fds[1], 0);
+		ASSERT_EQ(0, cdev_and_iommufd_of_holder(self->sock, fds));
 		ASSERT_EQ(0, vmm_binds_and_dies(fds));
 		uiommu_fail_nth_arm(n);
 		rc = cdev_bind(0, &v, &i);
@@ -908,10 +912,7 @@ TEST_F(session, fail_nth_of_the_session_settle)
 	for (n = 1, failed = true; n < 1000 && failed; n++) {
 		int fds[2];
 
-		fds[0] = cdev_open(0);
-		fds[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-		ASSERT_GE(fds[0], 0);
-		ASSERT_GE(fds[1], 0);
+		ASSERT_EQ(0, cdev_and_iommufd_open(fds));
 		ASSERT_EQ(0, vmm_binds_and_dies(fds));
 		uiommu_serve_fail_nth_arm(n);
 		rc = holder(self->sock, HOLD_BIND, 0);

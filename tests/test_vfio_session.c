@@ -7,7 +7,10 @@
  * others, as in the kernel. Each rule lets go at the close, and at a SIGKILL of the holder.
  * A forked child's copy of the parent's claim neither ends it nor keeps it after the parent's
  * close; a process of another session is another machine; a fail-nth sweep of the new steps
- * leaves no claim behind.
+ * leaves no claim behind. A claim held by a third process for a file whose last fd a killed
+ * process had is gone for the next bind or open at once (it asks the session's servers to
+ * settle); a dead server's record is removed by whoever finds it; a fail-nth sweep of the
+ * asking and of the answering.
  *
  * The virtual sysfs's stores meet the same state (src/machine/sysfs.c, "what the other
  * processes of the session hold"): while the holder has a device open through VFIO (a cdev
@@ -22,6 +25,7 @@
  *   vfio0 = 0000:03:00.0, alone in group "a"
  *   vfio1 = 0000:08:00.0 and vfio2 = 0000:08:00.1, together in group "g"
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -36,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fd_pass.h"
 #include "harness.h"
 #include "uiommu_test.h"
 #include "vfio_utils.h"
@@ -58,6 +63,13 @@ enum holder_op {
 	HOLD_DIR,    /* answer, then send the session directory (PATH_MAX bytes) */
 	HOLD_OPEN,   /* open vfio<arg> and keep it, unbound */
 	HOLD_GROUP_DEVICE, /* vfio<arg>'s group node, a container, its device fd: keep all three */
+	HOLD_RECV,   /* receive one fd over the socket after the order and keep it */
+	HOLD_RECV_BIND, /* receive a cdev's fd and an iommufd's, bind them, keep both */
+	HOLD_GIVE,   /* open vfio<arg> and a new /dev/iommu, send both back after the answer */
+	HOLD_PREPARE, /* open vfio<arg> and a new /dev/iommu and keep them, unbound */
+	HOLD_BIND_KEPT, /* bind the last two fds kept (a cdev, an iommufd) */
+	HOLD_UNBIND_OPEN, /* open vfio-pci's unbind for writing, for the next HOLD_UNBIND */
+	HOLD_UNBIND, /* store vfio<arg>'s function into it (opened before: one write()) */
 };
 
 /* vfio<N>'s function (the topology below). */
@@ -69,7 +81,7 @@ struct holder_msg {
 
 #define HOLDER_FDS 8
 
-static int holder_fds[HOLDER_FDS], holder_nr;
+static int holder_fds[HOLDER_FDS], holder_nr, holder_unbind = -1;
 
 static void holder_keep(int fd)
 {
@@ -84,7 +96,10 @@ static int holder_open(const char *dir, int n, int *fd)
 {
 	char path[64];
 
-	snprintf(path, sizeof(path), "%s%d", dir, n);
+	if (n < 0)
+		snprintf(path, sizeof(path), "%s", dir); /* the whole path */
+	else
+		snprintf(path, sizeof(path), "%s%d", dir, n);
 	*fd = open(path, O_RDWR | O_CLOEXEC);
 	if (*fd < 0)
 		return errno;
@@ -92,12 +107,34 @@ static int holder_open(const char *dir, int n, int *fd)
 	return 0;
 }
 
-static int holder_do(const struct holder_msg *m)
+static int holder_do(int sock, const struct holder_msg *m)
 {
-	char path[64];
+	char path[64], c;
 	int fd, vfd, rc;
 
 	switch (m->op) {
+	case HOLD_RECV:
+		fd = recv_fd(sock, &c, 1);
+		if (fd < 0)
+			return EIO;
+		holder_keep(fd);
+		return 0;
+	case HOLD_RECV_BIND:
+		vfd = recv_fd(sock, &c, 1);
+		fd = recv_fd(sock, &c, 1);
+		if (vfd < 0 || fd < 0)
+			return EIO;
+		holder_keep(vfd);
+		holder_keep(fd);
+		return vfio_bind(vfd, fd, NULL) ? errno : 0;
+	case HOLD_GIVE:
+	case HOLD_PREPARE:
+		snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%d", m->arg);
+		return holder_open(path, -1, &vfd) ?: holder_open("/dev/iommu", -1, &fd);
+	case HOLD_BIND_KEPT:
+		if (holder_nr < 2)
+			return EIO;
+		return vfio_bind(holder_fds[holder_nr - 2], holder_fds[holder_nr - 1], NULL) ? errno : 0;
 	case HOLD_GROUP:
 		return holder_open("/dev/vfio/", m->arg, &fd);
 	case HOLD_BIND:
@@ -133,6 +170,14 @@ static int holder_do(const struct holder_msg *m)
 			return errno;
 		holder_keep(fd);
 		return 0;
+	case HOLD_UNBIND_OPEN:
+		holder_unbind = open("/sys/bus/pci/drivers/vfio-pci/unbind", O_WRONLY | O_CLOEXEC);
+		return holder_unbind < 0 ? errno : 0;
+	case HOLD_UNBIND:
+		rc = write(holder_unbind, vfio_bdfs[m->arg], strlen(vfio_bdfs[m->arg])) < 0 ? errno : 0;
+		close(holder_unbind);
+		holder_unbind = -1;
+		return rc;
 	case HOLD_CLOSE:
 		while (holder_nr)
 			close(holder_fds[--holder_nr]);
@@ -184,16 +229,26 @@ static int child_holder(int argc, char **argv)
 	while (read(sock, &m, sizeof(m)) == sizeof(m)) {
 		char dir[PATH_MAX] = "";
 
-		rc = m.op == HOLD_EXEC ? holder_exec(sock) : holder_do(&m);
+		rc = m.op == HOLD_EXEC ? holder_exec(sock) : holder_do(sock, &m);
 		if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
 			return 1;
+		/* The cdev and the iommufd it just opened, then its copies go: the last fds are ours. */
+		if (m.op == HOLD_GIVE && !rc) {
+			char c = 0;
+
+			if (send_fd(sock, holder_fds[holder_nr - 2], &c, 1) ||
+			    send_fd(sock, holder_fds[holder_nr - 1], &c, 1))
+				return 1;
+			close(holder_fds[--holder_nr]);
+			close(holder_fds[--holder_nr]);
+		}
 		if (m.op == HOLD_DIR && getenv("UIOMMU_SYSFS_DIR"))
 			snprintf(dir, sizeof(dir), "%s", getenv("UIOMMU_SYSFS_DIR"));
 		if (m.op == HOLD_DIR && write(sock, dir, sizeof(dir)) != sizeof(dir))
 			return 1;
 	}
 	m.op = HOLD_CLOSE;
-	return holder_do(&m);
+	return holder_do(sock, &m);
 }
 
 /* Starts the holder; its pid, the socket to it in *@sock. @own_session: not in ours. */
@@ -231,6 +286,21 @@ static int holder(int sock, int op, int arg)
 	if (write(sock, &m, sizeof(m)) != sizeof(m) || read(sock, &rc, sizeof(rc)) != sizeof(rc))
 		return -1;
 	return rc;
+}
+
+/* An order that takes @nr fds (HOLD_RECV, HOLD_RECV_BIND): its answer, or -1. */
+static int holder_fds_give(int sock, int op, const int *fds, int nr)
+{
+	struct holder_msg m = { .op = op };
+	char c = 0;
+	int rc;
+
+	if (write(sock, &m, sizeof(m)) != sizeof(m))
+		return -1;
+	for (int i = 0; i < nr; i++)
+		if (send_fd(sock, fds[i], &c, 1))
+			return -1;
+	return read(sock, &rc, sizeof(rc)) == sizeof(rc) ? rc : -1;
 }
 
 /* Ends the holder: EOF, then its exit status. */
@@ -634,6 +704,230 @@ TEST_F(session, fail_nth_leaves_no_claim)
 	ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
 }
 
+/* ---- a claim a third process holds, for a file a dead one held last -------------------------- */
+
+/* Kills the holder @pid (its socket @sock) and reaps it: its exit status. */
+static int holder_kill(int sock, pid_t pid)
+{
+	kill(pid, SIGKILL);
+	close(sock);
+	return test_child_wait(pid);
+}
+
+/* vfio0 and a new /dev/iommu, ours (we serve them): 0, or -1. */
+static int cdev_and_iommufd_open(int fds[2])
+{
+	fds[0] = cdev_open(0);
+	fds[1] = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	return fds[0] >= 0 && fds[1] >= 0 ? 0 : -1;
+}
+
+/* The same, but the holder's (it serves them; its own copies are closed): 0, or -1. */
+static int cdev_and_iommufd_of_holder(int sock, int fds[2])
+{
+	char c;
+
+	if (holder(sock, HOLD_GIVE, 0))
+		return -1;
+	fds[0] = recv_fd(sock, &c, 1);
+	fds[1] = recv_fd(sock, &c, 1);
+	return fds[0] >= 0 && fds[1] >= 0 ? 0 : -1;
+}
+
+/*
+ * A VMM binds the cdev @fds[0] to the iommufd @fds[1] handed to it, which we close then, and
+ * is killed: 0 once reaped, -1 otherwise.
+ */
+static int vmm_binds_and_dies(int fds[2])
+{
+	int sock;
+	pid_t vmm = holder_start(&sock, false);
+
+	if (vmm <= 0 || holder_fds_give(sock, HOLD_RECV_BIND, fds, 2) || close(fds[0]) ||
+	    close(fds[1]))
+		return -1;
+	return holder_kill(sock, vmm) == 128 + SIGKILL ? 0 : -1;
+}
+
+/*
+ * The orchestrator with a third process (docs/vfio.md): we open vfio0 and /dev/iommu and hand
+ * both to a VMM, closing our copies; it binds (served here: the claims are ours); it is
+ * killed. Once waitpid() reported it, the holder, which opens vfio0 itself and binds it to an
+ * iommufd of its own, succeeds the first time: its refused bind asked us to settle, and our
+ * settle released the cdev the dead VMM held last, and with it the claims (EINVAL a moment
+ * after the death, before).
+ */
+TEST_F(session, a_bind_meets_no_claim_a_third_process_held_for_the_dead)
+{
+	for (int round = 0; round < 30; round++) {
+		int sock, fds[2];
+		pid_t vmm;
+
+		vmm = holder_start(&sock, false);
+		ASSERT_GT(vmm, 0);
+		ASSERT_EQ(0, cdev_and_iommufd_open(fds));
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV_BIND, fds, 2));
+		ASSERT_EQ(0, close(fds[0]));
+		ASSERT_EQ(0, close(fds[1]));
+		if (!round) /* bound by the live VMM: the session's claim, ours, says so */
+			ASSERT_EQ(EINVAL, holder(self->sock, HOLD_BIND, 0));
+		/* Its own cdev and iommufd open already: the bind comes as soon as it can. */
+		ASSERT_EQ(0, holder(self->sock, HOLD_PREPARE, 0));
+		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
+		ASSERT_EQ(0, holder(self->sock, HOLD_BIND_KEPT, 0));
+		ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	}
+}
+
+/*
+ * The refused bind served for another process: the holder opens vfio0 and an iommufd and hands
+ * them over (it serves them), a VMM binds them and dies; then a VMM binds a cdev and an iommufd
+ * we serve. Its bind runs here, a call served for it, which asks the holder to settle, and
+ * succeeds the first time; a settle it sends can wait for nothing that waits for it (remote.c).
+ */
+TEST_F(session, a_bind_served_for_another_process_meets_no_claim_held_for_the_dead)
+{
+	for (int round = 0; round < 30; round++) {
+		int sock, fds[2], ours[2];
+		pid_t vmm;
+
+		/* The next VMM with what it binds, ready before the first one dies. */
+		vmm = holder_start(&sock, false);
+		ASSERT_GT(vmm, 0);
+		ASSERT_EQ(0, cdev_and_iommufd_open(ours));
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &ours[0], 1));
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &ours[1], 1));
+		ASSERT_EQ(0, close(ours[0]));
+		ASSERT_EQ(0, close(ours[1]));
+		ASSERT_EQ(0, cdev_and_iommufd_of_holder(self->sock, fds));
+		ASSERT_EQ(0, vmm_binds_and_dies(fds));
+		ASSERT_EQ(0, holder(sock, HOLD_BIND_KEPT, 0));
+		ASSERT_EQ(0, holder_stop(sock, vmm));
+	}
+}
+
+/* The same with the group node: we open it, the VMM holds the only fd, and dies. */
+TEST_F(session, a_group_open_meets_no_claim_a_third_process_held_for_the_dead)
+{
+	for (int round = 0; round < 30; round++) {
+		int sock, g;
+		pid_t vmm;
+
+		vmm = holder_start(&sock, false);
+		ASSERT_GT(vmm, 0);
+		g = group_open(self->a);
+		ASSERT_GE(g, 0);
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &g, 1));
+		ASSERT_EQ(0, close(g));
+		if (!round)
+			ASSERT_EQ(EBUSY, holder(self->sock, HOLD_GROUP, self->a));
+		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
+		ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+		ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	}
+}
+
+/* Is there a record of a server of process @pid in the session directory? */
+static bool server_recorded(pid_t pid)
+{
+	char prefix[32];
+	struct dirent *de;
+	bool found = false;
+	DIR *dir = opendir(getenv("UIOMMU_SYSFS_DIR"));
+
+	if (!dir)
+		return false;
+	snprintf(prefix, sizeof(prefix), "server.%d.", (int)pid);
+	while ((de = readdir(dir)))
+		found |= !strncmp(de->d_name, prefix, strlen(prefix));
+	closedir(dir);
+	return found;
+}
+
+/*
+ * A serving process killed leaves its record in the session directory (no exit handler ran):
+ * the next refusal that asks the session's servers finds nobody listening under that name (a
+ * connect to a dead abstract name is refused at once), removes the record and answers. So
+ * does a record naming a name nobody ever had.
+ */
+TEST_F(session, a_dead_server_s_record_is_removed_by_whoever_finds_it)
+{
+	char fake[PATH_MAX];
+	int sock, fd, ours;
+	pid_t pid;
+
+	ours = open("/dev/iommu", O_RDWR | O_CLOEXEC); /* we serve too */
+	ASSERT_GE(ours, 0);
+	pid = holder_start(&sock, false);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, holder(sock, HOLD_OPEN, 2)); /* it serves the cdev: a server of its own */
+	ASSERT_TRUE(server_recorded(pid));
+	ASSERT_EQ(128 + SIGKILL, holder_kill(sock, pid));
+	ASSERT_TRUE(server_recorded(pid));
+	snprintf(fake, sizeof(fake), "%s/server.%d.uiommu-%032d", getenv("UIOMMU_SYSFS_DIR"),
+		 (int)getpid(), 0);
+	fd = open(fake, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, close(fd));
+	/* The holder's group open: our refusal asks every server, the holder's live one too. */
+	ASSERT_EQ(0, holder(self->sock, HOLD_GROUP, self->a));
+	ASSERT_ERRNO(EBUSY, group_open(self->a));
+	ASSERT_FALSE(server_recorded(pid));
+	ASSERT_ERRNO(ENOENT, access(fake, F_OK));
+	ASSERT_TRUE(server_recorded(self->pid));
+	ASSERT_TRUE(server_recorded(getpid()));
+	ASSERT_EQ(0, close(ours));
+}
+
+/*
+ * Each fallible step of the session's settle failed once, in turn. Asking: the holder serves
+ * vfio0 and an iommufd, which a VMM binds and dies with; our bind either succeeds (the holder
+ * settled) or, the step failed, answers as without asking (EINVAL, or the errno of the step
+ * when it was the cdev's open or the bind's own), and an unarmed bind then succeeds at once.
+ * Answering: we serve them, and the holder's bind asks us.
+ */
+TEST_F(session, fail_nth_of_the_session_settle)
+{
+	bool failed = true;
+	unsigned long n;
+	int v, i, rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("a build without fault injection");
+	for (n = 1; n < 1000 && failed; n++) {
+		int fds[2];
+
+		ASSERT_EQ(0, cdev_and_iommufd_of_holder(self->sock, fds));
+		ASSERT_EQ(0, vmm_binds_and_dies(fds));
+		uiommu_fail_nth_arm(n);
+		rc = cdev_bind(0, &v, &i);
+		failed = !uiommu_fail_nth_disarm();
+		if (rc) {
+			ASSERT_TRUE(failed);
+			ASSERT_EQ(0, cdev_bind(0, &v, &i));
+		}
+		cdev_unbind(v, i);
+	}
+	ASSERT_FALSE(failed);
+	for (n = 1, failed = true; n < 1000 && failed; n++) {
+		int fds[2];
+
+		ASSERT_EQ(0, cdev_and_iommufd_open(fds));
+		ASSERT_EQ(0, vmm_binds_and_dies(fds));
+		uiommu_serve_fail_nth_arm(n);
+		rc = holder(self->sock, HOLD_BIND, 0);
+		failed = !uiommu_serve_fail_nth_disarm();
+		/* A failed SETTLE leaves the release to our server thread, a moment later. */
+		if (rc) {
+			ASSERT_TRUE(failed);
+			ASSERT_EQ(EINVAL, rc);
+			ASSERT_EQ(0, holder(self->sock, HOLD_BIND, 0));
+		}
+		ASSERT_EQ(0, holder(self->sock, HOLD_CLOSE, 0));
+	}
+	ASSERT_FALSE(failed);
+}
+
 /* ---- the virtual sysfs's stores against the holder ---------------------------------------- */
 
 #define VFIO_PCI_DRV "/sys/bus/pci/drivers/vfio-pci/"
@@ -688,6 +982,35 @@ static int vfio_pci_rebind(const char *bdf)
 	if (sysfs_store(path, "vfio-pci") || sysfs_store(VFIO_PCI_DRV "bind", bdf))
 		return -1;
 	return sysfs_store(path, "\n");
+}
+
+/*
+ * The store's side of a claim a third process holds for a file a killed one held last: we
+ * open vfio0 (its open.BDF is ours) and hand the fd to a VMM, which dies with it; the
+ * holder's vfio-pci unbind of the function goes through the first time (EBUSY a moment after
+ * the death, before: its refusal now asks the session's servers to settle).
+ */
+TEST_F(session, a_store_meets_no_claim_a_third_process_held_for_the_dead)
+{
+	for (int round = 0; round < 30; round++) {
+		int sock, v;
+		pid_t vmm;
+
+		vmm = holder_start(&sock, false);
+		ASSERT_GT(vmm, 0);
+		v = cdev_open(0);
+		ASSERT_GE(v, 0);
+		ASSERT_EQ(0, holder_fds_give(sock, HOLD_RECV, &v, 1));
+		ASSERT_EQ(0, close(v));
+		if (!round) {
+			ASSERT_EQ(0, holder(self->sock, HOLD_UNBIND_OPEN, 0));
+			ASSERT_EQ(EBUSY, holder(self->sock, HOLD_UNBIND, 0));
+		}
+		ASSERT_EQ(0, holder(self->sock, HOLD_UNBIND_OPEN, 0));
+		ASSERT_EQ(128 + SIGKILL, holder_kill(sock, vmm));
+		ASSERT_EQ(0, holder(self->sock, HOLD_UNBIND, 0));
+		ASSERT_EQ(0, vfio_pci_rebind(vfio_bdfs[0]));
+	}
 }
 
 /*

@@ -60,8 +60,19 @@
  * marked so (no call of its starts, no hold is made for it from then on), its holds go, and the
  * calls it had running (a connection's end counts as one) are waited for. A fork's holds
  * for its child and the files whose last fd was another process's go the same way (mmap.c,
- * file.c). Nothing is looked at, and no system call made, where no other process is served. A forked child asks for its own copy of each (MMAP_FORK, the secret
- * showing it had the parent's) before fork() returns in the parent (mmap.c's fork handlers).
+ * file.c). Nothing is looked at, and no system call made, where no other process is served.
+ * A VFIO claim of the session (vfio/claim.c) that still refuses after that may be held by a
+ * third, live process for a file whose last fd the dead one had: in a session each serving
+ * process records its socket's name in the session directory (machine/session.c), and the
+ * refused process asks each of the others to settle (SETTLE, the first message of a connection
+ * that makes no client: iommufd_remote_settle_session()), then asks again. A server runs one
+ * settle at a time for them, shared by the requests that came while another ran, so a flood
+ * costs it two settles. A settle waits for the calls of gone clients, but not for one that is
+ * asking (a call served for another process asks too): no settle waits for one that waits
+ * for it.
+ *
+ * A forked child asks for its own copy of each hold (MMAP_FORK, the secret showing it had the
+ * parent's) before fork() returns in the parent (mmap.c's fork handlers).
  * A forked child of ours takes over, with the same MMAP_FORK, the holds our fork made for its
  * copies of our own mappings (the fork's socketpair, watched by the server thread, tells when
  * the ones it did not take go).
@@ -75,7 +86,8 @@
  * Fork. The child is a new process: it serves nothing of its parent's (its copies of the
  * parent's files name the parent as their server), so the child handler forgets the server
  * state (listening socket, epoll set, peers, export table in file.c, the holds it made for its
- * parent's clients) and the connection pools, and draws a new cookie; the child's own files
+ * parent's clients; the session directory's record names the parent) and the connection
+ * pools, and draws a new cookie; the child's own files
  * get a new server at its first open. Last, it asks the servers of its mappings for its holds,
  * which the parent's handler waits for, then takes over at its parent's server the holds made
  * for its copies of the parent's own mappings (which nobody waits for: the parent serves them).
@@ -86,7 +98,9 @@
  * machine, the pinned memory as it was: what the kernel's pins give after exec) and the
  * listening socket. The socket keeps its abstract name, and its SO_PEERCRED pid is that of
  * its listen() caller, the exec'ing process, whose pid the new image keeps: the headers in
- * the fds stay true, and the new image reaches the server as any adopter does. The server is
+ * the fds stay true, and the new image reaches the server as any adopter does (and the
+ * server's record in the session directory stays true too; the server removes it at its end,
+ * and a server the new image starts is another name). The server is
  * a grandchild (the middle process exits at once), so the new image gets no child of ours.
  * The copy closes every fd but the library's own (lib/fdkeep.c: each is registered where it is
  * made), so that none of the program's pipes or sockets stays open for as long as it serves.
@@ -104,7 +118,7 @@
  * a reply that never left) and touches nothing else. The countdown is per thread, but serving
  * one client's calls runs on two (the server thread accepts, the connection's thread does the
  * rest), so a sweep arms the serving side as a whole (uiommu_serve_fail_nth_arm()): each unit of
- * serving work (an accept, a HELLO, a request) takes the countdown into its thread and hands
+ * serving work (an accept, a HELLO, a request, a SETTLE) takes the countdown into its thread and hands
  * back what is left before it answers, so the units count in the order the client's calls make
  * them.
  *
@@ -115,8 +129,9 @@
  * mmap_lock, taken under it to poll the connections and to unlink a client's holds); conns_lock
  * the accepted connections' fds and owners (a leaf). None is held across a system call that
  * waits (a settle's poll() has a zero timeout; its wait for a gone client's calls lets
- * clients_lock go). The fork handlers take remote_direct.c's
- * direct_lock before all of them, and mmap_lock after them.
+ * clients_lock go). settle_lock orders the SETTLEs served (a leaf, never held across a
+ * settle). The fork handlers take remote_direct.c's direct_lock before all of them, settle_lock
+ * after conns_lock, and mmap_lock last.
  *
  * The direct path (remote_direct.c): a client's ACCESS_RW of the server's own memory is copied
  * by the client itself through a translation it asked for once (WIRE_DIRECT, WIRE_TRANSLATE);
@@ -158,6 +173,7 @@
 #include "lib/fdkeep.h"
 #include "lib/sys.h"
 #include "lib/thread.h"
+#include "machine/session.h"
 #include "mm/locked_vm.h"
 #include "mm/mm.h"
 
@@ -447,6 +463,11 @@ struct remote_client {
 	 */
 	atomic_bool gone;
 	atomic_uint calls;          /* its calls running now (remote_client_call_begin()) */
+	/*
+	 * Of those, the ones asking the session's other servers to settle
+	 * (iommufd_remote_settle_session()), which no settle waits for; clients_lock.
+	 */
+	unsigned int asking;
 };
 
 /*
@@ -618,14 +639,33 @@ bool iommufd_remote_holder_gone(const void *holder)
 	return atomic_load(&((const struct remote_client *)holder)->gone);
 }
 
-/* Does a gone client other than our own caller have a call running? (clients_lock) */
+/*
+ * Does a gone client other than our own caller have a call running that a settle waits for?
+ * Not one that asks the session's other servers to settle: a settle there may be waiting for
+ * a call of ours, which would close the circle; it holds nothing a settle here needs but the
+ * files it names, and those go when it returns. (clients_lock)
+ */
 static bool remote_clients_gone_calling(void)
 {
 	lockdep_assert_held(&clients_lock);
 	for (struct remote_client *c = clients; c; c = c->next)
-		if (c != remote_serving && atomic_load(&c->gone) && atomic_load(&c->calls))
+		if (c != remote_serving && atomic_load(&c->gone) && atomic_load(&c->calls) > c->asking)
 			return true;
 	return false;
+}
+
+/* The call of @c this thread runs asks other servers to settle (@asking), or is done asking. */
+static void remote_client_asking(struct remote_client *c, bool asking)
+{
+	uiommu_mutex_lock(&clients_lock);
+	if (asking) {
+		c->asking++;
+		/* A settle waiting for this call waits no more. */
+		uiommu_cond_broadcast(&clients_calls_done);
+	} else {
+		c->asking--;
+	}
+	uiommu_mutex_unlock(&clients_lock);
 }
 
 /*
@@ -722,6 +762,91 @@ void iommufd_remote_settle(void)
 	remote_clients_settle();
 	iommufd_mmap_forks_settle();
 	iommufd_files_settle();
+}
+
+/*
+ * Another process's SETTLE (remote.h) runs one settle of ours at a time: a request waits for a
+ * settle begun after it came, and the requests that come while one runs share the next. So a
+ * flood of them costs one settle running and one to come, whatever their number. settle_lock
+ * protects settle_begun, settle_done and settle_running and is the lock of settle_ended; a
+ * leaf, never held across the settle.
+ */
+UIOMMU_MUTEX_DEFINE(settle_lock);
+static struct uiommu_cond settle_ended = { .c = PTHREAD_COND_INITIALIZER };
+static uint64_t settle_begun, settle_done;
+static bool settle_running;
+
+static void remote_settle_shared(void)
+{
+	uint64_t mine;
+
+	uiommu_mutex_lock(&settle_lock);
+	mine = settle_begun + 1;
+	while (settle_done < mine) {
+		if (settle_running) {
+			uiommu_cond_wait(&settle_ended, &settle_lock);
+			continue;
+		}
+		settle_running = true;
+		settle_begun++;
+		uiommu_mutex_unlock(&settle_lock);
+		iommufd_remote_settle();
+		uiommu_mutex_lock(&settle_lock);
+		settle_running = false;
+		settle_done = settle_begun;
+		uiommu_cond_broadcast(&settle_ended);
+	}
+	uiommu_mutex_unlock(&settle_lock);
+}
+
+/*
+ * In a fork child, under settle_lock (the fork handlers take it): a settle another thread of
+ * the parent ran, and the requests that waited for it, are none of ours.
+ */
+static void remote_settle_shared_forget(void)
+{
+	settle_begun = settle_done = 0;
+	settle_running = false;
+	uiommu_cond_init(&settle_ended);
+}
+
+/*
+ * Answers a SETTLE on @fd once a settle begun after it is done. It waits only for the calls
+ * of our clients that are gone and are not asking anyone to settle
+ * (iommufd_remote_settle_session()), so never for a call that waits for a SETTLE, its
+ * asker's or another.
+ */
+static void remote_settle_serve(int fd)
+{
+	struct wire_rep rep;
+
+	memset(&rep, 0, sizeof(rep));
+	remote_unit_begin();
+	if (uiommu_should_fail()) {
+		rep.rc = -ENOMEM; /* the asker answers as it would have without asking */
+	} else {
+		pthread_rwlock_rdlock(&serve_gate);
+		remote_settle_shared();
+		pthread_rwlock_unlock(&serve_gate);
+	}
+	remote_unit_end();
+	wire_send(fd, &rep, sizeof(rep), NULL, 0);
+}
+
+/*
+ * The virtual sysfs's stores that a claim refuses (machine/sysfs.c) settle everywhere: here
+ * (the claim may be this process's, for a file a dead one held last) and in the session's
+ * other servers. Registered at load: the writer may never have touched a file of ours.
+ */
+static void remote_settle_everywhere(void)
+{
+	iommufd_remote_settle();
+	iommufd_remote_settle_session();
+}
+
+__attribute__((constructor)) static void remote_settle_everywhere_register(void)
+{
+	session_settle_register(remote_settle_everywhere);
 }
 
 /* The hold @h as a reply's val[0..2]. */
@@ -900,6 +1025,11 @@ static void *remote_conn_main(void *arg)
 		rc = wire_recv(fd, &hello, sizeof(hello), fds, 4, &nfds);
 	if (rc)
 		goto out_close;
+	if (hello.magic == WIRE_SETTLE_MAGIC && hello.version == WIRE_VERSION &&
+	    hello.pid == pid && !nfds) {
+		remote_settle_serve(fd);
+		goto out_close;
+	}
 	if (hello.magic != WIRE_MAGIC || hello.version != WIRE_VERSION || hello.pid != pid ||
 	    nfds < 3) {
 		for (int i = 0; i < nfds; i++)
@@ -1101,6 +1231,39 @@ void iommufd_server_unwatch(int peer)
 }
 
 /*
+ * At our exit our listening socket goes: so does its record in the session directory. Not in a
+ * forked child, whose server (if any) is its own, nor after a hand-over, whose next server is
+ * a process of its own (remote_handover_serve()); an exec runs no exit handler.
+ */
+static void remote_server_exit(void)
+{
+	struct iommufd_server *self = atomic_load(&iommufd_self_server);
+
+	if (self && self->pid == getpid() && listen_fd >= 0)
+		session_server_forget(self->pid, self->name);
+}
+
+static pthread_once_t remote_server_exit_once = PTHREAD_ONCE_INIT;
+
+static void remote_server_exit_register(void)
+{
+	atexit(remote_server_exit);
+}
+
+/*
+ * In a session, the other processes learn of our server from the session directory, to ask it
+ * to settle (iommufd_remote_settle_session()). A record that cannot be made leaves only that:
+ * a claim of ours that a dead process's file held lets go when our server thread sees the
+ * hang-up, as before.
+ */
+static void remote_server_note(struct iommufd_server *self)
+{
+	if (session_server_note(self->pid, self->name))
+		return;
+	pthread_once(&remote_server_exit_once, remote_server_exit_register);
+}
+
+/*
  * Starts listening and the server thread. A failure leaves this process's files unshared
  * (another process's calls on them answer ENODEV), not unusable.
  */
@@ -1130,8 +1293,10 @@ static void remote_server_start(struct iommufd_server *self)
 	rc = uiommu_thread_create(&thread, &attr, remote_server_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	if (!rc)
+	if (!rc) {
+		remote_server_note(self);
 		return;
+	}
 err_close:
 	if (listen_fd >= 0)
 		sys_close(listen_fd);
@@ -1288,31 +1453,46 @@ static int remote_hello_fds(int *fds, bool life)
 	return -EIO;
 }
 
-/* A new connection to @server, its HELLO answered; @life: with our life word. fd or -errno. */
-static int remote_connect(struct iommufd_server *server, bool life)
+/*
+ * A connection to the listening socket @name, which must be @pid's: the fd, or -errno of the
+ * socket, or -ENODEV when nobody listens there (*@refused, when not NULL: the connect was
+ * refused, nobody has the name any more) or somebody else does.
+ */
+static int remote_dial(const char *name, pid_t pid, bool *refused)
 {
-	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
 	struct sockaddr_un sun;
-	struct wire_rep rep;
-	int fd, fds[4], nfds, rc;
-	pid_t pid;
+	pid_t peer;
+	int fd;
 
-	if (uiommu_should_fail())
-		return -ENOMEM;
 	fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	uiommu_fd_keep(fd);
-	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, server->name, WIRE_NAME_LEN))) {
-		rc = -ENODEV; /* the serving process is gone */
-		goto err_close;
+	if (sys_connect(fd, (struct sockaddr *)&sun, remote_addr(&sun, name, WIRE_NAME_LEN))) {
+		if (refused)
+			*refused = errno == ECONNREFUSED;
+		goto err_close; /* the serving process is gone */
 	}
 	/* Someone else may hold the name of a server that died: it must be our user's. */
-	rc = wire_peer_check(fd, &pid);
-	if (rc || pid != server->pid) {
-		rc = -ENODEV;
-		goto err_close;
-	}
+	if (!wire_peer_check(fd, &peer) && peer == pid)
+		return fd;
+err_close:
+	sys_close(fd);
+	return -ENODEV;
+}
+
+/* A new connection to @server, its HELLO answered; @life: with our life word. fd or -errno. */
+static int remote_connect(struct iommufd_server *server, bool life)
+{
+	struct wire_hello hello = { .magic = WIRE_MAGIC, .version = WIRE_VERSION };
+	struct wire_rep rep;
+	int fd, fds[4], nfds, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	fd = remote_dial(server->name, server->pid, NULL);
+	if (fd < 0)
+		return fd;
 	nfds = remote_hello_fds(fds, life);
 	if (nfds < 0) {
 		rc = nfds;
@@ -1338,6 +1518,62 @@ static int remote_connect(struct iommufd_server *server, bool life)
 err_close:
 	sys_close(fd);
 	return rc;
+}
+
+/*
+ * One SETTLE to the server @name of @pid (remote.h), answered once it settled. A failure only
+ * leaves the asker's answer as it was; one that finds nobody listening under the name (a
+ * connect to a dead abstract name is refused at once) removes the record: whoever finds a
+ * record stale removes it.
+ */
+static int remote_settle_ask(pid_t pid, const char *name, void *arg)
+{
+	struct wire_hello req = { .magic = WIRE_SETTLE_MAGIC, .version = WIRE_VERSION };
+	struct wire_rep rep;
+	bool refused = false;
+	int fd;
+
+	(void)arg;
+	if (uiommu_should_fail())
+		return 0;
+	fd = remote_dial(name, pid, &refused);
+	if (fd < 0) {
+		if (refused)
+			session_server_forget(pid, name);
+		return 0;
+	}
+	req.pid = getpid();
+	if (!wire_send(fd, &req, sizeof(req), NULL, 0))
+		wire_recv(fd, &rep, sizeof(rep), NULL, 0, NULL);
+	sys_close(fd);
+	return 0;
+}
+
+/**
+ * iommufd_remote_settle_session() - before an answer that another process's claim in the
+ * session gives (claim.c): every other serving process of the session settles, as
+ * iommufd_remote_settle() does here. A claim is held by the process serving the file that
+ * holds it, which lets go once it finds the file's last fd gone: when that fd was a dead
+ * process's, only that process's settle releases it before its server thread sees the hang-up.
+ * The servers are asked one after the other (SETTLE, remote.h), each answering once it is done;
+ * a stale record is removed, a failed request skipped (the answer stays the one it was).
+ *
+ * Call it outside every lock the settles take (serve_gate's read side aside). A call served for
+ * another process asks too, marked as asking meanwhile: a settle here waits for the calls of
+ * gone clients, but not for one that asks (remote_clients_gone_calling()), which may be
+ * waiting for a settle elsewhere that waits for a call of ours. So no settle waits, through
+ * any number of servers, for one that waits for it. The caller settles locally first.
+ */
+void iommufd_remote_settle_session(void)
+{
+	struct iommufd_server *self = atomic_load(&iommufd_self_server);
+	struct remote_client *serving = remote_serving;
+
+	if (serving)
+		remote_client_asking(serving, true);
+	session_servers_each(getpid(), self ? self->name : "", remote_settle_ask, NULL);
+	if (serving)
+		remote_client_asking(serving, false);
 }
 
 /*
@@ -2031,11 +2267,13 @@ static void remote_atfork_prepare(void)
 	iommufd_files_atfork_prepare();
 	uiommu_mutex_lock(&clients_lock);
 	uiommu_mutex_lock(&conns_lock);
+	uiommu_mutex_lock(&settle_lock);
 	iommufd_mmap_atfork_prepare(remote_handover);
 }
 
 static void remote_atfork_parent(void)
 {
+	uiommu_mutex_unlock(&settle_lock);
 	uiommu_mutex_unlock(&conns_lock);
 	uiommu_mutex_unlock(&clients_lock);
 	iommufd_files_atfork_parent();
@@ -2080,6 +2318,8 @@ static void remote_atfork_child(void)
 	atomic_store(&remote_mapped_lo, UINT64_MAX);
 	atomic_store(&remote_mapped_hi, 0);
 	remote_random(&client_cookie, sizeof(client_cookie));
+	remote_settle_shared_forget();
+	uiommu_mutex_unlock(&settle_lock);
 	if (remote_handover) {
 		/*
 		 * The next server: it keeps the listening socket, the clients' mms and the files.
@@ -2091,6 +2331,7 @@ static void remote_atfork_child(void)
 		for (struct remote_client *c = clients; c; c = c->next) {
 			c->conns = 0;
 			atomic_store(&c->calls, 0);
+			c->asking = 0;
 		}
 		if (epoll_fd >= 0)
 			sys_close(epoll_fd);
@@ -2148,6 +2389,7 @@ static void remote_atfork_register(void)
 static __attribute__((noreturn)) void remote_handover_serve(int go)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	struct iommufd_server *self;
 	sigset_t old;
 	char c;
 	ssize_t n;
@@ -2168,6 +2410,9 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	iommufd_mmap_forks_rewatch();
 	iommufd_mmap_handover_forget();
 	remote_server_loop(true);
+	/* The name goes with us: the exec'd image that shares our pid has servers of its own. */
+	self = atomic_load(&iommufd_self_server);
+	session_server_forget(self->pid, self->name);
 	_exit(0);
 }
 

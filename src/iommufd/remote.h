@@ -39,6 +39,15 @@ struct wire_hello {
 	uint64_t cookie; /* with pid, names the client's mm; new in each forked child */
 };
 
+/*
+ * A connection's first message may be a SETTLE instead of a HELLO: a struct wire_hello with
+ * this magic, pid the sender's, no fds. It names no context and no memory, so it carries no
+ * token or secret (the listening socket's user check applies, as to any connection) and makes
+ * no client: the server settles (iommufd_remote_settle(), in a settle begun after the request
+ * came) and answers one struct wire_rep (rc 0, or -ENOMEM); the connection ends there.
+ */
+#define WIRE_SETTLE_MAGIC 0x31656c7474657375ULL /* "usettle1" */
+
 enum wire_op {
 	WIRE_IOCTL = 1, /* arg[0] cmd, arg[1] the argument (a client address) */
 	WIRE_READ,      /* arg[0] buffer, arg[1] count, arg[2] offset or -1 (the file position) */
@@ -209,6 +218,7 @@ int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_ho
 			     struct wire_hold *to);
 bool iommufd_remote_holder_gone(const void *holder);
 void iommufd_remote_settle(void);
+void iommufd_remote_settle_session(void);
 int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
 			     uint8_t *g_secret);

@@ -47,12 +47,24 @@
  * the name again; the remover unlinks only under its own exclusive lock, so a held claim is
  * never unlinked.
  *
+ * Servers. The directory also lists the processes of the session that serve files
+ * (session.h: "server.<pid>.<name>", an empty file each, made whole by one O_EXCL open), so
+ * that a process that a claim refuses can ask the others to let go of what the dead left
+ * (src/iommufd/remote.c). A record goes with its server's exit handler, or with the next
+ * asker that finds nobody listening there (a killed server runs no handler); the session's
+ * end removes those of processes that are gone. The settle itself is iommufd's, which
+ * registers it here (session_settle_register()) for the virtual sysfs's stores.
+ *
  * No lock of ours: the state is the files and the fds the callers keep.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +74,15 @@
 #include "lib/sys.h"
 #include "machine/session.h"
 #include "machine/sysfs.h"
+
+/* What getdents64 returns (struct linux_dirent64), which no libc header declares. */
+struct session_dirent {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
 
 /* Rounds of "the session's end unlinked it between our open and our lock" before giving up. */
 #define SESSION_CLAIM_TRIES 4
@@ -143,6 +164,138 @@ int session_claim_remove_unheld(const char *dir, const char *name)
 	/* Unlinked only under our own exclusive lock: never a claim somebody holds. */
 	rc = flock(fd, LOCK_EX | LOCK_NB) ? -EBUSY : 0;
 	if (!rc && unlink(path))
+		rc = -errno;
+	sys_close(fd);
+	return rc;
+}
+
+/* ---- the session's servers ------------------------------------------------------------------ */
+
+static _Atomic(void (*)(void)) session_settle_fn;
+
+void session_settle_register(void (*fn)(void))
+{
+	atomic_store(&session_settle_fn, fn);
+}
+
+void session_settle(void)
+{
+	void (*fn)(void) = atomic_load(&session_settle_fn);
+
+	if (fn)
+		fn();
+}
+
+/*
+ * The session directory's path as it is, never made: a record is removed, and the records
+ * read, where the directory exists (an exit handler that runs after the session's end removed
+ * it must not make it again). 0, or -ENOENT in no session.
+ */
+static int session_dir_peek(char *dir, size_t len)
+{
+	const char *env = getenv(SYSFS_DIR_ENV);
+
+	if (!env || !*env)
+		return -ENOENT;
+	return snprintf(dir, len, "%s", env) >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+/* The record's path in @dir (made: sysfs_session_dir(); else peeked). */
+static int session_server_path(char *path, size_t len, pid_t pid, const char *name, bool make)
+{
+	char dir[PATH_MAX];
+	int rc = make ? sysfs_session_dir(dir, sizeof(dir)) : session_dir_peek(dir, sizeof(dir));
+
+	if (rc)
+		return rc;
+	return snprintf(path, len, "%s/" SESSION_SERVER "%d.%s", dir, (int)pid, name) >= (int)len ?
+		       -ENAMETOOLONG : 0;
+}
+
+/*
+ * The record is its name alone: an empty file, made whole by one open (O_EXCL), so a reader
+ * never meets half of one and no temporary name is needed.
+ */
+int session_server_note(pid_t pid, const char *name)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	rc = session_server_path(path, sizeof(path), pid, name, true);
+	if (rc)
+		return rc == -ENOENT ? 0 : rc; /* no session: nobody to tell */
+	fd = sys_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	sys_close(fd);
+	return 0;
+}
+
+void session_server_forget(pid_t pid, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (!session_server_path(path, sizeof(path), pid, name, false))
+		unlink(path);
+}
+
+/* Calls @fn for the records in the getdents64 buffer @buf (@len bytes); its nonzero return. */
+static int session_servers_batch(const char *buf, size_t len, pid_t self_pid,
+				 const char *self_name,
+				 int (*fn)(pid_t pid, const char *name, void *arg), void *arg)
+{
+	size_t off = 0;
+
+	while (off + offsetof(struct session_dirent, d_name) < len) {
+		const struct session_dirent *de = (const void *)(buf + off);
+		int pid, end = 0, rc;
+
+		off += de->d_reclen;
+		if (!de->d_reclen)
+			break;
+		if (strncmp(de->d_name, SESSION_SERVER, strlen(SESSION_SERVER)) ||
+		    sscanf(de->d_name + strlen(SESSION_SERVER), "%d.%n", &pid, &end) != 1 || !end ||
+		    pid <= 0)
+			continue;
+		end += (int)strlen(SESSION_SERVER);
+		if (pid == self_pid && !strcmp(de->d_name + end, self_name))
+			continue;
+		rc = fn(pid, de->d_name + end, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int session_servers_each(pid_t self_pid, const char *self_name,
+			 int (*fn)(pid_t pid, const char *name, void *arg), void *arg)
+{
+	char dir[PATH_MAX], buf[4096] __attribute__((aligned(8)));
+	struct stat st;
+	ssize_t n;
+	int fd, rc;
+
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	rc = session_dir_peek(dir, sizeof(dir));
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	fd = sys_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno; /* nobody made it: nobody serves */
+	/* Only a directory of ours, closed to others, names servers (sysfs_session_dir()). */
+	if (sys_fstat(fd, &st) || st.st_uid != geteuid() || (st.st_mode & 0077)) {
+		sys_close(fd);
+		return -EPERM;
+	}
+	while ((n = sys_getdents64(fd, buf, sizeof(buf))) > 0) {
+		rc = session_servers_batch(buf, (size_t)n, self_pid, self_name, fn, arg);
+		if (rc)
+			break;
+	}
+	if (n < 0)
 		rc = -errno;
 	sys_close(fd);
 	return rc;

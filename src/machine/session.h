@@ -60,4 +60,41 @@ void session_claim_drop(struct session_claim *claim);
  */
 int session_claim_remove_unheld(const char *dir, const char *name);
 
+/*
+ * The serving processes of a session (src/iommufd/remote.c): each one that listens records
+ * itself as an empty file "server.<pid>.<name>" in the session directory, its listening
+ * socket's abstract name and the pid that socket's SO_PEERCRED shows (an exec hand-over keeps
+ * both), so that a process whose VFIO answer another's claim decides can ask the others to
+ * let go of what the dead left (docs/processes.md, "When a process is gone").
+ */
+#define SESSION_SERVER "server."
+
+/*
+ * session_server_note() - record the server @name of process @pid. 0 (also when this process
+ * runs in no session: nothing is recorded), -ENOMEM (injected), or the -errno of making it.
+ */
+int session_server_note(pid_t pid, const char *name);
+
+/* session_server_forget() - remove that record, if it is there. */
+void session_server_forget(pid_t pid, const char *name);
+
+/*
+ * session_servers_each() - @fn(pid, name, @arg) for each recorded server but (@self_pid,
+ * @self_name), whose records may come and go meanwhile; stops at a nonzero return of @fn,
+ * which it returns. 0 in no session; -ENOMEM (injected), or the -errno of reading the
+ * directory. No allocation: a process may call it anywhere but in a fork child's handler.
+ */
+int session_servers_each(pid_t self_pid, const char *self_name,
+			 int (*fn)(pid_t pid, const char *name, void *arg), void *arg);
+
+/*
+ * session_settle_register() - @fn lets go of what processes that are gone left behind, here
+ * and in the session's other serving processes, whose claims may be for files whose last fd a
+ * dead process had (src/iommufd/remote.c registers it: the claims are the serving processes').
+ * session_settle() runs it, outside every lock; for the virtual sysfs's stores that a claim
+ * refuses, which then try once more. Nothing before it is registered.
+ */
+void session_settle_register(void (*fn)(void));
+void session_settle(void);
+
 #endif

@@ -993,9 +993,23 @@ static bool session_tree_name(const char *name)
 }
 
 /*
+ * Is @name a record of a server (session.h) that is gone, or ours (we are on our way out)? A
+ * live one's stays, and with it the directory, as a held claim's does.
+ */
+static bool session_server_gone(const char *name)
+{
+	int pid;
+
+	if (strncmp(name, SESSION_SERVER, strlen(SESSION_SERVER)) ||
+	    sscanf(name + strlen(SESSION_SERVER), "%d.", &pid) != 1 || pid <= 0)
+		return false;
+	return pid == getpid() || (kill(pid, 0) && errno == ESRCH);
+}
+
+/*
  * Removes a session directory made by a session (marked), and only what sessions put in it:
- * the journal, the process trees, the claim files nobody holds (session.c), the mark. Anything
- * else stays, and with it the directory.
+ * the journal, the process trees, the claim files nobody holds (session.c), the records of
+ * servers that are gone, the mark. Anything else stays, and with it the directory.
  */
 static void session_remove(const char *path)
 {
@@ -1014,8 +1028,9 @@ static void session_remove(const char *path)
 	while ((de = readdir(dir))) {
 		bool tree = session_tree_name(de->d_name);
 		bool claim = !strncmp(de->d_name, "claim.", 6);
+		bool server = session_server_gone(de->d_name);
 
-		if (!tree && !claim && strcmp(de->d_name, "journal"))
+		if (!tree && !claim && !server && strcmp(de->d_name, "journal"))
 			continue;
 		if (snprintf(entry, sizeof(entry), "%s/%s", path, de->d_name) >=
 			    (int)sizeof(entry) || lstat(entry, &st) || st.st_uid != geteuid())
@@ -1402,10 +1417,12 @@ static void journal_end(int fd, const char *line)
  * cares about by taking each exclusively, without waiting (session_claim_take(), which makes
  * the file where nobody ever claimed, so a first claimer is kept out too). One that somebody
  * holds (another process, or this one, whose own state then refuses the same way) is
- * TOPOLOGY_HELD_*, and the store answers the kernel's errno for it at once, with nothing
- * journalled. One that nobody holds stays ours until the store's journal entry is written
- * (sysfs_held_drop() after journal_end()), so no open or bind of another process gets in
- * between: one that tries meanwhile is refused as if the store had won (claim.c says how).
+ * TOPOLOGY_HELD_*, and the store answers the kernel's errno for it, with nothing journalled,
+ * once the session settled and a second try met the same (sysfs_held_settle(): the holder may
+ * hold it for a file whose last fd a dead process had). One that nobody holds stays ours
+ * until the store's journal entry is written (sysfs_held_drop() after journal_end()), so no
+ * open or bind of another process gets in between: one that tries meanwhile is refused as if
+ * the store had won (claim.c says how).
  */
 struct sysfs_held {
 	unsigned int held;          /* TOPOLOGY_HELD_*: held by somebody */
@@ -1471,8 +1488,22 @@ static int group_id_by_bdf(const char *bdf)
 	return id;
 }
 
-ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t count,
-			 bool privileged)
+/*
+ * A store refused because another process holds a claim (*@others) may meet a claim held for
+ * a file whose last fd a dead process had: the kernel's exit had released it before anyone
+ * could see the death. So such a refusal lets the session settle (session_settle(), outside
+ * sysfs_lock: the releases may take it) and the store is tried once more.
+ */
+static bool sysfs_held_settle(ssize_t ret, bool others)
+{
+	if ((ret != -EBUSY && ret != -EPERM) || !others)
+		return false;
+	session_settle();
+	return true;
+}
+
+static ssize_t sysfs_type_store_try(struct iommu_group *group, const char *buf, size_t count,
+				    bool privileged, bool *others)
 {
 	struct sysfs_held held = SYSFS_HELD_INIT;
 	char bdf[32] = "", line[96];
@@ -1500,8 +1531,20 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
 		}
 	}
 	journal_end(fd, journal);
+	*others = held.held;
 	sysfs_held_drop(&held);
 	uiommu_mutex_unlock(&sysfs_lock);
+	return ret;
+}
+
+ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t count,
+			 bool privileged)
+{
+	bool others;
+	ssize_t ret = sysfs_type_store_try(group, buf, count, privileged, &others);
+
+	if (sysfs_held_settle(ret, others))
+		ret = sysfs_type_store_try(group, buf, count, privileged, &others);
 	return ret;
 }
 
@@ -1675,13 +1718,30 @@ static int sysfs_file_resolve_group(struct sysfs_file *f)
 	return rc;
 }
 
+/* One try of a PCI store of @s (sysfs_held_settle()). */
+static int sysfs_pci_store_try(struct sysfs_file *f, const char *s, bool *others)
+{
+	struct sysfs_held held = SYSFS_HELD_INIT;
+	char line[96] = "";
+	int rc, fd;
+
+	uiommu_mutex_lock(&sysfs_lock);
+	fd = journal_begin();
+	rc = pci_store(f->attr, f->bdf, s, line, sizeof(line), &held);
+	journal_end(fd, !rc && line[0] ? line : NULL);
+	*others = held.held;
+	sysfs_held_drop(&held);
+	uiommu_mutex_unlock(&sysfs_lock);
+	return rc;
+}
+
 /* Runs the store of @f on @count bytes of @buf; @count or the -errno. */
 static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t count,
 				bool privileged)
 {
-	struct sysfs_held held = SYSFS_HELD_INIT;
-	char s[4097], line[96] = "";
-	int rc, fd;
+	char s[4097];
+	bool others;
+	int rc;
 
 	if (f->attr == SYSFS_ATTR_TYPE) {
 		rc = sysfs_file_resolve_group(f);
@@ -1693,12 +1753,9 @@ static ssize_t sysfs_attr_store(struct sysfs_file *f, const char *buf, size_t co
 		count = sizeof(s) - 1;
 	memcpy(s, buf, count);
 	s[count] = '\0';
-	uiommu_mutex_lock(&sysfs_lock);
-	fd = journal_begin();
-	rc = pci_store(f->attr, f->bdf, s, line, sizeof(line), &held);
-	journal_end(fd, !rc && line[0] ? line : NULL);
-	sysfs_held_drop(&held);
-	uiommu_mutex_unlock(&sysfs_lock);
+	rc = sysfs_pci_store_try(f, s, &others);
+	if (sysfs_held_settle(rc, others))
+		rc = sysfs_pci_store_try(f, s, &others);
 	return rc ? rc : (ssize_t)count;
 }
 

@@ -42,6 +42,11 @@
  * through the wire is bound here (the bind runs where the cdev file is served), and a file's
  * release, which drops its claims, runs only here (session.c has the argument for fork and the
  * exec hand-over). A process outside any session claims nothing, and everything is as before.
+ * So a claim may be held by a live process for a file whose last fd a dead one had, until that
+ * process finds the file's last fd gone: a bind or a group open that a claim still refuses
+ * after the local settle asks every serving process of the session to settle
+ * (iommufd_remote_settle_session(), device_cdev.c, group.c), and asks again; the flock alone
+ * does not say whose it is.
  *
  * Locking: every claim is taken and dropped under vfio_cdev_lock (group.h), which also protects
  * the per-group counts below, but open.BDF and a device fd's share of owner.N, which belong to

@@ -40,8 +40,9 @@
  * DMA-API driver's bind, a type switch: claim.c).
  * A bind refused because of another file first lets go of what processes that are gone held
  * last, as the kernel's exit did before their waitpid(), and asks again
- * (vfio_cdev_bind_iommufd()); a claim another live process holds is let go when its server
- * sees the death.
+ * (vfio_cdev_bind_iommufd()); one a claim of the session still refuses asks every other
+ * serving process of the session to do the same, since a live process holding the claim may
+ * hold it for a file whose last fd a dead one had, and asks once more.
  *
  * A context another process serves. Our machine's copy of the device cannot be bound to it
  * (its objects and domains are that process's), so the device goes where the context is: the
@@ -207,11 +208,12 @@ static void vfio_cdev_unlink(struct vfio_cdev_file *vf)
  * One try of a bind whose arguments passed their checks. *@excluded tells whether the answer
  * came from another file's hold on the device or its group (the node open, another file bound,
  * the group owned: here or in another process of the session), which a process that is gone
- * may have left (vfio_cdev_bind_iommufd()).
+ * may have left (vfio_cdev_bind_iommufd()); *@claimed, whether that hold was a claim of the
+ * session (perhaps another process's).
  */
 static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
 			      struct iommufd_ctx *to, struct uiommu_mm *mm, uint64_t arg,
-			      uint32_t *devidp, bool *excluded)
+			      uint32_t *devidp, bool *excluded, bool *claimed)
 {
 	struct vfio_pci_core *core;
 	struct iommufd_device *idev;
@@ -221,7 +223,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 	uint32_t devid;
 	int rc;
 
-	*excluded = false;
+	*excluded = *claimed = false;
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	if (vf->idev || vf->remote.fd >= 0 || vf->remote.binding) { /* bound already */
 		rc = -EINVAL;
@@ -235,7 +237,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 	/* The group path of another process of the session: EBUSY as well. */
 	rc = vfio_claim_bind_begin(vf->dev, &claim);
 	if (rc) {
-		*excluded = rc == -EBUSY;
+		*excluded = *claimed = rc == -EBUSY;
 		goto out_unlock;
 	}
 	/* The caller's iommufd, or a context of ours another process named (@to). */
@@ -255,7 +257,7 @@ static int vfio_cdev_bind_try(struct vfio_cdev_file *vf, const struct vfio_cdev_
 	/* The same in another process (EINVAL), or its context owns the group (EPERM). */
 	rc = vfio_claim_bind_device(claim, vf->dev, &claim_dev);
 	if (rc) {
-		*excluded = rc == -EINVAL || rc == -EPERM;
+		*excluded = *claimed = rc == -EINVAL || rc == -EPERM;
 		goto err_put_ctx;
 	}
 	idev = iommufd_device_bind(ictx, vf->dev, &devid);
@@ -305,23 +307,30 @@ out_unlock:
 /*
  * The kernel released the files of a process that is gone before anyone could see it gone (at
  * its exit, before its parent's waitpid()), so a device or group such a file held is free by
- * then. Here the file's release runs when this process finds its last fd gone: when a bind is
- * refused because of another file, what the dead left goes first (iommufd_remote_settle(): no
- * system call in a process that shares nothing) and the bind is tried again, outside
- * vfio_cdev_lock, which the releases take.
+ * then. Here the file's release runs when the process serving it finds its last fd gone: when a
+ * bind is refused because of another file, what the dead left here goes first
+ * (iommufd_remote_settle(): no system call in a process that shares nothing) and the bind is
+ * tried again, outside vfio_cdev_lock, which the releases take. A refusal that a claim of the
+ * session still gives then may be another process's, for a file it serves whose last fd was
+ * a dead one's: every other serving process of the session settles
+ * (iommufd_remote_settle_session()), and the bind is tried once more.
  */
 static int vfio_cdev_bind_settled(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
 				  struct iommufd_ctx *to, struct uiommu_mm *mm, uint64_t arg,
 				  uint32_t *devid)
 {
-	bool excluded;
+	bool excluded, claimed;
 	int rc;
 
-	rc = vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded);
+	rc = vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
 	if (!excluded)
 		return rc;
 	iommufd_remote_settle();
-	return vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded);
+	rc = vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
+	if (!claimed)
+		return rc;
+	iommufd_remote_settle_session();
+	return vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
 }
 
 /*
@@ -673,10 +682,15 @@ static void vfio_cdev_release(void *priv)
 	/* Bound through another process: our close of its file is its last, it unbinds there. */
 	if (vf->remote.fd >= 0)
 		sys_close(vf->remote.fd);
-	/* The device is closed and unbound here: so it is for the session's stores. */
+	/*
+	 * The device is closed and unbound here, our machine's count of its VFIO users too: so it
+	 * is for the session's stores. Only then: a store the claim lets in is journalled, and our
+	 * replay of it must find the device unused here (it did not, while a release of our
+	 * server thread raced another process's unbind: our machine stayed bound).
+	 */
+	topology_vfio_put(vf->dev);
 	session_claim_drop(&vf->claim_owner);
 	session_claim_drop(&vf->claim_open);
-	topology_vfio_put(vf->dev);
 	device_put(vf->dev);
 	if (vf->group)
 		vfio_group_file_put(vf->group); /* pairs with the group's GET_DEVICE_FD */

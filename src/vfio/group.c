@@ -12,7 +12,8 @@
  * other. Both rules hold across the processes of a uiommu-run session too (claim.c): the
  * group file holds the node's claim until its last device fd closes.
  * An open or GET_DEVICE_FD refused so lets go of what gone processes held last and asks again
- * (vfio_group_open()).
+ * (vfio_group_open()); an open the session's claim refuses asks the session's other serving
+ * processes to do the same first.
  *
  * The file. A group file has a container or not. SET_CONTAINER takes an iommufd fd (EBADF for an
  * fd that is not open, EBADFD for any other file, EINVAL when one is set already) and makes the
@@ -347,13 +348,14 @@ static int vfio_group_member_bound_fn(struct device *dev, void *data)
 	return vfio_cdev_device_bound_locked(dev);
 }
 
-/* One try of vfio_group_open(). */
-static int vfio_group_open_try(int group_id, int flags)
+/* One try of vfio_group_open(); *@claimed: an EBUSY came from the session's claim. */
+static int vfio_group_open_try(int group_id, int flags, bool *claimed)
 {
 	struct iommufd_node node = { .major = SYSFS_VFIO_GROUP_MAJOR, .mode = S_IFCHR | 0600 };
 	struct vfio_group_file *g;
 	int minor, fd, rc;
 
+	*claimed = false;
 	if (!vfio_group_node_exists(group_id, &minor))
 		return -ENOENT;
 	g = uiommu_zalloc(sizeof(*g));
@@ -374,8 +376,10 @@ static int vfio_group_open_try(int group_id, int flags)
 	}
 	/* The same two rules against the other processes of the session. */
 	rc = vfio_claim_node(g->group, &g->claim);
-	if (rc)
+	if (rc) {
+		*claimed = rc == -EBUSY;
 		goto err_unlock;
+	}
 	snprintf(node.path, sizeof(node.path), VFIO_DEV_DIR "/%d", group_id);
 	node.minor = (unsigned int)minor;
 	fd = iommufd_file_open_ops(&vfio_group_fops, g, flags, &node);
@@ -406,17 +410,24 @@ err_free:
  * bound cdev file of a device of the group), which the kernel released at its exit, before
  * anyone could see it gone: what the dead left goes first (iommufd_remote_settle(): no system
  * call in a process that shares nothing), outside vfio_cdev_lock, which the releases take, and
- * the open is tried again.
+ * the open is tried again; if the session's claim still refuses it, every other serving
+ * process of the session settles too (iommufd_remote_settle_session(): the claim may be held
+ * for a file another process serves, whose last fd was a dead one's), and it is tried once more.
  *
  * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
  * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
  */
 int vfio_group_open(int group_id, int flags)
 {
-	int rc = vfio_group_open_try(group_id, flags);
+	bool claimed;
+	int rc = vfio_group_open_try(group_id, flags, &claimed);
 
 	if (rc != -EBUSY)
 		return rc;
 	iommufd_remote_settle();
-	return vfio_group_open_try(group_id, flags);
+	rc = vfio_group_open_try(group_id, flags, &claimed);
+	if (!claimed)
+		return rc;
+	iommufd_remote_settle_session();
+	return vfio_group_open_try(group_id, flags, &claimed);
 }

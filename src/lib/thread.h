@@ -1,9 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The library's threads start before anyone forks (lib/thread.c).
- *
- * Every thread the library makes is made with uiommu_thread_create(), which returns once the
- * new thread runs its own code, and no fork() of the process happens while one is starting.
+ * The library's threads are running when their creator goes on (lib/thread.c says why).
  */
 #ifndef UIOMMU_LIB_THREAD_H
 #define UIOMMU_LIB_THREAD_H

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <sys/capability.h>
@@ -38,6 +39,7 @@
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 #include "vfio_utils.h"
+#include "wire_client.h"
 
 #define PS 4096
 
@@ -3336,6 +3338,72 @@ TEST(garbage_on_the_wire_ends_only_that_connection)
 	ASSERT_EQ(0, destroy(fd, 1));
 	ASSERT_EQ(0, close(fd));
 	close(sock);
+}
+
+/*
+ * The serving thread that first reaches each point stops there until the test lets it go
+ * (uiommu_serve_point_hook()); later ones pass.
+ */
+static sem_t point_reached[UIOMMU_SERVE_AT_CONN_END + 1], point_go[UIOMMU_SERVE_AT_CONN_END + 1];
+static atomic_int point_hits[UIOMMU_SERVE_AT_CONN_END + 1];
+
+static void point_hold(int point)
+{
+	if (atomic_fetch_add(&point_hits[point], 1))
+		return;
+	sem_post(&point_reached[point]);
+	sem_wait(&point_go[point]);
+}
+
+/*
+ * A live client drops its only connection (broken) and connects again; a settle runs while the
+ * old connection's thread has yet to see the end and the new connection's HELLO has found the
+ * client but not answered. The settle must see the new connection, live: the client is not
+ * gone, and its next call is served (it used to be taken for exec'd: its calls refused, the
+ * connection ended).
+ */
+TEST(a_settle_during_a_hello_sees_the_new_connection)
+{
+	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_STATUS };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), a, b;
+	struct wire_fd_header hdr;
+	struct uiommu_stats st;
+	struct wire_rep rep;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)sizeof(hdr), recv(fd, &hdr, sizeof(hdr), MSG_PEEK));
+	/* A client of our server with a cookie of its own: another process, to the server. */
+	a = wire_client_connect(&hdr);
+	ASSERT_GE(a, 0);
+	ASSERT_EQ(0, wire_client_hello(a, 77));
+	ASSERT_EQ((ssize_t)sizeof(rep), recv(a, &rep, sizeof(rep), MSG_WAITALL));
+	ASSERT_EQ(0, rep.rc);
+	for (int i = 0; i <= UIOMMU_SERVE_AT_CONN_END; i++) {
+		ASSERT_EQ(0, sem_init(&point_reached[i], 0, 0));
+		ASSERT_EQ(0, sem_init(&point_go[i], 0, 0));
+		atomic_store(&point_hits[i], 0);
+	}
+	uiommu_serve_point_hook(point_hold);
+	close(a);
+	ASSERT_EQ(0, sem_wait(&point_reached[UIOMMU_SERVE_AT_CONN_END]));
+	b = wire_client_connect(&hdr);
+	ASSERT_GE(b, 0);
+	ASSERT_EQ(0, wire_client_hello(b, 77));
+	ASSERT_EQ(0, sem_wait(&point_reached[UIOMMU_SERVE_AT_HELLO]));
+	/* The settle, in the window. */
+	ASSERT_EQ(0, uiommu_stats_get(&st));
+	uiommu_serve_point_hook(NULL);
+	sem_post(&point_go[UIOMMU_SERVE_AT_HELLO]);
+	sem_post(&point_go[UIOMMU_SERVE_AT_CONN_END]);
+	ASSERT_EQ((ssize_t)sizeof(rep), recv(b, &rep, sizeof(rep), MSG_WAITALL));
+	ASSERT_EQ(0, rep.rc);
+	ASSERT_EQ((ssize_t)sizeof(req), write(b, &req, sizeof(req)));
+	ASSERT_EQ((ssize_t)sizeof(rep), recv(b, &rep, sizeof(rep), MSG_WAITALL));
+	ASSERT_EQ(0, rep.rc);
+	close(b);
+	ASSERT_EQ(0, close(fd));
 }
 
 TEST(two_processes_race_map_unmap_destroy_on_shared_ids)

@@ -287,6 +287,15 @@ unsigned long uiommu_fail_points_seen(void);
 void uiommu_serve_fail_nth_arm(unsigned long nth);
 unsigned long uiommu_serve_fail_nth_disarm(void);
 /*
+ * Where a serving thread of this process calls @fn (NULL: nowhere), with the point's number,
+ * so that a test can hold it there and run something in a window a schedule could open
+ * (docs/processes.md, "When a process is gone"): UIOMMU_SERVE_AT_HELLO once a connection's
+ * HELLO has its client, before the answer; UIOMMU_SERVE_AT_CONN_END once a connection has
+ * ended, before its client lets go of it. Builds with fault injection only.
+ */
+enum { UIOMMU_SERVE_AT_HELLO = 1, UIOMMU_SERVE_AT_CONN_END };
+void uiommu_serve_point_hook(void (*fn)(int point));
+/*
  * How many ACCESS_RW calls this process made on contexts other processes serve it copied
  * itself, without a round trip (docs/processes.md, "The direct path").
  */

@@ -224,8 +224,8 @@ static int listen_fd = -1, epoll_fd = -1; /* the server thread's; set before it 
 static atomic_int conns_live;
 /*
  * The accepted connections' fds, for a hand-over's server to close (their threads are the
- * exec'ing image's), and the client each serves once its HELLO is answered, for
- * remote_clients_settle() to poll. Protects conn_fds and conn_owner, and the fds themselves:
+ * exec'ing image's), and the client each serves from the moment its HELLO found it (in
+ * remote_client_get()), for remote_clients_settle() to poll. Protects conn_fds and conn_owner, and the fds themselves:
  * a connection's fd is closed under it, so that a poll under it never meets a number reused.
  * A leaf, after clients_lock.
  */
@@ -438,6 +438,26 @@ UIOMMU_EXPORT void uiommu_serve_fail_nth_arm(unsigned long nth)
 	atomic_store(&serve_fail_nth, nth);
 }
 
+/* A test's function at the serving side's named points (uiommu_serve_point_hook()). */
+static void (*_Atomic serve_point_fn)(int point);
+
+UIOMMU_EXPORT void uiommu_serve_point_hook(void (*fn)(int point))
+{
+	atomic_store(&serve_point_fn, fn);
+}
+
+static void remote_point(int point)
+{
+#ifdef UIOMMU_FAULT_INJECT
+	void (*fn)(int point) = atomic_load(&serve_point_fn);
+
+	if (unlikely(fn))
+		fn(point);
+#else
+	(void)point;
+#endif
+}
+
 UIOMMU_EXPORT unsigned long uiommu_serve_fail_nth_disarm(void)
 {
 	return atomic_exchange(&serve_fail_nth, 0);
@@ -518,12 +538,18 @@ static void remote_clients_free(struct remote_client *gone)
 
 /*
  * The client of (@pid, @cookie), made with @fds (pidfd, mem, maps and, when @nfds is 4, its
- * life word's memfd: taken) if it is new. One marked gone is not reused: a settle that met
- * every connection of a live process hung up (it closed its only one, broken, and connects
- * again) took it for exec'd, and its calls would all be refused for as long as its pins keep
- * it listed; the process gets a new one.
+ * life word's memfd: taken) if it is new, and connection @conn_fd its own from now on. One
+ * marked gone is not reused: a settle that met every connection of a live process hung up (it
+ * closed its only one, broken, and connects again) took it for exec'd, and its calls would all
+ * be refused for as long as its pins keep it listed; the process gets a new one.
+ *
+ * Counted and owned in one step under clients_lock, which a settle's look takes: no settle
+ * sees the client with its new connection uncounted among those it polls (it used to be
+ * owned just after, and a settle in between met only the broken one, all hung up, and took
+ * a live client for exec'd).
  */
-static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds, int nfds)
+static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *fds, int nfds,
+					       int conn_fd)
 {
 	struct remote_client *c, *gone = NULL;
 	struct uiommu_mm *mm;
@@ -536,6 +562,7 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 	for (c = clients; c; c = c->next) {
 		if (c->pid == pid && c->cookie == cookie && !atomic_load(&c->gone)) {
 			c->conns++;
+			remote_conn_owner_set(conn_fd, c);
 			uiommu_mutex_unlock(&clients_lock);
 			for (int i = 0; i < 3; i++)
 				sys_close(fds[i]);
@@ -564,6 +591,7 @@ static struct remote_client *remote_client_get(pid_t pid, uint64_t cookie, int *
 	c->mm = mm;
 	c->next = clients;
 	clients = c;
+	remote_conn_owner_set(conn_fd, c);
 	uiommu_mutex_unlock(&clients_lock);
 	return c;
 }
@@ -1043,12 +1071,12 @@ static void *remote_conn_main(void *arg)
 			sys_close(fds[i]);
 		client = ERR_PTR(-ENOMEM);
 	} else {
-		client = remote_client_get(pid, hello.cookie, fds, nfds);
+		/* Owned before the answer: the client closes an older one only once it has it. */
+		client = remote_client_get(pid, hello.cookie, fds, nfds, fd);
 	}
 	remote_unit_end();
-	/* Before the answer: the client closes an older connection only once it has it. */
 	if (!IS_ERR(client))
-		remote_conn_owner_set(fd, client);
+		remote_point(UIOMMU_SERVE_AT_HELLO);
 	memset(&rep, 0, sizeof(rep));
 	rep.rc = IS_ERR(client) ? PTR_ERR(client) : 0;
 	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
@@ -1107,8 +1135,10 @@ static void *remote_conn_main(void *arg)
 	/* Before the fd goes: an invalidation may be polling it for the client's hang-up. */
 	iommufd_direct_serve_end(direct);
 out_put:
-	if (!IS_ERR(client))
+	if (!IS_ERR(client)) {
+		remote_point(UIOMMU_SERVE_AT_CONN_END);
 		remote_client_put(client, fd);
+	}
 out_close:
 	remote_conn_close(fd);
 	atomic_fetch_sub(&conns_live, 1);

@@ -185,7 +185,7 @@ fi
 # ---- 6. fuzzing ---------------------------------------------------------------------------------
 # 60 s of tests/fuzz/fuzz_ioctl over a scratch copy of the seed corpus (the corpus in the tree
 # stays as it is), then 30 s of tests/fuzz/fuzz_wire (the wire between processes) from its own
-# seeds (tests/fuzz/corpus_wire: a mapping's holds).
+# seeds (tests/fuzz/corpus_wire: one per kind of request, and a SETTLE).
 # A crash, a sanitizer report, a leak or a 10 s input fails; the input that did it is kept in
 # the scratch directory, named in the output.
 (export CC=clang; setup build-fuzz -Dfuzz=true)

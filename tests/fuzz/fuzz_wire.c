@@ -25,11 +25,20 @@
  *             the one before), an MMAP_FORK with that hold's secret unless its arg[1] is odd.
  *             Once the server has hung up on the client, the vIOMMU must be free to destroy:
  *             a client that is gone holds nothing (the harness makes it again).
+ *             bit 4: open with a well-formed SETTLE instead (bit 0 is then ignored): the
+ *             server settles, answers and hangs up, whatever follows.
+ *             bit 5: the token and secret of the context's fault queue instead (an event
+ *             file: READ, WRITE and CLAIM reach its code); a CLAIM names the harness's fd of
+ *             it, or with an odd arg[0] another fd of the harness (arg[0] % 64). A
+ *             VFIO_BIND's arg[0] is a minor (arg[0] % 8), so that it reaches the bind.
  *
  * then half-closes and reads until the server hangs up. Afterwards the context must still
  * answer in-process (an IOAS_ALLOC and its DESTROY), whatever the input did to its connection:
  * a client's garbage touches nothing but that client. The server thread's own checks (magic,
  * version, SO_PEERCRED, the secret) are what is fuzzed; a crash or a hang is the finding.
+ *
+ * `fuzz_wire -dump=DIR` writes the seed corpus (seeds_dump() below) into DIR: one input per
+ * kind of request and a SETTLE, each well formed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +48,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "iommufd/remote.h"
@@ -58,6 +68,11 @@ static uint8_t *scratch;
 /* The vIOMMU whose region MMAPs name (bit 3), on a mock device's nesting parent. */
 static uint32_t region_dev, region_hwpt, region_viommu;
 static uint64_t region_off, region_len;
+/* The fault queue's fd, and its token and secret (learned as a holder does: CLAIM), bit 5. */
+static int fault_fd = -1;
+static struct wire_fd_header fault_hdr;
+
+static void seeds_dump(const char *dir);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -167,12 +182,86 @@ static int hold_reply(int s, const struct wire_req *req)
 	return 0;
 }
 
+/* A reply of @len bytes (the fds it may carry are dropped). 0 or -1. */
+static int reply_read(int s, void *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t n = recv(s, (char *)buf + got, len - got, MSG_WAITALL);
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * A fault queue of the context, and its secret, which an event fd's holder learns by CLAIM
+ * (its token is in the name its peer is bound to: remote.h, WIRE_PEER_NAME_LEN).
+ */
+static void fault_init(void)
+{
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	struct wire_req req = { .magic = WIRE_MAGIC, .op = WIRE_CLAIM };
+	struct wire_rep rep;
+	const char *dot;
+	int s;
+
+	if (uiommu_ioctl(ctx_fd, IOMMU_FAULT_QUEUE_ALLOC, &fa) ||
+	    getpeername((int)fa.out_fault_fd, (struct sockaddr *)&sun, &len) ||
+	    len <= offsetof(struct sockaddr_un, sun_path) + 1)
+		abort();
+	fault_fd = (int)fa.out_fault_fd;
+	dot = memchr(sun.sun_path + 1, '.', len - offsetof(struct sockaddr_un, sun_path) - 1);
+	if (!dot)
+		abort();
+	fault_hdr = hdr;
+	fault_hdr.token = strtoull(dot + 1, NULL, 16);
+	req.token = fault_hdr.token;
+	req.arg[0] = (uint64_t)fault_fd;
+	s = wire_client_connect(&hdr);
+	if (s < 0 || wire_client_hello(s, 43) || reply_read(s, &rep, sizeof(rep)) || rep.rc ||
+	    send(s, &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req) ||
+	    reply_read(s, &rep, sizeof(rep)) || rep.rc)
+		abort();
+	memcpy(fault_hdr.secret, rep.val, sizeof(fault_hdr.secret));
+	close(s);
+}
+
+/*
+ * A VFIO device cdev opened and closed: the VFIO layer is linked in (its constructor registers
+ * the bind that WIRE_VFIO_BIND makes, file.c) and the machine is booted. Without a cdev the
+ * bind answers its errno.
+ */
+static void vfio_init(void)
+{
+	int fd = uiommu_vfio_open("/dev/vfio/devices/vfio0", O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0)
+		uiommu_close(fd);
+}
+
+/* Sends a well-formed SETTLE on @s. 0 or -1. */
+static int settle_send(int s)
+{
+	struct wire_hello settle = { .magic = WIRE_SETTLE_MAGIC, .version = WIRE_VERSION,
+				     .pid = getpid() };
+
+	return send(s, &settle, sizeof(settle), MSG_NOSIGNAL) == (ssize_t)sizeof(settle) ? 0 : -1;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
 
-	(void)argc;
-	(void)argv;
+	for (int i = 1; i < *argc; i++) {
+		if (!strncmp((*argv)[i], "-dump=", 6)) {
+			seeds_dump((*argv)[i] + 6);
+			exit(0);
+		}
+	}
 	ctx_fd = uiommu_open(O_RDWR | O_CLOEXEC);
 	scratch = calloc(1, SCRATCH_LEN);
 	if (ctx_fd < 0 || !scratch || uiommu_ioctl(ctx_fd, IOMMU_IOAS_ALLOC, &alloc) ||
@@ -180,6 +269,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	access_init(alloc.out_ioas_id);
 	region_init();
+	fault_init();
+	vfio_init();
 	return 0;
 }
 
@@ -203,8 +294,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = wire_client_connect(&hdr);
 	if (s < 0)
 		abort(); /* the server must be there */
-	holds = (mode & 9) == 9 && region_viommu;
-	if ((mode & 1) && wire_client_hello(s, 42))
+	holds = (mode & 0x19) == 9 && region_viommu;
+	if ((mode & 0x10) ? settle_send(s) : (mode & 1) && wire_client_hello(s, 42))
 		goto out_close;
 	/* The HELLO's answer. */
 	if (holds && recv(s, buf, sizeof(struct wire_rep), MSG_WAITALL) != sizeof(struct wire_rep))
@@ -219,6 +310,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n == sizeof(req)) {
 			if (mode & 2) {
 				const struct wire_fd_header *h =
+					(mode & 0x20) ? &fault_hdr :
 					(mode & 4) && have_access ? &access_hdr : &hdr;
 
 				req.magic = WIRE_MAGIC;
@@ -231,6 +323,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			} else if (holds && (req.op == WIRE_MMAP || req.op == WIRE_MUNMAP ||
 					     req.op == WIRE_MMAP_FORK)) {
 				hold_patch(&req);
+			} else if (req.op == WIRE_CLAIM) {
+				req.arg[0] = (mode & 0x20) && !(req.arg[0] & 1) ?
+						     (uint64_t)fault_fd :
+						     req.arg[0] % 64;
+			} else if (req.op == WIRE_VFIO_BIND) {
+				req.arg[0] %= 8;
 			} else {
 				req.arg[0] = req.op == WIRE_IOCTL ? req.arg[0] : fold(req.arg[0]);
 				req.arg[1] = req.op == WIRE_IOCTL ? fold(req.arg[1]) : req.arg[1] % 256;
@@ -261,4 +359,102 @@ out_close:
 	if (uiommu_ioctl(ctx_fd, IOMMU_DESTROY, &destroy))
 		abort();
 	return 0;
+}
+
+/* ---- the seed corpus ------------------------------------------------------------------------ */
+
+/* An input: the mode byte, then requests. */
+struct seed {
+	uint8_t b[1024];
+	size_t n;
+};
+
+static void seed_begin(struct seed *sd, uint8_t mode)
+{
+	sd->b[0] = mode;
+	sd->n = 1;
+}
+
+/* A request the harness completes (magic, token and secret when the mode patches them). */
+static void seed_req(struct seed *sd, enum wire_op op, uint64_t a0, uint64_t a1, uint64_t a2,
+		     uint64_t a3)
+{
+	struct wire_req req = { .op = op, .arg = { a0, a1, a2, a3 } };
+
+	if (sd->n + sizeof(req) > sizeof(sd->b))
+		abort();
+	memcpy(sd->b + sd->n, &req, sizeof(req));
+	sd->n += sizeof(req);
+}
+
+static void seed_write(const char *dir, const char *name, const struct seed *sd)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(sd->b, 1, sd->n, f) != sd->n || fclose(f)) {
+		perror(path);
+		exit(1);
+	}
+}
+
+/* One input per kind of request (remote.h's enum wire_op) and a SETTLE. */
+static void seeds_dump(const char *dir)
+{
+	struct seed sd;
+
+	/* An MMAP of the region, an MMAP_FORK of its hold, a MUNMAP, another MMAP. */
+	seed_begin(&sd, 0x0b);
+	seed_req(&sd, WIRE_MMAP, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	seed_req(&sd, WIRE_MMAP_FORK, 0, 0, 0, 0);
+	seed_req(&sd, WIRE_MUNMAP, 0, 0, 0, 0);
+	seed_req(&sd, WIRE_MMAP, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	seed_write(dir, "holds", &sd);
+
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_IOCTL, IOMMU_IOAS_ALLOC, 0, 0, 0);
+	seed_write(dir, "ioctl", &sd);
+
+	seed_begin(&sd, 0x23);
+	seed_req(&sd, WIRE_READ, 0, sizeof(struct iommu_hwpt_pgfault), UINT64_MAX, 0);
+	seed_write(dir, "read", &sd);
+
+	seed_begin(&sd, 0x23);
+	seed_req(&sd, WIRE_WRITE, 0, sizeof(struct iommu_hwpt_page_response), UINT64_MAX, 0);
+	seed_write(dir, "write", &sd);
+
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_INFO, 0, 0, 0, 0);
+	seed_write(dir, "info", &sd);
+
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_STATUS, 0, 0, 0, 0);
+	seed_write(dir, "status", &sd);
+
+	seed_begin(&sd, 0x23);
+	seed_req(&sd, WIRE_CLAIM, 0, 0, 0, 0);
+	seed_write(dir, "claim", &sd);
+
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_FORGET, 0, 0x80, 0, 0);
+	seed_write(dir, "forget", &sd);
+
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_DIRECT, 0, 0, 0, 0);
+	seed_write(dir, "direct", &sd);
+
+	/* TRANSLATE on the connection's direct page, for the access. */
+	seed_begin(&sd, 0x07);
+	seed_req(&sd, WIRE_DIRECT, 0, 0, 0, 0);
+	seed_req(&sd, WIRE_TRANSLATE, 0, 0x1000, MOCK_ACCESS_RW_WRITE, 0);
+	seed_write(dir, "translate", &sd);
+
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_VFIO_BIND, 0, 0, 0, 0);
+	seed_write(dir, "vfio_bind", &sd);
+
+	seed_begin(&sd, 0x10);
+	seed_write(dir, "settle", &sd);
 }

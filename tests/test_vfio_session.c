@@ -251,8 +251,11 @@ static int child_holder(int argc, char **argv)
 	return holder_do(sock, &m);
 }
 
-/* Starts the holder; its pid, the socket to it in *@sock. @own_session: not in ours. */
-static pid_t holder_start(int *sock, bool own_session)
+/*
+ * Starts the holder; its pid, the socket to it in *@sock. @own_session: not in ours; @dir:
+ * in that session instead, whose owner is @owner.
+ */
+static pid_t holder_start_in(int *sock, bool own_session, const char *dir, pid_t owner)
 {
 	char a[16];
 	int sv[2];
@@ -269,12 +272,24 @@ static pid_t holder_start(int *sock, bool own_session)
 			unsetenv("UIOMMU_SYSFS_DIR");
 			unsetenv("UIOMMU_SYSFS_OWNER");
 		}
+		if (dir) {
+			char o[16];
+
+			snprintf(o, sizeof(o), "%d", (int)owner);
+			setenv("UIOMMU_SYSFS_DIR", dir, 1);
+			setenv("UIOMMU_SYSFS_OWNER", o, 1);
+		}
 		execl("/proc/self/exe", "test_vfio_session", "--child", "holder", a, (char *)NULL);
 		_exit(127);
 	}
 	close(sv[1]);
 	*sock = sv[0];
 	return pid;
+}
+
+static pid_t holder_start(int *sock, bool own_session)
+{
+	return holder_start_in(sock, own_session, NULL, 0);
 }
 
 /* One order to the holder: its answer (0 or an errno), or -1 if it is gone. */
@@ -877,6 +892,40 @@ TEST_F(session, a_dead_server_s_record_is_removed_by_whoever_finds_it)
 	ASSERT_TRUE(server_recorded(self->pid));
 	ASSERT_TRUE(server_recorded(getpid()));
 	ASSERT_EQ(0, close(ours));
+}
+
+/*
+ * A serving process that outlives its session: the owner's end keeps the directory for the
+ * server's record (it lives), and the server's exit removes both, the session being over.
+ */
+TEST_F(session, a_server_that_outlives_its_session_takes_the_directory_with_it)
+{
+	char dir[PATH_MAX], rec[32];
+	struct dirent *de;
+	struct stat st;
+	pid_t owner, server;
+	int so, ss;
+	DIR *d;
+
+	owner = holder_start(&so, true);
+	ASSERT_GT(owner, 0);
+	ASSERT_EQ(0, holder(so, HOLD_DIR, 0));
+	ASSERT_EQ((ssize_t)sizeof(dir), read(so, dir, sizeof(dir)));
+	ASSERT_NE(0, dir[0]);
+	server = holder_start_in(&ss, false, dir, owner);
+	ASSERT_GT(server, 0);
+	ASSERT_EQ(0, holder(ss, HOLD_OPEN, 0)); /* it serves the cdev */
+	ASSERT_EQ(0, holder_stop(so, owner));
+	/* The session is over; the directory stays for the live server's record. */
+	snprintf(rec, sizeof(rec), "server.%d.", (int)server);
+	d = opendir(dir);
+	ASSERT_TRUE(d != NULL);
+	while ((de = readdir(d)) && strncmp(de->d_name, rec, strlen(rec)))
+		;
+	ASSERT_TRUE(de != NULL);
+	closedir(d);
+	ASSERT_EQ(0, holder_stop(ss, server));
+	ASSERT_ERRNO(ENOENT, stat(dir, &st));
 }
 
 /*

@@ -1261,16 +1261,17 @@ void iommufd_server_unwatch(int peer)
 }
 
 /*
- * At our exit our listening socket goes: so does its record in the session directory. Not in a
- * forked child, whose server (if any) is its own, nor after a hand-over, whose next server is
- * a process of its own (remote_handover_serve()); an exec runs no exit handler.
+ * At our exit our listening socket goes: so does its record in the session directory, and the
+ * directory, which the session's end kept for it, if we outlived the session. Not in a forked
+ * child, whose server (if any) is its own, nor after a hand-over, whose next server is a
+ * process of its own (remote_handover_serve()); an exec runs no exit handler.
  */
 static void remote_server_exit(void)
 {
 	struct iommufd_server *self = atomic_load(&iommufd_self_server);
 
 	if (self && self->pid == getpid() && listen_fd >= 0)
-		session_server_forget(self->pid, self->name);
+		session_server_exit(self->pid, self->name);
 }
 
 static pthread_once_t remote_server_exit_once = PTHREAD_ONCE_INIT;
@@ -2440,9 +2441,12 @@ static __attribute__((noreturn)) void remote_handover_serve(int go)
 	iommufd_mmap_forks_rewatch();
 	iommufd_mmap_handover_forget();
 	remote_server_loop(true);
-	/* The name goes with us: the exec'd image that shares our pid has servers of its own. */
+	/*
+	 * The name goes with us: the exec'd image that shares our pid has servers of its own. So
+	 * does the session directory if the session ended while we served.
+	 */
 	self = atomic_load(&iommufd_self_server);
-	session_server_forget(self->pid, self->name);
+	session_server_exit(self->pid, self->name);
 	_exit(0);
 }
 

@@ -52,7 +52,9 @@
  * that a process that a claim refuses can ask the others to let go of what the dead left
  * (src/iommufd/remote.c). A record goes with its server's exit handler, or with the next
  * asker that finds nobody listening there (a killed server runs no handler); the session's
- * end removes those of processes that are gone. The settle itself is iommufd's, which
+ * end removes those of processes that are gone. A live server's record keeps the directory
+ * past the session's end; that server's exit, finding the owner gone, removes the directory
+ * as the owner would have (session_server_exit(), sysfs_session_left()). The settle itself is iommufd's, which
  * registers it here (session_settle_register()) for the virtual sysfs's stores.
  *
  * No lock of ours: the state is the files and the fds the callers keep.
@@ -239,6 +241,12 @@ void session_server_forget(pid_t pid, const char *name)
 
 	if (!session_server_path(path, sizeof(path), pid, name, false))
 		unlink(path);
+}
+
+void session_server_exit(pid_t pid, const char *name)
+{
+	session_server_forget(pid, name);
+	sysfs_session_left();
 }
 
 /* Calls @fn for the records in the getdents64 buffer @buf (@len bytes); its nonzero return. */

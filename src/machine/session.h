@@ -79,6 +79,13 @@ int session_server_note(pid_t pid, const char *name);
 void session_server_forget(pid_t pid, const char *name);
 
 /*
+ * session_server_exit() - at the exit of server @name of this process (@pid): its record goes,
+ * and with it the session directory if the session has ended meanwhile (the owner's end kept
+ * the directory for the record).
+ */
+void session_server_exit(pid_t pid, const char *name);
+
+/*
  * session_servers_each() - @fn(pid, name, @arg) for each recorded server but (@self_pid,
  * @self_name), whose records may come and go meanwhile; stops at a nonzero return of @fn,
  * which it returns. 0 in no session; -ENOMEM (injected), or the -errno of reading the

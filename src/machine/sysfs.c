@@ -97,7 +97,8 @@
  * preload layer get a private session. The environment proves nothing about who made the
  * directory (it may name any directory, and a pid is reused), so the process that creates a
  * session directory marks it (SESSION_MARK), and the owner's exit, like the sweep of dead
- * sessions, removes only a marked directory and in it only what sessions put there (the
+ * sessions and the exit of a serving process that outlived the owner (sysfs_session_left()),
+ * removes only a marked directory and in it only what sessions put there (the
  * journal, the per-process trees, the mark); never a directory it did not make. Each successful store through the virtual sysfs is
  * appended to the session's journal under an exclusive flock: "type <BDF> <value>",
  * "unplug <BDF>" (remove), "rescan", "bind <BDF>", "unbind <BDF>". Every process replays the
@@ -1048,6 +1049,20 @@ static void session_remove(const char *path)
 	/* Left non-empty by something not ours: keep it, and the mark, for a later sweep. */
 	if (rmdir(path))
 		session_mark(path);
+}
+
+void sysfs_session_left(void)
+{
+	const char *env = getenv(SYSFS_DIR_ENV), *owner = getenv(SYSFS_OWNER_ENV);
+	int pid;
+
+	if (!env || !*env || !owner || sscanf(owner, "%d", &pid) != 1 || pid <= 0 ||
+	    pid == getpid())
+		return;
+	/* A live owner (or its pid reused) removes it, or a later session's sweep does. */
+	if (!kill(pid, 0) || errno != ESRCH)
+		return;
+	session_remove(env);
 }
 
 /*

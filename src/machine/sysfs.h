@@ -79,6 +79,15 @@ ssize_t sysfs_type_store(struct iommu_group *group, const char *buf, size_t coun
  */
 int sysfs_session_dir(char *buf, size_t len);
 
+/*
+ * sysfs_session_left() - at the exit of a process of the session that is not its owner: once
+ * the owner is gone, the session directory goes as the owner's exit would have removed it
+ * (only what sessions put there; a directory something else keeps stays, for a later
+ * session's sweep). The owner's end leaves it for a serving process that outlives it, whose
+ * record (session.c) is still there.
+ */
+void sysfs_session_left(void);
+
 /**
  * sysfs_tree_root() - the directory this process materialises /sys into (it holds "sys/")
  * Copies into @buf; -ENOENT when the virtual sysfs has not been used in this process.

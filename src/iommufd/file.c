@@ -27,7 +27,9 @@
  * with us: it carries what another process that gets the fd needs to reach the file, and its
  * POLLHUP is the last close of the fd anywhere (remote.c has the model; docs/processes.md).
  * A file of another process's (inherited across fork, or adopted) names its server and is
- * served there: only its identity, access mode and node are used here.
+ * served there: only its identity, access mode and node are used here, and, once its server
+ * redirected a call (remote.h: a VFIO cdev bound through another process), the file our calls
+ * on it go to from then on (struct iommufd_redirect: in-process when that file is ours).
  *
  * Identity. A close that bypasses us (close_range() from an old libc, fclose() of an fdopen()ed
  * iommufd, a raw system call) frees the number, and the next file given it must not have its
@@ -2261,8 +2263,10 @@ int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiomm
 	return rc;
 }
 
-/* As iommufd_file_serve_ioctl(); a READ or WRITE at the file's position (@pos -1) is never
- * redirected: the position is the file's here, not the target's. */
+/*
+ * As iommufd_file_serve_ioctl(); a READ or WRITE at the file's position (@pos -1) is never
+ * redirected: the position is the file's here, not the target's.
+ */
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
 			      bool *redirect, int *new_fds, unsigned int *nr_new)

@@ -140,8 +140,17 @@
  * A VFIO cdev of a client bound to a context of ours (WIRE_VFIO_BIND): the device goes where
  * the context is. We open the same node in our machine and bind the new file, through the
  * callback VFIO registered with file.c (we lie below it), and hand the file back as any call's
- * new fd; the client's cdev file makes its calls on it from then on, and its close is the
- * file's last (device_cdev.c).
+ * new fd; the client's cdev file makes its calls on it from then on (device_cdev.c). A served
+ * call may make that request too (the reverse bind: the caller's own context): its client is
+ * marked asking meanwhile, as for a SETTLE, since the bind there may ask us to settle.
+ *
+ * Redirects. Such a cdev file's server must not make another process's call on it with its
+ * own memory: to a request with WIRE_REQ_REDIRECT it answers WIRE_RC_REDIRECT with a copy of
+ * the delegate's fd (file.c, ops->delegate), only ever the delegate of the file the request
+ * named. The caller keeps the fd per file (file.c) and makes the call, and its later ones on
+ * that file, at the target: in-process when it serves the target itself. The call at the
+ * target carries no flag, so a redirect is one hop; a redirect a request did not ask for is
+ * EIO.
  */
 #include <errno.h>
 #include <poll.h>

@@ -51,11 +51,16 @@
  * registered with file.c as struct iommufd_bind_ops, since iommufd lies below us). Our file
  * keeps the new file's fd (the library's) and makes every later call of its own there, as any
  * client (vfio_cdev_bind_remote()): ioctls, pread/pwrite, mmap (ENODEV: nothing to hand over).
- * It does not count as bound here. Its release closes that fd, the new file's last: the other
- * process unbinds. A third process's calls on such a file answer EOPNOTSUPP (made there by us,
- * they would read our memory for its arguments), as does a bind to a context another process
- * serves made by a third process's call, or of a file another process serves (the reverse
- * case, which reaches us as a served call).
+ * It does not count as bound here. Its release closes our fd of the new file; the other process
+ * unbinds at the new file's last close anywhere. Another process's call on our file (made
+ * there by us, it would read our memory for its arguments) is answered with a redirect instead
+ * (ops->delegate, remote.h): a copy of the new file's fd, at which the caller makes that call
+ * and its later ones itself; those copies hold the new file open too. The same holds when the
+ * bind itself is another process's call naming a context a third process, or the caller
+ * itself, serves (the reverse case: a cdev we opened, handed to a VMM with an iommufd of its
+ * own): we make the cross bind for it, and its next call is redirected to the new file, which
+ * it serves itself: its calls are in-process from then on. A read or write at the file's
+ * position is not redirected (the position is ours): EOPNOTSUPP for another process's.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page

@@ -1582,33 +1582,65 @@ static int child_xmgr(int sock)
 
 /*
  * "xthird SOCK": a third process handed a cdev that another process bound to the test's
- * context (xbind), with an IOAS ID of that context: its calls on it are its own, made at the
- * test (info, config space, its own eventfd signalled through SET_IRQS, an attach to the
- * IOAS, EINVAL for a second bind). Exit status: 0, or the step that failed.
+ * context (xbind), with an IOAS ID of that context and NTH: its calls on it are its own, made
+ * at the test (info, config space, its own eventfd signalled through SET_IRQS, an attach to the
+ * IOAS, EINVAL for a second bind). NTH not 0: the NTH fail point of its own fails during its
+ * first call (the redirect and the call at the target), which answers a clean errno and, made
+ * again, goes through. Exit status: 0, the errno of the failed call (NTH), 99 (a failure
+ * absorbed), or 100 and up for the step that went wrong.
  */
 static int child_xthird(int sock)
 {
 	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
 	struct vfio_device_info info = { .argsz = sizeof(info) };
-	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
-	uint32_t ioas;
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc, e = 0;
+	unsigned long left = 1;
+	uint64_t msg[2]; /* the IOAS, NTH */
 
-	vfd = recv_fd(sock, &ioas, sizeof(ioas));
+	vfd = recv_fd(sock, msg, sizeof(msg));
 	if (vfd < 0 || fd < 0 || !uiommu_is_fd(vfd))
-		return 1;
-	if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions || !info.num_irqs)
-		return 2;
+		return 100;
+	if (msg[1])
+		uiommu_fail_nth_arm(msg[1]);
+	rc = ioctl(vfd, VFIO_DEVICE_GET_INFO, &info);
+	e = errno;
+	if (msg[1])
+		left = uiommu_fail_nth_disarm();
+	if (rc && !xsweep_errno_clean(e))
+		return 101;
+	if (rc && ioctl(vfd, VFIO_DEVICE_GET_INFO, &info))
+		return 102;
+	if (!info.num_regions || !info.num_irqs)
+		return 103;
 	if (xbind_config_read(vfd))
-		return 3;
+		return 104;
 	if (vmm_irqs_own_eventfd(vfd))
-		return 4;
-	attach.pt_id = ioas;
+		return 105;
+	attach.pt_id = (uint32_t)msg[0];
 	if (ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) || !attach.pt_id ||
-	    attach.pt_id == ioas)
-		return 5;
+	    attach.pt_id == msg[0])
+		return 106;
 	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL)
-		return 6;
-	return close(vfd) || close(fd) ? 7 : 0;
+		return 107;
+	if (close(vfd) || close(fd))
+		return 108;
+	if (rc)
+		return e;
+	return msg[1] && !left ? 99 : 0;
+}
+
+/* A third process's calls on @vfd (child_xthird()), its own step @nth failing. Its status. */
+static int xthird_round(int vfd, uint32_t ioas, unsigned long nth)
+{
+	uint64_t msg[2] = { ioas, nth };
+	int sock, rc;
+	pid_t pid = child_start_with("xthird", vfd, msg, sizeof(msg), &sock);
+
+	if (pid < 0)
+		return -1;
+	rc = test_child_wait(pid);
+	close(sock);
+	return rc;
 }
 
 /*
@@ -4234,8 +4266,8 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 {
 	struct vfio_device_info info = { .argsz = sizeof(info) };
 	uint32_t ioas, ids[2]; /* the device's, the HWPT's */
-	int sock, tsock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
-	pid_t pid, third;
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	pid_t pid;
 	char c = 0;
 
 	ASSERT_GE(fd, 0);
@@ -4255,10 +4287,24 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
 	ASSERT_NE(0u, info.num_regions);
 	ASSERT_EQ(0, xbind_config_read(vfd));
-	third = child_start_with("xthird", vfd, &ioas, sizeof(ioas), &tsock);
-	ASSERT_GT(third, 0);
-	ASSERT_EQ(0, test_child_wait(third));
-	close(tsock);
+	ASSERT_EQ(0, xthird_round(vfd, ioas, 0));
+	/* Each of its own steps in turn: a clean errno, then through. */
+	if (uiommu_fail_nth_available()) {
+		unsigned long nth, failed = 0;
+		int rc;
+
+		for (nth = 1; nth < 200; nth++) {
+			rc = xthird_round(vfd, ioas, nth);
+			if (!rc)
+				break;
+			/* On a mismatch, says at which step and what the child said. */
+			if (!xsweep_errno_clean(rc) && rc != 99)
+				ASSERT_EQ(0, (long)nth * 1000 + rc);
+			failed += rc != 99;
+		}
+		ASSERT_LT(nth, 200);
+		ASSERT_NE(0, failed);
+	}
 	ASSERT_EQ(0, close(vfd));
 	/* The device object, its HWPT and the IOAS are ours, held by the child's file. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
@@ -4376,6 +4422,57 @@ TEST(a_vmm_s_calls_after_a_reverse_bind_outlive_the_manager)
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_EQ(0, destroy(fd, ioas));
 	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A forked (not exec'd) child of a VMM whose calls on a cdev were redirected: its calls go to
+ * the target through its copy of the redirect (to us, who serve the target), and its close of
+ * the cdev closes that copy: once the manager is gone and we closed the cdev too, the device
+ * binds here while the child still lives.
+ */
+TEST(a_forked_child_s_close_of_a_redirected_cdev_lets_go)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, p[2], hold[2];
+	uint32_t devid = 0;
+	pid_t mgr, child;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(hold, O_CLOEXEC));
+	mgr = child_start_with("xmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(mgr, 0);
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
+	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (!child) {
+		int rc = ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || xbind_config_read(vfd) ||
+			 close(vfd);
+
+		close(p[0]);
+		close(hold[1]);
+		if (write(p[1], rc ? "x" : "c", 1) != 1)
+			_exit(1);
+		/* Lives on, holding nothing of the device, until the test lets it go. */
+		_exit(read(hold[0], &c, 1) == 0 ? 0 : 2);
+	}
+	close(p[1]);
+	close(hold[0]);
+	ASSERT_EQ(1, read(p[0], &c, 1));
+	ASSERT_EQ('c', c);
+	ASSERT_EQ(0, kill(mgr, SIGKILL));
+	ASSERT_EQ(mgr, waitpid(mgr, NULL, 0));
+	close(sock);
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	close(hold[1]);
+	ASSERT_EQ(0, test_child_wait(child));
+	close(p[0]);
 	ASSERT_EQ(0, close(fd));
 }
 

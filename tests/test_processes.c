@@ -4476,6 +4476,54 @@ TEST(a_forked_child_s_close_of_a_redirected_cdev_lets_go)
 	ASSERT_EQ(0, close(fd));
 }
 
+/* A forked (not exec'd) copy of us made while the VMM has the device, and a pipe it waits on. */
+static pid_t xrev_fork_pid;
+static int xrev_fork_hold = -1;
+
+static int xrev_fork_check(int vfd)
+{
+	int p[2];
+	char c;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -8;
+	xrev_fork_pid = fork();
+	if (xrev_fork_pid < 0)
+		return -9;
+	if (!xrev_fork_pid) {
+		/*
+		 * Its copy of the cdev goes at once, with every other fd (the VMM's socket
+		 * among them, whose EOF the VMM waits for); it lives on until the test lets it go.
+		 */
+		if (close(vfd) || dup2(p[0], 3) != 3 || close_range(4, ~0u, 0))
+			_exit(1);
+		_exit(read(3, &c, 1) == 0 ? 0 : 2);
+	}
+	close(p[0]);
+	xrev_fork_hold = p[1];
+	return 0;
+}
+
+/*
+ * A forked child of ours, the cdev's server, while the cdev's delegate is the VMM's file: its
+ * copy of the delegate goes at the fork (it holds the cdev, not the delegate), so that once the
+ * VMM and we closed the cdev and the child closed its copy, the device binds here while the
+ * child still lives, as in the kernel, where the last close of the cdev lets go.
+ */
+TEST(a_forked_child_of_the_cdev_s_server_holds_no_delegate)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_fork_check));
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	close(xrev_fork_hold);
+	ASSERT_EQ(0, test_child_wait(xrev_fork_pid));
+	ASSERT_EQ(0, close(fd));
+}
+
 /*
  * A reverse bind while a step fails: each of the serving side's steps here in turn (the
  * bind served for the VMM, its bind there, the redirect), then each of the VMM's own: a clean

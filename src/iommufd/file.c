@@ -2525,6 +2525,13 @@ void iommufd_files_atfork_child(void)
 			if (f->ops && f->ops->event)
 				iommufd_file_holders_forget(f);
 			sys_close(f->peer);
+			/*
+			 * The file another process holds for one of ours (a cdev bound there):
+			 * ours holds it, not our copy, which would keep it past our file's last
+			 * close (the child's calls on ours are redirected there anew).
+			 */
+			if (f->ops && f->ops->delegate && f->ops->delegate(f->priv) >= 0)
+				sys_close(f->ops->delegate(f->priv));
 		}
 		export_table[i] = NULL;
 	}

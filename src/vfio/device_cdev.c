@@ -154,7 +154,12 @@ struct vfio_cdev_file {
 	 */
 	struct {
 		bool binding;                    /* a bind is asking for it */
-		int fd;                          /* ours, kept (lib/fdkeep.h); -1 none */
+		/*
+		 * Ours, kept (lib/fdkeep.h); -1 none. Atomic: a forked child's handler reads it
+		 * without the lock (vfio_cdev_delegate()), which another thread of the parent may
+		 * have held at the fork.
+		 */
+		atomic_int fd;
 		struct iommufd_server *server;
 		uint64_t token;
 		uint8_t secret[WIRE_SECRET_LEN];
@@ -548,17 +553,14 @@ static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, 
 
 /*
  * The file our calls are made at (ops->delegate): another process's call on ours is
- * redirected there (remote.h), to be made by that process itself with its own memory.
+ * redirected there (remote.h), to be made by that process itself with its own memory. Also
+ * asked in a forked child, for its copy to go (file.c): no lock, the fd is set once.
  */
 static int vfio_cdev_delegate(void *priv)
 {
 	struct vfio_cdev_file *vf = priv;
-	int fd;
 
-	uiommu_mutex_lock(&vfio_cdev_lock);
-	fd = vf->remote.fd;
-	uiommu_mutex_unlock(&vfio_cdev_lock);
-	return fd;
+	return atomic_load_explicit(&vf->remote.fd, memory_order_acquire);
 }
 
 /*

@@ -4331,10 +4331,14 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 /*
  * One reverse bind (child_xrev()): the cdev @vfd, ours, handed to a child that binds it to its
  * own context, with its own fail point @nth (0: none). We answer its 'b' and wait for its
- * close ('c'), with @vfd still open here; @check, when not NULL, runs between the two.
- * Return: the child's exit status (-1: it did not start).
+ * close ('c'); @check, when not NULL, runs between the two. With @fd not -1, we then close
+ * @vfd and the device must bind to @fd at once, while the child still lives (its file let go
+ * when our close released the cdev); else @vfd stays open. Return: the child's exit status
+ * (-1: it did not start; below: what went wrong here).
  */
-static int xrev_round(int vfd, unsigned long nth, int (*check)(int vfd))
+static int xrev_sock = -1; /* the round's socket to the VMM, for @check */
+
+static int xrev_round(int vfd, unsigned long nth, int (*check)(int vfd), int fd)
 {
 	int sock, rc = 0;
 	char c = 0;
@@ -4342,10 +4346,13 @@ static int xrev_round(int vfd, unsigned long nth, int (*check)(int vfd))
 
 	if (pid < 0)
 		return -1;
+	xrev_sock = sock;
 	if (read(sock, &c, 1) == 1 && c == 'b') {
 		rc = check ? check(vfd) : 0;
 		if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1 || c != 'c')
 			rc = rc ?: -2;
+		if (!rc && fd >= 0 && (close(vfd) || xbind_binds_here(fd)))
+			rc = -10;
 	}
 	close(sock);
 	return rc ?: test_child_wait(pid);
@@ -4384,10 +4391,11 @@ TEST(a_cdev_handed_to_a_vmm_binds_to_the_vmm_s_own_context)
 
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(vfd, 0);
-	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_bound_elsewhere));
-	/* Our close is the cdev's last: its release lets go of the VMM's file, then the device. */
-	ASSERT_EQ(0, close(vfd));
-	ASSERT_EQ(0, xbind_binds_here(fd));
+	/*
+	 * After the VMM's close, ours is the cdev's last: its release lets go of the VMM's
+	 * file, and so the device, while the VMM lives on.
+	 */
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_bound_elsewhere, fd));
 	ASSERT_EQ(0, close(fd));
 }
 
@@ -4492,12 +4500,13 @@ static int xrev_fork_check(int vfd)
 		return -9;
 	if (!xrev_fork_pid) {
 		/*
-		 * Its copy of the cdev goes at once, with every other fd (the VMM's socket
-		 * among them, whose EOF the VMM waits for); it lives on until the test lets it go.
+		 * Its copy of the cdev goes at once, and of the VMM's socket, whose EOF the VMM
+		 * waits for; it lives on until the test lets it go.
 		 */
-		if (close(vfd) || dup2(p[0], 3) != 3 || close_range(4, ~0u, 0))
+		close(p[1]);
+		if (close(vfd) || close(xrev_sock))
 			_exit(1);
-		_exit(read(3, &c, 1) == 0 ? 0 : 2);
+		_exit(read(p[0], &c, 1) == 0 ? 0 : 2);
 	}
 	close(p[0]);
 	xrev_fork_hold = p[1];
@@ -4516,9 +4525,7 @@ TEST(a_forked_child_of_the_cdev_s_server_holds_no_delegate)
 
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(vfd, 0);
-	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_fork_check));
-	ASSERT_EQ(0, close(vfd));
-	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_fork_check, fd));
 	close(xrev_fork_hold);
 	ASSERT_EQ(0, test_child_wait(xrev_fork_pid));
 	ASSERT_EQ(0, close(fd));
@@ -4543,7 +4550,7 @@ static void xrev_sweep(struct __h_test *_metadata, bool serving)
 		ASSERT_GE(vfd, 0);
 		if (serving)
 			uiommu_serve_fail_nth_arm(nth);
-		rc = xrev_round(vfd, serving ? 0 : nth, NULL);
+		rc = xrev_round(vfd, serving ? 0 : nth, NULL, -1);
 		/* The child is gone: every unit of its serving ended before it saw a reply. */
 		left = serving ? uiommu_serve_fail_nth_disarm() : 0;
 		ASSERT_EQ(0, close(vfd));

@@ -2505,8 +2505,8 @@ void iommufd_files_atfork_parent(void)
 
 /*
  * In a forked child: none of the files is the child's to serve (their server stays the
- * parent's, so the copies are remote files now); the peers, and the pidfds of the event
- * files' holders, are the parent's. The child holds every event fd it inherited: it tells
+ * parent's, so the copies are remote files now); the peers, the pidfds of the event files'
+ * holders and the delegates of files whose calls are made elsewhere are the parent's. The child holds every event fd it inherited: it tells
  * each one's server so (a note through the fd, checked to still name that file first: a slot
  * a close behind our back left stale must not get the note in another socket). The holders'
  * lock is not taken: another thread of the parent may have held it at the fork; the child

@@ -60,7 +60,9 @@
  * itself, serves (the reverse case: a cdev we opened, handed to a VMM with an iommufd of its
  * own): we make the cross bind for it, and its next call is redirected to the new file, which
  * it serves itself: its calls are in-process from then on. A read or write at the file's
- * position is not redirected (the position is ours): EOPNOTSUPP for another process's.
+ * position is not redirected (the position is ours): EOPNOTSUPP for another process's. A
+ * forked child closes its copy of the delegate (file.c's fork handler): its copy of our file
+ * is served by us, and must not hold the device past that file's last close.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page

@@ -1468,29 +1468,181 @@ static int child_xbind(int sock)
 	return read(sock, &c, 1) == 0 ? 0 : 10;
 }
 
-/*
- * "xbind1 SOCK": the reverse, handed its manager's cdev (served there) while the iommufd is
- * its own: EOPNOTSUPP, and nothing changed: its own cdev of the device binds to its own
- * context, and unbinds at its close. Exit status: 0, or the step that failed.
- */
-static int child_xbind1(int sock)
+/* An errno a failed step may answer without leaving anything behind. */
+static bool xsweep_errno_clean(int e)
 {
-	char c;
-	int vfd = recv_fd(sock, &c, 1), fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), own;
+	return e == ENOMEM || e == ENODEV || e == EIO || e == EFAULT;
+}
 
-	if (vfd < 0 || fd < 0)
-		return 1;
-	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EOPNOTSUPP)
-		return 2;
-	own = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
-	if (own < 0 || vfio_bind(own, fd, NULL) || xbind_config_read(own))
-		return 3;
-	/* The handed cdev is unbound still: no access (EINVAL), as before any bind. */
-	if (xbind_config_read(vfd) != -1 || errno != EINVAL)
-		return 4;
-	if (close(own) || close(vfd) || close(fd))
-		return 5;
+/*
+ * "xrev SOCK": the reverse of xbind, QEMU's -device vfio-pci,fd=N (the cdev opened by its
+ * manager, served there) with a plain -object iommufd (its own): it binds the handed cdev to a
+ * context of its own (the manager binds the device to it through this process), attaches to
+ * its IOAS, reads the info and config space, signals its own eventfd, maps BAR 0 (the device
+ * is this process's now) and checks that a second bind anywhere here is EINVAL. The data that
+ * comes with the cdev is NTH: not 0, the NTH fail point of this process's own fails during the
+ * bind and the first call after it (the redirect), which answers a clean errno and leaves
+ * nothing: the step succeeds when made again. It says 'b' when all went through, waits for a
+ * byte, and makes its calls again ('b'; the manager may be gone by then), then closes the
+ * cdev and says 'c'.
+ * Exit status: 0, the errno of the failed step (NTH), 99 (NTH: a failure absorbed), or 100 and
+ * up for the step that went wrong.
+ */
+static int xrev_calls(int vfd, int fd, uint32_t ioas)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = ioas };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_info bar = { .argsz = sizeof(bar), .index = VFIO_PCI_BAR0_REGION_INDEX };
+	int other;
+	void *p;
+
+	if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions || !info.num_irqs)
+		return 110;
+	if (ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) || attach.pt_id == ioas)
+		return 111;
+	if (xbind_config_read(vfd))
+		return 112;
+	if (vmm_irqs_own_eventfd(vfd))
+		return 113;
+	/* The device is this process's: its BAR maps here, as the kernel's would. */
+	if (ioctl(vfd, VFIO_DEVICE_GET_REGION_INFO, &bar) || !(bar.flags & VFIO_REGION_INFO_FLAG_MMAP))
+		return 114;
+	p = mmap(NULL, PS, PROT_READ, MAP_SHARED, vfd, (off_t)bar.offset);
+	if (p == MAP_FAILED || munmap(p, PS))
+		return 115;
+	/* Bound once: the same file, and another file of the device here, EINVAL. */
+	other = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL || other < 0 ||
+	    vfio_bind(other, fd, NULL) != -1 || errno != EINVAL || close(other))
+		return 116;
 	return 0;
+}
+
+static int child_xrev(int sock)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc, e = 0, step = 0;
+	unsigned long nth = 0, left = 1;
+	uint32_t devid = 0, ioas;
+	char c;
+
+	vfd = recv_fd(sock, &nth, sizeof(nth));
+	if (vfd < 0 || fd < 0)
+		return 100;
+	if (!uiommu_is_fd(vfd))
+		return uiommu_fd_adopt(vfd) ? 60 : 107; /* a refused adoption (a serving sweep) */
+	ioas = ioas_alloc(fd);
+	if (!ioas)
+		return 101;
+	if (nth)
+		uiommu_fail_nth_arm(nth);
+	rc = vfio_bind(vfd, fd, &devid);
+	if (rc) {
+		e = errno;
+		step = 1;
+	} else if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info)) {
+		e = errno;
+		step = 2;
+	}
+	if (nth)
+		left = uiommu_fail_nth_disarm();
+	if (step && !xsweep_errno_clean(e))
+		return 102;
+	/* Nothing stayed of a failed step: made again, it goes through. */
+	if (step == 1 && (vfio_bind(vfd, fd, &devid) || !devid))
+		return 103;
+	if (!devid)
+		return 104;
+	rc = xrev_calls(vfd, fd, ioas);
+	if (rc)
+		return rc;
+	if (write(sock, "b", 1) != 1 || read(sock, &c, 1) != 1)
+		return 105;
+	rc = xrev_calls(vfd, fd, ioas);
+	if (rc)
+		return rc + 20;
+	if (close(vfd) || write(sock, "c", 1) != 1 || read(sock, &c, 1) != 0)
+		return 106;
+	if (step)
+		return e;
+	return nth && !left ? 99 : 0;
+}
+
+/*
+ * "xmgr SOCK": a manager (libvirt) that opens the cdev, hands it to the test and waits to be
+ * killed, with its copy open.
+ */
+static int child_xmgr(int sock)
+{
+	int vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	char c = 0;
+
+	if (vfd < 0 || send_fd(sock, vfd, &c, 1))
+		return 1;
+	return read(sock, &c, 1) == 0 ? 0 : 2;
+}
+
+/*
+ * "xthird SOCK": a third process handed a cdev that another process bound to the test's
+ * context (xbind), with an IOAS ID of that context and NTH: its calls on it are its own, made
+ * at the test (info, config space, its own eventfd signalled through SET_IRQS, an attach to the
+ * IOAS, EINVAL for a second bind). NTH not 0: the NTH fail point of its own fails during its
+ * first call (the redirect and the call at the target), which answers a clean errno and, made
+ * again, goes through. Exit status: 0, the errno of the failed call (NTH), 99 (a failure
+ * absorbed), or 100 and up for the step that went wrong.
+ */
+static int child_xthird(int sock)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc, e = 0;
+	unsigned long left = 1;
+	uint64_t msg[2]; /* the IOAS, NTH */
+
+	vfd = recv_fd(sock, msg, sizeof(msg));
+	if (vfd < 0 || fd < 0 || !uiommu_is_fd(vfd))
+		return 100;
+	if (msg[1])
+		uiommu_fail_nth_arm(msg[1]);
+	rc = ioctl(vfd, VFIO_DEVICE_GET_INFO, &info);
+	e = errno;
+	if (msg[1])
+		left = uiommu_fail_nth_disarm();
+	if (rc && !xsweep_errno_clean(e))
+		return 101;
+	if (rc && ioctl(vfd, VFIO_DEVICE_GET_INFO, &info))
+		return 102;
+	if (!info.num_regions || !info.num_irqs)
+		return 103;
+	if (xbind_config_read(vfd))
+		return 104;
+	if (vmm_irqs_own_eventfd(vfd))
+		return 105;
+	attach.pt_id = (uint32_t)msg[0];
+	if (ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) || !attach.pt_id ||
+	    attach.pt_id == msg[0])
+		return 106;
+	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL)
+		return 107;
+	if (close(vfd) || close(fd))
+		return 108;
+	if (rc)
+		return e;
+	return msg[1] && !left ? 99 : 0;
+}
+
+/* A third process's calls on @vfd (child_xthird()), its own step @nth failing. Its status. */
+static int xthird_round(int vfd, uint32_t ioas, unsigned long nth)
+{
+	uint64_t msg[2] = { ioas, nth };
+	int sock, rc;
+	pid_t pid = child_start_with("xthird", vfd, msg, sizeof(msg), &sock);
+
+	if (pid < 0)
+		return -1;
+	rc = test_child_wait(pid);
+	close(sock);
+	return rc;
 }
 
 /*
@@ -1501,11 +1653,6 @@ static int child_xbind1(int sock)
  * failed bind (MODE 0), the number of failures met (MODE 1, plus 200), 60 for a refused
  * adoption of the iommufd, 100 and up for anything else.
  */
-static bool xsweep_errno_clean(int e)
-{
-	return e == ENOMEM || e == ENODEV || e == EIO || e == EFAULT;
-}
-
 static int child_xsweep(int sock, long mode)
 {
 	uint32_t dummy;
@@ -1587,8 +1734,12 @@ static int child_main(int argc, char **argv)
 		return child_irqs(a);
 	if (!strcmp(role, "xbind"))
 		return child_xbind(a);
-	if (!strcmp(role, "xbind1"))
-		return child_xbind1(a);
+	if (!strcmp(role, "xrev"))
+		return child_xrev(a);
+	if (!strcmp(role, "xthird"))
+		return child_xthird(a);
+	if (!strcmp(role, "xmgr"))
+		return child_xmgr(a);
 	if (!strcmp(role, "xsweep"))
 		return child_xsweep(a, 0);
 	if (!strcmp(role, "xsweepc"))
@@ -4194,14 +4345,34 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
 	/*
-	 * The child's cdev, a file it serves, bound through us: a third process's calls on it
-	 * answer EOPNOTSUPP (the child would make them with its own memory).
+	 * The child's cdev, a file it serves, bound through us: our calls on it are redirected
+	 * to the file it delegates to, which is ours (in-process), and so are a third process's,
+	 * made there by that process with its own memory and eventfd.
 	 */
 	vfd = recv_fd(sock, &c, 1);
 	ASSERT_GE(vfd, 0);
 	ASSERT_TRUE(uiommu_is_fd(vfd));
-	ASSERT_ERRNO(EOPNOTSUPP, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
-	ASSERT_ERRNO(EOPNOTSUPP, pread(vfd, &c, 1, 0));
+	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	ASSERT_NE(0u, info.num_regions);
+	ASSERT_EQ(0, xbind_config_read(vfd));
+	ASSERT_EQ(0, xthird_round(vfd, ioas, 0));
+	/* Each of its own steps in turn: a clean errno, then through. */
+	if (uiommu_fail_nth_available()) {
+		unsigned long nth, failed = 0;
+		int rc;
+
+		for (nth = 1; nth < 200; nth++) {
+			rc = xthird_round(vfd, ioas, nth);
+			if (!rc)
+				break;
+			/* On a mismatch, says at which step and what the child said. */
+			if (!xsweep_errno_clean(rc) && rc != 99)
+				ASSERT_EQ(0, (long)nth * 1000 + rc);
+			failed += rc != 99;
+		}
+		ASSERT_LT(nth, 200);
+		ASSERT_NE(0, failed);
+	}
 	ASSERT_EQ(0, close(vfd));
 	/* The device object, its HWPT and the IOAS are ours, held by the child's file. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
@@ -4225,23 +4396,257 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 	ASSERT_EQ(0, live_contexts_settle(0));
 }
 
-TEST(a_cdev_handed_to_a_vmm_binds_no_context_of_the_vmm_s_own)
+/*
+ * One reverse bind (child_xrev()): the cdev @vfd, ours, handed to a child that binds it to its
+ * own context, with its own fail point @nth (0: none). We answer its 'b' and wait for its
+ * close ('c'); @check, when not NULL, runs between the two. With @fd not -1, we then close
+ * @vfd and the device must bind to @fd at once, while the child still lives (its file let go
+ * when our close released the cdev); else @vfd stays open. Return: the child's exit status
+ * (-1: it did not start; below: what went wrong here).
+ */
+static int xrev_sock = -1; /* the round's socket to the VMM, for @check */
+
+static int xrev_round(int vfd, unsigned long nth, int (*check)(int vfd), int fd)
 {
-	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
-	pid_t pid;
+	int sock, rc = 0;
 	char c = 0;
+	pid_t pid = child_start_with("xrev", vfd, &nth, sizeof(nth), &sock);
+
+	if (pid < 0)
+		return -1;
+	xrev_sock = sock;
+	if (read(sock, &c, 1) == 1 && c == 'b') {
+		rc = check ? check(vfd) : 0;
+		if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1 || c != 'c')
+			rc = rc ?: -2;
+		if (!rc && fd >= 0 && (close(vfd) || xbind_binds_here(fd)))
+			rc = -10;
+	}
+	close(sock);
+	return rc ?: test_child_wait(pid);
+}
+
+/* While the child has the device bound: ours binds nowhere else, and our calls reach it. */
+static int xrev_bound_elsewhere(int vfd)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -3;
+	/* A second bind anywhere: EINVAL (another file here, the handed one itself). */
+	rc = xbind_binds_here(fd) != -1 || errno != EINVAL ? -4 : 0;
+	if (!rc && (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL))
+		rc = -5;
+	/* Our own calls on the file we serve go to the child's, with our memory. */
+	if (!rc && (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions))
+		rc = -6;
+	if (!rc && xbind_config_read(vfd))
+		rc = -7;
+	close(fd);
+	return rc;
+}
+
+/*
+ * QEMU's -device vfio-pci,fd=N (the cdev from libvirt) with a plain -object iommufd: the
+ * handed cdev binds to the VMM's own context, which we, the cdev's server, reach through the
+ * VMM; its calls after the bind are its own, in-process (child_xrev()). Once the VMM closed
+ * the cdev and so did we, the device binds again here.
+ */
+TEST(a_cdev_handed_to_a_vmm_binds_to_the_vmm_s_own_context)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
 
 	ASSERT_GE(fd, 0);
-	vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
 	ASSERT_GE(vfd, 0);
-	pid = child_start_with("xbind1", vfd, &c, 1, &sock);
-	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, test_child_wait(pid));
-	close(sock);
-	/* The refused bind left the file as it was: it binds here. */
-	ASSERT_EQ(0, vfio_bind(vfd, fd, NULL));
-	ASSERT_EQ(0, close(vfd));
+	/*
+	 * After the VMM's close, ours is the cdev's last: its release lets go of the VMM's
+	 * file, and so the device, while the VMM lives on.
+	 */
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_bound_elsewhere, fd));
 	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * The same, the other way round: the manager (a child) is SIGKILLed once the VMM (we) bound
+ * its cdev and made a call: the calls stay ours, in-process, without it (the file our calls
+ * are redirected to is ours, held by our copy of its fd); our close lets go of the device.
+ */
+TEST(a_vmm_s_calls_after_a_reverse_bind_outlive_the_manager)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	uint32_t devid = 0, ioas;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_NE(0u, ioas);
+	pid = child_start_with("xmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
+	ASSERT_NE(0u, devid);
+	ASSERT_EQ(0, xrev_calls(vfd, fd, ioas));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, NULL, 0));
+	close(sock);
+	ASSERT_EQ(0, xrev_calls(vfd, fd, ioas));
+	/* The device object is ours: busy until the cdev's close, which is its last anywhere. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ioas));
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, destroy(fd, ioas));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A forked (not exec'd) child of a VMM whose calls on a cdev were redirected: its calls go to
+ * the target through its copy of the redirect (to us, who serve the target), and its close of
+ * the cdev closes that copy: once the manager is gone and we closed the cdev too, the device
+ * binds here while the child still lives.
+ */
+TEST(a_forked_child_s_close_of_a_redirected_cdev_lets_go)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, p[2], hold[2];
+	uint32_t devid = 0;
+	pid_t mgr, child;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(hold, O_CLOEXEC));
+	mgr = child_start_with("xmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(mgr, 0);
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
+	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (!child) {
+		int rc = ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || xbind_config_read(vfd) ||
+			 close(vfd);
+
+		close(p[0]);
+		close(hold[1]);
+		if (write(p[1], rc ? "x" : "c", 1) != 1)
+			_exit(1);
+		/* Lives on, holding nothing of the device, until the test lets it go. */
+		_exit(read(hold[0], &c, 1) == 0 ? 0 : 2);
+	}
+	close(p[1]);
+	close(hold[0]);
+	ASSERT_EQ(1, read(p[0], &c, 1));
+	ASSERT_EQ('c', c);
+	ASSERT_EQ(0, kill(mgr, SIGKILL));
+	ASSERT_EQ(mgr, waitpid(mgr, NULL, 0));
+	close(sock);
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	close(hold[1]);
+	ASSERT_EQ(0, test_child_wait(child));
+	close(p[0]);
+	ASSERT_EQ(0, close(fd));
+}
+
+/* A forked (not exec'd) copy of us made while the VMM has the device, and a pipe it waits on. */
+static pid_t xrev_fork_pid;
+static int xrev_fork_hold = -1;
+
+static int xrev_fork_check(int vfd)
+{
+	int p[2];
+	char c;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -8;
+	xrev_fork_pid = fork();
+	if (xrev_fork_pid < 0)
+		return -9;
+	if (!xrev_fork_pid) {
+		/*
+		 * Its copy of the cdev goes at once, and of the VMM's socket, whose EOF the VMM
+		 * waits for; it lives on until the test lets it go.
+		 */
+		close(p[1]);
+		if (close(vfd) || close(xrev_sock))
+			_exit(1);
+		_exit(read(p[0], &c, 1) == 0 ? 0 : 2);
+	}
+	close(p[0]);
+	xrev_fork_hold = p[1];
+	return 0;
+}
+
+/*
+ * A forked child of ours, the cdev's server, while the cdev's delegate is the VMM's file: its
+ * copy of the delegate goes at the fork (it holds the cdev, not the delegate), so that once the
+ * VMM and we closed the cdev and the child closed its copy, the device binds here while the
+ * child still lives, as in the kernel, where the last close of the cdev lets go.
+ */
+TEST(a_forked_child_of_the_cdev_s_server_holds_no_delegate)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_fork_check, fd));
+	close(xrev_fork_hold);
+	ASSERT_EQ(0, test_child_wait(xrev_fork_pid));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A reverse bind while a step fails: each of the serving side's steps here in turn (the
+ * bind served for the VMM, its bind there, the redirect), then each of the VMM's own: a clean
+ * errno, nothing left (the step made again goes through; after the VMM's exit and our close,
+ * the device binds here).
+ */
+static void xrev_sweep(struct __h_test *_metadata, bool serving)
+{
+	int rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	unsigned long nth, left = 0, failed = 0;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	for (nth = 1; nth < 300; nth++) {
+		vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+		ASSERT_GE(vfd, 0);
+		if (serving)
+			uiommu_serve_fail_nth_arm(nth);
+		rc = xrev_round(vfd, serving ? 0 : nth, NULL, -1);
+		/* The child is gone: every unit of its serving ended before it saw a reply. */
+		left = serving ? uiommu_serve_fail_nth_disarm() : 0;
+		ASSERT_EQ(0, close(vfd));
+		ASSERT_EQ(0, xbind_binds_here(fd));
+		/* Nothing failed: the sweep is over. */
+		if ((serving && left) || (!serving && !rc)) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		/* On a mismatch, says at which step and what the child said. */
+		if (rc && !xsweep_errno_clean(rc) && rc != (serving ? 60 : 99))
+			ASSERT_EQ(0, (long)nth * 1000 + rc);
+		failed += rc && rc != 60 && rc != 99;
+	}
+	ASSERT_LT(nth, 300);
+	ASSERT_NE(0, failed);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+TEST(fail_nth_of_a_reverse_bind_on_the_serving_side)
+{
+	xrev_sweep(_metadata, true);
+}
+
+TEST(fail_nth_of_a_reverse_bind_in_the_binding_process)
+{
+	xrev_sweep(_metadata, false);
 }
 
 /*

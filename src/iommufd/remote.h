@@ -117,10 +117,24 @@ struct wire_direct_page {
 	struct wire_direct_run runs[WIRE_DIRECT_RUNS_MAX];
 };
 
+/*
+ * A redirect: the file a request names makes its calls at another file (a VFIO cdev bound
+ * through another process, device_cdev.c), so the server answers not with a result but with
+ * that file's fd (SCM_RIGHTS, as a call's new fd: val[3] 1, val[0] the server's number of it)
+ * and rc WIRE_RC_REDIRECT, a value no call returns. The caller makes the same call there
+ * itself, with its own identity and memory, and its later calls on the file too. Only an
+ * IOCTL, or a READ or WRITE at an offset, with WIRE_REQ_REDIRECT in the request's flags is
+ * answered so (a request without it keeps the answer it had: EOPNOTSUPP); the call re-issued
+ * at the target carries no flag, so a target that would redirect again answers EOPNOTSUPP:
+ * one hop, never a loop.
+ */
+#define WIRE_REQ_REDIRECT 1u
+#define WIRE_RC_REDIRECT (-(INT64_C(1) << 40))
+
 struct wire_req {
 	uint64_t magic;
 	uint32_t op;
-	uint32_t reserved;
+	uint32_t flags;  /* WIRE_REQ_*; 0 from a client that predates them */
 	uint64_t token;
 	uint8_t secret[WIRE_SECRET_LEN];
 	uint64_t arg[4];
@@ -209,8 +223,10 @@ int iommufd_server_watch(int peer, uint64_t token, bool notes);
 void iommufd_server_watch_notes_end(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
+int iommufd_remote_fd_ident(int fd, struct iommufd_server **server, uint64_t *token,
+			    uint8_t *secret);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			 unsigned int cmd, uint64_t arg);
+			 unsigned int cmd, uint64_t arg, int *redirect);
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  void *addr, size_t len, int prot, int flags, uint64_t off);
 void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold);
@@ -255,7 +271,8 @@ void iommufd_mmap_forks_settle(void);
 void iommufd_mmap_forks_rewatch(void);
 void iommufd_mmap_handover_forget(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
+			  int *redirect);
 
 struct wire_conn;
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc);
@@ -271,9 +288,11 @@ void iommufd_remote_req_init(struct wire_req *req, enum wire_op op, uint64_t tok
 
 /* file.c: the files the wire names. */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new);
+			     unsigned int cmd, uint64_t arg, bool *redirect, int *new_fds,
+			     unsigned int *nr_new);
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
+			      bool *redirect, int *new_fds, unsigned int *nr_new);
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
 			    int flags, uint64_t off, const void *holder, struct wire_hold *hold);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);

@@ -1216,6 +1216,41 @@ UIOMMU_EXPORT int uiommu_fd_close_range(unsigned int first, unsigned int last, i
 	return 0;
 }
 
+/*
+ * mmap(2) of another process's @file: at its server, which may redirect it (the first call on
+ * a cdev bound through another process may be this one), or where its server redirected us
+ * (@r): a file of ours maps its own memory (a device bound here), another process's answers as
+ * its server does.
+ */
+static void *iommufd_file_remote_mmap(struct iommufd_file *file, struct iommufd_redirect *r,
+				      void *addr, size_t len, int prot, int flags, uint64_t off)
+{
+	struct iommufd_file *local;
+	void *p;
+	int fd;
+
+	if (!r) {
+		p = iommufd_remote_mmap(file->server, file->token, file->secret, addr, len, prot,
+					flags, off, &fd);
+		if (fd < 0)
+			return p;
+		r = iommufd_file_redirect_set(file, fd);
+		if (IS_ERR(r)) {
+			errno = (int)-PTR_ERR(r);
+			return MAP_FAILED;
+		}
+	}
+	local = iommufd_redirect_local(r);
+	if (local && local->ops && local->ops->mmap)
+		return local->ops->mmap(local->priv, addr, len, prot, flags, off);
+	if (local) {
+		errno = ENODEV;
+		return MAP_FAILED;
+	}
+	return iommufd_remote_mmap(r->server, r->token, r->secret, addr, len, prot, flags, off,
+				   NULL);
+}
+
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
 			void **ret)
 {
@@ -1225,17 +1260,9 @@ bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uin
 		return false;
 	if (!iommufd_file_is_local(file)) {
 		struct iommufd_redirect *r = iommufd_file_redirect(file);
-		struct iommufd_file *local = r ? iommufd_redirect_local(r) : NULL;
 
-		/* Redirected to a file of ours (a device bound here): its own mapping. */
-		if (local && local->ops && local->ops->mmap) {
-			*ret = local->ops->mmap(local->priv, addr, len, prot, flags, off);
-			iommufd_file_put(file);
-			return true;
-		}
 		/* Its server hands over the memory where it can (a vIOMMU's region). */
-		*ret = iommufd_remote_mmap(file->server, file->token, file->secret, addr, len, prot,
-					   flags, off);
+		*ret = iommufd_file_remote_mmap(file, r, addr, len, prot, flags, off);
 		iommufd_file_put(file);
 		return true;
 	}
@@ -2368,16 +2395,28 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
  * (iommufd_mmap_region_dup(), which holds the region's owner for @holder, named in *@hold);
  * any other file has nothing to hand over: ENODEV, as the local
  * uiommu_mmap() answers a file without a mapping of its own (a sub-fd's BAR areas are this
- * process's mappings). Return: the memfd, or -errno.
+ * process's mappings), unless its calls are made at another file and the caller takes a
+ * redirect (*@redirect, as iommufd_file_serve_ioctl()'s): the device's BARs are where that
+ * file is. Return: the memfd, 0 for a redirect, or -errno.
  */
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off, const void *holder, struct wire_hold *hold)
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold,
+			    bool *redirect, int *new_fds, unsigned int *nr_new)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	int rc;
 
-	if (!file)
+	*nr_new = 0;
+	if (!file) {
+		*redirect = false;
 		return -EBADF;
+	}
+	rc = iommufd_file_serve_redirect(file, *redirect, new_fds, nr_new);
+	*redirect = rc > 0;
+	if (rc) {
+		iommufd_file_put(file);
+		return rc < 0 ? rc : 0;
+	}
 	if (file->ops || off > INT64_MAX)
 		rc = file->ops ? -ENODEV : -EINVAL;
 	else

@@ -927,11 +927,12 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 		break;
 	}
 	case WIRE_MMAP:
+		redirect = req->flags & WIRE_REQ_REDIRECT;
 		rc = iommufd_file_serve_mmap(req->token, req->secret, (size_t)req->arg[0],
 					     (int)req->arg[1], (int)req->arg[2], req->arg[3],
-					     client, &hold);
+					     client, &hold, &redirect, new_fds, nr_new);
 		rep->rc = rc < 0 ? rc : 0;
-		if (rc >= 0) {
+		if (rc >= 0 && !redirect) {
 			new_fds[0] = rc;
 			*nr_new = 1;
 			remote_hold_reply(rep, &hold);
@@ -2118,9 +2119,12 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
  * mmap(2) of a file another process serves: where its memory is shareable (a vIOMMU's region,
  * a memfd), the server hands the memfd over and we map it, and the mapping is recorded with
  * the hold the server made for it (mmap.c: its munmap lets go); else the server's errno.
+ * @redirect as iommufd_remote_ioctl()'s: a file whose calls are made elsewhere (a cdev bound
+ * through another process) hands us that file instead, nothing mapped (MAP_FAILED, errno 0),
+ * so that a mapping made before any other call goes where the device is.
  */
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  void *addr, size_t len, int prot, int flags, uint64_t off)
+			  void *addr, size_t len, int prot, int flags, uint64_t off, int *redirect)
 {
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
 	struct wire_hold hold;
@@ -2128,12 +2132,20 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 	struct wire_rep rep;
 	void *p = MAP_FAILED;
 
+	if (redirect)
+		*redirect = -1;
 	iommufd_remote_req_init(&req, WIRE_MMAP, token, secret);
+	req.flags = redirect ? WIRE_REQ_REDIRECT : 0;
 	req.arg[0] = len;
 	req.arg[1] = (uint64_t)prot;
 	req.arg[2] = (uint64_t)flags;
 	req.arg[3] = off;
 	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (!rc && rep.rc == WIRE_RC_REDIRECT) {
+		rc = remote_redirect_take(&rep, fds, nfds, redirect);
+		errno = -rc;
+		return MAP_FAILED;
+	}
 	if (!rc)
 		rc = (int)rep.rc;
 	if (!rc && nfds != 1)

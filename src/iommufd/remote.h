@@ -57,7 +57,8 @@ enum wire_op {
 	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
 	/*
 	 * arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd, and the hold it
-	 * makes for the caller (val[0] its ID, val[1..2] its secret; mmap.c) until MUNMAP
+	 * makes for the caller (val[0] its ID, val[1..2] its secret; mmap.c) until MUNMAP; or
+	 * a redirect (below)
 	 */
 	WIRE_MMAP,
 	WIRE_FORGET,    /* arg[0] address, arg[1] length: the caller remaps that of its memory */
@@ -123,8 +124,9 @@ struct wire_direct_page {
  * that file's fd (SCM_RIGHTS, as a call's new fd: val[3] 1, val[0] the server's number of it)
  * and rc WIRE_RC_REDIRECT, a value no call returns. The caller makes the same call there
  * itself, with its own identity and memory, and its later calls on the file too. Only an
- * IOCTL, or a READ or WRITE at an offset, with WIRE_REQ_REDIRECT in the request's flags is
- * answered so (a request without it keeps the answer it had: EOPNOTSUPP); the call re-issued
+ * IOCTL, an MMAP, or a READ or WRITE at an offset, with WIRE_REQ_REDIRECT in the request's
+ * flags is answered so (a request without it keeps the answer it had: EOPNOTSUPP, an MMAP
+ * ENODEV); the call re-issued
  * at the target carries no flag, so a target that would redirect again answers EOPNOTSUPP:
  * one hop, never a loop.
  */
@@ -228,7 +230,7 @@ int iommufd_remote_fd_ident(int fd, struct iommufd_server **server, uint64_t *to
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			 unsigned int cmd, uint64_t arg, int *redirect);
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  void *addr, size_t len, int prot, int flags, uint64_t off);
+			  void *addr, size_t len, int prot, int flags, uint64_t off, int *redirect);
 void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold);
 int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_hold *from,
 			     struct wire_hold *to);
@@ -294,7 +296,8 @@ ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiom
 			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
 			      bool *redirect, int *new_fds, unsigned int *nr_new);
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off, const void *holder, struct wire_hold *hold);
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold,
+			    bool *redirect, int *new_fds, unsigned int *nr_new);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
 int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 				 unsigned int minor, uint32_t *devid, int *new_fds,

@@ -705,7 +705,7 @@ static void *vfio_cdev_mmap(void *priv, void *addr, size_t len, int prot, int fl
 
 	if (!core && vfio_cdev_remote(vf))
 		return iommufd_remote_mmap(vf->remote.server, vf->remote.token, vf->remote.secret,
-					   addr, len, prot, flags, off);
+					   addr, len, prot, flags, off, NULL);
 	if (!core) {
 		errno = EINVAL;
 		return MAP_FAILED;

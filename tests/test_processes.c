@@ -1598,16 +1598,94 @@ static int xrev_doorbell_check(int vfd, volatile uint32_t *db)
 	return munmap((void *)db, PS) ? -1 : rc;
 }
 
+/* What read() at the position finds in the dma-test device's BAR0 from 0: ID, VERSION, ... */
+static const uint32_t xrev_regs[] = { 0x54414d44, 0x00010000, 4 };
+#define XREV_SCRATCH 0x10
+#define XREV_PATTERN 0x1122334455667788ull
+
 /*
- * "xrevmap SOCK": as xrev, but the first call on the cdev after the bind is an mmap of a BAR
- * (the redirect comes with it), NTH of this process's fail points failing there: a clean
- * errno (or vfio-pci's own EMFILE), and the mmap made again maps. It says 'b', waits for a byte, closes the cdev and says
- * 'c'. Exit status: 0, the mmap's errno (NTH), 99 (a failure absorbed), or 100 and up.
+ * The read() at the position of a child's first call on the cdev: 4 bytes at 0, the device's
+ * ID. 0, or the errno.
  */
-static int child_xrevmap(int sock)
+static int xrev_read_id(int vfd)
+{
+	uint32_t v = 0;
+	ssize_t n = read(vfd, &v, sizeof(v));
+
+	if (n < 0)
+		return errno;
+	return n == sizeof(v) && v == xrev_regs[0] ? 0 : 1;
+}
+
+/*
+ * A read() or write() at the position of @n bytes, made again once after a clean errno: a
+ * serving sweep's failure may come at any call of the child's that the manager serves (each
+ * reaches the position there), and a failed one moved nothing. Whether it did all of @n.
+ */
+static bool xrev_rw_pos(int vfd, void *buf, size_t n, bool wr)
+{
+	for (int i = 0; i < 2; i++) {
+		ssize_t done = wr ? write(vfd, buf, n) : read(vfd, buf, n);
+
+		if (done >= 0 || !xsweep_errno_clean(errno))
+			return done == (ssize_t)n;
+	}
+	return false;
+}
+
+/*
+ * The rest of the reads at the position, after the ID: VERSION and NR_QUEUES, then CAPS
+ * (whatever it says), which leaves the position at SCRATCH. 0 or -1.
+ */
+static int xrev_read_on(int vfd)
+{
+	uint32_t v;
+
+	for (unsigned int i = 1; i < sizeof(xrev_regs) / sizeof(xrev_regs[0]); i++)
+		if (!xrev_rw_pos(vfd, &v, sizeof(v), false) || v != xrev_regs[i])
+			return -1;
+	return xrev_rw_pos(vfd, &v, sizeof(v), false) ? 0 : -1;
+}
+
+/*
+ * After the manager's turn: SCRATCH holds XREV_PATTERN when it wrote it at the position (then
+ * the position moved past it, to 0x18), else 0 (the position is still SCRATCH's). A write()
+ * at the position lands where the position is. 0 or -1.
+ */
+static int xrev_write_on(int vfd)
+{
+	uint64_t v = 0, want;
+	uint32_t lo = 0xcafef00d;
+	bool written;
+
+	if (pread(vfd, &v, sizeof(v), XREV_BAR0(XREV_SCRATCH)) != sizeof(v))
+		return -1;
+	written = v == XREV_PATTERN;
+	if (!written && v)
+		return -1;
+	/* At 0x18 (INT_STATUS, write 1 to clear: nothing is set) or at SCRATCH. */
+	if (!xrev_rw_pos(vfd, &lo, sizeof(lo), true))
+		return -1;
+	want = written ? XREV_PATTERN : lo;
+	if (pread(vfd, &v, sizeof(v), XREV_BAR0(XREV_SCRATCH)) != sizeof(v) || v != want)
+		return -1;
+	return 0;
+}
+
+/*
+ * "xrevmap SOCK", "xrevread SOCK": as xrev, but the first call on the cdev after the bind is
+ * an mmap of a BAR (the redirect comes with it), or a read() at the file's position (the
+ * redirect, and the position, which is the cdev file's, at its server), NTH of this
+ * process's fail points failing there: a clean errno (or vfio-pci's own EMFILE for the mmap),
+ * and the call made again goes through (a read at the same position: a failed one moved
+ * nothing). It says 'b' (a reader at SCRATCH), waits for a byte, writes at the position
+ * (where the test's own write at it may have moved it), closes the cdev and says 'c'.
+ * Exit status: 0, the first call's errno (NTH), 99 (a failure absorbed), or 100 and up.
+ */
+static int child_xrevfirst(int sock, bool rd)
 {
 	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc;
-	volatile uint32_t *db;
+	volatile uint32_t *db = MAP_FAILED;
 	unsigned long nth = 0, left = 1;
 	uint32_t devid = 0;
 	char c;
@@ -1624,21 +1702,32 @@ static int child_xrevmap(int sock)
 		return 109;
 	if (nth)
 		uiommu_fail_nth_arm(nth);
-	db = xrev_doorbell_map(vfd);
-	rc = db == MAP_FAILED ? errno : 0;
+	if (rd) {
+		rc = xrev_read_id(vfd);
+	} else {
+		db = xrev_doorbell_map(vfd);
+		rc = db == MAP_FAILED ? errno : 0;
+	}
 	if (nth)
 		left = uiommu_fail_nth_disarm();
+	if (rc == 1)
+		return 102;
 	/* vfio-pci's mmap makes an fd of its own (vfio_pci_zap.c): EMFILE is its errno too. */
-	if (rc && !xsweep_errno_clean(rc) && rc != EMFILE)
+	if (rc && !xsweep_errno_clean(rc) && (rd || rc != EMFILE))
 		return 103;
-	if (rc)
-		db = xrev_doorbell_map(vfd);
-	if (db == MAP_FAILED)
-		return 104;
-	if (xrev_doorbell_check(vfd, db))
-		return 105;
+	if (rd) {
+		if ((rc && xrev_read_id(vfd)) || xrev_read_on(vfd))
+			return 104;
+	} else {
+		if (rc)
+			db = xrev_doorbell_map(vfd);
+		if (db == MAP_FAILED || xrev_doorbell_check(vfd, db))
+			return 105;
+	}
 	if (write(sock, "b", 1) != 1 || read(sock, &c, 1) != 1)
 		return 106;
+	if (rd && xrev_write_on(vfd))
+		return 110;
 	if (close(vfd) || write(sock, "c", 1) != 1 || read(sock, &c, 1) != 0)
 		return 108;
 	if (rc)
@@ -1815,7 +1904,9 @@ static int child_main(int argc, char **argv)
 	if (!strcmp(role, "xrev"))
 		return child_xrev(a);
 	if (!strcmp(role, "xrevmap"))
-		return child_xrevmap(a);
+		return child_xrevfirst(a, false);
+	if (!strcmp(role, "xrevread"))
+		return child_xrevfirst(a, true);
 	if (!strcmp(role, "xthird"))
 		return child_xthird(a);
 	if (!strcmp(role, "xmgr"))
@@ -4486,7 +4577,8 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
  */
 static int xrev_sock = -1; /* the round's socket to the VMM, for @check */
 
-static const char *xrev_role = "xrev"; /* or "xrevmap": the VMM's first call an mmap */
+/* Or "xrevmap", "xrevread": the VMM's first call an mmap, a read() at the position. */
+static const char *xrev_role = "xrev";
 
 static int xrev_round(int vfd, unsigned long nth, int (*check)(int vfd), int fd)
 {
@@ -4612,6 +4704,34 @@ TEST(a_vmm_maps_a_bar_first_thing_after_a_reverse_bind)
 	ASSERT_EQ(0, test_child_wait(pid));
 	ASSERT_EQ(0, close(vfd));
 	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/* The manager's turn: a write() at the position of the cdev it serves, at SCRATCH. */
+static int xrev_pos_write(int vfd)
+{
+	uint64_t v = XREV_PATTERN;
+
+	return write(vfd, &v, sizeof(v)) == sizeof(v) ? 0 : -11;
+}
+
+/*
+ * read() and write() at the position of a cdev another process serves, whose calls are
+ * redirected: the position is the cdev file's, one for every process that holds it, as the
+ * kernel's f_pos is the open file's. The VMM reads the device's registers one after the other
+ * from 0 (its calls made at its own file, at the position the manager's file has), the
+ * manager (we) writes at the position it left, SCRATCH, and the VMM's next write lands past
+ * that. They used to answer EOPNOTSUPP in the VMM.
+ */
+TEST(read_and_write_at_the_position_of_a_reverse_bound_cdev_share_it)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	xrev_role = "xrevread";
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_pos_write, fd));
+	xrev_role = "xrev";
 	ASSERT_EQ(0, close(fd));
 }
 
@@ -4775,6 +4895,16 @@ TEST(fail_nth_of_a_bar_mapped_first_after_a_reverse_bind_on_the_serving_side)
 TEST(fail_nth_of_a_bar_mapped_first_after_a_reverse_bind_in_the_binding_process)
 {
 	xrev_sweep(_metadata, false, "xrevmap");
+}
+
+TEST(fail_nth_of_a_read_at_the_position_after_a_reverse_bind_on_the_serving_side)
+{
+	xrev_sweep(_metadata, true, "xrevread");
+}
+
+TEST(fail_nth_of_a_read_at_the_position_after_a_reverse_bind_in_the_binding_process)
+{
+	xrev_sweep(_metadata, false, "xrevread");
 }
 
 /*

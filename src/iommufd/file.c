@@ -1755,38 +1755,56 @@ static __thread struct iommufd_file *file_rw_stream;
 static ssize_t iommufd_file_rw(struct iommufd_file *file, struct uiommu_mm *mm, void *buf,
 			       size_t count, const off_t *pos, bool write, unsigned int *owed);
 
+/* A read or write at @off of the target of the redirect @r (iommufd_file_remote_rw()). */
+static ssize_t iommufd_redirect_rw(struct iommufd_redirect *r, struct uiommu_mm *mm, void *buf,
+				   size_t count, off_t off, bool write, unsigned int *owed)
+{
+	struct iommufd_file *local = iommufd_redirect_local(r);
+
+	if (local)
+		return iommufd_file_rw(local, mm, buf, count, &off, write, owed);
+	return iommufd_remote_rw(r->server, r->token, r->secret, (uint64_t)(uintptr_t)buf, count,
+				 off, write, owed, NULL);
+}
+
 /*
  * A read or write of another process's @file: at its server, or where that server redirected
- * us. Only at an offset: at the file's position it is always its server's (the position is
- * the file's, not the target's).
+ * us. At the file's position (@pos NULL) the position stays @file's, at its server, as the
+ * kernel's f_pos is the open file's, shared by every process holding it: once redirected, the
+ * call reads the position there, is made at the target at that offset, and moves the position
+ * by what it did. Two steps, as the kernel's read() of a character device, which takes no
+ * f_pos_lock either: concurrent reads at the position may read the same offset. A failed
+ * move answers its errno, the position left where it was.
  */
 static ssize_t iommufd_file_remote_rw(struct iommufd_file *file, struct uiommu_mm *mm,
 				      void *buf, size_t count, const off_t *pos, bool write,
 				      unsigned int *owed)
 {
-	struct iommufd_redirect *r = pos ? iommufd_file_redirect(file) : NULL;
-	uint64_t ubuf = (uint64_t)(uintptr_t)buf;
-	struct iommufd_file *local;
+	struct iommufd_redirect *r = iommufd_file_redirect(file);
+	int64_t at, moved;
 	ssize_t ret;
 	int fd;
 
-	if (!pos)
-		return iommufd_remote_rw(file->server, file->token, file->secret, ubuf, count, -1,
-					 write, owed, NULL);
 	if (!r) {
-		ret = iommufd_remote_rw(file->server, file->token, file->secret, ubuf, count, *pos,
-					write, owed, &fd);
+		ret = iommufd_remote_rw(file->server, file->token, file->secret,
+					(uint64_t)(uintptr_t)buf, count, pos ? *pos : -1, write,
+					owed, &fd);
 		if (fd < 0)
 			return ret;
 		r = iommufd_file_redirect_set(file, fd);
 		if (IS_ERR(r))
 			return PTR_ERR(r);
 	}
-	local = iommufd_redirect_local(r);
-	if (local)
-		return iommufd_file_rw(local, mm, buf, count, pos, write, owed);
-	return iommufd_remote_rw(r->server, r->token, r->secret, ubuf, count, *pos, write, owed,
-				 NULL);
+	if (pos)
+		return iommufd_redirect_rw(r, mm, buf, count, *pos, write, owed);
+	at = iommufd_remote_pos(file->server, file->token, file->secret, 0);
+	if (at < 0)
+		return at;
+	ret = iommufd_redirect_rw(r, mm, buf, count, (off_t)at, write, owed);
+	if (ret <= 0)
+		return ret;
+	moved = iommufd_remote_pos(file->server, file->token, file->secret, (uint64_t)ret);
+	return moved < 0 ? moved : ret;
 }
 
 /*
@@ -2291,8 +2309,9 @@ int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiomm
 }
 
 /*
- * As iommufd_file_serve_ioctl(); a READ or WRITE at the file's position (@pos -1) is never
- * redirected: the position is the file's here, not the target's.
+ * As iommufd_file_serve_ioctl(); @pos -1 is the file's position. A redirected one is made at
+ * the target at the position this file has here, which moves by what was done (WIRE_POS,
+ * iommufd_file_serve_pos()).
  */
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
@@ -2313,7 +2332,7 @@ ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiom
 		*redirect = false;
 		return iommufd_file_put(file), -EINVAL;
 	}
-	rc = iommufd_file_serve_redirect(file, *redirect && pos >= 0, new_fds, nr_new);
+	rc = iommufd_file_serve_redirect(file, *redirect, new_fds, nr_new);
 	*redirect = rc > 0;
 	if (rc) {
 		iommufd_file_put(file);
@@ -2388,6 +2407,34 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 		   (file->ops && file->ops->event ? WIRE_INFO_EVENT : 0);
 	iommufd_file_put(file);
 	return 0;
+}
+
+/*
+ * The position of @token's file, before it moves by @move (WIRE_POS): a read or write at the
+ * position that we redirected is made at the target at this offset, then moves it. The kernel
+ * keeps f_pos in the open file, so it is this file's, whoever holds it.
+ * Return: the position, -ESPIPE for an event file (a stream, without one), -EOVERFLOW.
+ */
+int64_t iommufd_file_serve_pos(uint64_t token, const uint8_t *secret, uint64_t move)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	off_t at;
+
+	if (!file)
+		return -EBADF;
+	if (file->ops && file->ops->event) {
+		iommufd_file_put(file);
+		return -ESPIPE;
+	}
+	at = atomic_load(&file->pos);
+	do {
+		if (move > (uint64_t)(INT64_MAX - at)) {
+			at = -EOVERFLOW;
+			break;
+		}
+	} while (!atomic_compare_exchange_weak(&file->pos, &at, at + (off_t)move));
+	iommufd_file_put(file);
+	return at;
 }
 
 /*

@@ -991,6 +991,9 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 		rep->val[0] = devid;
 		break;
 	}
+	case WIRE_POS:
+		rep->rc = iommufd_file_serve_pos(req->token, req->secret, req->arg[0]);
+		break;
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
 		rep->val[2] = atomic_load_explicit(&mm->pinned_vm, memory_order_relaxed);
@@ -2247,6 +2250,24 @@ ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const u
 	for (int i = 0; i < nfds; i++)
 		sys_close(fds[i]);
 	return rc ? rc : (ssize_t)rep.rc;
+}
+
+/**
+ * iommufd_remote_pos() - the read/write position of the file @token of @server, before it
+ * moves by @move (WIRE_POS: a read or write at the position that its server redirected)
+ * Return: the position, or -errno (the server's, or the call's).
+ */
+int64_t iommufd_remote_pos(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			   uint64_t move)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+	int rc;
+
+	iommufd_remote_req_init(&req, WIRE_POS, token, secret);
+	req.arg[0] = move;
+	rc = remote_call(server, &req, &rep);
+	return rc ? rc : rep.rc;
 }
 
 /*

@@ -90,6 +90,14 @@ enum wire_op {
 	 * the device ID. A server that predates it answers EINVAL.
 	 */
 	WIRE_VFIO_BIND,
+	/*
+	 * arg[0]: how far the file's read/write position moves (0: it stays). rc: the position
+	 * before the move, or -ESPIPE (an event file: a stream), -EOVERFLOW. For a caller whose
+	 * read or write at the position was redirected: it reads the position here, makes the
+	 * call at the target at that offset and moves the position by what it did (file.c).
+	 * A server that predates it answers EINVAL.
+	 */
+	WIRE_POS,
 };
 
 /* The name of a hold (WIRE_MMAP's answer): the secret shows a WIRE_MMAP_FORK comes from a holder. */
@@ -124,11 +132,11 @@ struct wire_direct_page {
  * that file's fd (SCM_RIGHTS, as a call's new fd: val[3] 1, val[0] the server's number of it)
  * and rc WIRE_RC_REDIRECT, a value no call returns. The caller makes the same call there
  * itself, with its own identity and memory, and its later calls on the file too. Only an
- * IOCTL, an MMAP, or a READ or WRITE at an offset, with WIRE_REQ_REDIRECT in the request's
- * flags is answered so (a request without it keeps the answer it had: EOPNOTSUPP, an MMAP
- * ENODEV); the call re-issued
- * at the target carries no flag, so a target that would redirect again answers EOPNOTSUPP:
- * one hop, never a loop.
+ * IOCTL, an MMAP, a READ or a WRITE with WIRE_REQ_REDIRECT in the request's flags is answered
+ * so (a request without it keeps the answer it had: EOPNOTSUPP, an MMAP ENODEV); one at the
+ * file's position is made at the target at the position this file has (WIRE_POS). The call
+ * re-issued at the target carries no flag, so a target that would redirect again answers
+ * EOPNOTSUPP: one hop, never a loop.
  */
 #define WIRE_REQ_REDIRECT 1u
 #define WIRE_RC_REDIRECT (-(INT64_C(1) << 40))
@@ -275,6 +283,8 @@ void iommufd_mmap_handover_forget(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
 			  int *redirect);
+int64_t iommufd_remote_pos(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			   uint64_t move);
 
 struct wire_conn;
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc);
@@ -298,6 +308,7 @@ ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiom
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
 			    int flags, uint64_t off, const void *holder, struct wire_hold *hold,
 			    bool *redirect, int *new_fds, unsigned int *nr_new);
+int64_t iommufd_file_serve_pos(uint64_t token, const uint8_t *secret, uint64_t move);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
 int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 				 unsigned int minor, uint32_t *devid, int *new_fds,

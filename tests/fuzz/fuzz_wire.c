@@ -465,12 +465,20 @@ static void seeds_dump(const char *dir)
 	seed_write(dir, "settle", &sd);
 
 	/*
-	 * An IOCTL, a READ at an offset and a WRITE at the file position, each asking for a
-	 * redirect, which a file without a delegate answers as without it.
+	 * An IOCTL, a READ at an offset, a WRITE at the file position and an MMAP, each asking
+	 * for a redirect, which a file without a delegate answers as without it.
 	 */
 	seed_begin(&sd, 0x03);
 	seed_req_flags(&sd, WIRE_IOCTL, WIRE_REQ_REDIRECT, IOMMU_IOAS_ALLOC, 0, 0, 0);
 	seed_req_flags(&sd, WIRE_READ, WIRE_REQ_REDIRECT, 0, 0x1000, 0, 0);
 	seed_req_flags(&sd, WIRE_WRITE, WIRE_REQ_REDIRECT, 0, 0x1000, UINT64_MAX, 0);
+	seed_req_flags(&sd, WIRE_MMAP, WIRE_REQ_REDIRECT, 0x1000, PROT_READ, MAP_SHARED, 0);
 	seed_write(dir, "redirect", &sd);
+
+	/* The position of a file, read and moved (a redirected read at the position). */
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_POS, 0, 0, 0, 0);
+	seed_req(&sd, WIRE_POS, 4, 0, 0, 0);
+	seed_req(&sd, WIRE_POS, UINT64_MAX, 0, 0, 0);
+	seed_write(dir, "pos", &sd);
 }

@@ -1736,6 +1736,35 @@ static int child_xrevfirst(int sock, bool rd)
 }
 
 /*
+ * "xlast SOCK": a third process handed a copy of a cdev file whose device another process
+ * binds through a delegate; its copy becomes the file's last fd anywhere. At the test's word
+ * it closes it and binds the device at once, a file of its own to a context of its own:
+ * the release that close starts goes from the cdev's server to the delegate's, in an order
+ * the session's list need not follow. It sends the bind's result (0 or the errno) and waits
+ * for EOF. Exit status: 0, or the step that failed.
+ */
+static int child_xlast(int sock)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), own = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	int vfd, rc;
+	char c;
+
+	vfd = recv_fd(sock, &c, 1);
+	if (vfd < 0 || fd < 0 || own < 0 || !uiommu_is_fd(vfd))
+		return 1;
+	if (write(sock, "r", 1) != 1 || read(sock, &c, 1) != 1)
+		return 2;
+	if (close(vfd))
+		return 3;
+	rc = vfio_bind(own, fd, NULL) ? errno : 0;
+	if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+		return 4;
+	if (close(own) || close(fd))
+		return 5;
+	return read(sock, &c, 1) == 0 ? 0 : 6;
+}
+
+/*
  * "xmgr SOCK": a manager (libvirt) that opens the cdev, hands it to the test and waits to be
  * killed, with its copy open.
  */
@@ -1911,6 +1940,8 @@ static int child_main(int argc, char **argv)
 		return child_xthird(a);
 	if (!strcmp(role, "xmgr"))
 		return child_xmgr(a);
+	if (!strcmp(role, "xlast"))
+		return child_xlast(a);
 	if (!strcmp(role, "xsweep"))
 		return child_xsweep(a, 0);
 	if (!strcmp(role, "xsweepc"))
@@ -4732,6 +4763,75 @@ TEST(read_and_write_at_the_position_of_a_reverse_bound_cdev_share_it)
 	xrev_role = "xrevread";
 	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_pos_write, fd));
 	xrev_role = "xrev";
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * The last fd of the cdev file @vfd (a copy of which we hold) handed to a third process
+ * (child_xlast()), @peer told to close its own copy (a byte, then its 'c'), then the third
+ * process closes the last and binds at once. Return: its bind's result (0 or the errno), or
+ * -1 when a step went wrong.
+ */
+static int xlast_round(int vfd, int peer)
+{
+	int sock, rc = -1;
+	pid_t pid = child_start_with("xlast", vfd, "f", 1, &sock);
+	char c = 'x';
+
+	if (pid < 0)
+		return -1;
+	if (read(sock, &c, 1) != 1 || c != 'r' || close(vfd) || write(peer, &c, 1) != 1 ||
+	    read(peer, &c, 1) != 1 || c != 'c' || write(sock, &c, 1) != 1 ||
+	    read(sock, &rc, sizeof(rc)) != sizeof(rc))
+		rc = -1;
+	close(sock);
+	return test_child_wait(pid) ? -1 : rc;
+}
+
+/*
+ * A third process's bind right after it closed the last fd of a cdev file bound through a
+ * delegate: the cdev's server releases it and closes the delegate's fd, whose server then
+ * unbinds; the bind, refused meanwhile, asks the session's servers to settle in the order the
+ * session lists them, which may be the delegate's server first. It binds at once, whichever
+ * way the delegation goes: a cdev of ours bound by a VMM to its own context (the delegate is
+ * the VMM's), and the VMM's own cdev bound to our context (the delegate is ours). It used to
+ * answer EINVAL when the delegate's server was asked first and had yet to see the close.
+ */
+TEST(a_bind_right_after_the_last_close_of_a_delegating_cdev)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), sock, vfd;
+	uint32_t ioas, ids[2];
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_NE(0u, ioas);
+	for (int round = 0; round < 10; round++) {
+		/* Ours, bound by the VMM to its own context: the delegate is the VMM's. */
+		unsigned long nth = 0;
+
+		vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+		ASSERT_GE(vfd, 0);
+		pid = child_start_with("xrev", vfd, &nth, sizeof(nth), &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ('b', c);
+		ASSERT_EQ(0, xlast_round(vfd, sock));
+		close(sock);
+		ASSERT_EQ(0, test_child_wait(pid));
+
+		/* The VMM's, bound to our context: the delegate is ours. */
+		pid = child_start_with("xbind", fd, &ioas, sizeof(ioas), &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+		vfd = recv_fd(sock, &c, 1);
+		ASSERT_GE(vfd, 0);
+		ASSERT_EQ(0, xlast_round(vfd, sock));
+		close(sock);
+		ASSERT_EQ(0, test_child_wait(pid));
+	}
+	ASSERT_EQ(0, xbind_binds_here(fd));
 	ASSERT_EQ(0, close(fd));
 }
 

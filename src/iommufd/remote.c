@@ -1629,6 +1629,20 @@ void iommufd_remote_settle_session(void)
 		remote_client_asking(serving, false);
 }
 
+/**
+ * iommufd_remote_settle_again() - after iommufd_remote_settle_session(), when a claim still
+ * refuses: one more pass, here first. A release that pass made in one server may have closed
+ * the last fd of a file another server (or we) serve, one asked before it: a cdev file's
+ * release closes its delegate's fd (device_cdev.c: a cdev bound through another process), and
+ * the session's order is not the delegation's. A delegation goes one hop and a delegate
+ * delegates nothing, so after this pass nothing such a release left is held.
+ */
+void iommufd_remote_settle_again(void)
+{
+	iommufd_remote_settle();
+	iommufd_remote_settle_session();
+}
+
 /*
  * In a forked child's fork handler: a connection made in the spare its parent made before the
  * fork, its HELLO without our life word (whose thread cannot be started here). NULL with *@rc

@@ -245,6 +245,7 @@ int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_ho
 bool iommufd_remote_holder_gone(const void *holder);
 void iommufd_remote_settle(void);
 void iommufd_remote_settle_session(void);
+void iommufd_remote_settle_again(void);
 int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
 			     uint8_t *g_secret);

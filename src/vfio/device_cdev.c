@@ -325,7 +325,11 @@ out_unlock:
  * tried again, outside vfio_cdev_lock, which the releases take. A refusal that a claim of the
  * session still gives then may be another process's, for a file it serves whose last fd was
  * a dead one's: every other serving process of the session settles
- * (iommufd_remote_settle_session()), and the bind is tried once more.
+ * (iommufd_remote_settle_session()), and the bind is tried once more. A release one of them
+ * made may have closed the last fd of a file that another one, asked before it, serves (a
+ * cdev file's release closing its delegate's fd: the session's order is not the delegation's),
+ * so a refusal after that settles once more everywhere (iommufd_remote_settle_again()), which
+ * a delegation of one hop needs at most.
  */
 static int vfio_cdev_bind_settled(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
 				  struct iommufd_ctx *to, struct uiommu_mm *mm, uint64_t arg,
@@ -342,6 +346,10 @@ static int vfio_cdev_bind_settled(struct vfio_cdev_file *vf, const struct vfio_c
 	if (!claimed)
 		return rc;
 	iommufd_remote_settle_session();
+	rc = vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
+	if (!claimed)
+		return rc;
+	iommufd_remote_settle_again();
 	return vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
 }
 

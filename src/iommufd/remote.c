@@ -148,9 +148,11 @@
  * own memory: to a request with WIRE_REQ_REDIRECT it answers WIRE_RC_REDIRECT with a copy of
  * the delegate's fd (file.c, ops->delegate), only ever the delegate of the file the request
  * named. The caller keeps the fd per file (file.c) and makes the call, and its later ones on
- * that file, at the target: in-process when it serves the target itself. The call at the
- * target carries no flag, so a redirect is one hop; a redirect a request did not ask for is
- * EIO.
+ * that file, at the target: in-process when it serves the target itself. An IOCTL, an MMAP
+ * (the device's BARs are where the target is), a READ or a WRITE may be redirected; one at the
+ * file's position reads that position here and moves it by what the call did at the target
+ * (WIRE_POS), since the position is the open file's. The call at the target carries no flag,
+ * so a redirect is one hop; a redirect a request did not ask for is EIO.
  */
 #include <errno.h>
 #include <poll.h>

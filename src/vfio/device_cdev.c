@@ -59,8 +59,10 @@
  * bind itself is another process's call naming a context a third process, or the caller
  * itself, serves (the reverse case: a cdev we opened, handed to a VMM with an iommufd of its
  * own): we make the cross bind for it, and its next call is redirected to the new file, which
- * it serves itself: its calls are in-process from then on. A read or write at the file's
- * position is not redirected (the position is ours): EOPNOTSUPP for another process's. A
+ * it serves itself: its calls are in-process from then on. An mmap is redirected too, so the
+ * BARs map even before any other call. A read or write at the file's position is redirected
+ * with the position: the caller makes it at the new file at the offset our file's position
+ * has, then moves that position (file.c; the position is the open file's, ours). A
  * forked child closes its copy of the delegate (file.c's fork handler): its copy of our file
  * is served by us, and must not hold the device past that file's last close.
  *

@@ -3564,10 +3564,11 @@ TEST(a_settle_during_a_hello_sees_the_new_connection)
 
 /*
  * At UIOMMU_SERVE_AT_NOTES only: the server thread stops there, with the event file in hand,
- * until the test lets it go or half a second has passed. The bound is for the library that
- * keeps a settle waiting while the server thread holds the file (as it must): the test cannot
- * tell a settle waiting from one not yet begun. On a machine so slow that a destroy takes
- * longer, a library without that wait passes wrongly; a right one never fails.
+ * until the test lets it go or half a second has passed. The bound is for a right library,
+ * whose settle waits for the server thread to let go of the file: the test cannot tell a
+ * settle waiting from one not yet begun, so it cannot let go at the right moment. A wrong
+ * library answers at once; only on a machine so slow that its destroy takes longer than the
+ * bound does it pass. A right one never fails, whatever the machine.
  */
 static void point_hold_notes(int point)
 {
@@ -4960,7 +4961,9 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
  * queue (whose fd the reply passes back, adopted here by a CLAIM round trip), both destroyed.
  * 0, or -errno of the first call that failed, whose place in the list goes in *@step.
  */
-enum served_step { SERVED_IOAS, SERVED_FAULT, SERVED_CLOSE, SERVED_DESTROY_FAULT, SERVED_DESTROY_IOAS };
+enum served_step {
+	SERVED_IOAS, SERVED_FAULT, SERVED_CLOSE, SERVED_DESTROY_FAULT, SERVED_DESTROY_IOAS
+};
 
 static int served_calls(int fd, enum served_step *step)
 {

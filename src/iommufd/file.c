@@ -203,7 +203,9 @@ UIOMMU_MUTEX_DEFINE(export_lock);
  * Serialises the last-close checks of our own closes with the server thread's and a destroy's
  * (iommufd_files_settle()), so that when a close here was the last anywhere this thread drops
  * the last reference (the release is done when close() returns, as the kernel's), and a
- * release another thread started is done when the lock is let go. Protects files_away and
+ * release another thread started is done when the lock is let go. The server thread's reads
+ * of an event file's notes hold their reference under it too (iommufd_file_notes_read()), so
+ * that none outlives a settle that saw the last close. Protects files_away and
  * each file's away and away_next. After fdt_lock, before every lock a release takes
  * (vfio_cdev_lock among them) and export_lock: never taken under those.
  */
@@ -2105,14 +2107,24 @@ void iommufd_subfd_ready(struct iommufd_file *file, bool ready)
 	file->ready = ready;
 }
 
-/* The server thread saw notes (or anything) come into the peer of @token's file. */
+/*
+ * The server thread saw notes (or anything) come into the peer of @token's file. Under
+ * gone_lock, from the look-up to the put: the holder that sent the note may close its fd at
+ * once, and that close may be the last anywhere. A settle that sees it then (a destroy's
+ * EBUSY: iommufd_files_settle()) must find the release done when it returns, as the kernel's
+ * has run once close() returned; a reference held here outside the lock would make this put
+ * the last one, after the settle, and the destroy asked again would answer EBUSY still.
+ */
 void iommufd_file_notes_read(uint64_t token)
 {
-	struct iommufd_file *file = export_lookup(token, NULL);
+	struct iommufd_file *file;
 	bool end = false;
 
+	uiommu_mutex_lock(&gone_lock);
+	file = export_lookup(token, NULL);
 	if (!file)
-		return;
+		goto out_unlock;
+	iommufd_serve_point(UIOMMU_SERVE_AT_NOTES);
 	if (file->ops && file->ops->event) {
 		uiommu_mutex_lock(&file->holders_lock);
 		end = iommufd_file_holders_read(file);
@@ -2122,6 +2134,8 @@ void iommufd_file_notes_read(uint64_t token)
 	if (end)
 		iommufd_server_watch_notes_end(file->peer, token);
 	iommufd_file_put(file);
+out_unlock:
+	gone_unlock();
 }
 
 /* Is @fd an event fd of a uiommu file (ours or another process's)? */

@@ -457,7 +457,7 @@ UIOMMU_EXPORT void uiommu_serve_point_hook(void (*fn)(int point))
 	atomic_store(&serve_point_fn, fn);
 }
 
-static void remote_point(int point)
+void iommufd_serve_point(int point)
 {
 #ifdef UIOMMU_FAULT_INJECT
 	void (*fn)(int point) = atomic_load(&serve_point_fn);
@@ -1100,7 +1100,7 @@ static void *remote_conn_main(void *arg)
 	}
 	remote_unit_end();
 	if (!IS_ERR(client))
-		remote_point(UIOMMU_SERVE_AT_HELLO);
+		iommufd_serve_point(UIOMMU_SERVE_AT_HELLO);
 	memset(&rep, 0, sizeof(rep));
 	rep.rc = IS_ERR(client) ? PTR_ERR(client) : 0;
 	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
@@ -1160,7 +1160,7 @@ static void *remote_conn_main(void *arg)
 	iommufd_direct_serve_end(direct);
 out_put:
 	if (!IS_ERR(client)) {
-		remote_point(UIOMMU_SERVE_AT_CONN_END);
+		iommufd_serve_point(UIOMMU_SERVE_AT_CONN_END);
 		remote_client_put(client, fd);
 	}
 out_close:

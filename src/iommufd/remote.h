@@ -335,5 +335,7 @@ void *iommufd_subfd_get_exported(uint64_t token, const uint8_t *secret,
 void iommufd_files_handover_child(void);
 void iommufd_files_rewatch(void);
 void iommufd_files_settle(void);
+/* A test's hold of this serving thread at @point (uiommu_serve_point_hook()), if any. */
+void iommufd_serve_point(int point);
 
 #endif

@@ -2098,7 +2098,7 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
 {
 	struct remote_client *serving = remote_serving;
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
-	struct iommufd_server *named;
+	struct iommufd_server *named = NULL;
 	struct wire_req req;
 	struct wire_rep rep;
 
@@ -2385,11 +2385,11 @@ static int remote_adopt_event(int fd)
 int iommufd_remote_adopt(int fd)
 {
 	uint8_t secret[WIRE_SECRET_LEN];
-	struct iommufd_server *server;
+	struct iommufd_server *server = NULL;
 	struct wire_req req;
 	struct wire_rep rep;
 	struct stat st;
-	uint64_t token;
+	uint64_t token = 0;
 	int rc;
 
 	if (sys_fstat(fd, &st) || !S_ISSOCK(st.st_mode))

@@ -34,6 +34,7 @@
 #include "harness.h"
 #define TEST_IOCTL ioctl /* through libc: the preload path */
 #include "fd_pass.h"
+#include "machine/models/dma-test.h"
 #include "uiommu_test.h"
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
@@ -1468,29 +1469,376 @@ static int child_xbind(int sock)
 	return read(sock, &c, 1) == 0 ? 0 : 10;
 }
 
-/*
- * "xbind1 SOCK": the reverse, handed its manager's cdev (served there) while the iommufd is
- * its own: EOPNOTSUPP, and nothing changed: its own cdev of the device binds to its own
- * context, and unbinds at its close. Exit status: 0, or the step that failed.
- */
-static int child_xbind1(int sock)
+/* An errno a failed step may answer without leaving anything behind. */
+static bool xsweep_errno_clean(int e)
 {
-	char c;
-	int vfd = recv_fd(sock, &c, 1), fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), own;
+	return e == ENOMEM || e == ENODEV || e == EIO || e == EFAULT;
+}
 
-	if (vfd < 0 || fd < 0)
-		return 1;
-	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EOPNOTSUPP)
-		return 2;
-	own = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
-	if (own < 0 || vfio_bind(own, fd, NULL) || xbind_config_read(own))
-		return 3;
-	/* The handed cdev is unbound still: no access (EINVAL), as before any bind. */
-	if (xbind_config_read(vfd) != -1 || errno != EINVAL)
-		return 4;
-	if (close(own) || close(vfd) || close(fd))
-		return 5;
+/*
+ * "xrev SOCK": the reverse of xbind, QEMU's -device vfio-pci,fd=N (the cdev opened by its
+ * manager, served there) with a plain -object iommufd (its own): it binds the handed cdev to a
+ * context of its own (the manager binds the device to it through this process), attaches to
+ * its IOAS, reads the info and config space, signals its own eventfd, maps BAR 0 (the device
+ * is this process's now) and checks that a second bind anywhere here is EINVAL. The data that
+ * comes with the cdev is NTH: not 0, the NTH fail point of this process's own fails during the
+ * bind and the first call after it (the redirect), which answers a clean errno and leaves
+ * nothing: the step succeeds when made again. It says 'b' when all went through, waits for a
+ * byte, and makes its calls again ('b'; the manager may be gone by then), then closes the
+ * cdev and says 'c'.
+ * Exit status: 0, the errno of the failed step (NTH), 99 (NTH: a failure absorbed), or 100 and
+ * up for the step that went wrong.
+ */
+static int xrev_calls(int vfd, int fd, uint32_t ioas)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = ioas };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_info bar = { .argsz = sizeof(bar), .index = VFIO_PCI_BAR0_REGION_INDEX };
+	int other;
+	void *p;
+
+	if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions || !info.num_irqs)
+		return 110;
+	if (ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) || attach.pt_id == ioas)
+		return 111;
+	if (xbind_config_read(vfd))
+		return 112;
+	if (vmm_irqs_own_eventfd(vfd))
+		return 113;
+	/* The device is this process's: its BAR maps here, as the kernel's would. */
+	if (ioctl(vfd, VFIO_DEVICE_GET_REGION_INFO, &bar) || !(bar.flags & VFIO_REGION_INFO_FLAG_MMAP))
+		return 114;
+	p = mmap(NULL, PS, PROT_READ, MAP_SHARED, vfd, (off_t)bar.offset);
+	if (p == MAP_FAILED || munmap(p, PS))
+		return 115;
+	/* Bound once: the same file, and another file of the device here, EINVAL. */
+	other = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL || other < 0 ||
+	    vfio_bind(other, fd, NULL) != -1 || errno != EINVAL || close(other))
+		return 116;
 	return 0;
+}
+
+static int child_xrev(int sock)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc, e = 0, step = 0;
+	unsigned long nth = 0, left = 1;
+	uint32_t devid = 0, ioas;
+	char c;
+
+	vfd = recv_fd(sock, &nth, sizeof(nth));
+	if (vfd < 0 || fd < 0)
+		return 100;
+	if (!uiommu_is_fd(vfd))
+		return uiommu_fd_adopt(vfd) ? 60 : 107; /* a refused adoption (a serving sweep) */
+	ioas = ioas_alloc(fd);
+	if (!ioas)
+		return 101;
+	if (nth)
+		uiommu_fail_nth_arm(nth);
+	rc = vfio_bind(vfd, fd, &devid);
+	if (rc) {
+		e = errno;
+		step = 1;
+	} else if (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info)) {
+		e = errno;
+		step = 2;
+	}
+	if (nth)
+		left = uiommu_fail_nth_disarm();
+	if (step && !xsweep_errno_clean(e))
+		return 102;
+	/* Nothing stayed of a failed step: made again, it goes through. */
+	if (step == 1 && (vfio_bind(vfd, fd, &devid) || !devid))
+		return 103;
+	if (!devid)
+		return 104;
+	rc = xrev_calls(vfd, fd, ioas);
+	if (rc)
+		return rc;
+	if (write(sock, "b", 1) != 1 || read(sock, &c, 1) != 1)
+		return 105;
+	rc = xrev_calls(vfd, fd, ioas);
+	if (rc)
+		return rc + 20;
+	if (close(vfd) || write(sock, "c", 1) != 1 || read(sock, &c, 1) != 0)
+		return 106;
+	if (step)
+		return e;
+	return nth && !left ? 99 : 0;
+}
+
+/* A BAR0 offset of a vfio-pci device fd's regions (VFIO_PCI_OFFSET_SHIFT). */
+#define XREV_BAR0(off) ((off_t)((uint64_t)VFIO_PCI_BAR0_REGION_INDEX << 40) + (off_t)(off))
+
+/* The doorbell page of the dma-test device @vfd (MAP_FAILED and errno on failure). */
+static volatile uint32_t *xrev_doorbell_map(int vfd)
+{
+	return mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_SHARED, vfd,
+		    XREV_BAR0(DMA_TEST_DOORBELL_PAGE));
+}
+
+/*
+ * @db, @vfd's doorbell page, is the device's page both ways: a store through it is what pread
+ * of the BAR reads, a pwrite shows in it. Unmaps it. 0 or -1.
+ */
+static int xrev_doorbell_check(int vfd, volatile uint32_t *db)
+{
+	uint32_t v = 0;
+	int rc = 0;
+
+	db[2] = 9; /* queue 1's doorbell */
+	if (pread(vfd, &v, sizeof(v), XREV_BAR0(DMA_TEST_DOORBELL(1))) != sizeof(v) || v != 9)
+		rc = -1;
+	v = 7;
+	if (!rc && (pwrite(vfd, &v, sizeof(v), XREV_BAR0(DMA_TEST_DOORBELL(1))) != sizeof(v) ||
+		    db[2] != 7))
+		rc = -1;
+	return munmap((void *)db, PS) ? -1 : rc;
+}
+
+/* What read() at the position finds in the dma-test device's BAR0 from 0: ID, VERSION, ... */
+static const uint32_t xrev_regs[] = { 0x54414d44, 0x00010000, 4 };
+#define XREV_SCRATCH 0x10
+#define XREV_PATTERN 0x1122334455667788ull
+
+/*
+ * The read() at the position of a child's first call on the cdev: 4 bytes at 0, the device's
+ * ID. 0, or the errno.
+ */
+static int xrev_read_id(int vfd)
+{
+	uint32_t v = 0;
+	ssize_t n = read(vfd, &v, sizeof(v));
+
+	if (n < 0)
+		return errno;
+	return n == sizeof(v) && v == xrev_regs[0] ? 0 : 1;
+}
+
+/*
+ * A read() or write() at the position of @n bytes, made again once after a clean errno: a
+ * serving sweep's failure may come at any call of the child's that the manager serves (each
+ * reaches the position there), and a failed one moved nothing. Whether it did all of @n.
+ */
+static bool xrev_rw_pos(int vfd, void *buf, size_t n, bool wr)
+{
+	for (int i = 0; i < 2; i++) {
+		ssize_t done = wr ? write(vfd, buf, n) : read(vfd, buf, n);
+
+		if (done >= 0 || !xsweep_errno_clean(errno))
+			return done == (ssize_t)n;
+	}
+	return false;
+}
+
+/*
+ * The rest of the reads at the position, after the ID: VERSION and NR_QUEUES, then CAPS
+ * (whatever it says), which leaves the position at SCRATCH. 0 or -1.
+ */
+static int xrev_read_on(int vfd)
+{
+	uint32_t v;
+
+	for (unsigned int i = 1; i < sizeof(xrev_regs) / sizeof(xrev_regs[0]); i++)
+		if (!xrev_rw_pos(vfd, &v, sizeof(v), false) || v != xrev_regs[i])
+			return -1;
+	return xrev_rw_pos(vfd, &v, sizeof(v), false) ? 0 : -1;
+}
+
+/*
+ * After the manager's turn: SCRATCH holds XREV_PATTERN when it wrote it at the position (then
+ * the position moved past it, to 0x18), else 0 (the position is still SCRATCH's). A write()
+ * at the position lands where the position is. 0 or -1.
+ */
+static int xrev_write_on(int vfd)
+{
+	uint64_t v = 0, want;
+	uint32_t lo = 0xcafef00d;
+	bool written;
+
+	if (pread(vfd, &v, sizeof(v), XREV_BAR0(XREV_SCRATCH)) != sizeof(v))
+		return -1;
+	written = v == XREV_PATTERN;
+	if (!written && v)
+		return -1;
+	/* At 0x18 (INT_STATUS, write 1 to clear: nothing is set) or at SCRATCH. */
+	if (!xrev_rw_pos(vfd, &lo, sizeof(lo), true))
+		return -1;
+	want = written ? XREV_PATTERN : lo;
+	if (pread(vfd, &v, sizeof(v), XREV_BAR0(XREV_SCRATCH)) != sizeof(v) || v != want)
+		return -1;
+	return 0;
+}
+
+/*
+ * "xrevmap SOCK", "xrevread SOCK": as xrev, but the first call on the cdev after the bind is
+ * an mmap of a BAR (the redirect comes with it), or a read() at the file's position (the
+ * redirect, and the position, which is the cdev file's, at its server), NTH of this
+ * process's fail points failing there: a clean errno (or vfio-pci's own EMFILE for the mmap),
+ * and the call made again goes through (a read at the same position: a failed one moved
+ * nothing). It says 'b' (a reader at SCRATCH), waits for a byte, writes at the position
+ * (where the test's own write at it may have moved it), closes the cdev and says 'c'.
+ * Exit status: 0, the first call's errno (NTH), 99 (a failure absorbed), or 100 and up.
+ */
+static int child_xrevfirst(int sock, bool rd)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc;
+	volatile uint32_t *db = MAP_FAILED;
+	unsigned long nth = 0, left = 1;
+	uint32_t devid = 0;
+	char c;
+
+	vfd = recv_fd(sock, &nth, sizeof(nth));
+	if (vfd < 0 || fd < 0)
+		return 100;
+	if (!uiommu_is_fd(vfd))
+		return uiommu_fd_adopt(vfd) ? 60 : 107;
+	/* A serving sweep may fail the bind: a clean errno, and made again it goes through. */
+	if (vfio_bind(vfd, fd, &devid) && (!xsweep_errno_clean(errno) || vfio_bind(vfd, fd, &devid)))
+		return 101;
+	if (!devid)
+		return 109;
+	if (nth)
+		uiommu_fail_nth_arm(nth);
+	if (rd) {
+		rc = xrev_read_id(vfd);
+	} else {
+		db = xrev_doorbell_map(vfd);
+		rc = db == MAP_FAILED ? errno : 0;
+	}
+	if (nth)
+		left = uiommu_fail_nth_disarm();
+	if (rc == 1)
+		return 102;
+	/* vfio-pci's mmap makes an fd of its own (vfio_pci_zap.c): EMFILE is its errno too. */
+	if (rc && !xsweep_errno_clean(rc) && (rd || rc != EMFILE))
+		return 103;
+	if (rd) {
+		if ((rc && xrev_read_id(vfd)) || xrev_read_on(vfd))
+			return 104;
+	} else {
+		if (rc)
+			db = xrev_doorbell_map(vfd);
+		if (db == MAP_FAILED || xrev_doorbell_check(vfd, db))
+			return 105;
+	}
+	if (write(sock, "b", 1) != 1 || read(sock, &c, 1) != 1)
+		return 106;
+	if (rd && xrev_write_on(vfd))
+		return 110;
+	if (close(vfd) || write(sock, "c", 1) != 1 || read(sock, &c, 1) != 0)
+		return 108;
+	if (rc)
+		return rc;
+	return nth && !left ? 99 : 0;
+}
+
+/*
+ * "xlast SOCK": a third process handed a copy of a cdev file whose device another process
+ * binds through a delegate; its copy becomes the file's last fd anywhere. At the test's word
+ * it closes it and binds the device at once, a file of its own to a context of its own:
+ * the release that close starts goes from the cdev's server to the delegate's, in an order
+ * the session's list need not follow. It sends the bind's result (0 or the errno) and waits
+ * for EOF. Exit status: 0, or the step that failed.
+ */
+static int child_xlast(int sock)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), own = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	int vfd, rc;
+	char c;
+
+	vfd = recv_fd(sock, &c, 1);
+	if (vfd < 0 || fd < 0 || own < 0 || !uiommu_is_fd(vfd))
+		return 1;
+	if (write(sock, "r", 1) != 1 || read(sock, &c, 1) != 1)
+		return 2;
+	if (close(vfd))
+		return 3;
+	rc = vfio_bind(own, fd, NULL) ? errno : 0;
+	if (write(sock, &rc, sizeof(rc)) != sizeof(rc))
+		return 4;
+	if (close(own) || close(fd))
+		return 5;
+	return read(sock, &c, 1) == 0 ? 0 : 6;
+}
+
+/*
+ * "xmgr SOCK": a manager (libvirt) that opens the cdev, hands it to the test and waits to be
+ * killed, with its copy open.
+ */
+static int child_xmgr(int sock)
+{
+	int vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+	char c = 0;
+
+	if (vfd < 0 || send_fd(sock, vfd, &c, 1))
+		return 1;
+	return read(sock, &c, 1) == 0 ? 0 : 2;
+}
+
+/*
+ * "xthird SOCK": a third process handed a cdev that another process bound to the test's
+ * context (xbind), with an IOAS ID of that context and NTH: its calls on it are its own, made
+ * at the test (info, config space, its own eventfd signalled through SET_IRQS, an attach to the
+ * IOAS, EINVAL for a second bind). NTH not 0: the NTH fail point of its own fails during its
+ * first call (the redirect and the call at the target), which answers a clean errno and, made
+ * again, goes through. Exit status: 0, the errno of the failed call (NTH), 99 (a failure
+ * absorbed), or 100 and up for the step that went wrong.
+ */
+static int child_xthird(int sock)
+{
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, rc, e = 0;
+	unsigned long left = 1;
+	uint64_t msg[2]; /* the IOAS, NTH */
+
+	vfd = recv_fd(sock, msg, sizeof(msg));
+	if (vfd < 0 || fd < 0 || !uiommu_is_fd(vfd))
+		return 100;
+	if (msg[1])
+		uiommu_fail_nth_arm(msg[1]);
+	rc = ioctl(vfd, VFIO_DEVICE_GET_INFO, &info);
+	e = errno;
+	if (msg[1])
+		left = uiommu_fail_nth_disarm();
+	if (rc && !xsweep_errno_clean(e))
+		return 101;
+	if (rc && ioctl(vfd, VFIO_DEVICE_GET_INFO, &info))
+		return 102;
+	if (!info.num_regions || !info.num_irqs)
+		return 103;
+	if (xbind_config_read(vfd))
+		return 104;
+	if (vmm_irqs_own_eventfd(vfd))
+		return 105;
+	attach.pt_id = (uint32_t)msg[0];
+	if (ioctl(vfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) || !attach.pt_id ||
+	    attach.pt_id == msg[0])
+		return 106;
+	if (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL)
+		return 107;
+	if (close(vfd) || close(fd))
+		return 108;
+	if (rc)
+		return e;
+	return msg[1] && !left ? 99 : 0;
+}
+
+/* A third process's calls on @vfd (child_xthird()), its own step @nth failing. Its status. */
+static int xthird_round(int vfd, uint32_t ioas, unsigned long nth)
+{
+	uint64_t msg[2] = { ioas, nth };
+	int sock, rc;
+	pid_t pid = child_start_with("xthird", vfd, msg, sizeof(msg), &sock);
+
+	if (pid < 0)
+		return -1;
+	rc = test_child_wait(pid);
+	close(sock);
+	return rc;
 }
 
 /*
@@ -1501,11 +1849,6 @@ static int child_xbind1(int sock)
  * failed bind (MODE 0), the number of failures met (MODE 1, plus 200), 60 for a refused
  * adoption of the iommufd, 100 and up for anything else.
  */
-static bool xsweep_errno_clean(int e)
-{
-	return e == ENOMEM || e == ENODEV || e == EIO || e == EFAULT;
-}
-
 static int child_xsweep(int sock, long mode)
 {
 	uint32_t dummy;
@@ -1587,8 +1930,18 @@ static int child_main(int argc, char **argv)
 		return child_irqs(a);
 	if (!strcmp(role, "xbind"))
 		return child_xbind(a);
-	if (!strcmp(role, "xbind1"))
-		return child_xbind1(a);
+	if (!strcmp(role, "xrev"))
+		return child_xrev(a);
+	if (!strcmp(role, "xrevmap"))
+		return child_xrevfirst(a, false);
+	if (!strcmp(role, "xrevread"))
+		return child_xrevfirst(a, true);
+	if (!strcmp(role, "xthird"))
+		return child_xthird(a);
+	if (!strcmp(role, "xmgr"))
+		return child_xmgr(a);
+	if (!strcmp(role, "xlast"))
+		return child_xlast(a);
 	if (!strcmp(role, "xsweep"))
 		return child_xsweep(a, 0);
 	if (!strcmp(role, "xsweepc"))
@@ -3344,8 +3697,17 @@ TEST(garbage_on_the_wire_ends_only_that_connection)
  * The serving thread that first reaches each point stops there until the test lets it go
  * (uiommu_serve_point_hook()); later ones pass.
  */
-static sem_t point_reached[UIOMMU_SERVE_AT_CONN_END + 1], point_go[UIOMMU_SERVE_AT_CONN_END + 1];
-static atomic_int point_hits[UIOMMU_SERVE_AT_CONN_END + 1];
+static sem_t point_reached[UIOMMU_SERVE_AT_NOTES + 1], point_go[UIOMMU_SERVE_AT_NOTES + 1];
+static atomic_int point_hits[UIOMMU_SERVE_AT_NOTES + 1];
+
+static void points_init(void)
+{
+	for (int i = 0; i <= UIOMMU_SERVE_AT_NOTES; i++) {
+		sem_init(&point_reached[i], 0, 0);
+		sem_init(&point_go[i], 0, 0);
+		atomic_store(&point_hits[i], 0);
+	}
+}
 
 static void point_hold(int point)
 {
@@ -3380,11 +3742,7 @@ TEST(a_settle_during_a_hello_sees_the_new_connection)
 	ASSERT_EQ(0, wire_client_hello(a, 77));
 	ASSERT_EQ((ssize_t)sizeof(rep), recv(a, &rep, sizeof(rep), MSG_WAITALL));
 	ASSERT_EQ(0, rep.rc);
-	for (int i = 0; i <= UIOMMU_SERVE_AT_CONN_END; i++) {
-		ASSERT_EQ(0, sem_init(&point_reached[i], 0, 0));
-		ASSERT_EQ(0, sem_init(&point_go[i], 0, 0));
-		atomic_store(&point_hits[i], 0);
-	}
+	points_init();
 	uiommu_serve_point_hook(point_hold);
 	close(a);
 	ASSERT_EQ(0, sem_wait(&point_reached[UIOMMU_SERVE_AT_CONN_END]));
@@ -3404,6 +3762,83 @@ TEST(a_settle_during_a_hello_sees_the_new_connection)
 	ASSERT_EQ(0, rep.rc);
 	close(b);
 	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * At UIOMMU_SERVE_AT_NOTES only: the server thread stops there, with the event file in hand,
+ * until the test lets it go or half a second has passed. The bound is for a right library,
+ * whose settle waits for the server thread to let go of the file: the test cannot tell a
+ * settle waiting from one not yet begun, so it cannot let go at the right moment. A wrong
+ * library answers at once; only on a machine so slow that its destroy takes longer than the
+ * bound does it pass. A right one never fails, whatever the machine.
+ */
+static void point_hold_notes(int point)
+{
+	struct timespec until;
+
+	if (point != UIOMMU_SERVE_AT_NOTES || atomic_fetch_add(&point_hits[point], 1))
+		return;
+	sem_post(&point_reached[point]);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 500000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (sem_timedwait(&point_go[point], &until) && errno == EINTR)
+		;
+}
+
+static int sem_wait_10s(sem_t *sem)
+{
+	struct timespec until;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	while ((rc = sem_timedwait(sem, &until)) && errno == EINTR)
+		;
+	return rc;
+}
+
+/*
+ * A fault fd whose last fd is another process's, closed there while the server thread reads
+ * the note that process sent when it adopted the fd: the queue's destroy here, after that
+ * close, goes through, as the kernel's release has run when close() returns. It used to
+ * answer EBUSY: the server thread's reference on the file, taken for the read, outlived the
+ * destroy's settle, which had seen the close (fail_nth_of_the_serving_side met it, rarely).
+ */
+TEST(a_last_close_elsewhere_during_a_notes_read_lets_the_queue_go)
+{
+	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	pid_t pid;
+	char c = 0;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	/* Started before the queue is: its fork has no fault fd to send a note for. */
+	pid = child_start_with("holder", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq));
+	points_init();
+	uiommu_serve_point_hook(point_hold_notes);
+	ASSERT_EQ(0, send_fd(sock, (int)fq.out_fault_fd, &c, 1));
+	/* Ours goes: the holder's is the last fd anywhere. */
+	ASSERT_EQ(0, close((int)fq.out_fault_fd));
+	/* Its adoption's note (the first notes read), in the server thread's hands. */
+	ASSERT_EQ(0, sem_wait_10s(&point_reached[UIOMMU_SERVE_AT_NOTES]));
+	ASSERT_EQ('k', holder_ask(sock, 'c'));
+	/* Its errno, if any: EBUSY was the reference held past the settle. */
+	ASSERT_EQ(0, destroy(fd, fq.out_fault_id) ? errno : 0);
+	uiommu_serve_point_hook(NULL);
+	sem_post(&point_go[UIOMMU_SERVE_AT_NOTES]);
+	ASSERT_EQ(1, write(sock, "q", 1));
+	ASSERT_EQ(0, test_child_wait(pid));
+	close(sock);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
 }
 
 TEST(two_processes_race_map_unmap_destroy_on_shared_ids)
@@ -4194,14 +4629,34 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
 	/*
-	 * The child's cdev, a file it serves, bound through us: a third process's calls on it
-	 * answer EOPNOTSUPP (the child would make them with its own memory).
+	 * The child's cdev, a file it serves, bound through us: our calls on it are redirected
+	 * to the file it delegates to, which is ours (in-process), and so are a third process's,
+	 * made there by that process with its own memory and eventfd.
 	 */
 	vfd = recv_fd(sock, &c, 1);
 	ASSERT_GE(vfd, 0);
 	ASSERT_TRUE(uiommu_is_fd(vfd));
-	ASSERT_ERRNO(EOPNOTSUPP, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
-	ASSERT_ERRNO(EOPNOTSUPP, pread(vfd, &c, 1, 0));
+	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	ASSERT_NE(0u, info.num_regions);
+	ASSERT_EQ(0, xbind_config_read(vfd));
+	ASSERT_EQ(0, xthird_round(vfd, ioas, 0));
+	/* Each of its own steps in turn: a clean errno, then through. */
+	if (uiommu_fail_nth_available()) {
+		unsigned long nth, failed = 0;
+		int rc;
+
+		for (nth = 1; nth < 200; nth++) {
+			rc = xthird_round(vfd, ioas, nth);
+			if (!rc)
+				break;
+			/* On a mismatch, says at which step and what the child said. */
+			if (!xsweep_errno_clean(rc) && rc != 99)
+				ASSERT_EQ(0, (long)nth * 1000 + rc);
+			failed += rc != 99;
+		}
+		ASSERT_LT(nth, 200);
+		ASSERT_NE(0, failed);
+	}
 	ASSERT_EQ(0, close(vfd));
 	/* The device object, its HWPT and the IOAS are ours, held by the child's file. */
 	ASSERT_ERRNO(EBUSY, destroy(fd, ids[0]));
@@ -4225,23 +4680,413 @@ TEST(a_vmm_binds_a_cdev_it_opened_to_its_managers_iommufd)
 	ASSERT_EQ(0, live_contexts_settle(0));
 }
 
-TEST(a_cdev_handed_to_a_vmm_binds_no_context_of_the_vmm_s_own)
+/*
+ * One reverse bind (child_xrev()): the cdev @vfd, ours, handed to a child that binds it to its
+ * own context, with its own fail point @nth (0: none). We answer its 'b' and wait for its
+ * close ('c'); @check, when not NULL, runs between the two. With @fd not -1, we then close
+ * @vfd and the device must bind to @fd at once, while the child still lives (its file let go
+ * when our close released the cdev); else @vfd stays open. Return: the child's exit status
+ * (-1: it did not start; below: what went wrong here).
+ */
+static int xrev_sock = -1; /* the round's socket to the VMM, for @check */
+
+/* Or "xrevmap", "xrevread": the VMM's first call an mmap, a read() at the position. */
+static const char *xrev_role = "xrev";
+
+static int xrev_round(int vfd, unsigned long nth, int (*check)(int vfd), int fd)
 {
-	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
-	pid_t pid;
+	int sock, rc = 0;
 	char c = 0;
+	pid_t pid = child_start_with(xrev_role, vfd, &nth, sizeof(nth), &sock);
+
+	if (pid < 0)
+		return -1;
+	xrev_sock = sock;
+	if (read(sock, &c, 1) == 1 && c == 'b') {
+		rc = check ? check(vfd) : 0;
+		if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1 || c != 'c')
+			rc = rc ?: -2;
+		if (!rc && fd >= 0 && (close(vfd) || xbind_binds_here(fd)))
+			rc = -10;
+	}
+	close(sock);
+	return rc ?: test_child_wait(pid);
+}
+
+/* While the child has the device bound: ours binds nowhere else, and our calls reach it. */
+static int xrev_bound_elsewhere(int vfd)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -3;
+	/* A second bind anywhere: EINVAL (another file here, the handed one itself). */
+	rc = xbind_binds_here(fd) != -1 || errno != EINVAL ? -4 : 0;
+	if (!rc && (vfio_bind(vfd, fd, NULL) != -1 || errno != EINVAL))
+		rc = -5;
+	/* Our own calls on the file we serve go to the child's, with our memory. */
+	if (!rc && (ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || !info.num_regions))
+		rc = -6;
+	if (!rc && xbind_config_read(vfd))
+		rc = -7;
+	close(fd);
+	return rc;
+}
+
+/*
+ * QEMU's -device vfio-pci,fd=N (the cdev from libvirt) with a plain -object iommufd: the
+ * handed cdev binds to the VMM's own context, which we, the cdev's server, reach through the
+ * VMM; its calls after the bind are its own, in-process (child_xrev()). Once the VMM closed
+ * the cdev and so did we, the device binds again here.
+ */
+TEST(a_cdev_handed_to_a_vmm_binds_to_the_vmm_s_own_context)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
 
 	ASSERT_GE(fd, 0);
-	vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
 	ASSERT_GE(vfd, 0);
-	pid = child_start_with("xbind1", vfd, &c, 1, &sock);
-	ASSERT_GT(pid, 0);
-	ASSERT_EQ(0, test_child_wait(pid));
-	close(sock);
-	/* The refused bind left the file as it was: it binds here. */
-	ASSERT_EQ(0, vfio_bind(vfd, fd, NULL));
-	ASSERT_EQ(0, close(vfd));
+	/*
+	 * After the VMM's close, ours is the cdev's last: its release lets go of the VMM's
+	 * file, and so the device, while the VMM lives on.
+	 */
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_bound_elsewhere, fd));
 	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * The same, the other way round: the manager (a child) is SIGKILLed once the VMM (we) bound
+ * its cdev and made a call: the calls stay ours, in-process, without it (the file our calls
+ * are redirected to is ours, held by our copy of its fd); our close lets go of the device.
+ */
+TEST(a_vmm_s_calls_after_a_reverse_bind_outlive_the_manager)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	uint32_t devid = 0, ioas;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_NE(0u, ioas);
+	pid = child_start_with("xmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
+	ASSERT_NE(0u, devid);
+	ASSERT_EQ(0, xrev_calls(vfd, fd, ioas));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, NULL, 0));
+	close(sock);
+	ASSERT_EQ(0, xrev_calls(vfd, fd, ioas));
+	/* The device object is ours: busy until the cdev's close, which is its last anywhere. */
+	ASSERT_ERRNO(EBUSY, destroy(fd, ioas));
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, destroy(fd, ioas));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A VMM that maps a BAR of the handed cdev right after its reverse bind, before any other
+ * call (QEMU may map the BARs first): the mapping asks the manager, which serves the cdev,
+ * and is redirected to the file the VMM serves (the device is the VMM's): it maps, and it is
+ * the device's page both ways. It used to answer ENODEV until some other call had been
+ * redirected.
+ */
+TEST(a_vmm_maps_a_bar_first_thing_after_a_reverse_bind)
+{
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	volatile uint32_t *db;
+	uint32_t devid = 0;
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	pid = child_start_with("xmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
+	ASSERT_NE(0u, devid);
+	db = xrev_doorbell_map(vfd);
+	ASSERT_TRUE(db != MAP_FAILED);
+	ASSERT_EQ(0, xrev_doorbell_check(vfd, db));
+	close(sock);
+	ASSERT_EQ(0, test_child_wait(pid));
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/* The manager's turn: a write() at the position of the cdev it serves, at SCRATCH. */
+static int xrev_pos_write(int vfd)
+{
+	uint64_t v = XREV_PATTERN;
+
+	return write(vfd, &v, sizeof(v)) == sizeof(v) ? 0 : -11;
+}
+
+/*
+ * read() and write() at the position of a cdev another process serves, whose calls are
+ * redirected: the position is the cdev file's, one for every process that holds it, as the
+ * kernel's f_pos is the open file's. The VMM reads the device's registers one after the other
+ * from 0 (its calls made at its own file, at the position the manager's file has), the
+ * manager (we) writes at the position it left, SCRATCH, and the VMM's next write lands past
+ * that. They used to answer EOPNOTSUPP in the VMM.
+ */
+TEST(read_and_write_at_the_position_of_a_reverse_bound_cdev_share_it)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	xrev_role = "xrevread";
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_pos_write, fd));
+	xrev_role = "xrev";
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * The last fd of the cdev file @vfd (a copy of which we hold) handed to a third process
+ * (child_xlast()), @peer told to close its own copy (a byte, then its 'c'), then the third
+ * process closes the last and binds at once. Return: its bind's result (0 or the errno), or
+ * -1 when a step went wrong.
+ */
+static int xlast_round(int vfd, int peer)
+{
+	int sock, rc = -1;
+	pid_t pid = child_start_with("xlast", vfd, "f", 1, &sock);
+	char c = 'x';
+
+	if (pid < 0)
+		return -1;
+	if (read(sock, &c, 1) != 1 || c != 'r' || close(vfd) || write(peer, &c, 1) != 1 ||
+	    read(peer, &c, 1) != 1 || c != 'c' || write(sock, &c, 1) != 1 ||
+	    read(sock, &rc, sizeof(rc)) != sizeof(rc))
+		rc = -1;
+	close(sock);
+	return test_child_wait(pid) ? -1 : rc;
+}
+
+/*
+ * A third process's bind right after it closed the last fd of a cdev file bound through a
+ * delegate: the cdev's server releases it and closes the delegate's fd, whose server then
+ * unbinds; the bind, refused meanwhile, asks the session's servers to settle in the order the
+ * session lists them, which may be the delegate's server first. It binds at once, whichever
+ * way the delegation goes: a cdev of ours bound by a VMM to its own context (the delegate is
+ * the VMM's), and the VMM's own cdev bound to our context (the delegate is ours). It used to
+ * answer EINVAL when the delegate's server was asked first and had yet to see the close.
+ */
+TEST(a_bind_right_after_the_last_close_of_a_delegating_cdev)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), sock, vfd;
+	uint32_t ioas, ids[2];
+	pid_t pid;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ioas = ioas_alloc(fd);
+	ASSERT_NE(0u, ioas);
+	for (int round = 0; round < 10; round++) {
+		/* Ours, bound by the VMM to its own context: the delegate is the VMM's. */
+		unsigned long nth = 0;
+
+		vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+		ASSERT_GE(vfd, 0);
+		pid = child_start_with("xrev", vfd, &nth, sizeof(nth), &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ('b', c);
+		ASSERT_EQ(0, xlast_round(vfd, sock));
+		close(sock);
+		ASSERT_EQ(0, test_child_wait(pid));
+
+		/* The VMM's, bound to our context: the delegate is ours. */
+		pid = child_start_with("xbind", fd, &ioas, sizeof(ioas), &sock);
+		ASSERT_GT(pid, 0);
+		ASSERT_EQ((ssize_t)sizeof(ids), read(sock, ids, sizeof(ids)));
+		vfd = recv_fd(sock, &c, 1);
+		ASSERT_GE(vfd, 0);
+		ASSERT_EQ(0, xlast_round(vfd, sock));
+		close(sock);
+		ASSERT_EQ(0, test_child_wait(pid));
+	}
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A forked (not exec'd) child of a VMM whose calls on a cdev were redirected: its calls go to
+ * the target through its copy of the redirect (to us, who serve the target), and its close of
+ * the cdev closes that copy: once the manager is gone and we closed the cdev too, the device
+ * binds here while the child still lives.
+ */
+TEST(a_forked_child_s_close_of_a_redirected_cdev_lets_go)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int sock, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd, p[2], hold[2];
+	uint32_t devid = 0;
+	pid_t mgr, child;
+	char c;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(hold, O_CLOEXEC));
+	mgr = child_start_with("xmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(mgr, 0);
+	vfd = recv_fd(sock, &c, 1);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, vfio_bind(vfd, fd, &devid));
+	ASSERT_EQ(0, ioctl(vfd, VFIO_DEVICE_GET_INFO, &info));
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (!child) {
+		int rc = ioctl(vfd, VFIO_DEVICE_GET_INFO, &info) || xbind_config_read(vfd) ||
+			 close(vfd);
+
+		close(p[0]);
+		close(hold[1]);
+		if (write(p[1], rc ? "x" : "c", 1) != 1)
+			_exit(1);
+		/* Lives on, holding nothing of the device, until the test lets it go. */
+		_exit(read(hold[0], &c, 1) == 0 ? 0 : 2);
+	}
+	close(p[1]);
+	close(hold[0]);
+	ASSERT_EQ(1, read(p[0], &c, 1));
+	ASSERT_EQ('c', c);
+	ASSERT_EQ(0, kill(mgr, SIGKILL));
+	ASSERT_EQ(mgr, waitpid(mgr, NULL, 0));
+	close(sock);
+	ASSERT_EQ(0, close(vfd));
+	ASSERT_EQ(0, xbind_binds_here(fd));
+	close(hold[1]);
+	ASSERT_EQ(0, test_child_wait(child));
+	close(p[0]);
+	ASSERT_EQ(0, close(fd));
+}
+
+/* A forked (not exec'd) copy of us made while the VMM has the device, and a pipe it waits on. */
+static pid_t xrev_fork_pid;
+static int xrev_fork_hold = -1;
+
+static int xrev_fork_check(int vfd)
+{
+	int p[2];
+	char c;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -8;
+	xrev_fork_pid = fork();
+	if (xrev_fork_pid < 0)
+		return -9;
+	if (!xrev_fork_pid) {
+		/*
+		 * Its copy of the cdev goes at once, and of the VMM's socket, whose EOF the VMM
+		 * waits for; it lives on until the test lets it go.
+		 */
+		close(p[1]);
+		if (close(vfd) || close(xrev_sock))
+			_exit(1);
+		_exit(read(p[0], &c, 1) == 0 ? 0 : 2);
+	}
+	close(p[0]);
+	xrev_fork_hold = p[1];
+	return 0;
+}
+
+/*
+ * A forked child of ours, the cdev's server, while the cdev's delegate is the VMM's file: its
+ * copy of the delegate goes at the fork (it holds the cdev, not the delegate), so that once the
+ * VMM and we closed the cdev and the child closed its copy, the device binds here while the
+ * child still lives, as in the kernel, where the last close of the cdev lets go.
+ */
+TEST(a_forked_child_of_the_cdev_s_server_holds_no_delegate)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(0, xrev_round(vfd, 0, xrev_fork_check, fd));
+	close(xrev_fork_hold);
+	ASSERT_EQ(0, test_child_wait(xrev_fork_pid));
+	ASSERT_EQ(0, close(fd));
+}
+
+/*
+ * A reverse bind while a step fails: each of the serving side's steps here in turn (the
+ * bind served for the VMM, its bind there, the redirect), then each of the VMM's own: a clean
+ * errno, nothing left (the step made again goes through; after the VMM's exit and our close,
+ * the device binds here). @role "xrevmap": the redirect is the one of the VMM's mmap, its
+ * first call after the bind.
+ */
+static void xrev_sweep(struct __h_test *_metadata, bool serving, const char *role)
+{
+	int rc, fd = open("/dev/iommu", O_RDWR | O_CLOEXEC), vfd;
+	unsigned long nth, left = 0, failed = 0;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_GE(fd, 0);
+	xrev_role = role;
+	for (nth = 1; nth < 300; nth++) {
+		vfd = open(XBIND_NODE, O_RDWR | O_CLOEXEC);
+		ASSERT_GE(vfd, 0);
+		if (serving)
+			uiommu_serve_fail_nth_arm(nth);
+		rc = xrev_round(vfd, serving ? 0 : nth, NULL, -1);
+		/* The child is gone: every unit of its serving ended before it saw a reply. */
+		left = serving ? uiommu_serve_fail_nth_disarm() : 0;
+		ASSERT_EQ(0, close(vfd));
+		ASSERT_EQ(0, xbind_binds_here(fd));
+		/* Nothing failed: the sweep is over. */
+		if ((serving && left) || (!serving && !rc)) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		/* On a mismatch, says at which step and what the child said. */
+		if (rc && !xsweep_errno_clean(rc) && rc != (serving ? 60 : 99) &&
+		    !(rc == EMFILE && !strcmp(role, "xrevmap")))
+			ASSERT_EQ(0, (long)nth * 1000 + rc);
+		failed += rc && rc != 60 && rc != 99;
+	}
+	xrev_role = "xrev";
+	ASSERT_LT(nth, 300);
+	ASSERT_NE(0, failed);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, live_contexts_settle(0));
+}
+
+TEST(fail_nth_of_a_reverse_bind_on_the_serving_side)
+{
+	xrev_sweep(_metadata, true, "xrev");
+}
+
+TEST(fail_nth_of_a_reverse_bind_in_the_binding_process)
+{
+	xrev_sweep(_metadata, false, "xrev");
+}
+
+TEST(fail_nth_of_a_bar_mapped_first_after_a_reverse_bind_on_the_serving_side)
+{
+	xrev_sweep(_metadata, true, "xrevmap");
+}
+
+TEST(fail_nth_of_a_bar_mapped_first_after_a_reverse_bind_in_the_binding_process)
+{
+	xrev_sweep(_metadata, false, "xrevmap");
+}
+
+TEST(fail_nth_of_a_read_at_the_position_after_a_reverse_bind_on_the_serving_side)
+{
+	xrev_sweep(_metadata, true, "xrevread");
+}
+
+TEST(fail_nth_of_a_read_at_the_position_after_a_reverse_bind_in_the_binding_process)
+{
+	xrev_sweep(_metadata, false, "xrevread");
 }
 
 /*
@@ -4472,20 +5317,31 @@ TEST(the_next_server_keeps_none_of_the_programs_fds)
 /*
  * The calls of "served": an IOAS (a request the server's handler allocates for) and a fault
  * queue (whose fd the reply passes back, adopted here by a CLAIM round trip), both destroyed.
- * 0, or -errno of the first call that failed.
+ * 0, or -errno of the first call that failed, whose place in the list goes in *@step.
  */
-static int served_calls(int fd)
+enum served_step {
+	SERVED_IOAS, SERVED_FAULT, SERVED_CLOSE, SERVED_DESTROY_FAULT, SERVED_DESTROY_IOAS
+};
+
+static int served_calls(int fd, enum served_step *step)
 {
 	struct iommu_fault_alloc fq = { .size = sizeof(fq) };
 	uint32_t ioas;
 
+	*step = SERVED_IOAS;
 	if (ioas_alloc_id(fd, &ioas))
 		return -errno;
+	*step = SERVED_FAULT;
 	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fq))
 		return -errno;
+	*step = SERVED_CLOSE;
 	if (!uiommu_event_is_fd((int)fq.out_fault_fd) || close((int)fq.out_fault_fd))
 		return -1000;
-	if (destroy(fd, fq.out_fault_id) || destroy(fd, ioas))
+	*step = SERVED_DESTROY_FAULT;
+	if (destroy(fd, fq.out_fault_id))
+		return -errno;
+	*step = SERVED_DESTROY_IOAS;
+	if (destroy(fd, ioas))
 		return -errno;
 	return 0;
 }
@@ -4496,21 +5352,23 @@ static int served_calls(int fd)
  * (ENOMEM, ENODEV, EIO, EFAULT or the fault queue's EBUSY; then
  * the same calls again must go through: the server serves on); 60 when the adoption itself was
  * refused (the fd is then a plain socket) and a second adoption and the calls went through;
- * 100 and up for anything else.
+ * 100 to 102 for anything else; 104 and up when the calls made again failed: 104 plus the
+ * place of the call that did (enum served_step), with both failures on stderr.
  */
 static int child_served(int sock)
 {
+	enum served_step step, again;
 	uint32_t dummy;
-	int fd = recv_fd(sock, &dummy, sizeof(dummy)), rc;
+	int fd = recv_fd(sock, &dummy, sizeof(dummy)), rc, rc2;
 
 	if (fd < 0)
 		return 100;
 	if (!uiommu_is_fd(fd)) {
-		if (!uiommu_fd_adopt(fd) || served_calls(fd))
+		if (!uiommu_fd_adopt(fd) || served_calls(fd, &step))
 			return 101;
 		return 60;
 	}
-	rc = served_calls(fd);
+	rc = served_calls(fd, &step);
 	if (!rc)
 		return 0;
 	/*
@@ -4519,7 +5377,12 @@ static int child_served(int sock)
 	 */
 	if (rc != -ENOMEM && rc != -ENODEV && rc != -EIO && rc != -EFAULT && rc != -EBUSY)
 		return 102;
-	return served_calls(fd) ? 103 : -rc;
+	rc2 = served_calls(fd, &again);
+	if (!rc2)
+		return -rc;
+	fprintf(stderr, "# served: call %d failed with %d, then call %d of the same again with %d\n",
+		(int)step, -rc, (int)again, -rc2);
+	return 104 + (int)again;
 }
 
 /*
@@ -4540,6 +5403,7 @@ TEST(fail_nth_of_the_serving_side)
 	 */
 	static const int kinds[7] = { ENOMEM, ENODEV, EIO, EFAULT, 60, 0, EBUSY };
 	unsigned long nth, left = 0, seen[7] = { 0 };
+	enum served_step step;
 	int k;
 	uint32_t dummy = 0;
 	pid_t pid;
@@ -4556,8 +5420,9 @@ TEST(fail_nth_of_the_serving_side)
 		}
 		for (k = 0; k < 7 && kinds[k] != rc; k++)
 			;
-		/* On a mismatch, prints what the child said. */
-		ASSERT_EQ(rc, k < 7 ? kinds[k] : -1);
+		/* On a mismatch, says at which step and what the child said. */
+		if (k == 7)
+			ASSERT_EQ(0, (long)nth * 1000 + rc);
 		seen[k]++;
 	}
 	ASSERT_NE(0, left);
@@ -4581,7 +5446,7 @@ TEST(fail_nth_of_the_serving_side)
 	ASSERT_LE(2, seen[5]);
 	ASSERT_GE(4, seen[5]);
 	/* The server serves on, with nothing armed: ours and a new child's calls. */
-	ASSERT_EQ(0, served_calls(fd));
+	ASSERT_EQ(0, served_calls(fd, &step));
 	pid = child_start_with("served", fd, &dummy, sizeof(dummy), &sock);
 	ASSERT_GT(pid, 0);
 	ASSERT_EQ(0, test_child_wait(pid));

@@ -291,9 +291,10 @@ unsigned long uiommu_serve_fail_nth_disarm(void);
  * so that a test can hold it there and run something in a window a schedule could open
  * (docs/processes.md, "When a process is gone"): UIOMMU_SERVE_AT_HELLO once a connection's
  * HELLO has its client, before the answer; UIOMMU_SERVE_AT_CONN_END once a connection has
- * ended, before its client lets go of it. Builds with fault injection only.
+ * ended, before its client lets go of it; UIOMMU_SERVE_AT_NOTES once the server thread holds
+ * an event file whose holders' notes it is about to read. Builds with fault injection only.
  */
-enum { UIOMMU_SERVE_AT_HELLO = 1, UIOMMU_SERVE_AT_CONN_END };
+enum { UIOMMU_SERVE_AT_HELLO = 1, UIOMMU_SERVE_AT_CONN_END, UIOMMU_SERVE_AT_NOTES };
 void uiommu_serve_point_hook(void (*fn)(int point));
 /*
  * How many ACCESS_RW calls this process made on contexts other processes serve it copied

@@ -27,7 +27,9 @@
  * with us: it carries what another process that gets the fd needs to reach the file, and its
  * POLLHUP is the last close of the fd anywhere (remote.c has the model; docs/processes.md).
  * A file of another process's (inherited across fork, or adopted) names its server and is
- * served there: only its identity, access mode and node are used here.
+ * served there: only its identity, access mode and node are used here, and, once its server
+ * redirected a call (remote.h: a VFIO cdev bound through another process), the file our calls
+ * on it go to from then on (struct iommufd_redirect: in-process when that file is ours).
  *
  * Identity. A close that bypasses us (close_range() from an old libc, fclose() of an fdopen()ed
  * iommufd, a raw system call) frees the number, and the next file given it must not have its
@@ -170,7 +172,25 @@ struct iommufd_file {
 	 */
 	bool away;
 	struct iommufd_file *away_next;
+	/*
+	 * Another process's file whose calls its server redirected (remote.h): where we make
+	 * them ourselves from then on. Set once, let go with the file (iommufd_file_put()).
+	 */
+	_Atomic(struct iommufd_redirect *) redirect;
 	struct rcu_head rcu;
+};
+
+/*
+ * The target of a redirect: the file the server of one of ours delegates to, held open by our
+ * copy of its fd, a library fd (kept, in no table: no call of the program reaches it). Its
+ * last fd anywhere is the last of the delegating file's release and of every such copy.
+ */
+struct iommufd_redirect {
+	int fd;
+	struct iommufd_server *server;
+	uint64_t token;
+	uint8_t secret[WIRE_SECRET_LEN];
+	struct iommufd_file *local; /* the target is a file we serve: it, a reference; or NULL */
 };
 
 /*
@@ -183,7 +203,9 @@ UIOMMU_MUTEX_DEFINE(export_lock);
  * Serialises the last-close checks of our own closes with the server thread's and a destroy's
  * (iommufd_files_settle()), so that when a close here was the last anywhere this thread drops
  * the last reference (the release is done when close() returns, as the kernel's), and a
- * release another thread started is done when the lock is let go. Protects files_away and
+ * release another thread started is done when the lock is let go. The server thread's reads
+ * of an event file's notes hold their reference under it too (iommufd_file_notes_read()), so
+ * that none outlives a settle that saw the last close. Protects files_away and
  * each file's away and away_next. After fdt_lock, before every lock a release takes
  * (vfio_cdev_lock among them) and export_lock: never taken under those.
  */
@@ -359,13 +381,16 @@ static void iommufd_file_release_rcu(struct rcu_head *head)
 	uiommu_free_deferred(file);
 }
 
+static void iommufd_redirect_free(struct iommufd_redirect *r);
+
 static void iommufd_file_put(struct iommufd_file *file)
 {
 	/* A sub-fd's release puts its parent: the recursion is one level deep. */
 	if (atomic_fetch_sub_explicit(&file->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (!iommufd_file_is_local(file)) {
-		/* Another process's file (or our copy of one): nothing here to release. */
+		/* Another process's file (or our copy of one): only where its calls went. */
+		iommufd_redirect_free(atomic_load_explicit(&file->redirect, memory_order_acquire));
 		call_rcu(&file->rcu, iommufd_file_free_rcu);
 		return;
 	}
@@ -939,6 +964,94 @@ static int iommufd_file_driver_ioctl(struct iommufd_file *file, struct uiommu_mm
 	return iommufd_ctx_ioctl(file->ictx, mm, cmd, arg);
 }
 
+/* ---- redirects (remote.h): calls of ours made at the file another process delegates to ---- */
+
+/*
+ * Our last use of @r: the copy of the target's fd goes; a target we serve ourselves is checked
+ * for its last close anywhere, as after any close of ours.
+ */
+static void iommufd_redirect_free(struct iommufd_redirect *r)
+{
+	if (!r)
+		return;
+	sys_close(r->fd);
+	if (r->local)
+		iommufd_file_put_closed(r->local);
+	uiommu_free(r);
+}
+
+/*
+ * @file's server redirected a call of ours to the file behind @fd (ours now): where that call
+ * and every later one on @file are made. Another thread may have set it first: then its.
+ * Return: the target, or an ERR_PTR (-ENOMEM; -EIO for an fd that names no file), @fd gone.
+ */
+static struct iommufd_redirect *iommufd_file_redirect_set(struct iommufd_file *file, int fd)
+{
+	struct iommufd_redirect *r = uiommu_zalloc(sizeof(*r)), *old = NULL;
+	int rc;
+
+	if (!r) {
+		sys_close(fd);
+		return ERR_PTR(-ENOMEM);
+	}
+	r->fd = fd;
+	uiommu_fd_keep(fd);
+	rc = iommufd_remote_fd_ident(fd, &r->server, &r->token, r->secret);
+	if (rc == -EBADF)
+		rc = -EIO;
+	/* A file of ours: its calls are in-process from now on. */
+	if (!rc && r->server == atomic_load(&iommufd_self_server)) {
+		r->local = export_lookup(r->token, r->secret);
+		rc = r->local ? 0 : -EIO;
+	}
+	if (rc) {
+		iommufd_redirect_free(r);
+		return ERR_PTR(rc);
+	}
+	if (!atomic_compare_exchange_strong_explicit(&file->redirect, &old, r,
+						     memory_order_acq_rel, memory_order_acquire)) {
+		iommufd_redirect_free(r);
+		return old;
+	}
+	return r;
+}
+
+/* Where @file's calls go: NULL its server, until that server redirects one. */
+static struct iommufd_redirect *iommufd_file_redirect(struct iommufd_file *file)
+{
+	return atomic_load_explicit(&file->redirect, memory_order_acquire);
+}
+
+/*
+ * A target we serve ourselves, as a file of ours: in a forked child it is its parent's again
+ * (served there, as every file the child inherited).
+ */
+static struct iommufd_file *iommufd_redirect_local(struct iommufd_redirect *r)
+{
+	return r->local && iommufd_file_is_local(r->local) ? r->local : NULL;
+}
+
+/* An ioctl on another process's @file: at its server, or where that server redirected us. */
+static int iommufd_file_remote_ioctl(struct iommufd_file *file, unsigned int cmd, uint64_t arg)
+{
+	struct iommufd_redirect *r = iommufd_file_redirect(file);
+	struct iommufd_file *local;
+	int rc, fd;
+
+	if (!r) {
+		rc = iommufd_remote_ioctl(file->server, file->token, file->secret, cmd, arg, &fd);
+		if (fd < 0)
+			return rc;
+		r = iommufd_file_redirect_set(file, fd);
+		if (IS_ERR(r))
+			return (int)PTR_ERR(r);
+	}
+	local = iommufd_redirect_local(r);
+	if (local)
+		return iommufd_file_driver_ioctl(local, iommufd_caller_mm(), cmd, arg);
+	return iommufd_remote_ioctl(r->server, r->token, r->secret, cmd, arg, NULL);
+}
+
 /* An ioctl on @fd, whose @slot held a file a moment ago. */
 static int iommufd_slot_ioctl(int fd, fdt_slot *slot, unsigned int cmd, uint64_t uarg)
 {
@@ -983,7 +1096,7 @@ static int iommufd_slot_ioctl(int fd, fdt_slot *slot, unsigned int cmd, uint64_t
 	if (rc != VFS_IOCTL_DRIVER)
 		goto out_put;
 	if (!iommufd_file_is_local(file))
-		rc = iommufd_remote_ioctl(file->server, file->token, file->secret, cmd, uarg);
+		rc = iommufd_file_remote_ioctl(file, cmd, uarg);
 	else
 		rc = iommufd_file_driver_ioctl(file, iommufd_caller_mm(), cmd, uarg);
 out_put:
@@ -1105,6 +1218,41 @@ UIOMMU_EXPORT int uiommu_fd_close_range(unsigned int first, unsigned int last, i
 	return 0;
 }
 
+/*
+ * mmap(2) of another process's @file: at its server, which may redirect it (the first call on
+ * a cdev bound through another process may be this one), or where its server redirected us
+ * (@r): a file of ours maps its own memory (a device bound here), another process's answers as
+ * its server does.
+ */
+static void *iommufd_file_remote_mmap(struct iommufd_file *file, struct iommufd_redirect *r,
+				      void *addr, size_t len, int prot, int flags, uint64_t off)
+{
+	struct iommufd_file *local;
+	void *p;
+	int fd;
+
+	if (!r) {
+		p = iommufd_remote_mmap(file->server, file->token, file->secret, addr, len, prot,
+					flags, off, &fd);
+		if (fd < 0)
+			return p;
+		r = iommufd_file_redirect_set(file, fd);
+		if (IS_ERR(r)) {
+			errno = (int)-PTR_ERR(r);
+			return MAP_FAILED;
+		}
+	}
+	local = iommufd_redirect_local(r);
+	if (local && local->ops && local->ops->mmap)
+		return local->ops->mmap(local->priv, addr, len, prot, flags, off);
+	if (local) {
+		errno = ENODEV;
+		return MAP_FAILED;
+	}
+	return iommufd_remote_mmap(r->server, r->token, r->secret, addr, len, prot, flags, off,
+				   NULL);
+}
+
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,
 			void **ret)
 {
@@ -1113,9 +1261,10 @@ bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uin
 	if (!file)
 		return false;
 	if (!iommufd_file_is_local(file)) {
+		struct iommufd_redirect *r = iommufd_file_redirect(file);
+
 		/* Its server hands over the memory where it can (a vIOMMU's region). */
-		*ret = iommufd_remote_mmap(file->server, file->token, file->secret, addr, len, prot,
-					   flags, off);
+		*ret = iommufd_file_remote_mmap(file, r, addr, len, prot, flags, off);
 		iommufd_file_put(file);
 		return true;
 	}
@@ -1605,6 +1754,61 @@ UIOMMU_EXPORT ssize_t uiommu_fd_path(int fd, char *buf, size_t len)
  */
 static __thread struct iommufd_file *file_rw_stream;
 
+static ssize_t iommufd_file_rw(struct iommufd_file *file, struct uiommu_mm *mm, void *buf,
+			       size_t count, const off_t *pos, bool write, unsigned int *owed);
+
+/* A read or write at @off of the target of the redirect @r (iommufd_file_remote_rw()). */
+static ssize_t iommufd_redirect_rw(struct iommufd_redirect *r, struct uiommu_mm *mm, void *buf,
+				   size_t count, off_t off, bool write, unsigned int *owed)
+{
+	struct iommufd_file *local = iommufd_redirect_local(r);
+
+	if (local)
+		return iommufd_file_rw(local, mm, buf, count, &off, write, owed);
+	return iommufd_remote_rw(r->server, r->token, r->secret, (uint64_t)(uintptr_t)buf, count,
+				 off, write, owed, NULL);
+}
+
+/*
+ * A read or write of another process's @file: at its server, or where that server redirected
+ * us. At the file's position (@pos NULL) the position stays @file's, at its server, as the
+ * kernel's f_pos is the open file's, shared by every process holding it: once redirected, the
+ * call reads the position there, is made at the target at that offset, and moves the position
+ * by what it did. Two steps, as the kernel's read() of a character device, which takes no
+ * f_pos_lock either: concurrent reads at the position may read the same offset. A failed
+ * move answers its errno, the position left where it was.
+ */
+static ssize_t iommufd_file_remote_rw(struct iommufd_file *file, struct uiommu_mm *mm,
+				      void *buf, size_t count, const off_t *pos, bool write,
+				      unsigned int *owed)
+{
+	struct iommufd_redirect *r = iommufd_file_redirect(file);
+	int64_t at, moved;
+	ssize_t ret;
+	int fd;
+
+	if (!r) {
+		ret = iommufd_remote_rw(file->server, file->token, file->secret,
+					(uint64_t)(uintptr_t)buf, count, pos ? *pos : -1, write,
+					owed, &fd);
+		if (fd < 0)
+			return ret;
+		r = iommufd_file_redirect_set(file, fd);
+		if (IS_ERR(r))
+			return PTR_ERR(r);
+	}
+	if (pos)
+		return iommufd_redirect_rw(r, mm, buf, count, *pos, write, owed);
+	at = iommufd_remote_pos(file->server, file->token, file->secret, 0);
+	if (at < 0)
+		return at;
+	ret = iommufd_redirect_rw(r, mm, buf, count, (off_t)at, write, owed);
+	if (ret <= 0)
+		return ret;
+	moved = iommufd_remote_pos(file->server, file->token, file->secret, (uint64_t)ret);
+	return moved < 0 ? moved : ret;
+}
+
 /*
  * read()/write() and their p* forms, as fs/read_write.c orders its checks: the p* forms refuse
  * a negative offset before looking at the fd; then EBADF without the access mode; then EINVAL
@@ -1624,9 +1828,7 @@ static ssize_t iommufd_file_rw(struct iommufd_file *file, struct uiommu_mm *mm, 
 	if (!(write ? file->writable : file->readable))
 		ret = -EBADF;
 	else if (!iommufd_file_is_local(file))
-		return iommufd_remote_rw(file->server, file->token, file->secret,
-					 (uint64_t)(uintptr_t)buf, count, pos ? *pos : -1, write,
-					 owed);
+		return iommufd_file_remote_rw(file, mm, buf, count, pos, write, owed);
 	else if (!file->ops || (write ? !file->ops->write : !file->ops->read))
 		ret = -EINVAL; /* no read or write in the file's operations */
 	else {
@@ -1905,14 +2107,24 @@ void iommufd_subfd_ready(struct iommufd_file *file, bool ready)
 	file->ready = ready;
 }
 
-/* The server thread saw notes (or anything) come into the peer of @token's file. */
+/*
+ * The server thread saw notes (or anything) come into the peer of @token's file. Under
+ * gone_lock, from the look-up to the put: the holder that sent the note may close its fd at
+ * once, and that close may be the last anywhere. A settle that sees it then (a destroy's
+ * EBUSY: iommufd_files_settle()) must find the release done when it returns, as the kernel's
+ * has run once close() returned; a reference held here outside the lock would make this put
+ * the last one, after the settle, and the destroy asked again would answer EBUSY still.
+ */
 void iommufd_file_notes_read(uint64_t token)
 {
-	struct iommufd_file *file = export_lookup(token, NULL);
+	struct iommufd_file *file;
 	bool end = false;
 
+	uiommu_mutex_lock(&gone_lock);
+	file = export_lookup(token, NULL);
 	if (!file)
-		return;
+		goto out_unlock;
+	iommufd_serve_point(UIOMMU_SERVE_AT_NOTES);
 	if (file->ops && file->ops->event) {
 		uiommu_mutex_lock(&file->holders_lock);
 		end = iommufd_file_holders_read(file);
@@ -1922,6 +2134,8 @@ void iommufd_file_notes_read(uint64_t token)
 	if (end)
 		iommufd_server_watch_notes_end(file->peer, token);
 	iommufd_file_put(file);
+out_unlock:
+	gone_unlock();
 }
 
 /* Is @fd an event fd of a uiommu file (ours or another process's)? */
@@ -2046,18 +2260,56 @@ void iommufd_caller_fd_put(int local)
 }
 
 /*
+ * A served call on @file that @redirect (the caller takes redirects: remote.h) lets go
+ * elsewhere: @file makes its calls at another file (ops->delegate), whose fd, a copy of
+ * ours, goes back in @new_fds for the caller to make the call there itself. Return: 1 when
+ * redirected, 0 when the call runs here, -ENOMEM. Only the delegate of the very file the
+ * caller named: an fd is a capability, and the caller held one of this file already.
+ */
+static int iommufd_file_serve_redirect(struct iommufd_file *file, bool redirect, int *new_fds,
+				       unsigned int *nr_new)
+{
+	int fd, copy;
+
+	if (!redirect || !file->ops || !file->ops->delegate)
+		return 0;
+	fd = file->ops->delegate(file->priv);
+	if (fd < 0)
+		return 0;
+	if (uiommu_should_fail())
+		return -ENOMEM;
+	copy = sys_fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (copy < 0)
+		return -errno;
+	/* Closed by the connection's thread once the reply carries it (remote.c). */
+	new_fds[0] = copy;
+	*nr_new = 1;
+	return 1;
+}
+
+/*
  * Runs @cmd for another process; the fds it made here are in @new_fds (*@nr_new of them), for
- * the reply to carry to the caller.
+ * the reply to carry to the caller. *@redirect: in, the caller takes a redirect; out, the
+ * answer is one (iommufd_file_serve_redirect(): the target's fd in @new_fds).
  */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new)
+			     unsigned int cmd, uint64_t arg, bool *redirect, int *new_fds,
+			     unsigned int *nr_new)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	int rc;
 
 	*nr_new = 0;
-	if (!file)
+	if (!file) {
+		*redirect = false;
 		return -EBADF;
+	}
+	rc = iommufd_file_serve_redirect(file, *redirect, new_fds, nr_new);
+	*redirect = rc > 0;
+	if (rc) {
+		iommufd_file_put(file);
+		return rc < 0 ? rc : 0;
+	}
 	file_remote_caller = mm;
 	file_remote_nr_new = 0;
 	uiommu_uaccess_begin();
@@ -2070,18 +2322,36 @@ int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiomm
 	return rc;
 }
 
+/*
+ * As iommufd_file_serve_ioctl(); @pos -1 is the file's position. A redirected one is made at
+ * the target at the position this file has here, which moves by what was done (WIRE_POS,
+ * iommufd_file_serve_pos()).
+ */
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed)
+			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
+			      bool *redirect, int *new_fds, unsigned int *nr_new)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	off_t off = (off_t)pos;
 	ssize_t ret;
+	int rc;
 
 	*owed = 0;
-	if (!file)
+	*nr_new = 0;
+	if (!file) {
+		*redirect = false;
 		return -EBADF;
-	if (pos < -1)
+	}
+	if (pos < -1) {
+		*redirect = false;
 		return iommufd_file_put(file), -EINVAL;
+	}
+	rc = iommufd_file_serve_redirect(file, *redirect, new_fds, nr_new);
+	*redirect = rc > 0;
+	if (rc) {
+		iommufd_file_put(file);
+		return rc < 0 ? rc : 0;
+	}
 	file_remote_caller = mm;
 	ret = iommufd_file_rw(file, mm, (void *)(uintptr_t)buf, count, pos < 0 ? NULL : &off,
 			      write, owed);
@@ -2154,20 +2424,60 @@ int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommuf
 }
 
 /*
+ * The position of @token's file, before it moves by @move (WIRE_POS): a read or write at the
+ * position that we redirected is made at the target at this offset, then moves it. The kernel
+ * keeps f_pos in the open file, so it is this file's, whoever holds it.
+ * Return: the position, -ESPIPE for an event file (a stream, without one), -EOVERFLOW.
+ */
+int64_t iommufd_file_serve_pos(uint64_t token, const uint8_t *secret, uint64_t move)
+{
+	struct iommufd_file *file = export_lookup(token, secret);
+	off_t at;
+
+	if (!file)
+		return -EBADF;
+	if (file->ops && file->ops->event) {
+		iommufd_file_put(file);
+		return -ESPIPE;
+	}
+	at = atomic_load(&file->pos);
+	do {
+		if (move > (uint64_t)(INT64_MAX - at)) {
+			at = -EOVERFLOW;
+			break;
+		}
+	} while (!atomic_compare_exchange_weak(&file->pos, &at, at + (off_t)move));
+	iommufd_file_put(file);
+	return at;
+}
+
+/*
  * Another process maps @token's file: a /dev/iommu file hands out a vIOMMU region's memfd
  * (iommufd_mmap_region_dup(), which holds the region's owner for @holder, named in *@hold);
  * any other file has nothing to hand over: ENODEV, as the local
  * uiommu_mmap() answers a file without a mapping of its own (a sub-fd's BAR areas are this
- * process's mappings). Return: the memfd, or -errno.
+ * process's mappings), unless its calls are made at another file and the caller takes a
+ * redirect (*@redirect, as iommufd_file_serve_ioctl()'s): the device's BARs are where that
+ * file is. Return: the memfd, 0 for a redirect, or -errno.
  */
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off, const void *holder, struct wire_hold *hold)
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold,
+			    bool *redirect, int *new_fds, unsigned int *nr_new)
 {
 	struct iommufd_file *file = export_lookup(token, secret);
 	int rc;
 
-	if (!file)
+	*nr_new = 0;
+	if (!file) {
+		*redirect = false;
 		return -EBADF;
+	}
+	rc = iommufd_file_serve_redirect(file, *redirect, new_fds, nr_new);
+	*redirect = rc > 0;
+	if (rc) {
+		iommufd_file_put(file);
+		return rc < 0 ? rc : 0;
+	}
 	if (file->ops || off > INT64_MAX)
 		rc = file->ops ? -ENODEV : -EINVAL;
 	else
@@ -2295,8 +2605,8 @@ void iommufd_files_atfork_parent(void)
 
 /*
  * In a forked child: none of the files is the child's to serve (their server stays the
- * parent's, so the copies are remote files now); the peers, and the pidfds of the event
- * files' holders, are the parent's. The child holds every event fd it inherited: it tells
+ * parent's, so the copies are remote files now); the peers, the pidfds of the event files'
+ * holders and the delegates of files whose calls are made elsewhere are the parent's. The child holds every event fd it inherited: it tells
  * each one's server so (a note through the fd, checked to still name that file first: a slot
  * a close behind our back left stale must not get the note in another socket). The holders'
  * lock is not taken: another thread of the parent may have held it at the fork; the child
@@ -2315,6 +2625,13 @@ void iommufd_files_atfork_child(void)
 			if (f->ops && f->ops->event)
 				iommufd_file_holders_forget(f);
 			sys_close(f->peer);
+			/*
+			 * The file another process holds for one of ours (a cdev bound there):
+			 * ours holds it, not our copy, which would keep it past our file's last
+			 * close (the child's calls on ours are redirected there anew).
+			 */
+			if (f->ops && f->ops->delegate && f->ops->delegate(f->priv) >= 0)
+				sys_close(f->ops->delegate(f->priv));
 		}
 		export_table[i] = NULL;
 	}

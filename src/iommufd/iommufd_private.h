@@ -324,6 +324,14 @@ struct iommufd_subfd_ops {
 	bool event;
 	/* Optional: the anonymous file's name, "anon_inode:[...]" (readlink of its fd). */
 	const char *name;
+	/*
+	 * Optional: the fd of the file at which this one's calls are really made (a VFIO cdev
+	 * bound through another process), or -1. Constant once it is not -1, until the release;
+	 * borrowed: another process's call on this file is answered with a copy of it (a
+	 * redirect, remote.h), so that the caller makes the call there itself. Called in a
+	 * forked child's handler too (its copy of the fd goes): it takes no lock.
+	 */
+	int (*delegate)(void *priv);
 };
 /* The sub-fd @fd has an mmap op: *@ret is its answer. false: not such an fd. */
 bool iommufd_subfd_mmap(int fd, void *addr, size_t len, int prot, int flags, uint64_t off,

@@ -140,8 +140,19 @@
  * A VFIO cdev of a client bound to a context of ours (WIRE_VFIO_BIND): the device goes where
  * the context is. We open the same node in our machine and bind the new file, through the
  * callback VFIO registered with file.c (we lie below it), and hand the file back as any call's
- * new fd; the client's cdev file makes its calls on it from then on, and its close is the
- * file's last (device_cdev.c).
+ * new fd; the client's cdev file makes its calls on it from then on (device_cdev.c). A served
+ * call may make that request too (the reverse bind: the caller's own context): its client is
+ * marked asking meanwhile, as for a SETTLE, since the bind there may ask us to settle.
+ *
+ * Redirects. Such a cdev file's server must not make another process's call on it with its
+ * own memory: to a request with WIRE_REQ_REDIRECT it answers WIRE_RC_REDIRECT with a copy of
+ * the delegate's fd (file.c, ops->delegate), only ever the delegate of the file the request
+ * named. The caller keeps the fd per file (file.c) and makes the call, and its later ones on
+ * that file, at the target: in-process when it serves the target itself. An IOCTL, an MMAP
+ * (the device's BARs are where the target is), a READ or a WRITE may be redirected; one at the
+ * file's position reads that position here and moves it by what the call did at the target
+ * (WIRE_POS), since the position is the open file's. The call at the target carries no flag,
+ * so a redirect is one hop; a redirect a request did not ask for is EIO.
  */
 #include <errno.h>
 #include <poll.h>
@@ -446,7 +457,7 @@ UIOMMU_EXPORT void uiommu_serve_point_hook(void (*fn)(int point))
 	atomic_store(&serve_point_fn, fn);
 }
 
-static void remote_point(int point)
+void iommufd_serve_point(int point)
 {
 #ifdef UIOMMU_FAULT_INJECT
 	void (*fn)(int point) = atomic_load(&serve_point_fn);
@@ -892,6 +903,7 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 	struct uiommu_mm *mm = client->mm;
 	struct wire_hold hold, from;
 	struct iommufd_node node;
+	bool redirect = false;
 	uint64_t v[4];
 	int rc;
 
@@ -899,29 +911,30 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 	*nr_new = 0;
 	switch (req->op) {
 	case WIRE_IOCTL:
+		redirect = req->flags & WIRE_REQ_REDIRECT;
 		rep->rc = iommufd_file_serve_ioctl(req->token, req->secret, mm,
-						   (unsigned int)req->arg[0], req->arg[1], new_fds,
-						   nr_new);
-		for (unsigned int i = 0; i < *nr_new; i++)
-			rep->val[i] = (uint64_t)new_fds[i];
-		rep->val[3] = *nr_new;
+						   (unsigned int)req->arg[0], req->arg[1], &redirect,
+						   new_fds, nr_new);
 		break;
 	case WIRE_READ:
 	case WIRE_WRITE: {
 		unsigned int owed;
 
+		redirect = req->flags & WIRE_REQ_REDIRECT;
 		rep->rc = iommufd_file_serve_rw(req->token, req->secret, mm, req->arg[0],
 						req->arg[1], (int64_t)req->arg[2],
-						req->op == WIRE_WRITE, &owed);
+						req->op == WIRE_WRITE, &owed, &redirect, new_fds,
+						nr_new);
 		rep->val[0] = owed;
 		break;
 	}
 	case WIRE_MMAP:
+		redirect = req->flags & WIRE_REQ_REDIRECT;
 		rc = iommufd_file_serve_mmap(req->token, req->secret, (size_t)req->arg[0],
 					     (int)req->arg[1], (int)req->arg[2], req->arg[3],
-					     client, &hold);
+					     client, &hold, &redirect, new_fds, nr_new);
 		rep->rc = rc < 0 ? rc : 0;
-		if (rc >= 0) {
+		if (rc >= 0 && !redirect) {
 			new_fds[0] = rc;
 			*nr_new = 1;
 			remote_hold_reply(rep, &hold);
@@ -980,6 +993,9 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 		rep->val[0] = devid;
 		break;
 	}
+	case WIRE_POS:
+		rep->rc = iommufd_file_serve_pos(req->token, req->secret, req->arg[0]);
+		break;
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
 		rep->val[2] = atomic_load_explicit(&mm->pinned_vm, memory_order_relaxed);
@@ -987,6 +1003,14 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 		break;
 	default:
 		rep->rc = -EINVAL;
+	}
+	if (redirect)
+		rep->rc = WIRE_RC_REDIRECT;
+	/* The numbers of the fds the call made, or of the redirect's target (remote.h). */
+	if (req->op == WIRE_IOCTL || redirect) {
+		for (unsigned int i = 0; i < *nr_new; i++)
+			rep->val[i] = (uint64_t)new_fds[i];
+		rep->val[3] = *nr_new;
 	}
 }
 
@@ -1076,7 +1100,7 @@ static void *remote_conn_main(void *arg)
 	}
 	remote_unit_end();
 	if (!IS_ERR(client))
-		remote_point(UIOMMU_SERVE_AT_HELLO);
+		iommufd_serve_point(UIOMMU_SERVE_AT_HELLO);
 	memset(&rep, 0, sizeof(rep));
 	rep.rc = IS_ERR(client) ? PTR_ERR(client) : 0;
 	if (wire_send(fd, &rep, sizeof(rep), NULL, 0) || IS_ERR(client))
@@ -1136,7 +1160,7 @@ static void *remote_conn_main(void *arg)
 	iommufd_direct_serve_end(direct);
 out_put:
 	if (!IS_ERR(client)) {
-		remote_point(UIOMMU_SERVE_AT_CONN_END);
+		iommufd_serve_point(UIOMMU_SERVE_AT_CONN_END);
 		remote_client_put(client, fd);
 	}
 out_close:
@@ -1607,6 +1631,20 @@ void iommufd_remote_settle_session(void)
 		remote_client_asking(serving, false);
 }
 
+/**
+ * iommufd_remote_settle_again() - after iommufd_remote_settle_session(), when a claim still
+ * refuses: one more pass, here first. A release that pass made in one server may have closed
+ * the last fd of a file another server (or we) serve, one asked before it: a cdev file's
+ * release closes its delegate's fd (device_cdev.c: a cdev bound through another process), and
+ * the session's order is not the delegation's. A delegation goes one hop and a delegate
+ * delegates nothing, so after this pass nothing such a release left is held.
+ */
+void iommufd_remote_settle_again(void)
+{
+	iommufd_remote_settle();
+	iommufd_remote_settle_session();
+}
+
 /*
  * In a forked child's fork handler: a connection made in the spare its parent made before the
  * fork, its HELLO without our life word (whose thread cannot be started here). NULL with *@rc
@@ -1974,27 +2012,76 @@ UIOMMU_EXPORT void uiommu_remote_mmap_fixed_forget(const void *addr, size_t len,
 	uiommu_remote_range_forget(addr, len);
 }
 
-int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			 unsigned int cmd, uint64_t arg)
+/*
+ * A reply that redirects the call (remote.h) to the file whose fd it carries: that fd in
+ * *@redirect, for a caller that asked for redirects (@redirect not NULL); anything else, a
+ * server's lie or a reply we did not ask for, is -EIO and no fd stays.
+ */
+static int remote_redirect_take(const struct wire_rep *rep, int *fds, int nfds, int *redirect)
 {
+	if (redirect && nfds == 1 && rep->val[3] == 1) {
+		*redirect = fds[0];
+		return 0;
+	}
+	for (int i = 0; i < nfds; i++)
+		sys_close(fds[i]);
+	return -EIO;
+}
+
+/*
+ * @cmd on the file @token of @server. @redirect not NULL: a server may redirect the call
+ * (remote.h), whose target's fd, ours now, is then in *@redirect (else -1) and the call is
+ * not made: the caller makes it there.
+ */
+int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			 unsigned int cmd, uint64_t arg, int *redirect)
+{
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
 	struct wire_req req;
 	struct wire_rep rep;
-	int rc;
 
-	int fds[WIRE_NEW_FDS_MAX], nfds = 0;
-
+	if (redirect)
+		*redirect = -1;
 	/* ACCESS_RW copied by this process itself, where the server offers it. */
 	if (cmd == IOMMU_TEST_CMD && iommufd_direct_access_rw(server, arg))
 		return 0;
 	/* Before the call: a pin exists only once the server has run it. */
 	remote_mapped_note(cmd, arg);
 	iommufd_remote_req_init(&req, WIRE_IOCTL, token, secret);
+	req.flags = redirect ? WIRE_REQ_REDIRECT : 0;
 	req.arg[0] = cmd;
 	req.arg[1] = arg;
 	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
 	if (rc)
 		return rc;
+	if (rep.rc == WIRE_RC_REDIRECT)
+		return remote_redirect_take(&rep, fds, nfds, redirect);
 	return remote_new_fds(&rep, fds, nfds, cmd, arg, (int)rep.rc);
+}
+
+/**
+ * iommufd_remote_fd_ident() - the name of the file behind @fd, from its header as any holder
+ * reads it (remote.h): its server (known from now on), token and secret
+ * Return: 0; -EBADF for an fd without a header (not a file of a server, or an event fd);
+ * -ENOMEM.
+ */
+int iommufd_remote_fd_ident(int fd, struct iommufd_server **server, uint64_t *token,
+			    uint8_t *secret)
+{
+	struct wire_fd_header hdr;
+	struct iommufd_server *s;
+
+	if (sys_recv(fd, &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT) != sizeof(hdr) ||
+	    hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION)
+		return -EBADF;
+	hdr.name[WIRE_NAME_LEN - 1] = 0;
+	s = remote_server_find(hdr.name, hdr.pid);
+	if (IS_ERR(s))
+		return PTR_ERR(s);
+	*server = s;
+	*token = hdr.token;
+	memcpy(secret, hdr.secret, WIRE_SECRET_LEN);
+	return 0;
 }
 
 /**
@@ -2009,14 +2096,23 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
 			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
 			     uint8_t *g_secret)
 {
+	struct remote_client *serving = remote_serving;
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
-	struct wire_fd_header hdr;
+	struct iommufd_server *named = NULL;
 	struct wire_req req;
 	struct wire_rep rep;
 
 	iommufd_remote_req_init(&req, WIRE_VFIO_BIND, token, secret);
 	req.arg[0] = minor;
+	/*
+	 * For a call we serve (a bind of our cdev to its caller's context): asking, as a
+	 * SETTLE's asker is, since the bind there may ask us to settle.
+	 */
+	if (serving)
+		remote_client_asking(serving, true);
 	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (serving)
+		remote_client_asking(serving, false);
 	if (!rc)
 		rc = (int)rep.rc;
 	if (!rc && nfds != 1)
@@ -2027,9 +2123,7 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
 	 */
 	if (!rc && uiommu_should_fail())
 		rc = -ENOMEM;
-	if (!rc && (sys_recv(fds[0], &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT) != sizeof(hdr) ||
-		    hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION || hdr.pid != server->pid ||
-		    strncmp(hdr.name, server->name, WIRE_NAME_LEN)))
+	if (!rc && (iommufd_remote_fd_ident(fds[0], &named, g_token, g_secret) || named != server))
 		rc = -EIO;
 	for (int i = rc ? 0 : 1; i < nfds; i++)
 		sys_close(fds[i]);
@@ -2037,8 +2131,6 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
 		return rc;
 	uiommu_fd_keep(fds[0]);
 	*devid = (uint32_t)rep.val[0];
-	*g_token = hdr.token;
-	memcpy(g_secret, hdr.secret, WIRE_SECRET_LEN);
 	return fds[0];
 }
 
@@ -2046,9 +2138,12 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
  * mmap(2) of a file another process serves: where its memory is shareable (a vIOMMU's region,
  * a memfd), the server hands the memfd over and we map it, and the mapping is recorded with
  * the hold the server made for it (mmap.c: its munmap lets go); else the server's errno.
+ * @redirect as iommufd_remote_ioctl()'s: a file whose calls are made elsewhere (a cdev bound
+ * through another process) hands us that file instead, nothing mapped (MAP_FAILED, errno 0),
+ * so that a mapping made before any other call goes where the device is.
  */
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  void *addr, size_t len, int prot, int flags, uint64_t off)
+			  void *addr, size_t len, int prot, int flags, uint64_t off, int *redirect)
 {
 	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
 	struct wire_hold hold;
@@ -2056,12 +2151,20 @@ void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const u
 	struct wire_rep rep;
 	void *p = MAP_FAILED;
 
+	if (redirect)
+		*redirect = -1;
 	iommufd_remote_req_init(&req, WIRE_MMAP, token, secret);
+	req.flags = redirect ? WIRE_REQ_REDIRECT : 0;
 	req.arg[0] = len;
 	req.arg[1] = (uint64_t)prot;
 	req.arg[2] = (uint64_t)flags;
 	req.arg[3] = off;
 	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
+	if (!rc && rep.rc == WIRE_RC_REDIRECT) {
+		rc = remote_redirect_take(&rep, fds, nfds, redirect);
+		errno = -rc;
+		return MAP_FAILED;
+	}
 	if (!rc)
 		rc = (int)rep.rc;
 	if (!rc && nfds != 1)
@@ -2137,21 +2240,50 @@ int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_ho
 	return 0;
 }
 
+/* READ or WRITE; @redirect as iommufd_remote_ioctl()'s (only at an offset: @pos >= 0). */
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed)
+			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
+			  int *redirect)
+{
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct wire_req req;
+	struct wire_rep rep;
+
+	if (redirect)
+		*redirect = -1;
+	iommufd_remote_req_init(&req, write ? WIRE_WRITE : WIRE_READ, token, secret);
+	req.flags = redirect ? WIRE_REQ_REDIRECT : 0;
+	req.arg[0] = buf;
+	req.arg[1] = count;
+	req.arg[2] = (uint64_t)pos;
+	rc = remote_call_fds(server, &req, &rep, redirect ? fds : NULL, &nfds);
+	/* What the server owes the fd's socket is bounded by its queue's transitions. */
+	*owed = rc ? 0 : (unsigned int)(rep.val[0] > 4096 ? 4096 : rep.val[0]);
+	if (!rc && rep.rc == WIRE_RC_REDIRECT) {
+		*owed = 0;
+		return remote_redirect_take(&rep, fds, nfds, redirect);
+	}
+	for (int i = 0; i < nfds; i++)
+		sys_close(fds[i]);
+	return rc ? rc : (ssize_t)rep.rc;
+}
+
+/**
+ * iommufd_remote_pos() - the read/write position of the file @token of @server, before it
+ * moves by @move (WIRE_POS: a read or write at the position that its server redirected)
+ * Return: the position, or -errno (the server's, or the call's).
+ */
+int64_t iommufd_remote_pos(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			   uint64_t move)
 {
 	struct wire_req req;
 	struct wire_rep rep;
 	int rc;
 
-	iommufd_remote_req_init(&req, write ? WIRE_WRITE : WIRE_READ, token, secret);
-	req.arg[0] = buf;
-	req.arg[1] = count;
-	req.arg[2] = (uint64_t)pos;
+	iommufd_remote_req_init(&req, WIRE_POS, token, secret);
+	req.arg[0] = move;
 	rc = remote_call(server, &req, &rep);
-	/* What the server owes the fd's socket is bounded by its queue's transitions. */
-	*owed = rc ? 0 : (unsigned int)(rep.val[0] > 4096 ? 4096 : rep.val[0]);
-	return rc ? rc : (ssize_t)rep.rc;
+	return rc ? rc : rep.rc;
 }
 
 /*
@@ -2252,33 +2384,31 @@ static int remote_adopt_event(int fd)
 /* What uiommu_is_fd() asks of an fd we do not know: one of ours that came another way? */
 int iommufd_remote_adopt(int fd)
 {
-	struct iommufd_server *server;
-	struct wire_fd_header hdr;
+	uint8_t secret[WIRE_SECRET_LEN];
+	struct iommufd_server *server = NULL;
 	struct wire_req req;
 	struct wire_rep rep;
 	struct stat st;
-	ssize_t n;
+	uint64_t token = 0;
 	int rc;
 
 	if (sys_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
 		return -EBADF;
-	n = sys_recv(fd, &hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
-	if (n != (ssize_t)sizeof(hdr) || hdr.magic != WIRE_MAGIC || hdr.version != WIRE_VERSION)
+	rc = iommufd_remote_fd_ident(fd, &server, &token, secret);
+	if (rc == -EBADF)
 		return remote_adopt_event(fd);
-	hdr.name[WIRE_NAME_LEN - 1] = 0;
-	server = remote_server_find(hdr.name, hdr.pid);
-	if (IS_ERR(server))
-		return PTR_ERR(server);
+	if (rc)
+		return rc;
 	if (server == atomic_load(&iommufd_self_server))
-		return iommufd_file_adopt_local(fd, hdr.token, hdr.secret);
-	iommufd_remote_req_init(&req, WIRE_INFO, hdr.token, hdr.secret);
+		return iommufd_file_adopt_local(fd, token, secret);
+	iommufd_remote_req_init(&req, WIRE_INFO, token, secret);
 	rc = remote_call(server, &req, &rep);
 	if (!rc)
 		rc = (int)rep.rc;
 	if (rc)
 		return rc;
 	rep.path[sizeof(rep.path) - 1] = 0;
-	return iommufd_file_adopt_remote(fd, server, hdr.token, hdr.secret, &rep);
+	return iommufd_file_adopt_remote(fd, server, token, secret, &rep);
 }
 
 /* ---- fork ----------------------------------------------------------------------------- */

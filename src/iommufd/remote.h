@@ -57,7 +57,8 @@ enum wire_op {
 	WIRE_CLAIM,     /* arg[0]: the caller's fd of an event file; the secret in val[0..1] */
 	/*
 	 * arg[0] length, arg[1] prot, arg[2] flags, arg[3] offset: the memfd, and the hold it
-	 * makes for the caller (val[0] its ID, val[1..2] its secret; mmap.c) until MUNMAP
+	 * makes for the caller (val[0] its ID, val[1..2] its secret; mmap.c) until MUNMAP; or
+	 * a redirect (below)
 	 */
 	WIRE_MMAP,
 	WIRE_FORGET,    /* arg[0] address, arg[1] length: the caller remaps that of its memory */
@@ -89,6 +90,14 @@ enum wire_op {
 	 * the device ID. A server that predates it answers EINVAL.
 	 */
 	WIRE_VFIO_BIND,
+	/*
+	 * arg[0]: how far the file's read/write position moves (0: it stays). rc: the position
+	 * before the move, or -ESPIPE (an event file: a stream), -EOVERFLOW. For a caller whose
+	 * read or write at the position was redirected: it reads the position here, makes the
+	 * call at the target at that offset and moves the position by what it did (file.c).
+	 * A server that predates it answers EINVAL.
+	 */
+	WIRE_POS,
 };
 
 /* The name of a hold (WIRE_MMAP's answer): the secret shows a WIRE_MMAP_FORK comes from a holder. */
@@ -117,10 +126,25 @@ struct wire_direct_page {
 	struct wire_direct_run runs[WIRE_DIRECT_RUNS_MAX];
 };
 
+/*
+ * A redirect: the file a request names makes its calls at another file (a VFIO cdev bound
+ * through another process, device_cdev.c), so the server answers not with a result but with
+ * that file's fd (SCM_RIGHTS, as a call's new fd: val[3] 1, val[0] the server's number of it)
+ * and rc WIRE_RC_REDIRECT, a value no call returns. The caller makes the same call there
+ * itself, with its own identity and memory, and its later calls on the file too. Only an
+ * IOCTL, an MMAP, a READ or a WRITE with WIRE_REQ_REDIRECT in the request's flags is answered
+ * so (a request without it keeps the answer it had: EOPNOTSUPP, an MMAP ENODEV); one at the
+ * file's position is made at the target at the position this file has (WIRE_POS). The call
+ * re-issued at the target carries no flag, so a target that would redirect again answers
+ * EOPNOTSUPP: one hop, never a loop.
+ */
+#define WIRE_REQ_REDIRECT 1u
+#define WIRE_RC_REDIRECT (-(INT64_C(1) << 40))
+
 struct wire_req {
 	uint64_t magic;
 	uint32_t op;
-	uint32_t reserved;
+	uint32_t flags;  /* WIRE_REQ_*; 0 from a client that predates them */
 	uint64_t token;
 	uint8_t secret[WIRE_SECRET_LEN];
 	uint64_t arg[4];
@@ -209,16 +233,19 @@ int iommufd_server_watch(int peer, uint64_t token, bool notes);
 void iommufd_server_watch_notes_end(int peer, uint64_t token);
 void iommufd_server_unwatch(int peer);
 int iommufd_remote_adopt(int fd);
+int iommufd_remote_fd_ident(int fd, struct iommufd_server **server, uint64_t *token,
+			    uint8_t *secret);
 int iommufd_remote_ioctl(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			 unsigned int cmd, uint64_t arg);
+			 unsigned int cmd, uint64_t arg, int *redirect);
 void *iommufd_remote_mmap(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  void *addr, size_t len, int prot, int flags, uint64_t off);
+			  void *addr, size_t len, int prot, int flags, uint64_t off, int *redirect);
 void iommufd_remote_munmap(struct iommufd_server *server, uint64_t hold);
 int iommufd_remote_mmap_fork(struct iommufd_server *server, const struct wire_hold *from,
 			     struct wire_hold *to);
 bool iommufd_remote_holder_gone(const void *holder);
 void iommufd_remote_settle(void);
 void iommufd_remote_settle_session(void);
+void iommufd_remote_settle_again(void);
 int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
 			     uint8_t *g_secret);
@@ -255,7 +282,10 @@ void iommufd_mmap_forks_settle(void);
 void iommufd_mmap_forks_rewatch(void);
 void iommufd_mmap_handover_forget(void);
 ssize_t iommufd_remote_rw(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
-			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+			  uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
+			  int *redirect);
+int64_t iommufd_remote_pos(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
+			   uint64_t move);
 
 struct wire_conn;
 struct wire_conn *iommufd_remote_conn_take(struct iommufd_server *server, int *rc);
@@ -271,11 +301,15 @@ void iommufd_remote_req_init(struct wire_req *req, enum wire_op op, uint64_t tok
 
 /* file.c: the files the wire names. */
 int iommufd_file_serve_ioctl(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			     unsigned int cmd, uint64_t arg, int *new_fds, unsigned int *nr_new);
+			     unsigned int cmd, uint64_t arg, bool *redirect, int *new_fds,
+			     unsigned int *nr_new);
 ssize_t iommufd_file_serve_rw(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed);
+			      uint64_t buf, size_t count, int64_t pos, bool write, unsigned int *owed,
+			      bool *redirect, int *new_fds, unsigned int *nr_new);
 int iommufd_file_serve_mmap(uint64_t token, const uint8_t *secret, size_t len, int prot,
-			    int flags, uint64_t off, const void *holder, struct wire_hold *hold);
+			    int flags, uint64_t off, const void *holder, struct wire_hold *hold,
+			    bool *redirect, int *new_fds, unsigned int *nr_new);
+int64_t iommufd_file_serve_pos(uint64_t token, const uint8_t *secret, uint64_t move);
 int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8_t *secret);
 int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 				 unsigned int minor, uint32_t *devid, int *new_fds,
@@ -301,5 +335,7 @@ void *iommufd_subfd_get_exported(uint64_t token, const uint8_t *secret,
 void iommufd_files_handover_child(void);
 void iommufd_files_rewatch(void);
 void iommufd_files_settle(void);
+/* A test's hold of this serving thread at @point (uiommu_serve_point_hook()), if any. */
+void iommufd_serve_point(int point);
 
 #endif

@@ -51,11 +51,20 @@
  * registered with file.c as struct iommufd_bind_ops, since iommufd lies below us). Our file
  * keeps the new file's fd (the library's) and makes every later call of its own there, as any
  * client (vfio_cdev_bind_remote()): ioctls, pread/pwrite, mmap (ENODEV: nothing to hand over).
- * It does not count as bound here. Its release closes that fd, the new file's last: the other
- * process unbinds. A third process's calls on such a file answer EOPNOTSUPP (made there by us,
- * they would read our memory for its arguments), as does a bind to a context another process
- * serves made by a third process's call, or of a file another process serves (the reverse
- * case, which reaches us as a served call).
+ * It does not count as bound here. Its release closes our fd of the new file; the other process
+ * unbinds at the new file's last close anywhere. Another process's call on our file (made
+ * there by us, it would read our memory for its arguments) is answered with a redirect instead
+ * (ops->delegate, remote.h): a copy of the new file's fd, at which the caller makes that call
+ * and its later ones itself; those copies hold the new file open too. The same holds when the
+ * bind itself is another process's call naming a context a third process, or the caller
+ * itself, serves (the reverse case: a cdev we opened, handed to a VMM with an iommufd of its
+ * own): we make the cross bind for it, and its next call is redirected to the new file, which
+ * it serves itself: its calls are in-process from then on. An mmap is redirected too, so the
+ * BARs map even before any other call. A read or write at the file's position is redirected
+ * with the position: the caller makes it at the new file at the offset our file's position
+ * has, then moves that position (file.c; the position is the open file's, ours). A
+ * forked child closes its copy of the delegate (file.c's fork handler): its copy of our file
+ * is served by us, and must not hold the device past that file's last close.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
@@ -149,7 +158,12 @@ struct vfio_cdev_file {
 	 */
 	struct {
 		bool binding;                    /* a bind is asking for it */
-		int fd;                          /* ours, kept (lib/fdkeep.h); -1 none */
+		/*
+		 * Ours, kept (lib/fdkeep.h); -1 none. Atomic: a forked child's handler reads it
+		 * without the lock (vfio_cdev_delegate()), which another thread of the parent may
+		 * have held at the fork.
+		 */
+		atomic_int fd;
 		struct iommufd_server *server;
 		uint64_t token;
 		uint8_t secret[WIRE_SECRET_LEN];
@@ -313,7 +327,11 @@ out_unlock:
  * tried again, outside vfio_cdev_lock, which the releases take. A refusal that a claim of the
  * session still gives then may be another process's, for a file it serves whose last fd was
  * a dead one's: every other serving process of the session settles
- * (iommufd_remote_settle_session()), and the bind is tried once more.
+ * (iommufd_remote_settle_session()), and the bind is tried once more. A release one of them
+ * made may have closed the last fd of a file that another one, asked before it, serves (a
+ * cdev file's release closing its delegate's fd: the session's order is not the delegation's),
+ * so a refusal after that settles once more everywhere (iommufd_remote_settle_again()), which
+ * a delegation of one hop needs at most.
  */
 static int vfio_cdev_bind_settled(struct vfio_cdev_file *vf, const struct vfio_cdev_bind *bind,
 				  struct iommufd_ctx *to, struct uiommu_mm *mm, uint64_t arg,
@@ -330,6 +348,10 @@ static int vfio_cdev_bind_settled(struct vfio_cdev_file *vf, const struct vfio_c
 	if (!claimed)
 		return rc;
 	iommufd_remote_settle_session();
+	rc = vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
+	if (!claimed)
+		return rc;
+	iommufd_remote_settle_again();
 	return vfio_cdev_bind_try(vf, bind, to, mm, arg, devid, &excluded, &claimed);
 }
 
@@ -379,6 +401,27 @@ static int vfio_cdev_bind_remote(struct vfio_cdev_file *vf, struct iommufd_serve
 	return rc;
 }
 
+/*
+ * Who serves the caller's iommufd @fd, when another process does (for another process's call,
+ * through our copy of its fd): 0 with its name at that server; -EBADF: ours, or no such fd
+ * (the local bind's checks answer); -ENOMEM: a file of another process's whose copy we could
+ * not adopt (its server's INFO refused).
+ */
+static int vfio_cdev_iommufd_remote(int fd, struct iommufd_server **server, uint64_t *token,
+				    uint8_t *secret)
+{
+	int local = iommufd_caller_fd_get(fd), rc;
+
+	if (local < 0)
+		return -EBADF;
+	rc = iommufd_file_remote_ident(local, server, token, secret);
+	if (rc && iommufd_caller_is_remote() && !uiommu_is_fd(local) &&
+	    !iommufd_remote_fd_ident(local, server, token, secret))
+		rc = -ENOMEM;
+	iommufd_caller_fd_put(local);
+	return rc;
+}
+
 static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *mm, uint64_t arg)
 {
 	const size_t minsz = vfio_cdev_minsz(struct vfio_cdev_bind, out_devid);
@@ -395,13 +438,16 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	if (bind.argsz < minsz || bind.flags || bind.iommufd < 0 || vf->mode == VFIO_FILE_GROUP)
 		return -EINVAL;
 	/*
-	 * A context another process serves, named by a call of our own: that process binds
-	 * the device. A third process's call keeps EOPNOTSUPP (iommufd_ctx_from_fd()): our
-	 * later calls on its behalf would use our memory for its arguments.
+	 * A context another process serves, named by our own call or by another process's (its
+	 * own iommufd, or a third process's): that process binds the device. Our file keeps
+	 * the new one as its delegate; another process's later calls on our file are redirected
+	 * there (vfio_cdev_delegate()), so none is made here with our memory.
 	 */
-	if (!iommufd_caller_is_remote() &&
-	    !iommufd_file_remote_ident(bind.iommufd, &server, &token, secret))
+	rc = vfio_cdev_iommufd_remote(bind.iommufd, &server, &token, secret);
+	if (!rc)
 		return vfio_cdev_bind_remote(vf, server, token, secret, mm, arg);
+	if (rc != -EBADF)
+		return rc;
 	return vfio_cdev_bind_settled(vf, &bind, NULL, mm, arg, &devid);
 }
 
@@ -518,6 +564,18 @@ static int vfio_cdev_detach_pt(struct vfio_cdev_file *vf, struct uiommu_mm *mm, 
 /* ---- the file ------------------------------------------------------------------------------- */
 
 /*
+ * The file our calls are made at (ops->delegate): another process's call on ours is
+ * redirected there (remote.h), to be made by that process itself with its own memory. Also
+ * asked in a forked child, for its copy to go (file.c): no lock, the fd is set once.
+ */
+static int vfio_cdev_delegate(void *priv)
+{
+	struct vfio_cdev_file *vf = priv;
+
+	return atomic_load_explicit(&vf->remote.fd, memory_order_acquire);
+}
+
+/*
  * Bound through another process (vfio_cdev_bind_remote()): calls go to its file. Once true it
  * stays so (the acquire of the lock sees the fields set with it) until release.
  */
@@ -542,11 +600,12 @@ static int vfio_cdev_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, u
 		return -ENOMEM;
 	if (cmd == VFIO_CDEV_BIND_IOMMUFD)
 		return vfio_cdev_bind_iommufd(vf, mm, arg);
+	/* Another process's call that takes no redirect: ours would use our memory. */
 	if (vfio_cdev_remote(vf))
 		return iommufd_caller_is_remote() ?
 			       -EOPNOTSUPP :
 			       iommufd_remote_ioctl(vf->remote.server, vf->remote.token,
-						    vf->remote.secret, cmd, arg);
+						    vf->remote.secret, cmd, arg, NULL);
 
 	uiommu_mutex_lock(&vfio_cdev_lock);
 	core = vf->core;
@@ -609,7 +668,7 @@ static ssize_t vfio_cdev_rw(struct vfio_cdev_file *vf, struct uiommu_mm *mm, voi
 			       -EOPNOTSUPP :
 			       iommufd_remote_rw(vf->remote.server, vf->remote.token,
 						 vf->remote.secret, (uintptr_t)ubuf, count, off,
-						 write, &owed);
+						 write, &owed, NULL);
 	if (!core || off < 0)
 		return -EINVAL;
 	if (!mm)
@@ -656,7 +715,7 @@ static void *vfio_cdev_mmap(void *priv, void *addr, size_t len, int prot, int fl
 
 	if (!core && vfio_cdev_remote(vf))
 		return iommufd_remote_mmap(vf->remote.server, vf->remote.token, vf->remote.secret,
-					   addr, len, prot, flags, off);
+					   addr, len, prot, flags, off, NULL);
 	if (!core) {
 		errno = EINVAL;
 		return MAP_FAILED;
@@ -703,6 +762,7 @@ static const struct iommufd_subfd_ops vfio_cdev_fops = {
 	.read = vfio_cdev_read,
 	.write = vfio_cdev_write,
 	.mmap = vfio_cdev_mmap,
+	.delegate = vfio_cdev_delegate,
 };
 
 static int vfio_cdev_open_file(unsigned int index, int flags, struct vfio_cdev_file **vfp);

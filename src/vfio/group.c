@@ -412,7 +412,9 @@ err_free:
  * call in a process that shares nothing), outside vfio_cdev_lock, which the releases take, and
  * the open is tried again; if the session's claim still refuses it, every other serving
  * process of the session settles too (iommufd_remote_settle_session(): the claim may be held
- * for a file another process serves, whose last fd was a dead one's), and it is tried once more.
+ * for a file another process serves, whose last fd was a dead one's), and it is tried once more,
+ * and once more after another pass everywhere (iommufd_remote_settle_again(): a release in that
+ * pass may have let go of a delegate a server asked before serves).
  *
  * Return: the fd; -ENOENT no such node; -EBUSY open already, or a device of the group is
  * bound through its cdev (here or in another process of the session); -ENOMEM, -EMFILE.
@@ -429,5 +431,10 @@ int vfio_group_open(int group_id, int flags)
 	if (!claimed)
 		return rc;
 	iommufd_remote_settle_session();
+	rc = vfio_group_open_try(group_id, flags, &claimed);
+	if (!claimed)
+		return rc;
+	/* A release there may have let go of a delegate another server, asked first, serves. */
+	iommufd_remote_settle_again();
 	return vfio_group_open_try(group_id, flags, &claimed);
 }

@@ -376,15 +376,21 @@ static void seed_begin(struct seed *sd, uint8_t mode)
 }
 
 /* A request the harness completes (magic, token and secret when the mode patches them). */
-static void seed_req(struct seed *sd, enum wire_op op, uint64_t a0, uint64_t a1, uint64_t a2,
-		     uint64_t a3)
+static void seed_req_flags(struct seed *sd, enum wire_op op, uint32_t flags, uint64_t a0,
+			   uint64_t a1, uint64_t a2, uint64_t a3)
 {
-	struct wire_req req = { .op = op, .arg = { a0, a1, a2, a3 } };
+	struct wire_req req = { .op = op, .flags = flags, .arg = { a0, a1, a2, a3 } };
 
 	if (sd->n + sizeof(req) > sizeof(sd->b))
 		abort();
 	memcpy(sd->b + sd->n, &req, sizeof(req));
 	sd->n += sizeof(req);
+}
+
+static void seed_req(struct seed *sd, enum wire_op op, uint64_t a0, uint64_t a1, uint64_t a2,
+		     uint64_t a3)
+{
+	seed_req_flags(sd, op, 0, a0, a1, a2, a3);
 }
 
 static void seed_write(const char *dir, const char *name, const struct seed *sd)
@@ -400,7 +406,7 @@ static void seed_write(const char *dir, const char *name, const struct seed *sd)
 	}
 }
 
-/* One input per kind of request (remote.h's enum wire_op) and a SETTLE. */
+/* One input per kind of request (remote.h's enum wire_op), a SETTLE and the redirect flag. */
 static void seeds_dump(const char *dir)
 {
 	struct seed sd;
@@ -457,4 +463,22 @@ static void seeds_dump(const char *dir)
 
 	seed_begin(&sd, 0x10);
 	seed_write(dir, "settle", &sd);
+
+	/*
+	 * An IOCTL, a READ at an offset, a WRITE at the file position and an MMAP, each asking
+	 * for a redirect, which a file without a delegate answers as without it.
+	 */
+	seed_begin(&sd, 0x03);
+	seed_req_flags(&sd, WIRE_IOCTL, WIRE_REQ_REDIRECT, IOMMU_IOAS_ALLOC, 0, 0, 0);
+	seed_req_flags(&sd, WIRE_READ, WIRE_REQ_REDIRECT, 0, 0x1000, 0, 0);
+	seed_req_flags(&sd, WIRE_WRITE, WIRE_REQ_REDIRECT, 0, 0x1000, UINT64_MAX, 0);
+	seed_req_flags(&sd, WIRE_MMAP, WIRE_REQ_REDIRECT, 0x1000, PROT_READ, MAP_SHARED, 0);
+	seed_write(dir, "redirect", &sd);
+
+	/* The position of a file, read and moved (a redirected read at the position). */
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_POS, 0, 0, 0, 0);
+	seed_req(&sd, WIRE_POS, 4, 0, 0, 0);
+	seed_req(&sd, WIRE_POS, UINT64_MAX, 0, 0, 0);
+	seed_write(dir, "pos", &sd);
 }

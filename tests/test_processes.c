@@ -4974,27 +4974,42 @@ static int xrev_fork_hold = -1;
 
 static int xrev_fork_check(int vfd)
 {
-	int p[2];
+	int p[2], done[2];
 	char c;
 
 	if (pipe2(p, O_CLOEXEC))
 		return -8;
+	if (pipe2(done, O_CLOEXEC)) {
+		close(p[0]);
+		close(p[1]);
+		return -8;
+	}
 	xrev_fork_pid = fork();
 	if (xrev_fork_pid < 0)
 		return -9;
 	if (!xrev_fork_pid) {
 		/*
-		 * Its copy of the cdev goes at once, and of the VMM's socket, whose EOF the VMM
-		 * waits for; it lives on until the test lets it go.
+		 * Its copy of the cdev goes, and of the VMM's socket, whose EOF the VMM waits
+		 * for; it says so, and lives on until the test lets it go.
 		 */
 		close(p[1]);
-		if (close(vfd) || close(xrev_sock))
+		close(done[0]);
+		if (close(vfd) || close(xrev_sock) || write(done[1], "c", 1) != 1)
 			_exit(1);
 		_exit(read(p[0], &c, 1) == 0 ? 0 : 2);
 	}
 	close(p[0]);
+	close(done[1]);
 	xrev_fork_hold = p[1];
-	return 0;
+	/*
+	 * As in the kernel, the device binds elsewhere only once every copy of its cdev file is
+	 * closed: the child's close is ordered before our bind, not left to how fast it runs.
+	 */
+	c = 0;
+	if (read(done[0], &c, 1) != 1 || c != 'c')
+		c = 0;
+	close(done[0]);
+	return c ? 0 : -11;
 }
 
 /*

@@ -28,6 +28,7 @@
 #include <sys/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -438,17 +439,42 @@ static bool record_exists(int fd)
 static int record_forge(int fd, int pid, unsigned long long start, const char *mode,
 			const char *name)
 {
-	char path[320];
+	char path[320], tmp[340], *slash;
+	int lock;
 	FILE *f;
 
+	/*
+	 * Written as the registry writes its own (a whole record renamed into place, under its
+	 * lock), so a sweep by any other process, which removes only the stale record it read,
+	 * leaves it.
+	 */
 	if (record_path(fd, path, sizeof(path)))
 		return -1;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* A writer's temporary name (".INO.PID"), which no sweep takes while we live. */
+	slash = strrchr(path, '/');
+	snprintf(tmp, sizeof(tmp), "%.*s.%s.%d", (int)(slash + 1 - path), path, slash + 1,
+		 (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	f = fd < 0 ? NULL : fdopen(fd, "w");
 	if (!f)
 		return -1;
 	fprintf(f, "uiommu-fd 1 %d %llu %s 10 257 %s\n", pid, start, mode, name);
-	return fclose(f);
+	if (fclose(f)) {
+		unlink(tmp);
+		return -1;
+	}
+	/* Under the registry's lock, shared, as its writers rename (procfd.c). */
+	*slash = '\0';
+	lock = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*slash = '/';
+	if (lock < 0 || flock(lock, LOCK_SH) || rename(tmp, path)) {
+		if (lock >= 0)
+			close(lock);
+		unlink(tmp);
+		return -1;
+	}
+	close(lock);
+	return 0;
 }
 
 static void record_drop(int fd)

@@ -48,9 +48,11 @@
  * space, out of fds, an injected failure) fails the open or the ioctl as an allocation would,
  * and the unwind removes it. So a file without its record never exists there.
  *
- * Locking: none. The directory is found once (pthread_once) and constant after; records need
- * none, each is written whole and renamed. So a release, which may run under fdt_lock and
- * gone_lock (file.c), removes its record without taking a lock.
+ * Locking: the directory is found once (pthread_once) and constant after; records are each
+ * written whole and renamed. The one lock is the registry's own flock() (procfd_dir_lock()),
+ * a leaf taken by no one who waits for anything else while holding it, which orders a sweep's
+ * read-then-unlink against a rename into place. A release, which may run under fdt_lock and
+ * gone_lock (file.c), removes its own live record by name without taking it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -62,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -226,6 +229,31 @@ static int procfd_record_live(const struct procfd_record *rec)
 }
 
 /*
+ * The registry's lock, so that a sweep removes only the stale record it read: between its read
+ * and its unlink another process may rename a live record into place under the same name (a
+ * socket inode number come round again, a test's forgery), and an unlink by name would take
+ * that one. A sweep holds the lock exclusive from its first read to its last unlink; a writer
+ * holds it shared while it renames a record into place. flock() of the directory: per open
+ * file description, so it orders the threads of one process as it orders processes, and a
+ * process's death lets go of it. Return: the fd that holds it, or -errno.
+ */
+static int procfd_dir_lock(const char *dir, int how)
+{
+	int fd = sys_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, how)) {
+		if (errno == EINTR)
+			continue;
+		rc = -errno;
+		sys_close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/*
  * Removes what processes that are gone left: records naming a dead process (or one that is
  * no record at all: the directory is ours alone) and a crashed writer's temporary file
  * (".INO.PID"); at @exiting, also this process's own records (its files end with it, and
@@ -236,10 +264,15 @@ static void procfd_sweep(const char *dir, bool exiting)
 {
 	struct procfd_record rec;
 	struct dirent *de;
-	DIR *d = opendir(dir);
+	int lock = procfd_dir_lock(dir, LOCK_EX);
+	DIR *d;
 
-	if (!d)
+	/* Not sure what it would remove (out of fds): nothing goes. */
+	if (lock < 0)
 		return;
+	d = opendir(dir);
+	if (!d)
+		goto out_unlock;
 	while ((de = readdir(d))) {
 		char path[PATH_MAX];
 		unsigned long long ino, start;
@@ -262,6 +295,8 @@ static void procfd_sweep(const char *dir, bool exiting)
 			unlink(path);
 	}
 	closedir(d);
+out_unlock:
+	sys_close(lock);
 }
 
 /* A process that exits (not by exec) takes its records with it. */
@@ -287,7 +322,7 @@ int iommufd_procfd_publish(ino_t ino, const struct iommufd_node *node)
 	char dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX], line[160];
 	pid_t pid = getpid();
 	unsigned long long start;
-	int fd, len, rc = 0;
+	int fd, len, lock, rc = 0;
 
 	/* No registry to keep (no preload layer, or no directory we trust): nothing to do. */
 	if (!atomic_load_explicit(&procfd_enabled, memory_order_relaxed) || procfd_dir_get(dir))
@@ -324,8 +359,13 @@ int iommufd_procfd_publish(ino_t ino, const struct iommufd_node *node)
 	if (sys_write(fd, line, (size_t)len) != len)
 		rc = errno ? -errno : -ENOSPC;
 	sys_close(fd);
+	lock = rc ? -1 : procfd_dir_lock(dir, LOCK_SH);
+	if (lock < 0 && !rc)
+		rc = lock;
 	if (!rc && rename(tmp, path))
 		rc = -errno;
+	if (lock >= 0)
+		sys_close(lock);
 	if (rc)
 		unlink(tmp);
 	return rc;

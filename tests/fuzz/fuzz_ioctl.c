@@ -49,6 +49,7 @@
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
 #include "uiommu/vfio_compat.h"
+#include "seed.h"
 
 enum { OP_IOCTL, OP_IOCTL_FD, OP_READ, OP_WRITE, OP_MMAP, OP_CLOSE, OP_NR };
 
@@ -801,19 +802,6 @@ static void s_trigger(struct seed *sd, uint32_t op)
 		eu64(sd, 0x1000000); /* addr */
 	}
 	eioctl_end(sd);
-}
-
-static void seed_write(const char *dir, const char *name, const struct seed *sd)
-{
-	char path[4096];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "wb");
-	if (!f || fwrite(sd->b, 1, sd->n, f) != sd->n || fclose(f)) {
-		perror(path);
-		exit(1);
-	}
 }
 
 static void seeds_dump(const char *dir)

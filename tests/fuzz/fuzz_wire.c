@@ -56,6 +56,7 @@
 #include "uiommu/iommufd.h"
 #include "uiommu/iommufd_test.h"
 #include "uiommu/uiommu.h"
+#include "seed.h"
 
 #define SCRATCH_LEN (64 * 1024)
 #define MAPPED_LEN (64 * 1024)
@@ -391,19 +392,6 @@ static void seed_req(struct seed *sd, enum wire_op op, uint64_t a0, uint64_t a1,
 		     uint64_t a3)
 {
 	seed_req_flags(sd, op, 0, a0, a1, a2, a3);
-}
-
-static void seed_write(const char *dir, const char *name, const struct seed *sd)
-{
-	char path[4096];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "wb");
-	if (!f || fwrite(sd->b, 1, sd->n, f) != sd->n || fclose(f)) {
-		perror(path);
-		exit(1);
-	}
 }
 
 /* One input per kind of request (remote.h's enum wire_op), a SETTLE and the redirect flag. */

@@ -407,8 +407,8 @@ static int vfio_cdev_bind_remote(struct vfio_cdev_file *vf, struct iommufd_serve
  * (the local bind's checks answer); -ENOMEM: a file of another process's whose copy we could
  * not adopt (its server's INFO refused).
  */
-static int vfio_cdev_iommufd_remote(int fd, struct iommufd_server **server, uint64_t *token,
-				    uint8_t *secret)
+int vfio_iommufd_remote(int fd, struct iommufd_server **server, uint64_t *token,
+			uint8_t *secret)
 {
 	int local = iommufd_caller_fd_get(fd), rc;
 
@@ -443,7 +443,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	 * the new one as its delegate; another process's later calls on our file are redirected
 	 * there (vfio_cdev_delegate()), so none is made here with our memory.
 	 */
-	rc = vfio_cdev_iommufd_remote(bind.iommufd, &server, &token, secret);
+	rc = vfio_iommufd_remote(bind.iommufd, &server, &token, secret);
 	if (!rc)
 		return vfio_cdev_bind_remote(vf, server, token, secret, mm, arg);
 	if (rc != -EBADF)
@@ -908,6 +908,7 @@ static int vfio_cdev_bind_for_remote(struct iommufd_ctx *ictx, unsigned int mino
 
 static const struct iommufd_bind_ops vfio_cdev_bind_ops = {
 	.cdev_bind = vfio_cdev_bind_for_remote,
+	.group_set = vfio_group_open_for_remote,
 };
 
 /* Before any call of another process can come: with the library. */

@@ -1968,7 +1968,8 @@ static int xgrp_calls(int g, int c, const char *bdf, char *buf, bool dma)
  * ours fails during the SET_CONTAINER and the first call after it (the redirect); MODE 2: the
  * NTH of our serving side (the manager's ask); either answers a clean errno and, made again,
  * goes through. It says 'b', waits for a byte, closes everything, says 'c' and waits for EOF.
- * MODE 3: after 'b' it waits to be killed.
+ * MODE 3: after 'b' it waits to be killed. MODE 4: it keeps the device fd past its 'c' until a
+ * second byte, then says 'd'.
  * Exit status: 0, the errno of the failed step, 99 (a failure absorbed), 60 (a refused
  * adoption), or 100 and up for the step that went wrong.
  */
@@ -2013,8 +2014,13 @@ static int child_xgrp(int sock)
 		return 103;
 	if (msg[0] == 3)
 		return 104;
-	if (close(d) || close(g) || close(c) || write(sock, "c", 1) != 1 ||
-	    read(sock, &ch, 1) != 0)
+	/* MODE 4: the device fd outlives the group's and container's fds until a second byte. */
+	if (msg[0] == 4 && (close(g) || close(c) || write(sock, "c", 1) != 1 ||
+			    read(sock, &ch, 1) != 1 || close(d) || write(sock, "d", 1) != 1 ||
+			    read(sock, &ch, 1) != 0))
+		return 106;
+	if (msg[0] != 4 && (close(d) || close(g) || close(c) || write(sock, "c", 1) != 1 ||
+			    read(sock, &ch, 1) != 0))
 		return 105;
 	if (step)
 		return e;
@@ -2125,6 +2131,15 @@ static int child_main(int argc, char **argv)
 		return child_xsweep(a, 1);
 	if (!strcmp(role, "xgrp"))
 		return child_xgrp(a);
+	if (!strcmp(role, "gopen")) {
+		char path[32];
+		int g;
+
+		/* A third process's open of /dev/vfio/<ARG2>: its errno, or 0. */
+		snprintf(path, sizeof(path), "/dev/vfio/%ld", b);
+		g = open(path, O_RDWR | O_CLOEXEC);
+		return g < 0 ? errno : close(g);
+	}
 	if (!strcmp(role, "xgrpmgr"))
 		return child_xgrpmgr(a);
 	if (!strcmp(role, "subfd"))
@@ -5840,6 +5855,48 @@ TEST(a_group_handed_to_a_vmm_takes_the_vmm_s_own_container)
 	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
 	ASSERT_EQ(0, xgrp_round(path, 0, 0, xgrp_set_elsewhere));
 	ASSERT_EQ(0, xgrp_opens_here(path));
+}
+
+/* A third process's open of the node @path: its errno, or 0. */
+static int xgrp_third_opens(const char *path)
+{
+	pid_t pid = child_start("gopen", -1, atol(path + strlen("/dev/vfio/")));
+
+	return pid < 0 ? -1 : test_child_wait(pid);
+}
+
+/*
+ * The node stays claimed in the whole session while any file of it lives, as the kernel's
+ * group file, which the device fds hold: ours and the VMM's share one claim. While the VMM has
+ * the container, while its device fd alone is left (the VMM closed the group and we closed
+ * ours) a third process's open is EBUSY; once the device fd closed it opens.
+ */
+TEST(a_group_s_node_stays_claimed_while_any_of_its_files_lives)
+{
+	uint64_t msg[2] = { 4, 0 };
+	char path[32], bdf[64], c = 0;
+	int g, sock;
+	pid_t pid;
+
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	g = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(g, 0);
+	pid = child_start_with("xgrp", g, msg, sizeof(msg), &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('b', c);
+	ASSERT_EQ(EBUSY, xgrp_third_opens(path));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('c', c);
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(EBUSY, xgrp_third_opens(path));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('d', c);
+	ASSERT_EQ(0, xgrp_third_opens(path));
+	close(sock);
+	ASSERT_EQ(0, test_child_wait(pid));
 }
 
 /* The same VMM SIGKILLed with the container set: our calls answer a clean errno, no hang. */

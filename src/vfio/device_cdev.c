@@ -64,7 +64,8 @@
  * with the position: the caller makes it at the new file at the offset our file's position
  * has, then moves that position (file.c; the position is the open file's, ours). A
  * forked child closes its copy of the delegate (file.c's fork handler): its copy of our file
- * is served by us, and must not hold the device past that file's last close.
+ * is served by us, and must not hold the device past that file's last close. A group file whose
+ * container another process serves goes there the same way (group.c), with the helpers here.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page

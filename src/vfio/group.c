@@ -26,6 +26,16 @@
  * the container maps. UNSET_CONTAINER (EINVAL without one) always succeeds with an iommufd
  * container, and open devices stay bound, as the kernel's; closing the group file unsets too.
  *
+ * A container another process serves. Our machine's copy of the group cannot use it, so the
+ * group goes where the container is, as a cdev bound to such a context does (device_cdev.c):
+ * that process opens the node in its machine and sets the container there (WIRE_VFIO_GROUP,
+ * vfio_group_open_for_remote()), sharing our claim of the node (a copy of our handle: nobody
+ * can open the node in between, and a failure leaves ours as it was); our file keeps the new
+ * one as its delegate and makes every later call there (UNSET and a second SET included: the
+ * delegate stays until our last put, as the kernel's group file stays open after UNSET), and
+ * another process's calls on ours are redirected to it. A file made so delegates no further
+ * (EOPNOTSUPP for a container of any other process: one hop).
+ *
  * GET_STATUS: VIABLE | CONTAINER_SET with a container; otherwise VIABLE while nobody claims DMA
  * ownership of the group (no DMA-API driver is bound to a device of it, no iommufd owns it);
  * vfio-pci and unbound functions do not count. ENODEV once the group has no device.
@@ -33,7 +43,8 @@
  * read() and write() of the fd answer EINVAL (the group's file_operations have neither).
  *
  * Locking: everything here is under vfio_cdev_lock (group.h), never held across a call that
- * takes it (vfio_cdev_open_group_mode()) or across the last put of a context.
+ * takes it (vfio_cdev_open_group_mode()), across the last put of a context, or across the ask
+ * of another process (a SET_CONTAINER in flight is marked remote.setting meanwhile).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1922,6 +1922,16 @@ static int xgrp_map(int c, void *buf)
 	return ioctl(c, VFIO_IOMMU_MAP_DMA, &map);
 }
 
+/*
+ * SET_CONTAINER of @c on @g and the status after it (the first call, perhaps redirected):
+ * *@step 0 when both went through, else the one that failed (1, 2), and its errno.
+ */
+static int xgrp_set(int g, int c, int *step)
+{
+	*step = ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) ? 1 : xgrp_status(g) != XGRP_FLAGS ? 2 : 0;
+	return *step ? errno : 0;
+}
+
 /* The function's DMA in this process's machine writes @what at XGRP_IOVA + 100. */
 static int xgrp_dma(const char *bdf, const char *what)
 {
@@ -1975,7 +1985,7 @@ static int xgrp_calls(int g, int c, const char *bdf, char *buf, bool dma)
  */
 static int child_xgrp(int sock)
 {
-	int c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), g, d, rc, e = 0, step = 0;
+	int c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), g, d, e = 0, step = 0;
 	unsigned long left = 1;
 	uint64_t msg[2]; /* MODE, NTH */
 	char bdf[64], *buf, ch;
@@ -1990,14 +2000,7 @@ static int child_xgrp(int sock)
 		uiommu_fail_nth_arm(msg[1]);
 	else if (msg[0] == 2)
 		uiommu_serve_fail_nth_arm(msg[1]);
-	rc = ioctl(g, VFIO_GROUP_SET_CONTAINER, &c);
-	if (rc) {
-		e = errno;
-		step = 1;
-	} else if (xgrp_status(g) != XGRP_FLAGS) {
-		e = errno;
-		step = 2;
-	}
+	e = xgrp_set(g, c, &step);
 	if (msg[0] == 1)
 		left = uiommu_fail_nth_disarm();
 	else if (msg[0] == 2)
@@ -5865,6 +5868,22 @@ static int xgrp_third_opens(const char *path)
 	return pid < 0 ? -1 : test_child_wait(pid);
 }
 
+/* Our node @path handed to a VMM with MODE @mode (child_xgrp()), once it said 'b': its pid. */
+static pid_t xgrp_start(const char *path, uint64_t mode, int *g, int *sock)
+{
+	uint64_t msg[2] = { mode, 0 };
+	pid_t pid;
+	char c = 0;
+
+	*g = open(path, O_RDWR | O_CLOEXEC);
+	if (*g < 0)
+		return -1;
+	pid = child_start_with("xgrp", *g, msg, sizeof(msg), sock);
+	if (pid > 0 && (read(*sock, &c, 1) != 1 || c != 'b'))
+		return -1;
+	return pid;
+}
+
 /*
  * The node stays claimed in the whole session while any file of it lives, as the kernel's
  * group file, which the device fds hold: ours and the VMM's share one claim. While the VMM has
@@ -5873,18 +5892,13 @@ static int xgrp_third_opens(const char *path)
  */
 TEST(a_group_s_node_stays_claimed_while_any_of_its_files_lives)
 {
-	uint64_t msg[2] = { 4, 0 };
 	char path[32], bdf[64], c = 0;
 	int g, sock;
 	pid_t pid;
 
 	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
-	g = open(path, O_RDWR | O_CLOEXEC);
-	ASSERT_GE(g, 0);
-	pid = child_start_with("xgrp", g, msg, sizeof(msg), &sock);
+	pid = xgrp_start(path, 4, &g, &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(1, read(sock, &c, 1));
-	ASSERT_EQ('b', c);
 	ASSERT_EQ(EBUSY, xgrp_third_opens(path));
 	ASSERT_EQ(1, write(sock, &c, 1));
 	ASSERT_EQ(1, read(sock, &c, 1));
@@ -5902,24 +5916,18 @@ TEST(a_group_s_node_stays_claimed_while_any_of_its_files_lives)
 /* The same VMM SIGKILLed with the container set: our calls answer a clean errno, no hang. */
 TEST(a_group_whose_container_process_is_killed_answers_cleanly)
 {
-	uint64_t msg[2] = { 3, 0 };
-	char path[32], bdf[64], c = 0;
+	char path[32], bdf[64];
 	int g, sock;
 	pid_t pid;
 
 	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
-	g = open(path, O_RDWR | O_CLOEXEC);
-	ASSERT_GE(g, 0);
-	pid = child_start_with("xgrp", g, msg, sizeof(msg), &sock);
+	pid = xgrp_start(path, 3, &g, &sock);
 	ASSERT_GT(pid, 0);
-	ASSERT_EQ(1, read(sock, &c, 1));
-	ASSERT_EQ('b', c);
 	ASSERT_EQ(XGRP_FLAGS, xgrp_status(g));
 	ASSERT_EQ(0, child_kill_reap(pid));
 	close(sock);
 	ASSERT_EQ(-1, xgrp_status(g));
 	ASSERT_TRUE(errno == ENODEV || errno == EIO);
-	/* Still set, as far as anybody can tell: no container of ours goes in its place. */
 	ASSERT_EQ(0, close(g));
 	ASSERT_EQ(0, xgrp_opens_here(path));
 }
@@ -6060,14 +6068,7 @@ static int xgrp_forward_round(const char *path, uint64_t mode, uint64_t nth)
 		return -9;
 	if (mode == 1)
 		uiommu_fail_nth_arm(nth);
-	rc = ioctl(g, VFIO_GROUP_SET_CONTAINER, &ct);
-	if (rc) {
-		e = errno;
-		step = 1;
-	} else if (xgrp_status(g) != XGRP_FLAGS) {
-		e = errno;
-		step = 2;
-	}
+	e = xgrp_set(g, ct, &step);
 	if (mode == 1)
 		left = uiommu_fail_nth_disarm();
 	if (write(sock, &c, 1) != 1 ||

@@ -1975,9 +1975,9 @@ static int xgrp_calls(int g, int c, const char *bdf, char *buf, bool dma)
  * that opens /dev/vfio/vfio itself: SET_CONTAINER goes to the manager, which serves the group
  * file and asks us to open the node here with our container (the reverse case); our calls on
  * the group are then in-process (xgrp_calls(), DMA included). MODE 1: the NTH fail point of
- * ours fails during the SET_CONTAINER and the first call after it (the redirect); MODE 2: the
- * NTH of our serving side (the manager's ask); either answers a clean errno and, made again,
- * goes through. It says 'b', waits for a byte, closes everything, says 'c' and waits for EOF.
+ * ours fails during the SET_CONTAINER and the first call after it (the redirect), which
+ * answers a clean errno and, made again, goes through. (Our serving of the manager's ask is
+ * the code the forward case's sweep of the manager's serving side runs.) It says 'b', waits for a byte, closes everything, says 'c' and waits for EOF.
  * MODE 3: after 'b' it waits to be killed. MODE 4: it keeps the device fd past its 'c' until a
  * second byte, then says 'd'.
  * Exit status: 0, the errno of the failed step, 99 (a failure absorbed), 60 (a refused
@@ -1998,13 +1998,9 @@ static int child_xgrp(int sock)
 		return uiommu_fd_adopt(g) ? 60 : 107;
 	if (msg[0] == 1)
 		uiommu_fail_nth_arm(msg[1]);
-	else if (msg[0] == 2)
-		uiommu_serve_fail_nth_arm(msg[1]);
 	e = xgrp_set(g, c, &step);
 	if (msg[0] == 1)
 		left = uiommu_fail_nth_disarm();
-	else if (msg[0] == 2)
-		left = uiommu_serve_fail_nth_disarm();
 	if (step && !xsweep_errno_clean(e))
 		return 101;
 	/* Nothing stayed of a failed step: made again, it goes through. */
@@ -2027,7 +2023,7 @@ static int child_xgrp(int sock)
 		return 105;
 	if (step)
 		return e;
-	return msg[0] && msg[0] < 3 && !left ? 99 : 0;
+	return msg[0] == 1 && !left ? 99 : 0;
 }
 
 /*
@@ -5993,9 +5989,8 @@ TEST(a_group_whose_container_s_manager_is_killed_answers_cleanly)
 
 /*
  * The reverse SET_CONTAINER while a step fails: each of our serving side's in turn (the call
- * served for the VMM, our ask, the redirect), then each of the VMM's own, then of its serving
- * side (our ask, served there): a clean errno, nothing left (the step made again goes
- * through; the node opens here after both closed it).
+ * served for the VMM, our ask, the redirect), then each of the VMM's own: a clean errno,
+ * nothing left (the step made again goes through; the node opens here after both closed it).
  */
 static void xgrp_sweep(struct __h_test *_metadata, uint64_t mode)
 {
@@ -6034,11 +6029,6 @@ TEST(fail_nth_of_a_group_s_container_set_by_its_vmm_on_the_serving_side)
 TEST(fail_nth_of_a_group_s_container_set_by_its_vmm_in_the_vmm)
 {
 	xgrp_sweep(_metadata, 1);
-}
-
-TEST(fail_nth_of_a_group_s_container_set_by_its_vmm_on_the_vmm_s_serving_side)
-{
-	xgrp_sweep(_metadata, 2);
 }
 
 /*

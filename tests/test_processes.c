@@ -2130,6 +2130,27 @@ static int child_main(int argc, char **argv)
 		return child_xsweep(a, 1);
 	if (!strcmp(role, "xgrp"))
 		return child_xgrp(a);
+	if (!strcmp(role, "xgrp3")) {
+		int c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), g;
+		char bdf[64], ch;
+
+		g = recv_fd(a, &ch, 1);
+
+		/*
+		 * A third process handed the group: its calls are redirected to the VMM's file
+		 * and made there with its memory (CONTAINER_SET, EINVAL for its own container, EBUSY
+		 * for the function the VMM has open).
+		 */
+		if (g < 0 || c < 0 || !uiommu_is_fd(g) || xgrp_bdf(bdf, sizeof(bdf)) < 0)
+			return 1;
+		if (xgrp_status(g) != XGRP_FLAGS)
+			return 2;
+		if (ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) != -1 || errno != EINVAL)
+			return 3;
+		if (ioctl(g, VFIO_GROUP_GET_DEVICE_FD, bdf) != -1 || errno != EBUSY)
+			return 4;
+		return close(g) || close(c) ? 5 : 0;
+	}
 	if (!strcmp(role, "gopen")) {
 		char path[32];
 		int g;
@@ -5820,7 +5841,10 @@ static int xgrp_round(const char *path, uint64_t mode, uint64_t nth, int (*check
 	return rc ?: test_child_wait(pid);
 }
 
-/* While the VMM has the group: our calls reach its file, set once; the node is open. */
+/*
+ * While the VMM has the group: our calls reach its file, set once; the node is open; a third
+ * process's calls are redirected there ("xgrp3").
+ */
 static int xgrp_set_elsewhere(int g)
 {
 	int own = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), rc = 0;
@@ -5835,6 +5859,15 @@ static int xgrp_set_elsewhere(int g)
 	if (!rc && (open(path, O_RDWR | O_CLOEXEC) != -1 || errno != EBUSY))
 		rc = -7;
 	close(own);
+	if (!rc) {
+		char ch = 0;
+		int sock;
+		pid_t pid = child_start_with("xgrp3", g, &ch, 1, &sock);
+
+		rc = pid < 0 ? -8 : test_child_wait(pid);
+		if (pid >= 0)
+			close(sock);
+	}
 	return rc;
 }
 

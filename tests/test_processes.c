@@ -1886,6 +1886,188 @@ static int child_xsweep(int sock, long mode)
 	return left && failed ? 200 + (failed > 50 ? 50 : failed) : 107;
 }
 
+/* ---- a group whose container another process serves (the group goes where the context is) - */
+
+#define XGRP_IOVA (1ull << 20)
+#define XGRP_FLAGS (VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET)
+
+/* The BDF of vfio3's function (dma-test, a group of its own) into @bdf; its group's number. */
+static int xgrp_bdf(char *bdf, size_t len)
+{
+	char link[256];
+	ssize_t n = readlink("/sys/class/vfio-dev/vfio3/device", link, sizeof(link) - 1);
+
+	if (n <= 0)
+		return -1;
+	link[n] = '\0';
+	snprintf(bdf, len, "%s", strrchr(link, '/') + 1);
+	snprintf(link, sizeof(link), "/sys/class/vfio-dev/vfio3/device/iommu_group");
+	return vfio_group_id_of_link(link);
+}
+
+static int xgrp_status(int g)
+{
+	struct vfio_group_status st = { .argsz = sizeof(st) };
+
+	return ioctl(g, VFIO_GROUP_GET_STATUS, &st) ? -1 : (int)st.flags;
+}
+
+static int xgrp_map(int c, void *buf)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map), .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)buf, .iova = XGRP_IOVA, .size = PS,
+	};
+
+	return ioctl(c, VFIO_IOMMU_MAP_DMA, &map);
+}
+
+/*
+ * SET_CONTAINER of @c on @g and the status after it (the first call, perhaps redirected):
+ * *@step 0 when both went through, else the one that failed (1, 2), and its errno.
+ */
+static int xgrp_set(int g, int c, int *step)
+{
+	*step = ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) ? 1 : xgrp_status(g) != XGRP_FLAGS ? 2 : 0;
+	return *step ? errno : 0;
+}
+
+/* The function's DMA in this process's machine writes @what at XGRP_IOVA + 100. */
+static int xgrp_dma(const char *bdf, const char *what)
+{
+	struct uiommu_dma_dev *dma = uiommu_dma_dev_open(bdf);
+	ssize_t n;
+
+	if (!dma)
+		return -1;
+	n = uiommu_dma_write(dma, 0, XGRP_IOVA + 100, what, strlen(what), 0);
+	uiommu_dma_dev_close(dma);
+	return n == (ssize_t)strlen(what) ? 0 : -1;
+}
+
+/*
+ * A container set on @g, ours, through another process or not: GET_STATUS, type1v2, a page of
+ * @buf mapped, the device fd (its config space), a second SET_CONTAINER EINVAL. With @dma, the
+ * function's DMA here lands in @buf. The device fd, or a negative step.
+ */
+static int xgrp_calls(int g, int c, const char *bdf, char *buf, bool dma)
+{
+	int d, other = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+
+	if (xgrp_status(g) != XGRP_FLAGS)
+		return -1;
+	if (ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) || xgrp_map(c, buf))
+		return -2;
+	d = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (d < 0 || xbind_config_read(d))
+		return -3;
+	if (dma && (xgrp_dma(bdf, "hello") || memcmp(buf + 100, "hello", 5)))
+		return -4;
+	/* Set once, whichever container comes next. */
+	if (other < 0 || ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) != -1 || errno != EINVAL ||
+	    ioctl(g, VFIO_GROUP_SET_CONTAINER, &other) != -1 || errno != EINVAL || close(other))
+		return -5;
+	return d;
+}
+
+/*
+ * "xgrp SOCK": a VMM (or a DPDK secondary) handed its manager's group fd, with MODE and NTH,
+ * that opens /dev/vfio/vfio itself: SET_CONTAINER goes to the manager, which serves the group
+ * file and asks us to open the node here with our container (the reverse case); our calls on
+ * the group are then in-process (xgrp_calls(), DMA included). MODE 1: the NTH fail point of
+ * ours fails during the SET_CONTAINER and the first call after it (the redirect), which
+ * answers a clean errno and, made again, goes through. (Our serving of the manager's ask is
+ * the code the forward case's sweep of the manager's serving side runs.) It says 'b', waits for a byte, closes everything, says 'c' and waits for EOF.
+ * MODE 3: after 'b' it waits to be killed. MODE 4: it keeps the device fd past its 'c' until a
+ * second byte, then says 'd'.
+ * Exit status: 0, the errno of the failed step, 99 (a failure absorbed), 60 (a refused
+ * adoption), or 100 and up for the step that went wrong.
+ */
+static int child_xgrp(int sock)
+{
+	int c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), g, d, e = 0, step = 0;
+	unsigned long left = 1;
+	uint64_t msg[2]; /* MODE, NTH */
+	char bdf[64], *buf, ch;
+
+	g = recv_fd(sock, msg, sizeof(msg));
+	buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (g < 0 || c < 0 || buf == MAP_FAILED || xgrp_bdf(bdf, sizeof(bdf)) < 0)
+		return 100;
+	if (!uiommu_is_fd(g))
+		return uiommu_fd_adopt(g) ? 60 : 107;
+	if (msg[0] == 1)
+		uiommu_fail_nth_arm(msg[1]);
+	e = xgrp_set(g, c, &step);
+	if (msg[0] == 1)
+		left = uiommu_fail_nth_disarm();
+	if (step && !xsweep_errno_clean(e))
+		return 101;
+	/* Nothing stayed of a failed step: made again, it goes through. */
+	if (step == 1 && ioctl(g, VFIO_GROUP_SET_CONTAINER, &c))
+		return 102;
+	d = xgrp_calls(g, c, bdf, buf, true);
+	if (d < 0)
+		return 110 - d;
+	if (write(sock, "b", 1) != 1 || read(sock, &ch, 1) != 1)
+		return 103;
+	if (msg[0] == 3)
+		return 104;
+	/* MODE 4: the device fd outlives the group's and container's fds until a second byte. */
+	if (msg[0] == 4 && (close(g) || close(c) || write(sock, "c", 1) != 1 ||
+			    read(sock, &ch, 1) != 1 || close(d) || write(sock, "d", 1) != 1 ||
+			    read(sock, &ch, 1) != 0))
+		return 106;
+	if (msg[0] != 4 && (close(d) || close(g) || close(c) || write(sock, "c", 1) != 1 ||
+			    read(sock, &ch, 1) != 0))
+		return 105;
+	if (step)
+		return e;
+	return msg[0] == 1 && !left ? 99 : 0;
+}
+
+/*
+ * "xgrpmgr SOCK": the other way round, a manager that opens /dev/vfio/vfio and hands it to
+ * the test, which opens the group node itself and sets the container: the group goes where the
+ * container is, here. The test sends MODE and NTH first. MODE 2: the NTH fail point of our serving
+ * side fails meanwhile; at the test's byte we send what was left of it. Then we take the
+ * test's group fd: our calls on it are in-process (the status, the function's DMA into the
+ * test's page), say 'b' and wait for EOF. MODE 3: we wait to be killed once the container went.
+ * Exit status: 0, or the step that went wrong.
+ */
+static int child_xgrpmgr(int sock)
+{
+	int c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), g;
+	uint64_t msg[2]; /* MODE, NTH */
+	unsigned long left;
+	char bdf[64], ch = 0;
+	long mode;
+
+	if (c < 0 || xgrp_bdf(bdf, sizeof(bdf)) < 0 ||
+	    read(sock, msg, sizeof(msg)) != sizeof(msg))
+		return 1;
+	mode = (long)msg[0];
+	if (mode == 2)
+		uiommu_serve_fail_nth_arm(msg[1]);
+	if (send_fd(sock, c, &ch, 1) || read(sock, &ch, 1) != 1)
+		return 2;
+	if (mode == 2) {
+		left = uiommu_serve_fail_nth_disarm();
+		if (write(sock, &left, sizeof(left)) != sizeof(left))
+			return 3;
+	}
+	if (mode)
+		return read(sock, &ch, 1) == 0 ? 0 : 4;
+	g = recv_fd(sock, &ch, 1);
+	if (g < 0 || !uiommu_is_fd(g) || xgrp_status(g) != XGRP_FLAGS)
+		return 5;
+	if (xgrp_dma(bdf, "world"))
+		return 6;
+	if (close(g) || close(c) || write(sock, "b", 1) != 1)
+		return 7;
+	return read(sock, &ch, 1) == 0 ? 0 : 8;
+}
+
 static int child_served(int sock);
 static int child_memlock(int sock);
 
@@ -1946,6 +2128,40 @@ static int child_main(int argc, char **argv)
 		return child_xsweep(a, 0);
 	if (!strcmp(role, "xsweepc"))
 		return child_xsweep(a, 1);
+	if (!strcmp(role, "xgrp"))
+		return child_xgrp(a);
+	if (!strcmp(role, "xgrp3")) {
+		int c = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), g;
+		char bdf[64], ch;
+
+		g = recv_fd(a, &ch, 1);
+
+		/*
+		 * A third process handed the group: its calls are redirected to the VMM's file
+		 * and made there with its memory (CONTAINER_SET, EINVAL for its own container, EBUSY
+		 * for the function the VMM has open).
+		 */
+		if (g < 0 || c < 0 || !uiommu_is_fd(g) || xgrp_bdf(bdf, sizeof(bdf)) < 0)
+			return 1;
+		if (xgrp_status(g) != XGRP_FLAGS)
+			return 2;
+		if (ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) != -1 || errno != EINVAL)
+			return 3;
+		if (ioctl(g, VFIO_GROUP_GET_DEVICE_FD, bdf) != -1 || errno != EBUSY)
+			return 4;
+		return close(g) || close(c) ? 5 : 0;
+	}
+	if (!strcmp(role, "gopen")) {
+		char path[32];
+		int g;
+
+		/* A third process's open of /dev/vfio/<ARG2>: its errno, or 0. */
+		snprintf(path, sizeof(path), "/dev/vfio/%ld", b);
+		g = open(path, O_RDWR | O_CLOEXEC);
+		return g < 0 ? errno : close(g);
+	}
+	if (!strcmp(role, "xgrpmgr"))
+		return child_xgrpmgr(a);
 	if (!strcmp(role, "subfd"))
 		return child_subfd(a);
 	if (!strcmp(role, "cpr"))
@@ -5571,6 +5787,365 @@ TEST(a_remote_caller_pins_against_its_own_memlock_limit)
 	ASSERT_EQ(0, munmap(buf, MEMLOCK_PAGES * PS));
 	close(mfd);
 	close(sock);
+}
+
+/* ---- a group whose container another process serves ------------------------------------- */
+
+/* The node of vfio3's group into @path (its BDF in @bdf); -1 none. */
+static int xgrp_path(char *path, size_t len, char *bdf, size_t bdf_len)
+{
+	int id = xgrp_bdf(bdf, bdf_len);
+
+	if (id < 0)
+		return -1;
+	snprintf(path, len, "/dev/vfio/%d", id);
+	return 0;
+}
+
+/* The node opens here now (nothing of an earlier open anywhere holds it) and closes. */
+static int xgrp_opens_here(const char *path)
+{
+	int g = open(path, O_RDWR | O_CLOEXEC);
+
+	return g < 0 ? -1 : close(g);
+}
+
+/*
+ * One reverse round (child_xgrp()): our group node handed to a VMM with MODE and NTH; between
+ * its 'b' and our byte, @check (not NULL) runs on our fd. We close the node once the VMM closed
+ * its copy, and it must open here at once, while the VMM lives on. The child's status, or
+ * below 0: what went wrong here.
+ */
+static int xgrp_round(const char *path, uint64_t mode, uint64_t nth, int (*check)(int g))
+{
+	uint64_t msg[2] = { mode, nth };
+	int g = open(path, O_RDWR | O_CLOEXEC), sock, rc = 0;
+	pid_t pid;
+	char c = 0;
+
+	if (g < 0)
+		return -1;
+	pid = child_start_with("xgrp", g, msg, sizeof(msg), &sock);
+	if (pid < 0) {
+		close(g);
+		return -1;
+	}
+	if (read(sock, &c, 1) == 1 && c == 'b') {
+		rc = check ? check(g) : 0;
+		if (write(sock, &c, 1) != 1 || read(sock, &c, 1) != 1 || c != 'c')
+			rc = rc ?: -2;
+	}
+	if (close(g) || (!rc && xgrp_opens_here(path)))
+		rc = rc ?: -3;
+	close(sock);
+	return rc ?: test_child_wait(pid);
+}
+
+/*
+ * While the VMM has the group: our calls reach its file, set once; the node is open; a third
+ * process's calls are redirected there ("xgrp3").
+ */
+static int xgrp_set_elsewhere(int g)
+{
+	int own = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC), rc = 0;
+	char path[32], bdf[64];
+
+	if (own < 0 || xgrp_path(path, sizeof(path), bdf, sizeof(bdf)))
+		return -4;
+	if (xgrp_status(g) != XGRP_FLAGS)
+		rc = -5;
+	if (!rc && (ioctl(g, VFIO_GROUP_SET_CONTAINER, &own) != -1 || errno != EINVAL))
+		rc = -6;
+	if (!rc && (open(path, O_RDWR | O_CLOEXEC) != -1 || errno != EBUSY))
+		rc = -7;
+	close(own);
+	if (!rc) {
+		char ch = 0;
+		int sock;
+		pid_t pid = child_start_with("xgrp3", g, &ch, 1, &sock);
+
+		rc = pid < 0 ? -8 : test_child_wait(pid);
+		if (pid >= 0)
+			close(sock);
+	}
+	return rc;
+}
+
+/*
+ * A manager opens /dev/vfio/<G> and hands it to a VMM (or a DPDK secondary) that opened its
+ * own /dev/vfio/vfio: its SET_CONTAINER reaches us, the group file's server, with a container
+ * the VMM serves, so we ask the VMM to open the node in its machine with that container; the
+ * VMM's calls on the group are then its own, in-process (type1v2, a map, the device fd, its
+ * config space, the function's DMA into its page), ours reach its file (CONTAINER_SET, EINVAL
+ * for a second container), and the node opens again once both closed it. It used to answer
+ * EOPNOTSUPP.
+ */
+TEST(a_group_handed_to_a_vmm_takes_the_vmm_s_own_container)
+{
+	char path[32], bdf[64];
+
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	ASSERT_EQ(0, xgrp_round(path, 0, 0, xgrp_set_elsewhere));
+	ASSERT_EQ(0, xgrp_opens_here(path));
+}
+
+/* A third process's open of the node @path: its errno, or 0. */
+static int xgrp_third_opens(const char *path)
+{
+	pid_t pid = child_start("gopen", -1, atol(path + strlen("/dev/vfio/")));
+
+	return pid < 0 ? -1 : test_child_wait(pid);
+}
+
+/* Our node @path handed to a VMM with MODE @mode (child_xgrp()), once it said 'b': its pid. */
+static pid_t xgrp_start(const char *path, uint64_t mode, int *g, int *sock)
+{
+	uint64_t msg[2] = { mode, 0 };
+	pid_t pid;
+	char c = 0;
+
+	*g = open(path, O_RDWR | O_CLOEXEC);
+	if (*g < 0)
+		return -1;
+	pid = child_start_with("xgrp", *g, msg, sizeof(msg), sock);
+	if (pid > 0 && (read(*sock, &c, 1) != 1 || c != 'b'))
+		return -1;
+	return pid;
+}
+
+/*
+ * The node stays claimed in the whole session while any file of it lives, as the kernel's
+ * group file, which the device fds hold: ours and the VMM's share one claim. While the VMM has
+ * the container, while its device fd alone is left (the VMM closed the group and we closed
+ * ours) a third process's open is EBUSY; once the device fd closed it opens.
+ */
+TEST(a_group_s_node_stays_claimed_while_any_of_its_files_lives)
+{
+	char path[32], bdf[64], c = 0;
+	int g, sock;
+	pid_t pid;
+
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	pid = xgrp_start(path, 4, &g, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(EBUSY, xgrp_third_opens(path));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('c', c);
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(EBUSY, xgrp_third_opens(path));
+	ASSERT_EQ(1, write(sock, &c, 1));
+	ASSERT_EQ(1, read(sock, &c, 1));
+	ASSERT_EQ('d', c);
+	ASSERT_EQ(0, xgrp_third_opens(path));
+	close(sock);
+	ASSERT_EQ(0, test_child_wait(pid));
+}
+
+/* The same VMM SIGKILLed with the container set: our calls answer a clean errno, no hang. */
+TEST(a_group_whose_container_process_is_killed_answers_cleanly)
+{
+	char path[32], bdf[64];
+	int g, sock;
+	pid_t pid;
+
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	pid = xgrp_start(path, 3, &g, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(XGRP_FLAGS, xgrp_status(g));
+	ASSERT_EQ(0, child_kill_reap(pid));
+	close(sock);
+	ASSERT_EQ(-1, xgrp_status(g));
+	ASSERT_TRUE(errno == ENODEV || errno == EIO);
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, xgrp_opens_here(path));
+}
+
+/*
+ * The forward case: we open the node and set a container our manager (a child) serves: the
+ * group goes there; our calls on it are made at the manager's file (type1v2 and a map of our
+ * page through the container, the device fd of the manager's machine and its config space,
+ * EINVAL for a second container), the manager's own calls on our group fd are in-process, and
+ * its function's DMA lands in our page. With @mode 3 the manager is killed instead.
+ */
+static void xgrp_forward(struct __h_test *_metadata, uint64_t mode)
+{
+	uint64_t msg[2] = { mode, 0 };
+	char path[32], bdf[64], c = 0, *buf;
+	int g, d, ct, sock;
+	pid_t pid;
+
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	buf = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	pid = child_start_with("xgrpmgr", -1, NULL, 0, &sock);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ((ssize_t)sizeof(msg), write(sock, msg, sizeof(msg)));
+	ct = recv_fd(sock, &c, 1);
+	ASSERT_GE(ct, 0);
+	g = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(g, 0);
+	ASSERT_EQ(0, ioctl(g, VFIO_GROUP_SET_CONTAINER, &ct));
+	d = xgrp_calls(g, ct, bdf, buf, false);
+	ASSERT_GE(d, 0);
+	if (mode == 3) {
+		ASSERT_EQ(0, child_kill_reap(pid));
+		ASSERT_EQ(-1, xgrp_status(g));
+		ASSERT_TRUE(errno == ENODEV || errno == EIO);
+		ASSERT_NE(0, xbind_config_read(d));
+	} else {
+		ASSERT_EQ(1, write(sock, &c, 1));
+		ASSERT_EQ(0, send_fd(sock, g, &c, 1));
+		ASSERT_EQ(1, read(sock, &c, 1));
+		ASSERT_EQ('b', c);
+		ASSERT_EQ(0, memcmp(buf + 100, "world", 5));
+	}
+	ASSERT_EQ(0, close(d));
+	ASSERT_EQ(0, close(g));
+	ASSERT_EQ(0, close(ct));
+	close(sock);
+	if (mode != 3)
+		ASSERT_EQ(0, test_child_wait(pid));
+	ASSERT_EQ(0, xgrp_opens_here(path));
+	munmap(buf, PS);
+}
+
+TEST(a_group_takes_a_container_its_manager_serves)
+{
+	xgrp_forward(_metadata, 0);
+}
+
+TEST(a_group_whose_container_s_manager_is_killed_answers_cleanly)
+{
+	xgrp_forward(_metadata, 3);
+}
+
+/*
+ * The reverse SET_CONTAINER while a step fails: each of our serving side's in turn (the call
+ * served for the VMM, our ask, the redirect), then each of the VMM's own: a clean errno,
+ * nothing left (the step made again goes through; the node opens here after both closed it).
+ */
+static void xgrp_sweep(struct __h_test *_metadata, uint64_t mode)
+{
+	unsigned long nth, left = 0, failed = 0;
+	char path[32], bdf[64];
+	int rc;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	for (nth = 1; nth < 300; nth++) {
+		if (!mode)
+			uiommu_serve_fail_nth_arm(nth);
+		rc = xgrp_round(path, mode, nth, NULL);
+		left = mode ? 0 : uiommu_serve_fail_nth_disarm();
+		ASSERT_EQ(0, xgrp_opens_here(path));
+		/* Nothing failed: the sweep is over. */
+		if ((!mode && left) || (mode && !rc)) {
+			ASSERT_EQ(0, rc);
+			break;
+		}
+		/* On a mismatch, says at which step and what the child said. */
+		if (rc && !xsweep_errno_clean(rc) && rc != 60 && rc != 99)
+			ASSERT_EQ(0, (long)nth * 1000 + rc);
+		failed += rc && rc != 60 && rc != 99;
+	}
+	ASSERT_LT(nth, 300);
+	ASSERT_NE(0, failed);
+}
+
+TEST(fail_nth_of_a_group_s_container_set_by_its_vmm_on_the_serving_side)
+{
+	xgrp_sweep(_metadata, 0);
+}
+
+TEST(fail_nth_of_a_group_s_container_set_by_its_vmm_in_the_vmm)
+{
+	xgrp_sweep(_metadata, 1);
+}
+
+/*
+ * The forward SET_CONTAINER while a step fails: each of ours in turn (@mode 1: the ask), or
+ * each of the manager's serving side (@mode 2: the node opened there, the claim shared, the
+ * container set): a clean errno, nothing left (made again it goes through; the node opens here
+ * after we closed it). Returns 1 when nothing failed.
+ */
+static int xgrp_forward_round(const char *path, uint64_t mode, uint64_t nth)
+{
+	uint64_t msg[2] = { mode, nth };
+	unsigned long left = 1;
+	int g, ct, sock, rc, e = 0, step = 0;
+	pid_t pid = child_start_with("xgrpmgr", -1, NULL, 0, &sock);
+	bool refused;
+	char c = 0;
+
+	if (pid < 0 || write(sock, msg, sizeof(msg)) != sizeof(msg))
+		return -1;
+	ct = recv_fd(sock, &c, 1);
+	g = open(path, O_RDWR | O_CLOEXEC);
+	if (ct < 0 || g < 0)
+		return -2;
+	/* A refused adoption (the manager's INFO failed) leaves a plain socket: adopted again. */
+	refused = !uiommu_is_fd(ct);
+	if (refused && !uiommu_fd_adopt(ct))
+		return -9;
+	if (mode == 1)
+		uiommu_fail_nth_arm(nth);
+	e = xgrp_set(g, ct, &step);
+	if (mode == 1)
+		left = uiommu_fail_nth_disarm();
+	if (write(sock, &c, 1) != 1 ||
+	    (mode == 2 && read(sock, &left, sizeof(left)) != sizeof(left)))
+		return -3;
+	if (step && !xsweep_errno_clean(e))
+		return -(int)(1000 + e);
+	if (step == 1 && ioctl(g, VFIO_GROUP_SET_CONTAINER, &ct))
+		return -4;
+	if (xgrp_status(g) != XGRP_FLAGS)
+		return -5;
+	if (close(g) || close(ct))
+		return -6;
+	close(sock);
+	rc = test_child_wait(pid);
+	if (rc)
+		return -100 - rc;
+	if (xgrp_opens_here(path))
+		return -7;
+	/* A failure absorbed; serving, the mapping of our life word may be (processes.md). */
+	if (!step && !left && !refused && mode != 2)
+		return -8;
+	return left ? 1 : 0;
+}
+
+static void xgrp_forward_sweep(struct __h_test *_metadata, uint64_t mode)
+{
+	char path[32], bdf[64];
+	unsigned long nth;
+	int rc = 0;
+
+	if (!uiommu_fail_nth_available())
+		SKIP("no fault injection in this build");
+	ASSERT_EQ(0, xgrp_path(path, sizeof(path), bdf, sizeof(bdf)));
+	for (nth = 1; nth < 300; nth++) {
+		rc = xgrp_forward_round(path, mode, nth);
+		/* On a mismatch, says at which step and what went wrong. */
+		if (rc < 0)
+			ASSERT_EQ(0, (long)nth * 10000 - rc);
+		if (rc)
+			break;
+	}
+	ASSERT_EQ(1, rc);
+	ASSERT_LT(1, nth);
+}
+
+TEST(fail_nth_of_a_group_s_container_set_through_its_manager_in_the_asker)
+{
+	xgrp_forward_sweep(_metadata, 1);
+}
+
+TEST(fail_nth_of_a_group_s_container_set_through_its_manager_on_its_serving_side)
+{
+	xgrp_forward_sweep(_metadata, 2);
 }
 
 int main(int argc, char **argv)

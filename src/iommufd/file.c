@@ -2375,17 +2375,19 @@ bool iommufd_caller_is_remote(void)
 }
 
 /*
- * Another process binds a VFIO cdev to our context @token (WIRE_VFIO_BIND): the device goes
- * where the context is. The layer above opens vfio@minor here and binds that new file, which
- * travels back in *@new_fds. EBADFD for a file that is not a context, as a bind's iommufd.
+ * Another process's VFIO file goes where our context @token is (WIRE_VFIO_BIND: a cdev bound
+ * to it; WIRE_VFIO_GROUP: a group node whose container it is): the layer above opens the node
+ * here and binds the new file or sets its container (@group_id not -1: the group's number,
+ * @claim_fd the caller's handle of the node's claim, -1 none); the file travels back in
+ * *@new_fds. EBADFD for a file that is not a context, as a bind's iommufd or a container.
  */
-int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
-				 unsigned int minor, uint32_t *devid, int *new_fds,
-				 unsigned int *nr_new)
+static int file_serve_vfio(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+			   unsigned int minor, int64_t group_id, int64_t claim_fd, uint32_t *devid,
+			   int *new_fds, unsigned int *nr_new)
 {
 	const struct iommufd_bind_ops *ops = atomic_load_explicit(&bind_ops, memory_order_acquire);
 	struct iommufd_file *file = export_lookup(token, secret);
-	int rc;
+	int rc, claim = -1;
 
 	*nr_new = 0;
 	if (!file)
@@ -2395,10 +2397,19 @@ int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct u
 		iommufd_file_put(file);
 		return rc;
 	}
+	/* The caller's handle, which it holds through the call: a copy, as an argument's fd. */
+	if (group_id >= 0 && claim_fd >= 0) {
+		claim = claim_fd > INT32_MAX ? -1 : uiommu_mm_remote_getfd(mm, (int)claim_fd);
+		if (claim < 0) {
+			iommufd_file_put(file);
+			return claim_fd > INT32_MAX ? -EBADF : claim;
+		}
+	}
 	file_remote_caller = mm;
 	file_remote_nr_new = 0;
-	rc = ops->cdev_bind(file->ictx, minor, devid);
-	/* A failed bind closed the fd it made: nothing to hand over. */
+	rc = group_id >= 0 ? ops->group_set(file->ictx, (unsigned int)group_id, claim) :
+			     ops->cdev_bind(file->ictx, minor, devid);
+	/* A failure closed the fd it made: nothing to hand over. */
 	if (rc >= 0) {
 		memcpy(new_fds, file_remote_new_fds, sizeof(int) * file_remote_nr_new);
 		*nr_new = file_remote_nr_new;
@@ -2406,6 +2417,22 @@ int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct u
 	file_remote_caller = NULL;
 	iommufd_file_put(file);
 	return rc < 0 ? rc : 0;
+}
+
+int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+				 unsigned int minor, uint32_t *devid, int *new_fds,
+				 unsigned int *nr_new)
+{
+	return file_serve_vfio(token, secret, mm, minor, -1, -1, devid, new_fds, nr_new);
+}
+
+int iommufd_file_serve_vfio_group(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+				  unsigned int group_id, int64_t claim_fd, int *new_fds,
+				  unsigned int *nr_new)
+{
+	uint32_t devid;
+
+	return file_serve_vfio(token, secret, mm, 0, group_id, claim_fd, &devid, new_fds, nr_new);
 }
 
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,

@@ -143,6 +143,9 @@
  * new fd; the client's cdev file makes its calls on it from then on (device_cdev.c). A served
  * call may make that request too (the reverse bind: the caller's own context): its client is
  * marked asking meanwhile, as for a SETTLE, since the bind there may ask us to settle.
+ * A group node whose container is a context of ours (WIRE_VFIO_GROUP) goes the same way: we
+ * open the node in our machine, sharing the asker's claim of it (a copy of its handle, taken
+ * with pidfd_getfd(): no moment free for a third process), and set the container.
  *
  * Redirects. Such a cdev file's server must not make another process's call on it with its
  * own memory: to a request with WIRE_REQ_REDIRECT it answers WIRE_RC_REDIRECT with a copy of
@@ -995,6 +998,13 @@ static void remote_serve_one(struct remote_client *client, const struct wire_req
 	}
 	case WIRE_POS:
 		rep->rc = iommufd_file_serve_pos(req->token, req->secret, req->arg[0]);
+		break;
+	case WIRE_VFIO_GROUP:
+		rep->rc = req->arg[0] > INT32_MAX ?
+				  -ENOENT :
+				  iommufd_file_serve_vfio_group(req->token, req->secret, mm,
+								(unsigned int)req->arg[0],
+								(int64_t)req->arg[1], new_fds, nr_new);
 		break;
 	case WIRE_STATUS:
 		uiommu_mm_self_vm(&rep->val[0], &rep->val[1]);
@@ -2084,6 +2094,47 @@ int iommufd_remote_fd_ident(int fd, struct iommufd_server **server, uint64_t *to
 	return 0;
 }
 
+/*
+ * A VFIO file of ours that goes where the context @token is (WIRE_VFIO_BIND or
+ * WIRE_VFIO_GROUP, @req's): the file @server opened for it, with its name there.
+ */
+static int remote_vfio_open(struct iommufd_server *server, struct wire_req *req,
+			    struct wire_rep *rep, uint64_t *g_token, uint8_t *g_secret)
+{
+	struct remote_client *serving = remote_serving;
+	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
+	struct iommufd_server *named = NULL;
+
+	/*
+	 * For a call we serve (a bind of our cdev to its caller's context, a group's
+	 * SET_CONTAINER of it): asking, as a SETTLE's asker is, since the open there may ask us
+	 * to settle.
+	 */
+	if (serving)
+		remote_client_asking(serving, true);
+	rc = remote_call_fds(server, req, rep, fds, &nfds);
+	if (serving)
+		remote_client_asking(serving, false);
+	if (!rc)
+		rc = (int)rep->rc;
+	if (!rc && nfds != 1)
+		rc = -EIO;
+	/*
+	 * Its name, from its own header as any holder reads it, and at the server we asked. A
+	 * file we cannot name goes: its close is the last anywhere, its server lets go.
+	 */
+	if (!rc && uiommu_should_fail())
+		rc = -ENOMEM;
+	if (!rc && (iommufd_remote_fd_ident(fds[0], &named, g_token, g_secret) || named != server))
+		rc = -EIO;
+	for (int i = rc ? 0 : 1; i < nfds; i++)
+		sys_close(fds[i]);
+	if (rc)
+		return rc;
+	uiommu_fd_keep(fds[0]);
+	return fds[0];
+}
+
 /**
  * iommufd_remote_vfio_bind() - the VFIO cdev with @minor, opened anew at @server and bound
  * there to the context @token names (WIRE_VFIO_BIND): a bind of a cdev of ours to a context
@@ -2096,42 +2147,36 @@ int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, cons
 			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
 			     uint8_t *g_secret)
 {
-	struct remote_client *serving = remote_serving;
-	int fds[WIRE_NEW_FDS_MAX], nfds = 0, rc;
-	struct iommufd_server *named = NULL;
 	struct wire_req req;
 	struct wire_rep rep;
+	int fd;
 
 	iommufd_remote_req_init(&req, WIRE_VFIO_BIND, token, secret);
 	req.arg[0] = minor;
-	/*
-	 * For a call we serve (a bind of our cdev to its caller's context): asking, as a
-	 * SETTLE's asker is, since the bind there may ask us to settle.
-	 */
-	if (serving)
-		remote_client_asking(serving, true);
-	rc = remote_call_fds(server, &req, &rep, fds, &nfds);
-	if (serving)
-		remote_client_asking(serving, false);
-	if (!rc)
-		rc = (int)rep.rc;
-	if (!rc && nfds != 1)
-		rc = -EIO;
-	/*
-	 * Its name, from its own header as any holder reads it, and at the server we asked. A
-	 * file we cannot name goes: its close is the last anywhere, its server unbinds.
-	 */
-	if (!rc && uiommu_should_fail())
-		rc = -ENOMEM;
-	if (!rc && (iommufd_remote_fd_ident(fds[0], &named, g_token, g_secret) || named != server))
-		rc = -EIO;
-	for (int i = rc ? 0 : 1; i < nfds; i++)
-		sys_close(fds[i]);
-	if (rc)
-		return rc;
-	uiommu_fd_keep(fds[0]);
-	*devid = (uint32_t)rep.val[0];
-	return fds[0];
+	fd = remote_vfio_open(server, &req, &rep, g_token, g_secret);
+	if (fd >= 0)
+		*devid = (uint32_t)rep.val[0];
+	return fd;
+}
+
+/**
+ * iommufd_remote_vfio_group() - the VFIO group node @group_id, opened anew at @server with its
+ * container the context @token names (WIRE_VFIO_GROUP): a group file of ours whose container
+ * another process serves (group.c). @claim_fd: our handle of the node's claim, which the new
+ * file shares (-1: none).
+ * Return: as iommufd_remote_vfio_bind(), without a device ID.
+ */
+int iommufd_remote_vfio_group(struct iommufd_server *server, uint64_t token,
+			      const uint8_t *secret, unsigned int group_id, int claim_fd,
+			      uint64_t *g_token, uint8_t *g_secret)
+{
+	struct wire_req req;
+	struct wire_rep rep;
+
+	iommufd_remote_req_init(&req, WIRE_VFIO_GROUP, token, secret);
+	req.arg[0] = group_id;
+	req.arg[1] = claim_fd < 0 ? UINT64_MAX : (uint64_t)claim_fd;
+	return remote_vfio_open(server, &req, &rep, g_token, g_secret);
 }
 
 /*

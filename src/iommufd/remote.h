@@ -98,6 +98,15 @@ enum wire_op {
 	 * A server that predates it answers EINVAL.
 	 */
 	WIRE_POS,
+	/*
+	 * Token and secret of a /dev/iommu file; arg[0] a VFIO group's number, arg[1] the
+	 * caller's fd of its claim of the group's node (its own group file holds it; UINT64_MAX:
+	 * none, no session): the server opens /dev/vfio/<arg[0]> in its own machine, sharing that
+	 * claim (a copy taken with pidfd_getfd()), and sets the context as its container, as
+	 * VFIO_GROUP_SET_CONTAINER would (its errnos). The reply carries the new file's fd. A
+	 * server that predates it answers EINVAL.
+	 */
+	WIRE_VFIO_GROUP,
 };
 
 /* The name of a hold (WIRE_MMAP's answer): the secret shows a WIRE_MMAP_FORK comes from a holder. */
@@ -249,16 +258,22 @@ void iommufd_remote_settle_again(void);
 int iommufd_remote_vfio_bind(struct iommufd_server *server, uint64_t token, const uint8_t *secret,
 			     unsigned int minor, uint32_t *devid, uint64_t *g_token,
 			     uint8_t *g_secret);
+int iommufd_remote_vfio_group(struct iommufd_server *server, uint64_t token,
+			      const uint8_t *secret, unsigned int group_id, int claim_fd,
+			      uint64_t *g_token, uint8_t *g_secret);
 
 /*
- * What a layer above does for another process's call (file.c serves WIRE_VFIO_BIND with it):
- * the VFIO cdev's open of vfio@minor bound to @ictx, a context of ours, in one step.
+ * What a layer above does for another process's call (file.c serves WIRE_VFIO_BIND and
+ * WIRE_VFIO_GROUP with it): the VFIO cdev's open of vfio@minor bound to @ictx, a context of
+ * ours, in one step; the group node's open with @claim_fd (a copy of the caller's handle of
+ * its claim, consumed; -1 none) and its SET_CONTAINER of @ictx, in one step.
  * Return: the new file's fd (made during the served call, so it travels back with the reply)
  * and *@devid; or -errno, with no fd left. Registered once, before any call can come.
  */
 struct iommufd_ctx;
 struct iommufd_bind_ops {
 	int (*cdev_bind)(struct iommufd_ctx *ictx, unsigned int minor, uint32_t *devid);
+	int (*group_set)(struct iommufd_ctx *ictx, unsigned int group_id, int claim_fd);
 };
 void iommufd_bind_ops_register(const struct iommufd_bind_ops *ops);
 
@@ -314,6 +329,9 @@ int iommufd_file_serve_claim(uint64_t token, struct uiommu_mm *mm, int fd, uint8
 int iommufd_file_serve_vfio_bind(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
 				 unsigned int minor, uint32_t *devid, int *new_fds,
 				 unsigned int *nr_new);
+int iommufd_file_serve_vfio_group(uint64_t token, const uint8_t *secret, struct uiommu_mm *mm,
+				  unsigned int group_id, int64_t claim_fd, int *new_fds,
+				  unsigned int *nr_new);
 bool iommufd_caller_is_remote(void);
 int iommufd_file_serve_info(uint64_t token, const uint8_t *secret, struct iommufd_node *node,
 			    uint64_t *flags);

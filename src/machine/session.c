@@ -36,6 +36,13 @@
  * the BDF of the session's topology. Processes of one session that load different topologies
  * would see each other's claims on unrelated groups of the same number.
  *
+ * Handed over. A file whose state moves to another process without a moment free (a VFIO group
+ * whose container another process serves: its file there holds the node too, group.c) shares
+ * the description: that process takes a copy of the fd (pidfd_getfd()) and adopts it
+ * (session_claim_adopt()); both handles are then shared and only ever closed, so the claim
+ * lasts until the last of the two goes, and a forked child's copies keep it until they close
+ * too (an unlock by either would end the other's).
+ *
  * The handle keeps the claim file's identity (st_dev, st_ino): the fd is an ordinary fd of the
  * program, which may close it behind our back (closefrom() in itself), ending the claim, and
  * open something else on its number; the release then leaves that number alone.
@@ -149,8 +156,42 @@ void session_claim_drop(struct session_claim *claim)
 		uiommu_fd_unkeep(c.fd); /* the program's number now, not ours */
 		return;
 	}
-	flock(c.fd, LOCK_UN);
+	if (!c.shared)
+		flock(c.fd, LOCK_UN);
 	sys_close(c.fd);
+}
+
+int session_claim_adopt(const char *name, int fd, bool exclusive, struct session_claim *claim)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct stat st, named;
+	int rc;
+
+	*claim = SESSION_CLAIM_NONE;
+	rc = sysfs_session_dir(dir, sizeof(dir));
+	if (rc == -ENOENT) {
+		sys_close(fd);
+		return 0; /* no session here: nothing to share */
+	}
+	rc = rc ?: session_claim_path(path, sizeof(path), dir, name);
+	if (!rc && uiommu_should_fail())
+		rc = -ENOMEM;
+	/* That very file, by its identity: the name may be a new file since (the session's end). */
+	if (!rc && (sys_fstat(fd, &st) ||
+		    sys_fstatat(AT_FDCWD, path, &named, AT_SYMLINK_NOFOLLOW) ||
+		    st.st_dev != named.st_dev || st.st_ino != named.st_ino || !S_ISREG(st.st_mode)))
+		rc = -EBADF;
+	/* A description that holds the lock keeps it (no wait, no gap); another's refuses. */
+	if (!rc && flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB))
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (rc) {
+		sys_close(fd);
+		return rc;
+	}
+	uiommu_fd_keep(fd);
+	*claim = (struct session_claim){ .fd = fd, .dev = st.st_dev, .ino = st.st_ino,
+					 .shared = true };
+	return 0;
 }
 
 int session_claim_remove_unheld(const char *dir, const char *name)

@@ -17,6 +17,11 @@ struct session_claim {
 	int fd;     /* holds the flock; -1: nothing held */
 	dev_t dev;  /* the claim file, so that a number the program closed and reused */
 	ino_t ino;  /* behind our back is never closed by us */
+	/*
+	 * Another process holds a copy of the same description (session_claim_adopt()): the
+	 * claim lasts until the last copy closes, so a drop only closes ours.
+	 */
+	bool shared;
 };
 
 #define SESSION_CLAIM_NONE ((struct session_claim){ .fd = -1 })
@@ -49,9 +54,19 @@ int session_claim_take(const char *name, bool exclusive, struct session_claim *c
  * SESSION_CLAIM_NONE. Unlocks before closing, so that copies of the fd a forked child
  * inherited do not keep the claim: only the process whose file holds the claim calls this, the
  * child's copies only ever close. An fd that is no longer the claim file (the program closed
- * it behind our back: the claim went with it) is left alone.
+ * it behind our back: the claim went with it) is left alone. A shared claim is only closed:
+ * the other process's copy holds it on.
  */
 void session_claim_drop(struct session_claim *claim);
+
+/**
+ * session_claim_adopt() - make @fd, a copy of another process's handle of the claim @name
+ * (pidfd_getfd()), this process's handle of it too: one claim held by two processes, which
+ * lasts until both let go, with no moment free between them. @fd is consumed.
+ * Return: 0 with *@claim set and shared, -EBADF when @fd is not that claim file, -EBUSY when
+ * the description does not hold it and another does (a stale handle), -ENOMEM (injected).
+ */
+int session_claim_adopt(const char *name, int fd, bool exclusive, struct session_claim *claim);
 
 /*
  * session_claim_remove_unheld() - in the session directory @dir, unlink the claim files @name

@@ -13,7 +13,9 @@
  * each, dropped by the kernel when the holder dies). For a group numbered N:
  *
  *   group.N      exclusive while this process has /dev/vfio/N open (the group file holds it
- *                until its last device fd closes, as the kernel's group file is held); shared
+ *                until its last device fd closes, as the kernel's group file is held; a group
+ *                file whose container another process serves shares its hold with the file
+ *                that process opened for it, group.c, until both are gone); shared
  *                while a device of the group is bound through its cdev here. A group open
  *                elsewhere then fails (EBUSY) as a cdev bind does against an open group node.
  *   owner.N      exclusive while a device of the group is bound through its cdev here: the
@@ -91,6 +93,15 @@ int vfio_claim_node(struct iommu_group *group, struct session_claim *claim)
 	vfio_lock_assert_held();
 	snprintf(name, sizeof(name), SESSION_CLAIM_GROUP, iommu_group_id(group));
 	return session_claim_take(name, true, claim);
+}
+
+int vfio_claim_node_adopt(struct iommu_group *group, int fd, struct session_claim *claim)
+{
+	char name[32];
+
+	vfio_lock_assert_held();
+	snprintf(name, sizeof(name), SESSION_CLAIM_GROUP, iommu_group_id(group));
+	return session_claim_adopt(name, fd, true, claim);
 }
 
 int vfio_claim_bind_begin(struct device *dev, struct vfio_claim_group **cgp)

@@ -64,7 +64,8 @@
  * with the position: the caller makes it at the new file at the offset our file's position
  * has, then moves that position (file.c; the position is the open file's, ours). A
  * forked child closes its copy of the delegate (file.c's fork handler): its copy of our file
- * is served by us, and must not hold the device past that file's last close.
+ * is served by us, and must not hold the device past that file's last close. A group file whose
+ * container another process serves goes there the same way (group.c), with the helpers here.
  *
  * Attaching (VFIO_DEVICE_ATTACH_IOMMUFD_PT) names an IOAS (an automatic HWPT is found or made)
  * or a HWPT, and returns the HWPT's ID in pt_id; attaching an attached device replaces its page
@@ -407,8 +408,8 @@ static int vfio_cdev_bind_remote(struct vfio_cdev_file *vf, struct iommufd_serve
  * (the local bind's checks answer); -ENOMEM: a file of another process's whose copy we could
  * not adopt (its server's INFO refused).
  */
-static int vfio_cdev_iommufd_remote(int fd, struct iommufd_server **server, uint64_t *token,
-				    uint8_t *secret)
+int vfio_iommufd_remote(int fd, struct iommufd_server **server, uint64_t *token,
+			uint8_t *secret)
 {
 	int local = iommufd_caller_fd_get(fd), rc;
 
@@ -443,7 +444,7 @@ static int vfio_cdev_bind_iommufd(struct vfio_cdev_file *vf, struct uiommu_mm *m
 	 * the new one as its delegate; another process's later calls on our file are redirected
 	 * there (vfio_cdev_delegate()), so none is made here with our memory.
 	 */
-	rc = vfio_cdev_iommufd_remote(bind.iommufd, &server, &token, secret);
+	rc = vfio_iommufd_remote(bind.iommufd, &server, &token, secret);
 	if (!rc)
 		return vfio_cdev_bind_remote(vf, server, token, secret, mm, arg);
 	if (rc != -EBADF)
@@ -908,6 +909,7 @@ static int vfio_cdev_bind_for_remote(struct iommufd_ctx *ictx, unsigned int mino
 
 static const struct iommufd_bind_ops vfio_cdev_bind_ops = {
 	.cdev_bind = vfio_cdev_bind_for_remote,
+	.group_set = vfio_group_open_for_remote,
 };
 
 /* Before any call of another process can come: with the library. */

@@ -26,6 +26,16 @@
  * the container maps. UNSET_CONTAINER (EINVAL without one) always succeeds with an iommufd
  * container, and open devices stay bound, as the kernel's; closing the group file unsets too.
  *
+ * A container another process serves. Our machine's copy of the group cannot use it, so the
+ * group goes where the container is, as a cdev bound to such a context does (device_cdev.c):
+ * that process opens the node in its machine and sets the container there (WIRE_VFIO_GROUP,
+ * vfio_group_open_for_remote()), sharing our claim of the node (a copy of our handle: nobody
+ * can open the node in between, and a failure leaves ours as it was); our file keeps the new
+ * one as its delegate and makes every later call there (UNSET and a second SET included: the
+ * delegate stays until our last put, as the kernel's group file stays open after UNSET), and
+ * another process's calls on ours are redirected to it. A file made so delegates no further
+ * (EOPNOTSUPP for a container of any other process: one hop).
+ *
  * GET_STATUS: VIABLE | CONTAINER_SET with a container; otherwise VIABLE while nobody claims DMA
  * ownership of the group (no DMA-API driver is bound to a device of it, no iommufd owns it);
  * vfio-pci and unbound functions do not count. ENODEV once the group has no device.
@@ -33,7 +43,8 @@
  * read() and write() of the fd answer EINVAL (the group's file_operations have neither).
  *
  * Locking: everything here is under vfio_cdev_lock (group.h), never held across a call that
- * takes it (vfio_cdev_open_group_mode()) or across the last put of a context.
+ * takes it (vfio_cdev_open_group_mode()), across the last put of a context, or across the ask
+ * of another process (a SET_CONTAINER in flight is marked remote.setting meanwhile).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +60,7 @@
 #include "lib/fail.h"
 #include "lib/sys.h"
 #include "machine/sysfs.h"
+#include "uiommu/uiommu.h"
 #include "vfio/group.h"
 
 /* The uAPI (include/uiommu/vfio_compat.h), private so that any host header works. */
@@ -74,6 +86,22 @@ struct vfio_group_file {
 	struct iommufd_ctx *ictx;      /* the container (an iommufd context), its file held */
 	struct session_claim claim;    /* the node's claim in the session (claim.c) */
 	struct vfio_group_file *next;  /* in vfio_groups_open */
+	/* Opened for another process's group file (WIRE_VFIO_GROUP): delegates no further. */
+	bool for_remote;
+	/*
+	 * The container is a context another process serves: the file of the same node that
+	 * process opened for us with that container (vfio_group_set_remote()), on which every
+	 * call on this file is made from then on. Under vfio_cdev_lock; set once, then constant
+	 * until the last put.
+	 */
+	struct {
+		bool setting; /* a SET_CONTAINER is asking for it */
+		/* Ours, kept (lib/fdkeep.h); -1 none. Atomic: a forked child's handler reads it. */
+		atomic_int fd;
+		struct iommufd_server *server;
+		uint64_t token;
+		uint8_t secret[WIRE_SECRET_LEN];
+	} remote;
 };
 
 /* The open group files, at most one per group; vfio_cdev_lock. */
@@ -125,39 +153,104 @@ static int vfio_group_get_status(struct vfio_group_file *g, struct uiommu_mm *mm
 	return uiommu_copy_to_user(mm, arg, &status, sizeof(status));
 }
 
+/* A container is set, or being set through another process. vfio_cdev_lock held. */
+static bool vfio_group_container_is_set(struct vfio_group_file *g)
+{
+	return g->ictx || g->remote.fd >= 0 || g->remote.setting;
+}
+
+/* @ictx, a context of ours whose file the caller holds, becomes the container; its hold too. */
+static int vfio_group_container_set(struct vfio_group_file *g, struct iommufd_ctx *ictx)
+{
+	int rc;
+
+	vfio_lock();
+	rc = vfio_group_container_is_set(g) ? -EINVAL : iommufd_vfio_compat_ioas_create(ictx);
+	if (!rc) {
+		g->ictx = ictx; /* the reference moves into the group */
+		ictx = NULL;
+	}
+	vfio_unlock();
+	if (ictx)
+		iommufd_ctx_file_put(ictx);
+	return rc;
+}
+
+/*
+ * The group goes where the container is. Our machine's copy of the group cannot use a context
+ * another process serves (its IOAS, its domains are that process's), so that process opens
+ * the same node in its machine and sets the container there (WIRE_VFIO_GROUP: its checks and
+ * errnos); this file keeps the new file's fd and makes every later call there, as a cdev bound
+ * through another process does (device_cdev.c), and another process's calls on this file are
+ * redirected to it (ops->delegate). The node's claim does not move: the new file shares ours
+ * (a copy of our handle, which that process takes itself), so no third process can open the
+ * node between the two, and a failure leaves ours as it was. Both handles are then only
+ * closed, never unlocked (session.c): the node stays claimed while either file lives (ours,
+ * or theirs with the devices it opened). The round trip runs without vfio_cdev_lock.
+ */
+static int vfio_group_set_remote(struct vfio_group_file *g, struct iommufd_server *server,
+				 uint64_t token, const uint8_t *secret)
+{
+	uint8_t g_secret[WIRE_SECRET_LEN];
+	uint64_t g_token;
+	int fd, rc = 0;
+
+	vfio_lock();
+	if (vfio_group_container_is_set(g))
+		rc = -EINVAL;
+	else if (g->for_remote)
+		rc = -EOPNOTSUPP; /* one hop: a file made for another process asks nobody */
+	else
+		g->remote.setting = true;
+	vfio_unlock();
+	if (rc)
+		return rc;
+	/* The claim's handle stays ours and open: only the last put drops it. */
+	fd = iommufd_remote_vfio_group(server, token, secret, (unsigned int)g->id, g->claim.fd,
+				       &g_token, g_secret);
+	vfio_lock();
+	g->remote.setting = false;
+	if (fd >= 0) {
+		g->remote.server = server;
+		g->remote.token = g_token;
+		memcpy(g->remote.secret, g_secret, WIRE_SECRET_LEN);
+		atomic_store_explicit(&g->remote.fd, fd, memory_order_release);
+		g->claim.shared = g->claim.fd >= 0; /* the new file's handle is a copy of ours */
+	}
+	vfio_unlock();
+	return fd < 0 ? fd : 0;
+}
+
 static int vfio_group_set_container(struct vfio_group_file *g, struct uiommu_mm *mm,
 				    uint64_t arg)
 {
+	uint8_t secret[WIRE_SECRET_LEN];
+	struct iommufd_server *server;
 	struct iommufd_ctx *ictx;
+	uint64_t token;
 	int32_t fd;
+	bool set;
 	int rc;
 
 	rc = uiommu_copy_from_user(mm, &fd, arg, sizeof(fd));
 	if (rc)
 		return rc;
+	/* A context another process serves, named by our own call or another process's. */
+	rc = vfio_iommufd_remote(fd, &server, &token, secret);
+	if (!rc)
+		return vfio_group_set_remote(g, server, token, secret);
+	if (rc != -EBADF)
+		return rc;
 	/* EBADF for no open file comes first; EBADFD (not an iommufd) after the state checks. */
 	ictx = iommufd_ctx_from_fd(fd);
-	if (IS_ERR(ictx) && PTR_ERR(ictx) == -EBADF)
+	if (!IS_ERR(ictx))
+		return vfio_group_container_set(g, ictx);
+	if (PTR_ERR(ictx) == -EBADF)
 		return -EBADF;
 	vfio_lock();
-	if (g->ictx) {
-		rc = -EINVAL;
-		goto out_unlock;
-	}
-	if (IS_ERR(ictx)) {
-		rc = PTR_ERR(ictx);
-		goto out_unlock;
-	}
-	rc = iommufd_vfio_compat_ioas_create(ictx);
-	if (rc)
-		goto out_unlock;
-	g->ictx = ictx; /* the reference moves into the group */
-	ictx = NULL;
-out_unlock:
+	set = vfio_group_container_is_set(g);
 	vfio_unlock();
-	if (!IS_ERR_OR_NULL(ictx))
-		iommufd_ctx_file_put(ictx);
-	return rc;
+	return set ? -EINVAL : (int)PTR_ERR(ictx);
 }
 
 static int vfio_group_unset_container(struct vfio_group_file *g)
@@ -251,12 +344,34 @@ out_free:
 	return rc;
 }
 
-static int vfio_group_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg)
+/*
+ * The file our calls are made at once the container is another process's (ops->delegate):
+ * another process's call on ours is redirected there (remote.h). Also asked in a forked
+ * child, for its copy to go (file.c): no lock, the fd is set once.
+ */
+static int vfio_group_delegate(void *priv)
 {
 	struct vfio_group_file *g = priv;
 
+	return atomic_load_explicit(&g->remote.fd, memory_order_acquire);
+}
+
+static int vfio_group_ioctl(void *priv, struct uiommu_mm *mm, unsigned int cmd, uint64_t arg)
+{
+	struct vfio_group_file *g = priv;
+	int fd = vfio_group_delegate(g);
+
 	if (!mm)
 		return -ENOMEM;
+	/*
+	 * Every call goes to the file that has the container, UNSET and a second SET included:
+	 * ours, with our memory; another process's that takes no redirect would use ours.
+	 */
+	if (fd >= 0)
+		return iommufd_caller_is_remote() ?
+			       -EOPNOTSUPP :
+			       iommufd_remote_ioctl(g->remote.server, g->remote.token,
+						    g->remote.secret, cmd, arg, NULL);
 	switch (cmd) {
 	case VFIO_GROUP_GET_STATUS:
 		return vfio_group_get_status(g, mm, arg);
@@ -293,11 +408,17 @@ void vfio_group_file_put(void *priv)
 	}
 	ictx = g->ictx;
 	g->ictx = NULL;
-	/* Before the lock goes: an open here must not meet our own claim after "not open". */
+	/*
+	 * Before the lock goes: an open here must not meet our own claim after "not open". A
+	 * claim shared with the file another process opened for us is only closed (session.c).
+	 */
 	session_claim_drop(&g->claim);
 	vfio_unlock();
 	if (ictx)
 		iommufd_ctx_file_put(ictx);
+	/* Our close of the delegate is its last but for redirected callers' copies: it goes. */
+	if (g->remote.fd >= 0)
+		sys_close(g->remote.fd);
 	iommu_group_put(g->group);
 	uiommu_free(g);
 }
@@ -310,6 +431,7 @@ static void vfio_group_release(void *priv)
 static const struct iommufd_subfd_ops vfio_group_fops = {
 	.release = vfio_group_release,
 	.ioctl = vfio_group_ioctl,
+	.delegate = vfio_group_delegate,
 };
 
 bool vfio_group_is_fd(int fd)
@@ -348,8 +470,13 @@ static int vfio_group_member_bound_fn(struct device *dev, void *data)
 	return vfio_cdev_device_bound_locked(dev);
 }
 
-/* One try of vfio_group_open(); *@claimed: an EBUSY came from the session's claim. */
-static int vfio_group_open_try(int group_id, int flags, bool *claimed)
+/*
+ * One try of vfio_group_open(); *@claimed: an EBUSY came from the session's claim. @claim_fd
+ * not -1: share that handle of the claim (a copy of another process's, vfio_claim_node_adopt())
+ * rather than take one; the new file in *@gp.
+ */
+static int vfio_group_open_try(int group_id, int flags, bool *claimed, int claim_fd,
+			       struct vfio_group_file **gp)
 {
 	struct iommufd_node node = { .major = SYSFS_VFIO_GROUP_MAJOR, .mode = S_IFCHR | 0600 };
 	struct vfio_group_file *g;
@@ -363,6 +490,7 @@ static int vfio_group_open_try(int group_id, int flags, bool *claimed)
 		return -ENOMEM;
 	g->id = group_id;
 	g->claim = SESSION_CLAIM_NONE;
+	g->remote.fd = -1;
 	g->group = iommu_group_get_by_id(group_id);
 	if (!g->group) {
 		rc = -ENOENT; /* went away since the check */
@@ -375,7 +503,13 @@ static int vfio_group_open_try(int group_id, int flags, bool *claimed)
 		goto err_unlock;
 	}
 	/* The same two rules against the other processes of the session. */
-	rc = vfio_claim_node(g->group, &g->claim);
+	if (claim_fd < 0) {
+		rc = vfio_claim_node(g->group, &g->claim);
+	} else {
+		int copy = sys_fcntl(claim_fd, F_DUPFD_CLOEXEC, 0);
+
+		rc = copy < 0 ? -errno : vfio_claim_node_adopt(g->group, copy, &g->claim);
+	}
 	if (rc) {
 		*claimed = rc == -EBUSY;
 		goto err_unlock;
@@ -388,9 +522,12 @@ static int vfio_group_open_try(int group_id, int flags, bool *claimed)
 		goto err_drop_claim;
 	}
 	g->refs = 1;
+	g->for_remote = gp != NULL;
 	g->next = vfio_groups_open;
 	vfio_groups_open = g;
 	vfio_unlock();
+	if (gp)
+		*gp = g;
 	return fd;
 
 err_drop_claim:
@@ -422,19 +559,53 @@ err_free:
 int vfio_group_open(int group_id, int flags)
 {
 	bool claimed;
-	int rc = vfio_group_open_try(group_id, flags, &claimed);
+	int rc = vfio_group_open_try(group_id, flags, &claimed, -1, NULL);
 
 	if (rc != -EBUSY)
 		return rc;
 	iommufd_remote_settle();
-	rc = vfio_group_open_try(group_id, flags, &claimed);
+	rc = vfio_group_open_try(group_id, flags, &claimed, -1, NULL);
 	if (!claimed)
 		return rc;
 	iommufd_remote_settle_session();
-	rc = vfio_group_open_try(group_id, flags, &claimed);
+	rc = vfio_group_open_try(group_id, flags, &claimed, -1, NULL);
 	if (!claimed)
 		return rc;
 	/* A release there may have let go of a delegate another server, asked first, serves. */
 	iommufd_remote_settle_again();
-	return vfio_group_open_try(group_id, flags, &claimed);
+	return vfio_group_open_try(group_id, flags, &claimed, -1, NULL);
+}
+
+/*
+ * For another process's group file whose container is @ictx, ours (WIRE_VFIO_GROUP, file.c):
+ * the open and SET_CONTAINER its own process would make, here, with the same answers; the
+ * node's claim is the asker's, shared (@claim_fd), so nobody else is asked or waited for:
+ * only what the dead left here may be in the way (a group file, a bound cdev of ours). The fd
+ * travels back with the reply; on failure it is closed here, the last close: nothing stays.
+ */
+int vfio_group_open_for_remote(struct iommufd_ctx *ictx, unsigned int group_id, int claim_fd)
+{
+	struct vfio_group_file *g;
+	bool claimed;
+	int fd, rc;
+
+	fd = group_id > INT32_MAX ? -ENOENT :
+				    vfio_group_open_try((int)group_id, O_RDWR | O_CLOEXEC,
+							&claimed, claim_fd, &g);
+	if (fd == -EBUSY && !claimed) {
+		iommufd_remote_settle();
+		fd = vfio_group_open_try((int)group_id, O_RDWR | O_CLOEXEC, &claimed, claim_fd,
+					 &g);
+	}
+	if (claim_fd >= 0)
+		sys_close(claim_fd);
+	if (fd < 0)
+		return fd;
+	iommufd_ctx_file_get(ictx);
+	rc = vfio_group_container_set(g, ictx);
+	if (rc) {
+		uiommu_close(fd);
+		return rc;
+	}
+	return fd;
 }

@@ -47,8 +47,22 @@ bool vfio_cdev_device_bound_locked(struct device *dev);
 /* @group: a reference on the group file, which the device fd keeps (put at its release). */
 int vfio_cdev_open_group_mode(struct device *dev, struct iommufd_ctx *ictx, void *group);
 
+/*
+ * Who serves the caller's iommufd @fd when another process does (device_cdev.c): 0 with its
+ * name there; -EBADF ours or no such fd; -ENOMEM an fd of another process's we could not adopt.
+ */
+struct iommufd_server;
+int vfio_iommufd_remote(int fd, struct iommufd_server **server, uint64_t *token,
+			uint8_t *secret);
+
 /* group.c */
 int vfio_group_open(int group_id, int flags);
+/*
+ * Another process's group file whose container is @ictx, a context of ours (WIRE_VFIO_GROUP):
+ * /dev/vfio/@group_id opened here, its claim shared with the asker's (@claim_fd, a copy of its
+ * handle, consumed; -1: take one), the container set. The fd, or -errno with nothing left.
+ */
+int vfio_group_open_for_remote(struct iommufd_ctx *ictx, unsigned int group_id, int claim_fd);
 /* Drops a reference on a group file (vfio_group_open()'s, or a device fd's). */
 void vfio_group_file_put(void *group);
 /* Is the group node of @dev's group open? vfio_cdev_lock held. */
@@ -75,6 +89,12 @@ bool vfio_group_node_exists(int group_id, int *minor);
  * device of it bound in another process), -ENOMEM, -EMFILE ...
  */
 int vfio_claim_node(struct iommu_group *group, struct session_claim *claim);
+/*
+ * vfio_claim_node_adopt() - the same claim, held already by another process's group file
+ * whose handle @fd is a copy of ours (consumed): both hold it until both let go (group.c).
+ * -EBADF not that claim, -EBUSY not held by that handle and held elsewhere, -ENOMEM.
+ */
+int vfio_claim_node_adopt(struct iommu_group *group, int fd, struct session_claim *claim);
 /*
  * A cdev bind of @dev, in the kernel's order: vfio_claim_bind_begin() (-EBUSY: the group's node
  * is open in another process) before the iommufd is looked up, vfio_claim_bind_device() (-EINVAL:

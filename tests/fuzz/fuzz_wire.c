@@ -30,7 +30,9 @@
  *             bit 5: the token and secret of the context's fault queue instead (an event
  *             file: READ, WRITE and CLAIM reach its code); a CLAIM names the harness's fd of
  *             it, or with an odd arg[0] another fd of the harness (arg[0] % 64). A
- *             VFIO_BIND's arg[0] is a minor (arg[0] % 8), so that it reaches the bind.
+ *             VFIO_BIND's arg[0] is a minor (arg[0] % 8), so that it reaches the bind; a
+ *             VFIO_GROUP's a group number (arg[0] % 16) and its arg[1] none (odd) or an fd
+ *             of the harness (arg[1] % 64) for the claim it would share.
  *
  * then half-closes and reads until the server hangs up. Afterwards the context must still
  * answer in-process (an IOAS_ALLOC and its DESTROY), whatever the input did to its connection:
@@ -330,6 +332,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						     req.arg[0] % 64;
 			} else if (req.op == WIRE_VFIO_BIND) {
 				req.arg[0] %= 8;
+			} else if (req.op == WIRE_VFIO_GROUP) {
+				req.arg[0] %= 16;
+				req.arg[1] = req.arg[1] & 1 ? UINT64_MAX : req.arg[1] % 64;
 			} else {
 				req.arg[0] = req.op == WIRE_IOCTL ? req.arg[0] : fold(req.arg[0]);
 				req.arg[1] = req.op == WIRE_IOCTL ? fold(req.arg[1]) : req.arg[1] % 256;
@@ -448,6 +453,12 @@ static void seeds_dump(const char *dir)
 	seed_begin(&sd, 0x03);
 	seed_req(&sd, WIRE_VFIO_BIND, 0, 0, 0, 0);
 	seed_write(dir, "vfio_bind", &sd);
+
+	/* A group node opened with the context as its container: without a claim, and with one. */
+	seed_begin(&sd, 0x03);
+	seed_req(&sd, WIRE_VFIO_GROUP, 0, UINT64_MAX, 0, 0);
+	seed_req(&sd, WIRE_VFIO_GROUP, 1, 2, 0, 0);
+	seed_write(dir, "vfio_group", &sd);
 
 	seed_begin(&sd, 0x10);
 	seed_write(dir, "settle", &sd);

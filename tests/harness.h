@@ -23,7 +23,8 @@
  * Each case runs in a forked child with alarm(timeout) (default 60 s, TEST_TIMEOUT overrides),
  * so a crash or a hang fails only that case. UIOMMU_TEST_NOFORK=1 runs the cases in-process,
  * without timeout, for debugging. An argument is a substring filter on "fixture.variant.test";
- * "-l" lists the cases.
+ * "-l" lists the cases; "--shard=I/N" runs every Nth case from the Ith (counted from 0, in
+ * the order "-l" lists them), so that meson can run one long program as N tests side by side.
  *
  * The user's locked_vm is one count shared by every process of the user (src/mm/locked_vm.c),
  * so a program lowering RLIMIT_MEMLOCK would see the pins of every other test program that
@@ -401,6 +402,7 @@ static __H_UNUSED int __h_run_all(int argc, char **argv)
 {
 	const char *filter = NULL, *env;
 	unsigned int def_timeout = 60, n = 0, total = 0, passed = 0, failed = 0, skipped = 0;
+	unsigned int shard = 0, shards = 1, ord;
 	bool nofork, list = false;
 	char name[256], why[128], lvdir[4096];
 	int pass;
@@ -408,7 +410,13 @@ static __H_UNUSED int __h_run_all(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-l"))
 			list = true;
-		else
+		else if (!strncmp(argv[i], "--shard=", 8)) {
+			if (sscanf(argv[i] + 8, "%u/%u", &shard, &shards) != 2 || !shards ||
+			    shard >= shards) {
+				fprintf(stderr, "bad %s: --shard=I/N with I < N\n", argv[i]);
+				return 2;
+			}
+		} else
 			filter = argv[i];
 	}
 	env = getenv("UIOMMU_TEST_NOFORK");
@@ -423,11 +431,14 @@ static __H_UNUSED int __h_run_all(int argc, char **argv)
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 1 && !list)
 			printf("1..%u\n", total);
+		ord = 0;
 		for (struct __h_test *t = __h_tests; t; t = t->next) {
 			struct __h_variant *v = t->fixture ? t->fixture->variants : NULL;
 
 			do {
 				__h_case_name(name, sizeof(name), t, v);
+				if (ord++ % shards != shard)
+					continue;
 				if (filter && !strstr(name, filter))
 					continue;
 				if (pass == 0) {

@@ -116,9 +116,10 @@ setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 run_suite build-asan
 
 setup build-tsan -Db_sanitize=thread -Db_lundef=false
-# TSan runs the multi-process tests at a fifth of their speed (test_processes: 143 s of its
-# 300 s at the last CI, about 160 s on a loaded machine): twice the time before a suite counts
-# as hung. Each case still dies at its own alarm (harness.h).
+# TSan runs the multi-process tests at a fifth of their speed (test_processes: about 400 s
+# at session 12's first CI, more than 500 s with the group's tests added, run as two tests of
+# half its cases each, tests/meson.build): twice the time before a suite counts as hung. Each
+# case still dies at its own alarm (harness.h).
 run_suite build-tsan --timeout-multiplier 2 --suite unit --suite abi --suite preload --suite vfio
 
 setup build-release --buildtype=release

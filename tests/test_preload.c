@@ -258,10 +258,22 @@ TEST(iommufd_mock_bus_exists)
 /* syscall(SYS_close): the preload's syscall() closes ours as close() does. */
 TEST(syscall_close_closes_ours)
 {
-	int fd = open("/dev/iommu", O_RDWR);
+	int low = open("/dev/iommu", O_RDWR);
 	int other = open("/dev/null", O_RDONLY);
+	int fd;
 
-	ASSERT_TRUE(fd >= 0 && other >= 0);
+	ASSERT_TRUE(low >= 0 && other >= 0);
+	/*
+	 * Ours on a number far above the lowest free one, where the test puts a foreign file
+	 * after the close: a file another thread makes meanwhile takes the lowest free number,
+	 * never this one (ThreadSanitizer's symbolizer opens files on the thread that meets a
+	 * suppressed race, which the context's release can be; once it took the closed number,
+	 * the dup3 below replaced its file, and its close of it closed ours).
+	 */
+	fd = fcntl(low, F_DUPFD_CLOEXEC, 900);
+	ASSERT_GE(fd, 900);
+	ASSERT_EQ(0, close(low));
+	ASSERT_TRUE(uiommu_is_fd(fd));
 	ASSERT_EQ(1, ioas_alloc(fd));
 	ASSERT_EQ(0, (int)syscall(SYS_close, (long)fd));
 	/* That was its last fd: the context went at the close, as the kernel's release. */

@@ -3081,7 +3081,18 @@ static const char *hugetlb_over_region(struct __h_test *_metadata, int fd, size_
 	char *area, *a, *p, *q;
 	uint32_t viommu;
 
-	area = mmap(NULL, 2 * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/*
+	 * Far below where the kernel places new mappings (top down from below the stack), so
+	 * that the gap a failure leaves takes no other thread's mapping meanwhile (a malloc's
+	 * mmap took it, at times only for a moment, and mincore() here or in the library saw
+	 * that instead of what the failure left). Where that address cannot be had (a
+	 * sanitizer's layout), anywhere.
+	 */
+	area = mmap((void *)0x300000000000ul, 2 * huge, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (area == MAP_FAILED)
+		area = mmap(NULL, 2 * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			    -1, 0);
 	ASSERT_NE(MAP_FAILED, area);
 	a = (char *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
 	ASSERT_EQ(0, viommu_with_region(fd, &data, &viommu));
